@@ -1,0 +1,3 @@
+module wxlogin
+
+go 1.25
