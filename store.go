@@ -1,0 +1,949 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// This file holds wxlogin's two stores: the in-memory token store (the
+// server's own login state) and the durable user store (one JSON record per
+// user of each mini program).
+
+// userRef names one user of one mini program. WeChat's openid is only unique
+// within an app, so every lookup is keyed by the pair.
+type userRef struct {
+	appID  string
+	openID string
+}
+
+// identity is who a token speaks for.
+type identity struct {
+	AppID   string
+	OpenID  string
+	UnionID string
+	UserID  int64
+}
+
+func (id identity) ref() userRef { return userRef{id.AppID, id.OpenID} }
+
+// session is what a valid token resolves to. SessionKey is the newest
+// session_key WeChat gave for the user; it never leaves the server.
+type session struct {
+	identity
+	SessionKey string
+	IssuedAt   time.Time
+	ExpiresAt  time.Time
+
+	hash tokenHash // the key the token is stored under, so it can be revoked
+}
+
+// tokenHash is the SHA-256 of a token. Tokens are stored and saved only by
+// their hash, so a memory or file dump does not yield tokens anyone can use.
+type tokenHash [sha256.Size]byte
+
+func hashToken(token string) tokenHash { return sha256.Sum256([]byte(token)) }
+
+// tokenEntry is one live token.
+type tokenEntry struct {
+	identity
+	issuedAt time.Time
+	lastUsed atomic.Int64 // Unix nanoseconds of the last successful lookup
+}
+
+// touch records a use at now, keeping the latest of concurrent uses.
+func (e *tokenEntry) touch(now time.Time) {
+	n := now.UnixNano()
+	for {
+		old := e.lastUsed.Load()
+		if n <= old || e.lastUsed.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// sessionKeyEntry is the newest session_key of a user. It is immutable:
+// a new login stores a new entry, which lets the sweeper remove stale ones
+// with CompareAndDelete without racing that login.
+type sessionKeyEntry struct {
+	key      string
+	storedAt time.Time
+}
+
+// tokenStore holds the login state wxlogin hands to mini programs: random
+// tokens, each bound to a user, and each user's newest session_key. It lives
+// in memory; save and load carry it across a graceful restart.
+type tokenStore struct {
+	ttl    time.Duration // a token dies this long after its last successful use
+	maxAge time.Duration // and never lives longer than this after it was issued
+	now    func() time.Time
+
+	tokens      sync.Map // tokenHash → *tokenEntry
+	sessionKeys sync.Map // userRef → *sessionKeyEntry
+}
+
+func newTokenStore(ttl, maxAge time.Duration, now func() time.Time) *tokenStore {
+	return &tokenStore{ttl: ttl, maxAge: maxAge, now: now}
+}
+
+// lifetime is how long a fresh token lives if it is not used again.
+func (s *tokenStore) lifetime() time.Duration { return min(s.ttl, s.maxAge) }
+
+// expiry is when e dies unless it is used before then.
+func (s *tokenStore) expiry(e *tokenEntry) time.Time {
+	idle := time.Unix(0, e.lastUsed.Load()).Add(s.ttl)
+	absolute := e.issuedAt.Add(s.maxAge)
+	if idle.Before(absolute) {
+		return idle
+	}
+	return absolute
+}
+
+// issue creates a token for who. The token is 32 bytes from crypto/rand,
+// base64url without padding: nothing about it can be guessed from the time or
+// the session_key. The session_key becomes the one used for who from now on,
+// also by who's other tokens (WeChat keeps one valid session_key per user).
+func (s *tokenStore) issue(who identity, sessionKey string) string {
+	var raw [32]byte
+	rand.Read(raw[:]) // Never fails: crypto/rand.Read crashes the program rather than return short.
+	token := base64.RawURLEncoding.EncodeToString(raw[:])
+
+	now := s.now()
+	s.sessionKeys.Store(who.ref(), &sessionKeyEntry{key: sessionKey, storedAt: now})
+	e := &tokenEntry{identity: who, issuedAt: now}
+	e.lastUsed.Store(now.UnixNano())
+	s.tokens.Store(hashToken(token), e)
+	return token
+}
+
+// lookup resolves a token. An expired token is rejected here even if the
+// sweeper has not removed it yet; a valid one has its idle lifetime renewed.
+func (s *tokenStore) lookup(token string) (session, bool) {
+	h := hashToken(token)
+	v, ok := s.tokens.Load(h)
+	if !ok {
+		return session{}, false
+	}
+	e := v.(*tokenEntry)
+	now := s.now()
+	if !now.Before(s.expiry(e)) {
+		s.tokens.CompareAndDelete(h, e)
+		return session{}, false
+	}
+	k, ok := s.sessionKeys.Load(e.ref())
+	if !ok {
+		return session{}, false // Cannot happen while the token lives; see sweep.
+	}
+	e.touch(now)
+	return session{
+		identity:   e.identity,
+		SessionKey: k.(*sessionKeyEntry).key,
+		IssuedAt:   e.issuedAt,
+		ExpiresAt:  s.expiry(e),
+		hash:       h,
+	}, true
+}
+
+// revoke ends the session's token at once.
+func (s *tokenStore) revoke(sess session) { s.tokens.Delete(sess.hash) }
+
+// sweep frees expired tokens and session keys no live token can need, and
+// reports how many tokens it removed. A session key is stored at every issue,
+// so all of a user's tokens were issued no later than their newest key was
+// stored, and all are dead once maxAge has passed since then.
+func (s *tokenStore) sweep() int {
+	now := s.now()
+	removed := 0
+	s.tokens.Range(func(k, v any) bool {
+		if !now.Before(s.expiry(v.(*tokenEntry))) && s.tokens.CompareAndDelete(k, v) {
+			removed++
+		}
+		return true
+	})
+	s.sessionKeys.Range(func(k, v any) bool {
+		if !now.Before(v.(*sessionKeyEntry).storedAt.Add(s.maxAge)) {
+			s.sessionKeys.CompareAndDelete(k, v)
+		}
+		return true
+	})
+	return removed
+}
+
+// runSweeper sweeps every interval until ctx ends.
+func (s *tokenStore) runSweeper(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.sweep()
+		}
+	}
+}
+
+// tokenFileFormat names the file a graceful shutdown leaves tokens in.
+const (
+	tokenFileName   = "tokens.json"
+	tokenFileFormat = "wxlogin-tokens"
+)
+
+// tokenFile is the on-disk form of the token store. It holds token hashes,
+// never tokens, but it does hold session keys: it is written 0600 and removed
+// as soon as it has been read back.
+type tokenFile struct {
+	Format      string            `json:"format"`
+	Version     int               `json:"version"`
+	SavedAt     time.Time         `json:"saved_at"`
+	Tokens      []savedToken      `json:"tokens"`
+	SessionKeys []savedSessionKey `json:"session_keys"`
+}
+
+type savedToken struct {
+	SHA256     string    `json:"sha256"`
+	AppID      string    `json:"appid"`
+	OpenID     string    `json:"openid"`
+	UnionID    string    `json:"unionid,omitempty"`
+	UserID     int64     `json:"user_id"`
+	IssuedAt   time.Time `json:"issued_at"`
+	LastUsedAt time.Time `json:"last_used_at"`
+}
+
+type savedSessionKey struct {
+	AppID      string    `json:"appid"`
+	OpenID     string    `json:"openid"`
+	SessionKey string    `json:"session_key"`
+	StoredAt   time.Time `json:"stored_at"`
+}
+
+// save writes the live tokens, and the session keys they use, to path
+// atomically, and reports how many tokens it wrote.
+func (s *tokenStore) save(path string) (int, error) {
+	now := s.now()
+	f := tokenFile{
+		Format: tokenFileFormat, Version: 1, SavedAt: now.UTC(),
+		Tokens: []savedToken{}, SessionKeys: []savedSessionKey{},
+	}
+	needed := map[userRef]bool{}
+	s.tokens.Range(func(k, v any) bool {
+		e, h := v.(*tokenEntry), k.(tokenHash)
+		if now.Before(s.expiry(e)) {
+			f.Tokens = append(f.Tokens, savedToken{
+				SHA256: base64.RawURLEncoding.EncodeToString(h[:]),
+				AppID:  e.AppID, OpenID: e.OpenID, UnionID: e.UnionID, UserID: e.UserID,
+				IssuedAt: e.issuedAt.UTC(), LastUsedAt: time.Unix(0, e.lastUsed.Load()).UTC(),
+			})
+			needed[e.ref()] = true
+		}
+		return true
+	})
+	s.sessionKeys.Range(func(k, v any) bool {
+		if ref, e := k.(userRef), v.(*sessionKeyEntry); needed[ref] {
+			f.SessionKeys = append(f.SessionKeys, savedSessionKey{
+				AppID: ref.appID, OpenID: ref.openID, SessionKey: e.key, StoredAt: e.storedAt.UTC(),
+			})
+		}
+		return true
+	})
+	err := writeFileAtomic(path, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", " ")
+		return enc.Encode(f)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("save tokens: %w", err)
+	}
+	return len(f.Tokens), nil
+}
+
+// load reads tokens saved by save, keeps those still alive, and removes the
+// file. Removing it matters: a token revoked after this start must not come
+// back from the old file after a later crash.
+func (s *tokenStore) load(path string) (int, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("load tokens: %w", err)
+	}
+	var f tokenFile
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return 0, fmt.Errorf("%s:%d: not a readable wxlogin token file: %w", path, jsonErrorLine(data, err), err)
+	}
+	if f.Format != tokenFileFormat || f.Version != 1 {
+		return 0, fmt.Errorf("%s:1: not a wxlogin token file (format %q version %d)", path, f.Format, f.Version)
+	}
+	for _, k := range f.SessionKeys {
+		s.sessionKeys.Store(userRef{k.AppID, k.OpenID}, &sessionKeyEntry{key: k.SessionKey, storedAt: k.StoredAt})
+	}
+	now, loaded := s.now(), 0
+	for _, t := range f.Tokens {
+		raw, err := base64.RawURLEncoding.DecodeString(t.SHA256)
+		if err != nil || len(raw) != sha256.Size {
+			return 0, fmt.Errorf("%s: token hash %q is not a base64url SHA-256", path, t.SHA256)
+		}
+		e := &tokenEntry{
+			identity: identity{AppID: t.AppID, OpenID: t.OpenID, UnionID: t.UnionID, UserID: t.UserID},
+			issuedAt: t.IssuedAt,
+		}
+		e.lastUsed.Store(t.LastUsedAt.UnixNano())
+		if _, ok := s.sessionKeys.Load(e.ref()); ok && now.Before(s.expiry(e)) {
+			s.tokens.Store(tokenHash(raw), e)
+			loaded++
+		}
+	}
+	s.sweep() // Drops the session keys of users whose tokens all expired while we were down.
+	if err := os.Remove(path); err != nil {
+		return 0, fmt.Errorf("load tokens: %w", err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return 0, fmt.Errorf("load tokens: %w", err)
+	}
+	return loaded, nil
+}
+
+// User is one user of one mini program, as stored. The JSON form is the
+// on-disk record; handlers build the API view from it.
+type User struct {
+	ID          int64     `json:"id"`
+	AppID       string    `json:"appid"`
+	OpenID      string    `json:"openid"`
+	UnionID     string    `json:"unionid,omitempty"`
+	Nickname    string    `json:"nickname,omitempty"`
+	AvatarURL   string    `json:"avatar_url,omitempty"`
+	Gender      int       `json:"gender,omitempty"`
+	Language    string    `json:"language,omitempty"`
+	City        string    `json:"city,omitempty"`
+	Province    string    `json:"province,omitempty"`
+	Country     string    `json:"country,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	LastLoginAt time.Time `json:"last_login_at"`
+}
+
+func (u *User) ref() userRef { return userRef{u.AppID, u.OpenID} }
+
+// The user store keeps its records in two kinds of JSON-lines files in the
+// data directory, each starting with a header line:
+//
+//   - users.journal.<generation>.jsonl: every write appends the user's whole
+//     record as one line and is fsync'd before the write returns. Writers that
+//     arrive while a flush is under way are written together by the next
+//     flush, so concurrent logins share one fsync.
+//   - users.snapshot.jsonl: all users, written atomically (temp file, fsync,
+//     rename, fsync of the directory) when the journal has grown as large as
+//     the last snapshot. Its header names the newest journal generation it
+//     includes; older journals are then deleted.
+//
+// Because every line is a whole record, replay is idempotent: start-up loads
+// the snapshot, then replays newer journals, the last line of a user winning.
+// A crash can only cut the very end of the newest journal, which was never
+// acknowledged; start-up truncates that partial line and reports any other
+// damage as an error naming the file and line.
+const (
+	snapshotName    = "users.snapshot.jsonl"
+	journalPrefix   = "users.journal."
+	journalSuffix   = ".jsonl"
+	snapshotFormat  = "wxlogin-users-snapshot"
+	journalFormat   = "wxlogin-users-journal"
+	minCompactBytes = 8 << 20
+	maxRecordBytes  = 256 << 10
+)
+
+// fileHeader is the first line of every user file.
+type fileHeader struct {
+	Format  string `json:"format"`
+	Version int    `json:"version"`
+	// Generation is a journal's own number, or for a snapshot the newest
+	// journal generation whose records it includes.
+	Generation int64 `json:"generation"`
+}
+
+// errStoreClosed is returned by writes after Close.
+var errStoreClosed = errors.New("user store is closed")
+
+// batch is a group of journal lines written with one fsync.
+type batch struct {
+	buf  []byte
+	done bool  // set, with err, by the flush that wrote buf
+	err  error // guarded by userStore.flushMu, like done
+}
+
+// userStore is the durable store of users. Reads are served from memory;
+// every write returns only after its record is fsync'd.
+type userStore struct {
+	dir string
+	now func() time.Time
+	log *slog.Logger
+
+	mu      sync.Mutex // guards byRef, byID, pending and failed
+	byRef   map[userRef]*User
+	byID    []*User // byID[id-1]: ids are assigned densely, in journal order
+	pending *batch  // lines appended since the last flush began
+	// failed is set when a journal write fails. After a failed fsync the kernel
+	// may have dropped the dirty pages, so no later write can be trusted to be
+	// durable: every write fails until the process is restarted.
+	failed error
+
+	flushMu      sync.Mutex // held by the one goroutine writing a batch; guards the fields below
+	journal      *os.File
+	journalGen   int64
+	journalSize  int64 // bytes in journals newer than the snapshot
+	compactAt    int64 // journalSize at which to write a new snapshot
+	compacting   bool
+	compactionWG sync.WaitGroup // the background snapshot writer, waited for by Close
+}
+
+// openUserStore loads the user store in dir, creating dir if needed.
+func openUserStore(dir string, now func() time.Time, log *slog.Logger) (*userStore, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open user store: %w", err)
+	}
+	s := &userStore{
+		dir: dir, now: now, log: log,
+		byRef: map[userRef]*User{}, pending: &batch{},
+		compactAt: minCompactBytes,
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open user store: %w", err)
+	}
+	var journals []int64
+	haveSnapshot := false
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case name == snapshotName:
+			haveSnapshot = true
+		case strings.HasPrefix(name, "."+snapshotName+".tmp"):
+			// A snapshot whose writer died before the rename; it was never in use.
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return nil, fmt.Errorf("open user store: %w", err)
+			}
+		case strings.HasPrefix(name, journalPrefix) && strings.HasSuffix(name, journalSuffix):
+			gen, err := journalGeneration(name)
+			if err != nil || gen < 1 || filepath.Base(s.journalPath(gen)) != name {
+				return nil, fmt.Errorf("%s: not a wxlogin journal name", filepath.Join(dir, name))
+			}
+			journals = append(journals, gen)
+		}
+	}
+	slices.Sort(journals)
+
+	through := int64(0)
+	if haveSnapshot {
+		h, size, err := s.replay(filepath.Join(dir, snapshotName), snapshotFormat, false)
+		if err != nil {
+			return nil, err
+		}
+		through = h.Generation
+		s.compactAt = max(minCompactBytes, size)
+	}
+	for i, gen := range journals {
+		path := s.journalPath(gen)
+		if gen <= through {
+			// Already in the snapshot; a crash came between its rename and this removal.
+			if err := os.Remove(path); err != nil {
+				return nil, fmt.Errorf("open user store: %w", err)
+			}
+			continue
+		}
+		h, size, err := s.replay(path, journalFormat, i == len(journals)-1)
+		if err != nil {
+			return nil, err
+		}
+		if h.Generation != gen {
+			return nil, fmt.Errorf("%s:1: header says generation %d", path, h.Generation)
+		}
+		s.journalSize += size
+		s.journalGen = gen
+	}
+	if s.journalGen == 0 {
+		s.journalGen = through + 1
+		s.journal, err = createJournal(s.journalPath(s.journalGen), s.journalGen)
+	} else {
+		s.journal, err = os.OpenFile(s.journalPath(s.journalGen), os.O_WRONLY|os.O_APPEND, 0)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open user store: %w", err)
+	}
+	return s, nil
+}
+
+func (s *userStore) journalPath(gen int64) string {
+	return filepath.Join(s.dir, fmt.Sprintf("%s%06d%s", journalPrefix, gen, journalSuffix))
+}
+
+// replay applies the records of one file and returns its header and size.
+// With tornTailOK (the newest journal), a last line without its newline is a
+// write cut off by a crash, never acknowledged: it is cut off the file and
+// logged. Anywhere else an incomplete line is damage, reported as an error.
+func (s *userStore) replay(path, format string, tornTailOK bool) (fileHeader, int64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fileHeader{}, 0, fmt.Errorf("open user store: %w", err)
+	}
+	defer f.Close()
+	r := bufio.NewReaderSize(f, maxRecordBytes)
+	var h fileHeader
+	var offset int64
+	for lineNo := 1; ; lineNo++ {
+		line, err := r.ReadSlice('\n')
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF) && len(line) == 0 && lineNo > 1:
+			return h, offset, nil
+		case errors.Is(err, io.EOF) && tornTailOK:
+			s.log.Warn("user store: dropping an incomplete last line left by a crash; it was never acknowledged",
+				"file", path, "line", lineNo, "bytes", len(line))
+			if lineNo == 1 {
+				// The process died before the new journal's header was written.
+				h, err = repairJournalHeader(f)
+				if err != nil {
+					return h, 0, fmt.Errorf("%s:1: %w", path, err)
+				}
+				return h, headerSize(h), nil
+			}
+			if err := truncateDurably(f, offset); err != nil {
+				return h, 0, fmt.Errorf("%s:%d: %w", path, lineNo, err)
+			}
+			return h, offset, nil
+		case errors.Is(err, io.EOF):
+			return h, 0, fmt.Errorf("%s:%d: incomplete last line", path, lineNo)
+		case errors.Is(err, bufio.ErrBufferFull):
+			return h, 0, fmt.Errorf("%s:%d: line longer than %d bytes", path, lineNo, maxRecordBytes)
+		default:
+			return h, 0, fmt.Errorf("%s:%d: %w", path, lineNo, err)
+		}
+		offset += int64(len(line))
+		if lineNo == 1 {
+			if h, err = parseHeader(line, format); err != nil {
+				return h, 0, fmt.Errorf("%s:1: %w", path, err)
+			}
+			continue
+		}
+		u, err := parseUserLine(line)
+		if err == nil {
+			err = s.apply(u)
+		}
+		if err != nil {
+			return h, 0, fmt.Errorf("%s:%d: %w", path, lineNo, err)
+		}
+	}
+}
+
+// truncateDurably cuts f to size and fsyncs it.
+func truncateDurably(f *os.File, size int64) error {
+	if err := f.Truncate(size); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// repairJournalHeader rewrites the header of a journal whose header was cut
+// off, taking the generation from the file name.
+func repairJournalHeader(f *os.File) (fileHeader, error) {
+	gen, err := journalGeneration(f.Name())
+	if err != nil {
+		return fileHeader{}, err
+	}
+	h := fileHeader{Format: journalFormat, Version: 1, Generation: gen}
+	if err := f.Truncate(0); err != nil {
+		return h, err
+	}
+	if _, err := f.WriteAt(encodeHeader(h), 0); err != nil {
+		return h, err
+	}
+	return h, f.Sync()
+}
+
+// journalGeneration reads the generation from a journal's file name.
+func journalGeneration(path string) (int64, error) {
+	name := filepath.Base(path)
+	return strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(name, journalPrefix), journalSuffix), 10, 64)
+}
+
+func encodeHeader(h fileHeader) []byte {
+	line, _ := json.Marshal(h) // Cannot fail: fileHeader is plain data.
+	return append(line, '\n')
+}
+
+func headerSize(h fileHeader) int64 { return int64(len(encodeHeader(h))) }
+
+// parseHeader checks the first line of a user file.
+func parseHeader(line []byte, format string) (fileHeader, error) {
+	var h fileHeader
+	if err := decodeStrict(line, &h); err != nil || h.Format != format {
+		return h, fmt.Errorf("not a wxlogin %s file", format)
+	}
+	if h.Version != 1 {
+		return h, fmt.Errorf("%s version %d is not supported by this wxlogin", format, h.Version)
+	}
+	return h, nil
+}
+
+// parseUserLine decodes and checks one stored record. Unknown fields are an
+// error, not ignored: they would be dropped by the next snapshot.
+func parseUserLine(line []byte) (*User, error) {
+	var u User
+	if err := decodeStrict(line, &u); err != nil {
+		return nil, fmt.Errorf("not a user record: %w", err)
+	}
+	switch {
+	case u.ID < 1:
+		return nil, fmt.Errorf("user record with id %d", u.ID)
+	case u.AppID == "" || u.OpenID == "":
+		return nil, fmt.Errorf("user %d has no appid or openid", u.ID)
+	case u.CreatedAt.IsZero():
+		return nil, fmt.Errorf("user %d has no created_at", u.ID)
+	}
+	return &u, nil
+}
+
+// decodeStrict decodes exactly one JSON value with no unknown fields.
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("data after the JSON value")
+	}
+	return nil
+}
+
+// apply puts a replayed record in memory, enforcing the store's invariants:
+// ids are dense and in order, and one (appid, openid) has one id.
+func (s *userStore) apply(u *User) error {
+	ref := u.ref()
+	switch n := int64(len(s.byID)); {
+	case u.ID == n+1:
+		if other, ok := s.byRef[ref]; ok {
+			return fmt.Errorf("user %d duplicates user %d (appid %s, openid %s)", u.ID, other.ID, u.AppID, u.OpenID)
+		}
+		s.byID = append(s.byID, u)
+	case u.ID <= n:
+		if old := s.byID[u.ID-1]; old.ref() != ref {
+			return fmt.Errorf("user %d changes appid or openid", u.ID)
+		}
+		s.byID[u.ID-1] = u
+	default:
+		return fmt.Errorf("user %d skips ids after %d", u.ID, n)
+	}
+	s.byRef[ref] = u
+	return nil
+}
+
+// login records a login of (appID, openID): it creates the user the first
+// time, and otherwise updates last_login_at and a newly learned unionid. It
+// returns once the record is durable, and reports whether it was created.
+// Exactly one of any number of concurrent first logins creates the user.
+func (s *userStore) login(appID, openID, unionID string) (User, bool, error) {
+	s.mu.Lock()
+	if s.failed != nil {
+		s.mu.Unlock()
+		return User{}, false, s.failed
+	}
+	now := s.now().UTC().Truncate(time.Second)
+	ref := userRef{appID, openID}
+	u, found := s.byRef[ref]
+	if found {
+		updated := *u
+		updated.LastLoginAt = now
+		if unionID != "" && unionID != u.UnionID {
+			updated.UnionID, updated.UpdatedAt = unionID, now
+		}
+		u = &updated
+		s.byID[u.ID-1] = u
+	} else {
+		u = &User{
+			ID: int64(len(s.byID)) + 1, AppID: appID, OpenID: openID, UnionID: unionID,
+			CreatedAt: now, UpdatedAt: now, LastLoginAt: now,
+		}
+		s.byID = append(s.byID, u)
+	}
+	s.byRef[ref] = u
+	b := s.pending
+	b.buf = appendRecord(b.buf, u)
+	s.mu.Unlock()
+
+	// A concurrent first login that found the record above still waits here,
+	// for a batch no earlier than the creating one: batches are written in
+	// order, so nobody is told about a user before the user is durable.
+	if err := s.wait(b); err != nil {
+		return User{}, false, err
+	}
+	return *u, !found, nil
+}
+
+func appendRecord(buf []byte, u *User) []byte {
+	line, _ := json.Marshal(u) // Cannot fail: User is plain data.
+	return append(append(buf, line...), '\n')
+}
+
+// get returns the user with the given id.
+func (s *userStore) get(id int64) (User, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id < 1 || id > int64(len(s.byID)) {
+		return User{}, false
+	}
+	return *s.byID[id-1], true
+}
+
+// count reports how many users are stored.
+func (s *userStore) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.byID)
+}
+
+// wait returns once b is durable (or failed). The first waiter to get flushMu
+// writes b, and with it every line appended since the previous flush began.
+func (s *userStore) wait(b *batch) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	if !b.done {
+		s.flushLocked(b)
+	}
+	return b.err
+}
+
+// flushLocked writes and fsyncs the pending batch b. Batches are written in
+// the order they were started, so b is the pending one. flushMu is held.
+func (s *userStore) flushLocked(b *batch) {
+	rotate := s.journal != nil && !s.compacting && s.journalSize >= s.compactAt
+	s.mu.Lock()
+	s.pending = &batch{}
+	err := s.failed
+	var snapshot []*User
+	if rotate && err == nil {
+		// The records are immutable, so this copy is the state including b,
+		// which the snapshot writer can read while writes go on.
+		snapshot = slices.Clone(s.byID)
+	}
+	s.mu.Unlock()
+
+	if err == nil && s.journal == nil {
+		err = errStoreClosed
+	}
+	if err == nil && snapshot != nil {
+		s.startCompaction(snapshot)
+	}
+	if err == nil {
+		err = s.appendToJournal(b.buf)
+	}
+	if err != nil {
+		s.mu.Lock()
+		if s.failed == nil {
+			s.failed = err
+		}
+		s.mu.Unlock()
+	}
+	b.done, b.err = true, err
+}
+
+func (s *userStore) appendToJournal(buf []byte) error {
+	if _, err := s.journal.Write(buf); err != nil {
+		return fmt.Errorf("user store: %w", err)
+	}
+	if err := s.journal.Sync(); err != nil {
+		return fmt.Errorf("user store: %w", err)
+	}
+	s.journalSize += int64(len(buf))
+	return nil
+}
+
+// startCompaction switches writes to a new journal generation and writes a
+// snapshot of users in the background. flushMu is held. If the new journal
+// cannot be created, writes stay on the current one and compaction is put
+// off; the store stays correct either way.
+func (s *userStore) startCompaction(users []*User) {
+	through := s.journalGen
+	next, err := createJournal(s.journalPath(through+1), through+1)
+	if err != nil {
+		s.log.Warn("user store: cannot start a new journal; compaction put off", "err", err)
+		s.compactAt = s.journalSize + minCompactBytes
+		return
+	}
+	if err := s.journal.Close(); err != nil {
+		s.log.Warn("user store: closing the old journal", "err", err)
+	}
+	s.journal, s.journalGen = next, through+1
+	s.journalSize = headerSize(fileHeader{Format: journalFormat, Version: 1, Generation: s.journalGen})
+	s.compacting = true
+	s.compactionWG.Add(1)
+	go func() {
+		defer s.compactionWG.Done()
+		size, err := s.writeSnapshot(users, through)
+		s.flushMu.Lock()
+		defer s.flushMu.Unlock()
+		s.compacting = false
+		if err != nil {
+			s.log.Warn("user store: snapshot failed; the journals still hold every record", "err", err)
+			s.compactAt = s.journalSize + minCompactBytes
+			return
+		}
+		s.compactAt = max(minCompactBytes, size)
+	}()
+}
+
+// writeSnapshot writes users atomically as the snapshot including journal
+// generation through, then deletes the journals it replaces.
+func (s *userStore) writeSnapshot(users []*User, through int64) (int64, error) {
+	var size int64
+	err := writeFileAtomic(filepath.Join(s.dir, snapshotName), func(w io.Writer) error {
+		bw := bufio.NewWriterSize(w, 1<<20)
+		buf := encodeHeader(fileHeader{Format: snapshotFormat, Version: 1, Generation: through})
+		for _, u := range users {
+			buf = appendRecord(buf, u)
+			if len(buf) >= 64<<10 {
+				size += int64(len(buf))
+				if _, err := bw.Write(buf); err != nil {
+					return err
+				}
+				buf = buf[:0]
+			}
+		}
+		size += int64(len(buf))
+		if _, err := bw.Write(buf); err != nil {
+			return err
+		}
+		return bw.Flush()
+	})
+	if err != nil {
+		return 0, err
+	}
+	for gen := through; gen >= 1; gen-- {
+		err := os.Remove(s.journalPath(gen))
+		if errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if err != nil {
+			return size, err
+		}
+	}
+	return size, nil
+}
+
+// createJournal creates a journal file with its header and makes its
+// directory entry durable, so that fsyncs of later appends are enough.
+func createJournal(path string, gen int64) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	_, err = f.Write(encodeHeader(fileHeader{Format: journalFormat, Version: 1, Generation: gen}))
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// Close closes the journal and waits for a snapshot being written. Writes
+// after Close fail with errStoreClosed.
+func (s *userStore) Close() error {
+	s.flushMu.Lock()
+	s.mu.Lock()
+	if s.failed == nil {
+		s.failed = errStoreClosed
+	}
+	s.mu.Unlock()
+	var err error
+	if s.journal != nil {
+		err = s.journal.Close()
+		s.journal = nil // No compaction can start from here on.
+	}
+	s.flushMu.Unlock()
+	s.compactionWG.Wait()
+	if err != nil {
+		return fmt.Errorf("close user store: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic replaces path with what write produces, so that path always
+// holds either the old or the new content in full: write to a temp file in
+// the same directory (created 0600), fsync, rename, fsync the directory.
+func writeFileAtomic(path string, write func(io.Writer) error) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // Fails harmlessly once the rename has happened.
+	err = write(tmp)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if closeErr := tmp.Close(); err == nil {
+		err = closeErr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	return err
+}
+
+// syncDir makes renames, creations and removals in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if closeErr := d.Close(); err == nil {
+		err = closeErr
+	}
+	return err
+}
+
+// jsonErrorLine turns the offset in a JSON syntax or type error into a
+// 1-based line number of data, for error messages a person can act on.
+func jsonErrorLine(data []byte, err error) int {
+	var offset int64
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		offset = syntax.Offset
+	case errors.As(err, &typ):
+		offset = typ.Offset
+	default:
+		return 1
+	}
+	offset = min(max(offset, 0), int64(len(data)))
+	return 1 + bytes.Count(data[:offset], []byte("\n"))
+}
