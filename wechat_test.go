@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+const testSecret = "s3cr3t-app-secret-0123456789abcd"
+
+// newTestClient returns a client for app "wxapp" whose WeChat is upstream,
+// with retry pauses short enough for tests.
+func newTestClient(t *testing.T, upstream http.Handler) *wechatClient {
+	t.Helper()
+	srv := httptest.NewServer(upstream)
+	t.Cleanup(srv.Close)
+	c := newWechatClient(srv.URL, "wxapp", testSecret, 2*time.Second, 5*time.Second)
+	c.backoff = []time.Duration{time.Millisecond, time.Millisecond}
+	return c
+}
+
+// replies is a fake WeChat that answers jscode2session calls with the given
+// bodies in turn (the last one repeats) and counts the calls. A body of
+// "RESET" drops the connection instead.
+func replies(calls *atomic.Int32, bodies ...string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := int(calls.Add(1)) - 1
+		body := bodies[min(n, len(bodies)-1)]
+		if body == "RESET" {
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			conn.Close()
+			return
+		}
+		if strings.HasPrefix(body, "HTTP ") {
+			code := map[string]int{"HTTP 500": 500, "HTTP 502": 502, "HTTP 404": 404}[body]
+			http.Error(w, "<html>gateway</html>", code)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain") // as WeChat does
+		io.WriteString(w, body)
+	})
+}
+
+const okReply = `{"session_key":"tiihtNczf5v6AKRyjwEUhQ==","openid":"o-alice","unionid":"u-alice"}`
+
+func TestCode2SessionSendsWhatWeChatExpects(t *testing.T) {
+	var got *http.Request
+	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Clone(context.Background())
+		io.WriteString(w, okReply)
+	}))
+	s, err := c.code2Session(t.Context(), "the-code")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := codeSession{OpenID: "o-alice", SessionKey: "tiihtNczf5v6AKRyjwEUhQ==", UnionID: "u-alice"}
+	if s != want {
+		t.Errorf("code2Session = %+v; want %+v", s, want)
+	}
+	q := got.URL.Query()
+	if got.Method != http.MethodGet || got.URL.Path != "/sns/jscode2session" ||
+		q.Get("appid") != "wxapp" || q.Get("secret") != testSecret || q.Get("js_code") != "the-code" ||
+		q.Get("grant_type") != "authorization_code" {
+		t.Errorf("WeChat got %s %s; want GET /sns/jscode2session with appid, secret, js_code and grant_type=authorization_code",
+			got.Method, got.URL)
+	}
+}
+
+func TestCode2SessionErrorsAndRetries(t *testing.T) {
+	tests := []struct {
+		name      string
+		bodies    []string
+		wantCalls int32
+		wantCode  int  // WeChat errcode expected in a *wechatError, or 0
+		wantOK    bool // success expected
+		check     func(error) bool
+	}{
+		{name: "invalid code is not retried", bodies: []string{`{"errcode":40029,"errmsg":"invalid code, rid: 1"}`}, wantCalls: 1, wantCode: 40029},
+		{name: "used code is not retried", bodies: []string{`{"errcode":40163,"errmsg":"code been used"}`}, wantCalls: 1, wantCode: 40163},
+		{name: "blocked user is not retried", bodies: []string{`{"errcode":40226,"errmsg":"code blocked"}`}, wantCalls: 1, wantCode: 40226},
+		{name: "rate limit is not retried", bodies: []string{`{"errcode":45011,"errmsg":"api minute-quota reach limit"}`}, wantCalls: 1, wantCode: 45011},
+		{name: "system busy is retried twice", bodies: []string{`{"errcode":-1,"errmsg":"system error"}`}, wantCalls: 3, wantCode: -1},
+		{name: "system busy then success", bodies: []string{`{"errcode":-1,"errmsg":"system error"}`, okReply}, wantCalls: 2, wantOK: true},
+		{name: "errcode 0 with data is success", bodies: []string{`{"errcode":0,"errmsg":"ok","openid":"o","session_key":"k"}`}, wantCalls: 1, wantOK: true},
+		{name: "reset connection is retried", bodies: []string{"RESET", okReply}, wantCalls: 2, wantOK: true},
+		{name: "bad gateway is retried", bodies: []string{"HTTP 502", "HTTP 502", "HTTP 502"}, wantCalls: 3,
+			check: func(err error) bool { var e *httpStatusError; return errors.As(err, &e) && e.Status == 502 }},
+		{name: "internal server error is not retried", bodies: []string{"HTTP 500"}, wantCalls: 1,
+			check: func(err error) bool { var e *httpStatusError; return errors.As(err, &e) && e.Status == 500 }},
+		{name: "html page", bodies: []string{"<html>portal</html>"}, wantCalls: 1,
+			check: func(err error) bool { return errors.Is(err, errBadReply) }},
+		{name: "truncated json", bodies: []string{`{"openid":"o","session_`}, wantCalls: 1,
+			check: func(err error) bool { return errors.Is(err, errBadReply) }},
+		{name: "no session_key", bodies: []string{`{"openid":"o"}`}, wantCalls: 1,
+			check: func(err error) bool { return errors.Is(err, errBadReply) }},
+		{name: "retry finds the code used by the lost attempt", bodies: []string{"RESET", `{"errcode":40163,"errmsg":"code been used"}`}, wantCalls: 2,
+			check: func(err error) bool { var we *wechatError; return !errors.As(err, &we) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls atomic.Int32
+			c := newTestClient(t, replies(&calls, tt.bodies...))
+			_, err := c.code2Session(t.Context(), "code")
+			if got := calls.Load(); got != tt.wantCalls {
+				t.Errorf("WeChat was called %d times; want %d", got, tt.wantCalls)
+			}
+			if tt.wantOK {
+				if err != nil {
+					t.Errorf("code2Session = %v; want success", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("code2Session succeeded; want an error")
+			}
+			var we *wechatError
+			if tt.wantCode != 0 && (!errors.As(err, &we) || we.Code != tt.wantCode) {
+				t.Errorf("code2Session = %v; want WeChat errcode %d", err, tt.wantCode)
+			}
+			if tt.check != nil && !tt.check(err) {
+				t.Errorf("code2Session = %v (%T); not the error expected", err, err)
+			}
+		})
+	}
+}
+
+func TestCode2SessionHangingWeChatIsBounded(t *testing.T) {
+	var calls atomic.Int32
+	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		<-r.Context().Done() // never answers
+	}))
+	c.http.Timeout = 200 * time.Millisecond
+	c.loginTimeout = 500 * time.Millisecond
+	start := time.Now()
+	_, err := c.code2Session(t.Context(), "code")
+	elapsed := time.Since(start)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("code2Session = %v; want a deadline error", err)
+	}
+	if elapsed > c.loginTimeout+2*time.Second {
+		t.Errorf("code2Session took %v; the bound is %v", elapsed, c.loginTimeout)
+	}
+	if n := calls.Load(); n < 2 {
+		t.Errorf("WeChat was called %d times; a per-call timeout should be retried while time is left", n)
+	}
+}
+
+// roundTripFunc lets a test answer a client's requests in memory, where
+// testing/synctest can see every goroutine block.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestCode2SessionSharesOneCallPerCode(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		release := make(chan struct{})
+		c := newWechatClient("http://wechat.invalid", "wxapp", testSecret, 5*time.Second, 10*time.Second)
+		c.http.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			calls.Add(1)
+			<-release
+			return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader(okReply)), Request: r}, nil
+		})
+		const n = 10
+		results := make(chan error, n)
+		login := func(ctx context.Context) {
+			s, err := c.code2Session(ctx, "double-tapped")
+			if err == nil && s.OpenID != "o-alice" {
+				err = errors.New("wrong openid " + s.OpenID)
+			}
+			results <- err
+		}
+		// The first caller's request reaches WeChat; then its client gives up.
+		// The exchange must go on for the others, and for it.
+		leaderCtx, cancelLeader := context.WithCancel(t.Context())
+		defer cancelLeader()
+		go login(leaderCtx)
+		synctest.Wait()
+		for range n - 1 {
+			go login(t.Context())
+		}
+		synctest.Wait() // one caller is inside WeChat, the others wait for it
+		cancelLeader()
+		synctest.Wait()
+		close(release)
+		for range n {
+			if err := <-results; err != nil {
+				t.Errorf("a concurrent login with the same code failed: %v", err)
+			}
+		}
+		if got := calls.Load(); got != 1 {
+			t.Errorf("WeChat was called %d times for one code; want 1", got)
+		}
+
+		// Once the exchange has finished, the code goes to WeChat again.
+		release = make(chan struct{})
+		close(release)
+		if _, err := c.code2Session(t.Context(), "double-tapped"); err != nil {
+			t.Fatal(err)
+		}
+		if got := calls.Load(); got != 2 {
+			t.Errorf("WeChat was called %d times; a code sent after its exchange finished must be sent again", got)
+		}
+	})
+}
+
+func TestErrorsNeverCarryTheSecretOrCode(t *testing.T) {
+	var calls atomic.Int32
+	c := newTestClient(t, replies(&calls, "RESET"))
+	_, err := c.code2Session(t.Context(), "secret-code-123")
+	if err == nil {
+		t.Fatal("code2Session succeeded against a server that drops connections")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, testSecret) || strings.Contains(msg, "secret-code-123") {
+		t.Errorf("error %q carries the secret or the code", msg)
+	}
+	if !strings.Contains(msg, "REDACTED") {
+		t.Errorf("error %q: want the URL kept, with its secrets redacted", msg)
+	}
+
+	// The same for an API that is not listening at all.
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	c = newWechatClient(closed.URL, "wxapp", testSecret, time.Second, time.Second)
+	c.backoff = nil
+	_, err = c.code2Session(t.Context(), "secret-code-123")
+	if err == nil || strings.Contains(err.Error(), testSecret) || strings.Contains(err.Error(), "secret-code-123") {
+		t.Errorf("error %v: want a failure that carries neither the secret nor the code", err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	got := redactURL("https://api.weixin.qq.com/sns/jscode2session?appid=wx1&secret=abc&js_code=xyz&grant_type=authorization_code")
+	for _, leaked := range []string{"abc", "xyz"} {
+		if strings.Contains(got, "="+leaked) {
+			t.Errorf("redactURL kept %q: %s", leaked, got)
+		}
+	}
+	if !strings.Contains(got, "appid=wx1") || !strings.Contains(got, "/sns/jscode2session") {
+		t.Errorf("redactURL = %s; want the path and appid kept", got)
+	}
+}
+
+func TestWechatErrorClasses(t *testing.T) {
+	for code, rejected := range map[int]bool{40029: true, 40163: true, 40226: true, 41008: true, -1: false, 45011: false, 40013: false, 40125: false} {
+		if got := (&wechatError{Code: code}).codeRejected(); got != rejected {
+			t.Errorf("errcode %d: codeRejected = %v; want %v", code, got, rejected)
+		}
+	}
+}
+
+// FuzzParseCode2Session checks that no reply, however odd, panics the
+// parser, and that a success always has an openid and a session_key.
+func FuzzParseCode2Session(f *testing.F) {
+	f.Add([]byte(okReply))
+	f.Add([]byte(`{"errcode":40029,"errmsg":"invalid code, rid: 6166f719-1ab2"}`))
+	f.Add([]byte(`{"errcode":"40029"}`))
+	f.Add([]byte(`<html><body>502 Bad Gateway</body></html>`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		s, err := parseCode2Session(body)
+		if err == nil && (s.OpenID == "" || s.SessionKey == "") {
+			t.Fatalf("parseCode2Session(%q) = %+v with no error; want openid and session_key", body, s)
+		}
+		if err != nil && s != (codeSession{}) {
+			t.Fatalf("parseCode2Session(%q) returned data with error %v", body, err)
+		}
+	})
+}
