@@ -1,0 +1,347 @@
+// Command wxlogin is a WeChat Mini Program login server. A mini program sends
+// it the one-time code from wx.login; wxlogin exchanges the code with WeChat
+// (auth.code2Session) for the user's openid and session_key, creates the user
+// on first sight in a durable JSON-lines store, keeps the session_key on the
+// server, and answers with a random token of its own that the mini program
+// sends with every later request.
+//
+// With no AppSecret configured it runs against a built-in fake WeChat served
+// under /mock/, so `go run .` works on a fresh machine with no network.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx := context.Background()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "wxlogin: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// mockAppID is the AppID of the fake WeChat's app when WX_APPID is not set.
+const mockAppID = "wxfa4e000000000000"
+
+// config is everything run needs to know, from flags and the environment.
+type config struct {
+	addr          string
+	dataDir       string
+	tokenTTL      time.Duration
+	tokenMaxAge   time.Duration
+	wechatAPI     string
+	wechatTimeout time.Duration
+	loginTimeout  time.Duration
+	mock          bool
+	appID         string
+	appSecret     string
+}
+
+// run is wxlogin: it serves until ctx ends or SIGINT/SIGTERM arrives, then
+// shuts down gracefully, saving live tokens for the next start.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := loadConfig(args, getenv, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+
+	users, err := openUserStore(cfg.dataDir, time.Now, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return errors.Join(err, users.Close())
+	}
+	// Tokens are loaded only once listening has worked: loading deletes the
+	// saved file, and a start that fails must not log everyone out.
+	tokens := newTokenStore(cfg.tokenTTL, cfg.tokenMaxAge, time.Now)
+	tokenPath := filepath.Join(cfg.dataDir, tokenFileName)
+	reloaded, err := tokens.load(tokenPath)
+	if err != nil {
+		return errors.Join(err, ln.Close(), users.Close())
+	}
+	wechatAPI := cfg.wechatAPI
+	var fake *fakeWechat
+	if cfg.mock {
+		fake = newFakeWechat(map[string]string{cfg.appID: cfg.appSecret}, time.Now)
+		// The client reaches the fake over HTTP, through the real code path.
+		wechatAPI = "http://" + dialableAddr(ln.Addr()) + "/mock/api"
+	}
+	wx := newWechatClient(wechatAPI, cfg.appID, cfg.appSecret, cfg.wechatTimeout, cfg.loginTimeout)
+	srv := newHTTPServer(newServer(log, wx, users, tokens, fake), cfg.loginTimeout, log)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sweeperDone := make(chan struct{})
+	go func() {
+		defer close(sweeperDone)
+		tokens.runSweeper(ctx, min(time.Minute, cfg.tokenTTL))
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	if cfg.mock {
+		log.Warn("MOCK MODE: logins go to the built-in fake WeChat, not to WeChat; get a code from POST /mock/wx.login",
+			"appid", cfg.appID)
+	}
+	log.Info("wxlogin listening", "url", "http://"+dialableAddr(ln.Addr()), "addr", ln.Addr().String(),
+		"wechat_api", redactURL(wechatAPI), "data", cfg.dataDir, "users", users.count(), "tokens_reloaded", reloaded)
+
+	select {
+	case err = <-serveErr:
+		err = fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+		log.Info("shutting down")
+	}
+	cancel()
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), cfg.loginTimeout+5*time.Second)
+	defer cancelShutdown()
+	if shutdownErr := srv.Shutdown(shutdownCtx); shutdownErr != nil {
+		err = errors.Join(err, fmt.Errorf("shutdown: %w", shutdownErr))
+	}
+	<-sweeperDone
+	saved, saveErr := tokens.save(tokenPath)
+	err = errors.Join(err, saveErr, users.Close())
+	log.Info("stopped", "tokens_saved", saved)
+	return err
+}
+
+// newHTTPServer sets every limit of the server explicitly: the zero values
+// let a slow or idle client hold a connection forever.
+func newHTTPServer(h http.Handler, loginTimeout time.Duration, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      loginTimeout + 5*time.Second, // A login may take loginTimeout.
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// dialableAddr turns a listening address into one a client can dial:
+// a wildcard host (":8080", "0.0.0.0:8080") becomes loopback.
+func dialableAddr(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return addr.String()
+	}
+	if tcp.IP.To4() == nil {
+		return net.JoinHostPort("::1", strconv.Itoa(tcp.Port))
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp.Port))
+}
+
+// loadConfig reads flags from args and falls back to the environment for
+// each; a flag wins over its variable. The AppSecret is read only from the
+// environment or a file it names, never from a flag: flags show in ps.
+func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (config, error) {
+	fs := flag.NewFlagSet("wxlogin", flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	e := envFlags{fs: fs, getenv: getenv}
+	var cfg config
+	var mock optionalBool
+	e.string(&cfg.addr, "addr", "WXLOGIN_ADDR", "127.0.0.1:8080", "listen address")
+	e.string(&cfg.dataDir, "data", "WXLOGIN_DATA", "./data", "data directory (users, saved tokens)")
+	e.duration(&cfg.tokenTTL, "token-ttl", "WXLOGIN_TOKEN_TTL", 2*time.Hour, "a token expires this long after its last use")
+	e.duration(&cfg.tokenMaxAge, "token-max-age", "WXLOGIN_TOKEN_MAX_AGE", 720*time.Hour, "a token expires this long after it was issued, however much it is used")
+	e.string(&cfg.wechatAPI, "wechat-api", "WXLOGIN_WECHAT_API", "https://api.weixin.qq.com", "WeChat API base URL (a fake's or a proxy's in tests)")
+	e.duration(&cfg.wechatTimeout, "wechat-timeout", "WXLOGIN_WECHAT_TIMEOUT", 5*time.Second, "timeout of one call to WeChat")
+	e.duration(&cfg.loginTimeout, "login-timeout", "WXLOGIN_LOGIN_TIMEOUT", 10*time.Second, "a login answers within this, retries included")
+	e.bool(&mock, "mock", "WXLOGIN_MOCK", "serve the built-in fake WeChat under /mock/ and log in against it (default: on when no AppSecret is configured)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q (settings are flags; see -h)", fs.Arg(0))
+	}
+	if err := errors.Join(e.errs...); err != nil {
+		return cfg, err
+	}
+	wechatAPISet := e.set("wechat-api", "WXLOGIN_WECHAT_API")
+
+	for _, d := range []struct {
+		value     time.Duration
+		flag, env string
+	}{
+		{cfg.tokenTTL, "token-ttl", "WXLOGIN_TOKEN_TTL"},
+		{cfg.tokenMaxAge, "token-max-age", "WXLOGIN_TOKEN_MAX_AGE"},
+		{cfg.wechatTimeout, "wechat-timeout", "WXLOGIN_WECHAT_TIMEOUT"},
+		{cfg.loginTimeout, "login-timeout", "WXLOGIN_LOGIN_TIMEOUT"},
+	} {
+		if d.value <= 0 {
+			return cfg, fmt.Errorf("-%s / %s: must be positive", d.flag, d.env)
+		}
+	}
+	if cfg.addr == "" {
+		return cfg, errors.New("-addr / WXLOGIN_ADDR: must not be empty")
+	}
+	if cfg.dataDir == "" {
+		return cfg, errors.New("-data / WXLOGIN_DATA: must not be empty")
+	}
+	if u, err := url.Parse(cfg.wechatAPI); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return cfg, fmt.Errorf("-wechat-api / WXLOGIN_WECHAT_API: %q is not an http(s) URL", cfg.wechatAPI)
+	}
+
+	secret, err := readSecret(getenv)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.appID, cfg.appSecret = getenv("WX_APPID"), secret
+	cfg.mock = mock.value
+	if !mock.set {
+		cfg.mock = secret == ""
+	}
+	switch {
+	case cfg.mock && wechatAPISet:
+		return cfg, errors.New("-wechat-api / WXLOGIN_WECHAT_API is set, but wxlogin is in mock mode and would call its built-in fake: give an AppSecret (WX_APPSECRET) to use that API, or unset it")
+	case !cfg.mock && secret == "":
+		return cfg, errors.New("-mock=false needs an AppSecret: set WX_APPSECRET or WX_APPSECRET_FILE")
+	case !cfg.mock && cfg.appID == "":
+		return cfg, errors.New("WX_APPID must be set with the AppSecret")
+	}
+	if cfg.mock {
+		if cfg.appID == "" {
+			cfg.appID = mockAppID
+		}
+		if cfg.appSecret == "" {
+			cfg.appSecret = randomHex(16) // The fake checks it like WeChat would.
+		}
+	}
+	return cfg, nil
+}
+
+// readSecret reads the AppSecret from WX_APPSECRET, or from the file named by
+// WX_APPSECRET_FILE, which must not be readable by group or others.
+func readSecret(getenv func(string) string) (string, error) {
+	secret, path := getenv("WX_APPSECRET"), getenv("WX_APPSECRET_FILE")
+	switch {
+	case secret != "" && path != "":
+		return "", errors.New("set WX_APPSECRET or WX_APPSECRET_FILE, not both")
+	case path == "":
+		return secret, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("WX_APPSECRET_FILE: %w", err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("WX_APPSECRET_FILE: %w", err)
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("WX_APPSECRET_FILE: %s has mode %04o; it holds a secret, so make it 0600", path, perm)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return "", fmt.Errorf("WX_APPSECRET_FILE: %w", err)
+	}
+	secret = strings.TrimSpace(string(data))
+	if secret == "" {
+		return "", fmt.Errorf("WX_APPSECRET_FILE: %s is empty", path)
+	}
+	return secret, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // Never fails; see tokenStore.issue.
+	return hex.EncodeToString(b)
+}
+
+// envFlags defines flags whose defaults come from environment variables, and
+// collects the errors of variables that do not parse, naming them.
+type envFlags struct {
+	fs     *flag.FlagSet
+	getenv func(string) string
+	errs   []error
+}
+
+func (e *envFlags) usage(text, env string) string { return text + " (env " + env + ")" }
+
+func (e *envFlags) string(p *string, name, env, def, usage string) {
+	if v := e.getenv(env); v != "" {
+		def = v
+	}
+	e.fs.StringVar(p, name, def, e.usage(usage, env))
+}
+
+func (e *envFlags) duration(p *time.Duration, name, env string, def time.Duration, usage string) {
+	if v := e.getenv(env); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s: %q is not a duration like 2h or 30m", env, v))
+		} else {
+			def = d
+		}
+	}
+	e.fs.DurationVar(p, name, def, e.usage(usage, env))
+}
+
+func (e *envFlags) bool(p *optionalBool, name, env, usage string) {
+	if v := e.getenv(env); v != "" {
+		if err := p.Set(v); err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s: %q is not a boolean", env, v))
+		}
+	}
+	e.fs.Var(p, name, e.usage(usage, env))
+}
+
+// set reports whether a setting was given by flag or by environment.
+func (e *envFlags) set(name, env string) bool {
+	set := e.getenv(env) != ""
+	e.fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// optionalBool is a boolean flag that knows whether it was given, for
+// settings whose default depends on other settings.
+type optionalBool struct {
+	value, set bool
+}
+
+func (b *optionalBool) String() string {
+	if b == nil || !b.set {
+		return "auto"
+	}
+	return strconv.FormatBool(b.value)
+}
+
+func (b *optionalBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	b.value, b.set = v, true
+	return nil
+}
+
+func (b *optionalBool) IsBoolFlag() bool { return true }

@@ -1,0 +1,559 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets a test run the real server as a child process, so that it
+// can be killed: the test binary re-executes itself with WXLOGIN_TEST_CHILD
+// set, and then is wxlogin, with the rest of its arguments.
+func TestMain(m *testing.M) {
+	if os.Getenv("WXLOGIN_TEST_CHILD") == "1" {
+		if err := run(context.Background(), append([]string{"wxlogin"}, os.Args[1:]...), os.Getenv, os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintf(os.Stderr, "wxlogin: %v\n", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger writing while a test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// client is the HTTP client of end-to-end tests; its timeout keeps a broken
+// server from hanging the test run.
+var client = &http.Client{Timeout: 30 * time.Second}
+
+var listeningURL = regexp.MustCompile(`msg="wxlogin listening" url=(http://\S+)`)
+
+// waitForURL polls a server's log for its URL until it appears, the server
+// exits, or a deadline passes.
+func waitForURL(t *testing.T, logs *syncBuffer, exited <-chan error) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := listeningURL.FindStringSubmatch(logs.String()); m != nil {
+			return m[1]
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("server exited before listening: %v\n%s", err, logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatalf("server did not log its URL in time:\n%s", logs.String())
+	return ""
+}
+
+// waitHealthy polls GET /healthz until it answers 200.
+func waitHealthy(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := client.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s/healthz never answered 200", base)
+}
+
+// server is wxlogin started through run, in this process.
+type server struct {
+	url  string
+	logs *syncBuffer
+	stop func() error // ends run as a signal would, and returns its error
+}
+
+// startServer runs wxlogin on a free loopback port with the given
+// environment and extra flags; it is stopped when the test ends.
+func startServer(t *testing.T, env map[string]string, args ...string) *server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	exited := make(chan error, 1)
+	getenv := func(k string) string { return env[k] }
+	go func() {
+		exited <- run(ctx, append([]string{"wxlogin", "-addr", "127.0.0.1:0"}, args...), getenv, io.Discard, logs)
+	}()
+	s := &server{logs: logs}
+	s.url = waitForURL(t, logs, exited)
+	waitHealthy(t, s.url)
+	s.stop = sync.OnceValue(func() error {
+		cancel()
+		return <-exited
+	})
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Errorf("run returned %v", err)
+		}
+	})
+	return s
+}
+
+// post sends a request to a live server and parses the envelope.
+func post(t *testing.T, method, url, contentType, body string, header ...string) reply {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parseReply(t, resp)
+}
+
+// mockCode gets a wx.login code for user from a server in mock mode.
+func mockCode(t *testing.T, base, user string) string {
+	t.Helper()
+	resp, err := client.Post(base+"/mock/wx.login", jsonCT, strings.NewReader(`{"user":"`+user+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct{ Code string }
+	if err := jsonDecode(resp.Body, &got); err != nil || got.Code == "" {
+		t.Fatalf("wx.login: %v %+v", err, got)
+	}
+	return got.Code
+}
+
+func TestNewcomerFlowInMockMode(t *testing.T) {
+	s := startServer(t, nil, "-data", t.TempDir())
+	if !strings.Contains(s.logs.String(), "MOCK MODE") {
+		t.Errorf("start-up log does not say loudly that it runs on the fake WeChat:\n%s", s.logs.String())
+	}
+	code := mockCode(t, s.url, "alice")
+	got := post(t, "POST", s.url+"/login", "application/x-www-form-urlencoded", "code="+code)
+	token, _ := got.env.Data["token"].(string)
+	if got.env.Status != 0 || token == "" || got.env.Data["new_user"] != true {
+		t.Fatalf("login = %s; want a token for a new user", got.raw)
+	}
+	user := post(t, "GET", s.url+"/user", "", "", "Authorization", "Bearer "+token)
+	if user.env.Status != 0 || user.env.Data["openid"] != fakeOpenID(mockAppID, "alice") {
+		t.Errorf("GET /user = %s; want alice", user.raw)
+	}
+	if out := post(t, "POST", s.url+"/logout", "", "", "Authorization", "Bearer "+token); out.env.Status != 0 {
+		t.Errorf("logout = %s", out.raw)
+	}
+	if after := post(t, "GET", s.url+"/user", "", "", "Authorization", "Bearer "+token); after.code != 401 || after.env.Status != 4 {
+		t.Errorf("GET /user after logout = %d %s; want 401 status 4", after.code, after.raw)
+	}
+	if used := post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+code+`"}`); used.env.Status != 2 || used.env.Errcode != 40163 {
+		t.Errorf("login with a used code = %s; want status 2, errcode 40163", used.raw)
+	}
+}
+
+func TestGracefulRestartKeepsTokens(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, nil, "-data", dir)
+	token, _ := post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`).env.Data["token"].(string)
+	if err := s.stop(); err != nil {
+		t.Fatalf("run = %v", err)
+	}
+	saved := filepath.Join(dir, tokenFileName)
+	data, err := os.ReadFile(saved)
+	if err != nil {
+		t.Fatalf("graceful shutdown left no token file: %v", err)
+	}
+	assertPrivate(t, saved)
+	if bytes.Contains(data, []byte(token)) {
+		t.Error("the token file holds the token itself")
+	}
+
+	// A start that fails (the address is taken) must not use up the saved tokens.
+	busy := startServer(t, nil, "-data", t.TempDir())
+	busyAddr := strings.TrimPrefix(busy.url, "http://")
+	if err := run(t.Context(), []string{"wxlogin", "-addr", busyAddr, "-data", dir}, func(string) string { return "" }, io.Discard, io.Discard); err == nil {
+		t.Fatal("run on a taken address succeeded")
+	}
+
+	s = startServer(t, nil, "-data", dir)
+	if got := post(t, "GET", s.url+"/user", "", "", "token", token); got.env.Status != 0 {
+		t.Errorf("GET /user after a graceful restart = %s; want the token still valid", got.raw)
+	}
+	if _, err := os.Stat(saved); !os.IsNotExist(err) {
+		t.Errorf("token file still present after start-up (err %v)", err)
+	}
+}
+
+func TestSecretsStayOutOfLogsAndResponses(t *testing.T) {
+	fake := newFakeWechat(map[string]string{"wxapp": testSecret}, time.Now)
+	wechat := httptest.NewServer(fake.routes())
+	t.Cleanup(wechat.Close)
+	env := map[string]string{"WX_APPID": "wxapp", "WX_APPSECRET": testSecret}
+	s := startServer(t, env, "-data", t.TempDir(), "-wechat-api", wechat.URL+"/mock/api", "-login-timeout", "2s")
+	if strings.Contains(s.logs.String(), "MOCK MODE") {
+		t.Fatal("a server with an AppSecret started in mock mode")
+	}
+
+	var responses, tokens, codes, sessionKeys []string
+	send := func(method, path, body string, header ...string) reply {
+		got := post(t, method, s.url+path, jsonCT, body, header...)
+		responses = append(responses, got.raw)
+		return got
+	}
+	for _, user := range []string{"alice", "bob"} {
+		code := fake.issueCode("wxapp", user)
+		codes = append(codes, code)
+		fake.mu.Lock()
+		sessionKeys = append(sessionKeys, fake.codes[code].sessionKey)
+		fake.mu.Unlock()
+		token, _ := send("POST", "/login", `{"code":"`+code+`"}`).env.Data["token"].(string)
+		tokens = append(tokens, token)
+		send("GET", "/user", "", "Authorization", "Bearer "+token)
+		send("POST", "/login", `{"code":"`+code+`"}`) // used code: status 2
+	}
+	send("POST", "/logout", "", "token", tokens[0])
+	send("GET", "/user", "", "token", tokens[0]) // revoked: status 4
+	wechat.Close()                               // WeChat unreachable: the error names the URL
+	if got := send("POST", "/login", `{"code":"unreachable-code"}`); got.env.Status != statusWechatDown {
+		t.Errorf("login with WeChat down = %s; want status 3", got.raw)
+	}
+	codes = append(codes, "unreachable-code")
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	logs := s.logs.String()
+	if !strings.Contains(logs, "REDACTED") {
+		t.Errorf("no redacted URL in the log; the network failure path was not exercised:\n%s", logs)
+	}
+	for what, values := range map[string][]string{"AppSecret": {testSecret}, "session_key": sessionKeys, "token": tokens, "code": codes} {
+		for _, v := range values {
+			if strings.Contains(logs, v) {
+				t.Errorf("the log holds a %s", what)
+			}
+		}
+	}
+	for _, body := range responses {
+		for _, v := range append([]string{testSecret}, sessionKeys...) {
+			if strings.Contains(body, v) {
+				t.Errorf("response %s holds the AppSecret or a session_key", body)
+			}
+		}
+		if strings.Contains(body, "session_key") || strings.Contains(body, "rid:") {
+			t.Errorf("response %s mentions the session_key or passes on WeChat's errmsg", body)
+		}
+	}
+}
+
+func TestHangingWeChatThroughRun(t *testing.T) {
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	t.Cleanup(hang.Close)
+	env := map[string]string{"WX_APPID": "wxapp", "WX_APPSECRET": testSecret}
+	s := startServer(t, env, "-data", t.TempDir(), "-wechat-api", hang.URL,
+		"-wechat-timeout", "200ms", "-login-timeout", "500ms")
+	start := time.Now()
+	got := post(t, "POST", s.url+"/login", jsonCT, `{"code":"c1"}`)
+	if elapsed := time.Since(start); elapsed > 500*time.Millisecond+2*time.Second {
+		t.Errorf("login took %v with -login-timeout 500ms", elapsed)
+	}
+	if got.code != http.StatusGatewayTimeout || got.env.Status != statusWechatDown {
+		t.Errorf("login = %d %s; want 504, status 3", got.code, got.raw)
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	writeFile(t, secretFile, " file-secret \n")
+	looseFile := filepath.Join(dir, "loose")
+	writeFile(t, looseFile, "s")
+	os.Chmod(looseFile, 0o644)
+	emptyFile := filepath.Join(dir, "empty")
+	writeFile(t, emptyFile, "\n")
+
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(config) bool
+		wantErr string // a part of the error message
+	}{
+		{name: "defaults", check: func(c config) bool {
+			return c.mock && c.addr == "127.0.0.1:8080" && c.dataDir == "./data" && c.tokenTTL == 2*time.Hour &&
+				c.tokenMaxAge == 720*time.Hour && c.wechatAPI == "https://api.weixin.qq.com" &&
+				c.wechatTimeout == 5*time.Second && c.loginTimeout == 10*time.Second &&
+				c.appID == mockAppID && len(c.appSecret) == 32
+		}},
+		{name: "environment", env: map[string]string{"WXLOGIN_ADDR": ":9000", "WXLOGIN_DATA": "/tmp/x", "WXLOGIN_TOKEN_TTL": "30m", "WXLOGIN_TOKEN_MAX_AGE": "24h"},
+			check: func(c config) bool {
+				return c.addr == ":9000" && c.dataDir == "/tmp/x" && c.tokenTTL == 30*time.Minute && c.tokenMaxAge == 24*time.Hour
+			}},
+		{name: "flags win over environment", args: []string{"-addr", ":9001", "-token-ttl", "1h"}, env: map[string]string{"WXLOGIN_ADDR": ":9000", "WXLOGIN_TOKEN_TTL": "30m"},
+			check: func(c config) bool { return c.addr == ":9001" && c.tokenTTL == time.Hour }},
+		{name: "real mode", env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "sec"},
+			check: func(c config) bool { return !c.mock && c.appID == "wx1" && c.appSecret == "sec" }},
+		{name: "real mode with another API", args: []string{"-wechat-api", "http://127.0.0.1:1/"}, env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "sec"},
+			check: func(c config) bool { return !c.mock && c.wechatAPI == "http://127.0.0.1:1/" }},
+		{name: "secret from a private file", env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET_FILE": secretFile},
+			check: func(c config) bool { return !c.mock && c.appSecret == "file-secret" }},
+		{name: "mock forced with a secret", args: []string{"-mock"}, env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "sec"},
+			check: func(c config) bool { return c.mock && c.appID == "wx1" && c.appSecret == "sec" }},
+		{name: "mock by environment", env: map[string]string{"WXLOGIN_MOCK": "true", "WX_APPID": "wx1", "WX_APPSECRET": "sec"},
+			check: func(c config) bool { return c.mock }},
+
+		{name: "secret readable by others", env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET_FILE": looseFile}, wantErr: "0644"},
+		{name: "empty secret file", env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET_FILE": emptyFile}, wantErr: "empty"},
+		{name: "secret twice", env: map[string]string{"WX_APPSECRET": "a", "WX_APPSECRET_FILE": secretFile}, wantErr: "not both"},
+		{name: "secret without appid", env: map[string]string{"WX_APPSECRET": "sec"}, wantErr: "WX_APPID"},
+		{name: "real mode without secret", args: []string{"-mock=false"}, wantErr: "WX_APPSECRET"},
+		{name: "mock off by environment without secret", env: map[string]string{"WXLOGIN_MOCK": "0"}, wantErr: "WX_APPSECRET"},
+		{name: "mock with another API", args: []string{"-wechat-api", "http://127.0.0.1:1"}, wantErr: "-wechat-api / WXLOGIN_WECHAT_API"},
+		{name: "bad duration in environment", env: map[string]string{"WXLOGIN_TOKEN_TTL": "soon"}, wantErr: "WXLOGIN_TOKEN_TTL"},
+		{name: "zero ttl", args: []string{"-token-ttl", "0"}, wantErr: "-token-ttl / WXLOGIN_TOKEN_TTL: must be positive"},
+		{name: "negative max age", env: map[string]string{"WXLOGIN_TOKEN_MAX_AGE": "-1h"}, wantErr: "-token-max-age / WXLOGIN_TOKEN_MAX_AGE"},
+		{name: "bad mock value", env: map[string]string{"WXLOGIN_MOCK": "maybe"}, wantErr: "WXLOGIN_MOCK"},
+		{name: "api not http", args: []string{"-wechat-api", "ftp://example.com"}, env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "s"}, wantErr: "-wechat-api"},
+		{name: "no secret flag", args: []string{"-secret", "x"}, wantErr: "not defined"},
+		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected argument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			getenv := func(k string) string { return tt.env[k] }
+			cfg, err := loadConfig(append([]string{"wxlogin"}, tt.args...), getenv, io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("loadConfig = %v; want an error mentioning %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("loadConfig = %v", err)
+			}
+			if !tt.check(cfg) {
+				t.Errorf("loadConfig = %+v", cfg)
+			}
+		})
+	}
+}
+
+func TestHTTPServerLimits(t *testing.T) {
+	const login = 10 * time.Second
+	srv := newHTTPServer(http.NotFoundHandler(), login, discardLogger())
+	if srv.ReadHeaderTimeout <= 0 || srv.ReadHeaderTimeout > 10*time.Second {
+		t.Errorf("ReadHeaderTimeout = %v; want set, at most 10s, so slow headers cannot hold connections", srv.ReadHeaderTimeout)
+	}
+	if srv.ReadTimeout <= 0 || srv.IdleTimeout <= 0 || srv.MaxHeaderBytes <= 0 {
+		t.Errorf("ReadTimeout %v, IdleTimeout %v, MaxHeaderBytes %d; want all set", srv.ReadTimeout, srv.IdleTimeout, srv.MaxHeaderBytes)
+	}
+	if srv.WriteTimeout <= login {
+		t.Errorf("WriteTimeout = %v; want more than the login bound %v, or slow logins lose their reply", srv.WriteTimeout, login)
+	}
+}
+
+func TestRunHelp(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"wxlogin", "-h"}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Errorf("run -h = %v; want nil", err)
+	}
+	for _, want := range []string{"-addr", "WXLOGIN_TOKEN_MAX_AGE", "-mock"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("usage does not mention %s:\n%s", want, out.String())
+		}
+	}
+	_, err := loadConfig([]string{"wxlogin", "-h"}, func(string) string { return "" }, io.Discard)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("loadConfig -h = %v; want flag.ErrHelp", err)
+	}
+}
+
+// child is wxlogin running as a separate process, in mock mode.
+type child struct {
+	cmd    *exec.Cmd
+	url    string
+	logs   *syncBuffer
+	exited chan error
+}
+
+func startChild(t *testing.T, dataDir string) *child {
+	t.Helper()
+	c := &child{logs: &syncBuffer{}, exited: make(chan error, 1)}
+	c.cmd = exec.Command(os.Args[0], "-addr", "127.0.0.1:0", "-data", dataDir)
+	c.cmd.Env = []string{"WXLOGIN_TEST_CHILD=1"} // and nothing inherited: no AppSecret
+	c.cmd.Stderr = c.logs
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.exited <- c.cmd.Wait() }()
+	t.Cleanup(func() {
+		c.cmd.Process.Kill()
+		<-c.exited
+	})
+	c.url = waitForURL(t, c.logs, c.exited)
+	waitHealthy(t, c.url)
+	return c
+}
+
+func TestSIGTERMSavesTokensForTheNextStart(t *testing.T) {
+	dir := t.TempDir()
+	c := startChild(t, dir)
+	token, _ := post(t, "POST", c.url+"/login", jsonCT, `{"code":"`+mockCode(t, c.url, "alice")+`"}`).env.Data["token"].(string)
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-c.exited:
+		c.exited <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("wxlogin exited with %v after SIGTERM; want a clean exit\n%s", err, c.logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("wxlogin did not exit after SIGTERM")
+	}
+	c = startChild(t, dir)
+	if got := post(t, "GET", c.url+"/user", "", "", "Authorization", "Bearer "+token); got.env.Status != 0 {
+		t.Errorf("after SIGTERM and restart GET /user = %s; want the token still valid", got.raw)
+	}
+}
+
+// TestKill9KeepsEveryAcknowledgedUser kills a real wxlogin process with
+// SIGKILL while new users log in, several times over, and checks after each
+// kill that every user whose login was answered is on disk, with its id,
+// that no user is stored twice, and that the files load.
+func TestKill9KeepsEveryAcknowledgedUser(t *testing.T) {
+	dir := t.TempDir()
+	acked := map[string]int64{} // user name → user_id the server answered
+	const rounds, workers, ackedPerRound = 3, 8, 40
+	for round := range rounds {
+		c := startChild(t, dir)
+		var (
+			mu      sync.Mutex
+			inRound int
+			wg      sync.WaitGroup
+			stop    = make(chan struct{})
+			enough  = make(chan struct{})
+		)
+		for w := range workers {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					name := fmt.Sprintf("r%d-w%d-%d", round, w, i)
+					id, ok := tryNewUserLogin(c.url, name)
+					if !ok {
+						continue // the process is being killed
+					}
+					mu.Lock()
+					acked[name] = id
+					if inRound++; inRound == ackedPerRound {
+						close(enough)
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		select {
+		case <-enough:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("round %d: too few logins answered", round)
+		}
+		c.cmd.Process.Kill() // SIGKILL, with logins in flight
+		<-c.exited
+		c.exited <- nil
+		close(stop)
+		wg.Wait()
+
+		s, err := openUserStore(dir, time.Now, discardLogger())
+		if err != nil {
+			t.Fatalf("after kill %d the store does not load: %v", round+1, err)
+		}
+		for name, id := range acked {
+			if u, ok := s.get(id); !ok || u.OpenID != fakeOpenID(mockAppID, name) {
+				t.Errorf("after kill %d: user %s (id %d) was acknowledged but is missing or changed: %+v", round+1, name, id, u)
+			}
+		}
+		s.Close() // openUserStore itself refuses duplicates and id gaps
+	}
+	t.Logf("%d kills, %d logins acknowledged, 0 lost", rounds, len(acked))
+
+	// The restarted server agrees: everyone acknowledged is a returning user.
+	c := startChild(t, dir)
+	for name, id := range acked {
+		got := post(t, "POST", c.url+"/login", jsonCT, `{"code":"`+mockCode(t, c.url, name)+`"}`)
+		if got.env.Data["new_user"] != false || got.env.Data["user_id"] != float64(id) {
+			t.Fatalf("after restart, login of %s = %s; want user %d, new_user false", name, got.raw, id)
+		}
+	}
+}
+
+// tryNewUserLogin logs a new user in and returns the user id, or false if
+// any step failed (as it does while the server is killed).
+func tryNewUserLogin(base, name string) (int64, bool) {
+	resp, err := client.Post(base+"/mock/wx.login", jsonCT, strings.NewReader(`{"user":"`+name+`"}`))
+	if err != nil {
+		return 0, false
+	}
+	var code struct{ Code string }
+	err = jsonDecode(resp.Body, &code)
+	resp.Body.Close()
+	if err != nil {
+		return 0, false
+	}
+	resp, err = client.PostForm(base+"/login", url.Values{"code": {code.Code}})
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Status int
+		Data   struct {
+			UserID  int64 `json:"user_id"`
+			NewUser bool  `json:"new_user"`
+		}
+	}
+	if err := jsonDecode(resp.Body, &got); err != nil || got.Status != 0 || !got.Data.NewUser {
+		return 0, false
+	}
+	return got.Data.UserID, true
+}
+
+func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fakeSetup is the fake WeChat on a real HTTP server, with a client of app
+// "wxapp" pointed at it as wxlogin's mock mode points its own.
+type fakeSetup struct {
+	fake   *fakeWechat
+	clock  *fakeClock
+	url    string
+	client *wechatClient
+}
+
+func newFakeSetup(t *testing.T, apps map[string]string) *fakeSetup {
+	t.Helper()
+	clock := newFakeClock()
+	fake := newFakeWechat(apps, clock.Now)
+	srv := httptest.NewServer(fake.routes())
+	t.Cleanup(srv.Close)
+	client := newWechatClient(srv.URL+"/mock/api", "wxapp", apps["wxapp"], 2*time.Second, 5*time.Second)
+	client.backoff = nil
+	return &fakeSetup{fake: fake, clock: clock, url: srv.URL, client: client}
+}
+
+// wxLogin calls the fake's wx.login and returns the code.
+func (f *fakeSetup) wxLogin(t *testing.T, body string) string {
+	t.Helper()
+	resp, err := http.Post(f.url+"/mock/wx.login", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		ErrMsg string `json:"errMsg"`
+		Code   string `json:"code"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != 200 || got.ErrMsg != "login:ok" || got.Code == "" {
+		t.Fatalf("wx.login(%s) = HTTP %d, %+v, %v; want login:ok with a code", body, resp.StatusCode, got, err)
+	}
+	return got.Code
+}
+
+func wechatErrcode(err error) int {
+	var we *wechatError
+	if errors.As(err, &we) {
+		return we.Code
+	}
+	return 0
+}
+
+func TestFakeCodesAreSingleUseAndExpire(t *testing.T) {
+	f := newFakeSetup(t, map[string]string{"wxapp": testSecret, "wxother": "other-secret"})
+	code := f.wxLogin(t, `{"user":"alice","appid":"wxapp"}`)
+	first, err := f.client.code2Session(t.Context(), code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.OpenID != fakeOpenID("wxapp", "alice") || first.UnionID != fakeUnionID("alice") || len(first.SessionKey) != 24 {
+		t.Errorf("exchange = %+v; want alice's openid and unionid and a 16-byte base64 session_key", first)
+	}
+	if _, err := f.client.code2Session(t.Context(), code); wechatErrcode(err) != errcodeCodeUsed {
+		t.Errorf("reused code: %v; want errcode 40163", err)
+	}
+	if _, err := f.client.code2Session(t.Context(), "never-issued"); wechatErrcode(err) != errcodeInvalidCode {
+		t.Errorf("unknown code: %v; want errcode 40029", err)
+	}
+	otherApp := f.wxLogin(t, `{"user":"alice","appid":"wxother"}`)
+	if _, err := f.client.code2Session(t.Context(), otherApp); wechatErrcode(err) != errcodeInvalidCode {
+		t.Errorf("code of another app: %v; want errcode 40029", err)
+	}
+
+	stale := f.wxLogin(t, `{"user":"alice","appid":"wxapp"}`)
+	f.clock.Advance(fakeCodeLifetime)
+	if _, err := f.client.code2Session(t.Context(), stale); wechatErrcode(err) != errcodeInvalidCode {
+		t.Errorf("code older than 5 minutes: %v; want errcode 40029", err)
+	}
+	f.wxLogin(t, `{"user":"bob","appid":"wxapp"}`) // issuing drops the expired codes
+	f.fake.mu.Lock()
+	remembered := len(f.fake.codes)
+	f.fake.mu.Unlock()
+	if remembered != 1 {
+		t.Errorf("the fake remembers %d codes after the others expired; want 1", remembered)
+	}
+}
+
+func TestFakeIdentities(t *testing.T) {
+	f := newFakeSetup(t, map[string]string{"wxapp": testSecret, "wxother": "other-secret"})
+	exchange := func(user string) codeSession {
+		s, err := f.client.code2Session(t.Context(), f.wxLogin(t, `{"user":"`+user+`","appid":"wxapp"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a1, a2, b := exchange("alice"), exchange("alice"), exchange("bob")
+	if a1.OpenID != a2.OpenID || a1.UnionID != a2.UnionID {
+		t.Errorf("one name gave two identities: %+v and %+v", a1, a2)
+	}
+	if a1.SessionKey == a2.SessionKey {
+		t.Error("two wx.logins gave the same session_key; the fake refreshes it on each")
+	}
+	if a1.OpenID == b.OpenID || a1.UnionID == b.UnionID {
+		t.Errorf("two names share an identity: %+v and %+v", a1, b)
+	}
+	if fakeOpenID("wxapp", "alice") == fakeOpenID("wxother", "alice") {
+		t.Error("one name has the same openid in two apps; openids are per app")
+	}
+	if id := fakeOpenID("wxapp", "alice"); len(id) != 28 || id[0] != 'o' {
+		t.Errorf("openid %q is not shaped like WeChat's (28 characters starting with o)", id)
+	}
+}
+
+func TestFakeCode2SessionChecksCredentials(t *testing.T) {
+	f := newFakeSetup(t, map[string]string{"wxapp": testSecret})
+	code := f.wxLogin(t, `{"user":"alice"}`)
+	tests := []struct {
+		name, appID, secret string
+		want                int
+	}{
+		{"wrong secret", "wxapp", "not-the-secret", errcodeBadSecret},
+		{"unknown app", "wxnobody", testSecret, errcodeInvalidAppID},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newWechatClient(f.url+"/mock/api", tt.appID, tt.secret, time.Second, time.Second)
+			if _, err := c.code2Session(t.Context(), code); wechatErrcode(err) != tt.want {
+				t.Errorf("code2Session = %v; want errcode %d", err, tt.want)
+			}
+		})
+	}
+	if _, err := f.client.code2Session(t.Context(), code); err != nil {
+		t.Errorf("the code was spent by a call with bad credentials: %v", err)
+	}
+}
+
+func TestFakeWxLoginRejectsBadRequests(t *testing.T) {
+	f := newFakeSetup(t, map[string]string{"wxapp": testSecret, "wxother": "x"})
+	for name, body := range map[string]string{
+		"not json":        `user=alice`,
+		"no user":         `{}`,
+		"user not string": `{"user": 7}`,
+		"long user":       `{"user":"` + strings.Repeat("名", 65) + `","appid":"wxapp"}`,
+		"unknown app":     `{"user":"alice","appid":"wxnobody"}`,
+		"app needed":      `{"user":"alice"}`, // two apps: which one?
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp, err := http.Post(f.url+"/mock/wx.login", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var got struct{ ErrMsg, Code string }
+			json.NewDecoder(resp.Body).Decode(&got)
+			if resp.StatusCode != http.StatusBadRequest || !strings.HasPrefix(got.ErrMsg, "login:fail") || got.Code != "" {
+				t.Errorf("wx.login(%s) = HTTP %d, %+v; want 400 with login:fail and no code", body, resp.StatusCode, got)
+			}
+		})
+	}
+}
+
+// FuzzFakeWxLogin checks that no request body panics the fake's wx.login,
+// and that every answer is wx.login's shape: a code, or login:fail.
+func FuzzFakeWxLogin(f *testing.F) {
+	f.Add([]byte(`{"user":"alice"}`))
+	f.Add([]byte(`{"user":"alice","appid":"wxapp"}`))
+	f.Add([]byte(`{"user":"\ud800"}`))
+	f.Add([]byte(`{"user":null}`))
+	fake := newFakeWechat(map[string]string{"wxapp": testSecret}, time.Now)
+	h := fake.routes()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("POST", "/mock/wx.login", strings.NewReader(string(body))))
+		var got struct{ ErrMsg, Code string }
+		if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+			t.Fatalf("wx.login answered %d %q; want JSON", w.Code, w.Body)
+		}
+		ok := w.Code == 200 && got.ErrMsg == "login:ok" && got.Code != ""
+		failed := w.Code == 400 && strings.HasPrefix(got.ErrMsg, "login:fail") && got.Code == ""
+		if !ok && !failed {
+			t.Fatalf("wx.login(%q) = %d %+v", body, w.Code, got)
+		}
+	})
+}
