@@ -29,17 +29,17 @@ const (
 
 // Client messages. The two contract messages are Chinese, so all are.
 const (
-	msgOK              = "ok"
-	msgMissingParam    = "缺少参数"
-	msgMalformed       = "参数格式错误"
-	msgUnknownApp      = "未知的 appid"
-	msgInvalidCode     = "无效的code"
-	msgWechatDown      = "微信服务暂时不可用，请稍后重试"
-	msgNotLoggedIn     = "未登录或登录已过期，请重新登录"
-	msgNotFound        = "接口不存在"
-	msgMethodNotAllowd = "请求方法不允许"
-	msgTooLarge        = "请求体过大"
-	msgInternal        = "服务器内部错误"
+	msgOK               = "ok"
+	msgMissingParam     = "缺少参数"
+	msgMalformed        = "参数格式错误"
+	msgUnknownApp       = "未知的 appid"
+	msgInvalidCode      = "无效的code"
+	msgWechatDown       = "微信服务暂时不可用，请稍后重试"
+	msgNotLoggedIn      = "未登录或登录已过期，请重新登录"
+	msgNotFound         = "接口不存在"
+	msgMethodNotAllowed = "请求方法不允许"
+	msgTooLarge         = "请求体过大"
+	msgInternal         = "服务器内部错误"
 )
 
 // maxBodyBytes caps every request body; a login is a few dozen bytes.
@@ -422,7 +422,7 @@ func (w *responseWriter) WriteHeader(code int) {
 		w.discard = true
 		msg := msgNotFound
 		if code == http.StatusMethodNotAllowed {
-			msg = msgMethodNotAllowd
+			msg = msgMethodNotAllowed
 		}
 		w.Header().Del("X-Content-Type-Options") // writeJSON sets it again, with its own Content-Type.
 		writeJSON(w.ResponseWriter, code, envelope{Status: statusBadRequest, Msg: msg})

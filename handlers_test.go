@@ -335,10 +335,10 @@ func TestRoutingErrorsUseTheEnvelope(t *testing.T) {
 		{"GET", "/nope", "", "", 404, msgNotFound, ""},
 		{"GET", "/login/extra", "", "", 404, msgNotFound, ""},
 		{"POST", "/mock/wx.login", `{"user":"x"}`, jsonCT, 404, msgNotFound, ""}, // real mode: no fake
-		{"GET", "/login", "", "", 405, msgMethodNotAllowd, "POST"},
-		{"DELETE", "/user", "", "", 405, msgMethodNotAllowd, "GET, HEAD"},
-		{"POST", "/healthz", "", "", 405, msgMethodNotAllowd, "GET, HEAD"},
-		{"GET", "/logout", "", "", 405, msgMethodNotAllowd, "POST"},
+		{"GET", "/login", "", "", 405, msgMethodNotAllowed, "POST"},
+		{"DELETE", "/user", "", "", 405, msgMethodNotAllowed, "GET, HEAD"},
+		{"POST", "/healthz", "", "", 405, msgMethodNotAllowed, "GET, HEAD"},
+		{"GET", "/logout", "", "", 405, msgMethodNotAllowed, "POST"},
 		{"POST", "/login", `{"code":"` + strings.Repeat("x", maxBodyBytes) + `"}`, jsonCT, 413, msgTooLarge, ""},
 		{"POST", "/login", "code=" + strings.Repeat("x", maxBodyBytes), "application/x-www-form-urlencoded", 413, msgTooLarge, ""},
 	}

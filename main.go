@@ -146,15 +146,13 @@ func newHTTPServer(h http.Handler, loginTimeout time.Duration, log *slog.Logger)
 	}
 }
 
-// dialableAddr turns a listening address into one a client can dial:
-// a wildcard host (":8080", "0.0.0.0:8080") becomes loopback.
+// dialableAddr turns a listening address into one a client can dial: a
+// wildcard host (":8080", "0.0.0.0:8080", "[::]:8080") becomes 127.0.0.1,
+// which a wildcard listener on Linux accepts even where IPv6 is off.
 func dialableAddr(addr net.Addr) string {
 	tcp, ok := addr.(*net.TCPAddr)
 	if !ok || !tcp.IP.IsUnspecified() {
 		return addr.String()
-	}
-	if tcp.IP.To4() == nil {
-		return net.JoinHostPort("::1", strconv.Itoa(tcp.Port))
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp.Port))
 }

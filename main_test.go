@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -386,6 +387,24 @@ func TestHTTPServerLimits(t *testing.T) {
 	}
 	if srv.WriteTimeout <= login {
 		t.Errorf("WriteTimeout = %v; want more than the login bound %v, or slow logins lose their reply", srv.WriteTimeout, login)
+	}
+}
+
+func TestDialableAddr(t *testing.T) {
+	for listen, want := range map[string]string{
+		"0.0.0.0:8080":   "127.0.0.1:8080",
+		"[::]:8080":      "127.0.0.1:8080",
+		"127.0.0.1:8080": "127.0.0.1:8080",
+		"[::1]:8080":     "[::1]:8080",
+		"10.1.2.3:80":    "10.1.2.3:80",
+	} {
+		addr, err := net.ResolveTCPAddr("tcp", listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := dialableAddr(addr); got != want {
+			t.Errorf("dialableAddr(%s) = %s; want %s", listen, got, want)
+		}
 	}
 }
 
