@@ -104,19 +104,22 @@ func notLoggedIn(cause error) *apiError {
 	return &apiError{status: statusNotLoggedIn, httpCode: http.StatusUnauthorized, msg: msgNotLoggedIn, cause: cause}
 }
 
-// wechatFailure maps an error of the WeChat client to what the client is told.
+// wechatFailure maps an error of the WeChat client to what the client is
+// told: status 2 when WeChat rejected the code, otherwise status 3 (504 when
+// time ran out), with WeChat's errcode whenever it sent one.
 func wechatFailure(err error) *apiError {
+	e := &apiError{status: statusWechatDown, httpCode: http.StatusBadGateway, msg: msgWechatDown, cause: err}
 	var we *wechatError
 	switch {
-	case errors.As(err, &we) && we.codeRejected():
-		return &apiError{status: statusInvalidCode, httpCode: http.StatusUnauthorized, msg: msgInvalidCode, errcode: we.Code, cause: err}
 	case errors.As(err, &we):
-		return &apiError{status: statusWechatDown, httpCode: http.StatusBadGateway, msg: msgWechatDown, errcode: we.Code, cause: err}
+		e.errcode = we.Code
+		if we.codeRejected() {
+			e.status, e.httpCode, e.msg = statusInvalidCode, http.StatusUnauthorized, msgInvalidCode
+		}
 	case errors.Is(err, context.DeadlineExceeded):
-		return &apiError{status: statusWechatDown, httpCode: http.StatusGatewayTimeout, msg: msgWechatDown, cause: err}
-	default:
-		return &apiError{status: statusWechatDown, httpCode: http.StatusBadGateway, msg: msgWechatDown, cause: err}
+		e.httpCode = http.StatusGatewayTimeout
 	}
+	return e
 }
 
 // writeJSON writes v as a JSON response. Responses may carry tokens, so none
@@ -371,9 +374,11 @@ func withAccessLog(log *slog.Logger, next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				rw.noteError(fmt.Errorf("panic: %v\n%s", v, debug.Stack()))
+				err := fmt.Errorf("panic: %v\n%s", v, debug.Stack())
 				if rw.status == 0 {
-					writeJSON(rw, http.StatusInternalServerError, envelope{Status: statusInternal, Msg: msgInternal})
+					writeError(rw, err)
+				} else {
+					rw.noteError(err) // Too late for an error response; the log still says why.
 				}
 			}
 			level := slog.LevelInfo

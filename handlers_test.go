@@ -84,6 +84,9 @@ func parseReply(t *testing.T, resp *http.Response) reply {
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
 		t.Errorf("Content-Type = %q; want application/json; charset=utf-8", ct)
 	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control = %q; want no-store on every response, as any may carry a token", cc)
+	}
 	return rep
 }
 

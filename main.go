@@ -86,12 +86,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return errors.Join(err, ln.Close(), users.Close())
 	}
+	baseURL := "http://" + dialableAddr(ln.Addr())
 	wechatAPI := cfg.wechatAPI
 	var fake *fakeWechat
 	if cfg.mock {
 		fake = newFakeWechat(map[string]string{cfg.appID: cfg.appSecret}, time.Now)
 		// The client reaches the fake over HTTP, through the real code path.
-		wechatAPI = "http://" + dialableAddr(ln.Addr()) + "/mock/api"
+		wechatAPI = baseURL + "/mock/api"
 	}
 	wx := newWechatClient(wechatAPI, cfg.appID, cfg.appSecret, cfg.wechatTimeout, cfg.loginTimeout)
 	srv := newHTTPServer(newServer(log, wx, users, tokens, fake), cfg.loginTimeout, log)
@@ -110,7 +111,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("MOCK MODE: logins go to the built-in fake WeChat, not to WeChat; get a code from POST /mock/wx.login",
 			"appid", cfg.appID)
 	}
-	log.Info("wxlogin listening", "url", "http://"+dialableAddr(ln.Addr()), "addr", ln.Addr().String(),
+	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(),
 		"wechat_api", redactURL(wechatAPI), "data", cfg.dataDir, "users", users.count(), "tokens_reloaded", reloaded)
 
 	select {

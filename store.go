@@ -49,8 +49,6 @@ func (id identity) ref() userRef { return userRef{id.AppID, id.OpenID} }
 type session struct {
 	identity
 	SessionKey string
-	IssuedAt   time.Time
-	ExpiresAt  time.Time
 
 	hash tokenHash // the key the token is stored under, so it can be revoked
 }
@@ -155,8 +153,6 @@ func (s *tokenStore) lookup(token string) (session, bool) {
 	return session{
 		identity:   e.identity,
 		SessionKey: k.(*sessionKeyEntry).key,
-		IssuedAt:   e.issuedAt,
-		ExpiresAt:  s.expiry(e),
 		hash:       h,
 	}, true
 }
@@ -200,7 +196,7 @@ func (s *tokenStore) runSweeper(ctx context.Context, every time.Duration) {
 	}
 }
 
-// tokenFileFormat names the file a graceful shutdown leaves tokens in.
+// The file a graceful shutdown leaves tokens in, and the format its header names.
 const (
 	tokenFileName   = "tokens.json"
 	tokenFileFormat = "wxlogin-tokens"
@@ -733,8 +729,9 @@ func (s *userStore) wait(b *batch) error {
 
 // flushLocked writes and fsyncs the pending batch b. Batches are written in
 // the order they were started, so b is the pending one. flushMu is held.
+// A closed store has failed set, so the journal is open when err is nil.
 func (s *userStore) flushLocked(b *batch) {
-	rotate := s.journal != nil && !s.compacting && s.journalSize >= s.compactAt
+	rotate := !s.compacting && s.journalSize >= s.compactAt
 	s.mu.Lock()
 	s.pending = &batch{}
 	err := s.failed
@@ -746,9 +743,6 @@ func (s *userStore) flushLocked(b *batch) {
 	}
 	s.mu.Unlock()
 
-	if err == nil && s.journal == nil {
-		err = errStoreClosed
-	}
 	if err == nil && snapshot != nil {
 		s.startCompaction(snapshot)
 	}
@@ -816,20 +810,20 @@ func (s *userStore) writeSnapshot(users []*User, through int64) (int64, error) {
 	var size int64
 	err := writeFileAtomic(filepath.Join(s.dir, snapshotName), func(w io.Writer) error {
 		bw := bufio.NewWriterSize(w, 1<<20)
-		buf := encodeHeader(fileHeader{Format: snapshotFormat, Version: 1, Generation: through})
-		for _, u := range users {
-			buf = appendRecord(buf, u)
-			if len(buf) >= 64<<10 {
-				size += int64(len(buf))
-				if _, err := bw.Write(buf); err != nil {
-					return err
-				}
-				buf = buf[:0]
-			}
-		}
-		size += int64(len(buf))
-		if _, err := bw.Write(buf); err != nil {
+		write := func(line []byte) error {
+			size += int64(len(line))
+			_, err := bw.Write(line)
 			return err
+		}
+		if err := write(encodeHeader(fileHeader{Format: snapshotFormat, Version: 1, Generation: through})); err != nil {
+			return err
+		}
+		var line []byte
+		for _, u := range users {
+			line = appendRecord(line[:0], u)
+			if err := write(line); err != nil {
+				return err
+			}
 		}
 		return bw.Flush()
 	})

@@ -399,6 +399,9 @@ func TestUserStoreCompaction(t *testing.T) {
 	if !bytes.HasPrefix(snapshot, []byte(`{"format":"wxlogin-users-snapshot"`)) {
 		t.Errorf("snapshot starts %q", snapshot[:40])
 	}
+	if lines := bytes.Count(snapshot, []byte("\n")); lines != 1+50 {
+		t.Errorf("snapshot has %d lines; want a header and each of the 50 users once", lines)
+	}
 	journals, _ := filepath.Glob(filepath.Join(dir, journalPrefix+"*"))
 	if len(journals) != 1 {
 		t.Errorf("journals after compaction: %v; want only the newest", journals)
