@@ -1,0 +1,455 @@
+package main
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// This file checks the data WeChat hands a mini program signed or encrypted
+// with the user's session_key ("open data"): user info, the legacy phone
+// number, WeRun steps. WECHAT.md §2 and §3 give the algorithms and shapes.
+//
+// AES-CBC has no integrity check of its own, so a changed ciphertext can
+// decrypt to something. What stops forged data is that everything decrypted
+// must be exactly the JSON WeChat documents: valid UTF-8, one object, no
+// repeated keys, field names matched case-sensitively, the required fields
+// present, and a watermark naming this mini program.
+
+// dataCheckError is open data that failed a check: status 5. check is safe
+// to show the client; it says which check failed, never a key or the data.
+type dataCheckError struct {
+	check string
+}
+
+func (e *dataCheckError) Error() string { return "open data: " + e.check }
+
+func checkFailed(format string, args ...any) *dataCheckError {
+	return &dataCheckError{check: fmt.Sprintf(format, args...)}
+}
+
+// errUndecryptable is the one answer for every failure after the AES step:
+// bad padding and a plaintext that is not JSON look the same to the client.
+// Telling them apart would be a padding oracle, letting a client with a
+// token decrypt or forge data under that token's session_key by trial.
+var errUndecryptable = checkFailed("无法用当前 session_key 解密 encryptedData")
+
+// strictBase64 rejects the non-canonical encodings the default decoder
+// accepts, so that changing any character of encryptedData or iv changes the
+// bytes it decodes to.
+var strictBase64 = base64.StdEncoding.Strict()
+
+// decodeBase64Field decodes a base64 field of open data, naming it on failure.
+func decodeBase64Field(name, s string) ([]byte, error) {
+	// The decoder skips CR and LF even in strict mode; WeChat never sends them.
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, checkFailed("%s 不是合法的 base64", name)
+	}
+	b, err := strictBase64.DecodeString(s)
+	if err != nil {
+		return nil, checkFailed("%s 不是合法的 base64", name)
+	}
+	return b, nil
+}
+
+// sessionKeyBytes decodes a session_key: base64 of 16 bytes, the AES-128 key.
+func sessionKeyBytes(sessionKey string) ([]byte, error) {
+	key, err := decodeBase64Field("session_key", sessionKey)
+	if err != nil || len(key) != aes.BlockSize {
+		return nil, checkFailed("session_key 无效")
+	}
+	return key, nil
+}
+
+// signRawData is WeChat's signature of rawData: the hex SHA-1 of rawData
+// followed by the session_key as text (WECHAT.md §2).
+func signRawData(rawData, sessionKey string) string {
+	sum := sha1.Sum([]byte(rawData + sessionKey))
+	return hex.EncodeToString(sum[:])
+}
+
+// sessionKeySignature is the signature of checksession and
+// resetusersessionkey: the hex HMAC-SHA256 of the empty string keyed with
+// the session_key's base64 text, not its decoded bytes (WECHAT.md §4). It
+// proves the key is known without sending it.
+func sessionKeySignature(sessionKey string) string {
+	return hex.EncodeToString(hmac.New(sha256.New, []byte(sessionKey)).Sum(nil))
+}
+
+// verifySignature checks signature against rawData in constant time.
+func verifySignature(rawData, signature, sessionKey string) error {
+	want := signRawData(rawData, sessionKey)
+	if subtle.ConstantTimeCompare([]byte(signature), []byte(want)) != 1 {
+		return checkFailed("signature 与 rawData 不匹配")
+	}
+	return nil
+}
+
+// decryptOpenData decrypts encryptedData: AES-128-CBC with the base64-decoded
+// session_key as key and the base64-decoded iv, PKCS#7 padding. Every
+// malformed input is a *dataCheckError, never a panic.
+func decryptOpenData(sessionKey, encryptedData, iv string) ([]byte, error) {
+	key, err := sessionKeyBytes(sessionKey)
+	if err != nil {
+		return nil, err
+	}
+	ivBytes, err := decodeBase64Field("iv", iv)
+	if err != nil {
+		return nil, err
+	}
+	if len(ivBytes) != aes.BlockSize {
+		return nil, checkFailed("iv 应为 16 字节，实为 %d 字节", len(ivBytes))
+	}
+	data, err := decodeBase64Field("encryptedData", encryptedData)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) == 0 || len(data)%aes.BlockSize != 0 {
+		return nil, checkFailed("encryptedData 长度应为 16 字节的正整数倍，实为 %d 字节", len(data))
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err // Cannot happen: the key is 16 bytes.
+	}
+	plain := make([]byte, len(data))
+	cipher.NewCBCDecrypter(block, ivBytes).CryptBlocks(plain, data)
+	return unpad(plain)
+}
+
+// unpad strips PKCS#7 padding, checking every padding byte in constant time.
+func unpad(b []byte) ([]byte, error) {
+	n := int(b[len(b)-1])
+	ok := subtle.ConstantTimeLessOrEq(1, n) & subtle.ConstantTimeLessOrEq(n, aes.BlockSize)
+	for i := 1; i <= aes.BlockSize; i++ {
+		inPad := subtle.ConstantTimeLessOrEq(i, n)
+		ok &= subtle.ConstantTimeSelect(inPad, subtle.ConstantTimeByteEq(b[len(b)-i], byte(n)), 1)
+	}
+	if ok != 1 {
+		return nil, errUndecryptable
+	}
+	return b[:len(b)-n], nil
+}
+
+// encryptOpenData is the inverse of decryptOpenData, as WeChat does it; the
+// fake WeChat uses it. iv must be 16 bytes.
+func encryptOpenData(sessionKey string, plain, iv []byte) (encryptedData string, err error) {
+	key, err := sessionKeyBytes(sessionKey)
+	if err != nil {
+		return "", err
+	}
+	if len(iv) != aes.BlockSize {
+		return "", errors.New("iv must be 16 bytes")
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return "", err
+	}
+	n := aes.BlockSize - len(plain)%aes.BlockSize
+	padded := append(bytes.Clone(plain), bytes.Repeat([]byte{byte(n)}, n)...)
+	cipher.NewCBCEncrypter(block, iv).CryptBlocks(padded, padded)
+	return base64.StdEncoding.EncodeToString(padded), nil
+}
+
+// jsonFields decodes a JSON object into a map of its members' raw values.
+// Unlike encoding/json's struct decoding, which matches names without regard
+// to case and lets a repeated key win silently, it keeps names exact and
+// rejects repeats: either would let a changed ciphertext pass as WeChat's.
+func jsonFields(data []byte) (map[string]json.RawMessage, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("not a JSON object")
+	}
+	fields := map[string]json.RawMessage{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		name, ok := t.(string)
+		if !ok {
+			return nil, errors.New("object key is not a string")
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		if _, dup := fields[name]; dup {
+			return nil, fmt.Errorf("key %q repeated", name)
+		}
+		fields[name] = v
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("data after the JSON object")
+	}
+	return fields, nil
+}
+
+// openData is decrypted open data, read field by exact name.
+type openData map[string]json.RawMessage
+
+// parseOpenData checks that plain is a JSON object in valid UTF-8. Anything
+// else means the session_key was not the one the data was encrypted with.
+func parseOpenData(plain []byte) (openData, error) {
+	if !utf8.Valid(plain) {
+		return nil, errUndecryptable
+	}
+	fields, err := jsonFields(plain)
+	if err != nil {
+		return nil, errUndecryptable
+	}
+	return openData(fields), nil
+}
+
+// has reports whether the field is present and not null.
+func (d openData) has(name string) bool {
+	v, ok := d[name]
+	return ok && string(v) != "null"
+}
+
+// string reads a string field; absent or null reads as "".
+func (d openData) string(name string) (string, error) {
+	var s string
+	if !d.has(name) {
+		return "", nil
+	}
+	if err := json.Unmarshal(d[name], &s); err != nil {
+		return "", checkFailed("解密数据中的 %s 不是字符串", name)
+	}
+	return s, nil
+}
+
+// int reads an integer field; absent or null reads as 0.
+func (d openData) int(name string) (int64, error) {
+	var n int64
+	if !d.has(name) {
+		return 0, nil
+	}
+	if err := json.Unmarshal(d[name], &n); err != nil {
+		return 0, checkFailed("解密数据中的 %s 不是整数", name)
+	}
+	return n, nil
+}
+
+// object reads a nested object field.
+func (d openData) object(name string) (openData, error) {
+	fields, err := jsonFields(d[name])
+	if err != nil {
+		return nil, checkFailed("解密数据中的 %s 不是对象", name)
+	}
+	return openData(fields), nil
+}
+
+// checkWatermark checks that the data was issued for appID. WeChat stamps
+// sensitive data with watermark.appid; its timestamp is when the user
+// obtained the data, informational only (WECHAT.md §2).
+func (d openData) checkWatermark(appID string, required bool) error {
+	if !d.has("watermark") {
+		if required {
+			return checkFailed("解密数据缺少 watermark")
+		}
+		return nil
+	}
+	wm, err := d.object("watermark")
+	if err != nil {
+		return err
+	}
+	got, err := wm.string("appid")
+	if err != nil {
+		return err
+	}
+	if got != appID {
+		return checkFailed("数据水印的 appid 不是本小程序")
+	}
+	return nil
+}
+
+// profile is the public part of a user's WeChat profile, as user info
+// (rawData or decrypted) carries it.
+type profile struct {
+	Nickname  string
+	AvatarURL string
+	Gender    int
+	Language  string
+	City      string
+	Province  string
+	Country   string
+}
+
+// anonymousNickname is the nickname WeChat has given every user in
+// getUserInfo and getUserProfile data since its 2021 and 2022 changes
+// (WECHAT.md §5): a placeholder, not the user's name.
+const anonymousNickname = "微信用户"
+
+// anonymous reports whether p is WeChat's placeholder profile.
+func (p profile) anonymous() bool { return p.Nickname == anonymousNickname }
+
+// readProfile reads the profile fields of user info.
+func (d openData) readProfile() (profile, error) {
+	var p profile
+	var err error
+	var gender int64
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{
+		{"nickName", &p.Nickname}, {"avatarUrl", &p.AvatarURL}, {"language", &p.Language},
+		{"city", &p.City}, {"province", &p.Province}, {"country", &p.Country},
+	} {
+		if *f.dst, err = d.string(f.name); err != nil {
+			return p, err
+		}
+	}
+	if gender, err = d.int("gender"); err != nil {
+		return p, err
+	}
+	if gender < 0 || gender > 2 {
+		return p, checkFailed("解密数据中的 gender 不是 0、1 或 2")
+	}
+	p.Gender = int(gender)
+	return p, nil
+}
+
+// userInfo is verified user info.
+type userInfo struct {
+	profile
+	UnionID string // "" when WeChat sent none
+}
+
+// parseUserInfo reads decrypted user info and checks it belongs to openID in
+// appID. openId may be missing only where WeChat documents it missing:
+// wx.getUserProfile's data has neither openId nor unionId (WECHAT.md §3), so
+// such data is accepted only when its signed rawData came with it.
+func parseUserInfo(plain []byte, appID, openID string, signed bool) (userInfo, error) {
+	d, err := parseOpenData(plain)
+	if err != nil {
+		return userInfo{}, err
+	}
+	if err := d.checkWatermark(appID, true); err != nil {
+		return userInfo{}, err
+	}
+	gotOpenID, err := d.string("openId")
+	if err != nil {
+		return userInfo{}, err
+	}
+	unionID, err := d.string("unionId")
+	if err != nil {
+		return userInfo{}, err
+	}
+	switch {
+	case gotOpenID == "" && (!signed || unionID != ""):
+		return userInfo{}, checkFailed("解密数据缺少 openId")
+	case gotOpenID != "" && gotOpenID != openID:
+		return userInfo{}, checkFailed("数据属于另一个用户（openId 不符）")
+	}
+	p, err := d.readProfile()
+	if err != nil {
+		return userInfo{}, err
+	}
+	return userInfo{profile: p, UnionID: unionID}, nil
+}
+
+// parseRawData reads the profile in signed rawData.
+func parseRawData(rawData string) (profile, error) {
+	fields, err := jsonFields([]byte(rawData))
+	if err != nil {
+		return profile{}, checkFailed("rawData 不是 JSON 对象")
+	}
+	return openData(fields).readProfile()
+}
+
+// phone is a user's phone number as WeChat gives it (WECHAT.md §3).
+type phone struct {
+	PhoneNumber     string `json:"phone_number"`      // with the country code for numbers outside China
+	PurePhoneNumber string `json:"pure_phone_number"` // without it
+	CountryCode     string `json:"country_code"`
+}
+
+// parsePhone reads a phone number: decrypted legacy getPhoneNumber data, or
+// the phone_info of getuserphonenumber, which WeChat's example shows with a
+// numeric countryCode where the field table and the legacy data have a
+// string (WECHAT.md §3): both are accepted.
+func parsePhone(d openData, appID string) (phone, error) {
+	if err := d.checkWatermark(appID, true); err != nil {
+		return phone{}, err
+	}
+	var p phone
+	var err error
+	if p.PhoneNumber, err = d.string("phoneNumber"); err != nil {
+		return p, err
+	}
+	if p.PurePhoneNumber, err = d.string("purePhoneNumber"); err != nil {
+		return p, err
+	}
+	if p.CountryCode, err = d.string("countryCode"); err != nil {
+		n, intErr := d.int("countryCode")
+		if intErr != nil {
+			return p, checkFailed("解密数据中的 countryCode 不是字符串或数字")
+		}
+		p.CountryCode = strconv.FormatInt(n, 10)
+	}
+	if p.PhoneNumber == "" {
+		return p, checkFailed("解密数据缺少 phoneNumber")
+	}
+	return p, nil
+}
+
+// stepInfo is one day of WeRun steps.
+type stepInfo struct {
+	Timestamp int64 `json:"timestamp"` // start of the day the count is for, Unix seconds
+	Step      int64 `json:"step"`
+}
+
+// parseWeRun reads decrypted WeRun data. WeChat's documented shape has no
+// watermark, but real data carries one, so it is checked when present.
+func parseWeRun(plain []byte, appID string) ([]stepInfo, error) {
+	d, err := parseOpenData(plain)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.checkWatermark(appID, false); err != nil {
+		return nil, err
+	}
+	if !d.has("stepInfoList") {
+		return nil, checkFailed("解密数据缺少 stepInfoList")
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(d["stepInfoList"], &items); err != nil {
+		return nil, checkFailed("解密数据中的 stepInfoList 不是数组")
+	}
+	steps := make([]stepInfo, 0, len(items))
+	for _, raw := range items {
+		fields, err := jsonFields(raw)
+		if err != nil {
+			return nil, checkFailed("stepInfoList 中有不是对象的项")
+		}
+		item := openData(fields)
+		var s stepInfo
+		if s.Timestamp, err = item.int("timestamp"); err != nil {
+			return nil, err
+		}
+		if s.Step, err = item.int("step"); err != nil {
+			return nil, err
+		}
+		if !item.has("timestamp") || !item.has("step") {
+			return nil, checkFailed("stepInfoList 中有缺少 timestamp 或 step 的项")
+		}
+		steps = append(steps, s)
+	}
+	return steps, nil
+}
