@@ -10,9 +10,13 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
+	"reflect"
 	"runtime/debug"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Envelope statuses: the "status" field of every response. 1 and 2, with
@@ -24,6 +28,7 @@ const (
 	statusInvalidCode = 2 // WeChat rejected the code: get a new one from wx.login
 	statusWechatDown  = 3 // WeChat unavailable: try again later
 	statusNotLoggedIn = 4 // token missing, unknown, revoked or expired: run wx.login again
+	statusDataCheck   = 5 // signed or encrypted user data failed verification
 	statusInternal    = -1
 )
 
@@ -40,6 +45,11 @@ const (
 	msgMethodNotAllowed = "请求方法不允许"
 	msgTooLarge         = "请求体过大"
 	msgInternal         = "服务器内部错误"
+	// A status 5 message is msgDataCheck, the check that failed, and
+	// msgDataCheckHint: the usual cause is a session_key that a later wx.login
+	// replaced after the data was fetched (WECHAT.md §2).
+	msgDataCheck     = "用户数据校验失败："
+	msgDataCheckHint = "。session_key 可能已更新：请重新调用 wx.login 登录，再重新获取数据"
 )
 
 // maxBodyBytes caps every request body; a login is a few dozen bytes.
@@ -60,6 +70,13 @@ func addRoutes(mux *http.ServeMux, wx *wechatClient, users *userStore, tokens *t
 	user := requireLogin(tokens, handleUser(users))
 	mux.Handle("GET /user", user)
 	mux.Handle("GET /user/{$}", user)
+	patchUser := requireLogin(tokens, handlePatchUser(users))
+	mux.Handle("PATCH /user", patchUser)
+	mux.Handle("PATCH /user/{$}", patchUser)
+	mux.Handle("POST /user/userinfo", requireLogin(tokens, handleUserInfo(users)))
+	mux.Handle("POST /user/phone", requireLogin(tokens, handlePhone(wx, users)))
+	mux.Handle("POST /user/werun", requireLogin(tokens, handleWeRun()))
+	mux.Handle("GET /session/check", requireLogin(tokens, handleSessionCheck(wx)))
 	mux.Handle("POST /logout", requireLogin(tokens, handleLogout(tokens)))
 	mux.Handle("GET /healthz", handleHealthz())
 	if fake != nil {
@@ -144,11 +161,17 @@ func writeOK(w http.ResponseWriter, data any) {
 }
 
 // writeError is the one place an error becomes a response. An *apiError says
-// what the client may see; any other error is an internal one, answered with
-// a bare 500. The cause is handed to the access log, which logs it once.
+// what the client may see, and so does a *dataCheckError (status 5); any
+// other error is an internal one, answered with a bare 500. The cause is
+// handed to the access log, which logs it once.
 func writeError(w http.ResponseWriter, err error) {
 	var ae *apiError
-	if !errors.As(err, &ae) {
+	var dce *dataCheckError
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &dce):
+		ae = &apiError{status: statusDataCheck, httpCode: http.StatusBadRequest, msg: msgDataCheck + dce.check + msgDataCheckHint, cause: err}
+	default:
 		ae = &apiError{status: statusInternal, httpCode: http.StatusInternalServerError, msg: msgInternal, cause: err}
 	}
 	if n, ok := w.(interface{ noteError(error) }); ok {
@@ -215,13 +238,9 @@ const maxCodeBytes = 128
 // default) or as a form. A body with no Content-Type is read as JSON.
 func decodeLoginRequest(r *http.Request) (loginRequest, error) {
 	var req loginRequest
-	mediaType := "application/json"
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil {
-			return req, badRequest(msgMalformed+"：无法解析 Content-Type", err)
-		}
-		mediaType = mt
+	mediaType, err := requestMediaType(r)
+	if err != nil {
+		return req, err
 	}
 	switch mediaType {
 	case "application/x-www-form-urlencoded":
@@ -230,14 +249,8 @@ func decodeLoginRequest(r *http.Request) (loginRequest, error) {
 		}
 		req.Code, req.AppID = r.PostForm.Get("code"), r.PostForm.Get("appid")
 	case "application/json":
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			return req, bodyError(err)
-		}
-		if len(bytes.TrimSpace(body)) > 0 {
-			if err := json.Unmarshal(body, &req); err != nil {
-				return req, jsonError(err)
-			}
+		if err := decodeJSONBody(r, &req, false); err != nil {
+			return req, err
 		}
 	default:
 		return req, badRequest(msgMalformed+"：Content-Type 应为 application/json 或 application/x-www-form-urlencoded", nil)
@@ -254,6 +267,61 @@ func decodeLoginRequest(r *http.Request) (loginRequest, error) {
 	return req, nil
 }
 
+// requestMediaType is the media type of the request body; a request without
+// a Content-Type is taken to be JSON, wx.request's default.
+func requestMediaType(r *http.Request) (string, error) {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return "application/json", nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return "", badRequest(msgMalformed+"：无法解析 Content-Type", err)
+	}
+	return mt, nil
+}
+
+// readJSON reads a JSON request body into v, which must be a pointer to a
+// struct. With strict, a member v has no field for is an error; use it
+// where a misspelt name would otherwise be silently ignored.
+func readJSON(r *http.Request, v any, strict bool) error {
+	mediaType, err := requestMediaType(r)
+	if err != nil {
+		return err
+	}
+	if mediaType != "application/json" {
+		return badRequest(msgMalformed+"：Content-Type 应为 application/json", nil)
+	}
+	return decodeJSONBody(r, v, strict)
+}
+
+// decodeJSONBody decodes the body as one JSON object. An empty body decodes
+// as {}. The body must be valid UTF-8: encoding/json would silently replace
+// invalid bytes, storing text the client never sent.
+func decodeJSONBody(r *http.Request, v any, strict bool) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return bodyError(err)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	if !utf8.Valid(body) {
+		return badRequest(msgMalformed+"：请求体不是合法的 UTF-8", nil)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if dec.More() {
+		return badRequest(msgMalformed+"：请求体在 JSON 对象之后还有内容", nil)
+	}
+	return nil
+}
+
 // bodyError explains a failure to read a request body.
 func bodyError(err error) *apiError {
 	var tooLarge *http.MaxBytesError
@@ -263,13 +331,40 @@ func bodyError(err error) *apiError {
 	return badRequest(msgMalformed, err)
 }
 
-// jsonError explains a JSON body that does not decode.
+// jsonError explains a JSON body that does not decode, naming the field.
 func jsonError(err error) *apiError {
 	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) && typeErr.Field != "" {
-		return badRequest(msgMalformed+"："+typeErr.Field+" 应为字符串", err)
+		return badRequest(msgMalformed+"："+typeErr.Field+" 应为"+jsonKind(typeErr.Type), err)
+	}
+	// DisallowUnknownFields reports with this text only; Go has no error type for it.
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if len(name) > 66 {
+			name = name[:64] + `…"`
+		}
+		return badRequest(msgMalformed+"：未知字段 "+name, err)
 	}
 	return badRequest(msgMalformed+"：请求体不是合法的 JSON 对象", err)
+}
+
+// jsonKind names a Go type as the JSON a client should send for it.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "字符串"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "整数"
+	case reflect.Bool:
+		return "布尔值"
+	case reflect.Slice, reflect.Array:
+		return "数组"
+	default:
+		return "对象"
+	}
 }
 
 // isPrintableASCII reports whether s has only visible ASCII characters.
@@ -314,20 +409,24 @@ func tokenFromRequest(h http.Header) string {
 
 // userView is a user as GET /user shows it: every field always present.
 type userView struct {
-	ID          int64     `json:"id"`
-	AppID       string    `json:"appid"`
-	OpenID      string    `json:"openid"`
-	UnionID     string    `json:"unionid"`
-	Nickname    string    `json:"nickname"`
-	AvatarURL   string    `json:"avatar_url"`
-	Gender      int       `json:"gender"`
-	Language    string    `json:"language"`
-	City        string    `json:"city"`
-	Province    string    `json:"province"`
-	Country     string    `json:"country"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
-	LastLoginAt time.Time `json:"last_login_at"`
+	ID        int64  `json:"id"`
+	AppID     string `json:"appid"`
+	OpenID    string `json:"openid"`
+	UnionID   string `json:"unionid"`
+	Nickname  string `json:"nickname"`
+	AvatarURL string `json:"avatar_url"`
+	Gender    int    `json:"gender"`
+	Language  string `json:"language"`
+	City      string `json:"city"`
+	Province  string `json:"province"`
+	Country   string `json:"country"`
+	// The phone fields are shown only here, to the user's own token.
+	PhoneNumber     string    `json:"phone_number"`
+	PurePhoneNumber string    `json:"pure_phone_number"`
+	CountryCode     string    `json:"country_code"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
+	LastLoginAt     time.Time `json:"last_login_at"`
 }
 
 // handleUser serves GET /user: the logged-in user.
@@ -339,6 +438,403 @@ func handleUser(users *userStore) sessionHandler {
 			return
 		}
 		writeOK(w, userView(u))
+	}
+}
+
+// profilePatch is the body of PATCH /user: the fields to set, nil where
+// absent. The JSON names are those GET /user shows.
+type profilePatch struct {
+	Nickname  *string `json:"nickname"`
+	AvatarURL *string `json:"avatar_url"`
+	Gender    *int    `json:"gender"`
+	Language  *string `json:"language"`
+	City      *string `json:"city"`
+	Province  *string `json:"province"`
+	Country   *string `json:"country"`
+}
+
+// handlePatchUser serves PATCH /user: the profile a user fills in with
+// <button open-type="chooseAvatar"> and <input type="nickname">, the way
+// WeChat has offered since it stopped giving real nicknames and avatars to
+// getUserProfile (WECHAT.md §5). It is the user's own input, not signed by
+// WeChat, so every field is validated; an empty string clears a field.
+func handlePatchUser(users *userStore) sessionHandler {
+	return func(w http.ResponseWriter, r *http.Request, sess session) {
+		var p profilePatch
+		if err := readJSON(r, &p, true); err != nil {
+			writeError(w, err)
+			return
+		}
+		if p == (profilePatch{}) {
+			writeError(w, badRequest(msgMissingParam+"：至少提供 nickname、avatar_url、gender、language、city、province、country 之一", nil))
+			return
+		}
+		if err := p.validate(); err != nil {
+			writeError(w, badRequest(msgMalformed+"："+err.Error(), err))
+			return
+		}
+		u, err := users.update(sess.UserID, p.apply)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeOK(w, userView(u))
+	}
+}
+
+// validate checks every field that is set. Its error messages are for the
+// client.
+func (p profilePatch) validate() error {
+	for _, f := range []struct {
+		name     string
+		value    *string
+		maxRunes int
+	}{
+		{"nickname", p.Nickname, maxNameRunes}, {"city", p.City, maxNameRunes},
+		{"province", p.Province, maxNameRunes}, {"country", p.Country, maxNameRunes},
+	} {
+		if f.value != nil {
+			if err := checkText(f.name, *f.value, f.maxRunes); err != nil {
+				return err
+			}
+		}
+	}
+	if p.Language != nil {
+		if err := checkLanguage("language", *p.Language); err != nil {
+			return err
+		}
+	}
+	if p.Gender != nil && (*p.Gender < 0 || *p.Gender > 2) {
+		return errors.New("gender 应为 0（未知）、1（男）或 2（女）")
+	}
+	if p.AvatarURL != nil && *p.AvatarURL != "" {
+		return checkAvatarURL("avatar_url", *p.AvatarURL)
+	}
+	return nil
+}
+
+// apply sets the patch's fields on u.
+func (p profilePatch) apply(u *User) {
+	set := func(dst *string, v *string) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&u.Nickname, p.Nickname)
+	set(&u.AvatarURL, p.AvatarURL)
+	set(&u.Language, p.Language)
+	set(&u.City, p.City)
+	set(&u.Province, p.Province)
+	set(&u.Country, p.Country)
+	if p.Gender != nil {
+		u.Gender = *p.Gender
+	}
+}
+
+// Limits of profile fields. WeChat's own are smaller; these only keep
+// nonsense out of the store.
+const (
+	maxNameRunes    = 64
+	maxLanguageLen  = 16
+	maxAvatarURLLen = 1024
+)
+
+// checkText accepts text of at most maxRunes characters with no control
+// characters (line breaks included).
+func checkText(name, s string, maxRunes int) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s 不是合法的 UTF-8", name)
+	}
+	if n := utf8.RuneCountInString(s); n > maxRunes {
+		return fmt.Errorf("%s 最多 %d 个字符，实为 %d 个", name, maxRunes, n)
+	}
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		return fmt.Errorf("%s 含有控制字符", name)
+	}
+	return nil
+}
+
+// checkLanguage accepts a language tag such as zh_CN or en.
+func checkLanguage(name, s string) error {
+	if len(s) > maxLanguageLen || strings.ContainsFunc(s, func(r rune) bool {
+		return !(r == '_' || r == '-' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z')
+	}) {
+		return fmt.Errorf("%s 应为 zh_CN 这样的语言代码", name)
+	}
+	return nil
+}
+
+// checkAvatarURL accepts an absolute http or https URL. chooseAvatar gives a
+// temporary local file, which WeChat DevTools shows as http://tmp/...: that
+// is refused with a hint, as no one else can load it.
+func checkAvatarURL(name, s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case len(s) > maxAvatarURLLen:
+		return fmt.Errorf("%s 最长 %d 字节", name, maxAvatarURLLen)
+	case err != nil || !isPrintableASCII(s) || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil:
+		return fmt.Errorf("%s 应为 http 或 https 网址", name)
+	case u.Hostname() == "tmp" || u.Hostname() == "usr":
+		return fmt.Errorf("%s 是 chooseAvatar 给出的本地临时文件：请先用 wx.uploadFile 上传，再保存上传后的网址", name)
+	}
+	return nil
+}
+
+// userInfoRequest is the body of POST /user/userinfo: the e.detail of
+// <button open-type="getUserInfo">, or the result of wx.getUserInfo or
+// wx.getUserProfile. Its userInfo, errMsg and cloudID are ignored: only
+// what the session_key verifies is used.
+type userInfoRequest struct {
+	RawData       string `json:"rawData"`
+	Signature     string `json:"signature"`
+	EncryptedData string `json:"encryptedData"`
+	IV            string `json:"iv"`
+}
+
+// handleUserInfo serves POST /user/userinfo: it verifies the signature of
+// rawData and/or decrypts encryptedData with the session's session_key
+// (both must pass when both are sent), and saves the verified profile and
+// unionId. WeChat's anonymous placeholder ("微信用户" with a grey avatar)
+// never overwrites a nickname or avatar, and empty fields are not saved.
+func handleUserInfo(users *userStore) sessionHandler {
+	return func(w http.ResponseWriter, r *http.Request, sess session) {
+		var req userInfoRequest
+		if err := readJSON(r, &req, false); err != nil {
+			writeError(w, err)
+			return
+		}
+		info, err := verifyUserInfo(req, sess)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		u, err := users.update(sess.UserID, info.apply)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeOK(w, userView(u))
+	}
+}
+
+// verifyUserInfo checks a user info request against the session.
+func verifyUserInfo(req userInfoRequest, sess session) (userInfo, error) {
+	signed := req.RawData != "" || req.Signature != ""
+	encrypted := req.EncryptedData != "" || req.IV != ""
+	switch {
+	case !signed && !encrypted:
+		return userInfo{}, badRequest(msgMissingParam+"：需要 rawData 和 signature，或 encryptedData 和 iv", nil)
+	case signed && (req.RawData == "" || req.Signature == ""):
+		return userInfo{}, badRequest(msgMissingParam+"：rawData 和 signature 须一起提供", nil)
+	case encrypted && (req.EncryptedData == "" || req.IV == ""):
+		return userInfo{}, badRequest(msgMissingParam+"：encryptedData 和 iv 须一起提供", nil)
+	}
+	var info userInfo
+	if signed {
+		if err := verifySignature(req.RawData, req.Signature, sess.SessionKey); err != nil {
+			return info, err
+		}
+		p, err := parseRawData(req.RawData)
+		if err != nil {
+			return info, err
+		}
+		info.profile = p
+	}
+	if encrypted {
+		plain, err := decryptOpenData(sess.SessionKey, req.EncryptedData, req.IV)
+		if err != nil {
+			return info, err
+		}
+		// The decrypted data is what WeChat vouches for most: it names the
+		// user and the app, and may carry the unionId.
+		if info, err = parseUserInfo(plain, sess.AppID, sess.OpenID, signed); err != nil {
+			return info, err
+		}
+	}
+	if err := info.check(); err != nil {
+		return info, err
+	}
+	return info, nil
+}
+
+// check applies the limits of PATCH /user to verified data too: a record is
+// never stored that PATCH would refuse.
+func (info userInfo) check() error {
+	p := info.profile
+	for _, f := range []struct{ name, value string }{
+		{"nickName", p.Nickname}, {"city", p.City}, {"province", p.Province}, {"country", p.Country},
+	} {
+		if err := checkText(f.name, f.value, maxNameRunes); err != nil {
+			return checkFailed("%v", err)
+		}
+	}
+	if err := checkLanguage("language", p.Language); err != nil {
+		return checkFailed("%v", err)
+	}
+	if p.AvatarURL != "" {
+		if err := checkAvatarURL("avatarUrl", p.AvatarURL); err != nil {
+			return checkFailed("%v", err)
+		}
+	}
+	if err := checkText("unionId", info.UnionID, maxNameRunes); err != nil {
+		return checkFailed("%v", err)
+	}
+	return nil
+}
+
+// apply saves the verified profile on u: the fields WeChat filled, except
+// the anonymous placeholder's nickname and avatar.
+func (info userInfo) apply(u *User) {
+	p := info.profile
+	setIfSent := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	if !p.anonymous() {
+		setIfSent(&u.Nickname, p.Nickname)
+		setIfSent(&u.AvatarURL, p.AvatarURL)
+	}
+	setIfSent(&u.Language, p.Language)
+	setIfSent(&u.City, p.City)
+	setIfSent(&u.Province, p.Province)
+	setIfSent(&u.Country, p.Country)
+	setIfSent(&u.UnionID, info.UnionID)
+	if p.Gender != 0 {
+		u.Gender = p.Gender
+	}
+}
+
+// encryptedRequest is an encrypted pair of open data, as the client got it.
+type encryptedRequest struct {
+	EncryptedData string `json:"encryptedData"`
+	IV            string `json:"iv"`
+}
+
+// decrypt decrypts the pair with the session's session_key.
+func (req encryptedRequest) decrypt(sess session) ([]byte, error) {
+	if req.EncryptedData == "" || req.IV == "" {
+		return nil, badRequest(msgMissingParam+"：需要 encryptedData 和 iv", nil)
+	}
+	return decryptOpenData(sess.SessionKey, req.EncryptedData, req.IV)
+}
+
+// handlePhone serves POST /user/phone with the e.detail of <button
+// open-type="getPhoneNumber">: its code goes to WeChat's getuserphonenumber
+// (base library 2.21.2 and later); without a code, the legacy encryptedData
+// and iv are decrypted. The number is saved on the user.
+func handlePhone(wx *wechatClient, users *userStore) sessionHandler {
+	type request struct {
+		Code string `json:"code"`
+		encryptedRequest
+	}
+	return func(w http.ResponseWriter, r *http.Request, sess session) {
+		var req request
+		if err := readJSON(r, &req, false); err != nil {
+			writeError(w, err)
+			return
+		}
+		var data openData
+		switch {
+		case req.Code != "":
+			if !isPrintableASCII(req.Code) || len(req.Code) > maxCodeBytes {
+				writeError(w, badRequest(msgMalformed+"：code 无效", nil))
+				return
+			}
+			d, err := wx.phoneNumber(r.Context(), req.Code, sess.OpenID)
+			if err != nil {
+				writeError(w, wechatFailure(err))
+				return
+			}
+			data = d
+		case req.EncryptedData != "" || req.IV != "":
+			plain, err := req.decrypt(sess)
+			if err == nil {
+				data, err = parseOpenData(plain)
+			}
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+		default:
+			// A user who refuses gets e.detail with only an errMsg.
+			writeError(w, badRequest(msgMissingParam+"：需要 code，或 encryptedData 和 iv（用户拒绝授权时 e.detail 中没有它们）", nil))
+			return
+		}
+		p, err := parsePhone(data, sess.AppID)
+		if err == nil {
+			err = p.check()
+		}
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if _, err := users.update(sess.UserID, func(u *User) {
+			u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = p.PhoneNumber, p.PurePhoneNumber, p.CountryCode
+		}); err != nil {
+			writeError(w, err)
+			return
+		}
+		writeOK(w, p)
+	}
+}
+
+// check keeps a phone number to what phone numbers look like.
+func (p phone) check() error {
+	for _, f := range []struct{ name, value string }{
+		{"phoneNumber", p.PhoneNumber}, {"purePhoneNumber", p.PurePhoneNumber}, {"countryCode", p.CountryCode},
+	} {
+		if len(f.value) > 32 || strings.ContainsFunc(f.value, func(r rune) bool {
+			return !(r == '+' || r == '-' || r == ' ' || '0' <= r && r <= '9')
+		}) {
+			return checkFailed("%s 不像电话号码", f.name)
+		}
+	}
+	return nil
+}
+
+// handleWeRun serves POST /user/werun: it decrypts wx.getWeRunData's result
+// and answers with the steps. They are not stored: they change daily, and
+// the mini program can fetch them whenever it needs them.
+func handleWeRun() sessionHandler {
+	type response struct {
+		StepInfoList []stepInfo `json:"step_info_list"`
+	}
+	return func(w http.ResponseWriter, r *http.Request, sess session) {
+		var req encryptedRequest
+		if err := readJSON(r, &req, false); err != nil {
+			writeError(w, err)
+			return
+		}
+		plain, err := req.decrypt(sess)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		steps, err := parseWeRun(plain, sess.AppID)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeOK(w, response{StepInfoList: steps})
+	}
+}
+
+// handleSessionCheck serves GET /session/check: whether the session's
+// session_key is still the user's current one at WeChat (checksession). When
+// it is not, data the client fetches now will not decrypt here: the client
+// should run wx.login and log in again.
+func handleSessionCheck(wx *wechatClient) sessionHandler {
+	type response struct {
+		Valid bool `json:"valid"`
+	}
+	return func(w http.ResponseWriter, r *http.Request, sess session) {
+		valid, err := wx.checkSessionKey(r.Context(), sess.OpenID, sess.SessionKey)
+		if err != nil {
+			writeError(w, wechatFailure(err))
+			return
+		}
+		writeOK(w, response{Valid: valid})
 	}
 }
 

@@ -27,7 +27,7 @@ type testApp struct {
 
 // newTestApp serves wxlogin for app "wxapp" with WeChat's API at
 // upstream's apiPath.
-func newTestApp(t *testing.T, upstream http.Handler, apiPath string) *testApp {
+func newTestApp(t testing.TB, upstream http.Handler, apiPath string) *testApp {
 	t.Helper()
 	srv := httptest.NewServer(upstream)
 	t.Cleanup(srv.Close)
@@ -59,7 +59,7 @@ type reply struct {
 }
 
 // call sends a request through the handler. Header pairs follow the body.
-func call(t *testing.T, h http.Handler, method, path, body string, header ...string) reply {
+func call(t testing.TB, h http.Handler, method, path, body string, header ...string) reply {
 	t.Helper()
 	r := httptest.NewRequestWithContext(t.Context(), method, path, strings.NewReader(body))
 	for i := 0; i+1 < len(header); i += 2 {
@@ -70,7 +70,7 @@ func call(t *testing.T, h http.Handler, method, path, body string, header ...str
 	return parseReply(t, w.Result())
 }
 
-func parseReply(t *testing.T, resp *http.Response) reply {
+func parseReply(t testing.TB, resp *http.Response) reply {
 	t.Helper()
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
@@ -189,11 +189,11 @@ func TestLoginWithHangingWeChatAnswersInTime(t *testing.T) {
 		<-r.Context().Done()
 	}), "")
 	a.wx.http.Timeout = 100 * time.Millisecond
-	a.wx.loginTimeout = 300 * time.Millisecond
+	a.wx.requestTimeout = 300 * time.Millisecond
 	start := time.Now()
 	got := call(t, a.handler, http.MethodPost, "/login", `{"code":"c1"}`, "Content-Type", jsonCT)
-	if elapsed := time.Since(start); elapsed > a.wx.loginTimeout+2*time.Second {
-		t.Errorf("login took %v; the bound is %v", elapsed, a.wx.loginTimeout)
+	if elapsed := time.Since(start); elapsed > a.wx.requestTimeout+2*time.Second {
+		t.Errorf("login took %v; the bound is %v", elapsed, a.wx.requestTimeout)
 	}
 	if got.code != http.StatusGatewayTimeout || got.env.Status != statusWechatDown {
 		t.Errorf("login = HTTP %d, %s; want 504 with status 3", got.code, got.raw)
@@ -201,7 +201,7 @@ func TestLoginWithHangingWeChatAnswersInTime(t *testing.T) {
 }
 
 // loggedIn returns a test app on the fake WeChat and a token of alice's.
-func loggedIn(t *testing.T) (*testApp, *fakeWechat, string) {
+func loggedIn(t testing.TB) (*testApp, *fakeWechat, string) {
 	t.Helper()
 	fake := newFakeWechat(map[string]string{"wxapp": testSecret}, time.Now)
 	a := newTestApp(t, fake.routes(), "/mock/api")
@@ -209,7 +209,7 @@ func loggedIn(t *testing.T) (*testApp, *fakeWechat, string) {
 }
 
 // login logs in with code and returns the token.
-func login(t *testing.T, h http.Handler, code string) string {
+func login(t testing.TB, h http.Handler, code string) string {
 	t.Helper()
 	got := call(t, h, http.MethodPost, "/login", `{"code":"`+code+`"}`, "Content-Type", jsonCT)
 	token, _ := got.env.Data["token"].(string)
@@ -271,7 +271,7 @@ func TestUserShowsTheWholeRecord(t *testing.T) {
 	a, _, token := loggedIn(t)
 	got := call(t, a.handler, "GET", "/user", "", "Authorization", "Bearer "+token)
 	want := []string{"id", "appid", "openid", "unionid", "nickname", "avatar_url", "gender", "language", "city",
-		"province", "country", "created_at", "updated_at", "last_login_at"}
+		"province", "country", "phone_number", "pure_phone_number", "country_code", "created_at", "updated_at", "last_login_at"}
 	var keys []string
 	for k := range got.env.Data {
 		keys = append(keys, k)
@@ -339,7 +339,9 @@ func TestRoutingErrorsUseTheEnvelope(t *testing.T) {
 		{"GET", "/login/extra", "", "", 404, msgNotFound, ""},
 		{"POST", "/mock/wx.login", `{"user":"x"}`, jsonCT, 404, msgNotFound, ""}, // real mode: no fake
 		{"GET", "/login", "", "", 405, msgMethodNotAllowed, "POST"},
-		{"DELETE", "/user", "", "", 405, msgMethodNotAllowed, "GET, HEAD"},
+		{"DELETE", "/user", "", "", 405, msgMethodNotAllowed, "GET, HEAD, PATCH"},
+		{"GET", "/user/phone", "", "", 405, msgMethodNotAllowed, "POST"},
+		{"POST", "/session/check", "", "", 405, msgMethodNotAllowed, "GET, HEAD"},
 		{"POST", "/healthz", "", "", 405, msgMethodNotAllowed, "GET, HEAD"},
 		{"GET", "/logout", "", "", 405, msgMethodNotAllowed, "POST"},
 		{"POST", "/login", `{"code":"` + strings.Repeat("x", maxBodyBytes) + `"}`, jsonCT, 413, msgTooLarge, ""},
@@ -460,4 +462,519 @@ func FuzzTokenFromRequest(f *testing.F) {
 			t.Fatalf("tokenFromRequest = %q; want no surrounding space", got)
 		}
 	})
+}
+
+// wxCall calls one of the fake's client APIs, as a mini program would call
+// wx.getUserInfo and friends, and returns its result.
+func wxCall(t testing.TB, fake *fakeWechat, api, body string) map[string]any {
+	t.Helper()
+	r := httptest.NewRequestWithContext(t.Context(), "POST", "/mock/"+api, strings.NewReader(body))
+	w := httptest.NewRecorder()
+	fake.routes().ServeHTTP(w, r)
+	var detail map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &detail); err != nil || w.Code != 200 {
+		t.Fatalf("%s(%s) = HTTP %d, %s", api, body, w.Code, w.Body)
+	}
+	return detail
+}
+
+// send sends v as JSON with the token.
+func send(t testing.TB, h http.Handler, method, path, token string, v any) reply {
+	t.Helper()
+	body, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return call(t, h, method, path, string(body), "Content-Type", jsonCT, "Authorization", "Bearer "+token)
+}
+
+// wantDataCheck fails t unless got is status 5 with the check and the hint.
+func wantDataCheck(t testing.TB, got reply, check string) {
+	t.Helper()
+	want := msgDataCheck + check + msgDataCheckHint
+	if got.code != 400 || got.env.Status != statusDataCheck || (check != "" && got.env.Msg != want) ||
+		!strings.HasPrefix(got.env.Msg, msgDataCheck) || !strings.HasSuffix(got.env.Msg, msgDataCheckHint) {
+		t.Errorf("reply HTTP %d, %s; want 400 with status 5 and msg %q", got.code, got.raw, want)
+	}
+}
+
+func TestUserInfoIsVerifiedAndSaved(t *testing.T) {
+	tests := []struct {
+		name string
+		keep []string // the fields of e.detail that are sent
+	}{
+		{"whole e.detail", []string{"errMsg", "userInfo", "rawData", "signature", "encryptedData", "iv"}},
+		{"signature only", []string{"rawData", "signature"}},
+		{"encrypted only", []string{"encryptedData", "iv"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, fake, token := loggedIn(t)
+			detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+			body := map[string]any{}
+			for _, k := range tt.keep {
+				body[k] = detail[k]
+			}
+			got := send(t, a.handler, "POST", "/user/userinfo", token, body)
+			if got.code != 200 || got.env.Status != 0 {
+				t.Fatalf("POST /user/userinfo = HTTP %d, %s; want 200", got.code, got.raw)
+			}
+			d := got.env.Data
+			if d["nickname"] != "alice" || d["avatar_url"] != fakeAvatarURL("alice") || d["language"] != "zh_CN" {
+				t.Errorf("saved profile %v; want alice's", d)
+			}
+			if user := call(t, a.handler, "GET", "/user", "", "token", token); user.env.Data["nickname"] != "alice" {
+				t.Errorf("GET /user after saving = %s; want nickname alice", user.raw)
+			}
+		})
+	}
+}
+
+func TestUserInfoIgnoresTheUnverifiedUserInfo(t *testing.T) {
+	a, fake, token := loggedIn(t)
+	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+	detail["userInfo"] = map[string]any{"nickName": "mallory"}
+	got := send(t, a.handler, "POST", "/user/userinfo", token, detail)
+	if got.env.Data["nickname"] != "alice" {
+		t.Errorf("saved nickname %v; want the verified alice", got.env.Data["nickname"])
+	}
+}
+
+// tamperings returns s with one character changed, for every position:
+// to another character of the alphabet a client could send in that field.
+func tamperings(s, alphabet string) []string {
+	var out []string
+	for i := range len(s) {
+		j := strings.IndexByte(alphabet, s[i])
+		c := alphabet[(j+1)%len(alphabet)] // j is -1 for a character outside it: the first one then
+		out = append(out, s[:i]+string(c)+s[i+1:])
+	}
+	return out
+}
+
+const (
+	base64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	hexAlphabet    = "0123456789abcdef"
+)
+
+func TestUserInfoTamperingIsRefused(t *testing.T) {
+	a, fake, token := loggedIn(t)
+	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+	fields := []struct{ name, alphabet string }{
+		{"rawData", ""}, // any other byte
+		{"signature", hexAlphabet},
+		{"encryptedData", base64Alphabet},
+		{"iv", base64Alphabet},
+	}
+	for _, f := range fields {
+		original := detail[f.name].(string)
+		var variants []string
+		if f.alphabet == "" {
+			for i := range len(original) {
+				b := []byte(original)
+				b[i] ^= 0x01
+				variants = append(variants, string(b))
+			}
+		} else {
+			variants = tamperings(original, f.alphabet)
+		}
+		for i, v := range variants {
+			body := map[string]any{"rawData": detail["rawData"], "signature": detail["signature"],
+				"encryptedData": detail["encryptedData"], "iv": detail["iv"]}
+			body[f.name] = v
+			got := send(t, a.handler, "POST", "/user/userinfo", token, body)
+			if got.env.Status != statusDataCheck {
+				t.Errorf("%s changed at byte %d: HTTP %d, %s; want status 5", f.name, i, got.code, got.raw)
+			}
+		}
+	}
+	// The same for the encrypted pair alone, which has no signature to lean on.
+	for _, f := range fields[2:] {
+		for i, v := range tamperings(detail[f.name].(string), f.alphabet) {
+			body := map[string]any{"encryptedData": detail["encryptedData"], "iv": detail["iv"]}
+			body[f.name] = v
+			if got := send(t, a.handler, "POST", "/user/userinfo", token, body); got.env.Status != statusDataCheck {
+				t.Errorf("%s alone changed at byte %d: HTTP %d, %s; want status 5", f.name, i, got.code, got.raw)
+			}
+		}
+	}
+	if u, _ := a.users.get(1); u.Nickname != "" {
+		t.Errorf("tampered data saved nickname %q", u.Nickname)
+	}
+}
+
+func TestUserInfoAfterTheSessionKeyRotated(t *testing.T) {
+	a, fake, token := loggedIn(t)
+	old := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+	login(t, a.handler, fake.issueCode("wxapp", "alice")) // a newer login: a new session_key for all of alice's tokens
+	got := send(t, a.handler, "POST", "/user/userinfo", token, map[string]any{"encryptedData": old["encryptedData"], "iv": old["iv"]})
+	wantDataCheck(t, got, errUndecryptable.check)
+	got = send(t, a.handler, "POST", "/user/userinfo", token, map[string]any{"rawData": old["rawData"], "signature": old["signature"]})
+	wantDataCheck(t, got, "signature 与 rawData 不匹配")
+
+	// Data fetched after the new login verifies with the same old token.
+	fresh := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+	if got := send(t, a.handler, "POST", "/user/userinfo", token, fresh); got.env.Status != 0 {
+		t.Errorf("fresh data with the user's older token = %s; want status 0", got.raw)
+	}
+}
+
+// encryptedFor encrypts plain with alice's current session_key at the fake.
+func encryptedFor(t *testing.T, fake *fakeWechat, plain string) map[string]any {
+	t.Helper()
+	key, ok := fake.sessionKey(fakeUser{"wxapp", "alice"})
+	if !ok {
+		t.Fatal("alice has no session_key")
+	}
+	data, iv := encrypt(t, key, plain)
+	return map[string]any{"encryptedData": data, "iv": iv}
+}
+
+func TestUserInfoOfAnotherAppOrUser(t *testing.T) {
+	a, fake, token := loggedIn(t)
+	alice := fakeOpenID("wxapp", "alice")
+	tests := []struct{ name, plain, check string }{
+		{"other app", `{"openId":"` + alice + `","watermark":{"timestamp":1,"appid":"wxother"}}`, "数据水印的 appid 不是本小程序"},
+		{"other user", `{"openId":"` + fakeOpenID("wxapp", "bob") + `","watermark":{"timestamp":1,"appid":"wxapp"}}`, "数据属于另一个用户（openId 不符）"},
+		{"old watermark is fine", `{"openId":"` + alice + `","nickName":"A","watermark":{"timestamp":1,"appid":"wxapp"}}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := send(t, a.handler, "POST", "/user/userinfo", token, encryptedFor(t, fake, tt.plain))
+			if tt.check == "" {
+				if got.env.Status != 0 {
+					t.Errorf("reply %s; want status 0", got.raw)
+				}
+				return
+			}
+			wantDataCheck(t, got, tt.check)
+		})
+	}
+}
+
+func TestAnonymousUserInfoKeepsTheFilledProfile(t *testing.T) {
+	a, fake, token := loggedIn(t)
+	if got := send(t, a.handler, "PATCH", "/user", token, map[string]any{"nickname": "爱丽丝", "avatar_url": "https://cdn.example.com/a.png"}); got.env.Status != 0 {
+		t.Fatalf("PATCH /user = %s", got.raw)
+	}
+	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice","anonymous":true}`)
+	if detail["userInfo"].(map[string]any)["nickName"] != anonymousNickname {
+		t.Fatalf("anonymous getUserInfo = %v", detail)
+	}
+	got := send(t, a.handler, "POST", "/user/userinfo", token, detail)
+	if got.env.Status != 0 || got.env.Data["nickname"] != "爱丽丝" || got.env.Data["avatar_url"] != "https://cdn.example.com/a.png" {
+		t.Errorf("after anonymous user info: %s; want the filled nickname and avatar kept", got.raw)
+	}
+	if got.env.Data["unionid"] != fakeUnionID("alice") {
+		t.Errorf("unionid = %v; want the verified one", got.env.Data["unionid"])
+	}
+}
+
+func TestUserInfoRequestErrors(t *testing.T) {
+	a, _, token := loggedIn(t)
+	tests := []struct{ name, body, contentType, wantMsg string }{
+		{"nothing", `{}`, jsonCT, "缺少参数：需要 rawData 和 signature，或 encryptedData 和 iv"},
+		{"a refusal's e.detail", `{"errMsg":"getUserInfo:fail auth deny"}`, jsonCT, "缺少参数：需要 rawData 和 signature，或 encryptedData 和 iv"},
+		{"rawData alone", `{"rawData":"{}"}`, jsonCT, "缺少参数：rawData 和 signature 须一起提供"},
+		{"iv alone", `{"iv":"AAAAAAAAAAAAAAAAAAAAAA=="}`, jsonCT, "缺少参数：encryptedData 和 iv 须一起提供"},
+		{"not JSON", `rawData=x`, jsonCT, "参数格式错误：请求体不是合法的 JSON 对象"},
+		{"form", `rawData=x`, "application/x-www-form-urlencoded", "参数格式错误：Content-Type 应为 application/json"},
+		{"number", `{"rawData":1}`, jsonCT, "参数格式错误：rawData 应为字符串"},
+		{"invalid UTF-8", "{\"rawData\":\"\xff\"}", jsonCT, "参数格式错误：请求体不是合法的 UTF-8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := call(t, a.handler, "POST", "/user/userinfo", tt.body, "Content-Type", tt.contentType, "token", token)
+			if got.code != 400 || got.env.Status != statusBadRequest || got.env.Msg != tt.wantMsg {
+				t.Errorf("reply HTTP %d, %s; want 400, status 1, msg %q", got.code, got.raw, tt.wantMsg)
+			}
+		})
+	}
+}
+
+func TestPatchUser(t *testing.T) {
+	tests := []struct {
+		name, body string
+		wantStatus int
+		wantMsg    string         // for errors
+		want       map[string]any // fields of the user afterwards
+	}{
+		{"nickname and avatar", `{"nickname":"小明 🐱","avatar_url":"https://cdn.example.com/u/1.png"}`, 0, "",
+			map[string]any{"nickname": "小明 🐱", "avatar_url": "https://cdn.example.com/u/1.png"}},
+		{"every field", `{"nickname":"n","avatar_url":"http://x.test/a","gender":2,"language":"zh_TW","city":"台北","province":"台湾","country":"中国"}`, 0, "",
+			map[string]any{"gender": 2.0, "language": "zh_TW", "city": "台北"}},
+		{"clear a field", `{"nickname":""}`, 0, "", map[string]any{"nickname": ""}},
+		{"nothing", `{}`, 1, "缺少参数：至少提供 nickname、avatar_url、gender、language、city、province、country 之一", nil},
+		{"only nulls", `{"nickname":null}`, 1, "缺少参数：至少提供 nickname、avatar_url、gender、language、city、province、country 之一", nil},
+		{"camelCase from e.detail", `{"avatarUrl":"https://x.test/a"}`, 1, `参数格式错误：未知字段 "avatarUrl"`, nil},
+		{"nickname too long", `{"nickname":"` + strings.Repeat("长", 65) + `"}`, 1, "参数格式错误：nickname 最多 64 个字符，实为 65 个", nil},
+		{"control character", `{"nickname":"a\nb"}`, 1, "参数格式错误：nickname 含有控制字符", nil},
+		{"gender 3", `{"gender":3}`, 1, "参数格式错误：gender 应为 0（未知）、1（男）或 2（女）", nil},
+		{"gender as text", `{"gender":"1"}`, 1, "参数格式错误：gender 应为整数", nil},
+		{"language", `{"language":"zh CN"}`, 1, "参数格式错误：language 应为 zh_CN 这样的语言代码", nil},
+		{"avatar not http", `{"avatar_url":"wxfile://tmp_abc.jpg"}`, 1, "参数格式错误：avatar_url 应为 http 或 https 网址", nil},
+		{"avatar javascript", `{"avatar_url":"javascript:alert(1)"}`, 1, "参数格式错误：avatar_url 应为 http 或 https 网址", nil},
+		{"avatar relative", `{"avatar_url":"/a.png"}`, 1, "参数格式错误：avatar_url 应为 http 或 https 网址", nil},
+		{"avatar with space", `{"avatar_url":"https://x.test/a b.png"}`, 1, "参数格式错误：avatar_url 应为 http 或 https 网址", nil},
+		{"avatar with credentials", `{"avatar_url":"https://u:p@x.test/a.png"}`, 1, "参数格式错误：avatar_url 应为 http 或 https 网址", nil},
+		{"avatar from DevTools", `{"avatar_url":"http://tmp/abc.jpeg"}`, 1, "参数格式错误：avatar_url 是 chooseAvatar 给出的本地临时文件：请先用 wx.uploadFile 上传，再保存上传后的网址", nil},
+		{"avatar too long", `{"avatar_url":"https://x.test/` + strings.Repeat("a", 1024) + `"}`, 1, "参数格式错误：avatar_url 最长 1024 字节", nil},
+		{"invalid UTF-8", "{\"nickname\":\"\xe4\xb8\"}", 1, "参数格式错误：请求体不是合法的 UTF-8", nil},
+		{"array", `[]`, 1, "参数格式错误：请求体不是合法的 JSON 对象", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, _, token := loggedIn(t)
+			got := call(t, a.handler, "PATCH", "/user", tt.body, "Content-Type", jsonCT, "token", token)
+			if got.env.Status != tt.wantStatus {
+				t.Fatalf("PATCH /user %s = HTTP %d, %s; want status %d", tt.body, got.code, got.raw, tt.wantStatus)
+			}
+			if tt.wantStatus != 0 {
+				if got.code != 400 || got.env.Msg != tt.wantMsg {
+					t.Errorf("PATCH /user %s = HTTP %d, msg %q; want 400, %q", tt.body, got.code, got.env.Msg, tt.wantMsg)
+				}
+				if u, _ := a.users.get(1); u.UpdatedAt != u.CreatedAt {
+					t.Errorf("a refused PATCH changed the user: %+v", u)
+				}
+				return
+			}
+			stored := call(t, a.handler, "GET", "/user", "", "token", token)
+			for k, v := range tt.want {
+				if got.env.Data[k] != v || stored.env.Data[k] != v {
+					t.Errorf("%s = %v in the reply, %v in GET /user; want %v", k, got.env.Data[k], stored.env.Data[k], v)
+				}
+			}
+		})
+	}
+}
+
+func TestPatchUserWritesOnlyChanges(t *testing.T) {
+	a, _, token := loggedIn(t)
+	send(t, a.handler, "PATCH", "/user", token, map[string]any{"nickname": "n"})
+	first, _ := a.users.get(1)
+	a.clock.Advance(time.Hour)
+	send(t, a.handler, "PATCH", "/user", token, map[string]any{"nickname": "n"})
+	if again, _ := a.users.get(1); again.UpdatedAt != first.UpdatedAt {
+		t.Errorf("PATCH with the stored values moved updated_at from %v to %v", first.UpdatedAt, again.UpdatedAt)
+	}
+	send(t, a.handler, "PATCH", "/user", token, map[string]any{"nickname": "m"})
+	if changed, _ := a.users.get(1); !changed.UpdatedAt.After(first.UpdatedAt) {
+		t.Errorf("a change left updated_at at %v", changed.UpdatedAt)
+	}
+}
+
+// countingUpstream counts the calls of each path it passes to next.
+type countingUpstream struct {
+	next  http.Handler
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (c *countingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	if c.calls == nil {
+		c.calls = map[string]int{}
+	}
+	c.calls[r.URL.Path]++
+	c.mu.Unlock()
+	c.next.ServeHTTP(w, r)
+}
+
+func (c *countingUpstream) count(path string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[path]
+}
+
+const (
+	stableTokenPath = "/mock/api/cgi-bin/stable_token"
+	phonePath       = "/mock/api/wxa/business/getuserphonenumber"
+)
+
+// countedApp is a test app whose fake WeChat counts the calls it gets.
+func countedApp(t *testing.T) (*testApp, *fakeWechat, *countingUpstream, string) {
+	fake := newFakeWechat(map[string]string{"wxapp": testSecret}, time.Now)
+	upstream := &countingUpstream{next: fake.routes()}
+	a := newTestApp(t, upstream, "/mock/api")
+	return a, fake, upstream, login(t, a.handler, fake.issueCode("wxapp", "alice"))
+}
+
+func TestPhoneNumber(t *testing.T) {
+	a, fake, token := loggedIn(t)
+	number := fakePhoneNumber("alice")
+	want := map[string]any{"phone_number": number, "pure_phone_number": number, "country_code": "86"}
+
+	detail := wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)
+	for name, body := range map[string]map[string]any{
+		"code":                   {"code": detail["code"]},
+		"legacy":                 {"encryptedData": detail["encryptedData"], "iv": detail["iv"]},
+		"code wins over legacy":  {"code": wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"], "encryptedData": "AAAA", "iv": "AAAA"},
+		"whole e.detail, legacy": {"errMsg": "getPhoneNumber:ok", "encryptedData": detail["encryptedData"], "iv": detail["iv"]},
+	} {
+		got := send(t, a.handler, "POST", "/user/phone", token, body)
+		if got.code != 200 || fmt.Sprint(got.env.Data) != fmt.Sprint(want) {
+			t.Errorf("%s: POST /user/phone = HTTP %d, %s; want %v", name, got.code, got.raw, want)
+		}
+	}
+	if user := call(t, a.handler, "GET", "/user", "", "token", token); user.env.Data["phone_number"] != number {
+		t.Errorf("GET /user = %s; want phone_number %s", user.raw, number)
+	}
+
+	errs := []struct {
+		name          string
+		body          map[string]any
+		wantHTTP      int
+		wantStatus    int
+		wantErrcode   int
+		wantMsgPrefix string
+	}{
+		{"spent code", map[string]any{"code": detail["code"]}, 401, statusInvalidCode, errcodeInvalidCode, msgInvalidCode},
+		{"unknown code", map[string]any{"code": "nope"}, 401, statusInvalidCode, errcodeInvalidCode, msgInvalidCode},
+		{"bob's code", map[string]any{"code": wxCall(t, fake, "wx.getPhoneNumber", `{"user":"bob"}`)["code"]}, 502, statusWechatDown, 40003, msgWechatDown},
+		{"refused", map[string]any{"errMsg": "getPhoneNumber:fail user deny"}, 400, statusBadRequest, 0, "缺少参数：需要 code"},
+		{"code with spaces", map[string]any{"code": "a b"}, 400, statusBadRequest, 0, "参数格式错误：code 无效"},
+		{"legacy, tampered", map[string]any{"encryptedData": tamperings(detail["encryptedData"].(string), base64Alphabet)[20], "iv": detail["iv"]}, 400, statusDataCheck, 0, msgDataCheck},
+		{"legacy, half", map[string]any{"encryptedData": detail["encryptedData"]}, 400, statusBadRequest, 0, "缺少参数：需要 encryptedData 和 iv"},
+	}
+	for _, tt := range errs {
+		got := send(t, a.handler, "POST", "/user/phone", token, tt.body)
+		if got.code != tt.wantHTTP || got.env.Status != tt.wantStatus || got.env.Errcode != tt.wantErrcode || !strings.HasPrefix(got.env.Msg, tt.wantMsgPrefix) {
+			t.Errorf("%s: POST /user/phone = HTTP %d, %s; want %d, status %d, errcode %d, msg %q…",
+				tt.name, got.code, got.raw, tt.wantHTTP, tt.wantStatus, tt.wantErrcode, tt.wantMsgPrefix)
+		}
+	}
+}
+
+func TestPhoneOfAnotherApp(t *testing.T) {
+	a, fake, token := loggedIn(t)
+	plain := `{"phoneNumber":"13800000000","purePhoneNumber":"13800000000","countryCode":"86","watermark":{"timestamp":1,"appid":"wxother"}}`
+	wantDataCheck(t, send(t, a.handler, "POST", "/user/phone", token, encryptedFor(t, fake, plain)), "数据水印的 appid 不是本小程序")
+	if u, _ := a.users.get(1); u.PhoneNumber != "" {
+		t.Errorf("refused data saved phone %q", u.PhoneNumber)
+	}
+}
+
+func TestAccessTokenIsFetchedOnceForConcurrentRequests(t *testing.T) {
+	a, fake, upstream, token := countedApp(t)
+	const n = 50
+	codes := make([]any, n)
+	for i := range codes {
+		codes[i] = wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
+	}
+	srv := httptest.NewServer(a.handler)
+	t.Cleanup(srv.Close)
+	var wg sync.WaitGroup
+	for _, code := range codes {
+		wg.Go(func() {
+			body, _ := json.Marshal(map[string]any{"code": code})
+			req, _ := http.NewRequest("POST", srv.URL+"/user/phone", strings.NewReader(string(body)))
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if got := parseReply(t, resp); got.env.Status != 0 {
+				t.Errorf("POST /user/phone = %s", got.raw)
+			}
+		})
+	}
+	wg.Wait()
+	if got := upstream.count(stableTokenPath); got != 1 {
+		t.Errorf("%d concurrent phone requests fetched the access_token %d times; want 1", n, got)
+	}
+	if got := upstream.count(phonePath); got != n {
+		t.Errorf("getuserphonenumber called %d times; want %d", got, n)
+	}
+}
+
+func TestRefusedAccessTokenIsFetchedAgainOnce(t *testing.T) {
+	a, fake, upstream, token := countedApp(t)
+	phoneCode := func() any { return wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"] }
+	if got := send(t, a.handler, "POST", "/user/phone", token, map[string]any{"code": phoneCode()}); got.env.Status != 0 {
+		t.Fatalf("first phone request = %s", got.raw)
+	}
+	// Another server sharing the AppSecret forces a new token: ours is dead.
+	fake.stableToken("wxapp", true)
+
+	const n = 20
+	var wg sync.WaitGroup
+	for range n {
+		code := phoneCode()
+		wg.Go(func() {
+			if got := send(t, a.handler, "POST", "/user/phone", token, map[string]any{"code": code}); got.env.Status != 0 {
+				t.Errorf("phone request after the token was replaced = %s; want status 0", got.raw)
+			}
+		})
+	}
+	wg.Wait()
+	if got := upstream.count(stableTokenPath); got != 2 {
+		t.Errorf("access_token fetched %d times; want 2: the first, and one after 40001", got)
+	}
+	if got := upstream.count(phonePath); got < n+1 || got > 2*n+1 {
+		t.Errorf("getuserphonenumber called %d times; want each request to try at most twice", got)
+	}
+}
+
+func TestAccessTokenRefusedTwiceIsAnError(t *testing.T) {
+	var calls atomic.Int32
+	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if r.URL.Path == "/cgi-bin/stable_token" {
+			fmt.Fprint(w, `{"access_token":"AT-never-logged","expires_in":7200}`)
+			return
+		}
+		fmt.Fprint(w, `{"errcode":40001,"errmsg":"invalid credential, access_token is invalid or not latest"}`)
+	})
+	a := newTestApp(t, upstream, "")
+	a.users.login("wxapp", "o1", "")
+	token := a.tokens.issue(identity{AppID: "wxapp", OpenID: "o1", UserID: 1}, officialSessionKey)
+	got := send(t, a.handler, "POST", "/user/phone", token, map[string]any{"code": "c"})
+	if got.code != 502 || got.env.Status != statusWechatDown || got.env.Errcode != errcodeInvalidCredential {
+		t.Errorf("POST /user/phone = HTTP %d, %s; want 502, status 3, errcode 40001", got.code, got.raw)
+	}
+	if c := calls.Load(); c != 4 {
+		t.Errorf("WeChat got %d calls; want 4: token, phone, token again, phone again", c)
+	}
+	if strings.Contains(a.logs.String(), "AT-never-logged") {
+		t.Errorf("log names the access_token:\n%s", a.logs)
+	}
+}
+
+func TestWeRun(t *testing.T) {
+	a, fake, token := loggedIn(t)
+	detail := wxCall(t, fake, "wx.getWeRunData", `{"user":"alice"}`)
+	got := send(t, a.handler, "POST", "/user/werun", token, detail)
+	list, _ := got.env.Data["step_info_list"].([]any)
+	if got.env.Status != 0 || len(list) != 31 {
+		t.Fatalf("POST /user/werun = %s; want 31 days of steps", got.raw)
+	}
+	prev := 0.0
+	for _, item := range list {
+		day := item.(map[string]any)
+		ts, step := day["timestamp"].(float64), day["step"].(float64)
+		if ts <= prev || int64(ts+8*3600)%86400 != 0 || step < 0 {
+			t.Errorf("step info %v: want days in order, each at midnight in China, with steps", day)
+		}
+		prev = ts
+	}
+	wantDataCheck(t, send(t, a.handler, "POST", "/user/werun", token, map[string]any{
+		"encryptedData": detail["encryptedData"], "iv": tamperings(detail["iv"].(string), base64Alphabet)[3]}), "")
+	wantDataCheck(t, send(t, a.handler, "POST", "/user/werun", token,
+		encryptedFor(t, fake, `{"stepInfoList":[],"watermark":{"appid":"wxother","timestamp":1}}`)), "数据水印的 appid 不是本小程序")
+	if got := send(t, a.handler, "POST", "/user/werun", token, encryptedFor(t, fake, `{"stepInfoList":[{"timestamp":1,"step":2}]}`)); got.env.Status != 0 {
+		t.Errorf("WeRun data without a watermark, as documented = %s; want status 0", got.raw)
+	}
+}
+
+func TestSessionCheck(t *testing.T) {
+	a, fake, token := loggedIn(t)
+	check := func() reply { return call(t, a.handler, "GET", "/session/check", "", "token", token) }
+	if got := check(); got.env.Status != 0 || got.env.Data["valid"] != true {
+		t.Errorf("GET /session/check right after login = %s; want valid true", got.raw)
+	}
+	fake.issueCode("wxapp", "alice") // wx.login on the phone: WeChat has a new session_key, wxlogin not yet
+	if got := check(); got.env.Status != 0 || got.env.Data["valid"] != false {
+		t.Errorf("GET /session/check after the key rotated at WeChat = %s; want valid false", got.raw)
+	}
 }

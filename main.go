@@ -140,7 +140,7 @@ func newHTTPServer(h http.Handler, loginTimeout time.Duration, log *slog.Logger)
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      loginTimeout + 5*time.Second, // A login may take loginTimeout.
+		WriteTimeout:      loginTimeout + 5*time.Second, // A request to WeChat may take loginTimeout.
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -173,7 +173,7 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	e.duration(&cfg.tokenMaxAge, "token-max-age", "WXLOGIN_TOKEN_MAX_AGE", 720*time.Hour, "a token expires this long after it was issued, however much it is used")
 	e.string(&cfg.wechatAPI, "wechat-api", "WXLOGIN_WECHAT_API", "https://api.weixin.qq.com", "WeChat API base URL (a fake's or a proxy's in tests)")
 	e.duration(&cfg.wechatTimeout, "wechat-timeout", "WXLOGIN_WECHAT_TIMEOUT", 5*time.Second, "timeout of one call to WeChat")
-	e.duration(&cfg.loginTimeout, "login-timeout", "WXLOGIN_LOGIN_TIMEOUT", 10*time.Second, "a login answers within this, retries included")
+	e.duration(&cfg.loginTimeout, "login-timeout", "WXLOGIN_LOGIN_TIMEOUT", 10*time.Second, "a login, or any request that calls WeChat, answers within this, retries included")
 	e.bool(&mock, "mock", "WXLOGIN_MOCK", "serve the built-in fake WeChat under /mock/ and log in against it (default: on when no AppSecret is configured)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return cfg, err

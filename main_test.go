@@ -244,13 +244,39 @@ func TestSecretsStayOutOfLogsAndResponses(t *testing.T) {
 		code := fake.issueCode("wxapp", user)
 		codes = append(codes, code)
 		fake.mu.Lock()
-		sessionKeys = append(sessionKeys, fake.codes[code].sessionKey)
+		sessionKeys = append(sessionKeys, fake.loginCodes.codes[code].sessionKey)
 		fake.mu.Unlock()
 		token, _ := send("POST", "/login", `{"code":"`+code+`"}`).env.Data["token"].(string)
 		tokens = append(tokens, token)
 		send("GET", "/user", "", "Authorization", "Bearer "+token)
 		send("POST", "/login", `{"code":"`+code+`"}`) // used code: status 2
 	}
+	// The user-data routes, which use the session_key and the access_token.
+	bearer := []string{"Authorization", "Bearer " + tokens[0]}
+	info := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+	infoBody, _ := json.Marshal(info)
+	send("POST", "/user/userinfo", string(infoBody), bearer...)
+	info["signature"] = strings.Repeat("0", 40)
+	infoBody, _ = json.Marshal(info)
+	if got := send("POST", "/user/userinfo", string(infoBody), bearer...); got.env.Status != statusDataCheck {
+		t.Errorf("forged user info = %s; want status 5", got.raw)
+	}
+	phoneCode := wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"].(string)
+	codes = append(codes, phoneCode)
+	if got := send("POST", "/user/phone", `{"code":"`+phoneCode+`"}`, bearer...); got.env.Status != 0 {
+		t.Errorf("phone = %s; want status 0", got.raw)
+	}
+	send("POST", "/user/phone", `{"code":"`+phoneCode+`"}`, bearer...) // spent: status 2
+	if got := send("GET", "/session/check", "", bearer...); got.env.Data["valid"] != true {
+		t.Errorf("session check = %s; want valid", got.raw)
+	}
+	fake.mu.Lock()
+	accessToken := fake.newestToken["wxapp"]
+	fake.mu.Unlock()
+	if accessToken == "" {
+		t.Fatal("no access_token was fetched")
+	}
+
 	send("POST", "/logout", "", "token", tokens[0])
 	send("GET", "/user", "", "token", tokens[0]) // revoked: status 4
 	wechat.Close()                               // WeChat unreachable: the error names the URL
@@ -266,7 +292,7 @@ func TestSecretsStayOutOfLogsAndResponses(t *testing.T) {
 	if !strings.Contains(logs, "REDACTED") {
 		t.Errorf("no redacted URL in the log; the network failure path was not exercised:\n%s", logs)
 	}
-	for what, values := range map[string][]string{"AppSecret": {testSecret}, "session_key": sessionKeys, "token": tokens, "code": codes} {
+	for what, values := range map[string][]string{"AppSecret": {testSecret}, "session_key": sessionKeys, "token": tokens, "code": codes, "access_token": {accessToken}} {
 		for _, v := range values {
 			if strings.Contains(logs, v) {
 				t.Errorf("the log holds a %s", what)
@@ -274,12 +300,12 @@ func TestSecretsStayOutOfLogsAndResponses(t *testing.T) {
 		}
 	}
 	for _, body := range responses {
-		for _, v := range append([]string{testSecret}, sessionKeys...) {
+		for _, v := range append([]string{testSecret, accessToken}, sessionKeys...) {
 			if strings.Contains(body, v) {
-				t.Errorf("response %s holds the AppSecret or a session_key", body)
+				t.Errorf("response %s holds the AppSecret, the access_token or a session_key", body)
 			}
 		}
-		if strings.Contains(body, "session_key") || strings.Contains(body, "rid:") {
+		if strings.Contains(body, `"session_key"`) || strings.Contains(body, "rid:") {
 			t.Errorf("response %s mentions the session_key or passes on WeChat's errmsg", body)
 		}
 	}

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -17,40 +20,107 @@ import (
 // /mock/ and its own WeChat client calls it over HTTP, exactly as it would
 // call api.weixin.qq.com, so mock mode runs the real code path end to end.
 // It plays both sides WeChat plays: the client API a mini program calls
-// (wx.login) and the server API wxlogin calls (jscode2session).
+// (wx.login, wx.getUserInfo, wx.getPhoneNumber, wx.getWeRunData) and the
+// server API wxlogin calls (jscode2session, stable_token, checksession,
+// getuserphonenumber).
 
-// fakeCodeLifetime is how long a wx.login code may be exchanged (WECHAT.md §1).
+// fakeCodeLifetime is how long a wx.login or phone code may be exchanged
+// (WECHAT.md §1, §3).
 const fakeCodeLifetime = 5 * time.Minute
+
+// fakeAccessTokenLifetime is the expires_in of a fresh access_token, and
+// fakeTokenRenewal how long before its end the next one is issued, during
+// which both are valid (WECHAT.md §4).
+const (
+	fakeAccessTokenLifetime = 7200 * time.Second
+	fakeTokenRenewal        = 5 * time.Minute
+)
 
 // fakeWechat imitates WeChat for a fixed set of apps.
 type fakeWechat struct {
 	apps map[string]string // appid → AppSecret, fixed at construction
 	now  func() time.Time
 
-	mu    sync.Mutex // guards codes and queue
-	codes map[string]*fakeCode
-	queue []*fakeCode // codes in the order they were issued, so expired ones are dropped cheaply
+	mu          sync.Mutex // guards every field below
+	loginCodes  codeBook
+	phoneCodes  codeBook
+	sessionKeys map[fakeUser]string // the current session_key of each user who ran wx.login
+	openIDs     map[userRef]string  // (appid, openid) → user name
+	tokens      map[string]fakeAccessToken
+	newestToken map[string]string // appid → its newest access_token
 }
 
-// fakeCode is one code handed out by wx.login.
+// fakeUser is a user name in one app.
+type fakeUser struct {
+	appID, name string
+}
+
+// fakeAccessToken is an access_token the fake issued.
+type fakeAccessToken struct {
+	appID   string
+	expires time.Time
+}
+
+// fakeCode is one code handed out by wx.login or getPhoneNumber.
 type fakeCode struct {
 	code       string
-	appID      string
-	user       string
-	sessionKey string
+	user       fakeUser
+	sessionKey string // a login code's session_key
 	expires    time.Time
 	used       bool
 }
 
+// codeBook holds live codes. Codes are kept in the order they were issued,
+// so expired ones are dropped cheaply.
+type codeBook struct {
+	codes map[string]*fakeCode
+	queue []*fakeCode
+}
+
+func (b *codeBook) add(c *fakeCode, now time.Time) {
+	for len(b.queue) > 0 && !now.Before(b.queue[0].expires) {
+		delete(b.codes, b.queue[0].code)
+		b.queue = b.queue[1:]
+	}
+	if b.codes == nil {
+		b.codes = map[string]*fakeCode{}
+	}
+	b.codes[c.code] = c
+	b.queue = append(b.queue, c)
+}
+
+// use spends code for appID. It returns the code if it is valid: issued for
+// appID and not expired. used reports whether it had been spent before.
+func (b *codeBook) use(code, appID string, now time.Time) (c *fakeCode, used bool) {
+	c, ok := b.codes[code]
+	if !ok || c.user.appID != appID || !now.Before(c.expires) {
+		return nil, false
+	}
+	used, c.used = c.used, true
+	return c, used
+}
+
 func newFakeWechat(apps map[string]string, now func() time.Time) *fakeWechat {
-	return &fakeWechat{apps: apps, now: now, codes: map[string]*fakeCode{}}
+	return &fakeWechat{
+		apps: apps, now: now,
+		sessionKeys: map[fakeUser]string{},
+		openIDs:     map[userRef]string{},
+		tokens:      map[string]fakeAccessToken{},
+		newestToken: map[string]string{},
+	}
 }
 
 // routes serves the fake under /mock/.
 func (f *fakeWechat) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /mock/wx.login", f.handleLogin())
+	mux.Handle("POST /mock/wx.getUserInfo", f.handleGetUserInfo())
+	mux.Handle("POST /mock/wx.getPhoneNumber", f.handleGetPhoneNumber())
+	mux.Handle("POST /mock/wx.getWeRunData", f.handleGetWeRunData())
 	mux.Handle("GET /mock/api/sns/jscode2session", f.handleCode2Session())
+	mux.Handle("POST /mock/api/cgi-bin/stable_token", f.handleStableToken())
+	mux.Handle("GET /mock/api/wxa/checksession", f.handleCheckSession())
+	mux.Handle("POST /mock/api/wxa/business/getuserphonenumber", f.handlePhoneNumber())
 	return mux
 }
 
@@ -64,8 +134,77 @@ func fakeUnionID(user string) string { return fakeID("unionid\x00" + user) }
 
 // fakeID derives a 28-character id shaped like WeChat's ("o" and base64url).
 func fakeID(seed string) string {
-	sum := sha256.Sum256([]byte("wxlogin fake wechat\x00" + seed))
+	sum := fakeHash(seed)
 	return "o" + base64.RawURLEncoding.EncodeToString(sum[:])[:27]
+}
+
+func fakeHash(seed string) [sha256.Size]byte {
+	return sha256.Sum256([]byte("wxlogin fake wechat\x00" + seed))
+}
+
+// fakePhoneNumber is a user name's phone number: 11 digits starting with 1,
+// shaped like a number in mainland China.
+func fakePhoneNumber(user string) string {
+	sum := fakeHash("phone\x00" + user)
+	return fmt.Sprintf("1%010d", 3_000_000_000+binary.BigEndian.Uint64(sum[:8])%7_000_000_000)
+}
+
+// fakeAvatarURL is a user name's avatar, shaped like WeChat's.
+func fakeAvatarURL(user string) string {
+	return "https://thirdwx.qlogo.cn/mmopen/vi_32/" + fakeID("avatar\x00" + user)[1:] + "/132"
+}
+
+// anonymousAvatarURL is the grey avatar WeChat sends in place of the real one
+// (WECHAT.md §5).
+const anonymousAvatarURL = "https://thirdwx.qlogo.cn/mmopen/vi_32/POgEwh4mIHO4nibH0KlMECNjjGxQUq24ZEaGT4poC6icRiccVGKSyXwibcPq4BWmiaIGuG1icwxaQX6grC9VemZoJ8rg/132"
+
+// randomString returns n random bytes in base64url.
+func randomString(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // Never fails; see tokenStore.issue.
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// clientRequest is the body of every fake client API call: who is using the
+// mini program, and which one when the fake serves several.
+type clientRequest struct {
+	User      string `json:"user"`
+	AppID     string `json:"appid"`
+	Anonymous bool   `json:"anonymous"` // getUserInfo: answer as WeChat does since 2021
+}
+
+// clientFail answers a client API call with WeChat's "<api>:fail <reason>".
+func clientFail(w http.ResponseWriter, code int, api, reason string) {
+	writeJSON(w, code, map[string]string{"errMsg": api + ":fail " + reason})
+}
+
+// decodeClientRequest reads a client API call, filling in the app when the
+// fake has only one. On failure it has answered, and returns false.
+func (f *fakeWechat) decodeClientRequest(w http.ResponseWriter, r *http.Request, api string) (clientRequest, bool) {
+	var req clientRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			clientFail(w, http.StatusRequestEntityTooLarge, api, "body too large")
+			return req, false
+		}
+		clientFail(w, http.StatusBadRequest, api, `body must be JSON like {"user": "alice"}`)
+		return req, false
+	}
+	if req.User == "" || !utf8.ValidString(req.User) || utf8.RuneCountInString(req.User) > 64 {
+		clientFail(w, http.StatusBadRequest, api, "user must be a name of 1 to 64 characters")
+		return req, false
+	}
+	if req.AppID == "" && len(f.apps) == 1 {
+		for appID := range f.apps {
+			req.AppID = appID
+		}
+	}
+	if _, ok := f.apps[req.AppID]; !ok {
+		clientFail(w, http.StatusBadRequest, api, "unknown appid")
+		return req, false
+	}
+	return req, true
 }
 
 // handleLogin serves POST /mock/wx.login: what wx.login() gives a mini program.
@@ -73,69 +212,218 @@ func fakeID(seed string) string {
 // reply is wx.login's success result, {"errMsg": "login:ok", "code": "..."}.
 // Each login also gives the user a fresh session_key, as wx.login may.
 func (f *fakeWechat) handleLogin() http.Handler {
-	type request struct {
-		User  string `json:"user"`
-		AppID string `json:"appid"`
-	}
-	type response struct {
-		ErrMsg string `json:"errMsg"`
-		Code   string `json:"code,omitempty"`
-	}
-	fail := func(w http.ResponseWriter, code int, reason string) {
-		writeJSON(w, code, response{ErrMsg: "login:fail " + reason})
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req request
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			var tooLarge *http.MaxBytesError
-			if errors.As(err, &tooLarge) {
-				fail(w, http.StatusRequestEntityTooLarge, "body too large")
-				return
-			}
-			fail(w, http.StatusBadRequest, `body must be JSON like {"user": "alice"}`)
+		req, ok := f.decodeClientRequest(w, r, "login")
+		if !ok {
 			return
 		}
-		if req.User == "" || !utf8.ValidString(req.User) || utf8.RuneCountInString(req.User) > 64 {
-			fail(w, http.StatusBadRequest, "user must be a name of 1 to 64 characters")
-			return
-		}
-		if req.AppID == "" && len(f.apps) == 1 {
-			for appID := range f.apps {
-				req.AppID = appID
-			}
-		}
-		if _, ok := f.apps[req.AppID]; !ok {
-			fail(w, http.StatusBadRequest, "unknown appid")
-			return
-		}
-		writeJSON(w, http.StatusOK, response{ErrMsg: "login:ok", Code: f.issueCode(req.AppID, req.User)})
+		writeJSON(w, http.StatusOK, map[string]string{"errMsg": "login:ok", "code": f.issueCode(req.AppID, req.User)})
 	})
 }
 
-// issueCode creates a single-use code for user in appID.
+// issueCode creates a single-use login code for user in appID, with a new
+// session_key that is the user's current one from now on.
 func (f *fakeWechat) issueCode(appID, user string) string {
-	var raw [24]byte
-	rand.Read(raw[:]) // Never fails; see tokenStore.issue.
 	var key [16]byte
 	rand.Read(key[:])
-	now := f.now()
+	u := fakeUser{appID, user}
 	c := &fakeCode{
-		code:       base64.RawURLEncoding.EncodeToString(raw[:]),
-		appID:      appID,
-		user:       user,
+		code:       randomString(24),
+		user:       u,
 		sessionKey: base64.StdEncoding.EncodeToString(key[:]),
-		expires:    now.Add(fakeCodeLifetime),
+		expires:    f.now().Add(fakeCodeLifetime),
 	}
-
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for len(f.queue) > 0 && !now.Before(f.queue[0].expires) {
-		delete(f.codes, f.queue[0].code)
-		f.queue = f.queue[1:]
-	}
-	f.codes[c.code] = c
-	f.queue = append(f.queue, c)
+	f.loginCodes.add(c, f.now())
+	f.sessionKeys[u] = c.sessionKey
+	f.openIDs[userRef{appID, fakeOpenID(appID, user)}] = user
 	return c.code
+}
+
+// sessionKey returns the user's current session_key, if they ran wx.login.
+func (f *fakeWechat) sessionKey(u fakeUser) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	key, ok := f.sessionKeys[u]
+	return key, ok
+}
+
+// marshalAsWeChat encodes v as WeChat does: without escaping <, > and &.
+func marshalAsWeChat(v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v) // Cannot fail: the fake encodes plain data only.
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+}
+
+// fakeWatermark is the watermark of open data (WECHAT.md §2).
+type fakeWatermark struct {
+	Timestamp int64  `json:"timestamp"`
+	AppID     string `json:"appid"`
+}
+
+// encryptForUser encrypts v's JSON with the user's current session_key and
+// a random iv, as WeChat encrypts open data. It reports false if the user
+// has not run wx.login, which WeChat requires first.
+func (f *fakeWechat) encryptForUser(u fakeUser, v any) (encryptedData, iv string, ok bool) {
+	key, ok := f.sessionKey(u)
+	if !ok {
+		return "", "", false
+	}
+	ivBytes := make([]byte, 16)
+	rand.Read(ivBytes)
+	data, err := encryptOpenData(key, marshalAsWeChat(v), ivBytes)
+	if err != nil {
+		return "", "", false // Cannot happen: the fake's keys are 16 bytes.
+	}
+	return data, base64.StdEncoding.EncodeToString(ivBytes), true
+}
+
+// handleGetUserInfo serves POST /mock/wx.getUserInfo: the e.detail a
+// <button open-type="getUserInfo"> handler gets, made with the user's current
+// session_key. The profile is the user's name and a made-up avatar, or with
+// "anonymous": true the placeholder WeChat has sent since 2021.
+func (f *fakeWechat) handleGetUserInfo() http.Handler {
+	// The field order is WeChat's (WECHAT.md §2).
+	type userInfo struct {
+		NickName  string `json:"nickName"`
+		Gender    int    `json:"gender"`
+		Language  string `json:"language"`
+		City      string `json:"city"`
+		Province  string `json:"province"`
+		Country   string `json:"country"`
+		AvatarURL string `json:"avatarUrl"`
+	}
+	type encrypted struct {
+		OpenID    string        `json:"openId"`
+		NickName  string        `json:"nickName"`
+		Gender    int           `json:"gender"`
+		Language  string        `json:"language"`
+		City      string        `json:"city"`
+		Province  string        `json:"province"`
+		Country   string        `json:"country"`
+		AvatarURL string        `json:"avatarUrl"`
+		UnionID   string        `json:"unionId"`
+		Watermark fakeWatermark `json:"watermark"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, ok := f.decodeClientRequest(w, r, "getUserInfo")
+		if !ok {
+			return
+		}
+		u := fakeUser{req.AppID, req.User}
+		info := userInfo{NickName: req.User, Language: "zh_CN", AvatarURL: fakeAvatarURL(req.User)}
+		if req.Anonymous {
+			info = userInfo{NickName: anonymousNickname, AvatarURL: anonymousAvatarURL}
+		}
+		plain := encrypted{
+			OpenID: fakeOpenID(u.appID, u.name), NickName: info.NickName, Gender: info.Gender,
+			Language: info.Language, City: info.City, Province: info.Province, Country: info.Country,
+			AvatarURL: info.AvatarURL, UnionID: fakeUnionID(u.name),
+			Watermark: fakeWatermark{Timestamp: f.now().Unix(), AppID: u.appID},
+		}
+		data, iv, ok := f.encryptForUser(u, plain)
+		if !ok {
+			clientFail(w, http.StatusBadRequest, "getUserInfo", "call wx.login first")
+			return
+		}
+		key, _ := f.sessionKey(u)
+		rawData := string(marshalAsWeChat(info))
+		writeJSON(w, http.StatusOK, map[string]any{
+			"errMsg":        "getUserInfo:ok",
+			"userInfo":      info,
+			"rawData":       rawData,
+			"signature":     signRawData(rawData, key),
+			"encryptedData": data,
+			"iv":            iv,
+		})
+	})
+}
+
+// handleGetPhoneNumber serves POST /mock/wx.getPhoneNumber: the e.detail a
+// <button open-type="getPhoneNumber"> handler gets since base library 2.21.2,
+// a code for getuserphonenumber and, if the user has run wx.login, the
+// legacy encryptedData and iv (WECHAT.md §3).
+func (f *fakeWechat) handleGetPhoneNumber() http.Handler {
+	type encrypted struct {
+		PhoneNumber     string        `json:"phoneNumber"`
+		PurePhoneNumber string        `json:"purePhoneNumber"`
+		CountryCode     string        `json:"countryCode"`
+		Watermark       fakeWatermark `json:"watermark"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, ok := f.decodeClientRequest(w, r, "getPhoneNumber")
+		if !ok {
+			return
+		}
+		u := fakeUser{req.AppID, req.User}
+		now := f.now()
+		code := &fakeCode{code: randomHex(32), user: u, expires: now.Add(fakeCodeLifetime)}
+		f.mu.Lock()
+		f.phoneCodes.add(code, now)
+		f.openIDs[userRef{u.appID, fakeOpenID(u.appID, u.name)}] = u.name
+		f.mu.Unlock()
+
+		reply := map[string]string{"errMsg": "getPhoneNumber:ok", "code": code.code}
+		number := fakePhoneNumber(u.name)
+		plain := encrypted{number, number, "86", fakeWatermark{now.Unix(), u.appID}}
+		if data, iv, ok := f.encryptForUser(u, plain); ok {
+			reply["encryptedData"], reply["iv"] = data, iv
+		}
+		writeJSON(w, http.StatusOK, reply)
+	})
+}
+
+// handleGetWeRunData serves POST /mock/wx.getWeRunData: the user's steps of
+// the last 31 days, encrypted as wx.getWeRunData returns them, each day
+// stamped with its midnight in China and the data watermarked.
+func (f *fakeWechat) handleGetWeRunData() http.Handler {
+	type encrypted struct {
+		StepInfoList []stepInfo    `json:"stepInfoList"`
+		Watermark    fakeWatermark `json:"watermark"`
+	}
+	chinaTime := time.FixedZone("CST", 8*60*60) // WeRun's days begin at midnight in China.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, ok := f.decodeClientRequest(w, r, "getWeRunData")
+		if !ok {
+			return
+		}
+		now := f.now()
+		y, m, d := now.In(chinaTime).Date()
+		plain := encrypted{Watermark: fakeWatermark{now.Unix(), req.AppID}}
+		for i := 30; i >= 0; i-- {
+			day := time.Date(y, m, d-i, 0, 0, 0, 0, chinaTime)
+			sum := fakeHash("werun\x00" + req.User + "\x00" + day.Format(time.DateOnly))
+			plain.StepInfoList = append(plain.StepInfoList, stepInfo{
+				Timestamp: day.Unix(),
+				Step:      int64(binary.BigEndian.Uint32(sum[:4]) % 20000),
+			})
+		}
+		data, iv, ok := f.encryptForUser(fakeUser{req.AppID, req.User}, plain)
+		if !ok {
+			clientFail(w, http.StatusBadRequest, "getWeRunData", "call wx.login first")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"errMsg": "getWeRunData:ok", "encryptedData": data, "iv": iv})
+	})
+}
+
+// fakeReply is a server API reply: errcode and errmsg, and on success the
+// API's own fields.
+type fakeReply map[string]any
+
+// answerAPI writes a server API reply as WeChat does: HTTP 200 whatever the
+// errcode. jscode2session alone answers text/plain (WECHAT.md §1).
+func answerAPI(w http.ResponseWriter, contentType string, v fakeReply) {
+	w.Header().Set("Content-Type", contentType)
+	w.Write(marshalAsWeChat(v))
+}
+
+// apiFailure is a server API error reply, its errmsg suffixed as WeChat's are.
+func apiFailure(errcode int, errmsg string) fakeReply {
+	return fakeReply{"errcode": errcode, "errmsg": errmsg + ", rid: fake"}
 }
 
 // handleCode2Session serves GET /mock/api/sns/jscode2session like WeChat:
@@ -143,63 +431,205 @@ func (f *fakeWechat) issueCode(appID, user string) string {
 // and their errcodes follow WECHAT.md §1; 41002/41004/41008 for missing
 // parameters come from WeChat's global code list.
 func (f *fakeWechat) handleCode2Session() http.Handler {
-	type reply struct {
-		OpenID     string `json:"openid,omitempty"`
-		SessionKey string `json:"session_key,omitempty"`
-		UnionID    string `json:"unionid,omitempty"`
-		Errcode    int    `json:"errcode,omitempty"`
-		Errmsg     string `json:"errmsg,omitempty"`
-	}
-	answer := func(w http.ResponseWriter, v reply) {
-		body, _ := json.Marshal(v) // Cannot fail: reply is plain data.
-		w.Header().Set("Content-Type", "text/plain")
-		w.Write(body)
-	}
-	fail := func(w http.ResponseWriter, errcode int, errmsg string) {
-		answer(w, reply{Errcode: errcode, Errmsg: errmsg + ", rid: fake"})
-	}
+	answer := func(w http.ResponseWriter, v fakeReply) { answerAPI(w, "text/plain", v) }
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		appID, secret, code := q.Get("appid"), q.Get("secret"), q.Get("js_code")
 		switch {
 		case appID == "":
-			fail(w, 41002, "appid missing")
+			answer(w, apiFailure(41002, "appid missing"))
 			return
 		case secret == "":
-			fail(w, 41004, "appsecret missing")
+			answer(w, apiFailure(41004, "appsecret missing"))
 			return
 		case code == "":
-			fail(w, errcodeMissingCode, "missing code")
+			answer(w, apiFailure(errcodeMissingCode, "missing code"))
 			return
 		case q.Get("grant_type") != "authorization_code":
-			fail(w, 40002, "invalid grant_type")
+			answer(w, apiFailure(40002, "invalid grant_type"))
 			return
 		}
-		want, ok := f.apps[appID]
-		if !ok {
-			fail(w, errcodeInvalidAppID, "invalid appid")
+		if failure := f.checkCredentials(appID, secret); failure != nil {
+			answer(w, failure)
 			return
 		}
-		if subtle.ConstantTimeCompare([]byte(secret), []byte(want)) != 1 {
-			fail(w, errcodeBadSecret, "invalid appsecret")
-			return
-		}
-
 		f.mu.Lock()
-		c, ok := f.codes[code]
-		valid := ok && c.appID == appID && f.now().Before(c.expires)
-		used := valid && c.used
-		if valid {
-			c.used = true
-		}
+		c, used := f.loginCodes.use(code, appID, f.now())
 		f.mu.Unlock()
 		switch {
-		case !valid:
-			fail(w, errcodeInvalidCode, "invalid code")
+		case c == nil:
+			answer(w, apiFailure(errcodeInvalidCode, "invalid code"))
 		case used:
-			fail(w, errcodeCodeUsed, "code been used")
+			answer(w, apiFailure(errcodeCodeUsed, "code been used"))
 		default:
-			answer(w, reply{OpenID: fakeOpenID(appID, c.user), SessionKey: c.sessionKey, UnionID: fakeUnionID(c.user)})
+			answer(w, fakeReply{
+				"openid":      fakeOpenID(appID, c.user.name),
+				"session_key": c.sessionKey,
+				"unionid":     fakeUnionID(c.user.name),
+			})
 		}
+	})
+}
+
+// checkCredentials checks an AppID and AppSecret as WeChat does, returning
+// the error reply, or nil if they are right.
+func (f *fakeWechat) checkCredentials(appID, secret string) fakeReply {
+	want, ok := f.apps[appID]
+	if !ok {
+		return apiFailure(errcodeInvalidAppID, "invalid appid")
+	}
+	if subtle.ConstantTimeCompare([]byte(secret), []byte(want)) != 1 {
+		return apiFailure(errcodeBadSecret, "invalid appsecret")
+	}
+	return nil
+}
+
+// handleStableToken serves POST /mock/api/cgi-bin/stable_token like
+// getStableAccessToken (WECHAT.md §4): in normal mode the current token,
+// until the last 5 minutes of its life, when a new one is issued and both are
+// valid; with force_refresh a new token that ends the old one at once.
+func (f *fakeWechat) handleStableToken() http.Handler {
+	answer := func(w http.ResponseWriter, v fakeReply) { answerAPI(w, "application/json; encoding=utf-8", v) }
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			GrantType    string `json:"grant_type"`
+			AppID        string `json:"appid"`
+			Secret       string `json:"secret"`
+			ForceRefresh bool   `json:"force_refresh"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			answer(w, apiFailure(47001, "data format error"))
+			return
+		}
+		if req.GrantType != "client_credential" {
+			answer(w, apiFailure(40002, "invalid grant_type"))
+			return
+		}
+		if failure := f.checkCredentials(req.AppID, req.Secret); failure != nil {
+			answer(w, failure)
+			return
+		}
+		token, expires := f.stableToken(req.AppID, req.ForceRefresh)
+		answer(w, fakeReply{"access_token": token, "expires_in": int64(expires.Sub(f.now()) / time.Second)})
+	})
+}
+
+// stableToken returns appID's current access_token and its expiry, issuing
+// a new one when forced or when the current one is in its last minutes.
+func (f *fakeWechat) stableToken(appID string, force bool) (string, time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	if token, ok := f.newestToken[appID]; ok {
+		t := f.tokens[token]
+		if !force && now.Before(t.expires.Add(-fakeTokenRenewal)) {
+			return token, t.expires
+		}
+		if force {
+			delete(f.tokens, token)
+		}
+	}
+	for token, t := range f.tokens {
+		if !now.Before(t.expires) {
+			delete(f.tokens, token)
+		}
+	}
+	token := randomString(96) // WeChat's are long; callers must store at least 512 characters.
+	f.tokens[token] = fakeAccessToken{appID: appID, expires: now.Add(fakeAccessTokenLifetime)}
+	f.newestToken[appID] = token
+	return token, now.Add(fakeAccessTokenLifetime)
+}
+
+// checkAccessToken returns the app an access_token was issued to, or the
+// error reply: 40001 for a token that is unknown or was replaced by a forced
+// refresh, 42001 for one that expired (WECHAT.md §4).
+func (f *fakeWechat) checkAccessToken(token string) (string, fakeReply) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.tokens[token]
+	switch {
+	case !ok:
+		return "", apiFailure(errcodeInvalidCredential, "invalid credential, access_token is invalid or not latest")
+	case !f.now().Before(t.expires):
+		return "", apiFailure(errcodeTokenExpired, "access_token expired")
+	}
+	return t.appID, nil
+}
+
+// handleCheckSession serves GET /mock/api/wxa/checksession: whether the
+// signature is the HMAC-SHA256 of "" keyed by the user's current session_key
+// (WECHAT.md §4). 87008 for another sig_method follows resetusersessionkey's
+// documentation; 40003 for an openid the fake has not seen is WeChat's global
+// "invalid openid".
+func (f *fakeWechat) handleCheckSession() http.Handler {
+	answer := func(w http.ResponseWriter, v fakeReply) { answerAPI(w, "application/json; encoding=utf-8", v) }
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		appID, failure := f.checkAccessToken(q.Get("access_token"))
+		if failure != nil {
+			answer(w, failure)
+			return
+		}
+		if q.Get("sig_method") != "hmac_sha256" {
+			answer(w, apiFailure(87008, "invalid sig_method"))
+			return
+		}
+		f.mu.Lock()
+		user, known := f.openIDs[userRef{appID, q.Get("openid")}]
+		key := f.sessionKeys[fakeUser{appID, user}]
+		f.mu.Unlock()
+		if !known {
+			answer(w, apiFailure(40003, "invalid openid"))
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(q.Get("signature")), []byte(sessionKeySignature(key))) != 1 {
+			answer(w, apiFailure(errcodeInvalidSignature, "invalid signature"))
+			return
+		}
+		answer(w, fakeReply{"errcode": 0, "errmsg": "ok"})
+	})
+}
+
+// handlePhoneNumber serves POST /mock/api/wxa/business/getuserphonenumber
+// (WECHAT.md §3): a phone code, single-use and valid 5 minutes, for the
+// user's number. WeChat documents 40029 for an invalid code; the fake also
+// answers it for a spent one. With openid in the body WeChat checks the code
+// was issued to that user; the fake answers a mismatch with 40003, WeChat's
+// global "invalid openid", as the documentation names no code for it.
+func (f *fakeWechat) handlePhoneNumber() http.Handler {
+	answer := func(w http.ResponseWriter, v fakeReply) { answerAPI(w, "application/json; encoding=utf-8", v) }
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		appID, failure := f.checkAccessToken(r.URL.Query().Get("access_token"))
+		if failure != nil {
+			answer(w, failure)
+			return
+		}
+		var req struct {
+			Code   string `json:"code"`
+			OpenID string `json:"openid"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			answer(w, apiFailure(47001, "data format error"))
+			return
+		}
+		now := f.now()
+		f.mu.Lock()
+		c, used := f.phoneCodes.use(req.Code, appID, now)
+		f.mu.Unlock()
+		switch {
+		case c == nil || used:
+			answer(w, apiFailure(errcodeInvalidCode, "invalid code"))
+			return
+		case req.OpenID != "" && req.OpenID != fakeOpenID(appID, c.user.name):
+			answer(w, apiFailure(40003, "invalid openid"))
+			return
+		}
+		number := fakePhoneNumber(c.user.name)
+		answer(w, fakeReply{"errcode": 0, "errmsg": "ok", "phone_info": fakeReply{
+			"phoneNumber":     number,
+			"purePhoneNumber": number,
+			"countryCode":     86, // a number here, as in WeChat's example
+			"watermark":       fakeWatermark{now.Unix(), appID},
+		}})
 	})
 }

@@ -84,7 +84,7 @@ func TestFakeCodesAreSingleUseAndExpire(t *testing.T) {
 	}
 	f.wxLogin(t, `{"user":"bob","appid":"wxapp"}`) // issuing drops the expired codes
 	f.fake.mu.Lock()
-	remembered := len(f.fake.codes)
+	remembered := len(f.fake.loginCodes.codes)
 	f.fake.mu.Unlock()
 	if remembered != 1 {
 		t.Errorf("the fake remembers %d codes after the others expired; want 1", remembered)

@@ -322,20 +322,24 @@ func (s *tokenStore) load(path string) (int, error) {
 // User is one user of one mini program, as stored. The JSON form is the
 // on-disk record; handlers build the API view from it.
 type User struct {
-	ID          int64     `json:"id"`
-	AppID       string    `json:"appid"`
-	OpenID      string    `json:"openid"`
-	UnionID     string    `json:"unionid,omitempty"`
-	Nickname    string    `json:"nickname,omitempty"`
-	AvatarURL   string    `json:"avatar_url,omitempty"`
-	Gender      int       `json:"gender,omitempty"`
-	Language    string    `json:"language,omitempty"`
-	City        string    `json:"city,omitempty"`
-	Province    string    `json:"province,omitempty"`
-	Country     string    `json:"country,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
-	LastLoginAt time.Time `json:"last_login_at"`
+	ID        int64  `json:"id"`
+	AppID     string `json:"appid"`
+	OpenID    string `json:"openid"`
+	UnionID   string `json:"unionid,omitempty"`
+	Nickname  string `json:"nickname,omitempty"`
+	AvatarURL string `json:"avatar_url,omitempty"`
+	Gender    int    `json:"gender,omitempty"`
+	Language  string `json:"language,omitempty"`
+	City      string `json:"city,omitempty"`
+	Province  string `json:"province,omitempty"`
+	Country   string `json:"country,omitempty"`
+	// The phone number the user shared with getPhoneNumber (WECHAT.md §3).
+	PhoneNumber     string    `json:"phone_number,omitempty"`
+	PurePhoneNumber string    `json:"pure_phone_number,omitempty"`
+	CountryCode     string    `json:"country_code,omitempty"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
+	LastLoginAt     time.Time `json:"last_login_at"`
 }
 
 func (u *User) ref() userRef { return userRef{u.AppID, u.OpenID} }
@@ -672,7 +676,6 @@ func (s *userStore) login(appID, openID, unionID string) (User, bool, error) {
 			updated.UnionID, updated.UpdatedAt = unionID, now
 		}
 		u = &updated
-		s.byID[u.ID-1] = u
 	} else {
 		u = &User{
 			ID: int64(len(s.byID)) + 1, AppID: appID, OpenID: openID, UnionID: unionID,
@@ -680,9 +683,7 @@ func (s *userStore) login(appID, openID, unionID string) (User, bool, error) {
 		}
 		s.byID = append(s.byID, u)
 	}
-	s.byRef[ref] = u
-	b := s.pending
-	b.buf = appendRecord(b.buf, u)
+	b := s.putLocked(u)
 	s.mu.Unlock()
 
 	// A concurrent first login that found the record above still waits here,
@@ -692,6 +693,47 @@ func (s *userStore) login(appID, openID, unionID string) (User, bool, error) {
 		return User{}, false, err
 	}
 	return *u, !found, nil
+}
+
+// update applies change to a copy of user id's record and stores it,
+// returning once it is durable. A change that leaves the record as it was
+// writes nothing. change must only set fields; it runs under the store's lock.
+func (s *userStore) update(id int64, change func(u *User)) (User, error) {
+	s.mu.Lock()
+	if s.failed != nil {
+		s.mu.Unlock()
+		return User{}, s.failed
+	}
+	if id < 1 || id > int64(len(s.byID)) {
+		s.mu.Unlock()
+		return User{}, fmt.Errorf("update: no user %d", id)
+	}
+	old := s.byID[id-1]
+	u := *old
+	change(&u)
+	u.ID, u.AppID, u.OpenID, u.CreatedAt = old.ID, old.AppID, old.OpenID, old.CreatedAt
+	if u == *old {
+		s.mu.Unlock()
+		return u, nil
+	}
+	u.UpdatedAt = s.now().UTC().Truncate(time.Second)
+	b := s.putLocked(&u)
+	s.mu.Unlock()
+	if err := s.wait(b); err != nil {
+		return User{}, err
+	}
+	return u, nil
+}
+
+// putLocked makes u the current record of its user and queues it for the
+// next flush, whose batch it returns. s.mu is held; records are never
+// changed once put, only replaced.
+func (s *userStore) putLocked(u *User) *batch {
+	s.byID[u.ID-1] = u
+	s.byRef[u.ref()] = u
+	b := s.pending
+	b.buf = appendRecord(b.buf, u)
+	return b
 }
 
 func appendRecord(buf []byte, u *User) []byte {

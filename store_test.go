@@ -238,7 +238,7 @@ func TestTokenLoadRejectsForeignFile(t *testing.T) {
 }
 
 // openTestStore opens a user store in dir, closing it when the test ends.
-func openTestStore(t *testing.T, dir string, now func() time.Time) *userStore {
+func openTestStore(t testing.TB, dir string, now func() time.Time) *userStore {
 	t.Helper()
 	s, err := openUserStore(dir, now, discardLogger())
 	if err != nil {

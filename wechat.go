@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +25,15 @@ const (
 	errcodeRateLimited  = 45011 // api minute-quota reached
 	errcodeInvalidAppID = 40013
 	errcodeBadSecret    = 40125
+
+	// An API call's access_token is bad: invalid or no longer the latest,
+	// not an access_token, or expired (WECHAT.md §4). The token is dropped
+	// and the call made once more with a fresh one.
+	errcodeInvalidCredential = 40001
+	errcodeInvalidToken      = 40014
+	errcodeTokenExpired      = 42001
+
+	errcodeInvalidSignature = 87009 // checksession: the session_key is not the user's current one
 )
 
 // wechatError is a reply from WeChat with a non-zero errcode.
@@ -75,15 +85,23 @@ type wechatClient struct {
 	secret  string
 	http    *http.Client // its Timeout bounds each call
 
-	// loginTimeout bounds a whole code exchange, retries included, so that a
-	// login answers in time whatever WeChat does.
-	loginTimeout time.Duration
+	// requestTimeout bounds all the calls one request makes (a code exchange
+	// with its retries, or an access_token fetch and the call that needs it),
+	// so that every request answers in time whatever WeChat does.
+	requestTimeout time.Duration
 	// backoff holds the pauses before each retry; its length is the number of
 	// retries.
 	backoff []time.Duration
 
+	now func() time.Time // for the access_token's expiry
+
 	mu       sync.Mutex // guards inflight
 	inflight map[string]*codeExchange
+
+	tokenMu    sync.Mutex // guards the fields below
+	token      string     // the cached access_token, or ""
+	tokenUntil time.Time  // when to stop using token and fetch another
+	tokenFetch *tokenFetch
 }
 
 // codeExchange is one code2Session call that concurrent logins with the same
@@ -94,7 +112,7 @@ type codeExchange struct {
 	err  error
 }
 
-func newWechatClient(baseURL, appID, secret string, callTimeout, loginTimeout time.Duration) *wechatClient {
+func newWechatClient(baseURL, appID, secret string, callTimeout, requestTimeout time.Duration) *wechatClient {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	// All calls go to one host; keep enough idle connections for a launch spike.
 	transport.MaxIdleConnsPerHost = 64
@@ -108,9 +126,10 @@ func newWechatClient(baseURL, appID, secret string, callTimeout, loginTimeout ti
 			// WeChat does not redirect; following one could carry the secret elsewhere.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		loginTimeout: loginTimeout,
-		backoff:      []time.Duration{100 * time.Millisecond, 300 * time.Millisecond},
-		inflight:     map[string]*codeExchange{},
+		requestTimeout: requestTimeout,
+		backoff:        []time.Duration{100 * time.Millisecond, 300 * time.Millisecond},
+		now:            time.Now,
+		inflight:       map[string]*codeExchange{},
 	}
 }
 
@@ -146,7 +165,7 @@ func (c *wechatClient) code2Session(ctx context.Context, code string) (codeSessi
 
 // exchange calls jscode2session, retrying what may be retried.
 func (c *wechatClient) exchange(ctx context.Context, code string) (codeSession, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.loginTimeout)
+	ctx, cancel := context.WithTimeout(ctx, c.requestTimeout)
 	defer cancel()
 	q := url.Values{
 		"appid":      {c.appID},
@@ -209,7 +228,7 @@ func retryable(err error) bool {
 // so the Content-Type is ignored (WECHAT.md §1).
 func (c *wechatClient) jscode2session(ctx context.Context, q url.Values) (codeSession, error) {
 	const api = "jscode2session"
-	body, err := c.get(ctx, api, "/sns/jscode2session", q)
+	body, err := c.call(ctx, api, http.MethodGet, "/sns/jscode2session", q, nil)
 	if err != nil {
 		return codeSession{}, err
 	}
@@ -220,12 +239,25 @@ func (c *wechatClient) jscode2session(ctx context.Context, q url.Values) (codeSe
 // hundred bytes.
 const maxReplyBytes = 64 << 10
 
-// get sends a GET to the API path with query q and returns the body of a
-// 2xx reply. Errors never carry the secret or the code: the URL is redacted.
-func (c *wechatClient) get(ctx context.Context, api, path string, q url.Values) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.baseURL+path+"?"+q.Encode(), nil)
+// call sends a request to the API path with query q and, if body is not
+// nil, body as JSON, and returns the body of a 2xx reply. Errors never carry
+// a secret, code or access_token: the URL is redacted, and bodies, which may
+// hold the AppSecret, are never quoted.
+func (c *wechatClient) call(ctx context.Context, api, method, path string, q url.Values, body []byte) ([]byte, error) {
+	var reqBody io.Reader
+	if body != nil {
+		reqBody = bytes.NewReader(body)
+	}
+	target := c.baseURL + path
+	if len(q) > 0 {
+		target += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, reqBody)
 	if err != nil {
 		return nil, fmt.Errorf("wechat %s: %w", api, redactURLError(err))
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -235,11 +267,11 @@ func (c *wechatClient) get(ctx context.Context, api, path string, q url.Values) 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, &httpStatusError{API: api, Status: resp.StatusCode}
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes))
+	reply, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes))
 	if err != nil {
 		return nil, fmt.Errorf("wechat %s: reading reply: %w", api, redactURLError(err))
 	}
-	return body, nil
+	return reply, nil
 }
 
 // parseCode2Session decodes a jscode2session reply. On success WeChat often
@@ -268,7 +300,7 @@ func parseCode2Session(body []byte) (codeSession, error) {
 
 // secretParams are the query parameters that must never reach a log line or
 // an error message: the AppSecret, the login code, the access_token.
-var secretParams = [...]string{"secret", "js_code", "access_token"}
+var secretParams = [...]string{"secret", "js_code", "access_token", "signature"}
 
 // redactURLError hides secret query parameters in the URL that net/http puts
 // in its errors.
@@ -296,4 +328,232 @@ func redactURL(raw string) string {
 	}
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// tokenFetch is one stable_token call that concurrent requests share.
+type tokenFetch struct {
+	done  chan struct{} // closed when token and err are set
+	token string
+	err   error
+}
+
+// accessToken returns the app's access_token, fetching one only when none is
+// cached or the cached one is near its end. However many requests need a
+// token at the same moment, one fetch runs and all of them get its result.
+func (c *wechatClient) accessToken(ctx context.Context) (string, error) {
+	c.tokenMu.Lock()
+	if c.token != "" && c.now().Before(c.tokenUntil) {
+		token := c.token
+		c.tokenMu.Unlock()
+		return token, nil
+	}
+	f := c.tokenFetch
+	if f == nil {
+		f = &tokenFetch{done: make(chan struct{})}
+		c.tokenFetch = f
+		// The fetch outlives this caller's cancellation, for the others waiting.
+		go c.fetchAccessToken(context.WithoutCancel(ctx), f)
+	}
+	c.tokenMu.Unlock()
+	select {
+	case <-f.done:
+		return f.token, f.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// fetchAccessToken runs fetch f and caches its token. A failure is not
+// cached: the next request tries again.
+func (c *wechatClient) fetchAccessToken(ctx context.Context, f *tokenFetch) {
+	ctx, cancel := context.WithTimeout(ctx, c.requestTimeout)
+	defer cancel()
+	fetchedAt := c.now()
+	token, lifetime, err := c.stableToken(ctx)
+
+	c.tokenMu.Lock()
+	f.token, f.err = token, err
+	if err == nil {
+		c.token, c.tokenUntil = token, fetchedAt.Add(lifetime)
+	}
+	c.tokenFetch = nil
+	c.tokenMu.Unlock()
+	close(f.done)
+}
+
+// dropAccessToken forgets token after WeChat refused it, unless it has
+// already been replaced: of many calls refused with one stale token, only
+// the first causes a fetch.
+func (c *wechatClient) dropAccessToken(token string) {
+	c.tokenMu.Lock()
+	defer c.tokenMu.Unlock()
+	if c.token == token {
+		c.token = ""
+	}
+}
+
+// stableToken calls getStableAccessToken in normal mode, which returns the
+// token WeChat currently holds for the app rather than replacing it, so
+// other servers sharing the AppSecret keep working (WECHAT.md §4). It
+// returns how long to use the token: until shortly before it expires, when
+// WeChat has already issued its successor.
+func (c *wechatClient) stableToken(ctx context.Context) (string, time.Duration, error) {
+	const api = "stable_token"
+	body, _ := json.Marshal(map[string]any{ // Cannot fail: plain data.
+		"grant_type":    "client_credential",
+		"appid":         c.appID,
+		"secret":        c.secret,
+		"force_refresh": false,
+	})
+	reply, err := c.call(ctx, api, http.MethodPost, "/cgi-bin/stable_token", nil, body)
+	if err != nil {
+		return "", 0, err
+	}
+	token, expiresIn, err := parseStableToken(reply)
+	if err != nil {
+		return "", 0, err
+	}
+	// WeChat renews a stable token 5 minutes before it expires; one fetched
+	// in those minutes may have as little as that left.
+	lifetime := expiresIn - min(5*time.Minute, expiresIn/2)
+	return token, lifetime, nil
+}
+
+// parseStableToken decodes a stable_token reply.
+func parseStableToken(body []byte) (string, time.Duration, error) {
+	var r struct {
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int64  `json:"expires_in"`
+		Errcode     int    `json:"errcode"`
+		Errmsg      string `json:"errmsg"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return "", 0, fmt.Errorf("wechat stable_token: %w: %v", errBadReply, err)
+	}
+	if r.Errcode != 0 {
+		return "", 0, &wechatError{API: "stable_token", Code: r.Errcode, Msg: r.Errmsg}
+	}
+	if r.AccessToken == "" || r.ExpiresIn <= 0 || r.ExpiresIn > 7200 {
+		return "", 0, fmt.Errorf("wechat stable_token: %w: no access_token, or expires_in %d not in 1..7200", errBadReply, r.ExpiresIn)
+	}
+	return r.AccessToken, time.Duration(r.ExpiresIn) * time.Second, nil
+}
+
+// withAccessToken calls do with the app's access_token. If WeChat answers
+// that the token is bad, it is dropped and do runs once more with a fresh
+// one. The whole exchange is bounded by requestTimeout.
+func (c *wechatClient) withAccessToken(ctx context.Context, do func(ctx context.Context, token string) error) error {
+	ctx, cancel := context.WithTimeout(ctx, c.requestTimeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		token, err := c.accessToken(ctx)
+		if err != nil {
+			return err
+		}
+		err = do(ctx, token)
+		var we *wechatError
+		if attempt > 0 || !errors.As(err, &we) || !we.tokenRefused() {
+			return err
+		}
+		c.dropAccessToken(token)
+	}
+}
+
+// tokenRefused reports whether WeChat refused the call's access_token.
+func (e *wechatError) tokenRefused() bool {
+	switch e.Code {
+	case errcodeInvalidCredential, errcodeInvalidToken, errcodeTokenExpired:
+		return true
+	}
+	return false
+}
+
+// apiReply is the errcode and errmsg every server API reply carries.
+type apiReply struct {
+	Errcode int    `json:"errcode"`
+	Errmsg  string `json:"errmsg"`
+}
+
+// decodeReply decodes a server API reply into v, which embeds apiReply, and
+// turns a non-zero errcode into a *wechatError.
+func decodeReply(api string, body []byte, v interface{ reply() apiReply }) error {
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("wechat %s: %w: %v", api, errBadReply, err)
+	}
+	if r := v.reply(); r.Errcode != 0 {
+		return &wechatError{API: api, Code: r.Errcode, Msg: r.Errmsg}
+	}
+	return nil
+}
+
+func (r apiReply) reply() apiReply { return r }
+
+// phoneNumber exchanges a getPhoneNumber code for the user's phone number
+// (getuserphonenumber, WECHAT.md §3). openID asks WeChat to check that the
+// code was issued to this user. A code is single-use, so a failed call is
+// not repeated, except after WeChat refused the access_token, when it never
+// looked at the code.
+func (c *wechatClient) phoneNumber(ctx context.Context, code, openID string) (openData, error) {
+	const api = "getuserphonenumber"
+	body, _ := json.Marshal(map[string]string{"code": code, "openid": openID}) // Cannot fail: plain data.
+	var info openData
+	err := c.withAccessToken(ctx, func(ctx context.Context, token string) error {
+		reply, err := c.call(ctx, api, http.MethodPost, "/wxa/business/getuserphonenumber",
+			url.Values{"access_token": {token}}, body)
+		if err != nil {
+			return err
+		}
+		info, err = parsePhoneReply(reply)
+		return err
+	})
+	return info, err
+}
+
+// parsePhoneReply decodes a getuserphonenumber reply and returns its
+// phone_info, to be read like decrypted phone data.
+func parsePhoneReply(body []byte) (openData, error) {
+	var r struct {
+		apiReply
+		PhoneInfo json.RawMessage `json:"phone_info"`
+	}
+	if err := decodeReply("getuserphonenumber", body, &r); err != nil {
+		return nil, err
+	}
+	fields, err := jsonFields(r.PhoneInfo)
+	if err != nil {
+		return nil, fmt.Errorf("wechat getuserphonenumber: %w: phone_info: %v", errBadReply, err)
+	}
+	return openData(fields), nil
+}
+
+// checkSessionKey asks WeChat whether sessionKey is still the user's current
+// session_key (checksession, WECHAT.md §4). The session_key itself is never
+// sent: the signature is an HMAC-SHA256 of the empty string keyed with it.
+func (c *wechatClient) checkSessionKey(ctx context.Context, openID, sessionKey string) (bool, error) {
+	const api = "checksession"
+	signature := sessionKeySignature(sessionKey)
+	valid := false
+	err := c.withAccessToken(ctx, func(ctx context.Context, token string) error {
+		q := url.Values{
+			"access_token": {token},
+			"openid":       {openID},
+			"signature":    {signature},
+			"sig_method":   {"hmac_sha256"},
+		}
+		reply, err := c.call(ctx, api, http.MethodGet, "/wxa/checksession", q, nil)
+		if err != nil {
+			return err
+		}
+		var r struct{ apiReply }
+		err = decodeReply(api, reply, &r)
+		var we *wechatError
+		switch {
+		case err == nil:
+			valid = true
+		case errors.As(err, &we) && we.Code == errcodeInvalidSignature:
+			valid, err = false, nil
+		}
+		return err
+	})
+	return valid, err
 }

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -138,15 +141,15 @@ func TestCode2SessionHangingWeChatIsBounded(t *testing.T) {
 		<-r.Context().Done() // never answers
 	}))
 	c.http.Timeout = 200 * time.Millisecond
-	c.loginTimeout = 500 * time.Millisecond
+	c.requestTimeout = 500 * time.Millisecond
 	start := time.Now()
 	_, err := c.code2Session(t.Context(), "code")
 	elapsed := time.Since(start)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("code2Session = %v; want a deadline error", err)
 	}
-	if elapsed > c.loginTimeout+2*time.Second {
-		t.Errorf("code2Session took %v; the bound is %v", elapsed, c.loginTimeout)
+	if elapsed > c.requestTimeout+2*time.Second {
+		t.Errorf("code2Session took %v; the bound is %v", elapsed, c.requestTimeout)
 	}
 	if n := calls.Load(); n < 2 {
 		t.Errorf("WeChat was called %d times; a per-call timeout should be retried while time is left", n)
@@ -272,6 +275,123 @@ func FuzzParseCode2Session(f *testing.F) {
 		}
 		if err != nil && s != (codeSession{}) {
 			t.Fatalf("parseCode2Session(%q) returned data with error %v", body, err)
+		}
+	})
+}
+
+func TestAccessTokenIsCachedUntilShortlyBeforeItExpires(t *testing.T) {
+	clock := newFakeClock()
+	fake := newFakeWechat(map[string]string{"wxapp": testSecret}, clock.Now)
+	upstream := &countingUpstream{next: fake.routes()}
+	c := newTestClient(t, upstream)
+	c.baseURL += "/mock/api"
+	c.now = clock.Now
+	fetch := func() string {
+		t.Helper()
+		token, err := c.accessToken(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return token
+	}
+	first := fetch()
+	// WeChat renews a stable token in its last 5 minutes; it is used until then.
+	clock.Advance(7200*time.Second - 5*time.Minute - time.Second)
+	if got := fetch(); got != first || upstream.count(stableTokenPath) != 1 {
+		t.Errorf("before the renewal window: token changed or fetched again (%d fetches)", upstream.count(stableTokenPath))
+	}
+	clock.Advance(2 * time.Second)
+	second := fetch()
+	if second == first || upstream.count(stableTokenPath) != 2 {
+		t.Errorf("in the renewal window: got the same token, %d fetches; want a new one from a second fetch", upstream.count(stableTokenPath))
+	}
+	if _, failure := fake.checkAccessToken(first); failure != nil {
+		t.Errorf("the previous token died at once: %v; WeChat keeps it valid until it expires", failure)
+	}
+}
+
+func TestStableTokenSendsWhatWeChatExpects(t *testing.T) {
+	var body map[string]any
+	var contentType, method, path string
+	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		method, path, contentType = r.Method, r.URL.Path, r.Header.Get("Content-Type")
+		json.NewDecoder(r.Body).Decode(&body)
+		io.WriteString(w, `{"access_token":"AT","expires_in":7200}`)
+	}))
+	if _, err := c.accessToken(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"grant_type": "client_credential", "appid": "wxapp", "secret": testSecret, "force_refresh": false}
+	if method != "POST" || path != "/cgi-bin/stable_token" || contentType != "application/json" || fmt.Sprint(body) != fmt.Sprint(want) {
+		t.Errorf("stable_token request: %s %s %s %v; want POST /cgi-bin/stable_token application/json %v", method, path, contentType, body, want)
+	}
+}
+
+func TestParseStableToken(t *testing.T) {
+	tests := []struct {
+		body        string
+		wantToken   string
+		wantErrcode int
+		wantBad     bool
+	}{
+		{`{"access_token":"AT","expires_in":7200}`, "AT", 0, false},
+		{`{"errcode":40125,"errmsg":"invalid appsecret"}`, "", 40125, false},
+		{`{"errcode":45009,"errmsg":"reach max api daily quota limit"}`, "", 45009, false},
+		{`{"access_token":"","expires_in":7200}`, "", 0, true},
+		{`{"access_token":"AT","expires_in":0}`, "", 0, true},
+		{`{"access_token":"AT","expires_in":86400}`, "", 0, true},
+		{`<html>`, "", 0, true},
+	}
+	for _, tt := range tests {
+		token, _, err := parseStableToken([]byte(tt.body))
+		if token != tt.wantToken || wechatErrcode(err) != tt.wantErrcode || errors.Is(err, errBadReply) != tt.wantBad {
+			t.Errorf("parseStableToken(%s) = %q, %v; want %q, errcode %d, bad reply %v", tt.body, token, err, tt.wantToken, tt.wantErrcode, tt.wantBad)
+		}
+	}
+}
+
+func TestCheckSessionKeySendsASignatureNotTheKey(t *testing.T) {
+	var query url.Values
+	var rawQuery string
+	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/cgi-bin/stable_token" {
+			io.WriteString(w, `{"access_token":"AT","expires_in":7200}`)
+			return
+		}
+		query, rawQuery = r.URL.Query(), r.URL.RawQuery
+		io.WriteString(w, `{"errcode":87009,"errmsg":"invalid signature"}`)
+	}))
+	valid, err := c.checkSessionKey(t.Context(), "o-alice", officialSessionKey)
+	if err != nil || valid {
+		t.Fatalf("checkSessionKey = %v, %v; want false (87009), nil", valid, err)
+	}
+	want := url.Values{"access_token": {"AT"}, "openid": {"o-alice"}, "signature": {sessionKeySignature(officialSessionKey)}, "sig_method": {"hmac_sha256"}}
+	if query.Encode() != want.Encode() {
+		t.Errorf("checksession query %v; want %v", query, want)
+	}
+	if strings.Contains(rawQuery, url.QueryEscape(officialSessionKey)) {
+		t.Errorf("checksession sent the session_key: %s", rawQuery)
+	}
+}
+
+// FuzzParseWechatReplies checks that no reply panics the parsers of the
+// server APIs wxlogin calls with an access_token, and that successes hold
+// what callers rely on.
+func FuzzParseWechatReplies(f *testing.F) {
+	f.Add([]byte(`{"access_token":"AT","expires_in":7200}`))
+	f.Add([]byte(`{"errcode":0,"errmsg":"ok","phone_info":{"phoneNumber":"13800000000","purePhoneNumber":"13800000000","countryCode":86,"watermark":{"timestamp":1,"appid":"wxapp"}}}`))
+	f.Add([]byte(`{"errcode":40001,"errmsg":"invalid credential"}`))
+	f.Add([]byte(`{"errcode":0,"phone_info":null}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if token, lifetime, err := parseStableToken(body); err == nil && (token == "" || lifetime <= 0) {
+			t.Fatalf("parseStableToken(%q) = %q, %v with no error", body, token, lifetime)
+		}
+		if d, err := parsePhoneReply(body); err == nil {
+			parsePhone(d, "wxapp")
+		}
+		var r struct{ apiReply }
+		if err := decodeReply("checksession", body, &r); err == nil && r.Errcode != 0 {
+			t.Fatalf("decodeReply(%q) accepted errcode %d", body, r.Errcode)
 		}
 	})
 }
