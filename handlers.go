@@ -227,8 +227,7 @@ func handleLogin(wx *wechatClient, users *userStore, tokens *tokenStore) http.Ha
 
 // loginRequest is the body of POST /login.
 type loginRequest struct {
-	Code  string `json:"code"`
-	AppID string `json:"appid"`
+	Code, AppID string
 }
 
 // maxCodeBytes bounds a login code; WeChat's are 32 characters.
@@ -238,22 +237,8 @@ const maxCodeBytes = 128
 // default) or as a form. A body with no Content-Type is read as JSON.
 func decodeLoginRequest(r *http.Request) (loginRequest, error) {
 	var req loginRequest
-	mediaType, err := requestMediaType(r)
-	if err != nil {
+	if err := readStringFields(r, map[string]*string{"code": &req.Code, "appid": &req.AppID}); err != nil {
 		return req, err
-	}
-	switch mediaType {
-	case "application/x-www-form-urlencoded":
-		if err := r.ParseForm(); err != nil {
-			return req, bodyError(err)
-		}
-		req.Code, req.AppID = r.PostForm.Get("code"), r.PostForm.Get("appid")
-	case "application/json":
-		if err := decodeJSONBody(r, &req, false); err != nil {
-			return req, err
-		}
-	default:
-		return req, badRequest(msgMalformed+"：Content-Type 应为 application/json 或 application/x-www-form-urlencoded", nil)
 	}
 	if req.Code == "" {
 		return req, badRequest(msgMissingParam, errors.New("no code"))
@@ -281,10 +266,50 @@ func requestMediaType(r *http.Request) (string, error) {
 	return mt, nil
 }
 
+// readStringFields reads the named string fields of a request body sent as
+// JSON (wx.request's default) or as a form, as older mini programs send
+// them. Names match exactly, as WeChat spells them in e.detail; other
+// fields are ignored, and a missing or null field reads as "".
+func readStringFields(r *http.Request, fields map[string]*string) error {
+	mediaType, err := requestMediaType(r)
+	if err != nil {
+		return err
+	}
+	switch mediaType {
+	case "application/x-www-form-urlencoded":
+		if err := r.ParseForm(); err != nil {
+			return bodyError(err)
+		}
+		for name, dst := range fields {
+			*dst = r.PostForm.Get(name)
+			if !utf8.ValidString(*dst) {
+				return badRequest(msgMalformed+"：请求体不是合法的 UTF-8", nil)
+			}
+		}
+	case "application/json":
+		var members map[string]json.RawMessage
+		if err := decodeJSONBody(r, &members, false); err != nil {
+			return err
+		}
+		for name, dst := range fields {
+			raw, ok := members[name]
+			if !ok || string(raw) == "null" {
+				continue
+			}
+			if err := json.Unmarshal(raw, dst); err != nil {
+				return badRequest(msgMalformed+"："+name+" 应为字符串", err)
+			}
+		}
+	default:
+		return badRequest(msgMalformed+"：Content-Type 应为 application/json 或 application/x-www-form-urlencoded", nil)
+	}
+	return nil
+}
+
 // readJSON reads a JSON request body into v, which must be a pointer to a
-// struct. With strict, a member v has no field for is an error; use it
-// where a misspelt name would otherwise be silently ignored.
-func readJSON(r *http.Request, v any, strict bool) error {
+// struct. A member v has no field for is an error: a misspelt name is
+// refused rather than silently ignored.
+func readJSON(r *http.Request, v any) error {
 	mediaType, err := requestMediaType(r)
 	if err != nil {
 		return err
@@ -292,7 +317,7 @@ func readJSON(r *http.Request, v any, strict bool) error {
 	if mediaType != "application/json" {
 		return badRequest(msgMalformed+"：Content-Type 应为 application/json", nil)
 	}
-	return decodeJSONBody(r, v, strict)
+	return decodeJSONBody(r, v, true)
 }
 
 // decodeJSONBody decodes the body as one JSON object. An empty body decodes
@@ -461,7 +486,7 @@ type profilePatch struct {
 func handlePatchUser(users *userStore) sessionHandler {
 	return func(w http.ResponseWriter, r *http.Request, sess session) {
 		var p profilePatch
-		if err := readJSON(r, &p, true); err != nil {
+		if err := readJSON(r, &p); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -470,7 +495,7 @@ func handlePatchUser(users *userStore) sessionHandler {
 			return
 		}
 		if err := p.validate(); err != nil {
-			writeError(w, badRequest(msgMalformed+"："+err.Error(), err))
+			writeError(w, badRequest(msgMalformed+"："+err.Error(), nil))
 			return
 		}
 		u, err := users.update(sess.UserID, p.apply)
@@ -585,10 +610,13 @@ func checkAvatarURL(name, s string) error {
 // wx.getUserProfile. Its userInfo, errMsg and cloudID are ignored: only
 // what the session_key verifies is used.
 type userInfoRequest struct {
-	RawData       string `json:"rawData"`
-	Signature     string `json:"signature"`
-	EncryptedData string `json:"encryptedData"`
-	IV            string `json:"iv"`
+	RawData, Signature string
+	encryptedRequest
+}
+
+func (req *userInfoRequest) fields() map[string]*string {
+	return map[string]*string{"rawData": &req.RawData, "signature": &req.Signature,
+		"encryptedData": &req.EncryptedData, "iv": &req.IV}
 }
 
 // handleUserInfo serves POST /user/userinfo: it verifies the signature of
@@ -599,7 +627,7 @@ type userInfoRequest struct {
 func handleUserInfo(users *userStore) sessionHandler {
 	return func(w http.ResponseWriter, r *http.Request, sess session) {
 		var req userInfoRequest
-		if err := readJSON(r, &req, false); err != nil {
+		if err := readStringFields(r, req.fields()); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -707,8 +735,11 @@ func (info userInfo) apply(u *User) {
 
 // encryptedRequest is an encrypted pair of open data, as the client got it.
 type encryptedRequest struct {
-	EncryptedData string `json:"encryptedData"`
-	IV            string `json:"iv"`
+	EncryptedData, IV string
+}
+
+func (req *encryptedRequest) fields() map[string]*string {
+	return map[string]*string{"encryptedData": &req.EncryptedData, "iv": &req.IV}
 }
 
 // decrypt decrypts the pair with the session's session_key.
@@ -724,13 +755,14 @@ func (req encryptedRequest) decrypt(sess session) ([]byte, error) {
 // (base library 2.21.2 and later); without a code, the legacy encryptedData
 // and iv are decrypted. The number is saved on the user.
 func handlePhone(wx *wechatClient, users *userStore) sessionHandler {
-	type request struct {
-		Code string `json:"code"`
-		encryptedRequest
-	}
 	return func(w http.ResponseWriter, r *http.Request, sess session) {
-		var req request
-		if err := readJSON(r, &req, false); err != nil {
+		var req struct {
+			Code string
+			encryptedRequest
+		}
+		fields := req.encryptedRequest.fields()
+		fields["code"] = &req.Code
+		if err := readStringFields(r, fields); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -802,7 +834,7 @@ func handleWeRun() sessionHandler {
 	}
 	return func(w http.ResponseWriter, r *http.Request, sess session) {
 		var req encryptedRequest
-		if err := readJSON(r, &req, false); err != nil {
+		if err := readStringFields(r, req.fields()); err != nil {
 			writeError(w, err)
 			return
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -530,6 +531,19 @@ func TestUserInfoIsVerifiedAndSaved(t *testing.T) {
 	}
 }
 
+func TestUserInfoAsAForm(t *testing.T) {
+	a, fake, token := loggedIn(t)
+	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+	form := url.Values{}
+	for _, k := range []string{"rawData", "signature", "encryptedData", "iv"} {
+		form.Set(k, detail[k].(string))
+	}
+	got := call(t, a.handler, "POST", "/user/userinfo", form.Encode(), "Content-Type", "application/x-www-form-urlencoded", "token", token)
+	if got.env.Status != 0 || got.env.Data["nickname"] != "alice" {
+		t.Errorf("form-encoded user info = %s; want it verified and saved", got.raw)
+	}
+}
+
 func TestUserInfoIgnoresTheUnverifiedUserInfo(t *testing.T) {
 	a, fake, token := loggedIn(t)
 	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
@@ -678,7 +692,9 @@ func TestUserInfoRequestErrors(t *testing.T) {
 		{"rawData alone", `{"rawData":"{}"}`, jsonCT, "缺少参数：rawData 和 signature 须一起提供"},
 		{"iv alone", `{"iv":"AAAAAAAAAAAAAAAAAAAAAA=="}`, jsonCT, "缺少参数：encryptedData 和 iv 须一起提供"},
 		{"not JSON", `rawData=x`, jsonCT, "参数格式错误：请求体不是合法的 JSON 对象"},
-		{"form", `rawData=x`, "application/x-www-form-urlencoded", "参数格式错误：Content-Type 应为 application/json"},
+		{"half a form", `rawData=x`, "application/x-www-form-urlencoded", "缺少参数：rawData 和 signature 须一起提供"},
+		{"text", `rawData=x`, "text/plain", "参数格式错误：Content-Type 应为 application/json 或 application/x-www-form-urlencoded"},
+		{"form, invalid UTF-8", `rawData=%FF&signature=x`, "application/x-www-form-urlencoded", "参数格式错误：请求体不是合法的 UTF-8"},
 		{"number", `{"rawData":1}`, jsonCT, "参数格式错误：rawData 应为字符串"},
 		{"invalid UTF-8", "{\"rawData\":\"\xff\"}", jsonCT, "参数格式错误：请求体不是合法的 UTF-8"},
 	}
@@ -977,4 +993,58 @@ func TestSessionCheck(t *testing.T) {
 	if got := check(); got.env.Status != 0 || got.env.Data["valid"] != false {
 		t.Errorf("GET /session/check after the key rotated at WeChat = %s; want valid false", got.raw)
 	}
+}
+
+// fuzzBody fuzzes the body of one authenticated route: whatever arrives, the
+// reply is the envelope with one of the statuses the route documents, at its
+// HTTP code, and never an internal error. seeds are added to the committed
+// corpus; a seed of e.detail from the fake WeChat makes it reach success.
+func fuzzBody(f *testing.F, method, path string, allowed map[int][]int, seeds func(fake *fakeWechat) []string) {
+	a, fake, token := loggedIn(f)
+	for _, s := range seeds(fake) {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got := call(t, a.handler, method, path, string(body), "Content-Type", jsonCT, "token", token)
+		if !slices.Contains(allowed[got.env.Status], got.code) {
+			t.Fatalf("%s %s %q = HTTP %d, %s; want one of %v (status: HTTP codes)", method, path, body, got.code, got.raw, allowed)
+		}
+	})
+}
+
+// detailOf is the JSON of a fake client API result, as a seed.
+func detailOf(t testing.TB, fake *fakeWechat, api string) string {
+	b, _ := json.Marshal(wxCall(t, fake, api, `{"user":"alice"}`))
+	return string(b)
+}
+
+var (
+	okOrBadInput = map[int][]int{statusOK: {200}, statusBadRequest: {400, 413}}
+	orDataCheck  = map[int][]int{statusOK: {200}, statusBadRequest: {400, 413}, statusDataCheck: {400}}
+)
+
+func FuzzUserInfoBody(f *testing.F) {
+	fuzzBody(f, "POST", "/user/userinfo", orDataCheck, func(fake *fakeWechat) []string {
+		return []string{detailOf(f, fake, "wx.getUserInfo")}
+	})
+}
+
+func FuzzPatchUserBody(f *testing.F) {
+	fuzzBody(f, "PATCH", "/user", okOrBadInput, func(*fakeWechat) []string { return nil })
+}
+
+func FuzzPhoneBody(f *testing.F) {
+	allowed := map[int][]int{statusOK: {200}, statusBadRequest: {400, 413}, statusDataCheck: {400},
+		statusInvalidCode: {401}, statusWechatDown: {502, 504}}
+	fuzzBody(f, "POST", "/user/phone", allowed, func(fake *fakeWechat) []string {
+		d := wxCall(f, fake, "wx.getPhoneNumber", `{"user":"alice"}`)
+		legacy, _ := json.Marshal(map[string]any{"encryptedData": d["encryptedData"], "iv": d["iv"]})
+		return []string{`{"code":"` + d["code"].(string) + `"}`, string(legacy)}
+	})
+}
+
+func FuzzWeRunBody(f *testing.F) {
+	fuzzBody(f, "POST", "/user/werun", orDataCheck, func(fake *fakeWechat) []string {
+		return []string{detailOf(f, fake, "wx.getWeRunData")}
+	})
 }

@@ -262,7 +262,8 @@ func FuzzDecryptOpenData(f *testing.F) {
 			if !isDataCheck(err) {
 				t.Fatalf("decryptOpenData error %v is not a data check failure", err)
 			}
-			if strings.Contains(err.Error(), key) && key != "" {
+			// A real session_key is 24 characters; a short one can match by chance.
+			if len(key) >= 8 && strings.Contains(err.Error(), key) {
 				t.Fatalf("error %q contains the session_key", err)
 			}
 			return
