@@ -347,20 +347,21 @@ func (c *wechatClient) accessToken(ctx context.Context) (string, error) {
 		c.tokenMu.Unlock()
 		return token, nil
 	}
-	f := c.tokenFetch
-	if f == nil {
-		f = &tokenFetch{done: make(chan struct{})}
-		c.tokenFetch = f
-		// The fetch outlives this caller's cancellation, for the others waiting.
-		go c.fetchAccessToken(context.WithoutCancel(ctx), f)
+	if f := c.tokenFetch; f != nil {
+		c.tokenMu.Unlock()
+		select {
+		case <-f.done:
+			return f.token, f.err
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
 	}
+	f := &tokenFetch{done: make(chan struct{})}
+	c.tokenFetch = f
 	c.tokenMu.Unlock()
-	select {
-	case <-f.done:
-		return f.token, f.err
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
+	// The fetch outlives this caller's cancellation, for the others waiting.
+	c.fetchAccessToken(context.WithoutCancel(ctx), f)
+	return f.token, f.err
 }
 
 // fetchAccessToken runs fetch f and caches its token. A failure is not
@@ -468,25 +469,27 @@ func (e *wechatError) tokenRefused() bool {
 	return false
 }
 
-// apiReply is the errcode and errmsg every server API reply carries.
-type apiReply struct {
-	Errcode int    `json:"errcode"`
-	Errmsg  string `json:"errmsg"`
-}
-
-// decodeReply decodes a server API reply into v, which embeds apiReply, and
-// turns a non-zero errcode into a *wechatError.
-func decodeReply(api string, body []byte, v interface{ reply() apiReply }) error {
+// decodeReply decodes a server API reply: a non-zero errcode becomes a
+// *wechatError, and on success the reply is decoded into v unless v is nil.
+func decodeReply(api string, body []byte, v any) error {
+	var r struct {
+		Errcode int    `json:"errcode"`
+		Errmsg  string `json:"errmsg"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return fmt.Errorf("wechat %s: %w: %v", api, errBadReply, err)
+	}
+	if r.Errcode != 0 {
+		return &wechatError{API: api, Code: r.Errcode, Msg: r.Errmsg}
+	}
+	if v == nil {
+		return nil
+	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("wechat %s: %w: %v", api, errBadReply, err)
 	}
-	if r := v.reply(); r.Errcode != 0 {
-		return &wechatError{API: api, Code: r.Errcode, Msg: r.Errmsg}
-	}
 	return nil
 }
-
-func (r apiReply) reply() apiReply { return r }
 
 // phoneNumber exchanges a getPhoneNumber code for the user's phone number
 // (getuserphonenumber, WECHAT.md §3). openID asks WeChat to check that the
@@ -513,7 +516,6 @@ func (c *wechatClient) phoneNumber(ctx context.Context, code, openID string) (op
 // phone_info, to be read like decrypted phone data.
 func parsePhoneReply(body []byte) (openData, error) {
 	var r struct {
-		apiReply
 		PhoneInfo json.RawMessage `json:"phone_info"`
 	}
 	if err := decodeReply("getuserphonenumber", body, &r); err != nil {
@@ -544,8 +546,7 @@ func (c *wechatClient) checkSessionKey(ctx context.Context, openID, sessionKey s
 		if err != nil {
 			return err
 		}
-		var r struct{ apiReply }
-		err = decodeReply(api, reply, &r)
+		err = decodeReply(api, reply, nil)
 		var we *wechatError
 		switch {
 		case err == nil:

@@ -389,7 +389,9 @@ func FuzzParseWechatReplies(f *testing.F) {
 		if d, err := parsePhoneReply(body); err == nil {
 			parsePhone(d, "wxapp")
 		}
-		var r struct{ apiReply }
+		var r struct {
+			Errcode int `json:"errcode"`
+		}
 		if err := decodeReply("checksession", body, &r); err == nil && r.Errcode != 0 {
 			t.Fatalf("decodeReply(%q) accepted errcode %d", body, r.Errcode)
 		}
