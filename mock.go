@@ -297,14 +297,8 @@ func (f *fakeWechat) handleGetUserInfo() http.Handler {
 		AvatarURL string `json:"avatarUrl"`
 	}
 	type encrypted struct {
-		OpenID    string        `json:"openId"`
-		NickName  string        `json:"nickName"`
-		Gender    int           `json:"gender"`
-		Language  string        `json:"language"`
-		City      string        `json:"city"`
-		Province  string        `json:"province"`
-		Country   string        `json:"country"`
-		AvatarURL string        `json:"avatarUrl"`
+		OpenID string `json:"openId"`
+		userInfo
 		UnionID   string        `json:"unionId"`
 		Watermark fakeWatermark `json:"watermark"`
 	}
@@ -319,9 +313,7 @@ func (f *fakeWechat) handleGetUserInfo() http.Handler {
 			info = userInfo{NickName: anonymousNickname, AvatarURL: anonymousAvatarURL}
 		}
 		plain := encrypted{
-			OpenID: fakeOpenID(u.appID, u.name), NickName: info.NickName, Gender: info.Gender,
-			Language: info.Language, City: info.City, Province: info.Province, Country: info.Country,
-			AvatarURL: info.AvatarURL, UnionID: fakeUnionID(u.name),
+			OpenID: fakeOpenID(u.appID, u.name), userInfo: info, UnionID: fakeUnionID(u.name),
 			Watermark: fakeWatermark{Timestamp: f.now().Unix(), AppID: u.appID},
 		}
 		data, iv, ok := f.encryptForUser(u, plain)

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -188,4 +190,49 @@ func FuzzFakeWxLogin(f *testing.F) {
 			t.Fatalf("wx.login(%q) = %d %+v", body, w.Code, got)
 		}
 	})
+}
+
+// jsonKeys lists the keys of a JSON object in order, each nested object's
+// keys right after its own, as "parent.child".
+func jsonKeys(t *testing.T, data []byte) []string {
+	t.Helper()
+	var keys []string
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.Token() // The opening brace.
+	for dec.More() {
+		k, _ := dec.Token()
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k.(string))
+		if bytes.HasPrefix(value, []byte("{")) {
+			for _, sub := range jsonKeys(t, value) {
+				keys = append(keys, k.(string)+"."+sub)
+			}
+		}
+	}
+	return keys
+}
+
+func TestFakeUserInfoIsShapedAsWeChat(t *testing.T) {
+	fake := newFakeWechat(map[string]string{"wxapp": testSecret}, time.Now)
+	fake.issueCode("wxapp", "alice")
+	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+	key, _ := fake.sessionKey(fakeUser{"wxapp", "alice"})
+	plain, err := decryptOpenData(key, detail["encryptedData"].(string), detail["iv"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := jsonKeys(t, plain), jsonKeys(t, []byte(officialPlaintext)); !slices.Equal(got, want) {
+		t.Errorf("decrypted keys %v; want the official example's %v", got, want)
+	}
+	rawData := detail["rawData"].(string)
+	const officialRawData = `{"nickName":"Band","gender":1,"language":"zh_CN","city":"Guangzhou","province":"Guangdong","country":"CN","avatarUrl":"http://x/0"}`
+	if got, want := jsonKeys(t, []byte(rawData)), jsonKeys(t, []byte(officialRawData)); !slices.Equal(got, want) {
+		t.Errorf("rawData keys %v; want the official example's %v", got, want)
+	}
+	if detail["signature"] != signRawData(rawData, key) {
+		t.Errorf("signature %v is not SHA-1 of rawData and the session_key", detail["signature"])
+	}
 }
