@@ -341,7 +341,7 @@ func decodeJSONBody(r *http.Request, v any, strict bool) error {
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
-	if dec.More() {
+	if !atEOF(dec) {
 		return badRequest(msgMalformed+"：请求体在 JSON 对象之后还有内容", nil)
 	}
 	return nil

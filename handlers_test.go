@@ -122,6 +122,8 @@ func TestLoginResponses(t *testing.T) {
 		{"broken json", ok, "/login", `{"code":`, jsonCT, 400, 1, "参数格式错误：", 0, 0},
 		{"code not a string", ok, "/login", `{"code":123}`, jsonCT, 400, 1, "参数格式错误：code 应为字符串", 0, 0},
 		{"array body", ok, "/login", `["c1"]`, jsonCT, 400, 1, "参数格式错误：", 0, 0},
+		{"stray brace", ok, "/login", `{"code":"c1"}}`, jsonCT, 400, 1, "参数格式错误：请求体在 JSON 对象之后还有内容", 0, 0},
+		{"second object", ok, "/login", `{"code":"c1"} {}`, jsonCT, 400, 1, "参数格式错误：请求体在 JSON 对象之后还有内容", 0, 0},
 		{"code with spaces", ok, "/login", `{"code":"a b"}`, jsonCT, 400, 1, "参数格式错误：", 0, 0},
 		{"code too long", ok, "/login", `{"code":"` + strings.Repeat("a", 129) + `"}`, jsonCT, 400, 1, "参数格式错误：", 0, 0},
 		{"unknown appid", ok, "/login", `{"code":"c1","appid":"wxsomeoneelse"}`, jsonCT, 400, 1, "未知的 appid", 0, 0},
@@ -737,6 +739,7 @@ func TestPatchUser(t *testing.T) {
 		{"avatar too long", `{"avatar_url":"https://x.test/` + strings.Repeat("a", 1024) + `"}`, 1, "参数格式错误：avatar_url 最长 1024 字节", nil},
 		{"invalid UTF-8", "{\"nickname\":\"\xe4\xb8\"}", 1, "参数格式错误：请求体不是合法的 UTF-8", nil},
 		{"array", `[]`, 1, "参数格式错误：请求体不是合法的 JSON 对象", nil},
+		{"stray bracket", `{"nickname":"n"}]`, 1, "参数格式错误：请求体在 JSON 对象之后还有内容", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

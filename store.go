@@ -628,10 +628,17 @@ func decodeStrict(data []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
+	if !atEOF(dec) {
 		return errors.New("data after the JSON value")
 	}
 	return nil
+}
+
+// atEOF reports whether dec has nothing left but white space. Decoder.More
+// is not enough at the top level: it reports false before a stray } or ].
+func atEOF(dec *json.Decoder) bool {
+	_, err := dec.Token()
+	return err == io.EOF
 }
 
 // apply puts a replayed record in memory, enforcing the store's invariants:

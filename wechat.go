@@ -299,7 +299,8 @@ func parseCode2Session(body []byte) (codeSession, error) {
 }
 
 // secretParams are the query parameters that must never reach a log line or
-// an error message: the AppSecret, the login code, the access_token.
+// an error message: the AppSecret, the login code, the access_token, and
+// checksession's signature, which vouches for a session_key.
 var secretParams = [...]string{"secret", "js_code", "access_token", "signature"}
 
 // redactURLError hides secret query parameters in the URL that net/http puts
@@ -425,14 +426,9 @@ func parseStableToken(body []byte) (string, time.Duration, error) {
 	var r struct {
 		AccessToken string `json:"access_token"`
 		ExpiresIn   int64  `json:"expires_in"`
-		Errcode     int    `json:"errcode"`
-		Errmsg      string `json:"errmsg"`
 	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return "", 0, fmt.Errorf("wechat stable_token: %w: %v", errBadReply, err)
-	}
-	if r.Errcode != 0 {
-		return "", 0, &wechatError{API: "stable_token", Code: r.Errcode, Msg: r.Errmsg}
+	if err := decodeReply("stable_token", body, &r); err != nil {
+		return "", 0, err
 	}
 	if r.AccessToken == "" || r.ExpiresIn <= 0 || r.ExpiresIn > 7200 {
 		return "", 0, fmt.Errorf("wechat stable_token: %w: no access_token, or expires_in %d not in 1..7200", errBadReply, r.ExpiresIn)
