@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -284,6 +285,48 @@ func TestUserLogin(t *testing.T) {
 	}
 	if _, _, err := s.login("wxapp", "o-late", ""); err == nil {
 		t.Error("login on a closed store succeeded")
+	}
+}
+
+func TestUserUpdate(t *testing.T) {
+	clock := newFakeClock()
+	dir := t.TempDir()
+	s := openTestStore(t, dir, clock.Now)
+	created, _, _ := s.login("wxapp", "o-alice", "")
+	clock.Advance(time.Minute)
+
+	updated, err := s.update(1, func(u *User) {
+		u.Nickname, u.PhoneNumber = "爱丽丝", "13800000000"
+		u.ID, u.OpenID = 9, "o-mallory" // An update cannot change who the record is.
+	})
+	if err != nil || updated.Nickname != "爱丽丝" || updated.ID != 1 || updated.OpenID != "o-alice" ||
+		!updated.UpdatedAt.Equal(clock.Now()) || !updated.CreatedAt.Equal(created.CreatedAt) {
+		t.Fatalf("update = %+v, %v; want the nickname and phone set, identity kept, updated_at now", updated, err)
+	}
+	// The acknowledged update is on disk already: a store opened beside the
+	// live one, as after a kill -9, reads it.
+	crashed, err := openUserStore(dir, clock.Now, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := crashed.get(1); got != updated {
+		t.Errorf("on disk after update: %+v; want %+v", got, updated)
+	}
+	crashed.Close()
+
+	clock.Advance(time.Minute)
+	if same, err := s.update(1, func(u *User) { u.Nickname = "爱丽丝" }); err != nil || same != updated {
+		t.Errorf("an update that changes nothing = %+v, %v; want the record as it was", same, err)
+	}
+	if _, err := s.update(2, func(*User) {}); err == nil {
+		t.Error("update of a user that does not exist succeeded")
+	}
+	s.Close()
+	if _, err := s.update(1, func(u *User) { u.Nickname = "late" }); !errors.Is(err, errStoreClosed) {
+		t.Errorf("update on a closed store = %v; want errStoreClosed", err)
+	}
+	if got, _ := s.get(1); got != updated {
+		t.Errorf("a refused update changed the record in memory to %+v", got)
 	}
 }
 
