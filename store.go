@@ -397,10 +397,12 @@ type userStore struct {
 	now func() time.Time
 	log *slog.Logger
 
-	mu      sync.Mutex // guards byRef, byID, pending and failed
+	mu      sync.Mutex // guards byRef, byID, byUnion, claims, pending and failed
 	byRef   map[userRef]*User
-	byID    []*User // byID[id-1]: ids are assigned densely, in journal order
-	pending *batch  // lines appended since the last flush began
+	byID    []*User            // byID[id-1]: ids are assigned densely, in journal order
+	byUnion map[string][]int64 // unionid → the ids of the records that share it, ascending
+	claims  map[int64][]*claimRecord
+	pending *batch // lines appended since the last flush began
 	// failed is set when a journal write fails. After a failed fsync the kernel
 	// may have dropped the dirty pages, so no later write can be trusted to be
 	// durable: every write fails until the process is restarted.
@@ -422,7 +424,8 @@ func openUserStore(dir string, now func() time.Time, log *slog.Logger) (*userSto
 	}
 	s := &userStore{
 		dir: dir, now: now, log: log,
-		byRef: map[userRef]*User{}, pending: &batch{},
+		byRef: map[userRef]*User{}, byUnion: map[string][]int64{}, claims: map[int64][]*claimRecord{},
+		pending:   &batch{},
 		compactAt: minCompactBytes,
 	}
 	entries, err := os.ReadDir(dir)
@@ -543,11 +546,7 @@ func (s *userStore) replay(path, format string, tornTailOK bool) (fileHeader, in
 			}
 			continue
 		}
-		u, err := parseUserLine(line)
-		if err == nil {
-			err = s.apply(u)
-		}
-		if err != nil {
+		if err := s.applyLine(line); err != nil {
 			return h, 0, fmt.Errorf("%s:%d: %w", path, lineNo, err)
 		}
 	}
@@ -641,6 +640,22 @@ func atEOF(dec *json.Decoder) bool {
 	return err == io.EOF
 }
 
+// applyLine puts one replayed line, a user record or a claim, in memory.
+func (s *userStore) applyLine(line []byte) error {
+	if bytes.HasPrefix(line, claimLinePrefix) {
+		c, err := parseClaimLine(line)
+		if err != nil {
+			return err
+		}
+		return s.applyClaim(c)
+	}
+	u, err := parseUserLine(line)
+	if err != nil {
+		return err
+	}
+	return s.apply(u)
+}
+
 // apply puts a replayed record in memory, enforcing the store's invariants:
 // ids are dense and in order, and one (appid, openid) has one id.
 func (s *userStore) apply(u *User) error {
@@ -650,17 +665,61 @@ func (s *userStore) apply(u *User) error {
 		if other, ok := s.byRef[ref]; ok {
 			return fmt.Errorf("user %d duplicates user %d (appid %s, openid %s)", u.ID, other.ID, u.AppID, u.OpenID)
 		}
-		s.byID = append(s.byID, u)
 	case u.ID <= n:
 		if old := s.byID[u.ID-1]; old.ref() != ref {
 			return fmt.Errorf("user %d changes appid or openid", u.ID)
 		}
-		s.byID[u.ID-1] = u
 	default:
 		return fmt.Errorf("user %d skips ids after %d", u.ID, n)
 	}
-	s.byRef[ref] = u
+	s.setLocked(u)
 	return nil
+}
+
+// applyClaim puts a replayed claim in memory. Its user must be stored
+// before it, and one record never claims one name twice. The same claim
+// may be replayed twice, like a user record: a snapshot includes the batch
+// whose flush started it, and that batch is also in the next journal.
+func (s *userStore) applyClaim(c *claimRecord) error {
+	if c.UserID > int64(len(s.byID)) {
+		return fmt.Errorf("claim %q names user %d, who is not stored before it", c.Name, c.UserID)
+	}
+	for _, other := range s.claims[c.UserID] {
+		switch {
+		case other.Name == c.Name && other.At.Equal(c.At):
+			return nil
+		case other.Name == c.Name:
+			return fmt.Errorf("user %d claims %q twice", c.UserID, c.Name)
+		}
+	}
+	s.claims[c.UserID] = append(s.claims[c.UserID], c)
+	return nil
+}
+
+// setLocked makes u the record of its id, appending a new id, and keeps
+// the unionid index in step. s.mu is held, or the store is being opened.
+func (s *userStore) setLocked(u *User) {
+	if u.ID > int64(len(s.byID)) {
+		s.byID = append(s.byID, u)
+	} else {
+		old := s.byID[u.ID-1]
+		if old.UnionID != "" && old.UnionID != u.UnionID {
+			ids := slices.DeleteFunc(s.byUnion[old.UnionID], func(id int64) bool { return id == u.ID })
+			if len(ids) == 0 {
+				delete(s.byUnion, old.UnionID)
+			} else {
+				s.byUnion[old.UnionID] = ids
+			}
+		}
+		s.byID[u.ID-1] = u
+	}
+	s.byRef[u.ref()] = u
+	if u.UnionID != "" {
+		ids := s.byUnion[u.UnionID]
+		if i, found := slices.BinarySearch(ids, u.ID); !found {
+			s.byUnion[u.UnionID] = slices.Insert(ids, i, u.ID)
+		}
+	}
 }
 
 // login records a login of (appID, openID): it creates the user the first
@@ -688,7 +747,6 @@ func (s *userStore) login(appID, openID, unionID string) (User, bool, error) {
 			ID: int64(len(s.byID)) + 1, AppID: appID, OpenID: openID, UnionID: unionID,
 			CreatedAt: now, UpdatedAt: now, LastLoginAt: now,
 		}
-		s.byID = append(s.byID, u)
 	}
 	b := s.putLocked(u)
 	s.mu.Unlock()
@@ -736,8 +794,7 @@ func (s *userStore) update(id int64, change func(u *User)) (User, error) {
 // next flush, whose batch it returns. s.mu is held; records are never
 // changed once put, only replaced.
 func (s *userStore) putLocked(u *User) *batch {
-	s.byID[u.ID-1] = u
-	s.byRef[u.ref()] = u
+	s.setLocked(u)
 	b := s.pending
 	b.buf = appendRecord(b.buf, u)
 	return b
@@ -784,11 +841,9 @@ func (s *userStore) flushLocked(b *batch) {
 	s.mu.Lock()
 	s.pending = &batch{}
 	err := s.failed
-	var snapshot []*User
+	var snapshot *storeSnapshot
 	if rotate && err == nil {
-		// The records are immutable, so this copy is the state including b,
-		// which the snapshot writer can read while writes go on.
-		snapshot = slices.Clone(s.byID)
+		snapshot = s.snapshotLocked()
 	}
 	s.mu.Unlock()
 
@@ -819,11 +874,27 @@ func (s *userStore) appendToJournal(buf []byte) error {
 	return nil
 }
 
+// storeSnapshot is the store's content at one moment, for a snapshot.
+type storeSnapshot struct {
+	users  []*User
+	claims []*claimRecord
+}
+
+// snapshotLocked copies the store's content. Records and claims are
+// immutable, so the copy can be written while writes go on. s.mu is held.
+func (s *userStore) snapshotLocked() *storeSnapshot {
+	snap := &storeSnapshot{users: slices.Clone(s.byID)}
+	for _, u := range s.byID {
+		snap.claims = append(snap.claims, s.claims[u.ID]...)
+	}
+	return snap
+}
+
 // startCompaction switches writes to a new journal generation and writes a
 // snapshot of users in the background. flushMu is held. If the new journal
 // cannot be created, writes stay on the current one and compaction is put
 // off; the store stays correct either way.
-func (s *userStore) startCompaction(users []*User) {
+func (s *userStore) startCompaction(snapshot *storeSnapshot) {
 	through := s.journalGen
 	next, err := createJournal(s.journalPath(through+1), through+1)
 	if err != nil {
@@ -840,7 +911,7 @@ func (s *userStore) startCompaction(users []*User) {
 	s.compactionWG.Add(1)
 	go func() {
 		defer s.compactionWG.Done()
-		size, err := s.writeSnapshot(users, through)
+		size, err := s.writeSnapshot(snapshot, through)
 		s.flushMu.Lock()
 		defer s.flushMu.Unlock()
 		s.compacting = false
@@ -855,7 +926,7 @@ func (s *userStore) startCompaction(users []*User) {
 
 // writeSnapshot writes users atomically as the snapshot including journal
 // generation through, then deletes the journals it replaces.
-func (s *userStore) writeSnapshot(users []*User, through int64) (int64, error) {
+func (s *userStore) writeSnapshot(snapshot *storeSnapshot, through int64) (int64, error) {
 	var size int64
 	err := writeFileAtomic(filepath.Join(s.dir, snapshotName), func(w io.Writer) error {
 		bw := bufio.NewWriterSize(w, 1<<20)
@@ -868,8 +939,15 @@ func (s *userStore) writeSnapshot(users []*User, through int64) (int64, error) {
 			return err
 		}
 		var line []byte
-		for _, u := range users {
+		for _, u := range snapshot.users {
 			line = appendRecord(line[:0], u)
+			if err := write(line); err != nil {
+				return err
+			}
+		}
+		// Claims follow all users, so each names a user stored before it.
+		for _, c := range snapshot.claims {
+			line = appendClaim(line[:0], c)
 			if err := write(line); err != nil {
 				return err
 			}
@@ -989,4 +1067,163 @@ func jsonErrorLine(data []byte, err error) int {
 	}
 	offset = min(max(offset, 0), int64(len(data)))
 	return 1 + bytes.Count(data[:offset], []byte("\n"))
+}
+
+// claimRecord is a one-time benefit a person took, stored as a journal line
+// of its own ({"claim": {...}}), through the user record it was claimed with.
+type claimRecord struct {
+	Name   string    `json:"name"`
+	UserID int64     `json:"user_id"`
+	At     time.Time `json:"at"`
+}
+
+// claimLinePrefix starts every claim line; a user line starts with "id".
+var claimLinePrefix = []byte(`{"claim":`)
+
+func appendClaim(buf []byte, c *claimRecord) []byte {
+	line, _ := json.Marshal(struct {
+		Claim *claimRecord `json:"claim"`
+	}{c}) // Cannot fail: plain data.
+	return append(append(buf, line...), '\n')
+}
+
+// parseClaimLine decodes and checks one stored claim.
+func parseClaimLine(line []byte) (*claimRecord, error) {
+	var l struct {
+		Claim *claimRecord `json:"claim"`
+	}
+	if err := decodeStrict(line, &l); err != nil || l.Claim == nil {
+		return nil, fmt.Errorf("not a claim record: %v", err)
+	}
+	c := l.Claim
+	switch {
+	case !validClaimName(c.Name):
+		return nil, fmt.Errorf("claim name %q is not 1 to 32 of a-z, 0-9 and -", c.Name)
+	case c.UserID < 1:
+		return nil, fmt.Errorf("claim %q names user %d", c.Name, c.UserID)
+	case c.At.IsZero():
+		return nil, fmt.Errorf("claim %q has no time", c.Name)
+	}
+	return c, nil
+}
+
+// validClaimName reports whether name is 1 to 32 of a-z, 0-9 and -.
+func validClaimName(name string) bool {
+	if len(name) < 1 || len(name) > 32 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// personLocked returns the ids of the records that are one person with
+// user id: those sharing its unionid, or id alone if it has none.
+// Ascending, so the first is the person's id. s.mu is held.
+func (s *userStore) personLocked(id int64) []int64 {
+	if u := s.byID[id-1]; u.UnionID != "" {
+		return s.byUnion[u.UnionID]
+	}
+	return []int64{id}
+}
+
+// person returns the records of user id's person, the first being the
+// person's earliest, whose id is the person's id.
+func (s *userStore) person(id int64) ([]User, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id < 1 || id > int64(len(s.byID)) {
+		return nil, false
+	}
+	var users []User
+	for _, pid := range s.personLocked(id) {
+		users = append(users, *s.byID[pid-1])
+	}
+	return users, true
+}
+
+// Claim is a claim as callers see it: the claim and the app it was made in.
+type Claim struct {
+	Name      string    `json:"name"`
+	AppID     string    `json:"appid"`
+	UserID    int64     `json:"user_id"`
+	ClaimedAt time.Time `json:"claimed_at"`
+}
+
+func (s *userStore) claimView(c *claimRecord) Claim {
+	return Claim{Name: c.Name, AppID: s.byID[c.UserID-1].AppID, UserID: c.UserID, ClaimedAt: c.At}
+}
+
+// findClaimLocked returns the person's earliest claim of name, or nil.
+// Two records can hold one name when a unionid learned later joined them
+// into one person; the earliest claim is the one that counts.
+func (s *userStore) findClaimLocked(person []int64, name string) *claimRecord {
+	var found *claimRecord
+	for _, id := range person {
+		for _, c := range s.claims[id] {
+			if c.Name == name && (found == nil || c.At.Before(found.At)) {
+				found = c
+			}
+		}
+	}
+	return found
+}
+
+// claim claims name for user id's person, exactly once: it returns the new
+// claim once it is durable, or with taken true the person's earlier claim
+// of that name. Of concurrent claims of one name by one person, from any of
+// their apps, exactly one is new.
+func (s *userStore) claim(id int64, name string) (c Claim, taken bool, err error) {
+	s.mu.Lock()
+	if s.failed != nil {
+		s.mu.Unlock()
+		return Claim{}, false, s.failed
+	}
+	if id < 1 || id > int64(len(s.byID)) {
+		s.mu.Unlock()
+		return Claim{}, false, fmt.Errorf("claim: no user %d", id)
+	}
+	rec := s.findClaimLocked(s.personLocked(id), name)
+	taken = rec != nil
+	if !taken {
+		rec = &claimRecord{Name: name, UserID: id, At: s.now().UTC().Truncate(time.Millisecond)}
+		s.claims[id] = append(s.claims[id], rec)
+		s.pending.buf = appendClaim(s.pending.buf, rec)
+	}
+	// An earlier claim found here may still be on its way to disk: waiting
+	// for the pending batch, which is no earlier than the claim's, means
+	// nobody is told "already claimed" about a claim that is not durable.
+	b := s.pending
+	c = s.claimView(rec)
+	s.mu.Unlock()
+	if err := s.wait(b); err != nil {
+		return Claim{}, false, err
+	}
+	return c, taken, nil
+}
+
+// claims lists user id's person's claims, the earliest of each name, in
+// the order they were made.
+func (s *userStore) claimsOf(id int64) []Claim {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id < 1 || id > int64(len(s.byID)) {
+		return nil
+	}
+	person := s.personLocked(id)
+	list := []Claim{}
+	seen := map[string]bool{}
+	for _, pid := range person {
+		for _, c := range s.claims[pid] {
+			if !seen[c.Name] {
+				seen[c.Name] = true
+				list = append(list, s.claimView(s.findClaimLocked(person, c.Name)))
+			}
+		}
+	}
+	slices.SortStableFunc(list, func(a, b Claim) int { return a.ClaimedAt.Compare(b.ClaimedAt) })
+	return list
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -411,6 +412,100 @@ func assertPrivate(t *testing.T, path string) {
 	}
 }
 
+func TestClaimsAreStoredOncePerPerson(t *testing.T) {
+	clock := newFakeClock()
+	dir := t.TempDir()
+	s := openTestStore(t, dir, clock.Now)
+	shop, _, _ := s.login("wxshop", "o-shop", "u-alice")
+	game, _, _ := s.login("wxgame", "o-game", "u-alice")
+	solo, _, _ := s.login("wxsolo", "o-solo", "")
+
+	c, taken, err := s.claim(game.ID, "welcome-gift")
+	if err != nil || taken || c.AppID != "wxgame" || c.UserID != game.ID || !c.ClaimedAt.Equal(clock.Now()) {
+		t.Fatalf("first claim = %+v, %v, %v; want a new claim in wxgame now", c, taken, err)
+	}
+	clock.Advance(time.Hour)
+	again, taken, err := s.claim(shop.ID, "welcome-gift")
+	if err != nil || !taken || again != c {
+		t.Errorf("claim by the same person from another app = %+v, %v, %v; want the first claim, taken", again, taken, err)
+	}
+	if _, taken, _ := s.claim(solo.ID, "welcome-gift"); taken {
+		t.Error("a record without a unionid shares claims with another person")
+	}
+
+	// Claims come back after a restart, and after a snapshot replaced the journal.
+	s.Close()
+	s = openTestStore(t, dir, clock.Now)
+	if list := s.claimsOf(shop.ID); len(list) != 1 || list[0] != c {
+		t.Errorf("after reopen claims = %+v; want %+v", list, c)
+	}
+	compactOnNextWrite(s)
+	s.claim(shop.ID, "coupon")
+	s.Close()
+	snapshot, _ := os.ReadFile(filepath.Join(dir, snapshotName))
+	if n := bytes.Count(snapshot, claimLinePrefix); n != 3 {
+		t.Errorf("snapshot holds %d claims; want 3:\n%s", n, snapshot)
+	}
+	s = openTestStore(t, dir, clock.Now)
+	if list := s.claimsOf(game.ID); len(list) != 2 || list[0] != c || list[1].Name != "coupon" {
+		t.Errorf("after compaction and reopen claims = %+v", list)
+	}
+}
+
+func TestEarliestClaimCountsAfterPersonsJoin(t *testing.T) {
+	for _, firstClaimant := range []int64{1, 2} {
+		t.Run(fmt.Sprint("first claim by user ", firstClaimant), func(t *testing.T) {
+			clock := newFakeClock()
+			s := openTestStore(t, t.TempDir(), clock.Now)
+			s.login("wxshop", "o-shop", "") // user 1
+			s.login("wxgame", "o-game", "") // user 2: two persons, as neither has a unionid yet
+			first, _, _ := s.claim(firstClaimant, "gift")
+			clock.Advance(time.Minute)
+			if _, taken, _ := s.claim(3-firstClaimant, "gift"); taken {
+				t.Fatal("a claim was taken by another person")
+			}
+			s.login("wxshop", "o-shop", "u-alice")
+			s.login("wxgame", "o-game", "u-alice") // now one person
+			for _, id := range []int64{1, 2} {
+				if c, taken, _ := s.claim(id, "gift"); !taken || c != first {
+					t.Errorf("claim by user %d after joining = %+v, %v; want the earliest, %+v", id, c, taken, first)
+				}
+				if list := s.claimsOf(id); len(list) != 1 || list[0] != first {
+					t.Errorf("claims of user %d after joining = %+v; want only %+v", id, list, first)
+				}
+			}
+		})
+	}
+}
+
+func TestPersonFollowsTheUnionID(t *testing.T) {
+	s := openTestStore(t, t.TempDir(), time.Now)
+	a, _, _ := s.login("wxshop", "o-a", "u-1")
+	b, _, _ := s.login("wxgame", "o-b", "u-1")
+	ids := func(id int64) []int64 {
+		var out []int64
+		users, _ := s.person(id)
+		for _, u := range users {
+			out = append(out, u.ID)
+		}
+		return out
+	}
+	if got := ids(b.ID); !slices.Equal(got, []int64{a.ID, b.ID}) {
+		t.Errorf("person of b = %v; want [a b]", got)
+	}
+	s.login("wxshop", "o-a", "u-2") // WeChat now gives a another unionid
+	if got := ids(b.ID); !slices.Equal(got, []int64{b.ID}) {
+		t.Errorf("after a's unionid changed, person of b = %v; want b alone", got)
+	}
+	if got := ids(a.ID); !slices.Equal(got, []int64{a.ID}) {
+		t.Errorf("after a's unionid changed, person of a = %v; want a alone", got)
+	}
+	c, _, _ := s.login("wxsolo", "o-c", "")
+	if got := ids(c.ID); !slices.Equal(got, []int64{c.ID}) {
+		t.Errorf("person of a record without unionid = %v; want itself", got)
+	}
+}
+
 func TestUserStoreCompaction(t *testing.T) {
 	dir := t.TempDir()
 	s := openTestStore(t, dir, time.Now)
@@ -520,6 +615,11 @@ func TestUserStoreRejectsDamagedFiles(t *testing.T) {
 		{"openid changed", "users.journal.000001.jsonl", header + u1 + strings.Replace(u1, "o-1", "o-x", 1), ":3:"},
 		{"unknown field", "users.journal.000001.jsonl", header + strings.Replace(u1, `"id":1,`, `"id":1,"phone":"1",`, 1), ":2:"},
 		{"stray brace", "users.journal.000001.jsonl", header + strings.Replace(u1, "}\n", "}}\n", 1), ":2:"},
+		{"claim of an unknown user", "users.journal.000001.jsonl", header + u1 + `{"claim":{"name":"gift","user_id":2,"at":"2026-01-01T00:00:00Z"}}` + "\n", ":3:"},
+		{"claim made twice", "users.journal.000001.jsonl", header + u1 + `{"claim":{"name":"gift","user_id":1,"at":"2026-01-01T00:00:00Z"}}` + "\n" +
+			`{"claim":{"name":"gift","user_id":1,"at":"2026-01-02T00:00:00Z"}}` + "\n", ":4:"},
+		{"claim with a bad name", "users.journal.000001.jsonl", header + u1 + `{"claim":{"name":"Gift!","user_id":1,"at":"2026-01-01T00:00:00Z"}}` + "\n", ":3:"},
+		{"claim with an unknown field", "users.journal.000001.jsonl", header + u1 + `{"claim":{"name":"gift","user_id":1,"at":"2026-01-01T00:00:00Z","by":"x"}}` + "\n", ":3:"},
 		{"no openid", "users.journal.000001.jsonl", header + strings.Replace(u1, `"openid":"o-1",`, "", 1), ":2:"},
 		{"generation mismatch", "users.journal.000001.jsonl", strings.Replace(header, `"generation":1`, `"generation":7`, 1), ":1:"},
 		{"torn snapshot", snapshotName, `{"format":"wxlogin-users-snapshot","version":1,"generation":0}` + "\n" + u1[:30], ":2:"},
