@@ -29,6 +29,7 @@ const (
 	statusWechatDown  = 3 // WeChat unavailable: try again later
 	statusNotLoggedIn = 4 // token missing, unknown, revoked or expired: run wx.login again
 	statusDataCheck   = 5 // signed or encrypted user data failed verification
+	statusClaimed     = 6 // a one-time benefit the person has already claimed
 	statusInternal    = -1
 )
 
@@ -48,6 +49,7 @@ const (
 	// A status 5 message is msgDataCheck, the check that failed, and
 	// msgDataCheckHint: the usual cause is a session_key that a later wx.login
 	// replaced after the data was fetched (WECHAT.md §2).
+	msgClaimed       = "已领取过"
 	msgDataCheck     = "用户数据校验失败："
 	msgDataCheckHint = "。session_key 可能已更新：请重新调用 wx.login 登录，再重新获取数据"
 )
@@ -55,28 +57,68 @@ const (
 // maxBodyBytes caps every request body; a login is a few dozen bytes.
 const maxBodyBytes = 64 << 10
 
+// miniApp is one mini program wxlogin serves, with its WeChat client (and
+// so its own access_token).
+type miniApp struct {
+	ID   string // the AppID
+	Name string
+	wx   *wechatClient
+}
+
+// appSet is the mini programs wxlogin serves, by AppID.
+type appSet map[string]*miniApp
+
+// forLogin picks the app a login is for: the one it names, or the only one.
+func (apps appSet) forLogin(appID string) (*miniApp, error) {
+	if appID == "" && len(apps) == 1 {
+		for _, app := range apps {
+			return app, nil
+		}
+	}
+	if appID == "" {
+		return nil, badRequest(msgMissingParam+"：服务多个小程序时须提供 appid", nil)
+	}
+	app, ok := apps[appID]
+	if !ok {
+		return nil, badRequest(msgUnknownApp, fmt.Errorf("appid %q is not configured", appID))
+	}
+	return app, nil
+}
+
+// of returns the app of a session. A token outlives a restart, and its app
+// may since have been removed from the configuration: it is then no login.
+func (apps appSet) of(sess session) (*miniApp, error) {
+	app, ok := apps[sess.AppID]
+	if !ok {
+		return nil, notLoggedIn(fmt.Errorf("token of app %q, which is no longer configured", sess.AppID))
+	}
+	return app, nil
+}
+
 // newServer builds wxlogin's HTTP handler. fake is nil in real mode.
-func newServer(log *slog.Logger, wx *wechatClient, users *userStore, tokens *tokenStore, fake *fakeWechat) http.Handler {
+func newServer(log *slog.Logger, apps appSet, users *userStore, tokens *tokenStore, fake *fakeWechat) http.Handler {
 	mux := http.NewServeMux()
-	addRoutes(mux, wx, users, tokens, fake)
+	addRoutes(mux, apps, users, tokens, fake)
 	return withAccessLog(log, mux)
 }
 
 // addRoutes lists every route wxlogin serves.
-func addRoutes(mux *http.ServeMux, wx *wechatClient, users *userStore, tokens *tokenStore, fake *fakeWechat) {
-	login := handleLogin(wx, users, tokens)
+func addRoutes(mux *http.ServeMux, apps appSet, users *userStore, tokens *tokenStore, fake *fakeWechat) {
+	login := handleLogin(apps, users, tokens)
 	mux.Handle("POST /login", login)
 	mux.Handle("POST /login/{$}", login)
-	user := requireLogin(tokens, handleUser(users))
+	user := requireLogin(tokens, handleUser(apps, users))
 	mux.Handle("GET /user", user)
 	mux.Handle("GET /user/{$}", user)
-	patchUser := requireLogin(tokens, handlePatchUser(users))
+	patchUser := requireLogin(tokens, handlePatchUser(apps, users))
 	mux.Handle("PATCH /user", patchUser)
 	mux.Handle("PATCH /user/{$}", patchUser)
-	mux.Handle("POST /user/userinfo", requireLogin(tokens, handleUserInfo(users)))
-	mux.Handle("POST /user/phone", requireLogin(tokens, handlePhone(wx, users)))
+	mux.Handle("POST /user/userinfo", requireLogin(tokens, handleUserInfo(apps, users)))
+	mux.Handle("POST /user/phone", requireLogin(tokens, handlePhone(apps, users)))
 	mux.Handle("POST /user/werun", requireLogin(tokens, handleWeRun()))
-	mux.Handle("GET /session/check", requireLogin(tokens, handleSessionCheck(wx)))
+	mux.Handle("GET /session/check", requireLogin(tokens, handleSessionCheck(apps)))
+	mux.Handle("POST /claims/{name}", requireLogin(tokens, handleClaim(users)))
+	mux.Handle("GET /claims", requireLogin(tokens, handleClaims(users)))
 	mux.Handle("POST /logout", requireLogin(tokens, handleLogout(tokens)))
 	mux.Handle("GET /healthz", handleHealthz())
 	if fake != nil {
@@ -186,7 +228,7 @@ func writeError(w http.ResponseWriter, err error) {
 // handleLogin serves POST /login: it exchanges a wx.login code for the
 // user's identity, creates the user on first sight, and answers with a new
 // token. The session_key stays on the server.
-func handleLogin(wx *wechatClient, users *userStore, tokens *tokenStore) http.Handler {
+func handleLogin(apps appSet, users *userStore, tokens *tokenStore) http.Handler {
 	type response struct {
 		Token     string `json:"token"`
 		ExpiresIn int64  `json:"expires_in"`
@@ -200,16 +242,17 @@ func handleLogin(wx *wechatClient, users *userStore, tokens *tokenStore) http.Ha
 			writeError(w, err)
 			return
 		}
-		if req.AppID != "" && req.AppID != wx.appID {
-			writeError(w, badRequest(msgUnknownApp, fmt.Errorf("appid %q is not configured", req.AppID)))
+		app, err := apps.forLogin(req.AppID)
+		if err != nil {
+			writeError(w, err)
 			return
 		}
-		cs, err := wx.code2Session(r.Context(), req.Code)
+		cs, err := app.wx.code2Session(r.Context(), req.Code)
 		if err != nil {
 			writeError(w, wechatFailure(err))
 			return
 		}
-		u, created, err := users.login(wx.appID, cs.OpenID, cs.UnionID)
+		u, created, err := users.login(app.ID, cs.OpenID, cs.UnionID)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -432,8 +475,9 @@ func tokenFromRequest(h http.Header) string {
 	return strings.TrimSpace(h.Get("token"))
 }
 
-// userView is a user as GET /user shows it: every field always present.
-type userView struct {
+// recordView is a user record as the API shows it: every field always
+// present.
+type recordView struct {
 	ID        int64  `json:"id"`
 	AppID     string `json:"appid"`
 	OpenID    string `json:"openid"`
@@ -454,15 +498,59 @@ type userView struct {
 	LastLoginAt     time.Time `json:"last_login_at"`
 }
 
-// handleUser serves GET /user: the logged-in user.
-func handleUser(users *userStore) sessionHandler {
-	return func(w http.ResponseWriter, r *http.Request, sess session) {
-		u, ok := users.get(sess.UserID)
-		if !ok {
-			writeError(w, fmt.Errorf("token names user %d, who is not stored", sess.UserID))
-			return
+// userView is a user as GET /user shows it: the record, and the person it
+// belongs to. Records that share a unionid are one person across the mini
+// programs of one Open Platform account; a record without one is a person
+// of its own.
+type userView struct {
+	recordView
+	PersonID int64       `json:"person_id"` // the id of the person's earliest record
+	Apps     []personApp `json:"apps"`      // the person's records, one per app, this one included
+}
+
+// personApp is one record of a person: in which app, under which user id.
+// Other apps' openids are not shown: openids are per app so that apps
+// cannot match users without the unionid.
+type personApp struct {
+	AppID  string `json:"appid"`
+	Name   string `json:"name"`
+	UserID int64  `json:"user_id"`
+}
+
+// viewUser shows user id with its person.
+func viewUser(apps appSet, users *userStore, id int64) (userView, error) {
+	person, ok := users.person(id)
+	if !ok {
+		return userView{}, fmt.Errorf("token names user %d, who is not stored", id)
+	}
+	v := userView{PersonID: person[0].ID}
+	for _, u := range person {
+		if u.ID == id {
+			v.recordView = recordView(u)
 		}
-		writeOK(w, userView(u))
+		var name string
+		if app, ok := apps[u.AppID]; ok {
+			name = app.Name
+		}
+		v.Apps = append(v.Apps, personApp{AppID: u.AppID, Name: name, UserID: u.ID})
+	}
+	return v, nil
+}
+
+// writeUser answers with user id as GET /user shows it.
+func writeUser(w http.ResponseWriter, apps appSet, users *userStore, id int64) {
+	v, err := viewUser(apps, users, id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeOK(w, v)
+}
+
+// handleUser serves GET /user: the logged-in user, with their person.
+func handleUser(apps appSet, users *userStore) sessionHandler {
+	return func(w http.ResponseWriter, r *http.Request, sess session) {
+		writeUser(w, apps, users, sess.UserID)
 	}
 }
 
@@ -483,7 +571,7 @@ type profilePatch struct {
 // WeChat has offered since it stopped giving real nicknames and avatars to
 // getUserProfile (WECHAT.md §5). It is the user's own input, not signed by
 // WeChat, so every field is validated; an empty string clears a field.
-func handlePatchUser(users *userStore) sessionHandler {
+func handlePatchUser(apps appSet, users *userStore) sessionHandler {
 	return func(w http.ResponseWriter, r *http.Request, sess session) {
 		var p profilePatch
 		if err := readJSON(r, &p); err != nil {
@@ -498,12 +586,11 @@ func handlePatchUser(users *userStore) sessionHandler {
 			writeError(w, badRequest(msgMalformed+"："+err.Error(), nil))
 			return
 		}
-		u, err := users.update(sess.UserID, p.apply)
-		if err != nil {
+		if _, err := users.update(sess.UserID, p.apply); err != nil {
 			writeError(w, err)
 			return
 		}
-		writeOK(w, userView(u))
+		writeUser(w, apps, users, sess.UserID)
 	}
 }
 
@@ -624,7 +711,7 @@ func (req *userInfoRequest) fields() map[string]*string {
 // (both must pass when both are sent), and saves the verified profile and
 // unionId. WeChat's anonymous placeholder ("微信用户" with a grey avatar)
 // never overwrites a nickname or avatar, and empty fields are not saved.
-func handleUserInfo(users *userStore) sessionHandler {
+func handleUserInfo(apps appSet, users *userStore) sessionHandler {
 	return func(w http.ResponseWriter, r *http.Request, sess session) {
 		var req userInfoRequest
 		if err := readStringFields(r, req.fields()); err != nil {
@@ -636,12 +723,11 @@ func handleUserInfo(users *userStore) sessionHandler {
 			writeError(w, err)
 			return
 		}
-		u, err := users.update(sess.UserID, info.apply)
-		if err != nil {
+		if _, err := users.update(sess.UserID, info.apply); err != nil {
 			writeError(w, err)
 			return
 		}
-		writeOK(w, userView(u))
+		writeUser(w, apps, users, sess.UserID)
 	}
 }
 
@@ -754,7 +840,7 @@ func (req encryptedRequest) decrypt(sess session) ([]byte, error) {
 // open-type="getPhoneNumber">: its code goes to WeChat's getuserphonenumber
 // (base library 2.21.2 and later); without a code, the legacy encryptedData
 // and iv are decrypted. The number is saved on the user.
-func handlePhone(wx *wechatClient, users *userStore) sessionHandler {
+func handlePhone(apps appSet, users *userStore) sessionHandler {
 	return func(w http.ResponseWriter, r *http.Request, sess session) {
 		var req struct {
 			Code string
@@ -773,7 +859,12 @@ func handlePhone(wx *wechatClient, users *userStore) sessionHandler {
 				writeError(w, badRequest(msgMalformed+"：code 无效", nil))
 				return
 			}
-			d, err := wx.phoneNumber(r.Context(), req.Code, sess.OpenID)
+			app, err := apps.of(sess)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			d, err := app.wx.phoneNumber(r.Context(), req.Code, sess.OpenID)
 			if err != nil {
 				writeError(w, wechatFailure(err))
 				return
@@ -856,17 +947,55 @@ func handleWeRun() sessionHandler {
 // session_key is still the user's current one at WeChat (checksession). When
 // it is not, data the client fetches now will not decrypt here: the client
 // should run wx.login and log in again.
-func handleSessionCheck(wx *wechatClient) sessionHandler {
+func handleSessionCheck(apps appSet) sessionHandler {
 	type response struct {
 		Valid bool `json:"valid"`
 	}
 	return func(w http.ResponseWriter, r *http.Request, sess session) {
-		valid, err := wx.checkSessionKey(r.Context(), sess.OpenID, sess.SessionKey)
+		app, err := apps.of(sess)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		valid, err := app.wx.checkSessionKey(r.Context(), sess.OpenID, sess.SessionKey)
 		if err != nil {
 			writeError(w, wechatFailure(err))
 			return
 		}
 		writeOK(w, response{Valid: valid})
+	}
+}
+
+// handleClaim serves POST /claims/{name}: it claims a one-time benefit for
+// the token's person. The first claim of a name by a person answers 201
+// with the claim, once it is durable; any later one, from any of the
+// person's apps, answers status 6 (409) with the claim that was made.
+func handleClaim(users *userStore) sessionHandler {
+	return func(w http.ResponseWriter, r *http.Request, sess session) {
+		name := r.PathValue("name")
+		if !validClaimName(name) {
+			writeError(w, badRequest(msgMalformed+"：名称应为 1 到 32 个 a-z、0-9 或 -", nil))
+			return
+		}
+		c, taken, err := users.claim(sess.UserID, name)
+		switch {
+		case err != nil:
+			writeError(w, err)
+		case taken:
+			writeJSON(w, http.StatusConflict, envelope{Status: statusClaimed, Msg: msgClaimed, Data: c})
+		default:
+			writeJSON(w, http.StatusCreated, envelope{Status: statusOK, Msg: msgOK, Data: c})
+		}
+	}
+}
+
+// handleClaims serves GET /claims: the person's claims, oldest first.
+func handleClaims(users *userStore) sessionHandler {
+	type response struct {
+		Claims []Claim `json:"claims"`
+	}
+	return func(w http.ResponseWriter, r *http.Request, sess session) {
+		writeOK(w, response{Claims: users.claimsOf(sess.UserID)})
 	}
 }
 

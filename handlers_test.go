@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -42,7 +44,8 @@ func newTestApp(t testing.TB, upstream http.Handler, apiPath string) *testApp {
 		clock:  clock,
 		logs:   &syncBuffer{},
 	}
-	a.handler = newServer(slog.New(slog.NewTextHandler(a.logs, nil)), a.wx, a.users, a.tokens, nil)
+	apps := appSet{"wxapp": {ID: "wxapp", Name: "Test app", wx: wx}}
+	a.handler = newServer(slog.New(slog.NewTextHandler(a.logs, nil)), apps, a.users, a.tokens, nil)
 	return a
 }
 
@@ -206,7 +209,7 @@ func TestLoginWithHangingWeChatAnswersInTime(t *testing.T) {
 // loggedIn returns a test app on the fake WeChat and a token of alice's.
 func loggedIn(t testing.TB) (*testApp, *fakeWechat, string) {
 	t.Helper()
-	fake := newFakeWechat(map[string]string{"wxapp": testSecret}, time.Now)
+	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
 	a := newTestApp(t, fake.routes(), "/mock/api")
 	return a, fake, login(t, a.handler, fake.issueCode("wxapp", "alice"))
 }
@@ -274,7 +277,8 @@ func TestUserShowsTheWholeRecord(t *testing.T) {
 	a, _, token := loggedIn(t)
 	got := call(t, a.handler, "GET", "/user", "", "Authorization", "Bearer "+token)
 	want := []string{"id", "appid", "openid", "unionid", "nickname", "avatar_url", "gender", "language", "city",
-		"province", "country", "phone_number", "pure_phone_number", "country_code", "created_at", "updated_at", "last_login_at"}
+		"province", "country", "phone_number", "pure_phone_number", "country_code", "created_at", "updated_at", "last_login_at",
+		"person_id", "apps"}
 	var keys []string
 	for k := range got.env.Data {
 		keys = append(keys, k)
@@ -381,7 +385,7 @@ func TestPanicBecomesInternalError(t *testing.T) {
 }
 
 func TestConcurrentFirstLoginsOverHTTPCreateOneUser(t *testing.T) {
-	fake := newFakeWechat(map[string]string{"wxapp": testSecret}, time.Now)
+	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
 	a := newTestApp(t, fake.routes(), "/mock/api")
 	srv := httptest.NewServer(a.handler)
 	t.Cleanup(srv.Close)
@@ -812,7 +816,7 @@ const (
 
 // countedApp is a test app whose fake WeChat counts the calls it gets.
 func countedApp(t *testing.T) (*testApp, *fakeWechat, *countingUpstream, string) {
-	fake := newFakeWechat(map[string]string{"wxapp": testSecret}, time.Now)
+	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
 	upstream := &countingUpstream{next: fake.routes()}
 	a := newTestApp(t, upstream, "/mock/api")
 	return a, fake, upstream, login(t, a.handler, fake.issueCode("wxapp", "alice"))
@@ -1050,4 +1054,231 @@ func FuzzWeRunBody(f *testing.F) {
 	fuzzBody(f, "POST", "/user/werun", orDataCheck, func(fake *fakeWechat) []string {
 		return []string{detailOf(f, fake, "wx.getWeRunData")}
 	})
+}
+
+// multiApp is wxlogin serving three mini programs of one company on the
+// fake WeChat: Shop and Game are bound to its Open Platform account, Solo is
+// not, so Solo's users get no unionid.
+type multiApp struct {
+	*testApp
+	fake *fakeWechat
+}
+
+func newMultiApp(t testing.TB) *multiApp {
+	t.Helper()
+	fake := newFakeWechat(map[string]fakeApp{
+		"wxshop": {Secret: "shop-secret"}, "wxgame": {Secret: "game-secret"}, "wxsolo": {Secret: "solo-secret", Unbound: true},
+	}, time.Now)
+	a := newTestApp(t, fake.routes(), "/mock/api")
+	apps := appSet{}
+	for id, name := range map[string]string{"wxshop": "Shop", "wxgame": "Game", "wxsolo": "Solo"} {
+		wx := newWechatClient(strings.TrimSuffix(a.wx.baseURL, "/mock/api")+"/mock/api", id, fake.apps[id].Secret, time.Second, 3*time.Second)
+		apps[id] = &miniApp{ID: id, Name: name, wx: wx}
+	}
+	a.handler = newServer(slog.New(slog.NewTextHandler(a.logs, nil)), apps, a.users, a.tokens, nil)
+	return &multiApp{testApp: a, fake: fake}
+}
+
+// login logs user in to appID and returns the token.
+func (m *multiApp) login(t testing.TB, appID, user string) string {
+	t.Helper()
+	got := call(t, m.handler, "POST", "/login", `{"appid":"`+appID+`","code":"`+m.fake.issueCode(appID, user)+`"}`, "Content-Type", jsonCT)
+	token, _ := got.env.Data["token"].(string)
+	if got.env.Status != 0 || token == "" {
+		t.Fatalf("login of %s to %s = %s", user, appID, got.raw)
+	}
+	return token
+}
+
+func TestLoginWithSeveralApps(t *testing.T) {
+	m := newMultiApp(t)
+	tests := []struct {
+		name, body string
+		wantHTTP   int
+		wantStatus int
+		wantMsg    string
+	}{
+		{"no appid", `{"code":"` + m.fake.issueCode("wxshop", "alice") + `"}`, 400, 1, "缺少参数：服务多个小程序时须提供 appid"},
+		{"unknown appid", `{"appid":"wxnope","code":"` + m.fake.issueCode("wxshop", "alice") + `"}`, 400, 1, msgUnknownApp},
+		{"another app's code", `{"appid":"wxgame","code":"` + m.fake.issueCode("wxshop", "alice") + `"}`, 401, 2, msgInvalidCode},
+		{"right app", `{"appid":"wxshop","code":"` + m.fake.issueCode("wxshop", "alice") + `"}`, 200, 0, msgOK},
+	}
+	for _, tt := range tests {
+		got := call(t, m.handler, "POST", "/login", tt.body, "Content-Type", jsonCT)
+		if got.code != tt.wantHTTP || got.env.Status != tt.wantStatus || got.env.Msg != tt.wantMsg {
+			t.Errorf("%s: login = HTTP %d, %s; want %d, status %d, msg %q", tt.name, got.code, got.raw, tt.wantHTTP, tt.wantStatus, tt.wantMsg)
+		}
+	}
+}
+
+// personOf returns GET /user's person_id and the appids of the person's apps.
+func personOf(t *testing.T, h http.Handler, token string) (float64, []string) {
+	t.Helper()
+	got := call(t, h, "GET", "/user", "", "token", token)
+	var appIDs []string
+	for _, a := range got.env.Data["apps"].([]any) {
+		appIDs = append(appIDs, a.(map[string]any)["appid"].(string))
+	}
+	return got.env.Data["person_id"].(float64), appIDs
+}
+
+func TestOnePersonAcrossBoundApps(t *testing.T) {
+	m := newMultiApp(t)
+	shop := m.login(t, "wxshop", "alice")
+	game := m.login(t, "wxgame", "alice")
+	solo := m.login(t, "wxsolo", "alice")
+	m.login(t, "wxgame", "bob")
+
+	shopUser := call(t, m.handler, "GET", "/user", "", "token", shop).env.Data
+	gameUser := call(t, m.handler, "GET", "/user", "", "token", game).env.Data
+	if shopUser["openid"] == gameUser["openid"] || shopUser["unionid"] != gameUser["unionid"] || shopUser["unionid"] == "" {
+		t.Errorf("alice in Shop and Game: openids %v and %v, unionids %v and %v; want two openids, one unionid",
+			shopUser["openid"], gameUser["openid"], shopUser["unionid"], gameUser["unionid"])
+	}
+	for _, token := range []string{shop, game} {
+		if id, apps := personOf(t, m.handler, token); id != 1 || !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
+			t.Errorf("alice's person = %v with apps %v; want person 1 with wxshop and wxgame", id, apps)
+		}
+	}
+	if list := shopUser["apps"].([]any); list[1].(map[string]any)["name"] != "Game" || list[1].(map[string]any)["user_id"] != 2.0 {
+		t.Errorf("apps = %v; want Game's name and user id", list)
+	}
+	if _, hasOpenID := shopUser["apps"].([]any)[1].(map[string]any)["openid"]; hasOpenID {
+		t.Error("the apps list shows another app's openid")
+	}
+	soloUser := call(t, m.handler, "GET", "/user", "", "token", solo).env.Data
+	if id, apps := personOf(t, m.handler, solo); soloUser["unionid"] != "" || id != 3 || !slices.Equal(apps, []string{"wxsolo"}) {
+		t.Errorf("alice in the unbound app: unionid %v, person %v, apps %v; want no unionid, a person of her own", soloUser["unionid"], id, apps)
+	}
+}
+
+func TestUnionIDLearnedLaterJoinsThePerson(t *testing.T) {
+	m := newMultiApp(t)
+	shop := m.login(t, "wxshop", "alice")
+	// Alice's Game record was made before Game was bound to the Open
+	// Platform account: no unionid, a person of its own, with a claim.
+	openID := fakeOpenID("wxgame", "alice")
+	u, _, err := m.users.login("wxgame", openID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 16))
+	game := m.tokens.issue(identity{AppID: "wxgame", OpenID: openID, UserID: u.ID}, key)
+	if got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", game); got.code != 201 {
+		t.Fatalf("claim before linking = %s", got.raw)
+	}
+	if id, _ := personOf(t, m.handler, game); id != float64(u.ID) {
+		t.Fatalf("before linking, Game's person = %v; want its own %d", id, u.ID)
+	}
+	m.clock.Advance(time.Minute)
+	if got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", shop); got.code != 201 {
+		t.Fatalf("claim in Shop, still another person = %s; want 201", got.raw)
+	}
+
+	data, iv := encrypt(t, key, `{"openId":"`+openID+`","nickName":"alice","unionId":"`+fakeUnionID("alice")+`","watermark":{"appid":"wxgame","timestamp":1}}`)
+	if got := send(t, m.handler, "POST", "/user/userinfo", game, map[string]any{"encryptedData": data, "iv": iv}); got.env.Status != 0 {
+		t.Fatalf("user info with a unionId = %s", got.raw)
+	}
+	for _, token := range []string{shop, game} {
+		if id, apps := personOf(t, m.handler, token); id != 1 || !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
+			t.Errorf("after linking: person %v with apps %v; want person 1 with wxshop and wxgame", id, apps)
+		}
+	}
+	// Both records claimed the gift while they were two persons; now they
+	// are one, and the earlier claim is the one that counts.
+	got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", shop)
+	if got.code != 409 || got.env.Data["appid"] != "wxgame" {
+		t.Errorf("claim from Shop after linking = HTTP %d, %s; want 409 naming the earlier claim, made in Game", got.code, got.raw)
+	}
+	list := call(t, m.handler, "GET", "/claims", "", "token", shop)
+	if claims := list.env.Data["claims"].([]any); len(claims) != 1 || claims[0].(map[string]any)["appid"] != "wxgame" {
+		t.Errorf("GET /claims after linking = %s; want the one earlier claim", list.raw)
+	}
+}
+
+func TestClaims(t *testing.T) {
+	m := newMultiApp(t)
+	shop, game, solo := m.login(t, "wxshop", "alice"), m.login(t, "wxgame", "alice"), m.login(t, "wxsolo", "alice")
+	bob := m.login(t, "wxshop", "bob")
+
+	first := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", game)
+	if first.code != 201 || first.env.Status != 0 || first.env.Data["name"] != "welcome-gift" || first.env.Data["appid"] != "wxgame" {
+		t.Fatalf("first claim = HTTP %d, %s; want 201 with the claim", first.code, first.raw)
+	}
+	for name, token := range map[string]string{"same app": game, "other app": shop} {
+		got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", token)
+		if got.code != 409 || got.env.Status != statusClaimed || got.env.Msg != msgClaimed ||
+			got.env.Data["appid"] != "wxgame" || got.env.Data["claimed_at"] != first.env.Data["claimed_at"] {
+			t.Errorf("%s: second claim = HTTP %d, %s; want 409, status 6, when and where it was claimed", name, got.code, got.raw)
+		}
+	}
+	if got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", bob); got.code != 201 {
+		t.Errorf("another person's claim = HTTP %d, %s; want 201", got.code, got.raw)
+	}
+	// An app without an Open Platform account gives no unionid: WeChat cannot
+	// say its user is alice, so wxlogin cannot either.
+	if got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", solo); got.code != 201 {
+		t.Errorf("claim from the unbound app = HTTP %d, %s; want 201: a person of its own", got.code, got.raw)
+	}
+	m.clock.Advance(time.Minute)
+	call(t, m.handler, "POST", "/claims/coupon-2026", "", "token", shop)
+	list := call(t, m.handler, "GET", "/claims", "", "token", shop)
+	claims, _ := list.env.Data["claims"].([]any)
+	if len(claims) != 2 || claims[0].(map[string]any)["name"] != "welcome-gift" || claims[1].(map[string]any)["name"] != "coupon-2026" {
+		t.Errorf("GET /claims = %s; want welcome-gift then coupon-2026", list.raw)
+	}
+	if empty := call(t, m.handler, "GET", "/claims", "", "token", m.login(t, "wxgame", "carol")); empty.raw != `{"status":0,"msg":"ok","data":{"claims":[]}}`+"\n" {
+		t.Errorf("GET /claims with none = %s; want an empty list", empty.raw)
+	}
+
+	for _, name := range []string{"Welcome", "gift_1", strings.Repeat("a", 33), "%E7%A4%BC"} {
+		if got := call(t, m.handler, "POST", "/claims/"+name, "", "token", shop); got.code != 400 || got.env.Status != statusBadRequest {
+			t.Errorf("claim %q = HTTP %d, %s; want 400, status 1", name, got.code, got.raw)
+		}
+	}
+	if got := call(t, m.handler, "POST", "/claims/x", "", "token", "nope"); got.code != 401 {
+		t.Errorf("claim without a login = HTTP %d; want 401", got.code)
+	}
+}
+
+func TestConcurrentCrossAppClaimsAreExactlyOnce(t *testing.T) {
+	m := newMultiApp(t)
+	srv := httptest.NewServer(m.handler)
+	t.Cleanup(srv.Close)
+	shop, game := m.login(t, "wxshop", "alice"), m.login(t, "wxgame", "alice")
+	claim := func(token, name string) reply {
+		req, _ := http.NewRequest("POST", srv.URL+"/claims/"+name, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return parseReply(t, resp)
+	}
+	const rounds = 200
+	for i := range rounds {
+		name := fmt.Sprintf("gift-%d", i)
+		var replies [2]reply
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for j, token := range []string{shop, game} {
+			wg.Go(func() {
+				<-start
+				replies[j] = claim(token, name)
+			})
+		}
+		close(start)
+		wg.Wait()
+		codes := []int{replies[0].code, replies[1].code}
+		slices.Sort(codes)
+		if !slices.Equal(codes, []int{201, 409}) {
+			t.Fatalf("round %d: claims from Shop and Game answered %v; want one 201 and one 409", i, codes)
+		}
+		if replies[0].env.Data["claimed_at"] != replies[1].env.Data["claimed_at"] || replies[0].env.Data["appid"] != replies[1].env.Data["appid"] {
+			t.Fatalf("round %d: the 409 names another claim than the 201: %s / %s", i, replies[0].raw, replies[1].raw)
+		}
+	}
+	if n := len(m.users.claimsOf(1)); n != rounds {
+		t.Errorf("alice holds %d claims; want %d", n, rounds)
+	}
 }

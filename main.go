@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,8 +52,22 @@ type config struct {
 	wechatTimeout time.Duration
 	loginTimeout  time.Duration
 	mock          bool
-	appID         string
-	appSecret     string
+	apps          []appConfig
+}
+
+// appConfig is one mini program wxlogin serves, as the apps file lists it.
+// The file names the environment variable holding each AppSecret; it never
+// holds a secret itself.
+type appConfig struct {
+	AppID     string `json:"appid"`
+	Name      string `json:"name"`
+	SecretEnv string `json:"secret_env"`
+	// Unbound tells the fake WeChat, in mock mode, that the app is not bound
+	// to an Open Platform account, so its users get no unionid. Against
+	// WeChat it means nothing: WeChat knows.
+	Unbound bool `json:"unbound"`
+
+	secret string
 }
 
 // run is wxlogin: it serves until ctx ends or SIGINT/SIGTERM arrives, then
@@ -90,12 +105,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	wechatAPI := cfg.wechatAPI
 	var fake *fakeWechat
 	if cfg.mock {
-		fake = newFakeWechat(map[string]string{cfg.appID: cfg.appSecret}, time.Now)
-		// The client reaches the fake over HTTP, through the real code path.
+		fakeApps := map[string]fakeApp{}
+		for _, a := range cfg.apps {
+			fakeApps[a.AppID] = fakeApp{Secret: a.secret, Unbound: a.Unbound}
+		}
+		fake = newFakeWechat(fakeApps, time.Now)
+		// The clients reach the fake over HTTP, through the real code path.
 		wechatAPI = baseURL + "/mock/api"
 	}
-	wx := newWechatClient(wechatAPI, cfg.appID, cfg.appSecret, cfg.wechatTimeout, cfg.loginTimeout)
-	srv := newHTTPServer(newServer(log, wx, users, tokens, fake), cfg.loginTimeout, log)
+	apps := appSet{}
+	var appIDs []string
+	for _, a := range cfg.apps {
+		wx := newWechatClient(wechatAPI, a.AppID, a.secret, cfg.wechatTimeout, cfg.loginTimeout)
+		apps[a.AppID] = &miniApp{ID: a.AppID, Name: a.Name, wx: wx}
+		appIDs = append(appIDs, a.AppID)
+	}
+	srv := newHTTPServer(newServer(log, apps, users, tokens, fake), cfg.loginTimeout, log)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -109,7 +134,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	if cfg.mock {
 		log.Warn("MOCK MODE: logins go to the built-in fake WeChat, not to WeChat; get a code from POST /mock/wx.login",
-			"appid", cfg.appID)
+			"appids", strings.Join(appIDs, ","))
 	}
 	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(),
 		"wechat_api", redactURL(wechatAPI), "data", cfg.dataDir, "users", users.count(), "tokens_reloaded", reloaded)
@@ -174,6 +199,8 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	e.string(&cfg.wechatAPI, "wechat-api", "WXLOGIN_WECHAT_API", "https://api.weixin.qq.com", "WeChat API base URL (a fake's or a proxy's in tests)")
 	e.duration(&cfg.wechatTimeout, "wechat-timeout", "WXLOGIN_WECHAT_TIMEOUT", 5*time.Second, "timeout of one call to WeChat")
 	e.duration(&cfg.loginTimeout, "login-timeout", "WXLOGIN_LOGIN_TIMEOUT", 10*time.Second, "a login, or any request that calls WeChat, answers within this, retries included")
+	var appsPath string
+	e.string(&appsPath, "apps", "WXLOGIN_APPS", "", `JSON file of the mini programs to serve, {"apps": [{"appid", "name", "secret_env"}]}; without it, WX_APPID and WX_APPSECRET name one`)
 	e.bool(&mock, "mock", "WXLOGIN_MOCK", "serve the built-in fake WeChat under /mock/ and log in against it (default: on when no AppSecret is configured)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return cfg, err
@@ -209,32 +236,107 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 		return cfg, fmt.Errorf("-wechat-api / WXLOGIN_WECHAT_API: %q is not an http(s) URL", cfg.wechatAPI)
 	}
 
-	secret, err := readSecret(getenv)
+	var err error
+	if appsPath == "" {
+		cfg.apps, err = shortcutApp(getenv)
+	} else {
+		cfg.apps, err = loadApps(appsPath, getenv)
+	}
 	if err != nil {
 		return cfg, err
 	}
-	cfg.appID, cfg.appSecret = getenv("WX_APPID"), secret
+	anySecret := slices.ContainsFunc(cfg.apps, func(a appConfig) bool { return a.secret != "" })
 	cfg.mock = mock.value
 	if !mock.set {
-		cfg.mock = secret == ""
+		cfg.mock = !anySecret
 	}
-	switch {
-	case cfg.mock && wechatAPISet:
+	if cfg.mock && wechatAPISet {
 		return cfg, errors.New("-wechat-api / WXLOGIN_WECHAT_API is set, but wxlogin is in mock mode and would call its built-in fake: give an AppSecret (WX_APPSECRET) to use that API, or unset it")
-	case !cfg.mock && secret == "":
-		return cfg, errors.New("-mock=false needs an AppSecret: set WX_APPSECRET or WX_APPSECRET_FILE")
-	case !cfg.mock && cfg.appID == "":
-		return cfg, errors.New("WX_APPID must be set with the AppSecret")
 	}
-	if cfg.mock {
-		if cfg.appID == "" {
-			cfg.appID = mockAppID
+	for i := range cfg.apps {
+		a := &cfg.apps[i]
+		if cfg.mock && a.AppID == "" {
+			a.AppID = mockAppID
 		}
-		if cfg.appSecret == "" {
-			cfg.appSecret = randomHex(16) // The fake checks it like WeChat would.
+		if cfg.mock && a.secret == "" {
+			a.secret = randomHex(16) // The fake checks it like WeChat would.
+		}
+		switch {
+		case a.secret == "" && appsPath == "":
+			return cfg, errors.New("-mock=false needs an AppSecret: set WX_APPSECRET or WX_APPSECRET_FILE")
+		case a.secret == "":
+			return cfg, fmt.Errorf("app %s: the environment variable %s (its secret_env) is not set", a.AppID, a.SecretEnv)
+		case a.AppID == "":
+			return cfg, errors.New("WX_APPID must be set with the AppSecret")
+		}
+		if a.Name == "" {
+			a.Name = a.AppID
 		}
 	}
 	return cfg, nil
+}
+
+// shortcutApp is the one app of WX_APPID and WX_APPSECRET (or
+// WX_APPSECRET_FILE), either of which may be empty in mock mode.
+func shortcutApp(getenv func(string) string) ([]appConfig, error) {
+	secret, err := readSecret(getenv)
+	if err != nil {
+		return nil, err
+	}
+	appID := getenv("WX_APPID")
+	return []appConfig{{AppID: appID, SecretEnv: "WX_APPSECRET", secret: secret}}, nil
+}
+
+// loadApps reads the apps file at path and each app's AppSecret from the
+// environment variable it names.
+func loadApps(path string, getenv func(string) string) ([]appConfig, error) {
+	if getenv("WX_APPID") != "" || getenv("WX_APPSECRET") != "" || getenv("WX_APPSECRET_FILE") != "" {
+		return nil, errors.New("-apps / WXLOGIN_APPS: set an apps file or WX_APPID and WX_APPSECRET, not both")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("-apps / WXLOGIN_APPS: %w", err)
+	}
+	var f struct {
+		Apps []appConfig `json:"apps"`
+	}
+	if err := decodeStrict(data, &f); err != nil {
+		if strings.Contains(err.Error(), `unknown field "secret"`) {
+			return nil, fmt.Errorf("%s: an app has a secret; the apps file holds none: give in secret_env the name of the environment variable that holds it", path)
+		}
+		return nil, fmt.Errorf("%s:%d: not an apps file: %w", path, jsonErrorLine(data, err), err)
+	}
+	if len(f.Apps) == 0 {
+		return nil, fmt.Errorf(`%s: lists no apps; want {"apps": [{"appid": "wx…", "name": "Shop", "secret_env": "SHOP_SECRET"}]}`, path)
+	}
+	seen := map[string]bool{}
+	for i := range f.Apps {
+		a := &f.Apps[i]
+		switch {
+		case a.AppID == "" || len(a.AppID) > 64 || !isPrintableASCII(a.AppID):
+			return nil, fmt.Errorf("%s: app %d: appid %q is not an AppID", path, i+1, a.AppID)
+		case seen[a.AppID]:
+			return nil, fmt.Errorf("%s: app %s is listed twice", path, a.AppID)
+		case a.Name == "" || checkText("name", a.Name, maxNameRunes) != nil:
+			return nil, fmt.Errorf("%s: app %s: name must be 1 to %d characters", path, a.AppID, maxNameRunes)
+		case !isEnvName(a.SecretEnv):
+			return nil, fmt.Errorf("%s: app %s: secret_env %q is not an environment variable name like SHOP_SECRET", path, a.AppID, a.SecretEnv)
+		}
+		seen[a.AppID] = true
+		a.secret = getenv(a.SecretEnv)
+	}
+	return f.Apps, nil
+}
+
+// isEnvName reports whether s is an environment variable name: upper-case
+// letters, digits and underscores, not starting with a digit.
+func isEnvName(s string) bool {
+	for i, r := range s {
+		if !(r == '_' || 'A' <= r && r <= 'Z' || i > 0 && '0' <= r && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // readSecret reads the AppSecret from WX_APPSECRET, or from the file named by

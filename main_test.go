@@ -225,7 +225,7 @@ func TestGracefulRestartKeepsTokens(t *testing.T) {
 }
 
 func TestSecretsStayOutOfLogsAndResponses(t *testing.T) {
-	fake := newFakeWechat(map[string]string{"wxapp": testSecret}, time.Now)
+	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
 	wechat := httptest.NewServer(fake.routes())
 	t.Cleanup(wechat.Close)
 	env := map[string]string{"WX_APPID": "wxapp", "WX_APPSECRET": testSecret}
@@ -336,6 +336,14 @@ func TestLoadConfig(t *testing.T) {
 	os.Chmod(looseFile, 0o644)
 	emptyFile := filepath.Join(dir, "empty")
 	writeFile(t, emptyFile, "\n")
+	appsFile := func(content string) string {
+		path := filepath.Join(t.TempDir(), "apps.json")
+		writeFile(t, path, content)
+		return path
+	}
+	twoApps := appsFile(`{"apps": [{"appid": "wxshop", "name": "Shop", "secret_env": "SHOP_SECRET"},
+		{"appid": "wxgame", "name": "Game", "secret_env": "GAME_SECRET", "unbound": true}]}`)
+	bothSecrets := map[string]string{"SHOP_SECRET": "s1", "GAME_SECRET": "s2"}
 
 	tests := []struct {
 		name    string
@@ -348,7 +356,7 @@ func TestLoadConfig(t *testing.T) {
 			return c.mock && c.addr == "127.0.0.1:8080" && c.dataDir == "./data" && c.tokenTTL == 2*time.Hour &&
 				c.tokenMaxAge == 720*time.Hour && c.wechatAPI == "https://api.weixin.qq.com" &&
 				c.wechatTimeout == 5*time.Second && c.loginTimeout == 10*time.Second &&
-				c.appID == mockAppID && len(c.appSecret) == 32
+				only(c).AppID == mockAppID && len(only(c).secret) == 32
 		}},
 		{name: "environment", env: map[string]string{"WXLOGIN_ADDR": ":9000", "WXLOGIN_DATA": "/tmp/x", "WXLOGIN_TOKEN_TTL": "30m", "WXLOGIN_TOKEN_MAX_AGE": "24h"},
 			check: func(c config) bool {
@@ -357,16 +365,37 @@ func TestLoadConfig(t *testing.T) {
 		{name: "flags win over environment", args: []string{"-addr", ":9001", "-token-ttl", "1h"}, env: map[string]string{"WXLOGIN_ADDR": ":9000", "WXLOGIN_TOKEN_TTL": "30m"},
 			check: func(c config) bool { return c.addr == ":9001" && c.tokenTTL == time.Hour }},
 		{name: "real mode", env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "sec"},
-			check: func(c config) bool { return !c.mock && c.appID == "wx1" && c.appSecret == "sec" }},
+			check: func(c config) bool { return !c.mock && only(c).AppID == "wx1" && only(c).secret == "sec" }},
 		{name: "real mode with another API", args: []string{"-wechat-api", "http://127.0.0.1:1/"}, env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "sec"},
 			check: func(c config) bool { return !c.mock && c.wechatAPI == "http://127.0.0.1:1/" }},
 		{name: "secret from a private file", env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET_FILE": secretFile},
-			check: func(c config) bool { return !c.mock && c.appSecret == "file-secret" }},
+			check: func(c config) bool { return !c.mock && only(c).secret == "file-secret" }},
 		{name: "mock forced with a secret", args: []string{"-mock"}, env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "sec"},
-			check: func(c config) bool { return c.mock && c.appID == "wx1" && c.appSecret == "sec" }},
+			check: func(c config) bool { return c.mock && only(c).AppID == "wx1" && only(c).secret == "sec" }},
 		{name: "mock by environment", env: map[string]string{"WXLOGIN_MOCK": "true", "WX_APPID": "wx1", "WX_APPSECRET": "sec"},
 			check: func(c config) bool { return c.mock }},
 
+		{name: "apps file", args: []string{"-apps", twoApps}, env: bothSecrets, check: func(c config) bool {
+			return !c.mock && len(c.apps) == 2 && c.apps[0].AppID == "wxshop" && c.apps[0].Name == "Shop" &&
+				c.apps[0].secret == "s1" && c.apps[1].secret == "s2" && c.apps[1].Unbound
+		}},
+		{name: "apps file by environment, in mock mode", env: map[string]string{"WXLOGIN_APPS": twoApps}, check: func(c config) bool {
+			return c.mock && len(c.apps) == 2 && len(c.apps[0].secret) == 32 && c.apps[0].secret != c.apps[1].secret
+		}},
+		{name: "apps file, one secret missing", args: []string{"-apps", twoApps}, env: map[string]string{"SHOP_SECRET": "s1"},
+			wantErr: "app wxgame: the environment variable GAME_SECRET (its secret_env) is not set"},
+		{name: "apps file and WX_APPID", args: []string{"-apps", twoApps}, env: map[string]string{"WX_APPID": "wx1"}, wantErr: "not both"},
+		{name: "apps file holding a secret", args: []string{"-apps", appsFile(`{"apps": [{"appid": "wx1", "name": "A", "secret": "s"}]}`)},
+			wantErr: "the apps file holds none"},
+		{name: "app listed twice", args: []string{"-apps", appsFile(`{"apps": [{"appid": "wx1", "name": "A", "secret_env": "A"}, {"appid": "wx1", "name": "B", "secret_env": "B"}]}`)},
+			wantErr: "app wx1 is listed twice"},
+		{name: "bad secret_env", args: []string{"-apps", appsFile(`{"apps": [{"appid": "wx1", "name": "A", "secret_env": "shop-secret"}]}`)},
+			wantErr: `secret_env "shop-secret"`},
+		{name: "app without name", args: []string{"-apps", appsFile(`{"apps": [{"appid": "wx1", "secret_env": "A"}]}`)},
+			wantErr: "name must be 1 to 64 characters"},
+		{name: "no apps", args: []string{"-apps", appsFile(`{"apps": []}`)}, wantErr: "lists no apps"},
+		{name: "apps file not JSON", args: []string{"-apps", appsFile("apps:\n  - wx1\n")}, wantErr: "apps.json:1: not an apps file"},
+		{name: "apps file missing", args: []string{"-apps", filepath.Join(dir, "nope.json")}, wantErr: "no such file"},
 		{name: "secret readable by others", env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET_FILE": looseFile}, wantErr: "0644"},
 		{name: "empty secret file", env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET_FILE": emptyFile}, wantErr: "empty"},
 		{name: "secret twice", env: map[string]string{"WX_APPSECRET": "a", "WX_APPSECRET_FILE": secretFile}, wantErr: "not both"},
@@ -400,6 +429,14 @@ func TestLoadConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// only returns the one app of a configuration without an apps file.
+func only(c config) appConfig {
+	if len(c.apps) != 1 {
+		return appConfig{}
+	}
+	return c.apps[0]
 }
 
 func TestHTTPServerLimits(t *testing.T) {
@@ -497,13 +534,15 @@ func TestSIGTERMSavesTokensForTheNextStart(t *testing.T) {
 	}
 }
 
-// TestKill9KeepsEveryAcknowledgedUser kills a real wxlogin process with
-// SIGKILL while new users log in, several times over, and checks after each
-// kill that every user whose login was answered is on disk, with its id,
-// that no user is stored twice, and that the files load.
-func TestKill9KeepsEveryAcknowledgedUser(t *testing.T) {
+// TestKill9KeepsEveryAcknowledgedWrite kills a real wxlogin process with
+// SIGKILL while new users log in and claim a welcome gift, several times
+// over, and checks after each kill that every user whose login was answered
+// is on disk, with its id, and so is every claim answered 201; that no user
+// or claim is stored twice; and that the files load.
+func TestKill9KeepsEveryAcknowledgedWrite(t *testing.T) {
 	dir := t.TempDir()
 	acked := map[string]int64{} // user name → user_id the server answered
+	claimed := map[int64]bool{} // user ids whose claim was answered 201
 	const rounds, workers, ackedPerRound = 3, 8, 40
 	for round := range rounds {
 		c := startChild(t, dir)
@@ -523,12 +562,13 @@ func TestKill9KeepsEveryAcknowledgedUser(t *testing.T) {
 					default:
 					}
 					name := fmt.Sprintf("r%d-w%d-%d", round, w, i)
-					id, ok := tryNewUserLogin(c.url, name)
+					id, gift, ok := tryNewUserWithGift(c.url, name)
 					if !ok {
 						continue // the process is being killed
 					}
 					mu.Lock()
 					acked[name] = id
+					claimed[id] = gift
 					if inRound++; inRound == ackedPerRound {
 						close(enough)
 					}
@@ -555,10 +595,19 @@ func TestKill9KeepsEveryAcknowledgedUser(t *testing.T) {
 			if u, ok := s.get(id); !ok || u.OpenID != fakeOpenID(mockAppID, name) {
 				t.Errorf("after kill %d: user %s (id %d) was acknowledged but is missing or changed: %+v", round+1, name, id, u)
 			}
+			if claims := s.claimsOf(id); claimed[id] && (len(claims) != 1 || claims[0].Name != "welcome-gift") {
+				t.Errorf("after kill %d: user %d's acknowledged claim is missing: %+v", round+1, id, claims)
+			}
 		}
-		s.Close() // openUserStore itself refuses duplicates and id gaps
+		s.Close() // openUserStore itself refuses duplicate users and claims, and id gaps
 	}
-	t.Logf("%d kills, %d logins acknowledged, 0 lost", rounds, len(acked))
+	gifts := 0
+	for _, c := range claimed {
+		if c {
+			gifts++
+		}
+	}
+	t.Logf("%d kills, %d logins and %d claims acknowledged, 0 lost", rounds, len(acked), gifts)
 
 	// The restarted server agrees: everyone acknowledged is a returning user.
 	c := startChild(t, dir)
@@ -570,35 +619,91 @@ func TestKill9KeepsEveryAcknowledgedUser(t *testing.T) {
 	}
 }
 
-// tryNewUserLogin logs a new user in and returns the user id, or false if
-// any step failed (as it does while the server is killed).
-func tryNewUserLogin(base, name string) (int64, bool) {
+// tryNewUserWithGift logs a new user in and claims a welcome gift. It
+// returns the user id and whether the claim was answered 201, or false if
+// the login failed (as it does while the server is killed).
+func tryNewUserWithGift(base, name string) (id int64, gift, ok bool) {
+	id, token, ok := tryNewUserLogin(base, name)
+	if !ok {
+		return 0, false, false
+	}
+	req, _ := http.NewRequest("POST", base+"/claims/welcome-gift", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return id, false, true
+	}
+	resp.Body.Close()
+	return id, resp.StatusCode == http.StatusCreated, true
+}
+
+// tryNewUserLogin logs a new user in and returns the user id and token, or
+// false if any step failed.
+func tryNewUserLogin(base, name string) (int64, string, bool) {
 	resp, err := client.Post(base+"/mock/wx.login", jsonCT, strings.NewReader(`{"user":"`+name+`"}`))
 	if err != nil {
-		return 0, false
+		return 0, "", false
 	}
 	var code struct{ Code string }
 	err = jsonDecode(resp.Body, &code)
 	resp.Body.Close()
 	if err != nil {
-		return 0, false
+		return 0, "", false
 	}
 	resp, err = client.PostForm(base+"/login", url.Values{"code": {code.Code}})
 	if err != nil {
-		return 0, false
+		return 0, "", false
 	}
 	defer resp.Body.Close()
 	var got struct {
 		Status int
 		Data   struct {
-			UserID  int64 `json:"user_id"`
-			NewUser bool  `json:"new_user"`
+			Token   string `json:"token"`
+			UserID  int64  `json:"user_id"`
+			NewUser bool   `json:"new_user"`
 		}
 	}
 	if err := jsonDecode(resp.Body, &got); err != nil || got.Status != 0 || !got.Data.NewUser {
-		return 0, false
+		return 0, "", false
 	}
-	return got.Data.UserID, true
+	return got.Data.UserID, got.Data.Token, true
 }
 
 func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
+
+func TestTwoAppsInMockMode(t *testing.T) {
+	apps := filepath.Join(t.TempDir(), "apps.json")
+	writeFile(t, apps, `{"apps": [{"appid": "wxshop", "name": "Shop", "secret_env": "SHOP_SECRET"},
+		{"appid": "wxgame", "name": "Game", "secret_env": "GAME_SECRET"}]}`)
+	s := startServer(t, nil, "-data", t.TempDir(), "-apps", apps)
+	if !strings.Contains(s.logs.String(), "appids=wxshop,wxgame") {
+		t.Errorf("start-up log does not name both apps:\n%s", s.logs)
+	}
+	login := func(appID string) string {
+		t.Helper()
+		resp, err := client.Post(s.url+"/mock/wx.login", jsonCT, strings.NewReader(`{"user":"alice","appid":"`+appID+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var code struct{ Code string }
+		jsonDecode(resp.Body, &code)
+		resp.Body.Close()
+		got := post(t, "POST", s.url+"/login", jsonCT, `{"appid":"`+appID+`","code":"`+code.Code+`"}`)
+		token, _ := got.env.Data["token"].(string)
+		if token == "" {
+			t.Fatalf("login to %s = %s", appID, got.raw)
+		}
+		return token
+	}
+	shop, game := login("wxshop"), login("wxgame")
+	user := post(t, "GET", s.url+"/user", "", "", "token", game)
+	if user.env.Data["person_id"] != 1.0 || len(user.env.Data["apps"].([]any)) != 2 {
+		t.Errorf("GET /user in Game = %s; want person 1 with two apps", user.raw)
+	}
+	if got := post(t, "POST", s.url+"/claims/welcome-gift", "", "", "token", shop); got.code != 201 {
+		t.Errorf("claim in Shop = HTTP %d, %s; want 201", got.code, got.raw)
+	}
+	if got := post(t, "POST", s.url+"/claims/welcome-gift", "", "", "token", game); got.code != 409 || got.env.Data["appid"] != "wxshop" {
+		t.Errorf("claim in Game = HTTP %d, %s; want 409 naming Shop", got.code, got.raw)
+	}
+}

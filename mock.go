@@ -36,9 +36,17 @@ const (
 	fakeTokenRenewal        = 5 * time.Minute
 )
 
+// fakeApp is one mini program the fake knows.
+type fakeApp struct {
+	Secret string
+	// Unbound is an app not bound to an Open Platform account: WeChat gives
+	// its users no unionid (WECHAT.md §7).
+	Unbound bool
+}
+
 // fakeWechat imitates WeChat for a fixed set of apps.
 type fakeWechat struct {
-	apps map[string]string // appid → AppSecret, fixed at construction
+	apps map[string]fakeApp // by appid, fixed at construction
 	now  func() time.Time
 
 	mu          sync.Mutex // guards every field below
@@ -100,7 +108,7 @@ func (b *codeBook) use(code, appID string, now time.Time) (c *fakeCode, used boo
 	return c, used
 }
 
-func newFakeWechat(apps map[string]string, now func() time.Time) *fakeWechat {
+func newFakeWechat(apps map[string]fakeApp, now func() time.Time) *fakeWechat {
 	return &fakeWechat{
 		apps: apps, now: now,
 		sessionKeys: map[fakeUser]string{},
@@ -129,8 +137,17 @@ func (f *fakeWechat) routes() http.Handler {
 // different one in another app, as WeChat's openids are per app.
 func fakeOpenID(appID, user string) string { return fakeID("openid\x00" + appID + "\x00" + user) }
 
-// fakeUnionID is the unionid of a user name: one person across all apps.
+// fakeUnionID is the unionid of a user name: one person across all apps
+// bound to the Open Platform account.
 func fakeUnionID(user string) string { return fakeID("unionid\x00" + user) }
+
+// unionID is u's unionid, or "" if u's app is not bound to the account.
+func (f *fakeWechat) unionID(u fakeUser) string {
+	if f.apps[u.appID].Unbound {
+		return ""
+	}
+	return fakeUnionID(u.name)
+}
 
 // fakeID derives a 28-character id shaped like WeChat's ("o" and base64url).
 func fakeID(seed string) string {
@@ -201,7 +218,11 @@ func (f *fakeWechat) decodeClientRequest(w http.ResponseWriter, r *http.Request,
 		}
 	}
 	if _, ok := f.apps[req.AppID]; !ok {
-		clientFail(w, http.StatusBadRequest, api, "unknown appid")
+		reason := "unknown appid"
+		if req.AppID == "" {
+			reason = "appid required: the fake serves several apps"
+		}
+		clientFail(w, http.StatusBadRequest, api, reason)
 		return req, false
 	}
 	return req, true
@@ -299,7 +320,7 @@ func (f *fakeWechat) handleGetUserInfo() http.Handler {
 	type encrypted struct {
 		OpenID string `json:"openId"`
 		userInfo
-		UnionID   string        `json:"unionId"`
+		UnionID   string        `json:"unionId,omitempty"`
 		Watermark fakeWatermark `json:"watermark"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -313,7 +334,7 @@ func (f *fakeWechat) handleGetUserInfo() http.Handler {
 			info = userInfo{NickName: anonymousNickname, AvatarURL: anonymousAvatarURL}
 		}
 		plain := encrypted{
-			OpenID: fakeOpenID(u.appID, u.name), userInfo: info, UnionID: fakeUnionID(u.name),
+			OpenID: fakeOpenID(u.appID, u.name), userInfo: info, UnionID: f.unionID(u),
 			Watermark: fakeWatermark{Timestamp: f.now().Unix(), AppID: u.appID},
 		}
 		data, iv, ok := f.encryptForUser(u, plain)
@@ -454,11 +475,11 @@ func (f *fakeWechat) handleCode2Session() http.Handler {
 		case used:
 			answer(w, apiFailure(errcodeCodeUsed, "code been used"))
 		default:
-			answer(w, fakeReply{
-				"openid":      fakeOpenID(appID, c.user.name),
-				"session_key": c.sessionKey,
-				"unionid":     fakeUnionID(c.user.name),
-			})
+			reply := fakeReply{"openid": fakeOpenID(appID, c.user.name), "session_key": c.sessionKey}
+			if unionID := f.unionID(c.user); unionID != "" {
+				reply["unionid"] = unionID
+			}
+			answer(w, reply)
 		}
 	})
 }
@@ -466,11 +487,11 @@ func (f *fakeWechat) handleCode2Session() http.Handler {
 // checkCredentials checks an AppID and AppSecret as WeChat does, returning
 // the error reply, or nil if they are right.
 func (f *fakeWechat) checkCredentials(appID, secret string) fakeReply {
-	want, ok := f.apps[appID]
+	app, ok := f.apps[appID]
 	if !ok {
 		return apiFailure(errcodeInvalidAppID, "invalid appid")
 	}
-	if subtle.ConstantTimeCompare([]byte(secret), []byte(want)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(secret), []byte(app.Secret)) != 1 {
 		return apiFailure(errcodeBadSecret, "invalid appsecret")
 	}
 	return nil

@@ -24,7 +24,11 @@ type fakeSetup struct {
 func newFakeSetup(t *testing.T, apps map[string]string) *fakeSetup {
 	t.Helper()
 	clock := newFakeClock()
-	fake := newFakeWechat(apps, clock.Now)
+	fakeApps := map[string]fakeApp{}
+	for appID, secret := range apps {
+		fakeApps[appID] = fakeApp{Secret: secret}
+	}
+	fake := newFakeWechat(fakeApps, clock.Now)
 	srv := httptest.NewServer(fake.routes())
 	t.Cleanup(srv.Close)
 	client := newWechatClient(srv.URL+"/mock/api", "wxapp", apps["wxapp"], 2*time.Second, 5*time.Second)
@@ -175,7 +179,7 @@ func FuzzFakeWxLogin(f *testing.F) {
 	f.Add([]byte(`{"user":"alice","appid":"wxapp"}`))
 	f.Add([]byte(`{"user":"\ud800"}`))
 	f.Add([]byte(`{"user":null}`))
-	fake := newFakeWechat(map[string]string{"wxapp": testSecret}, time.Now)
+	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
 	h := fake.routes()
 	f.Fuzz(func(t *testing.T, body []byte) {
 		w := httptest.NewRecorder()
@@ -216,7 +220,7 @@ func jsonKeys(t *testing.T, data []byte) []string {
 }
 
 func TestFakeUserInfoIsShapedAsWeChat(t *testing.T) {
-	fake := newFakeWechat(map[string]string{"wxapp": testSecret}, time.Now)
+	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
 	fake.issueCode("wxapp", "alice")
 	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
 	key, _ := fake.sessionKey(fakeUser{"wxapp", "alice"})
@@ -234,5 +238,43 @@ func TestFakeUserInfoIsShapedAsWeChat(t *testing.T) {
 	}
 	if detail["signature"] != signRawData(rawData, key) {
 		t.Errorf("signature %v is not SHA-1 of rawData and the session_key", detail["signature"])
+	}
+}
+
+func TestFakeUnionIDAcrossApps(t *testing.T) {
+	fake := newFakeWechat(map[string]fakeApp{"wxshop": {Secret: "s1"}, "wxgame": {Secret: "s2"}, "wxsolo": {Secret: "s3", Unbound: true}}, time.Now)
+	srv := httptest.NewServer(fake.routes())
+	t.Cleanup(srv.Close)
+	exchange := func(appID string) codeSession {
+		t.Helper()
+		c := newWechatClient(srv.URL+"/mock/api", appID, fake.apps[appID].Secret, time.Second, 2*time.Second)
+		s, err := c.code2Session(t.Context(), fake.issueCode(appID, "alice"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	shop, game, solo := exchange("wxshop"), exchange("wxgame"), exchange("wxsolo")
+	if shop.OpenID == game.OpenID || shop.UnionID != game.UnionID || shop.UnionID == "" {
+		t.Errorf("alice in two bound apps: %+v and %+v; want two openids and one unionid", shop, game)
+	}
+	if solo.UnionID != "" {
+		t.Errorf("alice in an unbound app got unionid %q; want none", solo.UnionID)
+	}
+	info := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice","appid":"wxsolo"}`)
+	key, _ := fake.sessionKey(fakeUser{"wxsolo", "alice"})
+	plain, _ := decryptOpenData(key, info["encryptedData"].(string), info["iv"].(string))
+	if strings.Contains(string(plain), "unionId") {
+		t.Errorf("user info in an unbound app carries a unionId: %s", plain)
+	}
+	resp, err := http.Post(srv.URL+"/mock/wx.login", jsonCT, strings.NewReader(`{"user":"alice"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ ErrMsg string }
+	json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(got.ErrMsg, "appid required") {
+		t.Errorf("wx.login without appid on a fake of three apps = %d %q; want 400 asking for the appid", resp.StatusCode, got.ErrMsg)
 	}
 }

@@ -281,7 +281,7 @@ func FuzzParseCode2Session(f *testing.F) {
 
 func TestAccessTokenIsCachedUntilShortlyBeforeItExpires(t *testing.T) {
 	clock := newFakeClock()
-	fake := newFakeWechat(map[string]string{"wxapp": testSecret}, clock.Now)
+	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, clock.Now)
 	upstream := &countingUpstream{next: fake.routes()}
 	c := newTestClient(t, upstream)
 	c.baseURL += "/mock/api"
