@@ -286,20 +286,22 @@ type fakeWatermark struct {
 }
 
 // encryptForUser encrypts v's JSON with the user's current session_key and
-// a random iv, as WeChat encrypts open data. It reports false if the user
-// has not run wx.login, which WeChat requires first.
-func (f *fakeWechat) encryptForUser(u fakeUser, v any) (encryptedData, iv string, ok bool) {
-	key, ok := f.sessionKey(u)
+// a random iv, as WeChat encrypts open data, and returns the key it used,
+// so that a signature made alongside uses the same one even if a wx.login
+// replaces it meanwhile. It reports false if the user has not run wx.login,
+// which WeChat requires first.
+func (f *fakeWechat) encryptForUser(u fakeUser, v any) (encryptedData, iv, key string, ok bool) {
+	key, ok = f.sessionKey(u)
 	if !ok {
-		return "", "", false
+		return "", "", "", false
 	}
 	ivBytes := make([]byte, 16)
 	rand.Read(ivBytes)
 	data, err := encryptOpenData(key, marshalAsWeChat(v), ivBytes)
 	if err != nil {
-		return "", "", false // Cannot happen: the fake's keys are 16 bytes.
+		return "", "", "", false // Cannot happen: the fake's keys are 16 bytes.
 	}
-	return data, base64.StdEncoding.EncodeToString(ivBytes), true
+	return data, base64.StdEncoding.EncodeToString(ivBytes), key, true
 }
 
 // handleGetUserInfo serves POST /mock/wx.getUserInfo: the e.detail a
@@ -337,12 +339,11 @@ func (f *fakeWechat) handleGetUserInfo() http.Handler {
 			OpenID: fakeOpenID(u.appID, u.name), userInfo: info, UnionID: f.unionID(u),
 			Watermark: fakeWatermark{Timestamp: f.now().Unix(), AppID: u.appID},
 		}
-		data, iv, ok := f.encryptForUser(u, plain)
+		data, iv, key, ok := f.encryptForUser(u, plain)
 		if !ok {
 			clientFail(w, http.StatusBadRequest, "getUserInfo", "call wx.login first")
 			return
 		}
-		key, _ := f.sessionKey(u)
 		rawData := string(marshalAsWeChat(info))
 		writeJSON(w, http.StatusOK, map[string]any{
 			"errMsg":        "getUserInfo:ok",
@@ -382,7 +383,7 @@ func (f *fakeWechat) handleGetPhoneNumber() http.Handler {
 		reply := map[string]string{"errMsg": "getPhoneNumber:ok", "code": code.code}
 		number := fakePhoneNumber(u.name)
 		plain := encrypted{number, number, "86", fakeWatermark{now.Unix(), u.appID}}
-		if data, iv, ok := f.encryptForUser(u, plain); ok {
+		if data, iv, _, ok := f.encryptForUser(u, plain); ok {
 			reply["encryptedData"], reply["iv"] = data, iv
 		}
 		writeJSON(w, http.StatusOK, reply)
@@ -414,7 +415,7 @@ func (f *fakeWechat) handleGetWeRunData() http.Handler {
 				Step:      int64(binary.BigEndian.Uint32(sum[:4]) % 20000),
 			})
 		}
-		data, iv, ok := f.encryptForUser(fakeUser{req.AppID, req.User}, plain)
+		data, iv, _, ok := f.encryptForUser(fakeUser{req.AppID, req.User}, plain)
 		if !ok {
 			clientFail(w, http.StatusBadRequest, "getWeRunData", "call wx.login first")
 			return
