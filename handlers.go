@@ -597,32 +597,18 @@ func handlePatchUser(apps appSet, users *userStore) sessionHandler {
 // validate checks every field that is set. Its error messages are for the
 // client.
 func (p profilePatch) validate() error {
-	for _, f := range []struct {
-		name     string
-		value    *string
-		maxRunes int
-	}{
-		{"nickname", p.Nickname, maxNameRunes}, {"city", p.City, maxNameRunes},
-		{"province", p.Province, maxNameRunes}, {"country", p.Country, maxNameRunes},
-	} {
-		if f.value != nil {
-			if err := checkText(f.name, *f.value, f.maxRunes); err != nil {
-				return err
-			}
-		}
-	}
-	if p.Language != nil {
-		if err := checkLanguage("language", *p.Language); err != nil {
-			return err
-		}
+	err := checkProfileFields(
+		profileField{"nickname", p.Nickname, checkName}, profileField{"city", p.City, checkName},
+		profileField{"province", p.Province, checkName}, profileField{"country", p.Country, checkName},
+		profileField{"language", p.Language, checkLanguage},
+	)
+	if err != nil {
+		return err
 	}
 	if p.Gender != nil && (*p.Gender < 0 || *p.Gender > 2) {
 		return errors.New("gender 应为 0（未知）、1（男）或 2（女）")
 	}
-	if p.AvatarURL != nil && *p.AvatarURL != "" {
-		return checkAvatarURL("avatar_url", *p.AvatarURL)
-	}
-	return nil
+	return checkProfileFields(profileField{"avatar_url", p.AvatarURL, checkAvatarURL})
 }
 
 // apply sets the patch's fields on u.
@@ -643,6 +629,28 @@ func (p profilePatch) apply(u *User) {
 	}
 }
 
+// profileField is a profile field to check, under the name its source gives
+// it: PATCH /user's own names, or WeChat's in verified user info.
+type profileField struct {
+	name  string
+	value *string // nil when the field was not sent
+	check func(name, value string) error
+}
+
+// checkProfileFields checks every field that was sent. Its errors name the
+// field and are for the client.
+func checkProfileFields(fields ...profileField) error {
+	for _, f := range fields {
+		if f.value == nil {
+			continue
+		}
+		if err := f.check(f.name, *f.value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Limits of profile fields. WeChat's own are smaller; these only keep
 // nonsense out of the store.
 const (
@@ -650,6 +658,9 @@ const (
 	maxLanguageLen  = 16
 	maxAvatarURLLen = 1024
 )
+
+// checkName accepts a name: a nickname, a place, a unionid.
+func checkName(name, s string) error { return checkText(name, s, maxNameRunes) }
 
 // checkText accepts text of at most maxRunes characters with no control
 // characters (line breaks included).
@@ -676,10 +687,13 @@ func checkLanguage(name, s string) error {
 	return nil
 }
 
-// checkAvatarURL accepts an absolute http or https URL. chooseAvatar gives a
-// temporary local file, which WeChat DevTools shows as http://tmp/...: that
-// is refused with a hint, as no one else can load it.
+// checkAvatarURL accepts an absolute http or https URL, or "" for none.
+// chooseAvatar gives a temporary local file, which WeChat DevTools shows as
+// http://tmp/...: that is refused with a hint, as no one else can load it.
 func checkAvatarURL(name, s string) error {
+	if s == "" {
+		return nil
+	}
 	u, err := url.Parse(s)
 	switch {
 	case len(s) > maxAvatarURLLen:
@@ -775,22 +789,13 @@ func verifyUserInfo(req userInfoRequest, sess session) (userInfo, error) {
 // never stored that PATCH would refuse.
 func (info userInfo) check() error {
 	p := info.profile
-	for _, f := range []struct{ name, value string }{
-		{"nickName", p.Nickname}, {"city", p.City}, {"province", p.Province}, {"country", p.Country},
-	} {
-		if err := checkText(f.name, f.value, maxNameRunes); err != nil {
-			return checkFailed("%v", err)
-		}
-	}
-	if err := checkLanguage("language", p.Language); err != nil {
-		return checkFailed("%v", err)
-	}
-	if p.AvatarURL != "" {
-		if err := checkAvatarURL("avatarUrl", p.AvatarURL); err != nil {
-			return checkFailed("%v", err)
-		}
-	}
-	if err := checkText("unionId", info.UnionID, maxNameRunes); err != nil {
+	err := checkProfileFields(
+		profileField{"nickName", &p.Nickname, checkName}, profileField{"city", &p.City, checkName},
+		profileField{"province", &p.Province, checkName}, profileField{"country", &p.Country, checkName},
+		profileField{"language", &p.Language, checkLanguage}, profileField{"avatarUrl", &p.AvatarURL, checkAvatarURL},
+		profileField{"unionId", &info.UnionID, checkName},
+	)
+	if err != nil {
 		return checkFailed("%v", err)
 	}
 	return nil

@@ -317,7 +317,7 @@ func loadApps(path string, getenv func(string) string) ([]appConfig, error) {
 			return nil, fmt.Errorf("%s: app %d: appid %q is not an AppID", path, i+1, a.AppID)
 		case seen[a.AppID]:
 			return nil, fmt.Errorf("%s: app %s is listed twice", path, a.AppID)
-		case a.Name == "" || checkText("name", a.Name, maxNameRunes) != nil:
+		case a.Name == "" || checkName("name", a.Name) != nil:
 			return nil, fmt.Errorf("%s: app %s: name must be 1 to %d characters", path, a.AppID, maxNameRunes)
 		case !isEnvName(a.SecretEnv):
 			return nil, fmt.Errorf("%s: app %s: secret_env %q is not an environment variable name like SHOP_SECRET", path, a.AppID, a.SecretEnv)
