@@ -1282,3 +1282,22 @@ func TestConcurrentCrossAppClaimsAreExactlyOnce(t *testing.T) {
 		t.Errorf("alice holds %d claims; want %d", n, rounds)
 	}
 }
+
+func TestVerifiedUserInfoKeepsTheProfileLimits(t *testing.T) {
+	a, fake, token := loggedIn(t)
+	plain := `{"openId":"` + fakeOpenID("wxapp", "alice") + `","nickName":"` + strings.Repeat("长", 65) + `","watermark":{"timestamp":1,"appid":"wxapp"}}`
+	wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, encryptedFor(t, fake, plain)), "nickName 最多 64 个字符，实为 65 个")
+}
+
+func TestTokenOfARemovedAppIsNoLogin(t *testing.T) {
+	a, fake, token := loggedIn(t)
+	// The server restarts with the token reloaded, but its app is gone.
+	apps := appSet{"wxother": {ID: "wxother", Name: "Other", wx: a.wx}}
+	h := newServer(slog.New(slog.NewTextHandler(io.Discard, nil)), apps, a.users, a.tokens, nil)
+	code := wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
+	for _, r := range []struct{ method, path, body string }{{"GET", "/session/check", ""}, {"POST", "/user/phone", `{"code":"` + code.(string) + `"}`}} {
+		if got := call(t, h, r.method, r.path, r.body, "Content-Type", jsonCT, "token", token); got.code != 401 || got.env.Status != statusNotLoggedIn {
+			t.Errorf("%s %s with a token of a removed app = HTTP %d, %s; want 401, status 4", r.method, r.path, got.code, got.raw)
+		}
+	}
+}
