@@ -121,7 +121,11 @@ func addRoutes(mux *http.ServeMux, apps appSet, users *userStore, tokens *tokenS
 	mux.Handle("GET /claims", requireLogin(tokens, handleClaims(users)))
 	mux.Handle("POST /logout", requireLogin(tokens, handleLogout(tokens)))
 	mux.Handle("GET /healthz", handleHealthz())
+	mux.Handle("GET /scopes", handleScopes())
+	mux.Handle("GET /{$}", handleHome(apps, fake != nil))
 	if fake != nil {
+		mux.Handle("GET /demo/demo.js", handleAsset("demo.js", "text/javascript; charset=utf-8"))
+		mux.Handle("GET /demo/demo.css", handleAsset("demo.css", "text/css; charset=utf-8"))
 		mux.Handle("/mock/", fake.routes())
 	}
 }

@@ -111,7 +111,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		fake = newFakeWechat(fakeApps, time.Now)
 		// The clients reach the fake over HTTP, through the real code path.
-		wechatAPI = baseURL + "/mock/api"
+		wechatAPI = baseURL + fakeAPIPrefix
 	}
 	apps := appSet{}
 	var appIDs []string

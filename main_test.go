@@ -309,6 +309,16 @@ func TestSecretsStayOutOfLogsAndResponses(t *testing.T) {
 			t.Errorf("response %s mentions the session_key or passes on WeChat's errmsg", body)
 		}
 	}
+	// In mock mode the teaching page shows these exchanges to anyone.
+	drawn, err := json.Marshal(fake.exchanges.since(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range append([]string{testSecret, accessToken}, sessionKeys...) {
+		if strings.Contains(string(drawn), v) {
+			t.Errorf("the exchanges kept for the teaching page hold the AppSecret, the access_token or a session_key: %s", drawn)
+		}
+	}
 }
 
 func TestHangingWeChatThroughRun(t *testing.T) {

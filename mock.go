@@ -28,6 +28,10 @@ import (
 // (WECHAT.md §1, §3).
 const fakeCodeLifetime = 5 * time.Minute
 
+// fakeAPIPrefix is where the fake serves WeChat's server API: wxlogin's
+// client in mock mode has it as its base URL.
+const fakeAPIPrefix = "/mock/api"
+
 // fakeAccessTokenLifetime is the expires_in of a fresh access_token, and
 // fakeTokenRenewal how long before its end the next one is issued, during
 // which both are valid (WECHAT.md §4).
@@ -56,6 +60,8 @@ type fakeWechat struct {
 	openIDs     map[userRef]string  // (appid, openid) → user name
 	tokens      map[string]fakeAccessToken
 	newestToken map[string]string // appid → its newest access_token
+
+	exchanges exchangeLog // the server API calls, for the teaching page
 }
 
 // fakeUser is a user name in one app.
@@ -125,11 +131,18 @@ func (f *fakeWechat) routes() http.Handler {
 	mux.Handle("POST /mock/wx.getUserInfo", f.handleGetUserInfo())
 	mux.Handle("POST /mock/wx.getPhoneNumber", f.handleGetPhoneNumber())
 	mux.Handle("POST /mock/wx.getWeRunData", f.handleGetWeRunData())
-	mux.Handle("GET /mock/api/sns/jscode2session", f.handleCode2Session())
-	mux.Handle("POST /mock/api/cgi-bin/stable_token", f.handleStableToken())
-	mux.Handle("GET /mock/api/wxa/checksession", f.handleCheckSession())
-	mux.Handle("POST /mock/api/wxa/business/getuserphonenumber", f.handlePhoneNumber())
+	mux.Handle("GET /mock/api/sns/jscode2session", f.traced(f.handleCode2Session()))
+	mux.Handle("POST /mock/api/cgi-bin/stable_token", f.traced(f.handleStableToken()))
+	mux.Handle("GET /mock/api/wxa/checksession", f.traced(f.handleCheckSession()))
+	mux.Handle("POST /mock/api/wxa/business/getuserphonenumber", f.traced(f.handlePhoneNumber()))
+	mux.Handle("GET /mock/exchanges", f.exchanges.handle())
 	return mux
+}
+
+// traced records each call to a server API handler for the teaching page,
+// which shows what passes between wxlogin and WeChat.
+func (f *fakeWechat) traced(h http.Handler) http.Handler {
+	return f.exchanges.record(fakeAPIPrefix, h)
 }
 
 // fakeOpenID is the openid the fake gives a user name in an app: the same

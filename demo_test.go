@@ -1,0 +1,300 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// pageServer is wxlogin's handler with one app, "wxapp", in mock mode (with
+// the fake at /mock/) or in real mode.
+func pageServer(t *testing.T, mock bool) (http.Handler, *fakeWechat) {
+	t.Helper()
+	var fake *fakeWechat
+	if mock {
+		fake = newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
+	}
+	wx := newWechatClient("http://127.0.0.1:1", "wxapp", testSecret, time.Second, time.Second)
+	apps := appSet{"wxapp": {ID: "wxapp", Name: "Shop <demo>", wx: wx}}
+	users := openTestStore(t, t.TempDir(), time.Now)
+	tokens := newTokenStore(time.Hour, time.Hour, time.Now)
+	return newServer(slog.New(slog.NewTextHandler(io.Discard, nil)), apps, users, tokens, fake), fake
+}
+
+// get fetches path from h and returns the response and its body.
+func get(t *testing.T, h http.Handler, path string) (*http.Response, string) {
+	t.Helper()
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequestWithContext(t.Context(), http.MethodGet, path, nil))
+	return w.Result(), w.Body.String()
+}
+
+func TestHomePage(t *testing.T) {
+	tests := []struct {
+		name, path   string
+		mock         bool
+		wantCode     int
+		wantType     string
+		wantContains []string
+		wantAbsent   []string
+	}{
+		{"demo page", "/", true, 200, "text/html; charset=utf-8",
+			[]string{`<script src="/demo/demo.js"`, `href="/demo/demo.css"`, "session_key stays here", `id="scopes"`},
+			[]string{"http://", "https://cdn", "<script>"}},
+		{"demo script", "/demo/demo.js", true, 200, "text/javascript; charset=utf-8",
+			[]string{"/mock/exchanges", "/scopes", "'/login'"}, nil},
+		{"demo style", "/demo/demo.css", true, 200, "text/css; charset=utf-8", []string{".diagram"}, []string{"@import", "url("}},
+		{"status page", "/", false, 200, "text/html; charset=utf-8",
+			[]string{"wxlogin is running", "Shop &lt;demo&gt; <code>wxapp</code>", `href="/scopes"`},
+			[]string{testSecret, "demo.js", "/mock/", "Shop <demo>"}},
+		{"no demo script in real mode", "/demo/demo.js", false, 404, "application/json; charset=utf-8", nil, nil},
+		{"no exchanges in real mode", "/mock/exchanges", false, 404, "application/json; charset=utf-8", nil, nil},
+		{"only the root is a page", "/index.html", true, 404, "application/json; charset=utf-8", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, _ := pageServer(t, tt.mock)
+			resp, body := get(t, h, tt.path)
+			if resp.StatusCode != tt.wantCode || resp.Header.Get("Content-Type") != tt.wantType {
+				t.Fatalf("GET %s = %d %q; want %d %q", tt.path, resp.StatusCode, resp.Header.Get("Content-Type"), tt.wantCode, tt.wantType)
+			}
+			for _, s := range tt.wantContains {
+				if !strings.Contains(body, s) {
+					t.Errorf("GET %s lacks %q", tt.path, s)
+				}
+			}
+			for _, s := range tt.wantAbsent {
+				if strings.Contains(body, s) {
+					t.Errorf("GET %s holds %q", tt.path, s)
+				}
+			}
+			if resp.StatusCode == 200 && !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
+				t.Errorf("GET %s: Content-Security-Policy = %q; want everything from this server only", tt.path, resp.Header.Get("Content-Security-Policy"))
+			}
+		})
+	}
+}
+
+// exchangesOf fetches GET /mock/exchanges?after=N from the fake.
+func exchangesOf(t *testing.T, fake *fakeWechat, query string) reply {
+	t.Helper()
+	return call(t, fake.routes(), http.MethodGet, "/mock/exchanges"+query, "")
+}
+
+func TestExchangesShowWhatWxloginAskedWithoutSecrets(t *testing.T) {
+	a, fake, token := loggedIn(t)
+	detail := wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)
+	if got := send(t, a.handler, http.MethodPost, "/user/phone", token, map[string]any{"code": detail["code"]}); got.env.Status != 0 {
+		t.Fatalf("phone = %s", got.raw)
+	}
+	if got := call(t, a.handler, http.MethodGet, "/session/check", "", "Authorization", "Bearer "+token); got.env.Status != 0 {
+		t.Fatalf("session check = %s", got.raw)
+	}
+
+	got := exchangesOf(t, fake, "")
+	var drawn []exchange
+	raw, _ := json.Marshal(got.env.Data["exchanges"])
+	if err := json.Unmarshal(raw, &drawn); err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, e := range drawn {
+		paths = append(paths, e.Method+" "+e.Path)
+	}
+	want := []string{"GET /sns/jscode2session", "POST /cgi-bin/stable_token", "POST /wxa/business/getuserphonenumber", "GET /wxa/checksession"}
+	if strings.Join(paths, ",") != strings.Join(want, ",") {
+		t.Fatalf("exchanges = %v; want %v", paths, want)
+	}
+	if q := drawn[0].Query; q["js_code"] == "" || q["appid"] != "wxapp" || q["secret"] != redacted["secret"] {
+		t.Errorf("jscode2session query = %v; want the code and appid shown, the secret hidden", q)
+	}
+	var session map[string]string
+	if err := json.Unmarshal(drawn[0].Response, &session); err != nil || session["session_key"] != redacted["session_key"] || session["openid"] == "" {
+		t.Errorf("jscode2session reply = %s; want the openid shown and the session_key hidden", drawn[0].Response)
+	}
+	fake.mu.Lock()
+	secrets := []string{testSecret, fake.sessionKeys[fakeUser{"wxapp", "alice"}], fake.newestToken["wxapp"]}
+	fake.mu.Unlock()
+	for _, secret := range secrets {
+		if secret == "" || strings.Contains(got.raw, secret) {
+			t.Errorf("GET /mock/exchanges holds a secret %q, or the test did not learn it: %s", secret, got.raw)
+		}
+	}
+	for _, label := range redacted {
+		if !strings.Contains(got.raw, label) {
+			t.Errorf("GET /mock/exchanges never says %q; every kind of secret should have been hidden once", label)
+		}
+	}
+
+	last := drawn[len(drawn)-1].Seq
+	if got := exchangesOf(t, fake, fmt.Sprintf("?after=%d", last-1)); len(got.env.Data["exchanges"].([]any)) != 1 {
+		t.Errorf("exchanges after %d = %s; want the last one only", last-1, got.raw)
+	}
+	if got := exchangesOf(t, fake, fmt.Sprintf("?after=%d", last)); got.raw != `{"status":0,"msg":"ok","data":{"exchanges":[]}}`+"\n" {
+		t.Errorf("exchanges after the last = %s; want an empty list", got.raw)
+	}
+	for _, bad := range []string{"?after=-1", "?after=x", "?after=99999999999999999999"} {
+		if got := exchangesOf(t, fake, bad); got.code != http.StatusBadRequest || got.env.Status != statusBadRequest {
+			t.Errorf("GET /mock/exchanges%s = %d %s; want 400, status 1", bad, got.code, got.raw)
+		}
+	}
+}
+
+func TestExchangeLogKeepsTheLatest(t *testing.T) {
+	var l exchangeLog
+	for i := range maxExchanges + 50 {
+		l.add(exchange{Path: fmt.Sprint(i)})
+	}
+	all := l.since(0)
+	if len(all) != maxExchanges || all[0].Seq != 51 || all[len(all)-1].Seq != maxExchanges+50 {
+		t.Fatalf("kept %d exchanges, %d to %d; want the latest %d", len(all), all[0].Seq, all[len(all)-1].Seq, maxExchanges)
+	}
+	if got := l.since(maxExchanges + 40); len(got) != 10 || got[0].Path != fmt.Sprint(maxExchanges+40) {
+		t.Errorf("since(%d) = %d exchanges from %q; want the last 10", maxExchanges+40, len(got), got[0].Path)
+	}
+}
+
+func FuzzRedactJSON(f *testing.F) {
+	f.Add([]byte(`{"openid":"o1","session_key":"c2VjcmV0a2V5MTIzNDU2Nw==","unionid":"u1"}`))
+	f.Add([]byte(`{"grant_type":"client_credential","appid":"wxapp","secret":"s3cr3t"}`))
+	f.Add([]byte(`{"access_token":7200,"expires_in":7200}`))
+	f.Add([]byte(`{"session_key":null,"signature":{"a":1}}`))
+	f.Add([]byte(`[1,2]`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		out := redactJSON(body)
+		if out == nil {
+			return
+		}
+		var fields map[string]any
+		if err := json.Unmarshal(out, &fields); err != nil {
+			t.Fatalf("redactJSON(%q) = %q, not a JSON object: %v", body, out, err)
+		}
+		for key, label := range redacted {
+			if v, ok := fields[key]; ok && v != label {
+				t.Errorf("redactJSON(%q) keeps %s = %v", body, key, v)
+			}
+		}
+	})
+}
+
+// chromium finds Debian's Chromium. CI installs it and sets
+// WXLOGIN_REQUIRE_CHROMIUM, so that there a missing browser is a failure.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if path, err := exec.LookPath(name); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("WXLOGIN_REQUIRE_CHROMIUM") != "" {
+		t.Fatal("chromium is not installed, and WXLOGIN_REQUIRE_CHROMIUM is set")
+	}
+	t.Skip("chromium is not installed (apt-get install chromium); .ci/run installs it and runs this test")
+	return ""
+}
+
+// dumpDOM loads url in headless Chromium, lets the page run for up to 30 s
+// of virtual time (which waits for its requests), and returns the DOM.
+func dumpDOM(t *testing.T, browser, url string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	// The flags keep Chromium off the network but for the page's own server.
+	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=30000", "--dump-dom", url)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	dom, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	return string(dom)
+}
+
+// attrs returns the value of attribute name on every element that has it,
+// in document order.
+func attrs(dom, name string) []string {
+	var values []string
+	for _, m := range regexp.MustCompile(` `+name+`="([^"]*)"`).FindAllStringSubmatch(dom, -1) {
+		values = append(values, strings.NewReplacer("&lt;", "<", "&gt;", ">", "&quot;", `"`, "&amp;", "&").Replace(m[1]))
+	}
+	return values
+}
+
+// inOrder reports whether want appears in got in order, other items between.
+func inOrder(got, want []string) bool {
+	for _, g := range got {
+		if len(want) > 0 && g == want[0] {
+			want = want[1:]
+		}
+	}
+	return len(want) == 0
+}
+
+func TestTeachingPageInChromium(t *testing.T) {
+	browser := chromium(t)
+	s := startServer(t, nil, "-data", t.TempDir())
+
+	t.Run("the whole flow", func(t *testing.T) {
+		dom := dumpDOM(t, browser, s.url+"/?autorun")
+		if state := attrs(dom, "data-demo"); len(state) != 1 || state[0] != "done" {
+			t.Fatalf("page state = %v; want done. Page:\n%s", state, regexp.MustCompile(`<output[^>]*>[^<]*`).FindString(dom))
+		}
+		wantArrows := []string{
+			"wx.login()", "login:ok",
+			"POST /login", "GET /sns/jscode2session", "HTTP 200 · openid, session_key, unionid", "HTTP 200 · status 0 · ok",
+			"GET /user", "HTTP 200 · status 0 · ok",
+			`tap <button open-type="getUserInfo">`, "getUserInfo:ok", "POST /user/userinfo", "HTTP 200 · status 0 · ok",
+			`tap <button open-type="getPhoneNumber">`, "getPhoneNumber:ok", "POST /user/phone",
+			"POST /cgi-bin/stable_token", "POST /wxa/business/getuserphonenumber", "HTTP 200 · status 0 · ok",
+			"POST /logout", "HTTP 200 · status 0 · ok", "GET /user", "HTTP 401 · status 4 · " + msgNotLoggedIn,
+		}
+		if got := attrs(dom, "data-label"); !inOrder(got, wantArrows) {
+			t.Errorf("sequence diagram = %q;\nwant in order %q", got, wantArrows)
+		}
+		if !strings.Contains(dom, redacted["session_key"]) {
+			t.Error("the diagram does not show the session_key kept by wxlogin")
+		}
+		if m := regexp.MustCompile(`"session_key": "[^\[]`).FindString(dom); m != "" {
+			t.Errorf("the page shows a session_key: %s", m)
+		}
+		wantAuth := []string{
+			"authorize:ok",
+			"authorize:fail auth deny",
+			"authorize:fail auth deny (refused before: no dialog until wx.openSetting)",
+			`{"authSetting":{"scope.record":true,"scope.userLocation":true}}`,
+			"authorize:ok (granted before, no dialog)",
+			"authorize:fail, no dialog: only a tap on a button can ask for it",
+			`{"authSetting":{"scope.record":true,"scope.userLocation":true}}`,
+		}
+		if got := attrs(dom, "data-result"); !slices.Equal(got, wantAuth) {
+			t.Errorf("authorization log = %q;\nwant %q", got, wantAuth)
+		}
+		if got := attrs(dom, "data-scope"); len(got) != len(scopeTable()) {
+			t.Errorf("scope table shows %d scopes; want %d", len(got), len(scopeTable()))
+		}
+	})
+
+	t.Run("logged in, after the phone number", func(t *testing.T) {
+		dom := dumpDOM(t, browser, s.url+"/?autorun=5")
+		for _, want := range []string{`id="nickname">alice<`, fakePhoneNumber("alice"), "token in storage: "} {
+			if !strings.Contains(dom, want) {
+				t.Errorf("the phone does not show %q", want)
+			}
+		}
+	})
+}

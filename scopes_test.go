@@ -1,0 +1,91 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// documentedScopes reads the mini program scopes from WECHAT.md §6's scope
+// list, the notes the table must follow.
+func documentedScopes(t *testing.T) []string {
+	t.Helper()
+	doc, err := os.ReadFile("WECHAT.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, list, ok := strings.Cut(string(doc), "### Scope list")
+	list, _, _ = strings.Cut(list, "\n\n")
+	if !ok {
+		t.Fatal("WECHAT.md has no scope list")
+	}
+	var scopes []string
+	for _, m := range regexp.MustCompile(`(?m)^\| (scope\.\w+) \|`).FindAllStringSubmatch(list, -1) {
+		scopes = append(scopes, m[1])
+	}
+	return scopes
+}
+
+func TestScopeTableFollowsTheDocumentedList(t *testing.T) {
+	documented := documentedScopes(t)
+	if len(documented) < 10 {
+		t.Fatalf("read only %d scopes from WECHAT.md: %v", len(documented), documented)
+	}
+	// WECHAT.md §6: which need something other than wx.authorize.
+	wantRequest := map[string]string{
+		"scope.userInfo":               requestButton,
+		"scope.userLocationBackground": requestSettings,
+		"scope.address":                requestNone,
+		"scope.invoiceTitle":           requestNone,
+		"scope.invoice":                requestNone,
+	}
+	var served []string
+	for _, s := range scopeTable() {
+		served = append(served, s.Scope)
+		want, ok := wantRequest[s.Scope]
+		if !ok {
+			want = requestAuthorize // "All other scopes in the table can be requested with wx.authorize."
+		}
+		if s.Request != want {
+			t.Errorf("%s: request = %q; want %q", s.Scope, s.Request, want)
+		}
+		if len(s.Guards) == 0 || s.Purpose == "" {
+			t.Errorf("%s: guards %v, purpose %q; want both", s.Scope, s.Guards, s.Purpose)
+		}
+	}
+	slices.Sort(served)
+	slices.Sort(documented)
+	if !slices.Equal(served, documented) {
+		t.Errorf("scopes served = %v;\nWECHAT.md lists %v", served, documented)
+	}
+}
+
+func TestScopesRoute(t *testing.T) {
+	// Real mode: the table is not a demo, it is served everywhere.
+	a := newTestApp(t, http.NotFoundHandler(), "")
+	got := call(t, a.handler, http.MethodGet, "/scopes", "")
+	if got.code != http.StatusOK || got.env.Status != 0 {
+		t.Fatalf("GET /scopes = %d %s; want 200, status 0", got.code, got.raw)
+	}
+	var data struct {
+		Scopes []scopeInfo `json:"scopes"`
+		Source string      `json:"source"`
+	}
+	raw, _ := json.Marshal(got.env.Data)
+	if err := json.Unmarshal(raw, &data); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(data.Scopes, scopeTable(), func(a, b scopeInfo) bool { return a.Scope == b.Scope && a.Request == b.Request }) {
+		t.Errorf("GET /scopes = %+v; want the scope table", data.Scopes)
+	}
+	if !strings.HasPrefix(data.Source, "https://developers.weixin.qq.com/") {
+		t.Errorf("source = %q; want WeChat's page", data.Source)
+	}
+	if got := call(t, a.handler, http.MethodPost, "/scopes", ""); got.code != http.StatusMethodNotAllowed {
+		t.Errorf("POST /scopes = %d; want 405", got.code)
+	}
+}
