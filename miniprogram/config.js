@@ -1,0 +1,13 @@
+// Where the sample finds its server. In WeChat DevTools, a local wxlogin on
+// plain HTTP needs "不校验合法域名、web-view（业务域名）、TLS 版本以及 HTTPS 证书"
+// ticked under 详情 → 本地设置; on a phone, the server needs a domain with
+// HTTPS listed among the mini program's request domains.
+module.exports = {
+  baseURL: 'http://127.0.0.1:8080',
+
+  // wxlogin keeps no images. A chosen avatar is a temporary file on the
+  // phone, so it is uploaded (wx.uploadFile, field "file") to your own
+  // storage first, which must answer JSON {"url": "https://…"}; that URL is
+  // what PATCH /user saves. Empty: the sample says so instead of uploading.
+  avatarUploadURL: '',
+};
