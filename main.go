@@ -134,7 +134,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	if cfg.mock {
 		log.Warn("MOCK MODE: logins go to the built-in fake WeChat, not to WeChat; get a code from POST /mock/wx.login",
-			"appids", strings.Join(appIDs, ","))
+			"appids", strings.Join(appIDs, ","), "teaching_page", baseURL+"/")
 	}
 	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(),
 		"wechat_api", redactURL(wechatAPI), "data", cfg.dataDir, "users", users.count(), "tokens_reloaded", reloaded)

@@ -195,7 +195,7 @@
     {
       name: 'getPhoneNumber button',
       explain: 'A tap on <button open-type="getPhoneNumber"> gives a one-time code. The server redeems it with ' +
-        'WeChat (getuserphonenumber), which needs the app’s access_token.',
+        'WeChat (getuserphonenumber), which needs the app\'s access_token.',
       async run() {
         const detail = await toWeChat('wx.getPhoneNumber', 'tap <button open-type="getPhoneNumber">');
         showUser(expectOK(await toServer('POST', '/user/phone', { code: detail.code }), 'POST /user/phone'));
