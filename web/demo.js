@@ -229,6 +229,8 @@
     });
     $('next').disabled = busy || nextStep >= steps.length;
     $('run-all').disabled = busy || nextStep >= steps.length;
+    // One action at a time: the others wait, visibly, instead of being ignored.
+    for (const b of document.querySelectorAll('.scopes-panel button, #reset')) b.disabled = busy;
   }
 
   async function runStep() {
@@ -260,9 +262,9 @@
   // runAll runs the remaining steps with a pause between them, slow enough
   // to follow.
   async function runAll() {
-    while (nextStep < steps.length) {
+    for (let first = true; nextStep < steps.length; first = false) {
+      if (!first) await pause(600);
       await runStep();
-      await pause(600);
     }
   }
 
@@ -336,7 +338,7 @@
     } else if (granted === false) {
       logAuth(call, 'authorize:fail auth deny (refused before: no dialog until wx.openSetting)', false);
     } else {
-      const answer = await ask('「wxlogin demo」申请获取' + info.purpose + ' (' + info.scope + ')', ['拒绝', '允许'], autoAnswer);
+      const answer = await ask('"wxlogin demo" wants to use ' + info.purpose + ' (' + info.scope + ')', ['拒绝', '允许'], autoAnswer);
       authSetting[info.scope] = answer === '允许';
       logAuth(call, answer === '允许' ? 'authorize:ok' : 'authorize:fail auth deny', answer === '允许');
     }
@@ -397,6 +399,7 @@
       const cell = element('td');
       const b = element('button', '', 'wx.authorize');
       b.type = 'button';
+      b.disabled = busy;
       b.addEventListener('click', () => guarded(() => authorize(info)));
       cell.append(b, element('span', 'state', state === undefined ? '' : state ? ' ✔ granted' : ' ✘ refused'));
       tr.append(cell);
