@@ -118,8 +118,12 @@
     return reply.body;
   }
 
+  // userName is who is using the phone: the fake WeChat gives each name its
+  // own openid.
   function userName() { return $('user-name').value.trim() || 'alice'; }
 
+  // expectOK returns a success's data and turns any other status into a
+  // failure of the step.
   function expectOK(env, what) {
     if (env.status !== 0) throw new Error(what + ' answered status ' + env.status + ': ' + env.msg);
     return env.data;
@@ -380,6 +384,8 @@
     });
   }
 
+  // drawScopes renders the scope table from GET /scopes with the simulated
+  // decision on each row.
   function drawScopes() {
     const body = $('scopes');
     body.replaceChildren();
@@ -407,6 +413,7 @@
     }
   }
 
+  // getSetting logs what wx.getSetting would answer: only scopes asked for.
   function getSetting() {
     logAuth('wx.getSetting()', JSON.stringify({ authSetting }), true);
   }
@@ -434,6 +441,8 @@
     getSetting();
   }
 
+  // autorunAll is ?autorun: the steps, then the scope tour, then the marks a
+  // headless browser reads.
   async function autorunAll() {
     document.body.dataset.demo = 'running';
     await load();
