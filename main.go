@@ -52,6 +52,7 @@ type config struct {
 	wechatTimeout time.Duration
 	loginTimeout  time.Duration
 	mock          bool
+	fakeOnly      bool // serve only the fake WeChat, for other servers' tests
 	apps          []appConfig
 }
 
@@ -84,6 +85,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if cfg.fakeOnly {
+		return runFakeOnly(ctx, cfg, log)
+	}
 
 	users, err := openUserStore(cfg.dataDir, time.Now, log)
 	if err != nil {
@@ -129,9 +133,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer close(sweeperDone)
 		tokens.runSweeper(ctx, min(time.Minute, cfg.tokenTTL))
 	}()
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-
 	if cfg.mock {
 		log.Warn("MOCK MODE: logins go to the built-in fake WeChat, not to WeChat; get a code from POST /mock/wx.login",
 			"appids", strings.Join(appIDs, ","), "teaching_page", baseURL+"/")
@@ -139,23 +140,57 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(),
 		"wechat_api", redactURL(wechatAPI), "data", cfg.dataDir, "users", users.count(), "tokens_reloaded", reloaded)
 
+	err = serveUntilDone(ctx, srv, ln, cfg.loginTimeout+5*time.Second, log)
+	cancel()
+	<-sweeperDone
+	saved, saveErr := tokens.save(tokenPath)
+	err = errors.Join(err, saveErr, users.Close())
+	log.Info("stopped", "tokens_saved", saved)
+	return err
+}
+
+// serveUntilDone serves on ln until ctx ends or serving fails, then shuts
+// the server down, giving requests in flight up to grace to finish.
+func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Duration, log *slog.Logger) error {
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	var err error
 	select {
 	case err = <-serveErr:
 		err = fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 		log.Info("shutting down")
 	}
-	cancel()
-	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), cfg.loginTimeout+5*time.Second)
-	defer cancelShutdown()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
 	if shutdownErr := srv.Shutdown(shutdownCtx); shutdownErr != nil {
 		err = errors.Join(err, fmt.Errorf("shutdown: %w", shutdownErr))
 	}
-	<-sweeperDone
-	saved, saveErr := tokens.save(tokenPath)
-	err = errors.Join(err, saveErr, users.Close())
-	log.Info("stopped", "tokens_saved", saved)
 	return err
+}
+
+// runFakeOnly is -fake-only: the fake WeChat alone, on its own address, with
+// WeChat's server API at the root as on api.weixin.qq.com, so that a server
+// under test (wxlogin with -wechat-api, or any backend) just changes its base
+// URL. The client side (/mock/wx.login, …) stays where mock mode has it. No
+// data directory is used: the fake keeps its codes and keys in memory.
+func runFakeOnly(ctx context.Context, cfg config, log *slog.Logger) error {
+	apps := map[string]fakeApp{}
+	var appIDs []string
+	for _, a := range cfg.apps {
+		apps[a.AppID] = fakeApp{Secret: a.secret, Unbound: a.Unbound}
+		appIDs = append(appIDs, a.AppID)
+	}
+	fake := newFakeWechat(apps, time.Now)
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	srv := newHTTPServer(withAccessLog(log, fake.standalone()), cfg.loginTimeout, log)
+	baseURL := "http://" + dialableAddr(ln.Addr())
+	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(), "fake_only", true,
+		"appids", strings.Join(appIDs, ","))
+	return serveUntilDone(ctx, srv, ln, 5*time.Second, log)
 }
 
 // newHTTPServer sets every limit of the server explicitly: the zero values
@@ -202,9 +237,12 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	var appsPath string
 	e.string(&appsPath, "apps", "WXLOGIN_APPS", "", `JSON file of the mini programs to serve, {"apps": [{"appid", "name", "secret_env"}]}; without it, WX_APPID and WX_APPSECRET name one`)
 	e.bool(&mock, "mock", "WXLOGIN_MOCK", "serve the built-in fake WeChat under /mock/ and log in against it (default: on when no AppSecret is configured)")
+	var fakeOnly optionalBool
+	e.bool(&fakeOnly, "fake-only", "WXLOGIN_FAKE_ONLY", "serve only the fake WeChat, with WeChat's API paths at the root, for load tests and other backends' tests; needs WX_APPSECRET (or -apps), which it checks like WeChat")
 	if err := fs.Parse(args[1:]); err != nil {
 		return cfg, err
 	}
+	cfg.fakeOnly = fakeOnly.value
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q (settings are flags; see -h)", fs.Arg(0))
 	}
@@ -246,6 +284,9 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 		return cfg, err
 	}
 	anySecret := slices.ContainsFunc(cfg.apps, func(a appConfig) bool { return a.secret != "" })
+	if cfg.fakeOnly {
+		return cfg, fakeOnlyConfig(&cfg, anySecret, mock.set || wechatAPISet)
+	}
 	cfg.mock = mock.value
 	if !mock.set {
 		cfg.mock = !anySecret
@@ -274,6 +315,28 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 		}
 	}
 	return cfg, nil
+}
+
+// fakeOnlyConfig completes the configuration of -fake-only. The fake must
+// know the secret the server under test sends, so one is required; a random
+// one, as in mock mode, would refuse every caller.
+func fakeOnlyConfig(cfg *config, anySecret, loginFlagsSet bool) error {
+	if loginFlagsSet {
+		return errors.New("-fake-only serves only the fake WeChat: -mock and -wechat-api / WXLOGIN_WECHAT_API do not apply")
+	}
+	if !anySecret {
+		return errors.New("-fake-only needs the AppSecret the server under test will send: set WX_APPSECRET (and WX_APPID, else " + mockAppID + "), or -apps")
+	}
+	for i := range cfg.apps {
+		a := &cfg.apps[i]
+		if a.AppID == "" {
+			a.AppID = mockAppID
+		}
+		if a.secret == "" {
+			return fmt.Errorf("app %s: the environment variable %s (its secret_env) is not set", a.AppID, a.SecretEnv)
+		}
+	}
+	return nil
 }
 
 // shortcutApp is the one app of WX_APPID and WX_APPSECRET (or

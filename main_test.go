@@ -321,6 +321,38 @@ func TestSecretsStayOutOfLogsAndResponses(t *testing.T) {
 	}
 }
 
+func TestFakeOnlyServesAnotherServersLogins(t *testing.T) {
+	env := map[string]string{"WX_APPID": "wxload", "WX_APPSECRET": "shared-secret"}
+	fake := startServer(t, env, "-fake-only")
+	if !strings.Contains(fake.logs.String(), "fake_only=true") {
+		t.Errorf("the fake's log does not say it is fake only:\n%s", fake.logs.String())
+	}
+	// wxlogin in real mode, its WeChat in another process's place.
+	s := startServer(t, env, "-data", t.TempDir(), "-wechat-api", fake.url)
+
+	got := post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, fake.url, "alice")+`"}`)
+	if got.env.Status != 0 || got.env.Data["new_user"] != true {
+		t.Fatalf("login through the standalone fake = %s; want a new user", got.raw)
+	}
+	// WeChat's own paths are at the root; the same code again is 40163.
+	code := mockCode(t, fake.url, "bob")
+	for _, tt := range []struct{ code, want string }{{code, `"openid":"`}, {code, `"errcode":40163`}} {
+		resp, err := client.Get(fake.url + "/sns/jscode2session?appid=wxload&secret=shared-secret&grant_type=authorization_code&js_code=" + tt.code)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), tt.want) {
+			t.Errorf("GET /sns/jscode2session = %s; want %s", body, tt.want)
+		}
+	}
+	// It is only the fake: wxlogin's own routes are not there.
+	if resp, err := client.Get(fake.url + "/user"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /user on the fake = %v, %v; want 404", resp, err)
+	}
+}
+
 func TestHangingWeChatThroughRun(t *testing.T) {
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
 	t.Cleanup(hang.Close)
@@ -374,6 +406,15 @@ func TestLoadConfig(t *testing.T) {
 			}},
 		{name: "flags win over environment", args: []string{"-addr", ":9001", "-token-ttl", "1h"}, env: map[string]string{"WXLOGIN_ADDR": ":9000", "WXLOGIN_TOKEN_TTL": "30m"},
 			check: func(c config) bool { return c.addr == ":9001" && c.tokenTTL == time.Hour }},
+		{name: "fake only", args: []string{"-fake-only"}, env: map[string]string{"WX_APPSECRET": "sec"},
+			check: func(c config) bool { return c.fakeOnly && !c.mock && only(c).AppID == mockAppID && only(c).secret == "sec" }},
+		{name: "fake only from the environment, with an apps file", args: []string{"-apps", twoApps}, env: map[string]string{"WXLOGIN_FAKE_ONLY": "true", "SHOP_SECRET": "s1", "GAME_SECRET": "s2"},
+			check: func(c config) bool { return c.fakeOnly && len(c.apps) == 2 && c.apps[1].Unbound }},
+		{name: "fake only without a secret", args: []string{"-fake-only"}, wantErr: "-fake-only needs the AppSecret"},
+		{name: "fake only with an app missing its secret", args: []string{"-fake-only", "-apps", twoApps}, env: map[string]string{"SHOP_SECRET": "s1"},
+			wantErr: "GAME_SECRET (its secret_env) is not set"},
+		{name: "fake only with -mock", args: []string{"-fake-only", "-mock"}, env: map[string]string{"WX_APPSECRET": "sec"}, wantErr: "do not apply"},
+		{name: "fake only with -wechat-api", args: []string{"-fake-only", "-wechat-api", "http://127.0.0.1:1"}, env: map[string]string{"WX_APPSECRET": "sec"}, wantErr: "do not apply"},
 		{name: "real mode", env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "sec"},
 			check: func(c config) bool { return !c.mock && only(c).AppID == "wx1" && only(c).secret == "sec" }},
 		{name: "real mode with another API", args: []string{"-wechat-api", "http://127.0.0.1:1/"}, env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "sec"},

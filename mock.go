@@ -139,6 +139,23 @@ func (f *fakeWechat) routes() http.Handler {
 	return mux
 }
 
+// standalone serves the fake for -fake-only: WeChat's server API at the
+// root (/sns/jscode2session, …) as well as under /mock/api, the client API
+// under /mock/, and /healthz for a readiness check.
+func (f *fakeWechat) standalone() http.Handler {
+	routes := f.routes()
+	mux := http.NewServeMux()
+	mux.Handle("/mock/", routes)
+	mux.Handle("GET /healthz", handleHealthz())
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = fakeAPIPrefix + r.URL.Path
+		r2.URL.RawPath = ""
+		routes.ServeHTTP(w, r2)
+	}))
+	return mux
+}
+
 // traced records each call to a server API handler for the teaching page,
 // which shows what passes between wxlogin and WeChat.
 func (f *fakeWechat) traced(h http.Handler) http.Handler {
