@@ -407,7 +407,9 @@ func TestLoadConfig(t *testing.T) {
 		{name: "flags win over environment", args: []string{"-addr", ":9001", "-token-ttl", "1h"}, env: map[string]string{"WXLOGIN_ADDR": ":9000", "WXLOGIN_TOKEN_TTL": "30m"},
 			check: func(c config) bool { return c.addr == ":9001" && c.tokenTTL == time.Hour }},
 		{name: "fake only", args: []string{"-fake-only"}, env: map[string]string{"WX_APPSECRET": "sec"},
-			check: func(c config) bool { return c.fakeOnly && !c.mock && only(c).AppID == mockAppID && only(c).secret == "sec" }},
+			check: func(c config) bool {
+				return c.fakeOnly && !c.mock && only(c).AppID == mockAppID && only(c).secret == "sec"
+			}},
 		{name: "fake only from the environment, with an apps file", args: []string{"-apps", twoApps}, env: map[string]string{"WXLOGIN_FAKE_ONLY": "true", "SHOP_SECRET": "s1", "GAME_SECRET": "s2"},
 			check: func(c config) bool { return c.fakeOnly && len(c.apps) == 2 && c.apps[1].Unbound }},
 		{name: "fake only without a secret", args: []string{"-fake-only"}, wantErr: "-fake-only needs the AppSecret"},
