@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1298,6 +1299,53 @@ func TestTokenOfARemovedAppIsNoLogin(t *testing.T) {
 	for _, r := range []struct{ method, path, body string }{{"GET", "/session/check", ""}, {"POST", "/user/phone", `{"code":"` + code.(string) + `"}`}} {
 		if got := call(t, h, r.method, r.path, r.body, "Content-Type", jsonCT, "token", token); got.code != 401 || got.env.Status != statusNotLoggedIn {
 			t.Errorf("%s %s with a token of a removed app = HTTP %d, %s; want 401, status 4", r.method, r.path, got.code, got.raw)
+		}
+	}
+}
+
+// BenchmarkLoginHandler is one POST /login through the whole handler, with
+// the fake WeChat in process (over loopback HTTP, as httptest serves it):
+// a returning user, and a new user, whose record is durable before the reply.
+func BenchmarkLoginHandler(b *testing.B) {
+	for _, tt := range []struct {
+		name string
+		user func(i int) string
+	}{
+		{"returning", func(i int) string { return "user" + strconv.Itoa(i%1000) }},
+		{"new", func(i int) string { return "new" + strconv.Itoa(i) }},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
+			a := newTestApp(b, fake.routes(), "/mock/api")
+			for i := range 1000 {
+				login(b, a.handler, fake.issueCode("wxapp", "user"+strconv.Itoa(i)))
+			}
+			i := 0
+			for b.Loop() {
+				body := `{"code":"` + fake.issueCode("wxapp", tt.user(i)) + `"}`
+				r := httptest.NewRequestWithContext(b.Context(), http.MethodPost, "/login", strings.NewReader(body))
+				w := httptest.NewRecorder()
+				a.handler.ServeHTTP(w, r)
+				if w.Code != http.StatusOK {
+					b.Fatalf("login = %d %s", w.Code, w.Body)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkGetUser is GET /user with a live token: the token lookup, the
+// user's record and its person, and the JSON reply.
+func BenchmarkGetUser(b *testing.B) {
+	a, _, token := loggedIn(b)
+	for b.Loop() {
+		r := httptest.NewRequestWithContext(b.Context(), http.MethodGet, "/user", nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		a.handler.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			b.Fatalf("GET /user = %d %s", w.Code, w.Body)
 		}
 	}
 }

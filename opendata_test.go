@@ -317,3 +317,30 @@ func FuzzParseOpenData(f *testing.F) {
 		parseRawData(string(plain))
 	})
 }
+
+// BenchmarkDecryptOpenData decrypts WeChat's published example.
+func BenchmarkDecryptOpenData(b *testing.B) {
+	for b.Loop() {
+		if _, err := decryptOpenData(officialSessionKey, officialData, officialIV); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecryptUserInfo is the decryption of user info and the exact
+// reading of what it decrypts to, as POST /user/userinfo does them.
+func BenchmarkDecryptUserInfo(b *testing.B) {
+	plain, err := decryptOpenData(officialSessionKey, officialData, officialIV)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		data, err := decryptOpenData(officialSessionKey, officialData, officialIV)
+		if err != nil || !bytes.Equal(data, plain) {
+			b.Fatal(err)
+		}
+		if _, err := parseUserInfo(data, officialAppID, officialOpenID, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -728,6 +730,100 @@ func FuzzOpenJournal(f *testing.F) {
 		defer s.Close()
 		if s.count() != n {
 			t.Fatalf("second load has %d users; first had %d", s.count(), n)
+		}
+	})
+}
+
+// benchOpenID is the openid of the ith user of the benchmarks: WeChat's
+// length and alphabet, as the fake makes them.
+func benchOpenID(i int) string { return fakeOpenID("wxbench", strconv.Itoa(i)) }
+
+// seedUsers adds users 0 to n-1 to s through the store's own write path,
+// ten thousand to a batch (one fsync each), so that a benchmark can start
+// from a store of any size in seconds rather than hours.
+func seedUsers(tb testing.TB, s *userStore, n int) {
+	tb.Helper()
+	now := time.Now().UTC().Truncate(time.Second)
+	for start := 0; start < n; start += 10_000 {
+		s.mu.Lock()
+		var b *batch
+		for i := start; i < min(n, start+10_000); i++ {
+			b = s.putLocked(&User{
+				ID: int64(len(s.byID)) + 1, AppID: "wxbench", OpenID: benchOpenID(i), UnionID: fakeUnionID(strconv.Itoa(i)),
+				CreatedAt: now, UpdatedAt: now, LastLoginAt: now,
+			})
+		}
+		s.mu.Unlock()
+		if err := s.wait(b); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkUserInsert is the cost of one new user, durable before it
+// returns, in a store that already holds 10 k, 100 k or 1 M users. One
+// insert at a time, so each pays its own fsync: the figure that matters for
+// growth is the ratio between sizes (BENCHMARKS.md).
+func BenchmarkUserInsert(b *testing.B) {
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("users=%d", n), func(b *testing.B) {
+			s := openTestStore(b, b.TempDir(), time.Now)
+			seedUsers(b, s, n)
+			i := n
+			for b.Loop() {
+				if _, created, err := s.login("wxbench", benchOpenID(i), ""); err != nil || !created {
+					b.Fatalf("login of new user %d = %v, created %v", i, err, created)
+				}
+				i++
+			}
+		})
+	}
+}
+
+// BenchmarkUserInsertConcurrent is new users arriving 64 at a time, as in a
+// launch spike: concurrent inserts share one fsync (group commit).
+func BenchmarkUserInsertConcurrent(b *testing.B) {
+	s := openTestStore(b, b.TempDir(), time.Now)
+	seedUsers(b, s, 100_000)
+	var next atomic.Int64
+	next.Store(100_000)
+	b.SetParallelism(32) // 2 cores × 32 = 64 goroutines
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, _, err := s.login("wxbench", benchOpenID(int(next.Add(1))), ""); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func BenchmarkTokenIssue(b *testing.B) {
+	s := newTokenStore(2*time.Hour, 720*time.Hour, time.Now)
+	i := 0
+	for b.Loop() {
+		i++
+		s.issue(identity{AppID: "wxbench", OpenID: benchOpenID(i % 100_000), UserID: int64(i%100_000 + 1)}, officialSessionKey)
+	}
+}
+
+// BenchmarkTokenLookup looks up tokens, from every core at once, in a store
+// of 100 k live ones: what every authenticated request does first.
+func BenchmarkTokenLookup(b *testing.B) {
+	s := newTokenStore(2*time.Hour, 720*time.Hour, time.Now)
+	tokens := make([]string, 100_000)
+	for i := range tokens {
+		tokens[i] = s.issue(identity{AppID: "wxbench", OpenID: benchOpenID(i), UserID: int64(i + 1)}, officialSessionKey)
+	}
+	var next atomic.Int64
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, ok := s.lookup(tokens[next.Add(1)%int64(len(tokens))]); !ok {
+				b.Error("a live token was not found")
+				return
+			}
 		}
 	})
 }
