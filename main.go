@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/signal"
@@ -53,6 +54,7 @@ type config struct {
 	loginTimeout  time.Duration
 	mock          bool
 	fakeOnly      bool // serve only the fake WeChat, for other servers' tests
+	adminAddr     string // where to serve net/http/pprof; "" for nowhere
 	apps          []appConfig
 }
 
@@ -85,6 +87,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if cfg.adminAddr != "" {
+		stopAdmin, err := startAdmin(ctx, cfg.adminAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopAdmin()
+	}
 	if cfg.fakeOnly {
 		return runFakeOnly(ctx, cfg, log)
 	}
@@ -193,6 +202,35 @@ func runFakeOnly(ctx context.Context, cfg config, log *slog.Logger) error {
 	return serveUntilDone(ctx, srv, ln, 5*time.Second, log)
 }
 
+// startAdmin serves the profiler on its own address, so that profiles can be
+// taken under load without exposing them where clients connect. It returns a
+// function that stops it and waits until it has. (Importing net/http/pprof
+// also registers it on http.DefaultServeMux, which wxlogin never serves.)
+func startAdmin(ctx context.Context, addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-admin-addr / WXLOGIN_ADMIN_ADDR: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	// A CPU profile or trace runs as long as asked: no write timeout.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := serveUntilDone(ctx, srv, ln, time.Second, log); err != nil {
+			log.Warn("admin server", "err", err)
+		}
+	}()
+	log.Info("admin listening", "url", "http://"+dialableAddr(ln.Addr())+"/debug/pprof/")
+	return func() { cancel(); <-done }, nil
+}
+
 // newHTTPServer sets every limit of the server explicitly: the zero values
 // let a slow or idle client hold a connection forever.
 func newHTTPServer(h http.Handler, loginTimeout time.Duration, log *slog.Logger) *http.Server {
@@ -237,6 +275,7 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	var appsPath string
 	e.string(&appsPath, "apps", "WXLOGIN_APPS", "", `JSON file of the mini programs to serve, {"apps": [{"appid", "name", "secret_env"}]}; without it, WX_APPID and WX_APPSECRET name one`)
 	e.bool(&mock, "mock", "WXLOGIN_MOCK", "serve the built-in fake WeChat under /mock/ and log in against it (default: on when no AppSecret is configured)")
+	e.string(&cfg.adminAddr, "admin-addr", "WXLOGIN_ADMIN_ADDR", "", "serve net/http/pprof here, never on -addr (e.g. 127.0.0.1:6060; default: off)")
 	var fakeOnly optionalBool
 	e.bool(&fakeOnly, "fake-only", "WXLOGIN_FAKE_ONLY", "serve only the fake WeChat, with WeChat's API paths at the root, for load tests and other backends' tests; needs WX_APPSECRET (or -apps), which it checks like WeChat")
 	if err := fs.Parse(args[1:]); err != nil {
