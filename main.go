@@ -53,7 +53,7 @@ type config struct {
 	wechatTimeout time.Duration
 	loginTimeout  time.Duration
 	mock          bool
-	fakeOnly      bool // serve only the fake WeChat, for other servers' tests
+	fakeOnly      bool   // serve only the fake WeChat, for other servers' tests
 	adminAddr     string // where to serve net/http/pprof; "" for nowhere
 	apps          []appConfig
 }
