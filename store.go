@@ -627,7 +627,9 @@ func decodeStrict(data []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if !atEOF(dec) {
+	// What follows the value must be white space. Checked on the bytes, not
+	// with atEOF's Token, which costs a tenth of a start-up's replay.
+	if len(bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n")) != 0 {
 		return errors.New("data after the JSON value")
 	}
 	return nil
