@@ -356,6 +356,26 @@ func TestFakeOnlyServesAnotherServersLogins(t *testing.T) {
 	}
 }
 
+func TestProfilerOnlyOnTheAdminAddress(t *testing.T) {
+	s := startServer(t, nil, "-data", t.TempDir(), "-admin-addr", "127.0.0.1:0")
+	m := regexp.MustCompile(`msg="admin listening" url=(\S+)`).FindStringSubmatch(s.logs.String())
+	if m == nil {
+		t.Fatalf("no admin address in the log:\n%s", s.logs.String())
+	}
+	resp, err := client.Get(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine") {
+		t.Errorf("GET %s = %d; want pprof's index", m[1], resp.StatusCode)
+	}
+	if got := post(t, "GET", s.url+"/debug/pprof/", "", ""); got.code != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/ on -addr = %d; want 404", got.code)
+	}
+}
+
 func TestHangingWeChatThroughRun(t *testing.T) {
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
 	t.Cleanup(hang.Close)
