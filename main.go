@@ -102,15 +102,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Replaying the store allocates for every line and keeps most of it: with
 	// the collector at its default pace, a third of a start-up went to
 	// collecting. It runs at a quarter of that pace during the replay; the
-	// garbage is then given back at once, so that memory reflects the users.
-	// (The setting is the process's: only tests run two servers in one.)
+	// garbage is given back once the tokens are loaded too, so that memory
+	// reflects the users and tokens. (The setting is the process's: only
+	// tests run two servers in one.)
 	gcPercent := debug.SetGCPercent(400)
 	users, err := openUserStore(cfg.dataDir, time.Now, log)
 	debug.SetGCPercent(gcPercent)
 	if err != nil {
 		return err
 	}
-	debug.FreeOSMemory()
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return errors.Join(err, users.Close())
@@ -123,6 +123,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return errors.Join(err, ln.Close(), users.Close())
 	}
+	debug.FreeOSMemory() // The garbage of both loads, given back before serving.
 	baseURL := "http://" + dialableAddr(ln.Addr())
 	wechatAPI := cfg.wechatAPI
 	var fake *fakeWechat
