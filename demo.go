@@ -190,10 +190,9 @@ func redactJSON(body []byte) json.RawMessage {
 	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
 		return nil
 	}
-	for k, v := range fields {
-		if _, secret := redacted[k]; secret {
-			s, _ := v.(string)
-			fields[k] = redactValue(k, s)
+	for k := range fields {
+		if label, secret := redacted[k]; secret {
+			fields[k] = label
 		}
 	}
 	out, err := json.Marshal(fields)

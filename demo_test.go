@@ -80,6 +80,9 @@ func TestHomePage(t *testing.T) {
 					t.Errorf("GET %s holds %q", tt.path, s)
 				}
 			}
+			if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+				t.Errorf("GET %s: Cache-Control = %q; want no-store, as on every response", tt.path, cc)
+			}
 			if resp.StatusCode == 200 && !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
 				t.Errorf("GET %s: Content-Security-Policy = %q; want everything from this server only", tt.path, resp.Header.Get("Content-Security-Policy"))
 			}

@@ -128,20 +128,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	wechatAPI := cfg.wechatAPI
 	var fake *fakeWechat
 	if cfg.mock {
-		fakeApps := map[string]fakeApp{}
-		for _, a := range cfg.apps {
-			fakeApps[a.AppID] = fakeApp{Secret: a.secret, Unbound: a.Unbound}
-		}
-		fake = newFakeWechat(fakeApps, time.Now)
+		fake = fakeFor(cfg.apps)
 		// The clients reach the fake over HTTP, through the real code path.
 		wechatAPI = baseURL + fakeAPIPrefix
 	}
 	apps := appSet{}
-	var appIDs []string
 	for _, a := range cfg.apps {
 		wx := newWechatClient(wechatAPI, a.AppID, a.secret, cfg.wechatTimeout, cfg.loginTimeout)
 		apps[a.AppID] = &miniApp{ID: a.AppID, Name: a.Name, wx: wx}
-		appIDs = append(appIDs, a.AppID)
 	}
 	srv := newHTTPServer(newServer(log, apps, users, tokens, fake), cfg.loginTimeout, log)
 
@@ -154,7 +148,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}()
 	if cfg.mock {
 		log.Warn("MOCK MODE: logins go to the built-in fake WeChat, not to WeChat; get a code from POST /mock/wx.login",
-			"appids", strings.Join(appIDs, ","), "teaching_page", baseURL+"/")
+			"appids", appIDsOf(cfg.apps), "teaching_page", baseURL+"/")
 	}
 	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(),
 		"wechat_api", redactURL(wechatAPI), "data", cfg.dataDir, "users", users.count(), "tokens_reloaded", reloaded)
@@ -194,13 +188,7 @@ func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, grac
 // URL. The client side (/mock/wx.login, …) stays where mock mode has it. No
 // data directory is used: the fake keeps its codes and keys in memory.
 func runFakeOnly(ctx context.Context, cfg config, log *slog.Logger) error {
-	apps := map[string]fakeApp{}
-	var appIDs []string
-	for _, a := range cfg.apps {
-		apps[a.AppID] = fakeApp{Secret: a.secret, Unbound: a.Unbound}
-		appIDs = append(appIDs, a.AppID)
-	}
-	fake := newFakeWechat(apps, time.Now)
+	fake := fakeFor(cfg.apps)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
@@ -208,8 +196,26 @@ func runFakeOnly(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv := newHTTPServer(withAccessLog(log, fake.standalone()), cfg.loginTimeout, log)
 	baseURL := "http://" + dialableAddr(ln.Addr())
 	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(), "fake_only", true,
-		"appids", strings.Join(appIDs, ","))
+		"appids", appIDsOf(cfg.apps))
 	return serveUntilDone(ctx, srv, ln, 5*time.Second, log)
+}
+
+// fakeFor is a fake WeChat that knows the configured apps and their secrets.
+func fakeFor(apps []appConfig) *fakeWechat {
+	fakeApps := map[string]fakeApp{}
+	for _, a := range apps {
+		fakeApps[a.AppID] = fakeApp{Secret: a.secret, Unbound: a.Unbound}
+	}
+	return newFakeWechat(fakeApps, time.Now)
+}
+
+// appIDsOf lists the configured AppIDs for a log line.
+func appIDsOf(apps []appConfig) string {
+	ids := make([]string, len(apps))
+	for i, a := range apps {
+		ids[i] = a.AppID
+	}
+	return strings.Join(ids, ",")
 }
 
 // startAdmin serves the profiler on its own address, so that profiles can be
@@ -333,11 +339,17 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 		return cfg, err
 	}
 	anySecret := slices.ContainsFunc(cfg.apps, func(a appConfig) bool { return a.secret != "" })
-	if cfg.fakeOnly {
-		return cfg, fakeOnlyConfig(&cfg, anySecret, mock.set || wechatAPISet)
-	}
-	cfg.mock = mock.value
-	if !mock.set {
+	switch {
+	case cfg.fakeOnly && (mock.set || wechatAPISet):
+		return cfg, errors.New("-fake-only serves only the fake WeChat: -mock and -wechat-api / WXLOGIN_WECHAT_API do not apply")
+	case cfg.fakeOnly && !anySecret:
+		// The fake must know the secret the server under test sends: a random
+		// one, as in mock mode, would refuse every caller.
+		return cfg, errors.New("-fake-only needs the AppSecret the server under test will send: set WX_APPSECRET (and WX_APPID, else " + mockAppID + "), or -apps")
+	case cfg.fakeOnly:
+	case mock.set:
+		cfg.mock = mock.value
+	default:
 		cfg.mock = !anySecret
 	}
 	if cfg.mock && wechatAPISet {
@@ -345,7 +357,7 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	}
 	for i := range cfg.apps {
 		a := &cfg.apps[i]
-		if cfg.mock && a.AppID == "" {
+		if (cfg.mock || cfg.fakeOnly) && a.AppID == "" {
 			a.AppID = mockAppID
 		}
 		if cfg.mock && a.secret == "" {
@@ -364,28 +376,6 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 		}
 	}
 	return cfg, nil
-}
-
-// fakeOnlyConfig completes the configuration of -fake-only. The fake must
-// know the secret the server under test sends, so one is required; a random
-// one, as in mock mode, would refuse every caller.
-func fakeOnlyConfig(cfg *config, anySecret, loginFlagsSet bool) error {
-	if loginFlagsSet {
-		return errors.New("-fake-only serves only the fake WeChat: -mock and -wechat-api / WXLOGIN_WECHAT_API do not apply")
-	}
-	if !anySecret {
-		return errors.New("-fake-only needs the AppSecret the server under test will send: set WX_APPSECRET (and WX_APPID, else " + mockAppID + "), or -apps")
-	}
-	for i := range cfg.apps {
-		a := &cfg.apps[i]
-		if a.AppID == "" {
-			a.AppID = mockAppID
-		}
-		if a.secret == "" {
-			return fmt.Errorf("app %s: the environment variable %s (its secret_env) is not set", a.AppID, a.SecretEnv)
-		}
-	}
-	return nil
 }
 
 // shortcutApp is the one app of WX_APPID and WX_APPSECRET (or

@@ -806,7 +806,8 @@ func TestScaleFigures(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("bytes on disk per user: %.0f (%d users in %d bytes)", float64(dirSize(t, dir))/n, n, dirSize(t, dir))
+	size := dirSize(t, dir)
+	t.Logf("bytes on disk per user: %.0f (%d users in %d bytes)", float64(size)/n, n, size)
 
 	startMeasured := func(what string) *child {
 		start := time.Now()

@@ -2,13 +2,11 @@
 -- taken from the file named by WXLOGIN_CODES. Each thread takes every
 -- nth line, so no two requests share a code; a thread that runs out starts
 -- again, and the reused codes show as non-2xx answers in wrk's report.
-local threads = {}
 local counter = 0
 
 function setup(thread)
   thread:set("id", counter)
   counter = counter + 1
-  table.insert(threads, thread)
 end
 
 function init(args)

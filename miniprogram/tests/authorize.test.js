@@ -10,14 +10,7 @@ const server = require('./server');
 const { createPhone, launch, openPage } = require('./wx-shim');
 const config = require('../config');
 
-let srv;
-test.before(async () => {
-  srv = await server.start();
-});
-test.after(() => srv.stop());
-test.beforeEach(() => {
-  config.baseURL = srv.url;
-});
+const srv = server.serveDuringTests(config);
 
 // authorizationPage opens the page on a fresh phone.
 async function authorizationPage() {

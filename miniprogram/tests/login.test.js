@@ -11,14 +11,7 @@ const config = require('../config');
 const auth = require('../utils/auth');
 const { request } = require('../utils/request');
 
-let srv;
-test.before(async () => {
-  srv = await server.start();
-});
-test.after(() => srv.stop());
-test.beforeEach(() => {
-  config.baseURL = srv.url;
-});
+const srv = server.serveDuringTests(config);
 
 // count is how many requests the phone sent to path.
 function count(phone, method, path) {
@@ -169,4 +162,19 @@ test('no server rejects with status -1 and says so', async () => {
   createPhone(srv.url, 'alice');
   config.baseURL = 'http://127.0.0.1:1';
   await assert.rejects(request('/user'), (err) => err.status === -1 && /网络错误/.test(err.message));
+});
+
+test('the project is set up as the README says: pages exist, DevTools checks no domain, tests stay out', () => {
+  const fs = require('node:fs');
+  const path = require('node:path');
+  const root = server.sampleRoot;
+  const project = JSON.parse(fs.readFileSync(path.join(root, 'project.config.json'), 'utf8'));
+  assert.equal(project.setting.urlCheck, false, 'a local http:// wxlogin needs 不校验合法域名');
+  assert.deepEqual(project.packOptions.ignore, [{ type: 'folder', value: 'tests' }]);
+  const app = JSON.parse(fs.readFileSync(path.join(root, 'app.json'), 'utf8'));
+  for (const page of app.pages) {
+    for (const ext of ['.js', '.json', '.wxml']) {
+      assert.ok(fs.existsSync(path.join(root, page + ext)), page + ext + ' is missing');
+    }
+  }
 });

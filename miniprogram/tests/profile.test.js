@@ -10,12 +10,11 @@ const { createPhone, launch, openPage } = require('./wx-shim');
 const config = require('../config');
 const auth = require('../utils/auth');
 
-let srv;
+const srv = server.serveDuringTests(config);
 let storage; // a stand-in for the developer's own image storage
 const uploads = [];
 
 test.before(async () => {
-  srv = await server.start();
   storage = http.createServer((req, res) => {
     let body = '';
     req.setEncoding('latin1');
@@ -28,12 +27,8 @@ test.before(async () => {
   });
   await new Promise((resolve) => storage.listen(0, '127.0.0.1', resolve));
 });
-test.after(async () => {
-  storage.close();
-  await srv.stop();
-});
+test.after(() => storage.close());
 test.beforeEach(() => {
-  config.baseURL = srv.url;
   config.avatarUploadURL = '';
 });
 

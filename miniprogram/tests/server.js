@@ -3,6 +3,7 @@
 // start several servers with different flags.
 'use strict';
 
+const test = require('node:test');
 const { execFileSync, spawn } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -56,7 +57,6 @@ function start(args = []) {
       child.off('exit', early);
       resolve({
         url: m[1],
-        logs: () => log,
         // stop ends the server as Ctrl-C would and waits for it to exit.
         async stop() {
           if (child.exitCode === null) child.kill('SIGTERM');
@@ -68,4 +68,19 @@ function start(args = []) {
   });
 }
 
-module.exports = { start, sampleRoot };
+// serveDuringTests starts one wxlogin before a test file's tests, stops it
+// after them, and points the sample's config at it before each test. The
+// handle it returns has the server's url and stop once the tests run.
+function serveDuringTests(config, args = []) {
+  const srv = {};
+  test.before(async () => {
+    Object.assign(srv, await start(args));
+  });
+  test.after(() => srv.stop());
+  test.beforeEach(() => {
+    config.baseURL = srv.url;
+  });
+  return srv;
+}
+
+module.exports = { start, serveDuringTests, sampleRoot };

@@ -57,4 +57,4 @@ async function ensureScope(scope, why) {
   if (after.authSetting[scope] !== true) throw new ScopeRefused(scope, 'still off in settings');
 }
 
-module.exports = { ScopeRefused, authSetting, ensureScope, authorize, promisify };
+module.exports = { ScopeRefused, authSetting, ensureScope, authorize, openSetting, promisify };

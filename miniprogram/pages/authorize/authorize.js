@@ -4,6 +4,8 @@
 // scope.userInfo cannot be asked for this way.
 const scopes = require('../../utils/scopes');
 
+const getLocation = scopes.promisify((o) => wx.getLocation(o));
+
 Page({
   data: {
     authSetting: {},
@@ -46,8 +48,7 @@ Page({
   onLocation() {
     return this.use(async () => {
       await scopes.ensureScope('scope.userLocation', '显示附近的门店需要你的位置');
-      const location = await new Promise((resolve, reject) =>
-        wx.getLocation({ type: 'gcj02', success: resolve, fail: reject }));
+      const location = await getLocation({ type: 'gcj02' });
       this.setData({ location: { latitude: location.latitude, longitude: location.longitude } });
     });
   },
@@ -69,7 +70,7 @@ Page({
   // onOpenSetting: a tap may open the settings page directly.
   onOpenSetting() {
     return this.use(async () => {
-      const res = await new Promise((resolve, reject) => wx.openSetting({ success: resolve, fail: reject }));
+      const res = await scopes.openSetting();
       this.setData({ authSetting: res.authSetting });
     });
   },
