@@ -614,24 +614,6 @@ func parseHeader(line []byte, format string) (fileHeader, error) {
 	return h, nil
 }
 
-// parseUserLine decodes and checks one stored record. Unknown fields are an
-// error, not ignored: they would be dropped by the next snapshot.
-func parseUserLine(line []byte) (*User, error) {
-	var u User
-	if err := decodeStrict(line, &u); err != nil {
-		return nil, fmt.Errorf("not a user record: %w", err)
-	}
-	switch {
-	case u.ID < 1:
-		return nil, fmt.Errorf("user record with id %d", u.ID)
-	case u.AppID == "" || u.OpenID == "":
-		return nil, fmt.Errorf("user %d has no appid or openid", u.ID)
-	case u.CreatedAt.IsZero():
-		return nil, fmt.Errorf("user %d has no created_at", u.ID)
-	}
-	return &u, nil
-}
-
 // decodeStrict decodes exactly one JSON value with no unknown fields.
 func decodeStrict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -812,11 +794,6 @@ func (s *userStore) putLocked(u *User) *batch {
 	b := s.pending
 	b.buf = appendRecord(b.buf, u)
 	return b
-}
-
-func appendRecord(buf []byte, u *User) []byte {
-	line, _ := json.Marshal(u) // Cannot fail: User is plain data.
-	return append(append(buf, line...), '\n')
 }
 
 // get returns the user with the given id.

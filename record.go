@@ -1,0 +1,295 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// This file reads and writes the user record, the line the user store keeps
+// for each user, without reflection. encoding/json defines the format: a
+// record is exactly what json.Marshal makes of a User, and a line is valid
+// exactly when json.Decoder with DisallowUnknownFields accepts it. The code
+// here is a fast path for the lines wxlogin itself writes, which at start-up
+// means a million of them: reading them with encoding/json took most of a
+// ten-second start (BENCHMARKS.md). Any line it is not sure about goes to
+// encoding/json, and FuzzUserRecordCodec checks that both always agree.
+
+// appendRecord appends u's record and a newline to buf.
+func appendRecord(buf []byte, u *User) []byte {
+	buf = append(buf, `{"id":`...)
+	buf = strconv.AppendInt(buf, u.ID, 10)
+	buf = appendField(buf, `,"appid":`, u.AppID)
+	buf = appendField(buf, `,"openid":`, u.OpenID)
+	buf = appendOptional(buf, `,"unionid":`, u.UnionID)
+	buf = appendOptional(buf, `,"nickname":`, u.Nickname)
+	buf = appendOptional(buf, `,"avatar_url":`, u.AvatarURL)
+	if u.Gender != 0 {
+		buf = strconv.AppendInt(append(buf, `,"gender":`...), int64(u.Gender), 10)
+	}
+	buf = appendOptional(buf, `,"language":`, u.Language)
+	buf = appendOptional(buf, `,"city":`, u.City)
+	buf = appendOptional(buf, `,"province":`, u.Province)
+	buf = appendOptional(buf, `,"country":`, u.Country)
+	buf = appendOptional(buf, `,"phone_number":`, u.PhoneNumber)
+	buf = appendOptional(buf, `,"pure_phone_number":`, u.PurePhoneNumber)
+	buf = appendOptional(buf, `,"country_code":`, u.CountryCode)
+	buf = appendTime(buf, `,"created_at":`, u.CreatedAt)
+	buf = appendTime(buf, `,"updated_at":`, u.UpdatedAt)
+	buf = appendTime(buf, `,"last_login_at":`, u.LastLoginAt)
+	return append(buf, "}\n"...)
+}
+
+// appendOptional is appendField for the fields User marks omitempty.
+func appendOptional(buf []byte, key, value string) []byte {
+	if value == "" {
+		return buf
+	}
+	return appendField(buf, key, value)
+}
+
+// appendField appends key and value as a JSON string. A string that needs
+// no escaping is copied; the rest is left to encoding/json, whose escaping
+// (HTML characters, U+2028, invalid UTF-8) is the format's.
+func appendField(buf []byte, key, value string) []byte {
+	buf = append(buf, key...)
+	if !plainString(value) {
+		quoted, _ := json.Marshal(value) // Cannot fail for a string.
+		return append(buf, quoted...)
+	}
+	buf = append(buf, '"')
+	buf = append(buf, value...)
+	return append(buf, '"')
+}
+
+// plainString reports whether encoding/json writes s between quotes as it
+// is: valid UTF-8 with no control character, quote, backslash, HTML
+// character (<, >, &) or line or paragraph separator (U+2028, U+2029).
+func plainString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&':
+			return false
+		case c == 0xE2 && (strings.HasPrefix(s[i:], "\u2028") || strings.HasPrefix(s[i:], "\u2029")):
+			return false
+		}
+	}
+	return utf8.ValidString(s)
+}
+
+// appendTime appends key and t as encoding/json writes a time.Time.
+func appendTime(buf []byte, key string, t time.Time) []byte {
+	if y := t.Year(); y < 0 || y > 9999 {
+		// encoding/json refuses such a time; the store never makes one.
+		panic(fmt.Sprintf("user record time %v outside years 0-9999", t))
+	}
+	buf = append(append(buf, key...), '"')
+	buf = t.AppendFormat(buf, time.RFC3339Nano)
+	return append(buf, '"')
+}
+
+// parseUserLine decodes and checks one stored record. Unknown fields are an
+// error, not ignored: they would be dropped by the next snapshot.
+func parseUserLine(line []byte) (*User, error) {
+	u, ok := readPlainRecord(line)
+	if !ok {
+		u = new(User)
+		if err := decodeStrict(line, u); err != nil {
+			return nil, fmt.Errorf("not a user record: %w", err)
+		}
+	}
+	switch {
+	case u.ID < 1:
+		return nil, fmt.Errorf("user record with id %d", u.ID)
+	case u.AppID == "" || u.OpenID == "":
+		return nil, fmt.Errorf("user %d has no appid or openid", u.ID)
+	case u.CreatedAt.IsZero():
+		return nil, fmt.Errorf("user %d has no created_at", u.ID)
+	}
+	return u, nil
+}
+
+// readPlainRecord reads a record as appendRecord writes it when no string
+// needs escaping and every time is in whole seconds of UTC: the fields in
+// User's order, no white space, one newline at the end. It reports false
+// for any other line, which may still be valid. Its strings share one
+// allocation, which the record keeps alive as long as any of them.
+func readPlainRecord(line []byte) (*User, bool) {
+	r := recordReader{line: line, rest: line, ok: true}
+	u := new(User)
+	var spans [12]span // the string fields, in order, as offsets into line
+	r.literal(`{"id":`)
+	u.ID = r.integer()
+	spans[0] = r.field(`,"appid":`)
+	spans[1] = r.field(`,"openid":`)
+	spans[2] = r.optionalField(`,"unionid":`)
+	spans[3] = r.optionalField(`,"nickname":`)
+	spans[4] = r.optionalField(`,"avatar_url":`)
+	if r.optional(`,"gender":`) {
+		u.Gender = int(r.integer())
+	}
+	spans[5] = r.optionalField(`,"language":`)
+	spans[6] = r.optionalField(`,"city":`)
+	spans[7] = r.optionalField(`,"province":`)
+	spans[8] = r.optionalField(`,"country":`)
+	spans[9] = r.optionalField(`,"phone_number":`)
+	spans[10] = r.optionalField(`,"pure_phone_number":`)
+	spans[11] = r.optionalField(`,"country_code":`)
+	u.CreatedAt = r.time(`,"created_at":`)
+	u.UpdatedAt = r.time(`,"updated_at":`)
+	u.LastLoginAt = r.time(`,"last_login_at":`)
+	r.literal("}\n")
+	if !r.ok || len(r.rest) != 0 {
+		return nil, false
+	}
+
+	// One string holds every field's text, back to back.
+	var text strings.Builder
+	total := 0
+	for _, sp := range spans {
+		total += sp.end - sp.start
+	}
+	text.Grow(total)
+	for _, sp := range spans {
+		text.Write(line[sp.start:sp.end])
+	}
+	var fields [len(spans)]string
+	all, at := text.String(), 0
+	for i, sp := range spans {
+		fields[i] = all[at : at+sp.end-sp.start]
+		at += len(fields[i])
+	}
+	u.AppID, u.OpenID, u.UnionID, u.Nickname, u.AvatarURL = fields[0], fields[1], fields[2], fields[3], fields[4]
+	u.Language, u.City, u.Province, u.Country = fields[5], fields[6], fields[7], fields[8]
+	u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = fields[9], fields[10], fields[11]
+	return u, true
+}
+
+// span is where a string's text is in a line.
+type span struct{ start, end int }
+
+// recordReader reads a line left to right. The first thing it cannot read
+// clears ok, and every later call then does nothing.
+type recordReader struct {
+	line []byte // the whole line, for offsets
+	rest []byte
+	ok   bool
+}
+
+func (r *recordReader) offset() int { return len(r.line) - len(r.rest) }
+
+// optional reads s if the line continues with it, and reports whether it did.
+func (r *recordReader) optional(s string) bool {
+	if !r.ok || len(r.rest) < len(s) || string(r.rest[:len(s)]) != s {
+		return false
+	}
+	r.rest = r.rest[len(s):]
+	return true
+}
+
+// literal reads s, which must come next.
+func (r *recordReader) literal(s string) {
+	if !r.optional(s) {
+		r.ok = false
+	}
+}
+
+// integer reads a JSON integer that fits an int64: an optional minus, then
+// 0 or digits not starting with 0.
+func (r *recordReader) integer() int64 {
+	if !r.ok {
+		return 0
+	}
+	n := 0
+	if n < len(r.rest) && r.rest[n] == '-' {
+		n++
+	}
+	digits := n
+	for n < len(r.rest) && '0' <= r.rest[n] && r.rest[n] <= '9' {
+		n++
+	}
+	if n == digits || r.rest[digits] == '0' && n > digits+1 {
+		r.ok = false
+		return 0
+	}
+	v, err := strconv.ParseInt(string(r.rest[:n]), 10, 64)
+	if err != nil {
+		r.ok = false
+		return 0
+	}
+	r.rest = r.rest[n:]
+	return v
+}
+
+// field reads key and a string that needs no escaping, returning where the
+// string's text is.
+func (r *recordReader) field(key string) span {
+	r.literal(key)
+	r.literal(`"`)
+	if !r.ok {
+		return span{}
+	}
+	// A string encoding/json would decode to its own bytes: no escapes, no
+	// control characters, valid UTF-8.
+	start := r.offset()
+	end := start
+	for end < len(r.line) && r.line[end] >= 0x20 && r.line[end] != '"' && r.line[end] != '\\' {
+		end++
+	}
+	if !utf8.Valid(r.line[start:end]) {
+		r.ok = false
+		return span{}
+	}
+	r.rest = r.line[end:]
+	r.literal(`"`)
+	return span{start, end}
+}
+
+// optionalField is field for a key that may be absent.
+func (r *recordReader) optionalField(key string) span {
+	if !r.ok || len(r.rest) < len(key) || string(r.rest[:len(key)]) != key {
+		return span{}
+	}
+	return r.field(key)
+}
+
+// time reads key and a time written as "2006-01-02T15:04:05Z", the form
+// of a whole second of UTC. Anything else clears ok, to be read by
+// encoding/json: fractions, offsets, and dates time.Parse would refuse.
+func (r *recordReader) time(key string) time.Time {
+	r.literal(key)
+	const form = `"2006-01-02T15:04:05Z"`
+	if !r.ok || len(r.rest) < len(form) {
+		r.ok = false
+		return time.Time{}
+	}
+	b := r.rest[:len(form)]
+	num := func(from, to int) int {
+		n := 0
+		for _, c := range b[from:to] {
+			if c < '0' || c > '9' {
+				r.ok = false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n
+	}
+	year, month, day := num(1, 5), num(6, 8), num(9, 11)
+	hour, minute, second := num(12, 14), num(15, 17), num(18, 20)
+	if b[0] != '"' || b[5] != '-' || b[8] != '-' || b[11] != 'T' || b[14] != ':' || b[17] != ':' || string(b[20:]) != `Z"` {
+		r.ok = false
+	}
+	if month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59 {
+		r.ok = false
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, second, 0, time.UTC)
+	if !r.ok || t.Day() != day { // A day past the month's end rolls over.
+		r.ok = false
+		return time.Time{}
+	}
+	r.rest = r.rest[len(form):]
+	return t
+}
