@@ -261,7 +261,7 @@ func handleLogin(apps appSet, users *userStore, tokens *tokenStore) http.Handler
 			writeError(w, err)
 			return
 		}
-		token := tokens.issue(identity{AppID: u.AppID, OpenID: u.OpenID, UnionID: u.UnionID, UserID: u.ID}, cs.SessionKey)
+		token := tokens.issue(identity{AppID: u.AppID, OpenID: u.OpenID, UserID: u.ID}, cs.SessionKey)
 		writeOK(w, response{
 			Token:     token,
 			ExpiresIn: int64(tokens.lifetime() / time.Second),

@@ -119,7 +119,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// saved file, and a start that fails must not log everyone out.
 	tokens := newTokenStore(cfg.tokenTTL, cfg.tokenMaxAge, time.Now)
 	tokenPath := filepath.Join(cfg.dataDir, tokenFileName)
-	reloaded, err := tokens.load(tokenPath)
+	reloaded, err := tokens.load(tokenPath, users.identity)
 	if err != nil {
 		return errors.Join(err, ln.Close(), users.Close())
 	}

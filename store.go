@@ -34,15 +34,13 @@ type userRef struct {
 	openID string
 }
 
-// identity is who a token speaks for.
+// identity is who a token speaks for. Its strings are the user record's
+// own, not copies: a million tokens must not mean a million more openids.
 type identity struct {
-	AppID   string
-	OpenID  string
-	UnionID string
-	UserID  int64
+	AppID  string
+	OpenID string
+	UserID int64
 }
-
-func (id identity) ref() userRef { return userRef{id.AppID, id.OpenID} }
 
 // session is what a valid token resolves to. SessionKey is the newest
 // session_key WeChat gave for the user; it never leaves the server.
@@ -59,10 +57,12 @@ type tokenHash [sha256.Size]byte
 
 func hashToken(token string) tokenHash { return sha256.Sum256([]byte(token)) }
 
-// tokenEntry is one live token.
+// tokenEntry is one live token: whose it is and when it dies. It is kept
+// small, because there is one per phone that logged in: who the user is and
+// their session_key are held once per user, in a sessionKeyEntry.
 type tokenEntry struct {
-	identity
-	issuedAt time.Time
+	userID   int64
+	issuedAt int64        // Unix nanoseconds
 	lastUsed atomic.Int64 // Unix nanoseconds of the last successful lookup
 }
 
@@ -77,12 +77,13 @@ func (e *tokenEntry) touch(now time.Time) {
 	}
 }
 
-// sessionKeyEntry is the newest session_key of a user. It is immutable:
-// a new login stores a new entry, which lets the sweeper remove stale ones
-// with CompareAndDelete without racing that login.
+// sessionKeyEntry is a user's identity and newest session_key. It is
+// immutable: a new login stores a new entry, which lets the sweeper remove
+// stale ones with CompareAndDelete without racing that login.
 type sessionKeyEntry struct {
+	who      identity
 	key      string
-	storedAt time.Time
+	storedAt int64 // Unix nanoseconds
 }
 
 // tokenStore holds the login state wxlogin hands to mini programs: random
@@ -94,7 +95,7 @@ type tokenStore struct {
 	now    func() time.Time
 
 	tokens      sync.Map // tokenHash → *tokenEntry
-	sessionKeys sync.Map // userRef → *sessionKeyEntry
+	sessionKeys sync.Map // user id (int64) → *sessionKeyEntry
 }
 
 func newTokenStore(ttl, maxAge time.Duration, now func() time.Time) *tokenStore {
@@ -104,15 +105,13 @@ func newTokenStore(ttl, maxAge time.Duration, now func() time.Time) *tokenStore 
 // lifetime is how long a fresh token lives if it is not used again.
 func (s *tokenStore) lifetime() time.Duration { return min(s.ttl, s.maxAge) }
 
-// expiry is when e dies unless it is used before then.
-func (s *tokenStore) expiry(e *tokenEntry) time.Time {
-	idle := time.Unix(0, e.lastUsed.Load()).Add(s.ttl)
-	absolute := e.issuedAt.Add(s.maxAge)
-	if idle.Before(absolute) {
-		return idle
-	}
-	return absolute
+// expiry is when e dies unless it is used before then, in Unix nanoseconds.
+func (s *tokenStore) expiry(e *tokenEntry) int64 {
+	return min(e.lastUsed.Load()+int64(s.ttl), e.issuedAt+int64(s.maxAge))
 }
+
+// alive reports whether e is still alive at now.
+func (s *tokenStore) alive(e *tokenEntry, now time.Time) bool { return now.UnixNano() < s.expiry(e) }
 
 // issue creates a token for who. The token is 32 bytes from crypto/rand,
 // base64url without padding: nothing about it can be guessed from the time or
@@ -123,10 +122,10 @@ func (s *tokenStore) issue(who identity, sessionKey string) string {
 	rand.Read(raw[:]) // Never fails: crypto/rand.Read crashes the program rather than return short.
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 
-	now := s.now()
-	s.sessionKeys.Store(who.ref(), &sessionKeyEntry{key: sessionKey, storedAt: now})
-	e := &tokenEntry{identity: who, issuedAt: now}
-	e.lastUsed.Store(now.UnixNano())
+	now := s.now().UnixNano()
+	s.sessionKeys.Store(who.UserID, &sessionKeyEntry{who: who, key: sessionKey, storedAt: now})
+	e := &tokenEntry{userID: who.UserID, issuedAt: now}
+	e.lastUsed.Store(now)
 	s.tokens.Store(hashToken(token), e)
 	return token
 }
@@ -141,20 +140,17 @@ func (s *tokenStore) lookup(token string) (session, bool) {
 	}
 	e := v.(*tokenEntry)
 	now := s.now()
-	if !now.Before(s.expiry(e)) {
+	if !s.alive(e, now) {
 		s.tokens.CompareAndDelete(h, e)
 		return session{}, false
 	}
-	k, ok := s.sessionKeys.Load(e.ref())
+	k, ok := s.sessionKeys.Load(e.userID)
 	if !ok {
 		return session{}, false // Cannot happen while the token lives; see sweep.
 	}
 	e.touch(now)
-	return session{
-		identity:   e.identity,
-		SessionKey: k.(*sessionKeyEntry).key,
-		hash:       h,
-	}, true
+	key := k.(*sessionKeyEntry)
+	return session{identity: key.who, SessionKey: key.key, hash: h}, true
 }
 
 // revoke ends the session's token at once.
@@ -168,13 +164,13 @@ func (s *tokenStore) sweep() int {
 	now := s.now()
 	removed := 0
 	s.tokens.Range(func(k, v any) bool {
-		if !now.Before(s.expiry(v.(*tokenEntry))) && s.tokens.CompareAndDelete(k, v) {
+		if !s.alive(v.(*tokenEntry), now) && s.tokens.CompareAndDelete(k, v) {
 			removed++
 		}
 		return true
 	})
 	s.sessionKeys.Range(func(k, v any) bool {
-		if !now.Before(v.(*sessionKeyEntry).storedAt.Add(s.maxAge)) {
+		if now.UnixNano() >= v.(*sessionKeyEntry).storedAt+int64(s.maxAge) {
 			s.sessionKeys.CompareAndDelete(k, v)
 		}
 		return true
@@ -196,118 +192,117 @@ func (s *tokenStore) runSweeper(ctx context.Context, every time.Duration) {
 	}
 }
 
-// The file a graceful shutdown leaves tokens in, and the format its header names.
+// The file a graceful shutdown leaves tokens in, and the format its header
+// names. It is JSON lines, written and read as a stream: a million tokens
+// decoded as one document took 40 seconds and 3 GB.
+//
+//	{"format":"wxlogin-tokens","version":2,"saved_at":"…"}
+//	{"user_id":1,"session_key":"…","stored_at":"…"}     one per user with a live token, first
+//	{"sha256":"…","user_id":1,"issued_at":"…","last_used_at":"…"}   one per live token
 const (
-	tokenFileName   = "tokens.json"
-	tokenFileFormat = "wxlogin-tokens"
+	tokenFileName    = "tokens.json"
+	tokenFileFormat  = "wxlogin-tokens"
+	tokenFileVersion = 2
 )
 
-// tokenFile is the on-disk form of the token store. It holds token hashes,
-// never tokens, but it does hold session keys: it is written 0600 and removed
-// as soon as it has been read back.
-type tokenFile struct {
-	Format      string            `json:"format"`
-	Version     int               `json:"version"`
-	SavedAt     time.Time         `json:"saved_at"`
-	Tokens      []savedToken      `json:"tokens"`
-	SessionKeys []savedSessionKey `json:"session_keys"`
-}
+// The lines of the token file. It holds token hashes, never tokens, but it
+// does hold session keys: it is written 0600 and removed as soon as it has
+// been read back.
+type (
+	tokenFileHeader struct {
+		Format  string    `json:"format"`
+		Version int       `json:"version"`
+		SavedAt time.Time `json:"saved_at"`
+	}
+	savedSessionKey struct {
+		UserID     int64     `json:"user_id"`
+		SessionKey string    `json:"session_key"`
+		StoredAt   time.Time `json:"stored_at"`
+	}
+	savedToken struct {
+		SHA256     string    `json:"sha256"`
+		UserID     int64     `json:"user_id"`
+		IssuedAt   time.Time `json:"issued_at"`
+		LastUsedAt time.Time `json:"last_used_at"`
+	}
+)
 
-type savedToken struct {
-	SHA256     string    `json:"sha256"`
-	AppID      string    `json:"appid"`
-	OpenID     string    `json:"openid"`
-	UnionID    string    `json:"unionid,omitempty"`
-	UserID     int64     `json:"user_id"`
-	IssuedAt   time.Time `json:"issued_at"`
-	LastUsedAt time.Time `json:"last_used_at"`
-}
-
-type savedSessionKey struct {
-	AppID      string    `json:"appid"`
-	OpenID     string    `json:"openid"`
-	SessionKey string    `json:"session_key"`
-	StoredAt   time.Time `json:"stored_at"`
-}
+// savedTokenPrefix starts every token line; a session key line starts with "user_id".
+var savedTokenPrefix = []byte(`{"sha256":`)
 
 // save writes the live tokens, and the session keys they use, to path
-// atomically, and reports how many tokens it wrote.
+// atomically, and reports how many tokens it wrote. It runs after the
+// server has stopped, so no token is issued while it writes.
 func (s *tokenStore) save(path string) (int, error) {
 	now := s.now()
-	f := tokenFile{
-		Format: tokenFileFormat, Version: 1, SavedAt: now.UTC(),
-		Tokens: []savedToken{}, SessionKeys: []savedSessionKey{},
-	}
-	needed := map[userRef]bool{}
-	s.tokens.Range(func(k, v any) bool {
-		e, h := v.(*tokenEntry), k.(tokenHash)
-		if now.Before(s.expiry(e)) {
-			f.Tokens = append(f.Tokens, savedToken{
-				SHA256: base64.RawURLEncoding.EncodeToString(h[:]),
-				AppID:  e.AppID, OpenID: e.OpenID, UnionID: e.UnionID, UserID: e.UserID,
-				IssuedAt: e.issuedAt.UTC(), LastUsedAt: time.Unix(0, e.lastUsed.Load()).UTC(),
-			})
-			needed[e.ref()] = true
+	needed := map[int64]bool{}
+	s.tokens.Range(func(_, v any) bool {
+		if e := v.(*tokenEntry); s.alive(e, now) {
+			needed[e.userID] = true
 		}
 		return true
 	})
-	s.sessionKeys.Range(func(k, v any) bool {
-		if ref, e := k.(userRef), v.(*sessionKeyEntry); needed[ref] {
-			f.SessionKeys = append(f.SessionKeys, savedSessionKey{
-				AppID: ref.appID, OpenID: ref.openID, SessionKey: e.key, StoredAt: e.storedAt.UTC(),
-			})
-		}
-		return true
-	})
+	saved := 0
 	err := writeFileAtomic(path, func(w io.Writer) error {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", " ")
-		return enc.Encode(f)
+		bw := bufio.NewWriterSize(w, 1<<20)
+		enc := json.NewEncoder(bw)
+		if err := enc.Encode(tokenFileHeader{Format: tokenFileFormat, Version: tokenFileVersion, SavedAt: now.UTC()}); err != nil {
+			return err
+		}
+		var err error
+		s.sessionKeys.Range(func(k, v any) bool {
+			if id, e := k.(int64), v.(*sessionKeyEntry); needed[id] {
+				err = enc.Encode(savedSessionKey{UserID: id, SessionKey: e.key, StoredAt: time.Unix(0, e.storedAt).UTC()})
+			}
+			return err == nil
+		})
+		if err != nil {
+			return err
+		}
+		s.tokens.Range(func(k, v any) bool {
+			e, h := v.(*tokenEntry), k.(tokenHash)
+			if s.alive(e, now) && needed[e.userID] {
+				err = enc.Encode(savedToken{
+					SHA256: base64.RawURLEncoding.EncodeToString(h[:]), UserID: e.userID,
+					IssuedAt: time.Unix(0, e.issuedAt).UTC(), LastUsedAt: time.Unix(0, e.lastUsed.Load()).UTC(),
+				})
+				saved++
+			}
+			return err == nil
+		})
+		if err != nil {
+			return err
+		}
+		return bw.Flush()
 	})
 	if err != nil {
 		return 0, fmt.Errorf("save tokens: %w", err)
 	}
-	return len(f.Tokens), nil
+	return saved, nil
 }
 
 // load reads tokens saved by save, keeps those still alive, and removes the
 // file. Removing it matters: a token revoked after this start must not come
-// back from the old file after a later crash.
-func (s *tokenStore) load(path string) (int, error) {
-	data, err := os.ReadFile(path)
+// back from the old file after a later crash. userOf gives each token's
+// identity from the user store; a token whose user it does not know is
+// dropped.
+func (s *tokenStore) load(path string, userOf func(id int64) (identity, bool)) (int, error) {
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, fmt.Errorf("load tokens: %w", err)
 	}
-	var f tokenFile
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
-		return 0, fmt.Errorf("%s:%d: not a readable wxlogin token file: %w", path, jsonErrorLine(data, err), err)
+	loaded, err := s.readTokenFile(bufio.NewReaderSize(f, 1<<16), path, userOf)
+	f.Close()
+	if errors.Is(err, errOldTokenFile) {
+		// Tokens are login state, not user data: a crash loses them too, and
+		// each phone simply logs in again. Keep the start going.
+		loaded, err = 0, nil
 	}
-	if f.Format != tokenFileFormat || f.Version != 1 {
-		return 0, fmt.Errorf("%s:1: not a wxlogin token file (format %q version %d)", path, f.Format, f.Version)
-	}
-	for _, k := range f.SessionKeys {
-		s.sessionKeys.Store(userRef{k.AppID, k.OpenID}, &sessionKeyEntry{key: k.SessionKey, storedAt: k.StoredAt})
-	}
-	now, loaded := s.now(), 0
-	for _, t := range f.Tokens {
-		raw, err := base64.RawURLEncoding.DecodeString(t.SHA256)
-		if err != nil || len(raw) != sha256.Size {
-			return 0, fmt.Errorf("%s: token hash %q is not a base64url SHA-256", path, t.SHA256)
-		}
-		e := &tokenEntry{
-			identity: identity{AppID: t.AppID, OpenID: t.OpenID, UnionID: t.UnionID, UserID: t.UserID},
-			issuedAt: t.IssuedAt,
-		}
-		e.lastUsed.Store(t.LastUsedAt.UnixNano())
-		if _, ok := s.sessionKeys.Load(e.ref()); ok && now.Before(s.expiry(e)) {
-			s.tokens.Store(tokenHash(raw), e)
-			loaded++
-		}
+	if err != nil {
+		return 0, err
 	}
 	s.sweep() // Drops the session keys of users whose tokens all expired while we were down.
 	if err := os.Remove(path); err != nil {
@@ -317,6 +312,62 @@ func (s *tokenStore) load(path string) (int, error) {
 		return 0, fmt.Errorf("load tokens: %w", err)
 	}
 	return loaded, nil
+}
+
+// errOldTokenFile is a token file written by a wxlogin before version 2.
+var errOldTokenFile = errors.New("token file of an older wxlogin")
+
+// readTokenFile puts the live tokens read from r in s and counts them.
+func (s *tokenStore) readTokenFile(r *bufio.Reader, path string, userOf func(id int64) (identity, bool)) (int, error) {
+	now, loaded := s.now(), 0
+	for lineNo := 1; ; lineNo++ {
+		line, err := r.ReadSlice('\n')
+		if errors.Is(err, io.EOF) && len(line) == 0 && lineNo > 1 {
+			return loaded, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%s:%d: not a readable wxlogin token file: %w", path, lineNo, err)
+		}
+		switch {
+		case lineNo == 1:
+			if string(line) == "{\n" {
+				// Version 1 was one indented JSON document, its format second.
+				if next, _ := r.ReadSlice('\n'); string(next) == ` "format": "wxlogin-tokens",`+"\n" {
+					return 0, errOldTokenFile
+				}
+			}
+			var h tokenFileHeader
+			if err := decodeStrict(line, &h); err != nil {
+				return 0, fmt.Errorf("%s:1: not a wxlogin token file: %w", path, err)
+			}
+			if h.Format != tokenFileFormat || h.Version != tokenFileVersion {
+				return 0, fmt.Errorf("%s:1: not a wxlogin token file (format %q version %d)", path, h.Format, h.Version)
+			}
+		case bytes.HasPrefix(line, savedTokenPrefix):
+			var t savedToken
+			if err := decodeStrict(line, &t); err != nil {
+				return 0, fmt.Errorf("%s:%d: not a token: %w", path, lineNo, err)
+			}
+			raw, err := base64.RawURLEncoding.DecodeString(t.SHA256)
+			if err != nil || len(raw) != sha256.Size {
+				return 0, fmt.Errorf("%s:%d: token hash %q is not a base64url SHA-256", path, lineNo, t.SHA256)
+			}
+			e := &tokenEntry{userID: t.UserID, issuedAt: t.IssuedAt.UnixNano()}
+			e.lastUsed.Store(t.LastUsedAt.UnixNano())
+			if _, ok := s.sessionKeys.Load(t.UserID); ok && s.alive(e, now) {
+				s.tokens.Store(tokenHash(raw), e)
+				loaded++
+			}
+		default:
+			var k savedSessionKey
+			if err := decodeStrict(line, &k); err != nil {
+				return 0, fmt.Errorf("%s:%d: not a session key: %w", path, lineNo, err)
+			}
+			if who, ok := userOf(k.UserID); ok {
+				s.sessionKeys.Store(k.UserID, &sessionKeyEntry{who: who, key: k.SessionKey, storedAt: k.StoredAt.UnixNano()})
+			}
+		}
+	}
 }
 
 // User is one user of one mini program, as stored. The JSON form is the
@@ -437,7 +488,8 @@ func openUserStore(dir string, now func() time.Time, log *slog.Logger) (*userSto
 	var storedBytes int64 // to size the maps before the replay, not by growing
 	for _, e := range entries {
 		name := e.Name()
-		if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+		isJournal := strings.HasPrefix(name, journalPrefix) && strings.HasSuffix(name, journalSuffix)
+		if info, err := e.Info(); err == nil && (name == snapshotName || isJournal) {
 			storedBytes += info.Size()
 		}
 		switch {
@@ -448,7 +500,7 @@ func openUserStore(dir string, now func() time.Time, log *slog.Logger) (*userSto
 			if err := os.Remove(filepath.Join(dir, name)); err != nil {
 				return nil, fmt.Errorf("open user store: %w", err)
 			}
-		case strings.HasPrefix(name, journalPrefix) && strings.HasSuffix(name, journalSuffix):
+		case isJournal:
 			gen, err := journalGeneration(name)
 			if err != nil || gen < 1 || filepath.Base(s.journalPath(gen)) != name {
 				return nil, fmt.Errorf("%s: not a wxlogin journal name", filepath.Join(dir, name))
@@ -804,6 +856,17 @@ func (s *userStore) get(id int64) (User, bool) {
 		return User{}, false
 	}
 	return *s.byID[id-1], true
+}
+
+// identity returns who user id is, sharing the record's strings.
+func (s *userStore) identity(id int64) (identity, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id < 1 || id > int64(len(s.byID)) {
+		return identity{}, false
+	}
+	u := s.byID[id-1]
+	return identity{AppID: u.AppID, OpenID: u.OpenID, UserID: u.ID}, true
 }
 
 // count reports how many users are stored.

@@ -43,7 +43,20 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-var alice = identity{AppID: "wxapp", OpenID: "o-alice", UnionID: "u-alice", UserID: 1}
+var (
+	alice = identity{AppID: "wxapp", OpenID: "o-alice", UserID: 1}
+	bob   = identity{AppID: "wxapp", OpenID: "o-bob", UserID: 2}
+)
+
+// knownUsers is a user store's identity lookup, for alice and bob.
+func knownUsers(id int64) (identity, bool) {
+	for _, who := range []identity{alice, bob} {
+		if who.UserID == id {
+			return who, true
+		}
+	}
+	return identity{}, false
+}
 
 func TestTokenIssue(t *testing.T) {
 	tokens := newTokenStore(2*time.Hour, 720*time.Hour, newFakeClock().Now)
@@ -123,7 +136,6 @@ func TestTokenNewestSessionKeyWins(t *testing.T) {
 			t.Errorf("%s: lookup = %v, key %q; want valid with new-key", name, ok, sess.SessionKey)
 		}
 	}
-	bob := identity{AppID: "wxapp", OpenID: "o-bob", UserID: 2}
 	if sess, _ := tokens.lookup(tokens.issue(bob, "bob-key")); sess.SessionKey != "bob-key" {
 		t.Errorf("bob's key = %q; want bob-key", sess.SessionKey)
 	}
@@ -134,7 +146,6 @@ func TestTokenSweep(t *testing.T) {
 	tokens := newTokenStore(time.Hour, 3*time.Hour, clock.Now)
 	old := tokens.issue(alice, "key")
 	clock.Advance(30 * time.Minute)
-	bob := identity{AppID: "wxapp", OpenID: "o-bob", UserID: 2}
 	fresh := tokens.issue(bob, "bob-key")
 	clock.Advance(45 * time.Minute) // old is dead, fresh is not
 
@@ -177,7 +188,6 @@ func TestTokenSaveAndLoad(t *testing.T) {
 	path := filepath.Join(t.TempDir(), tokenFileName)
 	before := newTokenStore(time.Hour, 24*time.Hour, clock.Now)
 	live := before.issue(alice, "alice-key")
-	bob := identity{AppID: "wxapp", OpenID: "o-bob", UserID: 2}
 	dying := before.issue(bob, "bob-key")
 	clock.Advance(50 * time.Minute)
 	before.lookup(live) // alice's token was used recently; bob's was not
@@ -196,7 +206,7 @@ func TestTokenSaveAndLoad(t *testing.T) {
 
 	clock.Advance(20 * time.Minute) // down for a while: bob's token expires meanwhile
 	after := newTokenStore(time.Hour, 24*time.Hour, clock.Now)
-	if n, err := after.load(path); err != nil || n != 1 {
+	if n, err := after.load(path, knownUsers); err != nil || n != 1 {
 		t.Fatalf("load = %d, %v; want 1, nil", n, err)
 	}
 	sess, ok := after.lookup(live)
@@ -209,35 +219,80 @@ func TestTokenSaveAndLoad(t *testing.T) {
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("token file still there after load (stat err %v): a later crash would revive revoked tokens", err)
 	}
-	if n, err := newTokenStore(time.Hour, time.Hour, clock.Now).load(path); err != nil || n != 0 {
+	if n, err := newTokenStore(time.Hour, time.Hour, clock.Now).load(path, knownUsers); err != nil || n != 0 {
 		t.Errorf("load with no file = %d, %v; want 0, nil", n, err)
 	}
 }
 
 func TestTokenLoadRejectsForeignFile(t *testing.T) {
-	tests := map[string]string{
-		"not json":     "hello\nworld\n",
-		"other format": `{"format":"something-else","version":1,"tokens":[],"session_keys":[]}`,
-		"bad hash":     `{"format":"wxlogin-tokens","version":1,"tokens":[{"sha256":"xyz","appid":"a","openid":"o","user_id":1}],"session_keys":[]}`,
-		"syntax error": "{\n\"format\": \"wxlogin-tokens\",\n\"version\": 1,\n\"tokens\": [,]\n}",
+	const header = `{"format":"wxlogin-tokens","version":2,"saved_at":"2026-01-01T00:00:00Z"}` + "\n"
+	tests := []struct {
+		name, content string
+		line          int // the line the error must name
+	}{
+		{"not json", "hello\nworld\n", 1},
+		{"other format", `{"format":"something-else","version":2}` + "\n", 1},
+		{"a newer version", `{"format":"wxlogin-tokens","version":3}` + "\n", 1},
+		{"bad hash", header + `{"sha256":"xyz","user_id":1,"issued_at":"2026-01-01T00:00:00Z","last_used_at":"2026-01-01T00:00:00Z"}` + "\n", 2},
+		{"unknown field", header + `{"user_id":1,"session_key":"k","stored_at":"2026-01-01T00:00:00Z","admin":true}` + "\n", 2},
+		{"syntax error", header + `{"user_id":1,"session_key":"k","stored_at":"2026-01-01T00:00:00Z"}` + "\n" + `{"sha256":,}` + "\n", 3},
+		{"cut short", header + `{"user_id":1,"session_key":"k"`, 2},
+		{"an indented document, not ours", "{\n \"format\": \"other\",\n}\n", 1},
 	}
-	for name, content := range tests {
-		t.Run(name, func(t *testing.T) {
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), tokenFileName)
-			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := newTokenStore(time.Hour, time.Hour, time.Now).load(path)
-			if err == nil || !strings.Contains(err.Error(), path) {
-				t.Fatalf("load = %v; want an error naming %s", err, path)
-			}
-			if name == "syntax error" && !strings.Contains(err.Error(), path+":4:") {
-				t.Errorf("load = %v; want it to name line 4", err)
+			_, err := newTokenStore(time.Hour, time.Hour, time.Now).load(path, knownUsers)
+			if want := fmt.Sprintf("%s:%d:", path, tt.line); err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("load = %v; want an error naming %s", err, want)
 			}
 			if _, statErr := os.Stat(path); statErr != nil {
 				t.Errorf("a file that failed to load was removed (%v); it must be left for the operator", statErr)
 			}
 		})
+	}
+}
+
+// A token file written by a wxlogin before version 2 (one JSON document) is
+// dropped with its file: tokens are login state, lost in a crash too, and
+// each phone logs in again. Refusing to start would be worse.
+func TestTokenLoadDropsTheOldFormat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), tokenFileName)
+	old := "{\n \"format\": \"wxlogin-tokens\",\n \"version\": 1,\n \"tokens\": [],\n \"session_keys\": []\n}\n"
+	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := newTokenStore(time.Hour, time.Hour, time.Now).load(path, knownUsers); err != nil || n != 0 {
+		t.Fatalf("load of a version 1 file = %d, %v; want 0, nil", n, err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the version 1 file is still there (stat err %v)", err)
+	}
+}
+
+// A token whose user the user store does not know, as when the token file
+// is restored next to other users, is not reloaded.
+func TestTokenLoadDropsUnknownUsers(t *testing.T) {
+	clock := newFakeClock()
+	path := filepath.Join(t.TempDir(), tokenFileName)
+	before := newTokenStore(time.Hour, time.Hour, clock.Now)
+	stranger := before.issue(identity{AppID: "wxapp", OpenID: "o-stranger", UserID: 3}, "key")
+	known := before.issue(alice, "alice-key")
+	if _, err := before.save(path); err != nil {
+		t.Fatal(err)
+	}
+	after := newTokenStore(time.Hour, time.Hour, clock.Now)
+	if n, err := after.load(path, knownUsers); err != nil || n != 1 {
+		t.Fatalf("load = %d, %v; want 1, nil", n, err)
+	}
+	if _, ok := after.lookup(stranger); ok {
+		t.Error("a token of a user the store does not know was reloaded")
+	}
+	if sess, ok := after.lookup(known); !ok || sess.identity != alice {
+		t.Errorf("lookup of alice's token = %+v, %v; want alice", sess, ok)
 	}
 }
 
