@@ -9,14 +9,16 @@ import (
 	"unicode/utf8"
 )
 
-// This file reads and writes the user record, the line the user store keeps
-// for each user, without reflection. encoding/json defines the format: a
-// record is exactly what json.Marshal makes of a User, and a line is valid
-// exactly when json.Decoder with DisallowUnknownFields accepts it. The code
-// here is a fast path for the lines wxlogin itself writes, which at start-up
-// means a million of them: reading them with encoding/json took most of a
-// ten-second start (BENCHMARKS.md). Any line it is not sure about goes to
-// encoding/json, and FuzzUserRecordCodec checks that both always agree.
+// This file reads and writes, without reflection, the lines wxlogin keeps on
+// disk by the million: the user record (one per user) and the token file's
+// lines. encoding/json defines the formats: a line is exactly what
+// json.Marshal makes of its struct, and it is valid exactly when
+// json.Decoder with DisallowUnknownFields accepts it. The code here is a
+// fast path for the lines wxlogin itself writes: reading a million records
+// with encoding/json took most of a ten-second start (BENCHMARKS.md). Any
+// line it is not sure about goes to encoding/json, and the fuzz targets
+// FuzzParseUserLine, FuzzAppendRecord and FuzzTokenFileLines check that both
+// always agree.
 
 // appendRecord appends u's record and a newline to buf.
 func appendRecord(buf []byte, u *User) []byte {
@@ -292,4 +294,67 @@ func (r *recordReader) time(key string) time.Time {
 	}
 	r.rest = r.rest[len(form):]
 	return t
+}
+
+// str is field, returning the text as a new string.
+func (r *recordReader) str(key string) string {
+	sp := r.field(key)
+	return string(r.line[sp.start:sp.end])
+}
+
+func appendSavedSessionKey(buf []byte, k savedSessionKey) []byte {
+	buf = strconv.AppendInt(append(buf, `{"user_id":`...), k.UserID, 10)
+	buf = appendField(buf, `,"session_key":`, k.SessionKey)
+	buf = strconv.AppendInt(append(buf, `,"stored_ns":`...), k.StoredAt, 10)
+	return append(buf, "}\n"...)
+}
+
+func appendSavedToken(buf []byte, t savedToken) []byte {
+	buf = appendField(buf, `{"sha256":`, t.SHA256)
+	buf = strconv.AppendInt(append(buf, `,"user_id":`...), t.UserID, 10)
+	buf = strconv.AppendInt(append(buf, `,"issued_ns":`...), t.IssuedAt, 10)
+	buf = strconv.AppendInt(append(buf, `,"last_used_ns":`...), t.LastUsedAt, 10)
+	return append(buf, "}\n"...)
+}
+
+// parseSavedSessionKey reads a session key line of the token file.
+func parseSavedSessionKey(line []byte) (savedSessionKey, error) {
+	r := recordReader{line: line, rest: line, ok: true}
+	var k savedSessionKey
+	r.literal(`{"user_id":`)
+	k.UserID = r.integer()
+	k.SessionKey = r.str(`,"session_key":`)
+	r.literal(`,"stored_ns":`)
+	k.StoredAt = r.integer()
+	r.literal("}\n")
+	if r.ok && len(r.rest) == 0 {
+		return k, nil
+	}
+	k = savedSessionKey{}
+	if err := decodeStrict(line, &k); err != nil {
+		return k, fmt.Errorf("not a session key: %w", err)
+	}
+	return k, nil
+}
+
+// parseSavedToken reads a token line of the token file.
+func parseSavedToken(line []byte) (savedToken, error) {
+	r := recordReader{line: line, rest: line, ok: true}
+	var t savedToken
+	t.SHA256 = r.str(`{"sha256":`)
+	r.literal(`,"user_id":`)
+	t.UserID = r.integer()
+	r.literal(`,"issued_ns":`)
+	t.IssuedAt = r.integer()
+	r.literal(`,"last_used_ns":`)
+	t.LastUsedAt = r.integer()
+	r.literal("}\n")
+	if r.ok && len(r.rest) == 0 {
+		return t, nil
+	}
+	t = savedToken{}
+	if err := decodeStrict(line, &t); err != nil {
+		return t, fmt.Errorf("not a token: %w", err)
+	}
+	return t, nil
 }

@@ -177,3 +177,56 @@ func FuzzAppendRecord(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTokenFileLines checks the token file's line readers: they never
+// panic, read every line as encoding/json does, and read back what the
+// writers write.
+func FuzzTokenFileLines(f *testing.F) {
+	f.Add([]byte(`{"user_id":1,"session_key":"tiihtNczf5v6AKRyjwEUhQ==","stored_ns":1795000000000000000}` + "\n"))
+	f.Add([]byte(`{"sha256":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU","user_id":1,"issued_ns":1795000000000000000,"last_used_ns":1795000000000000001}` + "\n"))
+	f.Add([]byte(`{"user_id":1,"session_key":"a\"b","stored_ns":-1}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		if k, err := parseSavedSessionKey(line); err == nil {
+			var want savedSessionKey
+			if jsonErr := decodeStrict(line, &want); jsonErr != nil || k != want {
+				t.Fatalf("parseSavedSessionKey(%q) = %+v; encoding/json reads %+v, %v", line, k, want, jsonErr)
+			}
+			if again, err := parseSavedSessionKey(appendSavedSessionKey(nil, k)); err != nil || again != k {
+				t.Fatalf("session key %+v reads back as %+v, %v", k, again, err)
+			}
+		}
+		if tok, err := parseSavedToken(line); err == nil {
+			var want savedToken
+			if jsonErr := decodeStrict(line, &want); jsonErr != nil || tok != want {
+				t.Fatalf("parseSavedToken(%q) = %+v; encoding/json reads %+v, %v", line, tok, want, jsonErr)
+			}
+			if again, err := parseSavedToken(appendSavedToken(nil, tok)); err != nil || again != tok {
+				t.Fatalf("token %+v reads back as %+v, %v", tok, again, err)
+			}
+		}
+	})
+}
+
+// The token file's writers write what encoding/json writes.
+func TestTokenFileLinesAreWhatEncodingJSONWrites(t *testing.T) {
+	for _, v := range []any{
+		savedSessionKey{UserID: 7, SessionKey: "tiihtNczf5v6AKRyjwEUhQ==", StoredAt: 1_795_000_000_123_456_789},
+		savedSessionKey{UserID: 8, SessionKey: "<\"odd\">\n", StoredAt: -1},
+		savedToken{SHA256: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU", UserID: 7, IssuedAt: 1, LastUsedAt: 2},
+	} {
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []byte
+		switch v := v.(type) {
+		case savedSessionKey:
+			got = appendSavedSessionKey(nil, v)
+		case savedToken:
+			got = appendSavedToken(nil, v)
+		}
+		if string(got) != string(want)+"\n" {
+			t.Errorf("wrote %s\nencoding/json writes %s", got, want)
+		}
+	}
+}

@@ -58,10 +58,10 @@ type tokenHash [sha256.Size]byte
 func hashToken(token string) tokenHash { return sha256.Sum256([]byte(token)) }
 
 // tokenEntry is one live token: whose it is and when it dies. It is kept
-// small, because there is one per phone that logged in: who the user is and
-// their session_key are held once per user, in a sessionKeyEntry.
+// small, because there is one per phone that logged in; who the user is and
+// their session_key are held once per user, in the userSession it points at.
 type tokenEntry struct {
-	userID   int64
+	user     *userSession
 	issuedAt int64        // Unix nanoseconds
 	lastUsed atomic.Int64 // Unix nanoseconds of the last successful lookup
 }
@@ -77,11 +77,17 @@ func (e *tokenEntry) touch(now time.Time) {
 	}
 }
 
-// sessionKeyEntry is a user's identity and newest session_key. It is
-// immutable: a new login stores a new entry, which lets the sweeper remove
-// stale ones with CompareAndDelete without racing that login.
-type sessionKeyEntry struct {
-	who      identity
+// userSession is a user's login state, shared by all their tokens: who they
+// are and their newest session_key, which a new login replaces for every
+// token at once (WeChat keeps one valid session_key per user).
+type userSession struct {
+	who identity
+	key atomic.Pointer[sessionKey]
+}
+
+// sessionKey is one session_key and when wxlogin got it. It is immutable;
+// a new login stores a new one.
+type sessionKey struct {
 	key      string
 	storedAt int64 // Unix nanoseconds
 }
@@ -94,12 +100,17 @@ type tokenStore struct {
 	maxAge time.Duration // and never lives longer than this after it was issued
 	now    func() time.Time
 
-	tokens      sync.Map // tokenHash → *tokenEntry
-	sessionKeys sync.Map // user id (int64) → *sessionKeyEntry
+	tokens sync.Map // tokenHash → *tokenEntry; read by every authenticated request
+
+	// users is read only by logins, sweeps and saves: a lookup goes from the
+	// token straight to its userSession. A plain map takes a fifth of the
+	// memory of a sync.Map here, which matters at a million users.
+	mu    sync.Mutex // guards users
+	users map[int64]*userSession
 }
 
 func newTokenStore(ttl, maxAge time.Duration, now func() time.Time) *tokenStore {
-	return &tokenStore{ttl: ttl, maxAge: maxAge, now: now}
+	return &tokenStore{ttl: ttl, maxAge: maxAge, now: now, users: map[int64]*userSession{}}
 }
 
 // lifetime is how long a fresh token lives if it is not used again.
@@ -113,18 +124,38 @@ func (s *tokenStore) expiry(e *tokenEntry) int64 {
 // alive reports whether e is still alive at now.
 func (s *tokenStore) alive(e *tokenEntry, now time.Time) bool { return now.UnixNano() < s.expiry(e) }
 
+// setSessionKey makes key the session_key of who from now on and returns
+// who's userSession.
+func (s *tokenStore) setSessionKey(who identity, key *sessionKey) *userSession {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	us := s.users[who.UserID]
+	if us == nil {
+		us = &userSession{who: who}
+		s.users[who.UserID] = us
+	}
+	us.key.Store(key)
+	return us
+}
+
+// userSession returns user id's login state, or nil.
+func (s *tokenStore) userSession(id int64) *userSession {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.users[id]
+}
+
 // issue creates a token for who. The token is 32 bytes from crypto/rand,
 // base64url without padding: nothing about it can be guessed from the time or
 // the session_key. The session_key becomes the one used for who from now on,
-// also by who's other tokens (WeChat keeps one valid session_key per user).
-func (s *tokenStore) issue(who identity, sessionKey string) string {
+// also by who's other tokens.
+func (s *tokenStore) issue(who identity, key string) string {
 	var raw [32]byte
 	rand.Read(raw[:]) // Never fails: crypto/rand.Read crashes the program rather than return short.
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 
 	now := s.now().UnixNano()
-	s.sessionKeys.Store(who.UserID, &sessionKeyEntry{who: who, key: sessionKey, storedAt: now})
-	e := &tokenEntry{userID: who.UserID, issuedAt: now}
+	e := &tokenEntry{user: s.setSessionKey(who, &sessionKey{key: key, storedAt: now}), issuedAt: now}
 	e.lastUsed.Store(now)
 	s.tokens.Store(hashToken(token), e)
 	return token
@@ -144,22 +175,17 @@ func (s *tokenStore) lookup(token string) (session, bool) {
 		s.tokens.CompareAndDelete(h, e)
 		return session{}, false
 	}
-	k, ok := s.sessionKeys.Load(e.userID)
-	if !ok {
-		return session{}, false // Cannot happen while the token lives; see sweep.
-	}
 	e.touch(now)
-	key := k.(*sessionKeyEntry)
-	return session{identity: key.who, SessionKey: key.key, hash: h}, true
+	return session{identity: e.user.who, SessionKey: e.user.key.Load().key, hash: h}, true
 }
 
 // revoke ends the session's token at once.
 func (s *tokenStore) revoke(sess session) { s.tokens.Delete(sess.hash) }
 
-// sweep frees expired tokens and session keys no live token can need, and
-// reports how many tokens it removed. A session key is stored at every issue,
-// so all of a user's tokens were issued no later than their newest key was
-// stored, and all are dead once maxAge has passed since then.
+// sweep frees expired tokens and the login state of users no live token
+// can need, and reports how many tokens it removed. A session key is stored
+// at every issue, so all of a user's tokens were issued no later than their
+// newest key was stored, and all are dead once maxAge has passed since then.
 func (s *tokenStore) sweep() int {
 	now := s.now()
 	removed := 0
@@ -169,12 +195,13 @@ func (s *tokenStore) sweep() int {
 		}
 		return true
 	})
-	s.sessionKeys.Range(func(k, v any) bool {
-		if now.UnixNano() >= v.(*sessionKeyEntry).storedAt+int64(s.maxAge) {
-			s.sessionKeys.CompareAndDelete(k, v)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, us := range s.users {
+		if now.UnixNano() >= us.key.Load().storedAt+int64(s.maxAge) {
+			delete(s.users, id)
 		}
-		return true
-	})
+	}
 	return removed
 }
 
@@ -194,11 +221,12 @@ func (s *tokenStore) runSweeper(ctx context.Context, every time.Duration) {
 
 // The file a graceful shutdown leaves tokens in, and the format its header
 // names. It is JSON lines, written and read as a stream: a million tokens
-// decoded as one document took 40 seconds and 3 GB.
+// decoded as one document took 40 seconds and 3 GB. Times are Unix
+// nanoseconds, as the store keeps them.
 //
 //	{"format":"wxlogin-tokens","version":2,"saved_at":"…"}
-//	{"user_id":1,"session_key":"…","stored_at":"…"}     one per user with a live token, first
-//	{"sha256":"…","user_id":1,"issued_at":"…","last_used_at":"…"}   one per live token
+//	{"user_id":1,"session_key":"…","stored_ns":…}    one per user with a live token, first
+//	{"sha256":"…","user_id":1,"issued_ns":…,"last_used_ns":…}    one per live token
 const (
 	tokenFileName    = "tokens.json"
 	tokenFileFormat  = "wxlogin-tokens"
@@ -215,15 +243,15 @@ type (
 		SavedAt time.Time `json:"saved_at"`
 	}
 	savedSessionKey struct {
-		UserID     int64     `json:"user_id"`
-		SessionKey string    `json:"session_key"`
-		StoredAt   time.Time `json:"stored_at"`
+		UserID     int64  `json:"user_id"`
+		SessionKey string `json:"session_key"`
+		StoredAt   int64  `json:"stored_ns"`
 	}
 	savedToken struct {
-		SHA256     string    `json:"sha256"`
-		UserID     int64     `json:"user_id"`
-		IssuedAt   time.Time `json:"issued_at"`
-		LastUsedAt time.Time `json:"last_used_at"`
+		SHA256     string `json:"sha256"`
+		UserID     int64  `json:"user_id"`
+		IssuedAt   int64  `json:"issued_ns"`
+		LastUsedAt int64  `json:"last_used_ns"`
 	}
 )
 
@@ -235,44 +263,41 @@ var savedTokenPrefix = []byte(`{"sha256":`)
 // server has stopped, so no token is issued while it writes.
 func (s *tokenStore) save(path string) (int, error) {
 	now := s.now()
-	needed := map[int64]bool{}
+	needed := map[*userSession]bool{}
 	s.tokens.Range(func(_, v any) bool {
 		if e := v.(*tokenEntry); s.alive(e, now) {
-			needed[e.userID] = true
+			needed[e.user] = true
 		}
 		return true
 	})
 	saved := 0
 	err := writeFileAtomic(path, func(w io.Writer) error {
 		bw := bufio.NewWriterSize(w, 1<<20)
-		enc := json.NewEncoder(bw)
-		if err := enc.Encode(tokenFileHeader{Format: tokenFileFormat, Version: tokenFileVersion, SavedAt: now.UTC()}); err != nil {
-			return err
-		}
-		var err error
-		s.sessionKeys.Range(func(k, v any) bool {
-			if id, e := k.(int64), v.(*sessionKeyEntry); needed[id] {
-				err = enc.Encode(savedSessionKey{UserID: id, SessionKey: e.key, StoredAt: time.Unix(0, e.storedAt).UTC()})
+		header, _ := json.Marshal(tokenFileHeader{Format: tokenFileFormat, Version: tokenFileVersion, SavedAt: now.UTC()})
+		line := append(header, '\n')
+		for us := range needed {
+			k := us.key.Load()
+			line = appendSavedSessionKey(line, savedSessionKey{UserID: us.who.UserID, SessionKey: k.key, StoredAt: k.storedAt})
+			if len(line) > 1<<16 {
+				bw.Write(line) // An error sticks in bw, to be returned by Flush.
+				line = line[:0]
 			}
-			return err == nil
-		})
-		if err != nil {
-			return err
 		}
 		s.tokens.Range(func(k, v any) bool {
-			e, h := v.(*tokenEntry), k.(tokenHash)
-			if s.alive(e, now) && needed[e.userID] {
-				err = enc.Encode(savedToken{
-					SHA256: base64.RawURLEncoding.EncodeToString(h[:]), UserID: e.userID,
-					IssuedAt: time.Unix(0, e.issuedAt).UTC(), LastUsedAt: time.Unix(0, e.lastUsed.Load()).UTC(),
+			if e, h := v.(*tokenEntry), k.(tokenHash); s.alive(e, now) {
+				line = appendSavedToken(line, savedToken{
+					SHA256: base64.RawURLEncoding.EncodeToString(h[:]), UserID: e.user.who.UserID,
+					IssuedAt: e.issuedAt, LastUsedAt: e.lastUsed.Load(),
 				})
 				saved++
 			}
-			return err == nil
+			if len(line) > 1<<16 {
+				bw.Write(line)
+				line = line[:0]
+			}
+			return true
 		})
-		if err != nil {
-			return err
-		}
+		bw.Write(line)
 		return bw.Flush()
 	})
 	if err != nil {
@@ -344,27 +369,27 @@ func (s *tokenStore) readTokenFile(r *bufio.Reader, path string, userOf func(id 
 				return 0, fmt.Errorf("%s:1: not a wxlogin token file (format %q version %d)", path, h.Format, h.Version)
 			}
 		case bytes.HasPrefix(line, savedTokenPrefix):
-			var t savedToken
-			if err := decodeStrict(line, &t); err != nil {
-				return 0, fmt.Errorf("%s:%d: not a token: %w", path, lineNo, err)
+			t, err := parseSavedToken(line)
+			if err != nil {
+				return 0, fmt.Errorf("%s:%d: %w", path, lineNo, err)
 			}
 			raw, err := base64.RawURLEncoding.DecodeString(t.SHA256)
 			if err != nil || len(raw) != sha256.Size {
 				return 0, fmt.Errorf("%s:%d: token hash %q is not a base64url SHA-256", path, lineNo, t.SHA256)
 			}
-			e := &tokenEntry{userID: t.UserID, issuedAt: t.IssuedAt.UnixNano()}
-			e.lastUsed.Store(t.LastUsedAt.UnixNano())
-			if _, ok := s.sessionKeys.Load(t.UserID); ok && s.alive(e, now) {
+			e := &tokenEntry{user: s.userSession(t.UserID), issuedAt: t.IssuedAt}
+			e.lastUsed.Store(t.LastUsedAt)
+			if e.user != nil && s.alive(e, now) {
 				s.tokens.Store(tokenHash(raw), e)
 				loaded++
 			}
 		default:
-			var k savedSessionKey
-			if err := decodeStrict(line, &k); err != nil {
-				return 0, fmt.Errorf("%s:%d: not a session key: %w", path, lineNo, err)
+			k, err := parseSavedSessionKey(line)
+			if err != nil {
+				return 0, fmt.Errorf("%s:%d: %w", path, lineNo, err)
 			}
 			if who, ok := userOf(k.UserID); ok {
-				s.sessionKeys.Store(k.UserID, &sessionKeyEntry{who: who, key: k.SessionKey, storedAt: k.StoredAt.UnixNano()})
+				s.setSessionKey(who, &sessionKey{key: k.SessionKey, storedAt: k.StoredAt})
 			}
 		}
 	}

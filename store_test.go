@@ -160,10 +160,8 @@ func TestTokenSweep(t *testing.T) {
 	}
 	clock.Advance(3 * time.Hour)
 	tokens.sweep()
-	count := 0
-	tokens.sessionKeys.Range(func(any, any) bool { count++; return true })
-	if count != 0 {
-		t.Errorf("%d session keys left after every token reached max age; want 0", count)
+	if n := len(tokens.users); n != 0 {
+		t.Errorf("%d users' session keys left after every token reached max age; want 0", n)
 	}
 }
 
@@ -233,9 +231,9 @@ func TestTokenLoadRejectsForeignFile(t *testing.T) {
 		{"not json", "hello\nworld\n", 1},
 		{"other format", `{"format":"something-else","version":2}` + "\n", 1},
 		{"a newer version", `{"format":"wxlogin-tokens","version":3}` + "\n", 1},
-		{"bad hash", header + `{"sha256":"xyz","user_id":1,"issued_at":"2026-01-01T00:00:00Z","last_used_at":"2026-01-01T00:00:00Z"}` + "\n", 2},
-		{"unknown field", header + `{"user_id":1,"session_key":"k","stored_at":"2026-01-01T00:00:00Z","admin":true}` + "\n", 2},
-		{"syntax error", header + `{"user_id":1,"session_key":"k","stored_at":"2026-01-01T00:00:00Z"}` + "\n" + `{"sha256":,}` + "\n", 3},
+		{"bad hash", header + `{"sha256":"xyz","user_id":1,"issued_ns":1,"last_used_ns":1}` + "\n", 2},
+		{"unknown field", header + `{"user_id":1,"session_key":"k","stored_ns":1,"admin":true}` + "\n", 2},
+		{"syntax error", header + `{"user_id":1,"session_key":"k","stored_ns":1}` + "\n" + `{"sha256":,}` + "\n", 3},
 		{"cut short", header + `{"user_id":1,"session_key":"k"`, 2},
 		{"an indented document, not ours", "{\n \"format\": \"other\",\n}\n", 1},
 	}
