@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"reflect"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -193,17 +194,34 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 		// Only a programming error gets here: every response type is plain data.
 		code, body = http.StatusInternalServerError, []byte(`{"status":-1,"msg":"`+msgInternal+`"}`)
 	}
+	writeBody(w, code, append(body, '\n'))
+}
+
+// writeBody writes a JSON response body, with the headers every response has.
+func writeBody(w http.ResponseWriter, code int, body []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	w.Write(append(body, '\n'))
+	w.Write(body)
 }
 
 // writeOK writes a success envelope; data may be nil.
 func writeOK(w http.ResponseWriter, data any) {
 	writeJSON(w, http.StatusOK, envelope{Status: statusOK, Msg: msgOK, Data: data})
+}
+
+// writeUserOK writes a success envelope holding v, as writeOK would, but
+// without reflection: GET /user is the route every page of a mini program
+// calls, and encoding/json was a fifth of its cost. TestUserViewJSON checks
+// that the bytes are writeOK's.
+func writeUserOK(w http.ResponseWriter, v userView) {
+	body := make([]byte, 0, 1024)
+	body = strconv.AppendInt(append(body, `{"status":`...), statusOK, 10)
+	body = appendField(body, `,"msg":`, msgOK)
+	body = v.appendJSON(append(body, `,"data":`...))
+	writeBody(w, http.StatusOK, append(body, "}\n"...))
 }
 
 // writeError is the one place an error becomes a response. An *apiError says
@@ -512,6 +530,43 @@ type userView struct {
 	Apps     []personApp `json:"apps"`      // the person's records, one per app, this one included
 }
 
+// appendJSON appends v as encoding/json writes it.
+func (v userView) appendJSON(buf []byte) []byte {
+	r := v.recordView
+	buf = strconv.AppendInt(append(buf, `{"id":`...), r.ID, 10)
+	buf = appendField(buf, `,"appid":`, r.AppID)
+	buf = appendField(buf, `,"openid":`, r.OpenID)
+	buf = appendField(buf, `,"unionid":`, r.UnionID)
+	buf = appendField(buf, `,"nickname":`, r.Nickname)
+	buf = appendField(buf, `,"avatar_url":`, r.AvatarURL)
+	buf = strconv.AppendInt(append(buf, `,"gender":`...), int64(r.Gender), 10)
+	buf = appendField(buf, `,"language":`, r.Language)
+	buf = appendField(buf, `,"city":`, r.City)
+	buf = appendField(buf, `,"province":`, r.Province)
+	buf = appendField(buf, `,"country":`, r.Country)
+	buf = appendField(buf, `,"phone_number":`, r.PhoneNumber)
+	buf = appendField(buf, `,"pure_phone_number":`, r.PurePhoneNumber)
+	buf = appendField(buf, `,"country_code":`, r.CountryCode)
+	buf = appendTime(buf, `,"created_at":`, r.CreatedAt)
+	buf = appendTime(buf, `,"updated_at":`, r.UpdatedAt)
+	buf = appendTime(buf, `,"last_login_at":`, r.LastLoginAt)
+	buf = strconv.AppendInt(append(buf, `,"person_id":`...), v.PersonID, 10)
+	if v.Apps == nil {
+		return append(buf, `,"apps":null}`...)
+	}
+	buf = append(buf, `,"apps":[`...)
+	for i, a := range v.Apps {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendField(buf, `{"appid":`, a.AppID)
+		buf = appendField(buf, `,"name":`, a.Name)
+		buf = strconv.AppendInt(append(buf, `,"user_id":`...), a.UserID, 10)
+		buf = append(buf, '}')
+	}
+	return append(buf, "]}"...)
+}
+
 // personApp is one record of a person: in which app, under which user id.
 // Other apps' openids are not shown: openids are per app so that apps
 // cannot match users without the unionid.
@@ -548,7 +603,7 @@ func writeUser(w http.ResponseWriter, apps appSet, users *userStore, id int64) {
 		writeError(w, err)
 		return
 	}
-	writeOK(w, v)
+	writeUserOK(w, v)
 }
 
 // handleUser serves GET /user: the logged-in user, with their person.
