@@ -121,6 +121,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	tokens := newTokenStore(cfg.tokenTTL, cfg.tokenMaxAge, time.Now)
 	tokenPath := filepath.Join(cfg.dataDir, tokenFileName)
 	reloaded, err := tokens.load(tokenPath, users.identity)
+	if errors.Is(err, errOldTokenFile) {
+		log.Warn("tokens not reloaded", "err", err)
+		err = nil
+	}
 	if err != nil {
 		return errors.Join(err, ln.Close(), users.Close())
 	}

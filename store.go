@@ -319,15 +319,10 @@ func (s *tokenStore) load(path string, userOf func(id int64) (identity, bool)) (
 	if err != nil {
 		return 0, fmt.Errorf("load tokens: %w", err)
 	}
-	loaded, err := s.readTokenFile(bufio.NewReaderSize(f, 1<<16), path, userOf)
+	loaded, readErr := s.readTokenFile(bufio.NewReaderSize(f, 1<<16), path, userOf)
 	f.Close()
-	if errors.Is(err, errOldTokenFile) {
-		// Tokens are login state, not user data: a crash loses them too, and
-		// each phone simply logs in again. Keep the start going.
-		loaded, err = 0, nil
-	}
-	if err != nil {
-		return 0, err
+	if readErr != nil && !errors.Is(readErr, errOldTokenFile) {
+		return 0, readErr
 	}
 	s.sweep() // Drops the session keys of users whose tokens all expired while we were down.
 	if err := os.Remove(path); err != nil {
@@ -336,11 +331,13 @@ func (s *tokenStore) load(path string, userOf func(id int64) (identity, bool)) (
 	if err := syncDir(filepath.Dir(path)); err != nil {
 		return 0, fmt.Errorf("load tokens: %w", err)
 	}
-	return loaded, nil
+	return loaded, readErr
 }
 
-// errOldTokenFile is a token file written by a wxlogin before version 2.
-var errOldTokenFile = errors.New("token file of an older wxlogin")
+// errOldTokenFile is a token file written by a wxlogin before version 2. It
+// has been removed when load returns it: tokens are login state, not user
+// data, a crash loses them too, and each phone simply logs in again.
+var errOldTokenFile = errors.New("the token file was written by an older wxlogin; its logins are dropped and users log in again")
 
 // readTokenFile puts the live tokens read from r in s and counts them.
 func (s *tokenStore) readTokenFile(r *bufio.Reader, path string, userOf func(id int64) (identity, bool)) (int, error) {

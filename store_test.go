@@ -263,8 +263,8 @@ func TestTokenLoadDropsTheOldFormat(t *testing.T) {
 	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := newTokenStore(time.Hour, time.Hour, time.Now).load(path, knownUsers); err != nil || n != 0 {
-		t.Fatalf("load of a version 1 file = %d, %v; want 0, nil", n, err)
+	if n, err := newTokenStore(time.Hour, time.Hour, time.Now).load(path, knownUsers); !errors.Is(err, errOldTokenFile) || n != 0 {
+		t.Fatalf("load of a version 1 file = %d, %v; want 0, errOldTokenFile", n, err)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("the version 1 file is still there (stat err %v)", err)
