@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -87,7 +88,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	logOut := newLogWriter(stderr)
+	defer logOut.close()
+	log := slog.New(slog.NewTextHandler(logOut, nil))
 	if cfg.adminAddr != "" {
 		stopAdmin, err := startAdmin(ctx, cfg.adminAddr, log)
 		if err != nil {
@@ -169,6 +172,87 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	err = errors.Join(err, saveErr, users.Close())
 	log.Info("stopped", "tokens_saved", saved)
 	return err
+}
+
+// logWriter hands log lines to a goroutine of its own that writes them out,
+// so that a request never waits for a write to stderr: under load, the lines
+// of many requests go out in one write. (Writing each access-log line itself
+// cost GET /user about a tenth of its CPU time; BENCHMARKS.md.) Lines keep
+// their order, and close writes whatever is pending. If the reader of stderr
+// stops reading, writers wait once maxPendingLog bytes are pending, as
+// direct writes would.
+type logWriter struct {
+	out  io.Writer
+	wake chan struct{} // holds a signal while lines are pending
+	done chan struct{} // closed once the goroutine has written everything
+
+	mu      sync.Mutex // guards pending and closed
+	taken   sync.Cond  // signalled, with mu, each time pending is taken
+	pending []byte
+	closed  bool
+}
+
+const maxPendingLog = 1 << 20
+
+func newLogWriter(out io.Writer) *logWriter {
+	w := &logWriter{out: out, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	w.taken.L = &w.mu
+	go w.writeOut()
+	return w
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	for len(w.pending) >= maxPendingLog && !w.closed {
+		w.taken.Wait()
+	}
+	if w.closed {
+		w.mu.Unlock()
+		return w.out.Write(p)
+	}
+	w.pending = append(w.pending, p...)
+	w.mu.Unlock()
+	w.signal()
+	return len(p), nil
+}
+
+// signal wakes the writing goroutine, unless a signal is already waiting.
+func (w *logWriter) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// writeOut writes pending lines until close.
+func (w *logWriter) writeOut() {
+	defer close(w.done)
+	var spare []byte
+	for range w.wake {
+		w.mu.Lock()
+		lines, closed := w.pending, w.closed
+		w.pending = spare[:0]
+		w.taken.Broadcast()
+		w.mu.Unlock()
+		if len(lines) > 0 {
+			w.out.Write(lines) // There is nowhere to report a failure to write the log.
+		}
+		spare = lines
+		if closed {
+			return
+		}
+	}
+}
+
+// close writes what is pending and stops the goroutine. Later lines are
+// written directly.
+func (w *logWriter) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.taken.Broadcast()
+	w.mu.Unlock()
+	w.signal()
+	<-w.done
 }
 
 // serveUntilDone serves on ln until ctx ends or serving fails, then shuts

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -879,4 +880,101 @@ func rssOf(t *testing.T, c *child) string {
 		}
 	}
 	return now + " (peak " + peak + ")"
+}
+
+// The log writer keeps every line, in order, from concurrent writers, and
+// has written all of them when close returns.
+func TestLogWriterKeepsEveryLineInOrder(t *testing.T) {
+	var out bytes.Buffer // written only by the writer's goroutine, then read after close
+	w := newLogWriter(&out)
+	const writers, lines = 8, 2000
+	var wg sync.WaitGroup
+	for g := range writers {
+		wg.Go(func() {
+			for i := range lines {
+				fmt.Fprintf(w, "writer=%d line=%d\n", g, i)
+			}
+		})
+	}
+	wg.Wait()
+	w.close()
+	next := make([]int, writers)
+	for _, line := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
+		var g, i int
+		if _, err := fmt.Sscanf(line, "writer=%d line=%d", &g, &i); err != nil {
+			t.Fatalf("mangled line %q: %v", line, err)
+		}
+		if i != next[g] {
+			t.Fatalf("writer %d: line %d came where line %d was due", g, i, next[g])
+		}
+		next[g]++
+	}
+	for g, n := range next {
+		if n != lines {
+			t.Errorf("writer %d: %d lines written; want %d", g, n, lines)
+		}
+	}
+}
+
+// blockedWriter is a stderr nobody reads: its writes wait for release.
+type blockedWriter struct {
+	release chan struct{}
+	mu      sync.Mutex
+	written int
+}
+
+func (b *blockedWriter) Write(p []byte) (int, error) {
+	<-b.release
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.written += len(p)
+	return len(p), nil
+}
+
+// When stderr is not read, the log writer holds at most about
+// maxPendingLog bytes and then makes writers wait, rather than grow.
+func TestLogWriterWaitsForASlowReader(t *testing.T) {
+	out := &blockedWriter{release: make(chan struct{})}
+	w := newLogWriter(out)
+	line := []byte(strings.Repeat("x", 1023) + "\n")
+	wrote := make(chan int, 1)
+	go func() {
+		n := 0
+		for range 4 * maxPendingLog / len(line) {
+			w.Write(line)
+			n += len(line)
+		}
+		wrote <- n
+	}()
+	// The writer can get at most one batch out (blocked in out.Write) and
+	// maxPendingLog more pending; a poll with a deadline finds it stuck there.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w.mu.Lock()
+		pending := len(w.pending)
+		w.mu.Unlock()
+		if pending >= maxPendingLog {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pending log stayed at %d bytes; want it to fill to %d", pending, maxPendingLog)
+		}
+		runtime.Gosched()
+	}
+	select {
+	case n := <-wrote:
+		t.Fatalf("all %d bytes were accepted while nothing was read", n)
+	default:
+	}
+	w.mu.Lock()
+	if len(w.pending) > maxPendingLog+len(line) {
+		t.Errorf("%d bytes pending; want at most %d", len(w.pending), maxPendingLog+len(line))
+	}
+	w.mu.Unlock()
+	close(out.release)
+	n := <-wrote
+	w.close()
+	if out.written != n {
+		t.Errorf("%d bytes written; want %d", out.written, n)
+	}
 }
