@@ -66,6 +66,7 @@ func TestParseUserLineReadsWhatEncodingJSONReads(t *testing.T) {
 		line string
 		ok   bool // encoding/json accepts it, and so the store must
 	}{
+		{"every field", `{"id":9,"appid":"wxapp","openid":"o-9","unionid":"u-9","nickname":"张三","avatar_url":"https://example.com/a.png","gender":2,"language":"zh_CN","city":"Guangzhou","province":"Guangdong","country":"China","phone_number":"+86 138","pure_phone_number":"138","country_code":"86","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-02T00:00:00Z","last_login_at":"2026-01-03T00:00:00Z"}` + "\n", true},
 		{"as written", `{"id":1,"appid":"a","openid":"o","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","last_login_at":"2026-01-01T00:00:00Z"}` + "\n", true},
 		{"without the newline", `{"id":1,"appid":"a","openid":"o","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","last_login_at":"2026-01-01T00:00:00Z"}`, true},
 		{"white space", ` { "id" : 1 , "appid" : "a", "openid" : "o", "created_at" : "2026-01-01T00:00:00Z" } ` + "\n", true},
@@ -77,12 +78,13 @@ func TestParseUserLineReadsWhatEncodingJSONReads(t *testing.T) {
 		{"invalid UTF-8, replaced", "{\"id\":1,\"appid\":\"a\",\"openid\":\"o\xff\",\"created_at\":\"2026-01-01T00:00:00Z\",\"updated_at\":\"2026-01-01T00:00:00Z\",\"last_login_at\":\"2026-01-01T00:00:00Z\"}\n", true},
 		{"an unknown field", `{"id":1,"appid":"a","openid":"o","admin":true,"created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","last_login_at":"2026-01-01T00:00:00Z"}` + "\n", false},
 		{"February 30th", `{"id":1,"appid":"a","openid":"o","created_at":"2026-02-30T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","last_login_at":"2026-01-01T00:00:00Z"}` + "\n", false},
-		{"a leap second", `{"id":1,"appid":"a","openid":"o","created_at":"2026-12-31T23:59:60Z","updated_at":"2026-01-01T00:00:00Z","last_login_at":"2026-01-01T00:00:00Z"}` + "\n", false},
+		{"a leap second", `{"id":1,"appid":"a","openid":"o","created_at":"2026-06-30T12:00:60Z","updated_at":"2026-01-01T00:00:00Z","last_login_at":"2026-01-01T00:00:00Z"}` + "\n", false},
 		{"hour 24", `{"id":1,"appid":"a","openid":"o","created_at":"2026-01-01T24:00:00Z","updated_at":"2026-01-01T00:00:00Z","last_login_at":"2026-01-01T00:00:00Z"}` + "\n", false},
 		{"a leading zero", `{"id":01,"appid":"a","openid":"o","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","last_login_at":"2026-01-01T00:00:00Z"}` + "\n", false},
 		{"an id past int64", `{"id":9223372036854775808,"appid":"a","openid":"o","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","last_login_at":"2026-01-01T00:00:00Z"}` + "\n", false},
 		{"a raw control character", "{\"id\":1,\"appid\":\"a\",\"openid\":\"o\t\",\"created_at\":\"2026-01-01T00:00:00Z\",\"updated_at\":\"2026-01-01T00:00:00Z\",\"last_login_at\":\"2026-01-01T00:00:00Z\"}\n", false},
 		{"two records on a line", `{"id":1,"appid":"a","openid":"o","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","last_login_at":"2026-01-01T00:00:00Z"}{"id":2}` + "\n", false},
+		{"data after the newline", `{"id":1,"appid":"a","openid":"o","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","last_login_at":"2026-01-01T00:00:00Z"}` + "\n" + `{"id":2}`, false},
 		{"cut short", `{"id":1,"appid":"a","openid":"o","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","last_login_at":"2026-01-01`, false},
 	}
 	for _, tt := range tests {
