@@ -304,6 +304,8 @@ func (r *recordReader) str(key string) string {
 
 func appendSavedSessionKey(buf []byte, k savedSessionKey) []byte {
 	buf = strconv.AppendInt(append(buf, `{"user_id":`...), k.UserID, 10)
+	buf = appendField(buf, `,"appid":`, k.AppID)
+	buf = appendField(buf, `,"openid":`, k.OpenID)
 	buf = appendField(buf, `,"session_key":`, k.SessionKey)
 	buf = strconv.AppendInt(append(buf, `,"stored_ns":`...), k.StoredAt, 10)
 	return append(buf, "}\n"...)
@@ -323,6 +325,8 @@ func parseSavedSessionKey(line []byte) (savedSessionKey, error) {
 	var k savedSessionKey
 	r.literal(`{"user_id":`)
 	k.UserID = r.integer()
+	k.AppID = r.str(`,"appid":`)
+	k.OpenID = r.str(`,"openid":`)
 	k.SessionKey = r.str(`,"session_key":`)
 	r.literal(`,"stored_ns":`)
 	k.StoredAt = r.integer()

@@ -184,9 +184,9 @@ func FuzzAppendRecord(f *testing.F) {
 // panic, read every line as encoding/json does, and read back what the
 // writers write.
 func FuzzTokenFileLines(f *testing.F) {
-	f.Add([]byte(`{"user_id":1,"session_key":"tiihtNczf5v6AKRyjwEUhQ==","stored_ns":1795000000000000000}` + "\n"))
+	f.Add([]byte(`{"user_id":1,"appid":"wxapp","openid":"o-1","session_key":"tiihtNczf5v6AKRyjwEUhQ==","stored_ns":1795000000000000000}` + "\n"))
 	f.Add([]byte(`{"sha256":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU","user_id":1,"issued_ns":1795000000000000000,"last_used_ns":1795000000000000001}` + "\n"))
-	f.Add([]byte(`{"user_id":1,"session_key":"a\"b","stored_ns":-1}`))
+	f.Add([]byte(`{"user_id":1,"appid":"wxapp","openid":"o\"1","session_key":"a\"b","stored_ns":-1}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		if k, err := parseSavedSessionKey(line); err == nil {
 			var want savedSessionKey
@@ -212,8 +212,8 @@ func FuzzTokenFileLines(f *testing.F) {
 // The token file's writers write what encoding/json writes.
 func TestTokenFileLinesAreWhatEncodingJSONWrites(t *testing.T) {
 	for _, v := range []any{
-		savedSessionKey{UserID: 7, SessionKey: "tiihtNczf5v6AKRyjwEUhQ==", StoredAt: 1_795_000_000_123_456_789},
-		savedSessionKey{UserID: 8, SessionKey: "<\"odd\">\n", StoredAt: -1},
+		savedSessionKey{UserID: 7, AppID: "wxapp", OpenID: "o-7", SessionKey: "tiihtNczf5v6AKRyjwEUhQ==", StoredAt: 1_795_000_000_123_456_789},
+		savedSessionKey{UserID: 8, AppID: "wx<app>", OpenID: "o\u2028", SessionKey: "<\"odd\">\n", StoredAt: -1},
 		savedToken{SHA256: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU", UserID: 7, IssuedAt: 1, LastUsedAt: 2},
 	} {
 		want, err := json.Marshal(v)

@@ -225,7 +225,7 @@ func (s *tokenStore) runSweeper(ctx context.Context, every time.Duration) {
 // nanoseconds, as the store keeps them.
 //
 //	{"format":"wxlogin-tokens","version":2,"saved_at":"…"}
-//	{"user_id":1,"session_key":"…","stored_ns":…}    one per user with a live token, first
+//	{"user_id":1,"appid":"…","openid":"…","session_key":"…","stored_ns":…}    one per user with a live token, first
 //	{"sha256":"…","user_id":1,"issued_ns":…,"last_used_ns":…}    one per live token
 const (
 	tokenFileName    = "tokens.json"
@@ -244,6 +244,8 @@ type (
 	}
 	savedSessionKey struct {
 		UserID     int64  `json:"user_id"`
+		AppID      string `json:"appid"`  // checked against the user store, so that
+		OpenID     string `json:"openid"` // a token never speaks for another user
 		SessionKey string `json:"session_key"`
 		StoredAt   int64  `json:"stored_ns"`
 	}
@@ -272,32 +274,28 @@ func (s *tokenStore) save(path string) (int, error) {
 	})
 	saved := 0
 	err := writeFileAtomic(path, func(w io.Writer) error {
+		// A write error sticks in bw, and Flush returns it.
 		bw := bufio.NewWriterSize(w, 1<<20)
-		header, _ := json.Marshal(tokenFileHeader{Format: tokenFileFormat, Version: tokenFileVersion, SavedAt: now.UTC()})
-		line := append(header, '\n')
+		header, _ := json.Marshal(tokenFileHeader{Format: tokenFileFormat, Version: tokenFileVersion, SavedAt: now.UTC()}) // Cannot fail: plain data.
+		bw.Write(append(header, '\n'))
+		var line []byte
 		for us := range needed {
 			k := us.key.Load()
-			line = appendSavedSessionKey(line, savedSessionKey{UserID: us.who.UserID, SessionKey: k.key, StoredAt: k.storedAt})
-			if len(line) > 1<<16 {
-				bw.Write(line) // An error sticks in bw, to be returned by Flush.
-				line = line[:0]
-			}
+			bw.Write(appendSavedSessionKey(line[:0], savedSessionKey{
+				UserID: us.who.UserID, AppID: us.who.AppID, OpenID: us.who.OpenID, SessionKey: k.key, StoredAt: k.storedAt,
+			}))
 		}
 		s.tokens.Range(func(k, v any) bool {
 			if e, h := v.(*tokenEntry), k.(tokenHash); s.alive(e, now) {
-				line = appendSavedToken(line, savedToken{
+				line = appendSavedToken(line[:0], savedToken{
 					SHA256: base64.RawURLEncoding.EncodeToString(h[:]), UserID: e.user.who.UserID,
 					IssuedAt: e.issuedAt, LastUsedAt: e.lastUsed.Load(),
 				})
-				saved++
-			}
-			if len(line) > 1<<16 {
 				bw.Write(line)
-				line = line[:0]
+				saved++
 			}
 			return true
 		})
-		bw.Write(line)
 		return bw.Flush()
 	})
 	if err != nil {
@@ -309,8 +307,8 @@ func (s *tokenStore) save(path string) (int, error) {
 // load reads tokens saved by save, keeps those still alive, and removes the
 // file. Removing it matters: a token revoked after this start must not come
 // back from the old file after a later crash. userOf gives each token's
-// identity from the user store; a token whose user it does not know is
-// dropped.
+// identity from the user store; a token whose user it does not know, or
+// knows under another appid or openid, is dropped.
 func (s *tokenStore) load(path string, userOf func(id int64) (identity, bool)) (int, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -385,7 +383,7 @@ func (s *tokenStore) readTokenFile(r *bufio.Reader, path string, userOf func(id 
 			if err != nil {
 				return 0, fmt.Errorf("%s:%d: %w", path, lineNo, err)
 			}
-			if who, ok := userOf(k.UserID); ok {
+			if who, ok := userOf(k.UserID); ok && who.AppID == k.AppID && who.OpenID == k.OpenID {
 				s.setSessionKey(who, &sessionKey{key: k.SessionKey, storedAt: k.StoredAt})
 			}
 		}

@@ -232,8 +232,8 @@ func TestTokenLoadRejectsForeignFile(t *testing.T) {
 		{"other format", `{"format":"something-else","version":2}` + "\n", 1},
 		{"a newer version", `{"format":"wxlogin-tokens","version":3}` + "\n", 1},
 		{"bad hash", header + `{"sha256":"xyz","user_id":1,"issued_ns":1,"last_used_ns":1}` + "\n", 2},
-		{"unknown field", header + `{"user_id":1,"session_key":"k","stored_ns":1,"admin":true}` + "\n", 2},
-		{"syntax error", header + `{"user_id":1,"session_key":"k","stored_ns":1}` + "\n" + `{"sha256":,}` + "\n", 3},
+		{"unknown field", header + `{"user_id":1,"appid":"wxapp","openid":"o-alice","session_key":"k","stored_ns":1,"admin":true}` + "\n", 2},
+		{"syntax error", header + `{"user_id":1,"appid":"wxapp","openid":"o-alice","session_key":"k","stored_ns":1}` + "\n" + `{"sha256":,}` + "\n", 3},
 		{"cut short", header + `{"user_id":1,"session_key":"k"`, 2},
 		{"an indented document, not ours", "{\n \"format\": \"other\",\n}\n", 1},
 	}
@@ -271,13 +271,15 @@ func TestTokenLoadDropsTheOldFormat(t *testing.T) {
 	}
 }
 
-// A token whose user the user store does not know, as when the token file
-// is restored next to other users, is not reloaded.
+// A token whose user the user store does not know, or knows as someone
+// else, as when a token file is put next to other users, is not reloaded:
+// a token must never speak for another user.
 func TestTokenLoadDropsUnknownUsers(t *testing.T) {
 	clock := newFakeClock()
 	path := filepath.Join(t.TempDir(), tokenFileName)
 	before := newTokenStore(time.Hour, time.Hour, clock.Now)
 	stranger := before.issue(identity{AppID: "wxapp", OpenID: "o-stranger", UserID: 3}, "key")
+	impostor := before.issue(identity{AppID: "wxapp", OpenID: "o-mallory", UserID: bob.UserID}, "key")
 	known := before.issue(alice, "alice-key")
 	if _, err := before.save(path); err != nil {
 		t.Fatal(err)
@@ -288,6 +290,9 @@ func TestTokenLoadDropsUnknownUsers(t *testing.T) {
 	}
 	if _, ok := after.lookup(stranger); ok {
 		t.Error("a token of a user the store does not know was reloaded")
+	}
+	if sess, ok := after.lookup(impostor); ok {
+		t.Errorf("a token saved for o-mallory was reloaded as %+v", sess.identity)
 	}
 	if sess, ok := after.lookup(known); !ok || sess.identity != alice {
 		t.Errorf("lookup of alice's token = %+v, %v; want alice", sess, ok)
