@@ -30,7 +30,7 @@ func pageServer(t *testing.T, mock bool) (http.Handler, *fakeWechat) {
 	apps := appSet{"wxapp": {ID: "wxapp", Name: "Shop <demo>", wx: wx}}
 	users := openTestStore(t, t.TempDir(), time.Now)
 	tokens := newTokenStore(time.Hour, time.Hour, time.Now)
-	return newServer(slog.New(slog.NewTextHandler(io.Discard, nil)), apps, users, tokens, fake), fake
+	return newServer(slog.New(slog.NewTextHandler(io.Discard, nil)), apps, users, tokens, nil, nil, fake), fake
 }
 
 // get fetches path from h and returns the response and its body.

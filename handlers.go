@@ -31,6 +31,7 @@ const (
 	statusNotLoggedIn = 4 // token missing, unknown, revoked or expired: run wx.login again
 	statusDataCheck   = 5 // signed or encrypted user data failed verification
 	statusClaimed     = 6 // a one-time benefit the person has already claimed
+	statusRateLimited = 7 // too many logins from this address: wait Retry-After seconds
 	statusInternal    = -1
 )
 
@@ -46,6 +47,7 @@ const (
 	msgNotFound         = "接口不存在"
 	msgMethodNotAllowed = "请求方法不允许"
 	msgTooLarge         = "请求体过大"
+	msgRateLimited      = "登录过于频繁，请稍后重试"
 	msgInternal         = "服务器内部错误"
 	// A status 5 message is msgDataCheck, the check that failed, and
 	// msgDataCheckHint: the usual cause is a session_key that a later wx.login
@@ -96,16 +98,17 @@ func (apps appSet) of(sess session) (*miniApp, error) {
 	return app, nil
 }
 
-// newServer builds wxlogin's HTTP handler. fake is nil in real mode.
-func newServer(log *slog.Logger, apps appSet, users *userStore, tokens *tokenStore, fake *fakeWechat) http.Handler {
+// newServer builds wxlogin's HTTP handler. fake is nil in real mode, and
+// limit nil when logins are not limited.
+func newServer(log *slog.Logger, apps appSet, users *userStore, tokens *tokenStore, limit *loginLimiter, proxies trustedProxies, fake *fakeWechat) http.Handler {
 	mux := http.NewServeMux()
-	addRoutes(mux, apps, users, tokens, fake)
+	addRoutes(mux, apps, users, tokens, limit, proxies, fake)
 	return withAccessLog(log, mux)
 }
 
 // addRoutes lists every route wxlogin serves.
-func addRoutes(mux *http.ServeMux, apps appSet, users *userStore, tokens *tokenStore, fake *fakeWechat) {
-	login := handleLogin(apps, users, tokens)
+func addRoutes(mux *http.ServeMux, apps appSet, users *userStore, tokens *tokenStore, limit *loginLimiter, proxies trustedProxies, fake *fakeWechat) {
+	login := limitLogins(limit, proxies, handleLogin(apps, users, tokens))
 	mux.Handle("POST /login", login)
 	mux.Handle("POST /login/{$}", login)
 	user := requireLogin(tokens, handleUser(apps, users))
@@ -148,7 +151,9 @@ type apiError struct {
 	httpCode int
 	msg      string
 	errcode  int // WeChat's, or 0
-	cause    error
+	// retryAfter, when set, is sent as Retry-After: when to try again.
+	retryAfter time.Duration
+	cause      error
 }
 
 func (e *apiError) Error() string {
@@ -243,6 +248,9 @@ func writeError(w http.ResponseWriter, err error) {
 	}
 	if ae.status == statusNotLoggedIn {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="wxlogin"`)
+	}
+	if ae.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(ae.retryAfter)))
 	}
 	writeJSON(w, ae.httpCode, envelope{Status: ae.status, Msg: ae.msg, Errcode: ae.errcode})
 }

@@ -47,7 +47,7 @@ func newTestApp(t testing.TB, upstream http.Handler, apiPath string) *testApp {
 		logs:   &syncBuffer{},
 	}
 	apps := appSet{"wxapp": {ID: "wxapp", Name: "Test app", wx: wx}}
-	a.handler = newServer(slog.New(slog.NewTextHandler(a.logs, nil)), apps, a.users, a.tokens, nil)
+	a.handler = newServer(slog.New(slog.NewTextHandler(a.logs, nil)), apps, a.users, a.tokens, nil, nil, nil)
 	return a
 }
 
@@ -1077,7 +1077,7 @@ func newMultiApp(t testing.TB) *multiApp {
 		wx := newWechatClient(strings.TrimSuffix(a.wx.baseURL, "/mock/api")+"/mock/api", id, fake.apps[id].Secret, time.Second, 3*time.Second)
 		apps[id] = &miniApp{ID: id, Name: name, wx: wx}
 	}
-	a.handler = newServer(slog.New(slog.NewTextHandler(a.logs, nil)), apps, a.users, a.tokens, nil)
+	a.handler = newServer(slog.New(slog.NewTextHandler(a.logs, nil)), apps, a.users, a.tokens, nil, nil, nil)
 	return &multiApp{testApp: a, fake: fake}
 }
 
@@ -1295,7 +1295,7 @@ func TestTokenOfARemovedAppIsNoLogin(t *testing.T) {
 	a, fake, token := loggedIn(t)
 	// The server restarts with the token reloaded, but its app is gone.
 	apps := appSet{"wxother": {ID: "wxother", Name: "Other", wx: a.wx}}
-	h := newServer(slog.New(slog.NewTextHandler(io.Discard, nil)), apps, a.users, a.tokens, nil)
+	h := newServer(slog.New(slog.NewTextHandler(io.Discard, nil)), apps, a.users, a.tokens, nil, nil, nil)
 	code := wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
 	for _, r := range []struct{ method, path, body string }{{"GET", "/session/check", ""}, {"POST", "/user/phone", `{"code":"` + code.(string) + `"}`}} {
 		if got := call(t, h, r.method, r.path, r.body, "Content-Type", jsonCT, "token", token); got.code != 401 || got.env.Status != statusNotLoggedIn {

@@ -57,6 +57,9 @@ type config struct {
 	mock          bool
 	fakeOnly      bool   // serve only the fake WeChat, for other servers' tests
 	adminAddr     string // where to serve net/http/pprof; "" for nowhere
+	loginRate     int    // logins a minute per client address; 0 for no limit
+	loginBurst    int    // logins at once per client address
+	proxies       trustedProxies
 	apps          []appConfig
 }
 
@@ -149,7 +152,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		wx := newWechatClient(wechatAPI, a.AppID, a.secret, cfg.wechatTimeout, cfg.loginTimeout)
 		apps[a.AppID] = &miniApp{ID: a.AppID, Name: a.Name, wx: wx}
 	}
-	srv := newHTTPServer(newServer(log, apps, users, tokens, fake), cfg.loginTimeout, log)
+	limit := newLoginLimiter(cfg.loginRate, cfg.loginBurst, time.Now)
+	srv := newHTTPServer(newServer(log, apps, users, tokens, limit, cfg.proxies, fake), cfg.loginTimeout, log)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -385,6 +389,10 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	e.string(&appsPath, "apps", "WXLOGIN_APPS", "", `JSON file of the mini programs to serve, {"apps": [{"appid", "name", "secret_env"}]}; without it, WX_APPID and WX_APPSECRET name one`)
 	e.bool(&mock, "mock", "WXLOGIN_MOCK", "serve the built-in fake WeChat under /mock/ and log in against it (default: on when no AppSecret is configured)")
 	e.string(&cfg.adminAddr, "admin-addr", "WXLOGIN_ADMIN_ADDR", "", "serve net/http/pprof here, never on -addr (e.g. 127.0.0.1:6060; default: off)")
+	e.int(&cfg.loginRate, "login-rate", "WXLOGIN_LOGIN_RATE", 300, "logins a minute per client address, refilled steadily; over it, 429 with status 7 and Retry-After (0: no limit)")
+	e.int(&cfg.loginBurst, "login-burst", "WXLOGIN_LOGIN_BURST", 100, "logins one client address may make at once, before -login-rate applies")
+	var proxies string
+	e.string(&proxies, "trusted-proxies", "WXLOGIN_TRUSTED_PROXIES", "", "comma-separated CIDRs of the reverse proxies in front of wxlogin, whose X-Forwarded-For is believed (default: none; the peer's address is the client's)")
 	var fakeOnly optionalBool
 	e.bool(&fakeOnly, "fake-only", "WXLOGIN_FAKE_ONLY", "serve only the fake WeChat, with WeChat's API paths at the root, for load tests and other backends' tests; needs WX_APPSECRET (or -apps), which it checks like WeChat")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -415,6 +423,16 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	if cfg.addr == "" {
 		return cfg, errors.New("-addr / WXLOGIN_ADDR: must not be empty")
 	}
+	if cfg.loginRate < 0 {
+		return cfg, errors.New("-login-rate / WXLOGIN_LOGIN_RATE: must be 0 (no limit) or more")
+	}
+	if cfg.loginBurst < 1 {
+		return cfg, errors.New("-login-burst / WXLOGIN_LOGIN_BURST: must be at least 1")
+	}
+	var err error
+	if cfg.proxies, err = parseTrustedProxies(proxies); err != nil {
+		return cfg, fmt.Errorf("-trusted-proxies / WXLOGIN_TRUSTED_PROXIES: %w", err)
+	}
 	if cfg.dataDir == "" {
 		return cfg, errors.New("-data / WXLOGIN_DATA: must not be empty")
 	}
@@ -422,7 +440,6 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 		return cfg, fmt.Errorf("-wechat-api / WXLOGIN_WECHAT_API: %q is not an http(s) URL", cfg.wechatAPI)
 	}
 
-	var err error
 	if appsPath == "" {
 		cfg.apps, err = shortcutApp(getenv)
 	} else {
@@ -600,6 +617,18 @@ func (e *envFlags) duration(p *time.Duration, name, env string, def time.Duratio
 		}
 	}
 	e.fs.DurationVar(p, name, def, e.usage(usage, env))
+}
+
+func (e *envFlags) int(p *int, name, env string, def int, usage string) {
+	if v := e.getenv(env); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s: %q is not a whole number", env, v))
+		} else {
+			def = n
+		}
+	}
+	e.fs.IntVar(p, name, def, e.usage(usage, env))
 }
 
 func (e *envFlags) bool(p *optionalBool, name, env, usage string) {

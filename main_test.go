@@ -422,8 +422,19 @@ func TestLoadConfig(t *testing.T) {
 			return c.mock && c.addr == "127.0.0.1:8080" && c.dataDir == "./data" && c.tokenTTL == 2*time.Hour &&
 				c.tokenMaxAge == 720*time.Hour && c.wechatAPI == "https://api.weixin.qq.com" &&
 				c.wechatTimeout == 5*time.Second && c.loginTimeout == 10*time.Second &&
+				c.loginRate == 300 && c.loginBurst == 100 && len(c.proxies) == 0 &&
 				only(c).AppID == mockAppID && len(only(c).secret) == 32
 		}},
+		{name: "login limit and proxies from the environment", env: map[string]string{"WXLOGIN_LOGIN_RATE": "0", "WXLOGIN_LOGIN_BURST": "5", "WXLOGIN_TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1"},
+			check: func(c config) bool {
+				return c.loginRate == 0 && c.loginBurst == 5 && fmt.Sprint(c.proxies) == "[10.0.0.0/8 127.0.0.1/32]"
+			}},
+		{name: "login limit by flag", args: []string{"-login-rate", "60"}, env: map[string]string{"WXLOGIN_LOGIN_RATE": "0"},
+			check: func(c config) bool { return c.loginRate == 60 }},
+		{name: "negative login rate", args: []string{"-login-rate", "-1"}, wantErr: "-login-rate / WXLOGIN_LOGIN_RATE"},
+		{name: "login rate not a number", env: map[string]string{"WXLOGIN_LOGIN_RATE": "lots"}, wantErr: "WXLOGIN_LOGIN_RATE"},
+		{name: "zero burst", args: []string{"-login-burst", "0"}, wantErr: "-login-burst / WXLOGIN_LOGIN_BURST: must be at least 1"},
+		{name: "bad trusted proxy", args: []string{"-trusted-proxies", "10.0.0.0/8,proxy.local"}, wantErr: `-trusted-proxies / WXLOGIN_TRUSTED_PROXIES: "proxy.local"`},
 		{name: "environment", env: map[string]string{"WXLOGIN_ADDR": ":9000", "WXLOGIN_DATA": "/tmp/x", "WXLOGIN_TOKEN_TTL": "30m", "WXLOGIN_TOKEN_MAX_AGE": "24h"},
 			check: func(c config) bool {
 				return c.addr == ":9000" && c.dataDir == "/tmp/x" && c.tokenTTL == 30*time.Minute && c.tokenMaxAge == 24*time.Hour
@@ -575,7 +586,9 @@ type child struct {
 func startChild(t *testing.T, dataDir string) *child {
 	t.Helper()
 	c := &child{logs: &syncBuffer{}, exited: make(chan error, 1)}
-	c.cmd = exec.Command(os.Args[0], "-addr", "127.0.0.1:0", "-data", dataDir)
+	// The children take logins by the hundred from one address, to test
+	// durability, not the login limit (TestLoginRateLimit).
+	c.cmd = exec.Command(os.Args[0], "-addr", "127.0.0.1:0", "-data", dataDir, "-login-rate", "0")
 	c.cmd.Env = []string{"WXLOGIN_TEST_CHILD=1"} // and nothing inherited: no AppSecret
 	c.cmd.Stderr = c.logs
 	if err := c.cmd.Start(); err != nil {
