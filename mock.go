@@ -61,7 +61,8 @@ type fakeWechat struct {
 	tokens      map[string]fakeAccessToken
 	newestToken map[string]string // appid → its newest access_token
 
-	exchanges exchangeLog // the server API calls, for the teaching page
+	exchanges exchangeLog   // the server API calls, for the teaching page
+	faults    faultInjector // the calls made to fail on purpose (faults.go)
 }
 
 // fakeUser is a user name in one app.
@@ -131,11 +132,13 @@ func (f *fakeWechat) routes() http.Handler {
 	mux.Handle("POST /mock/wx.getUserInfo", f.handleGetUserInfo())
 	mux.Handle("POST /mock/wx.getPhoneNumber", f.handleGetPhoneNumber())
 	mux.Handle("POST /mock/wx.getWeRunData", f.handleGetWeRunData())
-	mux.Handle("GET /mock/api/sns/jscode2session", f.traced(f.handleCode2Session()))
-	mux.Handle("POST /mock/api/cgi-bin/stable_token", f.traced(f.handleStableToken()))
-	mux.Handle("GET /mock/api/wxa/checksession", f.traced(f.handleCheckSession()))
-	mux.Handle("POST /mock/api/wxa/business/getuserphonenumber", f.traced(f.handlePhoneNumber()))
+	mux.Handle("GET /mock/api/sns/jscode2session", f.serverAPI(f.handleCode2Session()))
+	mux.Handle("POST /mock/api/cgi-bin/stable_token", f.serverAPI(f.handleStableToken()))
+	mux.Handle("GET /mock/api/wxa/checksession", f.serverAPI(f.handleCheckSession()))
+	mux.Handle("POST /mock/api/wxa/business/getuserphonenumber", f.serverAPI(f.handlePhoneNumber()))
 	mux.Handle("GET /mock/exchanges", f.exchanges.handle())
+	mux.Handle("GET /mock/faults", f.faults.handleFaults())
+	mux.Handle("POST /mock/faults", f.faults.handleFaults())
 	return mux
 }
 
@@ -156,10 +159,11 @@ func (f *fakeWechat) standalone() http.Handler {
 	return mux
 }
 
-// traced records each call to a server API handler for the teaching page,
+// serverAPI wraps a handler of WeChat's server API: the calls that get
+// through the faults set on purpose are recorded for the teaching page,
 // which shows what passes between wxlogin and WeChat.
-func (f *fakeWechat) traced(h http.Handler) http.Handler {
-	return f.exchanges.record(fakeAPIPrefix, h)
+func (f *fakeWechat) serverAPI(h http.Handler) http.Handler {
+	return f.faults.failing(f.exchanges.record(fakeAPIPrefix, h))
 }
 
 // fakeOpenID is the openid the fake gives a user name in an app: the same
