@@ -540,24 +540,8 @@ type userView struct {
 
 // appendJSON appends v as encoding/json writes it.
 func (v userView) appendJSON(buf []byte) []byte {
-	r := v.recordView
-	buf = strconv.AppendInt(append(buf, `{"id":`...), r.ID, 10)
-	buf = appendField(buf, `,"appid":`, r.AppID)
-	buf = appendField(buf, `,"openid":`, r.OpenID)
-	buf = appendField(buf, `,"unionid":`, r.UnionID)
-	buf = appendField(buf, `,"nickname":`, r.Nickname)
-	buf = appendField(buf, `,"avatar_url":`, r.AvatarURL)
-	buf = strconv.AppendInt(append(buf, `,"gender":`...), int64(r.Gender), 10)
-	buf = appendField(buf, `,"language":`, r.Language)
-	buf = appendField(buf, `,"city":`, r.City)
-	buf = appendField(buf, `,"province":`, r.Province)
-	buf = appendField(buf, `,"country":`, r.Country)
-	buf = appendField(buf, `,"phone_number":`, r.PhoneNumber)
-	buf = appendField(buf, `,"pure_phone_number":`, r.PurePhoneNumber)
-	buf = appendField(buf, `,"country_code":`, r.CountryCode)
-	buf = appendTime(buf, `,"created_at":`, r.CreatedAt)
-	buf = appendTime(buf, `,"updated_at":`, r.UpdatedAt)
-	buf = appendTime(buf, `,"last_login_at":`, r.LastLoginAt)
+	u := User(v.recordView)
+	buf = appendUserFields(append(buf, '{'), &u, true)
 	buf = strconv.AppendInt(append(buf, `,"person_id":`...), v.PersonID, 10)
 	if v.Apps == nil {
 		return append(buf, `,"apps":null}`...)

@@ -10,9 +10,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -540,6 +542,24 @@ func loadApps(path string, getenv func(string) string) ([]appConfig, error) {
 	return f.Apps, nil
 }
 
+// jsonErrorLine turns the offset in a JSON syntax or type error into a
+// 1-based line number of data, for error messages a person can act on.
+func jsonErrorLine(data []byte, err error) int {
+	var offset int64
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		offset = syntax.Offset
+	case errors.As(err, &typ):
+		offset = typ.Offset
+	default:
+		return 1
+	}
+	offset = min(max(offset, 0), int64(len(data)))
+	return 1 + bytes.Count(data[:offset], []byte("\n"))
+}
+
 // isEnvName reports whether s is an environment variable name: upper-case
 // letters, digits and underscores, not starting with a digit.
 func isEnvName(s string) bool {
@@ -608,27 +628,26 @@ func (e *envFlags) string(p *string, name, env, def, usage string) {
 }
 
 func (e *envFlags) duration(p *time.Duration, name, env string, def time.Duration, usage string) {
-	if v := e.getenv(env); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			e.errs = append(e.errs, fmt.Errorf("%s: %q is not a duration like 2h or 30m", env, v))
-		} else {
-			def = d
-		}
-	}
-	e.fs.DurationVar(p, name, def, e.usage(usage, env))
+	e.fs.DurationVar(p, name, fromEnv(e, env, def, time.ParseDuration, "a duration like 2h or 30m"), e.usage(usage, env))
 }
 
 func (e *envFlags) int(p *int, name, env string, def int, usage string) {
-	if v := e.getenv(env); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			e.errs = append(e.errs, fmt.Errorf("%s: %q is not a whole number", env, v))
-		} else {
-			def = n
-		}
+	e.fs.IntVar(p, name, fromEnv(e, env, def, strconv.Atoi, "a whole number"), e.usage(usage, env))
+}
+
+// fromEnv is env's value read by parse, or def when env is unset. A value
+// parse refuses is noted as an error saying it is not what.
+func fromEnv[T any](e *envFlags, env string, def T, parse func(string) (T, error), what string) T {
+	v := e.getenv(env)
+	if v == "" {
+		return def
 	}
-	e.fs.IntVar(p, name, def, e.usage(usage, env))
+	parsed, err := parse(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s: %q is not %s", env, v, what))
+		return def
+	}
+	return parsed
 }
 
 func (e *envFlags) bool(p *optionalBool, name, env, usage string) {

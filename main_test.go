@@ -228,6 +228,21 @@ func TestGracefulRestartKeepsTokens(t *testing.T) {
 	}
 }
 
+// A token file an older wxlogin left behind does not stop the start: its
+// logins are dropped, the file with them, and the log says so.
+func TestStartDropsAnOlderTokenFileWithAWarning(t *testing.T) {
+	dir := t.TempDir()
+	saved := filepath.Join(dir, tokenFileName)
+	writeFile(t, saved, "{\n \"format\": \"wxlogin-tokens\",\n \"version\": 1,\n \"tokens\": [],\n \"session_keys\": []\n}\n")
+	s := startServer(t, nil, "-data", dir)
+	if !strings.Contains(s.logs.String(), `level=WARN msg="tokens not reloaded"`) {
+		t.Errorf("no warning about the dropped token file in the log:\n%s", s.logs.String())
+	}
+	if _, err := os.Stat(saved); !os.IsNotExist(err) {
+		t.Errorf("the older token file is still there (stat err %v)", err)
+	}
+}
+
 func TestSecretsStayOutOfLogsAndResponses(t *testing.T) {
 	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
 	wechat := httptest.NewServer(fake.routes())

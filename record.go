@@ -22,27 +22,36 @@ import (
 
 // appendRecord appends u's record and a newline to buf.
 func appendRecord(buf []byte, u *User) []byte {
-	buf = append(buf, `{"id":`...)
-	buf = strconv.AppendInt(buf, u.ID, 10)
+	return append(appendUserFields(append(buf, '{'), u, false), "}\n"...)
+}
+
+// appendUserFields appends u's fields, in User's order, as members of a
+// JSON object: those User marks omitempty only when set, as the record
+// keeps them, or with every true all of them, as the API shows a user.
+func appendUserFields(buf []byte, u *User, every bool) []byte {
+	str := appendOptional
+	if every {
+		str = appendField
+	}
+	buf = strconv.AppendInt(append(buf, `"id":`...), u.ID, 10)
 	buf = appendField(buf, `,"appid":`, u.AppID)
 	buf = appendField(buf, `,"openid":`, u.OpenID)
-	buf = appendOptional(buf, `,"unionid":`, u.UnionID)
-	buf = appendOptional(buf, `,"nickname":`, u.Nickname)
-	buf = appendOptional(buf, `,"avatar_url":`, u.AvatarURL)
-	if u.Gender != 0 {
+	buf = str(buf, `,"unionid":`, u.UnionID)
+	buf = str(buf, `,"nickname":`, u.Nickname)
+	buf = str(buf, `,"avatar_url":`, u.AvatarURL)
+	if every || u.Gender != 0 {
 		buf = strconv.AppendInt(append(buf, `,"gender":`...), int64(u.Gender), 10)
 	}
-	buf = appendOptional(buf, `,"language":`, u.Language)
-	buf = appendOptional(buf, `,"city":`, u.City)
-	buf = appendOptional(buf, `,"province":`, u.Province)
-	buf = appendOptional(buf, `,"country":`, u.Country)
-	buf = appendOptional(buf, `,"phone_number":`, u.PhoneNumber)
-	buf = appendOptional(buf, `,"pure_phone_number":`, u.PurePhoneNumber)
-	buf = appendOptional(buf, `,"country_code":`, u.CountryCode)
+	buf = str(buf, `,"language":`, u.Language)
+	buf = str(buf, `,"city":`, u.City)
+	buf = str(buf, `,"province":`, u.Province)
+	buf = str(buf, `,"country":`, u.Country)
+	buf = str(buf, `,"phone_number":`, u.PhoneNumber)
+	buf = str(buf, `,"pure_phone_number":`, u.PurePhoneNumber)
+	buf = str(buf, `,"country_code":`, u.CountryCode)
 	buf = appendTime(buf, `,"created_at":`, u.CreatedAt)
 	buf = appendTime(buf, `,"updated_at":`, u.UpdatedAt)
-	buf = appendTime(buf, `,"last_login_at":`, u.LastLoginAt)
-	return append(buf, "}\n"...)
+	return appendTime(buf, `,"last_login_at":`, u.LastLoginAt)
 }
 
 // appendOptional is appendField for the fields User marks omitempty.
@@ -230,12 +239,24 @@ func (r *recordReader) integer() int64 {
 // string's text is.
 func (r *recordReader) field(key string) span {
 	r.literal(key)
+	return r.plainText()
+}
+
+// optionalField is field for a key that may be absent.
+func (r *recordReader) optionalField(key string) span {
+	if !r.optional(key) {
+		return span{}
+	}
+	return r.plainText()
+}
+
+// plainText reads a string encoding/json would decode to its own bytes:
+// no escapes, no control characters, valid UTF-8.
+func (r *recordReader) plainText() span {
 	r.literal(`"`)
 	if !r.ok {
 		return span{}
 	}
-	// A string encoding/json would decode to its own bytes: no escapes, no
-	// control characters, valid UTF-8.
 	start := r.offset()
 	end := start
 	for end < len(r.line) && r.line[end] >= 0x20 && r.line[end] != '"' && r.line[end] != '\\' {
@@ -248,14 +269,6 @@ func (r *recordReader) field(key string) span {
 	r.rest = r.line[end:]
 	r.literal(`"`)
 	return span{start, end}
-}
-
-// optionalField is field for a key that may be absent.
-func (r *recordReader) optionalField(key string) span {
-	if !r.ok || len(r.rest) < len(key) || string(r.rest[:len(key)]) != key {
-		return span{}
-	}
-	return r.field(key)
 }
 
 // time reads key and a time written as "2006-01-02T15:04:05Z", the form

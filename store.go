@@ -1191,24 +1191,6 @@ func syncDir(dir string) error {
 	return err
 }
 
-// jsonErrorLine turns the offset in a JSON syntax or type error into a
-// 1-based line number of data, for error messages a person can act on.
-func jsonErrorLine(data []byte, err error) int {
-	var offset int64
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syntax):
-		offset = syntax.Offset
-	case errors.As(err, &typ):
-		offset = typ.Offset
-	default:
-		return 1
-	}
-	offset = min(max(offset, 0), int64(len(data)))
-	return 1 + bytes.Count(data[:offset], []byte("\n"))
-}
-
 // claimRecord is a one-time benefit a person took, stored as a journal line
 // of its own ({"claim": {...}}), through the user record it was claimed with.
 type claimRecord struct {
