@@ -79,10 +79,14 @@ func TestLoginUnderEachFault(t *testing.T) {
 				t.Errorf("wxlogin called WeChat %d times for one login; want %d", r.Calls, tt.calls)
 			}
 
+			calls := fake.faults.report().Calls
 			call(t, fake.routes(), "POST", "/mock/faults", `{"rate":0}`, "Content-Type", jsonCT)
-			if again := call(t, a.handler, "POST", "/login", `{"code":"`+code+`"}`, "Content-Type", jsonCT); again.env.Status != statusOK {
+			again := call(t, a.handler, "POST", "/login", `{"code":"`+code+`"}`, "Content-Type", jsonCT)
+			if again.env.Status != statusOK {
 				t.Errorf("the same code once the fake is healthy = %s; want a login", again.raw)
 			}
+			t.Logf("fault figures: %s: HTTP %d, status %d, errcode %d, %d calls to WeChat, answered in %v (bound %v); healthy again: status %d",
+				tt.kind, got.code, got.env.Status, got.env.Errcode, calls, took.Round(time.Millisecond), a.wx.requestTimeout, again.env.Status)
 		})
 	}
 }
