@@ -354,6 +354,9 @@ func readStringFields(r *http.Request, fields map[string]*string) error {
 			return bodyError(err)
 		}
 		for name, dst := range fields {
+			if len(r.PostForm[name]) > 1 {
+				return badRequest(msgMalformed+"："+name+" 出现了不止一次", nil)
+			}
 			*dst = r.PostForm.Get(name)
 			if !utf8.ValidString(*dst) {
 				return badRequest(msgMalformed+"：请求体不是合法的 UTF-8", nil)
@@ -407,6 +410,9 @@ func decodeJSONBody(r *http.Request, v any, strict bool) error {
 	if !utf8.Valid(body) {
 		return badRequest(msgMalformed+"：请求体不是合法的 UTF-8", nil)
 	}
+	if name := duplicateMember(body); name != "" {
+		return badRequest(msgMalformed+"：字段 "+quoteName(name)+" 出现了不止一次", nil)
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if strict {
 		dec.DisallowUnknownFields()
@@ -418,6 +424,79 @@ func decodeJSONBody(r *http.Request, v any, strict bool) error {
 		return badRequest(msgMalformed+"：请求体在 JSON 对象之后还有内容", nil)
 	}
 	return nil
+}
+
+// duplicateMember returns a member name that appears twice in one object
+// of the JSON text data, or "" if none does (or data is not JSON, which the
+// decoder then reports). encoding/json keeps the last of two equal names,
+// where other readers of the same body (a gateway, a log, a WAF) may keep
+// the first: refusing the body leaves no room for the two to disagree. Names
+// are compared as encoding/json matches them to struct fields, ignoring
+// case, so {"nickname": …, "Nickname": …} is refused too.
+func duplicateMember(data []byte) string {
+	// One frame per open object or array; an object's frame holds the
+	// names seen and whether a name comes next.
+	type frame struct {
+		names    map[string]bool
+		nameNext bool
+	}
+	var stack []*frame
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // Numbers are skipped; this keeps them from being parsed as floats.
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		if n := len(stack); n > 0 && stack[n-1].nameNext {
+			if name, ok := tok.(string); ok {
+				top, folded := stack[n-1], foldName(name)
+				if top.names[folded] {
+					return name
+				}
+				top.names[folded], top.nameNext = true, false
+				continue
+			}
+			// Otherwise the token is the object's '}'.
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{names: map[string]bool{}, nameNext: true})
+			continue
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		// A value has ended: in an object, a name comes next.
+		if n := len(stack); n > 0 && stack[n-1].names != nil {
+			stack[n-1].nameNext = true
+		}
+	}
+}
+
+// foldName maps every rune of name to the smallest rune it is equal to
+// under Unicode simple case folding, so that two names are equal after
+// foldName exactly when strings.EqualFold says so, as encoding/json compares
+// member names with field names.
+func foldName(name string) string {
+	return strings.Map(func(r rune) rune {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		return least
+	}, name)
+}
+
+// quoteName quotes a member name from a request for an error message,
+// cut to 64 runes: the name is the client's, of any length.
+func quoteName(name string) string {
+	if utf8.RuneCountInString(name) > 64 {
+		name = string([]rune(name)[:64]) + "…"
+	}
+	return strconv.Quote(name)
 }
 
 // bodyError explains a failure to read a request body.
@@ -482,6 +561,12 @@ type sessionHandler func(w http.ResponseWriter, r *http.Request, sess session)
 // or answers status 4.
 func requireLogin(tokens *tokenStore, next sessionHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Two tokens in one request leave it open which one speaks; a
+		// reverse proxy that adds its own must replace the client's.
+		if len(r.Header.Values("Authorization")) > 1 || len(r.Header.Values("Token")) > 1 {
+			writeError(w, badRequest(msgMalformed+"：Authorization 或 token 请求头出现了不止一次", nil))
+			return
+		}
 		token := tokenFromRequest(r.Header)
 		if token == "" {
 			writeError(w, notLoggedIn(errors.New("no token")))
@@ -1118,9 +1203,13 @@ func withAccessLog(log *slog.Logger, next http.Handler) http.Handler {
 	})
 }
 
-// responseWriter records what the access log needs. When the mux found no
-// route (the request's Pattern is empty) and answers 404 or 405 in plain
-// text, it answers in the envelope instead, keeping the mux's Allow header.
+// responseWriter records what the access log needs. It also puts the mux's
+// own answers in the envelope: a 404 or 405 in plain text where no route
+// matched (the request's Pattern is empty), keeping the Allow header; and
+// a redirect, which the mux sends for a path like /user/../login, //login or
+// /mock, and which wxlogin's handlers never send. A path written otherwise
+// than as a route is written is not that route: it gets 404 rather than a
+// redirect a client might follow with its token.
 type responseWriter struct {
 	http.ResponseWriter
 	req     *http.Request
@@ -1135,17 +1224,23 @@ func (w *responseWriter) WriteHeader(code int) {
 	if w.status != 0 {
 		return
 	}
-	w.status = code
-	if w.req.Pattern == "" && (code == http.StatusNotFound || code == http.StatusMethodNotAllowed) {
+	redirect := code == http.StatusMovedPermanently || code == http.StatusTemporaryRedirect || code == http.StatusPermanentRedirect
+	if redirect || w.req.Pattern == "" && (code == http.StatusNotFound || code == http.StatusMethodNotAllowed) {
 		w.discard = true
 		msg := msgNotFound
-		if code == http.StatusMethodNotAllowed {
+		switch {
+		case redirect:
+			code = http.StatusNotFound
+			w.Header().Del("Location")
+		case code == http.StatusMethodNotAllowed:
 			msg = msgMethodNotAllowed
 		}
+		w.status = code
 		w.Header().Del("X-Content-Type-Options") // writeJSON sets it again, with its own Content-Type.
 		writeJSON(w.ResponseWriter, code, envelope{Status: statusBadRequest, Msg: msg})
 		return
 	}
+	w.status = code
 	w.ResponseWriter.WriteHeader(code)
 }
 

@@ -1388,3 +1388,130 @@ func TestUserViewJSON(t *testing.T) {
 		})
 	}
 }
+
+func TestDuplicateMember(t *testing.T) {
+	for _, tt := range []struct {
+		body, want string
+	}{
+		{`{"code":"a"}`, ""},
+		{`{"code":"a","code":"b"}`, "code"},
+		{`{"code":"a","Code":"b"}`, "Code"},
+		{`{"nickname":"a","NICKNAME":"b"}`, "NICKNAME"},
+		{`{"k":"a","\u212a":"b"}`, "\u212a"}, // KELVIN SIGN folds to k, as encoding/json matches it
+		{`{"s":1,"\u017f":2}`, "\u017f"},     // LATIN SMALL LETTER LONG S folds to s
+		{`{"a":{"b":1},"b":2}`, ""},          // one name per object
+		{`{"a":[{"b":1},{"b":2}]}`, ""},      // two objects in an array
+		{`{"a":[{"b":1,"c":{},"b":2}]}`, "b"},
+		{`{"a":{},"a":[]}`, "a"},
+		{`{"a":"x","b":{"a":"y"},"a":"z"}`, "a"},
+		{`[{"a":1},{"a":1}]`, ""},
+		{`{"a":"b","b":"a"}`, ""}, // a name as a value is not a name
+		{`{"a":1,"a"`, "a"},       // found before the error
+		{`{"a":`, ""},
+		{`not json`, ""},
+		{``, ""},
+	} {
+		if got := duplicateMember([]byte(tt.body)); got != tt.want {
+			t.Errorf("duplicateMember(%s) = %q; want %q", tt.body, got, tt.want)
+		}
+	}
+}
+
+// A body that names a member twice is refused, whatever the route, in
+// JSON and in forms: the handler must not pick one of two answers.
+func TestDuplicateMembersAreRefused(t *testing.T) {
+	a, _, token := loggedIn(t)
+	for _, tt := range []struct {
+		method, path, contentType, body string
+	}{
+		{"POST", "/login", jsonCT, `{"code":"a","code":"b"}`},
+		{"POST", "/login", "application/x-www-form-urlencoded", "code=a&code=b"},
+		{"PATCH", "/user", jsonCT, `{"nickname":"a","nickName":"b"}`},
+		{"POST", "/user/userinfo", jsonCT, `{"rawData":"{}","signature":"x","rawData":"{}"}`},
+		{"POST", "/user/phone", jsonCT, `{"code":"a","code":"b"}`},
+	} {
+		got := call(t, a.handler, tt.method, tt.path, tt.body, "Content-Type", tt.contentType, "token", token)
+		if got.code != http.StatusBadRequest || got.env.Status != statusBadRequest || !strings.Contains(got.env.Msg, "不止一次") {
+			t.Errorf("%s %s %s = %d %s; want 400, status 1, naming the repeated member", tt.method, tt.path, tt.body, got.code, got.raw)
+		}
+	}
+	if got := call(t, a.handler, "GET", "/user", "", "Authorization", "Bearer "+token, "token", token); got.env.Status != statusOK {
+		t.Errorf("GET /user with the token in both headers = %s; want it to pass, as the headers differ", got.raw)
+	}
+}
+
+// FuzzAnyRequest sends any method, target, Content-Type and body to wxlogin
+// as mock mode serves it (its routes, the fake under /mock/ and the
+// teaching page), with or without a live token. Whatever arrives, no reply
+// is a 5xx other than status 3, and every reply outside the teaching page
+// and the fake is the envelope. It covers the bodies of the routes that
+// have no target of their own (claims, logout, /mock/faults and the fake's
+// server API) and every path trick the mux has to handle.
+func FuzzAnyRequest(f *testing.F) {
+	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
+	a := newTestApp(f, fake.routes(), "/mock/api")
+	apps := appSet{"wxapp": {ID: "wxapp", Name: "Test app", wx: a.wx}}
+	h := newServer(discardLogger(), apps, a.users, a.tokens, nil, nil, fake)
+	token := login(f, h, fake.issueCode("wxapp", "alice"))
+	for _, seed := range []struct {
+		method, target, contentType, body string
+	}{
+		{"POST", "/login", jsonCT, `{"code":"` + fake.issueCode("wxapp", "bob") + `"}`},
+		{"POST", "/claims/welcome-gift", "", ""},
+		{"POST", "/claims/..%2F..%2Fetc", "", ""},
+		{"GET", "/claims", "", ""},
+		{"POST", "/logout", jsonCT, `{"all":true}`},
+		{"POST", "/mock/faults", jsonCT, `{"rate":0.5,"kinds":["html","truncated"]}`},
+		{"GET", "/mock/api/sns/jscode2session?appid=wxapp&secret=" + testSecret + "&js_code=x&grant_type=authorization_code", "", ""},
+		{"POST", "/mock/api/cgi-bin/stable_token", jsonCT, `{"grant_type":"client_credential","appid":"wxapp","secret":"` + testSecret + `"}`},
+		{"POST", "/mock/api/wxa/business/getuserphonenumber?access_token=x", jsonCT, `{"code":"x"}`},
+		{"GET", "/mock/api/wxa/checksession?access_token=x&openid=o&signature=s&sig_method=hmac_sha256", "", ""},
+		{"POST", "/mock/wx.getUserInfo", jsonCT, `{"user":"alice"}`},
+		{"GET", "/user/../healthz", "", ""},
+		{"GET", "//scopes", "", ""},
+		{"OPTIONS", "/user", "", ""},
+		{"GET", "/", "", ""},
+	} {
+		f.Add(seed.method, seed.target, seed.contentType, []byte(seed.body), true)
+	}
+	f.Fuzz(func(t *testing.T, method, target, contentType string, body []byte, withToken bool) {
+		r, err := http.NewRequestWithContext(t.Context(), method, "http://wxlogin"+target, bytes.NewReader(body))
+		if err != nil || !strings.HasPrefix(r.URL.Path, "/") {
+			return // Not a request a client can send.
+		}
+		r.Header.Set("Content-Type", contentType)
+		if withToken {
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		defer fake.faults.set(faultSettings{}) // Faults set by one input must not slow the next.
+		w := httptest.NewRecorder()
+		aborted := func() (aborted bool) {
+			defer func() {
+				// A "reset" fault aborts its handler, as net/http expects
+				// when it cannot take over the connection of a recorder.
+				if v := recover(); v != nil {
+					if v != http.ErrAbortHandler {
+						panic(v)
+					}
+					aborted = true
+				}
+			}()
+			h.ServeHTTP(w, r)
+			return false
+		}()
+		if aborted {
+			return
+		}
+		resp := w.Result()
+		raw, _ := io.ReadAll(resp.Body)
+		var env envelope
+		isEnvelope := json.Unmarshal(raw, &env) == nil && bytes.HasPrefix(raw, []byte(`{"status":`))
+		page := r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/demo/") || strings.HasPrefix(r.URL.Path, "/mock/")
+		switch {
+		case !page && !isEnvelope:
+			t.Fatalf("%s %q = HTTP %d %q; want the envelope", method, target, resp.StatusCode, raw)
+		case resp.StatusCode >= 500 && !(isEnvelope && env.Status == statusWechatDown):
+			t.Fatalf("%s %q = HTTP %d %q; want no 5xx but status 3", method, target, resp.StatusCode, raw)
+		}
+	})
+}
