@@ -232,6 +232,28 @@ func TestGracefulRestartKeepsTokens(t *testing.T) {
 	}
 }
 
+// Tokens live in memory and, between a graceful stop and the next start,
+// in the token file alone: removing it then logs everyone out, which is
+// what an operator does after tokens have leaked.
+func TestRemovingTheTokenFileLogsEveryoneOut(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, nil, "-data", dir)
+	token, _ := post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`).env.Data["token"].(string)
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, tokenFileName)); err != nil {
+		t.Fatal(err)
+	}
+	s = startServer(t, nil, "-data", dir)
+	if got := post(t, "GET", s.url+"/user", "", "", "token", token); got.code != http.StatusUnauthorized || got.env.Status != statusNotLoggedIn {
+		t.Errorf("GET /user with a token from before = %d %s; want 401, status 4", got.code, got.raw)
+	}
+	if got := post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`); got.env.Data["new_user"] != false {
+		t.Errorf("alice's login after = %s; want her, a returning user", got.raw)
+	}
+}
+
 // A token file an older wxlogin left behind does not stop the start: its
 // logins are dropped, the file with them, and the log says so.
 func TestStartDropsAnOlderTokenFileWithAWarning(t *testing.T) {
@@ -252,7 +274,8 @@ func TestSecretsStayOutOfLogsAndResponses(t *testing.T) {
 	wechat := httptest.NewServer(fake.routes())
 	t.Cleanup(wechat.Close)
 	env := map[string]string{"WX_APPID": "wxapp", "WX_APPSECRET": testSecret}
-	s := startServer(t, env, "-data", t.TempDir(), "-wechat-api", wechat.URL+"/mock/api", "-login-timeout", "2s")
+	dataDir := t.TempDir()
+	s := startServer(t, env, "-data", dataDir, "-wechat-api", wechat.URL+"/mock/api", "-login-timeout", "2s")
 	if strings.Contains(s.logs.String(), "MOCK MODE") {
 		t.Fatal("a server with an AppSecret started in mock mode")
 	}
@@ -309,6 +332,25 @@ func TestSecretsStayOutOfLogsAndResponses(t *testing.T) {
 	codes = append(codes, "unreachable-code")
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
+	}
+
+	// What a stolen data directory gives away: users, and until the next
+	// start the session keys of live tokens; never the AppSecret, the
+	// access_token, a usable token or a code.
+	files, _ := os.ReadDir(dataDir)
+	if len(files) < 2 {
+		t.Fatalf("data directory holds %v; want the user store and the saved tokens", files)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join(dataDir, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range slices.Concat([]string{testSecret, accessToken}, tokens, codes) {
+			if bytes.Contains(data, []byte(v)) {
+				t.Errorf("%s holds the AppSecret, the access_token, a token or a code", f.Name())
+			}
+		}
 	}
 
 	logs := s.logs.String()
@@ -1660,6 +1702,35 @@ func TestSlowHeadersAreCutOff(t *testing.T) {
 			fmt.Fprintf(conn, "X-Slow-%d: 1\r\n", i) // A header now and then, never the blank line.
 		case <-giveUp:
 			t.Fatal("the server kept a connection whose headers never ended for 15 s")
+		}
+	}
+}
+
+// Every test the README's Security section cites exists, so that a claim
+// there cannot outlive the test behind it.
+func TestSecuritySectionCitesRealTests(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "\n## Security\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	cited := regexp.MustCompile("`((?:Test|Fuzz)[A-Za-z0-9]+)`").FindAllStringSubmatch(section, -1)
+	if len(cited) < 20 {
+		t.Fatalf("the Security section cites %d tests; want each claim backed by one", len(cited))
+	}
+	sources, _ := filepath.Glob("*_test.go")
+	var all []byte
+	for _, f := range sources {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, data...)
+	}
+	for _, m := range cited {
+		if !bytes.Contains(all, []byte("\nfunc "+m[1]+"(")) {
+			t.Errorf("README's Security section cites %s, which is not a test here", m[1])
 		}
 	}
 }
