@@ -1406,7 +1406,7 @@ func TestDuplicateMember(t *testing.T) {
 		{`{"a":"x","b":{"a":"y"},"a":"z"}`, "a"},
 		{`[{"a":1},{"a":1}]`, ""},
 		{`{"a":"b","b":"a"}`, ""}, // a name as a value is not a name
-		{`{"a":1,"a"`, "a"},       // found before the error
+		{`{"a":1,"a":`, "a"},      // found before the error
 		{`{"a":`, ""},
 		{`not json`, ""},
 		{``, ""},

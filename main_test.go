@@ -717,7 +717,7 @@ func TestSIGTERMSavesTokensForTheNextStart(t *testing.T) {
 // more, and WXLOGIN_BINARY to kill the built wxlogin rather than this test
 // binary; the figures line it logs is what the script prints.
 func TestKill9KeepsEveryAcknowledgedWrite(t *testing.T) {
-	kills := envInt(t, "WXLOGIN_CRASH_KILLS", 3)
+	kills := envSetting(t, "WXLOGIN_CRASH_KILLS", 3, strconv.Atoi)
 	// Each kill comes at a uniformly random moment in [0, 2×meanUptime) after
 	// the restarted server answers /healthz.
 	const workers, meanUptime = 8, 400 * time.Millisecond
@@ -889,18 +889,19 @@ func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, clai
 	return lost, duplicates
 }
 
-// envInt reads a whole number from the environment, or gives def.
-func envInt(t *testing.T, name string, def int) int {
+// envSetting reads a test setting from the environment with parse (such
+// as strconv.Atoi or time.ParseDuration), or gives def when it is not set.
+func envSetting[T any](t *testing.T, name string, def T, parse func(string) (T, error)) T {
 	t.Helper()
 	v := os.Getenv(name)
 	if v == "" {
 		return def
 	}
-	n, err := strconv.Atoi(v)
+	value, err := parse(v)
 	if err != nil {
 		t.Fatalf("%s=%q: %v", name, v, err)
 	}
-	return n
+	return value
 }
 
 // tryNewUserWithGift logs a new user in and claims a welcome gift. It
@@ -1186,20 +1187,6 @@ func TestLogWriterWaitsForASlowReader(t *testing.T) {
 	}
 }
 
-// envDuration reads a duration from the environment, or gives def.
-func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		t.Fatalf("%s=%q: %v", name, v, err)
-	}
-	return d
-}
-
 // TestSoak is the soak test, run when WXLOGIN_SOAK names a duration
 // (scripts/soak sets it, and the built binary in WXLOGIN_BINARY). wxlogin
 // runs in real mode against wxlogin -fake-only in another process, with 10%
@@ -1212,11 +1199,11 @@ func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 // files and heap must come back near where they were before, as its pprof
 // endpoint and /proc tell.
 func TestSoak(t *testing.T) {
-	duration := envDuration(t, "WXLOGIN_SOAK", 0)
+	duration := envSetting(t, "WXLOGIN_SOAK", 0, time.ParseDuration)
 	if duration <= 0 {
 		t.Skip("runs for a minute: set WXLOGIN_SOAK=60s (scripts/soak) to run it")
 	}
-	conns := envInt(t, "WXLOGIN_SOAK_CONNS", 64)
+	conns := envSetting(t, "WXLOGIN_SOAK_CONNS", 64, strconv.Atoi)
 	const faultRate, usersPerConn = 0.1, 4
 
 	env := []string{"WX_APPID=" + mockAppID, "WX_APPSECRET=soak-" + randomString(12)}
