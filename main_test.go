@@ -1257,6 +1257,7 @@ func TestSoak(t *testing.T) {
 	setFaults(t, fake.url, faultRate)
 
 	peak := before
+	var sampleErr error
 	stopSampling, sampled := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(sampled)
@@ -1267,7 +1268,12 @@ func TestSoak(t *testing.T) {
 			case <-stopSampling:
 				return
 			case <-tick.C:
-				peak = peak.max(probe.read(t, false))
+				l, err := probe.sample(false)
+				if err != nil {
+					sampleErr = err
+					return
+				}
+				peak = peak.max(l)
 			}
 		}
 	}()
@@ -1281,6 +1287,9 @@ func TestSoak(t *testing.T) {
 	elapsed := time.Since(start)
 	close(stopSampling)
 	<-sampled
+	if sampleErr != nil {
+		t.Errorf("sampling wxlogin under load: %v", sampleErr)
+	}
 	injected := setFaults(t, fake.url, 0)
 	s.hc.CloseIdleConnections()
 
@@ -1351,47 +1360,63 @@ type processProbe struct {
 }
 
 // read takes the level now; with gc, after a garbage collection, so that
-// the heap is what is live.
+// the heap is what is live. It fails the test, so it is for the test's own
+// goroutine; a sampler uses sample.
 func (p processProbe) read(t *testing.T, gc bool) level {
 	t.Helper()
-	var l level
-	goroutines := p.get(t, "goroutine?debug=1")
-	if _, err := fmt.Sscanf(goroutines, "goroutine profile: total %d", &l.goroutines); err != nil {
-		t.Fatalf("goroutine profile: %v: %.100q", err, goroutines)
+	l, err := p.sample(gc)
+	if err != nil {
+		t.Fatal(err)
 	}
-	heap := p.get(t, "heap?debug=1&gc="+map[bool]string{true: "1", false: "0"}[gc])
+	return l
+}
+
+func (p processProbe) sample(gc bool) (level, error) {
+	var l level
+	goroutines, err := p.get("goroutine?debug=1")
+	if err != nil {
+		return l, err
+	}
+	if _, err := fmt.Sscanf(goroutines, "goroutine profile: total %d", &l.goroutines); err != nil {
+		return l, fmt.Errorf("goroutine profile: %w: %.100q", err, goroutines)
+	}
+	heap, err := p.get("heap?debug=1&gc=" + map[bool]string{true: "1", false: "0"}[gc])
+	if err != nil {
+		return l, err
+	}
 	_, stats, _ := strings.Cut(heap, "\n# HeapInuse = ")
 	if _, err := fmt.Sscanf(stats, "%d", &l.heap); err != nil {
-		t.Fatalf("heap profile has no HeapInuse: %v", err)
+		return l, fmt.Errorf("heap profile has no HeapInuse: %w", err)
 	}
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
 	if err != nil {
-		t.Fatal(err)
+		return l, err
 	}
 	l.files = len(fds)
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid))
 	if err != nil {
-		t.Fatal(err)
+		return l, err
 	}
 	_, rss, _ := strings.Cut(string(status), "\nVmRSS:")
 	var kb int64
-	fmt.Sscanf(rss, "%d", &kb)
+	if _, err := fmt.Sscanf(rss, "%d", &kb); err != nil {
+		return l, fmt.Errorf("no VmRSS in /proc/%d/status: %w", p.pid, err)
+	}
 	l.rss = kb << 10
-	return l
+	return l, nil
 }
 
-func (p processProbe) get(t *testing.T, profile string) string {
-	t.Helper()
+func (p processProbe) get(profile string) (string, error) {
 	resp, err := client.Get(p.pprof + profile)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %v", profile, resp.StatusCode, err)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("GET %s: %s", profile, resp.Status)
 	}
-	return string(body)
+	return string(body), err
 }
 
 // setFaults sets the share of the fake's WeChat calls that fail, in every
