@@ -334,44 +334,46 @@ func appendSavedToken(buf []byte, t savedToken) []byte {
 
 // parseSavedSessionKey reads a session key line of the token file.
 func parseSavedSessionKey(line []byte) (savedSessionKey, error) {
-	r := recordReader{line: line, rest: line, ok: true}
-	var k savedSessionKey
-	r.literal(`{"user_id":`)
-	k.UserID = r.integer()
-	k.AppID = r.str(`,"appid":`)
-	k.OpenID = r.str(`,"openid":`)
-	k.SessionKey = r.str(`,"session_key":`)
-	r.literal(`,"stored_ns":`)
-	k.StoredAt = r.integer()
-	r.literal("}\n")
-	if r.ok && len(r.rest) == 0 {
-		return k, nil
-	}
-	k = savedSessionKey{}
-	if err := decodeStrict(line, &k); err != nil {
-		return k, fmt.Errorf("not a session key: %w", err)
-	}
-	return k, nil
+	return parseTokenFileLine(line, "session key", func(r *recordReader) (k savedSessionKey) {
+		r.literal(`{"user_id":`)
+		k.UserID = r.integer()
+		k.AppID = r.str(`,"appid":`)
+		k.OpenID = r.str(`,"openid":`)
+		k.SessionKey = r.str(`,"session_key":`)
+		r.literal(`,"stored_ns":`)
+		k.StoredAt = r.integer()
+		return k
+	})
 }
 
 // parseSavedToken reads a token line of the token file.
 func parseSavedToken(line []byte) (savedToken, error) {
+	return parseTokenFileLine(line, "token", func(r *recordReader) (t savedToken) {
+		t.SHA256 = r.str(`{"sha256":`)
+		r.literal(`,"user_id":`)
+		t.UserID = r.integer()
+		r.literal(`,"issued_ns":`)
+		t.IssuedAt = r.integer()
+		r.literal(`,"last_used_ns":`)
+		t.LastUsedAt = r.integer()
+		return t
+	})
+}
+
+// parseTokenFileLine reads one line of the token file with read, which
+// expects the members in the order wxlogin writes them, up to the closing
+// brace; a line it is unsure of goes to encoding/json, which defines the
+// format. what names the kind of line in an error.
+func parseTokenFileLine[T any](line []byte, what string, read func(r *recordReader) T) (T, error) {
 	r := recordReader{line: line, rest: line, ok: true}
-	var t savedToken
-	t.SHA256 = r.str(`{"sha256":`)
-	r.literal(`,"user_id":`)
-	t.UserID = r.integer()
-	r.literal(`,"issued_ns":`)
-	t.IssuedAt = r.integer()
-	r.literal(`,"last_used_ns":`)
-	t.LastUsedAt = r.integer()
+	v := read(&r)
 	r.literal("}\n")
 	if r.ok && len(r.rest) == 0 {
-		return t, nil
+		return v, nil
 	}
-	t = savedToken{}
-	if err := decodeStrict(line, &t); err != nil {
-		return t, fmt.Errorf("not a token: %w", err)
+	var strict T
+	if err := decodeStrict(line, &strict); err != nil {
+		return strict, fmt.Errorf("not a %s: %w", what, err)
 	}
-	return t, nil
+	return strict, nil
 }
