@@ -567,13 +567,11 @@ type sessionHandler func(w http.ResponseWriter, r *http.Request, sess session)
 // or answers status 4.
 func requireLogin(tokens *tokenStore, next sessionHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Two tokens in one request leave it open which one speaks; a
-		// reverse proxy that adds its own must replace the client's.
-		if len(r.Header.Values("Authorization")) > 1 || len(r.Header.Values("Token")) > 1 {
-			writeError(w, badRequest(msgMalformed+"：Authorization 或 token 请求头出现了不止一次", nil))
+		token, err := tokenFromRequest(r.Header)
+		if err != nil {
+			writeError(w, err)
 			return
 		}
-		token := tokenFromRequest(r.Header)
 		if token == "" {
 			writeError(w, notLoggedIn(errors.New("no token")))
 			return
@@ -588,12 +586,24 @@ func requireLogin(tokens *tokenStore, next sessionHandler) http.Handler {
 }
 
 // tokenFromRequest finds the token in "Authorization: Bearer <token>" or,
-// as many mini programs send it, in a "token" header.
-func tokenFromRequest(h http.Header) string {
-	if scheme, token, ok := strings.Cut(h.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-		return strings.TrimSpace(token)
+// as many mini programs send it, in a "token" header; "" if there is none.
+// Either header sent twice is refused: two tokens in one request leave it
+// open which one speaks (a reverse proxy that adds its own must replace the
+// client's).
+func tokenFromRequest(h http.Header) (string, error) {
+	auth, token := h.Values("Authorization"), h.Values("Token")
+	if len(auth) > 1 || len(token) > 1 {
+		return "", badRequest(msgMalformed+"：Authorization 或 token 请求头出现了不止一次", nil)
 	}
-	return strings.TrimSpace(h.Get("token"))
+	if len(auth) == 1 {
+		if scheme, t, ok := strings.Cut(auth[0], " "); ok && strings.EqualFold(scheme, "Bearer") {
+			return strings.TrimSpace(t), nil
+		}
+	}
+	if len(token) == 1 {
+		return strings.TrimSpace(token[0]), nil
+	}
+	return "", nil
 }
 
 // recordView is a user record as the API shows it: every field always

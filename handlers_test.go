@@ -466,9 +466,9 @@ func FuzzTokenFromRequest(f *testing.F) {
 		h := http.Header{}
 		h.Set("Authorization", authorization)
 		h.Set("token", token)
-		got := tokenFromRequest(h)
-		if got != strings.TrimSpace(got) {
-			t.Fatalf("tokenFromRequest = %q; want no surrounding space", got)
+		got, err := tokenFromRequest(h)
+		if err != nil || got != strings.TrimSpace(got) {
+			t.Fatalf("tokenFromRequest = %q, %v; want no surrounding space, and no error for one header of each", got, err)
 		}
 	})
 }
