@@ -684,10 +684,9 @@ func startProcess(t *testing.T, env []string, args ...string) *child {
 	return c
 }
 
-func TestSIGTERMSavesTokensForTheNextStart(t *testing.T) {
-	dir := t.TempDir()
-	c := startChild(t, dir)
-	token, _ := post(t, "POST", c.url+"/login", jsonCT, `{"code":"`+mockCode(t, c.url, "alice")+`"}`).env.Data["token"].(string)
+// stop sends SIGTERM, as a service manager would, and waits for a clean exit.
+func (c *child) stop(t *testing.T) {
+	t.Helper()
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-c.exited:
@@ -698,6 +697,13 @@ func TestSIGTERMSavesTokensForTheNextStart(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("wxlogin did not exit after SIGTERM")
 	}
+}
+
+func TestSIGTERMSavesTokensForTheNextStart(t *testing.T) {
+	dir := t.TempDir()
+	c := startChild(t, dir)
+	token, _ := post(t, "POST", c.url+"/login", jsonCT, `{"code":"`+mockCode(t, c.url, "alice")+`"}`).env.Data["token"].(string)
+	c.stop(t)
 	c = startChild(t, dir)
 	if got := post(t, "GET", c.url+"/user", "", "", "Authorization", "Bearer "+token); got.env.Status != 0 {
 		t.Errorf("after SIGTERM and restart GET /user = %s; want the token still valid", got.raw)
@@ -1195,9 +1201,10 @@ func TestLogWriterWaitsForASlowReader(t *testing.T) {
 // in, read and change the profile, send user info and a phone number, claim
 // a gift, check the session, log out. Every reply must be the envelope, with
 // a status its route may answer; no 5xx but status 3 (WeChat failed);
-// wxlogin must not panic; and once the load stops, its goroutines, open
-// files and heap must come back near where they were before, as its pprof
-// endpoint and /proc tell.
+// wxlogin must not panic; once the load stops, its goroutines, open files
+// and heap must come back near where they were before, as its pprof
+// endpoint and /proc tell; and stopped with SIGTERM, it must save no token,
+// since every session logged out.
 func TestSoak(t *testing.T) {
 	duration := envSetting(t, "WXLOGIN_SOAK", 0, time.ParseDuration)
 	if duration <= 0 {
@@ -1304,16 +1311,25 @@ func TestSoak(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	panics := strings.Count(srv.logs.String(), "panic")
+	// Every session that got a token ended with POST /logout, so no login
+	// may be left when wxlogin stops and saves its tokens. A logout that
+	// does not revoke shows here after a run of any length, long before the
+	// tokens it leaks outgrow the heap's slack.
+	loginsLeft := -1
 	select {
 	case err := <-srv.exited:
 		srv.exited <- err
 		t.Errorf("wxlogin exited during the soak: %v", err)
 	default:
+		srv.stop(t)
+		if m := regexp.MustCompile(`msg=stopped tokens_saved=(\d+)`).FindStringSubmatch(srv.logs.String()); m != nil {
+			loginsLeft, _ = strconv.Atoi(m[1])
+		}
 	}
+	panics := strings.Count(srv.logs.String(), "panic")
 
-	t.Logf("soak figures: %v at %d connections, %.0f%% of WeChat calls failing (%d failed on purpose): %d requests, %.0f/s; %d 5xx other than status 3, %d other unexpected replies, %d panics",
-		duration, conns, faultRate*100, injected, s.requests(), float64(s.requests())/elapsed.Seconds(), s.bad5xx, s.unexpected-s.bad5xx, panics)
+	t.Logf("soak figures: %v at %d connections, %.0f%% of WeChat calls failing (%d failed on purpose): %d requests, %.0f/s; %d 5xx other than status 3, %d other unexpected replies, %d panics, %d logins left after the last logout",
+		duration, conns, faultRate*100, injected, s.requests(), float64(s.requests())/elapsed.Seconds(), s.bad5xx, s.unexpected-s.bad5xx, panics, loginsLeft)
 	t.Logf("soak replies: %s", s.outcomeList())
 	t.Logf("soak levels, before → peak → after: goroutines %d → %d → %d; open files %d → %d → %d; heap in use %s → %s → %s; RSS %s → %s → %s",
 		before.goroutines, peak.goroutines, after.goroutines, before.files, peak.files, after.files,
@@ -1327,6 +1343,9 @@ func TestSoak(t *testing.T) {
 	}
 	if injected == 0 {
 		t.Error("no fault was injected: the soak did not meet a failing WeChat")
+	}
+	if loginsLeft != 0 {
+		t.Errorf("wxlogin saved %d tokens when it stopped (-1: it did not say); every session logged out, so want 0", loginsLeft)
 	}
 	if after.goroutines > before.goroutines+slack || after.files > before.files+slack {
 		t.Errorf("goroutines %d → %d, open files %d → %d: not back near their level before the load",
