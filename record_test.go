@@ -188,25 +188,27 @@ func FuzzTokenFileLines(f *testing.F) {
 	f.Add([]byte(`{"sha256":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU","user_id":1,"issued_ns":1795000000000000000,"last_used_ns":1795000000000000001}` + "\n"))
 	f.Add([]byte(`{"user_id":1,"appid":"wxapp","openid":"o\"1","session_key":"a\"b","stored_ns":-1}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
-		if k, err := parseSavedSessionKey(line); err == nil {
-			var want savedSessionKey
-			if jsonErr := decodeStrict(line, &want); jsonErr != nil || k != want {
-				t.Fatalf("parseSavedSessionKey(%q) = %+v; encoding/json reads %+v, %v", line, k, want, jsonErr)
-			}
-			if again, err := parseSavedSessionKey(appendSavedSessionKey(nil, k)); err != nil || again != k {
-				t.Fatalf("session key %+v reads back as %+v, %v", k, again, err)
-			}
-		}
-		if tok, err := parseSavedToken(line); err == nil {
-			var want savedToken
-			if jsonErr := decodeStrict(line, &want); jsonErr != nil || tok != want {
-				t.Fatalf("parseSavedToken(%q) = %+v; encoding/json reads %+v, %v", line, tok, want, jsonErr)
-			}
-			if again, err := parseSavedToken(appendSavedToken(nil, tok)); err != nil || again != tok {
-				t.Fatalf("token %+v reads back as %+v, %v", tok, again, err)
-			}
-		}
+		checkTokenFileLine(t, "session key", line, parseSavedSessionKey, appendSavedSessionKey)
+		checkTokenFileLine(t, "token", line, parseSavedToken, appendSavedToken)
 	})
+}
+
+// checkTokenFileLine checks one kind of token-file line: if parse accepts
+// line, encoding/json reads the same from it, and what appendLine writes of
+// it reads back the same.
+func checkTokenFileLine[T comparable](t *testing.T, what string, line []byte, parse func([]byte) (T, error), appendLine func([]byte, T) []byte) {
+	t.Helper()
+	got, err := parse(line)
+	if err != nil {
+		return
+	}
+	var want T
+	if jsonErr := decodeStrict(line, &want); jsonErr != nil || got != want {
+		t.Fatalf("%s line %q reads as %+v; encoding/json reads %+v, %v", what, line, got, want, jsonErr)
+	}
+	if again, err := parse(appendLine(nil, got)); err != nil || again != got {
+		t.Fatalf("%s %+v reads back as %+v, %v", what, got, again, err)
+	}
 }
 
 // The token file's writers write what encoding/json writes.
