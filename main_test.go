@@ -1080,20 +1080,30 @@ func dirSize(t *testing.T, dir string) int64 {
 // rssOf reads a process's resident memory now and at its peak.
 func rssOf(t *testing.T, c *child) string {
 	t.Helper()
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.cmd.Process.Pid))
+	now, err := procStatusKB(c.cmd.Process.Pid, "VmRSS")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var now, peak string
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			now = strings.TrimSpace(v)
-		}
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			peak = strings.TrimSpace(v)
-		}
+	peak, err := procStatusKB(c.cmd.Process.Pid, "VmHWM")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return now + " (peak " + peak + ")"
+	return fmt.Sprintf("%d kB (peak %d kB)", now, peak)
+}
+
+// procStatusKB reads a field of /proc/<pid>/status that is given in kB,
+// such as VmRSS.
+func procStatusKB(pid int, field string) (int64, error) {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	_, value, _ := strings.Cut(string(status), "\n"+field+":")
+	var kb int64
+	if _, err := fmt.Sscanf(value, "%d kB", &kb); err != nil {
+		return 0, fmt.Errorf("no %s in /proc/%d/status: %w", field, pid, err)
+	}
+	return kb, nil
 }
 
 // The log writer keeps every line, in order, from concurrent writers, and
@@ -1412,17 +1422,9 @@ func (p processProbe) sample(gc bool) (level, error) {
 		return l, err
 	}
 	l.files = len(fds)
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid))
-	if err != nil {
-		return l, err
-	}
-	_, rss, _ := strings.Cut(string(status), "\nVmRSS:")
-	var kb int64
-	if _, err := fmt.Sscanf(rss, "%d", &kb); err != nil {
-		return l, fmt.Errorf("no VmRSS in /proc/%d/status: %w", p.pid, err)
-	}
+	kb, err := procStatusKB(p.pid, "VmRSS")
 	l.rss = kb << 10
-	return l, nil
+	return l, err
 }
 
 func (p processProbe) get(profile string) (string, error) {

@@ -944,15 +944,11 @@ func (s *userStore) get(id int64) (User, bool) {
 	return *s.byID[id-1], true
 }
 
-// identity returns who user id is, sharing the record's strings.
+// identity returns who user id is. Its strings are the record's own: a copy
+// of a string shares its bytes.
 func (s *userStore) identity(id int64) (identity, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if id < 1 || id > int64(len(s.byID)) {
-		return identity{}, false
-	}
-	u := s.byID[id-1]
-	return identity{AppID: u.AppID, OpenID: u.OpenID, UserID: u.ID}, true
+	u, ok := s.get(id)
+	return identity{AppID: u.AppID, OpenID: u.OpenID, UserID: u.ID}, ok
 }
 
 // count reports how many users are stored.
