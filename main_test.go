@@ -259,7 +259,7 @@ func TestRemovingTheTokenFileLogsEveryoneOut(t *testing.T) {
 func TestStartDropsAnOlderTokenFileWithAWarning(t *testing.T) {
 	dir := t.TempDir()
 	saved := filepath.Join(dir, tokenFileName)
-	writeFile(t, saved, "{\n \"format\": \"wxlogin-tokens\",\n \"version\": 1,\n \"tokens\": [],\n \"session_keys\": []\n}\n")
+	writeFile(t, saved, versionOneTokenFile)
 	s := startServer(t, nil, "-data", dir)
 	if !strings.Contains(s.logs.String(), `level=WARN msg="tokens not reloaded"`) {
 		t.Errorf("no warning about the dropped token file in the log:\n%s", s.logs.String())
