@@ -12,7 +12,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -31,7 +30,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -110,10 +108,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Replaying the store keeps almost everything it allocates (records are
 	// read without garbage; only records a later line replaces become
 	// garbage, and compaction keeps the journals smaller than the snapshot),
-	// so collecting during it is wasted work: with the collector off, a start
-	// with a million users takes 1.6 s instead of 2. A GOMEMLIMIT set by the
-	// operator still applies. (The setting is the process's: only tests run
-	// two servers in one.)
+	// so collecting during it is wasted work (BENCHMARKS.md, start-up). A
+	// GOMEMLIMIT set by the operator still applies. (The setting is the
+	// process's: only tests run two servers in one.)
 	gcPercent := debug.SetGCPercent(-1)
 	users, err := openUserStore(cfg.dataDir, time.Now, log)
 	debug.SetGCPercent(gcPercent)
@@ -178,87 +175,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	err = errors.Join(err, saveErr, users.Close())
 	log.Info("stopped", "tokens_saved", saved)
 	return err
-}
-
-// logWriter hands log lines to a goroutine of its own that writes them out,
-// so that a request never waits for a write to stderr: under load, the lines
-// of many requests go out in one write. (Writing each access-log line itself
-// cost GET /user about a tenth of its CPU time; BENCHMARKS.md.) Lines keep
-// their order, and close writes whatever is pending. If the reader of stderr
-// stops reading, writers wait once maxPendingLog bytes are pending, as
-// direct writes would.
-type logWriter struct {
-	out  io.Writer
-	wake chan struct{} // holds a signal while lines are pending
-	done chan struct{} // closed once the goroutine has written everything
-
-	mu      sync.Mutex // guards pending and closed
-	taken   sync.Cond  // signalled, with mu, each time pending is taken
-	pending []byte
-	closed  bool
-}
-
-const maxPendingLog = 1 << 20
-
-func newLogWriter(out io.Writer) *logWriter {
-	w := &logWriter{out: out, wake: make(chan struct{}, 1), done: make(chan struct{})}
-	w.taken.L = &w.mu
-	go w.writeOut()
-	return w
-}
-
-func (w *logWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	for len(w.pending) >= maxPendingLog && !w.closed {
-		w.taken.Wait()
-	}
-	if w.closed {
-		w.mu.Unlock()
-		return w.out.Write(p)
-	}
-	w.pending = append(w.pending, p...)
-	w.mu.Unlock()
-	w.signal()
-	return len(p), nil
-}
-
-// signal wakes the writing goroutine, unless a signal is already waiting.
-func (w *logWriter) signal() {
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
-
-// writeOut writes pending lines until close.
-func (w *logWriter) writeOut() {
-	defer close(w.done)
-	var spare []byte
-	for range w.wake {
-		w.mu.Lock()
-		lines, closed := w.pending, w.closed
-		w.pending = spare[:0]
-		w.taken.Broadcast()
-		w.mu.Unlock()
-		if len(lines) > 0 {
-			w.out.Write(lines) // There is nowhere to report a failure to write the log.
-		}
-		spare = lines
-		if closed {
-			return
-		}
-	}
-}
-
-// close writes what is pending and stops the goroutine. Later lines are
-// written directly.
-func (w *logWriter) close() {
-	w.mu.Lock()
-	w.closed = true
-	w.taken.Broadcast()
-	w.mu.Unlock()
-	w.signal()
-	<-w.done
 }
 
 // serveUntilDone serves on ln until ctx ends or serving fails, then shuts
@@ -473,7 +389,7 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 			a.AppID = mockAppID
 		}
 		if cfg.mock && a.secret == "" {
-			a.secret = randomHex(16) // The fake checks it like WeChat would.
+			a.secret = randomText(16, hex.EncodeToString) // The fake checks it like WeChat would.
 		}
 		switch {
 		case a.secret == "" && appsPath == "":
@@ -603,89 +519,3 @@ func readSecret(getenv func(string) string) (string, error) {
 	}
 	return secret, nil
 }
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b) // Never fails; see tokenStore.issue.
-	return hex.EncodeToString(b)
-}
-
-// envFlags defines flags whose defaults come from environment variables, and
-// collects the errors of variables that do not parse, naming them.
-type envFlags struct {
-	fs     *flag.FlagSet
-	getenv func(string) string
-	errs   []error
-}
-
-func (e *envFlags) usage(text, env string) string { return text + " (env " + env + ")" }
-
-func (e *envFlags) string(p *string, name, env, def, usage string) {
-	if v := e.getenv(env); v != "" {
-		def = v
-	}
-	e.fs.StringVar(p, name, def, e.usage(usage, env))
-}
-
-func (e *envFlags) duration(p *time.Duration, name, env string, def time.Duration, usage string) {
-	e.fs.DurationVar(p, name, fromEnv(e, env, def, time.ParseDuration, "a duration like 2h or 30m"), e.usage(usage, env))
-}
-
-func (e *envFlags) int(p *int, name, env string, def int, usage string) {
-	e.fs.IntVar(p, name, fromEnv(e, env, def, strconv.Atoi, "a whole number"), e.usage(usage, env))
-}
-
-// fromEnv is env's value read by parse, or def when env is unset. A value
-// parse refuses is noted as an error saying it is not what.
-func fromEnv[T any](e *envFlags, env string, def T, parse func(string) (T, error), what string) T {
-	v := e.getenv(env)
-	if v == "" {
-		return def
-	}
-	parsed, err := parse(v)
-	if err != nil {
-		e.errs = append(e.errs, fmt.Errorf("%s: %q is not %s", env, v, what))
-		return def
-	}
-	return parsed
-}
-
-func (e *envFlags) bool(p *optionalBool, name, env, usage string) {
-	if v := e.getenv(env); v != "" {
-		if err := p.Set(v); err != nil {
-			e.errs = append(e.errs, fmt.Errorf("%s: %q is not a boolean", env, v))
-		}
-	}
-	e.fs.Var(p, name, e.usage(usage, env))
-}
-
-// set reports whether a setting was given by flag or by environment.
-func (e *envFlags) set(name, env string) bool {
-	set := e.getenv(env) != ""
-	e.fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
-}
-
-// optionalBool is a boolean flag that knows whether it was given, for
-// settings whose default depends on other settings.
-type optionalBool struct {
-	value, set bool
-}
-
-func (b *optionalBool) String() string {
-	if b == nil || !b.set {
-		return "auto"
-	}
-	return strconv.FormatBool(b.value)
-}
-
-func (b *optionalBool) Set(s string) error {
-	v, err := strconv.ParseBool(s)
-	if err != nil {
-		return err
-	}
-	b.value, b.set = v, true
-	return nil
-}
-
-func (b *optionalBool) IsBoolFlag() bool { return true }

@@ -7,10 +7,15 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -209,13 +214,6 @@ func fakeAvatarURL(user string) string {
 // (WECHAT.md §5).
 const anonymousAvatarURL = "https://thirdwx.qlogo.cn/mmopen/vi_32/POgEwh4mIHO4nibH0KlMECNjjGxQUq24ZEaGT4poC6icRiccVGKSyXwibcPq4BWmiaIGuG1icwxaQX6grC9VemZoJ8rg/132"
 
-// randomString returns n random bytes in base64url.
-func randomString(n int) string {
-	b := make([]byte, n)
-	rand.Read(b) // Never fails; see tokenStore.issue.
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
 // clientRequest is the body of every fake client API call: who is using the
 // mini program, and which one when the fake serves several.
 type clientRequest struct {
@@ -279,13 +277,11 @@ func (f *fakeWechat) handleLogin() http.Handler {
 // issueCode creates a single-use login code for user in appID, with a new
 // session_key that is the user's current one from now on.
 func (f *fakeWechat) issueCode(appID, user string) string {
-	var key [16]byte
-	rand.Read(key[:])
 	u := fakeUser{appID, user}
 	c := &fakeCode{
-		code:       randomString(24),
+		code:       randomText(24, base64.RawURLEncoding.EncodeToString),
 		user:       u,
-		sessionKey: base64.StdEncoding.EncodeToString(key[:]),
+		sessionKey: randomText(16, base64.StdEncoding.EncodeToString), // an AES-128 key
 		expires:    f.now().Add(fakeCodeLifetime),
 	}
 	f.mu.Lock()
@@ -408,7 +404,7 @@ func (f *fakeWechat) handleGetPhoneNumber() http.Handler {
 		}
 		u := fakeUser{req.AppID, req.User}
 		now := f.now()
-		code := &fakeCode{code: randomHex(32), user: u, expires: now.Add(fakeCodeLifetime)}
+		code := &fakeCode{code: randomText(32, hex.EncodeToString), user: u, expires: now.Add(fakeCodeLifetime)}
 		f.mu.Lock()
 		f.phoneCodes.add(code, now)
 		f.openIDs[userRef{u.appID, fakeOpenID(u.appID, u.name)}] = u.name
@@ -582,7 +578,7 @@ func (f *fakeWechat) stableToken(appID string, force bool) (string, time.Time) {
 			delete(f.tokens, token)
 		}
 	}
-	token := randomString(96) // WeChat's are long; callers must store at least 512 characters.
+	token := randomText(96, base64.RawURLEncoding.EncodeToString) // WeChat's are long; callers must store at least 512 characters.
 	f.tokens[token] = fakeAccessToken{appID: appID, expires: now.Add(fakeAccessTokenLifetime)}
 	f.newestToken[appID] = token
 	return token, now.Add(fakeAccessTokenLifetime)
@@ -680,4 +676,112 @@ func (f *fakeWechat) handlePhoneNumber() http.Handler {
 			"watermark":       fakeWatermark{now.Unix(), appID},
 		}})
 	})
+}
+
+// exchange is one call wxlogin made to the fake WeChat's server API, as the
+// teaching page draws it. Secrets are replaced before it is stored.
+type exchange struct {
+	Seq      int64             `json:"seq"`
+	Method   string            `json:"method"`
+	Path     string            `json:"path"` // as on api.weixin.qq.com: /sns/jscode2session
+	Query    map[string]string `json:"query,omitempty"`
+	Request  json.RawMessage   `json:"request,omitempty"`
+	Status   int               `json:"status"`
+	Response json.RawMessage   `json:"response,omitempty"`
+}
+
+// maxExchanges is how many exchanges the fake keeps: enough for a few runs
+// of the teaching page, and a bound on memory however long it runs.
+const maxExchanges = 200
+
+// exchangeLog keeps the latest exchanges with the fake WeChat's server API.
+type exchangeLog struct {
+	mu   sync.Mutex // guards next and kept
+	next int64
+	kept []exchange
+}
+
+// record wraps a server API handler of the fake, logging each call with its
+// secrets replaced. prefix is cut from the path, leaving WeChat's own.
+func (l *exchangeLog) record(prefix string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, "cannot read body", http.StatusBadRequest) // Over the server's body limit.
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		rec := &recordingWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+
+		e := exchange{
+			Method:   r.Method,
+			Path:     strings.TrimPrefix(r.URL.Path, prefix),
+			Request:  redactJSON(body),
+			Status:   rec.status,
+			Response: redactJSON(rec.body.Bytes()),
+		}
+		if q := r.URL.Query(); len(q) > 0 {
+			e.Query = map[string]string{}
+			for k, v := range q {
+				e.Query[k] = redactValue(k, v[0])
+			}
+		}
+		l.add(e)
+	})
+}
+
+func (l *exchangeLog) add(e exchange) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.next++
+	e.Seq = l.next
+	if len(l.kept) == maxExchanges {
+		l.kept = slices.Delete(l.kept, 0, 1)
+	}
+	l.kept = append(l.kept, e)
+}
+
+// since returns the exchanges numbered above seq, oldest first.
+func (l *exchangeLog) since(seq int64) []exchange {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(l.kept, seq+1, func(e exchange, seq int64) int { return int(e.Seq - seq) })
+	return append([]exchange{}, l.kept[i:]...) // Never nil: the page reads a list.
+}
+
+// handle serves GET /mock/exchanges?after=N: the exchanges since the Nth.
+func (l *exchangeLog) handle() http.Handler {
+	type response struct {
+		Exchanges []exchange `json:"exchanges"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var after int64
+		if s := r.URL.Query().Get("after"); s != "" {
+			n, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || n < 0 {
+				writeError(w, badRequest(msgMalformed+"：after 须为非负整数", nil))
+				return
+			}
+			after = n
+		}
+		writeOK(w, response{Exchanges: l.since(after)})
+	})
+}
+
+// recordingWriter keeps a copy of what a handler writes.
+type recordingWriter struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (w *recordingWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recordingWriter) Write(b []byte) (int, error) {
+	w.body.Write(b)
+	return w.ResponseWriter.Write(b)
 }

@@ -99,7 +99,7 @@ func TestFakeCodesAreSingleUseAndExpire(t *testing.T) {
 
 func TestFakeIdentities(t *testing.T) {
 	f := newFakeSetup(t, map[string]string{"wxapp": testSecret, "wxother": "other-secret"})
-	exchange := func(user string) codeSession {
+	exchange := func(user string) code2SessionResult {
 		s, err := f.client.code2Session(t.Context(), f.wxLogin(t, `{"user":"`+user+`","appid":"wxapp"}`))
 		if err != nil {
 			t.Fatal(err)
@@ -245,7 +245,7 @@ func TestFakeUnionIDAcrossApps(t *testing.T) {
 	fake := newFakeWechat(map[string]fakeApp{"wxshop": {Secret: "s1"}, "wxgame": {Secret: "s2"}, "wxsolo": {Secret: "s3", Unbound: true}}, time.Now)
 	srv := httptest.NewServer(fake.routes())
 	t.Cleanup(srv.Close)
-	exchange := func(appID string) codeSession {
+	exchange := func(appID string) code2SessionResult {
 		t.Helper()
 		c := newWechatClient(srv.URL+"/mock/api", appID, fake.apps[appID].Secret, time.Second, 2*time.Second)
 		s, err := c.code2Session(t.Context(), fake.issueCode(appID, "alice"))

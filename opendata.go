@@ -165,36 +165,17 @@ func encryptOpenData(sessionKey string, plain, iv []byte) (encryptedData string,
 // jsonFields decodes a JSON object into a map of its members' raw values.
 // Unlike encoding/json's struct decoding, which matches names without regard
 // to case and lets a repeated key win silently, it keeps names exact and
-// rejects repeats: either would let a changed ciphertext pass as WeChat's.
+// refuses repeats: either would let a changed ciphertext pass as WeChat's.
 func jsonFields(data []byte) (map[string]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, errors.New("not a JSON object")
+	if name := duplicateMember(data); name != "" {
+		return nil, fmt.Errorf("key %q repeated", name)
 	}
-	fields := map[string]json.RawMessage{}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		name, ok := t.(string)
-		if !ok {
-			return nil, errors.New("object key is not a string")
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		if _, dup := fields[name]; dup {
-			return nil, fmt.Errorf("key %q repeated", name)
-		}
-		fields[name] = v
-	}
-	if _, err := dec.Token(); err != nil {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
 		return nil, err
 	}
-	if !atEOF(dec) {
-		return nil, errors.New("data after the JSON object")
+	if fields == nil {
+		return nil, errors.New("not a JSON object")
 	}
 	return fields, nil
 }

@@ -73,12 +73,12 @@ func TestTokenIssue(t *testing.T) {
 		seen[token] = true
 	}
 	token := tokens.issue(alice, "key-1")
-	sess, ok := tokens.lookup(token)
+	who, ok := tokens.lookup(token)
 	if !ok {
 		t.Fatal("lookup of a fresh token failed")
 	}
-	if sess.identity != alice || sess.SessionKey != "key-1" {
-		t.Errorf("lookup = %+v, key %q; want %+v, key-1", sess.identity, sess.SessionKey, alice)
+	if who.identity != alice || who.SessionKey != "key-1" {
+		t.Errorf("lookup = %+v, key %q; want %+v, key-1", who.identity, who.SessionKey, alice)
 	}
 	if _, ok := tokens.lookup(token + "x"); ok {
 		t.Error("lookup of an unknown token succeeded")
@@ -116,8 +116,8 @@ func TestTokenExpiry(t *testing.T) {
 func TestTokenRevoke(t *testing.T) {
 	tokens := newTokenStore(time.Hour, time.Hour, newFakeClock().Now)
 	token, other := tokens.issue(alice, "key"), tokens.issue(alice, "key")
-	sess, _ := tokens.lookup(token)
-	tokens.revoke(sess)
+	who, _ := tokens.lookup(token)
+	tokens.revoke(who)
 	if _, ok := tokens.lookup(token); ok {
 		t.Error("revoked token still valid")
 	}
@@ -131,13 +131,13 @@ func TestTokenNewestSessionKeyWins(t *testing.T) {
 	phone := tokens.issue(alice, "old-key")
 	laptop := tokens.issue(alice, "new-key")
 	for name, token := range map[string]string{"older token": phone, "newer token": laptop} {
-		sess, ok := tokens.lookup(token)
-		if !ok || sess.SessionKey != "new-key" {
-			t.Errorf("%s: lookup = %v, key %q; want valid with new-key", name, ok, sess.SessionKey)
+		who, ok := tokens.lookup(token)
+		if !ok || who.SessionKey != "new-key" {
+			t.Errorf("%s: lookup = %v, key %q; want valid with new-key", name, ok, who.SessionKey)
 		}
 	}
-	if sess, _ := tokens.lookup(tokens.issue(bob, "bob-key")); sess.SessionKey != "bob-key" {
-		t.Errorf("bob's key = %q; want bob-key", sess.SessionKey)
+	if who, _ := tokens.lookup(tokens.issue(bob, "bob-key")); who.SessionKey != "bob-key" {
+		t.Errorf("bob's key = %q; want bob-key", who.SessionKey)
 	}
 }
 
@@ -207,9 +207,9 @@ func TestTokenSaveAndLoad(t *testing.T) {
 	if n, err := after.load(path, knownUsers); err != nil || n != 1 {
 		t.Fatalf("load = %d, %v; want 1, nil", n, err)
 	}
-	sess, ok := after.lookup(live)
-	if !ok || sess.identity != alice || sess.SessionKey != "alice-key" {
-		t.Errorf("reloaded lookup = %+v, %v; want alice with alice-key", sess, ok)
+	who, ok := after.lookup(live)
+	if !ok || who.identity != alice || who.SessionKey != "alice-key" {
+		t.Errorf("reloaded lookup = %+v, %v; want alice with alice-key", who, ok)
 	}
 	if _, ok := after.lookup(dying); ok {
 		t.Error("a token that expired while the server was down was reloaded")
@@ -294,11 +294,11 @@ func TestTokenLoadDropsUnknownUsers(t *testing.T) {
 	if _, ok := after.lookup(stranger); ok {
 		t.Error("a token of a user the store does not know was reloaded")
 	}
-	if sess, ok := after.lookup(impostor); ok {
-		t.Errorf("a token saved for o-mallory was reloaded as %+v", sess.identity)
+	if who, ok := after.lookup(impostor); ok {
+		t.Errorf("a token saved for o-mallory was reloaded as %+v", who.identity)
 	}
-	if sess, ok := after.lookup(known); !ok || sess.identity != alice {
-		t.Errorf("lookup of alice's token = %+v, %v; want alice", sess, ok)
+	if who, ok := after.lookup(known); !ok || who.identity != alice {
+		t.Errorf("lookup of alice's token = %+v, %v; want alice", who, ok)
 	}
 }
 
@@ -359,7 +359,7 @@ func TestUserUpdate(t *testing.T) {
 	created, _, _ := s.login("wxapp", "o-alice", "")
 	clock.Advance(time.Minute)
 
-	updated, err := s.update(1, func(u *User) {
+	updated, err := s.update(1, func(u *userRecord) {
 		u.Nickname, u.PhoneNumber = "爱丽丝", "13800000000"
 		u.ID, u.OpenID = 9, "o-mallory" // An update cannot change who the record is.
 	})
@@ -379,15 +379,15 @@ func TestUserUpdate(t *testing.T) {
 	crashed.Close()
 
 	clock.Advance(time.Minute)
-	if same, err := s.update(1, func(u *User) { u.Nickname = "爱丽丝" }); err != nil || same != updated {
+	if same, err := s.update(1, func(u *userRecord) { u.Nickname = "爱丽丝" }); err != nil || same != updated {
 		t.Errorf("an update that changes nothing = %+v, %v; want the record as it was", same, err)
 	}
-	if _, err := s.update(2, func(*User) {}); err == nil {
+	if _, err := s.update(2, func(*userRecord) {}); err == nil {
 		t.Error("update of a user that does not exist succeeded")
 	}
 	s.Close()
-	if _, err := s.update(1, func(u *User) { u.Nickname = "late" }); !errors.Is(err, errStoreClosed) {
-		t.Errorf("update on a closed store = %v; want errStoreClosed", err)
+	if _, err := s.update(1, func(u *userRecord) { u.Nickname = "late" }); !errors.Is(err, errJournalClosed) {
+		t.Errorf("update on a closed store = %v; want errJournalClosed", err)
 	}
 	if got, _ := s.get(1); got != updated {
 		t.Errorf("a refused update changed the record in memory to %+v", got)
@@ -399,7 +399,7 @@ func TestUserConcurrentFirstLoginsCreateOneUser(t *testing.T) {
 	s := openTestStore(t, dir, time.Now)
 	const n = 100
 	var wg sync.WaitGroup
-	results := make(chan User, n)
+	results := make(chan userRecord, n)
 	createdCount := make(chan bool, n)
 	for range n {
 		wg.Go(func() {
@@ -458,10 +458,10 @@ func TestUserStoreFilesArePrivate(t *testing.T) {
 // compactOnNextWrite makes the store's next write start a snapshot, after
 // waiting for any snapshot still being written.
 func compactOnNextWrite(s *userStore) {
-	s.compactionWG.Wait()
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
-	s.compactAt = 0
+	s.journal.compactions.Wait()
+	s.journal.flushMu.Lock()
+	defer s.journal.flushMu.Unlock()
+	s.journal.compactAt = 0
 }
 
 func assertPrivate(t *testing.T, path string) {
@@ -505,7 +505,7 @@ func TestClaimsAreStoredOncePerPerson(t *testing.T) {
 	compactOnNextWrite(s)
 	s.claim(shop.ID, "coupon")
 	s.Close()
-	snapshot, _ := os.ReadFile(filepath.Join(dir, snapshotName))
+	snapshot, _ := os.ReadFile(filepath.Join(dir, "users.snapshot.jsonl"))
 	if n := bytes.Count(snapshot, claimLinePrefix); n != 3 {
 		t.Errorf("snapshot holds %d claims; want 3:\n%s", n, snapshot)
 	}
@@ -587,13 +587,13 @@ func TestUserStoreCompaction(t *testing.T) {
 	if _, _, err := s.login("wxapp", "o-0", ""); err != nil {
 		t.Fatal(err)
 	}
-	want := make([]User, 50)
+	want := make([]userRecord, 50)
 	for i := range want {
 		want[i], _ = s.get(int64(i + 1))
 	}
 	s.Close()
 
-	snapshot, err := os.ReadFile(filepath.Join(dir, snapshotName))
+	snapshot, err := os.ReadFile(filepath.Join(dir, "users.snapshot.jsonl"))
 	if err != nil {
 		t.Fatalf("no snapshot after compaction: %v", err)
 	}
@@ -603,7 +603,7 @@ func TestUserStoreCompaction(t *testing.T) {
 	if lines := bytes.Count(snapshot, []byte("\n")); lines != 1+50 {
 		t.Errorf("snapshot has %d lines; want a header and each of the 50 users once", lines)
 	}
-	journals, _ := filepath.Glob(filepath.Join(dir, journalPrefix+"*"))
+	journals, _ := filepath.Glob(filepath.Join(dir, "users.journal.*"))
 	if len(journals) != 1 {
 		t.Errorf("journals after compaction: %v; want only the newest", journals)
 	}
@@ -685,7 +685,7 @@ func TestUserStoreRejectsDamagedFiles(t *testing.T) {
 		{"claim with an unknown field", "users.journal.000001.jsonl", header + u1 + `{"claim":{"name":"gift","user_id":1,"at":"2026-01-01T00:00:00Z","by":"x"}}` + "\n", ":3:"},
 		{"no openid", "users.journal.000001.jsonl", header + strings.Replace(u1, `"openid":"o-1",`, "", 1), ":2:"},
 		{"generation mismatch", "users.journal.000001.jsonl", strings.Replace(header, `"generation":1`, `"generation":7`, 1), ":1:"},
-		{"torn snapshot", snapshotName, `{"format":"wxlogin-users-snapshot","version":1,"generation":0}` + "\n" + u1[:30], ":2:"},
+		{"torn snapshot", "users.snapshot.jsonl", `{"format":"wxlogin-users-snapshot","version":1,"generation":0}` + "\n" + u1[:30], ":2:"},
 		{"torn line in an older journal", "users.journal.000001.jsonl", header + u1[:30], ":2:"},
 		{"odd journal name", "users.journal.1.jsonl", header, ": not a wxlogin journal name"},
 	}
@@ -714,7 +714,7 @@ func TestUserStoreRejectsDamagedFiles(t *testing.T) {
 
 func TestUserStoreWriteFailureIsSticky(t *testing.T) {
 	s := openTestStore(t, t.TempDir(), time.Now)
-	s.journal.Close() // the disk goes away under the store
+	s.journal.file.Close() // the disk goes away under the store
 	if _, _, err := s.login("wxapp", "o-1", ""); err == nil {
 		t.Fatal("login succeeded although the journal write failed")
 	}
@@ -786,13 +786,13 @@ func seedUsers(tb testing.TB, s *userStore, n int) {
 		s.mu.Lock()
 		var b *batch
 		for i := start; i < min(n, start+10_000); i++ {
-			b = s.putLocked(&User{
+			b = s.putLocked(&userRecord{
 				ID: int64(len(s.byID)) + 1, AppID: "wxbench", OpenID: benchOpenID(i), UnionID: fakeUnionID(strconv.Itoa(i)),
 				CreatedAt: now, UpdatedAt: now, LastLoginAt: now,
 			})
 		}
 		s.mu.Unlock()
-		if err := s.wait(b); err != nil {
+		if err := s.journal.wait(b); err != nil {
 			tb.Fatal(err)
 		}
 	}

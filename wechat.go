@@ -15,7 +15,7 @@ import (
 	"time"
 )
 
-// WeChat errcodes wxlogin acts on. See ../shared/WECHAT.md §1 for sources.
+// WeChat errcodes wxlogin acts on, with their sources in WECHAT.md §1 and §4.
 const (
 	errcodeSystemBusy   = -1    // 系统繁忙: the only errcode worth retrying
 	errcodeInvalidCode  = 40029 // js_code wrong, expired, or from another app
@@ -71,8 +71,8 @@ func (e *httpStatusError) Error() string {
 // errBadReply marks a reply that is not the JSON WeChat documents.
 var errBadReply = errors.New("unexpected reply")
 
-// codeSession is a successful code2Session reply.
-type codeSession struct {
+// code2SessionResult is a successful code2Session reply.
+type code2SessionResult struct {
 	OpenID     string
 	SessionKey string
 	UnionID    string // empty unless the app is bound to an Open Platform account
@@ -95,21 +95,12 @@ type wechatClient struct {
 
 	now func() time.Time // for the access_token's expiry
 
-	mu       sync.Mutex // guards inflight
-	inflight map[string]*codeExchange
+	exchanges flightGroup[string, code2SessionResult] // the code exchanges under way, by code
 
-	tokenMu    sync.Mutex // guards the fields below
+	tokenMu    sync.Mutex // guards token and tokenUntil
 	token      string     // the cached access_token, or ""
 	tokenUntil time.Time  // when to stop using token and fetch another
-	tokenFetch *tokenFetch
-}
-
-// codeExchange is one code2Session call that concurrent logins with the same
-// code share.
-type codeExchange struct {
-	done chan struct{} // closed when res and err are set
-	res  codeSession
-	err  error
+	tokenFetch flightGroup[struct{}, string]
 }
 
 func newWechatClient(baseURL, appID, secret string, callTimeout, requestTimeout time.Duration) *wechatClient {
@@ -129,7 +120,6 @@ func newWechatClient(baseURL, appID, secret string, callTimeout, requestTimeout 
 		requestTimeout: requestTimeout,
 		backoff:        []time.Duration{100 * time.Millisecond, 300 * time.Millisecond},
 		now:            time.Now,
-		inflight:       map[string]*codeExchange{},
 	}
 }
 
@@ -138,33 +128,14 @@ func newWechatClient(baseURL, appID, secret string, callTimeout, requestTimeout 
 // with the same code (a double tap, a client retry) share one request to
 // WeChat and all get its result. Once that request has finished, the same
 // code goes to WeChat again like any other, and WeChat refuses it.
-func (c *wechatClient) code2Session(ctx context.Context, code string) (codeSession, error) {
-	c.mu.Lock()
-	if x, ok := c.inflight[code]; ok {
-		c.mu.Unlock()
-		select {
-		case <-x.done:
-			return x.res, x.err
-		case <-ctx.Done():
-			return codeSession{}, ctx.Err()
-		}
-	}
-	x := &codeExchange{done: make(chan struct{})}
-	c.inflight[code] = x
-	c.mu.Unlock()
-
-	// The exchange outlives this caller's cancellation: others may be waiting
-	// for it, and abandoning it would spend the code for nothing.
-	x.res, x.err = c.exchange(context.WithoutCancel(ctx), code)
-	c.mu.Lock()
-	delete(c.inflight, code)
-	c.mu.Unlock()
-	close(x.done)
-	return x.res, x.err
+func (c *wechatClient) code2Session(ctx context.Context, code string) (code2SessionResult, error) {
+	return c.exchanges.do(ctx, code, func(ctx context.Context) (code2SessionResult, error) {
+		return c.exchangeCode(ctx, code)
+	})
 }
 
-// exchange calls jscode2session, retrying what may be retried.
-func (c *wechatClient) exchange(ctx context.Context, code string) (codeSession, error) {
+// exchangeCode calls jscode2session, retrying what may be retried.
+func (c *wechatClient) exchangeCode(ctx context.Context, code string) (code2SessionResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.requestTimeout)
 	defer cancel()
 	q := url.Values{
@@ -183,20 +154,20 @@ func (c *wechatClient) exchange(ctx context.Context, code string) (codeSession, 
 		if firstErr != nil && errors.As(err, &we) && we.Code == errcodeCodeUsed {
 			// Our own earlier attempt reached WeChat and used the code, but its
 			// reply was lost: that lost reply is the failure to report.
-			return codeSession{}, firstErr
+			return code2SessionResult{}, firstErr
 		}
 		if firstErr == nil {
 			firstErr = err
 		}
 		if attempt == len(c.backoff) || ctx.Err() != nil || !retryable(err) {
-			return codeSession{}, err
+			return code2SessionResult{}, err
 		}
 		t := time.NewTimer(c.backoff[attempt])
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return codeSession{}, err
+			return code2SessionResult{}, err
 		}
 	}
 }
@@ -226,11 +197,11 @@ func retryable(err error) bool {
 
 // jscode2session makes one call. WeChat answers text/plain with a JSON body,
 // so the Content-Type is ignored (WECHAT.md §1).
-func (c *wechatClient) jscode2session(ctx context.Context, q url.Values) (codeSession, error) {
+func (c *wechatClient) jscode2session(ctx context.Context, q url.Values) (code2SessionResult, error) {
 	const api = "jscode2session"
 	body, err := c.call(ctx, api, http.MethodGet, "/sns/jscode2session", q, nil)
 	if err != nil {
-		return codeSession{}, err
+		return code2SessionResult{}, err
 	}
 	return parseCode2Session(body)
 }
@@ -276,7 +247,7 @@ func (c *wechatClient) call(ctx context.Context, api, method, path string, q url
 
 // parseCode2Session decodes a jscode2session reply. On success WeChat often
 // leaves errcode out rather than sending 0 (WECHAT.md §1).
-func parseCode2Session(body []byte) (codeSession, error) {
+func parseCode2Session(body []byte) (code2SessionResult, error) {
 	var r struct {
 		OpenID     string `json:"openid"`
 		SessionKey string `json:"session_key"`
@@ -287,100 +258,53 @@ func parseCode2Session(body []byte) (codeSession, error) {
 	if err := json.Unmarshal(body, &r); err != nil {
 		// The decoder's message names a character or type, never the body,
 		// which could hold a session_key.
-		return codeSession{}, fmt.Errorf("wechat jscode2session: %w: %v", errBadReply, err)
+		return code2SessionResult{}, fmt.Errorf("wechat jscode2session: %w: %v", errBadReply, err)
 	}
 	if r.Errcode != 0 {
-		return codeSession{}, &wechatError{API: "jscode2session", Code: r.Errcode, Msg: r.Errmsg}
+		return code2SessionResult{}, &wechatError{API: "jscode2session", Code: r.Errcode, Msg: r.Errmsg}
 	}
 	if r.OpenID == "" || r.SessionKey == "" {
-		return codeSession{}, fmt.Errorf("wechat jscode2session: %w: no openid or session_key", errBadReply)
+		return code2SessionResult{}, fmt.Errorf("wechat jscode2session: %w: no openid or session_key", errBadReply)
 	}
-	return codeSession{OpenID: r.OpenID, SessionKey: r.SessionKey, UnionID: r.UnionID}, nil
-}
-
-// secretParams are the query parameters that must never reach a log line or
-// an error message: the AppSecret, the login code, the access_token, and
-// checksession's signature, which vouches for a session_key.
-var secretParams = [...]string{"secret", "js_code", "access_token", "signature"}
-
-// redactURLError hides secret query parameters in the URL that net/http puts
-// in its errors.
-func redactURLError(err error) error {
-	var ue *url.Error
-	if !errors.As(err, &ue) {
-		return err
-	}
-	redacted := *ue
-	redacted.URL = redactURL(ue.URL)
-	return &redacted
-}
-
-// redactURL replaces the values of secret query parameters with "REDACTED".
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparseable URL)"
-	}
-	q := u.Query()
-	for _, p := range secretParams {
-		if q.Has(p) {
-			q.Set(p, "REDACTED")
-		}
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-// tokenFetch is one stable_token call that concurrent requests share.
-type tokenFetch struct {
-	done  chan struct{} // closed when token and err are set
-	token string
-	err   error
+	return code2SessionResult{OpenID: r.OpenID, SessionKey: r.SessionKey, UnionID: r.UnionID}, nil
 }
 
 // accessToken returns the app's access_token, fetching one only when none is
 // cached or the cached one is near its end. However many requests need a
 // token at the same moment, one fetch runs and all of them get its result.
 func (c *wechatClient) accessToken(ctx context.Context) (string, error) {
-	c.tokenMu.Lock()
-	if c.token != "" && c.now().Before(c.tokenUntil) {
-		token := c.token
-		c.tokenMu.Unlock()
+	if token, ok := c.cachedAccessToken(); ok {
 		return token, nil
 	}
-	if f := c.tokenFetch; f != nil {
-		c.tokenMu.Unlock()
-		select {
-		case <-f.done:
-			return f.token, f.err
-		case <-ctx.Done():
-			return "", ctx.Err()
-		}
-	}
-	f := &tokenFetch{done: make(chan struct{})}
-	c.tokenFetch = f
-	c.tokenMu.Unlock()
-	// The fetch outlives this caller's cancellation, for the others waiting.
-	c.fetchAccessToken(context.WithoutCancel(ctx), f)
-	return f.token, f.err
+	return c.tokenFetch.do(ctx, struct{}{}, c.fetchAccessToken)
 }
 
-// fetchAccessToken runs fetch f and caches its token. A failure is not
+// cachedAccessToken is the cached access_token, if it is still to be used.
+func (c *wechatClient) cachedAccessToken() (string, bool) {
+	c.tokenMu.Lock()
+	defer c.tokenMu.Unlock()
+	return c.token, c.token != "" && c.now().Before(c.tokenUntil)
+}
+
+// fetchAccessToken fetches an access_token and caches it. A failure is not
 // cached: the next request tries again.
-func (c *wechatClient) fetchAccessToken(ctx context.Context, f *tokenFetch) {
+func (c *wechatClient) fetchAccessToken(ctx context.Context) (string, error) {
+	// A fetch may have finished between the caller's look at the cache and
+	// this one's start.
+	if token, ok := c.cachedAccessToken(); ok {
+		return token, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.requestTimeout)
 	defer cancel()
 	fetchedAt := c.now()
 	token, lifetime, err := c.stableToken(ctx)
-
-	c.tokenMu.Lock()
-	f.token, f.err = token, err
-	if err == nil {
-		c.token, c.tokenUntil = token, fetchedAt.Add(lifetime)
+	if err != nil {
+		return "", err
 	}
-	c.tokenFetch = nil
+	c.tokenMu.Lock()
+	c.token, c.tokenUntil = token, fetchedAt.Add(lifetime)
 	c.tokenMu.Unlock()
-	close(f.done)
+	return token, nil
 }
 
 // dropAccessToken forgets token after WeChat refused it, unless it has

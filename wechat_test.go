@@ -63,7 +63,7 @@ func TestCode2SessionSendsWhatWeChatExpects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := codeSession{OpenID: "o-alice", SessionKey: "tiihtNczf5v6AKRyjwEUhQ==", UnionID: "u-alice"}
+	want := code2SessionResult{OpenID: "o-alice", SessionKey: "tiihtNczf5v6AKRyjwEUhQ==", UnionID: "u-alice"}
 	if s != want {
 		t.Errorf("code2Session = %+v; want %+v", s, want)
 	}
@@ -273,7 +273,7 @@ func FuzzParseCode2Session(f *testing.F) {
 		if err == nil && (s.OpenID == "" || s.SessionKey == "") {
 			t.Fatalf("parseCode2Session(%q) = %+v with no error; want openid and session_key", body, s)
 		}
-		if err != nil && s != (codeSession{}) {
+		if err != nil && s != (code2SessionResult{}) {
 			t.Fatalf("parseCode2Session(%q) returned data with error %v", body, err)
 		}
 	})

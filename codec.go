@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -9,26 +10,76 @@ import (
 	"unicode/utf8"
 )
 
-// This file reads and writes, without reflection, the lines wxlogin keeps on
-// disk by the million: the user record (one per user) and the token file's
-// lines. encoding/json defines the formats: a line is exactly what
-// json.Marshal makes of its struct, and it is valid exactly when
-// json.Decoder with DisallowUnknownFields accepts it. The code here is a
-// fast path for the lines wxlogin itself writes: reading a million records
-// with encoding/json took most of a ten-second start (BENCHMARKS.md). Any
-// line it is not sure about goes to encoding/json, and the fuzz targets
-// FuzzParseUserLine, FuzzAppendRecord and FuzzTokenFileLines check that both
-// always agree.
+// This file turns what wxlogin keeps by the million into bytes and back,
+// without reflection: the user store's lines (a record per user, and
+// claims), the token file's lines, and the body of GET /user, which every
+// page of a mini program asks for. encoding/json defines every format here:
+// a line or body is exactly what json.Marshal makes of its struct, and a
+// line is valid exactly when json.Decoder with DisallowUnknownFields
+// accepts it. The code is a fast path only: anything the readers are not
+// sure of goes to encoding/json. Why it is worth having is in BENCHMARKS.md
+// (start-up, GET /user). Tests and fuzz targets check that the two always
+// agree: FuzzParseUserLine, FuzzAppendRecord and FuzzTokenFileLines for the
+// lines, TestUserViewJSON for the body.
+
+// storedLine is one line of the user store's journal: a user record, or a
+// claim ({"claim": {...}}).
+type storedLine struct {
+	user  *userRecord
+	claim *claimRecord
+}
+
+// claimLinePrefix starts every claim line; a user line starts with "id".
+var claimLinePrefix = []byte(`{"claim":`)
+
+// parseStoredLine parses one line of the user store's journal.
+func parseStoredLine(line []byte) (storedLine, error) {
+	if bytes.HasPrefix(line, claimLinePrefix) {
+		c, err := parseClaimLine(line)
+		return storedLine{claim: c}, err
+	}
+	u, err := parseUserLine(line)
+	return storedLine{user: u}, err
+}
+
+// appendClaim appends c's line and a newline to buf. Claims are few, and
+// written by encoding/json itself.
+func appendClaim(buf []byte, c *claimRecord) []byte {
+	line, _ := json.Marshal(struct {
+		Claim *claimRecord `json:"claim"`
+	}{c}) // Cannot fail: plain data.
+	return append(append(buf, line...), '\n')
+}
+
+// parseClaimLine decodes and checks one stored claim.
+func parseClaimLine(line []byte) (*claimRecord, error) {
+	var l struct {
+		Claim *claimRecord `json:"claim"`
+	}
+	if err := decodeStrict(line, &l); err != nil || l.Claim == nil {
+		return nil, fmt.Errorf("not a claim record: %v", err)
+	}
+	c := l.Claim
+	switch {
+	case !validClaimName(c.Name):
+		return nil, fmt.Errorf("claim name %q is not 1 to 32 of a-z, 0-9 and -", c.Name)
+	case c.UserID < 1:
+		return nil, fmt.Errorf("claim %q names user %d", c.Name, c.UserID)
+	case c.At.IsZero():
+		return nil, fmt.Errorf("claim %q has no time", c.Name)
+	}
+	return c, nil
+}
 
 // appendRecord appends u's record and a newline to buf.
-func appendRecord(buf []byte, u *User) []byte {
+func appendRecord(buf []byte, u *userRecord) []byte {
 	return append(appendUserFields(append(buf, '{'), u, false), "}\n"...)
 }
 
-// appendUserFields appends u's fields, in User's order, as members of a
-// JSON object: those User marks omitempty only when set, as the record
+// appendUserFields appends u's fields, in userRecord's order, as members of a
+// JSON object: those userRecord marks omitempty only when set, as the record
 // keeps them, or with every true all of them, as the API shows a user.
-func appendUserFields(buf []byte, u *User, every bool) []byte {
+func appendUserFields(buf []byte, u *userRecord, every bool) []byte {
 	str := appendOptional
 	if every {
 		str = appendField
@@ -54,7 +105,7 @@ func appendUserFields(buf []byte, u *User, every bool) []byte {
 	return appendTime(buf, `,"last_login_at":`, u.LastLoginAt)
 }
 
-// appendOptional is appendField for the fields User marks omitempty.
+// appendOptional is appendField for the fields userRecord marks omitempty.
 func appendOptional(buf []byte, key, value string) []byte {
 	if value == "" {
 		return buf
@@ -91,12 +142,11 @@ func plainString(s string) bool {
 	return utf8.ValidString(s)
 }
 
-// appendTime appends key and t as encoding/json writes a time.Time.
+// appendTime appends key and t as encoding/json writes a time.Time. It
+// cannot fail: a time encoding/json refuses (a year outside 0 to 9999) never
+// gets here, as userStore.stamp refuses such a clock and every other time
+// was read from a record.
 func appendTime(buf []byte, key string, t time.Time) []byte {
-	if y := t.Year(); y < 0 || y > 9999 {
-		// encoding/json refuses such a time; the store never makes one.
-		panic(fmt.Sprintf("user record time %v outside years 0-9999", t))
-	}
 	buf = append(append(buf, key...), '"')
 	buf = t.AppendFormat(buf, time.RFC3339Nano)
 	return append(buf, '"')
@@ -104,10 +154,10 @@ func appendTime(buf []byte, key string, t time.Time) []byte {
 
 // parseUserLine decodes and checks one stored record. Unknown fields are an
 // error, not ignored: they would be dropped by the next snapshot.
-func parseUserLine(line []byte) (*User, error) {
+func parseUserLine(line []byte) (*userRecord, error) {
 	u, ok := readPlainRecord(line)
 	if !ok {
-		u = new(User)
+		u = new(userRecord)
 		if err := decodeStrict(line, u); err != nil {
 			return nil, fmt.Errorf("not a user record: %w", err)
 		}
@@ -125,12 +175,12 @@ func parseUserLine(line []byte) (*User, error) {
 
 // readPlainRecord reads a record as appendRecord writes it when no string
 // needs escaping and every time is in whole seconds of UTC: the fields in
-// User's order, no white space, one newline at the end. It reports false
+// userRecord's order, no white space, one newline at the end. It reports false
 // for any other line, which may still be valid. Its strings share one
 // allocation, which the record keeps alive as long as any of them.
-func readPlainRecord(line []byte) (*User, bool) {
+func readPlainRecord(line []byte) (*userRecord, bool) {
 	r := recordReader{line: line, rest: line, ok: true}
-	u := new(User)
+	u := new(userRecord)
 	var spans [12]span // the string fields, in order, as offsets into line
 	r.literal(`{"id":`)
 	u.ID = r.integer()
@@ -376,4 +426,34 @@ func parseTokenFileLine[T any](line []byte, what string, read func(r *recordRead
 		return strict, fmt.Errorf("not a %s: %w", what, err)
 	}
 	return strict, nil
+}
+
+// appendUserOK appends, and a newline, the success envelope holding v, as
+// writeOK writes it.
+func appendUserOK(buf []byte, v userView) []byte {
+	buf = strconv.AppendInt(append(buf, `{"status":`...), statusOK, 10)
+	buf = appendField(buf, `,"msg":`, msgOK)
+	buf = v.appendJSON(append(buf, `,"data":`...))
+	return append(buf, "}\n"...)
+}
+
+// appendJSON appends v as encoding/json writes it.
+func (v userView) appendJSON(buf []byte) []byte {
+	u := userRecord(v.recordView)
+	buf = appendUserFields(append(buf, '{'), &u, true)
+	buf = strconv.AppendInt(append(buf, `,"person_id":`...), v.PersonID, 10)
+	if v.Apps == nil {
+		return append(buf, `,"apps":null}`...)
+	}
+	buf = append(buf, `,"apps":[`...)
+	for i, a := range v.Apps {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendField(buf, `{"appid":`, a.AppID)
+		buf = appendField(buf, `,"name":`, a.Name)
+		buf = strconv.AppendInt(append(buf, `,"user_id":`...), a.UserID, 10)
+		buf = append(buf, '}')
+	}
+	return append(buf, "]}"...)
 }

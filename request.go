@@ -1,0 +1,286 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// This file reads what a client sends, strictly: bodies as JSON (what
+// wx.request sends by default) or as a form, the token headers, and the
+// checks of the fields a user may type. Every refusal is a status 1 that
+// says what is wrong, in the client's language.
+
+// maxBodyBytes caps every request body; a login is a few dozen bytes.
+const maxBodyBytes = 64 << 10
+
+// requestMediaType is the media type of the request body; a request without
+// a Content-Type is taken to be JSON, wx.request's default.
+func requestMediaType(r *http.Request) (string, error) {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return "application/json", nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return "", badRequest(msgMalformed+"：无法解析 Content-Type", err)
+	}
+	return mt, nil
+}
+
+// readStringFields reads the named string fields of a request body sent as
+// JSON (wx.request's default) or as a form, as older mini programs send
+// them. Names match exactly, as WeChat spells them in e.detail; other
+// fields are ignored, and a missing or null field reads as "".
+func readStringFields(r *http.Request, fields map[string]*string) error {
+	mediaType, err := requestMediaType(r)
+	if err != nil {
+		return err
+	}
+	switch mediaType {
+	case "application/x-www-form-urlencoded":
+		if err := r.ParseForm(); err != nil {
+			return bodyError(err)
+		}
+		for name, dst := range fields {
+			if len(r.PostForm[name]) > 1 {
+				return badRequest(msgMalformed+"："+name+" 出现了不止一次", nil)
+			}
+			*dst = r.PostForm.Get(name)
+			if !utf8.ValidString(*dst) {
+				return badRequest(msgMalformed+"：请求体不是合法的 UTF-8", nil)
+			}
+		}
+	case "application/json":
+		var members map[string]json.RawMessage
+		if err := decodeJSONBody(r, &members); err != nil {
+			return err
+		}
+		for name, dst := range fields {
+			raw, ok := members[name]
+			if !ok || string(raw) == "null" {
+				continue
+			}
+			if err := json.Unmarshal(raw, dst); err != nil {
+				return badRequest(msgMalformed+"："+name+" 应为字符串", err)
+			}
+		}
+	default:
+		return badRequest(msgMalformed+"：Content-Type 应为 application/json 或 application/x-www-form-urlencoded", nil)
+	}
+	return nil
+}
+
+// readJSON reads a JSON request body into v, which must be a pointer to a
+// struct. A member v has no field for is an error: a misspelt name is
+// refused rather than silently ignored.
+func readJSON(r *http.Request, v any) error {
+	mediaType, err := requestMediaType(r)
+	if err != nil {
+		return err
+	}
+	if mediaType != "application/json" {
+		return badRequest(msgMalformed+"：Content-Type 应为 application/json", nil)
+	}
+	return decodeJSONBody(r, v)
+}
+
+// decodeJSONBody decodes the body as one JSON object into v, strictly: a
+// repeated member, a member v has no field for (a map has one for each)
+// and data after the object are refused. An empty body decodes as {}. The
+// body must be valid UTF-8: encoding/json would silently replace invalid
+// bytes, storing text the client never sent.
+func decodeJSONBody(r *http.Request, v any) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return bodyError(err)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	if !utf8.Valid(body) {
+		return badRequest(msgMalformed+"：请求体不是合法的 UTF-8", nil)
+	}
+	if name := duplicateMember(body); name != "" {
+		return badRequest(msgMalformed+"：字段 "+quoteName(name)+" 出现了不止一次", nil)
+	}
+	if err := decodeStrict(body, v); err != nil {
+		return jsonError(err)
+	}
+	return nil
+}
+
+// quoteName quotes a member name from a request for an error message,
+// cut to 64 runes: the name is the client's, of any length.
+func quoteName(name string) string {
+	if utf8.RuneCountInString(name) > 64 {
+		name = string([]rune(name)[:64]) + "…"
+	}
+	return strconv.Quote(name)
+}
+
+// bodyError explains a failure to read a request body.
+func bodyError(err error) *apiError {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return &apiError{status: statusBadRequest, httpCode: http.StatusRequestEntityTooLarge, msg: msgTooLarge, cause: err}
+	}
+	return badRequest(msgMalformed, err)
+}
+
+// jsonError explains a JSON body that does not decode, naming the field.
+func jsonError(err error) *apiError {
+	var typeErr *json.UnmarshalTypeError
+	if errors.Is(err, errTrailingData) {
+		return badRequest(msgMalformed+"：请求体在 JSON 对象之后还有内容", nil)
+	}
+	if errors.As(err, &typeErr) && typeErr.Field != "" {
+		return badRequest(msgMalformed+"："+typeErr.Field+" 应为"+jsonKind(typeErr.Type), err)
+	}
+	// DisallowUnknownFields reports with this text only; Go has no error type for it.
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if len(name) > 66 {
+			name = name[:64] + `…"`
+		}
+		return badRequest(msgMalformed+"：未知字段 "+name, err)
+	}
+	return badRequest(msgMalformed+"：请求体不是合法的 JSON 对象", err)
+}
+
+// jsonKind names a Go type as the JSON a client should send for it.
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "字符串"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "整数"
+	case reflect.Bool:
+		return "布尔值"
+	case reflect.Slice, reflect.Array:
+		return "数组"
+	default:
+		return "对象"
+	}
+}
+
+// isPrintableASCII reports whether s has only visible ASCII characters.
+func isPrintableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// tokenFromRequest finds the token in "Authorization: Bearer <token>" or,
+// as many mini programs send it, in a "token" header; "" if there is none.
+// Either header sent twice is refused: two tokens in one request leave it
+// open which one speaks (a reverse proxy that adds its own must replace the
+// client's).
+func tokenFromRequest(h http.Header) (string, error) {
+	auth, token := h.Values("Authorization"), h.Values("Token")
+	if len(auth) > 1 || len(token) > 1 {
+		return "", badRequest(msgMalformed+"：Authorization 或 token 请求头出现了不止一次", nil)
+	}
+	if len(auth) == 1 {
+		if scheme, t, ok := strings.Cut(auth[0], " "); ok && strings.EqualFold(scheme, "Bearer") {
+			return strings.TrimSpace(t), nil
+		}
+	}
+	if len(token) == 1 {
+		return strings.TrimSpace(token[0]), nil
+	}
+	return "", nil
+}
+
+// profileField is a profile field to check, under the name its source gives
+// it: PATCH /user's own names, or WeChat's in verified user info.
+type profileField struct {
+	name  string
+	value *string // nil when the field was not sent
+	check func(name, value string) error
+}
+
+// checkProfileFields checks every field that was sent. Its errors name the
+// field and are for the client.
+func checkProfileFields(fields ...profileField) error {
+	for _, f := range fields {
+		if f.value == nil {
+			continue
+		}
+		if err := f.check(f.name, *f.value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Limits of profile fields. WeChat's own are smaller; these only keep
+// nonsense out of the store.
+const (
+	maxNameRunes    = 64
+	maxLanguageLen  = 16
+	maxAvatarURLLen = 1024
+)
+
+// checkName accepts a name: a nickname, a place, a unionid.
+func checkName(name, s string) error { return checkText(name, s, maxNameRunes) }
+
+// checkText accepts text of at most maxRunes characters with no control
+// characters (line breaks included).
+func checkText(name, s string, maxRunes int) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s 不是合法的 UTF-8", name)
+	}
+	if n := utf8.RuneCountInString(s); n > maxRunes {
+		return fmt.Errorf("%s 最多 %d 个字符，实为 %d 个", name, maxRunes, n)
+	}
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		return fmt.Errorf("%s 含有控制字符", name)
+	}
+	return nil
+}
+
+// checkLanguage accepts a language tag such as zh_CN or en.
+func checkLanguage(name, s string) error {
+	if len(s) > maxLanguageLen || strings.ContainsFunc(s, func(r rune) bool {
+		return !(r == '_' || r == '-' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z')
+	}) {
+		return fmt.Errorf("%s 应为 zh_CN 这样的语言代码", name)
+	}
+	return nil
+}
+
+// checkAvatarURL accepts an absolute http or https URL, or "" for none.
+// chooseAvatar gives a temporary local file, which WeChat DevTools shows as
+// http://tmp/...: that is refused with a hint, as no one else can load it.
+func checkAvatarURL(name, s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	switch {
+	case len(s) > maxAvatarURLLen:
+		return fmt.Errorf("%s 最长 %d 字节", name, maxAvatarURLLen)
+	case err != nil || !isPrintableASCII(s) || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil:
+		return fmt.Errorf("%s 应为 http 或 https 网址", name)
+	case u.Hostname() == "tmp" || u.Hostname() == "usr":
+		return fmt.Errorf("%s 是 chooseAvatar 给出的本地临时文件：请先用 wx.uploadFile 上传，再保存上传后的网址", name)
+	}
+	return nil
+}

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// This file carries the token store across a graceful restart: save writes
+// the live tokens when wxlogin stops, and load reads them back at the next
+// start. A kill -9 loses them, which costs each phone a silent wx.login.
+
+// The file a graceful shutdown leaves tokens in, and the format its header
+// names. It is JSON lines, written and read as a stream: as one document,
+// a million tokens took far too long and too much memory to read
+// (BENCHMARKS.md, RSS). Times are Unix nanoseconds, as the store keeps them.
+//
+//	{"format":"wxlogin-tokens","version":2,"saved_at":"…"}
+//	{"user_id":1,"appid":"…","openid":"…","session_key":"…","stored_ns":…}    one per user with a live token, first
+//	{"sha256":"…","user_id":1,"issued_ns":…,"last_used_ns":…}    one per live token
+const (
+	tokenFileName    = "tokens.json"
+	tokenFileFormat  = "wxlogin-tokens"
+	tokenFileVersion = 2
+)
+
+// The lines of the token file. It holds token hashes, never tokens, but it
+// does hold session keys: it is written 0600 and removed as soon as it has
+// been read back.
+type (
+	tokenFileHeader struct {
+		Format  string    `json:"format"`
+		Version int       `json:"version"`
+		SavedAt time.Time `json:"saved_at"`
+	}
+	savedSessionKey struct {
+		UserID     int64  `json:"user_id"`
+		AppID      string `json:"appid"`  // checked against the user store, so that
+		OpenID     string `json:"openid"` // a token never speaks for another user
+		SessionKey string `json:"session_key"`
+		StoredAt   int64  `json:"stored_ns"`
+	}
+	savedToken struct {
+		SHA256     string `json:"sha256"`
+		UserID     int64  `json:"user_id"`
+		IssuedAt   int64  `json:"issued_ns"`
+		LastUsedAt int64  `json:"last_used_ns"`
+	}
+)
+
+// savedTokenPrefix starts every token line; a session key line starts with "user_id".
+var savedTokenPrefix = []byte(`{"sha256":`)
+
+// save writes the live tokens, and the session keys they use, to path
+// atomically, and reports how many tokens it wrote. It runs after the
+// server has stopped, so no token is issued while it writes.
+func (s *tokenStore) save(path string) (int, error) {
+	now := s.now()
+	needed := map[*loginState]bool{}
+	s.tokens.Range(func(_, v any) bool {
+		if e := v.(*tokenEntry); s.alive(e, now) {
+			needed[e.user] = true
+		}
+		return true
+	})
+	saved := 0
+	err := writeFileAtomic(path, func(w io.Writer) error {
+		// A write error sticks in bw, and Flush returns it.
+		bw := bufio.NewWriterSize(w, 1<<20)
+		header, _ := json.Marshal(tokenFileHeader{Format: tokenFileFormat, Version: tokenFileVersion, SavedAt: now.UTC()}) // Cannot fail: plain data.
+		bw.Write(append(header, '\n'))
+		var line []byte
+		for state := range needed {
+			k := state.key.Load()
+			bw.Write(appendSavedSessionKey(line[:0], savedSessionKey{
+				UserID: state.who.UserID, AppID: state.who.AppID, OpenID: state.who.OpenID, SessionKey: k.key, StoredAt: k.storedAt,
+			}))
+		}
+		s.tokens.Range(func(k, v any) bool {
+			if e, h := v.(*tokenEntry), k.(tokenHash); s.alive(e, now) {
+				line = appendSavedToken(line[:0], savedToken{
+					SHA256: base64.RawURLEncoding.EncodeToString(h[:]), UserID: e.user.who.UserID,
+					IssuedAt: e.issuedAt, LastUsedAt: e.lastUsed.Load(),
+				})
+				bw.Write(line)
+				saved++
+			}
+			return true
+		})
+		return bw.Flush()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("save tokens: %w", err)
+	}
+	return saved, nil
+}
+
+// load reads tokens saved by save, keeps those still alive, and removes the
+// file. Removing it matters: a token revoked after this start must not come
+// back from the old file after a later crash. userOf gives each token's
+// identity from the user store; a token whose user it does not know, or
+// knows under another appid or openid, is dropped.
+func (s *tokenStore) load(path string, userOf func(id int64) (identity, bool)) (int, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("load tokens: %w", err)
+	}
+	loaded, readErr := s.readTokenFile(bufio.NewReaderSize(f, 1<<16), path, userOf)
+	f.Close()
+	if readErr != nil && !errors.Is(readErr, errOldTokenFile) {
+		return 0, readErr
+	}
+	s.sweep() // Drops the session keys of users whose tokens all expired while we were down.
+	if err := os.Remove(path); err != nil {
+		return 0, fmt.Errorf("load tokens: %w", err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return 0, fmt.Errorf("load tokens: %w", err)
+	}
+	return loaded, readErr
+}
+
+// errOldTokenFile is a token file written by a wxlogin before version 2. It
+// has been removed when load returns it: tokens are login state, not user
+// data, a crash loses them too, and each phone simply logs in again.
+var errOldTokenFile = errors.New("the token file was written by an older wxlogin; its logins are dropped and users log in again")
+
+// readTokenFile puts the live tokens read from r in s and counts them.
+func (s *tokenStore) readTokenFile(r *bufio.Reader, path string, userOf func(id int64) (identity, bool)) (int, error) {
+	now, loaded := s.now(), 0
+	for lineNo := 1; ; lineNo++ {
+		line, err := r.ReadSlice('\n')
+		if errors.Is(err, io.EOF) && len(line) == 0 && lineNo > 1 {
+			return loaded, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%s:%d: not a readable wxlogin token file: %w", path, lineNo, err)
+		}
+		switch {
+		case lineNo == 1:
+			if string(line) == "{\n" {
+				// Version 1 was one indented JSON document, its format second.
+				if next, _ := r.ReadSlice('\n'); string(next) == ` "format": "wxlogin-tokens",`+"\n" {
+					return 0, errOldTokenFile
+				}
+			}
+			var h tokenFileHeader
+			if err := decodeStrict(line, &h); err != nil {
+				return 0, fmt.Errorf("%s:1: not a wxlogin token file: %w", path, err)
+			}
+			if h.Format != tokenFileFormat || h.Version != tokenFileVersion {
+				return 0, fmt.Errorf("%s:1: not a wxlogin token file (format %q version %d)", path, h.Format, h.Version)
+			}
+		case bytes.HasPrefix(line, savedTokenPrefix):
+			t, err := parseSavedToken(line)
+			if err != nil {
+				return 0, fmt.Errorf("%s:%d: %w", path, lineNo, err)
+			}
+			raw, err := base64.RawURLEncoding.DecodeString(t.SHA256)
+			if err != nil || len(raw) != sha256.Size {
+				return 0, fmt.Errorf("%s:%d: token hash %q is not a base64url SHA-256", path, lineNo, t.SHA256)
+			}
+			e := &tokenEntry{user: s.loginStateOf(t.UserID), issuedAt: t.IssuedAt}
+			e.lastUsed.Store(t.LastUsedAt)
+			if e.user != nil && s.alive(e, now) {
+				s.tokens.Store(tokenHash(raw), e)
+				loaded++
+			}
+		default:
+			k, err := parseSavedSessionKey(line)
+			if err != nil {
+				return 0, fmt.Errorf("%s:%d: %w", path, lineNo, err)
+			}
+			if who, ok := userOf(k.UserID); ok && who.AppID == k.AppID && who.OpenID == k.OpenID {
+				s.setSessionKey(who, &sessionKey{key: k.SessionKey, storedAt: k.StoredAt})
+			}
+		}
+	}
+}
