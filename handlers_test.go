@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,84 +18,6 @@ import (
 	"testing"
 	"time"
 )
-
-// testApp is wxlogin's handler wired to a fake WeChat, with a fake clock.
-type testApp struct {
-	handler http.Handler
-	wx      *wechatClient
-	users   *userStore
-	tokens  *tokenStore
-	clock   *fakeClock
-	logs    *syncBuffer
-}
-
-// newTestApp serves wxlogin for app "wxapp" with WeChat's API at
-// upstream's apiPath.
-func newTestApp(t testing.TB, upstream http.Handler, apiPath string) *testApp {
-	t.Helper()
-	srv := httptest.NewServer(upstream)
-	t.Cleanup(srv.Close)
-	clock := newFakeClock()
-	wx := newWechatClient(srv.URL+apiPath, "wxapp", testSecret, time.Second, 3*time.Second)
-	wx.backoff = []time.Duration{time.Millisecond, time.Millisecond}
-	a := &testApp{
-		wx:     wx,
-		users:  openTestStore(t, t.TempDir(), clock.Now),
-		tokens: newTokenStore(2*time.Hour, 720*time.Hour, clock.Now),
-		clock:  clock,
-		logs:   &syncBuffer{},
-	}
-	apps := appSet{"wxapp": {ID: "wxapp", Name: "Test app", wx: wx}}
-	a.handler = newServer(slog.New(slog.NewTextHandler(a.logs, nil)), apps, a.users, a.tokens, nil, nil, nil)
-	return a
-}
-
-// reply is a response as a client sees it.
-type reply struct {
-	code   int
-	header http.Header
-	raw    string
-	env    struct {
-		Status  int            `json:"status"`
-		Msg     string         `json:"msg"`
-		Errcode int            `json:"errcode"`
-		Data    map[string]any `json:"data"`
-	}
-}
-
-// call sends a request through the handler. Header pairs follow the body.
-func call(t testing.TB, h http.Handler, method, path, body string, header ...string) reply {
-	t.Helper()
-	r := httptest.NewRequestWithContext(t.Context(), method, path, strings.NewReader(body))
-	for i := 0; i+1 < len(header); i += 2 {
-		r.Header.Set(header[i], header[i+1])
-	}
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
-	return parseReply(t, w.Result())
-}
-
-func parseReply(t testing.TB, resp *http.Response) reply {
-	t.Helper()
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := reply{code: resp.StatusCode, header: resp.Header, raw: string(raw)}
-	if err := json.Unmarshal(raw, &rep.env); err != nil {
-		t.Fatalf("response %d %q is not the JSON envelope: %v", resp.StatusCode, raw, err)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
-		t.Errorf("Content-Type = %q; want application/json; charset=utf-8", ct)
-	}
-	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
-		t.Errorf("Cache-Control = %q; want no-store on every response, as any may carry a token", cc)
-	}
-	return rep
-}
-
-const jsonCT = "application/json"
 
 func TestLoginResponses(t *testing.T) {
 	const ok = `{"session_key":"tiihtNczf5v6AKRyjwEUhQ==","openid":"o-alice","unionid":"u-alice"}`
@@ -206,25 +127,6 @@ func TestLoginWithHangingWeChatAnswersInTime(t *testing.T) {
 	if got.code != http.StatusGatewayTimeout || got.env.Status != statusWechatDown {
 		t.Errorf("login = HTTP %d, %s; want 504 with status 3", got.code, got.raw)
 	}
-}
-
-// loggedIn returns a test app on the fake WeChat and a token of alice's.
-func loggedIn(t testing.TB) (*testApp, *fakeWechat, string) {
-	t.Helper()
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-	a := newTestApp(t, fake.routes(), "/mock/api")
-	return a, fake, login(t, a.handler, fake.issueCode("wxapp", "alice"))
-}
-
-// login logs in with code and returns the token.
-func login(t testing.TB, h http.Handler, code string) string {
-	t.Helper()
-	got := call(t, h, http.MethodPost, "/login", `{"code":"`+code+`"}`, "Content-Type", jsonCT)
-	token, _ := got.env.Data["token"].(string)
-	if got.env.Status != 0 || token == "" {
-		t.Fatalf("login = %s; want a token", got.raw)
-	}
-	return token
 }
 
 func TestAuthenticatedRoutes(t *testing.T) {
@@ -337,55 +239,6 @@ func TestHealthz(t *testing.T) {
 	}
 }
 
-func TestRoutingErrorsUseTheEnvelope(t *testing.T) {
-	a, _, _ := loggedIn(t)
-	tests := []struct {
-		method, path, body, contentType string
-		wantHTTP                        int
-		wantMsg, wantAllow              string
-	}{
-		{"GET", "/nope", "", "", 404, msgNotFound, ""},
-		{"GET", "/login/extra", "", "", 404, msgNotFound, ""},
-		{"POST", "/mock/wx.login", `{"user":"x"}`, jsonCT, 404, msgNotFound, ""}, // real mode: no fake
-		{"GET", "/login", "", "", 405, msgMethodNotAllowed, "POST"},
-		{"DELETE", "/user", "", "", 405, msgMethodNotAllowed, "GET, HEAD, PATCH"},
-		{"GET", "/user/phone", "", "", 405, msgMethodNotAllowed, "POST"},
-		{"POST", "/session/check", "", "", 405, msgMethodNotAllowed, "GET, HEAD"},
-		{"POST", "/healthz", "", "", 405, msgMethodNotAllowed, "GET, HEAD"},
-		{"GET", "/logout", "", "", 405, msgMethodNotAllowed, "POST"},
-		{"POST", "/login", `{"code":"` + strings.Repeat("x", maxBodyBytes) + `"}`, jsonCT, 413, msgTooLarge, ""},
-		{"POST", "/login", "code=" + strings.Repeat("x", maxBodyBytes), "application/x-www-form-urlencoded", 413, msgTooLarge, ""},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%s %s %d", tt.method, tt.path, tt.wantHTTP), func(t *testing.T) {
-			got := call(t, a.handler, tt.method, tt.path, tt.body, "Content-Type", tt.contentType)
-			if got.code != tt.wantHTTP || got.env.Status != statusBadRequest || got.env.Msg != tt.wantMsg {
-				t.Errorf("%s %s = HTTP %d, %s; want %d with status 1, msg %q", tt.method, tt.path, got.code, got.raw, tt.wantHTTP, tt.wantMsg)
-			}
-			if allow := got.header.Get("Allow"); allow != tt.wantAllow {
-				t.Errorf("Allow = %q; want %q", allow, tt.wantAllow)
-			}
-		})
-	}
-}
-
-func TestPanicBecomesInternalError(t *testing.T) {
-	logs := &syncBuffer{}
-	h := withAccessLog(slog.New(slog.NewTextHandler(logs, nil)), http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
-		panic("boom")
-	}))
-	got := call(t, h, "GET", "/x", "")
-	if got.code != 500 || got.env.Status != statusInternal || got.env.Msg != msgInternal {
-		t.Errorf("a panicking handler answered HTTP %d, %s; want 500 with status -1", got.code, got.raw)
-	}
-	if strings.Contains(got.raw, "goroutine") || strings.Contains(got.raw, "boom") {
-		t.Errorf("response %s exposes the panic", got.raw)
-	}
-	if !strings.Contains(logs.String(), "panic: boom") {
-		t.Errorf("log %q does not record the panic", logs.String())
-	}
-}
-
 func TestConcurrentFirstLoginsOverHTTPCreateOneUser(t *testing.T) {
 	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
 	a := newTestApp(t, fake.routes(), "/mock/api")
@@ -455,46 +308,6 @@ func FuzzDecodeLoginRequest(f *testing.F) {
 			t.Fatalf("decodeLoginRequest accepted %+v", req)
 		}
 	})
-}
-
-// FuzzTokenFromRequest checks that no header values panic token extraction.
-func FuzzTokenFromRequest(f *testing.F) {
-	f.Add("Bearer abc", "")
-	f.Add("", "abc")
-	f.Add("bearer", " ")
-	f.Fuzz(func(t *testing.T, authorization, token string) {
-		h := http.Header{}
-		h.Set("Authorization", authorization)
-		h.Set("token", token)
-		got, err := tokenFromRequest(h)
-		if err != nil || got != strings.TrimSpace(got) {
-			t.Fatalf("tokenFromRequest = %q, %v; want no surrounding space, and no error for one header of each", got, err)
-		}
-	})
-}
-
-// wxCall calls one of the fake's client APIs, as a mini program would call
-// wx.getUserInfo and friends, and returns its result.
-func wxCall(t testing.TB, fake *fakeWechat, api, body string) map[string]any {
-	t.Helper()
-	r := httptest.NewRequestWithContext(t.Context(), "POST", "/mock/"+api, strings.NewReader(body))
-	w := httptest.NewRecorder()
-	fake.routes().ServeHTTP(w, r)
-	var detail map[string]any
-	if err := json.Unmarshal(w.Body.Bytes(), &detail); err != nil || w.Code != 200 {
-		t.Fatalf("%s(%s) = HTTP %d, %s", api, body, w.Code, w.Body)
-	}
-	return detail
-}
-
-// send sends v as JSON with the token.
-func send(t testing.TB, h http.Handler, method, path, token string, v any) reply {
-	t.Helper()
-	body, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return call(t, h, method, path, string(body), "Content-Type", jsonCT, "Authorization", "Bearer "+token)
 }
 
 // wantDataCheck fails t unless got is status 5 with the check and the hint.
@@ -787,34 +600,6 @@ func TestPatchUserWritesOnlyChanges(t *testing.T) {
 		t.Errorf("a change left updated_at at %v", changed.UpdatedAt)
 	}
 }
-
-// countingUpstream counts the calls of each path it passes to next.
-type countingUpstream struct {
-	next  http.Handler
-	mu    sync.Mutex
-	calls map[string]int
-}
-
-func (c *countingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c.mu.Lock()
-	if c.calls == nil {
-		c.calls = map[string]int{}
-	}
-	c.calls[r.URL.Path]++
-	c.mu.Unlock()
-	c.next.ServeHTTP(w, r)
-}
-
-func (c *countingUpstream) count(path string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.calls[path]
-}
-
-const (
-	stableTokenPath = "/mock/api/cgi-bin/stable_token"
-	phonePath       = "/mock/api/wxa/business/getuserphonenumber"
-)
 
 // countedApp is a test app whose fake WeChat counts the calls it gets.
 func countedApp(t *testing.T) (*testApp, *fakeWechat, *countingUpstream, string) {
@@ -1348,95 +1133,6 @@ func BenchmarkGetUser(b *testing.B) {
 		if w.Code != http.StatusOK {
 			b.Fatalf("GET /user = %d %s", w.Code, w.Body)
 		}
-	}
-}
-
-// writeUserOK writes the bytes writeOK writes, without reflection.
-func TestUserViewJSON(t *testing.T) {
-	at := time.Date(2026, 11, 24, 3, 4, 5, 0, time.UTC)
-	tests := []struct {
-		name string
-		view userView
-	}{
-		{"a new user", userView{
-			recordView: recordView{ID: 1, AppID: "wxapp", OpenID: "o-1", CreatedAt: at, UpdatedAt: at, LastLoginAt: at},
-			PersonID:   1, Apps: []personApp{{AppID: "wxapp", Name: "Shop", UserID: 1}},
-		}},
-		{"every field, and strings that need escaping", userView{
-			recordView: recordView{
-				ID: 3, AppID: "wxgame", OpenID: "o-3", UnionID: "u-1", Nickname: "<张三> & \"co\"\n", AvatarURL: "https://example.com/a.png?x=1&y=2",
-				Gender: 2, Language: "zh_CN", City: "广州", Province: "Guangdong", Country: "China\u2028",
-				PhoneNumber: "+86 138 0013 8000", PurePhoneNumber: "13800138000", CountryCode: "86",
-				CreatedAt: at, UpdatedAt: at.Add(time.Second + 5*time.Millisecond), LastLoginAt: at.In(time.FixedZone("CST", 8*3600)),
-			},
-			PersonID: 1,
-			Apps:     []personApp{{AppID: "wxapp", Name: "Shop", UserID: 1}, {AppID: "wxgame", Name: "bad\xff", UserID: 3}},
-		}},
-		{"no apps", userView{recordView: recordView{ID: 4, AppID: "a", OpenID: "o"}}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			want, got := httptest.NewRecorder(), httptest.NewRecorder()
-			writeOK(want, tt.view)
-			writeUserOK(got, tt.view)
-			if got.Body.String() != want.Body.String() {
-				t.Errorf("writeUserOK wrote %s\nwriteOK writes %s", got.Body, want.Body)
-			}
-			if !reflect.DeepEqual(got.Header(), want.Header()) || got.Code != want.Code {
-				t.Errorf("writeUserOK answered %d %v; writeOK answers %d %v", got.Code, got.Header(), want.Code, want.Header())
-			}
-		})
-	}
-}
-
-func TestDuplicateMember(t *testing.T) {
-	for _, tt := range []struct {
-		body, want string
-	}{
-		{`{"code":"a"}`, ""},
-		{`{"code":"a","code":"b"}`, "code"},
-		{`{"code":"a","Code":"b"}`, "Code"},
-		{`{"nickname":"a","NICKNAME":"b"}`, "NICKNAME"},
-		{`{"k":"a","\u212a":"b"}`, "\u212a"}, // KELVIN SIGN folds to k, as encoding/json matches it
-		{`{"s":1,"\u017f":2}`, "\u017f"},     // LATIN SMALL LETTER LONG S folds to s
-		{`{"a":{"b":1},"b":2}`, ""},          // one name per object
-		{`{"a":[{"b":1},{"b":2}]}`, ""},      // two objects in an array
-		{`{"a":[{"b":1,"c":{},"b":2}]}`, "b"},
-		{`{"a":{},"a":[]}`, "a"},
-		{`{"a":"x","b":{"a":"y"},"a":"z"}`, "a"},
-		{`[{"a":1},{"a":1}]`, ""},
-		{`{"a":"b","b":"a"}`, ""}, // a name as a value is not a name
-		{`{"a":1,"a":`, "a"},      // found before the error
-		{`{"a":`, ""},
-		{`not json`, ""},
-		{``, ""},
-	} {
-		if got := duplicateMember([]byte(tt.body)); got != tt.want {
-			t.Errorf("duplicateMember(%s) = %q; want %q", tt.body, got, tt.want)
-		}
-	}
-}
-
-// A body that names a member twice is refused, whatever the route, in
-// JSON and in forms: the handler must not pick one of two answers.
-func TestDuplicateMembersAreRefused(t *testing.T) {
-	a, _, token := loggedIn(t)
-	for _, tt := range []struct {
-		method, path, contentType, body string
-	}{
-		{"POST", "/login", jsonCT, `{"code":"a","code":"b"}`},
-		{"POST", "/login", "application/x-www-form-urlencoded", "code=a&code=b"},
-		{"PATCH", "/user", jsonCT, `{"nickname":"a","nickName":"b"}`},
-		{"POST", "/user/userinfo", jsonCT, `{"rawData":"{}","signature":"x","rawData":"{}"}`},
-		{"POST", "/user/phone", jsonCT, `{"code":"a","code":"b"}`},
-	} {
-		got := call(t, a.handler, tt.method, tt.path, tt.body, "Content-Type", tt.contentType, "token", token)
-		if got.code != http.StatusBadRequest || got.env.Status != statusBadRequest || !strings.Contains(got.env.Msg, "不止一次") {
-			t.Errorf("%s %s %s = %d %s; want 400, status 1, naming the repeated member", tt.method, tt.path, tt.body, got.code, got.raw)
-		}
-	}
-	if got := call(t, a.handler, "GET", "/user", "", "Authorization", "Bearer "+token, "token", token); got.env.Status != statusOK {
-		t.Errorf("GET /user with the token in both headers = %s; want it to pass, as the headers differ", got.raw)
 	}
 }
 
