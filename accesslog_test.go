@@ -110,7 +110,7 @@ func TestLogWriterWaitsForASlowReader(t *testing.T) {
 }
 
 func TestRoutingErrorsUseTheEnvelope(t *testing.T) {
-	a, _, _ := loggedIn(t)
+	a, _ := loggedIn(t)
 	tests := []struct {
 		method, path, body, contentType string
 		wantHTTP                        int

@@ -57,12 +57,11 @@ func TestLoginUnderEachFault(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {
-			fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-			a := newTestApp(t, fake.routes(), "/mock/api")
+			a := newTestApp(t, appOptions{})
 			a.wx.http.Timeout = 200 * time.Millisecond // one call; a hang costs this
 			a.wx.requestTimeout = 2 * time.Second      // the whole login, retries included
-			code := fake.issueCode("wxapp", "alice")
-			if got := call(t, fake.routes(), "POST", "/mock/faults", `{"rate":1,"kinds":["`+tt.kind+`"]}`, "Content-Type", jsonCT); got.env.Status != 0 {
+			code := a.fake.issueCode("wxapp", "alice")
+			if got := call(t, a.fake.routes(), "POST", "/mock/faults", `{"rate":1,"kinds":["`+tt.kind+`"]}`, "Content-Type", jsonCT); got.env.Status != 0 {
 				t.Fatalf("POST /mock/faults = %s", got.raw)
 			}
 
@@ -75,12 +74,12 @@ func TestLoginUnderEachFault(t *testing.T) {
 			if took > a.wx.requestTimeout+time.Second {
 				t.Errorf("login answered after %v; the bound is %v", took, a.wx.requestTimeout)
 			}
-			if r := fake.faults.report(); r.Calls != tt.calls {
+			if r := a.fake.faults.report(); r.Calls != tt.calls {
 				t.Errorf("wxlogin called WeChat %d times for one login; want %d", r.Calls, tt.calls)
 			}
 
-			calls := fake.faults.report().Calls
-			call(t, fake.routes(), "POST", "/mock/faults", `{"rate":0}`, "Content-Type", jsonCT)
+			calls := a.fake.faults.report().Calls
+			call(t, a.fake.routes(), "POST", "/mock/faults", `{"rate":0}`, "Content-Type", jsonCT)
 			again := call(t, a.handler, "POST", "/login", `{"code":"`+code+`"}`, "Content-Type", jsonCT)
 			if again.env.Status != statusOK {
 				t.Errorf("the same code once the fake is healthy = %s; want a login", again.raw)

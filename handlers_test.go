@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -69,7 +68,7 @@ func TestLoginResponses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var calls atomic.Int32
-			a := newTestApp(t, replies(&calls, tt.wechat), "")
+			a := newTestApp(t, appOptions{wechat: replies(&calls, tt.wechat)})
 			var header []string
 			if tt.contentType != "" {
 				header = []string{"Content-Type", tt.contentType}
@@ -114,9 +113,9 @@ func TestLoginResponses(t *testing.T) {
 }
 
 func TestLoginWithHangingWeChatAnswersInTime(t *testing.T) {
-	a := newTestApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	a := newTestApp(t, appOptions{wechat: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done()
-	}), "")
+	})})
 	a.wx.http.Timeout = 100 * time.Millisecond
 	a.wx.requestTimeout = 300 * time.Millisecond
 	start := time.Now()
@@ -152,7 +151,7 @@ func TestAuthenticatedRoutes(t *testing.T) {
 	for _, route := range routes {
 		for _, tt := range tests {
 			t.Run(route.method+" "+route.path+" "+tt.name, func(t *testing.T) {
-				a, _, token := loggedIn(t)
+				a, token := loggedIn(t)
 				if tt.prepare != nil {
 					tt.prepare(a, token)
 				}
@@ -178,7 +177,7 @@ func TestAuthenticatedRoutes(t *testing.T) {
 }
 
 func TestUserShowsTheWholeRecord(t *testing.T) {
-	a, _, token := loggedIn(t)
+	a, token := loggedIn(t)
 	got := call(t, a.handler, "GET", "/user", "", "Authorization", "Bearer "+token)
 	want := []string{"id", "appid", "openid", "unionid", "nickname", "avatar_url", "gender", "language", "city",
 		"province", "country", "phone_number", "pure_phone_number", "country_code", "created_at", "updated_at", "last_login_at",
@@ -204,8 +203,8 @@ func TestUserShowsTheWholeRecord(t *testing.T) {
 }
 
 func TestLogoutRevokesOnlyThatToken(t *testing.T) {
-	a, fake, phone := loggedIn(t)
-	laptop := login(t, a.handler, fake.issueCode("wxapp", "alice"))
+	a, phone := loggedIn(t)
+	laptop := a.login(t, "wxapp", "alice")
 	if got := call(t, a.handler, "POST", "/logout", "", "Authorization", "Bearer "+phone); got.code != 200 || got.raw != `{"status":0,"msg":"ok"}`+"\n" {
 		t.Fatalf("logout = HTTP %d, %s; want 200 {\"status\":0,\"msg\":\"ok\"}", got.code, got.raw)
 	}
@@ -218,12 +217,12 @@ func TestLogoutRevokesOnlyThatToken(t *testing.T) {
 }
 
 func TestSecondLoginOfAUser(t *testing.T) {
-	a, fake, _ := loggedIn(t)
-	got := call(t, a.handler, "POST", "/login", `{"code":"`+fake.issueCode("wxapp", "alice")+`"}`, "Content-Type", jsonCT)
+	a, _ := loggedIn(t)
+	got := call(t, a.handler, "POST", "/login", `{"code":"`+a.fake.issueCode("wxapp", "alice")+`"}`, "Content-Type", jsonCT)
 	if got.env.Data["new_user"] != false || got.env.Data["user_id"] != 1.0 {
 		t.Errorf("second login = %s; want user 1, new_user false", got.raw)
 	}
-	code := fake.issueCode("wxapp", "alice")
+	code := a.fake.issueCode("wxapp", "alice")
 	call(t, a.handler, "POST", "/login", "code="+code, "Content-Type", "application/x-www-form-urlencoded")
 	again := call(t, a.handler, "POST", "/login", "code="+code, "Content-Type", "application/x-www-form-urlencoded")
 	if again.code != 401 || again.env.Status != statusInvalidCode || again.env.Errcode != errcodeCodeUsed {
@@ -232,7 +231,7 @@ func TestSecondLoginOfAUser(t *testing.T) {
 }
 
 func TestHealthz(t *testing.T) {
-	a, _, _ := loggedIn(t)
+	a, _ := loggedIn(t)
 	got := call(t, a.handler, "GET", "/healthz", "")
 	if got.code != 200 || got.raw != `{"status":0,"msg":"ok"}`+"\n" {
 		t.Errorf("GET /healthz = %d %s", got.code, got.raw)
@@ -240,15 +239,14 @@ func TestHealthz(t *testing.T) {
 }
 
 func TestConcurrentFirstLoginsOverHTTPCreateOneUser(t *testing.T) {
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-	a := newTestApp(t, fake.routes(), "/mock/api")
+	a := newTestApp(t, appOptions{})
 	srv := httptest.NewServer(a.handler)
 	t.Cleanup(srv.Close)
 
 	const n = 100
 	codes := make([]string, n)
 	for i := range codes {
-		codes[i] = fake.issueCode("wxapp", "carol") // one new user, logging in from many taps at once
+		codes[i] = a.fake.issueCode("wxapp", "carol") // one new user, logging in from many taps at once
 	}
 	var wg sync.WaitGroup
 	var created atomic.Int32
@@ -331,8 +329,8 @@ func TestUserInfoIsVerifiedAndSaved(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a, fake, token := loggedIn(t)
-			detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+			a, token := loggedIn(t)
+			detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
 			body := map[string]any{}
 			for _, k := range tt.keep {
 				body[k] = detail[k]
@@ -353,8 +351,8 @@ func TestUserInfoIsVerifiedAndSaved(t *testing.T) {
 }
 
 func TestUserInfoAsAForm(t *testing.T) {
-	a, fake, token := loggedIn(t)
-	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+	a, token := loggedIn(t)
+	detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
 	form := url.Values{}
 	for _, k := range []string{"rawData", "signature", "encryptedData", "iv"} {
 		form.Set(k, detail[k].(string))
@@ -366,8 +364,8 @@ func TestUserInfoAsAForm(t *testing.T) {
 }
 
 func TestUserInfoIgnoresTheUnverifiedUserInfo(t *testing.T) {
-	a, fake, token := loggedIn(t)
-	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+	a, token := loggedIn(t)
+	detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
 	detail["userInfo"] = map[string]any{"nickName": "mallory"}
 	got := send(t, a.handler, "POST", "/user/userinfo", token, detail)
 	if got.env.Data["nickname"] != "alice" {
@@ -393,8 +391,8 @@ const (
 )
 
 func TestUserInfoTamperingIsRefused(t *testing.T) {
-	a, fake, token := loggedIn(t)
-	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+	a, token := loggedIn(t)
+	detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
 	fields := []struct{ name, alphabet string }{
 		{"rawData", ""}, // any other byte
 		{"signature", hexAlphabet},
@@ -439,16 +437,16 @@ func TestUserInfoTamperingIsRefused(t *testing.T) {
 }
 
 func TestUserInfoAfterTheSessionKeyRotated(t *testing.T) {
-	a, fake, token := loggedIn(t)
-	old := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
-	login(t, a.handler, fake.issueCode("wxapp", "alice")) // a newer login: a new session_key for all of alice's tokens
+	a, token := loggedIn(t)
+	old := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
+	a.login(t, "wxapp", "alice") // a newer login: a new session_key for all of alice's tokens
 	got := send(t, a.handler, "POST", "/user/userinfo", token, map[string]any{"encryptedData": old["encryptedData"], "iv": old["iv"]})
 	wantDataCheck(t, got, errUndecryptable.check)
 	got = send(t, a.handler, "POST", "/user/userinfo", token, map[string]any{"rawData": old["rawData"], "signature": old["signature"]})
 	wantDataCheck(t, got, "signature 与 rawData 不匹配")
 
 	// Data fetched after the new login verifies with the same old token.
-	fresh := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+	fresh := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
 	if got := send(t, a.handler, "POST", "/user/userinfo", token, fresh); got.env.Status != 0 {
 		t.Errorf("fresh data with the user's older token = %s; want status 0", got.raw)
 	}
@@ -466,7 +464,7 @@ func encryptedFor(t *testing.T, fake *fakeWechat, plain string) map[string]any {
 }
 
 func TestUserInfoOfAnotherAppOrUser(t *testing.T) {
-	a, fake, token := loggedIn(t)
+	a, token := loggedIn(t)
 	alice := fakeOpenID("wxapp", "alice")
 	tests := []struct{ name, plain, check string }{
 		{"other app", `{"openId":"` + alice + `","watermark":{"timestamp":1,"appid":"wxother"}}`, "数据水印的 appid 不是本小程序"},
@@ -475,7 +473,7 @@ func TestUserInfoOfAnotherAppOrUser(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := send(t, a.handler, "POST", "/user/userinfo", token, encryptedFor(t, fake, tt.plain))
+			got := send(t, a.handler, "POST", "/user/userinfo", token, encryptedFor(t, a.fake, tt.plain))
 			if tt.check == "" {
 				if got.env.Status != 0 {
 					t.Errorf("reply %s; want status 0", got.raw)
@@ -488,11 +486,11 @@ func TestUserInfoOfAnotherAppOrUser(t *testing.T) {
 }
 
 func TestAnonymousUserInfoKeepsTheFilledProfile(t *testing.T) {
-	a, fake, token := loggedIn(t)
+	a, token := loggedIn(t)
 	if got := send(t, a.handler, "PATCH", "/user", token, map[string]any{"nickname": "爱丽丝", "avatar_url": "https://cdn.example.com/a.png"}); got.env.Status != 0 {
 		t.Fatalf("PATCH /user = %s", got.raw)
 	}
-	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice","anonymous":true}`)
+	detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice","anonymous":true}`)
 	if detail["userInfo"].(map[string]any)["nickName"] != anonymousNickname {
 		t.Fatalf("anonymous getUserInfo = %v", detail)
 	}
@@ -506,7 +504,7 @@ func TestAnonymousUserInfoKeepsTheFilledProfile(t *testing.T) {
 }
 
 func TestUserInfoRequestErrors(t *testing.T) {
-	a, _, token := loggedIn(t)
+	a, token := loggedIn(t)
 	tests := []struct{ name, body, contentType, wantMsg string }{
 		{"nothing", `{}`, jsonCT, "缺少参数：需要 rawData 和 signature，或 encryptedData 和 iv"},
 		{"a refusal's e.detail", `{"errMsg":"getUserInfo:fail auth deny"}`, jsonCT, "缺少参数：需要 rawData 和 signature，或 encryptedData 和 iv"},
@@ -562,7 +560,7 @@ func TestPatchUser(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a, _, token := loggedIn(t)
+			a, token := loggedIn(t)
 			got := call(t, a.handler, "PATCH", "/user", tt.body, "Content-Type", jsonCT, "token", token)
 			if got.env.Status != tt.wantStatus {
 				t.Fatalf("PATCH /user %s = HTTP %d, %s; want status %d", tt.body, got.code, got.raw, tt.wantStatus)
@@ -587,7 +585,7 @@ func TestPatchUser(t *testing.T) {
 }
 
 func TestPatchUserWritesOnlyChanges(t *testing.T) {
-	a, _, token := loggedIn(t)
+	a, token := loggedIn(t)
 	send(t, a.handler, "PATCH", "/user", token, map[string]any{"nickname": "n"})
 	first, _ := a.users.get(1)
 	a.clock.Advance(time.Hour)
@@ -601,24 +599,16 @@ func TestPatchUserWritesOnlyChanges(t *testing.T) {
 	}
 }
 
-// countedApp is a test app whose fake WeChat counts the calls it gets.
-func countedApp(t *testing.T) (*testApp, *fakeWechat, *countingUpstream, string) {
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-	upstream := &countingUpstream{next: fake.routes()}
-	a := newTestApp(t, upstream, "/mock/api")
-	return a, fake, upstream, login(t, a.handler, fake.issueCode("wxapp", "alice"))
-}
-
 func TestPhoneNumber(t *testing.T) {
-	a, fake, token := loggedIn(t)
+	a, token := loggedIn(t)
 	number := fakePhoneNumber("alice")
 	want := map[string]any{"phone_number": number, "pure_phone_number": number, "country_code": "86"}
 
-	detail := wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)
+	detail := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)
 	for name, body := range map[string]map[string]any{
 		"code":                   {"code": detail["code"]},
 		"legacy":                 {"encryptedData": detail["encryptedData"], "iv": detail["iv"]},
-		"code wins over legacy":  {"code": wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"], "encryptedData": "AAAA", "iv": "AAAA"},
+		"code wins over legacy":  {"code": wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"], "encryptedData": "AAAA", "iv": "AAAA"},
 		"whole e.detail, legacy": {"errMsg": "getPhoneNumber:ok", "encryptedData": detail["encryptedData"], "iv": detail["iv"]},
 	} {
 		got := send(t, a.handler, "POST", "/user/phone", token, body)
@@ -640,7 +630,7 @@ func TestPhoneNumber(t *testing.T) {
 	}{
 		{"spent code", map[string]any{"code": detail["code"]}, 401, statusInvalidCode, errcodeInvalidCode, msgInvalidCode},
 		{"unknown code", map[string]any{"code": "nope"}, 401, statusInvalidCode, errcodeInvalidCode, msgInvalidCode},
-		{"bob's code", map[string]any{"code": wxCall(t, fake, "wx.getPhoneNumber", `{"user":"bob"}`)["code"]}, 502, statusWechatDown, 40003, msgWechatDown},
+		{"bob's code", map[string]any{"code": wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"bob"}`)["code"]}, 502, statusWechatDown, 40003, msgWechatDown},
 		{"refused", map[string]any{"errMsg": "getPhoneNumber:fail user deny"}, 400, statusBadRequest, 0, "缺少参数：需要 code"},
 		{"code with spaces", map[string]any{"code": "a b"}, 400, statusBadRequest, 0, "参数格式错误：code 无效"},
 		{"legacy, tampered", map[string]any{"encryptedData": tamperings(detail["encryptedData"].(string), base64Alphabet)[20], "iv": detail["iv"]}, 400, statusDataCheck, 0, msgDataCheck},
@@ -656,20 +646,20 @@ func TestPhoneNumber(t *testing.T) {
 }
 
 func TestPhoneOfAnotherApp(t *testing.T) {
-	a, fake, token := loggedIn(t)
+	a, token := loggedIn(t)
 	plain := `{"phoneNumber":"13800000000","purePhoneNumber":"13800000000","countryCode":"86","watermark":{"timestamp":1,"appid":"wxother"}}`
-	wantDataCheck(t, send(t, a.handler, "POST", "/user/phone", token, encryptedFor(t, fake, plain)), "数据水印的 appid 不是本小程序")
+	wantDataCheck(t, send(t, a.handler, "POST", "/user/phone", token, encryptedFor(t, a.fake, plain)), "数据水印的 appid 不是本小程序")
 	if u, _ := a.users.get(1); u.PhoneNumber != "" {
 		t.Errorf("refused data saved phone %q", u.PhoneNumber)
 	}
 }
 
 func TestAccessTokenIsFetchedOnceForConcurrentRequests(t *testing.T) {
-	a, fake, upstream, token := countedApp(t)
+	a, token := loggedIn(t)
 	const n = 50
 	codes := make([]any, n)
 	for i := range codes {
-		codes[i] = wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
+		codes[i] = wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
 	}
 	srv := httptest.NewServer(a.handler)
 	t.Cleanup(srv.Close)
@@ -690,22 +680,22 @@ func TestAccessTokenIsFetchedOnceForConcurrentRequests(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got := upstream.count(stableTokenPath); got != 1 {
+	if got := a.calls.count(stableTokenPath); got != 1 {
 		t.Errorf("%d concurrent phone requests fetched the access_token %d times; want 1", n, got)
 	}
-	if got := upstream.count(phonePath); got != n {
+	if got := a.calls.count(phonePath); got != n {
 		t.Errorf("getuserphonenumber called %d times; want %d", got, n)
 	}
 }
 
 func TestRefusedAccessTokenIsFetchedAgainOnce(t *testing.T) {
-	a, fake, upstream, token := countedApp(t)
-	phoneCode := func() any { return wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"] }
+	a, token := loggedIn(t)
+	phoneCode := func() any { return wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"] }
 	if got := send(t, a.handler, "POST", "/user/phone", token, map[string]any{"code": phoneCode()}); got.env.Status != 0 {
 		t.Fatalf("first phone request = %s", got.raw)
 	}
 	// Another server sharing the AppSecret forces a new token: ours is dead.
-	fake.stableToken("wxapp", true)
+	a.fake.stableToken("wxapp", true)
 
 	const n = 20
 	var wg sync.WaitGroup
@@ -718,10 +708,10 @@ func TestRefusedAccessTokenIsFetchedAgainOnce(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got := upstream.count(stableTokenPath); got != 2 {
+	if got := a.calls.count(stableTokenPath); got != 2 {
 		t.Errorf("access_token fetched %d times; want 2: the first, and one after 40001", got)
 	}
-	if got := upstream.count(phonePath); got < n+1 || got > 2*n+1 {
+	if got := a.calls.count(phonePath); got < n+1 || got > 2*n+1 {
 		t.Errorf("getuserphonenumber called %d times; want each request to try at most twice", got)
 	}
 }
@@ -736,7 +726,7 @@ func TestAccessTokenRefusedTwiceIsAnError(t *testing.T) {
 		}
 		fmt.Fprint(w, `{"errcode":40001,"errmsg":"invalid credential, access_token is invalid or not latest"}`)
 	})
-	a := newTestApp(t, upstream, "")
+	a := newTestApp(t, appOptions{wechat: upstream})
 	a.users.login("wxapp", "o1", "")
 	token := a.tokens.issue(identity{AppID: "wxapp", OpenID: "o1", UserID: 1}, officialSessionKey)
 	got := send(t, a.handler, "POST", "/user/phone", token, map[string]any{"code": "c"})
@@ -752,8 +742,8 @@ func TestAccessTokenRefusedTwiceIsAnError(t *testing.T) {
 }
 
 func TestWeRun(t *testing.T) {
-	a, fake, token := loggedIn(t)
-	detail := wxCall(t, fake, "wx.getWeRunData", `{"user":"alice"}`)
+	a, token := loggedIn(t)
+	detail := wxCall(t, a.fake, "wx.getWeRunData", `{"user":"alice"}`)
 	got := send(t, a.handler, "POST", "/user/werun", token, detail)
 	list, _ := got.env.Data["step_info_list"].([]any)
 	if got.env.Status != 0 || len(list) != 31 {
@@ -771,19 +761,19 @@ func TestWeRun(t *testing.T) {
 	wantDataCheck(t, send(t, a.handler, "POST", "/user/werun", token, map[string]any{
 		"encryptedData": detail["encryptedData"], "iv": tamperings(detail["iv"].(string), base64Alphabet)[3]}), "")
 	wantDataCheck(t, send(t, a.handler, "POST", "/user/werun", token,
-		encryptedFor(t, fake, `{"stepInfoList":[],"watermark":{"appid":"wxother","timestamp":1}}`)), "数据水印的 appid 不是本小程序")
-	if got := send(t, a.handler, "POST", "/user/werun", token, encryptedFor(t, fake, `{"stepInfoList":[{"timestamp":1,"step":2}]}`)); got.env.Status != 0 {
+		encryptedFor(t, a.fake, `{"stepInfoList":[],"watermark":{"appid":"wxother","timestamp":1}}`)), "数据水印的 appid 不是本小程序")
+	if got := send(t, a.handler, "POST", "/user/werun", token, encryptedFor(t, a.fake, `{"stepInfoList":[{"timestamp":1,"step":2}]}`)); got.env.Status != 0 {
 		t.Errorf("WeRun data without a watermark, as documented = %s; want status 0", got.raw)
 	}
 }
 
 func TestSessionCheck(t *testing.T) {
-	a, fake, token := loggedIn(t)
+	a, token := loggedIn(t)
 	check := func() reply { return call(t, a.handler, "GET", "/session/check", "", "token", token) }
 	if got := check(); got.env.Status != 0 || got.env.Data["valid"] != true {
 		t.Errorf("GET /session/check right after login = %s; want valid true", got.raw)
 	}
-	fake.issueCode("wxapp", "alice") // wx.login on the phone: WeChat has a new session_key, wxlogin not yet
+	a.fake.issueCode("wxapp", "alice") // wx.login on the phone: WeChat has a new session_key, wxlogin not yet
 	if got := check(); got.env.Status != 0 || got.env.Data["valid"] != false {
 		t.Errorf("GET /session/check after the key rotated at WeChat = %s; want valid false", got.raw)
 	}
@@ -794,8 +784,8 @@ func TestSessionCheck(t *testing.T) {
 // HTTP code, and never an internal error. seeds are added to the committed
 // corpus; a seed of e.detail from the fake WeChat makes it reach success.
 func fuzzBody(f *testing.F, method, path string, allowed map[int][]int, seeds func(fake *fakeWechat) []string) {
-	a, fake, token := loggedIn(f)
-	for _, s := range seeds(fake) {
+	a, token := loggedIn(f)
+	for _, s := range seeds(a.fake) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -843,55 +833,21 @@ func FuzzWeRunBody(f *testing.F) {
 	})
 }
 
-// multiApp is wxlogin serving three mini programs of one company on the
-// fake WeChat: Shop and Game are bound to its Open Platform account, Solo is
-// not, so Solo's users get no unionid.
-type multiApp struct {
-	*testApp
-	fake *fakeWechat
-}
-
-func newMultiApp(t testing.TB) *multiApp {
-	t.Helper()
-	fake := newFakeWechat(map[string]fakeApp{
-		"wxshop": {Secret: "shop-secret"}, "wxgame": {Secret: "game-secret"}, "wxsolo": {Secret: "solo-secret", Unbound: true},
-	}, time.Now)
-	a := newTestApp(t, fake.routes(), "/mock/api")
-	apps := appSet{}
-	for id, name := range map[string]string{"wxshop": "Shop", "wxgame": "Game", "wxsolo": "Solo"} {
-		wx := newWechatClient(strings.TrimSuffix(a.wx.baseURL, "/mock/api")+"/mock/api", id, fake.apps[id].Secret, time.Second, 3*time.Second)
-		apps[id] = &miniApp{ID: id, Name: name, wx: wx}
-	}
-	a.handler = newServer(slog.New(slog.NewTextHandler(a.logs, nil)), apps, a.users, a.tokens, nil, nil, nil)
-	return &multiApp{testApp: a, fake: fake}
-}
-
-// login logs user in to appID and returns the token.
-func (m *multiApp) login(t testing.TB, appID, user string) string {
-	t.Helper()
-	got := call(t, m.handler, "POST", "/login", `{"appid":"`+appID+`","code":"`+m.fake.issueCode(appID, user)+`"}`, "Content-Type", jsonCT)
-	token, _ := got.env.Data["token"].(string)
-	if got.env.Status != 0 || token == "" {
-		t.Fatalf("login of %s to %s = %s", user, appID, got.raw)
-	}
-	return token
-}
-
 func TestLoginWithSeveralApps(t *testing.T) {
-	m := newMultiApp(t)
+	a := newTestApp(t, appOptions{apps: companyApps})
 	tests := []struct {
 		name, body string
 		wantHTTP   int
 		wantStatus int
 		wantMsg    string
 	}{
-		{"no appid", `{"code":"` + m.fake.issueCode("wxshop", "alice") + `"}`, 400, 1, "缺少参数：服务多个小程序时须提供 appid"},
-		{"unknown appid", `{"appid":"wxnope","code":"` + m.fake.issueCode("wxshop", "alice") + `"}`, 400, 1, msgUnknownApp},
-		{"another app's code", `{"appid":"wxgame","code":"` + m.fake.issueCode("wxshop", "alice") + `"}`, 401, 2, msgInvalidCode},
-		{"right app", `{"appid":"wxshop","code":"` + m.fake.issueCode("wxshop", "alice") + `"}`, 200, 0, msgOK},
+		{"no appid", `{"code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 400, 1, "缺少参数：服务多个小程序时须提供 appid"},
+		{"unknown appid", `{"appid":"wxnope","code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 400, 1, msgUnknownApp},
+		{"another app's code", `{"appid":"wxgame","code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 401, 2, msgInvalidCode},
+		{"right app", `{"appid":"wxshop","code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 200, 0, msgOK},
 	}
 	for _, tt := range tests {
-		got := call(t, m.handler, "POST", "/login", tt.body, "Content-Type", jsonCT)
+		got := call(t, a.handler, "POST", "/login", tt.body, "Content-Type", jsonCT)
 		if got.code != tt.wantHTTP || got.env.Status != tt.wantStatus || got.env.Msg != tt.wantMsg {
 			t.Errorf("%s: login = HTTP %d, %s; want %d, status %d, msg %q", tt.name, got.code, got.raw, tt.wantHTTP, tt.wantStatus, tt.wantMsg)
 		}
@@ -910,20 +866,20 @@ func personOf(t *testing.T, h http.Handler, token string) (float64, []string) {
 }
 
 func TestOnePersonAcrossBoundApps(t *testing.T) {
-	m := newMultiApp(t)
-	shop := m.login(t, "wxshop", "alice")
-	game := m.login(t, "wxgame", "alice")
-	solo := m.login(t, "wxsolo", "alice")
-	m.login(t, "wxgame", "bob")
+	a := newTestApp(t, appOptions{apps: companyApps})
+	shop := a.login(t, "wxshop", "alice")
+	game := a.login(t, "wxgame", "alice")
+	solo := a.login(t, "wxsolo", "alice")
+	a.login(t, "wxgame", "bob")
 
-	shopUser := call(t, m.handler, "GET", "/user", "", "token", shop).env.Data
-	gameUser := call(t, m.handler, "GET", "/user", "", "token", game).env.Data
+	shopUser := call(t, a.handler, "GET", "/user", "", "token", shop).env.Data
+	gameUser := call(t, a.handler, "GET", "/user", "", "token", game).env.Data
 	if shopUser["openid"] == gameUser["openid"] || shopUser["unionid"] != gameUser["unionid"] || shopUser["unionid"] == "" {
 		t.Errorf("alice in Shop and Game: openids %v and %v, unionids %v and %v; want two openids, one unionid",
 			shopUser["openid"], gameUser["openid"], shopUser["unionid"], gameUser["unionid"])
 	}
 	for _, token := range []string{shop, game} {
-		if id, apps := personOf(t, m.handler, token); id != 1 || !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
+		if id, apps := personOf(t, a.handler, token); id != 1 || !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
 			t.Errorf("alice's person = %v with apps %v; want person 1 with wxshop and wxgame", id, apps)
 		}
 	}
@@ -933,106 +889,106 @@ func TestOnePersonAcrossBoundApps(t *testing.T) {
 	if _, hasOpenID := shopUser["apps"].([]any)[1].(map[string]any)["openid"]; hasOpenID {
 		t.Error("the apps list shows another app's openid")
 	}
-	soloUser := call(t, m.handler, "GET", "/user", "", "token", solo).env.Data
-	if id, apps := personOf(t, m.handler, solo); soloUser["unionid"] != "" || id != 3 || !slices.Equal(apps, []string{"wxsolo"}) {
+	soloUser := call(t, a.handler, "GET", "/user", "", "token", solo).env.Data
+	if id, apps := personOf(t, a.handler, solo); soloUser["unionid"] != "" || id != 3 || !slices.Equal(apps, []string{"wxsolo"}) {
 		t.Errorf("alice in the unbound app: unionid %v, person %v, apps %v; want no unionid, a person of her own", soloUser["unionid"], id, apps)
 	}
 }
 
 func TestUnionIDLearnedLaterJoinsThePerson(t *testing.T) {
-	m := newMultiApp(t)
-	shop := m.login(t, "wxshop", "alice")
+	a := newTestApp(t, appOptions{apps: companyApps})
+	shop := a.login(t, "wxshop", "alice")
 	// Alice's Game record was made before Game was bound to the Open
 	// Platform account: no unionid, a person of its own, with a claim.
 	openID := fakeOpenID("wxgame", "alice")
-	u, _, err := m.users.login("wxgame", openID, "")
+	u, _, err := a.users.login("wxgame", openID, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 16))
-	game := m.tokens.issue(identity{AppID: "wxgame", OpenID: openID, UserID: u.ID}, key)
-	if got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", game); got.code != 201 {
+	game := a.tokens.issue(identity{AppID: "wxgame", OpenID: openID, UserID: u.ID}, key)
+	if got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", game); got.code != 201 {
 		t.Fatalf("claim before linking = %s", got.raw)
 	}
-	if id, _ := personOf(t, m.handler, game); id != float64(u.ID) {
+	if id, _ := personOf(t, a.handler, game); id != float64(u.ID) {
 		t.Fatalf("before linking, Game's person = %v; want its own %d", id, u.ID)
 	}
-	m.clock.Advance(time.Minute)
-	if got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", shop); got.code != 201 {
+	a.clock.Advance(time.Minute)
+	if got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", shop); got.code != 201 {
 		t.Fatalf("claim in Shop, still another person = %s; want 201", got.raw)
 	}
 
 	data, iv := encrypt(t, key, `{"openId":"`+openID+`","nickName":"alice","unionId":"`+fakeUnionID("alice")+`","watermark":{"appid":"wxgame","timestamp":1}}`)
-	if got := send(t, m.handler, "POST", "/user/userinfo", game, map[string]any{"encryptedData": data, "iv": iv}); got.env.Status != 0 {
+	if got := send(t, a.handler, "POST", "/user/userinfo", game, map[string]any{"encryptedData": data, "iv": iv}); got.env.Status != 0 {
 		t.Fatalf("user info with a unionId = %s", got.raw)
 	}
 	for _, token := range []string{shop, game} {
-		if id, apps := personOf(t, m.handler, token); id != 1 || !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
+		if id, apps := personOf(t, a.handler, token); id != 1 || !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
 			t.Errorf("after linking: person %v with apps %v; want person 1 with wxshop and wxgame", id, apps)
 		}
 	}
 	// Both records claimed the gift while they were two persons; now they
 	// are one, and the earlier claim is the one that counts.
-	got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", shop)
+	got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", shop)
 	if got.code != 409 || got.env.Data["appid"] != "wxgame" {
 		t.Errorf("claim from Shop after linking = HTTP %d, %s; want 409 naming the earlier claim, made in Game", got.code, got.raw)
 	}
-	list := call(t, m.handler, "GET", "/claims", "", "token", shop)
+	list := call(t, a.handler, "GET", "/claims", "", "token", shop)
 	if claims := list.env.Data["claims"].([]any); len(claims) != 1 || claims[0].(map[string]any)["appid"] != "wxgame" {
 		t.Errorf("GET /claims after linking = %s; want the one earlier claim", list.raw)
 	}
 }
 
 func TestClaims(t *testing.T) {
-	m := newMultiApp(t)
-	shop, game, solo := m.login(t, "wxshop", "alice"), m.login(t, "wxgame", "alice"), m.login(t, "wxsolo", "alice")
-	bob := m.login(t, "wxshop", "bob")
+	a := newTestApp(t, appOptions{apps: companyApps})
+	shop, game, solo := a.login(t, "wxshop", "alice"), a.login(t, "wxgame", "alice"), a.login(t, "wxsolo", "alice")
+	bob := a.login(t, "wxshop", "bob")
 
-	first := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", game)
+	first := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", game)
 	if first.code != 201 || first.env.Status != 0 || first.env.Data["name"] != "welcome-gift" || first.env.Data["appid"] != "wxgame" {
 		t.Fatalf("first claim = HTTP %d, %s; want 201 with the claim", first.code, first.raw)
 	}
 	for name, token := range map[string]string{"same app": game, "other app": shop} {
-		got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", token)
+		got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", token)
 		if got.code != 409 || got.env.Status != statusClaimed || got.env.Msg != msgClaimed ||
 			got.env.Data["appid"] != "wxgame" || got.env.Data["claimed_at"] != first.env.Data["claimed_at"] {
 			t.Errorf("%s: second claim = HTTP %d, %s; want 409, status 6, when and where it was claimed", name, got.code, got.raw)
 		}
 	}
-	if got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", bob); got.code != 201 {
+	if got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", bob); got.code != 201 {
 		t.Errorf("another person's claim = HTTP %d, %s; want 201", got.code, got.raw)
 	}
 	// An app without an Open Platform account gives no unionid: WeChat cannot
 	// say its user is alice, so wxlogin cannot either.
-	if got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", solo); got.code != 201 {
+	if got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", solo); got.code != 201 {
 		t.Errorf("claim from the unbound app = HTTP %d, %s; want 201: a person of its own", got.code, got.raw)
 	}
-	m.clock.Advance(time.Minute)
-	call(t, m.handler, "POST", "/claims/coupon-2026", "", "token", shop)
-	list := call(t, m.handler, "GET", "/claims", "", "token", shop)
+	a.clock.Advance(time.Minute)
+	call(t, a.handler, "POST", "/claims/coupon-2026", "", "token", shop)
+	list := call(t, a.handler, "GET", "/claims", "", "token", shop)
 	claims, _ := list.env.Data["claims"].([]any)
 	if len(claims) != 2 || claims[0].(map[string]any)["name"] != "welcome-gift" || claims[1].(map[string]any)["name"] != "coupon-2026" {
 		t.Errorf("GET /claims = %s; want welcome-gift then coupon-2026", list.raw)
 	}
-	if empty := call(t, m.handler, "GET", "/claims", "", "token", m.login(t, "wxgame", "carol")); empty.raw != `{"status":0,"msg":"ok","data":{"claims":[]}}`+"\n" {
+	if empty := call(t, a.handler, "GET", "/claims", "", "token", a.login(t, "wxgame", "carol")); empty.raw != `{"status":0,"msg":"ok","data":{"claims":[]}}`+"\n" {
 		t.Errorf("GET /claims with none = %s; want an empty list", empty.raw)
 	}
 
 	for _, name := range []string{"Welcome", "gift_1", strings.Repeat("a", 33), "%E7%A4%BC"} {
-		if got := call(t, m.handler, "POST", "/claims/"+name, "", "token", shop); got.code != 400 || got.env.Status != statusBadRequest {
+		if got := call(t, a.handler, "POST", "/claims/"+name, "", "token", shop); got.code != 400 || got.env.Status != statusBadRequest {
 			t.Errorf("claim %q = HTTP %d, %s; want 400, status 1", name, got.code, got.raw)
 		}
 	}
-	if got := call(t, m.handler, "POST", "/claims/x", "", "token", "nope"); got.code != 401 {
+	if got := call(t, a.handler, "POST", "/claims/x", "", "token", "nope"); got.code != 401 {
 		t.Errorf("claim without a login = HTTP %d; want 401", got.code)
 	}
 }
 
 func TestConcurrentCrossAppClaimsAreExactlyOnce(t *testing.T) {
-	m := newMultiApp(t)
-	srv := httptest.NewServer(m.handler)
+	a := newTestApp(t, appOptions{apps: companyApps})
+	srv := httptest.NewServer(a.handler)
 	t.Cleanup(srv.Close)
-	shop, game := m.login(t, "wxshop", "alice"), m.login(t, "wxgame", "alice")
+	shop, game := a.login(t, "wxshop", "alice"), a.login(t, "wxgame", "alice")
 	claim := func(token, name string) reply {
 		req, _ := http.NewRequest("POST", srv.URL+"/claims/"+name, nil)
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -1065,23 +1021,23 @@ func TestConcurrentCrossAppClaimsAreExactlyOnce(t *testing.T) {
 			t.Fatalf("round %d: the 409 names another claim than the 201: %s / %s", i, replies[0].raw, replies[1].raw)
 		}
 	}
-	if n := len(m.users.claimsOf(1)); n != rounds {
+	if n := len(a.users.claimsOf(1)); n != rounds {
 		t.Errorf("alice holds %d claims; want %d", n, rounds)
 	}
 }
 
 func TestVerifiedUserInfoKeepsTheProfileLimits(t *testing.T) {
-	a, fake, token := loggedIn(t)
+	a, token := loggedIn(t)
 	plain := `{"openId":"` + fakeOpenID("wxapp", "alice") + `","nickName":"` + strings.Repeat("长", 65) + `","watermark":{"timestamp":1,"appid":"wxapp"}}`
-	wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, encryptedFor(t, fake, plain)), "nickName 最多 64 个字符，实为 65 个")
+	wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, encryptedFor(t, a.fake, plain)), "nickName 最多 64 个字符，实为 65 个")
 }
 
 func TestTokenOfARemovedAppIsNoLogin(t *testing.T) {
-	a, fake, token := loggedIn(t)
+	a, token := loggedIn(t)
 	// The server restarts with the token reloaded, but its app is gone.
 	apps := appSet{"wxother": {ID: "wxother", Name: "Other", wx: a.wx}}
-	h := newServer(slog.New(slog.NewTextHandler(io.Discard, nil)), apps, a.users, a.tokens, nil, nil, nil)
-	code := wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
+	h := newServer(textLogger(io.Discard), apps, a.users, a.tokens, nil, nil, nil)
+	code := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
 	for _, r := range []struct{ method, path, body string }{{"GET", "/session/check", ""}, {"POST", "/user/phone", `{"code":"` + code.(string) + `"}`}} {
 		if got := call(t, h, r.method, r.path, r.body, "Content-Type", jsonCT, "token", token); got.code != 401 || got.env.Status != statusNotLoggedIn {
 			t.Errorf("%s %s with a token of a removed app = HTTP %d, %s; want 401, status 4", r.method, r.path, got.code, got.raw)
@@ -1101,14 +1057,13 @@ func BenchmarkLoginHandler(b *testing.B) {
 		{"new", func(i int) string { return "new" + strconv.Itoa(i) }},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
-			fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-			a := newTestApp(b, fake.routes(), "/mock/api")
+			a := newTestApp(b, appOptions{})
 			for i := range 1000 {
-				login(b, a.handler, fake.issueCode("wxapp", "user"+strconv.Itoa(i)))
+				a.login(b, "wxapp", "user"+strconv.Itoa(i))
 			}
 			i := 0
 			for b.Loop() {
-				body := `{"code":"` + fake.issueCode("wxapp", tt.user(i)) + `"}`
+				body := `{"code":"` + a.fake.issueCode("wxapp", tt.user(i)) + `"}`
 				r := httptest.NewRequestWithContext(b.Context(), http.MethodPost, "/login", strings.NewReader(body))
 				w := httptest.NewRecorder()
 				a.handler.ServeHTTP(w, r)
@@ -1124,7 +1079,7 @@ func BenchmarkLoginHandler(b *testing.B) {
 // BenchmarkGetUser is GET /user with a live token: the token lookup, the
 // user's record and its person, and the JSON reply.
 func BenchmarkGetUser(b *testing.B) {
-	a, _, token := loggedIn(b)
+	a, token := loggedIn(b)
 	for b.Loop() {
 		r := httptest.NewRequestWithContext(b.Context(), http.MethodGet, "/user", nil)
 		r.Header.Set("Authorization", "Bearer "+token)
@@ -1144,11 +1099,9 @@ func BenchmarkGetUser(b *testing.B) {
 // have no target of their own (claims, logout, /mock/faults and the fake's
 // server API) and every path trick the mux has to handle.
 func FuzzAnyRequest(f *testing.F) {
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-	a := newTestApp(f, fake.routes(), "/mock/api")
-	apps := appSet{"wxapp": {ID: "wxapp", Name: "Test app", wx: a.wx}}
-	h := newServer(discardLogger(), apps, a.users, a.tokens, nil, nil, fake)
-	token := login(f, h, fake.issueCode("wxapp", "alice"))
+	a := newTestApp(f, appOptions{mock: true, quiet: true})
+	fake, h := a.fake, a.handler
+	token := a.login(f, "wxapp", "alice")
 	for _, seed := range []struct {
 		method, target, contentType, body string
 	}{

@@ -37,54 +37,130 @@ const testSecret = "s3cr3t-app-secret-0123456789abcd"
 
 const jsonCT = "application/json"
 
-// testApp is wxlogin's handler wired to a fake WeChat, with a fake clock.
+// testApp is wxlogin's handler as newServer builds it for a test: its
+// stores on a fake clock, and WeChat in process, the fake WeChat unless
+// appOptions.wechat stands in for it.
 type testApp struct {
 	handler http.Handler
-	wx      *wechatClient
+	apps    appSet
+	wx      *wechatClient     // the first app's client of WeChat
+	fake    *fakeWechat       // nil when appOptions.wechat is WeChat
+	calls   *countingUpstream // every call wxlogin made to WeChat, by path
 	users   *userStore
 	tokens  *tokenStore
 	clock   *fakeClock
 	logs    *syncBuffer
 }
 
-// newTestApp serves wxlogin for app "wxapp" with WeChat's API at
-// upstream's apiPath.
-func newTestApp(t testing.TB, upstream http.Handler, apiPath string) *testApp {
+// appSpec is one mini program a test app serves.
+type appSpec struct {
+	id, name, secret string
+	unbound          bool // no Open Platform account: WeChat gives its users no unionid
+}
+
+// companyApps are three mini programs of one company: Shop and Game are
+// bound to its Open Platform account, Solo is not, so Solo's users get no
+// unionid.
+var companyApps = []appSpec{
+	{"wxshop", "Shop", "shop-secret", false}, {"wxgame", "Game", "game-secret", false}, {"wxsolo", "Solo", "solo-secret", true},
+}
+
+// appOptions says how newTestApp wires wxlogin. The zero value is one app,
+// "wxapp" ("Test app", with testSecret), in real mode, on the fake WeChat.
+type appOptions struct {
+	// wechat, when set, is WeChat's API, served at the root of a server of
+	// its own, for tests of how wxlogin meets WeChat's answers. Otherwise
+	// the fake WeChat of apps serves it, at /mock/api as mock mode does.
+	wechat http.Handler
+	apps   []appSpec // the mini programs served; none is wxapp alone
+	// mock is mock mode: the fake is mounted at /mock/ too, with the
+	// teaching page.
+	mock bool
+	// loginBurst, when set, limits logins per client as -login-rate and
+	// -login-burst do, on the app's clock, with proxies trusted.
+	loginRate, loginBurst int
+	proxies               trustedProxies
+	quiet                 bool // discard the logs: a fuzz target's would fill memory
+}
+
+// newTestApp builds wxlogin's handler as opts say, as run would for their
+// configuration. Every app's client has retry pauses short enough for
+// tests.
+func newTestApp(t testing.TB, opts appOptions) *testApp {
 	t.Helper()
-	srv := httptest.NewServer(upstream)
-	t.Cleanup(srv.Close)
+	specs := opts.apps
+	if len(specs) == 0 {
+		specs = []appSpec{{id: "wxapp", name: "Test app", secret: testSecret}}
+	}
 	clock := newFakeClock()
-	wx := newWechatClient(srv.URL+apiPath, "wxapp", testSecret, time.Second, 3*time.Second)
-	wx.backoff = []time.Duration{time.Millisecond, time.Millisecond}
 	a := &testApp{
-		wx:     wx,
+		apps:   appSet{},
 		users:  openTestStore(t, t.TempDir(), clock.Now),
 		tokens: newTokenStore(2*time.Hour, 720*time.Hour, clock.Now),
 		clock:  clock,
 		logs:   &syncBuffer{},
 	}
-	apps := appSet{"wxapp": {ID: "wxapp", Name: "Test app", wx: wx}}
-	a.handler = newServer(slog.New(slog.NewTextHandler(a.logs, nil)), apps, a.users, a.tokens, nil, nil, nil)
+	upstream, apiPath := opts.wechat, ""
+	if upstream == nil {
+		fakeApps := map[string]fakeApp{}
+		for _, s := range specs {
+			fakeApps[s.id] = fakeApp{Secret: s.secret, Unbound: s.unbound}
+		}
+		a.fake = newFakeWechat(fakeApps, time.Now)
+		upstream, apiPath = a.fake.routes(), "/mock/api"
+	}
+	a.calls = &countingUpstream{next: upstream}
+	srv := httptest.NewServer(a.calls)
+	t.Cleanup(srv.Close)
+	for _, s := range specs {
+		wx := newWechatClient(srv.URL+apiPath, s.id, s.secret, time.Second, 3*time.Second)
+		wx.backoff = []time.Duration{time.Millisecond, time.Millisecond}
+		a.apps[s.id] = &miniApp{ID: s.id, Name: s.name, wx: wx}
+		if a.wx == nil {
+			a.wx = wx
+		}
+	}
+	var limit *loginLimiter
+	if opts.loginBurst > 0 {
+		limit = newLoginLimiter(opts.loginRate, opts.loginBurst, clock.Now)
+	}
+	var mounted *fakeWechat
+	if opts.mock {
+		if a.fake == nil {
+			t.Fatal("mock mode needs the fake WeChat, not appOptions.wechat")
+		}
+		mounted = a.fake
+	}
+	log := textLogger(a.logs)
+	if opts.quiet {
+		log = discardLogger()
+	}
+	a.handler = newServer(log, a.apps, a.users, a.tokens, limit, opts.proxies, mounted)
 	return a
 }
 
-// loggedIn returns a test app on the fake WeChat and a token of alice's.
-func loggedIn(t testing.TB) (*testApp, *fakeWechat, string) {
+// login logs user in to appID with a code from the fake, and returns the
+// token. The body names the app only when the server has several, as a
+// mini program of a server with one app need not.
+func (a *testApp) login(t testing.TB, appID, user string) string {
 	t.Helper()
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-	a := newTestApp(t, fake.routes(), "/mock/api")
-	return a, fake, login(t, a.handler, fake.issueCode("wxapp", "alice"))
-}
-
-// login logs in with code and returns the token.
-func login(t testing.TB, h http.Handler, code string) string {
-	t.Helper()
-	got := call(t, h, http.MethodPost, "/login", `{"code":"`+code+`"}`, "Content-Type", jsonCT)
+	body := `{"code":"` + a.fake.issueCode(appID, user) + `"}`
+	if len(a.apps) > 1 {
+		body = `{"appid":"` + appID + `",` + body[1:]
+	}
+	got := call(t, a.handler, http.MethodPost, "/login", body, "Content-Type", jsonCT)
 	token, _ := got.env.Data["token"].(string)
 	if got.env.Status != 0 || token == "" {
-		t.Fatalf("login = %s; want a token", got.raw)
+		t.Fatalf("login of %s to %s = %s; want a token", user, appID, got.raw)
 	}
 	return token
+}
+
+// loggedIn returns a test app on the fake WeChat and a token of alice's.
+func loggedIn(t testing.TB) (*testApp, string) {
+	t.Helper()
+	a := newTestApp(t, appOptions{})
+	return a, a.login(t, "wxapp", "alice")
 }
 
 // countingUpstream counts the calls of each path it passes to next.
@@ -418,6 +494,9 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// textLogger logs to w as wxlogin does.
+func textLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
 // openTestStore opens a user store in dir, closing it when the test ends.
 func openTestStore(t testing.TB, dir string, now func() time.Time) *userStore {

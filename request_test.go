@@ -25,7 +25,7 @@ func FuzzTokenFromRequest(f *testing.F) {
 // A body that names a member twice is refused, whatever the route, in
 // JSON and in forms: the handler must not pick one of two answers.
 func TestDuplicateMembersAreRefused(t *testing.T) {
-	a, _, token := loggedIn(t)
+	a, token := loggedIn(t)
 	for _, tt := range []struct {
 		method, path, contentType, body string
 	}{

@@ -66,7 +66,7 @@ func TestScopeTableFollowsTheDocumentedList(t *testing.T) {
 
 func TestScopesRoute(t *testing.T) {
 	// Real mode: the table is not a demo, it is served everywhere.
-	a := newTestApp(t, http.NotFoundHandler(), "")
+	a := newTestApp(t, appOptions{wechat: http.NotFoundHandler()})
 	got := call(t, a.handler, http.MethodGet, "/scopes", "")
 	if got.code != http.StatusOK || got.env.Status != 0 {
 		t.Fatalf("GET /scopes = %d %s; want 200, status 0", got.code, got.raw)
