@@ -109,12 +109,12 @@ func TestKill9KeepsEveryAcknowledgedWrite(t *testing.T) {
 	c := startChild(t, dir)
 	for name, id := range acked {
 		got := post(t, "POST", c.url+"/login", jsonCT, `{"code":"`+mockCode(t, c.url, name)+`"}`)
-		if got.env.Data["new_user"] != false || got.env.Data["user_id"] != float64(id) {
+		d := dataOf[loginData](t, got)
+		if d.NewUser || d.UserID != id {
 			t.Fatalf("after restart, login of %s = %s; want user %d, new_user false", name, got.raw, id)
 		}
 		if claimed[id] {
-			token, _ := got.env.Data["token"].(string)
-			if again := post(t, "POST", c.url+"/claims/welcome-gift", "", "", "token", token); again.code != http.StatusConflict {
+			if again := post(t, "POST", c.url+"/claims/welcome-gift", "", "", "token", d.Token); again.code != http.StatusConflict {
 				t.Fatalf("after restart, user %d's acknowledged gift was given again: HTTP %d %s", id, again.code, again.raw)
 			}
 		}

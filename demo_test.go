@@ -97,11 +97,7 @@ func TestExchangesShowWhatWxloginAskedWithoutSecrets(t *testing.T) {
 	}
 
 	got := exchangesOf(t, a.fake, "")
-	var drawn []exchange
-	raw, _ := json.Marshal(got.env.Data["exchanges"])
-	if err := json.Unmarshal(raw, &drawn); err != nil {
-		t.Fatal(err)
-	}
+	drawn := dataOf[exchangesData](t, got).Exchanges
 	var paths []string
 	for _, e := range drawn {
 		paths = append(paths, e.Method+" "+e.Path)
@@ -132,7 +128,7 @@ func TestExchangesShowWhatWxloginAskedWithoutSecrets(t *testing.T) {
 	}
 
 	last := drawn[len(drawn)-1].Seq
-	if got := exchangesOf(t, a.fake, fmt.Sprintf("?after=%d", last-1)); len(got.env.Data["exchanges"].([]any)) != 1 {
+	if got := exchangesOf(t, a.fake, fmt.Sprintf("?after=%d", last-1)); len(dataOf[exchangesData](t, got).Exchanges) != 1 {
 		t.Errorf("exchanges after %d = %s; want the last one only", last-1, got.raw)
 	}
 	if got := exchangesOf(t, a.fake, fmt.Sprintf("?after=%d", last)); got.raw != `{"status":0,"msg":"ok","data":{"exchanges":[]}}`+"\n" {

@@ -95,8 +95,9 @@ func TestLoginUnderEachFault(t *testing.T) {
 func TestFaultsEndpoint(t *testing.T) {
 	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
 	h := fake.routes()
-	if got := call(t, h, "GET", "/mock/faults", ""); got.env.Status != 0 || got.env.Data["rate"] != 0.0 || got.env.Data["calls"] != 0.0 {
-		t.Errorf("GET /mock/faults of a healthy fake = %s", got.raw)
+	healthy := call(t, h, "GET", "/mock/faults", "")
+	if d := dataOf[faultsData](t, healthy); healthy.env.Status != 0 || d.Rate != 0 || d.Calls != 0 {
+		t.Errorf("GET /mock/faults of a healthy fake = %s", healthy.raw)
 	}
 	for _, body := range []string{`{"rate":2}`, `{"rate":0.1,"kinds":["meteor"]}`, `{"rate":"lots"}`, `{"rate":0.1,"extra":1}`} {
 		if got := call(t, h, "POST", "/mock/faults", body, "Content-Type", jsonCT); got.code != http.StatusBadRequest || got.env.Status != statusBadRequest {
@@ -113,13 +114,12 @@ func TestFaultsEndpoint(t *testing.T) {
 		}()
 	}
 	got := call(t, h, "GET", "/mock/faults", "")
-	kinds, _ := got.env.Data["kinds"].([]any)
-	injected, _ := got.env.Data["injected"].(map[string]any)
-	total := 0.0
-	for _, n := range injected {
-		total += n.(float64)
+	report := dataOf[faultsData](t, got)
+	total := 0
+	for _, n := range report.Injected {
+		total += n
 	}
-	if got.env.Data["calls"] != 4.0 || total != 2 || len(kinds) != len(faultKinds) || !strings.Contains(got.raw, `"system-error":1`) {
+	if report.Calls != 4 || total != 2 || len(report.Kinds) != len(faultKinds) || !strings.Contains(got.raw, `"system-error":1`) {
 		t.Errorf("GET /mock/faults after 4 calls at rate 0.5 = %s; want 4 calls, 2 injected, all kinds", got.raw)
 	}
 }

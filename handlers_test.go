@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -93,17 +94,17 @@ func TestLoginResponses(t *testing.T) {
 				t.Errorf("response %s passes on WeChat's errmsg or the session_key", got.raw)
 			}
 			if got.env.Status != 0 {
-				if got.env.Data != nil {
+				if got.hasData() {
 					t.Errorf("error response %s carries data", got.raw)
 				}
 				return
 			}
-			d := got.env.Data
-			if token, _ := d["token"].(string); len(token) != 43 {
-				t.Errorf("token %v: want 43 base64url characters", d["token"])
+			d := dataOf[loginData](t, got)
+			if len(d.Token) != 43 {
+				t.Errorf("token %v: want 43 base64url characters", d.Token)
 			}
-			if d["expires_in"] != 7200.0 || d["openid"] != "o-alice" || d["user_id"] != 1.0 || d["new_user"] != true {
-				t.Errorf("data = %v; want expires_in 7200, openid o-alice, user_id 1, new_user true", d)
+			if d.ExpiresIn != 7200 || d.OpenID != "o-alice" || d.UserID != 1 || !d.NewUser {
+				t.Errorf("data = %+v; want expires_in 7200, openid o-alice, user_id 1, new_user true", d)
 			}
 			if got.header.Get("Cache-Control") != "no-store" {
 				t.Error("a response carrying a token may be cached: want Cache-Control: no-store")
@@ -165,7 +166,7 @@ func TestAuthenticatedRoutes(t *testing.T) {
 					}
 					return
 				}
-				if got.env.Status != statusNotLoggedIn || got.env.Msg != msgNotLoggedIn || got.env.Data != nil {
+				if got.env.Status != statusNotLoggedIn || got.env.Msg != msgNotLoggedIn || got.hasData() {
 					t.Errorf("envelope %s; want status 4 with no data", got.raw)
 				}
 				if !strings.HasPrefix(got.header.Get("WWW-Authenticate"), "Bearer") {
@@ -182,22 +183,19 @@ func TestUserShowsTheWholeRecord(t *testing.T) {
 	want := []string{"id", "appid", "openid", "unionid", "nickname", "avatar_url", "gender", "language", "city",
 		"province", "country", "phone_number", "pure_phone_number", "country_code", "created_at", "updated_at", "last_login_at",
 		"person_id", "apps"}
-	var keys []string
-	for k := range got.env.Data {
-		keys = append(keys, k)
-	}
+	keys := jsonKeys(t, got.env.Data)
 	slices.Sort(keys)
 	slices.Sort(want)
 	if !slices.Equal(keys, want) {
 		t.Errorf("GET /user data keys = %v; want %v", keys, want)
 	}
-	d := got.env.Data
-	if d["id"] != 1.0 || d["appid"] != "wxapp" || d["openid"] != fakeOpenID("wxapp", "alice") || d["unionid"] != fakeUnionID("alice") {
-		t.Errorf("GET /user = %v; want alice's ids", d)
+	d := dataOf[userData](t, got)
+	if d.ID != 1 || d.AppID != "wxapp" || d.OpenID != fakeOpenID("wxapp", "alice") || d.UnionID != fakeUnionID("alice") {
+		t.Errorf("GET /user = %+v; want alice's ids", d)
 	}
-	for _, k := range []string{"created_at", "updated_at", "last_login_at"} {
-		if _, err := time.Parse(time.RFC3339, fmt.Sprint(d[k])); err != nil {
-			t.Errorf("%s = %v; want RFC 3339", k, d[k])
+	for _, f := range []struct{ name, value string }{{"created_at", d.CreatedAt}, {"updated_at", d.UpdatedAt}, {"last_login_at", d.LastLoginAt}} {
+		if _, err := time.Parse(time.RFC3339, f.value); err != nil {
+			t.Errorf("%s = %v; want RFC 3339", f.name, f.value)
 		}
 	}
 }
@@ -219,7 +217,7 @@ func TestLogoutRevokesOnlyThatToken(t *testing.T) {
 func TestSecondLoginOfAUser(t *testing.T) {
 	a, _ := loggedIn(t)
 	got := call(t, a.handler, "POST", "/login", `{"code":"`+a.fake.issueCode("wxapp", "alice")+`"}`, "Content-Type", jsonCT)
-	if got.env.Data["new_user"] != false || got.env.Data["user_id"] != 1.0 {
+	if d := dataOf[loginData](t, got); d.NewUser || d.UserID != 1 {
 		t.Errorf("second login = %s; want user 1, new_user false", got.raw)
 	}
 	code := a.fake.issueCode("wxapp", "alice")
@@ -250,7 +248,7 @@ func TestConcurrentFirstLoginsOverHTTPCreateOneUser(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	var created atomic.Int32
-	ids := make(chan any, n)
+	ids := make(chan int64, n)
 	for _, code := range codes {
 		wg.Go(func() {
 			resp, err := http.Post(srv.URL+"/login", jsonCT, strings.NewReader(`{"code":"`+code+`"}`))
@@ -262,16 +260,17 @@ func TestConcurrentFirstLoginsOverHTTPCreateOneUser(t *testing.T) {
 			if got.env.Status != 0 {
 				t.Errorf("login = %s", got.raw)
 			}
-			if got.env.Data["new_user"] == true {
+			d := dataOf[loginData](t, got)
+			if d.NewUser {
 				created.Add(1)
 			}
-			ids <- got.env.Data["user_id"]
+			ids <- d.UserID
 		})
 	}
 	wg.Wait()
 	close(ids)
 	for id := range ids {
-		if id != 1.0 {
+		if id != 1 {
 			t.Errorf("a login got user_id %v; want 1", id)
 		}
 	}
@@ -339,11 +338,11 @@ func TestUserInfoIsVerifiedAndSaved(t *testing.T) {
 			if got.code != 200 || got.env.Status != 0 {
 				t.Fatalf("POST /user/userinfo = HTTP %d, %s; want 200", got.code, got.raw)
 			}
-			d := got.env.Data
-			if d["nickname"] != "alice" || d["avatar_url"] != fakeAvatarURL("alice") || d["language"] != "zh_CN" {
-				t.Errorf("saved profile %v; want alice's", d)
+			d := dataOf[userData](t, got)
+			if d.Nickname != "alice" || d.AvatarURL != fakeAvatarURL("alice") || d.Language != "zh_CN" {
+				t.Errorf("saved profile %+v; want alice's", d)
 			}
-			if user := call(t, a.handler, "GET", "/user", "", "token", token); user.env.Data["nickname"] != "alice" {
+			if user := call(t, a.handler, "GET", "/user", "", "token", token); dataOf[userData](t, user).Nickname != "alice" {
 				t.Errorf("GET /user after saving = %s; want nickname alice", user.raw)
 			}
 		})
@@ -358,7 +357,7 @@ func TestUserInfoAsAForm(t *testing.T) {
 		form.Set(k, detail[k].(string))
 	}
 	got := call(t, a.handler, "POST", "/user/userinfo", form.Encode(), "Content-Type", "application/x-www-form-urlencoded", "token", token)
-	if got.env.Status != 0 || got.env.Data["nickname"] != "alice" {
+	if got.env.Status != 0 || dataOf[userData](t, got).Nickname != "alice" {
 		t.Errorf("form-encoded user info = %s; want it verified and saved", got.raw)
 	}
 }
@@ -368,8 +367,8 @@ func TestUserInfoIgnoresTheUnverifiedUserInfo(t *testing.T) {
 	detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
 	detail["userInfo"] = map[string]any{"nickName": "mallory"}
 	got := send(t, a.handler, "POST", "/user/userinfo", token, detail)
-	if got.env.Data["nickname"] != "alice" {
-		t.Errorf("saved nickname %v; want the verified alice", got.env.Data["nickname"])
+	if nickname := dataOf[userData](t, got).Nickname; nickname != "alice" {
+		t.Errorf("saved nickname %v; want the verified alice", nickname)
 	}
 }
 
@@ -495,11 +494,12 @@ func TestAnonymousUserInfoKeepsTheFilledProfile(t *testing.T) {
 		t.Fatalf("anonymous getUserInfo = %v", detail)
 	}
 	got := send(t, a.handler, "POST", "/user/userinfo", token, detail)
-	if got.env.Status != 0 || got.env.Data["nickname"] != "爱丽丝" || got.env.Data["avatar_url"] != "https://cdn.example.com/a.png" {
+	d := dataOf[userData](t, got)
+	if got.env.Status != 0 || d.Nickname != "爱丽丝" || d.AvatarURL != "https://cdn.example.com/a.png" {
 		t.Errorf("after anonymous user info: %s; want the filled nickname and avatar kept", got.raw)
 	}
-	if got.env.Data["unionid"] != fakeUnionID("alice") {
-		t.Errorf("unionid = %v; want the verified one", got.env.Data["unionid"])
+	if d.UnionID != fakeUnionID("alice") {
+		t.Errorf("unionid = %v; want the verified one", d.UnionID)
 	}
 }
 
@@ -537,7 +537,7 @@ func TestPatchUser(t *testing.T) {
 		{"nickname and avatar", `{"nickname":"小明 🐱","avatar_url":"https://cdn.example.com/u/1.png"}`, 0, "",
 			map[string]any{"nickname": "小明 🐱", "avatar_url": "https://cdn.example.com/u/1.png"}},
 		{"every field", `{"nickname":"n","avatar_url":"http://x.test/a","gender":2,"language":"zh_TW","city":"台北","province":"台湾","country":"中国"}`, 0, "",
-			map[string]any{"gender": 2.0, "language": "zh_TW", "city": "台北"}},
+			map[string]any{"gender": 2, "language": "zh_TW", "city": "台北"}},
 		{"clear a field", `{"nickname":""}`, 0, "", map[string]any{"nickname": ""}},
 		{"nothing", `{}`, 1, "缺少参数：至少提供 nickname、avatar_url、gender、language、city、province、country 之一", nil},
 		{"only nulls", `{"nickname":null}`, 1, "缺少参数：至少提供 nickname、avatar_url、gender、language、city、province、country 之一", nil},
@@ -574,14 +574,27 @@ func TestPatchUser(t *testing.T) {
 				}
 				return
 			}
-			stored := call(t, a.handler, "GET", "/user", "", "token", token)
+			replied, stored := dataOf[userData](t, got), dataOf[userData](t, call(t, a.handler, "GET", "/user", "", "token", token))
 			for k, v := range tt.want {
-				if got.env.Data[k] != v || stored.env.Data[k] != v {
-					t.Errorf("%s = %v in the reply, %v in GET /user; want %v", k, got.env.Data[k], stored.env.Data[k], v)
+				if memberOf(t, replied, k) != v || memberOf(t, stored, k) != v {
+					t.Errorf("%s = %v in the reply, %v in GET /user; want %v", k, memberOf(t, replied, k), memberOf(t, stored, k), v)
 				}
 			}
 		})
 	}
+}
+
+// memberOf is the field of u that holds its JSON member name.
+func memberOf(t *testing.T, u userData, name string) any {
+	t.Helper()
+	v := reflect.ValueOf(u)
+	for i := range v.NumField() {
+		if tag, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ","); tag == name {
+			return v.Field(i).Interface()
+		}
+	}
+	t.Fatalf("userData has no member %q", name)
+	return nil
 }
 
 func TestPatchUserWritesOnlyChanges(t *testing.T) {
@@ -602,7 +615,7 @@ func TestPatchUserWritesOnlyChanges(t *testing.T) {
 func TestPhoneNumber(t *testing.T) {
 	a, token := loggedIn(t)
 	number := fakePhoneNumber("alice")
-	want := map[string]any{"phone_number": number, "pure_phone_number": number, "country_code": "86"}
+	want := phoneData{PhoneNumber: number, PurePhoneNumber: number, CountryCode: "86"}
 
 	detail := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)
 	for name, body := range map[string]map[string]any{
@@ -612,11 +625,11 @@ func TestPhoneNumber(t *testing.T) {
 		"whole e.detail, legacy": {"errMsg": "getPhoneNumber:ok", "encryptedData": detail["encryptedData"], "iv": detail["iv"]},
 	} {
 		got := send(t, a.handler, "POST", "/user/phone", token, body)
-		if got.code != 200 || fmt.Sprint(got.env.Data) != fmt.Sprint(want) {
-			t.Errorf("%s: POST /user/phone = HTTP %d, %s; want %v", name, got.code, got.raw, want)
+		if got.code != 200 || dataOf[phoneData](t, got) != want {
+			t.Errorf("%s: POST /user/phone = HTTP %d, %s; want %+v", name, got.code, got.raw, want)
 		}
 	}
-	if user := call(t, a.handler, "GET", "/user", "", "token", token); user.env.Data["phone_number"] != number {
+	if user := call(t, a.handler, "GET", "/user", "", "token", token); dataOf[userData](t, user).PhoneNumber != number {
 		t.Errorf("GET /user = %s; want phone_number %s", user.raw, number)
 	}
 
@@ -745,16 +758,15 @@ func TestWeRun(t *testing.T) {
 	a, token := loggedIn(t)
 	detail := wxCall(t, a.fake, "wx.getWeRunData", `{"user":"alice"}`)
 	got := send(t, a.handler, "POST", "/user/werun", token, detail)
-	list, _ := got.env.Data["step_info_list"].([]any)
+	list := dataOf[weRunData](t, got).StepInfoList
 	if got.env.Status != 0 || len(list) != 31 {
 		t.Fatalf("POST /user/werun = %s; want 31 days of steps", got.raw)
 	}
-	prev := 0.0
-	for _, item := range list {
-		day := item.(map[string]any)
-		ts, step := day["timestamp"].(float64), day["step"].(float64)
-		if ts <= prev || int64(ts+8*3600)%86400 != 0 || step < 0 {
-			t.Errorf("step info %v: want days in order, each at midnight in China, with steps", day)
+	prev := int64(0)
+	for _, day := range list {
+		ts, step := day.Timestamp, day.Step
+		if ts <= prev || (ts+8*3600)%86400 != 0 || step < 0 {
+			t.Errorf("step info %+v: want days in order, each at midnight in China, with steps", day)
 		}
 		prev = ts
 	}
@@ -770,11 +782,11 @@ func TestWeRun(t *testing.T) {
 func TestSessionCheck(t *testing.T) {
 	a, token := loggedIn(t)
 	check := func() reply { return call(t, a.handler, "GET", "/session/check", "", "token", token) }
-	if got := check(); got.env.Status != 0 || got.env.Data["valid"] != true {
+	if got := check(); got.env.Status != 0 || !dataOf[sessionData](t, got).Valid {
 		t.Errorf("GET /session/check right after login = %s; want valid true", got.raw)
 	}
 	a.fake.issueCode("wxapp", "alice") // wx.login on the phone: WeChat has a new session_key, wxlogin not yet
-	if got := check(); got.env.Status != 0 || got.env.Data["valid"] != false {
+	if got := check(); got.env.Status != 0 || dataOf[sessionData](t, got).Valid {
 		t.Errorf("GET /session/check after the key rotated at WeChat = %s; want valid false", got.raw)
 	}
 }
@@ -855,14 +867,14 @@ func TestLoginWithSeveralApps(t *testing.T) {
 }
 
 // personOf returns GET /user's person_id and the appids of the person's apps.
-func personOf(t *testing.T, h http.Handler, token string) (float64, []string) {
+func personOf(t *testing.T, h http.Handler, token string) (int64, []string) {
 	t.Helper()
-	got := call(t, h, "GET", "/user", "", "token", token)
+	user := dataOf[userData](t, call(t, h, "GET", "/user", "", "token", token))
 	var appIDs []string
-	for _, a := range got.env.Data["apps"].([]any) {
-		appIDs = append(appIDs, a.(map[string]any)["appid"].(string))
+	for _, a := range user.Apps {
+		appIDs = append(appIDs, a.AppID)
 	}
-	return got.env.Data["person_id"].(float64), appIDs
+	return user.PersonID, appIDs
 }
 
 func TestOnePersonAcrossBoundApps(t *testing.T) {
@@ -872,26 +884,33 @@ func TestOnePersonAcrossBoundApps(t *testing.T) {
 	solo := a.login(t, "wxsolo", "alice")
 	a.login(t, "wxgame", "bob")
 
-	shopUser := call(t, a.handler, "GET", "/user", "", "token", shop).env.Data
-	gameUser := call(t, a.handler, "GET", "/user", "", "token", game).env.Data
-	if shopUser["openid"] == gameUser["openid"] || shopUser["unionid"] != gameUser["unionid"] || shopUser["unionid"] == "" {
+	shopReply := call(t, a.handler, "GET", "/user", "", "token", shop)
+	shopUser := dataOf[userData](t, shopReply)
+	gameUser := dataOf[userData](t, call(t, a.handler, "GET", "/user", "", "token", game))
+	if shopUser.OpenID == gameUser.OpenID || shopUser.UnionID != gameUser.UnionID || shopUser.UnionID == "" {
 		t.Errorf("alice in Shop and Game: openids %v and %v, unionids %v and %v; want two openids, one unionid",
-			shopUser["openid"], gameUser["openid"], shopUser["unionid"], gameUser["unionid"])
+			shopUser.OpenID, gameUser.OpenID, shopUser.UnionID, gameUser.UnionID)
 	}
 	for _, token := range []string{shop, game} {
 		if id, apps := personOf(t, a.handler, token); id != 1 || !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
 			t.Errorf("alice's person = %v with apps %v; want person 1 with wxshop and wxgame", id, apps)
 		}
 	}
-	if list := shopUser["apps"].([]any); list[1].(map[string]any)["name"] != "Game" || list[1].(map[string]any)["user_id"] != 2.0 {
-		t.Errorf("apps = %v; want Game's name and user id", list)
+	if list := shopUser.Apps; list[1].Name != "Game" || list[1].UserID != 2 {
+		t.Errorf("apps = %+v; want Game's name and user id", list)
 	}
-	if _, hasOpenID := shopUser["apps"].([]any)[1].(map[string]any)["openid"]; hasOpenID {
+	var entries struct {
+		Apps []json.RawMessage `json:"apps"`
+	}
+	if err := json.Unmarshal(shopReply.env.Data, &entries); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(jsonKeys(t, entries.Apps[1]), "openid") {
 		t.Error("the apps list shows another app's openid")
 	}
-	soloUser := call(t, a.handler, "GET", "/user", "", "token", solo).env.Data
-	if id, apps := personOf(t, a.handler, solo); soloUser["unionid"] != "" || id != 3 || !slices.Equal(apps, []string{"wxsolo"}) {
-		t.Errorf("alice in the unbound app: unionid %v, person %v, apps %v; want no unionid, a person of her own", soloUser["unionid"], id, apps)
+	soloUser := dataOf[userData](t, call(t, a.handler, "GET", "/user", "", "token", solo))
+	if id, apps := personOf(t, a.handler, solo); soloUser.UnionID != "" || id != 3 || !slices.Equal(apps, []string{"wxsolo"}) {
+		t.Errorf("alice in the unbound app: unionid %v, person %v, apps %v; want no unionid, a person of her own", soloUser.UnionID, id, apps)
 	}
 }
 
@@ -910,7 +929,7 @@ func TestUnionIDLearnedLaterJoinsThePerson(t *testing.T) {
 	if got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", game); got.code != 201 {
 		t.Fatalf("claim before linking = %s", got.raw)
 	}
-	if id, _ := personOf(t, a.handler, game); id != float64(u.ID) {
+	if id, _ := personOf(t, a.handler, game); id != u.ID {
 		t.Fatalf("before linking, Game's person = %v; want its own %d", id, u.ID)
 	}
 	a.clock.Advance(time.Minute)
@@ -930,11 +949,11 @@ func TestUnionIDLearnedLaterJoinsThePerson(t *testing.T) {
 	// Both records claimed the gift while they were two persons; now they
 	// are one, and the earlier claim is the one that counts.
 	got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", shop)
-	if got.code != 409 || got.env.Data["appid"] != "wxgame" {
+	if got.code != 409 || dataOf[claimData](t, got).AppID != "wxgame" {
 		t.Errorf("claim from Shop after linking = HTTP %d, %s; want 409 naming the earlier claim, made in Game", got.code, got.raw)
 	}
 	list := call(t, a.handler, "GET", "/claims", "", "token", shop)
-	if claims := list.env.Data["claims"].([]any); len(claims) != 1 || claims[0].(map[string]any)["appid"] != "wxgame" {
+	if claims := dataOf[claimsData](t, list).Claims; len(claims) != 1 || claims[0].AppID != "wxgame" {
 		t.Errorf("GET /claims after linking = %s; want the one earlier claim", list.raw)
 	}
 }
@@ -945,13 +964,15 @@ func TestClaims(t *testing.T) {
 	bob := a.login(t, "wxshop", "bob")
 
 	first := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", game)
-	if first.code != 201 || first.env.Status != 0 || first.env.Data["name"] != "welcome-gift" || first.env.Data["appid"] != "wxgame" {
+	claim := dataOf[claimData](t, first)
+	if first.code != 201 || first.env.Status != 0 || claim.Name != "welcome-gift" || claim.AppID != "wxgame" {
 		t.Fatalf("first claim = HTTP %d, %s; want 201 with the claim", first.code, first.raw)
 	}
 	for name, token := range map[string]string{"same app": game, "other app": shop} {
 		got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", token)
+		again := dataOf[claimData](t, got)
 		if got.code != 409 || got.env.Status != statusClaimed || got.env.Msg != msgClaimed ||
-			got.env.Data["appid"] != "wxgame" || got.env.Data["claimed_at"] != first.env.Data["claimed_at"] {
+			again.AppID != "wxgame" || again.ClaimedAt != claim.ClaimedAt {
 			t.Errorf("%s: second claim = HTTP %d, %s; want 409, status 6, when and where it was claimed", name, got.code, got.raw)
 		}
 	}
@@ -966,8 +987,8 @@ func TestClaims(t *testing.T) {
 	a.clock.Advance(time.Minute)
 	call(t, a.handler, "POST", "/claims/coupon-2026", "", "token", shop)
 	list := call(t, a.handler, "GET", "/claims", "", "token", shop)
-	claims, _ := list.env.Data["claims"].([]any)
-	if len(claims) != 2 || claims[0].(map[string]any)["name"] != "welcome-gift" || claims[1].(map[string]any)["name"] != "coupon-2026" {
+	claims := dataOf[claimsData](t, list).Claims
+	if len(claims) != 2 || claims[0].Name != "welcome-gift" || claims[1].Name != "coupon-2026" {
 		t.Errorf("GET /claims = %s; want welcome-gift then coupon-2026", list.raw)
 	}
 	if empty := call(t, a.handler, "GET", "/claims", "", "token", a.login(t, "wxgame", "carol")); empty.raw != `{"status":0,"msg":"ok","data":{"claims":[]}}`+"\n" {
@@ -1017,7 +1038,7 @@ func TestConcurrentCrossAppClaimsAreExactlyOnce(t *testing.T) {
 		if !slices.Equal(codes, []int{201, 409}) {
 			t.Fatalf("round %d: claims from Shop and Game answered %v; want one 201 and one 409", i, codes)
 		}
-		if replies[0].env.Data["claimed_at"] != replies[1].env.Data["claimed_at"] || replies[0].env.Data["appid"] != replies[1].env.Data["appid"] {
+		if c0, c1 := dataOf[claimData](t, replies[0]), dataOf[claimData](t, replies[1]); c0.ClaimedAt != c1.ClaimedAt || c0.AppID != c1.AppID {
 			t.Fatalf("round %d: the 409 names another claim than the 201: %s / %s", i, replies[0].raw, replies[1].raw)
 		}
 	}

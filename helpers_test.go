@@ -11,7 +11,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -149,7 +151,10 @@ func (a *testApp) login(t testing.TB, appID, user string) string {
 		body = `{"appid":"` + appID + `",` + body[1:]
 	}
 	got := call(t, a.handler, http.MethodPost, "/login", body, "Content-Type", jsonCT)
-	token, _ := got.env.Data["token"].(string)
+	var token string
+	if got.env.Status == 0 {
+		token = dataOf[loginData](t, got).Token
+	}
 	if got.env.Status != 0 || token == "" {
 		t.Fatalf("login of %s to %s = %s; want a token", user, appID, got.raw)
 	}
@@ -191,18 +196,22 @@ const (
 	phonePath       = "/mock/api/wxa/business/getuserphonenumber"
 )
 
-// reply is a response as a client sees it.
+// reply is a response as a client sees it. Its data is read with dataOf,
+// as the type of the route's data.
 type reply struct {
 	code   int
 	header http.Header
 	raw    string
 	env    struct {
-		Status  int            `json:"status"`
-		Msg     string         `json:"msg"`
-		Errcode int            `json:"errcode"`
-		Data    map[string]any `json:"data"`
+		Status  int             `json:"status"`
+		Msg     string          `json:"msg"`
+		Errcode int             `json:"errcode"`
+		Data    json.RawMessage `json:"data"` // an object, or absent; parseReply sees to it
 	}
 }
+
+// hasData reports whether the envelope carries data.
+func (r reply) hasData() bool { return len(r.env.Data) > 0 && string(r.env.Data) != "null" }
 
 // call sends a request through the handler. Header pairs follow the body.
 func call(t testing.TB, h http.Handler, method, path, body string, header ...string) reply {
@@ -227,6 +236,9 @@ func parseReply(t testing.TB, resp *http.Response) reply {
 	if err := json.Unmarshal(raw, &rep.env); err != nil {
 		t.Fatalf("response %d %q is not the JSON envelope: %v", resp.StatusCode, raw, err)
 	}
+	if rep.hasData() && rep.env.Data[0] != '{' {
+		t.Fatalf("response %d %q is not the JSON envelope: its data is not an object", resp.StatusCode, raw)
+	}
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
 		t.Errorf("Content-Type = %q; want application/json; charset=utf-8", ct)
 	}
@@ -235,6 +247,201 @@ func parseReply(t testing.TB, resp *http.Response) reply {
 	}
 	return rep
 }
+
+// dataOf reads r's data as a T, the type of its route's data. It reads
+// exactly: the test fails if the data does not decode as a T, has a member
+// T does not name, or lacks one T names (unless tagged omitempty), so that
+// a typed field never reads a missing member as its zero value. It fails
+// with Errorf, so a goroutine may call it, and then returns what it read.
+func dataOf[T any](t testing.TB, r reply) T {
+	t.Helper()
+	var v T
+	if !r.hasData() {
+		t.Errorf("reply HTTP %d, %s has no data; want a %T", r.code, strings.TrimSpace(r.raw), v)
+		return v
+	}
+	dec := json.NewDecoder(bytes.NewReader(r.env.Data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		t.Errorf("the data of %s is not a %T: %v", strings.TrimSpace(r.raw), v, err)
+		return v
+	}
+	var tree any
+	if err := json.Unmarshal(r.env.Data, &tree); err != nil {
+		t.Fatal(err) // It decoded above.
+	}
+	if missing := missingMembers(reflect.TypeFor[T](), tree, "data"); len(missing) > 0 {
+		t.Errorf("the data of %s lacks %s", strings.TrimSpace(r.raw), strings.Join(missing, ", "))
+	}
+	return v
+}
+
+// missingMembers lists, by path, the members typ names that v, JSON decoded
+// as any, lacks: in v itself, and in the objects and lists in it.
+func missingMembers(typ reflect.Type, v any, path string) []string {
+	for typ.Kind() == reflect.Pointer {
+		typ = typ.Elem()
+	}
+	if reflect.PointerTo(typ).Implements(reflect.TypeFor[json.Unmarshaler]()) {
+		return nil // A value that reads itself, such as a time: no members.
+	}
+	var missing []string
+	switch typ.Kind() {
+	case reflect.Struct:
+		obj, _ := v.(map[string]any)
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if !f.IsExported() || name == "-" {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			member, ok := obj[name]
+			if !ok {
+				if optional := slices.Contains(strings.Split(opts, ","), "omitempty"); !optional && obj != nil {
+					missing = append(missing, path+"."+name)
+				}
+				continue
+			}
+			missing = append(missing, missingMembers(f.Type, member, path+"."+name)...)
+		}
+	case reflect.Slice, reflect.Array:
+		list, _ := v.([]any)
+		for i, item := range list {
+			missing = append(missing, missingMembers(typ.Elem(), item, fmt.Sprintf("%s[%d]", path, i))...)
+		}
+	case reflect.Map:
+		obj, _ := v.(map[string]any)
+		for k, item := range obj {
+			missing = append(missing, missingMembers(typ.Elem(), item, path+"."+k)...)
+		}
+	}
+	return missing
+}
+
+// The data of each route, as a client reads it: the members wxlogin sends,
+// and times as the RFC 3339 text they are sent as.
+type (
+	// loginData is POST /login's.
+	loginData struct {
+		Token     string `json:"token"`
+		ExpiresIn int64  `json:"expires_in"`
+		OpenID    string `json:"openid"`
+		UserID    int64  `json:"user_id"`
+		NewUser   bool   `json:"new_user"`
+	}
+
+	// userData is GET /user's, and that of the routes that change the
+	// user: PATCH /user and POST /user/userinfo.
+	userData struct {
+		ID              int64     `json:"id"`
+		AppID           string    `json:"appid"`
+		OpenID          string    `json:"openid"`
+		UnionID         string    `json:"unionid"`
+		Nickname        string    `json:"nickname"`
+		AvatarURL       string    `json:"avatar_url"`
+		Gender          int       `json:"gender"`
+		Language        string    `json:"language"`
+		City            string    `json:"city"`
+		Province        string    `json:"province"`
+		Country         string    `json:"country"`
+		PhoneNumber     string    `json:"phone_number"`
+		PurePhoneNumber string    `json:"pure_phone_number"`
+		CountryCode     string    `json:"country_code"`
+		CreatedAt       string    `json:"created_at"`
+		UpdatedAt       string    `json:"updated_at"`
+		LastLoginAt     string    `json:"last_login_at"`
+		PersonID        int64     `json:"person_id"`
+		Apps            []userApp `json:"apps"`
+	}
+
+	// userApp is one record of the user's person, in GET /user's apps.
+	userApp struct {
+		AppID  string `json:"appid"`
+		Name   string `json:"name"`
+		UserID int64  `json:"user_id"`
+	}
+
+	// claimData is POST /claims/{name}'s: the claim made, or the one made
+	// before.
+	claimData struct {
+		Name      string `json:"name"`
+		AppID     string `json:"appid"`
+		UserID    int64  `json:"user_id"`
+		ClaimedAt string `json:"claimed_at"`
+	}
+
+	// claimsData is GET /claims'.
+	claimsData struct {
+		Claims []claimData `json:"claims"`
+	}
+
+	// sessionData is GET /session/check's.
+	sessionData struct {
+		Valid bool `json:"valid"`
+	}
+
+	// phoneData is POST /user/phone's.
+	phoneData struct {
+		PhoneNumber     string `json:"phone_number"`
+		PurePhoneNumber string `json:"pure_phone_number"`
+		CountryCode     string `json:"country_code"`
+	}
+
+	// weRunData is POST /user/werun's.
+	weRunData struct {
+		StepInfoList []stepData `json:"step_info_list"`
+	}
+
+	// stepData is one day of WeRun steps.
+	stepData struct {
+		Timestamp int64 `json:"timestamp"`
+		Step      int64 `json:"step"`
+	}
+
+	// scopesData is GET /scopes'.
+	scopesData struct {
+		Scopes []scopeData `json:"scopes"`
+		Source string      `json:"source"`
+	}
+
+	// scopeData is one scope of GET /scopes.
+	scopeData struct {
+		Scope   string   `json:"scope"`
+		Guards  []string `json:"guards"`
+		Purpose string   `json:"purpose"`
+		Request string   `json:"request"`
+		Note    string   `json:"note,omitempty"`
+	}
+
+	// exchangesData is the fake's GET /mock/exchanges'.
+	exchangesData struct {
+		Exchanges []exchangeData `json:"exchanges"`
+	}
+
+	// exchangeData is one call wxlogin made to the fake's server API, as
+	// the teaching page draws it.
+	exchangeData struct {
+		Seq      int64             `json:"seq"`
+		Method   string            `json:"method"`
+		Path     string            `json:"path"`
+		Query    map[string]string `json:"query,omitempty"`
+		Request  json.RawMessage   `json:"request,omitempty"`
+		Status   int               `json:"status"`
+		Response json.RawMessage   `json:"response,omitempty"`
+	}
+
+	// faultsData is the fake's /mock/faults': the settings, and what was
+	// injected under them.
+	faultsData struct {
+		Rate     float64        `json:"rate"`
+		Kinds    []string       `json:"kinds"`
+		Calls    int            `json:"calls"`
+		Injected map[string]int `json:"injected"`
+	}
+)
 
 // wxCall calls one of the fake's client APIs, as a mini program would call
 // wx.getUserInfo and friends, and returns its result.
@@ -525,4 +732,27 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// jsonKeys lists the keys of a JSON object in order, each nested object's
+// keys right after its own, as "parent.child".
+func jsonKeys(t *testing.T, data []byte) []string {
+	t.Helper()
+	var keys []string
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.Token() // The opening brace.
+	for dec.More() {
+		k, _ := dec.Token()
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k.(string))
+		if bytes.HasPrefix(value, []byte("{")) {
+			for _, sub := range jsonKeys(t, value) {
+				keys = append(keys, k.(string)+"."+sub)
+			}
+		}
+	}
+	return keys
 }

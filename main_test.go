@@ -28,12 +28,13 @@ func TestNewcomerFlowInMockMode(t *testing.T) {
 	}
 	code := mockCode(t, s.url, "alice")
 	got := post(t, "POST", s.url+"/login", "application/x-www-form-urlencoded", "code="+code)
-	token, _ := got.env.Data["token"].(string)
-	if got.env.Status != 0 || token == "" || got.env.Data["new_user"] != true {
+	d := dataOf[loginData](t, got)
+	token := d.Token
+	if got.env.Status != 0 || token == "" || !d.NewUser {
 		t.Fatalf("login = %s; want a token for a new user", got.raw)
 	}
 	user := post(t, "GET", s.url+"/user", "", "", "Authorization", "Bearer "+token)
-	if user.env.Status != 0 || user.env.Data["openid"] != fakeOpenID(mockAppID, "alice") {
+	if user.env.Status != 0 || dataOf[userData](t, user).OpenID != fakeOpenID(mockAppID, "alice") {
 		t.Errorf("GET /user = %s; want alice", user.raw)
 	}
 	if out := post(t, "POST", s.url+"/logout", "", "", "Authorization", "Bearer "+token); out.env.Status != 0 {
@@ -50,7 +51,7 @@ func TestNewcomerFlowInMockMode(t *testing.T) {
 func TestGracefulRestartKeepsTokens(t *testing.T) {
 	dir := t.TempDir()
 	s := startServer(t, nil, "-data", dir)
-	token, _ := post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`).env.Data["token"].(string)
+	token := dataOf[loginData](t, post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`)).Token
 	if err := s.stop(); err != nil {
 		t.Fatalf("run = %v", err)
 	}
@@ -86,7 +87,7 @@ func TestGracefulRestartKeepsTokens(t *testing.T) {
 func TestRemovingTheTokenFileLogsEveryoneOut(t *testing.T) {
 	dir := t.TempDir()
 	s := startServer(t, nil, "-data", dir)
-	token, _ := post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`).env.Data["token"].(string)
+	token := dataOf[loginData](t, post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`)).Token
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func TestRemovingTheTokenFileLogsEveryoneOut(t *testing.T) {
 	if got := post(t, "GET", s.url+"/user", "", "", "token", token); got.code != http.StatusUnauthorized || got.env.Status != statusNotLoggedIn {
 		t.Errorf("GET /user with a token from before = %d %s; want 401, status 4", got.code, got.raw)
 	}
-	if got := post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`); got.env.Data["new_user"] != false {
+	if got := post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`); dataOf[loginData](t, got).NewUser {
 		t.Errorf("alice's login after = %s; want her, a returning user", got.raw)
 	}
 }
@@ -140,7 +141,7 @@ func TestSecretsStayOutOfLogsAndResponses(t *testing.T) {
 		fake.mu.Lock()
 		sessionKeys = append(sessionKeys, fake.loginCodes.codes[code].sessionKey)
 		fake.mu.Unlock()
-		token, _ := send("POST", "/login", `{"code":"`+code+`"}`).env.Data["token"].(string)
+		token := dataOf[loginData](t, send("POST", "/login", `{"code":"`+code+`"}`)).Token
 		tokens = append(tokens, token)
 		send("GET", "/user", "", "Authorization", "Bearer "+token)
 		send("POST", "/login", `{"code":"`+code+`"}`) // used code: status 2
@@ -161,7 +162,7 @@ func TestSecretsStayOutOfLogsAndResponses(t *testing.T) {
 		t.Errorf("phone = %s; want status 0", got.raw)
 	}
 	send("POST", "/user/phone", `{"code":"`+phoneCode+`"}`, bearer...) // spent: status 2
-	if got := send("GET", "/session/check", "", bearer...); got.env.Data["valid"] != true {
+	if got := send("GET", "/session/check", "", bearer...); !dataOf[sessionData](t, got).Valid {
 		t.Errorf("session check = %s; want valid", got.raw)
 	}
 	fake.mu.Lock()
@@ -244,7 +245,7 @@ func TestFakeOnlyServesAnotherServersLogins(t *testing.T) {
 	s := startServer(t, env, "-data", t.TempDir(), "-wechat-api", fake.url)
 
 	got := post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, fake.url, "alice")+`"}`)
-	if got.env.Status != 0 || got.env.Data["new_user"] != true {
+	if got.env.Status != 0 || !dataOf[loginData](t, got).NewUser {
 		t.Fatalf("login through the standalone fake = %s; want a new user", got.raw)
 	}
 	// WeChat's own paths are at the root; the same code again is 40163.
@@ -487,7 +488,7 @@ func TestRunHelp(t *testing.T) {
 func TestSIGTERMSavesTokensForTheNextStart(t *testing.T) {
 	dir := t.TempDir()
 	c := startChild(t, dir)
-	token, _ := post(t, "POST", c.url+"/login", jsonCT, `{"code":"`+mockCode(t, c.url, "alice")+`"}`).env.Data["token"].(string)
+	token := dataOf[loginData](t, post(t, "POST", c.url+"/login", jsonCT, `{"code":"`+mockCode(t, c.url, "alice")+`"}`)).Token
 	c.stop(t)
 	c = startChild(t, dir)
 	if got := post(t, "GET", c.url+"/user", "", "", "Authorization", "Bearer "+token); got.env.Status != 0 {
@@ -513,7 +514,7 @@ func TestTwoAppsInMockMode(t *testing.T) {
 		jsonDecode(resp.Body, &code)
 		resp.Body.Close()
 		got := post(t, "POST", s.url+"/login", jsonCT, `{"appid":"`+appID+`","code":"`+code.Code+`"}`)
-		token, _ := got.env.Data["token"].(string)
+		token := dataOf[loginData](t, got).Token
 		if token == "" {
 			t.Fatalf("login to %s = %s", appID, got.raw)
 		}
@@ -521,13 +522,13 @@ func TestTwoAppsInMockMode(t *testing.T) {
 	}
 	shop, game := login("wxshop"), login("wxgame")
 	user := post(t, "GET", s.url+"/user", "", "", "token", game)
-	if user.env.Data["person_id"] != 1.0 || len(user.env.Data["apps"].([]any)) != 2 {
+	if u := dataOf[userData](t, user); u.PersonID != 1 || len(u.Apps) != 2 {
 		t.Errorf("GET /user in Game = %s; want person 1 with two apps", user.raw)
 	}
 	if got := post(t, "POST", s.url+"/claims/welcome-gift", "", "", "token", shop); got.code != 201 {
 		t.Errorf("claim in Shop = HTTP %d, %s; want 201", got.code, got.raw)
 	}
-	if got := post(t, "POST", s.url+"/claims/welcome-gift", "", "", "token", game); got.code != 409 || got.env.Data["appid"] != "wxshop" {
+	if got := post(t, "POST", s.url+"/claims/welcome-gift", "", "", "token", game); got.code != 409 || dataOf[claimData](t, got).AppID != "wxshop" {
 		t.Errorf("claim in Game = HTTP %d, %s; want 409 naming Shop", got.code, got.raw)
 	}
 }
