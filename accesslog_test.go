@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"runtime"
 	"strings"
@@ -109,6 +108,8 @@ func TestLogWriterWaitsForASlowReader(t *testing.T) {
 	}
 }
 
+// The mux's own answers (404, 405 with its Allow header) and a body over
+// the cap (413) are put in the envelope on the way out.
 func TestRoutingErrorsUseTheEnvelope(t *testing.T) {
 	a, _ := loggedIn(t)
 	tests := []struct {
@@ -141,9 +142,11 @@ func TestRoutingErrorsUseTheEnvelope(t *testing.T) {
 	}
 }
 
+// A panicking handler is answered with a 500 envelope that does not show
+// the panic; the access log records it.
 func TestPanicBecomesInternalError(t *testing.T) {
 	logs := &syncBuffer{}
-	h := withAccessLog(slog.New(slog.NewTextHandler(logs, nil)), http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+	h := withAccessLog(textLogger(logs), http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 		panic("boom")
 	}))
 	got := call(t, h, "GET", "/x", "")

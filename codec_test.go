@@ -239,7 +239,8 @@ func TestTokenFileLinesAreWhatEncodingJSONWrites(t *testing.T) {
 	}
 }
 
-// writeUserOK writes the bytes writeOK writes, without reflection.
+// writeUserOK writes the bytes writeOK writes for the same user, without
+// reflection (appendUserOK).
 func TestUserViewJSON(t *testing.T) {
 	at := time.Date(2026, 11, 24, 3, 4, 5, 0, time.UTC)
 	tests := []struct {

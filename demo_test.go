@@ -17,7 +17,8 @@ import (
 )
 
 // pageServer is wxlogin's handler with one app, "wxapp", in mock mode (with
-// the fake at /mock/) or in real mode.
+// the fake at /mock/) or in real mode. The app's name is one the status
+// page must escape.
 func pageServer(t *testing.T, mock bool) http.Handler {
 	t.Helper()
 	return newTestApp(t, appOptions{apps: []appSpec{{id: "wxapp", name: "Shop <demo>", secret: testSecret}}, mock: mock, quiet: true}).handler

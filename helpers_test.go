@@ -21,6 +21,11 @@ import (
 	"time"
 )
 
+// This file holds what the test files share: the app a test builds
+// (newTestApp) and logs in to, replies as a client reads them (call, post,
+// dataOf and the data of each route), wxlogin run through run or as a child
+// process, and the clocks, logs and files tests use.
+
 // TestMain lets a test run the real server as a child process, so that it
 // can be killed: the test binary re-executes itself with WXLOGIN_TEST_CHILD
 // set, and then is wxlogin, with the rest of its arguments.
@@ -35,8 +40,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// testSecret is the AppSecret of the test apps.
 const testSecret = "s3cr3t-app-secret-0123456789abcd"
 
+// jsonCT is the Content-Type of a JSON request body.
 const jsonCT = "application/json"
 
 // testApp is wxlogin's handler as newServer builds it for a test: its
@@ -74,7 +81,7 @@ type appOptions struct {
 	// its own, for tests of how wxlogin meets WeChat's answers. Otherwise
 	// the fake WeChat of apps serves it, at /mock/api as mock mode does.
 	wechat http.Handler
-	apps   []appSpec // the mini programs served; none is wxapp alone
+	apps   []appSpec // the mini programs served; if none, wxapp alone
 	// mock is mock mode: the fake is mounted at /mock/ too, with the
 	// teaching page.
 	mock bool
@@ -191,10 +198,25 @@ func (c *countingUpstream) count(path string) int {
 	return c.calls[path]
 }
 
+// The paths of the fake's server API that tests count the calls of.
 const (
 	stableTokenPath = "/mock/api/cgi-bin/stable_token"
 	phonePath       = "/mock/api/wxa/business/getuserphonenumber"
 )
+
+// wxCall calls one of the fake's client APIs, as a mini program would call
+// wx.getUserInfo and friends, and returns its result.
+func wxCall(t testing.TB, fake *fakeWechat, api, body string) map[string]any {
+	t.Helper()
+	r := httptest.NewRequestWithContext(t.Context(), "POST", "/mock/"+api, strings.NewReader(body))
+	w := httptest.NewRecorder()
+	fake.routes().ServeHTTP(w, r)
+	var detail map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &detail); err != nil || w.Code != 200 {
+		t.Fatalf("%s(%s) = HTTP %d, %s", api, body, w.Code, w.Body)
+	}
+	return detail
+}
 
 // reply is a response as a client sees it. Its data is read with dataOf,
 // as the type of the route's data.
@@ -225,6 +247,18 @@ func call(t testing.TB, h http.Handler, method, path, body string, header ...str
 	return parseReply(t, w.Result())
 }
 
+// send sends v as JSON with the token.
+func send(t testing.TB, h http.Handler, method, path, token string, v any) reply {
+	t.Helper()
+	body, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return call(t, h, method, path, string(body), "Content-Type", jsonCT, "Authorization", "Bearer "+token)
+}
+
+// parseReply reads resp as the envelope, and checks the headers every
+// response has.
 func parseReply(t testing.TB, resp *http.Response) reply {
 	t.Helper()
 	defer resp.Body.Close()
@@ -319,6 +353,29 @@ func missingMembers(typ reflect.Type, v any, path string) []string {
 		}
 	}
 	return missing
+}
+
+// jsonKeys lists the keys of a JSON object in order, each nested object's
+// keys right after its own, as "parent.child".
+func jsonKeys(t *testing.T, data []byte) []string {
+	t.Helper()
+	var keys []string
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.Token() // The opening brace.
+	for dec.More() {
+		k, _ := dec.Token()
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k.(string))
+		if bytes.HasPrefix(value, []byte("{")) {
+			for _, sub := range jsonKeys(t, value) {
+				keys = append(keys, k.(string)+"."+sub)
+			}
+		}
+	}
+	return keys
 }
 
 // The data of each route, as a client reads it: the members wxlogin sends,
@@ -443,30 +500,6 @@ type (
 	}
 )
 
-// wxCall calls one of the fake's client APIs, as a mini program would call
-// wx.getUserInfo and friends, and returns its result.
-func wxCall(t testing.TB, fake *fakeWechat, api, body string) map[string]any {
-	t.Helper()
-	r := httptest.NewRequestWithContext(t.Context(), "POST", "/mock/"+api, strings.NewReader(body))
-	w := httptest.NewRecorder()
-	fake.routes().ServeHTTP(w, r)
-	var detail map[string]any
-	if err := json.Unmarshal(w.Body.Bytes(), &detail); err != nil || w.Code != 200 {
-		t.Fatalf("%s(%s) = HTTP %d, %s", api, body, w.Code, w.Body)
-	}
-	return detail
-}
-
-// send sends v as JSON with the token.
-func send(t testing.TB, h http.Handler, method, path, token string, v any) reply {
-	t.Helper()
-	body, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return call(t, h, method, path, string(body), "Content-Type", jsonCT, "Authorization", "Bearer "+token)
-}
-
 // client is the HTTP client of end-to-end tests; its timeout keeps a broken
 // server from hanging the test run.
 var client = &http.Client{Timeout: 30 * time.Second}
@@ -579,9 +612,10 @@ func mockCode(t *testing.T, base, user string) string {
 	return got.Code
 }
 
+// jsonDecode decodes the JSON value r starts with into v.
 func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
 
-// child is wxlogin running as a separate process, in mock mode.
+// child is wxlogin running as a separate process.
 type child struct {
 	cmd    *exec.Cmd
 	url    string
@@ -700,6 +734,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
+// discardLogger logs nothing.
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // textLogger logs to w as wxlogin does.
@@ -716,6 +751,7 @@ func openTestStore(t testing.TB, dir string, now func() time.Time) *userStore {
 	return s
 }
 
+// assertPrivate fails t unless path is readable by its owner only.
 func assertPrivate(t *testing.T, path string) {
 	t.Helper()
 	info, err := os.Stat(path)
@@ -727,32 +763,10 @@ func assertPrivate(t *testing.T, path string) {
 	}
 }
 
+// writeFile writes content to path, readable by its owner only.
 func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// jsonKeys lists the keys of a JSON object in order, each nested object's
-// keys right after its own, as "parent.child".
-func jsonKeys(t *testing.T, data []byte) []string {
-	t.Helper()
-	var keys []string
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.Token() // The opening brace.
-	for dec.More() {
-		k, _ := dec.Token()
-		var value json.RawMessage
-		if err := dec.Decode(&value); err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, k.(string))
-		if bytes.HasPrefix(value, []byte("{")) {
-			for _, sub := range jsonKeys(t, value) {
-				keys = append(keys, k.(string)+"."+sub)
-			}
-		}
-	}
-	return keys
 }

@@ -10,6 +10,9 @@ import (
 	"time"
 )
 
+// The journal is tested as the user store uses it: opened by
+// openUserStore, written by the store's logins and claims.
+
 func TestUserStoreFilesArePrivate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	s := openTestStore(t, dir, time.Now)
@@ -194,6 +197,7 @@ func TestUserStoreWriteFailureIsSticky(t *testing.T) {
 	}
 }
 
+// appendFile appends content to the file at path.
 func appendFile(t *testing.T, path, content string) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)

@@ -21,6 +21,11 @@ import (
 	"time"
 )
 
+// The tests of this file run wxlogin whole, through run as main does or as
+// a process of its own: a newcomer's first login, restarts and the token
+// file, secrets, the fake on its own, the profiler, a hanging WeChat, the
+// configuration, two apps, and hostile or slow clients.
+
 func TestNewcomerFlowInMockMode(t *testing.T) {
 	s := startServer(t, nil, "-data", t.TempDir())
 	if !strings.Contains(s.logs.String(), "MOCK MODE") {
@@ -115,6 +120,17 @@ func TestStartDropsAnOlderTokenFileWithAWarning(t *testing.T) {
 	}
 	if _, err := os.Stat(saved); !os.IsNotExist(err) {
 		t.Errorf("the older token file is still there (stat err %v)", err)
+	}
+}
+
+func TestSIGTERMSavesTokensForTheNextStart(t *testing.T) {
+	dir := t.TempDir()
+	c := startChild(t, dir)
+	token := dataOf[loginData](t, post(t, "POST", c.url+"/login", jsonCT, `{"code":"`+mockCode(t, c.url, "alice")+`"}`)).Token
+	c.stop(t)
+	c = startChild(t, dir)
+	if got := post(t, "GET", c.url+"/user", "", "", "Authorization", "Bearer "+token); got.env.Status != 0 {
+		t.Errorf("after SIGTERM and restart GET /user = %s; want the token still valid", got.raw)
 	}
 }
 
@@ -482,17 +498,6 @@ func TestRunHelp(t *testing.T) {
 	_, err := loadConfig([]string{"wxlogin", "-h"}, func(string) string { return "" }, io.Discard)
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("loadConfig -h = %v; want flag.ErrHelp", err)
-	}
-}
-
-func TestSIGTERMSavesTokensForTheNextStart(t *testing.T) {
-	dir := t.TempDir()
-	c := startChild(t, dir)
-	token := dataOf[loginData](t, post(t, "POST", c.url+"/login", jsonCT, `{"code":"`+mockCode(t, c.url, "alice")+`"}`)).Token
-	c.stop(t)
-	c = startChild(t, dir)
-	if got := post(t, "GET", c.url+"/user", "", "", "Authorization", "Bearer "+token); got.env.Status != 0 {
-		t.Errorf("after SIGTERM and restart GET /user = %s; want the token still valid", got.raw)
 	}
 }
 

@@ -84,13 +84,13 @@ func TestTokenLoadRejectsForeignFile(t *testing.T) {
 	}
 }
 
-// A token file written by a wxlogin before version 2 (one JSON document) is
-// dropped with its file: tokens are login state, lost in a crash too, and
-// each phone logs in again. Refusing to start would be worse.
 // versionOneTokenFile is an empty token file as wxlogin before version 2
 // wrote it: one indented JSON document.
 const versionOneTokenFile = "{\n \"format\": \"wxlogin-tokens\",\n \"version\": 1,\n \"tokens\": [],\n \"session_keys\": []\n}\n"
 
+// A token file written by a wxlogin before version 2 (one JSON document) is
+// dropped with its file: tokens are login state, lost in a crash too, and
+// each phone logs in again. Refusing to start would be worse.
 func TestTokenLoadDropsTheOldFormat(t *testing.T) {
 	path := filepath.Join(t.TempDir(), tokenFileName)
 	if err := os.WriteFile(path, []byte(versionOneTokenFile), 0o600); err != nil {
