@@ -270,7 +270,7 @@ func parseReply(t testing.TB, resp *http.Response) reply {
 	if err := json.Unmarshal(raw, &rep.env); err != nil {
 		t.Fatalf("response %d %q is not the JSON envelope: %v", resp.StatusCode, raw, err)
 	}
-	if rep.hasData() && rep.env.Data[0] != '{' {
+	if rep.hasData() && !bytes.HasPrefix(rep.env.Data, []byte("{")) {
 		t.Fatalf("response %d %q is not the JSON envelope: its data is not an object", resp.StatusCode, raw)
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
