@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,18 +17,11 @@ import (
 )
 
 // pageServer is wxlogin's handler with one app, "wxapp", in mock mode (with
-// the fake at /mock/) or in real mode.
-func pageServer(t *testing.T, mock bool) (http.Handler, *fakeWechat) {
+// the fake at /mock/) or in real mode. The app's name is one the status
+// page must escape.
+func pageServer(t *testing.T, mock bool) http.Handler {
 	t.Helper()
-	var fake *fakeWechat
-	if mock {
-		fake = newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-	}
-	wx := newWechatClient("http://127.0.0.1:1", "wxapp", testSecret, time.Second, time.Second)
-	apps := appSet{"wxapp": {ID: "wxapp", Name: "Shop <demo>", wx: wx}}
-	users := openTestStore(t, t.TempDir(), time.Now)
-	tokens := newTokenStore(time.Hour, time.Hour, time.Now)
-	return newServer(slog.New(slog.NewTextHandler(io.Discard, nil)), apps, users, tokens, nil, nil, fake), fake
+	return newTestApp(t, appOptions{apps: []appSpec{{id: "wxapp", name: "Shop <demo>", secret: testSecret}}, mock: mock, quiet: true}).handler
 }
 
 // get fetches path from h and returns the response and its body.
@@ -65,7 +56,7 @@ func TestHomePage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h, _ := pageServer(t, tt.mock)
+			h := pageServer(t, tt.mock)
 			resp, body := get(t, h, tt.path)
 			if resp.StatusCode != tt.wantCode || resp.Header.Get("Content-Type") != tt.wantType {
 				t.Fatalf("GET %s = %d %q; want %d %q", tt.path, resp.StatusCode, resp.Header.Get("Content-Type"), tt.wantCode, tt.wantType)
@@ -97,8 +88,8 @@ func exchangesOf(t *testing.T, fake *fakeWechat, query string) reply {
 }
 
 func TestExchangesShowWhatWxloginAskedWithoutSecrets(t *testing.T) {
-	a, fake, token := loggedIn(t)
-	detail := wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)
+	a, token := loggedIn(t)
+	detail := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)
 	if got := send(t, a.handler, http.MethodPost, "/user/phone", token, map[string]any{"code": detail["code"]}); got.env.Status != 0 {
 		t.Fatalf("phone = %s", got.raw)
 	}
@@ -106,12 +97,8 @@ func TestExchangesShowWhatWxloginAskedWithoutSecrets(t *testing.T) {
 		t.Fatalf("session check = %s", got.raw)
 	}
 
-	got := exchangesOf(t, fake, "")
-	var drawn []exchange
-	raw, _ := json.Marshal(got.env.Data["exchanges"])
-	if err := json.Unmarshal(raw, &drawn); err != nil {
-		t.Fatal(err)
-	}
+	got := exchangesOf(t, a.fake, "")
+	drawn := dataOf[exchangesData](t, got).Exchanges
 	var paths []string
 	for _, e := range drawn {
 		paths = append(paths, e.Method+" "+e.Path)
@@ -127,9 +114,9 @@ func TestExchangesShowWhatWxloginAskedWithoutSecrets(t *testing.T) {
 	if err := json.Unmarshal(drawn[0].Response, &session); err != nil || session["session_key"] != secretFields["session_key"] || session["openid"] == "" {
 		t.Errorf("jscode2session reply = %s; want the openid shown and the session_key hidden", drawn[0].Response)
 	}
-	fake.mu.Lock()
-	secrets := []string{testSecret, fake.sessionKeys[fakeUser{"wxapp", "alice"}], fake.newestToken["wxapp"]}
-	fake.mu.Unlock()
+	a.fake.mu.Lock()
+	secrets := []string{testSecret, a.fake.sessionKeys[fakeUser{"wxapp", "alice"}], a.fake.newestToken["wxapp"]}
+	a.fake.mu.Unlock()
 	for _, secret := range secrets {
 		if secret == "" || strings.Contains(got.raw, secret) {
 			t.Errorf("GET /mock/exchanges holds a secret %q, or the test did not learn it: %s", secret, got.raw)
@@ -142,14 +129,14 @@ func TestExchangesShowWhatWxloginAskedWithoutSecrets(t *testing.T) {
 	}
 
 	last := drawn[len(drawn)-1].Seq
-	if got := exchangesOf(t, fake, fmt.Sprintf("?after=%d", last-1)); len(got.env.Data["exchanges"].([]any)) != 1 {
+	if got := exchangesOf(t, a.fake, fmt.Sprintf("?after=%d", last-1)); len(dataOf[exchangesData](t, got).Exchanges) != 1 {
 		t.Errorf("exchanges after %d = %s; want the last one only", last-1, got.raw)
 	}
-	if got := exchangesOf(t, fake, fmt.Sprintf("?after=%d", last)); got.raw != `{"status":0,"msg":"ok","data":{"exchanges":[]}}`+"\n" {
+	if got := exchangesOf(t, a.fake, fmt.Sprintf("?after=%d", last)); got.raw != `{"status":0,"msg":"ok","data":{"exchanges":[]}}`+"\n" {
 		t.Errorf("exchanges after the last = %s; want an empty list", got.raw)
 	}
 	for _, bad := range []string{"?after=-1", "?after=x", "?after=99999999999999999999"} {
-		if got := exchangesOf(t, fake, bad); got.code != http.StatusBadRequest || got.env.Status != statusBadRequest {
+		if got := exchangesOf(t, a.fake, bad); got.code != http.StatusBadRequest || got.env.Status != statusBadRequest {
 			t.Errorf("GET /mock/exchanges%s = %d %s; want 400, status 1", bad, got.code, got.raw)
 		}
 	}
@@ -167,30 +154,6 @@ func TestExchangeLogKeepsTheLatest(t *testing.T) {
 	if got := l.since(maxExchanges + 40); len(got) != 10 || got[0].Path != fmt.Sprint(maxExchanges+40) {
 		t.Errorf("since(%d) = %d exchanges from %q; want the last 10", maxExchanges+40, len(got), got[0].Path)
 	}
-}
-
-func FuzzRedactJSON(f *testing.F) {
-	f.Add([]byte(`{"openid":"o1","session_key":"c2VjcmV0a2V5MTIzNDU2Nw==","unionid":"u1"}`))
-	f.Add([]byte(`{"grant_type":"client_credential","appid":"wxapp","secret":"s3cr3t"}`))
-	f.Add([]byte(`{"access_token":7200,"expires_in":7200}`))
-	f.Add([]byte(`{"session_key":null,"signature":{"a":1}}`))
-	f.Add([]byte(`[1,2]`))
-	f.Add([]byte(`null`))
-	f.Fuzz(func(t *testing.T, body []byte) {
-		out := redactJSON(body)
-		if out == nil {
-			return
-		}
-		var fields map[string]any
-		if err := json.Unmarshal(out, &fields); err != nil {
-			t.Fatalf("redactJSON(%q) = %q, not a JSON object: %v", body, out, err)
-		}
-		for key, label := range secretFields {
-			if v, ok := fields[key]; ok && label != "" && v != label {
-				t.Errorf("redactJSON(%q) keeps %s = %v", body, key, v)
-			}
-		}
-	})
 }
 
 // chromium finds Debian's Chromium. CI installs it and sets

@@ -57,12 +57,11 @@ func TestLoginUnderEachFault(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {
-			fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-			a := newTestApp(t, fake.routes(), "/mock/api")
+			a := newTestApp(t, appOptions{})
 			a.wx.http.Timeout = 200 * time.Millisecond // one call; a hang costs this
 			a.wx.requestTimeout = 2 * time.Second      // the whole login, retries included
-			code := fake.issueCode("wxapp", "alice")
-			if got := call(t, fake.routes(), "POST", "/mock/faults", `{"rate":1,"kinds":["`+tt.kind+`"]}`, "Content-Type", jsonCT); got.env.Status != 0 {
+			code := a.fake.issueCode("wxapp", "alice")
+			if got := call(t, a.fake.routes(), "POST", "/mock/faults", `{"rate":1,"kinds":["`+tt.kind+`"]}`, "Content-Type", jsonCT); got.env.Status != 0 {
 				t.Fatalf("POST /mock/faults = %s", got.raw)
 			}
 
@@ -75,12 +74,12 @@ func TestLoginUnderEachFault(t *testing.T) {
 			if took > a.wx.requestTimeout+time.Second {
 				t.Errorf("login answered after %v; the bound is %v", took, a.wx.requestTimeout)
 			}
-			if r := fake.faults.report(); r.Calls != tt.calls {
+			if r := a.fake.faults.report(); r.Calls != tt.calls {
 				t.Errorf("wxlogin called WeChat %d times for one login; want %d", r.Calls, tt.calls)
 			}
 
-			calls := fake.faults.report().Calls
-			call(t, fake.routes(), "POST", "/mock/faults", `{"rate":0}`, "Content-Type", jsonCT)
+			calls := a.fake.faults.report().Calls
+			call(t, a.fake.routes(), "POST", "/mock/faults", `{"rate":0}`, "Content-Type", jsonCT)
 			again := call(t, a.handler, "POST", "/login", `{"code":"`+code+`"}`, "Content-Type", jsonCT)
 			if again.env.Status != statusOK {
 				t.Errorf("the same code once the fake is healthy = %s; want a login", again.raw)
@@ -96,8 +95,9 @@ func TestLoginUnderEachFault(t *testing.T) {
 func TestFaultsEndpoint(t *testing.T) {
 	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
 	h := fake.routes()
-	if got := call(t, h, "GET", "/mock/faults", ""); got.env.Status != 0 || got.env.Data["rate"] != 0.0 || got.env.Data["calls"] != 0.0 {
-		t.Errorf("GET /mock/faults of a healthy fake = %s", got.raw)
+	healthy := call(t, h, "GET", "/mock/faults", "")
+	if d := dataOf[faultsData](t, healthy); healthy.env.Status != 0 || d.Rate != 0 || d.Calls != 0 {
+		t.Errorf("GET /mock/faults of a healthy fake = %s", healthy.raw)
 	}
 	for _, body := range []string{`{"rate":2}`, `{"rate":0.1,"kinds":["meteor"]}`, `{"rate":"lots"}`, `{"rate":0.1,"extra":1}`} {
 		if got := call(t, h, "POST", "/mock/faults", body, "Content-Type", jsonCT); got.code != http.StatusBadRequest || got.env.Status != statusBadRequest {
@@ -114,13 +114,12 @@ func TestFaultsEndpoint(t *testing.T) {
 		}()
 	}
 	got := call(t, h, "GET", "/mock/faults", "")
-	kinds, _ := got.env.Data["kinds"].([]any)
-	injected, _ := got.env.Data["injected"].(map[string]any)
-	total := 0.0
-	for _, n := range injected {
-		total += n.(float64)
+	report := dataOf[faultsData](t, got)
+	total := 0
+	for _, n := range report.Injected {
+		total += n
 	}
-	if got.env.Data["calls"] != 4.0 || total != 2 || len(kinds) != len(faultKinds) || !strings.Contains(got.raw, `"system-error":1`) {
+	if report.Calls != 4 || total != 2 || len(report.Kinds) != len(faultKinds) || !strings.Contains(got.raw, `"system-error":1`) {
 		t.Errorf("GET /mock/faults after 4 calls at rate 0.5 = %s; want 4 calls, 2 injected, all kinds", got.raw)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,84 +18,6 @@ import (
 	"testing"
 	"time"
 )
-
-// testApp is wxlogin's handler wired to a fake WeChat, with a fake clock.
-type testApp struct {
-	handler http.Handler
-	wx      *wechatClient
-	users   *userStore
-	tokens  *tokenStore
-	clock   *fakeClock
-	logs    *syncBuffer
-}
-
-// newTestApp serves wxlogin for app "wxapp" with WeChat's API at
-// upstream's apiPath.
-func newTestApp(t testing.TB, upstream http.Handler, apiPath string) *testApp {
-	t.Helper()
-	srv := httptest.NewServer(upstream)
-	t.Cleanup(srv.Close)
-	clock := newFakeClock()
-	wx := newWechatClient(srv.URL+apiPath, "wxapp", testSecret, time.Second, 3*time.Second)
-	wx.backoff = []time.Duration{time.Millisecond, time.Millisecond}
-	a := &testApp{
-		wx:     wx,
-		users:  openTestStore(t, t.TempDir(), clock.Now),
-		tokens: newTokenStore(2*time.Hour, 720*time.Hour, clock.Now),
-		clock:  clock,
-		logs:   &syncBuffer{},
-	}
-	apps := appSet{"wxapp": {ID: "wxapp", Name: "Test app", wx: wx}}
-	a.handler = newServer(slog.New(slog.NewTextHandler(a.logs, nil)), apps, a.users, a.tokens, nil, nil, nil)
-	return a
-}
-
-// reply is a response as a client sees it.
-type reply struct {
-	code   int
-	header http.Header
-	raw    string
-	env    struct {
-		Status  int            `json:"status"`
-		Msg     string         `json:"msg"`
-		Errcode int            `json:"errcode"`
-		Data    map[string]any `json:"data"`
-	}
-}
-
-// call sends a request through the handler. Header pairs follow the body.
-func call(t testing.TB, h http.Handler, method, path, body string, header ...string) reply {
-	t.Helper()
-	r := httptest.NewRequestWithContext(t.Context(), method, path, strings.NewReader(body))
-	for i := 0; i+1 < len(header); i += 2 {
-		r.Header.Set(header[i], header[i+1])
-	}
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
-	return parseReply(t, w.Result())
-}
-
-func parseReply(t testing.TB, resp *http.Response) reply {
-	t.Helper()
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep := reply{code: resp.StatusCode, header: resp.Header, raw: string(raw)}
-	if err := json.Unmarshal(raw, &rep.env); err != nil {
-		t.Fatalf("response %d %q is not the JSON envelope: %v", resp.StatusCode, raw, err)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
-		t.Errorf("Content-Type = %q; want application/json; charset=utf-8", ct)
-	}
-	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
-		t.Errorf("Cache-Control = %q; want no-store on every response, as any may carry a token", cc)
-	}
-	return rep
-}
-
-const jsonCT = "application/json"
 
 func TestLoginResponses(t *testing.T) {
 	const ok = `{"session_key":"tiihtNczf5v6AKRyjwEUhQ==","openid":"o-alice","unionid":"u-alice"}`
@@ -148,7 +69,7 @@ func TestLoginResponses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var calls atomic.Int32
-			a := newTestApp(t, replies(&calls, tt.wechat), "")
+			a := newTestApp(t, appOptions{wechat: replies(&calls, tt.wechat)})
 			var header []string
 			if tt.contentType != "" {
 				header = []string{"Content-Type", tt.contentType}
@@ -173,17 +94,17 @@ func TestLoginResponses(t *testing.T) {
 				t.Errorf("response %s passes on WeChat's errmsg or the session_key", got.raw)
 			}
 			if got.env.Status != 0 {
-				if got.env.Data != nil {
+				if got.hasData() {
 					t.Errorf("error response %s carries data", got.raw)
 				}
 				return
 			}
-			d := got.env.Data
-			if token, _ := d["token"].(string); len(token) != 43 {
-				t.Errorf("token %v: want 43 base64url characters", d["token"])
+			d := dataOf[loginData](t, got)
+			if len(d.Token) != 43 {
+				t.Errorf("token %v: want 43 base64url characters", d.Token)
 			}
-			if d["expires_in"] != 7200.0 || d["openid"] != "o-alice" || d["user_id"] != 1.0 || d["new_user"] != true {
-				t.Errorf("data = %v; want expires_in 7200, openid o-alice, user_id 1, new_user true", d)
+			if d.ExpiresIn != 7200 || d.OpenID != "o-alice" || d.UserID != 1 || !d.NewUser {
+				t.Errorf("data = %+v; want expires_in 7200, openid o-alice, user_id 1, new_user true", d)
 			}
 			if got.header.Get("Cache-Control") != "no-store" {
 				t.Error("a response carrying a token may be cached: want Cache-Control: no-store")
@@ -193,9 +114,9 @@ func TestLoginResponses(t *testing.T) {
 }
 
 func TestLoginWithHangingWeChatAnswersInTime(t *testing.T) {
-	a := newTestApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	a := newTestApp(t, appOptions{wechat: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done()
-	}), "")
+	})})
 	a.wx.http.Timeout = 100 * time.Millisecond
 	a.wx.requestTimeout = 300 * time.Millisecond
 	start := time.Now()
@@ -206,25 +127,6 @@ func TestLoginWithHangingWeChatAnswersInTime(t *testing.T) {
 	if got.code != http.StatusGatewayTimeout || got.env.Status != statusWechatDown {
 		t.Errorf("login = HTTP %d, %s; want 504 with status 3", got.code, got.raw)
 	}
-}
-
-// loggedIn returns a test app on the fake WeChat and a token of alice's.
-func loggedIn(t testing.TB) (*testApp, *fakeWechat, string) {
-	t.Helper()
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-	a := newTestApp(t, fake.routes(), "/mock/api")
-	return a, fake, login(t, a.handler, fake.issueCode("wxapp", "alice"))
-}
-
-// login logs in with code and returns the token.
-func login(t testing.TB, h http.Handler, code string) string {
-	t.Helper()
-	got := call(t, h, http.MethodPost, "/login", `{"code":"`+code+`"}`, "Content-Type", jsonCT)
-	token, _ := got.env.Data["token"].(string)
-	if got.env.Status != 0 || token == "" {
-		t.Fatalf("login = %s; want a token", got.raw)
-	}
-	return token
 }
 
 func TestAuthenticatedRoutes(t *testing.T) {
@@ -250,7 +152,7 @@ func TestAuthenticatedRoutes(t *testing.T) {
 	for _, route := range routes {
 		for _, tt := range tests {
 			t.Run(route.method+" "+route.path+" "+tt.name, func(t *testing.T) {
-				a, _, token := loggedIn(t)
+				a, token := loggedIn(t)
 				if tt.prepare != nil {
 					tt.prepare(a, token)
 				}
@@ -264,7 +166,7 @@ func TestAuthenticatedRoutes(t *testing.T) {
 					}
 					return
 				}
-				if got.env.Status != statusNotLoggedIn || got.env.Msg != msgNotLoggedIn || got.env.Data != nil {
+				if got.env.Status != statusNotLoggedIn || got.env.Msg != msgNotLoggedIn || got.hasData() {
 					t.Errorf("envelope %s; want status 4 with no data", got.raw)
 				}
 				if !strings.HasPrefix(got.header.Get("WWW-Authenticate"), "Bearer") {
@@ -276,34 +178,31 @@ func TestAuthenticatedRoutes(t *testing.T) {
 }
 
 func TestUserShowsTheWholeRecord(t *testing.T) {
-	a, _, token := loggedIn(t)
+	a, token := loggedIn(t)
 	got := call(t, a.handler, "GET", "/user", "", "Authorization", "Bearer "+token)
 	want := []string{"id", "appid", "openid", "unionid", "nickname", "avatar_url", "gender", "language", "city",
 		"province", "country", "phone_number", "pure_phone_number", "country_code", "created_at", "updated_at", "last_login_at",
 		"person_id", "apps"}
-	var keys []string
-	for k := range got.env.Data {
-		keys = append(keys, k)
-	}
+	keys := jsonKeys(t, got.env.Data)
 	slices.Sort(keys)
 	slices.Sort(want)
 	if !slices.Equal(keys, want) {
 		t.Errorf("GET /user data keys = %v; want %v", keys, want)
 	}
-	d := got.env.Data
-	if d["id"] != 1.0 || d["appid"] != "wxapp" || d["openid"] != fakeOpenID("wxapp", "alice") || d["unionid"] != fakeUnionID("alice") {
-		t.Errorf("GET /user = %v; want alice's ids", d)
+	d := dataOf[userData](t, got)
+	if d.ID != 1 || d.AppID != "wxapp" || d.OpenID != fakeOpenID("wxapp", "alice") || d.UnionID != fakeUnionID("alice") {
+		t.Errorf("GET /user = %+v; want alice's ids", d)
 	}
-	for _, k := range []string{"created_at", "updated_at", "last_login_at"} {
-		if _, err := time.Parse(time.RFC3339, fmt.Sprint(d[k])); err != nil {
-			t.Errorf("%s = %v; want RFC 3339", k, d[k])
+	for _, f := range []struct{ name, value string }{{"created_at", d.CreatedAt}, {"updated_at", d.UpdatedAt}, {"last_login_at", d.LastLoginAt}} {
+		if _, err := time.Parse(time.RFC3339, f.value); err != nil {
+			t.Errorf("%s = %v; want RFC 3339", f.name, f.value)
 		}
 	}
 }
 
 func TestLogoutRevokesOnlyThatToken(t *testing.T) {
-	a, fake, phone := loggedIn(t)
-	laptop := login(t, a.handler, fake.issueCode("wxapp", "alice"))
+	a, phone := loggedIn(t)
+	laptop := a.login(t, "wxapp", "alice")
 	if got := call(t, a.handler, "POST", "/logout", "", "Authorization", "Bearer "+phone); got.code != 200 || got.raw != `{"status":0,"msg":"ok"}`+"\n" {
 		t.Fatalf("logout = HTTP %d, %s; want 200 {\"status\":0,\"msg\":\"ok\"}", got.code, got.raw)
 	}
@@ -316,12 +215,12 @@ func TestLogoutRevokesOnlyThatToken(t *testing.T) {
 }
 
 func TestSecondLoginOfAUser(t *testing.T) {
-	a, fake, _ := loggedIn(t)
-	got := call(t, a.handler, "POST", "/login", `{"code":"`+fake.issueCode("wxapp", "alice")+`"}`, "Content-Type", jsonCT)
-	if got.env.Data["new_user"] != false || got.env.Data["user_id"] != 1.0 {
+	a, _ := loggedIn(t)
+	got := call(t, a.handler, "POST", "/login", `{"code":"`+a.fake.issueCode("wxapp", "alice")+`"}`, "Content-Type", jsonCT)
+	if d := dataOf[loginData](t, got); d.NewUser || d.UserID != 1 {
 		t.Errorf("second login = %s; want user 1, new_user false", got.raw)
 	}
-	code := fake.issueCode("wxapp", "alice")
+	code := a.fake.issueCode("wxapp", "alice")
 	call(t, a.handler, "POST", "/login", "code="+code, "Content-Type", "application/x-www-form-urlencoded")
 	again := call(t, a.handler, "POST", "/login", "code="+code, "Content-Type", "application/x-www-form-urlencoded")
 	if again.code != 401 || again.env.Status != statusInvalidCode || again.env.Errcode != errcodeCodeUsed {
@@ -330,76 +229,26 @@ func TestSecondLoginOfAUser(t *testing.T) {
 }
 
 func TestHealthz(t *testing.T) {
-	a, _, _ := loggedIn(t)
+	a, _ := loggedIn(t)
 	got := call(t, a.handler, "GET", "/healthz", "")
 	if got.code != 200 || got.raw != `{"status":0,"msg":"ok"}`+"\n" {
 		t.Errorf("GET /healthz = %d %s", got.code, got.raw)
 	}
 }
 
-func TestRoutingErrorsUseTheEnvelope(t *testing.T) {
-	a, _, _ := loggedIn(t)
-	tests := []struct {
-		method, path, body, contentType string
-		wantHTTP                        int
-		wantMsg, wantAllow              string
-	}{
-		{"GET", "/nope", "", "", 404, msgNotFound, ""},
-		{"GET", "/login/extra", "", "", 404, msgNotFound, ""},
-		{"POST", "/mock/wx.login", `{"user":"x"}`, jsonCT, 404, msgNotFound, ""}, // real mode: no fake
-		{"GET", "/login", "", "", 405, msgMethodNotAllowed, "POST"},
-		{"DELETE", "/user", "", "", 405, msgMethodNotAllowed, "GET, HEAD, PATCH"},
-		{"GET", "/user/phone", "", "", 405, msgMethodNotAllowed, "POST"},
-		{"POST", "/session/check", "", "", 405, msgMethodNotAllowed, "GET, HEAD"},
-		{"POST", "/healthz", "", "", 405, msgMethodNotAllowed, "GET, HEAD"},
-		{"GET", "/logout", "", "", 405, msgMethodNotAllowed, "POST"},
-		{"POST", "/login", `{"code":"` + strings.Repeat("x", maxBodyBytes) + `"}`, jsonCT, 413, msgTooLarge, ""},
-		{"POST", "/login", "code=" + strings.Repeat("x", maxBodyBytes), "application/x-www-form-urlencoded", 413, msgTooLarge, ""},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%s %s %d", tt.method, tt.path, tt.wantHTTP), func(t *testing.T) {
-			got := call(t, a.handler, tt.method, tt.path, tt.body, "Content-Type", tt.contentType)
-			if got.code != tt.wantHTTP || got.env.Status != statusBadRequest || got.env.Msg != tt.wantMsg {
-				t.Errorf("%s %s = HTTP %d, %s; want %d with status 1, msg %q", tt.method, tt.path, got.code, got.raw, tt.wantHTTP, tt.wantMsg)
-			}
-			if allow := got.header.Get("Allow"); allow != tt.wantAllow {
-				t.Errorf("Allow = %q; want %q", allow, tt.wantAllow)
-			}
-		})
-	}
-}
-
-func TestPanicBecomesInternalError(t *testing.T) {
-	logs := &syncBuffer{}
-	h := withAccessLog(slog.New(slog.NewTextHandler(logs, nil)), http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
-		panic("boom")
-	}))
-	got := call(t, h, "GET", "/x", "")
-	if got.code != 500 || got.env.Status != statusInternal || got.env.Msg != msgInternal {
-		t.Errorf("a panicking handler answered HTTP %d, %s; want 500 with status -1", got.code, got.raw)
-	}
-	if strings.Contains(got.raw, "goroutine") || strings.Contains(got.raw, "boom") {
-		t.Errorf("response %s exposes the panic", got.raw)
-	}
-	if !strings.Contains(logs.String(), "panic: boom") {
-		t.Errorf("log %q does not record the panic", logs.String())
-	}
-}
-
 func TestConcurrentFirstLoginsOverHTTPCreateOneUser(t *testing.T) {
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-	a := newTestApp(t, fake.routes(), "/mock/api")
+	a := newTestApp(t, appOptions{})
 	srv := httptest.NewServer(a.handler)
 	t.Cleanup(srv.Close)
 
 	const n = 100
 	codes := make([]string, n)
 	for i := range codes {
-		codes[i] = fake.issueCode("wxapp", "carol") // one new user, logging in from many taps at once
+		codes[i] = a.fake.issueCode("wxapp", "carol") // one new user, logging in from many taps at once
 	}
 	var wg sync.WaitGroup
 	var created atomic.Int32
-	ids := make(chan any, n)
+	ids := make(chan int64, n)
 	for _, code := range codes {
 		wg.Go(func() {
 			resp, err := http.Post(srv.URL+"/login", jsonCT, strings.NewReader(`{"code":"`+code+`"}`))
@@ -411,16 +260,17 @@ func TestConcurrentFirstLoginsOverHTTPCreateOneUser(t *testing.T) {
 			if got.env.Status != 0 {
 				t.Errorf("login = %s", got.raw)
 			}
-			if got.env.Data["new_user"] == true {
+			d := dataOf[loginData](t, got)
+			if d.NewUser {
 				created.Add(1)
 			}
-			ids <- got.env.Data["user_id"]
+			ids <- d.UserID
 		})
 	}
 	wg.Wait()
 	close(ids)
 	for id := range ids {
-		if id != 1.0 {
+		if id != 1 {
 			t.Errorf("a login got user_id %v; want 1", id)
 		}
 	}
@@ -457,46 +307,6 @@ func FuzzDecodeLoginRequest(f *testing.F) {
 	})
 }
 
-// FuzzTokenFromRequest checks that no header values panic token extraction.
-func FuzzTokenFromRequest(f *testing.F) {
-	f.Add("Bearer abc", "")
-	f.Add("", "abc")
-	f.Add("bearer", " ")
-	f.Fuzz(func(t *testing.T, authorization, token string) {
-		h := http.Header{}
-		h.Set("Authorization", authorization)
-		h.Set("token", token)
-		got, err := tokenFromRequest(h)
-		if err != nil || got != strings.TrimSpace(got) {
-			t.Fatalf("tokenFromRequest = %q, %v; want no surrounding space, and no error for one header of each", got, err)
-		}
-	})
-}
-
-// wxCall calls one of the fake's client APIs, as a mini program would call
-// wx.getUserInfo and friends, and returns its result.
-func wxCall(t testing.TB, fake *fakeWechat, api, body string) map[string]any {
-	t.Helper()
-	r := httptest.NewRequestWithContext(t.Context(), "POST", "/mock/"+api, strings.NewReader(body))
-	w := httptest.NewRecorder()
-	fake.routes().ServeHTTP(w, r)
-	var detail map[string]any
-	if err := json.Unmarshal(w.Body.Bytes(), &detail); err != nil || w.Code != 200 {
-		t.Fatalf("%s(%s) = HTTP %d, %s", api, body, w.Code, w.Body)
-	}
-	return detail
-}
-
-// send sends v as JSON with the token.
-func send(t testing.TB, h http.Handler, method, path, token string, v any) reply {
-	t.Helper()
-	body, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return call(t, h, method, path, string(body), "Content-Type", jsonCT, "Authorization", "Bearer "+token)
-}
-
 // wantDataCheck fails t unless got is status 5 with the check and the hint.
 func wantDataCheck(t testing.TB, got reply, check string) {
 	t.Helper()
@@ -518,8 +328,8 @@ func TestUserInfoIsVerifiedAndSaved(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a, fake, token := loggedIn(t)
-			detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+			a, token := loggedIn(t)
+			detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
 			body := map[string]any{}
 			for _, k := range tt.keep {
 				body[k] = detail[k]
@@ -528,11 +338,11 @@ func TestUserInfoIsVerifiedAndSaved(t *testing.T) {
 			if got.code != 200 || got.env.Status != 0 {
 				t.Fatalf("POST /user/userinfo = HTTP %d, %s; want 200", got.code, got.raw)
 			}
-			d := got.env.Data
-			if d["nickname"] != "alice" || d["avatar_url"] != fakeAvatarURL("alice") || d["language"] != "zh_CN" {
-				t.Errorf("saved profile %v; want alice's", d)
+			d := dataOf[userData](t, got)
+			if d.Nickname != "alice" || d.AvatarURL != fakeAvatarURL("alice") || d.Language != "zh_CN" {
+				t.Errorf("saved profile %+v; want alice's", d)
 			}
-			if user := call(t, a.handler, "GET", "/user", "", "token", token); user.env.Data["nickname"] != "alice" {
+			if user := call(t, a.handler, "GET", "/user", "", "token", token); dataOf[userData](t, user).Nickname != "alice" {
 				t.Errorf("GET /user after saving = %s; want nickname alice", user.raw)
 			}
 		})
@@ -540,25 +350,25 @@ func TestUserInfoIsVerifiedAndSaved(t *testing.T) {
 }
 
 func TestUserInfoAsAForm(t *testing.T) {
-	a, fake, token := loggedIn(t)
-	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+	a, token := loggedIn(t)
+	detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
 	form := url.Values{}
 	for _, k := range []string{"rawData", "signature", "encryptedData", "iv"} {
 		form.Set(k, detail[k].(string))
 	}
 	got := call(t, a.handler, "POST", "/user/userinfo", form.Encode(), "Content-Type", "application/x-www-form-urlencoded", "token", token)
-	if got.env.Status != 0 || got.env.Data["nickname"] != "alice" {
+	if got.env.Status != 0 || dataOf[userData](t, got).Nickname != "alice" {
 		t.Errorf("form-encoded user info = %s; want it verified and saved", got.raw)
 	}
 }
 
 func TestUserInfoIgnoresTheUnverifiedUserInfo(t *testing.T) {
-	a, fake, token := loggedIn(t)
-	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+	a, token := loggedIn(t)
+	detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
 	detail["userInfo"] = map[string]any{"nickName": "mallory"}
 	got := send(t, a.handler, "POST", "/user/userinfo", token, detail)
-	if got.env.Data["nickname"] != "alice" {
-		t.Errorf("saved nickname %v; want the verified alice", got.env.Data["nickname"])
+	if nickname := dataOf[userData](t, got).Nickname; nickname != "alice" {
+		t.Errorf("saved nickname %v; want the verified alice", nickname)
 	}
 }
 
@@ -580,8 +390,8 @@ const (
 )
 
 func TestUserInfoTamperingIsRefused(t *testing.T) {
-	a, fake, token := loggedIn(t)
-	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+	a, token := loggedIn(t)
+	detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
 	fields := []struct{ name, alphabet string }{
 		{"rawData", ""}, // any other byte
 		{"signature", hexAlphabet},
@@ -626,16 +436,16 @@ func TestUserInfoTamperingIsRefused(t *testing.T) {
 }
 
 func TestUserInfoAfterTheSessionKeyRotated(t *testing.T) {
-	a, fake, token := loggedIn(t)
-	old := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
-	login(t, a.handler, fake.issueCode("wxapp", "alice")) // a newer login: a new session_key for all of alice's tokens
+	a, token := loggedIn(t)
+	old := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
+	a.login(t, "wxapp", "alice") // a newer login: a new session_key for all of alice's tokens
 	got := send(t, a.handler, "POST", "/user/userinfo", token, map[string]any{"encryptedData": old["encryptedData"], "iv": old["iv"]})
 	wantDataCheck(t, got, errUndecryptable.check)
 	got = send(t, a.handler, "POST", "/user/userinfo", token, map[string]any{"rawData": old["rawData"], "signature": old["signature"]})
 	wantDataCheck(t, got, "signature 与 rawData 不匹配")
 
 	// Data fetched after the new login verifies with the same old token.
-	fresh := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+	fresh := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
 	if got := send(t, a.handler, "POST", "/user/userinfo", token, fresh); got.env.Status != 0 {
 		t.Errorf("fresh data with the user's older token = %s; want status 0", got.raw)
 	}
@@ -653,7 +463,7 @@ func encryptedFor(t *testing.T, fake *fakeWechat, plain string) map[string]any {
 }
 
 func TestUserInfoOfAnotherAppOrUser(t *testing.T) {
-	a, fake, token := loggedIn(t)
+	a, token := loggedIn(t)
 	alice := fakeOpenID("wxapp", "alice")
 	tests := []struct{ name, plain, check string }{
 		{"other app", `{"openId":"` + alice + `","watermark":{"timestamp":1,"appid":"wxother"}}`, "数据水印的 appid 不是本小程序"},
@@ -662,7 +472,7 @@ func TestUserInfoOfAnotherAppOrUser(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := send(t, a.handler, "POST", "/user/userinfo", token, encryptedFor(t, fake, tt.plain))
+			got := send(t, a.handler, "POST", "/user/userinfo", token, encryptedFor(t, a.fake, tt.plain))
 			if tt.check == "" {
 				if got.env.Status != 0 {
 					t.Errorf("reply %s; want status 0", got.raw)
@@ -675,25 +485,26 @@ func TestUserInfoOfAnotherAppOrUser(t *testing.T) {
 }
 
 func TestAnonymousUserInfoKeepsTheFilledProfile(t *testing.T) {
-	a, fake, token := loggedIn(t)
+	a, token := loggedIn(t)
 	if got := send(t, a.handler, "PATCH", "/user", token, map[string]any{"nickname": "爱丽丝", "avatar_url": "https://cdn.example.com/a.png"}); got.env.Status != 0 {
 		t.Fatalf("PATCH /user = %s", got.raw)
 	}
-	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice","anonymous":true}`)
+	detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice","anonymous":true}`)
 	if detail["userInfo"].(map[string]any)["nickName"] != anonymousNickname {
 		t.Fatalf("anonymous getUserInfo = %v", detail)
 	}
 	got := send(t, a.handler, "POST", "/user/userinfo", token, detail)
-	if got.env.Status != 0 || got.env.Data["nickname"] != "爱丽丝" || got.env.Data["avatar_url"] != "https://cdn.example.com/a.png" {
+	d := dataOf[userData](t, got)
+	if got.env.Status != 0 || d.Nickname != "爱丽丝" || d.AvatarURL != "https://cdn.example.com/a.png" {
 		t.Errorf("after anonymous user info: %s; want the filled nickname and avatar kept", got.raw)
 	}
-	if got.env.Data["unionid"] != fakeUnionID("alice") {
-		t.Errorf("unionid = %v; want the verified one", got.env.Data["unionid"])
+	if d.UnionID != fakeUnionID("alice") {
+		t.Errorf("unionid = %v; want the verified one", d.UnionID)
 	}
 }
 
 func TestUserInfoRequestErrors(t *testing.T) {
-	a, _, token := loggedIn(t)
+	a, token := loggedIn(t)
 	tests := []struct{ name, body, contentType, wantMsg string }{
 		{"nothing", `{}`, jsonCT, "缺少参数：需要 rawData 和 signature，或 encryptedData 和 iv"},
 		{"a refusal's e.detail", `{"errMsg":"getUserInfo:fail auth deny"}`, jsonCT, "缺少参数：需要 rawData 和 signature，或 encryptedData 和 iv"},
@@ -726,7 +537,7 @@ func TestPatchUser(t *testing.T) {
 		{"nickname and avatar", `{"nickname":"小明 🐱","avatar_url":"https://cdn.example.com/u/1.png"}`, 0, "",
 			map[string]any{"nickname": "小明 🐱", "avatar_url": "https://cdn.example.com/u/1.png"}},
 		{"every field", `{"nickname":"n","avatar_url":"http://x.test/a","gender":2,"language":"zh_TW","city":"台北","province":"台湾","country":"中国"}`, 0, "",
-			map[string]any{"gender": 2.0, "language": "zh_TW", "city": "台北"}},
+			map[string]any{"gender": 2, "language": "zh_TW", "city": "台北"}},
 		{"clear a field", `{"nickname":""}`, 0, "", map[string]any{"nickname": ""}},
 		{"nothing", `{}`, 1, "缺少参数：至少提供 nickname、avatar_url、gender、language、city、province、country 之一", nil},
 		{"only nulls", `{"nickname":null}`, 1, "缺少参数：至少提供 nickname、avatar_url、gender、language、city、province、country 之一", nil},
@@ -749,7 +560,7 @@ func TestPatchUser(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a, _, token := loggedIn(t)
+			a, token := loggedIn(t)
 			got := call(t, a.handler, "PATCH", "/user", tt.body, "Content-Type", jsonCT, "token", token)
 			if got.env.Status != tt.wantStatus {
 				t.Fatalf("PATCH /user %s = HTTP %d, %s; want status %d", tt.body, got.code, got.raw, tt.wantStatus)
@@ -763,18 +574,31 @@ func TestPatchUser(t *testing.T) {
 				}
 				return
 			}
-			stored := call(t, a.handler, "GET", "/user", "", "token", token)
+			replied, stored := dataOf[userData](t, got), dataOf[userData](t, call(t, a.handler, "GET", "/user", "", "token", token))
 			for k, v := range tt.want {
-				if got.env.Data[k] != v || stored.env.Data[k] != v {
-					t.Errorf("%s = %v in the reply, %v in GET /user; want %v", k, got.env.Data[k], stored.env.Data[k], v)
+				if memberOf(t, replied, k) != v || memberOf(t, stored, k) != v {
+					t.Errorf("%s = %v in the reply, %v in GET /user; want %v", k, memberOf(t, replied, k), memberOf(t, stored, k), v)
 				}
 			}
 		})
 	}
 }
 
+// memberOf is the field of u that holds its JSON member name.
+func memberOf(t *testing.T, u userData, name string) any {
+	t.Helper()
+	v := reflect.ValueOf(u)
+	for i := range v.NumField() {
+		if tag, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ","); tag == name {
+			return v.Field(i).Interface()
+		}
+	}
+	t.Fatalf("userData has no member %q", name)
+	return nil
+}
+
 func TestPatchUserWritesOnlyChanges(t *testing.T) {
-	a, _, token := loggedIn(t)
+	a, token := loggedIn(t)
 	send(t, a.handler, "PATCH", "/user", token, map[string]any{"nickname": "n"})
 	first, _ := a.users.get(1)
 	a.clock.Advance(time.Hour)
@@ -788,60 +612,24 @@ func TestPatchUserWritesOnlyChanges(t *testing.T) {
 	}
 }
 
-// countingUpstream counts the calls of each path it passes to next.
-type countingUpstream struct {
-	next  http.Handler
-	mu    sync.Mutex
-	calls map[string]int
-}
-
-func (c *countingUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c.mu.Lock()
-	if c.calls == nil {
-		c.calls = map[string]int{}
-	}
-	c.calls[r.URL.Path]++
-	c.mu.Unlock()
-	c.next.ServeHTTP(w, r)
-}
-
-func (c *countingUpstream) count(path string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.calls[path]
-}
-
-const (
-	stableTokenPath = "/mock/api/cgi-bin/stable_token"
-	phonePath       = "/mock/api/wxa/business/getuserphonenumber"
-)
-
-// countedApp is a test app whose fake WeChat counts the calls it gets.
-func countedApp(t *testing.T) (*testApp, *fakeWechat, *countingUpstream, string) {
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-	upstream := &countingUpstream{next: fake.routes()}
-	a := newTestApp(t, upstream, "/mock/api")
-	return a, fake, upstream, login(t, a.handler, fake.issueCode("wxapp", "alice"))
-}
-
 func TestPhoneNumber(t *testing.T) {
-	a, fake, token := loggedIn(t)
+	a, token := loggedIn(t)
 	number := fakePhoneNumber("alice")
-	want := map[string]any{"phone_number": number, "pure_phone_number": number, "country_code": "86"}
+	want := phoneData{PhoneNumber: number, PurePhoneNumber: number, CountryCode: "86"}
 
-	detail := wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)
+	detail := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)
 	for name, body := range map[string]map[string]any{
 		"code":                   {"code": detail["code"]},
 		"legacy":                 {"encryptedData": detail["encryptedData"], "iv": detail["iv"]},
-		"code wins over legacy":  {"code": wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"], "encryptedData": "AAAA", "iv": "AAAA"},
+		"code wins over legacy":  {"code": wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"], "encryptedData": "AAAA", "iv": "AAAA"},
 		"whole e.detail, legacy": {"errMsg": "getPhoneNumber:ok", "encryptedData": detail["encryptedData"], "iv": detail["iv"]},
 	} {
 		got := send(t, a.handler, "POST", "/user/phone", token, body)
-		if got.code != 200 || fmt.Sprint(got.env.Data) != fmt.Sprint(want) {
-			t.Errorf("%s: POST /user/phone = HTTP %d, %s; want %v", name, got.code, got.raw, want)
+		if got.code != 200 || dataOf[phoneData](t, got) != want {
+			t.Errorf("%s: POST /user/phone = HTTP %d, %s; want %+v", name, got.code, got.raw, want)
 		}
 	}
-	if user := call(t, a.handler, "GET", "/user", "", "token", token); user.env.Data["phone_number"] != number {
+	if user := call(t, a.handler, "GET", "/user", "", "token", token); dataOf[userData](t, user).PhoneNumber != number {
 		t.Errorf("GET /user = %s; want phone_number %s", user.raw, number)
 	}
 
@@ -855,7 +643,7 @@ func TestPhoneNumber(t *testing.T) {
 	}{
 		{"spent code", map[string]any{"code": detail["code"]}, 401, statusInvalidCode, errcodeInvalidCode, msgInvalidCode},
 		{"unknown code", map[string]any{"code": "nope"}, 401, statusInvalidCode, errcodeInvalidCode, msgInvalidCode},
-		{"bob's code", map[string]any{"code": wxCall(t, fake, "wx.getPhoneNumber", `{"user":"bob"}`)["code"]}, 502, statusWechatDown, 40003, msgWechatDown},
+		{"bob's code", map[string]any{"code": wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"bob"}`)["code"]}, 502, statusWechatDown, 40003, msgWechatDown},
 		{"refused", map[string]any{"errMsg": "getPhoneNumber:fail user deny"}, 400, statusBadRequest, 0, "缺少参数：需要 code"},
 		{"code with spaces", map[string]any{"code": "a b"}, 400, statusBadRequest, 0, "参数格式错误：code 无效"},
 		{"legacy, tampered", map[string]any{"encryptedData": tamperings(detail["encryptedData"].(string), base64Alphabet)[20], "iv": detail["iv"]}, 400, statusDataCheck, 0, msgDataCheck},
@@ -871,20 +659,20 @@ func TestPhoneNumber(t *testing.T) {
 }
 
 func TestPhoneOfAnotherApp(t *testing.T) {
-	a, fake, token := loggedIn(t)
+	a, token := loggedIn(t)
 	plain := `{"phoneNumber":"13800000000","purePhoneNumber":"13800000000","countryCode":"86","watermark":{"timestamp":1,"appid":"wxother"}}`
-	wantDataCheck(t, send(t, a.handler, "POST", "/user/phone", token, encryptedFor(t, fake, plain)), "数据水印的 appid 不是本小程序")
+	wantDataCheck(t, send(t, a.handler, "POST", "/user/phone", token, encryptedFor(t, a.fake, plain)), "数据水印的 appid 不是本小程序")
 	if u, _ := a.users.get(1); u.PhoneNumber != "" {
 		t.Errorf("refused data saved phone %q", u.PhoneNumber)
 	}
 }
 
 func TestAccessTokenIsFetchedOnceForConcurrentRequests(t *testing.T) {
-	a, fake, upstream, token := countedApp(t)
+	a, token := loggedIn(t)
 	const n = 50
 	codes := make([]any, n)
 	for i := range codes {
-		codes[i] = wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
+		codes[i] = wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
 	}
 	srv := httptest.NewServer(a.handler)
 	t.Cleanup(srv.Close)
@@ -905,22 +693,22 @@ func TestAccessTokenIsFetchedOnceForConcurrentRequests(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got := upstream.count(stableTokenPath); got != 1 {
+	if got := a.calls.count(stableTokenPath); got != 1 {
 		t.Errorf("%d concurrent phone requests fetched the access_token %d times; want 1", n, got)
 	}
-	if got := upstream.count(phonePath); got != n {
+	if got := a.calls.count(phonePath); got != n {
 		t.Errorf("getuserphonenumber called %d times; want %d", got, n)
 	}
 }
 
 func TestRefusedAccessTokenIsFetchedAgainOnce(t *testing.T) {
-	a, fake, upstream, token := countedApp(t)
-	phoneCode := func() any { return wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"] }
+	a, token := loggedIn(t)
+	phoneCode := func() any { return wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"] }
 	if got := send(t, a.handler, "POST", "/user/phone", token, map[string]any{"code": phoneCode()}); got.env.Status != 0 {
 		t.Fatalf("first phone request = %s", got.raw)
 	}
 	// Another server sharing the AppSecret forces a new token: ours is dead.
-	fake.stableToken("wxapp", true)
+	a.fake.stableToken("wxapp", true)
 
 	const n = 20
 	var wg sync.WaitGroup
@@ -933,10 +721,10 @@ func TestRefusedAccessTokenIsFetchedAgainOnce(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got := upstream.count(stableTokenPath); got != 2 {
+	if got := a.calls.count(stableTokenPath); got != 2 {
 		t.Errorf("access_token fetched %d times; want 2: the first, and one after 40001", got)
 	}
-	if got := upstream.count(phonePath); got < n+1 || got > 2*n+1 {
+	if got := a.calls.count(phonePath); got < n+1 || got > 2*n+1 {
 		t.Errorf("getuserphonenumber called %d times; want each request to try at most twice", got)
 	}
 }
@@ -951,7 +739,7 @@ func TestAccessTokenRefusedTwiceIsAnError(t *testing.T) {
 		}
 		fmt.Fprint(w, `{"errcode":40001,"errmsg":"invalid credential, access_token is invalid or not latest"}`)
 	})
-	a := newTestApp(t, upstream, "")
+	a := newTestApp(t, appOptions{wechat: upstream})
 	a.users.login("wxapp", "o1", "")
 	token := a.tokens.issue(identity{AppID: "wxapp", OpenID: "o1", UserID: 1}, officialSessionKey)
 	got := send(t, a.handler, "POST", "/user/phone", token, map[string]any{"code": "c"})
@@ -967,39 +755,38 @@ func TestAccessTokenRefusedTwiceIsAnError(t *testing.T) {
 }
 
 func TestWeRun(t *testing.T) {
-	a, fake, token := loggedIn(t)
-	detail := wxCall(t, fake, "wx.getWeRunData", `{"user":"alice"}`)
+	a, token := loggedIn(t)
+	detail := wxCall(t, a.fake, "wx.getWeRunData", `{"user":"alice"}`)
 	got := send(t, a.handler, "POST", "/user/werun", token, detail)
-	list, _ := got.env.Data["step_info_list"].([]any)
+	list := dataOf[weRunData](t, got).StepInfoList
 	if got.env.Status != 0 || len(list) != 31 {
 		t.Fatalf("POST /user/werun = %s; want 31 days of steps", got.raw)
 	}
-	prev := 0.0
-	for _, item := range list {
-		day := item.(map[string]any)
-		ts, step := day["timestamp"].(float64), day["step"].(float64)
-		if ts <= prev || int64(ts+8*3600)%86400 != 0 || step < 0 {
-			t.Errorf("step info %v: want days in order, each at midnight in China, with steps", day)
+	prev := int64(0)
+	for _, day := range list {
+		ts, step := day.Timestamp, day.Step
+		if ts <= prev || (ts+8*3600)%86400 != 0 || step < 0 {
+			t.Errorf("step info %+v: want days in order, each at midnight in China, with steps", day)
 		}
 		prev = ts
 	}
 	wantDataCheck(t, send(t, a.handler, "POST", "/user/werun", token, map[string]any{
 		"encryptedData": detail["encryptedData"], "iv": tamperings(detail["iv"].(string), base64Alphabet)[3]}), "")
 	wantDataCheck(t, send(t, a.handler, "POST", "/user/werun", token,
-		encryptedFor(t, fake, `{"stepInfoList":[],"watermark":{"appid":"wxother","timestamp":1}}`)), "数据水印的 appid 不是本小程序")
-	if got := send(t, a.handler, "POST", "/user/werun", token, encryptedFor(t, fake, `{"stepInfoList":[{"timestamp":1,"step":2}]}`)); got.env.Status != 0 {
+		encryptedFor(t, a.fake, `{"stepInfoList":[],"watermark":{"appid":"wxother","timestamp":1}}`)), "数据水印的 appid 不是本小程序")
+	if got := send(t, a.handler, "POST", "/user/werun", token, encryptedFor(t, a.fake, `{"stepInfoList":[{"timestamp":1,"step":2}]}`)); got.env.Status != 0 {
 		t.Errorf("WeRun data without a watermark, as documented = %s; want status 0", got.raw)
 	}
 }
 
 func TestSessionCheck(t *testing.T) {
-	a, fake, token := loggedIn(t)
+	a, token := loggedIn(t)
 	check := func() reply { return call(t, a.handler, "GET", "/session/check", "", "token", token) }
-	if got := check(); got.env.Status != 0 || got.env.Data["valid"] != true {
+	if got := check(); got.env.Status != 0 || !dataOf[sessionData](t, got).Valid {
 		t.Errorf("GET /session/check right after login = %s; want valid true", got.raw)
 	}
-	fake.issueCode("wxapp", "alice") // wx.login on the phone: WeChat has a new session_key, wxlogin not yet
-	if got := check(); got.env.Status != 0 || got.env.Data["valid"] != false {
+	a.fake.issueCode("wxapp", "alice") // wx.login on the phone: WeChat has a new session_key, wxlogin not yet
+	if got := check(); got.env.Status != 0 || dataOf[sessionData](t, got).Valid {
 		t.Errorf("GET /session/check after the key rotated at WeChat = %s; want valid false", got.raw)
 	}
 }
@@ -1009,8 +796,8 @@ func TestSessionCheck(t *testing.T) {
 // HTTP code, and never an internal error. seeds are added to the committed
 // corpus; a seed of e.detail from the fake WeChat makes it reach success.
 func fuzzBody(f *testing.F, method, path string, allowed map[int][]int, seeds func(fake *fakeWechat) []string) {
-	a, fake, token := loggedIn(f)
-	for _, s := range seeds(fake) {
+	a, token := loggedIn(f)
+	for _, s := range seeds(a.fake) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -1058,55 +845,21 @@ func FuzzWeRunBody(f *testing.F) {
 	})
 }
 
-// multiApp is wxlogin serving three mini programs of one company on the
-// fake WeChat: Shop and Game are bound to its Open Platform account, Solo is
-// not, so Solo's users get no unionid.
-type multiApp struct {
-	*testApp
-	fake *fakeWechat
-}
-
-func newMultiApp(t testing.TB) *multiApp {
-	t.Helper()
-	fake := newFakeWechat(map[string]fakeApp{
-		"wxshop": {Secret: "shop-secret"}, "wxgame": {Secret: "game-secret"}, "wxsolo": {Secret: "solo-secret", Unbound: true},
-	}, time.Now)
-	a := newTestApp(t, fake.routes(), "/mock/api")
-	apps := appSet{}
-	for id, name := range map[string]string{"wxshop": "Shop", "wxgame": "Game", "wxsolo": "Solo"} {
-		wx := newWechatClient(strings.TrimSuffix(a.wx.baseURL, "/mock/api")+"/mock/api", id, fake.apps[id].Secret, time.Second, 3*time.Second)
-		apps[id] = &miniApp{ID: id, Name: name, wx: wx}
-	}
-	a.handler = newServer(slog.New(slog.NewTextHandler(a.logs, nil)), apps, a.users, a.tokens, nil, nil, nil)
-	return &multiApp{testApp: a, fake: fake}
-}
-
-// login logs user in to appID and returns the token.
-func (m *multiApp) login(t testing.TB, appID, user string) string {
-	t.Helper()
-	got := call(t, m.handler, "POST", "/login", `{"appid":"`+appID+`","code":"`+m.fake.issueCode(appID, user)+`"}`, "Content-Type", jsonCT)
-	token, _ := got.env.Data["token"].(string)
-	if got.env.Status != 0 || token == "" {
-		t.Fatalf("login of %s to %s = %s", user, appID, got.raw)
-	}
-	return token
-}
-
 func TestLoginWithSeveralApps(t *testing.T) {
-	m := newMultiApp(t)
+	a := newTestApp(t, appOptions{apps: companyApps})
 	tests := []struct {
 		name, body string
 		wantHTTP   int
 		wantStatus int
 		wantMsg    string
 	}{
-		{"no appid", `{"code":"` + m.fake.issueCode("wxshop", "alice") + `"}`, 400, 1, "缺少参数：服务多个小程序时须提供 appid"},
-		{"unknown appid", `{"appid":"wxnope","code":"` + m.fake.issueCode("wxshop", "alice") + `"}`, 400, 1, msgUnknownApp},
-		{"another app's code", `{"appid":"wxgame","code":"` + m.fake.issueCode("wxshop", "alice") + `"}`, 401, 2, msgInvalidCode},
-		{"right app", `{"appid":"wxshop","code":"` + m.fake.issueCode("wxshop", "alice") + `"}`, 200, 0, msgOK},
+		{"no appid", `{"code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 400, 1, "缺少参数：服务多个小程序时须提供 appid"},
+		{"unknown appid", `{"appid":"wxnope","code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 400, 1, msgUnknownApp},
+		{"another app's code", `{"appid":"wxgame","code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 401, 2, msgInvalidCode},
+		{"right app", `{"appid":"wxshop","code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 200, 0, msgOK},
 	}
 	for _, tt := range tests {
-		got := call(t, m.handler, "POST", "/login", tt.body, "Content-Type", jsonCT)
+		got := call(t, a.handler, "POST", "/login", tt.body, "Content-Type", jsonCT)
 		if got.code != tt.wantHTTP || got.env.Status != tt.wantStatus || got.env.Msg != tt.wantMsg {
 			t.Errorf("%s: login = HTTP %d, %s; want %d, status %d, msg %q", tt.name, got.code, got.raw, tt.wantHTTP, tt.wantStatus, tt.wantMsg)
 		}
@@ -1114,140 +867,149 @@ func TestLoginWithSeveralApps(t *testing.T) {
 }
 
 // personOf returns GET /user's person_id and the appids of the person's apps.
-func personOf(t *testing.T, h http.Handler, token string) (float64, []string) {
+func personOf(t *testing.T, h http.Handler, token string) (int64, []string) {
 	t.Helper()
-	got := call(t, h, "GET", "/user", "", "token", token)
+	user := dataOf[userData](t, call(t, h, "GET", "/user", "", "token", token))
 	var appIDs []string
-	for _, a := range got.env.Data["apps"].([]any) {
-		appIDs = append(appIDs, a.(map[string]any)["appid"].(string))
+	for _, a := range user.Apps {
+		appIDs = append(appIDs, a.AppID)
 	}
-	return got.env.Data["person_id"].(float64), appIDs
+	return user.PersonID, appIDs
 }
 
 func TestOnePersonAcrossBoundApps(t *testing.T) {
-	m := newMultiApp(t)
-	shop := m.login(t, "wxshop", "alice")
-	game := m.login(t, "wxgame", "alice")
-	solo := m.login(t, "wxsolo", "alice")
-	m.login(t, "wxgame", "bob")
+	a := newTestApp(t, appOptions{apps: companyApps})
+	shop := a.login(t, "wxshop", "alice")
+	game := a.login(t, "wxgame", "alice")
+	solo := a.login(t, "wxsolo", "alice")
+	a.login(t, "wxgame", "bob")
 
-	shopUser := call(t, m.handler, "GET", "/user", "", "token", shop).env.Data
-	gameUser := call(t, m.handler, "GET", "/user", "", "token", game).env.Data
-	if shopUser["openid"] == gameUser["openid"] || shopUser["unionid"] != gameUser["unionid"] || shopUser["unionid"] == "" {
+	shopReply := call(t, a.handler, "GET", "/user", "", "token", shop)
+	shopUser := dataOf[userData](t, shopReply)
+	gameUser := dataOf[userData](t, call(t, a.handler, "GET", "/user", "", "token", game))
+	if shopUser.OpenID == gameUser.OpenID || shopUser.UnionID != gameUser.UnionID || shopUser.UnionID == "" {
 		t.Errorf("alice in Shop and Game: openids %v and %v, unionids %v and %v; want two openids, one unionid",
-			shopUser["openid"], gameUser["openid"], shopUser["unionid"], gameUser["unionid"])
+			shopUser.OpenID, gameUser.OpenID, shopUser.UnionID, gameUser.UnionID)
 	}
 	for _, token := range []string{shop, game} {
-		if id, apps := personOf(t, m.handler, token); id != 1 || !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
+		if id, apps := personOf(t, a.handler, token); id != 1 || !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
 			t.Errorf("alice's person = %v with apps %v; want person 1 with wxshop and wxgame", id, apps)
 		}
 	}
-	if list := shopUser["apps"].([]any); list[1].(map[string]any)["name"] != "Game" || list[1].(map[string]any)["user_id"] != 2.0 {
-		t.Errorf("apps = %v; want Game's name and user id", list)
+	if list := shopUser.Apps; list[1].Name != "Game" || list[1].UserID != 2 {
+		t.Errorf("apps = %+v; want Game's name and user id", list)
 	}
-	if _, hasOpenID := shopUser["apps"].([]any)[1].(map[string]any)["openid"]; hasOpenID {
+	var entries struct {
+		Apps []json.RawMessage `json:"apps"`
+	}
+	if err := json.Unmarshal(shopReply.env.Data, &entries); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(jsonKeys(t, entries.Apps[1]), "openid") {
 		t.Error("the apps list shows another app's openid")
 	}
-	soloUser := call(t, m.handler, "GET", "/user", "", "token", solo).env.Data
-	if id, apps := personOf(t, m.handler, solo); soloUser["unionid"] != "" || id != 3 || !slices.Equal(apps, []string{"wxsolo"}) {
-		t.Errorf("alice in the unbound app: unionid %v, person %v, apps %v; want no unionid, a person of her own", soloUser["unionid"], id, apps)
+	soloUser := dataOf[userData](t, call(t, a.handler, "GET", "/user", "", "token", solo))
+	if id, apps := personOf(t, a.handler, solo); soloUser.UnionID != "" || id != 3 || !slices.Equal(apps, []string{"wxsolo"}) {
+		t.Errorf("alice in the unbound app: unionid %v, person %v, apps %v; want no unionid, a person of her own", soloUser.UnionID, id, apps)
 	}
 }
 
 func TestUnionIDLearnedLaterJoinsThePerson(t *testing.T) {
-	m := newMultiApp(t)
-	shop := m.login(t, "wxshop", "alice")
+	a := newTestApp(t, appOptions{apps: companyApps})
+	shop := a.login(t, "wxshop", "alice")
 	// Alice's Game record was made before Game was bound to the Open
 	// Platform account: no unionid, a person of its own, with a claim.
 	openID := fakeOpenID("wxgame", "alice")
-	u, _, err := m.users.login("wxgame", openID, "")
+	u, _, err := a.users.login("wxgame", openID, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 16))
-	game := m.tokens.issue(identity{AppID: "wxgame", OpenID: openID, UserID: u.ID}, key)
-	if got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", game); got.code != 201 {
+	game := a.tokens.issue(identity{AppID: "wxgame", OpenID: openID, UserID: u.ID}, key)
+	if got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", game); got.code != 201 {
 		t.Fatalf("claim before linking = %s", got.raw)
 	}
-	if id, _ := personOf(t, m.handler, game); id != float64(u.ID) {
+	if id, _ := personOf(t, a.handler, game); id != u.ID {
 		t.Fatalf("before linking, Game's person = %v; want its own %d", id, u.ID)
 	}
-	m.clock.Advance(time.Minute)
-	if got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", shop); got.code != 201 {
+	a.clock.Advance(time.Minute)
+	if got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", shop); got.code != 201 {
 		t.Fatalf("claim in Shop, still another person = %s; want 201", got.raw)
 	}
 
 	data, iv := encrypt(t, key, `{"openId":"`+openID+`","nickName":"alice","unionId":"`+fakeUnionID("alice")+`","watermark":{"appid":"wxgame","timestamp":1}}`)
-	if got := send(t, m.handler, "POST", "/user/userinfo", game, map[string]any{"encryptedData": data, "iv": iv}); got.env.Status != 0 {
+	if got := send(t, a.handler, "POST", "/user/userinfo", game, map[string]any{"encryptedData": data, "iv": iv}); got.env.Status != 0 {
 		t.Fatalf("user info with a unionId = %s", got.raw)
 	}
 	for _, token := range []string{shop, game} {
-		if id, apps := personOf(t, m.handler, token); id != 1 || !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
+		if id, apps := personOf(t, a.handler, token); id != 1 || !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
 			t.Errorf("after linking: person %v with apps %v; want person 1 with wxshop and wxgame", id, apps)
 		}
 	}
 	// Both records claimed the gift while they were two persons; now they
 	// are one, and the earlier claim is the one that counts.
-	got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", shop)
-	if got.code != 409 || got.env.Data["appid"] != "wxgame" {
+	got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", shop)
+	if got.code != 409 || dataOf[claimData](t, got).AppID != "wxgame" {
 		t.Errorf("claim from Shop after linking = HTTP %d, %s; want 409 naming the earlier claim, made in Game", got.code, got.raw)
 	}
-	list := call(t, m.handler, "GET", "/claims", "", "token", shop)
-	if claims := list.env.Data["claims"].([]any); len(claims) != 1 || claims[0].(map[string]any)["appid"] != "wxgame" {
+	list := call(t, a.handler, "GET", "/claims", "", "token", shop)
+	if claims := dataOf[claimsData](t, list).Claims; len(claims) != 1 || claims[0].AppID != "wxgame" {
 		t.Errorf("GET /claims after linking = %s; want the one earlier claim", list.raw)
 	}
 }
 
 func TestClaims(t *testing.T) {
-	m := newMultiApp(t)
-	shop, game, solo := m.login(t, "wxshop", "alice"), m.login(t, "wxgame", "alice"), m.login(t, "wxsolo", "alice")
-	bob := m.login(t, "wxshop", "bob")
+	a := newTestApp(t, appOptions{apps: companyApps})
+	shop, game, solo := a.login(t, "wxshop", "alice"), a.login(t, "wxgame", "alice"), a.login(t, "wxsolo", "alice")
+	bob := a.login(t, "wxshop", "bob")
 
-	first := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", game)
-	if first.code != 201 || first.env.Status != 0 || first.env.Data["name"] != "welcome-gift" || first.env.Data["appid"] != "wxgame" {
+	first := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", game)
+	claim := dataOf[claimData](t, first)
+	if first.code != 201 || first.env.Status != 0 || claim.Name != "welcome-gift" || claim.AppID != "wxgame" {
 		t.Fatalf("first claim = HTTP %d, %s; want 201 with the claim", first.code, first.raw)
 	}
 	for name, token := range map[string]string{"same app": game, "other app": shop} {
-		got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", token)
+		got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", token)
+		again := dataOf[claimData](t, got)
 		if got.code != 409 || got.env.Status != statusClaimed || got.env.Msg != msgClaimed ||
-			got.env.Data["appid"] != "wxgame" || got.env.Data["claimed_at"] != first.env.Data["claimed_at"] {
+			again.AppID != "wxgame" || again.ClaimedAt != claim.ClaimedAt {
 			t.Errorf("%s: second claim = HTTP %d, %s; want 409, status 6, when and where it was claimed", name, got.code, got.raw)
 		}
 	}
-	if got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", bob); got.code != 201 {
+	if got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", bob); got.code != 201 {
 		t.Errorf("another person's claim = HTTP %d, %s; want 201", got.code, got.raw)
 	}
 	// An app without an Open Platform account gives no unionid: WeChat cannot
 	// say its user is alice, so wxlogin cannot either.
-	if got := call(t, m.handler, "POST", "/claims/welcome-gift", "", "token", solo); got.code != 201 {
+	if got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", solo); got.code != 201 {
 		t.Errorf("claim from the unbound app = HTTP %d, %s; want 201: a person of its own", got.code, got.raw)
 	}
-	m.clock.Advance(time.Minute)
-	call(t, m.handler, "POST", "/claims/coupon-2026", "", "token", shop)
-	list := call(t, m.handler, "GET", "/claims", "", "token", shop)
-	claims, _ := list.env.Data["claims"].([]any)
-	if len(claims) != 2 || claims[0].(map[string]any)["name"] != "welcome-gift" || claims[1].(map[string]any)["name"] != "coupon-2026" {
+	a.clock.Advance(time.Minute)
+	call(t, a.handler, "POST", "/claims/coupon-2026", "", "token", shop)
+	list := call(t, a.handler, "GET", "/claims", "", "token", shop)
+	claims := dataOf[claimsData](t, list).Claims
+	if len(claims) != 2 || claims[0].Name != "welcome-gift" || claims[1].Name != "coupon-2026" {
 		t.Errorf("GET /claims = %s; want welcome-gift then coupon-2026", list.raw)
 	}
-	if empty := call(t, m.handler, "GET", "/claims", "", "token", m.login(t, "wxgame", "carol")); empty.raw != `{"status":0,"msg":"ok","data":{"claims":[]}}`+"\n" {
+	if empty := call(t, a.handler, "GET", "/claims", "", "token", a.login(t, "wxgame", "carol")); empty.raw != `{"status":0,"msg":"ok","data":{"claims":[]}}`+"\n" {
 		t.Errorf("GET /claims with none = %s; want an empty list", empty.raw)
 	}
 
 	for _, name := range []string{"Welcome", "gift_1", strings.Repeat("a", 33), "%E7%A4%BC"} {
-		if got := call(t, m.handler, "POST", "/claims/"+name, "", "token", shop); got.code != 400 || got.env.Status != statusBadRequest {
+		if got := call(t, a.handler, "POST", "/claims/"+name, "", "token", shop); got.code != 400 || got.env.Status != statusBadRequest {
 			t.Errorf("claim %q = HTTP %d, %s; want 400, status 1", name, got.code, got.raw)
 		}
 	}
-	if got := call(t, m.handler, "POST", "/claims/x", "", "token", "nope"); got.code != 401 {
+	if got := call(t, a.handler, "POST", "/claims/x", "", "token", "nope"); got.code != 401 {
 		t.Errorf("claim without a login = HTTP %d; want 401", got.code)
 	}
 }
 
 func TestConcurrentCrossAppClaimsAreExactlyOnce(t *testing.T) {
-	m := newMultiApp(t)
-	srv := httptest.NewServer(m.handler)
+	a := newTestApp(t, appOptions{apps: companyApps})
+	srv := httptest.NewServer(a.handler)
 	t.Cleanup(srv.Close)
-	shop, game := m.login(t, "wxshop", "alice"), m.login(t, "wxgame", "alice")
+	shop, game := a.login(t, "wxshop", "alice"), a.login(t, "wxgame", "alice")
 	claim := func(token, name string) reply {
 		req, _ := http.NewRequest("POST", srv.URL+"/claims/"+name, nil)
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -1276,27 +1038,27 @@ func TestConcurrentCrossAppClaimsAreExactlyOnce(t *testing.T) {
 		if !slices.Equal(codes, []int{201, 409}) {
 			t.Fatalf("round %d: claims from Shop and Game answered %v; want one 201 and one 409", i, codes)
 		}
-		if replies[0].env.Data["claimed_at"] != replies[1].env.Data["claimed_at"] || replies[0].env.Data["appid"] != replies[1].env.Data["appid"] {
+		if c0, c1 := dataOf[claimData](t, replies[0]), dataOf[claimData](t, replies[1]); c0.ClaimedAt != c1.ClaimedAt || c0.AppID != c1.AppID {
 			t.Fatalf("round %d: the 409 names another claim than the 201: %s / %s", i, replies[0].raw, replies[1].raw)
 		}
 	}
-	if n := len(m.users.claimsOf(1)); n != rounds {
+	if n := len(a.users.claimsOf(1)); n != rounds {
 		t.Errorf("alice holds %d claims; want %d", n, rounds)
 	}
 }
 
 func TestVerifiedUserInfoKeepsTheProfileLimits(t *testing.T) {
-	a, fake, token := loggedIn(t)
+	a, token := loggedIn(t)
 	plain := `{"openId":"` + fakeOpenID("wxapp", "alice") + `","nickName":"` + strings.Repeat("长", 65) + `","watermark":{"timestamp":1,"appid":"wxapp"}}`
-	wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, encryptedFor(t, fake, plain)), "nickName 最多 64 个字符，实为 65 个")
+	wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, encryptedFor(t, a.fake, plain)), "nickName 最多 64 个字符，实为 65 个")
 }
 
 func TestTokenOfARemovedAppIsNoLogin(t *testing.T) {
-	a, fake, token := loggedIn(t)
+	a, token := loggedIn(t)
 	// The server restarts with the token reloaded, but its app is gone.
 	apps := appSet{"wxother": {ID: "wxother", Name: "Other", wx: a.wx}}
-	h := newServer(slog.New(slog.NewTextHandler(io.Discard, nil)), apps, a.users, a.tokens, nil, nil, nil)
-	code := wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
+	h := newServer(textLogger(io.Discard), apps, a.users, a.tokens, nil, nil, nil)
+	code := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
 	for _, r := range []struct{ method, path, body string }{{"GET", "/session/check", ""}, {"POST", "/user/phone", `{"code":"` + code.(string) + `"}`}} {
 		if got := call(t, h, r.method, r.path, r.body, "Content-Type", jsonCT, "token", token); got.code != 401 || got.env.Status != statusNotLoggedIn {
 			t.Errorf("%s %s with a token of a removed app = HTTP %d, %s; want 401, status 4", r.method, r.path, got.code, got.raw)
@@ -1316,14 +1078,13 @@ func BenchmarkLoginHandler(b *testing.B) {
 		{"new", func(i int) string { return "new" + strconv.Itoa(i) }},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
-			fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-			a := newTestApp(b, fake.routes(), "/mock/api")
+			a := newTestApp(b, appOptions{})
 			for i := range 1000 {
-				login(b, a.handler, fake.issueCode("wxapp", "user"+strconv.Itoa(i)))
+				a.login(b, "wxapp", "user"+strconv.Itoa(i))
 			}
 			i := 0
 			for b.Loop() {
-				body := `{"code":"` + fake.issueCode("wxapp", tt.user(i)) + `"}`
+				body := `{"code":"` + a.fake.issueCode("wxapp", tt.user(i)) + `"}`
 				r := httptest.NewRequestWithContext(b.Context(), http.MethodPost, "/login", strings.NewReader(body))
 				w := httptest.NewRecorder()
 				a.handler.ServeHTTP(w, r)
@@ -1339,7 +1100,7 @@ func BenchmarkLoginHandler(b *testing.B) {
 // BenchmarkGetUser is GET /user with a live token: the token lookup, the
 // user's record and its person, and the JSON reply.
 func BenchmarkGetUser(b *testing.B) {
-	a, _, token := loggedIn(b)
+	a, token := loggedIn(b)
 	for b.Loop() {
 		r := httptest.NewRequestWithContext(b.Context(), http.MethodGet, "/user", nil)
 		r.Header.Set("Authorization", "Bearer "+token)
@@ -1351,95 +1112,6 @@ func BenchmarkGetUser(b *testing.B) {
 	}
 }
 
-// writeUserOK writes the bytes writeOK writes, without reflection.
-func TestUserViewJSON(t *testing.T) {
-	at := time.Date(2026, 11, 24, 3, 4, 5, 0, time.UTC)
-	tests := []struct {
-		name string
-		view userView
-	}{
-		{"a new user", userView{
-			recordView: recordView{ID: 1, AppID: "wxapp", OpenID: "o-1", CreatedAt: at, UpdatedAt: at, LastLoginAt: at},
-			PersonID:   1, Apps: []personApp{{AppID: "wxapp", Name: "Shop", UserID: 1}},
-		}},
-		{"every field, and strings that need escaping", userView{
-			recordView: recordView{
-				ID: 3, AppID: "wxgame", OpenID: "o-3", UnionID: "u-1", Nickname: "<张三> & \"co\"\n", AvatarURL: "https://example.com/a.png?x=1&y=2",
-				Gender: 2, Language: "zh_CN", City: "广州", Province: "Guangdong", Country: "China\u2028",
-				PhoneNumber: "+86 138 0013 8000", PurePhoneNumber: "13800138000", CountryCode: "86",
-				CreatedAt: at, UpdatedAt: at.Add(time.Second + 5*time.Millisecond), LastLoginAt: at.In(time.FixedZone("CST", 8*3600)),
-			},
-			PersonID: 1,
-			Apps:     []personApp{{AppID: "wxapp", Name: "Shop", UserID: 1}, {AppID: "wxgame", Name: "bad\xff", UserID: 3}},
-		}},
-		{"no apps", userView{recordView: recordView{ID: 4, AppID: "a", OpenID: "o"}}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			want, got := httptest.NewRecorder(), httptest.NewRecorder()
-			writeOK(want, tt.view)
-			writeUserOK(got, tt.view)
-			if got.Body.String() != want.Body.String() {
-				t.Errorf("writeUserOK wrote %s\nwriteOK writes %s", got.Body, want.Body)
-			}
-			if !reflect.DeepEqual(got.Header(), want.Header()) || got.Code != want.Code {
-				t.Errorf("writeUserOK answered %d %v; writeOK answers %d %v", got.Code, got.Header(), want.Code, want.Header())
-			}
-		})
-	}
-}
-
-func TestDuplicateMember(t *testing.T) {
-	for _, tt := range []struct {
-		body, want string
-	}{
-		{`{"code":"a"}`, ""},
-		{`{"code":"a","code":"b"}`, "code"},
-		{`{"code":"a","Code":"b"}`, "Code"},
-		{`{"nickname":"a","NICKNAME":"b"}`, "NICKNAME"},
-		{`{"k":"a","\u212a":"b"}`, "\u212a"}, // KELVIN SIGN folds to k, as encoding/json matches it
-		{`{"s":1,"\u017f":2}`, "\u017f"},     // LATIN SMALL LETTER LONG S folds to s
-		{`{"a":{"b":1},"b":2}`, ""},          // one name per object
-		{`{"a":[{"b":1},{"b":2}]}`, ""},      // two objects in an array
-		{`{"a":[{"b":1,"c":{},"b":2}]}`, "b"},
-		{`{"a":{},"a":[]}`, "a"},
-		{`{"a":"x","b":{"a":"y"},"a":"z"}`, "a"},
-		{`[{"a":1},{"a":1}]`, ""},
-		{`{"a":"b","b":"a"}`, ""}, // a name as a value is not a name
-		{`{"a":1,"a":`, "a"},      // found before the error
-		{`{"a":`, ""},
-		{`not json`, ""},
-		{``, ""},
-	} {
-		if got := duplicateMember([]byte(tt.body)); got != tt.want {
-			t.Errorf("duplicateMember(%s) = %q; want %q", tt.body, got, tt.want)
-		}
-	}
-}
-
-// A body that names a member twice is refused, whatever the route, in
-// JSON and in forms: the handler must not pick one of two answers.
-func TestDuplicateMembersAreRefused(t *testing.T) {
-	a, _, token := loggedIn(t)
-	for _, tt := range []struct {
-		method, path, contentType, body string
-	}{
-		{"POST", "/login", jsonCT, `{"code":"a","code":"b"}`},
-		{"POST", "/login", "application/x-www-form-urlencoded", "code=a&code=b"},
-		{"PATCH", "/user", jsonCT, `{"nickname":"a","nickName":"b"}`},
-		{"POST", "/user/userinfo", jsonCT, `{"rawData":"{}","signature":"x","rawData":"{}"}`},
-		{"POST", "/user/phone", jsonCT, `{"code":"a","code":"b"}`},
-	} {
-		got := call(t, a.handler, tt.method, tt.path, tt.body, "Content-Type", tt.contentType, "token", token)
-		if got.code != http.StatusBadRequest || got.env.Status != statusBadRequest || !strings.Contains(got.env.Msg, "不止一次") {
-			t.Errorf("%s %s %s = %d %s; want 400, status 1, naming the repeated member", tt.method, tt.path, tt.body, got.code, got.raw)
-		}
-	}
-	if got := call(t, a.handler, "GET", "/user", "", "Authorization", "Bearer "+token, "token", token); got.env.Status != statusOK {
-		t.Errorf("GET /user with the token in both headers = %s; want it to pass, as the headers differ", got.raw)
-	}
-}
-
 // FuzzAnyRequest sends any method, target, Content-Type and body to wxlogin
 // as mock mode serves it (its routes, the fake under /mock/ and the
 // teaching page), with or without a live token. Whatever arrives, no reply
@@ -1448,11 +1120,9 @@ func TestDuplicateMembersAreRefused(t *testing.T) {
 // have no target of their own (claims, logout, /mock/faults and the fake's
 // server API) and every path trick the mux has to handle.
 func FuzzAnyRequest(f *testing.F) {
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-	a := newTestApp(f, fake.routes(), "/mock/api")
-	apps := appSet{"wxapp": {ID: "wxapp", Name: "Test app", wx: a.wx}}
-	h := newServer(discardLogger(), apps, a.users, a.tokens, nil, nil, fake)
-	token := login(f, h, fake.issueCode("wxapp", "alice"))
+	a := newTestApp(f, appOptions{mock: true, quiet: true})
+	fake, h := a.fake, a.handler
+	token := a.login(f, "wxapp", "alice")
 	for _, seed := range []struct {
 		method, target, contentType, body string
 	}{

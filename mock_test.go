@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -194,29 +193,6 @@ func FuzzFakeWxLogin(f *testing.F) {
 			t.Fatalf("wx.login(%q) = %d %+v", body, w.Code, got)
 		}
 	})
-}
-
-// jsonKeys lists the keys of a JSON object in order, each nested object's
-// keys right after its own, as "parent.child".
-func jsonKeys(t *testing.T, data []byte) []string {
-	t.Helper()
-	var keys []string
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.Token() // The opening brace.
-	for dec.More() {
-		k, _ := dec.Token()
-		var value json.RawMessage
-		if err := dec.Decode(&value); err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, k.(string))
-		if bytes.HasPrefix(value, []byte("{")) {
-			for _, sub := range jsonKeys(t, value) {
-				keys = append(keys, k.(string)+"."+sub)
-			}
-		}
-	}
-	return keys
 }
 
 func TestFakeUserInfoIsShapedAsWeChat(t *testing.T) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"net/http"
 	"os"
 	"regexp"
@@ -66,20 +65,13 @@ func TestScopeTableFollowsTheDocumentedList(t *testing.T) {
 
 func TestScopesRoute(t *testing.T) {
 	// Real mode: the table is not a demo, it is served everywhere.
-	a := newTestApp(t, http.NotFoundHandler(), "")
+	a := newTestApp(t, appOptions{wechat: http.NotFoundHandler()})
 	got := call(t, a.handler, http.MethodGet, "/scopes", "")
 	if got.code != http.StatusOK || got.env.Status != 0 {
 		t.Fatalf("GET /scopes = %d %s; want 200, status 0", got.code, got.raw)
 	}
-	var data struct {
-		Scopes []scopeInfo `json:"scopes"`
-		Source string      `json:"source"`
-	}
-	raw, _ := json.Marshal(got.env.Data)
-	if err := json.Unmarshal(raw, &data); err != nil {
-		t.Fatal(err)
-	}
-	if !slices.EqualFunc(data.Scopes, scopeTable(), func(a, b scopeInfo) bool { return a.Scope == b.Scope && a.Request == b.Request }) {
+	data := dataOf[scopesData](t, got)
+	if !slices.EqualFunc(data.Scopes, scopeTable(), func(a scopeData, b scopeInfo) bool { return a.Scope == b.Scope && a.Request == b.Request }) {
 		t.Errorf("GET /scopes = %+v; want the scope table", data.Scopes)
 	}
 	if !strings.HasPrefix(data.Source, "https://developers.weixin.qq.com/") {

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Every test the README's Security section cites exists, so that a claim
+// there cannot outlive the test behind it.
+func TestSecuritySectionCitesRealTests(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "\n## Security\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	cited := regexp.MustCompile("`((?:Test|Fuzz)[A-Za-z0-9]+)`").FindAllStringSubmatch(section, -1)
+	if len(cited) < 20 {
+		t.Fatalf("the Security section cites %d tests; want each claim backed by one", len(cited))
+	}
+	sources, _ := filepath.Glob("*_test.go")
+	var all []byte
+	for _, f := range sources {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, data...)
+	}
+	for _, m := range cited {
+		if !bytes.Contains(all, []byte("\nfunc "+m[1]+"(")) {
+			t.Errorf("README's Security section cites %s, which is not a test here", m[1])
+		}
+	}
+}
+
+// scripts/fuzz lets through a run that Go's own -fuzztime race ended
+// (go.dev/issue/75804) and fails every other failed run, as the README says.
+// The script runs in a tree of its own, with a stand-in go that answers as
+// the real one does in each case.
+func TestFuzzScriptTellsGosDeadlineRaceFromAFailure(t *testing.T) {
+	script, err := os.ReadFile("scripts/fuzz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const fakeGo = `#!/bin/sh
+if [ "$2" = "-list" ]; then echo FuzzX; exit 0; fi
+if [ -n "$WRITES" ]; then touch testdata/fuzz/FuzzX/new-input; fi
+printf '%s' "$OUTPUT"
+exit "$EXIT"
+`
+	const race = "fuzz: elapsed: 11s, execs: 33692 (0/sec), new interesting: 2 (total: 340)\n" +
+		"--- FAIL: FuzzX (11.05s)\n    context deadline exceeded\nFAIL\nexit status 1\n"
+	tests := []struct {
+		name   string
+		output string
+		exit   int
+		writes bool // the run saves an input under testdata/fuzz/FuzzX
+		pass   bool
+	}{
+		{"a clean run", "ok  \twxlogin\t10.1s\n", 0, false, true},
+		{"Go's race, nothing written", race, 1, false, true},
+		{"Go's race message, an input written", race, 1, true, false},
+		{"a failing input", "--- FAIL: FuzzX (1.00s)\n    x_test.go:5: boom\n    Failing input written to testdata/fuzz/FuzzX/abc\nFAIL\n", 1, true, false},
+		{"the race message after a failure", "--- FAIL: FuzzX (1.00s)\n    x_test.go:5: boom\n--- FAIL: FuzzX (11.05s)\n    context deadline exceeded\n", 1, false, false},
+		{"the race message before a failure", "--- FAIL: FuzzX (11.05s)\n    context deadline exceeded\n--- FAIL: FuzzX (0.00s)\n    x_test.go:5: boom\n", 1, false, false},
+		{"a failure with no message", "--- FAIL: FuzzX (11.05s)\nFAIL\n", 1, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for path, content := range map[string]string{
+				"scripts/fuzz": string(script), "bin/go": fakeGo, "testdata/fuzz/FuzzX/seed": "go test fuzz v1\n[]byte(\"\")\n",
+			} {
+				path = filepath.Join(dir, path)
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(content), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.Command("bash", filepath.Join(dir, "scripts", "fuzz"), "10s")
+			cmd.Env = append(os.Environ(), "PATH="+filepath.Join(dir, "bin")+":"+os.Getenv("PATH"),
+				"OUTPUT="+tt.output, "EXIT="+strconv.Itoa(tt.exit), "WRITES="+map[bool]string{true: "1"}[tt.writes])
+			out, err := cmd.CombinedOutput()
+			if passed := err == nil; passed != tt.pass {
+				t.Errorf("scripts/fuzz passed = %v (%v); want %v. It printed:\n%s", passed, err, tt.pass, out)
+			}
+			if tt.pass && tt.exit != 0 && !strings.Contains(string(out), "go.dev/issue/75804") {
+				t.Errorf("scripts/fuzz let Go's race through without naming it:\n%s", out)
+			}
+		})
+	}
+}
