@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,5 +100,113 @@ exit "$EXIT"
 				t.Errorf("scripts/fuzz let Go's race through without naming it:\n%s", out)
 			}
 		})
+	}
+}
+
+// readmeSection is the text of the README section with the given heading,
+// up to the next section.
+func readmeSection(t *testing.T, heading string) string {
+	t.Helper()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, found := strings.Cut(string(readme), "\n## "+heading+"\n")
+	if !found {
+		t.Fatalf("README has no section %q", heading)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	return section
+}
+
+// declaredNames is every name declared at the top of wxlogin's Go files,
+// methods and tests included, and its files other than tests.
+func declaredNames(t *testing.T) (names, files map[string]bool) {
+	t.Helper()
+	names, files = map[string]bool{}, map[string]bool{}
+	sources, _ := filepath.Glob("*.go")
+	fset := token.NewFileSet()
+	for _, path := range sources {
+		if !strings.HasSuffix(path, "_test.go") {
+			files[path] = true
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			switch d := d.(type) {
+			case *ast.FuncDecl:
+				names[d.Name.Name] = true
+			case *ast.GenDecl:
+				for _, s := range d.Specs {
+					switch s := s.(type) {
+					case *ast.TypeSpec:
+						names[s.Name.Name] = true
+					case *ast.ValueSpec:
+						for _, n := range s.Names {
+							names[n.Name] = true
+						}
+					}
+				}
+			}
+		}
+	}
+	return names, files
+}
+
+// The README's walk through one login names functions, types and files
+// that exist, so that it cannot outlive a rename. A name in backticks with
+// no space, slash or underscore is a Go name (protocol names, such as
+// session_key, have underscores); one ending in .go is a file.
+func TestReadTheCodeNamesRealFunctions(t *testing.T) {
+	section := readmeSection(t, "Read the code")
+	names, files := declaredNames(t)
+	quoted := regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(section, -1)
+	checked := 0
+	for _, m := range quoted {
+		name := m[1]
+		switch {
+		case strings.HasSuffix(name, ".go"):
+			if !files[name] {
+				t.Errorf("Read the code names %s, which is not a file of wxlogin", name)
+			}
+		case strings.ContainsAny(name, " /_.") || !regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*$`).MatchString(name):
+		case !names[name]:
+			t.Errorf("Read the code names %s, which wxlogin does not declare", name)
+		default:
+			checked++
+		}
+	}
+	if checked < 25 {
+		t.Errorf("Read the code names %d of wxlogin's functions and types; want the whole login, about 25", checked)
+	}
+}
+
+// The README's file table lists every Go file of wxlogin, and no other.
+func TestFileTableListsEveryFile(t *testing.T) {
+	section := readmeSection(t, "Development")
+	_, table, _ := strings.Cut(section, "| file | what it holds |")
+	listed := map[string]bool{}
+	rows := strings.Split(table, "\n")
+	for _, line := range rows[min(2, len(rows)):] { // after the header's end and the |---| line
+		if !strings.HasPrefix(line, "| ") {
+			break
+		}
+		first, _, _ := strings.Cut(strings.TrimPrefix(line, "| "), " |")
+		for _, m := range regexp.MustCompile("`([a-z]+\\.go)`").FindAllStringSubmatch(first, -1) {
+			listed[m[1]] = true
+		}
+	}
+	_, files := declaredNames(t)
+	for f := range files {
+		if !listed[f] {
+			t.Errorf("README's file table does not list %s", f)
+		}
+	}
+	for f := range listed {
+		if !files[f] {
+			t.Errorf("README's file table lists %s, which does not exist", f)
+		}
 	}
 }

@@ -177,6 +177,8 @@ func TestParseOpenDataIsExact(t *testing.T) {
 		{"appid in another case", `{"openId":"o-alice","watermark":{"timestamp":1,"AppId":"wxapp"}}`, false, "数据水印的 appid 不是本小程序"},
 		{"openId in another case", `{"OpenId":"o-alice",` + wm + `}`, false, "解密数据缺少 openId"},
 		{"openId repeated", `{"openId":"o-bob","openId":"o-alice",` + wm + `}`, false, errUndecryptable.check},
+		{"openId repeated in another case", `{"openId":"o-alice","OpenId":"o-bob",` + wm + `}`, false, errUndecryptable.check},
+		{"a key repeated in the watermark", `{"openId":"o-alice","watermark":{"appid":"wxother","appid":"wxapp"}}`, false, errUndecryptable.check},
 		{"openId not a string", `{"openId":1,` + wm + `}`, false, "解密数据中的 openId 不是字符串"},
 		{"gender out of range", `{"openId":"o-alice","gender":3,` + wm + `}`, false, "解密数据中的 gender 不是 0、1 或 2"},
 		{"trailing data", `{"openId":"o-alice",` + wm + `}x`, false, errUndecryptable.check},
