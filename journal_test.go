@@ -2,10 +2,15 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"iter"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -36,11 +41,110 @@ func TestUserStoreFilesArePrivate(t *testing.T) {
 
 // compactOnNextWrite makes the store's next write start a snapshot, after
 // waiting for any snapshot still being written.
-func compactOnNextWrite(s *userStore) {
-	s.journal.compactions.Wait()
-	s.journal.flushMu.Lock()
-	defer s.journal.flushMu.Unlock()
-	s.journal.compactAt = 0
+func compactOnNextWrite(s *userStore) { compactJournalOnNextWrite(s.journal) }
+
+// compactJournalOnNextWrite makes j's next flush start a snapshot, after
+// waiting for any snapshot still being written.
+func compactJournalOnNextWrite(j *journal) {
+	j.compactions.Wait()
+	j.flushMu.Lock()
+	defer j.flushMu.Unlock()
+	j.compactAt = 0
+}
+
+// noteOwner is an owner of a journal other than the user store: a map of
+// notes, one line per note set, the last line of a note winning. It shows
+// that the journal knows lines, not users.
+type noteOwner struct {
+	mu    sync.Mutex // guards notes and the order of appends
+	notes map[string]string
+	hold  chan struct{} // if set, a snapshot waits for it before its first line
+}
+
+type noteLine struct{ Key, Value string }
+
+func (o *noteOwner) snapshot() iter.Seq[[]byte] {
+	o.mu.Lock()
+	lines := make([][]byte, 0, len(o.notes))
+	for k, v := range o.notes {
+		line, _ := json.Marshal(noteLine{k, v})
+		lines = append(lines, append(line, '\n'))
+	}
+	hold := o.hold
+	o.mu.Unlock()
+	return func(yield func([]byte) bool) {
+		if hold != nil {
+			<-hold
+		}
+		for _, line := range lines {
+			if !yield(line) {
+				return
+			}
+		}
+	}
+}
+
+func (o *noteOwner) open(t *testing.T, dir string) *journal {
+	t.Helper()
+	j, err := openJournal(dir, "notes", o.snapshot, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.notes = map[string]string{}
+	parse := func(line []byte) (noteLine, error) {
+		var n noteLine
+		return n, decodeStrict(line, &n)
+	}
+	apply := func(n noteLine) error { o.notes[n.Key] = n.Value; return nil }
+	if err := replayJournal(j, parse, apply); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.close() })
+	return j
+}
+
+func (o *noteOwner) set(t *testing.T, j *journal, key, value string) {
+	t.Helper()
+	o.mu.Lock()
+	o.notes[key] = value
+	line, _ := json.Marshal(noteLine{key, value})
+	b := j.append(append(line, '\n'))
+	o.mu.Unlock()
+	if err := j.wait(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestJournalKeepsAnyOwnersLines(t *testing.T) {
+	dir := t.TempDir()
+	o := &noteOwner{}
+	j := o.open(t, dir)
+	want := map[string]string{}
+	for i := range 30 {
+		if i%10 == 5 {
+			compactJournalOnNextWrite(j)
+		}
+		key, value := fmt.Sprint("note-", i%7), fmt.Sprint("value-", i)
+		o.set(t, j, key, value)
+		want[key] = value
+	}
+	compactJournalOnNextWrite(j) // waits for the last snapshot
+	if err := j.close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	for i, f := range files {
+		files[i] = filepath.Base(f)
+	}
+	if !slices.Equal(files, []string{"notes.journal.000004.jsonl", "notes.snapshot.jsonl"}) {
+		t.Errorf("files %v; want the owner's snapshot and its newest journal, named for it", files)
+	}
+
+	reopened := &noteOwner{}
+	reopened.open(t, dir)
+	if !maps.Equal(reopened.notes, want) {
+		t.Errorf("replayed notes %v; want %v", reopened.notes, want)
+	}
 }
 
 func TestUserStoreCompaction(t *testing.T) {
@@ -238,4 +342,25 @@ func FuzzOpenJournal(f *testing.F) {
 			t.Fatalf("second load has %d users; first had %d", s.count(), n)
 		}
 	})
+}
+
+// A line is durable when wait returns, also when its flush started a
+// snapshot that is still being written: a start-up from the files as they
+// are then (as after a kill -9) has it.
+func TestJournalLineIsDurableWhileASnapshotIsWritten(t *testing.T) {
+	dir := t.TempDir()
+	o := &noteOwner{hold: make(chan struct{})}
+	j := o.open(t, dir)
+	o.set(t, j, "before", "1")
+	compactJournalOnNextWrite(j)
+	o.set(t, j, "starts the snapshot", "2")
+	o.set(t, j, "after", "3")
+
+	crashed := &noteOwner{}
+	crashed.open(t, dir)
+	want := map[string]string{"before": "1", "starts the snapshot": "2", "after": "3"}
+	if !maps.Equal(crashed.notes, want) {
+		t.Errorf("while the snapshot is written, the files hold %v; want %v", crashed.notes, want)
+	}
+	close(o.hold)
 }
