@@ -165,11 +165,18 @@ func encryptOpenData(sessionKey string, plain, iv []byte) (encryptedData string,
 // jsonFields decodes a JSON object into a map of its members' raw values.
 // Unlike encoding/json's struct decoding, which matches names without regard
 // to case and lets a repeated key win silently, it keeps names exact and
-// refuses repeats: either would let a changed ciphertext pass as WeChat's.
+// refuses repeats, at any depth: either would let a changed ciphertext pass
+// as WeChat's.
 func jsonFields(data []byte) (map[string]json.RawMessage, error) {
 	if name := duplicateMember(data); name != "" {
 		return nil, fmt.Errorf("key %q repeated", name)
 	}
+	return nestedFields(data)
+}
+
+// nestedFields is jsonFields for an object inside data that jsonFields has
+// read: its repeats are checked already.
+func nestedFields(data []byte) (map[string]json.RawMessage, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil {
 		return nil, err
@@ -228,7 +235,7 @@ func (d openData) int(name string) (int64, error) {
 
 // object reads a nested object field.
 func (d openData) object(name string) (openData, error) {
-	fields, err := jsonFields(d[name])
+	fields, err := nestedFields(d[name])
 	if err != nil {
 		return nil, checkFailed("解密数据中的 %s 不是对象", name)
 	}
@@ -414,7 +421,7 @@ func parseWeRun(plain []byte, appID string) ([]stepInfo, error) {
 	}
 	steps := make([]stepInfo, 0, len(items))
 	for _, raw := range items {
-		fields, err := jsonFields(raw)
+		fields, err := nestedFields(raw)
 		if err != nil {
 			return nil, checkFailed("stepInfoList 中有不是对象的项")
 		}

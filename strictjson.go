@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 )
 
 // This file reads JSON strictly: every body a client sends, the data
@@ -45,51 +46,107 @@ func decodeStrict(data []byte, v any) error {
 func duplicateMember(data []byte) string {
 	// Every member has a colon after its name, and colons in strings only
 	// add to the count: with one colon at most, there is one member at most.
-	// Most logins are {"code": "…"}, and skip the full scan (BENCHMARKS.md,
+	// Most logins are {"code": "…"}, and skip the scan (BENCHMARKS.md,
 	// logins).
 	if bytes.Count(data, []byte(":")) < 2 {
 		return ""
 	}
-	// One frame per open object or array; an object's frame holds the
-	// names seen and whether a name comes next.
-	type frame struct {
-		names    map[string]bool
-		nameNext bool
-	}
-	var stack []*frame
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber() // Numbers are skipped; this keeps them from being parsed as floats.
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return ""
-		}
-		if n := len(stack); n > 0 && stack[n-1].nameNext {
-			if name, ok := tok.(string); ok {
-				top, folded := stack[n-1], foldName(name)
-				if top.names[folded] {
+	// The scan reads only what tells names apart: brackets, commas and
+	// strings. Text that is not JSON may give any answer here, and the
+	// decoder then refuses it.
+	var open []memberSet // one per object or array open at i
+	nameNext := false    // the next string is a member name
+	for i := 0; i < len(data); i++ {
+		switch data[i] {
+		case '{':
+			open = append(open, memberSet{object: true})
+			nameNext = true
+		case '[':
+			open = append(open, memberSet{})
+			nameNext = false
+		case '}', ']':
+			if len(open) == 0 {
+				return ""
+			}
+			open = open[:len(open)-1]
+			nameNext = false
+		case ',':
+			nameNext = len(open) > 0 && open[len(open)-1].object
+		case '"':
+			end := closingQuote(data, i)
+			if end < 0 {
+				return ""
+			}
+			if nameNext {
+				name := unquoteName(data[i : end+1])
+				if open[len(open)-1].add(name) {
 					return name
 				}
-				top.names[folded], top.nameNext = true, false
-				continue
+				nameNext = false
 			}
-			// Otherwise the token is the object's '}'.
-		}
-		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, &frame{names: map[string]bool{}, nameNext: true})
-			continue
-		case json.Delim('['):
-			stack = append(stack, &frame{})
-			continue
-		case json.Delim('}'), json.Delim(']'):
-			stack = stack[:len(stack)-1]
-		}
-		// A value has ended: in an object, a name comes next.
-		if n := len(stack); n > 0 && stack[n-1].names != nil {
-			stack[n-1].nameNext = true
+			i = end
 		}
 	}
+	return ""
+}
+
+// closingQuote is the index of the quote that ends the string starting at
+// data[start], or -1 if the string does not end.
+func closingQuote(data []byte, start int) int {
+	for j := start + 1; j < len(data); j++ {
+		switch data[j] {
+		case '\\':
+			j++
+		case '"':
+			return j
+		}
+	}
+	return -1
+}
+
+// unquoteName is the name a JSON string stands for, as encoding/json reads
+// it (escapes decoded, invalid UTF-8 replaced).
+func unquoteName(quoted []byte) string {
+	if bytes.IndexByte(quoted, '\\') < 0 && utf8.Valid(quoted) {
+		return string(quoted[1 : len(quoted)-1])
+	}
+	var name string
+	if err := json.Unmarshal(quoted, &name); err != nil {
+		return string(quoted) // Not a JSON string: the decoder refuses the text.
+	}
+	return name
+}
+
+// memberSet is the names of one object's members seen so far, compared as
+// strings.EqualFold does; an array has none.
+type memberSet struct {
+	object bool
+	names  []string        // while there are few: compared one by one
+	folded map[string]bool // foldName of each, once there are many
+}
+
+// add adds name, and reports whether the object already has it.
+func (m *memberSet) add(name string) (repeated bool) {
+	if m.folded != nil {
+		f := foldName(name)
+		repeated = m.folded[f]
+		m.folded[f] = true
+		return repeated
+	}
+	for _, seen := range m.names {
+		if strings.EqualFold(seen, name) {
+			return true
+		}
+	}
+	m.names = append(m.names, name)
+	if len(m.names) > 16 { // Comparing each name with all the others would grow as their square.
+		m.folded = make(map[string]bool, 2*len(m.names))
+		for _, seen := range m.names {
+			m.folded[foldName(seen)] = true
+		}
+		m.names = nil
+	}
+	return false
 }
 
 // foldName maps every rune of name to the smallest rune it is equal to
