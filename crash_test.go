@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -125,7 +126,7 @@ func TestKill9KeepsEveryAcknowledgedWrite(t *testing.T) {
 // to just short of the journal size at which it writes its first snapshot.
 func seedNearCompaction(t *testing.T, dir string) {
 	t.Helper()
-	s, err := openUserStore(dir, time.Now, discardLogger())
+	s, err := openUserStore(dir, testMeta, time.Now, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,12 +140,13 @@ func seedNearCompaction(t *testing.T, dir string) {
 
 // checkStoreAfterCrash opens the store in dir as a restart would (which
 // cuts a torn last line) and then reads its files line by line with
-// encoding/json, independently of the store's own reader. It counts the
-// acknowledged users and claims that are missing or changed, and the users
-// and claims stored twice; it fails the test if the files do not parse.
+// hash/crc32 and encoding/json, independently of the store's own reader. It
+// counts the acknowledged users and claims that are missing or changed, and
+// the users and claims stored twice; it fails the test if a line does not
+// check out.
 func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, claimed map[int64]bool) (lost, duplicates int) {
 	t.Helper()
-	s, err := openUserStore(dir, time.Now, discardLogger())
+	s, err := openUserStore(dir, testMeta, time.Now, discardLogger())
 	if err != nil {
 		t.Fatalf("the store does not load: %v", err)
 	}
@@ -162,15 +164,24 @@ func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, clai
 			t.Fatal(err)
 		}
 		lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
-		for i, line := range lines[1:] { // the first line is the header
+		for i, framed := range lines[1:] { // the first line is the header
+			// "r <crc32c> <record>" or, last, "t <crc32c> <trailer>".
+			kind, rest, _ := strings.Cut(framed, " ")
+			sum, line, _ := strings.Cut(rest, " ")
+			if want := fmt.Sprintf("%08x", crc32.Checksum([]byte(kind+line), crc32.MakeTable(crc32.Castagnoli))); sum != want {
+				t.Fatalf("%s:%d: checksum %q; the line's is %s", path, i+2, sum, want)
+			}
+			if kind == "t" && i == len(lines)-2 {
+				continue
+			}
 			var rec struct {
 				ID     int64  `json:"id"`
 				AppID  string `json:"appid"`
 				OpenID string `json:"openid"`
 				Claim  *claimRecord
 			}
-			if err := json.Unmarshal([]byte(line), &rec); err != nil {
-				t.Fatalf("%s:%d does not parse: %v", path, i+2, err)
+			if err := json.Unmarshal([]byte(line), &rec); kind != "r" || err != nil {
+				t.Fatalf("%s:%d does not parse as a record (kind %s): %v", path, i+2, kind, err)
 			}
 			if c := rec.Claim; c != nil {
 				key := fmt.Sprint(c.UserID, "/", c.Name)

@@ -748,10 +748,14 @@ func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // textLogger logs to w as wxlogin does.
 func textLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
+// testMeta is what the stores of tests record of their configuration:
+// mock mode, as the servers tests start are in, with its one app.
+var testMeta = storeMeta{Mode: modeMock, AppIDs: []string{mockAppID}}
+
 // openTestStore opens a user store in dir, closing it when the test ends.
 func openTestStore(t testing.TB, dir string, now func() time.Time) *userStore {
 	t.Helper()
-	s, err := openUserStore(dir, now, discardLogger())
+	s, err := openUserStore(dir, testMeta, now, discardLogger())
 	if err != nil {
 		t.Fatalf("openUserStore(%s) = %v", dir, err)
 	}

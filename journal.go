@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,16 +22,18 @@ import (
 // This file is the journal: a durable log of lines, which the user store
 // keeps its records in. It knows lines, not what they mean. Its owner
 // writes each change as one line, and at start-up gets every line back, in
-// order, to rebuild its state from.
+// order, to rebuild its state from. The format of its files, each line
+// with its checksum, is journalformat.go's.
 //
 // The journal keeps two kinds of file in its directory, named for its owner
-// (here "users"), each starting with a header line that names its format:
+// (here "users"):
 //
 //   - users.journal.<generation>.jsonl: lines are appended to the newest
 //     generation. A line is durable once wait returns for its batch: each
 //     flush writes and fsyncs every line appended since the previous one,
 //     so owners that arrive while a flush is under way share the next
-//     one (group commit).
+//     one (group commit). The generations run on from the snapshot without
+//     a gap, each sealed with a trailer when writes move to the next.
 //   - users.snapshot.jsonl: the owner's whole state as lines, written
 //     atomically (temp file, fsync, rename, fsync of the directory) when the
 //     journals have grown as large as the last snapshot. Its header names
@@ -39,9 +43,11 @@ import (
 // every line of the generations it replaces, and may hold the effect of
 // lines that are also in the journal after it; so the owner's lines must be
 // replayable twice, the last line about a thing winning. A crash can only
-// cut the end of the newest journal, a batch that was never acknowledged:
-// replay truncates a partial last line there and logs it, and reports any
-// other damage as an error naming the file and line.
+// cut the end of the newest journal, a batch that was never acknowledged,
+// or leave a new generation that has nothing but its header: replay
+// removes those and logs it. Anything else that does not check out, a
+// line changed on disk, a file cut short or missing, a file of another
+// store, is an error naming the file and line.
 
 // Sizes of the journal: a snapshot is not written for less than
 // minCompactBytes of journal, and no line may be longer than maxLineBytes.
@@ -50,35 +56,40 @@ const (
 	maxLineBytes    = 256 << 10
 )
 
-// fileHeader is the first line of every journal and snapshot.
-type fileHeader struct {
-	Format  string `json:"format"`
-	Version int    `json:"version"`
-	// Generation is a journal's own number, or for a snapshot the newest
-	// journal generation whose lines it includes.
-	Generation int64 `json:"generation"`
-}
-
 // errJournalClosed is what writes get after close.
 var errJournalClosed = errors.New("the store is closed")
 
 // batch is a group of lines written with one fsync.
 type batch struct {
-	buf  []byte
-	done bool  // set, with err, by the flush that wrote buf
-	err  error // guarded by journal.flushMu, like done
+	buf  []byte   // framed lines
+	sums []uint32 // their checksums, for the file's trailer
+	done bool     // set, with err, by the flush that wrote buf
+	err  error    // guarded by journal.flushMu, like done
+}
+
+// journalOptions are what an owner tells openJournal.
+type journalOptions struct {
+	// meta is the owner's, written in the header of every file the journal
+	// creates; replay hands back what the newest file holds.
+	meta json.RawMessage
+	// snapshot is the owner's state as lines, for a snapshot file. It must
+	// copy the state when it is called, a state that includes every line
+	// appended before the call; the lines are written out later, while
+	// appends go on.
+	snapshot func() iter.Seq[[]byte]
+	// readOnly is for checking a store: replay changes nothing on disk, and
+	// what it would repair it lists in notes instead.
+	readOnly bool
+	log      *slog.Logger
 }
 
 // journal is the durable log of one owner's lines in dir.
 type journal struct {
 	dir  string
 	name string // the owner's, in every file name: "users"
-	log  *slog.Logger
-	// snapshot is the owner's state as lines, for a snapshot file. It must
-	// copy the state when it is called, a state that includes every line
-	// appended before the call; the lines are written out later, while
-	// appends go on.
-	snapshot func() iter.Seq[[]byte]
+	journalOptions
+	// fault, in tests, fails the step of a rotation it names (see step).
+	fault func(step string) error
 
 	mu      sync.Mutex // guards pending and failed
 	pending *batch     // lines appended since the last flush began
@@ -90,28 +101,30 @@ type journal struct {
 	flushMu     sync.Mutex // held by the one goroutine writing a batch; guards the fields below
 	file        *os.File   // the newest generation; nil before replay and after close
 	gen         int64
-	size        int64 // bytes in generations newer than the snapshot
-	compactAt   int64 // size at which to write a new snapshot
+	tally       lineTally // the newest generation's lines, for its trailer
+	size        int64     // bytes in generations newer than the snapshot
+	compactAt   int64     // size at which to write a new snapshot
 	compacting  bool
 	compactions sync.WaitGroup // the background snapshot writer, waited for by close
 
-	// What openJournal found, for replayJournal.
+	// What openJournal and replayJournal found.
+	store        string          // the id in every header of this store's files
+	storedMeta   json.RawMessage // the owner's meta in the newest file read
 	haveSnapshot bool
 	gens         []int64 // the journal generations on disk, ascending
 	storedBytes  int64
+	notes        []string // what replay repaired or, read-only, would repair
 }
 
 // openJournal finds the files of name's journal in dir, creating dir if
-// needed and removing a snapshot whose writer died before renaming it. The
-// journal takes appends once replayJournal has read it back.
-func openJournal(dir, name string, snapshot func() iter.Seq[[]byte], log *slog.Logger) (*journal, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
+// needed. The journal takes appends once replayJournal has read it back.
+func openJournal(dir, name string, opts journalOptions) (*journal, error) {
+	if !opts.readOnly {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
 	}
-	j := &journal{
-		dir: dir, name: name, log: log, snapshot: snapshot,
-		pending: &batch{}, compactAt: minCompactBytes,
-	}
+	j := &journal{dir: dir, name: name, journalOptions: opts, pending: &batch{}, compactAt: minCompactBytes}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -125,9 +138,11 @@ func openJournal(dir, name string, snapshot func() iter.Seq[[]byte], log *slog.L
 		switch {
 		case name == j.snapshotName():
 			j.haveSnapshot = true
-		case strings.HasPrefix(name, "."+j.snapshotName()+".tmp"):
-			// A snapshot whose writer died before the rename; it was never in use.
-			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+		case strings.HasPrefix(name, "."+j.name+".") && strings.Contains(name, ".tmp"):
+			// A snapshot or a new journal whose writer died before renaming
+			// it into place: it was never in use.
+			path := filepath.Join(dir, name)
+			if err := j.repair("remove "+path+", a temporary file left by a crash", func() error { return os.Remove(path) }); err != nil {
 				return nil, err
 			}
 		case isJournal:
@@ -140,6 +155,17 @@ func openJournal(dir, name string, snapshot func() iter.Seq[[]byte], log *slog.L
 	}
 	slices.Sort(j.gens)
 	return j, nil
+}
+
+// repair does what replay must change on disk, and logs it; read-only, it
+// only notes it.
+func (j *journal) repair(what string, do func() error) error {
+	j.notes = append(j.notes, what)
+	if j.readOnly {
+		return nil
+	}
+	j.log.Warn("journal: " + what)
+	return do()
 }
 
 // The names and formats of the journal's files.
@@ -167,106 +193,291 @@ func (j *journal) generationOf(path string) (int64, error) {
 func replayJournal[R any](j *journal, parse func(line []byte) (R, error), apply func(R) error) error {
 	through := int64(0)
 	if j.haveSnapshot {
-		h, size, err := replayFile(j, filepath.Join(j.dir, j.snapshotName()), j.snapshotFormat(), false, parse, apply)
+		path := filepath.Join(j.dir, j.snapshotName())
+		f, err := replayFile(j, path, j.snapshotFormat(), false, parse, apply)
 		if err != nil {
 			return err
 		}
-		through = h.Generation
-		j.compactAt = max(minCompactBytes, size)
+		if f.header.Version >= 2 && !f.sealed {
+			return fmt.Errorf("%s: cut short: a snapshot ends with a trailer, and this one has none", path)
+		}
+		through = f.header.Generation
+		j.compactAt = max(minCompactBytes, f.size)
 	}
-	for i, gen := range j.gens {
+	gens := slices.DeleteFunc(slices.Clone(j.gens), func(gen int64) bool { return gen <= through })
+	for _, gen := range j.gens[:len(j.gens)-len(gens)] {
+		// Already in the snapshot; a crash came between its rename and the removal.
 		path := j.journalPath(gen)
-		if gen <= through {
-			// Already in the snapshot; a crash came between its rename and this removal.
-			if err := os.Remove(path); err != nil {
-				return err
-			}
-			continue
+		if err := j.repair("remove "+path+", which the snapshot includes", func() error { return os.Remove(path) }); err != nil {
+			return err
 		}
-		h, size, err := replayFile(j, path, j.journalFormat(), i == len(j.gens)-1, parse, apply)
+	}
+	gens, err := j.dropInterruptedRotation(gens)
+	if err != nil {
+		return err
+	}
+	if err := j.checkSequence(gens, through); err != nil {
+		return err
+	}
+	var newest replayedFile
+	for i, gen := range gens {
+		path, last := j.journalPath(gen), i == len(gens)-1
+		f, err := replayFile(j, path, j.journalFormat(), last, parse, apply)
 		if err != nil {
 			return err
 		}
-		if h.Generation != gen {
-			return fmt.Errorf("%s:1: header says generation %d", path, h.Generation)
+		if f.header.Generation != gen {
+			return fmt.Errorf("%s:1: header says generation %d", path, f.header.Generation)
 		}
-		j.size += size
-		j.gen = gen
+		switch {
+		case f.header.Version >= 2 && !last && !f.sealed:
+			return fmt.Errorf("%s: not sealed, yet journal %d follows it: a journal was added or its end was cut", path, gen+1)
+		case f.header.Version >= 2 && last && f.sealed:
+			return fmt.Errorf("%s: sealed, so journal %d followed it; that journal is missing", path, gen+1)
+		}
+		j.size += f.size
+		j.gen, newest = gen, f
 	}
-	var err error
-	if j.gen == 0 {
+	if j.readOnly {
+		return nil
+	}
+	switch {
+	case len(gens) == 0:
+		j.file, err = j.createJournal(through + 1)
 		j.gen = through + 1
-		j.file, err = j.createJournal(j.gen)
-	} else {
+		j.size = int64(len(encodeHeader(j.header(j.gen))))
+	case newest.header.Version < 2:
+		// A journal of the earlier format is not appended to: writes go to
+		// a new generation in the current one.
+		j.file, err = j.createJournal(j.gen + 1)
+		j.gen++
+		j.size += int64(len(encodeHeader(j.header(j.gen))))
+	default:
 		j.file, err = os.OpenFile(j.journalPath(j.gen), os.O_WRONLY|os.O_APPEND, 0)
+		j.tally = newest.tally
 	}
 	return err
 }
 
-// replayFile applies the lines of one file and returns its header and
-// size. With tornTailOK (the newest journal), a last line without its
-// newline is a write cut off by a crash, never acknowledged: it is cut off
-// the file and logged. Anywhere else an incomplete line is damage, reported
-// as an error.
-func replayFile[R any](j *journal, path, format string, tornTailOK bool, parse func([]byte) (R, error), apply func(R) error) (fileHeader, int64, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+// header is the header of a new file of generation gen.
+func (j *journal) header(gen int64) fileHeader {
+	if j.store == "" {
+		j.store = randomText(8, hex.EncodeToString) // a store of the earlier format, or a new one
+	}
+	return fileHeader{Format: j.journalFormat(), Version: 2, Generation: gen, Store: j.store, Meta: j.meta}
+}
+
+// dropInterruptedRotation removes the newest journal when a rotation was
+// cut short: it holds nothing but its header (or less), and the journal
+// before it was never sealed, so no write went to it. (Journals of the
+// earlier format were never sealed, and never cut short so.) It returns
+// the generations left.
+func (j *journal) dropInterruptedRotation(gens []int64) ([]int64, error) {
+	if len(gens) < 2 {
+		return gens, nil
+	}
+	newest, previous := gens[len(gens)-1], gens[len(gens)-2]
+	empty, err := j.holdsNoLines(j.journalPath(newest))
+	if err != nil || !empty {
+		return gens, err
+	}
+	if sealed, err := j.endsSealed(j.journalPath(previous)); err != nil || sealed {
+		return gens, err
+	}
+	path := j.journalPath(newest)
+	err = j.repair("remove "+path+", left empty by a rotation cut short", func() error {
+		if err := os.Remove(path); err != nil {
+			return err
+		}
+		return syncDir(j.dir)
+	})
+	return gens[:len(gens)-1], err
+}
+
+// holdsNoLines reports whether the journal at path has no line after its
+// header: it is empty, holds only its header, or part of it.
+func (j *journal) holdsNoLines(path string) (bool, error) {
+	data, err := readAtMost(path, maxLineBytes)
 	if err != nil {
-		return fileHeader{}, 0, err
+		return false, err
+	}
+	first, rest, complete := bytes.Cut(data, []byte("\n"))
+	if !complete {
+		return true, nil // at most a header cut short
+	}
+	if _, err := parseHeader(append(first, '\n'), j.journalFormat()); err != nil {
+		return false, nil // damage, which replay reports
+	}
+	return len(rest) == 0, nil
+}
+
+// endsSealed reports whether the journal at path ends with a trailer, or is
+// of the earlier format, which has none.
+func (j *journal) endsSealed(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
 	}
 	defer f.Close()
-	r := bufio.NewReaderSize(f, maxLineBytes)
-	var h fileHeader
+	var first [1]byte
+	if _, err := f.ReadAt(first[:], 0); err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	if first[0] == '{' {
+		return true, nil // version 1
+	}
+	info, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	const tail = 512 // A trailer line is under 100 bytes.
+	start := max(0, info.Size()-tail)
+	data := make([]byte, info.Size()-start)
+	if _, err := f.ReadAt(data, start); err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	if !bytes.HasSuffix(data, []byte("\n")) {
+		return false, nil
+	}
+	lines := bytes.Split(data[:len(data)-1], []byte("\n"))
+	last := append(lines[len(lines)-1], '\n')
+	kind, _, _, err := readFramed(last)
+	return err == nil && kind == kindTrailer, nil
+}
+
+// checkSequence checks that the journals run on from the snapshot's
+// generation through the newest without a gap.
+func (j *journal) checkSequence(gens []int64, through int64) error {
+	if len(gens) == 0 && !j.haveSnapshot {
+		return nil // a new store
+	}
+	if len(gens) > 0 && gens[0] > 1 && !j.haveSnapshot {
+		return fmt.Errorf("%s: the first journal, yet not generation 1: the snapshot that held the journals before it is missing",
+			j.journalPath(gens[0]))
+	}
+	newest := through + 1 // a snapshot is only written once the generation after it exists
+	if len(gens) > 0 {
+		newest = gens[len(gens)-1]
+	}
+	for gen, i := through+1, 0; gen <= newest; gen++ {
+		if i < len(gens) && gens[i] == gen {
+			i++
+			continue
+		}
+		return fmt.Errorf("%s: missing: the journals run on from the snapshot through %d to %d, and this one is among them",
+			j.journalPath(gen), through, newest)
+	}
+	return nil
+}
+
+// replayedFile is what replayFile found in one file.
+type replayedFile struct {
+	header fileHeader
+	size   int64
+	tally  lineTally // its r lines
+	sealed bool      // it ends with a trailer that matches them
+}
+
+// replayFile applies the lines of one file. With newest (the newest
+// journal), a last line without its newline is a write cut off by a crash,
+// never acknowledged: it is cut off the file and logged, unless it is a
+// whole line whose newline was damaged. Anywhere else an incomplete line is
+// damage, reported as an error.
+func replayFile[R any](j *journal, path, format string, newest bool, parse func([]byte) (R, error), apply func(R) error) (replayedFile, error) {
+	flag := os.O_RDWR
+	if j.readOnly {
+		flag = os.O_RDONLY
+	}
+	file, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return replayedFile{}, err
+	}
+	defer file.Close()
+	r := bufio.NewReaderSize(file, maxLineBytes)
+	var f replayedFile
 	line, err := r.ReadSlice('\n')
 	switch {
 	case err == nil:
-		if h, err = parseHeader(line, format); err != nil {
-			return h, 0, fmt.Errorf("%s:1: %w", path, err)
+		if f.header, err = parseHeader(line, format); err != nil {
+			return f, fmt.Errorf("%s:1: %w", path, err)
 		}
-	case errors.Is(err, io.EOF) && tornTailOK:
-		// The process died before the new journal's header was written.
-		j.log.Warn("journal: rewriting a header cut off by a crash", "file", path, "bytes", len(line))
-		if h, err = j.repairHeader(f); err != nil {
-			return h, 0, fmt.Errorf("%s:1: %w", path, err)
+	case errors.Is(err, io.EOF) && newest:
+		// The process died before the new journal's header was written
+		// (a journal of the earlier format: these are now renamed into
+		// place complete).
+		if err := j.repair("rewrite the header of "+path+", cut off by a crash", func() error { return j.repairHeader(file) }); err != nil {
+			return f, fmt.Errorf("%s:1: %w", path, err)
 		}
-		return h, int64(len(encodeHeader(h))), nil
+		f.header = j.header(mustGeneration(j, path))
+		f.size = int64(len(encodeHeader(f.header)))
+		return f, nil
 	default:
-		return h, 0, fmt.Errorf("%s:1: %w", path, readLineError(err))
+		return f, fmt.Errorf("%s:1: %w", path, readLineError(err))
+	}
+	if err := j.adopt(f.header); err != nil {
+		return f, fmt.Errorf("%s:1: %w", path, err)
 	}
 
 	lines := make(chan []replayLine[R], 8)
 	stop := make(chan struct{})
 	var reader sync.WaitGroup
-	reader.Go(func() { readLines(r, parse, lines, stop) })
-	defer reader.Wait() // before f is closed
+	reader.Go(func() { readLines(r, f.header.Version >= 2, parse, lines, stop) })
+	defer reader.Wait() // before file is closed
 	defer close(stop)
 
-	offset := int64(len(line))
+	f.size = int64(len(line))
 	for batch := range lines {
 		for _, l := range batch {
 			switch {
 			case l.readErr == nil && l.parseErr == nil:
-				if err := apply(l.parsed); err != nil {
-					return h, 0, fmt.Errorf("%s:%d: %w", path, l.lineNo, err)
+				if l.trailer {
+					f.sealed = true
+				} else {
+					if err := apply(l.parsed); err != nil {
+						return f, fmt.Errorf("%s:%d: %w", path, l.lineNo, err)
+					}
+					f.tally.add(l.sum)
 				}
-				offset += int64(l.size)
+				f.size += int64(l.size)
 			case l.parseErr != nil:
-				return h, 0, fmt.Errorf("%s:%d: %w", path, l.lineNo, l.parseErr)
+				return f, fmt.Errorf("%s:%d: %w", path, l.lineNo, l.parseErr)
 			case errors.Is(l.readErr, io.EOF) && l.size == 0:
-				return h, offset, nil
-			case errors.Is(l.readErr, io.EOF) && tornTailOK:
-				j.log.Warn("journal: dropping an incomplete last line left by a crash; it was never acknowledged",
-					"file", path, "line", l.lineNo, "bytes", l.size)
-				if err := truncateDurably(f, offset); err != nil {
-					return h, 0, fmt.Errorf("%s:%d: %w", path, l.lineNo, err)
+				return f, nil
+			case errors.Is(l.readErr, io.EOF) && newest && !l.wholeLine:
+				what := fmt.Sprintf("drop the incomplete last line (%d bytes) of %s:%d, cut off by a crash; it was never acknowledged", l.size, path, l.lineNo)
+				if err := j.repair(what, func() error { return truncateDurably(file, f.size) }); err != nil {
+					return f, fmt.Errorf("%s:%d: %w", path, l.lineNo, err)
 				}
-				return h, offset, nil
+				return f, nil
+			case errors.Is(l.readErr, io.EOF) && l.wholeLine:
+				return f, fmt.Errorf("%s:%d: the last line's newline was changed on disk", path, l.lineNo)
 			default:
-				return h, 0, fmt.Errorf("%s:%d: %w", path, l.lineNo, readLineError(l.readErr))
+				return f, fmt.Errorf("%s:%d: %w", path, l.lineNo, readLineError(l.readErr))
 			}
 		}
 	}
 	// Unreachable: readLines always ends with a line carrying an error.
-	return h, 0, fmt.Errorf("%s: the line reader stopped without saying why", path)
+	return f, fmt.Errorf("%s: the line reader stopped without saying why", path)
+}
+
+// adopt checks that a file's header belongs with the files read before it,
+// and keeps its store id and the owner's meta.
+func (j *journal) adopt(h fileHeader) error {
+	if h.Version < 2 {
+		return nil
+	}
+	if j.store != "" && h.Store != j.store {
+		return fmt.Errorf("a file of another store (store %s; the files before it are of store %s)", h.Store, j.store)
+	}
+	j.store, j.storedMeta = h.Store, h.Meta
+	return nil
+}
+
+// mustGeneration is the generation in a journal's name, which openJournal
+// has checked.
+func mustGeneration(j *journal, path string) int64 {
+	gen, _ := j.generationOf(path)
+	return gen
 }
 
 // replayLine is one line of a file after its header, read and parsed.
@@ -274,22 +485,44 @@ type replayLine[R any] struct {
 	lineNo   int
 	size     int
 	parsed   R
+	sum      uint32 // an r line's checksum
+	trailer  bool   // the line is the file's trailer, and it matched
 	parseErr error
 	readErr  error // set on the last line only: io.EOF at the end of the file
+	// wholeLine marks a last line without its newline that is a whole line
+	// but for it, checksum and all: damage, not a write cut short.
+	wholeLine bool
 }
 
-// readLines reads lines from r, parses them, and sends them in batches, in
-// order, until a read error (io.EOF at the end), which it sends last, or
-// until stop is closed.
-func readLines[R any](r *bufio.Reader, parse func([]byte) (R, error), lines chan<- []replayLine[R], stop <-chan struct{}) {
+// readLines reads lines from r, checks their frames when framed, parses
+// them, and sends them in batches, in order, until a read error (io.EOF at
+// the end), which it sends last, or until stop is closed.
+func readLines[R any](r *bufio.Reader, framed bool, parse func([]byte) (R, error), lines chan<- []replayLine[R], stop <-chan struct{}) {
 	defer close(lines)
 	const batchSize = 256
 	batch := make([]replayLine[R], 0, batchSize)
+	var tally lineTally
+	sealed := false
 	for lineNo := 2; ; lineNo++ {
 		line, err := r.ReadSlice('\n')
 		l := replayLine[R]{lineNo: lineNo, size: len(line), readErr: err}
-		if err == nil {
+		switch {
+		case sealed && len(line) > 0:
+			l.parseErr = errors.New("a line after the trailer, which ends the file")
+		case err != nil:
+			if framed && len(line) > 0 {
+				_, _, _, frameErr := readFramed(append(bytes.Clone(line[:len(line)-1]), '\n'))
+				l.wholeLine = frameErr == nil
+			}
+		case !framed:
 			l.parsed, l.parseErr = parse(line)
+		default:
+			l.parsed, l.sum, l.trailer, l.parseErr = readLine(line, parse, tally)
+			if l.trailer {
+				sealed = true
+			} else if l.parseErr == nil {
+				tally.add(l.sum)
+			}
 		}
 		batch = append(batch, l)
 		if len(batch) == batchSize || err != nil || l.parseErr != nil {
@@ -306,6 +539,22 @@ func readLines[R any](r *bufio.Reader, parse func([]byte) (R, error), lines chan
 	}
 }
 
+// readLine checks a framed line and parses an r line's text; a trailer is
+// checked against tally, the lines before it.
+func readLine[R any](line []byte, parse func([]byte) (R, error), tally lineTally) (parsed R, sum uint32, trailer bool, err error) {
+	kind, text, sum, err := readFramed(line)
+	switch {
+	case err != nil:
+		return parsed, 0, false, err
+	case kind == kindTrailer:
+		return parsed, 0, true, checkTrailer(text, tally)
+	case kind == kindHeader:
+		return parsed, 0, false, errors.New("a header after the first line")
+	}
+	parsed, err = parse(text)
+	return parsed, sum, false, err
+}
+
 // readLineError says what a read error other than a clean end means.
 func readLineError(err error) error {
 	switch {
@@ -317,6 +566,16 @@ func readLineError(err error) error {
 	return err
 }
 
+// readAtMost reads up to n bytes from the start of the file at path.
+func readAtMost(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, n))
+}
+
 // truncateDurably cuts f to size and fsyncs it.
 func truncateDurably(f *os.File, size int64) error {
 	if err := f.Truncate(size); err != nil {
@@ -325,48 +584,28 @@ func truncateDurably(f *os.File, size int64) error {
 	return f.Sync()
 }
 
-// repairHeader rewrites the header of a journal whose header was cut off,
-// taking the generation from the file name.
-func (j *journal) repairHeader(f *os.File) (fileHeader, error) {
-	gen, err := j.generationOf(f.Name())
-	if err != nil {
-		return fileHeader{}, err
-	}
-	h := fileHeader{Format: j.journalFormat(), Version: 1, Generation: gen}
+// repairHeader rewrites the header of a journal whose header was cut off.
+func (j *journal) repairHeader(f *os.File) error {
 	if err := f.Truncate(0); err != nil {
-		return h, err
+		return err
 	}
-	if _, err := f.WriteAt(encodeHeader(h), 0); err != nil {
-		return h, err
+	if _, err := f.WriteAt(encodeHeader(j.header(mustGeneration(j, f.Name()))), 0); err != nil {
+		return err
 	}
-	return h, f.Sync()
-}
-
-func encodeHeader(h fileHeader) []byte {
-	line, _ := json.Marshal(h) // Cannot fail: fileHeader is plain data.
-	return append(line, '\n')
-}
-
-// parseHeader checks the first line of a file of the given format.
-func parseHeader(line []byte, format string) (fileHeader, error) {
-	var h fileHeader
-	if err := decodeStrict(line, &h); err != nil || h.Format != format {
-		return h, fmt.Errorf("not a wxlogin %s file", format)
-	}
-	if h.Version != 1 {
-		return h, fmt.Errorf("%s version %d is not supported by this wxlogin", format, h.Version)
-	}
-	return h, nil
+	return f.Sync()
 }
 
 // append queues line (a copy) for the next flush and returns the batch it
 // is in. The owner appends a change's line under the lock that guards the
 // change, once it is made: so lines are in the order of the changes, and a
-// snapshot taken after the append includes the change.
+// snapshot taken after the append includes the change. A line ends with
+// its newline and holds no other.
 func (j *journal) append(line []byte) *batch {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.pending.buf = append(j.pending.buf, line...)
+	var sum uint32
+	j.pending.buf, sum = appendFramed(j.pending.buf, kindRecord, line)
+	j.pending.sums = append(j.pending.sums, sum)
 	return j.pending
 }
 
@@ -383,6 +622,15 @@ func (j *journal) err() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.failed
+}
+
+// writeFailure is the write failure that made the journal refuse writes,
+// or nil: nil too once it is closed after none.
+func (j *journal) writeFailure() error {
+	if err := j.err(); !errors.Is(err, errJournalClosed) {
+		return err
+	}
+	return nil
 }
 
 // wait returns once b is durable, or with why it cannot be. The first
@@ -407,51 +655,69 @@ func (j *journal) flushLocked(b *batch) {
 	j.mu.Unlock()
 
 	if err == nil && !j.compacting && j.size >= j.compactAt {
-		// The snapshot is copied now, after b was taken: it includes every
-		// line of b, which goes to the new generation too.
-		j.startCompaction(j.snapshot())
+		err = j.rotate()
 	}
 	if err == nil {
-		err = j.write(b.buf)
+		err = j.write(b)
 	}
 	if err != nil {
-		j.mu.Lock()
-		if j.failed == nil {
-			j.failed = err
-		}
-		j.mu.Unlock()
+		j.fail(err)
 	}
 	b.done, b.err = true, err
 }
 
-func (j *journal) write(buf []byte) error {
-	if _, err := j.file.Write(buf); err != nil {
+// fail makes every later write fail with err. The first failure is logged,
+// at error level: the store is read-only until wxlogin restarts.
+func (j *journal) fail(err error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.failed == nil {
+		j.failed = err
+		j.log.Error("journal: a write failed, so no later write can be trusted to be durable; every write is refused until wxlogin restarts",
+			"err", err)
+	}
+}
+
+func (j *journal) write(b *batch) error {
+	if _, err := j.file.Write(b.buf); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	if err := j.file.Sync(); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	j.size += int64(len(buf))
+	j.size += int64(len(b.buf))
+	for _, sum := range b.sums {
+		j.tally.add(sum)
+	}
 	return nil
 }
 
-// startCompaction switches writes to a new journal generation and writes
-// lines as a snapshot in the background. flushMu is held. If the new
-// journal cannot be created, writes stay on the current one and compaction
-// is put off; the journal stays correct either way.
-func (j *journal) startCompaction(lines iter.Seq[[]byte]) {
+// rotate switches writes to a new journal generation and writes a
+// snapshot in the background. flushMu is held. The new generation is
+// created whole before the current one is sealed: if it cannot be, writes
+// stay on the current one and compaction is put off, to be tried again
+// later. A failure to seal is a failed write, which it returns.
+func (j *journal) rotate() error {
+	// The snapshot is copied first: the flush that called rotate has taken
+	// its batch, so the copy includes every line of it, and the batch goes
+	// to the new generation too.
+	lines := j.snapshot()
 	through := j.gen
 	next, err := j.createJournal(through + 1)
 	if err != nil {
 		j.log.Warn("journal: cannot start a new generation; compaction put off", "err", err)
 		j.compactAt = j.size + minCompactBytes
-		return
+		return nil
+	}
+	if err := j.step("seal", j.file, encodeTrailer(j.tally)); err != nil {
+		next.Close()
+		return fmt.Errorf("journal: sealing generation %d: %w", through, err)
 	}
 	if err := j.file.Close(); err != nil {
 		j.log.Warn("journal: closing the previous generation", "err", err)
 	}
-	j.file, j.gen = next, through+1
-	j.size = int64(len(encodeHeader(fileHeader{Format: j.journalFormat(), Version: 1, Generation: j.gen})))
+	j.file, j.gen, j.tally = next, through+1, lineTally{}
+	j.size = int64(len(encodeHeader(j.header(j.gen))))
 	j.compacting = true
 	j.compactions.Go(func() {
 		size, err := j.writeSnapshot(lines, through)
@@ -465,24 +731,84 @@ func (j *journal) startCompaction(lines iter.Seq[[]byte]) {
 		}
 		j.compactAt = max(minCompactBytes, size)
 	})
+	return nil
+}
+
+// step writes data to f and fsyncs it, as the step of a rotation so named.
+// A fault set for the step (tests only) writes half of data and fails, as a
+// disk that fills up in the middle of a write does.
+func (j *journal) step(name string, f *os.File, data []byte) error {
+	if j.fault != nil {
+		if err := j.fault(name); err != nil {
+			f.Write(data[:len(data)/2])
+			return err
+		}
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// failAt is the fault set for the step so named, or nil.
+func (j *journal) failAt(name string) error {
+	if j.fault == nil {
+		return nil
+	}
+	return j.fault(name)
+}
+
+// createJournal creates generation gen's file whole: its header is
+// written and fsync'd in a temporary file, which is renamed into place,
+// and the directory fsync'd. The file is open for appending.
+func (j *journal) createJournal(gen int64) (*os.File, error) {
+	path := j.journalPath(gen)
+	if err := j.failAt("create"); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(j.dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return nil, err
+	}
+	renamed := false
+	defer func() {
+		if !renamed {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := j.step("header", f, encodeHeader(j.header(gen))); err != nil {
+		return nil, err
+	}
+	if err := j.failAt("rename"); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return nil, err
+	}
+	renamed = true
+	if err := j.failAt("sync dir"); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := syncDir(j.dir); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // writeSnapshot writes lines atomically as the snapshot including journal
 // generation through, then deletes the journals it replaces.
 func (j *journal) writeSnapshot(lines iter.Seq[[]byte], through int64) (int64, error) {
+	if err := j.failAt("snapshot"); err != nil {
+		return 0, err
+	}
 	var size int64
 	err := writeFileAtomic(filepath.Join(j.dir, j.snapshotName()), func(w io.Writer) error {
-		bw := bufio.NewWriterSize(w, 1<<20)
-		header := encodeHeader(fileHeader{Format: j.snapshotFormat(), Version: 1, Generation: through})
-		size += int64(len(header))
-		bw.Write(header) // A write error sticks in bw, and Flush returns it.
-		for line := range lines {
-			size += int64(len(line))
-			if _, err := bw.Write(line); err != nil {
-				return err
-			}
-		}
-		return bw.Flush()
+		n, err := j.writeSnapshotTo(w, lines, through)
+		size = n
+		return err
 	})
 	if err != nil {
 		return 0, err
@@ -499,33 +825,40 @@ func (j *journal) writeSnapshot(lines iter.Seq[[]byte], through int64) (int64, e
 	return size, nil
 }
 
-// createJournal creates generation gen's file with its header and makes
-// its directory entry durable, so that fsyncs of later appends are enough.
-func (j *journal) createJournal(gen int64) (*os.File, error) {
-	path := j.journalPath(gen)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
+// writeSnapshotTo writes lines to w as a snapshot file including journal
+// generation through: its header, each line framed, and its trailer. It
+// returns how many bytes it wrote.
+func (j *journal) writeSnapshotTo(w io.Writer, lines iter.Seq[[]byte], through int64) (int64, error) {
+	bw := bufio.NewWriterSize(w, 1<<20)
+	h := j.header(through)
+	h.Format = j.snapshotFormat()
+	header := encodeHeader(h)
+	bw.Write(header) // A write error sticks in bw, and Flush returns it.
+	size := int64(len(header))
+	var tally lineTally
+	var framed []byte
+	for line := range lines {
+		var sum uint32
+		framed, sum = appendFramed(framed[:0], kindRecord, line)
+		tally.add(sum)
+		size += int64(len(framed))
+		if _, err := bw.Write(framed); err != nil {
+			return size, err
+		}
 	}
-	_, err = f.Write(encodeHeader(fileHeader{Format: j.journalFormat(), Version: 1, Generation: gen}))
-	if err == nil {
-		err = f.Sync()
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
-	}
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
+	trailer := encodeTrailer(tally)
+	bw.Write(trailer)
+	return size + int64(len(trailer)), bw.Flush()
 }
 
 // close closes the journal and waits for a snapshot being written. Writes
-// after close fail with errJournalClosed.
+// after close fail with errJournalClosed. If a write had failed, close
+// says so: what was acknowledged is durable, but the store took no write
+// since.
 func (j *journal) close() error {
 	j.flushMu.Lock()
 	j.mu.Lock()
+	failed := j.failed
 	if j.failed == nil {
 		j.failed = errJournalClosed
 	}
@@ -537,6 +870,9 @@ func (j *journal) close() error {
 	}
 	j.flushMu.Unlock()
 	j.compactions.Wait()
+	if failed != nil && !errors.Is(failed, errJournalClosed) {
+		err = errors.Join(fmt.Errorf("writes had failed: %w", failed), err)
+	}
 	return err
 }
 

@@ -8,9 +8,13 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -86,7 +90,7 @@ func (o *noteOwner) snapshot() iter.Seq[[]byte] {
 
 func (o *noteOwner) open(t *testing.T, dir string) *journal {
 	t.Helper()
-	j, err := openJournal(dir, "notes", o.snapshot, discardLogger())
+	j, err := openJournal(dir, "notes", journalOptions{snapshot: o.snapshot, log: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,11 +179,11 @@ func TestUserStoreCompaction(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no snapshot after compaction: %v", err)
 	}
-	if !bytes.HasPrefix(snapshot, []byte(`{"format":"wxlogin-users-snapshot"`)) {
+	if !regexp.MustCompile(`^h [0-9a-f]{8} \{"format":"wxlogin-users-snapshot"`).Match(snapshot) {
 		t.Errorf("snapshot starts %q", snapshot[:40])
 	}
-	if lines := bytes.Count(snapshot, []byte("\n")); lines != 1+50 {
-		t.Errorf("snapshot has %d lines; want a header and each of the 50 users once", lines)
+	if lines := bytes.Count(snapshot, []byte("\n")); lines != 1+50+1 {
+		t.Errorf("snapshot has %d lines; want a header, each of the 50 users once, and a trailer", lines)
 	}
 	journals, _ := filepath.Glob(filepath.Join(dir, "users.journal.*"))
 	if len(journals) != 1 {
@@ -275,7 +279,7 @@ func TestUserStoreRejectsDamagedFiles(t *testing.T) {
 			if tt.name == "torn line in an older journal" {
 				writeFile(t, filepath.Join(dir, "users.journal.000002.jsonl"), strings.Replace(header, `"generation":1`, `"generation":2`, 1))
 			}
-			s, err := openUserStore(dir, time.Now, discardLogger())
+			s, err := openUserStore(dir, testMeta, time.Now, discardLogger())
 			if err == nil {
 				s.Close()
 				t.Fatal("openUserStore succeeded on a damaged file")
@@ -327,13 +331,13 @@ func FuzzOpenJournal(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, "users.journal.000001.jsonl"), content, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s, err := openUserStore(dir, time.Now, discardLogger())
+		s, err := openUserStore(dir, testMeta, time.Now, discardLogger())
 		if err != nil {
 			return
 		}
 		n := s.count()
 		s.Close()
-		s, err = openUserStore(dir, time.Now, discardLogger())
+		s, err = openUserStore(dir, testMeta, time.Now, discardLogger())
 		if err != nil {
 			t.Fatalf("a journal that loaded once fails the second time: %v", err)
 		}
@@ -363,4 +367,355 @@ func TestJournalLineIsDurableWhileASnapshotIsWritten(t *testing.T) {
 		t.Errorf("while the snapshot is written, the files hold %v; want %v", crashed.notes, want)
 	}
 	close(o.hold)
+}
+
+// storeText is everything s holds, as the lines of a snapshot: two stores
+// hold the same exactly when their texts are equal.
+func storeText(s *userStore) string {
+	var b strings.Builder
+	for line := range s.snapshotLines() {
+		b.Write(line)
+	}
+	return b.String()
+}
+
+// damageFixture writes a small store to dir with one file of each kind a
+// store keeps: a snapshot, a journal sealed when writes moved on (its
+// snapshot failed, so it stayed), and the newest journal, with users,
+// claims and updates in each. It returns the files and what they hold.
+func damageFixture(t *testing.T, dir string) (files map[string][]byte, want string) {
+	t.Helper()
+	clock := newFakeClock()
+	s, err := openUserStore(dir, testMeta, clock.Now, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	login := func(openID, unionID string) {
+		t.Helper()
+		_, _, err := s.login(mockAppID, openID, unionID)
+		must(err)
+	}
+	login("o-1", "u-1")
+	_, _, err = s.claim(1, "gift")
+	must(err)
+	compactOnNextWrite(s)
+	login("o-2", "") // rotates to journal 2 and writes the snapshot through 1
+	compactOnNextWrite(s)
+	s.journal.fault = func(step string) error {
+		if step == "snapshot" {
+			return fmt.Errorf("%s: %w", step, syscall.ENOSPC)
+		}
+		return nil
+	}
+	login("o-3", "u-3") // seals journal 2, moves to 3; the snapshot fails
+	_, err = s.update(1, func(u *userRecord) { u.Nickname = "爱丽丝" })
+	must(err)
+	_, _, err = s.claim(3, "gift")
+	must(err)
+	s.journal.compactions.Wait()
+	want = storeText(s)
+	must(s.Close())
+
+	files = map[string][]byte{}
+	for _, name := range []string{"users.snapshot.jsonl", "users.journal.000002.jsonl", "users.journal.000003.jsonl"} {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		must(err)
+		files[name] = data
+	}
+	if names, _ := filepath.Glob(filepath.Join(dir, "*")); len(names) != len(files) {
+		t.Fatalf("the fixture holds %v; want %d files", names, len(files))
+	}
+	return files, want
+}
+
+// openDamaged writes files to dir, in place of what it held, and opens the
+// store there as a start-up would.
+func openDamaged(t *testing.T, dir string, files map[string][]byte) (string, error) {
+	t.Helper()
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		os.Remove(filepath.Join(dir, e.Name()))
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := openUserStore(dir, testMeta, time.Now, discardLogger())
+	if err != nil {
+		return "", err
+	}
+	defer s.Close()
+	return storeText(s), nil
+}
+
+// TestEveryBitFlipIsRefused flips bits of each file of a small store, one
+// flip per start-up: each must be refused with an error naming the file
+// and line. None may start with what the store holds changed. (A flip the
+// store could start with unchanged would be counted apart; there is none:
+// every line, header and trailer included, has a checksum.) It flips one
+// bit of each byte; with WXLOGIN_BITFLIP_ALL=1 (scripts/bitflip, which CI
+// runs) every bit of each byte.
+func TestEveryBitFlipIsRefused(t *testing.T) {
+	everyBit := envSetting(t, "WXLOGIN_BITFLIP_ALL", false, strconv.ParseBool)
+	files, want := damageFixture(t, t.TempDir())
+	scratch := t.TempDir()
+	located := regexp.MustCompile(`users\.[a-z]+(\.\d{6})?\.jsonl(:\d+)?: `)
+	var flips, refused, unchanged, changed int
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		orig := files[name]
+		for i := range orig {
+			for bit := range 8 {
+				if !everyBit && bit != i%8 {
+					continue
+				}
+				damaged := maps.Clone(files)
+				damaged[name] = bytes.Clone(orig)
+				damaged[name][i] ^= 1 << bit
+				flips++
+				got, err := openDamaged(t, scratch, damaged)
+				switch {
+				case err != nil && strings.Contains(err.Error(), name) && located.MatchString(err.Error()):
+					refused++
+				case err != nil:
+					t.Fatalf("flip of bit %d of byte %d of %s: %v; want an error naming the file and line", bit, i, name, err)
+				case got == want:
+					unchanged++
+				default:
+					changed++
+					t.Errorf("flip of bit %d of byte %d of %s: accepted, and the store holds\n%s\nwhere it held\n%s", bit, i, name, got, want)
+				}
+			}
+		}
+	}
+	bytesFlipped := 0
+	for _, data := range files {
+		bytesFlipped += len(data)
+	}
+	t.Logf("bit-flip figures: %d flips in %d bytes of 3 files, %d refused with file and line, %d accepted unchanged, %d silent changes",
+		flips, bytesFlipped, refused, unchanged, changed)
+	if unchanged > 0 {
+		t.Errorf("%d flips were accepted; every line has a checksum, so want none", unchanged)
+	}
+}
+
+// A snapshot cut at any line boundary, and any journal or the snapshot
+// deleted, is refused, naming the file.
+func TestCutOrMissingFilesAreRefused(t *testing.T) {
+	files, _ := damageFixture(t, t.TempDir())
+	scratch := t.TempDir()
+	snapshot := files["users.snapshot.jsonl"]
+	for at := 0; at < len(snapshot); at++ {
+		if at > 0 && snapshot[at-1] != '\n' {
+			continue
+		}
+		damaged := maps.Clone(files)
+		damaged["users.snapshot.jsonl"] = snapshot[:at]
+		if _, err := openDamaged(t, scratch, damaged); err == nil || !strings.Contains(err.Error(), "users.snapshot.jsonl") {
+			t.Errorf("the snapshot cut after byte %d: %v; want it refused, naming it", at, err)
+		}
+	}
+	for name := range files {
+		damaged := maps.Clone(files)
+		delete(damaged, name)
+		if _, err := openDamaged(t, scratch, damaged); err == nil {
+			t.Errorf("with %s deleted the store opened; want it refused", name)
+		} else if !strings.Contains(err.Error(), "users.") {
+			t.Errorf("with %s deleted: %v; want an error naming the files", name, err)
+		}
+	}
+}
+
+// A disk that fills up or fails at any step of a rotation leaves a store
+// that opens with every acknowledged record, and a rotation that failed is
+// tried again later. Each step fails once: writing half of what it writes,
+// as a full disk does, or nothing.
+func TestRotationSurvivesAFaultAtEachStep(t *testing.T) {
+	steps := []struct {
+		step   string
+		sticky bool // the write that rotates fails, and every later one
+	}{
+		{"create", false}, {"header", false}, {"rename", false}, {"sync dir", false},
+		{"seal", true}, {"snapshot", false},
+	}
+	for _, tt := range steps {
+		for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EIO} {
+			t.Run(tt.step+"/"+errno.Error(), func(t *testing.T) {
+				dir := t.TempDir()
+				s, err := openUserStore(dir, testMeta, time.Now, discardLogger())
+				if err != nil {
+					t.Fatal(err)
+				}
+				acked := map[int64]string{} // user id → openid, of every login answered
+				login := func(openID string) error {
+					u, _, err := s.login(mockAppID, openID, "")
+					if err == nil {
+						acked[u.ID] = openID
+					}
+					return err
+				}
+				for i := range 5 {
+					if err := login(fmt.Sprint("o-before-", i)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var failed atomic.Bool // the snapshot step runs on a goroutine of its own
+				s.journal.fault = func(step string) error {
+					if step != tt.step || !failed.CompareAndSwap(false, true) {
+						return nil
+					}
+					return fmt.Errorf("%s: %w", step, errno)
+				}
+				compactOnNextWrite(s)
+				err = login("o-rotating")
+				if gotSticky := err != nil; gotSticky != tt.sticky {
+					t.Fatalf("the login that rotates: %v; want a failure %v", err, tt.sticky)
+				}
+				s.journal.compactions.Wait()
+				if !failed.Load() {
+					t.Fatalf("the rotation never reached step %s", tt.step)
+				}
+				if !tt.sticky {
+					// The rotation is tried again, and now goes through.
+					compactOnNextWrite(s)
+					if err := login("o-after"); err != nil {
+						t.Fatal(err)
+					}
+					s.journal.compactions.Wait()
+					if _, err := os.Stat(filepath.Join(dir, "users.snapshot.jsonl")); err != nil {
+						t.Errorf("no snapshot after the rotation was tried again: %v", err)
+					}
+				} else if err := login("o-after"); err == nil {
+					t.Error("a write after a failed seal succeeded; it cannot be trusted to be durable")
+				}
+				s.Close()
+
+				// Started again, as after the operator freed the disk: every
+				// acknowledged user is there, and the store takes writes.
+				reopened := openTestStore(t, dir, time.Now)
+				for id, openID := range acked {
+					if u, ok := reopened.get(id); !ok || u.OpenID != openID {
+						t.Errorf("after a restart user %d is %+v, %v; want the acknowledged %s", id, u, ok, openID)
+					}
+				}
+				if n := reopened.count(); n != len(acked) {
+					t.Errorf("after a restart the store holds %d users; want the %d acknowledged", n, len(acked))
+				}
+				compactOnNextWrite(reopened)
+				if _, created, err := reopened.login(mockAppID, "o-later", ""); err != nil || !created {
+					t.Errorf("a new user after the restart: created %v, %v", created, err)
+				}
+			})
+		}
+	}
+}
+
+// A store of the earlier format (version 1: no checksums, no trailers)
+// opens with everything in it; writes go to a new journal of the current
+// format, and the next snapshot is of the current format too.
+func TestAStoreOfTheEarlierFormatStillOpens(t *testing.T) {
+	const header = `{"format":"wxlogin-users-snapshot","version":1,"generation":1}` + "\n"
+	const u1 = `{"id":1,"appid":"wxfa4e000000000000","openid":"o-1","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","last_login_at":"2026-01-01T00:00:00Z"}` + "\n"
+	const u2 = `{"id":2,"appid":"wxfa4e000000000000","openid":"o-2","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","last_login_at":"2026-01-01T00:00:00Z"}` + "\n"
+	const claim = `{"claim":{"name":"gift","user_id":1,"at":"2026-01-01T00:00:00Z"}}` + "\n"
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "users.snapshot.jsonl"), header+u1+claim)
+	writeFile(t, filepath.Join(dir, "users.journal.000002.jsonl"), `{"format":"wxlogin-users-journal","version":1,"generation":2}`+"\n"+u2)
+
+	s := openTestStore(t, dir, time.Now)
+	if n, claims := s.count(), s.claimsOf(1); n != 2 || len(claims) != 1 {
+		t.Fatalf("the old store opens with %d users and claims %v; want 2 and the gift", n, claims)
+	}
+	u, created, err := s.login(mockAppID, "o-3", "")
+	if err != nil || !created || u.ID != 3 {
+		t.Fatalf("a new user = %+v, %v, %v; want user 3", u, created, err)
+	}
+	newest, _ := os.ReadFile(filepath.Join(dir, "users.journal.000003.jsonl"))
+	if !bytes.HasPrefix(newest, []byte("h ")) || !bytes.Contains(newest, []byte(`"o-3"`)) {
+		t.Errorf("the write went to %q; want a new journal of the current format", newest)
+	}
+	compactOnNextWrite(s)
+	if _, _, err := s.login(mockAppID, "o-4", ""); err != nil {
+		t.Fatal(err)
+	}
+	s.journal.compactions.Wait()
+	s.Close()
+	snapshot, _ := os.ReadFile(filepath.Join(dir, "users.snapshot.jsonl"))
+	if !bytes.HasPrefix(snapshot, []byte("h ")) {
+		t.Errorf("the snapshot after compaction starts %q; want the current format", snapshot[:min(20, len(snapshot))])
+	}
+	if n := openTestStore(t, dir, time.Now).count(); n != 4 {
+		t.Errorf("reopened after compaction: %d users; want 4", n)
+	}
+}
+
+// Files of another store are refused, even with the right names and
+// generations; and a new journal with nothing but its header is dropped
+// only when the rotation that made it was cut short, before the seal.
+func TestJournalFilesBelongTogether(t *testing.T) {
+	files, want := damageFixture(t, t.TempDir())
+	other, _ := damageFixture(t, t.TempDir()) // the same content, another store
+	scratch := t.TempDir()
+
+	h := headerOf(t, files["users.journal.000003.jsonl"])
+	mixed := maps.Clone(files)
+	mixed["users.journal.000003.jsonl"] = other["users.journal.000003.jsonl"]
+	if headerOf(t, other["users.journal.000003.jsonl"]).Store == h.Store {
+		t.Fatal("two stores have one id")
+	}
+	if _, err := openDamaged(t, scratch, mixed); err == nil || !strings.Contains(err.Error(), "users.journal.000003.jsonl:1: a file of another store") {
+		t.Errorf("a journal of another store: %v; want it refused", err)
+	}
+
+	// Journal 3 sealed, and journal 4 with only its header: the rotation
+	// got past the seal, so journal 4 is the newest, and stays.
+	sealed := maps.Clone(files)
+	j := &journal{name: "users", journalOptions: journalOptions{meta: h.Meta}, store: h.Store}
+	var tally lineTally
+	for _, line := range strings.SplitAfter(string(files["users.journal.000003.jsonl"]), "\n")[1:] {
+		if line != "" {
+			_, _, sum, _ := readFramed([]byte(line))
+			tally.add(sum)
+		}
+	}
+	sealed["users.journal.000003.jsonl"] = append(bytes.Clone(files["users.journal.000003.jsonl"]), encodeTrailer(tally)...)
+	sealed["users.journal.000004.jsonl"] = encodeHeader(j.header(4))
+	got, err := openDamaged(t, scratch, sealed)
+	if err != nil || got != want {
+		t.Errorf("journal 3 sealed and journal 4 empty: %v; want the store as it was", err)
+	}
+	if _, err := os.Stat(filepath.Join(scratch, "users.journal.000004.jsonl")); err != nil {
+		t.Errorf("journal 4, which the seal of 3 calls for, was removed: %v", err)
+	}
+
+	// Without the seal, journal 4 is a rotation cut short: it is removed.
+	cut := maps.Clone(sealed)
+	cut["users.journal.000003.jsonl"] = files["users.journal.000003.jsonl"]
+	if got, err := openDamaged(t, scratch, cut); err != nil || got != want {
+		t.Errorf("journal 3 unsealed and journal 4 empty: %v; want the store as it was", err)
+	}
+	if _, err := os.Stat(filepath.Join(scratch, "users.journal.000004.jsonl")); !os.IsNotExist(err) {
+		t.Errorf("journal 4, left by a rotation cut short, is still there: %v", err)
+	}
+}
+
+// headerOf reads a file's header.
+func headerOf(t *testing.T, file []byte) fileHeader {
+	t.Helper()
+	first, _, _ := bytes.Cut(file, []byte("\n"))
+	_, text, _, err := readFramed(append(first, '\n'))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h fileHeader
+	if err := json.Unmarshal(text, &h); err != nil {
+		t.Fatal(err)
+	}
+	return h
 }

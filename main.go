@@ -112,7 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// GOMEMLIMIT set by the operator still applies. (The setting is the
 	// process's: only tests run two servers in one.)
 	gcPercent := debug.SetGCPercent(-1)
-	users, err := openUserStore(cfg.dataDir, time.Now, log)
+	users, err := openUserStore(cfg.dataDir, cfg.storeMeta(), time.Now, log)
 	debug.SetGCPercent(gcPercent)
 	if err != nil {
 		return err
@@ -222,6 +222,19 @@ func fakeFor(apps []appConfig) *fakeWechat {
 		fakeApps[a.AppID] = fakeApp{Secret: a.secret, Unbound: a.Unbound}
 	}
 	return newFakeWechat(fakeApps, time.Now)
+}
+
+// storeMeta is what the user store records of the configuration.
+func (cfg config) storeMeta() storeMeta {
+	m := storeMeta{Mode: modeReal}
+	if cfg.mock {
+		m.Mode = modeMock
+	}
+	for _, a := range cfg.apps {
+		m.AppIDs = append(m.AppIDs, a.AppID)
+	}
+	slices.Sort(m.AppIDs)
+	return m
 }
 
 // appIDsOf lists the configured AppIDs for a log line.

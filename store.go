@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -260,10 +261,61 @@ type userStore struct {
 	line    []byte // the line being appended, reused
 }
 
-// openUserStore loads the user store in dir, creating dir if needed.
-func openUserStore(dir string, now func() time.Time, log *slog.Logger) (*userStore, error) {
+// storeMeta is what the user store records of itself in the header of
+// each of its files: the mode it was created in, which it never changes,
+// and the mini programs it serves.
+type storeMeta struct {
+	Mode   string   `json:"mode"` // modeReal or modeMock
+	AppIDs []string `json:"appids"`
+}
+
+// The modes a store is created in.
+const (
+	modeReal = "real"
+	modeMock = "mock"
+)
+
+// openUserStore loads the user store in dir, creating dir if needed. A
+// store created in the other mode is refused: in mock mode anyone can log
+// in as a user of any name, and none of those users may reach real mode.
+func openUserStore(dir string, meta storeMeta, now func() time.Time, log *slog.Logger) (*userStore, error) {
+	metaJSON, _ := json.Marshal(meta) // Cannot fail: plain data.
+	s, err := loadUserStore(dir, journalOptions{meta: metaJSON, log: log}, now)
+	if err != nil {
+		return nil, err
+	}
+	stored, err := s.meta()
+	switch {
+	case err != nil:
+		err = fmt.Errorf("open user store: %w", err)
+	case stored.Mode != "" && stored.Mode != meta.Mode:
+		err = fmt.Errorf("open user store: %s was created in %s mode, and wxlogin is in %s mode. "+
+			"Users made up in mock mode must never reach real mode, nor real users the fake: "+
+			"give this mode a data directory of its own (-data / WXLOGIN_DATA)", dir, stored.Mode, meta.Mode)
+	case stored.Mode == "" && s.count() > 0:
+		log.Warn("user store: its files predate the record of the mode; taking it to be in this one", "mode", meta.Mode)
+	}
+	if err != nil {
+		return nil, errors.Join(err, s.Close())
+	}
+	return s, nil
+}
+
+// inspectUserStore loads the user store in dir as it is, changing nothing
+// on disk, for checking and exporting it. It takes no writes.
+func inspectUserStore(dir string) (*userStore, []string, error) {
+	s, err := loadUserStore(dir, journalOptions{readOnly: true, log: slog.New(slog.DiscardHandler)}, time.Now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, s.journal.notes, nil
+}
+
+// loadUserStore replays the user store's journal in dir.
+func loadUserStore(dir string, opts journalOptions, now func() time.Time) (*userStore, error) {
 	s := &userStore{now: now}
-	j, err := openJournal(dir, "users", s.snapshotLines, log)
+	opts.snapshot = s.snapshotLines
+	j, err := openJournal(dir, "users", opts)
 	if err != nil {
 		return nil, fmt.Errorf("open user store: %w", err)
 	}
@@ -280,6 +332,19 @@ func openUserStore(dir string, now func() time.Time, log *slog.Logger) (*userSto
 	}
 	s.journal = j
 	return s, nil
+}
+
+// meta is what the store's newest file records of it, zero for files of
+// the earlier format.
+func (s *userStore) meta() (storeMeta, error) {
+	var m storeMeta
+	if s.journal.storedMeta == nil {
+		return m, nil
+	}
+	if err := decodeStrict(s.journal.storedMeta, &m); err != nil {
+		return m, fmt.Errorf("the store's files record %s, not what a user store records of itself", s.journal.storedMeta)
+	}
+	return m, nil
 }
 
 // replay puts a stored line in memory, enforcing the store's invariants:

@@ -210,7 +210,7 @@ func TestUserUpdate(t *testing.T) {
 	}
 	// The acknowledged update is on disk already: a store opened beside the
 	// live one, as after a kill -9, reads it.
-	crashed, err := openUserStore(dir, clock.Now, discardLogger())
+	crashed, err := openUserStore(dir, testMeta, clock.Now, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,7 +444,7 @@ func BenchmarkOpenUserStore(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		s, err := openUserStore(dir, time.Now, discardLogger())
+		s, err := openUserStore(dir, testMeta, time.Now, discardLogger())
 		if err != nil {
 			b.Fatal(err)
 		}
