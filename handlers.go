@@ -41,6 +41,7 @@ const (
 	msgTooLarge         = "请求体过大"
 	msgRateLimited      = "登录过于频繁，请稍后重试"
 	msgInternal         = "服务器内部错误"
+	msgStoreFailed      = "存储写入失败，服务暂停，请稍后重试"
 	// A status 5 message is msgDataCheck, the check that failed, and
 	// msgDataCheckHint: the usual cause is a session_key that a later wx.login
 	// replaced after the data was fetched (WECHAT.md §2).
@@ -113,7 +114,7 @@ func addRoutes(mux *http.ServeMux, apps appSet, users *userStore, tokens *tokenS
 	mux.Handle("POST /claims/{name}", requireLogin(tokens, handleClaim(users)))
 	mux.Handle("GET /claims", requireLogin(tokens, handleClaims(users)))
 	mux.Handle("POST /logout", requireLogin(tokens, handleLogout(tokens)))
-	mux.Handle("GET /healthz", handleHealthz())
+	mux.Handle("GET /healthz", handleHealthz(users))
 	mux.Handle("GET /scopes", handleScopes())
 	mux.Handle("GET /{$}", handleHome(apps, fake != nil))
 	if fake != nil {
@@ -794,9 +795,17 @@ func handleLogout(tokens *tokenStore) callerHandler {
 	}
 }
 
-// handleHealthz serves GET /healthz for load balancers and start-up polls.
-func handleHealthz() http.Handler {
+// handleHealthz serves GET /healthz for load balancers and start-up polls:
+// 503 with status -1 once the user store refuses writes, as it does after
+// a failed write until wxlogin restarts, so that traffic moves elsewhere.
+// (The log said why, once, when it happened.) users is nil for the fake
+// WeChat alone.
+func handleHealthz(users *userStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if users != nil && users.writeFailure() != nil {
+			writeError(w, &apiError{status: statusInternal, httpCode: http.StatusServiceUnavailable, msg: msgStoreFailed})
+			return
+		}
 		writeOK(w, nil)
 	})
 }

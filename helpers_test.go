@@ -654,8 +654,18 @@ func startChild(t *testing.T, dataDir string) *child {
 // until it answers /healthz. It is killed when the test ends.
 func startProcess(t *testing.T, env []string, args ...string) *child {
 	t.Helper()
+	return startLimitedProcess(t, "", env, args...)
+}
+
+// startLimitedProcess is startProcess under the limits of bash's ulimit
+// (such as "-n 256", open files, or "-f 16", KiB a file may hold), or none.
+func startLimitedProcess(t *testing.T, limits string, env []string, args ...string) *child {
+	t.Helper()
 	c := &child{logs: &syncBuffer{}, exited: make(chan error, 1)}
 	c.cmd = exec.Command(childBinary(), args...)
+	if limits != "" {
+		c.cmd = exec.Command("bash", append([]string{"-c", "ulimit " + limits + ` && exec "$0" "$@"`, childBinary()}, args...)...)
+	}
 	c.cmd.Env = append([]string{"WXLOGIN_TEST_CHILD=1"}, env...)
 	c.cmd.Stderr = c.logs
 	if err := c.cmd.Start(); err != nil {
@@ -671,18 +681,26 @@ func startProcess(t *testing.T, env []string, args ...string) *child {
 	return c
 }
 
-// stop sends SIGTERM, as a service manager would, and waits for a clean exit.
-func (c *child) stop(t *testing.T) {
+// terminate sends SIGTERM, as a service manager would, and returns how
+// wxlogin exited.
+func (c *child) terminate(t *testing.T) error {
 	t.Helper()
 	c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-c.exited:
 		c.exited <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("wxlogin exited with %v after SIGTERM; want a clean exit\n%s", err, c.logs.String())
-		}
+		return err
 	case <-time.After(30 * time.Second):
 		t.Fatal("wxlogin did not exit after SIGTERM")
+		return nil
+	}
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (c *child) stop(t *testing.T) {
+	t.Helper()
+	if err := c.terminate(t); err != nil {
+		t.Fatalf("wxlogin exited with %v after SIGTERM; want a clean exit\n%s", err, c.logs.String())
 	}
 }
 

@@ -105,6 +105,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runFakeOnly(ctx, cfg, log)
 	}
 
+	// One wxlogin owns the data directory before anything in it is read.
+	dataDir, err := openDataDir(cfg.dataDir, log)
+	if err != nil {
+		return err
+	}
+	defer dataDir.release()
 	// Replaying the store keeps almost everything it allocates (records are
 	// read without garbage; only records a later line replaces become
 	// garbage, and compaction keeps the journals smaller than the snapshot),

@@ -154,7 +154,7 @@ func (f *fakeWechat) standalone() http.Handler {
 	routes := f.routes()
 	mux := http.NewServeMux()
 	mux.Handle("/mock/", routes)
-	mux.Handle("GET /healthz", handleHealthz())
+	mux.Handle("GET /healthz", handleHealthz(nil))
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r2 := r.Clone(r.Context())
 		r2.URL.Path = fakeAPIPrefix + r.URL.Path

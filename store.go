@@ -412,8 +412,12 @@ func (s *userStore) snapshotLines() iter.Seq[[]byte] {
 	}
 }
 
+// writeFailure is why the store refuses writes after a failed one, or nil.
+func (s *userStore) writeFailure() error { return s.journal.writeFailure() }
+
 // Close closes the journal and waits for a snapshot being written. Writes
-// after Close fail.
+// after Close fail. It returns an error if a write had failed before: the
+// store took no write since, and the operator must know.
 func (s *userStore) Close() error {
 	if err := s.journal.close(); err != nil {
 		return fmt.Errorf("close user store: %w", err)

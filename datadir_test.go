@@ -1,0 +1,152 @@
+package main
+
+import (
+	"errors"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Two real processes on one data directory: the second exits at once,
+// non-zero, saying which directory and which pid holds it; the first goes
+// on serving.
+func TestASecondWxloginOnOneDirectoryExitsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	first := startChild(t, dir)
+
+	second := exec.Command(childBinary(), "-addr", "127.0.0.1:0", "-data", dir)
+	second.Env = []string{"WXLOGIN_TEST_CHILD=1"}
+	logs := &syncBuffer{}
+	second.Stderr = logs
+	start := time.Now()
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- second.Wait() }()
+	select {
+	case err := <-exited:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+			t.Errorf("the second wxlogin exited with %v; want a failure", err)
+		}
+		t.Logf("the second wxlogin exited in %v", time.Since(start).Round(time.Millisecond))
+	case <-time.After(time.Second):
+		second.Process.Kill()
+		<-exited
+		t.Fatalf("a second wxlogin on %s still ran after 1 s:\n%s", dir, logs.String())
+	}
+	msg := logs.String()
+	for _, want := range []string{dir, "in use by another wxlogin", "pid " + strconv.Itoa(first.cmd.Process.Pid)} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the second wxlogin said %q; want it to name %q", msg, want)
+		}
+	}
+
+	got := post(t, http.MethodPost, first.url+"/login", jsonCT, `{"code":"`+mockCode(t, first.url, "alice")+`"}`)
+	if got.env.Status != 0 {
+		t.Errorf("after the second one left, a login to the first = %s; want it served", got.raw)
+	}
+}
+
+// The lock is the kernel's and per open file: a second opening in one
+// process is refused too, and release gives the directory up.
+func TestDataDirLock(t *testing.T) {
+	dir := t.TempDir()
+	d, err := openDataDir(dir, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openDataDir(dir, discardLogger()); !errors.Is(err, errDataDirInUse) {
+		t.Errorf("a second openDataDir = %v; want errDataDirInUse", err)
+	}
+	if _, err := inspectDataDir(dir); !errors.Is(err, errDataDirInUse) {
+		t.Errorf("inspecting a directory in use = %v; want errDataDirInUse", err)
+	}
+	if err := d.release(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := openDataDir(dir, discardLogger())
+	if err != nil {
+		t.Fatalf("after release, openDataDir = %v", err)
+	}
+	again.release()
+	if pid, _ := os.ReadFile(filepath.Join(dir, lockFileName)); strings.TrimSpace(string(pid)) != strconv.Itoa(os.Getpid()) {
+		t.Errorf("the lock file holds %q; want this process's pid", pid)
+	}
+}
+
+// What a data directory holds is made private at start-up, with a warning
+// for each file changed, and the temporary token file a crash left is
+// removed.
+func TestOpenDataDirMakesItPrivateAndRemovesDebris(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, mode := range map[string]os.FileMode{"users.journal.000001.jsonl": 0o644, "tokens.json": 0o640, "users.snapshot.jsonl": 0o600} {
+		writeFile(t, filepath.Join(dir, name), "x")
+		if err := os.Chmod(filepath.Join(dir, name), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(dir, ".tokens.json.tmp123"), `{"user_id":1,"session_key":"…"}`)
+	logs := &syncBuffer{}
+	d, err := openDataDir(dir, textLogger(logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.release()
+
+	if info, _ := os.Stat(dir); info.Mode().Perm() != 0o700 {
+		t.Errorf("the directory is %04o; want 0700", info.Mode().Perm())
+	}
+	for _, name := range []string{"users.journal.000001.jsonl", "tokens.json", "users.snapshot.jsonl", lockFileName} {
+		assertPrivate(t, filepath.Join(dir, name))
+	}
+	if n := strings.Count(logs.String(), "making a file others could read private"); n != 3 {
+		t.Errorf("%d warnings of files made private; want 3 (the directory and two files):\n%s", n, logs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".tokens.json.tmp123")); !os.IsNotExist(err) {
+		t.Errorf("the temporary token file is still there: %v", err)
+	}
+}
+
+// Once a write fails, /healthz answers 503 with status -1, the log says so
+// once, at error level, and a graceful stop exits non-zero. The disk fills
+// up for real: the server runs under a limit on the size of its files.
+func TestAStoreThatFailedIsUnhealthyAndStopsWithAnError(t *testing.T) {
+	c := startLimitedProcess(t, "-f 16", nil, "-addr", "127.0.0.1:0", "-data", t.TempDir(), "-login-rate", "0")
+	for i := 0; ; i++ {
+		if i == 1000 {
+			t.Fatal("1000 new users fit in a journal of at most 16 KiB")
+		}
+		got := post(t, http.MethodPost, c.url+"/login", jsonCT, `{"code":"`+mockCode(t, c.url, "user-"+strconv.Itoa(i))+`"}`)
+		if got.env.Status == statusInternal {
+			break
+		}
+		if got.env.Status != 0 {
+			t.Fatalf("login %d = %s; want it served or, once the disk is full, status -1", i, got.raw)
+		}
+	}
+	if got := post(t, http.MethodGet, c.url+"/healthz", "", ""); got.code != http.StatusServiceUnavailable || got.env.Status != statusInternal {
+		t.Errorf("GET /healthz after a failed write = %d %s; want 503 with status -1", got.code, got.raw)
+	}
+	if got := post(t, http.MethodPost, c.url+"/login", jsonCT, `{"code":"`+mockCode(t, c.url, "later")+`"}`); got.env.Status != statusInternal {
+		t.Errorf("a login after the failure = %s; want status -1: no write is trusted any more", got.raw)
+	}
+	err := c.terminate(t)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+		t.Errorf("after SIGTERM wxlogin exited with %v; want a failure, as its store had failed", err)
+	}
+	logs := c.logs.String()
+	if n := strings.Count(logs, `level=ERROR msg="journal: a write failed`); n != 1 {
+		t.Errorf("%d error lines say the store failed; want 1:\n%s", n, logs)
+	}
+}
