@@ -105,7 +105,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	a := &testApp{
 		apps:   appSet{},
 		users:  openTestStore(t, t.TempDir(), clock.Now),
-		tokens: newTokenStore(2*time.Hour, 720*time.Hour, clock.Now),
+		tokens: newTokenStore(2*time.Hour, 720*time.Hour, clock.clock()),
 		clock:  clock,
 		logs:   &syncBuffer{},
 	}
@@ -131,7 +131,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	}
 	var limit *loginLimiter
 	if opts.loginBurst > 0 {
-		limit = newLoginLimiter(opts.loginRate, opts.loginBurst, clock.Now)
+		limit = newLoginLimiter(opts.loginRate, opts.loginBurst, clock.clock())
 	}
 	var mounted *fakeWechat
 	if opts.mock {
@@ -740,8 +740,9 @@ func (s *syncBuffer) String() string {
 // fakeClock is a settable clock, so tests expire tokens and codes without
 // sleeping.
 type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu      sync.Mutex
+	t       time.Time     // the wall clock
+	elapsed time.Duration // the monotonic clock, since the fake's making
 }
 
 func newFakeClock() *fakeClock {
@@ -754,11 +755,30 @@ func (c *fakeClock) Now() time.Time {
 	return c.t
 }
 
+func (c *fakeClock) Elapsed() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.elapsed
+}
+
+// Advance lets time pass: both clocks move on by d.
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
+	c.elapsed += d
 }
+
+// StepWall sets the wall clock by d, back or forth, as NTP or an operator
+// may; the monotonic clock does not move.
+func (c *fakeClock) StepWall(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// clock is the fake as wxlogin's clock.
+func (c *fakeClock) clock() clock { return clock{now: c.Now, elapsed: c.Elapsed} }
 
 // discardLogger logs nothing.
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

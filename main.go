@@ -129,7 +129,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// Tokens are loaded only once listening has worked: loading deletes the
 	// saved file, and a start that fails must not log everyone out.
-	tokens := newTokenStore(cfg.tokenTTL, cfg.tokenMaxAge, time.Now)
+	clock := systemClock()
+	tokens := newTokenStore(cfg.tokenTTL, cfg.tokenMaxAge, clock)
 	tokenPath := filepath.Join(cfg.dataDir, tokenFileName)
 	reloaded, err := tokens.load(tokenPath, users.identity)
 	if errors.Is(err, errOldTokenFile) {
@@ -157,7 +158,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		wx := newWechatClient(wechatAPI, a.AppID, a.secret, cfg.wechatTimeout, cfg.loginTimeout)
 		apps[a.AppID] = &miniApp{ID: a.AppID, Name: a.Name, wx: wx}
 	}
-	limit := newLoginLimiter(cfg.loginRate, cfg.loginBurst, time.Now)
+	limit := newLoginLimiter(cfg.loginRate, cfg.loginBurst, clock)
 	srv := newHTTPServer(newServer(log, apps, users, tokens, limit, cfg.proxies, fake), cfg.loginTimeout, log)
 
 	ctx, cancel := context.WithCancel(ctx)

@@ -24,14 +24,14 @@ const maxLimitedAddresses = 100_000
 type loginLimiter struct {
 	rate  float64 // tokens per second
 	burst float64
-	max   int // buckets kept at most
-	now   func() time.Time
+	max   int   // buckets kept at most
+	clock clock // rates run on its monotonic side
 
 	mu      sync.Mutex // guards buckets
 	buckets map[netip.Addr]bucket
 }
 
-// bucket is an address's tokens as of a moment, in Unix nanoseconds.
+// bucket is an address's tokens as of a moment, on the monotonic clock.
 type bucket struct {
 	tokens float64
 	at     int64
@@ -40,12 +40,12 @@ type bucket struct {
 // newLoginLimiter allows perMinute logins a minute per address, burst of
 // them at once. perMinute 0 turns limiting off: it returns nil, which
 // allows everything.
-func newLoginLimiter(perMinute, burst int, now func() time.Time) *loginLimiter {
+func newLoginLimiter(perMinute, burst int, c clock) *loginLimiter {
 	if perMinute <= 0 {
 		return nil
 	}
 	return &loginLimiter{
-		rate: float64(perMinute) / 60, burst: float64(max(burst, 1)), max: maxLimitedAddresses, now: now,
+		rate: float64(perMinute) / 60, burst: float64(max(burst, 1)), max: maxLimitedAddresses, clock: c,
 		buckets: map[netip.Addr]bucket{},
 	}
 }
@@ -56,7 +56,7 @@ func (l *loginLimiter) allow(addr netip.Addr) (ok bool, retryAfter time.Duration
 	if l == nil {
 		return true, 0
 	}
-	now := l.now().UnixNano()
+	now := int64(l.clock.elapsed())
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, known := l.buckets[addr]

@@ -13,7 +13,7 @@ import (
 
 func TestLoginLimiterBucket(t *testing.T) {
 	clock := newFakeClock()
-	l := newLoginLimiter(60, 3, clock.Now) // one a second, three at once
+	l := newLoginLimiter(60, 3, clock.clock()) // one a second, three at once
 	a, b := netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("198.51.100.8")
 	steps := []struct {
 		advance time.Duration
@@ -41,7 +41,7 @@ func TestLoginLimiterBucket(t *testing.T) {
 			t.Fatalf("step %d: allow(%v) = %v, wait %v; want %v, wait %v", i, s.addr, ok, wait, s.ok, s.wait)
 		}
 	}
-	if newLoginLimiter(0, 100, clock.Now) != nil {
+	if newLoginLimiter(0, 100, clock.clock()) != nil {
 		t.Error("-login-rate 0 made a limiter; want none")
 	}
 	var off *loginLimiter
@@ -72,7 +72,7 @@ func TestLimitKeyGroupsIPv6By64(t *testing.T) {
 // it forgets full buckets, which change nothing, before any other.
 func TestLoginLimiterMemoryIsBounded(t *testing.T) {
 	clock := newFakeClock()
-	l := newLoginLimiter(60, 5, clock.Now)
+	l := newLoginLimiter(60, 5, clock.clock())
 	l.max = 64
 	for i := range 10_000 {
 		l.allow(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))

@@ -467,7 +467,7 @@ func TestScaleFigures(t *testing.T) {
 
 	// 1 M live tokens, one per user, each with its session_key, as a
 	// graceful restart would leave them.
-	tokens := newTokenStore(2*time.Hour, 720*time.Hour, time.Now)
+	tokens := newTokenStore(2*time.Hour, 720*time.Hour, systemClock())
 	for i := range n {
 		tokens.issue(identity{AppID: "wxbench", OpenID: benchOpenID(i), UserID: int64(i + 1)}, base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("%016d", i))))
 	}

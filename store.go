@@ -58,13 +58,13 @@ func hashToken(token string) tokenHash { return sha256.Sum256([]byte(token)) }
 // their session_key are held once per user, in the loginState it points at.
 type tokenEntry struct {
 	user     *loginState
-	issuedAt int64        // Unix nanoseconds
-	lastUsed atomic.Int64 // Unix nanoseconds of the last successful lookup
+	issuedAt int64        // on the monotonic clock (clock.elapsed), in nanoseconds
+	lastUsed atomic.Int64 // likewise, of the last successful lookup
 }
 
 // touch records a use at now, keeping the latest of concurrent uses.
-func (e *tokenEntry) touch(now time.Time) {
-	n := now.UnixNano()
+func (e *tokenEntry) touch(now int64) {
+	n := now
 	for {
 		old := e.lastUsed.Load()
 		if n <= old || e.lastUsed.CompareAndSwap(old, n) {
@@ -85,7 +85,7 @@ type loginState struct {
 // a new login stores a new one.
 type sessionKey struct {
 	key      string
-	storedAt int64 // Unix nanoseconds
+	storedAt int64 // on the monotonic clock, in nanoseconds
 }
 
 // tokenStore holds the login state wxlogin hands to mini programs: random
@@ -94,7 +94,7 @@ type sessionKey struct {
 type tokenStore struct {
 	ttl    time.Duration // a token dies this long after its last successful use
 	maxAge time.Duration // and never lives longer than this after it was issued
-	now    func() time.Time
+	clock  clock         // lifetimes run on its monotonic side
 
 	tokens sync.Map // tokenHash → *tokenEntry; read by every authenticated request
 
@@ -105,20 +105,24 @@ type tokenStore struct {
 	users map[int64]*loginState
 }
 
-func newTokenStore(ttl, maxAge time.Duration, now func() time.Time) *tokenStore {
-	return &tokenStore{ttl: ttl, maxAge: maxAge, now: now, users: map[int64]*loginState{}}
+func newTokenStore(ttl, maxAge time.Duration, c clock) *tokenStore {
+	return &tokenStore{ttl: ttl, maxAge: maxAge, clock: c, users: map[int64]*loginState{}}
 }
+
+// monotonic is now on the store's monotonic clock, in nanoseconds.
+func (s *tokenStore) monotonic() int64 { return int64(s.clock.elapsed()) }
 
 // lifetime is how long a fresh token lives if it is not used again.
 func (s *tokenStore) lifetime() time.Duration { return min(s.ttl, s.maxAge) }
 
-// expiry is when e dies unless it is used before then, in Unix nanoseconds.
+// expiry is when e dies unless it is used before then, on the monotonic
+// clock.
 func (s *tokenStore) expiry(e *tokenEntry) int64 {
 	return min(e.lastUsed.Load()+int64(s.ttl), e.issuedAt+int64(s.maxAge))
 }
 
-// alive reports whether e is still alive at now.
-func (s *tokenStore) alive(e *tokenEntry, now time.Time) bool { return now.UnixNano() < s.expiry(e) }
+// alive reports whether e is still alive at now, on the monotonic clock.
+func (s *tokenStore) alive(e *tokenEntry, now int64) bool { return now < s.expiry(e) }
 
 // setSessionKey makes key the session_key of who from now on and returns
 // who's loginState.
@@ -148,7 +152,7 @@ func (s *tokenStore) loginStateOf(id int64) *loginState {
 func (s *tokenStore) issue(who identity, key string) string {
 	token := randomText(32, base64.RawURLEncoding.EncodeToString)
 
-	now := s.now().UnixNano()
+	now := s.monotonic()
 	e := &tokenEntry{user: s.setSessionKey(who, &sessionKey{key: key, storedAt: now}), issuedAt: now}
 	e.lastUsed.Store(now)
 	s.tokens.Store(hashToken(token), e)
@@ -172,7 +176,7 @@ func (s *tokenStore) lookup(token string) (caller, bool) {
 		return caller{}, false
 	}
 	e := v.(*tokenEntry)
-	now := s.now()
+	now := s.monotonic()
 	if !s.alive(e, now) {
 		s.tokens.CompareAndDelete(h, e)
 		return caller{}, false
@@ -189,7 +193,7 @@ func (s *tokenStore) revoke(who caller) { s.tokens.Delete(who.hash) }
 // at every issue, so all of a user's tokens were issued no later than their
 // newest key was stored, and all are dead once maxAge has passed since then.
 func (s *tokenStore) sweep() int {
-	now := s.now()
+	now := s.monotonic()
 	removed := 0
 	s.tokens.Range(func(k, v any) bool {
 		if !s.alive(v.(*tokenEntry), now) && s.tokens.CompareAndDelete(k, v) {
@@ -200,7 +204,7 @@ func (s *tokenStore) sweep() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, state := range s.users {
-		if now.UnixNano() >= state.key.Load().storedAt+int64(s.maxAge) {
+		if now >= state.key.Load().storedAt+int64(s.maxAge) {
 			delete(s.users, id)
 		}
 	}

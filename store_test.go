@@ -32,7 +32,7 @@ func knownUsers(id int64) (identity, bool) {
 }
 
 func TestTokenIssue(t *testing.T) {
-	tokens := newTokenStore(2*time.Hour, 720*time.Hour, newFakeClock().Now)
+	tokens := newTokenStore(2*time.Hour, 720*time.Hour, newFakeClock().clock())
 	seen := map[string]bool{}
 	for range 100 {
 		token := tokens.issue(alice, "key")
@@ -74,7 +74,7 @@ func TestTokenExpiry(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := newFakeClock()
-			tokens := newTokenStore(ttl, maxAge, clock.Now)
+			tokens := newTokenStore(ttl, maxAge, clock.clock())
 			token := tokens.issue(alice, "key")
 			for i, d := range tt.steps {
 				clock.Advance(d)
@@ -87,7 +87,7 @@ func TestTokenExpiry(t *testing.T) {
 }
 
 func TestTokenRevoke(t *testing.T) {
-	tokens := newTokenStore(time.Hour, time.Hour, newFakeClock().Now)
+	tokens := newTokenStore(time.Hour, time.Hour, newFakeClock().clock())
 	token, other := tokens.issue(alice, "key"), tokens.issue(alice, "key")
 	who, _ := tokens.lookup(token)
 	tokens.revoke(who)
@@ -100,7 +100,7 @@ func TestTokenRevoke(t *testing.T) {
 }
 
 func TestTokenNewestSessionKeyWins(t *testing.T) {
-	tokens := newTokenStore(time.Hour, time.Hour, newFakeClock().Now)
+	tokens := newTokenStore(time.Hour, time.Hour, newFakeClock().clock())
 	phone := tokens.issue(alice, "old-key")
 	laptop := tokens.issue(alice, "new-key")
 	for name, token := range map[string]string{"older token": phone, "newer token": laptop} {
@@ -116,7 +116,7 @@ func TestTokenNewestSessionKeyWins(t *testing.T) {
 
 func TestTokenSweep(t *testing.T) {
 	clock := newFakeClock()
-	tokens := newTokenStore(time.Hour, 3*time.Hour, clock.Now)
+	tokens := newTokenStore(time.Hour, 3*time.Hour, clock.clock())
 	old := tokens.issue(alice, "key")
 	clock.Advance(30 * time.Minute)
 	fresh := tokens.issue(bob, "bob-key")
@@ -139,7 +139,7 @@ func TestTokenSweep(t *testing.T) {
 }
 
 func TestRunSweeperStopsWithContext(t *testing.T) {
-	tokens := newTokenStore(time.Hour, time.Hour, time.Now)
+	tokens := newTokenStore(time.Hour, time.Hour, systemClock())
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {
@@ -455,7 +455,7 @@ func BenchmarkOpenUserStore(b *testing.B) {
 }
 
 func BenchmarkTokenIssue(b *testing.B) {
-	s := newTokenStore(2*time.Hour, 720*time.Hour, time.Now)
+	s := newTokenStore(2*time.Hour, 720*time.Hour, systemClock())
 	i := 0
 	for b.Loop() {
 		i++
@@ -466,7 +466,7 @@ func BenchmarkTokenIssue(b *testing.B) {
 // BenchmarkTokenLookup looks up tokens, from every core at once, in a store
 // of 100 k live ones: what every authenticated request does first.
 func BenchmarkTokenLookup(b *testing.B) {
-	s := newTokenStore(2*time.Hour, 720*time.Hour, time.Now)
+	s := newTokenStore(2*time.Hour, 720*time.Hour, systemClock())
 	tokens := make([]string, 100_000)
 	for i := range tokens {
 		tokens[i] = s.issue(identity{AppID: "wxbench", OpenID: benchOpenID(i), UserID: int64(i + 1)}, officialSessionKey)

@@ -64,7 +64,10 @@ var savedTokenPrefix = []byte(`{"sha256":`)
 // atomically, and reports how many tokens it wrote. It runs after the
 // server has stopped, so no token is issued while it writes.
 func (s *tokenStore) save(path string) (int, error) {
-	now := s.now()
+	now, wallNow := s.monotonic(), s.clock.now()
+	// The file holds wall times, as Unix nanoseconds, for the next process,
+	// whose monotonic clock starts elsewhere.
+	toWall := func(at int64) int64 { return at - now + wallNow.UnixNano() }
 	needed := map[*loginState]bool{}
 	s.tokens.Range(func(_, v any) bool {
 		if e := v.(*tokenEntry); s.alive(e, now) {
@@ -76,20 +79,20 @@ func (s *tokenStore) save(path string) (int, error) {
 	err := writeFileAtomic(path, func(w io.Writer) error {
 		// A write error sticks in bw, and Flush returns it.
 		bw := bufio.NewWriterSize(w, 1<<20)
-		header, _ := json.Marshal(tokenFileHeader{Format: tokenFileFormat, Version: tokenFileVersion, SavedAt: now.UTC()}) // Cannot fail: plain data.
+		header, _ := json.Marshal(tokenFileHeader{Format: tokenFileFormat, Version: tokenFileVersion, SavedAt: wallNow.UTC()}) // Cannot fail: plain data.
 		bw.Write(append(header, '\n'))
 		var line []byte
 		for state := range needed {
 			k := state.key.Load()
 			bw.Write(appendSavedSessionKey(line[:0], savedSessionKey{
-				UserID: state.who.UserID, AppID: state.who.AppID, OpenID: state.who.OpenID, SessionKey: k.key, StoredAt: k.storedAt,
+				UserID: state.who.UserID, AppID: state.who.AppID, OpenID: state.who.OpenID, SessionKey: k.key, StoredAt: toWall(k.storedAt),
 			}))
 		}
 		s.tokens.Range(func(k, v any) bool {
 			if e, h := v.(*tokenEntry), k.(tokenHash); s.alive(e, now) {
 				line = appendSavedToken(line[:0], savedToken{
 					SHA256: base64.RawURLEncoding.EncodeToString(h[:]), UserID: e.user.who.UserID,
-					IssuedAt: e.issuedAt, LastUsedAt: e.lastUsed.Load(),
+					IssuedAt: toWall(e.issuedAt), LastUsedAt: toWall(e.lastUsed.Load()),
 				})
 				bw.Write(line)
 				saved++
@@ -139,7 +142,12 @@ var errOldTokenFile = errors.New("the token file was written by an older wxlogin
 
 // readTokenFile puts the live tokens read from r in s and counts them.
 func (s *tokenStore) readTokenFile(r *bufio.Reader, path string, userOf func(id int64) (identity, bool)) (int, error) {
-	now, loaded := s.now(), 0
+	now, wallNow, loaded := s.monotonic(), s.clock.now().UnixNano(), 0
+	// A saved time is put on this process's monotonic clock. A time after
+	// now is taken as now: a clock that ran ahead when the file was written
+	// must not keep tokens alive past their age (nor a clock that runs
+	// behind now).
+	fromWall := func(at int64) int64 { return now - max(0, wallNow-at) }
 	for lineNo := 1; ; lineNo++ {
 		line, err := r.ReadSlice('\n')
 		if errors.Is(err, io.EOF) && len(line) == 0 && lineNo > 1 {
@@ -172,8 +180,8 @@ func (s *tokenStore) readTokenFile(r *bufio.Reader, path string, userOf func(id 
 			if err != nil || len(raw) != sha256.Size {
 				return 0, fmt.Errorf("%s:%d: token hash %q is not a base64url SHA-256", path, lineNo, t.SHA256)
 			}
-			e := &tokenEntry{user: s.loginStateOf(t.UserID), issuedAt: t.IssuedAt}
-			e.lastUsed.Store(t.LastUsedAt)
+			e := &tokenEntry{user: s.loginStateOf(t.UserID), issuedAt: fromWall(t.IssuedAt)}
+			e.lastUsed.Store(fromWall(t.LastUsedAt))
 			if e.user != nil && s.alive(e, now) {
 				s.tokens.Store(tokenHash(raw), e)
 				loaded++
@@ -184,7 +192,7 @@ func (s *tokenStore) readTokenFile(r *bufio.Reader, path string, userOf func(id 
 				return 0, fmt.Errorf("%s:%d: %w", path, lineNo, err)
 			}
 			if who, ok := userOf(k.UserID); ok && who.AppID == k.AppID && who.OpenID == k.OpenID {
-				s.setSessionKey(who, &sessionKey{key: k.SessionKey, storedAt: k.StoredAt})
+				s.setSessionKey(who, &sessionKey{key: k.SessionKey, storedAt: fromWall(k.StoredAt)})
 			}
 		}
 	}

@@ -14,7 +14,7 @@ import (
 func TestTokenSaveAndLoad(t *testing.T) {
 	clock := newFakeClock()
 	path := filepath.Join(t.TempDir(), tokenFileName)
-	before := newTokenStore(time.Hour, 24*time.Hour, clock.Now)
+	before := newTokenStore(time.Hour, 24*time.Hour, clock.clock())
 	live := before.issue(alice, "alice-key")
 	dying := before.issue(bob, "bob-key")
 	clock.Advance(50 * time.Minute)
@@ -33,7 +33,7 @@ func TestTokenSaveAndLoad(t *testing.T) {
 	assertPrivate(t, path)
 
 	clock.Advance(20 * time.Minute) // down for a while: bob's token expires meanwhile
-	after := newTokenStore(time.Hour, 24*time.Hour, clock.Now)
+	after := newTokenStore(time.Hour, 24*time.Hour, clock.clock())
 	if n, err := after.load(path, knownUsers); err != nil || n != 1 {
 		t.Fatalf("load = %d, %v; want 1, nil", n, err)
 	}
@@ -47,7 +47,7 @@ func TestTokenSaveAndLoad(t *testing.T) {
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("token file still there after load (stat err %v): a later crash would revive revoked tokens", err)
 	}
-	if n, err := newTokenStore(time.Hour, time.Hour, clock.Now).load(path, knownUsers); err != nil || n != 0 {
+	if n, err := newTokenStore(time.Hour, time.Hour, clock.clock()).load(path, knownUsers); err != nil || n != 0 {
 		t.Errorf("load with no file = %d, %v; want 0, nil", n, err)
 	}
 }
@@ -73,7 +73,7 @@ func TestTokenLoadRejectsForeignFile(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := newTokenStore(time.Hour, time.Hour, time.Now).load(path, knownUsers)
+			_, err := newTokenStore(time.Hour, time.Hour, systemClock()).load(path, knownUsers)
 			if want := fmt.Sprintf("%s:%d:", path, tt.line); err == nil || !strings.Contains(err.Error(), want) {
 				t.Fatalf("load = %v; want an error naming %s", err, want)
 			}
@@ -96,7 +96,7 @@ func TestTokenLoadDropsTheOldFormat(t *testing.T) {
 	if err := os.WriteFile(path, []byte(versionOneTokenFile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := newTokenStore(time.Hour, time.Hour, time.Now).load(path, knownUsers); !errors.Is(err, errOldTokenFile) || n != 0 {
+	if n, err := newTokenStore(time.Hour, time.Hour, systemClock()).load(path, knownUsers); !errors.Is(err, errOldTokenFile) || n != 0 {
 		t.Fatalf("load of a version 1 file = %d, %v; want 0, errOldTokenFile", n, err)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
@@ -110,14 +110,14 @@ func TestTokenLoadDropsTheOldFormat(t *testing.T) {
 func TestTokenLoadDropsUnknownUsers(t *testing.T) {
 	clock := newFakeClock()
 	path := filepath.Join(t.TempDir(), tokenFileName)
-	before := newTokenStore(time.Hour, time.Hour, clock.Now)
+	before := newTokenStore(time.Hour, time.Hour, clock.clock())
 	stranger := before.issue(identity{AppID: "wxapp", OpenID: "o-stranger", UserID: 3}, "key")
 	impostor := before.issue(identity{AppID: "wxapp", OpenID: "o-mallory", UserID: bob.UserID}, "key")
 	known := before.issue(alice, "alice-key")
 	if _, err := before.save(path); err != nil {
 		t.Fatal(err)
 	}
-	after := newTokenStore(time.Hour, time.Hour, clock.Now)
+	after := newTokenStore(time.Hour, time.Hour, clock.clock())
 	if n, err := after.load(path, knownUsers); err != nil || n != 1 {
 		t.Fatalf("load = %d, %v; want 1, nil", n, err)
 	}

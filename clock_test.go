@@ -1,0 +1,89 @@
+package main
+
+import (
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// A step of the wall clock, back or ahead, moves no token's lifetime: a
+// token dies its idle lifetime after its last use and its age after it was
+// issued, as time passes, whatever the wall clock says meanwhile.
+func TestAWallClockStepMovesNoTokenLifetime(t *testing.T) {
+	for _, step := range []time.Duration{-time.Hour, 365 * 24 * time.Hour} {
+		clock := newFakeClock()
+		tokens := newTokenStore(time.Hour, 3*time.Hour, clock.clock())
+		token := tokens.issue(alice, "alice-key")
+		clock.StepWall(step)
+		clock.Advance(59 * time.Minute)
+		if _, ok := tokens.lookup(token); !ok {
+			t.Errorf("wall clock stepped %v: a token used 59 min after it was issued is refused", step)
+		}
+		for range 3 { // used every 59 min, it lives to its age of 3 h, and no longer
+			clock.Advance(59 * time.Minute)
+			tokens.lookup(token)
+		}
+		if _, ok := tokens.lookup(token); ok {
+			t.Errorf("wall clock stepped %v: a token is alive %v after it was issued; its age is 3 h", step, 4*59*time.Minute)
+		}
+	}
+}
+
+// A step back of the wall clock does not lock a client out of logins: its
+// tokens come back as time passes.
+func TestAWallClockStepBackLocksNoClientOut(t *testing.T) {
+	clock := newFakeClock()
+	l := newLoginLimiter(60, 2, clock.clock()) // one a second, two at once
+	addr := netip.MustParseAddr("192.0.2.1")
+	l.allow(addr)
+	l.allow(addr)
+	if ok, _ := l.allow(addr); ok {
+		t.Fatal("a third login at once was allowed; the burst is 2")
+	}
+	clock.StepWall(-time.Hour)
+	clock.Advance(time.Second)
+	if ok, wait := l.allow(addr); !ok {
+		t.Errorf("a second after the wall clock stepped back an hour, a login is refused for %v; want it allowed", wait)
+	}
+}
+
+// Times read back from the token file are clamped: a token saved while the
+// clock ran a year ahead is taken as issued and used when it is read, so it
+// lives no longer than its age from then; and one whose age has passed by
+// the times saved is dropped.
+func TestSavedTokensFromTheFutureAreClamped(t *testing.T) {
+	ahead := newFakeClock()
+	ahead.StepWall(365 * 24 * time.Hour)
+	before := newTokenStore(2*time.Hour, 720*time.Hour, ahead.clock())
+	token := before.issue(alice, "alice-key")
+	path := filepath.Join(t.TempDir(), tokenFileName)
+	if n, err := before.save(path); err != nil || n != 1 {
+		t.Fatalf("save = %d, %v", n, err)
+	}
+
+	now := newFakeClock() // the clock put right, a year behind the file
+	after := newTokenStore(2*time.Hour, 720*time.Hour, now.clock())
+	if n, err := after.load(path, knownUsers); err != nil || n != 1 {
+		t.Fatalf("load = %d, %v; want the token, taken as issued now", n, err)
+	}
+	for used := time.Duration(0); used <= 720*time.Hour; used += 2*time.Hour - time.Minute {
+		now.Advance(2*time.Hour - time.Minute) // used within its idle lifetime each time
+		after.lookup(token)
+	}
+	if _, ok := after.lookup(token); ok {
+		t.Error("a token saved a year ahead is alive 30 days after it was read; its age is 30 days")
+	}
+
+	// Saved right, read once its age has passed: dropped, though its idle
+	// lifetime has not.
+	old := newTokenStore(1000*time.Hour, 720*time.Hour, now.clock())
+	old.issue(alice, "alice-key")
+	if _, err := old.save(path); err != nil {
+		t.Fatal(err)
+	}
+	now.Advance(721 * time.Hour)
+	if n, err := newTokenStore(1000*time.Hour, 720*time.Hour, now.clock()).load(path, knownUsers); err != nil || n != 0 {
+		t.Errorf("a token read back after its age = %d, %v; want it dropped", n, err)
+	}
+}
