@@ -59,6 +59,7 @@ type config struct {
 	adminAddr     string // where to serve net/http/pprof; "" for nowhere
 	loginRate     int    // logins a minute per client address; 0 for no limit
 	loginBurst    int    // logins at once per client address
+	maxConns      int    // connections served at once; 0 for a cap under the open-file limit
 	proxies       trustedProxies
 	apps          []appConfig
 }
@@ -172,10 +173,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		log.Warn("MOCK MODE: logins go to the built-in fake WeChat, not to WeChat; get a code from POST /mock/wx.login",
 			"appids", appIDsOf(cfg.apps), "teaching_page", baseURL+"/")
 	}
-	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(),
+	maxConns := cfg.connCap()
+	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(), "max_conns", maxConns,
 		"wechat_api", redactURL(wechatAPI), "data", cfg.dataDir, "users", users.count(), "tokens_reloaded", reloaded)
 
-	err = serveUntilDone(ctx, srv, ln, cfg.loginTimeout+5*time.Second, log)
+	err = serveUntilDone(ctx, srv, limitConns(srv, ln, maxConns), cfg.loginTimeout+5*time.Second, log)
 	cancel()
 	<-sweeperDone
 	saved, saveErr := tokens.save(tokenPath)
@@ -219,7 +221,7 @@ func runFakeOnly(ctx context.Context, cfg config, log *slog.Logger) error {
 	baseURL := "http://" + dialableAddr(ln.Addr())
 	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(), "fake_only", true,
 		"appids", appIDsOf(cfg.apps))
-	return serveUntilDone(ctx, srv, ln, 5*time.Second, log)
+	return serveUntilDone(ctx, srv, limitConns(srv, ln, cfg.connCap()), 5*time.Second, log)
 }
 
 // fakeFor is a fake WeChat that knows the configured apps and their secrets.
@@ -229,6 +231,14 @@ func fakeFor(apps []appConfig) *fakeWechat {
 		fakeApps[a.AppID] = fakeApp{Secret: a.secret, Unbound: a.Unbound}
 	}
 	return newFakeWechat(fakeApps, time.Now)
+}
+
+// connCap is how many client connections to serve at once.
+func (cfg config) connCap() int {
+	if cfg.maxConns > 0 {
+		return cfg.maxConns
+	}
+	return defaultMaxConns(len(cfg.apps))
 }
 
 // storeMeta is what the user store records of the configuration.
@@ -329,6 +339,7 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	e.string(&cfg.adminAddr, "admin-addr", "WXLOGIN_ADMIN_ADDR", "", "serve net/http/pprof here, never on -addr (e.g. 127.0.0.1:6060; default: off)")
 	e.int(&cfg.loginRate, "login-rate", "WXLOGIN_LOGIN_RATE", 300, "logins a minute per client address, refilled steadily; over it, 429 with status 7 and Retry-After (0: no limit)")
 	e.int(&cfg.loginBurst, "login-burst", "WXLOGIN_LOGIN_BURST", 100, "logins one client address may make at once, before -login-rate applies")
+	e.int(&cfg.maxConns, "max-conns", "WXLOGIN_MAX_CONNS", 0, "client connections served at once; past it, one that carries no request is closed to make room, or a new one waits (default 0: the open-file limit, less what wxlogin needs for itself)")
 	var proxies string
 	e.string(&proxies, "trusted-proxies", "WXLOGIN_TRUSTED_PROXIES", "", "comma-separated CIDRs of the reverse proxies in front of wxlogin, whose X-Forwarded-For is believed (default: none; the peer's address is the client's)")
 	var fakeOnly optionalBool
@@ -366,6 +377,9 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	}
 	if cfg.loginBurst < 1 {
 		return cfg, errors.New("-login-burst / WXLOGIN_LOGIN_BURST: must be at least 1")
+	}
+	if cfg.maxConns < 0 {
+		return cfg, errors.New("-max-conns / WXLOGIN_MAX_CONNS: must be 0 (below the open-file limit) or more")
 	}
 	var err error
 	if cfg.proxies, err = parseTrustedProxies(proxies); err != nil {

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// At the cap, a connection that carries no request is closed to make room
+// for a new one, and one with a request under way is not.
+func TestConnLimiterClosesIdleConnectionsNotRequests(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		io.WriteString(w, "ok")
+	})}
+	limited := limitConns(srv, ln, 3).(*connLimiter)
+	go srv.Serve(limited)
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().String()
+
+	// A request under way, on a connection of its own.
+	slow := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/slow")
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- string(body)
+	}()
+	waitFor(t, "the slow request to be under way", func() bool {
+		limited.mu.Lock()
+		defer limited.mu.Unlock()
+		return len(limited.open) == 1 && limited.idle.Len() == 0
+	})
+
+	// A flood of connections that send nothing, well past the cap.
+	for range 10 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatalf("a request behind a flood of idle connections: %v", err)
+	}
+	resp.Body.Close()
+	limited.mu.Lock()
+	open := len(limited.open)
+	limited.mu.Unlock()
+	if open > 3 {
+		t.Errorf("%d connections open; the cap is 3", open)
+	}
+
+	close(release)
+	if got := <-slow; got != "ok" {
+		t.Errorf("the request under way while the flood came got %q; want it answered", got)
+	}
+}
+
+// waitFor polls cond until it holds, or fails the test after 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Under a limit of 256 open files, 400 connections that send nothing leave
+// a normal login answered within 1 s, and wxlogin never runs out of files.
+func TestAFloodOfIdleConnectionsLeavesLoginsAnswered(t *testing.T) {
+	c := startLimitedProcess(t, "-n 256", nil, "-addr", "127.0.0.1:0", "-data", t.TempDir(), "-login-rate", "0")
+	host := strings.TrimPrefix(c.url, "http://")
+	for range 400 {
+		conn, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatalf("dialling the flood: %v", err)
+		}
+		defer conn.Close()
+	}
+	start := time.Now()
+	got := post(t, http.MethodPost, c.url+"/login", jsonCT, `{"code":"`+mockCode(t, c.url, "alice")+`"}`)
+	took := time.Since(start)
+	if got.env.Status != 0 {
+		t.Fatalf("a login behind 400 idle connections = %s", got.raw)
+	}
+	t.Logf("a login (two requests, and the call to the fake WeChat) behind 400 idle connections took %v", took.Round(time.Millisecond))
+	if took > time.Second {
+		t.Errorf("a login behind 400 idle connections took %v; want at most 1 s", took)
+	}
+	if logs := c.logs.String(); strings.Contains(logs, "too many open files") {
+		t.Errorf("wxlogin ran out of open files:\n%s", logs)
+	}
+	if !strings.Contains(c.logs.String(), "max_conns=128") {
+		t.Errorf("the cap under 256 open files is not 256 - 64 - 64 for one app:\n%s", c.logs.String())
+	}
+}
