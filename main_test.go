@@ -670,3 +670,31 @@ func TestSlowHeadersAreCutOff(t *testing.T) {
 		}
 	}
 }
+
+// Mock and real mode never share a data directory: in mock mode anyone can
+// log in as a user of any name, so a token of such a user must never reach
+// real mode. Real mode refuses a directory mock mode created, saying how to
+// start clean, and mock mode refuses a real one.
+func TestMockAndRealModeNeverShareADataDirectory(t *testing.T) {
+	dir := t.TempDir()
+	mock := startServer(t, nil, "-data", dir)
+	token := dataOf[loginData](t, post(t, "POST", mock.url+"/login", jsonCT, `{"code":"`+mockCode(t, mock.url, "anyone")+`"}`)).Token
+	if err := mock.stop(); err != nil || token == "" {
+		t.Fatalf("mock mode: token %q, run = %v", token, err)
+	}
+	real := map[string]string{"WX_APPID": "wxreal000000000001", "WX_APPSECRET": testSecret, "WXLOGIN_WECHAT_API": "http://127.0.0.1:1"}
+	err := run(t.Context(), []string{"wxlogin", "-addr", "127.0.0.1:0", "-data", dir}, func(k string) string { return real[k] }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "was created in mock mode") || !strings.Contains(err.Error(), "-data") {
+		t.Errorf("real mode on a directory mock mode created: run = %v; want it refused, saying how to start clean", err)
+	}
+
+	realDir := t.TempDir()
+	s := startServer(t, real, "-data", realDir)
+	if err := s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	err = run(t.Context(), []string{"wxlogin", "-addr", "127.0.0.1:0", "-data", realDir}, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "was created in real mode") {
+		t.Errorf("mock mode on a directory real mode created: run = %v; want it refused", err)
+	}
+}
