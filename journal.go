@@ -805,7 +805,7 @@ func (j *journal) writeSnapshot(lines iter.Seq[[]byte], through int64) (int64, e
 		return 0, err
 	}
 	var size int64
-	err := writeFileAtomic(filepath.Join(j.dir, j.snapshotName()), func(w io.Writer) error {
+	err := writeFileAtomic(filepath.Join(j.dir, j.snapshotName()), func(w *os.File) error {
 		n, err := j.writeSnapshotTo(w, lines, through)
 		size = n
 		return err
@@ -879,7 +879,7 @@ func (j *journal) close() error {
 // writeFileAtomic replaces path with what write produces, so that path always
 // holds either the old or the new content in full: write to a temp file in
 // the same directory (created 0600), fsync, rename, fsync the directory.
-func writeFileAtomic(path string, write func(io.Writer) error) error {
+func writeFileAtomic(path string, write func(tmp *os.File) error) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -913,4 +913,118 @@ func syncDir(dir string) error {
 		err = closeErr
 	}
 	return err
+}
+
+// writeBackup writes the owner's state as it is now to w, in a snapshot's
+// format, once every line of it is durable. Appends go on meanwhile: the
+// owner copies its state in one step, and the copy is written after.
+func (j *journal) writeBackup(w io.Writer) error {
+	lines := j.snapshot()
+	if err := j.wait(j.barrier()); err != nil {
+		return err
+	}
+	_, err := j.writeSnapshotTo(w, lines, 0)
+	return err
+}
+
+// replaySnapshotFile hands the lines of a snapshot file at path, such as a
+// backup, to an owner as replayJournal would, with every check, and
+// returns its header. It changes nothing.
+func replaySnapshotFile[R any](path, name string, parse func(line []byte) (R, error), apply func(R) error) (fileHeader, error) {
+	j := &journal{name: name, journalOptions: journalOptions{readOnly: true, log: slog.New(slog.DiscardHandler)}}
+	f, err := replayFile(j, path, j.snapshotFormat(), false, parse, apply)
+	if err != nil {
+		return f.header, err
+	}
+	if f.header.Version < 2 || !f.sealed {
+		return f.header, fmt.Errorf("%s: cut short: a snapshot ends with a trailer, and this one has none", path)
+	}
+	return f.header, nil
+}
+
+// createJournalFrom writes lines as the snapshot of a new store in dir,
+// which must hold none of name's files, and the store's first journal
+// after it. The journal is closed; open the store to use it.
+func createJournalFrom(dir, name string, meta json.RawMessage, lines iter.Seq[[]byte]) error {
+	j, err := openJournal(dir, name, journalOptions{meta: meta, log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	if j.haveSnapshot || len(j.gens) > 0 {
+		return fmt.Errorf("%s already holds a store", dir)
+	}
+	if _, err := j.writeSnapshot(lines, 0); err != nil {
+		return err
+	}
+	f, err := j.createJournal(1)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// salvageJournal hands the owner every line of j's files that checks out,
+// in order, skipping each one that does not (or that apply refuses), and
+// says what it skipped and what it found missing: what a repair would
+// drop. It changes nothing.
+func salvageJournal[R any](j *journal, parse func(line []byte) (R, error), apply func(R) error) []string {
+	var lost []string
+	note := func(format string, args ...any) { lost = append(lost, fmt.Sprintf(format, args...)) }
+	paths := []string{}
+	if j.haveSnapshot {
+		paths = append(paths, filepath.Join(j.dir, j.snapshotName()))
+	}
+	for _, gen := range j.gens {
+		paths = append(paths, j.journalPath(gen))
+	}
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			note("%s: unreadable, so all of it: %v", path, err)
+			continue
+		}
+		first, _, _ := bytes.Cut(data, []byte("\n"))
+		framed := len(first) > 0 && first[0] != '{'
+		for i, line := range bytes.SplitAfter(data, []byte("\n")) {
+			lineNo := i + 1
+			switch {
+			case len(line) == 0:
+				continue
+			case line[len(line)-1] != '\n':
+				note("%s:%d: an incomplete last line (%d bytes)", path, lineNo, len(line))
+				continue
+			case lineNo == 1:
+				continue // the header: a damaged one costs no record
+			}
+			text := line
+			if framed {
+				kind, t, _, err := readFramed(line)
+				if err == nil && kind != kindRecord {
+					continue // a trailer, or a stray header: no record
+				}
+				if err != nil {
+					note("%s:%d: %v: %s", path, lineNo, err, preview(line))
+					continue
+				}
+				text = t
+			}
+			r, err := parse(text)
+			if err == nil {
+				err = apply(r)
+			}
+			if err != nil {
+				note("%s:%d: %v: %s", path, lineNo, err, preview(text))
+			}
+		}
+	}
+	return lost
+}
+
+// preview is the start of a line, for saying which one a repair drops.
+func preview(line []byte) string {
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	if len(line) > 120 {
+		return string(line[:120]) + "…"
+	}
+	return string(line)
 }

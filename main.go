@@ -84,6 +84,9 @@ type appConfig struct {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(args) > 1 && isTool(args[1]) {
+		return runTool(ctx, args[1:], getenv, stdout, stderr) // wxlogin check, backup, … (datatools.go)
+	}
 
 	cfg, err := loadConfig(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
@@ -95,13 +98,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logOut := newLogWriter(stderr)
 	defer logOut.close()
 	log := slog.New(slog.NewTextHandler(logOut, nil))
-	if cfg.adminAddr != "" {
-		stopAdmin, err := startAdmin(ctx, cfg.adminAddr, log)
-		if err != nil {
-			return err
-		}
-		defer stopAdmin()
-	}
 	if cfg.fakeOnly {
 		return runFakeOnly(ctx, cfg, log)
 	}
@@ -124,6 +120,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, users, log)
+	if err != nil {
+		return errors.Join(err, users.Close())
+	}
+	defer stopAdmin()
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return errors.Join(err, users.Close())
@@ -212,6 +213,11 @@ func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, grac
 // URL. The client side (/mock/wx.login, …) stays where mock mode has it. No
 // data directory is used: the fake keeps its codes and keys in memory.
 func runFakeOnly(ctx context.Context, cfg config, log *slog.Logger) error {
+	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, nil, log)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 	fake := fakeFor(cfg.apps)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -263,11 +269,15 @@ func appIDsOf(apps []appConfig) string {
 	return strings.Join(ids, ",")
 }
 
-// startAdmin serves the profiler on its own address, so that profiles can be
-// taken under load without exposing them where clients connect. It returns a
-// function that stops it and waits until it has. (Importing net/http/pprof
-// also registers it on http.DefaultServeMux, which wxlogin never serves.)
-func startAdmin(ctx context.Context, addr string, log *slog.Logger) (stop func(), err error) {
+// startAdmin serves the profiler, and a backup of users (nil for the fake
+// alone), on an address of their own, so that neither is exposed where
+// clients connect; with no address, nothing. It returns a function that
+// stops it and waits until it has. (Importing net/http/pprof also registers
+// it on http.DefaultServeMux, which wxlogin never serves.)
+func startAdmin(ctx context.Context, addr string, users *userStore, log *slog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("-admin-addr / WXLOGIN_ADMIN_ADDR: %w", err)
@@ -278,7 +288,11 @@ func startAdmin(ctx context.Context, addr string, log *slog.Logger) (stop func()
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	// A CPU profile or trace runs as long as asked: no write timeout.
+	if users != nil {
+		mux.Handle("GET /backup", handleBackup(users, log))
+	}
+	// A CPU profile, a trace or a backup runs as long as it needs: no write
+	// timeout.
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

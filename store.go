@@ -326,16 +326,42 @@ func loadUserStore(dir string, opts journalOptions, now func() time.Time) (*user
 	// A record takes about 200 bytes on disk, counting the journal lines a
 	// snapshot has not absorbed yet. Sizing the maps now, rather than
 	// growing them by doubling, saves rehashing (BENCHMARKS.md, start-up).
-	expected := int(j.storedBytes / 200)
-	s.byRef = make(map[userRef]*userRecord, expected)
-	s.byUnion = make(map[string][]int64, expected)
-	s.byID = make([]*userRecord, 0, expected)
-	s.claims = map[int64][]*claimRecord{}
+	s.makeIndexes(int(j.storedBytes / 200))
 	if err := replayJournal(j, parseStoredLine, s.replay); err != nil {
 		return nil, errors.Join(fmt.Errorf("open user store: %w", err), j.close())
 	}
 	s.journal = j
 	return s, nil
+}
+
+// newMemoryUserStore is an empty store with no files, for the tools to
+// read a store into; it takes no writes.
+func newMemoryUserStore() *userStore {
+	s := &userStore{now: time.Now}
+	s.makeIndexes(0)
+	return s
+}
+
+// makeIndexes makes the store's maps for about expected users.
+func (s *userStore) makeIndexes(expected int) {
+	s.byRef = make(map[userRef]*userRecord, expected)
+	s.byUnion = make(map[string][]int64, expected)
+	s.byID = make([]*userRecord, 0, expected)
+	s.claims = map[int64][]*claimRecord{}
+}
+
+// census counts the store's users, the persons they are, and their claims.
+func (s *userStore) census() (users, persons, claims int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	persons = len(s.byUnion)
+	for _, u := range s.byID {
+		if u.UnionID == "" {
+			persons++
+		}
+		claims += len(s.claims[u.ID])
+	}
+	return len(s.byID), persons, claims
 }
 
 // meta is what the store's newest file records of it, zero for files of

@@ -76,7 +76,7 @@ func (s *tokenStore) save(path string) (int, error) {
 		return true
 	})
 	saved := 0
-	err := writeFileAtomic(path, func(w io.Writer) error {
+	err := writeFileAtomic(path, func(w *os.File) error {
 		// A write error sticks in bw, and Flush returns it.
 		bw := bufio.NewWriterSize(w, 1<<20)
 		header, _ := json.Marshal(tokenFileHeader{Format: tokenFileFormat, Version: tokenFileVersion, SavedAt: wallNow.UTC()}) // Cannot fail: plain data.

@@ -1,0 +1,326 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// This file is the tools that look after a data directory, in the same
+// binary: wxlogin check, export, backup, restore and repair. None of them
+// writes to a store a server is running on: check, export and repair take
+// the data directory's lock, and a backup is taken by the server itself,
+// on its admin address.
+
+// toolNames are the tools, as the first argument names them.
+var toolNames = []string{"check", "export", "backup", "restore", "repair"}
+
+// runTool runs the tool args[0] names, with its flags after it.
+func runTool(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("wxlogin "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	e := envFlags{fs: fs, getenv: getenv}
+	var dir, from, to, backup string
+	var drop optionalBool
+	switch args[0] {
+	case "check":
+		e.string(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to check; no server may be running on it")
+		fs.StringVar(&backup, "backup", "", "check this backup file instead of a data directory")
+	case "export":
+		e.string(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to export; no server may be running on it")
+	case "backup":
+		fs.StringVar(&from, "from", "", "the -admin-addr of the running wxlogin, as a URL: http://127.0.0.1:6060")
+		fs.StringVar(&to, "to", "", "the file to write the backup to (replaced whole, once the backup checks out)")
+	case "restore":
+		fs.StringVar(&from, "from", "", "the backup file to restore")
+		e.string(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to restore into: new, or empty")
+	case "repair":
+		e.string(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to repair; no server may be running on it")
+		fs.Var(&drop, "drop", "drop what the repair lists, keeping the damaged files aside in the data directory (without it, nothing changes)")
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if err := errors.Join(e.errs...); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("wxlogin %s: unexpected argument %q (settings are flags; see -h)", args[0], fs.Arg(0))
+	}
+	out := bufio.NewWriter(stdout)
+	defer out.Flush()
+	switch args[0] {
+	case "check":
+		if backup != "" {
+			return checkBackup(backup, out)
+		}
+		return checkDataDir(dir, out)
+	case "export":
+		return exportDataDir(dir, out)
+	case "backup":
+		return takeBackup(ctx, from, to, out)
+	case "restore":
+		return restoreBackup(from, dir, out)
+	default:
+		return repairDataDir(dir, drop.value, out)
+	}
+}
+
+// checkDataDir verifies a data directory as a start-up would, with every
+// check, and reports what it holds; it changes nothing.
+func checkDataDir(dir string, out io.Writer) error {
+	d, err := inspectDataDir(dir)
+	if err != nil {
+		return fmt.Errorf("wxlogin check: %w", err)
+	}
+	defer d.release()
+	s, notes, err := inspectUserStore(dir)
+	if err != nil {
+		fmt.Fprintf(out, "wxlogin check: %s is damaged:\n  %v\nwxlogin repair -data %s lists what a repair would drop.\n", dir, err, dir)
+		return fmt.Errorf("wxlogin check: %s is damaged", dir)
+	}
+	defer s.Close()
+	describe(out, dir, s)
+	for _, n := range notes {
+		fmt.Fprintf(out, "  a start-up will %s\n", n)
+	}
+	fmt.Fprintln(out, "ok: every line checks out")
+	return nil
+}
+
+// checkBackup verifies a backup file.
+func checkBackup(path string, out io.Writer) error {
+	s, err := readBackup(path)
+	if err != nil {
+		return fmt.Errorf("wxlogin check: %w", err)
+	}
+	describe(out, path, s)
+	fmt.Fprintln(out, "ok: every line checks out")
+	return nil
+}
+
+// describe says what a store holds.
+func describe(out io.Writer, where string, s *userStore) {
+	m, _ := s.meta()
+	users, persons, claims := s.census()
+	mode := "of a mode not recorded (files of the earlier format)"
+	if m.Mode != "" {
+		mode = "created in " + m.Mode + " mode, for " + strings.Join(m.AppIDs, ", ")
+	}
+	fmt.Fprintf(out, "%s: %d users (%d persons) and %d claims, %s\n", where, users, persons, claims, mode)
+}
+
+// exportDataDir writes the users, then the claims, of a data directory to
+// out as JSON lines, exactly as the store keeps them.
+func exportDataDir(dir string, out io.Writer) error {
+	d, err := inspectDataDir(dir)
+	if err != nil {
+		return fmt.Errorf("wxlogin export: %w", err)
+	}
+	defer d.release()
+	s, _, err := inspectUserStore(dir)
+	if err != nil {
+		return fmt.Errorf("wxlogin export: %w (wxlogin check says more)", err)
+	}
+	defer s.Close()
+	for line := range s.snapshotLines() {
+		if _, err := out.Write(line); err != nil {
+			return fmt.Errorf("wxlogin export: %w", err)
+		}
+	}
+	return nil
+}
+
+// takeBackup fetches a backup from a running wxlogin's admin address and
+// writes it to path once it checks out whole.
+func takeBackup(ctx context.Context, from, path string, out io.Writer) error {
+	if from == "" || path == "" {
+		return errors.New("wxlogin backup: -from (the server's -admin-addr, as http://127.0.0.1:6060) and -to (a file) are needed")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(from, "/")+"/backup", nil)
+	if err != nil {
+		return fmt.Errorf("wxlogin backup: -from: %w", err)
+	}
+	client := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: time.Minute}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("wxlogin backup: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("wxlogin backup: %s answered %s: %s", from, resp.Status, strings.TrimSpace(string(body)))
+	}
+	var s *userStore
+	err = writeFileAtomic(path, func(tmp *os.File) error {
+		if _, err := io.Copy(tmp, resp.Body); err != nil {
+			return err
+		}
+		var err error
+		s, err = readBackup(tmp.Name()) // checked before it replaces anything
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("wxlogin backup: %w", err)
+	}
+	describe(out, path, s)
+	return nil
+}
+
+// readBackup reads a backup file into a store in memory, with every check
+// a start-up makes.
+func readBackup(path string) (*userStore, error) {
+	s := newMemoryUserStore()
+	h, err := replaySnapshotFile(path, "users", parseStoredLine, s.replay)
+	if err != nil {
+		return nil, err
+	}
+	s.journal = &journal{storedMeta: h.Meta}
+	return s, nil
+}
+
+// restoreBackup puts a backup into an empty data directory, and checks the
+// result as a start-up would.
+func restoreBackup(from, dir string, out io.Writer) error {
+	if from == "" {
+		return errors.New("wxlogin restore: -from (a backup file) is needed")
+	}
+	s, err := readBackup(from)
+	if err != nil {
+		return fmt.Errorf("wxlogin restore: %w", err)
+	}
+	d, err := openDataDir(dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return fmt.Errorf("wxlogin restore: %w", err)
+	}
+	defer d.release()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("wxlogin restore: %w", err)
+	}
+	for _, e := range entries {
+		if e.Name() != lockFileName {
+			return fmt.Errorf("wxlogin restore: %s is not empty (it holds %s): restore into a new directory", dir, e.Name())
+		}
+	}
+	if err := createJournalFrom(dir, "users", s.journal.storedMeta, s.snapshotLines()); err != nil {
+		return fmt.Errorf("wxlogin restore: %w", err)
+	}
+	restored, _, err := inspectUserStore(dir)
+	if err != nil {
+		return fmt.Errorf("wxlogin restore: the restored store does not check out: %w", err)
+	}
+	defer restored.Close()
+	describe(out, dir, restored)
+	return nil
+}
+
+// repairDataDir lists what a repair of a damaged data directory would
+// drop: every line that does not check out, or that contradicts the lines
+// before it. With drop, it keeps the rest as a new store and moves the
+// damaged files into a folder of their own in dir, for the operator.
+func repairDataDir(dir string, drop bool, out io.Writer) error {
+	d, err := inspectDataDir(dir)
+	if err != nil {
+		return fmt.Errorf("wxlogin repair: %w", err)
+	}
+	defer d.release()
+	s, _, err := inspectUserStore(dir)
+	if err == nil {
+		s.Close()
+		fmt.Fprintf(out, "%s checks out: nothing to repair\n", dir)
+		return nil
+	}
+	fmt.Fprintf(out, "%s does not check out:\n  %v\n", dir, err)
+	j, err := openJournal(dir, "users", journalOptions{readOnly: true, log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return fmt.Errorf("wxlogin repair: %w", err)
+	}
+	salvaged := newMemoryUserStore()
+	lost := salvageJournal(j, parseStoredLine, salvaged.replay)
+	meta := newestMeta(j)
+	fmt.Fprintf(out, "A repair keeps what every other line holds, and drops %d lines:\n", len(lost))
+	for _, l := range lost {
+		fmt.Fprintf(out, "  %s\n", l)
+	}
+	salvaged.journal = &journal{storedMeta: meta}
+	describe(out, "what is kept", salvaged)
+	if !drop {
+		return errors.New("wxlogin repair: nothing changed; with -drop it drops what is listed above")
+	}
+
+	aside := filepath.Join(dir, "damaged-"+time.Now().UTC().Format("20060102T150405Z"))
+	if err := os.Mkdir(aside, 0o700); err != nil {
+		return fmt.Errorf("wxlogin repair: %w", err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "users.*"))
+	for _, f := range files {
+		if err := os.Rename(f, filepath.Join(aside, filepath.Base(f))); err != nil {
+			return fmt.Errorf("wxlogin repair: %w", err)
+		}
+	}
+	if err := createJournalFrom(dir, "users", meta, salvaged.snapshotLines()); err != nil {
+		return fmt.Errorf("wxlogin repair: %w", err)
+	}
+	if s, _, err := inspectUserStore(dir); err != nil {
+		return fmt.Errorf("wxlogin repair: the repaired store does not check out: %w", err)
+	} else {
+		s.Close()
+	}
+	fmt.Fprintf(out, "repaired: the damaged files are in %s\n", aside)
+	return nil
+}
+
+// newestMeta is the owner's meta in the newest readable header of j's
+// files, so that a repaired store keeps the mode it was created in.
+func newestMeta(j *journal) json.RawMessage {
+	paths := []string{filepath.Join(j.dir, j.snapshotName())}
+	for _, gen := range j.gens {
+		paths = append(paths, j.journalPath(gen))
+	}
+	var meta json.RawMessage
+	for _, p := range paths {
+		data, err := readAtMost(p, maxLineBytes)
+		if err != nil {
+			continue
+		}
+		first, _, _ := strings.Cut(string(data), "\n")
+		if h, err := parseHeader([]byte(first+"\n"), j.snapshotFormat()); err == nil && h.Meta != nil {
+			meta = h.Meta
+		} else if h, err := parseHeader([]byte(first+"\n"), j.journalFormat()); err == nil && h.Meta != nil {
+			meta = h.Meta
+		}
+	}
+	return meta
+}
+
+// handleBackup serves GET /backup on the admin address: the user store as
+// it is now, in a snapshot's format, every line of it durable before the
+// first byte goes out. Logins go on meanwhile. A backup cut short has no
+// trailer, so wxlogin backup refuses it.
+func handleBackup(users *userStore, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Content-Disposition", `attachment; filename="wxlogin-backup.jsonl"`)
+		if err := users.journal.writeBackup(w); err != nil {
+			log.Warn("backup failed", "err", err) // The client sees a backup cut short.
+		}
+	})
+}
+
+// isTool reports whether name is one of the tools.
+func isTool(name string) bool { return slices.Contains(toolNames, name) }

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"maps"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// tool runs a tool as the command line would: wxlogin <args…>.
+func tool(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(t.Context(), append([]string{"wxlogin"}, args...), func(string) string { return "" }, &out, &errOut)
+	return out.String() + errOut.String(), err
+}
+
+// writeDir writes files as the whole content of a new data directory.
+func writeDir(t *testing.T, files map[string][]byte) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// damagedDirs are data directories damaged in each way the journal's
+// tests try, by name.
+func damagedDirs(t *testing.T) map[string]map[string][]byte {
+	t.Helper()
+	files, _ := damageFixture(t, t.TempDir())
+	flip := func(name string, at int) map[string][]byte {
+		damaged := maps.Clone(files)
+		damaged[name] = bytes.Clone(files[name])
+		damaged[name][at] ^= 0x04
+		return damaged
+	}
+	without := func(name string) map[string][]byte {
+		damaged := maps.Clone(files)
+		delete(damaged, name)
+		return damaged
+	}
+	snapshot := files["users.snapshot.jsonl"]
+	cut := maps.Clone(files)
+	cut["users.snapshot.jsonl"] = snapshot[:bytes.LastIndexByte(snapshot[:len(snapshot)-1], '\n')+1]
+	return map[string]map[string][]byte{
+		"a bit flipped in the snapshot":       flip("users.snapshot.jsonl", len(snapshot)/2),
+		"a bit flipped in a sealed journal":   flip("users.journal.000002.jsonl", 200),
+		"a bit flipped in the newest journal": flip("users.journal.000003.jsonl", 200),
+		"the snapshot cut at a line":          cut,
+		"the snapshot deleted":                without("users.snapshot.jsonl"),
+		"a sealed journal deleted":            without("users.journal.000002.jsonl"),
+		"the newest journal deleted":          without("users.journal.000003.jsonl"),
+	}
+}
+
+// wxlogin check reports a healthy store and every kind of damage, and
+// changes nothing either way.
+func TestCheckReportsWhatAStoreHoldsAndEveryDamage(t *testing.T) {
+	files, _ := damageFixture(t, t.TempDir())
+	dir := writeDir(t, files)
+	out, err := tool(t, "check", "-data", dir)
+	if err != nil || !strings.Contains(out, "3 users (3 persons) and 2 claims, created in mock mode") || !strings.Contains(out, "ok") {
+		t.Errorf("check of a healthy store = %v:\n%s", err, out)
+	}
+	for name, damaged := range damagedDirs(t) {
+		dir := writeDir(t, damaged)
+		out, err := tool(t, "check", "-data", dir)
+		if err == nil || !strings.Contains(out, "is damaged") || !regexp.MustCompile(`users\.[a-z]+(\.\d+)?\.jsonl`).MatchString(out) {
+			t.Errorf("%s: check = %v:\n%s\nwant the damage reported, naming the file", name, err, out)
+		}
+		for file, data := range damaged {
+			if got, _ := os.ReadFile(filepath.Join(dir, file)); !bytes.Equal(got, data) {
+				t.Errorf("%s: check changed %s", name, file)
+			}
+		}
+	}
+}
+
+// A store a server is running on is not checked, exported or repaired:
+// the server owns it, and its files change under the reader.
+func TestToolsRefuseADirectoryInUse(t *testing.T) {
+	dir := t.TempDir()
+	startChild(t, dir)
+	for _, name := range []string{"check", "export", "repair"} {
+		if out, err := tool(t, name, "-data", dir); err == nil || !strings.Contains(err.Error(), "in use by another wxlogin") {
+			t.Errorf("wxlogin %s on a directory in use = %v:\n%s", name, err, out)
+		}
+	}
+}
+
+// wxlogin export writes the users, then the claims, as JSON lines.
+func TestExportWritesUsersThenClaims(t *testing.T) {
+	files, want := damageFixture(t, t.TempDir())
+	out, err := tool(t, "export", "-data", writeDir(t, files))
+	if err != nil || out != want {
+		t.Errorf("export = %v:\n%s\nwant:\n%s", err, out, want)
+	}
+}
+
+// A backup of a running server, taken while new users log in and claim a
+// gift, restores into a directory that checks out and that a server then
+// starts on, with every user and claim acknowledged before the backup
+// began.
+func TestBackupOfARunningServerRestoresWhole(t *testing.T) {
+	dir := t.TempDir()
+	c := startProcess(t, nil, "-addr", "127.0.0.1:0", "-data", dir, "-login-rate", "0", "-admin-addr", "127.0.0.1:0")
+	m := regexp.MustCompile(`msg="admin listening" url=(http://[^/]+)/`).FindStringSubmatch(c.logs.String())
+	if m == nil {
+		t.Fatalf("no admin address in the log:\n%s", c.logs.String())
+	}
+	var (
+		mu      sync.Mutex
+		acked   = map[string]int64{} // user name → id, of each login answered
+		claimed = map[int64]bool{}   // user ids whose gift was answered 201
+		stop    = make(chan struct{})
+		wg      sync.WaitGroup
+	)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name := fmt.Sprintf("w%d-%d", w, i)
+				if id, gift, ok := tryNewUserWithGift(c.url, name); ok {
+					mu.Lock()
+					acked[name], claimed[id] = id, gift
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	waitFor(t, "a first hundred users", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 100 })
+	mu.Lock()
+	before, giftsBefore := maps.Clone(acked), maps.Clone(claimed)
+	mu.Unlock()
+	backup := filepath.Join(t.TempDir(), "backup.jsonl")
+	out, err := tool(t, "backup", "-from", m[1], "-to", backup)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("backup during logins = %v:\n%s", err, out)
+	}
+	t.Logf("backup: %s", strings.TrimSpace(out))
+
+	restored := filepath.Join(t.TempDir(), "restored")
+	if out, err := tool(t, "restore", "-from", backup, "-data", restored); err != nil {
+		t.Fatalf("restore = %v:\n%s", err, out)
+	}
+	if out, err := tool(t, "check", "-data", restored); err != nil {
+		t.Fatalf("check of the restored store = %v:\n%s", err, out)
+	}
+	if out, err := tool(t, "restore", "-from", backup, "-data", restored); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("a restore over a store = %v:\n%s\nwant it refused", err, out)
+	}
+	s := startChild(t, restored)
+	for name, id := range before {
+		got := post(t, http.MethodPost, s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, name)+`"}`)
+		if d := dataOf[loginData](t, got); d.NewUser || d.UserID != id {
+			t.Fatalf("after the restore, login of %s = %s; want user %d, new_user false", name, got.raw, id)
+		}
+		if giftsBefore[id] {
+			token := dataOf[loginData](t, got).Token
+			if again := post(t, http.MethodPost, s.url+"/claims/welcome-gift", "", "", "token", token); again.code != http.StatusConflict {
+				t.Fatalf("after the restore, user %d's gift was given again: %s", id, again.raw)
+			}
+		}
+	}
+}
+
+// wxlogin repair lists what it would drop and changes nothing; with
+// -drop, it keeps the rest as a store that checks out, and puts the
+// damaged files aside.
+func TestRepairListsThenDrops(t *testing.T) {
+	files, _ := damageFixture(t, t.TempDir())
+	// The line that created user 3, in the newest journal, changed on disk:
+	// the user is lost, and so is the claim that names them.
+	damaged := maps.Clone(files)
+	journal := bytes.Clone(files["users.journal.000003.jsonl"])
+	at := bytes.Index(journal, []byte(`"o-3"`))
+	journal[at+3] = '9'
+	damaged["users.journal.000003.jsonl"] = journal
+	dir := writeDir(t, damaged)
+
+	out, err := tool(t, "repair", "-data", dir)
+	if err == nil || !strings.Contains(out, "users.journal.000003.jsonl:2: checksum mismatch") || !strings.Contains(out, `"o-9"`) ||
+		!strings.Contains(out, `claim "gift" names user 3, who is not stored before it`) {
+		t.Errorf("repair without -drop = %v:\n%s\nwant the line it would drop, and nothing changed", err, out)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "users.journal.000003.jsonl")); !bytes.Equal(got, journal) {
+		t.Error("repair without -drop changed the damaged file")
+	}
+
+	out, err = tool(t, "repair", "-data", dir, "-drop")
+	if err != nil || !strings.Contains(out, "repaired") {
+		t.Fatalf("repair -drop = %v:\n%s", err, out)
+	}
+	if out, err := tool(t, "check", "-data", dir); err != nil || !strings.Contains(out, "2 users (2 persons) and 1 claims, created in mock mode") {
+		t.Errorf("check after the repair = %v:\n%s\nwant the two users and the claim no damage touched, in mock mode still", err, out)
+	}
+	aside, _ := filepath.Glob(filepath.Join(dir, "damaged-*", "users.journal.000003.jsonl"))
+	if len(aside) != 1 {
+		t.Errorf("the damaged journal was not kept aside: %v", aside)
+	}
+}
