@@ -1,0 +1,397 @@
+package main
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// This file is wxlogin's configuration: one struct, filled by loadConfig
+// from flags, each with an environment variable as its fall-back (the flag
+// wins), the apps file, and the AppSecret, which comes only from the
+// environment or a file, never a flag.
+
+// mockAppID is the AppID of the fake WeChat's app when WX_APPID is not set.
+const mockAppID = "wxfa4e000000000000"
+
+// config is everything run needs to know, from flags and the environment.
+type config struct {
+	addr          string
+	dataDir       string
+	tokenTTL      time.Duration
+	tokenMaxAge   time.Duration
+	wechatAPI     string
+	wechatTimeout time.Duration
+	loginTimeout  time.Duration
+	mock          bool
+	fakeOnly      bool   // serve only the fake WeChat, for other servers' tests
+	adminAddr     string // where to serve net/http/pprof; "" for nowhere
+	loginRate     int    // logins a minute per client address; 0 for no limit
+	loginBurst    int    // logins at once per client address
+	maxConns      int    // connections served at once; 0 for a cap under the open-file limit
+	proxies       trustedProxies
+	apps          []appConfig
+}
+
+// appConfig is one mini program wxlogin serves, as the apps file lists it.
+// The file names the environment variable holding each AppSecret; it never
+// holds a secret itself.
+type appConfig struct {
+	AppID     string `json:"appid"`
+	Name      string `json:"name"`
+	SecretEnv string `json:"secret_env"`
+	// Unbound tells the fake WeChat, in mock mode, that the app is not bound
+	// to an Open Platform account, so its users get no unionid. Against
+	// WeChat it means nothing: WeChat knows.
+	Unbound bool `json:"unbound"`
+
+	secret string
+}
+
+// connCap is how many client connections to serve at once.
+func (cfg config) connCap() int {
+	if cfg.maxConns > 0 {
+		return cfg.maxConns
+	}
+	return defaultMaxConns(len(cfg.apps))
+}
+
+// storeMeta is what the user store records of the configuration.
+func (cfg config) storeMeta() storeMeta {
+	m := storeMeta{Mode: modeReal}
+	if cfg.mock {
+		m.Mode = modeMock
+	}
+	for _, a := range cfg.apps {
+		m.AppIDs = append(m.AppIDs, a.AppID)
+	}
+	slices.Sort(m.AppIDs)
+	return m
+}
+
+// loadConfig reads flags from args and falls back to the environment for
+// each; a flag wins over its variable. The AppSecret is read only from the
+// environment or a file it names, never from a flag: flags show in ps.
+func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (config, error) {
+	fs := flag.NewFlagSet("wxlogin", flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	e := envFlags{fs: fs, getenv: getenv}
+	var cfg config
+	var mock optionalBool
+	e.string(&cfg.addr, "addr", "WXLOGIN_ADDR", "127.0.0.1:8080", "listen address")
+	e.string(&cfg.dataDir, "data", "WXLOGIN_DATA", "./data", "data directory (users, saved tokens)")
+	e.duration(&cfg.tokenTTL, "token-ttl", "WXLOGIN_TOKEN_TTL", 2*time.Hour, "a token expires this long after its last use")
+	e.duration(&cfg.tokenMaxAge, "token-max-age", "WXLOGIN_TOKEN_MAX_AGE", 720*time.Hour, "a token expires this long after it was issued, however much it is used")
+	e.string(&cfg.wechatAPI, "wechat-api", "WXLOGIN_WECHAT_API", "https://api.weixin.qq.com", "WeChat API base URL (a fake's or a proxy's in tests)")
+	e.duration(&cfg.wechatTimeout, "wechat-timeout", "WXLOGIN_WECHAT_TIMEOUT", 5*time.Second, "timeout of one call to WeChat")
+	e.duration(&cfg.loginTimeout, "login-timeout", "WXLOGIN_LOGIN_TIMEOUT", 10*time.Second, "a login, or any request that calls WeChat, answers within this, retries included")
+	var appsPath string
+	e.string(&appsPath, "apps", "WXLOGIN_APPS", "", `JSON file of the mini programs to serve, {"apps": [{"appid", "name", "secret_env"}]}; without it, WX_APPID and WX_APPSECRET name one`)
+	e.bool(&mock, "mock", "WXLOGIN_MOCK", "serve the built-in fake WeChat under /mock/ and log in against it (default: on when no AppSecret is configured)")
+	e.string(&cfg.adminAddr, "admin-addr", "WXLOGIN_ADMIN_ADDR", "", "serve net/http/pprof here, never on -addr (e.g. 127.0.0.1:6060; default: off)")
+	e.int(&cfg.loginRate, "login-rate", "WXLOGIN_LOGIN_RATE", 300, "logins a minute per client address, refilled steadily; over it, 429 with status 7 and Retry-After (0: no limit)")
+	e.int(&cfg.loginBurst, "login-burst", "WXLOGIN_LOGIN_BURST", 100, "logins one client address may make at once, before -login-rate applies")
+	e.int(&cfg.maxConns, "max-conns", "WXLOGIN_MAX_CONNS", 0, "client connections served at once; past it, one that carries no request is closed to make room, or a new one waits (default 0: the open-file limit, less what wxlogin needs for itself)")
+	var proxies string
+	e.string(&proxies, "trusted-proxies", "WXLOGIN_TRUSTED_PROXIES", "", "comma-separated CIDRs of the reverse proxies in front of wxlogin, whose X-Forwarded-For is believed (default: none; the peer's address is the client's)")
+	var fakeOnly optionalBool
+	e.bool(&fakeOnly, "fake-only", "WXLOGIN_FAKE_ONLY", "serve only the fake WeChat, with WeChat's API paths at the root, for load tests and other backends' tests; needs WX_APPSECRET (or -apps), which it checks like WeChat")
+	if err := fs.Parse(args[1:]); err != nil {
+		return cfg, err
+	}
+	cfg.fakeOnly = fakeOnly.value
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q (settings are flags; see -h)", fs.Arg(0))
+	}
+	if err := errors.Join(e.errs...); err != nil {
+		return cfg, err
+	}
+	wechatAPISet := e.set("wechat-api", "WXLOGIN_WECHAT_API")
+
+	for _, d := range []struct {
+		value     time.Duration
+		flag, env string
+	}{
+		{cfg.tokenTTL, "token-ttl", "WXLOGIN_TOKEN_TTL"},
+		{cfg.tokenMaxAge, "token-max-age", "WXLOGIN_TOKEN_MAX_AGE"},
+		{cfg.wechatTimeout, "wechat-timeout", "WXLOGIN_WECHAT_TIMEOUT"},
+		{cfg.loginTimeout, "login-timeout", "WXLOGIN_LOGIN_TIMEOUT"},
+	} {
+		if d.value <= 0 {
+			return cfg, fmt.Errorf("-%s / %s: must be positive", d.flag, d.env)
+		}
+	}
+	if cfg.addr == "" {
+		return cfg, errors.New("-addr / WXLOGIN_ADDR: must not be empty")
+	}
+	if cfg.loginRate < 0 {
+		return cfg, errors.New("-login-rate / WXLOGIN_LOGIN_RATE: must be 0 (no limit) or more")
+	}
+	if cfg.loginBurst < 1 {
+		return cfg, errors.New("-login-burst / WXLOGIN_LOGIN_BURST: must be at least 1")
+	}
+	if cfg.maxConns < 0 {
+		return cfg, errors.New("-max-conns / WXLOGIN_MAX_CONNS: must be 0 (below the open-file limit) or more")
+	}
+	var err error
+	if cfg.proxies, err = parseTrustedProxies(proxies); err != nil {
+		return cfg, fmt.Errorf("-trusted-proxies / WXLOGIN_TRUSTED_PROXIES: %w", err)
+	}
+	if cfg.dataDir == "" {
+		return cfg, errors.New("-data / WXLOGIN_DATA: must not be empty")
+	}
+	if u, err := url.Parse(cfg.wechatAPI); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return cfg, fmt.Errorf("-wechat-api / WXLOGIN_WECHAT_API: %q is not an http(s) URL", cfg.wechatAPI)
+	}
+
+	if appsPath == "" {
+		cfg.apps, err = shortcutApp(getenv)
+	} else {
+		cfg.apps, err = loadApps(appsPath, getenv)
+	}
+	if err != nil {
+		return cfg, err
+	}
+	anySecret := slices.ContainsFunc(cfg.apps, func(a appConfig) bool { return a.secret != "" })
+	switch {
+	case cfg.fakeOnly && (mock.set || wechatAPISet):
+		return cfg, errors.New("-fake-only serves only the fake WeChat: -mock and -wechat-api / WXLOGIN_WECHAT_API do not apply")
+	case cfg.fakeOnly && !anySecret:
+		// The fake must know the secret the server under test sends: a random
+		// one, as in mock mode, would refuse every caller.
+		return cfg, errors.New("-fake-only needs the AppSecret the server under test will send: set WX_APPSECRET (and WX_APPID, else " + mockAppID + "), or -apps")
+	case cfg.fakeOnly:
+	case mock.set:
+		cfg.mock = mock.value
+	default:
+		cfg.mock = !anySecret
+	}
+	if cfg.mock && wechatAPISet {
+		return cfg, errors.New("-wechat-api / WXLOGIN_WECHAT_API is set, but wxlogin is in mock mode and would call its built-in fake: give an AppSecret (WX_APPSECRET) to use that API, or unset it")
+	}
+	for i := range cfg.apps {
+		a := &cfg.apps[i]
+		if (cfg.mock || cfg.fakeOnly) && a.AppID == "" {
+			a.AppID = mockAppID
+		}
+		if cfg.mock && a.secret == "" {
+			a.secret = randomText(16, hex.EncodeToString) // The fake checks it like WeChat would.
+		}
+		switch {
+		case a.secret == "" && appsPath == "":
+			return cfg, errors.New("-mock=false needs an AppSecret: set WX_APPSECRET or WX_APPSECRET_FILE")
+		case a.secret == "":
+			return cfg, fmt.Errorf("app %s: the environment variable %s (its secret_env) is not set", a.AppID, a.SecretEnv)
+		case a.AppID == "":
+			return cfg, errors.New("WX_APPID must be set with the AppSecret")
+		}
+		if a.Name == "" {
+			a.Name = a.AppID
+		}
+	}
+	return cfg, nil
+}
+
+// shortcutApp is the one app of WX_APPID and WX_APPSECRET (or
+// WX_APPSECRET_FILE), either of which may be empty in mock mode.
+func shortcutApp(getenv func(string) string) ([]appConfig, error) {
+	secret, err := readSecret(getenv)
+	if err != nil {
+		return nil, err
+	}
+	appID := getenv("WX_APPID")
+	return []appConfig{{AppID: appID, SecretEnv: "WX_APPSECRET", secret: secret}}, nil
+}
+
+// loadApps reads the apps file at path and each app's AppSecret from the
+// environment variable it names.
+func loadApps(path string, getenv func(string) string) ([]appConfig, error) {
+	if getenv("WX_APPID") != "" || getenv("WX_APPSECRET") != "" || getenv("WX_APPSECRET_FILE") != "" {
+		return nil, errors.New("-apps / WXLOGIN_APPS: set an apps file or WX_APPID and WX_APPSECRET, not both")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("-apps / WXLOGIN_APPS: %w", err)
+	}
+	var f struct {
+		Apps []appConfig `json:"apps"`
+	}
+	if err := decodeStrict(data, &f); err != nil {
+		if strings.Contains(err.Error(), `unknown field "secret"`) {
+			return nil, fmt.Errorf("%s: an app has a secret; the apps file holds none: give in secret_env the name of the environment variable that holds it", path)
+		}
+		return nil, fmt.Errorf("%s:%d: not an apps file: %w", path, jsonErrorLine(data, err), err)
+	}
+	if len(f.Apps) == 0 {
+		return nil, fmt.Errorf(`%s: lists no apps; want {"apps": [{"appid": "wx…", "name": "Shop", "secret_env": "SHOP_SECRET"}]}`, path)
+	}
+	seen := map[string]bool{}
+	for i := range f.Apps {
+		a := &f.Apps[i]
+		switch {
+		case a.AppID == "" || len(a.AppID) > 64 || !isPrintableASCII(a.AppID):
+			return nil, fmt.Errorf("%s: app %d: appid %q is not an AppID", path, i+1, a.AppID)
+		case seen[a.AppID]:
+			return nil, fmt.Errorf("%s: app %s is listed twice", path, a.AppID)
+		case a.Name == "" || checkName("name", a.Name) != nil:
+			return nil, fmt.Errorf("%s: app %s: name must be 1 to %d characters", path, a.AppID, maxNameRunes)
+		case !isEnvName(a.SecretEnv):
+			return nil, fmt.Errorf("%s: app %s: secret_env %q is not an environment variable name like SHOP_SECRET", path, a.AppID, a.SecretEnv)
+		}
+		seen[a.AppID] = true
+		a.secret = getenv(a.SecretEnv)
+	}
+	return f.Apps, nil
+}
+
+// jsonErrorLine turns the offset in a JSON syntax or type error into a
+// 1-based line number of data, for error messages a person can act on.
+func jsonErrorLine(data []byte, err error) int {
+	var offset int64
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		offset = syntax.Offset
+	case errors.As(err, &typ):
+		offset = typ.Offset
+	default:
+		return 1
+	}
+	offset = min(max(offset, 0), int64(len(data)))
+	return 1 + bytes.Count(data[:offset], []byte("\n"))
+}
+
+// isEnvName reports whether s is an environment variable name: upper-case
+// letters, digits and underscores, not starting with a digit.
+func isEnvName(s string) bool {
+	for i, r := range s {
+		if !(r == '_' || 'A' <= r && r <= 'Z' || i > 0 && '0' <= r && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// readSecret reads the AppSecret from WX_APPSECRET, or from the file named by
+// WX_APPSECRET_FILE, which must not be readable by group or others.
+func readSecret(getenv func(string) string) (string, error) {
+	secret, path := getenv("WX_APPSECRET"), getenv("WX_APPSECRET_FILE")
+	switch {
+	case secret != "" && path != "":
+		return "", errors.New("set WX_APPSECRET or WX_APPSECRET_FILE, not both")
+	case path == "":
+		return secret, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("WX_APPSECRET_FILE: %w", err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("WX_APPSECRET_FILE: %w", err)
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("WX_APPSECRET_FILE: %s has mode %04o; it holds a secret, so make it 0600", path, perm)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return "", fmt.Errorf("WX_APPSECRET_FILE: %w", err)
+	}
+	secret = strings.TrimSpace(string(data))
+	if secret == "" {
+		return "", fmt.Errorf("WX_APPSECRET_FILE: %s is empty", path)
+	}
+	return secret, nil
+}
+
+// envFlags defines flags whose defaults come from environment variables, and
+// collects the errors of variables that do not parse, naming them.
+type envFlags struct {
+	fs     *flag.FlagSet
+	getenv func(string) string
+	errs   []error
+}
+
+func (e *envFlags) usage(text, env string) string { return text + " (env " + env + ")" }
+
+func (e *envFlags) string(p *string, name, env, def, usage string) {
+	if v := e.getenv(env); v != "" {
+		def = v
+	}
+	e.fs.StringVar(p, name, def, e.usage(usage, env))
+}
+
+func (e *envFlags) duration(p *time.Duration, name, env string, def time.Duration, usage string) {
+	e.fs.DurationVar(p, name, fromEnv(e, env, def, time.ParseDuration, "a duration like 2h or 30m"), e.usage(usage, env))
+}
+
+func (e *envFlags) int(p *int, name, env string, def int, usage string) {
+	e.fs.IntVar(p, name, fromEnv(e, env, def, strconv.Atoi, "a whole number"), e.usage(usage, env))
+}
+
+// fromEnv is env's value read by parse, or def when env is unset. A value
+// parse refuses is noted as an error saying it is not what.
+func fromEnv[T any](e *envFlags, env string, def T, parse func(string) (T, error), what string) T {
+	v := e.getenv(env)
+	if v == "" {
+		return def
+	}
+	parsed, err := parse(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s: %q is not %s", env, v, what))
+		return def
+	}
+	return parsed
+}
+
+func (e *envFlags) bool(p *optionalBool, name, env, usage string) {
+	if v := e.getenv(env); v != "" {
+		if err := p.Set(v); err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s: %q is not a boolean", env, v))
+		}
+	}
+	e.fs.Var(p, name, e.usage(usage, env))
+}
+
+// set reports whether a setting was given by flag or by environment.
+func (e *envFlags) set(name, env string) bool {
+	set := e.getenv(env) != ""
+	e.fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// optionalBool is a boolean flag that knows whether it was given, for
+// settings whose default depends on other settings.
+type optionalBool struct {
+	value, set bool
+}
+
+func (b *optionalBool) String() string {
+	if b == nil || !b.set {
+		return "auto"
+	}
+	return strconv.FormatBool(b.value)
+}
+
+func (b *optionalBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	b.value, b.set = v, true
+	return nil
+}
+
+func (b *optionalBool) IsBoolFlag() bool { return true }

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// envFlagSet is the flags of envflags.go on an environment of env.
+type envFlagSet struct {
+	e    *envFlags
+	addr string
+	ttl  time.Duration
+	rate int
+	mock optionalBool
+}
+
+func newEnvFlagSet(env map[string]string) *envFlagSet {
+	fs := flag.NewFlagSet("wxlogin", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	s := &envFlagSet{e: &envFlags{fs: fs, getenv: func(k string) string { return env[k] }}}
+	s.e.string(&s.addr, "addr", "WXLOGIN_ADDR", "127.0.0.1:8080", "listen address")
+	s.e.duration(&s.ttl, "token-ttl", "WXLOGIN_TOKEN_TTL", 2*time.Hour, "token lifetime")
+	s.e.int(&s.rate, "login-rate", "WXLOGIN_LOGIN_RATE", 300, "logins a minute")
+	s.e.bool(&s.mock, "mock", "WXLOGIN_MOCK", "mock mode")
+	return s
+}
+
+func (s *envFlagSet) parse(args ...string) error { return s.e.fs.Parse(args) }
+
+func TestEnvFlagsDefaultsComeFromTheEnvironment(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      map[string]string
+		args     []string
+		wantAddr string
+		wantTTL  time.Duration
+		wantRate int
+		wantMock string // optionalBool's String: auto, true or false
+	}{
+		{"defaults", nil, nil, "127.0.0.1:8080", 2 * time.Hour, 300, "auto"},
+		{"environment", map[string]string{"WXLOGIN_ADDR": ":9000", "WXLOGIN_TOKEN_TTL": "30m", "WXLOGIN_LOGIN_RATE": "0", "WXLOGIN_MOCK": "false"},
+			nil, ":9000", 30 * time.Minute, 0, "false"},
+		{"a flag wins over its variable", map[string]string{"WXLOGIN_ADDR": ":9000", "WXLOGIN_TOKEN_TTL": "30m", "WXLOGIN_MOCK": "false"},
+			[]string{"-addr", ":9001", "-token-ttl", "1h", "-mock"}, ":9001", time.Hour, 300, "true"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newEnvFlagSet(tt.env)
+			if err := s.parse(tt.args...); err != nil {
+				t.Fatal(err)
+			}
+			if len(s.e.errs) > 0 {
+				t.Fatalf("errors %v", s.e.errs)
+			}
+			if s.addr != tt.wantAddr || s.ttl != tt.wantTTL || s.rate != tt.wantRate || s.mock.String() != tt.wantMock {
+				t.Errorf("addr %q, ttl %v, rate %d, mock %s; want %q, %v, %d, %s",
+					s.addr, s.ttl, s.rate, s.mock.String(), tt.wantAddr, tt.wantTTL, tt.wantRate, tt.wantMock)
+			}
+		})
+	}
+}
+
+func TestEnvFlagsNameTheVariableThatDoesNotParse(t *testing.T) {
+	s := newEnvFlagSet(map[string]string{"WXLOGIN_TOKEN_TTL": "2 hours", "WXLOGIN_LOGIN_RATE": "many", "WXLOGIN_MOCK": "maybe"})
+	if err := s.parse(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, err := range s.e.errs {
+		got = append(got, err.Error())
+	}
+	want := []string{
+		`WXLOGIN_TOKEN_TTL: "2 hours" is not a duration like 2h or 30m`,
+		`WXLOGIN_LOGIN_RATE: "many" is not a whole number`,
+		`WXLOGIN_MOCK: "maybe" is not a boolean`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if s.ttl != 2*time.Hour || s.rate != 300 {
+		t.Errorf("after refused values: ttl %v, rate %d; want the defaults", s.ttl, s.rate)
+	}
+}
+
+func TestEnvFlagsSetSaysWhetherASettingWasGiven(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want bool
+	}{
+		{"neither", nil, nil, false},
+		{"by variable", map[string]string{"WXLOGIN_ADDR": ":9000"}, nil, true},
+		{"by flag", nil, []string{"-addr", "127.0.0.1:8080"}, true}, // the default's value, but given
+	} {
+		s := newEnvFlagSet(tt.env)
+		if err := s.parse(tt.args...); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.e.set("addr", "WXLOGIN_ADDR"); got != tt.want {
+			t.Errorf("%s: set = %v; want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	writeFile(t, secretFile, " file-secret \n")
+	looseFile := filepath.Join(dir, "loose")
+	writeFile(t, looseFile, "s")
+	os.Chmod(looseFile, 0o644)
+	emptyFile := filepath.Join(dir, "empty")
+	writeFile(t, emptyFile, "\n")
+	appsFile := func(content string) string {
+		path := filepath.Join(t.TempDir(), "apps.json")
+		writeFile(t, path, content)
+		return path
+	}
+	twoApps := appsFile(`{"apps": [{"appid": "wxshop", "name": "Shop", "secret_env": "SHOP_SECRET"},
+		{"appid": "wxgame", "name": "Game", "secret_env": "GAME_SECRET", "unbound": true}]}`)
+	bothSecrets := map[string]string{"SHOP_SECRET": "s1", "GAME_SECRET": "s2"}
+
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(config) bool
+		wantErr string // a part of the error message
+	}{
+		{name: "defaults", check: func(c config) bool {
+			return c.mock && c.addr == "127.0.0.1:8080" && c.dataDir == "./data" && c.tokenTTL == 2*time.Hour &&
+				c.tokenMaxAge == 720*time.Hour && c.wechatAPI == "https://api.weixin.qq.com" &&
+				c.wechatTimeout == 5*time.Second && c.loginTimeout == 10*time.Second &&
+				c.loginRate == 300 && c.loginBurst == 100 && len(c.proxies) == 0 &&
+				only(c).AppID == mockAppID && len(only(c).secret) == 32
+		}},
+		{name: "login limit and proxies from the environment", env: map[string]string{"WXLOGIN_LOGIN_RATE": "0", "WXLOGIN_LOGIN_BURST": "5", "WXLOGIN_TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1"},
+			check: func(c config) bool {
+				return c.loginRate == 0 && c.loginBurst == 5 && fmt.Sprint(c.proxies) == "[10.0.0.0/8 127.0.0.1/32]"
+			}},
+		{name: "login limit by flag", args: []string{"-login-rate", "60"}, env: map[string]string{"WXLOGIN_LOGIN_RATE": "0"},
+			check: func(c config) bool { return c.loginRate == 60 }},
+		{name: "negative login rate", args: []string{"-login-rate", "-1"}, wantErr: "-login-rate / WXLOGIN_LOGIN_RATE"},
+		{name: "login rate not a number", env: map[string]string{"WXLOGIN_LOGIN_RATE": "lots"}, wantErr: "WXLOGIN_LOGIN_RATE"},
+		{name: "zero burst", args: []string{"-login-burst", "0"}, wantErr: "-login-burst / WXLOGIN_LOGIN_BURST: must be at least 1"},
+		{name: "bad trusted proxy", args: []string{"-trusted-proxies", "10.0.0.0/8,proxy.local"}, wantErr: `-trusted-proxies / WXLOGIN_TRUSTED_PROXIES: "proxy.local"`},
+		{name: "environment", env: map[string]string{"WXLOGIN_ADDR": ":9000", "WXLOGIN_DATA": "/tmp/x", "WXLOGIN_TOKEN_TTL": "30m", "WXLOGIN_TOKEN_MAX_AGE": "24h"},
+			check: func(c config) bool {
+				return c.addr == ":9000" && c.dataDir == "/tmp/x" && c.tokenTTL == 30*time.Minute && c.tokenMaxAge == 24*time.Hour
+			}},
+		{name: "flags win over environment", args: []string{"-addr", ":9001", "-token-ttl", "1h"}, env: map[string]string{"WXLOGIN_ADDR": ":9000", "WXLOGIN_TOKEN_TTL": "30m"},
+			check: func(c config) bool { return c.addr == ":9001" && c.tokenTTL == time.Hour }},
+		{name: "fake only", args: []string{"-fake-only"}, env: map[string]string{"WX_APPSECRET": "sec"},
+			check: func(c config) bool {
+				return c.fakeOnly && !c.mock && only(c).AppID == mockAppID && only(c).secret == "sec"
+			}},
+		{name: "fake only from the environment, with an apps file", args: []string{"-apps", twoApps}, env: map[string]string{"WXLOGIN_FAKE_ONLY": "true", "SHOP_SECRET": "s1", "GAME_SECRET": "s2"},
+			check: func(c config) bool { return c.fakeOnly && len(c.apps) == 2 && c.apps[1].Unbound }},
+		{name: "fake only without a secret", args: []string{"-fake-only"}, wantErr: "-fake-only needs the AppSecret"},
+		{name: "fake only with an app missing its secret", args: []string{"-fake-only", "-apps", twoApps}, env: map[string]string{"SHOP_SECRET": "s1"},
+			wantErr: "GAME_SECRET (its secret_env) is not set"},
+		{name: "fake only with -mock", args: []string{"-fake-only", "-mock"}, env: map[string]string{"WX_APPSECRET": "sec"}, wantErr: "do not apply"},
+		{name: "fake only with -wechat-api", args: []string{"-fake-only", "-wechat-api", "http://127.0.0.1:1"}, env: map[string]string{"WX_APPSECRET": "sec"}, wantErr: "do not apply"},
+		{name: "real mode", env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "sec"},
+			check: func(c config) bool { return !c.mock && only(c).AppID == "wx1" && only(c).secret == "sec" }},
+		{name: "real mode with another API", args: []string{"-wechat-api", "http://127.0.0.1:1/"}, env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "sec"},
+			check: func(c config) bool { return !c.mock && c.wechatAPI == "http://127.0.0.1:1/" }},
+		{name: "secret from a private file", env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET_FILE": secretFile},
+			check: func(c config) bool { return !c.mock && only(c).secret == "file-secret" }},
+		{name: "mock forced with a secret", args: []string{"-mock"}, env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "sec"},
+			check: func(c config) bool { return c.mock && only(c).AppID == "wx1" && only(c).secret == "sec" }},
+		{name: "mock by environment", env: map[string]string{"WXLOGIN_MOCK": "true", "WX_APPID": "wx1", "WX_APPSECRET": "sec"},
+			check: func(c config) bool { return c.mock }},
+
+		{name: "apps file", args: []string{"-apps", twoApps}, env: bothSecrets, check: func(c config) bool {
+			return !c.mock && len(c.apps) == 2 && c.apps[0].AppID == "wxshop" && c.apps[0].Name == "Shop" &&
+				c.apps[0].secret == "s1" && c.apps[1].secret == "s2" && c.apps[1].Unbound
+		}},
+		{name: "apps file by environment, in mock mode", env: map[string]string{"WXLOGIN_APPS": twoApps}, check: func(c config) bool {
+			return c.mock && len(c.apps) == 2 && len(c.apps[0].secret) == 32 && c.apps[0].secret != c.apps[1].secret
+		}},
+		{name: "apps file, one secret missing", args: []string{"-apps", twoApps}, env: map[string]string{"SHOP_SECRET": "s1"},
+			wantErr: "app wxgame: the environment variable GAME_SECRET (its secret_env) is not set"},
+		{name: "apps file and WX_APPID", args: []string{"-apps", twoApps}, env: map[string]string{"WX_APPID": "wx1"}, wantErr: "not both"},
+		{name: "apps file holding a secret", args: []string{"-apps", appsFile(`{"apps": [{"appid": "wx1", "name": "A", "secret": "s"}]}`)},
+			wantErr: "the apps file holds none"},
+		{name: "app listed twice", args: []string{"-apps", appsFile(`{"apps": [{"appid": "wx1", "name": "A", "secret_env": "A"}, {"appid": "wx1", "name": "B", "secret_env": "B"}]}`)},
+			wantErr: "app wx1 is listed twice"},
+		{name: "bad secret_env", args: []string{"-apps", appsFile(`{"apps": [{"appid": "wx1", "name": "A", "secret_env": "shop-secret"}]}`)},
+			wantErr: `secret_env "shop-secret"`},
+		{name: "app without name", args: []string{"-apps", appsFile(`{"apps": [{"appid": "wx1", "secret_env": "A"}]}`)},
+			wantErr: "name must be 1 to 64 characters"},
+		{name: "no apps", args: []string{"-apps", appsFile(`{"apps": []}`)}, wantErr: "lists no apps"},
+		{name: "apps file not JSON", args: []string{"-apps", appsFile("apps:\n  - wx1\n")}, wantErr: "apps.json:1: not an apps file"},
+		{name: "apps file missing", args: []string{"-apps", filepath.Join(dir, "nope.json")}, wantErr: "no such file"},
+		{name: "secret readable by others", env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET_FILE": looseFile}, wantErr: "0644"},
+		{name: "empty secret file", env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET_FILE": emptyFile}, wantErr: "empty"},
+		{name: "secret twice", env: map[string]string{"WX_APPSECRET": "a", "WX_APPSECRET_FILE": secretFile}, wantErr: "not both"},
+		{name: "secret without appid", env: map[string]string{"WX_APPSECRET": "sec"}, wantErr: "WX_APPID"},
+		{name: "real mode without secret", args: []string{"-mock=false"}, wantErr: "WX_APPSECRET"},
+		{name: "mock off by environment without secret", env: map[string]string{"WXLOGIN_MOCK": "0"}, wantErr: "WX_APPSECRET"},
+		{name: "mock with another API", args: []string{"-wechat-api", "http://127.0.0.1:1"}, wantErr: "-wechat-api / WXLOGIN_WECHAT_API"},
+		{name: "bad duration in environment", env: map[string]string{"WXLOGIN_TOKEN_TTL": "soon"}, wantErr: "WXLOGIN_TOKEN_TTL"},
+		{name: "zero ttl", args: []string{"-token-ttl", "0"}, wantErr: "-token-ttl / WXLOGIN_TOKEN_TTL: must be positive"},
+		{name: "negative max age", env: map[string]string{"WXLOGIN_TOKEN_MAX_AGE": "-1h"}, wantErr: "-token-max-age / WXLOGIN_TOKEN_MAX_AGE"},
+		{name: "bad mock value", env: map[string]string{"WXLOGIN_MOCK": "maybe"}, wantErr: "WXLOGIN_MOCK"},
+		{name: "api not http", args: []string{"-wechat-api", "ftp://example.com"}, env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "s"}, wantErr: "-wechat-api"},
+		{name: "no secret flag", args: []string{"-secret", "x"}, wantErr: "not defined"},
+		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected argument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			getenv := func(k string) string { return tt.env[k] }
+			cfg, err := loadConfig(append([]string{"wxlogin"}, tt.args...), getenv, io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("loadConfig = %v; want an error mentioning %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("loadConfig = %v", err)
+			}
+			if !tt.check(cfg) {
+				t.Errorf("loadConfig = %+v", cfg)
+			}
+		})
+	}
+}
+
+// only returns the one app of a configuration without an apps file.
+func only(c config) appConfig {
+	if len(c.apps) != 1 {
+		return appConfig{}
+	}
+	return c.apps[0]
+}
