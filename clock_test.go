@@ -75,6 +75,26 @@ func TestSavedTokensFromTheFutureAreClamped(t *testing.T) {
 		t.Error("a token saved a year ahead is alive 30 days after it was read; its age is 30 days")
 	}
 
+	// A token 29 days old when saved, by a clock a year ahead, has a day
+	// left when it is read, however far ahead that clock ran.
+	oldAhead := newFakeClock()
+	oldAhead.StepWall(365 * 24 * time.Hour)
+	agedStore := newTokenStore(1000*time.Hour, 720*time.Hour, oldAhead.clock())
+	aged := agedStore.issue(alice, "alice-key")
+	oldAhead.Advance(29 * 24 * time.Hour)
+	if _, err := agedStore.save(path); err != nil {
+		t.Fatal(err)
+	}
+	reader := newFakeClock()
+	readBack := newTokenStore(1000*time.Hour, 720*time.Hour, reader.clock())
+	if n, err := readBack.load(path, knownUsers); err != nil || n != 1 {
+		t.Fatalf("load of a 29-day-old token = %d, %v", n, err)
+	}
+	reader.Advance(25 * time.Hour)
+	if _, ok := readBack.lookup(aged); ok {
+		t.Error("a token 29 days old when saved is alive 25 h after it was read; its age is 30 days")
+	}
+
 	// Saved right, read once its age has passed: dropped, though its idle
 	// lifetime has not.
 	old := newTokenStore(1000*time.Hour, 720*time.Hour, now.clock())

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"container/list"
 	"io"
 	"net"
 	"net/http"
@@ -85,10 +86,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// Under a limit of 256 open files, 400 connections that send nothing leave
+// Under a limit of 300 open files, 400 connections that send nothing leave
 // a normal login answered within 1 s, and wxlogin never runs out of files.
 func TestAFloodOfIdleConnectionsLeavesLoginsAnswered(t *testing.T) {
-	c := startLimitedProcess(t, "-n 256", nil, "-addr", "127.0.0.1:0", "-data", t.TempDir(), "-login-rate", "0")
+	c := startLimitedProcess(t, "-n 300", nil, "-addr", "127.0.0.1:0", "-data", t.TempDir(), "-login-rate", "0")
 	host := strings.TrimPrefix(c.url, "http://")
 	for range 400 {
 		conn, err := net.Dial("tcp", host)
@@ -110,7 +111,39 @@ func TestAFloodOfIdleConnectionsLeavesLoginsAnswered(t *testing.T) {
 	if logs := c.logs.String(); strings.Contains(logs, "too many open files") {
 		t.Errorf("wxlogin ran out of open files:\n%s", logs)
 	}
-	if !strings.Contains(c.logs.String(), "max_conns=128") {
-		t.Errorf("the cap under 256 open files is not 256 - 64 - 64 for one app:\n%s", c.logs.String())
+	if !strings.Contains(c.logs.String(), "max_conns=172") {
+		t.Errorf("the cap under 300 open files is not 300 - 64 - 64 for one app:\n%s", c.logs.String())
+	}
+}
+
+// Which connection makes room: the oldest that has sent no request yet;
+// else one idle after a request for idleGrace, the oldest first; never
+// one that finished a request less than idleGrace ago, which may be about
+// to send the next.
+func TestConnLimiterChoosesItsVictim(t *testing.T) {
+	conn := func() net.Conn {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		return a
+	}
+	start := time.Now()
+	l := &connLimiter{open: map[net.Conn]*list.Element{}, fresh: list.New(), idle: list.New()}
+	add := func(in *list.List, c net.Conn, since time.Duration) {
+		l.open[c] = in.PushBack(&waiting{conn: c, since: start.Add(since), in: in})
+	}
+	justIdle, longIdle, fresh := conn(), conn(), conn()
+
+	add(l.idle, justIdle, 0)
+	if victim, wait := l.victimLocked(start.Add(300 * time.Millisecond)); victim != nil || wait != idleGrace-300*time.Millisecond {
+		t.Errorf("one connection idle 300 ms: victim %v, wait %v; want none, and %v", victim, wait, idleGrace-300*time.Millisecond)
+	}
+	add(l.fresh, fresh, 200*time.Millisecond)
+	if victim, _ := l.victimLocked(start.Add(300 * time.Millisecond)); victim != fresh {
+		t.Error("a connection with no request yet, and one just idle after a request: want the first closed")
+	}
+	add(l.idle, longIdle, -5*time.Second)
+	l.idle.MoveToFront(l.open[longIdle])
+	if victim, _ := l.victimLocked(start.Add(300 * time.Millisecond)); victim != longIdle {
+		t.Error("a connection idle 5 s, older than the one with no request yet: want it closed first")
 	}
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
@@ -164,15 +166,19 @@ func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, clai
 			t.Fatal(err)
 		}
 		lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
-		for i, framed := range lines[1:] { // the first line is the header
-			// "r <crc32c> <record>" or, last, "t <crc32c> <trailer>".
+		prev := make([]byte, 4) // the checksum of the line before, big-endian; none before the header
+		for i, framed := range lines {
+			// "<kind> <crc32c> <text>": the CRC-32C of the checksum before it,
+			// the kind and the text.
 			kind, rest, _ := strings.Cut(framed, " ")
 			sum, line, _ := strings.Cut(rest, " ")
-			if want := fmt.Sprintf("%08x", crc32.Checksum([]byte(kind+line), crc32.MakeTable(crc32.Castagnoli))); sum != want {
-				t.Fatalf("%s:%d: checksum %q; the line's is %s", path, i+2, sum, want)
+			crc := crc32.Checksum(append(append(bytes.Clone(prev), kind...), line...), crc32.MakeTable(crc32.Castagnoli))
+			if want := fmt.Sprintf("%08x", crc); sum != want {
+				t.Fatalf("%s:%d: checksum %q; the line's is %s", path, i+1, sum, want)
 			}
-			if kind == "t" && i == len(lines)-2 {
-				continue
+			binary.BigEndian.PutUint32(prev, crc)
+			if i == 0 || kind == "t" && i == len(lines)-1 {
+				continue // the header, and the trailer
 			}
 			var rec struct {
 				ID     int64  `json:"id"`
@@ -181,7 +187,7 @@ func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, clai
 				Claim  *claimRecord
 			}
 			if err := json.Unmarshal([]byte(line), &rec); kind != "r" || err != nil {
-				t.Fatalf("%s:%d does not parse as a record (kind %s): %v", path, i+2, kind, err)
+				t.Fatalf("%s:%d does not parse as a record (kind %s): %v", path, i+1, kind, err)
 			}
 			if c := rec.Claim; c != nil {
 				key := fmt.Sprint(c.UserID, "/", c.Name)

@@ -37,16 +37,18 @@ var errDataDirInUse = errors.New("in use by another wxlogin")
 // kernel's (flock): it dies with its process, so a kill -9 leaves nothing
 // to clean up.
 func openDataDir(path string, log *slog.Logger) (*dataDir, error) {
-	if err := os.MkdirAll(path, 0o700); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(path, 0o700); err != nil {
+			return nil, fmt.Errorf("data directory: %w", err)
+		}
+		// The new directory's entry is durable before anything in it is.
+		if err := syncDir(filepath.Dir(filepath.Clean(path))); err != nil {
+			return nil, fmt.Errorf("data directory: %w", err)
+		}
 	}
 	d, err := lockDataDir(path, os.O_RDWR|os.O_CREATE)
 	if err != nil {
 		return nil, err
-	}
-	// The pid says who holds the lock, for the message a second process gives.
-	if err := d.lock.Truncate(0); err == nil {
-		d.lock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	if err := errors.Join(makePrivate(path, log), removeDebris(path, log)); err != nil {
 		return nil, errors.Join(err, d.release())
@@ -61,7 +63,10 @@ func inspectDataDir(path string) (*dataDir, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	d, err := lockDataDir(path, os.O_RDONLY)
+	d, err := lockDataDir(path, os.O_RDWR)
+	if errors.Is(err, fs.ErrPermission) {
+		d, err = lockDataDir(path, os.O_RDONLY) // not wxlogin's user: the lock still holds servers off
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return &dataDir{path: path}, nil // No wxlogin ever started here.
 	}
@@ -90,6 +95,11 @@ func lockDataDir(path string, flag int) (*dataDir, error) {
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("data directory: locking %s: %w", lockPath, err)
+	}
+	// The pid says who holds the lock, for the message a second process
+	// gives; a holder that opened it read-only leaves the last one's.
+	if flag&(os.O_WRONLY|os.O_RDWR) != 0 && f.Truncate(0) == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return &dataDir{path: path, lock: f}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -203,20 +204,20 @@ func restoreBackup(from, dir string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("wxlogin restore: %w", err)
 	}
+	// A directory that holds anything is left as it is: it may be another
+	// store, or not wxlogin's at all.
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("wxlogin restore: %w", err)
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("wxlogin restore: %s is not empty (it holds %s): restore into a new directory", dir, entries[0].Name())
+	}
 	d, err := openDataDir(dir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return fmt.Errorf("wxlogin restore: %w", err)
 	}
 	defer d.release()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return fmt.Errorf("wxlogin restore: %w", err)
-	}
-	for _, e := range entries {
-		if e.Name() != lockFileName {
-			return fmt.Errorf("wxlogin restore: %s is not empty (it holds %s): restore into a new directory", dir, e.Name())
-		}
-	}
 	if err := createJournalFrom(dir, "users", s.journal.storedMeta, s.snapshotLines()); err != nil {
 		return fmt.Errorf("wxlogin restore: %w", err)
 	}
@@ -234,7 +235,7 @@ func restoreBackup(from, dir string, out io.Writer) error {
 // before it. With drop, it keeps the rest as a new store and moves the
 // damaged files into a folder of their own in dir, for the operator.
 func repairDataDir(dir string, drop bool, out io.Writer) error {
-	d, err := inspectDataDir(dir)
+	d, err := lockDataDir(dir, os.O_RDWR|os.O_CREATE)
 	if err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
@@ -263,17 +264,27 @@ func repairDataDir(dir string, drop bool, out io.Writer) error {
 		return errors.New("wxlogin repair: nothing changed; with -drop it drops what is listed above")
 	}
 
+	// The damaged files are kept, linked into a folder of their own, before
+	// the store is replaced: a crash during the repair leaves the store as
+	// it was, and the copy aside either way.
 	aside := filepath.Join(dir, "damaged-"+time.Now().UTC().Format("20060102T150405Z"))
 	if err := os.Mkdir(aside, 0o700); err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "users.*"))
 	for _, f := range files {
-		if err := os.Rename(f, filepath.Join(aside, filepath.Base(f))); err != nil {
-			return fmt.Errorf("wxlogin repair: %w", err)
+		if err := os.Link(f, filepath.Join(aside, filepath.Base(f))); err != nil {
+			return fmt.Errorf("wxlogin repair: keeping %s: %w", f, err)
 		}
 	}
-	if err := createJournalFrom(dir, "users", meta, salvaged.snapshotLines()); err != nil {
+	if err := syncDir(aside); err != nil {
+		return fmt.Errorf("wxlogin repair: %w", err)
+	}
+	writable, err := openJournal(dir, "users", journalOptions{meta: meta, log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return fmt.Errorf("wxlogin repair: %w", err)
+	}
+	if err := writable.replaceWith(salvaged.snapshotLines()); err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
 	if s, _, err := inspectUserStore(dir); err != nil {
@@ -299,9 +310,9 @@ func newestMeta(j *journal) json.RawMessage {
 			continue
 		}
 		first, _, _ := strings.Cut(string(data), "\n")
-		if h, err := parseHeader([]byte(first+"\n"), j.snapshotFormat()); err == nil && h.Meta != nil {
+		if h, _, err := parseHeader([]byte(first+"\n"), j.snapshotFormat()); err == nil && h.Meta != nil {
 			meta = h.Meta
-		} else if h, err := parseHeader([]byte(first+"\n"), j.journalFormat()); err == nil && h.Meta != nil {
+		} else if h, _, err := parseHeader([]byte(first+"\n"), j.journalFormat()); err == nil && h.Meta != nil {
 			meta = h.Meta
 		}
 	}
@@ -314,6 +325,10 @@ func newestMeta(j *journal) json.RawMessage {
 // trailer, so wxlogin backup refuses it.
 func handleBackup(users *userStore, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := users.writeFailure(); err != nil {
+			http.Error(w, "the user store refuses writes since one failed; back up its files after a restart", http.StatusServiceUnavailable)
+			return
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Content-Disposition", `attachment; filename="wxlogin-backup.jsonl"`)
 		if err := users.journal.writeBackup(w); err != nil {

@@ -2,15 +2,18 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // tool runs a tool as the command line would: wxlogin <args…>.
@@ -165,6 +168,18 @@ func TestBackupOfARunningServerRestoresWhole(t *testing.T) {
 	if out, err := tool(t, "restore", "-from", backup, "-data", restored); err == nil || !strings.Contains(err.Error(), "not empty") {
 		t.Errorf("a restore over a store = %v:\n%s\nwant it refused", err, out)
 	}
+	web := t.TempDir()
+	writeFile(t, filepath.Join(web, "index.html"), "<p>hello</p>")
+	os.Chmod(filepath.Join(web, "index.html"), 0o644)
+	if out, err := tool(t, "restore", "-from", backup, "-data", web); err == nil {
+		t.Errorf("a restore into a directory of something else = %v:\n%s\nwant it refused", err, out)
+	}
+	if info, _ := os.Stat(filepath.Join(web, "index.html")); info.Mode().Perm() != 0o644 {
+		t.Errorf("a refused restore changed the mode of a file there to %04o", info.Mode().Perm())
+	}
+	if _, err := os.Stat(filepath.Join(web, lockFileName)); !os.IsNotExist(err) {
+		t.Errorf("a refused restore left a lock file: %v", err)
+	}
 	s := startChild(t, restored)
 	for name, id := range before {
 		got := post(t, http.MethodPost, s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, name)+`"}`)
@@ -213,5 +228,29 @@ func TestRepairListsThenDrops(t *testing.T) {
 	aside, _ := filepath.Glob(filepath.Join(dir, "damaged-*", "users.journal.000003.jsonl"))
 	if len(aside) != 1 {
 		t.Errorf("the damaged journal was not kept aside: %v", aside)
+	}
+}
+
+// A repair cut short after it created the new store's first journal, but
+// before its snapshot, leaves a directory a start-up refuses as before (it
+// was damaged), never one it would take for an empty store.
+func TestARepairCutShortLeavesTheOldStore(t *testing.T) {
+	for name, damaged := range damagedDirs(t) {
+		dir := writeDir(t, damaged)
+		j, err := openJournal(dir, "users", journalOptions{meta: json.RawMessage(`{"mode":"mock","appids":[]}`), log: discardLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		through := slices.Max(append(j.gens, 1)) // as replaceWith takes it, but for the snapshot's
+		j.store = ""
+		f, _, _, err := j.createJournal(through + 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if s, err := openUserStore(dir, testMeta, time.Now, discardLogger()); err == nil {
+			t.Errorf("%s, then a repair cut short: the store opened with %d users; want it refused", name, s.count())
+			s.Close()
+		}
 	}
 }

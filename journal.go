@@ -61,10 +61,9 @@ var errJournalClosed = errors.New("the store is closed")
 
 // batch is a group of lines written with one fsync.
 type batch struct {
-	buf  []byte   // framed lines
-	sums []uint32 // their checksums, for the file's trailer
-	done bool     // set, with err, by the flush that wrote buf
-	err  error    // guarded by journal.flushMu, like done
+	buf  []byte // the owner's lines, framed when they are written
+	done bool   // set, with err, by the flush that wrote buf
+	err  error  // guarded by journal.flushMu, like done
 }
 
 // journalOptions are what an owner tells openJournal.
@@ -101,8 +100,9 @@ type journal struct {
 	flushMu     sync.Mutex // held by the one goroutine writing a batch; guards the fields below
 	file        *os.File   // the newest generation; nil before replay and after close
 	gen         int64
-	tally       lineTally // the newest generation's lines, for its trailer
-	size        int64     // bytes in generations newer than the snapshot
+	tally       lineTally // where the newest generation stands: the next line chains from it
+	framed      []byte    // the batch being written, framed; reused
+	size        int64     // bytes written since the last snapshot began (or, if none, in all the journals)
 	compactAt   int64     // size at which to write a new snapshot
 	compacting  bool
 	compactions sync.WaitGroup // the background snapshot writer, waited for by close
@@ -242,16 +242,13 @@ func replayJournal[R any](j *journal, parse func(line []byte) (R, error), apply 
 		return nil
 	}
 	switch {
-	case len(gens) == 0:
-		j.file, err = j.createJournal(through + 1)
-		j.gen = through + 1
-		j.size = int64(len(encodeHeader(j.header(j.gen))))
-	case newest.header.Version < 2:
-		// A journal of the earlier format is not appended to: writes go to
-		// a new generation in the current one.
-		j.file, err = j.createJournal(j.gen + 1)
-		j.gen++
-		j.size += int64(len(encodeHeader(j.header(j.gen))))
+	case len(gens) == 0 || newest.header.Version < 2:
+		// A new store; or a journal of the earlier format, which is not
+		// appended to: writes go to a new generation in the current one.
+		j.gen = max(j.gen, through) + 1
+		var size int64
+		j.file, j.tally, size, err = j.createJournal(j.gen)
+		j.size += size
 	default:
 		j.file, err = os.OpenFile(j.journalPath(j.gen), os.O_WRONLY|os.O_APPEND, 0)
 		j.tally = newest.tally
@@ -305,7 +302,7 @@ func (j *journal) holdsNoLines(path string) (bool, error) {
 	if !complete {
 		return true, nil // at most a header cut short
 	}
-	if _, err := parseHeader(append(first, '\n'), j.journalFormat()); err != nil {
+	if _, _, err := parseHeader(append(first, '\n'), j.journalFormat()); err != nil {
 		return false, nil // damage, which replay reports
 	}
 	return len(rest) == 0, nil
@@ -340,9 +337,8 @@ func (j *journal) endsSealed(path string) (bool, error) {
 		return false, nil
 	}
 	lines := bytes.Split(data[:len(data)-1], []byte("\n"))
-	last := append(lines[len(lines)-1], '\n')
-	kind, _, _, err := readFramed(last)
-	return err == nil && kind == kindTrailer, nil
+	_, err = readTrailer(append(lines[len(lines)-1], '\n'))
+	return err == nil, nil
 }
 
 // checkSequence checks that the journals run on from the snapshot's
@@ -374,7 +370,7 @@ func (j *journal) checkSequence(gens []int64, through int64) error {
 type replayedFile struct {
 	header fileHeader
 	size   int64
-	tally  lineTally // its r lines
+	tally  lineTally // where it stands: its r lines, and its last checksum
 	sealed bool      // it ends with a trailer that matches them
 }
 
@@ -398,18 +394,21 @@ func replayFile[R any](j *journal, path, format string, newest bool, parse func(
 	line, err := r.ReadSlice('\n')
 	switch {
 	case err == nil:
-		if f.header, err = parseHeader(line, format); err != nil {
+		if f.header, f.tally, err = parseHeader(line, format); err != nil {
 			return f, fmt.Errorf("%s:1: %w", path, err)
 		}
-	case errors.Is(err, io.EOF) && newest:
-		// The process died before the new journal's header was written
-		// (a journal of the earlier format: these are now renamed into
-		// place complete).
+	case errors.Is(err, io.EOF) && newest && j.store == "" && len(line) > 0 && line[0] == '{':
+		// The process died while a journal of the earlier format, created
+		// in place, was getting its header: it holds nothing. Those of the
+		// current format are created whole and renamed into place, so one
+		// without a whole header, or an empty one, was cut or emptied since:
+		// damage, reported below.
 		if err := j.repair("rewrite the header of "+path+", cut off by a crash", func() error { return j.repairHeader(file) }); err != nil {
 			return f, fmt.Errorf("%s:1: %w", path, err)
 		}
 		f.header = j.header(mustGeneration(j, path))
-		f.size = int64(len(encodeHeader(f.header)))
+		line, tally := encodeHeader(f.header)
+		f.size, f.tally = int64(len(line)), tally
 		return f, nil
 	default:
 		return f, fmt.Errorf("%s:1: %w", path, readLineError(err))
@@ -421,7 +420,8 @@ func replayFile[R any](j *journal, path, format string, newest bool, parse func(
 	lines := make(chan []replayLine[R], 8)
 	stop := make(chan struct{})
 	var reader sync.WaitGroup
-	reader.Go(func() { readLines(r, f.header.Version >= 2, parse, lines, stop) })
+	headerTally := f.tally
+	reader.Go(func() { readLines(r, f.header.Version >= 2, headerTally, parse, lines, stop) })
 	defer reader.Wait() // before file is closed
 	defer close(stop)
 
@@ -436,7 +436,7 @@ func replayFile[R any](j *journal, path, format string, newest bool, parse func(
 					if err := apply(l.parsed); err != nil {
 						return f, fmt.Errorf("%s:%d: %w", path, l.lineNo, err)
 					}
-					f.tally.add(l.sum)
+					f.tally = lineTally{lines: f.tally.lines + 1, last: l.sum}
 				}
 				f.size += int64(l.size)
 			case l.parseErr != nil:
@@ -485,7 +485,7 @@ type replayLine[R any] struct {
 	lineNo   int
 	size     int
 	parsed   R
-	sum      uint32 // an r line's checksum
+	sum      uint32 // the line's checksum
 	trailer  bool   // the line is the file's trailer, and it matched
 	parseErr error
 	readErr  error // set on the last line only: io.EOF at the end of the file
@@ -494,14 +494,14 @@ type replayLine[R any] struct {
 	wholeLine bool
 }
 
-// readLines reads lines from r, checks their frames when framed, parses
-// them, and sends them in batches, in order, until a read error (io.EOF at
-// the end), which it sends last, or until stop is closed.
-func readLines[R any](r *bufio.Reader, framed bool, parse func([]byte) (R, error), lines chan<- []replayLine[R], stop <-chan struct{}) {
+// readLines reads lines from r, checks their frames when framed (chaining
+// from tally, where the file stands after its header), parses them, and
+// sends them in batches, in order, until a read error (io.EOF at the end),
+// which it sends last, or until stop is closed.
+func readLines[R any](r *bufio.Reader, framed bool, tally lineTally, parse func([]byte) (R, error), lines chan<- []replayLine[R], stop <-chan struct{}) {
 	defer close(lines)
 	const batchSize = 256
 	batch := make([]replayLine[R], 0, batchSize)
-	var tally lineTally
 	sealed := false
 	for lineNo := 2; ; lineNo++ {
 		line, err := r.ReadSlice('\n')
@@ -511,7 +511,7 @@ func readLines[R any](r *bufio.Reader, framed bool, parse func([]byte) (R, error
 			l.parseErr = errors.New("a line after the trailer, which ends the file")
 		case err != nil:
 			if framed && len(line) > 0 {
-				_, _, _, frameErr := readFramed(append(bytes.Clone(line[:len(line)-1]), '\n'))
+				_, _, _, frameErr := readFramed(append(bytes.Clone(line[:len(line)-1]), '\n'), tally.last)
 				l.wholeLine = frameErr == nil
 			}
 		case !framed:
@@ -521,7 +521,7 @@ func readLines[R any](r *bufio.Reader, framed bool, parse func([]byte) (R, error
 			if l.trailer {
 				sealed = true
 			} else if l.parseErr == nil {
-				tally.add(l.sum)
+				tally = lineTally{lines: tally.lines + 1, last: l.sum}
 			}
 		}
 		batch = append(batch, l)
@@ -539,10 +539,10 @@ func readLines[R any](r *bufio.Reader, framed bool, parse func([]byte) (R, error
 	}
 }
 
-// readLine checks a framed line and parses an r line's text; a trailer is
-// checked against tally, the lines before it.
+// readLine checks a framed line that follows where tally stands, and parses
+// an r line's text; a trailer is checked against tally.
 func readLine[R any](line []byte, parse func([]byte) (R, error), tally lineTally) (parsed R, sum uint32, trailer bool, err error) {
-	kind, text, sum, err := readFramed(line)
+	kind, text, sum, err := readFramed(line, tally.last)
 	switch {
 	case err != nil:
 		return parsed, 0, false, err
@@ -589,7 +589,8 @@ func (j *journal) repairHeader(f *os.File) error {
 	if err := f.Truncate(0); err != nil {
 		return err
 	}
-	if _, err := f.WriteAt(encodeHeader(j.header(mustGeneration(j, f.Name()))), 0); err != nil {
+	line, _ := encodeHeader(j.header(mustGeneration(j, f.Name())))
+	if _, err := f.WriteAt(line, 0); err != nil {
 		return err
 	}
 	return f.Sync()
@@ -603,9 +604,7 @@ func (j *journal) repairHeader(f *os.File) error {
 func (j *journal) append(line []byte) *batch {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	var sum uint32
-	j.pending.buf, sum = appendFramed(j.pending.buf, kindRecord, line)
-	j.pending.sums = append(j.pending.sums, sum)
+	j.pending.buf = append(j.pending.buf, line...)
 	return j.pending
 }
 
@@ -678,17 +677,27 @@ func (j *journal) fail(err error) {
 	}
 }
 
+// write frames b's lines, each chaining from the one before, appends them
+// to the newest generation and fsyncs it. flushMu is held.
 func (j *journal) write(b *batch) error {
-	if _, err := j.file.Write(b.buf); err != nil {
+	framed, tally := j.framed[:0], j.tally
+	for rest := b.buf; len(rest) > 0; {
+		line := rest[:bytes.IndexByte(rest, '\n')+1]
+		framed, tally.last = appendFramed(framed, tally.last, kindRecord, line)
+		tally.lines++
+		rest = rest[len(line):]
+	}
+	if cap(framed) <= maxLineBytes {
+		j.framed = framed // kept for the next batch, unless a rare big one
+	}
+	if _, err := j.file.Write(framed); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	if err := j.file.Sync(); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	j.size += int64(len(b.buf))
-	for _, sum := range b.sums {
-		j.tally.add(sum)
-	}
+	j.size += int64(len(framed))
+	j.tally = tally
 	return nil
 }
 
@@ -703,7 +712,7 @@ func (j *journal) rotate() error {
 	// to the new generation too.
 	lines := j.snapshot()
 	through := j.gen
-	next, err := j.createJournal(through + 1)
+	next, nextTally, nextSize, err := j.createJournal(through + 1)
 	if err != nil {
 		j.log.Warn("journal: cannot start a new generation; compaction put off", "err", err)
 		j.compactAt = j.size + minCompactBytes
@@ -716,8 +725,7 @@ func (j *journal) rotate() error {
 	if err := j.file.Close(); err != nil {
 		j.log.Warn("journal: closing the previous generation", "err", err)
 	}
-	j.file, j.gen, j.tally = next, through+1, lineTally{}
-	j.size = int64(len(encodeHeader(j.header(j.gen))))
+	j.file, j.gen, j.tally, j.size = next, through+1, nextTally, nextSize
 	j.compacting = true
 	j.compactions.Go(func() {
 		size, err := j.writeSnapshot(lines, through)
@@ -760,42 +768,44 @@ func (j *journal) failAt(name string) error {
 
 // createJournal creates generation gen's file whole: its header is
 // written and fsync'd in a temporary file, which is renamed into place,
-// and the directory fsync'd. The file is open for appending.
-func (j *journal) createJournal(gen int64) (*os.File, error) {
+// and the directory fsync'd. The file is open for appending; it stands at
+// tally, and holds size bytes.
+func (j *journal) createJournal(gen int64) (*os.File, lineTally, int64, error) {
 	path := j.journalPath(gen)
+	header, tally := encodeHeader(j.header(gen))
 	if err := j.failAt("create"); err != nil {
-		return nil, err
+		return nil, tally, 0, err
 	}
-	f, err := os.CreateTemp(j.dir, "."+filepath.Base(path)+".tmp*")
+	tmp, err := os.CreateTemp(j.dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return nil, err
+		return nil, tally, 0, err
 	}
 	renamed := false
 	defer func() {
 		if !renamed {
-			f.Close()
-			os.Remove(f.Name())
+			tmp.Close()
+			os.Remove(tmp.Name())
 		}
 	}()
-	if err := j.step("header", f, encodeHeader(j.header(gen))); err != nil {
-		return nil, err
+	if err := j.step("header", tmp, header); err != nil {
+		return nil, tally, 0, err
 	}
 	if err := j.failAt("rename"); err != nil {
-		return nil, err
+		return nil, tally, 0, err
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return nil, err
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return nil, tally, 0, err
 	}
 	renamed = true
-	if err := j.failAt("sync dir"); err != nil {
-		f.Close()
-		return nil, err
+	err = j.failAt("sync dir")
+	if err == nil {
+		err = syncDir(j.dir)
 	}
-	if err := syncDir(j.dir); err != nil {
-		f.Close()
-		return nil, err
+	if err != nil {
+		tmp.Close()
+		return nil, tally, 0, err
 	}
-	return f, nil
+	return tmp, tally, int64(len(header)), nil
 }
 
 // writeSnapshot writes lines atomically as the snapshot including journal
@@ -819,7 +829,9 @@ func (j *journal) writeSnapshot(lines iter.Seq[[]byte], through int64) (int64, e
 			break
 		}
 		if err != nil {
-			return size, err
+			// The snapshot is written; the next start-up removes what it holds.
+			j.log.Warn("journal: cannot remove a journal the snapshot holds", "err", err)
+			break
 		}
 	}
 	return size, nil
@@ -832,15 +844,13 @@ func (j *journal) writeSnapshotTo(w io.Writer, lines iter.Seq[[]byte], through i
 	bw := bufio.NewWriterSize(w, 1<<20)
 	h := j.header(through)
 	h.Format = j.snapshotFormat()
-	header := encodeHeader(h)
+	header, tally := encodeHeader(h)
 	bw.Write(header) // A write error sticks in bw, and Flush returns it.
 	size := int64(len(header))
-	var tally lineTally
 	var framed []byte
 	for line := range lines {
-		var sum uint32
-		framed, sum = appendFramed(framed[:0], kindRecord, line)
-		tally.add(sum)
+		framed, tally.last = appendFramed(framed[:0], tally.last, kindRecord, line)
+		tally.lines++
 		size += int64(len(framed))
 		if _, err := bw.Write(framed); err != nil {
 			return size, err
@@ -953,60 +963,102 @@ func createJournalFrom(dir, name string, meta json.RawMessage, lines iter.Seq[[]
 	if j.haveSnapshot || len(j.gens) > 0 {
 		return fmt.Errorf("%s already holds a store", dir)
 	}
-	if _, err := j.writeSnapshot(lines, 0); err != nil {
-		return err
+	return j.replaceWith(lines)
+}
+
+// replaceWith writes lines as a new store in j's directory, in place of
+// the files there, so that a crash at any moment leaves either the old
+// files, which a start-up reads (or refuses) as before, or the new store:
+// the new store's first journal comes first, after every old generation,
+// and a store of its own, which the old files refuse; then its snapshot,
+// renamed into place, which takes every old journal as included in it.
+func (j *journal) replaceWith(lines iter.Seq[[]byte]) error {
+	through := int64(0)
+	if len(j.gens) > 0 {
+		through = j.gens[len(j.gens)-1]
 	}
-	f, err := j.createJournal(1)
+	if j.haveSnapshot {
+		// The old snapshot's generation, when its header can be read; the
+		// new one must include it too.
+		if data, err := readAtMost(filepath.Join(j.dir, j.snapshotName()), maxLineBytes); err == nil {
+			first, _, _ := bytes.Cut(data, []byte("\n"))
+			if h, _, err := parseHeader(append(first, '\n'), j.snapshotFormat()); err == nil {
+				through = max(through, h.Generation)
+			}
+		}
+	}
+	j.store = "" // a new store
+	f, _, _, err := j.createJournal(through + 1)
 	if err != nil {
 		return err
 	}
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	_, err = j.writeSnapshot(lines, through)
+	return err
 }
 
 // salvageJournal hands the owner every line of j's files that checks out,
 // in order, skipping each one that does not (or that apply refuses), and
-// says what it skipped and what it found missing: what a repair would
-// drop. It changes nothing.
+// says what it skipped: what a repair would drop. Journals the snapshot
+// holds are skipped, as a start-up skips them. It changes nothing.
 func salvageJournal[R any](j *journal, parse func(line []byte) (R, error), apply func(R) error) []string {
 	var lost []string
 	note := func(format string, args ...any) { lost = append(lost, fmt.Sprintf(format, args...)) }
-	paths := []string{}
+	var paths []string
+	through := int64(0)
 	if j.haveSnapshot {
-		paths = append(paths, filepath.Join(j.dir, j.snapshotName()))
+		path := filepath.Join(j.dir, j.snapshotName())
+		paths = append(paths, path)
+		if data, err := readAtMost(path, maxLineBytes); err == nil {
+			first, _, _ := bytes.Cut(data, []byte("\n"))
+			if h, _, err := parseHeader(append(first, '\n'), j.snapshotFormat()); err == nil {
+				through = h.Generation
+			}
+		}
 	}
 	for _, gen := range j.gens {
-		paths = append(paths, j.journalPath(gen))
+		if gen > through {
+			paths = append(paths, j.journalPath(gen))
+		}
 	}
 	for _, path := range paths {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			note("%s: unreadable, so all of it: %v", path, err)
+			note("%s: unreadable, so all it holds: %v", path, err)
 			continue
 		}
-		first, _, _ := bytes.Cut(data, []byte("\n"))
-		framed := len(first) > 0 && first[0] != '{'
+		framed := len(data) > 0 && data[0] != '{'
+		var sums []uint32 // the checksum each line says it has, in order
 		for i, line := range bytes.SplitAfter(data, []byte("\n")) {
 			lineNo := i + 1
-			switch {
-			case len(line) == 0:
+			if len(line) == 0 {
 				continue
-			case line[len(line)-1] != '\n':
+			}
+			if line[len(line)-1] != '\n' {
 				note("%s:%d: an incomplete last line (%d bytes)", path, lineNo, len(line))
 				continue
-			case lineNo == 1:
-				continue // the header: a damaged one costs no record
 			}
 			text := line
 			if framed {
-				kind, t, _, err := readFramed(line)
-				if err == nil && kind != kindRecord {
-					continue // a trailer, or a stray header: no record
-				}
+				kind, t, sum, err := splitFramed(line)
 				if err != nil {
 					note("%s:%d: %v: %s", path, lineNo, err, preview(line))
 					continue
 				}
+				if !chainsFromOneOf(sums, kind, t, sum) {
+					note("%s:%d: %v: %s", path, lineNo, errChecksum, preview(line))
+					sums = append(sums, sum)
+					continue
+				}
+				sums = append(sums, sum)
+				if kind != kindRecord {
+					continue // the header or a trailer: no record
+				}
 				text = t
+			} else if lineNo == 1 {
+				continue // the header
 			}
 			r, err := parse(text)
 			if err == nil {
@@ -1018,6 +1070,23 @@ func salvageJournal[R any](j *journal, parse func(line []byte) (R, error), apply
 		}
 	}
 	return lost
+}
+
+// chainsFromOneOf reports whether a line checks out as following one of
+// the lines whose checksums are sums, the nearest first (none: the line is
+// a header). A line that chains from one further back than the last is
+// whole, though lines between it and that one are not: a line was taken
+// out, or changed, and it is those that a repair drops.
+func chainsFromOneOf(sums []uint32, kind byte, text []byte, sum uint32) bool {
+	if len(sums) == 0 {
+		return lineChecksum(0, kind, text[:len(text)-1]) == sum
+	}
+	for i := len(sums) - 1; i >= max(0, len(sums)-64); i-- { // a few lines back: enough for a line or two taken out
+		if lineChecksum(sums[i], kind, text[:len(text)-1]) == sum {
+			return true
+		}
+	}
+	return false
 }
 
 // preview is the start of a line, for saying which one a repair drops.

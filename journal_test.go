@@ -677,15 +677,17 @@ func TestJournalFilesBelongTogether(t *testing.T) {
 	// got past the seal, so journal 4 is the newest, and stays.
 	sealed := maps.Clone(files)
 	j := &journal{name: "users", journalOptions: journalOptions{meta: h.Meta}, store: h.Store}
-	var tally lineTally
-	for _, line := range strings.SplitAfter(string(files["users.journal.000003.jsonl"]), "\n")[1:] {
-		if line != "" {
-			_, _, sum, _ := readFramed([]byte(line))
-			tally.add(sum)
+	var tally lineTally // where journal 3 stands: its lines, and its last checksum
+	for i, line := range strings.SplitAfter(string(files["users.journal.000003.jsonl"]), "\n") {
+		if _, _, sum, err := splitFramed([]byte(line)); err == nil {
+			tally.last = sum
+			if i > 0 {
+				tally.lines++
+			}
 		}
 	}
 	sealed["users.journal.000003.jsonl"] = append(bytes.Clone(files["users.journal.000003.jsonl"]), encodeTrailer(tally)...)
-	sealed["users.journal.000004.jsonl"] = encodeHeader(j.header(4))
+	sealed["users.journal.000004.jsonl"], _ = encodeHeader(j.header(4))
 	got, err := openDamaged(t, scratch, sealed)
 	if err != nil || got != want {
 		t.Errorf("journal 3 sealed and journal 4 empty: %v; want the store as it was", err)
@@ -709,7 +711,7 @@ func TestJournalFilesBelongTogether(t *testing.T) {
 func headerOf(t *testing.T, file []byte) fileHeader {
 	t.Helper()
 	first, _, _ := bytes.Cut(file, []byte("\n"))
-	_, text, _, err := readFramed(append(first, '\n'))
+	_, text, _, err := readFramed(append(first, '\n'), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -718,4 +720,38 @@ func headerOf(t *testing.T, file []byte) fileHeader {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// A journal of the current format is created whole, so the newest one cut
+// short of its header, or emptied, is damage: refused, not rewritten as a
+// new empty store.
+func TestANewestJournalWithoutItsHeaderIsRefused(t *testing.T) {
+	files, _ := damageFixture(t, t.TempDir())
+	only := map[string][]byte{"users.journal.000001.jsonl": nil}
+	dir := t.TempDir()
+	s, err := openUserStore(dir, testMeta, time.Now, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"o-1", "o-2", "o-3"} {
+		if _, _, err := s.login(mockAppID, name, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	journal, _ := os.ReadFile(filepath.Join(dir, "users.journal.000001.jsonl"))
+	for name, cut := range map[string]map[string][]byte{
+		"the only journal cut to 10 bytes": {"users.journal.000001.jsonl": journal[:10]},
+		"the only journal cut to 1 byte":   {"users.journal.000001.jsonl": journal[:1]},
+		"the only journal emptied":         only,
+		"the newest journal cut to 5 bytes": func() map[string][]byte {
+			f := maps.Clone(files)
+			f["users.journal.000003.jsonl"] = f["users.journal.000003.jsonl"][:5]
+			return f
+		}(),
+	} {
+		if got, err := openDamaged(t, t.TempDir(), cut); err == nil {
+			t.Errorf("%s: the store opened, holding %q; want it refused", name, got)
+		}
+	}
 }

@@ -22,10 +22,15 @@ import (
 // h is the header, always the first line; r is a line of the owner's; t is
 // a trailer, the last line of a file that is complete: every snapshot, and
 // every journal but the newest, sealed when writes moved to the next one.
-// The checksum is the CRC-32C (Castagnoli, as etcd's WAL uses) of the kind
-// and the text, in lower-case hex. A trailer counts the file's r lines and
-// chains their checksums, so a file cut at a line boundary, or with a line
-// missing, repeated or moved, does not pass as whole.
+// The checksum is the CRC-32C (Castagnoli, as etcd's WAL uses) of the
+// checksum of the line before it (none for the header), the kind and the
+// text, in lower-case hex. So each line vouches for the one before it, and
+// a line changed, missing, repeated or moved fails the check of the next
+// line, if not its own. A trailer counts the file's r lines and repeats the
+// checksum of the last, so a file cut at a line boundary does not pass as
+// whole. The end of the newest journal has no trailer yet: lines cut off
+// there at a line boundary cannot be told from a crash before they were
+// written (a crash cuts the end of the newest journal, and nothing else).
 //
 // Version 1 files, written before 2026-12, have a plain JSON header and
 // plain lines with no checksum, and no trailer; they are still read, and
@@ -44,19 +49,24 @@ const frameSize = len("r 01234567 ")
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // lineChecksum is the checksum of a line of the given kind and text (the
-// text without its newline).
-func lineChecksum(kind byte, text []byte) uint32 {
-	// The kind's byte goes through the table by hand: given to crc32.Update,
-	// it would take an allocation, once for each of a million lines.
+// text without its newline) that follows a line whose checksum is prev.
+func lineChecksum(prev uint32, kind byte, text []byte) uint32 {
+	// prev's 4 bytes, big-endian, and the kind go through the table by
+	// hand: given to crc32.Update, they would take an allocation, once for
+	// each of a million lines.
 	crc := ^uint32(0)
+	for shift := 24; shift >= 0; shift -= 8 {
+		crc = castagnoli[byte(crc)^byte(prev>>shift)] ^ crc>>8
+	}
 	crc = castagnoli[byte(crc)^kind] ^ crc>>8
 	return crc32.Update(^crc, castagnoli, text)
 }
 
 // appendFramed appends a line of the given kind holding text, which ends
-// with its newline, and returns the line's checksum.
-func appendFramed(buf []byte, kind byte, text []byte) ([]byte, uint32) {
-	sum := lineChecksum(kind, text[:len(text)-1])
+// with its newline, after a line whose checksum is prev, and returns the
+// line's checksum.
+func appendFramed(buf []byte, prev uint32, kind byte, text []byte) ([]byte, uint32) {
+	sum := lineChecksum(prev, kind, text[:len(text)-1])
 	var raw [4]byte
 	var hexSum [8]byte
 	binary.BigEndian.PutUint32(raw[:], sum)
@@ -67,13 +77,15 @@ func appendFramed(buf []byte, kind byte, text []byte) ([]byte, uint32) {
 	return append(buf, text...), sum
 }
 
-// errChecksum is a line whose text does not match its checksum: the bytes
-// on disk were changed after they were written.
-var errChecksum = errors.New("checksum mismatch: the line changed on disk after it was written")
+// errChecksum is a line whose checksum does not match its text and the line
+// before it: the bytes on disk were changed after they were written, or a
+// line before it was taken out.
+var errChecksum = errors.New("checksum mismatch: the line, or the one before it, changed on disk after it was written, or a line is missing")
 
-// readFramed reads a whole line (with its newline) and returns its kind,
-// its text (with the newline, as the owner wrote it) and its checksum.
-func readFramed(line []byte) (kind byte, text []byte, sum uint32, err error) {
+// splitFramed reads the parts of a whole line (with its newline): its kind,
+// its text (with the newline, as the owner wrote it) and the checksum it
+// says it has, without checking that checksum.
+func splitFramed(line []byte) (kind byte, text []byte, sum uint32, err error) {
 	if len(line) < frameSize+1 || line[1] != ' ' || line[frameSize-1] != ' ' || line[len(line)-1] != '\n' {
 		return 0, nil, 0, errors.New("not a line of a wxlogin journal (kind, checksum, text)")
 	}
@@ -88,14 +100,21 @@ func readFramed(line []byte) (kind byte, text []byte, sum uint32, err error) {
 		sum = sum<<4 | digit
 	}
 	kind, text = line[0], line[frameSize:]
-	if lineChecksum(kind, text[:len(text)-1]) != sum {
-		return 0, nil, 0, errChecksum
-	}
 	switch kind {
 	case kindHeader, kindRecord, kindTrailer:
 		return kind, text, sum, nil
 	}
 	return 0, nil, 0, fmt.Errorf("unknown kind of line %q", kind)
+}
+
+// readFramed reads a whole line that follows a line whose checksum is
+// prev, and checks it.
+func readFramed(line []byte, prev uint32) (kind byte, text []byte, sum uint32, err error) {
+	kind, text, sum, err = splitFramed(line)
+	if err == nil && lineChecksum(prev, kind, text[:len(text)-1]) != sum {
+		err = errChecksum
+	}
+	return kind, text, sum, err
 }
 
 // fileHeader is the header of every journal and snapshot.
@@ -116,80 +135,89 @@ type fileHeader struct {
 // fileTrailer is the last line of a complete file.
 type fileTrailer struct {
 	Lines  int64  `json:"lines"`  // r lines in the file
-	CRC32C string `json:"crc32c"` // their checksums, chained (lineTally)
+	CRC32C string `json:"crc32c"` // the checksum of the last of them (of the header if none)
 }
 
-// lineTally counts a file's r lines and chains their checksums, as its
-// trailer records them.
+// lineTally is where a file stands: how many r lines it holds, and the
+// checksum of its last line, which the next one chains from.
 type lineTally struct {
 	lines int64
-	chain uint32
-}
-
-func (t *lineTally) add(sum uint32) {
-	// crc32.Update(t.chain, castagnoli, sum's 4 bytes, big-endian), by the
-	// table, for the reason lineChecksum gives.
-	crc := ^t.chain
-	for shift := 24; shift >= 0; shift -= 8 {
-		crc = castagnoli[byte(crc)^byte(sum>>shift)] ^ crc>>8
-	}
-	t.lines++
-	t.chain = ^crc
+	last  uint32
 }
 
 func (t lineTally) trailer() fileTrailer {
-	return fileTrailer{Lines: t.lines, CRC32C: hex.EncodeToString(binary.BigEndian.AppendUint32(nil, t.chain))}
+	return fileTrailer{Lines: t.lines, CRC32C: hex.EncodeToString(binary.BigEndian.AppendUint32(nil, t.last))}
 }
 
-// encodeHeader is h's line.
-func encodeHeader(h fileHeader) []byte {
+// encodeHeader is h's line, and the tally of a file that holds only it.
+func encodeHeader(h fileHeader) ([]byte, lineTally) {
 	text, _ := json.Marshal(h) // Cannot fail: plain data, and Meta is JSON.
-	line, _ := appendFramed(nil, kindHeader, append(text, '\n'))
-	return line
+	line, sum := appendFramed(nil, 0, kindHeader, append(text, '\n'))
+	return line, lineTally{last: sum}
 }
 
-// encodeTrailer is the trailer line of a file with tally.
+// encodeTrailer is the trailer line of a file that stands at tally.
 func encodeTrailer(tally lineTally) []byte {
 	text, _ := json.Marshal(tally.trailer()) // Cannot fail: plain data.
-	line, _ := appendFramed(nil, kindTrailer, append(text, '\n'))
+	line, _ := appendFramed(nil, tally.last, kindTrailer, append(text, '\n'))
 	return line
 }
 
 // parseHeader reads the first line of a file of the given format, of
-// either version.
-func parseHeader(line []byte, format string) (fileHeader, error) {
+// either version, and returns the tally of the file so far.
+func parseHeader(line []byte, format string) (fileHeader, lineTally, error) {
 	var h fileHeader
+	var tally lineTally
 	text, framed := line, len(line) > 0 && line[0] != '{'
 	if framed {
-		kind, t, _, err := readFramed(line)
+		kind, t, sum, err := readFramed(line, 0)
 		if err != nil {
-			return h, err
+			return h, tally, err
 		}
 		if kind != kindHeader {
-			return h, errors.New("the first line is not a header")
+			return h, tally, errors.New("the first line is not a header")
 		}
-		text = t
+		text, tally.last = t, sum
 	}
 	if err := decodeStrict(text, &h); err != nil || h.Format != format {
-		return h, fmt.Errorf("not a wxlogin %s file", format)
+		return h, tally, fmt.Errorf("not a wxlogin %s file", format)
 	}
 	switch {
 	case !framed && h.Version == 1:
 	case framed && h.Version == 2 && h.Store != "":
 	default:
-		return h, fmt.Errorf("%s version %d is not supported by this wxlogin", format, h.Version)
+		return h, tally, fmt.Errorf("%s version %d is not supported by this wxlogin", format, h.Version)
 	}
-	return h, nil
+	return h, tally, nil
 }
 
-// checkTrailer checks that a trailer's text matches the lines counted.
+// readTrailer checks a trailer line on its own: its checksum chains from
+// the checksum it records, so it needs nothing before it. The journal reads
+// a file's last line so, to tell whether the file is sealed.
+func readTrailer(line []byte) (fileTrailer, error) {
+	var t fileTrailer
+	kind, text, _, err := splitFramed(line)
+	if err != nil || kind != kindTrailer || decodeStrict(text, &t) != nil {
+		return t, errors.New("not a trailer")
+	}
+	var raw [4]byte
+	if _, err := hex.Decode(raw[:], []byte(t.CRC32C)); err != nil || len(t.CRC32C) != 8 {
+		return t, errors.New("not a trailer")
+	}
+	if _, _, _, err := readFramed(line, binary.BigEndian.Uint32(raw[:])); err != nil {
+		return t, err
+	}
+	return t, nil
+}
+
+// checkTrailer checks that a trailer's text matches the file it ends.
 func checkTrailer(text []byte, tally lineTally) error {
 	var t fileTrailer
 	if err := decodeStrict(text, &t); err != nil {
 		return fmt.Errorf("not a trailer: %v", err)
 	}
 	if t != tally.trailer() {
-		return fmt.Errorf("the trailer records %d lines (checksum %s); the file holds %d before it (checksum %s)",
+		return fmt.Errorf("the trailer records %d lines ending in checksum %s; the file holds %d before it, ending in %s",
 			t.Lines, t.CRC32C, tally.lines, tally.trailer().CRC32C)
 	}
 	return nil

@@ -140,14 +140,33 @@ func (s *tokenStore) load(path string, userOf func(id int64) (identity, bool)) (
 // data, a crash loses them too, and each phone simply logs in again.
 var errOldTokenFile = errors.New("the token file was written by an older wxlogin; its logins are dropped and users log in again")
 
+// fromSaved puts the times of a file saved at savedAt (Unix nanoseconds,
+// as the saving process's clock read) on this process's monotonic clock,
+// where it is now now, and the wall clock reads wallNow. A time's age at
+// the save is the saving process's own measure, kept exact; the time the
+// server was down is the wall clocks' difference, taken as none if
+// negative: so a clock that ran ahead or behind at either end keeps no token
+// past its age. Both are capped beyond the longest lifetime, where a token
+// is dead anyway, so that no value in the file can overflow.
+func (s *tokenStore) fromSaved(now, wallNow, savedAt int64) func(at int64) int64 {
+	limit := int64(max(s.ttl, s.maxAge)) + 1
+	down := min(max(0, wallNow-savedAt), limit)
+	return func(at int64) int64 {
+		age := int64(0)
+		switch {
+		case at <= savedAt-limit: // written so as not to overflow, whatever at is
+			age = limit
+		case at < savedAt:
+			age = savedAt - at
+		}
+		return now - age - down
+	}
+}
+
 // readTokenFile puts the live tokens read from r in s and counts them.
 func (s *tokenStore) readTokenFile(r *bufio.Reader, path string, userOf func(id int64) (identity, bool)) (int, error) {
 	now, wallNow, loaded := s.monotonic(), s.clock.now().UnixNano(), 0
-	// A saved time is put on this process's monotonic clock. A time after
-	// now is taken as now: a clock that ran ahead when the file was written
-	// must not keep tokens alive past their age (nor a clock that runs
-	// behind now).
-	fromWall := func(at int64) int64 { return now - max(0, wallNow-at) }
+	var fromWall func(at int64) int64 // set by the header
 	for lineNo := 1; ; lineNo++ {
 		line, err := r.ReadSlice('\n')
 		if errors.Is(err, io.EOF) && len(line) == 0 && lineNo > 1 {
@@ -171,6 +190,10 @@ func (s *tokenStore) readTokenFile(r *bufio.Reader, path string, userOf func(id 
 			if h.Format != tokenFileFormat || h.Version != tokenFileVersion {
 				return 0, fmt.Errorf("%s:1: not a wxlogin token file (format %q version %d)", path, h.Format, h.Version)
 			}
+			if y := h.SavedAt.Year(); y < 2000 || y > 2200 {
+				return 0, fmt.Errorf("%s:1: saved_at %v is not a time a token file was saved", path, h.SavedAt)
+			}
+			fromWall = s.fromSaved(now, wallNow, h.SavedAt.UnixNano())
 		case bytes.HasPrefix(line, savedTokenPrefix):
 			t, err := parseSavedToken(line)
 			if err != nil {
