@@ -204,14 +204,10 @@ func replayJournal[R any](j *journal, parse func(line []byte) (R, error), apply 
 		through = f.header.Generation
 		j.compactAt = max(minCompactBytes, f.size)
 	}
+	// Journals the snapshot includes are left from a crash between its
+	// rename and their removal; they are removed once the rest checks out.
 	gens := slices.DeleteFunc(slices.Clone(j.gens), func(gen int64) bool { return gen <= through })
-	for _, gen := range j.gens[:len(j.gens)-len(gens)] {
-		// Already in the snapshot; a crash came between its rename and the removal.
-		path := j.journalPath(gen)
-		if err := j.repair("remove "+path+", which the snapshot includes", func() error { return os.Remove(path) }); err != nil {
-			return err
-		}
-	}
+	included := j.gens[:len(j.gens)-len(gens)]
 	gens, err := j.dropInterruptedRotation(gens)
 	if err != nil {
 		return err
@@ -237,6 +233,12 @@ func replayJournal[R any](j *journal, parse func(line []byte) (R, error), apply 
 		}
 		j.size += f.size
 		j.gen, newest = gen, f
+	}
+	for _, gen := range included {
+		path := j.journalPath(gen)
+		if err := j.repair("remove "+path+", which the snapshot includes", func() error { return os.Remove(path) }); err != nil {
+			return err
+		}
 	}
 	if j.readOnly {
 		return nil

@@ -755,3 +755,21 @@ func TestANewestJournalWithoutItsHeaderIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A snapshot of another store put among a store's journals is refused
+// before anything is removed: the journals it would take as included in
+// it are left for the operator.
+func TestAForeignSnapshotRemovesNothing(t *testing.T) {
+	files, _ := damageFixture(t, t.TempDir())
+	other, _ := damageFixture(t, t.TempDir())
+	mixed := maps.Clone(files)
+	mixed["users.snapshot.jsonl"] = other["users.snapshot.jsonl"] // through 1, of another store
+	mixed["users.journal.000001.jsonl"] = []byte("a journal the snapshot would include\n")
+	dir := t.TempDir()
+	if _, err := openDamaged(t, dir, mixed); err == nil || !strings.Contains(err.Error(), "a file of another store") {
+		t.Fatalf("a snapshot of another store: %v; want it refused", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "users.journal.000001.jsonl")); err != nil {
+		t.Errorf("a journal was removed before the store was refused: %v", err)
+	}
+}
