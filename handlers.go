@@ -24,6 +24,7 @@ const (
 	statusDataCheck   = 5 // signed or encrypted user data failed verification
 	statusClaimed     = 6 // a one-time benefit the person has already claimed
 	statusRateLimited = 7 // too many logins from this address: wait Retry-After seconds
+	statusUserBlocked = 8 // WeChat's risk control blocks this user's logins: a new code will not help
 	statusInternal    = -1
 )
 
@@ -40,6 +41,7 @@ const (
 	msgMethodNotAllowed = "请求方法不允许"
 	msgTooLarge         = "请求体过大"
 	msgRateLimited      = "登录过于频繁，请稍后重试"
+	msgUserBlocked      = "微信判定当前账号存在风险，已拦截本次登录，请稍后再试或联系客服"
 	msgInternal         = "服务器内部错误"
 	msgStoreFailed      = "存储写入失败，服务暂停，请稍后重试"
 	// A status 5 message is msgDataCheck, the check that failed, and
@@ -164,16 +166,20 @@ func notLoggedIn(cause error) *apiError {
 }
 
 // wechatFailure maps an error of the WeChat client to what the client is
-// told: status 2 when WeChat rejected the code, otherwise status 3 (504 when
-// time ran out), with WeChat's errcode whenever it sent one.
+// told: status 2 when WeChat rejected the code, 8 when it blocks the user,
+// otherwise status 3 (504 when time ran out), with WeChat's errcode
+// whenever it sent one.
 func wechatFailure(err error) *apiError {
 	e := &apiError{status: statusWechatDown, httpCode: http.StatusBadGateway, msg: msgWechatDown, cause: err}
 	var we *wechatError
 	switch {
 	case errors.As(err, &we):
 		e.errcode = we.Code
-		if we.codeRejected() {
+		switch {
+		case we.codeRejected():
 			e.status, e.httpCode, e.msg = statusInvalidCode, http.StatusUnauthorized, msgInvalidCode
+		case we.Code == errcodeUserBlocked:
+			e.status, e.httpCode, e.msg = statusUserBlocked, http.StatusForbidden, msgUserBlocked
 		}
 	case errors.Is(err, context.DeadlineExceeded):
 		e.httpCode = http.StatusGatewayTimeout
@@ -223,7 +229,10 @@ func writeError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &ae):
 	case errors.As(err, &dce):
-		ae = &apiError{status: statusDataCheck, httpCode: http.StatusBadRequest, msg: msgDataCheck + dce.check + msgDataCheckHint, cause: err}
+		ae = &apiError{status: statusDataCheck, httpCode: http.StatusBadRequest, msg: msgDataCheck + dce.check, cause: err}
+		if !dce.notTheKey {
+			ae.msg += msgDataCheckHint
+		}
 	default:
 		ae = &apiError{status: statusInternal, httpCode: http.StatusInternalServerError, msg: msgInternal, cause: err}
 	}
@@ -653,7 +662,13 @@ func handlePhone(apps appSet, users *userStore) callerHandler {
 				return
 			}
 			d, err := app.wx.phoneNumber(r.Context(), req.Code, who.OpenID)
-			if err != nil {
+			var we *wechatError
+			switch {
+			case errors.As(err, &we) && we.Code == errcodeInvalidOpenID:
+				// WeChat checked the code against the caller's openid (WECHAT.md §3).
+				writeError(w, &dataCheckError{check: "手机号 code 属于另一个用户", notTheKey: true})
+				return
+			case err != nil:
 				writeError(w, wechatFailure(err))
 				return
 			}

@@ -32,6 +32,10 @@ import (
 // to show the client; it says which check failed, never a key or the data.
 type dataCheckError struct {
 	check string
+	// notTheKey marks a check that a session_key replaced by a later
+	// wx.login cannot explain, so that the client is not told to log in
+	// again for nothing.
+	notTheKey bool
 }
 
 func (e *dataCheckError) Error() string { return "open data: " + e.check }

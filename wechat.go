@@ -17,14 +17,15 @@ import (
 
 // WeChat errcodes wxlogin acts on, with their sources in WECHAT.md §1 and §4.
 const (
-	errcodeSystemBusy   = -1    // 系统繁忙: the only errcode worth retrying
-	errcodeInvalidCode  = 40029 // js_code wrong, expired, or from another app
-	errcodeCodeUsed     = 40163 // js_code already exchanged (a code is single-use)
-	errcodeCodeBlocked  = 40226 // high-risk user, login blocked by WeChat
-	errcodeMissingCode  = 41008 // js_code missing
-	errcodeRateLimited  = 45011 // api minute-quota reached
-	errcodeInvalidAppID = 40013
-	errcodeBadSecret    = 40125
+	errcodeSystemBusy    = -1    // 系统繁忙: the only errcode worth retrying
+	errcodeInvalidCode   = 40029 // js_code wrong, expired, or from another app
+	errcodeCodeUsed      = 40163 // js_code already exchanged (a code is single-use)
+	errcodeUserBlocked   = 40226 // the user is high-risk: WeChat's risk control blocks their logins, with any code
+	errcodeMissingCode   = 41008 // js_code missing
+	errcodeInvalidOpenID = 40003 // getuserphonenumber: the code was not issued to this openid
+	errcodeRateLimited   = 45011 // api minute-quota reached
+	errcodeInvalidAppID  = 40013
+	errcodeBadSecret     = 40125
 
 	// An API call's access_token is bad: invalid or no longer the latest,
 	// not an access_token, or expired (WECHAT.md §4). The token is dropped
@@ -47,15 +48,13 @@ func (e *wechatError) Error() string {
 	return fmt.Sprintf("wechat %s: errcode %d: %s", e.API, e.Code, e.Msg)
 }
 
-// codeRejected reports whether WeChat refused the login code itself, as
-// opposed to being unavailable or refusing wxlogin's own credentials: the
-// client must then get a fresh code from wx.login.
+// codeRejected reports whether WeChat refused the code itself, as opposed
+// to being unavailable, refusing wxlogin's own credentials or blocking the
+// user: the client must then get a fresh code. (41008, a missing code, is
+// not one: wxlogin never sends an empty code, so WeChat meant something
+// else.)
 func (e *wechatError) codeRejected() bool {
-	switch e.Code {
-	case errcodeInvalidCode, errcodeCodeUsed, errcodeCodeBlocked, errcodeMissingCode:
-		return true
-	}
-	return false
+	return e.Code == errcodeInvalidCode || e.Code == errcodeCodeUsed
 }
 
 // httpStatusError is a non-2xx HTTP reply from WeChat (or a proxy before it).
@@ -144,30 +143,42 @@ func (c *wechatClient) exchangeCode(ctx context.Context, code string) (code2Sess
 		"js_code":    {code},
 		"grant_type": {"authorization_code"},
 	}
+	var s code2SessionResult
+	err := retrying(ctx, c.backoff, errcodeCodeUsed, func() (err error) {
+		s, err = c.jscode2session(ctx, q)
+		return err
+	})
+	return s, err
+}
+
+// retrying runs call, and again after each pause of backoff while it fails
+// in a way a retry may mend (retryable) and time is left. A code is
+// single-use: when a retry is refused with spentCode, an earlier attempt
+// reached WeChat and spent the code, but its reply was lost, and that lost
+// reply is the failure to report.
+func retrying(ctx context.Context, backoff []time.Duration, spentCode int, call func() error) error {
 	var firstErr error
 	for attempt := 0; ; attempt++ {
-		s, err := c.jscode2session(ctx, q)
+		err := call()
 		if err == nil {
-			return s, nil
+			return nil
 		}
 		var we *wechatError
-		if firstErr != nil && errors.As(err, &we) && we.Code == errcodeCodeUsed {
-			// Our own earlier attempt reached WeChat and used the code, but its
-			// reply was lost: that lost reply is the failure to report.
-			return code2SessionResult{}, firstErr
+		if firstErr != nil && errors.As(err, &we) && we.Code == spentCode {
+			return firstErr
 		}
 		if firstErr == nil {
 			firstErr = err
 		}
-		if attempt == len(c.backoff) || ctx.Err() != nil || !retryable(err) {
-			return code2SessionResult{}, err
+		if attempt == len(backoff) || ctx.Err() != nil || !retryable(err) {
+			return err
 		}
-		t := time.NewTimer(c.backoff[attempt])
+		t := time.NewTimer(backoff[attempt])
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return code2SessionResult{}, err
+			return err
 		}
 	}
 }
@@ -411,23 +422,31 @@ func decodeReply(api string, body []byte, v any) error {
 	return nil
 }
 
-// phoneNumber exchanges a getPhoneNumber code for the user's phone number
-// (getuserphonenumber, WECHAT.md §3). openID asks WeChat to check that the
-// code was issued to this user. A code is single-use, so a failed call is
-// not repeated, except after WeChat refused the access_token, when it never
-// looked at the code.
+// phoneNumber exchanges a phone code, of getPhoneNumber or
+// getRealtimePhoneNumber, for the user's phone number (getuserphonenumber,
+// WECHAT.md §3). openID asks WeChat to check that the code was issued to
+// this user. After WeChat refused the access_token, when it never looked at
+// the code, the call is made again; and once after -1 (system busy) or a
+// failure in transit, as WxJava does for every call (WECHAT.md §3): the
+// user paid for the code when the tap succeeded, so giving up on a busy
+// WeChat costs them another, and a retry that finds the code spent reports
+// the first failure, not the spent code.
 func (c *wechatClient) phoneNumber(ctx context.Context, code, openID string) (openData, error) {
 	const api = "getuserphonenumber"
+	ctx, cancel := context.WithTimeout(ctx, c.requestTimeout)
+	defer cancel()
 	body, _ := json.Marshal(map[string]string{"code": code, "openid": openID}) // Cannot fail: plain data.
 	var info openData
-	err := c.withAccessToken(ctx, func(ctx context.Context, token string) error {
-		reply, err := c.call(ctx, api, http.MethodPost, "/wxa/business/getuserphonenumber",
-			url.Values{"access_token": {token}}, body)
-		if err != nil {
+	err := retrying(ctx, c.backoff[:min(1, len(c.backoff))], errcodeInvalidCode, func() error {
+		return c.withAccessToken(ctx, func(ctx context.Context, token string) error {
+			reply, err := c.call(ctx, api, http.MethodPost, "/wxa/business/getuserphonenumber",
+				url.Values{"access_token": {token}}, body)
+			if err != nil {
+				return err
+			}
+			info, err = parsePhoneReply(reply)
 			return err
-		}
-		info, err = parsePhoneReply(reply)
-		return err
+		})
 	})
 	return info, err
 }

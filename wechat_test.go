@@ -240,7 +240,7 @@ func TestErrorsNeverCarryTheSecretOrCode(t *testing.T) {
 }
 
 func TestWechatErrorClasses(t *testing.T) {
-	for code, rejected := range map[int]bool{40029: true, 40163: true, 40226: true, 41008: true, -1: false, 45011: false, 40013: false, 40125: false} {
+	for code, rejected := range map[int]bool{40029: true, 40163: true, 40226: false, 41008: false, -1: false, 45011: false, 40013: false, 40125: false} {
 		if got := (&wechatError{Code: code}).codeRejected(); got != rejected {
 			t.Errorf("errcode %d: codeRejected = %v; want %v", code, got, rejected)
 		}
@@ -382,4 +382,49 @@ func FuzzParseWechatReplies(f *testing.F) {
 			t.Fatalf("decodeReply(%q) accepted errcode %d", body, r.Errcode)
 		}
 	})
+}
+
+// getuserphonenumber is tried once more after -1 or a failure in transit:
+// the user paid for the code already. A retry that finds the code spent
+// reports the first failure, not the spent code (status 3, not 2); and a
+// code WeChat refuses outright is never tried again.
+func TestPhoneNumberIsRetriedOnce(t *testing.T) {
+	const phone = `{"errcode":0,"errmsg":"ok","phone_info":{"phoneNumber":"13800000000","purePhoneNumber":"13800000000","countryCode":"86","watermark":{"timestamp":1,"appid":"wxapp"}}}`
+	const busy, spent = `{"errcode":-1,"errmsg":"system error"}`, `{"errcode":40029,"errmsg":"invalid code"}`
+	tests := []struct {
+		name      string
+		replies   []string
+		wantCalls int32
+		wantCode  int // the errcode of the error returned, 0 for success
+	}{
+		{"busy, then the number", []string{busy, phone}, 2, 0},
+		{"cut off, then the number", []string{"RESET", phone}, 2, 0},
+		{"busy twice", []string{busy, busy, phone}, 2, -1},
+		{"busy, then the code is spent", []string{busy, spent}, 2, -1},
+		{"an invalid code", []string{spent, phone}, 1, errcodeInvalidCode},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls atomic.Int32
+			mux := http.NewServeMux()
+			mux.HandleFunc("POST /cgi-bin/stable_token", func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, `{"access_token":"at","expires_in":7200}`)
+			})
+			mux.Handle("POST /wxa/business/getuserphonenumber", replies(&calls, tt.replies...))
+			c := newTestClient(t, mux)
+			info, err := c.phoneNumber(t.Context(), "phone-code", "o-alice")
+			if n := calls.Load(); n != tt.wantCalls {
+				t.Errorf("%d calls to getuserphonenumber; want %d", n, tt.wantCalls)
+			}
+			if tt.wantCode == 0 {
+				if err != nil || !info.has("phoneNumber") {
+					t.Errorf("phoneNumber = %v, %v; want the number", info, err)
+				}
+				return
+			}
+			if got := wechatErrcode(err); got != tt.wantCode {
+				t.Errorf("phoneNumber error %v has errcode %d; want %d", err, got, tt.wantCode)
+			}
+		})
+	}
 }
