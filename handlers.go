@@ -537,7 +537,8 @@ func handleUserInfo(apps appSet, users *userStore) callerHandler {
 	}
 }
 
-// verifyUserInfo checks a user info request against the caller's session_key.
+// verifyUserInfo checks a user info request against the caller's
+// session_key, or the one a login has just replaced (previouskey.go).
 func verifyUserInfo(req userInfoRequest, who caller) (userInfo, error) {
 	signed := req.RawData != "" || req.Signature != ""
 	encrypted := req.EncryptedData != "" || req.IV != ""
@@ -549,27 +550,31 @@ func verifyUserInfo(req userInfoRequest, who caller) (userInfo, error) {
 	case encrypted && (req.EncryptedData == "" || req.IV == ""):
 		return userInfo{}, badRequest(msgMissingParam+"：encryptedData 和 iv 须一起提供", nil)
 	}
-	var info userInfo
-	if signed {
-		if err := verifySignature(req.RawData, req.Signature, who.SessionKey); err != nil {
-			return info, err
+	info, err := verifiedWithKeys(who, func(key string) (info userInfo, fetched int64, err error) {
+		if signed {
+			if err := verifySignature(req.RawData, req.Signature, key); err != nil {
+				return info, 0, err
+			}
+			if info.profile, err = parseRawData(req.RawData); err != nil {
+				return info, 0, err
+			}
 		}
-		p, err := parseRawData(req.RawData)
-		if err != nil {
-			return info, err
+		if encrypted {
+			plain, err := decryptOpenData(key, req.EncryptedData, req.IV)
+			if err != nil {
+				return info, 0, err
+			}
+			// The decrypted data is what WeChat vouches for most: it names the
+			// user and the app, and may carry the unionId.
+			if info, err = parseUserInfo(plain, who.AppID, who.OpenID, signed); err != nil {
+				return info, 0, err
+			}
+			fetched = watermarkTimestamp(plain)
 		}
-		info.profile = p
-	}
-	if encrypted {
-		plain, err := decryptOpenData(who.SessionKey, req.EncryptedData, req.IV)
-		if err != nil {
-			return info, err
-		}
-		// The decrypted data is what WeChat vouches for most: it names the
-		// user and the app, and may carry the unionId.
-		if info, err = parseUserInfo(plain, who.AppID, who.OpenID, signed); err != nil {
-			return info, err
-		}
+		return info, fetched, nil
+	})
+	if err != nil {
+		return info, err
 	}
 	if err := info.check(); err != nil {
 		return info, err
@@ -625,12 +630,22 @@ func (req *encryptedRequest) fields() map[string]*string {
 	return map[string]*string{"encryptedData": &req.EncryptedData, "iv": &req.IV}
 }
 
-// decrypt decrypts the pair with the caller's session_key.
-func (req encryptedRequest) decrypt(who caller) ([]byte, error) {
+// decrypt decrypts the pair with the caller's session_key, or the one a
+// login has just replaced (previouskey.go), and reads it with read.
+func decrypt[T any](req encryptedRequest, who caller, read func(plain []byte) (T, error)) (T, error) {
 	if req.EncryptedData == "" || req.IV == "" {
-		return nil, badRequest(msgMissingParam+"：需要 encryptedData 和 iv", nil)
+		var zero T
+		return zero, badRequest(msgMissingParam+"：需要 encryptedData 和 iv", nil)
 	}
-	return decryptOpenData(who.SessionKey, req.EncryptedData, req.IV)
+	return verifiedWithKeys(who, func(key string) (T, int64, error) {
+		plain, err := decryptOpenData(key, req.EncryptedData, req.IV)
+		if err != nil {
+			var zero T
+			return zero, 0, err
+		}
+		v, err := read(plain)
+		return v, watermarkTimestamp(plain), err
+	})
 }
 
 // handlePhone serves POST /user/phone with the e.detail of <button
@@ -674,14 +689,18 @@ func handlePhone(apps appSet, users *userStore) callerHandler {
 			}
 			data = d
 		case req.EncryptedData != "" || req.IV != "":
-			plain, err := req.decrypt(who)
-			if err == nil {
-				data, err = parseOpenData(plain)
-			}
+			d, err := decrypt(req.encryptedRequest, who, func(plain []byte) (openData, error) {
+				d, err := parseOpenData(plain)
+				if err == nil {
+					_, err = parsePhone(d, who.AppID) // so that data of another app fails with either key
+				}
+				return d, err
+			})
 			if err != nil {
 				writeError(w, err)
 				return
 			}
+			data = d
 		default:
 			// A user who refuses gets e.detail with only an errMsg.
 			writeError(w, badRequest(msgMissingParam+"：需要 code，或 encryptedData 和 iv（用户拒绝授权时 e.detail 中没有它们）", nil))
@@ -732,12 +751,7 @@ func handleWeRun() callerHandler {
 			writeError(w, err)
 			return
 		}
-		plain, err := req.decrypt(who)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		steps, err := parseWeRun(plain, who.AppID)
+		steps, err := decrypt(req, who, func(plain []byte) ([]stepInfo, error) { return parseWeRun(plain, who.AppID) })
 		if err != nil {
 			writeError(w, err)
 			return

@@ -436,16 +436,38 @@ func TestUserInfoTamperingIsRefused(t *testing.T) {
 	}
 }
 
+// Data fetched just before a new login, made with the session_key that
+// login replaced, still verifies for previousKeyWindow after the login, if
+// its watermark says it was fetched before the login and not long before;
+// after the window it is status 5. Data fetched after the new login
+// verifies with the user's older token too.
 func TestUserInfoAfterTheSessionKeyRotated(t *testing.T) {
 	a, token := loggedIn(t)
 	old := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
+	oldPlain := func(fetched time.Time) map[string]any {
+		return encryptedFor(t, a.fake, fmt.Sprintf(`{"openId":%q,"nickName":"alice","watermark":{"timestamp":%d,"appid":"wxapp"}}`,
+			fakeOpenID("wxapp", "alice"), fetched.Unix()))
+	}
+	longBefore := oldPlain(a.clock.Now().Add(-10 * time.Minute))
+	a.clock.Advance(time.Second)
 	a.login(t, "wxapp", "alice") // a newer login: a new session_key for all of alice's tokens
+
+	for name, body := range map[string]map[string]any{
+		"encrypted": {"encryptedData": old["encryptedData"], "iv": old["iv"]},
+		"signed":    {"rawData": old["rawData"], "signature": old["signature"]},
+	} {
+		if got := send(t, a.handler, "POST", "/user/userinfo", token, body); got.env.Status != 0 {
+			t.Errorf("%s data fetched just before the new login = %s; want it accepted within the window", name, got.raw)
+		}
+	}
+	wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, longBefore), errUndecryptable.check)
+
+	a.clock.Advance(previousKeyWindow + time.Second)
 	got := send(t, a.handler, "POST", "/user/userinfo", token, map[string]any{"encryptedData": old["encryptedData"], "iv": old["iv"]})
 	wantDataCheck(t, got, errUndecryptable.check)
 	got = send(t, a.handler, "POST", "/user/userinfo", token, map[string]any{"rawData": old["rawData"], "signature": old["signature"]})
 	wantDataCheck(t, got, "signature 与 rawData 不匹配")
 
-	// Data fetched after the new login verifies with the same old token.
 	fresh := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
 	if got := send(t, a.handler, "POST", "/user/userinfo", token, fresh); got.env.Status != 0 {
 		t.Errorf("fresh data with the user's older token = %s; want status 0", got.raw)

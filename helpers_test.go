@@ -115,7 +115,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 		for _, s := range specs {
 			fakeApps[s.id] = fakeApp{Secret: s.secret, Unbound: s.unbound}
 		}
-		a.fake = newFakeWechat(fakeApps, time.Now)
+		a.fake = newFakeWechat(fakeApps, clock.Now) // one clock, so that watermarks and the token store agree
 		upstream, apiPath = a.fake.routes(), "/mock/api"
 	}
 	a.calls = &countingUpstream{next: upstream}

@@ -270,6 +270,21 @@ func (d openData) checkWatermark(appID string, required bool) error {
 	return nil
 }
 
+// watermarkTimestamp is when data that decrypted to plain was fetched, by
+// its watermark: Unix seconds, or 0 if it has none that reads.
+func watermarkTimestamp(plain []byte) int64 {
+	d, err := parseOpenData(plain)
+	if err != nil || !d.has("watermark") {
+		return 0
+	}
+	wm, err := d.object("watermark")
+	if err != nil {
+		return 0
+	}
+	ts, _ := wm.int("timestamp")
+	return ts
+}
+
 // profile is the public part of a user's WeChat profile, as user info
 // (rawData or decrypted) carries it.
 type profile struct {

@@ -43,6 +43,10 @@ type identity struct {
 type caller struct {
 	identity
 	SessionKey string
+	// previousKey is the session_key the newest login replaced, while it is
+	// in its window (previouskey.go), and replacedAt when that was.
+	previousKey string
+	replacedAt  time.Time
 
 	hash tokenHash // the key the token is stored under, so it can be revoked
 }
@@ -81,11 +85,13 @@ type loginState struct {
 	key atomic.Pointer[sessionKey]
 }
 
-// sessionKey is one session_key and when wxlogin got it. It is immutable;
-// a new login stores a new one.
+// sessionKey is one session_key and when wxlogin got it, with the one it
+// replaced while that is in its window. It is immutable; a new login
+// stores a new one.
 type sessionKey struct {
 	key      string
 	storedAt int64 // on the monotonic clock, in nanoseconds
+	previous *sessionKey
 }
 
 // tokenStore holds the login state wxlogin hands to mini programs: random
@@ -133,6 +139,13 @@ func (s *tokenStore) setSessionKey(who identity, key *sessionKey) *loginState {
 	if state == nil {
 		state = &loginState{who: who}
 		s.users[who.UserID] = state
+	}
+	switch old := state.key.Load(); {
+	case old == nil:
+	case old.key != key.key:
+		key.previous = &sessionKey{key: old.key, storedAt: old.storedAt}
+	default:
+		key.previous = old.previous // The same key again: what it replaced still is.
 	}
 	state.key.Store(key)
 	return state
@@ -182,7 +195,13 @@ func (s *tokenStore) lookup(token string) (caller, bool) {
 		return caller{}, false
 	}
 	e.touch(now)
-	return caller{identity: e.user.who, SessionKey: e.user.key.Load().key, hash: h}, true
+	k := e.user.key.Load()
+	who := caller{identity: e.user.who, SessionKey: k.key, hash: h}
+	if k.previous != nil && now-k.storedAt <= int64(previousKeyWindow) {
+		who.previousKey = k.previous.key
+		who.replacedAt = s.clock.now().Add(time.Duration(k.storedAt - now))
+	}
+	return who, true
 }
 
 // revoke ends the caller's token at once.
@@ -204,8 +223,13 @@ func (s *tokenStore) sweep() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, state := range s.users {
-		if now >= state.key.Load().storedAt+int64(s.maxAge) {
+		k := state.key.Load()
+		switch {
+		case now >= k.storedAt+int64(s.maxAge):
 			delete(s.users, id)
+		case k.previous != nil && now-k.storedAt > int64(previousKeyWindow):
+			// The replaced key's window has closed: forget it.
+			state.key.CompareAndSwap(k, &sessionKey{key: k.key, storedAt: k.storedAt})
 		}
 	}
 	return removed

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"errors"
+	"time"
+)
+
+// This file lets user data made with the session_key a login has just
+// replaced still verify, for a short while. Each wx.login may give the user
+// a new session_key at WeChat, and data the user fetched a moment before (a
+// tap racing a launch login) is signed and encrypted with the key before
+// it (WECHAT.md §2). So the token store keeps that key for
+// previousKeyWindow after the login that replaced it, and data that fails
+// with the current key but verifies with that one is accepted, if its
+// watermark says it was fetched before the replacement, and not long
+// before. Anything else that fails is status 5, as before.
+
+// previousKeyWindow is how long after a login replaced a session_key data
+// made with the replaced key is accepted, and how long before the
+// replacement that data may have been fetched.
+const previousKeyWindow = 2 * time.Minute
+
+// watermarkSkew is how far WeChat's clock, which stamps the watermark, may
+// run ahead of wxlogin's.
+const watermarkSkew = 30 * time.Second
+
+// verifiedWithKeys runs verify with the caller's session_key and, if that
+// fails a data check and the caller's previous key is still in its window,
+// with that one. verify returns what it read and when the data was fetched
+// (its watermark's timestamp, Unix seconds; 0 for data that has none, such
+// as signed rawData alone, which the window alone bounds). The current
+// key's failure is the one reported.
+func verifiedWithKeys[T any](who caller, verify func(key string) (T, int64, error)) (T, error) {
+	v, _, err := verify(who.SessionKey)
+	var dce *dataCheckError
+	if err == nil || !errors.As(err, &dce) || who.previousKey == "" {
+		return v, err
+	}
+	old, fetched, oldErr := verify(who.previousKey)
+	if oldErr != nil {
+		return v, err
+	}
+	if fetched != 0 {
+		at := time.Unix(fetched, 0)
+		if at.After(who.replacedAt.Add(watermarkSkew)) || at.Before(who.replacedAt.Add(-previousKeyWindow)) {
+			return v, err
+		}
+	}
+	return old, nil
+}

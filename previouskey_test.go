@@ -1,0 +1,34 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+// The token store keeps the key a login replaced for previousKeyWindow,
+// for every token of the user; the sweep then forgets it.
+func TestTheReplacedKeyIsKeptForItsWindowOnly(t *testing.T) {
+	clock := newFakeClock()
+	tokens := newTokenStore(time.Hour, 24*time.Hour, clock.clock())
+	first := tokens.issue(alice, "key-1")
+	clock.Advance(time.Minute)
+	tokens.issue(alice, "key-2")
+	replaced := clock.Now()
+	who, _ := tokens.lookup(first)
+	if who.SessionKey != "key-2" || who.previousKey != "key-1" || !who.replacedAt.Equal(replaced) {
+		t.Errorf("after a second login: key %q, previous %q replaced at %v; want key-2, key-1 at %v", who.SessionKey, who.previousKey, who.replacedAt, replaced)
+	}
+	tokens.issue(alice, "key-2") // WeChat may give the same key again: what it replaced still is
+	if who, _ := tokens.lookup(first); who.previousKey != "key-1" {
+		t.Errorf("after the same key again, previous = %q; want key-1", who.previousKey)
+	}
+
+	clock.Advance(previousKeyWindow + time.Second)
+	if who, _ := tokens.lookup(first); who.previousKey != "" {
+		t.Errorf("past the window, previous = %q; want none", who.previousKey)
+	}
+	tokens.sweep()
+	if k := tokens.loginStateOf(alice.UserID).key.Load(); k.previous != nil || k.key != "key-2" {
+		t.Errorf("after the sweep, the user's key is %+v; want key-2 alone", k)
+	}
+}
