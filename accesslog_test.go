@@ -121,7 +121,7 @@ func TestRoutingErrorsUseTheEnvelope(t *testing.T) {
 		{"GET", "/login/extra", "", "", 404, msgNotFound, ""},
 		{"POST", "/mock/wx.login", `{"user":"x"}`, jsonCT, 404, msgNotFound, ""}, // real mode: no fake
 		{"GET", "/login", "", "", 405, msgMethodNotAllowed, "POST"},
-		{"DELETE", "/user", "", "", 405, msgMethodNotAllowed, "GET, HEAD, PATCH"},
+		{"PUT", "/user", "", "", 405, msgMethodNotAllowed, "DELETE, GET, HEAD, PATCH"},
 		{"GET", "/user/phone", "", "", 405, msgMethodNotAllowed, "POST"},
 		{"POST", "/session/check", "", "", 405, msgMethodNotAllowed, "GET, HEAD"},
 		{"POST", "/healthz", "", "", 405, msgMethodNotAllowed, "GET, HEAD"},

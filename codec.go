@@ -27,6 +27,10 @@ import (
 type storedLine struct {
 	user  *userRecord
 	claim *claimRecord
+	// The lines of account deletion (erase.go).
+	personKey []byte
+	kept      *keptClaim
+	erased    *erasure
 }
 
 // claimLinePrefix starts every claim line; a user line starts with "id".
@@ -37,6 +41,9 @@ func parseStoredLine(line []byte) (storedLine, error) {
 	if bytes.HasPrefix(line, claimLinePrefix) {
 		c, err := parseClaimLine(line)
 		return storedLine{claim: c}, err
+	}
+	if l, ok, err := parseErasureLine(line); ok {
+		return l, err
 	}
 	u, err := parseUserLine(line)
 	return storedLine{user: u}, err

@@ -109,6 +109,9 @@ func addRoutes(mux *http.ServeMux, apps appSet, users *userStore, tokens *tokenS
 	patchUser := requireLogin(tokens, handlePatchUser(apps, users))
 	mux.Handle("PATCH /user", patchUser)
 	mux.Handle("PATCH /user/{$}", patchUser)
+	deleteUser := requireLogin(tokens, handleDeleteUser(users, tokens))
+	mux.Handle("DELETE /user", deleteUser)
+	mux.Handle("DELETE /user/{$}", deleteUser)
 	mux.Handle("POST /user/userinfo", requireLogin(tokens, handleUserInfo(apps, users)))
 	mux.Handle("POST /user/phone", requireLogin(tokens, handlePhone(apps, users)))
 	mux.Handle("POST /user/werun", requireLogin(tokens, handleWeRun()))
@@ -736,6 +739,29 @@ func (p phone) check() error {
 		}
 	}
 	return nil
+}
+
+// handleDeleteUser serves DELETE /user: account deletion (注销账号). The
+// user is erased (erase.go): their record and personal data go from memory
+// now and from the disk by the compaction this starts; every token of theirs
+// dies; the names of their one-time claims are kept under a keyed hash, so
+// that a returning person does not take them twice. The answer says what
+// went and what was kept. A later login by the same person is a new user.
+func handleDeleteUser(users *userStore, tokens *tokenStore) callerHandler {
+	type response struct {
+		UserID        int64    `json:"user_id"`
+		TokensRevoked int      `json:"tokens_revoked"`
+		ClaimsKept    []string `json:"claims_kept"` // names only
+	}
+	return func(w http.ResponseWriter, r *http.Request, who caller) {
+		gone, err := users.erase(who.UserID)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		revoked := tokens.revokeUser(who.UserID)
+		writeOK(w, response{UserID: gone.UserID, TokensRevoked: revoked, ClaimsKept: gone.ClaimsKept})
+	}
 }
 
 // handleWeRun serves POST /user/werun: it decrypts wx.getWeRunData's result

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // This file is the journal: a durable log of lines, which the user store
@@ -106,6 +107,10 @@ type journal struct {
 	compactAt   int64     // size at which to write a new snapshot
 	compacting  bool
 	compactions sync.WaitGroup // the background snapshot writer, waited for by close
+	// compactAsked makes the next flush write a snapshot, once none is being
+	// written: an owner asks for one to take data off the disk. Atomic, so
+	// that the owner may ask under its own lock.
+	compactAsked atomic.Bool
 
 	// What openJournal and replayJournal found.
 	store        string          // the id in every header of this store's files
@@ -598,6 +603,10 @@ func (j *journal) repairHeader(f *os.File) error {
 	return f.Sync()
 }
 
+// compactSoon asks for a snapshot at the next flush, or at the first after
+// the one being written: the journals it replaces are then deleted.
+func (j *journal) compactSoon() { j.compactAsked.Store(true) }
+
 // append queues line (a copy) for the next flush and returns the batch it
 // is in. The owner appends a change's line under the lock that guards the
 // change, once it is made: so lines are in the order of the changes, and a
@@ -655,7 +664,7 @@ func (j *journal) flushLocked(b *batch) {
 	err := j.failed
 	j.mu.Unlock()
 
-	if err == nil && !j.compacting && j.size >= j.compactAt {
+	if err == nil && !j.compacting && (j.size >= j.compactAt || j.compactAsked.Load()) {
 		err = j.rotate()
 	}
 	if err == nil {
@@ -712,12 +721,14 @@ func (j *journal) rotate() error {
 	// The snapshot is copied first: the flush that called rotate has taken
 	// its batch, so the copy includes every line of it, and the batch goes
 	// to the new generation too.
+	asked := j.compactAsked.Swap(false)
 	lines := j.snapshot()
 	through := j.gen
 	next, nextTally, nextSize, err := j.createJournal(through + 1)
 	if err != nil {
 		j.log.Warn("journal: cannot start a new generation; compaction put off", "err", err)
 		j.compactAt = j.size + minCompactBytes
+		j.compactAsked.Store(asked) // asked for, it is tried again at the next flush
 		return nil
 	}
 	if err := j.step("seal", j.file, encodeTrailer(j.tally)); err != nil {
@@ -732,14 +743,22 @@ func (j *journal) rotate() error {
 	j.compactions.Go(func() {
 		size, err := j.writeSnapshot(lines, through)
 		j.flushMu.Lock()
-		defer j.flushMu.Unlock()
 		j.compacting = false
 		if err != nil {
 			j.log.Warn("journal: snapshot failed; the journals still hold every line", "err", err)
 			j.compactAt = j.size + minCompactBytes
+			j.compactAsked.Store(j.compactAsked.Load() || asked)
+			j.flushMu.Unlock()
 			return
 		}
 		j.compactAt = max(minCompactBytes, size)
+		j.flushMu.Unlock()
+		if j.compactAsked.Load() {
+			// Asked for while this one was being written: its copy of the
+			// owner's state came too early. The next one starts now, with a
+			// flush of whatever is pending, rather than at the next write.
+			j.wait(j.barrier())
+		}
 	})
 	return nil
 }

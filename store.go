@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,7 +11,9 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -207,6 +210,23 @@ func (s *tokenStore) lookup(token string) (caller, bool) {
 // revoke ends the caller's token at once.
 func (s *tokenStore) revoke(who caller) { s.tokens.Delete(who.hash) }
 
+// revokeUser ends every token of user id at once, forgets the user's
+// session_key, and reports how many tokens it ended. It visits every live
+// token: it is for account deletion, which is rare.
+func (s *tokenStore) revokeUser(id int64) int {
+	revoked := 0
+	s.tokens.Range(func(k, v any) bool {
+		if v.(*tokenEntry).user.who.UserID == id && s.tokens.CompareAndDelete(k, v) {
+			revoked++
+		}
+		return true
+	})
+	s.mu.Lock()
+	delete(s.users, id)
+	s.mu.Unlock()
+	return revoked
+}
+
 // sweep frees expired tokens and the login state of users no live token
 // can need, and reports how many tokens it removed. A session key is stored
 // at every issue, so all of a user's tokens were issued no later than their
@@ -287,6 +307,12 @@ type userStore struct {
 	byUnion map[string][]int64 // unionid → the ids of the records that share it, ascending
 	claims  map[int64][]*claimRecord
 	line    []byte // the line being appended, reused
+
+	// Account deletion (erase.go): the ids of erased users, whose places in
+	// byID are nil, and the claims they made, by person.
+	erasedAt  map[int64]time.Time
+	kept      map[string][]*keptClaim
+	personKey []byte
 }
 
 // storeMeta is what the user store records of itself in the header of
@@ -373,6 +399,8 @@ func (s *userStore) makeIndexes(expected int) {
 	s.byUnion = make(map[string][]int64, expected)
 	s.byID = make([]*userRecord, 0, expected)
 	s.claims = map[int64][]*claimRecord{}
+	s.erasedAt = map[int64]time.Time{}
+	s.kept = map[string][]*keptClaim{}
 }
 
 // census counts the store's users, the persons they are, and their claims.
@@ -381,12 +409,15 @@ func (s *userStore) census() (users, persons, claims int) {
 	defer s.mu.Unlock()
 	persons = len(s.byUnion)
 	for _, u := range s.byID {
+		if u == nil {
+			continue // erased
+		}
 		if u.UnionID == "" {
 			persons++
 		}
 		claims += len(s.claims[u.ID])
 	}
-	return len(s.byID), persons, claims
+	return len(s.byRef), persons, claims
 }
 
 // meta is what the store's newest file records of it, zero for files of
@@ -408,8 +439,11 @@ func (s *userStore) meta() (storeMeta, error) {
 // Lines may be replayed twice (see journal.go): a record replaces itself,
 // and a claim made at the same moment is the same claim.
 func (s *userStore) replay(l storedLine) error {
+	if l.user == nil && l.claim == nil {
+		return s.replayErasure(l)
+	}
 	if c := l.claim; c != nil {
-		if c.UserID > int64(len(s.byID)) {
+		if c.UserID > int64(len(s.byID)) || s.byID[c.UserID-1] == nil {
 			return fmt.Errorf("claim %q names user %d, who is not stored before it", c.Name, c.UserID)
 		}
 		for _, other := range s.claims[c.UserID] {
@@ -430,6 +464,9 @@ func (s *userStore) replay(l storedLine) error {
 			return fmt.Errorf("user %d duplicates user %d (appid %s, openid %s)", u.ID, other.ID, u.AppID, u.OpenID)
 		}
 	case u.ID <= n:
+		if s.byID[u.ID-1] == nil {
+			return fmt.Errorf("user %d was erased before this line", u.ID)
+		}
 		if s.byID[u.ID-1].ref() != u.ref() {
 			return fmt.Errorf("user %d changes appid or openid", u.ID)
 		}
@@ -441,26 +478,41 @@ func (s *userStore) replay(l storedLine) error {
 }
 
 // snapshotLines copies the store's content for the journal's snapshot and
-// returns it as lines: every user, then every claim, so that each claim
-// names a user stored before it. Records and claims are immutable, so the
+// returns it as lines: every user (or, for an erased one, the erasure),
+// then every claim, so that each claim names a user stored before it, then
+// the claims erased users made. Records and claims are immutable, so the
 // copy can be written out while writes go on.
 func (s *userStore) snapshotLines() iter.Seq[[]byte] {
 	s.mu.Lock()
 	users := slices.Clone(s.byID)
+	erasedAt := maps.Clone(s.erasedAt)
 	var claims []*claimRecord
 	for _, u := range users {
-		claims = append(claims, s.claims[u.ID]...)
+		if u != nil {
+			claims = append(claims, s.claims[u.ID]...)
+		}
 	}
+	kept := s.keptLinesLocked()
 	s.mu.Unlock()
 	return func(yield func([]byte) bool) {
 		var line []byte
-		for _, u := range users {
-			if line = appendRecord(line[:0], u); !yield(line) {
+		for i, u := range users {
+			if u == nil {
+				line = erasedLine(line[:0], int64(i+1), erasedAt[int64(i+1)])
+			} else {
+				line = appendRecord(line[:0], u)
+			}
+			if !yield(line) {
 				return
 			}
 		}
 		for _, c := range claims {
 			if line = appendClaim(line[:0], c); !yield(line) {
+				return
+			}
+		}
+		for _, k := range kept {
+			if !yield(k) {
 				return
 			}
 		}
@@ -597,12 +649,7 @@ func (s *userStore) setLocked(u *userRecord) {
 	} else {
 		old := s.byID[u.ID-1]
 		if old.UnionID != "" && old.UnionID != u.UnionID {
-			ids := slices.DeleteFunc(s.byUnion[old.UnionID], func(id int64) bool { return id == u.ID })
-			if len(ids) == 0 {
-				delete(s.byUnion, old.UnionID)
-			} else {
-				s.byUnion[old.UnionID] = ids
-			}
+			s.unlinkUnionLocked(old)
 		}
 		s.byID[u.ID-1] = u
 	}
@@ -612,6 +659,17 @@ func (s *userStore) setLocked(u *userRecord) {
 		if i, found := slices.BinarySearch(ids, u.ID); !found {
 			s.byUnion[u.UnionID] = slices.Insert(ids, i, u.ID)
 		}
+	}
+}
+
+// unlinkUnionLocked takes u out of its unionid's person. s.mu is held, or
+// the store is being opened.
+func (s *userStore) unlinkUnionLocked(u *userRecord) {
+	ids := slices.DeleteFunc(s.byUnion[u.UnionID], func(id int64) bool { return id == u.ID })
+	if len(ids) == 0 {
+		delete(s.byUnion, u.UnionID)
+	} else {
+		s.byUnion[u.UnionID] = ids
 	}
 }
 
@@ -633,11 +691,11 @@ func (s *userStore) identity(id int64) (identity, bool) {
 	return identity{AppID: u.AppID, OpenID: u.OpenID, UserID: u.ID}, ok
 }
 
-// count reports how many users are stored.
+// count reports how many users are stored (erased ones are not).
 func (s *userStore) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.byID)
+	return len(s.byRef)
 }
 
 // personLocked returns the ids of the records that are one person with
@@ -731,8 +789,7 @@ func (s *userStore) claim(id int64, name string) (c claimView, taken bool, err e
 		s.mu.Unlock()
 		return claimView{}, false, fmt.Errorf("claim: no user %d", id)
 	}
-	rec := s.findClaimLocked(s.personLocked(u), name)
-	taken = rec != nil
+	c, taken = s.earliestClaimLocked(u, name)
 	var b *batch
 	if taken {
 		// The earlier claim may still be on its way to disk: waiting for
@@ -740,17 +797,31 @@ func (s *userStore) claim(id int64, name string) (c claimView, taken bool, err e
 		// about a claim that is not durable.
 		b = s.journal.barrier()
 	} else {
-		rec = &claimRecord{Name: name, UserID: id, At: now}
+		rec := &claimRecord{Name: name, UserID: id, At: now}
 		s.claims[id] = append(s.claims[id], rec)
 		s.line = appendClaim(s.line[:0], rec)
 		b = s.journal.append(s.line)
+		c = s.viewClaim(rec)
 	}
-	c = s.viewClaim(rec)
 	s.mu.Unlock()
 	if err := s.journal.wait(b); err != nil {
 		return claimView{}, false, err
 	}
 	return c, taken, nil
+}
+
+// earliestClaimLocked is user u's person's earliest claim of name, among
+// their records' and, if one of them was erased, the claims kept of it
+// (erase.go). s.mu is held.
+func (s *userStore) earliestClaimLocked(u *userRecord, name string) (claimView, bool) {
+	rec := s.findClaimLocked(s.personLocked(u), name)
+	if k := s.keptClaimLocked(u, name); k != nil && (rec == nil || k.At.Before(rec.At)) {
+		return claimView{Name: k.Name, AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.At}, true
+	}
+	if rec == nil {
+		return claimView{}, false
+	}
+	return s.viewClaim(rec), true
 }
 
 // claimsOf lists user id's person's claims, the earliest of each name, in
@@ -762,17 +833,24 @@ func (s *userStore) claimsOf(id int64) []claimView {
 	if u == nil {
 		return nil
 	}
-	person := s.personLocked(u)
-	list := []claimView{}
-	seen := map[string]bool{}
-	for _, pid := range person {
+	names := map[string]bool{}
+	for _, pid := range s.personLocked(u) {
 		for _, c := range s.claims[pid] {
-			if !seen[c.Name] {
-				seen[c.Name] = true
-				list = append(list, s.viewClaim(s.findClaimLocked(person, c.Name)))
-			}
+			names[c.Name] = true
 		}
 	}
-	slices.SortStableFunc(list, func(a, b claimView) int { return a.ClaimedAt.Compare(b.ClaimedAt) })
+	if len(s.kept) > 0 {
+		for _, k := range s.kept[s.personHash(u)] {
+			names[k.Name] = true
+		}
+	}
+	list := []claimView{}
+	for name := range names {
+		c, _ := s.earliestClaimLocked(u, name)
+		list = append(list, c)
+	}
+	slices.SortStableFunc(list, func(a, b claimView) int {
+		return cmp.Or(a.ClaimedAt.Compare(b.ClaimedAt), strings.Compare(a.Name, b.Name))
+	})
 	return list
 }

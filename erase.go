@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// This file is account deletion (注销账号): a user who asks is erased from
+// the user store, in memory at once and on disk by the compaction the
+// erasure starts, a snapshot never holding an erased user's data. What is
+// kept is what stops a returning person from taking a one-time benefit
+// twice: the names of their claims, under a keyed hash of who they were
+// (their unionid, or their app and openid where they have none), never the
+// unionid or openid itself. The key is the store's own, kept in its files,
+// so that a copy of the files alone names nobody to someone without them.
+//
+// The journal's lines for this:
+//
+//	{"person_key":"…"}                                               the key, once, before any kept claim
+//	{"kept":{"person":"…","name":"…","appid":"…","user_id":5,"at":"…"}}  a claim of an erased user
+//	{"erased":{"user_id":5,"at":"…"}}                                 user 5 is gone; the id is never given again
+
+// keptClaim is a claim of an erased user, kept under the person's hash.
+type keptClaim struct {
+	Person string    `json:"person"` // personHash of who made it
+	Name   string    `json:"name"`
+	AppID  string    `json:"appid"`
+	UserID int64     `json:"user_id"`
+	At     time.Time `json:"at"`
+}
+
+// erasure is the line that erases a user.
+type erasure struct {
+	UserID int64     `json:"user_id"`
+	At     time.Time `json:"at"`
+}
+
+// erased is what an erasure answers: what went, and what was kept.
+type erased struct {
+	UserID     int64    `json:"user_id"`
+	ClaimsKept []string `json:"claims_kept"` // names only, under the person's keyed hash
+}
+
+// The prefixes of the lines of this file.
+var (
+	personKeyPrefix = []byte(`{"person_key":`)
+	keptPrefix      = []byte(`{"kept":`)
+	erasedPrefix    = []byte(`{"erased":`)
+)
+
+// parseErasureLine parses a line of this file, or reports false if line is
+// not one.
+func parseErasureLine(line []byte) (storedLine, bool, error) {
+	var l struct {
+		PersonKey string     `json:"person_key"`
+		Kept      *keptClaim `json:"kept"`
+		Erased    *erasure   `json:"erased"`
+	}
+	switch {
+	case bytes.HasPrefix(line, personKeyPrefix), bytes.HasPrefix(line, keptPrefix), bytes.HasPrefix(line, erasedPrefix):
+	default:
+		return storedLine{}, false, nil
+	}
+	if err := decodeStrict(line, &l); err != nil {
+		return storedLine{}, true, fmt.Errorf("not a line of an erasure: %v", err)
+	}
+	switch {
+	case l.PersonKey != "":
+		key, err := hex.DecodeString(l.PersonKey)
+		if err != nil || len(key) != sha256.Size {
+			return storedLine{}, true, fmt.Errorf("person_key is not %d bytes of hex", sha256.Size)
+		}
+		return storedLine{personKey: key}, true, nil
+	case l.Kept != nil:
+		k := l.Kept
+		if len(k.Person) != 2*sha256.Size || !validClaimName(k.Name) || k.UserID < 1 || k.At.IsZero() {
+			return storedLine{}, true, fmt.Errorf("kept claim %q is not whole", k.Name)
+		}
+		return storedLine{kept: k}, true, nil
+	case l.Erased != nil && l.Erased.UserID > 0 && !l.Erased.At.IsZero():
+		return storedLine{erased: l.Erased}, true, nil
+	}
+	return storedLine{}, true, fmt.Errorf("not a line of an erasure")
+}
+
+// appendJSONLine appends v as a line, as encoding/json writes it.
+func appendJSONLine(buf []byte, v any) []byte {
+	line, _ := json.Marshal(v) // Cannot fail: plain data.
+	return append(append(buf, line...), '\n')
+}
+
+// personHash is who u is, as the kept claims name them: the keyed hash of
+// the unionid, one person across the apps of an Open Platform account, or
+// of the app and openid for a user with none. s.mu is held, and the key
+// made.
+func (s *userStore) personHash(u *userRecord) string {
+	mac := hmac.New(sha256.New, s.personKey)
+	if u.UnionID != "" {
+		mac.Write([]byte("unionid\x00" + u.UnionID))
+	} else {
+		mac.Write([]byte("openid\x00" + u.AppID + "\x00" + u.OpenID))
+	}
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// keptClaimLocked is the person's kept claim of name, or nil. s.mu is held.
+func (s *userStore) keptClaimLocked(u *userRecord, name string) *keptClaim {
+	if len(s.kept) == 0 {
+		return nil // no one was ever erased: no hash to make
+	}
+	for _, k := range s.kept[s.personHash(u)] {
+		if k.Name == name {
+			return k
+		}
+	}
+	return nil
+}
+
+// erase deletes user id: every field of the record, its place in the
+// indexes, and its claims, whose names are kept under the person's hash.
+// It returns once the erasure is durable, and asks the journal for the
+// compaction that takes the user's data off the disk.
+func (s *userStore) erase(id int64) (erased, error) {
+	now, err := s.stamp(time.Millisecond)
+	if err != nil {
+		return erased{}, err
+	}
+	if err := s.lockForWrite(); err != nil {
+		return erased{}, err
+	}
+	u := s.recordLocked(id)
+	if u == nil {
+		s.mu.Unlock()
+		return erased{}, fmt.Errorf("erase: no user %d", id)
+	}
+	var b *batch
+	if s.personKey == nil {
+		s.personKey = make([]byte, sha256.Size)
+		rand.Read(s.personKey) // Never fails; see randomText.
+		s.line = appendJSONLine(s.line[:0], map[string]string{"person_key": hex.EncodeToString(s.personKey)})
+		b = s.journal.append(s.line)
+	}
+	person := s.personHash(u)
+	result := erased{UserID: id, ClaimsKept: []string{}}
+	for _, c := range s.claims[id] {
+		k := &keptClaim{Person: person, Name: c.Name, AppID: u.AppID, UserID: id, At: c.At}
+		s.keepLocked(k)
+		s.line = appendJSONLine(s.line[:0], map[string]*keptClaim{"kept": k})
+		b = s.journal.append(s.line)
+		result.ClaimsKept = append(result.ClaimsKept, c.Name)
+	}
+	s.eraseLocked(id, now)
+	s.line = erasedLine(s.line[:0], id, now)
+	b = s.journal.append(s.line)
+	s.journal.compactSoon()
+	s.mu.Unlock()
+	if err := s.journal.wait(b); err != nil {
+		return erased{}, err
+	}
+	return result, nil
+}
+
+// eraseLocked takes user id, erased at at, out of memory. s.mu is held, or
+// the store is being opened.
+func (s *userStore) eraseLocked(id int64, at time.Time) {
+	s.erasedAt[id] = at
+	u := s.byID[id-1]
+	if u == nil {
+		return // erased already: an erasure replayed twice
+	}
+	delete(s.byRef, u.ref())
+	if u.UnionID != "" {
+		s.unlinkUnionLocked(u)
+	}
+	s.byID[id-1] = nil
+	delete(s.claims, id)
+}
+
+// keepLocked adds k to the kept claims, once. s.mu is held, or the store is
+// being opened.
+func (s *userStore) keepLocked(k *keptClaim) {
+	for _, other := range s.kept[k.Person] {
+		if other.Name == k.Name && other.At.Equal(k.At) {
+			return // replayed twice
+		}
+	}
+	s.kept[k.Person] = append(s.kept[k.Person], k)
+}
+
+// replayErasure puts a line of this file in memory as replay reads it.
+func (s *userStore) replayErasure(l storedLine) error {
+	switch {
+	case l.personKey != nil:
+		if s.personKey != nil && !bytes.Equal(s.personKey, l.personKey) {
+			return fmt.Errorf("a second person_key")
+		}
+		s.personKey = l.personKey
+	case l.kept != nil:
+		if s.personKey == nil {
+			return fmt.Errorf("a kept claim before the person_key")
+		}
+		s.keepLocked(l.kept)
+	default:
+		id := l.erased.UserID
+		switch n := int64(len(s.byID)); {
+		case id == n+1:
+			s.byID = append(s.byID, nil) // erased before this file: only the id is left
+			s.erasedAt[id] = l.erased.At
+		case id > n:
+			return fmt.Errorf("erasure of user %d skips ids after %d", id, n)
+		default:
+			s.eraseLocked(id, l.erased.At)
+		}
+	}
+	return nil
+}
+
+// keptLines are the lines that hold the store's erasures, for a snapshot:
+// the key, then every kept claim.
+func (s *userStore) keptLinesLocked() [][]byte {
+	if s.personKey == nil {
+		return nil
+	}
+	lines := [][]byte{appendJSONLine(nil, map[string]string{"person_key": hex.EncodeToString(s.personKey)})}
+	persons := slices.Sorted(func(yield func(string) bool) {
+		for p := range s.kept {
+			if !yield(p) {
+				return
+			}
+		}
+	})
+	for _, p := range persons {
+		for _, k := range s.kept[p] {
+			lines = append(lines, appendJSONLine(nil, map[string]*keptClaim{"kept": k}))
+		}
+	}
+	return lines
+}
+
+// erasedLine is the snapshot's line for id, a user erased before it.
+func erasedLine(buf []byte, id int64, at time.Time) []byte {
+	return appendJSONLine(buf, map[string]erasure{"erased": {UserID: id, At: at}})
+}
