@@ -39,6 +39,7 @@ type config struct {
 	loginRate     int    // logins a minute per client address; 0 for no limit
 	loginBurst    int    // logins at once per client address
 	maxConns      int    // connections served at once; 0 for a cap under the open-file limit
+	contentCheck  bool   // check a changed nickname with msgSecCheck
 	proxies       trustedProxies
 	apps          []appConfig
 }
@@ -104,12 +105,15 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	e.int(&cfg.maxConns, "max-conns", "WXLOGIN_MAX_CONNS", 0, "client connections served at once; past it, one that carries no request is closed to make room, or a new one waits (default 0: the open-file limit, less what wxlogin needs for itself)")
 	var proxies string
 	e.string(&proxies, "trusted-proxies", "WXLOGIN_TRUSTED_PROXIES", "", "comma-separated CIDRs of the reverse proxies in front of wxlogin, whose X-Forwarded-For is believed (default: none; the peer's address is the client's)")
+	contentCheck := optionalBool{value: true}
+	e.bool(&contentCheck, "content-check", "WXLOGIN_CONTENT_CHECK", "check a nickname set by PATCH /user with WeChat's msgSecCheck and refuse a risky one (status 9); when WeChat cannot check it, refuse the change (status 3) (default: on; -content-check=false to turn off)")
 	var fakeOnly optionalBool
 	e.bool(&fakeOnly, "fake-only", "WXLOGIN_FAKE_ONLY", "serve only the fake WeChat, with WeChat's API paths at the root, for load tests and other backends' tests; needs WX_APPSECRET (or -apps), which it checks like WeChat")
 	if err := fs.Parse(args[1:]); err != nil {
 		return cfg, err
 	}
 	cfg.fakeOnly = fakeOnly.value
+	cfg.contentCheck = contentCheck.value
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected argument %q (settings are flags; see -h)", fs.Arg(0))
 	}

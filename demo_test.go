@@ -224,6 +224,8 @@ func TestTeachingPageInChromium(t *testing.T) {
 			"wx.login()", "login:ok",
 			"POST /login", "GET /sns/jscode2session", "HTTP 200 · openid, session_key, unionid", "HTTP 200 · status 0 · ok",
 			"GET /user", "HTTP 200 · status 0 · ok",
+			"wx.getPrivacySetting()", "getPrivacySetting:ok",
+			`tap <button open-type="agreePrivacyAuthorization">`, "agreePrivacyAuthorization:ok",
 			`tap <button open-type="getUserInfo">`, "getUserInfo:ok", "POST /user/userinfo", "HTTP 200 · status 0 · ok",
 			`tap <button open-type="getPhoneNumber">`, "getPhoneNumber:ok", "POST /user/phone",
 			"POST /cgi-bin/stable_token", "POST /wxa/business/getuserphonenumber", "HTTP 200 · status 0 · ok",
@@ -250,13 +252,18 @@ func TestTeachingPageInChromium(t *testing.T) {
 		if got := attrs(dom, "data-result"); !slices.Equal(got, wantAuth) {
 			t.Errorf("authorization log = %q;\nwant %q", got, wantAuth)
 		}
+		for _, want := range []string{"Since 2023-10-17", "收集你的手机号: ", ">收集你的位置信息<"} {
+			if !strings.Contains(dom, want) {
+				t.Errorf("the privacy layer does not show %q", want)
+			}
+		}
 		if got := attrs(dom, "data-scope"); len(got) != len(scopeTable()) {
 			t.Errorf("scope table shows %d scopes; want %d", len(got), len(scopeTable()))
 		}
 	})
 
 	t.Run("logged in, after the phone number", func(t *testing.T) {
-		dom := dumpDOM(t, browser, s.url+"/?autorun=5")
+		dom := dumpDOM(t, browser, s.url+"/?autorun=6")
 		for _, want := range []string{`id="nickname">alice<`, fakePhoneNumber("alice"), "token in storage: "} {
 			if !strings.Contains(dom, want) {
 				t.Errorf("the phone does not show %q", want)

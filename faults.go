@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -125,6 +126,9 @@ func (fi *faultInjector) failing(h http.Handler) http.Handler {
 		case "truncated":
 			writeFaultJSON(w, `{"session_key":"tiihtNczf5v6AKRyjwEUhQ==","openid":"oGZUI0egBJY1zhBYw2K`)
 		case "hang":
+			// The server notices the caller hanging up only once the body is
+			// read: until then it does not watch the connection.
+			io.Copy(io.Discard, r.Body)
 			t := time.NewTimer(maxHang)
 			defer t.Stop()
 			select {

@@ -16,16 +16,17 @@ import (
 // their messages, are those of the classic Django implementation of this
 // flow, so mini programs written against it work unchanged.
 const (
-	statusOK          = 0
-	statusBadRequest  = 1 // missing or malformed parameter; also unknown route, wrong method, body too large
-	statusInvalidCode = 2 // WeChat rejected the code: get a new one from wx.login
-	statusWechatDown  = 3 // WeChat unavailable: try again later
-	statusNotLoggedIn = 4 // token missing, unknown, revoked or expired: run wx.login again
-	statusDataCheck   = 5 // signed or encrypted user data failed verification
-	statusClaimed     = 6 // a one-time benefit the person has already claimed
-	statusRateLimited = 7 // too many logins from this address: wait Retry-After seconds
-	statusUserBlocked = 8 // WeChat's risk control blocks this user's logins: a new code will not help
-	statusInternal    = -1
+	statusOK           = 0
+	statusBadRequest   = 1 // missing or malformed parameter; also unknown route, wrong method, body too large
+	statusInvalidCode  = 2 // WeChat rejected the code: get a new one from wx.login
+	statusWechatDown   = 3 // WeChat unavailable: try again later
+	statusNotLoggedIn  = 4 // token missing, unknown, revoked or expired: run wx.login again
+	statusDataCheck    = 5 // signed or encrypted user data failed verification
+	statusClaimed      = 6 // a one-time benefit the person has already claimed
+	statusRateLimited  = 7 // too many logins from this address: wait Retry-After seconds
+	statusUserBlocked  = 8 // WeChat's risk control blocks this user's logins: a new code will not help
+	statusContentRisky = 9 // WeChat's content check refused what the user typed: change it
+	statusInternal     = -1
 )
 
 // Client messages. The two contract messages are Chinese, so all are.
@@ -42,6 +43,7 @@ const (
 	msgTooLarge         = "请求体过大"
 	msgRateLimited      = "登录过于频繁，请稍后重试"
 	msgUserBlocked      = "微信判定当前账号存在风险，已拦截本次登录，请稍后再试或联系客服"
+	msgContentRisky     = "昵称含有不适宜的内容，请修改后重试"
 	msgInternal         = "服务器内部错误"
 	msgStoreFailed      = "存储写入失败，服务暂停，请稍后重试"
 	// A status 5 message is msgDataCheck, the check that failed, and
@@ -58,6 +60,9 @@ type miniApp struct {
 	ID   string // the AppID
 	Name string
 	wx   *wechatClient
+	// checkContent is -content-check: a changed nickname is sent to
+	// msgSecCheck before it is saved (contentcheck.go).
+	checkContent bool
 }
 
 // appSet is the mini programs wxlogin serves, by AppID.
@@ -442,7 +447,8 @@ type profilePatch struct {
 // <button open-type="chooseAvatar"> and <input type="nickname">, the way
 // WeChat has offered since it stopped giving real nicknames and avatars to
 // getUserProfile (WECHAT.md §5). It is the user's own input, not signed by
-// WeChat, so every field is validated; an empty string clears a field.
+// WeChat, so every field is validated, and a new nickname is checked by
+// WeChat's content check; an empty string clears a field.
 func handlePatchUser(apps appSet, users *userStore) callerHandler {
 	return func(w http.ResponseWriter, r *http.Request, who caller) {
 		var p profilePatch
@@ -457,6 +463,18 @@ func handlePatchUser(apps appSet, users *userStore) callerHandler {
 		if err := p.validate(); err != nil {
 			writeError(w, badRequest(msgMalformed+"："+err.Error(), nil))
 			return
+		}
+		if p.Nickname != nil {
+			app, err := apps.of(who)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			before, _ := users.get(who.UserID)
+			if err := checkNickname(r.Context(), app, who, before.Nickname, *p.Nickname); err != nil {
+				writeError(w, err)
+				return
+			}
 		}
 		if _, err := users.update(who.UserID, p.apply); err != nil {
 			writeError(w, err)

@@ -90,6 +90,9 @@ type appOptions struct {
 	loginRate, loginBurst int
 	proxies               trustedProxies
 	quiet                 bool // discard the logs: a fuzz target's would fill memory
+	// noContentCheck is -content-check=false: nicknames are not sent to
+	// msgSecCheck.
+	noContentCheck bool
 }
 
 // newTestApp builds wxlogin's handler as opts say, as run would for their
@@ -113,7 +116,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	if upstream == nil {
 		fakeApps := map[string]fakeApp{}
 		for _, s := range specs {
-			fakeApps[s.id] = fakeApp{Secret: s.secret, Unbound: s.unbound}
+			fakeApps[s.id] = fakeApp{Name: s.name, Secret: s.secret, Unbound: s.unbound}
 		}
 		a.fake = newFakeWechat(fakeApps, clock.Now) // one clock, so that watermarks and the token store agree
 		upstream, apiPath = a.fake.routes(), "/mock/api"
@@ -124,7 +127,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	for _, s := range specs {
 		wx := newWechatClient(srv.URL+apiPath, s.id, s.secret, time.Second, 3*time.Second)
 		wx.backoff = []time.Duration{time.Millisecond, time.Millisecond}
-		a.apps[s.id] = &miniApp{ID: s.id, Name: s.name, wx: wx}
+		a.apps[s.id] = &miniApp{ID: s.id, Name: s.name, wx: wx, checkContent: !opts.noContentCheck}
 		if a.wx == nil {
 			a.wx = wx
 		}
@@ -205,8 +208,17 @@ const (
 )
 
 // wxCall calls one of the fake's client APIs, as a mini program would call
-// wx.getUserInfo and friends, and returns its result.
+// wx.getUserInfo and friends, and returns its result. The user has agreed
+// to the app's privacy guide first, as a mini program must have them do
+// before any of these (TestPrivacyInterfacesWaitForAgreement tests the gate).
 func wxCall(t testing.TB, fake *fakeWechat, api, body string) map[string]any {
+	t.Helper()
+	wxCallAsIs(t, fake, "wx.agreePrivacyAuthorization", body)
+	return wxCallAsIs(t, fake, api, body)
+}
+
+// wxCallAsIs is wxCall without agreeing to the privacy guide first.
+func wxCallAsIs(t testing.TB, fake *fakeWechat, api, body string) map[string]any {
 	t.Helper()
 	r := httptest.NewRequestWithContext(t.Context(), "POST", "/mock/"+api, strings.NewReader(body))
 	w := httptest.NewRecorder()
@@ -468,8 +480,20 @@ type (
 
 	// scopesData is GET /scopes'.
 	scopesData struct {
+		Privacy struct {
+			EnforcedSince string            `json:"enforced_since"`
+			Rule          string            `json:"rule"`
+			Unscoped      []privacyItemData `json:"unscoped"`
+			Source        string            `json:"source"`
+		} `json:"privacy"`
 		Scopes []scopeData `json:"scopes"`
 		Source string      `json:"source"`
+	}
+
+	// privacyItemData is an item of the privacy guide in GET /scopes.
+	privacyItemData struct {
+		Privacy string   `json:"privacy"`
+		Guards  []string `json:"guards"`
 	}
 
 	// scopeData is one scope of GET /scopes.
@@ -479,6 +503,7 @@ type (
 		Purpose string   `json:"purpose"`
 		Request string   `json:"request"`
 		Note    string   `json:"note,omitempty"`
+		Privacy string   `json:"privacy"`
 	}
 
 	// exchangesData is the fake's GET /mock/exchanges'.

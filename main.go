@@ -116,7 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	apps := appSet{}
 	for _, a := range cfg.apps {
 		wx := newWechatClient(wechatAPI, a.AppID, a.secret, cfg.wechatTimeout, cfg.loginTimeout)
-		apps[a.AppID] = &miniApp{ID: a.AppID, Name: a.Name, wx: wx}
+		apps[a.AppID] = &miniApp{ID: a.AppID, Name: a.Name, wx: wx, checkContent: cfg.contentCheck}
 	}
 	limit := newLoginLimiter(cfg.loginRate, cfg.loginBurst, clock)
 	srv := newHTTPServer(newServer(log, apps, users, tokens, limit, cfg.proxies, fake), cfg.loginTimeout, log)
@@ -192,7 +192,7 @@ func runFakeOnly(ctx context.Context, cfg config, log *slog.Logger) error {
 func fakeFor(apps []appConfig) *fakeWechat {
 	fakeApps := map[string]fakeApp{}
 	for _, a := range apps {
-		fakeApps[a.AppID] = fakeApp{Secret: a.secret, Unbound: a.Unbound}
+		fakeApps[a.AppID] = fakeApp{Name: a.Name, Secret: a.secret, Unbound: a.Unbound}
 	}
 	return newFakeWechat(fakeApps, time.Now)
 }

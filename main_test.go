@@ -53,6 +53,38 @@ func TestNewcomerFlowInMockMode(t *testing.T) {
 	}
 }
 
+// The README's authorization half in curl, against the binary in mock
+// mode: the privacy agreement before the buttons, the phone code redeemed,
+// a risky nickname refused.
+func TestAuthorizationHalfInMockMode(t *testing.T) {
+	s := startServer(t, nil, "-data", t.TempDir())
+	token := dataOf[loginData](t, post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`)).Token
+	tap := func(api string) map[string]any {
+		t.Helper()
+		got := post(t, "POST", s.url+"/mock/"+api, jsonCT, `{"user":"alice"}`)
+		var detail map[string]any
+		if err := json.Unmarshal([]byte(got.raw), &detail); err != nil {
+			t.Fatalf("%s = %s", api, got.raw)
+		}
+		return detail
+	}
+	if d := tap("wx.getPhoneNumber"); d["errMsg"] != "getPhoneNumber:fail privacy permission is not authorized" || d["errno"] != 104.0 {
+		t.Errorf("getPhoneNumber before the agreement = %v; want errno 104", d)
+	}
+	if d := tap("wx.agreePrivacyAuthorization"); d["errMsg"] != "agreePrivacyAuthorization:ok" {
+		t.Errorf("agreePrivacyAuthorization = %v", d)
+	}
+	code, _ := tap("wx.getPhoneNumber")["code"].(string)
+	phone := post(t, "POST", s.url+"/user/phone", jsonCT, `{"code":"`+code+`"}`, "Authorization", "Bearer "+token)
+	if phone.env.Status != 0 {
+		t.Errorf("POST /user/phone = %s", phone.raw)
+	}
+	risky := post(t, "PATCH", s.url+"/user", jsonCT, `{"nickname":"risky"}`, "Authorization", "Bearer "+token)
+	if risky.code != http.StatusUnprocessableEntity || risky.env.Status != statusContentRisky {
+		t.Errorf("PATCH /user with a risky nickname = %d %s; want 422, status 9", risky.code, risky.raw)
+	}
+}
+
 func TestGracefulRestartKeepsTokens(t *testing.T) {
 	dir := t.TempDir()
 	s := startServer(t, nil, "-data", dir)
@@ -277,9 +309,16 @@ func TestFakeOnlyServesAnotherServersLogins(t *testing.T) {
 			t.Errorf("GET /sns/jscode2session = %s; want %s", body, tt.want)
 		}
 	}
-	// It is only the fake: wxlogin's own routes are not there.
-	if resp, err := client.Get(fake.url + "/user"); err != nil || resp.StatusCode != http.StatusNotFound {
-		t.Errorf("GET /user on the fake = %v, %v; want 404", resp, err)
+	// It is only the fake: wxlogin's own routes are not there, and the
+	// fake answers for them as WeChat answers a path it does not serve.
+	resp, err := client.Get(fake.url + "/user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"errcode":40066`) {
+		t.Errorf("GET /user on the fake = HTTP %d, %s; want WeChat's 40066 invalid url", resp.StatusCode, body)
 	}
 }
 

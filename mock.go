@@ -2,14 +2,12 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 )
 
 // This file is the built-in fake WeChat. In mock mode wxlogin serves it under
@@ -45,8 +42,16 @@ const (
 	fakeTokenRenewal        = 5 * time.Minute
 )
 
+// errcodeInvalidURL is WeChat's answer to a path it does not serve.
+const errcodeInvalidURL = 40066
+
+// fakeVisitWindow is how recently a user must have used the mini program
+// for msgSecCheck to accept their openid (WECHAT.md §9: 61010 past it).
+const fakeVisitWindow = 2 * time.Hour
+
 // fakeApp is one mini program the fake knows.
 type fakeApp struct {
+	Name   string // for the privacy guide's title
 	Secret string
 	// Unbound is an app not bound to an Open Platform account: WeChat gives
 	// its users no unionid (WECHAT.md §7).
@@ -61,10 +66,17 @@ type fakeWechat struct {
 	mu          sync.Mutex // guards every field below
 	loginCodes  codeBook
 	phoneCodes  codeBook
-	sessionKeys map[fakeUser]string // the current session_key of each user who ran wx.login
-	openIDs     map[userRef]string  // (appid, openid) → user name
+	sessionKeys map[fakeUser]string    // the current session_key of each user who ran wx.login
+	openIDs     map[userRef]string     // (appid, openid) → user name
+	lastVisit   map[fakeUser]time.Time // when each user last called the client API
+	privacy     map[fakeUser]bool      // the users who agreed to their app's privacy guide
+	riskBlocked map[fakeUser]bool      // the users WeChat's risk control keeps from logging in
+	phoneQuota  map[string]int         // appid → phone verifications left; absent: no limit
 	tokens      map[string]fakeAccessToken
-	newestToken map[string]string // appid → its newest access_token
+	newestToken map[string]string // appid → its newest stable access_token
+	// newestClassic is appid → its newest classic access_token
+	// (cgi-bin/token): tokens of the two APIs never replace each other.
+	newestClassic map[string]string
 
 	exchanges exchangeLog   // the server API calls, for the teaching page
 	faults    faultInjector // the calls made to fail on purpose (faults.go)
@@ -123,28 +135,67 @@ func (b *codeBook) use(code, appID string, now time.Time) (c *fakeCode, used boo
 func newFakeWechat(apps map[string]fakeApp, now func() time.Time) *fakeWechat {
 	return &fakeWechat{
 		apps: apps, now: now,
-		sessionKeys: map[fakeUser]string{},
-		openIDs:     map[userRef]string{},
-		tokens:      map[string]fakeAccessToken{},
-		newestToken: map[string]string{},
+		sessionKeys:   map[fakeUser]string{},
+		openIDs:       map[userRef]string{},
+		lastVisit:     map[fakeUser]time.Time{},
+		privacy:       map[fakeUser]bool{},
+		riskBlocked:   map[fakeUser]bool{},
+		phoneQuota:    map[string]int{},
+		tokens:        map[string]fakeAccessToken{},
+		newestToken:   map[string]string{},
+		newestClassic: map[string]string{},
 	}
 }
 
 // routes serves the fake under /mock/.
 func (f *fakeWechat) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("POST /mock/wx.login", f.handleLogin())
-	mux.Handle("POST /mock/wx.getUserInfo", f.handleGetUserInfo())
-	mux.Handle("POST /mock/wx.getPhoneNumber", f.handleGetPhoneNumber())
-	mux.Handle("POST /mock/wx.getWeRunData", f.handleGetWeRunData())
-	mux.Handle("GET /mock/api/sns/jscode2session", f.serverAPI(f.handleCode2Session()))
-	mux.Handle("POST /mock/api/cgi-bin/stable_token", f.serverAPI(f.handleStableToken()))
-	mux.Handle("GET /mock/api/wxa/checksession", f.serverAPI(f.handleCheckSession()))
-	mux.Handle("POST /mock/api/wxa/business/getuserphonenumber", f.serverAPI(f.handlePhoneNumber()))
+	f.clientRoutes(mux)
+	api := f.serverAPIRoutes()
+	for _, route := range api {
+		mux.Handle(route.method+" "+fakeAPIPrefix+route.path, f.serverAPI(route.handler))
+	}
+	// Anything else under the API root is answered as WeChat answers, in
+	// its JSON and never a plain-text 404: the global code list's 43001 or
+	// 43002 for a known path with the wrong method, else 40066 invalid url
+	// (WECHAT.md §1 has it for a misspelt path).
+	mux.Handle(fakeAPIPrefix+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := strings.TrimPrefix(r.URL.Path, fakeAPIPrefix)
+		reply := apiFailure(errcodeInvalidURL, "invalid url")
+		for _, route := range api {
+			if route.path == path && route.method == http.MethodGet {
+				reply = apiFailure(43001, "require GET method")
+			} else if route.path == path {
+				reply = apiFailure(43002, "require POST method")
+			}
+		}
+		answerAPI(w, "application/json; encoding=utf-8", reply)
+	}))
+	mux.Handle("POST /mock/risk-control", f.handleRiskControl())
 	mux.Handle("GET /mock/exchanges", f.exchanges.handle())
 	mux.Handle("GET /mock/faults", f.faults.handleFaults())
 	mux.Handle("POST /mock/faults", f.faults.handleFaults())
 	return mux
+}
+
+// fakeRoute is one server API endpoint of the fake, at its path on
+// api.weixin.qq.com.
+type fakeRoute struct {
+	method, path string
+	handler      http.Handler
+}
+
+// serverAPIRoutes are the server API endpoints the fake implements: those
+// wxlogin calls, and the classic access_token, which other backends call.
+func (f *fakeWechat) serverAPIRoutes() []fakeRoute {
+	return []fakeRoute{
+		{http.MethodGet, "/sns/jscode2session", f.handleCode2Session()},
+		{http.MethodPost, "/cgi-bin/stable_token", f.handleStableToken()},
+		{http.MethodGet, "/cgi-bin/token", f.handleClassicToken()},
+		{http.MethodGet, "/wxa/checksession", f.handleCheckSession()},
+		{http.MethodPost, "/wxa/business/getuserphonenumber", f.handlePhoneNumber()},
+		{http.MethodPost, "/wxa/msg_sec_check", f.handleMsgSecCheck()},
+	}
 }
 
 // standalone serves the fake for -fake-only: WeChat's server API at the
@@ -210,88 +261,6 @@ func fakeAvatarURL(user string) string {
 	return "https://thirdwx.qlogo.cn/mmopen/vi_32/" + fakeID("avatar\x00" + user)[1:] + "/132"
 }
 
-// anonymousAvatarURL is the grey avatar WeChat sends in place of the real one
-// (WECHAT.md §5).
-const anonymousAvatarURL = "https://thirdwx.qlogo.cn/mmopen/vi_32/POgEwh4mIHO4nibH0KlMECNjjGxQUq24ZEaGT4poC6icRiccVGKSyXwibcPq4BWmiaIGuG1icwxaQX6grC9VemZoJ8rg/132"
-
-// clientRequest is the body of every fake client API call: who is using the
-// mini program, and which one when the fake serves several.
-type clientRequest struct {
-	User      string `json:"user"`
-	AppID     string `json:"appid"`
-	Anonymous bool   `json:"anonymous"` // getUserInfo: answer as WeChat does since 2021
-}
-
-// clientFail answers a client API call with WeChat's "<api>:fail <reason>".
-func clientFail(w http.ResponseWriter, code int, api, reason string) {
-	writeJSON(w, code, map[string]string{"errMsg": api + ":fail " + reason})
-}
-
-// decodeClientRequest reads a client API call, filling in the app when the
-// fake has only one. On failure it has answered, and returns false.
-func (f *fakeWechat) decodeClientRequest(w http.ResponseWriter, r *http.Request, api string) (clientRequest, bool) {
-	var req clientRequest
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			clientFail(w, http.StatusRequestEntityTooLarge, api, "body too large")
-			return req, false
-		}
-		clientFail(w, http.StatusBadRequest, api, `body must be JSON like {"user": "alice"}`)
-		return req, false
-	}
-	if req.User == "" || !utf8.ValidString(req.User) || utf8.RuneCountInString(req.User) > 64 {
-		clientFail(w, http.StatusBadRequest, api, "user must be a name of 1 to 64 characters")
-		return req, false
-	}
-	if req.AppID == "" && len(f.apps) == 1 {
-		for appID := range f.apps {
-			req.AppID = appID
-		}
-	}
-	if _, ok := f.apps[req.AppID]; !ok {
-		reason := "unknown appid"
-		if req.AppID == "" {
-			reason = "appid required: the fake serves several apps"
-		}
-		clientFail(w, http.StatusBadRequest, api, reason)
-		return req, false
-	}
-	return req, true
-}
-
-// handleLogin serves POST /mock/wx.login: what wx.login() gives a mini program.
-// The body names the user, {"user": "alice"}, and optionally the app; the
-// reply is wx.login's success result, {"errMsg": "login:ok", "code": "..."}.
-// Each login also gives the user a fresh session_key, as wx.login may.
-func (f *fakeWechat) handleLogin() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, ok := f.decodeClientRequest(w, r, "login")
-		if !ok {
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"errMsg": "login:ok", "code": f.issueCode(req.AppID, req.User)})
-	})
-}
-
-// issueCode creates a single-use login code for user in appID, with a new
-// session_key that is the user's current one from now on.
-func (f *fakeWechat) issueCode(appID, user string) string {
-	u := fakeUser{appID, user}
-	c := &fakeCode{
-		code:       randomText(24, base64.RawURLEncoding.EncodeToString),
-		user:       u,
-		sessionKey: randomText(16, base64.StdEncoding.EncodeToString), // an AES-128 key
-		expires:    f.now().Add(fakeCodeLifetime),
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.loginCodes.add(c, f.now())
-	f.sessionKeys[u] = c.sessionKey
-	f.openIDs[userRef{appID, fakeOpenID(appID, user)}] = user
-	return c.code
-}
-
 // sessionKey returns the user's current session_key, if they ran wx.login.
 func (f *fakeWechat) sessionKey(u fakeUser) (string, bool) {
 	f.mu.Lock()
@@ -313,145 +282,6 @@ func marshalAsWeChat(v any) []byte {
 type fakeWatermark struct {
 	Timestamp int64  `json:"timestamp"`
 	AppID     string `json:"appid"`
-}
-
-// encryptForUser encrypts v's JSON with the user's current session_key and
-// a random iv, as WeChat encrypts open data, and returns the key it used,
-// so that a signature made alongside uses the same one even if a wx.login
-// replaces it meanwhile. It reports false if the user has not run wx.login,
-// which WeChat requires first.
-func (f *fakeWechat) encryptForUser(u fakeUser, v any) (encryptedData, iv, key string, ok bool) {
-	key, ok = f.sessionKey(u)
-	if !ok {
-		return "", "", "", false
-	}
-	ivBytes := make([]byte, 16)
-	rand.Read(ivBytes)
-	data, err := encryptOpenData(key, marshalAsWeChat(v), ivBytes)
-	if err != nil {
-		return "", "", "", false // Cannot happen: the fake's keys are 16 bytes.
-	}
-	return data, base64.StdEncoding.EncodeToString(ivBytes), key, true
-}
-
-// handleGetUserInfo serves POST /mock/wx.getUserInfo: the e.detail a
-// <button open-type="getUserInfo"> handler gets, made with the user's current
-// session_key. The profile is the user's name and a made-up avatar, or with
-// "anonymous": true the placeholder WeChat has sent since 2021.
-func (f *fakeWechat) handleGetUserInfo() http.Handler {
-	// The field order is WeChat's (WECHAT.md §2).
-	type userInfo struct {
-		NickName  string `json:"nickName"`
-		Gender    int    `json:"gender"`
-		Language  string `json:"language"`
-		City      string `json:"city"`
-		Province  string `json:"province"`
-		Country   string `json:"country"`
-		AvatarURL string `json:"avatarUrl"`
-	}
-	type encrypted struct {
-		OpenID string `json:"openId"`
-		userInfo
-		UnionID   string        `json:"unionId,omitempty"`
-		Watermark fakeWatermark `json:"watermark"`
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, ok := f.decodeClientRequest(w, r, "getUserInfo")
-		if !ok {
-			return
-		}
-		u := fakeUser{req.AppID, req.User}
-		info := userInfo{NickName: req.User, Language: "zh_CN", AvatarURL: fakeAvatarURL(req.User)}
-		if req.Anonymous {
-			info = userInfo{NickName: anonymousNickname, AvatarURL: anonymousAvatarURL}
-		}
-		plain := encrypted{
-			OpenID: fakeOpenID(u.appID, u.name), userInfo: info, UnionID: f.unionID(u),
-			Watermark: fakeWatermark{Timestamp: f.now().Unix(), AppID: u.appID},
-		}
-		data, iv, key, ok := f.encryptForUser(u, plain)
-		if !ok {
-			clientFail(w, http.StatusBadRequest, "getUserInfo", "call wx.login first")
-			return
-		}
-		rawData := string(marshalAsWeChat(info))
-		writeJSON(w, http.StatusOK, map[string]any{
-			"errMsg":        "getUserInfo:ok",
-			"userInfo":      info,
-			"rawData":       rawData,
-			"signature":     signRawData(rawData, key),
-			"encryptedData": data,
-			"iv":            iv,
-		})
-	})
-}
-
-// handleGetPhoneNumber serves POST /mock/wx.getPhoneNumber: the e.detail a
-// <button open-type="getPhoneNumber"> handler gets since base library 2.21.2,
-// a code for getuserphonenumber and, if the user has run wx.login, the
-// legacy encryptedData and iv (WECHAT.md §3).
-func (f *fakeWechat) handleGetPhoneNumber() http.Handler {
-	type encrypted struct {
-		PhoneNumber     string        `json:"phoneNumber"`
-		PurePhoneNumber string        `json:"purePhoneNumber"`
-		CountryCode     string        `json:"countryCode"`
-		Watermark       fakeWatermark `json:"watermark"`
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, ok := f.decodeClientRequest(w, r, "getPhoneNumber")
-		if !ok {
-			return
-		}
-		u := fakeUser{req.AppID, req.User}
-		now := f.now()
-		code := &fakeCode{code: randomText(32, hex.EncodeToString), user: u, expires: now.Add(fakeCodeLifetime)}
-		f.mu.Lock()
-		f.phoneCodes.add(code, now)
-		f.openIDs[userRef{u.appID, fakeOpenID(u.appID, u.name)}] = u.name
-		f.mu.Unlock()
-
-		reply := map[string]string{"errMsg": "getPhoneNumber:ok", "code": code.code}
-		number := fakePhoneNumber(u.name)
-		plain := encrypted{number, number, "86", fakeWatermark{now.Unix(), u.appID}}
-		if data, iv, _, ok := f.encryptForUser(u, plain); ok {
-			reply["encryptedData"], reply["iv"] = data, iv
-		}
-		writeJSON(w, http.StatusOK, reply)
-	})
-}
-
-// handleGetWeRunData serves POST /mock/wx.getWeRunData: the user's steps of
-// the last 31 days, encrypted as wx.getWeRunData returns them, each day
-// stamped with its midnight in China and the data watermarked.
-func (f *fakeWechat) handleGetWeRunData() http.Handler {
-	type encrypted struct {
-		StepInfoList []stepInfo    `json:"stepInfoList"`
-		Watermark    fakeWatermark `json:"watermark"`
-	}
-	chinaTime := time.FixedZone("CST", 8*60*60) // WeRun's days begin at midnight in China.
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, ok := f.decodeClientRequest(w, r, "getWeRunData")
-		if !ok {
-			return
-		}
-		now := f.now()
-		y, m, d := now.In(chinaTime).Date()
-		plain := encrypted{Watermark: fakeWatermark{now.Unix(), req.AppID}}
-		for i := 30; i >= 0; i-- {
-			day := time.Date(y, m, d-i, 0, 0, 0, 0, chinaTime)
-			sum := fakeHash("werun\x00" + req.User + "\x00" + day.Format(time.DateOnly))
-			plain.StepInfoList = append(plain.StepInfoList, stepInfo{
-				Timestamp: day.Unix(),
-				Step:      int64(binary.BigEndian.Uint32(sum[:4]) % 20000),
-			})
-		}
-		data, iv, _, ok := f.encryptForUser(fakeUser{req.AppID, req.User}, plain)
-		if !ok {
-			clientFail(w, http.StatusBadRequest, "getWeRunData", "call wx.login first")
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"errMsg": "getWeRunData:ok", "encryptedData": data, "iv": iv})
-	})
 }
 
 // fakeReply is a server API reply: errcode and errmsg, and on success the
@@ -505,6 +335,8 @@ func (f *fakeWechat) handleCode2Session() http.Handler {
 			answer(w, apiFailure(errcodeInvalidCode, "invalid code"))
 		case used:
 			answer(w, apiFailure(errcodeCodeUsed, "code been used"))
+		case f.isRiskBlocked(c.user):
+			answer(w, apiFailure(errcodeUserBlocked, "code blocked"))
 		default:
 			reply := fakeReply{"openid": fakeOpenID(appID, c.user.name), "session_key": c.sessionKey}
 			if unionID := f.unionID(c.user); unionID != "" {
@@ -512,6 +344,43 @@ func (f *fakeWechat) handleCode2Session() http.Handler {
 			}
 			answer(w, reply)
 		}
+	})
+}
+
+// isRiskBlocked reports whether WeChat's risk control blocks u's logins.
+func (f *fakeWechat) isRiskBlocked(u fakeUser) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.riskBlocked[u]
+}
+
+// handleRiskControl serves POST /mock/risk-control, {"user": "mallory",
+// "blocked": true}: WeChat's risk control starts (or stops) blocking the
+// user, so that jscode2session answers their codes with 40226 (WECHAT.md
+// §1), whatever code they bring.
+func (f *fakeWechat) handleRiskControl() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			clientRequest
+			Blocked bool `json:"blocked"`
+		}
+		body, err := io.ReadAll(r.Body)
+		if err == nil {
+			err = json.Unmarshal(body, &req)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if err != nil {
+			clientFail(w, http.StatusBadRequest, "risk-control", `body must be JSON like {"user": "mallory", "blocked": true}`)
+			return
+		}
+		who, ok := f.decodeClientRequest(w, r, "risk-control")
+		if !ok {
+			return
+		}
+		f.mu.Lock()
+		f.riskBlocked[fakeUser{who.AppID, who.User}] = req.Blocked
+		f.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]any{"user": who.User, "blocked": req.Blocked})
 	})
 }
 
@@ -558,6 +427,63 @@ func (f *fakeWechat) handleStableToken() http.Handler {
 	})
 }
 
+// handleClassicToken serves GET /mock/api/cgi-bin/token like
+// getAccessToken (WECHAT.md §4): every call issues a new token, and the one
+// it replaces stays valid for 5 more minutes at most. Its tokens and
+// stable_token's never replace each other. A wrong AppSecret is 40001, as
+// that page documents (stable_token and jscode2session answer 40125). The
+// IP whitelist's 40164 is not imitated: the fake has no whitelist.
+func (f *fakeWechat) handleClassicToken() http.Handler {
+	answer := func(w http.ResponseWriter, v fakeReply) { answerAPI(w, "application/json; encoding=utf-8", v) }
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if q.Get("grant_type") != "client_credential" {
+			answer(w, apiFailure(40002, "invalid grant_type"))
+			return
+		}
+		failure := f.checkCredentials(q.Get("appid"), q.Get("secret"))
+		if failure != nil && failure["errcode"] == errcodeBadSecret {
+			failure = apiFailure(errcodeInvalidCredential, "invalid credential")
+		}
+		if failure != nil {
+			answer(w, failure)
+			return
+		}
+		token := f.classicToken(q.Get("appid"))
+		answer(w, fakeReply{"access_token": token, "expires_in": int64(fakeAccessTokenLifetime / time.Second)})
+	})
+}
+
+// classicToken issues appID a new classic access_token, cutting the life of
+// the one it replaces to the 5 minutes WeChat leaves callers to switch.
+func (f *fakeWechat) classicToken(appID string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	if old, ok := f.newestClassic[appID]; ok {
+		if t, live := f.tokens[old]; live && t.expires.After(now.Add(fakeTokenRenewal)) {
+			t.expires = now.Add(fakeTokenRenewal)
+			f.tokens[old] = t
+		}
+	}
+	token := f.newToken(appID, now)
+	f.newestClassic[appID] = token
+	return token
+}
+
+// newToken issues an access_token to appID, dropping the expired ones.
+// f.mu is held.
+func (f *fakeWechat) newToken(appID string, now time.Time) string {
+	for token, t := range f.tokens {
+		if !now.Before(t.expires) {
+			delete(f.tokens, token)
+		}
+	}
+	token := randomText(96, base64.RawURLEncoding.EncodeToString) // WeChat's are long; callers must store at least 512 characters.
+	f.tokens[token] = fakeAccessToken{appID: appID, expires: now.Add(fakeAccessTokenLifetime)}
+	return token
+}
+
 // stableToken returns appID's current access_token and its expiry, issuing
 // a new one when forced or when the current one is in its last minutes.
 func (f *fakeWechat) stableToken(appID string, force bool) (string, time.Time) {
@@ -573,13 +499,7 @@ func (f *fakeWechat) stableToken(appID string, force bool) (string, time.Time) {
 			delete(f.tokens, token)
 		}
 	}
-	for token, t := range f.tokens {
-		if !now.Before(t.expires) {
-			delete(f.tokens, token)
-		}
-	}
-	token := randomText(96, base64.RawURLEncoding.EncodeToString) // WeChat's are long; callers must store at least 512 characters.
-	f.tokens[token] = fakeAccessToken{appID: appID, expires: now.Add(fakeAccessTokenLifetime)}
+	token := f.newToken(appID, now)
 	f.newestToken[appID] = token
 	return token, now.Add(fakeAccessTokenLifetime)
 }
@@ -675,6 +595,93 @@ func (f *fakeWechat) handlePhoneNumber() http.Handler {
 			"countryCode":     86, // a number here, as in WeChat's example
 			"watermark":       fakeWatermark{now.Unix(), appID},
 		}})
+	})
+}
+
+// fakeRiskyWords are the words the fake's msgSecCheck finds risky, with the
+// label WeChat would give (WECHAT.md §9). WeChat's own list is secret and
+// large; these stand in for it so that mock mode and tests can be refused.
+var fakeRiskyWords = []struct {
+	word  string
+	label int
+}{
+	{"违禁", 20006}, // 违法犯罪
+	{"赌博", 20006},
+	{"色情", 20002},
+	{"辱骂", 20003},
+	{"广告位", 10001},   // 广告
+	{"risky", 21000}, // 其他: an ASCII word for tests and curl
+}
+
+// fakeReviewWords make the fake's msgSecCheck unsure: suggest "review".
+var fakeReviewWords = []string{"待审", "review"}
+
+// handleMsgSecCheck serves POST /mock/api/wxa/msg_sec_check, msgSecCheck
+// 2.0 (WECHAT.md §9): content with one of fakeRiskyWords is risky, one of
+// fakeReviewWords is for review, anything else passes. The checks and
+// errcodes are the documented ones: version 2 only (1.0 stopped being
+// updated in 2021), scene 1 to 4 (40129), an openid the fake knows for the
+// token's app (40003) who used the mini program in the last two hours
+// (61010).
+func (f *fakeWechat) handleMsgSecCheck() http.Handler {
+	answer := func(w http.ResponseWriter, v fakeReply) { answerAPI(w, "application/json; encoding=utf-8", v) }
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		appID, failure := f.checkAccessToken(r.URL.Query().Get("access_token"))
+		if failure != nil {
+			answer(w, failure)
+			return
+		}
+		var req struct {
+			Content string `json:"content"`
+			Version int    `json:"version"`
+			Scene   int    `json:"scene"`
+			OpenID  string `json:"openid"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Version != 2 {
+			answer(w, apiFailure(47001, "data format error"))
+			return
+		}
+		if req.Content == "" || req.OpenID == "" {
+			answer(w, apiFailure(44002, "empty post data"))
+			return
+		}
+		if req.Scene < 1 || req.Scene > 4 {
+			answer(w, apiFailure(40129, "invalid scene"))
+			return
+		}
+		f.mu.Lock()
+		user, known := f.openIDs[userRef{appID, req.OpenID}]
+		visited := f.lastVisit[fakeUser{appID, user}]
+		f.mu.Unlock()
+		switch {
+		case !known:
+			answer(w, apiFailure(errcodeInvalidOpenID, "invalid openid"))
+			return
+		case f.now().Sub(visited) > fakeVisitWindow:
+			answer(w, apiFailure(61010, "user access record timeout"))
+			return
+		}
+		verdict := contentVerdict{Suggest: suggestPass, Label: 100}
+		for _, w := range fakeReviewWords {
+			if strings.Contains(req.Content, w) {
+				verdict = contentVerdict{Suggest: suggestReview, Label: 21000}
+			}
+		}
+		for _, risky := range fakeRiskyWords {
+			if strings.Contains(req.Content, risky.word) {
+				verdict = contentVerdict{Suggest: suggestRisky, Label: risky.label}
+				break
+			}
+		}
+		answer(w, fakeReply{
+			"errcode": 0, "errmsg": "ok",
+			"detail": []fakeReply{
+				{"strategy": "content_model", "errcode": 0, "suggest": verdict.Suggest, "label": verdict.Label, "prob": 90},
+				{"strategy": "keyword", "errcode": 0},
+			},
+			"trace_id": randomText(12, hex.EncodeToString),
+			"result":   verdict,
+		})
 	})
 }
 

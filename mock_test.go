@@ -254,3 +254,161 @@ func TestFakeUnionIDAcrossApps(t *testing.T) {
 		t.Errorf("wx.login without appid on a fake of three apps = %d %q; want 400 asking for the appid", resp.StatusCode, got.ErrMsg)
 	}
 }
+
+// serverAPI calls the fake's server API at path (as on api.weixin.qq.com)
+// and returns the reply, which must be WeChat's JSON with HTTP 200.
+func serverAPI(t *testing.T, fake *fakeWechat, method, path, body string) map[string]any {
+	t.Helper()
+	r := httptest.NewRequestWithContext(t.Context(), method, fakeAPIPrefix+path, strings.NewReader(body))
+	w := httptest.NewRecorder()
+	fake.routes().ServeHTTP(w, r)
+	var reply map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &reply); err != nil || w.Code != http.StatusOK {
+		t.Fatalf("%s %s = HTTP %d, %q; want WeChat's JSON with HTTP 200", method, path, w.Code, w.Body)
+	}
+	return reply
+}
+
+// errcodeOf is a reply's errcode, 0 when absent.
+func errcodeOf(reply map[string]any) int {
+	code, _ := reply["errcode"].(float64)
+	return int(code)
+}
+
+// Any path under the API root is answered in WeChat's JSON: 40066 for one
+// the fake does not serve, 43001 or 43002 for a known one with the wrong
+// method.
+func TestFakeAnswersEveryPathInWeChatJSON(t *testing.T) {
+	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
+	tests := []struct {
+		method, path string
+		want         int
+	}{
+		{"GET", "/cgi-bin/nope", errcodeInvalidURL},
+		{"GET", "/sns/jsCode2Session", errcodeInvalidURL}, // the path is case-sensitive (WECHAT.md §1)
+		{"POST", "/", errcodeInvalidURL},
+		{"POST", "/sns/jscode2session", 43001},
+		{"GET", "/wxa/msg_sec_check", 43002},
+		{"DELETE", "/cgi-bin/stable_token", 43002},
+	}
+	for _, tt := range tests {
+		if got := errcodeOf(serverAPI(t, fake, tt.method, tt.path, "")); got != tt.want {
+			t.Errorf("%s %s: errcode %d; want %d", tt.method, tt.path, got, tt.want)
+		}
+	}
+}
+
+// The classic access_token: each call issues a new one, and the one it
+// replaces works for 5 more minutes only; stable_token's are untouched.
+func TestFakeClassicAccessToken(t *testing.T) {
+	clock := newFakeClock()
+	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, clock.Now)
+	for _, tt := range []struct {
+		query string
+		want  int
+	}{
+		{"grant_type=client_credential&appid=wxapp&secret=wrong", errcodeInvalidCredential}, // as getAccessToken documents
+		{"grant_type=client_credential&appid=wxnope&secret=" + testSecret, errcodeInvalidAppID},
+		{"grant_type=password&appid=wxapp&secret=" + testSecret, 40002},
+	} {
+		if got := errcodeOf(serverAPI(t, fake, "GET", "/cgi-bin/token?"+tt.query, "")); got != tt.want {
+			t.Errorf("GET /cgi-bin/token?%s: errcode %d; want %d", tt.query, got, tt.want)
+		}
+	}
+	classic := func() string {
+		t.Helper()
+		reply := serverAPI(t, fake, "GET", "/cgi-bin/token?grant_type=client_credential&appid=wxapp&secret="+testSecret, "")
+		token, _ := reply["access_token"].(string)
+		if token == "" || reply["expires_in"] != 7200.0 {
+			t.Fatalf("GET /cgi-bin/token = %v; want a token for 7200 s", reply)
+		}
+		return token
+	}
+	works := func(token string) int {
+		t.Helper()
+		_, failure := fake.checkAccessToken(token)
+		code, _ := failure["errcode"].(int) // as the fake holds it, before JSON
+		return code
+	}
+	stable, _ := fake.stableToken("wxapp", false)
+	first := classic()
+	second := classic()
+	if first == second || works(first) != 0 || works(second) != 0 {
+		t.Fatalf("two classic tokens %q, %q: errcodes %d, %d; want two, both working for now", first, second, works(first), works(second))
+	}
+	clock.Advance(fakeTokenRenewal + time.Second)
+	if works(first) != errcodeTokenExpired || works(second) != 0 || works(stable) != 0 {
+		t.Errorf("5 minutes after it was replaced, the first classic token: %d; the second: %d; the stable one: %d; want %d, 0, 0",
+			works(first), works(second), works(stable), errcodeTokenExpired)
+	}
+	if again, _ := fake.stableToken("wxapp", false); again != stable {
+		t.Error("getting classic tokens replaced the stable one")
+	}
+}
+
+// msg_sec_check's documented refusals, each as WeChat answers it.
+func TestFakeMsgSecCheckRefusals(t *testing.T) {
+	clock := newFakeClock()
+	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}, "wxother": {Secret: "other"}}, clock.Now)
+	fake.issueCode("wxapp", "alice")
+	fake.issueCode("wxother", "bob")
+	token, _ := fake.stableToken("wxapp", false)
+	alice := fakeOpenID("wxapp", "alice")
+	body := func(content string, version, scene int, openID string) string {
+		b, _ := json.Marshal(map[string]any{"content": content, "version": version, "scene": scene, "openid": openID})
+		return string(b)
+	}
+	tests := []struct {
+		name, token, body string
+		want              int
+		suggest           string
+	}{
+		{"pass", token, body("小明", 2, 1, alice), 0, suggestPass},
+		{"risky", token, body("违禁品", 2, 1, alice), 0, suggestRisky},
+		{"review", token, body("待审的名字", 2, 1, alice), 0, suggestReview},
+		{"risky wins over review", token, body("待审 risky", 2, 1, alice), 0, suggestRisky},
+		{"bad token", "nope", body("小明", 2, 1, alice), errcodeInvalidCredential, ""},
+		{"version 1", token, body("小明", 1, 1, alice), 47001, ""},
+		{"not JSON", token, "content=小明", 47001, ""},
+		{"empty content", token, body("", 2, 1, alice), 44002, ""},
+		{"no openid", token, body("小明", 2, 1, ""), 44002, ""},
+		{"scene out of range", token, body("小明", 2, 5, alice), 40129, ""},
+		{"another app's user", token, body("小明", 2, 1, fakeOpenID("wxother", "bob")), errcodeInvalidOpenID, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reply := serverAPI(t, fake, "POST", "/wxa/msg_sec_check?access_token="+tt.token, tt.body)
+			if got := errcodeOf(reply); got != tt.want {
+				t.Fatalf("msg_sec_check = %v; want errcode %d", reply, tt.want)
+			}
+			if tt.suggest == "" {
+				return
+			}
+			verdict, err := parseContentVerdict(marshalAsWeChat(reply))
+			if err != nil || verdict.Suggest != tt.suggest {
+				t.Errorf("msg_sec_check = %v (%v); want suggest %q", reply, err, tt.suggest)
+			}
+		})
+	}
+	clock.Advance(fakeVisitWindow + time.Second)
+	token, _ = fake.stableToken("wxapp", false)
+	if got := errcodeOf(serverAPI(t, fake, "POST", "/wxa/msg_sec_check?access_token="+token, body("小明", 2, 1, alice))); got != 61010 {
+		t.Errorf("msg_sec_check of a user not seen for two hours: errcode %d; want 61010", got)
+	}
+}
+
+// A user WeChat's risk control blocks cannot log in with any code: the
+// fake answers 40226, and wxlogin status 8 (HTTP 403), which a new code
+// will not change.
+func TestRiskBlockedUserGetsStatus8(t *testing.T) {
+	a := newTestApp(t, appOptions{})
+	wxCallAsIs(t, a.fake, "risk-control", `{"user":"mallory","blocked":true}`)
+	for range 2 {
+		got := call(t, a.handler, http.MethodPost, "/login", `{"code":"`+a.fake.issueCode("wxapp", "mallory")+`"}`, "Content-Type", jsonCT)
+		if got.code != http.StatusForbidden || got.env.Status != statusUserBlocked || got.env.Errcode != errcodeUserBlocked || got.env.Msg != msgUserBlocked {
+			t.Errorf("login of a blocked user = %d %s; want 403, status 8, errcode 40226", got.code, got.raw)
+		}
+	}
+	wxCallAsIs(t, a.fake, "risk-control", `{"user":"mallory","blocked":false}`)
+	a.login(t, "wxapp", "mallory")
+}

@@ -10,7 +10,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const lanes = { phone: 0, server: 1, wechat: 2 };
-  // ?autorun runs every step; ?autorun=5 stops after the fifth, so that a
+  // ?autorun runs every step; ?autorun=6 stops after the sixth, so that a
   // screenshot shows the phone logged in.
   const params = new URLSearchParams(location.search);
   const autorun = params.has('autorun');
@@ -109,12 +109,15 @@
   }
 
   // toWeChat is a client API call: what wx.login or a button tap gives the
-  // mini program, straight from WeChat, with no wxlogin involved.
+  // mini program, straight from WeChat, with no wxlogin involved. A result
+  // with an errno (a privacy interface before the agreement, no phone
+  // quota) is a failure too.
   async function toWeChat(api, label) {
     arrow('phone', 'wechat', label);
     const reply = await send('POST', '/mock/' + api, { user: userName() });
-    arrow('wechat', 'phone', reply.body.errMsg, reply.body);
-    if (reply.status !== 200) throw new Error(api + ' failed: ' + reply.body.errMsg);
+    const failed = reply.status !== 200 || reply.body.errno !== undefined;
+    arrow('wechat', 'phone', reply.body.errMsg, reply.body, failed ? 'failed' : '');
+    if (failed) throw new Error(api + ' failed: ' + reply.body.errMsg);
     return reply.body;
   }
 
@@ -179,6 +182,26 @@
       explain: 'Every request that needs a login carries the token: Authorization: Bearer <token>.',
       async run() {
         showUser(expectOK(await toServer('GET', '/user'), 'GET /user'));
+      },
+    },
+    {
+      name: 'privacy agreement',
+      explain: 'Since 2023-10-17 every interface that handles personal data (the buttons below, location, WeRun…) ' +
+        'fails with "privacy permission is not authorized" until the user agrees to the app\'s privacy guide. ' +
+        'wx.getPrivacySetting says whether they must; the app shows its own popup from wx.onNeedPrivacyAuthorization, ' +
+        'and a tap on <button open-type="agreePrivacyAuthorization"> records the agreement with WeChat.',
+      async run() {
+        const setting = await toWeChat('wx.getPrivacySetting', 'wx.getPrivacySetting()');
+        if (!setting.needAuthorization) {
+          note('phone', 'agreed before: no popup');
+          return;
+        }
+        const answer = await ask('请阅读并同意' + setting.privacyContractName + '后使用个人信息相关功能', ['拒绝', '同意'], '同意');
+        if (answer !== '同意') {
+          note('phone', 'refused: resolve({event: "disagree"}); the buttons below will fail until the user agrees');
+          return;
+        }
+        await toWeChat('wx.agreePrivacyAuthorization', 'tap <button open-type="agreePrivacyAuthorization">');
       },
     },
     {
@@ -401,7 +424,8 @@
       const state = authSetting[info.scope];
       tr.dataset.granted = state === undefined ? 'unasked' : String(state);
       tr.append(element('td', 'scope', info.scope), element('td', '', info.guards.join(', ')),
-        element('td', '', info.purpose), element('td', '', how[info.request] + (info.note ? '. ' + info.note : '')));
+        element('td', '', info.purpose), element('td', 'privacy', info.privacy),
+        element('td', '', how[info.request] + (info.note ? '. ' + info.note : '')));
       const cell = element('td');
       const b = element('button', '', 'wx.authorize');
       b.type = 'button';
@@ -410,6 +434,17 @@
       cell.append(b, element('span', 'state', state === undefined ? '' : state ? ' ✔ granted' : ' ✘ refused'));
       tr.append(cell);
       body.append(tr);
+    }
+  }
+
+  // drawPrivacy shows the privacy layer, the gate in front of every scope,
+  // from GET /scopes, with the privacy interfaces no scope guards.
+  function drawPrivacy(privacy) {
+    $('privacy-rule').textContent = 'Since ' + privacy.enforced_since + ': ' + privacy.rule;
+    const list = $('privacy-unscoped');
+    list.replaceChildren();
+    for (const item of privacy.unscoped) {
+      list.append(element('li', '', item.privacy + ': ' + item.guards.join(', ')));
     }
   }
 
@@ -422,6 +457,7 @@
   async function load() {
     const { body } = await send('GET', '/scopes');
     scopeTable = body.data.scopes;
+    drawPrivacy(body.data.privacy);
     drawScopes();
     const seen = await send('GET', '/mock/exchanges');
     for (const e of seen.body.data.exchanges) phone.exchangesSeen = e.seq;
