@@ -15,6 +15,7 @@ const srv = server.serveDuringTests(config);
 // authorizationPage opens the page on a fresh phone.
 async function authorizationPage() {
   const phone = createPhone(srv.url, 'alice');
+  await phone.agreedBefore(); // privacy.test.js tests the popup in front of the scopes
   await launch(phone, server.sampleRoot).globalData.ready;
   const page = openPage(phone, server.sampleRoot, 'pages/authorize/authorize');
   await page.onShow();

@@ -158,6 +158,28 @@ test('a code WeChat refuses rejects with status 2 and its errcode', async () => 
   });
 });
 
+test('a risk-blocked user: status 8, and no login is tried again until the next launch', async () => {
+  const block = (blocked) => fetch(srv.url + '/mock/risk-control', { method: 'POST', body: JSON.stringify({ user: 'mallory', blocked }) });
+  await block(true);
+  try {
+    const phone = createPhone(srv.url, 'mallory');
+    assert.equal(await launch(phone, server.sampleRoot).globalData.ready, '');
+    assert.equal(phone.logins, 1);
+    for (let i = 0; i < 3; i++) {
+      await assert.rejects(request('/user'), (err) => err.status === 8 && err.errcode === 40226);
+    }
+    assert.equal(phone.logins, 1, 'a new code would be blocked too: no wx.login');
+    assert.equal(count(phone, 'POST', '/login'), 1);
+
+    await block(false);
+    await launch(phone, server.sampleRoot).globalData.ready;
+    assert.equal(phone.logins, 2, 'a launch tries once more');
+    assert.equal(typeof (await request('/user')).id, 'number');
+  } finally {
+    await block(false);
+  }
+});
+
 test('no server rejects with status -1 and says so', async () => {
   createPhone(srv.url, 'alice');
   config.baseURL = 'http://127.0.0.1:1';

@@ -12,6 +12,13 @@
 //     scope.userInfo fails with no dialog unless a getUserInfo button tap
 //     granted it. Dialogs, modals and the settings page are answered by the
 //     test, through the `user` callbacks, and recorded in `dialogs`;
+//   - the privacy agreement follows WeChat's rules (WECHAT.md §10), with the
+//     fake keeping whether the user agreed: a privacy interface (the
+//     buttons, wx.authorize, wx.getLocation) before the agreement fires the
+//     listener of wx.onNeedPrivacyAuthorization and waits for its resolve;
+//     'agree' goes on only if the agree button was tapped, 'disagree' fails
+//     it with "privacy permission is not authorized" (errno 104). With no
+//     listener, WeChat's own popup asks the test's user (`user.privacy`);
 //   - global App, Page and getApp, with setData.
 // Button taps, which the real WeChat turns into events, are made by `tap`.
 'use strict';
@@ -39,7 +46,12 @@ function createPhone(serverURL, name = 'alice') {
       authorize: (scope) => { throw new Error('unexpected authorization dialog for ' + scope); },
       modal: (options) => { throw new Error('unexpected modal: ' + options.content); },
       settings: (authSetting) => { throw new Error('unexpected settings page: ' + JSON.stringify(authSetting)); },
+      privacy: (referrer) => { throw new Error("unexpected WeChat privacy popup for " + referrer); },
     },
+    privacyListener: null, // wx.onNeedPrivacyAuthorization's
+    privacyRequests: [], // {referrer, exposed, answer} of each time the listener was fired
+    agreeTaps: new Set(), // ids of the agree buttons tapped
+    privacyWaiters: [], // resolves of waitForPrivacyRequest
   };
 
   // callback delivers a result the way wx APIs do: success or fail, then
@@ -61,6 +73,64 @@ function createPhone(serverURL, name = 'alice') {
     const reply = await resp.json();
     if (!resp.ok) throw new Error(api + ': ' + reply.errMsg);
     return reply;
+  }
+
+  // privacyGate lets a privacy interface through as WeChat does: at once if
+  // the user agreed before; otherwise through the app's listener, waiting
+  // for its resolve, or WeChat's own popup when the app has no listener. It
+  // resolves to whether the interface may go on.
+  async function privacyGate(referrer) {
+    const setting = await fakeWeChat('wx.getPrivacySetting', {});
+    if (!setting.needAuthorization) return true;
+    if (!phone.privacyListener) {
+      phone.dialogs.push({ kind: 'privacy', referrer });
+      const agreed = Boolean(phone.user.privacy(referrer));
+      if (agreed) await fakeWeChat('wx.agreePrivacyAuthorization', {});
+      return agreed;
+    }
+    return new Promise((resolve) => {
+      const request = { referrer, exposed: false, answer: '' };
+      phone.privacyRequests.push(request);
+      phone.privacyListener((how = {}) => {
+        if (how.event === 'exposureAuthorization') {
+          request.exposed = true;
+        } else if (!request.answer && (how.event === 'agree' || how.event === 'disagree')) {
+          // The base library checks the agree button was really tapped.
+          request.answer = how.event === 'agree' && phone.agreeTaps.has(how.buttonId) ? 'agree' : 'disagree';
+          resolve(request.answer === 'agree');
+        }
+      }, { referrer });
+      for (const waiter of phone.privacyWaiters.splice(0)) waiter(request);
+    });
+  }
+
+  // privacyRefusal is what a privacy interface the user did not agree to
+  // fails with.
+  function privacyRefusal(api) {
+    return { errMsg: api + ':fail privacy permission is not authorized', errno: 104 };
+  }
+
+  // guarded runs a privacy interface: fail as WeChat does when the user does
+  // not agree, or go on with run.
+  function guarded(api, options, run) {
+    privacyGate(api).then((agreed) => (agreed ? run() : deliver(options, false, privacyRefusal(api))));
+  }
+
+  // authorizeScope is wx.authorize once the privacy gate let it through.
+  function authorizeScope(options) {
+    const scope = options.scope;
+    const granted = phone.authSetting[scope];
+    if (granted === true) {
+      deliver(options, true, { errMsg: 'authorize:ok' });
+    } else if (scope === 'scope.userInfo') {
+      // No dialog: only a tap on <button open-type="getUserInfo"> may ask.
+      deliver(options, false, { errMsg: 'authorize:fail scope.userInfo needs a button tap' });
+    } else if (granted === false) {
+      deliver(options, false, { errMsg: 'authorize:fail auth deny' });
+    } else {
+      const allowed = dialog(scope);
+      deliver(options, allowed, { errMsg: allowed ? 'authorize:ok' : 'authorize:fail auth deny' });
+    }
   }
 
   // dialog asks the test's user about scope and records that a dialog showed.
@@ -164,19 +234,7 @@ function createPhone(serverURL, name = 'alice') {
     },
 
     authorize(options) {
-      const scope = options.scope;
-      const granted = phone.authSetting[scope];
-      if (granted === true) {
-        deliver(options, true, { errMsg: 'authorize:ok' });
-      } else if (scope === 'scope.userInfo') {
-        // No dialog: only a tap on <button open-type="getUserInfo"> may ask.
-        deliver(options, false, { errMsg: 'authorize:fail scope.userInfo needs a button tap' });
-      } else if (granted === false) {
-        deliver(options, false, { errMsg: 'authorize:fail auth deny' });
-      } else {
-        const allowed = dialog(scope);
-        deliver(options, allowed, { errMsg: allowed ? 'authorize:ok' : 'authorize:fail auth deny' });
-      }
+      guarded('authorize', options, () => authorizeScope(options));
     },
 
     openSetting(options = {}) {
@@ -190,7 +248,28 @@ function createPhone(serverURL, name = 'alice') {
     },
 
     getLocation(options = {}) {
-      withScope('getLocation', 'scope.userLocation', options, { latitude: 39.9087, longitude: 116.3975, accuracy: 30 });
+      guarded('getLocation', options, () =>
+        withScope('getLocation', 'scope.userLocation', options, { latitude: 39.9087, longitude: 116.3975, accuracy: 30 }));
+    },
+
+    onNeedPrivacyAuthorization(listener) {
+      phone.privacyListener = listener;
+    },
+
+    getPrivacySetting(options = {}) {
+      fakeWeChat('wx.getPrivacySetting', {}).then(
+        (res) => deliver(options, true, res),
+        (err) => deliver(options, false, { errMsg: 'getPrivacySetting:fail ' + err.message }),
+      );
+    },
+
+    requirePrivacyAuthorize(options = {}) {
+      guarded('requirePrivacyAuthorize', options, () => deliver(options, true, { errMsg: 'requirePrivacyAuthorize:ok' }));
+    },
+
+    openPrivacyContract(options = {}) {
+      phone.dialogs.push({ kind: 'privacyContract' });
+      deliver(options, true, { errMsg: 'openPrivacyContract:ok' });
     },
 
     showModal(options = {}) {
@@ -209,22 +288,56 @@ function createPhone(serverURL, name = 'alice') {
     // getUserInfo: <button open-type="getUserInfo">; allowing grants
     // scope.userInfo, as the dialog of that button did.
     async getUserInfo({ allow = true, anonymous = false } = {}) {
+      if (!(await privacyGate('button.getUserInfo'))) return { type: 'getuserinfo', detail: privacyRefusal('getUserInfo') };
       if (!allow) return { type: 'getuserinfo', detail: { errMsg: 'getUserInfo:fail auth deny' } };
       phone.authSetting['scope.userInfo'] = true;
       return { type: 'getuserinfo', detail: await fakeWeChat('wx.getUserInfo', { anonymous }) };
     },
+    // getPhoneNumber and getRealtimePhoneNumber: the two phone buttons. The
+    // fake answers errno 1400001 when the app's quota is used up.
     async getPhoneNumber({ allow = true } = {}) {
-      if (!allow) return { type: 'getphonenumber', detail: { errMsg: 'getPhoneNumber:fail user deny' } };
-      return { type: 'getphonenumber', detail: await fakeWeChat('wx.getPhoneNumber', {}) };
+      return phoneButton('getPhoneNumber', allow);
+    },
+    async getRealtimePhoneNumber({ allow = true } = {}) {
+      return phoneButton('getRealtimePhoneNumber', allow);
     },
     // chooseAvatar leaves the picked image in a temporary file, as DevTools
     // does under http://tmp/.
-    chooseAvatar() {
+    async chooseAvatar() {
+      if (!(await privacyGate('button.chooseAvatar'))) return { type: 'chooseavatar', detail: privacyRefusal('chooseAvatar') };
       const file = 'http://tmp/' + crypto.randomBytes(8).toString('hex') + '.png';
       phone.tmpFiles.set(file, Buffer.from('\x89PNG\r\n\x1a\n fake avatar of ' + phone.name));
       return { type: 'chooseavatar', detail: { avatarUrl: file } };
     },
+    // agreePrivacyAuthorization: <button id=… open-type="agreePrivacyAuthorization">.
+    // WeChat records the agreement on the tap itself.
+    async agreePrivacyAuthorization(id) {
+      phone.agreeTaps.add(id);
+      await fakeWeChat('wx.agreePrivacyAuthorization', {});
+      return { type: 'agreeprivacyauthorization', currentTarget: { id }, detail: {} };
+    },
   };
+
+  // phoneButton is a tap on a phone button: the privacy gate, then WeChat's
+  // sheet where the user allows or denies, then the code.
+  async function phoneButton(api, allow) {
+    const type = api.toLowerCase();
+    if (!(await privacyGate('button.' + api))) return { type, detail: privacyRefusal(api) };
+    if (!allow) return { type, detail: { errMsg: api + ':fail user deny' } };
+    return { type, detail: await fakeWeChat('wx.' + api, {}) };
+  }
+
+  // waitForPrivacyRequest resolves once the app's privacy listener is fired
+  // (at once if it already was and is unanswered), with that request.
+  phone.waitForPrivacyRequest = () => {
+    const open = phone.privacyRequests.find((r) => !r.answer);
+    if (open) return Promise.resolve(open);
+    return new Promise((resolve) => phone.privacyWaiters.push(resolve));
+  };
+
+  // agreedBefore records, at the fake, that the user agreed to the privacy
+  // guide in an earlier session, for tests about other things.
+  phone.agreedBefore = () => fakeWeChat('wx.agreePrivacyAuthorization', {});
 
   // expireSession makes wx.checkSession fail until the next wx.login, as
   // when WeChat drops a session_key the user has not used for long.

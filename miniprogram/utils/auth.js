@@ -7,9 +7,18 @@ const TOKEN_KEY = 'token';
 // The status wxlogin answers when a token is missing, unknown or expired.
 const STATUS_NOT_LOGGED_IN = 4;
 
+// The status wxlogin answers when WeChat's risk control blocks the user's
+// logins (errcode 40226). A new wx.login would be blocked too, so the app
+// stops trying until it is launched again.
+const STATUS_USER_BLOCKED = 8;
+
 // loginInFlight is the login under way, shared by every caller meanwhile, so
 // that many requests failing at once cause one wx.login and one POST /login.
 let loginInFlight = null;
+
+// blocked is the refusal of a risk-blocked login, kept until the next
+// launch: every later login rejects with it at once.
+let blocked = null;
 
 // ApiError is a reply of wxlogin's other than status 0, or no reply at all.
 class ApiError extends Error {
@@ -61,12 +70,15 @@ function wxLogin() {
 // login runs wx.login → POST /login and stores the token. Callers that come
 // while one is under way share it.
 function login() {
+  if (blocked) return Promise.reject(blocked);
   if (!loginInFlight) {
     loginInFlight = (async () => {
       const code = await wxLogin();
       const env = await call('/login', { method: 'POST', data: { code } });
       if (env.status !== 0) {
-        throw new ApiError(env.status, env.msg, { httpStatus: env.httpStatus, errcode: env.errcode });
+        const err = new ApiError(env.status, env.msg, { httpStatus: env.httpStatus, errcode: env.errcode });
+        if (env.status === STATUS_USER_BLOCKED) blocked = err;
+        throw err;
       }
       wx.setStorageSync(TOKEN_KEY, env.data.token);
       return env.data.token;
@@ -87,8 +99,10 @@ function checkSession() {
 }
 
 // restoreOrLogin is what the app does on launch: keep the stored token if
-// WeChat's session is still valid, log in otherwise.
+// WeChat's session is still valid, log in otherwise. A launch is also when a
+// blocked user is given one more try: WeChat's risk control may have let go.
 async function restoreOrLogin() {
+  blocked = null;
   const token = wx.getStorageSync(TOKEN_KEY);
   if (token && (await checkSession())) return token;
   return login();
@@ -116,4 +130,12 @@ async function logout() {
   if (stored) await call('/logout', { method: 'POST', token: stored });
 }
 
-module.exports = { ApiError, STATUS_NOT_LOGGED_IN, call, login, restoreOrLogin, token, relogin, logout };
+// forget drops the stored token without telling the server, for when the
+// server has already ended it (the account was deleted).
+function forget() {
+  wx.removeStorageSync(TOKEN_KEY);
+}
+
+module.exports = {
+  ApiError, STATUS_NOT_LOGGED_IN, STATUS_USER_BLOCKED, call, login, restoreOrLogin, token, relogin, logout, forget,
+};

@@ -1,7 +1,10 @@
 // Scopes on the phone. WeChat keeps the user's decisions: wx.getSetting reads
 // them, wx.authorize asks (once), and after a refusal only the settings page
 // (wx.openSetting) can turn a scope back on. wxlogin's GET /scopes lists
-// which scopes exist and how each is obtained.
+// which scopes exist and how each is obtained. In front of every scope is
+// the privacy agreement (utils/privacy.js): wx.authorize itself is a privacy
+// interface, so a user who refused the privacy guide sees no scope dialog.
+const privacy = require('./privacy');
 
 // promisify turns a wx API taking success/fail callbacks into a promise.
 function promisify(api) {
@@ -44,6 +47,7 @@ async function ensureScope(scope, why) {
       await authorize({ scope });
       return;
     } catch (err) {
+      if (privacy.refused(err)) throw new ScopeRefused(scope, '未同意隐私保护指引，未弹出授权窗口');
       throw new ScopeRefused(scope, err.errMsg);
     }
   }

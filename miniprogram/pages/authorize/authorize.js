@@ -1,20 +1,24 @@
 // The authorization page: what the user has granted (wx.getSetting), asking
 // in advance (wx.authorize) for the microphone and the location, what a
 // refusal means (no dialog any more, only the settings page), and why
-// scope.userInfo cannot be asked for this way.
+// scope.userInfo cannot be asked for this way. The privacy popup comes
+// first, when WeChat asks for it.
 const scopes = require('../../utils/scopes');
+const privacy = require('../../utils/privacy');
 
 const getLocation = scopes.promisify((o) => wx.getLocation(o));
 
-Page({
+Page(Object.assign({
   data: {
     authSetting: {},
     recordReady: false,
     location: null,
     message: '',
+    privacy: privacy.initialData,
   },
 
   onShow() {
+    privacy.attach(this);
     return this.refresh();
   },
 
@@ -74,4 +78,4 @@ Page({
       this.setData({ authSetting: res.authSetting });
     });
   },
-});
+}, privacy.pageMethods));
