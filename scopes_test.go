@@ -97,3 +97,40 @@ func TestScopesRoute(t *testing.T) {
 		t.Errorf("POST /scopes = %d; want 405", got.code)
 	}
 }
+
+// Each scope's item of the privacy guide is the one WECHAT.md §10's table
+// gives for the scope or for one of the APIs it guards, and so is each of
+// the unscoped privacy interfaces.
+func TestPrivacyItemsFollowTheGuide(t *testing.T) {
+	doc, err := os.ReadFile("WECHAT.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(doc), "## 10. The privacy agreement")
+	section, _, _ = strings.Cut(section, "\n## ")
+	covers := map[string]string{} // item → its interfaces
+	for _, m := range regexp.MustCompile(`(?m)^\| (收集|访问|使用)(\S+) \| (.+) \|$`).FindAllStringSubmatch(section, -1) {
+		covers[m[1]+m[2]] = m[3]
+	}
+	if len(covers) < 10 {
+		t.Fatalf("read only %d items from WECHAT.md §10: %v", len(covers), covers)
+	}
+	coveredBy := func(item string, names ...string) bool {
+		for _, name := range names {
+			if strings.Contains(covers[item], strings.Trim(name, "<>")) || strings.Contains(covers[item], name) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, s := range scopeTable() {
+		if !coveredBy(s.Privacy, append([]string{s.Scope}, s.Guards...)...) {
+			t.Errorf("%s: privacy item %q does not cover it in WECHAT.md §10 (%q)", s.Scope, s.Privacy, covers[s.Privacy])
+		}
+	}
+	for _, u := range thePrivacyGate().Unscoped {
+		if !coveredBy(u.Privacy, u.Guards...) {
+			t.Errorf("unscoped %v: privacy item %q does not cover them in WECHAT.md §10 (%q)", u.Guards, u.Privacy, covers[u.Privacy])
+		}
+	}
+}
