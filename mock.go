@@ -169,7 +169,7 @@ func (f *fakeWechat) routes() http.Handler {
 				reply = apiFailure(43002, "require POST method")
 			}
 		}
-		answerAPI(w, "application/json; encoding=utf-8", reply)
+		jsonAnswer(w, reply)
 	}))
 	mux.Handle("POST /mock/risk-control", f.handleRiskControl())
 	mux.Handle("GET /mock/exchanges", f.exchanges.handle())
@@ -295,6 +295,26 @@ func answerAPI(w http.ResponseWriter, contentType string, v fakeReply) {
 	w.Write(marshalAsWeChat(v))
 }
 
+// jsonAnswer writes a server API reply as every API but jscode2session
+// answers: application/json.
+func jsonAnswer(w http.ResponseWriter, v fakeReply) {
+	answerAPI(w, "application/json; encoding=utf-8", v)
+}
+
+// withAccessToken serves a server API called with an access_token in its
+// query: a bad token is answered as WeChat answers it (checkAccessToken),
+// and h runs with the app the token was issued to.
+func (f *fakeWechat) withAccessToken(h func(w http.ResponseWriter, r *http.Request, appID string)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		appID, failure := f.checkAccessToken(r.URL.Query().Get("access_token"))
+		if failure != nil {
+			jsonAnswer(w, failure)
+			return
+		}
+		h(w, r, appID)
+	})
+}
+
 // apiFailure is a server API error reply, its errmsg suffixed as WeChat's are.
 func apiFailure(errcode int, errmsg string) fakeReply {
 	return fakeReply{"errcode": errcode, "errmsg": errmsg + ", rid: fake"}
@@ -402,7 +422,6 @@ func (f *fakeWechat) checkCredentials(appID, secret string) fakeReply {
 // until the last 5 minutes of its life, when a new one is issued and both are
 // valid; with force_refresh a new token that ends the old one at once.
 func (f *fakeWechat) handleStableToken() http.Handler {
-	answer := func(w http.ResponseWriter, v fakeReply) { answerAPI(w, "application/json; encoding=utf-8", v) }
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			GrantType    string `json:"grant_type"`
@@ -411,19 +430,19 @@ func (f *fakeWechat) handleStableToken() http.Handler {
 			ForceRefresh bool   `json:"force_refresh"`
 		}
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			answer(w, apiFailure(47001, "data format error"))
+			jsonAnswer(w, apiFailure(47001, "data format error"))
 			return
 		}
 		if req.GrantType != "client_credential" {
-			answer(w, apiFailure(40002, "invalid grant_type"))
+			jsonAnswer(w, apiFailure(40002, "invalid grant_type"))
 			return
 		}
 		if failure := f.checkCredentials(req.AppID, req.Secret); failure != nil {
-			answer(w, failure)
+			jsonAnswer(w, failure)
 			return
 		}
 		token, expires := f.stableToken(req.AppID, req.ForceRefresh)
-		answer(w, fakeReply{"access_token": token, "expires_in": int64(expires.Sub(f.now()) / time.Second)})
+		jsonAnswer(w, fakeReply{"access_token": token, "expires_in": int64(expires.Sub(f.now()) / time.Second)})
 	})
 }
 
@@ -434,11 +453,10 @@ func (f *fakeWechat) handleStableToken() http.Handler {
 // that page documents (stable_token and jscode2session answer 40125). The
 // IP whitelist's 40164 is not imitated: the fake has no whitelist.
 func (f *fakeWechat) handleClassicToken() http.Handler {
-	answer := func(w http.ResponseWriter, v fakeReply) { answerAPI(w, "application/json; encoding=utf-8", v) }
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if q.Get("grant_type") != "client_credential" {
-			answer(w, apiFailure(40002, "invalid grant_type"))
+			jsonAnswer(w, apiFailure(40002, "invalid grant_type"))
 			return
 		}
 		failure := f.checkCredentials(q.Get("appid"), q.Get("secret"))
@@ -446,11 +464,11 @@ func (f *fakeWechat) handleClassicToken() http.Handler {
 			failure = apiFailure(errcodeInvalidCredential, "invalid credential")
 		}
 		if failure != nil {
-			answer(w, failure)
+			jsonAnswer(w, failure)
 			return
 		}
 		token := f.classicToken(q.Get("appid"))
-		answer(w, fakeReply{"access_token": token, "expires_in": int64(fakeAccessTokenLifetime / time.Second)})
+		jsonAnswer(w, fakeReply{"access_token": token, "expires_in": int64(fakeAccessTokenLifetime / time.Second)})
 	})
 }
 
@@ -526,16 +544,10 @@ func (f *fakeWechat) checkAccessToken(token string) (string, fakeReply) {
 // documentation; 40003 for an openid the fake has not seen is WeChat's global
 // "invalid openid".
 func (f *fakeWechat) handleCheckSession() http.Handler {
-	answer := func(w http.ResponseWriter, v fakeReply) { answerAPI(w, "application/json; encoding=utf-8", v) }
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return f.withAccessToken(func(w http.ResponseWriter, r *http.Request, appID string) {
 		q := r.URL.Query()
-		appID, failure := f.checkAccessToken(q.Get("access_token"))
-		if failure != nil {
-			answer(w, failure)
-			return
-		}
 		if q.Get("sig_method") != "hmac_sha256" {
-			answer(w, apiFailure(87008, "invalid sig_method"))
+			jsonAnswer(w, apiFailure(87008, "invalid sig_method"))
 			return
 		}
 		f.mu.Lock()
@@ -543,14 +555,14 @@ func (f *fakeWechat) handleCheckSession() http.Handler {
 		key := f.sessionKeys[fakeUser{appID, user}]
 		f.mu.Unlock()
 		if !known {
-			answer(w, apiFailure(40003, "invalid openid"))
+			jsonAnswer(w, apiFailure(40003, "invalid openid"))
 			return
 		}
 		if subtle.ConstantTimeCompare([]byte(q.Get("signature")), []byte(sessionKeySignature(key))) != 1 {
-			answer(w, apiFailure(errcodeInvalidSignature, "invalid signature"))
+			jsonAnswer(w, apiFailure(errcodeInvalidSignature, "invalid signature"))
 			return
 		}
-		answer(w, fakeReply{"errcode": 0, "errmsg": "ok"})
+		jsonAnswer(w, fakeReply{"errcode": 0, "errmsg": "ok"})
 	})
 }
 
@@ -561,19 +573,13 @@ func (f *fakeWechat) handleCheckSession() http.Handler {
 // was issued to that user; the fake answers a mismatch with 40003, WeChat's
 // global "invalid openid", as the documentation names no code for it.
 func (f *fakeWechat) handlePhoneNumber() http.Handler {
-	answer := func(w http.ResponseWriter, v fakeReply) { answerAPI(w, "application/json; encoding=utf-8", v) }
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		appID, failure := f.checkAccessToken(r.URL.Query().Get("access_token"))
-		if failure != nil {
-			answer(w, failure)
-			return
-		}
+	return f.withAccessToken(func(w http.ResponseWriter, r *http.Request, appID string) {
 		var req struct {
 			Code   string `json:"code"`
 			OpenID string `json:"openid"`
 		}
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			answer(w, apiFailure(47001, "data format error"))
+			jsonAnswer(w, apiFailure(47001, "data format error"))
 			return
 		}
 		now := f.now()
@@ -582,14 +588,14 @@ func (f *fakeWechat) handlePhoneNumber() http.Handler {
 		f.mu.Unlock()
 		switch {
 		case c == nil || used:
-			answer(w, apiFailure(errcodeInvalidCode, "invalid code"))
+			jsonAnswer(w, apiFailure(errcodeInvalidCode, "invalid code"))
 			return
 		case req.OpenID != "" && req.OpenID != fakeOpenID(appID, c.user.name):
-			answer(w, apiFailure(40003, "invalid openid"))
+			jsonAnswer(w, apiFailure(40003, "invalid openid"))
 			return
 		}
 		number := fakePhoneNumber(c.user.name)
-		answer(w, fakeReply{"errcode": 0, "errmsg": "ok", "phone_info": fakeReply{
+		jsonAnswer(w, fakeReply{"errcode": 0, "errmsg": "ok", "phone_info": fakeReply{
 			"phoneNumber":     number,
 			"purePhoneNumber": number,
 			"countryCode":     86, // a number here, as in WeChat's example
@@ -624,13 +630,7 @@ var fakeReviewWords = []string{"待审", "review"}
 // token's app (40003) who used the mini program in the last two hours
 // (61010).
 func (f *fakeWechat) handleMsgSecCheck() http.Handler {
-	answer := func(w http.ResponseWriter, v fakeReply) { answerAPI(w, "application/json; encoding=utf-8", v) }
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		appID, failure := f.checkAccessToken(r.URL.Query().Get("access_token"))
-		if failure != nil {
-			answer(w, failure)
-			return
-		}
+	return f.withAccessToken(func(w http.ResponseWriter, r *http.Request, appID string) {
 		var req struct {
 			Content string `json:"content"`
 			Version int    `json:"version"`
@@ -638,15 +638,15 @@ func (f *fakeWechat) handleMsgSecCheck() http.Handler {
 			OpenID  string `json:"openid"`
 		}
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Version != 2 {
-			answer(w, apiFailure(47001, "data format error"))
+			jsonAnswer(w, apiFailure(47001, "data format error"))
 			return
 		}
 		if req.Content == "" || req.OpenID == "" {
-			answer(w, apiFailure(44002, "empty post data"))
+			jsonAnswer(w, apiFailure(44002, "empty post data"))
 			return
 		}
 		if req.Scene < 1 || req.Scene > 4 {
-			answer(w, apiFailure(40129, "invalid scene"))
+			jsonAnswer(w, apiFailure(40129, "invalid scene"))
 			return
 		}
 		f.mu.Lock()
@@ -655,10 +655,10 @@ func (f *fakeWechat) handleMsgSecCheck() http.Handler {
 		f.mu.Unlock()
 		switch {
 		case !known:
-			answer(w, apiFailure(errcodeInvalidOpenID, "invalid openid"))
+			jsonAnswer(w, apiFailure(errcodeInvalidOpenID, "invalid openid"))
 			return
 		case f.now().Sub(visited) > fakeVisitWindow:
-			answer(w, apiFailure(61010, "user access record timeout"))
+			jsonAnswer(w, apiFailure(61010, "user access record timeout"))
 			return
 		}
 		verdict := contentVerdict{Suggest: suggestPass, Label: 100}
@@ -673,7 +673,7 @@ func (f *fakeWechat) handleMsgSecCheck() http.Handler {
 				break
 			}
 		}
-		answer(w, fakeReply{
+		jsonAnswer(w, fakeReply{
 			"errcode": 0, "errmsg": "ok",
 			"detail": []fakeReply{
 				{"strategy": "content_model", "errcode": 0, "suggest": verdict.Suggest, "label": verdict.Label, "prob": 90},

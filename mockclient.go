@@ -57,8 +57,8 @@ func (f *fakeWechat) clientRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /mock/wx.getRealtimePhoneNumber", f.handleGetPhoneNumber("getRealtimePhoneNumber", false))
 	mux.Handle("POST /mock/wx.getWeRunData", f.handleGetWeRunData())
 	mux.Handle("POST /mock/wx.getPrivacySetting", f.handleGetPrivacySetting())
-	mux.Handle("POST /mock/wx.agreePrivacyAuthorization", f.handleAgreePrivacy())
-	mux.Handle("POST /mock/wx.revokePrivacyAuthorization", f.handleRevokePrivacy())
+	mux.Handle("POST /mock/wx.agreePrivacyAuthorization", f.handleSetPrivacy("agreePrivacyAuthorization", true))
+	mux.Handle("POST /mock/wx.revokePrivacyAuthorization", f.handleSetPrivacy("revokePrivacyAuthorization", false))
 	mux.Handle("GET /mock/phone-quota", f.handlePhoneQuota())
 	mux.Handle("POST /mock/phone-quota", f.handlePhoneQuota())
 }
@@ -140,36 +140,27 @@ func (f *fakeWechat) handleGetPrivacySetting() http.Handler {
 	})
 }
 
-// handleAgreePrivacy serves POST /mock/wx.agreePrivacyAuthorization: the
-// user tapped <button open-type="agreePrivacyAuthorization">, or agreed in
-// WeChat's own popup. WeChat remembers it for the user and the app.
-func (f *fakeWechat) handleAgreePrivacy() http.Handler {
+// handleSetPrivacy serves POST /mock/wx.agreePrivacyAuthorization (agreed):
+// the user tapped <button open-type="agreePrivacyAuthorization">, or agreed
+// in WeChat's own popup, and WeChat remembers it for the user and the app;
+// and POST /mock/wx.revokePrivacyAuthorization: the agreement is gone, as
+// when the user removes the mini program from their recent list, or its
+// guide gains a new kind of data and needs a new agreement.
+func (f *fakeWechat) handleSetPrivacy(api string, agreed bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, ok := f.decodeClientRequest(w, r, "agreePrivacyAuthorization")
+		req, ok := f.decodeClientRequest(w, r, api)
 		if !ok {
 			return
 		}
+		u := fakeUser{req.AppID, req.User}
 		f.mu.Lock()
-		f.privacy[fakeUser{req.AppID, req.User}] = true
-		f.mu.Unlock()
-		writeJSON(w, http.StatusOK, map[string]string{"errMsg": "agreePrivacyAuthorization:ok"})
-	})
-}
-
-// handleRevokePrivacy serves POST /mock/wx.revokePrivacyAuthorization: the
-// agreement is gone, as when the user deletes the mini program from their
-// recent list, or the app's guide gains a new kind of data and needs a new
-// agreement.
-func (f *fakeWechat) handleRevokePrivacy() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, ok := f.decodeClientRequest(w, r, "revokePrivacyAuthorization")
-		if !ok {
-			return
+		if agreed {
+			f.privacy[u] = true
+		} else {
+			delete(f.privacy, u)
 		}
-		f.mu.Lock()
-		delete(f.privacy, fakeUser{req.AppID, req.User})
 		f.mu.Unlock()
-		writeJSON(w, http.StatusOK, map[string]string{"errMsg": "revokePrivacyAuthorization:ok"})
+		writeJSON(w, http.StatusOK, map[string]string{"errMsg": api + ":ok"})
 	})
 }
 
