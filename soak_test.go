@@ -296,8 +296,8 @@ type soakClient struct {
 // session is one visit of a mini program user: each call as the sample
 // mini program makes it, with the client side from the fake.
 func (s *soakClient) session(user string) {
-	var code struct{ Code string }
-	if !s.fakeCall("wx.login", user, &code) {
+	var code, agreed struct{ Code string }
+	if !s.fakeCall("wx.login", user, &code) || !s.fakeCall("wx.agreePrivacyAuthorization", user, &agreed) {
 		return
 	}
 	var login struct{ Token string }
@@ -321,10 +321,11 @@ func (s *soakClient) session(user string) {
 }
 
 // expectedStatus lists the statuses each route may answer in a soak: any
-// route can succeed; those that call WeChat can find it failing (3); a
-// gift already given is status 6.
+// route can succeed; those that call WeChat (a new nickname goes to its
+// content check) can find it failing (3); a gift already given is status 6.
 var expectedStatus = map[string][]int{
 	"login": {statusOK, statusWechatDown}, "phone": {statusOK, statusWechatDown}, "check": {statusOK, statusWechatDown},
+	"patch": {statusOK, statusWechatDown},
 	"claim": {statusOK, statusClaimed},
 }
 
