@@ -125,8 +125,9 @@ func describe(out io.Writer, where string, s *userStore) {
 	fmt.Fprintf(out, "%s: %d users (%d persons) and %d claims, %s\n", where, users, persons, claims, mode)
 }
 
-// exportDataDir writes the users, then the claims, of a data directory to
-// out as JSON lines, exactly as the store keeps them.
+// exportDataDir writes the users (an erased one as its erasure line), then
+// the claims, then what account deletions kept (erase.go), of a data
+// directory to out as JSON lines, exactly as the store keeps them.
 func exportDataDir(dir string, out io.Writer) error {
 	d, err := inspectDataDir(dir)
 	if err != nil {

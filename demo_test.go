@@ -96,6 +96,9 @@ func TestExchangesShowWhatWxloginAskedWithoutSecrets(t *testing.T) {
 	if got := call(t, a.handler, http.MethodGet, "/session/check", "", "Authorization", "Bearer "+token); got.env.Status != 0 {
 		t.Fatalf("session check = %s", got.raw)
 	}
+	if got := send(t, a.handler, http.MethodPatch, "/user", token, map[string]any{"nickname": "爱丽丝的昵称"}); got.env.Status != 0 {
+		t.Fatalf("PATCH /user = %s", got.raw)
+	}
 
 	got := exchangesOf(t, a.fake, "")
 	drawn := dataOf[exchangesData](t, got).Exchanges
@@ -103,7 +106,7 @@ func TestExchangesShowWhatWxloginAskedWithoutSecrets(t *testing.T) {
 	for _, e := range drawn {
 		paths = append(paths, e.Method+" "+e.Path)
 	}
-	want := []string{"GET /sns/jscode2session", "POST /cgi-bin/stable_token", "POST /wxa/business/getuserphonenumber", "GET /wxa/checksession"}
+	want := []string{"GET /sns/jscode2session", "POST /cgi-bin/stable_token", "POST /wxa/business/getuserphonenumber", "GET /wxa/checksession", "POST /wxa/msg_sec_check"}
 	if strings.Join(paths, ",") != strings.Join(want, ",") {
 		t.Fatalf("exchanges = %v; want %v", paths, want)
 	}
@@ -115,7 +118,7 @@ func TestExchangesShowWhatWxloginAskedWithoutSecrets(t *testing.T) {
 		t.Errorf("jscode2session reply = %s; want the openid shown and the session_key hidden", drawn[0].Response)
 	}
 	a.fake.mu.Lock()
-	secrets := []string{testSecret, a.fake.sessionKeys[fakeUser{"wxapp", "alice"}], a.fake.newestToken["wxapp"]}
+	secrets := []string{testSecret, a.fake.sessionKeys[fakeUser{"wxapp", "alice"}], a.fake.newestToken["wxapp"], "爱丽丝的昵称"}
 	a.fake.mu.Unlock()
 	for _, secret := range secrets {
 		if secret == "" || strings.Contains(got.raw, secret) {

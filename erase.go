@@ -42,17 +42,17 @@ type erasure struct {
 	At     time.Time `json:"at"`
 }
 
-// erased is what an erasure answers: what went, and what was kept.
-type erased struct {
+// erasureResult is what an erasure answers: what went, and what was kept.
+type erasureResult struct {
 	UserID     int64    `json:"user_id"`
 	ClaimsKept []string `json:"claims_kept"` // names only, under the person's keyed hash
 }
 
 // The prefixes of the lines of this file.
-var (
-	personKeyPrefix = []byte(`{"person_key":`)
-	keptPrefix      = []byte(`{"kept":`)
-	erasedPrefix    = []byte(`{"erased":`)
+const (
+	personKeyPrefix = `{"person_key":`
+	keptPrefix      = `{"kept":`
+	erasedPrefix    = `{"erased":`
 )
 
 // parseErasureLine parses a line of this file, or reports false if line is
@@ -64,7 +64,7 @@ func parseErasureLine(line []byte) (storedLine, bool, error) {
 		Erased    *erasure   `json:"erased"`
 	}
 	switch {
-	case bytes.HasPrefix(line, personKeyPrefix), bytes.HasPrefix(line, keptPrefix), bytes.HasPrefix(line, erasedPrefix):
+	case bytes.HasPrefix(line, []byte(personKeyPrefix)), bytes.HasPrefix(line, []byte(keptPrefix)), bytes.HasPrefix(line, []byte(erasedPrefix)):
 	default:
 		return storedLine{}, false, nil
 	}
@@ -127,18 +127,18 @@ func (s *userStore) keptClaimLocked(u *userRecord, name string) *keptClaim {
 // indexes, and its claims, whose names are kept under the person's hash.
 // It returns once the erasure is durable, and asks the journal for the
 // compaction that takes the user's data off the disk.
-func (s *userStore) erase(id int64) (erased, error) {
+func (s *userStore) erase(id int64) (erasureResult, error) {
 	now, err := s.stamp(time.Millisecond)
 	if err != nil {
-		return erased{}, err
+		return erasureResult{}, err
 	}
 	if err := s.lockForWrite(); err != nil {
-		return erased{}, err
+		return erasureResult{}, err
 	}
 	u := s.recordLocked(id)
 	if u == nil {
 		s.mu.Unlock()
-		return erased{}, fmt.Errorf("erase: no user %d", id)
+		return erasureResult{}, fmt.Errorf("erase: %w %d", errNoUser, id)
 	}
 	var b *batch
 	if s.personKey == nil {
@@ -148,7 +148,7 @@ func (s *userStore) erase(id int64) (erased, error) {
 		b = s.journal.append(s.line)
 	}
 	person := s.personHash(u)
-	result := erased{UserID: id, ClaimsKept: []string{}}
+	result := erasureResult{UserID: id, ClaimsKept: []string{}}
 	for _, c := range s.claims[id] {
 		k := &keptClaim{Person: person, Name: c.Name, AppID: u.AppID, UserID: id, At: c.At}
 		s.keepLocked(k)
@@ -162,7 +162,7 @@ func (s *userStore) erase(id int64) (erased, error) {
 	s.journal.compactSoon()
 	s.mu.Unlock()
 	if err := s.journal.wait(b); err != nil {
-		return erased{}, err
+		return erasureResult{}, err
 	}
 	return result, nil
 }
@@ -216,10 +216,24 @@ func (s *userStore) replayErasure(l storedLine) error {
 		case id > n:
 			return fmt.Errorf("erasure of user %d skips ids after %d", id, n)
 		default:
+			s.erasedInFiles = s.erasedInFiles || s.byID[id-1] != nil
 			s.eraseLocked(id, l.erased.At)
 		}
 	}
 	return nil
+}
+
+// finishErasures starts, at start-up, the compaction an erasure asked for
+// if it never finished, so that an erased user's data does not wait in the
+// files for a compaction of size: the erasure's promise is kept across a
+// crash or a failed snapshot too. It returns once the flush that starts it
+// is durable; the snapshot is written in the background, as always.
+func (s *userStore) finishErasures() error {
+	if !s.erasedInFiles {
+		return nil
+	}
+	s.journal.compactSoon()
+	return s.journal.wait(s.journal.barrier())
 }
 
 // keptLines are the lines that hold the store's erasures, for a snapshot:

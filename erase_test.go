@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -17,19 +21,65 @@ import (
 func filesHold(t *testing.T, dir string, needles ...string) []string {
 	t.Helper()
 	var found []string
-	files, _ := filepath.Glob(filepath.Join(dir, "*"))
-	for _, f := range files {
-		data, err := os.ReadFile(f)
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(path)
 		if err != nil {
-			continue // a directory
+			return err // a file the test cannot read could hold anything
 		}
 		for _, n := range needles {
 			if bytes.Contains(data, []byte(n)) {
-				found = append(found, filepath.Base(f)+": "+n)
+				rel, _ := filepath.Rel(dir, path)
+				found = append(found, rel+": "+n)
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("reading the data directory: %v", err)
 	}
 	return found
+}
+
+// An erasure whose compaction never finished (here its snapshot fails, and
+// the store is closed before any other write) is finished at the next
+// start: the erased user's data does not wait in the files for a
+// compaction of size.
+func TestAnUnfinishedErasureIsFinishedAtTheNextStart(t *testing.T) {
+	clock := newFakeClock()
+	dir := t.TempDir()
+	s := openTestStore(t, dir, clock.Now)
+	alice, _, _ := s.login("wxshop", "o-alice-shop", "u-alice")
+	if _, err := s.update(alice.ID, func(u *userRecord) { u.PhoneNumber = "13912345678" }); err != nil {
+		t.Fatal(err)
+	}
+	s.journal.fault = func(step string) error {
+		if step == "snapshot" {
+			return fmt.Errorf("%s: %w", step, syscall.ENOSPC)
+		}
+		return nil
+	}
+	if _, err := s.erase(alice.ID); err != nil {
+		t.Fatal(err)
+	}
+	s.journal.compactions.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if found := filesHold(t, dir, "o-alice-shop", "13912345678"); len(found) == 0 {
+		t.Fatal("the failed snapshot took the data off the disk anyway: the test tests nothing")
+	}
+
+	s = openTestStore(t, dir, clock.Now)
+	s.journal.compactions.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if found := filesHold(t, dir, "o-alice-shop", "u-alice", "13912345678"); len(found) > 0 {
+		t.Errorf("after the next start the data directory still holds %v", found)
+	}
 }
 
 // An erased user is gone from memory at once, and from the disk once the
@@ -91,10 +141,12 @@ func TestErasureForgetsTheUserButNotTheirClaims(t *testing.T) {
 		t.Error("carol's gift is taken: the kept claims are not per person")
 	}
 	// Another person's app with the same openid is not alice.
-	if other, _, _ := s.login("wxother", "o-alice-solo", ""); other.ID != 0 {
-		if _, taken, _ := s.claim(other.ID, "welcome-gift"); taken {
-			t.Error("a user of another app with the same openid met alice's kept claim")
-		}
+	other, _, err := s.login("wxother", "o-alice-solo", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, taken, _ := s.claim(other.ID, "welcome-gift"); taken {
+		t.Error("a user of another app with the same openid met alice's kept claim")
 	}
 }
 
@@ -126,6 +178,26 @@ func TestDeleteUserRoute(t *testing.T) {
 	}
 }
 
+// A token the deletion has not revoked yet (the moment between the erasure
+// and the revocation) is not logged in, on every route, never a 500.
+func TestATokenOfAnErasedUserIsNotLoggedIn(t *testing.T) {
+	a, token := loggedIn(t)
+	if _, err := a.users.erase(1); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct{ method, path string }{
+		{http.MethodGet, "/user"}, {http.MethodPatch, "/user"}, {http.MethodDelete, "/user"}, {http.MethodPost, "/claims/welcome-gift"},
+	} {
+		got := send(t, a.handler, r.method, r.path, token, map[string]any{"city": "深圳"})
+		if r.method == http.MethodGet || r.method == http.MethodDelete {
+			got = call(t, a.handler, r.method, r.path, "", "Authorization", "Bearer "+token)
+		}
+		if got.code != http.StatusUnauthorized || got.env.Status != statusNotLoggedIn {
+			t.Errorf("%s %s with a token of an erased user = %d %s; want 401, status 4", r.method, r.path, got.code, got.raw)
+		}
+	}
+}
+
 // Through a real restart of a real server: a user with a profile, a phone
 // number and a gift deletes their account; once wxlogin has stopped, no
 // file of the data directory holds their openid, unionid, nickname or
@@ -143,6 +215,14 @@ func TestDeletedAccountIsGoneAfterARestart(t *testing.T) {
 	if got := post(t, http.MethodPatch, c.url+"/user", jsonCT, `{"nickname":"爱丽丝的昵称"}`, auth...); got.env.Status != 0 {
 		t.Fatalf("PATCH /user = %s", got.raw)
 	}
+	post(t, http.MethodPost, c.url+"/mock/wx.agreePrivacyAuthorization", jsonCT, `{"user":"alice"}`)
+	var tap struct{ Code string }
+	if err := json.Unmarshal([]byte(post(t, http.MethodPost, c.url+"/mock/wx.getPhoneNumber", jsonCT, `{"user":"alice"}`).raw), &tap); err != nil || tap.Code == "" {
+		t.Fatalf("getPhoneNumber: %v", err)
+	}
+	if got := post(t, http.MethodPost, c.url+"/user/phone", jsonCT, `{"code":"`+tap.Code+`"}`, auth...); got.env.Status != 0 {
+		t.Fatalf("POST /user/phone = %s", got.raw)
+	}
 	if got := post(t, http.MethodPost, c.url+"/claims/welcome-gift", "", "", auth...); got.code != http.StatusCreated {
 		t.Fatalf("claim = %s", got.raw)
 	}
@@ -151,7 +231,10 @@ func TestDeletedAccountIsGoneAfterARestart(t *testing.T) {
 		t.Fatalf("DELETE /user = %s", got.raw)
 	}
 	c.stop(t)
-	if found := filesHold(t, dir, user.OpenID, user.UnionID, "爱丽丝的昵称"); len(found) > 0 {
+	if user.PhoneNumber == "" || user.UnionID == "" {
+		t.Fatalf("alice before the deletion = %+v; want a phone number and a unionid to look for", user)
+	}
+	if found := filesHold(t, dir, user.OpenID, user.UnionID, "爱丽丝的昵称", user.PhoneNumber); len(found) > 0 {
 		t.Errorf("after deletion and a graceful stop the data directory holds %v", found)
 	}
 
@@ -181,7 +264,7 @@ func FuzzParseErasureLine(f *testing.F) {
 		var again []byte
 		switch {
 		case l.personKey != nil:
-			again = appendJSONLine(nil, map[string]string{"person_key": hexString(l.personKey)})
+			again = appendJSONLine(nil, map[string]string{"person_key": hex.EncodeToString(l.personKey)})
 		case l.kept != nil:
 			again = appendJSONLine(nil, map[string]*keptClaim{"kept": l.kept})
 		default:
@@ -193,5 +276,3 @@ func FuzzParseErasureLine(f *testing.F) {
 		}
 	})
 }
-
-func hexString(b []byte) string { return hex.EncodeToString(b) }

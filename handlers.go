@@ -236,6 +236,9 @@ func writeError(w http.ResponseWriter, err error) {
 	var dce *dataCheckError
 	switch {
 	case errors.As(err, &ae):
+	case errors.Is(err, errNoUser):
+		// The token outlived its user: the account was deleted meanwhile.
+		ae = notLoggedIn(err)
 	case errors.As(err, &dce):
 		ae = &apiError{status: statusDataCheck, httpCode: http.StatusBadRequest, msg: msgDataCheck + dce.check, cause: err}
 		if !dce.notTheKey {
@@ -289,6 +292,15 @@ func handleLogin(apps appSet, users *userStore, tokens *tokenStore) http.Handler
 			return
 		}
 		token := tokens.issue(identity{AppID: u.AppID, OpenID: u.OpenID, UserID: u.ID}, exchanged.SessionKey)
+		if !users.exists(u.ID) {
+			// The account was deleted while this login ran (on another
+			// device): the deletion may have revoked the user's tokens
+			// before this one was issued, so it is revoked here. Logging in
+			// again makes a new user.
+			tokens.revoke(caller{hash: hashToken(token)})
+			writeError(w, notLoggedIn(fmt.Errorf("user %d was deleted during the login", u.ID)))
+			return
+		}
 		writeOK(w, response{
 			Token:     token,
 			ExpiresIn: int64(tokens.lifetime() / time.Second),
@@ -398,7 +410,7 @@ type personApp struct {
 func viewUser(apps appSet, users *userStore, id int64) (userView, error) {
 	person, ok := users.person(id)
 	if !ok {
-		return userView{}, fmt.Errorf("token names user %d, who is not stored", id)
+		return userView{}, fmt.Errorf("token names user %d: %w", id, errNoUser)
 	}
 	v := userView{PersonID: person[0].ID}
 	for _, u := range person {

@@ -449,6 +449,11 @@ func TestUserInfoAfterTheSessionKeyRotated(t *testing.T) {
 			fakeOpenID("wxapp", "alice"), fetched.Unix()))
 	}
 	longBefore := oldPlain(a.clock.Now().Add(-10 * time.Minute))
+	replacement := a.clock.Now().Add(time.Second)
+	// Stamped after the login replaced the key, beyond WeChat's clock skew:
+	// the key was no longer WeChat's when the data was made, so it is false.
+	afterTheLogin := oldPlain(replacement.Add(watermarkSkew + time.Second))
+	withinTheSkew := oldPlain(replacement.Add(watermarkSkew))
 	a.clock.Advance(time.Second)
 	a.login(t, "wxapp", "alice") // a newer login: a new session_key for all of alice's tokens
 
@@ -461,6 +466,10 @@ func TestUserInfoAfterTheSessionKeyRotated(t *testing.T) {
 		}
 	}
 	wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, longBefore), errUndecryptable.check)
+	wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, afterTheLogin), errUndecryptable.check)
+	if got := send(t, a.handler, "POST", "/user/userinfo", token, withinTheSkew); got.env.Status != 0 {
+		t.Errorf("data stamped within the clock skew of the login = %s; want it accepted", got.raw)
+	}
 
 	a.clock.Advance(previousKeyWindow + time.Second)
 	got := send(t, a.handler, "POST", "/user/userinfo", token, map[string]any{"encryptedData": old["encryptedData"], "iv": old["iv"]})

@@ -301,10 +301,10 @@ func jsonAnswer(w http.ResponseWriter, v fakeReply) {
 	answerAPI(w, "application/json; encoding=utf-8", v)
 }
 
-// withAccessToken serves a server API called with an access_token in its
+// tokenChecked serves a server API called with an access_token in its
 // query: a bad token is answered as WeChat answers it (checkAccessToken),
 // and h runs with the app the token was issued to.
-func (f *fakeWechat) withAccessToken(h func(w http.ResponseWriter, r *http.Request, appID string)) http.Handler {
+func (f *fakeWechat) tokenChecked(h func(w http.ResponseWriter, r *http.Request, appID string)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		appID, failure := f.checkAccessToken(r.URL.Query().Get("access_token"))
 		if failure != nil {
@@ -544,7 +544,7 @@ func (f *fakeWechat) checkAccessToken(token string) (string, fakeReply) {
 // documentation; 40003 for an openid the fake has not seen is WeChat's global
 // "invalid openid".
 func (f *fakeWechat) handleCheckSession() http.Handler {
-	return f.withAccessToken(func(w http.ResponseWriter, r *http.Request, appID string) {
+	return f.tokenChecked(func(w http.ResponseWriter, r *http.Request, appID string) {
 		q := r.URL.Query()
 		if q.Get("sig_method") != "hmac_sha256" {
 			jsonAnswer(w, apiFailure(87008, "invalid sig_method"))
@@ -573,7 +573,7 @@ func (f *fakeWechat) handleCheckSession() http.Handler {
 // was issued to that user; the fake answers a mismatch with 40003, WeChat's
 // global "invalid openid", as the documentation names no code for it.
 func (f *fakeWechat) handlePhoneNumber() http.Handler {
-	return f.withAccessToken(func(w http.ResponseWriter, r *http.Request, appID string) {
+	return f.tokenChecked(func(w http.ResponseWriter, r *http.Request, appID string) {
 		var req struct {
 			Code   string `json:"code"`
 			OpenID string `json:"openid"`
@@ -604,33 +604,44 @@ func (f *fakeWechat) handlePhoneNumber() http.Handler {
 	})
 }
 
-// fakeRiskyWords are the words the fake's msgSecCheck finds risky, with the
-// label WeChat would give (WECHAT.md §9). WeChat's own list is secret and
-// large; these stand in for it so that mock mode and tests can be refused.
-var fakeRiskyWords = []struct {
-	word  string
-	label int
-}{
-	{"违禁", 20006}, // 违法犯罪
-	{"赌博", 20006},
-	{"色情", 20002},
-	{"辱骂", 20003},
-	{"广告位", 10001},   // 广告
-	{"risky", 21000}, // 其他: an ASCII word for tests and curl
+// fakeContentVerdict is the fake msgSecCheck's verdict on content: risky
+// for one of a few words, with the label WeChat would give (WECHAT.md §9),
+// review for a word that makes it unsure, pass otherwise. WeChat's own
+// list is secret and large; these stand in for it so that mock mode and
+// tests can be refused. The README lists them.
+func fakeContentVerdict(content string) contentVerdict {
+	risky := []struct {
+		word  string
+		label int
+	}{
+		{"违禁", 20006}, // 违法犯罪
+		{"赌博", 20006},
+		{"色情", 20002},
+		{"辱骂", 20003},
+		{"广告位", 10001},   // 广告
+		{"risky", 21000}, // 其他: an ASCII word for tests and curl
+	}
+	for _, r := range risky {
+		if strings.Contains(content, r.word) {
+			return contentVerdict{Suggest: suggestRisky, Label: r.label}
+		}
+	}
+	for _, unsure := range []string{"待审", "review"} {
+		if strings.Contains(content, unsure) {
+			return contentVerdict{Suggest: suggestReview, Label: 21000}
+		}
+	}
+	return contentVerdict{Suggest: suggestPass, Label: 100}
 }
 
-// fakeReviewWords make the fake's msgSecCheck unsure: suggest "review".
-var fakeReviewWords = []string{"待审", "review"}
-
 // handleMsgSecCheck serves POST /mock/api/wxa/msg_sec_check, msgSecCheck
-// 2.0 (WECHAT.md §9): content with one of fakeRiskyWords is risky, one of
-// fakeReviewWords is for review, anything else passes. The checks and
+// 2.0 (WECHAT.md §9), with fakeContentVerdict's verdict. The checks and
 // errcodes are the documented ones: version 2 only (1.0 stopped being
 // updated in 2021), scene 1 to 4 (40129), an openid the fake knows for the
 // token's app (40003) who used the mini program in the last two hours
 // (61010).
 func (f *fakeWechat) handleMsgSecCheck() http.Handler {
-	return f.withAccessToken(func(w http.ResponseWriter, r *http.Request, appID string) {
+	return f.tokenChecked(func(w http.ResponseWriter, r *http.Request, appID string) {
 		var req struct {
 			Content string `json:"content"`
 			Version int    `json:"version"`
@@ -661,18 +672,7 @@ func (f *fakeWechat) handleMsgSecCheck() http.Handler {
 			jsonAnswer(w, apiFailure(61010, "user access record timeout"))
 			return
 		}
-		verdict := contentVerdict{Suggest: suggestPass, Label: 100}
-		for _, w := range fakeReviewWords {
-			if strings.Contains(req.Content, w) {
-				verdict = contentVerdict{Suggest: suggestReview, Label: 21000}
-			}
-		}
-		for _, risky := range fakeRiskyWords {
-			if strings.Contains(req.Content, risky.word) {
-				verdict = contentVerdict{Suggest: suggestRisky, Label: risky.label}
-				break
-			}
-		}
+		verdict := fakeContentVerdict(req.Content)
 		jsonAnswer(w, fakeReply{
 			"errcode": 0, "errmsg": "ok",
 			"detail": []fakeReply{

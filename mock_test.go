@@ -255,9 +255,9 @@ func TestFakeUnionIDAcrossApps(t *testing.T) {
 	}
 }
 
-// serverAPI calls the fake's server API at path (as on api.weixin.qq.com)
+// callServerAPI calls the fake's server API at path (as on api.weixin.qq.com)
 // and returns the reply, which must be WeChat's JSON with HTTP 200.
-func serverAPI(t *testing.T, fake *fakeWechat, method, path, body string) map[string]any {
+func callServerAPI(t *testing.T, fake *fakeWechat, method, path, body string) map[string]any {
 	t.Helper()
 	r := httptest.NewRequestWithContext(t.Context(), method, fakeAPIPrefix+path, strings.NewReader(body))
 	w := httptest.NewRecorder()
@@ -292,7 +292,7 @@ func TestFakeAnswersEveryPathInWeChatJSON(t *testing.T) {
 		{"DELETE", "/cgi-bin/stable_token", 43002},
 	}
 	for _, tt := range tests {
-		if got := errcodeOf(serverAPI(t, fake, tt.method, tt.path, "")); got != tt.want {
+		if got := errcodeOf(callServerAPI(t, fake, tt.method, tt.path, "")); got != tt.want {
 			t.Errorf("%s %s: errcode %d; want %d", tt.method, tt.path, got, tt.want)
 		}
 	}
@@ -311,13 +311,13 @@ func TestFakeClassicAccessToken(t *testing.T) {
 		{"grant_type=client_credential&appid=wxnope&secret=" + testSecret, errcodeInvalidAppID},
 		{"grant_type=password&appid=wxapp&secret=" + testSecret, 40002},
 	} {
-		if got := errcodeOf(serverAPI(t, fake, "GET", "/cgi-bin/token?"+tt.query, "")); got != tt.want {
+		if got := errcodeOf(callServerAPI(t, fake, "GET", "/cgi-bin/token?"+tt.query, "")); got != tt.want {
 			t.Errorf("GET /cgi-bin/token?%s: errcode %d; want %d", tt.query, got, tt.want)
 		}
 	}
 	classic := func() string {
 		t.Helper()
-		reply := serverAPI(t, fake, "GET", "/cgi-bin/token?grant_type=client_credential&appid=wxapp&secret="+testSecret, "")
+		reply := callServerAPI(t, fake, "GET", "/cgi-bin/token?grant_type=client_credential&appid=wxapp&secret="+testSecret, "")
 		token, _ := reply["access_token"].(string)
 		if token == "" || reply["expires_in"] != 7200.0 {
 			t.Fatalf("GET /cgi-bin/token = %v; want a token for 7200 s", reply)
@@ -377,7 +377,7 @@ func TestFakeMsgSecCheckRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reply := serverAPI(t, fake, "POST", "/wxa/msg_sec_check?access_token="+tt.token, tt.body)
+			reply := callServerAPI(t, fake, "POST", "/wxa/msg_sec_check?access_token="+tt.token, tt.body)
 			if got := errcodeOf(reply); got != tt.want {
 				t.Fatalf("msg_sec_check = %v; want errcode %d", reply, tt.want)
 			}
@@ -392,7 +392,7 @@ func TestFakeMsgSecCheckRefusals(t *testing.T) {
 	}
 	clock.Advance(fakeVisitWindow + time.Second)
 	token, _ = fake.stableToken("wxapp", false)
-	if got := errcodeOf(serverAPI(t, fake, "POST", "/wxa/msg_sec_check?access_token="+token, body("小明", 2, 1, alice))); got != 61010 {
+	if got := errcodeOf(callServerAPI(t, fake, "POST", "/wxa/msg_sec_check?access_token="+token, body("小明", 2, 1, alice))); got != 61010 {
 		t.Errorf("msg_sec_check of a user not seen for two hours: errcode %d; want 61010", got)
 	}
 }

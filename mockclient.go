@@ -19,10 +19,10 @@ import (
 // the app's privacy guide, and how many paid phone verifications the app
 // has left.
 
-// The errno of a client API failure, with WeChat's errMsg (WECHAT.md §10).
+// The errno of a client API failure, with WeChat's errMsg.
 const (
-	errnoPrivacyNotAuthorized = 104     // "<api>:fail privacy permission is not authorized"
-	errnoNoPhoneQuota         = 1400001 // the app's phone verifications are used up
+	errnoPrivacyNotAuthorized = 104     // "<api>:fail privacy permission is not authorized" (WECHAT.md §10)
+	errnoNoPhoneQuota         = 1400001 // the app's phone verifications are used up (WECHAT.md §3)
 )
 
 // anonymousAvatarURL is the grey avatar WeChat sends in place of the real one
@@ -164,11 +164,11 @@ func (f *fakeWechat) handleSetPrivacy(api string, agreed bool) http.Handler {
 	})
 }
 
-// phoneQuota is the body of POST /mock/phone-quota and GET's answer: how
+// phoneQuotaSetting is the body of POST /mock/phone-quota and GET's answer: how
 // many phone verifications an app has left. WeChat charges each successful
 // tap (WECHAT.md §3); an app without quota gets errno 1400001. Remaining -1
 // is no limit, the fake's default, so that load tests never run out.
-type phoneQuota struct {
+type phoneQuotaSetting struct {
 	AppID     string `json:"appid"`
 	Remaining int    `json:"remaining"`
 }
@@ -177,7 +177,7 @@ type phoneQuota struct {
 // show an app's phone quota, as buying packages in WeChat's console does.
 func (f *fakeWechat) handlePhoneQuota() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := phoneQuota{AppID: r.URL.Query().Get("appid")}
+		q := phoneQuotaSetting{AppID: r.URL.Query().Get("appid")}
 		if r.Method == http.MethodPost {
 			if err := json.NewDecoder(r.Body).Decode(&q); err != nil || q.Remaining < -1 {
 				writeJSON(w, http.StatusBadRequest, map[string]string{"error": `body must be JSON like {"appid": "wx…", "remaining": 0}; remaining -1 is no limit`})

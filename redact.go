@@ -22,6 +22,9 @@ var secretFields = map[string]string{
 	"access_token": "[access_token: hidden]",
 	"signature":    "[signature: an HMAC made with the session_key]",
 	"js_code":      "",
+	// Not a secret but what a user typed, sent to msgSecCheck: the page
+	// need not show other users' nicknames.
+	"content": "[content: the text checked]",
 }
 
 // redactURLError hides secret query parameters in the URL that net/http puts

@@ -94,7 +94,17 @@ type loginState struct {
 type sessionKey struct {
 	key      string
 	storedAt int64 // on the monotonic clock, in nanoseconds
-	previous *sessionKey
+	// previous is the key this one replaced, kept for previousKeyWindow
+	// after replacedAt (previouskey.go); nil when there is none or its
+	// window has closed.
+	previous   *sessionKey
+	replacedAt int64 // of previous: when this key replaced it, on the monotonic clock
+}
+
+// previousInWindow reports whether k's previous key is still to be
+// accepted at now.
+func (k *sessionKey) previousInWindow(now int64) bool {
+	return k.previous != nil && now-k.replacedAt <= int64(previousKeyWindow)
 }
 
 // tokenStore holds the login state wxlogin hands to mini programs: random
@@ -146,9 +156,11 @@ func (s *tokenStore) setSessionKey(who identity, key *sessionKey) *loginState {
 	switch old := state.key.Load(); {
 	case old == nil:
 	case old.key != key.key:
-		key.previous = &sessionKey{key: old.key, storedAt: old.storedAt}
+		key.previous, key.replacedAt = &sessionKey{key: old.key, storedAt: old.storedAt}, key.storedAt
 	default:
-		key.previous = old.previous // The same key again: what it replaced still is.
+		// The same key again: what it replaced still is, since the same
+		// moment, so that repeated logins cannot stretch its window.
+		key.previous, key.replacedAt = old.previous, old.replacedAt
 	}
 	state.key.Store(key)
 	return state
@@ -200,9 +212,9 @@ func (s *tokenStore) lookup(token string) (caller, bool) {
 	e.touch(now)
 	k := e.user.key.Load()
 	who := caller{identity: e.user.who, SessionKey: k.key, hash: h}
-	if k.previous != nil && now-k.storedAt <= int64(previousKeyWindow) {
+	if k.previousInWindow(now) {
 		who.previousKey = k.previous.key
-		who.replacedAt = s.clock.now().Add(time.Duration(k.storedAt - now))
+		who.replacedAt = s.clock.now().Add(time.Duration(k.replacedAt - now))
 	}
 	return who, true
 }
@@ -211,12 +223,14 @@ func (s *tokenStore) lookup(token string) (caller, bool) {
 func (s *tokenStore) revoke(who caller) { s.tokens.Delete(who.hash) }
 
 // revokeUser ends every token of user id at once, forgets the user's
-// session_key, and reports how many tokens it ended. It visits every live
-// token: it is for account deletion, which is rare.
+// session_key, and reports how many live tokens it ended (expired ones the
+// sweeper has not freed yet go too, uncounted). It visits every token: it
+// is for account deletion, which is rare.
 func (s *tokenStore) revokeUser(id int64) int {
-	revoked := 0
+	revoked, now := 0, s.monotonic()
 	s.tokens.Range(func(k, v any) bool {
-		if v.(*tokenEntry).user.who.UserID == id && s.tokens.CompareAndDelete(k, v) {
+		e := v.(*tokenEntry)
+		if e.user.who.UserID == id && s.tokens.CompareAndDelete(k, v) && s.alive(e, now) {
 			revoked++
 		}
 		return true
@@ -247,7 +261,7 @@ func (s *tokenStore) sweep() int {
 		switch {
 		case now >= k.storedAt+int64(s.maxAge):
 			delete(s.users, id)
-		case k.previous != nil && now-k.storedAt > int64(previousKeyWindow):
+		case k.previous != nil && !k.previousInWindow(now):
 			// The replaced key's window has closed: forget it.
 			state.key.CompareAndSwap(k, &sessionKey{key: k.key, storedAt: k.storedAt})
 		}
@@ -294,6 +308,11 @@ type userRecord struct {
 
 func (u *userRecord) ref() userRef { return userRef{u.AppID, u.OpenID} }
 
+// errNoUser is the error of a change to a user who is not stored: one a
+// token still names after the account was deleted (erase.go). The client
+// is told it is not logged in.
+var errNoUser = errors.New("no such user")
+
 // userStore is the durable store of users and their claims. Reads are
 // served from memory; every write returns only once its line is durable in
 // the journal, which is all the store knows of files.
@@ -313,6 +332,10 @@ type userStore struct {
 	erasedAt  map[int64]time.Time
 	kept      map[string][]*keptClaim
 	personKey []byte
+	// erasedInFiles is set by a replay that found an erased user's record
+	// still in the files: the compaction the erasure asked for never
+	// finished (a crash, a failed snapshot).
+	erasedInFiles bool
 }
 
 // storeMeta is what the user store records of itself in the header of
@@ -348,6 +371,9 @@ func openUserStore(dir string, meta storeMeta, now func() time.Time, log *slog.L
 			"give this mode a data directory of its own (-data / WXLOGIN_DATA)", dir, stored.Mode, meta.Mode)
 	case stored.Mode == "" && s.count() > 0:
 		log.Warn("user store: its files predate the record of the mode; taking it to be in this one", "mode", meta.Mode)
+	}
+	if err == nil {
+		err = s.finishErasures()
 	}
 	if err != nil {
 		return nil, errors.Join(err, s.Close())
@@ -584,7 +610,7 @@ func (s *userStore) update(id int64, change func(u *userRecord)) (userRecord, er
 	old := s.recordLocked(id)
 	if old == nil {
 		s.mu.Unlock()
-		return userRecord{}, fmt.Errorf("update: no user %d", id)
+		return userRecord{}, fmt.Errorf("update: %w %d", errNoUser, id)
 	}
 	u := *old
 	change(&u)
@@ -682,6 +708,13 @@ func (s *userStore) get(id int64) (userRecord, bool) {
 		return userRecord{}, false
 	}
 	return *u, true
+}
+
+// exists reports whether user id is stored (not erased).
+func (s *userStore) exists(id int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.recordLocked(id) != nil
 }
 
 // identity returns who user id is. Its strings are the record's own: a copy
@@ -787,7 +820,7 @@ func (s *userStore) claim(id int64, name string) (c claimView, taken bool, err e
 	u := s.recordLocked(id)
 	if u == nil {
 		s.mu.Unlock()
-		return claimView{}, false, fmt.Errorf("claim: no user %d", id)
+		return claimView{}, false, fmt.Errorf("claim: %w %d", errNoUser, id)
 	}
 	c, taken = s.earliestClaimLocked(u, name)
 	var b *batch

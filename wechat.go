@@ -15,7 +15,8 @@ import (
 	"time"
 )
 
-// WeChat errcodes wxlogin acts on, with their sources in WECHAT.md §1 and §4.
+// WeChat errcodes wxlogin acts on, with their sources in WECHAT.md §1, §3
+// (40003 of getuserphonenumber) and §4.
 const (
 	errcodeSystemBusy    = -1    // 系统繁忙: the only errcode worth retrying
 	errcodeInvalidCode   = 40029 // js_code wrong, expired, or from another app

@@ -9,8 +9,9 @@ const privacy = require('../../utils/privacy');
 const { uploadAvatar } = require('../../utils/upload');
 const { promisify } = require('../../utils/scopes');
 
-// STATUS_DATA_CHECK is wxlogin's answer to encrypted data it cannot verify:
-// made with a session_key older than the one before the newest wx.login.
+// STATUS_DATA_CHECK is wxlogin's answer to data it cannot verify: most
+// often made with a session_key wxlogin no longer accepts, older than the
+// one before the newest wx.login, or that one past its two minutes.
 const STATUS_DATA_CHECK = 5;
 
 // ERRNO_NO_PHONE_QUOTA is the phone buttons' errno when the app's paid phone
@@ -82,8 +83,9 @@ Page(Object.assign({
       try {
         this.setData({ user: await request('/user/userinfo', { method: 'POST', data: { rawData, signature, encryptedData, iv } }) });
       } catch (err) {
-        // The data was made with a session_key two wx.logins old; wxlogin
-        // keeps only the one before the newest. Only a new tap can help.
+        // The data was made with a session_key wxlogin no longer accepts
+        // (two wx.logins old, or the previous one past its two minutes).
+        // Only a new tap can help.
         if (err.status === STATUS_DATA_CHECK) throw new Error('登录状态已更新，请再点一次');
         throw err;
       }
