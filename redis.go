@@ -1,0 +1,552 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha1"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// This file is a small Redis client on the standard library: RESP2 over
+// TCP or TLS, a bounded pool of connections per server, each call bounded
+// by its context, pipelines for routes that need several commands, AUTH
+// with an ACL user, SELECT. Redis Cluster's routing is rediscluster.go.
+// The protocol is Redis's own spec (https://redis.io/docs/latest/develop/reference/protocol-spec/).
+
+// redisError is an error reply of Redis ("-ERR …", "-MOVED …"): the
+// command was refused, the connection is fine.
+type redisError string
+
+func (e redisError) Error() string { return "redis: " + string(e) }
+
+// errRedisNil is the nil reply, as a GET of a missing key answers.
+var errRedisNil = errors.New("redis: nil")
+
+// Limits on what a reply may hold. Redis's own limit on a string is 512 MB;
+// wxlogin stores small values, so anything much bigger is a broken or
+// hostile server, refused before it is allocated.
+const (
+	maxRedisBulk  = 16 << 20
+	maxRedisArray = 1 << 20
+	maxRedisDepth = 8 // CLUSTER SLOTS nests 3 deep
+)
+
+// appendRedisCommand appends args as a RESP array of bulk strings, the
+// form of every command a client sends.
+func appendRedisCommand(buf []byte, args []string) []byte {
+	buf = append(buf, '*')
+	buf = strconv.AppendInt(buf, int64(len(args)), 10)
+	buf = append(buf, '\r', '\n')
+	for _, a := range args {
+		buf = append(buf, '$')
+		buf = strconv.AppendInt(buf, int64(len(a)), 10)
+		buf = append(buf, '\r', '\n')
+		buf = append(buf, a...)
+		buf = append(buf, '\r', '\n')
+	}
+	return buf
+}
+
+// readRedisReply reads one reply: a string (simple or bulk), an int64, a
+// []any of replies, nil for a nil bulk string or array, or a redisError.
+// Any other error means the connection can no longer be used.
+func readRedisReply(r *bufio.Reader) (any, error) {
+	return readRedisValue(r, 0)
+}
+
+func readRedisValue(r *bufio.Reader, depth int) (any, error) {
+	line, err := readRedisLine(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(line) == 0 {
+		return nil, errors.New("redis: empty reply line")
+	}
+	body := line[1:]
+	switch line[0] {
+	case '+':
+		return string(body), nil
+	case '-':
+		return redisError(body), nil
+	case ':':
+		n, err := strconv.ParseInt(string(body), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("redis: bad integer reply %q", body)
+		}
+		return n, nil
+	case '$':
+		n, err := redisLength(body, maxRedisBulk)
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return nil, fmt.Errorf("redis: %w", err)
+		}
+		if buf[n] != '\r' || buf[n+1] != '\n' {
+			return nil, errors.New("redis: bulk string not ended by CRLF")
+		}
+		return string(buf[:n]), nil
+	case '*':
+		if depth >= maxRedisDepth {
+			return nil, errors.New("redis: reply nested too deep")
+		}
+		n, err := redisLength(body, maxRedisArray)
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		items := make([]any, 0, min(n, 1024)) // a claimed length is not memory to reserve
+		for range n {
+			v, err := readRedisValue(r, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			items = append(items, v)
+		}
+		return items, nil
+	}
+	return nil, fmt.Errorf("redis: unknown reply type %q", line[0])
+}
+
+// readRedisLine reads a line ended by CRLF, without it.
+func readRedisLine(r *bufio.Reader) ([]byte, error) {
+	line, err := r.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, errors.New("redis: reply line too long")
+		}
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	if len(line) < 2 || line[len(line)-2] != '\r' {
+		return nil, errors.New("redis: reply line not ended by CRLF")
+	}
+	return line[:len(line)-2], nil
+}
+
+// redisLength reads the length of a bulk string or an array: -1 is nil
+// (returned as -1 with no error), anything else must be 0 to limit.
+func redisLength(b []byte, limit int) (int, error) {
+	n, err := strconv.Atoi(string(b))
+	switch {
+	case err != nil || n < -1:
+		return 0, fmt.Errorf("redis: bad length %q", b)
+	case n > limit:
+		return 0, fmt.Errorf("redis: length %d over the limit of %d", n, limit)
+	}
+	return n, nil
+}
+
+// redisConfig is how to reach Redis, from the -redis URL.
+type redisConfig struct {
+	addrs    []string // host:port; several are seeds of a cluster
+	user     string   // an ACL user, or "" for the default one
+	password string
+	db       int
+	tls      *tls.Config // nil for plain TCP
+	cluster  bool
+	poolSize int // connections to each server at most
+	// timeout bounds a dial, and a call whose context has no deadline.
+	timeout time.Duration
+}
+
+// redactedRedisURL is u without its password, for logs and errors.
+func redactedRedisURL(u *url.URL) string {
+	c := *u
+	if c.User != nil {
+		if _, has := c.User.Password(); has {
+			c.User = url.UserPassword(c.User.Username(), "REDACTED")
+		}
+	}
+	return c.String()
+}
+
+// parseRedisURL reads redis://[user[:password]@]host:port[/db][?options]
+// (rediss:// for TLS). Options: cluster=true (the hosts are seeds of a
+// Redis Cluster), addr=host:port (another seed, repeatable), pool=N,
+// timeout=2s. The password comes from the URL, which must then come from
+// the environment, or from passwordFile, a file only its owner can read;
+// never from a flag, which anyone can see in ps.
+func parseRedisURL(raw string, fromFlag bool, passwordFile string) (redisConfig, error) {
+	cfg := redisConfig{poolSize: 64, timeout: 2 * time.Second}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return cfg, errors.New("not a URL") // url's own error would repeat the password
+	}
+	switch u.Scheme {
+	case "redis":
+	case "rediss":
+		cfg.tls = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+	default:
+		return cfg, fmt.Errorf("%s: the scheme must be redis:// or rediss://", redactedRedisURL(u))
+	}
+	if u.User != nil {
+		cfg.user = u.User.Username()
+		if p, has := u.User.Password(); has {
+			if fromFlag {
+				return cfg, errors.New("a password in the -redis flag would show in ps: put the URL in WXLOGIN_REDIS, or the password in WXLOGIN_REDIS_PASSWORD_FILE")
+			}
+			cfg.password = p
+		}
+	}
+	if passwordFile != "" {
+		if cfg.password != "" {
+			return cfg, errors.New("a password in both the URL and WXLOGIN_REDIS_PASSWORD_FILE: give one")
+		}
+		p, err := readSecretFile(passwordFile, "WXLOGIN_REDIS_PASSWORD_FILE")
+		if err != nil {
+			return cfg, err
+		}
+		cfg.password = p
+	}
+	if u.Host != "" {
+		cfg.addrs = append(cfg.addrs, redisHostPort(u.Host))
+	}
+	q := u.Query()
+	for _, a := range q["addr"] {
+		cfg.addrs = append(cfg.addrs, redisHostPort(a))
+	}
+	if len(cfg.addrs) == 0 {
+		return cfg, fmt.Errorf("%s: no host", redactedRedisURL(u))
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" {
+		if cfg.db, err = strconv.Atoi(db); err != nil || cfg.db < 0 {
+			return cfg, fmt.Errorf("%s: the path must be a database number", redactedRedisURL(u))
+		}
+	}
+	if v := q.Get("cluster"); v != "" {
+		if cfg.cluster, err = strconv.ParseBool(v); err != nil {
+			return cfg, fmt.Errorf("%s: cluster=%q is not a boolean", redactedRedisURL(u), v)
+		}
+	}
+	if cfg.cluster && cfg.db != 0 {
+		return cfg, fmt.Errorf("%s: a Redis Cluster has database 0 only", redactedRedisURL(u))
+	}
+	if v := q.Get("pool"); v != "" {
+		if cfg.poolSize, err = strconv.Atoi(v); err != nil || cfg.poolSize < 1 {
+			return cfg, fmt.Errorf("%s: pool=%q is not a positive number", redactedRedisURL(u), v)
+		}
+	}
+	if v := q.Get("timeout"); v != "" {
+		if cfg.timeout, err = time.ParseDuration(v); err != nil || cfg.timeout <= 0 {
+			return cfg, fmt.Errorf("%s: timeout=%q is not a positive duration", redactedRedisURL(u), v)
+		}
+	}
+	return cfg, nil
+}
+
+// redisHostPort adds Redis's port to a host that has none.
+func redisHostPort(host string) string {
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		return net.JoinHostPort(strings.Trim(host, "[]"), "6379")
+	}
+	return host
+}
+
+// readSecretFile reads a secret from a file that only its owner may read;
+// what names the setting in errors.
+func readSecretFile(path, what string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return "", fmt.Errorf("%s: %s has mode %04o; it holds a secret, so make it 0600", what, path, perm)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	secret := strings.TrimSpace(string(data))
+	if secret == "" {
+		return "", fmt.Errorf("%s: %s is empty", what, path)
+	}
+	return secret, nil
+}
+
+// redisConn is one connection to a Redis server.
+type redisConn struct {
+	net  net.Conn
+	r    *bufio.Reader
+	buf  []byte // the commands being written, reused
+	dead bool   // an I/O error happened: never reuse
+}
+
+// roundTrip writes cmds and reads one reply for each, within ctx (or the
+// pool's timeout when ctx has none). A cancelled context interrupts the
+// I/O at once. An error is of the connection, which is then dead; a
+// command's own refusal is a redisError among the replies.
+func (c *redisConn) roundTrip(ctx context.Context, timeout time.Duration, cmds [][]string) ([]any, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(timeout)
+	}
+	c.net.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { c.net.SetDeadline(time.Unix(1, 0)) })
+	defer func() {
+		if !stop() {
+			// The context ended: its deadline in the past may land after
+			// this call, on the next user of the connection.
+			c.dead = true
+		}
+	}()
+
+	c.buf = c.buf[:0]
+	for _, cmd := range cmds {
+		c.buf = appendRedisCommand(c.buf, cmd)
+	}
+	replies := make([]any, len(cmds))
+	_, err := c.net.Write(c.buf)
+	for i := 0; err == nil && i < len(cmds); i++ {
+		replies[i], err = readRedisReply(c.r)
+	}
+	if cap(c.buf) > 64<<10 {
+		c.buf = nil // not kept after a rare big pipeline
+	}
+	if err != nil {
+		c.dead = true
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, fmt.Errorf("redis: %w", ctxErr)
+		}
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	return replies, nil
+}
+
+// redisPool is a bounded pool of connections to one Redis server.
+type redisPool struct {
+	addr string
+	cfg  redisConfig
+	// slots holds a token for each connection that may be open: taking one
+	// is the right to dial or to use an idle one; it bounds the server's
+	// connections, and makes callers wait, within their context, beyond it.
+	slots chan struct{}
+
+	mu     sync.Mutex // guards idle and closed
+	idle   []*redisConn
+	closed bool
+}
+
+func newRedisPool(addr string, cfg redisConfig) *redisPool {
+	p := &redisPool{addr: addr, cfg: cfg, slots: make(chan struct{}, cfg.poolSize)}
+	for range cfg.poolSize {
+		p.slots <- struct{}{}
+	}
+	return p
+}
+
+// get returns a connection, idle or new, waiting within ctx for room.
+func (p *redisPool) get(ctx context.Context) (*redisConn, error) {
+	select {
+	case <-p.slots:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("redis %s: waiting for a connection: %w", p.addr, ctx.Err())
+	}
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		c := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		return c, nil
+	}
+	p.mu.Unlock()
+	c, err := p.dial(ctx)
+	if err != nil {
+		p.slots <- struct{}{}
+		return nil, fmt.Errorf("%w: %w", errRedisDial, err)
+	}
+	return c, nil
+}
+
+// put gives c back: kept for the next call, or closed if it is dead.
+func (p *redisPool) put(c *redisConn) {
+	p.mu.Lock()
+	if c.dead || p.closed {
+		c.net.Close()
+	} else {
+		p.idle = append(p.idle, c)
+	}
+	p.mu.Unlock()
+	p.slots <- struct{}{}
+}
+
+// dial opens a connection and readies it: TLS, AUTH, SELECT.
+func (p *redisPool) dial(ctx context.Context) (*redisConn, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.timeout)
+	defer cancel()
+	d := net.Dialer{KeepAlive: 30 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, fmt.Errorf("redis %s: %w", p.addr, err)
+	}
+	if p.cfg.tls != nil {
+		tc := tls.Client(nc, p.cfg.tls)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("redis %s: TLS: %w", p.addr, err)
+		}
+		nc = tc
+	}
+	c := &redisConn{net: nc, r: bufio.NewReaderSize(nc, 16<<10)}
+	var setup [][]string
+	switch {
+	case p.cfg.password != "" && p.cfg.user != "":
+		setup = append(setup, []string{"AUTH", p.cfg.user, p.cfg.password})
+	case p.cfg.password != "":
+		setup = append(setup, []string{"AUTH", p.cfg.password})
+	}
+	if p.cfg.db != 0 {
+		setup = append(setup, []string{"SELECT", strconv.Itoa(p.cfg.db)})
+	}
+	if len(setup) > 0 {
+		replies, err := c.roundTrip(ctx, p.cfg.timeout, setup)
+		if err == nil {
+			for i, r := range replies {
+				if e, refused := r.(redisError); refused {
+					err = fmt.Errorf("redis %s: %s: %w", p.addr, setup[i][0], e) // AUTH's reply names no password
+					break
+				}
+			}
+		}
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// do sends cmds to the server as one pipeline and returns their replies.
+func (p *redisPool) do(ctx context.Context, cmds [][]string) ([]any, error) {
+	c, err := p.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	replies, err := c.roundTrip(ctx, p.cfg.timeout, cmds)
+	p.put(c)
+	if err != nil {
+		return nil, fmt.Errorf("redis %s: %w", p.addr, err)
+	}
+	return replies, nil
+}
+
+// close closes the idle connections, and those in use as they are given
+// back.
+func (p *redisPool) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, c := range p.idle {
+		c.net.Close()
+	}
+	p.idle = nil
+}
+
+// errRedisDial marks a failure to reach a server, before any command was
+// sent: a call that met it may be tried on another server.
+var errRedisDial = errors.New("cannot connect")
+
+// redisClient runs commands on one Redis server, or on a Redis Cluster
+// (rediscluster.go).
+type redisClient struct {
+	single  *redisPool    // nil for a cluster
+	cluster *redisCluster // nil for one server
+}
+
+func newRedisClient(cfg redisConfig) *redisClient {
+	if cfg.cluster {
+		return &redisClient{cluster: newRedisCluster(cfg)}
+	}
+	return &redisClient{single: newRedisPool(cfg.addrs[0], cfg)}
+}
+
+// do runs one command and returns its reply; a refusal (a redisError) is
+// returned as the error.
+func (c *redisClient) do(ctx context.Context, args ...string) (any, error) {
+	replies, err := c.pipeline(ctx, [][]string{args})
+	if err != nil {
+		return nil, err
+	}
+	if e, refused := replies[0].(redisError); refused {
+		return nil, e
+	}
+	return replies[0], nil
+}
+
+// pipeline sends cmds at once and returns a reply for each, refusals among
+// them. In a cluster every key of cmds must hash to one slot: they go to
+// the server of the first command's key, and, redirected, are sent again
+// whole, so a pipeline holds reads, or writes that may be repeated.
+func (c *redisClient) pipeline(ctx context.Context, cmds [][]string) ([]any, error) {
+	if c.cluster != nil {
+		return c.cluster.pipeline(ctx, redisCommandKey(cmds[0]), cmds)
+	}
+	return c.single.do(ctx, cmds)
+}
+
+// close closes every connection.
+func (c *redisClient) close() {
+	if c.cluster != nil {
+		c.cluster.close()
+		return
+	}
+	c.single.close()
+}
+
+// redisCommandKey is the key a command is routed by: its first argument,
+// or for a script the first of its keys; "" for a command with no key
+// (PING, INFO, CONFIG …), which any server may answer.
+func redisCommandKey(cmd []string) string {
+	switch strings.ToUpper(cmd[0]) {
+	case "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL":
+		if len(cmd) > 3 && cmd[2] != "0" {
+			return cmd[3]
+		}
+		return ""
+	case "PING", "INFO", "CONFIG", "CLUSTER", "SCRIPT", "WAIT", "DBSIZE", "FLUSHALL", "TIME", "HELLO", "ACL":
+		return ""
+	}
+	if len(cmd) > 1 {
+		return cmd[1]
+	}
+	return ""
+}
+
+// redisScript is a Lua script run with EVALSHA, sent whole once a server
+// says it does not have it (NOSCRIPT: after a restart or a failover).
+type redisScript struct {
+	src, sha string
+}
+
+func newRedisScript(src string) redisScript {
+	sum := sha1.Sum([]byte(src))
+	return redisScript{src: src, sha: hex.EncodeToString(sum[:])}
+}
+
+// run runs the script with keys and args, and returns its reply.
+func (s redisScript) run(ctx context.Context, c *redisClient, keys []string, args ...string) (any, error) {
+	cmd := append([]string{"EVALSHA", s.sha, strconv.Itoa(len(keys))}, keys...)
+	cmd = append(cmd, args...)
+	v, err := c.do(ctx, cmd...)
+	var e redisError
+	if errors.As(err, &e) && strings.HasPrefix(string(e), "NOSCRIPT") {
+		cmd[0], cmd[1] = "EVAL", s.src
+		v, err = c.do(ctx, cmd...)
+	}
+	return v, err
+}

@@ -1,0 +1,432 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestAppendRedisCommand(t *testing.T) {
+	got := string(appendRedisCommand(nil, []string{"SET", "k", "a\r\nb", ""}))
+	want := "*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$4\r\na\r\nb\r\n$0\r\n\r\n"
+	if got != want {
+		t.Errorf("appendRedisCommand = %q; want %q", got, want)
+	}
+}
+
+func TestReadRedisReply(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     any
+		bad      bool // an error of the connection
+	}{
+		{"simple string", "+OK\r\n", "OK", false},
+		{"error", "-ERR wrong\r\n", redisError("ERR wrong"), false},
+		{"integer", ":-42\r\n", int64(-42), false},
+		{"bulk", "$5\r\nhe\r\no\r\n", "he\r\no", false},
+		{"empty bulk", "$0\r\n\r\n", "", false},
+		{"nil bulk", "$-1\r\n", nil, false},
+		{"nil array", "*-1\r\n", nil, false},
+		{"array", "*3\r\n:1\r\n$1\r\na\r\n*1\r\n+x\r\n", []any{int64(1), "a", []any{"x"}}, false},
+		{"empty", "", nil, true},
+		{"no CRLF", "+OK\n", nil, true},
+		{"bad integer", ":1x\r\n", nil, true},
+		{"bad length", "$x\r\n", nil, true},
+		{"length below -1", "$-2\r\n", nil, true},
+		{"bulk over the limit", "$" + strconv.Itoa(maxRedisBulk+1) + "\r\n", nil, true},
+		{"array over the limit", "*" + strconv.Itoa(maxRedisArray+1) + "\r\n", nil, true},
+		{"bulk cut short", "$5\r\nab", nil, true},
+		{"bulk not ended by CRLF", "$2\r\nabcd", nil, true},
+		{"array cut short", "*2\r\n:1\r\n", nil, true},
+		{"too deep", strings.Repeat("*1\r\n", maxRedisDepth+1) + ":1\r\n", nil, true},
+		{"unknown type", "%1\r\n", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := readRedisReply(bufio.NewReader(strings.NewReader(tt.in)))
+			if tt.bad {
+				if err == nil {
+					t.Errorf("readRedisReply(%q) = %#v; want an error", tt.in, got)
+				}
+				return
+			}
+			if err != nil || fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", tt.want) {
+				t.Errorf("readRedisReply(%q) = %#v, %v; want %#v", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzReadRedisReply checks that no reply from a server panics the parser
+// or makes it allocate past its limits, and that replies read back as
+// written.
+func FuzzReadRedisReply(f *testing.F) {
+	for _, seed := range []string{"+OK\r\n", "-MOVED 3999 127.0.0.1:6381\r\n", ":1\r\n", "$3\r\nabc\r\n", "*2\r\n*3\r\n:0\r\n:5460\r\n*2\r\n$9\r\n127.0.0.1\r\n:7000\r\n$-1\r\n"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := bufio.NewReader(bytes.NewReader(in))
+		v, err := readRedisReply(r)
+		if err != nil {
+			return
+		}
+		if s, ok := v.(string); ok && len(s) > len(in) {
+			t.Fatalf("readRedisReply(%q) made a string of %d bytes", in, len(s))
+		}
+	})
+}
+
+func TestParseRedisURL(t *testing.T) {
+	dir := t.TempDir()
+	private, open := filepath.Join(dir, "private"), filepath.Join(dir, "open")
+	writeFileMode(t, private, "file-secret\n", 0o600)
+	writeFileMode(t, open, "file-secret\n", 0o644)
+	tests := []struct {
+		name, url    string
+		fromFlag     bool
+		passwordFile string
+		want         redisConfig // the fields compared: addrs, user, password, db, cluster, poolSize, tls
+		wantTLS      bool
+		err          string // a part of the error wanted
+	}{
+		{"host only", "redis://localhost", false, "", redisConfig{addrs: []string{"localhost:6379"}, poolSize: 64}, false, ""},
+		{"everything", "rediss://wxlogin:s3cret@redis.example:6380/2?pool=8&timeout=1s", false, "",
+			redisConfig{addrs: []string{"redis.example:6380"}, user: "wxlogin", password: "s3cret", db: 2, poolSize: 8}, true, ""},
+		{"password only", "redis://:s3cret@127.0.0.1:7000", false, "", redisConfig{addrs: []string{"127.0.0.1:7000"}, password: "s3cret", poolSize: 64}, false, ""},
+		{"cluster seeds", "redis://127.0.0.1:7000?cluster=true&addr=127.0.0.1:7001&addr=[::1]", false, "",
+			redisConfig{addrs: []string{"127.0.0.1:7000", "127.0.0.1:7001", "[::1]:6379"}, cluster: true, poolSize: 64}, false, ""},
+		{"password file", "redis://wxlogin@127.0.0.1", true, private, redisConfig{addrs: []string{"127.0.0.1:6379"}, user: "wxlogin", password: "file-secret", poolSize: 64}, false, ""},
+		{"password in a flag", "redis://:s3cret@127.0.0.1", true, "", redisConfig{}, false, "would show in ps"},
+		{"password twice", "redis://:s3cret@127.0.0.1", false, private, redisConfig{}, false, "give one"},
+		{"password file others can read", "redis://127.0.0.1", false, open, redisConfig{}, false, "make it 0600"},
+		{"other scheme", "http://:s3cret@127.0.0.1", false, "", redisConfig{}, false, "redis:// or rediss://"},
+		{"no host", "redis://", false, "", redisConfig{}, false, "no host"},
+		{"bad db", "redis://:s3cret@127.0.0.1/x", false, "", redisConfig{}, false, "database number"},
+		{"cluster with a db", "redis://127.0.0.1/1?cluster=1", false, "", redisConfig{}, false, "database 0 only"},
+		{"bad pool", "redis://:s3cret@127.0.0.1?pool=0", false, "", redisConfig{}, false, "pool="},
+		{"bad timeout", "redis://127.0.0.1?timeout=soon", false, "", redisConfig{}, false, "timeout="},
+		{"not a URL", "redis://:s3cret@[::1", false, "", redisConfig{}, false, "not a URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseRedisURL(tt.url, tt.fromFlag, tt.passwordFile)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("parseRedisURL(%q) = %v; want an error saying %q", tt.url, err, tt.err)
+				}
+				if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "file-secret") {
+					t.Errorf("the error shows the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseRedisURL(%q) = %v", tt.url, err)
+			}
+			if fmt.Sprint(got.addrs) != fmt.Sprint(tt.want.addrs) || got.user != tt.want.user || got.password != tt.want.password ||
+				got.db != tt.want.db || got.cluster != tt.want.cluster || got.poolSize != tt.want.poolSize || (got.tls != nil) != tt.wantTLS {
+				t.Errorf("parseRedisURL(%q) = %+v; want %+v, TLS %v", tt.url, got, tt.want, tt.wantTLS)
+			}
+		})
+	}
+}
+
+// writeFileMode writes a file with the given mode, whatever the umask.
+func writeFileMode(t *testing.T, path, data string, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The cluster spec's vectors: CRC16 of "123456789" is 0x31C3; keys with
+// the same hash tag share a slot; an empty {} is no tag.
+func TestRedisSlot(t *testing.T) {
+	if got := crc16("123456789"); got != 0x31C3 {
+		t.Errorf("crc16(123456789) = %#x; want 0x31c3", got)
+	}
+	tests := []struct{ key, sameAs string }{
+		{"{user1000}.following", "{user1000}.followers"},
+		{"{user1000}.following", "user1000"},
+		{"foo{}{bar}", "foo{}{bar}"},
+		{"foo{{bar}}zap", "{bar"},
+		{"foo{bar}{zap}", "bar"},
+	}
+	for _, tt := range tests {
+		if redisSlot(tt.key) != redisSlot(tt.sameAs) {
+			t.Errorf("redisSlot(%q) = %d, redisSlot(%q) = %d; want the same", tt.key, redisSlot(tt.key), tt.sameAs, redisSlot(tt.sameAs))
+		}
+	}
+	if got := redisSlot("foo"); got != 12182 {
+		t.Errorf("redisSlot(foo) = %d; want 12182 (CLUSTER KEYSLOT foo)", got)
+	}
+	if redisSlot("foo{}{bar}") == redisSlot("bar") {
+		t.Error("an empty {} was taken for a hash tag")
+	}
+}
+
+func TestRedisCommandKey(t *testing.T) {
+	tests := []struct {
+		cmd  []string
+		want string
+	}{
+		{[]string{"GET", "k"}, "k"},
+		{[]string{"evalsha", "abc", "2", "k1", "k2", "a"}, "k1"},
+		{[]string{"EVAL", "return 1", "0"}, ""},
+		{[]string{"PING"}, ""},
+		{[]string{"CONFIG", "GET", "appendonly"}, ""},
+	}
+	for _, tt := range tests {
+		if got := redisCommandKey(tt.cmd); got != tt.want {
+			t.Errorf("redisCommandKey(%q) = %q; want %q", tt.cmd, got, tt.want)
+		}
+	}
+}
+
+// requireRedis skips the test when redis-server is not installed, unless
+// WXLOGIN_REQUIRE_REDIS is set, as .ci/run sets it after installing it.
+func requireRedis(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("WXLOGIN_REQUIRE_REDIS") != "" {
+			t.Fatal("redis-server is not installed, and WXLOGIN_REQUIRE_REDIS says it must be")
+		}
+		t.Skip("redis-server is not installed (.ci/run installs Debian's redis-server; apt-get install redis-server)")
+	}
+	return path
+}
+
+// redisServer is a redis-server a test started.
+type redisServer struct {
+	addr string
+	dir  string
+	log  *syncBuffer
+	cmd  *exec.Cmd
+}
+
+// freeRedisPort is a loopback port free now, with the port 10000 above it
+// (a cluster node's bus) free too.
+func freeRedisPort(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		if port+10000 > 65535 {
+			continue
+		}
+		bus, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000))
+		if err == nil {
+			bus.Close()
+			return port
+		}
+	}
+	t.Fatal("no free pair of loopback ports")
+	return 0
+}
+
+// startRedis runs redis-server on a free loopback port, with no
+// persistence unless args ask for it, and stops it when the test ends.
+func startRedis(t *testing.T, args ...string) *redisServer {
+	t.Helper()
+	bin := requireRedis(t)
+	port := freeRedisPort(t)
+	s := &redisServer{addr: "127.0.0.1:" + strconv.Itoa(port), dir: t.TempDir(), log: &syncBuffer{}}
+	base := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", s.dir,
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no", "--logfile", ""}
+	s.cmd = exec.Command(bin, append(base, args...)...)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+	})
+	s.waitReady(t)
+	return s
+}
+
+// waitReady polls the server with PING until it answers, for 10 s at most.
+func (s *redisServer) waitReady(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", s.addr, time.Second)
+		if err == nil {
+			conn.SetDeadline(time.Now().Add(time.Second))
+			conn.Write([]byte("PING\r\n"))
+			line, _ := bufio.NewReader(conn).ReadString('\n')
+			conn.Close()
+			// +PONG, or -NOAUTH from a server with a password: up either way.
+			if strings.HasPrefix(line, "+PONG") || strings.HasPrefix(line, "-NOAUTH") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redis-server on %s not ready after 10 s:\n%s", s.addr, s.log)
+		}
+		time.Sleep(20 * time.Millisecond) // a poll with a deadline: the server says nothing when it is ready
+	}
+}
+
+// client is a client of s with the given URL options.
+func (s *redisServer) client(t *testing.T, userinfo, options string) *redisClient {
+	t.Helper()
+	cfg, err := parseRedisURL("redis://"+userinfo+s.addr+options, false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newRedisClient(cfg)
+	t.Cleanup(c.close)
+	return c
+}
+
+func TestRedisClientCommands(t *testing.T) {
+	s := startRedis(t)
+	c := s.client(t, "", "")
+	ctx := t.Context()
+	if v, err := c.do(ctx, "SET", "greeting", "你好\r\nworld"); err != nil || v != "OK" {
+		t.Fatalf("SET = %v, %v", v, err)
+	}
+	if v, err := c.do(ctx, "GET", "greeting"); err != nil || v != "你好\r\nworld" {
+		t.Errorf("GET = %q, %v", v, err)
+	}
+	if v, err := c.do(ctx, "GET", "missing"); err != nil || v != nil {
+		t.Errorf("GET of a missing key = %#v, %v; want nil", v, err)
+	}
+	var refused redisError
+	if _, err := c.do(ctx, "INCR", "greeting"); !errors.As(err, &refused) || !strings.HasPrefix(string(refused), "ERR") {
+		t.Errorf("INCR of a string = %v; want Redis's ERR", err)
+	}
+	replies, err := c.pipeline(ctx, [][]string{{"INCR", "n"}, {"INCRBY", "n", "41"}, {"HSET", "n", "f", "v"}, {"GET", "n"}})
+	if err != nil || len(replies) != 4 || replies[1] != int64(42) || replies[3] != "42" {
+		t.Fatalf("pipeline = %#v, %v", replies, err)
+	}
+	if _, refused := replies[2].(redisError); !refused {
+		t.Errorf("HSET of a string in a pipeline = %#v; want a refusal among the replies", replies[2])
+	}
+
+	// A script, sent whole after the server forgot it (a restart, a failover).
+	script := newRedisScript(`return redis.call('INCRBY', KEYS[1], ARGV[1])`)
+	for i, flush := range []bool{false, true, false} {
+		if flush {
+			if _, err := c.do(ctx, "SCRIPT", "FLUSH"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if v, err := script.run(ctx, c, []string{"counter"}, "10"); err != nil || v != int64(10*(i+1)) {
+			t.Errorf("script run %d = %v, %v; want %d", i+1, v, err, 10*(i+1))
+		}
+	}
+}
+
+// AUTH with the default user's password or an ACL user, SELECT of a
+// database; a wrong password is refused without being repeated.
+func TestRedisClientAuthAndSelect(t *testing.T) {
+	s := startRedis(t, "--requirepass", "default-secret")
+	ctx := t.Context()
+	if _, err := s.client(t, "", "").do(ctx, "PING"); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+		t.Errorf("PING without a password = %v; want NOAUTH", err)
+	}
+	admin := s.client(t, ":default-secret@", "")
+	if _, err := admin.do(ctx, "ACL", "SETUSER", "wxlogin", "on", ">user-secret", "~*", "+@all"); err != nil {
+		t.Fatal(err)
+	}
+	for _, userinfo := range []string{"wxlogin:wrong@", ":wrong@"} {
+		_, err := s.client(t, userinfo, "").do(ctx, "PING")
+		if err == nil || !strings.Contains(err.Error(), "WRONGPASS") || strings.Contains(err.Error(), "wrong@") {
+			t.Errorf("PING as %q = %v; want WRONGPASS, without the password", userinfo, err)
+		}
+	}
+	user := s.client(t, "wxlogin:user-secret@", "/3")
+	if v, err := user.do(ctx, "ACL", "WHOAMI"); err != nil || v != "wxlogin" {
+		t.Errorf("ACL WHOAMI = %v, %v; want wxlogin", v, err)
+	}
+	if _, err := user.do(ctx, "SET", "k", "in db 3"); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := admin.do(ctx, "GET", "k"); v != nil {
+		t.Errorf("GET k in db 0 = %v; want nothing: it was set in db 3", v)
+	}
+	if v, _ := user.do(ctx, "GET", "k"); v != "in db 3" {
+		t.Errorf("GET k in db 3 = %v", v)
+	}
+}
+
+// A call ends with its context, even while Redis holds it (a blocking
+// command, a stalled server); the connection is not reused, and the pool
+// bounds the connections, so a caller beyond it waits within its context.
+func TestRedisClientDeadlinesAndPoolBound(t *testing.T) {
+	s := startRedis(t)
+	c := s.client(t, "", "?pool=2")
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := c.do(ctx, "BLPOP", "never", "0"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("BLPOP past the deadline = %v; want the deadline", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("BLPOP with a 100 ms deadline returned after %v", took)
+	}
+	if v, err := c.do(t.Context(), "PING"); err != nil || v != "PONG" {
+		t.Errorf("PING after a timed-out call = %v, %v; want a fresh connection", v, err)
+	}
+
+	// Both connections held by blocking calls: a third caller waits for
+	// room, and gives up with its context.
+	held, release := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	started := make(chan struct{}, 2)
+	for range 2 {
+		wg.Go(func() {
+			started <- struct{}{}
+			c.do(held, "BLPOP", "never", "0")
+		})
+	}
+	<-started
+	<-started
+	waitFor(t, "both connections taken", func() bool { return len(c.single.slots) == 0 })
+	short, cancelShort := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancelShort()
+	if _, err := c.do(short, "PING"); err == nil || !strings.Contains(err.Error(), "waiting for a connection") {
+		t.Errorf("a third call with the pool full = %v; want it to wait and give up", err)
+	}
+	release()
+	wg.Wait()
+	if v, err := c.do(t.Context(), "PING"); err != nil || v != "PONG" {
+		t.Errorf("PING once the pool has room = %v, %v", v, err)
+	}
+}
+
+// A server that is not there fails at once with errRedisDial, naming the
+// address, and the pool is whole afterwards.
+func TestRedisClientServerDown(t *testing.T) {
+	port := freeRedisPort(t)
+	cfg, _ := parseRedisURL("redis://127.0.0.1:"+strconv.Itoa(port)+"?pool=1&timeout=500ms", false, "")
+	c := newRedisClient(cfg)
+	defer c.close()
+	for range 3 { // the one slot of the pool is given back each time
+		_, err := c.do(t.Context(), "PING")
+		if !errors.Is(err, errRedisDial) || !strings.Contains(err.Error(), strconv.Itoa(port)) {
+			t.Fatalf("PING of no server = %v; want errRedisDial naming the address", err)
+		}
+	}
+}
