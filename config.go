@@ -297,25 +297,31 @@ func readSecret(getenv func(string) string) (string, error) {
 	case path == "":
 		return secret, nil
 	}
+	return readSecretFile(path, "WX_APPSECRET_FILE")
+}
+
+// readSecretFile reads a secret from a file that only its owner may read;
+// what names the setting in errors.
+func readSecretFile(path, what string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("WX_APPSECRET_FILE: %w", err)
+		return "", fmt.Errorf("%s: %w", what, err)
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return "", fmt.Errorf("WX_APPSECRET_FILE: %w", err)
+		return "", fmt.Errorf("%s: %w", what, err)
 	}
 	if perm := info.Mode().Perm(); perm&0o077 != 0 {
-		return "", fmt.Errorf("WX_APPSECRET_FILE: %s has mode %04o; it holds a secret, so make it 0600", path, perm)
+		return "", fmt.Errorf("%s: %s has mode %04o; it holds a secret, so make it 0600", what, path, perm)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
-		return "", fmt.Errorf("WX_APPSECRET_FILE: %w", err)
+		return "", fmt.Errorf("%s: %w", what, err)
 	}
-	secret = strings.TrimSpace(string(data))
+	secret := strings.TrimSpace(string(data))
 	if secret == "" {
-		return "", fmt.Errorf("WX_APPSECRET_FILE: %s is empty", path)
+		return "", fmt.Errorf("%s: %s is empty", what, path)
 	}
 	return secret, nil
 }

@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -251,32 +250,6 @@ func redisHostPort(host string) string {
 		return net.JoinHostPort(strings.Trim(host, "[]"), "6379")
 	}
 	return host
-}
-
-// readSecretFile reads a secret from a file that only its owner may read;
-// what names the setting in errors.
-func readSecretFile(path, what string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
-	}
-	if perm := info.Mode().Perm(); perm&0o077 != 0 {
-		return "", fmt.Errorf("%s: %s has mode %04o; it holds a secret, so make it 0600", what, path, perm)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, 4096))
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
-	}
-	secret := strings.TrimSpace(string(data))
-	if secret == "" {
-		return "", fmt.Errorf("%s: %s is empty", what, path)
-	}
-	return secret, nil
 }
 
 // redisConn is one connection to a Redis server.
