@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,9 +29,6 @@ import (
 type redisError string
 
 func (e redisError) Error() string { return "redis: " + string(e) }
-
-// errRedisNil is the nil reply, as a GET of a missing key answers.
-var errRedisNil = errors.New("redis: nil")
 
 // Limits on what a reply may hold. Redis's own limit on a string is 512 MB;
 // wxlogin stores small values, so anything much bigger is a broken or
@@ -70,7 +68,7 @@ func readRedisValue(r *bufio.Reader, depth int) (any, error) {
 		return nil, err
 	}
 	if len(line) == 0 {
-		return nil, errors.New("redis: empty reply line")
+		return nil, errors.New("empty reply line")
 	}
 	body := line[1:]
 	switch line[0] {
@@ -81,7 +79,7 @@ func readRedisValue(r *bufio.Reader, depth int) (any, error) {
 	case ':':
 		n, err := strconv.ParseInt(string(body), 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("redis: bad integer reply %q", body)
+			return nil, fmt.Errorf("bad integer reply %q", body)
 		}
 		return n, nil
 	case '$':
@@ -91,15 +89,15 @@ func readRedisValue(r *bufio.Reader, depth int) (any, error) {
 		}
 		buf := make([]byte, n+2)
 		if _, err := io.ReadFull(r, buf); err != nil {
-			return nil, fmt.Errorf("redis: %w", err)
+			return nil, err
 		}
 		if buf[n] != '\r' || buf[n+1] != '\n' {
-			return nil, errors.New("redis: bulk string not ended by CRLF")
+			return nil, errors.New("bulk string not ended by CRLF")
 		}
 		return string(buf[:n]), nil
 	case '*':
 		if depth >= maxRedisDepth {
-			return nil, errors.New("redis: reply nested too deep")
+			return nil, errors.New("reply nested too deep")
 		}
 		n, err := redisLength(body, maxRedisArray)
 		if err != nil || n < 0 {
@@ -115,7 +113,7 @@ func readRedisValue(r *bufio.Reader, depth int) (any, error) {
 		}
 		return items, nil
 	}
-	return nil, fmt.Errorf("redis: unknown reply type %q", line[0])
+	return nil, fmt.Errorf("unknown reply type %q", line[0])
 }
 
 // readRedisLine reads a line ended by CRLF, without it.
@@ -123,12 +121,12 @@ func readRedisLine(r *bufio.Reader) ([]byte, error) {
 	line, err := r.ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
-			return nil, errors.New("redis: reply line too long")
+			return nil, errors.New("reply line too long")
 		}
-		return nil, fmt.Errorf("redis: %w", err)
+		return nil, err
 	}
 	if len(line) < 2 || line[len(line)-2] != '\r' {
-		return nil, errors.New("redis: reply line not ended by CRLF")
+		return nil, errors.New("reply line not ended by CRLF")
 	}
 	return line[:len(line)-2], nil
 }
@@ -139,9 +137,9 @@ func redisLength(b []byte, limit int) (int, error) {
 	n, err := strconv.Atoi(string(b))
 	switch {
 	case err != nil || n < -1:
-		return 0, fmt.Errorf("redis: bad length %q", b)
+		return 0, fmt.Errorf("bad length %q", b)
 	case n > limit:
-		return 0, fmt.Errorf("redis: length %d over the limit of %d", n, limit)
+		return 0, fmt.Errorf("length %d over the limit of %d", n, limit)
 	}
 	return n, nil
 }
@@ -265,8 +263,8 @@ type redisConn struct {
 // I/O at once. An error is of the connection, which is then dead; a
 // command's own refusal is a redisError among the replies.
 func (c *redisConn) roundTrip(ctx context.Context, timeout time.Duration, cmds [][]string) ([]any, error) {
-	deadline, ok := ctx.Deadline()
-	if !ok {
+	deadline, hasDeadline := ctx.Deadline()
+	if !hasDeadline {
 		deadline = time.Now().Add(timeout)
 	}
 	c.net.SetDeadline(deadline)
@@ -294,9 +292,12 @@ func (c *redisConn) roundTrip(ctx context.Context, timeout time.Duration, cmds [
 	if err != nil {
 		c.dead = true
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return nil, fmt.Errorf("redis: %w", ctxErr)
+			return nil, ctxErr
 		}
-		return nil, fmt.Errorf("redis: %w", err)
+		if hasDeadline && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(deadline) {
+			return nil, context.DeadlineExceeded // the context's own deadline, a moment before it says so
+		}
+		return nil, err
 	}
 	return replies, nil
 }
