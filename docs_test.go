@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -210,5 +211,32 @@ func TestFileTableListsEveryFile(t *testing.T) {
 		if !files[f] {
 			t.Errorf("README's file table lists %s, which does not exist", f)
 		}
+	}
+}
+
+// CI runs the README's test command exactly, so a newcomer's command is the
+// one that is known to pass. The command is the first screen's second line.
+func TestCIRunsTheREADMETestCommand(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := os.ReadFile(".ci/run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, _ := strings.Cut(string(readme), "```sh\n")
+	block, _, _ = strings.Cut(block, "```")
+	lines := strings.Split(strings.TrimSpace(block), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("the README's first block has %d lines; want the server's command and the tests'", len(lines))
+	}
+	command, _, _ := strings.Cut(lines[1], "#")
+	command = strings.TrimSpace(command)
+	if !strings.Contains(command, "go test -race") {
+		t.Fatalf("the README's second command %q is not the test command", command)
+	}
+	if !slices.Contains(strings.Split(string(ci), "\n"), command) {
+		t.Errorf(".ci/run has no line %q, the README's test command", command)
 	}
 }

@@ -140,12 +140,13 @@ func (s *userStore) erase(id int64) (erasureResult, error) {
 		s.mu.Unlock()
 		return erasureResult{}, fmt.Errorf("erase: %w %d", errNoUser, id)
 	}
-	var b *batch
+	// Every line goes into the batch being filled under s.mu, so waiting on
+	// the last one waits for them all.
 	if s.personKey == nil {
 		s.personKey = make([]byte, sha256.Size)
 		rand.Read(s.personKey) // Never fails; see randomText.
 		s.line = appendJSONLine(s.line[:0], map[string]string{"person_key": hex.EncodeToString(s.personKey)})
-		b = s.journal.append(s.line)
+		s.journal.append(s.line)
 	}
 	person := s.personHash(u)
 	result := erasureResult{UserID: id, ClaimsKept: []string{}}
@@ -153,12 +154,12 @@ func (s *userStore) erase(id int64) (erasureResult, error) {
 		k := &keptClaim{Person: person, Name: c.Name, AppID: u.AppID, UserID: id, At: c.At}
 		s.keepLocked(k)
 		s.line = appendJSONLine(s.line[:0], map[string]*keptClaim{"kept": k})
-		b = s.journal.append(s.line)
+		s.journal.append(s.line)
 		result.ClaimsKept = append(result.ClaimsKept, c.Name)
 	}
 	s.eraseLocked(id, now)
 	s.line = erasedLine(s.line[:0], id, now)
-	b = s.journal.append(s.line)
+	b := s.journal.append(s.line)
 	s.journal.compactSoon()
 	s.mu.Unlock()
 	if err := s.journal.wait(b); err != nil {

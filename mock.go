@@ -380,27 +380,14 @@ func (f *fakeWechat) isRiskBlocked(u fakeUser) bool {
 // §1), whatever code they bring.
 func (f *fakeWechat) handleRiskControl() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			clientRequest
-			Blocked bool `json:"blocked"`
-		}
-		body, err := io.ReadAll(r.Body)
-		if err == nil {
-			err = json.Unmarshal(body, &req)
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		if err != nil {
-			clientFail(w, http.StatusBadRequest, "risk-control", `body must be JSON like {"user": "mallory", "blocked": true}`)
-			return
-		}
 		who, ok := f.decodeClientRequest(w, r, "risk-control")
 		if !ok {
 			return
 		}
 		f.mu.Lock()
-		f.riskBlocked[fakeUser{who.AppID, who.User}] = req.Blocked
+		f.riskBlocked[fakeUser{who.AppID, who.User}] = who.Blocked
 		f.mu.Unlock()
-		writeJSON(w, http.StatusOK, map[string]any{"user": who.User, "blocked": req.Blocked})
+		writeJSON(w, http.StatusOK, map[string]any{"user": who.User, "blocked": who.Blocked})
 	})
 }
 

@@ -35,6 +35,7 @@ type clientRequest struct {
 	User      string `json:"user"`
 	AppID     string `json:"appid"`
 	Anonymous bool   `json:"anonymous"` // getUserInfo: answer as WeChat does since 2021
+	Blocked   bool   `json:"blocked"`   // /mock/risk-control: block the user's logins, or stop
 }
 
 // clientFail answers a client API call with WeChat's "<api>:fail <reason>".

@@ -99,6 +99,24 @@ func TestTokenRevoke(t *testing.T) {
 	}
 }
 
+// Revoking all of a user's tokens (account deletion) ends every live one
+// and counts only those: a token already expired was not revoked by it.
+func TestTokenRevokeUserCountsLiveTokens(t *testing.T) {
+	clock := newFakeClock()
+	tokens := newTokenStore(time.Hour, 3*time.Hour, clock.clock())
+	tokens.issue(alice, "key")
+	clock.Advance(time.Hour + time.Minute)
+	live, again := tokens.issue(alice, "key"), tokens.issue(alice, "key")
+	if n := tokens.revokeUser(alice.UserID); n != 2 {
+		t.Errorf("revokeUser = %d, want 2: the two live tokens, not the expired one", n)
+	}
+	for _, token := range []string{live, again} {
+		if _, ok := tokens.lookup(token); ok {
+			t.Error("a token is still valid after revokeUser")
+		}
+	}
+}
+
 func TestTokenNewestSessionKeyWins(t *testing.T) {
 	tokens := newTokenStore(time.Hour, time.Hour, newFakeClock().clock())
 	phone := tokens.issue(alice, "old-key")
