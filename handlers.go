@@ -97,14 +97,14 @@ func (apps appSet) of(who caller) (*miniApp, error) {
 
 // newServer builds wxlogin's HTTP handler. fake is nil in real mode, and
 // limit nil when logins are not limited.
-func newServer(log *slog.Logger, apps appSet, users *userStore, tokens *tokenStore, limit *loginLimiter, proxies trustedProxies, fake *fakeWechat) http.Handler {
+func newServer(log *slog.Logger, apps appSet, users userBackend, tokens tokenBackend, limit *loginLimiter, proxies trustedProxies, fake *fakeWechat) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, apps, users, tokens, limit, proxies, fake)
 	return withAccessLog(log, mux)
 }
 
 // addRoutes lists every route wxlogin serves.
-func addRoutes(mux *http.ServeMux, apps appSet, users *userStore, tokens *tokenStore, limit *loginLimiter, proxies trustedProxies, fake *fakeWechat) {
+func addRoutes(mux *http.ServeMux, apps appSet, users userBackend, tokens tokenBackend, limit *loginLimiter, proxies trustedProxies, fake *fakeWechat) {
 	login := limitLogins(limit, proxies, handleLogin(apps, users, tokens))
 	mux.Handle("POST /login", login)
 	mux.Handle("POST /login/{$}", login)
@@ -262,7 +262,7 @@ func writeError(w http.ResponseWriter, err error) {
 // handleLogin serves POST /login: it exchanges a wx.login code for the
 // user's identity, creates the user on first sight, and answers with a new
 // token. The session_key stays on the server.
-func handleLogin(apps appSet, users *userStore, tokens *tokenStore) http.Handler {
+func handleLogin(apps appSet, users userBackend, tokens tokenBackend) http.Handler {
 	type response struct {
 		Token     string `json:"token"`
 		ExpiresIn int64  `json:"expires_in"`
@@ -286,19 +286,17 @@ func handleLogin(apps appSet, users *userStore, tokens *tokenStore) http.Handler
 			writeError(w, wechatFailure(err))
 			return
 		}
-		u, created, err := users.login(app.ID, exchanged.OpenID, exchanged.UnionID)
+		u, created, err := users.login(r.Context(), app.ID, exchanged.OpenID, exchanged.UnionID)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		token := tokens.issue(identity{AppID: u.AppID, OpenID: u.OpenID, UserID: u.ID}, exchanged.SessionKey)
-		if !users.exists(u.ID) {
-			// The account was deleted while this login ran (on another
-			// device): the deletion may have revoked the user's tokens
-			// before this one was issued, so it is revoked here. Logging in
-			// again makes a new user.
-			tokens.revoke(caller{hash: hashToken(token)})
-			writeError(w, notLoggedIn(fmt.Errorf("user %d was deleted during the login", u.ID)))
+		// A login that raced the deletion of the account (on another
+		// device) gets errNoUser here: status 4, and logging in again
+		// makes a new user.
+		token, err := tokens.issue(r.Context(), identity{AppID: u.AppID, OpenID: u.OpenID, UserID: u.ID}, exchanged.SessionKey)
+		if err != nil {
+			writeError(w, err)
 			return
 		}
 		writeOK(w, response{
@@ -344,7 +342,7 @@ type callerHandler func(w http.ResponseWriter, r *http.Request, who caller)
 
 // requireLogin resolves the request's token and calls next with its caller,
 // or answers status 4.
-func requireLogin(tokens *tokenStore, next callerHandler) http.Handler {
+func requireLogin(tokens tokenBackend, next callerHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, err := tokenFromRequest(r.Header)
 		if err != nil {
@@ -355,7 +353,11 @@ func requireLogin(tokens *tokenStore, next callerHandler) http.Handler {
 			writeError(w, notLoggedIn(errors.New("no token")))
 			return
 		}
-		who, ok := tokens.lookup(token)
+		who, ok, err := tokens.lookup(r.Context(), token)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
 		if !ok {
 			writeError(w, notLoggedIn(errors.New("unknown, revoked or expired token")))
 			return
@@ -407,8 +409,11 @@ type personApp struct {
 }
 
 // viewUser shows user id with its person.
-func viewUser(apps appSet, users *userStore, id int64) (userView, error) {
-	person, ok := users.person(id)
+func viewUser(ctx context.Context, apps appSet, users userBackend, id int64) (userView, error) {
+	person, ok, err := users.person(ctx, id)
+	if err != nil {
+		return userView{}, err
+	}
 	if !ok {
 		return userView{}, fmt.Errorf("token names user %d: %w", id, errNoUser)
 	}
@@ -427,8 +432,8 @@ func viewUser(apps appSet, users *userStore, id int64) (userView, error) {
 }
 
 // writeUser answers with user id as GET /user shows it.
-func writeUser(w http.ResponseWriter, apps appSet, users *userStore, id int64) {
-	v, err := viewUser(apps, users, id)
+func writeUser(w http.ResponseWriter, r *http.Request, apps appSet, users userBackend, id int64) {
+	v, err := viewUser(r.Context(), apps, users, id)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -437,9 +442,9 @@ func writeUser(w http.ResponseWriter, apps appSet, users *userStore, id int64) {
 }
 
 // handleUser serves GET /user: the logged-in user, with their person.
-func handleUser(apps appSet, users *userStore) callerHandler {
+func handleUser(apps appSet, users userBackend) callerHandler {
 	return func(w http.ResponseWriter, r *http.Request, who caller) {
-		writeUser(w, apps, users, who.UserID)
+		writeUser(w, r, apps, users, who.UserID)
 	}
 }
 
@@ -461,7 +466,7 @@ type profilePatch struct {
 // getUserProfile (WECHAT.md §5). It is the user's own input, not signed by
 // WeChat, so every field is validated, and a new nickname is checked by
 // WeChat's content check; an empty string clears a field.
-func handlePatchUser(apps appSet, users *userStore) callerHandler {
+func handlePatchUser(apps appSet, users userBackend) callerHandler {
 	return func(w http.ResponseWriter, r *http.Request, who caller) {
 		var p profilePatch
 		if err := readJSON(r, &p); err != nil {
@@ -482,17 +487,21 @@ func handlePatchUser(apps appSet, users *userStore) callerHandler {
 				writeError(w, err)
 				return
 			}
-			before, _ := users.get(who.UserID)
+			before, _, err := users.get(r.Context(), who.UserID)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
 			if err := checkNickname(r.Context(), app, who, before.Nickname, *p.Nickname); err != nil {
 				writeError(w, err)
 				return
 			}
 		}
-		if _, err := users.update(who.UserID, p.apply); err != nil {
+		if _, err := users.update(r.Context(), who.UserID, p.apply); err != nil {
 			writeError(w, err)
 			return
 		}
-		writeUser(w, apps, users, who.UserID)
+		writeUser(w, r, apps, users, who.UserID)
 	}
 }
 
@@ -550,7 +559,7 @@ func (req *userInfoRequest) fields() map[string]*string {
 // (both must pass when both are sent), and saves the verified profile and
 // unionId. WeChat's anonymous placeholder ("微信用户" with a grey avatar)
 // never overwrites a nickname or avatar, and empty fields are not saved.
-func handleUserInfo(apps appSet, users *userStore) callerHandler {
+func handleUserInfo(apps appSet, users userBackend) callerHandler {
 	return func(w http.ResponseWriter, r *http.Request, who caller) {
 		var req userInfoRequest
 		if err := readStringFields(r, req.fields()); err != nil {
@@ -562,11 +571,11 @@ func handleUserInfo(apps appSet, users *userStore) callerHandler {
 			writeError(w, err)
 			return
 		}
-		if _, err := users.update(who.UserID, info.apply); err != nil {
+		if _, err := users.update(r.Context(), who.UserID, info.apply); err != nil {
 			writeError(w, err)
 			return
 		}
-		writeUser(w, apps, users, who.UserID)
+		writeUser(w, r, apps, users, who.UserID)
 	}
 }
 
@@ -685,7 +694,7 @@ func decrypt[T any](req encryptedRequest, who caller, read func(plain []byte) (T
 // open-type="getPhoneNumber">: its code goes to WeChat's getuserphonenumber
 // (base library 2.21.2 and later); without a code, the legacy encryptedData
 // and iv are decrypted. The number is saved on the user.
-func handlePhone(apps appSet, users *userStore) callerHandler {
+func handlePhone(apps appSet, users userBackend) callerHandler {
 	return func(w http.ResponseWriter, r *http.Request, who caller) {
 		var req struct {
 			Code string
@@ -747,7 +756,7 @@ func handlePhone(apps appSet, users *userStore) callerHandler {
 			writeError(w, err)
 			return
 		}
-		if _, err := users.update(who.UserID, func(u *userRecord) {
+		if _, err := users.update(r.Context(), who.UserID, func(u *userRecord) {
 			u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = p.PhoneNumber, p.PurePhoneNumber, p.CountryCode
 		}); err != nil {
 			writeError(w, err)
@@ -777,19 +786,23 @@ func (p phone) check() error {
 // dies; the names of their one-time claims are kept under a keyed hash, so
 // that a returning person does not take them twice. The answer says what
 // went and what was kept. A later login by the same person is a new user.
-func handleDeleteUser(users *userStore, tokens *tokenStore) callerHandler {
+func handleDeleteUser(users userBackend, tokens tokenBackend) callerHandler {
 	type response struct {
 		UserID        int64    `json:"user_id"`
 		TokensRevoked int      `json:"tokens_revoked"`
 		ClaimsKept    []string `json:"claims_kept"` // names only
 	}
 	return func(w http.ResponseWriter, r *http.Request, who caller) {
-		gone, err := users.erase(who.UserID)
+		gone, err := users.erase(r.Context(), who.UserID)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		revoked := tokens.revokeUser(who.UserID)
+		revoked, err := tokens.revokeUser(r.Context(), who.UserID)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
 		writeOK(w, response{UserID: gone.UserID, TokensRevoked: revoked, ClaimsKept: gone.ClaimsKept})
 	}
 }
@@ -843,14 +856,14 @@ func handleSessionCheck(apps appSet) callerHandler {
 // the token's person. The first claim of a name by a person answers 201
 // with the claim, once it is durable; any later one, from any of the
 // person's apps, answers status 6 (409) with the claim that was made.
-func handleClaim(users *userStore) callerHandler {
+func handleClaim(users userBackend) callerHandler {
 	return func(w http.ResponseWriter, r *http.Request, who caller) {
 		name := r.PathValue("name")
 		if !validClaimName(name) {
 			writeError(w, badRequest(msgMalformed+"：名称应为 1 到 32 个 a-z、0-9 或 -", nil))
 			return
 		}
-		c, taken, err := users.claim(who.UserID, name)
+		c, taken, err := users.claim(r.Context(), who.UserID, name)
 		switch {
 		case err != nil:
 			writeError(w, err)
@@ -863,19 +876,27 @@ func handleClaim(users *userStore) callerHandler {
 }
 
 // handleClaims serves GET /claims: the person's claims, oldest first.
-func handleClaims(users *userStore) callerHandler {
+func handleClaims(users userBackend) callerHandler {
 	type response struct {
 		Claims []claimView `json:"claims"`
 	}
 	return func(w http.ResponseWriter, r *http.Request, who caller) {
-		writeOK(w, response{Claims: users.claimsOf(who.UserID)})
+		claims, err := users.claimsOf(r.Context(), who.UserID)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeOK(w, response{Claims: claims})
 	}
 }
 
 // handleLogout serves POST /logout: the token is revoked at once.
-func handleLogout(tokens *tokenStore) callerHandler {
+func handleLogout(tokens tokenBackend) callerHandler {
 	return func(w http.ResponseWriter, r *http.Request, who caller) {
-		tokens.revoke(who)
+		if err := tokens.revoke(r.Context(), who); err != nil {
+			writeError(w, err)
+			return
+		}
 		writeOK(w, nil)
 	}
 }
@@ -885,9 +906,9 @@ func handleLogout(tokens *tokenStore) callerHandler {
 // a failed write until wxlogin restarts, so that traffic moves elsewhere.
 // (The log said why, once, when it happened.) users is nil for the fake
 // WeChat alone.
-func handleHealthz(users *userStore) http.Handler {
+func handleHealthz(users userBackend) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if users != nil && users.writeFailure() != nil {
+		if users != nil && users.health(r.Context()) != nil {
 			writeError(w, &apiError{status: statusInternal, httpCode: http.StatusServiceUnavailable, msg: msgStoreFailed})
 			return
 		}

@@ -1094,7 +1094,7 @@ func TestTokenOfARemovedAppIsNoLogin(t *testing.T) {
 	a, token := loggedIn(t)
 	// The server restarts with the token reloaded, but its app is gone.
 	apps := appSet{"wxother": {ID: "wxother", Name: "Other", wx: a.wx}}
-	h := newServer(textLogger(io.Discard), apps, a.users, a.tokens, nil, nil, nil)
+	h := newServer(textLogger(io.Discard), apps, fileUsers{a.users}, memoryTokens{a.tokens, a.users}, nil, nil, nil)
 	code := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
 	for _, r := range []struct{ method, path, body string }{{"GET", "/session/check", ""}, {"POST", "/user/phone", `{"code":"` + code.(string) + `"}`}} {
 		if got := call(t, h, r.method, r.path, r.body, "Content-Type", jsonCT, "token", token); got.code != 401 || got.env.Status != statusNotLoggedIn {

@@ -147,7 +147,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	if opts.quiet {
 		log = discardLogger()
 	}
-	a.handler = newServer(log, a.apps, a.users, a.tokens, limit, opts.proxies, mounted)
+	a.handler = newServer(log, a.apps, fileUsers{a.users}, memoryTokens{a.tokens, a.users}, limit, opts.proxies, mounted)
 	return a
 }
 

@@ -119,7 +119,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		apps[a.AppID] = &miniApp{ID: a.AppID, Name: a.Name, wx: wx, checkContent: cfg.contentCheck}
 	}
 	limit := newLoginLimiter(cfg.loginRate, cfg.loginBurst, clock)
-	srv := newHTTPServer(newServer(log, apps, users, tokens, limit, cfg.proxies, fake), cfg.loginTimeout, log)
+	srv := newHTTPServer(newServer(log, apps, fileUsers{users}, memoryTokens{tokens, users}, limit, cfg.proxies, fake), cfg.loginTimeout, log)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

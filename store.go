@@ -25,6 +25,110 @@ import (
 // write durable in its journal (journal.go) before it returns. Saving the
 // tokens across a restart is tokenfile.go's.
 
+// The handlers reach the stores through userBackend and tokenBackend: on
+// one machine these are the stores of this file, on the data directory and
+// in memory (fileUsers, memoryTokens); with -redis they are Redis, shared by
+// every instance (redisstore.go). Every call takes the request's context,
+// which bounds a call to Redis, and may fail: a write that cannot be made
+// durable, or a Redis that cannot be reached, is an error, never a reply.
+type userBackend interface {
+	// login records a login of (appID, openID), creating the user the first
+	// time, and reports whether it did; exactly one of concurrent first
+	// logins does.
+	login(ctx context.Context, appID, openID, unionID string) (userRecord, bool, error)
+	get(ctx context.Context, id int64) (userRecord, bool, error)
+	// update applies change to user id's record and stores it.
+	update(ctx context.Context, id int64, change func(u *userRecord)) (userRecord, error)
+	// person is user id's person's records, the earliest first.
+	person(ctx context.Context, id int64) ([]userRecord, bool, error)
+	// claim claims name for user id's person exactly once, or reports the
+	// earlier claim with taken true.
+	claim(ctx context.Context, id int64, name string) (c claimView, taken bool, err error)
+	claimsOf(ctx context.Context, id int64) ([]claimView, error)
+	erase(ctx context.Context, id int64) (erasureResult, error)
+	// health is nil while the store can serve; for /healthz.
+	health(ctx context.Context) error
+}
+
+// tokenBackend holds the tokens and each user's session_key.
+type tokenBackend interface {
+	// issue creates a token for who, whose session_key key becomes; it
+	// fails with errNoUser when who was erased meanwhile.
+	issue(ctx context.Context, who identity, key string) (string, error)
+	lookup(ctx context.Context, token string) (caller, bool, error)
+	revoke(ctx context.Context, who caller) error
+	revokeUser(ctx context.Context, id int64) (int, error)
+	lifetime() time.Duration
+}
+
+// fileUsers is the user store as a userBackend.
+type fileUsers struct{ *userStore }
+
+func (f fileUsers) login(_ context.Context, appID, openID, unionID string) (userRecord, bool, error) {
+	return f.userStore.login(appID, openID, unionID)
+}
+
+func (f fileUsers) get(_ context.Context, id int64) (userRecord, bool, error) {
+	u, ok := f.userStore.get(id)
+	return u, ok, nil
+}
+
+func (f fileUsers) update(_ context.Context, id int64, change func(u *userRecord)) (userRecord, error) {
+	return f.userStore.update(id, change)
+}
+
+func (f fileUsers) person(_ context.Context, id int64) ([]userRecord, bool, error) {
+	p, ok := f.userStore.person(id)
+	return p, ok, nil
+}
+
+func (f fileUsers) claim(_ context.Context, id int64, name string) (claimView, bool, error) {
+	return f.userStore.claim(id, name)
+}
+
+func (f fileUsers) claimsOf(_ context.Context, id int64) ([]claimView, error) {
+	return f.userStore.claimsOf(id), nil
+}
+
+func (f fileUsers) erase(_ context.Context, id int64) (erasureResult, error) {
+	return f.userStore.erase(id)
+}
+
+func (f fileUsers) health(context.Context) error { return f.writeFailure() }
+
+// memoryTokens is the token store as a tokenBackend; it reads the user
+// store to tell a login that raced an account deletion.
+type memoryTokens struct {
+	*tokenStore
+	users *userStore
+}
+
+func (m memoryTokens) issue(_ context.Context, who identity, key string) (string, error) {
+	token := m.tokenStore.issue(who, key)
+	if !m.users.exists(who.UserID) {
+		// The account was deleted while this login ran (on another
+		// device): the deletion may have revoked the user's tokens before
+		// this one was issued, so it is revoked here.
+		m.tokenStore.revoke(caller{hash: hashToken(token)})
+		return "", fmt.Errorf("user %d was deleted during the login: %w", who.UserID, errNoUser)
+	}
+	return token, nil
+}
+
+func (m memoryTokens) lookup(_ context.Context, token string) (caller, bool, error) {
+	who, ok := m.tokenStore.lookup(token)
+	return who, ok, nil
+}
+
+func (m memoryTokens) revoke(_ context.Context, who caller) error {
+	m.tokenStore.revoke(who)
+	return nil
+}
+
+func (m memoryTokens) revokeUser(_ context.Context, id int64) (int, error) {
+	return m.tokenStore.revokeUser(id), nil
+}
+
 // userRef names one user of one mini program. WeChat's openid is only unique
 // within an app, so every lookup is keyed by the pair.
 type userRef struct {
