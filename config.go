@@ -42,6 +42,11 @@ type config struct {
 	contentCheck  bool   // check a changed nickname with msgSecCheck
 	proxies       trustedProxies
 	apps          []appConfig
+	// redis, when set, is where users and tokens live, in place of the
+	// data directory (redisstore.go); redisDurability is what it must
+	// promise of a write (redisFsync or redisUnchecked).
+	redis           *redisConfig
+	redisDurability string
 }
 
 // appConfig is one mini program wxlogin serves, as the apps file lists it.
@@ -107,6 +112,9 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	e.string(&proxies, "trusted-proxies", "WXLOGIN_TRUSTED_PROXIES", "", "comma-separated CIDRs of the reverse proxies in front of wxlogin, whose X-Forwarded-For is believed (default: none; the peer's address is the client's)")
 	contentCheck := optionalBool{value: true}
 	e.bool(&contentCheck, "content-check", "WXLOGIN_CONTENT_CHECK", "check a nickname set by PATCH /user with WeChat's msgSecCheck and refuse a risky one (status 9); when WeChat cannot check it, refuse the change (status 3) (default: on; -content-check=false to turn off)")
+	var redisURL string
+	e.string(&redisURL, "redis", "WXLOGIN_REDIS", "", "keep users and tokens in Redis, shared by every wxlogin on it, instead of -data: redis://[user@]host:port[/db][?cluster=true&addr=host:port&pool=64&timeout=2s], or rediss:// for TLS; a password only through WXLOGIN_REDIS or WXLOGIN_REDIS_PASSWORD_FILE, never this flag (default: off)")
+	e.string(&cfg.redisDurability, "redis-durability", "WXLOGIN_REDIS_DURABILITY", redisFsync, "with -redis: fsync refuses to start unless every Redis master appends each write to its AOF and fsyncs it before answering (appendonly yes, appendfsync always); unchecked takes Redis as it is, for a managed Redis that hides CONFIG or a weaker setup (README, Redis)")
 	var fakeOnly optionalBool
 	e.bool(&fakeOnly, "fake-only", "WXLOGIN_FAKE_ONLY", "serve only the fake WeChat, with WeChat's API paths at the root, for load tests and other backends' tests; needs WX_APPSECRET (or -apps), which it checks like WeChat")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -148,6 +156,21 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 		return cfg, errors.New("-max-conns / WXLOGIN_MAX_CONNS: must be 0 (below the open-file limit) or more")
 	}
 	var err error
+	if redisURL != "" {
+		fromFlag := false
+		fs.Visit(func(f *flag.Flag) { fromFlag = fromFlag || f.Name == "redis" })
+		r, err := parseRedisURL(redisURL, fromFlag, getenv("WXLOGIN_REDIS_PASSWORD_FILE"))
+		if err != nil {
+			return cfg, fmt.Errorf("-redis / WXLOGIN_REDIS: %w", err)
+		}
+		cfg.redis = &r
+	}
+	if cfg.redisDurability != redisFsync && cfg.redisDurability != redisUnchecked {
+		return cfg, fmt.Errorf("-redis-durability / WXLOGIN_REDIS_DURABILITY: %q is not %s or %s", cfg.redisDurability, redisFsync, redisUnchecked)
+	}
+	if cfg.fakeOnly && cfg.redis != nil {
+		return cfg, errors.New("-fake-only keeps nothing: -redis / WXLOGIN_REDIS does not apply")
+	}
 	if cfg.proxies, err = parseTrustedProxies(proxies); err != nil {
 		return cfg, fmt.Errorf("-trusted-proxies / WXLOGIN_TRUSTED_PROXIES: %w", err)
 	}

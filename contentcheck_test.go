@@ -75,60 +75,64 @@ const msgSecCheckPath = "/mock/api/wxa/msg_sec_check"
 // and nothing of the patch is saved; review and pass are saved. The fake's
 // word list stands in for WeChat's.
 func TestNicknameIsCheckedLikeWeChatChecksIt(t *testing.T) {
-	tests := []struct {
-		nickname   string
-		wantStatus int
-		wantHTTP   int
-	}{
-		{"小明", statusOK, http.StatusOK},
-		{"小明待审", statusOK, http.StatusOK}, // review: WeChat's own input lets it through
-		{"赌博小王", statusContentRisky, http.StatusUnprocessableEntity},
-		{"I am risky", statusContentRisky, http.StatusUnprocessableEntity},
-	}
-	for _, tt := range tests {
-		t.Run(tt.nickname, func(t *testing.T) {
-			a, token := loggedIn(t)
-			got := patchNickname(t, a, token, tt.nickname)
-			if got.env.Status != tt.wantStatus || got.code != tt.wantHTTP {
-				t.Fatalf("PATCH /user %q = %d %s; want HTTP %d, status %d", tt.nickname, got.code, got.raw, tt.wantHTTP, tt.wantStatus)
-			}
-			if n := a.calls.count(msgSecCheckPath); n != 1 {
-				t.Errorf("msg_sec_check called %d times; want 1", n)
-			}
-			user := dataOf[userData](t, call(t, a.handler, http.MethodGet, "/user", "", "Authorization", "Bearer "+token))
-			saved := tt.wantStatus == statusOK
-			if (user.Nickname == tt.nickname) != saved || (user.City == "深圳") != saved {
-				t.Errorf("after the patch GET /user = %+v; want the patch saved: %v", user, saved)
-			}
-			if tt.wantStatus == statusContentRisky && got.env.Msg != msgContentRisky {
-				t.Errorf("msg = %q; want %q", got.env.Msg, msgContentRisky)
-			}
-			if strings.Contains(a.logs.String(), tt.nickname) {
-				t.Errorf("the log holds the nickname typed: %s", a.logs)
-			}
-		})
-	}
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		tests := []struct {
+			nickname   string
+			wantStatus int
+			wantHTTP   int
+		}{
+			{"小明", statusOK, http.StatusOK},
+			{"小明待审", statusOK, http.StatusOK}, // review: WeChat's own input lets it through
+			{"赌博小王", statusContentRisky, http.StatusUnprocessableEntity},
+			{"I am risky", statusContentRisky, http.StatusUnprocessableEntity},
+		}
+		for _, tt := range tests {
+			t.Run(tt.nickname, func(t *testing.T) {
+				a, token := loggedInOn(t, store)
+				got := patchNickname(t, a, token, tt.nickname)
+				if got.env.Status != tt.wantStatus || got.code != tt.wantHTTP {
+					t.Fatalf("PATCH /user %q = %d %s; want HTTP %d, status %d", tt.nickname, got.code, got.raw, tt.wantHTTP, tt.wantStatus)
+				}
+				if n := a.calls.count(msgSecCheckPath); n != 1 {
+					t.Errorf("msg_sec_check called %d times; want 1", n)
+				}
+				user := dataOf[userData](t, call(t, a.handler, http.MethodGet, "/user", "", "Authorization", "Bearer "+token))
+				saved := tt.wantStatus == statusOK
+				if (user.Nickname == tt.nickname) != saved || (user.City == "深圳") != saved {
+					t.Errorf("after the patch GET /user = %+v; want the patch saved: %v", user, saved)
+				}
+				if tt.wantStatus == statusContentRisky && got.env.Msg != msgContentRisky {
+					t.Errorf("msg = %q; want %q", got.env.Msg, msgContentRisky)
+				}
+				if strings.Contains(a.logs.String(), tt.nickname) {
+					t.Errorf("the log holds the nickname typed: %s", a.logs)
+				}
+			})
+		}
+	})
 }
 
 // Only a new, non-empty nickname is checked; with -content-check=false none is.
 func TestNicknameIsCheckedOnlyWhenItChanges(t *testing.T) {
-	a, token := loggedIn(t)
-	patchNickname(t, a, token, "小明")
-	patchNickname(t, a, token, "小明") // unchanged
-	patchNickname(t, a, token, "")   // cleared
-	send(t, a.handler, http.MethodPatch, "/user", token, map[string]any{"city": "广州"})
-	if n := a.calls.count(msgSecCheckPath); n != 1 {
-		t.Errorf("msg_sec_check called %d times for one new nickname; want 1", n)
-	}
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		patchNickname(t, a, token, "小明")
+		patchNickname(t, a, token, "小明") // unchanged
+		patchNickname(t, a, token, "")   // cleared
+		send(t, a.handler, http.MethodPatch, "/user", token, map[string]any{"city": "广州"})
+		if n := a.calls.count(msgSecCheckPath); n != 1 {
+			t.Errorf("msg_sec_check called %d times for one new nickname; want 1", n)
+		}
 
-	off := newTestApp(t, appOptions{noContentCheck: true})
-	offToken := off.login(t, "wxapp", "alice")
-	if got := patchNickname(t, off, offToken, "risky"); got.env.Status != statusOK {
-		t.Errorf("with the check off, PATCH /user = %s; want it saved", got.raw)
-	}
-	if n := off.calls.count(msgSecCheckPath); n != 0 {
-		t.Errorf("with the check off, msg_sec_check called %d times", n)
-	}
+		off := newTestApp(t, appOptions{store: store, noContentCheck: true})
+		offToken := off.login(t, "wxapp", "alice")
+		if got := patchNickname(t, off, offToken, "risky"); got.env.Status != statusOK {
+			t.Errorf("with the check off, PATCH /user = %s; want it saved", got.raw)
+		}
+		if n := off.calls.count(msgSecCheckPath); n != 0 {
+			t.Errorf("with the check off, msg_sec_check called %d times", n)
+		}
+	})
 }
 
 // What msg_sec_check is sent: version 2, scene 1 (profile), the user's
@@ -176,35 +180,37 @@ func TestMsgSecCheckRequest(t *testing.T) {
 // WeChat failing in each way it can, and 61010 for a user WeChat has not
 // seen in two hours.
 func TestNicknameIsRefusedWhenWeChatCannotCheckIt(t *testing.T) {
-	for _, kind := range faultKinds {
-		t.Run(kind, func(t *testing.T) {
-			a, token := loggedIn(t)
-			a.wx.http.Timeout = 200 * time.Millisecond
-			a.wx.requestTimeout = time.Second
-			if got := call(t, a.fake.routes(), "POST", "/mock/faults", `{"rate":1,"kinds":["`+kind+`"]}`, "Content-Type", jsonCT); got.env.Status != 0 {
-				t.Fatalf("POST /mock/faults = %s", got.raw)
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		for _, kind := range faultKinds {
+			t.Run(kind, func(t *testing.T) {
+				a, token := loggedInOn(t, store)
+				a.wx.http.Timeout = 200 * time.Millisecond
+				a.wx.requestTimeout = time.Second
+				if got := call(t, a.fake.routes(), "POST", "/mock/faults", `{"rate":1,"kinds":["`+kind+`"]}`, "Content-Type", jsonCT); got.env.Status != 0 {
+					t.Fatalf("POST /mock/faults = %s", got.raw)
+				}
+				got := patchNickname(t, a, token, "小明")
+				if got.env.Status != statusWechatDown || (got.code != http.StatusBadGateway && got.code != http.StatusGatewayTimeout) {
+					t.Errorf("PATCH /user with WeChat failing = %d %s; want 502 or 504, status 3", got.code, got.raw)
+				}
+				call(t, a.fake.routes(), "POST", "/mock/faults", `{"rate":0}`, "Content-Type", jsonCT)
+				if user := dataOf[userData](t, call(t, a.handler, http.MethodGet, "/user", "", "Authorization", "Bearer "+token)); user.Nickname != "" || user.City != "" {
+					t.Errorf("after a refused patch GET /user = %+v; want nothing saved", user)
+				}
+			})
+		}
+		t.Run("user not seen for two hours", func(t *testing.T) {
+			a, token := loggedInOn(t, store)
+			// The token is used in between, so it stays valid; WeChat sees
+			// none of that.
+			for range 3 {
+				a.clock.Advance(fakeVisitWindow/3 + time.Minute)
+				call(t, a.handler, http.MethodGet, "/user", "", "Authorization", "Bearer "+token)
 			}
 			got := patchNickname(t, a, token, "小明")
-			if got.env.Status != statusWechatDown || (got.code != http.StatusBadGateway && got.code != http.StatusGatewayTimeout) {
-				t.Errorf("PATCH /user with WeChat failing = %d %s; want 502 or 504, status 3", got.code, got.raw)
-			}
-			call(t, a.fake.routes(), "POST", "/mock/faults", `{"rate":0}`, "Content-Type", jsonCT)
-			if user := dataOf[userData](t, call(t, a.handler, http.MethodGet, "/user", "", "Authorization", "Bearer "+token)); user.Nickname != "" || user.City != "" {
-				t.Errorf("after a refused patch GET /user = %+v; want nothing saved", user)
+			if got.env.Status != statusWechatDown || got.env.Errcode != 61010 {
+				t.Errorf("PATCH /user = %d %s; want status 3 with errcode 61010", got.code, got.raw)
 			}
 		})
-	}
-	t.Run("user not seen for two hours", func(t *testing.T) {
-		a, token := loggedIn(t)
-		// The token is used in between, so it stays valid; WeChat sees
-		// none of that.
-		for range 3 {
-			a.clock.Advance(fakeVisitWindow/3 + time.Minute)
-			call(t, a.handler, http.MethodGet, "/user", "", "Authorization", "Bearer "+token)
-		}
-		got := patchNickname(t, a, token, "小明")
-		if got.env.Status != statusWechatDown || got.env.Errcode != 61010 {
-			t.Errorf("PATCH /user = %d %s; want status 3 with errcode 61010", got.code, got.raw)
-		}
 	})
 }

@@ -153,49 +153,53 @@ func TestErasureForgetsTheUserButNotTheirClaims(t *testing.T) {
 // DELETE /user answers what went and what was kept, and ends every token
 // of the user, on every device.
 func TestDeleteUserRoute(t *testing.T) {
-	a, token := loggedIn(t)
-	other := a.login(t, "wxapp", "alice") // a second device
-	if got := call(t, a.handler, http.MethodPost, "/claims/welcome-gift", "", "token", token); got.code != http.StatusCreated {
-		t.Fatalf("claim = %s", got.raw)
-	}
-	got := call(t, a.handler, http.MethodDelete, "/user", "", "token", token)
-	type deleted struct {
-		UserID        int64    `json:"user_id"`
-		TokensRevoked int      `json:"tokens_revoked"`
-		ClaimsKept    []string `json:"claims_kept"`
-	}
-	if d := dataOf[deleted](t, got); got.env.Status != 0 || d.UserID != 1 || d.TokensRevoked != 2 || !slices.Equal(d.ClaimsKept, []string{"welcome-gift"}) {
-		t.Errorf("DELETE /user = %s; want user 1, 2 tokens revoked, welcome-gift kept", got.raw)
-	}
-	for _, tok := range []string{token, other} {
-		if got := call(t, a.handler, http.MethodGet, "/user", "", "token", tok); got.env.Status != statusNotLoggedIn {
-			t.Errorf("GET /user with a token of the deleted user = %s; want status 4", got.raw)
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		other := a.login(t, "wxapp", "alice") // a second device
+		if got := call(t, a.handler, http.MethodPost, "/claims/welcome-gift", "", "token", token); got.code != http.StatusCreated {
+			t.Fatalf("claim = %s", got.raw)
 		}
-	}
-	again := a.login(t, "wxapp", "alice")
-	if d := dataOf[userData](t, call(t, a.handler, http.MethodGet, "/user", "", "token", again)); d.ID == 1 || d.Nickname != "" {
-		t.Errorf("after deletion alice logs in as %+v; want a new user", d)
-	}
+		got := call(t, a.handler, http.MethodDelete, "/user", "", "token", token)
+		type deleted struct {
+			UserID        int64    `json:"user_id"`
+			TokensRevoked int      `json:"tokens_revoked"`
+			ClaimsKept    []string `json:"claims_kept"`
+		}
+		if d := dataOf[deleted](t, got); got.env.Status != 0 || d.UserID != 1 || d.TokensRevoked != 2 || !slices.Equal(d.ClaimsKept, []string{"welcome-gift"}) {
+			t.Errorf("DELETE /user = %s; want user 1, 2 tokens revoked, welcome-gift kept", got.raw)
+		}
+		for _, tok := range []string{token, other} {
+			if got := call(t, a.handler, http.MethodGet, "/user", "", "token", tok); got.env.Status != statusNotLoggedIn {
+				t.Errorf("GET /user with a token of the deleted user = %s; want status 4", got.raw)
+			}
+		}
+		again := a.login(t, "wxapp", "alice")
+		if d := dataOf[userData](t, call(t, a.handler, http.MethodGet, "/user", "", "token", again)); d.ID == 1 || d.Nickname != "" {
+			t.Errorf("after deletion alice logs in as %+v; want a new user", d)
+		}
+	})
 }
 
 // A token the deletion has not revoked yet (the moment between the erasure
 // and the revocation) is not logged in, on every route, never a 500.
 func TestATokenOfAnErasedUserIsNotLoggedIn(t *testing.T) {
-	a, token := loggedIn(t)
-	if _, err := a.users.erase(1); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range []struct{ method, path string }{
-		{http.MethodGet, "/user"}, {http.MethodPatch, "/user"}, {http.MethodDelete, "/user"}, {http.MethodPost, "/claims/welcome-gift"},
-	} {
-		got := send(t, a.handler, r.method, r.path, token, map[string]any{"city": "深圳"})
-		if r.method == http.MethodGet || r.method == http.MethodDelete {
-			got = call(t, a.handler, r.method, r.path, "", "Authorization", "Bearer "+token)
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		if _, err := a.userBackend.erase(t.Context(), 1); err != nil {
+			t.Fatal(err)
 		}
-		if got.code != http.StatusUnauthorized || got.env.Status != statusNotLoggedIn {
-			t.Errorf("%s %s with a token of an erased user = %d %s; want 401, status 4", r.method, r.path, got.code, got.raw)
+		for _, r := range []struct{ method, path string }{
+			{http.MethodGet, "/user"}, {http.MethodPatch, "/user"}, {http.MethodDelete, "/user"}, {http.MethodPost, "/claims/welcome-gift"},
+		} {
+			got := send(t, a.handler, r.method, r.path, token, map[string]any{"city": "深圳"})
+			if r.method == http.MethodGet || r.method == http.MethodDelete {
+				got = call(t, a.handler, r.method, r.path, "", "Authorization", "Bearer "+token)
+			}
+			if got.code != http.StatusUnauthorized || got.env.Status != statusNotLoggedIn {
+				t.Errorf("%s %s with a token of an erased user = %d %s; want 401, status 4", r.method, r.path, got.code, got.raw)
+			}
 		}
-	}
+	})
 }
 
 // Through a real restart of a real server: a user with a profile, a phone

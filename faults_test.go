@@ -42,52 +42,54 @@ func TestFaultInjectorPicksTheFraction(t *testing.T) {
 // is healthy, the very same code logs in, because a failed call never
 // reached the code.
 func TestLoginUnderEachFault(t *testing.T) {
-	tests := []struct {
-		kind    string
-		calls   int // calls wxlogin makes for one login: 3 when it retries
-		errcode int
-	}{
-		{"system-error", 3, -1},
-		{"rate-limit", 1, 45011},
-		{"http-500", 1, 0},
-		{"html", 1, 0},
-		{"truncated", 1, 0},
-		{"hang", 3, 0},
-		{"reset", 3, 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.kind, func(t *testing.T) {
-			a := newTestApp(t, appOptions{})
-			a.wx.http.Timeout = 200 * time.Millisecond // one call; a hang costs this
-			a.wx.requestTimeout = 2 * time.Second      // the whole login, retries included
-			code := a.fake.issueCode("wxapp", "alice")
-			if got := call(t, a.fake.routes(), "POST", "/mock/faults", `{"rate":1,"kinds":["`+tt.kind+`"]}`, "Content-Type", jsonCT); got.env.Status != 0 {
-				t.Fatalf("POST /mock/faults = %s", got.raw)
-			}
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		tests := []struct {
+			kind    string
+			calls   int // calls wxlogin makes for one login: 3 when it retries
+			errcode int
+		}{
+			{"system-error", 3, -1},
+			{"rate-limit", 1, 45011},
+			{"http-500", 1, 0},
+			{"html", 1, 0},
+			{"truncated", 1, 0},
+			{"hang", 3, 0},
+			{"reset", 3, 0},
+		}
+		for _, tt := range tests {
+			t.Run(tt.kind, func(t *testing.T) {
+				a := newTestApp(t, appOptions{store: store})
+				a.wx.http.Timeout = 200 * time.Millisecond // one call; a hang costs this
+				a.wx.requestTimeout = 2 * time.Second      // the whole login, retries included
+				code := a.fake.issueCode("wxapp", "alice")
+				if got := call(t, a.fake.routes(), "POST", "/mock/faults", `{"rate":1,"kinds":["`+tt.kind+`"]}`, "Content-Type", jsonCT); got.env.Status != 0 {
+					t.Fatalf("POST /mock/faults = %s", got.raw)
+				}
 
-			start := time.Now()
-			got := call(t, a.handler, "POST", "/login", `{"code":"`+code+`"}`, "Content-Type", jsonCT)
-			took := time.Since(start)
-			if got.env.Status != statusWechatDown || got.env.Errcode != tt.errcode || (got.code != http.StatusBadGateway && got.code != http.StatusGatewayTimeout) {
-				t.Errorf("login = %d %s; want 502 or 504, status 3, errcode %d", got.code, got.raw, tt.errcode)
-			}
-			if took > a.wx.requestTimeout+time.Second {
-				t.Errorf("login answered after %v; the bound is %v", took, a.wx.requestTimeout)
-			}
-			if r := a.fake.faults.report(); r.Calls != tt.calls {
-				t.Errorf("wxlogin called WeChat %d times for one login; want %d", r.Calls, tt.calls)
-			}
+				start := time.Now()
+				got := call(t, a.handler, "POST", "/login", `{"code":"`+code+`"}`, "Content-Type", jsonCT)
+				took := time.Since(start)
+				if got.env.Status != statusWechatDown || got.env.Errcode != tt.errcode || (got.code != http.StatusBadGateway && got.code != http.StatusGatewayTimeout) {
+					t.Errorf("login = %d %s; want 502 or 504, status 3, errcode %d", got.code, got.raw, tt.errcode)
+				}
+				if took > a.wx.requestTimeout+time.Second {
+					t.Errorf("login answered after %v; the bound is %v", took, a.wx.requestTimeout)
+				}
+				if r := a.fake.faults.report(); r.Calls != tt.calls {
+					t.Errorf("wxlogin called WeChat %d times for one login; want %d", r.Calls, tt.calls)
+				}
 
-			calls := a.fake.faults.report().Calls
-			call(t, a.fake.routes(), "POST", "/mock/faults", `{"rate":0}`, "Content-Type", jsonCT)
-			again := call(t, a.handler, "POST", "/login", `{"code":"`+code+`"}`, "Content-Type", jsonCT)
-			if again.env.Status != statusOK {
-				t.Errorf("the same code once the fake is healthy = %s; want a login", again.raw)
-			}
-			t.Logf("fault figures: %s: HTTP %d, status %d, errcode %d, %d calls to WeChat, answered in %v (bound %v); healthy again: status %d",
-				tt.kind, got.code, got.env.Status, got.env.Errcode, calls, took.Round(time.Millisecond), a.wx.requestTimeout, again.env.Status)
-		})
-	}
+				calls := a.fake.faults.report().Calls
+				call(t, a.fake.routes(), "POST", "/mock/faults", `{"rate":0}`, "Content-Type", jsonCT)
+				again := call(t, a.handler, "POST", "/login", `{"code":"`+code+`"}`, "Content-Type", jsonCT)
+				if again.env.Status != statusOK {
+					t.Errorf("the same code once the fake is healthy = %s; want a login", again.raw)
+				}
+				t.Logf("fault figures: %s: HTTP %d, status %d, errcode %d, %d calls to WeChat, answered in %v (bound %v); healthy again: status %d",
+					tt.kind, got.code, got.env.Status, got.env.Errcode, calls, took.Round(time.Millisecond), a.wx.requestTimeout, again.env.Status)
+			})
+		}
+	})
 }
 
 // GET /mock/faults reports the settings and what was injected; bad settings

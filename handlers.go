@@ -46,6 +46,7 @@ const (
 	msgContentRisky     = "昵称含有不适宜的内容，请修改后重试"
 	msgInternal         = "服务器内部错误"
 	msgStoreFailed      = "存储写入失败，服务暂停，请稍后重试"
+	msgStoreUnavailable = "存储暂时不可用，请稍后重试" // Redis cannot be reached (redisstore.go)
 	// A status 5 message is msgDataCheck, the check that failed, and
 	// msgDataCheckHint: the usual cause is a session_key that a later wx.login
 	// replaced after the data was fetched (WECHAT.md §2).
@@ -908,8 +909,16 @@ func handleLogout(tokens tokenBackend) callerHandler {
 // WeChat alone.
 func handleHealthz(users userBackend) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if users != nil && users.health(r.Context()) != nil {
-			writeError(w, &apiError{status: statusInternal, httpCode: http.StatusServiceUnavailable, msg: msgStoreFailed})
+		if users == nil {
+			writeOK(w, nil)
+			return
+		}
+		if err := users.health(r.Context()); err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) {
+				ae = &apiError{status: statusInternal, httpCode: http.StatusServiceUnavailable, msg: msgStoreFailed, cause: err}
+			}
+			writeError(w, ae)
 			return
 		}
 		writeOK(w, nil)

@@ -20,267 +20,297 @@ import (
 )
 
 func TestLoginResponses(t *testing.T) {
-	const ok = `{"session_key":"tiihtNczf5v6AKRyjwEUhQ==","openid":"o-alice","unionid":"u-alice"}`
-	tests := []struct {
-		name        string
-		wechat      string // what WeChat answers
-		path, body  string
-		contentType string
-		wantHTTP    int
-		wantStatus  int
-		wantMsg     string // exact, or a prefix when it ends in "："
-		wantErrcode int
-		wantCalls   int32
-	}{
-		{"json", ok, "/login", `{"code":"c1"}`, jsonCT, 200, 0, "ok", 0, 1},
-		{"json with charset", ok, "/login", `{"code":"c1"}`, "application/json; charset=utf-8", 200, 0, "ok", 0, 1},
-		{"form", ok, "/login", "code=c1", "application/x-www-form-urlencoded", 200, 0, "ok", 0, 1},
-		{"trailing slash", ok, "/login/", `{"code":"c1"}`, jsonCT, 200, 0, "ok", 0, 1},
-		{"no content type", ok, "/login", `{"code":"c1"}`, "", 200, 0, "ok", 0, 1},
-		{"configured appid", ok, "/login", `{"code":"c1","appid":"wxapp"}`, jsonCT, 200, 0, "ok", 0, 1},
-		{"extra fields ignored", ok, "/login", `{"code":"c1","userInfo":{"nickName":"x"}}`, jsonCT, 200, 0, "ok", 0, 1},
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		const ok = `{"session_key":"tiihtNczf5v6AKRyjwEUhQ==","openid":"o-alice","unionid":"u-alice"}`
+		tests := []struct {
+			name        string
+			wechat      string // what WeChat answers
+			path, body  string
+			contentType string
+			wantHTTP    int
+			wantStatus  int
+			wantMsg     string // exact, or a prefix when it ends in "："
+			wantErrcode int
+			wantCalls   int32
+		}{
+			{"json", ok, "/login", `{"code":"c1"}`, jsonCT, 200, 0, "ok", 0, 1},
+			{"json with charset", ok, "/login", `{"code":"c1"}`, "application/json; charset=utf-8", 200, 0, "ok", 0, 1},
+			{"form", ok, "/login", "code=c1", "application/x-www-form-urlencoded", 200, 0, "ok", 0, 1},
+			{"trailing slash", ok, "/login/", `{"code":"c1"}`, jsonCT, 200, 0, "ok", 0, 1},
+			{"no content type", ok, "/login", `{"code":"c1"}`, "", 200, 0, "ok", 0, 1},
+			{"configured appid", ok, "/login", `{"code":"c1","appid":"wxapp"}`, jsonCT, 200, 0, "ok", 0, 1},
+			{"extra fields ignored", ok, "/login", `{"code":"c1","userInfo":{"nickName":"x"}}`, jsonCT, 200, 0, "ok", 0, 1},
 
-		{"no code", ok, "/login", `{}`, jsonCT, 400, 1, "缺少参数", 0, 0},
-		{"empty code", ok, "/login", `{"code":""}`, jsonCT, 400, 1, "缺少参数", 0, 0},
-		{"null body", ok, "/login", `null`, jsonCT, 400, 1, "缺少参数", 0, 0},
-		{"empty body", ok, "/login", ``, jsonCT, 400, 1, "缺少参数", 0, 0},
-		{"form without code", ok, "/login", "appid=wxapp", "application/x-www-form-urlencoded", 400, 1, "缺少参数", 0, 0},
-		{"broken json", ok, "/login", `{"code":`, jsonCT, 400, 1, "参数格式错误：", 0, 0},
-		{"code not a string", ok, "/login", `{"code":123}`, jsonCT, 400, 1, "参数格式错误：code 应为字符串", 0, 0},
-		{"array body", ok, "/login", `["c1"]`, jsonCT, 400, 1, "参数格式错误：", 0, 0},
-		{"stray brace", ok, "/login", `{"code":"c1"}}`, jsonCT, 400, 1, "参数格式错误：请求体在 JSON 对象之后还有内容", 0, 0},
-		{"second object", ok, "/login", `{"code":"c1"} {}`, jsonCT, 400, 1, "参数格式错误：请求体在 JSON 对象之后还有内容", 0, 0},
-		{"code with spaces", ok, "/login", `{"code":"a b"}`, jsonCT, 400, 1, "参数格式错误：", 0, 0},
-		{"code too long", ok, "/login", `{"code":"` + strings.Repeat("a", 129) + `"}`, jsonCT, 400, 1, "参数格式错误：", 0, 0},
-		{"unknown appid", ok, "/login", `{"code":"c1","appid":"wxsomeoneelse"}`, jsonCT, 400, 1, "未知的 appid", 0, 0},
-		{"unsupported content type", ok, "/login", `<code>c1</code>`, "text/xml", 400, 1, "参数格式错误：", 0, 0},
-		{"unparseable content type", ok, "/login", `{"code":"c1"}`, "application/", 400, 1, "参数格式错误：", 0, 0},
+			{"no code", ok, "/login", `{}`, jsonCT, 400, 1, "缺少参数", 0, 0},
+			{"empty code", ok, "/login", `{"code":""}`, jsonCT, 400, 1, "缺少参数", 0, 0},
+			{"null body", ok, "/login", `null`, jsonCT, 400, 1, "缺少参数", 0, 0},
+			{"empty body", ok, "/login", ``, jsonCT, 400, 1, "缺少参数", 0, 0},
+			{"form without code", ok, "/login", "appid=wxapp", "application/x-www-form-urlencoded", 400, 1, "缺少参数", 0, 0},
+			{"broken json", ok, "/login", `{"code":`, jsonCT, 400, 1, "参数格式错误：", 0, 0},
+			{"code not a string", ok, "/login", `{"code":123}`, jsonCT, 400, 1, "参数格式错误：code 应为字符串", 0, 0},
+			{"array body", ok, "/login", `["c1"]`, jsonCT, 400, 1, "参数格式错误：", 0, 0},
+			{"stray brace", ok, "/login", `{"code":"c1"}}`, jsonCT, 400, 1, "参数格式错误：请求体在 JSON 对象之后还有内容", 0, 0},
+			{"second object", ok, "/login", `{"code":"c1"} {}`, jsonCT, 400, 1, "参数格式错误：请求体在 JSON 对象之后还有内容", 0, 0},
+			{"code with spaces", ok, "/login", `{"code":"a b"}`, jsonCT, 400, 1, "参数格式错误：", 0, 0},
+			{"code too long", ok, "/login", `{"code":"` + strings.Repeat("a", 129) + `"}`, jsonCT, 400, 1, "参数格式错误：", 0, 0},
+			{"unknown appid", ok, "/login", `{"code":"c1","appid":"wxsomeoneelse"}`, jsonCT, 400, 1, "未知的 appid", 0, 0},
+			{"unsupported content type", ok, "/login", `<code>c1</code>`, "text/xml", 400, 1, "参数格式错误：", 0, 0},
+			{"unparseable content type", ok, "/login", `{"code":"c1"}`, "application/", 400, 1, "参数格式错误：", 0, 0},
 
-		{"invalid code", `{"errcode":40029,"errmsg":"invalid code, rid: 1"}`, "/login", `{"code":"c1"}`, jsonCT, 401, 2, "无效的code", 40029, 1},
-		{"used code", `{"errcode":40163,"errmsg":"code been used, rid: 1"}`, "/login", `{"code":"c1"}`, jsonCT, 401, 2, "无效的code", 40163, 1},
-		{"high-risk user", `{"errcode":40226,"errmsg":"code blocked"}`, "/login", `{"code":"c1"}`, jsonCT, 403, 8, msgUserBlocked, 40226, 1},
-		{"code missing at WeChat", `{"errcode":41008,"errmsg":"missing code"}`, "/login", `{"code":"c1"}`, jsonCT, 502, 3, msgWechatDown, 41008, 1},
-		{"system busy", `{"errcode":-1,"errmsg":"system error, rid: 1"}`, "/login", `{"code":"c1"}`, jsonCT, 502, 3, msgWechatDown, -1, 3},
-		{"rate limited", `{"errcode":45011,"errmsg":"api minute-quota reach limit"}`, "/login", `{"code":"c1"}`, jsonCT, 502, 3, msgWechatDown, 45011, 1},
-		{"wrong secret", `{"errcode":40125,"errmsg":"invalid appsecret"}`, "/login", `{"code":"c1"}`, jsonCT, 502, 3, msgWechatDown, 40125, 1},
-		{"server error", "HTTP 500", "/login", `{"code":"c1"}`, jsonCT, 502, 3, msgWechatDown, 0, 1},
-		{"html", "<html>hello</html>", "/login", `{"code":"c1"}`, jsonCT, 502, 3, msgWechatDown, 0, 1},
-		{"no openid", `{"session_key":"k"}`, "/login", `{"code":"c1"}`, jsonCT, 502, 3, msgWechatDown, 0, 1},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var calls atomic.Int32
-			a := newTestApp(t, appOptions{wechat: replies(&calls, tt.wechat)})
-			var header []string
-			if tt.contentType != "" {
-				header = []string{"Content-Type", tt.contentType}
-			}
-			got := call(t, a.handler, http.MethodPost, tt.path, tt.body, header...)
-
-			if got.code != tt.wantHTTP || got.env.Status != tt.wantStatus || got.env.Errcode != tt.wantErrcode {
-				t.Errorf("POST %s %s = HTTP %d, %s; want HTTP %d, status %d, errcode %d",
-					tt.path, tt.body, got.code, got.raw, tt.wantHTTP, tt.wantStatus, tt.wantErrcode)
-			}
-			if prefix, ok := strings.CutSuffix(tt.wantMsg, "："); ok {
-				if !strings.HasPrefix(got.env.Msg, prefix) {
-					t.Errorf("msg = %q; want it to start with %q", got.env.Msg, prefix)
-				}
-			} else if got.env.Msg != tt.wantMsg {
-				t.Errorf("msg = %q; want %q", got.env.Msg, tt.wantMsg)
-			}
-			if n := calls.Load(); n != tt.wantCalls {
-				t.Errorf("WeChat was called %d times; want %d", n, tt.wantCalls)
-			}
-			if strings.Contains(got.raw, "rid:") || strings.Contains(got.raw, "tiihtNczf5v6AKRyjwEUhQ==") || strings.Contains(got.raw, "session_key") {
-				t.Errorf("response %s passes on WeChat's errmsg or the session_key", got.raw)
-			}
-			if got.env.Status != 0 {
-				if got.hasData() {
-					t.Errorf("error response %s carries data", got.raw)
-				}
-				return
-			}
-			d := dataOf[loginData](t, got)
-			if len(d.Token) != 43 {
-				t.Errorf("token %v: want 43 base64url characters", d.Token)
-			}
-			if d.ExpiresIn != 7200 || d.OpenID != "o-alice" || d.UserID != 1 || !d.NewUser {
-				t.Errorf("data = %+v; want expires_in 7200, openid o-alice, user_id 1, new_user true", d)
-			}
-			if got.header.Get("Cache-Control") != "no-store" {
-				t.Error("a response carrying a token may be cached: want Cache-Control: no-store")
-			}
-		})
-	}
-}
-
-func TestLoginWithHangingWeChatAnswersInTime(t *testing.T) {
-	a := newTestApp(t, appOptions{wechat: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		<-r.Context().Done()
-	})})
-	a.wx.http.Timeout = 100 * time.Millisecond
-	a.wx.requestTimeout = 300 * time.Millisecond
-	start := time.Now()
-	got := call(t, a.handler, http.MethodPost, "/login", `{"code":"c1"}`, "Content-Type", jsonCT)
-	if elapsed := time.Since(start); elapsed > a.wx.requestTimeout+2*time.Second {
-		t.Errorf("login took %v; the bound is %v", elapsed, a.wx.requestTimeout)
-	}
-	if got.code != http.StatusGatewayTimeout || got.env.Status != statusWechatDown {
-		t.Errorf("login = HTTP %d, %s; want 504 with status 3", got.code, got.raw)
-	}
-}
-
-func TestAuthenticatedRoutes(t *testing.T) {
-	routes := []struct{ method, path string }{{"GET", "/user"}, {"GET", "/user/"}, {"POST", "/logout"}}
-	tests := []struct {
-		name     string
-		header   func(token string) []string
-		prepare  func(a *testApp, token string)
-		wantHTTP int
-	}{
-		{"bearer", func(tok string) []string { return []string{"Authorization", "Bearer " + tok} }, nil, 200},
-		{"bearer, lower case", func(tok string) []string { return []string{"Authorization", "bearer " + tok} }, nil, 200},
-		{"token header", func(tok string) []string { return []string{"token", tok} }, nil, 200},
-		{"no token", func(string) []string { return nil }, nil, 401},
-		{"empty bearer", func(string) []string { return []string{"Authorization", "Bearer "} }, nil, 401},
-		{"other scheme", func(tok string) []string { return []string{"Authorization", "Basic " + tok} }, nil, 401},
-		{"unknown token", func(string) []string { return []string{"Authorization", "Bearer " + strings.Repeat("A", 43)} }, nil, 401},
-		{"idle too long", func(tok string) []string { return []string{"token", tok} },
-			func(a *testApp, _ string) { a.clock.Advance(2 * time.Hour) }, 401},
-		{"revoked", func(tok string) []string { return []string{"token", tok} },
-			func(a *testApp, tok string) { call(t, a.handler, "POST", "/logout", "", "token", tok) }, 401},
-	}
-	for _, route := range routes {
+			{"invalid code", `{"errcode":40029,"errmsg":"invalid code, rid: 1"}`, "/login", `{"code":"c1"}`, jsonCT, 401, 2, "无效的code", 40029, 1},
+			{"used code", `{"errcode":40163,"errmsg":"code been used, rid: 1"}`, "/login", `{"code":"c1"}`, jsonCT, 401, 2, "无效的code", 40163, 1},
+			{"high-risk user", `{"errcode":40226,"errmsg":"code blocked"}`, "/login", `{"code":"c1"}`, jsonCT, 403, 8, msgUserBlocked, 40226, 1},
+			{"code missing at WeChat", `{"errcode":41008,"errmsg":"missing code"}`, "/login", `{"code":"c1"}`, jsonCT, 502, 3, msgWechatDown, 41008, 1},
+			{"system busy", `{"errcode":-1,"errmsg":"system error, rid: 1"}`, "/login", `{"code":"c1"}`, jsonCT, 502, 3, msgWechatDown, -1, 3},
+			{"rate limited", `{"errcode":45011,"errmsg":"api minute-quota reach limit"}`, "/login", `{"code":"c1"}`, jsonCT, 502, 3, msgWechatDown, 45011, 1},
+			{"wrong secret", `{"errcode":40125,"errmsg":"invalid appsecret"}`, "/login", `{"code":"c1"}`, jsonCT, 502, 3, msgWechatDown, 40125, 1},
+			{"server error", "HTTP 500", "/login", `{"code":"c1"}`, jsonCT, 502, 3, msgWechatDown, 0, 1},
+			{"html", "<html>hello</html>", "/login", `{"code":"c1"}`, jsonCT, 502, 3, msgWechatDown, 0, 1},
+			{"no openid", `{"session_key":"k"}`, "/login", `{"code":"c1"}`, jsonCT, 502, 3, msgWechatDown, 0, 1},
+		}
 		for _, tt := range tests {
-			t.Run(route.method+" "+route.path+" "+tt.name, func(t *testing.T) {
-				a, token := loggedIn(t)
-				if tt.prepare != nil {
-					tt.prepare(a, token)
+			t.Run(tt.name, func(t *testing.T) {
+				var calls atomic.Int32
+				a := newTestApp(t, appOptions{store: store, wechat: replies(&calls, tt.wechat)})
+				var header []string
+				if tt.contentType != "" {
+					header = []string{"Content-Type", tt.contentType}
 				}
-				got := call(t, a.handler, route.method, route.path, "", tt.header(token)...)
-				if got.code != tt.wantHTTP {
-					t.Fatalf("%s %s = HTTP %d, %s; want %d", route.method, route.path, got.code, got.raw, tt.wantHTTP)
+				got := call(t, a.handler, http.MethodPost, tt.path, tt.body, header...)
+
+				if got.code != tt.wantHTTP || got.env.Status != tt.wantStatus || got.env.Errcode != tt.wantErrcode {
+					t.Errorf("POST %s %s = HTTP %d, %s; want HTTP %d, status %d, errcode %d",
+						tt.path, tt.body, got.code, got.raw, tt.wantHTTP, tt.wantStatus, tt.wantErrcode)
 				}
-				if tt.wantHTTP == 200 {
-					if got.env.Status != 0 || got.env.Msg != "ok" {
-						t.Errorf("envelope %s; want status 0, msg ok", got.raw)
+				if prefix, ok := strings.CutSuffix(tt.wantMsg, "："); ok {
+					if !strings.HasPrefix(got.env.Msg, prefix) {
+						t.Errorf("msg = %q; want it to start with %q", got.env.Msg, prefix)
+					}
+				} else if got.env.Msg != tt.wantMsg {
+					t.Errorf("msg = %q; want %q", got.env.Msg, tt.wantMsg)
+				}
+				if n := calls.Load(); n != tt.wantCalls {
+					t.Errorf("WeChat was called %d times; want %d", n, tt.wantCalls)
+				}
+				if strings.Contains(got.raw, "rid:") || strings.Contains(got.raw, "tiihtNczf5v6AKRyjwEUhQ==") || strings.Contains(got.raw, "session_key") {
+					t.Errorf("response %s passes on WeChat's errmsg or the session_key", got.raw)
+				}
+				if got.env.Status != 0 {
+					if got.hasData() {
+						t.Errorf("error response %s carries data", got.raw)
 					}
 					return
 				}
-				if got.env.Status != statusNotLoggedIn || got.env.Msg != msgNotLoggedIn || got.hasData() {
-					t.Errorf("envelope %s; want status 4 with no data", got.raw)
+				d := dataOf[loginData](t, got)
+				// On Redis a token starts with its user's id, so that the
+				// slot of its keys is known from the token (redisstore.go).
+				random := d.Token
+				if store == onRedis {
+					random, _ = strings.CutPrefix(d.Token, "1.")
 				}
-				if !strings.HasPrefix(got.header.Get("WWW-Authenticate"), "Bearer") {
-					t.Errorf("WWW-Authenticate = %q; want a Bearer challenge", got.header.Get("WWW-Authenticate"))
+				if len(random) != 43 || strings.Trim(random, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+					t.Errorf("token %v: want 43 base64url characters", d.Token)
+				}
+				if d.ExpiresIn != 7200 || d.OpenID != "o-alice" || d.UserID != 1 || !d.NewUser {
+					t.Errorf("data = %+v; want expires_in 7200, openid o-alice, user_id 1, new_user true", d)
+				}
+				if got.header.Get("Cache-Control") != "no-store" {
+					t.Error("a response carrying a token may be cached: want Cache-Control: no-store")
 				}
 			})
 		}
-	}
+	})
+}
+
+func TestLoginWithHangingWeChatAnswersInTime(t *testing.T) {
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a := newTestApp(t, appOptions{store: store, wechat: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			<-r.Context().Done()
+		})})
+		a.wx.http.Timeout = 100 * time.Millisecond
+		a.wx.requestTimeout = 300 * time.Millisecond
+		start := time.Now()
+		got := call(t, a.handler, http.MethodPost, "/login", `{"code":"c1"}`, "Content-Type", jsonCT)
+		if elapsed := time.Since(start); elapsed > a.wx.requestTimeout+2*time.Second {
+			t.Errorf("login took %v; the bound is %v", elapsed, a.wx.requestTimeout)
+		}
+		if got.code != http.StatusGatewayTimeout || got.env.Status != statusWechatDown {
+			t.Errorf("login = HTTP %d, %s; want 504 with status 3", got.code, got.raw)
+		}
+	})
+}
+
+func TestAuthenticatedRoutes(t *testing.T) {
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		routes := []struct{ method, path string }{{"GET", "/user"}, {"GET", "/user/"}, {"POST", "/logout"}}
+		tests := []struct {
+			name     string
+			header   func(token string) []string
+			prepare  func(a *testApp, token string)
+			wantHTTP int
+		}{
+			{"bearer", func(tok string) []string { return []string{"Authorization", "Bearer " + tok} }, nil, 200},
+			{"bearer, lower case", func(tok string) []string { return []string{"Authorization", "bearer " + tok} }, nil, 200},
+			{"token header", func(tok string) []string { return []string{"token", tok} }, nil, 200},
+			{"no token", func(string) []string { return nil }, nil, 401},
+			{"empty bearer", func(string) []string { return []string{"Authorization", "Bearer "} }, nil, 401},
+			{"other scheme", func(tok string) []string { return []string{"Authorization", "Basic " + tok} }, nil, 401},
+			{"unknown token", func(string) []string { return []string{"Authorization", "Bearer " + strings.Repeat("A", 43)} }, nil, 401},
+			{"idle too long", func(tok string) []string { return []string{"token", tok} },
+				func(a *testApp, _ string) { a.clock.Advance(2 * time.Hour) }, 401},
+			{"revoked", func(tok string) []string { return []string{"token", tok} },
+				func(a *testApp, tok string) { call(t, a.handler, "POST", "/logout", "", "token", tok) }, 401},
+		}
+		for _, route := range routes {
+			for _, tt := range tests {
+				t.Run(route.method+" "+route.path+" "+tt.name, func(t *testing.T) {
+					a, token := loggedInOn(t, store)
+					if tt.prepare != nil {
+						tt.prepare(a, token)
+					}
+					got := call(t, a.handler, route.method, route.path, "", tt.header(token)...)
+					if got.code != tt.wantHTTP {
+						t.Fatalf("%s %s = HTTP %d, %s; want %d", route.method, route.path, got.code, got.raw, tt.wantHTTP)
+					}
+					if tt.wantHTTP == 200 {
+						if got.env.Status != 0 || got.env.Msg != "ok" {
+							t.Errorf("envelope %s; want status 0, msg ok", got.raw)
+						}
+						return
+					}
+					if got.env.Status != statusNotLoggedIn || got.env.Msg != msgNotLoggedIn || got.hasData() {
+						t.Errorf("envelope %s; want status 4 with no data", got.raw)
+					}
+					if !strings.HasPrefix(got.header.Get("WWW-Authenticate"), "Bearer") {
+						t.Errorf("WWW-Authenticate = %q; want a Bearer challenge", got.header.Get("WWW-Authenticate"))
+					}
+				})
+			}
+		}
+	})
 }
 
 func TestUserShowsTheWholeRecord(t *testing.T) {
-	a, token := loggedIn(t)
-	got := call(t, a.handler, "GET", "/user", "", "Authorization", "Bearer "+token)
-	want := []string{"id", "appid", "openid", "unionid", "nickname", "avatar_url", "gender", "language", "city",
-		"province", "country", "phone_number", "pure_phone_number", "country_code", "created_at", "updated_at", "last_login_at",
-		"person_id", "apps"}
-	keys := jsonKeys(t, got.env.Data)
-	slices.Sort(keys)
-	slices.Sort(want)
-	if !slices.Equal(keys, want) {
-		t.Errorf("GET /user data keys = %v; want %v", keys, want)
-	}
-	d := dataOf[userData](t, got)
-	if d.ID != 1 || d.AppID != "wxapp" || d.OpenID != fakeOpenID("wxapp", "alice") || d.UnionID != fakeUnionID("alice") {
-		t.Errorf("GET /user = %+v; want alice's ids", d)
-	}
-	for _, f := range []struct{ name, value string }{{"created_at", d.CreatedAt}, {"updated_at", d.UpdatedAt}, {"last_login_at", d.LastLoginAt}} {
-		if _, err := time.Parse(time.RFC3339, f.value); err != nil {
-			t.Errorf("%s = %v; want RFC 3339", f.name, f.value)
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		got := call(t, a.handler, "GET", "/user", "", "Authorization", "Bearer "+token)
+		want := []string{"id", "appid", "openid", "unionid", "nickname", "avatar_url", "gender", "language", "city",
+			"province", "country", "phone_number", "pure_phone_number", "country_code", "created_at", "updated_at", "last_login_at",
+			"person_id", "apps"}
+		keys := jsonKeys(t, got.env.Data)
+		slices.Sort(keys)
+		slices.Sort(want)
+		if !slices.Equal(keys, want) {
+			t.Errorf("GET /user data keys = %v; want %v", keys, want)
 		}
-	}
+		d := dataOf[userData](t, got)
+		if d.ID != 1 || d.AppID != "wxapp" || d.OpenID != fakeOpenID("wxapp", "alice") || d.UnionID != fakeUnionID("alice") {
+			t.Errorf("GET /user = %+v; want alice's ids", d)
+		}
+		for _, f := range []struct{ name, value string }{{"created_at", d.CreatedAt}, {"updated_at", d.UpdatedAt}, {"last_login_at", d.LastLoginAt}} {
+			if _, err := time.Parse(time.RFC3339, f.value); err != nil {
+				t.Errorf("%s = %v; want RFC 3339", f.name, f.value)
+			}
+		}
+	})
 }
 
 func TestLogoutRevokesOnlyThatToken(t *testing.T) {
-	a, phone := loggedIn(t)
-	laptop := a.login(t, "wxapp", "alice")
-	if got := call(t, a.handler, "POST", "/logout", "", "Authorization", "Bearer "+phone); got.code != 200 || got.raw != `{"status":0,"msg":"ok"}`+"\n" {
-		t.Fatalf("logout = HTTP %d, %s; want 200 {\"status\":0,\"msg\":\"ok\"}", got.code, got.raw)
-	}
-	if got := call(t, a.handler, "GET", "/user", "", "Authorization", "Bearer "+phone); got.env.Status != statusNotLoggedIn {
-		t.Errorf("logged-out token: %s; want status 4", got.raw)
-	}
-	if got := call(t, a.handler, "GET", "/user", "", "Authorization", "Bearer "+laptop); got.env.Status != 0 {
-		t.Errorf("the user's other token: %s; want it still valid", got.raw)
-	}
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, phone := loggedInOn(t, store)
+		laptop := a.login(t, "wxapp", "alice")
+		if got := call(t, a.handler, "POST", "/logout", "", "Authorization", "Bearer "+phone); got.code != 200 || got.raw != `{"status":0,"msg":"ok"}`+"\n" {
+			t.Fatalf("logout = HTTP %d, %s; want 200 {\"status\":0,\"msg\":\"ok\"}", got.code, got.raw)
+		}
+		if got := call(t, a.handler, "GET", "/user", "", "Authorization", "Bearer "+phone); got.env.Status != statusNotLoggedIn {
+			t.Errorf("logged-out token: %s; want status 4", got.raw)
+		}
+		if got := call(t, a.handler, "GET", "/user", "", "Authorization", "Bearer "+laptop); got.env.Status != 0 {
+			t.Errorf("the user's other token: %s; want it still valid", got.raw)
+		}
+	})
 }
 
 func TestSecondLoginOfAUser(t *testing.T) {
-	a, _ := loggedIn(t)
-	got := call(t, a.handler, "POST", "/login", `{"code":"`+a.fake.issueCode("wxapp", "alice")+`"}`, "Content-Type", jsonCT)
-	if d := dataOf[loginData](t, got); d.NewUser || d.UserID != 1 {
-		t.Errorf("second login = %s; want user 1, new_user false", got.raw)
-	}
-	code := a.fake.issueCode("wxapp", "alice")
-	call(t, a.handler, "POST", "/login", "code="+code, "Content-Type", "application/x-www-form-urlencoded")
-	again := call(t, a.handler, "POST", "/login", "code="+code, "Content-Type", "application/x-www-form-urlencoded")
-	if again.code != 401 || again.env.Status != statusInvalidCode || again.env.Errcode != errcodeCodeUsed {
-		t.Errorf("a code sent again after its login finished = HTTP %d, %s; want 401, status 2, errcode 40163", again.code, again.raw)
-	}
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, _ := loggedInOn(t, store)
+		got := call(t, a.handler, "POST", "/login", `{"code":"`+a.fake.issueCode("wxapp", "alice")+`"}`, "Content-Type", jsonCT)
+		if d := dataOf[loginData](t, got); d.NewUser || d.UserID != 1 {
+			t.Errorf("second login = %s; want user 1, new_user false", got.raw)
+		}
+		code := a.fake.issueCode("wxapp", "alice")
+		call(t, a.handler, "POST", "/login", "code="+code, "Content-Type", "application/x-www-form-urlencoded")
+		again := call(t, a.handler, "POST", "/login", "code="+code, "Content-Type", "application/x-www-form-urlencoded")
+		if again.code != 401 || again.env.Status != statusInvalidCode || again.env.Errcode != errcodeCodeUsed {
+			t.Errorf("a code sent again after its login finished = HTTP %d, %s; want 401, status 2, errcode 40163", again.code, again.raw)
+		}
+	})
 }
 
 func TestHealthz(t *testing.T) {
-	a, _ := loggedIn(t)
-	got := call(t, a.handler, "GET", "/healthz", "")
-	if got.code != 200 || got.raw != `{"status":0,"msg":"ok"}`+"\n" {
-		t.Errorf("GET /healthz = %d %s", got.code, got.raw)
-	}
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, _ := loggedInOn(t, store)
+		got := call(t, a.handler, "GET", "/healthz", "")
+		if got.code != 200 || got.raw != `{"status":0,"msg":"ok"}`+"\n" {
+			t.Errorf("GET /healthz = %d %s", got.code, got.raw)
+		}
+	})
 }
 
 func TestConcurrentFirstLoginsOverHTTPCreateOneUser(t *testing.T) {
-	a := newTestApp(t, appOptions{})
-	srv := httptest.NewServer(a.handler)
-	t.Cleanup(srv.Close)
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a := newTestApp(t, appOptions{store: store})
+		srv := httptest.NewServer(a.handler)
+		t.Cleanup(srv.Close)
 
-	const n = 100
-	codes := make([]string, n)
-	for i := range codes {
-		codes[i] = a.fake.issueCode("wxapp", "carol") // one new user, logging in from many taps at once
-	}
-	var wg sync.WaitGroup
-	var created atomic.Int32
-	ids := make(chan int64, n)
-	for _, code := range codes {
-		wg.Go(func() {
-			resp, err := http.Post(srv.URL+"/login", jsonCT, strings.NewReader(`{"code":"`+code+`"}`))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			got := parseReply(t, resp)
-			if got.env.Status != 0 {
-				t.Errorf("login = %s", got.raw)
-			}
-			d := dataOf[loginData](t, got)
-			if d.NewUser {
-				created.Add(1)
-			}
-			ids <- d.UserID
-		})
-	}
-	wg.Wait()
-	close(ids)
-	for id := range ids {
-		if id != 1 {
-			t.Errorf("a login got user_id %v; want 1", id)
+		const n = 100
+		codes := make([]string, n)
+		for i := range codes {
+			codes[i] = a.fake.issueCode("wxapp", "carol") // one new user, logging in from many taps at once
 		}
-	}
-	if c := created.Load(); c != 1 {
-		t.Errorf("%d logins answered new_user true; want exactly 1", c)
-	}
-	if c := a.users.count(); c != 1 {
-		t.Errorf("the store holds %d users; want 1", c)
-	}
+		var wg sync.WaitGroup
+		var created atomic.Int32
+		ids := make(chan int64, n)
+		for _, code := range codes {
+			wg.Go(func() {
+				resp, err := http.Post(srv.URL+"/login", jsonCT, strings.NewReader(`{"code":"`+code+`"}`))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got := parseReply(t, resp)
+				if got.env.Status != 0 {
+					t.Errorf("login = %s", got.raw)
+				}
+				d := dataOf[loginData](t, got)
+				if d.NewUser {
+					created.Add(1)
+				}
+				ids <- d.UserID
+			})
+		}
+		wg.Wait()
+		close(ids)
+		// On Redis, ids taken by the logins that lost the race are not
+		// used again: the one user's id need not be 1 (redisstore.go).
+		first := <-ids
+		for id := range ids {
+			if id != first {
+				t.Errorf("logins got user_id %v and %v; want one user", first, id)
+			}
+		}
+		if c := created.Load(); c != 1 {
+			t.Errorf("%d logins answered new_user true; want exactly 1", c)
+		}
+		if store == onFiles && first != 1 {
+			t.Errorf("the user's id is %d; want 1, the first", first)
+		}
+		for id := int64(1); id < first+5; id++ {
+			if _, ok, err := a.userBackend.get(t.Context(), id); ok != (id == first) || err != nil {
+				t.Errorf("user %d stored: %v (%v); want carol alone, as user %d", id, ok, err, first)
+			}
+		}
+	})
 }
 
 // FuzzDecodeLoginRequest checks that no login body, of any content type,
@@ -319,58 +349,64 @@ func wantDataCheck(t testing.TB, got reply, check string) {
 }
 
 func TestUserInfoIsVerifiedAndSaved(t *testing.T) {
-	tests := []struct {
-		name string
-		keep []string // the fields of e.detail that are sent
-	}{
-		{"whole e.detail", []string{"errMsg", "userInfo", "rawData", "signature", "encryptedData", "iv"}},
-		{"signature only", []string{"rawData", "signature"}},
-		{"encrypted only", []string{"encryptedData", "iv"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			a, token := loggedIn(t)
-			detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
-			body := map[string]any{}
-			for _, k := range tt.keep {
-				body[k] = detail[k]
-			}
-			got := send(t, a.handler, "POST", "/user/userinfo", token, body)
-			if got.code != 200 || got.env.Status != 0 {
-				t.Fatalf("POST /user/userinfo = HTTP %d, %s; want 200", got.code, got.raw)
-			}
-			d := dataOf[userData](t, got)
-			if d.Nickname != "alice" || d.AvatarURL != fakeAvatarURL("alice") || d.Language != "zh_CN" {
-				t.Errorf("saved profile %+v; want alice's", d)
-			}
-			if user := call(t, a.handler, "GET", "/user", "", "token", token); dataOf[userData](t, user).Nickname != "alice" {
-				t.Errorf("GET /user after saving = %s; want nickname alice", user.raw)
-			}
-		})
-	}
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		tests := []struct {
+			name string
+			keep []string // the fields of e.detail that are sent
+		}{
+			{"whole e.detail", []string{"errMsg", "userInfo", "rawData", "signature", "encryptedData", "iv"}},
+			{"signature only", []string{"rawData", "signature"}},
+			{"encrypted only", []string{"encryptedData", "iv"}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				a, token := loggedInOn(t, store)
+				detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
+				body := map[string]any{}
+				for _, k := range tt.keep {
+					body[k] = detail[k]
+				}
+				got := send(t, a.handler, "POST", "/user/userinfo", token, body)
+				if got.code != 200 || got.env.Status != 0 {
+					t.Fatalf("POST /user/userinfo = HTTP %d, %s; want 200", got.code, got.raw)
+				}
+				d := dataOf[userData](t, got)
+				if d.Nickname != "alice" || d.AvatarURL != fakeAvatarURL("alice") || d.Language != "zh_CN" {
+					t.Errorf("saved profile %+v; want alice's", d)
+				}
+				if user := call(t, a.handler, "GET", "/user", "", "token", token); dataOf[userData](t, user).Nickname != "alice" {
+					t.Errorf("GET /user after saving = %s; want nickname alice", user.raw)
+				}
+			})
+		}
+	})
 }
 
 func TestUserInfoAsAForm(t *testing.T) {
-	a, token := loggedIn(t)
-	detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
-	form := url.Values{}
-	for _, k := range []string{"rawData", "signature", "encryptedData", "iv"} {
-		form.Set(k, detail[k].(string))
-	}
-	got := call(t, a.handler, "POST", "/user/userinfo", form.Encode(), "Content-Type", "application/x-www-form-urlencoded", "token", token)
-	if got.env.Status != 0 || dataOf[userData](t, got).Nickname != "alice" {
-		t.Errorf("form-encoded user info = %s; want it verified and saved", got.raw)
-	}
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
+		form := url.Values{}
+		for _, k := range []string{"rawData", "signature", "encryptedData", "iv"} {
+			form.Set(k, detail[k].(string))
+		}
+		got := call(t, a.handler, "POST", "/user/userinfo", form.Encode(), "Content-Type", "application/x-www-form-urlencoded", "token", token)
+		if got.env.Status != 0 || dataOf[userData](t, got).Nickname != "alice" {
+			t.Errorf("form-encoded user info = %s; want it verified and saved", got.raw)
+		}
+	})
 }
 
 func TestUserInfoIgnoresTheUnverifiedUserInfo(t *testing.T) {
-	a, token := loggedIn(t)
-	detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
-	detail["userInfo"] = map[string]any{"nickName": "mallory"}
-	got := send(t, a.handler, "POST", "/user/userinfo", token, detail)
-	if nickname := dataOf[userData](t, got).Nickname; nickname != "alice" {
-		t.Errorf("saved nickname %v; want the verified alice", nickname)
-	}
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
+		detail["userInfo"] = map[string]any{"nickName": "mallory"}
+		got := send(t, a.handler, "POST", "/user/userinfo", token, detail)
+		if nickname := dataOf[userData](t, got).Nickname; nickname != "alice" {
+			t.Errorf("saved nickname %v; want the verified alice", nickname)
+		}
+	})
 }
 
 // tamperings returns s with one character changed, for every position:
@@ -391,49 +427,51 @@ const (
 )
 
 func TestUserInfoTamperingIsRefused(t *testing.T) {
-	a, token := loggedIn(t)
-	detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
-	fields := []struct{ name, alphabet string }{
-		{"rawData", ""}, // any other byte
-		{"signature", hexAlphabet},
-		{"encryptedData", base64Alphabet},
-		{"iv", base64Alphabet},
-	}
-	for _, f := range fields {
-		original := detail[f.name].(string)
-		var variants []string
-		if f.alphabet == "" {
-			for i := range len(original) {
-				b := []byte(original)
-				b[i] ^= 0x01
-				variants = append(variants, string(b))
-			}
-		} else {
-			variants = tamperings(original, f.alphabet)
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
+		fields := []struct{ name, alphabet string }{
+			{"rawData", ""}, // any other byte
+			{"signature", hexAlphabet},
+			{"encryptedData", base64Alphabet},
+			{"iv", base64Alphabet},
 		}
-		for i, v := range variants {
-			body := map[string]any{"rawData": detail["rawData"], "signature": detail["signature"],
-				"encryptedData": detail["encryptedData"], "iv": detail["iv"]}
-			body[f.name] = v
-			got := send(t, a.handler, "POST", "/user/userinfo", token, body)
-			if got.env.Status != statusDataCheck {
-				t.Errorf("%s changed at byte %d: HTTP %d, %s; want status 5", f.name, i, got.code, got.raw)
+		for _, f := range fields {
+			original := detail[f.name].(string)
+			var variants []string
+			if f.alphabet == "" {
+				for i := range len(original) {
+					b := []byte(original)
+					b[i] ^= 0x01
+					variants = append(variants, string(b))
+				}
+			} else {
+				variants = tamperings(original, f.alphabet)
 			}
-		}
-	}
-	// The same for the encrypted pair alone, which has no signature to lean on.
-	for _, f := range fields[2:] {
-		for i, v := range tamperings(detail[f.name].(string), f.alphabet) {
-			body := map[string]any{"encryptedData": detail["encryptedData"], "iv": detail["iv"]}
-			body[f.name] = v
-			if got := send(t, a.handler, "POST", "/user/userinfo", token, body); got.env.Status != statusDataCheck {
-				t.Errorf("%s alone changed at byte %d: HTTP %d, %s; want status 5", f.name, i, got.code, got.raw)
+			for i, v := range variants {
+				body := map[string]any{"rawData": detail["rawData"], "signature": detail["signature"],
+					"encryptedData": detail["encryptedData"], "iv": detail["iv"]}
+				body[f.name] = v
+				got := send(t, a.handler, "POST", "/user/userinfo", token, body)
+				if got.env.Status != statusDataCheck {
+					t.Errorf("%s changed at byte %d: HTTP %d, %s; want status 5", f.name, i, got.code, got.raw)
+				}
 			}
 		}
-	}
-	if u, _ := a.users.get(1); u.Nickname != "" {
-		t.Errorf("tampered data saved nickname %q", u.Nickname)
-	}
+		// The same for the encrypted pair alone, which has no signature to lean on.
+		for _, f := range fields[2:] {
+			for i, v := range tamperings(detail[f.name].(string), f.alphabet) {
+				body := map[string]any{"encryptedData": detail["encryptedData"], "iv": detail["iv"]}
+				body[f.name] = v
+				if got := send(t, a.handler, "POST", "/user/userinfo", token, body); got.env.Status != statusDataCheck {
+					t.Errorf("%s alone changed at byte %d: HTTP %d, %s; want status 5", f.name, i, got.code, got.raw)
+				}
+			}
+		}
+		if u := a.record(t, 1); u.Nickname != "" {
+			t.Errorf("tampered data saved nickname %q", u.Nickname)
+		}
+	})
 }
 
 // Data fetched just before a new login, made with the session_key that
@@ -442,45 +480,47 @@ func TestUserInfoTamperingIsRefused(t *testing.T) {
 // after the window it is status 5. Data fetched after the new login
 // verifies with the user's older token too.
 func TestUserInfoAfterTheSessionKeyRotated(t *testing.T) {
-	a, token := loggedIn(t)
-	old := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
-	oldPlain := func(fetched time.Time) map[string]any {
-		return encryptedFor(t, a.fake, fmt.Sprintf(`{"openId":%q,"nickName":"alice","watermark":{"timestamp":%d,"appid":"wxapp"}}`,
-			fakeOpenID("wxapp", "alice"), fetched.Unix()))
-	}
-	longBefore := oldPlain(a.clock.Now().Add(-10 * time.Minute))
-	replacement := a.clock.Now().Add(time.Second)
-	// Stamped after the login replaced the key, beyond WeChat's clock skew:
-	// the key was no longer WeChat's when the data was made, so it is false.
-	afterTheLogin := oldPlain(replacement.Add(watermarkSkew + time.Second))
-	withinTheSkew := oldPlain(replacement.Add(watermarkSkew))
-	a.clock.Advance(time.Second)
-	a.login(t, "wxapp", "alice") // a newer login: a new session_key for all of alice's tokens
-
-	for name, body := range map[string]map[string]any{
-		"encrypted": {"encryptedData": old["encryptedData"], "iv": old["iv"]},
-		"signed":    {"rawData": old["rawData"], "signature": old["signature"]},
-	} {
-		if got := send(t, a.handler, "POST", "/user/userinfo", token, body); got.env.Status != 0 {
-			t.Errorf("%s data fetched just before the new login = %s; want it accepted within the window", name, got.raw)
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		old := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
+		oldPlain := func(fetched time.Time) map[string]any {
+			return encryptedFor(t, a.fake, fmt.Sprintf(`{"openId":%q,"nickName":"alice","watermark":{"timestamp":%d,"appid":"wxapp"}}`,
+				fakeOpenID("wxapp", "alice"), fetched.Unix()))
 		}
-	}
-	wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, longBefore), errUndecryptable.check)
-	wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, afterTheLogin), errUndecryptable.check)
-	if got := send(t, a.handler, "POST", "/user/userinfo", token, withinTheSkew); got.env.Status != 0 {
-		t.Errorf("data stamped within the clock skew of the login = %s; want it accepted", got.raw)
-	}
+		longBefore := oldPlain(a.clock.Now().Add(-10 * time.Minute))
+		replacement := a.clock.Now().Add(time.Second)
+		// Stamped after the login replaced the key, beyond WeChat's clock skew:
+		// the key was no longer WeChat's when the data was made, so it is false.
+		afterTheLogin := oldPlain(replacement.Add(watermarkSkew + time.Second))
+		withinTheSkew := oldPlain(replacement.Add(watermarkSkew))
+		a.clock.Advance(time.Second)
+		a.login(t, "wxapp", "alice") // a newer login: a new session_key for all of alice's tokens
 
-	a.clock.Advance(previousKeyWindow + time.Second)
-	got := send(t, a.handler, "POST", "/user/userinfo", token, map[string]any{"encryptedData": old["encryptedData"], "iv": old["iv"]})
-	wantDataCheck(t, got, errUndecryptable.check)
-	got = send(t, a.handler, "POST", "/user/userinfo", token, map[string]any{"rawData": old["rawData"], "signature": old["signature"]})
-	wantDataCheck(t, got, "signature 与 rawData 不匹配")
+		for name, body := range map[string]map[string]any{
+			"encrypted": {"encryptedData": old["encryptedData"], "iv": old["iv"]},
+			"signed":    {"rawData": old["rawData"], "signature": old["signature"]},
+		} {
+			if got := send(t, a.handler, "POST", "/user/userinfo", token, body); got.env.Status != 0 {
+				t.Errorf("%s data fetched just before the new login = %s; want it accepted within the window", name, got.raw)
+			}
+		}
+		wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, longBefore), errUndecryptable.check)
+		wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, afterTheLogin), errUndecryptable.check)
+		if got := send(t, a.handler, "POST", "/user/userinfo", token, withinTheSkew); got.env.Status != 0 {
+			t.Errorf("data stamped within the clock skew of the login = %s; want it accepted", got.raw)
+		}
 
-	fresh := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
-	if got := send(t, a.handler, "POST", "/user/userinfo", token, fresh); got.env.Status != 0 {
-		t.Errorf("fresh data with the user's older token = %s; want status 0", got.raw)
-	}
+		a.clock.Advance(previousKeyWindow + time.Second)
+		got := send(t, a.handler, "POST", "/user/userinfo", token, map[string]any{"encryptedData": old["encryptedData"], "iv": old["iv"]})
+		wantDataCheck(t, got, errUndecryptable.check)
+		got = send(t, a.handler, "POST", "/user/userinfo", token, map[string]any{"rawData": old["rawData"], "signature": old["signature"]})
+		wantDataCheck(t, got, "signature 与 rawData 不匹配")
+
+		fresh := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
+		if got := send(t, a.handler, "POST", "/user/userinfo", token, fresh); got.env.Status != 0 {
+			t.Errorf("fresh data with the user's older token = %s; want status 0", got.raw)
+		}
+	})
 }
 
 // encryptedFor encrypts plain with alice's current session_key at the fake.
@@ -495,125 +535,133 @@ func encryptedFor(t *testing.T, fake *fakeWechat, plain string) map[string]any {
 }
 
 func TestUserInfoOfAnotherAppOrUser(t *testing.T) {
-	a, token := loggedIn(t)
-	alice := fakeOpenID("wxapp", "alice")
-	tests := []struct{ name, plain, check string }{
-		{"other app", `{"openId":"` + alice + `","watermark":{"timestamp":1,"appid":"wxother"}}`, "数据水印的 appid 不是本小程序"},
-		{"other user", `{"openId":"` + fakeOpenID("wxapp", "bob") + `","watermark":{"timestamp":1,"appid":"wxapp"}}`, "数据属于另一个用户（openId 不符）"},
-		{"old watermark is fine", `{"openId":"` + alice + `","nickName":"A","watermark":{"timestamp":1,"appid":"wxapp"}}`, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := send(t, a.handler, "POST", "/user/userinfo", token, encryptedFor(t, a.fake, tt.plain))
-			if tt.check == "" {
-				if got.env.Status != 0 {
-					t.Errorf("reply %s; want status 0", got.raw)
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		alice := fakeOpenID("wxapp", "alice")
+		tests := []struct{ name, plain, check string }{
+			{"other app", `{"openId":"` + alice + `","watermark":{"timestamp":1,"appid":"wxother"}}`, "数据水印的 appid 不是本小程序"},
+			{"other user", `{"openId":"` + fakeOpenID("wxapp", "bob") + `","watermark":{"timestamp":1,"appid":"wxapp"}}`, "数据属于另一个用户（openId 不符）"},
+			{"old watermark is fine", `{"openId":"` + alice + `","nickName":"A","watermark":{"timestamp":1,"appid":"wxapp"}}`, ""},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				got := send(t, a.handler, "POST", "/user/userinfo", token, encryptedFor(t, a.fake, tt.plain))
+				if tt.check == "" {
+					if got.env.Status != 0 {
+						t.Errorf("reply %s; want status 0", got.raw)
+					}
+					return
 				}
-				return
-			}
-			wantDataCheck(t, got, tt.check)
-		})
-	}
+				wantDataCheck(t, got, tt.check)
+			})
+		}
+	})
 }
 
 func TestAnonymousUserInfoKeepsTheFilledProfile(t *testing.T) {
-	a, token := loggedIn(t)
-	if got := send(t, a.handler, "PATCH", "/user", token, map[string]any{"nickname": "爱丽丝", "avatar_url": "https://cdn.example.com/a.png"}); got.env.Status != 0 {
-		t.Fatalf("PATCH /user = %s", got.raw)
-	}
-	detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice","anonymous":true}`)
-	if detail["userInfo"].(map[string]any)["nickName"] != anonymousNickname {
-		t.Fatalf("anonymous getUserInfo = %v", detail)
-	}
-	got := send(t, a.handler, "POST", "/user/userinfo", token, detail)
-	d := dataOf[userData](t, got)
-	if got.env.Status != 0 || d.Nickname != "爱丽丝" || d.AvatarURL != "https://cdn.example.com/a.png" {
-		t.Errorf("after anonymous user info: %s; want the filled nickname and avatar kept", got.raw)
-	}
-	if d.UnionID != fakeUnionID("alice") {
-		t.Errorf("unionid = %v; want the verified one", d.UnionID)
-	}
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		if got := send(t, a.handler, "PATCH", "/user", token, map[string]any{"nickname": "爱丽丝", "avatar_url": "https://cdn.example.com/a.png"}); got.env.Status != 0 {
+			t.Fatalf("PATCH /user = %s", got.raw)
+		}
+		detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice","anonymous":true}`)
+		if detail["userInfo"].(map[string]any)["nickName"] != anonymousNickname {
+			t.Fatalf("anonymous getUserInfo = %v", detail)
+		}
+		got := send(t, a.handler, "POST", "/user/userinfo", token, detail)
+		d := dataOf[userData](t, got)
+		if got.env.Status != 0 || d.Nickname != "爱丽丝" || d.AvatarURL != "https://cdn.example.com/a.png" {
+			t.Errorf("after anonymous user info: %s; want the filled nickname and avatar kept", got.raw)
+		}
+		if d.UnionID != fakeUnionID("alice") {
+			t.Errorf("unionid = %v; want the verified one", d.UnionID)
+		}
+	})
 }
 
 func TestUserInfoRequestErrors(t *testing.T) {
-	a, token := loggedIn(t)
-	tests := []struct{ name, body, contentType, wantMsg string }{
-		{"nothing", `{}`, jsonCT, "缺少参数：需要 rawData 和 signature，或 encryptedData 和 iv"},
-		{"a refusal's e.detail", `{"errMsg":"getUserInfo:fail auth deny"}`, jsonCT, "缺少参数：需要 rawData 和 signature，或 encryptedData 和 iv"},
-		{"rawData alone", `{"rawData":"{}"}`, jsonCT, "缺少参数：rawData 和 signature 须一起提供"},
-		{"iv alone", `{"iv":"AAAAAAAAAAAAAAAAAAAAAA=="}`, jsonCT, "缺少参数：encryptedData 和 iv 须一起提供"},
-		{"not JSON", `rawData=x`, jsonCT, "参数格式错误：请求体不是合法的 JSON 对象"},
-		{"half a form", `rawData=x`, "application/x-www-form-urlencoded", "缺少参数：rawData 和 signature 须一起提供"},
-		{"text", `rawData=x`, "text/plain", "参数格式错误：Content-Type 应为 application/json 或 application/x-www-form-urlencoded"},
-		{"form, invalid UTF-8", `rawData=%FF&signature=x`, "application/x-www-form-urlencoded", "参数格式错误：请求体不是合法的 UTF-8"},
-		{"number", `{"rawData":1}`, jsonCT, "参数格式错误：rawData 应为字符串"},
-		{"invalid UTF-8", "{\"rawData\":\"\xff\"}", jsonCT, "参数格式错误：请求体不是合法的 UTF-8"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := call(t, a.handler, "POST", "/user/userinfo", tt.body, "Content-Type", tt.contentType, "token", token)
-			if got.code != 400 || got.env.Status != statusBadRequest || got.env.Msg != tt.wantMsg {
-				t.Errorf("reply HTTP %d, %s; want 400, status 1, msg %q", got.code, got.raw, tt.wantMsg)
-			}
-		})
-	}
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		tests := []struct{ name, body, contentType, wantMsg string }{
+			{"nothing", `{}`, jsonCT, "缺少参数：需要 rawData 和 signature，或 encryptedData 和 iv"},
+			{"a refusal's e.detail", `{"errMsg":"getUserInfo:fail auth deny"}`, jsonCT, "缺少参数：需要 rawData 和 signature，或 encryptedData 和 iv"},
+			{"rawData alone", `{"rawData":"{}"}`, jsonCT, "缺少参数：rawData 和 signature 须一起提供"},
+			{"iv alone", `{"iv":"AAAAAAAAAAAAAAAAAAAAAA=="}`, jsonCT, "缺少参数：encryptedData 和 iv 须一起提供"},
+			{"not JSON", `rawData=x`, jsonCT, "参数格式错误：请求体不是合法的 JSON 对象"},
+			{"half a form", `rawData=x`, "application/x-www-form-urlencoded", "缺少参数：rawData 和 signature 须一起提供"},
+			{"text", `rawData=x`, "text/plain", "参数格式错误：Content-Type 应为 application/json 或 application/x-www-form-urlencoded"},
+			{"form, invalid UTF-8", `rawData=%FF&signature=x`, "application/x-www-form-urlencoded", "参数格式错误：请求体不是合法的 UTF-8"},
+			{"number", `{"rawData":1}`, jsonCT, "参数格式错误：rawData 应为字符串"},
+			{"invalid UTF-8", "{\"rawData\":\"\xff\"}", jsonCT, "参数格式错误：请求体不是合法的 UTF-8"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				got := call(t, a.handler, "POST", "/user/userinfo", tt.body, "Content-Type", tt.contentType, "token", token)
+				if got.code != 400 || got.env.Status != statusBadRequest || got.env.Msg != tt.wantMsg {
+					t.Errorf("reply HTTP %d, %s; want 400, status 1, msg %q", got.code, got.raw, tt.wantMsg)
+				}
+			})
+		}
+	})
 }
 
 func TestPatchUser(t *testing.T) {
-	tests := []struct {
-		name, body string
-		wantStatus int
-		wantMsg    string         // for errors
-		want       map[string]any // fields of the user afterwards
-	}{
-		{"nickname and avatar", `{"nickname":"小明 🐱","avatar_url":"https://cdn.example.com/u/1.png"}`, 0, "",
-			map[string]any{"nickname": "小明 🐱", "avatar_url": "https://cdn.example.com/u/1.png"}},
-		{"every field", `{"nickname":"n","avatar_url":"http://x.test/a","gender":2,"language":"zh_TW","city":"台北","province":"台湾","country":"中国"}`, 0, "",
-			map[string]any{"gender": 2, "language": "zh_TW", "city": "台北"}},
-		{"clear a field", `{"nickname":""}`, 0, "", map[string]any{"nickname": ""}},
-		{"nothing", `{}`, 1, "缺少参数：至少提供 nickname、avatar_url、gender、language、city、province、country 之一", nil},
-		{"only nulls", `{"nickname":null}`, 1, "缺少参数：至少提供 nickname、avatar_url、gender、language、city、province、country 之一", nil},
-		{"camelCase from e.detail", `{"avatarUrl":"https://x.test/a"}`, 1, `参数格式错误：未知字段 "avatarUrl"`, nil},
-		{"nickname too long", `{"nickname":"` + strings.Repeat("长", 65) + `"}`, 1, "参数格式错误：nickname 最多 64 个字符，实为 65 个", nil},
-		{"control character", `{"nickname":"a\nb"}`, 1, "参数格式错误：nickname 含有控制字符", nil},
-		{"gender 3", `{"gender":3}`, 1, "参数格式错误：gender 应为 0（未知）、1（男）或 2（女）", nil},
-		{"gender as text", `{"gender":"1"}`, 1, "参数格式错误：gender 应为整数", nil},
-		{"language", `{"language":"zh CN"}`, 1, "参数格式错误：language 应为 zh_CN 这样的语言代码", nil},
-		{"avatar not http", `{"avatar_url":"wxfile://tmp_abc.jpg"}`, 1, "参数格式错误：avatar_url 应为 http 或 https 网址", nil},
-		{"avatar javascript", `{"avatar_url":"javascript:alert(1)"}`, 1, "参数格式错误：avatar_url 应为 http 或 https 网址", nil},
-		{"avatar relative", `{"avatar_url":"/a.png"}`, 1, "参数格式错误：avatar_url 应为 http 或 https 网址", nil},
-		{"avatar with space", `{"avatar_url":"https://x.test/a b.png"}`, 1, "参数格式错误：avatar_url 应为 http 或 https 网址", nil},
-		{"avatar with credentials", `{"avatar_url":"https://u:p@x.test/a.png"}`, 1, "参数格式错误：avatar_url 应为 http 或 https 网址", nil},
-		{"avatar from DevTools", `{"avatar_url":"http://tmp/abc.jpeg"}`, 1, "参数格式错误：avatar_url 是 chooseAvatar 给出的本地临时文件：请先用 wx.uploadFile 上传，再保存上传后的网址", nil},
-		{"avatar too long", `{"avatar_url":"https://x.test/` + strings.Repeat("a", 1024) + `"}`, 1, "参数格式错误：avatar_url 最长 1024 字节", nil},
-		{"invalid UTF-8", "{\"nickname\":\"\xe4\xb8\"}", 1, "参数格式错误：请求体不是合法的 UTF-8", nil},
-		{"array", `[]`, 1, "参数格式错误：请求体不是合法的 JSON 对象", nil},
-		{"stray bracket", `{"nickname":"n"}]`, 1, "参数格式错误：请求体在 JSON 对象之后还有内容", nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			a, token := loggedIn(t)
-			got := call(t, a.handler, "PATCH", "/user", tt.body, "Content-Type", jsonCT, "token", token)
-			if got.env.Status != tt.wantStatus {
-				t.Fatalf("PATCH /user %s = HTTP %d, %s; want status %d", tt.body, got.code, got.raw, tt.wantStatus)
-			}
-			if tt.wantStatus != 0 {
-				if got.code != 400 || got.env.Msg != tt.wantMsg {
-					t.Errorf("PATCH /user %s = HTTP %d, msg %q; want 400, %q", tt.body, got.code, got.env.Msg, tt.wantMsg)
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		tests := []struct {
+			name, body string
+			wantStatus int
+			wantMsg    string         // for errors
+			want       map[string]any // fields of the user afterwards
+		}{
+			{"nickname and avatar", `{"nickname":"小明 🐱","avatar_url":"https://cdn.example.com/u/1.png"}`, 0, "",
+				map[string]any{"nickname": "小明 🐱", "avatar_url": "https://cdn.example.com/u/1.png"}},
+			{"every field", `{"nickname":"n","avatar_url":"http://x.test/a","gender":2,"language":"zh_TW","city":"台北","province":"台湾","country":"中国"}`, 0, "",
+				map[string]any{"gender": 2, "language": "zh_TW", "city": "台北"}},
+			{"clear a field", `{"nickname":""}`, 0, "", map[string]any{"nickname": ""}},
+			{"nothing", `{}`, 1, "缺少参数：至少提供 nickname、avatar_url、gender、language、city、province、country 之一", nil},
+			{"only nulls", `{"nickname":null}`, 1, "缺少参数：至少提供 nickname、avatar_url、gender、language、city、province、country 之一", nil},
+			{"camelCase from e.detail", `{"avatarUrl":"https://x.test/a"}`, 1, `参数格式错误：未知字段 "avatarUrl"`, nil},
+			{"nickname too long", `{"nickname":"` + strings.Repeat("长", 65) + `"}`, 1, "参数格式错误：nickname 最多 64 个字符，实为 65 个", nil},
+			{"control character", `{"nickname":"a\nb"}`, 1, "参数格式错误：nickname 含有控制字符", nil},
+			{"gender 3", `{"gender":3}`, 1, "参数格式错误：gender 应为 0（未知）、1（男）或 2（女）", nil},
+			{"gender as text", `{"gender":"1"}`, 1, "参数格式错误：gender 应为整数", nil},
+			{"language", `{"language":"zh CN"}`, 1, "参数格式错误：language 应为 zh_CN 这样的语言代码", nil},
+			{"avatar not http", `{"avatar_url":"wxfile://tmp_abc.jpg"}`, 1, "参数格式错误：avatar_url 应为 http 或 https 网址", nil},
+			{"avatar javascript", `{"avatar_url":"javascript:alert(1)"}`, 1, "参数格式错误：avatar_url 应为 http 或 https 网址", nil},
+			{"avatar relative", `{"avatar_url":"/a.png"}`, 1, "参数格式错误：avatar_url 应为 http 或 https 网址", nil},
+			{"avatar with space", `{"avatar_url":"https://x.test/a b.png"}`, 1, "参数格式错误：avatar_url 应为 http 或 https 网址", nil},
+			{"avatar with credentials", `{"avatar_url":"https://u:p@x.test/a.png"}`, 1, "参数格式错误：avatar_url 应为 http 或 https 网址", nil},
+			{"avatar from DevTools", `{"avatar_url":"http://tmp/abc.jpeg"}`, 1, "参数格式错误：avatar_url 是 chooseAvatar 给出的本地临时文件：请先用 wx.uploadFile 上传，再保存上传后的网址", nil},
+			{"avatar too long", `{"avatar_url":"https://x.test/` + strings.Repeat("a", 1024) + `"}`, 1, "参数格式错误：avatar_url 最长 1024 字节", nil},
+			{"invalid UTF-8", "{\"nickname\":\"\xe4\xb8\"}", 1, "参数格式错误：请求体不是合法的 UTF-8", nil},
+			{"array", `[]`, 1, "参数格式错误：请求体不是合法的 JSON 对象", nil},
+			{"stray bracket", `{"nickname":"n"}]`, 1, "参数格式错误：请求体在 JSON 对象之后还有内容", nil},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				a, token := loggedInOn(t, store)
+				got := call(t, a.handler, "PATCH", "/user", tt.body, "Content-Type", jsonCT, "token", token)
+				if got.env.Status != tt.wantStatus {
+					t.Fatalf("PATCH /user %s = HTTP %d, %s; want status %d", tt.body, got.code, got.raw, tt.wantStatus)
 				}
-				if u, _ := a.users.get(1); u.UpdatedAt != u.CreatedAt {
-					t.Errorf("a refused PATCH changed the user: %+v", u)
+				if tt.wantStatus != 0 {
+					if got.code != 400 || got.env.Msg != tt.wantMsg {
+						t.Errorf("PATCH /user %s = HTTP %d, msg %q; want 400, %q", tt.body, got.code, got.env.Msg, tt.wantMsg)
+					}
+					if u := a.record(t, 1); u.UpdatedAt != u.CreatedAt {
+						t.Errorf("a refused PATCH changed the user: %+v", u)
+					}
+					return
 				}
-				return
-			}
-			replied, stored := dataOf[userData](t, got), dataOf[userData](t, call(t, a.handler, "GET", "/user", "", "token", token))
-			for k, v := range tt.want {
-				if memberOf(t, replied, k) != v || memberOf(t, stored, k) != v {
-					t.Errorf("%s = %v in the reply, %v in GET /user; want %v", k, memberOf(t, replied, k), memberOf(t, stored, k), v)
+				replied, stored := dataOf[userData](t, got), dataOf[userData](t, call(t, a.handler, "GET", "/user", "", "token", token))
+				for k, v := range tt.want {
+					if memberOf(t, replied, k) != v || memberOf(t, stored, k) != v {
+						t.Errorf("%s = %v in the reply, %v in GET /user; want %v", k, memberOf(t, replied, k), memberOf(t, stored, k), v)
+					}
 				}
-			}
-		})
-	}
+			})
+		}
+	})
 }
 
 // memberOf is the field of u that holds its JSON member name.
@@ -630,78 +678,84 @@ func memberOf(t *testing.T, u userData, name string) any {
 }
 
 func TestPatchUserWritesOnlyChanges(t *testing.T) {
-	a, token := loggedIn(t)
-	send(t, a.handler, "PATCH", "/user", token, map[string]any{"nickname": "n"})
-	first, _ := a.users.get(1)
-	a.clock.Advance(time.Hour)
-	send(t, a.handler, "PATCH", "/user", token, map[string]any{"nickname": "n"})
-	if again, _ := a.users.get(1); again.UpdatedAt != first.UpdatedAt {
-		t.Errorf("PATCH with the stored values moved updated_at from %v to %v", first.UpdatedAt, again.UpdatedAt)
-	}
-	send(t, a.handler, "PATCH", "/user", token, map[string]any{"nickname": "m"})
-	if changed, _ := a.users.get(1); !changed.UpdatedAt.After(first.UpdatedAt) {
-		t.Errorf("a change left updated_at at %v", changed.UpdatedAt)
-	}
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		send(t, a.handler, "PATCH", "/user", token, map[string]any{"nickname": "n"})
+		first := a.record(t, 1)
+		a.clock.Advance(time.Hour)
+		send(t, a.handler, "PATCH", "/user", token, map[string]any{"nickname": "n"})
+		if again := a.record(t, 1); again.UpdatedAt != first.UpdatedAt {
+			t.Errorf("PATCH with the stored values moved updated_at from %v to %v", first.UpdatedAt, again.UpdatedAt)
+		}
+		send(t, a.handler, "PATCH", "/user", token, map[string]any{"nickname": "m"})
+		if changed := a.record(t, 1); !changed.UpdatedAt.After(first.UpdatedAt) {
+			t.Errorf("a change left updated_at at %v", changed.UpdatedAt)
+		}
+	})
 }
 
 func TestPhoneNumber(t *testing.T) {
-	a, token := loggedIn(t)
-	number := fakePhoneNumber("alice")
-	want := phoneData{PhoneNumber: number, PurePhoneNumber: number, CountryCode: "86"}
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		number := fakePhoneNumber("alice")
+		want := phoneData{PhoneNumber: number, PurePhoneNumber: number, CountryCode: "86"}
 
-	detail := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)
-	for name, body := range map[string]map[string]any{
-		"code":                   {"code": detail["code"]},
-		"legacy":                 {"encryptedData": detail["encryptedData"], "iv": detail["iv"]},
-		"code wins over legacy":  {"code": wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"], "encryptedData": "AAAA", "iv": "AAAA"},
-		"whole e.detail, legacy": {"errMsg": "getPhoneNumber:ok", "encryptedData": detail["encryptedData"], "iv": detail["iv"]},
-	} {
-		got := send(t, a.handler, "POST", "/user/phone", token, body)
-		if got.code != 200 || dataOf[phoneData](t, got) != want {
-			t.Errorf("%s: POST /user/phone = HTTP %d, %s; want %+v", name, got.code, got.raw, want)
+		detail := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)
+		for name, body := range map[string]map[string]any{
+			"code":                   {"code": detail["code"]},
+			"legacy":                 {"encryptedData": detail["encryptedData"], "iv": detail["iv"]},
+			"code wins over legacy":  {"code": wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"], "encryptedData": "AAAA", "iv": "AAAA"},
+			"whole e.detail, legacy": {"errMsg": "getPhoneNumber:ok", "encryptedData": detail["encryptedData"], "iv": detail["iv"]},
+		} {
+			got := send(t, a.handler, "POST", "/user/phone", token, body)
+			if got.code != 200 || dataOf[phoneData](t, got) != want {
+				t.Errorf("%s: POST /user/phone = HTTP %d, %s; want %+v", name, got.code, got.raw, want)
+			}
 		}
-	}
-	if user := call(t, a.handler, "GET", "/user", "", "token", token); dataOf[userData](t, user).PhoneNumber != number {
-		t.Errorf("GET /user = %s; want phone_number %s", user.raw, number)
-	}
+		if user := call(t, a.handler, "GET", "/user", "", "token", token); dataOf[userData](t, user).PhoneNumber != number {
+			t.Errorf("GET /user = %s; want phone_number %s", user.raw, number)
+		}
 
-	errs := []struct {
-		name          string
-		body          map[string]any
-		wantHTTP      int
-		wantStatus    int
-		wantErrcode   int
-		wantMsgPrefix string
-	}{
-		{"spent code", map[string]any{"code": detail["code"]}, 401, statusInvalidCode, errcodeInvalidCode, msgInvalidCode},
-		{"unknown code", map[string]any{"code": "nope"}, 401, statusInvalidCode, errcodeInvalidCode, msgInvalidCode},
-		// The session_key is not the cause: no hint to log in again.
-		{"bob's code", map[string]any{"code": wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"bob"}`)["code"]}, 400, statusDataCheck, 0, msgDataCheck + "手机号 code 属于另一个用户$"},
-		{"refused", map[string]any{"errMsg": "getPhoneNumber:fail user deny"}, 400, statusBadRequest, 0, "缺少参数：需要 code"},
-		{"code with spaces", map[string]any{"code": "a b"}, 400, statusBadRequest, 0, "参数格式错误：code 无效"},
-		{"legacy, tampered", map[string]any{"encryptedData": tamperings(detail["encryptedData"].(string), base64Alphabet)[20], "iv": detail["iv"]}, 400, statusDataCheck, 0, msgDataCheck},
-		{"legacy, half", map[string]any{"encryptedData": detail["encryptedData"]}, 400, statusBadRequest, 0, "缺少参数：需要 encryptedData 和 iv"},
-	}
-	for _, tt := range errs {
-		got := send(t, a.handler, "POST", "/user/phone", token, tt.body)
-		msgOK := strings.HasPrefix(got.env.Msg, tt.wantMsgPrefix)
-		if whole, ok := strings.CutSuffix(tt.wantMsgPrefix, "$"); ok { // the whole message
-			msgOK = got.env.Msg == whole
+		errs := []struct {
+			name          string
+			body          map[string]any
+			wantHTTP      int
+			wantStatus    int
+			wantErrcode   int
+			wantMsgPrefix string
+		}{
+			{"spent code", map[string]any{"code": detail["code"]}, 401, statusInvalidCode, errcodeInvalidCode, msgInvalidCode},
+			{"unknown code", map[string]any{"code": "nope"}, 401, statusInvalidCode, errcodeInvalidCode, msgInvalidCode},
+			// The session_key is not the cause: no hint to log in again.
+			{"bob's code", map[string]any{"code": wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"bob"}`)["code"]}, 400, statusDataCheck, 0, msgDataCheck + "手机号 code 属于另一个用户$"},
+			{"refused", map[string]any{"errMsg": "getPhoneNumber:fail user deny"}, 400, statusBadRequest, 0, "缺少参数：需要 code"},
+			{"code with spaces", map[string]any{"code": "a b"}, 400, statusBadRequest, 0, "参数格式错误：code 无效"},
+			{"legacy, tampered", map[string]any{"encryptedData": tamperings(detail["encryptedData"].(string), base64Alphabet)[20], "iv": detail["iv"]}, 400, statusDataCheck, 0, msgDataCheck},
+			{"legacy, half", map[string]any{"encryptedData": detail["encryptedData"]}, 400, statusBadRequest, 0, "缺少参数：需要 encryptedData 和 iv"},
 		}
-		if got.code != tt.wantHTTP || got.env.Status != tt.wantStatus || got.env.Errcode != tt.wantErrcode || !msgOK {
-			t.Errorf("%s: POST /user/phone = HTTP %d, %s; want %d, status %d, errcode %d, msg %q…",
-				tt.name, got.code, got.raw, tt.wantHTTP, tt.wantStatus, tt.wantErrcode, tt.wantMsgPrefix)
+		for _, tt := range errs {
+			got := send(t, a.handler, "POST", "/user/phone", token, tt.body)
+			msgOK := strings.HasPrefix(got.env.Msg, tt.wantMsgPrefix)
+			if whole, ok := strings.CutSuffix(tt.wantMsgPrefix, "$"); ok { // the whole message
+				msgOK = got.env.Msg == whole
+			}
+			if got.code != tt.wantHTTP || got.env.Status != tt.wantStatus || got.env.Errcode != tt.wantErrcode || !msgOK {
+				t.Errorf("%s: POST /user/phone = HTTP %d, %s; want %d, status %d, errcode %d, msg %q…",
+					tt.name, got.code, got.raw, tt.wantHTTP, tt.wantStatus, tt.wantErrcode, tt.wantMsgPrefix)
+			}
 		}
-	}
+	})
 }
 
 func TestPhoneOfAnotherApp(t *testing.T) {
-	a, token := loggedIn(t)
-	plain := `{"phoneNumber":"13800000000","purePhoneNumber":"13800000000","countryCode":"86","watermark":{"timestamp":1,"appid":"wxother"}}`
-	wantDataCheck(t, send(t, a.handler, "POST", "/user/phone", token, encryptedFor(t, a.fake, plain)), "数据水印的 appid 不是本小程序")
-	if u, _ := a.users.get(1); u.PhoneNumber != "" {
-		t.Errorf("refused data saved phone %q", u.PhoneNumber)
-	}
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		plain := `{"phoneNumber":"13800000000","purePhoneNumber":"13800000000","countryCode":"86","watermark":{"timestamp":1,"appid":"wxother"}}`
+		wantDataCheck(t, send(t, a.handler, "POST", "/user/phone", token, encryptedFor(t, a.fake, plain)), "数据水印的 appid 不是本小程序")
+		if u := a.record(t, 1); u.PhoneNumber != "" {
+			t.Errorf("refused data saved phone %q", u.PhoneNumber)
+		}
+	})
 }
 
 func TestAccessTokenIsFetchedOnceForConcurrentRequests(t *testing.T) {
@@ -792,40 +846,44 @@ func TestAccessTokenRefusedTwiceIsAnError(t *testing.T) {
 }
 
 func TestWeRun(t *testing.T) {
-	a, token := loggedIn(t)
-	detail := wxCall(t, a.fake, "wx.getWeRunData", `{"user":"alice"}`)
-	got := send(t, a.handler, "POST", "/user/werun", token, detail)
-	list := dataOf[weRunData](t, got).StepInfoList
-	if got.env.Status != 0 || len(list) != 31 {
-		t.Fatalf("POST /user/werun = %s; want 31 days of steps", got.raw)
-	}
-	prev := int64(0)
-	for _, day := range list {
-		ts, step := day.Timestamp, day.Step
-		if ts <= prev || (ts+8*3600)%86400 != 0 || step < 0 {
-			t.Errorf("step info %+v: want days in order, each at midnight in China, with steps", day)
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		detail := wxCall(t, a.fake, "wx.getWeRunData", `{"user":"alice"}`)
+		got := send(t, a.handler, "POST", "/user/werun", token, detail)
+		list := dataOf[weRunData](t, got).StepInfoList
+		if got.env.Status != 0 || len(list) != 31 {
+			t.Fatalf("POST /user/werun = %s; want 31 days of steps", got.raw)
 		}
-		prev = ts
-	}
-	wantDataCheck(t, send(t, a.handler, "POST", "/user/werun", token, map[string]any{
-		"encryptedData": detail["encryptedData"], "iv": tamperings(detail["iv"].(string), base64Alphabet)[3]}), "")
-	wantDataCheck(t, send(t, a.handler, "POST", "/user/werun", token,
-		encryptedFor(t, a.fake, `{"stepInfoList":[],"watermark":{"appid":"wxother","timestamp":1}}`)), "数据水印的 appid 不是本小程序")
-	if got := send(t, a.handler, "POST", "/user/werun", token, encryptedFor(t, a.fake, `{"stepInfoList":[{"timestamp":1,"step":2}]}`)); got.env.Status != 0 {
-		t.Errorf("WeRun data without a watermark, as documented = %s; want status 0", got.raw)
-	}
+		prev := int64(0)
+		for _, day := range list {
+			ts, step := day.Timestamp, day.Step
+			if ts <= prev || (ts+8*3600)%86400 != 0 || step < 0 {
+				t.Errorf("step info %+v: want days in order, each at midnight in China, with steps", day)
+			}
+			prev = ts
+		}
+		wantDataCheck(t, send(t, a.handler, "POST", "/user/werun", token, map[string]any{
+			"encryptedData": detail["encryptedData"], "iv": tamperings(detail["iv"].(string), base64Alphabet)[3]}), "")
+		wantDataCheck(t, send(t, a.handler, "POST", "/user/werun", token,
+			encryptedFor(t, a.fake, `{"stepInfoList":[],"watermark":{"appid":"wxother","timestamp":1}}`)), "数据水印的 appid 不是本小程序")
+		if got := send(t, a.handler, "POST", "/user/werun", token, encryptedFor(t, a.fake, `{"stepInfoList":[{"timestamp":1,"step":2}]}`)); got.env.Status != 0 {
+			t.Errorf("WeRun data without a watermark, as documented = %s; want status 0", got.raw)
+		}
+	})
 }
 
 func TestSessionCheck(t *testing.T) {
-	a, token := loggedIn(t)
-	check := func() reply { return call(t, a.handler, "GET", "/session/check", "", "token", token) }
-	if got := check(); got.env.Status != 0 || !dataOf[sessionData](t, got).Valid {
-		t.Errorf("GET /session/check right after login = %s; want valid true", got.raw)
-	}
-	a.fake.issueCode("wxapp", "alice") // wx.login on the phone: WeChat has a new session_key, wxlogin not yet
-	if got := check(); got.env.Status != 0 || dataOf[sessionData](t, got).Valid {
-		t.Errorf("GET /session/check after the key rotated at WeChat = %s; want valid false", got.raw)
-	}
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		check := func() reply { return call(t, a.handler, "GET", "/session/check", "", "token", token) }
+		if got := check(); got.env.Status != 0 || !dataOf[sessionData](t, got).Valid {
+			t.Errorf("GET /session/check right after login = %s; want valid true", got.raw)
+		}
+		a.fake.issueCode("wxapp", "alice") // wx.login on the phone: WeChat has a new session_key, wxlogin not yet
+		if got := check(); got.env.Status != 0 || dataOf[sessionData](t, got).Valid {
+			t.Errorf("GET /session/check after the key rotated at WeChat = %s; want valid false", got.raw)
+		}
+	})
 }
 
 // fuzzBody fuzzes the body of one authenticated route: whatever arrives, the
@@ -883,24 +941,26 @@ func FuzzWeRunBody(f *testing.F) {
 }
 
 func TestLoginWithSeveralApps(t *testing.T) {
-	a := newTestApp(t, appOptions{apps: companyApps})
-	tests := []struct {
-		name, body string
-		wantHTTP   int
-		wantStatus int
-		wantMsg    string
-	}{
-		{"no appid", `{"code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 400, 1, "缺少参数：服务多个小程序时须提供 appid"},
-		{"unknown appid", `{"appid":"wxnope","code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 400, 1, msgUnknownApp},
-		{"another app's code", `{"appid":"wxgame","code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 401, 2, msgInvalidCode},
-		{"right app", `{"appid":"wxshop","code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 200, 0, msgOK},
-	}
-	for _, tt := range tests {
-		got := call(t, a.handler, "POST", "/login", tt.body, "Content-Type", jsonCT)
-		if got.code != tt.wantHTTP || got.env.Status != tt.wantStatus || got.env.Msg != tt.wantMsg {
-			t.Errorf("%s: login = HTTP %d, %s; want %d, status %d, msg %q", tt.name, got.code, got.raw, tt.wantHTTP, tt.wantStatus, tt.wantMsg)
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a := newTestApp(t, appOptions{store: store, apps: companyApps})
+		tests := []struct {
+			name, body string
+			wantHTTP   int
+			wantStatus int
+			wantMsg    string
+		}{
+			{"no appid", `{"code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 400, 1, "缺少参数：服务多个小程序时须提供 appid"},
+			{"unknown appid", `{"appid":"wxnope","code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 400, 1, msgUnknownApp},
+			{"another app's code", `{"appid":"wxgame","code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 401, 2, msgInvalidCode},
+			{"right app", `{"appid":"wxshop","code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 200, 0, msgOK},
 		}
-	}
+		for _, tt := range tests {
+			got := call(t, a.handler, "POST", "/login", tt.body, "Content-Type", jsonCT)
+			if got.code != tt.wantHTTP || got.env.Status != tt.wantStatus || got.env.Msg != tt.wantMsg {
+				t.Errorf("%s: login = HTTP %d, %s; want %d, status %d, msg %q", tt.name, got.code, got.raw, tt.wantHTTP, tt.wantStatus, tt.wantMsg)
+			}
+		}
+	})
 }
 
 // personOf returns GET /user's person_id and the appids of the person's apps.
@@ -915,192 +975,207 @@ func personOf(t *testing.T, h http.Handler, token string) (int64, []string) {
 }
 
 func TestOnePersonAcrossBoundApps(t *testing.T) {
-	a := newTestApp(t, appOptions{apps: companyApps})
-	shop := a.login(t, "wxshop", "alice")
-	game := a.login(t, "wxgame", "alice")
-	solo := a.login(t, "wxsolo", "alice")
-	a.login(t, "wxgame", "bob")
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a := newTestApp(t, appOptions{store: store, apps: companyApps})
+		shop := a.login(t, "wxshop", "alice")
+		game := a.login(t, "wxgame", "alice")
+		solo := a.login(t, "wxsolo", "alice")
+		a.login(t, "wxgame", "bob")
 
-	shopReply := call(t, a.handler, "GET", "/user", "", "token", shop)
-	shopUser := dataOf[userData](t, shopReply)
-	gameUser := dataOf[userData](t, call(t, a.handler, "GET", "/user", "", "token", game))
-	if shopUser.OpenID == gameUser.OpenID || shopUser.UnionID != gameUser.UnionID || shopUser.UnionID == "" {
-		t.Errorf("alice in Shop and Game: openids %v and %v, unionids %v and %v; want two openids, one unionid",
-			shopUser.OpenID, gameUser.OpenID, shopUser.UnionID, gameUser.UnionID)
-	}
-	for _, token := range []string{shop, game} {
-		if id, apps := personOf(t, a.handler, token); id != 1 || !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
-			t.Errorf("alice's person = %v with apps %v; want person 1 with wxshop and wxgame", id, apps)
+		shopReply := call(t, a.handler, "GET", "/user", "", "token", shop)
+		shopUser := dataOf[userData](t, shopReply)
+		gameUser := dataOf[userData](t, call(t, a.handler, "GET", "/user", "", "token", game))
+		if shopUser.OpenID == gameUser.OpenID || shopUser.UnionID != gameUser.UnionID || shopUser.UnionID == "" {
+			t.Errorf("alice in Shop and Game: openids %v and %v, unionids %v and %v; want two openids, one unionid",
+				shopUser.OpenID, gameUser.OpenID, shopUser.UnionID, gameUser.UnionID)
 		}
-	}
-	if list := shopUser.Apps; list[1].Name != "Game" || list[1].UserID != 2 {
-		t.Errorf("apps = %+v; want Game's name and user id", list)
-	}
-	var entries struct {
-		Apps []json.RawMessage `json:"apps"`
-	}
-	if err := json.Unmarshal(shopReply.env.Data, &entries); err != nil {
-		t.Fatal(err)
-	}
-	if slices.Contains(jsonKeys(t, entries.Apps[1]), "openid") {
-		t.Error("the apps list shows another app's openid")
-	}
-	soloUser := dataOf[userData](t, call(t, a.handler, "GET", "/user", "", "token", solo))
-	if id, apps := personOf(t, a.handler, solo); soloUser.UnionID != "" || id != 3 || !slices.Equal(apps, []string{"wxsolo"}) {
-		t.Errorf("alice in the unbound app: unionid %v, person %v, apps %v; want no unionid, a person of her own", soloUser.UnionID, id, apps)
-	}
+		for _, token := range []string{shop, game} {
+			if id, apps := personOf(t, a.handler, token); id != 1 || !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
+				t.Errorf("alice's person = %v with apps %v; want person 1 with wxshop and wxgame", id, apps)
+			}
+		}
+		if list := shopUser.Apps; list[1].Name != "Game" || list[1].UserID != 2 {
+			t.Errorf("apps = %+v; want Game's name and user id", list)
+		}
+		var entries struct {
+			Apps []json.RawMessage `json:"apps"`
+		}
+		if err := json.Unmarshal(shopReply.env.Data, &entries); err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(jsonKeys(t, entries.Apps[1]), "openid") {
+			t.Error("the apps list shows another app's openid")
+		}
+		soloUser := dataOf[userData](t, call(t, a.handler, "GET", "/user", "", "token", solo))
+		if id, apps := personOf(t, a.handler, solo); soloUser.UnionID != "" || id != 3 || !slices.Equal(apps, []string{"wxsolo"}) {
+			t.Errorf("alice in the unbound app: unionid %v, person %v, apps %v; want no unionid, a person of her own", soloUser.UnionID, id, apps)
+		}
+	})
 }
 
 func TestUnionIDLearnedLaterJoinsThePerson(t *testing.T) {
-	a := newTestApp(t, appOptions{apps: companyApps})
-	shop := a.login(t, "wxshop", "alice")
-	// Alice's Game record was made before Game was bound to the Open
-	// Platform account: no unionid, a person of its own, with a claim.
-	openID := fakeOpenID("wxgame", "alice")
-	u, _, err := a.users.login("wxgame", openID, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 16))
-	game := a.tokens.issue(identity{AppID: "wxgame", OpenID: openID, UserID: u.ID}, key)
-	if got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", game); got.code != 201 {
-		t.Fatalf("claim before linking = %s", got.raw)
-	}
-	if id, _ := personOf(t, a.handler, game); id != u.ID {
-		t.Fatalf("before linking, Game's person = %v; want its own %d", id, u.ID)
-	}
-	a.clock.Advance(time.Minute)
-	if got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", shop); got.code != 201 {
-		t.Fatalf("claim in Shop, still another person = %s; want 201", got.raw)
-	}
-
-	data, iv := encrypt(t, key, `{"openId":"`+openID+`","nickName":"alice","unionId":"`+fakeUnionID("alice")+`","watermark":{"appid":"wxgame","timestamp":1}}`)
-	if got := send(t, a.handler, "POST", "/user/userinfo", game, map[string]any{"encryptedData": data, "iv": iv}); got.env.Status != 0 {
-		t.Fatalf("user info with a unionId = %s", got.raw)
-	}
-	for _, token := range []string{shop, game} {
-		if id, apps := personOf(t, a.handler, token); id != 1 || !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
-			t.Errorf("after linking: person %v with apps %v; want person 1 with wxshop and wxgame", id, apps)
-		}
-	}
-	// Both records claimed the gift while they were two persons; now they
-	// are one, and the earlier claim is the one that counts.
-	got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", shop)
-	if got.code != 409 || dataOf[claimData](t, got).AppID != "wxgame" {
-		t.Errorf("claim from Shop after linking = HTTP %d, %s; want 409 naming the earlier claim, made in Game", got.code, got.raw)
-	}
-	list := call(t, a.handler, "GET", "/claims", "", "token", shop)
-	if claims := dataOf[claimsData](t, list).Claims; len(claims) != 1 || claims[0].AppID != "wxgame" {
-		t.Errorf("GET /claims after linking = %s; want the one earlier claim", list.raw)
-	}
-}
-
-func TestClaims(t *testing.T) {
-	a := newTestApp(t, appOptions{apps: companyApps})
-	shop, game, solo := a.login(t, "wxshop", "alice"), a.login(t, "wxgame", "alice"), a.login(t, "wxsolo", "alice")
-	bob := a.login(t, "wxshop", "bob")
-
-	first := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", game)
-	claim := dataOf[claimData](t, first)
-	if first.code != 201 || first.env.Status != 0 || claim.Name != "welcome-gift" || claim.AppID != "wxgame" {
-		t.Fatalf("first claim = HTTP %d, %s; want 201 with the claim", first.code, first.raw)
-	}
-	for name, token := range map[string]string{"same app": game, "other app": shop} {
-		got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", token)
-		again := dataOf[claimData](t, got)
-		if got.code != 409 || got.env.Status != statusClaimed || got.env.Msg != msgClaimed ||
-			again.AppID != "wxgame" || again.ClaimedAt != claim.ClaimedAt {
-			t.Errorf("%s: second claim = HTTP %d, %s; want 409, status 6, when and where it was claimed", name, got.code, got.raw)
-		}
-	}
-	if got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", bob); got.code != 201 {
-		t.Errorf("another person's claim = HTTP %d, %s; want 201", got.code, got.raw)
-	}
-	// An app without an Open Platform account gives no unionid: WeChat cannot
-	// say its user is alice, so wxlogin cannot either.
-	if got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", solo); got.code != 201 {
-		t.Errorf("claim from the unbound app = HTTP %d, %s; want 201: a person of its own", got.code, got.raw)
-	}
-	a.clock.Advance(time.Minute)
-	call(t, a.handler, "POST", "/claims/coupon-2026", "", "token", shop)
-	list := call(t, a.handler, "GET", "/claims", "", "token", shop)
-	claims := dataOf[claimsData](t, list).Claims
-	if len(claims) != 2 || claims[0].Name != "welcome-gift" || claims[1].Name != "coupon-2026" {
-		t.Errorf("GET /claims = %s; want welcome-gift then coupon-2026", list.raw)
-	}
-	if empty := call(t, a.handler, "GET", "/claims", "", "token", a.login(t, "wxgame", "carol")); empty.raw != `{"status":0,"msg":"ok","data":{"claims":[]}}`+"\n" {
-		t.Errorf("GET /claims with none = %s; want an empty list", empty.raw)
-	}
-
-	for _, name := range []string{"Welcome", "gift_1", strings.Repeat("a", 33), "%E7%A4%BC"} {
-		if got := call(t, a.handler, "POST", "/claims/"+name, "", "token", shop); got.code != 400 || got.env.Status != statusBadRequest {
-			t.Errorf("claim %q = HTTP %d, %s; want 400, status 1", name, got.code, got.raw)
-		}
-	}
-	if got := call(t, a.handler, "POST", "/claims/x", "", "token", "nope"); got.code != 401 {
-		t.Errorf("claim without a login = HTTP %d; want 401", got.code)
-	}
-}
-
-func TestConcurrentCrossAppClaimsAreExactlyOnce(t *testing.T) {
-	a := newTestApp(t, appOptions{apps: companyApps})
-	srv := httptest.NewServer(a.handler)
-	t.Cleanup(srv.Close)
-	shop, game := a.login(t, "wxshop", "alice"), a.login(t, "wxgame", "alice")
-	claim := func(token, name string) reply {
-		req, _ := http.NewRequest("POST", srv.URL+"/claims/"+name, nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a := newTestApp(t, appOptions{store: store, apps: companyApps})
+		shop := a.login(t, "wxshop", "alice")
+		// Alice's Game record was made before Game was bound to the Open
+		// Platform account: no unionid, a person of its own, with a claim.
+		openID := fakeOpenID("wxgame", "alice")
+		u, _, err := a.userBackend.login(t.Context(), "wxgame", openID, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		return parseReply(t, resp)
-	}
-	const rounds = 200
-	for i := range rounds {
-		name := fmt.Sprintf("gift-%d", i)
-		var replies [2]reply
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for j, token := range []string{shop, game} {
-			wg.Go(func() {
-				<-start
-				replies[j] = claim(token, name)
-			})
+		key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 16))
+		game, err := a.tokenBackend.issue(t.Context(), identity{AppID: "wxgame", OpenID: openID, UserID: u.ID}, key)
+		if err != nil {
+			t.Fatal(err)
 		}
-		close(start)
-		wg.Wait()
-		codes := []int{replies[0].code, replies[1].code}
-		slices.Sort(codes)
-		if !slices.Equal(codes, []int{201, 409}) {
-			t.Fatalf("round %d: claims from Shop and Game answered %v; want one 201 and one 409", i, codes)
+		if got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", game); got.code != 201 {
+			t.Fatalf("claim before linking = %s", got.raw)
 		}
-		if c0, c1 := dataOf[claimData](t, replies[0]), dataOf[claimData](t, replies[1]); c0.ClaimedAt != c1.ClaimedAt || c0.AppID != c1.AppID {
-			t.Fatalf("round %d: the 409 names another claim than the 201: %s / %s", i, replies[0].raw, replies[1].raw)
+		if id, _ := personOf(t, a.handler, game); id != u.ID {
+			t.Fatalf("before linking, Game's person = %v; want its own %d", id, u.ID)
 		}
-	}
-	if n := len(a.users.claimsOf(1)); n != rounds {
-		t.Errorf("alice holds %d claims; want %d", n, rounds)
-	}
+		a.clock.Advance(time.Minute)
+		if got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", shop); got.code != 201 {
+			t.Fatalf("claim in Shop, still another person = %s; want 201", got.raw)
+		}
+
+		data, iv := encrypt(t, key, `{"openId":"`+openID+`","nickName":"alice","unionId":"`+fakeUnionID("alice")+`","watermark":{"appid":"wxgame","timestamp":1}}`)
+		if got := send(t, a.handler, "POST", "/user/userinfo", game, map[string]any{"encryptedData": data, "iv": iv}); got.env.Status != 0 {
+			t.Fatalf("user info with a unionId = %s", got.raw)
+		}
+		for _, token := range []string{shop, game} {
+			if id, apps := personOf(t, a.handler, token); id != 1 || !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
+				t.Errorf("after linking: person %v with apps %v; want person 1 with wxshop and wxgame", id, apps)
+			}
+		}
+		// Both records claimed the gift while they were two persons; now they
+		// are one, and the earlier claim is the one that counts.
+		got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", shop)
+		if got.code != 409 || dataOf[claimData](t, got).AppID != "wxgame" {
+			t.Errorf("claim from Shop after linking = HTTP %d, %s; want 409 naming the earlier claim, made in Game", got.code, got.raw)
+		}
+		list := call(t, a.handler, "GET", "/claims", "", "token", shop)
+		if claims := dataOf[claimsData](t, list).Claims; len(claims) != 1 || claims[0].AppID != "wxgame" {
+			t.Errorf("GET /claims after linking = %s; want the one earlier claim", list.raw)
+		}
+	})
+}
+
+func TestClaims(t *testing.T) {
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a := newTestApp(t, appOptions{store: store, apps: companyApps})
+		shop, game, solo := a.login(t, "wxshop", "alice"), a.login(t, "wxgame", "alice"), a.login(t, "wxsolo", "alice")
+		bob := a.login(t, "wxshop", "bob")
+
+		first := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", game)
+		claim := dataOf[claimData](t, first)
+		if first.code != 201 || first.env.Status != 0 || claim.Name != "welcome-gift" || claim.AppID != "wxgame" {
+			t.Fatalf("first claim = HTTP %d, %s; want 201 with the claim", first.code, first.raw)
+		}
+		for name, token := range map[string]string{"same app": game, "other app": shop} {
+			got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", token)
+			again := dataOf[claimData](t, got)
+			if got.code != 409 || got.env.Status != statusClaimed || got.env.Msg != msgClaimed ||
+				again.AppID != "wxgame" || again.ClaimedAt != claim.ClaimedAt {
+				t.Errorf("%s: second claim = HTTP %d, %s; want 409, status 6, when and where it was claimed", name, got.code, got.raw)
+			}
+		}
+		if got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", bob); got.code != 201 {
+			t.Errorf("another person's claim = HTTP %d, %s; want 201", got.code, got.raw)
+		}
+		// An app without an Open Platform account gives no unionid: WeChat cannot
+		// say its user is alice, so wxlogin cannot either.
+		if got := call(t, a.handler, "POST", "/claims/welcome-gift", "", "token", solo); got.code != 201 {
+			t.Errorf("claim from the unbound app = HTTP %d, %s; want 201: a person of its own", got.code, got.raw)
+		}
+		a.clock.Advance(time.Minute)
+		call(t, a.handler, "POST", "/claims/coupon-2026", "", "token", shop)
+		list := call(t, a.handler, "GET", "/claims", "", "token", shop)
+		claims := dataOf[claimsData](t, list).Claims
+		if len(claims) != 2 || claims[0].Name != "welcome-gift" || claims[1].Name != "coupon-2026" {
+			t.Errorf("GET /claims = %s; want welcome-gift then coupon-2026", list.raw)
+		}
+		if empty := call(t, a.handler, "GET", "/claims", "", "token", a.login(t, "wxgame", "carol")); empty.raw != `{"status":0,"msg":"ok","data":{"claims":[]}}`+"\n" {
+			t.Errorf("GET /claims with none = %s; want an empty list", empty.raw)
+		}
+
+		for _, name := range []string{"Welcome", "gift_1", strings.Repeat("a", 33), "%E7%A4%BC"} {
+			if got := call(t, a.handler, "POST", "/claims/"+name, "", "token", shop); got.code != 400 || got.env.Status != statusBadRequest {
+				t.Errorf("claim %q = HTTP %d, %s; want 400, status 1", name, got.code, got.raw)
+			}
+		}
+		if got := call(t, a.handler, "POST", "/claims/x", "", "token", "nope"); got.code != 401 {
+			t.Errorf("claim without a login = HTTP %d; want 401", got.code)
+		}
+	})
+}
+
+func TestConcurrentCrossAppClaimsAreExactlyOnce(t *testing.T) {
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a := newTestApp(t, appOptions{store: store, apps: companyApps})
+		srv := httptest.NewServer(a.handler)
+		t.Cleanup(srv.Close)
+		shop, game := a.login(t, "wxshop", "alice"), a.login(t, "wxgame", "alice")
+		claim := func(token, name string) reply {
+			req, _ := http.NewRequest("POST", srv.URL+"/claims/"+name, nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return parseReply(t, resp)
+		}
+		const rounds = 200
+		for i := range rounds {
+			name := fmt.Sprintf("gift-%d", i)
+			var replies [2]reply
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for j, token := range []string{shop, game} {
+				wg.Go(func() {
+					<-start
+					replies[j] = claim(token, name)
+				})
+			}
+			close(start)
+			wg.Wait()
+			codes := []int{replies[0].code, replies[1].code}
+			slices.Sort(codes)
+			if !slices.Equal(codes, []int{201, 409}) {
+				t.Fatalf("round %d: claims from Shop and Game answered %v; want one 201 and one 409", i, codes)
+			}
+			if c0, c1 := dataOf[claimData](t, replies[0]), dataOf[claimData](t, replies[1]); c0.ClaimedAt != c1.ClaimedAt || c0.AppID != c1.AppID {
+				t.Fatalf("round %d: the 409 names another claim than the 201: %s / %s", i, replies[0].raw, replies[1].raw)
+			}
+		}
+		if claims, err := a.userBackend.claimsOf(t.Context(), 1); len(claims) != rounds || err != nil {
+			t.Errorf("alice holds %d claims (%v); want %d", len(claims), err, rounds)
+		}
+	})
 }
 
 func TestVerifiedUserInfoKeepsTheProfileLimits(t *testing.T) {
-	a, token := loggedIn(t)
-	plain := `{"openId":"` + fakeOpenID("wxapp", "alice") + `","nickName":"` + strings.Repeat("长", 65) + `","watermark":{"timestamp":1,"appid":"wxapp"}}`
-	wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, encryptedFor(t, a.fake, plain)), "nickName 最多 64 个字符，实为 65 个")
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		plain := `{"openId":"` + fakeOpenID("wxapp", "alice") + `","nickName":"` + strings.Repeat("长", 65) + `","watermark":{"timestamp":1,"appid":"wxapp"}}`
+		wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, encryptedFor(t, a.fake, plain)), "nickName 最多 64 个字符，实为 65 个")
+	})
 }
 
 func TestTokenOfARemovedAppIsNoLogin(t *testing.T) {
-	a, token := loggedIn(t)
-	// The server restarts with the token reloaded, but its app is gone.
-	apps := appSet{"wxother": {ID: "wxother", Name: "Other", wx: a.wx}}
-	h := newServer(textLogger(io.Discard), apps, fileUsers{a.users}, memoryTokens{a.tokens, a.users}, nil, nil, nil)
-	code := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
-	for _, r := range []struct{ method, path, body string }{{"GET", "/session/check", ""}, {"POST", "/user/phone", `{"code":"` + code.(string) + `"}`}} {
-		if got := call(t, h, r.method, r.path, r.body, "Content-Type", jsonCT, "token", token); got.code != 401 || got.env.Status != statusNotLoggedIn {
-			t.Errorf("%s %s with a token of a removed app = HTTP %d, %s; want 401, status 4", r.method, r.path, got.code, got.raw)
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		// The server restarts with the token reloaded, but its app is gone.
+		apps := appSet{"wxother": {ID: "wxother", Name: "Other", wx: a.wx}}
+		h := newServer(textLogger(io.Discard), apps, a.userBackend, a.tokenBackend, nil, nil, nil)
+		code := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
+		for _, r := range []struct{ method, path, body string }{{"GET", "/session/check", ""}, {"POST", "/user/phone", `{"code":"` + code.(string) + `"}`}} {
+			if got := call(t, h, r.method, r.path, r.body, "Content-Type", jsonCT, "token", token); got.code != 401 || got.env.Status != statusNotLoggedIn {
+				t.Errorf("%s %s with a token of a removed app = HTTP %d, %s; want 401, status 4", r.method, r.path, got.code, got.raw)
+			}
 		}
-	}
+	})
 }
 
 // BenchmarkLoginHandler is one POST /login through the whole handler, with

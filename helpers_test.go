@@ -55,10 +55,14 @@ type testApp struct {
 	wx      *wechatClient     // the first app's client of WeChat
 	fake    *fakeWechat       // nil when appOptions.wechat is WeChat
 	calls   *countingUpstream // every call wxlogin made to WeChat, by path
-	users   *userStore
-	tokens  *tokenStore
-	clock   *fakeClock
-	logs    *syncBuffer
+	// The stores as the handler holds them, on either kind of store; users
+	// and tokens are the file store's, nil on Redis.
+	userBackend  userBackend
+	tokenBackend tokenBackend
+	users        *userStore
+	tokens       *tokenStore
+	clock        *fakeClock
+	logs         *syncBuffer
 }
 
 // appSpec is one mini program a test app serves.
@@ -93,6 +97,40 @@ type appOptions struct {
 	// noContentCheck is -content-check=false: nicknames are not sent to
 	// msgSecCheck.
 	noContentCheck bool
+	store          storeKind // where users and tokens live; "" is the data directory
+}
+
+// storeKind is a store the handler suites run on (onEachStore).
+type storeKind string
+
+const (
+	onFiles storeKind = "file"  // the data directory and tokens in memory
+	onRedis storeKind = "redis" // a real redis-server, started for the test
+	// onRedisCluster is a Redis Cluster of three masters, started for the
+	// test; slower to start, so only some tests run on it.
+	onRedisCluster storeKind = "redis-cluster"
+)
+
+// onEachStore runs test on each kind of store, as subtests: the suites
+// that hold for both run from this one table.
+func onEachStore(t *testing.T, test func(t *testing.T, store storeKind)) {
+	for _, store := range []storeKind{onFiles, onRedis} {
+		t.Run(string(store), func(t *testing.T) { test(t, store) })
+	}
+}
+
+// openTestRedisStore starts a redis-server that fsyncs every write, as
+// -redis-durability=fsync needs, and opens the store on it, on clock.
+func openTestRedisStore(t testing.TB, mode string, now func() time.Time) *redisStore {
+	t.Helper()
+	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	cfg := redisConfig{addrs: []string{srv.addr}, poolSize: 16, timeout: 5 * time.Second}
+	s, err := openRedisStore(t.Context(), cfg, redisFsync, storeMeta{Mode: mode}, 2*time.Hour, 720*time.Hour, now, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.close)
+	return s
 }
 
 // newTestApp builds wxlogin's handler as opts say, as run would for their
@@ -106,11 +144,31 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	}
 	clock := newFakeClock()
 	a := &testApp{
-		apps:   appSet{},
-		users:  openTestStore(t, t.TempDir(), clock.Now),
-		tokens: newTokenStore(2*time.Hour, 720*time.Hour, clock.clock()),
-		clock:  clock,
-		logs:   &syncBuffer{},
+		apps:  appSet{},
+		clock: clock,
+		logs:  &syncBuffer{},
+	}
+	mode := modeReal
+	if opts.mock {
+		mode = modeMock
+	}
+	switch opts.store {
+	case onRedis:
+		rs := openTestRedisStore(t, mode, clock.Now)
+		a.userBackend, a.tokenBackend = rs, rs
+	case onRedisCluster:
+		cluster := startRedisCluster(t.(*testing.T), 3, "--appendonly", "yes", "--appendfsync", "always")
+		cfg := redisConfig{addrs: []string{cluster.nodes[0].addr}, cluster: true, poolSize: 16, timeout: 5 * time.Second}
+		rs, err := openRedisStore(t.Context(), cfg, redisFsync, storeMeta{Mode: mode}, 2*time.Hour, 720*time.Hour, clock.Now, discardLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(rs.close)
+		a.userBackend, a.tokenBackend = rs, rs
+	default:
+		a.users = openTestStore(t, t.TempDir(), clock.Now)
+		a.tokens = newTokenStore(2*time.Hour, 720*time.Hour, clock.clock())
+		a.userBackend, a.tokenBackend = fileUsers{a.users}, memoryTokens{a.tokens, a.users}
 	}
 	upstream, apiPath := opts.wechat, ""
 	if upstream == nil {
@@ -147,8 +205,18 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	if opts.quiet {
 		log = discardLogger()
 	}
-	a.handler = newServer(log, a.apps, fileUsers{a.users}, memoryTokens{a.tokens, a.users}, limit, opts.proxies, mounted)
+	a.handler = newServer(log, a.apps, a.userBackend, a.tokenBackend, limit, opts.proxies, mounted)
 	return a
+}
+
+// record is user id's record, read through the store the handler holds.
+func (a *testApp) record(t testing.TB, id int64) userRecord {
+	t.Helper()
+	u, ok, err := a.userBackend.get(t.Context(), id)
+	if err != nil || !ok {
+		t.Fatalf("user %d: found %v, %v", id, ok, err)
+	}
+	return u
 }
 
 // login logs user in to appID with a code from the fake, and returns the
@@ -174,7 +242,13 @@ func (a *testApp) login(t testing.TB, appID, user string) string {
 // loggedIn returns a test app on the fake WeChat and a token of alice's.
 func loggedIn(t testing.TB) (*testApp, string) {
 	t.Helper()
-	a := newTestApp(t, appOptions{})
+	return loggedInOn(t, onFiles)
+}
+
+// loggedInOn is loggedIn on the given kind of store.
+func loggedInOn(t testing.TB, store storeKind) (*testApp, string) {
+	t.Helper()
+	a := newTestApp(t, appOptions{store: store})
 	return a, a.login(t, "wxapp", "alice")
 }
 

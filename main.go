@@ -59,6 +59,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.fakeOnly {
 		return runFakeOnly(ctx, cfg, log)
 	}
+	if cfg.redis != nil {
+		return runOnRedis(ctx, cfg, log)
+	}
 
 	// One wxlogin owns the data directory before anything in it is read.
 	dataDir, err := openDataDir(cfg.dataDir, log)
@@ -105,6 +108,52 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// given back before serving, so that memory reflects the live state.
 		debug.FreeOSMemory()
 	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sweeperDone := make(chan struct{})
+	go func() {
+		defer close(sweeperDone)
+		tokens.runSweeper(ctx, min(time.Minute, cfg.tokenTTL))
+	}()
+	err = serve(ctx, cfg, ln, fileUsers{users}, memoryTokens{tokens, users}, clock, log,
+		"data", cfg.dataDir, "users", users.count(), "tokens_reloaded", reloaded)
+	cancel()
+	<-sweeperDone
+	saved, saveErr := tokens.save(tokenPath)
+	err = errors.Join(err, saveErr, users.Close())
+	log.Info("stopped", "tokens_saved", saved)
+	return err
+}
+
+// runOnRedis is wxlogin with -redis: users and tokens live in Redis
+// (redisstore.go), shared by every wxlogin on it, and no data directory is
+// used. A token outlives a restart there without being saved.
+func runOnRedis(ctx context.Context, cfg config, log *slog.Logger) error {
+	store, err := openRedisStore(ctx, *cfg.redis, cfg.redisDurability, cfg.storeMeta(), cfg.tokenTTL, cfg.tokenMaxAge, time.Now, log)
+	if err != nil {
+		return err
+	}
+	defer store.close()
+	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, nil, log)
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	err = serve(ctx, cfg, ln, store, store, systemClock(), log,
+		"redis", strings.Join(cfg.redis.addrs, ","), "redis_cluster", cfg.redis.cluster, "redis_durability", cfg.redisDurability)
+	log.Info("stopped")
+	return err
+}
+
+// serve builds the mini programs' WeChat clients and the handler on the
+// stores, and serves on ln until ctx ends. where says which stores, for
+// the log line that says wxlogin is listening.
+func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, tokens tokenBackend, clock clock, log *slog.Logger, where ...any) error {
 	baseURL := "http://" + dialableAddr(ln.Addr())
 	wechatAPI := cfg.wechatAPI
 	var fake *fakeWechat
@@ -119,30 +168,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		apps[a.AppID] = &miniApp{ID: a.AppID, Name: a.Name, wx: wx, checkContent: cfg.contentCheck}
 	}
 	limit := newLoginLimiter(cfg.loginRate, cfg.loginBurst, clock)
-	srv := newHTTPServer(newServer(log, apps, fileUsers{users}, memoryTokens{tokens, users}, limit, cfg.proxies, fake), cfg.loginTimeout, log)
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sweeperDone := make(chan struct{})
-	go func() {
-		defer close(sweeperDone)
-		tokens.runSweeper(ctx, min(time.Minute, cfg.tokenTTL))
-	}()
+	srv := newHTTPServer(newServer(log, apps, users, tokens, limit, cfg.proxies, fake), cfg.loginTimeout, log)
 	if cfg.mock {
 		log.Warn("MOCK MODE: logins go to the built-in fake WeChat, not to WeChat; get a code from POST /mock/wx.login",
 			"appids", appIDsOf(cfg.apps), "teaching_page", baseURL+"/")
 	}
 	maxConns := cfg.connCap()
-	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(), "max_conns", maxConns,
-		"wechat_api", redactURL(wechatAPI), "data", cfg.dataDir, "users", users.count(), "tokens_reloaded", reloaded)
-
-	err = serveUntilDone(ctx, srv, limitConns(srv, ln, maxConns), cfg.loginTimeout+5*time.Second, log)
-	cancel()
-	<-sweeperDone
-	saved, saveErr := tokens.save(tokenPath)
-	err = errors.Join(err, saveErr, users.Close())
-	log.Info("stopped", "tokens_saved", saved)
-	return err
+	log.Info("wxlogin listening", append([]any{"url", baseURL, "addr", ln.Addr().String(), "max_conns", maxConns,
+		"wechat_api", redactURL(wechatAPI)}, where...)...)
+	return serveUntilDone(ctx, srv, limitConns(srv, ln, maxConns), cfg.loginTimeout+5*time.Second, log)
 }
 
 // serveUntilDone serves on ln until ctx ends or serving fails, then shuts

@@ -47,48 +47,52 @@ func TestPrivacyInterfacesWaitForAgreement(t *testing.T) {
 // quick one's, so POST /user/phone takes it alike; it carries no legacy
 // encryptedData.
 func TestRealtimePhoneNumber(t *testing.T) {
-	a, token := loggedIn(t)
-	detail := wxCall(t, a.fake, "wx.getRealtimePhoneNumber", `{"user":"alice"}`)
-	if detail["errMsg"] != "getRealtimePhoneNumber:ok" || detail["code"] == "" || detail["encryptedData"] != nil {
-		t.Fatalf("getRealtimePhoneNumber = %v; want a code only", detail)
-	}
-	got := send(t, a.handler, http.MethodPost, "/user/phone", token, map[string]any{"code": detail["code"]})
-	if got.env.Status != 0 || dataOf[phoneData](t, got).PhoneNumber != fakePhoneNumber("alice") {
-		t.Errorf("POST /user/phone with a real-time code = %s", got.raw)
-	}
-	if n := a.calls.count(phonePath); n != 1 {
-		t.Errorf("getuserphonenumber called %d times; want 1", n)
-	}
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		detail := wxCall(t, a.fake, "wx.getRealtimePhoneNumber", `{"user":"alice"}`)
+		if detail["errMsg"] != "getRealtimePhoneNumber:ok" || detail["code"] == "" || detail["encryptedData"] != nil {
+			t.Fatalf("getRealtimePhoneNumber = %v; want a code only", detail)
+		}
+		got := send(t, a.handler, http.MethodPost, "/user/phone", token, map[string]any{"code": detail["code"]})
+		if got.env.Status != 0 || dataOf[phoneData](t, got).PhoneNumber != fakePhoneNumber("alice") {
+			t.Errorf("POST /user/phone with a real-time code = %s", got.raw)
+		}
+		if n := a.calls.count(phonePath); n != 1 {
+			t.Errorf("getuserphonenumber called %d times; want 1", n)
+		}
+	})
 }
 
 // Each successful phone tap is charged to the app: with none left, the tap
 // fails with errno 1400001 and gives no code. -1 is no limit.
 func TestPhoneQuota(t *testing.T) {
-	a := newTestApp(t, appOptions{})
-	quota := func(body string) reply {
-		t.Helper()
-		return call(t, a.fake.routes(), http.MethodPost, "/mock/phone-quota", body, "Content-Type", jsonCT)
-	}
-	if got := quota(`{"remaining":-2}`); got.code != http.StatusBadRequest {
-		t.Errorf("POST /mock/phone-quota remaining -2 = %d %s; want 400", got.code, got.raw)
-	}
-	quota(`{"remaining":2}`)
-	for i, api := range []string{"wx.getPhoneNumber", "wx.getRealtimePhoneNumber"} {
-		if detail := wxCall(t, a.fake, api, `{"user":"alice"}`); detail["code"] == nil {
-			t.Fatalf("tap %d (%s) with quota left = %v; want a code", i+1, api, detail)
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a := newTestApp(t, appOptions{store: store})
+		quota := func(body string) reply {
+			t.Helper()
+			return call(t, a.fake.routes(), http.MethodPost, "/mock/phone-quota", body, "Content-Type", jsonCT)
 		}
-	}
-	for _, api := range []string{"getPhoneNumber", "getRealtimePhoneNumber"} {
-		detail := wxCall(t, a.fake, "wx."+api, `{"user":"alice"}`)
-		if detail["errno"] != float64(errnoNoPhoneQuota) || detail["code"] != nil || detail["errMsg"] != api+":fail no quota" {
-			t.Errorf("%s with no quota left = %v; want errno 1400001 and no code", api, detail)
+		if got := quota(`{"remaining":-2}`); got.code != http.StatusBadRequest {
+			t.Errorf("POST /mock/phone-quota remaining -2 = %d %s; want 400", got.code, got.raw)
 		}
-	}
-	if got := call(t, a.fake.routes(), http.MethodGet, "/mock/phone-quota", ""); got.raw != `{"appid":"wxapp","remaining":0}`+"\n" {
-		t.Errorf("GET /mock/phone-quota = %s", got.raw)
-	}
-	quota(`{"remaining":-1}`)
-	if detail := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`); detail["code"] == nil {
-		t.Errorf("getPhoneNumber with no limit = %v", detail)
-	}
+		quota(`{"remaining":2}`)
+		for i, api := range []string{"wx.getPhoneNumber", "wx.getRealtimePhoneNumber"} {
+			if detail := wxCall(t, a.fake, api, `{"user":"alice"}`); detail["code"] == nil {
+				t.Fatalf("tap %d (%s) with quota left = %v; want a code", i+1, api, detail)
+			}
+		}
+		for _, api := range []string{"getPhoneNumber", "getRealtimePhoneNumber"} {
+			detail := wxCall(t, a.fake, "wx."+api, `{"user":"alice"}`)
+			if detail["errno"] != float64(errnoNoPhoneQuota) || detail["code"] != nil || detail["errMsg"] != api+":fail no quota" {
+				t.Errorf("%s with no quota left = %v; want errno 1400001 and no code", api, detail)
+			}
+		}
+		if got := call(t, a.fake.routes(), http.MethodGet, "/mock/phone-quota", ""); got.raw != `{"appid":"wxapp","remaining":0}`+"\n" {
+			t.Errorf("GET /mock/phone-quota = %s", got.raw)
+		}
+		quota(`{"remaining":-1}`)
+		if detail := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`); detail["code"] == nil {
+			t.Errorf("getPhoneNumber with no limit = %v", detail)
+		}
+	})
 }

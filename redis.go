@@ -473,6 +473,27 @@ func (c *redisClient) pipeline(ctx context.Context, cmds [][]string) ([]any, err
 	return c.single.do(ctx, cmds)
 }
 
+// onEachServer sends cmds to every server (every master of a cluster) and
+// returns the replies of each, by address.
+func (c *redisClient) onEachServer(ctx context.Context, cmds [][]string) (map[string][]any, error) {
+	pools := []*redisPool{c.single}
+	if c.cluster != nil {
+		var err error
+		if pools, err = c.cluster.masters(ctx); err != nil {
+			return nil, err
+		}
+	}
+	all := map[string][]any{}
+	for _, p := range pools {
+		replies, err := p.do(ctx, cmds)
+		if err != nil {
+			return nil, err
+		}
+		all[p.addr] = replies
+	}
+	return all, nil
+}
+
 // close closes every connection.
 func (c *redisClient) close() {
 	if c.cluster != nil {

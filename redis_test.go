@@ -198,7 +198,7 @@ func TestRedisCommandKey(t *testing.T) {
 
 // requireRedis skips the test when redis-server is not installed, unless
 // WXLOGIN_REQUIRE_REDIS is set, as .ci/run sets it after installing it.
-func requireRedis(t *testing.T) string {
+func requireRedis(t testing.TB) string {
 	t.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -215,12 +215,13 @@ type redisServer struct {
 	addr string
 	dir  string
 	log  *syncBuffer
+	argv []string // how it was started, to start it again
 	cmd  *exec.Cmd
 }
 
 // freeRedisPort is a loopback port free now, with the port 10000 above it
 // (a cluster node's bus) free too.
-func freeRedisPort(t *testing.T) int {
+func freeRedisPort(t testing.TB) int {
 	t.Helper()
 	for range 50 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -244,28 +245,38 @@ func freeRedisPort(t *testing.T) int {
 
 // startRedis runs redis-server on a free loopback port, with no
 // persistence unless args ask for it, and stops it when the test ends.
-func startRedis(t *testing.T, args ...string) *redisServer {
+func startRedis(t testing.TB, args ...string) *redisServer {
 	t.Helper()
 	bin := requireRedis(t)
 	port := freeRedisPort(t)
 	s := &redisServer{addr: "127.0.0.1:" + strconv.Itoa(port), dir: t.TempDir(), log: &syncBuffer{}}
 	base := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", s.dir,
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no", "--logfile", ""}
-	s.cmd = exec.Command(bin, append(base, args...)...)
+	s.argv = append([]string{bin}, append(base, args...)...)
+	s.start(t)
+	t.Cleanup(s.kill)
+	return s
+}
+
+// start runs the server, and waits until it answers.
+func (s *redisServer) start(t testing.TB) {
+	t.Helper()
+	s.cmd = exec.Command(s.argv[0], s.argv[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		s.cmd.Process.Kill()
-		s.cmd.Wait()
-	})
 	s.waitReady(t)
-	return s
+}
+
+// kill ends the server with SIGKILL, as a crash would, and waits for it.
+func (s *redisServer) kill() {
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
 }
 
 // waitReady polls the server with PING until it answers, for 10 s at most.
-func (s *redisServer) waitReady(t *testing.T) {
+func (s *redisServer) waitReady(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -230,6 +231,24 @@ func (c *redisCluster) refresh(ctx context.Context) error {
 		return struct{}{}, fmt.Errorf("redis cluster: no server gave the slot map: %w", errors.Join(errs...))
 	})
 	return err
+}
+
+// masters are the pools of the servers that hold slots, the map learned
+// afresh.
+func (c *redisCluster) masters(ctx context.Context) ([]*redisPool, error) {
+	if err := c.refresh(ctx); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	addrs := slices.Compact(slices.Sorted(slices.Values(c.slots)))
+	c.mu.Unlock()
+	var pools []*redisPool
+	for _, a := range addrs {
+		if a != "" {
+			pools = append(pools, c.pool(a))
+		}
+	}
+	return pools, nil
 }
 
 // candidates are the servers to ask for the map: those it names now, then

@@ -17,12 +17,12 @@ type testRedisCluster struct {
 // startRedisCluster starts n redis-servers in cluster mode on loopback,
 // joins them, gives each master an even share of the slots, and waits
 // until every node says the cluster is ok. Everything stops with the test.
-func startRedisCluster(t *testing.T, n int) *testRedisCluster {
+func startRedisCluster(t *testing.T, n int, args ...string) *testRedisCluster {
 	t.Helper()
 	c := &testRedisCluster{}
 	for range n {
-		c.nodes = append(c.nodes, startRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "2000"))
+		c.nodes = append(c.nodes, startRedis(t, append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "2000"}, args...)...))
 	}
 	ctx := t.Context()
 	first := c.direct(t, 0)

@@ -1,0 +1,880 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// This file is the store in Redis (-redis): the users, persons, claims,
+// tokens and session_keys of every wxlogin that shares one Redis or Redis
+// Cluster, in place of the data directory and the in-memory tokens. Each
+// call touches one hash slot, so that it is one atomic command or script on
+// one server, in a cluster as on a single Redis:
+//
+//	wx:meta                     STRING  {"mode":…,"appids":[…]}: what the file store's headers say
+//	wx:person-key               STRING  the key of the persons' keyed hashes (erase.go's), hex
+//	wx:ids                      STRING  the last user id given (INCR); ids are never given twice
+//	wx:{o:<appid>:<openid>}     STRING  the user id of (appid, openid)
+//	wx:{u:<id>}                 HASH    the record's fields; "v" its version, "person" its person's hash,
+//	                                    "sk" the session_key, "psk" and "psk_at" the one it replaced;
+//	                                    after an erasure only "erased"
+//	wx:{u:<id>}:t:<sha256>      HASH    one token, by the hex of its hash: "i" issued, "l" last used
+//	                                    (Unix ms); it expires with the token
+//	wx:{u:<id>}:tokens          SET     the hashes of the user's tokens, for revoking them all
+//	wx:{p:<hash>}               HASH    a person, by the keyed hash of its unionid (or app and openid):
+//	                                    "u:<id>" → appid for each of its records, "c:<name>" → a claim
+//
+// A token is "<user id>.<random>", so the slot of its keys is known from
+// the token itself. Claims live under the person's keyed hash from the
+// start, so an erasure leaves them in place, naming nobody, as the file
+// store's kept claims do. Lifetimes are measured on the instances' wall
+// clocks, passed to each script: several machines share no monotonic clock.
+
+// redisStore is the store in Redis, as a userBackend and a tokenBackend.
+type redisStore struct {
+	rc          *redisClient
+	now         func() time.Time
+	ttl, maxAge time.Duration
+	personKey   []byte
+}
+
+// Keys, as the layout above gives them.
+const (
+	redisMetaKey      = "wx:meta"
+	redisPersonKeyKey = "wx:person-key"
+	redisIDsKey       = "wx:ids"
+)
+
+func redisUserKey(id int64) string     { return "wx:{u:" + strconv.FormatInt(id, 10) + "}" }
+func redisTokenSetKey(id int64) string { return redisUserKey(id) + ":tokens" }
+func redisOpenIDKey(appID, openID string) string {
+	return "wx:{o:" + appID + ":" + openID + "}"
+}
+func redisPersonKey(person string) string { return "wx:{p:" + person + "}" }
+func redisTokenKey(id int64, hash string) string {
+	return redisUserKey(id) + ":t:" + hash
+}
+
+// Redis durability policies, -redis-durability.
+const (
+	// redisFsync needs every master to append each write to its AOF and
+	// fsync it before it answers (appendonly yes, appendfsync always):
+	// an acknowledged login survives a crash of Redis, as with the files.
+	redisFsync = "fsync"
+	// redisUnchecked takes the operator's word: for a managed Redis that
+	// hides CONFIG, or a cache-grade setup where losing the last second of
+	// writes is accepted.
+	redisUnchecked = "unchecked"
+)
+
+// storeUnavailable is the error of a call Redis did not answer: status -1,
+// 503, try again shortly; the cause goes to the log only.
+func storeUnavailable(err error) error {
+	var ae *apiError
+	if err == nil || errors.As(err, &ae) || errors.Is(err, errNoUser) {
+		return err
+	}
+	return &apiError{status: statusInternal, httpCode: http.StatusServiceUnavailable, msg: msgStoreUnavailable,
+		retryAfter: time.Second, cause: err}
+}
+
+// openRedisStore connects to Redis, checks that it keeps writes as the
+// durability policy needs, and binds it to the mode and apps as the file
+// store's headers do: a Redis first used in mock mode is refused in real
+// mode, and the other way round.
+func openRedisStore(ctx context.Context, cfg redisConfig, durability string, meta storeMeta, ttl, maxAge time.Duration, now func() time.Time, log *slog.Logger) (*redisStore, error) {
+	ctx, cancel := context.WithTimeout(ctx, 4*cfg.timeout)
+	defer cancel()
+	s := &redisStore{rc: newRedisClient(cfg), now: now, ttl: ttl, maxAge: maxAge}
+	err := s.open(ctx, durability, meta, log)
+	if err != nil {
+		s.rc.close()
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	return s, nil
+}
+
+func (s *redisStore) open(ctx context.Context, durability string, meta storeMeta, log *slog.Logger) error {
+	if _, err := s.rc.do(ctx, "PING"); err != nil {
+		return err
+	}
+	switch durability {
+	case redisFsync:
+		if err := checkRedisFsync(ctx, s.rc); err != nil {
+			return err
+		}
+	case redisUnchecked:
+		log.Warn("Redis durability unchecked (-redis-durability=unchecked): an acknowledged write is only as safe as Redis's own persistence")
+	default:
+		return fmt.Errorf("-redis-durability=%q: want %s or %s", durability, redisFsync, redisUnchecked)
+	}
+	metaJSON, _ := json.Marshal(meta) // Cannot fail: plain data.
+	stored, err := setOnce(ctx, s.rc, redisMetaKey, string(metaJSON))
+	if err != nil {
+		return err
+	}
+	var was storeMeta
+	if err := json.Unmarshal([]byte(stored), &was); err != nil {
+		return fmt.Errorf("%s holds %q, not what wxlogin writes", redisMetaKey, stored)
+	}
+	if was.Mode != meta.Mode {
+		return fmt.Errorf("this Redis holds the users of %s mode; wxlogin is in %s mode: in mock mode anyone can log in as anyone, so the two never share a store (use another Redis or database)", was.Mode, meta.Mode)
+	}
+	key, err := setOnce(ctx, s.rc, redisPersonKeyKey, randomText(sha256.Size, hex.EncodeToString))
+	if err != nil {
+		return err
+	}
+	if s.personKey, err = hex.DecodeString(key); err != nil || len(s.personKey) != sha256.Size {
+		return fmt.Errorf("%s is not %d bytes of hex", redisPersonKeyKey, sha256.Size)
+	}
+	return nil
+}
+
+// setOnce sets key to value unless it is set, and returns what it holds:
+// of instances starting at once, the first one's value wins for all.
+func setOnce(ctx context.Context, rc *redisClient, key, value string) (string, error) {
+	replies, err := rc.pipeline(ctx, [][]string{{"SET", key, value, "NX"}, {"GET", key}})
+	if err != nil {
+		return "", err
+	}
+	got, ok := replies[1].(string)
+	if !ok {
+		return "", fmt.Errorf("GET %s answered %v", key, replies[1])
+	}
+	return got, nil
+}
+
+// checkRedisFsync checks that every master appends each write to its AOF
+// and fsyncs it before answering. Redis answers a write only after
+// appendfsync always has fsynced it, so an acknowledged write is on disk.
+func checkRedisFsync(ctx context.Context, rc *redisClient) error {
+	replies, err := rc.onEachServer(ctx, [][]string{{"CONFIG", "GET", "appendonly"}, {"CONFIG", "GET", "appendfsync"}})
+	if err != nil {
+		return err
+	}
+	for addr, r := range replies {
+		if e, refused := r[0].(redisError); refused {
+			return fmt.Errorf("%s refuses CONFIG GET (%v), so wxlogin cannot check that it fsyncs each write; if its persistence is known to be enough (a managed Redis), start with -redis-durability=unchecked (README, Redis)", addr, e)
+		}
+		appendOnly, fsync := configValue(r[0]), configValue(r[1])
+		if appendOnly != "yes" || fsync != "always" {
+			return fmt.Errorf("%s has appendonly %s and appendfsync %s: an acknowledged login could be lost in a crash of Redis; set appendonly yes and appendfsync always, or accept that with -redis-durability=unchecked (README, Redis)", addr, appendOnly, fsync)
+		}
+	}
+	return nil
+}
+
+// configValue is the value of a CONFIG GET reply of one parameter.
+func configValue(reply any) string {
+	pair, _ := reply.([]any)
+	if len(pair) != 2 {
+		return "(unknown)"
+	}
+	v, _ := pair[1].(string)
+	return v
+}
+
+// close closes the connections.
+func (s *redisStore) close() { s.rc.close() }
+
+// health pings Redis, for /healthz: 503 while it cannot be reached.
+func (s *redisStore) health(ctx context.Context) error {
+	_, err := s.rc.do(ctx, "PING")
+	return storeUnavailable(err)
+}
+
+// personHash is who a user is across apps, keyed as erase.go's personHash.
+func (s *redisStore) personHash(appID, openID, unionID string) string {
+	mac := hmac.New(sha256.New, s.personKey)
+	if unionID != "" {
+		mac.Write([]byte("unionid\x00" + unionID))
+	} else {
+		mac.Write([]byte("openid\x00" + appID + "\x00" + openID))
+	}
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// stamp is now in UTC, to the given precision.
+func (s *redisStore) stamp(precision time.Duration) time.Time {
+	return s.now().UTC().Truncate(precision)
+}
+
+// loginScript records a login on the user's hash: it creates the record
+// if there is none, otherwise sets a newly learned unionid; it stamps
+// last_login_at. It answers {-1} for an erased user, else {created, the
+// person before, the record's fields}.
+var loginScript = newRedisScript(`
+local k = KEYS[1]
+if redis.call('HEXISTS', k, 'erased') == 1 then return {-1} end
+local created, before = 0, ''
+if redis.call('HEXISTS', k, 'appid') == 0 then
+  redis.call('HSET', k, 'id', ARGV[1], 'appid', ARGV[2], 'openid', ARGV[3], 'person', ARGV[6],
+    'created_at', ARGV[5], 'updated_at', ARGV[5], 'v', '1')
+  if ARGV[4] ~= '' then redis.call('HSET', k, 'unionid', ARGV[4]) end
+  created = 1
+else
+  if redis.call('HGET', k, 'appid') ~= ARGV[2] or redis.call('HGET', k, 'openid') ~= ARGV[3] then
+    return redis.error_reply('WXLOGIN user ' .. ARGV[1] .. ' is another user')
+  end
+  before = redis.call('HGET', k, 'person') or ''
+  if ARGV[4] ~= '' and redis.call('HGET', k, 'unionid') ~= ARGV[4] then
+    redis.call('HSET', k, 'unionid', ARGV[4], 'updated_at', ARGV[5], 'person', ARGV[6])
+    redis.call('HINCRBY', k, 'v', 1)
+  end
+end
+redis.call('HSET', k, 'last_login_at', ARGV[5])
+return {created, before, redis.call('HGETALL', k)}
+`)
+
+// login records a login of (appID, openID). The user's id is the one the
+// (appid, openid) key holds; the first login to set it (SET NX) decides it
+// for everyone, and exactly one login creates the record. An id taken from
+// wx:ids by a login that lost that race is never used: ids have gaps.
+func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (userRecord, bool, error) {
+	now := formatRedisTime(s.stamp(time.Second))
+	person := s.personHash(appID, openID, unionID)
+	for range 2 {
+		id, err := s.userID(ctx, appID, openID)
+		if err != nil {
+			return userRecord{}, false, storeUnavailable(err)
+		}
+		reply, err := loginScript.run(ctx, s.rc, []string{redisUserKey(id)},
+			strconv.FormatInt(id, 10), appID, openID, unionID, now, person)
+		if err != nil {
+			return userRecord{}, false, storeUnavailable(err)
+		}
+		r, _ := reply.([]any)
+		if len(r) == 1 {
+			// Erased: the erasure had not taken the key to the id away yet
+			// (it was cut short); take it away, and this is a new user.
+			if err := s.forgetOpenID(ctx, appID, openID, id); err != nil {
+				return userRecord{}, false, storeUnavailable(err)
+			}
+			continue
+		}
+		if len(r) != 3 {
+			return userRecord{}, false, storeUnavailable(fmt.Errorf("login script answered %v", reply))
+		}
+		created, _ := r[0].(int64)
+		before, _ := r[1].(string)
+		u, err := recordFromRedis(r[2])
+		if err != nil {
+			return userRecord{}, false, storeUnavailable(err)
+		}
+		if created == 1 || before != person {
+			if err := s.joinPerson(ctx, u, before, person); err != nil {
+				return userRecord{}, false, storeUnavailable(err)
+			}
+		}
+		return u, created == 1, nil
+	}
+	return userRecord{}, false, storeUnavailable(errors.New("login: the user was erased twice over"))
+}
+
+// userID is the id of (appID, openID), given now if it has none.
+func (s *redisStore) userID(ctx context.Context, appID, openID string) (int64, error) {
+	key := redisOpenIDKey(appID, openID)
+	v, err := s.rc.do(ctx, "GET", key)
+	if err != nil {
+		return 0, err
+	}
+	if v == nil {
+		n, err := s.rc.do(ctx, "INCR", redisIDsKey)
+		if err != nil {
+			return 0, err
+		}
+		replies, err := s.rc.pipeline(ctx, [][]string{{"SET", key, strconv.FormatInt(n.(int64), 10), "NX"}, {"GET", key}})
+		if err != nil {
+			return 0, err
+		}
+		v = replies[1]
+	}
+	text, _ := v.(string)
+	id, err := strconv.ParseInt(text, 10, 64)
+	if err != nil || id < 1 {
+		return 0, fmt.Errorf("%s holds %v, not a user id", key, v)
+	}
+	return id, nil
+}
+
+// forgetOpenIDScript deletes the key of (appid, openid) if it still names
+// the erased user, and not a new one.
+var forgetOpenIDScript = newRedisScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+`)
+
+func (s *redisStore) forgetOpenID(ctx context.Context, appID, openID string, id int64) error {
+	_, err := forgetOpenIDScript.run(ctx, s.rc, []string{redisOpenIDKey(appID, openID)}, strconv.FormatInt(id, 10))
+	return err
+}
+
+// mergeClaimsScript adds claims to a person, keeping the earliest of each
+// name: their values start with the Unix milliseconds they were made at.
+var mergeClaimsScript = newRedisScript(`
+for i = 1, #ARGV, 2 do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  if not old or tonumber(string.match(ARGV[i+1], '^%d+')) < tonumber(string.match(old, '^%d+')) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1])
+  end
+end
+return 1
+`)
+
+// joinPerson makes user u a record of its person, and, when a unionid
+// learned now moved it from the person it was alone (before), brings that
+// person's claims along, the earliest of each name counting. A claim made
+// by the same user at the very moment of that move may count twice.
+func (s *redisStore) joinPerson(ctx context.Context, u userRecord, before, person string) error {
+	member := "u:" + strconv.FormatInt(u.ID, 10)
+	if _, err := s.rc.do(ctx, "HSET", redisPersonKey(person), member, u.AppID); err != nil {
+		return err
+	}
+	if before == "" || before == person {
+		return nil
+	}
+	fields, err := s.rc.do(ctx, "HGETALL", redisPersonKey(before))
+	if err != nil {
+		return err
+	}
+	var claims []string
+	pairs, _ := fields.([]any)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if f, _ := pairs[i].(string); strings.HasPrefix(f, "c:") {
+			v, _ := pairs[i+1].(string)
+			claims = append(claims, f, v)
+		}
+	}
+	if len(claims) > 0 {
+		if _, err := mergeClaimsScript.run(ctx, s.rc, []string{redisPersonKey(person)}, claims...); err != nil {
+			return err
+		}
+	}
+	_, err = s.rc.do(ctx, "HDEL", redisPersonKey(before), member)
+	return err
+}
+
+// get returns user id's record.
+func (s *redisStore) get(ctx context.Context, id int64) (userRecord, bool, error) {
+	u, _, ok, err := s.record(ctx, id)
+	return u, ok, err
+}
+
+// record reads user id's hash: the record, and the user's person.
+func (s *redisStore) record(ctx context.Context, id int64) (userRecord, string, bool, error) {
+	reply, err := s.rc.do(ctx, "HGETALL", redisUserKey(id))
+	if err != nil {
+		return userRecord{}, "", false, storeUnavailable(err)
+	}
+	if pairs, _ := reply.([]any); !slices.Contains(pairs, any("appid")) {
+		return userRecord{}, "", false, nil
+	}
+	u, err := recordFromRedis(reply)
+	if err != nil {
+		return userRecord{}, "", false, storeUnavailable(err)
+	}
+	return u, redisField(reply, "person"), true, nil
+}
+
+// updateScript sets the fields given (deleting those given empty) if the
+// record is still at the version read, and answers {1, the record's
+// fields}; {0} when another write came first, {-1} when there is no record.
+var updateScript = newRedisScript(`
+local k = KEYS[1]
+if redis.call('HEXISTS', k, 'appid') == 0 then return {-1} end
+if redis.call('HGET', k, 'v') ~= ARGV[1] then return {0} end
+for i = 3, #ARGV, 2 do
+  if ARGV[i+1] == '' then redis.call('HDEL', k, ARGV[i]) else redis.call('HSET', k, ARGV[i], ARGV[i+1]) end
+end
+redis.call('HSET', k, 'updated_at', ARGV[2])
+redis.call('HINCRBY', k, 'v', 1)
+return {1, redis.call('HGETALL', k)}
+`)
+
+// update applies change to user id's record and stores the fields it
+// changed, if no other write changed the record meanwhile; otherwise it
+// reads the record again and applies change to that, as the file store's
+// lock would have had it. A change that changes nothing writes nothing.
+func (s *redisStore) update(ctx context.Context, id int64, change func(u *userRecord)) (userRecord, error) {
+	for range 32 {
+		reply, err := s.rc.do(ctx, "HGETALL", redisUserKey(id))
+		if err != nil {
+			return userRecord{}, storeUnavailable(err)
+		}
+		if pairs, _ := reply.([]any); !slices.Contains(pairs, any("appid")) {
+			return userRecord{}, fmt.Errorf("update: %w %d", errNoUser, id)
+		}
+		old, err := recordFromRedis(reply)
+		if err != nil {
+			return userRecord{}, storeUnavailable(err)
+		}
+		u := old
+		change(&u)
+		u.ID, u.AppID, u.OpenID, u.CreatedAt, u.UpdatedAt, u.LastLoginAt = old.ID, old.AppID, old.OpenID, old.CreatedAt, old.UpdatedAt, old.LastLoginAt
+		if u == old {
+			return u, nil
+		}
+		args := []string{redisField(reply, "v"), formatRedisTime(s.stamp(time.Second))}
+		was, now := redisFields(&old), redisFields(&u)
+		for i := 0; i < len(now); i += 2 {
+			if now[i+1] != was[i+1] {
+				args = append(args, now[i], now[i+1])
+			}
+		}
+		// A unionid learned from verified user info moves the user into
+		// the person it names, as a login that brings one does.
+		before, person := redisField(reply, "person"), redisField(reply, "person")
+		if u.UnionID != old.UnionID {
+			person = s.personHash(u.AppID, u.OpenID, u.UnionID)
+			args = append(args, "person", person)
+		}
+		res, err := updateScript.run(ctx, s.rc, []string{redisUserKey(id)}, args...)
+		if err != nil {
+			return userRecord{}, storeUnavailable(err)
+		}
+		r, _ := res.([]any)
+		switch {
+		case len(r) == 2:
+			stored, err := recordFromRedis(r[1])
+			if err == nil && person != before {
+				err = s.joinPerson(ctx, stored, before, person)
+			}
+			if err != nil {
+				return userRecord{}, storeUnavailable(err)
+			}
+			return stored, nil
+		case len(r) == 1 && r[0] == int64(-1):
+			return userRecord{}, fmt.Errorf("update: %w %d", errNoUser, id)
+		}
+	}
+	return userRecord{}, storeUnavailable(fmt.Errorf("update of user %d: the record kept changing", id))
+}
+
+// person returns the records of user id's person, the earliest first.
+func (s *redisStore) person(ctx context.Context, id int64) ([]userRecord, bool, error) {
+	u, person, ok, err := s.record(ctx, id)
+	if err != nil || !ok {
+		return nil, ok, err
+	}
+	reply, err := s.rc.do(ctx, "HGETALL", redisPersonKey(person))
+	if err != nil {
+		return nil, false, storeUnavailable(err)
+	}
+	users := []userRecord{u}
+	pairs, _ := reply.([]any)
+	for i := 0; i < len(pairs); i += 2 {
+		f, _ := pairs[i].(string)
+		other, err := strconv.ParseInt(strings.TrimPrefix(f, "u:"), 10, 64)
+		if !strings.HasPrefix(f, "u:") || err != nil || other == id {
+			continue
+		}
+		o, _, ok, err := s.record(ctx, other)
+		if err != nil {
+			return nil, false, err
+		}
+		if ok {
+			users = append(users, o)
+		}
+	}
+	slices.SortFunc(users, func(a, b userRecord) int { return cmp.Compare(a.ID, b.ID) })
+	return users, true, nil
+}
+
+// A claim is stored as "<Unix ms> <user id> <appid>", so that the earliest
+// of two is found by its first number alone.
+func formatRedisClaim(c claimView) string {
+	return strconv.FormatInt(c.ClaimedAt.UnixMilli(), 10) + " " + strconv.FormatInt(c.UserID, 10) + " " + c.AppID
+}
+
+func parseRedisClaim(name, v string) (claimView, error) {
+	parts := strings.SplitN(v, " ", 3)
+	if len(parts) == 3 {
+		ms, err1 := strconv.ParseInt(parts[0], 10, 64)
+		id, err2 := strconv.ParseInt(parts[1], 10, 64)
+		if err1 == nil && err2 == nil {
+			return claimView{Name: name, AppID: parts[2], UserID: id, ClaimedAt: time.UnixMilli(ms).UTC()}, nil
+		}
+	}
+	return claimView{}, fmt.Errorf("claim %q is stored as %q", name, v)
+}
+
+// claim claims name for user id's person: HSETNX on the person's hash,
+// which one of any number of concurrent claims, from any instance and any
+// of the person's apps, wins.
+func (s *redisStore) claim(ctx context.Context, id int64, name string) (claimView, bool, error) {
+	reply, err := s.rc.do(ctx, "HMGET", redisUserKey(id), "appid", "person")
+	if err != nil {
+		return claimView{}, false, storeUnavailable(err)
+	}
+	fields, _ := reply.([]any)
+	if len(fields) != 2 || fields[0] == nil || fields[1] == nil {
+		return claimView{}, false, fmt.Errorf("claim: %w %d", errNoUser, id)
+	}
+	appID, person := fields[0].(string), fields[1].(string)
+	c := claimView{Name: name, AppID: appID, UserID: id, ClaimedAt: s.stamp(time.Millisecond)}
+	key, field := redisPersonKey(person), "c:"+name
+	replies, err := s.rc.pipeline(ctx, [][]string{{"HSETNX", key, field, formatRedisClaim(c)}, {"HGET", key, field}})
+	if err == nil {
+		err = firstRedisError(replies)
+	}
+	if err != nil {
+		return claimView{}, false, storeUnavailable(err)
+	}
+	if replies[0] == int64(1) {
+		return c, false, nil
+	}
+	stored, _ := replies[1].(string)
+	earlier, err := parseRedisClaim(name, stored)
+	if err != nil {
+		return claimView{}, false, storeUnavailable(err)
+	}
+	return earlier, true, nil
+}
+
+// claimsOf lists user id's person's claims in the order they were made.
+func (s *redisStore) claimsOf(ctx context.Context, id int64) ([]claimView, error) {
+	reply, err := s.rc.do(ctx, "HGET", redisUserKey(id), "person")
+	if err != nil {
+		return nil, storeUnavailable(err)
+	}
+	person, ok := reply.(string)
+	if !ok {
+		return nil, nil
+	}
+	if reply, err = s.rc.do(ctx, "HGETALL", redisPersonKey(person)); err != nil {
+		return nil, storeUnavailable(err)
+	}
+	return claimsIn(reply)
+}
+
+// claimsIn reads the claims of a person's hash, oldest first.
+func claimsIn(reply any) ([]claimView, error) {
+	list := []claimView{}
+	pairs, _ := reply.([]any)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		f, _ := pairs[i].(string)
+		if name, isClaim := strings.CutPrefix(f, "c:"); isClaim {
+			v, _ := pairs[i+1].(string)
+			c, err := parseRedisClaim(name, v)
+			if err != nil {
+				return nil, storeUnavailable(err)
+			}
+			list = append(list, c)
+		}
+	}
+	slices.SortStableFunc(list, func(a, b claimView) int {
+		return cmp.Or(a.ClaimedAt.Compare(b.ClaimedAt), strings.Compare(a.Name, b.Name))
+	})
+	return list, nil
+}
+
+// eraseScript replaces the user's hash with a tombstone, which a login
+// that found the id a moment before sees, rather than a record to create.
+var eraseScript = newRedisScript(`
+if redis.call('HEXISTS', KEYS[1], 'appid') == 0 then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'erased', ARGV[1])
+return 1
+`)
+
+// erase deletes user id: the record, the session keys with it, the key
+// from its openid, and its place in its person. Its claims stay, under the
+// person's keyed hash, so that a returning person does not take them
+// twice. Redis keeps the erased fields in its AOF until it next rewrites
+// it (README, Redis).
+func (s *redisStore) erase(ctx context.Context, id int64) (erasureResult, error) {
+	u, person, ok, err := s.record(ctx, id)
+	if err != nil {
+		return erasureResult{}, err
+	}
+	if !ok {
+		return erasureResult{}, fmt.Errorf("erase: %w %d", errNoUser, id)
+	}
+	claims, err := s.rc.do(ctx, "HGETALL", redisPersonKey(person))
+	if err != nil {
+		return erasureResult{}, storeUnavailable(err)
+	}
+	list, err := claimsIn(claims)
+	if err != nil {
+		return erasureResult{}, err
+	}
+	result := erasureResult{UserID: id, ClaimsKept: []string{}}
+	for _, c := range list {
+		if c.UserID == id {
+			result.ClaimsKept = append(result.ClaimsKept, c.Name)
+		}
+	}
+	done, err := eraseScript.run(ctx, s.rc, []string{redisUserKey(id)}, formatRedisTime(s.stamp(time.Second)))
+	if err != nil {
+		return erasureResult{}, storeUnavailable(err)
+	}
+	if done != int64(1) {
+		return erasureResult{}, fmt.Errorf("erase: %w %d", errNoUser, id)
+	}
+	if err := s.forgetOpenID(ctx, u.AppID, u.OpenID, id); err != nil {
+		return erasureResult{}, storeUnavailable(err)
+	}
+	if _, err := s.rc.do(ctx, "HDEL", redisPersonKey(person), "u:"+strconv.FormatInt(id, 10)); err != nil {
+		return erasureResult{}, storeUnavailable(err)
+	}
+	return result, nil
+}
+
+// lifetime is how long a fresh token lives if it is not used again.
+func (s *redisStore) lifetime() time.Duration { return min(s.ttl, s.maxAge) }
+
+// issueScript stores a token for the user, and the session_key as the
+// user's, the one it replaces kept as the previous; 0 when the user is
+// gone (erased during the login). The user's set of token hashes is
+// pruned of expired ones as it grows.
+var issueScript = newRedisScript(`
+local u, t, set = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('HEXISTS', u, 'appid') == 0 then return 0 end
+local cur = redis.call('HGET', u, 'sk')
+if cur and cur ~= ARGV[1] then redis.call('HSET', u, 'psk', cur, 'psk_at', ARGV[2]) end
+redis.call('HSET', u, 'sk', ARGV[1])
+redis.call('HSET', t, 'i', ARGV[2], 'l', ARGV[2])
+redis.call('PEXPIRE', t, ARGV[3])
+redis.call('SADD', set, ARGV[4])
+if redis.call('SCARD', set) > 32 then
+  for _, h in ipairs(redis.call('SMEMBERS', set)) do
+    if redis.call('EXISTS', u .. ':t:' .. h) == 0 then redis.call('SREM', set, h) end
+  end
+end
+return 1
+`)
+
+// issue creates a token for who: the user id, then 32 bytes from
+// crypto/rand, base64url.
+func (s *redisStore) issue(ctx context.Context, who identity, key string) (string, error) {
+	token := strconv.FormatInt(who.UserID, 10) + "." + randomText(32, base64.RawURLEncoding.EncodeToString)
+	h := hashToken(token)
+	hash := hex.EncodeToString(h[:])
+	ok, err := issueScript.run(ctx, s.rc,
+		[]string{redisUserKey(who.UserID), redisTokenKey(who.UserID, hash), redisTokenSetKey(who.UserID)},
+		key, strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.lifetime().Milliseconds(), 10), hash)
+	if err != nil {
+		return "", storeUnavailable(err)
+	}
+	if ok != int64(1) {
+		return "", fmt.Errorf("user %d was deleted during the login: %w", who.UserID, errNoUser)
+	}
+	return token, nil
+}
+
+// lookupScript resolves a token at ARGV[1]: nil when it is unknown or has
+// expired, else the user's appid, openid, session_key, and the previous
+// session_key with when it was replaced, while that is in its window. A
+// use renews the token's idle lifetime, written only once ARGV[4] ms have
+// passed since the last write, so that most requests write nothing.
+var lookupScript = newRedisScript(`
+local t = redis.call('HMGET', KEYS[1], 'i', 'l')
+if not t[1] then return false end
+local now, ttl, maxage = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local issued, used = tonumber(t[1]), tonumber(t[2])
+if now >= math.min(used + ttl, issued + maxage) then
+  redis.call('DEL', KEYS[1])
+  return false
+end
+local u = redis.call('HMGET', KEYS[2], 'appid', 'openid', 'sk', 'psk', 'psk_at')
+if not u[1] or not u[3] then return false end
+if now - used >= tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[1], 'l', ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], string.format('%d', math.min(now + ttl, issued + maxage) - now))
+end
+if u[5] and now - tonumber(u[5]) > tonumber(ARGV[5]) then u[4] = false; u[5] = false end
+return u
+`)
+
+// lookup resolves a token: one script on the user's slot.
+func (s *redisStore) lookup(ctx context.Context, token string) (caller, bool, error) {
+	idText, _, found := strings.Cut(token, ".")
+	id, err := strconv.ParseInt(idText, 10, 64)
+	if !found || err != nil || id < 1 || len(token) > 128 {
+		return caller{}, false, nil
+	}
+	h := hashToken(token)
+	now := s.now()
+	reply, err := lookupScript.run(ctx, s.rc,
+		[]string{redisTokenKey(id, hex.EncodeToString(h[:])), redisUserKey(id)},
+		strconv.FormatInt(now.UnixMilli(), 10), strconv.FormatInt(s.ttl.Milliseconds(), 10),
+		strconv.FormatInt(s.maxAge.Milliseconds(), 10), strconv.FormatInt(redisTouchEvery(s.ttl).Milliseconds(), 10),
+		strconv.FormatInt(previousKeyWindow.Milliseconds(), 10))
+	if err != nil {
+		return caller{}, false, storeUnavailable(err)
+	}
+	f, _ := reply.([]any)
+	if len(f) < 3 {
+		return caller{}, false, nil
+	}
+	str := func(i int) string {
+		if i < len(f) {
+			v, _ := f[i].(string)
+			return v
+		}
+		return ""
+	}
+	who := caller{identity: identity{AppID: str(0), OpenID: str(1), UserID: id}, SessionKey: str(2), hash: h}
+	if at, err := strconv.ParseInt(str(4), 10, 64); err == nil && str(3) != "" {
+		who.previousKey, who.replacedAt = str(3), time.UnixMilli(at)
+	}
+	return who, true, nil
+}
+
+// redisTouchEvery is how stale a token's last use may be written: a
+// sixty-fourth of its idle lifetime, at most a minute.
+func redisTouchEvery(ttl time.Duration) time.Duration { return min(ttl/64, time.Minute) }
+
+// revoke ends the caller's token.
+func (s *redisStore) revoke(ctx context.Context, who caller) error {
+	hash := hex.EncodeToString(who.hash[:])
+	replies, err := s.rc.pipeline(ctx, [][]string{
+		{"DEL", redisTokenKey(who.UserID, hash)}, {"SREM", redisTokenSetKey(who.UserID), hash}})
+	if err == nil {
+		err = firstRedisError(replies)
+	}
+	return storeUnavailable(err)
+}
+
+// revokeUserScript ends every token of the user and forgets the user's
+// session keys, answering how many of the tokens were alive.
+var revokeUserScript = newRedisScript(`
+local n = 0
+local now, ttl, maxage = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for _, h in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local t = redis.call('HMGET', KEYS[1] .. ':t:' .. h, 'i', 'l')
+  if t[1] and now < math.min(tonumber(t[2]) + ttl, tonumber(t[1]) + maxage) then n = n + 1 end
+  redis.call('DEL', KEYS[1] .. ':t:' .. h)
+end
+redis.call('DEL', KEYS[2])
+redis.call('HDEL', KEYS[1], 'sk', 'psk', 'psk_at')
+return n
+`)
+
+// revokeUser ends every token of user id and reports how many were alive.
+func (s *redisStore) revokeUser(ctx context.Context, id int64) (int, error) {
+	n, err := revokeUserScript.run(ctx, s.rc, []string{redisUserKey(id), redisTokenSetKey(id)},
+		strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.ttl.Milliseconds(), 10),
+		strconv.FormatInt(s.maxAge.Milliseconds(), 10))
+	if err != nil {
+		return 0, storeUnavailable(err)
+	}
+	count, _ := n.(int64)
+	return int(count), nil
+}
+
+// firstRedisError is the first refusal among a pipeline's replies.
+func firstRedisError(replies []any) error {
+	for _, r := range replies {
+		if e, refused := r.(redisError); refused {
+			return e
+		}
+	}
+	return nil
+}
+
+// formatRedisTime is how the user's hash holds a time.
+func formatRedisTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// redisFields is u's fields as the user's hash holds them, in pairs; ""
+// for a field that is not set (its hash has no such field).
+func redisFields(u *userRecord) []string {
+	gender := ""
+	if u.Gender != 0 {
+		gender = strconv.Itoa(u.Gender)
+	}
+	return []string{
+		"unionid", u.UnionID, "nickname", u.Nickname, "avatar_url", u.AvatarURL, "gender", gender,
+		"language", u.Language, "city", u.City, "province", u.Province, "country", u.Country,
+		"phone_number", u.PhoneNumber, "pure_phone_number", u.PurePhoneNumber, "country_code", u.CountryCode,
+	}
+}
+
+// redisField is the value of field in an HGETALL reply, or "".
+func redisField(reply any, field string) string {
+	pairs, _ := reply.([]any)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i] == any(field) {
+			v, _ := pairs[i+1].(string)
+			return v
+		}
+	}
+	return ""
+}
+
+// recordFromRedis reads a user record from an HGETALL reply of its hash.
+func recordFromRedis(reply any) (userRecord, error) {
+	var u userRecord
+	pairs, _ := reply.([]any)
+	var bad error
+	for i := 0; i+1 < len(pairs); i += 2 {
+		f, _ := pairs[i].(string)
+		v, _ := pairs[i+1].(string)
+		var err error
+		switch f {
+		case "id":
+			u.ID, err = strconv.ParseInt(v, 10, 64)
+		case "appid":
+			u.AppID = v
+		case "openid":
+			u.OpenID = v
+		case "unionid":
+			u.UnionID = v
+		case "nickname":
+			u.Nickname = v
+		case "avatar_url":
+			u.AvatarURL = v
+		case "gender":
+			u.Gender, err = strconv.Atoi(v)
+		case "language":
+			u.Language = v
+		case "city":
+			u.City = v
+		case "province":
+			u.Province = v
+		case "country":
+			u.Country = v
+		case "phone_number":
+			u.PhoneNumber = v
+		case "pure_phone_number":
+			u.PurePhoneNumber = v
+		case "country_code":
+			u.CountryCode = v
+		case "created_at":
+			u.CreatedAt, err = time.Parse(time.RFC3339Nano, v)
+		case "updated_at":
+			u.UpdatedAt, err = time.Parse(time.RFC3339Nano, v)
+		case "last_login_at":
+			u.LastLoginAt, err = time.Parse(time.RFC3339Nano, v)
+		}
+		if err != nil {
+			bad = errors.Join(bad, fmt.Errorf("field %s: %w", f, err))
+		}
+	}
+	if bad == nil && (u.ID < 1 || u.AppID == "" || u.OpenID == "") {
+		bad = errors.New("the hash has no id, appid or openid")
+	}
+	if bad != nil {
+		return userRecord{}, fmt.Errorf("user %d in Redis: %w", u.ID, bad)
+	}
+	return u, nil
+}
+
+// Both interfaces, checked by the compiler.
+var (
+	_ userBackend  = (*redisStore)(nil)
+	_ tokenBackend = (*redisStore)(nil)
+)

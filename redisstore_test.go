@@ -1,0 +1,327 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A token dies its idle lifetime after its last use and its age after it
+// was issued, and the session_key a login replaced is kept for its window
+// only, never stretched by the same key again: on each store.
+func TestTokenLifetimesOnEachStore(t *testing.T) {
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a := newTestApp(t, appOptions{store: store})
+		ctx := t.Context()
+		u, _, err := a.userBackend.login(ctx, "wxapp", "o-alice", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		who := identity{AppID: "wxapp", OpenID: "o-alice", UserID: u.ID}
+		issue := func(key string) string {
+			t.Helper()
+			token, err := a.tokenBackend.issue(ctx, who, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return token
+		}
+		lookup := func(token string) (caller, bool) {
+			t.Helper()
+			c, ok, err := a.tokenBackend.lookup(ctx, token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c, ok
+		}
+
+		first := issue("key-1")
+		a.clock.Advance(time.Minute)
+		issue("key-2")
+		replaced := a.clock.Now()
+		if c, ok := lookup(first); !ok || c.SessionKey != "key-2" || c.previousKey != "key-1" || !c.replacedAt.Equal(replaced) || c.UserID != u.ID {
+			t.Errorf("after a second login: %v, key %q, previous %q replaced at %v; want key-2, key-1 at %v", ok, c.SessionKey, c.previousKey, c.replacedAt, replaced)
+		}
+		for range 3 { // the same key again does not stretch the window
+			a.clock.Advance(previousKeyWindow / 3)
+			issue("key-2")
+		}
+		a.clock.Advance(time.Second)
+		if c, _ := lookup(first); c.previousKey != "" {
+			t.Errorf("past the window, previous = %q; want none", c.previousKey)
+		}
+
+		// Idle: used every 110 minutes it lives on; 2 h unused, it is gone.
+		idle := issue("key-2")
+		for range 3 {
+			a.clock.Advance(110 * time.Minute)
+			if _, ok := lookup(idle); !ok {
+				t.Fatal("a token used every 110 min died; its idle lifetime is 2 h")
+			}
+		}
+		a.clock.Advance(2 * time.Hour)
+		if _, ok := lookup(idle); ok {
+			t.Error("a token unused for 2 h is alive")
+		}
+		// Age: however much it is used, 720 h after it was issued it is gone.
+		aged := issue("key-2")
+		var age time.Duration
+		for age+119*time.Minute < 720*time.Hour {
+			a.clock.Advance(119 * time.Minute)
+			age += 119 * time.Minute
+			if _, ok := lookup(aged); !ok {
+				t.Fatalf("a token used every 119 min died at %v; its age is 720 h", age)
+			}
+		}
+		a.clock.Advance(720*time.Hour - age)
+		if _, ok := lookup(aged); ok {
+			t.Error("a token issued 720 h ago is alive")
+		}
+		if _, ok := lookup("garbage"); ok {
+			t.Error("a made-up token is alive")
+		}
+	})
+}
+
+// redisOptions opens a store on srv as -redis-durability says, in real
+// mode.
+func redisOptions(t *testing.T, addr, userinfo, durability string) error {
+	t.Helper()
+	cfg := redisConfig{addrs: []string{addr}, poolSize: 4, timeout: 5 * time.Second}
+	if userinfo != "" {
+		cfg.user, cfg.password, _ = strings.Cut(userinfo, ":")
+	}
+	s, err := openRedisStore(t.Context(), cfg, durability, storeMeta{Mode: modeReal}, time.Hour, time.Hour, time.Now, discardLogger())
+	if err == nil {
+		s.close()
+	}
+	return err
+}
+
+// wxlogin starts on Redis only when it fsyncs each write, unless the
+// operator says otherwise; a Redis that hides CONFIG needs that word too.
+func TestRedisStoreRefusesWritesThatCouldBeLost(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		args       []string
+		durability string
+		want       string // in the error; "" for a start
+	}{
+		{"no AOF", nil, redisFsync, "appendonly no and appendfsync everysec"},
+		{"AOF fsynced each second", []string{"--appendonly", "yes"}, redisFsync, "appendonly yes and appendfsync everysec"},
+		{"AOF fsynced on each write", []string{"--appendonly", "yes", "--appendfsync", "always"}, redisFsync, ""},
+		{"no AOF, the operator's word", nil, redisUnchecked, ""},
+		{"a policy that is not one", nil, "sometimes", `-redis-durability="sometimes"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := startRedis(t, tt.args...)
+			err := redisOptions(t, srv.addr, "", tt.durability)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("open = %v; want it open", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("open = %v; want an error saying %q", err, tt.want)
+			case tt.want != "" && tt.durability == redisFsync && !strings.Contains(err.Error(), "-redis-durability=unchecked"):
+				t.Errorf("open = %v; want it to name the way out", err)
+			}
+		})
+	}
+	t.Run("CONFIG refused", func(t *testing.T) {
+		srv := startRedis(t)
+		admin := srv.client(t, "", "")
+		if _, err := admin.do(t.Context(), "ACL", "SETUSER", "app", "on", ">app-pass", "~*", "+@all", "-config"); err != nil {
+			t.Fatal(err)
+		}
+		err := redisOptions(t, srv.addr, "app:app-pass", redisFsync)
+		if err == nil || !strings.Contains(err.Error(), "refuses CONFIG GET") || !strings.Contains(err.Error(), "-redis-durability=unchecked") {
+			t.Errorf("open with CONFIG refused = %v; want it to say so and name -redis-durability=unchecked", err)
+		}
+		if err := redisOptions(t, srv.addr, "app:app-pass", redisUnchecked); err != nil {
+			t.Errorf("open with CONFIG refused, unchecked = %v; want it open", err)
+		}
+	})
+}
+
+// A Redis used in mock mode is refused in real mode, as a data directory is.
+func TestRedisStoreKeepsMockAndRealApart(t *testing.T) {
+	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	cfg := redisConfig{addrs: []string{srv.addr}, poolSize: 4, timeout: 5 * time.Second}
+	open := func(mode string) error {
+		s, err := openRedisStore(t.Context(), cfg, redisFsync, storeMeta{Mode: mode}, time.Hour, time.Hour, time.Now, discardLogger())
+		if err == nil {
+			s.close()
+		}
+		return err
+	}
+	if err := open(modeMock); err != nil {
+		t.Fatal(err)
+	}
+	if err := open(modeMock); err != nil {
+		t.Errorf("mock mode again = %v", err)
+	}
+	if err := open(modeReal); err == nil || !strings.Contains(err.Error(), "mock mode") {
+		t.Errorf("real mode on a Redis of mock mode = %v; want it refused", err)
+	}
+}
+
+// The whole store on a Redis Cluster of three masters: a user's keys, the
+// key of their openid, and their person's are on different masters, and
+// every route still answers as on one Redis.
+func TestRedisStoreOnACluster(t *testing.T) {
+	a := newTestApp(t, appOptions{apps: companyApps, store: onRedisCluster})
+	shop, game := a.login(t, "wxshop", "alice"), a.login(t, "wxgame", "alice")
+	if id, apps := personOf(t, a.handler, game); id != 1 || !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
+		t.Errorf("on the cluster, alice is person %v with apps %v; want 1 with wxshop and wxgame", id, apps)
+	}
+	if got := send(t, a.handler, http.MethodPatch, "/user", shop, map[string]any{"city": "深圳"}); got.env.Status != 0 {
+		t.Errorf("PATCH /user = %s", got.raw)
+	}
+	for i, token := range []string{shop, game} {
+		got := call(t, a.handler, http.MethodPost, "/claims/welcome-gift", "", "token", token)
+		if want := []int{201, 409}[i]; got.code != want {
+			t.Errorf("claim %d = HTTP %d, %s; want %d", i, got.code, got.raw, want)
+		}
+	}
+	if got := call(t, a.handler, http.MethodDelete, "/user", "", "token", shop); got.env.Status != 0 {
+		t.Fatalf("DELETE /user = %s", got.raw)
+	}
+	again := a.login(t, "wxshop", "alice")
+	if got := call(t, a.handler, http.MethodPost, "/claims/welcome-gift", "", "token", again); got.code != 409 {
+		t.Errorf("claim after deletion and a new login = %s; want 409: the gift stays taken", got.raw)
+	}
+	if got := call(t, a.handler, http.MethodPost, "/logout", "", "token", game); got.env.Status != 0 {
+		t.Errorf("logout = %s", got.raw)
+	}
+	if got := call(t, a.handler, http.MethodGet, "/user", "", "token", game); got.env.Status != statusNotLoggedIn {
+		t.Errorf("GET /user after logout = %s; want status 4", got.raw)
+	}
+}
+
+// Two wxlogins on one Redis are one service: a token of one works on the
+// other, a logout on one ends it on both, first logins of one user split
+// between them make one user, and a gift claimed from both at once, in two
+// apps, is taken once.
+func TestTwoInstancesShareOneRedis(t *testing.T) {
+	redis := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	apps := filepath.Join(t.TempDir(), "apps.json")
+	writeFile(t, apps, `{"apps": [{"appid": "wxshop", "name": "Shop", "secret_env": "SHOP_SECRET"},
+		{"appid": "wxgame", "name": "Game", "secret_env": "GAME_SECRET"}]}`)
+	env := map[string]string{"WXLOGIN_REDIS": "redis://" + redis.addr, "SHOP_SECRET": "shop-secret", "GAME_SECRET": "game-secret"}
+	fake := startServer(t, env, "-fake-only", "-apps", apps)
+	a := startServer(t, env, "-apps", apps, "-wechat-api", fake.url, "-login-rate", "0")
+	b := startServer(t, env, "-apps", apps, "-wechat-api", fake.url, "-login-rate", "0")
+	login := func(s *server, app, user string) loginData {
+		t.Helper()
+		resp, err := client.Post(fake.url+"/mock/wx.login", jsonCT, strings.NewReader(fmt.Sprintf(`{"user":%q,"appid":%q}`, user, app)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var code struct{ Code string }
+		jsonDecode(resp.Body, &code)
+		resp.Body.Close()
+		got := post(t, http.MethodPost, s.url+"/login", jsonCT, fmt.Sprintf(`{"code":%q,"appid":%q}`, code.Code, app))
+		if got.env.Status != 0 {
+			t.Errorf("login of %s to %s = %s", user, app, got.raw)
+		}
+		return dataOf[loginData](t, got)
+	}
+
+	alice := login(a, "wxshop", "alice")
+	if got := post(t, http.MethodGet, b.url+"/user", "", "", "token", alice.Token); got.env.Status != 0 || dataOf[userData](t, got).ID != alice.UserID {
+		t.Errorf("GET /user on B with A's token = %s", got.raw)
+	}
+	if got := post(t, http.MethodPost, b.url+"/logout", "", "", "token", alice.Token); got.env.Status != 0 {
+		t.Errorf("logout on B = %s", got.raw)
+	}
+	if got := post(t, http.MethodGet, a.url+"/user", "", "", "token", alice.Token); got.env.Status != statusNotLoggedIn {
+		t.Errorf("GET /user on A after logout on B = %s; want status 4", got.raw)
+	}
+
+	// 100 first logins of carol at once, every other one on B.
+	var wg sync.WaitGroup
+	results := make([]loginData, 100)
+	for i := range results {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() { results[i] = login(s, "wxshop", "carol") })
+	}
+	wg.Wait()
+	created := 0
+	for _, r := range results {
+		if r.UserID != results[0].UserID {
+			t.Fatalf("carol's logins got users %d and %d; want one user", results[0].UserID, r.UserID)
+		}
+		if r.NewUser {
+			created++
+		}
+	}
+	if created != 1 {
+		t.Errorf("%d of carol's logins answered new_user; want 1", created)
+	}
+
+	// One gift, claimed from Shop on A and from Game on B at once.
+	shop, game := login(a, "wxshop", "dave").Token, login(b, "wxgame", "dave").Token
+	for round := range 200 {
+		name := fmt.Sprintf("gift-%d", round)
+		codes := make([]int, 2)
+		wg.Go(func() { codes[0] = post(t, http.MethodPost, a.url+"/claims/"+name, "", "", "token", shop).code })
+		wg.Go(func() { codes[1] = post(t, http.MethodPost, b.url+"/claims/"+name, "", "", "token", game).code })
+		wg.Wait()
+		slices.Sort(codes)
+		if !slices.Equal(codes, []int{201, 409}) {
+			t.Fatalf("round %d: claims on A and B answered %v; want one 201 and one 409", round, codes)
+		}
+	}
+}
+
+// While Redis is down or hung, requests answer status -1 with 503 within
+// the call's bound and /healthz says 503; once it is back, wxlogin serves
+// again without a restart, and what it acknowledged before Redis was
+// killed is there: AOF fsynced on each write.
+func TestRedisDownAnswers503AndRecovers(t *testing.T) {
+	redis := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	env := map[string]string{"WXLOGIN_REDIS": "redis://" + redis.addr + "?timeout=500ms"}
+	s := startServer(t, env)
+	got := post(t, http.MethodPost, s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`)
+	token := dataOf[loginData](t, got).Token
+	if got := post(t, http.MethodPost, s.url+"/claims/welcome-gift", "", "", "token", token); got.code != http.StatusCreated {
+		t.Fatalf("claim = %s", got.raw)
+	}
+	wantDown := func(why string) {
+		t.Helper()
+		for _, r := range []struct{ method, path, body string }{
+			{http.MethodGet, "/user", ""}, {http.MethodGet, "/healthz", ""},
+			{http.MethodPost, "/login", `{"code":"` + mockCode(t, s.url, "bob") + `"}`},
+		} {
+			start := time.Now()
+			got := post(t, r.method, s.url+r.path, jsonCT, r.body, "token", token)
+			if took := time.Since(start); got.code != http.StatusServiceUnavailable || got.env.Status != statusInternal || got.header.Get("Retry-After") == "" || took > 5*time.Second {
+				t.Errorf("%s: %s %s = HTTP %d, %s (Retry-After %q) after %v; want 503, status -1, Retry-After, within the call's bound", why, r.method, r.path, got.code, got.raw, got.header.Get("Retry-After"), took)
+			}
+		}
+	}
+
+	redis.kill()
+	wantDown("Redis killed")
+	redis.start(t)
+	waitHealthy(t, s.url)
+	if got := post(t, http.MethodGet, s.url+"/user", "", "", "token", token); got.env.Status != 0 {
+		t.Errorf("GET /user once Redis is back = %s; want the token and the user, acknowledged before the kill", got.raw)
+	}
+	if got := post(t, http.MethodPost, s.url+"/claims/welcome-gift", "", "", "token", token); got.code != http.StatusConflict {
+		t.Errorf("claim again once Redis is back = %s; want 409: the claim survived", got.raw)
+	}
+
+	redis.cmd.Process.Signal(syscall.SIGSTOP) // hung: the connection is open, nothing answers
+	wantDown("Redis hung")
+	redis.cmd.Process.Signal(syscall.SIGCONT)
+	waitHealthy(t, s.url)
+}
