@@ -116,7 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer close(sweeperDone)
 		tokens.runSweeper(ctx, min(time.Minute, cfg.tokenTTL))
 	}()
-	err = serve(ctx, cfg, ln, fileUsers{users}, memoryTokens{tokens, users}, clock, log,
+	err = serve(ctx, cfg, ln, fileUsers{users}, memoryTokens{tokens, users}, nil, clock, log,
 		"data", cfg.dataDir, "users", users.count(), "tokens_reloaded", reloaded)
 	cancel()
 	<-sweeperDone
@@ -144,16 +144,18 @@ func runOnRedis(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	err = serve(ctx, cfg, ln, store, store, systemClock(), log,
+	shared := &redisAccessTokens{rc: store.rc, now: time.Now, poll: 50 * time.Millisecond}
+	err = serve(ctx, cfg, ln, store, store, shared, systemClock(), log,
 		"redis", strings.Join(cfg.redis.addrs, ","), "redis_cluster", cfg.redis.cluster, "redis_durability", cfg.redisDurability)
 	log.Info("stopped")
 	return err
 }
 
 // serve builds the mini programs' WeChat clients and the handler on the
-// stores, and serves on ln until ctx ends. where says which stores, for
-// the log line that says wxlogin is listening.
-func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, tokens tokenBackend, clock clock, log *slog.Logger, where ...any) error {
+// stores, and serves on ln until ctx ends. shared, when not nil, is where
+// the clients share access_tokens with other instances. where says which
+// stores, for the log line that says wxlogin is listening.
+func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, tokens tokenBackend, shared sharedAccessTokens, clock clock, log *slog.Logger, where ...any) error {
 	baseURL := "http://" + dialableAddr(ln.Addr())
 	wechatAPI := cfg.wechatAPI
 	var fake *fakeWechat
@@ -165,6 +167,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, 
 	apps := appSet{}
 	for _, a := range cfg.apps {
 		wx := newWechatClient(wechatAPI, a.AppID, a.secret, cfg.wechatTimeout, cfg.loginTimeout)
+		wx.sharedTokens = shared
 		apps[a.AppID] = &miniApp{ID: a.AppID, Name: a.Name, wx: wx, checkContent: cfg.contentCheck}
 	}
 	limit := newLoginLimiter(cfg.loginRate, cfg.loginBurst, clock)

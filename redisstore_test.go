@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -212,8 +213,10 @@ func TestTwoInstancesShareOneRedis(t *testing.T) {
 	apps := filepath.Join(t.TempDir(), "apps.json")
 	writeFile(t, apps, `{"apps": [{"appid": "wxshop", "name": "Shop", "secret_env": "SHOP_SECRET"},
 		{"appid": "wxgame", "name": "Game", "secret_env": "GAME_SECRET"}]}`)
-	env := map[string]string{"WXLOGIN_REDIS": "redis://" + redis.addr, "SHOP_SECRET": "shop-secret", "GAME_SECRET": "game-secret"}
+	env := map[string]string{"SHOP_SECRET": "shop-secret", "GAME_SECRET": "game-secret"}
 	fake := startServer(t, env, "-fake-only", "-apps", apps)
+	env = maps.Clone(env)
+	env["WXLOGIN_REDIS"] = "redis://" + redis.addr
 	a := startServer(t, env, "-apps", apps, "-wechat-api", fake.url, "-login-rate", "0")
 	b := startServer(t, env, "-apps", apps, "-wechat-api", fake.url, "-login-rate", "0")
 	login := func(s *server, app, user string) loginData {

@@ -101,6 +101,9 @@ type wechatClient struct {
 	token      string     // the cached access_token, or ""
 	tokenUntil time.Time  // when to stop using token and fetch another
 	tokenFetch flightGroup[struct{}, string]
+	// sharedTokens, with -redis, is where every instance finds the token
+	// one of them fetched (redisaccesstoken.go); nil for one instance.
+	sharedTokens sharedAccessTokens
 }
 
 func newWechatClient(baseURL, appID, secret string, callTimeout, requestTimeout time.Duration) *wechatClient {
@@ -308,26 +311,45 @@ func (c *wechatClient) fetchAccessToken(ctx context.Context) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.requestTimeout)
 	defer cancel()
-	fetchedAt := c.now()
-	token, lifetime, err := c.stableToken(ctx)
+	fetch := func(ctx context.Context) (string, time.Time, error) {
+		fetchedAt := c.now()
+		token, lifetime, err := c.stableToken(ctx)
+		return token, fetchedAt.Add(lifetime), err
+	}
+	var token string
+	var until time.Time
+	var err error
+	if c.sharedTokens != nil {
+		token, until, err = c.sharedTokens.get(ctx, c.appID, fetch)
+	} else {
+		token, until, err = fetch(ctx)
+	}
 	if err != nil {
 		return "", err
 	}
 	c.tokenMu.Lock()
-	c.token, c.tokenUntil = token, fetchedAt.Add(lifetime)
+	c.token, c.tokenUntil = token, until
 	c.tokenMu.Unlock()
 	return token, nil
 }
 
-// dropAccessToken forgets token after WeChat refused it, unless it has
-// already been replaced: of many calls refused with one stale token, only
-// the first causes a fetch.
-func (c *wechatClient) dropAccessToken(token string) {
+// dropAccessToken forgets token after WeChat refused it, here and where
+// instances share it, unless it has already been replaced: of many calls
+// refused with one stale token, only the first causes a fetch.
+func (c *wechatClient) dropAccessToken(ctx context.Context, token string) error {
+	// The shared copy first: a request that finds the local one gone must
+	// not fetch the refused token back from Redis.
+	if c.sharedTokens != nil {
+		if err := c.sharedTokens.drop(ctx, c.appID, token); err != nil {
+			return err
+		}
+	}
 	c.tokenMu.Lock()
 	defer c.tokenMu.Unlock()
 	if c.token == token {
 		c.token = ""
 	}
+	return nil
 }
 
 // stableToken calls getStableAccessToken in normal mode, which returns the
@@ -388,7 +410,9 @@ func (c *wechatClient) withAccessToken(ctx context.Context, do func(ctx context.
 		if attempt > 0 || !errors.As(err, &we) || !we.tokenRefused() {
 			return err
 		}
-		c.dropAccessToken(token)
+		if err := c.dropAccessToken(ctx, token); err != nil {
+			return err
+		}
 	}
 }
 
