@@ -98,14 +98,14 @@ func (apps appSet) of(who caller) (*miniApp, error) {
 
 // newServer builds wxlogin's HTTP handler. fake is nil in real mode, and
 // limit nil when logins are not limited.
-func newServer(log *slog.Logger, apps appSet, users userBackend, tokens tokenBackend, limit *loginLimiter, proxies trustedProxies, fake *fakeWechat) http.Handler {
+func newServer(log *slog.Logger, apps appSet, users userBackend, tokens tokenBackend, limit loginLimit, proxies trustedProxies, fake *fakeWechat) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, apps, users, tokens, limit, proxies, fake)
 	return withAccessLog(log, mux)
 }
 
 // addRoutes lists every route wxlogin serves.
-func addRoutes(mux *http.ServeMux, apps appSet, users userBackend, tokens tokenBackend, limit *loginLimiter, proxies trustedProxies, fake *fakeWechat) {
+func addRoutes(mux *http.ServeMux, apps appSet, users userBackend, tokens tokenBackend, limit loginLimit, proxies trustedProxies, fake *fakeWechat) {
 	login := limitLogins(limit, proxies, handleLogin(apps, users, tokens))
 	mux.Handle("POST /login", login)
 	mux.Handle("POST /login/{$}", login)
@@ -179,6 +179,10 @@ func notLoggedIn(cause error) *apiError {
 // otherwise status 3 (504 when time ran out), with WeChat's errcode
 // whenever it sent one.
 func wechatFailure(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae // what the client is told already: Redis's, when the code's exchange is shared
+	}
 	e := &apiError{status: statusWechatDown, httpCode: http.StatusBadGateway, msg: msgWechatDown, cause: err}
 	var we *wechatError
 	switch {

@@ -190,8 +190,12 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 			a.wx = wx
 		}
 	}
-	var limit *loginLimiter
-	if opts.loginBurst > 0 {
+	var limit loginLimit
+	switch rs, onRedis := a.userBackend.(*redisStore); {
+	case opts.loginBurst == 0:
+	case onRedis:
+		limit = newRedisLoginLimiter(rs.rc, opts.loginRate, opts.loginBurst, clock.Now)
+	default:
 		limit = newLoginLimiter(opts.loginRate, opts.loginBurst, clock.clock())
 	}
 	var mounted *fakeWechat

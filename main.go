@@ -116,7 +116,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer close(sweeperDone)
 		tokens.runSweeper(ctx, min(time.Minute, cfg.tokenTTL))
 	}()
-	err = serve(ctx, cfg, ln, fileUsers{users}, memoryTokens{tokens, users}, nil, clock, log,
+	err = serve(ctx, cfg, ln, fileUsers{users}, memoryTokens{tokens, users}, shared{}, clock, log,
 		"data", cfg.dataDir, "users", users.count(), "tokens_reloaded", reloaded)
 	cancel()
 	<-sweeperDone
@@ -144,18 +144,30 @@ func runOnRedis(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	shared := &redisAccessTokens{rc: store.rc, now: time.Now, poll: 50 * time.Millisecond}
-	err = serve(ctx, cfg, ln, store, store, shared, systemClock(), log,
+	sharing := shared{
+		tokens:    &redisAccessTokens{rc: store.rc, now: time.Now, poll: 50 * time.Millisecond},
+		exchanges: &redisExchanges{rc: store.rc, poll: 20 * time.Millisecond, pending: cfg.loginTimeout + 5*time.Second},
+		limit:     newRedisLoginLimiter(store.rc, cfg.loginRate, cfg.loginBurst, time.Now),
+	}
+	err = serve(ctx, cfg, ln, store, store, sharing, systemClock(), log,
 		"redis", strings.Join(cfg.redis.addrs, ","), "redis_cluster", cfg.redis.cluster, "redis_durability", cfg.redisDurability)
 	log.Info("stopped")
 	return err
 }
 
+// shared is what instances on one Redis share besides the stores: the
+// WeChat clients' access_tokens and code exchanges, and the login limit;
+// nothing for one instance, whose own are used.
+type shared struct {
+	tokens    sharedAccessTokens
+	exchanges sharedExchanges
+	limit     loginLimit
+}
+
 // serve builds the mini programs' WeChat clients and the handler on the
-// stores, and serves on ln until ctx ends. shared, when not nil, is where
-// the clients share access_tokens with other instances. where says which
-// stores, for the log line that says wxlogin is listening.
-func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, tokens tokenBackend, shared sharedAccessTokens, clock clock, log *slog.Logger, where ...any) error {
+// stores, and serves on ln until ctx ends. where says which stores, for
+// the log line that says wxlogin is listening.
+func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, tokens tokenBackend, with shared, clock clock, log *slog.Logger, where ...any) error {
 	baseURL := "http://" + dialableAddr(ln.Addr())
 	wechatAPI := cfg.wechatAPI
 	var fake *fakeWechat
@@ -167,10 +179,15 @@ func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, 
 	apps := appSet{}
 	for _, a := range cfg.apps {
 		wx := newWechatClient(wechatAPI, a.AppID, a.secret, cfg.wechatTimeout, cfg.loginTimeout)
-		wx.sharedTokens = shared
+		wx.sharedTokens, wx.sharedExchanges = with.tokens, with.exchanges
 		apps[a.AppID] = &miniApp{ID: a.AppID, Name: a.Name, wx: wx, checkContent: cfg.contentCheck}
 	}
-	limit := newLoginLimiter(cfg.loginRate, cfg.loginBurst, clock)
+	limit := with.limit
+	if limit == nil {
+		if l := newLoginLimiter(cfg.loginRate, cfg.loginBurst, clock); l != nil {
+			limit = l
+		}
+	}
 	srv := newHTTPServer(newServer(log, apps, users, tokens, limit, cfg.proxies, fake), cfg.loginTimeout, log)
 	if cfg.mock {
 		log.Warn("MOCK MODE: logins go to the built-in fake WeChat, not to WeChat; get a code from POST /mock/wx.login",

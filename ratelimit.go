@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"net/http"
@@ -17,6 +18,13 @@ import (
 // maxLimitedAddresses bounds the limiter's memory (about 60 bytes an
 // address) however many addresses it sees.
 const maxLimitedAddresses = 100_000
+
+// loginLimit decides whether a client may log in now: this instance's
+// buckets (loginLimiter), or those every instance on one Redis shares
+// (redislimit.go). A nil loginLimit allows everything.
+type loginLimit interface {
+	allowLogin(ctx context.Context, addr netip.Addr) (ok bool, retryAfter time.Duration, err error)
+}
 
 // loginLimiter is a token bucket per client address: each login takes a
 // token, and tokens come back at rate per second up to burst. An address it
@@ -74,6 +82,12 @@ func (l *loginLimiter) allow(addr netip.Addr) (ok bool, retryAfter time.Duration
 	return true, 0
 }
 
+// allowLogin is allow, as a loginLimit.
+func (l *loginLimiter) allowLogin(_ context.Context, addr netip.Addr) (bool, time.Duration, error) {
+	ok, wait := l.allow(addr)
+	return ok, wait, nil
+}
+
 // refill adds the tokens earned since b.at.
 func (l *loginLimiter) refill(b bucket, now int64) bucket {
 	if elapsed := float64(now-b.at) / float64(time.Second); elapsed > 0 {
@@ -109,13 +123,18 @@ func (l *loginLimiter) makeRoomLocked(now int64) {
 
 // limitLogins answers 429 with status 7 and a Retry-After to a client
 // over its rate, before next reads the request.
-func limitLogins(l *loginLimiter, proxies trustedProxies, next http.Handler) http.Handler {
+func limitLogins(l loginLimit, proxies trustedProxies, next http.Handler) http.Handler {
 	if l == nil {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		client := proxies.clientAddr(r)
-		if ok, wait := l.allow(limitKey(client)); !ok {
+		ok, wait, err := l.allowLogin(r.Context(), limitKey(client))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if !ok {
 			writeError(w, &apiError{
 				status: statusRateLimited, httpCode: http.StatusTooManyRequests, msg: msgRateLimited,
 				retryAfter: wait, cause: fmt.Errorf("login rate exceeded by %s", client),

@@ -246,8 +246,27 @@ func TestTwoInstancesShareOneRedis(t *testing.T) {
 		t.Errorf("GET /user on A after logout on B = %s; want status 4", got.raw)
 	}
 
-	// 100 first logins of carol at once, every other one on B.
+	// A double tap: one code, sent to A and to B at once; both log in.
+	resp, err := client.Post(fake.url+"/mock/wx.login", jsonCT, strings.NewReader(`{"user":"erin","appid":"wxshop"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var code struct{ Code string }
+	jsonDecode(resp.Body, &code)
+	resp.Body.Close()
+	taps := make([]reply, 2)
 	var wg sync.WaitGroup
+	for i, s := range []*server{a, b} {
+		wg.Go(func() {
+			taps[i] = post(t, http.MethodPost, s.url+"/login", jsonCT, fmt.Sprintf(`{"code":%q,"appid":"wxshop"}`, code.Code))
+		})
+	}
+	wg.Wait()
+	if taps[0].env.Status != 0 || taps[1].env.Status != 0 || dataOf[loginData](t, taps[0]).UserID != dataOf[loginData](t, taps[1]).UserID {
+		t.Errorf("one code on A and B at once = %s / %s; want both logged in as erin", taps[0].raw, taps[1].raw)
+	}
+
+	// 100 first logins of carol at once, every other one on B.
 	results := make([]loginData, 100)
 	for i := range results {
 		s := a

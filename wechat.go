@@ -102,8 +102,11 @@ type wechatClient struct {
 	tokenUntil time.Time  // when to stop using token and fetch another
 	tokenFetch flightGroup[struct{}, string]
 	// sharedTokens, with -redis, is where every instance finds the token
-	// one of them fetched (redisaccesstoken.go); nil for one instance.
-	sharedTokens sharedAccessTokens
+	// one of them fetched (redisaccesstoken.go), and sharedExchanges the
+	// exchanges under way on any of them (redisinflight.go); nil for one
+	// instance.
+	sharedTokens    sharedAccessTokens
+	sharedExchanges sharedExchanges
 }
 
 func newWechatClient(baseURL, appID, secret string, callTimeout, requestTimeout time.Duration) *wechatClient {
@@ -133,6 +136,12 @@ func newWechatClient(baseURL, appID, secret string, callTimeout, requestTimeout 
 // code goes to WeChat again like any other, and WeChat refuses it.
 func (c *wechatClient) code2Session(ctx context.Context, code string) (code2SessionResult, error) {
 	return c.exchanges.do(ctx, code, func(ctx context.Context) (code2SessionResult, error) {
+		if c.sharedExchanges != nil {
+			// And with the other instances on one Redis.
+			return c.sharedExchanges.exchange(ctx, c.appID, code, func(ctx context.Context) (code2SessionResult, error) {
+				return c.exchangeCode(ctx, code)
+			})
+		}
 		return c.exchangeCode(ctx, code)
 	})
 }

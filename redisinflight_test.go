@@ -1,0 +1,53 @@
+package main
+
+import (
+	"errors"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+)
+
+// A code sent to two instances on one Redis at once, as a double tap whose
+// logins a load balancer split, is exchanged once, and every login gets the
+// answer: the user's, or WeChat's refusal. The answer does not outlive the
+// moment: the same code later goes to WeChat, which refuses a spent code.
+func TestInstancesOnOneRedisExchangeACodeOnce(t *testing.T) {
+	redis := startRedis(t)
+	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Name: "Test app", Secret: testSecret}}, time.Now)
+	calls := &countingUpstream{next: fake.routes()}
+	srv := httptest.NewServer(calls)
+	t.Cleanup(srv.Close)
+	var clients []*wechatClient
+	for range 2 {
+		wx := newWechatClient(srv.URL+"/mock/api", "wxapp", testSecret, time.Second, 5*time.Second)
+		wx.sharedExchanges = &redisExchanges{rc: redis.client(t, "", ""), poll: 5 * time.Millisecond, pending: 10 * time.Second}
+		clients = append(clients, wx)
+	}
+	const path = "/mock/api/sns/jscode2session"
+	for round, code := range []string{fake.issueCode("wxapp", "alice"), "made-up-code"} {
+		results := make([]code2SessionResult, 20)
+		errs := make([]error, 20)
+		var wg sync.WaitGroup
+		for i := range results {
+			wg.Go(func() { results[i], errs[i] = clients[i%2].code2Session(t.Context(), code) })
+		}
+		wg.Wait()
+		if n := calls.count(path); n != round+1 {
+			t.Errorf("round %d: 20 logins with one code on two instances made %d calls in all; want %d", round, n, round+1)
+		}
+		for i := range results {
+			var we *wechatError
+			switch {
+			case round == 0 && (errs[i] != nil || results[i] != results[0] || results[i].OpenID != fakeOpenID("wxapp", "alice")):
+				t.Errorf("login %d got %+v, %v; want alice, as login 0 got", i, results[i], errs[i])
+			case round == 1 && (!errors.As(errs[i], &we) || we.Code != errcodeInvalidCode):
+				t.Errorf("login %d with a made-up code got %v; want WeChat's 40029", i, errs[i])
+			}
+		}
+		ttl, err := redis.client(t, "", "").do(t.Context(), "PTTL", redisExchangeKey("wxapp", code))
+		if n, _ := ttl.(int64); err != nil || n <= 0 || n > exchangeAnswerKept.Milliseconds() {
+			t.Errorf("round %d: the answer is kept %v ms (%v); want at most %v", round, ttl, err, exchangeAnswerKept)
+		}
+	}
+}
