@@ -19,20 +19,21 @@ import (
 )
 
 // This file is the tools that look after a data directory, in the same
-// binary: wxlogin check, export, backup, restore and repair. None of them
+// binary: wxlogin check, export, backup, restore and repair (and the moves
+// to and from Redis, redismove.go's). None of them
 // writes to a store a server is running on: check, export and repair take
 // the data directory's lock, and a backup is taken by the server itself,
 // on its admin address.
 
 // toolNames are the tools, as the first argument names them.
-var toolNames = []string{"check", "export", "backup", "restore", "repair"}
+var toolNames = []string{"check", "export", "backup", "restore", "repair", "to-redis", "from-redis"}
 
 // runTool runs the tool args[0] names, with its flags after it.
 func runTool(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("wxlogin "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	e := envFlags{fs: fs, getenv: getenv}
-	var dir, from, to, backup string
+	var dir, from, to, backup, redisURL, durability string
 	var drop optionalBool
 	switch args[0] {
 	case "check":
@@ -46,6 +47,10 @@ func runTool(ctx context.Context, args []string, getenv func(string) string, std
 	case "restore":
 		fs.StringVar(&from, "from", "", "the backup file to restore")
 		e.string(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to restore into: new, or empty")
+	case "to-redis", "from-redis":
+		e.string(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to move from (to-redis: no server may be running on it), or into (from-redis: new, or empty)")
+		e.string(&redisURL, "redis", "WXLOGIN_REDIS", "", "the Redis to move into (to-redis: it must hold no users) or from (from-redis: stop its wxlogins first), as for wxlogin -redis")
+		e.string(&durability, "redis-durability", "WXLOGIN_REDIS_DURABILITY", redisFsync, "as for wxlogin -redis-durability")
 	case "repair":
 		e.string(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to repair; no server may be running on it")
 		fs.Var(&drop, "drop", "drop what the repair lists, keeping the damaged files aside in the data directory (without it, nothing changes)")
@@ -76,6 +81,20 @@ func runTool(ctx context.Context, args []string, getenv func(string) string, std
 		return takeBackup(ctx, from, to, out)
 	case "restore":
 		return restoreBackup(from, dir, out)
+	case "to-redis", "from-redis":
+		if redisURL == "" {
+			return fmt.Errorf("wxlogin %s: -redis (or WXLOGIN_REDIS) names the Redis", args[0])
+		}
+		fromFlag := false
+		fs.Visit(func(f *flag.Flag) { fromFlag = fromFlag || f.Name == "redis" })
+		cfg, err := parseRedisURL(redisURL, fromFlag, getenv("WXLOGIN_REDIS_PASSWORD_FILE"))
+		if err != nil {
+			return fmt.Errorf("wxlogin %s: -redis / WXLOGIN_REDIS: %w", args[0], err)
+		}
+		if args[0] == "to-redis" {
+			return moveToRedis(ctx, dir, cfg, durability, out)
+		}
+		return moveFromRedis(ctx, dir, cfg, out)
 	default:
 		return repairDataDir(dir, drop.value, out)
 	}

@@ -476,12 +476,9 @@ func (c *redisClient) pipeline(ctx context.Context, cmds [][]string) ([]any, err
 // onEachServer sends cmds to every server (every master of a cluster) and
 // returns the replies of each, by address.
 func (c *redisClient) onEachServer(ctx context.Context, cmds [][]string) (map[string][]any, error) {
-	pools := []*redisPool{c.single}
-	if c.cluster != nil {
-		var err error
-		if pools, err = c.cluster.masters(ctx); err != nil {
-			return nil, err
-		}
+	pools, err := c.servers(ctx)
+	if err != nil {
+		return nil, err
 	}
 	all := map[string][]any{}
 	for _, p := range pools {
@@ -492,6 +489,49 @@ func (c *redisClient) onEachServer(ctx context.Context, cmds [][]string) (map[st
 		all[p.addr] = replies
 	}
 	return all, nil
+}
+
+// servers are the pools of every server: the one, or each master of a
+// cluster.
+func (c *redisClient) servers(ctx context.Context) ([]*redisPool, error) {
+	if c.cluster != nil {
+		return c.cluster.masters(ctx)
+	}
+	return []*redisPool{c.single}, nil
+}
+
+// scan lists the keys that match pattern on every server, with SCAN: a
+// key that exists throughout is listed at least once.
+func (c *redisClient) scan(ctx context.Context, pattern string) ([]string, error) {
+	pools, err := c.servers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for _, p := range pools {
+		cursor := "0"
+		for {
+			replies, err := p.do(ctx, [][]string{{"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"}})
+			if err != nil {
+				return nil, err
+			}
+			page, _ := replies[0].([]any)
+			if len(page) != 2 {
+				return nil, fmt.Errorf("redis %s: SCAN answered %v", p.addr, replies[0])
+			}
+			cursor, _ = page[0].(string)
+			found, _ := page[1].([]any)
+			for _, k := range found {
+				if key, ok := k.(string); ok {
+					keys = append(keys, key)
+				}
+			}
+			if cursor == "0" || cursor == "" {
+				break
+			}
+		}
+	}
+	return keys, nil
 }
 
 // close closes every connection.
