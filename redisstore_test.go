@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -346,4 +348,248 @@ func TestRedisDownAnswers503AndRecovers(t *testing.T) {
 	wantDown("Redis hung")
 	redis.cmd.Process.Signal(syscall.SIGCONT)
 	waitHealthy(t, s.url)
+}
+
+// TestRedisScaleFigures measures what a user and a token take in Redis:
+// WXLOGIN_REDIS_SCALE users (skipped when unset; scripts/scale runs it)
+// log in, with a unionid and a claim each, through the store, and
+// used_memory is read before, after the users with one token each, and
+// after a second token each.
+func TestRedisScaleFigures(t *testing.T) {
+	n := envSetting(t, "WXLOGIN_REDIS_SCALE", 0, strconv.Atoi)
+	if n == 0 {
+		t.Skip("set WXLOGIN_REDIS_SCALE=<users> (scripts/scale does) to measure")
+	}
+	redis := startRedis(t)
+	cfg := redisConfig{addrs: []string{redis.addr}, poolSize: 64, timeout: 10 * time.Second}
+	s, err := openRedisStore(t.Context(), cfg, redisUnchecked, storeMeta{Mode: modeReal}, 2*time.Hour, 720*time.Hour, time.Now, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	used := func() int64 {
+		t.Helper()
+		info, err := s.rc.do(t.Context(), "INFO", "memory")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.SplitSeq(fmt.Sprint(info), "\r\n") {
+			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+		t.Fatal("INFO memory has no used_memory")
+		return 0
+	}
+	key := strings.Repeat("k", 24) // a session_key's length, base64 of 16 bytes
+	each := func(do func(i int) error) {
+		t.Helper()
+		var wg sync.WaitGroup
+		for w := range 64 {
+			wg.Go(func() {
+				for i := w; i < n; i += 64 {
+					if err := do(i); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	ids := make([]int64, n)
+	start := used()
+	each(func(i int) error {
+		name := fmt.Sprintf("user-%d", i)
+		u, _, err := s.login(t.Context(), "wxapp", fakeOpenID("wxapp", name), fakeUnionID(name))
+		if err == nil {
+			ids[i] = u.ID
+			_, _, err = s.claim(t.Context(), u.ID, "welcome-gift")
+		}
+		if err == nil {
+			_, err = s.issue(t.Context(), identity{AppID: "wxapp", OpenID: u.OpenID, UserID: u.ID}, key)
+		}
+		return err
+	})
+	withUsers := used()
+	each(func(i int) error {
+		_, err := s.issue(t.Context(), identity{AppID: "wxapp", UserID: ids[i]}, key)
+		return err
+	})
+	withTokens := used()
+	t.Logf("redis bytes per user (record, openid key, person with a claim, session_key, one token): %d", (withUsers-start)/int64(n))
+	t.Logf("redis bytes per further token: %d", (withTokens-withUsers)/int64(n))
+}
+
+// The crash test on Redis: new users log in and claim a gift while, in
+// turn, a wxlogin is killed with SIGKILL, and redis-server is (AOF,
+// appendfsync always), at random moments, over and over. After each kill
+// (and Redis's restart) every login that was answered is in Redis with the
+// id it was given, its openid names that id, and every claim answered 201
+// is there. WXLOGIN_CRASH_KILLS sets the kills of each (3).
+func TestKill9OnRedisKeepsEveryAcknowledgedWrite(t *testing.T) {
+	kills := envSetting(t, "WXLOGIN_CRASH_KILLS", 3, strconv.Atoi)
+	const workers, meanUptime = 8, 300 * time.Millisecond
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, seed))
+	redis := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	env := []string{"WXLOGIN_REDIS=redis://" + redis.addr}
+	acked := map[string]int64{}
+	claimed := map[int64]bool{}
+	lost := 0
+	for round := range 2 * kills {
+		killRedis := round%2 == 1
+		c := startProcess(t, env, "-addr", "127.0.0.1:0", "-login-rate", "0")
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		for w := range workers {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					name := fmt.Sprintf("r%d-w%d-%d", round, w, i)
+					if id, gift, ok := tryNewUserWithGift(c.url, name); ok {
+						mu.Lock()
+						acked[name], claimed[id] = id, gift
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		time.Sleep(time.Duration(rng.Int64N(int64(2 * meanUptime)))) // the kill's random moment, under load
+		if killRedis {
+			redis.kill()
+		} else {
+			c.cmd.Process.Kill()
+		}
+		close(stop)
+		wg.Wait()
+		if killRedis {
+			redis.start(t)
+		}
+
+		check, err := openRedisStore(t.Context(), redisConfig{addrs: []string{redis.addr}, poolSize: 8, timeout: 5 * time.Second},
+			redisFsync, storeMeta{Mode: modeMock}, time.Hour, time.Hour, time.Now, discardLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, id := range acked {
+			u, ok, err := check.get(t.Context(), id)
+			v, _ := check.rc.do(t.Context(), "GET", redisOpenIDKey(mockAppID, fakeOpenID(mockAppID, name)))
+			if err != nil || !ok || u.OpenID != fakeOpenID(mockAppID, name) || v != strconv.FormatInt(id, 10) {
+				t.Errorf("after kill %d (of %s): user %s, answered as %d, is %+v (%v, %v), openid names %v", round+1, map[bool]string{true: "Redis", false: "wxlogin"}[killRedis], name, id, u, ok, err, v)
+				lost++
+				continue
+			}
+			if claimed[id] {
+				if claims, err := check.claimsOf(t.Context(), id); err != nil || len(claims) != 1 || claims[0].UserID != id {
+					t.Errorf("after kill %d: user %d's acknowledged gift is %v (%v)", round+1, id, claims, err)
+					lost++
+				}
+			}
+		}
+		check.close()
+	}
+	gifts := 0
+	for _, c := range claimed {
+		if c {
+			gifts++
+		}
+	}
+	t.Logf("crash figures on Redis: %d kills of wxlogin and %d of redis-server survived, %d logins and %d claims acknowledged, %d lost (seed %d)",
+		kills, kills, len(acked), gifts, lost, seed)
+	if len(acked) < kills {
+		t.Errorf("only %d logins acknowledged: the kills did not land under load", len(acked))
+	}
+}
+
+// On a Redis Cluster, the slot of the user-id counter, which every new
+// user's login writes, is resharded to another master while users log in
+// and claim a gift: the logins meet ASK while it moves and MOVED after,
+// none fails for it, and every acknowledged login and claim is there.
+func TestReshardingUnderLoadLosesNothing(t *testing.T) {
+	cl := startRedisCluster(t, 3, "--appendonly", "yes", "--appendfsync", "always")
+	url := "redis://" + cl.nodes[0].addr + "?cluster=true"
+	s := startServer(t, map[string]string{"WXLOGIN_REDIS": url}, "-login-rate", "0")
+	var mu sync.Mutex
+	acked, claimed, failed := map[string]int64{}, map[int64]bool{}, 0
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name := fmt.Sprintf("w%d-%d", w, i)
+				id, gift, ok := tryNewUserWithGift(s.url, name)
+				mu.Lock()
+				if ok && gift {
+					acked[name], claimed[id] = id, true
+				} else {
+					failed++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	waitFor(t, "logins under way", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 50 })
+
+	ctx := t.Context()
+	from := cl.ownerOf(redisIDsKey)
+	to := (from + 1) % 3
+	slot := strconv.Itoa(redisSlot(redisIDsKey))
+	mustDo := func(rc *redisClient, args ...string) any {
+		t.Helper()
+		v, err := rc.do(ctx, args...)
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return v
+	}
+	source, target := cl.direct(t, from), cl.direct(t, to)
+	mustDo(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", cl.nodeID(t, from))
+	mustDo(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", cl.nodeID(t, to))
+	host, port, _ := strings.Cut(cl.nodes[to].addr, ":")
+	keys, _ := mustDo(source, "CLUSTER", "GETKEYSINSLOT", slot, "100").([]any)
+	for _, k := range keys {
+		mustDo(source, "MIGRATE", host, port, k.(string), "0", "5000")
+	}
+	waitFor(t, "logins during the migration", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 100 })
+	for i := range cl.nodes {
+		mustDo(cl.direct(t, i), "CLUSTER", "SETSLOT", slot, "NODE", cl.nodeID(t, to))
+	}
+	waitFor(t, "logins after the move", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 150 })
+	close(stop)
+	wg.Wait()
+	if v, _ := target.do(ctx, "GET", redisIDsKey); v == nil {
+		t.Errorf("%s is not on its new master", redisIDsKey)
+	}
+	if failed > 0 {
+		t.Errorf("%d logins or claims failed while a slot moved; want none", failed)
+	}
+
+	check := cl.client(t)
+	for name, id := range acked {
+		v, err := check.do(ctx, "GET", redisOpenIDKey(mockAppID, fakeOpenID(mockAppID, name)))
+		if err != nil || v != strconv.FormatInt(id, 10) {
+			t.Errorf("user %s, answered as %d: the openid names %v (%v)", name, id, v, err)
+		}
+		if claimed[id] {
+			f, err := check.do(ctx, "HGET", redisUserKey(id), "person")
+			person, _ := f.(string)
+			c, err2 := check.do(ctx, "HGET", redisPersonKey(person), "c:welcome-gift")
+			if err != nil || err2 != nil || c == nil {
+				t.Errorf("user %d's acknowledged gift is missing (%v, %v)", id, err, err2)
+			}
+		}
+	}
+	t.Logf("%d logins with a gift acknowledged across the reshard", len(acked))
 }
