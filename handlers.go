@@ -415,23 +415,20 @@ type personApp struct {
 
 // viewUser shows user id with its person.
 func viewUser(ctx context.Context, apps appSet, users userBackend, id int64) (userView, error) {
-	person, ok, err := users.person(ctx, id)
+	u, person, ok, err := users.person(ctx, id)
 	if err != nil {
 		return userView{}, err
 	}
 	if !ok {
 		return userView{}, fmt.Errorf("token names user %d: %w", id, errNoUser)
 	}
-	v := userView{PersonID: person[0].ID}
-	for _, u := range person {
-		if u.ID == id {
-			v.recordView = recordView(u)
-		}
+	v := userView{recordView: recordView(u), PersonID: person[0].ID}
+	for _, m := range person {
 		var name string
-		if app, ok := apps[u.AppID]; ok {
+		if app, ok := apps[m.AppID]; ok {
 			name = app.Name
 		}
-		v.Apps = append(v.Apps, personApp{AppID: u.AppID, Name: name, UserID: u.ID})
+		v.Apps = append(v.Apps, personApp{AppID: m.AppID, Name: name, UserID: m.ID})
 	}
 	return v, nil
 }

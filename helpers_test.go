@@ -182,16 +182,21 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	a.calls = &countingUpstream{next: upstream}
 	srv := httptest.NewServer(a.calls)
 	t.Cleanup(srv.Close)
+	rs, onRedis := a.userBackend.(*redisStore)
 	for _, s := range specs {
 		wx := newWechatClient(srv.URL+apiPath, s.id, s.secret, time.Second, 3*time.Second)
 		wx.backoff = []time.Duration{time.Millisecond, time.Millisecond}
+		if onRedis { // shared as run shares them
+			wx.sharedTokens = &redisAccessTokens{rc: rs.rc, now: clock.Now, poll: 5 * time.Millisecond}
+			wx.sharedExchanges = &redisExchanges{rc: rs.rc, poll: 5 * time.Millisecond, pending: 10 * time.Second}
+		}
 		a.apps[s.id] = &miniApp{ID: s.id, Name: s.name, wx: wx, checkContent: !opts.noContentCheck}
 		if a.wx == nil {
 			a.wx = wx
 		}
 	}
 	var limit loginLimit
-	switch rs, onRedis := a.userBackend.(*redisStore); {
+	switch {
 	case opts.loginBurst == 0:
 	case onRedis:
 		limit = newRedisLoginLimiter(rs.rc, opts.loginRate, opts.loginBurst, clock.Now)

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -314,6 +315,8 @@ type redisPool struct {
 	mu     sync.Mutex // guards idle and closed
 	idle   []*redisConn
 	closed bool
+
+	roundTrips atomic.Int64 // pipelines sent, for the figures of what a route costs
 }
 
 func newRedisPool(addr string, cfg redisConfig) *redisPool {
@@ -411,6 +414,7 @@ func (p *redisPool) do(ctx context.Context, cmds [][]string) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.roundTrips.Add(1)
 	replies, err := c.roundTrip(ctx, p.cfg.timeout, cmds)
 	p.put(c)
 	if err != nil {
@@ -489,6 +493,20 @@ func (c *redisClient) onEachServer(ctx context.Context, cmds [][]string) (map[st
 		all[p.addr] = replies
 	}
 	return all, nil
+}
+
+// roundTrips is how many pipelines the client has sent, to any server.
+func (c *redisClient) roundTrips() int64 {
+	if c.cluster == nil {
+		return c.single.roundTrips.Load()
+	}
+	c.cluster.mu.Lock()
+	defer c.cluster.mu.Unlock()
+	var n int64
+	for _, p := range c.cluster.pools {
+		n += p.roundTrips.Load()
+	}
+	return n
 }
 
 // servers are the pools of every server: the one, or each master of a

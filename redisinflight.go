@@ -17,10 +17,11 @@ import (
 // instance do (singleflight.go). The first instance to see a code marks it
 // at wx:{x:<appid>:<hash of the code>} (SET NX, expiring after the
 // exchange's bound) and exchanges it; the others watch that key until the
-// answer is there. The answer stays for exchangeAnswerKept only: a code
-// sent again once its exchange has finished goes to WeChat, which refuses a
-// spent code, as on one instance. The key holds a hash of the code, never
-// the code.
+// answer is there. The answer is only for the logins that waited for it,
+// and stays for exchangeAnswerKept, long enough for their next look: a
+// code sent again once its exchange has finished goes to WeChat, which
+// refuses a spent code, as on one instance. The key holds a hash of the
+// code, never the code.
 
 // sharedExchanges is where instances sharing a store meet the exchanges
 // under way: Redis's (redisExchanges), or nil for one instance.
@@ -61,6 +62,7 @@ func redisExchangeKey(appID, code string) string {
 
 func (r *redisExchanges) exchange(ctx context.Context, appID, code string, exchange func(ctx context.Context) (code2SessionResult, error)) (code2SessionResult, error) {
 	key := redisExchangeKey(appID, code)
+	waited := false // whether this login saw the exchange under way
 	for {
 		replies, err := r.rc.pipeline(ctx, [][]string{
 			{"SET", key, "", "NX", "PX", strconv.FormatInt(r.pending.Milliseconds(), 10)}, {"GET", key}})
@@ -76,8 +78,16 @@ func (r *redisExchanges) exchange(ctx context.Context, appID, code string, excha
 			return res, err
 		}
 		if v, _ := replies[1].(string); v != "" {
-			return readExchangeAnswer(v)
+			if waited {
+				return readExchangeAnswer(v)
+			}
+			// The exchange had finished before this login came: the code
+			// goes to WeChat again, which refuses a spent one, as one
+			// instance's flightGroup has it. An answer is only for those who
+			// waited for it.
+			return exchange(ctx)
 		}
+		waited = true
 		// Under way elsewhere: look again shortly, until the answer is
 		// there, or the mark is gone without one (that instance died) and
 		// this one exchanges the code.

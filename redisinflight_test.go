@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -12,10 +13,19 @@ import (
 // logins a load balancer split, is exchanged once, and every login gets the
 // answer: the user's, or WeChat's refusal. The answer does not outlive the
 // moment: the same code later goes to WeChat, which refuses a spent code.
+// (A login that comes after the exchange has finished does not get its
+// answer: TestSecondLoginOfAUser, on both stores.)
 func TestInstancesOnOneRedisExchangeACodeOnce(t *testing.T) {
 	redis := startRedis(t)
 	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Name: "Test app", Secret: testSecret}}, time.Now)
-	calls := &countingUpstream{next: fake.routes()}
+	const path = "/mock/api/sns/jscode2session"
+	routes := fake.routes()
+	calls := &countingUpstream{next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == path {
+			time.Sleep(100 * time.Millisecond) // WeChat's latency: every login below starts within it
+		}
+		routes.ServeHTTP(w, r)
+	})}
 	srv := httptest.NewServer(calls)
 	t.Cleanup(srv.Close)
 	var clients []*wechatClient
@@ -24,7 +34,6 @@ func TestInstancesOnOneRedisExchangeACodeOnce(t *testing.T) {
 		wx.sharedExchanges = &redisExchanges{rc: redis.client(t, "", ""), poll: 5 * time.Millisecond, pending: 10 * time.Second}
 		clients = append(clients, wx)
 	}
-	const path = "/mock/api/sns/jscode2session"
 	for round, code := range []string{fake.issueCode("wxapp", "alice"), "made-up-code"} {
 		results := make([]code2SessionResult, 20)
 		errs := make([]error, 20)

@@ -29,13 +29,15 @@ import (
 //	wx:ids                      STRING  the last user id given (INCR); ids are never given twice
 //	wx:{o:<appid>:<openid>}     STRING  the user id of (appid, openid)
 //	wx:{u:<id>}                 HASH    the record's fields; "v" its version, "person" its person's hash,
+//	                                    "m" a copy of the person's records (so GET /user reads one key),
 //	                                    "sk" the session_key, "psk" and "psk_at" the one it replaced;
 //	                                    after an erasure only "erased"
 //	wx:{u:<id>}:t:<sha256>      HASH    one token, by the hex of its hash: "i" issued, "l" last used
 //	                                    (Unix ms); it expires with the token
 //	wx:{u:<id>}:tokens          SET     the hashes of the user's tokens, for revoking them all
 //	wx:{p:<hash>}               HASH    a person, by the keyed hash of its unionid (or app and openid):
-//	                                    "u:<id>" → appid for each of its records, "c:<name>" → a claim
+//	                                    "u:<id>" → appid for each of its records, "c:<name>" → a claim,
+//	                                    "ver" the count of its changes
 //
 // A token is "<user id>.<random>", so the slot of its keys is known from
 // the token itself. Claims live under the person's keyed hash from the
@@ -343,6 +345,9 @@ func (s *redisStore) joinPerson(ctx context.Context, u userRecord, before, perso
 	if _, err := s.rc.do(ctx, "HSET", redisPersonKey(person), member, u.AppID); err != nil {
 		return err
 	}
+	if err := s.spreadMembers(ctx, person); err != nil {
+		return err
+	}
 	if before == "" || before == person {
 		return nil
 	}
@@ -363,8 +368,10 @@ func (s *redisStore) joinPerson(ctx context.Context, u userRecord, before, perso
 			return err
 		}
 	}
-	_, err = s.rc.do(ctx, "HDEL", redisPersonKey(before), member)
-	return err
+	if _, err = s.rc.do(ctx, "HDEL", redisPersonKey(before), member); err != nil {
+		return err
+	}
+	return s.spreadMembers(ctx, before)
 }
 
 // get returns user id's record.
@@ -463,34 +470,115 @@ func (s *redisStore) update(ctx context.Context, id int64, change func(u *userRe
 	return userRecord{}, storeUnavailable(fmt.Errorf("update of user %d: the record kept changing", id))
 }
 
-// person returns the records of user id's person, the earliest first.
-func (s *redisStore) person(ctx context.Context, id int64) ([]userRecord, bool, error) {
-	u, person, ok, err := s.record(ctx, id)
-	if err != nil || !ok {
-		return nil, ok, err
-	}
-	reply, err := s.rc.do(ctx, "HGETALL", redisPersonKey(person))
+// person returns user id's record and its person's records, from the
+// user's hash alone (one read): the hash keeps a copy of the person's list,
+// which each change of the person spreads (spreadMembers). A hash without
+// one (a spread cut short) is read from the person itself.
+func (s *redisStore) person(ctx context.Context, id int64) (userRecord, []personMember, bool, error) {
+	reply, err := s.rc.do(ctx, "HGETALL", redisUserKey(id))
 	if err != nil {
-		return nil, false, storeUnavailable(err)
+		return userRecord{}, nil, false, storeUnavailable(err)
 	}
-	users := []userRecord{u}
-	pairs, _ := reply.([]any)
-	for i := 0; i < len(pairs); i += 2 {
-		f, _ := pairs[i].(string)
-		other, err := strconv.ParseInt(strings.TrimPrefix(f, "u:"), 10, 64)
-		if !strings.HasPrefix(f, "u:") || err != nil || other == id {
-			continue
-		}
-		o, _, ok, err := s.record(ctx, other)
+	if pairs, _ := reply.([]any); !slices.Contains(pairs, any("appid")) {
+		return userRecord{}, nil, false, nil
+	}
+	u, err := recordFromRedis(reply)
+	if err != nil {
+		return userRecord{}, nil, false, storeUnavailable(err)
+	}
+	_, list, _ := strings.Cut(redisField(reply, "m"), "|")
+	members := parseRedisMembers(list)
+	if !slices.Contains(members, personMember{ID: u.ID, AppID: u.AppID}) {
+		person, err := s.rc.do(ctx, "HGETALL", redisPersonKey(redisField(reply, "person")))
 		if err != nil {
-			return nil, false, err
+			return userRecord{}, nil, false, storeUnavailable(err)
 		}
-		if ok {
-			users = append(users, o)
+		members = membersIn(person)
+		if !slices.Contains(members, personMember{ID: u.ID, AppID: u.AppID}) {
+			members = append(members, personMember{ID: u.ID, AppID: u.AppID})
+			slices.SortFunc(members, func(a, b personMember) int { return cmp.Compare(a.ID, b.ID) })
 		}
 	}
-	slices.SortFunc(users, func(a, b userRecord) int { return cmp.Compare(a.ID, b.ID) })
-	return users, true, nil
+	return u, members, true, nil
+}
+
+// membersIn reads the records of a person's hash, ascending.
+func membersIn(reply any) []personMember {
+	var members []personMember
+	pairs, _ := reply.([]any)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		f, _ := pairs[i].(string)
+		idText, isMember := strings.CutPrefix(f, "u:")
+		id, err := strconv.ParseInt(idText, 10, 64)
+		if isMember && err == nil {
+			appID, _ := pairs[i+1].(string)
+			members = append(members, personMember{ID: id, AppID: appID})
+		}
+	}
+	slices.SortFunc(members, func(a, b personMember) int { return cmp.Compare(a.ID, b.ID) })
+	return members
+}
+
+// formatRedisMembers is a person's list as a user's hash keeps it:
+// "<id>:<appid>,…".
+func formatRedisMembers(members []personMember) string {
+	parts := make([]string, len(members))
+	for i, m := range members {
+		parts[i] = strconv.FormatInt(m.ID, 10) + ":" + m.AppID
+	}
+	return strings.Join(parts, ",")
+}
+
+func parseRedisMembers(list string) []personMember {
+	var members []personMember
+	for part := range strings.SplitSeq(list, ",") {
+		idText, appID, ok := strings.Cut(part, ":")
+		id, err := strconv.ParseInt(idText, 10, 64)
+		if ok && err == nil {
+			members = append(members, personMember{ID: id, AppID: appID})
+		}
+	}
+	return members
+}
+
+// personVersionScript counts a change of the person and answers its
+// version with the person's hash, read at once.
+var personVersionScript = newRedisScript(`
+local v = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+return {v, redis.call('HGETALL', KEYS[1])}
+`)
+
+// setMembersScript gives a user's hash the person's list of that version,
+// unless it holds a newer one or the user is gone.
+var setMembersScript = newRedisScript(`
+if redis.call('HEXISTS', KEYS[1], 'appid') == 0 then return 0 end
+local m = redis.call('HGET', KEYS[1], 'm')
+if m and tonumber(string.match(m, '^%d+')) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'm', ARGV[1] .. '|' .. ARGV[2])
+return 1
+`)
+
+// spreadMembers gives each record of person the person's list, after a
+// change of it: of concurrent changes, the version read last, which saw
+// them all, is the one that stays.
+func (s *redisStore) spreadMembers(ctx context.Context, person string) error {
+	reply, err := personVersionScript.run(ctx, s.rc, []string{redisPersonKey(person)})
+	if err != nil {
+		return err
+	}
+	r, _ := reply.([]any)
+	if len(r) != 2 {
+		return fmt.Errorf("person version script answered %v", reply)
+	}
+	ver, _ := r[0].(int64)
+	members := membersIn(r[1])
+	list := formatRedisMembers(members)
+	for _, m := range members {
+		if _, err := setMembersScript.run(ctx, s.rc, []string{redisUserKey(m.ID)}, strconv.FormatInt(ver, 10), list); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // A claim is stored as "<Unix ms> <user id> <appid>", so that the earliest
@@ -628,6 +716,9 @@ func (s *redisStore) erase(ctx context.Context, id int64) (erasureResult, error)
 		return erasureResult{}, storeUnavailable(err)
 	}
 	if _, err := s.rc.do(ctx, "HDEL", redisPersonKey(person), "u:"+strconv.FormatInt(id, 10)); err != nil {
+		return erasureResult{}, storeUnavailable(err)
+	}
+	if err := s.spreadMembers(ctx, person); err != nil {
 		return erasureResult{}, storeUnavailable(err)
 	}
 	return result, nil

@@ -593,3 +593,34 @@ func TestReshardingUnderLoadLosesNothing(t *testing.T) {
 	}
 	t.Logf("%d logins with a gift acknowledged across the reshard", len(acked))
 }
+
+// What each route costs in round trips to Redis, which is what its CPU
+// goes to (BENCHMARKS.md): GET /user reads the token and then the user's
+// hash, however many apps the person has; a returning user's login reads
+// the openid's key, runs the login script and the token's, and marks and
+// answers the code's exchange for the other instances.
+func TestRedisRoundTripsPerRoute(t *testing.T) {
+	a := newTestApp(t, appOptions{apps: companyApps, store: onRedis})
+	rs := a.userBackend.(*redisStore)
+	shop := a.login(t, "wxshop", "alice")
+	a.login(t, "wxgame", "alice")
+	for _, tt := range []struct {
+		name string
+		do   func() reply
+		want int64
+	}{
+		{"GET /user of a person in two apps", func() reply { return call(t, a.handler, http.MethodGet, "/user", "", "token", shop) }, 2},
+		{"POST /login of a returning user", func() reply {
+			return call(t, a.handler, http.MethodPost, "/login", `{"appid":"wxshop","code":"`+a.fake.issueCode("wxshop", "alice")+`"}`, "Content-Type", jsonCT)
+		}, 5},
+	} {
+		tt.do() // the first run of each script loads it (NOSCRIPT, then EVAL)
+		before := rs.rc.roundTrips()
+		if got := tt.do(); got.env.Status != 0 {
+			t.Fatalf("%s = %s", tt.name, got.raw)
+		}
+		if n := rs.rc.roundTrips() - before; n != tt.want {
+			t.Errorf("%s: %d round trips to Redis; want %d", tt.name, n, tt.want)
+		}
+	}
+}

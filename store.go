@@ -39,8 +39,9 @@ type userBackend interface {
 	get(ctx context.Context, id int64) (userRecord, bool, error)
 	// update applies change to user id's record and stores it.
 	update(ctx context.Context, id int64, change func(u *userRecord)) (userRecord, error)
-	// person is user id's person's records, the earliest first.
-	person(ctx context.Context, id int64) ([]userRecord, bool, error)
+	// person is user id's record, and the records of its person, the
+	// earliest first, this one among them.
+	person(ctx context.Context, id int64) (userRecord, []personMember, bool, error)
 	// claim claims name for user id's person exactly once, or reports the
 	// earlier claim with taken true.
 	claim(ctx context.Context, id int64, name string) (c claimView, taken bool, err error)
@@ -77,9 +78,24 @@ func (f fileUsers) update(_ context.Context, id int64, change func(u *userRecord
 	return f.userStore.update(id, change)
 }
 
-func (f fileUsers) person(_ context.Context, id int64) ([]userRecord, bool, error) {
-	p, ok := f.userStore.person(id)
-	return p, ok, nil
+func (f fileUsers) person(_ context.Context, id int64) (userRecord, []personMember, bool, error) {
+	records, ok := f.userStore.person(id)
+	var u userRecord
+	members := make([]personMember, len(records))
+	for i, r := range records {
+		members[i] = personMember{ID: r.ID, AppID: r.AppID}
+		if r.ID == id {
+			u = r
+		}
+	}
+	return u, members, ok, nil
+}
+
+// personMember is one record of a person, as GET /user lists them: which
+// user, in which app.
+type personMember struct {
+	ID    int64
+	AppID string
 }
 
 func (f fileUsers) claim(_ context.Context, id int64, name string) (claimView, bool, error) {
