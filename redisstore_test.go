@@ -624,3 +624,49 @@ func TestRedisRoundTripsPerRoute(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRedisStoredValues sends any value a damaged or hostile Redis could
+// hold through each reader of what the Redis store keeps: a user's hash,
+// a claim, a person's list, an exchange's answer and a shared
+// access_token. None panics; what one accepts is whole, and what is
+// written again reads back the same.
+func FuzzRedisStoredValues(f *testing.F) {
+	f.Add("id", "7", "appid", "wxapp", "1700000000000 7 wxapp")
+	f.Add("created_at", "2026-11-24T10:00:00Z", "gender", "x", "3:wxa,4:wxb")
+	f.Add("openid", "", "m", "5|1:wxa", `{"openid":"o","session_key":"k"}`)
+	f.Add("last_login_at", "never", "errcode", "40029", `{"errcode":40163}`)
+	f.Fuzz(func(t *testing.T, f1, v1, f2, v2, value string) {
+		hash := []any{"id", "3", "appid", "wxapp", "openid", "o-x", f1, v1, f2, v2}
+		if u, err := recordFromRedis(hash); err == nil {
+			if u.ID < 1 || u.AppID == "" || u.OpenID == "" {
+				t.Errorf("recordFromRedis accepted %q as %+v: not a whole record", hash, u)
+			}
+			again := []any{"id", strconv.FormatInt(u.ID, 10), "appid", u.AppID, "openid", u.OpenID,
+				"created_at", formatRedisTime(u.CreatedAt), "updated_at", formatRedisTime(u.UpdatedAt), "last_login_at", formatRedisTime(u.LastLoginAt)}
+			fields := redisFields(&u)
+			for i := 0; i < len(fields); i += 2 {
+				if fields[i+1] != "" { // a field not set is not in the hash
+					again = append(again, fields[i], fields[i+1])
+				}
+			}
+			if back, err := recordFromRedis(again); err != nil || back != u {
+				t.Errorf("a record written again reads back as %+v, %v; want %+v", back, err, u)
+			}
+		}
+		if c, err := parseRedisClaim("gift", value); err == nil {
+			if back, err := parseRedisClaim("gift", formatRedisClaim(c)); err != nil || !back.ClaimedAt.Equal(c.ClaimedAt) || back.UserID != c.UserID || back.AppID != c.AppID {
+				t.Errorf("claim %q reads as %+v, written again as %+v (%v)", value, c, back, err)
+			}
+		}
+		members := parseRedisMembers(value)
+		if back := parseRedisMembers(formatRedisMembers(members)); len(members) > 0 && !slices.Equal(back, members) && !strings.ContainsAny(value, ",") {
+			t.Errorf("members %q read as %v, written again as %v", value, members, back)
+		}
+		if res, err := readExchangeAnswer(value); err == nil && (res.OpenID == "" || res.SessionKey == "") {
+			t.Errorf("exchange answer %q accepted as %+v: no openid or session_key", value, res)
+		}
+		if token, _, ok := parseSharedToken(value, time.UnixMilli(0)); ok && token == "" {
+			t.Errorf("shared token %q accepted with no token", value)
+		}
+	})
+}
