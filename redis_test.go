@@ -441,3 +441,26 @@ func TestRedisClientServerDown(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRedisPing is one round trip to a local redis-server, from
+// concurrent callers: what each round trip of a route costs wxlogin
+// (BENCHMARKS.md, Redis). Its CPU profile is mostly the kernel's write and
+// read.
+func BenchmarkRedisPing(b *testing.B) {
+	s := startRedis(b)
+	cfg, err := parseRedisURL("redis://"+s.addr, false, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := newRedisClient(cfg)
+	defer c.close()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.do(b.Context(), "PING"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
