@@ -237,21 +237,28 @@ func tryNewUserWithGift(base, name string) (id int64, gift, ok bool) {
 }
 
 // tryNewUserLogin logs a new user in and returns the user id and token, or
-// false if any step failed.
+// false if any step failed or the user was not new.
 func tryNewUserLogin(base, name string) (int64, string, bool) {
+	id, token, isNew, ok := tryLogin(base, name)
+	return id, token, ok && isNew
+}
+
+// tryLogin logs a user in and returns the user id and token, and whether
+// the user is new, or false if any step failed.
+func tryLogin(base, name string) (id int64, token string, isNew, ok bool) {
 	resp, err := client.Post(base+"/mock/wx.login", jsonCT, strings.NewReader(`{"user":"`+name+`"}`))
 	if err != nil {
-		return 0, "", false
+		return 0, "", false, false
 	}
 	var code struct{ Code string }
 	err = jsonDecode(resp.Body, &code)
 	resp.Body.Close()
 	if err != nil {
-		return 0, "", false
+		return 0, "", false, false
 	}
 	resp, err = client.PostForm(base+"/login", url.Values{"code": {code.Code}})
 	if err != nil {
-		return 0, "", false
+		return 0, "", false, false
 	}
 	defer resp.Body.Close()
 	var got struct {
@@ -262,8 +269,8 @@ func tryNewUserLogin(base, name string) (int64, string, bool) {
 			NewUser bool   `json:"new_user"`
 		}
 	}
-	if err := jsonDecode(resp.Body, &got); err != nil || got.Status != 0 || !got.Data.NewUser {
-		return 0, "", false
+	if err := jsonDecode(resp.Body, &got); err != nil || got.Status != 0 {
+		return 0, "", false, false
 	}
-	return got.Data.UserID, got.Data.Token, true
+	return got.Data.UserID, got.Data.Token, got.Data.NewUser, true
 }

@@ -1044,6 +1044,11 @@ func TestUnionIDLearnedLaterJoinsThePerson(t *testing.T) {
 		if got := send(t, a.handler, "POST", "/user/userinfo", game, map[string]any{"encryptedData": data, "iv": iv}); got.env.Status != 0 {
 			t.Fatalf("user info with a unionId = %s", got.raw)
 		}
+		// A later login of the Game record that brings no unionid (as
+		// WeChat's answer may lack it) leaves the person as it is.
+		if _, _, err := a.userBackend.login(t.Context(), "wxgame", openID, ""); err != nil {
+			t.Fatal(err)
+		}
 		for _, token := range []string{shop, game} {
 			if id, apps := personOf(t, a.handler, token); id != 1 || !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
 				t.Errorf("after linking: person %v with apps %v; want person 1 with wxshop and wxgame", id, apps)

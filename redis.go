@@ -154,7 +154,7 @@ type redisConfig struct {
 	tls      *tls.Config // nil for plain TCP
 	cluster  bool
 	poolSize int // connections to each server at most
-	// timeout bounds a dial, and a call whose context has no deadline.
+	// timeout bounds a dial, and each call, within its context.
 	timeout time.Duration
 }
 
@@ -259,14 +259,17 @@ type redisConn struct {
 	dead bool   // an I/O error happened: never reuse
 }
 
-// roundTrip writes cmds and reads one reply for each, within ctx (or the
-// pool's timeout when ctx has none). A cancelled context interrupts the
-// I/O at once. An error is of the connection, which is then dead; a
-// command's own refusal is a redisError among the replies.
+// roundTrip writes cmds and reads one reply for each, within ctx and
+// within the pool's timeout, whichever ends first: a Redis that hangs
+// costs a request the timeout, not the request's whole bound. A cancelled
+// context interrupts the I/O at once. An error is of the connection, which
+// is then dead; a command's own refusal is a redisError among the replies.
 func (c *redisConn) roundTrip(ctx context.Context, timeout time.Duration, cmds [][]string) ([]any, error) {
-	deadline, hasDeadline := ctx.Deadline()
-	if !hasDeadline {
-		deadline = time.Now().Add(timeout)
+	deadline := time.Now().Add(timeout)
+	ctxDeadline, hasDeadline := ctx.Deadline()
+	hasDeadline = hasDeadline && ctxDeadline.Before(deadline) // the context's is the one that binds
+	if hasDeadline {
+		deadline = ctxDeadline
 	}
 	c.net.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { c.net.SetDeadline(time.Unix(1, 0)) })

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // This file routes commands in a Redis Cluster, as the cluster spec says
@@ -114,10 +116,12 @@ func (c *redisCluster) anyServer(ctx context.Context) (string, error) {
 // Redis may have run some of it.
 func (c *redisCluster) pipeline(ctx context.Context, key string, cmds [][]string) ([]any, error) {
 	slot := redisSlot(key)
-	var asking string // the server an ASK sent the call to, for one try
+	var asking string  // the server an ASK sent the call to, for one try
+	var movedTo string // the server a MOVED named, tried next whatever the map says
 	var lastErr error
-	for range maxRedisRedirects {
-		addr := asking
+	for redirects, waits := 0, 0; redirects < maxRedisRedirects; redirects++ {
+		addr := cmp.Or(asking, movedTo)
+		movedTo = ""
 		if addr == "" {
 			var err error
 			if key == "" {
@@ -153,14 +157,34 @@ func (c *redisCluster) pipeline(ctx context.Context, key string, cmds [][]string
 		}
 		moved, ask, to := redisRedirect(replies)
 		switch {
+		case moved < 0 && ask < 0 && redisTryAgain(replies) && waits < maxRedisTryAgain:
+			waits++
+			redirects-- // a wait is not a redirection
+			// A call of several keys while their slot migrates, some of them
+			// not moved yet: nothing ran, and Redis asks to try again in a
+			// moment, when they have.
+			// Where an ASK sent the call, it stays: the keys still to come
+			// are coming there.
+			t := time.NewTimer(redisTryAgainPause)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ctx.Err()
+			case <-t.C:
+			}
+			movedTo = addr
+			lastErr = errors.New("redis cluster: TRYAGAIN while a slot migrates")
+			continue
 		case moved >= 0:
+			// The rest of the map is likely out of date too (a reshard):
+			// learn it, but only once for everyone. A node that has not
+			// heard of the move yet may give the old owner back, so the
+			// slot MOVED named is kept, and tried next.
+			c.refresh(ctx)
 			c.mu.Lock()
 			c.slots[moved] = to
 			c.mu.Unlock()
-			// The rest of the map is likely out of date too (a reshard):
-			// learn it, but only once for everyone.
-			c.refresh(ctx)
-			asking = ""
+			asking, movedTo = "", to
 		case ask >= 0:
 			asking = to
 		default:
@@ -169,6 +193,26 @@ func (c *redisCluster) pipeline(ctx context.Context, key string, cmds [][]string
 		lastErr = fmt.Errorf("redis cluster: redirected to %s", to)
 	}
 	return nil, fmt.Errorf("redis cluster: slot %d: too many redirections: %w", slot, lastErr)
+}
+
+// redisTryAgainPause is the wait before a call Redis answered TRYAGAIN
+// is sent again, to the same server, up to maxRedisTryAgain times: two
+// seconds in all, within the call's context. (The new owner of a slot
+// answers TRYAGAIN to a script of several keys, one of them new, until
+// the slot is its own.)
+const (
+	redisTryAgainPause = 20 * time.Millisecond
+	maxRedisTryAgain   = 100
+)
+
+// redisTryAgain reports whether Redis answered TRYAGAIN to one of replies.
+func redisTryAgain(replies []any) bool {
+	for _, r := range replies {
+		if e, ok := r.(redisError); ok && strings.HasPrefix(string(e), "TRYAGAIN") {
+			return true
+		}
+	}
+	return false
 }
 
 // redisRedirect finds a redirection among replies: the slot of a MOVED,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -58,5 +59,22 @@ func TestInstancesOnOneRedisExchangeACodeOnce(t *testing.T) {
 		if n, _ := ttl.(int64); err != nil || n <= 0 || n > exchangeAnswerKept.Milliseconds() {
 			t.Errorf("round %d: the answer is kept %v ms (%v); want at most %v", round, ttl, err, exchangeAnswerKept)
 		}
+	}
+}
+
+// A login waiting for another instance's exchange of its code ends within
+// the request's bound, even when that instance died with the code marked.
+func TestWaitingForAnotherInstancesExchangeEndsInTime(t *testing.T) {
+	redis := startRedis(t)
+	rc := redis.client(t, "", "")
+	wx := newWechatClient("http://127.0.0.1:1", "wxapp", testSecret, time.Second, 300*time.Millisecond)
+	wx.sharedExchanges = &redisExchanges{rc: rc, poll: 5 * time.Millisecond, pending: 10 * time.Second}
+	if _, err := rc.do(t.Context(), "SET", redisExchangeKey("wxapp", "marked"), "", "PX", "10000"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err := wx.code2Session(t.Context(), "marked")
+	if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took > 2*time.Second {
+		t.Errorf("a code marked by a dead instance = %v after %v; want the deadline, within the 300 ms bound", err, took)
 	}
 }

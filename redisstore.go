@@ -30,8 +30,10 @@ import (
 //	wx:{o:<appid>:<openid>}     STRING  the user id of (appid, openid)
 //	wx:{u:<id>}                 HASH    the record's fields; "v" its version, "person" its person's hash,
 //	                                    "m" a copy of the person's records (so GET /user reads one key),
-//	                                    "sk" the session_key, "psk" and "psk_at" the one it replaced;
+//	                                    "joined" the person it last joined whole (joinPerson);
 //	                                    after an erasure only "erased"
+//	wx:{u:<id>}:sk              HASH    "sk" the session_key, "psk" and "psk_at" the one it replaced;
+//	                                    it expires -token-max-age after the last login, with the tokens
 //	wx:{u:<id>}:t:<sha256>      HASH    one token, by the hex of its hash: "i" issued, "l" last used
 //	                                    (Unix ms); it expires with the token
 //	wx:{u:<id>}:tokens          SET     the hashes of the user's tokens, for revoking them all
@@ -60,8 +62,9 @@ const (
 	redisIDsKey       = "wx:ids"
 )
 
-func redisUserKey(id int64) string     { return "wx:{u:" + strconv.FormatInt(id, 10) + "}" }
-func redisTokenSetKey(id int64) string { return redisUserKey(id) + ":tokens" }
+func redisUserKey(id int64) string       { return "wx:{u:" + strconv.FormatInt(id, 10) + "}" }
+func redisTokenSetKey(id int64) string   { return redisUserKey(id) + ":tokens" }
+func redisSessionKeyKey(id int64) string { return redisUserKey(id) + ":sk" }
 func redisOpenIDKey(appID, openID string) string {
 	return "wx:{o:" + appID + ":" + openID + "}"
 }
@@ -215,13 +218,13 @@ func (s *redisStore) stamp(precision time.Duration) time.Time {
 }
 
 // loginScript records a login on the user's hash: it creates the record
-// if there is none, otherwise sets a newly learned unionid; it stamps
-// last_login_at. It answers {-1} for an erased user, else {created, the
-// person before, the record's fields}.
+// if there is none, otherwise sets a newly learned unionid (and with it
+// the person); it stamps last_login_at. It answers {-1} for an erased
+// user, else {created, the record's fields}.
 var loginScript = newRedisScript(`
 local k = KEYS[1]
 if redis.call('HEXISTS', k, 'erased') == 1 then return {-1} end
-local created, before = 0, ''
+local created = 0
 if redis.call('HEXISTS', k, 'appid') == 0 then
   redis.call('HSET', k, 'id', ARGV[1], 'appid', ARGV[2], 'openid', ARGV[3], 'person', ARGV[6],
     'created_at', ARGV[5], 'updated_at', ARGV[5], 'v', '1')
@@ -231,14 +234,13 @@ else
   if redis.call('HGET', k, 'appid') ~= ARGV[2] or redis.call('HGET', k, 'openid') ~= ARGV[3] then
     return redis.error_reply('WXLOGIN user ' .. ARGV[1] .. ' is another user')
   end
-  before = redis.call('HGET', k, 'person') or ''
   if ARGV[4] ~= '' and redis.call('HGET', k, 'unionid') ~= ARGV[4] then
     redis.call('HSET', k, 'unionid', ARGV[4], 'updated_at', ARGV[5], 'person', ARGV[6])
     redis.call('HINCRBY', k, 'v', 1)
   end
 end
 redis.call('HSET', k, 'last_login_at', ARGV[5])
-return {created, before, redis.call('HGETALL', k)}
+return {created, redis.call('HGETALL', k)}
 `)
 
 // login records a login of (appID, openID). The user's id is the one the
@@ -267,19 +269,16 @@ func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (
 			}
 			continue
 		}
-		if len(r) != 3 {
-			return userRecord{}, false, storeUnavailable(fmt.Errorf("login script answered %v", reply))
+		if len(r) != 2 {
+			return userRecord{}, false, storeUnavailable(errors.New("the login script answered something else"))
 		}
 		created, _ := r[0].(int64)
-		before, _ := r[1].(string)
-		u, err := recordFromRedis(r[2])
+		u, err := recordFromRedis(r[1])
+		if err == nil {
+			err = s.joinPerson(ctx, u, redisField(r[1], "joined"), redisField(r[1], "person"))
+		}
 		if err != nil {
 			return userRecord{}, false, storeUnavailable(err)
-		}
-		if created == 1 || before != person {
-			if err := s.joinPerson(ctx, u, before, person); err != nil {
-				return userRecord{}, false, storeUnavailable(err)
-			}
 		}
 		return u, created == 1, nil
 	}
@@ -336,11 +335,18 @@ end
 return 1
 `)
 
-// joinPerson makes user u a record of its person, and, when a unionid
-// learned now moved it from the person it was alone (before), brings that
-// person's claims along, the earliest of each name counting. A claim made
-// by the same user at the very moment of that move may count twice.
-func (s *redisStore) joinPerson(ctx context.Context, u userRecord, before, person string) error {
+// joinPerson makes user u a record of its person, if the user's hash
+// does not say it is one already ("joined" names the person it last
+// joined whole), and, when a unionid learned since moved it from the
+// person it was alone (joined), brings that person's claims along, the
+// earliest of each name counting. Each step may be done twice: a join cut
+// short (Redis lost, the process killed) is done again at the user's next
+// login. A claim made by the same user at the very moment of a move may
+// count twice.
+func (s *redisStore) joinPerson(ctx context.Context, u userRecord, joined, person string) error {
+	if joined == person {
+		return nil
+	}
 	member := "u:" + strconv.FormatInt(u.ID, 10)
 	if _, err := s.rc.do(ctx, "HSET", redisPersonKey(person), member, u.AppID); err != nil {
 		return err
@@ -348,31 +354,41 @@ func (s *redisStore) joinPerson(ctx context.Context, u userRecord, before, perso
 	if err := s.spreadMembers(ctx, person); err != nil {
 		return err
 	}
-	if before == "" || before == person {
-		return nil
-	}
-	fields, err := s.rc.do(ctx, "HGETALL", redisPersonKey(before))
-	if err != nil {
-		return err
-	}
-	var claims []string
-	pairs, _ := fields.([]any)
-	for i := 0; i+1 < len(pairs); i += 2 {
-		if f, _ := pairs[i].(string); strings.HasPrefix(f, "c:") {
-			v, _ := pairs[i+1].(string)
-			claims = append(claims, f, v)
+	if joined != "" {
+		fields, err := s.rc.do(ctx, "HGETALL", redisPersonKey(joined))
+		if err != nil {
+			return err
 		}
-	}
-	if len(claims) > 0 {
-		if _, err := mergeClaimsScript.run(ctx, s.rc, []string{redisPersonKey(person)}, claims...); err != nil {
+		var claims []string
+		pairs, _ := fields.([]any)
+		for i := 0; i+1 < len(pairs); i += 2 {
+			if f, _ := pairs[i].(string); strings.HasPrefix(f, "c:") {
+				v, _ := pairs[i+1].(string)
+				claims = append(claims, f, v)
+			}
+		}
+		if len(claims) > 0 {
+			if _, err := mergeClaimsScript.run(ctx, s.rc, []string{redisPersonKey(person)}, claims...); err != nil {
+				return err
+			}
+		}
+		if _, err = s.rc.do(ctx, "HDEL", redisPersonKey(joined), member); err != nil {
+			return err
+		}
+		if err := s.spreadMembers(ctx, joined); err != nil {
 			return err
 		}
 	}
-	if _, err = s.rc.do(ctx, "HDEL", redisPersonKey(before), member); err != nil {
-		return err
-	}
-	return s.spreadMembers(ctx, before)
+	_, err := setJoinedScript.run(ctx, s.rc, []string{redisUserKey(u.ID)}, person)
+	return err
 }
+
+// setJoinedScript records that the user joined its person whole, if that
+// is still its person and it is not erased.
+var setJoinedScript = newRedisScript(`
+if redis.call('HGET', KEYS[1], 'person') == ARGV[1] then redis.call('HSET', KEYS[1], 'joined', ARGV[1]) end
+return 1
+`)
 
 // get returns user id's record.
 func (s *redisStore) get(ctx context.Context, id int64) (userRecord, bool, error) {
@@ -443,10 +459,8 @@ func (s *redisStore) update(ctx context.Context, id int64, change func(u *userRe
 		}
 		// A unionid learned from verified user info moves the user into
 		// the person it names, as a login that brings one does.
-		before, person := redisField(reply, "person"), redisField(reply, "person")
 		if u.UnionID != old.UnionID {
-			person = s.personHash(u.AppID, u.OpenID, u.UnionID)
-			args = append(args, "person", person)
+			args = append(args, "person", s.personHash(u.AppID, u.OpenID, u.UnionID))
 		}
 		res, err := updateScript.run(ctx, s.rc, []string{redisUserKey(id)}, args...)
 		if err != nil {
@@ -456,8 +470,8 @@ func (s *redisStore) update(ctx context.Context, id int64, change func(u *userRe
 		switch {
 		case len(r) == 2:
 			stored, err := recordFromRedis(r[1])
-			if err == nil && person != before {
-				err = s.joinPerson(ctx, stored, before, person)
+			if err == nil {
+				err = s.joinPerson(ctx, stored, redisField(r[1], "joined"), redisField(r[1], "person"))
 			}
 			if err != nil {
 				return userRecord{}, storeUnavailable(err)
@@ -486,9 +500,12 @@ func (s *redisStore) person(ctx context.Context, id int64) (userRecord, []person
 	if err != nil {
 		return userRecord{}, nil, false, storeUnavailable(err)
 	}
-	_, list, _ := strings.Cut(redisField(reply, "m"), "|")
+	// "m" is "<person's tag>@<version>|<list>": only a list of the user's
+	// own person counts.
+	copyOf, list, _ := strings.Cut(redisField(reply, "m"), "|")
+	copyOf, _, _ = strings.Cut(copyOf, "@")
 	members := parseRedisMembers(list)
-	if !slices.Contains(members, personMember{ID: u.ID, AppID: u.AppID}) {
+	if copyOf != personTag(redisField(reply, "person")) || !slices.Contains(members, personMember{ID: u.ID, AppID: u.AppID}) {
 		person, err := s.rc.do(ctx, "HGETALL", redisPersonKey(redisField(reply, "person")))
 		if err != nil {
 			return userRecord{}, nil, false, storeUnavailable(err)
@@ -548,15 +565,26 @@ local v = redis.call('HINCRBY', KEYS[1], 'ver', 1)
 return {v, redis.call('HGETALL', KEYS[1])}
 `)
 
-// setMembersScript gives a user's hash the person's list of that version,
-// unless it holds a newer one or the user is gone.
+// setMembersScript gives a user's hash person ARGV[1]'s list of version
+// ARGV[3], unless the user is no longer of that person, or holds a newer
+// list of it; it answers -1 when the user is gone (erased). The list is
+// marked with the person's tag (ARGV[2]), not its whole hash, so that a
+// person of one app or two stays under 64 bytes, which Redis keeps a
+// small hash compact for (hash-max-listpack-value).
 var setMembersScript = newRedisScript(`
-if redis.call('HEXISTS', KEYS[1], 'appid') == 0 then return 0 end
+if redis.call('HEXISTS', KEYS[1], 'appid') == 0 then return -1 end
+if redis.call('HGET', KEYS[1], 'person') ~= ARGV[1] then return 0 end
 local m = redis.call('HGET', KEYS[1], 'm')
-if m and tonumber(string.match(m, '^%d+')) >= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'm', ARGV[1] .. '|' .. ARGV[2])
+if m then
+  local of, ver = string.match(m, '^(%x+)@(%d+)|')
+  if of == ARGV[2] and tonumber(ver) >= tonumber(ARGV[3]) then return 0 end
+end
+redis.call('HSET', KEYS[1], 'm', ARGV[2] .. '@' .. ARGV[3] .. '|' .. ARGV[4])
 return 1
 `)
+
+// personTag is the start of a person's hash that marks a copy of its list.
+func personTag(person string) string { return person[:min(len(person), 16)] }
 
 // spreadMembers gives each record of person the person's list, after a
 // change of it: of concurrent changes, the version read last, which saw
@@ -573,10 +601,23 @@ func (s *redisStore) spreadMembers(ctx context.Context, person string) error {
 	ver, _ := r[0].(int64)
 	members := membersIn(r[1])
 	list := formatRedisMembers(members)
+	var gone []string
 	for _, m := range members {
-		if _, err := setMembersScript.run(ctx, s.rc, []string{redisUserKey(m.ID)}, strconv.FormatInt(ver, 10), list); err != nil {
+		set, err := setMembersScript.run(ctx, s.rc, []string{redisUserKey(m.ID)}, person, personTag(person), strconv.FormatInt(ver, 10), list)
+		if err != nil {
 			return err
 		}
+		if set == int64(-1) {
+			gone = append(gone, "u:"+strconv.FormatInt(m.ID, 10))
+		}
+	}
+	if len(gone) > 0 {
+		// Erased, and left in the person by an erasure cut short: taken
+		// out now, and the list spread again without them.
+		if _, err := s.rc.do(ctx, append([]string{"HDEL", redisPersonKey(person)}, gone...)...); err != nil {
+			return err
+		}
+		return s.spreadMembers(ctx, person)
 	}
 	return nil
 }
@@ -673,7 +714,7 @@ func claimsIn(reply any) ([]claimView, error) {
 // that found the id a moment before sees, rather than a record to create.
 var eraseScript = newRedisScript(`
 if redis.call('HEXISTS', KEYS[1], 'appid') == 0 then return 0 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[1], 'erased', ARGV[1])
 return 1
 `)
@@ -705,7 +746,7 @@ func (s *redisStore) erase(ctx context.Context, id int64) (erasureResult, error)
 			result.ClaimsKept = append(result.ClaimsKept, c.Name)
 		}
 	}
-	done, err := eraseScript.run(ctx, s.rc, []string{redisUserKey(id)}, formatRedisTime(s.stamp(time.Second)))
+	done, err := eraseScript.run(ctx, s.rc, []string{redisUserKey(id), redisSessionKeyKey(id)}, formatRedisTime(s.stamp(time.Second)))
 	if err != nil {
 		return erasureResult{}, storeUnavailable(err)
 	}
@@ -732,11 +773,12 @@ func (s *redisStore) lifetime() time.Duration { return min(s.ttl, s.maxAge) }
 // gone (erased during the login). The user's set of token hashes is
 // pruned of expired ones as it grows.
 var issueScript = newRedisScript(`
-local u, t, set = KEYS[1], KEYS[2], KEYS[3]
+local u, t, set, sk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if redis.call('HEXISTS', u, 'appid') == 0 then return 0 end
-local cur = redis.call('HGET', u, 'sk')
-if cur and cur ~= ARGV[1] then redis.call('HSET', u, 'psk', cur, 'psk_at', ARGV[2]) end
-redis.call('HSET', u, 'sk', ARGV[1])
+local cur = redis.call('HGET', sk, 'sk')
+if cur and cur ~= ARGV[1] then redis.call('HSET', sk, 'psk', cur, 'psk_at', ARGV[2]) end
+redis.call('HSET', sk, 'sk', ARGV[1])
+redis.call('PEXPIRE', sk, ARGV[5])
 redis.call('HSET', t, 'i', ARGV[2], 'l', ARGV[2])
 redis.call('PEXPIRE', t, ARGV[3])
 redis.call('SADD', set, ARGV[4])
@@ -755,8 +797,9 @@ func (s *redisStore) issue(ctx context.Context, who identity, key string) (strin
 	h := hashToken(token)
 	hash := hex.EncodeToString(h[:])
 	ok, err := issueScript.run(ctx, s.rc,
-		[]string{redisUserKey(who.UserID), redisTokenKey(who.UserID, hash), redisTokenSetKey(who.UserID)},
-		key, strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.lifetime().Milliseconds(), 10), hash)
+		[]string{redisUserKey(who.UserID), redisTokenKey(who.UserID, hash), redisTokenSetKey(who.UserID), redisSessionKeyKey(who.UserID)},
+		key, strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.lifetime().Milliseconds(), 10), hash,
+		strconv.FormatInt(s.maxAge.Milliseconds(), 10))
 	if err != nil {
 		return "", storeUnavailable(err)
 	}
@@ -780,8 +823,10 @@ if now >= math.min(used + ttl, issued + maxage) then
   redis.call('DEL', KEYS[1])
   return false
 end
-local u = redis.call('HMGET', KEYS[2], 'appid', 'openid', 'sk', 'psk', 'psk_at')
-if not u[1] or not u[3] then return false end
+local who = redis.call('HMGET', KEYS[2], 'appid', 'openid')
+local k = redis.call('HMGET', KEYS[3], 'sk', 'psk', 'psk_at')
+if not who[1] or not k[1] then return false end
+local u = {who[1], who[2], k[1], k[2], k[3]}
 if now - used >= tonumber(ARGV[4]) then
   redis.call('HSET', KEYS[1], 'l', ARGV[1])
   redis.call('PEXPIRE', KEYS[1], string.format('%d', math.min(now + ttl, issued + maxage) - now))
@@ -800,7 +845,7 @@ func (s *redisStore) lookup(ctx context.Context, token string) (caller, bool, er
 	h := hashToken(token)
 	now := s.now()
 	reply, err := lookupScript.run(ctx, s.rc,
-		[]string{redisTokenKey(id, hex.EncodeToString(h[:])), redisUserKey(id)},
+		[]string{redisTokenKey(id, hex.EncodeToString(h[:])), redisUserKey(id), redisSessionKeyKey(id)},
 		strconv.FormatInt(now.UnixMilli(), 10), strconv.FormatInt(s.ttl.Milliseconds(), 10),
 		strconv.FormatInt(s.maxAge.Milliseconds(), 10), strconv.FormatInt(redisTouchEvery(s.ttl).Milliseconds(), 10),
 		strconv.FormatInt(previousKeyWindow.Milliseconds(), 10))
@@ -850,14 +895,13 @@ for _, h in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if t[1] and now < math.min(tonumber(t[2]) + ttl, tonumber(t[1]) + maxage) then n = n + 1 end
   redis.call('DEL', KEYS[1] .. ':t:' .. h)
 end
-redis.call('DEL', KEYS[2])
-redis.call('HDEL', KEYS[1], 'sk', 'psk', 'psk_at')
+redis.call('DEL', KEYS[2], KEYS[3])
 return n
 `)
 
 // revokeUser ends every token of user id and reports how many were alive.
 func (s *redisStore) revokeUser(ctx context.Context, id int64) (int, error) {
-	n, err := revokeUserScript.run(ctx, s.rc, []string{redisUserKey(id), redisTokenSetKey(id)},
+	n, err := revokeUserScript.run(ctx, s.rc, []string{redisUserKey(id), redisTokenSetKey(id), redisSessionKeyKey(id)},
 		strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.ttl.Milliseconds(), 10),
 		strconv.FormatInt(s.maxAge.Milliseconds(), 10))
 	if err != nil {

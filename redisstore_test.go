@@ -313,7 +313,7 @@ func TestTwoInstancesShareOneRedis(t *testing.T) {
 func TestRedisDownAnswers503AndRecovers(t *testing.T) {
 	redis := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	env := map[string]string{"WXLOGIN_REDIS": "redis://" + redis.addr + "?timeout=500ms"}
-	s := startServer(t, env)
+	s := startServer(t, env, "-login-rate", "0") // so that a login reaches the store, not only the limiter's bucket
 	got := post(t, http.MethodPost, s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`)
 	token := dataOf[loginData](t, got).Token
 	if got := post(t, http.MethodPost, s.url+"/claims/welcome-gift", "", "", "token", token); got.code != http.StatusCreated {
@@ -508,16 +508,23 @@ func TestKill9OnRedisKeepsEveryAcknowledgedWrite(t *testing.T) {
 	}
 }
 
-// On a Redis Cluster, the slot of the user-id counter, which every new
-// user's login writes, is resharded to another master while users log in
-// and claim a gift: the logins meet ASK while it moves and MOVED after,
-// none fails for it, and every acknowledged login and claim is there.
+// On a Redis Cluster, two slots are resharded to other masters while
+// users log in and claim a gift: the user-id counter's, which every new
+// user's login writes, and a returning user's, whose every login writes a
+// new token beside its record (a call of several keys, which Redis
+// answers TRYAGAIN while the slot is half moved). The logins meet ASK,
+// TRYAGAIN and then MOVED; none fails, and every acknowledged login and
+// claim is there.
 func TestReshardingUnderLoadLosesNothing(t *testing.T) {
 	cl := startRedisCluster(t, 3, "--appendonly", "yes", "--appendfsync", "always")
 	url := "redis://" + cl.nodes[0].addr + "?cluster=true"
 	s := startServer(t, map[string]string{"WXLOGIN_REDIS": url}, "-login-rate", "0")
+	returning, _, ok := tryNewUserLogin(s.url, "returning")
+	if !ok {
+		t.Fatal("the returning user's first login failed")
+	}
 	var mu sync.Mutex
-	acked, claimed, failed := map[string]int64{}, map[int64]bool{}, 0
+	acked, claimed, failed, again := map[string]int64{}, map[int64]bool{}, 0, 0
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for w := range 8 {
@@ -527,6 +534,17 @@ func TestReshardingUnderLoadLosesNothing(t *testing.T) {
 				case <-stop:
 					return
 				default:
+				}
+				if w == 0 { // the returning user, again and again
+					id, _, _, ok := tryLogin(s.url, "returning")
+					mu.Lock()
+					if ok && id == returning {
+						again++
+					} else {
+						failed++
+					}
+					mu.Unlock()
+					continue
 				}
 				name := fmt.Sprintf("w%d-%d", w, i)
 				id, gift, ok := tryNewUserWithGift(s.url, name)
@@ -540,12 +558,13 @@ func TestReshardingUnderLoadLosesNothing(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "logins under way", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 50 })
+	progress := func(what string, n int) {
+		t.Helper()
+		waitFor(t, what, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= n })
+	}
+	progress("logins under way", 50)
 
 	ctx := t.Context()
-	from := cl.ownerOf(redisIDsKey)
-	to := (from + 1) % 3
-	slot := strconv.Itoa(redisSlot(redisIDsKey))
 	mustDo := func(rc *redisClient, args ...string) any {
 		t.Helper()
 		v, err := rc.do(ctx, args...)
@@ -554,26 +573,44 @@ func TestReshardingUnderLoadLosesNothing(t *testing.T) {
 		}
 		return v
 	}
-	source, target := cl.direct(t, from), cl.direct(t, to)
-	mustDo(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", cl.nodeID(t, from))
-	mustDo(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", cl.nodeID(t, to))
-	host, port, _ := strings.Cut(cl.nodes[to].addr, ":")
-	keys, _ := mustDo(source, "CLUSTER", "GETKEYSINSLOT", slot, "100").([]any)
-	for _, k := range keys {
-		mustDo(source, "MIGRATE", host, port, k.(string), "0", "5000")
+	for round, key := range []string{redisIDsKey, redisUserKey(returning)} {
+		from := cl.ownerOf(key)
+		to := (from + 1) % 3
+		slot := strconv.Itoa(redisSlot(key))
+		source, target := cl.direct(t, from), cl.direct(t, to)
+		mustDo(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", cl.nodeID(t, from))
+		mustDo(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", cl.nodeID(t, to))
+		host, port, _ := strings.Cut(cl.nodes[to].addr, ":")
+		keys, _ := mustDo(source, "CLUSTER", "GETKEYSINSLOT", slot, "1000").([]any)
+		for i, k := range keys {
+			mustDo(source, "MIGRATE", host, port, k.(string), "0", "5000")
+			if i == len(keys)/2 {
+				progress("logins with the slot half moved", 100+100*round) // ASK, and TRYAGAIN for the returning user's
+			}
+		}
+		// As redis-cli --cluster reshard does: the new owner first, then
+		// the old, then the rest, which learn it meanwhile.
+		for _, i := range []int{to, from, 3 - to - from} {
+			mustDo(cl.direct(t, i), "CLUSTER", "SETSLOT", slot, "NODE", cl.nodeID(t, to))
+		}
+		progress("logins after the move", 200+100*round)
+		if v, _ := target.do(ctx, "EXISTS", key); v != int64(1) {
+			t.Errorf("%s is not on its new master", key)
+		}
 	}
-	waitFor(t, "logins during the migration", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 100 })
-	for i := range cl.nodes {
-		mustDo(cl.direct(t, i), "CLUSTER", "SETSLOT", slot, "NODE", cl.nodeID(t, to))
-	}
-	waitFor(t, "logins after the move", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 150 })
 	close(stop)
 	wg.Wait()
-	if v, _ := target.do(ctx, "GET", redisIDsKey); v == nil {
-		t.Errorf("%s is not on its new master", redisIDsKey)
+	if again < 10 {
+		t.Errorf("%d logins of the returning user were answered; want them going on across the reshards", again)
 	}
 	if failed > 0 {
-		t.Errorf("%d logins or claims failed while a slot moved; want none", failed)
+		var causes []string
+		for line := range strings.SplitSeq(s.logs.String(), "\n") {
+			if strings.Contains(line, "err=") {
+				causes = append(causes, line)
+			}
+		}
+		t.Errorf("%d logins or claims failed while slots moved; want none:\n%s", failed, strings.Join(causes, "\n"))
 	}
 
 	check := cl.client(t)
@@ -591,7 +628,7 @@ func TestReshardingUnderLoadLosesNothing(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("%d logins with a gift acknowledged across the reshard", len(acked))
+	t.Logf("%d new users with a gift and %d returning logins acknowledged across two reshards", len(acked), again)
 }
 
 // What each route costs in round trips to Redis, which is what its CPU
@@ -669,4 +706,125 @@ func FuzzRedisStoredValues(f *testing.F) {
 			t.Errorf("shared token %q accepted with no token", value)
 		}
 	})
+}
+
+// A join of a person cut short between its steps (Redis lost, the process
+// killed) is finished at the user's next login; an erased user left in a
+// person by an erasure cut short is taken out by the person's next spread,
+// which any change of it makes.
+func TestACutShortJoinIsFinishedLater(t *testing.T) {
+	a := newTestApp(t, appOptions{apps: companyApps, store: onRedis})
+	rs := a.userBackend.(*redisStore)
+	ctx := t.Context()
+	shop := a.login(t, "wxshop", "alice")
+	a.login(t, "wxgame", "alice")
+	game, _, _ := rs.get(ctx, 2)
+	_, person, _, _ := rs.record(ctx, game.ID)
+	// Game's join cut short: not in the person, its copy of the list stale.
+	for _, cmd := range [][]string{
+		{"HDEL", redisPersonKey(person), "u:2"}, {"HDEL", redisUserKey(game.ID), "joined"}, {"HSET", redisUserKey(1), "m", personTag(person) + "@1|1:wxshop"},
+	} {
+		if _, err := rs.rc.do(ctx, cmd...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, apps := personOf(t, a.handler, shop); slices.Equal(apps, []string{"wxshop", "wxgame"}) {
+		t.Fatal("the join was not cut short: the test shows nothing")
+	}
+	a.login(t, "wxgame", "alice")
+	if _, apps := personOf(t, a.handler, shop); !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
+		t.Errorf("after Game's next login, Shop's person has apps %v; want wxshop and wxgame", apps)
+	}
+
+	// An erased user 9 left in the person: the next spread drops it.
+	for _, cmd := range [][]string{{"HSET", redisUserKey(9), "erased", "2026-11-24T10:00:00Z"}, {"HSET", redisPersonKey(person), "u:9", "wxsolo"}} {
+		if _, err := rs.rc.do(ctx, cmd...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rs.spreadMembers(ctx, person); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := rs.rc.do(ctx, "HEXISTS", redisPersonKey(person), "u:9"); left != int64(0) {
+		t.Error("the erased user is still in the person after it changed")
+	}
+	if _, apps := personOf(t, a.handler, shop); !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
+		t.Errorf("Shop's person has apps %v; want wxshop and wxgame", apps)
+	}
+}
+
+// What a leaked Redis (its memory, an AOF, a replica) holds: no usable
+// token and no AppSecret anywhere; the session_key only under the user's
+// :sk key, which expires, and for two seconds in a code's answer.
+func TestALeakedRedisHoldsNoUsableToken(t *testing.T) {
+	a := newTestApp(t, appOptions{store: onRedis})
+	rs := a.userBackend.(*redisStore)
+	ctx := t.Context()
+	token := a.login(t, "wxapp", "alice")
+	if got := call(t, a.handler, http.MethodPost, "/user/phone", `{"code":"`+wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"].(string)+`"}`, "Content-Type", jsonCT, "token", token); got.env.Status != 0 {
+		t.Fatalf("phone = %s", got.raw) // so that the access_token is in Redis too
+	}
+	key, ok := a.fake.sessionKey(fakeUser{"wxapp", "alice"})
+	if !ok {
+		t.Fatal("the fake has no session_key for alice")
+	}
+	keys, err := rs.rc.scan(ctx, "*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, random, _ := strings.Cut(token, ".")
+	for _, k := range keys {
+		typ, _ := rs.rc.do(ctx, "TYPE", k)
+		var v any
+		switch typ {
+		case "string":
+			v, err = rs.rc.do(ctx, "GET", k)
+		case "hash":
+			v, err = rs.rc.do(ctx, "HGETALL", k)
+		case "set":
+			v, err = rs.rc.do(ctx, "SMEMBERS", k)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := k + " " + fmt.Sprint(v)
+		if strings.Contains(text, random) || strings.Contains(text, testSecret) {
+			t.Errorf("%s holds the token or the AppSecret: %s", k, text)
+		}
+		if strings.Contains(text, key) && !strings.HasSuffix(k, ":sk") && !strings.HasPrefix(k, "wx:{x:") {
+			t.Errorf("%s holds the session_key", k)
+		}
+		if strings.HasSuffix(k, ":sk") {
+			if ttl, _ := rs.rc.do(ctx, "PTTL", k); ttl.(int64) <= 0 {
+				t.Errorf("%s, which holds the session_key, never expires", k)
+			}
+		}
+	}
+	if len(keys) < 6 {
+		t.Errorf("Redis holds %d keys: %v; the test looked at too little", len(keys), keys)
+	}
+}
+
+// On Redis a token's last use is written at most once a minute (at a
+// 2 h idle lifetime), so its idle lifetime is exact to that minute: a use
+// 59 s after the last write does not move it, one 61 s after does.
+func TestRedisWritesATokensUseOnceAMinute(t *testing.T) {
+	a := newTestApp(t, appOptions{store: onRedis})
+	for _, tt := range []struct {
+		usedAfter time.Duration
+		alive     bool
+	}{{59 * time.Second, false}, {61 * time.Second, true}} {
+		token := a.login(t, "wxapp", "alice")
+		a.clock.Advance(tt.usedAfter)
+		if _, ok, _ := a.tokenBackend.lookup(t.Context(), token); !ok {
+			t.Fatal("a fresh token is not alive")
+		}
+		a.clock.Advance(2*time.Hour - tt.usedAfter + 30*time.Second) // 2 h 30 s after the issue
+		if _, ok, _ := a.tokenBackend.lookup(t.Context(), token); ok != tt.alive {
+			t.Errorf("used %v after its issue, the token is alive %v at 2 h 30 s; want %v", tt.usedAfter, ok, tt.alive)
+		}
+	}
+	if every := redisTouchEvery(2 * time.Hour); every != time.Minute {
+		t.Errorf("at a 2 h idle lifetime a use is written every %v; want a minute", every)
+	}
 }

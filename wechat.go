@@ -137,7 +137,11 @@ func newWechatClient(baseURL, appID, secret string, callTimeout, requestTimeout 
 func (c *wechatClient) code2Session(ctx context.Context, code string) (code2SessionResult, error) {
 	return c.exchanges.do(ctx, code, func(ctx context.Context) (code2SessionResult, error) {
 		if c.sharedExchanges != nil {
-			// And with the other instances on one Redis.
+			// And with the other instances on one Redis. The flight's ctx
+			// is not the caller's (singleflight.go), so the wait for
+			// another instance gets the request's bound here.
+			ctx, cancel := context.WithTimeout(ctx, c.requestTimeout)
+			defer cancel()
 			return c.sharedExchanges.exchange(ctx, c.appID, code, func(ctx context.Context) (code2SessionResult, error) {
 				return c.exchangeCode(ctx, code)
 			})
