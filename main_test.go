@@ -167,11 +167,23 @@ func TestSIGTERMSavesTokensForTheNextStart(t *testing.T) {
 }
 
 func TestSecretsStayOutOfLogsAndResponses(t *testing.T) {
+	onEachStore(t, func(t *testing.T, store storeKind) { secretsStayOut(t, store) })
+}
+
+// secretsStayOut is TestSecretsStayOutOfLogsAndResponses on one store.
+// On Redis, the Redis password is a secret too, and the keys' content is
+// TestALeakedRedisHoldsNoUsableToken's.
+func secretsStayOut(t *testing.T, store storeKind) {
 	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
 	wechat := httptest.NewServer(fake.routes())
 	t.Cleanup(wechat.Close)
 	env := map[string]string{"WX_APPID": "wxapp", "WX_APPSECRET": testSecret}
 	dataDir := t.TempDir()
+	const redisPassword = "r3dis-pa55word-not-for-logs"
+	if store == onRedis {
+		redis := startRedis(t, "--requirepass", redisPassword, "--appendonly", "yes", "--appendfsync", "always")
+		env["WXLOGIN_REDIS"] = "redis://:" + redisPassword + "@" + redis.addr
+	}
 	s := startServer(t, env, "-data", dataDir, "-wechat-api", wechat.URL+"/mock/api", "-login-timeout", "2s")
 	if strings.Contains(s.logs.String(), "MOCK MODE") {
 		t.Fatal("a server with an AppSecret started in mock mode")
@@ -235,7 +247,9 @@ func TestSecretsStayOutOfLogsAndResponses(t *testing.T) {
 	// start the session keys of live tokens; never the AppSecret, the
 	// access_token, a usable token or a code.
 	files, _ := os.ReadDir(dataDir)
-	if len(files) < 2 {
+	if store == onRedis {
+		files = nil // no data directory is used
+	} else if len(files) < 2 {
 		t.Fatalf("data directory holds %v; want the user store and the saved tokens", files)
 	}
 	for _, f := range files {
@@ -254,7 +268,7 @@ func TestSecretsStayOutOfLogsAndResponses(t *testing.T) {
 	if !strings.Contains(logs, "REDACTED") {
 		t.Errorf("no redacted URL in the log; the network failure path was not exercised:\n%s", logs)
 	}
-	for what, values := range map[string][]string{"AppSecret": {testSecret}, "session_key": sessionKeys, "token": tokens, "code": codes, "access_token": {accessToken}} {
+	for what, values := range map[string][]string{"AppSecret": {testSecret}, "session_key": sessionKeys, "token": tokens, "code": codes, "access_token": {accessToken}, "Redis password": {redisPassword}} {
 		for _, v := range values {
 			if strings.Contains(logs, v) {
 				t.Errorf("the log holds a %s", what)
@@ -262,9 +276,9 @@ func TestSecretsStayOutOfLogsAndResponses(t *testing.T) {
 		}
 	}
 	for _, body := range responses {
-		for _, v := range append([]string{testSecret, accessToken}, sessionKeys...) {
+		for _, v := range append([]string{testSecret, accessToken, redisPassword}, sessionKeys...) {
 			if strings.Contains(body, v) {
-				t.Errorf("response %s holds the AppSecret, the access_token or a session_key", body)
+				t.Errorf("response %s holds the AppSecret, the access_token, the Redis password or a session_key", body)
 			}
 		}
 		if strings.Contains(body, `"session_key"`) || strings.Contains(body, "rid:") {
