@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -53,6 +54,52 @@ type redisStore struct {
 	now         func() time.Time
 	ttl, maxAge time.Duration
 	personKey   []byte
+	ids         idCache // (appid, openid) → user id, known here
+}
+
+// idCache keeps the user ids of (appid, openid) this instance has seen,
+// which saves a returning user's login the round trip to their openid's
+// key. An id never changes until the user is erased, and the login script
+// tells that (the id's hash is a tombstone): the login then forgets it and
+// asks Redis. Bounded: a full cache forgets an eighth of its ids.
+type idCache struct {
+	mu  sync.Mutex
+	ids map[userRef]int64
+}
+
+// maxCachedIDs bounds the cache: about 100 bytes an id.
+const maxCachedIDs = 200_000
+
+func (c *idCache) get(ref userRef) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, ok := c.ids[ref]
+	return id, ok
+}
+
+func (c *idCache) put(ref userRef, id int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ids == nil {
+		c.ids = map[userRef]int64{}
+	}
+	if len(c.ids) >= maxCachedIDs {
+		n := 0
+		for r := range c.ids {
+			if n >= maxCachedIDs/8 {
+				break
+			}
+			delete(c.ids, r)
+			n++
+		}
+	}
+	c.ids[ref] = id
+}
+
+func (c *idCache) forget(ref userRef) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.ids, ref)
 }
 
 // Keys, as the layout above gives them.
@@ -250,10 +297,14 @@ return {created, redis.call('HGETALL', k)}
 func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (userRecord, bool, error) {
 	now := formatRedisTime(s.stamp(time.Second))
 	person := s.personHash(appID, openID, unionID)
-	for range 2 {
-		id, err := s.userID(ctx, appID, openID)
-		if err != nil {
-			return userRecord{}, false, storeUnavailable(err)
+	ref := userRef{appID, openID}
+	for range 3 {
+		id, known := s.ids.get(ref)
+		if !known {
+			var err error
+			if id, err = s.userID(ctx, appID, openID); err != nil {
+				return userRecord{}, false, storeUnavailable(err)
+			}
 		}
 		reply, err := loginScript.run(ctx, s.rc, []string{redisUserKey(id)},
 			strconv.FormatInt(id, 10), appID, openID, unionID, now, person)
@@ -262,8 +313,10 @@ func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (
 		}
 		r, _ := reply.([]any)
 		if len(r) == 1 {
-			// Erased: the erasure had not taken the key to the id away yet
-			// (it was cut short); take it away, and this is a new user.
+			// Erased: by this instance's cache, or an erasure that had not
+			// taken the key to the id away yet (it was cut short). The id
+			// is forgotten and the key taken away: this is a new user.
+			s.ids.forget(ref)
 			if err := s.forgetOpenID(ctx, appID, openID, id); err != nil {
 				return userRecord{}, false, storeUnavailable(err)
 			}
@@ -280,9 +333,10 @@ func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (
 		if err != nil {
 			return userRecord{}, false, storeUnavailable(err)
 		}
+		s.ids.put(ref, id)
 		return u, created == 1, nil
 	}
-	return userRecord{}, false, storeUnavailable(errors.New("login: the user was erased twice over"))
+	return userRecord{}, false, storeUnavailable(errors.New("login: the openid's id kept naming an erased user"))
 }
 
 // userID is the id of (appID, openID), given now if it has none.
@@ -753,6 +807,7 @@ func (s *redisStore) erase(ctx context.Context, id int64) (erasureResult, error)
 	if done != int64(1) {
 		return erasureResult{}, fmt.Errorf("erase: %w %d", errNoUser, id)
 	}
+	s.ids.forget(u.ref())
 	if err := s.forgetOpenID(ctx, u.AppID, u.OpenID, id); err != nil {
 		return erasureResult{}, storeUnavailable(err)
 	}
