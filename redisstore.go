@@ -266,13 +266,16 @@ func (s *redisStore) stamp(precision time.Duration) time.Time {
 
 // loginScript records a login on the user's hash: it creates the record
 // if there is none, otherwise sets a newly learned unionid (and with it
-// the person); it stamps last_login_at. It answers {-1} for an erased
-// user, else {created, the record's fields}.
+// the person); it stamps last_login_at. It creates a record only for an
+// id the openid's key gave (ARGV[7] is 1), never for one this instance
+// remembered. It answers {-1} for an erased user or a record it may not
+// create, else {created, the record's fields}.
 var loginScript = newRedisScript(`
 local k = KEYS[1]
 if redis.call('HEXISTS', k, 'erased') == 1 then return {-1} end
 local created = 0
 if redis.call('HEXISTS', k, 'appid') == 0 then
+  if ARGV[7] ~= '1' then return {-1} end
   redis.call('HSET', k, 'id', ARGV[1], 'appid', ARGV[2], 'openid', ARGV[3], 'person', ARGV[6],
     'created_at', ARGV[5], 'updated_at', ARGV[5], 'v', '1')
   if ARGV[4] ~= '' then redis.call('HSET', k, 'unionid', ARGV[4]) end
@@ -306,19 +309,26 @@ func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (
 				return userRecord{}, false, storeUnavailable(err)
 			}
 		}
+		mayCreate := "1"
+		if known {
+			mayCreate = "0" // a remembered id whose record is gone is not to be made again
+		}
 		reply, err := loginScript.run(ctx, s.rc, []string{redisUserKey(id)},
-			strconv.FormatInt(id, 10), appID, openID, unionID, now, person)
+			strconv.FormatInt(id, 10), appID, openID, unionID, now, person, mayCreate)
 		if err != nil {
 			return userRecord{}, false, storeUnavailable(err)
 		}
 		r, _ := reply.([]any)
 		if len(r) == 1 {
-			// Erased: by this instance's cache, or an erasure that had not
-			// taken the key to the id away yet (it was cut short). The id
-			// is forgotten and the key taken away: this is a new user.
+			// Erased, or a remembered id with no record: the id is
+			// forgotten and the openid's key asked. For an erasure that had
+			// not taken the key to the id away yet (it was cut short), the
+			// key is taken away: this is a new user.
 			s.ids.forget(ref)
-			if err := s.forgetOpenID(ctx, appID, openID, id); err != nil {
-				return userRecord{}, false, storeUnavailable(err)
+			if !known {
+				if err := s.forgetOpenID(ctx, appID, openID, id); err != nil {
+					return userRecord{}, false, storeUnavailable(err)
+				}
 			}
 			continue
 		}
