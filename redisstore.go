@@ -412,10 +412,7 @@ func (s *redisStore) joinPerson(ctx context.Context, u userRecord, joined, perso
 		return nil
 	}
 	member := "u:" + strconv.FormatInt(u.ID, 10)
-	if _, err := s.rc.do(ctx, "HSET", redisPersonKey(person), member, u.AppID); err != nil {
-		return err
-	}
-	if err := s.spreadMembers(ctx, person); err != nil {
+	if err := s.spreadMembers(ctx, person, "add", member, u.AppID); err != nil {
 		return err
 	}
 	if joined != "" {
@@ -436,10 +433,7 @@ func (s *redisStore) joinPerson(ctx context.Context, u userRecord, joined, perso
 				return err
 			}
 		}
-		if _, err = s.rc.do(ctx, "HDEL", redisPersonKey(joined), member); err != nil {
-			return err
-		}
-		if err := s.spreadMembers(ctx, joined); err != nil {
+		if err := s.spreadMembers(ctx, joined, "del", member); err != nil {
 			return err
 		}
 	}
@@ -622,9 +616,13 @@ func parseRedisMembers(list string) []personMember {
 	return members
 }
 
-// personVersionScript counts a change of the person and answers its
-// version with the person's hash, read at once.
-var personVersionScript = newRedisScript(`
+// changePersonScript adds a record to the person (ARGV "add", the member
+// and its appid) or takes one out ("del" and the member), or neither (no
+// ARGV), counts the change, and answers the person's version with its
+// hash, read at once.
+var changePersonScript = newRedisScript(`
+if ARGV[1] == 'add' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end
+if ARGV[1] == 'del' then redis.call('HDEL', KEYS[1], ARGV[2]) end
 local v = redis.call('HINCRBY', KEYS[1], 'ver', 1)
 return {v, redis.call('HGETALL', KEYS[1])}
 `)
@@ -650,11 +648,12 @@ return 1
 // personTag is the start of a person's hash that marks a copy of its list.
 func personTag(person string) string { return person[:min(len(person), 16)] }
 
-// spreadMembers gives each record of person the person's list, after a
-// change of it: of concurrent changes, the version read last, which saw
+// spreadMembers makes change to person (changePersonScript's ARGV: none,
+// or "add" or "del" and a member) and gives each of its records the
+// person's list: of concurrent changes, the version read last, which saw
 // them all, is the one that stays.
-func (s *redisStore) spreadMembers(ctx context.Context, person string) error {
-	reply, err := personVersionScript.run(ctx, s.rc, []string{redisPersonKey(person)})
+func (s *redisStore) spreadMembers(ctx context.Context, person string, change ...string) error {
+	reply, err := changePersonScript.run(ctx, s.rc, []string{redisPersonKey(person)}, change...)
 	if err != nil {
 		return err
 	}
@@ -675,13 +674,12 @@ func (s *redisStore) spreadMembers(ctx context.Context, person string) error {
 			gone = append(gone, "u:"+strconv.FormatInt(m.ID, 10))
 		}
 	}
-	if len(gone) > 0 {
+	for _, member := range gone {
 		// Erased, and left in the person by an erasure cut short: taken
 		// out now, and the list spread again without them.
-		if _, err := s.rc.do(ctx, append([]string{"HDEL", redisPersonKey(person)}, gone...)...); err != nil {
+		if err := s.spreadMembers(ctx, person, "del", member); err != nil {
 			return err
 		}
-		return s.spreadMembers(ctx, person)
 	}
 	return nil
 }
@@ -821,10 +819,7 @@ func (s *redisStore) erase(ctx context.Context, id int64) (erasureResult, error)
 	if err := s.forgetOpenID(ctx, u.AppID, u.OpenID, id); err != nil {
 		return erasureResult{}, storeUnavailable(err)
 	}
-	if _, err := s.rc.do(ctx, "HDEL", redisPersonKey(person), "u:"+strconv.FormatInt(id, 10)); err != nil {
-		return erasureResult{}, storeUnavailable(err)
-	}
-	if err := s.spreadMembers(ctx, person); err != nil {
+	if err := s.spreadMembers(ctx, person, "del", "u:"+strconv.FormatInt(id, 10)); err != nil {
 		return erasureResult{}, storeUnavailable(err)
 	}
 	return result, nil

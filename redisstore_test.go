@@ -645,12 +645,15 @@ func TestReshardingUnderLoadLosesNothing(t *testing.T) {
 // goes to (BENCHMARKS.md): GET /user reads the token and then the user's
 // hash, however many apps the person has; a returning user's login runs
 // the login script and the token's, and marks and answers the code's
-// exchange for the other instances (the openid's id is known here).
+// exchange for the other instances (the openid's id is known here); a new
+// user's also asks for an id (GET, INCR, SET NX), and joins its person
+// (the person changed, its list copied to the record, the join recorded).
 func TestRedisRoundTripsPerRoute(t *testing.T) {
 	a := newTestApp(t, appOptions{apps: companyApps, store: onRedis})
 	rs := a.userBackend.(*redisStore)
 	shop := a.login(t, "wxshop", "alice")
 	a.login(t, "wxgame", "alice")
+	newUsers := 0
 	for _, tt := range []struct {
 		name string
 		do   func() reply
@@ -660,6 +663,10 @@ func TestRedisRoundTripsPerRoute(t *testing.T) {
 		{"POST /login of a returning user", func() reply {
 			return call(t, a.handler, http.MethodPost, "/login", `{"appid":"wxshop","code":"`+a.fake.issueCode("wxshop", "alice")+`"}`, "Content-Type", jsonCT)
 		}, 4},
+		{"POST /login of a new user", func() reply {
+			newUsers++
+			return call(t, a.handler, http.MethodPost, "/login", `{"appid":"wxshop","code":"`+a.fake.issueCode("wxshop", fmt.Sprint("new-", newUsers))+`"}`, "Content-Type", jsonCT)
+		}, 10},
 	} {
 		tt.do() // the first run of each script loads it (NOSCRIPT, then EVAL)
 		before := rs.rc.roundTrips()
