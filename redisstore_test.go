@@ -845,3 +845,97 @@ func TestRedisWritesATokensUseOnceAMinute(t *testing.T) {
 		t.Errorf("at a 2 h idle lifetime a use is written every %v; want a minute", every)
 	}
 }
+
+// A master of the cluster dies (SIGKILL) under logins: while its replica
+// takes over, the logins whose keys it held answer 503 within their bound,
+// never hang; once the replica is master, wxlogin, not restarted, serves
+// every login again.
+func TestAFailoverIsFollowedWithoutARestart(t *testing.T) {
+	aof := []string{"--appendonly", "yes", "--appendfsync", "always", "--repl-diskless-sync-delay", "0"}
+	cl := startRedisCluster(t, 3, aof...)
+	ctx := t.Context()
+	var replicas []*redisClient
+	for i := range 3 { // a replica for each master
+		r := startRedis(t, append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}, aof...)...)
+		host, port, _ := strings.Cut(r.addr, ":")
+		if _, err := cl.direct(t, 0).do(ctx, "CLUSTER", "MEET", host, port); err != nil {
+			t.Fatal(err)
+		}
+		replica := r.client(t, "", "")
+		master := cl.nodeID(t, i)
+		waitFor(t, "the replica to know its master", func() bool {
+			_, err := replica.do(ctx, "CLUSTER", "REPLICATE", master)
+			return err == nil
+		})
+		waitFor(t, "the replica in sync", func() bool {
+			info, _ := replica.do(ctx, "INFO", "replication")
+			return strings.Contains(fmt.Sprint(info), "master_link_status:up")
+		})
+		replicas = append(replicas, replica)
+	}
+	url := "redis://" + cl.nodes[0].addr + "?cluster=true&addr=" + cl.nodes[1].addr + "&addr=" + cl.nodes[2].addr + "&timeout=1s"
+	s := startServer(t, map[string]string{"WXLOGIN_REDIS": url}, "-login-rate", "0", "-login-timeout", "3s")
+
+	var mu sync.Mutex
+	var ok, failed int
+	var slowest time.Duration
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				_, _, _, answered := tryLogin(s.url, fmt.Sprintf("f%d-%d", w, i))
+				took := time.Since(start)
+				mu.Lock()
+				slowest = max(slowest, took)
+				if answered {
+					ok++
+				} else {
+					failed++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	count := func() (int, int) { mu.Lock(); defer mu.Unlock(); return ok, failed }
+	waitFor(t, "logins under way", func() bool { n, _ := count(); return n >= 50 })
+
+	cl.nodes[0].kill()
+	// The replica is elected after the node timeout (2 s) and a moment
+	// more: a poll with a deadline of its own, longer than waitFor's.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		role, _ := replicas[0].do(ctx, "INFO", "replication")
+		state, _ := cl.direct(t, 1).do(ctx, "CLUSTER", "INFO")
+		if strings.Contains(fmt.Sprint(role), "role:master") && strings.Contains(fmt.Sprint(state), "cluster_state:ok") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the replica did not take over within 30 s")
+		}
+		time.Sleep(50 * time.Millisecond) // a poll with a deadline: Redis says nothing when it is done
+	}
+	// Logins in flight at the moment may still fail; from the next one
+	// that succeeds on, none does.
+	okAt, _ := count()
+	waitFor(t, "a login after the failover", func() bool { n, _ := count(); return n > okAt })
+	_, failedAt := count()
+	okAt, _ = count()
+	waitFor(t, "logins after the failover", func() bool { n, _ := count(); return n >= okAt+50 })
+	if _, f := count(); f > failedAt+len(replicas)+1 {
+		t.Errorf("%d logins failed after the replica took over and logins were answered again; want none but those in flight", f-failedAt)
+	}
+	close(stop)
+	wg.Wait()
+	n, f := count()
+	if slowest > 5*time.Second {
+		t.Errorf("the slowest login took %v; want every one answered within its bound (3 s and a moment)", slowest)
+	}
+	t.Logf("failover: %d logins answered, %d failed while the master was gone; slowest %v", n, f, slowest.Round(time.Millisecond))
+}
