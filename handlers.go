@@ -904,10 +904,10 @@ func handleLogout(tokens tokenBackend) callerHandler {
 }
 
 // handleHealthz serves GET /healthz for load balancers and start-up polls:
-// 503 with status -1 once the user store refuses writes, as it does after
-// a failed write until wxlogin restarts, so that traffic moves elsewhere.
-// (The log said why, once, when it happened.) users is nil for the fake
-// WeChat alone.
+// 503 with status -1 once the user store refuses writes, as the file store
+// does after a failed write until wxlogin restarts (the log said why, once,
+// when it happened), or while Redis cannot be reached, so that traffic
+// moves elsewhere. users is nil for the fake WeChat alone.
 func handleHealthz(users userBackend) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if users == nil {
