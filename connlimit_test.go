@@ -77,7 +77,14 @@ func TestConnLimiterClosesIdleConnectionsNotRequests(t *testing.T) {
 // waitFor polls cond until it holds, or fails the test after 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	waitWithin(t, 5*time.Second, what, cond)
+}
+
+// waitWithin is waitFor with a deadline of its own, for what takes a
+// busy machine longer (a Redis Cluster forming, a failover).
+func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

@@ -55,7 +55,7 @@ func (c *testRedisCluster) direct(t *testing.T, i int) *redisClient {
 // other node, 20 s at most.
 func (c *testRedisCluster) waitOK(t *testing.T) {
 	t.Helper()
-	waitFor(t, "the cluster to be ok", func() bool {
+	waitWithin(t, 30*time.Second, "the cluster to be ok", func() bool {
 		for i := range c.nodes {
 			info, err := c.direct(t, i).do(t.Context(), "CLUSTER", "INFO")
 			s, _ := info.(string)
