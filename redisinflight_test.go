@@ -23,7 +23,7 @@ func TestInstancesOnOneRedisExchangeACodeOnce(t *testing.T) {
 	routes := fake.routes()
 	calls := &countingUpstream{next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == path {
-			time.Sleep(100 * time.Millisecond) // WeChat's latency: every login below starts within it
+			time.Sleep(300 * time.Millisecond) // WeChat's latency: every login below starts within it
 		}
 		routes.ServeHTTP(w, r)
 	})}
@@ -39,9 +39,14 @@ func TestInstancesOnOneRedisExchangeACodeOnce(t *testing.T) {
 		results := make([]code2SessionResult, 20)
 		errs := make([]error, 20)
 		var wg sync.WaitGroup
+		start := make(chan struct{})
 		for i := range results {
-			wg.Go(func() { results[i], errs[i] = clients[i%2].code2Session(t.Context(), code) })
+			wg.Go(func() {
+				<-start // all at once, as a double tap's logins come
+				results[i], errs[i] = clients[i%2].code2Session(t.Context(), code)
+			})
 		}
+		close(start)
 		wg.Wait()
 		if n := calls.count(path); n != round+1 {
 			t.Errorf("round %d: 20 logins with one code on two instances made %d calls in all; want %d", round, n, round+1)
