@@ -157,9 +157,7 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	}
 	var err error
 	if redisURL != "" {
-		fromFlag := false
-		fs.Visit(func(f *flag.Flag) { fromFlag = fromFlag || f.Name == "redis" })
-		r, err := parseRedisURL(redisURL, fromFlag, getenv("WXLOGIN_REDIS_PASSWORD_FILE"))
+		r, err := parseRedisURL(redisURL, e.onCommandLine("redis"), getenv("WXLOGIN_REDIS_PASSWORD_FILE"))
 		if err != nil {
 			return cfg, fmt.Errorf("-redis / WXLOGIN_REDIS: %w", err)
 		}
@@ -403,6 +401,14 @@ func (e *envFlags) set(name, env string) bool {
 	set := e.getenv(env) != ""
 	e.fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
+}
+
+// onCommandLine reports whether flag name was given as a flag, not through
+// its variable: where a secret would show in ps.
+func (e *envFlags) onCommandLine(name string) bool {
+	given := false
+	e.fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }
 
 // optionalBool is a boolean flag that knows whether it was given, for

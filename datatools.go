@@ -85,9 +85,7 @@ func runTool(ctx context.Context, args []string, getenv func(string) string, std
 		if redisURL == "" {
 			return fmt.Errorf("wxlogin %s: -redis (or WXLOGIN_REDIS) names the Redis", args[0])
 		}
-		fromFlag := false
-		fs.Visit(func(f *flag.Flag) { fromFlag = fromFlag || f.Name == "redis" })
-		cfg, err := parseRedisURL(redisURL, fromFlag, getenv("WXLOGIN_REDIS_PASSWORD_FILE"))
+		cfg, err := parseRedisURL(redisURL, e.onCommandLine("redis"), getenv("WXLOGIN_REDIS_PASSWORD_FILE"))
 		if err != nil {
 			return fmt.Errorf("wxlogin %s: -redis / WXLOGIN_REDIS: %w", args[0], err)
 		}

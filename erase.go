@@ -101,11 +101,18 @@ func appendJSONLine(buf []byte, v any) []byte {
 // of the app and openid for a user with none. s.mu is held, and the key
 // made.
 func (s *userStore) personHash(u *userRecord) string {
-	mac := hmac.New(sha256.New, s.personKey)
-	if u.UnionID != "" {
-		mac.Write([]byte("unionid\x00" + u.UnionID))
+	return keyedPersonHash(s.personKey, u.AppID, u.OpenID, u.UnionID)
+}
+
+// keyedPersonHash is the person of (appID, openID, unionID) under key: the
+// HMAC of the unionid, or of the app and openid when there is none. The
+// Redis store keys its persons by it too (redisstore.go).
+func keyedPersonHash(key []byte, appID, openID, unionID string) string {
+	mac := hmac.New(sha256.New, key)
+	if unionID != "" {
+		mac.Write([]byte("unionid\x00" + unionID))
 	} else {
-		mac.Write([]byte("openid\x00" + u.AppID + "\x00" + u.OpenID))
+		mac.Write([]byte("openid\x00" + appID + "\x00" + openID))
 	}
 	return hex.EncodeToString(mac.Sum(nil))
 }

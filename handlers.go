@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -507,23 +506,6 @@ func handlePatchUser(apps appSet, users userBackend) callerHandler {
 	}
 }
 
-// validate checks every field that is set. Its error messages are for the
-// client.
-func (p profilePatch) validate() error {
-	err := checkProfileFields(
-		profileField{"nickname", p.Nickname, checkName}, profileField{"city", p.City, checkName},
-		profileField{"province", p.Province, checkName}, profileField{"country", p.Country, checkName},
-		profileField{"language", p.Language, checkLanguage},
-	)
-	if err != nil {
-		return err
-	}
-	if p.Gender != nil && (*p.Gender < 0 || *p.Gender > 2) {
-		return errors.New("gender 应为 0（未知）、1（男）或 2（女）")
-	}
-	return checkProfileFields(profileField{"avatar_url", p.AvatarURL, checkAvatarURL})
-}
-
 // apply sets the patch's fields on u.
 func (p profilePatch) apply(u *userRecord) {
 	set := func(dst *string, v *string) {
@@ -766,20 +748,6 @@ func handlePhone(apps appSet, users userBackend) callerHandler {
 		}
 		writeOK(w, p)
 	}
-}
-
-// check keeps a phone number to what phone numbers look like.
-func (p phone) check() error {
-	for _, f := range []struct{ name, value string }{
-		{"phoneNumber", p.PhoneNumber}, {"purePhoneNumber", p.PurePhoneNumber}, {"countryCode", p.CountryCode},
-	} {
-		if len(f.value) > 32 || strings.ContainsFunc(f.value, func(r rune) bool {
-			return !(r == '+' || r == '-' || r == ' ' || '0' <= r && r <= '9')
-		}) {
-			return checkFailed("%s 不像电话号码", f.name)
-		}
-	}
-	return nil
 }
 
 // handleDeleteUser serves DELETE /user: account deletion (注销账号). The

@@ -459,3 +459,17 @@ func parseWeRun(plain []byte, appID string) ([]stepInfo, error) {
 	}
 	return steps, nil
 }
+
+// check keeps a phone number to what phone numbers look like.
+func (p phone) check() error {
+	for _, f := range []struct{ name, value string }{
+		{"phoneNumber", p.PhoneNumber}, {"purePhoneNumber", p.PurePhoneNumber}, {"countryCode", p.CountryCode},
+	} {
+		if len(f.value) > 32 || strings.ContainsFunc(f.value, func(r rune) bool {
+			return !(r == '+' || r == '-' || r == ' ' || '0' <= r && r <= '9')
+		}) {
+			return checkFailed("%s 不像电话号码", f.name)
+		}
+	}
+	return nil
+}

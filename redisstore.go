@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -248,15 +247,9 @@ func (s *redisStore) health(ctx context.Context) error {
 	return storeUnavailable(err)
 }
 
-// personHash is who a user is across apps, keyed as erase.go's personHash.
+// personHash is who a user is across apps, keyed as the file store's.
 func (s *redisStore) personHash(appID, openID, unionID string) string {
-	mac := hmac.New(sha256.New, s.personKey)
-	if unionID != "" {
-		mac.Write([]byte("unionid\x00" + unionID))
-	} else {
-		mac.Write([]byte("openid\x00" + appID + "\x00" + openID))
-	}
-	return hex.EncodeToString(mac.Sum(nil))
+	return keyedPersonHash(s.personKey, appID, openID, unionID)
 }
 
 // stamp is now in UTC, to the given precision.
@@ -456,18 +449,25 @@ func (s *redisStore) get(ctx context.Context, id int64) (userRecord, bool, error
 
 // record reads user id's hash: the record, and the user's person.
 func (s *redisStore) record(ctx context.Context, id int64) (userRecord, string, bool, error) {
+	u, hash, ok, err := s.userHash(ctx, id)
+	return u, redisField(hash, "person"), ok, err
+}
+
+// userHash reads user id's hash (HGETALL): the record it holds, and the
+// hash's fields for what else it keeps; false when there is no record.
+func (s *redisStore) userHash(ctx context.Context, id int64) (userRecord, any, bool, error) {
 	reply, err := s.rc.do(ctx, "HGETALL", redisUserKey(id))
 	if err != nil {
-		return userRecord{}, "", false, storeUnavailable(err)
+		return userRecord{}, nil, false, storeUnavailable(err)
 	}
 	if pairs, _ := reply.([]any); !slices.Contains(pairs, any("appid")) {
-		return userRecord{}, "", false, nil
+		return userRecord{}, nil, false, nil
 	}
 	u, err := recordFromRedis(reply)
 	if err != nil {
-		return userRecord{}, "", false, storeUnavailable(err)
+		return userRecord{}, nil, false, storeUnavailable(err)
 	}
-	return u, redisField(reply, "person"), true, nil
+	return u, reply, true, nil
 }
 
 // updateScript sets the fields given (deleting those given empty) if the
@@ -491,16 +491,12 @@ return {1, redis.call('HGETALL', k)}
 // lock would have had it. A change that changes nothing writes nothing.
 func (s *redisStore) update(ctx context.Context, id int64, change func(u *userRecord)) (userRecord, error) {
 	for range 32 {
-		reply, err := s.rc.do(ctx, "HGETALL", redisUserKey(id))
+		old, reply, ok, err := s.userHash(ctx, id)
 		if err != nil {
-			return userRecord{}, storeUnavailable(err)
+			return userRecord{}, err
 		}
-		if pairs, _ := reply.([]any); !slices.Contains(pairs, any("appid")) {
+		if !ok {
 			return userRecord{}, fmt.Errorf("update: %w %d", errNoUser, id)
-		}
-		old, err := recordFromRedis(reply)
-		if err != nil {
-			return userRecord{}, storeUnavailable(err)
 		}
 		u := old
 		change(&u)
@@ -547,16 +543,9 @@ func (s *redisStore) update(ctx context.Context, id int64, change func(u *userRe
 // which each change of the person spreads (spreadMembers). A hash without
 // one (a spread cut short) is read from the person itself.
 func (s *redisStore) person(ctx context.Context, id int64) (userRecord, []personMember, bool, error) {
-	reply, err := s.rc.do(ctx, "HGETALL", redisUserKey(id))
-	if err != nil {
-		return userRecord{}, nil, false, storeUnavailable(err)
-	}
-	if pairs, _ := reply.([]any); !slices.Contains(pairs, any("appid")) {
-		return userRecord{}, nil, false, nil
-	}
-	u, err := recordFromRedis(reply)
-	if err != nil {
-		return userRecord{}, nil, false, storeUnavailable(err)
+	u, reply, ok, err := s.userHash(ctx, id)
+	if err != nil || !ok {
+		return userRecord{}, nil, ok, err
 	}
 	// "m" is "<person's tag>@<version>|<list>": only a list of the user's
 	// own person counts.

@@ -284,3 +284,20 @@ func checkAvatarURL(name, s string) error {
 	}
 	return nil
 }
+
+// validate checks every field that is set. Its error messages are for the
+// client.
+func (p profilePatch) validate() error {
+	err := checkProfileFields(
+		profileField{"nickname", p.Nickname, checkName}, profileField{"city", p.City, checkName},
+		profileField{"province", p.Province, checkName}, profileField{"country", p.Country, checkName},
+		profileField{"language", p.Language, checkLanguage},
+	)
+	if err != nil {
+		return err
+	}
+	if p.Gender != nil && (*p.Gender < 0 || *p.Gender > 2) {
+		return errors.New("gender 应为 0（未知）、1（男）或 2（女）")
+	}
+	return checkProfileFields(profileField{"avatar_url", p.AvatarURL, checkAvatarURL})
+}

@@ -62,87 +62,11 @@ type tokenBackend interface {
 	lifetime() time.Duration
 }
 
-// fileUsers is the user store as a userBackend.
-type fileUsers struct{ *userStore }
-
-func (f fileUsers) login(_ context.Context, appID, openID, unionID string) (userRecord, bool, error) {
-	return f.userStore.login(appID, openID, unionID)
-}
-
-func (f fileUsers) get(_ context.Context, id int64) (userRecord, bool, error) {
-	u, ok := f.userStore.get(id)
-	return u, ok, nil
-}
-
-func (f fileUsers) update(_ context.Context, id int64, change func(u *userRecord)) (userRecord, error) {
-	return f.userStore.update(id, change)
-}
-
-func (f fileUsers) person(_ context.Context, id int64) (userRecord, []personMember, bool, error) {
-	records, ok := f.userStore.person(id)
-	var u userRecord
-	members := make([]personMember, len(records))
-	for i, r := range records {
-		members[i] = personMember{ID: r.ID, AppID: r.AppID}
-		if r.ID == id {
-			u = r
-		}
-	}
-	return u, members, ok, nil
-}
-
 // personMember is one record of a person, as GET /user lists them: which
 // user, in which app.
 type personMember struct {
 	ID    int64
 	AppID string
-}
-
-func (f fileUsers) claim(_ context.Context, id int64, name string) (claimView, bool, error) {
-	return f.userStore.claim(id, name)
-}
-
-func (f fileUsers) claimsOf(_ context.Context, id int64) ([]claimView, error) {
-	return f.userStore.claimsOf(id), nil
-}
-
-func (f fileUsers) erase(_ context.Context, id int64) (erasureResult, error) {
-	return f.userStore.erase(id)
-}
-
-func (f fileUsers) health(context.Context) error { return f.writeFailure() }
-
-// memoryTokens is the token store as a tokenBackend; it reads the user
-// store to tell a login that raced an account deletion.
-type memoryTokens struct {
-	*tokenStore
-	users *userStore
-}
-
-func (m memoryTokens) issue(_ context.Context, who identity, key string) (string, error) {
-	token := m.tokenStore.issue(who, key)
-	if !m.users.exists(who.UserID) {
-		// The account was deleted while this login ran (on another
-		// device): the deletion may have revoked the user's tokens before
-		// this one was issued, so it is revoked here.
-		m.tokenStore.revoke(caller{hash: hashToken(token)})
-		return "", fmt.Errorf("user %d was deleted during the login: %w", who.UserID, errNoUser)
-	}
-	return token, nil
-}
-
-func (m memoryTokens) lookup(_ context.Context, token string) (caller, bool, error) {
-	who, ok := m.tokenStore.lookup(token)
-	return who, ok, nil
-}
-
-func (m memoryTokens) revoke(_ context.Context, who caller) error {
-	m.tokenStore.revoke(who)
-	return nil
-}
-
-func (m memoryTokens) revokeUser(_ context.Context, id int64) (int, error) {
-	return m.tokenStore.revokeUser(id), nil
 }
 
 // userRef names one user of one mini program. WeChat's openid is only unique
@@ -359,48 +283,6 @@ func (s *tokenStore) revokeUser(id int64) int {
 	delete(s.users, id)
 	s.mu.Unlock()
 	return revoked
-}
-
-// sweep frees expired tokens and the login state of users no live token
-// can need, and reports how many tokens it removed. A session key is stored
-// at every issue, so all of a user's tokens were issued no later than their
-// newest key was stored, and all are dead once maxAge has passed since then.
-func (s *tokenStore) sweep() int {
-	now := s.monotonic()
-	removed := 0
-	s.tokens.Range(func(k, v any) bool {
-		if !s.alive(v.(*tokenEntry), now) && s.tokens.CompareAndDelete(k, v) {
-			removed++
-		}
-		return true
-	})
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for id, state := range s.users {
-		k := state.key.Load()
-		switch {
-		case now >= k.storedAt+int64(s.maxAge):
-			delete(s.users, id)
-		case k.previous != nil && !k.previousInWindow(now):
-			// The replaced key's window has closed: forget it.
-			state.key.CompareAndSwap(k, &sessionKey{key: k.key, storedAt: k.storedAt})
-		}
-	}
-	return removed
-}
-
-// runSweeper sweeps every interval until ctx ends.
-func (s *tokenStore) runSweeper(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.sweep()
-		}
-	}
 }
 
 // userRecord is one user of one mini program, as stored. The JSON form is the

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -129,46 +128,6 @@ func TestTokenNewestSessionKeyWins(t *testing.T) {
 	}
 	if who, _ := tokens.lookup(tokens.issue(bob, "bob-key")); who.SessionKey != "bob-key" {
 		t.Errorf("bob's key = %q; want bob-key", who.SessionKey)
-	}
-}
-
-func TestTokenSweep(t *testing.T) {
-	clock := newFakeClock()
-	tokens := newTokenStore(time.Hour, 3*time.Hour, clock.clock())
-	old := tokens.issue(alice, "key")
-	clock.Advance(30 * time.Minute)
-	fresh := tokens.issue(bob, "bob-key")
-	clock.Advance(45 * time.Minute) // old is dead, fresh is not
-
-	if n := tokens.sweep(); n != 1 {
-		t.Errorf("sweep removed %d tokens; want 1", n)
-	}
-	if _, ok := tokens.tokens.Load(hashToken(old)); ok {
-		t.Error("sweep kept an expired token")
-	}
-	if _, ok := tokens.lookup(fresh); !ok {
-		t.Error("sweep removed a live token")
-	}
-	clock.Advance(3 * time.Hour)
-	tokens.sweep()
-	if n := len(tokens.users); n != 0 {
-		t.Errorf("%d users' session keys left after every token reached max age; want 0", n)
-	}
-}
-
-func TestRunSweeperStopsWithContext(t *testing.T) {
-	tokens := newTokenStore(time.Hour, time.Hour, systemClock())
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tokens.runSweeper(ctx, time.Millisecond)
-	}()
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("runSweeper did not return after its context ended")
 	}
 }
 

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"fmt"
+)
+
+// This file is the stores of one machine as the handlers hold them: the
+// user store on the data directory and the token store in memory, each
+// behind the interface store.go names, so that Redis (redisstore.go) can
+// stand in for both.
+
+// fileUsers is the user store as a userBackend.
+type fileUsers struct{ *userStore }
+
+func (f fileUsers) login(_ context.Context, appID, openID, unionID string) (userRecord, bool, error) {
+	return f.userStore.login(appID, openID, unionID)
+}
+
+func (f fileUsers) get(_ context.Context, id int64) (userRecord, bool, error) {
+	u, ok := f.userStore.get(id)
+	return u, ok, nil
+}
+
+func (f fileUsers) update(_ context.Context, id int64, change func(u *userRecord)) (userRecord, error) {
+	return f.userStore.update(id, change)
+}
+
+func (f fileUsers) person(_ context.Context, id int64) (userRecord, []personMember, bool, error) {
+	records, ok := f.userStore.person(id)
+	var u userRecord
+	members := make([]personMember, len(records))
+	for i, r := range records {
+		members[i] = personMember{ID: r.ID, AppID: r.AppID}
+		if r.ID == id {
+			u = r
+		}
+	}
+	return u, members, ok, nil
+}
+
+func (f fileUsers) claim(_ context.Context, id int64, name string) (claimView, bool, error) {
+	return f.userStore.claim(id, name)
+}
+
+func (f fileUsers) claimsOf(_ context.Context, id int64) ([]claimView, error) {
+	return f.userStore.claimsOf(id), nil
+}
+
+func (f fileUsers) erase(_ context.Context, id int64) (erasureResult, error) {
+	return f.userStore.erase(id)
+}
+
+func (f fileUsers) health(context.Context) error { return f.writeFailure() }
+
+// memoryTokens is the token store as a tokenBackend; it reads the user
+// store to tell a login that raced an account deletion.
+type memoryTokens struct {
+	*tokenStore
+	users *userStore
+}
+
+func (m memoryTokens) issue(_ context.Context, who identity, key string) (string, error) {
+	token := m.tokenStore.issue(who, key)
+	if !m.users.exists(who.UserID) {
+		// The account was deleted while this login ran (on another
+		// device): the deletion may have revoked the user's tokens before
+		// this one was issued, so it is revoked here.
+		m.tokenStore.revoke(caller{hash: hashToken(token)})
+		return "", fmt.Errorf("user %d was deleted during the login: %w", who.UserID, errNoUser)
+	}
+	return token, nil
+}
+
+func (m memoryTokens) lookup(_ context.Context, token string) (caller, bool, error) {
+	who, ok := m.tokenStore.lookup(token)
+	return who, ok, nil
+}
+
+func (m memoryTokens) revoke(_ context.Context, who caller) error {
+	m.tokenStore.revoke(who)
+	return nil
+}
+
+func (m memoryTokens) revokeUser(_ context.Context, id int64) (int, error) {
+	return m.tokenStore.revokeUser(id), nil
+}
