@@ -421,6 +421,11 @@ func viewUser(ctx context.Context, apps appSet, users userBackend, id int64) (us
 	if !ok {
 		return userView{}, fmt.Errorf("token names user %d: %w", id, errNoUser)
 	}
+	return showUser(apps, u, person), nil
+}
+
+// showUser is user u, of person, as GET /user shows it.
+func showUser(apps appSet, u userRecord, person []personMember) userView {
 	v := userView{recordView: recordView(u), PersonID: person[0].ID}
 	for _, m := range person {
 		var name string
@@ -429,7 +434,7 @@ func viewUser(ctx context.Context, apps appSet, users userBackend, id int64) (us
 		}
 		v.Apps = append(v.Apps, personApp{AppID: m.AppID, Name: name, UserID: m.ID})
 	}
-	return v, nil
+	return v
 }
 
 // writeUser answers with user id as GET /user shows it.
@@ -445,6 +450,10 @@ func writeUser(w http.ResponseWriter, r *http.Request, apps appSet, users userBa
 // handleUser serves GET /user: the logged-in user, with their person.
 func handleUser(apps appSet, users userBackend) callerHandler {
 	return func(w http.ResponseWriter, r *http.Request, who caller) {
+		if u := who.readWithToken; u != nil { // no second read (on Redis, no second round trip)
+			writeUserOK(w, showUser(apps, u.record, u.person))
+			return
+		}
 		writeUser(w, r, apps, users, who.UserID)
 	}
 }

@@ -547,23 +547,33 @@ func (s *redisStore) person(ctx context.Context, id int64) (userRecord, []person
 	if err != nil || !ok {
 		return userRecord{}, nil, ok, err
 	}
-	// "m" is "<person's tag>@<version>|<list>": only a list of the user's
-	// own person counts.
+	if members, ok := copiedMembers(u, reply); ok {
+		return u, members, true, nil
+	}
+	person, err := s.rc.do(ctx, "HGETALL", redisPersonKey(redisField(reply, "person")))
+	if err != nil {
+		return userRecord{}, nil, false, storeUnavailable(err)
+	}
+	members := membersIn(person)
+	if !slices.Contains(members, personMember{ID: u.ID, AppID: u.AppID}) {
+		members = append(members, personMember{ID: u.ID, AppID: u.AppID})
+		slices.SortFunc(members, func(a, b personMember) int { return cmp.Compare(a.ID, b.ID) })
+	}
+	return u, members, true, nil
+}
+
+// copiedMembers is the copy of its person's list that user u's hash
+// (reply) holds, if it holds a good one: "m" is "<person's tag>@<version>|
+// <list>", and only a list of the user's own person, naming the user,
+// counts.
+func copiedMembers(u userRecord, reply any) ([]personMember, bool) {
 	copyOf, list, _ := strings.Cut(redisField(reply, "m"), "|")
 	copyOf, _, _ = strings.Cut(copyOf, "@")
 	members := parseRedisMembers(list)
 	if copyOf != personTag(redisField(reply, "person")) || !slices.Contains(members, personMember{ID: u.ID, AppID: u.AppID}) {
-		person, err := s.rc.do(ctx, "HGETALL", redisPersonKey(redisField(reply, "person")))
-		if err != nil {
-			return userRecord{}, nil, false, storeUnavailable(err)
-		}
-		members = membersIn(person)
-		if !slices.Contains(members, personMember{ID: u.ID, AppID: u.AppID}) {
-			members = append(members, personMember{ID: u.ID, AppID: u.AppID})
-			slices.SortFunc(members, func(a, b personMember) int { return cmp.Compare(a.ID, b.ID) })
-		}
+		return nil, false
 	}
-	return u, members, true, nil
+	return members, true
 }
 
 // membersIn reads the records of a person's hash, ascending.
@@ -859,10 +869,11 @@ func (s *redisStore) issue(ctx context.Context, who identity, key string) (strin
 }
 
 // lookupScript resolves a token at ARGV[1]: nil when it is unknown or has
-// expired, else the user's appid, openid, session_key, and the previous
-// session_key with when it was replaced, while that is in its window. A
-// use renews the token's idle lifetime, written only once ARGV[4] ms have
-// passed since the last write, so that most requests write nothing.
+// expired, else the user's session_key, the previous session_key with when
+// it was replaced while that is in its window, and the user's hash, so that
+// GET /user needs no second round trip. A use renews the token's idle
+// lifetime, written only once ARGV[4] ms have passed since the last write,
+// so that most requests write nothing.
 var lookupScript = newRedisScript(`
 local t = redis.call('HMGET', KEYS[1], 'i', 'l')
 if not t[1] then return false end
@@ -872,19 +883,18 @@ if now >= math.min(used + ttl, issued + maxage) then
   redis.call('DEL', KEYS[1])
   return false
 end
-local who = redis.call('HMGET', KEYS[2], 'appid', 'openid')
 local k = redis.call('HMGET', KEYS[3], 'sk', 'psk', 'psk_at')
-if not who[1] or not k[1] then return false end
-local u = {who[1], who[2], k[1], k[2], k[3]}
+if not k[1] or redis.call('HEXISTS', KEYS[2], 'appid') == 0 then return false end
 if now - used >= tonumber(ARGV[4]) then
   redis.call('HSET', KEYS[1], 'l', ARGV[1])
   redis.call('PEXPIRE', KEYS[1], string.format('%d', math.min(now + ttl, issued + maxage) - now))
 end
-if u[5] and now - tonumber(u[5]) > tonumber(ARGV[5]) then u[4] = false; u[5] = false end
-return u
+if k[3] and now - tonumber(k[3]) > tonumber(ARGV[5]) then k[2] = false; k[3] = false end
+return {k[1], k[2], k[3], redis.call('HGETALL', KEYS[2])}
 `)
 
-// lookup resolves a token: one script on the user's slot.
+// lookup resolves a token, and reads its user along: one script on the
+// user's slot.
 func (s *redisStore) lookup(ctx context.Context, token string) (caller, bool, error) {
 	idText, _, found := strings.Cut(token, ".")
 	id, err := strconv.ParseInt(idText, 10, 64)
@@ -902,19 +912,23 @@ func (s *redisStore) lookup(ctx context.Context, token string) (caller, bool, er
 		return caller{}, false, storeUnavailable(err)
 	}
 	f, _ := reply.([]any)
-	if len(f) < 3 {
+	if len(f) != 4 {
 		return caller{}, false, nil
 	}
-	str := func(i int) string {
-		if i < len(f) {
-			v, _ := f[i].(string)
-			return v
-		}
-		return ""
+	str := func(i int) string { v, _ := f[i].(string); return v }
+	hash := f[3]
+	who := caller{identity: identity{AppID: redisField(hash, "appid"), OpenID: redisField(hash, "openid"), UserID: id}, SessionKey: str(0), hash: h}
+	if at, err := strconv.ParseInt(str(2), 10, 64); err == nil && str(1) != "" {
+		who.previousKey, who.replacedAt = str(1), time.UnixMilli(at)
 	}
-	who := caller{identity: identity{AppID: str(0), OpenID: str(1), UserID: id}, SessionKey: str(2), hash: h}
-	if at, err := strconv.ParseInt(str(4), 10, 64); err == nil && str(3) != "" {
-		who.previousKey, who.replacedAt = str(3), time.UnixMilli(at)
+	// A hash that does not read whole, or holds no good copy of its
+	// person's list, is read again by the route, which says what is wrong
+	// or reads the person.
+	if u, err := recordFromRedis(hash); err == nil && u.ID == id {
+		if members, ok := copiedMembers(u, hash); ok {
+			who.identity = identity{AppID: u.AppID, OpenID: u.OpenID, UserID: id}
+			who.readWithToken = &storedUser{record: u, person: members}
+		}
 	}
 	return who, true, nil
 }
