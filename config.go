@@ -113,7 +113,7 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	contentCheck := optionalBool{value: true}
 	e.bool(&contentCheck, "content-check", "WXLOGIN_CONTENT_CHECK", "check a nickname set by PATCH /user with WeChat's msgSecCheck and refuse a risky one (status 9); when WeChat cannot check it, refuse the change (status 3) (default: on; -content-check=false to turn off)")
 	var redisURL string
-	e.string(&redisURL, "redis", "WXLOGIN_REDIS", "", "keep users and tokens in Redis, shared by every wxlogin on it, instead of -data: redis://[user@]host:port[/db][?cluster=true&addr=host:port&pool=64&timeout=2s], or rediss:// for TLS; a password only through WXLOGIN_REDIS or WXLOGIN_REDIS_PASSWORD_FILE, never this flag (default: off)")
+	e.string(&redisURL, "redis", "WXLOGIN_REDIS", "", "keep users and tokens in Redis, shared by every wxlogin on it, instead of -data: redis://[user@]host:port[/db][?cluster=true&addr=host:port&pool=8&timeout=2s], or rediss:// for TLS; a password only through WXLOGIN_REDIS or WXLOGIN_REDIS_PASSWORD_FILE, never this flag (default: off)")
 	e.string(&cfg.redisDurability, "redis-durability", "WXLOGIN_REDIS_DURABILITY", redisFsync, "with -redis: fsync refuses to start unless every Redis master appends each write to its AOF and fsyncs it before answering (appendonly yes, appendfsync always); unchecked takes Redis as it is, for a managed Redis that hides CONFIG or a weaker setup (README, Redis)")
 	var fakeOnly optionalBool
 	e.bool(&fakeOnly, "fake-only", "WXLOGIN_FAKE_ONLY", "serve only the fake WeChat, with WeChat's API paths at the root, for load tests and other backends' tests; needs WX_APPSECRET (or -apps), which it checks like WeChat")

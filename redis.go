@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -176,7 +177,7 @@ func redactedRedisURL(u *url.URL) string {
 // the environment, or from passwordFile, a file only its owner can read;
 // never from a flag, which anyone can see in ps.
 func parseRedisURL(raw string, fromFlag bool, passwordFile string) (redisConfig, error) {
-	cfg := redisConfig{poolSize: 64, timeout: 2 * time.Second}
+	cfg := redisConfig{poolSize: 8, timeout: 2 * time.Second}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return cfg, errors.New("not a URL") // url's own error would repeat the password
@@ -306,7 +307,13 @@ func (c *redisConn) roundTrip(ctx context.Context, timeout time.Duration, cmds [
 	return replies, nil
 }
 
-// redisPool is a bounded pool of connections to one Redis server.
+// redisPool is a bounded pool of connections to one Redis server, which
+// carries the calls of concurrent callers together: while every connection
+// is busy, new calls wait in a queue, and the first connection free sends
+// the whole queue as one pipeline, one write and its replies. Under load
+// that is what a round trip costs, in system calls on both sides and in
+// Redis's fsyncs, divided by the calls it carries; alone, a call is sent at
+// once, as it would be without the queue.
 type redisPool struct {
 	addr string
 	cfg  redisConfig
@@ -315,12 +322,27 @@ type redisPool struct {
 	// connections, and makes callers wait, within their context, beyond it.
 	slots chan struct{}
 
-	mu     sync.Mutex // guards idle and closed
-	idle   []*redisConn
-	closed bool
+	mu      sync.Mutex // guards idle, closed, sending and queue
+	idle    []*redisConn
+	closed  bool
+	sending int          // pipelines on their way, at most cfg.poolSize
+	queue   []*redisCall // calls for the next pipeline, while sending is at the bound
 
-	roundTrips atomic.Int64 // pipelines sent, for the figures of what a route costs
+	roundTrips atomic.Int64 // calls made, each a round trip for its caller
+	writes     atomic.Int64 // pipelines written, each carrying one call or more
 }
+
+// redisCall is one caller's commands, as the pool carries them.
+type redisCall struct {
+	cmds    [][]string
+	start   time.Time     // when it was made: its replies are due within the timeout
+	done    chan struct{} // closed once replies or err is set, for a call that waited
+	replies []any
+	err     error
+}
+
+// maxCarried bounds the calls one pipeline carries.
+const maxCarried = 128
 
 func newRedisPool(addr string, cfg redisConfig) *redisPool {
 	p := &redisPool{addr: addr, cfg: cfg, slots: make(chan struct{}, cfg.poolSize)}
@@ -411,19 +433,111 @@ func (p *redisPool) dial(ctx context.Context) (*redisConn, error) {
 	return c, nil
 }
 
-// do sends cmds to the server as one pipeline and returns their replies.
+// do sends cmds to the server as one pipeline and returns their replies:
+// at once on a connection of its own if one is free, or else with the
+// calls queued beside it, by the next connection free.
 func (p *redisPool) do(ctx context.Context, cmds [][]string) ([]any, error) {
+	p.roundTrips.Add(1)
+	call := &redisCall{cmds: cmds, start: time.Now()}
+	p.mu.Lock()
+	if p.sending < p.cfg.poolSize {
+		p.sending++
+		p.mu.Unlock()
+		p.send(ctx, []*redisCall{call})
+		p.carryOn()
+		return call.replies, call.err
+	}
+	call.done = make(chan struct{})
+	p.queue = append(p.queue, call)
+	p.mu.Unlock()
+	select {
+	case <-call.done:
+		return call.replies, call.err
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	i := slices.Index(p.queue, call)
+	if i >= 0 {
+		p.queue = slices.Delete(p.queue, i, i+1)
+	}
+	p.mu.Unlock()
+	if i >= 0 {
+		return nil, fmt.Errorf("redis %s: waiting for a connection: %w", p.addr, ctx.Err())
+	}
+	// On its way: its commands may still run.
+	return nil, fmt.Errorf("redis %s: waiting for a reply: %w", p.addr, ctx.Err())
+}
+
+// carryOn is called by a pipeline's sender once it is back: the calls
+// queued meanwhile go next, carried by a goroutine of their own, so that
+// the caller who sent it is not kept waiting for others' replies.
+func (p *redisPool) carryOn() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.queue) == 0 {
+		p.sending--
+		return
+	}
+	go p.carry()
+}
+
+// carry sends the queue, as often as it fills while a pipeline is on its
+// way, until it is empty.
+func (p *redisPool) carry() {
+	for {
+		p.mu.Lock()
+		n := min(len(p.queue), maxCarried)
+		if n == 0 {
+			p.sending--
+			p.mu.Unlock()
+			return
+		}
+		calls := slices.Clone(p.queue[:n])
+		p.queue = slices.Delete(p.queue, 0, n)
+		p.mu.Unlock()
+		// No caller's context ends the pipeline (each caller stops waiting
+		// at its own); the timeout of its earliest call bounds it, so that
+		// no call waits longer than its own: the calls before it in the
+		// queue, and in the pipelines on their way, were made earlier.
+		ctx, cancel := context.WithDeadline(context.Background(), calls[0].start.Add(p.cfg.timeout))
+		p.send(ctx, calls)
+		cancel()
+		for _, c := range calls {
+			close(c.done)
+		}
+	}
+}
+
+// send writes the commands of calls as one pipeline, and gives each call
+// its replies, or the error that ended the pipeline.
+func (p *redisPool) send(ctx context.Context, calls []*redisCall) {
+	fail := func(err error) {
+		for _, c := range calls {
+			c.err = err
+		}
+	}
 	c, err := p.get(ctx)
 	if err != nil {
-		return nil, err
+		fail(err)
+		return
 	}
-	p.roundTrips.Add(1)
+	cmds := calls[0].cmds
+	if len(calls) > 1 {
+		cmds = nil
+		for _, call := range calls {
+			cmds = append(cmds, call.cmds...)
+		}
+	}
+	p.writes.Add(1)
 	replies, err := c.roundTrip(ctx, p.cfg.timeout, cmds)
 	p.put(c)
 	if err != nil {
-		return nil, fmt.Errorf("redis %s: %w", p.addr, err)
+		fail(fmt.Errorf("redis %s: %w", p.addr, err))
+		return
 	}
-	return replies, nil
+	for _, call := range calls {
+		call.replies, replies = replies[:len(call.cmds):len(call.cmds)], replies[len(call.cmds):]
+	}
 }
 
 // close closes the idle connections, and those in use as they are given

@@ -100,13 +100,13 @@ func TestParseRedisURL(t *testing.T) {
 		wantTLS      bool
 		err          string // a part of the error wanted
 	}{
-		{"host only", "redis://localhost", false, "", redisConfig{addrs: []string{"localhost:6379"}, poolSize: 64}, false, ""},
-		{"everything", "rediss://wxlogin:s3cret@redis.example:6380/2?pool=8&timeout=1s", false, "",
-			redisConfig{addrs: []string{"redis.example:6380"}, user: "wxlogin", password: "s3cret", db: 2, poolSize: 8}, true, ""},
-		{"password only", "redis://:s3cret@127.0.0.1:7000", false, "", redisConfig{addrs: []string{"127.0.0.1:7000"}, password: "s3cret", poolSize: 64}, false, ""},
+		{"host only", "redis://localhost", false, "", redisConfig{addrs: []string{"localhost:6379"}, poolSize: 8}, false, ""},
+		{"everything", "rediss://wxlogin:s3cret@redis.example:6380/2?pool=3&timeout=1s", false, "",
+			redisConfig{addrs: []string{"redis.example:6380"}, user: "wxlogin", password: "s3cret", db: 2, poolSize: 3}, true, ""},
+		{"password only", "redis://:s3cret@127.0.0.1:7000", false, "", redisConfig{addrs: []string{"127.0.0.1:7000"}, password: "s3cret", poolSize: 8}, false, ""},
 		{"cluster seeds", "redis://127.0.0.1:7000?cluster=true&addr=127.0.0.1:7001&addr=[::1]", false, "",
-			redisConfig{addrs: []string{"127.0.0.1:7000", "127.0.0.1:7001", "[::1]:6379"}, cluster: true, poolSize: 64}, false, ""},
-		{"password file", "redis://wxlogin@127.0.0.1", true, private, redisConfig{addrs: []string{"127.0.0.1:6379"}, user: "wxlogin", password: "file-secret", poolSize: 64}, false, ""},
+			redisConfig{addrs: []string{"127.0.0.1:7000", "127.0.0.1:7001", "[::1]:6379"}, cluster: true, poolSize: 8}, false, ""},
+		{"password file", "redis://wxlogin@127.0.0.1", true, private, redisConfig{addrs: []string{"127.0.0.1:6379"}, user: "wxlogin", password: "file-secret", poolSize: 8}, false, ""},
 		{"password in a flag", "redis://:s3cret@127.0.0.1", true, "", redisConfig{}, false, "would show in ps"},
 		{"password twice", "redis://:s3cret@127.0.0.1", false, private, redisConfig{}, false, "give one"},
 		{"password file others can read", "redis://127.0.0.1", false, open, redisConfig{}, false, "make it 0600"},
@@ -427,6 +427,57 @@ func TestRedisClientDeadlinesAndPoolBound(t *testing.T) {
 	}
 }
 
+// Calls made while every connection is busy go together in one pipeline,
+// and each gets its own replies, in its own order.
+func TestRedisClientCarriesConcurrentCallsTogether(t *testing.T) {
+	s := startRedis(t)
+	c := s.client(t, "", "?pool=2")
+	var wg sync.WaitGroup
+	for g := range 64 {
+		wg.Go(func() {
+			key := "k" + strconv.Itoa(g)
+			for i := range 30 {
+				v := strconv.Itoa(g*1000 + i)
+				replies, err := c.pipeline(t.Context(), [][]string{{"SET", key, v}, {"GET", key}, {"ECHO", key}})
+				if err != nil || len(replies) != 3 || replies[0] != "OK" || replies[1] != v || replies[2] != key {
+					t.Errorf("SET, GET, ECHO of %s = %v, %v; want OK, %s, %s", key, replies, err, v, key)
+					return
+				}
+				if got, err := c.do(t.Context(), "INCR", key+":n"); err != nil || got != int64(i+1) {
+					t.Errorf("INCR %s:n = %v, %v; want %d", key, got, err, i+1)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	calls, writes := c.single.roundTrips.Load(), c.single.writes.Load()
+	if calls != 64*30*2 || writes >= calls {
+		t.Errorf("%d calls in %d writes; want 3840 calls in fewer writes", calls, writes)
+	}
+	t.Logf("%d calls in %d writes", calls, writes)
+}
+
+// A call queued behind a connection that Redis holds gives up at the
+// pool's timeout, though its context has no deadline (waiting still, or
+// sent at last by the connection the timeout freed).
+func TestRedisClientQueuedCallsKeepTheTimeout(t *testing.T) {
+	s := startRedis(t)
+	c := s.client(t, "", "?pool=1&timeout=300ms")
+	held, release := context.WithCancel(t.Context())
+	defer release()
+	go c.do(held, "BLPOP", "never", "0")
+	waitFor(t, "the connection taken", func() bool { return len(c.single.slots) == 0 })
+	start := time.Now()
+	_, err := c.do(context.Background(), "PING")
+	if !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("PING queued behind a held connection = %v; want it to give up at the timeout", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("the queued PING returned after %v; the timeout is 300 ms", took)
+	}
+}
+
 // A server that is not there fails at once with errRedisDial, naming the
 // address, and the pool is whole afterwards.
 func TestRedisClientServerDown(t *testing.T) {
@@ -463,4 +514,28 @@ func BenchmarkRedisPing(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkRedisPingCrowded is BenchmarkRedisPing from 64 callers at once,
+// as a loaded wxlogin makes them: with every connection busy, calls queue
+// and go together, so writes/op falls below one.
+func BenchmarkRedisPingCrowded(b *testing.B) {
+	s := startRedis(b)
+	cfg, err := parseRedisURL("redis://"+s.addr, false, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := newRedisClient(cfg)
+	defer c.close()
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.do(b.Context(), "PING"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(c.single.writes.Load())/float64(b.N), "writes/op")
 }

@@ -908,10 +908,23 @@ func TestAFailoverIsFollowedWithoutARestart(t *testing.T) {
 
 	cl.nodes[0].kill()
 	// The replica is elected after the node timeout (2 s) and a moment more.
+	// Every node that is left must have heard of it: until then, one that
+	// has not may give wxlogin the map with the dead master still in it.
+	left := append([]*redisClient{cl.direct(t, 1), cl.direct(t, 2)}, replicas...)
 	waitWithin(t, 30*time.Second, "the replica to take over", func() bool {
 		role, _ := replicas[0].do(ctx, "INFO", "replication")
-		state, _ := cl.direct(t, 1).do(ctx, "CLUSTER", "INFO")
-		return strings.Contains(fmt.Sprint(role), "role:master") && strings.Contains(fmt.Sprint(state), "cluster_state:ok")
+		if !strings.Contains(fmt.Sprint(role), "role:master") {
+			return false
+		}
+		for _, node := range left {
+			state, _ := node.do(ctx, "CLUSTER", "INFO")
+			reply, _ := node.do(ctx, "CLUSTER", "SLOTS")
+			slots, err := parseClusterSlots(reply, "")
+			if !strings.Contains(fmt.Sprint(state), "cluster_state:ok") || err != nil || slices.Contains(slots, cl.nodes[0].addr) {
+				return false
+			}
+		}
+		return true
 	})
 	// Logins in flight at the moment may still fail; from the next one
 	// that succeeds on, none does.
