@@ -405,32 +405,35 @@ func (s *redisStore) joinPerson(ctx context.Context, u userRecord, joined, perso
 		return nil
 	}
 	member := "u:" + strconv.FormatInt(u.ID, 10)
-	if err := s.spreadMembers(ctx, person, "add", member, u.AppID); err != nil {
+	if joined == "" {
+		// Nothing to bring along (a new user, or one whose first join was
+		// cut short): the copy of the list it is given records the join.
+		return s.spreadMembers(ctx, person, u.ID, "add", member, u.AppID)
+	}
+	if err := s.spreadMembers(ctx, person, 0, "add", member, u.AppID); err != nil {
 		return err
 	}
-	if joined != "" {
-		fields, err := s.rc.do(ctx, "HGETALL", redisPersonKey(joined))
-		if err != nil {
-			return err
+	fields, err := s.rc.do(ctx, "HGETALL", redisPersonKey(joined))
+	if err != nil {
+		return err
+	}
+	var claims []string
+	pairs, _ := fields.([]any)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if f, _ := pairs[i].(string); strings.HasPrefix(f, "c:") {
+			v, _ := pairs[i+1].(string)
+			claims = append(claims, f, v)
 		}
-		var claims []string
-		pairs, _ := fields.([]any)
-		for i := 0; i+1 < len(pairs); i += 2 {
-			if f, _ := pairs[i].(string); strings.HasPrefix(f, "c:") {
-				v, _ := pairs[i+1].(string)
-				claims = append(claims, f, v)
-			}
-		}
-		if len(claims) > 0 {
-			if _, err := mergeClaimsScript.run(ctx, s.rc, []string{redisPersonKey(person)}, claims...); err != nil {
-				return err
-			}
-		}
-		if err := s.spreadMembers(ctx, joined, "del", member); err != nil {
+	}
+	if len(claims) > 0 {
+		if _, err := mergeClaimsScript.run(ctx, s.rc, []string{redisPersonKey(person)}, claims...); err != nil {
 			return err
 		}
 	}
-	_, err := setJoinedScript.run(ctx, s.rc, []string{redisUserKey(u.ID)}, person)
+	if err := s.spreadMembers(ctx, joined, 0, "del", member); err != nil {
+		return err
+	}
+	_, err = setJoinedScript.run(ctx, s.rc, []string{redisUserKey(u.ID)}, person)
 	return err
 }
 
@@ -628,13 +631,15 @@ return {v, redis.call('HGETALL', KEYS[1])}
 
 // setMembersScript gives a user's hash person ARGV[1]'s list of version
 // ARGV[3], unless the user is no longer of that person, or holds a newer
-// list of it; it answers -1 when the user is gone (erased). The list is
+// list of it, and with ARGV[5] "joined" records that the user joined the
+// person whole; it answers -1 when the user is gone (erased). The list is
 // marked with the person's tag (ARGV[2]), not its whole hash, so that a
 // person of one app or two stays under 64 bytes, which Redis keeps a
 // small hash compact for (hash-max-listpack-value).
 var setMembersScript = newRedisScript(`
 if redis.call('HEXISTS', KEYS[1], 'appid') == 0 then return -1 end
 if redis.call('HGET', KEYS[1], 'person') ~= ARGV[1] then return 0 end
+if ARGV[5] == 'joined' then redis.call('HSET', KEYS[1], 'joined', ARGV[1]) end
 local m = redis.call('HGET', KEYS[1], 'm')
 if m then
   local of, ver = string.match(m, '^(%x+)@(%d+)|')
@@ -650,8 +655,9 @@ func personTag(person string) string { return person[:min(len(person), 16)] }
 // spreadMembers makes change to person (changePersonScript's ARGV: none,
 // or "add" or "del" and a member) and gives each of its records the
 // person's list: of concurrent changes, the version read last, which saw
-// them all, is the one that stays.
-func (s *redisStore) spreadMembers(ctx context.Context, person string, change ...string) error {
+// them all, is the one that stays. The copy given to user joiner (0 for
+// none) also records that it joined the person whole.
+func (s *redisStore) spreadMembers(ctx context.Context, person string, joiner int64, change ...string) error {
 	reply, err := changePersonScript.run(ctx, s.rc, []string{redisPersonKey(person)}, change...)
 	if err != nil {
 		return err
@@ -665,7 +671,11 @@ func (s *redisStore) spreadMembers(ctx context.Context, person string, change ..
 	list := formatRedisMembers(members)
 	var gone []string
 	for _, m := range members {
-		set, err := setMembersScript.run(ctx, s.rc, []string{redisUserKey(m.ID)}, person, personTag(person), strconv.FormatInt(ver, 10), list)
+		joined := ""
+		if m.ID == joiner {
+			joined = "joined"
+		}
+		set, err := setMembersScript.run(ctx, s.rc, []string{redisUserKey(m.ID)}, person, personTag(person), strconv.FormatInt(ver, 10), list, joined)
 		if err != nil {
 			return err
 		}
@@ -676,7 +686,7 @@ func (s *redisStore) spreadMembers(ctx context.Context, person string, change ..
 	for _, member := range gone {
 		// Erased, and left in the person by an erasure cut short: taken
 		// out now, and the list spread again without them.
-		if err := s.spreadMembers(ctx, person, "del", member); err != nil {
+		if err := s.spreadMembers(ctx, person, 0, "del", member); err != nil {
 			return err
 		}
 	}
@@ -818,7 +828,7 @@ func (s *redisStore) erase(ctx context.Context, id int64) (erasureResult, error)
 	if err := s.forgetOpenID(ctx, u.AppID, u.OpenID, id); err != nil {
 		return erasureResult{}, storeUnavailable(err)
 	}
-	if err := s.spreadMembers(ctx, person, "del", "u:"+strconv.FormatInt(id, 10)); err != nil {
+	if err := s.spreadMembers(ctx, person, 0, "del", "u:"+strconv.FormatInt(id, 10)); err != nil {
 		return erasureResult{}, storeUnavailable(err)
 	}
 	return result, nil
