@@ -15,12 +15,24 @@ import (
 // in (a body cap) and out (panics and the mux's own answers put in the
 // envelope).
 
+// newLogger is wxlogin's logger on out: text (logfmt) or JSON lines, for
+// a log shipper to read, from level up.
+func newLogger(out io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(out, opts))
+	}
+	return slog.New(slog.NewTextHandler(out, opts))
+}
+
 // withAccessLog writes one log line per request (method, path, route,
 // status, duration, and the cause of a failure; never a token, code or
-// secret: bodies, queries and headers are not logged). It also caps request
+// secret: bodies, queries and headers are not logged), and the client's
+// address: the peer's, or behind a trusted proxy the one it forwarded, with
+// the proxy's as "proxy". It also caps request
 // bodies, turns panics into a 500 envelope, and answers the mux's own 404
 // and 405 in the envelope.
-func withAccessLog(log *slog.Logger, next http.Handler) http.Handler {
+func withAccessLog(log *slog.Logger, proxies trustedProxies, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		// MaxBytesReader gets the server's own writer, so it can close the
@@ -49,7 +61,11 @@ func withAccessLog(log *slog.Logger, next http.Handler) http.Handler {
 				slog.String("route", r.Pattern),
 				slog.Int("status", rw.status),
 				slog.Duration("duration", time.Since(start)),
-				slog.String("remote", r.RemoteAddr),
+			}
+			if proxies.trusts(peerAddr(r)) {
+				attrs = append(attrs, slog.String("remote", proxies.clientAddr(r).String()), slog.String("proxy", r.RemoteAddr))
+			} else {
+				attrs = append(attrs, slog.String("remote", r.RemoteAddr))
 			}
 			if rw.cause != nil {
 				attrs = append(attrs, slog.String("err", rw.cause.Error()))

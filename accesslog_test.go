@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -146,7 +150,7 @@ func TestRoutingErrorsUseTheEnvelope(t *testing.T) {
 // the panic; the access log records it.
 func TestPanicBecomesInternalError(t *testing.T) {
 	logs := &syncBuffer{}
-	h := withAccessLog(textLogger(logs), http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+	h := withAccessLog(textLogger(logs), nil, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 		panic("boom")
 	}))
 	got := call(t, h, "GET", "/x", "")
@@ -158,5 +162,70 @@ func TestPanicBecomesInternalError(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "panic: boom") {
 		t.Errorf("log %q does not record the panic", logs.String())
+	}
+}
+
+// Behind a trusted proxy the access log names the client the proxy
+// forwarded for, and the proxy; from any other peer, X-Forwarded-For is
+// not believed and the peer is the client.
+func TestAccessLogNamesTheClientBehindATrustedProxy(t *testing.T) {
+	proxies, err := parseTrustedProxies("10.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, peer, forwarded string
+		want                  []string
+	}{
+		{"through the proxy", "10.1.2.3:4567", "203.0.113.7", []string{"remote=203.0.113.7", "proxy=10.1.2.3:4567"}},
+		{"through two proxies", "10.1.2.3:4567", "198.51.100.9, 10.9.9.9", []string{"remote=198.51.100.9", "proxy=10.1.2.3:4567"}},
+		{"straight from a client that writes the header", "192.0.2.1:1000", "203.0.113.7", []string{"remote=192.0.2.1:1000"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := &syncBuffer{}
+			h := withAccessLog(textLogger(logs), proxies, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+			req := httptest.NewRequest("GET", "/healthz", nil)
+			req.RemoteAddr = tt.peer
+			req.Header.Set("X-Forwarded-For", tt.forwarded)
+			h.ServeHTTP(httptest.NewRecorder(), req)
+			line := logs.String()
+			for _, w := range tt.want {
+				if !strings.Contains(line, " "+w) {
+					t.Errorf("access log %q lacks %s", line, w)
+				}
+			}
+			if len(tt.want) == 1 && strings.Contains(line, "proxy=") {
+				t.Errorf("access log %q names a proxy for a peer that is not one", line)
+			}
+		})
+	}
+}
+
+// -log-format json writes one JSON object a line, the access log's among
+// them; -log-level warn leaves out the lines of requests that went well.
+func TestLogFormatAndLevel(t *testing.T) {
+	s := startServer(t, nil, "-data", t.TempDir(), "-log-format", "json")
+	post(t, "GET", s.url+"/healthz", "", "")
+	waitFor(t, "the access log line", func() bool { return strings.Contains(s.logs.String(), `"msg":"request"`) })
+	for line := range strings.Lines(s.logs.String()) {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil || entry["level"] == nil || entry["msg"] == nil {
+			t.Errorf("log line %q is not a JSON object with level and msg: %v", line, err)
+		}
+	}
+
+	// At warn, a request that went well writes nothing, one that failed
+	// its line.
+	logs := &syncBuffer{}
+	h := withAccessLog(newLogger(logs, "text", slog.LevelWarn), nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fails" {
+			writeError(w, errors.New("the disk is gone"))
+		}
+	}))
+	for _, path := range []string{"/healthz", "/fails"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
+	}
+	if got := logs.String(); strings.Contains(got, "path=/healthz") || !strings.Contains(got, "path=/fails") {
+		t.Errorf("at -log-level warn the access log is %q; want the failed request alone", got)
 	}
 }

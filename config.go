@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"slices"
@@ -47,6 +48,9 @@ type config struct {
 	// promise of a write (redisFsync or redisUnchecked).
 	redis           *redisConfig
 	redisDurability string
+	logFormat       string     // "text" (logfmt) or "json"
+	logLevel        slog.Level // the least level logged
+	showVersion     bool       // -version: print the build and exit
 }
 
 // appConfig is one mini program wxlogin serves, as the apps file lists it.
@@ -115,10 +119,17 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	var redisURL string
 	e.string(&redisURL, "redis", "WXLOGIN_REDIS", "", "keep users and tokens in Redis, shared by every wxlogin on it, instead of -data: redis://[user@]host:port[/db][?cluster=true&addr=host:port&pool=8&timeout=2s], or rediss:// for TLS; a password only through WXLOGIN_REDIS or WXLOGIN_REDIS_PASSWORD_FILE, never this flag (default: off)")
 	e.string(&cfg.redisDurability, "redis-durability", "WXLOGIN_REDIS_DURABILITY", redisFsync, "with -redis: fsync refuses to start unless every Redis master appends each write to its AOF and fsyncs it before answering (appendonly yes, appendfsync always); unchecked takes Redis as it is, for a managed Redis that hides CONFIG or a weaker setup (README, Redis)")
+	e.string(&cfg.logFormat, "log-format", "WXLOGIN_LOG_FORMAT", "text", "text (key=value, logfmt) or json (one JSON object a line), on stderr")
+	var logLevel string
+	e.string(&logLevel, "log-level", "WXLOGIN_LOG_LEVEL", "info", "the least level logged: debug, info, warn or error (info includes a line per request)")
+	fs.BoolVar(&cfg.showVersion, "version", false, "print the module version and VCS revision this binary was built from, and exit")
 	var fakeOnly optionalBool
 	e.bool(&fakeOnly, "fake-only", "WXLOGIN_FAKE_ONLY", "serve only the fake WeChat, with WeChat's API paths at the root, for load tests and other backends' tests; needs WX_APPSECRET (or -apps), which it checks like WeChat")
 	if err := fs.Parse(args[1:]); err != nil {
 		return cfg, err
+	}
+	if cfg.showVersion {
+		return cfg, nil // nothing else applies
 	}
 	cfg.fakeOnly = fakeOnly.value
 	cfg.contentCheck = contentCheck.value
@@ -145,6 +156,12 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	}
 	if cfg.addr == "" {
 		return cfg, errors.New("-addr / WXLOGIN_ADDR: must not be empty")
+	}
+	if cfg.logFormat != "text" && cfg.logFormat != "json" {
+		return cfg, fmt.Errorf("-log-format / WXLOGIN_LOG_FORMAT: %q is not text or json", cfg.logFormat)
+	}
+	if err := cfg.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		return cfg, fmt.Errorf("-log-level / WXLOGIN_LOG_LEVEL: %q is not debug, info, warn or error", logLevel)
 	}
 	if cfg.loginRate < 0 {
 		return cfg, errors.New("-login-rate / WXLOGIN_LOGIN_RATE: must be 0 (no limit) or more")

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -150,6 +151,12 @@ func TestLoadConfig(t *testing.T) {
 		{name: "negative login rate", args: []string{"-login-rate", "-1"}, wantErr: "-login-rate / WXLOGIN_LOGIN_RATE"},
 		{name: "login rate not a number", env: map[string]string{"WXLOGIN_LOGIN_RATE": "lots"}, wantErr: "WXLOGIN_LOGIN_RATE"},
 		{name: "zero burst", args: []string{"-login-burst", "0"}, wantErr: "-login-burst / WXLOGIN_LOGIN_BURST: must be at least 1"},
+		{name: "logs as JSON from warn up, from the environment", env: map[string]string{"WXLOGIN_LOG_FORMAT": "json", "WXLOGIN_LOG_LEVEL": "warn"},
+			check: func(c config) bool { return c.logFormat == "json" && c.logLevel == slog.LevelWarn }},
+		{name: "log defaults", check: func(c config) bool { return c.logFormat == "text" && c.logLevel == slog.LevelInfo }},
+		{name: "log format not known", args: []string{"-log-format", "xml"}, wantErr: `-log-format / WXLOGIN_LOG_FORMAT: "xml" is not text or json`},
+		{name: "log level not known", args: []string{"-log-level", "loud"}, wantErr: `-log-level / WXLOGIN_LOG_LEVEL: "loud" is not debug`},
+		{name: "-version ignores the rest", args: []string{"-version", "-fake-only"}, check: func(c config) bool { return c.showVersion }},
 		{name: "bad trusted proxy", args: []string{"-trusted-proxies", "10.0.0.0/8,proxy.local"}, wantErr: `-trusted-proxies / WXLOGIN_TRUSTED_PROXIES: "proxy.local"`},
 		{name: "environment", env: map[string]string{"WXLOGIN_ADDR": ":9000", "WXLOGIN_DATA": "/tmp/x", "WXLOGIN_TOKEN_TTL": "30m", "WXLOGIN_TOKEN_MAX_AGE": "24h"},
 			check: func(c config) bool {

@@ -100,7 +100,7 @@ func (apps appSet) of(who caller) (*miniApp, error) {
 func newServer(log *slog.Logger, apps appSet, users userBackend, tokens tokenBackend, limit loginLimit, proxies trustedProxies, fake *fakeWechat) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, apps, users, tokens, limit, proxies, fake)
-	return withAccessLog(log, mux)
+	return withAccessLog(log, proxies, mux)
 }
 
 // addRoutes lists every route wxlogin serves.

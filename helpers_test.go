@@ -620,7 +620,8 @@ type (
 // server from hanging the test run.
 var client = &http.Client{Timeout: 30 * time.Second}
 
-var listeningURL = regexp.MustCompile(`msg="wxlogin listening" url=(http://\S+)`)
+// listeningURL finds the URL a server logs, as text or as JSON.
+var listeningURL = regexp.MustCompile(`msg="wxlogin listening" url=(http://\S+)|"msg":"wxlogin listening","url":"(http://[^"]+)"`)
 
 // waitForURL polls a server's log for its URL until it appears, the server
 // exits, or a deadline passes.
@@ -631,7 +632,7 @@ func waitForURL(t *testing.T, logs *syncBuffer, exited <-chan error) string {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		if m := listeningURL.FindStringSubmatch(logs.String()); m != nil {
-			return m[1]
+			return m[1] + m[2]
 		}
 		select {
 		case err := <-exited:

@@ -53,9 +53,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if cfg.showVersion {
+		_, err := fmt.Fprintln(stdout, readBuildInfo())
+		return err
+	}
 	logOut := newLogWriter(stderr)
 	defer logOut.close()
-	log := slog.New(slog.NewTextHandler(logOut, nil))
+	log := newLogger(logOut, cfg.logFormat, cfg.logLevel)
 	if cfg.fakeOnly {
 		return runFakeOnly(ctx, cfg, log)
 	}
@@ -235,7 +239,7 @@ func runFakeOnly(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := newHTTPServer(withAccessLog(log, fake.standalone()), cfg.loginTimeout, log)
+	srv := newHTTPServer(withAccessLog(log, cfg.proxies, fake.standalone()), cfg.loginTimeout, log)
 	baseURL := "http://" + dialableAddr(ln.Addr())
 	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(), "fake_only", true,
 		"appids", appIDsOf(cfg.apps))

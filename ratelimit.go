@@ -204,11 +204,7 @@ func (t trustedProxies) trusts(a netip.Addr) bool {
 // from, and the first address not of a trusted proxy is the client. What a
 // client wrote to the left of that is not believed.
 func (t trustedProxies) clientAddr(r *http.Request) netip.Addr {
-	peer, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{} // Only in tests that build requests by hand.
-	}
-	client := peer.Addr().Unmap()
+	client := peerAddr(r)
 	if !t.trusts(client) {
 		return client
 	}
@@ -224,4 +220,14 @@ func (t trustedProxies) clientAddr(r *http.Request) netip.Addr {
 		}
 	}
 	return client
+}
+
+// peerAddr is the address of the connection's other end; not valid only
+// for a request built by hand in a test.
+func peerAddr(r *http.Request) netip.Addr {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return peer.Addr().Unmap()
 }
