@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,12 +28,13 @@ func newLogger(out io.Writer, format string, level slog.Level) *slog.Logger {
 
 // withAccessLog writes one log line per request (method, path, route,
 // status, duration, and the cause of a failure; never a token, code or
-// secret: bodies, queries and headers are not logged), and the client's
+// secret: bodies, queries and headers are not logged), counts it in m, and
+// names the client's
 // address: the peer's, or behind a trusted proxy the one it forwarded, with
 // the proxy's as "proxy". It also caps request
 // bodies, turns panics into a 500 envelope, and answers the mux's own 404
 // and 405 in the envelope.
-func withAccessLog(log *slog.Logger, proxies trustedProxies, next http.Handler) http.Handler {
+func withAccessLog(log *slog.Logger, proxies trustedProxies, m *metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		// MaxBytesReader gets the server's own writer, so it can close the
@@ -70,6 +72,9 @@ func withAccessLog(log *slog.Logger, proxies trustedProxies, next http.Handler) 
 			if rw.cause != nil {
 				attrs = append(attrs, slog.String("err", rw.cause.Error()))
 			}
+			var answered *apiError
+			errors.As(rw.cause, &answered)
+			m.request(r.Pattern, rw.status, answered)
 			log.LogAttrs(r.Context(), level, "request", attrs...)
 		}()
 		next.ServeHTTP(rw, r)

@@ -150,7 +150,7 @@ func TestRoutingErrorsUseTheEnvelope(t *testing.T) {
 // the panic; the access log records it.
 func TestPanicBecomesInternalError(t *testing.T) {
 	logs := &syncBuffer{}
-	h := withAccessLog(textLogger(logs), nil, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+	h := withAccessLog(textLogger(logs), nil, nil, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 		panic("boom")
 	}))
 	got := call(t, h, "GET", "/x", "")
@@ -183,7 +183,7 @@ func TestAccessLogNamesTheClientBehindATrustedProxy(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			logs := &syncBuffer{}
-			h := withAccessLog(textLogger(logs), proxies, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+			h := withAccessLog(textLogger(logs), proxies, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 			req := httptest.NewRequest("GET", "/healthz", nil)
 			req.RemoteAddr = tt.peer
 			req.Header.Set("X-Forwarded-For", tt.forwarded)
@@ -217,7 +217,7 @@ func TestLogFormatAndLevel(t *testing.T) {
 	// At warn, a request that went well writes nothing, one that failed
 	// its line.
 	logs := &syncBuffer{}
-	h := withAccessLog(newLogger(logs, "text", slog.LevelWarn), nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := withAccessLog(newLogger(logs, "text", slog.LevelWarn), nil, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/fails" {
 			writeError(w, errors.New("the disk is gone"))
 		}

@@ -36,7 +36,7 @@ type config struct {
 	loginTimeout  time.Duration
 	mock          bool
 	fakeOnly      bool   // serve only the fake WeChat, for other servers' tests
-	adminAddr     string // where to serve net/http/pprof; "" for nowhere
+	adminAddr     string // where to serve pprof, /metrics and /backup; "" for nowhere
 	loginRate     int    // logins a minute per client address; 0 for no limit
 	loginBurst    int    // logins at once per client address
 	maxConns      int    // connections served at once; 0 for a cap under the open-file limit
@@ -108,7 +108,7 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	var appsPath string
 	e.string(&appsPath, "apps", "WXLOGIN_APPS", "", `JSON file of the mini programs to serve, {"apps": [{"appid", "name", "secret_env"}]}; without it, WX_APPID and WX_APPSECRET name one`)
 	e.bool(&mock, "mock", "WXLOGIN_MOCK", "serve the built-in fake WeChat under /mock/ and log in against it (default: on when no AppSecret is configured)")
-	e.string(&cfg.adminAddr, "admin-addr", "WXLOGIN_ADMIN_ADDR", "", "serve net/http/pprof here, never on -addr (e.g. 127.0.0.1:6060; default: off)")
+	e.string(&cfg.adminAddr, "admin-addr", "WXLOGIN_ADMIN_ADDR", "", "serve net/http/pprof, GET /metrics (Prometheus) and GET /backup here, never on -addr (e.g. 127.0.0.1:6060; default: off)")
 	e.int(&cfg.loginRate, "login-rate", "WXLOGIN_LOGIN_RATE", 300, "logins a minute per client address, refilled steadily; over it, 429 with status 7 and Retry-After (0: no limit)")
 	e.int(&cfg.loginBurst, "login-burst", "WXLOGIN_LOGIN_BURST", 100, "logins one client address may make at once, before -login-rate applies")
 	e.int(&cfg.maxConns, "max-conns", "WXLOGIN_MAX_CONNS", 0, "client connections served at once; past it, one that carries no request is closed to make room, or a new one waits (default 0: the open-file limit, less what wxlogin needs for itself)")

@@ -128,7 +128,7 @@ func TestKill9KeepsEveryAcknowledgedWrite(t *testing.T) {
 // to just short of the journal size at which it writes its first snapshot.
 func seedNearCompaction(t *testing.T, dir string) {
 	t.Helper()
-	s, err := openUserStore(dir, testMeta, time.Now, discardLogger())
+	s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func seedNearCompaction(t *testing.T, dir string) {
 // check out.
 func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, claimed map[int64]bool) (lost, duplicates int) {
 	t.Helper()
-	s, err := openUserStore(dir, testMeta, time.Now, discardLogger())
+	s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
 	if err != nil {
 		t.Fatalf("the store does not load: %v", err)
 	}

@@ -248,7 +248,7 @@ func TestARepairCutShortLeavesTheOldStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Close()
-		if s, err := openUserStore(dir, testMeta, time.Now, discardLogger()); err == nil {
+		if s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil); err == nil {
 			t.Errorf("%s, then a repair cut short: the store opened with %d users; want it refused", name, s.count())
 			s.Close()
 		}

@@ -97,10 +97,10 @@ func (apps appSet) of(who caller) (*miniApp, error) {
 
 // newServer builds wxlogin's HTTP handler. fake is nil in real mode, and
 // limit nil when logins are not limited.
-func newServer(log *slog.Logger, apps appSet, users userBackend, tokens tokenBackend, limit loginLimit, proxies trustedProxies, fake *fakeWechat) http.Handler {
+func newServer(log *slog.Logger, m *metrics, apps appSet, users userBackend, tokens tokenBackend, limit loginLimit, proxies trustedProxies, fake *fakeWechat) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, apps, users, tokens, limit, proxies, fake)
-	return withAccessLog(log, proxies, mux)
+	return withAccessLog(log, proxies, m, mux)
 }
 
 // addRoutes lists every route wxlogin serves.

@@ -1173,7 +1173,7 @@ func TestTokenOfARemovedAppIsNoLogin(t *testing.T) {
 		a, token := loggedInOn(t, store)
 		// The server restarts with the token reloaded, but its app is gone.
 		apps := appSet{"wxother": {ID: "wxother", Name: "Other", wx: a.wx}}
-		h := newServer(textLogger(io.Discard), apps, a.userBackend, a.tokenBackend, nil, nil, nil)
+		h := newServer(textLogger(io.Discard), nil, apps, a.userBackend, a.tokenBackend, nil, nil, nil)
 		code := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
 		for _, r := range []struct{ method, path, body string }{{"GET", "/session/check", ""}, {"POST", "/user/phone", `{"code":"` + code.(string) + `"}`}} {
 			if got := call(t, h, r.method, r.path, r.body, "Content-Type", jsonCT, "token", token); got.code != 401 || got.env.Status != statusNotLoggedIn {

@@ -214,7 +214,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	if opts.quiet {
 		log = discardLogger()
 	}
-	a.handler = newServer(log, a.apps, a.userBackend, a.tokenBackend, limit, opts.proxies, mounted)
+	a.handler = newServer(log, nil, a.apps, a.userBackend, a.tokenBackend, limit, opts.proxies, mounted)
 	return a
 }
 
@@ -902,7 +902,7 @@ var testMeta = storeMeta{Mode: modeMock, AppIDs: []string{mockAppID}}
 // openTestStore opens a user store in dir, closing it when the test ends.
 func openTestStore(t testing.TB, dir string, now func() time.Time) *userStore {
 	t.Helper()
-	s, err := openUserStore(dir, testMeta, now, discardLogger())
+	s, err := openUserStore(dir, testMeta, now, discardLogger(), nil)
 	if err != nil {
 		t.Fatalf("openUserStore(%s) = %v", dir, err)
 	}

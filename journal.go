@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // This file is the journal: a durable log of lines, which the user store
@@ -81,6 +82,9 @@ type journalOptions struct {
 	// what it would repair it lists in notes instead.
 	readOnly bool
 	log      *slog.Logger
+	// synced, when set, is told of each fsync of an append: how long it
+	// took, and its error (the metrics).
+	synced func(took time.Duration, err error)
 }
 
 // journal is the durable log of one owner's lines in dir.
@@ -704,7 +708,12 @@ func (j *journal) write(b *batch) error {
 	if _, err := j.file.Write(framed); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	if err := j.file.Sync(); err != nil {
+	start := time.Now()
+	err := j.file.Sync()
+	if j.synced != nil {
+		j.synced(time.Since(start), err)
+	}
+	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	j.size += int64(len(framed))

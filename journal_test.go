@@ -279,7 +279,7 @@ func TestUserStoreRejectsDamagedFiles(t *testing.T) {
 			if tt.name == "torn line in an older journal" {
 				writeFile(t, filepath.Join(dir, "users.journal.000002.jsonl"), strings.Replace(header, `"generation":1`, `"generation":2`, 1))
 			}
-			s, err := openUserStore(dir, testMeta, time.Now, discardLogger())
+			s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
 			if err == nil {
 				s.Close()
 				t.Fatal("openUserStore succeeded on a damaged file")
@@ -331,13 +331,13 @@ func FuzzOpenJournal(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, "users.journal.000001.jsonl"), content, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s, err := openUserStore(dir, testMeta, time.Now, discardLogger())
+		s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
 		if err != nil {
 			return
 		}
 		n := s.count()
 		s.Close()
-		s, err = openUserStore(dir, testMeta, time.Now, discardLogger())
+		s, err = openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
 		if err != nil {
 			t.Fatalf("a journal that loaded once fails the second time: %v", err)
 		}
@@ -386,7 +386,7 @@ func storeText(s *userStore) string {
 func damageFixture(t *testing.T, dir string) (files map[string][]byte, want string) {
 	t.Helper()
 	clock := newFakeClock()
-	s, err := openUserStore(dir, testMeta, clock.Now, discardLogger())
+	s, err := openUserStore(dir, testMeta, clock.Now, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,7 +447,7 @@ func openDamaged(t *testing.T, dir string, files map[string][]byte) (string, err
 			t.Fatal(err)
 		}
 	}
-	s, err := openUserStore(dir, testMeta, time.Now, discardLogger())
+	s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
 	if err != nil {
 		return "", err
 	}
@@ -548,7 +548,7 @@ func TestRotationSurvivesAFaultAtEachStep(t *testing.T) {
 		for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EIO} {
 			t.Run(tt.step+"/"+errno.Error(), func(t *testing.T) {
 				dir := t.TempDir()
-				s, err := openUserStore(dir, testMeta, time.Now, discardLogger())
+				s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -729,7 +729,7 @@ func TestANewestJournalWithoutItsHeaderIsRefused(t *testing.T) {
 	files, _ := damageFixture(t, t.TempDir())
 	only := map[string][]byte{"users.journal.000001.jsonl": nil}
 	dir := t.TempDir()
-	s, err := openUserStore(dir, testMeta, time.Now, discardLogger())
+	s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

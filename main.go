@@ -60,11 +60,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logOut := newLogWriter(stderr)
 	defer logOut.close()
 	log := newLogger(logOut, cfg.logFormat, cfg.logLevel)
+	m := newMetrics(readBuildInfo())
 	if cfg.fakeOnly {
-		return runFakeOnly(ctx, cfg, log)
+		return runFakeOnly(ctx, cfg, m, log)
 	}
 	if cfg.redis != nil {
-		return runOnRedis(ctx, cfg, log)
+		return runOnRedis(ctx, cfg, m, log)
 	}
 
 	// One wxlogin owns the data directory before anything in it is read.
@@ -80,12 +81,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// GOMEMLIMIT set by the operator still applies. (The setting is the
 	// process's: only tests run two servers in one.)
 	gcPercent := debug.SetGCPercent(-1)
-	users, err := openUserStore(cfg.dataDir, cfg.storeMeta(), time.Now, log)
+	users, err := openUserStore(cfg.dataDir, cfg.storeMeta(), time.Now, log, m.fsynced)
 	debug.SetGCPercent(gcPercent)
 	if err != nil {
 		return err
 	}
-	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, users, log)
+	m.users = users.count
+	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, users, m, log)
 	if err != nil {
 		return errors.Join(err, users.Close())
 	}
@@ -98,6 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// saved file, and a start that fails must not log everyone out.
 	clock := systemClock()
 	tokens := newTokenStore(cfg.tokenTTL, cfg.tokenMaxAge, clock)
+	m.liveTokens = func() int { return int(tokens.liveAtSweep.Load()) }
 	tokenPath := filepath.Join(cfg.dataDir, tokenFileName)
 	reloaded, err := tokens.load(tokenPath, users.identity)
 	if errors.Is(err, errOldTokenFile) {
@@ -120,7 +123,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer close(sweeperDone)
 		tokens.runSweeper(ctx, min(time.Minute, cfg.tokenTTL))
 	}()
-	err = serve(ctx, cfg, ln, fileUsers{users}, memoryTokens{tokens, users}, shared{}, clock, log,
+	err = serve(ctx, cfg, ln, fileUsers{users}, memoryTokens{tokens, users}, shared{}, clock, m, log,
 		"data", cfg.dataDir, "users", users.count(), "tokens_reloaded", reloaded)
 	cancel()
 	<-sweeperDone
@@ -133,13 +136,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // runOnRedis is wxlogin with -redis: users and tokens live in Redis
 // (redisstore.go), shared by every wxlogin on it, and no data directory is
 // used. A token outlives a restart there without being saved.
-func runOnRedis(ctx context.Context, cfg config, log *slog.Logger) error {
+func runOnRedis(ctx context.Context, cfg config, m *metrics, log *slog.Logger) error {
 	store, err := openRedisStore(ctx, *cfg.redis, cfg.redisDurability, cfg.storeMeta(), cfg.tokenTTL, cfg.tokenMaxAge, time.Now, log)
 	if err != nil {
 		return err
 	}
 	defer store.close()
-	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, nil, log)
+	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, nil, m, log)
 	if err != nil {
 		return err
 	}
@@ -153,7 +156,7 @@ func runOnRedis(ctx context.Context, cfg config, log *slog.Logger) error {
 		exchanges: &redisExchanges{rc: store.rc, poll: 20 * time.Millisecond, pending: cfg.loginTimeout + 5*time.Second},
 		limit:     newRedisLoginLimiter(store.rc, cfg.loginRate, cfg.loginBurst, time.Now),
 	}
-	err = serve(ctx, cfg, ln, store, store, sharing, systemClock(), log,
+	err = serve(ctx, cfg, ln, store, store, sharing, systemClock(), m, log,
 		"redis", strings.Join(cfg.redis.addrs, ","), "redis_cluster", cfg.redis.cluster, "redis_durability", cfg.redisDurability)
 	log.Info("stopped")
 	return err
@@ -171,7 +174,7 @@ type shared struct {
 // serve builds the mini programs' WeChat clients and the handler on the
 // stores, and serves on ln until ctx ends. where says which stores, for
 // the log line that says wxlogin is listening.
-func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, tokens tokenBackend, with shared, clock clock, log *slog.Logger, where ...any) error {
+func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, tokens tokenBackend, with shared, clock clock, m *metrics, log *slog.Logger, where ...any) error {
 	baseURL := "http://" + dialableAddr(ln.Addr())
 	wechatAPI := cfg.wechatAPI
 	var fake *fakeWechat
@@ -183,7 +186,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, 
 	apps := appSet{}
 	for _, a := range cfg.apps {
 		wx := newWechatClient(wechatAPI, a.AppID, a.secret, cfg.wechatTimeout, cfg.loginTimeout)
-		wx.sharedTokens, wx.sharedExchanges = with.tokens, with.exchanges
+		wx.sharedTokens, wx.sharedExchanges, wx.metrics = with.tokens, with.exchanges, m
 		apps[a.AppID] = &miniApp{ID: a.AppID, Name: a.Name, wx: wx, checkContent: cfg.contentCheck}
 	}
 	limit := with.limit
@@ -192,7 +195,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, 
 			limit = l
 		}
 	}
-	srv := newHTTPServer(newServer(log, apps, users, tokens, limit, cfg.proxies, fake), cfg.loginTimeout, log)
+	srv := newHTTPServer(newServer(log, m, apps, users, tokens, limit, cfg.proxies, fake), cfg.loginTimeout, log)
 	if cfg.mock {
 		log.Warn("MOCK MODE: logins go to the built-in fake WeChat, not to WeChat; get a code from POST /mock/wx.login",
 			"appids", appIDsOf(cfg.apps), "teaching_page", baseURL+"/")
@@ -228,8 +231,8 @@ func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, grac
 // under test (wxlogin with -wechat-api, or any backend) just changes its base
 // URL. The client side (/mock/wx.login, …) stays where mock mode has it. No
 // data directory is used: the fake keeps its codes and keys in memory.
-func runFakeOnly(ctx context.Context, cfg config, log *slog.Logger) error {
-	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, nil, log)
+func runFakeOnly(ctx context.Context, cfg config, m *metrics, log *slog.Logger) error {
+	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, nil, m, log)
 	if err != nil {
 		return err
 	}
@@ -239,7 +242,7 @@ func runFakeOnly(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := newHTTPServer(withAccessLog(log, cfg.proxies, fake.standalone()), cfg.loginTimeout, log)
+	srv := newHTTPServer(withAccessLog(log, cfg.proxies, m, fake.standalone()), cfg.loginTimeout, log)
 	baseURL := "http://" + dialableAddr(ln.Addr())
 	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(), "fake_only", true,
 		"appids", appIDsOf(cfg.apps))
@@ -269,7 +272,7 @@ func appIDsOf(apps []appConfig) string {
 // clients connect; with no address, nothing. It returns a function that
 // stops it and waits until it has. (Importing net/http/pprof also registers
 // it on http.DefaultServeMux, which wxlogin never serves.)
-func startAdmin(ctx context.Context, addr string, users *userStore, log *slog.Logger) (stop func(), err error) {
+func startAdmin(ctx context.Context, addr string, users *userStore, m *metrics, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -283,6 +286,7 @@ func startAdmin(ctx context.Context, addr string, users *userStore, log *slog.Lo
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.Handle("GET /metrics", m.handler())
 	if users != nil {
 		mux.Handle("GET /backup", handleBackup(users, log))
 	}

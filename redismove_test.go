@@ -16,7 +16,7 @@ import (
 // not new, a gift taken stays taken, also for the person who was erased.
 func TestMovingAStoreToRedisAndBack(t *testing.T) {
 	dir := t.TempDir()
-	files, err := openUserStore(dir, storeMeta{Mode: modeMock, AppIDs: []string{mockAppID}}, time.Now, discardLogger())
+	files, err := openUserStore(dir, storeMeta{Mode: modeMock, AppIDs: []string{mockAppID}}, time.Now, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

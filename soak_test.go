@@ -436,7 +436,7 @@ func TestScaleFigures(t *testing.T) {
 	if keep := os.Getenv("WXLOGIN_SCALE_DIR"); keep != "" {
 		dir = keep // kept afterwards, to profile a start-up against it
 	}
-	s, err := openUserStore(dir, testMeta, time.Now, discardLogger())
+	s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -179,6 +179,8 @@ type tokenStore struct {
 	// a sync.Map here, which matters at a million users (BENCHMARKS.md, RSS).
 	mu    sync.Mutex // guards users
 	users map[int64]*loginState
+
+	liveAtSweep atomic.Int64 // the live tokens the last sweep left, for the metrics
 }
 
 func newTokenStore(ttl, maxAge time.Duration, c clock) *tokenStore {
@@ -370,9 +372,10 @@ const (
 // openUserStore loads the user store in dir, creating dir if needed. A
 // store created in the other mode is refused: in mock mode anyone can log
 // in as a user of any name, and none of those users may reach real mode.
-func openUserStore(dir string, meta storeMeta, now func() time.Time, log *slog.Logger) (*userStore, error) {
+// synced, when set, is told of each fsync of a write (the metrics).
+func openUserStore(dir string, meta storeMeta, now func() time.Time, log *slog.Logger, synced func(time.Duration, error)) (*userStore, error) {
 	metaJSON, _ := json.Marshal(meta) // Cannot fail: plain data.
-	s, err := loadUserStore(dir, journalOptions{meta: metaJSON, log: log}, now)
+	s, err := loadUserStore(dir, journalOptions{meta: metaJSON, log: log, synced: synced}, now)
 	if err != nil {
 		return nil, err
 	}

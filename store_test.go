@@ -187,7 +187,7 @@ func TestUserUpdate(t *testing.T) {
 	}
 	// The acknowledged update is on disk already: a store opened beside the
 	// live one, as after a kill -9, reads it.
-	crashed, err := openUserStore(dir, testMeta, clock.Now, discardLogger())
+	crashed, err := openUserStore(dir, testMeta, clock.Now, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,7 +421,7 @@ func BenchmarkOpenUserStore(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		s, err := openUserStore(dir, testMeta, time.Now, discardLogger())
+		s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
 		if err != nil {
 			b.Fatal(err)
 		}

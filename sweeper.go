@@ -10,18 +10,23 @@ import (
 // wxlogin runs.
 
 // sweep frees expired tokens and the login state of users no live token
-// can need, and reports how many tokens it removed. A session key is stored
+// can need, and reports how many tokens it removed; it keeps the count of
+// those left alive for the metrics. A session key is stored
 // at every issue, so all of a user's tokens were issued no later than their
 // newest key was stored, and all are dead once maxAge has passed since then.
 func (s *tokenStore) sweep() int {
 	now := s.monotonic()
-	removed := 0
+	removed, live := 0, 0
 	s.tokens.Range(func(k, v any) bool {
-		if !s.alive(v.(*tokenEntry), now) && s.tokens.CompareAndDelete(k, v) {
+		switch {
+		case s.alive(v.(*tokenEntry), now):
+			live++
+		case s.tokens.CompareAndDelete(k, v):
 			removed++
 		}
 		return true
 	})
+	s.liveAtSweep.Store(int64(live))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, state := range s.users {
@@ -37,8 +42,10 @@ func (s *tokenStore) sweep() int {
 	return removed
 }
 
-// runSweeper sweeps every interval until ctx ends.
+// runSweeper sweeps at once (tokens reloaded at a start may have expired
+// meanwhile) and then every interval, until ctx ends.
 func (s *tokenStore) runSweeper(ctx context.Context, every time.Duration) {
+	s.sweep()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

@@ -89,6 +89,7 @@ type wechatClient struct {
 	// with its retries, or an access_token fetch and the call that needs it),
 	// so that every request answers in time whatever WeChat does.
 	requestTimeout time.Duration
+	metrics        *metrics // counts each call; nil for none
 	// backoff holds the pauses before each retry; its length is the number of
 	// retries.
 	backoff []time.Duration
@@ -243,6 +244,38 @@ const maxReplyBytes = 64 << 10
 // a secret, code or access_token: the URL is redacted, and bodies, which may
 // hold the AppSecret, are never quoted.
 func (c *wechatClient) call(ctx context.Context, api, method, path string, q url.Values, body []byte) ([]byte, error) {
+	start := time.Now()
+	reply, err := c.send(ctx, api, method, path, q, body)
+	outcome, errcode := wechatOutcome(reply, err)
+	c.metrics.wechatCall(api, outcome, errcode, time.Since(start))
+	return reply, err
+}
+
+// wechatOutcome is how a call ended, for the metrics: "ok", "errcode" (a
+// reply with a nonzero errcode, given too), "http_status", "timeout", or
+// "error".
+func wechatOutcome(reply []byte, err error) (string, int) {
+	var status *httpStatusError
+	var timeout net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &timeout) && timeout.Timeout():
+		return "timeout", 0
+	case errors.As(err, &status):
+		return "http_status", 0
+	case err != nil:
+		return "error", 0
+	}
+	var r struct {
+		Errcode int `json:"errcode"`
+	}
+	if json.Unmarshal(reply, &r) == nil && r.Errcode != 0 {
+		return "errcode", r.Errcode
+	}
+	return "ok", 0
+}
+
+// send makes one call and reads its reply.
+func (c *wechatClient) send(ctx context.Context, api, method, path string, q url.Values, body []byte) ([]byte, error) {
 	var reqBody io.Reader
 	if body != nil {
 		reqBody = bytes.NewReader(body)
