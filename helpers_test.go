@@ -740,6 +740,23 @@ type child struct {
 	exited chan error
 }
 
+// needTool is the path of a program a test needs from the Debian package
+// pkg (promtool, nginx, caddy, systemd-analyze). .ci/run installs them and
+// sets WXLOGIN_REQUIRE_TOOLS, so that in CI a missing one fails the test;
+// elsewhere the test is skipped, saying so.
+func needTool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	if os.Getenv("WXLOGIN_REQUIRE_TOOLS") != "" {
+		t.Fatalf("%s is not installed (Debian's %s package), and WXLOGIN_REQUIRE_TOOLS is set", name, pkg)
+	}
+	t.Skipf("SKIPPED: %s is not installed (apt-get install %s)", name, pkg)
+	return ""
+}
+
 // childBinary is the program a child runs: this test binary, which is
 // wxlogin when WXLOGIN_TEST_CHILD is set (TestMain), or the built wxlogin
 // that WXLOGIN_BINARY names (scripts/crash and scripts/soak set it).

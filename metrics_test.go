@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -119,19 +118,10 @@ func TestMetricsOnTheAdminAddress(t *testing.T) {
 	checkWithPromtool(t, text)
 }
 
-// checkWithPromtool runs Prometheus's promtool check metrics on text, from
-// Debian's prometheus package: .ci/run installs it and sets
-// WXLOGIN_REQUIRE_PROMTOOL; elsewhere the check is skipped, saying so.
+// checkWithPromtool runs Prometheus's promtool check metrics on text.
 func checkWithPromtool(t *testing.T, text string) {
 	t.Helper()
-	promtool, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("WXLOGIN_REQUIRE_PROMTOOL") != "" {
-			t.Fatal("promtool is not installed (Debian's prometheus package), and WXLOGIN_REQUIRE_PROMTOOL is set")
-		}
-		t.Skip("SKIPPED the check by Prometheus's parser: promtool is not installed (apt-get install prometheus)")
-	}
-	cmd := exec.Command(promtool, "check", "metrics")
+	cmd := exec.Command(needTool(t, "promtool", "prometheus"), "check", "metrics")
 	cmd.Stdin = strings.NewReader(text)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s\n%s", err, out, text)

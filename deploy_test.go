@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The tests of this file check the recipes of deploy/ with the tools they
+// are for: systemd's own analyzer on the units, nginx and Caddy on their
+// configurations, and a login through a real nginx on loopback.
+
+// The units are what systemd would load: systemd-analyze verify says
+// nothing about them (an unknown key is only a warning there, so any output
+// fails), and its security review rates both services' exposure at 2.0 at
+// most, on its scale of 10.
+func TestSystemdUnits(t *testing.T) {
+	analyze := needTool(t, "systemd-analyze", "systemd")
+	dir := t.TempDir()
+	var units []string
+	for _, name := range []string{"wxlogin.service", "wxlogin-backup.service", "wxlogin-backup.timer"} {
+		unit := readFile(t, filepath.Join("deploy", name))
+		// The binary must exist where the unit says: the test's own stands in.
+		unit = strings.ReplaceAll(unit, "/usr/local/bin/wxlogin", childBinary())
+		path := filepath.Join(dir, name)
+		writeFile(t, path, unit)
+		units = append(units, path)
+	}
+	out, err := exec.Command(analyze, append([]string{"verify"}, units...)...).CombinedOutput()
+	if err != nil || len(out) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	for _, service := range units[:2] {
+		out, err := exec.Command(analyze, "security", "--offline=true", "--threshold=20", service).CombinedOutput()
+		if err != nil {
+			t.Errorf("systemd-analyze security %s: %v (exposure over 2.0)\n%s", filepath.Base(service), err, out)
+		}
+	}
+	service := readFile(t, filepath.Join("deploy", "wxlogin.service"))
+	for _, want := range []string{"DynamicUser=yes", "StateDirectory=wxlogin", "ProtectSystem=strict", "LoadCredential=appsecret:", "Environment=WX_APPSECRET_FILE=%d/appsecret"} {
+		if !strings.Contains(service, "\n"+want) {
+			t.Errorf("deploy/wxlogin.service lacks %s", want)
+		}
+	}
+}
+
+// The backup unit's commands, run as systemd would run them (with its
+// escapes undone and STATE_DIRECTORY set), back up a running wxlogin into
+// a file that checks out whole, and drop backups older than 14 days.
+func TestTheBackupUnitsCommandBacksUp(t *testing.T) {
+	s := startServer(t, nil, "-data", t.TempDir(), "-admin-addr", "127.0.0.1:0")
+	admin := regexp.MustCompile(`msg="admin listening" url=(\S+)/debug/pprof/`).FindStringSubmatch(s.logs.String())
+	if admin == nil {
+		t.Fatalf("no admin address in the log:\n%s", s.logs.String())
+	}
+	post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`)
+
+	unit := readFile(t, filepath.Join("deploy", "wxlogin-backup.service"))
+	command := func(key string) string {
+		m := regexp.MustCompile(`(?m)^` + key + `=/bin/sh -c '(.*)'$`).FindStringSubmatch(unit)
+		if m == nil {
+			t.Fatalf("deploy/wxlogin-backup.service has no %s=/bin/sh -c '…'", key)
+		}
+		c := strings.NewReplacer("$$", "$", "%%", "%").Replace(m[1])
+		c = strings.ReplaceAll(c, "/usr/local/bin/wxlogin", childBinary())
+		return strings.ReplaceAll(c, "http://127.0.0.1:6060", admin[1])
+	}
+	backups := t.TempDir()
+	old := filepath.Join(backups, "users-20000101T000000Z.jsonl")
+	writeFile(t, old, "")
+	month := time.Now().Add(-30 * 24 * time.Hour)
+	if err := os.Chtimes(old, month, month); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"ExecStart", "ExecStartPost"} {
+		sh := exec.Command("/bin/sh", "-c", command(key))
+		sh.Env = []string{"STATE_DIRECTORY=" + backups, "WXLOGIN_TEST_CHILD=1", "PATH=" + os.Getenv("PATH")}
+		if out, err := sh.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", key, err, out)
+		}
+	}
+	made, _ := filepath.Glob(filepath.Join(backups, "users-*.jsonl"))
+	if len(made) != 1 || made[0] == old {
+		t.Fatalf("backups after a run: %v; want the new one alone", made)
+	}
+	var out strings.Builder
+	if err := run(t.Context(), []string{"wxlogin", "check", "-backup", made[0]}, func(string) string { return "" }, &out, &out); err != nil {
+		t.Errorf("wxlogin check -backup %s: %v\n%s", made[0], err, out.String())
+	}
+	if !strings.Contains(out.String(), "1 user") {
+		t.Errorf("the backup holds %q; want alice", out.String())
+	}
+}
+
+// The nginx recipe, with only its addresses and paths changed for
+// loopback: nginx -t accepts it, and a mini program's login through it
+// works, with the client's address in wxlogin's access log (the client
+// dials from 127.0.0.2, nginx from 127.0.0.1), and in nginx's, which holds
+// neither the token nor the code.
+func TestNginxRecipe(t *testing.T) {
+	nginx := needTool(t, "nginx", "nginx")
+	s := startServer(t, nil, "-data", t.TempDir(), "-trusted-proxies", "127.0.0.1")
+	dir := t.TempDir()
+	cert, key := writeTestCertificate(t, dir, "login.example.com")
+	httpPort, httpsPort := freePort(t), freePort(t)
+	site := readFile(t, filepath.Join("deploy", "nginx.conf"))
+	for _, r := range [][2]string{
+		{"listen 80;", "listen 127.0.0.1:" + strconv.Itoa(httpPort) + ";"},
+		{"listen [::]:80;", ""},
+		{"listen 443 ssl http2;", "listen 127.0.0.1:" + strconv.Itoa(httpsPort) + " ssl http2;"},
+		{"listen [::]:443 ssl http2;", ""},
+		{"/etc/letsencrypt/live/login.example.com/fullchain.pem", cert},
+		{"/etc/letsencrypt/live/login.example.com/privkey.pem", key},
+		{"/var/log/nginx/wxlogin.access.log", filepath.Join(dir, "access.log")},
+		{"server 127.0.0.1:8080;", "server " + strings.TrimPrefix(s.url, "http://") + ";"},
+	} {
+		if !strings.Contains(site, r[0]) {
+			t.Fatalf("deploy/nginx.conf no longer has %q", r[0])
+		}
+		site = strings.ReplaceAll(site, r[0], r[1])
+	}
+	writeFile(t, filepath.Join(dir, "site.conf"), site)
+	writeFile(t, filepath.Join(dir, "nginx.conf"), `worker_processes 1;
+daemon off;
+pid `+dir+`/nginx.pid;
+error_log `+dir+`/error.log;
+events { worker_connections 64; }
+http {
+	client_body_temp_path `+dir+`/body;
+	proxy_temp_path `+dir+`/proxy;
+	fastcgi_temp_path `+dir+`/fastcgi;
+	uwsgi_temp_path `+dir+`/uwsgi;
+	scgi_temp_path `+dir+`/scgi;
+	include `+dir+`/site.conf;
+}
+`)
+	conf := filepath.Join(dir, "nginx.conf")
+	if out, err := exec.Command(nginx, "-t", "-p", dir, "-c", conf).CombinedOutput(); err != nil {
+		t.Fatalf("nginx -t: %v\n%s", err, out)
+	}
+	cmd := exec.Command(nginx, "-p", dir, "-c", conf)
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGQUIT) // nginx's graceful stop
+		cmd.Wait()
+	})
+	waitFor(t, "nginx listening", func() bool {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(httpsPort))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+
+	// A client on 127.0.0.2 that trusts the test certificate.
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM([]byte(readFile(t, cert)))
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	phone := &http.Client{
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return dialer.DialContext(ctx, network, addr)
+			},
+			TLSClientConfig:   &tls.Config{RootCAs: roots, ServerName: "login.example.com"},
+			ForceAttemptHTTP2: true,
+		},
+	}
+	site443 := "https://127.0.0.1:" + strconv.Itoa(httpsPort)
+	send := func(method, url, body string, header ...string) reply {
+		t.Helper()
+		req, err := http.NewRequest(method, url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", jsonCT)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := phone.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return parseReply(t, resp)
+	}
+	var wxLogin struct {
+		Code string `json:"code"`
+	}
+	if err := json.Unmarshal([]byte(send("POST", site443+"/mock/wx.login", `{"user":"alice"}`).raw), &wxLogin); err != nil || wxLogin.Code == "" {
+		t.Fatalf("the fake's wx.login through nginx: %v", err)
+	}
+	code := wxLogin.Code
+	login := send("POST", site443+"/login", `{"code":"`+code+`"}`, "X-Forwarded-For", "6.6.6.6")
+	token := dataOf[loginData](t, login).Token
+	if login.env.Status != statusOK || token == "" {
+		t.Fatalf("login through nginx = %s", login.raw)
+	}
+	if user := send("GET", site443+"/user", "", "Authorization", "Bearer "+token); user.env.Status != statusOK {
+		t.Errorf("GET /user through nginx = %s", user.raw)
+	}
+
+	loginLine := regexp.MustCompile(`(?m)^.*msg=request method=POST path=/login .*$`).FindString(s.logs.String())
+	if !strings.Contains(loginLine, " remote=127.0.0.2 proxy=127.0.0.1:") {
+		t.Errorf("wxlogin's access log line of the login = %q; want remote=127.0.0.2, the client, and proxy=127.0.0.1, nginx", loginLine)
+	}
+	access := readFile(t, filepath.Join(dir, "access.log"))
+	if !strings.Contains(access, `127.0.0.2 [`) || !strings.Contains(access, `"POST /login HTTP/2.0" 200`) {
+		t.Errorf("nginx's access log does not show the login from 127.0.0.2:\n%s", access)
+	}
+	for _, secret := range []string{token, code} {
+		if strings.Contains(access, secret) {
+			t.Errorf("nginx's access log holds %q:\n%s", secret, access)
+		}
+	}
+
+	resp, err := phone.Get("http://127.0.0.1:" + strconv.Itoa(httpPort) + "/user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMovedPermanently || !strings.HasPrefix(resp.Header.Get("Location"), "https://") {
+		t.Errorf("plain HTTP = %d to %q; want a redirect to https", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, err := phone.Get(site443 + "/debug/pprof/"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/ through nginx = %v, %v; want 404", resp, err)
+	}
+}
+
+// The Caddy recipe, its log written to a scratch folder: caddy validate
+// accepts it.
+func TestCaddyRecipe(t *testing.T) {
+	caddy := needTool(t, "caddy", "caddy")
+	dir := t.TempDir()
+	file := readFile(t, filepath.Join("deploy", "Caddyfile"))
+	if !strings.Contains(file, "/var/log/caddy/wxlogin.access.log") {
+		t.Fatal("deploy/Caddyfile no longer logs to /var/log/caddy/wxlogin.access.log")
+	}
+	path := filepath.Join(dir, "Caddyfile")
+	writeFile(t, path, strings.ReplaceAll(file, "/var/log/caddy/wxlogin.access.log", filepath.Join(dir, "access.log")))
+	cmd := exec.Command(caddy, "validate", "--config", path, "--adapter", "caddyfile")
+	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "Valid configuration") {
+		t.Errorf("caddy validate: %v\n%s", err, out)
+	}
+}
+
+// writeTestCertificate writes a self-signed certificate for host and
+// 127.0.0.1, and its key, in dir, and returns their paths.
+func writeTestCertificate(t *testing.T, dir, host string) (certPath, keyPath string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	template := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: host},
+		DNSNames:     []string{host},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeFile(t, certPath, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	writeFile(t, keyPath, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})))
+	return certPath, keyPath
+}
+
+// readFile is the content of path, or the test fails.
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// freePort is a loopback port free now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
