@@ -48,9 +48,10 @@ type config struct {
 	// promise of a write (redisFsync or redisUnchecked).
 	redis           *redisConfig
 	redisDurability string
-	logFormat       string     // "text" (logfmt) or "json"
-	logLevel        slog.Level // the least level logged
-	showVersion     bool       // -version: print the build and exit
+	fixtures        fakeFixtures // the fake's users fixed by name (-fake-fixtures)
+	logFormat       string       // "text" (logfmt) or "json"
+	logLevel        slog.Level   // the least level logged
+	showVersion     bool         // -version: print the build and exit
 }
 
 // appConfig is one mini program wxlogin serves, as the apps file lists it.
@@ -123,6 +124,8 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	var logLevel string
 	e.string(&logLevel, "log-level", "WXLOGIN_LOG_LEVEL", "info", "the least level logged: debug, info, warn or error (info includes a line per request)")
 	fs.BoolVar(&cfg.showVersion, "version", false, "print the module version and VCS revision this binary was built from, and exit")
+	var fixturesPath string
+	e.string(&fixturesPath, "fake-fixtures", "WXLOGIN_FAKE_FIXTURES", "", "a JSON file of the fake WeChat's users, fixed by name: openids, unionid, nickname, avatar, phone; and which apps are unbound (README, the fake); in mock mode or with -fake-only")
 	var fakeOnly optionalBool
 	e.bool(&fakeOnly, "fake-only", "WXLOGIN_FAKE_ONLY", "serve only the fake WeChat, with WeChat's API paths at the root, for load tests and other backends' tests; needs WX_APPSECRET (or -apps), which it checks like WeChat")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -241,7 +244,24 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 			a.Name = a.AppID
 		}
 	}
+	if fixturesPath != "" {
+		if !cfg.mock && !cfg.fakeOnly {
+			return cfg, errors.New("-fake-fixtures / WXLOGIN_FAKE_FIXTURES: only the fake WeChat has fixtures (mock mode or -fake-only)")
+		}
+		if cfg.fixtures, err = loadFakeFixtures(fixturesPath, appIDs(cfg.apps)); err != nil {
+			return cfg, fmt.Errorf("-fake-fixtures / WXLOGIN_FAKE_FIXTURES: %w", err)
+		}
+	}
 	return cfg, nil
+}
+
+// appIDs lists the apps' AppIDs.
+func appIDs(apps []appConfig) []string {
+	ids := make([]string, len(apps))
+	for i, a := range apps {
+		ids[i] = a.AppID
+	}
+	return ids
 }
 
 // shortcutApp is the one app of WX_APPID and WX_APPSECRET (or

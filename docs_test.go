@@ -240,3 +240,95 @@ func TestCIRunsTheREADMETestCommand(t *testing.T) {
 		t.Errorf(".ci/run has no line %q, the README's test command", command)
 	}
 }
+
+// The README's recipes run as pasted: the newcomer's curl blocks against
+// a fresh server in mock mode, the -fake-only recipe as it is but for its
+// ports, and the Node backend's snippet against -fake-only with the
+// README's fixtures file.
+func TestREADMERecipesRunAsPasted(t *testing.T) {
+	needTool(t, "curl", "curl")
+	bash := func(t *testing.T, dir, script string) string {
+		t.Helper()
+		// Servers the recipe started are stopped however it ends.
+		cmd := exec.Command("bash", "-euo", "pipefail", "-c", "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"+script)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("the recipe failed: %v\n%s\n--- the recipe:\n%s", err, out, script)
+		}
+		return string(out)
+	}
+	t.Run("try it with curl", func(t *testing.T) {
+		s := startServer(t, nil, "-data", t.TempDir())
+		script := strings.Join(codeBlocks(t, readmeSection(t, "Try it with curl"), "sh"), "\n")
+		out := bash(t, t.TempDir(), strings.ReplaceAll(script, "localhost:8080", strings.TrimPrefix(s.url, "http://")))
+		for _, want := range []string{`"new_user":true`, `"status":4`, `"nickname":"爱丽丝"`, `"status":9`, `"pure_phone_number":"`, `"step_info_list":[`, `"valid":false`, `"status":5`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the recipe's output lacks %s:\n%s", want, out)
+			}
+		}
+	})
+	t.Run("the fake on its own", func(t *testing.T) {
+		blocks := codeBlocks(t, readmeSubsection(t, "The fake WeChat on its own: `-fake-only`"), "sh")
+		if len(blocks) != 1 {
+			t.Fatalf("the -fake-only section has %d shell blocks; want the recipe alone", len(blocks))
+		}
+		fakePort, serverPort := strconv.Itoa(freePort(t)), strconv.Itoa(freePort(t))
+		// Built in a scratch folder rather than the checkout.
+		binary := filepath.Join(t.TempDir(), "wxlogin")
+		script := strings.NewReplacer(":9000", ":"+fakePort, ":8081", ":"+serverPort, "go build -o wxlogin .", "go build -o "+binary+" .",
+			"./wxlogin", binary).Replace(blocks[0])
+		if out := bash(t, ".", script); !strings.Contains(out, `"new_user":true`) {
+			t.Errorf("the -fake-only recipe logged nobody in:\n%s", out)
+		}
+	})
+	t.Run("a Node backend", func(t *testing.T) {
+		node := needTool(t, "node", "nodejs")
+		section := readmeSubsection(t, "Other backends' tests")
+		fixtures := filepath.Join(t.TempDir(), "fixtures.json")
+		writeFile(t, fixtures, codeBlocks(t, section, "json")[0])
+		env := map[string]string{"WX_APPID": mockAppID, "WX_APPSECRET": "any-test-secret"}
+		fake := startServer(t, env, "-fake-only", "-fake-fixtures", fixtures)
+		snippet := strings.ReplaceAll(codeBlocks(t, section, "js")[0], "http://127.0.0.1:9000", fake.url)
+		cmd := exec.Command(node, "--input-type=module", "-e", snippet)
+		cmd.Env = append(os.Environ(), "WX_APPID="+mockAppID, "WX_APPSECRET=any-test-secret")
+		out, err := cmd.CombinedOutput()
+		if err != nil || string(out) != "o-alice u-alice\n" {
+			t.Errorf("the Node snippet printed %q, %v; want the fixtures' openid and unionid, o-alice u-alice", out, err)
+		}
+	})
+}
+
+// codeBlocks are the fenced blocks of lang in text, without their fences.
+func codeBlocks(t *testing.T, text, lang string) []string {
+	t.Helper()
+	var blocks []string
+	for _, part := range strings.Split(text, "\n```"+lang+"\n")[1:] {
+		block, _, found := strings.Cut(part, "\n```\n")
+		if !found {
+			t.Fatalf("a ```%s block is not closed", lang)
+		}
+		blocks = append(blocks, block+"\n")
+	}
+	if len(blocks) == 0 {
+		t.Fatalf("no ```%s block", lang)
+	}
+	return blocks
+}
+
+// readmeSubsection is the text of the README subsection with the given
+// heading, up to the next heading.
+func readmeSubsection(t *testing.T, heading string) string {
+	t.Helper()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, found := strings.Cut(string(readme), "\n### "+heading+"\n")
+	if !found {
+		t.Fatalf("README has no subsection %q", heading)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	section, _, _ = strings.Cut(section, "\n### ")
+	return section
+}

@@ -161,12 +161,14 @@ func resetConnection(w http.ResponseWriter) {
 	conn.Close()
 }
 
-// handleFaults serves /mock/faults: POST sets, GET reports.
+// handleFaults serves /mock/faults: POST sets, GET reports. The body is
+// JSON whatever its Content-Type, as for the fake's /mock/wx.* endpoints:
+// curl -d sends JSON labelled as a form.
 func (fi *faultInjector) handleFaults() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			var s faultSettings
-			if err := readJSON(r, &s); err != nil {
+			if err := decodeJSONBody(r, &s); err != nil {
 				writeError(w, err)
 				return
 			}

@@ -106,7 +106,10 @@ func TestFaultsEndpoint(t *testing.T) {
 			t.Errorf("POST /mock/faults %s = %d %s; want 400, status 1", body, got.code, got.raw)
 		}
 	}
-	call(t, h, "POST", "/mock/faults", `{"rate":0.5}`, "Content-Type", jsonCT)
+	// As curl -d sends it, JSON labelled as a form, as /mock/wx.* take it.
+	if got := call(t, h, "POST", "/mock/faults", `{"rate":0.5}`, "Content-Type", "application/x-www-form-urlencoded"); got.env.Status != 0 || dataOf[faultsData](t, got).Rate != 0.5 {
+		t.Errorf("POST /mock/faults as curl -d sends it = %s; want the rate set", got.raw)
+	}
 	for range 4 {
 		r := httptest.NewRequest("GET", "/mock/api/sns/jscode2session?appid=wxapp&secret="+testSecret+"&js_code=x&grant_type=authorization_code", nil)
 		w := httptest.NewRecorder()

@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -179,7 +180,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, 
 	wechatAPI := cfg.wechatAPI
 	var fake *fakeWechat
 	if cfg.mock {
-		fake = fakeFor(cfg.apps)
+		fake = fakeFor(cfg.apps, cfg.fixtures)
 		// The clients reach the fake over HTTP, through the real code path.
 		wechatAPI = baseURL + fakeAPIPrefix
 	}
@@ -198,7 +199,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, 
 	srv := newHTTPServer(newServer(log, m, apps, users, tokens, limit, cfg.proxies, fake), cfg.loginTimeout, log)
 	if cfg.mock {
 		log.Warn("MOCK MODE: logins go to the built-in fake WeChat, not to WeChat; get a code from POST /mock/wx.login",
-			"appids", appIDsOf(cfg.apps), "teaching_page", baseURL+"/")
+			"appids", strings.Join(appIDs(cfg.apps), ","), "teaching_page", baseURL+"/")
 	}
 	maxConns := cfg.connCap()
 	log.Info("wxlogin listening", append([]any{"url", baseURL, "addr", ln.Addr().String(), "max_conns", maxConns,
@@ -237,7 +238,7 @@ func runFakeOnly(ctx context.Context, cfg config, m *metrics, log *slog.Logger) 
 		return err
 	}
 	defer stopAdmin()
-	fake := fakeFor(cfg.apps)
+	fake := fakeFor(cfg.apps, cfg.fixtures)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
@@ -245,26 +246,19 @@ func runFakeOnly(ctx context.Context, cfg config, m *metrics, log *slog.Logger) 
 	srv := newHTTPServer(withAccessLog(log, cfg.proxies, m, fake.standalone()), cfg.loginTimeout, log)
 	baseURL := "http://" + dialableAddr(ln.Addr())
 	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(), "fake_only", true,
-		"appids", appIDsOf(cfg.apps))
+		"appids", strings.Join(appIDs(cfg.apps), ","))
 	return serveUntilDone(ctx, srv, limitConns(srv, ln, cfg.connCap()), 5*time.Second, log)
 }
 
 // fakeFor is a fake WeChat that knows the configured apps and their secrets.
-func fakeFor(apps []appConfig) *fakeWechat {
+func fakeFor(apps []appConfig, fixtures fakeFixtures) *fakeWechat {
 	fakeApps := map[string]fakeApp{}
 	for _, a := range apps {
-		fakeApps[a.AppID] = fakeApp{Name: a.Name, Secret: a.secret, Unbound: a.Unbound}
+		fakeApps[a.AppID] = fakeApp{Name: a.Name, Secret: a.secret, Unbound: a.Unbound || slices.Contains(fixtures.unbound, a.AppID)}
 	}
-	return newFakeWechat(fakeApps, time.Now)
-}
-
-// appIDsOf lists the configured AppIDs for a log line.
-func appIDsOf(apps []appConfig) string {
-	ids := make([]string, len(apps))
-	for i, a := range apps {
-		ids[i] = a.AppID
-	}
-	return strings.Join(ids, ",")
+	f := newFakeWechat(fakeApps, time.Now)
+	f.fixtures = fixtures
+	return f
 }
 
 // startAdmin serves the profiler, and a backup of users (nil for the fake

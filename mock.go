@@ -60,8 +60,9 @@ type fakeApp struct {
 
 // fakeWechat imitates WeChat for a fixed set of apps.
 type fakeWechat struct {
-	apps map[string]fakeApp // by appid, fixed at construction
-	now  func() time.Time
+	apps     map[string]fakeApp // by appid, fixed at construction
+	fixtures fakeFixtures       // users fixed by name (fixtures.go), fixed at construction
+	now      func() time.Time
 
 	mu          sync.Mutex // guards every field below
 	loginCodes  codeBook
@@ -231,14 +232,6 @@ func fakeOpenID(appID, user string) string { return fakeID("openid\x00" + appID 
 // bound to the Open Platform account.
 func fakeUnionID(user string) string { return fakeID("unionid\x00" + user) }
 
-// unionID is u's unionid, or "" if u's app is not bound to the account.
-func (f *fakeWechat) unionID(u fakeUser) string {
-	if f.apps[u.appID].Unbound {
-		return ""
-	}
-	return fakeUnionID(u.name)
-}
-
 // fakeID derives a 28-character id shaped like WeChat's ("o" and base64url).
 func fakeID(seed string) string {
 	sum := fakeHash(seed)
@@ -358,7 +351,7 @@ func (f *fakeWechat) handleCode2Session() http.Handler {
 		case f.isRiskBlocked(c.user):
 			answer(w, apiFailure(errcodeUserBlocked, "code blocked"))
 		default:
-			reply := fakeReply{"openid": fakeOpenID(appID, c.user.name), "session_key": c.sessionKey}
+			reply := fakeReply{"openid": f.openID(appID, c.user.name), "session_key": c.sessionKey}
 			if unionID := f.unionID(c.user); unionID != "" {
 				reply["unionid"] = unionID
 			}
@@ -577,15 +570,16 @@ func (f *fakeWechat) handlePhoneNumber() http.Handler {
 		case c == nil || used:
 			jsonAnswer(w, apiFailure(errcodeInvalidCode, "invalid code"))
 			return
-		case req.OpenID != "" && req.OpenID != fakeOpenID(appID, c.user.name):
+		case req.OpenID != "" && req.OpenID != f.openID(appID, c.user.name):
 			jsonAnswer(w, apiFailure(40003, "invalid openid"))
 			return
 		}
-		number := fakePhoneNumber(c.user.name)
+		number, pure, countryCode := f.phone(c.user.name)
+		code, _ := strconv.Atoi(countryCode)
 		jsonAnswer(w, fakeReply{"errcode": 0, "errmsg": "ok", "phone_info": fakeReply{
 			"phoneNumber":     number,
-			"purePhoneNumber": number,
-			"countryCode":     86, // a number here, as in WeChat's example
+			"purePhoneNumber": pure,
+			"countryCode":     code, // a number here, as in WeChat's example
 			"watermark":       fakeWatermark{now.Unix(), appID},
 		}})
 	})

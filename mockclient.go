@@ -252,7 +252,7 @@ func (f *fakeWechat) issueCode(appID, user string) string {
 	f.loginCodes.add(c, f.now())
 	f.lastVisit[u] = f.now()
 	f.sessionKeys[u] = c.sessionKey
-	f.openIDs[userRef{appID, fakeOpenID(appID, user)}] = user
+	f.openIDs[userRef{appID, f.openID(appID, user)}] = user
 	return c.code
 }
 
@@ -302,12 +302,13 @@ func (f *fakeWechat) handleGetUserInfo() http.Handler {
 			return
 		}
 		u := fakeUser{req.AppID, req.User}
-		info := userInfo{NickName: req.User, Language: "zh_CN", AvatarURL: fakeAvatarURL(req.User)}
+		nickname, avatar := f.profile(req.User)
+		info := userInfo{NickName: nickname, Language: "zh_CN", AvatarURL: avatar}
 		if req.Anonymous {
 			info = userInfo{NickName: anonymousNickname, AvatarURL: anonymousAvatarURL}
 		}
 		plain := encrypted{
-			OpenID: fakeOpenID(u.appID, u.name), userInfo: info, UnionID: f.unionID(u),
+			OpenID: f.openID(u.appID, u.name), userInfo: info, UnionID: f.unionID(u),
 			Watermark: fakeWatermark{Timestamp: f.now().Unix(), AppID: u.appID},
 		}
 		data, iv, key, ok := f.encryptForUser(u, plain)
@@ -360,13 +361,13 @@ func (f *fakeWechat) handleGetPhoneNumber(api string, legacy bool) http.Handler 
 		code := &fakeCode{code: randomText(32, hex.EncodeToString), user: u, expires: now.Add(fakeCodeLifetime)}
 		f.mu.Lock()
 		f.phoneCodes.add(code, now)
-		f.openIDs[userRef{u.appID, fakeOpenID(u.appID, u.name)}] = u.name
+		f.openIDs[userRef{u.appID, f.openID(u.appID, u.name)}] = u.name
 		f.mu.Unlock()
 
 		reply := map[string]string{"errMsg": api + ":ok", "code": code.code}
 		if legacy {
-			number := fakePhoneNumber(u.name)
-			plain := encrypted{number, number, "86", fakeWatermark{now.Unix(), u.appID}}
+			number, pure, countryCode := f.phone(u.name)
+			plain := encrypted{number, pure, countryCode, fakeWatermark{now.Unix(), u.appID}}
 			if data, iv, _, ok := f.encryptForUser(u, plain); ok {
 				reply["encryptedData"], reply["iv"] = data, iv
 			}
