@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -171,7 +173,7 @@ func chromium(t *testing.T) string {
 	if os.Getenv("WXLOGIN_REQUIRE_CHROMIUM") != "" {
 		t.Fatal("chromium is not installed, and WXLOGIN_REQUIRE_CHROMIUM is set")
 	}
-	t.Skip("chromium is not installed (apt-get install chromium); .ci/run installs it and runs this test")
+	skipMissingTool(t, "chromium is not installed (apt-get install chromium); .ci/run installs it and runs this test")
 	return ""
 }
 
@@ -192,6 +194,90 @@ func dumpDOM(t *testing.T, browser, url string) string {
 		t.Fatalf("chromium: %v\n%s", err, stderr.String())
 	}
 	return string(dom)
+}
+
+// resultAt loads url in headless Chromium on a screen width px wide, as a
+// phone's or a desktop's, waits until the page is done, and returns its
+// result (the text of <output id="result">). A headless window is never
+// narrower than 500 px, so the width is set as DevTools sets it, through
+// the DevTools protocol on a pipe (--remote-debugging-pipe: JSON messages
+// ending in a NUL, on file descriptors 3 and 4).
+func resultAt(t *testing.T, browser, url string, width int) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	toBrowser, commands, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	replies, fromBrowser, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+t.TempDir(), "--remote-debugging-pipe", "about:blank")
+	cmd.ExtraFiles = []*os.File{toBrowser, fromBrowser}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	toBrowser.Close()
+	fromBrowser.Close()
+	defer func() {
+		commands.Close() // the browser exits when its pipe closes
+		cmd.Wait()
+		replies.Close()
+	}()
+	read := bufio.NewReader(replies)
+	id := 0
+	send := func(session, method string, params map[string]any) map[string]any {
+		t.Helper()
+		id++
+		msg := map[string]any{"id": id, "method": method, "params": params}
+		if session != "" {
+			msg["sessionId"] = session
+		}
+		b, _ := json.Marshal(msg)
+		if _, err := commands.Write(append(b, 0)); err != nil {
+			t.Fatalf("DevTools %s: %v", method, err)
+		}
+		for {
+			line, err := read.ReadBytes(0)
+			if err != nil {
+				t.Fatalf("DevTools %s: %v", method, err)
+			}
+			var reply struct {
+				ID     int
+				Result map[string]any
+				Error  *struct{ Message string }
+			}
+			if err := json.Unmarshal(line[:len(line)-1], &reply); err != nil {
+				t.Fatalf("DevTools sent %q: %v", line, err)
+			}
+			if reply.ID != id {
+				continue // an event, or nothing asked for
+			}
+			if reply.Error != nil {
+				t.Fatalf("DevTools %s: %s", method, reply.Error.Message)
+			}
+			return reply.Result
+		}
+	}
+	target := send("", "Target.createTarget", map[string]any{"url": "about:blank"})["targetId"]
+	session, _ := send("", "Target.attachToTarget", map[string]any{"targetId": target, "flatten": true})["sessionId"].(string)
+	send(session, "Emulation.setDeviceMetricsOverride", map[string]any{"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 900})
+	send(session, "Page.navigate", map[string]any{"url": url})
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		got := send(session, "Runtime.evaluate", map[string]any{"returnByValue": true,
+			"expression": `document.body && document.body.dataset.demo === 'done' ? document.getElementById('result').textContent : ''`})
+		if r, _ := got["result"].(map[string]any); r != nil {
+			if v, _ := r["value"].(string); v != "" {
+				return v
+			}
+		}
+	}
+	t.Fatalf("the page at %d px was not done within a minute", width)
+	return ""
 }
 
 // attrs returns the value of attribute name on every element that has it,
@@ -265,6 +351,36 @@ func TestTeachingPageInChromium(t *testing.T) {
 		}
 	})
 
+	// On a phone's width the diagram is below the phone, and nothing is
+	// wider than the screen; on a desktop's it is beside the phone.
+	for _, width := range []int{400, 1400} {
+		t.Run(fmt.Sprintf("at %d px", width), func(t *testing.T) {
+			raw := resultAt(t, browser, s.url+"/?autorun=3", width)
+			type box struct{ Left, Right, Top, Bottom int }
+			var result struct {
+				Layout struct {
+					Width, ScrollWidth int
+					Phone, Diagram     box
+				}
+			}
+			if err := json.Unmarshal([]byte(raw), &result); err != nil {
+				t.Fatalf("result %s: %v", raw, err)
+			}
+			l := result.Layout
+			if l.Width != width {
+				t.Fatalf("the window is %d px wide; want %d", l.Width, width)
+			}
+			if l.ScrollWidth > width || l.Phone.Right > width || l.Diagram.Right > width {
+				t.Errorf("at %d px the page is %d px wide, the phone ends at %d, the diagram at %d; want all within the window", width, l.ScrollWidth, l.Phone.Right, l.Diagram.Right)
+			}
+			beside := l.Diagram.Left >= l.Phone.Right && l.Diagram.Top < l.Phone.Bottom
+			below := l.Diagram.Top >= l.Phone.Bottom && l.Diagram.Right-l.Diagram.Left >= width*3/4
+			if width < 900 && !below || width >= 900 && !beside {
+				t.Errorf("at %d px the phone is at %+v and the diagram at %+v; want the diagram %s", width, l.Phone, l.Diagram, map[bool]string{true: "below, as wide as the screen", false: "beside it"}[width < 900])
+			}
+		})
+	}
+
 	t.Run("logged in, after the phone number", func(t *testing.T) {
 		dom := dumpDOM(t, browser, s.url+"/?autorun=6")
 		for _, want := range []string{`id="nickname">alice<`, fakePhoneNumber("alice"), "token in storage: "} {
@@ -273,4 +389,29 @@ func TestTeachingPageInChromium(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Every character the teaching page can show is drawn by a font installed
+// here (fontconfig's fc-list): the CJK ones by fonts-noto-cjk, which
+// .ci/run and scripts/screenshot install, the symbols by DejaVu; no emoji,
+// which those fonts draw as empty boxes.
+func TestTeachingPageGlyphsHaveFonts(t *testing.T) {
+	fcList := needTool(t, "fc-list", "fontconfig")
+	if out, _ := exec.Command(fcList, ":lang=zh-cn", "family").Output(); !strings.Contains(string(out), "Noto Sans CJK SC") {
+		missingTool(t, "Noto Sans CJK SC", "fonts-noto-cjk")
+	}
+	runes := map[rune]bool{}
+	for _, name := range []string{"demo.html", "demo.js", "demo.css", "status.html"} {
+		for _, r := range readFile(t, filepath.Join("web", name)) {
+			if r >= 0x80 {
+				runes[r] = true
+			}
+		}
+	}
+	for r := range runes {
+		out, err := exec.Command(fcList, fmt.Sprintf(":charset=%x", r), "family").Output()
+		if err != nil || len(bytes.TrimSpace(out)) == 0 {
+			t.Errorf("no installed font draws %q (U+%04X), which the teaching page shows", r, r)
+		}
+	}
 }

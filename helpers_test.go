@@ -747,14 +747,30 @@ type child struct {
 func needTool(t *testing.T, name, pkg string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
+	if err != nil {
+		missingTool(t, name, pkg)
 	}
+	return path
+}
+
+// missingTool ends t for what is not installed, from the Debian package
+// pkg: a failure where WXLOGIN_REQUIRE_TOOLS is set, a skip elsewhere.
+func missingTool(t *testing.T, what, pkg string) {
+	t.Helper()
 	if os.Getenv("WXLOGIN_REQUIRE_TOOLS") != "" {
-		t.Fatalf("%s is not installed (Debian's %s package), and WXLOGIN_REQUIRE_TOOLS is set", name, pkg)
+		t.Fatalf("%s is not installed (Debian's %s package), and WXLOGIN_REQUIRE_TOOLS is set", what, pkg)
 	}
-	t.Skipf("SKIPPED: %s is not installed (apt-get install %s)", name, pkg)
-	return ""
+	skipMissingTool(t, fmt.Sprintf("%s is not installed (apt-get install %s)", what, pkg))
+}
+
+// skipMissingTool skips t for a tool that is not installed, and says so on
+// stderr too: go test run in the package's directory, as the README's
+// command runs it, shows stderr without -v, where a skip's message alone
+// would go unseen.
+func skipMissingTool(t testing.TB, why string) {
+	t.Helper()
+	fmt.Fprintf(os.Stderr, "SKIPPED %s: %s\n", t.Name(), why)
+	t.Skip(why)
 }
 
 // childBinary is the program a child runs: this test binary, which is

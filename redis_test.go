@@ -205,7 +205,7 @@ func requireRedis(t testing.TB) string {
 		if os.Getenv("WXLOGIN_REQUIRE_REDIS") != "" {
 			t.Fatal("redis-server is not installed, and WXLOGIN_REQUIRE_REDIS says it must be")
 		}
-		t.Skip("redis-server is not installed (.ci/run installs Debian's redis-server; apt-get install redis-server)")
+		skipMissingTool(t, "redis-server is not installed (.ci/run installs Debian's redis-server; apt-get install redis-server)")
 	}
 	return path
 }

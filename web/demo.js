@@ -138,7 +138,7 @@
     const user = Object.assign(phone.user, data);
     $('nickname').textContent = user.nickname || '(no nickname yet)';
     $('avatar').textContent = (user.nickname || '?').slice(0, 1);
-    $('phone-number').textContent = user.phone_number ? '📱 ' + user.phone_number : '';
+    $('phone-number').textContent = user.phone_number ? '手机 ' + user.phone_number : '';
   }
 
   function showLoggedOut() {
@@ -490,7 +490,18 @@
       steps: nextStep,
       arrows: $('diagram').querySelectorAll('[data-label]').length,
       authSetting,
+      layout: layoutOf(),
     });
+  }
+
+  // layoutOf is where the phone and the diagram are on the page, for a
+  // headless browser to check the layout at its window's width.
+  function layoutOf() {
+    const box = (selector) => {
+      const r = document.querySelector(selector).getBoundingClientRect();
+      return { left: Math.round(r.left), right: Math.round(r.right), top: Math.round(r.top + scrollY), bottom: Math.round(r.bottom + scrollY) };
+    };
+    return { width: innerWidth, scrollWidth: document.documentElement.scrollWidth, phone: box('.phone'), diagram: box('#diagram') };
   }
 
   document.addEventListener('DOMContentLoaded', () => {
