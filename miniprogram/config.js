@@ -10,4 +10,13 @@ module.exports = {
   // storage first, which must answer JSON {"url": "https://…"}; that URL is
   // what PATCH /user saves. Empty: the sample says so instead of uploading.
   avatarUploadURL: '',
+
+  // Demo mode, for showing the sample in WeChat DevTools against `go run .`
+  // (mock mode, no AppSecret): DevTools' wx.login codes are WeChat's, which
+  // the built-in fake cannot know, so with this on the sample gets its
+  // codes, and what the getUserInfo and phone buttons give, from the
+  // server's fake, as demoUser (utils/demo.js). It works only in the
+  // development version: a trial or release build ignores it and uses WeChat.
+  demoCodesFromFake: false,
+  demoUser: 'alice',
 };

@@ -37,6 +37,7 @@ function createPhone(serverURL, name = 'alice') {
     sessionValid: false,
     requests: [], // {method, path, authorization} of every wx.request
     logins: 0, // wx.login calls
+    envVersion: 'develop', // what wx.getAccountInfoSync says: DevTools runs the development version
     dialogs: [], // every dialog, modal and settings page shown
     tmpFiles: new Map(), // temporary path → bytes, as chooseAvatar leaves them
     app: null,
@@ -212,6 +213,10 @@ function createPhone(serverURL, name = 'alice') {
     },
     removeStorageSync(key) {
       phone.storage.delete(key);
+    },
+
+    getAccountInfoSync() {
+      return { miniProgram: { appId: 'wxfa4e000000000000', envVersion: phone.envVersion, version: '' } };
     },
 
     login(options = {}) {

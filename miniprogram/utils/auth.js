@@ -1,6 +1,7 @@
 // Login state on the phone: the token wxlogin issued, kept in storage. The
 // session_key is never here; wxlogin keeps it.
 const config = require('../config');
+const demo = require('./demo');
 
 const TOKEN_KEY = 'token';
 
@@ -57,8 +58,10 @@ function call(path, { method = 'GET', data, token } = {}) {
   });
 }
 
-// wxLogin resolves to a fresh code from wx.login.
+// wxLogin resolves to a fresh code from wx.login, or in demo mode
+// (utils/demo.js) from the server's fake WeChat.
 function wxLogin() {
+  if (demo.on()) return demo.code().catch((err) => Promise.reject(new ApiError(-1, err.message)));
   return new Promise((resolve, reject) => {
     wx.login({
       success: (res) => resolve(res.code),

@@ -6,6 +6,7 @@
 const { request } = require('../../utils/request');
 const auth = require('../../utils/auth');
 const privacy = require('../../utils/privacy');
+const demo = require('../../utils/demo');
 const { uploadAvatar } = require('../../utils/upload');
 const { promisify } = require('../../utils/scopes');
 
@@ -78,8 +79,9 @@ Page(Object.assign({
   onGetUserInfo(e) {
     return this.run(async () => {
       if (privacy.refused(e.detail)) throw new Error('未同意隐私保护指引，无法获取用户信息');
-      const { rawData, signature, encryptedData, iv } = e.detail;
-      if (!encryptedData) throw new Error('未授权：' + e.detail.errMsg);
+      const detail = demo.on() ? await demo.buttonDetail('wx.getUserInfo') : e.detail;
+      const { rawData, signature, encryptedData, iv } = detail;
+      if (!encryptedData) throw new Error('未授权：' + detail.errMsg);
       try {
         this.setData({ user: await request('/user/userinfo', { method: 'POST', data: { rawData, signature, encryptedData, iv } }) });
       } catch (err) {
@@ -107,8 +109,9 @@ Page(Object.assign({
 
   redeemPhone(detail) {
     return this.run(async () => {
-      if (detail.errno === ERRNO_NO_PHONE_QUOTA) throw new Error('手机号验证次数已用完，请稍后再试或手动填写');
       if (privacy.refused(detail)) throw new Error('未同意隐私保护指引，无法获取手机号');
+      if (demo.on()) detail = await demo.buttonDetail('wx.getPhoneNumber');
+      if (detail.errno === ERRNO_NO_PHONE_QUOTA) throw new Error('手机号验证次数已用完，请稍后再试或手动填写');
       if (!detail.code) throw new Error('未授权手机号：' + detail.errMsg);
       const phone = await request('/user/phone', { method: 'POST', data: { code: detail.code } });
       this.setData({ user: Object.assign({}, this.data.user, phone) });
