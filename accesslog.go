@@ -29,9 +29,8 @@ func newLogger(out io.Writer, format string, level slog.Level) *slog.Logger {
 // withAccessLog writes one log line per request (method, path, route,
 // status, duration, and the cause of a failure; never a token, code or
 // secret: bodies, queries and headers are not logged), counts it in m, and
-// names the client's
-// address: the peer's, or behind a trusted proxy the one it forwarded, with
-// the proxy's as "proxy". It also caps request
+// names the client's address: the peer's, or behind a trusted proxy the one
+// it forwarded, with the proxy's as "proxy". It also caps request
 // bodies, turns panics into a 500 envelope, and answers the mux's own 404
 // and 405 in the envelope.
 func withAccessLog(log *slog.Logger, proxies trustedProxies, m *metrics, next http.Handler) http.Handler {

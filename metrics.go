@@ -120,7 +120,7 @@ func (m *metrics) appendText(b []byte) []byte {
 	b = m.wechatCalls.appendText(b, "wxlogin_wechat_calls_total", "Calls to WeChat, by API, outcome (ok, errcode, http_status, timeout, error) and errcode.")
 	b = m.wechatTime.appendText(b, "wxlogin_wechat_call_duration_seconds", "How long calls to WeChat took, by API.")
 	b = m.fsyncTime.appendText(b, "wxlogin_store_fsync_duration_seconds", "How long the user store's journal fsyncs took.")
-	b = appendFamily(b, "wxlogin_store_fsync_failures_total", "counter", "Failed writes or fsyncs of the user store's journal; after one, writes are refused until a restart.")
+	b = appendFamily(b, "wxlogin_store_fsync_failures_total", "counter", "Failed fsyncs of the user store's journal; after one, writes are refused until a restart.")
 	b = appendSample(b, "wxlogin_store_fsync_failures_total", nil, nil, float64(m.fsyncFailing.Load()))
 	if m.users != nil {
 		b = appendFamily(b, "wxlogin_users", "gauge", "Users in the store, erased ones not counted.")

@@ -23,7 +23,8 @@ import (
 // This file is a small Redis client on the standard library: RESP2 over
 // TCP or TLS, a bounded pool of connections per server that carries
 // concurrent calls together, each call bounded by its context, pipelines
-// for routes that need several commands, AUTH with an ACL user, SELECT. Redis Cluster's routing is rediscluster.go.
+// for routes that need several commands, AUTH with an ACL user, SELECT.
+// Redis Cluster's routing is rediscluster.go.
 // The protocol is Redis's own spec (https://redis.io/docs/latest/develop/reference/protocol-spec/).
 
 // redisError is an error reply of Redis ("-ERR …", "-MOVED …"): the

@@ -669,10 +669,17 @@ func (s *redisStore) spreadMembers(ctx context.Context, person string, joiner in
 	ver, _ := r[0].(int64)
 	members := membersIn(r[1])
 	list := formatRedisMembers(members)
+	// The joiner's copy goes last, and records the join only once every
+	// other copy is given: the mark says the whole change is done, and a
+	// change cut short before it is made again at the next login.
+	order := slices.Clone(members)
+	if i := slices.IndexFunc(order, func(m personMember) bool { return m.ID == joiner }); i >= 0 {
+		order = append(slices.Delete(order, i, i+1), members[i])
+	}
 	var gone []string
-	for _, m := range members {
+	for _, m := range order {
 		joined := ""
-		if m.ID == joiner {
+		if m.ID == joiner && len(gone) == 0 {
 			joined = "joined"
 		}
 		set, err := setMembersScript.run(ctx, s.rc, []string{redisUserKey(m.ID)}, person, personTag(person), strconv.FormatInt(ver, 10), list, joined)
@@ -683,10 +690,15 @@ func (s *redisStore) spreadMembers(ctx context.Context, person string, joiner in
 			gone = append(gone, "u:"+strconv.FormatInt(m.ID, 10))
 		}
 	}
-	for _, member := range gone {
+	for i, member := range gone {
 		// Erased, and left in the person by an erasure cut short: taken
-		// out now, and the list spread again without them.
-		if err := s.spreadMembers(ctx, person, 0, "del", member); err != nil {
+		// out now, and the list spread again without them; the last
+		// spread records the join.
+		last := int64(0)
+		if i == len(gone)-1 {
+			last = joiner
+		}
+		if err := s.spreadMembers(ctx, person, last, "del", member); err != nil {
 			return err
 		}
 	}
