@@ -72,7 +72,9 @@ func withAccessLog(log *slog.Logger, proxies trustedProxies, m *metrics, next ht
 				attrs = append(attrs, slog.String("err", rw.cause.Error()))
 			}
 			var answered *apiError
-			errors.As(rw.cause, &answered)
+			if rw.cause != nil && !errors.As(rw.cause, &answered) {
+				answered = &apiError{status: statusInternal} // a panic after the answer began
+			}
 			m.request(r.Pattern, rw.status, answered)
 			log.LogAttrs(r.Context(), level, "request", attrs...)
 		}()

@@ -163,9 +163,12 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	if cfg.logFormat != "text" && cfg.logFormat != "json" {
 		return cfg, fmt.Errorf("-log-format / WXLOGIN_LOG_FORMAT: %q is not text or json", cfg.logFormat)
 	}
-	if err := cfg.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
+	levels := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+	level, ok := levels[strings.ToLower(logLevel)]
+	if !ok {
 		return cfg, fmt.Errorf("-log-level / WXLOGIN_LOG_LEVEL: %q is not debug, info, warn or error", logLevel)
 	}
+	cfg.logLevel = level
 	if cfg.loginRate < 0 {
 		return cfg, errors.New("-login-rate / WXLOGIN_LOGIN_RATE: must be 0 (no limit) or more")
 	}

@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -157,8 +156,7 @@ http {
 	if out, err := exec.Command(nginx, "-t", "-p", dir, "-c", conf).CombinedOutput(); err != nil {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
-	cmd := exec.Command(nginx, "-p", dir, "-c", conf)
-	cmd.Stderr = io.Discard
+	cmd := exec.Command(nginx, "-p", dir, "-c", conf) // its errors go to error.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -166,13 +164,17 @@ http {
 		cmd.Process.Signal(syscall.SIGQUIT) // nginx's graceful stop
 		cmd.Wait()
 	})
-	waitFor(t, "nginx listening", func() bool {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(httpsPort))
 		if err == nil {
 			c.Close()
+			break
 		}
-		return err == nil
-	})
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Fatalf("nginx is not listening after 10 s (a port taken meanwhile?); its error.log:\n%s", b)
+		}
+	}
 
 	// A client on 127.0.0.2 that trusts the test certificate.
 	roots := x509.NewCertPool()
@@ -222,9 +224,11 @@ http {
 		t.Errorf("GET /user through nginx = %s", user.raw)
 	}
 
-	loginLine := regexp.MustCompile(`(?m)^.*msg=request method=POST path=/login .*$`).FindString(s.logs.String())
-	if !strings.Contains(loginLine, " remote=127.0.0.2 proxy=127.0.0.1:") {
-		t.Errorf("wxlogin's access log line of the login = %q; want remote=127.0.0.2, the client, and proxy=127.0.0.1, nginx", loginLine)
+	// The access log is written by a goroutine of its own.
+	loginLine := regexp.MustCompile(`(?m)^.*msg=request method=POST path=/login .*$`)
+	waitFor(t, "the login's access log line", func() bool { return loginLine.MatchString(s.logs.String()) })
+	if line := loginLine.FindString(s.logs.String()); !strings.Contains(line, " remote=127.0.0.2 proxy=127.0.0.1:") {
+		t.Errorf("wxlogin's access log line of the login = %q; want remote=127.0.0.2, the client, and proxy=127.0.0.1, nginx", line)
 	}
 	access := readFile(t, filepath.Join(dir, "access.log"))
 	if !strings.Contains(access, `127.0.0.2 [`) || !strings.Contains(access, `"POST /login HTTP/2.0" 200`) {

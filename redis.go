@@ -455,6 +455,11 @@ func (p *redisPool) do(ctx context.Context, cmds [][]string) ([]any, error) {
 	case <-call.done:
 		return call.replies, call.err
 	case <-ctx.Done():
+		select {
+		case <-call.done: // answered at the same moment: the answer counts
+			return call.replies, call.err
+		default:
+		}
 	}
 	p.mu.Lock()
 	i := slices.Index(p.queue, call)
@@ -496,14 +501,30 @@ func (p *redisPool) carry() {
 		calls := slices.Clone(p.queue[:n])
 		p.queue = slices.Delete(p.queue, 0, n)
 		p.mu.Unlock()
+		// A call that waited out its timeout in the queue fails without
+		// being sent (its caller has given up, or gives up now); sending it
+		// would only spend a connection on a deadline already past.
+		now := time.Now()
+		live := calls[:0:0]
+		for _, c := range calls {
+			if now.Before(c.start.Add(p.cfg.timeout)) {
+				live = append(live, c)
+				continue
+			}
+			c.err = fmt.Errorf("redis %s: waiting for a connection: %w", p.addr, os.ErrDeadlineExceeded)
+			close(c.done)
+		}
+		if len(live) == 0 {
+			continue
+		}
 		// No caller's context ends the pipeline (each caller stops waiting
 		// at its own); the timeout of its earliest call bounds it, so that
 		// no call waits longer than its own: the calls before it in the
 		// queue, and in the pipelines on their way, were made earlier.
-		ctx, cancel := context.WithDeadline(context.Background(), calls[0].start.Add(p.cfg.timeout))
-		p.send(ctx, calls)
+		ctx, cancel := context.WithDeadline(context.Background(), live[0].start.Add(p.cfg.timeout))
+		p.send(ctx, live)
 		cancel()
-		for _, c := range calls {
+		for _, c := range live {
 			close(c.done)
 		}
 	}
@@ -613,7 +634,8 @@ func (c *redisClient) onEachServer(ctx context.Context, cmds [][]string) (map[st
 	return all, nil
 }
 
-// roundTrips is how many pipelines the client has sent, to any server.
+// roundTrips is how many calls the client has made, to any server: each
+// is a round trip for its caller, whether it went alone or with others.
 func (c *redisClient) roundTrips() int64 {
 	if c.cluster == nil {
 		return c.single.roundTrips.Load()
