@@ -357,3 +357,21 @@ func handleBackup(users *userStore, log *slog.Logger) http.Handler {
 
 // isTool reports whether name is one of the tools.
 func isTool(name string) bool { return slices.Contains(toolNames, name) }
+
+// inspectUserStore loads the user store in dir as it is, changing nothing
+// on disk, for checking and exporting it. It takes no writes.
+func inspectUserStore(dir string) (*userStore, []string, error) {
+	s, err := loadUserStore(dir, journalOptions{readOnly: true, log: slog.New(slog.DiscardHandler)}, time.Now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, s.journal.notes, nil
+}
+
+// newMemoryUserStore is an empty store with no files, for the tools to
+// read a store into; it takes no writes.
+func newMemoryUserStore() *userStore {
+	s := &userStore{now: time.Now}
+	s.makeIndexes(0)
+	return s
+}

@@ -473,3 +473,87 @@ func (p phone) check() error {
 	}
 	return nil
 }
+
+// verifyUserInfo checks a user info request against the caller's
+// session_key, or the one a login has just replaced (previouskey.go).
+func verifyUserInfo(req userInfoRequest, who caller) (userInfo, error) {
+	signed := req.RawData != "" || req.Signature != ""
+	encrypted := req.EncryptedData != "" || req.IV != ""
+	switch {
+	case !signed && !encrypted:
+		return userInfo{}, badRequest(msgMissingParam+"：需要 rawData 和 signature，或 encryptedData 和 iv", nil)
+	case signed && (req.RawData == "" || req.Signature == ""):
+		return userInfo{}, badRequest(msgMissingParam+"：rawData 和 signature 须一起提供", nil)
+	case encrypted && (req.EncryptedData == "" || req.IV == ""):
+		return userInfo{}, badRequest(msgMissingParam+"：encryptedData 和 iv 须一起提供", nil)
+	}
+	info, err := verifiedWithKeys(who, func(key string) (info userInfo, fetched int64, err error) {
+		if signed {
+			if err := verifySignature(req.RawData, req.Signature, key); err != nil {
+				return info, 0, err
+			}
+			if info.profile, err = parseRawData(req.RawData); err != nil {
+				return info, 0, err
+			}
+		}
+		if encrypted {
+			plain, err := decryptOpenData(key, req.EncryptedData, req.IV)
+			if err != nil {
+				return info, 0, err
+			}
+			// The decrypted data is what WeChat vouches for most: it names the
+			// user and the app, and may carry the unionId.
+			if info, err = parseUserInfo(plain, who.AppID, who.OpenID, signed); err != nil {
+				return info, 0, err
+			}
+			fetched = watermarkTimestamp(plain)
+		}
+		return info, fetched, nil
+	})
+	if err != nil {
+		return info, err
+	}
+	if err := info.check(); err != nil {
+		return info, err
+	}
+	return info, nil
+}
+
+// check applies the limits of PATCH /user to verified data too: a record is
+// never stored that PATCH would refuse.
+func (info userInfo) check() error {
+	p := info.profile
+	err := checkProfileFields(
+		profileField{"nickName", &p.Nickname, checkName}, profileField{"city", &p.City, checkName},
+		profileField{"province", &p.Province, checkName}, profileField{"country", &p.Country, checkName},
+		profileField{"language", &p.Language, checkLanguage}, profileField{"avatarUrl", &p.AvatarURL, checkAvatarURL},
+		profileField{"unionId", &info.UnionID, checkName},
+	)
+	if err != nil {
+		return checkFailed("%v", err)
+	}
+	return nil
+}
+
+// apply saves the verified profile on u: the fields WeChat filled, except
+// the anonymous placeholder's nickname and avatar.
+func (info userInfo) apply(u *userRecord) {
+	p := info.profile
+	setIfSent := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	if !p.anonymous() {
+		setIfSent(&u.Nickname, p.Nickname)
+		setIfSent(&u.AvatarURL, p.AvatarURL)
+	}
+	setIfSent(&u.Language, p.Language)
+	setIfSent(&u.City, p.City)
+	setIfSent(&u.Province, p.Province)
+	setIfSent(&u.Country, p.Country)
+	setIfSent(&u.UnionID, info.UnionID)
+	if p.Gender != 0 {
+		u.Gender = p.Gender
+	}
+}

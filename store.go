@@ -399,16 +399,6 @@ func openUserStore(dir string, meta storeMeta, now func() time.Time, log *slog.L
 	return s, nil
 }
 
-// inspectUserStore loads the user store in dir as it is, changing nothing
-// on disk, for checking and exporting it. It takes no writes.
-func inspectUserStore(dir string) (*userStore, []string, error) {
-	s, err := loadUserStore(dir, journalOptions{readOnly: true, log: slog.New(slog.DiscardHandler)}, time.Now)
-	if err != nil {
-		return nil, nil, err
-	}
-	return s, s.journal.notes, nil
-}
-
 // loadUserStore replays the user store's journal in dir.
 func loadUserStore(dir string, opts journalOptions, now func() time.Time) (*userStore, error) {
 	s := &userStore{now: now}
@@ -427,14 +417,6 @@ func loadUserStore(dir string, opts journalOptions, now func() time.Time) (*user
 	}
 	s.journal = j
 	return s, nil
-}
-
-// newMemoryUserStore is an empty store with no files, for the tools to
-// read a store into; it takes no writes.
-func newMemoryUserStore() *userStore {
-	s := &userStore{now: time.Now}
-	s.makeIndexes(0)
-	return s
 }
 
 // makeIndexes makes the store's maps for about expected users.
