@@ -110,16 +110,7 @@ exit "$EXIT"
 // up to the next section.
 func readmeSection(t *testing.T, heading string) string {
 	t.Helper()
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, found := strings.Cut(string(readme), "\n## "+heading+"\n")
-	if !found {
-		t.Fatalf("README has no section %q", heading)
-	}
-	section, _, _ = strings.Cut(section, "\n## ")
-	return section
+	return readmePart(t, "## "+heading)
 }
 
 // declaredNames is every name declared at the top of wxlogin's Go files,
@@ -320,15 +311,22 @@ func codeBlocks(t *testing.T, text, lang string) []string {
 // heading, up to the next heading.
 func readmeSubsection(t *testing.T, heading string) string {
 	t.Helper()
+	section, _, _ := strings.Cut(readmePart(t, "### "+heading), "\n### ")
+	return section
+}
+
+// readmePart is the README's text after the heading line, up to the next
+// section ("## ").
+func readmePart(t *testing.T, heading string) string {
+	t.Helper()
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, found := strings.Cut(string(readme), "\n### "+heading+"\n")
+	_, part, found := strings.Cut(string(readme), "\n"+heading+"\n")
 	if !found {
-		t.Fatalf("README has no subsection %q", heading)
+		t.Fatalf("README has no heading %q", heading)
 	}
-	section, _, _ = strings.Cut(section, "\n## ")
-	section, _, _ = strings.Cut(section, "\n### ")
-	return section
+	part, _, _ = strings.Cut(part, "\n## ")
+	return part
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strings"
 )
 
 // This file is the fake WeChat's fixtures file (-fake-fixtures): users
@@ -76,7 +75,7 @@ func loadFakeFixtures(path string, appIDs []string) (fakeFixtures, error) {
 	for _, name := range names {
 		u := file.Users[name]
 		where := fmt.Sprintf("user %q", name)
-		if name == "" || !isText(name) || len(name) > 64 {
+		if err := checkText("name", name, 64); name == "" || err != nil {
 			errs = append(errs, fmt.Errorf("user name %q: 1 to 64 characters of text", name))
 		}
 		for appID, openID := range u.OpenIDs {
@@ -106,11 +105,12 @@ func loadFakeFixtures(path string, appIDs []string) (fakeFixtures, error) {
 		if u.CountryCode != "" && !isDigits(u.CountryCode, 1, 4) {
 			errs = append(errs, fmt.Errorf("%s: country_code %q: 1 to 4 digits", where, u.CountryCode))
 		}
-		if u.AvatarURL != "" && !strings.HasPrefix(u.AvatarURL, "https://") && !strings.HasPrefix(u.AvatarURL, "http://") {
-			errs = append(errs, fmt.Errorf("%s: avatar_url %q: an http(s) URL", where, u.AvatarURL))
+		// The fake's users are held to what PATCH /user takes.
+		if err := checkAvatarURL("avatar_url", u.AvatarURL); err != nil {
+			errs = append(errs, fmt.Errorf("%s: avatar_url %q: an http(s) URL (%v)", where, u.AvatarURL, err))
 		}
-		if len(u.Nickname) > 256 || !isText(u.Nickname) {
-			errs = append(errs, fmt.Errorf("%s: nickname: up to 256 bytes of text", where))
+		if err := checkName("nickname", u.Nickname); err != nil {
+			errs = append(errs, fmt.Errorf("%s: nickname: %w", where, err))
 		}
 		fx.users[name] = u
 	}
@@ -127,16 +127,6 @@ func isDigits(s string, min, max int) bool {
 	}
 	for i := range len(s) {
 		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// isText reports whether s is valid UTF-8 with no control character.
-func isText(s string) bool {
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == '\uFFFD' {
 			return false
 		}
 	}

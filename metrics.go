@@ -154,21 +154,27 @@ func newCounterVec(labels ...string) *counterVec {
 }
 
 func (v *counterVec) inc(values ...string) {
-	key := strings.Join(values, "\xff")
 	v.mu.Lock()
+	key, values := seriesKey(v.series, values)
 	s, ok := v.series[key]
 	if !ok {
-		if len(v.series) >= maxSeries {
-			values = slices.Repeat([]string{"other"}, len(v.labels))
-			key = strings.Join(values, "\xff")
-		}
-		if s, ok = v.series[key]; !ok {
-			s = &counterSeries{values: values}
-			v.series[key] = s
-		}
+		s = &counterSeries{values: values}
+		v.series[key] = s
 	}
 	v.mu.Unlock()
 	s.n.Add(1)
+}
+
+// seriesKey is the key, and the label values, that an observation with
+// values counts under in a family: its own, unless the family is full and
+// does not hold it yet, where it counts as "other" for every label.
+func seriesKey[S any](series map[string]S, values []string) (string, []string) {
+	key := strings.Join(values, "\xff")
+	if _, held := series[key]; held || len(series) < maxSeries {
+		return key, values
+	}
+	other := slices.Repeat([]string{"other"}, len(values))
+	return strings.Join(other, "\xff"), other
 }
 
 func (v *counterVec) appendText(b []byte, name, help string) []byte {
@@ -208,19 +214,13 @@ func newHistogramVec(buckets []float64, labels ...string) *histogramVec {
 }
 
 func (v *histogramVec) observe(x float64, values ...string) {
-	key := strings.Join(values, "\xff")
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	key, values := seriesKey(v.series, values)
 	h, ok := v.series[key]
 	if !ok {
-		if len(v.series) >= maxSeries {
-			values = slices.Repeat([]string{"other"}, len(v.labels))
-			key = strings.Join(values, "\xff")
-		}
-		if h, ok = v.series[key]; !ok {
-			h = &histogram{values: values, counts: make([]uint64, len(v.buckets)+1)}
-			v.series[key] = h
-		}
+		h = &histogram{values: values, counts: make([]uint64, len(v.buckets)+1)}
+		v.series[key] = h
 	}
 	i, _ := slices.BinarySearch(v.buckets, x) // the first bound ≥ x
 	h.counts[i]++

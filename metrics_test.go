@@ -59,8 +59,11 @@ func TestMetricsText(t *testing.T) {
 	for i := range maxSeries + 10 {
 		v.inc(strconv.Itoa(i))
 	}
+	v.inc("0") // held before the family filled: still its own
 	if out := string(v.appendText(nil, "f_total", "h")); !strings.Contains(out, `f_total{x="other"} 10`+"\n") || strings.Count(out, "\nf_total{") != maxSeries+1 {
 		t.Errorf("a family past %d label sets keeps %d of them", maxSeries, strings.Count(out, "\nf_total{"))
+	} else if !strings.Contains(out, `f_total{x="0"} 2`+"\n") {
+		t.Errorf("a label set held before the family filled stopped counting:\n%s", out[:200])
 	}
 }
 

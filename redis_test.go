@@ -525,29 +525,15 @@ func TestRedisClientServerDown(t *testing.T) {
 // concurrent callers: what each round trip of a route costs wxlogin
 // (BENCHMARKS.md, Redis). Its CPU profile is mostly the kernel's write and
 // read.
-func BenchmarkRedisPing(b *testing.B) {
-	s := startRedis(b)
-	cfg, err := parseRedisURL("redis://"+s.addr, false, "")
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := newRedisClient(cfg)
-	defer c.close()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := c.do(b.Context(), "PING"); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-}
+func BenchmarkRedisPing(b *testing.B) { benchmarkPing(b, 1) }
 
 // BenchmarkRedisPingCrowded is BenchmarkRedisPing from 64 callers at once,
 // as a loaded wxlogin makes them: with every connection busy, calls queue
 // and go together, so writes/op falls below one.
-func BenchmarkRedisPingCrowded(b *testing.B) {
+func BenchmarkRedisPingCrowded(b *testing.B) { benchmarkPing(b, 32) }
+
+// benchmarkPing sends PINGs from parallelism callers per CPU.
+func benchmarkPing(b *testing.B, parallelism int) {
 	s := startRedis(b)
 	cfg, err := parseRedisURL("redis://"+s.addr, false, "")
 	if err != nil {
@@ -556,7 +542,7 @@ func BenchmarkRedisPingCrowded(b *testing.B) {
 	c := newRedisClient(cfg)
 	defer c.close()
 	b.ReportAllocs()
-	b.SetParallelism(32)
+	b.SetParallelism(parallelism)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			if _, err := c.do(b.Context(), "PING"); err != nil {

@@ -265,10 +265,11 @@ func wechatOutcome(reply []byte, err error) (string, int) {
 	case err != nil:
 		return "error", 0
 	}
+	// Most successful replies carry no errcode: they are not decoded twice.
 	var r struct {
 		Errcode int `json:"errcode"`
 	}
-	if json.Unmarshal(reply, &r) == nil && r.Errcode != 0 {
+	if bytes.Contains(reply, []byte(`"errcode"`)) && json.Unmarshal(reply, &r) == nil && r.Errcode != 0 {
 		return "errcode", r.Errcode
 	}
 	return "ok", 0
