@@ -16,26 +16,30 @@ import (
 // it, what it holds stays private, and a crash leaves no temporary file
 // behind for long.
 
-// lockFileName is the file a wxlogin holds locked while it owns the data
-// directory; it holds the owner's pid.
+// lockFileName is the file that holds the pid of the wxlogin that owns the
+// data directory; it is locked too, as wxlogins before 2026-12 lock it.
 const lockFileName = "wxlogin.lock"
 
 // dataDir is a data directory this process owns until release.
 type dataDir struct {
 	path string
-	lock *os.File // nil when there was nothing to lock (inspecting a directory no wxlogin ever owned)
+	// dir is the directory itself, locked: its lock cannot be deleted from
+	// under a running wxlogin, as a lock file can. nil when inspecting a
+	// directory no wxlogin ever owned.
+	dir  *os.File
+	lock *os.File // the lock file, locked; nil as dir is, or when it is not there to inspect
 }
 
 // errDataDirInUse is a data directory another process owns.
 var errDataDirInUse = errors.New("in use by another wxlogin")
 
 // openDataDir takes the data directory at path for this process: it
-// creates it if needed, takes an exclusive lock on its lock file before
-// anything in it is read, makes what it holds private, and removes
-// temporary files a crash left (the stores remove their own). A second
-// wxlogin on the same directory is refused at once. The lock is the
-// kernel's (flock): it dies with its process, so a kill -9 leaves nothing
-// to clean up.
+// creates it if needed, takes an exclusive lock on the directory itself
+// and on its lock file before anything in it is read, makes what it holds
+// private, and removes temporary files a crash left (the stores remove
+// their own). A second wxlogin on the same directory is refused at once,
+// even after the lock file was deleted. The locks are the kernel's (flock):
+// they die with their process, so a kill -9 leaves nothing to clean up.
 func openDataDir(path string, log *slog.Logger) (*dataDir, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(path, 0o700); err != nil {
@@ -58,7 +62,7 @@ func openDataDir(path string, log *slog.Logger) (*dataDir, error) {
 
 // inspectDataDir takes the data directory at path to read it, as a check
 // or an export does, changing nothing in it: the lock keeps a server from
-// writing meanwhile, and is taken only if a lock file is there.
+// writing meanwhile. The lock file is locked only if it is there.
 func inspectDataDir(path string) (*dataDir, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -67,49 +71,69 @@ func inspectDataDir(path string) (*dataDir, error) {
 	if errors.Is(err, fs.ErrPermission) {
 		d, err = lockDataDir(path, os.O_RDONLY) // not wxlogin's user: the lock still holds servers off
 	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return &dataDir{path: path}, nil // No wxlogin ever started here.
-	}
 	return d, err
 }
 
-// lockDataDir opens the lock file of the data directory at path with flag
-// and locks it.
+// lockDataDir locks the data directory at path, then opens its lock file
+// with flag and locks it too. Without O_CREATE in flag, a lock file that
+// is not there is left so: the directory's own lock holds servers off.
 func lockDataDir(path string, flag int) (*dataDir, error) {
 	lockPath := filepath.Join(path, lockFileName)
-	f, err := os.OpenFile(lockPath, flag, 0o600)
+	dir, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	d := &dataDir{path: path, dir: dir}
+	if err := flock(dir, path, lockPath); err != nil {
+		return nil, errors.Join(err, d.release())
+	}
+	d.lock, err = os.OpenFile(lockPath, flag, 0o600)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && flag&os.O_CREATE == 0:
+		return d, nil
+	case err != nil:
+		return nil, errors.Join(fmt.Errorf("data directory: %w", err), d.release())
+	}
+	if err := flock(d.lock, path, lockPath); err != nil {
+		return nil, errors.Join(err, d.release())
+	}
+	// The pid says who holds the lock, for the message a second process
+	// gives; a holder that opened it read-only leaves the last one's.
+	if flag&(os.O_WRONLY|os.O_RDWR) != 0 && d.lock.Truncate(0) == nil {
+		d.lock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return d, nil
+}
+
+// flock takes an exclusive lock on f, part of the data directory at path,
+// or says who holds it: the pid in lockPath, if it is there.
+func flock(f *os.File, path, lockPath string) error {
+	err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		holder := "another process"
 		if pid, readErr := os.ReadFile(lockPath); readErr == nil && len(strings.TrimSpace(string(pid))) > 0 {
 			holder = "pid " + strings.TrimSpace(string(pid))
 		}
-		f.Close()
-		return nil, fmt.Errorf("data directory %s: %w (%s holds %s). One wxlogin owns a data directory: "+
+		return fmt.Errorf("data directory %s: %w (%s holds it locked). One wxlogin owns a data directory: "+
 			"stop that one first, or give this one a directory of its own (-data / WXLOGIN_DATA)",
-			path, errDataDirInUse, holder, lockPath)
+			path, errDataDirInUse, holder)
 	}
 	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("data directory: locking %s: %w", lockPath, err)
+		return fmt.Errorf("data directory: locking %s: %w", f.Name(), err)
 	}
-	// The pid says who holds the lock, for the message a second process
-	// gives; a holder that opened it read-only leaves the last one's.
-	if flag&(os.O_WRONLY|os.O_RDWR) != 0 && f.Truncate(0) == nil {
-		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	}
-	return &dataDir{path: path, lock: f}, nil
+	return nil
 }
 
-// release gives the data directory up.
+// release gives the data directory up: closing a file releases its lock.
 func (d *dataDir) release() error {
-	if d.lock == nil {
-		return nil
+	var errs []error
+	for _, f := range []*os.File{d.lock, d.dir} {
+		if f != nil {
+			errs = append(errs, f.Close())
+		}
 	}
-	return d.lock.Close() // Closing the file releases the lock.
+	d.lock, d.dir = nil, nil
+	return errors.Join(errs...)
 }
 
 // makePrivate makes the data directory and the files in it readable by
