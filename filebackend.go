@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"time"
 )
 
 // This file is the stores of one machine as the handlers hold them: the
@@ -13,8 +16,26 @@ import (
 // fileUsers is the user store as a userBackend.
 type fileUsers struct{ *userStore }
 
+// storeFailedRetry is the Retry-After of a write the store refuses since
+// one failed: it takes a restart, which an operator or a supervisor
+// watching /healthz makes; meanwhile a load balancer sends the client to
+// another instance.
+const storeFailedRetry = 5 * time.Second
+
+// storeFailed is the error of a write the file store refused because an
+// earlier one failed (or it is closing): status -1, 503 with Retry-After,
+// as /healthz answers meanwhile. The cause goes to the log only.
+func storeFailed(err error) error {
+	if errors.Is(err, errWriteFailed) || errors.Is(err, errJournalClosed) {
+		return &apiError{status: statusInternal, httpCode: http.StatusServiceUnavailable, msg: msgStoreFailed,
+			retryAfter: storeFailedRetry, cause: err}
+	}
+	return err
+}
+
 func (f fileUsers) login(_ context.Context, appID, openID, unionID string) (userRecord, bool, error) {
-	return f.userStore.login(appID, openID, unionID)
+	u, created, err := f.userStore.login(appID, openID, unionID)
+	return u, created, storeFailed(err)
 }
 
 func (f fileUsers) get(_ context.Context, id int64) (userRecord, bool, error) {
@@ -23,7 +44,8 @@ func (f fileUsers) get(_ context.Context, id int64) (userRecord, bool, error) {
 }
 
 func (f fileUsers) update(_ context.Context, id int64, change func(u *userRecord)) (userRecord, error) {
-	return f.userStore.update(id, change)
+	u, err := f.userStore.update(id, change)
+	return u, storeFailed(err)
 }
 
 func (f fileUsers) person(_ context.Context, id int64) (userRecord, []personMember, bool, error) {
@@ -40,7 +62,8 @@ func (f fileUsers) person(_ context.Context, id int64) (userRecord, []personMemb
 }
 
 func (f fileUsers) claim(_ context.Context, id int64, name string) (claimView, bool, error) {
-	return f.userStore.claim(id, name)
+	c, taken, err := f.userStore.claim(id, name)
+	return c, taken, storeFailed(err)
 }
 
 func (f fileUsers) claimsOf(_ context.Context, id int64) ([]claimView, error) {
@@ -48,10 +71,11 @@ func (f fileUsers) claimsOf(_ context.Context, id int64) ([]claimView, error) {
 }
 
 func (f fileUsers) erase(_ context.Context, id int64) (erasureResult, error) {
-	return f.userStore.erase(id)
+	r, err := f.userStore.erase(id)
+	return r, storeFailed(err)
 }
 
-func (f fileUsers) health(context.Context) error { return f.writeFailure() }
+func (f fileUsers) health(context.Context) error { return storeFailed(f.writeFailure()) }
 
 // memoryTokens is the token store as a tokenBackend; it reads the user
 // store to tell a login that raced an account deletion.

@@ -40,16 +40,23 @@ import (
 //     atomically (temp file, fsync, rename, fsync of the directory) when the
 //     journals have grown as large as the last snapshot. Its header names
 //     the newest generation it includes; older journals are then deleted.
+//   - users.watermark: where the newest journal stood after the last flush:
+//     its generation, its lines and the checksum of the last. Nothing after
+//     the newest journal's last line vouches for it, so without this a cut
+//     at a line boundary there would pass for the end of the store. It is
+//     overwritten in place after each flush, and fsync'd at each rotation,
+//     at close and at most markSyncEvery apart in between.
 //
 // Replay reads the snapshot, then the newer journals. A snapshot holds
 // every line of the generations it replaces, and may hold the effect of
 // lines that are also in the journal after it; so the owner's lines must be
 // replayable twice, the last line about a thing winning. A crash can only
-// cut the end of the newest journal, a batch that was never acknowledged,
-// or leave a new generation that has nothing but its header: replay
-// removes those and logs it. Anything else that does not check out, a
-// line changed on disk, a file cut short or missing, a file of another
-// store, is an error naming the file and line.
+// cut the end of the newest journal after the watermark, a batch that was
+// never acknowledged, or leave a new generation that has nothing but its
+// header: replay removes those and logs it. Anything else that does not
+// check out, a line changed on disk, a file cut short (the newest journal
+// too, short of its watermark) or missing, a file of another store, is an
+// error naming the file and line.
 
 // Sizes of the journal: a snapshot is not written for less than
 // minCompactBytes of journal, and no line may be longer than maxLineBytes.
@@ -58,8 +65,19 @@ const (
 	maxLineBytes    = 256 << 10
 )
 
+// markSyncEvery is how far apart, at most, the watermark is fsync'd while
+// writes go on. It is written after every flush, but fsync'd only so often:
+// after a kill -9 the kernel holds what was written; only a power cut can
+// lose the last second of it, and with it what tells a cut of that second's
+// lines from a crash before them.
+const markSyncEvery = time.Second
+
 // errJournalClosed is what writes get after close.
 var errJournalClosed = errors.New("the store is closed")
+
+// errWriteFailed is what every write gets once one failed: the store
+// refuses writes until it is opened again.
+var errWriteFailed = errors.New("the store refuses writes since a write failed")
 
 // batch is a group of lines written with one fsync.
 type batch struct {
@@ -103,7 +121,10 @@ type journal struct {
 	failed error
 
 	flushMu     sync.Mutex // held by the one goroutine writing a batch; guards the fields below
-	file        *os.File   // the newest generation; nil before replay and after close
+	file        *os.File   // the newest generation, opened O_APPEND; nil before replay and after close
+	markFile    *os.File   // the watermark, overwritten in place; nil before replay and after close
+	markBuf     []byte     // the watermark's line, reused
+	markSynced  time.Time  // when markFile was last fsync'd
 	gen         int64
 	tally       lineTally // where the newest generation stands: the next line chains from it
 	framed      []byte    // the batch being written, framed; reused
@@ -120,6 +141,8 @@ type journal struct {
 	store        string          // the id in every header of this store's files
 	storedMeta   json.RawMessage // the owner's meta in the newest file read
 	haveSnapshot bool
+	haveMark     bool
+	version      int     // the newest format version among the files read
 	gens         []int64 // the journal generations on disk, ascending
 	storedBytes  int64
 	notes        []string // what replay repaired or, read-only, would repair
@@ -147,6 +170,8 @@ func openJournal(dir, name string, opts journalOptions) (*journal, error) {
 		switch {
 		case name == j.snapshotName():
 			j.haveSnapshot = true
+		case name == j.markName():
+			j.haveMark = true
 		case strings.HasPrefix(name, "."+j.name+".") && strings.Contains(name, ".tmp"):
 			// A snapshot or a new journal whose writer died before renaming
 			// it into place: it was never in use.
@@ -179,6 +204,8 @@ func (j *journal) repair(what string, do func() error) error {
 
 // The names and formats of the journal's files.
 func (j *journal) snapshotName() string   { return j.name + ".snapshot.jsonl" }
+func (j *journal) markName() string       { return j.name + ".watermark" }
+func (j *journal) markPath() string       { return filepath.Join(j.dir, j.markName()) }
 func (j *journal) journalPrefix() string  { return j.name + ".journal." }
 func (j *journal) snapshotFormat() string { return "wxlogin-" + j.name + "-snapshot" }
 func (j *journal) journalFormat() string  { return "wxlogin-" + j.name + "-journal" }
@@ -200,10 +227,14 @@ func (j *journal) generationOf(path string) (int64, error) {
 // Parsing runs in a goroutine of its own, ahead of the applying, which must
 // go in order (BENCHMARKS.md, start-up).
 func replayJournal[R any](j *journal, parse func(line []byte) (R, error), apply func(R) error) error {
+	mark, err := j.readMark()
+	if err != nil {
+		return err
+	}
 	through := int64(0)
 	if j.haveSnapshot {
 		path := filepath.Join(j.dir, j.snapshotName())
-		f, err := replayFile(j, path, j.snapshotFormat(), false, parse, apply)
+		f, err := replayFile(j, path, j.snapshotFormat(), false, -1, parse, apply)
 		if err != nil {
 			return err
 		}
@@ -217,7 +248,7 @@ func replayJournal[R any](j *journal, parse func(line []byte) (R, error), apply 
 	// rename and their removal; they are removed once the rest checks out.
 	gens := slices.DeleteFunc(slices.Clone(j.gens), func(gen int64) bool { return gen <= through })
 	included := j.gens[:len(j.gens)-len(gens)]
-	gens, err := j.dropInterruptedRotation(gens)
+	gens, err = j.dropInterruptedRotation(gens)
 	if err != nil {
 		return err
 	}
@@ -225,12 +256,18 @@ func replayJournal[R any](j *journal, parse func(line []byte) (R, error), apply 
 		return err
 	}
 	var newest replayedFile
+	replayed := make(map[int64]replayedFile, len(gens))
 	for i, gen := range gens {
 		path, last := j.journalPath(gen), i == len(gens)-1
-		f, err := replayFile(j, path, j.journalFormat(), last, parse, apply)
+		watch := int64(-1) // the line whose checksum the watermark records, if it is of this journal
+		if mark != nil && mark.Generation == gen {
+			watch = mark.Lines
+		}
+		f, err := replayFile(j, path, j.journalFormat(), last, watch, parse, apply)
 		if err != nil {
 			return err
 		}
+		replayed[gen] = f
 		if f.header.Generation != gen {
 			return fmt.Errorf("%s:1: header says generation %d", path, f.header.Generation)
 		}
@@ -243,6 +280,9 @@ func replayJournal[R any](j *journal, parse func(line []byte) (R, error), apply 
 		j.size += f.size
 		j.gen, newest = gen, f
 	}
+	if err := j.checkMark(mark, gens, through, replayed); err != nil {
+		return err
+	}
 	for _, gen := range included {
 		path := j.journalPath(gen)
 		if err := j.repair("remove "+path+", which the snapshot includes", func() error { return os.Remove(path) }); err != nil {
@@ -252,19 +292,148 @@ func replayJournal[R any](j *journal, parse func(line []byte) (R, error), apply 
 	if j.readOnly {
 		return nil
 	}
-	switch {
-	case len(gens) == 0 || newest.header.Version < 2:
-		// A new store; or a journal of the earlier format, which is not
-		// appended to: writes go to a new generation in the current one.
-		j.gen = max(j.gen, through) + 1
-		var size int64
-		j.file, j.tally, size, err = j.createJournal(j.gen)
-		j.size += size
-	default:
+	if len(gens) > 0 && newest.header.Version == formatVersion {
 		j.file, err = os.OpenFile(j.journalPath(j.gen), os.O_WRONLY|os.O_APPEND, 0)
 		j.tally = newest.tally
+		if err == nil {
+			j.markFile, err = os.OpenFile(j.markPath(), os.O_WRONLY, 0)
+			j.markSynced = time.Now()
+		}
+		return err
 	}
-	return err
+	return j.startCurrentFormat(gens, through, newest)
+}
+
+// startCurrentFormat starts a new store, or moves one whose newest journal
+// is of an earlier format, which is not appended to, onto a new generation
+// of the current one. The watermark comes first, naming the new generation
+// with no lines: a crash before that generation exists leaves a watermark
+// that vouches for nothing (checkMark). A newest journal of version 2 is
+// then sealed, as a rotation seals it; one of version 1 has no seal.
+func (j *journal) startCurrentFormat(gens []int64, through int64, newest replayedFile) error {
+	gen := max(j.gen, through) + 1
+	_, tally := encodeHeader(j.header(gen))
+	if err := j.writeMark(markFor(j.store, gen, tally), true); err != nil {
+		return fmt.Errorf("%s: %w", j.markPath(), err)
+	}
+	file, tally, size, err := j.createJournal(gen)
+	if err != nil {
+		return err
+	}
+	if len(gens) > 0 && newest.header.Version == 2 {
+		path := j.journalPath(j.gen)
+		old, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+		if err == nil {
+			err = errors.Join(j.step("seal", old, encodeTrailer(newest.tally)), old.Close())
+		}
+		if err != nil {
+			file.Close()
+			return fmt.Errorf("%s: sealing it: %w", path, err)
+		}
+	}
+	j.file, j.gen, j.tally = file, gen, tally
+	j.size += size
+	return nil
+}
+
+// readMark reads the watermark, if the store has one.
+func (j *journal) readMark() (*fileMark, error) {
+	if !j.haveMark {
+		return nil, nil
+	}
+	data, err := readAtMost(j.markPath(), markSize+1)
+	if err != nil {
+		return nil, err
+	}
+	m, err := parseMark(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s:1: %w", j.markPath(), err)
+	}
+	return &m, nil
+}
+
+// checkMark checks the journals replayed against the watermark: the
+// journal it names must hold at least the lines it records, the last of
+// them the one it records. What a start-up may find, besides that:
+//
+//   - no watermark, in a store whose files are of an earlier format, or
+//     none at all: there was none to write;
+//   - a watermark naming the generation after the newest, with no lines: a
+//     new generation's creation was cut short before the generation
+//     existed (startCurrentFormat), so it vouches for nothing;
+//   - a watermark naming the generation before the newest, which holds no
+//     lines: a rotation was cut short after the new generation and the
+//     seal, before the watermark moved on (rotate).
+//
+// Anything else is damage, or files put together from different times.
+func (j *journal) checkMark(mark *fileMark, gens []int64, through int64, replayed map[int64]replayedFile) error {
+	newestGen, newest := int64(0), replayedFile{}
+	if len(gens) > 0 {
+		newestGen = gens[len(gens)-1]
+		newest = replayed[newestGen]
+	}
+	if mark == nil {
+		if j.version >= formatVersion {
+			return fmt.Errorf("%s: missing, yet the store's files are of the version that keeps one: "+
+				"without it a cut of the newest journal cannot be told from a crash", j.markPath())
+		}
+		return nil
+	}
+	if j.store != "" && mark.Store != j.store {
+		return fmt.Errorf("%s:1: a file of another store (store %s; the journals are of store %s)", j.markPath(), mark.Store, j.store)
+	}
+	var f replayedFile
+	switch gen := mark.Generation; {
+	case gen == newestGen+1 && mark.Lines == 0 && newest.header.Version < formatVersion:
+		return nil
+	case gen == newestGen:
+		f = newest
+	case gen == newestGen-1 && gen > through && newest.tally.lines == 0:
+		f = replayed[gen]
+	default:
+		return fmt.Errorf("%s:1: records journal %d, and the journals run from %d to %d: "+
+			"it, or they, were replaced by a copy from another time", j.markPath(), gen, through+1, newestGen)
+	}
+	path := j.journalPath(mark.Generation)
+	switch {
+	case f.tally.lines < mark.Lines:
+		return fmt.Errorf("%s: cut short: the watermark (%s) records %d acknowledged lines in it, and it holds %d: %d lines are missing",
+			path, j.markName(), mark.Lines, f.tally.lines, mark.Lines-f.tally.lines)
+	case f.watched != mark.sum():
+		return fmt.Errorf("%s:%d: not the line the watermark (%s) records there: the journal was rewritten, or replaced by another",
+			path, mark.Lines+1, j.markName())
+	}
+	return nil
+}
+
+// writeMark records m as the watermark: created whole the first time (temp
+// file, fsync, rename, fsync of the directory), then overwritten in place,
+// and fsync'd when sync is set or markSyncEvery has passed. flushMu is
+// held, or the journal is being opened.
+func (j *journal) writeMark(m fileMark, sync bool) error {
+	if err := j.failAt("mark"); err != nil {
+		return err
+	}
+	j.markBuf = appendMark(j.markBuf[:0], m)
+	if j.markFile == nil {
+		err := writeFileAtomic(j.markPath(), func(f *os.File) error {
+			_, err := f.Write(j.markBuf)
+			return err
+		})
+		if err == nil {
+			j.markFile, err = os.OpenFile(j.markPath(), os.O_WRONLY, 0)
+		}
+		j.markSynced = time.Now()
+		return err
+	}
+	if _, err := j.markFile.WriteAt(j.markBuf, 0); err != nil {
+		return err
+	}
+	if sync || time.Since(j.markSynced) >= markSyncEvery {
+		j.markSynced = time.Now()
+		return j.markFile.Sync()
+	}
+	return nil
 }
 
 // header is the header of a new file of generation gen.
@@ -272,7 +441,7 @@ func (j *journal) header(gen int64) fileHeader {
 	if j.store == "" {
 		j.store = randomText(8, hex.EncodeToString) // a store of the earlier format, or a new one
 	}
-	return fileHeader{Format: j.journalFormat(), Version: 2, Generation: gen, Store: j.store, Meta: j.meta}
+	return fileHeader{Format: j.journalFormat(), Version: formatVersion, Generation: gen, Store: j.store, Meta: j.meta}
 }
 
 // dropInterruptedRotation removes the newest journal when a rotation was
@@ -383,14 +552,18 @@ type replayedFile struct {
 	size   int64
 	tally  lineTally // where it stands: its r lines, and its last checksum
 	sealed bool      // it ends with a trailer that matches them
+	// watched is the checksum of the line replayFile was asked to watch,
+	// the watermark's (of the header for line 0), if the file reached it.
+	watched uint32
 }
 
 // replayFile applies the lines of one file. With newest (the newest
 // journal), a last line without its newline is a write cut off by a crash,
 // never acknowledged: it is cut off the file and logged, unless it is a
 // whole line whose newline was damaged. Anywhere else an incomplete line is
-// damage, reported as an error.
-func replayFile[R any](j *journal, path, format string, newest bool, parse func([]byte) (R, error), apply func(R) error) (replayedFile, error) {
+// damage, reported as an error. watch, unless negative, is the number of
+// r lines after which the file's checksum is kept in watched.
+func replayFile[R any](j *journal, path, format string, newest bool, watch int64, parse func([]byte) (R, error), apply func(R) error) (replayedFile, error) {
 	flag := os.O_RDWR
 	if j.readOnly {
 		flag = os.O_RDONLY
@@ -427,6 +600,9 @@ func replayFile[R any](j *journal, path, format string, newest bool, parse func(
 	if err := j.adopt(f.header); err != nil {
 		return f, fmt.Errorf("%s:1: %w", path, err)
 	}
+	if watch == 0 {
+		f.watched = f.tally.last
+	}
 
 	lines := make(chan []replayLine[R], 8)
 	stop := make(chan struct{})
@@ -448,6 +624,9 @@ func replayFile[R any](j *journal, path, format string, newest bool, parse func(
 						return f, fmt.Errorf("%s:%d: %w", path, l.lineNo, err)
 					}
 					f.tally = lineTally{lines: f.tally.lines + 1, last: l.sum}
+					if f.tally.lines == watch {
+						f.watched = l.sum
+					}
 				}
 				f.size += int64(l.size)
 			case l.parseErr != nil:
@@ -474,6 +653,7 @@ func replayFile[R any](j *journal, path, format string, newest bool, parse func(
 // adopt checks that a file's header belongs with the files read before it,
 // and keeps its store id and the owner's meta.
 func (j *journal) adopt(h fileHeader) error {
+	j.version = max(j.version, h.Version)
 	if h.Version < 2 {
 		return nil
 	}
@@ -675,21 +855,23 @@ func (j *journal) flushLocked(b *batch) {
 		err = j.write(b)
 	}
 	if err != nil {
-		j.fail(err)
+		err = j.fail(err)
 	}
 	b.done, b.err = true, err
 }
 
-// fail makes every later write fail with err. The first failure is logged,
-// at error level: the store is read-only until wxlogin restarts.
-func (j *journal) fail(err error) {
+// fail makes every later write fail with err, wrapped in errWriteFailed,
+// and returns what they get. The first failure is logged, at error level:
+// the store is read-only until wxlogin restarts.
+func (j *journal) fail(err error) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.failed == nil {
-		j.failed = err
+		j.failed = fmt.Errorf("%w: %w", errWriteFailed, err)
 		j.log.Error("journal: a write failed, so no later write can be trusted to be durable; every write is refused until wxlogin restarts",
 			"err", err)
 	}
+	return j.failed
 }
 
 // write frames b's lines, each chaining from the one before, appends them
@@ -718,6 +900,9 @@ func (j *journal) write(b *batch) error {
 	}
 	j.size += int64(len(framed))
 	j.tally = tally
+	if err := j.writeMark(markFor(j.store, j.gen, tally), false); err != nil {
+		return fmt.Errorf("journal: %s: %w", j.markPath(), err)
+	}
 	return nil
 }
 
@@ -748,6 +933,11 @@ func (j *journal) rotate() error {
 		j.log.Warn("journal: closing the previous generation", "err", err)
 	}
 	j.file, j.gen, j.tally, j.size = next, through+1, nextTally, nextSize
+	// The watermark moves on only now that the generation it named is
+	// sealed: until it does, a start-up checks that one (checkMark).
+	if err := j.writeMark(markFor(j.store, j.gen, j.tally), true); err != nil {
+		return fmt.Errorf("journal: %s: %w", j.markPath(), err)
+	}
 	j.compacting = true
 	j.compactions.Go(func() {
 		size, err := j.writeSnapshot(lines, through)
@@ -798,8 +988,10 @@ func (j *journal) failAt(name string) error {
 
 // createJournal creates generation gen's file whole: its header is
 // written and fsync'd in a temporary file, which is renamed into place,
-// and the directory fsync'd. The file is open for appending; it stands at
-// tally, and holds size bytes.
+// and the directory fsync'd. The file is returned open for appending
+// (O_APPEND, so that no write lands anywhere but at its end, and under its
+// own name, which errors then give); it stands at tally, and holds size
+// bytes.
 func (j *journal) createJournal(gen int64) (*os.File, lineTally, int64, error) {
 	path := j.journalPath(gen)
 	header, tally := encodeHeader(j.header(gen))
@@ -827,15 +1019,19 @@ func (j *journal) createJournal(gen int64) (*os.File, lineTally, int64, error) {
 		return nil, tally, 0, err
 	}
 	renamed = true
+	tmp.Close()
 	err = j.failAt("sync dir")
 	if err == nil {
 		err = syncDir(j.dir)
 	}
+	var f *os.File
+	if err == nil {
+		f, err = os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	}
 	if err != nil {
-		tmp.Close()
 		return nil, tally, 0, err
 	}
-	return tmp, tally, int64(len(header)), nil
+	return f, tally, int64(len(header)), nil
 }
 
 // writeSnapshot writes lines atomically as the snapshot including journal
@@ -908,12 +1104,27 @@ func (j *journal) close() error {
 		err = j.file.Close()
 		j.file = nil // No compaction can start from here on.
 	}
+	err = errors.Join(err, j.closeMark())
 	j.flushMu.Unlock()
 	j.compactions.Wait()
 	if failed != nil && !errors.Is(failed, errJournalClosed) {
 		err = errors.Join(fmt.Errorf("writes had failed: %w", failed), err)
 	}
 	return err
+}
+
+// closeMark fsyncs the watermark and closes it. flushMu is held, or the
+// journal is not in use.
+func (j *journal) closeMark() error {
+	if j.markFile == nil {
+		return nil
+	}
+	err := errors.Join(j.markFile.Sync(), j.markFile.Close())
+	j.markFile = nil
+	if err != nil {
+		return fmt.Errorf("%s: %w", j.markPath(), err)
+	}
+	return nil
 }
 
 // writeFileAtomic replaces path with what write produces, so that path always
@@ -972,7 +1183,7 @@ func (j *journal) writeBackup(w io.Writer) error {
 // returns its header. It changes nothing.
 func replaySnapshotFile[R any](path, name string, parse func(line []byte) (R, error), apply func(R) error) (fileHeader, error) {
 	j := &journal{name: name, journalOptions: journalOptions{readOnly: true, log: slog.New(slog.DiscardHandler)}}
-	f, err := replayFile(j, path, j.snapshotFormat(), false, parse, apply)
+	f, err := replayFile(j, path, j.snapshotFormat(), false, -1, parse, apply)
 	if err != nil {
 		return f.header, err
 	}
@@ -1018,15 +1229,19 @@ func (j *journal) replaceWith(lines iter.Seq[[]byte]) error {
 		}
 	}
 	j.store = "" // a new store
-	f, _, _, err := j.createJournal(through + 1)
+	f, tally, _, err := j.createJournal(through + 1)
 	if err != nil {
 		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	_, err = j.writeSnapshot(lines, through)
-	return err
+	j.markFile = nil // replaced whole: the old one is of the old store
+	err = j.writeMark(markFor(j.store, through+1, tally), true)
+	if err == nil {
+		_, err = j.writeSnapshot(lines, through)
+	}
+	return errors.Join(err, j.closeMark())
 }
 
 // salvageJournal hands the owner every line of j's files that checks out,

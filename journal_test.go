@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"maps"
@@ -140,8 +141,8 @@ func TestJournalKeepsAnyOwnersLines(t *testing.T) {
 	for i, f := range files {
 		files[i] = filepath.Base(f)
 	}
-	if !slices.Equal(files, []string{"notes.journal.000004.jsonl", "notes.snapshot.jsonl"}) {
-		t.Errorf("files %v; want the owner's snapshot and its newest journal, named for it", files)
+	if !slices.Equal(files, []string{"notes.journal.000004.jsonl", "notes.snapshot.jsonl", "notes.watermark"}) {
+		t.Errorf("files %v; want the owner's snapshot, its newest journal and its watermark, named for it", files)
 	}
 
 	reopened := &noteOwner{}
@@ -423,7 +424,7 @@ func damageFixture(t *testing.T, dir string) (files map[string][]byte, want stri
 	must(s.Close())
 
 	files = map[string][]byte{}
-	for _, name := range []string{"users.snapshot.jsonl", "users.journal.000002.jsonl", "users.journal.000003.jsonl"} {
+	for _, name := range []string{"users.snapshot.jsonl", "users.journal.000002.jsonl", "users.journal.000003.jsonl", "users.watermark"} {
 		data, err := os.ReadFile(filepath.Join(dir, name))
 		must(err)
 		files[name] = data
@@ -466,7 +467,7 @@ func TestEveryBitFlipIsRefused(t *testing.T) {
 	everyBit := envSetting(t, "WXLOGIN_BITFLIP_ALL", false, strconv.ParseBool)
 	files, want := damageFixture(t, t.TempDir())
 	scratch := t.TempDir()
-	located := regexp.MustCompile(`users\.[a-z]+(\.\d{6})?\.jsonl(:\d+)?: `)
+	located := regexp.MustCompile(`users\.([a-z]+(\.\d{6})?\.jsonl|watermark)(:\d+)?: `)
 	var flips, refused, unchanged, changed int
 	for _, name := range slices.Sorted(maps.Keys(files)) {
 		orig := files[name]
@@ -498,7 +499,7 @@ func TestEveryBitFlipIsRefused(t *testing.T) {
 	for _, data := range files {
 		bytesFlipped += len(data)
 	}
-	t.Logf("bit-flip figures: %d flips in %d bytes of 3 files, %d refused with file and line, %d accepted unchanged, %d silent changes",
+	t.Logf("bit-flip figures: %d flips in %d bytes of 4 files, %d refused with file and line, %d accepted unchanged, %d silent changes",
 		flips, bytesFlipped, refused, unchanged, changed)
 	if unchanged > 0 {
 		t.Errorf("%d flips were accepted; every line has a checksum, so want none", unchanged)
@@ -772,4 +773,240 @@ func TestAForeignSnapshotRemovesNothing(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "users.journal.000001.jsonl")); err != nil {
 		t.Errorf("a journal was removed before the store was refused: %v", err)
 	}
+}
+
+// The newest journal cut at any line boundary short of what was
+// acknowledged is refused, naming it and the lines missing: the watermark
+// records where it stood. Cut at its very end it is whole, and opens.
+func TestANewestJournalCutAtALineBoundaryIsRefused(t *testing.T) {
+	files, want := damageFixture(t, t.TempDir())
+	scratch := t.TempDir()
+	const name = "users.journal.000003.jsonl"
+	journal := files[name]
+	lines := bytes.Count(journal, []byte("\n")) - 1 // after the header
+	kept := 0
+	for at := 0; at <= len(journal); at++ {
+		if at == 0 || journal[at-1] != '\n' {
+			continue
+		}
+		damaged := maps.Clone(files)
+		damaged[name] = journal[:at]
+		got, err := openDamaged(t, scratch, damaged)
+		if at == len(journal) {
+			if err != nil || got != want {
+				t.Errorf("the whole journal: %v; want the store as it was", err)
+			}
+			continue
+		}
+		missing := lines - kept
+		wantErr := fmt.Sprintf("%s: cut short: the watermark (users.watermark) records %d acknowledged lines in it, and it holds %d: %d lines are missing",
+			filepath.Join(scratch, name), lines, kept, missing)
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("the newest journal cut to %d of its %d lines: %v; want %q", kept, lines, err, wantErr)
+		}
+		kept++
+	}
+
+	// wxlogin check says so too, and fails.
+	damaged := maps.Clone(files)
+	damaged[name], _, _ = bytes.Cut(journal, []byte("\n"))
+	damaged[name] = append(damaged[name], '\n') // only its header
+	out, err := tool(t, "check", "-data", writeDir(t, damaged))
+	if err == nil || !strings.Contains(out, fmt.Sprintf("%d lines are missing", lines)) {
+		t.Errorf("wxlogin check of the journal cut to its header = %v:\n%s\nwant it to fail, counting the lines missing", err, out)
+	}
+}
+
+// The watermark is part of the store: missing, damaged, of another store
+// or of another time, it is refused; only the states a crash leaves pass.
+func TestTheWatermarkBelongsToItsStore(t *testing.T) {
+	files, want := damageFixture(t, t.TempDir())
+	other, _ := damageFixture(t, t.TempDir())
+	scratch := t.TempDir()
+	h := headerOf(t, files["users.journal.000003.jsonl"])
+	mark := func(gen, lines int64, last uint32) []byte {
+		return appendMark(nil, markFor(h.Store, gen, lineTally{lines: lines, last: last}))
+	}
+	refused := map[string]struct {
+		mark    []byte // nil: none
+		wantErr string
+	}{
+		"missing":          {nil, "users.watermark: missing"},
+		"of another store": {other["users.watermark"], "users.watermark:1: a file of another store"},
+		"of journal 2, which is sealed and followed by lines":                  {mark(2, 1, 0), "records journal 2, and the journals run from 2 to 3"},
+		"of journal 5, with lines":                                             {mark(5, 1, 0), "records journal 5"},
+		"of journal 4, with no lines, after a journal 3 of the current format": {mark(4, 0, 0), "records journal 4"},
+		"naming another line":                                                  {mark(3, 2, 0xdeadbeef), "users.journal.000003.jsonl:3: not the line the watermark (users.watermark) records there"},
+		"cut short":                                                            {files["users.watermark"][:markSize-1], fmt.Sprintf("users.watermark:1: %d bytes", markSize-1)},
+		"longer than a watermark":                                              {append(bytes.Clone(files["users.watermark"]), '\n'), fmt.Sprintf("users.watermark:1: %d bytes", markSize+1)},
+		"a trailer in its place":                                               {encodeTrailer(lineTally{}), "users.watermark:1:"},
+		"records a negative count":                                             {appendMark(nil, fileMark{Store: h.Store, Generation: 3, Lines: -1, CRC32C: "00000000"}), "out of range"},
+	}
+	for name, tt := range refused {
+		damaged := maps.Clone(files)
+		damaged["users.watermark"] = tt.mark
+		if tt.mark == nil {
+			delete(damaged, "users.watermark")
+		}
+		if _, err := openDamaged(t, scratch, damaged); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("a watermark %s: %v; want it refused with %q", name, err, tt.wantErr)
+		}
+	}
+
+	// An older watermark of the same journal vouches for less, and passes:
+	// it is what a power cut before its last write leaves.
+	older := maps.Clone(files)
+	older["users.watermark"] = mark(3, 0, h.sum(t, files["users.journal.000003.jsonl"]))
+	if got, err := openDamaged(t, scratch, older); err != nil || got != want {
+		t.Errorf("a watermark of journal 3 at its header: %v; want the store as it was", err)
+	}
+}
+
+// sum is the checksum of the header line of file, which h is.
+func (h fileHeader) sum(t *testing.T, file []byte) uint32 {
+	t.Helper()
+	first, _, _ := bytes.Cut(file, []byte("\n"))
+	_, _, sum, err := readFramed(append(first, '\n'), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+// reframed is a file of the current format rewritten as version, every
+// line chained anew from its header.
+func reframed(t *testing.T, file []byte, version int) []byte {
+	t.Helper()
+	var out []byte
+	var prev uint32
+	for i, line := range bytes.SplitAfter(file, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		kind, text, _, err := splitFramed(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			var h fileHeader
+			if err := json.Unmarshal(text, &h); err != nil {
+				t.Fatal(err)
+			}
+			h.Version = version
+			text, _ = json.Marshal(h)
+			text = append(text, '\n')
+		}
+		if kind == kindTrailer {
+			var tr fileTrailer
+			json.Unmarshal(text, &tr)
+			tr.CRC32C = fmt.Sprintf("%08x", prev)
+			text, _ = json.Marshal(tr)
+			text = append(text, '\n')
+		}
+		out, prev = appendFramed(out, prev, kind, text)
+	}
+	return out
+}
+
+// A store of version 2, which kept no watermark, opens with everything in
+// it; its newest journal is sealed, writes go to a new journal of the
+// current format with a watermark beside it, and from then on the store is
+// held to it. A crash at any step of that move leaves a store that opens.
+func TestAStoreOfVersion2OpensAndMovesOn(t *testing.T) {
+	files, want := damageFixture(t, t.TempDir())
+	v2 := map[string][]byte{}
+	for name, data := range files {
+		if name != "users.watermark" {
+			v2[name] = reframed(t, data, 2)
+		}
+	}
+	for _, crash := range []string{"", "mark", "create", "seal"} {
+		t.Run("crash at "+crash, func(t *testing.T) {
+			dir := writeDir(t, v2)
+			if crash != "" {
+				// Opened by a wxlogin killed at that step: the move was cut short.
+				j, err := openJournal(dir, "users", journalOptions{meta: headerOf(t, v2["users.snapshot.jsonl"]).Meta, log: discardLogger()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := newMemoryUserStore()
+				j.fault = func(step string) error {
+					if step == crash || (crash == "create" && step == "header") {
+						return errors.New("killed")
+					}
+					return nil
+				}
+				if crash == "seal" {
+					j.fault = func(step string) error {
+						if step == "seal" {
+							return errors.New("killed")
+						}
+						return nil
+					}
+				}
+				if err := replayJournal(j, parseStoredLine, s.replay); err == nil {
+					t.Fatalf("the move did not reach step %s", crash)
+				}
+				j.close()
+			}
+			s := openTestStore(t, dir, time.Now)
+			if got := storeText(s); got != want {
+				t.Fatalf("the store of version 2 opens holding\n%s\nwant\n%s", got, want)
+			}
+			if _, _, err := s.login(mockAppID, "o-new", ""); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			sealed, _ := os.ReadFile(filepath.Join(dir, "users.journal.000003.jsonl"))
+			if headerOf(t, sealed).Version != 2 || !bytes.HasPrefix(sealed[bytes.LastIndexByte(sealed[:len(sealed)-1], '\n')+1:], []byte("t ")) {
+				t.Errorf("journal 3 of version 2 is\n%s\nwant it sealed, of version 2 still", sealed)
+			}
+			newest, _ := os.ReadFile(filepath.Join(dir, "users.journal.000004.jsonl"))
+			if headerOf(t, newest).Version != formatVersion || !bytes.Contains(newest, []byte(`"o-new"`)) {
+				t.Errorf("the write went to\n%s\nwant journal 4, of version %d", newest, formatVersion)
+			}
+			if s := openTestStore(t, dir, time.Now); s.count() != strings.Count(want, `"openid"`)+1 {
+				t.Errorf("reopened: %d users", s.count())
+			}
+			os.Remove(filepath.Join(dir, "users.watermark"))
+			if s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil); err == nil {
+				s.Close()
+				t.Error("with journal 4 of the current format, the store opened without its watermark")
+			}
+		})
+	}
+}
+
+// Every journal is written with O_APPEND: a write lands at the end of the
+// file whatever else wrote to it, never over another's lines.
+func TestJournalsAreWrittenAppendOnly(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir, time.Now)
+	for i := range 2 {
+		if _, _, err := s.login(mockAppID, fmt.Sprint("o-", i), ""); err != nil {
+			t.Fatal(err)
+		}
+		appendOnly(t, s.journal.file)
+		compactOnNextWrite(s) // the second login writes to a journal a rotation made
+	}
+	s.Close()
+	appendOnly(t, openTestStore(t, dir, time.Now).journal.file) // one reopened
+}
+
+// appendOnly fails t unless f is open with O_APPEND, as Linux says.
+func appendOnly(t *testing.T, f *os.File) {
+	t.Helper()
+	info, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", f.Fd()))
+	if err != nil {
+		t.Skipf("no /proc to read the file's flags from: %v", err)
+	}
+	for _, line := range strings.Split(string(info), "\n") {
+		if flags, ok := strings.CutPrefix(line, "flags:"); ok {
+			if v, err := strconv.ParseInt(strings.TrimSpace(flags), 8, 64); err != nil || v&syscall.O_APPEND == 0 {
+				t.Errorf("%s is open with flags %s; want O_APPEND", f.Name(), strings.TrimSpace(flags))
+			}
+			return
+		}
+	}
+	t.Errorf("no flags for %s in /proc", f.Name())
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"strconv"
 )
 
 // This file is the format of the journal's files: how a line is framed
@@ -32,16 +33,34 @@ import (
 // there at a line boundary cannot be told from a crash before they were
 // written (a crash cuts the end of the newest journal, and nothing else).
 //
-// Version 1 files, written before 2026-12, have a plain JSON header and
-// plain lines with no checksum, and no trailer; they are still read, and
-// never written.
+// The end of the newest journal is vouched for from outside it: the store's
+// watermark file (users.watermark) records, after each flush, how many
+// lines the newest journal holds and the checksum of the last, so a cut at
+// a line boundary of what was acknowledged is found. It is one line,
+//
+//	w 3e1f0a2b {"store":"…","generation":4,"lines":1203,"crc32c":"5e0f3a1c"}
+//
+// padded with spaces to a fixed length under 512 bytes and overwritten in
+// place: a write of less than a sector is never torn (as PostgreSQL keeps
+// pg_control's contents under 512 bytes for the same reason).
+//
+// Version 3 files, from 2026-12, are version 2's lines with the watermark
+// beside them: a store holding a file of version 3 must have one. Version 2
+// files (a store with no watermark) and version 1 files, written before
+// 2026-12, which have a plain JSON header and plain lines with no checksum
+// and no trailer, are still read, and never written: writes go to a new
+// journal of version 3.
 
 // The kinds of line.
 const (
 	kindHeader  = 'h'
 	kindRecord  = 'r'
 	kindTrailer = 't'
+	kindMark    = 'w' // the watermark file's one line
 )
+
+// formatVersion is the version of the files the journal writes.
+const formatVersion = 3
 
 // frameSize is the kind, the checksum and the spaces around it.
 const frameSize = len("r 01234567 ")
@@ -101,7 +120,7 @@ func splitFramed(line []byte) (kind byte, text []byte, sum uint32, err error) {
 	}
 	kind, text = line[0], line[frameSize:]
 	switch kind {
-	case kindHeader, kindRecord, kindTrailer:
+	case kindHeader, kindRecord, kindTrailer, kindMark:
 		return kind, text, sum, nil
 	}
 	return 0, nil, 0, fmt.Errorf("unknown kind of line %q", kind)
@@ -184,7 +203,7 @@ func parseHeader(line []byte, format string) (fileHeader, lineTally, error) {
 	}
 	switch {
 	case !framed && h.Version == 1:
-	case framed && h.Version == 2 && h.Store != "":
+	case framed && (h.Version == 2 || h.Version == formatVersion) && h.Store != "":
 	default:
 		return h, tally, fmt.Errorf("%s version %d is not supported by this wxlogin", format, h.Version)
 	}
@@ -221,4 +240,70 @@ func checkTrailer(text []byte, tally lineTally) error {
 			t.Lines, t.CRC32C, tally.lines, tally.trailer().CRC32C)
 	}
 	return nil
+}
+
+// fileMark is the watermark: where the newest journal of a store stood
+// after a flush that was acknowledged.
+type fileMark struct {
+	Store      string `json:"store"`
+	Generation int64  `json:"generation"`
+	Lines      int64  `json:"lines"`  // r lines in that journal, acknowledged
+	CRC32C     string `json:"crc32c"` // the checksum of the last of them (of its header if none)
+}
+
+// markSize is the watermark file's length, fixed so that it is always
+// overwritten whole, in one write under a sector.
+const markSize = 160
+
+// markFor is the watermark of a store's journal gen standing at tally.
+func markFor(store string, gen int64, tally lineTally) fileMark {
+	return fileMark{Store: store, Generation: gen, Lines: tally.lines, CRC32C: tally.trailer().CRC32C}
+}
+
+// appendMark appends m's line, padded to markSize, to buf. It is written
+// by hand, without allocating: it is written after every flush.
+func appendMark(buf []byte, m fileMark) []byte {
+	var text [markSize - frameSize]byte
+	t := append(text[:0], `{"store":`...)
+	t = strconv.AppendQuote(t, m.Store)
+	t = strconv.AppendInt(append(t, `,"generation":`...), m.Generation, 10)
+	t = strconv.AppendInt(append(t, `,"lines":`...), m.Lines, 10)
+	t = strconv.AppendQuote(append(t, `,"crc32c":`...), m.CRC32C)
+	t = append(t, '}')
+	for len(t) < len(text)-1 {
+		t = append(t, ' ')
+	}
+	t = append(t, '\n')
+	buf, _ = appendFramed(buf, 0, kindMark, t)
+	return buf
+}
+
+// parseMark reads the watermark file's content.
+func parseMark(data []byte) (fileMark, error) {
+	var m fileMark
+	if len(data) != markSize {
+		return m, fmt.Errorf("%d bytes; a watermark is %d", len(data), markSize)
+	}
+	kind, text, _, err := readFramed(data, 0)
+	if err != nil {
+		return m, err
+	}
+	if kind != kindMark {
+		return m, errors.New("not a watermark line")
+	}
+	if err := decodeStrict(text, &m); err != nil {
+		return m, fmt.Errorf("not a watermark: %v", err)
+	}
+	var raw [4]byte
+	if _, err := hex.Decode(raw[:], []byte(m.CRC32C)); err != nil || len(m.CRC32C) != 8 || m.Store == "" || m.Generation < 1 || m.Lines < 0 {
+		return m, errors.New("not a watermark: a field is out of range")
+	}
+	return m, nil
+}
+
+// sum is the checksum the mark records, as a number.
+func (m fileMark) sum() uint32 {
+	var raw [4]byte
+	hex.Decode(raw[:], []byte(m.CRC32C)) // parseMark checked it
+	return binary.BigEndian.Uint32(raw[:])
 }
