@@ -2,18 +2,20 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -249,9 +251,12 @@ func restoreBackup(from, dir string, out io.Writer) error {
 }
 
 // repairDataDir lists what a repair of a damaged data directory would
-// drop: every line that does not check out, or that contradicts the lines
-// before it. With drop, it keeps the rest as a new store and moves the
-// damaged files into a folder of their own in dir, for the operator.
+// correct (a line one flipped bit away from checking out) and drop: every
+// other line that does not check out, what contradicts the lines before it
+// or cannot stand without a line dropped, and the lines the watermark says
+// were cut from the end; and the ids that stay unused. With drop, it keeps
+// the rest as a new store and moves the damaged files into a folder of
+// their own in dir, for the operator.
 func repairDataDir(dir string, drop bool, out io.Writer) error {
 	d, err := lockDataDir(dir, os.O_RDWR|os.O_CREATE)
 	if err != nil {
@@ -269,17 +274,23 @@ func repairDataDir(dir string, drop bool, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
-	salvaged := newMemoryUserStore()
-	lost := salvageJournal(j, parseStoredLine, salvaged.replay)
-	meta := newestMeta(j)
-	fmt.Fprintf(out, "A repair keeps what every other line holds, and drops %d lines:\n", len(lost))
-	for _, l := range lost {
-		fmt.Fprintf(out, "  %s\n", l)
+	salvaged := newSalvagedStore()
+	rep := salvageJournal(j, parseStoredLine, salvaged.apply, salvaged.lostLine)
+	kept := salvaged.finish(rep, time.Now())
+	fmt.Fprintf(out, "A repair keeps every line that checks out; it corrects %d and drops %d:\n", len(rep.corrected), len(rep.dropped))
+	for _, c := range rep.corrected {
+		fmt.Fprintf(out, "  corrects %s\n", c)
 	}
-	salvaged.journal = &journal{storedMeta: meta}
-	describe(out, "what is kept", salvaged)
+	for _, l := range rep.dropped {
+		fmt.Fprintf(out, "  drops %s\n", l)
+	}
+	for _, k := range kept {
+		fmt.Fprintf(out, "  %s\n", k)
+	}
+	salvaged.journal = &journal{storedMeta: rep.meta}
+	describe(out, "what is kept", salvaged.userStore)
 	if !drop {
-		return errors.New("wxlogin repair: nothing changed; with -drop it drops what is listed above")
+		return errors.New("wxlogin repair: nothing changed; with -drop it corrects and drops what is listed above")
 	}
 
 	// The damaged files are kept, linked into a folder of their own, before
@@ -298,7 +309,7 @@ func repairDataDir(dir string, drop bool, out io.Writer) error {
 	if err := syncDir(aside); err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
-	writable, err := openJournal(dir, "users", journalOptions{meta: meta, log: slog.New(slog.DiscardHandler)})
+	writable, err := openJournal(dir, "users", journalOptions{meta: rep.meta, log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
@@ -312,29 +323,6 @@ func repairDataDir(dir string, drop bool, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "repaired: the damaged files are in %s\n", aside)
 	return nil
-}
-
-// newestMeta is the owner's meta in the newest readable header of j's
-// files, so that a repaired store keeps the mode it was created in.
-func newestMeta(j *journal) json.RawMessage {
-	paths := []string{filepath.Join(j.dir, j.snapshotName())}
-	for _, gen := range j.gens {
-		paths = append(paths, j.journalPath(gen))
-	}
-	var meta json.RawMessage
-	for _, p := range paths {
-		data, err := readAtMost(p, maxLineBytes)
-		if err != nil {
-			continue
-		}
-		first, _, _ := strings.Cut(string(data), "\n")
-		if h, _, err := parseHeader([]byte(first+"\n"), j.snapshotFormat()); err == nil && h.Meta != nil {
-			meta = h.Meta
-		} else if h, _, err := parseHeader([]byte(first+"\n"), j.journalFormat()); err == nil && h.Meta != nil {
-			meta = h.Meta
-		}
-	}
-	return meta
 }
 
 // handleBackup serves GET /backup on the admin address: the user store as
@@ -374,4 +362,140 @@ func newMemoryUserStore() *userStore {
 	s := &userStore{now: time.Now}
 	s.makeIndexes(0)
 	return s
+}
+
+// idMargin is how many ids a repair keeps unused past the highest it can
+// count when the watermark is missing or unreadable: users cut from the end
+// of the newest journal then cannot be counted, and their ids must never
+// go to someone else.
+const idMargin = 1000
+
+// salvagedStore is a store read from a damaged one's files, as a repair
+// keeps it. Where a line was dropped, ids may skip: an id whose user's
+// record is lost stays unused, kept as an erased id, for an id once given
+// belongs to one user forever. A later line of the same user brings the
+// record back, and the user's claims with it.
+type salvagedStore struct {
+	*userStore
+	lost    map[int64]bool // ids with no record kept (yet)
+	pending []*claimRecord // claims naming a user not kept (yet)
+	// highest is the highest id a dropped line names; uncounted the dropped
+	// lines that may each have given an id no line kept names (their text
+	// is unreadable, or it is a user's, whose id may itself be damaged).
+	highest   int64
+	uncounted int64
+}
+
+func newSalvagedStore() *salvagedStore {
+	return &salvagedStore{userStore: newMemoryUserStore(), lost: map[int64]bool{}}
+}
+
+// apply puts a line that checks out in the store, as replay does, but
+// lets ids skip, and a user whose record was lost come back.
+func (s *salvagedStore) apply(l storedLine) error {
+	switch {
+	case l.user != nil:
+		u := l.user
+		s.skipTo(u.ID - 1)
+		if s.lost[u.ID] {
+			if other, ok := s.byRef[u.ref()]; ok {
+				return fmt.Errorf("user %d duplicates user %d (appid %s, openid %s)", u.ID, other.ID, u.AppID, u.OpenID)
+			}
+			delete(s.lost, u.ID)
+			s.setLocked(u)
+			return nil
+		}
+	case l.erased != nil:
+		s.skipTo(l.erased.UserID - 1)
+		delete(s.lost, l.erased.UserID)
+	case l.claim != nil:
+		if id := l.claim.UserID; id > int64(len(s.byID)) || s.byID[id-1] == nil {
+			s.pending = append(s.pending, l.claim) // until a later line brings its user back
+			return nil
+		}
+	}
+	return s.replay(l)
+}
+
+// skipTo makes room for ids up to n, those not stored lost.
+func (s *salvagedStore) skipTo(n int64) {
+	for int64(len(s.byID)) < n {
+		s.byID = append(s.byID, nil)
+		s.lost[int64(len(s.byID))] = true
+	}
+}
+
+// lostLine notes a dropped line's text: what ids it may have given.
+func (s *salvagedStore) lostLine(text []byte) {
+	id := func(prefix string) int64 {
+		digits, _ := bytes.CutPrefix(text, []byte(prefix))
+		end := bytes.IndexFunc(digits, func(r rune) bool { return r < '0' || r > '9' })
+		n, err := strconv.ParseInt(string(digits[:max(end, 0)]), 10, 64)
+		if err != nil || n < 1 || n > 1<<53 {
+			return 0
+		}
+		return n
+	}
+	switch {
+	case bytes.HasPrefix(text, claimLinePrefix), bytes.HasPrefix(text, []byte(keptPrefix)), bytes.HasPrefix(text, []byte(personKeyPrefix)):
+		// Gives no id.
+	case bytes.HasPrefix(text, []byte(erasedPrefix)):
+		s.highest = max(s.highest, id(erasedPrefix+`{"user_id":`))
+	default:
+		s.highest = max(s.highest, id(`{"id":`))
+		s.uncounted++
+	}
+}
+
+// finish applies the claims whose users came back, and keeps every id that
+// may have been given unused: each one with no record kept, and past the
+// highest, one for each dropped line that may have given one and for each
+// line the watermark says is missing. It returns what it kept unused and
+// dropped, for the repair to say.
+func (s *salvagedStore) finish(rep salvageReport, now time.Time) []string {
+	var notes []string
+	for _, c := range s.pending {
+		err := fmt.Errorf("the user's record is lost")
+		if s.recordLocked(c.UserID) != nil {
+			err = s.replay(storedLine{claim: c})
+		}
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("drops the claim %q of user %d: %v", c.Name, c.UserID, err))
+		}
+	}
+	s.pending = nil
+	top := max(int64(len(s.byID)), s.highest) + s.uncounted + rep.missing
+	if rep.uncounted {
+		top += idMargin
+	}
+	s.skipTo(top)
+	ids := slices.Sorted(maps.Keys(s.lost))
+	for _, id := range ids {
+		s.erasedAt[id] = now.UTC().Truncate(time.Millisecond)
+	}
+	if len(ids) > 0 {
+		notes = append(notes, fmt.Sprintf("keeps %s unused (as erased ids): users whose lines are dropped or missing may have held them, and an id is never given twice", idRanges(ids)))
+	}
+	return notes
+}
+
+// idRanges says which ids ids, ascending, are: "id 5", "ids 5, 7–9".
+func idRanges(ids []int64) string {
+	var parts []string
+	for i := 0; i < len(ids); {
+		j := i
+		for j+1 < len(ids) && ids[j+1] == ids[j]+1 {
+			j++
+		}
+		if j == i {
+			parts = append(parts, strconv.FormatInt(ids[i], 10))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d–%d", ids[i], ids[j]))
+		}
+		i = j + 1
+	}
+	if len(ids) == 1 {
+		return "id " + parts[0]
+	}
+	return "ids " + strings.Join(parts, ", ")
 }

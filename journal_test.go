@@ -460,47 +460,93 @@ func openDamaged(t *testing.T, dir string, files map[string][]byte) (string, err
 // flip per start-up: each must be refused with an error naming the file
 // and line. None may start with what the store holds changed. (A flip the
 // store could start with unchanged would be counted apart; there is none:
-// every line, header and trailer included, has a checksum.) It flips one
-// bit of each byte; with WXLOGIN_BITFLIP_ALL=1 (scripts/bitflip, which CI
-// runs) every bit of each byte.
+// every line, header and trailer included, has a checksum.) Then wxlogin
+// repair -drop must keep every acknowledged user and claim but, at most,
+// the flipped line's, and give no id twice. It flips one bit of each byte,
+// and repairs one flip in eight; with WXLOGIN_BITFLIP_ALL=1
+// (scripts/bitflip, which CI runs) every bit of each byte, each repaired.
 func TestEveryBitFlipIsRefused(t *testing.T) {
 	everyBit := envSetting(t, "WXLOGIN_BITFLIP_ALL", false, strconv.ParseBool)
 	files, want := damageFixture(t, t.TempDir())
-	scratch := t.TempDir()
+	scratch, repairs := t.TempDir(), t.TempDir()
+	wantLines := map[string]bool{}
+	for _, line := range strings.SplitAfter(want, "\n") {
+		if line != "" {
+			wantLines[line] = true
+		}
+	}
+	// The repairs, mostly waiting for fsyncs, run four at a time.
+	var repaired, repairedTwice [2]atomic.Int64 // repairs of one flipped bit, two; [1]: with every line kept
+	jobs := make(chan func())
+	var repairing sync.WaitGroup
+	for range 4 {
+		repairing.Go(func() {
+			for job := range jobs {
+				job()
+			}
+		})
+	}
 	located := regexp.MustCompile(`users\.([a-z]+(\.\d{6})?\.jsonl|watermark)(:\d+)?: `)
 	var flips, refused, unchanged, changed int
 	for _, name := range slices.Sorted(maps.Keys(files)) {
 		orig := files[name]
 		for i := range orig {
-			for bit := range 8 {
-				if !everyBit && bit != i%8 {
+			// Each bit of the byte (one with go test), and then two at
+			// once, more than a repair corrects: it must drop the line.
+			for bit := range 9 {
+				mask := byte(1) << bit
+				if bit == 8 {
+					mask = 3 << (i % 7)
+				} else if !everyBit && bit != i%8 {
 					continue
 				}
 				damaged := maps.Clone(files)
 				damaged[name] = bytes.Clone(orig)
-				damaged[name][i] ^= 1 << bit
+				damaged[name][i] ^= mask
 				flips++
 				got, err := openDamaged(t, scratch, damaged)
 				switch {
 				case err != nil && strings.Contains(err.Error(), name) && located.MatchString(err.Error()):
 					refused++
+					// Repaired, it keeps every line but, at most, what
+					// the flipped line held (one byte in eight; every
+					// byte with WXLOGIN_BITFLIP_ALL).
+					if everyBit || i%8 == 0 {
+						counts := &repaired
+						if bit == 8 {
+							counts = &repairedTwice
+						}
+						counts[0].Add(1)
+						dir, flipped := filepath.Join(repairs, strconv.Itoa(flips)), flippedLine(orig, i)
+						jobs <- func() {
+							if repairFlip(t, dir, damaged, wantLines, flipped) {
+								counts[1].Add(1)
+							}
+							os.RemoveAll(dir)
+						}
+					}
 				case err != nil:
-					t.Fatalf("flip of bit %d of byte %d of %s: %v; want an error naming the file and line", bit, i, name, err)
+					t.Fatalf("flip of bits %08b of byte %d of %s: %v; want an error naming the file and line", mask, i, name, err)
 				case got == want:
 					unchanged++
 				default:
 					changed++
-					t.Errorf("flip of bit %d of byte %d of %s: accepted, and the store holds\n%s\nwhere it held\n%s", bit, i, name, got, want)
+					t.Errorf("flip of bits %08b of byte %d of %s: accepted, and the store holds\n%s\nwhere it held\n%s", mask, i, name, got, want)
 				}
 			}
 		}
 	}
+	close(jobs)
+	repairing.Wait()
 	bytesFlipped := 0
 	for _, data := range files {
 		bytesFlipped += len(data)
 	}
-	t.Logf("bit-flip figures: %d flips in %d bytes of 4 files, %d refused with file and line, %d accepted unchanged, %d silent changes",
+	t.Logf("bit-flip figures: %d flips in %d bytes of 4 files (of one bit, and of two bits of each byte), %d refused with file and line, %d accepted unchanged, %d silent changes",
 		flips, bytesFlipped, refused, unchanged, changed)
+	t.Logf("repair figures: %d flips of one bit repaired with wxlogin repair -drop, %d of them with every line kept; %d of two bits, %d with every line kept, "+
+		"the others losing the flipped line's record alone; none losing more, none giving an id twice",
+		repaired[0].Load(), repaired[1].Load(), repairedTwice[0].Load(), repairedTwice[1].Load())
 	if unchanged > 0 {
 		t.Errorf("%d flips were accepted; every line has a checksum, so want none", unchanged)
 	}
@@ -1009,4 +1055,81 @@ func appendOnly(t *testing.T, f *os.File) {
 		}
 	}
 	t.Errorf("no flags for %s in /proc", f.Name())
+}
+
+// flippedLine is the line of file that holds byte i.
+func flippedLine(file []byte, i int) []byte {
+	start := bytes.LastIndexByte(file[:i], '\n') + 1
+	end := i + bytes.IndexByte(file[i:], '\n') + 1
+	if end <= i {
+		end = len(file)
+	}
+	return file[start:end]
+}
+
+// repairFlip writes files, a store with one bit flipped in its line
+// flipped, to dir and repairs it with wxlogin repair -drop. What the
+// repaired store holds must be want, the lines of the store before the
+// flip, but for, at most, the record of the flipped line (a user's, with
+// their claims, or a claim): no other line lost, no id naming another
+// user, and the next new user's id past them all. It reports whether
+// every line was kept.
+func repairFlip(t *testing.T, dir string, files map[string][]byte, want map[string]bool, flipped []byte) bool {
+	t.Helper()
+	for name, data := range files {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Error(err)
+			return false
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Error(err)
+			return false
+		}
+	}
+	var record storedLine // what the flipped line held, if a record
+	if _, text, _, err := splitFramed(flipped); err == nil && flipped[0] == kindRecord {
+		record, _ = parseStoredLine(text)
+	}
+	mayLose := func(l storedLine) bool {
+		switch {
+		case record.user != nil && l.user != nil:
+			return l.user.ID == record.user.ID
+		case record.user != nil && l.claim != nil:
+			return l.claim.UserID == record.user.ID
+		case record.claim != nil && l.claim != nil:
+			return *l.claim == *record.claim
+		}
+		return false
+	}
+	if out, err := tool(t, "repair", "-data", dir, "-drop"); err != nil {
+		t.Errorf("repair -drop after a flip in %q = %v:\n%s", flipped, err, out)
+		return false
+	}
+	s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
+	if err != nil {
+		t.Errorf("the store repaired after a flip in %q does not open: %v", flipped, err)
+		return false
+	}
+	defer s.Close()
+	got := storeLines(s)
+	whole, top := true, int64(0)
+	for line := range want {
+		l, _ := parseStoredLine([]byte(line)) // a line of the store before the flip
+		if l.user != nil {
+			top = max(top, l.user.ID)
+			if u, ok := s.get(l.user.ID); ok && u.ref() != l.user.ref() {
+				t.Errorf("after a flip in %q and a repair, user %d is %s; it was %s", flipped, u.ID, u.OpenID, l.user.OpenID)
+			}
+		}
+		if !got[line] {
+			whole = false
+			if !mayLose(l) {
+				t.Errorf("a flip in %q, repaired, lost %s", flipped, line)
+			}
+		}
+	}
+	if u, created, err := s.login(mockAppID, "o-after-the-repair", ""); err != nil || !created || u.ID <= top {
+		t.Errorf("after a flip in %q and a repair, a new user = user %d, %v, %v; want an id past %d", flipped, u.ID, created, err, top)
+	}
+	return whole
 }

@@ -667,14 +667,15 @@ func (s *userStore) putLocked(u *userRecord) *batch {
 	return s.journal.append(s.line)
 }
 
-// setLocked makes u the record of its id, appending a new id, and keeps
-// the unionid index in step. s.mu is held, or the store is being opened.
+// setLocked makes u the record of its id, appending a new id (or filling
+// one a repair found lost), and keeps the unionid index in step. s.mu is
+// held, or the store is being opened.
 func (s *userStore) setLocked(u *userRecord) {
 	if u.ID > int64(len(s.byID)) {
 		s.byID = append(s.byID, u)
 	} else {
 		old := s.byID[u.ID-1]
-		if old.UnionID != "" && old.UnionID != u.UnionID {
+		if old != nil && old.UnionID != "" && old.UnionID != u.UnionID {
 			s.unlinkUnionLocked(old)
 		}
 		s.byID[u.ID-1] = u
