@@ -262,7 +262,10 @@ func (s *redisStore) stamp(precision time.Duration) time.Time {
 // the person); it stamps last_login_at. It creates a record only for an
 // id the openid's key gave (ARGV[7] is 1), never for one this instance
 // remembered. It answers {-1} for an erased user or a record it may not
-// create, else {created, the record's fields}.
+// create, {-2} when the id holds another user's record, which it leaves
+// as it is, else {created, the record's fields}. Being one script, it is
+// what gives an id to one user only: of two logins whose openids' keys
+// name one id, the first creates the record and the other is told {-2}.
 var loginScript = newRedisScript(`
 local k = KEYS[1]
 if redis.call('HEXISTS', k, 'erased') == 1 then return {-1} end
@@ -274,9 +277,7 @@ if redis.call('HEXISTS', k, 'appid') == 0 then
   if ARGV[4] ~= '' then redis.call('HSET', k, 'unionid', ARGV[4]) end
   created = 1
 else
-  if redis.call('HGET', k, 'appid') ~= ARGV[2] or redis.call('HGET', k, 'openid') ~= ARGV[3] then
-    return redis.error_reply('WXLOGIN user ' .. ARGV[1] .. ' is another user')
-  end
+  if redis.call('HGET', k, 'appid') ~= ARGV[2] or redis.call('HGET', k, 'openid') ~= ARGV[3] then return {-2} end
   if ARGV[4] ~= '' and redis.call('HGET', k, 'unionid') ~= ARGV[4] then
     redis.call('HSET', k, 'unionid', ARGV[4], 'updated_at', ARGV[5], 'person', ARGV[6])
     redis.call('HINCRBY', k, 'v', 1)
@@ -290,15 +291,27 @@ return {created, redis.call('HGETALL', k)}
 // (appid, openid) key holds; the first login to set it (SET NX) decides it
 // for everyone, and exactly one login creates the record. An id taken from
 // wx:ids by a login that lost that race is never used: ids have gaps.
+//
+// wx:ids can be behind the records: a Cluster failover to a replica that
+// missed the last INCRs, a restore of an older AOF. An id it gives again is
+// held already, by a record or an erasure, and the login script, which
+// alone creates records, refuses it ({-1}, {-2}); the login then takes the
+// id away from its openid's key and takes another from wx:ids, a step
+// further each time (1, 2, 4 …), so that the counter is past the ids held
+// after a few tries, whatever the lag. No id ever changes owner, and a
+// normal login makes no round trip more for it. The same heals an openid's
+// key that names another user's id, which wxlogin wrote before it did this.
 func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (userRecord, bool, error) {
 	now := formatRedisTime(s.stamp(time.Second))
 	person := s.personHash(appID, openID, unionID)
 	ref := userRef{appID, openID}
-	for range 3 {
+	step := int64(1) // how far the next id taken from wx:ids jumps
+	for range maxIDTries {
 		id, known := s.ids.get(ref)
+		fresh := false // whether id was just taken from wx:ids for this login
 		if !known {
 			var err error
-			if id, err = s.userID(ctx, appID, openID); err != nil {
+			if id, fresh, err = s.userID(ctx, appID, openID, step); err != nil {
 				return userRecord{}, false, storeUnavailable(err)
 			}
 		}
@@ -313,15 +326,20 @@ func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (
 		}
 		r, _ := reply.([]any)
 		if len(r) == 1 {
-			// Erased, or a remembered id with no record: the id is
-			// forgotten and the openid's key asked. For an erasure that had
-			// not taken the key to the id away yet (it was cut short), the
-			// key is taken away: this is a new user.
+			// Not this user's: erased, a remembered id with no record, or
+			// another user's. The id is forgotten and the openid's key asked
+			// again. A key that named it is taken away (if it still does):
+			// an erasure that had not taken it away yet (it was cut short),
+			// or an id wx:ids gave again; this is a new user, whose id is
+			// further on.
 			s.ids.forget(ref)
 			if !known {
 				if err := s.forgetOpenID(ctx, appID, openID, id); err != nil {
 					return userRecord{}, false, storeUnavailable(err)
 				}
+			}
+			if fresh {
+				step *= 2 // wx:ids is behind its records
 			}
 			continue
 		}
@@ -339,33 +357,41 @@ func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (
 		s.ids.put(ref, id)
 		return u, created == 1, nil
 	}
-	return userRecord{}, false, storeUnavailable(errors.New("login: the openid's id kept naming an erased user"))
+	return userRecord{}, false, storeUnavailable(fmt.Errorf("login: %d ids in a row from %s were held already or erased", maxIDTries, redisIDsKey))
 }
 
-// userID is the id of (appID, openID), given now if it has none.
-func (s *redisStore) userID(ctx context.Context, appID, openID string) (int64, error) {
+// maxIDTries bounds the ids one login tries. Their steps doubling, the
+// last jumps 2^15 ids: one login moves wx:ids past a lag of 65 535, and
+// the logins after it past any lag.
+const maxIDTries = 16
+
+// userID is the id of (appID, openID), given now if it has none: the
+// counter moved on by step, which fresh reports.
+func (s *redisStore) userID(ctx context.Context, appID, openID string, step int64) (id int64, fresh bool, err error) {
 	key := redisOpenIDKey(appID, openID)
 	v, err := s.rc.do(ctx, "GET", key)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
+	var given string
 	if v == nil {
-		n, err := s.rc.do(ctx, "INCR", redisIDsKey)
+		n, err := s.rc.do(ctx, "INCRBY", redisIDsKey, strconv.FormatInt(step, 10))
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
-		replies, err := s.rc.pipeline(ctx, [][]string{{"SET", key, strconv.FormatInt(n.(int64), 10), "NX"}, {"GET", key}})
+		given = strconv.FormatInt(n.(int64), 10)
+		replies, err := s.rc.pipeline(ctx, [][]string{{"SET", key, given, "NX"}, {"GET", key}})
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		v = replies[1]
 	}
 	text, _ := v.(string)
-	id, err := strconv.ParseInt(text, 10, 64)
+	id, err = strconv.ParseInt(text, 10, 64)
 	if err != nil || id < 1 {
-		return 0, fmt.Errorf("%s holds %v, not a user id", key, v)
+		return 0, false, fmt.Errorf("%s holds %v, not a user id", key, v)
 	}
-	return id, nil
+	return id, text == given, nil
 }
 
 // forgetOpenIDScript deletes the key of (appid, openid) if it still names

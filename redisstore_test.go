@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -943,4 +944,188 @@ func TestAFailoverIsFollowedWithoutARestart(t *testing.T) {
 		t.Errorf("the slowest login took %v; want every one answered within its bound (3 s and a moment)", slowest)
 	}
 	t.Logf("failover: %d logins answered, %d failed while the master was gone; slowest %v", n, f, slowest.Round(time.Millisecond))
+}
+
+// openRedisStoresOn starts a Redis of kind (one server, or a cluster of
+// three masters), appending and fsyncing each write, and opens n stores on
+// it, as n wxlogins would; admin is a client of it for the test's own
+// commands.
+func openRedisStoresOn(t *testing.T, kind storeKind, n int) (stores []*redisStore, admin *redisClient) {
+	t.Helper()
+	aof := []string{"--appendonly", "yes", "--appendfsync", "always"}
+	var cfg redisConfig
+	switch kind {
+	case onRedis:
+		srv := startRedis(t, aof...)
+		cfg = redisConfig{addrs: []string{srv.addr}, poolSize: 16, timeout: 5 * time.Second}
+	case onRedisCluster:
+		cl := startRedisCluster(t, 3, aof...)
+		cfg = redisConfig{addrs: []string{cl.nodes[0].addr}, cluster: true, poolSize: 16, timeout: 5 * time.Second}
+	default:
+		t.Fatalf("openRedisStoresOn(%q): not a Redis", kind)
+	}
+	for range n {
+		s, err := openRedisStore(t.Context(), cfg, redisFsync, storeMeta{Mode: modeReal}, 2*time.Hour, 720*time.Hour, time.Now, discardLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.close)
+		stores = append(stores, s)
+	}
+	admin = newRedisClient(cfg)
+	t.Cleanup(admin.close)
+	return stores, admin
+}
+
+// setIDsBack takes n from wx:ids, as a failover to a replica that missed
+// the last n INCRs does.
+func setIDsBack(t *testing.T, admin *redisClient, n int) {
+	t.Helper()
+	if _, err := admin.do(t.Context(), "DECRBY", redisIDsKey, strconv.Itoa(n)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkIDOwners checks that every id of owners is still held as it was: a
+// record of the openid it names, whose openid's key names it back, or an
+// erasure ("" for an erased id).
+func checkIDOwners(t *testing.T, s *redisStore, admin *redisClient, owners map[int64]string) {
+	t.Helper()
+	ctx := t.Context()
+	for id, openID := range owners {
+		u, ok, err := s.get(ctx, id)
+		switch {
+		case err != nil:
+			t.Errorf("user %d: %v", id, err)
+		case openID == "" && ok:
+			t.Errorf("erased id %d holds %s now; want it erased still", id, u.OpenID)
+		case openID != "" && (!ok || u.OpenID != openID):
+			t.Errorf("id %d holds %q (found %v); want %s's record: an id changed owner", id, u.OpenID, ok, openID)
+		case openID != "":
+			if v, err := admin.do(ctx, "GET", redisOpenIDKey("wxapp", openID)); err != nil || v != strconv.FormatInt(id, 10) {
+				t.Errorf("%s's key names %v (%v); want %d", openID, v, err, id)
+			}
+		}
+	}
+}
+
+// With wx:ids 20 behind the records (a Cluster failover to a replica that
+// missed the last INCRs), the next new users log in at once, each with an
+// id no record or erasure held: the counter moves past the ids held, and
+// no id changes owner. An openid whose key names another user's id, as
+// wxlogin left it before ids healed, logs in as the new user it is.
+func TestRedisIDsHealWhenTheCounterFallsBehind(t *testing.T) {
+	for _, kind := range []storeKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			stores, admin := openRedisStoresOn(t, kind, 2)
+			ctx := t.Context()
+			owners := map[int64]string{}
+			for i := range 30 {
+				u, _, err := stores[i%2].login(ctx, "wxapp", fmt.Sprint("old-", i), "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				owners[u.ID] = u.OpenID
+			}
+			for _, id := range []int64{27, 30} { // erasures among the ids the counter gives again
+				if _, err := stores[0].erase(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+				owners[id] = ""
+			}
+			if _, err := admin.do(ctx, "SET", redisOpenIDKey("wxapp", "stale"), "25"); err != nil {
+				t.Fatal(err)
+			}
+			setIDsBack(t, admin, 20)
+
+			given := map[string]int64{}
+			for i := range 25 {
+				openID := fmt.Sprint("new-", i)
+				u, created, err := stores[i%2].login(ctx, "wxapp", openID, "")
+				if err != nil || !created {
+					t.Fatalf("new user %d's login = %v, new %v; want a new user", i, err, created)
+				}
+				if was, held := owners[u.ID]; held {
+					t.Errorf("new user %d got id %d, which %q held", i, u.ID, was)
+				}
+				owners[u.ID], given[openID] = openID, u.ID
+			}
+			u, created, err := stores[1].login(ctx, "wxapp", "stale", "")
+			if err != nil || !created || u.ID == 25 {
+				t.Errorf("login of the openid whose key named user 25 = %d, new %v, %v; want a new user with an id of its own", u.ID, created, err)
+			} else {
+				owners[u.ID], given["stale"] = "stale", u.ID
+			}
+			checkIDOwners(t, stores[0], admin, owners)
+			if last, err := stores[0].lastID(ctx); err != nil || last < slices.Max(slices.Collect(maps.Keys(owners))) {
+				t.Errorf("wx:ids = %d (%v); want it past every id held", last, err)
+			}
+			for openID, id := range given {
+				if u, created, err := stores[0].login(ctx, "wxapp", openID, ""); err != nil || created || u.ID != id {
+					t.Errorf("%s again = %d, new %v, %v; want user %d", openID, u.ID, created, err, id)
+				}
+			}
+		})
+	}
+}
+
+// The counter set back again and again while new users log in, on two
+// stores at once: every one gets in, each with an id no one else holds.
+func TestRedisIDsHealUnderLoad(t *testing.T) {
+	for _, kind := range []storeKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			stores, admin := openRedisStoresOn(t, kind, 2)
+			ctx := t.Context()
+			owners := map[int64]string{}
+			for i := range 40 {
+				u, _, err := stores[i%2].login(ctx, "wxapp", fmt.Sprint("old-", i), "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				owners[u.ID] = u.OpenID
+			}
+			setIDsBack(t, admin, 20)
+
+			const newUsers, setBackEvery = 200, 25
+			type result struct {
+				u       userRecord
+				created bool
+				err     error
+			}
+			results := make([]result, newUsers)
+			done := make(chan struct{}, newUsers)
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			for range 16 {
+				wg.Go(func() {
+					for i := next.Add(1) - 1; i < newUsers; i = next.Add(1) - 1 {
+						u, created, err := stores[i%2].login(ctx, "wxapp", fmt.Sprint("new-", i), "")
+						results[i] = result{u, created, err}
+						done <- struct{}{}
+					}
+				})
+			}
+			for n := 1; n < newUsers; n++ {
+				<-done
+				if n%setBackEvery == 0 {
+					setIDsBack(t, admin, 20)
+				}
+			}
+			wg.Wait()
+
+			for i, r := range results {
+				openID := fmt.Sprint("new-", i)
+				if r.err != nil || !r.created {
+					t.Errorf("%s's login = %v, new %v; want a new user", openID, r.err, r.created)
+					continue
+				}
+				if was, held := owners[r.u.ID]; held {
+					t.Errorf("%s got id %d, which %q holds", openID, r.u.ID, was)
+					continue
+				}
+				owners[r.u.ID] = openID
+			}
+			checkIDOwners(t, stores[1], admin, owners)
+		})
+	}
 }
