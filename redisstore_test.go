@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -359,6 +360,62 @@ func TestRedisDownAnswers503AndRecovers(t *testing.T) {
 	wantDown("Redis hung")
 	redis.cmd.Process.Signal(syscall.SIGCONT)
 	waitHealthy(t, s.url)
+}
+
+// A Redis that stops answering (SIGSTOP) costs a login the Redis URL's
+// timeout once in all, not once for each call that meets it: the login
+// answers 503, status -1 with Retry-After, within the bound and well
+// under twice it, whether Redis stops before the login or while WeChat
+// answers its code, after which the exchange's answer for other instances
+// and the store's calls would each have waited the bound.
+func TestAStalledRedisCostsALoginItsBoundOnce(t *testing.T) {
+	const bound = time.Second
+	redis := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	t.Cleanup(func() { redis.cmd.Process.Signal(syscall.SIGCONT) })
+	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Name: "Test app", Secret: testSecret}}, time.Now)
+	var stallOnExchange atomic.Bool
+	routes := fake.routes()
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/sns/jscode2session") && stallOnExchange.CompareAndSwap(true, false) {
+			redis.cmd.Process.Signal(syscall.SIGSTOP)
+		}
+		routes.ServeHTTP(w, r)
+	}))
+	t.Cleanup(upstream.Close)
+	env := map[string]string{"WXLOGIN_REDIS": "redis://" + redis.addr + "?timeout=" + bound.String(), "WX_APPID": "wxapp", "WX_APPSECRET": testSecret}
+	s := startServer(t, env, "-wechat-api", upstream.URL+fakeAPIPrefix, "-login-rate", "0")
+	login := func() (reply, time.Duration) {
+		start := time.Now()
+		got := post(t, http.MethodPost, s.url+"/login", jsonCT, `{"code":"`+fake.issueCode("wxapp", "bob")+`"}`)
+		return got, time.Since(start)
+	}
+	if got, _ := login(); got.env.Status != 0 {
+		t.Fatalf("login with Redis up = %s", got.raw)
+	}
+	for _, tt := range []struct {
+		name       string
+		onExchange bool // stop Redis once the code's exchange is marked in it, as WeChat answers
+	}{
+		{"Redis stopped before the login", false},
+		{"Redis stopped while WeChat answers the code", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.onExchange {
+				stallOnExchange.Store(true)
+			} else {
+				redis.cmd.Process.Signal(syscall.SIGSTOP)
+			}
+			got, took := login()
+			redis.cmd.Process.Signal(syscall.SIGCONT)
+			if got.code != http.StatusServiceUnavailable || got.env.Status != statusInternal || got.header.Get("Retry-After") == "" {
+				t.Errorf("login = HTTP %d, %s (Retry-After %q); want 503, status -1, Retry-After", got.code, got.raw, got.header.Get("Retry-After"))
+			}
+			if took >= 2*bound {
+				t.Errorf("login answered after %v; want the bound, %v, once: well under %v", took, bound, 2*bound)
+			}
+			waitHealthy(t, s.url)
+		})
+	}
 }
 
 // TestRedisScaleFigures measures what a user and a token take in Redis:
