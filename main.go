@@ -143,6 +143,17 @@ func runOnRedis(ctx context.Context, cfg config, m *metrics, log *slog.Logger) e
 		return err
 	}
 	defer store.close()
+	if cfg.redisDurability == redisFsync {
+		// Checked at the start, and again each second while serving: a
+		// Redis weakened since refuses writes until it is restored.
+		ctx, cancel := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			store.watchDurability(ctx, durabilityCheckEvery, log)
+		}()
+		defer func() { cancel(); <-watched }()
+	}
 	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, nil, m, log)
 	if err != nil {
 		return err

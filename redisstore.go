@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -54,6 +55,10 @@ type redisStore struct {
 	ttl, maxAge time.Duration
 	personKey   []byte
 	ids         idCache // (appid, openid) → user id, known here
+	// weak, with -redis-durability=fsync, is why a master no longer keeps
+	// each write as it must, nil while all do (watchDurability): writes
+	// are refused meanwhile.
+	weak atomic.Pointer[redisDurabilityError]
 }
 
 // idCache keeps the user ids of (appid, openid) this instance has seen,
@@ -211,6 +216,8 @@ func setOnce(ctx context.Context, rc *redisClient, key, value string) (string, e
 // checkRedisFsync checks that every master appends each write to its AOF
 // and fsyncs it before answering. Redis answers a write only after
 // appendfsync always has fsynced it, so an acknowledged write is on disk.
+// A master that does not, or will not say, is a *redisDurabilityError;
+// any other error is Redis's not answering.
 func checkRedisFsync(ctx context.Context, rc *redisClient) error {
 	replies, err := rc.onEachServer(ctx, [][]string{{"CONFIG", "GET", "appendonly"}, {"CONFIG", "GET", "appendfsync"}})
 	if err != nil {
@@ -218,12 +225,73 @@ func checkRedisFsync(ctx context.Context, rc *redisClient) error {
 	}
 	for addr, r := range replies {
 		if e, refused := r[0].(redisError); refused {
-			return fmt.Errorf("%s refuses CONFIG GET (%v), so wxlogin cannot check that it fsyncs each write; if its persistence is known to be enough (a managed Redis), start with -redis-durability=unchecked (README, Redis)", addr, e)
+			return &redisDurabilityError{fmt.Sprintf("%s refuses CONFIG GET (%v), so wxlogin cannot check that it fsyncs each write; if its persistence is known to be enough (a managed Redis), start with -redis-durability=unchecked (README, Redis)", addr, e)}
 		}
 		appendOnly, fsync := configValue(r[0]), configValue(r[1])
 		if appendOnly != "yes" || fsync != "always" {
-			return fmt.Errorf("%s has appendonly %s and appendfsync %s: an acknowledged login could be lost in a crash of Redis; set appendonly yes and appendfsync always, or accept that with -redis-durability=unchecked (README, Redis)", addr, appendOnly, fsync)
+			return &redisDurabilityError{fmt.Sprintf("%s has appendonly %s and appendfsync %s: an acknowledged login could be lost in a crash of Redis; set appendonly yes and appendfsync always, or accept that with -redis-durability=unchecked (README, Redis)", addr, appendOnly, fsync)}
 		}
+	}
+	return nil
+}
+
+// redisDurabilityError says which master does not keep each write as
+// -redis-durability=fsync needs, and which setting, or that it will not
+// say.
+type redisDurabilityError struct{ msg string }
+
+func (e *redisDurabilityError) Error() string { return e.msg }
+
+// durabilityCheckEvery is how often a running wxlogin asks the masters
+// again (watchDurability): two CONFIG GETs on each, and writes refused a
+// second at most after a CONFIG SET that weakens one.
+const durabilityCheckEvery = time.Second
+
+// watchDurability asks every master, each interval until ctx ends, whether
+// it still fsyncs each write (checkDurability): with
+// -redis-durability=fsync, checked once at the start, a CONFIG SET
+// appendfsync everysec afterwards, or a failover to a replica set up so,
+// would otherwise leave wxlogin acknowledging writes a crash of Redis
+// could lose.
+func (s *redisStore) watchDurability(ctx context.Context, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.checkDurability(ctx, log)
+	}
+}
+
+// checkDurability asks the masters once. While one does not fsync each
+// write, or will not say, writes are refused as when Redis cannot be
+// reached (writable), and /healthz answers 503; the log says so once, at
+// error level, naming the master and the setting, and once more when it
+// is restored, and wxlogin serves again. A master that does not answer
+// changes nothing: the calls to it fail meanwhile.
+func (s *redisStore) checkDurability(ctx context.Context, log *slog.Logger) {
+	err := checkRedisFsync(ctx, s.rc)
+	var weak *redisDurabilityError
+	switch {
+	case errors.As(err, &weak):
+		if s.weak.Swap(weak) == nil {
+			log.Error("Redis no longer keeps each write safe: writes are refused until it does", "err", weak)
+		}
+	case err == nil:
+		if s.weak.Swap(nil) != nil {
+			log.Info("Redis keeps each write safe again: writes are accepted")
+		}
+	}
+}
+
+// writable is nil while Redis keeps each write as the durability policy
+// needs; otherwise the 503 of a store that cannot be reached, with why.
+func (s *redisStore) writable() error {
+	if weak := s.weak.Load(); weak != nil {
+		return storeUnavailable(weak)
 	}
 	return nil
 }
@@ -241,8 +309,12 @@ func configValue(reply any) string {
 // close closes the connections.
 func (s *redisStore) close() { s.rc.close() }
 
-// health pings Redis, for /healthz: 503 while it cannot be reached.
+// health pings Redis, for /healthz: 503 while it cannot be reached, or
+// while writes are refused.
 func (s *redisStore) health(ctx context.Context) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	_, err := s.rc.do(ctx, "PING")
 	return storeUnavailable(err)
 }
@@ -302,6 +374,9 @@ return {created, redis.call('HGETALL', k)}
 // normal login makes no round trip more for it. The same heals an openid's
 // key that names another user's id, which wxlogin wrote before it did this.
 func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (userRecord, bool, error) {
+	if err := s.writable(); err != nil {
+		return userRecord{}, false, err
+	}
 	now := formatRedisTime(s.stamp(time.Second))
 	person := s.personHash(appID, openID, unionID)
 	ref := userRef{appID, openID}
@@ -519,6 +594,9 @@ return {1, redis.call('HGETALL', k)}
 // reads the record again and applies change to that, as the file store's
 // lock would have had it. A change that changes nothing writes nothing.
 func (s *redisStore) update(ctx context.Context, id int64, change func(u *userRecord)) (userRecord, error) {
+	if err := s.writable(); err != nil {
+		return userRecord{}, err
+	}
 	for range 32 {
 		old, reply, ok, err := s.userHash(ctx, id)
 		if err != nil {
@@ -753,6 +831,9 @@ func parseRedisClaim(name, v string) (claimView, error) {
 // which one of any number of concurrent claims, from any instance and any
 // of the person's apps, wins.
 func (s *redisStore) claim(ctx context.Context, id int64, name string) (claimView, bool, error) {
+	if err := s.writable(); err != nil {
+		return claimView{}, false, err
+	}
 	reply, err := s.rc.do(ctx, "HMGET", redisUserKey(id), "appid", "person")
 	if err != nil {
 		return claimView{}, false, storeUnavailable(err)
@@ -834,6 +915,9 @@ return 1
 // twice. Redis keeps the erased fields in its AOF until it next rewrites
 // it (README, Redis).
 func (s *redisStore) erase(ctx context.Context, id int64) (erasureResult, error) {
+	if err := s.writable(); err != nil {
+		return erasureResult{}, err
+	}
 	u, person, ok, err := s.record(ctx, id)
 	if err != nil {
 		return erasureResult{}, err
@@ -900,6 +984,9 @@ return 1
 // issue creates a token for who: the user id, then 32 bytes from
 // crypto/rand, base64url.
 func (s *redisStore) issue(ctx context.Context, who identity, key string) (string, error) {
+	if err := s.writable(); err != nil {
+		return "", err
+	}
 	token := strconv.FormatInt(who.UserID, 10) + "." + randomText(32, base64.RawURLEncoding.EncodeToString)
 	h := hashToken(token)
 	hash := hex.EncodeToString(h[:])
@@ -987,6 +1074,9 @@ func redisTouchEvery(ttl time.Duration) time.Duration { return min(ttl/64, time.
 
 // revoke ends the caller's token.
 func (s *redisStore) revoke(ctx context.Context, who caller) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	hash := hex.EncodeToString(who.hash[:])
 	replies, err := s.rc.pipeline(ctx, [][]string{
 		{"DEL", redisTokenKey(who.UserID, hash)}, {"SREM", redisTokenSetKey(who.UserID), hash}})
@@ -1012,6 +1102,9 @@ return n
 
 // revokeUser ends every token of user id and reports how many were alive.
 func (s *redisStore) revokeUser(ctx context.Context, id int64) (int, error) {
+	if err := s.writable(); err != nil {
+		return 0, err
+	}
 	n, err := revokeUserScript.run(ctx, s.rc, []string{redisUserKey(id), redisTokenSetKey(id), redisSessionKeyKey(id)},
 		strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.ttl.Milliseconds(), 10),
 		strconv.FormatInt(s.maxAge.Milliseconds(), 10))

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -415,6 +417,113 @@ func TestAStalledRedisCostsALoginItsBoundOnce(t *testing.T) {
 			}
 			waitHealthy(t, s.url)
 		})
+	}
+}
+
+// A Redis whose durability is weakened after wxlogin started (CONFIG SET
+// appendfsync everysec) is found within seconds, without a restart:
+// writes answer 503, status -1 with Retry-After, as when Redis cannot be
+// reached, and /healthz answers 503, while reads are still served; the
+// log says why at error level, naming the setting. Restored, Redis is
+// written to again.
+func TestRedisWeakenedAfterStartRefusesWrites(t *testing.T) {
+	redis := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	admin := redis.client(t, "", "")
+	s := startServer(t, map[string]string{"WXLOGIN_REDIS": "redis://" + redis.addr}, "-login-rate", "0")
+	got := post(t, http.MethodPost, s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`)
+	token := dataOf[loginData](t, got).Token
+	appendfsync := func(v string) {
+		t.Helper()
+		if _, err := admin.do(t.Context(), "CONFIG", "SET", "appendfsync", v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	health := func() int { return post(t, http.MethodGet, s.url+"/healthz", "", "").code }
+
+	appendfsync("everysec")
+	waitWithin(t, 10*time.Second, "/healthz to answer 503", func() bool { return health() == http.StatusServiceUnavailable })
+	for _, r := range []struct{ method, path, body string }{
+		{http.MethodPost, "/login", `{"code":"` + mockCode(t, s.url, "bob") + `"}`},
+		{http.MethodPost, "/claims/welcome-gift", ""},
+		{http.MethodPatch, "/user", `{"city":"深圳"}`},
+		{http.MethodPost, "/logout", ""},
+	} {
+		got := post(t, r.method, s.url+r.path, jsonCT, r.body, "token", token)
+		if got.code != http.StatusServiceUnavailable || got.env.Status != statusInternal || got.header.Get("Retry-After") == "" {
+			t.Errorf("%s %s with appendfsync everysec = HTTP %d, %s (Retry-After %q); want 503, status -1, Retry-After", r.method, r.path, got.code, got.raw, got.header.Get("Retry-After"))
+		}
+	}
+	if got := post(t, http.MethodGet, s.url+"/user", "", "", "token", token); got.env.Status != 0 {
+		t.Errorf("GET /user with appendfsync everysec = %s; want it read", got.raw)
+	}
+	if logs := s.logs.String(); !regexp.MustCompile(`level=ERROR msg="Redis no longer keeps each write safe[^"]*" err="[^"]*appendfsync everysec`).MatchString(logs) {
+		t.Errorf("the log does not say at error level that appendfsync is everysec:\n%s", logs)
+	}
+
+	appendfsync("always")
+	waitWithin(t, 10*time.Second, "/healthz to answer 200 again", func() bool { return health() == http.StatusOK })
+	if got := post(t, http.MethodPost, s.url+"/claims/welcome-gift", "", "", "token", token); got.code != http.StatusCreated {
+		t.Errorf("claim once appendfsync is always again = %s; want 201", got.raw)
+	}
+	if got := post(t, http.MethodPost, s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "bob")+`"}`); got.env.Status != 0 {
+		t.Errorf("login once appendfsync is always again = %s", got.raw)
+	}
+}
+
+// However often durability is found weak, the log says so once, and once
+// when it is restored; a Redis that does not answer the check changes
+// nothing.
+func TestRedisWeakenedDurabilityIsLoggedOnce(t *testing.T) {
+	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	cfg := redisConfig{addrs: []string{srv.addr}, poolSize: 4, timeout: 300 * time.Millisecond}
+	rs, err := openRedisStore(t.Context(), cfg, redisFsync, storeMeta{Mode: modeReal}, time.Hour, time.Hour, time.Now, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rs.close)
+	logs := &syncBuffer{}
+	log := textLogger(logs)
+	admin := srv.client(t, "", "")
+	for _, step := range []struct {
+		name     string
+		set      []string // CONFIG SET's arguments before the checks; none for none
+		stop     bool     // Redis stopped (SIGSTOP) during the checks
+		writable bool
+		errors   int // lines at error level so far
+		restored int // lines saying it is restored so far
+	}{
+		{"fsync on each write", nil, false, true, 0, 0},
+		{"appendfsync everysec", []string{"appendfsync", "everysec"}, false, false, 1, 0},
+		{"appendonly no as well", []string{"appendonly", "no"}, false, false, 1, 0},
+		{"Redis not answering", nil, true, false, 1, 0},
+		{"restored", []string{"appendonly", "yes", "appendfsync", "always"}, false, true, 1, 1},
+		{"restored, Redis not answering", nil, true, true, 1, 1},
+	} {
+		if step.set != nil {
+			if _, err := admin.do(t.Context(), append([]string{"CONFIG", "SET"}, step.set...)...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if step.stop {
+			srv.cmd.Process.Signal(syscall.SIGSTOP)
+		}
+		for range 3 {
+			rs.checkDurability(t.Context(), log)
+		}
+		if step.stop {
+			srv.cmd.Process.Signal(syscall.SIGCONT)
+		}
+		err := rs.writable()
+		var ae *apiError
+		if step.writable && err != nil || !step.writable && (!errors.As(err, &ae) || ae.httpCode != http.StatusServiceUnavailable || ae.retryAfter == 0) {
+			t.Errorf("%s: writable() = %v; want writable %v, else a 503 with Retry-After", step.name, err, step.writable)
+		}
+		if n := strings.Count(logs.String(), "level=ERROR"); n != step.errors {
+			t.Errorf("%s: %d lines at error level; want %d:\n%s", step.name, n, step.errors, logs)
+		}
+		if n := strings.Count(logs.String(), "writes are accepted"); n != step.restored {
+			t.Errorf("%s: %d lines saying writes are accepted; want %d:\n%s", step.name, n, step.restored, logs)
+		}
 	}
 }
 
