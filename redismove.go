@@ -233,7 +233,7 @@ func (s *redisStore) census(ctx context.Context) (storeCensus, error) {
 	var c storeCensus
 	persons := map[string]bool{}
 	personOf := map[int64]string{} // of each user with a record
-	last, err := s.lastID(ctx)
+	last, err := s.highestID(ctx)
 	if err != nil {
 		return c, err
 	}
@@ -283,6 +283,29 @@ func (s *redisStore) lastID(ctx context.Context) (int64, error) {
 	}
 	text, _ := v.(string)
 	return strconv.ParseInt(text, 10, 64)
+}
+
+// highestID is the highest id of a user's hash (a record or an erasure),
+// or wx:ids if higher: what a move reads up to. wx:ids may be behind the
+// records (a failover that lost the last INCRs) until a new user's login
+// moves it on; a move that stopped at it would leave those behind, with
+// counts that agree.
+func (s *redisStore) highestID(ctx context.Context) (int64, error) {
+	last, err := s.lastID(ctx)
+	if err != nil {
+		return 0, err
+	}
+	keys, err := s.rc.scan(ctx, "wx:{u:*}") // the hashes only: their other keys go on after the }
+	if err != nil {
+		return 0, err
+	}
+	for _, key := range keys {
+		id, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(key, "wx:{u:"), "}"), 10, 64)
+		if err == nil {
+			last = max(last, id)
+		}
+	}
+	return last, nil
 }
 
 // writeAll writes every user, erasure and claim of files into Redis,
@@ -359,7 +382,7 @@ func (s *redisStore) writeAll(ctx context.Context, files *userStore) error {
 // it, or kept under its person's hash when that user was erased.
 func (s *redisStore) readAll(ctx context.Context) (*userStore, error) {
 	mem := newMemoryUserStore()
-	last, err := s.lastID(ctx)
+	last, err := s.highestID(ctx)
 	if err != nil {
 		return nil, err
 	}

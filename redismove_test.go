@@ -182,3 +182,31 @@ func dirNames(entries []os.DirEntry) []string {
 	}
 	return names
 }
+
+// Records past wx:ids (a failover that lost the last INCRs, before a new
+// user's login moved the counter on) move out of Redis with the others:
+// the move takes the highest id any user's key names, not the counter's.
+func TestMovingOutOfRedisCarriesRecordsPastItsCounter(t *testing.T) {
+	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	cfg := redisConfig{addrs: []string{srv.addr}, poolSize: 4, timeout: 5 * time.Second}
+	rs, err := openRedisStore(t.Context(), cfg, redisFsync, storeMeta{Mode: modeMock}, time.Hour, time.Hour, time.Now, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rs.close)
+	for _, name := range []string{"alice", "bob", "carol", "dave", "erin"} {
+		if _, _, err := rs.login(t.Context(), mockAppID, fakeOpenID(mockAppID, name), fakeUnionID(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := rs.rc.do(t.Context(), "DECRBY", redisIDsKey, "3"); err != nil {
+		t.Fatal(err)
+	}
+	back := filepath.Join(t.TempDir(), "back")
+	if out, err := tool(t, "from-redis", "-data", back, "-redis", "redis://"+srv.addr); err != nil || !strings.Contains(out, "Redis: 5 users") {
+		t.Fatalf("from-redis with wx:ids 3 behind = %v:\n%s\nwant the 5 users", err, out)
+	}
+	if out, err := tool(t, "check", "-data", back); err != nil || !strings.Contains(out, "5 users") {
+		t.Errorf("wxlogin check after the move = %v:\n%s; want the 5 users", err, out)
+	}
+}
