@@ -27,7 +27,8 @@ import (
 //
 //	wx:meta                     STRING  {"mode":…,"appids":[…]}: what the file store's headers say
 //	wx:person-key               STRING  the key of the persons' keyed hashes (erase.go's), hex
-//	wx:ids                      STRING  the last user id given (INCR); ids are never given twice
+//	wx:ids                      STRING  the last user id given (INCRBY); ids are never given twice,
+//	                                    even when it falls behind its records (login)
 //	wx:{o:<appid>:<openid>}     STRING  the user id of (appid, openid)
 //	wx:{u:<id>}                 HASH    the record's fields; "v" its version, "person" its person's hash,
 //	                                    "m" a copy of the person's records (so GET /user reads one key),
