@@ -143,6 +143,17 @@ func runOnRedis(ctx context.Context, cfg config, m *metrics, log *slog.Logger) e
 		return err
 	}
 	defer store.close()
+	if cfg.redisDurability == redisFsync {
+		// Checked at the start, and again each second while serving: a
+		// Redis weakened since refuses writes until it is restored.
+		ctx, cancel := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			store.watchDurability(ctx, durabilityCheckEvery, log)
+		}()
+		defer func() { cancel(); <-watched }()
+	}
 	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, nil, m, log)
 	if err != nil {
 		return err
@@ -153,9 +164,10 @@ func runOnRedis(ctx context.Context, cfg config, m *metrics, log *slog.Logger) e
 		return err
 	}
 	sharing := shared{
-		tokens:    &redisAccessTokens{rc: store.rc, now: time.Now, poll: 50 * time.Millisecond},
-		exchanges: &redisExchanges{rc: store.rc, poll: 20 * time.Millisecond, pending: cfg.loginTimeout + 5*time.Second},
-		limit:     newRedisLoginLimiter(store.rc, cfg.loginRate, cfg.loginBurst, time.Now),
+		tokens:     &redisAccessTokens{rc: store.rc, now: time.Now, poll: 50 * time.Millisecond},
+		exchanges:  &redisExchanges{rc: store.rc, poll: 20 * time.Millisecond, pending: cfg.loginTimeout + 5*time.Second},
+		limit:      newRedisLoginLimiter(store.rc, cfg.loginRate, cfg.loginBurst, time.Now),
+		redisBound: cfg.redis.timeout,
 	}
 	err = serve(ctx, cfg, ln, store, store, sharing, systemClock(), m, log,
 		"redis", strings.Join(cfg.redis.addrs, ","), "redis_cluster", cfg.redis.cluster, "redis_durability", cfg.redisDurability)
@@ -170,6 +182,9 @@ type shared struct {
 	tokens    sharedAccessTokens
 	exchanges sharedExchanges
 	limit     loginLimit
+	// redisBound is the time a request may wait for Redis in all its
+	// calls (withRedisBudgets); 0 for none.
+	redisBound time.Duration
 }
 
 // serve builds the mini programs' WeChat clients and the handler on the
@@ -196,7 +211,11 @@ func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, 
 			limit = l
 		}
 	}
-	srv := newHTTPServer(newServer(log, m, apps, users, tokens, limit, cfg.proxies, fake), cfg.loginTimeout, log)
+	handler := newServer(log, m, apps, users, tokens, limit, cfg.proxies, fake)
+	if with.redisBound > 0 {
+		handler = withRedisBudgets(with.redisBound, handler)
+	}
+	srv := newHTTPServer(handler, cfg.loginTimeout, log)
 	if cfg.mock {
 		log.Warn("MOCK MODE: logins go to the built-in fake WeChat, not to WeChat; get a code from POST /mock/wx.login",
 			"appids", strings.Join(appIDs(cfg.apps), ","), "teaching_page", baseURL+"/")

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -156,7 +157,8 @@ type redisConfig struct {
 	tls      *tls.Config // nil for plain TCP
 	cluster  bool
 	poolSize int // connections to each server at most
-	// timeout bounds a dial, and each call, within its context.
+	// timeout bounds a dial, and each call, within its context; and a
+	// request's calls, in all (redisBudget).
 	timeout time.Duration
 }
 
@@ -610,15 +612,81 @@ func (c *redisClient) do(ctx context.Context, args ...string) (any, error) {
 // the server of the first command's key, and, redirected, are sent again
 // whole, so a pipeline holds reads, or writes that may be repeated.
 func (c *redisClient) pipeline(ctx context.Context, cmds [][]string) ([]any, error) {
+	ctx, spent, err := spendRedisBudget(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer spent()
 	if c.cluster != nil {
 		return c.cluster.pipeline(ctx, redisCommandKey(cmds[0]), cmds)
 	}
 	return c.single.do(ctx, cmds)
 }
 
+// redisBudget is the time one request may wait for Redis in all its
+// calls: the Redis URL's timeout, which bounds each call too. A login
+// makes several one after another (the code's exchange marked, then
+// answered for the other instances; the user's id and record; the token),
+// and a Redis that stops answering between two of them would otherwise
+// cost it the timeout at each call that is still to come, the answer for
+// the others first. The time between calls (WeChat's answer, another
+// instance's exchange awaited) is not Redis's, and is not counted.
+type redisBudget struct {
+	mu   sync.Mutex // guards left
+	left time.Duration
+}
+
+// redisBudgetKey is the context key of a request's redisBudget.
+type redisBudgetKey struct{}
+
+// errRedisBudgetSpent is a call's failure when its request has waited for
+// Redis as long as it may: it is not sent.
+var errRedisBudgetSpent = fmt.Errorf("redis: the request has waited its bound for Redis: %w", context.DeadlineExceeded)
+
+// withRedisBudgets gives each request d to wait for Redis in all
+// (redisBudget). The budget is a value of the request's context, so that
+// the calls made for it with a context that its end does not cancel (an
+// exchange's answer left for other instances) are bounded by it as well.
+func withRedisBudgets(d time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := context.WithValue(r.Context(), redisBudgetKey{}, &redisBudget{left: d})
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// spendRedisBudget bounds a call made with ctx by what is left of its
+// request's budget, if it has one: it returns the call's context, and
+// spent, which takes the time the call took from the budget once it is
+// done; or errRedisBudgetSpent, and the call is not made.
+func spendRedisBudget(ctx context.Context) (_ context.Context, spent func(), _ error) {
+	b, _ := ctx.Value(redisBudgetKey{}).(*redisBudget)
+	if b == nil {
+		return ctx, func() {}, nil
+	}
+	b.mu.Lock()
+	left := b.left
+	b.mu.Unlock()
+	if left <= 0 {
+		return nil, nil, errRedisBudgetSpent
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, left)
+	return ctx, func() {
+		cancel()
+		b.mu.Lock()
+		b.left -= time.Since(start)
+		b.mu.Unlock()
+	}, nil
+}
+
 // onEachServer sends cmds to every server (every master of a cluster) and
 // returns the replies of each, by address.
 func (c *redisClient) onEachServer(ctx context.Context, cmds [][]string) (map[string][]any, error) {
+	ctx, spent, err := spendRedisBudget(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer spent()
 	pools, err := c.servers(ctx)
 	if err != nil {
 		return nil, err

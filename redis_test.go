@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -424,6 +426,36 @@ func TestRedisClientDeadlinesAndPoolBound(t *testing.T) {
 	wg.Wait()
 	if v, err := c.do(t.Context(), "PING"); err != nil || v != "PONG" {
 		t.Errorf("PING once the pool has room = %v, %v", v, err)
+	}
+}
+
+// A request's calls share one bound (withRedisBudgets): a call that Redis
+// holds ends when the request has waited the bound in all, and the calls
+// after it fail at once, unsent, with the bound spent; a call with a
+// context no budget came with is bounded by the timeout alone.
+func TestRedisCallsOfARequestShareOneBound(t *testing.T) {
+	s := startRedis(t)
+	c := s.client(t, "", "?timeout=5s")
+	const bound = 200 * time.Millisecond
+	var errs []error
+	var sent []int64
+	withRedisBudgets(bound, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, cmd := range [][]string{{"PING"}, {"BLPOP", "never", "0"}, {"PING"}, {"BLPOP", "never", "0"}} {
+			before := c.roundTrips()
+			_, err := c.do(r.Context(), cmd...)
+			errs, sent = append(errs, err), append(sent, c.roundTrips()-before)
+		}
+	})).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
+	if errs[0] != nil || !errors.Is(errs[1], context.DeadlineExceeded) {
+		t.Errorf("PING, then a call Redis holds = %v, %v; want the second to end with the bound", errs[0], errs[1])
+	}
+	for i := 2; i < 4; i++ {
+		if !errors.Is(errs[i], errRedisBudgetSpent) || sent[i] != 0 {
+			t.Errorf("call %d after the bound was spent = %v, %d round trips; want errRedisBudgetSpent, unsent", i+1, errs[i], sent[i])
+		}
+	}
+	if _, err := c.do(t.Context(), "PING"); err != nil {
+		t.Errorf("PING with no budget = %v", err)
 	}
 }
 

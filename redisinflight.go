@@ -103,7 +103,9 @@ func (r *redisExchanges) exchange(ctx context.Context, appID, code string, excha
 
 // publish leaves the answer for the instances waiting for it. If Redis
 // cannot be told, they time out, or exchange the code themselves once the
-// mark expires.
+// mark expires. The login's end does not cancel it (others wait for it),
+// but its request's bound for Redis does (redisBudget): the store's calls
+// for the same login come after it, within the same bound.
 func (r *redisExchanges) publish(ctx context.Context, key string, res code2SessionResult, err error) {
 	a := exchangeAnswer{OpenID: res.OpenID, SessionKey: res.SessionKey, UnionID: res.UnionID}
 	var we *wechatError

@@ -10,8 +10,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -60,8 +62,22 @@ func moveToRedis(ctx context.Context, dir string, cfg redisConfig, durability st
 	return compareCensus(ctx, out, "wxlogin to-redis", dir, fileCensus(files, rs.personHash), rs)
 }
 
-// moveFromRedis writes Redis's store into a new data directory.
+// moveFromRedis writes Redis's store into a new data directory: new, or
+// empty. The store is written into a directory of its own beside it, and
+// renamed into place only once the counts on both sides agree: a move that
+// fails (a wxlogin still writing changes Redis's count) leaves the target
+// as it was, so that neither wxlogin check nor a start-up takes what it
+// wrote for a good store; what it wrote is removed, and a move killed
+// midway leaves it hidden beside the target, where the next move removes
+// it.
 func moveFromRedis(ctx context.Context, dir string, cfg redisConfig, out io.Writer) error {
+	return moveFromRedisChecked(ctx, dir, cfg, out, nil)
+}
+
+// moveFromRedisChecked is moveFromRedis, with meanwhile run between the
+// read of Redis's store and its count (nil in the tool): in tests, a
+// wxlogin that still writes, at the one moment that changes the counts.
+func moveFromRedisChecked(ctx context.Context, dir string, cfg redisConfig, out io.Writer, meanwhile func()) (err error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("wxlogin from-redis: %w", err)
@@ -90,21 +106,82 @@ func moveFromRedis(ctx context.Context, dir string, cfg redisConfig, out io.Writ
 	if err != nil {
 		return fmt.Errorf("wxlogin from-redis: %w", err)
 	}
-	d, err := openDataDir(dir, slog.New(slog.DiscardHandler))
+	tmp, err := newMoveDir(dir)
+	if err != nil {
+		return fmt.Errorf("wxlogin from-redis: %w", err)
+	}
+	defer func() {
+		if tmp != "" {
+			err = errors.Join(err, os.RemoveAll(tmp))
+		}
+	}()
+	d, err := openDataDir(tmp, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return fmt.Errorf("wxlogin from-redis: %w", err)
 	}
 	defer d.release()
 	metaLine, _ := json.Marshal(meta) // Cannot fail: plain data.
-	if err := createJournalFrom(dir, "users", metaLine, mem.snapshotLines()); err != nil {
+	if err := createJournalFrom(tmp, "users", metaLine, mem.snapshotLines()); err != nil {
 		return fmt.Errorf("wxlogin from-redis: %w", err)
 	}
-	files, _, err := inspectUserStore(dir)
+	files, _, err := inspectUserStore(tmp)
 	if err != nil {
 		return fmt.Errorf("wxlogin from-redis: the new store does not check out: %w", err)
 	}
 	defer files.Close()
-	return compareCensus(ctx, out, "wxlogin from-redis", dir, fileCensus(files, rs.personHash), rs)
+	if meanwhile != nil {
+		meanwhile()
+	}
+	if err := compareCensus(ctx, out, "wxlogin from-redis", dir, fileCensus(files, rs.personHash), rs); err != nil {
+		return fmt.Errorf("%w; nothing was moved into %s", err, dir)
+	}
+	// Into place, over the empty directory if there is one: rename(2)
+	// replaces an empty directory at once, and refuses one something was
+	// put in meanwhile (os.Rename refuses any directory). Then the rename
+	// is made durable.
+	if err := syscall.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("wxlogin from-redis: moving the new store into %s: %w", dir, err)
+	}
+	tmp = ""
+	if err := syncDir(filepath.Dir(filepath.Clean(dir))); err != nil {
+		return fmt.Errorf("wxlogin from-redis: %w", err)
+	}
+	return nil
+}
+
+// moveDirPattern names the directory a move into dir writes in, beside
+// it, hidden: ".<dir's name>.from-redis-<random>".
+func moveDirPattern(dir string) string {
+	return "." + filepath.Base(filepath.Clean(dir)) + ".from-redis-"
+}
+
+// newMoveDir makes the directory a move into dir writes in, first
+// removing those that moves into dir killed midway left: each was locked
+// as a data directory (openDataDir), so one whose lock is free is no
+// move's under way. Only its owner can read it, as a data directory.
+func newMoveDir(dir string) (string, error) {
+	parent := filepath.Dir(filepath.Clean(dir))
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return "", err
+	}
+	left, err := filepath.Glob(filepath.Join(parent, moveDirPattern(dir)+"*"))
+	if err != nil {
+		return "", err
+	}
+	for _, path := range left {
+		d, err := lockDataDir(path, os.O_RDWR)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			continue // another move's, under way, or not wxlogin's to remove
+		}
+		err = os.RemoveAll(path)
+		if d != nil {
+			d.release()
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	return os.MkdirTemp(parent, moveDirPattern(dir))
 }
 
 // redactedRedisAddrs names the servers of cfg, for an error.
@@ -156,7 +233,7 @@ func (s *redisStore) census(ctx context.Context) (storeCensus, error) {
 	var c storeCensus
 	persons := map[string]bool{}
 	personOf := map[int64]string{} // of each user with a record
-	last, err := s.lastID(ctx)
+	last, err := s.highestID(ctx)
 	if err != nil {
 		return c, err
 	}
@@ -206,6 +283,29 @@ func (s *redisStore) lastID(ctx context.Context) (int64, error) {
 	}
 	text, _ := v.(string)
 	return strconv.ParseInt(text, 10, 64)
+}
+
+// highestID is the highest id of a user's hash (a record or an erasure),
+// or wx:ids if higher: what a move reads up to. wx:ids may be behind the
+// records (a failover that lost the last INCRs) until a new user's login
+// moves it on; a move that stopped at it would leave those behind, with
+// counts that agree.
+func (s *redisStore) highestID(ctx context.Context) (int64, error) {
+	last, err := s.lastID(ctx)
+	if err != nil {
+		return 0, err
+	}
+	keys, err := s.rc.scan(ctx, "wx:{u:*}") // the hashes only: their other keys go on after the }
+	if err != nil {
+		return 0, err
+	}
+	for _, key := range keys {
+		id, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(key, "wx:{u:"), "}"), 10, 64)
+		if err == nil {
+			last = max(last, id)
+		}
+	}
+	return last, nil
 }
 
 // writeAll writes every user, erasure and claim of files into Redis,
@@ -282,7 +382,7 @@ func (s *redisStore) writeAll(ctx context.Context, files *userStore) error {
 // it, or kept under its person's hash when that user was erased.
 func (s *redisStore) readAll(ctx context.Context) (*userStore, error) {
 	mem := newMemoryUserStore()
-	last, err := s.lastID(ctx)
+	last, err := s.highestID(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,7 +27,8 @@ import (
 //
 //	wx:meta                     STRING  {"mode":…,"appids":[…]}: what the file store's headers say
 //	wx:person-key               STRING  the key of the persons' keyed hashes (erase.go's), hex
-//	wx:ids                      STRING  the last user id given (INCR); ids are never given twice
+//	wx:ids                      STRING  the last user id given (INCRBY); ids are never given twice,
+//	                                    even when it falls behind its records (login)
 //	wx:{o:<appid>:<openid>}     STRING  the user id of (appid, openid)
 //	wx:{u:<id>}                 HASH    the record's fields; "v" its version, "person" its person's hash,
 //	                                    "m" a copy of the person's records (so GET /user reads one key),
@@ -54,6 +56,10 @@ type redisStore struct {
 	ttl, maxAge time.Duration
 	personKey   []byte
 	ids         idCache // (appid, openid) → user id, known here
+	// weak, with -redis-durability=fsync, is why a master no longer keeps
+	// each write as it must, nil while all do (watchDurability): writes
+	// are refused meanwhile.
+	weak atomic.Pointer[redisDurabilityError]
 }
 
 // idCache keeps the user ids of (appid, openid) this instance has seen,
@@ -211,6 +217,8 @@ func setOnce(ctx context.Context, rc *redisClient, key, value string) (string, e
 // checkRedisFsync checks that every master appends each write to its AOF
 // and fsyncs it before answering. Redis answers a write only after
 // appendfsync always has fsynced it, so an acknowledged write is on disk.
+// A master that does not, or will not say, is a *redisDurabilityError;
+// any other error is Redis's not answering.
 func checkRedisFsync(ctx context.Context, rc *redisClient) error {
 	replies, err := rc.onEachServer(ctx, [][]string{{"CONFIG", "GET", "appendonly"}, {"CONFIG", "GET", "appendfsync"}})
 	if err != nil {
@@ -218,12 +226,73 @@ func checkRedisFsync(ctx context.Context, rc *redisClient) error {
 	}
 	for addr, r := range replies {
 		if e, refused := r[0].(redisError); refused {
-			return fmt.Errorf("%s refuses CONFIG GET (%v), so wxlogin cannot check that it fsyncs each write; if its persistence is known to be enough (a managed Redis), start with -redis-durability=unchecked (README, Redis)", addr, e)
+			return &redisDurabilityError{fmt.Sprintf("%s refuses CONFIG GET (%v), so wxlogin cannot check that it fsyncs each write; if its persistence is known to be enough (a managed Redis), start with -redis-durability=unchecked (README, Redis)", addr, e)}
 		}
 		appendOnly, fsync := configValue(r[0]), configValue(r[1])
 		if appendOnly != "yes" || fsync != "always" {
-			return fmt.Errorf("%s has appendonly %s and appendfsync %s: an acknowledged login could be lost in a crash of Redis; set appendonly yes and appendfsync always, or accept that with -redis-durability=unchecked (README, Redis)", addr, appendOnly, fsync)
+			return &redisDurabilityError{fmt.Sprintf("%s has appendonly %s and appendfsync %s: an acknowledged login could be lost in a crash of Redis; set appendonly yes and appendfsync always, or accept that with -redis-durability=unchecked (README, Redis)", addr, appendOnly, fsync)}
 		}
+	}
+	return nil
+}
+
+// redisDurabilityError says which master does not keep each write as
+// -redis-durability=fsync needs, and which setting, or that it will not
+// say.
+type redisDurabilityError struct{ msg string }
+
+func (e *redisDurabilityError) Error() string { return e.msg }
+
+// durabilityCheckEvery is how often a running wxlogin asks the masters
+// again (watchDurability): two CONFIG GETs on each, and writes refused a
+// second at most after a CONFIG SET that weakens one.
+const durabilityCheckEvery = time.Second
+
+// watchDurability asks every master, each interval until ctx ends, whether
+// it still fsyncs each write (checkDurability): with
+// -redis-durability=fsync, checked once at the start, a CONFIG SET
+// appendfsync everysec afterwards, or a failover to a replica set up so,
+// would otherwise leave wxlogin acknowledging writes a crash of Redis
+// could lose.
+func (s *redisStore) watchDurability(ctx context.Context, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.checkDurability(ctx, log)
+	}
+}
+
+// checkDurability asks the masters once. While one does not fsync each
+// write, or will not say, writes are refused as when Redis cannot be
+// reached (writable), and /healthz answers 503; the log says so once, at
+// error level, naming the master and the setting, and once more when it
+// is restored, and wxlogin serves again. A master that does not answer
+// changes nothing: the calls to it fail meanwhile.
+func (s *redisStore) checkDurability(ctx context.Context, log *slog.Logger) {
+	err := checkRedisFsync(ctx, s.rc)
+	var weak *redisDurabilityError
+	switch {
+	case errors.As(err, &weak):
+		if s.weak.Swap(weak) == nil {
+			log.Error("Redis no longer keeps each write safe: writes are refused until it does", "err", weak)
+		}
+	case err == nil:
+		if s.weak.Swap(nil) != nil {
+			log.Info("Redis keeps each write safe again: writes are accepted")
+		}
+	}
+}
+
+// writable is nil while Redis keeps each write as the durability policy
+// needs; otherwise the 503 of a store that cannot be reached, with why.
+func (s *redisStore) writable() error {
+	if weak := s.weak.Load(); weak != nil {
+		return storeUnavailable(weak)
 	}
 	return nil
 }
@@ -241,8 +310,12 @@ func configValue(reply any) string {
 // close closes the connections.
 func (s *redisStore) close() { s.rc.close() }
 
-// health pings Redis, for /healthz: 503 while it cannot be reached.
+// health pings Redis, for /healthz: 503 while it cannot be reached, or
+// while writes are refused.
 func (s *redisStore) health(ctx context.Context) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	_, err := s.rc.do(ctx, "PING")
 	return storeUnavailable(err)
 }
@@ -262,7 +335,10 @@ func (s *redisStore) stamp(precision time.Duration) time.Time {
 // the person); it stamps last_login_at. It creates a record only for an
 // id the openid's key gave (ARGV[7] is 1), never for one this instance
 // remembered. It answers {-1} for an erased user or a record it may not
-// create, else {created, the record's fields}.
+// create, {-2} when the id holds another user's record, which it leaves
+// as it is, else {created, the record's fields}. Being one script, it is
+// what gives an id to one user only: of two logins whose openids' keys
+// name one id, the first creates the record and the other is told {-2}.
 var loginScript = newRedisScript(`
 local k = KEYS[1]
 if redis.call('HEXISTS', k, 'erased') == 1 then return {-1} end
@@ -274,9 +350,7 @@ if redis.call('HEXISTS', k, 'appid') == 0 then
   if ARGV[4] ~= '' then redis.call('HSET', k, 'unionid', ARGV[4]) end
   created = 1
 else
-  if redis.call('HGET', k, 'appid') ~= ARGV[2] or redis.call('HGET', k, 'openid') ~= ARGV[3] then
-    return redis.error_reply('WXLOGIN user ' .. ARGV[1] .. ' is another user')
-  end
+  if redis.call('HGET', k, 'appid') ~= ARGV[2] or redis.call('HGET', k, 'openid') ~= ARGV[3] then return {-2} end
   if ARGV[4] ~= '' and redis.call('HGET', k, 'unionid') ~= ARGV[4] then
     redis.call('HSET', k, 'unionid', ARGV[4], 'updated_at', ARGV[5], 'person', ARGV[6])
     redis.call('HINCRBY', k, 'v', 1)
@@ -290,15 +364,30 @@ return {created, redis.call('HGETALL', k)}
 // (appid, openid) key holds; the first login to set it (SET NX) decides it
 // for everyone, and exactly one login creates the record. An id taken from
 // wx:ids by a login that lost that race is never used: ids have gaps.
+//
+// wx:ids can be behind the records: a Cluster failover to a replica that
+// missed the last INCRs, a restore of an older AOF. An id it gives again is
+// held already, by a record or an erasure, and the login script, which
+// alone creates records, refuses it ({-1}, {-2}); the login then takes the
+// id away from its openid's key and takes another from wx:ids, a step
+// further each time (1, 2, 4 …), so that the counter is past the ids held
+// after a few tries, whatever the lag. No id ever changes owner, and a
+// normal login makes no round trip more for it. The same heals an openid's
+// key that names another user's id, which wxlogin wrote before it did this.
 func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (userRecord, bool, error) {
+	if err := s.writable(); err != nil {
+		return userRecord{}, false, err
+	}
 	now := formatRedisTime(s.stamp(time.Second))
 	person := s.personHash(appID, openID, unionID)
 	ref := userRef{appID, openID}
-	for range 3 {
+	step := int64(1) // how far the next id taken from wx:ids jumps
+	for range maxIDTries {
 		id, known := s.ids.get(ref)
+		fresh := false // whether id was just taken from wx:ids for this login
 		if !known {
 			var err error
-			if id, err = s.userID(ctx, appID, openID); err != nil {
+			if id, fresh, err = s.userID(ctx, appID, openID, step); err != nil {
 				return userRecord{}, false, storeUnavailable(err)
 			}
 		}
@@ -313,15 +402,20 @@ func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (
 		}
 		r, _ := reply.([]any)
 		if len(r) == 1 {
-			// Erased, or a remembered id with no record: the id is
-			// forgotten and the openid's key asked. For an erasure that had
-			// not taken the key to the id away yet (it was cut short), the
-			// key is taken away: this is a new user.
+			// Not this user's: erased, a remembered id with no record, or
+			// another user's. The id is forgotten and the openid's key asked
+			// again. A key that named it is taken away (if it still does):
+			// an erasure that had not taken it away yet (it was cut short),
+			// or an id wx:ids gave again; this is a new user, whose id is
+			// further on.
 			s.ids.forget(ref)
 			if !known {
 				if err := s.forgetOpenID(ctx, appID, openID, id); err != nil {
 					return userRecord{}, false, storeUnavailable(err)
 				}
+			}
+			if fresh {
+				step *= 2 // wx:ids is behind its records
 			}
 			continue
 		}
@@ -339,33 +433,41 @@ func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (
 		s.ids.put(ref, id)
 		return u, created == 1, nil
 	}
-	return userRecord{}, false, storeUnavailable(errors.New("login: the openid's id kept naming an erased user"))
+	return userRecord{}, false, storeUnavailable(fmt.Errorf("login: %d ids in a row from %s were held already or erased", maxIDTries, redisIDsKey))
 }
 
-// userID is the id of (appID, openID), given now if it has none.
-func (s *redisStore) userID(ctx context.Context, appID, openID string) (int64, error) {
+// maxIDTries bounds the ids one login tries. Their steps doubling, the
+// last jumps 2^15 ids: one login moves wx:ids past a lag of 65 535, and
+// the logins after it past any lag.
+const maxIDTries = 16
+
+// userID is the id of (appID, openID), given now if it has none: the
+// counter moved on by step, which fresh reports.
+func (s *redisStore) userID(ctx context.Context, appID, openID string, step int64) (id int64, fresh bool, err error) {
 	key := redisOpenIDKey(appID, openID)
 	v, err := s.rc.do(ctx, "GET", key)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
+	var given string
 	if v == nil {
-		n, err := s.rc.do(ctx, "INCR", redisIDsKey)
+		n, err := s.rc.do(ctx, "INCRBY", redisIDsKey, strconv.FormatInt(step, 10))
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
-		replies, err := s.rc.pipeline(ctx, [][]string{{"SET", key, strconv.FormatInt(n.(int64), 10), "NX"}, {"GET", key}})
+		given = strconv.FormatInt(n.(int64), 10)
+		replies, err := s.rc.pipeline(ctx, [][]string{{"SET", key, given, "NX"}, {"GET", key}})
 		if err != nil {
-			return 0, err
+			return 0, false, err
 		}
 		v = replies[1]
 	}
 	text, _ := v.(string)
-	id, err := strconv.ParseInt(text, 10, 64)
+	id, err = strconv.ParseInt(text, 10, 64)
 	if err != nil || id < 1 {
-		return 0, fmt.Errorf("%s holds %v, not a user id", key, v)
+		return 0, false, fmt.Errorf("%s holds %v, not a user id", key, v)
 	}
-	return id, nil
+	return id, text == given, nil
 }
 
 // forgetOpenIDScript deletes the key of (appid, openid) if it still names
@@ -493,6 +595,9 @@ return {1, redis.call('HGETALL', k)}
 // reads the record again and applies change to that, as the file store's
 // lock would have had it. A change that changes nothing writes nothing.
 func (s *redisStore) update(ctx context.Context, id int64, change func(u *userRecord)) (userRecord, error) {
+	if err := s.writable(); err != nil {
+		return userRecord{}, err
+	}
 	for range 32 {
 		old, reply, ok, err := s.userHash(ctx, id)
 		if err != nil {
@@ -727,6 +832,9 @@ func parseRedisClaim(name, v string) (claimView, error) {
 // which one of any number of concurrent claims, from any instance and any
 // of the person's apps, wins.
 func (s *redisStore) claim(ctx context.Context, id int64, name string) (claimView, bool, error) {
+	if err := s.writable(); err != nil {
+		return claimView{}, false, err
+	}
 	reply, err := s.rc.do(ctx, "HMGET", redisUserKey(id), "appid", "person")
 	if err != nil {
 		return claimView{}, false, storeUnavailable(err)
@@ -808,6 +916,9 @@ return 1
 // twice. Redis keeps the erased fields in its AOF until it next rewrites
 // it (README, Redis).
 func (s *redisStore) erase(ctx context.Context, id int64) (erasureResult, error) {
+	if err := s.writable(); err != nil {
+		return erasureResult{}, err
+	}
 	u, person, ok, err := s.record(ctx, id)
 	if err != nil {
 		return erasureResult{}, err
@@ -874,6 +985,9 @@ return 1
 // issue creates a token for who: the user id, then 32 bytes from
 // crypto/rand, base64url.
 func (s *redisStore) issue(ctx context.Context, who identity, key string) (string, error) {
+	if err := s.writable(); err != nil {
+		return "", err
+	}
 	token := strconv.FormatInt(who.UserID, 10) + "." + randomText(32, base64.RawURLEncoding.EncodeToString)
 	h := hashToken(token)
 	hash := hex.EncodeToString(h[:])
@@ -961,6 +1075,9 @@ func redisTouchEvery(ttl time.Duration) time.Duration { return min(ttl/64, time.
 
 // revoke ends the caller's token.
 func (s *redisStore) revoke(ctx context.Context, who caller) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	hash := hex.EncodeToString(who.hash[:])
 	replies, err := s.rc.pipeline(ctx, [][]string{
 		{"DEL", redisTokenKey(who.UserID, hash)}, {"SREM", redisTokenSetKey(who.UserID), hash}})
@@ -986,6 +1103,9 @@ return n
 
 // revokeUser ends every token of user id and reports how many were alive.
 func (s *redisStore) revokeUser(ctx context.Context, id int64) (int, error) {
+	if err := s.writable(); err != nil {
+		return 0, err
+	}
 	n, err := revokeUserScript.run(ctx, s.rc, []string{redisUserKey(id), redisTokenSetKey(id), redisSessionKeyKey(id)},
 		strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.ttl.Milliseconds(), 10),
 		strconv.FormatInt(s.maxAge.Milliseconds(), 10))

@@ -1,15 +1,19 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -358,6 +362,169 @@ func TestRedisDownAnswers503AndRecovers(t *testing.T) {
 	wantDown("Redis hung")
 	redis.cmd.Process.Signal(syscall.SIGCONT)
 	waitHealthy(t, s.url)
+}
+
+// A Redis that stops answering (SIGSTOP) costs a login the Redis URL's
+// timeout once in all, not once for each call that meets it: the login
+// answers 503, status -1 with Retry-After, within the bound and well
+// under twice it, whether Redis stops before the login or while WeChat
+// answers its code, after which the exchange's answer for other instances
+// and the store's calls would each have waited the bound.
+func TestAStalledRedisCostsALoginItsBoundOnce(t *testing.T) {
+	const bound = time.Second
+	redis := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	t.Cleanup(func() { redis.cmd.Process.Signal(syscall.SIGCONT) })
+	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Name: "Test app", Secret: testSecret}}, time.Now)
+	var stallOnExchange atomic.Bool
+	routes := fake.routes()
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/sns/jscode2session") && stallOnExchange.CompareAndSwap(true, false) {
+			redis.cmd.Process.Signal(syscall.SIGSTOP)
+		}
+		routes.ServeHTTP(w, r)
+	}))
+	t.Cleanup(upstream.Close)
+	env := map[string]string{"WXLOGIN_REDIS": "redis://" + redis.addr + "?timeout=" + bound.String(), "WX_APPID": "wxapp", "WX_APPSECRET": testSecret}
+	s := startServer(t, env, "-wechat-api", upstream.URL+fakeAPIPrefix, "-login-rate", "0")
+	login := func() (reply, time.Duration) {
+		start := time.Now()
+		got := post(t, http.MethodPost, s.url+"/login", jsonCT, `{"code":"`+fake.issueCode("wxapp", "bob")+`"}`)
+		return got, time.Since(start)
+	}
+	if got, _ := login(); got.env.Status != 0 {
+		t.Fatalf("login with Redis up = %s", got.raw)
+	}
+	for _, tt := range []struct {
+		name       string
+		onExchange bool // stop Redis once the code's exchange is marked in it, as WeChat answers
+	}{
+		{"Redis stopped before the login", false},
+		{"Redis stopped while WeChat answers the code", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.onExchange {
+				stallOnExchange.Store(true)
+			} else {
+				redis.cmd.Process.Signal(syscall.SIGSTOP)
+			}
+			got, took := login()
+			redis.cmd.Process.Signal(syscall.SIGCONT)
+			if got.code != http.StatusServiceUnavailable || got.env.Status != statusInternal || got.header.Get("Retry-After") == "" {
+				t.Errorf("login = HTTP %d, %s (Retry-After %q); want 503, status -1, Retry-After", got.code, got.raw, got.header.Get("Retry-After"))
+			}
+			if took >= 2*bound {
+				t.Errorf("login answered after %v; want the bound, %v, once: well under %v", took, bound, 2*bound)
+			}
+			waitHealthy(t, s.url)
+		})
+	}
+}
+
+// A Redis whose durability is weakened after wxlogin started (CONFIG SET
+// appendfsync everysec) is found within seconds, without a restart:
+// writes answer 503, status -1 with Retry-After, as when Redis cannot be
+// reached, and /healthz answers 503, while reads are still served; the
+// log says why at error level, naming the setting. Restored, Redis is
+// written to again.
+func TestRedisWeakenedAfterStartRefusesWrites(t *testing.T) {
+	redis := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	admin := redis.client(t, "", "")
+	s := startServer(t, map[string]string{"WXLOGIN_REDIS": "redis://" + redis.addr}, "-login-rate", "0")
+	got := post(t, http.MethodPost, s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`)
+	token := dataOf[loginData](t, got).Token
+	appendfsync := func(v string) {
+		t.Helper()
+		if _, err := admin.do(t.Context(), "CONFIG", "SET", "appendfsync", v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	health := func() int { return post(t, http.MethodGet, s.url+"/healthz", "", "").code }
+
+	appendfsync("everysec")
+	waitWithin(t, 10*time.Second, "/healthz to answer 503", func() bool { return health() == http.StatusServiceUnavailable })
+	for _, r := range []struct{ method, path, body string }{
+		{http.MethodPost, "/login", `{"code":"` + mockCode(t, s.url, "bob") + `"}`},
+		{http.MethodPost, "/claims/welcome-gift", ""},
+		{http.MethodPatch, "/user", `{"city":"深圳"}`},
+		{http.MethodPost, "/logout", ""},
+	} {
+		got := post(t, r.method, s.url+r.path, jsonCT, r.body, "token", token)
+		if got.code != http.StatusServiceUnavailable || got.env.Status != statusInternal || got.header.Get("Retry-After") == "" {
+			t.Errorf("%s %s with appendfsync everysec = HTTP %d, %s (Retry-After %q); want 503, status -1, Retry-After", r.method, r.path, got.code, got.raw, got.header.Get("Retry-After"))
+		}
+	}
+	if got := post(t, http.MethodGet, s.url+"/user", "", "", "token", token); got.env.Status != 0 {
+		t.Errorf("GET /user with appendfsync everysec = %s; want it read", got.raw)
+	}
+	if logs := s.logs.String(); !regexp.MustCompile(`level=ERROR msg="Redis no longer keeps each write safe[^"]*" err="[^"]*appendfsync everysec`).MatchString(logs) {
+		t.Errorf("the log does not say at error level that appendfsync is everysec:\n%s", logs)
+	}
+
+	appendfsync("always")
+	waitWithin(t, 10*time.Second, "/healthz to answer 200 again", func() bool { return health() == http.StatusOK })
+	if got := post(t, http.MethodPost, s.url+"/claims/welcome-gift", "", "", "token", token); got.code != http.StatusCreated {
+		t.Errorf("claim once appendfsync is always again = %s; want 201", got.raw)
+	}
+	if got := post(t, http.MethodPost, s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "bob")+`"}`); got.env.Status != 0 {
+		t.Errorf("login once appendfsync is always again = %s", got.raw)
+	}
+}
+
+// However often durability is found weak, the log says so once, and once
+// when it is restored; a Redis that does not answer the check changes
+// nothing.
+func TestRedisWeakenedDurabilityIsLoggedOnce(t *testing.T) {
+	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	cfg := redisConfig{addrs: []string{srv.addr}, poolSize: 4, timeout: 300 * time.Millisecond}
+	rs, err := openRedisStore(t.Context(), cfg, redisFsync, storeMeta{Mode: modeReal}, time.Hour, time.Hour, time.Now, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rs.close)
+	logs := &syncBuffer{}
+	log := textLogger(logs)
+	admin := srv.client(t, "", "")
+	for _, step := range []struct {
+		name     string
+		set      []string // CONFIG SET's arguments before the checks; none for none
+		stop     bool     // Redis stopped (SIGSTOP) during the checks
+		writable bool
+		errors   int // lines at error level so far
+		restored int // lines saying it is restored so far
+	}{
+		{"fsync on each write", nil, false, true, 0, 0},
+		{"appendfsync everysec", []string{"appendfsync", "everysec"}, false, false, 1, 0},
+		{"appendonly no as well", []string{"appendonly", "no"}, false, false, 1, 0},
+		{"Redis not answering", nil, true, false, 1, 0},
+		{"restored", []string{"appendonly", "yes", "appendfsync", "always"}, false, true, 1, 1},
+		{"restored, Redis not answering", nil, true, true, 1, 1},
+	} {
+		if step.set != nil {
+			if _, err := admin.do(t.Context(), append([]string{"CONFIG", "SET"}, step.set...)...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if step.stop {
+			srv.cmd.Process.Signal(syscall.SIGSTOP)
+		}
+		for range 3 {
+			rs.checkDurability(t.Context(), log)
+		}
+		if step.stop {
+			srv.cmd.Process.Signal(syscall.SIGCONT)
+		}
+		err := rs.writable()
+		var ae *apiError
+		if step.writable && err != nil || !step.writable && (!errors.As(err, &ae) || ae.httpCode != http.StatusServiceUnavailable || ae.retryAfter == 0) {
+			t.Errorf("%s: writable() = %v; want writable %v, else a 503 with Retry-After", step.name, err, step.writable)
+		}
+		if n := strings.Count(logs.String(), "level=ERROR"); n != step.errors {
+			t.Errorf("%s: %d lines at error level; want %d:\n%s", step.name, n, step.errors, logs)
+		}
+		if n := strings.Count(logs.String(), "writes are accepted"); n != step.restored {
+			t.Errorf("%s: %d lines saying writes are accepted; want %d:\n%s", step.name, n, step.restored, logs)
+		}
+	}
 }
 
 // TestRedisScaleFigures measures what a user and a token take in Redis:
@@ -943,4 +1110,188 @@ func TestAFailoverIsFollowedWithoutARestart(t *testing.T) {
 		t.Errorf("the slowest login took %v; want every one answered within its bound (3 s and a moment)", slowest)
 	}
 	t.Logf("failover: %d logins answered, %d failed while the master was gone; slowest %v", n, f, slowest.Round(time.Millisecond))
+}
+
+// openRedisStoresOn starts a Redis of kind (one server, or a cluster of
+// three masters), appending and fsyncing each write, and opens n stores on
+// it, as n wxlogins would; admin is a client of it for the test's own
+// commands.
+func openRedisStoresOn(t *testing.T, kind storeKind, n int) (stores []*redisStore, admin *redisClient) {
+	t.Helper()
+	aof := []string{"--appendonly", "yes", "--appendfsync", "always"}
+	var cfg redisConfig
+	switch kind {
+	case onRedis:
+		srv := startRedis(t, aof...)
+		cfg = redisConfig{addrs: []string{srv.addr}, poolSize: 16, timeout: 5 * time.Second}
+	case onRedisCluster:
+		cl := startRedisCluster(t, 3, aof...)
+		cfg = redisConfig{addrs: []string{cl.nodes[0].addr}, cluster: true, poolSize: 16, timeout: 5 * time.Second}
+	default:
+		t.Fatalf("openRedisStoresOn(%q): not a Redis", kind)
+	}
+	for range n {
+		s, err := openRedisStore(t.Context(), cfg, redisFsync, storeMeta{Mode: modeReal}, 2*time.Hour, 720*time.Hour, time.Now, discardLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.close)
+		stores = append(stores, s)
+	}
+	admin = newRedisClient(cfg)
+	t.Cleanup(admin.close)
+	return stores, admin
+}
+
+// setIDsBack takes n from wx:ids, as a failover to a replica that missed
+// the last n INCRs does.
+func setIDsBack(t *testing.T, admin *redisClient, n int) {
+	t.Helper()
+	if _, err := admin.do(t.Context(), "DECRBY", redisIDsKey, strconv.Itoa(n)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkIDOwners checks that every id of owners is still held as it was: a
+// record of the openid it names, whose openid's key names it back, or an
+// erasure ("" for an erased id).
+func checkIDOwners(t *testing.T, s *redisStore, admin *redisClient, owners map[int64]string) {
+	t.Helper()
+	ctx := t.Context()
+	for id, openID := range owners {
+		u, ok, err := s.get(ctx, id)
+		switch {
+		case err != nil:
+			t.Errorf("user %d: %v", id, err)
+		case openID == "" && ok:
+			t.Errorf("erased id %d holds %s now; want it erased still", id, u.OpenID)
+		case openID != "" && (!ok || u.OpenID != openID):
+			t.Errorf("id %d holds %q (found %v); want %s's record: an id changed owner", id, u.OpenID, ok, openID)
+		case openID != "":
+			if v, err := admin.do(ctx, "GET", redisOpenIDKey("wxapp", openID)); err != nil || v != strconv.FormatInt(id, 10) {
+				t.Errorf("%s's key names %v (%v); want %d", openID, v, err, id)
+			}
+		}
+	}
+}
+
+// With wx:ids 20 behind the records (a Cluster failover to a replica that
+// missed the last INCRs), the next new users log in at once, each with an
+// id no record or erasure held: the counter moves past the ids held, and
+// no id changes owner. An openid whose key names another user's id, as
+// wxlogin left it before ids healed, logs in as the new user it is.
+func TestRedisIDsHealWhenTheCounterFallsBehind(t *testing.T) {
+	for _, kind := range []storeKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			stores, admin := openRedisStoresOn(t, kind, 2)
+			ctx := t.Context()
+			owners := map[int64]string{}
+			for i := range 30 {
+				u, _, err := stores[i%2].login(ctx, "wxapp", fmt.Sprint("old-", i), "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				owners[u.ID] = u.OpenID
+			}
+			for _, id := range []int64{27, 30} { // erasures among the ids the counter gives again
+				if _, err := stores[0].erase(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+				owners[id] = ""
+			}
+			if _, err := admin.do(ctx, "SET", redisOpenIDKey("wxapp", "stale"), "25"); err != nil {
+				t.Fatal(err)
+			}
+			setIDsBack(t, admin, 20)
+
+			given := map[string]int64{}
+			for i := range 25 {
+				openID := fmt.Sprint("new-", i)
+				u, created, err := stores[i%2].login(ctx, "wxapp", openID, "")
+				if err != nil || !created {
+					t.Fatalf("new user %d's login = %v, new %v; want a new user", i, err, created)
+				}
+				if was, held := owners[u.ID]; held {
+					t.Errorf("new user %d got id %d, which %q held", i, u.ID, was)
+				}
+				owners[u.ID], given[openID] = openID, u.ID
+			}
+			u, created, err := stores[1].login(ctx, "wxapp", "stale", "")
+			if err != nil || !created || u.ID == 25 {
+				t.Errorf("login of the openid whose key named user 25 = %d, new %v, %v; want a new user with an id of its own", u.ID, created, err)
+			} else {
+				owners[u.ID], given["stale"] = "stale", u.ID
+			}
+			checkIDOwners(t, stores[0], admin, owners)
+			if last, err := stores[0].lastID(ctx); err != nil || last < slices.Max(slices.Collect(maps.Keys(owners))) {
+				t.Errorf("wx:ids = %d (%v); want it past every id held", last, err)
+			}
+			for openID, id := range given {
+				if u, created, err := stores[0].login(ctx, "wxapp", openID, ""); err != nil || created || u.ID != id {
+					t.Errorf("%s again = %d, new %v, %v; want user %d", openID, u.ID, created, err, id)
+				}
+			}
+		})
+	}
+}
+
+// The counter set back again and again while new users log in, on two
+// stores at once: every one gets in, each with an id no one else holds.
+func TestRedisIDsHealUnderLoad(t *testing.T) {
+	for _, kind := range []storeKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			stores, admin := openRedisStoresOn(t, kind, 2)
+			ctx := t.Context()
+			owners := map[int64]string{}
+			for i := range 40 {
+				u, _, err := stores[i%2].login(ctx, "wxapp", fmt.Sprint("old-", i), "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				owners[u.ID] = u.OpenID
+			}
+			setIDsBack(t, admin, 20)
+
+			const newUsers, setBackEvery = 200, 25
+			type result struct {
+				u       userRecord
+				created bool
+				err     error
+			}
+			results := make([]result, newUsers)
+			done := make(chan struct{}, newUsers)
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			for range 16 {
+				wg.Go(func() {
+					for i := next.Add(1) - 1; i < newUsers; i = next.Add(1) - 1 {
+						u, created, err := stores[i%2].login(ctx, "wxapp", fmt.Sprint("new-", i), "")
+						results[i] = result{u, created, err}
+						done <- struct{}{}
+					}
+				})
+			}
+			for n := 1; n < newUsers; n++ {
+				<-done
+				if n%setBackEvery == 0 {
+					setIDsBack(t, admin, 20)
+				}
+			}
+			wg.Wait()
+
+			for i, r := range results {
+				openID := fmt.Sprint("new-", i)
+				if r.err != nil || !r.created {
+					t.Errorf("%s's login = %v, new %v; want a new user", openID, r.err, r.created)
+					continue
+				}
+				if was, held := owners[r.u.ID]; held {
+					t.Errorf("%s got id %d, which %q holds", openID, r.u.ID, was)
+					continue
+				}
+				owners[r.u.ID] = openID
+			}
+			checkIDOwners(t, stores[1], admin, owners)
+		})
+	}
 }
