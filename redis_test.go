@@ -219,6 +219,8 @@ type redisServer struct {
 	log  *syncBuffer
 	argv []string // how it was started, to start it again
 	cmd  *exec.Cmd
+	// exited is closed when the process started last has exited.
+	exited <-chan struct{}
 }
 
 // freeRedisPort is a loopback port free now, with the port 10000 above it
@@ -246,42 +248,70 @@ func freeRedisPort(t testing.TB) int {
 }
 
 // startRedis runs redis-server on a free loopback port, with no
-// persistence unless args ask for it, and stops it when the test ends.
+// persistence unless args ask for it, and stops it when the test ends. A
+// port taken between its choice and the server's bind (by another test
+// run on the machine) is given up for another.
 func startRedis(t testing.TB, args ...string) *redisServer {
 	t.Helper()
 	bin := requireRedis(t)
-	port := freeRedisPort(t)
-	s := &redisServer{addr: "127.0.0.1:" + strconv.Itoa(port), dir: t.TempDir(), log: &syncBuffer{}}
-	base := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", s.dir,
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no", "--logfile", ""}
-	s.argv = append([]string{bin}, append(base, args...)...)
-	s.start(t)
-	t.Cleanup(s.kill)
-	return s
+	for attempt := 1; ; attempt++ {
+		port := freeRedisPort(t)
+		s := &redisServer{addr: "127.0.0.1:" + strconv.Itoa(port), dir: t.TempDir(), log: &syncBuffer{}}
+		base := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", s.dir,
+			"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no", "--logfile", ""}
+		s.argv = append([]string{bin}, append(base, args...)...)
+		err := s.run(t)
+		if err == nil {
+			t.Cleanup(s.kill)
+			return s
+		}
+		if attempt == 5 || !strings.Contains(s.log.String(), "Address already in use") {
+			t.Fatalf("redis-server on %s: %v:\n%s", s.addr, err, s.log)
+		}
+	}
 }
 
-// start runs the server, and waits until it answers.
+// start runs the server again, on its port, and waits until it answers.
 func (s *redisServer) start(t testing.TB) {
+	t.Helper()
+	if err := s.run(t); err != nil {
+		t.Fatalf("redis-server on %s: %v:\n%s", s.addr, err, s.log)
+	}
+}
+
+// run runs the server and waits until it answers, or says why it does not.
+func (s *redisServer) run(t testing.TB) error {
 	t.Helper()
 	s.cmd = exec.Command(s.argv[0], s.argv[1:]...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s.waitReady(t)
+	exited := make(chan struct{})
+	s.exited = exited
+	go func(cmd *exec.Cmd) {
+		cmd.Wait()
+		close(exited)
+	}(s.cmd)
+	return s.waitReady()
 }
 
 // kill ends the server with SIGKILL, as a crash would, and waits for it.
 func (s *redisServer) kill() {
 	s.cmd.Process.Kill()
-	s.cmd.Wait()
+	<-s.exited
 }
 
-// waitReady polls the server with PING until it answers, for 10 s at most.
-func (s *redisServer) waitReady(t testing.TB) {
-	t.Helper()
+// waitReady polls the server with PING until it answers, for 10 s at most,
+// or until it exits.
+func (s *redisServer) waitReady() error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		select {
+		case <-s.exited:
+			return errors.New("it exited")
+		default:
+		}
 		conn, err := net.DialTimeout("tcp", s.addr, time.Second)
 		if err == nil {
 			conn.SetDeadline(time.Now().Add(time.Second))
@@ -290,11 +320,11 @@ func (s *redisServer) waitReady(t testing.TB) {
 			conn.Close()
 			// +PONG, or -NOAUTH from a server with a password: up either way.
 			if strings.HasPrefix(line, "+PONG") || strings.HasPrefix(line, "-NOAUTH") {
-				return
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("redis-server on %s not ready after 10 s:\n%s", s.addr, s.log)
+			return errors.New("not ready after 10 s")
 		}
 		time.Sleep(20 * time.Millisecond) // a poll with a deadline: the server says nothing when it is ready
 	}
