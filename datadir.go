@@ -183,3 +183,88 @@ func removeDebris(path string, log *slog.Logger) error {
 	}
 	return nil
 }
+
+// newOrEmpty checks that dir, where a tool is to make a data directory,
+// is new or empty: one that holds anything may be another store, or not
+// wxlogin's at all.
+func newOrEmpty(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("%s is not empty (it holds %s)", dir, entries[0].Name())
+	}
+	return nil
+}
+
+// createDataDir makes the data directory dir, new or empty, whole or not
+// at all, as the tools that write a store do (restore, from-redis): fill
+// writes the store in a directory of its own beside dir, hidden and locked
+// as a data directory, which is renamed into place once fill returns nil.
+// rename(2) replaces an empty directory at once, and refuses one something
+// was put in meanwhile (os.Rename refuses any directory). So neither a
+// start-up nor wxlogin check ever finds half a store at dir, whose ids a
+// new store would give again: a fill that fails leaves dir as it was and
+// what it wrote removed, and one killed midway leaves it hidden beside
+// dir, where the next such tool removes it.
+func createDataDir(dir, tool string, fill func(tmp string) error) (err error) {
+	if err := newOrEmpty(dir); err != nil {
+		return err
+	}
+	tmp, err := newFillDir(dir, tool)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if tmp != "" {
+			err = errors.Join(err, os.RemoveAll(tmp))
+		}
+	}()
+	d, err := openDataDir(tmp, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer d.release()
+	if err := fill(tmp); err != nil {
+		return err
+	}
+	if err := syscall.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("moving the new store into %s: %w", dir, err)
+	}
+	tmp = ""
+	return syncDir(filepath.Dir(filepath.Clean(dir)))
+}
+
+// fillDirPattern names the directory a tool fills for dir, beside it,
+// hidden: ".<dir's name>.<tool>-<random>".
+func fillDirPattern(dir, tool string) string {
+	return "." + filepath.Base(filepath.Clean(dir)) + "." + tool + "-"
+}
+
+// newFillDir makes the directory tool fills for dir, first removing those
+// that runs of it killed midway left: each was locked as a data directory
+// (createDataDir), so one whose lock is free is no run's under way. Only
+// its owner can read it, as a data directory.
+func newFillDir(dir, tool string) (string, error) {
+	parent := filepath.Dir(filepath.Clean(dir))
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return "", err
+	}
+	left, err := filepath.Glob(filepath.Join(parent, fillDirPattern(dir, tool)+"*"))
+	if err != nil {
+		return "", err
+	}
+	for _, path := range left {
+		d, err := lockDataDir(path, os.O_RDWR)
+		if err != nil {
+			continue // another run's, under way, or not wxlogin's to remove
+		}
+		err = os.RemoveAll(path)
+		d.release()
+		if err != nil {
+			return "", err
+		}
+	}
+	return os.MkdirTemp(parent, fillDirPattern(dir, tool))
+}

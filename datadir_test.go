@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -192,5 +193,65 @@ func TestAStoreThatFailedIsUnhealthyAndStopsWithAnError(t *testing.T) {
 	// was created under, a file that no longer exists.
 	if !strings.Contains(logs, filepath.Join(dir, "users.journal.000001.jsonl")) || strings.Contains(logs, ".users.journal") {
 		t.Errorf("the error lines name the journal as\n%s\nwant %s", logs, filepath.Join(dir, "users.journal.000001.jsonl"))
+	}
+}
+
+// A tool makes a data directory whole or not at all: a fill that fails
+// leaves the target as it was (absent, or empty) and nothing beside it; a
+// run killed midway leaves its work hidden beside the target, which the
+// next run removes, unless a run under way holds it.
+func TestCreateDataDirIsWholeOrNothing(t *testing.T) {
+	for _, empty := range []bool{false, true} {
+		parent := t.TempDir()
+		dir := filepath.Join(parent, "restored")
+		if empty {
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		failed := errors.New("the fill failed")
+		err := createDataDir(dir, "restore", func(tmp string) error {
+			writeFile(t, filepath.Join(tmp, "users.journal.000001.jsonl"), "half a store")
+			return failed
+		})
+		if !errors.Is(err, failed) {
+			t.Fatalf("createDataDir with a fill that fails = %v", err)
+		}
+		entries, _ := os.ReadDir(parent)
+		if want := map[bool]int{false: 0, true: 1}[empty]; len(entries) != want {
+			t.Errorf("after a fill that failed, %s holds %v; want the target as it was", parent, dirNames(entries))
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+			t.Errorf("after a fill that failed, the target holds %v", dirNames(entries))
+		}
+
+		// A run killed midway, and one under way.
+		killed := filepath.Join(parent, ".restored.restore-1")
+		if err := os.Mkdir(killed, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(killed, "users.journal.000001.jsonl"), "half a store")
+		underWay, err := openDataDir(filepath.Join(parent, ".restored.restore-2"), discardLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = createDataDir(dir, "restore", func(tmp string) error {
+			writeFile(t, filepath.Join(tmp, "users.journal.000001.jsonl"), "a store")
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(filepath.Join(dir, "users.journal.000001.jsonl")); string(got) != "a store" {
+			t.Errorf("the target holds %q; want the store filled", got)
+		}
+		entries, _ = os.ReadDir(parent)
+		if names := dirNames(entries); !slices.Equal(names, []string{".restored.restore-2", "restored"}) {
+			t.Errorf("beside the target: %v; want the run killed midway removed, the one under way left", names)
+		}
+		underWay.release()
+		if err := createDataDir(dir, "restore", func(string) error { return nil }); err == nil {
+			t.Error("createDataDir over a directory that holds a store succeeded")
+		}
 	}
 }

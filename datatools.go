@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -214,8 +213,10 @@ func readBackup(path string) (*userStore, error) {
 	return s, nil
 }
 
-// restoreBackup puts a backup into an empty data directory, and checks the
-// result as a start-up would.
+// restoreBackup puts a backup into a new or empty data directory, and
+// checks the result as a start-up would, before it is in place: a restore
+// that fails or is killed leaves the directory as it was (createDataDir),
+// never an empty store that would give the backup's ids again.
 func restoreBackup(from, dir string, out io.Writer) error {
 	if from == "" {
 		return errors.New("wxlogin restore: -from (a backup file) is needed")
@@ -224,29 +225,21 @@ func restoreBackup(from, dir string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("wxlogin restore: %w", err)
 	}
-	// A directory that holds anything is left as it is: it may be another
-	// store, or not wxlogin's at all.
-	entries, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("wxlogin restore: %w", err)
-	}
-	if len(entries) > 0 {
-		return fmt.Errorf("wxlogin restore: %s is not empty (it holds %s): restore into a new directory", dir, entries[0].Name())
-	}
-	d, err := openDataDir(dir, slog.New(slog.DiscardHandler))
+	err = createDataDir(dir, "restore", func(tmp string) error {
+		if err := createJournalFrom(tmp, "users", s.journal.storedMeta, s.snapshotLines()); err != nil {
+			return err
+		}
+		restored, _, err := inspectUserStore(tmp)
+		if err != nil {
+			return fmt.Errorf("the restored store does not check out: %w", err)
+		}
+		defer restored.Close()
+		describe(out, dir, restored)
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("wxlogin restore: %w", err)
 	}
-	defer d.release()
-	if err := createJournalFrom(dir, "users", s.journal.storedMeta, s.snapshotLines()); err != nil {
-		return fmt.Errorf("wxlogin restore: %w", err)
-	}
-	restored, _, err := inspectUserStore(dir)
-	if err != nil {
-		return fmt.Errorf("wxlogin restore: the restored store does not check out: %w", err)
-	}
-	defer restored.Close()
-	describe(out, dir, restored)
 	return nil
 }
 

@@ -7,13 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -78,12 +74,8 @@ func moveFromRedis(ctx context.Context, dir string, cfg redisConfig, out io.Writ
 // read of Redis's store and its count (nil in the tool): in tests, a
 // wxlogin that still writes, at the one moment that changes the counts.
 func moveFromRedisChecked(ctx context.Context, dir string, cfg redisConfig, out io.Writer, meanwhile func()) (err error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("wxlogin from-redis: %w", err)
-	}
-	if len(entries) > 0 {
-		return fmt.Errorf("wxlogin from-redis: %s is not empty (it holds %s): move into a new directory", dir, entries[0].Name())
+	if err := newOrEmpty(dir); err != nil {
+		return fmt.Errorf("wxlogin from-redis: %w: move into a new directory", err)
 	}
 	rc := newRedisClient(cfg)
 	defer rc.close()
@@ -106,82 +98,28 @@ func moveFromRedisChecked(ctx context.Context, dir string, cfg redisConfig, out 
 	if err != nil {
 		return fmt.Errorf("wxlogin from-redis: %w", err)
 	}
-	tmp, err := newMoveDir(dir)
-	if err != nil {
-		return fmt.Errorf("wxlogin from-redis: %w", err)
-	}
-	defer func() {
-		if tmp != "" {
-			err = errors.Join(err, os.RemoveAll(tmp))
+	err = createDataDir(dir, "from-redis", func(tmp string) error {
+		metaLine, _ := json.Marshal(meta) // Cannot fail: plain data.
+		if err := createJournalFrom(tmp, "users", metaLine, mem.snapshotLines()); err != nil {
+			return err
 		}
-	}()
-	d, err := openDataDir(tmp, slog.New(slog.DiscardHandler))
+		files, _, err := inspectUserStore(tmp)
+		if err != nil {
+			return fmt.Errorf("the new store does not check out: %w", err)
+		}
+		defer files.Close()
+		if meanwhile != nil {
+			meanwhile()
+		}
+		if err := compareCensus(ctx, out, "wxlogin from-redis", dir, fileCensus(files, rs.personHash), rs); err != nil {
+			return fmt.Errorf("%w; nothing was moved into %s", err, dir)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("wxlogin from-redis: %w", err)
-	}
-	defer d.release()
-	metaLine, _ := json.Marshal(meta) // Cannot fail: plain data.
-	if err := createJournalFrom(tmp, "users", metaLine, mem.snapshotLines()); err != nil {
-		return fmt.Errorf("wxlogin from-redis: %w", err)
-	}
-	files, _, err := inspectUserStore(tmp)
-	if err != nil {
-		return fmt.Errorf("wxlogin from-redis: the new store does not check out: %w", err)
-	}
-	defer files.Close()
-	if meanwhile != nil {
-		meanwhile()
-	}
-	if err := compareCensus(ctx, out, "wxlogin from-redis", dir, fileCensus(files, rs.personHash), rs); err != nil {
-		return fmt.Errorf("%w; nothing was moved into %s", err, dir)
-	}
-	// Into place, over the empty directory if there is one: rename(2)
-	// replaces an empty directory at once, and refuses one something was
-	// put in meanwhile (os.Rename refuses any directory). Then the rename
-	// is made durable.
-	if err := syscall.Rename(tmp, dir); err != nil {
-		return fmt.Errorf("wxlogin from-redis: moving the new store into %s: %w", dir, err)
-	}
-	tmp = ""
-	if err := syncDir(filepath.Dir(filepath.Clean(dir))); err != nil {
 		return fmt.Errorf("wxlogin from-redis: %w", err)
 	}
 	return nil
-}
-
-// moveDirPattern names the directory a move into dir writes in, beside
-// it, hidden: ".<dir's name>.from-redis-<random>".
-func moveDirPattern(dir string) string {
-	return "." + filepath.Base(filepath.Clean(dir)) + ".from-redis-"
-}
-
-// newMoveDir makes the directory a move into dir writes in, first
-// removing those that moves into dir killed midway left: each was locked
-// as a data directory (openDataDir), so one whose lock is free is no
-// move's under way. Only its owner can read it, as a data directory.
-func newMoveDir(dir string) (string, error) {
-	parent := filepath.Dir(filepath.Clean(dir))
-	if err := os.MkdirAll(parent, 0o700); err != nil {
-		return "", err
-	}
-	left, err := filepath.Glob(filepath.Join(parent, moveDirPattern(dir)+"*"))
-	if err != nil {
-		return "", err
-	}
-	for _, path := range left {
-		d, err := lockDataDir(path, os.O_RDWR)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			continue // another move's, under way, or not wxlogin's to remove
-		}
-		err = os.RemoveAll(path)
-		if d != nil {
-			d.release()
-		}
-		if err != nil {
-			return "", err
-		}
-	}
-	return os.MkdirTemp(parent, moveDirPattern(dir))
 }
 
 // redactedRedisAddrs names the servers of cfg, for an error.
