@@ -372,10 +372,8 @@ type salvagedStore struct {
 	*userStore
 	lost    map[int64]bool // ids with no record kept (yet)
 	pending []*claimRecord // claims naming a user not kept (yet)
-	// highest is the highest id a dropped line names; uncounted the dropped
-	// lines that may each have given an id no line kept names (their text
-	// is unreadable, or it is a user's, whose id may itself be damaged).
-	highest   int64
+	// uncounted is how many dropped lines may each have given an id no
+	// line kept names: a user's, an erasure's, one whose text is unreadable.
 	uncounted int64
 }
 
@@ -418,32 +416,23 @@ func (s *salvagedStore) skipTo(n int64) {
 	}
 }
 
-// lostLine notes a dropped line's text: what ids it may have given.
+// lostLine notes a dropped line's text: whether it may have given an id.
+// Each line gives one id at most, in order, so past the ids the lines kept
+// name, at most one for each line dropped or missing is given; a line
+// dropped for its damage cannot be trusted to say which.
 func (s *salvagedStore) lostLine(text []byte) {
-	id := func(prefix string) int64 {
-		digits, _ := bytes.CutPrefix(text, []byte(prefix))
-		end := bytes.IndexFunc(digits, func(r rune) bool { return r < '0' || r > '9' })
-		n, err := strconv.ParseInt(string(digits[:max(end, 0)]), 10, 64)
-		if err != nil || n < 1 || n > 1<<53 {
-			return 0
-		}
-		return n
-	}
 	switch {
 	case bytes.HasPrefix(text, claimLinePrefix), bytes.HasPrefix(text, []byte(keptPrefix)), bytes.HasPrefix(text, []byte(personKeyPrefix)):
 		// Gives no id.
-	case bytes.HasPrefix(text, []byte(erasedPrefix)):
-		s.highest = max(s.highest, id(erasedPrefix+`{"user_id":`))
 	default:
-		s.highest = max(s.highest, id(`{"id":`))
 		s.uncounted++
 	}
 }
 
 // finish applies the claims whose users came back, and keeps every id that
 // may have been given unused: each one with no record kept, and past the
-// highest, one for each dropped line that may have given one and for each
-// line the watermark says is missing. It returns what it kept unused and
+// last one kept, one for each dropped line that may have given one and for
+// each line the watermark says is missing. It returns what it kept unused and
 // dropped, for the repair to say.
 func (s *salvagedStore) finish(rep salvageReport, now time.Time) []string {
 	var notes []string
@@ -457,7 +446,7 @@ func (s *salvagedStore) finish(rep salvageReport, now time.Time) []string {
 		}
 	}
 	s.pending = nil
-	top := max(int64(len(s.byID)), s.highest) + s.uncounted + rep.missing
+	top := int64(len(s.byID)) + s.uncounted + rep.missing
 	if rep.uncounted {
 		top += idMargin
 	}

@@ -1133,3 +1133,69 @@ func repairFlip(t *testing.T, dir string, files map[string][]byte, want map[stri
 	}
 	return whole
 }
+
+// FuzzParseMark feeds arbitrary bytes to the watermark's reader: it must
+// read them or refuse them, never panic, and what it reads must be
+// written back to the same bytes.
+func FuzzParseMark(f *testing.F) {
+	f.Add(appendMark(nil, fileMark{Store: "47f8d465bf067028", Generation: 3, Lines: 1203, CRC32C: "5e0f3a1c"}))
+	f.Add(appendMark(nil, fileMark{Store: "x", Generation: 1, Lines: 0, CRC32C: "00000000"}))
+	f.Add([]byte("w 00000000 {}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := parseMark(data)
+		if err != nil {
+			return
+		}
+		if again := appendMark(nil, m); !bytes.Equal(again, data) {
+			t.Fatalf("parseMark(%q) = %+v, which is written %q", data, m, again)
+		}
+	})
+}
+
+// FuzzRepairJournal feeds arbitrary journal contents to what wxlogin
+// repair reads of a store: it must keep what it can, never panic, and what
+// it keeps must be a store a start-up would take, line for line.
+func FuzzRepairJournal(f *testing.F) {
+	dir := f.TempDir()
+	s, err := openUserStore(dir, testMeta, newFakeClock().Now, discardLogger(), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, openID := range []string{"o-1", "o-2", "o-3"} {
+		if u, _, err := s.login(mockAppID, openID, "u-"+openID); err == nil {
+			s.claim(u.ID, "gift")
+		}
+	}
+	s.Close()
+	journal, err := os.ReadFile(filepath.Join(dir, "users.journal.000001.jsonl"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(journal)
+	damaged := bytes.Clone(journal)
+	damaged[len(damaged)/2] ^= 0x10
+	f.Add(damaged)
+	f.Add(journal[:len(journal)/2])
+	f.Fuzz(func(t *testing.T, content []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "users.journal.000001.jsonl"), content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		j, err := openJournal(dir, "users", journalOptions{readOnly: true, log: discardLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		salvaged := newSalvagedStore()
+		salvaged.finish(salvageJournal(j, parseStoredLine, salvaged.apply, salvaged.lostLine), time.Now())
+		fresh := newMemoryUserStore()
+		for line := range salvaged.snapshotLines() {
+			l, err := parseStoredLine(line)
+			if err == nil {
+				err = fresh.replay(l)
+			}
+			if err != nil {
+				t.Fatalf("a repair keeps %q, which a start-up refuses: %v", line, err)
+			}
+		}
+	})
+}
