@@ -173,6 +173,7 @@ type addrConn struct {
 	remote *net.TCPAddr
 }
 
+// RemoteAddr is the client's address, as a TCP connection's is.
 func (c addrConn) RemoteAddr() net.Addr { return c.remote }
 
 // The address holding the most connections without a request under way
