@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -19,6 +20,15 @@ import (
 // close it. A request being handled is never cut off. (net/http counts a
 // request from when its headers are read: a request sent on a connection
 // at the moment it is closed fails, as it would at an idle timeout.)
+//
+// Which connection makes room is decided per client address: the address
+// holding the most connections without a request gives one up. A client
+// that reopens every connection the cap closes, and sends nothing on them,
+// then only ever closes its own, and another address's connection, fresh
+// or idle, is left to carry its request. Only the socket's peer is known
+// here, before any request is read: behind a reverse proxy every connection
+// is the proxy's, and the proxy is where such a flood is stopped (README,
+// "-max-conns").
 
 // connReserve is how many open files wxlogin keeps for itself under the
 // limit, besides the WeChat clients' connections: the store's files, the
@@ -43,37 +53,67 @@ func defaultMaxConns(apps int) int {
 // request soon after its last one keeps its connection.
 const idleGrace = time.Second
 
-// connLimiter is a listener that holds at most max connections open: past
-// it, its Accept closes the oldest of the connections that have sent no
-// request yet (a flood of them is what fills the cap), or else the one that
-// has gone longest without a request for more than idleGrace, or waits. Its
-// track must be the server's ConnState, so that it knows which connections
-// carry a request.
+// connLimiter is a listener that holds at most max connections open. Past
+// it, its Accept closes a connection that carries no request (victimLocked
+// says which), or waits until one may be closed. Its track must be the
+// server's ConnState, so that it knows which connections carry a request.
 type connLimiter struct {
 	net.Listener
 	max int
 
 	mu    sync.Mutex // guards the fields below
 	room  sync.Cond  // signalled, with mu, when a connection closes, or one may have become closable
-	open  map[net.Conn]*list.Element
-	fresh *list.List // of *waiting: accepted, no request yet; oldest first
-	idle  *list.List // of *waiting: between requests; oldest first
-	ended bool       // the listener is closed
+	open  map[net.Conn]*tracked
+	fresh list.List // of *tracked: accepted, no request yet, from any address; oldest first
+	idle  list.List // of *tracked: between requests, from any address; oldest first
+	peers map[netip.Addr]*peer
+	ranks map[int]*list.List // of *peer, by how many connections each holds waiting; none for 0
+	most  int                // the most connections any one address holds waiting
+	ended bool               // the listener is closed
 }
 
-// waiting is a connection with no request under way, since when.
-type waiting struct {
+// connState is where a connection is in its life, as the limiter sees it.
+type connState int
+
+const (
+	connFresh connState = iota // accepted, no request yet
+	connBusy                   // a request under way
+	connIdle                   // between requests
+)
+
+// tracked is one open connection: where it is, since when, and the address
+// it is counted under.
+type tracked struct {
 	conn  net.Conn
-	since time.Time
-	in    *list.List // fresh or idle
+	from  netip.Addr
+	state connState
+	since time.Time     // when it became fresh or idle
+	all   *list.Element // its place in the limiter's fresh or idle list, while it waits
+	own   *list.Element // and in its address's
 }
+
+// peer is one client address's connections that wait, fresh or idle:
+// addresses holding none are forgotten.
+type peer struct {
+	fresh, idle list.List     // of *tracked, oldest first
+	rank        *list.Element // its place in the limiter's ranks
+}
+
+// waiting is how many connections p holds without a request under way.
+func (p *peer) waiting() int { return p.fresh.Len() + p.idle.Len() }
 
 // limitConns caps the connections srv serves from ln at maxConns; it
 // returns the listener to serve.
 func limitConns(srv *http.Server, ln net.Listener, maxConns int) net.Listener {
-	l := &connLimiter{Listener: ln, max: maxConns, open: map[net.Conn]*list.Element{}, fresh: list.New(), idle: list.New()}
-	l.room.L = &l.mu
+	l := newConnLimiter(ln, maxConns)
 	srv.ConnState = l.track
+	return l
+}
+
+// newConnLimiter is a connLimiter on ln, which holds at most maxConns.
+func newConnLimiter(ln net.Listener, maxConns int) *connLimiter {
+	l := &connLimiter{Listener: ln, max: maxConns, open: map[net.Conn]*tracked{}, peers: map[netip.Addr]*peer{}, ranks: map[int]*list.List{}}
+	l.room.L = &l.mu
 	return l
 }
 
@@ -106,28 +146,66 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.open[c] = l.fresh.PushBack(&waiting{conn: c, since: time.Now(), in: l.fresh})
+	t := &tracked{conn: c, from: connKey(c.RemoteAddr()), state: connBusy}
+	l.open[c] = t
+	l.waitLocked(t, connFresh, time.Now())
 	return c, nil
+}
+
+// connKey is the address a connection is counted under: its peer's, as the
+// login limit counts it (IPv6 by /64). A connection that is not TCP, such
+// as a pipe in a test, is counted under the zero address.
+func connKey(a net.Addr) netip.Addr {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.Addr{}
+	}
+	return limitKey(tcp.AddrPort().Addr().Unmap())
 }
 
 // victimLocked is the connection to close to make room, or nil and how
 // long until an idle one may be closed (0: none may be). l.mu is held.
+//
+// The address holding the most connections that wait gives up its oldest
+// one that may be closed: one that has sent no request yet, or one idle
+// for idleGrace since its last. When every address holds one at most,
+// that is the oldest of all. Another address's fresh connection is never
+// taken instead: if the one holding the most has only connections idle
+// within their grace (it sends a request on each one it opens), a
+// connection idle past its grace from anywhere goes, or the new connection
+// waits for one, a second at most.
 func (l *connLimiter) victimLocked(now time.Time) (net.Conn, time.Duration) {
-	oldestIdle := l.idle.Front()
-	if oldestIdle != nil {
-		if w := oldestIdle.Value.(*waiting); now.Sub(w.since) >= idleGrace {
-			if f := l.fresh.Front(); f == nil || !f.Value.(*waiting).since.Before(w.since) {
-				return w.conn, 0
-			}
+	if l.most >= 2 {
+		p := l.ranks[l.most].Front().Value.(*peer)
+		if t := oldestClosable(&p.fresh, &p.idle, now); t != nil {
+			return t.conn, 0
 		}
+		if t := oldestClosable(nil, &l.idle, now); t != nil {
+			return t.conn, 0
+		}
+	} else if t := oldestClosable(&l.fresh, &l.idle, now); t != nil {
+		return t.conn, 0
 	}
-	if f := l.fresh.Front(); f != nil {
-		return f.Value.(*waiting).conn, 0
-	}
-	if oldestIdle != nil {
-		return nil, idleGrace - now.Sub(oldestIdle.Value.(*waiting).since)
+	if oldest := l.idle.Front(); oldest != nil {
+		return nil, idleGrace - now.Sub(oldest.Value.(*tracked).since)
 	}
 	return nil, 0
+}
+
+// oldestClosable is the older of fresh's first connection and idle's
+// first if it has been idle for idleGrace, or nil. fresh may be nil.
+func oldestClosable(fresh, idle *list.List, now time.Time) *tracked {
+	var f, i *tracked
+	if fresh != nil && fresh.Len() > 0 {
+		f = fresh.Front().Value.(*tracked)
+	}
+	if e := idle.Front(); e != nil && now.Sub(e.Value.(*tracked).since) >= idleGrace {
+		i = e.Value.(*tracked)
+	}
+	if i != nil && (f == nil || i.since.Before(f.since)) {
+		return i
+	}
+	return f
 }
 
 // track is the server's ConnState: it follows which connections carry a
@@ -135,29 +213,92 @@ func (l *connLimiter) victimLocked(now time.Time) (net.Conn, time.Duration) {
 func (l *connLimiter) track(c net.Conn, state http.ConnState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e, ok := l.open[c]
+	t, ok := l.open[c]
 	if !ok {
 		return // closed by Accept to make room, or not one of ours
 	}
 	switch state {
 	case http.StateActive:
-		if e != nil {
-			e.Value.(*waiting).in.Remove(e)
-			l.open[c] = nil
-		}
+		l.unwaitLocked(t)
 	case http.StateIdle:
-		if e == nil {
-			l.open[c] = l.idle.PushBack(&waiting{conn: c, since: time.Now(), in: l.idle})
+		if t.state == connBusy {
+			l.waitLocked(t, connIdle, time.Now())
 		}
 	case http.StateClosed, http.StateHijacked:
 		l.forgetLocked(c)
 	}
 }
 
+// waitLocked counts t, which carries no request, as fresh or idle from
+// now, in the lists and under its address. l.mu is held.
+func (l *connLimiter) waitLocked(t *tracked, state connState, now time.Time) {
+	p := l.peers[t.from]
+	if p == nil {
+		p = &peer{}
+		l.peers[t.from] = p
+	}
+	t.state, t.since = state, now
+	if state == connFresh {
+		t.all, t.own = l.fresh.PushBack(t), p.fresh.PushBack(t)
+	} else {
+		t.all, t.own = l.idle.PushBack(t), p.idle.PushBack(t)
+	}
+	l.rerankLocked(p, p.waiting()-1)
+}
+
+// unwaitLocked stops counting t as waiting: a request is under way on it,
+// or it is gone. l.mu is held.
+func (l *connLimiter) unwaitLocked(t *tracked) {
+	if t.state == connBusy {
+		return
+	}
+	p := l.peers[t.from]
+	if t.state == connFresh {
+		l.fresh.Remove(t.all)
+		p.fresh.Remove(t.own)
+	} else {
+		l.idle.Remove(t.all)
+		p.idle.Remove(t.own)
+	}
+	t.state, t.all, t.own = connBusy, nil, nil
+	l.rerankLocked(p, p.waiting()+1)
+	if p.waiting() == 0 {
+		delete(l.peers, t.from)
+	}
+}
+
+// rerankLocked moves p, which held was connections waiting and now holds
+// one more or one fewer, to its rank, and keeps l.most. l.mu is held.
+func (l *connLimiter) rerankLocked(p *peer, was int) {
+	if p.rank != nil {
+		rank := l.ranks[was]
+		rank.Remove(p.rank)
+		if rank.Len() == 0 {
+			delete(l.ranks, was)
+		}
+		p.rank = nil
+	}
+	now := p.waiting()
+	if now > 0 {
+		rank := l.ranks[now]
+		if rank == nil {
+			rank = list.New()
+			l.ranks[now] = rank
+		}
+		p.rank = rank.PushBack(p)
+	}
+	switch {
+	case now > l.most:
+		l.most = now
+	case was == l.most && l.ranks[was] == nil:
+		l.most = now // One fewer than the most, held by p itself if by anyone.
+	}
+}
+
 // forgetLocked stops counting c. l.mu is held.
 func (l *connLimiter) forgetLocked(c net.Conn) {
-	if e := l.open[c]; e != nil {
-		e.Value.(*waiting).in.Remove(e)
+	if t := l.open[c]; t != nil {
+		l.unwaitLocked(t)
 	}
 	delete(l.open, c)
 	l.room.Signal()

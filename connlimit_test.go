@@ -1,11 +1,18 @@
 package main
 
 import (
-	"container/list"
+	"cmp"
+	"context"
+	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -123,10 +130,12 @@ func TestAFloodOfIdleConnectionsLeavesLoginsAnswered(t *testing.T) {
 	}
 }
 
-// Which connection makes room: the oldest that has sent no request yet;
-// else one idle after a request for idleGrace, the oldest first; never
-// one that finished a request less than idleGrace ago, which may be about
-// to send the next.
+// Which connection makes room, when every address holds one connection at
+// most: the oldest that has sent no request yet; else one idle after a
+// request for idleGrace, the oldest first; never one that finished a
+// request less than idleGrace ago, which may be about to send the next.
+// (Pipes have no address: all three are counted under one, and it holds
+// three.)
 func TestConnLimiterChoosesItsVictim(t *testing.T) {
 	conn := func() net.Conn {
 		a, b := net.Pipe()
@@ -134,23 +143,256 @@ func TestConnLimiterChoosesItsVictim(t *testing.T) {
 		return a
 	}
 	start := time.Now()
-	l := &connLimiter{open: map[net.Conn]*list.Element{}, fresh: list.New(), idle: list.New()}
-	add := func(in *list.List, c net.Conn, since time.Duration) {
-		l.open[c] = in.PushBack(&waiting{conn: c, since: start.Add(since), in: in})
+	l := newConnLimiter(nil, 3)
+	add := func(c net.Conn, state connState, since time.Duration) {
+		tr := &tracked{conn: c, from: connKey(c.RemoteAddr()), state: connBusy}
+		l.open[c] = tr
+		l.waitLocked(tr, state, start.Add(since))
 	}
 	justIdle, longIdle, fresh := conn(), conn(), conn()
 
-	add(l.idle, justIdle, 0)
+	add(justIdle, connIdle, 0)
 	if victim, wait := l.victimLocked(start.Add(300 * time.Millisecond)); victim != nil || wait != idleGrace-300*time.Millisecond {
 		t.Errorf("one connection idle 300 ms: victim %v, wait %v; want none, and %v", victim, wait, idleGrace-300*time.Millisecond)
 	}
-	add(l.fresh, fresh, 200*time.Millisecond)
+	add(fresh, connFresh, 200*time.Millisecond)
 	if victim, _ := l.victimLocked(start.Add(300 * time.Millisecond)); victim != fresh {
 		t.Error("a connection with no request yet, and one just idle after a request: want the first closed")
 	}
-	add(l.idle, longIdle, -5*time.Second)
-	l.idle.MoveToFront(l.open[longIdle])
+	add(longIdle, connIdle, -5*time.Second)
+	l.idle.MoveToFront(l.open[longIdle].all)
+	l.peers[netip.Addr{}].idle.MoveToFront(l.open[longIdle].own)
 	if victim, _ := l.victimLocked(start.Add(300 * time.Millisecond)); victim != longIdle {
 		t.Error("a connection idle 5 s, older than the one with no request yet: want it closed first")
 	}
+}
+
+// addrConn is a connection from a given client address.
+type addrConn struct {
+	net.Conn
+	remote *net.TCPAddr
+}
+
+// RemoteAddr is the client's address, as a TCP connection's is.
+func (c addrConn) RemoteAddr() net.Addr { return c.remote }
+
+// The address holding the most connections without a request under way
+// gives one up, fresh or idle past its grace, even when another address's
+// connection is older; another address's fresh connection is never taken
+// instead, and with nothing of the busiest address's to close, a new
+// connection waits for it, unless a connection idle past its grace can go.
+func TestConnLimiterMakesTheBusiestAddressPay(t *testing.T) {
+	type conn struct {
+		from  string // the client's address
+		state connState
+		since time.Duration // before now
+	}
+	tests := []struct {
+		name   string
+		conns  []conn
+		victim int           // the index of the one closed, or -1 for none
+		wait   time.Duration // with none closed, how long until one may be
+	}{
+		{"a flood's fresh connections before another's older fresh one",
+			[]conn{{"127.0.0.2", connFresh, 50 * time.Millisecond}, {"127.0.0.1", connFresh, 2 * time.Millisecond}, {"127.0.0.1", connFresh, time.Millisecond}},
+			1, 0},
+		{"a flood's fresh connections before another's connection idle for long",
+			[]conn{{"127.0.0.2", connIdle, 5 * time.Second}, {"127.0.0.1", connFresh, 2 * time.Millisecond}, {"127.0.0.1", connFresh, time.Millisecond}},
+			1, 0},
+		{"within the busiest address, its connection idle for long before its fresh one",
+			[]conn{{"127.0.0.1", connFresh, 2 * time.Millisecond}, {"127.0.0.1", connIdle, 5 * time.Second}, {"127.0.0.2", connFresh, 10 * time.Second}},
+			1, 0},
+		{"the busiest address's connections just idle: another's idle for long goes",
+			[]conn{{"127.0.0.1", connIdle, 300 * time.Millisecond}, {"127.0.0.1", connIdle, 200 * time.Millisecond}, {"127.0.0.3", connIdle, 5 * time.Second}, {"127.0.0.2", connFresh, 10 * time.Millisecond}},
+			2, 0},
+		{"the busiest address's connections just idle: another's fresh one is kept, and the wait is for the busiest",
+			[]conn{{"127.0.0.1", connIdle, 300 * time.Millisecond}, {"127.0.0.1", connIdle, 200 * time.Millisecond}, {"127.0.0.2", connFresh, 10 * time.Millisecond}},
+			-1, idleGrace - 300*time.Millisecond},
+		{"one connection an address: the oldest fresh one",
+			[]conn{{"127.0.0.1", connFresh, 2 * time.Millisecond}, {"127.0.0.2", connFresh, 3 * time.Millisecond}, {"127.0.0.3", connIdle, 200 * time.Millisecond}},
+			1, 0},
+		{"IPv6 addresses of one /64 are one client",
+			[]conn{{"2001:db8:0:1::9", connFresh, 50 * time.Millisecond}, {"2001:db8::1", connFresh, 2 * time.Millisecond}, {"2001:db8::2", connFresh, time.Millisecond}},
+			1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := time.Now()
+			l := newConnLimiter(nil, len(tt.conns))
+			var conns []net.Conn
+			// Added oldest first, as they would have come.
+			order := make([]int, len(tt.conns))
+			for i := range order {
+				order[i] = i
+			}
+			slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(tt.conns[b].since, tt.conns[a].since) })
+			for i, c := range tt.conns {
+				a, b := net.Pipe()
+				t.Cleanup(func() { a.Close(); b.Close() })
+				conns = append(conns, addrConn{a, &net.TCPAddr{IP: net.ParseIP(c.from), Port: 40000 + i}})
+			}
+			for _, i := range order {
+				tr := &tracked{conn: conns[i], from: connKey(conns[i].RemoteAddr()), state: connBusy}
+				l.open[conns[i]] = tr
+				l.waitLocked(tr, tt.conns[i].state, now.Add(-tt.conns[i].since))
+			}
+			victim, wait := l.victimLocked(now)
+			got := slices.Index(conns, victim)
+			if got != tt.victim || (victim == nil && wait != tt.wait) {
+				t.Errorf("victim %d, wait %v; want %d, wait %v", got, wait, tt.victim, tt.wait)
+			}
+		})
+	}
+}
+
+// The limiter's count of connections waiting per address follows each
+// connection through its states, and forgets an address that holds none.
+func TestConnLimiterCountsEachAddress(t *testing.T) {
+	l := newConnLimiter(nil, 10)
+	now := time.Now()
+	var conns []net.Conn
+	for i, from := range []string{"127.0.0.1", "127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2"} {
+		a, b := net.Pipe()
+		t.Cleanup(func() { a.Close(); b.Close() })
+		c := addrConn{a, &net.TCPAddr{IP: net.ParseIP(from), Port: 40000 + i}}
+		conns = append(conns, c)
+		tr := &tracked{conn: c, from: connKey(c.RemoteAddr()), state: connBusy}
+		l.open[c] = tr
+		l.waitLocked(tr, connFresh, now)
+	}
+	check := func(when string, most int, waiting map[string]int) {
+		t.Helper()
+		got := map[string]int{}
+		for addr, p := range l.peers {
+			got[addr.String()] = p.waiting()
+		}
+		if l.most != most || !maps.Equal(got, waiting) {
+			t.Errorf("%s: most %d, waiting %v; want %d, %v", when, l.most, got, most, waiting)
+		}
+	}
+	check("five fresh", 3, map[string]int{"127.0.0.1": 3, "127.0.0.2": 2})
+	l.track(conns[0], http.StateActive)
+	l.track(conns[1], http.StateActive)
+	check("two of 127.0.0.1's busy", 2, map[string]int{"127.0.0.1": 1, "127.0.0.2": 2})
+	l.track(conns[0], http.StateIdle)
+	check("one of them idle again", 2, map[string]int{"127.0.0.1": 2, "127.0.0.2": 2})
+	for _, c := range conns[2:] {
+		l.track(c, http.StateClosed)
+	}
+	check("127.0.0.2's closed", 1, map[string]int{"127.0.0.1": 1})
+	l.track(conns[0], http.StateActive)
+	check("none waiting", 0, map[string]int{})
+	if len(l.ranks) != 0 {
+		t.Errorf("ranks left with no address waiting: %v", l.ranks)
+	}
+}
+
+// Under a limit of 256 open files, a client on 127.0.0.3 that reopens every
+// connection the cap closes, and sends nothing on any, leaves another
+// address (127.0.0.2) logging in: every probe login succeeds, on a
+// keep-alive client and on a fresh connection for each request, and the
+// keep-alive client's one connection is kept throughout, even idle past
+// the grace while the flood goes on. (Linux routes all of 127/8 to the
+// loopback device, so the addresses are clients of their own to wxlogin;
+// 127.0.0.1 is wxlogin's own, whose WeChat client calls the built-in fake
+// WeChat on its listener in mock mode.)
+func TestAConnectionFloodFromOneAddressLeavesOthersLoggingIn(t *testing.T) {
+	c := startLimitedProcess(t, "-n 256", nil, "-addr", "127.0.0.1:0", "-data", t.TempDir(), "-login-rate", "0")
+	host := strings.TrimPrefix(c.url, "http://")
+
+	// The flooder: more connections than the cap (128 under 256 files), each
+	// reopened as soon as wxlogin closes it.
+	ctx, cancel := context.WithCancel(t.Context())
+	var flooders sync.WaitGroup
+	var closed atomic.Int64
+	t.Cleanup(func() { cancel(); flooders.Wait() })
+	flooder := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.3")}}
+	for range 300 {
+		flooders.Go(func() {
+			for ctx.Err() == nil {
+				conn, err := flooder.DialContext(ctx, "tcp", host)
+				if err != nil {
+					continue // The backlog was full, or the test is over.
+				}
+				stop := context.AfterFunc(ctx, func() { conn.Close() })
+				conn.Read(make([]byte, 1)) // Returns once wxlogin closes it.
+				stop()
+				conn.Close()
+				closed.Add(1)
+			}
+		})
+	}
+	// The flood is on once the cap has been filled and emptied a few times.
+	waitWithin(t, 30*time.Second, "the flood to fill the cap", func() bool { return closed.Load() >= 1000 })
+
+	probe := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	for _, tt := range []struct {
+		name      string
+		keepAlive bool
+	}{
+		{"keep-alive", true},
+		{"a fresh connection a request", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var dials atomic.Int64
+			phone := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+					dials.Add(1)
+					return probe.DialContext(ctx, network, addr)
+				},
+				DisableKeepAlives: !tt.keepAlive,
+			}}
+			const logins = 30
+			floodBefore := closed.Load()
+			var failed []string
+			for i := range logins {
+				if tt.keepAlive && i == logins/2 {
+					// A phone whose user reads the screen for a while: its
+					// connection is idle past the grace, the thing under
+					// test, not a wait for something to happen.
+					time.Sleep(idleGrace + idleGrace/2)
+				}
+				if err := probeLogin(phone, c.url, fmt.Sprintf("probe%d", i)); err != nil {
+					failed = append(failed, err.Error())
+				}
+			}
+			if len(failed) > 0 {
+				t.Errorf("%d of %d logins from 127.0.0.2 failed during a flood from 127.0.0.3; the first: %s", len(failed), logins, failed[0])
+			}
+			if tt.keepAlive && dials.Load() != 1 {
+				t.Errorf("the keep-alive client dialled %d times; want its one connection kept for every request", dials.Load())
+			}
+			if flood := closed.Load() - floodBefore; flood < 100 {
+				t.Errorf("wxlogin closed %d of the flooder's connections during the logins; want the flood kept up throughout", flood)
+			}
+		})
+	}
+	if logs := c.logs.String(); strings.Contains(logs, "too many open files") {
+		t.Errorf("wxlogin ran out of open files:\n%s", logs)
+	}
+}
+
+// probeLogin is a mini program's login (a code from the fake's wx.login,
+// then POST /login) through client, or why it failed.
+func probeLogin(client *http.Client, base, user string) error {
+	resp, err := client.Post(base+"/mock/wx.login", jsonCT, strings.NewReader(`{"user":"`+user+`"}`))
+	if err != nil {
+		return err
+	}
+	var code struct{ Code string }
+	err = jsonDecode(resp.Body, &code)
+	resp.Body.Close()
+	if err != nil || code.Code == "" {
+		return fmt.Errorf("wx.login: %d %v", resp.StatusCode, err)
+	}
+	resp, err = client.Post(base+"/login", jsonCT, strings.NewReader(`{"code":"`+code.Code+`"}`))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var env struct{ Status int }
+	if err := jsonDecode(resp.Body, &env); err != nil || env.Status != statusOK {
+		return fmt.Errorf("POST /login: %d, status %d, %v", resp.StatusCode, env.Status, err)
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -36,6 +38,7 @@ func runTool(ctx context.Context, args []string, getenv func(string) string, std
 	e := envFlags{fs: fs, getenv: getenv}
 	var dir, from, to, backup, redisURL, durability string
 	var drop optionalBool
+	var timeout time.Duration
 	switch args[0] {
 	case "check":
 		e.string(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to check; no server may be running on it")
@@ -45,6 +48,7 @@ func runTool(ctx context.Context, args []string, getenv func(string) string, std
 	case "backup":
 		fs.StringVar(&from, "from", "", "the -admin-addr of the running wxlogin, as a URL: http://127.0.0.1:6060")
 		fs.StringVar(&to, "to", "", "the file to write the backup to (replaced whole, once the backup checks out)")
+		fs.DurationVar(&timeout, "timeout", defaultBackupTimeout, "the most the whole backup may take, from the request to the file in place")
 	case "restore":
 		fs.StringVar(&from, "from", "", "the backup file to restore")
 		e.string(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to restore into: new, or empty")
@@ -79,7 +83,7 @@ func runTool(ctx context.Context, args []string, getenv func(string) string, std
 	case "export":
 		return exportDataDir(dir, out)
 	case "backup":
-		return takeBackup(ctx, from, to, out)
+		return takeBackup(ctx, from, to, timeout, out)
 	case "restore":
 		return restoreBackup(from, dir, out)
 	case "to-redis", "from-redis":
@@ -165,28 +169,72 @@ func exportDataDir(dir string, out io.Writer) error {
 	return nil
 }
 
+// defaultBackupTimeout bounds a whole backup, from the request to the file
+// in place, unless -timeout says otherwise: a server that stops sending
+// halfway must not hold the nightly unit for ever, since systemd starts
+// no other run of a oneshot still running (deploy/wxlogin-backup.service
+// gives it longer, in TimeoutStartSec).
+const defaultBackupTimeout = 10 * time.Minute
+
+// backupTempPrefix starts the name of the file a backup is written to
+// before it checks out, next to the backup:
+// .wxlogin-backup-<name>.tmp<random>. It holds every user's data, so one
+// that a killed run left behind is removed by the next run into the same
+// directory (removeKilledBackups); the prefix is the backup's own, so that
+// nothing else there is touched.
+const backupTempPrefix = ".wxlogin-backup-"
+
 // takeBackup fetches a backup from a running wxlogin's admin address and
-// writes it to path once it checks out whole.
-func takeBackup(ctx context.Context, from, path string, out io.Writer) error {
+// writes it to path once it checks out whole, all within timeout. First it
+// removes what killed backups left next to path.
+func takeBackup(ctx context.Context, from, path string, timeout time.Duration, out io.Writer) error {
 	if from == "" || path == "" {
 		return errors.New("wxlogin backup: -from (the server's -admin-addr, as http://127.0.0.1:6060) and -to (a file) are needed")
 	}
+	if timeout <= 0 {
+		return errors.New("wxlogin backup: -timeout: must be positive")
+	}
+	removed, err := removeKilledBackups(filepath.Dir(path))
+	for _, name := range removed {
+		fmt.Fprintf(out, "removed %s, left by a backup that did not finish\n", name)
+	}
+	if err != nil {
+		return fmt.Errorf("wxlogin backup: removing what killed backups left: %w", err)
+	}
+	// One deadline for the request, the answer and its whole body: a
+	// server that sends its headers and then stalls is cut off too.
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(from, "/")+"/backup", nil)
 	if err != nil {
 		return fmt.Errorf("wxlogin backup: -from: %w", err)
 	}
+	s, err := fetchBackup(req, path)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("wxlogin backup: %s sent no whole backup within -timeout %v: %w", from, timeout, err)
+	}
+	if err != nil {
+		return fmt.Errorf("wxlogin backup: %w", err)
+	}
+	describe(out, path, s)
+	return nil
+}
+
+// fetchBackup sends req, for a backup, and writes the answer to path once
+// it checks out whole.
+func fetchBackup(req *http.Request, path string) (*userStore, error) {
 	client := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: time.Minute}}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("wxlogin backup: %w", err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("wxlogin backup: %s answered %s: %s", from, resp.Status, strings.TrimSpace(string(body)))
+		return nil, fmt.Errorf("%s answered %s: %s", req.URL.Redacted(), resp.Status, strings.TrimSpace(string(body)))
 	}
 	var s *userStore
-	err = writeFileAtomic(path, func(tmp *os.File) error {
+	err = writeBackupFile(path, func(tmp *os.File) error {
 		if _, err := io.Copy(tmp, resp.Body); err != nil {
 			return err
 		}
@@ -194,11 +242,91 @@ func takeBackup(ctx context.Context, from, path string, out io.Writer) error {
 		s, err = readBackup(tmp.Name()) // checked before it replaces anything
 		return err
 	})
+	return s, err
+}
+
+// writeBackupFile puts what write writes in a new temporary file next to
+// path, and once it is written whole and synced, renames it to path; on
+// failure it removes it. The temporary file is locked while it is open,
+// and removed or renamed before it is closed, so that another run into the
+// same directory meanwhile leaves it alone (removeKilledBackups).
+func writeBackupFile(path string, write func(tmp *os.File) error) error {
+	tmp, err := createBackupTemp(path)
 	if err != nil {
-		return fmt.Errorf("wxlogin backup: %w", err)
+		return err
 	}
-	describe(out, path, s)
-	return nil
+	defer tmp.Close()           // releases the lock, once the name is gone
+	defer os.Remove(tmp.Name()) // fails harmlessly once the rename has happened
+	if err := write(tmp); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// createBackupTemp creates a backup's temporary file next to path and
+// locks it. A run removing killed backups may have opened it before the
+// lock, and removed it: then another is made.
+func createBackupTemp(path string) (*os.File, error) {
+	for range 10 {
+		f, err := os.CreateTemp(filepath.Dir(path), backupTempPrefix+filepath.Base(path)+".tmp*")
+		if err != nil {
+			return nil, err
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			atPath, pathErr := os.Stat(f.Name())
+			opened, openErr := f.Stat()
+			if pathErr == nil && openErr == nil && os.SameFile(atPath, opened) {
+				return f, nil
+			}
+		}
+		f.Close() // Being removed by another run, or removed already.
+	}
+	return nil, fmt.Errorf("no temporary file next to %s stayed: another run keeps removing them", path)
+}
+
+// removeKilledBackups removes the temporary files of backups into dir
+// that are not being written, those a run killed before its rename left
+// behind, and returns their names. A file is being written while its run
+// holds its lock, which the kernel drops with the process.
+func removeKilledBackups(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !strings.HasPrefix(name, backupTempPrefix) || !strings.Contains(name, ".tmp") {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		f, err := os.Open(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // Renamed or removed by its run meanwhile.
+		}
+		if err != nil {
+			return removed, err
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			f.Close() // A backup is being written to it now.
+			continue
+		}
+		err = os.Remove(path)
+		f.Close()
+		switch {
+		case err == nil:
+			removed = append(removed, name)
+		case !errors.Is(err, fs.ErrNotExist):
+			return removed, err
+		}
+	}
+	return removed, nil
 }
 
 // readBackup reads a backup file into a store in memory, with every check

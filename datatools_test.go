@@ -2,16 +2,23 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -424,5 +431,127 @@ func TestARepairLosesOnlyWhatTheDamageTook(t *testing.T) {
 				t.Errorf("the repair said\n%s\nwant nothing dropped", out)
 			}
 		})
+	}
+}
+
+// stalledBackupServer is an admin address whose GET /backup answers 200
+// and the first line of a backup, then sends nothing more until the test
+// ends.
+func stalledBackupServer(t *testing.T) string {
+	t.Helper()
+	stop := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, `{"format":"wxlogin-users-snapshot"`+"\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}))
+	t.Cleanup(func() {
+		close(stop)
+		ts.Close()
+	})
+	return ts.URL
+}
+
+// A server that sends its answer's headers and then stalls cannot hold
+// wxlogin backup: it fails within its -timeout, saying so, and leaves no
+// file behind, not even its temporary one.
+func TestBackupOfAStalledAnswerFailsWithinItsTimeout(t *testing.T) {
+	from := stalledBackupServer(t)
+	dir := t.TempDir()
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := tool(t, "backup", "-from", from, "-to", filepath.Join(dir, "users.jsonl"), "-timeout", "1s")
+		done <- result{out, err}
+	}()
+	var got result
+	select {
+	case got = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("wxlogin backup -timeout 1s still waits for a stalled answer after a minute")
+	}
+	if !errors.Is(got.err, context.DeadlineExceeded) || !strings.Contains(got.err.Error(), "within -timeout 1s") {
+		t.Errorf("wxlogin backup of a stalled answer = %v:\n%s\nwant a deadline exceeded, naming -timeout", got.err, got.out)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+		t.Errorf("a backup that timed out left %s", entries[0].Name())
+	}
+}
+
+// -timeout must be a positive duration, and an error says which flag.
+func TestBackupTimeoutIsValidated(t *testing.T) {
+	for _, tt := range []struct{ timeout, want string }{
+		{"0", "wxlogin backup: -timeout: must be positive"},
+		{"-5s", "wxlogin backup: -timeout: must be positive"},
+		{"soon", `invalid value "soon" for flag -timeout`},
+	} {
+		t.Run(tt.timeout, func(t *testing.T) {
+			out, err := tool(t, "backup", "-from", "http://127.0.0.1:1", "-to", filepath.Join(t.TempDir(), "users.jsonl"), "-timeout", tt.timeout)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("wxlogin backup -timeout %s = %v:\n%s\nwant %q", tt.timeout, err, out, tt.want)
+			}
+		})
+	}
+}
+
+// A backup killed halfway leaves its temporary file, with every user's
+// data, next to the backup; the next run into that directory removes it,
+// and says so, but nothing else: not another program's hidden file, and
+// not the temporary file of a backup running meanwhile.
+func TestBackupRemovesWhatAKilledBackupLeft(t *testing.T) {
+	dir := t.TempDir()
+	killed := exec.Command(childBinary(), "backup", "-from", stalledBackupServer(t), "-to", filepath.Join(dir, "users-1.jsonl"))
+	killed.Env = []string{"WXLOGIN_TEST_CHILD=1"}
+	if err := killed.Start(); err != nil {
+		t.Fatal(err)
+	}
+	left := func() []string {
+		names, _ := filepath.Glob(filepath.Join(dir, backupTempPrefix+"users-1.jsonl.tmp*"))
+		return names
+	}
+	waitWithin(t, time.Minute, "the backup's temporary file", func() bool { return len(left()) == 1 })
+	killed.Process.Kill()
+	killed.Wait()
+	leftover := left()[0]
+
+	others := filepath.Join(dir, ".other-program.tmp1")
+	writeFile(t, others, "not wxlogin's")
+	running := filepath.Join(dir, backupTempPrefix+"users-0.jsonl.tmp7")
+	writeFile(t, running, "a backup being written")
+	f, err := os.Open(running)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+
+	s := startServer(t, nil, "-data", t.TempDir(), "-admin-addr", "127.0.0.1:0")
+	admin := regexp.MustCompile(`msg="admin listening" url=(http://[^/]+)/`).FindStringSubmatch(s.logs.String())
+	if admin == nil {
+		t.Fatalf("no admin address in the log:\n%s", s.logs.String())
+	}
+	out, err := tool(t, "backup", "-from", admin[1], "-to", filepath.Join(dir, "users-2.jsonl"))
+	if err != nil {
+		t.Fatalf("the next backup = %v:\n%s", err, out)
+	}
+	if want := "removed " + filepath.Base(leftover) + ", left by a backup that did not finish"; !strings.Contains(out, want) {
+		t.Errorf("the next backup said:\n%s\nwant %q", out, want)
+	}
+	if _, err := os.Stat(leftover); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the killed backup's temporary file is still there (stat: %v)", err)
+	}
+	for _, kept := range []string{others, running, filepath.Join(dir, "users-2.jsonl")} {
+		if _, err := os.Stat(kept); err != nil {
+			t.Errorf("%s is gone after the next backup: %v", filepath.Base(kept), err)
+		}
 	}
 }

@@ -54,6 +54,14 @@ func TestSystemdUnits(t *testing.T) {
 			t.Errorf("systemd-analyze security %s: %v (exposure over 2.0)\n%s", filepath.Base(service), err, out)
 		}
 	}
+	// A oneshot with no start timeout that hangs holds the timer for good:
+	// it starts nothing while the last run is still going.
+	backup := readFile(t, filepath.Join("deploy", "wxlogin-backup.service"))
+	if m := regexp.MustCompile(`(?m)^TimeoutStartSec=(\d+)min$`).FindStringSubmatch(backup); m == nil {
+		t.Error("deploy/wxlogin-backup.service has no TimeoutStartSec=<minutes>min")
+	} else if minutes, _ := strconv.Atoi(m[1]); time.Duration(minutes)*time.Minute <= defaultBackupTimeout {
+		t.Errorf("deploy/wxlogin-backup.service stops a run after %s min; want longer than wxlogin backup's own -timeout, %v", m[1], defaultBackupTimeout)
+	}
 	service := readFile(t, filepath.Join("deploy", "wxlogin.service"))
 	for _, want := range []string{"DynamicUser=yes", "StateDirectory=wxlogin", "ProtectSystem=strict", "LoadCredential=appsecret:", "Environment=WX_APPSECRET_FILE=%d/appsecret"} {
 		if !strings.Contains(service, "\n"+want) {
@@ -64,7 +72,9 @@ func TestSystemdUnits(t *testing.T) {
 
 // The backup unit's commands, run as systemd would run them (with its
 // escapes undone and STATE_DIRECTORY set), back up a running wxlogin into
-// a file that checks out whole, and drop backups older than 14 days.
+// a file that checks out whole, drop backups older than 14 days, and
+// remove the temporary files of runs killed halfway, this wxlogin's and
+// those of a wxlogin before it.
 func TestTheBackupUnitsCommandBacksUp(t *testing.T) {
 	s := startServer(t, nil, "-data", t.TempDir(), "-admin-addr", "127.0.0.1:0")
 	admin := regexp.MustCompile(`msg="admin listening" url=(\S+)/debug/pprof/`).FindStringSubmatch(s.logs.String())
@@ -90,11 +100,23 @@ func TestTheBackupUnitsCommandBacksUp(t *testing.T) {
 	if err := os.Chtimes(old, month, month); err != nil {
 		t.Fatal(err)
 	}
+	killed := []string{
+		filepath.Join(backups, backupTempPrefix+"users-20000102T000000Z.jsonl.tmp123"),
+		filepath.Join(backups, ".users-20000101T000000Z.jsonl.tmp456"), // as a wxlogin before this one named it
+	}
+	for _, k := range killed {
+		writeFile(t, k, "every user's data")
+	}
 	for _, key := range []string{"ExecStart", "ExecStartPost"} {
 		sh := exec.Command("/bin/sh", "-c", command(key))
 		sh.Env = []string{"STATE_DIRECTORY=" + backups, "WXLOGIN_TEST_CHILD=1", "PATH=" + os.Getenv("PATH")}
 		if out, err := sh.CombinedOutput(); err != nil {
 			t.Fatalf("%s: %v\n%s", key, err, out)
+		}
+	}
+	for _, k := range killed {
+		if _, err := os.Stat(k); !os.IsNotExist(err) {
+			t.Errorf("%s, left by a run killed halfway, is still there (stat: %v)", filepath.Base(k), err)
 		}
 	}
 	made, _ := filepath.Glob(filepath.Join(backups, "users-*.jsonl"))

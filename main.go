@@ -104,7 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	m.liveTokens = func() int { return int(tokens.liveAtSweep.Load()) }
 	tokenPath := filepath.Join(cfg.dataDir, tokenFileName)
 	reloaded, err := tokens.load(tokenPath, users.identity)
-	if errors.Is(err, errOldTokenFile) {
+	if errors.Is(err, errTokenFileDropped) {
 		log.Warn("tokens not reloaded", "err", err)
 		err = nil
 	}

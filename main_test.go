@@ -140,18 +140,61 @@ func TestRemovingTheTokenFileLogsEveryoneOut(t *testing.T) {
 	}
 }
 
-// A token file an older wxlogin left behind does not stop the start: its
-// logins are dropped, the file with them, and the log says so.
-func TestStartDropsAnOlderTokenFileWithAWarning(t *testing.T) {
-	dir := t.TempDir()
-	saved := filepath.Join(dir, tokenFileName)
-	writeFile(t, saved, versionOneTokenFile)
-	s := startServer(t, nil, "-data", dir)
-	if !strings.Contains(s.logs.String(), `level=WARN msg="tokens not reloaded"`) {
-		t.Errorf("no warning about the dropped token file in the log:\n%s", s.logs.String())
+// A token file that cannot be read, an older wxlogin's, cut short in a
+// session key, garbage or binary, does not stop the start: its logins are
+// dropped, the file with them, and the log says so, naming the file but
+// never quoting it. Users log in again, as the same users.
+func TestStartDropsAnUnreadableTokenFileWithAWarning(t *testing.T) {
+	tests := []struct {
+		name  string
+		spoil func(saved, key string) string // the file, from what a stop saved and the session key in it
+		says  string                         // what the warning says is wrong
+	}{
+		{"an older wxlogin's", func(string, string) string { return versionOneTokenFile }, "written by an older wxlogin"},
+		{"cut short in a session key", func(saved, key string) string {
+			return saved[:strings.Index(saved, key)+len(key)/2]
+		}, ":2: cut short"},
+		{"garbage", func(_, key string) string { return "not a token file, but " + key + "\n" }, ":1: not a wxlogin token file: not JSON"},
+		{"binary", func(_, key string) string { return "\x00\xff\x13\x37" + key + "\x00\n" }, ":1: not a wxlogin token file"},
+		{"a session key as a member's name", func(saved, key string) string {
+			return strings.Replace(saved, `"session_key":"`+key+`"`, `"session_key":"k","`+key+`":1`, 1)
+		}, ":2: not a session key line"},
 	}
-	if _, err := os.Stat(saved); !os.IsNotExist(err) {
-		t.Errorf("the older token file is still there (stat err %v)", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := startServer(t, nil, "-data", dir)
+			token := dataOf[loginData](t, post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`)).Token
+			if err := s.stop(); err != nil {
+				t.Fatal(err)
+			}
+			saved := filepath.Join(dir, tokenFileName)
+			data := readFile(t, saved)
+			key := regexp.MustCompile(`"session_key":"([^"]+)"`).FindStringSubmatch(data)
+			if key == nil {
+				t.Fatalf("no session key in the saved token file:\n%s", data)
+			}
+			writeFile(t, saved, tt.spoil(data, key[1]))
+
+			s = startServer(t, nil, "-data", dir)
+			logs := s.logs.String()
+			warning := regexp.MustCompile(`(?m)^.*level=WARN msg="tokens not reloaded".*$`).FindString(logs)
+			if !strings.Contains(warning, saved) || !strings.Contains(warning, tt.says) {
+				t.Errorf("the warning = %q; want it to name %s and say %q\n%s", warning, saved, tt.says, logs)
+			}
+			if strings.Contains(logs, key[1][:len(key[1])/2]) {
+				t.Errorf("the log quotes the session key in the token file:\n%s", logs)
+			}
+			if _, err := os.Stat(saved); !os.IsNotExist(err) {
+				t.Errorf("the token file is still there (stat err %v)", err)
+			}
+			if got := post(t, "GET", s.url+"/user", "", "", "token", token); got.code != http.StatusUnauthorized || got.env.Status != statusNotLoggedIn {
+				t.Errorf("GET /user with a token from the dropped file = %d %s; want 401, status 4", got.code, got.raw)
+			}
+			if got := post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`); got.env.Status != statusOK || dataOf[loginData](t, got).NewUser {
+				t.Errorf("alice's login after = %s; want her, a returning user", got.raw)
+			}
+		})
 	}
 }
 

@@ -112,6 +112,12 @@ func (s *tokenStore) save(path string) (int, error) {
 // back from the old file after a later crash. userOf gives each token's
 // identity from the user store; a token whose user it does not know, or
 // knows under another appid or openid, is dropped.
+//
+// A file it cannot read whole (an older wxlogin's, one cut short, garbage)
+// is dropped with every login in it, and removed, and load returns an
+// error that wraps errTokenFileDropped, for the log: it names the file and
+// the line and says what is wrong, never quoting the file, which holds
+// session keys.
 func (s *tokenStore) load(path string, userOf func(id int64) (identity, bool)) (int, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -122,8 +128,14 @@ func (s *tokenStore) load(path string, userOf func(id int64) (identity, bool)) (
 	}
 	loaded, readErr := s.readTokenFile(bufio.NewReaderSize(f, 1<<16), path, userOf)
 	f.Close()
-	if readErr != nil && !errors.Is(readErr, errOldTokenFile) {
-		return 0, readErr
+	if readErr != nil {
+		// What was read before the fault goes too: the file is dropped
+		// whole, as the README promises, not in part.
+		s.tokens.Clear()
+		s.mu.Lock()
+		s.users = map[int64]*loginState{}
+		s.mu.Unlock()
+		loaded, readErr = 0, fmt.Errorf("%w: %w", readErr, errTokenFileDropped)
 	}
 	s.sweep() // Drops the session keys of users whose tokens all expired while we were down.
 	if err := os.Remove(path); err != nil {
@@ -135,10 +147,14 @@ func (s *tokenStore) load(path string, userOf func(id int64) (identity, bool)) (
 	return loaded, readErr
 }
 
-// errOldTokenFile is a token file written by a wxlogin before version 2. It
-// has been removed when load returns it: tokens are login state, not user
-// data, a crash loses them too, and each phone simply logs in again.
-var errOldTokenFile = errors.New("the token file was written by an older wxlogin; its logins are dropped and users log in again")
+// errTokenFileDropped is what load wraps when it could not read the token
+// file whole, and dropped and removed it. Tokens are login state, not user
+// data: a crash loses them too, and each phone simply logs in again, where
+// refusing to start would keep everyone out until someone deleted the file.
+var errTokenFileDropped = errors.New("its logins are dropped, and users log in again")
+
+// errOldTokenFile is a token file written by a wxlogin before version 2.
+var errOldTokenFile = errors.New("written by an older wxlogin")
 
 // fromSaved puts the times of a file saved at savedAt (Unix nanoseconds,
 // as the saving process's clock read) on this process's monotonic clock,
@@ -163,45 +179,52 @@ func (s *tokenStore) fromSaved(now, wallNow, savedAt int64) func(at int64) int64
 	}
 }
 
-// readTokenFile puts the live tokens read from r in s and counts them.
+// readTokenFile puts the live tokens read from r in s and counts them. Its
+// errors name the line and say what is wrong with it without quoting it.
 func (s *tokenStore) readTokenFile(r *bufio.Reader, path string, userOf func(id int64) (identity, bool)) (int, error) {
 	now, wallNow, loaded := s.monotonic(), s.clock.now().UnixNano(), 0
 	var fromWall func(at int64) int64 // set by the header
 	for lineNo := 1; ; lineNo++ {
 		line, err := r.ReadSlice('\n')
-		if errors.Is(err, io.EOF) && len(line) == 0 && lineNo > 1 {
+		switch {
+		case errors.Is(err, io.EOF) && len(line) == 0 && lineNo > 1:
 			return loaded, nil
-		}
-		if err != nil {
-			return 0, fmt.Errorf("%s:%d: not a readable wxlogin token file: %w", path, lineNo, err)
+		case errors.Is(err, io.EOF) && len(line) == 0:
+			return 0, fmt.Errorf("%s: empty, not a wxlogin token file", path)
+		case errors.Is(err, io.EOF):
+			return 0, fmt.Errorf("%s:%d: cut short: the line has no end", path, lineNo)
+		case errors.Is(err, bufio.ErrBufferFull):
+			return 0, fmt.Errorf("%s:%d: not a wxlogin token file: a line longer than %d bytes", path, lineNo, r.Size())
+		case err != nil:
+			return 0, fmt.Errorf("%s:%d: %w", path, lineNo, err)
 		}
 		switch {
 		case lineNo == 1:
 			if string(line) == "{\n" {
 				// Version 1 was one indented JSON document, its format second.
 				if next, _ := r.ReadSlice('\n'); string(next) == ` "format": "wxlogin-tokens",`+"\n" {
-					return 0, errOldTokenFile
+					return 0, fmt.Errorf("%s: %w", path, errOldTokenFile)
 				}
 			}
 			var h tokenFileHeader
 			if err := decodeStrict(line, &h); err != nil {
-				return 0, fmt.Errorf("%s:1: not a wxlogin token file: %w", path, err)
+				return 0, fmt.Errorf("%s:1: not a wxlogin token file: %s", path, jsonFault(err))
 			}
 			if h.Format != tokenFileFormat || h.Version != tokenFileVersion {
-				return 0, fmt.Errorf("%s:1: not a wxlogin token file (format %q version %d)", path, h.Format, h.Version)
+				return 0, fmt.Errorf("%s:1: not a wxlogin token file of version %d: its header names another format or version", path, tokenFileVersion)
 			}
 			if y := h.SavedAt.Year(); y < 2000 || y > 2200 {
-				return 0, fmt.Errorf("%s:1: saved_at %v is not a time a token file was saved", path, h.SavedAt)
+				return 0, fmt.Errorf("%s:1: its saved_at is not a time a token file was saved", path)
 			}
 			fromWall = s.fromSaved(now, wallNow, h.SavedAt.UnixNano())
 		case bytes.HasPrefix(line, savedTokenPrefix):
 			t, err := parseSavedToken(line)
 			if err != nil {
-				return 0, fmt.Errorf("%s:%d: %w", path, lineNo, err)
+				return 0, fmt.Errorf("%s:%d: not a token line: %s", path, lineNo, jsonFault(err))
 			}
 			raw, err := base64.RawURLEncoding.DecodeString(t.SHA256)
 			if err != nil || len(raw) != sha256.Size {
-				return 0, fmt.Errorf("%s:%d: token hash %q is not a base64url SHA-256", path, lineNo, t.SHA256)
+				return 0, fmt.Errorf("%s:%d: its token hash is not a base64url SHA-256", path, lineNo)
 			}
 			e := &tokenEntry{user: s.loginStateOf(t.UserID), issuedAt: fromWall(t.IssuedAt)}
 			e.lastUsed.Store(fromWall(t.LastUsedAt))
@@ -212,11 +235,31 @@ func (s *tokenStore) readTokenFile(r *bufio.Reader, path string, userOf func(id 
 		default:
 			k, err := parseSavedSessionKey(line)
 			if err != nil {
-				return 0, fmt.Errorf("%s:%d: %w", path, lineNo, err)
+				return 0, fmt.Errorf("%s:%d: not a session key line: %s", path, lineNo, jsonFault(err))
 			}
 			if who, ok := userOf(k.UserID); ok && who.AppID == k.AppID && who.OpenID == k.OpenID {
 				s.setSessionKey(who, &sessionKey{key: k.SessionKey, storedAt: fromWall(k.StoredAt)})
 			}
 		}
+	}
+}
+
+// jsonFault says what encoding/json found wrong with a line of the token
+// file, without the text it quotes: the line may hold a session key, and
+// the error goes to the log.
+func jsonFault(err error) string {
+	var syntax *json.SyntaxError
+	var wrongType *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("not JSON at byte %d", syntax.Offset)
+	case errors.As(err, &wrongType):
+		return fmt.Sprintf("a value of the wrong type for %s", wrongType.Field)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "its JSON is cut short"
+	case errors.Is(err, errTrailingData):
+		return "data after its JSON value"
+	default:
+		return "a member or value wxlogin does not write"
 	}
 }

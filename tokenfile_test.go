@@ -3,7 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
-	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,20 +52,47 @@ func TestTokenSaveAndLoad(t *testing.T) {
 	}
 }
 
-func TestTokenLoadRejectsForeignFile(t *testing.T) {
+// A token file that cannot be read whole, whatever is wrong with it, is
+// dropped with every login in it, those read before the fault too, and
+// removed: the error names the file and the line, and says what is wrong
+// without quoting the file, which holds session keys.
+func TestTokenLoadDropsAnUnreadableFile(t *testing.T) {
 	const header = `{"format":"wxlogin-tokens","version":2,"saved_at":"2026-01-01T00:00:00Z"}` + "\n"
+	const key = "c2Vzc2lvbi1rZXktbm90LWZvci1sb2dz" // a session key, which no error may quote
+	keyLine := `{"user_id":1,"appid":"wxapp","openid":"o-alice","session_key":"` + key + `","stored_ns":1}` + "\n"
+	// A file that is good up to its last line: alice's live token, then the
+	// fault.
+	clock := newFakeClock()
+	good := filepath.Join(t.TempDir(), tokenFileName)
+	live := newTokenStore(time.Hour, time.Hour, clock.clock())
+	token := live.issue(alice, key)
+	if _, err := live.save(good); err != nil {
+		t.Fatal(err)
+	}
+	goodFile := readFile(t, good)
+	binary := make([]byte, 300)
+	for i := range binary {
+		binary[i] = byte(i * 7)
+	}
 	tests := []struct {
 		name, content string
-		line          int // the line the error must name
+		where         string // the file, and the line, the error must name
 	}{
-		{"not json", "hello\nworld\n", 1},
-		{"other format", `{"format":"something-else","version":2}` + "\n", 1},
-		{"a newer version", `{"format":"wxlogin-tokens","version":3}` + "\n", 1},
-		{"bad hash", header + `{"sha256":"xyz","user_id":1,"issued_ns":1,"last_used_ns":1}` + "\n", 2},
-		{"unknown field", header + `{"user_id":1,"appid":"wxapp","openid":"o-alice","session_key":"k","stored_ns":1,"admin":true}` + "\n", 2},
-		{"syntax error", header + `{"user_id":1,"appid":"wxapp","openid":"o-alice","session_key":"k","stored_ns":1}` + "\n" + `{"sha256":,}` + "\n", 3},
-		{"cut short", header + `{"user_id":1,"session_key":"k"`, 2},
-		{"an indented document, not ours", "{\n \"format\": \"other\",\n}\n", 1},
+		{"not json", "hello " + key + "\nworld\n", ":1: not a wxlogin token file: not JSON"},
+		{"other format", `{"format":"something-else","version":2}` + "\n", ":1: not a wxlogin token file of version 2"},
+		{"a newer version", `{"format":"wxlogin-tokens","version":3}` + "\n", ":1: not a wxlogin token file of version 2"},
+		{"bad hash", header + `{"sha256":"` + key + `","user_id":1,"issued_ns":1,"last_used_ns":1}` + "\n", ":2: its token hash is not"},
+		{"unknown field", header + `{"user_id":1,"appid":"wxapp","openid":"o-alice","session_key":"k","stored_ns":1,"` + key + `":true}` + "\n", ":2: not a session key line"},
+		{"wrong type", header + `{"user_id":"` + key + `","appid":"wxapp","openid":"o-alice","session_key":"k","stored_ns":1}` + "\n", ":2: not a session key line: a value of the wrong type for user_id"},
+		{"syntax error", header + keyLine + `{"sha256":,}` + "\n", ":3: not a token line: not JSON"},
+		{"cut short", header + keyLine[:len(keyLine)/2], ":2: cut short"},
+		{"a good token, then a line cut short", goodFile + keyLine[:len(keyLine)/2], ":4: cut short"},
+		{"a good token, then garbage", goodFile + key + "\n", ":4: not a session key line"},
+		{"an indented document, not ours", "{\n \"format\": \"other\",\n}\n", ":1: not a wxlogin token file"},
+		{"empty", "", ": empty"},
+		{"binary", string(binary) + key, ":1: not a wxlogin token file"},
+		{"one line longer than the buffer", strings.Repeat(key, 3000), ":1: not a wxlogin token file: a line longer than"},
+		{"an older wxlogin's", versionOneTokenFile, ": written by an older wxlogin"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,12 +100,25 @@ func TestTokenLoadRejectsForeignFile(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := newTokenStore(time.Hour, time.Hour, systemClock()).load(path, knownUsers)
-			if want := fmt.Sprintf("%s:%d:", path, tt.line); err == nil || !strings.Contains(err.Error(), want) {
-				t.Fatalf("load = %v; want an error naming %s", err, want)
+			after := newTokenStore(time.Hour, time.Hour, clock.clock())
+			n, err := after.load(path, knownUsers)
+			if !errors.Is(err, errTokenFileDropped) || n != 0 {
+				t.Fatalf("load = %d, %v; want 0, and the file dropped", n, err)
 			}
-			if _, statErr := os.Stat(path); statErr != nil {
-				t.Errorf("a file that failed to load was removed (%v); it must be left for the operator", statErr)
+			if want := path + tt.where; !strings.Contains(err.Error(), want) {
+				t.Errorf("load = %v; want an error naming %s", err, want)
+			}
+			if strings.Contains(err.Error(), key) || strings.Contains(err.Error(), key[:8]) {
+				t.Errorf("load's error quotes the file: %v", err)
+			}
+			if _, statErr := os.Stat(path); !errors.Is(statErr, fs.ErrNotExist) {
+				t.Errorf("a file that could not be read is still there (stat: %v)", statErr)
+			}
+			if _, ok := after.lookup(token); ok {
+				t.Error("a token read before the fault was kept")
+			}
+			if after.loginStateOf(alice.UserID) != nil {
+				t.Error("a session key read before the fault was kept")
 			}
 		})
 	}
@@ -89,14 +129,15 @@ func TestTokenLoadRejectsForeignFile(t *testing.T) {
 const versionOneTokenFile = "{\n \"format\": \"wxlogin-tokens\",\n \"version\": 1,\n \"tokens\": [],\n \"session_keys\": []\n}\n"
 
 // A token file written by a wxlogin before version 2 (one JSON document) is
-// dropped with its file: tokens are login state, lost in a crash too, and
-// each phone logs in again. Refusing to start would be worse.
+// dropped with its file, and said to be an older wxlogin's: tokens are
+// login state, lost in a crash too, and each phone logs in again. Refusing
+// to start would be worse.
 func TestTokenLoadDropsTheOldFormat(t *testing.T) {
 	path := filepath.Join(t.TempDir(), tokenFileName)
 	if err := os.WriteFile(path, []byte(versionOneTokenFile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := newTokenStore(time.Hour, time.Hour, systemClock()).load(path, knownUsers); !errors.Is(err, errOldTokenFile) || n != 0 {
+	if n, err := newTokenStore(time.Hour, time.Hour, systemClock()).load(path, knownUsers); !errors.Is(err, errOldTokenFile) || !errors.Is(err, errTokenFileDropped) || n != 0 {
 		t.Fatalf("load of a version 1 file = %d, %v; want 0, errOldTokenFile", n, err)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
