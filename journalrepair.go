@@ -356,7 +356,8 @@ func checkLine(line []byte, sums []uint32, n int) (kind byte, text []byte, sum u
 // It returns the line or lines the correction gives back, how many of
 // lines they replace, and what it corrected; ok only when exactly one
 // correction makes them check out (a correction that checks out by chance
-// has a chance in 2^32 a try).
+// has a chance in 2^32 a try). A line's text is searched in time linear in
+// its length (flipDeltas), not by checking each of its bits in turn.
 func correctLine(lines [][]byte, sums []uint32) (fixed [][]byte, n int, at string, ok bool) {
 	found := map[string]bool{}
 	try := func(c []byte, used int, what func() string) {
@@ -375,13 +376,35 @@ func correctLine(lines [][]byte, sums []uint32) (fixed [][]byte, n int, at strin
 		return nil, 0, "", false
 	}
 	c := bytes.Clone(line)
-	for i := range c {
+	flip := func(i, bit int) {
+		c[i] ^= 1 << bit
+		if c[len(c)-1] == '\n' {
+			try(c, 1, func() string { return fmt.Sprintf("bit %d of byte %d was flipped", bit, i+1) })
+		}
+		c[i] ^= 1 << bit
+	}
+	// A bit of the frame, or of the last byte: each tried.
+	for i := range min(frameSize, len(c)) {
 		for bit := range 8 {
-			c[i] ^= 1 << bit
-			if c[len(c)-1] == '\n' {
-				try(c, 1, func() string { return fmt.Sprintf("bit %d of byte %d was flipped", bit, i+1) })
-			}
-			c[i] ^= 1 << bit
+			flip(i, bit)
+		}
+	}
+	for bit := range 8 {
+		flip(len(c)-1, bit)
+	}
+	// A bit of the text: the one whose flip changes the checksum the text
+	// gives by what the line's own checksum says it should be.
+	if kind, _, stated, err := splitFramed(line); err == nil {
+		body := line[frameSize : len(line)-1]
+		for _, prev := range lastSums(sums) {
+			target := lineChecksum(prev, kind, body) ^ stated
+			flipDeltas(body, func(i int, d *[8]uint32) {
+				for bit := range 8 {
+					if d[bit] == target && body[i]^1<<bit != '\n' {
+						flip(frameSize+i, bit)
+					}
+				}
+			})
 		}
 	}
 	for i := frameSize; i < len(c)-frameSize-1; i++ {
@@ -394,13 +417,34 @@ func correctLine(lines [][]byte, sums []uint32) (fixed [][]byte, n int, at strin
 			c[i] = was
 		}
 	}
+	// lines[0] and lines[1] one line, their newline another byte: the
+	// byte whose checksum the frame says.
 	if len(lines) > 1 && line[len(line)-1] == '\n' && len(line)+len(lines[1]) <= maxCorrectedLine {
 		joined := slices.Concat(line, lines[1])
-		for b := range 256 {
-			if b != '\n' {
-				joined[len(line)-1] = byte(b)
-				try(joined, 2, func() string {
-					return fmt.Sprintf("byte %d had been damaged into a newline, which split the line in two", len(line))
+		joint := len(line) - 1
+		if kind, _, stated, err := splitFramed(joined); err == nil {
+			body := joined[frameSize : len(joined)-1]
+			for _, prev := range lastSums(sums) {
+				target := lineChecksum(prev, kind, body) ^ stated // body holds '\n' at the joint
+				flipDeltas(body, func(i int, d *[8]uint32) {
+					if i != joint-frameSize {
+						return
+					}
+					for v := range 256 {
+						var delta uint32
+						for bit := range 8 {
+							if (byte(v)^'\n')>>bit&1 == 1 {
+								delta ^= d[bit]
+							}
+						}
+						if v != '\n' && delta == target {
+							joined[joint] = byte(v)
+							try(joined, 2, func() string {
+								return fmt.Sprintf("byte %d had been damaged into a newline, which split the line in two", len(line))
+							})
+							joined[joint] = '\n'
+						}
+					}
 				})
 			}
 		}
@@ -409,6 +453,34 @@ func correctLine(lines [][]byte, sums []uint32) (fixed [][]byte, n int, at strin
 		return nil, 0, "", false
 	}
 	return fixed, n, at, true
+}
+
+// lastSums are the checksums a corrected line may follow: the last two of
+// sums (in case the line before was damaged: its own checksum, or its
+// text's), or the start of a file.
+func lastSums(sums []uint32) []uint32 {
+	if len(sums) == 0 {
+		return []uint32{0}
+	}
+	return sums[max(0, len(sums)-2):]
+}
+
+// flipDeltas calls visit with each byte of text, from its end, and what
+// flipping each of its bits changes a CRC-32C of a message ending with
+// text by. CRC is linear: the change is that of the bit alone followed by
+// as many zero bytes as follow it, whatever else the message holds, so it
+// is found for every byte in one walk back.
+func flipDeltas(text []byte, visit func(i int, d *[8]uint32)) {
+	var d [8]uint32
+	for bit := range 8 {
+		d[bit] = castagnoli[1<<bit] // the bit, in the last byte
+	}
+	for i := len(text) - 1; i >= 0; i-- {
+		visit(i, &d)
+		for bit := range 8 {
+			d[bit] = castagnoli[byte(d[bit])] ^ d[bit]>>8 // a zero byte more after it
+		}
+	}
 }
 
 // chainPieces splits c into its lines and reports whether they check out
