@@ -104,13 +104,7 @@ func TestAFailedMoveFromRedisLeavesNoStore(t *testing.T) {
 		empty bool // the target is an empty directory, not a new one
 	}{{"into a new directory", false}, {"into an empty directory", true}} {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-			cfg := redisConfig{addrs: []string{srv.addr}, poolSize: 4, timeout: 5 * time.Second}
-			rs, err := openRedisStore(t.Context(), cfg, redisFsync, storeMeta{Mode: modeMock}, time.Hour, time.Hour, time.Now, discardLogger())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(rs.close)
+			srv, cfg, rs := durableRedisStore(t)
 			login := func(name string) {
 				t.Helper()
 				if _, _, err := rs.login(t.Context(), mockAppID, fakeOpenID(mockAppID, name), fakeUnionID(name)); err != nil {
@@ -129,7 +123,7 @@ func TestAFailedMoveFromRedisLeavesNoStore(t *testing.T) {
 			}
 
 			var out strings.Builder
-			err = moveFromRedisChecked(t.Context(), back, cfg, &out, func() { login("dave") })
+			err := moveFromRedisChecked(t.Context(), back, cfg, &out, func() { login("dave") })
 			if err == nil || !strings.Contains(err.Error(), "the counts differ") {
 				t.Fatalf("from-redis with a login between the read and the count = %v:\n%s\nwant the counts to differ", err, &out)
 			}
@@ -187,13 +181,7 @@ func dirNames(entries []os.DirEntry) []string {
 // user's login moved the counter on) move out of Redis with the others:
 // the move takes the highest id any user's key names, not the counter's.
 func TestMovingOutOfRedisCarriesRecordsPastItsCounter(t *testing.T) {
-	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	cfg := redisConfig{addrs: []string{srv.addr}, poolSize: 4, timeout: 5 * time.Second}
-	rs, err := openRedisStore(t.Context(), cfg, redisFsync, storeMeta{Mode: modeMock}, time.Hour, time.Hour, time.Now, discardLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rs.close)
+	srv, _, rs := durableRedisStore(t)
 	for _, name := range []string{"alice", "bob", "carol", "dave", "erin"} {
 		if _, _, err := rs.login(t.Context(), mockAppID, fakeOpenID(mockAppID, name), fakeUnionID(name)); err != nil {
 			t.Fatal(err)
@@ -209,4 +197,18 @@ func TestMovingOutOfRedisCarriesRecordsPastItsCounter(t *testing.T) {
 	if out, err := tool(t, "check", "-data", back); err != nil || !strings.Contains(out, "5 users") {
 		t.Errorf("wxlogin check after the move = %v:\n%s; want the 5 users", err, out)
 	}
+}
+
+// durableRedisStore is a store in mock mode on a redis-server of its own
+// that fsyncs each write, with its address and the client's settings.
+func durableRedisStore(t *testing.T) (*redisServer, redisConfig, *redisStore) {
+	t.Helper()
+	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	cfg := redisConfig{addrs: []string{srv.addr}, poolSize: 4, timeout: 5 * time.Second}
+	rs, err := openRedisStore(t.Context(), cfg, redisFsync, storeMeta{Mode: modeMock}, time.Hour, time.Hour, time.Now, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rs.close)
+	return srv, cfg, rs
 }
