@@ -405,6 +405,10 @@ func TestARepairLosesOnlyWhatTheDamageTook(t *testing.T) {
 			f[journal] = header(f[journal])
 			delete(f, "users.watermark")
 		}, 0, n, []string{"users.watermark: missing, so lines cut from the end of the newest journal cannot be counted"}},
+		{"the newest journal cut, and the watermark of another store", func(f map[string][]byte) {
+			f[journal] = header(f[journal])
+			f["users.watermark"] = appendMark(nil, fileMark{Store: "0123456789abcdef", Generation: 2, Lines: 1, CRC32C: "00000000"})
+		}, 0, n, []string{"users.watermark: of another store, so lines cut from the end of"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

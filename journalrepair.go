@@ -37,8 +37,9 @@ type salvageReport struct {
 	meta json.RawMessage
 }
 
-// maxCorrectedLine bounds the lines a repair tries to correct: each of a
-// line's bits is flipped in turn, and the line checked again.
+// maxCorrectedLine bounds the lines a repair tries to correct, far longer
+// than any record wxlogin writes: the bits of a line's frame are flipped in
+// turn, and each one checks the whole line again.
 const maxCorrectedLine = 4 << 10
 
 // salvager hands the lines of a damaged journal's files to an owner.
@@ -146,7 +147,13 @@ func (s *salvager[R]) file(path string, gen int64) (fileHeader, bool) {
 	}
 	if m := s.mark; m != nil && gen == m.Generation {
 		s.markCounted = true
-		if !slices.Contains(f.sums, m.sum()) && f.records < m.Lines {
+		if f.haveHeader && f.header.Store != m.Store {
+			// Left by another store (a repair cut short, a copy): it counts
+			// nothing of this one's.
+			s.mark = nil
+			s.rep.uncounted = true
+			s.drop("%s: of another store, so lines cut from the end of %s cannot be counted", s.markName, path)
+		} else if !slices.Contains(f.sums, m.sum()) && f.records < m.Lines {
 			// The line the watermark records is not there, and lines are
 			// short of its count: cut from the end. (Lines taken out
 			// before it, or damaged, are dropped where they were.)
