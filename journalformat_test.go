@@ -67,6 +67,7 @@ func FuzzReadFramed(f *testing.F) {
 	f.Add([]byte("r 00000000 {}\n"), uint32(0), byte(kindRecord), []byte("{\"id\":1}\n"))
 	f.Add([]byte("h 5e0f3a1c {\"format\":\"x\"}\n"), uint32(7), byte(kindHeader), []byte("{}\n"))
 	f.Add([]byte("t 0A9B8C7D {\"lines\":1}\n"), uint32(0), byte(kindTrailer), []byte("x\n"))
+	f.Add([]byte("w 00000000 {}\n"), uint32(0), byte(kindMark), []byte("{}\n"))
 	f.Fuzz(func(t *testing.T, line []byte, prev uint32, kind byte, text []byte) {
 		if k, got, _, err := readFramed(line, prev); err == nil {
 			if again, _ := appendFramed(nil, prev, k, got); !bytes.Equal(again, line) {
@@ -79,7 +80,7 @@ func FuzzReadFramed(f *testing.F) {
 		framed, sum := appendFramed(nil, prev, kind, text)
 		k, got, readSum, err := readFramed(framed, prev)
 		switch kind {
-		case kindHeader, kindRecord, kindTrailer:
+		case kindHeader, kindRecord, kindTrailer, kindMark:
 			if err != nil || k != kind || !bytes.Equal(got, text) || readSum != sum {
 				t.Fatalf("appendFramed(%q, %q) = %q reads back as %q, %q, %v", kind, text, framed, k, got, err)
 			}
