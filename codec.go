@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"wxlogin/internal/strictjson"
 )
 
 // This file turns what wxlogin keeps by the million into bytes and back,
@@ -63,7 +64,7 @@ func parseClaimLine(line []byte) (*claimRecord, error) {
 	var l struct {
 		Claim *claimRecord `json:"claim"`
 	}
-	if err := decodeStrict(line, &l); err != nil || l.Claim == nil {
+	if err := strictjson.Decode(line, &l); err != nil || l.Claim == nil {
 		return nil, fmt.Errorf("not a claim record: %v", err)
 	}
 	c := l.Claim
@@ -165,7 +166,7 @@ func parseUserLine(line []byte) (*userRecord, error) {
 	u, ok := readPlainRecord(line)
 	if !ok {
 		u = new(userRecord)
-		if err := decodeStrict(line, u); err != nil {
+		if err := strictjson.Decode(line, u); err != nil {
 			return nil, fmt.Errorf("not a user record: %w", err)
 		}
 	}
@@ -429,7 +430,7 @@ func parseTokenFileLine[T any](line []byte, what string, read func(r *recordRead
 		return v, nil
 	}
 	var strict T
-	if err := decodeStrict(line, &strict); err != nil {
+	if err := strictjson.Decode(line, &strict); err != nil {
 		return strict, fmt.Errorf("not a %s: %w", what, err)
 	}
 	return strict, nil

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wxlogin/internal/strictjson"
 )
 
 // sameRecord reports whether a and b are stored as the same line. Records
@@ -21,7 +22,7 @@ func sameRecord(a, b userRecord) bool {
 // defines the format.
 func decodeWithJSON(line []byte) (userRecord, error) {
 	var u userRecord
-	err := decodeStrict(line, &u)
+	err := strictjson.Decode(line, &u)
 	return u, err
 }
 
@@ -207,7 +208,7 @@ func checkTokenFileLine[T comparable](t *testing.T, what string, line []byte, pa
 		return
 	}
 	var want T
-	if jsonErr := decodeStrict(line, &want); jsonErr != nil || got != want {
+	if jsonErr := strictjson.Decode(line, &want); jsonErr != nil || got != want {
 		t.Fatalf("%s line %q reads as %+v; encoding/json reads %+v, %v", what, line, got, want, jsonErr)
 	}
 	if again, err := parse(appendLine(nil, got)); err != nil || again != got {

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"wxlogin/internal/strictjson"
 )
 
 // This file is wxlogin's configuration: one struct, filled by loadConfig
@@ -291,7 +292,7 @@ func loadApps(path string, getenv func(string) string) ([]appConfig, error) {
 	var f struct {
 		Apps []appConfig `json:"apps"`
 	}
-	if err := decodeStrict(data, &f); err != nil {
+	if err := strictjson.Decode(data, &f); err != nil {
 		if strings.Contains(err.Error(), `unknown field "secret"`) {
 			return nil, fmt.Errorf("%s: an app has a secret; the apps file holds none: give in secret_env the name of the environment variable that holds it", path)
 		}

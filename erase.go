@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"wxlogin/internal/strictjson"
 )
 
 // This file is account deletion (注销账号): a user who asks is erased from
@@ -68,7 +69,7 @@ func parseErasureLine(line []byte) (storedLine, bool, error) {
 	default:
 		return storedLine{}, false, nil
 	}
-	if err := decodeStrict(line, &l); err != nil {
+	if err := strictjson.Decode(line, &l); err != nil {
 		return storedLine{}, true, fmt.Errorf("not a line of an erasure: %v", err)
 	}
 	switch {

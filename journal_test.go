@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"wxlogin/internal/strictjson"
 )
 
 // The journal is tested as the user store uses it: opened by
@@ -98,7 +99,7 @@ func (o *noteOwner) open(t *testing.T, dir string) *journal {
 	o.notes = map[string]string{}
 	parse := func(line []byte) (noteLine, error) {
 		var n noteLine
-		return n, decodeStrict(line, &n)
+		return n, strictjson.Decode(line, &n)
 	}
 	apply := func(n noteLine) error { o.notes[n.Key] = n.Value; return nil }
 	if err := replayJournal(j, parse, apply); err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"strconv"
+	"wxlogin/internal/strictjson"
 )
 
 // This file is the format of the journal's files: how a line is framed
@@ -198,7 +199,7 @@ func parseHeader(line []byte, format string) (fileHeader, lineTally, error) {
 		}
 		text, tally.last = t, sum
 	}
-	if err := decodeStrict(text, &h); err != nil || h.Format != format {
+	if err := strictjson.Decode(text, &h); err != nil || h.Format != format {
 		return h, tally, fmt.Errorf("not a wxlogin %s file", format)
 	}
 	switch {
@@ -216,7 +217,7 @@ func parseHeader(line []byte, format string) (fileHeader, lineTally, error) {
 func readTrailer(line []byte) (fileTrailer, error) {
 	var t fileTrailer
 	kind, text, _, err := splitFramed(line)
-	if err != nil || kind != kindTrailer || decodeStrict(text, &t) != nil {
+	if err != nil || kind != kindTrailer || strictjson.Decode(text, &t) != nil {
 		return t, errors.New("not a trailer")
 	}
 	var raw [4]byte
@@ -232,7 +233,7 @@ func readTrailer(line []byte) (fileTrailer, error) {
 // checkTrailer checks that a trailer's text matches the file it ends.
 func checkTrailer(text []byte, tally lineTally) error {
 	var t fileTrailer
-	if err := decodeStrict(text, &t); err != nil {
+	if err := strictjson.Decode(text, &t); err != nil {
 		return fmt.Errorf("not a trailer: %v", err)
 	}
 	if t != tally.trailer() {
@@ -291,7 +292,7 @@ func parseMark(data []byte) (fileMark, error) {
 	if kind != kindMark {
 		return m, errors.New("not a watermark line")
 	}
-	if err := decodeStrict(text, &m); err != nil {
+	if err := strictjson.Decode(text, &m); err != nil {
 		return m, fmt.Errorf("not a watermark: %v", err)
 	}
 	var raw [4]byte

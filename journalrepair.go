@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"wxlogin/internal/strictjson"
 )
 
 // This file is what a repair reads of a damaged journal: every line that
@@ -291,7 +292,7 @@ func (s *salvager[R]) unframed(path string, data []byte) salvagedFile {
 			f.records++
 			s.lost(line)
 		case lineNo == 1:
-			if decodeStrict(line, &f.header) == nil {
+			if strictjson.Decode(line, &f.header) == nil {
 				f.haveHeader = true
 				if f.header.Meta != nil {
 					s.rep.meta = f.header.Meta
@@ -311,7 +312,7 @@ func h0(text []byte) string {
 	var h struct {
 		Format string `json:"format"`
 	}
-	decodeStrict(text, &h)
+	strictjson.Decode(text, &h)
 	return h.Format
 }
 

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"wxlogin/internal/strictjson"
 )
 
 // This file checks the data WeChat hands a mini program signed or encrypted
@@ -172,7 +173,7 @@ func encryptOpenData(sessionKey string, plain, iv []byte) (encryptedData string,
 // refuses repeats, at any depth: either would let a changed ciphertext pass
 // as WeChat's.
 func jsonFields(data []byte) (map[string]json.RawMessage, error) {
-	if name := duplicateMember(data); name != "" {
+	if name := strictjson.DuplicateMember(data); name != "" {
 		return nil, fmt.Errorf("key %q repeated", name)
 	}
 	return nestedFields(data)

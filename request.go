@@ -14,6 +14,7 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+	"wxlogin/internal/strictjson"
 )
 
 // This file reads what a client sends, strictly: bodies as JSON (what
@@ -111,10 +112,10 @@ func decodeJSONBody(r *http.Request, v any) error {
 	if !utf8.Valid(body) {
 		return badRequest(msgMalformed+"：请求体不是合法的 UTF-8", nil)
 	}
-	if name := duplicateMember(body); name != "" {
+	if name := strictjson.DuplicateMember(body); name != "" {
 		return badRequest(msgMalformed+"：字段 "+quoteName(name)+" 出现了不止一次", nil)
 	}
-	if err := decodeStrict(body, v); err != nil {
+	if err := strictjson.Decode(body, v); err != nil {
 		return jsonError(err)
 	}
 	return nil
@@ -141,7 +142,7 @@ func bodyError(err error) *apiError {
 // jsonError explains a JSON body that does not decode, naming the field.
 func jsonError(err error) *apiError {
 	var typeErr *json.UnmarshalTypeError
-	if errors.Is(err, errTrailingData) {
+	if errors.Is(err, strictjson.ErrTrailingData) {
 		return badRequest(msgMalformed+"：请求体在 JSON 对象之后还有内容", nil)
 	}
 	if errors.As(err, &typeErr) && typeErr.Field != "" {

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"wxlogin/internal/strictjson"
 )
 
 // This file holds wxlogin's two stores: the token store, in memory, for
@@ -453,7 +454,7 @@ func (s *userStore) meta() (storeMeta, error) {
 	if s.journal.storedMeta == nil {
 		return m, nil
 	}
-	if err := decodeStrict(s.journal.storedMeta, &m); err != nil {
+	if err := strictjson.Decode(s.journal.storedMeta, &m); err != nil {
 		return m, fmt.Errorf("the store's files record %s, not what a user store records of itself", s.journal.storedMeta)
 	}
 	return m, nil

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"wxlogin/internal/strictjson"
 )
 
 // This file carries the token store across a graceful restart: save writes
@@ -207,7 +208,7 @@ func (s *tokenStore) readTokenFile(r *bufio.Reader, path string, userOf func(id 
 				}
 			}
 			var h tokenFileHeader
-			if err := decodeStrict(line, &h); err != nil {
+			if err := strictjson.Decode(line, &h); err != nil {
 				return 0, fmt.Errorf("%s:1: not a wxlogin token file: %s", path, jsonFault(err))
 			}
 			if h.Format != tokenFileFormat || h.Version != tokenFileVersion {
@@ -257,7 +258,7 @@ func jsonFault(err error) string {
 		return fmt.Sprintf("a value of the wrong type for %s", wrongType.Field)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "its JSON is cut short"
-	case errors.Is(err, errTrailingData):
+	case errors.Is(err, strictjson.ErrTrailingData):
 		return "data after its JSON value"
 	default:
 		return "a member or value wxlogin does not write"

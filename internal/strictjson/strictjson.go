@@ -1,4 +1,9 @@
-package main
+// Package strictjson reads JSON strictly: every body a client sends, the
+// data WeChat decrypts to, and wxlogin's own files. encoding/json alone lets
+// three things through that matter here: members a struct has no field for,
+// a member repeated (the last one wins, where another reader of the same
+// bytes may take the first), and text after the value.
+package strictjson
 
 import (
 	"bytes"
@@ -9,18 +14,12 @@ import (
 	"unicode/utf8"
 )
 
-// This file reads JSON strictly: every body a client sends, the data
-// WeChat decrypts to, and wxlogin's own files. encoding/json alone lets
-// three things through that matter here: members a struct has no field
-// for, a member repeated (the last one wins, where another reader of the
-// same bytes may take the first), and text after the value.
+// ErrTrailingData is a JSON value followed by more than white space.
+var ErrTrailingData = errors.New("data after the JSON value")
 
-// errTrailingData is a JSON value followed by more than white space.
-var errTrailingData = errors.New("data after the JSON value")
-
-// decodeStrict decodes data, exactly one JSON value, into v, refusing a
-// member v has no field for. Repeated members are duplicateMember's to find.
-func decodeStrict(data []byte, v any) error {
+// Decode decodes data, exactly one JSON value, into v, refusing a member v
+// has no field for. Repeated members are DuplicateMember's to find.
+func Decode(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -30,12 +29,12 @@ func decodeStrict(data []byte, v any) error {
 	// with the decoder's Token, which is slow enough to matter to a
 	// start-up's replay (BENCHMARKS.md, start-up).
 	if len(bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n")) != 0 {
-		return errTrailingData
+		return ErrTrailingData
 	}
 	return nil
 }
 
-// duplicateMember returns a member name that appears twice in one object,
+// DuplicateMember returns a member name that appears twice in one object,
 // at any depth, of the JSON text data, or "" if none does (or data is not
 // JSON, which the decoder then reports). encoding/json keeps the last of two
 // equal names, where other readers of the same bytes (a gateway, a log, a
@@ -43,7 +42,7 @@ func decodeStrict(data []byte, v any) error {
 // disagree, and in decrypted data no room for a changed ciphertext to pass
 // as WeChat's. Names are compared as encoding/json matches them to struct
 // fields, ignoring case, so {"nickname": …, "Nickname": …} is refused too.
-func duplicateMember(data []byte) string {
+func DuplicateMember(data []byte) string {
 	// Every member has a colon after its name, and colons in strings only
 	// add to the count: with one colon at most, there is one member at most.
 	// Most logins are {"code": "…"}, and skip the scan (BENCHMARKS.md,

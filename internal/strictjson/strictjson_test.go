@@ -1,4 +1,4 @@
-package main
+package strictjson
 
 import (
 	"bytes"
@@ -28,8 +28,8 @@ func TestDuplicateMember(t *testing.T) {
 		{`not json`, ""},
 		{``, ""},
 	} {
-		if got := duplicateMember([]byte(tt.body)); got != tt.want {
-			t.Errorf("duplicateMember(%s) = %q; want %q", tt.body, got, tt.want)
+		if got := DuplicateMember([]byte(tt.body)); got != tt.want {
+			t.Errorf("DuplicateMember(%s) = %q; want %q", tt.body, got, tt.want)
 		}
 	}
 }
@@ -46,17 +46,17 @@ func FuzzDuplicateMember(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		got := duplicateMember(data)
+		got := DuplicateMember(data)
 		if !json.Valid(data) {
 			return
 		}
 		if want := duplicateMemberByTokens(data); got != want {
-			t.Fatalf("duplicateMember(%q) = %q; reading every token finds %q", data, got, want)
+			t.Fatalf("DuplicateMember(%q) = %q; reading every token finds %q", data, got, want)
 		}
 	})
 }
 
-// duplicateMemberByTokens is duplicateMember written plainly, with
+// duplicateMemberByTokens is DuplicateMember written plainly, with
 // encoding/json's Decoder reading every token: slow, but clearly right.
 func duplicateMemberByTokens(data []byte) string {
 	type frame struct {
