@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"wxlogin/internal/flight"
 )
 
 // This file routes commands in a Redis Cluster, as the cluster spec says
@@ -65,7 +66,7 @@ type redisCluster struct {
 	slots []string              // the master of each slot, host:port; "" when not known
 	pools map[string]*redisPool // by address; a server is dialled on first use
 
-	refreshes flightGroup[struct{}, struct{}] // one CLUSTER SLOTS at a time
+	refreshes flight.Group[struct{}, struct{}] // one CLUSTER SLOTS at a time
 }
 
 func newRedisCluster(cfg redisConfig) *redisCluster {
@@ -255,7 +256,7 @@ func (c *redisCluster) forget(addr string) {
 // that answers: those of the map, then the seeds of the URL. Callers at
 // the same moment share one refresh.
 func (c *redisCluster) refresh(ctx context.Context) error {
-	_, err := c.refreshes.do(ctx, struct{}{}, func(ctx context.Context) (struct{}, error) {
+	_, err := c.refreshes.Do(ctx, struct{}{}, func(ctx context.Context) (struct{}, error) {
 		ctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
 		defer cancel()
 		var errs []error

@@ -83,7 +83,7 @@ func (r *redisExchanges) exchange(ctx context.Context, appID, code string, excha
 			}
 			// The exchange had finished before this login came: the code
 			// goes to WeChat again, which refuses a spent one, as one
-			// instance's flightGroup has it. An answer is only for those who
+			// instance's flight.Group has it. An answer is only for those who
 			// waited for it.
 			return exchange(ctx)
 		}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"wxlogin/internal/flight"
 )
 
 // WeChat errcodes wxlogin acts on, with their sources in WECHAT.md §1, §3
@@ -96,12 +97,12 @@ type wechatClient struct {
 
 	now func() time.Time // for the access_token's expiry
 
-	exchanges flightGroup[string, code2SessionResult] // the code exchanges under way, by code
+	exchanges flight.Group[string, code2SessionResult] // the code exchanges under way, by code
 
 	tokenMu    sync.Mutex // guards token and tokenUntil
 	token      string     // the cached access_token, or ""
 	tokenUntil time.Time  // when to stop using token and fetch another
-	tokenFetch flightGroup[struct{}, string]
+	tokenFetch flight.Group[struct{}, string]
 	// sharedTokens, with -redis, is where every instance finds the token
 	// one of them fetched (redisaccesstoken.go), and sharedExchanges the
 	// exchanges under way on any of them (redisinflight.go); nil for one
@@ -136,7 +137,7 @@ func newWechatClient(baseURL, appID, secret string, callTimeout, requestTimeout 
 // WeChat and all get its result. Once that request has finished, the same
 // code goes to WeChat again like any other, and WeChat refuses it.
 func (c *wechatClient) code2Session(ctx context.Context, code string) (code2SessionResult, error) {
-	return c.exchanges.do(ctx, code, func(ctx context.Context) (code2SessionResult, error) {
+	return c.exchanges.Do(ctx, code, func(ctx context.Context) (code2SessionResult, error) {
 		if c.sharedExchanges != nil {
 			// And with the other instances on one Redis. The flight's ctx
 			// is not the caller's (singleflight.go), so the wait for
@@ -338,7 +339,7 @@ func (c *wechatClient) accessToken(ctx context.Context) (string, error) {
 	if token, ok := c.cachedAccessToken(); ok {
 		return token, nil
 	}
-	return c.tokenFetch.do(ctx, struct{}{}, c.fetchAccessToken)
+	return c.tokenFetch.Do(ctx, struct{}{}, c.fetchAccessToken)
 }
 
 // cachedAccessToken is the cached access_token, if it is still to be used.

@@ -1,4 +1,4 @@
-package main
+package flight
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 )
 
 // waitingCtx tells, through waiting, when a caller has begun to wait on it:
-// flightGroup.do asks for Done only to wait for a call under way. That lets
+// Group.Do asks for Done only to wait for a call under way. That lets
 // a test hold a call until every caller it expects is waiting for it,
 // without sleeping.
 type waitingCtx struct {
@@ -23,7 +23,7 @@ func (c *waitingCtx) Done() <-chan struct{} {
 	return c.Context.Done()
 }
 
-// blockedCall is a call of a flightGroup that returns only once released.
+// blockedCall is a call of a Group that returns only once released.
 type blockedCall struct {
 	calls   atomic.Int32
 	started chan struct{}
@@ -44,12 +44,12 @@ func (b *blockedCall) fn(result string) func(context.Context) (string, error) {
 }
 
 func TestFlightGroupSharesOneCallPerKey(t *testing.T) {
-	var g flightGroup[string, string]
+	var g Group[string, string]
 	b := newBlockedCall()
 	const waiters = 5
 	results := make(chan string, waiters+1)
 	go func() {
-		v, _ := g.do(t.Context(), "code", b.fn("first"))
+		v, _ := g.Do(t.Context(), "code", b.fn("first"))
 		results <- v
 	}()
 	<-b.started
@@ -57,7 +57,7 @@ func TestFlightGroupSharesOneCallPerKey(t *testing.T) {
 	waiting := make(chan struct{}, waiters)
 	for range waiters {
 		go func() {
-			v, err := g.do(&waitingCtx{Context: t.Context(), waiting: waiting}, "code", b.fn("second"))
+			v, err := g.Do(&waitingCtx{Context: t.Context(), waiting: waiting}, "code", b.fn("second"))
 			if err != nil {
 				t.Errorf("a waiter got %v", err)
 			}
@@ -79,18 +79,18 @@ func TestFlightGroupSharesOneCallPerKey(t *testing.T) {
 
 	// Once the call has returned, the key is free: the next caller makes a
 	// call of its own.
-	if v, _ := g.do(t.Context(), "code", b.fn("later")); v != "later" || b.calls.Load() != 2 {
+	if v, _ := g.Do(t.Context(), "code", b.fn("later")); v != "later" || b.calls.Load() != 2 {
 		t.Errorf("a call after the shared one returned = %q after %d calls; want a new call, later", v, b.calls.Load())
 	}
 }
 
 func TestFlightGroupRunsKeysApart(t *testing.T) {
-	var g flightGroup[string, string]
+	var g Group[string, string]
 	b := newBlockedCall()
 	done := make(chan string, 2)
 	for _, key := range []string{"a", "b"} {
 		go func() {
-			v, _ := g.do(t.Context(), key, b.fn(key))
+			v, _ := g.Do(t.Context(), key, b.fn(key))
 			done <- v
 		}()
 	}
@@ -103,12 +103,12 @@ func TestFlightGroupRunsKeysApart(t *testing.T) {
 }
 
 func TestFlightGroupCallOutlivesItsCallers(t *testing.T) {
-	var g flightGroup[string, string]
+	var g Group[string, string]
 	b := newBlockedCall()
 	leaderCtx, cancelLeader := context.WithCancel(t.Context())
 	leaderErr := make(chan error, 1)
 	go func() {
-		_, err := g.do(leaderCtx, "code", b.fn("spent"))
+		_, err := g.Do(leaderCtx, "code", b.fn("spent"))
 		leaderErr <- err
 	}()
 	<-b.started
@@ -117,7 +117,7 @@ func TestFlightGroupCallOutlivesItsCallers(t *testing.T) {
 	waiterCtx, cancelWaiter := context.WithCancel(t.Context())
 	waiterErr := make(chan error, 1)
 	go func() {
-		_, err := g.do(&waitingCtx{Context: waiterCtx, waiting: waiting}, "code", b.fn("never"))
+		_, err := g.Do(&waitingCtx{Context: waiterCtx, waiting: waiting}, "code", b.fn("never"))
 		waiterErr <- err
 	}()
 	<-waiting

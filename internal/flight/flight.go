@@ -1,19 +1,18 @@
-package main
+// Package flight shares one call among the requests that need it at the
+// same moment: the WeChat client exchanges each login code once however
+// many logins send it at once (a double tap, a client retry), and fetches
+// one access_token however many calls need a fresh one.
+package flight
 
 import (
 	"context"
 	"sync"
 )
 
-// This file shares one call among the requests that need it at the same
-// moment: the WeChat client exchanges each login code once however many
-// logins send it at once (a double tap, a client retry), and fetches one
-// access_token however many calls need a fresh one.
-
-// flightGroup runs at most one call per key at a time. A caller arriving
+// Group runs at most one call per key at a time. A caller arriving
 // while the call for its key runs waits for that call and gets its result.
 // Once the call has returned, the next caller for the key starts a new one.
-type flightGroup[K comparable, V any] struct {
+type Group[K comparable, V any] struct {
 	mu      sync.Mutex // guards flights
 	flights map[K]*flight[V]
 }
@@ -25,12 +24,12 @@ type flight[V any] struct {
 	err  error
 }
 
-// do returns the result of fn for key: of a call already under way for
+// Do returns the result of fn for key: of a call already under way for
 // key, or of a new one. A waiting caller whose ctx ends stops waiting with
 // ctx's error. The call itself gets a ctx that the caller's cancellation
 // does not end: others may be waiting for it, and abandoning it could spend
 // something for nothing (a single-use code).
-func (g *flightGroup[K, V]) do(ctx context.Context, key K, fn func(ctx context.Context) (V, error)) (V, error) {
+func (g *Group[K, V]) Do(ctx context.Context, key K, fn func(ctx context.Context) (V, error)) (V, error) {
 	g.mu.Lock()
 	if f, ok := g.flights[key]; ok {
 		g.mu.Unlock()
