@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wxlogin/internal/redact"
 )
 
 // pageServer is wxlogin's handler with one app, "wxapp", in mock mode (with
@@ -112,11 +113,11 @@ func TestExchangesShowWhatWxloginAskedWithoutSecrets(t *testing.T) {
 	if strings.Join(paths, ",") != strings.Join(want, ",") {
 		t.Fatalf("exchanges = %v; want %v", paths, want)
 	}
-	if q := drawn[0].Query; q["js_code"] == "" || q["appid"] != "wxapp" || q["secret"] != secretFields["secret"] {
+	if q := drawn[0].Query; q["js_code"] == "" || q["appid"] != "wxapp" || q["secret"] != redact.Labels()["secret"] {
 		t.Errorf("jscode2session query = %v; want the code and appid shown, the secret hidden", q)
 	}
 	var session map[string]string
-	if err := json.Unmarshal(drawn[0].Response, &session); err != nil || session["session_key"] != secretFields["session_key"] || session["openid"] == "" {
+	if err := json.Unmarshal(drawn[0].Response, &session); err != nil || session["session_key"] != redact.Labels()["session_key"] || session["openid"] == "" {
 		t.Errorf("jscode2session reply = %s; want the openid shown and the session_key hidden", drawn[0].Response)
 	}
 	a.fake.mu.Lock()
@@ -127,7 +128,7 @@ func TestExchangesShowWhatWxloginAskedWithoutSecrets(t *testing.T) {
 			t.Errorf("GET /mock/exchanges holds a secret %q, or the test did not learn it: %s", secret, got.raw)
 		}
 	}
-	for _, label := range secretFields {
+	for _, label := range redact.Labels() {
 		if label != "" && !strings.Contains(got.raw, label) {
 			t.Errorf("GET /mock/exchanges never says %q; every kind of secret should have been hidden once", label)
 		}
@@ -323,7 +324,7 @@ func TestTeachingPageInChromium(t *testing.T) {
 		if got := attrs(dom, "data-label"); !inOrder(got, wantArrows) {
 			t.Errorf("sequence diagram = %q;\nwant in order %q", got, wantArrows)
 		}
-		if !strings.Contains(dom, secretFields["session_key"]) {
+		if !strings.Contains(dom, redact.Labels()["session_key"]) {
 			t.Error("the diagram does not show the session_key kept by wxlogin")
 		}
 		if m := regexp.MustCompile(`"session_key": "[^\[]`).FindString(dom); m != "" {

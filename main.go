@@ -28,6 +28,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"wxlogin/internal/redact"
 )
 
 func main() {
@@ -222,7 +223,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, 
 	}
 	maxConns := cfg.connCap()
 	log.Info("wxlogin listening", append([]any{"url", baseURL, "addr", ln.Addr().String(), "max_conns", maxConns,
-		"wechat_api", redactURL(wechatAPI)}, where...)...)
+		"wechat_api", redact.URL(wechatAPI)}, where...)...)
 	return serveUntilDone(ctx, srv, limitConns(srv, ln, maxConns), cfg.loginTimeout+5*time.Second, log)
 }
 

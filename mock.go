@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"wxlogin/internal/redact"
 )
 
 // This file is the built-in fake WeChat. In mock mode wxlogin serves it under
@@ -705,14 +706,14 @@ func (l *exchangeLog) record(prefix string, next http.Handler) http.Handler {
 		e := exchange{
 			Method:   r.Method,
 			Path:     strings.TrimPrefix(r.URL.Path, prefix),
-			Request:  redactJSON(body),
+			Request:  redact.JSON(body),
 			Status:   rec.status,
-			Response: redactJSON(rec.body.Bytes()),
+			Response: redact.JSON(rec.body.Bytes()),
 		}
 		if q := r.URL.Query(); len(q) > 0 {
 			e.Query = map[string]string{}
 			for k, v := range q {
-				e.Query[k] = redactValue(k, v[0])
+				e.Query[k] = redact.Value(k, v[0])
 			}
 		}
 		l.add(e)

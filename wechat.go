@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 	"wxlogin/internal/flight"
+	"wxlogin/internal/redact"
 )
 
 // WeChat errcodes wxlogin acts on, with their sources in WECHAT.md §1, §3
@@ -288,14 +289,14 @@ func (c *wechatClient) send(ctx context.Context, api, method, path string, q url
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, reqBody)
 	if err != nil {
-		return nil, fmt.Errorf("wechat %s: %w", api, redactURLError(err))
+		return nil, fmt.Errorf("wechat %s: %w", api, redact.URLError(err))
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("wechat %s: %w", api, redactURLError(err))
+		return nil, fmt.Errorf("wechat %s: %w", api, redact.URLError(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -303,7 +304,7 @@ func (c *wechatClient) send(ctx context.Context, api, method, path string, q url
 	}
 	reply, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes))
 	if err != nil {
-		return nil, fmt.Errorf("wechat %s: reading reply: %w", api, redactURLError(err))
+		return nil, fmt.Errorf("wechat %s: reading reply: %w", api, redact.URLError(err))
 	}
 	return reply, nil
 }

@@ -1,4 +1,4 @@
-package main
+package redact
 
 import (
 	"encoding/json"
@@ -7,14 +7,14 @@ import (
 )
 
 func TestRedactURL(t *testing.T) {
-	got := redactURL("https://api.weixin.qq.com/sns/jscode2session?appid=wx1&secret=abc&js_code=xyz&grant_type=authorization_code")
+	got := URL("https://api.weixin.qq.com/sns/jscode2session?appid=wx1&secret=abc&js_code=xyz&grant_type=authorization_code")
 	for _, leaked := range []string{"abc", "xyz"} {
 		if strings.Contains(got, "="+leaked) {
-			t.Errorf("redactURL kept %q: %s", leaked, got)
+			t.Errorf("redact.URL kept %q: %s", leaked, got)
 		}
 	}
 	if !strings.Contains(got, "appid=wx1") || !strings.Contains(got, "/sns/jscode2session") {
-		t.Errorf("redactURL = %s; want the path and appid kept", got)
+		t.Errorf("redact.URL = %s; want the path and appid kept", got)
 	}
 }
 
@@ -26,17 +26,17 @@ func FuzzRedactJSON(f *testing.F) {
 	f.Add([]byte(`[1,2]`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		out := redactJSON(body)
+		out := JSON(body)
 		if out == nil {
 			return
 		}
 		var fields map[string]any
 		if err := json.Unmarshal(out, &fields); err != nil {
-			t.Fatalf("redactJSON(%q) = %q, not a JSON object: %v", body, out, err)
+			t.Fatalf("redact.JSON(%q) = %q, not a JSON object: %v", body, out, err)
 		}
 		for key, label := range secretFields {
 			if v, ok := fields[key]; ok && label != "" && v != label {
-				t.Errorf("redactJSON(%q) keeps %s = %v", body, key, v)
+				t.Errorf("redact.JSON(%q) keeps %s = %v", body, key, v)
 			}
 		}
 	})

@@ -1,13 +1,13 @@
-package main
+// Package redact keeps secrets out of what wxlogin shows: its log lines and
+// errors, and the teaching page's drawing of each exchange with WeChat.
+package redact
 
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/url"
 )
-
-// This file keeps secrets out of what wxlogin shows: its log lines and
-// errors, and the teaching page's drawing of each exchange with WeChat.
 
 // secretFields are the names under which a secret travels between wxlogin
 // and WeChat, as a query parameter or a JSON member, each with what the
@@ -27,20 +27,20 @@ var secretFields = map[string]string{
 	"content": "[content: the text checked]",
 }
 
-// redactURLError hides secret query parameters in the URL that net/http puts
+// URLError hides secret query parameters in the URL that net/http puts
 // in its errors.
-func redactURLError(err error) error {
+func URLError(err error) error {
 	var ue *url.Error
 	if !errors.As(err, &ue) {
 		return err
 	}
 	redacted := *ue
-	redacted.URL = redactURL(ue.URL)
+	redacted.URL = URL(ue.URL)
 	return &redacted
 }
 
-// redactURL replaces the values of secret query parameters with "REDACTED".
-func redactURL(raw string) string {
+// URL replaces the values of secret query parameters with "REDACTED".
+func URL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(unparseable URL)"
@@ -55,18 +55,22 @@ func redactURL(raw string) string {
 	return u.String()
 }
 
-// redactValue is what the teaching page shows of a query parameter.
-func redactValue(key, value string) string {
+// Labels are the names of the secret fields, each with what the teaching
+// page shows in its place ("" for the login code, shown as it is): a copy.
+func Labels() map[string]string { return maps.Clone(secretFields) }
+
+// Value is what the teaching page shows of a query parameter.
+func Value(key, value string) string {
 	if label := secretFields[key]; label != "" {
 		return label
 	}
 	return value
 }
 
-// redactJSON returns body with the secrets of a JSON object replaced, or
+// JSON returns body with the secrets of a JSON object replaced, or
 // nil if body is empty or not a JSON object: the fake's server API speaks
 // JSON objects, and anything else is not worth drawing.
-func redactJSON(body []byte) json.RawMessage {
+func JSON(body []byte) json.RawMessage {
 	var fields map[string]any
 	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
 		return nil
