@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"wxlogin/internal/clock"
 )
 
 // This file holds what the test files share: the app a test builds
@@ -920,7 +921,7 @@ func (c *fakeClock) StepWall(d time.Duration) {
 }
 
 // clock is the fake as wxlogin's clock.
-func (c *fakeClock) clock() clock { return clock{now: c.Now, elapsed: c.Elapsed} }
+func (c *fakeClock) clock() clock.Clock { return clock.Clock{Now: c.Now, Elapsed: c.Elapsed} }
 
 // discardLogger logs nothing.
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -28,6 +28,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"wxlogin/internal/clock"
 	"wxlogin/internal/redact"
 )
 
@@ -100,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// Tokens are loaded only once listening has worked: loading deletes the
 	// saved file, and a start that fails must not log everyone out.
-	clock := systemClock()
+	clock := clock.System()
 	tokens := newTokenStore(cfg.tokenTTL, cfg.tokenMaxAge, clock)
 	m.liveTokens = func() int { return int(tokens.liveAtSweep.Load()) }
 	tokenPath := filepath.Join(cfg.dataDir, tokenFileName)
@@ -170,7 +171,7 @@ func runOnRedis(ctx context.Context, cfg config, m *metrics, log *slog.Logger) e
 		limit:      newRedisLoginLimiter(store.rc, cfg.loginRate, cfg.loginBurst, time.Now),
 		redisBound: cfg.redis.timeout,
 	}
-	err = serve(ctx, cfg, ln, store, store, sharing, systemClock(), m, log,
+	err = serve(ctx, cfg, ln, store, store, sharing, clock.System(), m, log,
 		"redis", strings.Join(cfg.redis.addrs, ","), "redis_cluster", cfg.redis.cluster, "redis_durability", cfg.redisDurability)
 	log.Info("stopped")
 	return err
@@ -191,7 +192,7 @@ type shared struct {
 // serve builds the mini programs' WeChat clients and the handler on the
 // stores, and serves on ln until ctx ends. where says which stores, for
 // the log line that says wxlogin is listening.
-func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, tokens tokenBackend, with shared, clock clock, m *metrics, log *slog.Logger, where ...any) error {
+func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, tokens tokenBackend, with shared, clock clock.Clock, m *metrics, log *slog.Logger, where ...any) error {
 	baseURL := "http://" + dialableAddr(ln.Addr())
 	wechatAPI := cfg.wechatAPI
 	var fake *fakeWechat

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"wxlogin/internal/clock"
 )
 
 // This file limits logins per client address: a token bucket for each
@@ -32,8 +33,8 @@ type loginLimit interface {
 type loginLimiter struct {
 	rate  float64 // tokens per second
 	burst float64
-	max   int   // buckets kept at most
-	clock clock // rates run on its monotonic side
+	max   int         // buckets kept at most
+	clock clock.Clock // rates run on its monotonic side
 
 	mu      sync.Mutex // guards buckets
 	buckets map[netip.Addr]bucket
@@ -48,7 +49,7 @@ type bucket struct {
 // newLoginLimiter allows perMinute logins a minute per address, burst of
 // them at once. perMinute 0 turns limiting off: it returns nil, which
 // allows everything.
-func newLoginLimiter(perMinute, burst int, c clock) *loginLimiter {
+func newLoginLimiter(perMinute, burst int, c clock.Clock) *loginLimiter {
 	if perMinute <= 0 {
 		return nil
 	}
@@ -64,7 +65,7 @@ func (l *loginLimiter) allow(addr netip.Addr) (ok bool, retryAfter time.Duration
 	if l == nil {
 		return true, 0
 	}
-	now := int64(l.clock.elapsed())
+	now := int64(l.clock.Elapsed())
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, known := l.buckets[addr]

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"wxlogin/internal/clock"
 )
 
 // TestSoak is the soak test, run when WXLOGIN_SOAK names a duration
@@ -468,7 +469,7 @@ func TestScaleFigures(t *testing.T) {
 
 	// 1 M live tokens, one per user, each with its session_key, as a
 	// graceful restart would leave them.
-	tokens := newTokenStore(2*time.Hour, 720*time.Hour, systemClock())
+	tokens := newTokenStore(2*time.Hour, 720*time.Hour, clock.System())
 	for i := range n {
 		tokens.issue(identity{AppID: "wxbench", OpenID: benchOpenID(i), UserID: int64(i + 1)}, base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("%016d", i))))
 	}

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"wxlogin/internal/clock"
 	"wxlogin/internal/strictjson"
 )
 
@@ -171,7 +172,7 @@ func (k *sessionKey) previousInWindow(now int64) bool {
 type tokenStore struct {
 	ttl    time.Duration // a token dies this long after its last successful use
 	maxAge time.Duration // and never lives longer than this after it was issued
-	clock  clock         // lifetimes run on its monotonic side
+	clock  clock.Clock   // lifetimes run on its monotonic side
 
 	tokens sync.Map // tokenHash → *tokenEntry; read by every authenticated request
 
@@ -184,12 +185,12 @@ type tokenStore struct {
 	liveAtSweep atomic.Int64 // the live tokens the last sweep left, for the metrics
 }
 
-func newTokenStore(ttl, maxAge time.Duration, c clock) *tokenStore {
+func newTokenStore(ttl, maxAge time.Duration, c clock.Clock) *tokenStore {
 	return &tokenStore{ttl: ttl, maxAge: maxAge, clock: c, users: map[int64]*loginState{}}
 }
 
 // monotonic is now on the store's monotonic clock, in nanoseconds.
-func (s *tokenStore) monotonic() int64 { return int64(s.clock.elapsed()) }
+func (s *tokenStore) monotonic() int64 { return int64(s.clock.Elapsed()) }
 
 // lifetime is how long a fresh token lives if it is not used again.
 func (s *tokenStore) lifetime() time.Duration { return min(s.ttl, s.maxAge) }
@@ -274,7 +275,7 @@ func (s *tokenStore) lookup(token string) (caller, bool) {
 	who := caller{identity: e.user.who, SessionKey: k.key, hash: h}
 	if k.previousInWindow(now) {
 		who.previousKey = k.previous.key
-		who.replacedAt = s.clock.now().Add(time.Duration(k.replacedAt - now))
+		who.replacedAt = s.clock.Now().Add(time.Duration(k.replacedAt - now))
 	}
 	return who, true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 	"time"
+	"wxlogin/internal/clock"
 )
 
 func TestTokenSweep(t *testing.T) {
@@ -31,7 +32,7 @@ func TestTokenSweep(t *testing.T) {
 }
 
 func TestRunSweeperStopsWithContext(t *testing.T) {
-	tokens := newTokenStore(time.Hour, time.Hour, systemClock())
+	tokens := newTokenStore(time.Hour, time.Hour, clock.System())
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {

@@ -65,7 +65,7 @@ var savedTokenPrefix = []byte(`{"sha256":`)
 // atomically, and reports how many tokens it wrote. It runs after the
 // server has stopped, so no token is issued while it writes.
 func (s *tokenStore) save(path string) (int, error) {
-	now, wallNow := s.monotonic(), s.clock.now()
+	now, wallNow := s.monotonic(), s.clock.Now()
 	// The file holds wall times, as Unix nanoseconds, for the next process,
 	// whose monotonic clock starts elsewhere.
 	toWall := func(at int64) int64 { return at - now + wallNow.UnixNano() }
@@ -183,7 +183,7 @@ func (s *tokenStore) fromSaved(now, wallNow, savedAt int64) func(at int64) int64
 // readTokenFile puts the live tokens read from r in s and counts them. Its
 // errors name the line and say what is wrong with it without quoting it.
 func (s *tokenStore) readTokenFile(r *bufio.Reader, path string, userOf func(id int64) (identity, bool)) (int, error) {
-	now, wallNow, loaded := s.monotonic(), s.clock.now().UnixNano(), 0
+	now, wallNow, loaded := s.monotonic(), s.clock.Now().UnixNano(), 0
 	var fromWall func(at int64) int64 // set by the header
 	for lineNo := 1; ; lineNo++ {
 		line, err := r.ReadSlice('\n')

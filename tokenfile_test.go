@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wxlogin/internal/clock"
 )
 
 func TestTokenSaveAndLoad(t *testing.T) {
@@ -137,7 +138,7 @@ func TestTokenLoadDropsTheOldFormat(t *testing.T) {
 	if err := os.WriteFile(path, []byte(versionOneTokenFile), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := newTokenStore(time.Hour, time.Hour, systemClock()).load(path, knownUsers); !errors.Is(err, errOldTokenFile) || !errors.Is(err, errTokenFileDropped) || n != 0 {
+	if n, err := newTokenStore(time.Hour, time.Hour, clock.System()).load(path, knownUsers); !errors.Is(err, errOldTokenFile) || !errors.Is(err, errTokenFileDropped) || n != 0 {
 		t.Fatalf("load of a version 1 file = %d, %v; want 0, errOldTokenFile", n, err)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
