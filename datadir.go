@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"wxlogin/internal/durable"
 )
 
 // This file is the data directory as a whole: one wxlogin at a time owns
@@ -46,7 +47,7 @@ func openDataDir(path string, log *slog.Logger) (*dataDir, error) {
 			return nil, fmt.Errorf("data directory: %w", err)
 		}
 		// The new directory's entry is durable before anything in it is.
-		if err := syncDir(filepath.Dir(filepath.Clean(path))); err != nil {
+		if err := durable.SyncDir(filepath.Dir(filepath.Clean(path))); err != nil {
 			return nil, fmt.Errorf("data directory: %w", err)
 		}
 	}
@@ -233,7 +234,7 @@ func createDataDir(dir, tool string, fill func(tmp string) error) (err error) {
 		return fmt.Errorf("moving the new store into %s: %w", dir, err)
 	}
 	tmp = ""
-	return syncDir(filepath.Dir(filepath.Clean(dir)))
+	return durable.SyncDir(filepath.Dir(filepath.Clean(dir)))
 }
 
 // fillDirPattern names the directory a tool fills for dir, beside it,

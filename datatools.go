@@ -19,6 +19,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"wxlogin/internal/durable"
 )
 
 // This file is the tools that look after a data directory, in the same
@@ -266,7 +267,7 @@ func writeBackupFile(path string, write func(tmp *os.File) error) error {
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	return durable.SyncDir(filepath.Dir(path))
 }
 
 // createBackupTemp creates a backup's temporary file next to path and
@@ -427,7 +428,7 @@ func repairDataDir(dir string, drop bool, out io.Writer) error {
 			return fmt.Errorf("wxlogin repair: keeping %s: %w", f, err)
 		}
 	}
-	if err := syncDir(aside); err != nil {
+	if err := durable.SyncDir(aside); err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
 	writable, err := openJournal(dir, "users", journalOptions{meta: rep.meta, log: slog.New(slog.DiscardHandler)})

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"wxlogin/internal/durable"
 )
 
 // This file is the journal: a durable log of lines, which the user store
@@ -416,7 +417,7 @@ func (j *journal) writeMark(m fileMark, sync bool) error {
 	}
 	j.markBuf = appendMark(j.markBuf[:0], m)
 	if j.markFile == nil {
-		err := writeFileAtomic(j.markPath(), func(f *os.File) error {
+		err := durable.WriteFile(j.markPath(), func(f *os.File) error {
 			_, err := f.Write(j.markBuf)
 			return err
 		})
@@ -466,7 +467,7 @@ func (j *journal) dropInterruptedRotation(gens []int64) ([]int64, error) {
 		if err := os.Remove(path); err != nil {
 			return err
 		}
-		return syncDir(j.dir)
+		return durable.SyncDir(j.dir)
 	})
 	return gens[:len(gens)-1], err
 }
@@ -1022,7 +1023,7 @@ func (j *journal) createJournal(gen int64) (*os.File, lineTally, int64, error) {
 	tmp.Close()
 	err = j.failAt("sync dir")
 	if err == nil {
-		err = syncDir(j.dir)
+		err = durable.SyncDir(j.dir)
 	}
 	var f *os.File
 	if err == nil {
@@ -1041,7 +1042,7 @@ func (j *journal) writeSnapshot(lines iter.Seq[[]byte], through int64) (int64, e
 		return 0, err
 	}
 	var size int64
-	err := writeFileAtomic(filepath.Join(j.dir, j.snapshotName()), func(w *os.File) error {
+	err := durable.WriteFile(filepath.Join(j.dir, j.snapshotName()), func(w *os.File) error {
 		n, err := j.writeSnapshotTo(w, lines, through)
 		size = n
 		return err
@@ -1125,45 +1126,6 @@ func (j *journal) closeMark() error {
 		return fmt.Errorf("%s: %w", j.markPath(), err)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path with what write produces, so that path always
-// holds either the old or the new content in full: write to a temp file in
-// the same directory (created 0600), fsync, rename, fsync the directory.
-func writeFileAtomic(path string, write func(tmp *os.File) error) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // Fails harmlessly once the rename has happened.
-	err = write(tmp)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if closeErr := tmp.Close(); err == nil {
-		err = closeErr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err == nil {
-		err = syncDir(dir)
-	}
-	return err
-}
-
-// syncDir makes renames, creations and removals in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if closeErr := d.Close(); err == nil {
-		err = closeErr
-	}
-	return err
 }
 
 // writeBackup writes the owner's state as it is now to w, in a snapshot's

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"wxlogin/internal/durable"
 	"wxlogin/internal/strictjson"
 )
 
@@ -77,7 +78,7 @@ func (s *tokenStore) save(path string) (int, error) {
 		return true
 	})
 	saved := 0
-	err := writeFileAtomic(path, func(w *os.File) error {
+	err := durable.WriteFile(path, func(w *os.File) error {
 		// A write error sticks in bw, and Flush returns it.
 		bw := bufio.NewWriterSize(w, 1<<20)
 		header, _ := json.Marshal(tokenFileHeader{Format: tokenFileFormat, Version: tokenFileVersion, SavedAt: wallNow.UTC()}) // Cannot fail: plain data.
@@ -142,7 +143,7 @@ func (s *tokenStore) load(path string, userOf func(id int64) (identity, bool)) (
 	if err := os.Remove(path); err != nil {
 		return 0, fmt.Errorf("load tokens: %w", err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
 		return 0, fmt.Errorf("load tokens: %w", err)
 	}
 	return loaded, readErr
