@@ -17,6 +17,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"wxlogin/internal/journal"
 )
 
 // TestKill9KeepsEveryAcknowledgedWrite is the crash test. It kills a real
@@ -134,7 +135,7 @@ func seedNearCompaction(t *testing.T, dir string) {
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	sample := &userRecord{ID: 1, AppID: "wxbench", OpenID: benchOpenID(0), UnionID: fakeUnionID("0"), CreatedAt: now, UpdatedAt: now, LastLoginAt: now}
-	seedUsers(t, s, (minCompactBytes-16<<10)/len(appendRecord(nil, sample)))
+	seedUsers(t, s, (journal.MinCompactBytes-16<<10)/len(appendRecord(nil, sample)))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

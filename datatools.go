@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 	"wxlogin/internal/durable"
+	"wxlogin/internal/journal"
 )
 
 // This file is the tools that look after a data directory, in the same
@@ -334,11 +335,11 @@ func removeKilledBackups(dir string) ([]string, error) {
 // a start-up makes.
 func readBackup(path string) (*userStore, error) {
 	s := newMemoryUserStore()
-	h, err := replaySnapshotFile(path, "users", parseStoredLine, s.replay)
+	h, err := journal.ReplaySnapshot(path, "users", parseStoredLine, s.replay)
 	if err != nil {
 		return nil, err
 	}
-	s.journal = &journal{storedMeta: h.Meta}
+	s.storedMeta = h.Meta
 	return s, nil
 }
 
@@ -355,7 +356,7 @@ func restoreBackup(from, dir string, out io.Writer) error {
 		return fmt.Errorf("wxlogin restore: %w", err)
 	}
 	err = createDataDir(dir, "restore", func(tmp string) error {
-		if err := createJournalFrom(tmp, "users", s.journal.storedMeta, s.snapshotLines()); err != nil {
+		if err := journal.Create(tmp, "users", s.storedMeta, s.snapshotLines()); err != nil {
 			return err
 		}
 		restored, _, err := inspectUserStore(tmp)
@@ -392,24 +393,24 @@ func repairDataDir(dir string, drop bool, out io.Writer) error {
 		return nil
 	}
 	fmt.Fprintf(out, "%s does not check out:\n  %v\n", dir, err)
-	j, err := openJournal(dir, "users", journalOptions{readOnly: true, log: slog.New(slog.DiscardHandler)})
+	j, err := journal.Open(dir, "users", journal.Options{ReadOnly: true, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
 	salvaged := newSalvagedStore()
-	rep := salvageJournal(j, parseStoredLine, salvaged.apply, salvaged.lostLine)
+	rep := journal.Salvage(j, parseStoredLine, salvaged.apply, salvaged.lostLine)
 	kept := salvaged.finish(rep, time.Now())
-	fmt.Fprintf(out, "A repair keeps every line that checks out; it corrects %d and drops %d:\n", len(rep.corrected), len(rep.dropped))
-	for _, c := range rep.corrected {
+	fmt.Fprintf(out, "A repair keeps every line that checks out; it corrects %d and drops %d:\n", len(rep.Corrected), len(rep.Dropped))
+	for _, c := range rep.Corrected {
 		fmt.Fprintf(out, "  corrects %s\n", c)
 	}
-	for _, l := range rep.dropped {
+	for _, l := range rep.Dropped {
 		fmt.Fprintf(out, "  drops %s\n", l)
 	}
 	for _, k := range kept {
 		fmt.Fprintf(out, "  %s\n", k)
 	}
-	salvaged.journal = &journal{storedMeta: rep.meta}
+	salvaged.storedMeta = rep.Meta
 	describe(out, "what is kept", salvaged.userStore)
 	if !drop {
 		return errors.New("wxlogin repair: nothing changed; with -drop it corrects and drops what is listed above")
@@ -431,11 +432,11 @@ func repairDataDir(dir string, drop bool, out io.Writer) error {
 	if err := durable.SyncDir(aside); err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
-	writable, err := openJournal(dir, "users", journalOptions{meta: rep.meta, log: slog.New(slog.DiscardHandler)})
+	writable, err := journal.Open(dir, "users", journal.Options{Meta: rep.Meta, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
-	if err := writable.replaceWith(salvaged.snapshotLines()); err != nil {
+	if err := writable.ReplaceWith(salvaged.snapshotLines()); err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
 	if s, _, err := inspectUserStore(dir); err != nil {
@@ -459,7 +460,7 @@ func handleBackup(users *userStore, log *slog.Logger) http.Handler {
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Content-Disposition", `attachment; filename="wxlogin-backup.jsonl"`)
-		if err := users.journal.writeBackup(w); err != nil {
+		if err := users.journal.WriteBackup(w); err != nil {
 			log.Warn("backup failed", "err", err) // The client sees a backup cut short.
 		}
 	})
@@ -471,11 +472,11 @@ func isTool(name string) bool { return slices.Contains(toolNames, name) }
 // inspectUserStore loads the user store in dir as it is, changing nothing
 // on disk, for checking and exporting it. It takes no writes.
 func inspectUserStore(dir string) (*userStore, []string, error) {
-	s, err := loadUserStore(dir, journalOptions{readOnly: true, log: slog.New(slog.DiscardHandler)}, time.Now)
+	s, err := loadUserStore(dir, journal.Options{ReadOnly: true, Log: slog.New(slog.DiscardHandler)}, time.Now)
 	if err != nil {
 		return nil, nil, err
 	}
-	return s, s.journal.notes, nil
+	return s, s.journal.Notes(), nil
 }
 
 // newMemoryUserStore is an empty store with no files, for the tools to
@@ -563,7 +564,7 @@ func (s *salvagedStore) lostLine(text []byte) {
 // last one kept, one for each dropped line that may have given one and for
 // each line the watermark says is missing. It returns what it kept unused and
 // dropped, for the repair to say.
-func (s *salvagedStore) finish(rep salvageReport, now time.Time) []string {
+func (s *salvagedStore) finish(rep journal.Report, now time.Time) []string {
 	var notes []string
 	for _, c := range s.pending {
 		err := fmt.Errorf("the user's record is lost")
@@ -575,8 +576,8 @@ func (s *salvagedStore) finish(rep salvageReport, now time.Time) []string {
 		}
 	}
 	s.pending = nil
-	top := int64(len(s.byID)) + s.uncounted + rep.missing
-	if rep.uncounted {
+	top := int64(len(s.byID)) + s.uncounted + rep.Missing
+	if rep.Uncounted {
 		top += idMargin
 	}
 	s.skipTo(top)

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"wxlogin/internal/journal"
 )
 
 // tool runs a tool as the command line would: wxlogin <args…>.
@@ -239,26 +240,32 @@ func TestRepairListsThenDrops(t *testing.T) {
 	}
 }
 
-// A repair cut short after it created the new store's first journal, but
-// before its snapshot, leaves a directory a start-up refuses as before (it
-// was damaged), never one it would take for an empty store.
+// A repair cut short after it created the new store's first journal (and
+// its watermark), but before its snapshot, leaves a directory a start-up
+// refuses as before (it was damaged), never one it would take for an
+// empty store.
 func TestARepairCutShortLeavesTheOldStore(t *testing.T) {
 	for name, damaged := range damagedDirs(t) {
-		dir := writeDir(t, damaged)
-		j, err := openJournal(dir, "users", journalOptions{meta: json.RawMessage(`{"mode":"mock","appids":[]}`), log: discardLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		through := slices.Max(append(j.gens, 1)) // as replaceWith takes it, but for the snapshot's
-		j.store = ""
-		f, _, _, err := j.createJournal(through + 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		if s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil); err == nil {
-			t.Errorf("%s, then a repair cut short: the store opened with %d users; want it refused", name, s.count())
-			s.Close()
+		for _, step := range []string{"mark", "snapshot"} {
+			dir := writeDir(t, damaged)
+			j, err := journal.Open(dir, "users", journal.Options{Meta: json.RawMessage(`{"mode":"mock","appids":[]}`), Log: discardLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			killed := errors.New("killed")
+			j.InjectFault(func(s string) error {
+				if s == step {
+					return killed
+				}
+				return nil
+			})
+			if err := j.ReplaceWith(func(func([]byte) bool) {}); !errors.Is(err, killed) {
+				t.Fatalf("a repair killed at step %s = %v", step, err)
+			}
+			if s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil); err == nil {
+				t.Errorf("%s, then a repair cut short at step %s: the store opened with %d users; want it refused", name, step, s.count())
+				s.Close()
+			}
 		}
 	}
 }
@@ -286,7 +293,7 @@ func repairFixture(t *testing.T, n int) map[string][]byte {
 			t.Fatal(err)
 		}
 	}
-	s.journal.compactions.Wait()
+	s.journal.WaitCompactions()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -361,6 +368,7 @@ func repairedAs(t *testing.T, dir string, want map[string]bool, lostID, atLeast 
 func TestARepairLosesOnlyWhatTheDamageTook(t *testing.T) {
 	const n = 600
 	files := repairFixture(t, n)
+	other := repairFixture(t, 4) // another store
 	whole := openTestStore(t, writeDir(t, files), time.Now)
 	want := storeLines(whole)
 	whole.Close()
@@ -407,7 +415,7 @@ func TestARepairLosesOnlyWhatTheDamageTook(t *testing.T) {
 		}, 0, n, []string{"users.watermark: missing, so lines cut from the end of the newest journal cannot be counted"}},
 		{"the newest journal cut, and the watermark of another store", func(f map[string][]byte) {
 			f[journal] = header(f[journal])
-			f["users.watermark"] = appendMark(nil, fileMark{Store: "0123456789abcdef", Generation: 2, Lines: 1, CRC32C: "00000000"})
+			f["users.watermark"] = other["users.watermark"] // of journal 2 too
 		}, 0, n, []string{"users.watermark: of another store, so lines cut from the end of"}},
 	}
 	for _, tt := range tests {

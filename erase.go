@@ -154,7 +154,7 @@ func (s *userStore) erase(id int64) (erasureResult, error) {
 		s.personKey = make([]byte, sha256.Size)
 		rand.Read(s.personKey) // Never fails; see randomText.
 		s.line = appendJSONLine(s.line[:0], map[string]string{"person_key": hex.EncodeToString(s.personKey)})
-		s.journal.append(s.line)
+		s.journal.Append(s.line)
 	}
 	person := s.personHash(u)
 	result := erasureResult{UserID: id, ClaimsKept: []string{}}
@@ -162,15 +162,15 @@ func (s *userStore) erase(id int64) (erasureResult, error) {
 		k := &keptClaim{Person: person, Name: c.Name, AppID: u.AppID, UserID: id, At: c.At}
 		s.keepLocked(k)
 		s.line = appendJSONLine(s.line[:0], map[string]*keptClaim{"kept": k})
-		s.journal.append(s.line)
+		s.journal.Append(s.line)
 		result.ClaimsKept = append(result.ClaimsKept, c.Name)
 	}
 	s.eraseLocked(id, now)
 	s.line = erasedLine(s.line[:0], id, now)
-	b := s.journal.append(s.line)
-	s.journal.compactSoon()
+	b := s.journal.Append(s.line)
+	s.journal.CompactSoon()
 	s.mu.Unlock()
-	if err := s.journal.wait(b); err != nil {
+	if err := s.journal.Wait(b); err != nil {
 		return erasureResult{}, err
 	}
 	return result, nil
@@ -241,8 +241,8 @@ func (s *userStore) finishErasures() error {
 	if !s.erasedInFiles {
 		return nil
 	}
-	s.journal.compactSoon()
-	return s.journal.wait(s.journal.barrier())
+	s.journal.CompactSoon()
+	return s.journal.Wait(s.journal.Barrier())
 }
 
 // keptLines are the lines that hold the store's erasures, for a snapshot:

@@ -55,16 +55,16 @@ func TestAnUnfinishedErasureIsFinishedAtTheNextStart(t *testing.T) {
 	if _, err := s.update(alice.ID, func(u *userRecord) { u.PhoneNumber = "13912345678" }); err != nil {
 		t.Fatal(err)
 	}
-	s.journal.fault = func(step string) error {
+	s.journal.InjectFault(func(step string) error {
 		if step == "snapshot" {
 			return fmt.Errorf("%s: %w", step, syscall.ENOSPC)
 		}
 		return nil
-	}
+	})
 	if _, err := s.erase(alice.ID); err != nil {
 		t.Fatal(err)
 	}
-	s.journal.compactions.Wait()
+	s.journal.WaitCompactions()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestAnUnfinishedErasureIsFinishedAtTheNextStart(t *testing.T) {
 	}
 
 	s = openTestStore(t, dir, clock.Now)
-	s.journal.compactions.Wait()
+	s.journal.WaitCompactions()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func TestErasureForgetsTheUserButNotTheirClaims(t *testing.T) {
 	if _, err := s.erase(alice.ID); err == nil {
 		t.Error("a second erasure of the same user succeeded")
 	}
-	s.journal.compactions.Wait()
+	s.journal.WaitCompactions()
 	s.Close()
 	if found := filesHold(t, dir, "o-alice-shop", "o-alice-solo", "u-alice", "爱丽丝", "13912345678"); len(found) > 0 {
 		t.Errorf("after the erasure's compaction the data directory still holds %v", found)

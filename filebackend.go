@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+	"wxlogin/internal/journal"
 )
 
 // This file is the stores of one machine as the handlers hold them: the
@@ -26,7 +27,7 @@ const storeFailedRetry = 5 * time.Second
 // earlier one failed (or it is closing): status -1, 503 with Retry-After,
 // as /healthz answers meanwhile. The cause goes to the log only.
 func storeFailed(err error) error {
-	if errors.Is(err, errWriteFailed) || errors.Is(err, errJournalClosed) {
+	if errors.Is(err, journal.ErrWriteFailed) || errors.Is(err, journal.ErrClosed) {
 		return &apiError{status: statusInternal, httpCode: http.StatusServiceUnavailable, msg: msgStoreFailed,
 			retryAfter: storeFailedRetry, cause: err}
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"wxlogin/internal/journal"
 )
 
 // This file moves a store between a data directory and Redis, both ways,
@@ -100,7 +101,7 @@ func moveFromRedisChecked(ctx context.Context, dir string, cfg redisConfig, out 
 	}
 	err = createDataDir(dir, "from-redis", func(tmp string) error {
 		metaLine, _ := json.Marshal(meta) // Cannot fail: plain data.
-		if err := createJournalFrom(tmp, "users", metaLine, mem.snapshotLines()); err != nil {
+		if err := journal.Create(tmp, "users", metaLine, mem.snapshotLines()); err != nil {
 			return err
 		}
 		files, _, err := inspectUserStore(tmp)

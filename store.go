@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 	"wxlogin/internal/clock"
+	"wxlogin/internal/journal"
 	"wxlogin/internal/strictjson"
 )
 
@@ -337,7 +338,11 @@ var errNoUser = errors.New("no such user")
 // the journal, which is all the store knows of files.
 type userStore struct {
 	now     func() time.Time
-	journal *journal
+	journal *journal.Journal
+	// storedMeta is what the store's newest file records of it (meta);
+	// set for a store read from a backup or a repair too, which have no
+	// journal.
+	storedMeta json.RawMessage
 
 	mu      sync.Mutex // guards the fields below, and the order of appends to journal
 	byRef   map[userRef]*userRecord
@@ -377,7 +382,7 @@ const (
 // synced, when set, is told of each fsync of a write (the metrics).
 func openUserStore(dir string, meta storeMeta, now func() time.Time, log *slog.Logger, synced func(time.Duration, error)) (*userStore, error) {
 	metaJSON, _ := json.Marshal(meta) // Cannot fail: plain data.
-	s, err := loadUserStore(dir, journalOptions{meta: metaJSON, log: log, synced: synced}, now)
+	s, err := loadUserStore(dir, journal.Options{Meta: metaJSON, Log: log, Synced: synced}, now)
 	if err != nil {
 		return nil, err
 	}
@@ -402,10 +407,10 @@ func openUserStore(dir string, meta storeMeta, now func() time.Time, log *slog.L
 }
 
 // loadUserStore replays the user store's journal in dir.
-func loadUserStore(dir string, opts journalOptions, now func() time.Time) (*userStore, error) {
+func loadUserStore(dir string, opts journal.Options, now func() time.Time) (*userStore, error) {
 	s := &userStore{now: now}
-	opts.snapshot = s.snapshotLines
-	j, err := openJournal(dir, "users", opts)
+	opts.Snapshot = s.snapshotLines
+	j, err := journal.Open(dir, "users", opts)
 	if err != nil {
 		return nil, fmt.Errorf("open user store: %w", err)
 	}
@@ -413,11 +418,11 @@ func loadUserStore(dir string, opts journalOptions, now func() time.Time) (*user
 	// snapshot has not absorbed yet. Sizing the maps now, a little over,
 	// rather than growing them by doubling, saves rehashing (BENCHMARKS.md,
 	// start-up).
-	s.makeIndexes(int(j.storedBytes / 210))
-	if err := replayJournal(j, parseStoredLine, s.replay); err != nil {
-		return nil, errors.Join(fmt.Errorf("open user store: %w", err), j.close())
+	s.makeIndexes(int(j.StoredBytes() / 210))
+	if err := journal.Replay(j, parseStoredLine, s.replay); err != nil {
+		return nil, errors.Join(fmt.Errorf("open user store: %w", err), j.Close())
 	}
-	s.journal = j
+	s.journal, s.storedMeta = j, j.StoredMeta()
 	return s, nil
 }
 
@@ -452,11 +457,11 @@ func (s *userStore) census() (users, persons, claims int) {
 // the earlier format.
 func (s *userStore) meta() (storeMeta, error) {
 	var m storeMeta
-	if s.journal.storedMeta == nil {
+	if s.storedMeta == nil {
 		return m, nil
 	}
-	if err := strictjson.Decode(s.journal.storedMeta, &m); err != nil {
-		return m, fmt.Errorf("the store's files record %s, not what a user store records of itself", s.journal.storedMeta)
+	if err := strictjson.Decode(s.storedMeta, &m); err != nil {
+		return m, fmt.Errorf("the store's files record %s, not what a user store records of itself", s.storedMeta)
 	}
 	return m, nil
 }
@@ -548,13 +553,16 @@ func (s *userStore) snapshotLines() iter.Seq[[]byte] {
 }
 
 // writeFailure is why the store refuses writes after a failed one, or nil.
-func (s *userStore) writeFailure() error { return s.journal.writeFailure() }
+func (s *userStore) writeFailure() error { return s.journal.WriteFailure() }
 
 // Close closes the journal and waits for a snapshot being written. Writes
 // after Close fail. It returns an error if a write had failed before: the
 // store took no write since, and the operator must know.
 func (s *userStore) Close() error {
-	if err := s.journal.close(); err != nil {
+	if s.journal == nil {
+		return nil // read from a backup, or a repair: no files
+	}
+	if err := s.journal.Close(); err != nil {
 		return fmt.Errorf("close user store: %w", err)
 	}
 	return nil
@@ -592,7 +600,7 @@ func (s *userStore) login(appID, openID, unionID string) (userRecord, bool, erro
 	// A concurrent first login that found the record above still waits here,
 	// for a batch no earlier than the creating one: batches are written in
 	// order, so nobody is told about a user before the user is durable.
-	if err := s.journal.wait(b); err != nil {
+	if err := s.journal.Wait(b); err != nil {
 		return userRecord{}, false, err
 	}
 	return *u, !found, nil
@@ -624,7 +632,7 @@ func (s *userStore) update(id int64, change func(u *userRecord)) (userRecord, er
 	u.UpdatedAt = now
 	b := s.putLocked(&u)
 	s.mu.Unlock()
-	if err := s.journal.wait(b); err != nil {
+	if err := s.journal.Wait(b); err != nil {
 		return userRecord{}, err
 	}
 	return u, nil
@@ -645,7 +653,7 @@ func (s *userStore) stamp(precision time.Duration) (time.Time, error) {
 // (after a failed write, or Close): then it returns why, without the lock.
 func (s *userStore) lockForWrite() error {
 	s.mu.Lock()
-	if err := s.journal.err(); err != nil {
+	if err := s.journal.Err(); err != nil {
 		s.mu.Unlock()
 		return err
 	}
@@ -663,10 +671,10 @@ func (s *userStore) recordLocked(id int64) *userRecord {
 // putLocked makes u the current record of its user and appends it to the
 // journal, returning the batch to wait for. s.mu is held; records are never
 // changed once put, only replaced.
-func (s *userStore) putLocked(u *userRecord) *batch {
+func (s *userStore) putLocked(u *userRecord) *journal.Batch {
 	s.setLocked(u)
 	s.line = appendRecord(s.line[:0], u)
-	return s.journal.append(s.line)
+	return s.journal.Append(s.line)
 }
 
 // setLocked makes u the record of its id, appending a new id (or filling
@@ -826,21 +834,21 @@ func (s *userStore) claim(id int64, name string) (c claimView, taken bool, err e
 		return claimView{}, false, fmt.Errorf("claim: %w %d", errNoUser, id)
 	}
 	c, taken = s.earliestClaimLocked(u, name)
-	var b *batch
+	var b *journal.Batch
 	if taken {
 		// The earlier claim may still be on its way to disk: waiting for
 		// everything appended so far means nobody is told "already claimed"
 		// about a claim that is not durable.
-		b = s.journal.barrier()
+		b = s.journal.Barrier()
 	} else {
 		rec := &claimRecord{Name: name, UserID: id, At: now}
 		s.claims[id] = append(s.claims[id], rec)
 		s.line = appendClaim(s.line[:0], rec)
-		b = s.journal.append(s.line)
+		b = s.journal.Append(s.line)
 		c = s.viewClaim(rec)
 	}
 	s.mu.Unlock()
-	if err := s.journal.wait(b); err != nil {
+	if err := s.journal.Wait(b); err != nil {
 		return claimView{}, false, err
 	}
 	return c, taken, nil

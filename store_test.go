@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/clock"
+	"wxlogin/internal/journal"
 )
 
 var (
@@ -205,8 +206,8 @@ func TestUserUpdate(t *testing.T) {
 		t.Error("update of a user that does not exist succeeded")
 	}
 	s.Close()
-	if _, err := s.update(1, func(u *userRecord) { u.Nickname = "late" }); !errors.Is(err, errJournalClosed) {
-		t.Errorf("update on a closed store = %v; want errJournalClosed", err)
+	if _, err := s.update(1, func(u *userRecord) { u.Nickname = "late" }); !errors.Is(err, journal.ErrClosed) {
+		t.Errorf("update on a closed store = %v; want journal.ErrClosed", err)
 	}
 	if got, _ := s.get(1); got != updated {
 		t.Errorf("a refused update changed the record in memory to %+v", got)
@@ -359,7 +360,7 @@ func seedUsers(tb testing.TB, s *userStore, n int) {
 	now := time.Now().UTC().Truncate(time.Second)
 	for start := 0; start < n; start += 10_000 {
 		s.mu.Lock()
-		var b *batch
+		var b *journal.Batch
 		for i := start; i < min(n, start+10_000); i++ {
 			b = s.putLocked(&userRecord{
 				ID: int64(len(s.byID)) + 1, AppID: "wxbench", OpenID: benchOpenID(i), UnionID: fakeUnionID(strconv.Itoa(i)),
@@ -367,7 +368,7 @@ func seedUsers(tb testing.TB, s *userStore, n int) {
 			})
 		}
 		s.mu.Unlock()
-		if err := s.journal.wait(b); err != nil {
+		if err := s.journal.Wait(b); err != nil {
 			tb.Fatal(err)
 		}
 	}

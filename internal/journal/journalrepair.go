@@ -1,4 +1,4 @@
-package main
+package journal
 
 import (
 	"bytes"
@@ -22,20 +22,20 @@ import (
 // nothing on disk; wxlogin repair writes what the owner keeps as a new
 // store.
 
-// salvageReport is what salvageJournal found, besides the lines it handed
+// Report is what Salvage found, besides the lines it handed
 // on.
-type salvageReport struct {
-	corrected []string // lines a flipped bit is corrected in, each with where
-	dropped   []string // lines dropped, or files lost, each with why
+type Report struct {
+	Corrected []string // lines a flipped bit is corrected in, each with where
+	Dropped   []string // lines dropped, or files lost, each with why
 	// missing is how many acknowledged lines the watermark records that
 	// are not in the files: cut from the end of the journal it names.
-	missing int64
+	Missing int64
 	// uncounted is set when the store keeps a watermark and it is missing
 	// or unreadable: lines cut from the end cannot be counted.
-	uncounted bool
+	Uncounted bool
 	// meta is the owner's meta in the newest header read, so that a
 	// repaired store keeps what its owner recorded of itself.
-	meta json.RawMessage
+	Meta json.RawMessage
 }
 
 // maxCorrectedLine bounds the lines a repair tries to correct, far longer
@@ -45,7 +45,7 @@ const maxCorrectedLine = 4 << 10
 
 // salvager hands the lines of a damaged journal's files to an owner.
 type salvager[R any] struct {
-	rep   *salvageReport
+	rep   *Report
 	parse func([]byte) (R, error)
 	apply func(R) error
 	// lost is told the text of every line that is dropped, damaged or not,
@@ -58,13 +58,13 @@ type salvager[R any] struct {
 	markCounted bool // the journal the watermark names was read
 }
 
-// salvageJournal hands the owner every line of j's files that checks out
+// Salvage hands the owner every line of j's files that checks out
 // (corrected if one bit was flipped), in order, and lost the text of each
 // one that does not, or that apply refuses: what a repair keeps and drops.
 // Journals the snapshot holds are skipped, as a start-up skips them. It
 // changes nothing.
-func salvageJournal[R any](j *journal, parse func([]byte) (R, error), apply func(R) error, lost func(text []byte)) salvageReport {
-	var rep salvageReport
+func Salvage[R any](j *Journal, parse func([]byte) (R, error), apply func(R) error, lost func(text []byte)) Report {
+	var rep Report
 	s := &salvager[R]{rep: &rep, parse: parse, apply: apply, lost: lost}
 	s.readMark(j)
 	through := int64(0)
@@ -87,11 +87,11 @@ func salvageJournal[R any](j *journal, parse func([]byte) (R, error), apply func
 		next = gen + 1
 	}
 	if m := s.mark; m != nil && !s.markCounted && m.Generation > through && m.Lines > 0 {
-		rep.missing += m.Lines
+		rep.Missing += m.Lines
 		s.drop("%s: missing: the watermark (%s) records %d acknowledged lines in it", j.journalPath(m.Generation), j.markName(), m.Lines)
 	}
 	if !j.haveMark && s.maxVersion >= formatVersion {
-		rep.uncounted = true
+		rep.Uncounted = true
 		s.drop("%s: missing, so lines cut from the end of the newest journal cannot be counted", j.markPath())
 	}
 	return rep
@@ -99,19 +99,19 @@ func salvageJournal[R any](j *journal, parse func([]byte) (R, error), apply func
 
 // drop notes what a repair drops.
 func (s *salvager[R]) drop(format string, args ...any) {
-	s.rep.dropped = append(s.rep.dropped, fmt.Sprintf(format, args...))
+	s.rep.Dropped = append(s.rep.Dropped, fmt.Sprintf(format, args...))
 }
 
 // readMark reads the watermark into s.mark, correcting a flipped bit;
 // s.mark stays nil if there is none to go by, and the report says why.
-func (s *salvager[R]) readMark(j *journal) {
+func (s *salvager[R]) readMark(j *Journal) {
 	if !j.haveMark {
 		return
 	}
 	path := j.markPath()
 	data, err := readAtMost(path, markSize+1)
 	if err != nil {
-		s.rep.uncounted = true
+		s.rep.Uncounted = true
 		s.drop("%s: unreadable, so lines cut from the end of the newest journal cannot be counted: %v", path, err)
 		return
 	}
@@ -119,12 +119,12 @@ func (s *salvager[R]) readMark(j *journal) {
 	if err != nil {
 		if fixed, _, at, ok := correctLine([][]byte{data}, nil); ok && len(fixed) == 1 {
 			if m, err = parseMark(fixed[0]); err == nil {
-				s.rep.corrected = append(s.rep.corrected, fmt.Sprintf("%s:1: %s", path, at))
+				s.rep.Corrected = append(s.rep.Corrected, fmt.Sprintf("%s:1: %s", path, at))
 			}
 		}
 	}
 	if err != nil {
-		s.rep.uncounted = true
+		s.rep.Uncounted = true
 		s.drop("%s:1: %v, so lines cut from the end of the newest journal cannot be counted", path, err)
 		return
 	}
@@ -152,13 +152,13 @@ func (s *salvager[R]) file(path string, gen int64) (fileHeader, bool) {
 			// Left by another store (a repair cut short, a copy): it counts
 			// nothing of this one's.
 			s.mark = nil
-			s.rep.uncounted = true
+			s.rep.Uncounted = true
 			s.drop("%s: of another store, so lines cut from the end of %s cannot be counted", s.markName, path)
 		} else if !slices.Contains(f.sums, m.sum()) && f.records < m.Lines {
 			// The line the watermark records is not there, and lines are
 			// short of its count: cut from the end. (Lines taken out
 			// before it, or damaged, are dropped where they were.)
-			s.rep.missing += m.Lines - f.records
+			s.rep.Missing += m.Lines - f.records
 			s.drop("%s: cut short: the watermark (%s) records %d acknowledged lines in it, and it holds %d: %d lines are missing",
 				path, s.markName, m.Lines, f.records, m.Lines-f.records)
 		}
@@ -196,7 +196,7 @@ func (s *salvager[R]) framed(path string, data []byte) salvagedFile {
 				f.header, f.haveHeader = h, true
 				s.maxVersion = max(s.maxVersion, h.Version)
 				if h.Meta != nil {
-					s.rep.meta = h.Meta
+					s.rep.Meta = h.Meta
 				}
 			}
 		case kindRecord:
@@ -220,7 +220,7 @@ func (s *salvager[R]) framed(path string, data []byte) salvagedFile {
 			continue
 		}
 		if fixed, n, at, ok := correctLine(lines[i:min(i+2, len(lines))], sums); ok {
-			s.rep.corrected = append(s.rep.corrected, fmt.Sprintf("%s:%d: %s", path, lineNo, at))
+			s.rep.Corrected = append(s.rep.Corrected, fmt.Sprintf("%s:%d: %s", path, lineNo, at))
 			for _, l := range fixed {
 				take(lineNo, l)
 			}
@@ -249,7 +249,7 @@ func (s *salvager[R]) framed(path string, data []byte) salvagedFile {
 			// The next line chains from the checksum this line's text
 			// gives: the text is as written, and only its frame (its
 			// checksum, its kind) was damaged.
-			s.rep.corrected = append(s.rep.corrected, fmt.Sprintf("%s:%d: its frame was damaged, and the next line vouches for its text", path, lineNo))
+			s.rep.Corrected = append(s.rep.Corrected, fmt.Sprintf("%s:%d: its frame was damaged, and the next line vouches for its text", path, lineNo))
 			take(lineNo, fixed)
 			dropped = false
 			continue
@@ -295,7 +295,7 @@ func (s *salvager[R]) unframed(path string, data []byte) salvagedFile {
 			if strictjson.Decode(line, &f.header) == nil {
 				f.haveHeader = true
 				if f.header.Meta != nil {
-					s.rep.meta = f.header.Meta
+					s.rep.Meta = f.header.Meta
 				}
 			}
 		default:

@@ -1,38 +1,15 @@
-package main
-
-import (
-	"bufio"
-	"bytes"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"io/fs"
-	"iter"
-	"log/slog"
-	"os"
-	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
-	"wxlogin/internal/durable"
-)
-
-// This file is the journal: a durable log of lines, which the user store
+// Package journal is a durable log of lines, which the user store
 // keeps its records in. It knows lines, not what they mean. Its owner
 // writes each change as one line, and at start-up gets every line back, in
 // order, to rebuild its state from. The format of its files, each line
-// with its checksum, is journalformat.go's.
+// with its checksum, is journalformat.go's; what a repair reads of damaged
+// files, journalrepair.go's.
 //
 // The journal keeps two kinds of file in its directory, named for its owner
 // (here "users"):
 //
 //   - users.journal.<generation>.jsonl: lines are appended to the newest
-//     generation. A line is durable once wait returns for its batch: each
+//     generation. A line is durable once Wait returns for its batch: each
 //     flush writes and fsyncs every line appended since the previous one,
 //     so owners that arrive while a flush is under way share the next
 //     one (group commit). The generations run on from the snapshot without
@@ -58,11 +35,35 @@ import (
 // check out, a line changed on disk, a file cut short (the newest journal
 // too, short of its watermark) or missing, a file of another store, is an
 // error naming the file and line.
+package journal
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"iter"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"wxlogin/internal/durable"
+)
 
 // Sizes of the journal: a snapshot is not written for less than
-// minCompactBytes of journal, and no line may be longer than maxLineBytes.
+// MinCompactBytes of journal, and no line may be longer than maxLineBytes.
 const (
-	minCompactBytes = 8 << 20
+	MinCompactBytes = 8 << 20
 	maxLineBytes    = 256 << 10
 )
 
@@ -73,49 +74,50 @@ const (
 // lines from a crash before them.
 const markSyncEvery = time.Second
 
-// errJournalClosed is what writes get after close.
-var errJournalClosed = errors.New("the store is closed")
+// ErrClosed is what writes get after Close.
+var ErrClosed = errors.New("the store is closed")
 
-// errWriteFailed is what every write gets once one failed: the store
+// ErrWriteFailed is what every write gets once one failed: the store
 // refuses writes until it is opened again.
-var errWriteFailed = errors.New("the store refuses writes since a write failed")
+var ErrWriteFailed = errors.New("the store refuses writes since a write failed")
 
-// batch is a group of lines written with one fsync.
-type batch struct {
+// Batch is a group of lines written with one fsync: Append returns the
+// one a line is in, and Wait waits for it.
+type Batch struct {
 	buf  []byte // the owner's lines, framed when they are written
 	done bool   // set, with err, by the flush that wrote buf
 	err  error  // guarded by journal.flushMu, like done
 }
 
-// journalOptions are what an owner tells openJournal.
-type journalOptions struct {
-	// meta is the owner's, written in the header of every file the journal
+// Options are what an owner tells Open.
+type Options struct {
+	// Meta is the owner's, written in the header of every file the journal
 	// creates; replay hands back what the newest file holds.
-	meta json.RawMessage
-	// snapshot is the owner's state as lines, for a snapshot file. It must
+	Meta json.RawMessage
+	// Snapshot is the owner's state as lines, for a snapshot file. It must
 	// copy the state when it is called, a state that includes every line
 	// appended before the call; the lines are written out later, while
 	// appends go on.
-	snapshot func() iter.Seq[[]byte]
-	// readOnly is for checking a store: replay changes nothing on disk, and
+	Snapshot func() iter.Seq[[]byte]
+	// ReadOnly is for checking a store: replay changes nothing on disk, and
 	// what it would repair it lists in notes instead.
-	readOnly bool
-	log      *slog.Logger
-	// synced, when set, is told of each fsync of an append: how long it
+	ReadOnly bool
+	Log      *slog.Logger // what Replay repairs, and a write's failure
+	// Synced, when set, is told of each fsync of an append: how long it
 	// took, and its error (the metrics).
-	synced func(took time.Duration, err error)
+	Synced func(took time.Duration, err error)
 }
 
-// journal is the durable log of one owner's lines in dir.
-type journal struct {
+// Journal is the durable log of one owner's lines in a directory.
+type Journal struct {
 	dir  string
 	name string // the owner's, in every file name: "users"
-	journalOptions
+	opts Options
 	// fault, in tests, fails the step of a rotation it names (see step).
 	fault func(step string) error
 
 	mu      sync.Mutex // guards pending and failed
-	pending *batch     // lines appended since the last flush began
+	pending *Batch     // lines appended since the last flush began
 	// failed is set when a write fails. After a failed fsync the kernel may
 	// have dropped the dirty pages, so no later write can be trusted to be
 	// durable: every write fails until the process is restarted.
@@ -138,7 +140,7 @@ type journal struct {
 	// that the owner may ask under its own lock.
 	compactAsked atomic.Bool
 
-	// What openJournal and replayJournal found.
+	// What Open and Replay found.
 	store        string          // the id in every header of this store's files
 	storedMeta   json.RawMessage // the owner's meta in the newest file read
 	haveSnapshot bool
@@ -149,15 +151,15 @@ type journal struct {
 	notes        []string // what replay repaired or, read-only, would repair
 }
 
-// openJournal finds the files of name's journal in dir, creating dir if
-// needed. The journal takes appends once replayJournal has read it back.
-func openJournal(dir, name string, opts journalOptions) (*journal, error) {
-	if !opts.readOnly {
+// Open finds the files of name's journal in dir, creating dir if
+// needed. The journal takes appends once Replay has read it back.
+func Open(dir, name string, opts Options) (*Journal, error) {
+	if !opts.ReadOnly {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
 		}
 	}
-	j := &journal{dir: dir, name: name, journalOptions: opts, pending: &batch{}, compactAt: minCompactBytes}
+	j := &Journal{dir: dir, name: name, opts: opts, pending: &Batch{}, compactAt: MinCompactBytes}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -192,42 +194,54 @@ func openJournal(dir, name string, opts journalOptions) (*journal, error) {
 	return j, nil
 }
 
+// StoredMeta is the owner's meta in the newest file Replay read, nil for
+// files of the earliest format, which record none.
+func (j *Journal) StoredMeta() json.RawMessage { return j.storedMeta }
+
+// StoredBytes is how many bytes of the owner's files Open found: enough to
+// size the owner's state before Replay.
+func (j *Journal) StoredBytes() int64 { return j.storedBytes }
+
+// Notes are what Replay repaired (the debris of a crash) or, read-only,
+// would repair.
+func (j *Journal) Notes() []string { return j.notes }
+
 // repair does what replay must change on disk, and logs it; read-only, it
 // only notes it.
-func (j *journal) repair(what string, do func() error) error {
+func (j *Journal) repair(what string, do func() error) error {
 	j.notes = append(j.notes, what)
-	if j.readOnly {
+	if j.opts.ReadOnly {
 		return nil
 	}
-	j.log.Warn("journal: " + what)
+	j.opts.Log.Warn("journal: " + what)
 	return do()
 }
 
 // The names and formats of the journal's files.
-func (j *journal) snapshotName() string   { return j.name + ".snapshot.jsonl" }
-func (j *journal) markName() string       { return j.name + ".watermark" }
-func (j *journal) markPath() string       { return filepath.Join(j.dir, j.markName()) }
-func (j *journal) journalPrefix() string  { return j.name + ".journal." }
-func (j *journal) snapshotFormat() string { return "wxlogin-" + j.name + "-snapshot" }
-func (j *journal) journalFormat() string  { return "wxlogin-" + j.name + "-journal" }
+func (j *Journal) snapshotName() string   { return j.name + ".snapshot.jsonl" }
+func (j *Journal) markName() string       { return j.name + ".watermark" }
+func (j *Journal) markPath() string       { return filepath.Join(j.dir, j.markName()) }
+func (j *Journal) journalPrefix() string  { return j.name + ".journal." }
+func (j *Journal) snapshotFormat() string { return "wxlogin-" + j.name + "-snapshot" }
+func (j *Journal) journalFormat() string  { return "wxlogin-" + j.name + "-journal" }
 
-func (j *journal) journalPath(gen int64) string {
+func (j *Journal) journalPath(gen int64) string {
 	return filepath.Join(j.dir, fmt.Sprintf("%s%06d.jsonl", j.journalPrefix(), gen))
 }
 
 // generationOf reads the generation from a journal's file name.
-func (j *journal) generationOf(path string) (int64, error) {
+func (j *Journal) generationOf(path string) (int64, error) {
 	gen := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), j.journalPrefix()), ".jsonl")
 	return strconv.ParseInt(gen, 10, 64)
 }
 
-// replayJournal hands every stored line of j to its owner, in order: parse
+// Replay hands every stored line of j to its owner, in order: parse
 // reads a line (and must not keep it), apply puts it in the owner's state.
 // Then j takes appends, to the newest generation.
 //
 // Parsing runs in a goroutine of its own, ahead of the applying, which must
 // go in order (BENCHMARKS.md, start-up).
-func replayJournal[R any](j *journal, parse func(line []byte) (R, error), apply func(R) error) error {
+func Replay[R any](j *Journal, parse func(line []byte) (R, error), apply func(R) error) error {
 	mark, err := j.readMark()
 	if err != nil {
 		return err
@@ -243,7 +257,7 @@ func replayJournal[R any](j *journal, parse func(line []byte) (R, error), apply 
 			return fmt.Errorf("%s: cut short: a snapshot ends with a trailer, and this one has none", path)
 		}
 		through = f.header.Generation
-		j.compactAt = max(minCompactBytes, f.size)
+		j.compactAt = max(MinCompactBytes, f.size)
 	}
 	// Journals the snapshot includes are left from a crash between its
 	// rename and their removal; they are removed once the rest checks out.
@@ -290,7 +304,7 @@ func replayJournal[R any](j *journal, parse func(line []byte) (R, error), apply 
 			return err
 		}
 	}
-	if j.readOnly {
+	if j.opts.ReadOnly {
 		return nil
 	}
 	if len(gens) > 0 && newest.header.Version == formatVersion {
@@ -311,7 +325,7 @@ func replayJournal[R any](j *journal, parse func(line []byte) (R, error), apply 
 // with no lines: a crash before that generation exists leaves a watermark
 // that vouches for nothing (checkMark). A newest journal of version 2 is
 // then sealed, as a rotation seals it; one of version 1 has no seal.
-func (j *journal) startCurrentFormat(gens []int64, through int64, newest replayedFile) error {
+func (j *Journal) startCurrentFormat(gens []int64, through int64, newest replayedFile) error {
 	gen := max(j.gen, through) + 1
 	_, tally := encodeHeader(j.header(gen))
 	if err := j.writeMark(markFor(j.store, gen, tally), true); err != nil {
@@ -338,7 +352,7 @@ func (j *journal) startCurrentFormat(gens []int64, through int64, newest replaye
 }
 
 // readMark reads the watermark, if the store has one.
-func (j *journal) readMark() (*fileMark, error) {
+func (j *Journal) readMark() (*fileMark, error) {
 	if !j.haveMark {
 		return nil, nil
 	}
@@ -367,7 +381,7 @@ func (j *journal) readMark() (*fileMark, error) {
 //     seal, before the watermark moved on (rotate).
 //
 // Anything else is damage, or files put together from different times.
-func (j *journal) checkMark(mark *fileMark, gens []int64, through int64, replayed map[int64]replayedFile) error {
+func (j *Journal) checkMark(mark *fileMark, gens []int64, through int64, replayed map[int64]replayedFile) error {
 	newestGen, newest := int64(0), replayedFile{}
 	if len(gens) > 0 {
 		newestGen = gens[len(gens)-1]
@@ -411,7 +425,7 @@ func (j *journal) checkMark(mark *fileMark, gens []int64, through int64, replaye
 // file, fsync, rename, fsync of the directory), then overwritten in place,
 // and fsync'd when sync is set or markSyncEvery has passed. flushMu is
 // held, or the journal is being opened.
-func (j *journal) writeMark(m fileMark, sync bool) error {
+func (j *Journal) writeMark(m fileMark, sync bool) error {
 	if err := j.failAt("mark"); err != nil {
 		return err
 	}
@@ -438,11 +452,13 @@ func (j *journal) writeMark(m fileMark, sync bool) error {
 }
 
 // header is the header of a new file of generation gen.
-func (j *journal) header(gen int64) fileHeader {
+func (j *Journal) header(gen int64) fileHeader {
 	if j.store == "" {
-		j.store = randomText(8, hex.EncodeToString) // a store of the earlier format, or a new one
+		var id [8]byte
+		rand.Read(id[:])                    // Never fails: crypto/rand.Read crashes the program rather than return short.
+		j.store = hex.EncodeToString(id[:]) // a store of the earlier format, or a new one
 	}
-	return fileHeader{Format: j.journalFormat(), Version: formatVersion, Generation: gen, Store: j.store, Meta: j.meta}
+	return fileHeader{Format: j.journalFormat(), Version: formatVersion, Generation: gen, Store: j.store, Meta: j.opts.Meta}
 }
 
 // dropInterruptedRotation removes the newest journal when a rotation was
@@ -450,7 +466,7 @@ func (j *journal) header(gen int64) fileHeader {
 // before it was never sealed, so no write went to it. (Journals of the
 // earlier format were never sealed, and never cut short so.) It returns
 // the generations left.
-func (j *journal) dropInterruptedRotation(gens []int64) ([]int64, error) {
+func (j *Journal) dropInterruptedRotation(gens []int64) ([]int64, error) {
 	if len(gens) < 2 {
 		return gens, nil
 	}
@@ -474,7 +490,7 @@ func (j *journal) dropInterruptedRotation(gens []int64) ([]int64, error) {
 
 // holdsNoLines reports whether the journal at path has no line after its
 // header: it is empty, holds only its header, or part of it.
-func (j *journal) holdsNoLines(path string) (bool, error) {
+func (j *Journal) holdsNoLines(path string) (bool, error) {
 	data, err := readAtMost(path, maxLineBytes)
 	if err != nil {
 		return false, err
@@ -491,7 +507,7 @@ func (j *journal) holdsNoLines(path string) (bool, error) {
 
 // endsSealed reports whether the journal at path ends with a trailer, or is
 // of the earlier format, which has none.
-func (j *journal) endsSealed(path string) (bool, error) {
+func (j *Journal) endsSealed(path string) (bool, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return false, err
@@ -524,7 +540,7 @@ func (j *journal) endsSealed(path string) (bool, error) {
 
 // checkSequence checks that the journals run on from the snapshot's
 // generation through the newest without a gap.
-func (j *journal) checkSequence(gens []int64, through int64) error {
+func (j *Journal) checkSequence(gens []int64, through int64) error {
 	if len(gens) == 0 && !j.haveSnapshot {
 		return nil // a new store
 	}
@@ -564,9 +580,9 @@ type replayedFile struct {
 // whole line whose newline was damaged. Anywhere else an incomplete line is
 // damage, reported as an error. watch, unless negative, is the number of
 // r lines after which the file's checksum is kept in watched.
-func replayFile[R any](j *journal, path, format string, newest bool, watch int64, parse func([]byte) (R, error), apply func(R) error) (replayedFile, error) {
+func replayFile[R any](j *Journal, path, format string, newest bool, watch int64, parse func([]byte) (R, error), apply func(R) error) (replayedFile, error) {
 	flag := os.O_RDWR
-	if j.readOnly {
+	if j.opts.ReadOnly {
 		flag = os.O_RDONLY
 	}
 	file, err := os.OpenFile(path, flag, 0)
@@ -653,7 +669,7 @@ func replayFile[R any](j *journal, path, format string, newest bool, watch int64
 
 // adopt checks that a file's header belongs with the files read before it,
 // and keeps its store id and the owner's meta.
-func (j *journal) adopt(h fileHeader) error {
+func (j *Journal) adopt(h fileHeader) error {
 	j.version = max(j.version, h.Version)
 	if h.Version < 2 {
 		return nil
@@ -665,9 +681,9 @@ func (j *journal) adopt(h fileHeader) error {
 	return nil
 }
 
-// mustGeneration is the generation in a journal's name, which openJournal
+// mustGeneration is the generation in a journal's name, which Open
 // has checked.
-func mustGeneration(j *journal, path string) int64 {
+func mustGeneration(j *Journal, path string) int64 {
 	gen, _ := j.generationOf(path)
 	return gen
 }
@@ -777,7 +793,7 @@ func truncateDurably(f *os.File, size int64) error {
 }
 
 // repairHeader rewrites the header of a journal whose header was cut off.
-func (j *journal) repairHeader(f *os.File) error {
+func (j *Journal) repairHeader(f *os.File) error {
 	if err := f.Truncate(0); err != nil {
 		return err
 	}
@@ -788,50 +804,50 @@ func (j *journal) repairHeader(f *os.File) error {
 	return f.Sync()
 }
 
-// compactSoon asks for a snapshot at the next flush, or at the first after
+// CompactSoon asks for a snapshot at the next flush, or at the first after
 // the one being written: the journals it replaces are then deleted.
-func (j *journal) compactSoon() { j.compactAsked.Store(true) }
+func (j *Journal) CompactSoon() { j.compactAsked.Store(true) }
 
-// append queues line (a copy) for the next flush and returns the batch it
+// Append queues line (a copy) for the next flush and returns the batch it
 // is in. The owner appends a change's line under the lock that guards the
 // change, once it is made: so lines are in the order of the changes, and a
 // snapshot taken after the append includes the change. A line ends with
 // its newline and holds no other.
-func (j *journal) append(line []byte) *batch {
+func (j *Journal) Append(line []byte) *Batch {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.pending.buf = append(j.pending.buf, line...)
 	return j.pending
 }
 
-// barrier returns the pending batch: once it is durable, so is every line
+// Barrier returns the pending batch: once it is durable, so is every line
 // appended before the call.
-func (j *journal) barrier() *batch {
+func (j *Journal) Barrier() *Batch {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.pending
 }
 
-// err is why the journal refuses writes, or nil.
-func (j *journal) err() error {
+// Err is why the journal refuses writes, or nil.
+func (j *Journal) Err() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.failed
 }
 
-// writeFailure is the write failure that made the journal refuse writes,
+// WriteFailure is the write failure that made the journal refuse writes,
 // or nil: nil too once it is closed after none.
-func (j *journal) writeFailure() error {
-	if err := j.err(); !errors.Is(err, errJournalClosed) {
+func (j *Journal) WriteFailure() error {
+	if err := j.Err(); !errors.Is(err, ErrClosed) {
 		return err
 	}
 	return nil
 }
 
-// wait returns once b is durable, or with why it cannot be. The first
+// Wait returns once b is durable, or with why it cannot be. The first
 // waiter to get flushMu writes b, and with it every line appended since
 // the previous flush began.
-func (j *journal) wait(b *batch) error {
+func (j *Journal) Wait(b *Batch) error {
 	j.flushMu.Lock()
 	defer j.flushMu.Unlock()
 	if !b.done {
@@ -843,9 +859,9 @@ func (j *journal) wait(b *batch) error {
 // flushLocked writes and fsyncs the pending batch b. Batches are written in
 // the order they were started, so b is the pending one. flushMu is held.
 // A closed journal has failed set, so the file is open when err is nil.
-func (j *journal) flushLocked(b *batch) {
+func (j *Journal) flushLocked(b *Batch) {
 	j.mu.Lock()
-	j.pending = &batch{}
+	j.pending = &Batch{}
 	err := j.failed
 	j.mu.Unlock()
 
@@ -861,15 +877,15 @@ func (j *journal) flushLocked(b *batch) {
 	b.done, b.err = true, err
 }
 
-// fail makes every later write fail with err, wrapped in errWriteFailed,
+// fail makes every later write fail with err, wrapped in ErrWriteFailed,
 // and returns what they get. The first failure is logged, at error level:
 // the store is read-only until wxlogin restarts.
-func (j *journal) fail(err error) error {
+func (j *Journal) fail(err error) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.failed == nil {
-		j.failed = fmt.Errorf("%w: %w", errWriteFailed, err)
-		j.log.Error("journal: a write failed, so no later write can be trusted to be durable; every write is refused until wxlogin restarts",
+		j.failed = fmt.Errorf("%w: %w", ErrWriteFailed, err)
+		j.opts.Log.Error("journal: a write failed, so no later write can be trusted to be durable; every write is refused until wxlogin restarts",
 			"err", err)
 	}
 	return j.failed
@@ -877,7 +893,7 @@ func (j *journal) fail(err error) error {
 
 // write frames b's lines, each chaining from the one before, appends them
 // to the newest generation and fsyncs it. flushMu is held.
-func (j *journal) write(b *batch) error {
+func (j *Journal) write(b *Batch) error {
 	framed, tally := j.framed[:0], j.tally
 	for rest := b.buf; len(rest) > 0; {
 		line := rest[:bytes.IndexByte(rest, '\n')+1]
@@ -888,13 +904,16 @@ func (j *journal) write(b *batch) error {
 	if cap(framed) <= maxLineBytes {
 		j.framed = framed // kept for the next batch, unless a rare big one
 	}
+	if err := j.failAt("write"); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
 	if _, err := j.file.Write(framed); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	start := time.Now()
 	err := j.file.Sync()
-	if j.synced != nil {
-		j.synced(time.Since(start), err)
+	if j.opts.Synced != nil {
+		j.opts.Synced(time.Since(start), err)
 	}
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
@@ -912,17 +931,17 @@ func (j *journal) write(b *batch) error {
 // created whole before the current one is sealed: if it cannot be, writes
 // stay on the current one and compaction is put off, to be tried again
 // later. A failure to seal is a failed write, which it returns.
-func (j *journal) rotate() error {
+func (j *Journal) rotate() error {
 	// The snapshot is copied first: the flush that called rotate has taken
 	// its batch, so the copy includes every line of it, and the batch goes
 	// to the new generation too.
 	asked := j.compactAsked.Swap(false)
-	lines := j.snapshot()
+	lines := j.opts.Snapshot()
 	through := j.gen
 	next, nextTally, nextSize, err := j.createJournal(through + 1)
 	if err != nil {
-		j.log.Warn("journal: cannot start a new generation; compaction put off", "err", err)
-		j.compactAt = j.size + minCompactBytes
+		j.opts.Log.Warn("journal: cannot start a new generation; compaction put off", "err", err)
+		j.compactAt = j.size + MinCompactBytes
 		j.compactAsked.Store(asked) // asked for, it is tried again at the next flush
 		return nil
 	}
@@ -931,7 +950,7 @@ func (j *journal) rotate() error {
 		return fmt.Errorf("journal: sealing generation %d: %w", through, err)
 	}
 	if err := j.file.Close(); err != nil {
-		j.log.Warn("journal: closing the previous generation", "err", err)
+		j.opts.Log.Warn("journal: closing the previous generation", "err", err)
 	}
 	j.file, j.gen, j.tally, j.size = next, through+1, nextTally, nextSize
 	// The watermark moves on only now that the generation it named is
@@ -945,19 +964,19 @@ func (j *journal) rotate() error {
 		j.flushMu.Lock()
 		j.compacting = false
 		if err != nil {
-			j.log.Warn("journal: snapshot failed; the journals still hold every line", "err", err)
-			j.compactAt = j.size + minCompactBytes
+			j.opts.Log.Warn("journal: snapshot failed; the journals still hold every line", "err", err)
+			j.compactAt = j.size + MinCompactBytes
 			j.compactAsked.Store(j.compactAsked.Load() || asked)
 			j.flushMu.Unlock()
 			return
 		}
-		j.compactAt = max(minCompactBytes, size)
+		j.compactAt = max(MinCompactBytes, size)
 		j.flushMu.Unlock()
 		if j.compactAsked.Load() {
 			// Asked for while this one was being written: its copy of the
 			// owner's state came too early. The next one starts now, with a
 			// flush of whatever is pending, rather than at the next write.
-			j.wait(j.barrier())
+			j.Wait(j.Barrier())
 		}
 	})
 	return nil
@@ -966,7 +985,7 @@ func (j *journal) rotate() error {
 // step writes data to f and fsyncs it, as the step of a rotation so named.
 // A fault set for the step (tests only) writes half of data and fails, as a
 // disk that fills up in the middle of a write does.
-func (j *journal) step(name string, f *os.File, data []byte) error {
+func (j *Journal) step(name string, f *os.File, data []byte) error {
 	if j.fault != nil {
 		if err := j.fault(name); err != nil {
 			f.Write(data[:len(data)/2])
@@ -979,8 +998,32 @@ func (j *journal) step(name string, f *os.File, data []byte) error {
 	return f.Sync()
 }
 
+// InjectFault, for tests, makes fault decide whether each step of a write
+// or a rotation fails ("write", "create", "header", "rename", "sync dir",
+// "seal", "mark", "snapshot"): a step it fails writes half of what it
+// writes, as a disk that fills up does, and fails with its error.
+func (j *Journal) InjectFault(fault func(step string) error) {
+	j.flushMu.Lock()
+	defer j.flushMu.Unlock()
+	j.fault = fault
+}
+
+// WaitCompactions waits for the snapshot being written, if one is.
+func (j *Journal) WaitCompactions() { j.compactions.Wait() }
+
+// CompactOnNextWrite, for tests, makes the next flush start a snapshot,
+// once the one being written, if any, is done: as if the journals had
+// grown to the size that starts one. Unlike CompactSoon, a snapshot that
+// then fails is put off as one of size is.
+func (j *Journal) CompactOnNextWrite() {
+	j.compactions.Wait()
+	j.flushMu.Lock()
+	defer j.flushMu.Unlock()
+	j.compactAt = 0
+}
+
 // failAt is the fault set for the step so named, or nil.
-func (j *journal) failAt(name string) error {
+func (j *Journal) failAt(name string) error {
 	if j.fault == nil {
 		return nil
 	}
@@ -993,7 +1036,7 @@ func (j *journal) failAt(name string) error {
 // (O_APPEND, so that no write lands anywhere but at its end, and under its
 // own name, which errors then give); it stands at tally, and holds size
 // bytes.
-func (j *journal) createJournal(gen int64) (*os.File, lineTally, int64, error) {
+func (j *Journal) createJournal(gen int64) (*os.File, lineTally, int64, error) {
 	path := j.journalPath(gen)
 	header, tally := encodeHeader(j.header(gen))
 	if err := j.failAt("create"); err != nil {
@@ -1037,7 +1080,7 @@ func (j *journal) createJournal(gen int64) (*os.File, lineTally, int64, error) {
 
 // writeSnapshot writes lines atomically as the snapshot including journal
 // generation through, then deletes the journals it replaces.
-func (j *journal) writeSnapshot(lines iter.Seq[[]byte], through int64) (int64, error) {
+func (j *Journal) writeSnapshot(lines iter.Seq[[]byte], through int64) (int64, error) {
 	if err := j.failAt("snapshot"); err != nil {
 		return 0, err
 	}
@@ -1057,7 +1100,7 @@ func (j *journal) writeSnapshot(lines iter.Seq[[]byte], through int64) (int64, e
 		}
 		if err != nil {
 			// The snapshot is written; the next start-up removes what it holds.
-			j.log.Warn("journal: cannot remove a journal the snapshot holds", "err", err)
+			j.opts.Log.Warn("journal: cannot remove a journal the snapshot holds", "err", err)
 			break
 		}
 	}
@@ -1067,7 +1110,7 @@ func (j *journal) writeSnapshot(lines iter.Seq[[]byte], through int64) (int64, e
 // writeSnapshotTo writes lines to w as a snapshot file including journal
 // generation through: its header, each line framed, and its trailer. It
 // returns how many bytes it wrote.
-func (j *journal) writeSnapshotTo(w io.Writer, lines iter.Seq[[]byte], through int64) (int64, error) {
+func (j *Journal) writeSnapshotTo(w io.Writer, lines iter.Seq[[]byte], through int64) (int64, error) {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	h := j.header(through)
 	h.Format = j.snapshotFormat()
@@ -1088,16 +1131,16 @@ func (j *journal) writeSnapshotTo(w io.Writer, lines iter.Seq[[]byte], through i
 	return size + int64(len(trailer)), bw.Flush()
 }
 
-// close closes the journal and waits for a snapshot being written. Writes
-// after close fail with errJournalClosed. If a write had failed, close
+// Close closes the journal and waits for a snapshot being written. Writes
+// after Close fail with ErrClosed. If a write had failed, Close
 // says so: what was acknowledged is durable, but the store took no write
 // since.
-func (j *journal) close() error {
+func (j *Journal) Close() error {
 	j.flushMu.Lock()
 	j.mu.Lock()
 	failed := j.failed
 	if j.failed == nil {
-		j.failed = errJournalClosed
+		j.failed = ErrClosed
 	}
 	j.mu.Unlock()
 	var err error
@@ -1108,7 +1151,7 @@ func (j *journal) close() error {
 	err = errors.Join(err, j.closeMark())
 	j.flushMu.Unlock()
 	j.compactions.Wait()
-	if failed != nil && !errors.Is(failed, errJournalClosed) {
+	if failed != nil && !errors.Is(failed, ErrClosed) {
 		err = errors.Join(fmt.Errorf("writes had failed: %w", failed), err)
 	}
 	return err
@@ -1116,7 +1159,7 @@ func (j *journal) close() error {
 
 // closeMark fsyncs the watermark and closes it. flushMu is held, or the
 // journal is not in use.
-func (j *journal) closeMark() error {
+func (j *Journal) closeMark() error {
 	if j.markFile == nil {
 		return nil
 	}
@@ -1128,23 +1171,23 @@ func (j *journal) closeMark() error {
 	return nil
 }
 
-// writeBackup writes the owner's state as it is now to w, in a snapshot's
+// WriteBackup writes the owner's state as it is now to w, in a snapshot's
 // format, once every line of it is durable. Appends go on meanwhile: the
 // owner copies its state in one step, and the copy is written after.
-func (j *journal) writeBackup(w io.Writer) error {
-	lines := j.snapshot()
-	if err := j.wait(j.barrier()); err != nil {
+func (j *Journal) WriteBackup(w io.Writer) error {
+	lines := j.opts.Snapshot()
+	if err := j.Wait(j.Barrier()); err != nil {
 		return err
 	}
 	_, err := j.writeSnapshotTo(w, lines, 0)
 	return err
 }
 
-// replaySnapshotFile hands the lines of a snapshot file at path, such as a
-// backup, to an owner as replayJournal would, with every check, and
+// ReplaySnapshot hands the lines of a snapshot file at path, such as a
+// backup, to an owner as Replay would, with every check, and
 // returns its header. It changes nothing.
-func replaySnapshotFile[R any](path, name string, parse func(line []byte) (R, error), apply func(R) error) (fileHeader, error) {
-	j := &journal{name: name, journalOptions: journalOptions{readOnly: true, log: slog.New(slog.DiscardHandler)}}
+func ReplaySnapshot[R any](path, name string, parse func(line []byte) (R, error), apply func(R) error) (fileHeader, error) {
+	j := &Journal{name: name, opts: Options{ReadOnly: true, Log: slog.New(slog.DiscardHandler)}}
 	f, err := replayFile(j, path, j.snapshotFormat(), false, -1, parse, apply)
 	if err != nil {
 		return f.header, err
@@ -1155,27 +1198,27 @@ func replaySnapshotFile[R any](path, name string, parse func(line []byte) (R, er
 	return f.header, nil
 }
 
-// createJournalFrom writes lines as the snapshot of a new store in dir,
+// Create writes lines as the snapshot of a new store in dir,
 // which must hold none of name's files, and the store's first journal
 // after it. The journal is closed; open the store to use it.
-func createJournalFrom(dir, name string, meta json.RawMessage, lines iter.Seq[[]byte]) error {
-	j, err := openJournal(dir, name, journalOptions{meta: meta, log: slog.New(slog.DiscardHandler)})
+func Create(dir, name string, meta json.RawMessage, lines iter.Seq[[]byte]) error {
+	j, err := Open(dir, name, Options{Meta: meta, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
 	}
 	if j.haveSnapshot || len(j.gens) > 0 {
 		return fmt.Errorf("%s already holds a store", dir)
 	}
-	return j.replaceWith(lines)
+	return j.ReplaceWith(lines)
 }
 
-// replaceWith writes lines as a new store in j's directory, in place of
+// ReplaceWith writes lines as a new store in j's directory, in place of
 // the files there, so that a crash at any moment leaves either the old
 // files, which a start-up reads (or refuses) as before, or the new store:
 // the new store's first journal comes first, after every old generation,
 // and a store of its own, which the old files refuse; then its snapshot,
 // renamed into place, which takes every old journal as included in it.
-func (j *journal) replaceWith(lines iter.Seq[[]byte]) error {
+func (j *Journal) ReplaceWith(lines iter.Seq[[]byte]) error {
 	through := int64(0)
 	if len(j.gens) > 0 {
 		through = j.gens[len(j.gens)-1]
