@@ -6,11 +6,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"wxlogin/internal/datadir"
 )
 
 // Two real processes on one data directory: the second exits at once,
@@ -40,7 +40,7 @@ func TestASecondWxloginOnOneDirectoryExitsAtOnce(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			first := startChild(t, dir)
-			tt.damage(t, filepath.Join(dir, lockFileName))
+			tt.damage(t, filepath.Join(dir, datadir.LockFileName))
 
 			second := exec.Command(childBinary(), "-addr", "127.0.0.1:0", "-data", dir)
 			second.Env = []string{"WXLOGIN_TEST_CHILD=1"}
@@ -74,7 +74,7 @@ func TestASecondWxloginOnOneDirectoryExitsAtOnce(t *testing.T) {
 					t.Errorf("the second wxlogin said %q; want it to name %q", msg, want)
 				}
 			}
-			if _, err := tool(t, "check", "-data", dir); !errors.Is(err, errDataDirInUse) {
+			if _, err := tool(t, "check", "-data", dir); !errors.Is(err, datadir.ErrInUse) {
 				t.Errorf("wxlogin check on the directory in use = %v; want it refused", err)
 			}
 
@@ -83,69 +83,6 @@ func TestASecondWxloginOnOneDirectoryExitsAtOnce(t *testing.T) {
 				t.Errorf("after the second one left, a login to the first = %s; want it served", got.raw)
 			}
 		})
-	}
-}
-
-// The lock is the kernel's and per open file: a second opening in one
-// process is refused too, and release gives the directory up.
-func TestDataDirLock(t *testing.T) {
-	dir := t.TempDir()
-	d, err := openDataDir(dir, discardLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := openDataDir(dir, discardLogger()); !errors.Is(err, errDataDirInUse) {
-		t.Errorf("a second openDataDir = %v; want errDataDirInUse", err)
-	}
-	if _, err := inspectDataDir(dir); !errors.Is(err, errDataDirInUse) {
-		t.Errorf("inspecting a directory in use = %v; want errDataDirInUse", err)
-	}
-	if err := d.release(); err != nil {
-		t.Fatal(err)
-	}
-	again, err := openDataDir(dir, discardLogger())
-	if err != nil {
-		t.Fatalf("after release, openDataDir = %v", err)
-	}
-	again.release()
-	if pid, _ := os.ReadFile(filepath.Join(dir, lockFileName)); strings.TrimSpace(string(pid)) != strconv.Itoa(os.Getpid()) {
-		t.Errorf("the lock file holds %q; want this process's pid", pid)
-	}
-}
-
-// What a data directory holds is made private at start-up, with a warning
-// for each file changed, and the temporary token file a crash left is
-// removed.
-func TestOpenDataDirMakesItPrivateAndRemovesDebris(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, mode := range map[string]os.FileMode{"users.journal.000001.jsonl": 0o644, "tokens.json": 0o640, "users.snapshot.jsonl": 0o600} {
-		writeFile(t, filepath.Join(dir, name), "x")
-		if err := os.Chmod(filepath.Join(dir, name), mode); err != nil {
-			t.Fatal(err)
-		}
-	}
-	writeFile(t, filepath.Join(dir, ".tokens.json.tmp123"), `{"user_id":1,"session_key":"…"}`)
-	logs := &syncBuffer{}
-	d, err := openDataDir(dir, textLogger(logs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.release()
-
-	if info, _ := os.Stat(dir); info.Mode().Perm() != 0o700 {
-		t.Errorf("the directory is %04o; want 0700", info.Mode().Perm())
-	}
-	for _, name := range []string{"users.journal.000001.jsonl", "tokens.json", "users.snapshot.jsonl", lockFileName} {
-		assertPrivate(t, filepath.Join(dir, name))
-	}
-	if n := strings.Count(logs.String(), "making a file others could read private"); n != 3 {
-		t.Errorf("%d warnings of files made private; want 3 (the directory and two files):\n%s", n, logs)
-	}
-	if _, err := os.Stat(filepath.Join(dir, ".tokens.json.tmp123")); !os.IsNotExist(err) {
-		t.Errorf("the temporary token file is still there: %v", err)
 	}
 }
 
@@ -193,65 +130,5 @@ func TestAStoreThatFailedIsUnhealthyAndStopsWithAnError(t *testing.T) {
 	// was created under, a file that no longer exists.
 	if !strings.Contains(logs, filepath.Join(dir, "users.journal.000001.jsonl")) || strings.Contains(logs, ".users.journal") {
 		t.Errorf("the error lines name the journal as\n%s\nwant %s", logs, filepath.Join(dir, "users.journal.000001.jsonl"))
-	}
-}
-
-// A tool makes a data directory whole or not at all: a fill that fails
-// leaves the target as it was (absent, or empty) and nothing beside it; a
-// run killed midway leaves its work hidden beside the target, which the
-// next run removes, unless a run under way holds it.
-func TestCreateDataDirIsWholeOrNothing(t *testing.T) {
-	for _, empty := range []bool{false, true} {
-		parent := t.TempDir()
-		dir := filepath.Join(parent, "restored")
-		if empty {
-			if err := os.Mkdir(dir, 0o700); err != nil {
-				t.Fatal(err)
-			}
-		}
-		failed := errors.New("the fill failed")
-		err := createDataDir(dir, "restore", func(tmp string) error {
-			writeFile(t, filepath.Join(tmp, "users.journal.000001.jsonl"), "half a store")
-			return failed
-		})
-		if !errors.Is(err, failed) {
-			t.Fatalf("createDataDir with a fill that fails = %v", err)
-		}
-		entries, _ := os.ReadDir(parent)
-		if want := map[bool]int{false: 0, true: 1}[empty]; len(entries) != want {
-			t.Errorf("after a fill that failed, %s holds %v; want the target as it was", parent, dirNames(entries))
-		}
-		if entries, _ := os.ReadDir(dir); len(entries) > 0 {
-			t.Errorf("after a fill that failed, the target holds %v", dirNames(entries))
-		}
-
-		// A run killed midway, and one under way.
-		killed := filepath.Join(parent, ".restored.restore-1")
-		if err := os.Mkdir(killed, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, filepath.Join(killed, "users.journal.000001.jsonl"), "half a store")
-		underWay, err := openDataDir(filepath.Join(parent, ".restored.restore-2"), discardLogger())
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = createDataDir(dir, "restore", func(tmp string) error {
-			writeFile(t, filepath.Join(tmp, "users.journal.000001.jsonl"), "a store")
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, _ := os.ReadFile(filepath.Join(dir, "users.journal.000001.jsonl")); string(got) != "a store" {
-			t.Errorf("the target holds %q; want the store filled", got)
-		}
-		entries, _ = os.ReadDir(parent)
-		if names := dirNames(entries); !slices.Equal(names, []string{".restored.restore-2", "restored"}) {
-			t.Errorf("beside the target: %v; want the run killed midway removed, the one under way left", names)
-		}
-		underWay.release()
-		if err := createDataDir(dir, "restore", func(string) error { return nil }); err == nil {
-			t.Error("createDataDir over a directory that holds a store succeeded")
-		}
 	}
 }

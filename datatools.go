@@ -19,6 +19,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"wxlogin/internal/datadir"
 	"wxlogin/internal/durable"
 	"wxlogin/internal/journal"
 )
@@ -108,11 +109,11 @@ func runTool(ctx context.Context, args []string, getenv func(string) string, std
 // checkDataDir verifies a data directory as a start-up would, with every
 // check, and reports what it holds; it changes nothing.
 func checkDataDir(dir string, out io.Writer) error {
-	d, err := inspectDataDir(dir)
+	d, err := datadir.Inspect(dir)
 	if err != nil {
 		return fmt.Errorf("wxlogin check: %w", err)
 	}
-	defer d.release()
+	defer d.Release()
 	s, notes, err := inspectUserStore(dir)
 	if err != nil {
 		fmt.Fprintf(out, "wxlogin check: %s is damaged:\n  %v\nwxlogin repair -data %s lists what a repair would drop.\n", dir, err, dir)
@@ -153,11 +154,11 @@ func describe(out io.Writer, where string, s *userStore) {
 // the claims, then what account deletions kept (erase.go), of a data
 // directory to out as JSON lines, exactly as the store keeps them.
 func exportDataDir(dir string, out io.Writer) error {
-	d, err := inspectDataDir(dir)
+	d, err := datadir.Inspect(dir)
 	if err != nil {
 		return fmt.Errorf("wxlogin export: %w", err)
 	}
-	defer d.release()
+	defer d.Release()
 	s, _, err := inspectUserStore(dir)
 	if err != nil {
 		return fmt.Errorf("wxlogin export: %w (wxlogin check says more)", err)
@@ -345,7 +346,7 @@ func readBackup(path string) (*userStore, error) {
 
 // restoreBackup puts a backup into a new or empty data directory, and
 // checks the result as a start-up would, before it is in place: a restore
-// that fails or is killed leaves the directory as it was (createDataDir),
+// that fails or is killed leaves the directory as it was (datadir.Create),
 // never an empty store that would give the backup's ids again.
 func restoreBackup(from, dir string, out io.Writer) error {
 	if from == "" {
@@ -355,7 +356,7 @@ func restoreBackup(from, dir string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("wxlogin restore: %w", err)
 	}
-	err = createDataDir(dir, "restore", func(tmp string) error {
+	err = datadir.Create(dir, "restore", func(tmp string) error {
 		if err := journal.Create(tmp, "users", s.storedMeta, s.snapshotLines()); err != nil {
 			return err
 		}
@@ -381,11 +382,11 @@ func restoreBackup(from, dir string, out io.Writer) error {
 // the rest as a new store and moves the damaged files into a folder of
 // their own in dir, for the operator.
 func repairDataDir(dir string, drop bool, out io.Writer) error {
-	d, err := lockDataDir(dir, os.O_RDWR|os.O_CREATE)
+	d, err := datadir.Lock(dir, os.O_RDWR|os.O_CREATE)
 	if err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
-	defer d.release()
+	defer d.Release()
 	s, _, err := inspectUserStore(dir)
 	if err == nil {
 		s.Close()

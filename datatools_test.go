@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"wxlogin/internal/datadir"
 	"wxlogin/internal/journal"
 )
 
@@ -185,7 +186,7 @@ func TestBackupOfARunningServerRestoresWhole(t *testing.T) {
 	if info, _ := os.Stat(filepath.Join(web, "index.html")); info.Mode().Perm() != 0o644 {
 		t.Errorf("a refused restore changed the mode of a file there to %04o", info.Mode().Perm())
 	}
-	if _, err := os.Stat(filepath.Join(web, lockFileName)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(web, datadir.LockFileName)); !os.IsNotExist(err) {
 		t.Errorf("a refused restore left a lock file: %v", err)
 	}
 	s := startChild(t, restored)

@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 	"wxlogin/internal/clock"
+	"wxlogin/internal/datadir"
 	"wxlogin/internal/redact"
 )
 
@@ -72,11 +73,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	// One wxlogin owns the data directory before anything in it is read.
-	dataDir, err := openDataDir(cfg.dataDir, log)
+	dataDir, err := datadir.Open(cfg.dataDir, log, tokenFileName)
 	if err != nil {
 		return err
 	}
-	defer dataDir.release()
+	defer dataDir.Release()
 	// Replaying the store keeps almost everything it allocates (records are
 	// read without garbage; only records a later line replaces become
 	// garbage, and compaction keeps the journals smaller than the snapshot),

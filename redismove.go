@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"wxlogin/internal/datadir"
 	"wxlogin/internal/journal"
 )
 
@@ -34,11 +35,11 @@ func (c storeCensus) String() string {
 
 // moveToRedis writes the data directory's store into an empty Redis.
 func moveToRedis(ctx context.Context, dir string, cfg redisConfig, durability string, out io.Writer) error {
-	d, err := inspectDataDir(dir)
+	d, err := datadir.Inspect(dir)
 	if err != nil {
 		return fmt.Errorf("wxlogin to-redis: %w", err)
 	}
-	defer d.release()
+	defer d.Release()
 	files, _, err := inspectUserStore(dir)
 	if err != nil {
 		return fmt.Errorf("wxlogin to-redis: %w (wxlogin check says more)", err)
@@ -75,7 +76,7 @@ func moveFromRedis(ctx context.Context, dir string, cfg redisConfig, out io.Writ
 // read of Redis's store and its count (nil in the tool): in tests, a
 // wxlogin that still writes, at the one moment that changes the counts.
 func moveFromRedisChecked(ctx context.Context, dir string, cfg redisConfig, out io.Writer, meanwhile func()) (err error) {
-	if err := newOrEmpty(dir); err != nil {
+	if err := datadir.NewOrEmpty(dir); err != nil {
 		return fmt.Errorf("wxlogin from-redis: %w: move into a new directory", err)
 	}
 	rc := newRedisClient(cfg)
@@ -99,7 +100,7 @@ func moveFromRedisChecked(ctx context.Context, dir string, cfg redisConfig, out 
 	if err != nil {
 		return fmt.Errorf("wxlogin from-redis: %w", err)
 	}
-	err = createDataDir(dir, "from-redis", func(tmp string) error {
+	err = datadir.Create(dir, "from-redis", func(tmp string) error {
 		metaLine, _ := json.Marshal(meta) // Cannot fail: plain data.
 		if err := journal.Create(tmp, "users", metaLine, mem.snapshotLines()); err != nil {
 			return err

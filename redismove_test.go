@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wxlogin/internal/datadir"
 )
 
 // A data directory moved into Redis and back out is the store it was,
@@ -143,15 +144,15 @@ func TestAFailedMoveFromRedisLeavesNoStore(t *testing.T) {
 			// move under way (its directory locked) has there.
 			killed, underWay := filepath.Join(parent, ".back.from-redis-1"), filepath.Join(parent, ".back.from-redis-2")
 			for _, path := range []string{killed, underWay} {
-				d, err := openDataDir(path, discardLogger())
+				d, err := datadir.Open(path, discardLogger())
 				if err != nil {
 					t.Fatal(err)
 				}
 				writeFile(t, filepath.Join(path, "users.snapshot.jsonl"), "a store half written\n")
 				if path == killed {
-					d.release()
+					d.Release()
 				} else {
-					t.Cleanup(func() { d.release() })
+					t.Cleanup(func() { d.Release() })
 				}
 			}
 			if out, err := tool(t, "from-redis", "-data", back, "-redis", "redis://"+srv.addr); err != nil || !strings.Contains(out, "4 users") {

@@ -1,4 +1,8 @@
-package main
+// Package datadir is the data directory as a whole: one wxlogin at a time
+// owns it, what it holds stays private, a crash leaves no temporary file
+// behind for long, and a tool that makes one (restore, from-redis) makes it
+// whole or not at all.
+package datadir
 
 import (
 	"errors"
@@ -13,16 +17,12 @@ import (
 	"wxlogin/internal/durable"
 )
 
-// This file is the data directory as a whole: one wxlogin at a time owns
-// it, what it holds stays private, and a crash leaves no temporary file
-// behind for long.
-
-// lockFileName is the file that holds the pid of the wxlogin that owns the
+// LockFileName is the file that holds the pid of the wxlogin that owns the
 // data directory; it is locked too, as wxlogins before 2026-12 lock it.
-const lockFileName = "wxlogin.lock"
+const LockFileName = "wxlogin.lock"
 
-// dataDir is a data directory this process owns until release.
-type dataDir struct {
+// Dir is a data directory this process owns until Release.
+type Dir struct {
 	path string
 	// dir is the directory itself, locked: its lock cannot be deleted from
 	// under a running wxlogin, as a lock file can. nil when inspecting a
@@ -31,17 +31,18 @@ type dataDir struct {
 	lock *os.File // the lock file, locked; nil as dir is, or when it is not there to inspect
 }
 
-// errDataDirInUse is a data directory another process owns.
-var errDataDirInUse = errors.New("in use by another wxlogin")
+// ErrInUse is a data directory another process owns.
+var ErrInUse = errors.New("in use by another wxlogin")
 
-// openDataDir takes the data directory at path for this process: it
+// Open takes the data directory at path for this process: it
 // creates it if needed, takes an exclusive lock on the directory itself
 // and on its lock file before anything in it is read, makes what it holds
-// private, and removes temporary files a crash left (the stores remove
-// their own). A second wxlogin on the same directory is refused at once,
-// even after the lock file was deleted. The locks are the kernel's (flock):
-// they die with their process, so a kill -9 leaves nothing to clean up.
-func openDataDir(path string, log *slog.Logger) (*dataDir, error) {
+// private, and removes the temporary files a crash left of the files named
+// debris (the stores remove their own). A second wxlogin on the same
+// directory is refused at once, even after the lock file was deleted. The
+// locks are the kernel's (flock): they die with their process, so a
+// kill -9 leaves nothing to clean up.
+func Open(path string, log *slog.Logger, debris ...string) (*Dir, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(path, 0o700); err != nil {
 			return nil, fmt.Errorf("data directory: %w", err)
@@ -51,52 +52,52 @@ func openDataDir(path string, log *slog.Logger) (*dataDir, error) {
 			return nil, fmt.Errorf("data directory: %w", err)
 		}
 	}
-	d, err := lockDataDir(path, os.O_RDWR|os.O_CREATE)
+	d, err := Lock(path, os.O_RDWR|os.O_CREATE)
 	if err != nil {
 		return nil, err
 	}
-	if err := errors.Join(makePrivate(path, log), removeDebris(path, log)); err != nil {
-		return nil, errors.Join(err, d.release())
+	if err := errors.Join(makePrivate(path, log), removeDebris(path, debris, log)); err != nil {
+		return nil, errors.Join(err, d.Release())
 	}
 	return d, nil
 }
 
-// inspectDataDir takes the data directory at path to read it, as a check
+// Inspect takes the data directory at path to read it, as a check
 // or an export does, changing nothing in it: the lock keeps a server from
 // writing meanwhile. The lock file is locked only if it is there.
-func inspectDataDir(path string) (*dataDir, error) {
+func Inspect(path string) (*Dir, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	d, err := lockDataDir(path, os.O_RDWR)
+	d, err := Lock(path, os.O_RDWR)
 	if errors.Is(err, fs.ErrPermission) {
-		d, err = lockDataDir(path, os.O_RDONLY) // not wxlogin's user: the lock still holds servers off
+		d, err = Lock(path, os.O_RDONLY) // not wxlogin's user: the lock still holds servers off
 	}
 	return d, err
 }
 
-// lockDataDir locks the data directory at path, then opens its lock file
+// Lock locks the data directory at path, then opens its lock file
 // with flag and locks it too. Without O_CREATE in flag, a lock file that
 // is not there is left so: the directory's own lock holds servers off.
-func lockDataDir(path string, flag int) (*dataDir, error) {
-	lockPath := filepath.Join(path, lockFileName)
+func Lock(path string, flag int) (*Dir, error) {
+	lockPath := filepath.Join(path, LockFileName)
 	dir, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	d := &dataDir{path: path, dir: dir}
+	d := &Dir{path: path, dir: dir}
 	if err := flock(dir, path, lockPath); err != nil {
-		return nil, errors.Join(err, d.release())
+		return nil, errors.Join(err, d.Release())
 	}
 	d.lock, err = os.OpenFile(lockPath, flag, 0o600)
 	switch {
 	case errors.Is(err, fs.ErrNotExist) && flag&os.O_CREATE == 0:
 		return d, nil
 	case err != nil:
-		return nil, errors.Join(fmt.Errorf("data directory: %w", err), d.release())
+		return nil, errors.Join(fmt.Errorf("data directory: %w", err), d.Release())
 	}
 	if err := flock(d.lock, path, lockPath); err != nil {
-		return nil, errors.Join(err, d.release())
+		return nil, errors.Join(err, d.Release())
 	}
 	// The pid says who holds the lock, for the message a second process
 	// gives; a holder that opened it read-only leaves the last one's.
@@ -117,7 +118,7 @@ func flock(f *os.File, path, lockPath string) error {
 		}
 		return fmt.Errorf("data directory %s: %w (%s holds it locked). One wxlogin owns a data directory: "+
 			"stop that one first, or give this one a directory of its own (-data / WXLOGIN_DATA)",
-			path, errDataDirInUse, holder)
+			path, ErrInUse, holder)
 	}
 	if err != nil {
 		return fmt.Errorf("data directory: locking %s: %w", f.Name(), err)
@@ -125,8 +126,8 @@ func flock(f *os.File, path, lockPath string) error {
 	return nil
 }
 
-// release gives the data directory up: closing a file releases its lock.
-func (d *dataDir) release() error {
+// Release gives the data directory up: closing a file releases its lock.
+func (d *Dir) Release() error {
 	var errs []error
 	for _, f := range []*os.File{d.lock, d.dir} {
 		if f != nil {
@@ -169,26 +170,29 @@ func makePrivate(path string, log *slog.Logger) error {
 	return nil
 }
 
-// removeDebris removes the temporary token file a crash during a graceful
-// stop left: it holds session_keys, and nothing will ever read it.
-func removeDebris(path string, log *slog.Logger) error {
-	tmp, err := filepath.Glob(filepath.Join(path, "."+tokenFileName+".tmp*"))
-	if err != nil {
-		return err
-	}
-	for _, p := range tmp {
-		log.Warn("data directory: removing a temporary token file left by a crash", "file", p)
-		if err := os.Remove(p); err != nil {
-			return fmt.Errorf("data directory: %w", err)
+// removeDebris removes the temporary files of the files named debris that
+// a crash left (the token file, written at a graceful stop: it holds
+// session_keys, and nothing will ever read it).
+func removeDebris(path string, debris []string, log *slog.Logger) error {
+	for _, name := range debris {
+		tmp, err := filepath.Glob(filepath.Join(path, "."+name+".tmp*"))
+		if err != nil {
+			return err
+		}
+		for _, p := range tmp {
+			log.Warn("data directory: removing a temporary file left by a crash", "file", p)
+			if err := os.Remove(p); err != nil {
+				return fmt.Errorf("data directory: %w", err)
+			}
 		}
 	}
 	return nil
 }
 
-// newOrEmpty checks that dir, where a tool is to make a data directory,
+// NewOrEmpty checks that dir, where a tool is to make a data directory,
 // is new or empty: one that holds anything may be another store, or not
 // wxlogin's at all.
-func newOrEmpty(dir string) error {
+func NewOrEmpty(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -199,7 +203,7 @@ func newOrEmpty(dir string) error {
 	return nil
 }
 
-// createDataDir makes the data directory dir, new or empty, whole or not
+// Create makes the data directory dir, new or empty, whole or not
 // at all, as the tools that write a store do (restore, from-redis): fill
 // writes the store in a directory of its own beside dir, hidden and locked
 // as a data directory, which is renamed into place once fill returns nil.
@@ -209,8 +213,8 @@ func newOrEmpty(dir string) error {
 // new store would give again: a fill that fails leaves dir as it was and
 // what it wrote removed, and one killed midway leaves it hidden beside
 // dir, where the next such tool removes it.
-func createDataDir(dir, tool string, fill func(tmp string) error) (err error) {
-	if err := newOrEmpty(dir); err != nil {
+func Create(dir, tool string, fill func(tmp string) error) (err error) {
+	if err := NewOrEmpty(dir); err != nil {
 		return err
 	}
 	tmp, err := newFillDir(dir, tool)
@@ -222,11 +226,11 @@ func createDataDir(dir, tool string, fill func(tmp string) error) (err error) {
 			err = errors.Join(err, os.RemoveAll(tmp))
 		}
 	}()
-	d, err := openDataDir(tmp, slog.New(slog.DiscardHandler))
+	d, err := Open(tmp, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
-	defer d.release()
+	defer d.Release()
 	if err := fill(tmp); err != nil {
 		return err
 	}
@@ -245,7 +249,7 @@ func fillDirPattern(dir, tool string) string {
 
 // newFillDir makes the directory tool fills for dir, first removing those
 // that runs of it killed midway left: each was locked as a data directory
-// (createDataDir), so one whose lock is free is no run's under way. Only
+// (Create), so one whose lock is free is no run's under way. Only
 // its owner can read it, as a data directory.
 func newFillDir(dir, tool string) (string, error) {
 	parent := filepath.Dir(filepath.Clean(dir))
@@ -257,12 +261,12 @@ func newFillDir(dir, tool string) (string, error) {
 		return "", err
 	}
 	for _, path := range left {
-		d, err := lockDataDir(path, os.O_RDWR)
+		d, err := Lock(path, os.O_RDWR)
 		if err != nil {
 			continue // another run's, under way, or not wxlogin's to remove
 		}
 		err = os.RemoveAll(path)
-		d.release()
+		d.Release()
 		if err != nil {
 			return "", err
 		}
