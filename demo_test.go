@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/redact"
+	"wxlogin/internal/scopes"
 )
 
 // pageServer is wxlogin's handler with one app, "wxapp", in mock mode (with
@@ -347,8 +348,8 @@ func TestTeachingPageInChromium(t *testing.T) {
 				t.Errorf("the privacy layer does not show %q", want)
 			}
 		}
-		if got := attrs(dom, "data-scope"); len(got) != len(scopeTable()) {
-			t.Errorf("scope table shows %d scopes; want %d", len(got), len(scopeTable()))
+		if got := attrs(dom, "data-scope"); len(got) != len(scopes.Table()) {
+			t.Errorf("scope table shows %d scopes; want %d", len(got), len(scopes.Table()))
 		}
 	})
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"wxlogin/internal/scopes"
 )
 
 // Envelope statuses: the "status" field of every response. 1 and 2, with
@@ -816,5 +817,20 @@ func handleHealthz(users userBackend) http.Handler {
 			return
 		}
 		writeOK(w, nil)
+	})
+}
+
+// handleScopes serves GET /scopes: the privacy layer, then the scope table,
+// with the page it follows. The phone number is not a scope: only a tap on
+// <button open-type="getPhoneNumber"> gives one (WECHAT.md §3), so it is
+// among the privacy layer's unscoped interfaces.
+func handleScopes() http.Handler {
+	type response struct {
+		Privacy scopes.PrivacyGate `json:"privacy"`
+		Scopes  []scopes.Scope     `json:"scopes"`
+		Source  string             `json:"source"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeOK(w, response{Privacy: scopes.Privacy(), Scopes: scopes.Table(), Source: scopes.Source})
 	})
 }
