@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"wxlogin/internal/account"
 	"wxlogin/internal/strictjson"
 )
 
@@ -26,7 +27,7 @@ import (
 // storedLine is one line of the user store's journal: a user record, or a
 // claim ({"claim": {...}}).
 type storedLine struct {
-	user  *userRecord
+	user  *account.User
 	claim *claimRecord
 	// The lines of account deletion (erase.go).
 	personKey []byte
@@ -69,7 +70,7 @@ func parseClaimLine(line []byte) (*claimRecord, error) {
 	}
 	c := l.Claim
 	switch {
-	case !validClaimName(c.Name):
+	case !account.ValidClaimName(c.Name):
 		return nil, fmt.Errorf("claim name %q is not 1 to 32 of a-z, 0-9 and -", c.Name)
 	case c.UserID < 1:
 		return nil, fmt.Errorf("claim %q names user %d", c.Name, c.UserID)
@@ -80,14 +81,14 @@ func parseClaimLine(line []byte) (*claimRecord, error) {
 }
 
 // appendRecord appends u's record and a newline to buf.
-func appendRecord(buf []byte, u *userRecord) []byte {
+func appendRecord(buf []byte, u *account.User) []byte {
 	return append(appendUserFields(append(buf, '{'), u, false), "}\n"...)
 }
 
-// appendUserFields appends u's fields, in userRecord's order, as members of a
-// JSON object: those userRecord marks omitempty only when set, as the record
+// appendUserFields appends u's fields, in account.User's order, as members of a
+// JSON object: those account.User marks omitempty only when set, as the record
 // keeps them, or with every true all of them, as the API shows a user.
-func appendUserFields(buf []byte, u *userRecord, every bool) []byte {
+func appendUserFields(buf []byte, u *account.User, every bool) []byte {
 	str := appendOptional
 	if every {
 		str = appendField
@@ -113,7 +114,7 @@ func appendUserFields(buf []byte, u *userRecord, every bool) []byte {
 	return appendTime(buf, `,"last_login_at":`, u.LastLoginAt)
 }
 
-// appendOptional is appendField for the fields userRecord marks omitempty.
+// appendOptional is appendField for the fields account.User marks omitempty.
 func appendOptional(buf []byte, key, value string) []byte {
 	if value == "" {
 		return buf
@@ -162,10 +163,10 @@ func appendTime(buf []byte, key string, t time.Time) []byte {
 
 // parseUserLine decodes and checks one stored record. Unknown fields are an
 // error, not ignored: they would be dropped by the next snapshot.
-func parseUserLine(line []byte) (*userRecord, error) {
+func parseUserLine(line []byte) (*account.User, error) {
 	u, ok := readPlainRecord(line)
 	if !ok {
-		u = new(userRecord)
+		u = new(account.User)
 		if err := strictjson.Decode(line, u); err != nil {
 			return nil, fmt.Errorf("not a user record: %w", err)
 		}
@@ -183,12 +184,12 @@ func parseUserLine(line []byte) (*userRecord, error) {
 
 // readPlainRecord reads a record as appendRecord writes it when no string
 // needs escaping and every time is in whole seconds of UTC: the fields in
-// userRecord's order, no white space, one newline at the end. It reports false
+// account.User's order, no white space, one newline at the end. It reports false
 // for any other line, which may still be valid. Its strings share one
 // allocation, which the record keeps alive as long as any of them.
-func readPlainRecord(line []byte) (*userRecord, bool) {
+func readPlainRecord(line []byte) (*account.User, bool) {
 	r := recordReader{line: line, rest: line, ok: true}
-	u := new(userRecord)
+	u := new(account.User)
 	var spans [12]span // the string fields, in order, as offsets into line
 	r.literal(`{"id":`)
 	u.ID = r.integer()
@@ -447,7 +448,7 @@ func appendUserOK(buf []byte, v userView) []byte {
 
 // appendJSON appends v as encoding/json writes it.
 func (v userView) appendJSON(buf []byte) []byte {
-	u := userRecord(v.recordView)
+	u := account.User(v.recordView)
 	buf = appendUserFields(append(buf, '{'), &u, true)
 	buf = strconv.AppendInt(append(buf, `,"person_id":`...), v.PersonID, 10)
 	if v.Apps == nil {

@@ -8,27 +8,28 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/strictjson"
 )
 
 // sameRecord reports whether a and b are stored as the same line. Records
 // are compared as stored because time.Time's == also compares zone pointers,
 // and two readings of one "+08:00" make two zones.
-func sameRecord(a, b userRecord) bool {
+func sameRecord(a, b account.User) bool {
 	return bytes.Equal(appendRecord(nil, &a), appendRecord(nil, &b))
 }
 
 // decodeWithJSON reads a record line the slow way, with encoding/json, which
 // defines the format.
-func decodeWithJSON(line []byte) (userRecord, error) {
-	var u userRecord
+func decodeWithJSON(line []byte) (account.User, error) {
+	var u account.User
 	err := strictjson.Decode(line, &u)
 	return u, err
 }
 
 func TestAppendRecordIsWhatEncodingJSONWrites(t *testing.T) {
 	at := time.Date(2026, 11, 24, 3, 4, 5, 0, time.UTC)
-	full := userRecord{
+	full := account.User{
 		ID: 7, AppID: "wxapp", OpenID: "o-7", UnionID: "u-7", Nickname: "张三 🐼", AvatarURL: "https://example.com/a.png?x=1&y=2",
 		Gender: 2, Language: "zh_CN", City: "Guangzhou", Province: "Guangdong", Country: "China",
 		PhoneNumber: "+86 138 0013 8000", PurePhoneNumber: "13800138000", CountryCode: "86",
@@ -36,18 +37,18 @@ func TestAppendRecordIsWhatEncodingJSONWrites(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		user userRecord
+		user account.User
 	}{
-		{"only what is required", userRecord{ID: 1, AppID: "wxapp", OpenID: "o-1", CreatedAt: at, UpdatedAt: at, LastLoginAt: at}},
+		{"only what is required", account.User{ID: 1, AppID: "wxapp", OpenID: "o-1", CreatedAt: at, UpdatedAt: at, LastLoginAt: at}},
 		{"every field", full},
-		{"quotes and backslashes", userRecord{ID: 2, AppID: "a", OpenID: "o", Nickname: `say "hi" \o/`, CreatedAt: at}},
-		{"HTML characters", userRecord{ID: 3, AppID: "a", OpenID: "o", Nickname: "<b>&amp;</b>", CreatedAt: at}},
-		{"control characters", userRecord{ID: 4, AppID: "a", OpenID: "o", Nickname: "tab\there\nnul\x00", CreatedAt: at}},
-		{"line and paragraph separators", userRecord{ID: 5, AppID: "a", OpenID: "o", Nickname: "a\u2028b\u2029c", CreatedAt: at}},
-		{"invalid UTF-8", userRecord{ID: 6, AppID: "a", OpenID: "o", Nickname: "bad\xffbyte\xe2\x80", CreatedAt: at}},
-		{"a replacement character", userRecord{ID: 7, AppID: "a", OpenID: "o", Nickname: "\ufffd", CreatedAt: at}},
-		{"negative gender", userRecord{ID: 8, AppID: "a", OpenID: "o", Gender: -1, CreatedAt: at}},
-		{"times with fractions and zones", userRecord{
+		{"quotes and backslashes", account.User{ID: 2, AppID: "a", OpenID: "o", Nickname: `say "hi" \o/`, CreatedAt: at}},
+		{"HTML characters", account.User{ID: 3, AppID: "a", OpenID: "o", Nickname: "<b>&amp;</b>", CreatedAt: at}},
+		{"control characters", account.User{ID: 4, AppID: "a", OpenID: "o", Nickname: "tab\there\nnul\x00", CreatedAt: at}},
+		{"line and paragraph separators", account.User{ID: 5, AppID: "a", OpenID: "o", Nickname: "a\u2028b\u2029c", CreatedAt: at}},
+		{"invalid UTF-8", account.User{ID: 6, AppID: "a", OpenID: "o", Nickname: "bad\xffbyte\xe2\x80", CreatedAt: at}},
+		{"a replacement character", account.User{ID: 7, AppID: "a", OpenID: "o", Nickname: "\ufffd", CreatedAt: at}},
+		{"negative gender", account.User{ID: 8, AppID: "a", OpenID: "o", Gender: -1, CreatedAt: at}},
+		{"times with fractions and zones", account.User{
 			ID: 9, AppID: "a", OpenID: "o",
 			CreatedAt: at.Add(123 * time.Millisecond), UpdatedAt: at.In(time.FixedZone("CST", 8*3600)), LastLoginAt: time.Time{},
 		}},
@@ -113,7 +114,7 @@ func TestParseUserLineReadsWhatEncodingJSONReads(t *testing.T) {
 // allocations per record: the record, and one string holding its text.
 func TestReadPlainRecordAllocatesTwice(t *testing.T) {
 	at := time.Date(2026, 11, 24, 3, 4, 5, 0, time.UTC)
-	line := appendRecord(nil, &userRecord{
+	line := appendRecord(nil, &account.User{
 		ID: 42, AppID: "wxapp", OpenID: benchOpenID(42), UnionID: fakeUnionID("42"), Nickname: "张三",
 		AvatarURL: "https://example.com/a.png", Gender: 1, CreatedAt: at, UpdatedAt: at, LastLoginAt: at,
 	})
@@ -161,7 +162,7 @@ func FuzzAppendRecord(f *testing.F) {
 	f.Add("o\"\\", "", "<script>&\u2028", "\xff", "", -3, int64(0), int64(999_999_999))
 	f.Fuzz(func(t *testing.T, openID, unionID, nickname, avatar, countryCode string, gender int, unix, nanos int64) {
 		at := time.Unix(unix%253_402_300_800, nanos%1_000_000_000).UTC() // years 1970 to 9999
-		u := userRecord{
+		u := account.User{
 			ID: 1, AppID: "wxapp", OpenID: openID, UnionID: unionID, Nickname: nickname, AvatarURL: avatar,
 			Gender: gender, City: strings.ToUpper(nickname), CountryCode: countryCode,
 			CreatedAt: at, UpdatedAt: at.Truncate(time.Second), LastLoginAt: at,

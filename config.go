@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/strictjson"
 )
 
@@ -79,10 +80,10 @@ func (cfg config) connCap() int {
 }
 
 // storeMeta is what the user store records of the configuration.
-func (cfg config) storeMeta() storeMeta {
-	m := storeMeta{Mode: modeReal}
+func (cfg config) storeMeta() account.Meta {
+	m := account.Meta{Mode: account.ModeReal}
 	if cfg.mock {
-		m.Mode = modeMock
+		m.Mode = account.ModeMock
 	}
 	for _, a := range cfg.apps {
 		m.AppIDs = append(m.AppIDs, a.AppID)

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/journal"
 )
 
@@ -134,7 +135,7 @@ func seedNearCompaction(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC().Truncate(time.Second)
-	sample := &userRecord{ID: 1, AppID: "wxbench", OpenID: benchOpenID(0), UnionID: fakeUnionID("0"), CreatedAt: now, UpdatedAt: now, LastLoginAt: now}
+	sample := &account.User{ID: 1, AppID: "wxbench", OpenID: benchOpenID(0), UnionID: fakeUnionID("0"), CreatedAt: now, UpdatedAt: now, LastLoginAt: now}
 	seedUsers(t, s, (journal.MinCompactBytes-16<<10)/len(appendRecord(nil, sample)))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -157,8 +158,8 @@ func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, clai
 		t.Fatal(err)
 	}
 
-	idOf := map[userRef]int64{}
-	refOf := map[int64]userRef{}
+	idOf := map[account.Ref]int64{}
+	refOf := map[int64]account.Ref{}
 	claimAt := map[string]time.Time{} // "user id/name" → when
 	files, _ := filepath.Glob(filepath.Join(dir, "users.*.jsonl"))
 	for _, path := range files {
@@ -198,7 +199,7 @@ func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, clai
 				claimAt[key] = c.At
 				continue
 			}
-			ref := userRef{rec.AppID, rec.OpenID}
+			ref := account.Ref{AppID: rec.AppID, OpenID: rec.OpenID}
 			if id, ok := idOf[ref]; ok && id != rec.ID {
 				duplicates++
 			}
@@ -209,7 +210,7 @@ func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, clai
 		}
 	}
 	for name, id := range acked {
-		if idOf[userRef{mockAppID, fakeOpenID(mockAppID, name)}] != id {
+		if idOf[account.Ref{AppID: mockAppID, OpenID: fakeOpenID(mockAppID, name)}] != id {
 			lost++
 		}
 		if _, ok := claimAt[fmt.Sprint(id, "/welcome-gift")]; claimed[id] && !ok {

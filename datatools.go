@@ -520,7 +520,7 @@ func (s *salvagedStore) apply(l storedLine) error {
 		u := l.user
 		s.skipTo(u.ID - 1)
 		if s.lost[u.ID] {
-			if other, ok := s.byRef[u.ref()]; ok {
+			if other, ok := s.byRef[u.Ref()]; ok {
 				return fmt.Errorf("user %d duplicates user %d (appid %s, openid %s)", u.ID, other.ID, u.AppID, u.OpenID)
 			}
 			delete(s.lost, u.ID)

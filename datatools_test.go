@@ -344,7 +344,7 @@ func repairedAs(t *testing.T, dir string, want map[string]bool, lostID, atLeast 
 		switch {
 		case l.user != nil:
 			id = l.user.ID
-			if u, ok := s.get(id); ok && u.ref() != l.user.ref() {
+			if u, ok := s.get(id); ok && u.Ref() != l.user.Ref() {
 				t.Errorf("user %d is %s %s after the repair; it was %s %s", id, u.AppID, u.OpenID, l.user.AppID, l.user.OpenID)
 			}
 		case l.claim != nil:

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/strictjson"
 )
 
@@ -41,12 +41,6 @@ type keptClaim struct {
 type erasure struct {
 	UserID int64     `json:"user_id"`
 	At     time.Time `json:"at"`
-}
-
-// erasureResult is what an erasure answers: what went, and what was kept.
-type erasureResult struct {
-	UserID     int64    `json:"user_id"`
-	ClaimsKept []string `json:"claims_kept"` // names only, under the person's keyed hash
 }
 
 // The prefixes of the lines of this file.
@@ -81,7 +75,7 @@ func parseErasureLine(line []byte) (storedLine, bool, error) {
 		return storedLine{personKey: key}, true, nil
 	case l.Kept != nil:
 		k := l.Kept
-		if len(k.Person) != 2*sha256.Size || !validClaimName(k.Name) || k.UserID < 1 || k.At.IsZero() {
+		if len(k.Person) != 2*sha256.Size || !account.ValidClaimName(k.Name) || k.UserID < 1 || k.At.IsZero() {
 			return storedLine{}, true, fmt.Errorf("kept claim %q is not whole", k.Name)
 		}
 		return storedLine{kept: k}, true, nil
@@ -101,25 +95,12 @@ func appendJSONLine(buf []byte, v any) []byte {
 // the unionid, one person across the apps of an Open Platform account, or
 // of the app and openid for a user with none. s.mu is held, and the key
 // made.
-func (s *userStore) personHash(u *userRecord) string {
-	return keyedPersonHash(s.personKey, u.AppID, u.OpenID, u.UnionID)
-}
-
-// keyedPersonHash is the person of (appID, openID, unionID) under key: the
-// HMAC of the unionid, or of the app and openid when there is none. The
-// Redis store keys its persons by it too (redisstore.go).
-func keyedPersonHash(key []byte, appID, openID, unionID string) string {
-	mac := hmac.New(sha256.New, key)
-	if unionID != "" {
-		mac.Write([]byte("unionid\x00" + unionID))
-	} else {
-		mac.Write([]byte("openid\x00" + appID + "\x00" + openID))
-	}
-	return hex.EncodeToString(mac.Sum(nil))
+func (s *userStore) personHash(u *account.User) string {
+	return account.PersonHash(s.personKey, u.AppID, u.OpenID, u.UnionID)
 }
 
 // keptClaimLocked is the person's kept claim of name, or nil. s.mu is held.
-func (s *userStore) keptClaimLocked(u *userRecord, name string) *keptClaim {
+func (s *userStore) keptClaimLocked(u *account.User, name string) *keptClaim {
 	if len(s.kept) == 0 {
 		return nil // no one was ever erased: no hash to make
 	}
@@ -135,18 +116,18 @@ func (s *userStore) keptClaimLocked(u *userRecord, name string) *keptClaim {
 // indexes, and its claims, whose names are kept under the person's hash.
 // It returns once the erasure is durable, and asks the journal for the
 // compaction that takes the user's data off the disk.
-func (s *userStore) erase(id int64) (erasureResult, error) {
+func (s *userStore) erase(id int64) (account.Erasure, error) {
 	now, err := s.stamp(time.Millisecond)
 	if err != nil {
-		return erasureResult{}, err
+		return account.Erasure{}, err
 	}
 	if err := s.lockForWrite(); err != nil {
-		return erasureResult{}, err
+		return account.Erasure{}, err
 	}
 	u := s.recordLocked(id)
 	if u == nil {
 		s.mu.Unlock()
-		return erasureResult{}, fmt.Errorf("erase: %w %d", errNoUser, id)
+		return account.Erasure{}, fmt.Errorf("erase: %w %d", account.ErrNoUser, id)
 	}
 	// Every line goes into the batch being filled under s.mu, so waiting on
 	// the last one waits for them all.
@@ -157,7 +138,7 @@ func (s *userStore) erase(id int64) (erasureResult, error) {
 		s.journal.Append(s.line)
 	}
 	person := s.personHash(u)
-	result := erasureResult{UserID: id, ClaimsKept: []string{}}
+	result := account.Erasure{UserID: id, ClaimsKept: []string{}}
 	for _, c := range s.claims[id] {
 		k := &keptClaim{Person: person, Name: c.Name, AppID: u.AppID, UserID: id, At: c.At}
 		s.keepLocked(k)
@@ -171,7 +152,7 @@ func (s *userStore) erase(id int64) (erasureResult, error) {
 	s.journal.CompactSoon()
 	s.mu.Unlock()
 	if err := s.journal.Wait(b); err != nil {
-		return erasureResult{}, err
+		return account.Erasure{}, err
 	}
 	return result, nil
 }
@@ -184,7 +165,7 @@ func (s *userStore) eraseLocked(id int64, at time.Time) {
 	if u == nil {
 		return // erased already: an erasure replayed twice
 	}
-	delete(s.byRef, u.ref())
+	delete(s.byRef, u.Ref())
 	if u.UnionID != "" {
 		s.unlinkUnionLocked(u)
 	}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"wxlogin/internal/account"
 )
 
 // filesHold reports which of needles some file in dir holds, to show what
@@ -52,7 +53,7 @@ func TestAnUnfinishedErasureIsFinishedAtTheNextStart(t *testing.T) {
 	dir := t.TempDir()
 	s := openTestStore(t, dir, clock.Now)
 	alice, _, _ := s.login("wxshop", "o-alice-shop", "u-alice")
-	if _, err := s.update(alice.ID, func(u *userRecord) { u.PhoneNumber = "13912345678" }); err != nil {
+	if _, err := s.update(alice.ID, func(u *account.User) { u.PhoneNumber = "13912345678" }); err != nil {
 		t.Fatal(err)
 	}
 	s.journal.InjectFault(func(step string) error {
@@ -95,7 +96,7 @@ func TestErasureForgetsTheUserButNotTheirClaims(t *testing.T) {
 	solo, _, _ := s.login("wxsolo", "o-alice-solo", "") // an app with no Open Platform account
 	carol, _, _ := s.login("wxshop", "o-carol", "u-carol")
 	for _, id := range []int64{alice.ID, solo.ID} {
-		if _, err := s.update(id, func(u *userRecord) { u.Nickname, u.PhoneNumber = "爱丽丝", "13912345678" }); err != nil {
+		if _, err := s.update(id, func(u *account.User) { u.Nickname, u.PhoneNumber = "爱丽丝", "13912345678" }); err != nil {
 			t.Fatal(err)
 		}
 		if _, _, err := s.claim(id, "welcome-gift"); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/journal"
 )
 
@@ -34,27 +35,27 @@ func storeFailed(err error) error {
 	return err
 }
 
-func (f fileUsers) login(_ context.Context, appID, openID, unionID string) (userRecord, bool, error) {
+func (f fileUsers) login(_ context.Context, appID, openID, unionID string) (account.User, bool, error) {
 	u, created, err := f.userStore.login(appID, openID, unionID)
 	return u, created, storeFailed(err)
 }
 
-func (f fileUsers) get(_ context.Context, id int64) (userRecord, bool, error) {
+func (f fileUsers) get(_ context.Context, id int64) (account.User, bool, error) {
 	u, ok := f.userStore.get(id)
 	return u, ok, nil
 }
 
-func (f fileUsers) update(_ context.Context, id int64, change func(u *userRecord)) (userRecord, error) {
+func (f fileUsers) update(_ context.Context, id int64, change func(u *account.User)) (account.User, error) {
 	u, err := f.userStore.update(id, change)
 	return u, storeFailed(err)
 }
 
-func (f fileUsers) person(_ context.Context, id int64) (userRecord, []personMember, bool, error) {
+func (f fileUsers) person(_ context.Context, id int64) (account.User, []account.Member, bool, error) {
 	records, ok := f.userStore.person(id)
-	var u userRecord
-	members := make([]personMember, len(records))
+	var u account.User
+	members := make([]account.Member, len(records))
 	for i, r := range records {
-		members[i] = personMember{ID: r.ID, AppID: r.AppID}
+		members[i] = account.Member{ID: r.ID, AppID: r.AppID}
 		if r.ID == id {
 			u = r
 		}
@@ -62,16 +63,16 @@ func (f fileUsers) person(_ context.Context, id int64) (userRecord, []personMemb
 	return u, members, ok, nil
 }
 
-func (f fileUsers) claim(_ context.Context, id int64, name string) (claimView, bool, error) {
+func (f fileUsers) claim(_ context.Context, id int64, name string) (account.Claim, bool, error) {
 	c, taken, err := f.userStore.claim(id, name)
 	return c, taken, storeFailed(err)
 }
 
-func (f fileUsers) claimsOf(_ context.Context, id int64) ([]claimView, error) {
+func (f fileUsers) claimsOf(_ context.Context, id int64) ([]account.Claim, error) {
 	return f.userStore.claimsOf(id), nil
 }
 
-func (f fileUsers) erase(_ context.Context, id int64) (erasureResult, error) {
+func (f fileUsers) erase(_ context.Context, id int64) (account.Erasure, error) {
 	r, err := f.userStore.erase(id)
 	return r, storeFailed(err)
 }
@@ -85,14 +86,14 @@ type memoryTokens struct {
 	users *userStore
 }
 
-func (m memoryTokens) issue(_ context.Context, who identity, key string) (string, error) {
+func (m memoryTokens) issue(_ context.Context, who account.Identity, key string) (string, error) {
 	token := m.tokenStore.issue(who, key)
 	if !m.users.exists(who.UserID) {
 		// The account was deleted while this login ran (on another
 		// device): the deletion may have revoked the user's tokens before
 		// this one was issued, so it is revoked here.
 		m.tokenStore.revoke(caller{hash: hashToken(token)})
-		return "", fmt.Errorf("user %d was deleted during the login: %w", who.UserID, errNoUser)
+		return "", fmt.Errorf("user %d was deleted during the login: %w", who.UserID, account.ErrNoUser)
 	}
 	return token, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"wxlogin/internal/account"
 )
 
 // This file is the fake WeChat's fixtures file (-fake-fixtures): users
@@ -66,7 +67,7 @@ func loadFakeFixtures(path string, appIDs []string) (fakeFixtures, error) {
 			fx.unbound = append(fx.unbound, appID)
 		}
 	}
-	openIDs, unionIDs := map[userRef]string{}, map[string]string{}
+	openIDs, unionIDs := map[account.Ref]string{}, map[string]string{}
 	names := make([]string, 0, len(file.Users))
 	for name := range file.Users {
 		names = append(names, name)
@@ -85,10 +86,10 @@ func loadFakeFixtures(path string, appIDs []string) (fakeFixtures, error) {
 			if openID == "" || !isPrintableASCII(openID) || len(openID) > 128 {
 				errs = append(errs, fmt.Errorf("%s: openid %q in %s: 1 to 128 printable ASCII characters", where, openID, appID))
 			}
-			if other, taken := openIDs[userRef{appID, openID}]; taken {
+			if other, taken := openIDs[account.Ref{AppID: appID, OpenID: openID}]; taken {
 				errs = append(errs, fmt.Errorf("%s: openid %q in %s is %s's too", where, openID, appID, other))
 			}
-			openIDs[userRef{appID, openID}] = name
+			openIDs[account.Ref{AppID: appID, OpenID: openID}] = name
 		}
 		if u.UnionID != "" {
 			if !isPrintableASCII(u.UnionID) || len(u.UnionID) > 128 {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/scopes"
 )
 
@@ -241,7 +242,7 @@ func writeError(w http.ResponseWriter, err error) {
 	var dce *dataCheckError
 	switch {
 	case errors.As(err, &ae):
-	case errors.Is(err, errNoUser):
+	case errors.Is(err, account.ErrNoUser):
 		// The token outlived its user: the account was deleted meanwhile.
 		ae = notLoggedIn(err)
 	case errors.As(err, &dce):
@@ -297,9 +298,9 @@ func handleLogin(apps appSet, users userBackend, tokens tokenBackend) http.Handl
 			return
 		}
 		// A login that raced the deletion of the account (on another
-		// device) gets errNoUser here: status 4, and logging in again
+		// device) gets account.ErrNoUser here: status 4, and logging in again
 		// makes a new user.
-		token, err := tokens.issue(r.Context(), identity{AppID: u.AppID, OpenID: u.OpenID, UserID: u.ID}, exchanged.SessionKey)
+		token, err := tokens.issue(r.Context(), account.Identity{AppID: u.AppID, OpenID: u.OpenID, UserID: u.ID}, exchanged.SessionKey)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -420,13 +421,13 @@ func viewUser(ctx context.Context, apps appSet, users userBackend, id int64) (us
 		return userView{}, err
 	}
 	if !ok {
-		return userView{}, fmt.Errorf("token names user %d: %w", id, errNoUser)
+		return userView{}, fmt.Errorf("token names user %d: %w", id, account.ErrNoUser)
 	}
 	return showUser(apps, u, person), nil
 }
 
 // showUser is user u, of person, as GET /user shows it.
-func showUser(apps appSet, u userRecord, person []personMember) userView {
+func showUser(apps appSet, u account.User, person []account.Member) userView {
 	v := userView{recordView: recordView(u), PersonID: person[0].ID}
 	for _, m := range person {
 		var name string
@@ -517,7 +518,7 @@ func handlePatchUser(apps appSet, users userBackend) callerHandler {
 }
 
 // apply sets the patch's fields on u.
-func (p profilePatch) apply(u *userRecord) {
+func (p profilePatch) apply(u *account.User) {
 	set := func(dst *string, v *string) {
 		if v != nil {
 			*dst = *v
@@ -666,7 +667,7 @@ func handlePhone(apps appSet, users userBackend) callerHandler {
 			writeError(w, err)
 			return
 		}
-		if _, err := users.update(r.Context(), who.UserID, func(u *userRecord) {
+		if _, err := users.update(r.Context(), who.UserID, func(u *account.User) {
 			u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = p.PhoneNumber, p.PurePhoneNumber, p.CountryCode
 		}); err != nil {
 			writeError(w, err)
@@ -755,7 +756,7 @@ func handleSessionCheck(apps appSet) callerHandler {
 func handleClaim(users userBackend) callerHandler {
 	return func(w http.ResponseWriter, r *http.Request, who caller) {
 		name := r.PathValue("name")
-		if !validClaimName(name) {
+		if !account.ValidClaimName(name) {
 			writeError(w, badRequest(msgMalformed+"：名称应为 1 到 32 个 a-z、0-9 或 -", nil))
 			return
 		}
@@ -774,7 +775,7 @@ func handleClaim(users userBackend) callerHandler {
 // handleClaims serves GET /claims: the person's claims, oldest first.
 func handleClaims(users userBackend) callerHandler {
 	type response struct {
-		Claims []claimView `json:"claims"`
+		Claims []account.Claim `json:"claims"`
 	}
 	return func(w http.ResponseWriter, r *http.Request, who caller) {
 		claims, err := users.claimsOf(r.Context(), who.UserID)

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"wxlogin/internal/account"
 )
 
 func TestLoginResponses(t *testing.T) {
@@ -832,7 +833,7 @@ func TestAccessTokenRefusedTwiceIsAnError(t *testing.T) {
 	})
 	a := newTestApp(t, appOptions{wechat: upstream})
 	a.users.login("wxapp", "o1", "")
-	token := a.tokens.issue(identity{AppID: "wxapp", OpenID: "o1", UserID: 1}, officialSessionKey)
+	token := a.tokens.issue(account.Identity{AppID: "wxapp", OpenID: "o1", UserID: 1}, officialSessionKey)
 	got := send(t, a.handler, "POST", "/user/phone", token, map[string]any{"code": "c"})
 	if got.code != 502 || got.env.Status != statusWechatDown || got.env.Errcode != errcodeInvalidCredential {
 		t.Errorf("POST /user/phone = HTTP %d, %s; want 502, status 3, errcode 40001", got.code, got.raw)
@@ -1025,7 +1026,7 @@ func TestUnionIDLearnedLaterJoinsThePerson(t *testing.T) {
 			t.Fatal(err)
 		}
 		key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 16))
-		game, err := a.tokenBackend.issue(t.Context(), identity{AppID: "wxgame", OpenID: openID, UserID: u.ID}, key)
+		game, err := a.tokenBackend.issue(t.Context(), account.Identity{AppID: "wxgame", OpenID: openID, UserID: u.ID}, key)
 		if err != nil {
 			t.Fatal(err)
 		}

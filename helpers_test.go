@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
 )
 
@@ -126,7 +127,7 @@ func openTestRedisStore(t testing.TB, mode string, now func() time.Time) *redisS
 	t.Helper()
 	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	cfg := redisConfig{addrs: []string{srv.addr}, poolSize: 16, timeout: 5 * time.Second}
-	s, err := openRedisStore(t.Context(), cfg, redisFsync, storeMeta{Mode: mode}, 2*time.Hour, 720*time.Hour, now, discardLogger())
+	s, err := openRedisStore(t.Context(), cfg, redisFsync, account.Meta{Mode: mode}, 2*time.Hour, 720*time.Hour, now, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,9 +150,9 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 		clock: clock,
 		logs:  &syncBuffer{},
 	}
-	mode := modeReal
+	mode := account.ModeReal
 	if opts.mock {
-		mode = modeMock
+		mode = account.ModeMock
 	}
 	switch opts.store {
 	case onRedis:
@@ -160,7 +161,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	case onRedisCluster:
 		cluster := startRedisCluster(t.(*testing.T), 3, "--appendonly", "yes", "--appendfsync", "always")
 		cfg := redisConfig{addrs: []string{cluster.nodes[0].addr}, cluster: true, poolSize: 16, timeout: 5 * time.Second}
-		rs, err := openRedisStore(t.Context(), cfg, redisFsync, storeMeta{Mode: mode}, 2*time.Hour, 720*time.Hour, clock.Now, discardLogger())
+		rs, err := openRedisStore(t.Context(), cfg, redisFsync, account.Meta{Mode: mode}, 2*time.Hour, 720*time.Hour, clock.Now, discardLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -220,7 +221,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 }
 
 // record is user id's record, read through the store the handler holds.
-func (a *testApp) record(t testing.TB, id int64) userRecord {
+func (a *testApp) record(t testing.TB, id int64) account.User {
 	t.Helper()
 	u, ok, err := a.userBackend.get(t.Context(), id)
 	if err != nil || !ok {
@@ -931,7 +932,7 @@ func textLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(
 
 // testMeta is what the stores of tests record of their configuration:
 // mock mode, as the servers tests start are in, with its one app.
-var testMeta = storeMeta{Mode: modeMock, AppIDs: []string{mockAppID}}
+var testMeta = account.Meta{Mode: account.ModeMock, AppIDs: []string{mockAppID}}
 
 // openTestStore opens a user store in dir, closing it when the test ends.
 func openTestStore(t testing.TB, dir string, now func() time.Time) *userStore {

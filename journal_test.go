@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/journal"
 )
 
@@ -64,7 +65,7 @@ func TestUserStoreCompaction(t *testing.T) {
 	if _, _, err := s.login("wxapp", "o-0", ""); err != nil {
 		t.Fatal(err)
 	}
-	want := make([]userRecord, 50)
+	want := make([]account.User, 50)
 	for i := range want {
 		want[i], _ = s.get(int64(i + 1))
 	}
@@ -293,7 +294,7 @@ func damageFixture(t *testing.T, dir string) (files map[string][]byte, want stri
 		return nil
 	})
 	login("o-3", "u-3") // seals journal 2, moves to 3; the snapshot fails
-	_, err = s.update(1, func(u *userRecord) { u.Nickname = "爱丽丝" })
+	_, err = s.update(1, func(u *account.User) { u.Nickname = "爱丽丝" })
 	must(err)
 	_, _, err = s.claim(3, "gift")
 	must(err)
@@ -546,7 +547,7 @@ func repairFlip(t *testing.T, dir string, files map[string][]byte, want map[stri
 		l, _ := parseStoredLine([]byte(line)) // a line of the store before the flip
 		if l.user != nil {
 			top = max(top, l.user.ID)
-			if u, ok := s.get(l.user.ID); ok && u.ref() != l.user.ref() {
+			if u, ok := s.get(l.user.ID); ok && u.Ref() != l.user.Ref() {
 				t.Errorf("after a flip in %q and a repair, user %d is %s; it was %s", flipped, u.ID, u.OpenID, l.user.OpenID)
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/redact"
 )
 
@@ -69,7 +70,7 @@ type fakeWechat struct {
 	loginCodes  codeBook
 	phoneCodes  codeBook
 	sessionKeys map[fakeUser]string    // the current session_key of each user who ran wx.login
-	openIDs     map[userRef]string     // (appid, openid) → user name
+	openIDs     map[account.Ref]string // (appid, openid) → user name
 	lastVisit   map[fakeUser]time.Time // when each user last called the client API
 	privacy     map[fakeUser]bool      // the users who agreed to their app's privacy guide
 	riskBlocked map[fakeUser]bool      // the users WeChat's risk control keeps from logging in
@@ -138,7 +139,7 @@ func newFakeWechat(apps map[string]fakeApp, now func() time.Time) *fakeWechat {
 	return &fakeWechat{
 		apps: apps, now: now,
 		sessionKeys:   map[fakeUser]string{},
-		openIDs:       map[userRef]string{},
+		openIDs:       map[account.Ref]string{},
 		lastVisit:     map[fakeUser]time.Time{},
 		privacy:       map[fakeUser]bool{},
 		riskBlocked:   map[fakeUser]bool{},
@@ -532,7 +533,7 @@ func (f *fakeWechat) handleCheckSession() http.Handler {
 			return
 		}
 		f.mu.Lock()
-		user, known := f.openIDs[userRef{appID, q.Get("openid")}]
+		user, known := f.openIDs[account.Ref{AppID: appID, OpenID: q.Get("openid")}]
 		key := f.sessionKeys[fakeUser{appID, user}]
 		f.mu.Unlock()
 		if !known {
@@ -643,7 +644,7 @@ func (f *fakeWechat) handleMsgSecCheck() http.Handler {
 			return
 		}
 		f.mu.Lock()
-		user, known := f.openIDs[userRef{appID, req.OpenID}]
+		user, known := f.openIDs[account.Ref{AppID: appID, OpenID: req.OpenID}]
 		visited := f.lastVisit[fakeUser{appID, user}]
 		f.mu.Unlock()
 		switch {

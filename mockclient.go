@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 	"unicode/utf8"
+	"wxlogin/internal/account"
 )
 
 // This file is the fake WeChat's client side: what the WeChat app gives a
@@ -252,7 +253,7 @@ func (f *fakeWechat) issueCode(appID, user string) string {
 	f.loginCodes.add(c, f.now())
 	f.lastVisit[u] = f.now()
 	f.sessionKeys[u] = c.sessionKey
-	f.openIDs[userRef{appID, f.openID(appID, user)}] = user
+	f.openIDs[account.Ref{AppID: appID, OpenID: f.openID(appID, user)}] = user
 	return c.code
 }
 
@@ -361,7 +362,7 @@ func (f *fakeWechat) handleGetPhoneNumber(api string, legacy bool) http.Handler 
 		code := &fakeCode{code: randomText(32, hex.EncodeToString), user: u, expires: now.Add(fakeCodeLifetime)}
 		f.mu.Lock()
 		f.phoneCodes.add(code, now)
-		f.openIDs[userRef{u.appID, f.openID(u.appID, u.name)}] = u.name
+		f.openIDs[account.Ref{AppID: u.appID, OpenID: f.openID(u.appID, u.name)}] = u.name
 		f.mu.Unlock()
 
 		reply := map[string]string{"errMsg": api + ":ok", "code": code.code}

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"wxlogin/internal/account"
 	"wxlogin/internal/strictjson"
 )
 
@@ -538,7 +539,7 @@ func (info userInfo) check() error {
 
 // apply saves the verified profile on u: the fields WeChat filled, except
 // the anonymous placeholder's nickname and avatar.
-func (info userInfo) apply(u *userRecord) {
+func (info userInfo) apply(u *account.User) {
 	p := info.profile
 	setIfSent := func(dst *string, v string) {
 		if v != "" {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/journal"
 )
@@ -86,7 +87,7 @@ func moveFromRedisChecked(ctx context.Context, dir string, cfg redisConfig, out 
 		return fmt.Errorf("wxlogin from-redis: %w", err)
 	}
 	stored, _ := metaJSON.(string)
-	var meta storeMeta
+	var meta account.Meta
 	if json.Unmarshal([]byte(stored), &meta) != nil {
 		return fmt.Errorf("wxlogin from-redis: %s holds no store of wxlogin's (no %s)", redactedRedisAddrs(cfg), redisMetaKey)
 	}
@@ -298,7 +299,7 @@ func (s *redisStore) writeAll(ctx context.Context, files *userStore) error {
 			return err
 		}
 		for _, c := range files.claims[id] {
-			v := formatRedisClaim(claimView{AppID: u.AppID, UserID: id, ClaimedAt: c.At})
+			v := formatRedisClaim(account.Claim{AppID: u.AppID, UserID: id, ClaimedAt: c.At})
 			if _, err := mergeClaimsScript.run(ctx, s.rc, []string{redisPersonKey(person)}, "c:"+c.Name, v); err != nil {
 				return err
 			}
@@ -306,7 +307,7 @@ func (s *redisStore) writeAll(ctx context.Context, files *userStore) error {
 	}
 	for hash, list := range files.kept {
 		for _, k := range list {
-			v := formatRedisClaim(claimView{AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.At})
+			v := formatRedisClaim(account.Claim{AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.At})
 			if _, err := mergeClaimsScript.run(ctx, s.rc, []string{redisPersonKey(hash)}, "c:"+k.Name, v); err != nil {
 				return err
 			}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/datadir"
 )
 
@@ -18,7 +19,7 @@ import (
 // not new, a gift taken stays taken, also for the person who was erased.
 func TestMovingAStoreToRedisAndBack(t *testing.T) {
 	dir := t.TempDir()
-	files, err := openUserStore(dir, storeMeta{Mode: modeMock, AppIDs: []string{mockAppID}}, time.Now, discardLogger(), nil)
+	files, err := openUserStore(dir, account.Meta{Mode: account.ModeMock, AppIDs: []string{mockAppID}}, time.Now, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +28,7 @@ func TestMovingAStoreToRedisAndBack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := files.update(1, func(u *userRecord) { u.Nickname, u.PhoneNumber, u.Gender = "阿丽", "13800000000", 2 }); err != nil {
+	if _, err := files.update(1, func(u *account.User) { u.Nickname, u.PhoneNumber, u.Gender = "阿丽", "13800000000", 2 }); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
@@ -206,7 +207,7 @@ func durableRedisStore(t *testing.T) (*redisServer, redisConfig, *redisStore) {
 	t.Helper()
 	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	cfg := redisConfig{addrs: []string{srv.addr}, poolSize: 4, timeout: 5 * time.Second}
-	rs, err := openRedisStore(t.Context(), cfg, redisFsync, storeMeta{Mode: modeMock}, time.Hour, time.Hour, time.Now, discardLogger())
+	rs, err := openRedisStore(t.Context(), cfg, redisFsync, account.Meta{Mode: account.ModeMock}, time.Hour, time.Hour, time.Now, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

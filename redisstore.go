@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"wxlogin/internal/account"
 )
 
 // This file is the store in Redis (-redis): the users, persons, claims,
@@ -69,24 +70,24 @@ type redisStore struct {
 // asks Redis. Bounded: a full cache forgets an eighth of its ids.
 type idCache struct {
 	mu  sync.Mutex
-	ids map[userRef]int64
+	ids map[account.Ref]int64
 }
 
 // maxCachedIDs bounds the cache: about 100 bytes an id.
 const maxCachedIDs = 200_000
 
-func (c *idCache) get(ref userRef) (int64, bool) {
+func (c *idCache) get(ref account.Ref) (int64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	id, ok := c.ids[ref]
 	return id, ok
 }
 
-func (c *idCache) put(ref userRef, id int64) {
+func (c *idCache) put(ref account.Ref, id int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ids == nil {
-		c.ids = map[userRef]int64{}
+		c.ids = map[account.Ref]int64{}
 	}
 	if len(c.ids) >= maxCachedIDs {
 		n := 0
@@ -101,7 +102,7 @@ func (c *idCache) put(ref userRef, id int64) {
 	c.ids[ref] = id
 }
 
-func (c *idCache) forget(ref userRef) {
+func (c *idCache) forget(ref account.Ref) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.ids, ref)
@@ -141,7 +142,7 @@ const (
 // 503, try again shortly; the cause goes to the log only.
 func storeUnavailable(err error) error {
 	var ae *apiError
-	if err == nil || errors.As(err, &ae) || errors.Is(err, errNoUser) {
+	if err == nil || errors.As(err, &ae) || errors.Is(err, account.ErrNoUser) {
 		return err
 	}
 	return &apiError{status: statusInternal, httpCode: http.StatusServiceUnavailable, msg: msgStoreUnavailable,
@@ -152,7 +153,7 @@ func storeUnavailable(err error) error {
 // durability policy needs, and binds it to the mode and apps as the file
 // store's headers do: a Redis first used in mock mode is refused in real
 // mode, and the other way round.
-func openRedisStore(ctx context.Context, cfg redisConfig, durability string, meta storeMeta, ttl, maxAge time.Duration, now func() time.Time, log *slog.Logger) (*redisStore, error) {
+func openRedisStore(ctx context.Context, cfg redisConfig, durability string, meta account.Meta, ttl, maxAge time.Duration, now func() time.Time, log *slog.Logger) (*redisStore, error) {
 	ctx, cancel := context.WithTimeout(ctx, 4*cfg.timeout)
 	defer cancel()
 	s := &redisStore{rc: newRedisClient(cfg), now: now, ttl: ttl, maxAge: maxAge}
@@ -164,7 +165,7 @@ func openRedisStore(ctx context.Context, cfg redisConfig, durability string, met
 	return s, nil
 }
 
-func (s *redisStore) open(ctx context.Context, durability string, meta storeMeta, log *slog.Logger) error {
+func (s *redisStore) open(ctx context.Context, durability string, meta account.Meta, log *slog.Logger) error {
 	if _, err := s.rc.do(ctx, "PING"); err != nil {
 		return err
 	}
@@ -183,7 +184,7 @@ func (s *redisStore) open(ctx context.Context, durability string, meta storeMeta
 	if err != nil {
 		return err
 	}
-	var was storeMeta
+	var was account.Meta
 	if err := json.Unmarshal([]byte(stored), &was); err != nil {
 		return fmt.Errorf("%s holds %q, not what wxlogin writes", redisMetaKey, stored)
 	}
@@ -322,7 +323,7 @@ func (s *redisStore) health(ctx context.Context) error {
 
 // personHash is who a user is across apps, keyed as the file store's.
 func (s *redisStore) personHash(appID, openID, unionID string) string {
-	return keyedPersonHash(s.personKey, appID, openID, unionID)
+	return account.PersonHash(s.personKey, appID, openID, unionID)
 }
 
 // stamp is now in UTC, to the given precision.
@@ -374,13 +375,13 @@ return {created, redis.call('HGETALL', k)}
 // after a few tries, whatever the lag. No id ever changes owner, and a
 // normal login makes no round trip more for it. The same heals an openid's
 // key that names another user's id, which wxlogin wrote before it did this.
-func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (userRecord, bool, error) {
+func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (account.User, bool, error) {
 	if err := s.writable(); err != nil {
-		return userRecord{}, false, err
+		return account.User{}, false, err
 	}
 	now := formatRedisTime(s.stamp(time.Second))
 	person := s.personHash(appID, openID, unionID)
-	ref := userRef{appID, openID}
+	ref := account.Ref{AppID: appID, OpenID: openID}
 	step := int64(1) // how far the next id taken from wx:ids jumps
 	for range maxIDTries {
 		id, known := s.ids.get(ref)
@@ -388,7 +389,7 @@ func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (
 		if !known {
 			var err error
 			if id, fresh, err = s.userID(ctx, appID, openID, step); err != nil {
-				return userRecord{}, false, storeUnavailable(err)
+				return account.User{}, false, storeUnavailable(err)
 			}
 		}
 		mayCreate := "1"
@@ -398,7 +399,7 @@ func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (
 		reply, err := loginScript.run(ctx, s.rc, []string{redisUserKey(id)},
 			strconv.FormatInt(id, 10), appID, openID, unionID, now, person, mayCreate)
 		if err != nil {
-			return userRecord{}, false, storeUnavailable(err)
+			return account.User{}, false, storeUnavailable(err)
 		}
 		r, _ := reply.([]any)
 		if len(r) == 1 {
@@ -411,7 +412,7 @@ func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (
 			s.ids.forget(ref)
 			if !known {
 				if err := s.forgetOpenID(ctx, appID, openID, id); err != nil {
-					return userRecord{}, false, storeUnavailable(err)
+					return account.User{}, false, storeUnavailable(err)
 				}
 			}
 			if fresh {
@@ -420,7 +421,7 @@ func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (
 			continue
 		}
 		if len(r) != 2 {
-			return userRecord{}, false, storeUnavailable(errors.New("the login script answered something else"))
+			return account.User{}, false, storeUnavailable(errors.New("the login script answered something else"))
 		}
 		created, _ := r[0].(int64)
 		u, err := recordFromRedis(r[1])
@@ -428,12 +429,12 @@ func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (
 			err = s.joinPerson(ctx, u, redisField(r[1], "joined"), redisField(r[1], "person"))
 		}
 		if err != nil {
-			return userRecord{}, false, storeUnavailable(err)
+			return account.User{}, false, storeUnavailable(err)
 		}
 		s.ids.put(ref, id)
 		return u, created == 1, nil
 	}
-	return userRecord{}, false, storeUnavailable(fmt.Errorf("login: %d ids in a row from %s were held already or erased", maxIDTries, redisIDsKey))
+	return account.User{}, false, storeUnavailable(fmt.Errorf("login: %d ids in a row from %s were held already or erased", maxIDTries, redisIDsKey))
 }
 
 // maxIDTries bounds the ids one login tries. Their steps doubling, the
@@ -502,7 +503,7 @@ return 1
 // short (Redis lost, the process killed) is done again at the user's next
 // login. A claim made by the same user at the very moment of a move may
 // count twice.
-func (s *redisStore) joinPerson(ctx context.Context, u userRecord, joined, person string) error {
+func (s *redisStore) joinPerson(ctx context.Context, u account.User, joined, person string) error {
 	if joined == person {
 		return nil
 	}
@@ -547,30 +548,30 @@ return 1
 `)
 
 // get returns user id's record.
-func (s *redisStore) get(ctx context.Context, id int64) (userRecord, bool, error) {
+func (s *redisStore) get(ctx context.Context, id int64) (account.User, bool, error) {
 	u, _, ok, err := s.record(ctx, id)
 	return u, ok, err
 }
 
 // record reads user id's hash: the record, and the user's person.
-func (s *redisStore) record(ctx context.Context, id int64) (userRecord, string, bool, error) {
+func (s *redisStore) record(ctx context.Context, id int64) (account.User, string, bool, error) {
 	u, hash, ok, err := s.userHash(ctx, id)
 	return u, redisField(hash, "person"), ok, err
 }
 
 // userHash reads user id's hash (HGETALL): the record it holds, and the
 // hash's fields for what else it keeps; false when there is no record.
-func (s *redisStore) userHash(ctx context.Context, id int64) (userRecord, any, bool, error) {
+func (s *redisStore) userHash(ctx context.Context, id int64) (account.User, any, bool, error) {
 	reply, err := s.rc.do(ctx, "HGETALL", redisUserKey(id))
 	if err != nil {
-		return userRecord{}, nil, false, storeUnavailable(err)
+		return account.User{}, nil, false, storeUnavailable(err)
 	}
 	if pairs, _ := reply.([]any); !slices.Contains(pairs, any("appid")) {
-		return userRecord{}, nil, false, nil
+		return account.User{}, nil, false, nil
 	}
 	u, err := recordFromRedis(reply)
 	if err != nil {
-		return userRecord{}, nil, false, storeUnavailable(err)
+		return account.User{}, nil, false, storeUnavailable(err)
 	}
 	return u, reply, true, nil
 }
@@ -594,17 +595,17 @@ return {1, redis.call('HGETALL', k)}
 // changed, if no other write changed the record meanwhile; otherwise it
 // reads the record again and applies change to that, as the file store's
 // lock would have had it. A change that changes nothing writes nothing.
-func (s *redisStore) update(ctx context.Context, id int64, change func(u *userRecord)) (userRecord, error) {
+func (s *redisStore) update(ctx context.Context, id int64, change func(u *account.User)) (account.User, error) {
 	if err := s.writable(); err != nil {
-		return userRecord{}, err
+		return account.User{}, err
 	}
 	for range 32 {
 		old, reply, ok, err := s.userHash(ctx, id)
 		if err != nil {
-			return userRecord{}, err
+			return account.User{}, err
 		}
 		if !ok {
-			return userRecord{}, fmt.Errorf("update: %w %d", errNoUser, id)
+			return account.User{}, fmt.Errorf("update: %w %d", account.ErrNoUser, id)
 		}
 		u := old
 		change(&u)
@@ -626,7 +627,7 @@ func (s *redisStore) update(ctx context.Context, id int64, change func(u *userRe
 		}
 		res, err := updateScript.run(ctx, s.rc, []string{redisUserKey(id)}, args...)
 		if err != nil {
-			return userRecord{}, storeUnavailable(err)
+			return account.User{}, storeUnavailable(err)
 		}
 		r, _ := res.([]any)
 		switch {
@@ -636,36 +637,36 @@ func (s *redisStore) update(ctx context.Context, id int64, change func(u *userRe
 				err = s.joinPerson(ctx, stored, redisField(r[1], "joined"), redisField(r[1], "person"))
 			}
 			if err != nil {
-				return userRecord{}, storeUnavailable(err)
+				return account.User{}, storeUnavailable(err)
 			}
 			return stored, nil
 		case len(r) == 1 && r[0] == int64(-1):
-			return userRecord{}, fmt.Errorf("update: %w %d", errNoUser, id)
+			return account.User{}, fmt.Errorf("update: %w %d", account.ErrNoUser, id)
 		}
 	}
-	return userRecord{}, storeUnavailable(fmt.Errorf("update of user %d: the record kept changing", id))
+	return account.User{}, storeUnavailable(fmt.Errorf("update of user %d: the record kept changing", id))
 }
 
 // person returns user id's record and its person's records, from the
 // user's hash alone (one read): the hash keeps a copy of the person's list,
 // which each change of the person spreads (spreadMembers). A hash without
 // one (a spread cut short) is read from the person itself.
-func (s *redisStore) person(ctx context.Context, id int64) (userRecord, []personMember, bool, error) {
+func (s *redisStore) person(ctx context.Context, id int64) (account.User, []account.Member, bool, error) {
 	u, reply, ok, err := s.userHash(ctx, id)
 	if err != nil || !ok {
-		return userRecord{}, nil, ok, err
+		return account.User{}, nil, ok, err
 	}
 	if members, ok := copiedMembers(u, reply); ok {
 		return u, members, true, nil
 	}
 	person, err := s.rc.do(ctx, "HGETALL", redisPersonKey(redisField(reply, "person")))
 	if err != nil {
-		return userRecord{}, nil, false, storeUnavailable(err)
+		return account.User{}, nil, false, storeUnavailable(err)
 	}
 	members := membersIn(person)
-	if !slices.Contains(members, personMember{ID: u.ID, AppID: u.AppID}) {
-		members = append(members, personMember{ID: u.ID, AppID: u.AppID})
-		slices.SortFunc(members, func(a, b personMember) int { return cmp.Compare(a.ID, b.ID) })
+	if !slices.Contains(members, account.Member{ID: u.ID, AppID: u.AppID}) {
+		members = append(members, account.Member{ID: u.ID, AppID: u.AppID})
+		slices.SortFunc(members, func(a, b account.Member) int { return cmp.Compare(a.ID, b.ID) })
 	}
 	return u, members, true, nil
 }
@@ -674,19 +675,19 @@ func (s *redisStore) person(ctx context.Context, id int64) (userRecord, []person
 // (reply) holds, if it holds a good one: "m" is "<person's tag>@<version>|
 // <list>", and only a list of the user's own person, naming the user,
 // counts.
-func copiedMembers(u userRecord, reply any) ([]personMember, bool) {
+func copiedMembers(u account.User, reply any) ([]account.Member, bool) {
 	copyOf, list, _ := strings.Cut(redisField(reply, "m"), "|")
 	copyOf, _, _ = strings.Cut(copyOf, "@")
 	members := parseRedisMembers(list)
-	if copyOf != personTag(redisField(reply, "person")) || !slices.Contains(members, personMember{ID: u.ID, AppID: u.AppID}) {
+	if copyOf != personTag(redisField(reply, "person")) || !slices.Contains(members, account.Member{ID: u.ID, AppID: u.AppID}) {
 		return nil, false
 	}
 	return members, true
 }
 
 // membersIn reads the records of a person's hash, ascending.
-func membersIn(reply any) []personMember {
-	var members []personMember
+func membersIn(reply any) []account.Member {
+	var members []account.Member
 	pairs, _ := reply.([]any)
 	for i := 0; i+1 < len(pairs); i += 2 {
 		f, _ := pairs[i].(string)
@@ -694,16 +695,16 @@ func membersIn(reply any) []personMember {
 		id, err := strconv.ParseInt(idText, 10, 64)
 		if isMember && err == nil {
 			appID, _ := pairs[i+1].(string)
-			members = append(members, personMember{ID: id, AppID: appID})
+			members = append(members, account.Member{ID: id, AppID: appID})
 		}
 	}
-	slices.SortFunc(members, func(a, b personMember) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(members, func(a, b account.Member) int { return cmp.Compare(a.ID, b.ID) })
 	return members
 }
 
 // formatRedisMembers is a person's list as a user's hash keeps it:
 // "<id>:<appid>,…".
-func formatRedisMembers(members []personMember) string {
+func formatRedisMembers(members []account.Member) string {
 	parts := make([]string, len(members))
 	for i, m := range members {
 		parts[i] = strconv.FormatInt(m.ID, 10) + ":" + m.AppID
@@ -711,13 +712,13 @@ func formatRedisMembers(members []personMember) string {
 	return strings.Join(parts, ",")
 }
 
-func parseRedisMembers(list string) []personMember {
-	var members []personMember
+func parseRedisMembers(list string) []account.Member {
+	var members []account.Member
 	for part := range strings.SplitSeq(list, ",") {
 		idText, appID, ok := strings.Cut(part, ":")
 		id, err := strconv.ParseInt(idText, 10, 64)
 		if ok && err == nil {
-			members = append(members, personMember{ID: id, AppID: appID})
+			members = append(members, account.Member{ID: id, AppID: appID})
 		}
 	}
 	return members
@@ -778,7 +779,7 @@ func (s *redisStore) spreadMembers(ctx context.Context, person string, joiner in
 	// other copy is given: the mark says the whole change is done, and a
 	// change cut short before it is made again at the next login.
 	order := slices.Clone(members)
-	if i := slices.IndexFunc(order, func(m personMember) bool { return m.ID == joiner }); i >= 0 {
+	if i := slices.IndexFunc(order, func(m account.Member) bool { return m.ID == joiner }); i >= 0 {
 		order = append(slices.Delete(order, i, i+1), members[i])
 	}
 	var gone []string
@@ -812,46 +813,46 @@ func (s *redisStore) spreadMembers(ctx context.Context, person string, joiner in
 
 // A claim is stored as "<Unix ms> <user id> <appid>", so that the earliest
 // of two is found by its first number alone.
-func formatRedisClaim(c claimView) string {
+func formatRedisClaim(c account.Claim) string {
 	return strconv.FormatInt(c.ClaimedAt.UnixMilli(), 10) + " " + strconv.FormatInt(c.UserID, 10) + " " + c.AppID
 }
 
-func parseRedisClaim(name, v string) (claimView, error) {
+func parseRedisClaim(name, v string) (account.Claim, error) {
 	parts := strings.SplitN(v, " ", 3)
 	if len(parts) == 3 {
 		ms, err1 := strconv.ParseInt(parts[0], 10, 64)
 		id, err2 := strconv.ParseInt(parts[1], 10, 64)
 		if err1 == nil && err2 == nil {
-			return claimView{Name: name, AppID: parts[2], UserID: id, ClaimedAt: time.UnixMilli(ms).UTC()}, nil
+			return account.Claim{Name: name, AppID: parts[2], UserID: id, ClaimedAt: time.UnixMilli(ms).UTC()}, nil
 		}
 	}
-	return claimView{}, fmt.Errorf("claim %q is stored as %q", name, v)
+	return account.Claim{}, fmt.Errorf("claim %q is stored as %q", name, v)
 }
 
 // claim claims name for user id's person: HSETNX on the person's hash,
 // which one of any number of concurrent claims, from any instance and any
 // of the person's apps, wins.
-func (s *redisStore) claim(ctx context.Context, id int64, name string) (claimView, bool, error) {
+func (s *redisStore) claim(ctx context.Context, id int64, name string) (account.Claim, bool, error) {
 	if err := s.writable(); err != nil {
-		return claimView{}, false, err
+		return account.Claim{}, false, err
 	}
 	reply, err := s.rc.do(ctx, "HMGET", redisUserKey(id), "appid", "person")
 	if err != nil {
-		return claimView{}, false, storeUnavailable(err)
+		return account.Claim{}, false, storeUnavailable(err)
 	}
 	fields, _ := reply.([]any)
 	if len(fields) != 2 || fields[0] == nil || fields[1] == nil {
-		return claimView{}, false, fmt.Errorf("claim: %w %d", errNoUser, id)
+		return account.Claim{}, false, fmt.Errorf("claim: %w %d", account.ErrNoUser, id)
 	}
 	appID, person := fields[0].(string), fields[1].(string)
-	c := claimView{Name: name, AppID: appID, UserID: id, ClaimedAt: s.stamp(time.Millisecond)}
+	c := account.Claim{Name: name, AppID: appID, UserID: id, ClaimedAt: s.stamp(time.Millisecond)}
 	key, field := redisPersonKey(person), "c:"+name
 	replies, err := s.rc.pipeline(ctx, [][]string{{"HSETNX", key, field, formatRedisClaim(c)}, {"HGET", key, field}})
 	if err == nil {
 		err = firstRedisError(replies)
 	}
 	if err != nil {
-		return claimView{}, false, storeUnavailable(err)
+		return account.Claim{}, false, storeUnavailable(err)
 	}
 	if replies[0] == int64(1) {
 		return c, false, nil
@@ -859,13 +860,13 @@ func (s *redisStore) claim(ctx context.Context, id int64, name string) (claimVie
 	stored, _ := replies[1].(string)
 	earlier, err := parseRedisClaim(name, stored)
 	if err != nil {
-		return claimView{}, false, storeUnavailable(err)
+		return account.Claim{}, false, storeUnavailable(err)
 	}
 	return earlier, true, nil
 }
 
 // claimsOf lists user id's person's claims in the order they were made.
-func (s *redisStore) claimsOf(ctx context.Context, id int64) ([]claimView, error) {
+func (s *redisStore) claimsOf(ctx context.Context, id int64) ([]account.Claim, error) {
 	reply, err := s.rc.do(ctx, "HGET", redisUserKey(id), "person")
 	if err != nil {
 		return nil, storeUnavailable(err)
@@ -881,8 +882,8 @@ func (s *redisStore) claimsOf(ctx context.Context, id int64) ([]claimView, error
 }
 
 // claimsIn reads the claims of a person's hash, oldest first.
-func claimsIn(reply any) ([]claimView, error) {
-	list := []claimView{}
+func claimsIn(reply any) ([]account.Claim, error) {
+	list := []account.Claim{}
 	pairs, _ := reply.([]any)
 	for i := 0; i+1 < len(pairs); i += 2 {
 		f, _ := pairs[i].(string)
@@ -895,7 +896,7 @@ func claimsIn(reply any) ([]claimView, error) {
 			list = append(list, c)
 		}
 	}
-	slices.SortStableFunc(list, func(a, b claimView) int {
+	slices.SortStableFunc(list, func(a, b account.Claim) int {
 		return cmp.Or(a.ClaimedAt.Compare(b.ClaimedAt), strings.Compare(a.Name, b.Name))
 	})
 	return list, nil
@@ -915,26 +916,26 @@ return 1
 // person's keyed hash, so that a returning person does not take them
 // twice. Redis keeps the erased fields in its AOF until it next rewrites
 // it (README, Redis).
-func (s *redisStore) erase(ctx context.Context, id int64) (erasureResult, error) {
+func (s *redisStore) erase(ctx context.Context, id int64) (account.Erasure, error) {
 	if err := s.writable(); err != nil {
-		return erasureResult{}, err
+		return account.Erasure{}, err
 	}
 	u, person, ok, err := s.record(ctx, id)
 	if err != nil {
-		return erasureResult{}, err
+		return account.Erasure{}, err
 	}
 	if !ok {
-		return erasureResult{}, fmt.Errorf("erase: %w %d", errNoUser, id)
+		return account.Erasure{}, fmt.Errorf("erase: %w %d", account.ErrNoUser, id)
 	}
 	claims, err := s.rc.do(ctx, "HGETALL", redisPersonKey(person))
 	if err != nil {
-		return erasureResult{}, storeUnavailable(err)
+		return account.Erasure{}, storeUnavailable(err)
 	}
 	list, err := claimsIn(claims)
 	if err != nil {
-		return erasureResult{}, err
+		return account.Erasure{}, err
 	}
-	result := erasureResult{UserID: id, ClaimsKept: []string{}}
+	result := account.Erasure{UserID: id, ClaimsKept: []string{}}
 	for _, c := range list {
 		if c.UserID == id {
 			result.ClaimsKept = append(result.ClaimsKept, c.Name)
@@ -942,17 +943,17 @@ func (s *redisStore) erase(ctx context.Context, id int64) (erasureResult, error)
 	}
 	done, err := eraseScript.run(ctx, s.rc, []string{redisUserKey(id), redisSessionKeyKey(id)}, formatRedisTime(s.stamp(time.Second)))
 	if err != nil {
-		return erasureResult{}, storeUnavailable(err)
+		return account.Erasure{}, storeUnavailable(err)
 	}
 	if done != int64(1) {
-		return erasureResult{}, fmt.Errorf("erase: %w %d", errNoUser, id)
+		return account.Erasure{}, fmt.Errorf("erase: %w %d", account.ErrNoUser, id)
 	}
-	s.ids.forget(u.ref())
+	s.ids.forget(u.Ref())
 	if err := s.forgetOpenID(ctx, u.AppID, u.OpenID, id); err != nil {
-		return erasureResult{}, storeUnavailable(err)
+		return account.Erasure{}, storeUnavailable(err)
 	}
 	if err := s.spreadMembers(ctx, person, 0, "del", "u:"+strconv.FormatInt(id, 10)); err != nil {
-		return erasureResult{}, storeUnavailable(err)
+		return account.Erasure{}, storeUnavailable(err)
 	}
 	return result, nil
 }
@@ -984,7 +985,7 @@ return 1
 
 // issue creates a token for who: the user id, then 32 bytes from
 // crypto/rand, base64url.
-func (s *redisStore) issue(ctx context.Context, who identity, key string) (string, error) {
+func (s *redisStore) issue(ctx context.Context, who account.Identity, key string) (string, error) {
 	if err := s.writable(); err != nil {
 		return "", err
 	}
@@ -999,7 +1000,7 @@ func (s *redisStore) issue(ctx context.Context, who identity, key string) (strin
 		return "", storeUnavailable(err)
 	}
 	if ok != int64(1) {
-		return "", fmt.Errorf("user %d was deleted during the login: %w", who.UserID, errNoUser)
+		return "", fmt.Errorf("user %d was deleted during the login: %w", who.UserID, account.ErrNoUser)
 	}
 	return token, nil
 }
@@ -1053,7 +1054,7 @@ func (s *redisStore) lookup(ctx context.Context, token string) (caller, bool, er
 	}
 	str := func(i int) string { v, _ := f[i].(string); return v }
 	hash := f[3]
-	who := caller{identity: identity{AppID: redisField(hash, "appid"), OpenID: redisField(hash, "openid"), UserID: id}, SessionKey: str(0), hash: h}
+	who := caller{Identity: account.Identity{AppID: redisField(hash, "appid"), OpenID: redisField(hash, "openid"), UserID: id}, SessionKey: str(0), hash: h}
 	if at, err := strconv.ParseInt(str(2), 10, 64); err == nil && str(1) != "" {
 		who.previousKey, who.replacedAt = str(1), time.UnixMilli(at)
 	}
@@ -1062,7 +1063,7 @@ func (s *redisStore) lookup(ctx context.Context, token string) (caller, bool, er
 	// or reads the person.
 	if u, err := recordFromRedis(hash); err == nil && u.ID == id {
 		if members, ok := copiedMembers(u, hash); ok {
-			who.identity = identity{AppID: u.AppID, OpenID: u.OpenID, UserID: id}
+			who.Identity = account.Identity{AppID: u.AppID, OpenID: u.OpenID, UserID: id}
 			who.readWithToken = &storedUser{record: u, person: members}
 		}
 	}
@@ -1131,7 +1132,7 @@ func formatRedisTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nan
 
 // redisFields is u's fields as the user's hash holds them, in pairs; ""
 // for a field that is not set (its hash has no such field).
-func redisFields(u *userRecord) []string {
+func redisFields(u *account.User) []string {
 	gender := ""
 	if u.Gender != 0 {
 		gender = strconv.Itoa(u.Gender)
@@ -1156,8 +1157,8 @@ func redisField(reply any, field string) string {
 }
 
 // recordFromRedis reads a user record from an HGETALL reply of its hash.
-func recordFromRedis(reply any) (userRecord, error) {
-	var u userRecord
+func recordFromRedis(reply any) (account.User, error) {
+	var u account.User
 	pairs, _ := reply.([]any)
 	var bad error
 	for i := 0; i+1 < len(pairs); i += 2 {
@@ -1208,7 +1209,7 @@ func recordFromRedis(reply any) (userRecord, error) {
 		bad = errors.New("the hash has no id, appid or openid")
 	}
 	if bad != nil {
-		return userRecord{}, fmt.Errorf("user %d in Redis: %w", u.ID, bad)
+		return account.User{}, fmt.Errorf("user %d in Redis: %w", u.ID, bad)
 	}
 	return u, nil
 }

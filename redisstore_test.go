@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"wxlogin/internal/account"
 )
 
 // A token dies its idle lifetime after its last use and its age after it
@@ -30,7 +31,7 @@ func TestTokenLifetimesOnEachStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		who := identity{AppID: "wxapp", OpenID: "o-alice", UserID: u.ID}
+		who := account.Identity{AppID: "wxapp", OpenID: "o-alice", UserID: u.ID}
 		issue := func(key string) string {
 			t.Helper()
 			token, err := a.tokenBackend.issue(ctx, who, key)
@@ -104,7 +105,7 @@ func redisOptions(t *testing.T, addr, userinfo, durability string) error {
 	if userinfo != "" {
 		cfg.user, cfg.password, _ = strings.Cut(userinfo, ":")
 	}
-	s, err := openRedisStore(t.Context(), cfg, durability, storeMeta{Mode: modeReal}, time.Hour, time.Hour, time.Now, discardLogger())
+	s, err := openRedisStore(t.Context(), cfg, durability, account.Meta{Mode: account.ModeReal}, time.Hour, time.Hour, time.Now, discardLogger())
 	if err == nil {
 		s.close()
 	}
@@ -160,19 +161,19 @@ func TestRedisStoreKeepsMockAndRealApart(t *testing.T) {
 	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	cfg := redisConfig{addrs: []string{srv.addr}, poolSize: 4, timeout: 5 * time.Second}
 	open := func(mode string) error {
-		s, err := openRedisStore(t.Context(), cfg, redisFsync, storeMeta{Mode: mode}, time.Hour, time.Hour, time.Now, discardLogger())
+		s, err := openRedisStore(t.Context(), cfg, redisFsync, account.Meta{Mode: mode}, time.Hour, time.Hour, time.Now, discardLogger())
 		if err == nil {
 			s.close()
 		}
 		return err
 	}
-	if err := open(modeMock); err != nil {
+	if err := open(account.ModeMock); err != nil {
 		t.Fatal(err)
 	}
-	if err := open(modeMock); err != nil {
+	if err := open(account.ModeMock); err != nil {
 		t.Errorf("mock mode again = %v", err)
 	}
-	if err := open(modeReal); err == nil || !strings.Contains(err.Error(), "mock mode") {
+	if err := open(account.ModeReal); err == nil || !strings.Contains(err.Error(), "mock mode") {
 		t.Errorf("real mode on a Redis of mock mode = %v; want it refused", err)
 	}
 }
@@ -476,7 +477,7 @@ func TestRedisWeakenedAfterStartRefusesWrites(t *testing.T) {
 func TestRedisWeakenedDurabilityIsLoggedOnce(t *testing.T) {
 	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	cfg := redisConfig{addrs: []string{srv.addr}, poolSize: 4, timeout: 300 * time.Millisecond}
-	rs, err := openRedisStore(t.Context(), cfg, redisFsync, storeMeta{Mode: modeReal}, time.Hour, time.Hour, time.Now, discardLogger())
+	rs, err := openRedisStore(t.Context(), cfg, redisFsync, account.Meta{Mode: account.ModeReal}, time.Hour, time.Hour, time.Now, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,7 +540,7 @@ func TestRedisScaleFigures(t *testing.T) {
 	}
 	redis := startRedis(t)
 	cfg := redisConfig{addrs: []string{redis.addr}, poolSize: 64, timeout: 10 * time.Second}
-	s, err := openRedisStore(t.Context(), cfg, redisUnchecked, storeMeta{Mode: modeReal}, 2*time.Hour, 720*time.Hour, time.Now, discardLogger())
+	s, err := openRedisStore(t.Context(), cfg, redisUnchecked, account.Meta{Mode: account.ModeReal}, 2*time.Hour, 720*time.Hour, time.Now, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -585,13 +586,13 @@ func TestRedisScaleFigures(t *testing.T) {
 			_, _, err = s.claim(t.Context(), u.ID, "welcome-gift")
 		}
 		if err == nil {
-			_, err = s.issue(t.Context(), identity{AppID: "wxapp", OpenID: u.OpenID, UserID: u.ID}, key)
+			_, err = s.issue(t.Context(), account.Identity{AppID: "wxapp", OpenID: u.OpenID, UserID: u.ID}, key)
 		}
 		return err
 	})
 	withUsers := used()
 	each(func(i int) error {
-		_, err := s.issue(t.Context(), identity{AppID: "wxapp", UserID: ids[i]}, key)
+		_, err := s.issue(t.Context(), account.Identity{AppID: "wxapp", UserID: ids[i]}, key)
 		return err
 	})
 	withTokens := used()
@@ -651,7 +652,7 @@ func TestKill9OnRedisKeepsEveryAcknowledgedWrite(t *testing.T) {
 		}
 
 		check, err := openRedisStore(t.Context(), redisConfig{addrs: []string{redis.addr}, poolSize: 8, timeout: 5 * time.Second},
-			redisFsync, storeMeta{Mode: modeMock}, time.Hour, time.Hour, time.Now, discardLogger())
+			redisFsync, account.Meta{Mode: account.ModeMock}, time.Hour, time.Hour, time.Now, discardLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1131,7 +1132,7 @@ func openRedisStoresOn(t *testing.T, kind storeKind, n int) (stores []*redisStor
 		t.Fatalf("openRedisStoresOn(%q): not a Redis", kind)
 	}
 	for range n {
-		s, err := openRedisStore(t.Context(), cfg, redisFsync, storeMeta{Mode: modeReal}, 2*time.Hour, 720*time.Hour, time.Now, discardLogger())
+		s, err := openRedisStore(t.Context(), cfg, redisFsync, account.Meta{Mode: account.ModeReal}, 2*time.Hour, 720*time.Hour, time.Now, discardLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1254,7 +1255,7 @@ func TestRedisIDsHealUnderLoad(t *testing.T) {
 
 			const newUsers, setBackEvery = 200, 25
 			type result struct {
-				u       userRecord
+				u       account.User
 				created bool
 				err     error
 			}

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
 )
 
@@ -471,7 +472,7 @@ func TestScaleFigures(t *testing.T) {
 	// graceful restart would leave them.
 	tokens := newTokenStore(2*time.Hour, 720*time.Hour, clock.System())
 	for i := range n {
-		tokens.issue(identity{AppID: "wxbench", OpenID: benchOpenID(i), UserID: int64(i + 1)}, base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("%016d", i))))
+		tokens.issue(account.Identity{AppID: "wxbench", OpenID: benchOpenID(i), UserID: int64(i + 1)}, base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("%016d", i))))
 	}
 	if saved, err := tokens.save(filepath.Join(dir, tokenFileName)); err != nil || saved != n {
 		t.Fatalf("saved %d tokens, %v", saved, err)

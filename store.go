@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
 	"wxlogin/internal/journal"
 	"wxlogin/internal/strictjson"
@@ -38,18 +39,18 @@ type userBackend interface {
 	// login records a login of (appID, openID), creating the user the first
 	// time, and reports whether it did; exactly one of concurrent first
 	// logins does.
-	login(ctx context.Context, appID, openID, unionID string) (userRecord, bool, error)
-	get(ctx context.Context, id int64) (userRecord, bool, error)
+	login(ctx context.Context, appID, openID, unionID string) (account.User, bool, error)
+	get(ctx context.Context, id int64) (account.User, bool, error)
 	// update applies change to user id's record and stores it.
-	update(ctx context.Context, id int64, change func(u *userRecord)) (userRecord, error)
+	update(ctx context.Context, id int64, change func(u *account.User)) (account.User, error)
 	// person is user id's record, and the records of its person, the
 	// earliest first, this one among them.
-	person(ctx context.Context, id int64) (userRecord, []personMember, bool, error)
+	person(ctx context.Context, id int64) (account.User, []account.Member, bool, error)
 	// claim claims name for user id's person exactly once, or reports the
 	// earlier claim with taken true.
-	claim(ctx context.Context, id int64, name string) (c claimView, taken bool, err error)
-	claimsOf(ctx context.Context, id int64) ([]claimView, error)
-	erase(ctx context.Context, id int64) (erasureResult, error)
+	claim(ctx context.Context, id int64, name string) (c account.Claim, taken bool, err error)
+	claimsOf(ctx context.Context, id int64) ([]account.Claim, error)
+	erase(ctx context.Context, id int64) (account.Erasure, error)
 	// health is nil while the store can serve; for /healthz.
 	health(ctx context.Context) error
 }
@@ -57,41 +58,19 @@ type userBackend interface {
 // tokenBackend holds the tokens and each user's session_key.
 type tokenBackend interface {
 	// issue creates a token for who, whose session_key key becomes; it
-	// fails with errNoUser when who was erased meanwhile.
-	issue(ctx context.Context, who identity, key string) (string, error)
+	// fails with account.ErrNoUser when who was erased meanwhile.
+	issue(ctx context.Context, who account.Identity, key string) (string, error)
 	lookup(ctx context.Context, token string) (caller, bool, error)
 	revoke(ctx context.Context, who caller) error
 	revokeUser(ctx context.Context, id int64) (int, error)
 	lifetime() time.Duration
 }
 
-// personMember is one record of a person, as GET /user lists them: which
-// user, in which app.
-type personMember struct {
-	ID    int64
-	AppID string
-}
-
-// userRef names one user of one mini program. WeChat's openid is only unique
-// within an app, so every lookup is keyed by the pair.
-type userRef struct {
-	appID  string
-	openID string
-}
-
-// identity is who a token speaks for. Its strings are the user record's
-// own, not copies: a million tokens must not mean a million more openids.
-type identity struct {
-	AppID  string
-	OpenID string
-	UserID int64
-}
-
 // caller is who sent a request with a valid token: the user the token
 // speaks for, with the newest session_key WeChat gave for that user (it
 // never leaves the server), and the token's hash, so that it can be revoked.
 type caller struct {
-	identity
+	account.Identity
 	SessionKey string
 	// previousKey is the session_key the newest login replaced, while it is
 	// in its window (previouskey.go), and replacedAt when that was.
@@ -110,8 +89,8 @@ type caller struct {
 // storedUser is a user's record and the records of its person, the
 // earliest first, as the store held them at one moment.
 type storedUser struct {
-	record userRecord
-	person []personMember
+	record account.User
+	person []account.Member
 }
 
 // tokenHash is the SHA-256 of a token. Tokens are stored and saved only by
@@ -144,7 +123,7 @@ func (e *tokenEntry) touch(now int64) {
 // are and their newest session_key, which a new login replaces for every
 // token at once (WeChat keeps one valid session_key per user).
 type loginState struct {
-	who identity
+	who account.Identity
 	key atomic.Pointer[sessionKey]
 }
 
@@ -207,7 +186,7 @@ func (s *tokenStore) alive(e *tokenEntry, now int64) bool { return now < s.expir
 
 // setSessionKey makes key the session_key of who from now on and returns
 // who's loginState.
-func (s *tokenStore) setSessionKey(who identity, key *sessionKey) *loginState {
+func (s *tokenStore) setSessionKey(who account.Identity, key *sessionKey) *loginState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	state := s.users[who.UserID]
@@ -239,7 +218,7 @@ func (s *tokenStore) loginStateOf(id int64) *loginState {
 // base64url without padding: nothing about it can be guessed from the time or
 // the session_key. The session_key becomes the one used for who from now on,
 // also by who's other tokens.
-func (s *tokenStore) issue(who identity, key string) string {
+func (s *tokenStore) issue(who account.Identity, key string) string {
 	token := randomText(32, base64.RawURLEncoding.EncodeToString)
 
 	now := s.monotonic()
@@ -273,7 +252,7 @@ func (s *tokenStore) lookup(token string) (caller, bool) {
 	}
 	e.touch(now)
 	k := e.user.key.Load()
-	who := caller{identity: e.user.who, SessionKey: k.key, hash: h}
+	who := caller{Identity: e.user.who, SessionKey: k.key, hash: h}
 	if k.previousInWindow(now) {
 		who.previousKey = k.previous.key
 		who.replacedAt = s.clock.Now().Add(time.Duration(k.replacedAt - now))
@@ -303,36 +282,6 @@ func (s *tokenStore) revokeUser(id int64) int {
 	return revoked
 }
 
-// userRecord is one user of one mini program, as stored. The JSON form is the
-// on-disk record; handlers build the API view from it.
-type userRecord struct {
-	ID        int64  `json:"id"`
-	AppID     string `json:"appid"`
-	OpenID    string `json:"openid"`
-	UnionID   string `json:"unionid,omitempty"`
-	Nickname  string `json:"nickname,omitempty"`
-	AvatarURL string `json:"avatar_url,omitempty"`
-	Gender    int    `json:"gender,omitempty"`
-	Language  string `json:"language,omitempty"`
-	City      string `json:"city,omitempty"`
-	Province  string `json:"province,omitempty"`
-	Country   string `json:"country,omitempty"`
-	// The phone number the user shared with getPhoneNumber (WECHAT.md §3).
-	PhoneNumber     string    `json:"phone_number,omitempty"`
-	PurePhoneNumber string    `json:"pure_phone_number,omitempty"`
-	CountryCode     string    `json:"country_code,omitempty"`
-	CreatedAt       time.Time `json:"created_at"`
-	UpdatedAt       time.Time `json:"updated_at"`
-	LastLoginAt     time.Time `json:"last_login_at"`
-}
-
-func (u *userRecord) ref() userRef { return userRef{u.AppID, u.OpenID} }
-
-// errNoUser is the error of a change to a user who is not stored: one a
-// token still names after the account was deleted (erase.go). The client
-// is told it is not logged in.
-var errNoUser = errors.New("no such user")
-
 // userStore is the durable store of users and their claims. Reads are
 // served from memory; every write returns only once its line is durable in
 // the journal, which is all the store knows of files.
@@ -345,8 +294,8 @@ type userStore struct {
 	storedMeta json.RawMessage
 
 	mu      sync.Mutex // guards the fields below, and the order of appends to journal
-	byRef   map[userRef]*userRecord
-	byID    []*userRecord      // byID[id-1]: ids are assigned densely, in journal order
+	byRef   map[account.Ref]*account.User
+	byID    []*account.User    // byID[id-1]: ids are assigned densely, in journal order
 	byUnion map[string][]int64 // unionid → the ids of the records that share it, ascending
 	claims  map[int64][]*claimRecord
 	line    []byte // the line being appended, reused
@@ -362,25 +311,11 @@ type userStore struct {
 	erasedInFiles bool
 }
 
-// storeMeta is what the user store records of itself in the header of
-// each of its files: the mode it was created in, which it never changes,
-// and the mini programs it serves.
-type storeMeta struct {
-	Mode   string   `json:"mode"` // modeReal or modeMock
-	AppIDs []string `json:"appids"`
-}
-
-// The modes a store is created in.
-const (
-	modeReal = "real"
-	modeMock = "mock"
-)
-
 // openUserStore loads the user store in dir, creating dir if needed. A
 // store created in the other mode is refused: in mock mode anyone can log
 // in as a user of any name, and none of those users may reach real mode.
 // synced, when set, is told of each fsync of a write (the metrics).
-func openUserStore(dir string, meta storeMeta, now func() time.Time, log *slog.Logger, synced func(time.Duration, error)) (*userStore, error) {
+func openUserStore(dir string, meta account.Meta, now func() time.Time, log *slog.Logger, synced func(time.Duration, error)) (*userStore, error) {
 	metaJSON, _ := json.Marshal(meta) // Cannot fail: plain data.
 	s, err := loadUserStore(dir, journal.Options{Meta: metaJSON, Log: log, Synced: synced}, now)
 	if err != nil {
@@ -428,9 +363,9 @@ func loadUserStore(dir string, opts journal.Options, now func() time.Time) (*use
 
 // makeIndexes makes the store's maps for about expected users.
 func (s *userStore) makeIndexes(expected int) {
-	s.byRef = make(map[userRef]*userRecord, expected)
+	s.byRef = make(map[account.Ref]*account.User, expected)
 	s.byUnion = make(map[string][]int64, expected)
-	s.byID = make([]*userRecord, 0, expected)
+	s.byID = make([]*account.User, 0, expected)
 	s.claims = map[int64][]*claimRecord{}
 	s.erasedAt = map[int64]time.Time{}
 	s.kept = map[string][]*keptClaim{}
@@ -455,8 +390,8 @@ func (s *userStore) census() (users, persons, claims int) {
 
 // meta is what the store's newest file records of it, zero for files of
 // the earlier format.
-func (s *userStore) meta() (storeMeta, error) {
-	var m storeMeta
+func (s *userStore) meta() (account.Meta, error) {
+	var m account.Meta
 	if s.storedMeta == nil {
 		return m, nil
 	}
@@ -493,14 +428,14 @@ func (s *userStore) replay(l storedLine) error {
 	u := l.user
 	switch n := int64(len(s.byID)); {
 	case u.ID == n+1:
-		if other, ok := s.byRef[u.ref()]; ok {
+		if other, ok := s.byRef[u.Ref()]; ok {
 			return fmt.Errorf("user %d duplicates user %d (appid %s, openid %s)", u.ID, other.ID, u.AppID, u.OpenID)
 		}
 	case u.ID <= n:
 		if s.byID[u.ID-1] == nil {
 			return fmt.Errorf("user %d was erased before this line", u.ID)
 		}
-		if s.byID[u.ID-1].ref() != u.ref() {
+		if s.byID[u.ID-1].Ref() != u.Ref() {
 			return fmt.Errorf("user %d changes appid or openid", u.ID)
 		}
 	default:
@@ -572,15 +507,15 @@ func (s *userStore) Close() error {
 // time, and otherwise updates last_login_at and a newly learned unionid. It
 // returns once the record is durable, and reports whether it was created.
 // Exactly one of any number of concurrent first logins creates the user.
-func (s *userStore) login(appID, openID, unionID string) (userRecord, bool, error) {
+func (s *userStore) login(appID, openID, unionID string) (account.User, bool, error) {
 	now, err := s.stamp(time.Second)
 	if err != nil {
-		return userRecord{}, false, err
+		return account.User{}, false, err
 	}
 	if err := s.lockForWrite(); err != nil {
-		return userRecord{}, false, err
+		return account.User{}, false, err
 	}
-	u, found := s.byRef[userRef{appID, openID}]
+	u, found := s.byRef[account.Ref{AppID: appID, OpenID: openID}]
 	if found {
 		updated := *u
 		updated.LastLoginAt = now
@@ -589,7 +524,7 @@ func (s *userStore) login(appID, openID, unionID string) (userRecord, bool, erro
 		}
 		u = &updated
 	} else {
-		u = &userRecord{
+		u = &account.User{
 			ID: int64(len(s.byID)) + 1, AppID: appID, OpenID: openID, UnionID: unionID,
 			CreatedAt: now, UpdatedAt: now, LastLoginAt: now,
 		}
@@ -601,7 +536,7 @@ func (s *userStore) login(appID, openID, unionID string) (userRecord, bool, erro
 	// for a batch no earlier than the creating one: batches are written in
 	// order, so nobody is told about a user before the user is durable.
 	if err := s.journal.Wait(b); err != nil {
-		return userRecord{}, false, err
+		return account.User{}, false, err
 	}
 	return *u, !found, nil
 }
@@ -609,18 +544,18 @@ func (s *userStore) login(appID, openID, unionID string) (userRecord, bool, erro
 // update applies change to a copy of user id's record and stores it,
 // returning once it is durable. A change that leaves the record as it was
 // writes nothing. change must only set fields; it runs under the store's lock.
-func (s *userStore) update(id int64, change func(u *userRecord)) (userRecord, error) {
+func (s *userStore) update(id int64, change func(u *account.User)) (account.User, error) {
 	now, err := s.stamp(time.Second)
 	if err != nil {
-		return userRecord{}, err
+		return account.User{}, err
 	}
 	if err := s.lockForWrite(); err != nil {
-		return userRecord{}, err
+		return account.User{}, err
 	}
 	old := s.recordLocked(id)
 	if old == nil {
 		s.mu.Unlock()
-		return userRecord{}, fmt.Errorf("update: %w %d", errNoUser, id)
+		return account.User{}, fmt.Errorf("update: %w %d", account.ErrNoUser, id)
 	}
 	u := *old
 	change(&u)
@@ -633,7 +568,7 @@ func (s *userStore) update(id int64, change func(u *userRecord)) (userRecord, er
 	b := s.putLocked(&u)
 	s.mu.Unlock()
 	if err := s.journal.Wait(b); err != nil {
-		return userRecord{}, err
+		return account.User{}, err
 	}
 	return u, nil
 }
@@ -661,7 +596,7 @@ func (s *userStore) lockForWrite() error {
 }
 
 // recordLocked is user id's record, or nil if there is none. s.mu is held.
-func (s *userStore) recordLocked(id int64) *userRecord {
+func (s *userStore) recordLocked(id int64) *account.User {
 	if id < 1 || id > int64(len(s.byID)) {
 		return nil
 	}
@@ -671,7 +606,7 @@ func (s *userStore) recordLocked(id int64) *userRecord {
 // putLocked makes u the current record of its user and appends it to the
 // journal, returning the batch to wait for. s.mu is held; records are never
 // changed once put, only replaced.
-func (s *userStore) putLocked(u *userRecord) *journal.Batch {
+func (s *userStore) putLocked(u *account.User) *journal.Batch {
 	s.setLocked(u)
 	s.line = appendRecord(s.line[:0], u)
 	return s.journal.Append(s.line)
@@ -680,7 +615,7 @@ func (s *userStore) putLocked(u *userRecord) *journal.Batch {
 // setLocked makes u the record of its id, appending a new id (or filling
 // one a repair found lost), and keeps the unionid index in step. s.mu is
 // held, or the store is being opened.
-func (s *userStore) setLocked(u *userRecord) {
+func (s *userStore) setLocked(u *account.User) {
 	if u.ID > int64(len(s.byID)) {
 		s.byID = append(s.byID, u)
 	} else {
@@ -690,7 +625,7 @@ func (s *userStore) setLocked(u *userRecord) {
 		}
 		s.byID[u.ID-1] = u
 	}
-	s.byRef[u.ref()] = u
+	s.byRef[u.Ref()] = u
 	if u.UnionID != "" {
 		ids := s.byUnion[u.UnionID]
 		if i, found := slices.BinarySearch(ids, u.ID); !found {
@@ -701,7 +636,7 @@ func (s *userStore) setLocked(u *userRecord) {
 
 // unlinkUnionLocked takes u out of its unionid's person. s.mu is held, or
 // the store is being opened.
-func (s *userStore) unlinkUnionLocked(u *userRecord) {
+func (s *userStore) unlinkUnionLocked(u *account.User) {
 	ids := slices.DeleteFunc(s.byUnion[u.UnionID], func(id int64) bool { return id == u.ID })
 	if len(ids) == 0 {
 		delete(s.byUnion, u.UnionID)
@@ -711,12 +646,12 @@ func (s *userStore) unlinkUnionLocked(u *userRecord) {
 }
 
 // get returns the user with the given id.
-func (s *userStore) get(id int64) (userRecord, bool) {
+func (s *userStore) get(id int64) (account.User, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u := s.recordLocked(id)
 	if u == nil {
-		return userRecord{}, false
+		return account.User{}, false
 	}
 	return *u, true
 }
@@ -730,9 +665,9 @@ func (s *userStore) exists(id int64) bool {
 
 // identity returns who user id is. Its strings are the record's own: a copy
 // of a string shares its bytes.
-func (s *userStore) identity(id int64) (identity, bool) {
+func (s *userStore) identity(id int64) (account.Identity, bool) {
 	u, ok := s.get(id)
-	return identity{AppID: u.AppID, OpenID: u.OpenID, UserID: u.ID}, ok
+	return account.Identity{AppID: u.AppID, OpenID: u.OpenID, UserID: u.ID}, ok
 }
 
 // count reports how many users are stored (erased ones are not).
@@ -745,7 +680,7 @@ func (s *userStore) count() int {
 // personLocked returns the ids of the records that are one person with
 // user u: those sharing its unionid, or u alone if it has none. Ascending,
 // so the first is the person's id. s.mu is held.
-func (s *userStore) personLocked(u *userRecord) []int64 {
+func (s *userStore) personLocked(u *account.User) []int64 {
 	if u.UnionID != "" {
 		return s.byUnion[u.UnionID]
 	}
@@ -754,14 +689,14 @@ func (s *userStore) personLocked(u *userRecord) []int64 {
 
 // person returns the records of user id's person, the first being the
 // person's earliest, whose id is the person's id.
-func (s *userStore) person(id int64) ([]userRecord, bool) {
+func (s *userStore) person(id int64) ([]account.User, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u := s.recordLocked(id)
 	if u == nil {
 		return nil, false
 	}
-	var users []userRecord
+	var users []account.User
 	for _, pid := range s.personLocked(u) {
 		users = append(users, *s.byID[pid-1])
 	}
@@ -776,29 +711,8 @@ type claimRecord struct {
 	At     time.Time `json:"at"`
 }
 
-// validClaimName reports whether name is 1 to 32 of a-z, 0-9 and -.
-func validClaimName(name string) bool {
-	if len(name) < 1 || len(name) > 32 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// claimView is a claim as callers see it: the claim and the app it was made in.
-type claimView struct {
-	Name      string    `json:"name"`
-	AppID     string    `json:"appid"`
-	UserID    int64     `json:"user_id"`
-	ClaimedAt time.Time `json:"claimed_at"`
-}
-
-func (s *userStore) viewClaim(c *claimRecord) claimView {
-	return claimView{Name: c.Name, AppID: s.byID[c.UserID-1].AppID, UserID: c.UserID, ClaimedAt: c.At}
+func (s *userStore) viewClaim(c *claimRecord) account.Claim {
+	return account.Claim{Name: c.Name, AppID: s.byID[c.UserID-1].AppID, UserID: c.UserID, ClaimedAt: c.At}
 }
 
 // findClaimLocked returns the person's earliest claim of name, or nil.
@@ -820,18 +734,18 @@ func (s *userStore) findClaimLocked(person []int64, name string) *claimRecord {
 // claim once it is durable, or with taken true the person's earlier claim
 // of that name. Of concurrent claims of one name by one person, from any of
 // their apps, exactly one is new.
-func (s *userStore) claim(id int64, name string) (c claimView, taken bool, err error) {
+func (s *userStore) claim(id int64, name string) (c account.Claim, taken bool, err error) {
 	now, err := s.stamp(time.Millisecond)
 	if err != nil {
-		return claimView{}, false, err
+		return account.Claim{}, false, err
 	}
 	if err := s.lockForWrite(); err != nil {
-		return claimView{}, false, err
+		return account.Claim{}, false, err
 	}
 	u := s.recordLocked(id)
 	if u == nil {
 		s.mu.Unlock()
-		return claimView{}, false, fmt.Errorf("claim: %w %d", errNoUser, id)
+		return account.Claim{}, false, fmt.Errorf("claim: %w %d", account.ErrNoUser, id)
 	}
 	c, taken = s.earliestClaimLocked(u, name)
 	var b *journal.Batch
@@ -849,7 +763,7 @@ func (s *userStore) claim(id int64, name string) (c claimView, taken bool, err e
 	}
 	s.mu.Unlock()
 	if err := s.journal.Wait(b); err != nil {
-		return claimView{}, false, err
+		return account.Claim{}, false, err
 	}
 	return c, taken, nil
 }
@@ -857,20 +771,20 @@ func (s *userStore) claim(id int64, name string) (c claimView, taken bool, err e
 // earliestClaimLocked is user u's person's earliest claim of name, among
 // their records' and, if one of them was erased, the claims kept of it
 // (erase.go). s.mu is held.
-func (s *userStore) earliestClaimLocked(u *userRecord, name string) (claimView, bool) {
+func (s *userStore) earliestClaimLocked(u *account.User, name string) (account.Claim, bool) {
 	rec := s.findClaimLocked(s.personLocked(u), name)
 	if k := s.keptClaimLocked(u, name); k != nil && (rec == nil || k.At.Before(rec.At)) {
-		return claimView{Name: k.Name, AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.At}, true
+		return account.Claim{Name: k.Name, AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.At}, true
 	}
 	if rec == nil {
-		return claimView{}, false
+		return account.Claim{}, false
 	}
 	return s.viewClaim(rec), true
 }
 
 // claimsOf lists user id's person's claims, the earliest of each name, in
 // the order they were made.
-func (s *userStore) claimsOf(id int64) []claimView {
+func (s *userStore) claimsOf(id int64) []account.Claim {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u := s.recordLocked(id)
@@ -888,12 +802,12 @@ func (s *userStore) claimsOf(id int64) []claimView {
 			names[k.Name] = true
 		}
 	}
-	list := []claimView{}
+	list := []account.Claim{}
 	for name := range names {
 		c, _ := s.earliestClaimLocked(u, name)
 		list = append(list, c)
 	}
-	slices.SortStableFunc(list, func(a, b claimView) int {
+	slices.SortStableFunc(list, func(a, b account.Claim) int {
 		return cmp.Or(a.ClaimedAt.Compare(b.ClaimedAt), strings.Compare(a.Name, b.Name))
 	})
 	return list

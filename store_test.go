@@ -13,23 +13,24 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
 	"wxlogin/internal/journal"
 )
 
 var (
-	alice = identity{AppID: "wxapp", OpenID: "o-alice", UserID: 1}
-	bob   = identity{AppID: "wxapp", OpenID: "o-bob", UserID: 2}
+	alice = account.Identity{AppID: "wxapp", OpenID: "o-alice", UserID: 1}
+	bob   = account.Identity{AppID: "wxapp", OpenID: "o-bob", UserID: 2}
 )
 
 // knownUsers is a user store's identity lookup, for alice and bob.
-func knownUsers(id int64) (identity, bool) {
-	for _, who := range []identity{alice, bob} {
+func knownUsers(id int64) (account.Identity, bool) {
+	for _, who := range []account.Identity{alice, bob} {
 		if who.UserID == id {
 			return who, true
 		}
 	}
-	return identity{}, false
+	return account.Identity{}, false
 }
 
 func TestTokenIssue(t *testing.T) {
@@ -51,8 +52,8 @@ func TestTokenIssue(t *testing.T) {
 	if !ok {
 		t.Fatal("lookup of a fresh token failed")
 	}
-	if who.identity != alice || who.SessionKey != "key-1" {
-		t.Errorf("lookup = %+v, key %q; want %+v, key-1", who.identity, who.SessionKey, alice)
+	if who.Identity != alice || who.SessionKey != "key-1" {
+		t.Errorf("lookup = %+v, key %q; want %+v, key-1", who.Identity, who.SessionKey, alice)
 	}
 	if _, ok := tokens.lookup(token + "x"); ok {
 		t.Error("lookup of an unknown token succeeded")
@@ -179,7 +180,7 @@ func TestUserUpdate(t *testing.T) {
 	created, _, _ := s.login("wxapp", "o-alice", "")
 	clock.Advance(time.Minute)
 
-	updated, err := s.update(1, func(u *userRecord) {
+	updated, err := s.update(1, func(u *account.User) {
 		u.Nickname, u.PhoneNumber = "爱丽丝", "13800000000"
 		u.ID, u.OpenID = 9, "o-mallory" // An update cannot change who the record is.
 	})
@@ -199,14 +200,14 @@ func TestUserUpdate(t *testing.T) {
 	crashed.Close()
 
 	clock.Advance(time.Minute)
-	if same, err := s.update(1, func(u *userRecord) { u.Nickname = "爱丽丝" }); err != nil || same != updated {
+	if same, err := s.update(1, func(u *account.User) { u.Nickname = "爱丽丝" }); err != nil || same != updated {
 		t.Errorf("an update that changes nothing = %+v, %v; want the record as it was", same, err)
 	}
-	if _, err := s.update(2, func(*userRecord) {}); err == nil {
+	if _, err := s.update(2, func(*account.User) {}); err == nil {
 		t.Error("update of a user that does not exist succeeded")
 	}
 	s.Close()
-	if _, err := s.update(1, func(u *userRecord) { u.Nickname = "late" }); !errors.Is(err, journal.ErrClosed) {
+	if _, err := s.update(1, func(u *account.User) { u.Nickname = "late" }); !errors.Is(err, journal.ErrClosed) {
 		t.Errorf("update on a closed store = %v; want journal.ErrClosed", err)
 	}
 	if got, _ := s.get(1); got != updated {
@@ -219,7 +220,7 @@ func TestUserConcurrentFirstLoginsCreateOneUser(t *testing.T) {
 	s := openTestStore(t, dir, time.Now)
 	const n = 100
 	var wg sync.WaitGroup
-	results := make(chan userRecord, n)
+	results := make(chan account.User, n)
 	createdCount := make(chan bool, n)
 	for range n {
 		wg.Go(func() {
@@ -362,7 +363,7 @@ func seedUsers(tb testing.TB, s *userStore, n int) {
 		s.mu.Lock()
 		var b *journal.Batch
 		for i := start; i < min(n, start+10_000); i++ {
-			b = s.putLocked(&userRecord{
+			b = s.putLocked(&account.User{
 				ID: int64(len(s.byID)) + 1, AppID: "wxbench", OpenID: benchOpenID(i), UnionID: fakeUnionID(strconv.Itoa(i)),
 				CreatedAt: now, UpdatedAt: now, LastLoginAt: now,
 			})
@@ -438,7 +439,7 @@ func BenchmarkTokenIssue(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		s.issue(identity{AppID: "wxbench", OpenID: benchOpenID(i % 100_000), UserID: int64(i%100_000 + 1)}, officialSessionKey)
+		s.issue(account.Identity{AppID: "wxbench", OpenID: benchOpenID(i % 100_000), UserID: int64(i%100_000 + 1)}, officialSessionKey)
 	}
 }
 
@@ -448,7 +449,7 @@ func BenchmarkTokenLookup(b *testing.B) {
 	s := newTokenStore(2*time.Hour, 720*time.Hour, clock.System())
 	tokens := make([]string, 100_000)
 	for i := range tokens {
-		tokens[i] = s.issue(identity{AppID: "wxbench", OpenID: benchOpenID(i), UserID: int64(i + 1)}, officialSessionKey)
+		tokens[i] = s.issue(account.Identity{AppID: "wxbench", OpenID: benchOpenID(i), UserID: int64(i + 1)}, officialSessionKey)
 	}
 	var next atomic.Int64
 	b.ResetTimer()

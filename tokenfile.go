@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/durable"
 	"wxlogin/internal/strictjson"
 )
@@ -120,7 +121,7 @@ func (s *tokenStore) save(path string) (int, error) {
 // error that wraps errTokenFileDropped, for the log: it names the file and
 // the line and says what is wrong, never quoting the file, which holds
 // session keys.
-func (s *tokenStore) load(path string, userOf func(id int64) (identity, bool)) (int, error) {
+func (s *tokenStore) load(path string, userOf func(id int64) (account.Identity, bool)) (int, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
@@ -183,7 +184,7 @@ func (s *tokenStore) fromSaved(now, wallNow, savedAt int64) func(at int64) int64
 
 // readTokenFile puts the live tokens read from r in s and counts them. Its
 // errors name the line and say what is wrong with it without quoting it.
-func (s *tokenStore) readTokenFile(r *bufio.Reader, path string, userOf func(id int64) (identity, bool)) (int, error) {
+func (s *tokenStore) readTokenFile(r *bufio.Reader, path string, userOf func(id int64) (account.Identity, bool)) (int, error) {
 	now, wallNow, loaded := s.monotonic(), s.clock.Now().UnixNano(), 0
 	var fromWall func(at int64) int64 // set by the header
 	for lineNo := 1; ; lineNo++ {

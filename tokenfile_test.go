@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
 )
 
@@ -39,7 +40,7 @@ func TestTokenSaveAndLoad(t *testing.T) {
 		t.Fatalf("load = %d, %v; want 1, nil", n, err)
 	}
 	who, ok := after.lookup(live)
-	if !ok || who.identity != alice || who.SessionKey != "alice-key" {
+	if !ok || who.Identity != alice || who.SessionKey != "alice-key" {
 		t.Errorf("reloaded lookup = %+v, %v; want alice with alice-key", who, ok)
 	}
 	if _, ok := after.lookup(dying); ok {
@@ -153,8 +154,8 @@ func TestTokenLoadDropsUnknownUsers(t *testing.T) {
 	clock := newFakeClock()
 	path := filepath.Join(t.TempDir(), tokenFileName)
 	before := newTokenStore(time.Hour, time.Hour, clock.clock())
-	stranger := before.issue(identity{AppID: "wxapp", OpenID: "o-stranger", UserID: 3}, "key")
-	impostor := before.issue(identity{AppID: "wxapp", OpenID: "o-mallory", UserID: bob.UserID}, "key")
+	stranger := before.issue(account.Identity{AppID: "wxapp", OpenID: "o-stranger", UserID: 3}, "key")
+	impostor := before.issue(account.Identity{AppID: "wxapp", OpenID: "o-mallory", UserID: bob.UserID}, "key")
 	known := before.issue(alice, "alice-key")
 	if _, err := before.save(path); err != nil {
 		t.Fatal(err)
@@ -167,9 +168,9 @@ func TestTokenLoadDropsUnknownUsers(t *testing.T) {
 		t.Error("a token of a user the store does not know was reloaded")
 	}
 	if who, ok := after.lookup(impostor); ok {
-		t.Errorf("a token saved for o-mallory was reloaded as %+v", who.identity)
+		t.Errorf("a token saved for o-mallory was reloaded as %+v", who.Identity)
 	}
-	if who, ok := after.lookup(known); !ok || who.identity != alice {
+	if who, ok := after.lookup(known); !ok || who.Identity != alice {
 		t.Errorf("lookup of alice's token = %+v, %v; want alice", who, ok)
 	}
 }
