@@ -182,7 +182,7 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	}
 	var err error
 	if redisURL != "" {
-		r, err := parseRedisURL(redisURL, e.onCommandLine("redis"), getenv("WXLOGIN_REDIS_PASSWORD_FILE"))
+		r, err := parseRedisSetting(redisURL, e.onCommandLine("redis"), getenv("WXLOGIN_REDIS_PASSWORD_FILE"))
 		if err != nil {
 			return cfg, fmt.Errorf("-redis / WXLOGIN_REDIS: %w", err)
 		}
@@ -361,6 +361,32 @@ func readSecret(getenv func(string) string) (string, error) {
 		return secret, nil
 	}
 	return readSecretFile(path, "WX_APPSECRET_FILE")
+}
+
+// parseRedisSetting reads the -redis setting, a Redis URL (parseRedisURL).
+// The password comes from the URL, which must then come from the
+// environment, or from passwordFile, a file only its owner can read; never
+// from a flag, which anyone can see in ps.
+func parseRedisSetting(raw string, fromFlag bool, passwordFile string) (redisConfig, error) {
+	cfg, err := parseRedisURL(raw)
+	if err != nil {
+		return cfg, err
+	}
+	u, _ := url.Parse(raw) // it parsed above
+	if _, inURL := u.User.Password(); inURL && fromFlag {
+		return cfg, errors.New("a password in the -redis flag would show in ps: put the URL in WXLOGIN_REDIS, or the password in WXLOGIN_REDIS_PASSWORD_FILE")
+	}
+	if passwordFile != "" {
+		if cfg.password != "" {
+			return cfg, errors.New("a password in both the URL and WXLOGIN_REDIS_PASSWORD_FILE: give one")
+		}
+		p, err := readSecretFile(passwordFile, "WXLOGIN_REDIS_PASSWORD_FILE")
+		if err != nil {
+			return cfg, err
+		}
+		cfg.password = p
+	}
+	return cfg, nil
 }
 
 // readSecretFile reads a secret from a file that only its owner may read;

@@ -252,3 +252,58 @@ func only(c config) appConfig {
 	}
 	return c.apps[0]
 }
+
+// The Redis password comes from the URL in the environment, or from a file
+// only its owner can read; never from a flag, which anyone can see in ps,
+// and never from both.
+func TestParseRedisSetting(t *testing.T) {
+	dir := t.TempDir()
+	private, open := filepath.Join(dir, "private"), filepath.Join(dir, "open")
+	writeFileMode(t, private, "file-secret\n", 0o600)
+	writeFileMode(t, open, "file-secret\n", 0o644)
+	tests := []struct {
+		name, url    string
+		fromFlag     bool
+		passwordFile string
+		want         redisConfig // the fields compared: addrs, user, password, db, cluster, poolSize, tls
+		err          string      // a part of the error wanted
+	}{
+		{"password in the environment", "redis://wxlogin:s3cret@127.0.0.1", false, "", redisConfig{addrs: []string{"127.0.0.1:6379"}, user: "wxlogin", password: "s3cret", poolSize: 8}, ""},
+		{"password file", "redis://wxlogin@127.0.0.1", true, private, redisConfig{addrs: []string{"127.0.0.1:6379"}, user: "wxlogin", password: "file-secret", poolSize: 8}, ""},
+		{"password in a flag", "redis://:s3cret@127.0.0.1", true, "", redisConfig{}, "would show in ps"},
+		{"password twice", "redis://:s3cret@127.0.0.1", false, private, redisConfig{}, "give one"},
+		{"password file others can read", "redis://127.0.0.1", false, open, redisConfig{}, "make it 0600"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseRedisSetting(tt.url, tt.fromFlag, tt.passwordFile)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("parseRedisSetting(%q) = %v; want an error saying %q", tt.url, err, tt.err)
+				}
+				if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "file-secret") {
+					t.Errorf("the error shows the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseRedisSetting(%q) = %v", tt.url, err)
+			}
+			if fmt.Sprint(got.addrs) != fmt.Sprint(tt.want.addrs) || got.user != tt.want.user || got.password != tt.want.password ||
+				got.db != tt.want.db || got.cluster != tt.want.cluster || got.poolSize != tt.want.poolSize || got.tls != nil {
+				t.Errorf("parseRedisSetting(%q) = %+v; want %+v", tt.url, got, tt.want)
+			}
+		})
+	}
+}
+
+// writeFileMode writes a file with the given mode, whatever the umask.
+func writeFileMode(t *testing.T, path, data string, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -93,7 +93,7 @@ func runTool(ctx context.Context, args []string, getenv func(string) string, std
 		if redisURL == "" {
 			return fmt.Errorf("wxlogin %s: -redis (or WXLOGIN_REDIS) names the Redis", args[0])
 		}
-		cfg, err := parseRedisURL(redisURL, e.onCommandLine("redis"), getenv("WXLOGIN_REDIS_PASSWORD_FILE"))
+		cfg, err := parseRedisSetting(redisURL, e.onCommandLine("redis"), getenv("WXLOGIN_REDIS_PASSWORD_FILE"))
 		if err != nil {
 			return fmt.Errorf("wxlogin %s: -redis / WXLOGIN_REDIS: %w", args[0], err)
 		}

@@ -176,10 +176,9 @@ func redactedRedisURL(u *url.URL) string {
 // parseRedisURL reads redis://[user[:password]@]host:port[/db][?options]
 // (rediss:// for TLS). Options: cluster=true (the hosts are seeds of a
 // Redis Cluster), addr=host:port (another seed, repeatable), pool=N,
-// timeout=2s. The password comes from the URL, which must then come from
-// the environment, or from passwordFile, a file only its owner can read;
-// never from a flag, which anyone can see in ps.
-func parseRedisURL(raw string, fromFlag bool, passwordFile string) (redisConfig, error) {
+// timeout=2s. Where a password may come from (not a flag, which anyone
+// can see in ps) is for the caller to say.
+func parseRedisURL(raw string) (redisConfig, error) {
 	cfg := redisConfig{poolSize: 8, timeout: 2 * time.Second}
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -194,22 +193,7 @@ func parseRedisURL(raw string, fromFlag bool, passwordFile string) (redisConfig,
 	}
 	if u.User != nil {
 		cfg.user = u.User.Username()
-		if p, has := u.User.Password(); has {
-			if fromFlag {
-				return cfg, errors.New("a password in the -redis flag would show in ps: put the URL in WXLOGIN_REDIS, or the password in WXLOGIN_REDIS_PASSWORD_FILE")
-			}
-			cfg.password = p
-		}
-	}
-	if passwordFile != "" {
-		if cfg.password != "" {
-			return cfg, errors.New("a password in both the URL and WXLOGIN_REDIS_PASSWORD_FILE: give one")
-		}
-		p, err := readSecretFile(passwordFile, "WXLOGIN_REDIS_PASSWORD_FILE")
-		if err != nil {
-			return cfg, err
-		}
-		cfg.password = p
+		cfg.password, _ = u.User.Password()
 	}
 	if u.Host != "" {
 		cfg.addrs = append(cfg.addrs, redisHostPort(u.Host))

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,44 +89,34 @@ func FuzzReadRedisReply(f *testing.F) {
 }
 
 func TestParseRedisURL(t *testing.T) {
-	dir := t.TempDir()
-	private, open := filepath.Join(dir, "private"), filepath.Join(dir, "open")
-	writeFileMode(t, private, "file-secret\n", 0o600)
-	writeFileMode(t, open, "file-secret\n", 0o644)
 	tests := []struct {
-		name, url    string
-		fromFlag     bool
-		passwordFile string
-		want         redisConfig // the fields compared: addrs, user, password, db, cluster, poolSize, tls
-		wantTLS      bool
-		err          string // a part of the error wanted
+		name, url string
+		want      redisConfig // the fields compared: addrs, user, password, db, cluster, poolSize, tls
+		wantTLS   bool
+		err       string // a part of the error wanted
 	}{
-		{"host only", "redis://localhost", false, "", redisConfig{addrs: []string{"localhost:6379"}, poolSize: 8}, false, ""},
-		{"everything", "rediss://wxlogin:s3cret@redis.example:6380/2?pool=3&timeout=1s", false, "",
+		{"host only", "redis://localhost", redisConfig{addrs: []string{"localhost:6379"}, poolSize: 8}, false, ""},
+		{"everything", "rediss://wxlogin:s3cret@redis.example:6380/2?pool=3&timeout=1s",
 			redisConfig{addrs: []string{"redis.example:6380"}, user: "wxlogin", password: "s3cret", db: 2, poolSize: 3}, true, ""},
-		{"password only", "redis://:s3cret@127.0.0.1:7000", false, "", redisConfig{addrs: []string{"127.0.0.1:7000"}, password: "s3cret", poolSize: 8}, false, ""},
-		{"cluster seeds", "redis://127.0.0.1:7000?cluster=true&addr=127.0.0.1:7001&addr=[::1]", false, "",
+		{"password only", "redis://:s3cret@127.0.0.1:7000", redisConfig{addrs: []string{"127.0.0.1:7000"}, password: "s3cret", poolSize: 8}, false, ""},
+		{"cluster seeds", "redis://127.0.0.1:7000?cluster=true&addr=127.0.0.1:7001&addr=[::1]",
 			redisConfig{addrs: []string{"127.0.0.1:7000", "127.0.0.1:7001", "[::1]:6379"}, cluster: true, poolSize: 8}, false, ""},
-		{"password file", "redis://wxlogin@127.0.0.1", true, private, redisConfig{addrs: []string{"127.0.0.1:6379"}, user: "wxlogin", password: "file-secret", poolSize: 8}, false, ""},
-		{"password in a flag", "redis://:s3cret@127.0.0.1", true, "", redisConfig{}, false, "would show in ps"},
-		{"password twice", "redis://:s3cret@127.0.0.1", false, private, redisConfig{}, false, "give one"},
-		{"password file others can read", "redis://127.0.0.1", false, open, redisConfig{}, false, "make it 0600"},
-		{"other scheme", "http://:s3cret@127.0.0.1", false, "", redisConfig{}, false, "redis:// or rediss://"},
-		{"no host", "redis://", false, "", redisConfig{}, false, "no host"},
-		{"bad db", "redis://:s3cret@127.0.0.1/x", false, "", redisConfig{}, false, "database number"},
-		{"cluster with a db", "redis://127.0.0.1/1?cluster=1", false, "", redisConfig{}, false, "database 0 only"},
-		{"bad pool", "redis://:s3cret@127.0.0.1?pool=0", false, "", redisConfig{}, false, "pool="},
-		{"bad timeout", "redis://127.0.0.1?timeout=soon", false, "", redisConfig{}, false, "timeout="},
-		{"not a URL", "redis://:s3cret@[::1", false, "", redisConfig{}, false, "not a URL"},
+		{"other scheme", "http://:s3cret@127.0.0.1", redisConfig{}, false, "redis:// or rediss://"},
+		{"no host", "redis://", redisConfig{}, false, "no host"},
+		{"bad db", "redis://:s3cret@127.0.0.1/x", redisConfig{}, false, "database number"},
+		{"cluster with a db", "redis://127.0.0.1/1?cluster=1", redisConfig{}, false, "database 0 only"},
+		{"bad pool", "redis://:s3cret@127.0.0.1?pool=0", redisConfig{}, false, "pool="},
+		{"bad timeout", "redis://127.0.0.1?timeout=soon", redisConfig{}, false, "timeout="},
+		{"not a URL", "redis://:s3cret@[::1", redisConfig{}, false, "not a URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseRedisURL(tt.url, tt.fromFlag, tt.passwordFile)
+			got, err := parseRedisURL(tt.url)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("parseRedisURL(%q) = %v; want an error saying %q", tt.url, err, tt.err)
 				}
-				if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "file-secret") {
+				if strings.Contains(err.Error(), "s3cret") {
 					t.Errorf("the error shows the password: %v", err)
 				}
 				return
@@ -140,17 +129,6 @@ func TestParseRedisURL(t *testing.T) {
 				t.Errorf("parseRedisURL(%q) = %+v; want %+v, TLS %v", tt.url, got, tt.want, tt.wantTLS)
 			}
 		})
-	}
-}
-
-// writeFileMode writes a file with the given mode, whatever the umask.
-func writeFileMode(t *testing.T, path, data string, mode os.FileMode) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(data), mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -333,7 +311,7 @@ func (s *redisServer) waitReady() error {
 // client is a client of s with the given URL options.
 func (s *redisServer) client(t *testing.T, userinfo, options string) *redisClient {
 	t.Helper()
-	cfg, err := parseRedisURL("redis://"+userinfo+s.addr+options, false, "")
+	cfg, err := parseRedisURL("redis://" + userinfo + s.addr + options)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,7 +517,7 @@ func TestRedisClientQueuedCallsKeepTheTimeout(t *testing.T) {
 			defer conn.Close()
 		}
 	}()
-	cfg, err := parseRedisURL("redis://"+hung.Addr().String()+"?pool=1&timeout=1s", false, "")
+	cfg, err := parseRedisURL("redis://" + hung.Addr().String() + "?pool=1&timeout=1s")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -572,7 +550,7 @@ func TestRedisClientQueuedCallsKeepTheTimeout(t *testing.T) {
 // address, and the pool is whole afterwards.
 func TestRedisClientServerDown(t *testing.T) {
 	port := freeRedisPort(t)
-	cfg, _ := parseRedisURL("redis://127.0.0.1:"+strconv.Itoa(port)+"?pool=1&timeout=500ms", false, "")
+	cfg, _ := parseRedisURL("redis://127.0.0.1:" + strconv.Itoa(port) + "?pool=1&timeout=500ms")
 	c := newRedisClient(cfg)
 	defer c.close()
 	for range 3 { // the one slot of the pool is given back each time
@@ -597,7 +575,7 @@ func BenchmarkRedisPingCrowded(b *testing.B) { benchmarkPing(b, 32) }
 // benchmarkPing sends PINGs from parallelism callers per CPU.
 func benchmarkPing(b *testing.B, parallelism int) {
 	s := startRedis(b)
-	cfg, err := parseRedisURL("redis://"+s.addr, false, "")
+	cfg, err := parseRedisURL("redis://" + s.addr)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -71,7 +71,7 @@ func (c *testRedisCluster) waitOK(t *testing.T) {
 // learn the rest.
 func (c *testRedisCluster) client(t *testing.T) *redisClient {
 	t.Helper()
-	cfg, err := parseRedisURL("redis://"+c.nodes[0].addr+"?cluster=true", false, "")
+	cfg, err := parseRedisURL("redis://" + c.nodes[0].addr + "?cluster=true")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestRedisClusterFollowsAskAndMoved(t *testing.T) {
 // context, within it.
 func TestRedisClusterCallsEndWithTheirContext(t *testing.T) {
 	port := freeRedisPort(t)
-	cfg, _ := parseRedisURL("redis://127.0.0.1:"+strconv.Itoa(port)+"?cluster=true&timeout=300ms", false, "")
+	cfg, _ := parseRedisURL("redis://127.0.0.1:" + strconv.Itoa(port) + "?cluster=true&timeout=300ms")
 	c := newRedisClient(cfg)
 	defer c.close()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
