@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/redis"
 	"wxlogin/internal/strictjson"
 )
 
@@ -48,7 +49,7 @@ type config struct {
 	// redis, when set, is where users and tokens live, in place of the
 	// data directory (redisstore.go); redisDurability is what it must
 	// promise of a write (redisFsync or redisUnchecked).
-	redis           *redisConfig
+	redis           *redis.Config
 	redisDurability string
 	fixtures        fakeFixtures // the fake's users fixed by name (-fake-fixtures)
 	logFormat       string       // "text" (logfmt) or "json"
@@ -363,12 +364,12 @@ func readSecret(getenv func(string) string) (string, error) {
 	return readSecretFile(path, "WX_APPSECRET_FILE")
 }
 
-// parseRedisSetting reads the -redis setting, a Redis URL (parseRedisURL).
+// parseRedisSetting reads the -redis setting, a Redis URL (redis.ParseURL).
 // The password comes from the URL, which must then come from the
 // environment, or from passwordFile, a file only its owner can read; never
 // from a flag, which anyone can see in ps.
-func parseRedisSetting(raw string, fromFlag bool, passwordFile string) (redisConfig, error) {
-	cfg, err := parseRedisURL(raw)
+func parseRedisSetting(raw string, fromFlag bool, passwordFile string) (redis.Config, error) {
+	cfg, err := redis.ParseURL(raw)
 	if err != nil {
 		return cfg, err
 	}
@@ -377,14 +378,14 @@ func parseRedisSetting(raw string, fromFlag bool, passwordFile string) (redisCon
 		return cfg, errors.New("a password in the -redis flag would show in ps: put the URL in WXLOGIN_REDIS, or the password in WXLOGIN_REDIS_PASSWORD_FILE")
 	}
 	if passwordFile != "" {
-		if cfg.password != "" {
+		if cfg.Password != "" {
 			return cfg, errors.New("a password in both the URL and WXLOGIN_REDIS_PASSWORD_FILE: give one")
 		}
 		p, err := readSecretFile(passwordFile, "WXLOGIN_REDIS_PASSWORD_FILE")
 		if err != nil {
 			return cfg, err
 		}
-		cfg.password = p
+		cfg.Password = p
 	}
 	return cfg, nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wxlogin/internal/redis"
 )
 
 // envFlagSet is the flags of envflags.go on an environment of env.
@@ -265,14 +266,14 @@ func TestParseRedisSetting(t *testing.T) {
 		name, url    string
 		fromFlag     bool
 		passwordFile string
-		want         redisConfig // the fields compared: addrs, user, password, db, cluster, poolSize, tls
-		err          string      // a part of the error wanted
+		want         redis.Config // the fields compared: addrs, user, password, db, cluster, poolSize, tls
+		err          string       // a part of the error wanted
 	}{
-		{"password in the environment", "redis://wxlogin:s3cret@127.0.0.1", false, "", redisConfig{addrs: []string{"127.0.0.1:6379"}, user: "wxlogin", password: "s3cret", poolSize: 8}, ""},
-		{"password file", "redis://wxlogin@127.0.0.1", true, private, redisConfig{addrs: []string{"127.0.0.1:6379"}, user: "wxlogin", password: "file-secret", poolSize: 8}, ""},
-		{"password in a flag", "redis://:s3cret@127.0.0.1", true, "", redisConfig{}, "would show in ps"},
-		{"password twice", "redis://:s3cret@127.0.0.1", false, private, redisConfig{}, "give one"},
-		{"password file others can read", "redis://127.0.0.1", false, open, redisConfig{}, "make it 0600"},
+		{"password in the environment", "redis://wxlogin:s3cret@127.0.0.1", false, "", redis.Config{Addrs: []string{"127.0.0.1:6379"}, User: "wxlogin", Password: "s3cret", PoolSize: 8}, ""},
+		{"password file", "redis://wxlogin@127.0.0.1", true, private, redis.Config{Addrs: []string{"127.0.0.1:6379"}, User: "wxlogin", Password: "file-secret", PoolSize: 8}, ""},
+		{"password in a flag", "redis://:s3cret@127.0.0.1", true, "", redis.Config{}, "would show in ps"},
+		{"password twice", "redis://:s3cret@127.0.0.1", false, private, redis.Config{}, "give one"},
+		{"password file others can read", "redis://127.0.0.1", false, open, redis.Config{}, "make it 0600"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -289,8 +290,8 @@ func TestParseRedisSetting(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parseRedisSetting(%q) = %v", tt.url, err)
 			}
-			if fmt.Sprint(got.addrs) != fmt.Sprint(tt.want.addrs) || got.user != tt.want.user || got.password != tt.want.password ||
-				got.db != tt.want.db || got.cluster != tt.want.cluster || got.poolSize != tt.want.poolSize || got.tls != nil {
+			if fmt.Sprint(got.Addrs) != fmt.Sprint(tt.want.Addrs) || got.User != tt.want.User || got.Password != tt.want.Password ||
+				got.DB != tt.want.DB || got.Cluster != tt.want.Cluster || got.PoolSize != tt.want.PoolSize || got.TLS != nil {
 				t.Errorf("parseRedisSetting(%q) = %+v; want %+v", tt.url, got, tt.want)
 			}
 		})

@@ -18,6 +18,7 @@ import (
 	"time"
 	"wxlogin/internal/redact"
 	"wxlogin/internal/scopes"
+	"wxlogin/internal/testkit"
 )
 
 // pageServer is wxlogin's handler with one app, "wxapp", in mock mode (with
@@ -175,7 +176,7 @@ func chromium(t *testing.T) string {
 	if os.Getenv("WXLOGIN_REQUIRE_CHROMIUM") != "" {
 		t.Fatal("chromium is not installed, and WXLOGIN_REQUIRE_CHROMIUM is set")
 	}
-	skipMissingTool(t, "chromium is not installed (apt-get install chromium); .ci/run installs it and runs this test")
+	testkit.SkipMissingTool(t, "chromium is not installed (apt-get install chromium); .ci/run installs it and runs this test")
 	return ""
 }
 

@@ -21,6 +21,8 @@ import (
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
+	"wxlogin/internal/redis"
+	"wxlogin/internal/testkit"
 )
 
 // This file holds what the test files share: the app a test builds
@@ -125,8 +127,8 @@ func onEachStore(t *testing.T, test func(t *testing.T, store storeKind)) {
 // -redis-durability=fsync needs, and opens the store on it, on clock.
 func openTestRedisStore(t testing.TB, mode string, now func() time.Time) *redisStore {
 	t.Helper()
-	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	cfg := redisConfig{addrs: []string{srv.addr}, poolSize: 16, timeout: 5 * time.Second}
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	cfg := redis.Config{Addrs: []string{srv.Addr}, PoolSize: 16, Timeout: 5 * time.Second}
 	s, err := openRedisStore(t.Context(), cfg, redisFsync, account.Meta{Mode: mode}, 2*time.Hour, 720*time.Hour, now, discardLogger())
 	if err != nil {
 		t.Fatal(err)
@@ -159,8 +161,8 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 		rs := openTestRedisStore(t, mode, clock.Now)
 		a.userBackend, a.tokenBackend = rs, rs
 	case onRedisCluster:
-		cluster := startRedisCluster(t.(*testing.T), 3, "--appendonly", "yes", "--appendfsync", "always")
-		cfg := redisConfig{addrs: []string{cluster.nodes[0].addr}, cluster: true, poolSize: 16, timeout: 5 * time.Second}
+		cluster := testkit.StartRedisCluster(t, 3, "--appendonly", "yes", "--appendfsync", "always")
+		cfg := redis.Config{Addrs: []string{cluster.Nodes[0].Addr}, Cluster: true, PoolSize: 16, Timeout: 5 * time.Second}
 		rs, err := openRedisStore(t.Context(), cfg, redisFsync, account.Meta{Mode: mode}, 2*time.Hour, 720*time.Hour, clock.Now, discardLogger())
 		if err != nil {
 			t.Fatal(err)
@@ -762,17 +764,7 @@ func missingTool(t *testing.T, what, pkg string) {
 	if os.Getenv("WXLOGIN_REQUIRE_TOOLS") != "" {
 		t.Fatalf("%s is not installed (Debian's %s package), and WXLOGIN_REQUIRE_TOOLS is set", what, pkg)
 	}
-	skipMissingTool(t, fmt.Sprintf("%s is not installed (apt-get install %s)", what, pkg))
-}
-
-// skipMissingTool skips t for a tool that is not installed, and says so on
-// stderr too: go test run in the package's directory, as the README's
-// command runs it, shows stderr without -v, where a skip's message alone
-// would go unseen.
-func skipMissingTool(t testing.TB, why string) {
-	t.Helper()
-	fmt.Fprintf(os.Stderr, "SKIPPED %s: %s\n", t.Name(), why)
-	t.Skip(why)
+	testkit.SkipMissingTool(t, fmt.Sprintf("%s is not installed (apt-get install %s)", what, pkg))
 }
 
 // childBinary is the program a child runs: this test binary, which is

@@ -31,6 +31,7 @@ import (
 	"wxlogin/internal/clock"
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/redact"
+	"wxlogin/internal/redis"
 )
 
 func main() {
@@ -170,10 +171,10 @@ func runOnRedis(ctx context.Context, cfg config, m *metrics, log *slog.Logger) e
 		tokens:     &redisAccessTokens{rc: store.rc, now: time.Now, poll: 50 * time.Millisecond},
 		exchanges:  &redisExchanges{rc: store.rc, poll: 20 * time.Millisecond, pending: cfg.loginTimeout + 5*time.Second},
 		limit:      newRedisLoginLimiter(store.rc, cfg.loginRate, cfg.loginBurst, time.Now),
-		redisBound: cfg.redis.timeout,
+		redisBound: cfg.redis.Timeout,
 	}
 	err = serve(ctx, cfg, ln, store, store, sharing, clock.System(), m, log,
-		"redis", strings.Join(cfg.redis.addrs, ","), "redis_cluster", cfg.redis.cluster, "redis_durability", cfg.redisDurability)
+		"redis", strings.Join(cfg.redis.Addrs, ","), "redis_cluster", cfg.redis.Cluster, "redis_durability", cfg.redisDurability)
 	log.Info("stopped")
 	return err
 }
@@ -186,7 +187,7 @@ type shared struct {
 	exchanges sharedExchanges
 	limit     loginLimit
 	// redisBound is the time a request may wait for Redis in all its
-	// calls (withRedisBudgets); 0 for none.
+	// calls (redis.WithBudgets); 0 for none.
 	redisBound time.Duration
 }
 
@@ -216,7 +217,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, 
 	}
 	handler := newServer(log, m, apps, users, tokens, limit, cfg.proxies, fake)
 	if with.redisBound > 0 {
-		handler = withRedisBudgets(with.redisBound, handler)
+		handler = redis.WithBudgets(with.redisBound, handler)
 	}
 	srv := newHTTPServer(handler, cfg.loginTimeout, log)
 	if cfg.mock {

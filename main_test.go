@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wxlogin/internal/testkit"
 )
 
 // The tests of this file run wxlogin whole, through run as main does or as
@@ -224,8 +225,8 @@ func secretsStayOut(t *testing.T, store storeKind) {
 	dataDir := t.TempDir()
 	const redisPassword = "r3dis-pa55word-not-for-logs"
 	if store == onRedis {
-		redis := startRedis(t, "--requirepass", redisPassword, "--appendonly", "yes", "--appendfsync", "always")
-		env["WXLOGIN_REDIS"] = "redis://:" + redisPassword + "@" + redis.addr
+		srv := testkit.StartRedis(t, "--requirepass", redisPassword, "--appendonly", "yes", "--appendfsync", "always")
+		env["WXLOGIN_REDIS"] = "redis://:" + redisPassword + "@" + srv.Addr
 	}
 	s := startServer(t, env, "-data", dataDir, "-wechat-api", wechat.URL+"/mock/api", "-login-timeout", "2s")
 	if strings.Contains(s.logs.String(), "MOCK MODE") {

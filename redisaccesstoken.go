@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"wxlogin/internal/redis"
 )
 
 // This file shares each app's access_token among the wxlogins on one
@@ -31,7 +32,7 @@ type sharedAccessTokens interface {
 
 // redisAccessTokens is sharedAccessTokens in Redis.
 type redisAccessTokens struct {
-	rc   *redisClient
+	rc   *redis.Client
 	now  func() time.Time
 	poll time.Duration // how often an instance waiting for another's fetch looks
 }
@@ -48,7 +49,7 @@ func (r *redisAccessTokens) get(ctx context.Context, appID string, fetch func(ct
 		lockFor = max(time.Until(deadline), time.Second)
 	}
 	for {
-		replies, err := r.rc.pipeline(ctx, [][]string{{"GET", key}, {"SET", lock, holder, "NX", "PX", strconv.FormatInt(lockFor.Milliseconds(), 10)}})
+		replies, err := r.rc.Pipeline(ctx, [][]string{{"GET", key}, {"SET", lock, holder, "NX", "PX", strconv.FormatInt(lockFor.Milliseconds(), 10)}})
 		if err == nil {
 			err = firstRedisError(replies)
 		}
@@ -67,7 +68,7 @@ func (r *redisAccessTokens) get(ctx context.Context, appID string, fetch func(ct
 			token, until, err := fetch(ctx)
 			if err == nil && until.After(r.now()) {
 				ms := strconv.FormatInt(until.Sub(r.now()).Milliseconds(), 10)
-				if _, err := r.rc.do(ctx, "SET", key, strconv.FormatInt(until.UnixMilli(), 10)+" "+token, "PX", ms); err != nil {
+				if _, err := r.rc.Do(ctx, "SET", key, strconv.FormatInt(until.UnixMilli(), 10)+" "+token, "PX", ms); err != nil {
 					r.unlock(ctx, lock, holder)
 					return "", time.Time{}, storeUnavailable(err)
 				}
@@ -101,24 +102,24 @@ func parseSharedToken(v any, now time.Time) (string, time.Time, bool) {
 }
 
 // unlockScript frees the lock if this instance still holds it.
-var unlockScript = newRedisScript(`
+var unlockScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `)
 
 // unlock frees the lock; if Redis cannot be told, the lock expires.
 func (r *redisAccessTokens) unlock(ctx context.Context, lock, holder string) {
-	unlockScript.run(context.WithoutCancel(ctx), r.rc, []string{lock}, holder)
+	unlockScript.Run(context.WithoutCancel(ctx), r.rc, []string{lock}, holder)
 }
 
 // dropScript deletes the shared token if it is still the refused one.
-var dropScript = newRedisScript(`
+var dropScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, string.find(v, ' ') + 1) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `)
 
 func (r *redisAccessTokens) drop(ctx context.Context, appID, token string) error {
-	_, err := dropScript.run(ctx, r.rc, []string{redisAccessTokenKey(appID)}, token)
+	_, err := dropScript.Run(ctx, r.rc, []string{redisAccessTokenKey(appID)}, token)
 	return storeUnavailable(err)
 }

@@ -6,13 +6,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"wxlogin/internal/testkit"
 )
 
 // Two instances on one Redis fetch one access_token between them, however
 // many requests need it at once; when WeChat refuses it, one fetch replaces
 // it for both.
 func TestInstancesOnOneRedisFetchOneAccessToken(t *testing.T) {
-	redis := startRedis(t)
+	redisSrv := testkit.StartRedis(t)
 	clock := newFakeClock() // the fake's: wxlogin's clients run on the real one
 	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Name: "Test app", Secret: testSecret}}, clock.Now)
 	calls := &countingUpstream{next: fake.routes()}
@@ -20,7 +21,7 @@ func TestInstancesOnOneRedisFetchOneAccessToken(t *testing.T) {
 	t.Cleanup(srv.Close)
 	var clients []*wechatClient
 	for range 2 { // two instances: each its own client, its own pool, one Redis
-		rc := redis.client(t, "", "")
+		rc := redisSrv.Client(t, "", "")
 		wx := newWechatClient(srv.URL+"/mock/api", "wxapp", testSecret, time.Second, 5*time.Second)
 		wx.sharedTokens = &redisAccessTokens{rc: rc, now: time.Now, poll: 10 * time.Millisecond}
 		clients = append(clients, wx)

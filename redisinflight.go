@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"wxlogin/internal/redis"
 )
 
 // This file shares the code exchanges under way among the wxlogins on one
@@ -37,7 +38,7 @@ const exchangeAnswerKept = 2 * time.Second
 
 // redisExchanges is sharedExchanges in Redis.
 type redisExchanges struct {
-	rc      *redisClient
+	rc      *redis.Client
 	poll    time.Duration // how often a waiting instance looks
 	pending time.Duration // how long a mark lasts: the bound of one exchange
 }
@@ -64,7 +65,7 @@ func (r *redisExchanges) exchange(ctx context.Context, appID, code string, excha
 	key := redisExchangeKey(appID, code)
 	waited := false // whether this login saw the exchange under way
 	for {
-		replies, err := r.rc.pipeline(ctx, [][]string{
+		replies, err := r.rc.Pipeline(ctx, [][]string{
 			{"SET", key, "", "NX", "PX", strconv.FormatInt(r.pending.Milliseconds(), 10)}, {"GET", key}})
 		if err == nil {
 			err = firstRedisError(replies)
@@ -104,8 +105,8 @@ func (r *redisExchanges) exchange(ctx context.Context, appID, code string, excha
 // publish leaves the answer for the instances waiting for it. If Redis
 // cannot be told, they time out, or exchange the code themselves once the
 // mark expires. The login's end does not cancel it (others wait for it),
-// but its request's bound for Redis does (redisBudget): the store's calls
-// for the same login come after it, within the same bound.
+// but its request's bound for Redis does (redis.WithBudgets): the store's
+// calls for the same login come after it, within the same bound.
 func (r *redisExchanges) publish(ctx context.Context, key string, res code2SessionResult, err error) {
 	a := exchangeAnswer{OpenID: res.OpenID, SessionKey: res.SessionKey, UnionID: res.UnionID}
 	var we *wechatError
@@ -116,7 +117,7 @@ func (r *redisExchanges) publish(ctx context.Context, key string, res code2Sessi
 		a = exchangeAnswer{Failed: true}
 	}
 	v, _ := json.Marshal(a) // Cannot fail: plain data.
-	r.rc.do(context.WithoutCancel(ctx), "SET", key, string(v), "PX", strconv.FormatInt(exchangeAnswerKept.Milliseconds(), 10))
+	r.rc.Do(context.WithoutCancel(ctx), "SET", key, string(v), "PX", strconv.FormatInt(exchangeAnswerKept.Milliseconds(), 10))
 }
 
 // readExchangeAnswer reads an answer another instance left.

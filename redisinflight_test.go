@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"wxlogin/internal/testkit"
 )
 
 // A code sent to two instances on one Redis at once, as a double tap whose
@@ -17,7 +18,7 @@ import (
 // (A login that comes after the exchange has finished does not get its
 // answer: TestSecondLoginOfAUser, on both stores.)
 func TestInstancesOnOneRedisExchangeACodeOnce(t *testing.T) {
-	redis := startRedis(t)
+	redisSrv := testkit.StartRedis(t)
 	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Name: "Test app", Secret: testSecret}}, time.Now)
 	const path = "/mock/api/sns/jscode2session"
 	routes := fake.routes()
@@ -32,7 +33,7 @@ func TestInstancesOnOneRedisExchangeACodeOnce(t *testing.T) {
 	var clients []*wechatClient
 	for range 2 {
 		wx := newWechatClient(srv.URL+"/mock/api", "wxapp", testSecret, time.Second, 5*time.Second)
-		wx.sharedExchanges = &redisExchanges{rc: redis.client(t, "", ""), poll: 5 * time.Millisecond, pending: 10 * time.Second}
+		wx.sharedExchanges = &redisExchanges{rc: redisSrv.Client(t, "", ""), poll: 5 * time.Millisecond, pending: 10 * time.Second}
 		clients = append(clients, wx)
 	}
 	for round, code := range []string{fake.issueCode("wxapp", "alice"), "made-up-code"} {
@@ -60,7 +61,7 @@ func TestInstancesOnOneRedisExchangeACodeOnce(t *testing.T) {
 				t.Errorf("login %d with a made-up code got %v; want WeChat's 40029", i, errs[i])
 			}
 		}
-		ttl, err := redis.client(t, "", "").do(t.Context(), "PTTL", redisExchangeKey("wxapp", code))
+		ttl, err := redisSrv.Client(t, "", "").Do(t.Context(), "PTTL", redisExchangeKey("wxapp", code))
 		if n, _ := ttl.(int64); err != nil || n <= 0 || n > exchangeAnswerKept.Milliseconds() {
 			t.Errorf("round %d: the answer is kept %v ms (%v); want at most %v", round, ttl, err, exchangeAnswerKept)
 		}
@@ -70,11 +71,11 @@ func TestInstancesOnOneRedisExchangeACodeOnce(t *testing.T) {
 // A login waiting for another instance's exchange of its code ends within
 // the request's bound, even when that instance died with the code marked.
 func TestWaitingForAnotherInstancesExchangeEndsInTime(t *testing.T) {
-	redis := startRedis(t)
-	rc := redis.client(t, "", "")
+	srv := testkit.StartRedis(t)
+	rc := srv.Client(t, "", "")
 	wx := newWechatClient("http://127.0.0.1:1", "wxapp", testSecret, time.Second, 300*time.Millisecond)
 	wx.sharedExchanges = &redisExchanges{rc: rc, poll: 5 * time.Millisecond, pending: 10 * time.Second}
-	if _, err := rc.do(t.Context(), "SET", redisExchangeKey("wxapp", "marked"), "", "PX", "10000"); err != nil {
+	if _, err := rc.Do(t.Context(), "SET", redisExchangeKey("wxapp", "marked"), "", "PX", "10000"); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+	"wxlogin/internal/redis"
 )
 
 // This file is the login limit (ratelimit.go) shared by the wxlogins on
@@ -15,14 +16,14 @@ import (
 
 // redisLoginLimiter is the login limit in Redis.
 type redisLoginLimiter struct {
-	rc          *redisClient
+	rc          *redis.Client
 	now         func() time.Time
 	rate, burst float64 // tokens per second, and at most
 }
 
 // newRedisLoginLimiter is newLoginLimiter's counterpart: nil, which allows
 // everything, when perMinute is 0.
-func newRedisLoginLimiter(rc *redisClient, perMinute, burst int, now func() time.Time) loginLimit {
+func newRedisLoginLimiter(rc *redis.Client, perMinute, burst int, now func() time.Time) loginLimit {
 	if perMinute <= 0 {
 		return nil
 	}
@@ -31,7 +32,7 @@ func newRedisLoginLimiter(rc *redisClient, perMinute, burst int, now func() time
 
 // takeTokenScript refills the bucket for the time since it was last seen,
 // takes a token if there is one, and answers {1} or {0, ms until one}.
-var takeTokenScript = newRedisScript(`
+var takeTokenScript = redis.NewScript(`
 local b = redis.call('HMGET', KEYS[1], 't', 'a')
 local now, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]) / 1000, tonumber(ARGV[3])
 local tokens, at = burst, now
@@ -46,7 +47,7 @@ return {0, string.format('%d', math.ceil((1 - tokens) / rate))}
 `)
 
 func (l *redisLoginLimiter) allowLogin(ctx context.Context, addr netip.Addr) (bool, time.Duration, error) {
-	reply, err := takeTokenScript.run(ctx, l.rc, []string{"wx:{l:" + addr.String() + "}"},
+	reply, err := takeTokenScript.Run(ctx, l.rc, []string{"wx:{l:" + addr.String() + "}"},
 		strconv.FormatInt(l.now().UnixMilli(), 10), strconv.FormatFloat(l.rate, 'g', -1, 64), strconv.FormatFloat(l.burst, 'g', -1, 64))
 	if err != nil {
 		return false, 0, storeUnavailable(err)

@@ -4,16 +4,17 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+	"wxlogin/internal/testkit"
 )
 
 // One client's logins spread over two instances on one Redis draw on one
 // bucket: a burst of 2 is 2 logins in all, not 2 on each; another client
 // has its own; a second later the client has one more.
 func TestInstancesOnOneRedisShareTheLoginLimit(t *testing.T) {
-	redis := startRedis(t)
+	srv := testkit.StartRedis(t)
 	clock := newFakeClock()
-	a := newRedisLoginLimiter(redis.client(t, "", ""), 60, 2, clock.Now)
-	b := newRedisLoginLimiter(redis.client(t, "", ""), 60, 2, clock.Now)
+	a := newRedisLoginLimiter(srv.Client(t, "", ""), 60, 2, clock.Now)
+	b := newRedisLoginLimiter(srv.Client(t, "", ""), 60, 2, clock.Now)
 	client, other := netip.MustParseAddr("203.0.113.5"), netip.MustParseAddr("203.0.113.6")
 	for i, l := range []loginLimit{a, b, a, b} {
 		ok, wait, err := l.allowLogin(t.Context(), client)

@@ -14,6 +14,7 @@ import (
 	"wxlogin/internal/account"
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/journal"
+	"wxlogin/internal/redis"
 )
 
 // This file moves a store between a data directory and Redis, both ways,
@@ -35,7 +36,7 @@ func (c storeCensus) String() string {
 }
 
 // moveToRedis writes the data directory's store into an empty Redis.
-func moveToRedis(ctx context.Context, dir string, cfg redisConfig, durability string, out io.Writer) error {
+func moveToRedis(ctx context.Context, dir string, cfg redis.Config, durability string, out io.Writer) error {
 	d, err := datadir.Inspect(dir)
 	if err != nil {
 		return fmt.Errorf("wxlogin to-redis: %w", err)
@@ -69,20 +70,20 @@ func moveToRedis(ctx context.Context, dir string, cfg redisConfig, durability st
 // wrote for a good store; what it wrote is removed, and a move killed
 // midway leaves it hidden beside the target, where the next move removes
 // it.
-func moveFromRedis(ctx context.Context, dir string, cfg redisConfig, out io.Writer) error {
+func moveFromRedis(ctx context.Context, dir string, cfg redis.Config, out io.Writer) error {
 	return moveFromRedisChecked(ctx, dir, cfg, out, nil)
 }
 
 // moveFromRedisChecked is moveFromRedis, with meanwhile run between the
 // read of Redis's store and its count (nil in the tool): in tests, a
 // wxlogin that still writes, at the one moment that changes the counts.
-func moveFromRedisChecked(ctx context.Context, dir string, cfg redisConfig, out io.Writer, meanwhile func()) (err error) {
+func moveFromRedisChecked(ctx context.Context, dir string, cfg redis.Config, out io.Writer, meanwhile func()) (err error) {
 	if err := datadir.NewOrEmpty(dir); err != nil {
 		return fmt.Errorf("wxlogin from-redis: %w: move into a new directory", err)
 	}
-	rc := newRedisClient(cfg)
-	defer rc.close()
-	metaJSON, err := rc.do(ctx, "GET", redisMetaKey)
+	rc := redis.NewClient(cfg)
+	defer rc.Close()
+	metaJSON, err := rc.Do(ctx, "GET", redisMetaKey)
 	if err != nil {
 		return fmt.Errorf("wxlogin from-redis: %w", err)
 	}
@@ -126,7 +127,7 @@ func moveFromRedisChecked(ctx context.Context, dir string, cfg redisConfig, out 
 }
 
 // redactedRedisAddrs names the servers of cfg, for an error.
-func redactedRedisAddrs(cfg redisConfig) string { return strings.Join(cfg.addrs, ",") }
+func redactedRedisAddrs(cfg redis.Config) string { return strings.Join(cfg.Addrs, ",") }
 
 // compareCensus counts Redis's store by reading its keys, compares it with
 // the files' census, and says both.
@@ -191,12 +192,12 @@ func (s *redisStore) census(ctx context.Context) (storeCensus, error) {
 	}
 	c.Persons = len(persons)
 	claims := map[string]bool{} // by the claimant's person (its hash if erased) and name
-	keys, err := s.rc.scan(ctx, "wx:{p:*}")
+	keys, err := s.rc.Scan(ctx, "wx:{p:*}")
 	if err != nil {
 		return c, err
 	}
 	for _, key := range keys {
-		reply, err := s.rc.do(ctx, "HGETALL", key)
+		reply, err := s.rc.Do(ctx, "HGETALL", key)
 		if err != nil {
 			return c, err
 		}
@@ -218,7 +219,7 @@ func (s *redisStore) census(ctx context.Context) (storeCensus, error) {
 
 // lastID is the last user id given, 0 for none.
 func (s *redisStore) lastID(ctx context.Context) (int64, error) {
-	v, err := s.rc.do(ctx, "GET", redisIDsKey)
+	v, err := s.rc.Do(ctx, "GET", redisIDsKey)
 	if err != nil || v == nil {
 		return 0, err
 	}
@@ -236,7 +237,7 @@ func (s *redisStore) highestID(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	keys, err := s.rc.scan(ctx, "wx:{u:*}") // the hashes only: their other keys go on after the }
+	keys, err := s.rc.Scan(ctx, "wx:{u:*}") // the hashes only: their other keys go on after the }
 	if err != nil {
 		return 0, err
 	}
@@ -261,7 +262,7 @@ func (s *redisStore) writeAll(ctx context.Context, files *userStore) error {
 	if files.personKey != nil {
 		// Claims kept of erased users are under the files' key: Redis takes
 		// it, which it can while it holds no users.
-		if _, err := s.rc.do(ctx, "SET", redisPersonKeyKey, hex.EncodeToString(files.personKey)); err != nil {
+		if _, err := s.rc.Do(ctx, "SET", redisPersonKeyKey, hex.EncodeToString(files.personKey)); err != nil {
 			return err
 		}
 		s.personKey = files.personKey
@@ -270,7 +271,7 @@ func (s *redisStore) writeAll(ctx context.Context, files *userStore) error {
 		id := int64(i + 1)
 		if u == nil {
 			at := files.erasedAt[id]
-			if _, err := s.rc.pipeline(ctx, [][]string{{"DEL", redisUserKey(id)}, {"HSET", redisUserKey(id), "erased", formatRedisTime(at)}}); err != nil {
+			if _, err := s.rc.Pipeline(ctx, [][]string{{"DEL", redisUserKey(id)}, {"HSET", redisUserKey(id), "erased", formatRedisTime(at)}}); err != nil {
 				return err
 			}
 			continue
@@ -285,22 +286,22 @@ func (s *redisStore) writeAll(ctx context.Context, files *userStore) error {
 				hset = append(hset, fields[j], fields[j+1])
 			}
 		}
-		replies, err := s.rc.pipeline(ctx, [][]string{{"DEL", redisUserKey(id)}, hset})
+		replies, err := s.rc.Pipeline(ctx, [][]string{{"DEL", redisUserKey(id)}, hset})
 		if err == nil {
 			err = firstRedisError(replies)
 		}
 		if err == nil {
-			_, err = s.rc.do(ctx, "SET", redisOpenIDKey(u.AppID, u.OpenID), strconv.FormatInt(id, 10))
+			_, err = s.rc.Do(ctx, "SET", redisOpenIDKey(u.AppID, u.OpenID), strconv.FormatInt(id, 10))
 		}
 		if err == nil {
-			_, err = s.rc.do(ctx, "HSET", redisPersonKey(person), "u:"+strconv.FormatInt(id, 10), u.AppID)
+			_, err = s.rc.Do(ctx, "HSET", redisPersonKey(person), "u:"+strconv.FormatInt(id, 10), u.AppID)
 		}
 		if err != nil {
 			return err
 		}
 		for _, c := range files.claims[id] {
 			v := formatRedisClaim(account.Claim{AppID: u.AppID, UserID: id, ClaimedAt: c.At})
-			if _, err := mergeClaimsScript.run(ctx, s.rc, []string{redisPersonKey(person)}, "c:"+c.Name, v); err != nil {
+			if _, err := mergeClaimsScript.Run(ctx, s.rc, []string{redisPersonKey(person)}, "c:"+c.Name, v); err != nil {
 				return err
 			}
 		}
@@ -308,12 +309,12 @@ func (s *redisStore) writeAll(ctx context.Context, files *userStore) error {
 	for hash, list := range files.kept {
 		for _, k := range list {
 			v := formatRedisClaim(account.Claim{AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.At})
-			if _, err := mergeClaimsScript.run(ctx, s.rc, []string{redisPersonKey(hash)}, "c:"+k.Name, v); err != nil {
+			if _, err := mergeClaimsScript.Run(ctx, s.rc, []string{redisPersonKey(hash)}, "c:"+k.Name, v); err != nil {
 				return err
 			}
 		}
 	}
-	_, err := s.rc.do(ctx, "SET", redisIDsKey, strconv.Itoa(len(files.byID)))
+	_, err := s.rc.Do(ctx, "SET", redisIDsKey, strconv.Itoa(len(files.byID)))
 	return err
 }
 
@@ -334,7 +335,7 @@ func (s *redisStore) readAll(ctx context.Context) (*userStore, error) {
 		}
 		line := storedLine{user: &u}
 		if !ok {
-			erasedAt, err := s.rc.do(ctx, "HGET", redisUserKey(id), "erased")
+			erasedAt, err := s.rc.Do(ctx, "HGET", redisUserKey(id), "erased")
 			if err != nil {
 				return nil, err
 			}
@@ -351,13 +352,13 @@ func (s *redisStore) readAll(ctx context.Context) (*userStore, error) {
 	if err := mem.replay(storedLine{personKey: s.personKey}); err != nil {
 		return nil, err
 	}
-	keys, err := s.rc.scan(ctx, "wx:{p:*")
+	keys, err := s.rc.Scan(ctx, "wx:{p:*")
 	if err != nil {
 		return nil, err
 	}
 	for _, key := range keys {
 		hash := strings.TrimSuffix(strings.TrimPrefix(key, "wx:{p:"), "}")
-		reply, err := s.rc.do(ctx, "HGETALL", key)
+		reply, err := s.rc.Do(ctx, "HGETALL", key)
 		if err != nil {
 			return nil, err
 		}

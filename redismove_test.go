@@ -10,6 +10,8 @@ import (
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/datadir"
+	"wxlogin/internal/redis"
+	"wxlogin/internal/testkit"
 )
 
 // A data directory moved into Redis and back out is the store it was,
@@ -50,8 +52,8 @@ func TestMovingAStoreToRedisAndBack(t *testing.T) {
 		t.Fatalf("export = %v, %d lines:\n%s\nwant 9: 3 users, an erasure, the person key, 3 claims and a kept one", err, n, before)
 	}
 
-	redis := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	url := "redis://" + redis.addr
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	url := "redis://" + srv.Addr
 	out, err := tool(t, "to-redis", "-data", dir, "-redis", url)
 	if err != nil || !strings.Contains(out, "Redis: 3 users (3 persons) and 4 claims") || !strings.Contains(out, "ok: the counts agree") {
 		t.Fatalf("to-redis = %v:\n%s", err, out)
@@ -156,7 +158,7 @@ func TestAFailedMoveFromRedisLeavesNoStore(t *testing.T) {
 					t.Cleanup(func() { d.Release() })
 				}
 			}
-			if out, err := tool(t, "from-redis", "-data", back, "-redis", "redis://"+srv.addr); err != nil || !strings.Contains(out, "4 users") {
+			if out, err := tool(t, "from-redis", "-data", back, "-redis", "redis://"+srv.Addr); err != nil || !strings.Contains(out, "4 users") {
 				t.Fatalf("from-redis again, nothing writing = %v:\n%s", err, out)
 			}
 			if out, err := tool(t, "check", "-data", back); err != nil || !strings.Contains(out, "4 users") {
@@ -189,11 +191,11 @@ func TestMovingOutOfRedisCarriesRecordsPastItsCounter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := rs.rc.do(t.Context(), "DECRBY", redisIDsKey, "3"); err != nil {
+	if _, err := rs.rc.Do(t.Context(), "DECRBY", redisIDsKey, "3"); err != nil {
 		t.Fatal(err)
 	}
 	back := filepath.Join(t.TempDir(), "back")
-	if out, err := tool(t, "from-redis", "-data", back, "-redis", "redis://"+srv.addr); err != nil || !strings.Contains(out, "Redis: 5 users") {
+	if out, err := tool(t, "from-redis", "-data", back, "-redis", "redis://"+srv.Addr); err != nil || !strings.Contains(out, "Redis: 5 users") {
 		t.Fatalf("from-redis with wx:ids 3 behind = %v:\n%s\nwant the 5 users", err, out)
 	}
 	if out, err := tool(t, "check", "-data", back); err != nil || !strings.Contains(out, "5 users") {
@@ -203,10 +205,10 @@ func TestMovingOutOfRedisCarriesRecordsPastItsCounter(t *testing.T) {
 
 // durableRedisStore is a store in mock mode on a redis-server of its own
 // that fsyncs each write, with its address and the client's settings.
-func durableRedisStore(t *testing.T) (*redisServer, redisConfig, *redisStore) {
+func durableRedisStore(t *testing.T) (*testkit.RedisServer, redis.Config, *redisStore) {
 	t.Helper()
-	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	cfg := redisConfig{addrs: []string{srv.addr}, poolSize: 4, timeout: 5 * time.Second}
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	cfg := redis.Config{Addrs: []string{srv.Addr}, PoolSize: 4, Timeout: 5 * time.Second}
 	rs, err := openRedisStore(t.Context(), cfg, redisFsync, account.Meta{Mode: account.ModeMock}, time.Hour, time.Hour, time.Now, discardLogger())
 	if err != nil {
 		t.Fatal(err)

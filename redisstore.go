@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/redis"
 )
 
 // This file is the store in Redis (-redis): the users, persons, claims,
@@ -52,7 +53,7 @@ import (
 
 // redisStore is the store in Redis, as a userBackend and a tokenBackend.
 type redisStore struct {
-	rc          *redisClient
+	rc          *redis.Client
 	now         func() time.Time
 	ttl, maxAge time.Duration
 	personKey   []byte
@@ -153,20 +154,20 @@ func storeUnavailable(err error) error {
 // durability policy needs, and binds it to the mode and apps as the file
 // store's headers do: a Redis first used in mock mode is refused in real
 // mode, and the other way round.
-func openRedisStore(ctx context.Context, cfg redisConfig, durability string, meta account.Meta, ttl, maxAge time.Duration, now func() time.Time, log *slog.Logger) (*redisStore, error) {
-	ctx, cancel := context.WithTimeout(ctx, 4*cfg.timeout)
+func openRedisStore(ctx context.Context, cfg redis.Config, durability string, meta account.Meta, ttl, maxAge time.Duration, now func() time.Time, log *slog.Logger) (*redisStore, error) {
+	ctx, cancel := context.WithTimeout(ctx, 4*cfg.Timeout)
 	defer cancel()
-	s := &redisStore{rc: newRedisClient(cfg), now: now, ttl: ttl, maxAge: maxAge}
+	s := &redisStore{rc: redis.NewClient(cfg), now: now, ttl: ttl, maxAge: maxAge}
 	err := s.open(ctx, durability, meta, log)
 	if err != nil {
-		s.rc.close()
+		s.rc.Close()
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 	return s, nil
 }
 
 func (s *redisStore) open(ctx context.Context, durability string, meta account.Meta, log *slog.Logger) error {
-	if _, err := s.rc.do(ctx, "PING"); err != nil {
+	if _, err := s.rc.Do(ctx, "PING"); err != nil {
 		return err
 	}
 	switch durability {
@@ -203,8 +204,8 @@ func (s *redisStore) open(ctx context.Context, durability string, meta account.M
 
 // setOnce sets key to value unless it is set, and returns what it holds:
 // of instances starting at once, the first one's value wins for all.
-func setOnce(ctx context.Context, rc *redisClient, key, value string) (string, error) {
-	replies, err := rc.pipeline(ctx, [][]string{{"SET", key, value, "NX"}, {"GET", key}})
+func setOnce(ctx context.Context, rc *redis.Client, key, value string) (string, error) {
+	replies, err := rc.Pipeline(ctx, [][]string{{"SET", key, value, "NX"}, {"GET", key}})
 	if err != nil {
 		return "", err
 	}
@@ -220,13 +221,13 @@ func setOnce(ctx context.Context, rc *redisClient, key, value string) (string, e
 // appendfsync always has fsynced it, so an acknowledged write is on disk.
 // A master that does not, or will not say, is a *redisDurabilityError;
 // any other error is Redis's not answering.
-func checkRedisFsync(ctx context.Context, rc *redisClient) error {
-	replies, err := rc.onEachServer(ctx, [][]string{{"CONFIG", "GET", "appendonly"}, {"CONFIG", "GET", "appendfsync"}})
+func checkRedisFsync(ctx context.Context, rc *redis.Client) error {
+	replies, err := rc.OnEachServer(ctx, [][]string{{"CONFIG", "GET", "appendonly"}, {"CONFIG", "GET", "appendfsync"}})
 	if err != nil {
 		return err
 	}
 	for addr, r := range replies {
-		if e, refused := r[0].(redisError); refused {
+		if e, refused := r[0].(redis.Error); refused {
 			return &redisDurabilityError{fmt.Sprintf("%s refuses CONFIG GET (%v), so wxlogin cannot check that it fsyncs each write; if its persistence is known to be enough (a managed Redis), start with -redis-durability=unchecked (README, Redis)", addr, e)}
 		}
 		appendOnly, fsync := configValue(r[0]), configValue(r[1])
@@ -309,7 +310,7 @@ func configValue(reply any) string {
 }
 
 // close closes the connections.
-func (s *redisStore) close() { s.rc.close() }
+func (s *redisStore) close() { s.rc.Close() }
 
 // health pings Redis, for /healthz: 503 while it cannot be reached, or
 // while writes are refused.
@@ -317,7 +318,7 @@ func (s *redisStore) health(ctx context.Context) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	_, err := s.rc.do(ctx, "PING")
+	_, err := s.rc.Do(ctx, "PING")
 	return storeUnavailable(err)
 }
 
@@ -340,7 +341,7 @@ func (s *redisStore) stamp(precision time.Duration) time.Time {
 // as it is, else {created, the record's fields}. Being one script, it is
 // what gives an id to one user only: of two logins whose openids' keys
 // name one id, the first creates the record and the other is told {-2}.
-var loginScript = newRedisScript(`
+var loginScript = redis.NewScript(`
 local k = KEYS[1]
 if redis.call('HEXISTS', k, 'erased') == 1 then return {-1} end
 local created = 0
@@ -396,7 +397,7 @@ func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (
 		if known {
 			mayCreate = "0" // a remembered id whose record is gone is not to be made again
 		}
-		reply, err := loginScript.run(ctx, s.rc, []string{redisUserKey(id)},
+		reply, err := loginScript.Run(ctx, s.rc, []string{redisUserKey(id)},
 			strconv.FormatInt(id, 10), appID, openID, unionID, now, person, mayCreate)
 		if err != nil {
 			return account.User{}, false, storeUnavailable(err)
@@ -446,18 +447,18 @@ const maxIDTries = 16
 // counter moved on by step, which fresh reports.
 func (s *redisStore) userID(ctx context.Context, appID, openID string, step int64) (id int64, fresh bool, err error) {
 	key := redisOpenIDKey(appID, openID)
-	v, err := s.rc.do(ctx, "GET", key)
+	v, err := s.rc.Do(ctx, "GET", key)
 	if err != nil {
 		return 0, false, err
 	}
 	var given string
 	if v == nil {
-		n, err := s.rc.do(ctx, "INCRBY", redisIDsKey, strconv.FormatInt(step, 10))
+		n, err := s.rc.Do(ctx, "INCRBY", redisIDsKey, strconv.FormatInt(step, 10))
 		if err != nil {
 			return 0, false, err
 		}
 		given = strconv.FormatInt(n.(int64), 10)
-		replies, err := s.rc.pipeline(ctx, [][]string{{"SET", key, given, "NX"}, {"GET", key}})
+		replies, err := s.rc.Pipeline(ctx, [][]string{{"SET", key, given, "NX"}, {"GET", key}})
 		if err != nil {
 			return 0, false, err
 		}
@@ -473,19 +474,19 @@ func (s *redisStore) userID(ctx context.Context, appID, openID string, step int6
 
 // forgetOpenIDScript deletes the key of (appid, openid) if it still names
 // the erased user, and not a new one.
-var forgetOpenIDScript = newRedisScript(`
+var forgetOpenIDScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 `)
 
 func (s *redisStore) forgetOpenID(ctx context.Context, appID, openID string, id int64) error {
-	_, err := forgetOpenIDScript.run(ctx, s.rc, []string{redisOpenIDKey(appID, openID)}, strconv.FormatInt(id, 10))
+	_, err := forgetOpenIDScript.Run(ctx, s.rc, []string{redisOpenIDKey(appID, openID)}, strconv.FormatInt(id, 10))
 	return err
 }
 
 // mergeClaimsScript adds claims to a person, keeping the earliest of each
 // name: their values start with the Unix milliseconds they were made at.
-var mergeClaimsScript = newRedisScript(`
+var mergeClaimsScript = redis.NewScript(`
 for i = 1, #ARGV, 2 do
   local old = redis.call('HGET', KEYS[1], ARGV[i])
   if not old or tonumber(string.match(ARGV[i+1], '^%d+')) < tonumber(string.match(old, '^%d+')) then
@@ -516,7 +517,7 @@ func (s *redisStore) joinPerson(ctx context.Context, u account.User, joined, per
 	if err := s.spreadMembers(ctx, person, 0, "add", member, u.AppID); err != nil {
 		return err
 	}
-	fields, err := s.rc.do(ctx, "HGETALL", redisPersonKey(joined))
+	fields, err := s.rc.Do(ctx, "HGETALL", redisPersonKey(joined))
 	if err != nil {
 		return err
 	}
@@ -529,20 +530,20 @@ func (s *redisStore) joinPerson(ctx context.Context, u account.User, joined, per
 		}
 	}
 	if len(claims) > 0 {
-		if _, err := mergeClaimsScript.run(ctx, s.rc, []string{redisPersonKey(person)}, claims...); err != nil {
+		if _, err := mergeClaimsScript.Run(ctx, s.rc, []string{redisPersonKey(person)}, claims...); err != nil {
 			return err
 		}
 	}
 	if err := s.spreadMembers(ctx, joined, 0, "del", member); err != nil {
 		return err
 	}
-	_, err = setJoinedScript.run(ctx, s.rc, []string{redisUserKey(u.ID)}, person)
+	_, err = setJoinedScript.Run(ctx, s.rc, []string{redisUserKey(u.ID)}, person)
 	return err
 }
 
 // setJoinedScript records that the user joined its person whole, if that
 // is still its person and it is not erased.
-var setJoinedScript = newRedisScript(`
+var setJoinedScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'person') == ARGV[1] then redis.call('HSET', KEYS[1], 'joined', ARGV[1]) end
 return 1
 `)
@@ -562,7 +563,7 @@ func (s *redisStore) record(ctx context.Context, id int64) (account.User, string
 // userHash reads user id's hash (HGETALL): the record it holds, and the
 // hash's fields for what else it keeps; false when there is no record.
 func (s *redisStore) userHash(ctx context.Context, id int64) (account.User, any, bool, error) {
-	reply, err := s.rc.do(ctx, "HGETALL", redisUserKey(id))
+	reply, err := s.rc.Do(ctx, "HGETALL", redisUserKey(id))
 	if err != nil {
 		return account.User{}, nil, false, storeUnavailable(err)
 	}
@@ -579,7 +580,7 @@ func (s *redisStore) userHash(ctx context.Context, id int64) (account.User, any,
 // updateScript sets the fields given (deleting those given empty) if the
 // record is still at the version read, and answers {1, the record's
 // fields}; {0} when another write came first, {-1} when there is no record.
-var updateScript = newRedisScript(`
+var updateScript = redis.NewScript(`
 local k = KEYS[1]
 if redis.call('HEXISTS', k, 'appid') == 0 then return {-1} end
 if redis.call('HGET', k, 'v') ~= ARGV[1] then return {0} end
@@ -625,7 +626,7 @@ func (s *redisStore) update(ctx context.Context, id int64, change func(u *accoun
 		if u.UnionID != old.UnionID {
 			args = append(args, "person", s.personHash(u.AppID, u.OpenID, u.UnionID))
 		}
-		res, err := updateScript.run(ctx, s.rc, []string{redisUserKey(id)}, args...)
+		res, err := updateScript.Run(ctx, s.rc, []string{redisUserKey(id)}, args...)
 		if err != nil {
 			return account.User{}, storeUnavailable(err)
 		}
@@ -659,7 +660,7 @@ func (s *redisStore) person(ctx context.Context, id int64) (account.User, []acco
 	if members, ok := copiedMembers(u, reply); ok {
 		return u, members, true, nil
 	}
-	person, err := s.rc.do(ctx, "HGETALL", redisPersonKey(redisField(reply, "person")))
+	person, err := s.rc.Do(ctx, "HGETALL", redisPersonKey(redisField(reply, "person")))
 	if err != nil {
 		return account.User{}, nil, false, storeUnavailable(err)
 	}
@@ -728,7 +729,7 @@ func parseRedisMembers(list string) []account.Member {
 // and its appid) or takes one out ("del" and the member), or neither (no
 // ARGV), counts the change, and answers the person's version with its
 // hash, read at once.
-var changePersonScript = newRedisScript(`
+var changePersonScript = redis.NewScript(`
 if ARGV[1] == 'add' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end
 if ARGV[1] == 'del' then redis.call('HDEL', KEYS[1], ARGV[2]) end
 local v = redis.call('HINCRBY', KEYS[1], 'ver', 1)
@@ -742,7 +743,7 @@ return {v, redis.call('HGETALL', KEYS[1])}
 // marked with the person's tag (ARGV[2]), not its whole hash, so that a
 // person of one app or two stays under 64 bytes, which Redis keeps a
 // small hash compact for (hash-max-listpack-value).
-var setMembersScript = newRedisScript(`
+var setMembersScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], 'appid') == 0 then return -1 end
 if redis.call('HGET', KEYS[1], 'person') ~= ARGV[1] then return 0 end
 if ARGV[5] == 'joined' then redis.call('HSET', KEYS[1], 'joined', ARGV[1]) end
@@ -764,7 +765,7 @@ func personTag(person string) string { return person[:min(len(person), 16)] }
 // them all, is the one that stays. The copy given to user joiner (0 for
 // none) also records that it joined the person whole.
 func (s *redisStore) spreadMembers(ctx context.Context, person string, joiner int64, change ...string) error {
-	reply, err := changePersonScript.run(ctx, s.rc, []string{redisPersonKey(person)}, change...)
+	reply, err := changePersonScript.Run(ctx, s.rc, []string{redisPersonKey(person)}, change...)
 	if err != nil {
 		return err
 	}
@@ -788,7 +789,7 @@ func (s *redisStore) spreadMembers(ctx context.Context, person string, joiner in
 		if m.ID == joiner && len(gone) == 0 {
 			joined = "joined"
 		}
-		set, err := setMembersScript.run(ctx, s.rc, []string{redisUserKey(m.ID)}, person, personTag(person), strconv.FormatInt(ver, 10), list, joined)
+		set, err := setMembersScript.Run(ctx, s.rc, []string{redisUserKey(m.ID)}, person, personTag(person), strconv.FormatInt(ver, 10), list, joined)
 		if err != nil {
 			return err
 		}
@@ -836,7 +837,7 @@ func (s *redisStore) claim(ctx context.Context, id int64, name string) (account.
 	if err := s.writable(); err != nil {
 		return account.Claim{}, false, err
 	}
-	reply, err := s.rc.do(ctx, "HMGET", redisUserKey(id), "appid", "person")
+	reply, err := s.rc.Do(ctx, "HMGET", redisUserKey(id), "appid", "person")
 	if err != nil {
 		return account.Claim{}, false, storeUnavailable(err)
 	}
@@ -847,7 +848,7 @@ func (s *redisStore) claim(ctx context.Context, id int64, name string) (account.
 	appID, person := fields[0].(string), fields[1].(string)
 	c := account.Claim{Name: name, AppID: appID, UserID: id, ClaimedAt: s.stamp(time.Millisecond)}
 	key, field := redisPersonKey(person), "c:"+name
-	replies, err := s.rc.pipeline(ctx, [][]string{{"HSETNX", key, field, formatRedisClaim(c)}, {"HGET", key, field}})
+	replies, err := s.rc.Pipeline(ctx, [][]string{{"HSETNX", key, field, formatRedisClaim(c)}, {"HGET", key, field}})
 	if err == nil {
 		err = firstRedisError(replies)
 	}
@@ -867,7 +868,7 @@ func (s *redisStore) claim(ctx context.Context, id int64, name string) (account.
 
 // claimsOf lists user id's person's claims in the order they were made.
 func (s *redisStore) claimsOf(ctx context.Context, id int64) ([]account.Claim, error) {
-	reply, err := s.rc.do(ctx, "HGET", redisUserKey(id), "person")
+	reply, err := s.rc.Do(ctx, "HGET", redisUserKey(id), "person")
 	if err != nil {
 		return nil, storeUnavailable(err)
 	}
@@ -875,7 +876,7 @@ func (s *redisStore) claimsOf(ctx context.Context, id int64) ([]account.Claim, e
 	if !ok {
 		return nil, nil
 	}
-	if reply, err = s.rc.do(ctx, "HGETALL", redisPersonKey(person)); err != nil {
+	if reply, err = s.rc.Do(ctx, "HGETALL", redisPersonKey(person)); err != nil {
 		return nil, storeUnavailable(err)
 	}
 	return claimsIn(reply)
@@ -904,7 +905,7 @@ func claimsIn(reply any) ([]account.Claim, error) {
 
 // eraseScript replaces the user's hash with a tombstone, which a login
 // that found the id a moment before sees, rather than a record to create.
-var eraseScript = newRedisScript(`
+var eraseScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], 'appid') == 0 then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[1], 'erased', ARGV[1])
@@ -927,7 +928,7 @@ func (s *redisStore) erase(ctx context.Context, id int64) (account.Erasure, erro
 	if !ok {
 		return account.Erasure{}, fmt.Errorf("erase: %w %d", account.ErrNoUser, id)
 	}
-	claims, err := s.rc.do(ctx, "HGETALL", redisPersonKey(person))
+	claims, err := s.rc.Do(ctx, "HGETALL", redisPersonKey(person))
 	if err != nil {
 		return account.Erasure{}, storeUnavailable(err)
 	}
@@ -941,7 +942,7 @@ func (s *redisStore) erase(ctx context.Context, id int64) (account.Erasure, erro
 			result.ClaimsKept = append(result.ClaimsKept, c.Name)
 		}
 	}
-	done, err := eraseScript.run(ctx, s.rc, []string{redisUserKey(id), redisSessionKeyKey(id)}, formatRedisTime(s.stamp(time.Second)))
+	done, err := eraseScript.Run(ctx, s.rc, []string{redisUserKey(id), redisSessionKeyKey(id)}, formatRedisTime(s.stamp(time.Second)))
 	if err != nil {
 		return account.Erasure{}, storeUnavailable(err)
 	}
@@ -965,7 +966,7 @@ func (s *redisStore) lifetime() time.Duration { return min(s.ttl, s.maxAge) }
 // user's, the one it replaces kept as the previous; 0 when the user is
 // gone (erased during the login). The user's set of token hashes is
 // pruned of expired ones as it grows.
-var issueScript = newRedisScript(`
+var issueScript = redis.NewScript(`
 local u, t, set, sk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if redis.call('HEXISTS', u, 'appid') == 0 then return 0 end
 local cur = redis.call('HGET', sk, 'sk')
@@ -992,7 +993,7 @@ func (s *redisStore) issue(ctx context.Context, who account.Identity, key string
 	token := strconv.FormatInt(who.UserID, 10) + "." + randomText(32, base64.RawURLEncoding.EncodeToString)
 	h := hashToken(token)
 	hash := hex.EncodeToString(h[:])
-	ok, err := issueScript.run(ctx, s.rc,
+	ok, err := issueScript.Run(ctx, s.rc,
 		[]string{redisUserKey(who.UserID), redisTokenKey(who.UserID, hash), redisTokenSetKey(who.UserID), redisSessionKeyKey(who.UserID)},
 		key, strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.lifetime().Milliseconds(), 10), hash,
 		strconv.FormatInt(s.maxAge.Milliseconds(), 10))
@@ -1011,7 +1012,7 @@ func (s *redisStore) issue(ctx context.Context, who account.Identity, key string
 // GET /user needs no second round trip. A use renews the token's idle
 // lifetime, written only once ARGV[4] ms have passed since the last write,
 // so that most requests write nothing.
-var lookupScript = newRedisScript(`
+var lookupScript = redis.NewScript(`
 local t = redis.call('HMGET', KEYS[1], 'i', 'l')
 if not t[1] then return false end
 local now, ttl, maxage = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -1040,7 +1041,7 @@ func (s *redisStore) lookup(ctx context.Context, token string) (caller, bool, er
 	}
 	h := hashToken(token)
 	now := s.now()
-	reply, err := lookupScript.run(ctx, s.rc,
+	reply, err := lookupScript.Run(ctx, s.rc,
 		[]string{redisTokenKey(id, hex.EncodeToString(h[:])), redisUserKey(id), redisSessionKeyKey(id)},
 		strconv.FormatInt(now.UnixMilli(), 10), strconv.FormatInt(s.ttl.Milliseconds(), 10),
 		strconv.FormatInt(s.maxAge.Milliseconds(), 10), strconv.FormatInt(redisTouchEvery(s.ttl).Milliseconds(), 10),
@@ -1080,7 +1081,7 @@ func (s *redisStore) revoke(ctx context.Context, who caller) error {
 		return err
 	}
 	hash := hex.EncodeToString(who.hash[:])
-	replies, err := s.rc.pipeline(ctx, [][]string{
+	replies, err := s.rc.Pipeline(ctx, [][]string{
 		{"DEL", redisTokenKey(who.UserID, hash)}, {"SREM", redisTokenSetKey(who.UserID), hash}})
 	if err == nil {
 		err = firstRedisError(replies)
@@ -1090,7 +1091,7 @@ func (s *redisStore) revoke(ctx context.Context, who caller) error {
 
 // revokeUserScript ends every token of the user and forgets the user's
 // session keys, answering how many of the tokens were alive.
-var revokeUserScript = newRedisScript(`
+var revokeUserScript = redis.NewScript(`
 local n = 0
 local now, ttl, maxage = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 for _, h in ipairs(redis.call('SMEMBERS', KEYS[2])) do
@@ -1107,7 +1108,7 @@ func (s *redisStore) revokeUser(ctx context.Context, id int64) (int, error) {
 	if err := s.writable(); err != nil {
 		return 0, err
 	}
-	n, err := revokeUserScript.run(ctx, s.rc, []string{redisUserKey(id), redisTokenSetKey(id), redisSessionKeyKey(id)},
+	n, err := revokeUserScript.Run(ctx, s.rc, []string{redisUserKey(id), redisTokenSetKey(id), redisSessionKeyKey(id)},
 		strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.ttl.Milliseconds(), 10),
 		strconv.FormatInt(s.maxAge.Milliseconds(), 10))
 	if err != nil {
@@ -1120,7 +1121,7 @@ func (s *redisStore) revokeUser(ctx context.Context, id int64) (int, error) {
 // firstRedisError is the first refusal among a pipeline's replies.
 func firstRedisError(replies []any) error {
 	for _, r := range replies {
-		if e, refused := r.(redisError); refused {
+		if e, refused := r.(redis.Error); refused {
 			return e
 		}
 	}

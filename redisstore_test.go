@@ -14,10 +14,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/redis"
+	"wxlogin/internal/testkit"
 )
 
 // A token dies its idle lifetime after its last use and its age after it
@@ -101,9 +102,9 @@ func TestTokenLifetimesOnEachStore(t *testing.T) {
 // mode.
 func redisOptions(t *testing.T, addr, userinfo, durability string) error {
 	t.Helper()
-	cfg := redisConfig{addrs: []string{addr}, poolSize: 4, timeout: 5 * time.Second}
+	cfg := redis.Config{Addrs: []string{addr}, PoolSize: 4, Timeout: 5 * time.Second}
 	if userinfo != "" {
-		cfg.user, cfg.password, _ = strings.Cut(userinfo, ":")
+		cfg.User, cfg.Password, _ = strings.Cut(userinfo, ":")
 	}
 	s, err := openRedisStore(t.Context(), cfg, durability, account.Meta{Mode: account.ModeReal}, time.Hour, time.Hour, time.Now, discardLogger())
 	if err == nil {
@@ -128,8 +129,8 @@ func TestRedisStoreRefusesWritesThatCouldBeLost(t *testing.T) {
 		{"a policy that is not one", nil, "sometimes", `-redis-durability="sometimes"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := startRedis(t, tt.args...)
-			err := redisOptions(t, srv.addr, "", tt.durability)
+			srv := testkit.StartRedis(t, tt.args...)
+			err := redisOptions(t, srv.Addr, "", tt.durability)
 			switch {
 			case tt.want == "" && err != nil:
 				t.Errorf("open = %v; want it open", err)
@@ -141,16 +142,16 @@ func TestRedisStoreRefusesWritesThatCouldBeLost(t *testing.T) {
 		})
 	}
 	t.Run("CONFIG refused", func(t *testing.T) {
-		srv := startRedis(t)
-		admin := srv.client(t, "", "")
-		if _, err := admin.do(t.Context(), "ACL", "SETUSER", "app", "on", ">app-pass", "~*", "+@all", "-config"); err != nil {
+		srv := testkit.StartRedis(t)
+		admin := srv.Client(t, "", "")
+		if _, err := admin.Do(t.Context(), "ACL", "SETUSER", "app", "on", ">app-pass", "~*", "+@all", "-config"); err != nil {
 			t.Fatal(err)
 		}
-		err := redisOptions(t, srv.addr, "app:app-pass", redisFsync)
+		err := redisOptions(t, srv.Addr, "app:app-pass", redisFsync)
 		if err == nil || !strings.Contains(err.Error(), "refuses CONFIG GET") || !strings.Contains(err.Error(), "-redis-durability=unchecked") {
 			t.Errorf("open with CONFIG refused = %v; want it to say so and name -redis-durability=unchecked", err)
 		}
-		if err := redisOptions(t, srv.addr, "app:app-pass", redisUnchecked); err != nil {
+		if err := redisOptions(t, srv.Addr, "app:app-pass", redisUnchecked); err != nil {
 			t.Errorf("open with CONFIG refused, unchecked = %v; want it open", err)
 		}
 	})
@@ -158,8 +159,8 @@ func TestRedisStoreRefusesWritesThatCouldBeLost(t *testing.T) {
 
 // A Redis used in mock mode is refused in real mode, as a data directory is.
 func TestRedisStoreKeepsMockAndRealApart(t *testing.T) {
-	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	cfg := redisConfig{addrs: []string{srv.addr}, poolSize: 4, timeout: 5 * time.Second}
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	cfg := redis.Config{Addrs: []string{srv.Addr}, PoolSize: 4, Timeout: 5 * time.Second}
 	open := func(mode string) error {
 		s, err := openRedisStore(t.Context(), cfg, redisFsync, account.Meta{Mode: mode}, time.Hour, time.Hour, time.Now, discardLogger())
 		if err == nil {
@@ -216,14 +217,14 @@ func TestRedisStoreOnACluster(t *testing.T) {
 // between them make one user, and a gift claimed from both at once, in two
 // apps, is taken once.
 func TestTwoInstancesShareOneRedis(t *testing.T) {
-	redis := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	apps := filepath.Join(t.TempDir(), "apps.json")
 	writeFile(t, apps, `{"apps": [{"appid": "wxshop", "name": "Shop", "secret_env": "SHOP_SECRET"},
 		{"appid": "wxgame", "name": "Game", "secret_env": "GAME_SECRET"}]}`)
 	env := map[string]string{"SHOP_SECRET": "shop-secret", "GAME_SECRET": "game-secret"}
 	fake := startServer(t, env, "-fake-only", "-apps", apps)
 	env = maps.Clone(env)
-	env["WXLOGIN_REDIS"] = "redis://" + redis.addr
+	env["WXLOGIN_REDIS"] = "redis://" + srv.Addr
 	a := startServer(t, env, "-apps", apps, "-wechat-api", fake.url, "-login-rate", "0")
 	b := startServer(t, env, "-apps", apps, "-wechat-api", fake.url, "-login-rate", "0")
 	login := func(s *server, app, user string) loginData {
@@ -326,8 +327,8 @@ func TestTwoInstancesShareOneRedis(t *testing.T) {
 // again without a restart, and what it acknowledged before Redis was
 // killed is there: AOF fsynced on each write.
 func TestRedisDownAnswers503AndRecovers(t *testing.T) {
-	redis := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	env := map[string]string{"WXLOGIN_REDIS": "redis://" + redis.addr + "?timeout=500ms"}
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	env := map[string]string{"WXLOGIN_REDIS": "redis://" + srv.Addr + "?timeout=500ms"}
 	s := startServer(t, env, "-login-rate", "0") // so that a login reaches the store, not only the limiter's bucket
 	got := post(t, http.MethodPost, s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`)
 	token := dataOf[loginData](t, got).Token
@@ -348,9 +349,9 @@ func TestRedisDownAnswers503AndRecovers(t *testing.T) {
 		}
 	}
 
-	redis.kill()
+	srv.Kill()
 	wantDown("Redis killed")
-	redis.start(t)
+	srv.Start(t)
 	waitHealthy(t, s.url)
 	if got := post(t, http.MethodGet, s.url+"/user", "", "", "token", token); got.env.Status != 0 {
 		t.Errorf("GET /user once Redis is back = %s; want the token and the user, acknowledged before the kill", got.raw)
@@ -359,9 +360,9 @@ func TestRedisDownAnswers503AndRecovers(t *testing.T) {
 		t.Errorf("claim again once Redis is back = %s; want 409: the claim survived", got.raw)
 	}
 
-	redis.cmd.Process.Signal(syscall.SIGSTOP) // hung: the connection is open, nothing answers
+	srv.Pause() // hung: the connection is open, nothing answers
 	wantDown("Redis hung")
-	redis.cmd.Process.Signal(syscall.SIGCONT)
+	srv.Resume()
 	waitHealthy(t, s.url)
 }
 
@@ -373,19 +374,19 @@ func TestRedisDownAnswers503AndRecovers(t *testing.T) {
 // and the store's calls would each have waited the bound.
 func TestAStalledRedisCostsALoginItsBoundOnce(t *testing.T) {
 	const bound = time.Second
-	redis := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	t.Cleanup(func() { redis.cmd.Process.Signal(syscall.SIGCONT) })
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	t.Cleanup(srv.Resume)
 	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Name: "Test app", Secret: testSecret}}, time.Now)
 	var stallOnExchange atomic.Bool
 	routes := fake.routes()
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/sns/jscode2session") && stallOnExchange.CompareAndSwap(true, false) {
-			redis.cmd.Process.Signal(syscall.SIGSTOP)
+			srv.Pause()
 		}
 		routes.ServeHTTP(w, r)
 	}))
 	t.Cleanup(upstream.Close)
-	env := map[string]string{"WXLOGIN_REDIS": "redis://" + redis.addr + "?timeout=" + bound.String(), "WX_APPID": "wxapp", "WX_APPSECRET": testSecret}
+	env := map[string]string{"WXLOGIN_REDIS": "redis://" + srv.Addr + "?timeout=" + bound.String(), "WX_APPID": "wxapp", "WX_APPSECRET": testSecret}
 	s := startServer(t, env, "-wechat-api", upstream.URL+fakeAPIPrefix, "-login-rate", "0")
 	login := func() (reply, time.Duration) {
 		start := time.Now()
@@ -406,10 +407,10 @@ func TestAStalledRedisCostsALoginItsBoundOnce(t *testing.T) {
 			if tt.onExchange {
 				stallOnExchange.Store(true)
 			} else {
-				redis.cmd.Process.Signal(syscall.SIGSTOP)
+				srv.Pause()
 			}
 			got, took := login()
-			redis.cmd.Process.Signal(syscall.SIGCONT)
+			srv.Resume()
 			if got.code != http.StatusServiceUnavailable || got.env.Status != statusInternal || got.header.Get("Retry-After") == "" {
 				t.Errorf("login = HTTP %d, %s (Retry-After %q); want 503, status -1, Retry-After", got.code, got.raw, got.header.Get("Retry-After"))
 			}
@@ -428,14 +429,14 @@ func TestAStalledRedisCostsALoginItsBoundOnce(t *testing.T) {
 // log says why at error level, naming the setting. Restored, Redis is
 // written to again.
 func TestRedisWeakenedAfterStartRefusesWrites(t *testing.T) {
-	redis := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	admin := redis.client(t, "", "")
-	s := startServer(t, map[string]string{"WXLOGIN_REDIS": "redis://" + redis.addr}, "-login-rate", "0")
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	admin := srv.Client(t, "", "")
+	s := startServer(t, map[string]string{"WXLOGIN_REDIS": "redis://" + srv.Addr}, "-login-rate", "0")
 	got := post(t, http.MethodPost, s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`)
 	token := dataOf[loginData](t, got).Token
 	appendfsync := func(v string) {
 		t.Helper()
-		if _, err := admin.do(t.Context(), "CONFIG", "SET", "appendfsync", v); err != nil {
+		if _, err := admin.Do(t.Context(), "CONFIG", "SET", "appendfsync", v); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -475,8 +476,8 @@ func TestRedisWeakenedAfterStartRefusesWrites(t *testing.T) {
 // when it is restored; a Redis that does not answer the check changes
 // nothing.
 func TestRedisWeakenedDurabilityIsLoggedOnce(t *testing.T) {
-	srv := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	cfg := redisConfig{addrs: []string{srv.addr}, poolSize: 4, timeout: 300 * time.Millisecond}
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	cfg := redis.Config{Addrs: []string{srv.Addr}, PoolSize: 4, Timeout: 300 * time.Millisecond}
 	rs, err := openRedisStore(t.Context(), cfg, redisFsync, account.Meta{Mode: account.ModeReal}, time.Hour, time.Hour, time.Now, discardLogger())
 	if err != nil {
 		t.Fatal(err)
@@ -484,7 +485,7 @@ func TestRedisWeakenedDurabilityIsLoggedOnce(t *testing.T) {
 	t.Cleanup(rs.close)
 	logs := &syncBuffer{}
 	log := textLogger(logs)
-	admin := srv.client(t, "", "")
+	admin := srv.Client(t, "", "")
 	for _, step := range []struct {
 		name     string
 		set      []string // CONFIG SET's arguments before the checks; none for none
@@ -501,18 +502,18 @@ func TestRedisWeakenedDurabilityIsLoggedOnce(t *testing.T) {
 		{"restored, Redis not answering", nil, true, true, 1, 1},
 	} {
 		if step.set != nil {
-			if _, err := admin.do(t.Context(), append([]string{"CONFIG", "SET"}, step.set...)...); err != nil {
+			if _, err := admin.Do(t.Context(), append([]string{"CONFIG", "SET"}, step.set...)...); err != nil {
 				t.Fatal(err)
 			}
 		}
 		if step.stop {
-			srv.cmd.Process.Signal(syscall.SIGSTOP)
+			srv.Pause()
 		}
 		for range 3 {
 			rs.checkDurability(t.Context(), log)
 		}
 		if step.stop {
-			srv.cmd.Process.Signal(syscall.SIGCONT)
+			srv.Resume()
 		}
 		err := rs.writable()
 		var ae *apiError
@@ -538,8 +539,8 @@ func TestRedisScaleFigures(t *testing.T) {
 	if n == 0 {
 		t.Skip("set WXLOGIN_REDIS_SCALE=<users> (scripts/scale does) to measure")
 	}
-	redis := startRedis(t)
-	cfg := redisConfig{addrs: []string{redis.addr}, poolSize: 64, timeout: 10 * time.Second}
+	srv := testkit.StartRedis(t)
+	cfg := redis.Config{Addrs: []string{srv.Addr}, PoolSize: 64, Timeout: 10 * time.Second}
 	s, err := openRedisStore(t.Context(), cfg, redisUnchecked, account.Meta{Mode: account.ModeReal}, 2*time.Hour, 720*time.Hour, time.Now, discardLogger())
 	if err != nil {
 		t.Fatal(err)
@@ -547,7 +548,7 @@ func TestRedisScaleFigures(t *testing.T) {
 	defer s.close()
 	used := func() int64 {
 		t.Helper()
-		info, err := s.rc.do(t.Context(), "INFO", "memory")
+		info, err := s.rc.Do(t.Context(), "INFO", "memory")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -611,8 +612,8 @@ func TestKill9OnRedisKeepsEveryAcknowledgedWrite(t *testing.T) {
 	const workers, meanUptime = 8, 300 * time.Millisecond
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, seed))
-	redis := startRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	env := []string{"WXLOGIN_REDIS=redis://" + redis.addr}
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	env := []string{"WXLOGIN_REDIS=redis://" + srv.Addr}
 	acked := map[string]int64{}
 	claimed := map[int64]bool{}
 	lost := 0
@@ -641,24 +642,24 @@ func TestKill9OnRedisKeepsEveryAcknowledgedWrite(t *testing.T) {
 		}
 		time.Sleep(time.Duration(rng.Int64N(int64(2 * meanUptime)))) // the kill's random moment, under load
 		if killRedis {
-			redis.kill()
+			srv.Kill()
 		} else {
 			c.cmd.Process.Kill()
 		}
 		close(stop)
 		wg.Wait()
 		if killRedis {
-			redis.start(t)
+			srv.Start(t)
 		}
 
-		check, err := openRedisStore(t.Context(), redisConfig{addrs: []string{redis.addr}, poolSize: 8, timeout: 5 * time.Second},
+		check, err := openRedisStore(t.Context(), redis.Config{Addrs: []string{srv.Addr}, PoolSize: 8, Timeout: 5 * time.Second},
 			redisFsync, account.Meta{Mode: account.ModeMock}, time.Hour, time.Hour, time.Now, discardLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
 		for name, id := range acked {
 			u, ok, err := check.get(t.Context(), id)
-			v, _ := check.rc.do(t.Context(), "GET", redisOpenIDKey(mockAppID, fakeOpenID(mockAppID, name)))
+			v, _ := check.rc.Do(t.Context(), "GET", redisOpenIDKey(mockAppID, fakeOpenID(mockAppID, name)))
 			if err != nil || !ok || u.OpenID != fakeOpenID(mockAppID, name) || v != strconv.FormatInt(id, 10) {
 				t.Errorf("after kill %d (of %s): user %s, answered as %d, is %+v (%v, %v), openid names %v", round+1, map[bool]string{true: "Redis", false: "wxlogin"}[killRedis], name, id, u, ok, err, v)
 				lost++
@@ -694,8 +695,8 @@ func TestKill9OnRedisKeepsEveryAcknowledgedWrite(t *testing.T) {
 // TRYAGAIN and then MOVED; none fails, and every acknowledged login and
 // claim is there.
 func TestReshardingUnderLoadLosesNothing(t *testing.T) {
-	cl := startRedisCluster(t, 3, "--appendonly", "yes", "--appendfsync", "always")
-	url := "redis://" + cl.nodes[0].addr + "?cluster=true"
+	cl := testkit.StartRedisCluster(t, 3, "--appendonly", "yes", "--appendfsync", "always")
+	url := "redis://" + cl.Nodes[0].Addr + "?cluster=true"
 	s := startServer(t, map[string]string{"WXLOGIN_REDIS": url}, "-login-rate", "0")
 	returning, _, ok := tryNewUserLogin(s.url, "returning")
 	if !ok {
@@ -743,22 +744,22 @@ func TestReshardingUnderLoadLosesNothing(t *testing.T) {
 	progress("logins under way", 50)
 
 	ctx := t.Context()
-	mustDo := func(rc *redisClient, args ...string) any {
+	mustDo := func(rc *redis.Client, args ...string) any {
 		t.Helper()
-		v, err := rc.do(ctx, args...)
+		v, err := rc.Do(ctx, args...)
 		if err != nil {
 			t.Fatalf("%v: %v", args, err)
 		}
 		return v
 	}
 	for round, key := range []string{redisIDsKey, redisUserKey(returning)} {
-		from := cl.ownerOf(key)
+		from := cl.OwnerOf(key)
 		to := (from + 1) % 3
-		slot := strconv.Itoa(redisSlot(key))
-		source, target := cl.direct(t, from), cl.direct(t, to)
-		mustDo(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", cl.nodeID(t, from))
-		mustDo(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", cl.nodeID(t, to))
-		host, port, _ := strings.Cut(cl.nodes[to].addr, ":")
+		slot := strconv.Itoa(redis.Slot(key))
+		source, target := cl.Direct(t, from), cl.Direct(t, to)
+		mustDo(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", cl.NodeID(t, from))
+		mustDo(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", cl.NodeID(t, to))
+		host, port, _ := strings.Cut(cl.Nodes[to].Addr, ":")
 		keys, _ := mustDo(source, "CLUSTER", "GETKEYSINSLOT", slot, "1000").([]any)
 		for i, k := range keys {
 			mustDo(source, "MIGRATE", host, port, k.(string), "0", "5000")
@@ -769,10 +770,10 @@ func TestReshardingUnderLoadLosesNothing(t *testing.T) {
 		// As redis-cli --cluster reshard does: the new owner first, then
 		// the old, then the rest, which learn it meanwhile.
 		for _, i := range []int{to, from, 3 - to - from} {
-			mustDo(cl.direct(t, i), "CLUSTER", "SETSLOT", slot, "NODE", cl.nodeID(t, to))
+			mustDo(cl.Direct(t, i), "CLUSTER", "SETSLOT", slot, "NODE", cl.NodeID(t, to))
 		}
 		progress("logins after the move", 200+100*round)
-		if v, _ := target.do(ctx, "EXISTS", key); v != int64(1) {
+		if v, _ := target.Do(ctx, "EXISTS", key); v != int64(1) {
 			t.Errorf("%s is not on its new master", key)
 		}
 	}
@@ -791,16 +792,16 @@ func TestReshardingUnderLoadLosesNothing(t *testing.T) {
 		t.Errorf("%d logins or claims failed while slots moved; want none:\n%s", failed, strings.Join(causes, "\n"))
 	}
 
-	check := cl.client(t)
+	check := cl.Client(t)
 	for name, id := range acked {
-		v, err := check.do(ctx, "GET", redisOpenIDKey(mockAppID, fakeOpenID(mockAppID, name)))
+		v, err := check.Do(ctx, "GET", redisOpenIDKey(mockAppID, fakeOpenID(mockAppID, name)))
 		if err != nil || v != strconv.FormatInt(id, 10) {
 			t.Errorf("user %s, answered as %d: the openid names %v (%v)", name, id, v, err)
 		}
 		if claimed[id] {
-			f, err := check.do(ctx, "HGET", redisUserKey(id), "person")
+			f, err := check.Do(ctx, "HGET", redisUserKey(id), "person")
 			person, _ := f.(string)
-			c, err2 := check.do(ctx, "HGET", redisPersonKey(person), "c:welcome-gift")
+			c, err2 := check.Do(ctx, "HGET", redisPersonKey(person), "c:welcome-gift")
 			if err != nil || err2 != nil || c == nil {
 				t.Errorf("user %d's acknowledged gift is missing (%v, %v)", id, err, err2)
 			}
@@ -837,11 +838,11 @@ func TestRedisRoundTripsPerRoute(t *testing.T) {
 		}, 9},
 	} {
 		tt.do() // the first run of each script loads it (NOSCRIPT, then EVAL)
-		before := rs.rc.roundTrips()
+		before := rs.rc.RoundTrips()
 		if got := tt.do(); got.env.Status != 0 {
 			t.Fatalf("%s = %s", tt.name, got.raw)
 		}
-		if n := rs.rc.roundTrips() - before; n != tt.want {
+		if n := rs.rc.RoundTrips() - before; n != tt.want {
 			t.Errorf("%s: %d round trips to Redis; want %d", tt.name, n, tt.want)
 		}
 	}
@@ -909,7 +910,7 @@ func TestACutShortJoinIsFinishedLater(t *testing.T) {
 	for _, cmd := range [][]string{
 		{"HDEL", redisPersonKey(person), "u:2"}, {"HDEL", redisUserKey(game.ID), "joined"}, {"HSET", redisUserKey(1), "m", personTag(person) + "@1|1:wxshop"},
 	} {
-		if _, err := rs.rc.do(ctx, cmd...); err != nil {
+		if _, err := rs.rc.Do(ctx, cmd...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -923,14 +924,14 @@ func TestACutShortJoinIsFinishedLater(t *testing.T) {
 
 	// An erased user 9 left in the person: the next spread drops it.
 	for _, cmd := range [][]string{{"HSET", redisUserKey(9), "erased", "2026-11-24T10:00:00Z"}, {"HSET", redisPersonKey(person), "u:9", "wxsolo"}} {
-		if _, err := rs.rc.do(ctx, cmd...); err != nil {
+		if _, err := rs.rc.Do(ctx, cmd...); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := rs.spreadMembers(ctx, person, 0); err != nil {
 		t.Fatal(err)
 	}
-	if left, _ := rs.rc.do(ctx, "HEXISTS", redisPersonKey(person), "u:9"); left != int64(0) {
+	if left, _ := rs.rc.Do(ctx, "HEXISTS", redisPersonKey(person), "u:9"); left != int64(0) {
 		t.Error("the erased user is still in the person after it changed")
 	}
 	if _, apps := personOf(t, a.handler, shop); !slices.Equal(apps, []string{"wxshop", "wxgame"}) {
@@ -953,21 +954,21 @@ func TestALeakedRedisHoldsNoUsableToken(t *testing.T) {
 	if !ok {
 		t.Fatal("the fake has no session_key for alice")
 	}
-	keys, err := rs.rc.scan(ctx, "*")
+	keys, err := rs.rc.Scan(ctx, "*")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, random, _ := strings.Cut(token, ".")
 	for _, k := range keys {
-		typ, _ := rs.rc.do(ctx, "TYPE", k)
+		typ, _ := rs.rc.Do(ctx, "TYPE", k)
 		var v any
 		switch typ {
 		case "string":
-			v, err = rs.rc.do(ctx, "GET", k)
+			v, err = rs.rc.Do(ctx, "GET", k)
 		case "hash":
-			v, err = rs.rc.do(ctx, "HGETALL", k)
+			v, err = rs.rc.Do(ctx, "HGETALL", k)
 		case "set":
-			v, err = rs.rc.do(ctx, "SMEMBERS", k)
+			v, err = rs.rc.Do(ctx, "SMEMBERS", k)
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -980,7 +981,7 @@ func TestALeakedRedisHoldsNoUsableToken(t *testing.T) {
 			t.Errorf("%s holds the session_key", k)
 		}
 		if strings.HasSuffix(k, ":sk") {
-			if ttl, _ := rs.rc.do(ctx, "PTTL", k); ttl.(int64) <= 0 {
+			if ttl, _ := rs.rc.Do(ctx, "PTTL", k); ttl.(int64) <= 0 {
 				t.Errorf("%s, which holds the session_key, never expires", k)
 			}
 		}
@@ -1020,28 +1021,28 @@ func TestRedisWritesATokensUseOnceAMinute(t *testing.T) {
 // every login again.
 func TestAFailoverIsFollowedWithoutARestart(t *testing.T) {
 	aof := []string{"--appendonly", "yes", "--appendfsync", "always", "--repl-diskless-sync-delay", "0"}
-	cl := startRedisCluster(t, 3, aof...)
+	cl := testkit.StartRedisCluster(t, 3, aof...)
 	ctx := t.Context()
-	var replicas []*redisClient
+	var replicas []*redis.Client
 	for i := range 3 { // a replica for each master
-		r := startRedis(t, append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}, aof...)...)
-		host, port, _ := strings.Cut(r.addr, ":")
-		if _, err := cl.direct(t, 0).do(ctx, "CLUSTER", "MEET", host, port); err != nil {
+		r := testkit.StartRedis(t, append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"}, aof...)...)
+		host, port, _ := strings.Cut(r.Addr, ":")
+		if _, err := cl.Direct(t, 0).Do(ctx, "CLUSTER", "MEET", host, port); err != nil {
 			t.Fatal(err)
 		}
-		replica := r.client(t, "", "")
-		master := cl.nodeID(t, i)
+		replica := r.Client(t, "", "")
+		master := cl.NodeID(t, i)
 		waitWithin(t, 30*time.Second, "the replica to know its master", func() bool {
-			_, err := replica.do(ctx, "CLUSTER", "REPLICATE", master)
+			_, err := replica.Do(ctx, "CLUSTER", "REPLICATE", master)
 			return err == nil
 		})
 		waitWithin(t, 30*time.Second, "the replica in sync", func() bool {
-			info, _ := replica.do(ctx, "INFO", "replication")
+			info, _ := replica.Do(ctx, "INFO", "replication")
 			return strings.Contains(fmt.Sprint(info), "master_link_status:up")
 		})
 		replicas = append(replicas, replica)
 	}
-	url := "redis://" + cl.nodes[0].addr + "?cluster=true&addr=" + cl.nodes[1].addr + "&addr=" + cl.nodes[2].addr + "&timeout=1s"
+	url := "redis://" + cl.Nodes[0].Addr + "?cluster=true&addr=" + cl.Nodes[1].Addr + "&addr=" + cl.Nodes[2].Addr + "&timeout=1s"
 	s := startServer(t, map[string]string{"WXLOGIN_REDIS": url}, "-login-rate", "0", "-login-timeout", "3s")
 
 	var mu sync.Mutex
@@ -1074,21 +1075,21 @@ func TestAFailoverIsFollowedWithoutARestart(t *testing.T) {
 	count := func() (int, int) { mu.Lock(); defer mu.Unlock(); return ok, failed }
 	waitFor(t, "logins under way", func() bool { n, _ := count(); return n >= 50 })
 
-	cl.nodes[0].kill()
+	cl.Nodes[0].Kill()
 	// The replica is elected after the node timeout (2 s) and a moment more.
 	// Every node that is left must have heard of it: until then, one that
 	// has not may give wxlogin the map with the dead master still in it.
-	left := append([]*redisClient{cl.direct(t, 1), cl.direct(t, 2)}, replicas...)
+	left := append([]*redis.Client{cl.Direct(t, 1), cl.Direct(t, 2)}, replicas...)
 	waitWithin(t, 30*time.Second, "the replica to take over", func() bool {
-		role, _ := replicas[0].do(ctx, "INFO", "replication")
+		role, _ := replicas[0].Do(ctx, "INFO", "replication")
 		if !strings.Contains(fmt.Sprint(role), "role:master") {
 			return false
 		}
 		for _, node := range left {
-			state, _ := node.do(ctx, "CLUSTER", "INFO")
-			reply, _ := node.do(ctx, "CLUSTER", "SLOTS")
-			slots, err := parseClusterSlots(reply, "")
-			if !strings.Contains(fmt.Sprint(state), "cluster_state:ok") || err != nil || slices.Contains(slots, cl.nodes[0].addr) {
+			state, _ := node.Do(ctx, "CLUSTER", "INFO")
+			reply, _ := node.Do(ctx, "CLUSTER", "SLOTS")
+			slots, err := redis.ParseClusterSlots(reply, "")
+			if !strings.Contains(fmt.Sprint(state), "cluster_state:ok") || err != nil || slices.Contains(slots, cl.Nodes[0].Addr) {
 				return false
 			}
 		}
@@ -1117,17 +1118,17 @@ func TestAFailoverIsFollowedWithoutARestart(t *testing.T) {
 // three masters), appending and fsyncing each write, and opens n stores on
 // it, as n wxlogins would; admin is a client of it for the test's own
 // commands.
-func openRedisStoresOn(t *testing.T, kind storeKind, n int) (stores []*redisStore, admin *redisClient) {
+func openRedisStoresOn(t *testing.T, kind storeKind, n int) (stores []*redisStore, admin *redis.Client) {
 	t.Helper()
 	aof := []string{"--appendonly", "yes", "--appendfsync", "always"}
-	var cfg redisConfig
+	var cfg redis.Config
 	switch kind {
 	case onRedis:
-		srv := startRedis(t, aof...)
-		cfg = redisConfig{addrs: []string{srv.addr}, poolSize: 16, timeout: 5 * time.Second}
+		srv := testkit.StartRedis(t, aof...)
+		cfg = redis.Config{Addrs: []string{srv.Addr}, PoolSize: 16, Timeout: 5 * time.Second}
 	case onRedisCluster:
-		cl := startRedisCluster(t, 3, aof...)
-		cfg = redisConfig{addrs: []string{cl.nodes[0].addr}, cluster: true, poolSize: 16, timeout: 5 * time.Second}
+		cl := testkit.StartRedisCluster(t, 3, aof...)
+		cfg = redis.Config{Addrs: []string{cl.Nodes[0].Addr}, Cluster: true, PoolSize: 16, Timeout: 5 * time.Second}
 	default:
 		t.Fatalf("openRedisStoresOn(%q): not a Redis", kind)
 	}
@@ -1139,16 +1140,16 @@ func openRedisStoresOn(t *testing.T, kind storeKind, n int) (stores []*redisStor
 		t.Cleanup(s.close)
 		stores = append(stores, s)
 	}
-	admin = newRedisClient(cfg)
-	t.Cleanup(admin.close)
+	admin = redis.NewClient(cfg)
+	t.Cleanup(admin.Close)
 	return stores, admin
 }
 
 // setIDsBack takes n from wx:ids, as a failover to a replica that missed
 // the last n INCRs does.
-func setIDsBack(t *testing.T, admin *redisClient, n int) {
+func setIDsBack(t *testing.T, admin *redis.Client, n int) {
 	t.Helper()
-	if _, err := admin.do(t.Context(), "DECRBY", redisIDsKey, strconv.Itoa(n)); err != nil {
+	if _, err := admin.Do(t.Context(), "DECRBY", redisIDsKey, strconv.Itoa(n)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -1156,7 +1157,7 @@ func setIDsBack(t *testing.T, admin *redisClient, n int) {
 // checkIDOwners checks that every id of owners is still held as it was: a
 // record of the openid it names, whose openid's key names it back, or an
 // erasure ("" for an erased id).
-func checkIDOwners(t *testing.T, s *redisStore, admin *redisClient, owners map[int64]string) {
+func checkIDOwners(t *testing.T, s *redisStore, admin *redis.Client, owners map[int64]string) {
 	t.Helper()
 	ctx := t.Context()
 	for id, openID := range owners {
@@ -1169,7 +1170,7 @@ func checkIDOwners(t *testing.T, s *redisStore, admin *redisClient, owners map[i
 		case openID != "" && (!ok || u.OpenID != openID):
 			t.Errorf("id %d holds %q (found %v); want %s's record: an id changed owner", id, u.OpenID, ok, openID)
 		case openID != "":
-			if v, err := admin.do(ctx, "GET", redisOpenIDKey("wxapp", openID)); err != nil || v != strconv.FormatInt(id, 10) {
+			if v, err := admin.Do(ctx, "GET", redisOpenIDKey("wxapp", openID)); err != nil || v != strconv.FormatInt(id, 10) {
 				t.Errorf("%s's key names %v (%v); want %d", openID, v, err, id)
 			}
 		}
@@ -1200,7 +1201,7 @@ func TestRedisIDsHealWhenTheCounterFallsBehind(t *testing.T) {
 				}
 				owners[id] = ""
 			}
-			if _, err := admin.do(ctx, "SET", redisOpenIDKey("wxapp", "stale"), "25"); err != nil {
+			if _, err := admin.Do(ctx, "SET", redisOpenIDKey("wxapp", "stale"), "25"); err != nil {
 				t.Fatal(err)
 			}
 			setIDsBack(t, admin, 20)

@@ -1,4 +1,11 @@
-package main
+// Package redis is a small Redis client on the standard library: RESP2
+// over TCP or TLS, a bounded pool of connections per server that carries
+// concurrent calls together, each call bounded by its context and by its
+// request's budget, pipelines for routes that need several commands, AUTH
+// with an ACL user, SELECT, Lua scripts, and Redis Cluster's routing
+// (cluster.go). The protocol is Redis's own spec
+// (https://redis.io/docs/latest/develop/reference/protocol-spec/).
+package redis
 
 import (
 	"bufio"
@@ -21,31 +28,25 @@ import (
 	"time"
 )
 
-// This file is a small Redis client on the standard library: RESP2 over
-// TCP or TLS, a bounded pool of connections per server that carries
-// concurrent calls together, each call bounded by its context, pipelines
-// for routes that need several commands, AUTH with an ACL user, SELECT.
-// Redis Cluster's routing is rediscluster.go.
-// The protocol is Redis's own spec (https://redis.io/docs/latest/develop/reference/protocol-spec/).
-
-// redisError is an error reply of Redis ("-ERR …", "-MOVED …"): the
+// Error is an error reply of Redis ("-ERR …", "-MOVED …"): the
 // command was refused, the connection is fine.
-type redisError string
+type Error string
 
-func (e redisError) Error() string { return "redis: " + string(e) }
+// Error is the reply, as Redis wrote it, after "redis: ".
+func (e Error) Error() string { return "redis: " + string(e) }
 
 // Limits on what a reply may hold. Redis's own limit on a string is 512 MB;
 // wxlogin stores small values, so anything much bigger is a broken or
 // hostile server, refused before it is allocated.
 const (
-	maxRedisBulk  = 16 << 20
-	maxRedisArray = 1 << 20
-	maxRedisDepth = 8 // CLUSTER SLOTS nests 3 deep
+	maxBulk  = 16 << 20
+	maxArray = 1 << 20
+	maxDepth = 8 // CLUSTER SLOTS nests 3 deep
 )
 
-// appendRedisCommand appends args as a RESP array of bulk strings, the
+// appendCommand appends args as a RESP array of bulk strings, the
 // form of every command a client sends.
-func appendRedisCommand(buf []byte, args []string) []byte {
+func appendCommand(buf []byte, args []string) []byte {
 	buf = append(buf, '*')
 	buf = strconv.AppendInt(buf, int64(len(args)), 10)
 	buf = append(buf, '\r', '\n')
@@ -59,15 +60,16 @@ func appendRedisCommand(buf []byte, args []string) []byte {
 	return buf
 }
 
-// readRedisReply reads one reply: a string (simple or bulk), an int64, a
-// []any of replies, nil for a nil bulk string or array, or a redisError.
+// readReply reads one reply: a string (simple or bulk), an int64, a
+// []any of replies, nil for a nil bulk string or array, or an Error.
 // Any other error means the connection can no longer be used.
-func readRedisReply(r *bufio.Reader) (any, error) {
-	return readRedisValue(r, 0)
+func readReply(r *bufio.Reader) (any, error) {
+	return readValue(r, 0)
 }
 
-func readRedisValue(r *bufio.Reader, depth int) (any, error) {
-	line, err := readRedisLine(r)
+// readValue reads a reply nested depth arrays deep.
+func readValue(r *bufio.Reader, depth int) (any, error) {
+	line, err := readLine(r)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +81,7 @@ func readRedisValue(r *bufio.Reader, depth int) (any, error) {
 	case '+':
 		return string(body), nil
 	case '-':
-		return redisError(body), nil
+		return Error(body), nil
 	case ':':
 		n, err := strconv.ParseInt(string(body), 10, 64)
 		if err != nil {
@@ -87,7 +89,7 @@ func readRedisValue(r *bufio.Reader, depth int) (any, error) {
 		}
 		return n, nil
 	case '$':
-		n, err := redisLength(body, maxRedisBulk)
+		n, err := parseLength(body, maxBulk)
 		if err != nil || n < 0 {
 			return nil, err
 		}
@@ -100,16 +102,16 @@ func readRedisValue(r *bufio.Reader, depth int) (any, error) {
 		}
 		return string(buf[:n]), nil
 	case '*':
-		if depth >= maxRedisDepth {
+		if depth >= maxDepth {
 			return nil, errors.New("reply nested too deep")
 		}
-		n, err := redisLength(body, maxRedisArray)
+		n, err := parseLength(body, maxArray)
 		if err != nil || n < 0 {
 			return nil, err
 		}
 		items := make([]any, 0, min(n, 1024)) // a claimed length is not memory to reserve
 		for range n {
-			v, err := readRedisValue(r, depth+1)
+			v, err := readValue(r, depth+1)
 			if err != nil {
 				return nil, err
 			}
@@ -120,8 +122,8 @@ func readRedisValue(r *bufio.Reader, depth int) (any, error) {
 	return nil, fmt.Errorf("unknown reply type %q", line[0])
 }
 
-// readRedisLine reads a line ended by CRLF, without it.
-func readRedisLine(r *bufio.Reader) ([]byte, error) {
+// readLine reads a line ended by CRLF, without it.
+func readLine(r *bufio.Reader) ([]byte, error) {
 	line, err := r.ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -135,9 +137,9 @@ func readRedisLine(r *bufio.Reader) ([]byte, error) {
 	return line[:len(line)-2], nil
 }
 
-// redisLength reads the length of a bulk string or an array: -1 is nil
+// parseLength reads the length of a bulk string or an array: -1 is nil
 // (returned as -1 with no error), anything else must be 0 to limit.
-func redisLength(b []byte, limit int) (int, error) {
+func parseLength(b []byte, limit int) (int, error) {
 	n, err := strconv.Atoi(string(b))
 	switch {
 	case err != nil || n < -1:
@@ -148,22 +150,22 @@ func redisLength(b []byte, limit int) (int, error) {
 	return n, nil
 }
 
-// redisConfig is how to reach Redis, from the -redis URL.
-type redisConfig struct {
-	addrs    []string // host:port; several are seeds of a cluster
-	user     string   // an ACL user, or "" for the default one
-	password string
-	db       int
-	tls      *tls.Config // nil for plain TCP
-	cluster  bool
-	poolSize int // connections to each server at most
-	// timeout bounds a dial, and each call, within its context; and a
-	// request's calls, in all (redisBudget).
-	timeout time.Duration
+// Config is how to reach Redis, as a URL says it (ParseURL).
+type Config struct {
+	Addrs    []string    // host:port; several are seeds of a cluster
+	User     string      // an ACL user, or "" for the default one
+	Password string      // "" for none: no AUTH
+	DB       int         // the database SELECTed; 0 in a cluster
+	TLS      *tls.Config // nil for plain TCP
+	Cluster  bool        // Addrs are seeds of a Redis Cluster
+	PoolSize int         // connections to each server at most
+	// Timeout bounds a dial, and each call, within its context; and a
+	// request's calls, in all (WithBudgets).
+	Timeout time.Duration
 }
 
-// redactedRedisURL is u without its password, for logs and errors.
-func redactedRedisURL(u *url.URL) string {
+// redactedURL is u without its password, for logs and errors.
+func redactedURL(u *url.URL) string {
 	c := *u
 	if c.User != nil {
 		if _, has := c.User.Password(); has {
@@ -173,13 +175,13 @@ func redactedRedisURL(u *url.URL) string {
 	return c.String()
 }
 
-// parseRedisURL reads redis://[user[:password]@]host:port[/db][?options]
+// ParseURL reads redis://[user[:password]@]host:port[/db][?options]
 // (rediss:// for TLS). Options: cluster=true (the hosts are seeds of a
 // Redis Cluster), addr=host:port (another seed, repeatable), pool=N,
 // timeout=2s. Where a password may come from (not a flag, which anyone
 // can see in ps) is for the caller to say.
-func parseRedisURL(raw string) (redisConfig, error) {
-	cfg := redisConfig{poolSize: 8, timeout: 2 * time.Second}
+func ParseURL(raw string) (Config, error) {
+	cfg := Config{PoolSize: 8, Timeout: 2 * time.Second}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return cfg, errors.New("not a URL") // url's own error would repeat the password
@@ -187,60 +189,60 @@ func parseRedisURL(raw string) (redisConfig, error) {
 	switch u.Scheme {
 	case "redis":
 	case "rediss":
-		cfg.tls = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+		cfg.TLS = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
 	default:
-		return cfg, fmt.Errorf("%s: the scheme must be redis:// or rediss://", redactedRedisURL(u))
+		return cfg, fmt.Errorf("%s: the scheme must be redis:// or rediss://", redactedURL(u))
 	}
 	if u.User != nil {
-		cfg.user = u.User.Username()
-		cfg.password, _ = u.User.Password()
+		cfg.User = u.User.Username()
+		cfg.Password, _ = u.User.Password()
 	}
 	if u.Host != "" {
-		cfg.addrs = append(cfg.addrs, redisHostPort(u.Host))
+		cfg.Addrs = append(cfg.Addrs, hostPort(u.Host))
 	}
 	q := u.Query()
 	for _, a := range q["addr"] {
-		cfg.addrs = append(cfg.addrs, redisHostPort(a))
+		cfg.Addrs = append(cfg.Addrs, hostPort(a))
 	}
-	if len(cfg.addrs) == 0 {
-		return cfg, fmt.Errorf("%s: no host", redactedRedisURL(u))
+	if len(cfg.Addrs) == 0 {
+		return cfg, fmt.Errorf("%s: no host", redactedURL(u))
 	}
 	if db := strings.Trim(u.Path, "/"); db != "" {
-		if cfg.db, err = strconv.Atoi(db); err != nil || cfg.db < 0 {
-			return cfg, fmt.Errorf("%s: the path must be a database number", redactedRedisURL(u))
+		if cfg.DB, err = strconv.Atoi(db); err != nil || cfg.DB < 0 {
+			return cfg, fmt.Errorf("%s: the path must be a database number", redactedURL(u))
 		}
 	}
 	if v := q.Get("cluster"); v != "" {
-		if cfg.cluster, err = strconv.ParseBool(v); err != nil {
-			return cfg, fmt.Errorf("%s: cluster=%q is not a boolean", redactedRedisURL(u), v)
+		if cfg.Cluster, err = strconv.ParseBool(v); err != nil {
+			return cfg, fmt.Errorf("%s: cluster=%q is not a boolean", redactedURL(u), v)
 		}
 	}
-	if cfg.cluster && cfg.db != 0 {
-		return cfg, fmt.Errorf("%s: a Redis Cluster has database 0 only", redactedRedisURL(u))
+	if cfg.Cluster && cfg.DB != 0 {
+		return cfg, fmt.Errorf("%s: a Redis Cluster has database 0 only", redactedURL(u))
 	}
 	if v := q.Get("pool"); v != "" {
-		if cfg.poolSize, err = strconv.Atoi(v); err != nil || cfg.poolSize < 1 {
-			return cfg, fmt.Errorf("%s: pool=%q is not a positive number", redactedRedisURL(u), v)
+		if cfg.PoolSize, err = strconv.Atoi(v); err != nil || cfg.PoolSize < 1 {
+			return cfg, fmt.Errorf("%s: pool=%q is not a positive number", redactedURL(u), v)
 		}
 	}
 	if v := q.Get("timeout"); v != "" {
-		if cfg.timeout, err = time.ParseDuration(v); err != nil || cfg.timeout <= 0 {
-			return cfg, fmt.Errorf("%s: timeout=%q is not a positive duration", redactedRedisURL(u), v)
+		if cfg.Timeout, err = time.ParseDuration(v); err != nil || cfg.Timeout <= 0 {
+			return cfg, fmt.Errorf("%s: timeout=%q is not a positive duration", redactedURL(u), v)
 		}
 	}
 	return cfg, nil
 }
 
-// redisHostPort adds Redis's port to a host that has none.
-func redisHostPort(host string) string {
+// hostPort adds Redis's port to a host that has none.
+func hostPort(host string) string {
 	if _, _, err := net.SplitHostPort(host); err != nil {
 		return net.JoinHostPort(strings.Trim(host, "[]"), "6379")
 	}
 	return host
 }
 
-// redisConn is one connection to a Redis server.
-type redisConn struct {
+// conn is one connection to a Redis server.
+type conn struct {
 	net  net.Conn
 	r    *bufio.Reader
 	buf  []byte // the commands being written, reused
@@ -251,8 +253,8 @@ type redisConn struct {
 // within the pool's timeout, whichever ends first: a Redis that hangs
 // costs a request the timeout, not the request's whole bound. A cancelled
 // context interrupts the I/O at once. An error is of the connection, which
-// is then dead; a command's own refusal is a redisError among the replies.
-func (c *redisConn) roundTrip(ctx context.Context, timeout time.Duration, cmds [][]string) ([]any, error) {
+// is then dead; a command's own refusal is an Error among the replies.
+func (c *conn) roundTrip(ctx context.Context, timeout time.Duration, cmds [][]string) ([]any, error) {
 	deadline := time.Now().Add(timeout)
 	ctxDeadline, hasDeadline := ctx.Deadline()
 	hasDeadline = hasDeadline && ctxDeadline.Before(deadline) // the context's is the one that binds
@@ -271,12 +273,12 @@ func (c *redisConn) roundTrip(ctx context.Context, timeout time.Duration, cmds [
 
 	c.buf = c.buf[:0]
 	for _, cmd := range cmds {
-		c.buf = appendRedisCommand(c.buf, cmd)
+		c.buf = appendCommand(c.buf, cmd)
 	}
 	replies := make([]any, len(cmds))
 	_, err := c.net.Write(c.buf)
 	for i := 0; err == nil && i < len(cmds); i++ {
-		replies[i], err = readRedisReply(c.r)
+		replies[i], err = readReply(c.r)
 	}
 	if cap(c.buf) > 64<<10 {
 		c.buf = nil // not kept after a rare big pipeline
@@ -294,33 +296,33 @@ func (c *redisConn) roundTrip(ctx context.Context, timeout time.Duration, cmds [
 	return replies, nil
 }
 
-// redisPool is a bounded pool of connections to one Redis server, which
+// pool is a bounded pool of connections to one Redis server, which
 // carries the calls of concurrent callers together: while every connection
 // is busy, new calls wait in a queue, and the first connection free sends
 // the whole queue as one pipeline, one write and its replies. Under load
 // that is what a round trip costs, in system calls on both sides and in
 // Redis's fsyncs, divided by the calls it carries; alone, a call is sent at
 // once, as it would be without the queue.
-type redisPool struct {
+type pool struct {
 	addr string
-	cfg  redisConfig
+	cfg  Config
 	// slots holds a token for each connection that may be open: taking one
 	// is the right to dial or to use an idle one; it bounds the server's
 	// connections, and makes callers wait, within their context, beyond it.
 	slots chan struct{}
 
 	mu      sync.Mutex // guards idle, closed, sending and queue
-	idle    []*redisConn
+	idle    []*conn
 	closed  bool
-	sending int          // pipelines on their way, at most cfg.poolSize
-	queue   []*redisCall // calls for the next pipeline, while sending is at the bound
+	sending int     // pipelines on their way, at most cfg.poolSize
+	queue   []*call // calls for the next pipeline, while sending is at the bound
 
 	roundTrips atomic.Int64 // calls made, each a round trip for its caller
 	writes     atomic.Int64 // pipelines written, each carrying one call or more
 }
 
-// redisCall is one caller's commands, as the pool carries them.
-type redisCall struct {
+// call is one caller's commands, as the pool carries them.
+type call struct {
 	cmds    [][]string
 	start   time.Time     // when it was made: its replies are due within the timeout
 	done    chan struct{} // closed once replies or err is set, for a call that waited
@@ -331,16 +333,17 @@ type redisCall struct {
 // maxCarried bounds the calls one pipeline carries.
 const maxCarried = 128
 
-func newRedisPool(addr string, cfg redisConfig) *redisPool {
-	p := &redisPool{addr: addr, cfg: cfg, slots: make(chan struct{}, cfg.poolSize)}
-	for range cfg.poolSize {
+// newPool is the pool of the server at addr, with no connection yet.
+func newPool(addr string, cfg Config) *pool {
+	p := &pool{addr: addr, cfg: cfg, slots: make(chan struct{}, cfg.PoolSize)}
+	for range cfg.PoolSize {
 		p.slots <- struct{}{}
 	}
 	return p
 }
 
 // get returns a connection, idle or new, waiting within ctx for room.
-func (p *redisPool) get(ctx context.Context) (*redisConn, error) {
+func (p *pool) get(ctx context.Context) (*conn, error) {
 	select {
 	case <-p.slots:
 	case <-ctx.Done():
@@ -357,13 +360,13 @@ func (p *redisPool) get(ctx context.Context) (*redisConn, error) {
 	c, err := p.dial(ctx)
 	if err != nil {
 		p.slots <- struct{}{}
-		return nil, fmt.Errorf("%w: %w", errRedisDial, err)
+		return nil, fmt.Errorf("%w: %w", errDial, err)
 	}
 	return c, nil
 }
 
 // put gives c back: kept for the next call, or closed if it is dead.
-func (p *redisPool) put(c *redisConn) {
+func (p *pool) put(c *conn) {
 	p.mu.Lock()
 	if c.dead || p.closed {
 		c.net.Close()
@@ -375,38 +378,38 @@ func (p *redisPool) put(c *redisConn) {
 }
 
 // dial opens a connection and readies it: TLS, AUTH, SELECT.
-func (p *redisPool) dial(ctx context.Context) (*redisConn, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.timeout)
+func (p *pool) dial(ctx context.Context) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
 	d := net.Dialer{KeepAlive: 30 * time.Second}
 	nc, err := d.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, fmt.Errorf("redis %s: %w", p.addr, err)
 	}
-	if p.cfg.tls != nil {
-		tc := tls.Client(nc, p.cfg.tls)
+	if p.cfg.TLS != nil {
+		tc := tls.Client(nc, p.cfg.TLS)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()
 			return nil, fmt.Errorf("redis %s: TLS: %w", p.addr, err)
 		}
 		nc = tc
 	}
-	c := &redisConn{net: nc, r: bufio.NewReaderSize(nc, 16<<10)}
+	c := &conn{net: nc, r: bufio.NewReaderSize(nc, 16<<10)}
 	var setup [][]string
 	switch {
-	case p.cfg.password != "" && p.cfg.user != "":
-		setup = append(setup, []string{"AUTH", p.cfg.user, p.cfg.password})
-	case p.cfg.password != "":
-		setup = append(setup, []string{"AUTH", p.cfg.password})
+	case p.cfg.Password != "" && p.cfg.User != "":
+		setup = append(setup, []string{"AUTH", p.cfg.User, p.cfg.Password})
+	case p.cfg.Password != "":
+		setup = append(setup, []string{"AUTH", p.cfg.Password})
 	}
-	if p.cfg.db != 0 {
-		setup = append(setup, []string{"SELECT", strconv.Itoa(p.cfg.db)})
+	if p.cfg.DB != 0 {
+		setup = append(setup, []string{"SELECT", strconv.Itoa(p.cfg.DB)})
 	}
 	if len(setup) > 0 {
-		replies, err := c.roundTrip(ctx, p.cfg.timeout, setup)
+		replies, err := c.roundTrip(ctx, p.cfg.Timeout, setup)
 		if err == nil {
 			for i, r := range replies {
-				if e, refused := r.(redisError); refused {
+				if e, refused := r.(Error); refused {
 					err = fmt.Errorf("redis %s: %s: %w", p.addr, setup[i][0], e) // AUTH's reply names no password
 					break
 				}
@@ -423,32 +426,32 @@ func (p *redisPool) dial(ctx context.Context) (*redisConn, error) {
 // do sends cmds to the server as one pipeline and returns their replies:
 // at once on a connection of its own if one is free, or else with the
 // calls queued beside it, by the next connection free.
-func (p *redisPool) do(ctx context.Context, cmds [][]string) ([]any, error) {
+func (p *pool) do(ctx context.Context, cmds [][]string) ([]any, error) {
 	p.roundTrips.Add(1)
-	call := &redisCall{cmds: cmds, start: time.Now()}
+	c := &call{cmds: cmds, start: time.Now()}
 	p.mu.Lock()
-	if p.sending < p.cfg.poolSize {
+	if p.sending < p.cfg.PoolSize {
 		p.sending++
 		p.mu.Unlock()
-		p.send(ctx, []*redisCall{call})
+		p.send(ctx, []*call{c})
 		p.carryOn()
-		return call.replies, call.err
+		return c.replies, c.err
 	}
-	call.done = make(chan struct{})
-	p.queue = append(p.queue, call)
+	c.done = make(chan struct{})
+	p.queue = append(p.queue, c)
 	p.mu.Unlock()
 	select {
-	case <-call.done:
-		return call.replies, call.err
+	case <-c.done:
+		return c.replies, c.err
 	case <-ctx.Done():
 		select {
-		case <-call.done: // answered at the same moment: the answer counts
-			return call.replies, call.err
+		case <-c.done: // answered at the same moment: the answer counts
+			return c.replies, c.err
 		default:
 		}
 	}
 	p.mu.Lock()
-	i := slices.Index(p.queue, call)
+	i := slices.Index(p.queue, c)
 	if i >= 0 {
 		p.queue = slices.Delete(p.queue, i, i+1)
 	}
@@ -463,7 +466,7 @@ func (p *redisPool) do(ctx context.Context, cmds [][]string) ([]any, error) {
 // carryOn is called by a pipeline's sender once it is back: the calls
 // queued meanwhile go next, carried by a goroutine of their own, so that
 // the caller who sent it is not kept waiting for others' replies.
-func (p *redisPool) carryOn() {
+func (p *pool) carryOn() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.queue) == 0 {
@@ -475,7 +478,7 @@ func (p *redisPool) carryOn() {
 
 // carry sends the queue, as often as it fills while a pipeline is on its
 // way, until it is empty.
-func (p *redisPool) carry() {
+func (p *pool) carry() {
 	for {
 		p.mu.Lock()
 		n := min(len(p.queue), maxCarried)
@@ -493,7 +496,7 @@ func (p *redisPool) carry() {
 		now := time.Now()
 		live := calls[:0:0]
 		for _, c := range calls {
-			if now.Before(c.start.Add(p.cfg.timeout)) {
+			if now.Before(c.start.Add(p.cfg.Timeout)) {
 				live = append(live, c)
 				continue
 			}
@@ -507,7 +510,7 @@ func (p *redisPool) carry() {
 		// at its own); the timeout of its earliest call bounds it, so that
 		// no call waits longer than its own: the calls before it in the
 		// queue, and in the pipelines on their way, were made earlier.
-		ctx, cancel := context.WithDeadline(context.Background(), live[0].start.Add(p.cfg.timeout))
+		ctx, cancel := context.WithDeadline(context.Background(), live[0].start.Add(p.cfg.Timeout))
 		p.send(ctx, live)
 		cancel()
 		for _, c := range live {
@@ -518,7 +521,7 @@ func (p *redisPool) carry() {
 
 // send writes the commands of calls as one pipeline, and gives each call
 // its replies, or the error that ended the pipeline.
-func (p *redisPool) send(ctx context.Context, calls []*redisCall) {
+func (p *pool) send(ctx context.Context, calls []*call) {
 	fail := func(err error) {
 		for _, c := range calls {
 			c.err = err
@@ -537,7 +540,7 @@ func (p *redisPool) send(ctx context.Context, calls []*redisCall) {
 		}
 	}
 	p.writes.Add(1)
-	replies, err := c.roundTrip(ctx, p.cfg.timeout, cmds)
+	replies, err := c.roundTrip(ctx, p.cfg.Timeout, cmds)
 	p.put(c)
 	if err != nil {
 		fail(fmt.Errorf("redis %s: %w", p.addr, err))
@@ -550,7 +553,7 @@ func (p *redisPool) send(ctx context.Context, calls []*redisCall) {
 
 // close closes the idle connections, and those in use as they are given
 // back.
-func (p *redisPool) close() {
+func (p *pool) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
@@ -560,54 +563,56 @@ func (p *redisPool) close() {
 	p.idle = nil
 }
 
-// errRedisDial marks a failure to reach a server, before any command was
+// errDial marks a failure to reach a server, before any command was
 // sent: a call that met it may be tried on another server.
-var errRedisDial = errors.New("cannot connect")
+var errDial = errors.New("cannot connect")
 
-// redisClient runs commands on one Redis server, or on a Redis Cluster
-// (rediscluster.go).
-type redisClient struct {
-	single  *redisPool    // nil for a cluster
-	cluster *redisCluster // nil for one server
+// Client runs commands on one Redis server, or on a Redis Cluster
+// (cluster.go). It is safe for concurrent use.
+type Client struct {
+	single  *pool    // nil for a cluster
+	cluster *cluster // nil for one server
 }
 
-func newRedisClient(cfg redisConfig) *redisClient {
-	if cfg.cluster {
-		return &redisClient{cluster: newRedisCluster(cfg)}
+// NewClient is a client of the server, or the cluster, cfg names. It
+// connects on first use.
+func NewClient(cfg Config) *Client {
+	if cfg.Cluster {
+		return &Client{cluster: newCluster(cfg)}
 	}
-	return &redisClient{single: newRedisPool(cfg.addrs[0], cfg)}
+	return &Client{single: newPool(cfg.Addrs[0], cfg)}
 }
 
-// do runs one command and returns its reply; a refusal (a redisError) is
+// Do runs one command and returns its reply; a refusal (an Error) is
 // returned as the error.
-func (c *redisClient) do(ctx context.Context, args ...string) (any, error) {
-	replies, err := c.pipeline(ctx, [][]string{args})
+func (c *Client) Do(ctx context.Context, args ...string) (any, error) {
+	replies, err := c.Pipeline(ctx, [][]string{args})
 	if err != nil {
 		return nil, err
 	}
-	if e, refused := replies[0].(redisError); refused {
+	if e, refused := replies[0].(Error); refused {
 		return nil, e
 	}
 	return replies[0], nil
 }
 
-// pipeline sends cmds at once and returns a reply for each, refusals among
+// Pipeline sends cmds at once and returns a reply for each, refusals among
 // them. In a cluster every key of cmds must hash to one slot: they go to
 // the server of the first command's key, and, redirected, are sent again
 // whole, so a pipeline holds reads, or writes that may be repeated.
-func (c *redisClient) pipeline(ctx context.Context, cmds [][]string) ([]any, error) {
-	ctx, spent, err := spendRedisBudget(ctx)
+func (c *Client) Pipeline(ctx context.Context, cmds [][]string) ([]any, error) {
+	ctx, spent, err := spendBudget(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer spent()
 	if c.cluster != nil {
-		return c.cluster.pipeline(ctx, redisCommandKey(cmds[0]), cmds)
+		return c.cluster.pipeline(ctx, commandKey(cmds[0]), cmds)
 	}
 	return c.single.do(ctx, cmds)
 }
 
-// redisBudget is the time one request may wait for Redis in all its
+// budget is the time one request may wait for Redis in all its
 // calls: the Redis URL's timeout, which bounds each call too. A login
 // makes several one after another (the code's exchange marked, then
 // answered for the other instances; the user's id and record; the token),
@@ -615,35 +620,35 @@ func (c *redisClient) pipeline(ctx context.Context, cmds [][]string) ([]any, err
 // cost it the timeout at each call that is still to come, the answer for
 // the others first. The time between calls (WeChat's answer, another
 // instance's exchange awaited) is not Redis's, and is not counted.
-type redisBudget struct {
+type budget struct {
 	mu   sync.Mutex // guards left
 	left time.Duration
 }
 
-// redisBudgetKey is the context key of a request's redisBudget.
-type redisBudgetKey struct{}
+// budgetKey is the context key of a request's budget.
+type budgetKey struct{}
 
-// errRedisBudgetSpent is a call's failure when its request has waited for
+// errBudgetSpent is a call's failure when its request has waited for
 // Redis as long as it may: it is not sent.
-var errRedisBudgetSpent = fmt.Errorf("redis: the request has waited its bound for Redis: %w", context.DeadlineExceeded)
+var errBudgetSpent = fmt.Errorf("redis: the request has waited its bound for Redis: %w", context.DeadlineExceeded)
 
-// withRedisBudgets gives each request d to wait for Redis in all
-// (redisBudget). The budget is a value of the request's context, so that
+// WithBudgets gives each request d to wait for Redis in all
+// (budget). The budget is a value of the request's context, so that
 // the calls made for it with a context that its end does not cancel (an
 // exchange's answer left for other instances) are bounded by it as well.
-func withRedisBudgets(d time.Duration, next http.Handler) http.Handler {
+func WithBudgets(d time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := context.WithValue(r.Context(), redisBudgetKey{}, &redisBudget{left: d})
+		ctx := context.WithValue(r.Context(), budgetKey{}, &budget{left: d})
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
-// spendRedisBudget bounds a call made with ctx by what is left of its
+// spendBudget bounds a call made with ctx by what is left of its
 // request's budget, if it has one: it returns the call's context, and
 // spent, which takes the time the call took from the budget once it is
-// done; or errRedisBudgetSpent, and the call is not made.
-func spendRedisBudget(ctx context.Context) (_ context.Context, spent func(), _ error) {
-	b, _ := ctx.Value(redisBudgetKey{}).(*redisBudget)
+// done; or errBudgetSpent, and the call is not made.
+func spendBudget(ctx context.Context) (_ context.Context, spent func(), _ error) {
+	b, _ := ctx.Value(budgetKey{}).(*budget)
 	if b == nil {
 		return ctx, func() {}, nil
 	}
@@ -651,7 +656,7 @@ func spendRedisBudget(ctx context.Context) (_ context.Context, spent func(), _ e
 	left := b.left
 	b.mu.Unlock()
 	if left <= 0 {
-		return nil, nil, errRedisBudgetSpent
+		return nil, nil, errBudgetSpent
 	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, left)
@@ -663,10 +668,10 @@ func spendRedisBudget(ctx context.Context) (_ context.Context, spent func(), _ e
 	}, nil
 }
 
-// onEachServer sends cmds to every server (every master of a cluster) and
+// OnEachServer sends cmds to every server (every master of a cluster) and
 // returns the replies of each, by address.
-func (c *redisClient) onEachServer(ctx context.Context, cmds [][]string) (map[string][]any, error) {
-	ctx, spent, err := spendRedisBudget(ctx)
+func (c *Client) OnEachServer(ctx context.Context, cmds [][]string) (map[string][]any, error) {
+	ctx, spent, err := spendBudget(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -686,9 +691,9 @@ func (c *redisClient) onEachServer(ctx context.Context, cmds [][]string) (map[st
 	return all, nil
 }
 
-// roundTrips is how many calls the client has made, to any server: each
+// RoundTrips is how many calls the client has made, to any server: each
 // is a round trip for its caller, whether it went alone or with others.
-func (c *redisClient) roundTrips() int64 {
+func (c *Client) RoundTrips() int64 {
 	if c.cluster == nil {
 		return c.single.roundTrips.Load()
 	}
@@ -703,16 +708,16 @@ func (c *redisClient) roundTrips() int64 {
 
 // servers are the pools of every server: the one, or each master of a
 // cluster.
-func (c *redisClient) servers(ctx context.Context) ([]*redisPool, error) {
+func (c *Client) servers(ctx context.Context) ([]*pool, error) {
 	if c.cluster != nil {
 		return c.cluster.masters(ctx)
 	}
-	return []*redisPool{c.single}, nil
+	return []*pool{c.single}, nil
 }
 
-// scan lists the keys that match pattern on every server, with SCAN: a
+// Scan lists the keys that match pattern on every server, with SCAN: a
 // key that exists throughout is listed at least once.
-func (c *redisClient) scan(ctx context.Context, pattern string) ([]string, error) {
+func (c *Client) Scan(ctx context.Context, pattern string) ([]string, error) {
 	pools, err := c.servers(ctx)
 	if err != nil {
 		return nil, err
@@ -744,8 +749,8 @@ func (c *redisClient) scan(ctx context.Context, pattern string) ([]string, error
 	return keys, nil
 }
 
-// close closes every connection.
-func (c *redisClient) close() {
+// Close closes every connection.
+func (c *Client) Close() {
 	if c.cluster != nil {
 		c.cluster.close()
 		return
@@ -753,10 +758,10 @@ func (c *redisClient) close() {
 	c.single.close()
 }
 
-// redisCommandKey is the key a command is routed by: its first argument,
+// commandKey is the key a command is routed by: its first argument,
 // or for a script the first of its keys; "" for a command with no key
 // (PING, INFO, CONFIG …), which any server may answer.
-func redisCommandKey(cmd []string) string {
+func commandKey(cmd []string) string {
 	switch strings.ToUpper(cmd[0]) {
 	case "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL":
 		if len(cmd) > 3 && cmd[2] != "0" {
@@ -772,26 +777,27 @@ func redisCommandKey(cmd []string) string {
 	return ""
 }
 
-// redisScript is a Lua script run with EVALSHA, sent whole once a server
+// Script is a Lua script run with EVALSHA, sent whole once a server
 // says it does not have it (NOSCRIPT: after a restart or a failover).
-type redisScript struct {
+type Script struct {
 	src, sha string
 }
 
-func newRedisScript(src string) redisScript {
+// NewScript is the script of source src.
+func NewScript(src string) Script {
 	sum := sha1.Sum([]byte(src))
-	return redisScript{src: src, sha: hex.EncodeToString(sum[:])}
+	return Script{src: src, sha: hex.EncodeToString(sum[:])}
 }
 
-// run runs the script with keys and args, and returns its reply.
-func (s redisScript) run(ctx context.Context, c *redisClient, keys []string, args ...string) (any, error) {
+// Run runs the script with keys and args, and returns its reply.
+func (s Script) Run(ctx context.Context, c *Client, keys []string, args ...string) (any, error) {
 	cmd := append([]string{"EVALSHA", s.sha, strconv.Itoa(len(keys))}, keys...)
 	cmd = append(cmd, args...)
-	v, err := c.do(ctx, cmd...)
-	var e redisError
+	v, err := c.Do(ctx, cmd...)
+	var e Error
 	if errors.As(err, &e) && strings.HasPrefix(string(e), "NOSCRIPT") {
 		cmd[0], cmd[1] = "EVAL", s.src
-		v, err = c.do(ctx, cmd...)
+		v, err = c.Do(ctx, cmd...)
 	}
 	return v, err
 }

@@ -1,4 +1,4 @@
-package main
+package redis
 
 import (
 	"cmp"
@@ -23,22 +23,22 @@ import (
 // is moving: ask that server this once), and learns the map again when a
 // server cannot be reached, as after a failover.
 
-// redisSlots is the number of hash slots of a Redis Cluster.
-const redisSlots = 16384
+// SlotCount is the number of hash slots of a Redis Cluster.
+const SlotCount = 16384
 
-// maxRedisRedirects bounds the redirections one call follows.
-const maxRedisRedirects = 5
+// maxRedirects bounds the redirections one call follows.
+const maxRedirects = 5
 
-// redisSlot is the hash slot of key: CRC16 (XMODEM) of its hash tag, the
+// Slot is the hash slot of key: CRC16 (XMODEM) of its hash tag, the
 // part between the first { and the next }, if there is one and it is not
 // empty, or else of the whole key.
-func redisSlot(key string) int {
+func Slot(key string) int {
 	if open := strings.IndexByte(key, '{'); open >= 0 {
 		if end := strings.IndexByte(key[open+1:], '}'); end > 0 {
 			key = key[open+1 : open+1+end]
 		}
 	}
-	return int(crc16(key)) % redisSlots
+	return int(crc16(key)) % SlotCount
 }
 
 // crc16 is CRC-16/XMODEM (polynomial 0x1021, initial value 0), the
@@ -58,28 +58,30 @@ func crc16(s string) uint16 {
 	return crc
 }
 
-// redisCluster sends commands to the masters of a Redis Cluster.
-type redisCluster struct {
-	cfg redisConfig
+// cluster sends commands to the masters of a Redis Cluster.
+type cluster struct {
+	cfg Config
 
-	mu    sync.Mutex            // guards slots and pools
-	slots []string              // the master of each slot, host:port; "" when not known
-	pools map[string]*redisPool // by address; a server is dialled on first use
+	mu    sync.Mutex       // guards slots and pools
+	slots []string         // the master of each slot, host:port; "" when not known
+	pools map[string]*pool // by address; a server is dialled on first use
 
 	refreshes flight.Group[struct{}, struct{}] // one CLUSTER SLOTS at a time
 }
 
-func newRedisCluster(cfg redisConfig) *redisCluster {
-	return &redisCluster{cfg: cfg, slots: make([]string, redisSlots), pools: map[string]*redisPool{}}
+// newCluster is a cluster seeded with cfg's addresses; it learns the
+// map on first use.
+func newCluster(cfg Config) *cluster {
+	return &cluster{cfg: cfg, slots: make([]string, SlotCount), pools: map[string]*pool{}}
 }
 
 // pool is the connection pool of the server at addr.
-func (c *redisCluster) pool(addr string) *redisPool {
+func (c *cluster) pool(addr string) *pool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p, ok := c.pools[addr]
 	if !ok {
-		p = newRedisPool(addr, c.cfg)
+		p = newPool(addr, c.cfg)
 		c.pools[addr] = p
 	}
 	return p
@@ -87,7 +89,7 @@ func (c *redisCluster) pool(addr string) *redisPool {
 
 // masterOf is the server that holds slot, learning the map if it is not
 // known; "" with an error when no server can say.
-func (c *redisCluster) masterOf(ctx context.Context, slot int) (string, error) {
+func (c *cluster) masterOf(ctx context.Context, slot int) (string, error) {
 	c.mu.Lock()
 	addr := c.slots[slot]
 	c.mu.Unlock()
@@ -106,7 +108,7 @@ func (c *redisCluster) masterOf(ctx context.Context, slot int) (string, error) {
 }
 
 // anyServer is a server to send a command with no key to.
-func (c *redisCluster) anyServer(ctx context.Context) (string, error) {
+func (c *cluster) anyServer(ctx context.Context) (string, error) {
 	return c.masterOf(ctx, 0)
 }
 
@@ -115,12 +117,12 @@ func (c *redisCluster) anyServer(ctx context.Context) (string, error) {
 // sent again whole when redirected, or when its server could not be
 // reached before anything was sent; never after a failure midway, when
 // Redis may have run some of it.
-func (c *redisCluster) pipeline(ctx context.Context, key string, cmds [][]string) ([]any, error) {
-	slot := redisSlot(key)
+func (c *cluster) pipeline(ctx context.Context, key string, cmds [][]string) ([]any, error) {
+	slot := Slot(key)
 	var asking string  // the server an ASK sent the call to, for one try
 	var movedTo string // the server a MOVED named, tried next whatever the map says
 	var lastErr error
-	for redirects, waits := 0, 0; redirects < maxRedisRedirects; redirects++ {
+	for redirects, waits := 0, 0; redirects < maxRedirects; redirects++ {
 		addr := cmp.Or(asking, movedTo)
 		movedTo = ""
 		if addr == "" {
@@ -139,7 +141,7 @@ func (c *redisCluster) pipeline(ctx context.Context, key string, cmds [][]string
 			sent = append([][]string{{"ASKING"}}, cmds...)
 		}
 		replies, err := c.pool(addr).do(ctx, sent)
-		if errors.Is(err, errRedisDial) {
+		if errors.Is(err, errDial) {
 			// The server is gone (a failover, a removed node): learn the
 			// map again from the others and try where it says.
 			lastErr = err
@@ -156,9 +158,9 @@ func (c *redisCluster) pipeline(ctx context.Context, key string, cmds [][]string
 		if asking != "" {
 			replies = replies[1:]
 		}
-		moved, ask, to := redisRedirect(replies)
+		moved, ask, to := redirect(replies)
 		switch {
-		case moved < 0 && ask < 0 && redisTryAgain(replies) && waits < maxRedisTryAgain:
+		case moved < 0 && ask < 0 && tryAgain(replies) && waits < maxTryAgain:
 			waits++
 			redirects-- // a wait is not a redirection
 			// A call of several keys while their slot migrates, some of them
@@ -166,7 +168,7 @@ func (c *redisCluster) pipeline(ctx context.Context, key string, cmds [][]string
 			// moment, when they have.
 			// Where an ASK sent the call, it stays: the keys still to come
 			// are coming there.
-			t := time.NewTimer(redisTryAgainPause)
+			t := time.NewTimer(tryAgainPause)
 			select {
 			case <-ctx.Done():
 				t.Stop()
@@ -196,31 +198,31 @@ func (c *redisCluster) pipeline(ctx context.Context, key string, cmds [][]string
 	return nil, fmt.Errorf("redis cluster: slot %d: too many redirections: %w", slot, lastErr)
 }
 
-// redisTryAgainPause is the wait before a call Redis answered TRYAGAIN
-// is sent again, to the same server, up to maxRedisTryAgain times: two
+// tryAgainPause is the wait before a call Redis answered TRYAGAIN
+// is sent again, to the same server, up to maxTryAgain times: two
 // seconds in all, within the call's context. (The new owner of a slot
 // answers TRYAGAIN to a script of several keys, one of them new, until
 // the slot is its own.)
 const (
-	redisTryAgainPause = 20 * time.Millisecond
-	maxRedisTryAgain   = 100
+	tryAgainPause = 20 * time.Millisecond
+	maxTryAgain   = 100
 )
 
-// redisTryAgain reports whether Redis answered TRYAGAIN to one of replies.
-func redisTryAgain(replies []any) bool {
+// tryAgain reports whether Redis answered TRYAGAIN to one of replies.
+func tryAgain(replies []any) bool {
 	for _, r := range replies {
-		if e, ok := r.(redisError); ok && strings.HasPrefix(string(e), "TRYAGAIN") {
+		if e, ok := r.(Error); ok && strings.HasPrefix(string(e), "TRYAGAIN") {
 			return true
 		}
 	}
 	return false
 }
 
-// redisRedirect finds a redirection among replies: the slot of a MOVED,
+// redirect finds a redirection among replies: the slot of a MOVED,
 // or of an ASK (-1 when none), and the server named.
-func redisRedirect(replies []any) (moved, ask int, to string) {
+func redirect(replies []any) (moved, ask int, to string) {
 	for _, r := range replies {
-		e, ok := r.(redisError)
+		e, ok := r.(Error)
 		if !ok {
 			continue
 		}
@@ -230,7 +232,7 @@ func redisRedirect(replies []any) (moved, ask int, to string) {
 		}
 		slotText, addr, ok := strings.Cut(rest, " ")
 		slot, err := strconv.Atoi(slotText)
-		if !ok || err != nil || slot < 0 || slot >= redisSlots || addr == "" {
+		if !ok || err != nil || slot < 0 || slot >= SlotCount || addr == "" {
 			continue
 		}
 		if kind == "MOVED" {
@@ -242,7 +244,7 @@ func redisRedirect(replies []any) (moved, ask int, to string) {
 }
 
 // forget drops every slot of addr from the map.
-func (c *redisCluster) forget(addr string) {
+func (c *cluster) forget(addr string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i, a := range c.slots {
@@ -255,16 +257,16 @@ func (c *redisCluster) forget(addr string) {
 // refresh learns the slot map with CLUSTER SLOTS from the first server
 // that answers: those of the map, then the seeds of the URL. Callers at
 // the same moment share one refresh.
-func (c *redisCluster) refresh(ctx context.Context) error {
+func (c *cluster) refresh(ctx context.Context) error {
 	_, err := c.refreshes.Do(ctx, struct{}{}, func(ctx context.Context) (struct{}, error) {
-		ctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
+		ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 		defer cancel()
 		var errs []error
 		for _, addr := range c.candidates() {
 			replies, err := c.pool(addr).do(ctx, [][]string{{"CLUSTER", "SLOTS"}})
 			if err == nil {
 				var slots []string
-				if slots, err = parseClusterSlots(replies[0], addr); err == nil {
+				if slots, err = ParseClusterSlots(replies[0], addr); err == nil {
 					c.mu.Lock()
 					c.slots = slots
 					c.mu.Unlock()
@@ -280,14 +282,14 @@ func (c *redisCluster) refresh(ctx context.Context) error {
 
 // masters are the pools of the servers that hold slots, the map learned
 // afresh.
-func (c *redisCluster) masters(ctx context.Context) ([]*redisPool, error) {
+func (c *cluster) masters(ctx context.Context) ([]*pool, error) {
 	if err := c.refresh(ctx); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	addrs := slices.Compact(slices.Sorted(slices.Values(c.slots)))
 	c.mu.Unlock()
-	var pools []*redisPool
+	var pools []*pool
 	for _, a := range addrs {
 		if a != "" {
 			pools = append(pools, c.pool(a))
@@ -298,12 +300,12 @@ func (c *redisCluster) masters(ctx context.Context) ([]*redisPool, error) {
 
 // candidates are the servers to ask for the map: those it names now, then
 // the seeds.
-func (c *redisCluster) candidates() []string {
+func (c *cluster) candidates() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	seen := map[string]bool{}
 	var addrs []string
-	for _, a := range append(append([]string(nil), c.slots...), c.cfg.addrs...) {
+	for _, a := range append(append([]string(nil), c.slots...), c.cfg.Addrs...) {
 		if a != "" && !seen[a] {
 			seen[a] = true
 			addrs = append(addrs, a)
@@ -312,17 +314,18 @@ func (c *redisCluster) candidates() []string {
 	return addrs
 }
 
-// parseClusterSlots reads a CLUSTER SLOTS reply: ranges of slots, each
-// with its master first (an address and a port, then its replicas). An
-// empty address means the server that was asked, from. Every slot must be
+// ParseClusterSlots reads a CLUSTER SLOTS reply, asked of from, into the
+// master of each slot, host:port. The reply is ranges of slots, each with
+// its master first (an address and a port, then its replicas). An empty
+// address means the server that was asked, from. Every slot must be
 // covered: a cluster with a slot not served is not ready.
-func parseClusterSlots(reply any, from string) ([]string, error) {
+func ParseClusterSlots(reply any, from string) ([]string, error) {
 	ranges, ok := reply.([]any)
 	if !ok {
 		return nil, fmt.Errorf("redis cluster: CLUSTER SLOTS answered %T", reply)
 	}
 	fromHost, _, _ := net.SplitHostPort(from)
-	slots := make([]string, redisSlots)
+	slots := make([]string, SlotCount)
 	for _, r := range ranges {
 		entry, ok := r.([]any)
 		if !ok || len(entry) < 3 {
@@ -331,7 +334,7 @@ func parseClusterSlots(reply any, from string) ([]string, error) {
 		start, ok1 := entry[0].(int64)
 		end, ok2 := entry[1].(int64)
 		master, ok3 := entry[2].([]any)
-		if !ok1 || !ok2 || !ok3 || len(master) < 2 || start < 0 || end < start || end >= redisSlots {
+		if !ok1 || !ok2 || !ok3 || len(master) < 2 || start < 0 || end < start || end >= SlotCount {
 			return nil, fmt.Errorf("redis cluster: a bad CLUSTER SLOTS range %v", entry)
 		}
 		host, _ := master[0].(string)
@@ -356,7 +359,7 @@ func parseClusterSlots(reply any, from string) ([]string, error) {
 }
 
 // close closes every server's connections.
-func (c *redisCluster) close() {
+func (c *cluster) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range c.pools {

@@ -1,0 +1,112 @@
+package redis_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"wxlogin/internal/redis"
+	"wxlogin/internal/testkit"
+)
+
+// A cluster client seeded with one node reaches keys on every node, and
+// keys of one hash tag stay together for a pipeline.
+func TestClusterRoutesBySlot(t *testing.T) {
+	cl := testkit.StartRedisCluster(t, 3)
+	c := cl.Client(t)
+	ctx := t.Context()
+	owners := map[int]bool{}
+	for i := range 30 {
+		key := "k" + strconv.Itoa(i)
+		owners[cl.OwnerOf(key)] = true
+		if _, err := c.Do(ctx, "SET", key, "v"+strconv.Itoa(i)); err != nil {
+			t.Fatalf("SET %s = %v", key, err)
+		}
+	}
+	if len(owners) != 3 {
+		t.Fatalf("the keys fell on %d nodes; want all 3", len(owners))
+	}
+	for i := range 30 {
+		key := "k" + strconv.Itoa(i)
+		if v, err := c.Do(ctx, "GET", key); err != nil || v != "v"+strconv.Itoa(i) {
+			t.Errorf("GET %s = %v, %v", key, v, err)
+		}
+		// Each key is on the node its slot says, and on no other.
+		if v, _ := cl.Direct(t, cl.OwnerOf(key)).Do(ctx, "GET", key); v != "v"+strconv.Itoa(i) {
+			t.Errorf("%s is not on node %d", key, cl.OwnerOf(key))
+		}
+	}
+	replies, err := c.Pipeline(ctx, [][]string{{"SET", "{u:1}.a", "1"}, {"SET", "{u:1}.b", "2"}, {"MGET", "{u:1}.a", "{u:1}.b"}})
+	if err != nil || len(replies) != 3 || replies[2].([]any)[1] != "2" {
+		t.Errorf("a pipeline on one hash tag = %#v, %v", replies, err)
+	}
+	if v, err := c.Do(ctx, "PING"); err != nil || v != "PONG" {
+		t.Errorf("PING, a command with no key = %v, %v", v, err)
+	}
+}
+
+// A slot moved to another node while the client's map says otherwise: the
+// old node answers ASK while the slot is moving and MOVED once it has, and
+// the client follows both.
+func TestClusterFollowsAskAndMoved(t *testing.T) {
+	cl := testkit.StartRedisCluster(t, 3)
+	c := cl.Client(t)
+	ctx := t.Context()
+	key := "user:42"
+	from := cl.OwnerOf(key)
+	to := (from + 1) % 3
+	if _, err := c.Do(ctx, "SET", key, "before"); err != nil { // the client learns the map
+		t.Fatal(err)
+	}
+	slot := strconv.Itoa(redis.Slot(key))
+	source, target := cl.Direct(t, from), cl.Direct(t, to)
+	mustDo := func(rc *redis.Client, args ...string) {
+		t.Helper()
+		if _, err := rc.Do(ctx, args...); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+	}
+	mustDo(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", cl.NodeID(t, from))
+	mustDo(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", cl.NodeID(t, to))
+	host, port, _ := strings.Cut(cl.Nodes[to].Addr, ":")
+	mustDo(source, "MIGRATE", host, port, key, "0", "5000")
+
+	// Moving: the key is gone from the source, which says ASK.
+	if v, err := c.Do(ctx, "GET", key); err != nil || v != "before" {
+		t.Errorf("GET during the migration = %v, %v; want the value, through ASK", v, err)
+	}
+
+	for i := range cl.Nodes {
+		mustDo(cl.Direct(t, i), "CLUSTER", "SETSLOT", slot, "NODE", cl.NodeID(t, to))
+	}
+	// Moved: the source says MOVED; the client learns the new owner.
+	if v, err := c.Do(ctx, "SET", key, "after"); err != nil || v != "OK" {
+		t.Errorf("SET after the move = %v, %v; want it done through MOVED", v, err)
+	}
+	if v, _ := target.Do(ctx, "GET", key); v != "after" {
+		t.Errorf("the key on its new node = %v; want after", v)
+	}
+	learned := c.KnownMaster(redis.Slot(key))
+	if learned != cl.Nodes[to].Addr {
+		t.Errorf("the client's map puts slot %s on %s; want %s", slot, learned, cl.Nodes[to].Addr)
+	}
+}
+
+// A call whose context ends while it waits for the map fails with the
+// context, within it.
+func TestClusterCallsEndWithTheirContext(t *testing.T) {
+	port := testkit.FreeRedisPort(t)
+	cfg, _ := redis.ParseURL("redis://127.0.0.1:" + strconv.Itoa(port) + "?cluster=true&timeout=300ms")
+	c := redis.NewClient(cfg)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := c.Do(ctx, "GET", "k"); err == nil || !strings.Contains(err.Error(), "slot map") {
+		t.Errorf("GET with no cluster = %v; want no slot map", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("GET with no cluster took %v", took)
+	}
+}
