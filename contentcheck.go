@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"wxlogin/internal/account"
 )
 
 // This file checks what users type, as WeChat checks it. The nickname
@@ -86,7 +87,7 @@ func parseContentVerdict(body []byte) (contentVerdict, error) {
 // checkNickname refuses a nickname msgSecCheck finds risky, when the app
 // checks content and the nickname is a new, non-empty one. current is the
 // user's nickname before the change: an unchanged one is not sent again.
-func checkNickname(ctx context.Context, app *miniApp, who caller, current, nickname string) error {
+func checkNickname(ctx context.Context, app *miniApp, who account.Caller, current, nickname string) error {
 	if !app.checkContent || nickname == "" || nickname == current {
 		return nil
 	}

@@ -92,18 +92,18 @@ func (m memoryTokens) issue(_ context.Context, who account.Identity, key string)
 		// The account was deleted while this login ran (on another
 		// device): the deletion may have revoked the user's tokens before
 		// this one was issued, so it is revoked here.
-		m.tokenStore.revoke(caller{hash: hashToken(token)})
+		m.tokenStore.revoke(account.Caller{Hash: account.HashToken(token)})
 		return "", fmt.Errorf("user %d was deleted during the login: %w", who.UserID, account.ErrNoUser)
 	}
 	return token, nil
 }
 
-func (m memoryTokens) lookup(_ context.Context, token string) (caller, bool, error) {
+func (m memoryTokens) lookup(_ context.Context, token string) (account.Caller, bool, error) {
 	who, ok := m.tokenStore.lookup(token)
 	return who, ok, nil
 }
 
-func (m memoryTokens) revoke(_ context.Context, who caller) error {
+func (m memoryTokens) revoke(_ context.Context, who account.Caller) error {
 	m.tokenStore.revoke(who)
 	return nil
 }

@@ -89,7 +89,7 @@ func (apps appSet) forLogin(appID string) (*miniApp, error) {
 
 // of returns the app of a caller. A token outlives a restart, and its app
 // may since have been removed from the configuration: it is then no login.
-func (apps appSet) of(who caller) (*miniApp, error) {
+func (apps appSet) of(who account.Caller) (*miniApp, error) {
 	app, ok := apps[who.AppID]
 	if !ok {
 		return nil, notLoggedIn(fmt.Errorf("token of app %q, which is no longer configured", who.AppID))
@@ -344,7 +344,7 @@ func decodeLoginRequest(r *http.Request) (loginRequest, error) {
 
 // callerHandler is a handler for a route that needs a login: requireLogin
 // calls it with the request's caller.
-type callerHandler func(w http.ResponseWriter, r *http.Request, who caller)
+type callerHandler func(w http.ResponseWriter, r *http.Request, who account.Caller)
 
 // requireLogin resolves the request's token and calls next with its caller,
 // or answers status 4.
@@ -451,9 +451,9 @@ func writeUser(w http.ResponseWriter, r *http.Request, apps appSet, users userBa
 
 // handleUser serves GET /user: the logged-in user, with their person.
 func handleUser(apps appSet, users userBackend) callerHandler {
-	return func(w http.ResponseWriter, r *http.Request, who caller) {
-		if u := who.readWithToken; u != nil { // no second read (on Redis, no second round trip)
-			writeUserOK(w, showUser(apps, u.record, u.person))
+	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
+		if u := who.ReadWithToken; u != nil { // no second read (on Redis, no second round trip)
+			writeUserOK(w, showUser(apps, u.Record, u.Person))
 			return
 		}
 		writeUser(w, r, apps, users, who.UserID)
@@ -479,7 +479,7 @@ type profilePatch struct {
 // WeChat, so every field is validated, and a new nickname is checked by
 // WeChat's content check; an empty string clears a field.
 func handlePatchUser(apps appSet, users userBackend) callerHandler {
-	return func(w http.ResponseWriter, r *http.Request, who caller) {
+	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
 		var p profilePatch
 		if err := readJSON(r, &p); err != nil {
 			writeError(w, err)
@@ -555,7 +555,7 @@ func (req *userInfoRequest) fields() map[string]*string {
 // unionId. WeChat's anonymous placeholder ("微信用户" with a grey avatar)
 // never overwrites a nickname or avatar, and empty fields are not saved.
 func handleUserInfo(apps appSet, users userBackend) callerHandler {
-	return func(w http.ResponseWriter, r *http.Request, who caller) {
+	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
 		var req userInfoRequest
 		if err := readStringFields(r, req.fields()); err != nil {
 			writeError(w, err)
@@ -585,7 +585,7 @@ func (req *encryptedRequest) fields() map[string]*string {
 
 // decrypt decrypts the pair with the caller's session_key, or the one a
 // login has just replaced (previouskey.go), and reads it with read.
-func decrypt[T any](req encryptedRequest, who caller, read func(plain []byte) (T, error)) (T, error) {
+func decrypt[T any](req encryptedRequest, who account.Caller, read func(plain []byte) (T, error)) (T, error) {
 	if req.EncryptedData == "" || req.IV == "" {
 		var zero T
 		return zero, badRequest(msgMissingParam+"：需要 encryptedData 和 iv", nil)
@@ -606,7 +606,7 @@ func decrypt[T any](req encryptedRequest, who caller, read func(plain []byte) (T
 // (base library 2.21.2 and later); without a code, the legacy encryptedData
 // and iv are decrypted. The number is saved on the user.
 func handlePhone(apps appSet, users userBackend) callerHandler {
-	return func(w http.ResponseWriter, r *http.Request, who caller) {
+	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
 		var req struct {
 			Code string
 			encryptedRequest
@@ -689,7 +689,7 @@ func handleDeleteUser(users userBackend, tokens tokenBackend) callerHandler {
 		TokensRevoked int      `json:"tokens_revoked"`
 		ClaimsKept    []string `json:"claims_kept"` // names only
 	}
-	return func(w http.ResponseWriter, r *http.Request, who caller) {
+	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
 		gone, err := users.erase(r.Context(), who.UserID)
 		if err != nil {
 			writeError(w, err)
@@ -711,7 +711,7 @@ func handleWeRun() callerHandler {
 	type response struct {
 		StepInfoList []stepInfo `json:"step_info_list"`
 	}
-	return func(w http.ResponseWriter, r *http.Request, who caller) {
+	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
 		var req encryptedRequest
 		if err := readStringFields(r, req.fields()); err != nil {
 			writeError(w, err)
@@ -734,7 +734,7 @@ func handleSessionCheck(apps appSet) callerHandler {
 	type response struct {
 		Valid bool `json:"valid"`
 	}
-	return func(w http.ResponseWriter, r *http.Request, who caller) {
+	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
 		app, err := apps.of(who)
 		if err != nil {
 			writeError(w, err)
@@ -754,7 +754,7 @@ func handleSessionCheck(apps appSet) callerHandler {
 // with the claim, once it is durable; any later one, from any of the
 // person's apps, answers status 6 (409) with the claim that was made.
 func handleClaim(users userBackend) callerHandler {
-	return func(w http.ResponseWriter, r *http.Request, who caller) {
+	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
 		name := r.PathValue("name")
 		if !account.ValidClaimName(name) {
 			writeError(w, badRequest(msgMalformed+"：名称应为 1 到 32 个 a-z、0-9 或 -", nil))
@@ -777,7 +777,7 @@ func handleClaims(users userBackend) callerHandler {
 	type response struct {
 		Claims []account.Claim `json:"claims"`
 	}
-	return func(w http.ResponseWriter, r *http.Request, who caller) {
+	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
 		claims, err := users.claimsOf(r.Context(), who.UserID)
 		if err != nil {
 			writeError(w, err)
@@ -789,7 +789,7 @@ func handleClaims(users userBackend) callerHandler {
 
 // handleLogout serves POST /logout: the token is revoked at once.
 func handleLogout(tokens tokenBackend) callerHandler {
-	return func(w http.ResponseWriter, r *http.Request, who caller) {
+	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
 		if err := tokens.revoke(r.Context(), who); err != nil {
 			writeError(w, err)
 			return

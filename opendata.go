@@ -478,7 +478,7 @@ func (p phone) check() error {
 
 // verifyUserInfo checks a user info request against the caller's
 // session_key, or the one a login has just replaced (previouskey.go).
-func verifyUserInfo(req userInfoRequest, who caller) (userInfo, error) {
+func verifyUserInfo(req userInfoRequest, who account.Caller) (userInfo, error) {
 	signed := req.RawData != "" || req.Signature != ""
 	encrypted := req.EncryptedData != "" || req.IV != ""
 	switch {

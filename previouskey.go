@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"time"
+	"wxlogin/internal/account"
 )
 
 // This file lets user data made with the session_key a login has just
@@ -30,19 +31,19 @@ const watermarkSkew = 30 * time.Second
 // (its watermark's timestamp, Unix seconds; 0 for data that has none, such
 // as signed rawData alone, which the window alone bounds). The current
 // key's failure is the one reported.
-func verifiedWithKeys[T any](who caller, verify func(key string) (T, int64, error)) (T, error) {
+func verifiedWithKeys[T any](who account.Caller, verify func(key string) (T, int64, error)) (T, error) {
 	v, _, err := verify(who.SessionKey)
 	var dce *dataCheckError
-	if err == nil || !errors.As(err, &dce) || who.previousKey == "" {
+	if err == nil || !errors.As(err, &dce) || who.PreviousKey == "" {
 		return v, err
 	}
-	old, fetched, oldErr := verify(who.previousKey)
+	old, fetched, oldErr := verify(who.PreviousKey)
 	if oldErr != nil {
 		return v, err
 	}
 	if fetched != 0 {
 		at := time.Unix(fetched, 0)
-		if at.After(who.replacedAt.Add(watermarkSkew)) || at.Before(who.replacedAt.Add(-previousKeyWindow)) {
+		if at.After(who.ReplacedAt.Add(watermarkSkew)) || at.Before(who.ReplacedAt.Add(-previousKeyWindow)) {
 			return v, err
 		}
 	}

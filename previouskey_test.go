@@ -15,26 +15,26 @@ func TestTheReplacedKeyIsKeptForItsWindowOnly(t *testing.T) {
 	tokens.issue(alice, "key-2")
 	replaced := clock.Now()
 	who, _ := tokens.lookup(first)
-	if who.SessionKey != "key-2" || who.previousKey != "key-1" || !who.replacedAt.Equal(replaced) {
-		t.Errorf("after a second login: key %q, previous %q replaced at %v; want key-2, key-1 at %v", who.SessionKey, who.previousKey, who.replacedAt, replaced)
+	if who.SessionKey != "key-2" || who.PreviousKey != "key-1" || !who.ReplacedAt.Equal(replaced) {
+		t.Errorf("after a second login: key %q, previous %q replaced at %v; want key-2, key-1 at %v", who.SessionKey, who.PreviousKey, who.ReplacedAt, replaced)
 	}
 	// WeChat may give the same key again: what it replaced still is, but
 	// logins with it do not stretch the window, however many.
 	for range 3 {
 		clock.Advance(previousKeyWindow / 3)
 		tokens.issue(alice, "key-2")
-		if who, _ := tokens.lookup(first); who.previousKey != "key-1" || !who.replacedAt.Equal(replaced) {
-			t.Errorf("after the same key again, previous %q replaced at %v; want key-1 at %v", who.previousKey, who.replacedAt, replaced)
+		if who, _ := tokens.lookup(first); who.PreviousKey != "key-1" || !who.ReplacedAt.Equal(replaced) {
+			t.Errorf("after the same key again, previous %q replaced at %v; want key-1 at %v", who.PreviousKey, who.ReplacedAt, replaced)
 		}
 	}
 
 	clock.Advance(time.Second) // past the window since the replacement
-	if who, _ := tokens.lookup(first); who.previousKey != "" {
-		t.Errorf("past the window, previous = %q; want none", who.previousKey)
+	if who, _ := tokens.lookup(first); who.PreviousKey != "" {
+		t.Errorf("past the window, previous = %q; want none", who.PreviousKey)
 	}
 	tokens.issue(alice, "key-2")
-	if who, _ := tokens.lookup(first); who.previousKey != "" {
-		t.Errorf("past the window, after the same key again, previous = %q; want none", who.previousKey)
+	if who, _ := tokens.lookup(first); who.PreviousKey != "" {
+		t.Errorf("past the window, after the same key again, previous = %q; want none", who.PreviousKey)
 	}
 	tokens.sweep()
 	if k := tokens.loginStateOf(alice.UserID).key.Load(); k.previous != nil || k.key != "key-2" {

@@ -991,7 +991,7 @@ func (s *redisStore) issue(ctx context.Context, who account.Identity, key string
 		return "", err
 	}
 	token := strconv.FormatInt(who.UserID, 10) + "." + randomText(32, base64.RawURLEncoding.EncodeToString)
-	h := hashToken(token)
+	h := account.HashToken(token)
 	hash := hex.EncodeToString(h[:])
 	ok, err := issueScript.Run(ctx, s.rc,
 		[]string{redisUserKey(who.UserID), redisTokenKey(who.UserID, hash), redisTokenSetKey(who.UserID), redisSessionKeyKey(who.UserID)},
@@ -1033,13 +1033,13 @@ return {k[1], k[2], k[3], redis.call('HGETALL', KEYS[2])}
 
 // lookup resolves a token, and reads its user along: one script on the
 // user's slot.
-func (s *redisStore) lookup(ctx context.Context, token string) (caller, bool, error) {
+func (s *redisStore) lookup(ctx context.Context, token string) (account.Caller, bool, error) {
 	idText, _, found := strings.Cut(token, ".")
 	id, err := strconv.ParseInt(idText, 10, 64)
 	if !found || err != nil || id < 1 || len(token) > 128 {
-		return caller{}, false, nil
+		return account.Caller{}, false, nil
 	}
-	h := hashToken(token)
+	h := account.HashToken(token)
 	now := s.now()
 	reply, err := lookupScript.Run(ctx, s.rc,
 		[]string{redisTokenKey(id, hex.EncodeToString(h[:])), redisUserKey(id), redisSessionKeyKey(id)},
@@ -1047,17 +1047,17 @@ func (s *redisStore) lookup(ctx context.Context, token string) (caller, bool, er
 		strconv.FormatInt(s.maxAge.Milliseconds(), 10), strconv.FormatInt(redisTouchEvery(s.ttl).Milliseconds(), 10),
 		strconv.FormatInt(previousKeyWindow.Milliseconds(), 10))
 	if err != nil {
-		return caller{}, false, storeUnavailable(err)
+		return account.Caller{}, false, storeUnavailable(err)
 	}
 	f, _ := reply.([]any)
 	if len(f) != 4 {
-		return caller{}, false, nil
+		return account.Caller{}, false, nil
 	}
 	str := func(i int) string { v, _ := f[i].(string); return v }
 	hash := f[3]
-	who := caller{Identity: account.Identity{AppID: redisField(hash, "appid"), OpenID: redisField(hash, "openid"), UserID: id}, SessionKey: str(0), hash: h}
+	who := account.Caller{Identity: account.Identity{AppID: redisField(hash, "appid"), OpenID: redisField(hash, "openid"), UserID: id}, SessionKey: str(0), Hash: h}
 	if at, err := strconv.ParseInt(str(2), 10, 64); err == nil && str(1) != "" {
-		who.previousKey, who.replacedAt = str(1), time.UnixMilli(at)
+		who.PreviousKey, who.ReplacedAt = str(1), time.UnixMilli(at)
 	}
 	// A hash that does not read whole, or holds no good copy of its
 	// person's list, is read again by the route, which says what is wrong
@@ -1065,7 +1065,7 @@ func (s *redisStore) lookup(ctx context.Context, token string) (caller, bool, er
 	if u, err := recordFromRedis(hash); err == nil && u.ID == id {
 		if members, ok := copiedMembers(u, hash); ok {
 			who.Identity = account.Identity{AppID: u.AppID, OpenID: u.OpenID, UserID: id}
-			who.readWithToken = &storedUser{record: u, person: members}
+			who.ReadWithToken = &account.StoredUser{Record: u, Person: members}
 		}
 	}
 	return who, true, nil
@@ -1076,11 +1076,11 @@ func (s *redisStore) lookup(ctx context.Context, token string) (caller, bool, er
 func redisTouchEvery(ttl time.Duration) time.Duration { return min(ttl/64, time.Minute) }
 
 // revoke ends the caller's token.
-func (s *redisStore) revoke(ctx context.Context, who caller) error {
+func (s *redisStore) revoke(ctx context.Context, who account.Caller) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	hash := hex.EncodeToString(who.hash[:])
+	hash := hex.EncodeToString(who.Hash[:])
 	replies, err := s.rc.Pipeline(ctx, [][]string{
 		{"DEL", redisTokenKey(who.UserID, hash)}, {"SREM", redisTokenSetKey(who.UserID), hash}})
 	if err == nil {

@@ -41,7 +41,7 @@ func TestTokenLifetimesOnEachStore(t *testing.T) {
 			}
 			return token
 		}
-		lookup := func(token string) (caller, bool) {
+		lookup := func(token string) (account.Caller, bool) {
 			t.Helper()
 			c, ok, err := a.tokenBackend.lookup(ctx, token)
 			if err != nil {
@@ -54,16 +54,16 @@ func TestTokenLifetimesOnEachStore(t *testing.T) {
 		a.clock.Advance(time.Minute)
 		issue("key-2")
 		replaced := a.clock.Now()
-		if c, ok := lookup(first); !ok || c.SessionKey != "key-2" || c.previousKey != "key-1" || !c.replacedAt.Equal(replaced) || c.UserID != u.ID {
-			t.Errorf("after a second login: %v, key %q, previous %q replaced at %v; want key-2, key-1 at %v", ok, c.SessionKey, c.previousKey, c.replacedAt, replaced)
+		if c, ok := lookup(first); !ok || c.SessionKey != "key-2" || c.PreviousKey != "key-1" || !c.ReplacedAt.Equal(replaced) || c.UserID != u.ID {
+			t.Errorf("after a second login: %v, key %q, previous %q replaced at %v; want key-2, key-1 at %v", ok, c.SessionKey, c.PreviousKey, c.ReplacedAt, replaced)
 		}
 		for range 3 { // the same key again does not stretch the window
 			a.clock.Advance(previousKeyWindow / 3)
 			issue("key-2")
 		}
 		a.clock.Advance(time.Second)
-		if c, _ := lookup(first); c.previousKey != "" {
-			t.Errorf("past the window, previous = %q; want none", c.previousKey)
+		if c, _ := lookup(first); c.PreviousKey != "" {
+			t.Errorf("past the window, previous = %q; want none", c.PreviousKey)
 		}
 
 		// Idle: used every 110 minutes it lives on; 2 h unused, it is gone.

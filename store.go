@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -60,44 +59,11 @@ type tokenBackend interface {
 	// issue creates a token for who, whose session_key key becomes; it
 	// fails with account.ErrNoUser when who was erased meanwhile.
 	issue(ctx context.Context, who account.Identity, key string) (string, error)
-	lookup(ctx context.Context, token string) (caller, bool, error)
-	revoke(ctx context.Context, who caller) error
+	lookup(ctx context.Context, token string) (account.Caller, bool, error)
+	revoke(ctx context.Context, who account.Caller) error
 	revokeUser(ctx context.Context, id int64) (int, error)
 	lifetime() time.Duration
 }
-
-// caller is who sent a request with a valid token: the user the token
-// speaks for, with the newest session_key WeChat gave for that user (it
-// never leaves the server), and the token's hash, so that it can be revoked.
-type caller struct {
-	account.Identity
-	SessionKey string
-	// previousKey is the session_key the newest login replaced, while it is
-	// in its window (previouskey.go), and replacedAt when that was.
-	previousKey string
-	replacedAt  time.Time
-
-	hash tokenHash // the key the token is stored under, so it can be revoked
-
-	// readWithToken is the user as the token's store read it in the same
-	// step as the token, where that costs nothing more (on Redis, one round
-	// trip for both); nil otherwise. GET /user shows it; a route that
-	// changes the user reads the user again.
-	readWithToken *storedUser
-}
-
-// storedUser is a user's record and the records of its person, the
-// earliest first, as the store held them at one moment.
-type storedUser struct {
-	record account.User
-	person []account.Member
-}
-
-// tokenHash is the SHA-256 of a token. Tokens are stored and saved only by
-// their hash, so a memory or file dump does not yield tokens anyone can use.
-type tokenHash [sha256.Size]byte
-
-func hashToken(token string) tokenHash { return sha256.Sum256([]byte(token)) }
 
 // tokenEntry is one live token: whose it is and when it dies. It is kept
 // small, because there is one per phone that logged in; who the user is and
@@ -224,7 +190,7 @@ func (s *tokenStore) issue(who account.Identity, key string) string {
 	now := s.monotonic()
 	e := &tokenEntry{user: s.setSessionKey(who, &sessionKey{key: key, storedAt: now}), issuedAt: now}
 	e.lastUsed.Store(now)
-	s.tokens.Store(hashToken(token), e)
+	s.tokens.Store(account.HashToken(token), e)
 	return token
 }
 
@@ -238,30 +204,30 @@ func randomText(n int, encode func([]byte) string) string {
 
 // lookup resolves a token. An expired token is rejected here even if the
 // sweeper has not removed it yet; a valid one has its idle lifetime renewed.
-func (s *tokenStore) lookup(token string) (caller, bool) {
-	h := hashToken(token)
+func (s *tokenStore) lookup(token string) (account.Caller, bool) {
+	h := account.HashToken(token)
 	v, ok := s.tokens.Load(h)
 	if !ok {
-		return caller{}, false
+		return account.Caller{}, false
 	}
 	e := v.(*tokenEntry)
 	now := s.monotonic()
 	if !s.alive(e, now) {
 		s.tokens.CompareAndDelete(h, e)
-		return caller{}, false
+		return account.Caller{}, false
 	}
 	e.touch(now)
 	k := e.user.key.Load()
-	who := caller{Identity: e.user.who, SessionKey: k.key, hash: h}
+	who := account.Caller{Identity: e.user.who, SessionKey: k.key, Hash: h}
 	if k.previousInWindow(now) {
-		who.previousKey = k.previous.key
-		who.replacedAt = s.clock.Now().Add(time.Duration(k.replacedAt - now))
+		who.PreviousKey = k.previous.key
+		who.ReplacedAt = s.clock.Now().Add(time.Duration(k.replacedAt - now))
 	}
 	return who, true
 }
 
 // revoke ends the caller's token at once.
-func (s *tokenStore) revoke(who caller) { s.tokens.Delete(who.hash) }
+func (s *tokenStore) revoke(who account.Caller) { s.tokens.Delete(who.Hash) }
 
 // revokeUser ends every token of user id at once, forgets the user's
 // session_key, and reports how many live tokens it ended (expired ones the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
 )
 
@@ -18,7 +19,7 @@ func TestTokenSweep(t *testing.T) {
 	if n := tokens.sweep(); n != 1 {
 		t.Errorf("sweep removed %d tokens; want 1", n)
 	}
-	if _, ok := tokens.tokens.Load(hashToken(old)); ok {
+	if _, ok := tokens.tokens.Load(account.HashToken(old)); ok {
 		t.Error("sweep kept an expired token")
 	}
 	if _, ok := tokens.lookup(fresh); !ok {

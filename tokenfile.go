@@ -92,7 +92,7 @@ func (s *tokenStore) save(path string) (int, error) {
 			}))
 		}
 		s.tokens.Range(func(k, v any) bool {
-			if e, h := v.(*tokenEntry), k.(tokenHash); s.alive(e, now) {
+			if e, h := v.(*tokenEntry), k.(account.TokenHash); s.alive(e, now) {
 				line = appendSavedToken(line[:0], savedToken{
 					SHA256: base64.RawURLEncoding.EncodeToString(h[:]), UserID: e.user.who.UserID,
 					IssuedAt: toWall(e.issuedAt), LastUsedAt: toWall(e.lastUsed.Load()),
@@ -232,7 +232,7 @@ func (s *tokenStore) readTokenFile(r *bufio.Reader, path string, userOf func(id 
 			e := &tokenEntry{user: s.loginStateOf(t.UserID), issuedAt: fromWall(t.IssuedAt)}
 			e.lastUsed.Store(fromWall(t.LastUsedAt))
 			if e.user != nil && s.alive(e, now) {
-				s.tokens.Store(tokenHash(raw), e)
+				s.tokens.Store(account.TokenHash(raw), e)
 				loaded++
 			}
 		default:

@@ -1,8 +1,9 @@
 // Package account is what a user is to wxlogin, whichever store keeps
 // them: the record of one user of one mini program, the persons several
 // records make (one unionid across a company's mini programs), the claims
-// a person takes once, and an erasure. The file store and the Redis store
-// both keep these values, and the handlers show them.
+// a person takes once, and an erasure; and who calls with a token (Caller).
+// The file store and the Redis store both keep these values, and the
+// handlers show them.
 package account
 
 import (
@@ -120,3 +121,38 @@ func PersonHash(key []byte, appID, openID, unionID string) string {
 	}
 	return hex.EncodeToString(mac.Sum(nil))
 }
+
+// Caller is who sent a request with a valid token: the user the token
+// speaks for, with the newest session_key WeChat gave for that user (it
+// never leaves the server), and the token's hash, so that it can be revoked.
+type Caller struct {
+	Identity
+	SessionKey string
+	// PreviousKey is the session_key the newest login replaced, while it is
+	// in its window (the open data may have been fetched just before the
+	// login), and ReplacedAt when that was.
+	PreviousKey string
+	ReplacedAt  time.Time
+
+	Hash TokenHash // the key the token is stored under, so it can be revoked
+
+	// ReadWithToken is the user as the token's store read it in the same
+	// step as the token, where that costs nothing more (on Redis, one round
+	// trip for both); nil otherwise. GET /user shows it; a route that
+	// changes the user reads the user again.
+	ReadWithToken *StoredUser
+}
+
+// StoredUser is a user's record and the records of its person, the
+// earliest first, as the store held them at one moment.
+type StoredUser struct {
+	Record User
+	Person []Member
+}
+
+// TokenHash is the SHA-256 of a token. Tokens are stored and saved only by
+// their hash, so a memory or file dump does not yield tokens anyone can use.
+type TokenHash [sha256.Size]byte
+
+// HashToken is the hash a token is stored and saved under.
+func HashToken(token string) TokenHash { return sha256.Sum256([]byte(token)) }
