@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"wxlogin/internal/limits"
 )
 
 // The log writer keeps every line, in order, from concurrent writers, and
@@ -169,7 +170,7 @@ func TestPanicBecomesInternalError(t *testing.T) {
 // forwarded for, and the proxy; from any other peer, X-Forwarded-For is
 // not believed and the peer is the client.
 func TestAccessLogNamesTheClientBehindATrustedProxy(t *testing.T) {
-	proxies, err := parseTrustedProxies("10.0.0.0/8")
+	proxies, err := limits.ParseTrustedProxies("10.0.0.0/8")
 	if err != nil {
 		t.Fatal(err)
 	}

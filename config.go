@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/limits"
 	"wxlogin/internal/redis"
 	"wxlogin/internal/strictjson"
 )
@@ -44,7 +45,7 @@ type config struct {
 	loginBurst    int    // logins at once per client address
 	maxConns      int    // connections served at once; 0 for a cap under the open-file limit
 	contentCheck  bool   // check a changed nickname with msgSecCheck
-	proxies       trustedProxies
+	proxies       limits.TrustedProxies
 	apps          []appConfig
 	// redis, when set, is where users and tokens live, in place of the
 	// data directory (redisstore.go); redisDurability is what it must
@@ -77,7 +78,7 @@ func (cfg config) connCap() int {
 	if cfg.maxConns > 0 {
 		return cfg.maxConns
 	}
-	return defaultMaxConns(len(cfg.apps))
+	return limits.DefaultMaxConns(len(cfg.apps))
 }
 
 // storeMeta is what the user store records of the configuration.
@@ -195,7 +196,7 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	if cfg.fakeOnly && cfg.redis != nil {
 		return cfg, errors.New("-fake-only keeps nothing: -redis / WXLOGIN_REDIS does not apply")
 	}
-	if cfg.proxies, err = parseTrustedProxies(proxies); err != nil {
+	if cfg.proxies, err = limits.ParseTrustedProxies(proxies); err != nil {
 		return cfg, fmt.Errorf("-trusted-proxies / WXLOGIN_TRUSTED_PROXIES: %w", err)
 	}
 	if cfg.dataDir == "" {

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/limits"
 	"wxlogin/internal/scopes"
 )
 
@@ -99,14 +102,14 @@ func (apps appSet) of(who account.Caller) (*miniApp, error) {
 
 // newServer builds wxlogin's HTTP handler. fake is nil in real mode, and
 // limit nil when logins are not limited.
-func newServer(log *slog.Logger, m *metrics, apps appSet, users userBackend, tokens tokenBackend, limit loginLimit, proxies trustedProxies, fake *fakeWechat) http.Handler {
+func newServer(log *slog.Logger, m *metrics, apps appSet, users userBackend, tokens tokenBackend, limit loginLimit, proxies limits.TrustedProxies, fake *fakeWechat) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, apps, users, tokens, limit, proxies, fake)
 	return withAccessLog(log, proxies, m, mux)
 }
 
 // addRoutes lists every route wxlogin serves.
-func addRoutes(mux *http.ServeMux, apps appSet, users userBackend, tokens tokenBackend, limit loginLimit, proxies trustedProxies, fake *fakeWechat) {
+func addRoutes(mux *http.ServeMux, apps appSet, users userBackend, tokens tokenBackend, limit loginLimit, proxies limits.TrustedProxies, fake *fakeWechat) {
 	login := limitLogins(limit, proxies, handleLogin(apps, users, tokens))
 	mux.Handle("POST /login", login)
 	mux.Handle("POST /login/{$}", login)
@@ -265,6 +268,12 @@ func writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, ae.httpCode, envelope{Status: ae.status, Msg: ae.msg, Errcode: ae.errcode})
 }
 
+// retryAfterSeconds is wait as Retry-After says it: whole seconds, at
+// least one.
+func retryAfterSeconds(wait time.Duration) int {
+	return max(1, int(math.Ceil(wait.Seconds())))
+}
+
 // handleLogin serves POST /login: it exchanges a wx.login code for the
 // user's identity, creates the user on first sight, and answers with a new
 // token. The session_key stays on the server.
@@ -369,6 +378,37 @@ func requireLogin(tokens tokenBackend, next callerHandler) http.Handler {
 			return
 		}
 		next(w, r, who)
+	})
+}
+
+// loginLimit decides whether a client may log in now: this instance's
+// buckets (limits.LoginLimiter), or those every instance on one Redis shares
+// (redislimit.go). A nil loginLimit allows everything.
+type loginLimit interface {
+	AllowLogin(ctx context.Context, addr netip.Addr) (ok bool, retryAfter time.Duration, err error)
+}
+
+// limitLogins answers 429 with status 7 and a Retry-After to a client
+// over its rate, before next reads the request.
+func limitLogins(l loginLimit, proxies limits.TrustedProxies, next http.Handler) http.Handler {
+	if l == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		client := proxies.ClientAddr(r)
+		ok, wait, err := l.AllowLogin(r.Context(), limits.Key(client))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		if !ok {
+			writeError(w, &apiError{
+				status: statusRateLimited, httpCode: http.StatusTooManyRequests, msg: msgRateLimited,
+				retryAfter: wait, cause: fmt.Errorf("login rate exceeded by %s", client),
+			})
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/limits"
 )
 
 func TestLoginResponses(t *testing.T) {
@@ -1300,6 +1301,51 @@ func FuzzAnyRequest(f *testing.F) {
 			t.Fatalf("%s %q = HTTP %d %q; want the envelope", method, target, resp.StatusCode, raw)
 		case resp.StatusCode >= 500 && !(isEnvelope && env.Status == statusWechatDown):
 			t.Fatalf("%s %q = HTTP %d %q; want no 5xx but status 3", method, target, resp.StatusCode, raw)
+		}
+	})
+}
+
+// Over the limit, POST /login answers 429 with status 7 and a Retry-After,
+// without reading the body: the code is not spent and WeChat is not called.
+func TestLoginRateLimit(t *testing.T) {
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		proxies, _ := limits.ParseTrustedProxies("10.0.0.1")
+		a := newTestApp(t, appOptions{store: store, loginRate: 60, loginBurst: 2, proxies: proxies, quiet: true})
+		h := a.handler
+
+		login := func(from, code string, xff ...string) reply {
+			r := httptest.NewRequestWithContext(t.Context(), "POST", "/login", strings.NewReader(`{"code":"`+code+`"}`))
+			r.RemoteAddr = from
+			r.Header.Set("Content-Type", jsonCT)
+			for _, v := range xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			return parseReply(t, w.Result())
+		}
+		for i := range 2 {
+			if got := login("203.0.113.5:1000", a.fake.issueCode("wxapp", "alice")); got.env.Status != statusOK {
+				t.Fatalf("login %d = %s; want ok", i+1, got.raw)
+			}
+		}
+		code := a.fake.issueCode("wxapp", "alice")
+		got := login("203.0.113.5:1000", code)
+		if got.code != http.StatusTooManyRequests || got.env.Status != statusRateLimited || got.env.Msg != msgRateLimited {
+			t.Fatalf("third login = %d %s; want 429, status 7", got.code, got.raw)
+		}
+		if s, err := strconv.Atoi(got.header.Get("Retry-After")); err != nil || s != 1 {
+			t.Errorf("Retry-After = %q; want 1 (one login a second)", got.header.Get("Retry-After"))
+		}
+		if other := login("10.0.0.1:1000", a.fake.issueCode("wxapp", "bob"), "198.51.100.9"); other.env.Status != statusOK {
+			t.Errorf("login of another client through the trusted proxy = %s; want ok", other.raw)
+		}
+		if spoof := login("203.0.113.5:1000", a.fake.issueCode("wxapp", "bob"), "198.51.100.10"); spoof.env.Status != statusRateLimited {
+			t.Errorf("a limited client naming another address in X-Forwarded-For = %s; want status 7", spoof.raw)
+		}
+		a.clock.Advance(time.Second)
+		if again := login("203.0.113.5:1000", code); again.env.Status != statusOK {
+			t.Errorf("the refused code, a second later = %s; want ok: the refusal must not spend it", again.raw)
 		}
 	})
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
+	"wxlogin/internal/limits"
 	"wxlogin/internal/redis"
 	"wxlogin/internal/testkit"
 )
@@ -96,7 +97,7 @@ type appOptions struct {
 	// loginBurst, when set, limits logins per client as -login-rate and
 	// -login-burst do, on the app's clock, with proxies trusted.
 	loginRate, loginBurst int
-	proxies               trustedProxies
+	proxies               limits.TrustedProxies
 	quiet                 bool // discard the logs: a fuzz target's would fill memory
 	// noContentCheck is -content-check=false: nicknames are not sent to
 	// msgSecCheck.
@@ -205,7 +206,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	case onRedis:
 		limit = newRedisLoginLimiter(rs.rc, opts.loginRate, opts.loginBurst, clock.Now)
 	default:
-		limit = newLoginLimiter(opts.loginRate, opts.loginBurst, clock.clock())
+		limit = limits.NewLoginLimiter(opts.loginRate, opts.loginBurst, clock.clock())
 	}
 	var mounted *fakeWechat
 	if opts.mock {
@@ -954,5 +955,24 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitFor polls cond until it holds, or fails the test after 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	waitWithin(t, 5*time.Second, what, cond)
+}
+
+// waitWithin is waitFor with a deadline of its own, for what takes a
+// busy machine longer (a Redis Cluster forming, a failover).
+func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

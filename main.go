@@ -30,6 +30,7 @@ import (
 	"time"
 	"wxlogin/internal/clock"
 	"wxlogin/internal/datadir"
+	"wxlogin/internal/limits"
 	"wxlogin/internal/redact"
 	"wxlogin/internal/redis"
 )
@@ -211,7 +212,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, 
 	}
 	limit := with.limit
 	if limit == nil {
-		if l := newLoginLimiter(cfg.loginRate, cfg.loginBurst, clock); l != nil {
+		if l := limits.NewLoginLimiter(cfg.loginRate, cfg.loginBurst, clock); l != nil {
 			limit = l
 		}
 	}
@@ -227,7 +228,7 @@ func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, 
 	maxConns := cfg.connCap()
 	log.Info("wxlogin listening", append([]any{"url", baseURL, "addr", ln.Addr().String(), "max_conns", maxConns,
 		"wechat_api", redact.URL(wechatAPI)}, where...)...)
-	return serveUntilDone(ctx, srv, limitConns(srv, ln, maxConns), cfg.loginTimeout+5*time.Second, log)
+	return serveUntilDone(ctx, srv, limits.Conns(srv, ln, maxConns), cfg.loginTimeout+5*time.Second, log)
 }
 
 // serveUntilDone serves on ln until ctx ends or serving fails, then shuts
@@ -270,7 +271,7 @@ func runFakeOnly(ctx context.Context, cfg config, m *metrics, log *slog.Logger) 
 	baseURL := "http://" + dialableAddr(ln.Addr())
 	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(), "fake_only", true,
 		"appids", strings.Join(appIDs(cfg.apps), ","))
-	return serveUntilDone(ctx, srv, limitConns(srv, ln, cfg.connCap()), 5*time.Second, log)
+	return serveUntilDone(ctx, srv, limits.Conns(srv, ln, cfg.connCap()), 5*time.Second, log)
 }
 
 // fakeFor is a fake WeChat that knows the configured apps and their secrets.

@@ -8,7 +8,7 @@ import (
 	"wxlogin/internal/redis"
 )
 
-// This file is the login limit (ratelimit.go) shared by the wxlogins on
+// This file is the login limit (internal/limits) shared by the wxlogins on
 // one Redis (-redis): each client address's token bucket at
 // wx:{l:<address>}, taken by one script, so a client that spreads its
 // logins over the instances gets the one rate, not one per instance. A
@@ -21,7 +21,7 @@ type redisLoginLimiter struct {
 	rate, burst float64 // tokens per second, and at most
 }
 
-// newRedisLoginLimiter is newLoginLimiter's counterpart: nil, which allows
+// newRedisLoginLimiter is limits.NewLoginLimiter's counterpart: nil, which allows
 // everything, when perMinute is 0.
 func newRedisLoginLimiter(rc *redis.Client, perMinute, burst int, now func() time.Time) loginLimit {
 	if perMinute <= 0 {
@@ -46,7 +46,9 @@ if ok then return {1} end
 return {0, string.format('%d', math.ceil((1 - tokens) / rate))}
 `)
 
-func (l *redisLoginLimiter) allowLogin(ctx context.Context, addr netip.Addr) (bool, time.Duration, error) {
+// AllowLogin takes a token of addr's bucket, or says how long until there
+// is one.
+func (l *redisLoginLimiter) AllowLogin(ctx context.Context, addr netip.Addr) (bool, time.Duration, error) {
 	reply, err := takeTokenScript.Run(ctx, l.rc, []string{"wx:{l:" + addr.String() + "}"},
 		strconv.FormatInt(l.now().UnixMilli(), 10), strconv.FormatFloat(l.rate, 'g', -1, 64), strconv.FormatFloat(l.burst, 'g', -1, 64))
 	if err != nil {

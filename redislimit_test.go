@@ -17,7 +17,7 @@ func TestInstancesOnOneRedisShareTheLoginLimit(t *testing.T) {
 	b := newRedisLoginLimiter(srv.Client(t, "", ""), 60, 2, clock.Now)
 	client, other := netip.MustParseAddr("203.0.113.5"), netip.MustParseAddr("203.0.113.6")
 	for i, l := range []loginLimit{a, b, a, b} {
-		ok, wait, err := l.allowLogin(t.Context(), client)
+		ok, wait, err := l.AllowLogin(t.Context(), client)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -28,14 +28,14 @@ func TestInstancesOnOneRedisShareTheLoginLimit(t *testing.T) {
 			t.Errorf("login %d refused with Retry-After %v; want at most 1 s, one login a second", i+1, wait)
 		}
 	}
-	if ok, _, _ := b.allowLogin(t.Context(), other); !ok {
+	if ok, _, _ := b.AllowLogin(t.Context(), other); !ok {
 		t.Error("another client was refused")
 	}
 	clock.Advance(time.Second)
-	if ok, _, _ := b.allowLogin(t.Context(), client); !ok {
+	if ok, _, _ := b.AllowLogin(t.Context(), client); !ok {
 		t.Error("a second later, the client was refused; it has earned one login")
 	}
-	if ok, _, _ := a.allowLogin(t.Context(), client); ok {
+	if ok, _, _ := a.AllowLogin(t.Context(), client); ok {
 		t.Error("a second later, the client made two logins; it has earned one")
 	}
 }

@@ -1,4 +1,10 @@
-package main
+// Package limits keeps one client from taking what every client needs:
+// Conns caps the connections served at once below the process's limit of
+// open files, making room by closing a connection of the address that
+// holds the most; LoginLimiter is the login limit, a token bucket per
+// client address; and TrustedProxies says who the client is when a reverse
+// proxy forwards its request.
+package limits
 
 import (
 	"container/list"
@@ -10,8 +16,8 @@ import (
 	"time"
 )
 
-// This file keeps wxlogin under its limit of open files however many
-// clients connect. Without a cap, a flood of connections uses up the
+// The connection cap keeps wxlogin under its limit of open files however
+// many clients connect. Without a cap, a flood of connections uses up the
 // limit, every accept fails ("too many open files") and net/http backs off
 // for up to a second at a time, while the store and the WeChat client
 // cannot open what they need: a normal login took 10 to 15 s. With one, a
@@ -35,11 +41,11 @@ import (
 // token file, the admin server, standard streams.
 const connReserve = 64
 
-// defaultMaxConns is the cap under the process's limit of open files
+// DefaultMaxConns is the cap under the process's limit of open files
 // (which Go raises to the hard limit at start-up): the limit less what
 // wxlogin needs for itself and for apps WeChat clients, each of which keeps
 // up to 64 idle connections. Under a limit too small for that, half of it.
-func defaultMaxConns(apps int) int {
+func DefaultMaxConns(apps int) int {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<30 {
 		return 1 << 20 // no limit worth the name
@@ -48,10 +54,10 @@ func defaultMaxConns(apps int) int {
 	return max(limit-connReserve-64*apps, limit/2)
 }
 
-// idleGrace is how long a connection must have gone without a request,
+// IdleGrace is how long a connection must have gone without a request,
 // after one, before it is closed to make room: a client that sends its next
 // request soon after its last one keeps its connection.
-const idleGrace = time.Second
+const IdleGrace = time.Second
 
 // connLimiter is a listener that holds at most max connections open. Past
 // it, its Accept closes a connection that carries no request (victimLocked
@@ -102,9 +108,9 @@ type peer struct {
 // waiting is how many connections p holds without a request under way.
 func (p *peer) waiting() int { return p.fresh.Len() + p.idle.Len() }
 
-// limitConns caps the connections srv serves from ln at maxConns; it
+// Conns caps the connections srv serves from ln at maxConns; it
 // returns the listener to serve.
-func limitConns(srv *http.Server, ln net.Listener, maxConns int) net.Listener {
+func Conns(srv *http.Server, ln net.Listener, maxConns int) net.Listener {
 	l := newConnLimiter(ln, maxConns)
 	srv.ConnState = l.track
 	return l
@@ -160,7 +166,7 @@ func connKey(a net.Addr) netip.Addr {
 	if !ok {
 		return netip.Addr{}
 	}
-	return limitKey(tcp.AddrPort().Addr().Unmap())
+	return Key(tcp.AddrPort().Addr().Unmap())
 }
 
 // victimLocked is the connection to close to make room, or nil and how
@@ -168,7 +174,7 @@ func connKey(a net.Addr) netip.Addr {
 //
 // The address holding the most connections that wait gives up its oldest
 // one that may be closed: one that has sent no request yet, or one idle
-// for idleGrace since its last. When every address holds one at most,
+// for IdleGrace since its last. When every address holds one at most,
 // that is the oldest of all. Another address's fresh connection is never
 // taken instead: if the one holding the most has only connections idle
 // within their grace (it sends a request on each one it opens), a
@@ -187,19 +193,19 @@ func (l *connLimiter) victimLocked(now time.Time) (net.Conn, time.Duration) {
 		return t.conn, 0
 	}
 	if oldest := l.idle.Front(); oldest != nil {
-		return nil, idleGrace - now.Sub(oldest.Value.(*tracked).since)
+		return nil, IdleGrace - now.Sub(oldest.Value.(*tracked).since)
 	}
 	return nil, 0
 }
 
 // oldestClosable is the older of fresh's first connection and idle's
-// first if it has been idle for idleGrace, or nil. fresh may be nil.
+// first if it has been idle for IdleGrace, or nil. fresh may be nil.
 func oldestClosable(fresh, idle *list.List, now time.Time) *tracked {
 	var f, i *tracked
 	if fresh != nil && fresh.Len() > 0 {
 		f = fresh.Front().Value.(*tracked)
 	}
-	if e := idle.Front(); e != nil && now.Sub(e.Value.(*tracked).since) >= idleGrace {
+	if e := idle.Front(); e != nil && now.Sub(e.Value.(*tracked).since) >= IdleGrace {
 		i = e.Value.(*tracked)
 	}
 	if i != nil && (f == nil || i.since.Before(f.since)) {

@@ -1,19 +1,18 @@
-package main
+package limits
 
 import (
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"strconv"
-	"strings"
+	"sync"
 	"testing"
 	"time"
+	"wxlogin/internal/clock"
 )
 
 func TestLoginLimiterBucket(t *testing.T) {
 	clock := newFakeClock()
-	l := newLoginLimiter(60, 3, clock.clock()) // one a second, three at once
+	l := NewLoginLimiter(60, 3, clock.clock()) // one a second, three at once
 	a, b := netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("198.51.100.8")
 	steps := []struct {
 		advance time.Duration
@@ -41,10 +40,10 @@ func TestLoginLimiterBucket(t *testing.T) {
 			t.Fatalf("step %d: allow(%v) = %v, wait %v; want %v, wait %v", i, s.addr, ok, wait, s.ok, s.wait)
 		}
 	}
-	if newLoginLimiter(0, 100, clock.clock()) != nil {
+	if NewLoginLimiter(0, 100, clock.clock()) != nil {
 		t.Error("-login-rate 0 made a limiter; want none")
 	}
-	var off *loginLimiter
+	var off *LoginLimiter
 	if ok, _ := off.allow(a); !ok {
 		t.Error("no limiter refused a login")
 	}
@@ -56,14 +55,14 @@ func TestLimitKeyGroupsIPv6By64(t *testing.T) {
 		{"203.0.113.9", "203.0.113.9"},
 	}
 	for _, tt := range tests {
-		if ka, kb := limitKey(netip.MustParseAddr(tt.a)), limitKey(netip.MustParseAddr(tt.b)); ka != kb {
-			t.Errorf("limitKey(%s) = %v, limitKey(%s) = %v; want one key", tt.a, ka, tt.b, kb)
+		if ka, kb := Key(netip.MustParseAddr(tt.a)), Key(netip.MustParseAddr(tt.b)); ka != kb {
+			t.Errorf("Key(%s) = %v, Key(%s) = %v; want one key", tt.a, ka, tt.b, kb)
 		}
 	}
-	if limitKey(netip.MustParseAddr("2001:db8:1:2::1")) == limitKey(netip.MustParseAddr("2001:db8:1:3::1")) {
+	if Key(netip.MustParseAddr("2001:db8:1:2::1")) == Key(netip.MustParseAddr("2001:db8:1:3::1")) {
 		t.Error("two /64s share a key")
 	}
-	if limitKey(netip.MustParseAddr("203.0.113.9")) == limitKey(netip.MustParseAddr("203.0.113.10")) {
+	if Key(netip.MustParseAddr("203.0.113.9")) == Key(netip.MustParseAddr("203.0.113.10")) {
 		t.Error("two IPv4 addresses share a key")
 	}
 }
@@ -72,7 +71,7 @@ func TestLimitKeyGroupsIPv6By64(t *testing.T) {
 // it forgets full buckets, which change nothing, before any other.
 func TestLoginLimiterMemoryIsBounded(t *testing.T) {
 	clock := newFakeClock()
-	l := newLoginLimiter(60, 5, clock.clock())
+	l := NewLoginLimiter(60, 5, clock.clock())
 	l.max = 64
 	for i := range 10_000 {
 		l.allow(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
@@ -97,20 +96,20 @@ func TestLoginLimiterMemoryIsBounded(t *testing.T) {
 }
 
 func TestParseTrustedProxies(t *testing.T) {
-	got, err := parseTrustedProxies(" 10.0.0.0/8, 192.0.2.1 ,2001:db8::/32,")
+	got, err := ParseTrustedProxies(" 10.0.0.0/8, 192.0.2.1 ,2001:db8::/32,")
 	want := "[10.0.0.0/8 192.0.2.1/32 2001:db8::/32]"
 	if err != nil || fmt.Sprint(got) != want {
-		t.Errorf("parseTrustedProxies = %v, %v; want %s", got, err, want)
+		t.Errorf("ParseTrustedProxies = %v, %v; want %s", got, err, want)
 	}
 	for _, bad := range []string{"10.0.0.0/33", "example.com", "10.0.0"} {
-		if _, err := parseTrustedProxies(bad); err == nil {
-			t.Errorf("parseTrustedProxies(%q) succeeded; want an error", bad)
+		if _, err := ParseTrustedProxies(bad); err == nil {
+			t.Errorf("ParseTrustedProxies(%q) succeeded; want an error", bad)
 		}
 	}
 }
 
 func TestClientAddr(t *testing.T) {
-	proxies, err := parseTrustedProxies("10.0.0.0/8, 2001:db8::/32")
+	proxies, err := ParseTrustedProxies("10.0.0.0/8, 2001:db8::/32")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,54 +138,99 @@ func TestClientAddr(t *testing.T) {
 			for _, v := range tt.xff {
 				r.Header.Add("X-Forwarded-For", v)
 			}
-			if got := proxies.clientAddr(r); got != netip.MustParseAddr(tt.want) {
-				t.Errorf("clientAddr = %v; want %s", got, tt.want)
+			if got := proxies.ClientAddr(r); got != netip.MustParseAddr(tt.want) {
+				t.Errorf("ClientAddr = %v; want %s", got, tt.want)
 			}
 		})
 	}
 }
 
-// Over the limit, POST /login answers 429 with status 7 and a Retry-After,
-// without reading the body: the code is not spent and WeChat is not called.
-func TestLoginRateLimit(t *testing.T) {
-	onEachStore(t, func(t *testing.T, store storeKind) {
-		proxies, _ := parseTrustedProxies("10.0.0.1")
-		a := newTestApp(t, appOptions{store: store, loginRate: 60, loginBurst: 2, proxies: proxies, quiet: true})
-		h := a.handler
+// Forwarded names the client a trusted proxy forwarded for, as ClientAddr
+// does, and says when the peer is no trusted proxy (the access log then
+// names the peer).
+func TestForwarded(t *testing.T) {
+	proxies, err := ParseTrustedProxies("10.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		remote, xff string
+		want        string // "" for none: the peer is no trusted proxy
+	}{
+		{"10.0.0.2:4000", "203.0.113.5", "203.0.113.5"},
+		{"10.0.0.2:4000", "", "10.0.0.2"},
+		{"203.0.113.5:4000", "198.51.100.1", ""},
+	} {
+		r := httptest.NewRequest("GET", "/healthz", nil)
+		r.RemoteAddr = tt.remote
+		if tt.xff != "" {
+			r.Header.Set("X-Forwarded-For", tt.xff)
+		}
+		client, ok := proxies.Forwarded(r)
+		if want := tt.want != ""; ok != want || ok && client != netip.MustParseAddr(tt.want) {
+			t.Errorf("Forwarded from %s, X-Forwarded-For %q = %v, %v; want %q", tt.remote, tt.xff, client, ok, tt.want)
+		}
+	}
+}
 
-		login := func(from, code string, xff ...string) reply {
-			r := httptest.NewRequestWithContext(t.Context(), "POST", "/login", strings.NewReader(`{"code":"`+code+`"}`))
-			r.RemoteAddr = from
-			r.Header.Set("Content-Type", jsonCT)
-			for _, v := range xff {
-				r.Header.Add("X-Forwarded-For", v)
-			}
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, r)
-			return parseReply(t, w.Result())
-		}
-		for i := range 2 {
-			if got := login("203.0.113.5:1000", a.fake.issueCode("wxapp", "alice")); got.env.Status != statusOK {
-				t.Fatalf("login %d = %s; want ok", i+1, got.raw)
-			}
-		}
-		code := a.fake.issueCode("wxapp", "alice")
-		got := login("203.0.113.5:1000", code)
-		if got.code != http.StatusTooManyRequests || got.env.Status != statusRateLimited || got.env.Msg != msgRateLimited {
-			t.Fatalf("third login = %d %s; want 429, status 7", got.code, got.raw)
-		}
-		if s, err := strconv.Atoi(got.header.Get("Retry-After")); err != nil || s != 1 {
-			t.Errorf("Retry-After = %q; want 1 (one login a second)", got.header.Get("Retry-After"))
-		}
-		if other := login("10.0.0.1:1000", a.fake.issueCode("wxapp", "bob"), "198.51.100.9"); other.env.Status != statusOK {
-			t.Errorf("login of another client through the trusted proxy = %s; want ok", other.raw)
-		}
-		if spoof := login("203.0.113.5:1000", a.fake.issueCode("wxapp", "bob"), "198.51.100.10"); spoof.env.Status != statusRateLimited {
-			t.Errorf("a limited client naming another address in X-Forwarded-For = %s; want status 7", spoof.raw)
-		}
-		a.clock.Advance(time.Second)
-		if again := login("203.0.113.5:1000", code); again.env.Status != statusOK {
-			t.Errorf("the refused code, a second later = %s; want ok: the refusal must not spend it", again.raw)
-		}
-	})
+// A step back of the wall clock does not lock a client out of logins: its
+// tokens come back as time passes.
+func TestAWallClockStepBackLocksNoClientOut(t *testing.T) {
+	clock := newFakeClock()
+	l := NewLoginLimiter(60, 2, clock.clock()) // one a second, two at once
+	addr := netip.MustParseAddr("192.0.2.1")
+	l.allow(addr)
+	l.allow(addr)
+	if ok, _ := l.allow(addr); ok {
+		t.Fatal("a third login at once was allowed; the burst is 2")
+	}
+	clock.StepWall(-time.Hour)
+	clock.Advance(time.Second)
+	if ok, wait := l.allow(addr); !ok {
+		t.Errorf("a second after the wall clock stepped back an hour, a login is refused for %v; want it allowed", wait)
+	}
+}
+
+// fakeClock is a settable clock, so that tests let time pass without
+// waiting: Advance moves both of its clocks, StepWall the wall clock alone.
+type fakeClock struct {
+	mu      sync.Mutex // guards wall and elapsed
+	wall    time.Time
+	elapsed time.Duration
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{wall: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
+}
+
+// Advance lets time pass: both clocks move on by d.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wall = c.wall.Add(d)
+	c.elapsed += d
+}
+
+// StepWall sets the wall clock by d, back or forth, as NTP or an operator
+// may; the monotonic clock does not move.
+func (c *fakeClock) StepWall(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wall = c.wall.Add(d)
+}
+
+// clock is the fake as the limiter's clock.
+func (c *fakeClock) clock() clock.Clock {
+	return clock.Clock{
+		Now: func() time.Time {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.wall
+		},
+		Elapsed: func() time.Duration {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.elapsed
+		},
+	}
 }

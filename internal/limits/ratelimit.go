@@ -1,9 +1,8 @@
-package main
+package limits
 
 import (
 	"context"
 	"fmt"
-	"math"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -12,7 +11,7 @@ import (
 	"wxlogin/internal/clock"
 )
 
-// This file limits logins per client address: a token bucket for each
+// The login limit is per client address: a token bucket for each
 // address, so that one client cannot spend the app's WeChat quota (code2Session
 // has one per minute, WECHAT.md §1) or try codes by the thousand.
 
@@ -20,17 +19,10 @@ import (
 // address) however many addresses it sees.
 const maxLimitedAddresses = 100_000
 
-// loginLimit decides whether a client may log in now: this instance's
-// buckets (loginLimiter), or those every instance on one Redis shares
-// (redislimit.go). A nil loginLimit allows everything.
-type loginLimit interface {
-	allowLogin(ctx context.Context, addr netip.Addr) (ok bool, retryAfter time.Duration, err error)
-}
-
-// loginLimiter is a token bucket per client address: each login takes a
+// LoginLimiter is a token bucket per client address: each login takes a
 // token, and tokens come back at rate per second up to burst. An address it
 // has no bucket for has a full one.
-type loginLimiter struct {
+type LoginLimiter struct {
 	rate  float64 // tokens per second
 	burst float64
 	max   int         // buckets kept at most
@@ -46,14 +38,14 @@ type bucket struct {
 	at     int64
 }
 
-// newLoginLimiter allows perMinute logins a minute per address, burst of
+// NewLoginLimiter allows perMinute logins a minute per address, burst of
 // them at once. perMinute 0 turns limiting off: it returns nil, which
 // allows everything.
-func newLoginLimiter(perMinute, burst int, c clock.Clock) *loginLimiter {
+func NewLoginLimiter(perMinute, burst int, c clock.Clock) *LoginLimiter {
 	if perMinute <= 0 {
 		return nil
 	}
-	return &loginLimiter{
+	return &LoginLimiter{
 		rate: float64(perMinute) / 60, burst: float64(max(burst, 1)), max: maxLimitedAddresses, clock: c,
 		buckets: map[netip.Addr]bucket{},
 	}
@@ -61,7 +53,7 @@ func newLoginLimiter(perMinute, burst int, c clock.Clock) *loginLimiter {
 
 // allow takes a token of addr's bucket. When there is none, it reports how
 // long until there is.
-func (l *loginLimiter) allow(addr netip.Addr) (ok bool, retryAfter time.Duration) {
+func (l *LoginLimiter) allow(addr netip.Addr) (ok bool, retryAfter time.Duration) {
 	if l == nil {
 		return true, 0
 	}
@@ -83,14 +75,15 @@ func (l *loginLimiter) allow(addr netip.Addr) (ok bool, retryAfter time.Duration
 	return true, 0
 }
 
-// allowLogin is allow, as a loginLimit.
-func (l *loginLimiter) allowLogin(_ context.Context, addr netip.Addr) (bool, time.Duration, error) {
+// AllowLogin is allow as the handlers ask any login limit, with a context
+// and an error (a limit kept in Redis may fail); this one never fails.
+func (l *LoginLimiter) AllowLogin(_ context.Context, addr netip.Addr) (bool, time.Duration, error) {
 	ok, wait := l.allow(addr)
 	return ok, wait, nil
 }
 
 // refill adds the tokens earned since b.at.
-func (l *loginLimiter) refill(b bucket, now int64) bucket {
+func (l *LoginLimiter) refill(b bucket, now int64) bucket {
 	if elapsed := float64(now-b.at) / float64(time.Second); elapsed > 0 {
 		b.tokens = min(l.burst, b.tokens+elapsed*l.rate)
 		b.at = now
@@ -104,7 +97,7 @@ func (l *loginLimiter) refill(b bucket, now int64) bucket {
 // fresh bucket; that leniency under a flood of addresses is the price of
 // bounded memory. Freeing an eighth at a time keeps the cost per login
 // constant. l.mu is held.
-func (l *loginLimiter) makeRoomLocked(now int64) {
+func (l *LoginLimiter) makeRoomLocked(now int64) {
 	if len(l.buckets) < l.max {
 		return
 	}
@@ -122,33 +115,9 @@ func (l *loginLimiter) makeRoomLocked(now int64) {
 	}
 }
 
-// limitLogins answers 429 with status 7 and a Retry-After to a client
-// over its rate, before next reads the request.
-func limitLogins(l loginLimit, proxies trustedProxies, next http.Handler) http.Handler {
-	if l == nil {
-		return next
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		client := proxies.clientAddr(r)
-		ok, wait, err := l.allowLogin(r.Context(), limitKey(client))
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		if !ok {
-			writeError(w, &apiError{
-				status: statusRateLimited, httpCode: http.StatusTooManyRequests, msg: msgRateLimited,
-				retryAfter: wait, cause: fmt.Errorf("login rate exceeded by %s", client),
-			})
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// limitKey is the address a client is counted under: IPv4 addresses one by
+// Key is the address a client is counted under: IPv4 addresses one by
 // one, IPv6 by /64, the block one subscriber usually gets.
-func limitKey(addr netip.Addr) netip.Addr {
+func Key(addr netip.Addr) netip.Addr {
 	if addr.Is4() {
 		return addr
 	}
@@ -159,19 +128,13 @@ func limitKey(addr netip.Addr) netip.Addr {
 	return p.Addr()
 }
 
-// retryAfterSeconds is wait as Retry-After says it: whole seconds, at
-// least one.
-func retryAfterSeconds(wait time.Duration) int {
-	return max(1, int(math.Ceil(wait.Seconds())))
-}
-
-// trustedProxies are the peers whose X-Forwarded-For wxlogin believes:
+// TrustedProxies are the peers whose X-Forwarded-For wxlogin believes:
 // the reverse proxies in front of it. Anyone else could write anything there.
-type trustedProxies []netip.Prefix
+type TrustedProxies []netip.Prefix
 
-// parseTrustedProxies reads a comma-separated list of CIDRs or addresses.
-func parseTrustedProxies(s string) (trustedProxies, error) {
-	var proxies trustedProxies
+// ParseTrustedProxies reads a comma-separated list of CIDRs or addresses.
+func ParseTrustedProxies(s string) (TrustedProxies, error) {
+	var proxies TrustedProxies
 	for _, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
 		if f == "" {
@@ -190,7 +153,7 @@ func parseTrustedProxies(s string) (trustedProxies, error) {
 	return proxies, nil
 }
 
-func (t trustedProxies) trusts(a netip.Addr) bool {
+func (t TrustedProxies) trusts(a netip.Addr) bool {
 	for _, p := range t {
 		if p.Contains(a) {
 			return true
@@ -199,12 +162,12 @@ func (t trustedProxies) trusts(a netip.Addr) bool {
 	return false
 }
 
-// clientAddr is the address a request comes from. The peer's address,
+// ClientAddr is the address a request comes from. The peer's address,
 // unless the peer is a trusted proxy: then X-Forwarded-For is read from the
 // right, each trusted proxy having appended the address it got the request
 // from, and the first address not of a trusted proxy is the client. What a
 // client wrote to the left of that is not believed.
-func (t trustedProxies) clientAddr(r *http.Request) netip.Addr {
+func (t TrustedProxies) ClientAddr(r *http.Request) netip.Addr {
 	client := peerAddr(r)
 	if !t.trusts(client) {
 		return client
@@ -221,6 +184,16 @@ func (t trustedProxies) clientAddr(r *http.Request) netip.Addr {
 		}
 	}
 	return client
+}
+
+// Forwarded is the client a trusted proxy forwarded r for, as ClientAddr
+// finds it; ok is false when r's peer is no trusted proxy, and the peer is
+// the client.
+func (t TrustedProxies) Forwarded(r *http.Request) (client netip.Addr, ok bool) {
+	if !t.trusts(peerAddr(r)) {
+		return netip.Addr{}, false
+	}
+	return t.ClientAddr(r), true
 }
 
 // peerAddr is the address of the connection's other end; not valid only

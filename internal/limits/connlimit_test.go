@@ -1,18 +1,13 @@
-package main
+package limits
 
 import (
 	"cmp"
-	"context"
-	"fmt"
 	"io"
 	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"slices"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -32,7 +27,7 @@ func TestConnLimiterClosesIdleConnectionsNotRequests(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	})}
-	limited := limitConns(srv, ln, 3).(*connLimiter)
+	limited := Conns(srv, ln, 3).(*connLimiter)
 	go srv.Serve(limited)
 	t.Cleanup(func() { srv.Close() })
 	addr := ln.Addr().String()
@@ -81,59 +76,10 @@ func TestConnLimiterClosesIdleConnectionsNotRequests(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds, or fails the test after 5 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	waitWithin(t, 5*time.Second, what, cond)
-}
-
-// waitWithin is waitFor with a deadline of its own, for what takes a
-// busy machine longer (a Redis Cluster forming, a failover).
-func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// Under a limit of 300 open files, 400 connections that send nothing leave
-// a normal login answered within 1 s, and wxlogin never runs out of files.
-func TestAFloodOfIdleConnectionsLeavesLoginsAnswered(t *testing.T) {
-	c := startLimitedProcess(t, "-n 300", nil, "-addr", "127.0.0.1:0", "-data", t.TempDir(), "-login-rate", "0")
-	host := strings.TrimPrefix(c.url, "http://")
-	for range 400 {
-		conn, err := net.Dial("tcp", host)
-		if err != nil {
-			t.Fatalf("dialling the flood: %v", err)
-		}
-		defer conn.Close()
-	}
-	start := time.Now()
-	got := post(t, http.MethodPost, c.url+"/login", jsonCT, `{"code":"`+mockCode(t, c.url, "alice")+`"}`)
-	took := time.Since(start)
-	if got.env.Status != 0 {
-		t.Fatalf("a login behind 400 idle connections = %s", got.raw)
-	}
-	t.Logf("a login (two requests, and the call to the fake WeChat) behind 400 idle connections took %v", took.Round(time.Millisecond))
-	if took > time.Second {
-		t.Errorf("a login behind 400 idle connections took %v; want at most 1 s", took)
-	}
-	if logs := c.logs.String(); strings.Contains(logs, "too many open files") {
-		t.Errorf("wxlogin ran out of open files:\n%s", logs)
-	}
-	if !strings.Contains(c.logs.String(), "max_conns=172") {
-		t.Errorf("the cap under 300 open files is not 300 - 64 - 64 for one app:\n%s", c.logs.String())
-	}
-}
-
 // Which connection makes room, when every address holds one connection at
 // most: the oldest that has sent no request yet; else one idle after a
-// request for idleGrace, the oldest first; never one that finished a
-// request less than idleGrace ago, which may be about to send the next.
+// request for IdleGrace, the oldest first; never one that finished a
+// request less than IdleGrace ago, which may be about to send the next.
 // (Pipes have no address: all three are counted under one, and it holds
 // three.)
 func TestConnLimiterChoosesItsVictim(t *testing.T) {
@@ -152,8 +98,8 @@ func TestConnLimiterChoosesItsVictim(t *testing.T) {
 	justIdle, longIdle, fresh := conn(), conn(), conn()
 
 	add(justIdle, connIdle, 0)
-	if victim, wait := l.victimLocked(start.Add(300 * time.Millisecond)); victim != nil || wait != idleGrace-300*time.Millisecond {
-		t.Errorf("one connection idle 300 ms: victim %v, wait %v; want none, and %v", victim, wait, idleGrace-300*time.Millisecond)
+	if victim, wait := l.victimLocked(start.Add(300 * time.Millisecond)); victim != nil || wait != IdleGrace-300*time.Millisecond {
+		t.Errorf("one connection idle 300 ms: victim %v, wait %v; want none, and %v", victim, wait, IdleGrace-300*time.Millisecond)
 	}
 	add(fresh, connFresh, 200*time.Millisecond)
 	if victim, _ := l.victimLocked(start.Add(300 * time.Millisecond)); victim != fresh {
@@ -207,7 +153,7 @@ func TestConnLimiterMakesTheBusiestAddressPay(t *testing.T) {
 			2, 0},
 		{"the busiest address's connections just idle: another's fresh one is kept, and the wait is for the busiest",
 			[]conn{{"127.0.0.1", connIdle, 300 * time.Millisecond}, {"127.0.0.1", connIdle, 200 * time.Millisecond}, {"127.0.0.2", connFresh, 10 * time.Millisecond}},
-			-1, idleGrace - 300*time.Millisecond},
+			-1, IdleGrace - 300*time.Millisecond},
 		{"one connection an address: the oldest fresh one",
 			[]conn{{"127.0.0.1", connFresh, 2 * time.Millisecond}, {"127.0.0.2", connFresh, 3 * time.Millisecond}, {"127.0.0.3", connIdle, 200 * time.Millisecond}},
 			1, 0},
@@ -285,114 +231,4 @@ func TestConnLimiterCountsEachAddress(t *testing.T) {
 	if len(l.ranks) != 0 {
 		t.Errorf("ranks left with no address waiting: %v", l.ranks)
 	}
-}
-
-// Under a limit of 256 open files, a client on 127.0.0.3 that reopens every
-// connection the cap closes, and sends nothing on any, leaves another
-// address (127.0.0.2) logging in: every probe login succeeds, on a
-// keep-alive client and on a fresh connection for each request, and the
-// keep-alive client's one connection is kept throughout, even idle past
-// the grace while the flood goes on. (Linux routes all of 127/8 to the
-// loopback device, so the addresses are clients of their own to wxlogin;
-// 127.0.0.1 is wxlogin's own, whose WeChat client calls the built-in fake
-// WeChat on its listener in mock mode.)
-func TestAConnectionFloodFromOneAddressLeavesOthersLoggingIn(t *testing.T) {
-	c := startLimitedProcess(t, "-n 256", nil, "-addr", "127.0.0.1:0", "-data", t.TempDir(), "-login-rate", "0")
-	host := strings.TrimPrefix(c.url, "http://")
-
-	// The flooder: more connections than the cap (128 under 256 files), each
-	// reopened as soon as wxlogin closes it.
-	ctx, cancel := context.WithCancel(t.Context())
-	var flooders sync.WaitGroup
-	var closed atomic.Int64
-	t.Cleanup(func() { cancel(); flooders.Wait() })
-	flooder := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.3")}}
-	for range 300 {
-		flooders.Go(func() {
-			for ctx.Err() == nil {
-				conn, err := flooder.DialContext(ctx, "tcp", host)
-				if err != nil {
-					continue // The backlog was full, or the test is over.
-				}
-				stop := context.AfterFunc(ctx, func() { conn.Close() })
-				conn.Read(make([]byte, 1)) // Returns once wxlogin closes it.
-				stop()
-				conn.Close()
-				closed.Add(1)
-			}
-		})
-	}
-	// The flood is on once the cap has been filled and emptied a few times.
-	waitWithin(t, 30*time.Second, "the flood to fill the cap", func() bool { return closed.Load() >= 1000 })
-
-	probe := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
-	for _, tt := range []struct {
-		name      string
-		keepAlive bool
-	}{
-		{"keep-alive", true},
-		{"a fresh connection a request", false},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			var dials atomic.Int64
-			phone := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-					dials.Add(1)
-					return probe.DialContext(ctx, network, addr)
-				},
-				DisableKeepAlives: !tt.keepAlive,
-			}}
-			const logins = 30
-			floodBefore := closed.Load()
-			var failed []string
-			for i := range logins {
-				if tt.keepAlive && i == logins/2 {
-					// A phone whose user reads the screen for a while: its
-					// connection is idle past the grace, the thing under
-					// test, not a wait for something to happen.
-					time.Sleep(idleGrace + idleGrace/2)
-				}
-				if err := probeLogin(phone, c.url, fmt.Sprintf("probe%d", i)); err != nil {
-					failed = append(failed, err.Error())
-				}
-			}
-			if len(failed) > 0 {
-				t.Errorf("%d of %d logins from 127.0.0.2 failed during a flood from 127.0.0.3; the first: %s", len(failed), logins, failed[0])
-			}
-			if tt.keepAlive && dials.Load() != 1 {
-				t.Errorf("the keep-alive client dialled %d times; want its one connection kept for every request", dials.Load())
-			}
-			if flood := closed.Load() - floodBefore; flood < 100 {
-				t.Errorf("wxlogin closed %d of the flooder's connections during the logins; want the flood kept up throughout", flood)
-			}
-		})
-	}
-	if logs := c.logs.String(); strings.Contains(logs, "too many open files") {
-		t.Errorf("wxlogin ran out of open files:\n%s", logs)
-	}
-}
-
-// probeLogin is a mini program's login (a code from the fake's wx.login,
-// then POST /login) through client, or why it failed.
-func probeLogin(client *http.Client, base, user string) error {
-	resp, err := client.Post(base+"/mock/wx.login", jsonCT, strings.NewReader(`{"user":"`+user+`"}`))
-	if err != nil {
-		return err
-	}
-	var code struct{ Code string }
-	err = jsonDecode(resp.Body, &code)
-	resp.Body.Close()
-	if err != nil || code.Code == "" {
-		return fmt.Errorf("wx.login: %d %v", resp.StatusCode, err)
-	}
-	resp, err = client.Post(base+"/login", jsonCT, strings.NewReader(`{"code":"`+code.Code+`"}`))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	var env struct{ Status int }
-	if err := jsonDecode(resp.Body, &env); err != nil || env.Status != statusOK {
-		return fmt.Errorf("POST /login: %d, status %d, %v", resp.StatusCode, env.Status, err)
-	}
-	return nil
 }
