@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -72,11 +71,7 @@ func withAccessLog(log *slog.Logger, proxies limits.TrustedProxies, m *metrics, 
 			if rw.cause != nil {
 				attrs = append(attrs, slog.String("err", rw.cause.Error()))
 			}
-			var answered *apiError
-			if rw.cause != nil && !errors.As(rw.cause, &answered) {
-				answered = &apiError{status: statusInternal} // a panic after the answer began
-			}
-			m.request(r.Pattern, rw.status, answered)
+			countRequest(m, r.Pattern, rw.status, rw.cause)
 			log.LogAttrs(r.Context(), level, "request", attrs...)
 		}()
 		next.ServeHTTP(rw, r)

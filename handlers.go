@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/limits"
@@ -266,6 +267,30 @@ func writeError(w http.ResponseWriter, err error) {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(ae.retryAfter)))
 	}
 	writeJSON(w, ae.httpCode, envelope{Status: ae.status, Msg: ae.msg, Errcode: ae.errcode})
+}
+
+// countRequest counts an answered request in m: its route and HTTP status,
+// and for POST /login the envelope's status and WeChat's errcode, from
+// cause, the error it was answered with (nil for a success; an error that
+// is no *apiError is a panic after the answer began, status -1). A login
+// refused by the login limit (status 7) is counted as that too.
+func countRequest(m *metrics, route string, code int, cause error) {
+	m.request(route, code)
+	if !strings.HasPrefix(route, "POST /login") {
+		return
+	}
+	status, errcode := statusOK, 0
+	var ae *apiError
+	switch {
+	case errors.As(cause, &ae):
+		status, errcode = ae.status, ae.errcode
+	case cause != nil:
+		status = statusInternal
+	}
+	m.login(status, errcode)
+	if status == statusRateLimited {
+		m.loginLimited()
+	}
 }
 
 // retryAfterSeconds is wait as Retry-After says it: whole seconds, at

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -1348,4 +1349,38 @@ func TestLoginRateLimit(t *testing.T) {
 			t.Errorf("the refused code, a second later = %s; want ok: the refusal must not spend it", again.raw)
 		}
 	})
+}
+
+// Every answered request is counted by route and HTTP status; an answer to
+// POST /login by its envelope status and WeChat's errcode too (a success
+// as status 0, a panic after the answer began as -1), a refusal by the
+// login limit as that as well; no other route's answer counts as a login.
+func TestCountRequest(t *testing.T) {
+	m := newMetrics(buildInfo{})
+	countRequest(m, "POST /login", 200, nil)
+	countRequest(m, "POST /login", 401, &apiError{status: statusInvalidCode, errcode: 40029})
+	countRequest(m, "POST /login", 429, &apiError{status: statusRateLimited})
+	countRequest(m, "POST /login/{$}", 200, errors.New("panic: after the answer began"))
+	countRequest(m, "", 404, &apiError{status: statusBadRequest})
+	countRequest(m, "GET /user", 401, &apiError{status: statusNotLoggedIn})
+	w := httptest.NewRecorder()
+	m.handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	text := w.Body.String()
+	for _, want := range []string{
+		`wxlogin_http_requests_total{route="POST /login",code="200"} 1`,
+		`wxlogin_http_requests_total{route="unmatched",code="404"} 1`,
+		`wxlogin_http_requests_total{route="GET /user",code="401"} 1`,
+		`wxlogin_logins_total{status="0",errcode="0"} 1`,
+		`wxlogin_logins_total{status="2",errcode="40029"} 1`,
+		`wxlogin_logins_total{status="7",errcode="0"} 1`,
+		`wxlogin_logins_total{status="-1",errcode="0"} 1`,
+		`wxlogin_login_limited_total 1`,
+	} {
+		if !strings.Contains(text, want+"\n") {
+			t.Errorf("metrics lack %s:\n%s", want, text)
+		}
+	}
+	if n := strings.Count(text, "\nwxlogin_logins_total{"); n != 4 {
+		t.Errorf("%d series of logins; want 4, no other route's answers among them:\n%s", n, text)
+	}
 }

@@ -48,24 +48,30 @@ func newMetrics(build buildInfo) *metrics {
 	}
 }
 
-// request counts one answered request; ae is the error it was answered
-// with, nil for a success.
-func (m *metrics) request(route string, code int, ae *apiError) {
+// request counts one answered request: its route (the mux's pattern, ""
+// where none matched) and HTTP status.
+func (m *metrics) request(route string, code int) {
 	if m == nil {
 		return
 	}
 	m.requests.inc(routeLabel(route), strconv.Itoa(code))
-	if !strings.HasPrefix(route, "POST /login") {
+}
+
+// login counts one answer to POST /login: its envelope status and WeChat's
+// errcode (0 for none).
+func (m *metrics) login(status, errcode int) {
+	if m == nil {
 		return
 	}
-	status, errcode := statusOK, 0
-	if ae != nil {
-		status, errcode = ae.status, ae.errcode
-	}
 	m.logins.inc(strconv.Itoa(status), strconv.Itoa(errcode))
-	if status == statusRateLimited {
-		m.limited.Add(1)
+}
+
+// loginLimited counts one login refused by the login limit.
+func (m *metrics) loginLimited() {
+	if m == nil {
+		return
 	}
+	m.limited.Add(1)
 }
 
 // routeLabel is a request's route as a label: the mux's pattern, or

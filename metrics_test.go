@@ -17,10 +17,14 @@ import (
 // past maxSeries label sets counts the rest under "other".
 func TestMetricsText(t *testing.T) {
 	m := newMetrics(buildInfo{version: "v1.2.3", revision: "abc", goVersion: "go1.26"})
-	m.request("POST /login", 200, nil)
-	m.request("POST /login", 401, &apiError{status: statusInvalidCode, errcode: 40029})
-	m.request("POST /login", 429, &apiError{status: statusRateLimited})
-	m.request("", 404, &apiError{status: statusBadRequest})
+	m.request("POST /login", 200)
+	m.login(0, 0)
+	m.request("POST /login", 401)
+	m.login(2, 40029)
+	m.request("POST /login", 429)
+	m.login(7, 0)
+	m.loginLimited()
+	m.request("", 404)
 	m.wechatCall("jscode2session", "ok", 0, 30*time.Millisecond)
 	m.wechatCall("jscode2session", "ok", 0, 3*time.Second)
 	m.fsynced(2*time.Millisecond, nil)
