@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 	"wxlogin/internal/limits"
+	"wxlogin/internal/metrics"
 )
 
 // This file is the access log: one line per request, written by a
@@ -33,7 +34,7 @@ func newLogger(out io.Writer, format string, level slog.Level) *slog.Logger {
 // it forwarded, with the proxy's as "proxy". It also caps request
 // bodies, turns panics into a 500 envelope, and answers the mux's own 404
 // and 405 in the envelope.
-func withAccessLog(log *slog.Logger, proxies limits.TrustedProxies, m *metrics, next http.Handler) http.Handler {
+func withAccessLog(log *slog.Logger, proxies limits.TrustedProxies, m *metrics.Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		// MaxBytesReader gets the server's own writer, so it can close the

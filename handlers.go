@@ -14,6 +14,7 @@ import (
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/limits"
+	"wxlogin/internal/metrics"
 	"wxlogin/internal/scopes"
 )
 
@@ -103,7 +104,7 @@ func (apps appSet) of(who account.Caller) (*miniApp, error) {
 
 // newServer builds wxlogin's HTTP handler. fake is nil in real mode, and
 // limit nil when logins are not limited.
-func newServer(log *slog.Logger, m *metrics, apps appSet, users userBackend, tokens tokenBackend, limit loginLimit, proxies limits.TrustedProxies, fake *fakeWechat) http.Handler {
+func newServer(log *slog.Logger, m *metrics.Metrics, apps appSet, users userBackend, tokens tokenBackend, limit loginLimit, proxies limits.TrustedProxies, fake *fakeWechat) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, apps, users, tokens, limit, proxies, fake)
 	return withAccessLog(log, proxies, m, mux)
@@ -274,8 +275,8 @@ func writeError(w http.ResponseWriter, err error) {
 // cause, the error it was answered with (nil for a success; an error that
 // is no *apiError is a panic after the answer began, status -1). A login
 // refused by the login limit (status 7) is counted as that too.
-func countRequest(m *metrics, route string, code int, cause error) {
-	m.request(route, code)
+func countRequest(m *metrics.Metrics, route string, code int, cause error) {
+	m.Request(route, code)
 	if !strings.HasPrefix(route, "POST /login") {
 		return
 	}
@@ -287,9 +288,9 @@ func countRequest(m *metrics, route string, code int, cause error) {
 	case cause != nil:
 		status = statusInternal
 	}
-	m.login(status, errcode)
+	m.Login(status, errcode)
 	if status == statusRateLimited {
-		m.loginLimited()
+		m.LoginLimited()
 	}
 }
 

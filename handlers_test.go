@@ -20,6 +20,7 @@ import (
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/limits"
+	"wxlogin/internal/metrics"
 )
 
 func TestLoginResponses(t *testing.T) {
@@ -1356,7 +1357,7 @@ func TestLoginRateLimit(t *testing.T) {
 // as status 0, a panic after the answer began as -1), a refusal by the
 // login limit as that as well; no other route's answer counts as a login.
 func TestCountRequest(t *testing.T) {
-	m := newMetrics(buildInfo{})
+	m := metrics.New(metrics.BuildInfo{})
 	countRequest(m, "POST /login", 200, nil)
 	countRequest(m, "POST /login", 401, &apiError{status: statusInvalidCode, errcode: 40029})
 	countRequest(m, "POST /login", 429, &apiError{status: statusRateLimited})
@@ -1364,7 +1365,7 @@ func TestCountRequest(t *testing.T) {
 	countRequest(m, "", 404, &apiError{status: statusBadRequest})
 	countRequest(m, "GET /user", 401, &apiError{status: statusNotLoggedIn})
 	w := httptest.NewRecorder()
-	m.handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
+	m.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/metrics", nil))
 	text := w.Body.String()
 	for _, want := range []string{
 		`wxlogin_http_requests_total{route="POST /login",code="200"} 1`,

@@ -31,6 +31,7 @@ import (
 	"wxlogin/internal/clock"
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/limits"
+	"wxlogin/internal/metrics"
 	"wxlogin/internal/redact"
 	"wxlogin/internal/redis"
 )
@@ -60,13 +61,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	if cfg.showVersion {
-		_, err := fmt.Fprintln(stdout, readBuildInfo())
+		_, err := fmt.Fprintln(stdout, metrics.ReadBuildInfo())
 		return err
 	}
 	logOut := newLogWriter(stderr)
 	defer logOut.close()
 	log := newLogger(logOut, cfg.logFormat, cfg.logLevel)
-	m := newMetrics(readBuildInfo())
+	m := metrics.New(metrics.ReadBuildInfo())
 	if cfg.fakeOnly {
 		return runFakeOnly(ctx, cfg, m, log)
 	}
@@ -87,12 +88,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// GOMEMLIMIT set by the operator still applies. (The setting is the
 	// process's: only tests run two servers in one.)
 	gcPercent := debug.SetGCPercent(-1)
-	users, err := openUserStore(cfg.dataDir, cfg.storeMeta(), time.Now, log, m.fsynced)
+	users, err := openUserStore(cfg.dataDir, cfg.storeMeta(), time.Now, log, m.Fsynced)
 	debug.SetGCPercent(gcPercent)
 	if err != nil {
 		return err
 	}
-	m.users = users.count
+	m.Users = users.count
 	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, users, m, log)
 	if err != nil {
 		return errors.Join(err, users.Close())
@@ -106,7 +107,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// saved file, and a start that fails must not log everyone out.
 	clock := clock.System()
 	tokens := newTokenStore(cfg.tokenTTL, cfg.tokenMaxAge, clock)
-	m.liveTokens = func() int { return int(tokens.liveAtSweep.Load()) }
+	m.LiveTokens = func() int { return int(tokens.liveAtSweep.Load()) }
 	tokenPath := filepath.Join(cfg.dataDir, tokenFileName)
 	reloaded, err := tokens.load(tokenPath, users.identity)
 	if errors.Is(err, errTokenFileDropped) {
@@ -142,7 +143,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // runOnRedis is wxlogin with -redis: users and tokens live in Redis
 // (redisstore.go), shared by every wxlogin on it, and no data directory is
 // used. A token outlives a restart there without being saved.
-func runOnRedis(ctx context.Context, cfg config, m *metrics, log *slog.Logger) error {
+func runOnRedis(ctx context.Context, cfg config, m *metrics.Metrics, log *slog.Logger) error {
 	store, err := openRedisStore(ctx, *cfg.redis, cfg.redisDurability, cfg.storeMeta(), cfg.tokenTTL, cfg.tokenMaxAge, time.Now, log)
 	if err != nil {
 		return err
@@ -195,7 +196,7 @@ type shared struct {
 // serve builds the mini programs' WeChat clients and the handler on the
 // stores, and serves on ln until ctx ends. where says which stores, for
 // the log line that says wxlogin is listening.
-func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, tokens tokenBackend, with shared, clock clock.Clock, m *metrics, log *slog.Logger, where ...any) error {
+func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, tokens tokenBackend, with shared, clock clock.Clock, m *metrics.Metrics, log *slog.Logger, where ...any) error {
 	baseURL := "http://" + dialableAddr(ln.Addr())
 	wechatAPI := cfg.wechatAPI
 	var fake *fakeWechat
@@ -256,7 +257,7 @@ func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, grac
 // under test (wxlogin with -wechat-api, or any backend) just changes its base
 // URL. The client side (/mock/wx.login, …) stays where mock mode has it. No
 // data directory is used: the fake keeps its codes and keys in memory.
-func runFakeOnly(ctx context.Context, cfg config, m *metrics, log *slog.Logger) error {
+func runFakeOnly(ctx context.Context, cfg config, m *metrics.Metrics, log *slog.Logger) error {
 	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, nil, m, log)
 	if err != nil {
 		return err
@@ -290,7 +291,7 @@ func fakeFor(apps []appConfig, fixtures fakeFixtures) *fakeWechat {
 // clients connect; with no address, nothing. It returns a function that
 // stops it and waits until it has. (Importing net/http/pprof also registers
 // it on http.DefaultServeMux, which wxlogin never serves.)
-func startAdmin(ctx context.Context, addr string, users *userStore, m *metrics, log *slog.Logger) (stop func(), err error) {
+func startAdmin(ctx context.Context, addr string, users *userStore, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -304,7 +305,7 @@ func startAdmin(ctx context.Context, addr string, users *userStore, m *metrics, 
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	mux.Handle("GET /metrics", m.handler())
+	mux.Handle("GET /metrics", m.Handler())
 	if users != nil {
 		mux.Handle("GET /backup", handleBackup(users, log))
 	}

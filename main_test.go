@@ -13,8 +13,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -804,4 +806,102 @@ func probeLogin(client *http.Client, base, user string) error {
 		return fmt.Errorf("POST /login: %d, status %d, %v", resp.StatusCode, env.Status, err)
 	}
 	return nil
+}
+
+// GET /metrics on the admin address of a running wxlogin: what a login, a
+// refused code and a profile read did is counted, Prometheus's own parser
+// (promtool check metrics) accepts the page, and no label holds a token,
+// an openid or an address. It is not served on -addr.
+func TestMetricsOnTheAdminAddress(t *testing.T) {
+	s := startServer(t, nil, "-data", t.TempDir(), "-admin-addr", "127.0.0.1:0")
+	admin := regexp.MustCompile(`msg="admin listening" url=(\S+)/debug/pprof/`).FindStringSubmatch(s.logs.String())
+	if admin == nil {
+		t.Fatalf("no admin address in the log:\n%s", s.logs.String())
+	}
+	login := post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`)
+	token, openID := dataOf[loginData](t, login).Token, fakeOpenID(mockAppID, "alice")
+	post(t, "GET", s.url+"/user", "", "", "Authorization", "Bearer "+token)
+	if got := post(t, "POST", s.url+"/login", jsonCT, `{"code":"not-a-code"}`); got.env.Status != statusInvalidCode {
+		t.Fatalf("a made-up code = %+v; want status 2", got.env)
+	}
+	resp, err := client.Get(admin[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	text := string(body)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
+		t.Fatalf("GET /metrics = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	for _, want := range []string{
+		`wxlogin_logins_total{status="0",errcode="0"} 1`,
+		`wxlogin_logins_total{status="2",errcode="40029"} 1`,
+		`wxlogin_http_requests_total{route="GET /user",code="200"} 1`,
+		`wxlogin_wechat_calls_total{api="jscode2session",outcome="ok",errcode="0"} 1`,
+		`wxlogin_wechat_calls_total{api="jscode2session",outcome="errcode",errcode="40029"} 1`,
+		`wxlogin_users 1`,
+		`wxlogin_store_fsync_failures_total 0`,
+	} {
+		if !strings.Contains(text, want+"\n") {
+			t.Errorf("metrics lack %s:\n%s", want, text)
+		}
+	}
+	// The first sweep runs as the server starts, before or after the login.
+	if !regexp.MustCompile(`(?m)^wxlogin_tokens_live [01]$`).MatchString(text) {
+		t.Errorf("metrics lack the live tokens of the last sweep:\n%s", text)
+	}
+	if !regexp.MustCompile(`(?m)^wxlogin_store_fsync_duration_seconds_count [1-9]`).MatchString(text) {
+		t.Errorf("metrics count no fsync of the login's write:\n%s", text)
+	}
+	for _, secret := range []string{token, openID, "127.0.0.1"} {
+		if strings.Contains(text, secret) {
+			t.Errorf("metrics hold %q", secret)
+		}
+	}
+	if got := post(t, "GET", s.url+"/metrics", "", ""); got.code != http.StatusNotFound {
+		t.Errorf("GET /metrics on -addr = %d; want 404", got.code)
+	}
+	checkWithPromtool(t, text)
+}
+
+// checkWithPromtool runs Prometheus's promtool check metrics on text.
+func checkWithPromtool(t *testing.T, text string) {
+	t.Helper()
+	cmd := exec.Command(needTool(t, "promtool", "prometheus"), "check", "metrics")
+	cmd.Stdin = strings.NewReader(text)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s\n%s", err, out, text)
+	}
+}
+
+// -version prints the build: a binary built in this checkout names the
+// commit it was built from (the go command stamps it in), and the Go
+// release; it starts nothing.
+func TestVersionNamesTheCommitBuilt(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"wxlogin", "-version"}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Fatalf("run -version = %v", err)
+	}
+	if line := out.String(); !strings.HasPrefix(line, "wxlogin ") || !strings.HasSuffix(line, " "+runtime.Version()+"\n") {
+		t.Errorf("run -version printed %q; want wxlogin, its version and revision, and %s", line, runtime.Version())
+	}
+
+	// -buildvcs is the go command's default, auto, in a checkout; this
+	// machine's GOFLAGS turns it off, so the test says it.
+	want, buildVCS := "revision (unknown)", "-buildvcs=false" // not built in a git checkout
+	if head, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
+		want, buildVCS = "revision "+strings.TrimSpace(string(head)), "-buildvcs=true"
+	}
+	binary := filepath.Join(t.TempDir(), "wxlogin")
+	if b, err := exec.Command("go", "build", buildVCS, "-o", binary, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	b, err := exec.Command(binary, "-version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), want) {
+		t.Errorf("the built binary's -version is %q; want it to name %s", b, want)
+	}
 }

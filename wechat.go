@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 	"wxlogin/internal/flight"
+	"wxlogin/internal/metrics"
 	"wxlogin/internal/redact"
 )
 
@@ -91,7 +92,7 @@ type wechatClient struct {
 	// with its retries, or an access_token fetch and the call that needs it),
 	// so that every request answers in time whatever WeChat does.
 	requestTimeout time.Duration
-	metrics        *metrics // counts each call; nil for none
+	metrics        *metrics.Metrics // counts each call; nil for none
 	// backoff holds the pauses before each retry; its length is the number of
 	// retries.
 	backoff []time.Duration
@@ -249,7 +250,7 @@ func (c *wechatClient) call(ctx context.Context, api, method, path string, q url
 	start := time.Now()
 	reply, err := c.send(ctx, api, method, path, q, body)
 	outcome, errcode := wechatOutcome(reply, err)
-	c.metrics.wechatCall(api, outcome, errcode, time.Since(start))
+	c.metrics.WechatCall(api, outcome, errcode, time.Since(start))
 	return reply, err
 }
 

@@ -1,4 +1,14 @@
-package main
+// Package metrics is what wxlogin counts while it serves, for GET /metrics
+// on the admin address: counters, gauges and histograms in Prometheus's
+// text format (version 0.0.4), written with the standard library. Callers
+// say what happened in plain values (a route, a status, an API's name): it
+// reads none of their types. Labels hold only what wxlogin defines
+// (routes, status codes, WeChat's API names and errcodes), never a token,
+// openid or address, and each family keeps at most maxSeries of them, so
+// that no input can grow it without bound. The build the binary knows of
+// itself (BuildInfo) is here too: -version prints it, and
+// wxlogin_build_info shows it.
+package metrics
 
 import (
 	"fmt"
@@ -12,17 +22,10 @@ import (
 	"time"
 )
 
-// This file is GET /metrics on the admin address: counters, gauges and
-// histograms in Prometheus's text format (version 0.0.4), written with the
-// standard library. Labels hold only what wxlogin defines (routes, status
-// codes, WeChat's API names and errcodes), never a token, openid or
-// address, and each family keeps at most maxSeries of them, so that no
-// input can grow it without bound.
-
-// metrics is what wxlogin counts while it serves. A nil *metrics counts
+// Metrics is what wxlogin counts while it serves. A nil *Metrics counts
 // nothing, for the tests and tools that need none.
-type metrics struct {
-	build buildInfo
+type Metrics struct {
+	build BuildInfo
 
 	requests     *counterVec // route, code
 	logins       *counterVec // status, errcode
@@ -32,13 +35,14 @@ type metrics struct {
 	fsyncTime    *histogramVec // no labels
 	fsyncFailing atomic.Uint64
 
-	// users and liveTokens are read when scraped; nil where the store does
-	// not count them cheaply (Redis).
-	users, liveTokens func() int
+	// Users and LiveTokens, set before serving, are read when scraped; nil
+	// where the store does not count them cheaply (Redis).
+	Users, LiveTokens func() int
 }
 
-func newMetrics(build buildInfo) *metrics {
-	return &metrics{
+// New is a Metrics of the binary build, with nothing counted yet.
+func New(build BuildInfo) *Metrics {
+	return &Metrics{
 		build:       build,
 		requests:    newCounterVec("route", "code"),
 		logins:      newCounterVec("status", "errcode"),
@@ -48,26 +52,26 @@ func newMetrics(build buildInfo) *metrics {
 	}
 }
 
-// request counts one answered request: its route (the mux's pattern, ""
+// Request counts one answered request: its route (the mux's pattern, ""
 // where none matched) and HTTP status.
-func (m *metrics) request(route string, code int) {
+func (m *Metrics) Request(route string, code int) {
 	if m == nil {
 		return
 	}
 	m.requests.inc(routeLabel(route), strconv.Itoa(code))
 }
 
-// login counts one answer to POST /login: its envelope status and WeChat's
+// Login counts one answer to POST /login: its envelope status and WeChat's
 // errcode (0 for none).
-func (m *metrics) login(status, errcode int) {
+func (m *Metrics) Login(status, errcode int) {
 	if m == nil {
 		return
 	}
 	m.logins.inc(strconv.Itoa(status), strconv.Itoa(errcode))
 }
 
-// loginLimited counts one login refused by the login limit.
-func (m *metrics) loginLimited() {
+// LoginLimited counts one login refused by the login limit.
+func (m *Metrics) LoginLimited() {
 	if m == nil {
 		return
 	}
@@ -83,10 +87,10 @@ func routeLabel(route string) string {
 	return route
 }
 
-// wechatCall counts one call to WeChat's api: how it ended ("ok",
+// WechatCall counts one call to WeChat's api: how it ended ("ok",
 // "errcode", "http_status", "timeout", "error") and WeChat's errcode (0
 // for none), and how long it took.
-func (m *metrics) wechatCall(api, outcome string, errcode int, took time.Duration) {
+func (m *Metrics) WechatCall(api, outcome string, errcode int, took time.Duration) {
 	if m == nil {
 		return
 	}
@@ -94,8 +98,8 @@ func (m *metrics) wechatCall(api, outcome string, errcode int, took time.Duratio
 	m.wechatTime.observe(took.Seconds(), api)
 }
 
-// fsynced records one fsync of the user store's journal.
-func (m *metrics) fsynced(took time.Duration, err error) {
+// Fsynced records one fsync of the user store's journal.
+func (m *Metrics) Fsynced(took time.Duration, err error) {
 	if m == nil {
 		return
 	}
@@ -105,8 +109,8 @@ func (m *metrics) fsynced(took time.Duration, err error) {
 	}
 }
 
-// handler serves the metrics in the text format.
-func (m *metrics) handler() http.Handler {
+// Handler serves the metrics in the text format.
+func (m *Metrics) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
@@ -115,7 +119,7 @@ func (m *metrics) handler() http.Handler {
 }
 
 // appendText writes every family, in a fixed order.
-func (m *metrics) appendText(b []byte) []byte {
+func (m *Metrics) appendText(b []byte) []byte {
 	b = appendFamily(b, "wxlogin_build_info", "gauge", "The build: module version, VCS revision and Go release; always 1.")
 	b = appendSample(b, "wxlogin_build_info", []string{"version", "revision", "goversion"},
 		[]string{m.build.version, m.build.revision, m.build.goVersion}, 1)
@@ -128,13 +132,13 @@ func (m *metrics) appendText(b []byte) []byte {
 	b = m.fsyncTime.appendText(b, "wxlogin_store_fsync_duration_seconds", "How long the user store's journal fsyncs took.")
 	b = appendFamily(b, "wxlogin_store_fsync_failures_total", "counter", "Failed fsyncs of the user store's journal; after one, writes are refused until a restart.")
 	b = appendSample(b, "wxlogin_store_fsync_failures_total", nil, nil, float64(m.fsyncFailing.Load()))
-	if m.users != nil {
+	if m.Users != nil {
 		b = appendFamily(b, "wxlogin_users", "gauge", "Users in the store, erased ones not counted.")
-		b = appendSample(b, "wxlogin_users", nil, nil, float64(m.users()))
+		b = appendSample(b, "wxlogin_users", nil, nil, float64(m.Users()))
 	}
-	if m.liveTokens != nil {
+	if m.LiveTokens != nil {
 		b = appendFamily(b, "wxlogin_tokens_live", "gauge", "Live tokens, as the last sweep (every minute) counted them.")
-		b = appendSample(b, "wxlogin_tokens_live", nil, nil, float64(m.liveTokens()))
+		b = appendSample(b, "wxlogin_tokens_live", nil, nil, float64(m.LiveTokens()))
 	}
 	return b
 }

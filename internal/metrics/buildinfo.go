@@ -1,4 +1,4 @@
-package main
+package metrics
 
 import (
 	"cmp"
@@ -6,18 +6,19 @@ import (
 	"runtime/debug"
 )
 
-// buildInfo is what the binary knows of its own build: the module's
+// BuildInfo is what the binary knows of its own build: the module's
 // version and the VCS revision the go command stamps into a binary built
 // in a checkout, for -version and the wxlogin_build_info metric.
-type buildInfo struct {
+type BuildInfo struct {
 	version   string // the module's version: a tag, a pseudo-version, or "(devel)"
 	revision  string // the commit built, "" when not built in a checkout
 	modified  bool   // the checkout had changes not committed
 	goVersion string
 }
 
-func readBuildInfo() buildInfo {
-	b := buildInfo{goVersion: runtime.Version()}
+// ReadBuildInfo is the running binary's BuildInfo.
+func ReadBuildInfo() BuildInfo {
+	b := BuildInfo{goVersion: runtime.Version()}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return b
@@ -35,7 +36,7 @@ func readBuildInfo() buildInfo {
 }
 
 // String is the line -version prints.
-func (b buildInfo) String() string {
+func (b BuildInfo) String() string {
 	line := "wxlogin " + cmp.Or(b.version, "(unknown)") + " revision " + cmp.Or(b.revision, "(unknown)")
 	if b.modified {
 		line += " (modified)"
