@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"wxlogin/internal/accesslog"
 	"wxlogin/internal/account"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/metrics"
@@ -108,6 +109,19 @@ func newServer(log *slog.Logger, m *metrics.Metrics, apps appSet, users userBack
 	mux := http.NewServeMux()
 	addRoutes(mux, apps, users, tokens, limit, proxies, fake)
 	return withAccessLog(log, proxies, m, mux)
+}
+
+// withAccessLog is the access log around next (accesslog.Handler), told
+// how wxlogin answers: in the envelope (writeError), with request bodies
+// capped at maxBodyBytes, the client named behind trusted proxies, and
+// each answer counted in m (countRequest).
+func withAccessLog(log *slog.Logger, proxies limits.TrustedProxies, m *metrics.Metrics, next http.Handler) http.Handler {
+	return accesslog.Handler(log, accesslog.Options{
+		MaxBodyBytes: maxBodyBytes,
+		WriteError:   writeError,
+		Forwarded:    proxies.Forwarded,
+		Answered:     func(route string, code int, cause error) { countRequest(m, route, code, cause) },
+	}, next)
 }
 
 // addRoutes lists every route wxlogin serves.
@@ -239,9 +253,11 @@ func writeUserOK(w http.ResponseWriter, v userView) {
 }
 
 // writeError is the one place an error becomes a response. An *apiError says
-// what the client may see, and so does a *dataCheckError (status 5); any
-// other error is an internal one, answered with a bare 500. The cause is
-// handed to the access log, which logs it once.
+// what the client may see, and so does a *dataCheckError (status 5), and
+// the access log's accesslog.ErrNotFound and accesslog.ErrMethodNotAllowed
+// (status 1, with 404 and 405); any other error is an internal one,
+// answered with a bare 500. The cause is handed to the access log, which
+// logs it once.
 func writeError(w http.ResponseWriter, err error) {
 	var ae *apiError
 	var dce *dataCheckError
@@ -250,6 +266,11 @@ func writeError(w http.ResponseWriter, err error) {
 	case errors.Is(err, account.ErrNoUser):
 		// The token outlived its user: the account was deleted meanwhile.
 		ae = notLoggedIn(err)
+	case errors.Is(err, accesslog.ErrNotFound):
+		// The mux's own 404, or a path not written as its route is.
+		ae = &apiError{status: statusBadRequest, httpCode: http.StatusNotFound, msg: msgNotFound, cause: err}
+	case errors.Is(err, accesslog.ErrMethodNotAllowed):
+		ae = &apiError{status: statusBadRequest, httpCode: http.StatusMethodNotAllowed, msg: msgMethodNotAllowed, cause: err}
 	case errors.As(err, &dce):
 		ae = &apiError{status: statusDataCheck, httpCode: http.StatusBadRequest, msg: msgDataCheck + dce.check, cause: err}
 		if !dce.notTheKey {
@@ -258,9 +279,7 @@ func writeError(w http.ResponseWriter, err error) {
 	default:
 		ae = &apiError{status: statusInternal, httpCode: http.StatusInternalServerError, msg: msgInternal, cause: err}
 	}
-	if n, ok := w.(interface{ noteError(error) }); ok {
-		n.noteError(ae)
-	}
+	accesslog.NoteError(w, ae)
 	if ae.status == statusNotLoggedIn {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="wxlogin"`)
 	}

@@ -1385,3 +1385,92 @@ func TestCountRequest(t *testing.T) {
 		t.Errorf("%d series of logins; want 4, no other route's answers among them:\n%s", n, text)
 	}
 }
+
+// The mux's own answers (404, 405 with its Allow header) and a body over
+// the cap (413) are put in the envelope on the way out.
+func TestRoutingErrorsUseTheEnvelope(t *testing.T) {
+	a, _ := loggedIn(t)
+	tests := []struct {
+		method, path, body, contentType string
+		wantHTTP                        int
+		wantMsg, wantAllow              string
+	}{
+		{"GET", "/nope", "", "", 404, msgNotFound, ""},
+		{"GET", "/login/extra", "", "", 404, msgNotFound, ""},
+		{"POST", "/mock/wx.login", `{"user":"x"}`, jsonCT, 404, msgNotFound, ""}, // real mode: no fake
+		{"GET", "/login", "", "", 405, msgMethodNotAllowed, "POST"},
+		{"PUT", "/user", "", "", 405, msgMethodNotAllowed, "DELETE, GET, HEAD, PATCH"},
+		{"GET", "/user/phone", "", "", 405, msgMethodNotAllowed, "POST"},
+		{"POST", "/session/check", "", "", 405, msgMethodNotAllowed, "GET, HEAD"},
+		{"POST", "/healthz", "", "", 405, msgMethodNotAllowed, "GET, HEAD"},
+		{"GET", "/logout", "", "", 405, msgMethodNotAllowed, "POST"},
+		{"POST", "/login", `{"code":"` + strings.Repeat("x", maxBodyBytes) + `"}`, jsonCT, 413, msgTooLarge, ""},
+		{"POST", "/login", "code=" + strings.Repeat("x", maxBodyBytes), "application/x-www-form-urlencoded", 413, msgTooLarge, ""},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s %s %d", tt.method, tt.path, tt.wantHTTP), func(t *testing.T) {
+			got := call(t, a.handler, tt.method, tt.path, tt.body, "Content-Type", tt.contentType)
+			if got.code != tt.wantHTTP || got.env.Status != statusBadRequest || got.env.Msg != tt.wantMsg {
+				t.Errorf("%s %s = HTTP %d, %s; want %d with status 1, msg %q", tt.method, tt.path, got.code, got.raw, tt.wantHTTP, tt.wantMsg)
+			}
+			if allow := got.header.Get("Allow"); allow != tt.wantAllow {
+				t.Errorf("Allow = %q; want %q", allow, tt.wantAllow)
+			}
+		})
+	}
+}
+
+// A panicking handler is answered with a 500 envelope that does not show
+// the panic; the access log records it.
+func TestPanicBecomesInternalError(t *testing.T) {
+	logs := &syncBuffer{}
+	h := withAccessLog(textLogger(logs), nil, nil, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		panic("boom")
+	}))
+	got := call(t, h, "GET", "/x", "")
+	if got.code != 500 || got.env.Status != statusInternal || got.env.Msg != msgInternal {
+		t.Errorf("a panicking handler answered HTTP %d, %s; want 500 with status -1", got.code, got.raw)
+	}
+	if strings.Contains(got.raw, "goroutine") || strings.Contains(got.raw, "boom") {
+		t.Errorf("response %s exposes the panic", got.raw)
+	}
+	if !strings.Contains(logs.String(), "panic: boom") {
+		t.Errorf("log %q does not record the panic", logs.String())
+	}
+}
+
+// Behind a trusted proxy the access log names the client the proxy
+// forwarded for, and the proxy; from any other peer, X-Forwarded-For is
+// not believed and the peer is the client.
+func TestAccessLogNamesTheClientBehindATrustedProxy(t *testing.T) {
+	proxies, err := limits.ParseTrustedProxies("10.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, peer, forwarded string
+		want                  []string
+	}{
+		{"through the proxy", "10.1.2.3:4567", "203.0.113.7", []string{"remote=203.0.113.7", "proxy=10.1.2.3:4567"}},
+		{"through two proxies", "10.1.2.3:4567", "198.51.100.9, 10.9.9.9", []string{"remote=198.51.100.9", "proxy=10.1.2.3:4567"}},
+		{"straight from a client that writes the header", "192.0.2.1:1000", "203.0.113.7", []string{"remote=192.0.2.1:1000"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := &syncBuffer{}
+			h := withAccessLog(textLogger(logs), proxies, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+			req := httptest.NewRequest("GET", "/healthz", nil)
+			req.RemoteAddr = tt.peer
+			req.Header.Set("X-Forwarded-For", tt.forwarded)
+			h.ServeHTTP(httptest.NewRecorder(), req)
+			line := logs.String()
+			for _, w := range tt.want {
+				if !strings.Contains(line, " "+w) {
+					t.Errorf("access log %q lacks %s", line, w)
+				}
+			}
+			if len(tt.want) == 1 && strings.Contains(line, "proxy=") {
+				t.Errorf("access log %q names a proxy for a peer that is not one", line)
+			}
+		})
+	}
+}

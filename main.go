@@ -28,6 +28,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"wxlogin/internal/accesslog"
 	"wxlogin/internal/clock"
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/limits"
@@ -64,9 +65,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		_, err := fmt.Fprintln(stdout, metrics.ReadBuildInfo())
 		return err
 	}
-	logOut := newLogWriter(stderr)
-	defer logOut.close()
-	log := newLogger(logOut, cfg.logFormat, cfg.logLevel)
+	logOut := accesslog.NewWriter(stderr)
+	defer logOut.Close()
+	log := accesslog.NewLogger(logOut, cfg.logFormat, cfg.logLevel)
 	m := metrics.New(metrics.ReadBuildInfo())
 	if cfg.fakeOnly {
 		return runFakeOnly(ctx, cfg, m, log)

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +25,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"wxlogin/internal/accesslog"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/testkit"
 )
@@ -903,5 +905,34 @@ func TestVersionNamesTheCommitBuilt(t *testing.T) {
 	}
 	if !strings.Contains(string(b), want) {
 		t.Errorf("the built binary's -version is %q; want it to name %s", b, want)
+	}
+}
+
+// -log-format json writes one JSON object a line, the access log's among
+// them; -log-level warn leaves out the lines of requests that went well.
+func TestLogFormatAndLevel(t *testing.T) {
+	s := startServer(t, nil, "-data", t.TempDir(), "-log-format", "json")
+	post(t, "GET", s.url+"/healthz", "", "")
+	waitFor(t, "the access log line", func() bool { return strings.Contains(s.logs.String(), `"msg":"request"`) })
+	for line := range strings.Lines(s.logs.String()) {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil || entry["level"] == nil || entry["msg"] == nil {
+			t.Errorf("log line %q is not a JSON object with level and msg: %v", line, err)
+		}
+	}
+
+	// At warn, a request that went well writes nothing, one that failed
+	// its line.
+	logs := &syncBuffer{}
+	h := withAccessLog(accesslog.NewLogger(logs, "text", slog.LevelWarn), nil, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fails" {
+			writeError(w, errors.New("the disk is gone"))
+		}
+	}))
+	for _, path := range []string{"/healthz", "/fails"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", path, nil))
+	}
+	if got := logs.String(); strings.Contains(got, "path=/healthz") || !strings.Contains(got, "path=/fails") {
+		t.Errorf("at -log-level warn the access log is %q; want the failed request alone", got)
 	}
 }
