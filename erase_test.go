@@ -186,7 +186,7 @@ func TestDeleteUserRoute(t *testing.T) {
 func TestATokenOfAnErasedUserIsNotLoggedIn(t *testing.T) {
 	onEachStore(t, func(t *testing.T, store storeKind) {
 		a, token := loggedInOn(t, store)
-		if _, err := a.userBackend.erase(t.Context(), 1); err != nil {
+		if _, err := a.userBackend.Erase(t.Context(), 1); err != nil {
 			t.Fatal(err)
 		}
 		for _, r := range []struct{ method, path string }{

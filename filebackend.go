@@ -35,22 +35,22 @@ func storeFailed(err error) error {
 	return err
 }
 
-func (f fileUsers) login(_ context.Context, appID, openID, unionID string) (account.User, bool, error) {
+func (f fileUsers) Login(_ context.Context, appID, openID, unionID string) (account.User, bool, error) {
 	u, created, err := f.userStore.login(appID, openID, unionID)
 	return u, created, storeFailed(err)
 }
 
-func (f fileUsers) get(_ context.Context, id int64) (account.User, bool, error) {
+func (f fileUsers) Get(_ context.Context, id int64) (account.User, bool, error) {
 	u, ok := f.userStore.get(id)
 	return u, ok, nil
 }
 
-func (f fileUsers) update(_ context.Context, id int64, change func(u *account.User)) (account.User, error) {
+func (f fileUsers) Update(_ context.Context, id int64, change func(u *account.User)) (account.User, error) {
 	u, err := f.userStore.update(id, change)
 	return u, storeFailed(err)
 }
 
-func (f fileUsers) person(_ context.Context, id int64) (account.User, []account.Member, bool, error) {
+func (f fileUsers) Person(_ context.Context, id int64) (account.User, []account.Member, bool, error) {
 	records, ok := f.userStore.person(id)
 	var u account.User
 	members := make([]account.Member, len(records))
@@ -63,21 +63,21 @@ func (f fileUsers) person(_ context.Context, id int64) (account.User, []account.
 	return u, members, ok, nil
 }
 
-func (f fileUsers) claim(_ context.Context, id int64, name string) (account.Claim, bool, error) {
+func (f fileUsers) Claim(_ context.Context, id int64, name string) (account.Claim, bool, error) {
 	c, taken, err := f.userStore.claim(id, name)
 	return c, taken, storeFailed(err)
 }
 
-func (f fileUsers) claimsOf(_ context.Context, id int64) ([]account.Claim, error) {
+func (f fileUsers) ClaimsOf(_ context.Context, id int64) ([]account.Claim, error) {
 	return f.userStore.claimsOf(id), nil
 }
 
-func (f fileUsers) erase(_ context.Context, id int64) (account.Erasure, error) {
+func (f fileUsers) Erase(_ context.Context, id int64) (account.Erasure, error) {
 	r, err := f.userStore.erase(id)
 	return r, storeFailed(err)
 }
 
-func (f fileUsers) health(context.Context) error { return storeFailed(f.writeFailure()) }
+func (f fileUsers) Health(context.Context) error { return storeFailed(f.writeFailure()) }
 
 // memoryTokens is the token store as a tokenBackend; it reads the user
 // store to tell a login that raced an account deletion.
@@ -86,7 +86,7 @@ type memoryTokens struct {
 	users *userStore
 }
 
-func (m memoryTokens) issue(_ context.Context, who account.Identity, key string) (string, error) {
+func (m memoryTokens) Issue(_ context.Context, who account.Identity, key string) (string, error) {
 	token := m.tokenStore.issue(who, key)
 	if !m.users.exists(who.UserID) {
 		// The account was deleted while this login ran (on another
@@ -98,16 +98,19 @@ func (m memoryTokens) issue(_ context.Context, who account.Identity, key string)
 	return token, nil
 }
 
-func (m memoryTokens) lookup(_ context.Context, token string) (account.Caller, bool, error) {
+// Lifetime is the token store's lifetime of a fresh token.
+func (m memoryTokens) Lifetime() time.Duration { return m.tokenStore.lifetime() }
+
+func (m memoryTokens) Lookup(_ context.Context, token string) (account.Caller, bool, error) {
 	who, ok := m.tokenStore.lookup(token)
 	return who, ok, nil
 }
 
-func (m memoryTokens) revoke(_ context.Context, who account.Caller) error {
+func (m memoryTokens) Revoke(_ context.Context, who account.Caller) error {
 	m.tokenStore.revoke(who)
 	return nil
 }
 
-func (m memoryTokens) revokeUser(_ context.Context, id int64) (int, error) {
+func (m memoryTokens) RevokeUser(_ context.Context, id int64) (int, error) {
 	return m.tokenStore.revokeUser(id), nil
 }

@@ -346,7 +346,7 @@ func handleLogin(apps appSet, users userBackend, tokens tokenBackend) http.Handl
 			writeError(w, wechatFailure(err))
 			return
 		}
-		u, created, err := users.login(r.Context(), app.ID, exchanged.OpenID, exchanged.UnionID)
+		u, created, err := users.Login(r.Context(), app.ID, exchanged.OpenID, exchanged.UnionID)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -354,14 +354,14 @@ func handleLogin(apps appSet, users userBackend, tokens tokenBackend) http.Handl
 		// A login that raced the deletion of the account (on another
 		// device) gets account.ErrNoUser here: status 4, and logging in again
 		// makes a new user.
-		token, err := tokens.issue(r.Context(), account.Identity{AppID: u.AppID, OpenID: u.OpenID, UserID: u.ID}, exchanged.SessionKey)
+		token, err := tokens.Issue(r.Context(), account.Identity{AppID: u.AppID, OpenID: u.OpenID, UserID: u.ID}, exchanged.SessionKey)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
 		writeOK(w, response{
 			Token:     token,
-			ExpiresIn: int64(tokens.lifetime() / time.Second),
+			ExpiresIn: int64(tokens.Lifetime() / time.Second),
 			OpenID:    u.OpenID,
 			UserID:    u.ID,
 			NewUser:   created,
@@ -413,7 +413,7 @@ func requireLogin(tokens tokenBackend, next callerHandler) http.Handler {
 			writeError(w, notLoggedIn(errors.New("no token")))
 			return
 		}
-		who, ok, err := tokens.lookup(r.Context(), token)
+		who, ok, err := tokens.Lookup(r.Context(), token)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -501,7 +501,7 @@ type personApp struct {
 
 // viewUser shows user id with its person.
 func viewUser(ctx context.Context, apps appSet, users userBackend, id int64) (userView, error) {
-	u, person, ok, err := users.person(ctx, id)
+	u, person, ok, err := users.Person(ctx, id)
 	if err != nil {
 		return userView{}, err
 	}
@@ -584,7 +584,7 @@ func handlePatchUser(apps appSet, users userBackend) callerHandler {
 				writeError(w, err)
 				return
 			}
-			before, _, err := users.get(r.Context(), who.UserID)
+			before, _, err := users.Get(r.Context(), who.UserID)
 			if err != nil {
 				writeError(w, err)
 				return
@@ -594,7 +594,7 @@ func handlePatchUser(apps appSet, users userBackend) callerHandler {
 				return
 			}
 		}
-		if _, err := users.update(r.Context(), who.UserID, p.apply); err != nil {
+		if _, err := users.Update(r.Context(), who.UserID, p.apply); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -651,7 +651,7 @@ func handleUserInfo(apps appSet, users userBackend) callerHandler {
 			writeError(w, err)
 			return
 		}
-		if _, err := users.update(r.Context(), who.UserID, info.apply); err != nil {
+		if _, err := users.Update(r.Context(), who.UserID, info.apply); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -752,7 +752,7 @@ func handlePhone(apps appSet, users userBackend) callerHandler {
 			writeError(w, err)
 			return
 		}
-		if _, err := users.update(r.Context(), who.UserID, func(u *account.User) {
+		if _, err := users.Update(r.Context(), who.UserID, func(u *account.User) {
 			u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = p.PhoneNumber, p.PurePhoneNumber, p.CountryCode
 		}); err != nil {
 			writeError(w, err)
@@ -775,12 +775,12 @@ func handleDeleteUser(users userBackend, tokens tokenBackend) callerHandler {
 		ClaimsKept    []string `json:"claims_kept"` // names only
 	}
 	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
-		gone, err := users.erase(r.Context(), who.UserID)
+		gone, err := users.Erase(r.Context(), who.UserID)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		revoked, err := tokens.revokeUser(r.Context(), who.UserID)
+		revoked, err := tokens.RevokeUser(r.Context(), who.UserID)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -845,7 +845,7 @@ func handleClaim(users userBackend) callerHandler {
 			writeError(w, badRequest(msgMalformed+"：名称应为 1 到 32 个 a-z、0-9 或 -", nil))
 			return
 		}
-		c, taken, err := users.claim(r.Context(), who.UserID, name)
+		c, taken, err := users.Claim(r.Context(), who.UserID, name)
 		switch {
 		case err != nil:
 			writeError(w, err)
@@ -863,7 +863,7 @@ func handleClaims(users userBackend) callerHandler {
 		Claims []account.Claim `json:"claims"`
 	}
 	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
-		claims, err := users.claimsOf(r.Context(), who.UserID)
+		claims, err := users.ClaimsOf(r.Context(), who.UserID)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -875,7 +875,7 @@ func handleClaims(users userBackend) callerHandler {
 // handleLogout serves POST /logout: the token is revoked at once.
 func handleLogout(tokens tokenBackend) callerHandler {
 	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
-		if err := tokens.revoke(r.Context(), who); err != nil {
+		if err := tokens.Revoke(r.Context(), who); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -894,7 +894,7 @@ func handleHealthz(users userBackend) http.Handler {
 			writeOK(w, nil)
 			return
 		}
-		if err := users.health(r.Context()); err != nil {
+		if err := users.Health(r.Context()); err != nil {
 			var ae *apiError
 			if !errors.As(err, &ae) {
 				ae = &apiError{status: statusInternal, httpCode: http.StatusServiceUnavailable, msg: msgStoreFailed, cause: err}

@@ -310,7 +310,7 @@ func TestConcurrentFirstLoginsOverHTTPCreateOneUser(t *testing.T) {
 			t.Errorf("the user's id is %d; want 1, the first", first)
 		}
 		for id := int64(1); id < first+5; id++ {
-			if _, ok, err := a.userBackend.get(t.Context(), id); ok != (id == first) || err != nil {
+			if _, ok, err := a.userBackend.Get(t.Context(), id); ok != (id == first) || err != nil {
 				t.Errorf("user %d stored: %v (%v); want carol alone, as user %d", id, ok, err, first)
 			}
 		}
@@ -1024,12 +1024,12 @@ func TestUnionIDLearnedLaterJoinsThePerson(t *testing.T) {
 		// Alice's Game record was made before Game was bound to the Open
 		// Platform account: no unionid, a person of its own, with a claim.
 		openID := fakeOpenID("wxgame", "alice")
-		u, _, err := a.userBackend.login(t.Context(), "wxgame", openID, "")
+		u, _, err := a.userBackend.Login(t.Context(), "wxgame", openID, "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		key := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 16))
-		game, err := a.tokenBackend.issue(t.Context(), account.Identity{AppID: "wxgame", OpenID: openID, UserID: u.ID}, key)
+		game, err := a.tokenBackend.Issue(t.Context(), account.Identity{AppID: "wxgame", OpenID: openID, UserID: u.ID}, key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1050,7 +1050,7 @@ func TestUnionIDLearnedLaterJoinsThePerson(t *testing.T) {
 		}
 		// A later login of the Game record that brings no unionid (as
 		// WeChat's answer may lack it) leaves the person as it is.
-		if _, _, err := a.userBackend.login(t.Context(), "wxgame", openID, ""); err != nil {
+		if _, _, err := a.userBackend.Login(t.Context(), "wxgame", openID, ""); err != nil {
 			t.Fatal(err)
 		}
 		for _, token := range []string{shop, game} {
@@ -1158,7 +1158,7 @@ func TestConcurrentCrossAppClaimsAreExactlyOnce(t *testing.T) {
 				t.Fatalf("round %d: the 409 names another claim than the 201: %s / %s", i, replies[0].raw, replies[1].raw)
 			}
 		}
-		if claims, err := a.userBackend.claimsOf(t.Context(), 1); len(claims) != rounds || err != nil {
+		if claims, err := a.userBackend.ClaimsOf(t.Context(), 1); len(claims) != rounds || err != nil {
 			t.Errorf("alice holds %d claims (%v); want %d", len(claims), err, rounds)
 		}
 	})

@@ -226,7 +226,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 // record is user id's record, read through the store the handler holds.
 func (a *testApp) record(t testing.TB, id int64) account.User {
 	t.Helper()
-	u, ok, err := a.userBackend.get(t.Context(), id)
+	u, ok, err := a.userBackend.Get(t.Context(), id)
 	if err != nil || !ok {
 		t.Fatalf("user %d: found %v, %v", id, ok, err)
 	}

@@ -23,11 +23,11 @@ import (
 // access_token: Redis's (redisAccessTokens), or nil for one instance,
 // which keeps it in its own memory only.
 type sharedAccessTokens interface {
-	// get returns the app's token and until when to use it, fetched by
+	// Get returns the app's token and until when to use it, fetched by
 	// fetch if no instance has one, by one instance at a time.
-	get(ctx context.Context, appID string, fetch func(ctx context.Context) (string, time.Time, error)) (string, time.Time, error)
-	// drop forgets token after WeChat refused it, unless it was replaced.
-	drop(ctx context.Context, appID, token string) error
+	Get(ctx context.Context, appID string, fetch func(ctx context.Context) (string, time.Time, error)) (string, time.Time, error)
+	// Drop forgets token after WeChat refused it, unless it was replaced.
+	Drop(ctx context.Context, appID, token string) error
 }
 
 // redisAccessTokens is sharedAccessTokens in Redis.
@@ -39,9 +39,9 @@ type redisAccessTokens struct {
 
 func redisAccessTokenKey(appID string) string { return "wx:{a:" + appID + "}" }
 
-// get returns the shared token, or fetches it under the lock, or waits for
+// Get returns the shared token, or fetches it under the lock, or waits for
 // the instance that holds the lock, bounded by ctx.
-func (r *redisAccessTokens) get(ctx context.Context, appID string, fetch func(ctx context.Context) (string, time.Time, error)) (string, time.Time, error) {
+func (r *redisAccessTokens) Get(ctx context.Context, appID string, fetch func(ctx context.Context) (string, time.Time, error)) (string, time.Time, error) {
 	key := redisAccessTokenKey(appID)
 	lock, holder := key+":lock", randomText(16, hex.EncodeToString)
 	lockFor := 30 * time.Second
@@ -119,7 +119,7 @@ if v and string.sub(v, string.find(v, ' ') + 1) == ARGV[1] then return redis.cal
 return 0
 `)
 
-func (r *redisAccessTokens) drop(ctx context.Context, appID, token string) error {
+func (r *redisAccessTokens) Drop(ctx context.Context, appID, token string) error {
 	_, err := dropScript.Run(ctx, r.rc, []string{redisAccessTokenKey(appID)}, token)
 	return storeUnavailable(err)
 }

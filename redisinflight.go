@@ -27,9 +27,9 @@ import (
 // sharedExchanges is where instances sharing a store meet the exchanges
 // under way: Redis's (redisExchanges), or nil for one instance.
 type sharedExchanges interface {
-	// exchange returns the answer to code: of the exchange another
+	// Exchange returns the answer to code: of the exchange another
 	// instance has under way, or of exchange, made here.
-	exchange(ctx context.Context, appID, code string, exchange func(ctx context.Context) (code2SessionResult, error)) (code2SessionResult, error)
+	Exchange(ctx context.Context, appID, code string, exchange func(ctx context.Context) (code2SessionResult, error)) (code2SessionResult, error)
 }
 
 // exchangeAnswerKept is how long an answer waits for the instances that
@@ -61,7 +61,7 @@ func redisExchangeKey(appID, code string) string {
 	return "wx:{x:" + appID + ":" + hex.EncodeToString(sum[:16]) + "}"
 }
 
-func (r *redisExchanges) exchange(ctx context.Context, appID, code string, exchange func(ctx context.Context) (code2SessionResult, error)) (code2SessionResult, error) {
+func (r *redisExchanges) Exchange(ctx context.Context, appID, code string, exchange func(ctx context.Context) (code2SessionResult, error)) (code2SessionResult, error) {
 	key := redisExchangeKey(appID, code)
 	waited := false // whether this login saw the exchange under way
 	for {

@@ -111,7 +111,7 @@ func TestAFailedMoveFromRedisLeavesNoStore(t *testing.T) {
 			srv, cfg, rs := durableRedisStore(t)
 			login := func(name string) {
 				t.Helper()
-				if _, _, err := rs.login(t.Context(), mockAppID, fakeOpenID(mockAppID, name), fakeUnionID(name)); err != nil {
+				if _, _, err := rs.Login(t.Context(), mockAppID, fakeOpenID(mockAppID, name), fakeUnionID(name)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -187,7 +187,7 @@ func dirNames(entries []os.DirEntry) []string {
 func TestMovingOutOfRedisCarriesRecordsPastItsCounter(t *testing.T) {
 	srv, _, rs := durableRedisStore(t)
 	for _, name := range []string{"alice", "bob", "carol", "dave", "erin"} {
-		if _, _, err := rs.login(t.Context(), mockAppID, fakeOpenID(mockAppID, name), fakeUnionID(name)); err != nil {
+		if _, _, err := rs.Login(t.Context(), mockAppID, fakeOpenID(mockAppID, name), fakeUnionID(name)); err != nil {
 			t.Fatal(err)
 		}
 	}

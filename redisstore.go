@@ -312,9 +312,9 @@ func configValue(reply any) string {
 // close closes the connections.
 func (s *redisStore) close() { s.rc.Close() }
 
-// health pings Redis, for /healthz: 503 while it cannot be reached, or
+// Health pings Redis, for /healthz: 503 while it cannot be reached, or
 // while writes are refused.
-func (s *redisStore) health(ctx context.Context) error {
+func (s *redisStore) Health(ctx context.Context) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
@@ -362,7 +362,7 @@ redis.call('HSET', k, 'last_login_at', ARGV[5])
 return {created, redis.call('HGETALL', k)}
 `)
 
-// login records a login of (appID, openID). The user's id is the one the
+// Login records a login of (appID, openID). The user's id is the one the
 // (appid, openid) key holds; the first login to set it (SET NX) decides it
 // for everyone, and exactly one login creates the record. An id taken from
 // wx:ids by a login that lost that race is never used: ids have gaps.
@@ -376,7 +376,7 @@ return {created, redis.call('HGETALL', k)}
 // after a few tries, whatever the lag. No id ever changes owner, and a
 // normal login makes no round trip more for it. The same heals an openid's
 // key that names another user's id, which wxlogin wrote before it did this.
-func (s *redisStore) login(ctx context.Context, appID, openID, unionID string) (account.User, bool, error) {
+func (s *redisStore) Login(ctx context.Context, appID, openID, unionID string) (account.User, bool, error) {
 	if err := s.writable(); err != nil {
 		return account.User{}, false, err
 	}
@@ -548,8 +548,8 @@ if redis.call('HGET', KEYS[1], 'person') == ARGV[1] then redis.call('HSET', KEYS
 return 1
 `)
 
-// get returns user id's record.
-func (s *redisStore) get(ctx context.Context, id int64) (account.User, bool, error) {
+// Get returns user id's record.
+func (s *redisStore) Get(ctx context.Context, id int64) (account.User, bool, error) {
 	u, _, ok, err := s.record(ctx, id)
 	return u, ok, err
 }
@@ -592,11 +592,11 @@ redis.call('HINCRBY', k, 'v', 1)
 return {1, redis.call('HGETALL', k)}
 `)
 
-// update applies change to user id's record and stores the fields it
+// Update applies change to user id's record and stores the fields it
 // changed, if no other write changed the record meanwhile; otherwise it
 // reads the record again and applies change to that, as the file store's
 // lock would have had it. A change that changes nothing writes nothing.
-func (s *redisStore) update(ctx context.Context, id int64, change func(u *account.User)) (account.User, error) {
+func (s *redisStore) Update(ctx context.Context, id int64, change func(u *account.User)) (account.User, error) {
 	if err := s.writable(); err != nil {
 		return account.User{}, err
 	}
@@ -648,11 +648,11 @@ func (s *redisStore) update(ctx context.Context, id int64, change func(u *accoun
 	return account.User{}, storeUnavailable(fmt.Errorf("update of user %d: the record kept changing", id))
 }
 
-// person returns user id's record and its person's records, from the
+// Person returns user id's record and its person's records, from the
 // user's hash alone (one read): the hash keeps a copy of the person's list,
 // which each change of the person spreads (spreadMembers). A hash without
 // one (a spread cut short) is read from the person itself.
-func (s *redisStore) person(ctx context.Context, id int64) (account.User, []account.Member, bool, error) {
+func (s *redisStore) Person(ctx context.Context, id int64) (account.User, []account.Member, bool, error) {
 	u, reply, ok, err := s.userHash(ctx, id)
 	if err != nil || !ok {
 		return account.User{}, nil, ok, err
@@ -830,10 +830,10 @@ func parseRedisClaim(name, v string) (account.Claim, error) {
 	return account.Claim{}, fmt.Errorf("claim %q is stored as %q", name, v)
 }
 
-// claim claims name for user id's person: HSETNX on the person's hash,
+// Claim claims name for user id's person: HSETNX on the person's hash,
 // which one of any number of concurrent claims, from any instance and any
 // of the person's apps, wins.
-func (s *redisStore) claim(ctx context.Context, id int64, name string) (account.Claim, bool, error) {
+func (s *redisStore) Claim(ctx context.Context, id int64, name string) (account.Claim, bool, error) {
 	if err := s.writable(); err != nil {
 		return account.Claim{}, false, err
 	}
@@ -866,8 +866,8 @@ func (s *redisStore) claim(ctx context.Context, id int64, name string) (account.
 	return earlier, true, nil
 }
 
-// claimsOf lists user id's person's claims in the order they were made.
-func (s *redisStore) claimsOf(ctx context.Context, id int64) ([]account.Claim, error) {
+// ClaimsOf lists user id's person's claims in the order they were made.
+func (s *redisStore) ClaimsOf(ctx context.Context, id int64) ([]account.Claim, error) {
 	reply, err := s.rc.Do(ctx, "HGET", redisUserKey(id), "person")
 	if err != nil {
 		return nil, storeUnavailable(err)
@@ -912,12 +912,12 @@ redis.call('HSET', KEYS[1], 'erased', ARGV[1])
 return 1
 `)
 
-// erase deletes user id: the record, the session keys with it, the key
+// Erase deletes user id: the record, the session keys with it, the key
 // from its openid, and its place in its person. Its claims stay, under the
 // person's keyed hash, so that a returning person does not take them
 // twice. Redis keeps the erased fields in its AOF until it next rewrites
 // it (README, Redis).
-func (s *redisStore) erase(ctx context.Context, id int64) (account.Erasure, error) {
+func (s *redisStore) Erase(ctx context.Context, id int64) (account.Erasure, error) {
 	if err := s.writable(); err != nil {
 		return account.Erasure{}, err
 	}
@@ -959,8 +959,8 @@ func (s *redisStore) erase(ctx context.Context, id int64) (account.Erasure, erro
 	return result, nil
 }
 
-// lifetime is how long a fresh token lives if it is not used again.
-func (s *redisStore) lifetime() time.Duration { return min(s.ttl, s.maxAge) }
+// Lifetime is how long a fresh token lives if it is not used again.
+func (s *redisStore) Lifetime() time.Duration { return min(s.ttl, s.maxAge) }
 
 // issueScript stores a token for the user, and the session_key as the
 // user's, the one it replaces kept as the previous; 0 when the user is
@@ -984,9 +984,9 @@ end
 return 1
 `)
 
-// issue creates a token for who: the user id, then 32 bytes from
+// Issue creates a token for who: the user id, then 32 bytes from
 // crypto/rand, base64url.
-func (s *redisStore) issue(ctx context.Context, who account.Identity, key string) (string, error) {
+func (s *redisStore) Issue(ctx context.Context, who account.Identity, key string) (string, error) {
 	if err := s.writable(); err != nil {
 		return "", err
 	}
@@ -995,7 +995,7 @@ func (s *redisStore) issue(ctx context.Context, who account.Identity, key string
 	hash := hex.EncodeToString(h[:])
 	ok, err := issueScript.Run(ctx, s.rc,
 		[]string{redisUserKey(who.UserID), redisTokenKey(who.UserID, hash), redisTokenSetKey(who.UserID), redisSessionKeyKey(who.UserID)},
-		key, strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.lifetime().Milliseconds(), 10), hash,
+		key, strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.Lifetime().Milliseconds(), 10), hash,
 		strconv.FormatInt(s.maxAge.Milliseconds(), 10))
 	if err != nil {
 		return "", storeUnavailable(err)
@@ -1031,9 +1031,9 @@ if k[3] and now - tonumber(k[3]) > tonumber(ARGV[5]) then k[2] = false; k[3] = f
 return {k[1], k[2], k[3], redis.call('HGETALL', KEYS[2])}
 `)
 
-// lookup resolves a token, and reads its user along: one script on the
+// Lookup resolves a token, and reads its user along: one script on the
 // user's slot.
-func (s *redisStore) lookup(ctx context.Context, token string) (account.Caller, bool, error) {
+func (s *redisStore) Lookup(ctx context.Context, token string) (account.Caller, bool, error) {
 	idText, _, found := strings.Cut(token, ".")
 	id, err := strconv.ParseInt(idText, 10, 64)
 	if !found || err != nil || id < 1 || len(token) > 128 {
@@ -1075,8 +1075,8 @@ func (s *redisStore) lookup(ctx context.Context, token string) (account.Caller, 
 // sixty-fourth of its idle lifetime, at most a minute.
 func redisTouchEvery(ttl time.Duration) time.Duration { return min(ttl/64, time.Minute) }
 
-// revoke ends the caller's token.
-func (s *redisStore) revoke(ctx context.Context, who account.Caller) error {
+// Revoke ends the caller's token.
+func (s *redisStore) Revoke(ctx context.Context, who account.Caller) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
@@ -1103,8 +1103,8 @@ redis.call('DEL', KEYS[2], KEYS[3])
 return n
 `)
 
-// revokeUser ends every token of user id and reports how many were alive.
-func (s *redisStore) revokeUser(ctx context.Context, id int64) (int, error) {
+// RevokeUser ends every token of user id and reports how many were alive.
+func (s *redisStore) RevokeUser(ctx context.Context, id int64) (int, error) {
 	if err := s.writable(); err != nil {
 		return 0, err
 	}

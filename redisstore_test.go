@@ -28,14 +28,14 @@ func TestTokenLifetimesOnEachStore(t *testing.T) {
 	onEachStore(t, func(t *testing.T, store storeKind) {
 		a := newTestApp(t, appOptions{store: store})
 		ctx := t.Context()
-		u, _, err := a.userBackend.login(ctx, "wxapp", "o-alice", "")
+		u, _, err := a.userBackend.Login(ctx, "wxapp", "o-alice", "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		who := account.Identity{AppID: "wxapp", OpenID: "o-alice", UserID: u.ID}
 		issue := func(key string) string {
 			t.Helper()
-			token, err := a.tokenBackend.issue(ctx, who, key)
+			token, err := a.tokenBackend.Issue(ctx, who, key)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -43,7 +43,7 @@ func TestTokenLifetimesOnEachStore(t *testing.T) {
 		}
 		lookup := func(token string) (account.Caller, bool) {
 			t.Helper()
-			c, ok, err := a.tokenBackend.lookup(ctx, token)
+			c, ok, err := a.tokenBackend.Lookup(ctx, token)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -581,19 +581,19 @@ func TestRedisScaleFigures(t *testing.T) {
 	start := used()
 	each(func(i int) error {
 		name := fmt.Sprintf("user-%d", i)
-		u, _, err := s.login(t.Context(), "wxapp", fakeOpenID("wxapp", name), fakeUnionID(name))
+		u, _, err := s.Login(t.Context(), "wxapp", fakeOpenID("wxapp", name), fakeUnionID(name))
 		if err == nil {
 			ids[i] = u.ID
-			_, _, err = s.claim(t.Context(), u.ID, "welcome-gift")
+			_, _, err = s.Claim(t.Context(), u.ID, "welcome-gift")
 		}
 		if err == nil {
-			_, err = s.issue(t.Context(), account.Identity{AppID: "wxapp", OpenID: u.OpenID, UserID: u.ID}, key)
+			_, err = s.Issue(t.Context(), account.Identity{AppID: "wxapp", OpenID: u.OpenID, UserID: u.ID}, key)
 		}
 		return err
 	})
 	withUsers := used()
 	each(func(i int) error {
-		_, err := s.issue(t.Context(), account.Identity{AppID: "wxapp", UserID: ids[i]}, key)
+		_, err := s.Issue(t.Context(), account.Identity{AppID: "wxapp", UserID: ids[i]}, key)
 		return err
 	})
 	withTokens := used()
@@ -658,7 +658,7 @@ func TestKill9OnRedisKeepsEveryAcknowledgedWrite(t *testing.T) {
 			t.Fatal(err)
 		}
 		for name, id := range acked {
-			u, ok, err := check.get(t.Context(), id)
+			u, ok, err := check.Get(t.Context(), id)
 			v, _ := check.rc.Do(t.Context(), "GET", redisOpenIDKey(mockAppID, fakeOpenID(mockAppID, name)))
 			if err != nil || !ok || u.OpenID != fakeOpenID(mockAppID, name) || v != strconv.FormatInt(id, 10) {
 				t.Errorf("after kill %d (of %s): user %s, answered as %d, is %+v (%v, %v), openid names %v", round+1, map[bool]string{true: "Redis", false: "wxlogin"}[killRedis], name, id, u, ok, err, v)
@@ -666,7 +666,7 @@ func TestKill9OnRedisKeepsEveryAcknowledgedWrite(t *testing.T) {
 				continue
 			}
 			if claimed[id] {
-				if claims, err := check.claimsOf(t.Context(), id); err != nil || len(claims) != 1 || claims[0].UserID != id {
+				if claims, err := check.ClaimsOf(t.Context(), id); err != nil || len(claims) != 1 || claims[0].UserID != id {
 					t.Errorf("after kill %d: user %d's acknowledged gift is %v (%v)", round+1, id, claims, err)
 					lost++
 				}
@@ -904,7 +904,7 @@ func TestACutShortJoinIsFinishedLater(t *testing.T) {
 	ctx := t.Context()
 	shop := a.login(t, "wxshop", "alice")
 	a.login(t, "wxgame", "alice")
-	game, _, _ := rs.get(ctx, 2)
+	game, _, _ := rs.Get(ctx, 2)
 	_, person, _, _ := rs.record(ctx, game.ID)
 	// Game's join cut short: not in the person, its copy of the list stale.
 	for _, cmd := range [][]string{
@@ -1002,11 +1002,11 @@ func TestRedisWritesATokensUseOnceAMinute(t *testing.T) {
 	}{{59 * time.Second, false}, {61 * time.Second, true}} {
 		token := a.login(t, "wxapp", "alice")
 		a.clock.Advance(tt.usedAfter)
-		if _, ok, _ := a.tokenBackend.lookup(t.Context(), token); !ok {
+		if _, ok, _ := a.tokenBackend.Lookup(t.Context(), token); !ok {
 			t.Fatal("a fresh token is not alive")
 		}
 		a.clock.Advance(2*time.Hour - tt.usedAfter + 30*time.Second) // 2 h 30 s after the issue
-		if _, ok, _ := a.tokenBackend.lookup(t.Context(), token); ok != tt.alive {
+		if _, ok, _ := a.tokenBackend.Lookup(t.Context(), token); ok != tt.alive {
 			t.Errorf("used %v after its issue, the token is alive %v at 2 h 30 s; want %v", tt.usedAfter, ok, tt.alive)
 		}
 	}
@@ -1161,7 +1161,7 @@ func checkIDOwners(t *testing.T, s *redisStore, admin *redis.Client, owners map[
 	t.Helper()
 	ctx := t.Context()
 	for id, openID := range owners {
-		u, ok, err := s.get(ctx, id)
+		u, ok, err := s.Get(ctx, id)
 		switch {
 		case err != nil:
 			t.Errorf("user %d: %v", id, err)
@@ -1189,14 +1189,14 @@ func TestRedisIDsHealWhenTheCounterFallsBehind(t *testing.T) {
 			ctx := t.Context()
 			owners := map[int64]string{}
 			for i := range 30 {
-				u, _, err := stores[i%2].login(ctx, "wxapp", fmt.Sprint("old-", i), "")
+				u, _, err := stores[i%2].Login(ctx, "wxapp", fmt.Sprint("old-", i), "")
 				if err != nil {
 					t.Fatal(err)
 				}
 				owners[u.ID] = u.OpenID
 			}
 			for _, id := range []int64{27, 30} { // erasures among the ids the counter gives again
-				if _, err := stores[0].erase(ctx, id); err != nil {
+				if _, err := stores[0].Erase(ctx, id); err != nil {
 					t.Fatal(err)
 				}
 				owners[id] = ""
@@ -1209,7 +1209,7 @@ func TestRedisIDsHealWhenTheCounterFallsBehind(t *testing.T) {
 			given := map[string]int64{}
 			for i := range 25 {
 				openID := fmt.Sprint("new-", i)
-				u, created, err := stores[i%2].login(ctx, "wxapp", openID, "")
+				u, created, err := stores[i%2].Login(ctx, "wxapp", openID, "")
 				if err != nil || !created {
 					t.Fatalf("new user %d's login = %v, new %v; want a new user", i, err, created)
 				}
@@ -1218,7 +1218,7 @@ func TestRedisIDsHealWhenTheCounterFallsBehind(t *testing.T) {
 				}
 				owners[u.ID], given[openID] = openID, u.ID
 			}
-			u, created, err := stores[1].login(ctx, "wxapp", "stale", "")
+			u, created, err := stores[1].Login(ctx, "wxapp", "stale", "")
 			if err != nil || !created || u.ID == 25 {
 				t.Errorf("login of the openid whose key named user 25 = %d, new %v, %v; want a new user with an id of its own", u.ID, created, err)
 			} else {
@@ -1229,7 +1229,7 @@ func TestRedisIDsHealWhenTheCounterFallsBehind(t *testing.T) {
 				t.Errorf("wx:ids = %d (%v); want it past every id held", last, err)
 			}
 			for openID, id := range given {
-				if u, created, err := stores[0].login(ctx, "wxapp", openID, ""); err != nil || created || u.ID != id {
+				if u, created, err := stores[0].Login(ctx, "wxapp", openID, ""); err != nil || created || u.ID != id {
 					t.Errorf("%s again = %d, new %v, %v; want user %d", openID, u.ID, created, err, id)
 				}
 			}
@@ -1246,7 +1246,7 @@ func TestRedisIDsHealUnderLoad(t *testing.T) {
 			ctx := t.Context()
 			owners := map[int64]string{}
 			for i := range 40 {
-				u, _, err := stores[i%2].login(ctx, "wxapp", fmt.Sprint("old-", i), "")
+				u, _, err := stores[i%2].Login(ctx, "wxapp", fmt.Sprint("old-", i), "")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -1267,7 +1267,7 @@ func TestRedisIDsHealUnderLoad(t *testing.T) {
 			for range 16 {
 				wg.Go(func() {
 					for i := next.Add(1) - 1; i < newUsers; i = next.Add(1) - 1 {
-						u, created, err := stores[i%2].login(ctx, "wxapp", fmt.Sprint("new-", i), "")
+						u, created, err := stores[i%2].Login(ctx, "wxapp", fmt.Sprint("new-", i), "")
 						results[i] = result{u, created, err}
 						done <- struct{}{}
 					}

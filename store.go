@@ -35,34 +35,34 @@ import (
 // which bounds a call to Redis, and may fail: a write that cannot be made
 // durable, or a Redis that cannot be reached, is an error, never a reply.
 type userBackend interface {
-	// login records a login of (appID, openID), creating the user the first
+	// Login records a login of (appID, openID), creating the user the first
 	// time, and reports whether it did; exactly one of concurrent first
 	// logins does.
-	login(ctx context.Context, appID, openID, unionID string) (account.User, bool, error)
-	get(ctx context.Context, id int64) (account.User, bool, error)
-	// update applies change to user id's record and stores it.
-	update(ctx context.Context, id int64, change func(u *account.User)) (account.User, error)
-	// person is user id's record, and the records of its person, the
+	Login(ctx context.Context, appID, openID, unionID string) (account.User, bool, error)
+	Get(ctx context.Context, id int64) (account.User, bool, error)
+	// Update applies change to user id's record and stores it.
+	Update(ctx context.Context, id int64, change func(u *account.User)) (account.User, error)
+	// Person is user id's record, and the records of its person, the
 	// earliest first, this one among them.
-	person(ctx context.Context, id int64) (account.User, []account.Member, bool, error)
-	// claim claims name for user id's person exactly once, or reports the
+	Person(ctx context.Context, id int64) (account.User, []account.Member, bool, error)
+	// Claim claims name for user id's person exactly once, or reports the
 	// earlier claim with taken true.
-	claim(ctx context.Context, id int64, name string) (c account.Claim, taken bool, err error)
-	claimsOf(ctx context.Context, id int64) ([]account.Claim, error)
-	erase(ctx context.Context, id int64) (account.Erasure, error)
-	// health is nil while the store can serve; for /healthz.
-	health(ctx context.Context) error
+	Claim(ctx context.Context, id int64, name string) (c account.Claim, taken bool, err error)
+	ClaimsOf(ctx context.Context, id int64) ([]account.Claim, error)
+	Erase(ctx context.Context, id int64) (account.Erasure, error)
+	// Health is nil while the store can serve; for /healthz.
+	Health(ctx context.Context) error
 }
 
 // tokenBackend holds the tokens and each user's session_key.
 type tokenBackend interface {
-	// issue creates a token for who, whose session_key key becomes; it
+	// Issue creates a token for who, whose session_key key becomes; it
 	// fails with account.ErrNoUser when who was erased meanwhile.
-	issue(ctx context.Context, who account.Identity, key string) (string, error)
-	lookup(ctx context.Context, token string) (account.Caller, bool, error)
-	revoke(ctx context.Context, who account.Caller) error
-	revokeUser(ctx context.Context, id int64) (int, error)
-	lifetime() time.Duration
+	Issue(ctx context.Context, who account.Identity, key string) (string, error)
+	Lookup(ctx context.Context, token string) (account.Caller, bool, error)
+	Revoke(ctx context.Context, who account.Caller) error
+	RevokeUser(ctx context.Context, id int64) (int, error)
+	Lifetime() time.Duration
 }
 
 // tokenEntry is one live token: whose it is and when it dies. It is kept

@@ -146,7 +146,7 @@ func (c *wechatClient) code2Session(ctx context.Context, code string) (code2Sess
 			// another instance gets the request's bound here.
 			ctx, cancel := context.WithTimeout(ctx, c.requestTimeout)
 			defer cancel()
-			return c.sharedExchanges.exchange(ctx, c.appID, code, func(ctx context.Context) (code2SessionResult, error) {
+			return c.sharedExchanges.Exchange(ctx, c.appID, code, func(ctx context.Context) (code2SessionResult, error) {
 				return c.exchangeCode(ctx, code)
 			})
 		}
@@ -370,7 +370,7 @@ func (c *wechatClient) fetchAccessToken(ctx context.Context) (string, error) {
 	var until time.Time
 	var err error
 	if c.sharedTokens != nil {
-		token, until, err = c.sharedTokens.get(ctx, c.appID, fetch)
+		token, until, err = c.sharedTokens.Get(ctx, c.appID, fetch)
 	} else {
 		token, until, err = fetch(ctx)
 	}
@@ -390,7 +390,7 @@ func (c *wechatClient) dropAccessToken(ctx context.Context, token string) error 
 	// The shared copy first: a request that finds the local one gone must
 	// not fetch the refused token back from Redis.
 	if c.sharedTokens != nil {
-		if err := c.sharedTokens.drop(ctx, c.appID, token); err != nil {
+		if err := c.sharedTokens.Drop(ctx, c.appID, token); err != nil {
 			return err
 		}
 	}
