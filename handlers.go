@@ -194,14 +194,21 @@ func notLoggedIn(cause error) *apiError {
 	return &apiError{status: statusNotLoggedIn, httpCode: http.StatusUnauthorized, msg: msgNotLoggedIn, cause: cause}
 }
 
+// storeUnavailable is what the client is told of a call the store in Redis
+// could not make: status -1, 503, and when to try again.
+func storeUnavailable(cause error) *apiError {
+	return &apiError{status: statusInternal, httpCode: http.StatusServiceUnavailable, msg: msgStoreUnavailable,
+		retryAfter: unavailableRetryAfter, cause: cause}
+}
+
 // wechatFailure maps an error of the WeChat client to what the client is
 // told: status 2 when WeChat rejected the code, 8 when it blocks the user,
 // otherwise status 3 (504 when time ran out), with WeChat's errcode
-// whenever it sent one.
+// whenever it sent one; the store's answer when Redis, where instances
+// share the exchanges and access_tokens, could not be reached.
 func wechatFailure(err error) *apiError {
-	var ae *apiError
-	if errors.As(err, &ae) {
-		return ae // what the client is told already: Redis's, when the code's exchange is shared
+	if errors.Is(err, errUnavailable) {
+		return storeUnavailable(err) // Redis's, when the code's exchange is shared
 	}
 	e := &apiError{status: statusWechatDown, httpCode: http.StatusBadGateway, msg: msgWechatDown, cause: err}
 	var we *wechatError
@@ -253,11 +260,12 @@ func writeUserOK(w http.ResponseWriter, v userView) {
 }
 
 // writeError is the one place an error becomes a response. An *apiError says
-// what the client may see, and so does a *dataCheckError (status 5), and
-// the access log's accesslog.ErrNotFound and accesslog.ErrMethodNotAllowed
-// (status 1, with 404 and 405); any other error is an internal one,
-// answered with a bare 500. The cause is handed to the access log, which
-// logs it once.
+// what the client may see, and so do a *dataCheckError (status 5), the
+// access log's accesslog.ErrNotFound and accesslog.ErrMethodNotAllowed
+// (status 1, with 404 and 405), and a store in Redis that cannot be
+// reached (status -1, 503); any other error is an internal one, answered
+// with a bare 500. The cause is handed to the access log, which logs it
+// once.
 func writeError(w http.ResponseWriter, err error) {
 	var ae *apiError
 	var dce *dataCheckError
@@ -271,6 +279,8 @@ func writeError(w http.ResponseWriter, err error) {
 		ae = &apiError{status: statusBadRequest, httpCode: http.StatusNotFound, msg: msgNotFound, cause: err}
 	case errors.Is(err, accesslog.ErrMethodNotAllowed):
 		ae = &apiError{status: statusBadRequest, httpCode: http.StatusMethodNotAllowed, msg: msgMethodNotAllowed, cause: err}
+	case errors.Is(err, errUnavailable):
+		ae = storeUnavailable(err)
 	case errors.As(err, &dce):
 		ae = &apiError{status: statusDataCheck, httpCode: http.StatusBadRequest, msg: msgDataCheck + dce.check, cause: err}
 		if !dce.notTheKey {
@@ -896,10 +906,10 @@ func handleHealthz(users userBackend) http.Handler {
 		}
 		if err := users.Health(r.Context()); err != nil {
 			var ae *apiError
-			if !errors.As(err, &ae) {
-				ae = &apiError{status: statusInternal, httpCode: http.StatusServiceUnavailable, msg: msgStoreFailed, cause: err}
+			if !errors.As(err, &ae) && !errors.Is(err, errUnavailable) {
+				err = &apiError{status: statusInternal, httpCode: http.StatusServiceUnavailable, msg: msgStoreFailed, cause: err}
 			}
-			writeError(w, ae)
+			writeError(w, err)
 			return
 		}
 		writeOK(w, nil)

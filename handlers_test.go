@@ -1474,3 +1474,26 @@ func TestAccessLogNamesTheClientBehindATrustedProxy(t *testing.T) {
 		})
 	}
 }
+
+// An error the store in Redis marks as unavailable is answered 503 with
+// status -1 and a Retry-After, wherever it comes from: a route's store
+// call, /healthz, or the exchange of a code shared in Redis.
+func TestAStoreThatCannotBeReachedAnswers503(t *testing.T) {
+	down := fmt.Errorf("redis: dial tcp 127.0.0.1:6379: connection refused: %w", errUnavailable)
+	for _, tt := range []struct {
+		name string
+		err  error
+	}{
+		{"a store call", down},
+		{"a shared exchange", wechatFailure(down)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			writeError(w, tt.err)
+			got := parseReply(t, w.Result())
+			if got.code != http.StatusServiceUnavailable || got.env.Status != statusInternal || got.env.Msg != msgStoreUnavailable || got.header.Get("Retry-After") != "1" {
+				t.Errorf("writeError(%v) = HTTP %d, %s (Retry-After %q); want 503, status -1, %q, Retry-After 1", tt.err, got.code, got.raw, got.header.Get("Retry-After"), msgStoreUnavailable)
+			}
+		})
+	}
+}

@@ -54,7 +54,7 @@ func (r *redisAccessTokens) Get(ctx context.Context, appID string, fetch func(ct
 			err = firstRedisError(replies)
 		}
 		if err != nil {
-			return "", time.Time{}, storeUnavailable(err)
+			return "", time.Time{}, unavailable(err)
 		}
 		token, until, ok := parseSharedToken(replies[0], r.now())
 		won := replies[1] == "OK"
@@ -70,7 +70,7 @@ func (r *redisAccessTokens) Get(ctx context.Context, appID string, fetch func(ct
 				ms := strconv.FormatInt(until.Sub(r.now()).Milliseconds(), 10)
 				if _, err := r.rc.Do(ctx, "SET", key, strconv.FormatInt(until.UnixMilli(), 10)+" "+token, "PX", ms); err != nil {
 					r.unlock(ctx, lock, holder)
-					return "", time.Time{}, storeUnavailable(err)
+					return "", time.Time{}, unavailable(err)
 				}
 			}
 			r.unlock(ctx, lock, holder)
@@ -121,5 +121,5 @@ return 0
 
 func (r *redisAccessTokens) Drop(ctx context.Context, appID, token string) error {
 	_, err := dropScript.Run(ctx, r.rc, []string{redisAccessTokenKey(appID)}, token)
-	return storeUnavailable(err)
+	return unavailable(err)
 }

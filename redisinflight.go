@@ -71,7 +71,7 @@ func (r *redisExchanges) Exchange(ctx context.Context, appID, code string, excha
 			err = firstRedisError(replies)
 		}
 		if err != nil {
-			return code2SessionResult{}, storeUnavailable(err)
+			return code2SessionResult{}, unavailable(err)
 		}
 		if replies[0] == "OK" {
 			res, err := exchange(ctx)
@@ -124,7 +124,7 @@ func (r *redisExchanges) publish(ctx context.Context, key string, res code2Sessi
 func readExchangeAnswer(v string) (code2SessionResult, error) {
 	var a exchangeAnswer
 	if err := json.Unmarshal([]byte(v), &a); err != nil {
-		return code2SessionResult{}, storeUnavailable(fmt.Errorf("an exchange's answer in Redis is not JSON: %w", err))
+		return code2SessionResult{}, unavailable(fmt.Errorf("an exchange's answer in Redis is not JSON: %w", err))
 	}
 	switch {
 	case a.Errcode != 0:

@@ -52,7 +52,7 @@ func (l *redisLoginLimiter) AllowLogin(ctx context.Context, addr netip.Addr) (bo
 	reply, err := takeTokenScript.Run(ctx, l.rc, []string{"wx:{l:" + addr.String() + "}"},
 		strconv.FormatInt(l.now().UnixMilli(), 10), strconv.FormatFloat(l.rate, 'g', -1, 64), strconv.FormatFloat(l.burst, 'g', -1, 64))
 	if err != nil {
-		return false, 0, storeUnavailable(err)
+		return false, 0, unavailable(err)
 	}
 	r, _ := reply.([]any)
 	if len(r) > 0 && r[0] == int64(1) {

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -139,15 +138,32 @@ const (
 	redisUnchecked = "unchecked"
 )
 
-// storeUnavailable is the error of a call Redis did not answer: status -1,
-// 503, try again shortly; the cause goes to the log only.
-func storeUnavailable(err error) error {
-	var ae *apiError
-	if err == nil || errors.As(err, &ae) || errors.Is(err, account.ErrNoUser) {
+// errUnavailable is what the errors of a call the store could not make
+// are (errors.Is): Redis did not answer, or writes are refused while it
+// does not keep them as the durability policy needs. The handlers answer
+// it with status -1 and 503, and a Retry-After of unavailableRetryAfter.
+var errUnavailable = errors.New("the store in Redis is unavailable")
+
+// unavailableRetryAfter is when a call that failed with errUnavailable is
+// worth trying again.
+const unavailableRetryAfter = time.Second
+
+// unavailableError is a cause marked as errUnavailable. It reads as its
+// cause, which the log shows.
+type unavailableError struct{ cause error }
+
+func (e *unavailableError) Error() string        { return e.cause.Error() }
+func (e *unavailableError) Unwrap() error        { return e.cause }
+func (e *unavailableError) Is(target error) bool { return target == errUnavailable }
+
+// unavailable marks err, the error of a call Redis did not answer, as
+// errUnavailable; an error marked already, or account.ErrNoUser, stays as
+// it is.
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, errUnavailable) || errors.Is(err, account.ErrNoUser) {
 		return err
 	}
-	return &apiError{status: statusInternal, httpCode: http.StatusServiceUnavailable, msg: msgStoreUnavailable,
-		retryAfter: time.Second, cause: err}
+	return &unavailableError{cause: err}
 }
 
 // openRedisStore connects to Redis, checks that it keeps writes as the
@@ -291,10 +307,10 @@ func (s *redisStore) checkDurability(ctx context.Context, log *slog.Logger) {
 }
 
 // writable is nil while Redis keeps each write as the durability policy
-// needs; otherwise the 503 of a store that cannot be reached, with why.
+// needs; otherwise errUnavailable, with why.
 func (s *redisStore) writable() error {
 	if weak := s.weak.Load(); weak != nil {
-		return storeUnavailable(weak)
+		return unavailable(weak)
 	}
 	return nil
 }
@@ -312,14 +328,14 @@ func configValue(reply any) string {
 // close closes the connections.
 func (s *redisStore) close() { s.rc.Close() }
 
-// Health pings Redis, for /healthz: 503 while it cannot be reached, or
-// while writes are refused.
+// Health pings Redis, for /healthz: errUnavailable while it cannot be
+// reached, or while writes are refused.
 func (s *redisStore) Health(ctx context.Context) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
 	_, err := s.rc.Do(ctx, "PING")
-	return storeUnavailable(err)
+	return unavailable(err)
 }
 
 // personHash is who a user is across apps, keyed as the file store's.
@@ -390,7 +406,7 @@ func (s *redisStore) Login(ctx context.Context, appID, openID, unionID string) (
 		if !known {
 			var err error
 			if id, fresh, err = s.userID(ctx, appID, openID, step); err != nil {
-				return account.User{}, false, storeUnavailable(err)
+				return account.User{}, false, unavailable(err)
 			}
 		}
 		mayCreate := "1"
@@ -400,7 +416,7 @@ func (s *redisStore) Login(ctx context.Context, appID, openID, unionID string) (
 		reply, err := loginScript.Run(ctx, s.rc, []string{redisUserKey(id)},
 			strconv.FormatInt(id, 10), appID, openID, unionID, now, person, mayCreate)
 		if err != nil {
-			return account.User{}, false, storeUnavailable(err)
+			return account.User{}, false, unavailable(err)
 		}
 		r, _ := reply.([]any)
 		if len(r) == 1 {
@@ -413,7 +429,7 @@ func (s *redisStore) Login(ctx context.Context, appID, openID, unionID string) (
 			s.ids.forget(ref)
 			if !known {
 				if err := s.forgetOpenID(ctx, appID, openID, id); err != nil {
-					return account.User{}, false, storeUnavailable(err)
+					return account.User{}, false, unavailable(err)
 				}
 			}
 			if fresh {
@@ -422,7 +438,7 @@ func (s *redisStore) Login(ctx context.Context, appID, openID, unionID string) (
 			continue
 		}
 		if len(r) != 2 {
-			return account.User{}, false, storeUnavailable(errors.New("the login script answered something else"))
+			return account.User{}, false, unavailable(errors.New("the login script answered something else"))
 		}
 		created, _ := r[0].(int64)
 		u, err := recordFromRedis(r[1])
@@ -430,12 +446,12 @@ func (s *redisStore) Login(ctx context.Context, appID, openID, unionID string) (
 			err = s.joinPerson(ctx, u, redisField(r[1], "joined"), redisField(r[1], "person"))
 		}
 		if err != nil {
-			return account.User{}, false, storeUnavailable(err)
+			return account.User{}, false, unavailable(err)
 		}
 		s.ids.put(ref, id)
 		return u, created == 1, nil
 	}
-	return account.User{}, false, storeUnavailable(fmt.Errorf("login: %d ids in a row from %s were held already or erased", maxIDTries, redisIDsKey))
+	return account.User{}, false, unavailable(fmt.Errorf("login: %d ids in a row from %s were held already or erased", maxIDTries, redisIDsKey))
 }
 
 // maxIDTries bounds the ids one login tries. Their steps doubling, the
@@ -565,14 +581,14 @@ func (s *redisStore) record(ctx context.Context, id int64) (account.User, string
 func (s *redisStore) userHash(ctx context.Context, id int64) (account.User, any, bool, error) {
 	reply, err := s.rc.Do(ctx, "HGETALL", redisUserKey(id))
 	if err != nil {
-		return account.User{}, nil, false, storeUnavailable(err)
+		return account.User{}, nil, false, unavailable(err)
 	}
 	if pairs, _ := reply.([]any); !slices.Contains(pairs, any("appid")) {
 		return account.User{}, nil, false, nil
 	}
 	u, err := recordFromRedis(reply)
 	if err != nil {
-		return account.User{}, nil, false, storeUnavailable(err)
+		return account.User{}, nil, false, unavailable(err)
 	}
 	return u, reply, true, nil
 }
@@ -628,7 +644,7 @@ func (s *redisStore) Update(ctx context.Context, id int64, change func(u *accoun
 		}
 		res, err := updateScript.Run(ctx, s.rc, []string{redisUserKey(id)}, args...)
 		if err != nil {
-			return account.User{}, storeUnavailable(err)
+			return account.User{}, unavailable(err)
 		}
 		r, _ := res.([]any)
 		switch {
@@ -638,14 +654,14 @@ func (s *redisStore) Update(ctx context.Context, id int64, change func(u *accoun
 				err = s.joinPerson(ctx, stored, redisField(r[1], "joined"), redisField(r[1], "person"))
 			}
 			if err != nil {
-				return account.User{}, storeUnavailable(err)
+				return account.User{}, unavailable(err)
 			}
 			return stored, nil
 		case len(r) == 1 && r[0] == int64(-1):
 			return account.User{}, fmt.Errorf("update: %w %d", account.ErrNoUser, id)
 		}
 	}
-	return account.User{}, storeUnavailable(fmt.Errorf("update of user %d: the record kept changing", id))
+	return account.User{}, unavailable(fmt.Errorf("update of user %d: the record kept changing", id))
 }
 
 // Person returns user id's record and its person's records, from the
@@ -662,7 +678,7 @@ func (s *redisStore) Person(ctx context.Context, id int64) (account.User, []acco
 	}
 	person, err := s.rc.Do(ctx, "HGETALL", redisPersonKey(redisField(reply, "person")))
 	if err != nil {
-		return account.User{}, nil, false, storeUnavailable(err)
+		return account.User{}, nil, false, unavailable(err)
 	}
 	members := membersIn(person)
 	if !slices.Contains(members, account.Member{ID: u.ID, AppID: u.AppID}) {
@@ -839,7 +855,7 @@ func (s *redisStore) Claim(ctx context.Context, id int64, name string) (account.
 	}
 	reply, err := s.rc.Do(ctx, "HMGET", redisUserKey(id), "appid", "person")
 	if err != nil {
-		return account.Claim{}, false, storeUnavailable(err)
+		return account.Claim{}, false, unavailable(err)
 	}
 	fields, _ := reply.([]any)
 	if len(fields) != 2 || fields[0] == nil || fields[1] == nil {
@@ -853,7 +869,7 @@ func (s *redisStore) Claim(ctx context.Context, id int64, name string) (account.
 		err = firstRedisError(replies)
 	}
 	if err != nil {
-		return account.Claim{}, false, storeUnavailable(err)
+		return account.Claim{}, false, unavailable(err)
 	}
 	if replies[0] == int64(1) {
 		return c, false, nil
@@ -861,7 +877,7 @@ func (s *redisStore) Claim(ctx context.Context, id int64, name string) (account.
 	stored, _ := replies[1].(string)
 	earlier, err := parseRedisClaim(name, stored)
 	if err != nil {
-		return account.Claim{}, false, storeUnavailable(err)
+		return account.Claim{}, false, unavailable(err)
 	}
 	return earlier, true, nil
 }
@@ -870,14 +886,14 @@ func (s *redisStore) Claim(ctx context.Context, id int64, name string) (account.
 func (s *redisStore) ClaimsOf(ctx context.Context, id int64) ([]account.Claim, error) {
 	reply, err := s.rc.Do(ctx, "HGET", redisUserKey(id), "person")
 	if err != nil {
-		return nil, storeUnavailable(err)
+		return nil, unavailable(err)
 	}
 	person, ok := reply.(string)
 	if !ok {
 		return nil, nil
 	}
 	if reply, err = s.rc.Do(ctx, "HGETALL", redisPersonKey(person)); err != nil {
-		return nil, storeUnavailable(err)
+		return nil, unavailable(err)
 	}
 	return claimsIn(reply)
 }
@@ -892,7 +908,7 @@ func claimsIn(reply any) ([]account.Claim, error) {
 			v, _ := pairs[i+1].(string)
 			c, err := parseRedisClaim(name, v)
 			if err != nil {
-				return nil, storeUnavailable(err)
+				return nil, unavailable(err)
 			}
 			list = append(list, c)
 		}
@@ -930,7 +946,7 @@ func (s *redisStore) Erase(ctx context.Context, id int64) (account.Erasure, erro
 	}
 	claims, err := s.rc.Do(ctx, "HGETALL", redisPersonKey(person))
 	if err != nil {
-		return account.Erasure{}, storeUnavailable(err)
+		return account.Erasure{}, unavailable(err)
 	}
 	list, err := claimsIn(claims)
 	if err != nil {
@@ -944,17 +960,17 @@ func (s *redisStore) Erase(ctx context.Context, id int64) (account.Erasure, erro
 	}
 	done, err := eraseScript.Run(ctx, s.rc, []string{redisUserKey(id), redisSessionKeyKey(id)}, formatRedisTime(s.stamp(time.Second)))
 	if err != nil {
-		return account.Erasure{}, storeUnavailable(err)
+		return account.Erasure{}, unavailable(err)
 	}
 	if done != int64(1) {
 		return account.Erasure{}, fmt.Errorf("erase: %w %d", account.ErrNoUser, id)
 	}
 	s.ids.forget(u.Ref())
 	if err := s.forgetOpenID(ctx, u.AppID, u.OpenID, id); err != nil {
-		return account.Erasure{}, storeUnavailable(err)
+		return account.Erasure{}, unavailable(err)
 	}
 	if err := s.spreadMembers(ctx, person, 0, "del", "u:"+strconv.FormatInt(id, 10)); err != nil {
-		return account.Erasure{}, storeUnavailable(err)
+		return account.Erasure{}, unavailable(err)
 	}
 	return result, nil
 }
@@ -998,7 +1014,7 @@ func (s *redisStore) Issue(ctx context.Context, who account.Identity, key string
 		key, strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.Lifetime().Milliseconds(), 10), hash,
 		strconv.FormatInt(s.maxAge.Milliseconds(), 10))
 	if err != nil {
-		return "", storeUnavailable(err)
+		return "", unavailable(err)
 	}
 	if ok != int64(1) {
 		return "", fmt.Errorf("user %d was deleted during the login: %w", who.UserID, account.ErrNoUser)
@@ -1047,7 +1063,7 @@ func (s *redisStore) Lookup(ctx context.Context, token string) (account.Caller, 
 		strconv.FormatInt(s.maxAge.Milliseconds(), 10), strconv.FormatInt(redisTouchEvery(s.ttl).Milliseconds(), 10),
 		strconv.FormatInt(previousKeyWindow.Milliseconds(), 10))
 	if err != nil {
-		return account.Caller{}, false, storeUnavailable(err)
+		return account.Caller{}, false, unavailable(err)
 	}
 	f, _ := reply.([]any)
 	if len(f) != 4 {
@@ -1086,7 +1102,7 @@ func (s *redisStore) Revoke(ctx context.Context, who account.Caller) error {
 	if err == nil {
 		err = firstRedisError(replies)
 	}
-	return storeUnavailable(err)
+	return unavailable(err)
 }
 
 // revokeUserScript ends every token of the user and forgets the user's
@@ -1112,7 +1128,7 @@ func (s *redisStore) RevokeUser(ctx context.Context, id int64) (int, error) {
 		strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.ttl.Milliseconds(), 10),
 		strconv.FormatInt(s.maxAge.Milliseconds(), 10))
 	if err != nil {
-		return 0, storeUnavailable(err)
+		return 0, unavailable(err)
 	}
 	count, _ := n.(int64)
 	return int(count), nil
