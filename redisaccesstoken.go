@@ -19,17 +19,6 @@ import (
 // mode (WECHAT.md §4), so even two fetches never invalidate each other's
 // token; the lock saves WeChat's daily quota and the wait.
 
-// sharedAccessTokens is where instances sharing a store keep each app's
-// access_token: Redis's (redisAccessTokens), or nil for one instance,
-// which keeps it in its own memory only.
-type sharedAccessTokens interface {
-	// Get returns the app's token and until when to use it, fetched by
-	// fetch if no instance has one, by one instance at a time.
-	Get(ctx context.Context, appID string, fetch func(ctx context.Context) (string, time.Time, error)) (string, time.Time, error)
-	// Drop forgets token after WeChat refused it, unless it was replaced.
-	Drop(ctx context.Context, appID, token string) error
-}
-
 // redisAccessTokens is sharedAccessTokens in Redis.
 type redisAccessTokens struct {
 	rc   *redis.Client

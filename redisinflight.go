@@ -24,12 +24,28 @@ import (
 // refuses a spent code, as on one instance. The key holds a hash of the
 // code, never the code.
 
-// sharedExchanges is where instances sharing a store meet the exchanges
-// under way: Redis's (redisExchanges), or nil for one instance.
-type sharedExchanges interface {
-	// Exchange returns the answer to code: of the exchange another
-	// instance has under way, or of exchange, made here.
-	Exchange(ctx context.Context, appID, code string, exchange func(ctx context.Context) (code2SessionResult, error)) (code2SessionResult, error)
+// exchangedSession is WeChat's answer to a code (auth.code2Session,
+// WECHAT.md §1), as the instances share it.
+type exchangedSession struct {
+	OpenID     string
+	SessionKey string
+	UnionID    string // empty unless the app is bound to an Open Platform account
+}
+
+// refusal is the error of WeChat's refusal of a code, as the WeChat client
+// returns it from an exchange: its errcode is what the instances that
+// waited for the exchange are told (refusedElsewhere).
+type refusal interface {
+	error
+	Errcode() int
+}
+
+// refusedElsewhere is WeChat's refusal of a code another instance
+// exchanged, with the errcode that instance was told.
+type refusedElsewhere struct{ Code int }
+
+func (e *refusedElsewhere) Error() string {
+	return fmt.Sprintf("wechat jscode2session: errcode %d: (answered to another instance)", e.Code)
 }
 
 // exchangeAnswerKept is how long an answer waits for the instances that
@@ -54,14 +70,18 @@ type exchangeAnswer struct {
 
 // errExchangeElsewhere is the failure of an exchange another instance made,
 // other than WeChat's refusal: its cause is in that instance's log.
-var errExchangeElsewhere = errors.New("wechat jscode2session: the exchange of this code failed on another instance")
+var errExchangedElsewhere = errors.New("wechat jscode2session: the exchange of this code failed on another instance")
 
 func redisExchangeKey(appID, code string) string {
 	sum := sha256.Sum256([]byte(code))
 	return "wx:{x:" + appID + ":" + hex.EncodeToString(sum[:16]) + "}"
 }
 
-func (r *redisExchanges) Exchange(ctx context.Context, appID, code string, exchange func(ctx context.Context) (code2SessionResult, error)) (code2SessionResult, error) {
+// Exchange returns the answer to code: of the exchange another instance
+// has under way, or of exchange, made here. A refusal of WeChat's, an
+// error with an Errcode method, is shared as its errcode, and comes back
+// to the instances that waited for it as a *refusedElsewhere.
+func (r *redisExchanges) Exchange(ctx context.Context, appID, code string, exchange func(ctx context.Context) (exchangedSession, error)) (exchangedSession, error) {
 	key := redisExchangeKey(appID, code)
 	waited := false // whether this login saw the exchange under way
 	for {
@@ -71,7 +91,7 @@ func (r *redisExchanges) Exchange(ctx context.Context, appID, code string, excha
 			err = firstRedisError(replies)
 		}
 		if err != nil {
-			return code2SessionResult{}, unavailable(err)
+			return exchangedSession{}, unavailable(err)
 		}
 		if replies[0] == "OK" {
 			res, err := exchange(ctx)
@@ -96,7 +116,7 @@ func (r *redisExchanges) Exchange(ctx context.Context, appID, code string, excha
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return code2SessionResult{}, fmt.Errorf("waiting for another instance's exchange of the code: %w", ctx.Err())
+			return exchangedSession{}, fmt.Errorf("waiting for another instance's exchange of the code: %w", ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -107,12 +127,12 @@ func (r *redisExchanges) Exchange(ctx context.Context, appID, code string, excha
 // mark expires. The login's end does not cancel it (others wait for it),
 // but its request's bound for Redis does (redis.WithBudgets): the store's
 // calls for the same login come after it, within the same bound.
-func (r *redisExchanges) publish(ctx context.Context, key string, res code2SessionResult, err error) {
+func (r *redisExchanges) publish(ctx context.Context, key string, res exchangedSession, err error) {
 	a := exchangeAnswer{OpenID: res.OpenID, SessionKey: res.SessionKey, UnionID: res.UnionID}
-	var we *wechatError
+	var refused refusal
 	switch {
-	case errors.As(err, &we):
-		a = exchangeAnswer{Errcode: we.Code}
+	case errors.As(err, &refused):
+		a = exchangeAnswer{Errcode: refused.Errcode()}
 	case err != nil:
 		a = exchangeAnswer{Failed: true}
 	}
@@ -121,16 +141,16 @@ func (r *redisExchanges) publish(ctx context.Context, key string, res code2Sessi
 }
 
 // readExchangeAnswer reads an answer another instance left.
-func readExchangeAnswer(v string) (code2SessionResult, error) {
+func readExchangeAnswer(v string) (exchangedSession, error) {
 	var a exchangeAnswer
 	if err := json.Unmarshal([]byte(v), &a); err != nil {
-		return code2SessionResult{}, unavailable(fmt.Errorf("an exchange's answer in Redis is not JSON: %w", err))
+		return exchangedSession{}, unavailable(fmt.Errorf("an exchange's answer in Redis is not JSON: %w", err))
 	}
 	switch {
 	case a.Errcode != 0:
-		return code2SessionResult{}, &wechatError{API: "jscode2session", Code: a.Errcode, Msg: "(answered to another instance)"}
+		return exchangedSession{}, &refusedElsewhere{Code: a.Errcode}
 	case a.Failed || a.OpenID == "" || a.SessionKey == "":
-		return code2SessionResult{}, errExchangeElsewhere
+		return exchangedSession{}, errExchangedElsewhere
 	}
-	return code2SessionResult{OpenID: a.OpenID, SessionKey: a.SessionKey, UnionID: a.UnionID}, nil
+	return exchangedSession{OpenID: a.OpenID, SessionKey: a.SessionKey, UnionID: a.UnionID}, nil
 }

@@ -52,6 +52,10 @@ func (e *wechatError) Error() string {
 	return fmt.Sprintf("wechat %s: errcode %d: %s", e.API, e.Code, e.Msg)
 }
 
+// Errcode is e.Code, which a code's exchange shared with other instances
+// tells them when WeChat refused the code (sharedExchanges).
+func (e *wechatError) Errcode() int { return e.Code }
+
 // codeRejected reports whether WeChat refused the code itself, as opposed
 // to being unavailable, refusing wxlogin's own credentials or blocking the
 // user: the client must then get a fresh code. (41008, a missing code, is
@@ -79,6 +83,27 @@ type code2SessionResult struct {
 	OpenID     string
 	SessionKey string
 	UnionID    string // empty unless the app is bound to an Open Platform account
+}
+
+// sharedAccessTokens is where instances sharing a store keep each app's
+// access_token: Redis's (redisAccessTokens), or nil for one instance,
+// which keeps it in its own memory only.
+type sharedAccessTokens interface {
+	// Get returns the app's token and until when to use it, fetched by
+	// fetch if no instance has one, by one instance at a time.
+	Get(ctx context.Context, appID string, fetch func(ctx context.Context) (string, time.Time, error)) (string, time.Time, error)
+	// Drop forgets token after WeChat refused it, unless it was replaced.
+	Drop(ctx context.Context, appID, token string) error
+}
+
+// sharedExchanges is where instances sharing a store meet the exchanges
+// under way: Redis's (redisExchanges), or nil for one instance.
+type sharedExchanges interface {
+	// Exchange returns the answer to code: of the exchange another
+	// instance has under way, or of exchange, made here. WeChat's refusal
+	// is shared by its errcode (wechatError.Errcode) and comes back to
+	// the instances that waited for it as a *refusedElsewhere.
+	Exchange(ctx context.Context, appID, code string, exchange func(ctx context.Context) (exchangedSession, error)) (exchangedSession, error)
 }
 
 // wechatClient calls WeChat's server API for one mini program.
@@ -146,9 +171,15 @@ func (c *wechatClient) code2Session(ctx context.Context, code string) (code2Sess
 			// another instance gets the request's bound here.
 			ctx, cancel := context.WithTimeout(ctx, c.requestTimeout)
 			defer cancel()
-			return c.sharedExchanges.Exchange(ctx, c.appID, code, func(ctx context.Context) (code2SessionResult, error) {
-				return c.exchangeCode(ctx, code)
+			s, err := c.sharedExchanges.Exchange(ctx, c.appID, code, func(ctx context.Context) (exchangedSession, error) {
+				s, err := c.exchangeCode(ctx, code)
+				return exchangedSession(s), err
 			})
+			var elsewhere *refusedElsewhere
+			if errors.As(err, &elsewhere) {
+				err = &wechatError{API: "jscode2session", Code: elsewhere.Code, Msg: "(answered to another instance)"}
+			}
+			return code2SessionResult(s), err
 		}
 		return c.exchangeCode(ctx, code)
 	})
