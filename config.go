@@ -18,6 +18,7 @@ import (
 	"wxlogin/internal/account"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/redis"
+	"wxlogin/internal/redisstore"
 	"wxlogin/internal/strictjson"
 )
 
@@ -48,8 +49,8 @@ type config struct {
 	proxies       limits.TrustedProxies
 	apps          []appConfig
 	// redis, when set, is where users and tokens live, in place of the
-	// data directory (redisstore.go); redisDurability is what it must
-	// promise of a write (redisFsync or redisUnchecked).
+	// data directory (internal/redisstore); redisDurability is what it
+	// must promise of a write (redisstore.Fsync or redisstore.Unchecked).
 	redis           *redis.Config
 	redisDurability string
 	fixtures        fakeFixtures // the fake's users fixed by name (-fake-fixtures)
@@ -123,7 +124,7 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 	e.bool(&contentCheck, "content-check", "WXLOGIN_CONTENT_CHECK", "check a nickname set by PATCH /user with WeChat's msgSecCheck and refuse a risky one (status 9); when WeChat cannot check it, refuse the change (status 3) (default: on; -content-check=false to turn off)")
 	var redisURL string
 	e.string(&redisURL, "redis", "WXLOGIN_REDIS", "", "keep users and tokens in Redis, shared by every wxlogin on it, instead of -data: redis://[user@]host:port[/db][?cluster=true&addr=host:port&pool=8&timeout=2s], or rediss:// for TLS; a password only through WXLOGIN_REDIS or WXLOGIN_REDIS_PASSWORD_FILE, never this flag (default: off)")
-	e.string(&cfg.redisDurability, "redis-durability", "WXLOGIN_REDIS_DURABILITY", redisFsync, "with -redis: fsync refuses to start unless every Redis master appends each write to its AOF and fsyncs it before answering (appendonly yes, appendfsync always); unchecked takes Redis as it is, for a managed Redis that hides CONFIG or a weaker setup (README, Redis)")
+	e.string(&cfg.redisDurability, "redis-durability", "WXLOGIN_REDIS_DURABILITY", redisstore.Fsync, "with -redis: fsync refuses to start unless every Redis master appends each write to its AOF and fsyncs it before answering (appendonly yes, appendfsync always); unchecked takes Redis as it is, for a managed Redis that hides CONFIG or a weaker setup (README, Redis)")
 	e.string(&cfg.logFormat, "log-format", "WXLOGIN_LOG_FORMAT", "text", "text (key=value, logfmt) or json (one JSON object a line), on stderr")
 	var logLevel string
 	e.string(&logLevel, "log-level", "WXLOGIN_LOG_LEVEL", "info", "the least level logged: debug, info, warn or error (info includes a line per request)")
@@ -190,8 +191,8 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 		}
 		cfg.redis = &r
 	}
-	if cfg.redisDurability != redisFsync && cfg.redisDurability != redisUnchecked {
-		return cfg, fmt.Errorf("-redis-durability / WXLOGIN_REDIS_DURABILITY: %q is not %s or %s", cfg.redisDurability, redisFsync, redisUnchecked)
+	if cfg.redisDurability != redisstore.Fsync && cfg.redisDurability != redisstore.Unchecked {
+		return cfg, fmt.Errorf("-redis-durability / WXLOGIN_REDIS_DURABILITY: %q is not %s or %s", cfg.redisDurability, redisstore.Fsync, redisstore.Unchecked)
 	}
 	if cfg.fakeOnly && cfg.redis != nil {
 		return cfg, errors.New("-fake-only keeps nothing: -redis / WXLOGIN_REDIS does not apply")

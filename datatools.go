@@ -22,6 +22,7 @@ import (
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/durable"
 	"wxlogin/internal/journal"
+	"wxlogin/internal/redisstore"
 )
 
 // This file is the tools that look after a data directory, in the same
@@ -58,7 +59,7 @@ func runTool(ctx context.Context, args []string, getenv func(string) string, std
 	case "to-redis", "from-redis":
 		e.string(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to move from (to-redis: no server may be running on it), or into (from-redis: new, or empty)")
 		e.string(&redisURL, "redis", "WXLOGIN_REDIS", "", "the Redis to move into (to-redis: it must hold no users) or from (from-redis: stop its wxlogins first), as for wxlogin -redis")
-		e.string(&durability, "redis-durability", "WXLOGIN_REDIS_DURABILITY", redisFsync, "as for wxlogin -redis-durability")
+		e.string(&durability, "redis-durability", "WXLOGIN_REDIS_DURABILITY", redisstore.Fsync, "as for wxlogin -redis-durability")
 	case "repair":
 		e.string(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to repair; no server may be running on it")
 		fs.Var(&drop, "drop", "drop what the repair lists, keeping the damaged files aside in the data directory (without it, nothing changes)")

@@ -12,7 +12,7 @@ import (
 
 // This file is the stores of one machine as the handlers hold them: the
 // user store on the data directory and the token store in memory, each
-// behind the interface store.go names, so that Redis (redisstore.go) can
+// behind the interface store.go names, so that Redis (redisstore.Store) can
 // stand in for both.
 
 // fileUsers is the user store as a userBackend.

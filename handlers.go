@@ -16,6 +16,7 @@ import (
 	"wxlogin/internal/account"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/metrics"
+	"wxlogin/internal/redisstore"
 	"wxlogin/internal/scopes"
 )
 
@@ -53,7 +54,7 @@ const (
 	msgContentRisky     = "昵称含有不适宜的内容，请修改后重试"
 	msgInternal         = "服务器内部错误"
 	msgStoreFailed      = "存储写入失败，服务暂停，请稍后重试"
-	msgStoreUnavailable = "存储暂时不可用，请稍后重试" // Redis cannot be reached (redisstore.go)
+	msgStoreUnavailable = "存储暂时不可用，请稍后重试" // Redis cannot be reached (redisstore.ErrUnavailable)
 	// A status 5 message is msgDataCheck, the check that failed, and
 	// msgDataCheckHint: the usual cause is a session_key that a later wx.login
 	// replaced after the data was fetched (WECHAT.md §2).
@@ -198,7 +199,7 @@ func notLoggedIn(cause error) *apiError {
 // could not make: status -1, 503, and when to try again.
 func storeUnavailable(cause error) *apiError {
 	return &apiError{status: statusInternal, httpCode: http.StatusServiceUnavailable, msg: msgStoreUnavailable,
-		retryAfter: unavailableRetryAfter, cause: cause}
+		retryAfter: redisstore.RetryAfter, cause: cause}
 }
 
 // wechatFailure maps an error of the WeChat client to what the client is
@@ -207,7 +208,7 @@ func storeUnavailable(cause error) *apiError {
 // whenever it sent one; the store's answer when Redis, where instances
 // share the exchanges and access_tokens, could not be reached.
 func wechatFailure(err error) *apiError {
-	if errors.Is(err, errUnavailable) {
+	if errors.Is(err, redisstore.ErrUnavailable) {
 		return storeUnavailable(err) // Redis's, when the code's exchange is shared
 	}
 	e := &apiError{status: statusWechatDown, httpCode: http.StatusBadGateway, msg: msgWechatDown, cause: err}
@@ -279,7 +280,7 @@ func writeError(w http.ResponseWriter, err error) {
 		ae = &apiError{status: statusBadRequest, httpCode: http.StatusNotFound, msg: msgNotFound, cause: err}
 	case errors.Is(err, accesslog.ErrMethodNotAllowed):
 		ae = &apiError{status: statusBadRequest, httpCode: http.StatusMethodNotAllowed, msg: msgMethodNotAllowed, cause: err}
-	case errors.Is(err, errUnavailable):
+	case errors.Is(err, redisstore.ErrUnavailable):
 		ae = storeUnavailable(err)
 	case errors.As(err, &dce):
 		ae = &apiError{status: statusDataCheck, httpCode: http.StatusBadRequest, msg: msgDataCheck + dce.check, cause: err}
@@ -438,7 +439,7 @@ func requireLogin(tokens tokenBackend, next callerHandler) http.Handler {
 
 // loginLimit decides whether a client may log in now: this instance's
 // buckets (limits.LoginLimiter), or those every instance on one Redis shares
-// (redislimit.go). A nil loginLimit allows everything.
+// (redisstore.LoginLimiter). A nil loginLimit allows everything.
 type loginLimit interface {
 	AllowLogin(ctx context.Context, addr netip.Addr) (ok bool, retryAfter time.Duration, err error)
 }
@@ -906,7 +907,7 @@ func handleHealthz(users userBackend) http.Handler {
 		}
 		if err := users.Health(r.Context()); err != nil {
 			var ae *apiError
-			if !errors.As(err, &ae) && !errors.Is(err, errUnavailable) {
+			if !errors.As(err, &ae) && !errors.Is(err, redisstore.ErrUnavailable) {
 				err = &apiError{status: statusInternal, httpCode: http.StatusServiceUnavailable, msg: msgStoreFailed, cause: err}
 			}
 			writeError(w, err)

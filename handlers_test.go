@@ -21,6 +21,7 @@ import (
 	"wxlogin/internal/account"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/metrics"
+	"wxlogin/internal/redisstore"
 )
 
 func TestLoginResponses(t *testing.T) {
@@ -107,7 +108,7 @@ func TestLoginResponses(t *testing.T) {
 				}
 				d := dataOf[loginData](t, got)
 				// On Redis a token starts with its user's id, so that the
-				// slot of its keys is known from the token (redisstore.go).
+				// slot of its keys is known from the token (internal/redisstore).
 				random := d.Token
 				if store == onRedis {
 					random, _ = strings.CutPrefix(d.Token, "1.")
@@ -296,7 +297,7 @@ func TestConcurrentFirstLoginsOverHTTPCreateOneUser(t *testing.T) {
 		wg.Wait()
 		close(ids)
 		// On Redis, ids taken by the logins that lost the race are not
-		// used again: the one user's id need not be 1 (redisstore.go).
+		// used again: the one user's id need not be 1 (internal/redisstore).
 		first := <-ids
 		for id := range ids {
 			if id != first {
@@ -1479,7 +1480,7 @@ func TestAccessLogNamesTheClientBehindATrustedProxy(t *testing.T) {
 // status -1 and a Retry-After, wherever it comes from: a route's store
 // call, /healthz, or the exchange of a code shared in Redis.
 func TestAStoreThatCannotBeReachedAnswers503(t *testing.T) {
-	down := fmt.Errorf("redis: dial tcp 127.0.0.1:6379: connection refused: %w", errUnavailable)
+	down := fmt.Errorf("redis: dial tcp 127.0.0.1:6379: connection refused: %w", redisstore.ErrUnavailable)
 	for _, tt := range []struct {
 		name string
 		err  error

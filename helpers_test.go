@@ -23,6 +23,7 @@ import (
 	"wxlogin/internal/clock"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/redis"
+	"wxlogin/internal/redisstore"
 	"wxlogin/internal/testkit"
 )
 
@@ -61,11 +62,13 @@ type testApp struct {
 	fake    *fakeWechat       // nil when appOptions.wechat is WeChat
 	calls   *countingUpstream // every call wxlogin made to WeChat, by path
 	// The stores as the handler holds them, on either kind of store; users
-	// and tokens are the file store's, nil on Redis.
+	// and tokens are the file store's, nil on Redis, and redis the client
+	// of the store in Redis, nil on the files.
 	userBackend  userBackend
 	tokenBackend tokenBackend
 	users        *userStore
 	tokens       *tokenStore
+	redis        *redis.Client
 	clock        *fakeClock
 	logs         *syncBuffer
 }
@@ -124,17 +127,15 @@ func onEachStore(t *testing.T, test func(t *testing.T, store storeKind)) {
 	}
 }
 
-// openTestRedisStore starts a redis-server that fsyncs every write, as
-// -redis-durability=fsync needs, and opens the store on it, on clock.
-func openTestRedisStore(t testing.TB, mode string, now func() time.Time) *redisStore {
+// openTestRedisStore opens the store in Redis on rc, as run does for
+// -redis-durability=fsync, on the clock now.
+func openTestRedisStore(t testing.TB, rc *redis.Client, mode string, now func() time.Time) *redisstore.Store {
 	t.Helper()
-	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	cfg := redis.Config{Addrs: []string{srv.Addr}, PoolSize: 16, Timeout: 5 * time.Second}
-	s, err := openRedisStore(t.Context(), cfg, redisFsync, account.Meta{Mode: mode}, 2*time.Hour, 720*time.Hour, now, discardLogger())
+	s, err := redisstore.Open(t.Context(), rc, redisstore.Options{Durability: redisstore.Fsync, Meta: account.Meta{Mode: mode},
+		TokenTTL: 2 * time.Hour, TokenMaxAge: 720 * time.Hour, PreviousKeyWindow: previousKeyWindow, Now: now, Log: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.close)
 	return s
 }
 
@@ -157,18 +158,22 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	if opts.mock {
 		mode = account.ModeMock
 	}
+	// On Redis, a server (or a cluster of three masters) that fsyncs every
+	// write, as -redis-durability=fsync needs.
+	var cfg redis.Config
 	switch opts.store {
 	case onRedis:
-		rs := openTestRedisStore(t, mode, clock.Now)
-		a.userBackend, a.tokenBackend = rs, rs
+		srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+		cfg = redis.Config{Addrs: []string{srv.Addr}, PoolSize: 16, Timeout: 5 * time.Second}
 	case onRedisCluster:
 		cluster := testkit.StartRedisCluster(t, 3, "--appendonly", "yes", "--appendfsync", "always")
-		cfg := redis.Config{Addrs: []string{cluster.Nodes[0].Addr}, Cluster: true, PoolSize: 16, Timeout: 5 * time.Second}
-		rs, err := openRedisStore(t.Context(), cfg, redisFsync, account.Meta{Mode: mode}, 2*time.Hour, 720*time.Hour, clock.Now, discardLogger())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(rs.close)
+		cfg = redis.Config{Addrs: []string{cluster.Nodes[0].Addr}, Cluster: true, PoolSize: 16, Timeout: 5 * time.Second}
+	}
+	switch opts.store {
+	case onRedis, onRedisCluster:
+		a.redis = redis.NewClient(cfg)
+		t.Cleanup(a.redis.Close)
+		rs := openTestRedisStore(t, a.redis, mode, clock.Now)
 		a.userBackend, a.tokenBackend = rs, rs
 	default:
 		a.users = openTestStore(t, t.TempDir(), clock.Now)
@@ -187,13 +192,13 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	a.calls = &countingUpstream{next: upstream}
 	srv := httptest.NewServer(a.calls)
 	t.Cleanup(srv.Close)
-	rs, onRedis := a.userBackend.(*redisStore)
+	onRedis := a.redis != nil
 	for _, s := range specs {
 		wx := newWechatClient(srv.URL+apiPath, s.id, s.secret, time.Second, 3*time.Second)
 		wx.backoff = []time.Duration{time.Millisecond, time.Millisecond}
 		if onRedis { // shared as run shares them
-			wx.sharedTokens = &redisAccessTokens{rc: rs.rc, now: clock.Now, poll: 5 * time.Millisecond}
-			wx.sharedExchanges = &redisExchanges{rc: rs.rc, poll: 5 * time.Millisecond, pending: 10 * time.Second}
+			wx.sharedTokens = redisstore.NewAccessTokens(a.redis, clock.Now, 5*time.Millisecond)
+			wx.sharedExchanges = redisstore.NewExchanges(a.redis, 5*time.Millisecond, 10*time.Second)
 		}
 		a.apps[s.id] = &miniApp{ID: s.id, Name: s.name, wx: wx, checkContent: !opts.noContentCheck}
 		if a.wx == nil {
@@ -204,7 +209,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	switch {
 	case opts.loginBurst == 0:
 	case onRedis:
-		limit = newRedisLoginLimiter(rs.rc, opts.loginRate, opts.loginBurst, clock.Now)
+		limit = redisstore.NewLoginLimiter(a.redis, opts.loginRate, opts.loginBurst, clock.Now)
 	default:
 		limit = limits.NewLoginLimiter(opts.loginRate, opts.loginBurst, clock.clock())
 	}

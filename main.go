@@ -35,6 +35,7 @@ import (
 	"wxlogin/internal/metrics"
 	"wxlogin/internal/redact"
 	"wxlogin/internal/redis"
+	"wxlogin/internal/redisstore"
 )
 
 func main() {
@@ -142,22 +143,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // runOnRedis is wxlogin with -redis: users and tokens live in Redis
-// (redisstore.go), shared by every wxlogin on it, and no data directory is
-// used. A token outlives a restart there without being saved.
+// (internal/redisstore), shared by every wxlogin on it, and no data
+// directory is used. A token outlives a restart there without being saved.
 func runOnRedis(ctx context.Context, cfg config, m *metrics.Metrics, log *slog.Logger) error {
-	store, err := openRedisStore(ctx, *cfg.redis, cfg.redisDurability, cfg.storeMeta(), cfg.tokenTTL, cfg.tokenMaxAge, time.Now, log)
+	rc := redis.NewClient(*cfg.redis)
+	defer rc.Close()
+	store, err := redisstore.Open(ctx, rc, redisstore.Options{Durability: cfg.redisDurability, Meta: cfg.storeMeta(),
+		TokenTTL: cfg.tokenTTL, TokenMaxAge: cfg.tokenMaxAge, PreviousKeyWindow: previousKeyWindow, Now: time.Now, Log: log})
 	if err != nil {
 		return err
 	}
-	defer store.close()
-	if cfg.redisDurability == redisFsync {
+	if cfg.redisDurability == redisstore.Fsync {
 		// Checked at the start, and again each second while serving: a
 		// Redis weakened since refuses writes until it is restored.
 		ctx, cancel := context.WithCancel(ctx)
 		watched := make(chan struct{})
 		go func() {
 			defer close(watched)
-			store.watchDurability(ctx, durabilityCheckEvery, log)
+			store.WatchDurability(ctx)
 		}()
 		defer func() { cancel(); <-watched }()
 	}
@@ -171,10 +174,12 @@ func runOnRedis(ctx context.Context, cfg config, m *metrics.Metrics, log *slog.L
 		return err
 	}
 	sharing := shared{
-		tokens:     &redisAccessTokens{rc: store.rc, now: time.Now, poll: 50 * time.Millisecond},
-		exchanges:  &redisExchanges{rc: store.rc, poll: 20 * time.Millisecond, pending: cfg.loginTimeout + 5*time.Second},
-		limit:      newRedisLoginLimiter(store.rc, cfg.loginRate, cfg.loginBurst, time.Now),
+		tokens:     redisstore.NewAccessTokens(rc, time.Now, 50*time.Millisecond),
+		exchanges:  redisstore.NewExchanges(rc, 20*time.Millisecond, cfg.loginTimeout+5*time.Second),
 		redisBound: cfg.redis.Timeout,
+	}
+	if l := redisstore.NewLoginLimiter(rc, cfg.loginRate, cfg.loginBurst, time.Now); l != nil {
+		sharing.limit = l
 	}
 	err = serve(ctx, cfg, ln, store, store, sharing, clock.System(), m, log,
 		"redis", strings.Join(cfg.redis.Addrs, ","), "redis_cluster", cfg.redis.Cluster, "redis_durability", cfg.redisDurability)

@@ -2,19 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/journal"
 	"wxlogin/internal/redis"
+	"wxlogin/internal/redisstore"
 )
 
 // This file moves a store between a data directory and Redis, both ways,
@@ -51,15 +49,16 @@ func moveToRedis(ctx context.Context, dir string, cfg redis.Config, durability s
 	if err != nil {
 		return fmt.Errorf("wxlogin to-redis: %w", err)
 	}
-	rs, err := openRedisStore(ctx, cfg, durability, meta, time.Hour, time.Hour, time.Now, slog.New(slog.DiscardHandler))
+	rc := redis.NewClient(cfg)
+	defer rc.Close()
+	rs, err := openForMove(ctx, rc, durability, meta)
 	if err != nil {
 		return fmt.Errorf("wxlogin to-redis: %w", err)
 	}
-	defer rs.close()
-	if err := rs.writeAll(ctx, files); err != nil {
+	if err := rs.Import(ctx, contentsOf(files)); err != nil {
 		return fmt.Errorf("wxlogin to-redis: %w", err)
 	}
-	return compareCensus(ctx, out, "wxlogin to-redis", dir, fileCensus(files, rs.personHash), rs)
+	return compareCensus(ctx, out, "wxlogin to-redis", dir, fileCensus(files, rs.PersonHash), rs)
 }
 
 // moveFromRedis writes Redis's store into a new data directory: new, or
@@ -83,22 +82,23 @@ func moveFromRedisChecked(ctx context.Context, dir string, cfg redis.Config, out
 	}
 	rc := redis.NewClient(cfg)
 	defer rc.Close()
-	metaJSON, err := rc.Do(ctx, "GET", redisMetaKey)
+	meta, ok, err := redisstore.StoredMeta(ctx, rc)
 	if err != nil {
 		return fmt.Errorf("wxlogin from-redis: %w", err)
 	}
-	stored, _ := metaJSON.(string)
-	var meta account.Meta
-	if json.Unmarshal([]byte(stored), &meta) != nil {
-		return fmt.Errorf("wxlogin from-redis: %s holds no store of wxlogin's (no %s)", redactedRedisAddrs(cfg), redisMetaKey)
+	if !ok {
+		return fmt.Errorf("wxlogin from-redis: %s holds no store of wxlogin's (no wx:meta)", redactedRedisAddrs(cfg))
 	}
 	// Opened unchecked: reading needs no durability.
-	rs, err := openRedisStore(ctx, cfg, redisUnchecked, meta, time.Hour, time.Hour, time.Now, slog.New(slog.DiscardHandler))
+	rs, err := openForMove(ctx, rc, redisstore.Unchecked, meta)
 	if err != nil {
 		return fmt.Errorf("wxlogin from-redis: %w", err)
 	}
-	defer rs.close()
-	mem, err := rs.readAll(ctx)
+	contents, err := rs.Export(ctx)
+	if err != nil {
+		return fmt.Errorf("wxlogin from-redis: %w", err)
+	}
+	mem, err := memoryStoreOf(contents)
 	if err != nil {
 		return fmt.Errorf("wxlogin from-redis: %w", err)
 	}
@@ -115,7 +115,7 @@ func moveFromRedisChecked(ctx context.Context, dir string, cfg redis.Config, out
 		if meanwhile != nil {
 			meanwhile()
 		}
-		if err := compareCensus(ctx, out, "wxlogin from-redis", dir, fileCensus(files, rs.personHash), rs); err != nil {
+		if err := compareCensus(ctx, out, "wxlogin from-redis", dir, fileCensus(files, rs.PersonHash), rs); err != nil {
 			return fmt.Errorf("%w; nothing was moved into %s", err, dir)
 		}
 		return nil
@@ -126,16 +126,23 @@ func moveFromRedisChecked(ctx context.Context, dir string, cfg redis.Config, out
 	return nil
 }
 
+// openForMove opens the store in Redis for a move, which keeps no tokens.
+func openForMove(ctx context.Context, rc *redis.Client, durability string, meta account.Meta) (*redisstore.Store, error) {
+	return redisstore.Open(ctx, rc, redisstore.Options{Durability: durability, Meta: meta, TokenTTL: time.Hour, TokenMaxAge: time.Hour,
+		Now: time.Now, Log: slog.New(slog.DiscardHandler)})
+}
+
 // redactedRedisAddrs names the servers of cfg, for an error.
 func redactedRedisAddrs(cfg redis.Config) string { return strings.Join(cfg.Addrs, ",") }
 
 // compareCensus counts Redis's store by reading its keys, compares it with
 // the files' census, and says both.
-func compareCensus(ctx context.Context, out io.Writer, tool, dir string, files storeCensus, rs *redisStore) error {
-	inRedis, err := rs.census(ctx)
+func compareCensus(ctx context.Context, out io.Writer, tool, dir string, files storeCensus, rs *redisstore.Store) error {
+	counted, err := rs.Census(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: counting what Redis holds: %w", tool, err)
 	}
+	inRedis := storeCensus(counted)
 	fmt.Fprintf(out, "%s: %v\nRedis: %v\n", dir, files, inRedis)
 	if files != inRedis {
 		return fmt.Errorf("%s: the counts differ", tool)
@@ -169,210 +176,62 @@ func fileCensus(s *userStore, person func(appID, openID, unionID string) string)
 	return storeCensus{Users: users, Persons: persons, Claims: len(claims)}
 }
 
-// census counts what Redis holds, by its keys: users with a record, the
-// persons they belong to, and the claims of every person.
-func (s *redisStore) census(ctx context.Context) (storeCensus, error) {
-	var c storeCensus
-	persons := map[string]bool{}
-	personOf := map[int64]string{} // of each user with a record
-	last, err := s.highestID(ctx)
-	if err != nil {
-		return c, err
-	}
-	for id := int64(1); id <= last; id++ {
-		_, person, ok, err := s.record(ctx, id)
-		if err != nil {
-			return c, err
-		}
-		if ok {
-			c.Users++
-			persons[person] = true
-			personOf[id] = person
-		}
-	}
-	c.Persons = len(persons)
-	claims := map[string]bool{} // by the claimant's person (its hash if erased) and name
-	keys, err := s.rc.Scan(ctx, "wx:{p:*}")
-	if err != nil {
-		return c, err
-	}
-	for _, key := range keys {
-		reply, err := s.rc.Do(ctx, "HGETALL", key)
-		if err != nil {
-			return c, err
-		}
-		list, err := claimsIn(reply)
-		if err != nil {
-			return c, err
-		}
-		for _, claim := range list {
-			person, live := personOf[claim.UserID]
-			if !live {
-				person = strings.TrimSuffix(strings.TrimPrefix(key, "wx:{p:"), "}")
-			}
-			claims[person+"\x00"+claim.Name] = true
-		}
-	}
-	c.Claims = len(claims)
-	return c, nil
-}
-
-// lastID is the last user id given, 0 for none.
-func (s *redisStore) lastID(ctx context.Context) (int64, error) {
-	v, err := s.rc.Do(ctx, "GET", redisIDsKey)
-	if err != nil || v == nil {
-		return 0, err
-	}
-	text, _ := v.(string)
-	return strconv.ParseInt(text, 10, 64)
-}
-
-// highestID is the highest id of a user's hash (a record or an erasure),
-// or wx:ids if higher: what a move reads up to. wx:ids may be behind the
-// records (a failover that lost the last INCRs) until a new user's login
-// moves it on; a move that stopped at it would leave those behind, with
-// counts that agree.
-func (s *redisStore) highestID(ctx context.Context) (int64, error) {
-	last, err := s.lastID(ctx)
-	if err != nil {
-		return 0, err
-	}
-	keys, err := s.rc.Scan(ctx, "wx:{u:*}") // the hashes only: their other keys go on after the }
-	if err != nil {
-		return 0, err
-	}
-	for _, key := range keys {
-		id, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(key, "wx:{u:"), "}"), 10, 64)
-		if err == nil {
-			last = max(last, id)
-		}
-	}
-	return last, nil
-}
-
-// writeAll writes every user, erasure and claim of files into Redis,
-// which must hold no users. The last id goes last: a move cut short can be
-// run again, and writes the same.
-func (s *redisStore) writeAll(ctx context.Context, files *userStore) error {
-	if last, err := s.lastID(ctx); err != nil || last != 0 {
-		return errors.Join(err, errors.New("this Redis already holds users: move into an empty Redis (or database)"))
-	}
+// contentsOf is the file store's content, as Redis takes it.
+func contentsOf(files *userStore) redisstore.Contents {
 	files.mu.Lock()
 	defer files.mu.Unlock()
-	if files.personKey != nil {
-		// Claims kept of erased users are under the files' key: Redis takes
-		// it, which it can while it holds no users.
-		if _, err := s.rc.Do(ctx, "SET", redisPersonKeyKey, hex.EncodeToString(files.personKey)); err != nil {
-			return err
-		}
-		s.personKey = files.personKey
-	}
+	c := redisstore.Contents{LastID: int64(len(files.byID)), Erased: map[int64]time.Time{}, Kept: map[string][]account.Claim{},
+		PersonKey: files.personKey}
 	for i, u := range files.byID {
 		id := int64(i + 1)
 		if u == nil {
-			at := files.erasedAt[id]
-			if _, err := s.rc.Pipeline(ctx, [][]string{{"DEL", redisUserKey(id)}, {"HSET", redisUserKey(id), "erased", formatRedisTime(at)}}); err != nil {
-				return err
-			}
+			c.Erased[id] = files.erasedAt[id]
 			continue
 		}
-		person := s.personHash(u.AppID, u.OpenID, u.UnionID)
-		hset := []string{"HSET", redisUserKey(id), "id", strconv.FormatInt(id, 10), "appid", u.AppID, "openid", u.OpenID,
-			"person", person, "v", "1", "created_at", formatRedisTime(u.CreatedAt), "updated_at", formatRedisTime(u.UpdatedAt),
-			"last_login_at", formatRedisTime(u.LastLoginAt)}
-		fields := redisFields(u)
-		for j := 0; j < len(fields); j += 2 {
-			if fields[j+1] != "" {
-				hset = append(hset, fields[j], fields[j+1])
-			}
-		}
-		replies, err := s.rc.Pipeline(ctx, [][]string{{"DEL", redisUserKey(id)}, hset})
-		if err == nil {
-			err = firstRedisError(replies)
-		}
-		if err == nil {
-			_, err = s.rc.Do(ctx, "SET", redisOpenIDKey(u.AppID, u.OpenID), strconv.FormatInt(id, 10))
-		}
-		if err == nil {
-			_, err = s.rc.Do(ctx, "HSET", redisPersonKey(person), "u:"+strconv.FormatInt(id, 10), u.AppID)
-		}
-		if err != nil {
-			return err
-		}
-		for _, c := range files.claims[id] {
-			v := formatRedisClaim(account.Claim{AppID: u.AppID, UserID: id, ClaimedAt: c.At})
-			if _, err := mergeClaimsScript.Run(ctx, s.rc, []string{redisPersonKey(person)}, "c:"+c.Name, v); err != nil {
-				return err
-			}
+		c.Users = append(c.Users, *u)
+		for _, cl := range files.claims[id] {
+			c.Claims = append(c.Claims, account.Claim{Name: cl.Name, AppID: u.AppID, UserID: id, ClaimedAt: cl.At})
 		}
 	}
 	for hash, list := range files.kept {
 		for _, k := range list {
-			v := formatRedisClaim(account.Claim{AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.At})
-			if _, err := mergeClaimsScript.Run(ctx, s.rc, []string{redisPersonKey(hash)}, "c:"+k.Name, v); err != nil {
-				return err
-			}
+			c.Kept[hash] = append(c.Kept[hash], account.Claim{Name: k.Name, AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.At})
 		}
 	}
-	_, err := s.rc.Do(ctx, "SET", redisIDsKey, strconv.Itoa(len(files.byID)))
-	return err
+	return c
 }
 
-// readAll reads Redis's store into a file store in memory: every user, in
-// id order (an id with no record, erased or never used, as an erasure, so
-// that ids stay as they are), then the claims, each by the user who made
-// it, or kept under its person's hash when that user was erased.
-func (s *redisStore) readAll(ctx context.Context) (*userStore, error) {
+// memoryStoreOf is Redis's content as a file store in memory: every id in
+// order, as the record or the erasure it is, then the person key, then the
+// claims, each by the user who made it, or kept under its person's hash
+// when that user was erased.
+func memoryStoreOf(c redisstore.Contents) (*userStore, error) {
 	mem := newMemoryUserStore()
-	last, err := s.highestID(ctx)
-	if err != nil {
-		return nil, err
+	users := map[int64]account.User{}
+	for _, u := range c.Users {
+		users[u.ID] = u
 	}
-	for id := int64(1); id <= last; id++ {
-		u, _, ok, err := s.record(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		line := storedLine{user: &u}
-		if !ok {
-			erasedAt, err := s.rc.Do(ctx, "HGET", redisUserKey(id), "erased")
-			if err != nil {
-				return nil, err
-			}
-			at, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(erasedAt))
-			if at.IsZero() {
-				at = s.stamp(time.Second) // an id a lost race took: never a user
-			}
-			line = storedLine{erased: &erasure{UserID: id, At: at}}
+	for id := int64(1); id <= c.LastID; id++ {
+		line := storedLine{erased: &erasure{UserID: id, At: c.Erased[id]}}
+		if u, ok := users[id]; ok {
+			line = storedLine{user: &u}
 		}
 		if err := mem.replay(line); err != nil {
 			return nil, fmt.Errorf("user %d: %w", id, err)
 		}
 	}
-	if err := mem.replay(storedLine{personKey: s.personKey}); err != nil {
+	if err := mem.replay(storedLine{personKey: c.PersonKey}); err != nil {
 		return nil, err
 	}
-	keys, err := s.rc.Scan(ctx, "wx:{p:*")
-	if err != nil {
-		return nil, err
+	for _, cl := range c.Claims {
+		if err := mem.replay(storedLine{claim: &claimRecord{Name: cl.Name, UserID: cl.UserID, At: cl.ClaimedAt}}); err != nil {
+			return nil, fmt.Errorf("claim %q of user %d: %w", cl.Name, cl.UserID, err)
+		}
 	}
-	for _, key := range keys {
-		hash := strings.TrimSuffix(strings.TrimPrefix(key, "wx:{p:"), "}")
-		reply, err := s.rc.Do(ctx, "HGETALL", key)
-		if err != nil {
-			return nil, err
-		}
-		claims, err := claimsIn(reply)
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range claims {
-			line := storedLine{kept: &keptClaim{Person: hash, Name: c.Name, AppID: c.AppID, UserID: c.UserID, At: c.ClaimedAt}}
-			if c.UserID >= 1 && c.UserID <= last && mem.byID[c.UserID-1] != nil {
-				line = storedLine{claim: &claimRecord{Name: c.Name, UserID: c.UserID, At: c.ClaimedAt}}
-			}
-			if err := mem.replay(line); err != nil {
-				return nil, fmt.Errorf("claim %q of %s: %w", c.Name, key, err)
+	for hash, list := range c.Kept {
+		for _, k := range list {
+			if err := mem.replay(storedLine{kept: &keptClaim{Person: hash, Name: k.Name, AppID: k.AppID, UserID: k.UserID, At: k.ClaimedAt}}); err != nil {
+				return nil, fmt.Errorf("claim %q of wx:{p:%s}: %w", k.Name, hash, err)
 			}
 		}
 	}

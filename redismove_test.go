@@ -11,6 +11,7 @@ import (
 	"wxlogin/internal/account"
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/redis"
+	"wxlogin/internal/redisstore"
 	"wxlogin/internal/testkit"
 )
 
@@ -191,7 +192,7 @@ func TestMovingOutOfRedisCarriesRecordsPastItsCounter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := rs.rc.Do(t.Context(), "DECRBY", redisIDsKey, "3"); err != nil {
+	if _, err := srv.Client(t, "", "").Do(t.Context(), "DECRBY", redisIDsKey, "3"); err != nil {
 		t.Fatal(err)
 	}
 	back := filepath.Join(t.TempDir(), "back")
@@ -205,14 +206,16 @@ func TestMovingOutOfRedisCarriesRecordsPastItsCounter(t *testing.T) {
 
 // durableRedisStore is a store in mock mode on a redis-server of its own
 // that fsyncs each write, with its address and the client's settings.
-func durableRedisStore(t *testing.T) (*testkit.RedisServer, redis.Config, *redisStore) {
+func durableRedisStore(t *testing.T) (*testkit.RedisServer, redis.Config, *redisstore.Store) {
 	t.Helper()
 	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	cfg := redis.Config{Addrs: []string{srv.Addr}, PoolSize: 4, Timeout: 5 * time.Second}
-	rs, err := openRedisStore(t.Context(), cfg, redisFsync, account.Meta{Mode: account.ModeMock}, time.Hour, time.Hour, time.Now, discardLogger())
+	rc := redis.NewClient(cfg)
+	t.Cleanup(rc.Close)
+	rs, err := redisstore.Open(t.Context(), rc, redisstore.Options{Durability: redisstore.Fsync, Meta: account.Meta{Mode: account.ModeMock},
+		TokenTTL: time.Hour, TokenMaxAge: time.Hour, Now: time.Now, Log: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(rs.close)
 	return srv, cfg, rs
 }

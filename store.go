@@ -31,7 +31,7 @@ import (
 // The handlers reach the stores through userBackend and tokenBackend: on
 // one machine these are the stores of this file, on the data directory and
 // in memory (fileUsers, memoryTokens); with -redis they are Redis, shared by
-// every instance (redisstore.go). Every call takes the request's context,
+// every instance (redisstore.Store). Every call takes the request's context,
 // which bounds a call to Redis, and may fail: a write that cannot be made
 // durable, or a Redis that cannot be reached, is an error, never a reply.
 type userBackend interface {

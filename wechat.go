@@ -16,6 +16,7 @@ import (
 	"wxlogin/internal/flight"
 	"wxlogin/internal/metrics"
 	"wxlogin/internal/redact"
+	"wxlogin/internal/redisstore"
 )
 
 // WeChat errcodes wxlogin acts on, with their sources in WECHAT.md §1, §3
@@ -86,7 +87,7 @@ type code2SessionResult struct {
 }
 
 // sharedAccessTokens is where instances sharing a store keep each app's
-// access_token: Redis's (redisAccessTokens), or nil for one instance,
+// access_token: Redis's (redisstore.AccessTokens), or nil for one instance,
 // which keeps it in its own memory only.
 type sharedAccessTokens interface {
 	// Get returns the app's token and until when to use it, fetched by
@@ -97,13 +98,13 @@ type sharedAccessTokens interface {
 }
 
 // sharedExchanges is where instances sharing a store meet the exchanges
-// under way: Redis's (redisExchanges), or nil for one instance.
+// under way: Redis's (redisstore.Exchanges), or nil for one instance.
 type sharedExchanges interface {
 	// Exchange returns the answer to code: of the exchange another
 	// instance has under way, or of exchange, made here. WeChat's refusal
 	// is shared by its errcode (wechatError.Errcode) and comes back to
-	// the instances that waited for it as a *refusedElsewhere.
-	Exchange(ctx context.Context, appID, code string, exchange func(ctx context.Context) (exchangedSession, error)) (exchangedSession, error)
+	// the instances that waited for it as a *redisstore.Refused.
+	Exchange(ctx context.Context, appID, code string, exchange func(ctx context.Context) (redisstore.Session, error)) (redisstore.Session, error)
 }
 
 // wechatClient calls WeChat's server API for one mini program.
@@ -131,9 +132,9 @@ type wechatClient struct {
 	tokenUntil time.Time  // when to stop using token and fetch another
 	tokenFetch flight.Group[struct{}, string]
 	// sharedTokens, with -redis, is where every instance finds the token
-	// one of them fetched (redisaccesstoken.go), and sharedExchanges the
-	// exchanges under way on any of them (redisinflight.go); nil for one
-	// instance.
+	// one of them fetched (redisstore.AccessTokens), and sharedExchanges
+	// the exchanges under way on any of them (redisstore.Exchanges); nil
+	// for one instance.
 	sharedTokens    sharedAccessTokens
 	sharedExchanges sharedExchanges
 }
@@ -167,15 +168,15 @@ func (c *wechatClient) code2Session(ctx context.Context, code string) (code2Sess
 	return c.exchanges.Do(ctx, code, func(ctx context.Context) (code2SessionResult, error) {
 		if c.sharedExchanges != nil {
 			// And with the other instances on one Redis. The flight's ctx
-			// is not the caller's (singleflight.go), so the wait for
+			// is not the caller's (flight.Group), so the wait for
 			// another instance gets the request's bound here.
 			ctx, cancel := context.WithTimeout(ctx, c.requestTimeout)
 			defer cancel()
-			s, err := c.sharedExchanges.Exchange(ctx, c.appID, code, func(ctx context.Context) (exchangedSession, error) {
+			s, err := c.sharedExchanges.Exchange(ctx, c.appID, code, func(ctx context.Context) (redisstore.Session, error) {
 				s, err := c.exchangeCode(ctx, code)
-				return exchangedSession(s), err
+				return redisstore.Session(s), err
 			})
-			var elsewhere *refusedElsewhere
+			var elsewhere *redisstore.Refused
 			if errors.As(err, &elsewhere) {
 				err = &wechatError{API: "jscode2session", Code: elsewhere.Code, Msg: "(answered to another instance)"}
 			}

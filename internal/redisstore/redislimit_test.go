@@ -1,4 +1,4 @@
-package main
+package redisstore
 
 import (
 	"net/netip"
@@ -13,10 +13,10 @@ import (
 func TestInstancesOnOneRedisShareTheLoginLimit(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	clock := newFakeClock()
-	a := newRedisLoginLimiter(srv.Client(t, "", ""), 60, 2, clock.Now)
-	b := newRedisLoginLimiter(srv.Client(t, "", ""), 60, 2, clock.Now)
+	a := NewLoginLimiter(srv.Client(t, "", ""), 60, 2, clock.Now)
+	b := NewLoginLimiter(srv.Client(t, "", ""), 60, 2, clock.Now)
 	client, other := netip.MustParseAddr("203.0.113.5"), netip.MustParseAddr("203.0.113.6")
-	for i, l := range []loginLimit{a, b, a, b} {
+	for i, l := range []*LoginLimiter{a, b, a, b} {
 		ok, wait, err := l.AllowLogin(t.Context(), client)
 		if err != nil {
 			t.Fatal(err)

@@ -1,4 +1,4 @@
-package main
+package redisstore
 
 import (
 	"context"
@@ -19,19 +19,27 @@ import (
 // mode (WECHAT.md §4), so even two fetches never invalidate each other's
 // token; the lock saves WeChat's daily quota and the wait.
 
-// redisAccessTokens is sharedAccessTokens in Redis.
-type redisAccessTokens struct {
+// AccessTokens are the apps' access_tokens, shared in Redis by the
+// instances on it.
+type AccessTokens struct {
 	rc   *redis.Client
 	now  func() time.Time
 	poll time.Duration // how often an instance waiting for another's fetch looks
 }
 
-func redisAccessTokenKey(appID string) string { return "wx:{a:" + appID + "}" }
+// NewAccessTokens shares the access_tokens on rc; an instance waiting
+// for another's fetch looks again every poll.
+func NewAccessTokens(rc *redis.Client, now func() time.Time, poll time.Duration) *AccessTokens {
+	return &AccessTokens{rc: rc, now: now, poll: poll}
+}
 
-// Get returns the shared token, or fetches it under the lock, or waits for
-// the instance that holds the lock, bounded by ctx.
-func (r *redisAccessTokens) Get(ctx context.Context, appID string, fetch func(ctx context.Context) (string, time.Time, error)) (string, time.Time, error) {
-	key := redisAccessTokenKey(appID)
+func accessTokenKey(appID string) string { return "wx:{a:" + appID + "}" }
+
+// Get returns appID's shared token and until when to use it, or fetches
+// it with fetch under the lock, or waits for the instance that holds the
+// lock, bounded by ctx.
+func (r *AccessTokens) Get(ctx context.Context, appID string, fetch func(ctx context.Context) (string, time.Time, error)) (string, time.Time, error) {
+	key := accessTokenKey(appID)
 	lock, holder := key+":lock", randomText(16, hex.EncodeToString)
 	lockFor := 30 * time.Second
 	if deadline, ok := ctx.Deadline(); ok {
@@ -40,7 +48,7 @@ func (r *redisAccessTokens) Get(ctx context.Context, appID string, fetch func(ct
 	for {
 		replies, err := r.rc.Pipeline(ctx, [][]string{{"GET", key}, {"SET", lock, holder, "NX", "PX", strconv.FormatInt(lockFor.Milliseconds(), 10)}})
 		if err == nil {
-			err = firstRedisError(replies)
+			err = firstError(replies)
 		}
 		if err != nil {
 			return "", time.Time{}, unavailable(err)
@@ -97,7 +105,7 @@ return 0
 `)
 
 // unlock frees the lock; if Redis cannot be told, the lock expires.
-func (r *redisAccessTokens) unlock(ctx context.Context, lock, holder string) {
+func (r *AccessTokens) unlock(ctx context.Context, lock, holder string) {
 	unlockScript.Run(context.WithoutCancel(ctx), r.rc, []string{lock}, holder)
 }
 
@@ -108,7 +116,9 @@ if v and string.sub(v, string.find(v, ' ') + 1) == ARGV[1] then return redis.cal
 return 0
 `)
 
-func (r *redisAccessTokens) Drop(ctx context.Context, appID, token string) error {
-	_, err := dropScript.Run(ctx, r.rc, []string{redisAccessTokenKey(appID)}, token)
+// Drop forgets appID's shared token if it is still token, which WeChat
+// refused.
+func (r *AccessTokens) Drop(ctx context.Context, appID, token string) error {
+	_, err := dropScript.Run(ctx, r.rc, []string{accessTokenKey(appID)}, token)
 	return unavailable(err)
 }

@@ -1,4 +1,4 @@
-package main
+package redisstore
 
 import (
 	"context"
@@ -14,20 +14,21 @@ import (
 // logins over the instances gets the one rate, not one per instance. A
 // bucket expires once it would be full again.
 
-// redisLoginLimiter is the login limit in Redis.
-type redisLoginLimiter struct {
+// LoginLimiter is the login limit in Redis, shared by the instances on it.
+type LoginLimiter struct {
 	rc          *redis.Client
 	now         func() time.Time
 	rate, burst float64 // tokens per second, and at most
 }
 
-// newRedisLoginLimiter is limits.NewLoginLimiter's counterpart: nil, which allows
-// everything, when perMinute is 0.
-func newRedisLoginLimiter(rc *redis.Client, perMinute, burst int, now func() time.Time) loginLimit {
+// NewLoginLimiter allows perMinute logins a minute per address, burst of
+// them at once, as limits.NewLoginLimiter does on one instance. perMinute
+// 0 turns limiting off: it returns nil, which allows everything.
+func NewLoginLimiter(rc *redis.Client, perMinute, burst int, now func() time.Time) *LoginLimiter {
 	if perMinute <= 0 {
 		return nil
 	}
-	return &redisLoginLimiter{rc: rc, now: now, rate: float64(perMinute) / 60, burst: float64(max(burst, 1))}
+	return &LoginLimiter{rc: rc, now: now, rate: float64(perMinute) / 60, burst: float64(max(burst, 1))}
 }
 
 // takeTokenScript refills the bucket for the time since it was last seen,
@@ -48,7 +49,10 @@ return {0, string.format('%d', math.ceil((1 - tokens) / rate))}
 
 // AllowLogin takes a token of addr's bucket, or says how long until there
 // is one.
-func (l *redisLoginLimiter) AllowLogin(ctx context.Context, addr netip.Addr) (bool, time.Duration, error) {
+func (l *LoginLimiter) AllowLogin(ctx context.Context, addr netip.Addr) (bool, time.Duration, error) {
+	if l == nil {
+		return true, 0, nil
+	}
 	reply, err := takeTokenScript.Run(ctx, l.rc, []string{"wx:{l:" + addr.String() + "}"},
 		strconv.FormatInt(l.now().UnixMilli(), 10), strconv.FormatFloat(l.rate, 'g', -1, 64), strconv.FormatFloat(l.burst, 'g', -1, 64))
 	if err != nil {

@@ -1,4 +1,4 @@
-package main
+package redisstore
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 // This file shares the code exchanges under way among the wxlogins on one
 // Redis (-redis): a double tap whose two logins land on two instances makes
 // one code2Session call, and both get its answer, as two logins on one
-// instance do (singleflight.go). The first instance to see a code marks it
+// instance do (flight.Group). The first instance to see a code marks it
 // at wx:{x:<appid>:<hash of the code>} (SET NX, expiring after the
 // exchange's bound) and exchanges it; the others watch that key until the
 // answer is there. The answer is only for the logins that waited for it,
@@ -24,9 +24,9 @@ import (
 // refuses a spent code, as on one instance. The key holds a hash of the
 // code, never the code.
 
-// exchangedSession is WeChat's answer to a code (auth.code2Session,
-// WECHAT.md §1), as the instances share it.
-type exchangedSession struct {
+// Session is WeChat's answer to a code (auth.code2Session, WECHAT.md §1),
+// as the instances share it.
+type Session struct {
 	OpenID     string
 	SessionKey string
 	UnionID    string // empty unless the app is bound to an Open Platform account
@@ -34,17 +34,17 @@ type exchangedSession struct {
 
 // refusal is the error of WeChat's refusal of a code, as the WeChat client
 // returns it from an exchange: its errcode is what the instances that
-// waited for the exchange are told (refusedElsewhere).
+// waited for the exchange are told (Refused).
 type refusal interface {
 	error
 	Errcode() int
 }
 
-// refusedElsewhere is WeChat's refusal of a code another instance
-// exchanged, with the errcode that instance was told.
-type refusedElsewhere struct{ Code int }
+// Refused is WeChat's refusal of a code another instance exchanged, with
+// the errcode that instance was told.
+type Refused struct{ Code int }
 
-func (e *refusedElsewhere) Error() string {
+func (e *Refused) Error() string {
 	return fmt.Sprintf("wechat jscode2session: errcode %d: (answered to another instance)", e.Code)
 }
 
@@ -52,11 +52,19 @@ func (e *refusedElsewhere) Error() string {
 // were waiting for it: several of their looks.
 const exchangeAnswerKept = 2 * time.Second
 
-// redisExchanges is sharedExchanges in Redis.
-type redisExchanges struct {
+// Exchanges are the code exchanges under way, shared in Redis by the
+// instances on it.
+type Exchanges struct {
 	rc      *redis.Client
 	poll    time.Duration // how often a waiting instance looks
 	pending time.Duration // how long a mark lasts: the bound of one exchange
+}
+
+// NewExchanges shares the exchanges on rc. An instance waiting for
+// another's exchange looks again every poll; a mark whose instance died
+// lasts pending, the bound of one exchange.
+func NewExchanges(rc *redis.Client, poll, pending time.Duration) *Exchanges {
+	return &Exchanges{rc: rc, poll: poll, pending: pending}
 }
 
 // exchangeAnswer is an exchange's answer as the key holds it.
@@ -68,11 +76,11 @@ type exchangeAnswer struct {
 	Failed     bool   `json:"failed,omitempty"`  // it failed otherwise (WeChat down, time up)
 }
 
-// errExchangeElsewhere is the failure of an exchange another instance made,
+// errExchangedElsewhere is the failure of an exchange another instance made,
 // other than WeChat's refusal: its cause is in that instance's log.
 var errExchangedElsewhere = errors.New("wechat jscode2session: the exchange of this code failed on another instance")
 
-func redisExchangeKey(appID, code string) string {
+func exchangeKey(appID, code string) string {
 	sum := sha256.Sum256([]byte(code))
 	return "wx:{x:" + appID + ":" + hex.EncodeToString(sum[:16]) + "}"
 }
@@ -80,18 +88,18 @@ func redisExchangeKey(appID, code string) string {
 // Exchange returns the answer to code: of the exchange another instance
 // has under way, or of exchange, made here. A refusal of WeChat's, an
 // error with an Errcode method, is shared as its errcode, and comes back
-// to the instances that waited for it as a *refusedElsewhere.
-func (r *redisExchanges) Exchange(ctx context.Context, appID, code string, exchange func(ctx context.Context) (exchangedSession, error)) (exchangedSession, error) {
-	key := redisExchangeKey(appID, code)
+// to the instances that waited for it as a *Refused.
+func (r *Exchanges) Exchange(ctx context.Context, appID, code string, exchange func(ctx context.Context) (Session, error)) (Session, error) {
+	key := exchangeKey(appID, code)
 	waited := false // whether this login saw the exchange under way
 	for {
 		replies, err := r.rc.Pipeline(ctx, [][]string{
 			{"SET", key, "", "NX", "PX", strconv.FormatInt(r.pending.Milliseconds(), 10)}, {"GET", key}})
 		if err == nil {
-			err = firstRedisError(replies)
+			err = firstError(replies)
 		}
 		if err != nil {
-			return exchangedSession{}, unavailable(err)
+			return Session{}, unavailable(err)
 		}
 		if replies[0] == "OK" {
 			res, err := exchange(ctx)
@@ -116,7 +124,7 @@ func (r *redisExchanges) Exchange(ctx context.Context, appID, code string, excha
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return exchangedSession{}, fmt.Errorf("waiting for another instance's exchange of the code: %w", ctx.Err())
+			return Session{}, fmt.Errorf("waiting for another instance's exchange of the code: %w", ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -127,7 +135,7 @@ func (r *redisExchanges) Exchange(ctx context.Context, appID, code string, excha
 // mark expires. The login's end does not cancel it (others wait for it),
 // but its request's bound for Redis does (redis.WithBudgets): the store's
 // calls for the same login come after it, within the same bound.
-func (r *redisExchanges) publish(ctx context.Context, key string, res exchangedSession, err error) {
+func (r *Exchanges) publish(ctx context.Context, key string, res Session, err error) {
 	a := exchangeAnswer{OpenID: res.OpenID, SessionKey: res.SessionKey, UnionID: res.UnionID}
 	var refused refusal
 	switch {
@@ -141,16 +149,16 @@ func (r *redisExchanges) publish(ctx context.Context, key string, res exchangedS
 }
 
 // readExchangeAnswer reads an answer another instance left.
-func readExchangeAnswer(v string) (exchangedSession, error) {
+func readExchangeAnswer(v string) (Session, error) {
 	var a exchangeAnswer
 	if err := json.Unmarshal([]byte(v), &a); err != nil {
-		return exchangedSession{}, unavailable(fmt.Errorf("an exchange's answer in Redis is not JSON: %w", err))
+		return Session{}, unavailable(fmt.Errorf("an exchange's answer in Redis is not JSON: %w", err))
 	}
 	switch {
 	case a.Errcode != 0:
-		return exchangedSession{}, &refusedElsewhere{Code: a.Errcode}
+		return Session{}, &Refused{Code: a.Errcode}
 	case a.Failed || a.OpenID == "" || a.SessionKey == "":
-		return exchangedSession{}, errExchangedElsewhere
+		return Session{}, errExchangedElsewhere
 	}
-	return exchangedSession{OpenID: a.OpenID, SessionKey: a.SessionKey, UnionID: a.UnionID}, nil
+	return Session{OpenID: a.OpenID, SessionKey: a.SessionKey, UnionID: a.UnionID}, nil
 }

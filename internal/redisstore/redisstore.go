@@ -1,8 +1,48 @@
-package main
+// Package redisstore is the store in Redis (-redis): the users, persons,
+// claims, tokens and session_keys of every wxlogin that shares one Redis or
+// Redis Cluster, in place of the data directory and the in-memory tokens;
+// and what those instances share besides: each app's access_token
+// (AccessTokens), the code exchanges under way (Exchanges) and the login
+// limit (LoginLimiter). The handlers hold a Store as they hold the file
+// store, by the interfaces the root's store.go declares, and the WeChat
+// client holds the shared values by its own. A call Redis does not answer
+// fails with ErrUnavailable, which the handlers answer with 503.
+//
+// Each call touches one hash slot, so that it is one atomic command or
+// script on one server, in a cluster as on a single Redis:
+//
+//	wx:meta                     STRING  {"mode":…,"appids":[…]}: what the file store's headers say
+//	wx:person-key               STRING  the key of the persons' keyed hashes (account.PersonHash), hex
+//	wx:ids                      STRING  the last user id given (INCRBY); ids are never given twice,
+//	                                    even when it falls behind its records (Login)
+//	wx:{o:<appid>:<openid>}     STRING  the user id of (appid, openid)
+//	wx:{u:<id>}                 HASH    the record's fields; "v" its version, "person" its person's hash,
+//	                                    "m" a copy of the person's records (so GET /user reads one key),
+//	                                    "joined" the person it last joined whole (joinPerson);
+//	                                    after an erasure only "erased"
+//	wx:{u:<id>}:sk              HASH    "sk" the session_key, "psk" and "psk_at" the one it replaced;
+//	                                    it expires -token-max-age after the last login, with the tokens
+//	wx:{u:<id>}:t:<sha256>      HASH    one token, by the hex of its hash: "i" issued, "l" last used
+//	                                    (Unix ms); it expires with the token
+//	wx:{u:<id>}:tokens          SET     the hashes of the user's tokens, for revoking them all
+//	wx:{p:<hash>}               HASH    a person, by the keyed hash of its unionid (or app and openid):
+//	                                    "u:<id>" → appid for each of its records, "c:<name>" → a claim,
+//	                                    "ver" the count of its changes
+//	wx:{a:<appid>}[:lock]       STRING  the app's shared access_token, and who fetches it (AccessTokens)
+//	wx:{x:<appid>:<hash>}       STRING  a code's exchange under way, then its answer (Exchanges)
+//	wx:{l:<address>}            HASH    a client address's login bucket (LoginLimiter)
+//
+// A token is "<user id>.<random>", so the slot of its keys is known from
+// the token itself. Claims live under the person's keyed hash from the
+// start, so an erasure leaves them in place, naming nobody, as the file
+// store's kept claims do. Lifetimes are measured on the instances' wall
+// clocks, passed to each script: several machines share no monotonic clock.
+package redisstore
 
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -20,47 +60,44 @@ import (
 	"wxlogin/internal/redis"
 )
 
-// This file is the store in Redis (-redis): the users, persons, claims,
-// tokens and session_keys of every wxlogin that shares one Redis or Redis
-// Cluster, in place of the data directory and the in-memory tokens. Each
-// call touches one hash slot, so that it is one atomic command or script on
-// one server, in a cluster as on a single Redis:
-//
-//	wx:meta                     STRING  {"mode":…,"appids":[…]}: what the file store's headers say
-//	wx:person-key               STRING  the key of the persons' keyed hashes (erase.go's), hex
-//	wx:ids                      STRING  the last user id given (INCRBY); ids are never given twice,
-//	                                    even when it falls behind its records (login)
-//	wx:{o:<appid>:<openid>}     STRING  the user id of (appid, openid)
-//	wx:{u:<id>}                 HASH    the record's fields; "v" its version, "person" its person's hash,
-//	                                    "m" a copy of the person's records (so GET /user reads one key),
-//	                                    "joined" the person it last joined whole (joinPerson);
-//	                                    after an erasure only "erased"
-//	wx:{u:<id>}:sk              HASH    "sk" the session_key, "psk" and "psk_at" the one it replaced;
-//	                                    it expires -token-max-age after the last login, with the tokens
-//	wx:{u:<id>}:t:<sha256>      HASH    one token, by the hex of its hash: "i" issued, "l" last used
-//	                                    (Unix ms); it expires with the token
-//	wx:{u:<id>}:tokens          SET     the hashes of the user's tokens, for revoking them all
-//	wx:{p:<hash>}               HASH    a person, by the keyed hash of its unionid (or app and openid):
-//	                                    "u:<id>" → appid for each of its records, "c:<name>" → a claim,
-//	                                    "ver" the count of its changes
-//
-// A token is "<user id>.<random>", so the slot of its keys is known from
-// the token itself. Claims live under the person's keyed hash from the
-// start, so an erasure leaves them in place, naming nobody, as the file
-// store's kept claims do. Lifetimes are measured on the instances' wall
-// clocks, passed to each script: several machines share no monotonic clock.
-
-// redisStore is the store in Redis, as a userBackend and a tokenBackend.
-type redisStore struct {
-	rc          *redis.Client
-	now         func() time.Time
-	ttl, maxAge time.Duration
-	personKey   []byte
-	ids         idCache // (appid, openid) → user id, known here
+// Store is the store in Redis: the users and their claims, as the
+// handlers' userBackend, and the tokens with each user's session_key, as
+// their tokenBackend. It is safe for concurrent use, by any number of
+// instances on one Redis.
+type Store struct {
+	rc           *redis.Client
+	now          func() time.Time
+	ttl, maxAge  time.Duration
+	keepPrevious time.Duration // Options.PreviousKeyWindow
+	log          *slog.Logger
+	personKey    []byte
+	ids          idCache // (appid, openid) → user id, known here
 	// weak, with -redis-durability=fsync, is why a master no longer keeps
-	// each write as it must, nil while all do (watchDurability): writes
+	// each write as it must, nil while all do (WatchDurability): writes
 	// are refused meanwhile.
-	weak atomic.Pointer[redisDurabilityError]
+	weak atomic.Pointer[durabilityError]
+}
+
+// Options is what a Store is opened with.
+type Options struct {
+	// Durability is what an acknowledged write must survive
+	// (-redis-durability): Fsync or Unchecked.
+	Durability string
+	// Meta binds Redis to a mode and its apps, as the file store's
+	// headers bind a data directory.
+	Meta account.Meta
+	// TokenTTL is how long a token lives after its last use (-token-ttl),
+	// and TokenMaxAge how long after it was issued at most
+	// (-token-max-age).
+	TokenTTL, TokenMaxAge time.Duration
+	// PreviousKeyWindow is how long after a login replaced a user's
+	// session_key the one it replaced is still given with a token, for
+	// data fetched before the login.
+	PreviousKeyWindow time.Duration
+	Now               func() time.Time
+	// Log is told of a durability left unchecked, and of Redis weakened
+	// and restored while serving (WatchDurability).
+	Log *slog.Logger
 }
 
 // idCache keeps the user ids of (appid, openid) this instance has seen,
@@ -110,110 +147,107 @@ func (c *idCache) forget(ref account.Ref) {
 
 // Keys, as the layout above gives them.
 const (
-	redisMetaKey      = "wx:meta"
-	redisPersonKeyKey = "wx:person-key"
-	redisIDsKey       = "wx:ids"
+	metaKey      = "wx:meta"
+	personKeyKey = "wx:person-key"
+	idsKey       = "wx:ids"
 )
 
-func redisUserKey(id int64) string       { return "wx:{u:" + strconv.FormatInt(id, 10) + "}" }
-func redisTokenSetKey(id int64) string   { return redisUserKey(id) + ":tokens" }
-func redisSessionKeyKey(id int64) string { return redisUserKey(id) + ":sk" }
-func redisOpenIDKey(appID, openID string) string {
+func userKey(id int64) string       { return "wx:{u:" + strconv.FormatInt(id, 10) + "}" }
+func tokenSetKey(id int64) string   { return userKey(id) + ":tokens" }
+func sessionKeyKey(id int64) string { return userKey(id) + ":sk" }
+func openIDKey(appID, openID string) string {
 	return "wx:{o:" + appID + ":" + openID + "}"
 }
-func redisPersonKey(person string) string { return "wx:{p:" + person + "}" }
-func redisTokenKey(id int64, hash string) string {
-	return redisUserKey(id) + ":t:" + hash
+func personHashKey(person string) string { return "wx:{p:" + person + "}" }
+func tokenKey(id int64, hash string) string {
+	return userKey(id) + ":t:" + hash
 }
 
 // Redis durability policies, -redis-durability.
 const (
-	// redisFsync needs every master to append each write to its AOF and
+	// Fsync needs every master to append each write to its AOF and
 	// fsync it before it answers (appendonly yes, appendfsync always):
 	// an acknowledged login survives a crash of Redis, as with the files.
-	redisFsync = "fsync"
-	// redisUnchecked takes the operator's word: for a managed Redis that
+	Fsync = "fsync"
+	// Unchecked takes the operator's word: for a managed Redis that
 	// hides CONFIG, or a cache-grade setup where losing the last second of
 	// writes is accepted.
-	redisUnchecked = "unchecked"
+	Unchecked = "unchecked"
 )
 
-// errUnavailable is what the errors of a call the store could not make
-// are (errors.Is): Redis did not answer, or writes are refused while it
-// does not keep them as the durability policy needs. The handlers answer
-// it with status -1 and 503, and a Retry-After of unavailableRetryAfter.
-var errUnavailable = errors.New("the store in Redis is unavailable")
+// ErrUnavailable is what the errors of a call Redis could not serve are
+// (errors.Is), for the store and the shared values alike: Redis did not
+// answer, or writes are refused while it does not keep them as the
+// durability policy needs. The handlers answer it with status -1 and 503,
+// and a Retry-After of RetryAfter.
+var ErrUnavailable = errors.New("the store in Redis is unavailable")
 
-// unavailableRetryAfter is when a call that failed with errUnavailable is
-// worth trying again.
-const unavailableRetryAfter = time.Second
+// RetryAfter is when a call that failed with ErrUnavailable is worth
+// trying again.
+const RetryAfter = time.Second
 
-// unavailableError is a cause marked as errUnavailable. It reads as its
+// unavailableError is a cause marked as ErrUnavailable. It reads as its
 // cause, which the log shows.
 type unavailableError struct{ cause error }
 
 func (e *unavailableError) Error() string        { return e.cause.Error() }
 func (e *unavailableError) Unwrap() error        { return e.cause }
-func (e *unavailableError) Is(target error) bool { return target == errUnavailable }
+func (e *unavailableError) Is(target error) bool { return target == ErrUnavailable }
 
 // unavailable marks err, the error of a call Redis did not answer, as
-// errUnavailable; an error marked already, or account.ErrNoUser, stays as
+// ErrUnavailable; an error marked already, or account.ErrNoUser, stays as
 // it is.
 func unavailable(err error) error {
-	if err == nil || errors.Is(err, errUnavailable) || errors.Is(err, account.ErrNoUser) {
+	if err == nil || errors.Is(err, ErrUnavailable) || errors.Is(err, account.ErrNoUser) {
 		return err
 	}
 	return &unavailableError{cause: err}
 }
 
-// openRedisStore connects to Redis, checks that it keeps writes as the
-// durability policy needs, and binds it to the mode and apps as the file
-// store's headers do: a Redis first used in mock mode is refused in real
-// mode, and the other way round.
-func openRedisStore(ctx context.Context, cfg redis.Config, durability string, meta account.Meta, ttl, maxAge time.Duration, now func() time.Time, log *slog.Logger) (*redisStore, error) {
-	ctx, cancel := context.WithTimeout(ctx, 4*cfg.Timeout)
-	defer cancel()
-	s := &redisStore{rc: redis.NewClient(cfg), now: now, ttl: ttl, maxAge: maxAge}
-	err := s.open(ctx, durability, meta, log)
-	if err != nil {
-		s.rc.Close()
+// Open opens the store on rc, which stays the caller's to close: it
+// checks that Redis keeps writes as the durability policy needs, and binds
+// it to the mode and apps as the file store's headers do: a Redis first
+// used in mock mode is refused in real mode, and the other way round.
+func Open(ctx context.Context, rc *redis.Client, o Options) (*Store, error) {
+	s := &Store{rc: rc, now: o.Now, ttl: o.TokenTTL, maxAge: o.TokenMaxAge, keepPrevious: o.PreviousKeyWindow, log: o.Log}
+	if err := s.open(ctx, o.Durability, o.Meta); err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 	return s, nil
 }
 
-func (s *redisStore) open(ctx context.Context, durability string, meta account.Meta, log *slog.Logger) error {
+func (s *Store) open(ctx context.Context, durability string, meta account.Meta) error {
 	if _, err := s.rc.Do(ctx, "PING"); err != nil {
 		return err
 	}
 	switch durability {
-	case redisFsync:
-		if err := checkRedisFsync(ctx, s.rc); err != nil {
+	case Fsync:
+		if err := checkFsync(ctx, s.rc); err != nil {
 			return err
 		}
-	case redisUnchecked:
-		log.Warn("Redis durability unchecked (-redis-durability=unchecked): an acknowledged write is only as safe as Redis's own persistence")
+	case Unchecked:
+		s.log.Warn("Redis durability unchecked (-redis-durability=unchecked): an acknowledged write is only as safe as Redis's own persistence")
 	default:
-		return fmt.Errorf("-redis-durability=%q: want %s or %s", durability, redisFsync, redisUnchecked)
+		return fmt.Errorf("-redis-durability=%q: want %s or %s", durability, Fsync, Unchecked)
 	}
 	metaJSON, _ := json.Marshal(meta) // Cannot fail: plain data.
-	stored, err := setOnce(ctx, s.rc, redisMetaKey, string(metaJSON))
+	stored, err := setOnce(ctx, s.rc, metaKey, string(metaJSON))
 	if err != nil {
 		return err
 	}
 	var was account.Meta
 	if err := json.Unmarshal([]byte(stored), &was); err != nil {
-		return fmt.Errorf("%s holds %q, not what wxlogin writes", redisMetaKey, stored)
+		return fmt.Errorf("%s holds %q, not what wxlogin writes", metaKey, stored)
 	}
 	if was.Mode != meta.Mode {
 		return fmt.Errorf("this Redis holds the users of %s mode; wxlogin is in %s mode: in mock mode anyone can log in as anyone, so the two never share a store (use another Redis or database)", was.Mode, meta.Mode)
 	}
-	key, err := setOnce(ctx, s.rc, redisPersonKeyKey, randomText(sha256.Size, hex.EncodeToString))
+	key, err := setOnce(ctx, s.rc, personKeyKey, randomText(sha256.Size, hex.EncodeToString))
 	if err != nil {
 		return err
 	}
 	if s.personKey, err = hex.DecodeString(key); err != nil || len(s.personKey) != sha256.Size {
-		return fmt.Errorf("%s is not %d bytes of hex", redisPersonKeyKey, sha256.Size)
+		return fmt.Errorf("%s is not %d bytes of hex", personKeyKey, sha256.Size)
 	}
 	return nil
 }
@@ -232,48 +266,47 @@ func setOnce(ctx context.Context, rc *redis.Client, key, value string) (string, 
 	return got, nil
 }
 
-// checkRedisFsync checks that every master appends each write to its AOF
+// checkFsync checks that every master appends each write to its AOF
 // and fsyncs it before answering. Redis answers a write only after
 // appendfsync always has fsynced it, so an acknowledged write is on disk.
-// A master that does not, or will not say, is a *redisDurabilityError;
+// A master that does not, or will not say, is a *durabilityError;
 // any other error is Redis's not answering.
-func checkRedisFsync(ctx context.Context, rc *redis.Client) error {
+func checkFsync(ctx context.Context, rc *redis.Client) error {
 	replies, err := rc.OnEachServer(ctx, [][]string{{"CONFIG", "GET", "appendonly"}, {"CONFIG", "GET", "appendfsync"}})
 	if err != nil {
 		return err
 	}
 	for addr, r := range replies {
 		if e, refused := r[0].(redis.Error); refused {
-			return &redisDurabilityError{fmt.Sprintf("%s refuses CONFIG GET (%v), so wxlogin cannot check that it fsyncs each write; if its persistence is known to be enough (a managed Redis), start with -redis-durability=unchecked (README, Redis)", addr, e)}
+			return &durabilityError{fmt.Sprintf("%s refuses CONFIG GET (%v), so wxlogin cannot check that it fsyncs each write; if its persistence is known to be enough (a managed Redis), start with -redis-durability=unchecked (README, Redis)", addr, e)}
 		}
 		appendOnly, fsync := configValue(r[0]), configValue(r[1])
 		if appendOnly != "yes" || fsync != "always" {
-			return &redisDurabilityError{fmt.Sprintf("%s has appendonly %s and appendfsync %s: an acknowledged login could be lost in a crash of Redis; set appendonly yes and appendfsync always, or accept that with -redis-durability=unchecked (README, Redis)", addr, appendOnly, fsync)}
+			return &durabilityError{fmt.Sprintf("%s has appendonly %s and appendfsync %s: an acknowledged login could be lost in a crash of Redis; set appendonly yes and appendfsync always, or accept that with -redis-durability=unchecked (README, Redis)", addr, appendOnly, fsync)}
 		}
 	}
 	return nil
 }
 
-// redisDurabilityError says which master does not keep each write as
+// durabilityError says which master does not keep each write as
 // -redis-durability=fsync needs, and which setting, or that it will not
 // say.
-type redisDurabilityError struct{ msg string }
+type durabilityError struct{ msg string }
 
-func (e *redisDurabilityError) Error() string { return e.msg }
+func (e *durabilityError) Error() string { return e.msg }
 
 // durabilityCheckEvery is how often a running wxlogin asks the masters
-// again (watchDurability): two CONFIG GETs on each, and writes refused a
+// again (WatchDurability): two CONFIG GETs on each, and writes refused a
 // second at most after a CONFIG SET that weakens one.
 const durabilityCheckEvery = time.Second
 
-// watchDurability asks every master, each interval until ctx ends, whether
-// it still fsyncs each write (checkDurability): with
-// -redis-durability=fsync, checked once at the start, a CONFIG SET
-// appendfsync everysec afterwards, or a failover to a replica set up so,
-// would otherwise leave wxlogin acknowledging writes a crash of Redis
-// could lose.
-func (s *redisStore) watchDurability(ctx context.Context, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
+// WatchDurability asks every master, each second until ctx ends, whether
+// it still fsyncs each write (checkDurability): with Fsync, checked once
+// at the start, a CONFIG SET appendfsync everysec afterwards, or a
+// failover to a replica set up so, would otherwise leave wxlogin
+// acknowledging writes a crash of Redis could lose.
+func (s *Store) WatchDurability(ctx context.Context) {
+	t := time.NewTicker(durabilityCheckEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -281,7 +314,7 @@ func (s *redisStore) watchDurability(ctx context.Context, every time.Duration, l
 			return
 		case <-t.C:
 		}
-		s.checkDurability(ctx, log)
+		s.checkDurability(ctx)
 	}
 }
 
@@ -291,24 +324,24 @@ func (s *redisStore) watchDurability(ctx context.Context, every time.Duration, l
 // error level, naming the master and the setting, and once more when it
 // is restored, and wxlogin serves again. A master that does not answer
 // changes nothing: the calls to it fail meanwhile.
-func (s *redisStore) checkDurability(ctx context.Context, log *slog.Logger) {
-	err := checkRedisFsync(ctx, s.rc)
-	var weak *redisDurabilityError
+func (s *Store) checkDurability(ctx context.Context) {
+	err := checkFsync(ctx, s.rc)
+	var weak *durabilityError
 	switch {
 	case errors.As(err, &weak):
 		if s.weak.Swap(weak) == nil {
-			log.Error("Redis no longer keeps each write safe: writes are refused until it does", "err", weak)
+			s.log.Error("Redis no longer keeps each write safe: writes are refused until it does", "err", weak)
 		}
 	case err == nil:
 		if s.weak.Swap(nil) != nil {
-			log.Info("Redis keeps each write safe again: writes are accepted")
+			s.log.Info("Redis keeps each write safe again: writes are accepted")
 		}
 	}
 }
 
 // writable is nil while Redis keeps each write as the durability policy
-// needs; otherwise errUnavailable, with why.
-func (s *redisStore) writable() error {
+// needs; otherwise ErrUnavailable, with why.
+func (s *Store) writable() error {
 	if weak := s.weak.Load(); weak != nil {
 		return unavailable(weak)
 	}
@@ -325,12 +358,9 @@ func configValue(reply any) string {
 	return v
 }
 
-// close closes the connections.
-func (s *redisStore) close() { s.rc.Close() }
-
-// Health pings Redis, for /healthz: errUnavailable while it cannot be
+// Health pings Redis, for /healthz: ErrUnavailable while it cannot be
 // reached, or while writes are refused.
-func (s *redisStore) Health(ctx context.Context) error {
+func (s *Store) Health(ctx context.Context) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
@@ -338,13 +368,15 @@ func (s *redisStore) Health(ctx context.Context) error {
 	return unavailable(err)
 }
 
-// personHash is who a user is across apps, keyed as the file store's.
-func (s *redisStore) personHash(appID, openID, unionID string) string {
+// PersonHash is who a user is across apps, keyed as the file store's
+// hashes are when it was moved here (wxlogin to-redis): the tools that
+// move a store count its persons by it.
+func (s *Store) PersonHash(appID, openID, unionID string) string {
 	return account.PersonHash(s.personKey, appID, openID, unionID)
 }
 
 // stamp is now in UTC, to the given precision.
-func (s *redisStore) stamp(precision time.Duration) time.Time {
+func (s *Store) stamp(precision time.Duration) time.Time {
 	return s.now().UTC().Truncate(precision)
 }
 
@@ -392,12 +424,12 @@ return {created, redis.call('HGETALL', k)}
 // after a few tries, whatever the lag. No id ever changes owner, and a
 // normal login makes no round trip more for it. The same heals an openid's
 // key that names another user's id, which wxlogin wrote before it did this.
-func (s *redisStore) Login(ctx context.Context, appID, openID, unionID string) (account.User, bool, error) {
+func (s *Store) Login(ctx context.Context, appID, openID, unionID string) (account.User, bool, error) {
 	if err := s.writable(); err != nil {
 		return account.User{}, false, err
 	}
-	now := formatRedisTime(s.stamp(time.Second))
-	person := s.personHash(appID, openID, unionID)
+	now := formatTime(s.stamp(time.Second))
+	person := s.PersonHash(appID, openID, unionID)
 	ref := account.Ref{AppID: appID, OpenID: openID}
 	step := int64(1) // how far the next id taken from wx:ids jumps
 	for range maxIDTries {
@@ -413,7 +445,7 @@ func (s *redisStore) Login(ctx context.Context, appID, openID, unionID string) (
 		if known {
 			mayCreate = "0" // a remembered id whose record is gone is not to be made again
 		}
-		reply, err := loginScript.Run(ctx, s.rc, []string{redisUserKey(id)},
+		reply, err := loginScript.Run(ctx, s.rc, []string{userKey(id)},
 			strconv.FormatInt(id, 10), appID, openID, unionID, now, person, mayCreate)
 		if err != nil {
 			return account.User{}, false, unavailable(err)
@@ -441,9 +473,9 @@ func (s *redisStore) Login(ctx context.Context, appID, openID, unionID string) (
 			return account.User{}, false, unavailable(errors.New("the login script answered something else"))
 		}
 		created, _ := r[0].(int64)
-		u, err := recordFromRedis(r[1])
+		u, err := readRecord(r[1])
 		if err == nil {
-			err = s.joinPerson(ctx, u, redisField(r[1], "joined"), redisField(r[1], "person"))
+			err = s.joinPerson(ctx, u, hashField(r[1], "joined"), hashField(r[1], "person"))
 		}
 		if err != nil {
 			return account.User{}, false, unavailable(err)
@@ -451,7 +483,7 @@ func (s *redisStore) Login(ctx context.Context, appID, openID, unionID string) (
 		s.ids.put(ref, id)
 		return u, created == 1, nil
 	}
-	return account.User{}, false, unavailable(fmt.Errorf("login: %d ids in a row from %s were held already or erased", maxIDTries, redisIDsKey))
+	return account.User{}, false, unavailable(fmt.Errorf("login: %d ids in a row from %s were held already or erased", maxIDTries, idsKey))
 }
 
 // maxIDTries bounds the ids one login tries. Their steps doubling, the
@@ -461,15 +493,15 @@ const maxIDTries = 16
 
 // userID is the id of (appID, openID), given now if it has none: the
 // counter moved on by step, which fresh reports.
-func (s *redisStore) userID(ctx context.Context, appID, openID string, step int64) (id int64, fresh bool, err error) {
-	key := redisOpenIDKey(appID, openID)
+func (s *Store) userID(ctx context.Context, appID, openID string, step int64) (id int64, fresh bool, err error) {
+	key := openIDKey(appID, openID)
 	v, err := s.rc.Do(ctx, "GET", key)
 	if err != nil {
 		return 0, false, err
 	}
 	var given string
 	if v == nil {
-		n, err := s.rc.Do(ctx, "INCRBY", redisIDsKey, strconv.FormatInt(step, 10))
+		n, err := s.rc.Do(ctx, "INCRBY", idsKey, strconv.FormatInt(step, 10))
 		if err != nil {
 			return 0, false, err
 		}
@@ -495,8 +527,8 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 `)
 
-func (s *redisStore) forgetOpenID(ctx context.Context, appID, openID string, id int64) error {
-	_, err := forgetOpenIDScript.Run(ctx, s.rc, []string{redisOpenIDKey(appID, openID)}, strconv.FormatInt(id, 10))
+func (s *Store) forgetOpenID(ctx context.Context, appID, openID string, id int64) error {
+	_, err := forgetOpenIDScript.Run(ctx, s.rc, []string{openIDKey(appID, openID)}, strconv.FormatInt(id, 10))
 	return err
 }
 
@@ -520,7 +552,7 @@ return 1
 // short (Redis lost, the process killed) is done again at the user's next
 // login. A claim made by the same user at the very moment of a move may
 // count twice.
-func (s *redisStore) joinPerson(ctx context.Context, u account.User, joined, person string) error {
+func (s *Store) joinPerson(ctx context.Context, u account.User, joined, person string) error {
 	if joined == person {
 		return nil
 	}
@@ -533,7 +565,7 @@ func (s *redisStore) joinPerson(ctx context.Context, u account.User, joined, per
 	if err := s.spreadMembers(ctx, person, 0, "add", member, u.AppID); err != nil {
 		return err
 	}
-	fields, err := s.rc.Do(ctx, "HGETALL", redisPersonKey(joined))
+	fields, err := s.rc.Do(ctx, "HGETALL", personHashKey(joined))
 	if err != nil {
 		return err
 	}
@@ -546,14 +578,14 @@ func (s *redisStore) joinPerson(ctx context.Context, u account.User, joined, per
 		}
 	}
 	if len(claims) > 0 {
-		if _, err := mergeClaimsScript.Run(ctx, s.rc, []string{redisPersonKey(person)}, claims...); err != nil {
+		if _, err := mergeClaimsScript.Run(ctx, s.rc, []string{personHashKey(person)}, claims...); err != nil {
 			return err
 		}
 	}
 	if err := s.spreadMembers(ctx, joined, 0, "del", member); err != nil {
 		return err
 	}
-	_, err = setJoinedScript.Run(ctx, s.rc, []string{redisUserKey(u.ID)}, person)
+	_, err = setJoinedScript.Run(ctx, s.rc, []string{userKey(u.ID)}, person)
 	return err
 }
 
@@ -565,28 +597,28 @@ return 1
 `)
 
 // Get returns user id's record.
-func (s *redisStore) Get(ctx context.Context, id int64) (account.User, bool, error) {
+func (s *Store) Get(ctx context.Context, id int64) (account.User, bool, error) {
 	u, _, ok, err := s.record(ctx, id)
 	return u, ok, err
 }
 
 // record reads user id's hash: the record, and the user's person.
-func (s *redisStore) record(ctx context.Context, id int64) (account.User, string, bool, error) {
+func (s *Store) record(ctx context.Context, id int64) (account.User, string, bool, error) {
 	u, hash, ok, err := s.userHash(ctx, id)
-	return u, redisField(hash, "person"), ok, err
+	return u, hashField(hash, "person"), ok, err
 }
 
 // userHash reads user id's hash (HGETALL): the record it holds, and the
 // hash's fields for what else it keeps; false when there is no record.
-func (s *redisStore) userHash(ctx context.Context, id int64) (account.User, any, bool, error) {
-	reply, err := s.rc.Do(ctx, "HGETALL", redisUserKey(id))
+func (s *Store) userHash(ctx context.Context, id int64) (account.User, any, bool, error) {
+	reply, err := s.rc.Do(ctx, "HGETALL", userKey(id))
 	if err != nil {
 		return account.User{}, nil, false, unavailable(err)
 	}
 	if pairs, _ := reply.([]any); !slices.Contains(pairs, any("appid")) {
 		return account.User{}, nil, false, nil
 	}
-	u, err := recordFromRedis(reply)
+	u, err := readRecord(reply)
 	if err != nil {
 		return account.User{}, nil, false, unavailable(err)
 	}
@@ -612,7 +644,7 @@ return {1, redis.call('HGETALL', k)}
 // changed, if no other write changed the record meanwhile; otherwise it
 // reads the record again and applies change to that, as the file store's
 // lock would have had it. A change that changes nothing writes nothing.
-func (s *redisStore) Update(ctx context.Context, id int64, change func(u *account.User)) (account.User, error) {
+func (s *Store) Update(ctx context.Context, id int64, change func(u *account.User)) (account.User, error) {
 	if err := s.writable(); err != nil {
 		return account.User{}, err
 	}
@@ -630,8 +662,8 @@ func (s *redisStore) Update(ctx context.Context, id int64, change func(u *accoun
 		if u == old {
 			return u, nil
 		}
-		args := []string{redisField(reply, "v"), formatRedisTime(s.stamp(time.Second))}
-		was, now := redisFields(&old), redisFields(&u)
+		args := []string{hashField(reply, "v"), formatTime(s.stamp(time.Second))}
+		was, now := fieldsOf(&old), fieldsOf(&u)
 		for i := 0; i < len(now); i += 2 {
 			if now[i+1] != was[i+1] {
 				args = append(args, now[i], now[i+1])
@@ -640,18 +672,18 @@ func (s *redisStore) Update(ctx context.Context, id int64, change func(u *accoun
 		// A unionid learned from verified user info moves the user into
 		// the person it names, as a login that brings one does.
 		if u.UnionID != old.UnionID {
-			args = append(args, "person", s.personHash(u.AppID, u.OpenID, u.UnionID))
+			args = append(args, "person", s.PersonHash(u.AppID, u.OpenID, u.UnionID))
 		}
-		res, err := updateScript.Run(ctx, s.rc, []string{redisUserKey(id)}, args...)
+		res, err := updateScript.Run(ctx, s.rc, []string{userKey(id)}, args...)
 		if err != nil {
 			return account.User{}, unavailable(err)
 		}
 		r, _ := res.([]any)
 		switch {
 		case len(r) == 2:
-			stored, err := recordFromRedis(r[1])
+			stored, err := readRecord(r[1])
 			if err == nil {
-				err = s.joinPerson(ctx, stored, redisField(r[1], "joined"), redisField(r[1], "person"))
+				err = s.joinPerson(ctx, stored, hashField(r[1], "joined"), hashField(r[1], "person"))
 			}
 			if err != nil {
 				return account.User{}, unavailable(err)
@@ -668,7 +700,7 @@ func (s *redisStore) Update(ctx context.Context, id int64, change func(u *accoun
 // user's hash alone (one read): the hash keeps a copy of the person's list,
 // which each change of the person spreads (spreadMembers). A hash without
 // one (a spread cut short) is read from the person itself.
-func (s *redisStore) Person(ctx context.Context, id int64) (account.User, []account.Member, bool, error) {
+func (s *Store) Person(ctx context.Context, id int64) (account.User, []account.Member, bool, error) {
 	u, reply, ok, err := s.userHash(ctx, id)
 	if err != nil || !ok {
 		return account.User{}, nil, ok, err
@@ -676,7 +708,7 @@ func (s *redisStore) Person(ctx context.Context, id int64) (account.User, []acco
 	if members, ok := copiedMembers(u, reply); ok {
 		return u, members, true, nil
 	}
-	person, err := s.rc.Do(ctx, "HGETALL", redisPersonKey(redisField(reply, "person")))
+	person, err := s.rc.Do(ctx, "HGETALL", personHashKey(hashField(reply, "person")))
 	if err != nil {
 		return account.User{}, nil, false, unavailable(err)
 	}
@@ -693,10 +725,10 @@ func (s *redisStore) Person(ctx context.Context, id int64) (account.User, []acco
 // <list>", and only a list of the user's own person, naming the user,
 // counts.
 func copiedMembers(u account.User, reply any) ([]account.Member, bool) {
-	copyOf, list, _ := strings.Cut(redisField(reply, "m"), "|")
+	copyOf, list, _ := strings.Cut(hashField(reply, "m"), "|")
 	copyOf, _, _ = strings.Cut(copyOf, "@")
-	members := parseRedisMembers(list)
-	if copyOf != personTag(redisField(reply, "person")) || !slices.Contains(members, account.Member{ID: u.ID, AppID: u.AppID}) {
+	members := parseMembers(list)
+	if copyOf != personTag(hashField(reply, "person")) || !slices.Contains(members, account.Member{ID: u.ID, AppID: u.AppID}) {
 		return nil, false
 	}
 	return members, true
@@ -721,7 +753,7 @@ func membersIn(reply any) []account.Member {
 
 // formatRedisMembers is a person's list as a user's hash keeps it:
 // "<id>:<appid>,…".
-func formatRedisMembers(members []account.Member) string {
+func formatMembers(members []account.Member) string {
 	parts := make([]string, len(members))
 	for i, m := range members {
 		parts[i] = strconv.FormatInt(m.ID, 10) + ":" + m.AppID
@@ -729,7 +761,7 @@ func formatRedisMembers(members []account.Member) string {
 	return strings.Join(parts, ",")
 }
 
-func parseRedisMembers(list string) []account.Member {
+func parseMembers(list string) []account.Member {
 	var members []account.Member
 	for part := range strings.SplitSeq(list, ",") {
 		idText, appID, ok := strings.Cut(part, ":")
@@ -780,8 +812,8 @@ func personTag(person string) string { return person[:min(len(person), 16)] }
 // person's list: of concurrent changes, the version read last, which saw
 // them all, is the one that stays. The copy given to user joiner (0 for
 // none) also records that it joined the person whole.
-func (s *redisStore) spreadMembers(ctx context.Context, person string, joiner int64, change ...string) error {
-	reply, err := changePersonScript.Run(ctx, s.rc, []string{redisPersonKey(person)}, change...)
+func (s *Store) spreadMembers(ctx context.Context, person string, joiner int64, change ...string) error {
+	reply, err := changePersonScript.Run(ctx, s.rc, []string{personHashKey(person)}, change...)
 	if err != nil {
 		return err
 	}
@@ -791,7 +823,7 @@ func (s *redisStore) spreadMembers(ctx context.Context, person string, joiner in
 	}
 	ver, _ := r[0].(int64)
 	members := membersIn(r[1])
-	list := formatRedisMembers(members)
+	list := formatMembers(members)
 	// The joiner's copy goes last, and records the join only once every
 	// other copy is given: the mark says the whole change is done, and a
 	// change cut short before it is made again at the next login.
@@ -805,7 +837,7 @@ func (s *redisStore) spreadMembers(ctx context.Context, person string, joiner in
 		if m.ID == joiner && len(gone) == 0 {
 			joined = "joined"
 		}
-		set, err := setMembersScript.Run(ctx, s.rc, []string{redisUserKey(m.ID)}, person, personTag(person), strconv.FormatInt(ver, 10), list, joined)
+		set, err := setMembersScript.Run(ctx, s.rc, []string{userKey(m.ID)}, person, personTag(person), strconv.FormatInt(ver, 10), list, joined)
 		if err != nil {
 			return err
 		}
@@ -830,11 +862,11 @@ func (s *redisStore) spreadMembers(ctx context.Context, person string, joiner in
 
 // A claim is stored as "<Unix ms> <user id> <appid>", so that the earliest
 // of two is found by its first number alone.
-func formatRedisClaim(c account.Claim) string {
+func formatClaim(c account.Claim) string {
 	return strconv.FormatInt(c.ClaimedAt.UnixMilli(), 10) + " " + strconv.FormatInt(c.UserID, 10) + " " + c.AppID
 }
 
-func parseRedisClaim(name, v string) (account.Claim, error) {
+func parseClaim(name, v string) (account.Claim, error) {
 	parts := strings.SplitN(v, " ", 3)
 	if len(parts) == 3 {
 		ms, err1 := strconv.ParseInt(parts[0], 10, 64)
@@ -849,11 +881,11 @@ func parseRedisClaim(name, v string) (account.Claim, error) {
 // Claim claims name for user id's person: HSETNX on the person's hash,
 // which one of any number of concurrent claims, from any instance and any
 // of the person's apps, wins.
-func (s *redisStore) Claim(ctx context.Context, id int64, name string) (account.Claim, bool, error) {
+func (s *Store) Claim(ctx context.Context, id int64, name string) (account.Claim, bool, error) {
 	if err := s.writable(); err != nil {
 		return account.Claim{}, false, err
 	}
-	reply, err := s.rc.Do(ctx, "HMGET", redisUserKey(id), "appid", "person")
+	reply, err := s.rc.Do(ctx, "HMGET", userKey(id), "appid", "person")
 	if err != nil {
 		return account.Claim{}, false, unavailable(err)
 	}
@@ -863,10 +895,10 @@ func (s *redisStore) Claim(ctx context.Context, id int64, name string) (account.
 	}
 	appID, person := fields[0].(string), fields[1].(string)
 	c := account.Claim{Name: name, AppID: appID, UserID: id, ClaimedAt: s.stamp(time.Millisecond)}
-	key, field := redisPersonKey(person), "c:"+name
-	replies, err := s.rc.Pipeline(ctx, [][]string{{"HSETNX", key, field, formatRedisClaim(c)}, {"HGET", key, field}})
+	key, field := personHashKey(person), "c:"+name
+	replies, err := s.rc.Pipeline(ctx, [][]string{{"HSETNX", key, field, formatClaim(c)}, {"HGET", key, field}})
 	if err == nil {
-		err = firstRedisError(replies)
+		err = firstError(replies)
 	}
 	if err != nil {
 		return account.Claim{}, false, unavailable(err)
@@ -875,7 +907,7 @@ func (s *redisStore) Claim(ctx context.Context, id int64, name string) (account.
 		return c, false, nil
 	}
 	stored, _ := replies[1].(string)
-	earlier, err := parseRedisClaim(name, stored)
+	earlier, err := parseClaim(name, stored)
 	if err != nil {
 		return account.Claim{}, false, unavailable(err)
 	}
@@ -883,8 +915,8 @@ func (s *redisStore) Claim(ctx context.Context, id int64, name string) (account.
 }
 
 // ClaimsOf lists user id's person's claims in the order they were made.
-func (s *redisStore) ClaimsOf(ctx context.Context, id int64) ([]account.Claim, error) {
-	reply, err := s.rc.Do(ctx, "HGET", redisUserKey(id), "person")
+func (s *Store) ClaimsOf(ctx context.Context, id int64) ([]account.Claim, error) {
+	reply, err := s.rc.Do(ctx, "HGET", userKey(id), "person")
 	if err != nil {
 		return nil, unavailable(err)
 	}
@@ -892,7 +924,7 @@ func (s *redisStore) ClaimsOf(ctx context.Context, id int64) ([]account.Claim, e
 	if !ok {
 		return nil, nil
 	}
-	if reply, err = s.rc.Do(ctx, "HGETALL", redisPersonKey(person)); err != nil {
+	if reply, err = s.rc.Do(ctx, "HGETALL", personHashKey(person)); err != nil {
 		return nil, unavailable(err)
 	}
 	return claimsIn(reply)
@@ -906,7 +938,7 @@ func claimsIn(reply any) ([]account.Claim, error) {
 		f, _ := pairs[i].(string)
 		if name, isClaim := strings.CutPrefix(f, "c:"); isClaim {
 			v, _ := pairs[i+1].(string)
-			c, err := parseRedisClaim(name, v)
+			c, err := parseClaim(name, v)
 			if err != nil {
 				return nil, unavailable(err)
 			}
@@ -933,7 +965,7 @@ return 1
 // person's keyed hash, so that a returning person does not take them
 // twice. Redis keeps the erased fields in its AOF until it next rewrites
 // it (README, Redis).
-func (s *redisStore) Erase(ctx context.Context, id int64) (account.Erasure, error) {
+func (s *Store) Erase(ctx context.Context, id int64) (account.Erasure, error) {
 	if err := s.writable(); err != nil {
 		return account.Erasure{}, err
 	}
@@ -944,7 +976,7 @@ func (s *redisStore) Erase(ctx context.Context, id int64) (account.Erasure, erro
 	if !ok {
 		return account.Erasure{}, fmt.Errorf("erase: %w %d", account.ErrNoUser, id)
 	}
-	claims, err := s.rc.Do(ctx, "HGETALL", redisPersonKey(person))
+	claims, err := s.rc.Do(ctx, "HGETALL", personHashKey(person))
 	if err != nil {
 		return account.Erasure{}, unavailable(err)
 	}
@@ -958,7 +990,7 @@ func (s *redisStore) Erase(ctx context.Context, id int64) (account.Erasure, erro
 			result.ClaimsKept = append(result.ClaimsKept, c.Name)
 		}
 	}
-	done, err := eraseScript.Run(ctx, s.rc, []string{redisUserKey(id), redisSessionKeyKey(id)}, formatRedisTime(s.stamp(time.Second)))
+	done, err := eraseScript.Run(ctx, s.rc, []string{userKey(id), sessionKeyKey(id)}, formatTime(s.stamp(time.Second)))
 	if err != nil {
 		return account.Erasure{}, unavailable(err)
 	}
@@ -976,7 +1008,7 @@ func (s *redisStore) Erase(ctx context.Context, id int64) (account.Erasure, erro
 }
 
 // Lifetime is how long a fresh token lives if it is not used again.
-func (s *redisStore) Lifetime() time.Duration { return min(s.ttl, s.maxAge) }
+func (s *Store) Lifetime() time.Duration { return min(s.ttl, s.maxAge) }
 
 // issueScript stores a token for the user, and the session_key as the
 // user's, the one it replaces kept as the previous; 0 when the user is
@@ -1002,7 +1034,7 @@ return 1
 
 // Issue creates a token for who: the user id, then 32 bytes from
 // crypto/rand, base64url.
-func (s *redisStore) Issue(ctx context.Context, who account.Identity, key string) (string, error) {
+func (s *Store) Issue(ctx context.Context, who account.Identity, key string) (string, error) {
 	if err := s.writable(); err != nil {
 		return "", err
 	}
@@ -1010,7 +1042,7 @@ func (s *redisStore) Issue(ctx context.Context, who account.Identity, key string
 	h := account.HashToken(token)
 	hash := hex.EncodeToString(h[:])
 	ok, err := issueScript.Run(ctx, s.rc,
-		[]string{redisUserKey(who.UserID), redisTokenKey(who.UserID, hash), redisTokenSetKey(who.UserID), redisSessionKeyKey(who.UserID)},
+		[]string{userKey(who.UserID), tokenKey(who.UserID, hash), tokenSetKey(who.UserID), sessionKeyKey(who.UserID)},
 		key, strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.Lifetime().Milliseconds(), 10), hash,
 		strconv.FormatInt(s.maxAge.Milliseconds(), 10))
 	if err != nil {
@@ -1049,7 +1081,7 @@ return {k[1], k[2], k[3], redis.call('HGETALL', KEYS[2])}
 
 // Lookup resolves a token, and reads its user along: one script on the
 // user's slot.
-func (s *redisStore) Lookup(ctx context.Context, token string) (account.Caller, bool, error) {
+func (s *Store) Lookup(ctx context.Context, token string) (account.Caller, bool, error) {
 	idText, _, found := strings.Cut(token, ".")
 	id, err := strconv.ParseInt(idText, 10, 64)
 	if !found || err != nil || id < 1 || len(token) > 128 {
@@ -1058,10 +1090,10 @@ func (s *redisStore) Lookup(ctx context.Context, token string) (account.Caller, 
 	h := account.HashToken(token)
 	now := s.now()
 	reply, err := lookupScript.Run(ctx, s.rc,
-		[]string{redisTokenKey(id, hex.EncodeToString(h[:])), redisUserKey(id), redisSessionKeyKey(id)},
+		[]string{tokenKey(id, hex.EncodeToString(h[:])), userKey(id), sessionKeyKey(id)},
 		strconv.FormatInt(now.UnixMilli(), 10), strconv.FormatInt(s.ttl.Milliseconds(), 10),
-		strconv.FormatInt(s.maxAge.Milliseconds(), 10), strconv.FormatInt(redisTouchEvery(s.ttl).Milliseconds(), 10),
-		strconv.FormatInt(previousKeyWindow.Milliseconds(), 10))
+		strconv.FormatInt(s.maxAge.Milliseconds(), 10), strconv.FormatInt(touchEvery(s.ttl).Milliseconds(), 10),
+		strconv.FormatInt(s.keepPrevious.Milliseconds(), 10))
 	if err != nil {
 		return account.Caller{}, false, unavailable(err)
 	}
@@ -1071,14 +1103,14 @@ func (s *redisStore) Lookup(ctx context.Context, token string) (account.Caller, 
 	}
 	str := func(i int) string { v, _ := f[i].(string); return v }
 	hash := f[3]
-	who := account.Caller{Identity: account.Identity{AppID: redisField(hash, "appid"), OpenID: redisField(hash, "openid"), UserID: id}, SessionKey: str(0), Hash: h}
+	who := account.Caller{Identity: account.Identity{AppID: hashField(hash, "appid"), OpenID: hashField(hash, "openid"), UserID: id}, SessionKey: str(0), Hash: h}
 	if at, err := strconv.ParseInt(str(2), 10, 64); err == nil && str(1) != "" {
 		who.PreviousKey, who.ReplacedAt = str(1), time.UnixMilli(at)
 	}
 	// A hash that does not read whole, or holds no good copy of its
 	// person's list, is read again by the route, which says what is wrong
 	// or reads the person.
-	if u, err := recordFromRedis(hash); err == nil && u.ID == id {
+	if u, err := readRecord(hash); err == nil && u.ID == id {
 		if members, ok := copiedMembers(u, hash); ok {
 			who.Identity = account.Identity{AppID: u.AppID, OpenID: u.OpenID, UserID: id}
 			who.ReadWithToken = &account.StoredUser{Record: u, Person: members}
@@ -1089,18 +1121,18 @@ func (s *redisStore) Lookup(ctx context.Context, token string) (account.Caller, 
 
 // redisTouchEvery is how stale a token's last use may be written: a
 // sixty-fourth of its idle lifetime, at most a minute.
-func redisTouchEvery(ttl time.Duration) time.Duration { return min(ttl/64, time.Minute) }
+func touchEvery(ttl time.Duration) time.Duration { return min(ttl/64, time.Minute) }
 
 // Revoke ends the caller's token.
-func (s *redisStore) Revoke(ctx context.Context, who account.Caller) error {
+func (s *Store) Revoke(ctx context.Context, who account.Caller) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
 	hash := hex.EncodeToString(who.Hash[:])
 	replies, err := s.rc.Pipeline(ctx, [][]string{
-		{"DEL", redisTokenKey(who.UserID, hash)}, {"SREM", redisTokenSetKey(who.UserID), hash}})
+		{"DEL", tokenKey(who.UserID, hash)}, {"SREM", tokenSetKey(who.UserID), hash}})
 	if err == nil {
-		err = firstRedisError(replies)
+		err = firstError(replies)
 	}
 	return unavailable(err)
 }
@@ -1120,11 +1152,11 @@ return n
 `)
 
 // RevokeUser ends every token of user id and reports how many were alive.
-func (s *redisStore) RevokeUser(ctx context.Context, id int64) (int, error) {
+func (s *Store) RevokeUser(ctx context.Context, id int64) (int, error) {
 	if err := s.writable(); err != nil {
 		return 0, err
 	}
-	n, err := revokeUserScript.Run(ctx, s.rc, []string{redisUserKey(id), redisTokenSetKey(id), redisSessionKeyKey(id)},
+	n, err := revokeUserScript.Run(ctx, s.rc, []string{userKey(id), tokenSetKey(id), sessionKeyKey(id)},
 		strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.ttl.Milliseconds(), 10),
 		strconv.FormatInt(s.maxAge.Milliseconds(), 10))
 	if err != nil {
@@ -1135,7 +1167,7 @@ func (s *redisStore) RevokeUser(ctx context.Context, id int64) (int, error) {
 }
 
 // firstRedisError is the first refusal among a pipeline's replies.
-func firstRedisError(replies []any) error {
+func firstError(replies []any) error {
 	for _, r := range replies {
 		if e, refused := r.(redis.Error); refused {
 			return e
@@ -1145,11 +1177,11 @@ func firstRedisError(replies []any) error {
 }
 
 // formatRedisTime is how the user's hash holds a time.
-func formatRedisTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // redisFields is u's fields as the user's hash holds them, in pairs; ""
 // for a field that is not set (its hash has no such field).
-func redisFields(u *account.User) []string {
+func fieldsOf(u *account.User) []string {
 	gender := ""
 	if u.Gender != 0 {
 		gender = strconv.Itoa(u.Gender)
@@ -1162,7 +1194,7 @@ func redisFields(u *account.User) []string {
 }
 
 // redisField is the value of field in an HGETALL reply, or "".
-func redisField(reply any, field string) string {
+func hashField(reply any, field string) string {
 	pairs, _ := reply.([]any)
 	for i := 0; i+1 < len(pairs); i += 2 {
 		if pairs[i] == any(field) {
@@ -1174,7 +1206,7 @@ func redisField(reply any, field string) string {
 }
 
 // recordFromRedis reads a user record from an HGETALL reply of its hash.
-func recordFromRedis(reply any) (account.User, error) {
+func readRecord(reply any) (account.User, error) {
 	var u account.User
 	pairs, _ := reply.([]any)
 	var bad error
@@ -1231,8 +1263,10 @@ func recordFromRedis(reply any) (account.User, error) {
 	return u, nil
 }
 
-// Both interfaces, checked by the compiler.
-var (
-	_ userBackend  = (*redisStore)(nil)
-	_ tokenBackend = (*redisStore)(nil)
-)
+// randomText is n bytes from crypto/rand, as text in the given encoding
+// (hex.EncodeToString, base64.RawURLEncoding.EncodeToString, …).
+func randomText(n int, encode func([]byte) string) string {
+	b := make([]byte, n)
+	rand.Read(b) // Never fails: crypto/rand.Read crashes the program rather than return short.
+	return encode(b)
+}

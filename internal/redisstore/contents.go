@@ -1,0 +1,280 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"wxlogin/internal/account"
+	"wxlogin/internal/redis"
+)
+
+// This file is the store read and written whole, for the tools that move
+// a store between a data directory and Redis (wxlogin to-redis and
+// from-redis): Export reads everything but the tokens into Contents, Import
+// writes Contents into an empty Redis, and Census counts what Redis holds,
+// by its keys, for the tools to compare with the files. No wxlogin may
+// write to Redis meanwhile.
+
+// Contents is a whole store but its tokens and session_keys, which a
+// move does not carry: users log in again.
+type Contents struct {
+	// LastID is the last user id given: every id up to it is a user's
+	// or an erasure's.
+	LastID int64
+	// Users is every user with a record, by id.
+	Users []account.User
+	// Erased is when each erased id was erased. Export counts an id no
+	// user holds (taken by a login that lost a race for its openid) as
+	// erased at the moment it read it.
+	Erased map[int64]time.Time
+	// Claims is the claims of users with a record, each by the user who
+	// made it.
+	Claims []account.Claim
+	// Kept is the claims of erased users, by the keyed hash of their
+	// person (account.PersonHash), which a returning person does not
+	// take twice.
+	Kept map[string][]account.Claim
+	// PersonKey is the key of the persons' hashes; nil for none, which
+	// leaves Redis its own.
+	PersonKey []byte
+}
+
+// Census is what both sides of a move must agree on: the users with a
+// record, the persons they are, and the claims, counted by person and name.
+type Census struct {
+	Users, Persons, Claims int
+}
+
+// StoredMeta is the mode and apps rc holds a store of, as Open bound
+// them; false when it holds no store of wxlogin's.
+func StoredMeta(ctx context.Context, rc *redis.Client) (account.Meta, bool, error) {
+	v, err := rc.Do(ctx, "GET", metaKey)
+	if err != nil {
+		return account.Meta{}, false, err
+	}
+	stored, _ := v.(string)
+	var meta account.Meta
+	if json.Unmarshal([]byte(stored), &meta) != nil {
+		return account.Meta{}, false, nil
+	}
+	return meta, true, nil
+}
+
+// Census counts what Redis holds, by its keys: users with a record, the
+// persons they belong to, and the claims of every person.
+func (s *Store) Census(ctx context.Context) (Census, error) {
+	var c Census
+	persons := map[string]bool{}
+	personOf := map[int64]string{} // of each user with a record
+	last, err := s.highestID(ctx)
+	if err != nil {
+		return c, err
+	}
+	for id := int64(1); id <= last; id++ {
+		_, person, ok, err := s.record(ctx, id)
+		if err != nil {
+			return c, err
+		}
+		if ok {
+			c.Users++
+			persons[person] = true
+			personOf[id] = person
+		}
+	}
+	c.Persons = len(persons)
+	claims := map[string]bool{} // by the claimant's person (its hash if erased) and name
+	keys, err := s.rc.Scan(ctx, "wx:{p:*}")
+	if err != nil {
+		return c, err
+	}
+	for _, key := range keys {
+		reply, err := s.rc.Do(ctx, "HGETALL", key)
+		if err != nil {
+			return c, err
+		}
+		list, err := claimsIn(reply)
+		if err != nil {
+			return c, err
+		}
+		for _, claim := range list {
+			person, live := personOf[claim.UserID]
+			if !live {
+				person = strings.TrimSuffix(strings.TrimPrefix(key, "wx:{p:"), "}")
+			}
+			claims[person+"\x00"+claim.Name] = true
+		}
+	}
+	c.Claims = len(claims)
+	return c, nil
+}
+
+// lastID is the last user id given, 0 for none.
+func (s *Store) lastID(ctx context.Context) (int64, error) {
+	v, err := s.rc.Do(ctx, "GET", idsKey)
+	if err != nil || v == nil {
+		return 0, err
+	}
+	text, _ := v.(string)
+	return strconv.ParseInt(text, 10, 64)
+}
+
+// highestID is the highest id of a user's hash (a record or an erasure),
+// or wx:ids if higher: what a move reads up to. wx:ids may be behind the
+// records (a failover that lost the last INCRs) until a new user's login
+// moves it on; a move that stopped at it would leave those behind, with
+// counts that agree.
+func (s *Store) highestID(ctx context.Context) (int64, error) {
+	last, err := s.lastID(ctx)
+	if err != nil {
+		return 0, err
+	}
+	keys, err := s.rc.Scan(ctx, "wx:{u:*}") // the hashes only: their other keys go on after the }
+	if err != nil {
+		return 0, err
+	}
+	for _, key := range keys {
+		id, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(key, "wx:{u:"), "}"), 10, 64)
+		if err == nil {
+			last = max(last, id)
+		}
+	}
+	return last, nil
+}
+
+// Import writes every user, erasure and claim of c into Redis, which must
+// hold no users. The last id goes last: a move cut short can be run again,
+// and writes the same.
+func (s *Store) Import(ctx context.Context, c Contents) error {
+	if last, err := s.lastID(ctx); err != nil || last != 0 {
+		return errors.Join(err, errors.New("this Redis already holds users: move into an empty Redis (or database)"))
+	}
+	if c.PersonKey != nil {
+		// Claims kept of erased users are under the files' key: Redis takes
+		// it, which it can while it holds no users.
+		if _, err := s.rc.Do(ctx, "SET", personKeyKey, hex.EncodeToString(c.PersonKey)); err != nil {
+			return err
+		}
+		s.personKey = c.PersonKey
+	}
+	users := map[int64]*account.User{}
+	for i := range c.Users {
+		users[c.Users[i].ID] = &c.Users[i]
+	}
+	claims := map[int64][]account.Claim{}
+	for _, cl := range c.Claims {
+		claims[cl.UserID] = append(claims[cl.UserID], cl)
+	}
+	for id := int64(1); id <= c.LastID; id++ {
+		u := users[id]
+		if u == nil {
+			at := c.Erased[id]
+			if _, err := s.rc.Pipeline(ctx, [][]string{{"DEL", userKey(id)}, {"HSET", userKey(id), "erased", formatTime(at)}}); err != nil {
+				return err
+			}
+			continue
+		}
+		person := s.PersonHash(u.AppID, u.OpenID, u.UnionID)
+		hset := []string{"HSET", userKey(id), "id", strconv.FormatInt(id, 10), "appid", u.AppID, "openid", u.OpenID,
+			"person", person, "v", "1", "created_at", formatTime(u.CreatedAt), "updated_at", formatTime(u.UpdatedAt),
+			"last_login_at", formatTime(u.LastLoginAt)}
+		fields := fieldsOf(u)
+		for j := 0; j < len(fields); j += 2 {
+			if fields[j+1] != "" {
+				hset = append(hset, fields[j], fields[j+1])
+			}
+		}
+		replies, err := s.rc.Pipeline(ctx, [][]string{{"DEL", userKey(id)}, hset})
+		if err == nil {
+			err = firstError(replies)
+		}
+		if err == nil {
+			_, err = s.rc.Do(ctx, "SET", openIDKey(u.AppID, u.OpenID), strconv.FormatInt(id, 10))
+		}
+		if err == nil {
+			_, err = s.rc.Do(ctx, "HSET", personHashKey(person), "u:"+strconv.FormatInt(id, 10), u.AppID)
+		}
+		if err != nil {
+			return err
+		}
+		for _, cl := range claims[id] {
+			v := formatClaim(account.Claim{AppID: u.AppID, UserID: id, ClaimedAt: cl.ClaimedAt})
+			if _, err := mergeClaimsScript.Run(ctx, s.rc, []string{personHashKey(person)}, "c:"+cl.Name, v); err != nil {
+				return err
+			}
+		}
+	}
+	for _, hash := range slices.Sorted(maps.Keys(c.Kept)) {
+		for _, k := range c.Kept[hash] {
+			v := formatClaim(account.Claim{AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.ClaimedAt})
+			if _, err := mergeClaimsScript.Run(ctx, s.rc, []string{personHashKey(hash)}, "c:"+k.Name, v); err != nil {
+				return err
+			}
+		}
+	}
+	_, err := s.rc.Do(ctx, "SET", idsKey, strconv.FormatInt(c.LastID, 10))
+	return err
+}
+
+// Export reads Redis's store whole: every id up to the highest any user's
+// hash or wx:ids names, as a record or an erasure, so that ids stay as
+// they are; then the claims, each by the user who made it, or kept under
+// its person's hash when that user was erased.
+func (s *Store) Export(ctx context.Context) (Contents, error) {
+	c := Contents{Erased: map[int64]time.Time{}, Kept: map[string][]account.Claim{}, PersonKey: s.personKey}
+	last, err := s.highestID(ctx)
+	if err != nil {
+		return Contents{}, err
+	}
+	c.LastID = last
+	live := map[int64]bool{}
+	for id := int64(1); id <= last; id++ {
+		u, _, ok, err := s.record(ctx, id)
+		if err != nil {
+			return Contents{}, err
+		}
+		if ok {
+			c.Users = append(c.Users, u)
+			live[id] = true
+			continue
+		}
+		erasedAt, err := s.rc.Do(ctx, "HGET", userKey(id), "erased")
+		if err != nil {
+			return Contents{}, err
+		}
+		at, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(erasedAt))
+		if at.IsZero() {
+			at = s.stamp(time.Second) // an id a lost race took: never a user
+		}
+		c.Erased[id] = at
+	}
+	keys, err := s.rc.Scan(ctx, "wx:{p:*")
+	if err != nil {
+		return Contents{}, err
+	}
+	for _, key := range keys {
+		hash := strings.TrimSuffix(strings.TrimPrefix(key, "wx:{p:"), "}")
+		reply, err := s.rc.Do(ctx, "HGETALL", key)
+		if err != nil {
+			return Contents{}, err
+		}
+		claims, err := claimsIn(reply)
+		if err != nil {
+			return Contents{}, err
+		}
+		for _, cl := range claims {
+			if live[cl.UserID] {
+				c.Claims = append(c.Claims, cl)
+			} else {
+				c.Kept[hash] = append(c.Kept[hash], cl)
+			}
+		}
+	}
+	return c, nil
+}
