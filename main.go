@@ -148,8 +148,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func runOnRedis(ctx context.Context, cfg config, m *metrics.Metrics, log *slog.Logger) error {
 	rc := redis.NewClient(*cfg.redis)
 	defer rc.Close()
-	store, err := redisstore.Open(ctx, rc, redisstore.Options{Durability: cfg.redisDurability, Meta: cfg.storeMeta(),
+	// The start-up's checks of Redis take four calls' bound at most, all told.
+	opening, cancel := context.WithTimeout(ctx, 4*cfg.redis.Timeout)
+	store, err := redisstore.Open(opening, rc, redisstore.Options{Durability: cfg.redisDurability, Meta: cfg.storeMeta(),
 		TokenTTL: cfg.tokenTTL, TokenMaxAge: cfg.tokenMaxAge, PreviousKeyWindow: previousKeyWindow, Now: time.Now, Log: log})
+	cancel()
 	if err != nil {
 		return err
 	}
