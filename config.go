@@ -19,6 +19,7 @@ import (
 	"wxlogin/internal/limits"
 	"wxlogin/internal/redis"
 	"wxlogin/internal/redisstore"
+	"wxlogin/internal/request"
 	"wxlogin/internal/strictjson"
 )
 
@@ -309,12 +310,12 @@ func loadApps(path string, getenv func(string) string) ([]appConfig, error) {
 	for i := range f.Apps {
 		a := &f.Apps[i]
 		switch {
-		case a.AppID == "" || len(a.AppID) > 64 || !isPrintableASCII(a.AppID):
+		case a.AppID == "" || len(a.AppID) > 64 || !request.IsPrintableASCII(a.AppID):
 			return nil, fmt.Errorf("%s: app %d: appid %q is not an AppID", path, i+1, a.AppID)
 		case seen[a.AppID]:
 			return nil, fmt.Errorf("%s: app %s is listed twice", path, a.AppID)
-		case a.Name == "" || checkName("name", a.Name) != nil:
-			return nil, fmt.Errorf("%s: app %s: name must be 1 to %d characters", path, a.AppID, maxNameRunes)
+		case a.Name == "" || request.CheckName("name", a.Name) != nil:
+			return nil, fmt.Errorf("%s: app %s: name must be 1 to %d characters", path, a.AppID, request.MaxNameRunes)
 		case !isEnvName(a.SecretEnv):
 			return nil, fmt.Errorf("%s: app %s: secret_env %q is not an environment variable name like SHOP_SECRET", path, a.AppID, a.SecretEnv)
 		}

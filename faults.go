@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"wxlogin/internal/request"
 )
 
 // This file makes the fake WeChat fail on purpose, so that tests and the
@@ -168,7 +169,7 @@ func (fi *faultInjector) handleFaults() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			var s faultSettings
-			if err := decodeJSONBody(r, &s); err != nil {
+			if err := request.DecodeJSONBody(r, &s); err != nil {
 				writeError(w, err)
 				return
 			}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"wxlogin/internal/account"
+	"wxlogin/internal/request"
 )
 
 // This file is the fake WeChat's fixtures file (-fake-fixtures): users
@@ -76,14 +77,14 @@ func loadFakeFixtures(path string, appIDs []string) (fakeFixtures, error) {
 	for _, name := range names {
 		u := file.Users[name]
 		where := fmt.Sprintf("user %q", name)
-		if err := checkText("name", name, 64); name == "" || err != nil {
+		if err := request.CheckText("name", name, 64); name == "" || err != nil {
 			errs = append(errs, fmt.Errorf("user name %q: 1 to 64 characters of text", name))
 		}
 		for appID, openID := range u.OpenIDs {
 			if !known(appID, where+"'s openids") {
 				continue
 			}
-			if openID == "" || !isPrintableASCII(openID) || len(openID) > 128 {
+			if openID == "" || !request.IsPrintableASCII(openID) || len(openID) > 128 {
 				errs = append(errs, fmt.Errorf("%s: openid %q in %s: 1 to 128 printable ASCII characters", where, openID, appID))
 			}
 			if other, taken := openIDs[account.Ref{AppID: appID, OpenID: openID}]; taken {
@@ -92,7 +93,7 @@ func loadFakeFixtures(path string, appIDs []string) (fakeFixtures, error) {
 			openIDs[account.Ref{AppID: appID, OpenID: openID}] = name
 		}
 		if u.UnionID != "" {
-			if !isPrintableASCII(u.UnionID) || len(u.UnionID) > 128 {
+			if !request.IsPrintableASCII(u.UnionID) || len(u.UnionID) > 128 {
 				errs = append(errs, fmt.Errorf("%s: unionid %q: up to 128 printable ASCII characters", where, u.UnionID))
 			}
 			if other, taken := unionIDs[u.UnionID]; taken {
@@ -107,10 +108,10 @@ func loadFakeFixtures(path string, appIDs []string) (fakeFixtures, error) {
 			errs = append(errs, fmt.Errorf("%s: country_code %q: 1 to 4 digits", where, u.CountryCode))
 		}
 		// The fake's users are held to what PATCH /user takes.
-		if err := checkAvatarURL("avatar_url", u.AvatarURL); err != nil {
+		if err := request.CheckAvatarURL("avatar_url", u.AvatarURL); err != nil {
 			errs = append(errs, fmt.Errorf("%s: avatar_url %q: an http(s) URL (%v)", where, u.AvatarURL, err))
 		}
-		if err := checkName("nickname", u.Nickname); err != nil {
+		if err := request.CheckName("nickname", u.Nickname); err != nil {
 			errs = append(errs, fmt.Errorf("%s: nickname: %w", where, err))
 		}
 		fx.users[name] = u

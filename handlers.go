@@ -17,6 +17,7 @@ import (
 	"wxlogin/internal/limits"
 	"wxlogin/internal/metrics"
 	"wxlogin/internal/redisstore"
+	"wxlogin/internal/request"
 	"wxlogin/internal/scopes"
 )
 
@@ -114,11 +115,11 @@ func newServer(log *slog.Logger, m *metrics.Metrics, apps appSet, users userBack
 
 // withAccessLog is the access log around next (accesslog.Handler), told
 // how wxlogin answers: in the envelope (writeError), with request bodies
-// capped at maxBodyBytes, the client named behind trusted proxies, and
+// capped at request.MaxBodyBytes, the client named behind trusted proxies, and
 // each answer counted in m (countRequest).
 func withAccessLog(log *slog.Logger, proxies limits.TrustedProxies, m *metrics.Metrics, next http.Handler) http.Handler {
 	return accesslog.Handler(log, accesslog.Options{
-		MaxBodyBytes: maxBodyBytes,
+		MaxBodyBytes: request.MaxBodyBytes,
 		WriteError:   writeError,
 		Forwarded:    proxies.Forwarded,
 		Answered:     func(route string, code int, cause error) { countRequest(m, route, code, cause) },
@@ -228,6 +229,19 @@ func wechatFailure(err error) *apiError {
 	return e
 }
 
+// requestFailure is what the client is told of a request that cannot be
+// read: status 1, saying what is wrong; 413 for a body over the cap.
+func requestFailure(e *request.Error) *apiError {
+	if e.Kind == request.TooLarge {
+		return &apiError{status: statusBadRequest, httpCode: http.StatusRequestEntityTooLarge, msg: msgTooLarge, cause: e.Err}
+	}
+	msg := msgMalformed
+	if e.What != "" {
+		msg += "：" + e.What
+	}
+	return badRequest(msg, e.Err)
+}
+
 // writeJSON writes v as a JSON response. Responses may carry tokens, so none
 // may be cached.
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -261,17 +275,20 @@ func writeUserOK(w http.ResponseWriter, v userView) {
 }
 
 // writeError is the one place an error becomes a response. An *apiError says
-// what the client may see, and so do a *dataCheckError (status 5), the
-// access log's accesslog.ErrNotFound and accesslog.ErrMethodNotAllowed
-// (status 1, with 404 and 405), and a store in Redis that cannot be
-// reached (status -1, 503); any other error is an internal one, answered
-// with a bare 500. The cause is handed to the access log, which logs it
-// once.
+// what the client may see, and so do a *request.Error (status 1), a
+// *dataCheckError (status 5), the access log's accesslog.ErrNotFound and
+// accesslog.ErrMethodNotAllowed (status 1, with 404 and 405), and a store
+// in Redis that cannot be reached (status -1, 503); any other error is an
+// internal one, answered with a bare 500. The cause is handed to the
+// access log, which logs it once.
 func writeError(w http.ResponseWriter, err error) {
 	var ae *apiError
+	var re *request.Error
 	var dce *dataCheckError
 	switch {
 	case errors.As(err, &ae):
+	case errors.As(err, &re):
+		ae = requestFailure(re)
 	case errors.Is(err, account.ErrNoUser):
 		// The token outlived its user: the account was deleted meanwhile.
 		ae = notLoggedIn(err)
@@ -392,16 +409,16 @@ const maxCodeBytes = 128
 // default) or as a form. A body with no Content-Type is read as JSON.
 func decodeLoginRequest(r *http.Request) (loginRequest, error) {
 	var req loginRequest
-	if err := readStringFields(r, map[string]*string{"code": &req.Code, "appid": &req.AppID}); err != nil {
+	if err := request.ReadStringFields(r, map[string]*string{"code": &req.Code, "appid": &req.AppID}); err != nil {
 		return req, err
 	}
 	if req.Code == "" {
 		return req, badRequest(msgMissingParam, errors.New("no code"))
 	}
-	if !isPrintableASCII(req.Code) || len(req.Code) > maxCodeBytes {
+	if !request.IsPrintableASCII(req.Code) || len(req.Code) > maxCodeBytes {
 		return req, badRequest(msgMalformed+"：code 无效", nil)
 	}
-	if !isPrintableASCII(req.AppID) || len(req.AppID) > 64 {
+	if !request.IsPrintableASCII(req.AppID) || len(req.AppID) > 64 {
 		return req, badRequest(msgMalformed+"：appid 无效", nil)
 	}
 	return req, nil
@@ -415,7 +432,7 @@ type callerHandler func(w http.ResponseWriter, r *http.Request, who account.Call
 // or answers status 4.
 func requireLogin(tokens tokenBackend, next callerHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, err := tokenFromRequest(r.Header)
+		token, err := request.Token(r.Header)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -577,7 +594,7 @@ type profilePatch struct {
 func handlePatchUser(apps appSet, users userBackend) callerHandler {
 	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
 		var p profilePatch
-		if err := readJSON(r, &p); err != nil {
+		if err := request.ReadJSON(r, &p); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -611,6 +628,23 @@ func handlePatchUser(apps appSet, users userBackend) callerHandler {
 		}
 		writeUser(w, r, apps, users, who.UserID)
 	}
+}
+
+// validate checks every field that is set. Its error messages are for the
+// client.
+func (p profilePatch) validate() error {
+	err := request.CheckFields(
+		request.NameField("nickname", p.Nickname), request.NameField("city", p.City),
+		request.NameField("province", p.Province), request.NameField("country", p.Country),
+		request.LanguageField("language", p.Language),
+	)
+	if err != nil {
+		return err
+	}
+	if p.Gender != nil && (*p.Gender < 0 || *p.Gender > 2) {
+		return errors.New("gender 应为 0（未知）、1（男）或 2（女）")
+	}
+	return request.CheckFields(request.AvatarURLField("avatar_url", p.AvatarURL))
 }
 
 // apply sets the patch's fields on u.
@@ -653,7 +687,7 @@ func (req *userInfoRequest) fields() map[string]*string {
 func handleUserInfo(apps appSet, users userBackend) callerHandler {
 	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
 		var req userInfoRequest
-		if err := readStringFields(r, req.fields()); err != nil {
+		if err := request.ReadStringFields(r, req.fields()); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -709,14 +743,14 @@ func handlePhone(apps appSet, users userBackend) callerHandler {
 		}
 		fields := req.encryptedRequest.fields()
 		fields["code"] = &req.Code
-		if err := readStringFields(r, fields); err != nil {
+		if err := request.ReadStringFields(r, fields); err != nil {
 			writeError(w, err)
 			return
 		}
 		var data openData
 		switch {
 		case req.Code != "":
-			if !isPrintableASCII(req.Code) || len(req.Code) > maxCodeBytes {
+			if !request.IsPrintableASCII(req.Code) || len(req.Code) > maxCodeBytes {
 				writeError(w, badRequest(msgMalformed+"：code 无效", nil))
 				return
 			}
@@ -809,7 +843,7 @@ func handleWeRun() callerHandler {
 	}
 	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
 		var req encryptedRequest
-		if err := readStringFields(r, req.fields()); err != nil {
+		if err := request.ReadStringFields(r, req.fields()); err != nil {
 			writeError(w, err)
 			return
 		}

@@ -22,6 +22,7 @@ import (
 	"wxlogin/internal/limits"
 	"wxlogin/internal/metrics"
 	"wxlogin/internal/redisstore"
+	"wxlogin/internal/request"
 )
 
 func TestLoginResponses(t *testing.T) {
@@ -329,15 +330,17 @@ func FuzzDecodeLoginRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
 		r := httptest.NewRequest("POST", "/login", strings.NewReader(string(body)))
 		r.Header.Set("Content-Type", contentType)
-		r.Body = http.MaxBytesReader(httptest.NewRecorder(), r.Body, maxBodyBytes)
+		r.Body = http.MaxBytesReader(httptest.NewRecorder(), r.Body, request.MaxBodyBytes)
 		req, err := decodeLoginRequest(r)
 		if err != nil {
-			if _, ok := err.(*apiError); !ok {
-				t.Fatalf("decodeLoginRequest returned %T; want *apiError", err)
+			switch err.(type) {
+			case *apiError, *request.Error: // what the client is told
+			default:
+				t.Fatalf("decodeLoginRequest returned %T; want *apiError or *request.Error", err)
 			}
 			return
 		}
-		if req.Code == "" || len(req.Code) > maxCodeBytes || !isPrintableASCII(req.Code) || !isPrintableASCII(req.AppID) {
+		if req.Code == "" || len(req.Code) > maxCodeBytes || !request.IsPrintableASCII(req.Code) || !request.IsPrintableASCII(req.AppID) {
 			t.Fatalf("decodeLoginRequest accepted %+v", req)
 		}
 	})
@@ -1405,8 +1408,8 @@ func TestRoutingErrorsUseTheEnvelope(t *testing.T) {
 		{"POST", "/session/check", "", "", 405, msgMethodNotAllowed, "GET, HEAD"},
 		{"POST", "/healthz", "", "", 405, msgMethodNotAllowed, "GET, HEAD"},
 		{"GET", "/logout", "", "", 405, msgMethodNotAllowed, "POST"},
-		{"POST", "/login", `{"code":"` + strings.Repeat("x", maxBodyBytes) + `"}`, jsonCT, 413, msgTooLarge, ""},
-		{"POST", "/login", "code=" + strings.Repeat("x", maxBodyBytes), "application/x-www-form-urlencoded", 413, msgTooLarge, ""},
+		{"POST", "/login", `{"code":"` + strings.Repeat("x", request.MaxBodyBytes) + `"}`, jsonCT, 413, msgTooLarge, ""},
+		{"POST", "/login", "code=" + strings.Repeat("x", request.MaxBodyBytes), "application/x-www-form-urlencoded", 413, msgTooLarge, ""},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s %s %d", tt.method, tt.path, tt.wantHTTP), func(t *testing.T) {
@@ -1496,5 +1499,28 @@ func TestAStoreThatCannotBeReachedAnswers503(t *testing.T) {
 				t.Errorf("writeError(%v) = HTTP %d, %s (Retry-After %q); want 503, status -1, %q, Retry-After 1", tt.err, got.code, got.raw, got.header.Get("Retry-After"), msgStoreUnavailable)
 			}
 		})
+	}
+}
+
+// A body that names a member twice is refused, whatever the route, in
+// JSON and in forms: the handler must not pick one of two answers.
+func TestDuplicateMembersAreRefused(t *testing.T) {
+	a, token := loggedIn(t)
+	for _, tt := range []struct {
+		method, path, contentType, body string
+	}{
+		{"POST", "/login", jsonCT, `{"code":"a","code":"b"}`},
+		{"POST", "/login", "application/x-www-form-urlencoded", "code=a&code=b"},
+		{"PATCH", "/user", jsonCT, `{"nickname":"a","nickName":"b"}`},
+		{"POST", "/user/userinfo", jsonCT, `{"rawData":"{}","signature":"x","rawData":"{}"}`},
+		{"POST", "/user/phone", jsonCT, `{"code":"a","code":"b"}`},
+	} {
+		got := call(t, a.handler, tt.method, tt.path, tt.body, "Content-Type", tt.contentType, "token", token)
+		if got.code != http.StatusBadRequest || got.env.Status != statusBadRequest || !strings.Contains(got.env.Msg, "不止一次") {
+			t.Errorf("%s %s %s = %d %s; want 400, status 1, naming the repeated member", tt.method, tt.path, tt.body, got.code, got.raw)
+		}
+	}
+	if got := call(t, a.handler, "GET", "/user", "", "Authorization", "Bearer "+token, "token", token); got.env.Status != statusOK {
+		t.Errorf("GET /user with the token in both headers = %s; want it to pass, as the headers differ", got.raw)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 	"wxlogin/internal/accesslog"
 	"wxlogin/internal/limits"
+	"wxlogin/internal/request"
 	"wxlogin/internal/testkit"
 )
 
@@ -526,7 +527,7 @@ func TestHostileRequests(t *testing.T) {
 		fmt.Fprintf(&many, `"m%d":%d,`, i, i)
 	}
 	many.WriteString(`"code":""}`)
-	big := strings.Repeat("a", maxBodyBytes+1)
+	big := strings.Repeat("a", request.MaxBodyBytes+1)
 	post := func(path, contentType, body string) string {
 		return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: " + contentType +
 			"\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body

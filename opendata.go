@@ -17,6 +17,7 @@ import (
 	"strings"
 	"unicode/utf8"
 	"wxlogin/internal/account"
+	"wxlogin/internal/request"
 	"wxlogin/internal/strictjson"
 )
 
@@ -525,11 +526,11 @@ func verifyUserInfo(req userInfoRequest, who account.Caller) (userInfo, error) {
 // never stored that PATCH would refuse.
 func (info userInfo) check() error {
 	p := info.profile
-	err := checkProfileFields(
-		profileField{"nickName", &p.Nickname, checkName}, profileField{"city", &p.City, checkName},
-		profileField{"province", &p.Province, checkName}, profileField{"country", &p.Country, checkName},
-		profileField{"language", &p.Language, checkLanguage}, profileField{"avatarUrl", &p.AvatarURL, checkAvatarURL},
-		profileField{"unionId", &info.UnionID, checkName},
+	err := request.CheckFields(
+		request.NameField("nickName", &p.Nickname), request.NameField("city", &p.City),
+		request.NameField("province", &p.Province), request.NameField("country", &p.Country),
+		request.LanguageField("language", &p.Language), request.AvatarURLField("avatarUrl", &p.AvatarURL),
+		request.NameField("unionId", &info.UnionID),
 	)
 	if err != nil {
 		return checkFailed("%v", err)

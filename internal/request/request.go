@@ -1,4 +1,9 @@
-package main
+// Package request reads what a client sends, strictly: bodies as JSON
+// (what wx.request sends by default) or as a form, the token headers, and
+// the checks of the fields a user may type. A body it cannot read is an
+// *Error that says what is wrong, in the client's language; the server
+// puts it in its envelope (status 1).
+package request
 
 import (
 	"bytes"
@@ -17,34 +22,68 @@ import (
 	"wxlogin/internal/strictjson"
 )
 
-// This file reads what a client sends, strictly: bodies as JSON (what
-// wx.request sends by default) or as a form, the token headers, and the
-// checks of the fields a user may type. Every refusal is a status 1 that
-// says what is wrong, in the client's language.
+// Kind is the kind of a request that cannot be read.
+type Kind int
 
-// maxBodyBytes caps every request body; a login is a few dozen bytes.
-const maxBodyBytes = 64 << 10
+// The kinds of Error.
+const (
+	Malformed Kind = iota // not what the route reads: the server answers 400
+	TooLarge              // a body over the server's cap: 413
+)
 
-// requestMediaType is the media type of the request body; a request without
+// Error is a request that cannot be read. What says what is wrong, for the
+// client, in its language ("" when there is no more to say than the kind);
+// Err is the cause, for the log only.
+type Error struct {
+	Kind Kind
+	What string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	msg := "malformed request"
+	if e.Kind == TooLarge {
+		msg = "request body too large"
+	}
+	if e.What != "" {
+		msg += ": " + e.What
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// malformed is a Malformed error saying what is wrong.
+func malformed(what string, cause error) *Error {
+	return &Error{Kind: Malformed, What: what, Err: cause}
+}
+
+// MaxBodyBytes caps every request body; a login is a few dozen bytes.
+const MaxBodyBytes = 64 << 10
+
+// mediaType is the media type of the request body; a request without
 // a Content-Type is taken to be JSON, wx.request's default.
-func requestMediaType(r *http.Request) (string, error) {
+func mediaType(r *http.Request) (string, error) {
 	ct := r.Header.Get("Content-Type")
 	if ct == "" {
 		return "application/json", nil
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return "", badRequest(msgMalformed+"：无法解析 Content-Type", err)
+		return "", malformed("无法解析 Content-Type", err)
 	}
 	return mt, nil
 }
 
-// readStringFields reads the named string fields of a request body sent as
+// ReadStringFields reads the named string fields of a request body sent as
 // JSON (wx.request's default) or as a form, as older mini programs send
 // them. Names match exactly, as WeChat spells them in e.detail; other
 // fields are ignored, and a missing or null field reads as "".
-func readStringFields(r *http.Request, fields map[string]*string) error {
-	mediaType, err := requestMediaType(r)
+func ReadStringFields(r *http.Request, fields map[string]*string) error {
+	mediaType, err := mediaType(r)
 	if err != nil {
 		return err
 	}
@@ -55,16 +94,16 @@ func readStringFields(r *http.Request, fields map[string]*string) error {
 		}
 		for name, dst := range fields {
 			if len(r.PostForm[name]) > 1 {
-				return badRequest(msgMalformed+"："+name+" 出现了不止一次", nil)
+				return malformed(name+" 出现了不止一次", nil)
 			}
 			*dst = r.PostForm.Get(name)
 			if !utf8.ValidString(*dst) {
-				return badRequest(msgMalformed+"：请求体不是合法的 UTF-8", nil)
+				return malformed("请求体不是合法的 UTF-8", nil)
 			}
 		}
 	case "application/json":
 		var members map[string]json.RawMessage
-		if err := decodeJSONBody(r, &members); err != nil {
+		if err := DecodeJSONBody(r, &members); err != nil {
 			return err
 		}
 		for name, dst := range fields {
@@ -73,35 +112,35 @@ func readStringFields(r *http.Request, fields map[string]*string) error {
 				continue
 			}
 			if err := json.Unmarshal(raw, dst); err != nil {
-				return badRequest(msgMalformed+"："+name+" 应为字符串", err)
+				return malformed(name+" 应为字符串", err)
 			}
 		}
 	default:
-		return badRequest(msgMalformed+"：Content-Type 应为 application/json 或 application/x-www-form-urlencoded", nil)
+		return malformed("Content-Type 应为 application/json 或 application/x-www-form-urlencoded", nil)
 	}
 	return nil
 }
 
-// readJSON reads a JSON request body into v, which must be a pointer to a
+// ReadJSON reads a JSON request body into v, which must be a pointer to a
 // struct. A member v has no field for is an error: a misspelt name is
 // refused rather than silently ignored.
-func readJSON(r *http.Request, v any) error {
-	mediaType, err := requestMediaType(r)
+func ReadJSON(r *http.Request, v any) error {
+	mediaType, err := mediaType(r)
 	if err != nil {
 		return err
 	}
 	if mediaType != "application/json" {
-		return badRequest(msgMalformed+"：Content-Type 应为 application/json", nil)
+		return malformed("Content-Type 应为 application/json", nil)
 	}
-	return decodeJSONBody(r, v)
+	return DecodeJSONBody(r, v)
 }
 
-// decodeJSONBody decodes the body as one JSON object into v, strictly: a
+// DecodeJSONBody decodes the body as one JSON object into v, strictly: a
 // repeated member, a member v has no field for (a map has one for each)
 // and data after the object are refused. An empty body decodes as {}. The
 // body must be valid UTF-8: encoding/json would silently replace invalid
 // bytes, storing text the client never sent.
-func decodeJSONBody(r *http.Request, v any) error {
+func DecodeJSONBody(r *http.Request, v any) error {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return bodyError(err)
@@ -110,10 +149,10 @@ func decodeJSONBody(r *http.Request, v any) error {
 		return nil
 	}
 	if !utf8.Valid(body) {
-		return badRequest(msgMalformed+"：请求体不是合法的 UTF-8", nil)
+		return malformed("请求体不是合法的 UTF-8", nil)
 	}
 	if name := strictjson.DuplicateMember(body); name != "" {
-		return badRequest(msgMalformed+"：字段 "+quoteName(name)+" 出现了不止一次", nil)
+		return malformed("字段 "+quoteName(name)+" 出现了不止一次", nil)
 	}
 	if err := strictjson.Decode(body, v); err != nil {
 		return jsonError(err)
@@ -131,31 +170,31 @@ func quoteName(name string) string {
 }
 
 // bodyError explains a failure to read a request body.
-func bodyError(err error) *apiError {
+func bodyError(err error) *Error {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		return &apiError{status: statusBadRequest, httpCode: http.StatusRequestEntityTooLarge, msg: msgTooLarge, cause: err}
+		return &Error{Kind: TooLarge, Err: err}
 	}
-	return badRequest(msgMalformed, err)
+	return malformed("", err)
 }
 
 // jsonError explains a JSON body that does not decode, naming the field.
-func jsonError(err error) *apiError {
+func jsonError(err error) *Error {
 	var typeErr *json.UnmarshalTypeError
 	if errors.Is(err, strictjson.ErrTrailingData) {
-		return badRequest(msgMalformed+"：请求体在 JSON 对象之后还有内容", nil)
+		return malformed("请求体在 JSON 对象之后还有内容", nil)
 	}
 	if errors.As(err, &typeErr) && typeErr.Field != "" {
-		return badRequest(msgMalformed+"："+typeErr.Field+" 应为"+jsonKind(typeErr.Type), err)
+		return malformed(typeErr.Field+" 应为"+jsonKind(typeErr.Type), err)
 	}
 	// DisallowUnknownFields reports with this text only; Go has no error type for it.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		if len(name) > 66 {
 			name = name[:64] + `…"`
 		}
-		return badRequest(msgMalformed+"：未知字段 "+name, err)
+		return malformed("未知字段 "+name, err)
 	}
-	return badRequest(msgMalformed+"：请求体不是合法的 JSON 对象", err)
+	return malformed("请求体不是合法的 JSON 对象", err)
 }
 
 // jsonKind names a Go type as the JSON a client should send for it.
@@ -178,8 +217,8 @@ func jsonKind(t reflect.Type) string {
 	}
 }
 
-// isPrintableASCII reports whether s has only visible ASCII characters.
-func isPrintableASCII(s string) bool {
+// IsPrintableASCII reports whether s has only visible ASCII characters.
+func IsPrintableASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x21 || s[i] > 0x7e {
 			return false
@@ -188,15 +227,15 @@ func isPrintableASCII(s string) bool {
 	return true
 }
 
-// tokenFromRequest finds the token in "Authorization: Bearer <token>" or,
+// Token finds the token in "Authorization: Bearer <token>" or,
 // as many mini programs send it, in a "token" header; "" if there is none.
 // Either header sent twice is refused: two tokens in one request leave it
 // open which one speaks (a reverse proxy that adds its own must replace the
 // client's).
-func tokenFromRequest(h http.Header) (string, error) {
+func Token(h http.Header) (string, error) {
 	auth, token := h.Values("Authorization"), h.Values("Token")
 	if len(auth) > 1 || len(token) > 1 {
-		return "", badRequest(msgMalformed+"：Authorization 或 token 请求头出现了不止一次", nil)
+		return "", malformed("Authorization 或 token 请求头出现了不止一次", nil)
 	}
 	if len(auth) == 1 {
 		if scheme, t, ok := strings.Cut(auth[0], " "); ok && strings.EqualFold(scheme, "Bearer") {
@@ -209,17 +248,27 @@ func tokenFromRequest(h http.Header) (string, error) {
 	return "", nil
 }
 
-// profileField is a profile field to check, under the name its source gives
-// it: PATCH /user's own names, or WeChat's in verified user info.
-type profileField struct {
+// Field is a profile field to check, under the name its source gives
+// it: PATCH /user's own names, or WeChat's in verified user info. Its value
+// is nil when the field was not sent.
+type Field struct {
 	name  string
-	value *string // nil when the field was not sent
+	value *string
 	check func(name, value string) error
 }
 
-// checkProfileFields checks every field that was sent. Its errors name the
+// NameField is a field CheckName checks: a nickname, a place, a unionid.
+func NameField(name string, value *string) Field { return Field{name, value, CheckName} }
+
+// LanguageField is a field holding a language tag.
+func LanguageField(name string, value *string) Field { return Field{name, value, checkLanguage} }
+
+// AvatarURLField is a field CheckAvatarURL checks.
+func AvatarURLField(name string, value *string) Field { return Field{name, value, CheckAvatarURL} }
+
+// CheckFields checks every field that was sent. Its errors name the
 // field and are for the client.
-func checkProfileFields(fields ...profileField) error {
+func CheckFields(fields ...Field) error {
 	for _, f := range fields {
 		if f.value == nil {
 			continue
@@ -232,19 +281,19 @@ func checkProfileFields(fields ...profileField) error {
 }
 
 // Limits of profile fields. WeChat's own are smaller; these only keep
-// nonsense out of the store.
+// nonsense out of the store. MaxNameRunes is a name's, in characters.
 const (
-	maxNameRunes    = 64
+	MaxNameRunes    = 64
 	maxLanguageLen  = 16
 	maxAvatarURLLen = 1024
 )
 
-// checkName accepts a name: a nickname, a place, a unionid.
-func checkName(name, s string) error { return checkText(name, s, maxNameRunes) }
+// CheckName accepts a name: a nickname, a place, a unionid.
+func CheckName(name, s string) error { return CheckText(name, s, MaxNameRunes) }
 
-// checkText accepts text of at most maxRunes characters with no control
+// CheckText accepts text of at most maxRunes characters with no control
 // characters (line breaks included).
-func checkText(name, s string, maxRunes int) error {
+func CheckText(name, s string, maxRunes int) error {
 	if !utf8.ValidString(s) {
 		return fmt.Errorf("%s 不是合法的 UTF-8", name)
 	}
@@ -267,10 +316,10 @@ func checkLanguage(name, s string) error {
 	return nil
 }
 
-// checkAvatarURL accepts an absolute http or https URL, or "" for none.
+// CheckAvatarURL accepts an absolute http or https URL, or "" for none.
 // chooseAvatar gives a temporary local file, which WeChat DevTools shows as
 // http://tmp/...: that is refused with a hint, as no one else can load it.
-func checkAvatarURL(name, s string) error {
+func CheckAvatarURL(name, s string) error {
 	if s == "" {
 		return nil
 	}
@@ -278,27 +327,10 @@ func checkAvatarURL(name, s string) error {
 	switch {
 	case len(s) > maxAvatarURLLen:
 		return fmt.Errorf("%s 最长 %d 字节", name, maxAvatarURLLen)
-	case err != nil || !isPrintableASCII(s) || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil:
+	case err != nil || !IsPrintableASCII(s) || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil:
 		return fmt.Errorf("%s 应为 http 或 https 网址", name)
 	case u.Hostname() == "tmp" || u.Hostname() == "usr":
 		return fmt.Errorf("%s 是 chooseAvatar 给出的本地临时文件：请先用 wx.uploadFile 上传，再保存上传后的网址", name)
 	}
 	return nil
-}
-
-// validate checks every field that is set. Its error messages are for the
-// client.
-func (p profilePatch) validate() error {
-	err := checkProfileFields(
-		profileField{"nickname", p.Nickname, checkName}, profileField{"city", p.City, checkName},
-		profileField{"province", p.Province, checkName}, profileField{"country", p.Country, checkName},
-		profileField{"language", p.Language, checkLanguage},
-	)
-	if err != nil {
-		return err
-	}
-	if p.Gender != nil && (*p.Gender < 0 || *p.Gender > 2) {
-		return errors.New("gender 应为 0（未知）、1（男）或 2（女）")
-	}
-	return checkProfileFields(profileField{"avatar_url", p.AvatarURL, checkAvatarURL})
 }
