@@ -16,6 +16,7 @@ import (
 	"wxlogin/internal/account"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/metrics"
+	"wxlogin/internal/opendata"
 	"wxlogin/internal/redisstore"
 	"wxlogin/internal/request"
 	"wxlogin/internal/scopes"
@@ -275,8 +276,8 @@ func writeUserOK(w http.ResponseWriter, v userView) {
 }
 
 // writeError is the one place an error becomes a response. An *apiError says
-// what the client may see, and so do a *request.Error (status 1), a
-// *dataCheckError (status 5), the access log's accesslog.ErrNotFound and
+// what the client may see, and so do a *request.Error (status 1), an
+// *opendata.CheckError (status 5), the access log's accesslog.ErrNotFound and
 // accesslog.ErrMethodNotAllowed (status 1, with 404 and 405), and a store
 // in Redis that cannot be reached (status -1, 503); any other error is an
 // internal one, answered with a bare 500. The cause is handed to the
@@ -284,7 +285,7 @@ func writeUserOK(w http.ResponseWriter, v userView) {
 func writeError(w http.ResponseWriter, err error) {
 	var ae *apiError
 	var re *request.Error
-	var dce *dataCheckError
+	var dce *opendata.CheckError
 	switch {
 	case errors.As(err, &ae):
 	case errors.As(err, &re):
@@ -300,8 +301,8 @@ func writeError(w http.ResponseWriter, err error) {
 	case errors.Is(err, redisstore.ErrUnavailable):
 		ae = storeUnavailable(err)
 	case errors.As(err, &dce):
-		ae = &apiError{status: statusDataCheck, httpCode: http.StatusBadRequest, msg: msgDataCheck + dce.check, cause: err}
-		if !dce.notTheKey {
+		ae = &apiError{status: statusDataCheck, httpCode: http.StatusBadRequest, msg: msgDataCheck + dce.Check, cause: err}
+		if !dce.NotTheKey {
 			ae.msg += msgDataCheckHint
 		}
 	default:
@@ -679,6 +680,22 @@ func (req *userInfoRequest) fields() map[string]*string {
 		"encryptedData": &req.EncryptedData, "iv": &req.IV}
 }
 
+// complete refuses a request with neither pair of user info, or half of
+// one.
+func (req *userInfoRequest) complete() error {
+	signed := req.RawData != "" || req.Signature != ""
+	encrypted := req.EncryptedData != "" || req.IV != ""
+	switch {
+	case !signed && !encrypted:
+		return badRequest(msgMissingParam+"：需要 rawData 和 signature，或 encryptedData 和 iv", nil)
+	case signed && (req.RawData == "" || req.Signature == ""):
+		return badRequest(msgMissingParam+"：rawData 和 signature 须一起提供", nil)
+	case encrypted && (req.EncryptedData == "" || req.IV == ""):
+		return badRequest(msgMissingParam+"：encryptedData 和 iv 须一起提供", nil)
+	}
+	return nil
+}
+
 // handleUserInfo serves POST /user/userinfo: it verifies the signature of
 // rawData and/or decrypts encryptedData with the caller's session_key
 // (both must pass when both are sent), and saves the verified profile and
@@ -691,12 +708,16 @@ func handleUserInfo(apps appSet, users userBackend) callerHandler {
 			writeError(w, err)
 			return
 		}
-		info, err := verifyUserInfo(req, who)
+		if err := req.complete(); err != nil {
+			writeError(w, err)
+			return
+		}
+		info, err := opendata.VerifyUserInfo(who, req.RawData, req.Signature, req.EncryptedData, req.IV)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		if _, err := users.Update(r.Context(), who.UserID, info.apply); err != nil {
+		if _, err := users.Update(r.Context(), who.UserID, info.Apply); err != nil {
 			writeError(w, err)
 			return
 		}
@@ -714,21 +735,13 @@ func (req *encryptedRequest) fields() map[string]*string {
 }
 
 // decrypt decrypts the pair with the caller's session_key, or the one a
-// login has just replaced (previouskey.go), and reads it with read.
+// login has just replaced (opendata.DecryptFor), and reads it with read.
 func decrypt[T any](req encryptedRequest, who account.Caller, read func(plain []byte) (T, error)) (T, error) {
 	if req.EncryptedData == "" || req.IV == "" {
 		var zero T
 		return zero, badRequest(msgMissingParam+"：需要 encryptedData 和 iv", nil)
 	}
-	return verifiedWithKeys(who, func(key string) (T, int64, error) {
-		plain, err := decryptOpenData(key, req.EncryptedData, req.IV)
-		if err != nil {
-			var zero T
-			return zero, 0, err
-		}
-		v, err := read(plain)
-		return v, watermarkTimestamp(plain), err
-	})
+	return opendata.DecryptFor(who, req.EncryptedData, req.IV, read)
 }
 
 // handlePhone serves POST /user/phone with the e.detail of <button
@@ -747,7 +760,7 @@ func handlePhone(apps appSet, users userBackend) callerHandler {
 			writeError(w, err)
 			return
 		}
-		var data openData
+		var data opendata.Data
 		switch {
 		case req.Code != "":
 			if !request.IsPrintableASCII(req.Code) || len(req.Code) > maxCodeBytes {
@@ -764,7 +777,7 @@ func handlePhone(apps appSet, users userBackend) callerHandler {
 			switch {
 			case errors.As(err, &we) && we.Code == errcodeInvalidOpenID:
 				// WeChat checked the code against the caller's openid (WECHAT.md §3).
-				writeError(w, &dataCheckError{check: "手机号 code 属于另一个用户", notTheKey: true})
+				writeError(w, &opendata.CheckError{Check: "手机号 code 属于另一个用户", NotTheKey: true})
 				return
 			case err != nil:
 				writeError(w, wechatFailure(err))
@@ -772,10 +785,10 @@ func handlePhone(apps appSet, users userBackend) callerHandler {
 			}
 			data = d
 		case req.EncryptedData != "" || req.IV != "":
-			d, err := decrypt(req.encryptedRequest, who, func(plain []byte) (openData, error) {
-				d, err := parseOpenData(plain)
+			d, err := decrypt(req.encryptedRequest, who, func(plain []byte) (opendata.Data, error) {
+				d, err := opendata.Parse(plain)
 				if err == nil {
-					_, err = parsePhone(d, who.AppID) // so that data of another app fails with either key
+					_, err = opendata.ParsePhone(d, who.AppID) // so that data of another app fails with either key
 				}
 				return d, err
 			})
@@ -789,9 +802,9 @@ func handlePhone(apps appSet, users userBackend) callerHandler {
 			writeError(w, badRequest(msgMissingParam+"：需要 code，或 encryptedData 和 iv（用户拒绝授权时 e.detail 中没有它们）", nil))
 			return
 		}
-		p, err := parsePhone(data, who.AppID)
+		p, err := opendata.ParsePhone(data, who.AppID)
 		if err == nil {
-			err = p.check()
+			err = p.Check()
 		}
 		if err != nil {
 			writeError(w, err)
@@ -839,7 +852,7 @@ func handleDeleteUser(users userBackend, tokens tokenBackend) callerHandler {
 // the mini program can fetch them whenever it needs them.
 func handleWeRun() callerHandler {
 	type response struct {
-		StepInfoList []stepInfo `json:"step_info_list"`
+		StepInfoList []opendata.StepInfo `json:"step_info_list"`
 	}
 	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
 		var req encryptedRequest
@@ -847,7 +860,7 @@ func handleWeRun() callerHandler {
 			writeError(w, err)
 			return
 		}
-		steps, err := decrypt(req, who, func(plain []byte) ([]stepInfo, error) { return parseWeRun(plain, who.AppID) })
+		steps, err := decrypt(req, who, func(plain []byte) ([]opendata.StepInfo, error) { return opendata.ParseWeRun(plain, who.AppID) })
 		if err != nil {
 			writeError(w, err)
 			return

@@ -21,6 +21,7 @@ import (
 	"wxlogin/internal/account"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/metrics"
+	"wxlogin/internal/opendata"
 	"wxlogin/internal/redisstore"
 	"wxlogin/internal/request"
 )
@@ -483,9 +484,9 @@ func TestUserInfoTamperingIsRefused(t *testing.T) {
 }
 
 // Data fetched just before a new login, made with the session_key that
-// login replaced, still verifies for previousKeyWindow after the login, if
-// its watermark says it was fetched before the login and not long before;
-// after the window it is status 5. Data fetched after the new login
+// login replaced, still verifies for opendata.PreviousKeyWindow after the
+// login, if its watermark says it was fetched before the login and not long
+// before; after the window it is status 5. Data fetched after the new login
 // verifies with the user's older token too.
 func TestUserInfoAfterTheSessionKeyRotated(t *testing.T) {
 	onEachStore(t, func(t *testing.T, store storeKind) {
@@ -499,8 +500,8 @@ func TestUserInfoAfterTheSessionKeyRotated(t *testing.T) {
 		replacement := a.clock.Now().Add(time.Second)
 		// Stamped after the login replaced the key, beyond WeChat's clock skew:
 		// the key was no longer WeChat's when the data was made, so it is false.
-		afterTheLogin := oldPlain(replacement.Add(watermarkSkew + time.Second))
-		withinTheSkew := oldPlain(replacement.Add(watermarkSkew))
+		afterTheLogin := oldPlain(replacement.Add(opendata.WatermarkSkew + time.Second))
+		withinTheSkew := oldPlain(replacement.Add(opendata.WatermarkSkew))
 		a.clock.Advance(time.Second)
 		a.login(t, "wxapp", "alice") // a newer login: a new session_key for all of alice's tokens
 
@@ -512,15 +513,15 @@ func TestUserInfoAfterTheSessionKeyRotated(t *testing.T) {
 				t.Errorf("%s data fetched just before the new login = %s; want it accepted within the window", name, got.raw)
 			}
 		}
-		wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, longBefore), errUndecryptable.check)
-		wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, afterTheLogin), errUndecryptable.check)
+		wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, longBefore), msgUndecryptable)
+		wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, afterTheLogin), msgUndecryptable)
 		if got := send(t, a.handler, "POST", "/user/userinfo", token, withinTheSkew); got.env.Status != 0 {
 			t.Errorf("data stamped within the clock skew of the login = %s; want it accepted", got.raw)
 		}
 
-		a.clock.Advance(previousKeyWindow + time.Second)
+		a.clock.Advance(opendata.PreviousKeyWindow + time.Second)
 		got := send(t, a.handler, "POST", "/user/userinfo", token, map[string]any{"encryptedData": old["encryptedData"], "iv": old["iv"]})
-		wantDataCheck(t, got, errUndecryptable.check)
+		wantDataCheck(t, got, msgUndecryptable)
 		got = send(t, a.handler, "POST", "/user/userinfo", token, map[string]any{"rawData": old["rawData"], "signature": old["signature"]})
 		wantDataCheck(t, got, "signature 与 rawData 不匹配")
 
@@ -573,7 +574,7 @@ func TestAnonymousUserInfoKeepsTheFilledProfile(t *testing.T) {
 			t.Fatalf("PATCH /user = %s", got.raw)
 		}
 		detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice","anonymous":true}`)
-		if detail["userInfo"].(map[string]any)["nickName"] != anonymousNickname {
+		if detail["userInfo"].(map[string]any)["nickName"] != opendata.AnonymousNickname {
 			t.Fatalf("anonymous getUserInfo = %v", detail)
 		}
 		got := send(t, a.handler, "POST", "/user/userinfo", token, detail)

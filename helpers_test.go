@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +23,7 @@ import (
 	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
 	"wxlogin/internal/limits"
+	"wxlogin/internal/opendata"
 	"wxlogin/internal/redis"
 	"wxlogin/internal/redisstore"
 	"wxlogin/internal/testkit"
@@ -132,7 +134,7 @@ func onEachStore(t *testing.T, test func(t *testing.T, store storeKind)) {
 func openTestRedisStore(t testing.TB, rc *redis.Client, mode string, now func() time.Time) *redisstore.Store {
 	t.Helper()
 	s, err := redisstore.Open(t.Context(), rc, redisstore.Options{Durability: redisstore.Fsync, Meta: account.Meta{Mode: mode},
-		TokenTTL: 2 * time.Hour, TokenMaxAge: 720 * time.Hour, PreviousKeyWindow: previousKeyWindow, Now: now, Log: discardLogger()})
+		TokenTTL: 2 * time.Hour, TokenMaxAge: 720 * time.Hour, PreviousKeyWindow: opendata.PreviousKeyWindow, Now: now, Log: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,6 +323,27 @@ func wxCallAsIs(t testing.TB, fake *fakeWechat, api, body string) map[string]any
 		t.Fatalf("%s(%s) = HTTP %d, %s", api, body, w.Code, w.Body)
 	}
 	return detail
+}
+
+// officialSessionKey is the session_key of WeChat's published example of
+// open data (WECHAT.md §2): a key of the right shape, for tests that need
+// one.
+const officialSessionKey = "tiihtNczf5v6AKRyjwEUhQ=="
+
+// msgUndecryptable is the check every data that does not decrypt fails,
+// whatever went wrong after the AES step, as the client is told it.
+const msgUndecryptable = "无法用当前 session_key 解密 encryptedData"
+
+// encrypt encrypts plain with key for a test, as WeChat encrypts open
+// data, with a fixed iv.
+func encrypt(t testing.TB, key, plain string) (data, iv string) {
+	t.Helper()
+	ivBytes := bytes.Repeat([]byte{7}, 16)
+	data, err := opendata.Encrypt(key, []byte(plain), ivBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, base64.StdEncoding.EncodeToString(ivBytes)
 }
 
 // reply is a response as a client sees it. Its data is read with dataOf,

@@ -33,6 +33,7 @@ import (
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/metrics"
+	"wxlogin/internal/opendata"
 	"wxlogin/internal/redact"
 	"wxlogin/internal/redis"
 	"wxlogin/internal/redisstore"
@@ -151,7 +152,7 @@ func runOnRedis(ctx context.Context, cfg config, m *metrics.Metrics, log *slog.L
 	// The start-up's checks of Redis take four calls' bound at most, all told.
 	opening, cancel := context.WithTimeout(ctx, 4*cfg.redis.Timeout)
 	store, err := redisstore.Open(opening, rc, redisstore.Options{Durability: cfg.redisDurability, Meta: cfg.storeMeta(),
-		TokenTTL: cfg.tokenTTL, TokenMaxAge: cfg.tokenMaxAge, PreviousKeyWindow: previousKeyWindow, Now: time.Now, Log: log})
+		TokenTTL: cfg.tokenTTL, TokenMaxAge: cfg.tokenMaxAge, PreviousKeyWindow: opendata.PreviousKeyWindow, Now: time.Now, Log: log})
 	cancel()
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/opendata"
 	"wxlogin/internal/redact"
 )
 
@@ -540,7 +541,7 @@ func (f *fakeWechat) handleCheckSession() http.Handler {
 			jsonAnswer(w, apiFailure(40003, "invalid openid"))
 			return
 		}
-		if subtle.ConstantTimeCompare([]byte(q.Get("signature")), []byte(sessionKeySignature(key))) != 1 {
+		if subtle.ConstantTimeCompare([]byte(q.Get("signature")), []byte(opendata.SessionKeySignature(key))) != 1 {
 			jsonAnswer(w, apiFailure(errcodeInvalidSignature, "invalid signature"))
 			return
 		}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wxlogin/internal/opendata"
 )
 
 // fakeSetup is the fake WeChat on a real HTTP server, with a client of app
@@ -195,12 +196,16 @@ func FuzzFakeWxLogin(f *testing.F) {
 	})
 }
 
+// officialPlaintext is what WeChat's published example of open data
+// decrypts to (WECHAT.md §2): the shape of user info, field by field.
+const officialPlaintext = `{"openId":"oGZUI0egBJY1zhBYw2KhdUfwVJJE","nickName":"Band","gender":1,"language":"zh_CN","city":"Guangzhou","province":"Guangdong","country":"CN","avatarUrl":"http://wx.qlogo.cn/mmopen/vi_32/aSKcBBPpibyKNicHNTMM0qJVh8Kjgiak2AHWr8MHM4WgMEm7GFhsf8OYrySdbvAMvTsw3mo8ibKicsnfN5pRjl1p8HQ/0","unionId":"ocMvos6NjeKLIBqg5Mr9QjxrP1FA","watermark":{"timestamp":1477314187,"appid":"wx4f4bc4dec97d474b"}}`
+
 func TestFakeUserInfoIsShapedAsWeChat(t *testing.T) {
 	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
 	fake.issueCode("wxapp", "alice")
 	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
 	key, _ := fake.sessionKey(fakeUser{"wxapp", "alice"})
-	plain, err := decryptOpenData(key, detail["encryptedData"].(string), detail["iv"].(string))
+	plain, err := opendata.Decrypt(key, detail["encryptedData"].(string), detail["iv"].(string))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +217,7 @@ func TestFakeUserInfoIsShapedAsWeChat(t *testing.T) {
 	if got, want := jsonKeys(t, []byte(rawData)), jsonKeys(t, []byte(officialRawData)); !slices.Equal(got, want) {
 		t.Errorf("rawData keys %v; want the official example's %v", got, want)
 	}
-	if detail["signature"] != signRawData(rawData, key) {
+	if detail["signature"] != opendata.SignRawData(rawData, key) {
 		t.Errorf("signature %v is not SHA-1 of rawData and the session_key", detail["signature"])
 	}
 }
@@ -239,7 +244,7 @@ func TestFakeUnionIDAcrossApps(t *testing.T) {
 	}
 	info := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice","appid":"wxsolo"}`)
 	key, _ := fake.sessionKey(fakeUser{"wxsolo", "alice"})
-	plain, _ := decryptOpenData(key, info["encryptedData"].(string), info["iv"].(string))
+	plain, _ := opendata.Decrypt(key, info["encryptedData"].(string), info["iv"].(string))
 	if strings.Contains(string(plain), "unionId") {
 		t.Errorf("user info in an unbound app carries a unionId: %s", plain)
 	}

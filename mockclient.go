@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 	"wxlogin/internal/account"
+	"wxlogin/internal/opendata"
 )
 
 // This file is the fake WeChat's client side: what the WeChat app gives a
@@ -269,7 +270,7 @@ func (f *fakeWechat) encryptForUser(u fakeUser, v any) (encryptedData, iv, key s
 	}
 	ivBytes := make([]byte, 16)
 	rand.Read(ivBytes)
-	data, err := encryptOpenData(key, marshalAsWeChat(v), ivBytes)
+	data, err := opendata.Encrypt(key, marshalAsWeChat(v), ivBytes)
 	if err != nil {
 		return "", "", "", false // Cannot happen: the fake's keys are 16 bytes.
 	}
@@ -306,7 +307,7 @@ func (f *fakeWechat) handleGetUserInfo() http.Handler {
 		nickname, avatar := f.profile(req.User)
 		info := userInfo{NickName: nickname, Language: "zh_CN", AvatarURL: avatar}
 		if req.Anonymous {
-			info = userInfo{NickName: anonymousNickname, AvatarURL: anonymousAvatarURL}
+			info = userInfo{NickName: opendata.AnonymousNickname, AvatarURL: anonymousAvatarURL}
 		}
 		plain := encrypted{
 			OpenID: f.openID(u.appID, u.name), userInfo: info, UnionID: f.unionID(u),
@@ -322,7 +323,7 @@ func (f *fakeWechat) handleGetUserInfo() http.Handler {
 			"errMsg":        "getUserInfo:ok",
 			"userInfo":      info,
 			"rawData":       rawData,
-			"signature":     signRawData(rawData, key),
+			"signature":     opendata.SignRawData(rawData, key),
 			"encryptedData": data,
 			"iv":            iv,
 		})
@@ -382,8 +383,8 @@ func (f *fakeWechat) handleGetPhoneNumber(api string, legacy bool) http.Handler 
 // stamped with its midnight in China and the data watermarked.
 func (f *fakeWechat) handleGetWeRunData() http.Handler {
 	type encrypted struct {
-		StepInfoList []stepInfo    `json:"stepInfoList"`
-		Watermark    fakeWatermark `json:"watermark"`
+		StepInfoList []opendata.StepInfo `json:"stepInfoList"`
+		Watermark    fakeWatermark       `json:"watermark"`
 	}
 	chinaTime := time.FixedZone("CST", 8*60*60) // WeRun's days begin at midnight in China.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -397,7 +398,7 @@ func (f *fakeWechat) handleGetWeRunData() http.Handler {
 		for i := 30; i >= 0; i-- {
 			day := time.Date(y, m, d-i, 0, 0, 0, 0, chinaTime)
 			sum := fakeHash("werun\x00" + req.User + "\x00" + day.Format(time.DateOnly))
-			plain.StepInfoList = append(plain.StepInfoList, stepInfo{
+			plain.StepInfoList = append(plain.StepInfoList, opendata.StepInfo{
 				Timestamp: day.Unix(),
 				Step:      int64(binary.BigEndian.Uint32(sum[:4]) % 20000),
 			})

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/opendata"
 	"wxlogin/internal/redis"
 	"wxlogin/internal/redisstore"
 	"wxlogin/internal/testkit"
@@ -65,7 +66,7 @@ func TestTokenLifetimesOnEachStore(t *testing.T) {
 			t.Errorf("after a second login: %v, key %q, previous %q replaced at %v; want key-2, key-1 at %v", ok, c.SessionKey, c.PreviousKey, c.ReplacedAt, replaced)
 		}
 		for range 3 { // the same key again does not stretch the window
-			a.clock.Advance(previousKeyWindow / 3)
+			a.clock.Advance(opendata.PreviousKeyWindow / 3)
 			issue("key-2")
 		}
 		a.clock.Advance(time.Second)

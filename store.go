@@ -19,6 +19,7 @@ import (
 	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
 	"wxlogin/internal/journal"
+	"wxlogin/internal/opendata"
 	"wxlogin/internal/strictjson"
 )
 
@@ -99,8 +100,8 @@ type loginState struct {
 type sessionKey struct {
 	key      string
 	storedAt int64 // on the monotonic clock, in nanoseconds
-	// previous is the key this one replaced, kept for previousKeyWindow
-	// after replacedAt (previouskey.go); nil when there is none or its
+	// previous is the key this one replaced, kept for
+	// opendata.PreviousKeyWindow after replacedAt; nil when there is none or its
 	// window has closed.
 	previous   *sessionKey
 	replacedAt int64 // of previous: when this key replaced it, on the monotonic clock
@@ -109,7 +110,7 @@ type sessionKey struct {
 // previousInWindow reports whether k's previous key is still to be
 // accepted at now.
 func (k *sessionKey) previousInWindow(now int64) bool {
-	return k.previous != nil && now-k.replacedAt <= int64(previousKeyWindow)
+	return k.previous != nil && now-k.replacedAt <= int64(opendata.PreviousKeyWindow)
 }
 
 // tokenStore holds the login state wxlogin hands to mini programs: random

@@ -15,6 +15,7 @@ import (
 	"time"
 	"wxlogin/internal/flight"
 	"wxlogin/internal/metrics"
+	"wxlogin/internal/opendata"
 	"wxlogin/internal/redact"
 	"wxlogin/internal/redisstore"
 )
@@ -538,12 +539,12 @@ func decodeReply(api string, body []byte, v any) error {
 // user paid for the code when the tap succeeded, so giving up on a busy
 // WeChat costs them another, and a retry that finds the code spent reports
 // the first failure, not the spent code.
-func (c *wechatClient) phoneNumber(ctx context.Context, code, openID string) (openData, error) {
+func (c *wechatClient) phoneNumber(ctx context.Context, code, openID string) (opendata.Data, error) {
 	const api = "getuserphonenumber"
 	ctx, cancel := context.WithTimeout(ctx, c.requestTimeout)
 	defer cancel()
 	body, _ := json.Marshal(map[string]string{"code": code, "openid": openID}) // Cannot fail: plain data.
-	var info openData
+	var info opendata.Data
 	err := retrying(ctx, c.backoff[:min(1, len(c.backoff))], errcodeInvalidCode, func() error {
 		return c.withAccessToken(ctx, func(ctx context.Context, token string) error {
 			reply, err := c.call(ctx, api, http.MethodPost, "/wxa/business/getuserphonenumber",
@@ -560,18 +561,18 @@ func (c *wechatClient) phoneNumber(ctx context.Context, code, openID string) (op
 
 // parsePhoneReply decodes a getuserphonenumber reply and returns its
 // phone_info, to be read like decrypted phone data.
-func parsePhoneReply(body []byte) (openData, error) {
+func parsePhoneReply(body []byte) (opendata.Data, error) {
 	var r struct {
 		PhoneInfo json.RawMessage `json:"phone_info"`
 	}
 	if err := decodeReply("getuserphonenumber", body, &r); err != nil {
 		return nil, err
 	}
-	fields, err := jsonFields(r.PhoneInfo)
+	fields, err := opendata.ReadObject(r.PhoneInfo)
 	if err != nil {
 		return nil, fmt.Errorf("wechat getuserphonenumber: %w: phone_info: %v", errBadReply, err)
 	}
-	return openData(fields), nil
+	return opendata.Data(fields), nil
 }
 
 // checkSessionKey asks WeChat whether sessionKey is still the user's current
@@ -579,7 +580,7 @@ func parsePhoneReply(body []byte) (openData, error) {
 // sent: the signature is an HMAC-SHA256 of the empty string keyed with it.
 func (c *wechatClient) checkSessionKey(ctx context.Context, openID, sessionKey string) (bool, error) {
 	const api = "checksession"
-	signature := sessionKeySignature(sessionKey)
+	signature := opendata.SessionKeySignature(sessionKey)
 	valid := false
 	err := c.withAccessToken(ctx, func(ctx context.Context, token string) error {
 		q := url.Values{

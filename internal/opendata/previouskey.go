@@ -1,4 +1,4 @@
-package main
+package opendata
 
 import (
 	"errors"
@@ -11,19 +11,19 @@ import (
 // a new session_key at WeChat, and data the user fetched a moment before (a
 // tap racing a launch login) is signed and encrypted with the key before
 // it (WECHAT.md §2). So the token store keeps that key for
-// previousKeyWindow after the login that replaced it, and data that fails
+// PreviousKeyWindow after the login that replaced it, and data that fails
 // with the current key but verifies with that one is accepted, if its
 // watermark says it was fetched before the replacement, and not long
 // before. Anything else that fails is status 5, as before.
 
-// previousKeyWindow is how long after a login replaced a session_key data
+// PreviousKeyWindow is how long after a login replaced a session_key data
 // made with the replaced key is accepted, and how long before the
 // replacement that data may have been fetched.
-const previousKeyWindow = 2 * time.Minute
+const PreviousKeyWindow = 2 * time.Minute
 
-// watermarkSkew is how far WeChat's clock, which stamps the watermark, may
+// WatermarkSkew is how far WeChat's clock, which stamps the watermark, may
 // run ahead of wxlogin's.
-const watermarkSkew = 30 * time.Second
+const WatermarkSkew = 30 * time.Second
 
 // verifiedWithKeys runs verify with the caller's session_key and, if that
 // fails a data check and the caller's previous key is still in its window,
@@ -33,7 +33,7 @@ const watermarkSkew = 30 * time.Second
 // key's failure is the one reported.
 func verifiedWithKeys[T any](who account.Caller, verify func(key string) (T, int64, error)) (T, error) {
 	v, _, err := verify(who.SessionKey)
-	var dce *dataCheckError
+	var dce *CheckError
 	if err == nil || !errors.As(err, &dce) || who.PreviousKey == "" {
 		return v, err
 	}
@@ -43,9 +43,23 @@ func verifiedWithKeys[T any](who account.Caller, verify func(key string) (T, int
 	}
 	if fetched != 0 {
 		at := time.Unix(fetched, 0)
-		if at.After(who.ReplacedAt.Add(watermarkSkew)) || at.Before(who.ReplacedAt.Add(-previousKeyWindow)) {
+		if at.After(who.ReplacedAt.Add(WatermarkSkew)) || at.Before(who.ReplacedAt.Add(-PreviousKeyWindow)) {
 			return v, err
 		}
 	}
 	return old, nil
+}
+
+// DecryptFor decrypts encryptedData with the caller's session_key, or the
+// one a login has just replaced, and reads what it decrypts to with read.
+func DecryptFor[T any](who account.Caller, encryptedData, iv string, read func(plain []byte) (T, error)) (T, error) {
+	return verifiedWithKeys(who, func(key string) (T, int64, error) {
+		plain, err := Decrypt(key, encryptedData, iv)
+		if err != nil {
+			var zero T
+			return zero, 0, err
+		}
+		v, err := read(plain)
+		return v, watermarkTimestamp(plain), err
+	})
 }

@@ -1,4 +1,4 @@
-package main
+package opendata
 
 import (
 	"bytes"
@@ -21,7 +21,7 @@ const (
 )
 
 func TestOfficialDecryptionExample(t *testing.T) {
-	plain, err := decryptOpenData(officialSessionKey, officialData, officialIV)
+	plain, err := Decrypt(officialSessionKey, officialData, officialIV)
 	if err != nil {
 		t.Fatalf("decrypting the official example: %v", err)
 	}
@@ -32,8 +32,8 @@ func TestOfficialDecryptionExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parseUserInfo(official example): %v", err)
 	}
-	want := userInfo{
-		profile: profile{
+	want := UserInfo{
+		Profile: Profile{
 			Nickname: "Band", Gender: 1, Language: "zh_CN", City: "Guangzhou", Province: "Guangdong", Country: "CN",
 			AvatarURL: "http://wx.qlogo.cn/mmopen/vi_32/aSKcBBPpibyKNicHNTMM0qJVh8Kjgiak2AHWr8MHM4WgMEm7GFhsf8OYrySdbvAMvTsw3mo8ibKicsnfN5pRjl1p8HQ/0",
 		},
@@ -47,7 +47,7 @@ func TestOfficialDecryptionExample(t *testing.T) {
 func TestOfficialSignatureExample(t *testing.T) {
 	const rawData = `{"nickName":"Band","gender":1,"language":"zh_CN","city":"Guangzhou","province":"Guangdong","country":"CN","avatarUrl":"http://wx.qlogo.cn/mmopen/vi_32/1vZvI39NWFQ9XM4LtQpFrQJ1xlgZxx3w7bQxKARol6503Iuswjjn6nIGBiaycAjAtpujxyzYsrztuuICqIM5ibXQ/0"}`
 	const key, signature = "HyVFkGl5F5OQWJZZaNzBBg==", "75e81ceda165f4ffa64f4068af58c64b8f54b88c"
-	if got := signRawData(rawData, key); got != signature {
+	if got := SignRawData(rawData, key); got != signature {
 		t.Errorf("signRawData(official example) = %s; want %s", got, signature)
 	}
 	if err := verifySignature(rawData, signature, key); err != nil {
@@ -64,13 +64,13 @@ func TestSessionKeySignature(t *testing.T) {
 	// WeChat's example of the user login-state signature, which checksession
 	// uses with an empty message: HMAC-SHA256 keyed with the base64 text.
 	// Its empty-message value is WECHAT.md §4's own computation.
-	if got, want := sessionKeySignature("o0q0otL8aEzpcZL/FT9WsQ=="), "46e043c5525c2d817c44be603d30837a808a1d930d038f6fdc3e62a201fed128"; got != want {
+	if got, want := SessionKeySignature("o0q0otL8aEzpcZL/FT9WsQ=="), "46e043c5525c2d817c44be603d30837a808a1d930d038f6fdc3e62a201fed128"; got != want {
 		t.Errorf("sessionKeySignature = %s; want %s", got, want)
 	}
 }
 
 func isDataCheck(err error) bool {
-	var dce *dataCheckError
+	var dce *CheckError
 	return errors.As(err, &dce)
 }
 
@@ -78,7 +78,7 @@ func isDataCheck(err error) bool {
 func encrypt(t testing.TB, key, plain string) (data, iv string) {
 	t.Helper()
 	ivBytes := bytes.Repeat([]byte{7}, 16)
-	data, err := encryptOpenData(key, []byte(plain), ivBytes)
+	data, err := Encrypt(key, []byte(plain), ivBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestDecryptRejectsMalformedInput(t *testing.T) {
 	blockOf := func(b byte) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, 16)) }
 	// rawCiphertext encrypts a block without padding, to test bad padding.
 	rawCiphertext := func(last []byte) string {
-		data, _ := encryptOpenData(key, last, make([]byte, 16))
+		data, _ := Encrypt(key, last, make([]byte, 16))
 		raw, _ := base64.StdEncoding.DecodeString(data)
 		return base64.StdEncoding.EncodeToString(raw[:16]) // The first block only: last as the plaintext, unpadded.
 	}
@@ -112,21 +112,21 @@ func TestDecryptRejectsMalformedInput(t *testing.T) {
 		{"data url-safe base64", key, strings.NewReplacer("+", "-", "/", "_").Replace(officialData), officialIV, "encryptedData 不是合法的 base64"},
 		{"empty data", key, "", validIV, "encryptedData 长度应为 16 字节的正整数倍，实为 0 字节"},
 		{"data of 17 bytes", key, base64.StdEncoding.EncodeToString(make([]byte, 17)), validIV, "encryptedData 长度应为 16 字节的正整数倍，实为 17 字节"},
-		{"padding byte 0", key, rawCiphertext(bytes.Repeat([]byte{0}, 16)), blockOf(0), errUndecryptable.check},
-		{"padding byte 17", key, rawCiphertext(bytes.Repeat([]byte{17}, 16)), blockOf(0), errUndecryptable.check},
-		{"padding bytes differ", key, rawCiphertext(append(bytes.Repeat([]byte{'a'}, 13), 1, 3, 3)), blockOf(0), errUndecryptable.check},
-		{"wrong key", "HyVFkGl5F5OQWJZZaNzBBg==", officialData, officialIV, errUndecryptable.check},
+		{"padding byte 0", key, rawCiphertext(bytes.Repeat([]byte{0}, 16)), blockOf(0), errUndecryptable.Check},
+		{"padding byte 17", key, rawCiphertext(bytes.Repeat([]byte{17}, 16)), blockOf(0), errUndecryptable.Check},
+		{"padding bytes differ", key, rawCiphertext(append(bytes.Repeat([]byte{'a'}, 13), 1, 3, 3)), blockOf(0), errUndecryptable.Check},
+		{"wrong key", "HyVFkGl5F5OQWJZZaNzBBg==", officialData, officialIV, errUndecryptable.Check},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			plain, err := decryptOpenData(tt.key, tt.data, tt.iv)
+			plain, err := Decrypt(tt.key, tt.data, tt.iv)
 			if err == nil {
 				// A wrong key can pass the padding check by chance; it then
 				// fails as JSON, with the same message.
-				_, err = parseOpenData(plain)
+				_, err = Parse(plain)
 			}
-			var dce *dataCheckError
-			if !errors.As(err, &dce) || dce.check != tt.wantCheck {
+			var dce *CheckError
+			if !errors.As(err, &dce) || dce.Check != tt.wantCheck {
 				t.Errorf("decrypt = %v; want the check %q", err, tt.wantCheck)
 			}
 		})
@@ -137,9 +137,9 @@ func TestPaddingIsCheckedEveryByte(t *testing.T) {
 	key := officialSessionKey
 	for n := 1; n <= 16; n++ {
 		plain := append(bytes.Repeat([]byte{'x'}, 16-n), bytes.Repeat([]byte{byte(n)}, n)...)
-		good, _ := encryptOpenData(key, plain[:16-n], make([]byte, 16))
+		good, _ := Encrypt(key, plain[:16-n], make([]byte, 16))
 		raw, _ := base64.StdEncoding.DecodeString(good)
-		got, err := decryptOpenData(key, base64.StdEncoding.EncodeToString(raw[:16]), base64.StdEncoding.EncodeToString(make([]byte, 16)))
+		got, err := Decrypt(key, base64.StdEncoding.EncodeToString(raw[:16]), base64.StdEncoding.EncodeToString(make([]byte, 16)))
 		if err != nil || string(got) != string(plain[:16-n]) {
 			t.Fatalf("padding %d: decrypt = %q, %v; want %q", n, got, err, plain[:16-n])
 		}
@@ -148,7 +148,7 @@ func TestPaddingIsCheckedEveryByte(t *testing.T) {
 			// are) through the iv, which XORs into the plaintext.
 			iv := make([]byte, 16)
 			iv[i] = 0x40
-			_, err := decryptOpenData(key, base64.StdEncoding.EncodeToString(raw[:16]), base64.StdEncoding.EncodeToString(iv))
+			_, err := Decrypt(key, base64.StdEncoding.EncodeToString(raw[:16]), base64.StdEncoding.EncodeToString(iv))
 			if err != errUndecryptable {
 				t.Errorf("padding %d with byte %d changed: %v; want errUndecryptable", n, i, err)
 			}
@@ -176,16 +176,16 @@ func TestParseOpenDataIsExact(t *testing.T) {
 		{"watermark not an object", `{"openId":"o-alice","watermark":"wxapp"}`, false, "解密数据中的 watermark 不是对象"},
 		{"appid in another case", `{"openId":"o-alice","watermark":{"timestamp":1,"AppId":"wxapp"}}`, false, "数据水印的 appid 不是本小程序"},
 		{"openId in another case", `{"OpenId":"o-alice",` + wm + `}`, false, "解密数据缺少 openId"},
-		{"openId repeated", `{"openId":"o-bob","openId":"o-alice",` + wm + `}`, false, errUndecryptable.check},
-		{"openId repeated in another case", `{"openId":"o-alice","OpenId":"o-bob",` + wm + `}`, false, errUndecryptable.check},
-		{"a key repeated in the watermark", `{"openId":"o-alice","watermark":{"appid":"wxother","appid":"wxapp"}}`, false, errUndecryptable.check},
+		{"openId repeated", `{"openId":"o-bob","openId":"o-alice",` + wm + `}`, false, errUndecryptable.Check},
+		{"openId repeated in another case", `{"openId":"o-alice","OpenId":"o-bob",` + wm + `}`, false, errUndecryptable.Check},
+		{"a key repeated in the watermark", `{"openId":"o-alice","watermark":{"appid":"wxother","appid":"wxapp"}}`, false, errUndecryptable.Check},
 		{"openId not a string", `{"openId":1,` + wm + `}`, false, "解密数据中的 openId 不是字符串"},
 		{"gender out of range", `{"openId":"o-alice","gender":3,` + wm + `}`, false, "解密数据中的 gender 不是 0、1 或 2"},
-		{"trailing data", `{"openId":"o-alice",` + wm + `}x`, false, errUndecryptable.check},
-		{"two objects", `{"openId":"o-alice",` + wm + `}{}`, false, errUndecryptable.check},
-		{"array", `[1]`, false, errUndecryptable.check},
-		{"invalid UTF-8", "{\"openId\":\"o-alice\",\"nickName\":\"\xff\"," + wm + "}", false, errUndecryptable.check},
-		{"not JSON", `openId=o-alice`, false, errUndecryptable.check},
+		{"trailing data", `{"openId":"o-alice",` + wm + `}x`, false, errUndecryptable.Check},
+		{"two objects", `{"openId":"o-alice",` + wm + `}{}`, false, errUndecryptable.Check},
+		{"array", `[1]`, false, errUndecryptable.Check},
+		{"invalid UTF-8", "{\"openId\":\"o-alice\",\"nickName\":\"\xff\"," + wm + "}", false, errUndecryptable.Check},
+		{"not JSON", `openId=o-alice`, false, errUndecryptable.Check},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -196,8 +196,8 @@ func TestParseOpenDataIsExact(t *testing.T) {
 				}
 				return
 			}
-			var dce *dataCheckError
-			if !errors.As(err, &dce) || dce.check != tt.wantCheck {
+			var dce *CheckError
+			if !errors.As(err, &dce) || dce.Check != tt.wantCheck {
 				t.Errorf("parseUserInfo(%s) = %v; want the check %q", tt.plain, err, tt.wantCheck)
 			}
 		})
@@ -208,23 +208,23 @@ func TestParsePhoneAndWeRun(t *testing.T) {
 	wm := `"watermark":{"timestamp":1,"appid":"wxapp"}`
 	phones := []struct {
 		plain string
-		want  phone
+		want  Phone
 		check string
 	}{
-		{`{"phoneNumber":"13580006666","purePhoneNumber":"13580006666","countryCode":"86",` + wm + `}`, phone{"13580006666", "13580006666", "86"}, ""},
-		{`{"phoneNumber":"+1 4155550100","purePhoneNumber":"4155550100","countryCode":1,` + wm + `}`, phone{"+1 4155550100", "4155550100", "1"}, ""},
-		{`{"purePhoneNumber":"13580006666",` + wm + `}`, phone{}, "解密数据缺少 phoneNumber"},
-		{`{"phoneNumber":"13580006666","countryCode":true,` + wm + `}`, phone{}, "解密数据中的 countryCode 不是字符串或数字"},
-		{`{"phoneNumber":"13580006666"}`, phone{}, "解密数据缺少 watermark"},
+		{`{"phoneNumber":"13580006666","purePhoneNumber":"13580006666","countryCode":"86",` + wm + `}`, Phone{"13580006666", "13580006666", "86"}, ""},
+		{`{"phoneNumber":"+1 4155550100","purePhoneNumber":"4155550100","countryCode":1,` + wm + `}`, Phone{"+1 4155550100", "4155550100", "1"}, ""},
+		{`{"purePhoneNumber":"13580006666",` + wm + `}`, Phone{}, "解密数据缺少 phoneNumber"},
+		{`{"phoneNumber":"13580006666","countryCode":true,` + wm + `}`, Phone{}, "解密数据中的 countryCode 不是字符串或数字"},
+		{`{"phoneNumber":"13580006666"}`, Phone{}, "解密数据缺少 watermark"},
 	}
 	for _, tt := range phones {
-		d, err := parseOpenData([]byte(tt.plain))
+		d, err := Parse([]byte(tt.plain))
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := parsePhone(d, "wxapp")
+		got, err := ParsePhone(d, "wxapp")
 		if tt.check != "" {
-			if dce := (*dataCheckError)(nil); !errors.As(err, &dce) || dce.check != tt.check {
+			if dce := (*CheckError)(nil); !errors.As(err, &dce) || dce.Check != tt.check {
 				t.Errorf("parsePhone(%s) = %v; want the check %q", tt.plain, err, tt.check)
 			}
 			continue
@@ -234,8 +234,8 @@ func TestParsePhoneAndWeRun(t *testing.T) {
 		}
 	}
 
-	steps, err := parseWeRun([]byte(`{"stepInfoList":[{"timestamp":1445866601,"step":100},{"timestamp":1445876601,"step":120}]}`), "wxapp")
-	if err != nil || len(steps) != 2 || steps[1] != (stepInfo{1445876601, 120}) {
+	steps, err := ParseWeRun([]byte(`{"stepInfoList":[{"timestamp":1445866601,"step":100},{"timestamp":1445876601,"step":120}]}`), "wxapp")
+	if err != nil || len(steps) != 2 || steps[1] != (StepInfo{1445876601, 120}) {
 		t.Errorf("parseWeRun(WeChat's documented example) = %v, %v", steps, err)
 	}
 	for plain, check := range map[string]string{
@@ -247,8 +247,8 @@ func TestParsePhoneAndWeRun(t *testing.T) {
 		`{"stepInfoList":[{"Timestamp":1,"step":1}]}`:   "stepInfoList 中有缺少 timestamp 或 step 的项",
 		`{"stepInfoList":[{"timestamp":1.5,"step":1}]}`: "解密数据中的 timestamp 不是整数",
 	} {
-		_, err := parseWeRun([]byte(plain), "wxapp")
-		if dce := (*dataCheckError)(nil); !errors.As(err, &dce) || dce.check != check {
+		_, err := ParseWeRun([]byte(plain), "wxapp")
+		if dce := (*CheckError)(nil); !errors.As(err, &dce) || dce.Check != check {
 			t.Errorf("parseWeRun(%s) = %v; want the check %q", plain, err, check)
 		}
 	}
@@ -259,10 +259,10 @@ func FuzzDecryptOpenData(f *testing.F) {
 	f.Add(officialSessionKey, "AAAAAAAAAAAAAAAAAAAAAA==", "AAAAAAAAAAAAAAAAAAAAAA==")
 	f.Add("", "", "")
 	f.Fuzz(func(t *testing.T, key, data, iv string) {
-		plain, err := decryptOpenData(key, data, iv)
+		plain, err := Decrypt(key, data, iv)
 		if err != nil {
 			if !isDataCheck(err) {
-				t.Fatalf("decryptOpenData error %v is not a data check failure", err)
+				t.Fatalf("Decrypt error %v is not a data check failure", err)
 			}
 			// A real session_key is 24 characters; a short one can match by chance.
 			if len(key) >= 8 && strings.Contains(err.Error(), key) {
@@ -285,11 +285,11 @@ func FuzzOpenDataRoundTrip(f *testing.F) {
 		if len(iv) != 16 {
 			return
 		}
-		data, err := encryptOpenData(officialSessionKey, plain, iv)
+		data, err := Encrypt(officialSessionKey, plain, iv)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := decryptOpenData(officialSessionKey, data, base64.StdEncoding.EncodeToString(iv))
+		got, err := Decrypt(officialSessionKey, data, base64.StdEncoding.EncodeToString(iv))
 		if err != nil || !bytes.Equal(got, plain) {
 			t.Fatalf("round trip of %q = %q, %v", plain, got, err)
 		}
@@ -302,17 +302,17 @@ func FuzzParseOpenData(f *testing.F) {
 	f.Add([]byte(`{"stepInfoList":[{"timestamp":1445866601,"step":100}],"watermark":{"timestamp":1,"appid":"wxapp"}}`))
 	f.Add([]byte(`{"a":1,"a":2}`))
 	f.Fuzz(func(t *testing.T, plain []byte) {
-		if d, err := parseOpenData(plain); err == nil {
+		if d, err := Parse(plain); err == nil {
 			if !json.Valid(plain) {
-				t.Fatalf("parseOpenData accepted invalid JSON %q", plain)
+				t.Fatalf("Parse accepted invalid JSON %q", plain)
 			}
-			parsePhone(d, "wxapp")
+			ParsePhone(d, "wxapp")
 		}
 		for _, appID := range []string{officialAppID, "wxapp"} {
 			if _, err := parseUserInfo(plain, appID, officialOpenID, true); err != nil && !isDataCheck(err) {
 				t.Fatalf("parseUserInfo error %v is not a data check failure", err)
 			}
-			if _, err := parseWeRun(plain, appID); err != nil && !isDataCheck(err) {
+			if _, err := ParseWeRun(plain, appID); err != nil && !isDataCheck(err) {
 				t.Fatalf("parseWeRun error %v is not a data check failure", err)
 			}
 		}
@@ -323,7 +323,7 @@ func FuzzParseOpenData(f *testing.F) {
 // BenchmarkDecryptOpenData decrypts WeChat's published example.
 func BenchmarkDecryptOpenData(b *testing.B) {
 	for b.Loop() {
-		if _, err := decryptOpenData(officialSessionKey, officialData, officialIV); err != nil {
+		if _, err := Decrypt(officialSessionKey, officialData, officialIV); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -332,12 +332,12 @@ func BenchmarkDecryptOpenData(b *testing.B) {
 // BenchmarkDecryptUserInfo is the decryption of user info and the exact
 // reading of what it decrypts to, as POST /user/userinfo does them.
 func BenchmarkDecryptUserInfo(b *testing.B) {
-	plain, err := decryptOpenData(officialSessionKey, officialData, officialIV)
+	plain, err := Decrypt(officialSessionKey, officialData, officialIV)
 	if err != nil {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		data, err := decryptOpenData(officialSessionKey, officialData, officialIV)
+		data, err := Decrypt(officialSessionKey, officialData, officialIV)
 		if err != nil || !bytes.Equal(data, plain) {
 			b.Fatal(err)
 		}

@@ -1,4 +1,16 @@
-package main
+// Package opendata checks the data WeChat hands a mini program signed or
+// encrypted with the user's session_key ("open data"): user info, the
+// legacy phone number, WeRun steps; and the data made with the session_key
+// a login has just replaced (previouskey.go). WECHAT.md §2 and §3 give the
+// algorithms and shapes. Every check that fails is a *CheckError, which
+// the server answers with status 5.
+//
+// AES-CBC has no integrity check of its own, so a changed ciphertext can
+// decrypt to something. What stops forged data is that everything decrypted
+// must be exactly the JSON WeChat documents: valid UTF-8, one object, no
+// repeated keys, field names matched case-sensitively, the required fields
+// present, and a watermark naming this mini program.
+package opendata
 
 import (
 	"bytes"
@@ -21,30 +33,20 @@ import (
 	"wxlogin/internal/strictjson"
 )
 
-// This file checks the data WeChat hands a mini program signed or encrypted
-// with the user's session_key ("open data"): user info, the legacy phone
-// number, WeRun steps. WECHAT.md §2 and §3 give the algorithms and shapes.
-//
-// AES-CBC has no integrity check of its own, so a changed ciphertext can
-// decrypt to something. What stops forged data is that everything decrypted
-// must be exactly the JSON WeChat documents: valid UTF-8, one object, no
-// repeated keys, field names matched case-sensitively, the required fields
-// present, and a watermark naming this mini program.
-
-// dataCheckError is open data that failed a check: status 5. check is safe
+// CheckError is open data that failed a check: status 5. Check is safe
 // to show the client; it says which check failed, never a key or the data.
-type dataCheckError struct {
-	check string
-	// notTheKey marks a check that a session_key replaced by a later
+type CheckError struct {
+	Check string
+	// NotTheKey marks a check that a session_key replaced by a later
 	// wx.login cannot explain, so that the client is not told to log in
 	// again for nothing.
-	notTheKey bool
+	NotTheKey bool
 }
 
-func (e *dataCheckError) Error() string { return "open data: " + e.check }
+func (e *CheckError) Error() string { return "open data: " + e.Check }
 
-func checkFailed(format string, args ...any) *dataCheckError {
-	return &dataCheckError{check: fmt.Sprintf(format, args...)}
+func checkFailed(format string, args ...any) *CheckError {
+	return &CheckError{Check: fmt.Sprintf(format, args...)}
 }
 
 // errUndecryptable is the one answer for every failure after the AES step:
@@ -80,34 +82,34 @@ func sessionKeyBytes(sessionKey string) ([]byte, error) {
 	return key, nil
 }
 
-// signRawData is WeChat's signature of rawData: the hex SHA-1 of rawData
+// SignRawData is WeChat's signature of rawData: the hex SHA-1 of rawData
 // followed by the session_key as text (WECHAT.md §2).
-func signRawData(rawData, sessionKey string) string {
+func SignRawData(rawData, sessionKey string) string {
 	sum := sha1.Sum([]byte(rawData + sessionKey))
 	return hex.EncodeToString(sum[:])
 }
 
-// sessionKeySignature is the signature of checksession and
+// SessionKeySignature is the signature of checksession and
 // resetusersessionkey: the hex HMAC-SHA256 of the empty string keyed with
 // the session_key's base64 text, not its decoded bytes (WECHAT.md §4). It
 // proves the key is known without sending it.
-func sessionKeySignature(sessionKey string) string {
+func SessionKeySignature(sessionKey string) string {
 	return hex.EncodeToString(hmac.New(sha256.New, []byte(sessionKey)).Sum(nil))
 }
 
 // verifySignature checks signature against rawData in constant time.
 func verifySignature(rawData, signature, sessionKey string) error {
-	want := signRawData(rawData, sessionKey)
+	want := SignRawData(rawData, sessionKey)
 	if subtle.ConstantTimeCompare([]byte(signature), []byte(want)) != 1 {
 		return checkFailed("signature 与 rawData 不匹配")
 	}
 	return nil
 }
 
-// decryptOpenData decrypts encryptedData: AES-128-CBC with the base64-decoded
+// Decrypt decrypts encryptedData: AES-128-CBC with the base64-decoded
 // session_key as key and the base64-decoded iv, PKCS#7 padding. Every
-// malformed input is a *dataCheckError, never a panic.
-func decryptOpenData(sessionKey, encryptedData, iv string) ([]byte, error) {
+// malformed input is a *CheckError, never a panic.
+func Decrypt(sessionKey, encryptedData, iv string) ([]byte, error) {
 	key, err := sessionKeyBytes(sessionKey)
 	if err != nil {
 		return nil, err
@@ -149,9 +151,9 @@ func unpad(b []byte) ([]byte, error) {
 	return b[:len(b)-n], nil
 }
 
-// encryptOpenData is the inverse of decryptOpenData, as WeChat does it; the
-// fake WeChat uses it. iv must be 16 bytes.
-func encryptOpenData(sessionKey string, plain, iv []byte) (encryptedData string, err error) {
+// Encrypt is the inverse of Decrypt, as WeChat does it; the fake WeChat
+// uses it. iv must be 16 bytes.
+func Encrypt(sessionKey string, plain, iv []byte) (encryptedData string, err error) {
 	key, err := sessionKeyBytes(sessionKey)
 	if err != nil {
 		return "", err
@@ -169,19 +171,19 @@ func encryptOpenData(sessionKey string, plain, iv []byte) (encryptedData string,
 	return base64.StdEncoding.EncodeToString(padded), nil
 }
 
-// jsonFields decodes a JSON object into a map of its members' raw values.
+// ReadObject decodes a JSON object into its members' raw values.
 // Unlike encoding/json's struct decoding, which matches names without regard
 // to case and lets a repeated key win silently, it keeps names exact and
 // refuses repeats, at any depth: either would let a changed ciphertext pass
 // as WeChat's.
-func jsonFields(data []byte) (map[string]json.RawMessage, error) {
+func ReadObject(data []byte) (Data, error) {
 	if name := strictjson.DuplicateMember(data); name != "" {
 		return nil, fmt.Errorf("key %q repeated", name)
 	}
 	return nestedFields(data)
 }
 
-// nestedFields is jsonFields for an object inside data that jsonFields has
+// nestedFields is ReadObject for an object inside data that ReadObject has
 // read: its repeats are checked already.
 func nestedFields(data []byte) (map[string]json.RawMessage, error) {
 	var fields map[string]json.RawMessage
@@ -194,30 +196,30 @@ func nestedFields(data []byte) (map[string]json.RawMessage, error) {
 	return fields, nil
 }
 
-// openData is decrypted open data, read field by exact name.
-type openData map[string]json.RawMessage
+// Data is decrypted open data, read field by exact name.
+type Data map[string]json.RawMessage
 
-// parseOpenData checks that plain is a JSON object in valid UTF-8. Anything
+// Parse checks that plain is a JSON object in valid UTF-8. Anything
 // else means the session_key was not the one the data was encrypted with.
-func parseOpenData(plain []byte) (openData, error) {
+func Parse(plain []byte) (Data, error) {
 	if !utf8.Valid(plain) {
 		return nil, errUndecryptable
 	}
-	fields, err := jsonFields(plain)
+	fields, err := ReadObject(plain)
 	if err != nil {
 		return nil, errUndecryptable
 	}
-	return openData(fields), nil
+	return Data(fields), nil
 }
 
 // has reports whether the field is present and not null.
-func (d openData) has(name string) bool {
+func (d Data) has(name string) bool {
 	v, ok := d[name]
 	return ok && string(v) != "null"
 }
 
 // string reads a string field; absent or null reads as "".
-func (d openData) string(name string) (string, error) {
+func (d Data) string(name string) (string, error) {
 	var s string
 	if !d.has(name) {
 		return "", nil
@@ -229,7 +231,7 @@ func (d openData) string(name string) (string, error) {
 }
 
 // int reads an integer field; absent or null reads as 0.
-func (d openData) int(name string) (int64, error) {
+func (d Data) int(name string) (int64, error) {
 	var n int64
 	if !d.has(name) {
 		return 0, nil
@@ -241,18 +243,18 @@ func (d openData) int(name string) (int64, error) {
 }
 
 // object reads a nested object field.
-func (d openData) object(name string) (openData, error) {
+func (d Data) object(name string) (Data, error) {
 	fields, err := nestedFields(d[name])
 	if err != nil {
 		return nil, checkFailed("解密数据中的 %s 不是对象", name)
 	}
-	return openData(fields), nil
+	return Data(fields), nil
 }
 
 // checkWatermark checks that the data was issued for appID. WeChat stamps
 // sensitive data with watermark.appid; its timestamp is when the user
 // obtained the data, informational only (WECHAT.md §2).
-func (d openData) checkWatermark(appID string, required bool) error {
+func (d Data) checkWatermark(appID string, required bool) error {
 	if !d.has("watermark") {
 		if required {
 			return checkFailed("解密数据缺少 watermark")
@@ -276,7 +278,7 @@ func (d openData) checkWatermark(appID string, required bool) error {
 // watermarkTimestamp is when data that decrypted to plain was fetched, by
 // its watermark: Unix seconds, or 0 if it has none that reads.
 func watermarkTimestamp(plain []byte) int64 {
-	d, err := parseOpenData(plain)
+	d, err := Parse(plain)
 	if err != nil || !d.has("watermark") {
 		return 0
 	}
@@ -288,9 +290,9 @@ func watermarkTimestamp(plain []byte) int64 {
 	return ts
 }
 
-// profile is the public part of a user's WeChat profile, as user info
+// Profile is the public part of a user's WeChat profile, as user info
 // (rawData or decrypted) carries it.
-type profile struct {
+type Profile struct {
 	Nickname  string
 	AvatarURL string
 	Gender    int
@@ -300,17 +302,17 @@ type profile struct {
 	Country   string
 }
 
-// anonymousNickname is the nickname WeChat has given every user in
+// AnonymousNickname is the nickname WeChat has given every user in
 // getUserInfo and getUserProfile data since its 2021 and 2022 changes
 // (WECHAT.md §5): a placeholder, not the user's name.
-const anonymousNickname = "微信用户"
+const AnonymousNickname = "微信用户"
 
 // anonymous reports whether p is WeChat's placeholder profile.
-func (p profile) anonymous() bool { return p.Nickname == anonymousNickname }
+func (p Profile) anonymous() bool { return p.Nickname == AnonymousNickname }
 
 // readProfile reads the profile fields of user info.
-func (d openData) readProfile() (profile, error) {
-	var p profile
+func (d Data) readProfile() (Profile, error) {
+	var p Profile
 	var err error
 	var gender int64
 	for _, f := range []struct {
@@ -334,9 +336,9 @@ func (d openData) readProfile() (profile, error) {
 	return p, nil
 }
 
-// userInfo is verified user info.
-type userInfo struct {
-	profile
+// UserInfo is verified user info.
+type UserInfo struct {
+	Profile
 	UnionID string // "" when WeChat sent none
 }
 
@@ -344,60 +346,60 @@ type userInfo struct {
 // appID. openId may be missing only where WeChat documents it missing:
 // wx.getUserProfile's data has neither openId nor unionId (WECHAT.md §3), so
 // such data is accepted only when its signed rawData came with it.
-func parseUserInfo(plain []byte, appID, openID string, signed bool) (userInfo, error) {
-	d, err := parseOpenData(plain)
+func parseUserInfo(plain []byte, appID, openID string, signed bool) (UserInfo, error) {
+	d, err := Parse(plain)
 	if err != nil {
-		return userInfo{}, err
+		return UserInfo{}, err
 	}
 	if err := d.checkWatermark(appID, true); err != nil {
-		return userInfo{}, err
+		return UserInfo{}, err
 	}
 	gotOpenID, err := d.string("openId")
 	if err != nil {
-		return userInfo{}, err
+		return UserInfo{}, err
 	}
 	unionID, err := d.string("unionId")
 	if err != nil {
-		return userInfo{}, err
+		return UserInfo{}, err
 	}
 	switch {
 	case gotOpenID == "" && (!signed || unionID != ""):
-		return userInfo{}, checkFailed("解密数据缺少 openId")
+		return UserInfo{}, checkFailed("解密数据缺少 openId")
 	case gotOpenID != "" && gotOpenID != openID:
-		return userInfo{}, checkFailed("数据属于另一个用户（openId 不符）")
+		return UserInfo{}, checkFailed("数据属于另一个用户（openId 不符）")
 	}
 	p, err := d.readProfile()
 	if err != nil {
-		return userInfo{}, err
+		return UserInfo{}, err
 	}
-	return userInfo{profile: p, UnionID: unionID}, nil
+	return UserInfo{Profile: p, UnionID: unionID}, nil
 }
 
 // parseRawData reads the profile in signed rawData.
-func parseRawData(rawData string) (profile, error) {
-	fields, err := jsonFields([]byte(rawData))
+func parseRawData(rawData string) (Profile, error) {
+	fields, err := ReadObject([]byte(rawData))
 	if err != nil {
-		return profile{}, checkFailed("rawData 不是 JSON 对象")
+		return Profile{}, checkFailed("rawData 不是 JSON 对象")
 	}
-	return openData(fields).readProfile()
+	return Data(fields).readProfile()
 }
 
-// phone is a user's phone number as WeChat gives it (WECHAT.md §3).
-type phone struct {
+// Phone is a user's phone number as WeChat gives it (WECHAT.md §3).
+type Phone struct {
 	PhoneNumber     string `json:"phone_number"`      // with the country code for numbers outside China
 	PurePhoneNumber string `json:"pure_phone_number"` // without it
 	CountryCode     string `json:"country_code"`
 }
 
-// parsePhone reads a phone number: decrypted legacy getPhoneNumber data, or
+// ParsePhone reads a phone number: decrypted legacy getPhoneNumber data, or
 // the phone_info of getuserphonenumber, which WeChat's example shows with a
 // numeric countryCode where the field table and the legacy data have a
 // string (WECHAT.md §3): both are accepted.
-func parsePhone(d openData, appID string) (phone, error) {
+func ParsePhone(d Data, appID string) (Phone, error) {
 	if err := d.checkWatermark(appID, true); err != nil {
-		return phone{}, err
+		return Phone{}, err
 	}
-	var p phone
+	var p Phone
 	var err error
 	if p.PhoneNumber, err = d.string("phoneNumber"); err != nil {
 		return p, err
@@ -418,16 +420,16 @@ func parsePhone(d openData, appID string) (phone, error) {
 	return p, nil
 }
 
-// stepInfo is one day of WeRun steps.
-type stepInfo struct {
+// StepInfo is one day of WeRun steps.
+type StepInfo struct {
 	Timestamp int64 `json:"timestamp"` // start of the day the count is for, Unix seconds
 	Step      int64 `json:"step"`
 }
 
-// parseWeRun reads decrypted WeRun data. WeChat's documented shape has no
+// ParseWeRun reads decrypted WeRun data. WeChat's documented shape has no
 // watermark, but real data carries one, so it is checked when present.
-func parseWeRun(plain []byte, appID string) ([]stepInfo, error) {
-	d, err := parseOpenData(plain)
+func ParseWeRun(plain []byte, appID string) ([]StepInfo, error) {
+	d, err := Parse(plain)
 	if err != nil {
 		return nil, err
 	}
@@ -441,14 +443,14 @@ func parseWeRun(plain []byte, appID string) ([]stepInfo, error) {
 	if err := json.Unmarshal(d["stepInfoList"], &items); err != nil {
 		return nil, checkFailed("解密数据中的 stepInfoList 不是数组")
 	}
-	steps := make([]stepInfo, 0, len(items))
+	steps := make([]StepInfo, 0, len(items))
 	for _, raw := range items {
 		fields, err := nestedFields(raw)
 		if err != nil {
 			return nil, checkFailed("stepInfoList 中有不是对象的项")
 		}
-		item := openData(fields)
-		var s stepInfo
+		item := Data(fields)
+		var s StepInfo
 		if s.Timestamp, err = item.int("timestamp"); err != nil {
 			return nil, err
 		}
@@ -463,8 +465,8 @@ func parseWeRun(plain []byte, appID string) ([]stepInfo, error) {
 	return steps, nil
 }
 
-// check keeps a phone number to what phone numbers look like.
-func (p phone) check() error {
+// Check keeps a phone number to what phone numbers look like.
+func (p Phone) Check() error {
 	for _, f := range []struct{ name, value string }{
 		{"phoneNumber", p.PhoneNumber}, {"purePhoneNumber", p.PurePhoneNumber}, {"countryCode", p.CountryCode},
 	} {
@@ -477,30 +479,23 @@ func (p phone) check() error {
 	return nil
 }
 
-// verifyUserInfo checks a user info request against the caller's
-// session_key, or the one a login has just replaced (previouskey.go).
-func verifyUserInfo(req userInfoRequest, who account.Caller) (userInfo, error) {
-	signed := req.RawData != "" || req.Signature != ""
-	encrypted := req.EncryptedData != "" || req.IV != ""
-	switch {
-	case !signed && !encrypted:
-		return userInfo{}, badRequest(msgMissingParam+"：需要 rawData 和 signature，或 encryptedData 和 iv", nil)
-	case signed && (req.RawData == "" || req.Signature == ""):
-		return userInfo{}, badRequest(msgMissingParam+"：rawData 和 signature 须一起提供", nil)
-	case encrypted && (req.EncryptedData == "" || req.IV == ""):
-		return userInfo{}, badRequest(msgMissingParam+"：encryptedData 和 iv 须一起提供", nil)
-	}
-	info, err := verifiedWithKeys(who, func(key string) (info userInfo, fetched int64, err error) {
+// VerifyUserInfo checks user info against the caller's session_key, or the
+// one a login has just replaced (previouskey.go): the signed rawData, the
+// encrypted data, or both, whichever were sent (rawData and encryptedData
+// not ""). Both must pass when both are sent.
+func VerifyUserInfo(who account.Caller, rawData, signature, encryptedData, iv string) (UserInfo, error) {
+	signed, encrypted := rawData != "", encryptedData != ""
+	info, err := verifiedWithKeys(who, func(key string) (info UserInfo, fetched int64, err error) {
 		if signed {
-			if err := verifySignature(req.RawData, req.Signature, key); err != nil {
+			if err := verifySignature(rawData, signature, key); err != nil {
 				return info, 0, err
 			}
-			if info.profile, err = parseRawData(req.RawData); err != nil {
+			if info.Profile, err = parseRawData(rawData); err != nil {
 				return info, 0, err
 			}
 		}
 		if encrypted {
-			plain, err := decryptOpenData(key, req.EncryptedData, req.IV)
+			plain, err := Decrypt(key, encryptedData, iv)
 			if err != nil {
 				return info, 0, err
 			}
@@ -524,8 +519,8 @@ func verifyUserInfo(req userInfoRequest, who account.Caller) (userInfo, error) {
 
 // check applies the limits of PATCH /user to verified data too: a record is
 // never stored that PATCH would refuse.
-func (info userInfo) check() error {
-	p := info.profile
+func (info UserInfo) check() error {
+	p := info.Profile
 	err := request.CheckFields(
 		request.NameField("nickName", &p.Nickname), request.NameField("city", &p.City),
 		request.NameField("province", &p.Province), request.NameField("country", &p.Country),
@@ -538,10 +533,10 @@ func (info userInfo) check() error {
 	return nil
 }
 
-// apply saves the verified profile on u: the fields WeChat filled, except
+// Apply saves the verified profile on u: the fields WeChat filled, except
 // the anonymous placeholder's nickname and avatar.
-func (info userInfo) apply(u *account.User) {
-	p := info.profile
+func (info UserInfo) Apply(u *account.User) {
+	p := info.Profile
 	setIfSent := func(dst *string, v string) {
 		if v != "" {
 			*dst = v
