@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/strictjson"
 )
 
@@ -115,7 +116,7 @@ func TestParseUserLineReadsWhatEncodingJSONReads(t *testing.T) {
 func TestReadPlainRecordAllocatesTwice(t *testing.T) {
 	at := time.Date(2026, 11, 24, 3, 4, 5, 0, time.UTC)
 	line := appendRecord(nil, &account.User{
-		ID: 42, AppID: "wxapp", OpenID: benchOpenID(42), UnionID: fakeUnionID("42"), Nickname: "张三",
+		ID: 42, AppID: "wxapp", OpenID: benchOpenID(42), UnionID: fakewechat.UnionID("42"), Nickname: "张三",
 		AvatarURL: "https://example.com/a.png", Gender: 1, CreatedAt: at, UpdatedAt: at, LastLoginAt: at,
 	})
 	if _, ok := readPlainRecord(line); !ok {

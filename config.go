@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/redis"
 	"wxlogin/internal/redisstore"
@@ -54,10 +55,10 @@ type config struct {
 	// must promise of a write (redisstore.Fsync or redisstore.Unchecked).
 	redis           *redis.Config
 	redisDurability string
-	fixtures        fakeFixtures // the fake's users fixed by name (-fake-fixtures)
-	logFormat       string       // "text" (logfmt) or "json"
-	logLevel        slog.Level   // the least level logged
-	showVersion     bool         // -version: print the build and exit
+	fixtures        fakewechat.Fixtures // the fake's users fixed by name (-fake-fixtures)
+	logFormat       string              // "text" (logfmt) or "json"
+	logLevel        slog.Level          // the least level logged
+	showVersion     bool                // -version: print the build and exit
 }
 
 // appConfig is one mini program wxlogin serves, as the apps file lists it.
@@ -257,7 +258,7 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 		if !cfg.mock && !cfg.fakeOnly {
 			return cfg, errors.New("-fake-fixtures / WXLOGIN_FAKE_FIXTURES: only the fake WeChat has fixtures (mock mode or -fake-only)")
 		}
-		if cfg.fixtures, err = loadFakeFixtures(fixturesPath, appIDs(cfg.apps)); err != nil {
+		if cfg.fixtures, err = fakewechat.LoadFixtures(fixturesPath, appIDs(cfg.apps)); err != nil {
 			return cfg, fmt.Errorf("-fake-fixtures / WXLOGIN_FAKE_FIXTURES: %w", err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"wxlogin/internal/fakewechat"
 )
 
 func TestParseContentVerdict(t *testing.T) {
@@ -141,7 +142,7 @@ func TestMsgSecCheckRequest(t *testing.T) {
 	var mu sync.Mutex
 	var query, body string
 	a := newTestApp(t, appOptions{})
-	fakeAPI := a.fake.routes()
+	fakeAPI := a.fake.Handler()
 	a.calls.next = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == msgSecCheckPath {
 			b, _ := io.ReadAll(r.Body)
@@ -162,7 +163,7 @@ func TestMsgSecCheckRequest(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &sent); err != nil {
 		t.Fatalf("msg_sec_check body %q: %v", body, err)
 	}
-	want := map[string]any{"content": "小明", "version": 2.0, "scene": 1.0, "openid": fakeOpenID("wxapp", "alice")}
+	want := map[string]any{"content": "小明", "version": 2.0, "scene": 1.0, "openid": fakewechat.OpenID("wxapp", "alice")}
 	if len(sent) != len(want) {
 		t.Errorf("msg_sec_check body = %v; want %v", sent, want)
 	}
@@ -181,19 +182,19 @@ func TestMsgSecCheckRequest(t *testing.T) {
 // seen in two hours.
 func TestNicknameIsRefusedWhenWeChatCannotCheckIt(t *testing.T) {
 	onEachStore(t, func(t *testing.T, store storeKind) {
-		for _, kind := range faultKinds {
+		for _, kind := range fakewechat.FaultKinds() {
 			t.Run(kind, func(t *testing.T) {
 				a, token := loggedInOn(t, store)
 				a.wx.http.Timeout = 200 * time.Millisecond
 				a.wx.requestTimeout = time.Second
-				if got := call(t, a.fake.routes(), "POST", "/mock/faults", `{"rate":1,"kinds":["`+kind+`"]}`, "Content-Type", jsonCT); got.env.Status != 0 {
+				if got := call(t, a.fake.Handler(), "POST", "/mock/faults", `{"rate":1,"kinds":["`+kind+`"]}`, "Content-Type", jsonCT); got.env.Status != 0 {
 					t.Fatalf("POST /mock/faults = %s", got.raw)
 				}
 				got := patchNickname(t, a, token, "小明")
 				if got.env.Status != statusWechatDown || (got.code != http.StatusBadGateway && got.code != http.StatusGatewayTimeout) {
 					t.Errorf("PATCH /user with WeChat failing = %d %s; want 502 or 504, status 3", got.code, got.raw)
 				}
-				call(t, a.fake.routes(), "POST", "/mock/faults", `{"rate":0}`, "Content-Type", jsonCT)
+				call(t, a.fake.Handler(), "POST", "/mock/faults", `{"rate":0}`, "Content-Type", jsonCT)
 				if user := dataOf[userData](t, call(t, a.handler, http.MethodGet, "/user", "", "Authorization", "Bearer "+token)); user.Nickname != "" || user.City != "" {
 					t.Errorf("after a refused patch GET /user = %+v; want nothing saved", user)
 				}
@@ -204,7 +205,7 @@ func TestNicknameIsRefusedWhenWeChatCannotCheckIt(t *testing.T) {
 			// The token is used in between, so it stays valid; WeChat sees
 			// none of that.
 			for range 3 {
-				a.clock.Advance(fakeVisitWindow/3 + time.Minute)
+				a.clock.Advance(fakewechat.VisitWindow/3 + time.Minute)
 				call(t, a.handler, http.MethodGet, "/user", "", "Authorization", "Bearer "+token)
 			}
 			got := patchNickname(t, a, token, "小明")

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/journal"
 )
 
@@ -135,7 +136,7 @@ func seedNearCompaction(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC().Truncate(time.Second)
-	sample := &account.User{ID: 1, AppID: "wxbench", OpenID: benchOpenID(0), UnionID: fakeUnionID("0"), CreatedAt: now, UpdatedAt: now, LastLoginAt: now}
+	sample := &account.User{ID: 1, AppID: "wxbench", OpenID: benchOpenID(0), UnionID: fakewechat.UnionID("0"), CreatedAt: now, UpdatedAt: now, LastLoginAt: now}
 	seedUsers(t, s, (journal.MinCompactBytes-16<<10)/len(appendRecord(nil, sample)))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -210,7 +211,7 @@ func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, clai
 		}
 	}
 	for name, id := range acked {
-		if idOf[account.Ref{AppID: mockAppID, OpenID: fakeOpenID(mockAppID, name)}] != id {
+		if idOf[account.Ref{AppID: mockAppID, OpenID: fakewechat.OpenID(mockAppID, name)}] != id {
 			lost++
 		}
 		if _, ok := claimAt[fmt.Sprint(id, "/welcome-gift")]; claimed[id] && !ok {

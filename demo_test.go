@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/redact"
 	"wxlogin/internal/scopes"
 	"wxlogin/internal/testkit"
@@ -87,9 +88,9 @@ func TestHomePage(t *testing.T) {
 }
 
 // exchangesOf fetches GET /mock/exchanges?after=N from the fake.
-func exchangesOf(t *testing.T, fake *fakeWechat, query string) reply {
+func exchangesOf(t *testing.T, fake *fakewechat.Fake, query string) reply {
 	t.Helper()
-	return call(t, fake.routes(), http.MethodGet, "/mock/exchanges"+query, "")
+	return call(t, fake.Handler(), http.MethodGet, "/mock/exchanges"+query, "")
 }
 
 func TestExchangesShowWhatWxloginAskedWithoutSecrets(t *testing.T) {
@@ -122,9 +123,8 @@ func TestExchangesShowWhatWxloginAskedWithoutSecrets(t *testing.T) {
 	if err := json.Unmarshal(drawn[0].Response, &session); err != nil || session["session_key"] != redact.Labels()["session_key"] || session["openid"] == "" {
 		t.Errorf("jscode2session reply = %s; want the openid shown and the session_key hidden", drawn[0].Response)
 	}
-	a.fake.mu.Lock()
-	secrets := []string{testSecret, a.fake.sessionKeys[fakeUser{"wxapp", "alice"}], a.fake.newestToken["wxapp"], "爱丽丝的昵称"}
-	a.fake.mu.Unlock()
+	key, _ := a.fake.SessionKey("wxapp", "alice")
+	secrets := []string{testSecret, key, a.fake.AccessToken("wxapp"), "爱丽丝的昵称"}
 	for _, secret := range secrets {
 		if secret == "" || strings.Contains(got.raw, secret) {
 			t.Errorf("GET /mock/exchanges holds a secret %q, or the test did not learn it: %s", secret, got.raw)
@@ -147,20 +147,6 @@ func TestExchangesShowWhatWxloginAskedWithoutSecrets(t *testing.T) {
 		if got := exchangesOf(t, a.fake, bad); got.code != http.StatusBadRequest || got.env.Status != statusBadRequest {
 			t.Errorf("GET /mock/exchanges%s = %d %s; want 400, status 1", bad, got.code, got.raw)
 		}
-	}
-}
-
-func TestExchangeLogKeepsTheLatest(t *testing.T) {
-	var l exchangeLog
-	for i := range maxExchanges + 50 {
-		l.add(exchange{Path: fmt.Sprint(i)})
-	}
-	all := l.since(0)
-	if len(all) != maxExchanges || all[0].Seq != 51 || all[len(all)-1].Seq != maxExchanges+50 {
-		t.Fatalf("kept %d exchanges, %d to %d; want the latest %d", len(all), all[0].Seq, all[len(all)-1].Seq, maxExchanges)
-	}
-	if got := l.since(maxExchanges + 40); len(got) != 10 || got[0].Path != fmt.Sprint(maxExchanges+40) {
-		t.Errorf("since(%d) = %d exchanges from %q; want the last 10", maxExchanges+40, len(got), got[0].Path)
 	}
 }
 
@@ -386,7 +372,7 @@ func TestTeachingPageInChromium(t *testing.T) {
 
 	t.Run("logged in, after the phone number", func(t *testing.T) {
 		dom := dumpDOM(t, browser, s.url+"/?autorun=6")
-		for _, want := range []string{`id="nickname">alice<`, fakePhoneNumber("alice"), "token in storage: "} {
+		for _, want := range []string{`id="nickname">alice<`, fakewechat.PhoneNumber("alice"), "token in storage: "} {
 			if !strings.Contains(dom, want) {
 				t.Errorf("the phone does not show %q", want)
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 	"wxlogin/internal/accesslog"
 	"wxlogin/internal/account"
+	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/metrics"
 	"wxlogin/internal/opendata"
@@ -108,7 +109,7 @@ func (apps appSet) of(who account.Caller) (*miniApp, error) {
 
 // newServer builds wxlogin's HTTP handler. fake is nil in real mode, and
 // limit nil when logins are not limited.
-func newServer(log *slog.Logger, m *metrics.Metrics, apps appSet, users userBackend, tokens tokenBackend, limit loginLimit, proxies limits.TrustedProxies, fake *fakeWechat) http.Handler {
+func newServer(log *slog.Logger, m *metrics.Metrics, apps appSet, users userBackend, tokens tokenBackend, limit loginLimit, proxies limits.TrustedProxies, fake *fakewechat.Fake) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, apps, users, tokens, limit, proxies, fake)
 	return withAccessLog(log, proxies, m, mux)
@@ -128,7 +129,7 @@ func withAccessLog(log *slog.Logger, proxies limits.TrustedProxies, m *metrics.M
 }
 
 // addRoutes lists every route wxlogin serves.
-func addRoutes(mux *http.ServeMux, apps appSet, users userBackend, tokens tokenBackend, limit loginLimit, proxies limits.TrustedProxies, fake *fakeWechat) {
+func addRoutes(mux *http.ServeMux, apps appSet, users userBackend, tokens tokenBackend, limit loginLimit, proxies limits.TrustedProxies, fake *fakewechat.Fake) {
 	login := limitLogins(limit, proxies, handleLogin(apps, users, tokens))
 	mux.Handle("POST /login", login)
 	mux.Handle("POST /login/{$}", login)
@@ -154,7 +155,7 @@ func addRoutes(mux *http.ServeMux, apps appSet, users userBackend, tokens tokenB
 	if fake != nil {
 		mux.Handle("GET /demo/demo.js", handleAsset("demo.js", "text/javascript; charset=utf-8"))
 		mux.Handle("GET /demo/demo.css", handleAsset("demo.css", "text/css; charset=utf-8"))
-		mux.Handle("/mock/", fake.routes())
+		mux.Handle("/mock/", fake.Handler())
 	}
 }
 
@@ -945,13 +946,9 @@ func handleLogout(tokens tokenBackend) callerHandler {
 // 503 with status -1 once the user store refuses writes, as the file store
 // does after a failed write until wxlogin restarts (the log said why, once,
 // when it happened), or while Redis cannot be reached, so that traffic
-// moves elsewhere. users is nil for the fake WeChat alone.
+// moves elsewhere. (The fake WeChat alone, -fake-only, has its own.)
 func handleHealthz(users userBackend) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if users == nil {
-			writeOK(w, nil)
-			return
-		}
 		if err := users.Health(r.Context()); err != nil {
 			var ae *apiError
 			if !errors.As(err, &ae) && !errors.Is(err, redisstore.ErrUnavailable) {

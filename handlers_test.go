@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/metrics"
 	"wxlogin/internal/opendata"
@@ -211,7 +212,7 @@ func TestUserShowsTheWholeRecord(t *testing.T) {
 			t.Errorf("GET /user data keys = %v; want %v", keys, want)
 		}
 		d := dataOf[userData](t, got)
-		if d.ID != 1 || d.AppID != "wxapp" || d.OpenID != fakeOpenID("wxapp", "alice") || d.UnionID != fakeUnionID("alice") {
+		if d.ID != 1 || d.AppID != "wxapp" || d.OpenID != fakewechat.OpenID("wxapp", "alice") || d.UnionID != fakewechat.UnionID("alice") {
 			t.Errorf("GET /user = %+v; want alice's ids", d)
 		}
 		for _, f := range []struct{ name, value string }{{"created_at", d.CreatedAt}, {"updated_at", d.UpdatedAt}, {"last_login_at", d.LastLoginAt}} {
@@ -241,11 +242,11 @@ func TestLogoutRevokesOnlyThatToken(t *testing.T) {
 func TestSecondLoginOfAUser(t *testing.T) {
 	onEachStore(t, func(t *testing.T, store storeKind) {
 		a, _ := loggedInOn(t, store)
-		got := call(t, a.handler, "POST", "/login", `{"code":"`+a.fake.issueCode("wxapp", "alice")+`"}`, "Content-Type", jsonCT)
+		got := call(t, a.handler, "POST", "/login", `{"code":"`+a.fake.IssueCode("wxapp", "alice")+`"}`, "Content-Type", jsonCT)
 		if d := dataOf[loginData](t, got); d.NewUser || d.UserID != 1 {
 			t.Errorf("second login = %s; want user 1, new_user false", got.raw)
 		}
-		code := a.fake.issueCode("wxapp", "alice")
+		code := a.fake.IssueCode("wxapp", "alice")
 		call(t, a.handler, "POST", "/login", "code="+code, "Content-Type", "application/x-www-form-urlencoded")
 		again := call(t, a.handler, "POST", "/login", "code="+code, "Content-Type", "application/x-www-form-urlencoded")
 		if again.code != 401 || again.env.Status != statusInvalidCode || again.env.Errcode != errcodeCodeUsed {
@@ -273,7 +274,7 @@ func TestConcurrentFirstLoginsOverHTTPCreateOneUser(t *testing.T) {
 		const n = 100
 		codes := make([]string, n)
 		for i := range codes {
-			codes[i] = a.fake.issueCode("wxapp", "carol") // one new user, logging in from many taps at once
+			codes[i] = a.fake.IssueCode("wxapp", "carol") // one new user, logging in from many taps at once
 		}
 		var wg sync.WaitGroup
 		var created atomic.Int32
@@ -380,7 +381,7 @@ func TestUserInfoIsVerifiedAndSaved(t *testing.T) {
 					t.Fatalf("POST /user/userinfo = HTTP %d, %s; want 200", got.code, got.raw)
 				}
 				d := dataOf[userData](t, got)
-				if d.Nickname != "alice" || d.AvatarURL != fakeAvatarURL("alice") || d.Language != "zh_CN" {
+				if d.Nickname != "alice" || d.AvatarURL != fakewechat.AvatarURL("alice") || d.Language != "zh_CN" {
 					t.Errorf("saved profile %+v; want alice's", d)
 				}
 				if user := call(t, a.handler, "GET", "/user", "", "token", token); dataOf[userData](t, user).Nickname != "alice" {
@@ -494,7 +495,7 @@ func TestUserInfoAfterTheSessionKeyRotated(t *testing.T) {
 		old := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
 		oldPlain := func(fetched time.Time) map[string]any {
 			return encryptedFor(t, a.fake, fmt.Sprintf(`{"openId":%q,"nickName":"alice","watermark":{"timestamp":%d,"appid":"wxapp"}}`,
-				fakeOpenID("wxapp", "alice"), fetched.Unix()))
+				fakewechat.OpenID("wxapp", "alice"), fetched.Unix()))
 		}
 		longBefore := oldPlain(a.clock.Now().Add(-10 * time.Minute))
 		replacement := a.clock.Now().Add(time.Second)
@@ -533,9 +534,9 @@ func TestUserInfoAfterTheSessionKeyRotated(t *testing.T) {
 }
 
 // encryptedFor encrypts plain with alice's current session_key at the fake.
-func encryptedFor(t *testing.T, fake *fakeWechat, plain string) map[string]any {
+func encryptedFor(t *testing.T, fake *fakewechat.Fake, plain string) map[string]any {
 	t.Helper()
-	key, ok := fake.sessionKey(fakeUser{"wxapp", "alice"})
+	key, ok := fake.SessionKey("wxapp", "alice")
 	if !ok {
 		t.Fatal("alice has no session_key")
 	}
@@ -546,10 +547,10 @@ func encryptedFor(t *testing.T, fake *fakeWechat, plain string) map[string]any {
 func TestUserInfoOfAnotherAppOrUser(t *testing.T) {
 	onEachStore(t, func(t *testing.T, store storeKind) {
 		a, token := loggedInOn(t, store)
-		alice := fakeOpenID("wxapp", "alice")
+		alice := fakewechat.OpenID("wxapp", "alice")
 		tests := []struct{ name, plain, check string }{
 			{"other app", `{"openId":"` + alice + `","watermark":{"timestamp":1,"appid":"wxother"}}`, "数据水印的 appid 不是本小程序"},
-			{"other user", `{"openId":"` + fakeOpenID("wxapp", "bob") + `","watermark":{"timestamp":1,"appid":"wxapp"}}`, "数据属于另一个用户（openId 不符）"},
+			{"other user", `{"openId":"` + fakewechat.OpenID("wxapp", "bob") + `","watermark":{"timestamp":1,"appid":"wxapp"}}`, "数据属于另一个用户（openId 不符）"},
 			{"old watermark is fine", `{"openId":"` + alice + `","nickName":"A","watermark":{"timestamp":1,"appid":"wxapp"}}`, ""},
 		}
 		for _, tt := range tests {
@@ -582,7 +583,7 @@ func TestAnonymousUserInfoKeepsTheFilledProfile(t *testing.T) {
 		if got.env.Status != 0 || d.Nickname != "爱丽丝" || d.AvatarURL != "https://cdn.example.com/a.png" {
 			t.Errorf("after anonymous user info: %s; want the filled nickname and avatar kept", got.raw)
 		}
-		if d.UnionID != fakeUnionID("alice") {
+		if d.UnionID != fakewechat.UnionID("alice") {
 			t.Errorf("unionid = %v; want the verified one", d.UnionID)
 		}
 	})
@@ -706,7 +707,7 @@ func TestPatchUserWritesOnlyChanges(t *testing.T) {
 func TestPhoneNumber(t *testing.T) {
 	onEachStore(t, func(t *testing.T, store storeKind) {
 		a, token := loggedInOn(t, store)
-		number := fakePhoneNumber("alice")
+		number := fakewechat.PhoneNumber("alice")
 		want := phoneData{PhoneNumber: number, PurePhoneNumber: number, CountryCode: "86"}
 
 		detail := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)
@@ -808,7 +809,10 @@ func TestRefusedAccessTokenIsFetchedAgainOnce(t *testing.T) {
 		t.Fatalf("first phone request = %s", got.raw)
 	}
 	// Another server sharing the AppSecret forces a new token: ours is dead.
-	a.fake.stableToken("wxapp", true)
+	forced := wechatAPI(t, a.fake, "POST", "/cgi-bin/stable_token", `{"grant_type":"client_credential","appid":"wxapp","secret":"`+testSecret+`","force_refresh":true}`)
+	if forced["access_token"] == nil {
+		t.Fatalf("forced refresh = %v; want a new access_token", forced)
+	}
 
 	const n = 20
 	var wg sync.WaitGroup
@@ -888,7 +892,7 @@ func TestSessionCheck(t *testing.T) {
 		if got := check(); got.env.Status != 0 || !dataOf[sessionData](t, got).Valid {
 			t.Errorf("GET /session/check right after login = %s; want valid true", got.raw)
 		}
-		a.fake.issueCode("wxapp", "alice") // wx.login on the phone: WeChat has a new session_key, wxlogin not yet
+		a.fake.IssueCode("wxapp", "alice") // wx.login on the phone: WeChat has a new session_key, wxlogin not yet
 		if got := check(); got.env.Status != 0 || dataOf[sessionData](t, got).Valid {
 			t.Errorf("GET /session/check after the key rotated at WeChat = %s; want valid false", got.raw)
 		}
@@ -899,7 +903,7 @@ func TestSessionCheck(t *testing.T) {
 // reply is the envelope with one of the statuses the route documents, at its
 // HTTP code, and never an internal error. seeds are added to the committed
 // corpus; a seed of e.detail from the fake WeChat makes it reach success.
-func fuzzBody(f *testing.F, method, path string, allowed map[int][]int, seeds func(fake *fakeWechat) []string) {
+func fuzzBody(f *testing.F, method, path string, allowed map[int][]int, seeds func(fake *fakewechat.Fake) []string) {
 	a, token := loggedIn(f)
 	for _, s := range seeds(a.fake) {
 		f.Add([]byte(s))
@@ -913,7 +917,7 @@ func fuzzBody(f *testing.F, method, path string, allowed map[int][]int, seeds fu
 }
 
 // detailOf is the JSON of a fake client API result, as a seed.
-func detailOf(t testing.TB, fake *fakeWechat, api string) string {
+func detailOf(t testing.TB, fake *fakewechat.Fake, api string) string {
 	b, _ := json.Marshal(wxCall(t, fake, api, `{"user":"alice"}`))
 	return string(b)
 }
@@ -924,19 +928,19 @@ var (
 )
 
 func FuzzUserInfoBody(f *testing.F) {
-	fuzzBody(f, "POST", "/user/userinfo", orDataCheck, func(fake *fakeWechat) []string {
+	fuzzBody(f, "POST", "/user/userinfo", orDataCheck, func(fake *fakewechat.Fake) []string {
 		return []string{detailOf(f, fake, "wx.getUserInfo")}
 	})
 }
 
 func FuzzPatchUserBody(f *testing.F) {
-	fuzzBody(f, "PATCH", "/user", okOrBadInput, func(*fakeWechat) []string { return nil })
+	fuzzBody(f, "PATCH", "/user", okOrBadInput, func(*fakewechat.Fake) []string { return nil })
 }
 
 func FuzzPhoneBody(f *testing.F) {
 	allowed := map[int][]int{statusOK: {200}, statusBadRequest: {400, 413}, statusDataCheck: {400},
 		statusInvalidCode: {401}, statusWechatDown: {502, 504}}
-	fuzzBody(f, "POST", "/user/phone", allowed, func(fake *fakeWechat) []string {
+	fuzzBody(f, "POST", "/user/phone", allowed, func(fake *fakewechat.Fake) []string {
 		d := wxCall(f, fake, "wx.getPhoneNumber", `{"user":"alice"}`)
 		legacy, _ := json.Marshal(map[string]any{"encryptedData": d["encryptedData"], "iv": d["iv"]})
 		return []string{`{"code":"` + d["code"].(string) + `"}`, string(legacy)}
@@ -944,7 +948,7 @@ func FuzzPhoneBody(f *testing.F) {
 }
 
 func FuzzWeRunBody(f *testing.F) {
-	fuzzBody(f, "POST", "/user/werun", orDataCheck, func(fake *fakeWechat) []string {
+	fuzzBody(f, "POST", "/user/werun", orDataCheck, func(fake *fakewechat.Fake) []string {
 		return []string{detailOf(f, fake, "wx.getWeRunData")}
 	})
 }
@@ -958,10 +962,10 @@ func TestLoginWithSeveralApps(t *testing.T) {
 			wantStatus int
 			wantMsg    string
 		}{
-			{"no appid", `{"code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 400, 1, "缺少参数：服务多个小程序时须提供 appid"},
-			{"unknown appid", `{"appid":"wxnope","code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 400, 1, msgUnknownApp},
-			{"another app's code", `{"appid":"wxgame","code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 401, 2, msgInvalidCode},
-			{"right app", `{"appid":"wxshop","code":"` + a.fake.issueCode("wxshop", "alice") + `"}`, 200, 0, msgOK},
+			{"no appid", `{"code":"` + a.fake.IssueCode("wxshop", "alice") + `"}`, 400, 1, "缺少参数：服务多个小程序时须提供 appid"},
+			{"unknown appid", `{"appid":"wxnope","code":"` + a.fake.IssueCode("wxshop", "alice") + `"}`, 400, 1, msgUnknownApp},
+			{"another app's code", `{"appid":"wxgame","code":"` + a.fake.IssueCode("wxshop", "alice") + `"}`, 401, 2, msgInvalidCode},
+			{"right app", `{"appid":"wxshop","code":"` + a.fake.IssueCode("wxshop", "alice") + `"}`, 200, 0, msgOK},
 		}
 		for _, tt := range tests {
 			got := call(t, a.handler, "POST", "/login", tt.body, "Content-Type", jsonCT)
@@ -1028,7 +1032,7 @@ func TestUnionIDLearnedLaterJoinsThePerson(t *testing.T) {
 		shop := a.login(t, "wxshop", "alice")
 		// Alice's Game record was made before Game was bound to the Open
 		// Platform account: no unionid, a person of its own, with a claim.
-		openID := fakeOpenID("wxgame", "alice")
+		openID := fakewechat.OpenID("wxgame", "alice")
 		u, _, err := a.userBackend.Login(t.Context(), "wxgame", openID, "")
 		if err != nil {
 			t.Fatal(err)
@@ -1049,7 +1053,7 @@ func TestUnionIDLearnedLaterJoinsThePerson(t *testing.T) {
 			t.Fatalf("claim in Shop, still another person = %s; want 201", got.raw)
 		}
 
-		data, iv := encrypt(t, key, `{"openId":"`+openID+`","nickName":"alice","unionId":"`+fakeUnionID("alice")+`","watermark":{"appid":"wxgame","timestamp":1}}`)
+		data, iv := encrypt(t, key, `{"openId":"`+openID+`","nickName":"alice","unionId":"`+fakewechat.UnionID("alice")+`","watermark":{"appid":"wxgame","timestamp":1}}`)
 		if got := send(t, a.handler, "POST", "/user/userinfo", game, map[string]any{"encryptedData": data, "iv": iv}); got.env.Status != 0 {
 			t.Fatalf("user info with a unionId = %s", got.raw)
 		}
@@ -1172,7 +1176,7 @@ func TestConcurrentCrossAppClaimsAreExactlyOnce(t *testing.T) {
 func TestVerifiedUserInfoKeepsTheProfileLimits(t *testing.T) {
 	onEachStore(t, func(t *testing.T, store storeKind) {
 		a, token := loggedInOn(t, store)
-		plain := `{"openId":"` + fakeOpenID("wxapp", "alice") + `","nickName":"` + strings.Repeat("长", 65) + `","watermark":{"timestamp":1,"appid":"wxapp"}}`
+		plain := `{"openId":"` + fakewechat.OpenID("wxapp", "alice") + `","nickName":"` + strings.Repeat("长", 65) + `","watermark":{"timestamp":1,"appid":"wxapp"}}`
 		wantDataCheck(t, send(t, a.handler, "POST", "/user/userinfo", token, encryptedFor(t, a.fake, plain)), "nickName 最多 64 个字符，实为 65 个")
 	})
 }
@@ -1210,7 +1214,7 @@ func BenchmarkLoginHandler(b *testing.B) {
 			}
 			i := 0
 			for b.Loop() {
-				body := `{"code":"` + a.fake.issueCode("wxapp", tt.user(i)) + `"}`
+				body := `{"code":"` + a.fake.IssueCode("wxapp", tt.user(i)) + `"}`
 				r := httptest.NewRequestWithContext(b.Context(), http.MethodPost, "/login", strings.NewReader(body))
 				w := httptest.NewRecorder()
 				a.handler.ServeHTTP(w, r)
@@ -1252,7 +1256,7 @@ func FuzzAnyRequest(f *testing.F) {
 	for _, seed := range []struct {
 		method, target, contentType, body string
 	}{
-		{"POST", "/login", jsonCT, `{"code":"` + fake.issueCode("wxapp", "bob") + `"}`},
+		{"POST", "/login", jsonCT, `{"code":"` + fake.IssueCode("wxapp", "bob") + `"}`},
 		{"POST", "/claims/welcome-gift", "", ""},
 		{"POST", "/claims/..%2F..%2Fetc", "", ""},
 		{"GET", "/claims", "", ""},
@@ -1279,7 +1283,8 @@ func FuzzAnyRequest(f *testing.F) {
 		if withToken {
 			r.Header.Set("Authorization", "Bearer "+token)
 		}
-		defer fake.faults.set(faultSettings{}) // Faults set by one input must not slow the next.
+		// Faults set by one input must not slow the next.
+		defer call(t, fake.Handler(), "POST", "/mock/faults", `{"rate":0}`, "Content-Type", jsonCT)
 		w := httptest.NewRecorder()
 		aborted := func() (aborted bool) {
 			defer func() {
@@ -1332,11 +1337,11 @@ func TestLoginRateLimit(t *testing.T) {
 			return parseReply(t, w.Result())
 		}
 		for i := range 2 {
-			if got := login("203.0.113.5:1000", a.fake.issueCode("wxapp", "alice")); got.env.Status != statusOK {
+			if got := login("203.0.113.5:1000", a.fake.IssueCode("wxapp", "alice")); got.env.Status != statusOK {
 				t.Fatalf("login %d = %s; want ok", i+1, got.raw)
 			}
 		}
-		code := a.fake.issueCode("wxapp", "alice")
+		code := a.fake.IssueCode("wxapp", "alice")
 		got := login("203.0.113.5:1000", code)
 		if got.code != http.StatusTooManyRequests || got.env.Status != statusRateLimited || got.env.Msg != msgRateLimited {
 			t.Fatalf("third login = %d %s; want 429, status 7", got.code, got.raw)
@@ -1344,10 +1349,10 @@ func TestLoginRateLimit(t *testing.T) {
 		if s, err := strconv.Atoi(got.header.Get("Retry-After")); err != nil || s != 1 {
 			t.Errorf("Retry-After = %q; want 1 (one login a second)", got.header.Get("Retry-After"))
 		}
-		if other := login("10.0.0.1:1000", a.fake.issueCode("wxapp", "bob"), "198.51.100.9"); other.env.Status != statusOK {
+		if other := login("10.0.0.1:1000", a.fake.IssueCode("wxapp", "bob"), "198.51.100.9"); other.env.Status != statusOK {
 			t.Errorf("login of another client through the trusted proxy = %s; want ok", other.raw)
 		}
-		if spoof := login("203.0.113.5:1000", a.fake.issueCode("wxapp", "bob"), "198.51.100.10"); spoof.env.Status != statusRateLimited {
+		if spoof := login("203.0.113.5:1000", a.fake.IssueCode("wxapp", "bob"), "198.51.100.10"); spoof.env.Status != statusRateLimited {
 			t.Errorf("a limited client naming another address in X-Forwarded-For = %s; want status 7", spoof.raw)
 		}
 		a.clock.Advance(time.Second)

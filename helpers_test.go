@@ -22,6 +22,7 @@ import (
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
+	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/opendata"
 	"wxlogin/internal/redis"
@@ -61,7 +62,7 @@ type testApp struct {
 	handler http.Handler
 	apps    appSet
 	wx      *wechatClient     // the first app's client of WeChat
-	fake    *fakeWechat       // nil when appOptions.wechat is WeChat
+	fake    *fakewechat.Fake  // nil when appOptions.wechat is WeChat
 	calls   *countingUpstream // every call wxlogin made to WeChat, by path
 	// The stores as the handler holds them, on either kind of store; users
 	// and tokens are the file store's, nil on Redis, and redis the client
@@ -184,12 +185,12 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	}
 	upstream, apiPath := opts.wechat, ""
 	if upstream == nil {
-		fakeApps := map[string]fakeApp{}
+		fakeApps := map[string]fakewechat.App{}
 		for _, s := range specs {
-			fakeApps[s.id] = fakeApp{Name: s.name, Secret: s.secret, Unbound: s.unbound}
+			fakeApps[s.id] = fakewechat.App{Name: s.name, Secret: s.secret, Unbound: s.unbound}
 		}
-		a.fake = newFakeWechat(fakeApps, clock.Now) // one clock, so that watermarks and the token store agree
-		upstream, apiPath = a.fake.routes(), "/mock/api"
+		a.fake = fakewechat.New(fakeApps, fakewechat.Fixtures{}, clock.Now) // one clock, so that watermarks and the token store agree
+		upstream, apiPath = a.fake.Handler(), "/mock/api"
 	}
 	a.calls = &countingUpstream{next: upstream}
 	srv := httptest.NewServer(a.calls)
@@ -215,7 +216,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	default:
 		limit = limits.NewLoginLimiter(opts.loginRate, opts.loginBurst, clock.clock())
 	}
-	var mounted *fakeWechat
+	var mounted *fakewechat.Fake
 	if opts.mock {
 		if a.fake == nil {
 			t.Fatal("mock mode needs the fake WeChat, not appOptions.wechat")
@@ -245,7 +246,7 @@ func (a *testApp) record(t testing.TB, id int64) account.User {
 // mini program of a server with one app need not.
 func (a *testApp) login(t testing.TB, appID, user string) string {
 	t.Helper()
-	body := `{"code":"` + a.fake.issueCode(appID, user) + `"}`
+	body := `{"code":"` + a.fake.IssueCode(appID, user) + `"}`
 	if len(a.apps) > 1 {
 		body = `{"appid":"` + appID + `",` + body[1:]
 	}
@@ -306,18 +307,18 @@ const (
 // wx.getUserInfo and friends, and returns its result. The user has agreed
 // to the app's privacy guide first, as a mini program must have them do
 // before any of these (TestPrivacyInterfacesWaitForAgreement tests the gate).
-func wxCall(t testing.TB, fake *fakeWechat, api, body string) map[string]any {
+func wxCall(t testing.TB, fake *fakewechat.Fake, api, body string) map[string]any {
 	t.Helper()
 	wxCallAsIs(t, fake, "wx.agreePrivacyAuthorization", body)
 	return wxCallAsIs(t, fake, api, body)
 }
 
 // wxCallAsIs is wxCall without agreeing to the privacy guide first.
-func wxCallAsIs(t testing.TB, fake *fakeWechat, api, body string) map[string]any {
+func wxCallAsIs(t testing.TB, fake *fakewechat.Fake, api, body string) map[string]any {
 	t.Helper()
 	r := httptest.NewRequestWithContext(t.Context(), "POST", "/mock/"+api, strings.NewReader(body))
 	w := httptest.NewRecorder()
-	fake.routes().ServeHTTP(w, r)
+	fake.Handler().ServeHTTP(w, r)
 	var detail map[string]any
 	if err := json.Unmarshal(w.Body.Bytes(), &detail); err != nil || w.Code != 200 {
 		t.Fatalf("%s(%s) = HTTP %d, %s", api, body, w.Code, w.Body)
@@ -344,6 +345,20 @@ func encrypt(t testing.TB, key, plain string) (data, iv string) {
 		t.Fatal(err)
 	}
 	return data, base64.StdEncoding.EncodeToString(ivBytes)
+}
+
+// wechatAPI calls the fake's server API at path, as on api.weixin.qq.com,
+// as another backend of the same app would, and returns WeChat's reply.
+func wechatAPI(t testing.TB, fake *fakewechat.Fake, method, path, body string) map[string]any {
+	t.Helper()
+	r := httptest.NewRequestWithContext(t.Context(), method, fakewechat.APIPrefix+path, strings.NewReader(body))
+	w := httptest.NewRecorder()
+	fake.Handler().ServeHTTP(w, r)
+	var reply map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &reply); err != nil || w.Code != http.StatusOK {
+		t.Fatalf("%s %s = HTTP %d, %q; want WeChat's JSON with HTTP 200", method, path, w.Code, w.Body)
+	}
+	return reply
 }
 
 // reply is a response as a client sees it. Its data is read with dataOf,

@@ -23,7 +23,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,6 +30,7 @@ import (
 	"wxlogin/internal/accesslog"
 	"wxlogin/internal/clock"
 	"wxlogin/internal/datadir"
+	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/metrics"
 	"wxlogin/internal/opendata"
@@ -209,11 +209,11 @@ type shared struct {
 func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, tokens tokenBackend, with shared, clock clock.Clock, m *metrics.Metrics, log *slog.Logger, where ...any) error {
 	baseURL := "http://" + dialableAddr(ln.Addr())
 	wechatAPI := cfg.wechatAPI
-	var fake *fakeWechat
+	var fake *fakewechat.Fake
 	if cfg.mock {
 		fake = fakeFor(cfg.apps, cfg.fixtures)
 		// The clients reach the fake over HTTP, through the real code path.
-		wechatAPI = baseURL + fakeAPIPrefix
+		wechatAPI = baseURL + fakewechat.APIPrefix
 	}
 	apps := appSet{}
 	for _, a := range cfg.apps {
@@ -278,7 +278,7 @@ func runFakeOnly(ctx context.Context, cfg config, m *metrics.Metrics, log *slog.
 	if err != nil {
 		return err
 	}
-	srv := newHTTPServer(withAccessLog(log, cfg.proxies, m, fake.standalone()), cfg.loginTimeout, log)
+	srv := newHTTPServer(withAccessLog(log, cfg.proxies, m, fake.Standalone()), cfg.loginTimeout, log)
 	baseURL := "http://" + dialableAddr(ln.Addr())
 	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(), "fake_only", true,
 		"appids", strings.Join(appIDs(cfg.apps), ","))
@@ -286,14 +286,12 @@ func runFakeOnly(ctx context.Context, cfg config, m *metrics.Metrics, log *slog.
 }
 
 // fakeFor is a fake WeChat that knows the configured apps and their secrets.
-func fakeFor(apps []appConfig, fixtures fakeFixtures) *fakeWechat {
-	fakeApps := map[string]fakeApp{}
+func fakeFor(apps []appConfig, fixtures fakewechat.Fixtures) *fakewechat.Fake {
+	fakeApps := map[string]fakewechat.App{}
 	for _, a := range apps {
-		fakeApps[a.AppID] = fakeApp{Name: a.Name, Secret: a.secret, Unbound: a.Unbound || slices.Contains(fixtures.unbound, a.AppID)}
+		fakeApps[a.AppID] = fakewechat.App{Name: a.Name, Secret: a.secret, Unbound: a.Unbound}
 	}
-	f := newFakeWechat(fakeApps, time.Now)
-	f.fixtures = fixtures
-	return f
+	return fakewechat.New(fakeApps, fixtures, time.Now)
 }
 
 // startAdmin serves the profiler, and a backup of users (nil for the fake

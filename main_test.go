@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/accesslog"
+	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/request"
 	"wxlogin/internal/testkit"
@@ -49,7 +50,7 @@ func TestNewcomerFlowInMockMode(t *testing.T) {
 		t.Fatalf("login = %s; want a token for a new user", got.raw)
 	}
 	user := post(t, "GET", s.url+"/user", "", "", "Authorization", "Bearer "+token)
-	if user.env.Status != 0 || dataOf[userData](t, user).OpenID != fakeOpenID(mockAppID, "alice") {
+	if user.env.Status != 0 || dataOf[userData](t, user).OpenID != fakewechat.OpenID(mockAppID, "alice") {
 		t.Errorf("GET /user = %s; want alice", user.raw)
 	}
 	if out := post(t, "POST", s.url+"/logout", "", "", "Authorization", "Bearer "+token); out.env.Status != 0 {
@@ -227,8 +228,8 @@ func TestSecretsStayOutOfLogsAndResponses(t *testing.T) {
 // On Redis, the Redis password is a secret too, and the keys' content is
 // TestALeakedRedisHoldsNoUsableToken's.
 func secretsStayOut(t *testing.T, store storeKind) {
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-	wechat := httptest.NewServer(fake.routes())
+	fake := fakewechat.New(map[string]fakewechat.App{"wxapp": {Secret: testSecret}}, fakewechat.Fixtures{}, time.Now)
+	wechat := httptest.NewServer(fake.Handler())
 	t.Cleanup(wechat.Close)
 	env := map[string]string{"WX_APPID": "wxapp", "WX_APPSECRET": testSecret}
 	dataDir := t.TempDir()
@@ -249,11 +250,10 @@ func secretsStayOut(t *testing.T, store storeKind) {
 		return got
 	}
 	for _, user := range []string{"alice", "bob"} {
-		code := fake.issueCode("wxapp", user)
+		code := fake.IssueCode("wxapp", user)
 		codes = append(codes, code)
-		fake.mu.Lock()
-		sessionKeys = append(sessionKeys, fake.loginCodes.codes[code].sessionKey)
-		fake.mu.Unlock()
+		key, _ := fake.SessionKey("wxapp", user) // the code's, until the next wx.login
+		sessionKeys = append(sessionKeys, key)
 		token := dataOf[loginData](t, send("POST", "/login", `{"code":"`+code+`"}`)).Token
 		tokens = append(tokens, token)
 		send("GET", "/user", "", "Authorization", "Bearer "+token)
@@ -278,9 +278,7 @@ func secretsStayOut(t *testing.T, store storeKind) {
 	if got := send("GET", "/session/check", "", bearer...); !dataOf[sessionData](t, got).Valid {
 		t.Errorf("session check = %s; want valid", got.raw)
 	}
-	fake.mu.Lock()
-	accessToken := fake.newestToken["wxapp"]
-	fake.mu.Unlock()
+	accessToken := fake.AccessToken("wxapp")
 	if accessToken == "" {
 		t.Fatal("no access_token was fetched")
 	}
@@ -339,12 +337,9 @@ func secretsStayOut(t *testing.T, store storeKind) {
 		}
 	}
 	// In mock mode the teaching page shows these exchanges to anyone.
-	drawn, err := json.Marshal(fake.exchanges.since(0))
-	if err != nil {
-		t.Fatal(err)
-	}
+	drawn := call(t, fake.Handler(), http.MethodGet, "/mock/exchanges", "").raw
 	for _, v := range append([]string{testSecret, accessToken}, sessionKeys...) {
-		if strings.Contains(string(drawn), v) {
+		if strings.Contains(drawn, v) {
 			t.Errorf("the exchanges kept for the teaching page hold the AppSecret, the access_token or a session_key: %s", drawn)
 		}
 	}
@@ -822,7 +817,7 @@ func TestMetricsOnTheAdminAddress(t *testing.T) {
 		t.Fatalf("no admin address in the log:\n%s", s.logs.String())
 	}
 	login := post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`)
-	token, openID := dataOf[loginData](t, login).Token, fakeOpenID(mockAppID, "alice")
+	token, openID := dataOf[loginData](t, login).Token, fakewechat.OpenID(mockAppID, "alice")
 	post(t, "GET", s.url+"/user", "", "", "Authorization", "Bearer "+token)
 	if got := post(t, "POST", s.url+"/login", jsonCT, `{"code":"not-a-code"}`); got.env.Status != statusInvalidCode {
 		t.Fatalf("a made-up code = %+v; want status 2", got.env)

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/opendata"
 	"wxlogin/internal/redis"
 	"wxlogin/internal/redisstore"
@@ -303,9 +304,9 @@ func TestAStalledRedisCostsALoginItsBoundOnce(t *testing.T) {
 	const bound = time.Second
 	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	t.Cleanup(srv.Resume)
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Name: "Test app", Secret: testSecret}}, time.Now)
+	fake := fakewechat.New(map[string]fakewechat.App{"wxapp": {Name: "Test app", Secret: testSecret}}, fakewechat.Fixtures{}, time.Now)
 	var stallOnExchange atomic.Bool
-	routes := fake.routes()
+	routes := fake.Handler()
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/sns/jscode2session") && stallOnExchange.CompareAndSwap(true, false) {
 			srv.Pause()
@@ -314,10 +315,10 @@ func TestAStalledRedisCostsALoginItsBoundOnce(t *testing.T) {
 	}))
 	t.Cleanup(upstream.Close)
 	env := map[string]string{"WXLOGIN_REDIS": "redis://" + srv.Addr + "?timeout=" + bound.String(), "WX_APPID": "wxapp", "WX_APPSECRET": testSecret}
-	s := startServer(t, env, "-wechat-api", upstream.URL+fakeAPIPrefix, "-login-rate", "0")
+	s := startServer(t, env, "-wechat-api", upstream.URL+fakewechat.APIPrefix, "-login-rate", "0")
 	login := func() (reply, time.Duration) {
 		start := time.Now()
-		got := post(t, http.MethodPost, s.url+"/login", jsonCT, `{"code":"`+fake.issueCode("wxapp", "bob")+`"}`)
+		got := post(t, http.MethodPost, s.url+"/login", jsonCT, `{"code":"`+fake.IssueCode("wxapp", "bob")+`"}`)
 		return got, time.Since(start)
 	}
 	if got, _ := login(); got.env.Status != 0 {
@@ -458,8 +459,8 @@ func TestKill9OnRedisKeepsEveryAcknowledgedWrite(t *testing.T) {
 		}
 		for name, id := range acked {
 			u, ok, err := check.Get(t.Context(), id)
-			v, _ := rc.Do(t.Context(), "GET", redisOpenIDKey(mockAppID, fakeOpenID(mockAppID, name)))
-			if err != nil || !ok || u.OpenID != fakeOpenID(mockAppID, name) || v != strconv.FormatInt(id, 10) {
+			v, _ := rc.Do(t.Context(), "GET", redisOpenIDKey(mockAppID, fakewechat.OpenID(mockAppID, name)))
+			if err != nil || !ok || u.OpenID != fakewechat.OpenID(mockAppID, name) || v != strconv.FormatInt(id, 10) {
 				t.Errorf("after kill %d (of %s): user %s, answered as %d, is %+v (%v, %v), openid names %v", round+1, map[bool]string{true: "Redis", false: "wxlogin"}[killRedis], name, id, u, ok, err, v)
 				lost++
 				continue
@@ -593,7 +594,7 @@ func TestReshardingUnderLoadLosesNothing(t *testing.T) {
 
 	check := cl.Client(t)
 	for name, id := range acked {
-		v, err := check.Do(ctx, "GET", redisOpenIDKey(mockAppID, fakeOpenID(mockAppID, name)))
+		v, err := check.Do(ctx, "GET", redisOpenIDKey(mockAppID, fakewechat.OpenID(mockAppID, name)))
 		if err != nil || v != strconv.FormatInt(id, 10) {
 			t.Errorf("user %s, answered as %d: the openid names %v (%v)", name, id, v, err)
 		}
@@ -628,11 +629,11 @@ func TestRedisRoundTripsPerRoute(t *testing.T) {
 	}{
 		{"GET /user of a person in two apps", func() reply { return call(t, a.handler, http.MethodGet, "/user", "", "token", shop) }, 1},
 		{"POST /login of a returning user", func() reply {
-			return call(t, a.handler, http.MethodPost, "/login", `{"appid":"wxshop","code":"`+a.fake.issueCode("wxshop", "alice")+`"}`, "Content-Type", jsonCT)
+			return call(t, a.handler, http.MethodPost, "/login", `{"appid":"wxshop","code":"`+a.fake.IssueCode("wxshop", "alice")+`"}`, "Content-Type", jsonCT)
 		}, 4},
 		{"POST /login of a new user", func() reply {
 			newUsers++
-			return call(t, a.handler, http.MethodPost, "/login", `{"appid":"wxshop","code":"`+a.fake.issueCode("wxshop", fmt.Sprint("new-", newUsers))+`"}`, "Content-Type", jsonCT)
+			return call(t, a.handler, http.MethodPost, "/login", `{"appid":"wxshop","code":"`+a.fake.IssueCode("wxshop", fmt.Sprint("new-", newUsers))+`"}`, "Content-Type", jsonCT)
 		}, 9},
 	} {
 		tt.do() // the first run of each script loads it (NOSCRIPT, then EVAL)
@@ -657,7 +658,7 @@ func TestALeakedRedisHoldsNoUsableToken(t *testing.T) {
 	if got := call(t, a.handler, http.MethodPost, "/user/phone", `{"code":"`+wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"].(string)+`"}`, "Content-Type", jsonCT, "token", token); got.env.Status != 0 {
 		t.Fatalf("phone = %s", got.raw) // so that the access_token is in Redis too
 	}
-	key, ok := a.fake.sessionKey(fakeUser{"wxapp", "alice"})
+	key, ok := a.fake.SessionKey("wxapp", "alice")
 	if !ok {
 		t.Fatal("the fake has no session_key for alice")
 	}
@@ -803,8 +804,8 @@ func TestAFailoverIsFollowedWithoutARestart(t *testing.T) {
 func TestInstancesOnOneRedisFetchOneAccessToken(t *testing.T) {
 	redisSrv := testkit.StartRedis(t)
 	clock := newFakeClock() // the fake's: wxlogin's clients run on the real one
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Name: "Test app", Secret: testSecret}}, clock.Now)
-	calls := &countingUpstream{next: fake.routes()}
+	fake := fakewechat.New(map[string]fakewechat.App{"wxapp": {Name: "Test app", Secret: testSecret}}, fakewechat.Fixtures{}, clock.Now)
+	calls := &countingUpstream{next: fake.Handler()}
 	srv := httptest.NewServer(calls)
 	t.Cleanup(srv.Close)
 	var clients []*wechatClient
@@ -869,9 +870,9 @@ func TestInstancesOnOneRedisFetchOneAccessToken(t *testing.T) {
 // TestInstancesOnOneRedisShareAnExchangesAnswer.)
 func TestInstancesOnOneRedisExchangeACodeOnce(t *testing.T) {
 	redisSrv := testkit.StartRedis(t)
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Name: "Test app", Secret: testSecret}}, time.Now)
+	fake := fakewechat.New(map[string]fakewechat.App{"wxapp": {Name: "Test app", Secret: testSecret}}, fakewechat.Fixtures{}, time.Now)
 	const path = "/mock/api/sns/jscode2session"
-	routes := fake.routes()
+	routes := fake.Handler()
 	calls := &countingUpstream{next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == path {
 			time.Sleep(300 * time.Millisecond) // WeChat's latency: every login below starts within it
@@ -886,7 +887,7 @@ func TestInstancesOnOneRedisExchangeACodeOnce(t *testing.T) {
 		wx.sharedExchanges = redisstore.NewExchanges(redisSrv.Client(t, "", ""), 5*time.Millisecond, 10*time.Second)
 		clients = append(clients, wx)
 	}
-	for round, code := range []string{fake.issueCode("wxapp", "alice"), "made-up-code"} {
+	for round, code := range []string{fake.IssueCode("wxapp", "alice"), "made-up-code"} {
 		results := make([]code2SessionResult, 20)
 		errs := make([]error, 20)
 		var wg sync.WaitGroup
@@ -905,7 +906,7 @@ func TestInstancesOnOneRedisExchangeACodeOnce(t *testing.T) {
 		for i := range results {
 			var we *wechatError
 			switch {
-			case round == 0 && (errs[i] != nil || results[i] != results[0] || results[i].OpenID != fakeOpenID("wxapp", "alice")):
+			case round == 0 && (errs[i] != nil || results[i] != results[0] || results[i].OpenID != fakewechat.OpenID("wxapp", "alice")):
 				t.Errorf("login %d got %+v, %v; want alice, as login 0 got", i, results[i], errs[i])
 			case round == 1 && (!errors.As(errs[i], &we) || we.Code != errcodeInvalidCode):
 				t.Errorf("login %d with a made-up code got %v; want WeChat's 40029", i, errs[i])

@@ -10,6 +10,7 @@ import (
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/datadir"
+	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/redis"
 	"wxlogin/internal/redisstore"
 	"wxlogin/internal/testkit"
@@ -27,7 +28,7 @@ func TestMovingAStoreToRedisAndBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"alice", "bob", "carol", "dave"} {
-		if _, _, err := files.login(mockAppID, fakeOpenID(mockAppID, name), fakeUnionID(name)); err != nil {
+		if _, _, err := files.login(mockAppID, fakewechat.OpenID(mockAppID, name), fakewechat.UnionID(name)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -112,7 +113,7 @@ func TestAFailedMoveFromRedisLeavesNoStore(t *testing.T) {
 			srv, cfg, rs := durableRedisStore(t)
 			login := func(name string) {
 				t.Helper()
-				if _, _, err := rs.Login(t.Context(), mockAppID, fakeOpenID(mockAppID, name), fakeUnionID(name)); err != nil {
+				if _, _, err := rs.Login(t.Context(), mockAppID, fakewechat.OpenID(mockAppID, name), fakewechat.UnionID(name)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -188,7 +189,7 @@ func dirNames(entries []os.DirEntry) []string {
 func TestMovingOutOfRedisCarriesRecordsPastItsCounter(t *testing.T) {
 	srv, _, rs := durableRedisStore(t)
 	for _, name := range []string{"alice", "bob", "carol", "dave", "erin"} {
-		if _, _, err := rs.Login(t.Context(), mockAppID, fakeOpenID(mockAppID, name), fakeUnionID(name)); err != nil {
+		if _, _, err := rs.Login(t.Context(), mockAppID, fakewechat.OpenID(mockAppID, name), fakewechat.UnionID(name)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -266,7 +266,7 @@ func setFaults(t *testing.T, fake string, rate float64) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var report struct{ Data faultReport }
+	var report struct{ Data faultsData }
 	err = jsonDecode(resp.Body, &report)
 	resp.Body.Close()
 	if err != nil {

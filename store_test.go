@@ -15,6 +15,7 @@ import (
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
+	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/journal"
 	"wxlogin/internal/opendata"
 )
@@ -352,7 +353,7 @@ func TestPersonFollowsTheUnionID(t *testing.T) {
 
 // benchOpenID is the openid of the ith user of the benchmarks: WeChat's
 // length and alphabet, as the fake makes them.
-func benchOpenID(i int) string { return fakeOpenID("wxbench", strconv.Itoa(i)) }
+func benchOpenID(i int) string { return fakewechat.OpenID("wxbench", strconv.Itoa(i)) }
 
 // seedUsers adds users 0 to n-1 to s through the store's own write path,
 // ten thousand to a batch (one fsync each), so that a benchmark can start
@@ -365,7 +366,7 @@ func seedUsers(tb testing.TB, s *userStore, n int) {
 		var b *journal.Batch
 		for i := start; i < min(n, start+10_000); i++ {
 			b = s.putLocked(&account.User{
-				ID: int64(len(s.byID)) + 1, AppID: "wxbench", OpenID: benchOpenID(i), UnionID: fakeUnionID(strconv.Itoa(i)),
+				ID: int64(len(s.byID)) + 1, AppID: "wxbench", OpenID: benchOpenID(i), UnionID: fakewechat.UnionID(strconv.Itoa(i)),
 				CreatedAt: now, UpdatedAt: now, LastLoginAt: now,
 			})
 		}

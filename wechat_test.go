@@ -14,6 +14,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/opendata"
 )
 
@@ -48,6 +49,77 @@ func replies(calls *atomic.Int32, bodies ...string) http.Handler {
 		w.Header().Set("Content-Type", "text/plain") // as WeChat does
 		io.WriteString(w, body)
 	})
+}
+
+// wechatErrcode is err's WeChat errcode, 0 if it has none.
+func wechatErrcode(err error) int {
+	var we *wechatError
+	if errors.As(err, &we) {
+		return we.Code
+	}
+	return 0
+}
+
+// The fake WeChat answers with errcodes of its own table, each from
+// WECHAT.md, not with the client's constants: run against it, the client
+// reads every refusal it acts on as the errcode it expects, which checks
+// the two tables against each other.
+func TestClientReadsTheFakesRefusals(t *testing.T) {
+	clock := newFakeClock()
+	fake := fakewechat.New(map[string]fakewechat.App{"wxapp": {Secret: testSecret}, "wxother": {Secret: "other-secret"}}, fakewechat.Fixtures{}, clock.Now)
+	srv := httptest.NewServer(fake.Handler())
+	t.Cleanup(srv.Close)
+	client := func(appID, secret string) *wechatClient {
+		c := newWechatClient(srv.URL+fakewechat.APIPrefix, appID, secret, 2*time.Second, 5*time.Second)
+		c.backoff, c.now = nil, clock.Now
+		return c
+	}
+	c := client("wxapp", testSecret)
+	code := fake.IssueCode("wxapp", "alice")
+	alice, err := c.code2Session(t.Context(), code)
+	if err != nil || alice.OpenID != fakewechat.OpenID("wxapp", "alice") || alice.UnionID != fakewechat.UnionID("alice") {
+		t.Fatalf("code2Session = %+v, %v; want alice's openid and unionid", alice, err)
+	}
+	wxCallAsIs(t, fake, "risk-control", `{"user":"mallory","appid":"wxapp","blocked":true}`)
+	for _, tt := range []struct {
+		name string
+		c    *wechatClient
+		code string
+		want int
+	}{
+		{"a code used", c, code, errcodeCodeUsed},
+		{"a code never issued", c, "never-issued", errcodeInvalidCode},
+		{"a code of another app", c, fake.IssueCode("wxother", "alice"), errcodeInvalidCode},
+		{"a wrong AppSecret", client("wxapp", "not-the-secret"), fake.IssueCode("wxapp", "bob"), errcodeBadSecret},
+		{"an unknown app", client("wxnobody", testSecret), fake.IssueCode("wxapp", "bob"), errcodeInvalidAppID},
+		{"a blocked user", c, fake.IssueCode("wxapp", "mallory"), errcodeUserBlocked},
+	} {
+		if _, err := tt.c.code2Session(t.Context(), tt.code); wechatErrcode(err) != tt.want {
+			t.Errorf("code2Session of %s: %v; want errcode %d", tt.name, err, tt.want)
+		}
+	}
+
+	phoneCode := func(user string) string {
+		return wxCall(t, fake, "wx.getPhoneNumber", `{"user":"`+user+`","appid":"wxapp"}`)["code"].(string)
+	}
+	if _, err := c.phoneNumber(t.Context(), phoneCode("bob"), alice.OpenID); wechatErrcode(err) != errcodeInvalidOpenID {
+		t.Errorf("phoneNumber of bob's code for alice: %v; want errcode %d", err, errcodeInvalidOpenID)
+	}
+	spent := phoneCode("alice")
+	if _, err := c.phoneNumber(t.Context(), spent, alice.OpenID); err != nil {
+		t.Fatalf("phoneNumber of alice's code: %v", err)
+	}
+	if _, err := c.phoneNumber(t.Context(), spent, alice.OpenID); wechatErrcode(err) != errcodeInvalidCode {
+		t.Errorf("phoneNumber of a spent code: %v; want errcode %d", err, errcodeInvalidCode)
+	}
+
+	fake.IssueCode("wxapp", "alice") // a new session_key at WeChat
+	current, _ := fake.SessionKey("wxapp", "alice")
+	for key, want := range map[string]bool{alice.SessionKey: false, current: true} {
+		if valid, err := c.checkSessionKey(t.Context(), alice.OpenID, key); err != nil || valid != want {
+			t.Errorf("checkSessionKey = %v, %v; want %v (87009 for a replaced key)", valid, err, want)
+		}
+	}
 }
 
 const okReply = `{"session_key":"tiihtNczf5v6AKRyjwEUhQ==","openid":"o-alice","unionid":"u-alice"}`
@@ -268,8 +340,8 @@ func FuzzParseCode2Session(f *testing.F) {
 
 func TestAccessTokenIsCachedUntilShortlyBeforeItExpires(t *testing.T) {
 	clock := newFakeClock()
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, clock.Now)
-	upstream := &countingUpstream{next: fake.routes()}
+	fake := fakewechat.New(map[string]fakewechat.App{"wxapp": {Secret: testSecret}}, fakewechat.Fixtures{}, clock.Now)
+	upstream := &countingUpstream{next: fake.Handler()}
 	c := newTestClient(t, upstream)
 	c.baseURL += "/mock/api"
 	c.now = clock.Now
@@ -292,8 +364,11 @@ func TestAccessTokenIsCachedUntilShortlyBeforeItExpires(t *testing.T) {
 	if second == first || upstream.count(stableTokenPath) != 2 {
 		t.Errorf("in the renewal window: got the same token, %d fetches; want a new one from a second fetch", upstream.count(stableTokenPath))
 	}
-	if _, failure := fake.checkAccessToken(first); failure != nil {
-		t.Errorf("the previous token died at once: %v; WeChat keeps it valid until it expires", failure)
+	// checksession with the token: an openid the fake has not seen, if it
+	// takes the token.
+	checked := wechatAPI(t, fake, "GET", "/wxa/checksession?access_token="+first+"&openid=o-nobody&signature=s&sig_method=hmac_sha256", "")
+	if code, _ := checked["errcode"].(float64); code == errcodeInvalidCredential || code == errcodeTokenExpired {
+		t.Errorf("the previous token died at once: %v; WeChat keeps it valid until it expires", checked)
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package fakewechat
 
 import (
 	"crypto/rand"
@@ -27,6 +27,11 @@ const (
 	errnoNoPhoneQuota         = 1400001 // the app's phone verifications are used up (WECHAT.md §3)
 )
 
+// anonymousNickname is the nickname WeChat has given every user in
+// getUserInfo and getUserProfile data since its 2021 and 2022 changes
+// (WECHAT.md §5).
+const anonymousNickname = "微信用户"
+
 // anonymousAvatarURL is the grey avatar WeChat sends in place of the real one
 // (WECHAT.md §5).
 const anonymousAvatarURL = "https://thirdwx.qlogo.cn/mmopen/vi_32/POgEwh4mIHO4nibH0KlMECNjjGxQUq24ZEaGT4poC6icRiccVGKSyXwibcPq4BWmiaIGuG1icwxaQX6grC9VemZoJ8rg/132"
@@ -53,7 +58,7 @@ func clientFailErrno(w http.ResponseWriter, api, reason string, errno int) {
 }
 
 // clientRoutes serves the client API under /mock/.
-func (f *fakeWechat) clientRoutes(mux *http.ServeMux) {
+func (f *Fake) clientRoutes(mux *http.ServeMux) {
 	mux.Handle("POST /mock/wx.login", f.handleLogin())
 	mux.Handle("POST /mock/wx.getUserInfo", f.handleGetUserInfo())
 	mux.Handle("POST /mock/wx.getPhoneNumber", f.handleGetPhoneNumber("getPhoneNumber", true))
@@ -68,7 +73,7 @@ func (f *fakeWechat) clientRoutes(mux *http.ServeMux) {
 
 // decodeClientRequest reads a client API call, filling in the app when the
 // fake has only one. On failure it has answered, and returns false.
-func (f *fakeWechat) decodeClientRequest(w http.ResponseWriter, r *http.Request, api string) (clientRequest, bool) {
+func (f *Fake) decodeClientRequest(w http.ResponseWriter, r *http.Request, api string) (clientRequest, bool) {
 	var req clientRequest
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 		var tooLarge *http.MaxBytesError
@@ -97,13 +102,13 @@ func (f *fakeWechat) decodeClientRequest(w http.ResponseWriter, r *http.Request,
 		return req, false
 	}
 	f.mu.Lock()
-	f.lastVisit[fakeUser{req.AppID, req.User}] = f.now() // the user is using the mini program
+	f.lastVisit[appUser{req.AppID, req.User}] = f.now() // the user is using the mini program
 	f.mu.Unlock()
 	return req, true
 }
 
 // privacyAgreed reports whether u has agreed to their app's privacy guide.
-func (f *fakeWechat) privacyAgreed(u fakeUser) bool {
+func (f *Fake) privacyAgreed(u appUser) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.privacy[u]
@@ -115,7 +120,7 @@ func (f *fakeWechat) privacyAgreed(u fakeUser) bool {
 // and <button open-type="agreePrivacyAuthorization">), runs on the phone
 // before the call; the fake sees only its outcome, through
 // wx.agreePrivacyAuthorization.
-func (f *fakeWechat) refusePrivate(w http.ResponseWriter, api string, u fakeUser) bool {
+func (f *Fake) refusePrivate(w http.ResponseWriter, api string, u appUser) bool {
 	if f.privacyAgreed(u) {
 		return false
 	}
@@ -125,7 +130,7 @@ func (f *fakeWechat) refusePrivate(w http.ResponseWriter, api string, u fakeUser
 
 // handleGetPrivacySetting serves POST /mock/wx.getPrivacySetting: whether
 // the user must still agree to the privacy guide, and its name.
-func (f *fakeWechat) handleGetPrivacySetting() http.Handler {
+func (f *Fake) handleGetPrivacySetting() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, ok := f.decodeClientRequest(w, r, "getPrivacySetting")
 		if !ok {
@@ -137,7 +142,7 @@ func (f *fakeWechat) handleGetPrivacySetting() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{
 			"errMsg":              "getPrivacySetting:ok",
-			"needAuthorization":   !f.privacyAgreed(fakeUser{req.AppID, req.User}),
+			"needAuthorization":   !f.privacyAgreed(appUser{req.AppID, req.User}),
 			"privacyContractName": "《" + name + "隐私保护指引》",
 		})
 	})
@@ -149,13 +154,13 @@ func (f *fakeWechat) handleGetPrivacySetting() http.Handler {
 // and POST /mock/wx.revokePrivacyAuthorization: the agreement is gone, as
 // when the user removes the mini program from their recent list, or its
 // guide gains a new kind of data and needs a new agreement.
-func (f *fakeWechat) handleSetPrivacy(api string, agreed bool) http.Handler {
+func (f *Fake) handleSetPrivacy(api string, agreed bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, ok := f.decodeClientRequest(w, r, api)
 		if !ok {
 			return
 		}
-		u := fakeUser{req.AppID, req.User}
+		u := appUser{req.AppID, req.User}
 		f.mu.Lock()
 		if agreed {
 			f.privacy[u] = true
@@ -178,7 +183,7 @@ type phoneQuotaSetting struct {
 
 // handlePhoneQuota serves GET and POST /mock/phone-quota, which set and
 // show an app's phone quota, as buying packages in WeChat's console does.
-func (f *fakeWechat) handlePhoneQuota() http.Handler {
+func (f *Fake) handlePhoneQuota() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := phoneQuotaSetting{AppID: r.URL.Query().Get("appid")}
 		if r.Method == http.MethodPost {
@@ -211,7 +216,7 @@ func (f *fakeWechat) handlePhoneQuota() http.Handler {
 
 // chargePhone takes one verification from appID's quota, reporting false
 // if none is left.
-func (f *fakeWechat) chargePhone(appID string) bool {
+func (f *Fake) chargePhone(appID string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n, limited := f.phoneQuota[appID]
@@ -229,25 +234,26 @@ func (f *fakeWechat) chargePhone(appID string) bool {
 // The body names the user, {"user": "alice"}, and optionally the app; the
 // reply is wx.login's success result, {"errMsg": "login:ok", "code": "..."}.
 // Each login also gives the user a fresh session_key, as wx.login may.
-func (f *fakeWechat) handleLogin() http.Handler {
+func (f *Fake) handleLogin() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, ok := f.decodeClientRequest(w, r, "login")
 		if !ok {
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"errMsg": "login:ok", "code": f.issueCode(req.AppID, req.User)})
+		writeJSON(w, http.StatusOK, map[string]string{"errMsg": "login:ok", "code": f.IssueCode(req.AppID, req.User)})
 	})
 }
 
-// issueCode creates a single-use login code for user in appID, with a new
-// session_key that is the user's current one from now on.
-func (f *fakeWechat) issueCode(appID, user string) string {
-	u := fakeUser{appID, user}
-	c := &fakeCode{
+// IssueCode creates a single-use login code for user in appID, with a new
+// session_key that is the user's current one from now on: what wx.login
+// (POST /mock/wx.login) gives, without the round trip.
+func (f *Fake) IssueCode(appID, user string) string {
+	u := appUser{appID, user}
+	c := &issuedCode{
 		code:       randomText(24, base64.RawURLEncoding.EncodeToString),
 		user:       u,
 		sessionKey: randomText(16, base64.StdEncoding.EncodeToString), // an AES-128 key
-		expires:    f.now().Add(fakeCodeLifetime),
+		expires:    f.now().Add(codeLifetime),
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -263,7 +269,7 @@ func (f *fakeWechat) issueCode(appID, user string) string {
 // so that a signature made alongside uses the same one even if a wx.login
 // replaces it meanwhile. It reports false if the user has not run wx.login,
 // which WeChat requires first.
-func (f *fakeWechat) encryptForUser(u fakeUser, v any) (encryptedData, iv, key string, ok bool) {
+func (f *Fake) encryptForUser(u appUser, v any) (encryptedData, iv, key string, ok bool) {
 	key, ok = f.sessionKey(u)
 	if !ok {
 		return "", "", "", false
@@ -281,7 +287,7 @@ func (f *fakeWechat) encryptForUser(u fakeUser, v any) (encryptedData, iv, key s
 // <button open-type="getUserInfo"> handler gets, made with the user's current
 // session_key. The profile is the user's name and a made-up avatar, or with
 // "anonymous": true the placeholder WeChat has sent since 2021.
-func (f *fakeWechat) handleGetUserInfo() http.Handler {
+func (f *Fake) handleGetUserInfo() http.Handler {
 	// The field order is WeChat's (WECHAT.md §2).
 	type userInfo struct {
 		NickName  string `json:"nickName"`
@@ -295,23 +301,23 @@ func (f *fakeWechat) handleGetUserInfo() http.Handler {
 	type encrypted struct {
 		OpenID string `json:"openId"`
 		userInfo
-		UnionID   string        `json:"unionId,omitempty"`
-		Watermark fakeWatermark `json:"watermark"`
+		UnionID   string    `json:"unionId,omitempty"`
+		Watermark watermark `json:"watermark"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, ok := f.decodeClientRequest(w, r, "getUserInfo")
-		if !ok || f.refusePrivate(w, "getUserInfo", fakeUser{req.AppID, req.User}) {
+		if !ok || f.refusePrivate(w, "getUserInfo", appUser{req.AppID, req.User}) {
 			return
 		}
-		u := fakeUser{req.AppID, req.User}
+		u := appUser{req.AppID, req.User}
 		nickname, avatar := f.profile(req.User)
 		info := userInfo{NickName: nickname, Language: "zh_CN", AvatarURL: avatar}
 		if req.Anonymous {
-			info = userInfo{NickName: opendata.AnonymousNickname, AvatarURL: anonymousAvatarURL}
+			info = userInfo{NickName: anonymousNickname, AvatarURL: anonymousAvatarURL}
 		}
 		plain := encrypted{
 			OpenID: f.openID(u.appID, u.name), userInfo: info, UnionID: f.unionID(u),
-			Watermark: fakeWatermark{Timestamp: f.now().Unix(), AppID: u.appID},
+			Watermark: watermark{Timestamp: f.now().Unix(), AppID: u.appID},
 		}
 		data, iv, key, ok := f.encryptForUser(u, plain)
 		if !ok {
@@ -338,19 +344,19 @@ func (f *fakeWechat) handleGetUserInfo() http.Handler {
 // quota; none left is errno 1400001. The quick kind, since base library
 // 2.21.2, also carries the legacy encryptedData and iv if the user has run
 // wx.login (legacy).
-func (f *fakeWechat) handleGetPhoneNumber(api string, legacy bool) http.Handler {
+func (f *Fake) handleGetPhoneNumber(api string, legacy bool) http.Handler {
 	type encrypted struct {
-		PhoneNumber     string        `json:"phoneNumber"`
-		PurePhoneNumber string        `json:"purePhoneNumber"`
-		CountryCode     string        `json:"countryCode"`
-		Watermark       fakeWatermark `json:"watermark"`
+		PhoneNumber     string    `json:"phoneNumber"`
+		PurePhoneNumber string    `json:"purePhoneNumber"`
+		CountryCode     string    `json:"countryCode"`
+		Watermark       watermark `json:"watermark"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, ok := f.decodeClientRequest(w, r, api)
 		if !ok {
 			return
 		}
-		u := fakeUser{req.AppID, req.User}
+		u := appUser{req.AppID, req.User}
 		if f.refusePrivate(w, api, u) {
 			return
 		}
@@ -360,7 +366,7 @@ func (f *fakeWechat) handleGetPhoneNumber(api string, legacy bool) http.Handler 
 			return
 		}
 		now := f.now()
-		code := &fakeCode{code: randomText(32, hex.EncodeToString), user: u, expires: now.Add(fakeCodeLifetime)}
+		code := &issuedCode{code: randomText(32, hex.EncodeToString), user: u, expires: now.Add(codeLifetime)}
 		f.mu.Lock()
 		f.phoneCodes.add(code, now)
 		f.openIDs[account.Ref{AppID: u.appID, OpenID: f.openID(u.appID, u.name)}] = u.name
@@ -369,7 +375,7 @@ func (f *fakeWechat) handleGetPhoneNumber(api string, legacy bool) http.Handler 
 		reply := map[string]string{"errMsg": api + ":ok", "code": code.code}
 		if legacy {
 			number, pure, countryCode := f.phone(u.name)
-			plain := encrypted{number, pure, countryCode, fakeWatermark{now.Unix(), u.appID}}
+			plain := encrypted{number, pure, countryCode, watermark{now.Unix(), u.appID}}
 			if data, iv, _, ok := f.encryptForUser(u, plain); ok {
 				reply["encryptedData"], reply["iv"] = data, iv
 			}
@@ -381,29 +387,34 @@ func (f *fakeWechat) handleGetPhoneNumber(api string, legacy bool) http.Handler 
 // handleGetWeRunData serves POST /mock/wx.getWeRunData: the user's steps of
 // the last 31 days, encrypted as wx.getWeRunData returns them, each day
 // stamped with its midnight in China and the data watermarked.
-func (f *fakeWechat) handleGetWeRunData() http.Handler {
+func (f *Fake) handleGetWeRunData() http.Handler {
+	// The shape is WeChat's (WECHAT.md §3).
+	type stepInfo struct {
+		Timestamp int64 `json:"timestamp"` // the day's midnight, Unix seconds
+		Step      int64 `json:"step"`
+	}
 	type encrypted struct {
-		StepInfoList []opendata.StepInfo `json:"stepInfoList"`
-		Watermark    fakeWatermark       `json:"watermark"`
+		StepInfoList []stepInfo `json:"stepInfoList"`
+		Watermark    watermark  `json:"watermark"`
 	}
 	chinaTime := time.FixedZone("CST", 8*60*60) // WeRun's days begin at midnight in China.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, ok := f.decodeClientRequest(w, r, "getWeRunData")
-		if !ok || f.refusePrivate(w, "getWeRunData", fakeUser{req.AppID, req.User}) {
+		if !ok || f.refusePrivate(w, "getWeRunData", appUser{req.AppID, req.User}) {
 			return
 		}
 		now := f.now()
 		y, m, d := now.In(chinaTime).Date()
-		plain := encrypted{Watermark: fakeWatermark{now.Unix(), req.AppID}}
+		plain := encrypted{Watermark: watermark{now.Unix(), req.AppID}}
 		for i := 30; i >= 0; i-- {
 			day := time.Date(y, m, d-i, 0, 0, 0, 0, chinaTime)
-			sum := fakeHash("werun\x00" + req.User + "\x00" + day.Format(time.DateOnly))
-			plain.StepInfoList = append(plain.StepInfoList, opendata.StepInfo{
+			sum := seedHash("werun\x00" + req.User + "\x00" + day.Format(time.DateOnly))
+			plain.StepInfoList = append(plain.StepInfoList, stepInfo{
 				Timestamp: day.Unix(),
 				Step:      int64(binary.BigEndian.Uint32(sum[:4]) % 20000),
 			})
 		}
-		data, iv, _, ok := f.encryptForUser(fakeUser{req.AppID, req.User}, plain)
+		data, iv, _, ok := f.encryptForUser(appUser{req.AppID, req.User}, plain)
 		if !ok {
 			clientFail(w, http.StatusBadRequest, "getWeRunData", "call wx.login first")
 			return

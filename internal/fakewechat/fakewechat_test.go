@@ -1,8 +1,8 @@
-package main
+package fakewechat
 
 import (
 	"encoding/json"
-	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -12,81 +12,31 @@ import (
 	"wxlogin/internal/opendata"
 )
 
-// fakeSetup is the fake WeChat on a real HTTP server, with a client of app
-// "wxapp" pointed at it as wxlogin's mock mode points its own.
-type fakeSetup struct {
-	fake   *fakeWechat
-	clock  *fakeClock
-	url    string
-	client *wechatClient
-}
-
-func newFakeSetup(t *testing.T, apps map[string]string) *fakeSetup {
-	t.Helper()
-	clock := newFakeClock()
-	fakeApps := map[string]fakeApp{}
-	for appID, secret := range apps {
-		fakeApps[appID] = fakeApp{Secret: secret}
-	}
-	fake := newFakeWechat(fakeApps, clock.Now)
-	srv := httptest.NewServer(fake.routes())
-	t.Cleanup(srv.Close)
-	client := newWechatClient(srv.URL+"/mock/api", "wxapp", apps["wxapp"], 2*time.Second, 5*time.Second)
-	client.backoff = nil
-	return &fakeSetup{fake: fake, clock: clock, url: srv.URL, client: client}
-}
-
-// wxLogin calls the fake's wx.login and returns the code.
-func (f *fakeSetup) wxLogin(t *testing.T, body string) string {
-	t.Helper()
-	resp, err := http.Post(f.url+"/mock/wx.login", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var got struct {
-		ErrMsg string `json:"errMsg"`
-		Code   string `json:"code"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != 200 || got.ErrMsg != "login:ok" || got.Code == "" {
-		t.Fatalf("wx.login(%s) = HTTP %d, %+v, %v; want login:ok with a code", body, resp.StatusCode, got, err)
-	}
-	return got.Code
-}
-
-func wechatErrcode(err error) int {
-	var we *wechatError
-	if errors.As(err, &we) {
-		return we.Code
-	}
-	return 0
-}
-
 func TestFakeCodesAreSingleUseAndExpire(t *testing.T) {
 	f := newFakeSetup(t, map[string]string{"wxapp": testSecret, "wxother": "other-secret"})
 	code := f.wxLogin(t, `{"user":"alice","appid":"wxapp"}`)
-	first, err := f.client.code2Session(t.Context(), code)
-	if err != nil {
-		t.Fatal(err)
+	first := f.code2Session(t, code)
+	if first.Errcode != 0 {
+		t.Fatalf("exchange = %+v; want a session", first)
 	}
-	if first.OpenID != fakeOpenID("wxapp", "alice") || first.UnionID != fakeUnionID("alice") || len(first.SessionKey) != 24 {
+	if first.OpenID != OpenID("wxapp", "alice") || first.UnionID != UnionID("alice") || len(first.SessionKey) != 24 {
 		t.Errorf("exchange = %+v; want alice's openid and unionid and a 16-byte base64 session_key", first)
 	}
-	if _, err := f.client.code2Session(t.Context(), code); wechatErrcode(err) != errcodeCodeUsed {
-		t.Errorf("reused code: %v; want errcode 40163", err)
+	if got := f.code2Session(t, code); got.Errcode != errcodeCodeUsed {
+		t.Errorf("reused code: %+v; want errcode 40163", got)
 	}
-	if _, err := f.client.code2Session(t.Context(), "never-issued"); wechatErrcode(err) != errcodeInvalidCode {
-		t.Errorf("unknown code: %v; want errcode 40029", err)
+	if got := f.code2Session(t, "never-issued"); got.Errcode != errcodeInvalidCode {
+		t.Errorf("unknown code: %+v; want errcode 40029", got)
 	}
 	otherApp := f.wxLogin(t, `{"user":"alice","appid":"wxother"}`)
-	if _, err := f.client.code2Session(t.Context(), otherApp); wechatErrcode(err) != errcodeInvalidCode {
-		t.Errorf("code of another app: %v; want errcode 40029", err)
+	if got := f.code2Session(t, otherApp); got.Errcode != errcodeInvalidCode {
+		t.Errorf("code of another app: %+v; want errcode 40029", got)
 	}
 
 	stale := f.wxLogin(t, `{"user":"alice","appid":"wxapp"}`)
-	f.clock.Advance(fakeCodeLifetime)
-	if _, err := f.client.code2Session(t.Context(), stale); wechatErrcode(err) != errcodeInvalidCode {
-		t.Errorf("code older than 5 minutes: %v; want errcode 40029", err)
+	f.clock.Advance(codeLifetime)
+	if got := f.code2Session(t, stale); got.Errcode != errcodeInvalidCode {
+		t.Errorf("code older than 5 minutes: %+v; want errcode 40029", got)
 	}
 	f.wxLogin(t, `{"user":"bob","appid":"wxapp"}`) // issuing drops the expired codes
 	f.fake.mu.Lock()
@@ -99,10 +49,10 @@ func TestFakeCodesAreSingleUseAndExpire(t *testing.T) {
 
 func TestFakeIdentities(t *testing.T) {
 	f := newFakeSetup(t, map[string]string{"wxapp": testSecret, "wxother": "other-secret"})
-	exchange := func(user string) code2SessionResult {
-		s, err := f.client.code2Session(t.Context(), f.wxLogin(t, `{"user":"`+user+`","appid":"wxapp"}`))
-		if err != nil {
-			t.Fatal(err)
+	exchange := func(user string) session {
+		s := f.code2Session(t, f.wxLogin(t, `{"user":"`+user+`","appid":"wxapp"}`))
+		if s.Errcode != 0 {
+			t.Fatalf("exchange = %+v; want a session", s)
 		}
 		return s
 	}
@@ -116,10 +66,10 @@ func TestFakeIdentities(t *testing.T) {
 	if a1.OpenID == b.OpenID || a1.UnionID == b.UnionID {
 		t.Errorf("two names share an identity: %+v and %+v", a1, b)
 	}
-	if fakeOpenID("wxapp", "alice") == fakeOpenID("wxother", "alice") {
+	if OpenID("wxapp", "alice") == OpenID("wxother", "alice") {
 		t.Error("one name has the same openid in two apps; openids are per app")
 	}
-	if id := fakeOpenID("wxapp", "alice"); len(id) != 28 || id[0] != 'o' {
+	if id := OpenID("wxapp", "alice"); len(id) != 28 || id[0] != 'o' {
 		t.Errorf("openid %q is not shaped like WeChat's (28 characters starting with o)", id)
 	}
 }
@@ -136,14 +86,13 @@ func TestFakeCode2SessionChecksCredentials(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newWechatClient(f.url+"/mock/api", tt.appID, tt.secret, time.Second, time.Second)
-			if _, err := c.code2Session(t.Context(), code); wechatErrcode(err) != tt.want {
-				t.Errorf("code2Session = %v; want errcode %d", err, tt.want)
+			if got := code2Session(t, f.url, tt.appID, tt.secret, code); got.Errcode != tt.want {
+				t.Errorf("code2Session = %+v; want errcode %d", got, tt.want)
 			}
 		})
 	}
-	if _, err := f.client.code2Session(t.Context(), code); err != nil {
-		t.Errorf("the code was spent by a call with bad credentials: %v", err)
+	if got := f.code2Session(t, code); got.Errcode != 0 {
+		t.Errorf("the code was spent by a call with bad credentials: %+v", got)
 	}
 }
 
@@ -179,8 +128,8 @@ func FuzzFakeWxLogin(f *testing.F) {
 	f.Add([]byte(`{"user":"alice","appid":"wxapp"}`))
 	f.Add([]byte(`{"user":"\ud800"}`))
 	f.Add([]byte(`{"user":null}`))
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-	h := fake.routes()
+	fake := New(map[string]App{"wxapp": {Secret: testSecret}}, Fixtures{}, time.Now)
+	h := fake.Handler()
 	f.Fuzz(func(t *testing.T, body []byte) {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, httptest.NewRequest("POST", "/mock/wx.login", strings.NewReader(string(body))))
@@ -201,10 +150,10 @@ func FuzzFakeWxLogin(f *testing.F) {
 const officialPlaintext = `{"openId":"oGZUI0egBJY1zhBYw2KhdUfwVJJE","nickName":"Band","gender":1,"language":"zh_CN","city":"Guangzhou","province":"Guangdong","country":"CN","avatarUrl":"http://wx.qlogo.cn/mmopen/vi_32/aSKcBBPpibyKNicHNTMM0qJVh8Kjgiak2AHWr8MHM4WgMEm7GFhsf8OYrySdbvAMvTsw3mo8ibKicsnfN5pRjl1p8HQ/0","unionId":"ocMvos6NjeKLIBqg5Mr9QjxrP1FA","watermark":{"timestamp":1477314187,"appid":"wx4f4bc4dec97d474b"}}`
 
 func TestFakeUserInfoIsShapedAsWeChat(t *testing.T) {
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-	fake.issueCode("wxapp", "alice")
+	fake := New(map[string]App{"wxapp": {Secret: testSecret}}, Fixtures{}, time.Now)
+	fake.IssueCode("wxapp", "alice")
 	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
-	key, _ := fake.sessionKey(fakeUser{"wxapp", "alice"})
+	key, _ := fake.SessionKey("wxapp", "alice")
 	plain, err := opendata.Decrypt(key, detail["encryptedData"].(string), detail["iv"].(string))
 	if err != nil {
 		t.Fatal(err)
@@ -223,15 +172,14 @@ func TestFakeUserInfoIsShapedAsWeChat(t *testing.T) {
 }
 
 func TestFakeUnionIDAcrossApps(t *testing.T) {
-	fake := newFakeWechat(map[string]fakeApp{"wxshop": {Secret: "s1"}, "wxgame": {Secret: "s2"}, "wxsolo": {Secret: "s3", Unbound: true}}, time.Now)
-	srv := httptest.NewServer(fake.routes())
+	fake := New(map[string]App{"wxshop": {Secret: "s1"}, "wxgame": {Secret: "s2"}, "wxsolo": {Secret: "s3", Unbound: true}}, Fixtures{}, time.Now)
+	srv := httptest.NewServer(fake.Handler())
 	t.Cleanup(srv.Close)
-	exchange := func(appID string) code2SessionResult {
+	exchange := func(appID string) session {
 		t.Helper()
-		c := newWechatClient(srv.URL+"/mock/api", appID, fake.apps[appID].Secret, time.Second, 2*time.Second)
-		s, err := c.code2Session(t.Context(), fake.issueCode(appID, "alice"))
-		if err != nil {
-			t.Fatal(err)
+		s := code2Session(t, srv.URL, appID, fake.apps[appID].Secret, fake.IssueCode(appID, "alice"))
+		if s.Errcode != 0 {
+			t.Fatalf("exchange = %+v; want a session", s)
 		}
 		return s
 	}
@@ -243,7 +191,7 @@ func TestFakeUnionIDAcrossApps(t *testing.T) {
 		t.Errorf("alice in an unbound app got unionid %q; want none", solo.UnionID)
 	}
 	info := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice","appid":"wxsolo"}`)
-	key, _ := fake.sessionKey(fakeUser{"wxsolo", "alice"})
+	key, _ := fake.SessionKey("wxsolo", "alice")
 	plain, _ := opendata.Decrypt(key, info["encryptedData"].(string), info["iv"].(string))
 	if strings.Contains(string(plain), "unionId") {
 		t.Errorf("user info in an unbound app carries a unionId: %s", plain)
@@ -262,11 +210,11 @@ func TestFakeUnionIDAcrossApps(t *testing.T) {
 
 // callServerAPI calls the fake's server API at path (as on api.weixin.qq.com)
 // and returns the reply, which must be WeChat's JSON with HTTP 200.
-func callServerAPI(t *testing.T, fake *fakeWechat, method, path, body string) map[string]any {
+func callServerAPI(t *testing.T, fake *Fake, method, path, body string) map[string]any {
 	t.Helper()
-	r := httptest.NewRequestWithContext(t.Context(), method, fakeAPIPrefix+path, strings.NewReader(body))
+	r := httptest.NewRequestWithContext(t.Context(), method, APIPrefix+path, strings.NewReader(body))
 	w := httptest.NewRecorder()
-	fake.routes().ServeHTTP(w, r)
+	fake.Handler().ServeHTTP(w, r)
 	var reply map[string]any
 	if err := json.Unmarshal(w.Body.Bytes(), &reply); err != nil || w.Code != http.StatusOK {
 		t.Fatalf("%s %s = HTTP %d, %q; want WeChat's JSON with HTTP 200", method, path, w.Code, w.Body)
@@ -284,7 +232,7 @@ func errcodeOf(reply map[string]any) int {
 // the fake does not serve, 43001 or 43002 for a known one with the wrong
 // method.
 func TestFakeAnswersEveryPathInWeChatJSON(t *testing.T) {
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
+	fake := New(map[string]App{"wxapp": {Secret: testSecret}}, Fixtures{}, time.Now)
 	tests := []struct {
 		method, path string
 		want         int
@@ -307,7 +255,7 @@ func TestFakeAnswersEveryPathInWeChatJSON(t *testing.T) {
 // replaces works for 5 more minutes only; stable_token's are untouched.
 func TestFakeClassicAccessToken(t *testing.T) {
 	clock := newFakeClock()
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, clock.Now)
+	fake := New(map[string]App{"wxapp": {Secret: testSecret}}, Fixtures{}, clock.Now)
 	for _, tt := range []struct {
 		query string
 		want  int
@@ -341,7 +289,7 @@ func TestFakeClassicAccessToken(t *testing.T) {
 	if first == second || works(first) != 0 || works(second) != 0 {
 		t.Fatalf("two classic tokens %q, %q: errcodes %d, %d; want two, both working for now", first, second, works(first), works(second))
 	}
-	clock.Advance(fakeTokenRenewal + time.Second)
+	clock.Advance(tokenRenewal + time.Second)
 	if works(first) != errcodeTokenExpired || works(second) != 0 || works(stable) != 0 {
 		t.Errorf("5 minutes after it was replaced, the first classic token: %d; the second: %d; the stable one: %d; want %d, 0, 0",
 			works(first), works(second), works(stable), errcodeTokenExpired)
@@ -354,11 +302,11 @@ func TestFakeClassicAccessToken(t *testing.T) {
 // msg_sec_check's documented refusals, each as WeChat answers it.
 func TestFakeMsgSecCheckRefusals(t *testing.T) {
 	clock := newFakeClock()
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}, "wxother": {Secret: "other"}}, clock.Now)
-	fake.issueCode("wxapp", "alice")
-	fake.issueCode("wxother", "bob")
+	fake := New(map[string]App{"wxapp": {Secret: testSecret}, "wxother": {Secret: "other"}}, Fixtures{}, clock.Now)
+	fake.IssueCode("wxapp", "alice")
+	fake.IssueCode("wxother", "bob")
 	token, _ := fake.stableToken("wxapp", false)
-	alice := fakeOpenID("wxapp", "alice")
+	alice := OpenID("wxapp", "alice")
 	body := func(content string, version, scene int, openID string) string {
 		b, _ := json.Marshal(map[string]any{"content": content, "version": version, "scene": scene, "openid": openID})
 		return string(b)
@@ -378,7 +326,7 @@ func TestFakeMsgSecCheckRefusals(t *testing.T) {
 		{"empty content", token, body("", 2, 1, alice), 44002, ""},
 		{"no openid", token, body("小明", 2, 1, ""), 44002, ""},
 		{"scene out of range", token, body("小明", 2, 5, alice), 40129, ""},
-		{"another app's user", token, body("小明", 2, 1, fakeOpenID("wxother", "bob")), errcodeInvalidOpenID, ""},
+		{"another app's user", token, body("小明", 2, 1, OpenID("wxother", "bob")), errcodeInvalidOpenID, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -389,31 +337,28 @@ func TestFakeMsgSecCheckRefusals(t *testing.T) {
 			if tt.suggest == "" {
 				return
 			}
-			verdict, err := parseContentVerdict(marshalAsWeChat(reply))
-			if err != nil || verdict.Suggest != tt.suggest {
-				t.Errorf("msg_sec_check = %v (%v); want suggest %q", reply, err, tt.suggest)
+			if result, _ := reply["result"].(map[string]any); result["suggest"] != tt.suggest {
+				t.Errorf("msg_sec_check = %v; want result.suggest %q", reply, tt.suggest)
 			}
 		})
 	}
-	clock.Advance(fakeVisitWindow + time.Second)
+	clock.Advance(VisitWindow + time.Second)
 	token, _ = fake.stableToken("wxapp", false)
 	if got := errcodeOf(callServerAPI(t, fake, "POST", "/wxa/msg_sec_check?access_token="+token, body("小明", 2, 1, alice))); got != 61010 {
 		t.Errorf("msg_sec_check of a user not seen for two hours: errcode %d; want 61010", got)
 	}
 }
 
-// A user WeChat's risk control blocks cannot log in with any code: the
-// fake answers 40226, and wxlogin status 8 (HTTP 403), which a new code
-// will not change.
-func TestRiskBlockedUserGetsStatus8(t *testing.T) {
-	a := newTestApp(t, appOptions{})
-	wxCallAsIs(t, a.fake, "risk-control", `{"user":"mallory","blocked":true}`)
-	for range 2 {
-		got := call(t, a.handler, http.MethodPost, "/login", `{"code":"`+a.fake.issueCode("wxapp", "mallory")+`"}`, "Content-Type", jsonCT)
-		if got.code != http.StatusForbidden || got.env.Status != statusUserBlocked || got.env.Errcode != errcodeUserBlocked || got.env.Msg != msgUserBlocked {
-			t.Errorf("login of a blocked user = %d %s; want 403, status 8, errcode 40226", got.code, got.raw)
-		}
+func TestExchangeLogKeepsTheLatest(t *testing.T) {
+	var l exchangeLog
+	for i := range maxExchanges + 50 {
+		l.add(exchange{Path: fmt.Sprint(i)})
 	}
-	wxCallAsIs(t, a.fake, "risk-control", `{"user":"mallory","blocked":false}`)
-	a.login(t, "wxapp", "mallory")
+	all := l.since(0)
+	if len(all) != maxExchanges || all[0].Seq != 51 || all[len(all)-1].Seq != maxExchanges+50 {
+		t.Fatalf("kept %d exchanges, %d to %d; want the latest %d", len(all), all[0].Seq, all[len(all)-1].Seq, maxExchanges)
+	}
+	if got := l.since(maxExchanges + 40); len(got) != 10 || got[0].Path != fmt.Sprint(maxExchanges+40) {
+		t.Errorf("since(%d) = %d exchanges from %q; want the last 10", maxExchanges+40, len(got), got[0].Path)
+	}
 }

@@ -1,4 +1,21 @@
-package main
+// Package fakewechat is the built-in fake WeChat. In mock mode wxlogin
+// serves it under /mock/ and its own WeChat client calls it over HTTP,
+// exactly as it would call api.weixin.qq.com, so mock mode runs the real
+// code path end to end; with -fake-only it is served alone, for other
+// servers' tests (Standalone). It plays both sides WeChat plays: the
+// client API a mini program calls (wx.login, wx.getUserInfo,
+// wx.getPhoneNumber, wx.getWeRunData; client.go) and the server API
+// wxlogin calls (jscode2session, stable_token, checksession,
+// getuserphonenumber, msg_sec_check); with users fixed by a fixtures file
+// (fixtures.go) and failures made on purpose (faults.go). It signs and
+// encrypts open data as WeChat does (internal/opendata), and records the
+// server API calls it is made, secrets replaced, for the teaching page.
+//
+// It keeps its own table of WeChat's errcodes, each with where WECHAT.md
+// has it, rather than sharing the client's: a test of wxlogin's client
+// against the fake then checks the client's reading of WeChat, not the
+// client against itself.
+package fakewechat
 
 import (
 	"bytes"
@@ -21,39 +38,54 @@ import (
 	"wxlogin/internal/redact"
 )
 
-// This file is the built-in fake WeChat. In mock mode wxlogin serves it under
-// /mock/ and its own WeChat client calls it over HTTP, exactly as it would
-// call api.weixin.qq.com, so mock mode runs the real code path end to end.
-// It plays both sides WeChat plays: the client API a mini program calls
-// (wx.login, wx.getUserInfo, wx.getPhoneNumber, wx.getWeRunData) and the
-// server API wxlogin calls (jscode2session, stable_token, checksession,
-// getuserphonenumber).
-
-// fakeCodeLifetime is how long a wx.login or phone code may be exchanged
+// codeLifetime is how long a wx.login or phone code may be exchanged
 // (WECHAT.md §1, §3).
-const fakeCodeLifetime = 5 * time.Minute
+const codeLifetime = 5 * time.Minute
 
-// fakeAPIPrefix is where the fake serves WeChat's server API: wxlogin's
+// APIPrefix is where the fake serves WeChat's server API: wxlogin's
 // client in mock mode has it as its base URL.
-const fakeAPIPrefix = "/mock/api"
+const APIPrefix = "/mock/api"
 
-// fakeAccessTokenLifetime is the expires_in of a fresh access_token, and
-// fakeTokenRenewal how long before its end the next one is issued, during
+// accessTokenLifetime is the expires_in of a fresh access_token, and
+// tokenRenewal how long before its end the next one is issued, during
 // which both are valid (WECHAT.md §4).
 const (
-	fakeAccessTokenLifetime = 7200 * time.Second
-	fakeTokenRenewal        = 5 * time.Minute
+	accessTokenLifetime = 7200 * time.Second
+	tokenRenewal        = 5 * time.Minute
 )
 
-// errcodeInvalidURL is WeChat's answer to a path it does not serve.
-const errcodeInvalidURL = 40066
+// WeChat's errcodes the fake answers with, with where WECHAT.md has each.
+// They are the fake's own, not the client's (see the package comment).
+const (
+	errcodeInvalidCredential = 40001 // an access_token unknown, replaced or of no app (§4); getAccessToken's wrong AppSecret (§4)
+	errcodeInvalidGrantType  = 40002 // grant_type not the API's (§4)
+	errcodeInvalidOpenID     = 40003 // the global "invalid openid": checksession, getuserphonenumber (§3), msg_sec_check (§9)
+	errcodeInvalidAppID      = 40013 // §1, §4
+	errcodeInvalidCode       = 40029 // a code wrong, expired or of another app (§1); getuserphonenumber's too (§3)
+	errcodeInvalidURL        = 40066 // a path WeChat does not serve (§1)
+	errcodeBadSecret         = 40125 // jscode2session's and stable_token's wrong AppSecret (§1)
+	errcodeInvalidScene      = 40129 // msg_sec_check: a scene not 1 to 4 (§9)
+	errcodeCodeUsed          = 40163 // a code exchanged before (§1)
+	errcodeUserBlocked       = 40226 // risk control blocks the user's logins (§1, §8)
+	errcodeAppIDMissing      = 41002 // the global code list (§1)
+	errcodeSecretMissing     = 41004 // the global code list (§1)
+	errcodeCodeMissing       = 41008 // the global code list (§1)
+	errcodeTokenExpired      = 42001 // §4
+	errcodeRequireGET        = 43001 // the global code list: a known path, the wrong method (§1's note, "Things I could not confirm")
+	errcodeRequirePOST       = 43002 // likewise
+	errcodeEmptyData         = 44002 // msg_sec_check: no content or openid (§9)
+	errcodeDataFormat        = 47001 // a body that is not the JSON the API reads (§9)
+	errcodeUserNotSeen       = 61010 // msg_sec_check: the user has not used the mini program for two hours (§9)
+	errcodeInvalidSigMethod  = 87008 // resetusersessionkey's and checksession's sig_method (§4)
+	errcodeInvalidSignature  = 87009 // checksession: not the user's current session_key (§4)
+)
 
-// fakeVisitWindow is how recently a user must have used the mini program
+// VisitWindow is how recently a user must have used the mini program
 // for msgSecCheck to accept their openid (WECHAT.md §9: 61010 past it).
-const fakeVisitWindow = 2 * time.Hour
+const VisitWindow = 2 * time.Hour
 
-// fakeApp is one mini program the fake knows.
-type fakeApp struct {
+// App is one mini program the fake knows.
+type App struct {
 	Name   string // for the privacy guide's title
 	Secret string
 	// Unbound is an app not bound to an Open Platform account: WeChat gives
@@ -61,22 +93,23 @@ type fakeApp struct {
 	Unbound bool
 }
 
-// fakeWechat imitates WeChat for a fixed set of apps.
-type fakeWechat struct {
-	apps     map[string]fakeApp // by appid, fixed at construction
-	fixtures fakeFixtures       // users fixed by name (fixtures.go), fixed at construction
+// Fake imitates WeChat for a fixed set of apps.
+type Fake struct {
+	apps     map[string]App // by appid, fixed at construction
+	fixtures Fixtures       // users fixed by name (fixtures.go), fixed at construction
 	now      func() time.Time
+	handler  http.Handler // the routes, made once
 
 	mu          sync.Mutex // guards every field below
 	loginCodes  codeBook
 	phoneCodes  codeBook
-	sessionKeys map[fakeUser]string    // the current session_key of each user who ran wx.login
+	sessionKeys map[appUser]string     // the current session_key of each user who ran wx.login
 	openIDs     map[account.Ref]string // (appid, openid) → user name
-	lastVisit   map[fakeUser]time.Time // when each user last called the client API
-	privacy     map[fakeUser]bool      // the users who agreed to their app's privacy guide
-	riskBlocked map[fakeUser]bool      // the users WeChat's risk control keeps from logging in
+	lastVisit   map[appUser]time.Time  // when each user last called the client API
+	privacy     map[appUser]bool       // the users who agreed to their app's privacy guide
+	riskBlocked map[appUser]bool       // the users WeChat's risk control keeps from logging in
 	phoneQuota  map[string]int         // appid → phone verifications left; absent: no limit
-	tokens      map[string]fakeAccessToken
+	tokens      map[string]issuedToken
 	newestToken map[string]string // appid → its newest stable access_token
 	// newestClassic is appid → its newest classic access_token
 	// (cgi-bin/token): tokens of the two APIs never replace each other.
@@ -86,21 +119,21 @@ type fakeWechat struct {
 	faults    faultInjector // the calls made to fail on purpose (faults.go)
 }
 
-// fakeUser is a user name in one app.
-type fakeUser struct {
+// appUser is a user name in one app.
+type appUser struct {
 	appID, name string
 }
 
-// fakeAccessToken is an access_token the fake issued.
-type fakeAccessToken struct {
+// issuedToken is an access_token the fake issued.
+type issuedToken struct {
 	appID   string
 	expires time.Time
 }
 
-// fakeCode is one code handed out by wx.login or getPhoneNumber.
-type fakeCode struct {
+// issuedCode is one code handed out by wx.login or getPhoneNumber.
+type issuedCode struct {
 	code       string
-	user       fakeUser
+	user       appUser
 	sessionKey string // a login code's session_key
 	expires    time.Time
 	used       bool
@@ -109,17 +142,17 @@ type fakeCode struct {
 // codeBook holds live codes. Codes are kept in the order they were issued,
 // so expired ones are dropped cheaply.
 type codeBook struct {
-	codes map[string]*fakeCode
-	queue []*fakeCode
+	codes map[string]*issuedCode
+	queue []*issuedCode
 }
 
-func (b *codeBook) add(c *fakeCode, now time.Time) {
+func (b *codeBook) add(c *issuedCode, now time.Time) {
 	for len(b.queue) > 0 && !now.Before(b.queue[0].expires) {
 		delete(b.codes, b.queue[0].code)
 		b.queue = b.queue[1:]
 	}
 	if b.codes == nil {
-		b.codes = map[string]*fakeCode{}
+		b.codes = map[string]*issuedCode{}
 	}
 	b.codes[c.code] = c
 	b.queue = append(b.queue, c)
@@ -127,7 +160,7 @@ func (b *codeBook) add(c *fakeCode, now time.Time) {
 
 // use spends code for appID. It returns the code if it is valid: issued for
 // appID and not expired. used reports whether it had been spent before.
-func (b *codeBook) use(code, appID string, now time.Time) (c *fakeCode, used bool) {
+func (b *codeBook) use(code, appID string, now time.Time) (c *issuedCode, used bool) {
 	c, ok := b.codes[code]
 	if !ok || c.user.appID != appID || !now.Before(c.expires) {
 		return nil, false
@@ -136,41 +169,55 @@ func (b *codeBook) use(code, appID string, now time.Time) (c *fakeCode, used boo
 	return c, used
 }
 
-func newFakeWechat(apps map[string]fakeApp, now func() time.Time) *fakeWechat {
-	return &fakeWechat{
-		apps: apps, now: now,
-		sessionKeys:   map[fakeUser]string{},
+// New is a fake WeChat that knows apps, by AppID, with the users fixtures
+// fix (the zero Fixtures for none), on the clock now. An app the fixtures
+// unbind is unbound.
+func New(apps map[string]App, fixtures Fixtures, now func() time.Time) *Fake {
+	known := map[string]App{}
+	for appID, a := range apps {
+		a.Unbound = a.Unbound || slices.Contains(fixtures.unbound, appID)
+		known[appID] = a
+	}
+	f := &Fake{
+		apps: known, fixtures: fixtures, now: now,
+		sessionKeys:   map[appUser]string{},
 		openIDs:       map[account.Ref]string{},
-		lastVisit:     map[fakeUser]time.Time{},
-		privacy:       map[fakeUser]bool{},
-		riskBlocked:   map[fakeUser]bool{},
+		lastVisit:     map[appUser]time.Time{},
+		privacy:       map[appUser]bool{},
+		riskBlocked:   map[appUser]bool{},
 		phoneQuota:    map[string]int{},
-		tokens:        map[string]fakeAccessToken{},
+		tokens:        map[string]issuedToken{},
 		newestToken:   map[string]string{},
 		newestClassic: map[string]string{},
 	}
+	f.handler = f.routes()
+	return f
 }
 
-// routes serves the fake under /mock/.
-func (f *fakeWechat) routes() http.Handler {
+// Handler serves the fake under /mock/: the client API, WeChat's server
+// API under APIPrefix, and the fake's own controls.
+func (f *Fake) Handler() http.Handler { return f.handler }
+
+// routes is the fake's mux.
+func (f *Fake) routes() http.Handler {
 	mux := http.NewServeMux()
 	f.clientRoutes(mux)
 	api := f.serverAPIRoutes()
 	for _, route := range api {
-		mux.Handle(route.method+" "+fakeAPIPrefix+route.path, f.serverAPI(route.handler))
+		mux.Handle(route.method+" "+APIPrefix+route.path, f.serverAPI(route.handler))
 	}
 	// Anything else under the API root is answered as WeChat answers, in
 	// its JSON and never a plain-text 404: the global code list's 43001 or
 	// 43002 for a known path with the wrong method, else 40066 invalid url
 	// (WECHAT.md §1 has it for a misspelt path).
-	mux.Handle(fakeAPIPrefix+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		path := strings.TrimPrefix(r.URL.Path, fakeAPIPrefix)
+	mux.Handle(APIPrefix+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := strings.TrimPrefix(r.URL.Path, APIPrefix)
 		reply := apiFailure(errcodeInvalidURL, "invalid url")
 		for _, route := range api {
 			if route.path == path && route.method == http.MethodGet {
-				reply = apiFailure(43001, "require GET method")
+				reply = apiFailure(errcodeRequireGET, "require GET method")
 			} else if route.path == path {
-				reply = apiFailure(43002, "require POST method")
+				reply = apiFailure(errcodeRequirePOST, "require POST method")
 			}
 		}
 		jsonAnswer(w, reply)
@@ -182,17 +229,17 @@ func (f *fakeWechat) routes() http.Handler {
 	return mux
 }
 
-// fakeRoute is one server API endpoint of the fake, at its path on
+// apiRoute is one server API endpoint of the fake, at its path on
 // api.weixin.qq.com.
-type fakeRoute struct {
+type apiRoute struct {
 	method, path string
 	handler      http.Handler
 }
 
 // serverAPIRoutes are the server API endpoints the fake implements: those
 // wxlogin calls, and the classic access_token, which other backends call.
-func (f *fakeWechat) serverAPIRoutes() []fakeRoute {
-	return []fakeRoute{
+func (f *Fake) serverAPIRoutes() []apiRoute {
+	return []apiRoute{
 		{http.MethodGet, "/sns/jscode2session", f.handleCode2Session()},
 		{http.MethodPost, "/cgi-bin/stable_token", f.handleStableToken()},
 		{http.MethodGet, "/cgi-bin/token", f.handleClassicToken()},
@@ -202,17 +249,17 @@ func (f *fakeWechat) serverAPIRoutes() []fakeRoute {
 	}
 }
 
-// standalone serves the fake for -fake-only: WeChat's server API at the
+// Standalone serves the fake for -fake-only: WeChat's server API at the
 // root (/sns/jscode2session, …) as well as under /mock/api, the client API
 // under /mock/, and /healthz for a readiness check.
-func (f *fakeWechat) standalone() http.Handler {
-	routes := f.routes()
+func (f *Fake) Standalone() http.Handler {
+	routes := f.handler
 	mux := http.NewServeMux()
 	mux.Handle("/mock/", routes)
-	mux.Handle("GET /healthz", handleHealthz(nil))
+	mux.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeOK(w, nil) }))
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r2 := r.Clone(r.Context())
-		r2.URL.Path = fakeAPIPrefix + r.URL.Path
+		r2.URL.Path = APIPrefix + r.URL.Path
 		r2.URL.RawPath = ""
 		routes.ServeHTTP(w, r2)
 	}))
@@ -222,43 +269,58 @@ func (f *fakeWechat) standalone() http.Handler {
 // serverAPI wraps a handler of WeChat's server API: the calls that get
 // through the faults set on purpose are recorded for the teaching page,
 // which shows what passes between wxlogin and WeChat.
-func (f *fakeWechat) serverAPI(h http.Handler) http.Handler {
-	return f.faults.failing(f.exchanges.record(fakeAPIPrefix, h))
+func (f *Fake) serverAPI(h http.Handler) http.Handler {
+	return f.faults.failing(f.exchanges.record(APIPrefix, h))
 }
 
-// fakeOpenID is the openid the fake gives a user name in an app: the same
+// OpenID is the openid the fake derives for a user name in an app: the same
 // name always yields the same openid for an app, across restarts too, and a
 // different one in another app, as WeChat's openids are per app.
-func fakeOpenID(appID, user string) string { return fakeID("openid\x00" + appID + "\x00" + user) }
+func OpenID(appID, user string) string { return derivedID("openid\x00" + appID + "\x00" + user) }
 
-// fakeUnionID is the unionid of a user name: one person across all apps
+// UnionID is the unionid the fake derives for a user name: one person across all apps
 // bound to the Open Platform account.
-func fakeUnionID(user string) string { return fakeID("unionid\x00" + user) }
+func UnionID(user string) string { return derivedID("unionid\x00" + user) }
 
-// fakeID derives a 28-character id shaped like WeChat's ("o" and base64url).
-func fakeID(seed string) string {
-	sum := fakeHash(seed)
+// derivedID derives a 28-character id shaped like WeChat's ("o" and base64url).
+func derivedID(seed string) string {
+	sum := seedHash(seed)
 	return "o" + base64.RawURLEncoding.EncodeToString(sum[:])[:27]
 }
 
-func fakeHash(seed string) [sha256.Size]byte {
+func seedHash(seed string) [sha256.Size]byte {
 	return sha256.Sum256([]byte("wxlogin fake wechat\x00" + seed))
 }
 
-// fakePhoneNumber is a user name's phone number: 11 digits starting with 1,
+// PhoneNumber is the phone number the fake derives for a user name: 11 digits starting with 1,
 // shaped like a number in mainland China.
-func fakePhoneNumber(user string) string {
-	sum := fakeHash("phone\x00" + user)
+func PhoneNumber(user string) string {
+	sum := seedHash("phone\x00" + user)
 	return fmt.Sprintf("1%010d", 3_000_000_000+binary.BigEndian.Uint64(sum[:8])%7_000_000_000)
 }
 
-// fakeAvatarURL is a user name's avatar, shaped like WeChat's.
-func fakeAvatarURL(user string) string {
-	return "https://thirdwx.qlogo.cn/mmopen/vi_32/" + fakeID("avatar\x00" + user)[1:] + "/132"
+// AvatarURL is the avatar the fake derives for a user name, shaped like WeChat's.
+func AvatarURL(user string) string {
+	return "https://thirdwx.qlogo.cn/mmopen/vi_32/" + derivedID("avatar\x00" + user)[1:] + "/132"
+}
+
+// SessionKey is user's current session_key in appID, as WeChat holds it,
+// if they ran wx.login: what the data WeChat hands their mini program is
+// signed and encrypted with now.
+func (f *Fake) SessionKey(appID, user string) (string, bool) {
+	return f.sessionKey(appUser{appID, user})
+}
+
+// AccessToken is the newest access_token the fake's stable_token has
+// issued appID, "" if none: the one a server calling it holds now.
+func (f *Fake) AccessToken(appID string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.newestToken[appID]
 }
 
 // sessionKey returns the user's current session_key, if they ran wx.login.
-func (f *fakeWechat) sessionKey(u fakeUser) (string, bool) {
+func (f *Fake) sessionKey(u appUser) (string, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	key, ok := f.sessionKeys[u]
@@ -274,33 +336,33 @@ func marshalAsWeChat(v any) []byte {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
-// fakeWatermark is the watermark of open data (WECHAT.md §2).
-type fakeWatermark struct {
+// watermark is the watermark of open data (WECHAT.md §2).
+type watermark struct {
 	Timestamp int64  `json:"timestamp"`
 	AppID     string `json:"appid"`
 }
 
-// fakeReply is a server API reply: errcode and errmsg, and on success the
+// apiReply is a server API reply: errcode and errmsg, and on success the
 // API's own fields.
-type fakeReply map[string]any
+type apiReply map[string]any
 
 // answerAPI writes a server API reply as WeChat does: HTTP 200 whatever the
 // errcode. jscode2session alone answers text/plain (WECHAT.md §1).
-func answerAPI(w http.ResponseWriter, contentType string, v fakeReply) {
+func answerAPI(w http.ResponseWriter, contentType string, v apiReply) {
 	w.Header().Set("Content-Type", contentType)
 	w.Write(marshalAsWeChat(v))
 }
 
 // jsonAnswer writes a server API reply as every API but jscode2session
 // answers: application/json.
-func jsonAnswer(w http.ResponseWriter, v fakeReply) {
+func jsonAnswer(w http.ResponseWriter, v apiReply) {
 	answerAPI(w, "application/json; encoding=utf-8", v)
 }
 
 // tokenChecked serves a server API called with an access_token in its
 // query: a bad token is answered as WeChat answers it (checkAccessToken),
 // and h runs with the app the token was issued to.
-func (f *fakeWechat) tokenChecked(h func(w http.ResponseWriter, r *http.Request, appID string)) http.Handler {
+func (f *Fake) tokenChecked(h func(w http.ResponseWriter, r *http.Request, appID string)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		appID, failure := f.checkAccessToken(r.URL.Query().Get("access_token"))
 		if failure != nil {
@@ -312,31 +374,31 @@ func (f *fakeWechat) tokenChecked(h func(w http.ResponseWriter, r *http.Request,
 }
 
 // apiFailure is a server API error reply, its errmsg suffixed as WeChat's are.
-func apiFailure(errcode int, errmsg string) fakeReply {
-	return fakeReply{"errcode": errcode, "errmsg": errmsg + ", rid: fake"}
+func apiFailure(errcode int, errmsg string) apiReply {
+	return apiReply{"errcode": errcode, "errmsg": errmsg + ", rid: fake"}
 }
 
 // handleCode2Session serves GET /mock/api/sns/jscode2session like WeChat:
 // HTTP 200 with a text/plain JSON body, errcode absent on success. The checks
 // and their errcodes follow WECHAT.md §1; 41002/41004/41008 for missing
 // parameters come from WeChat's global code list.
-func (f *fakeWechat) handleCode2Session() http.Handler {
-	answer := func(w http.ResponseWriter, v fakeReply) { answerAPI(w, "text/plain", v) }
+func (f *Fake) handleCode2Session() http.Handler {
+	answer := func(w http.ResponseWriter, v apiReply) { answerAPI(w, "text/plain", v) }
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		appID, secret, code := q.Get("appid"), q.Get("secret"), q.Get("js_code")
 		switch {
 		case appID == "":
-			answer(w, apiFailure(41002, "appid missing"))
+			answer(w, apiFailure(errcodeAppIDMissing, "appid missing"))
 			return
 		case secret == "":
-			answer(w, apiFailure(41004, "appsecret missing"))
+			answer(w, apiFailure(errcodeSecretMissing, "appsecret missing"))
 			return
 		case code == "":
-			answer(w, apiFailure(errcodeMissingCode, "missing code"))
+			answer(w, apiFailure(errcodeCodeMissing, "missing code"))
 			return
 		case q.Get("grant_type") != "authorization_code":
-			answer(w, apiFailure(40002, "invalid grant_type"))
+			answer(w, apiFailure(errcodeInvalidGrantType, "invalid grant_type"))
 			return
 		}
 		if failure := f.checkCredentials(appID, secret); failure != nil {
@@ -354,7 +416,7 @@ func (f *fakeWechat) handleCode2Session() http.Handler {
 		case f.isRiskBlocked(c.user):
 			answer(w, apiFailure(errcodeUserBlocked, "code blocked"))
 		default:
-			reply := fakeReply{"openid": f.openID(appID, c.user.name), "session_key": c.sessionKey}
+			reply := apiReply{"openid": f.openID(appID, c.user.name), "session_key": c.sessionKey}
 			if unionID := f.unionID(c.user); unionID != "" {
 				reply["unionid"] = unionID
 			}
@@ -364,7 +426,7 @@ func (f *fakeWechat) handleCode2Session() http.Handler {
 }
 
 // isRiskBlocked reports whether WeChat's risk control blocks u's logins.
-func (f *fakeWechat) isRiskBlocked(u fakeUser) bool {
+func (f *Fake) isRiskBlocked(u appUser) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.riskBlocked[u]
@@ -374,14 +436,14 @@ func (f *fakeWechat) isRiskBlocked(u fakeUser) bool {
 // "blocked": true}: WeChat's risk control starts (or stops) blocking the
 // user, so that jscode2session answers their codes with 40226 (WECHAT.md
 // §1), whatever code they bring.
-func (f *fakeWechat) handleRiskControl() http.Handler {
+func (f *Fake) handleRiskControl() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		who, ok := f.decodeClientRequest(w, r, "risk-control")
 		if !ok {
 			return
 		}
 		f.mu.Lock()
-		f.riskBlocked[fakeUser{who.AppID, who.User}] = who.Blocked
+		f.riskBlocked[appUser{who.AppID, who.User}] = who.Blocked
 		f.mu.Unlock()
 		writeJSON(w, http.StatusOK, map[string]any{"user": who.User, "blocked": who.Blocked})
 	})
@@ -389,7 +451,7 @@ func (f *fakeWechat) handleRiskControl() http.Handler {
 
 // checkCredentials checks an AppID and AppSecret as WeChat does, returning
 // the error reply, or nil if they are right.
-func (f *fakeWechat) checkCredentials(appID, secret string) fakeReply {
+func (f *Fake) checkCredentials(appID, secret string) apiReply {
 	app, ok := f.apps[appID]
 	if !ok {
 		return apiFailure(errcodeInvalidAppID, "invalid appid")
@@ -404,7 +466,7 @@ func (f *fakeWechat) checkCredentials(appID, secret string) fakeReply {
 // getStableAccessToken (WECHAT.md §4): in normal mode the current token,
 // until the last 5 minutes of its life, when a new one is issued and both are
 // valid; with force_refresh a new token that ends the old one at once.
-func (f *fakeWechat) handleStableToken() http.Handler {
+func (f *Fake) handleStableToken() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			GrantType    string `json:"grant_type"`
@@ -413,11 +475,11 @@ func (f *fakeWechat) handleStableToken() http.Handler {
 			ForceRefresh bool   `json:"force_refresh"`
 		}
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			jsonAnswer(w, apiFailure(47001, "data format error"))
+			jsonAnswer(w, apiFailure(errcodeDataFormat, "data format error"))
 			return
 		}
 		if req.GrantType != "client_credential" {
-			jsonAnswer(w, apiFailure(40002, "invalid grant_type"))
+			jsonAnswer(w, apiFailure(errcodeInvalidGrantType, "invalid grant_type"))
 			return
 		}
 		if failure := f.checkCredentials(req.AppID, req.Secret); failure != nil {
@@ -425,7 +487,7 @@ func (f *fakeWechat) handleStableToken() http.Handler {
 			return
 		}
 		token, expires := f.stableToken(req.AppID, req.ForceRefresh)
-		jsonAnswer(w, fakeReply{"access_token": token, "expires_in": int64(expires.Sub(f.now()) / time.Second)})
+		jsonAnswer(w, apiReply{"access_token": token, "expires_in": int64(expires.Sub(f.now()) / time.Second)})
 	})
 }
 
@@ -435,11 +497,11 @@ func (f *fakeWechat) handleStableToken() http.Handler {
 // stable_token's never replace each other. A wrong AppSecret is 40001, as
 // that page documents (stable_token and jscode2session answer 40125). The
 // IP whitelist's 40164 is not imitated: the fake has no whitelist.
-func (f *fakeWechat) handleClassicToken() http.Handler {
+func (f *Fake) handleClassicToken() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if q.Get("grant_type") != "client_credential" {
-			jsonAnswer(w, apiFailure(40002, "invalid grant_type"))
+			jsonAnswer(w, apiFailure(errcodeInvalidGrantType, "invalid grant_type"))
 			return
 		}
 		failure := f.checkCredentials(q.Get("appid"), q.Get("secret"))
@@ -451,19 +513,19 @@ func (f *fakeWechat) handleClassicToken() http.Handler {
 			return
 		}
 		token := f.classicToken(q.Get("appid"))
-		jsonAnswer(w, fakeReply{"access_token": token, "expires_in": int64(fakeAccessTokenLifetime / time.Second)})
+		jsonAnswer(w, apiReply{"access_token": token, "expires_in": int64(accessTokenLifetime / time.Second)})
 	})
 }
 
 // classicToken issues appID a new classic access_token, cutting the life of
 // the one it replaces to the 5 minutes WeChat leaves callers to switch.
-func (f *fakeWechat) classicToken(appID string) string {
+func (f *Fake) classicToken(appID string) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.now()
 	if old, ok := f.newestClassic[appID]; ok {
-		if t, live := f.tokens[old]; live && t.expires.After(now.Add(fakeTokenRenewal)) {
-			t.expires = now.Add(fakeTokenRenewal)
+		if t, live := f.tokens[old]; live && t.expires.After(now.Add(tokenRenewal)) {
+			t.expires = now.Add(tokenRenewal)
 			f.tokens[old] = t
 		}
 	}
@@ -474,26 +536,26 @@ func (f *fakeWechat) classicToken(appID string) string {
 
 // newToken issues an access_token to appID, dropping the expired ones.
 // f.mu is held.
-func (f *fakeWechat) newToken(appID string, now time.Time) string {
+func (f *Fake) newToken(appID string, now time.Time) string {
 	for token, t := range f.tokens {
 		if !now.Before(t.expires) {
 			delete(f.tokens, token)
 		}
 	}
 	token := randomText(96, base64.RawURLEncoding.EncodeToString) // WeChat's are long; callers must store at least 512 characters.
-	f.tokens[token] = fakeAccessToken{appID: appID, expires: now.Add(fakeAccessTokenLifetime)}
+	f.tokens[token] = issuedToken{appID: appID, expires: now.Add(accessTokenLifetime)}
 	return token
 }
 
 // stableToken returns appID's current access_token and its expiry, issuing
 // a new one when forced or when the current one is in its last minutes.
-func (f *fakeWechat) stableToken(appID string, force bool) (string, time.Time) {
+func (f *Fake) stableToken(appID string, force bool) (string, time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.now()
 	if token, ok := f.newestToken[appID]; ok {
 		t := f.tokens[token]
-		if !force && now.Before(t.expires.Add(-fakeTokenRenewal)) {
+		if !force && now.Before(t.expires.Add(-tokenRenewal)) {
 			return token, t.expires
 		}
 		if force {
@@ -502,13 +564,13 @@ func (f *fakeWechat) stableToken(appID string, force bool) (string, time.Time) {
 	}
 	token := f.newToken(appID, now)
 	f.newestToken[appID] = token
-	return token, now.Add(fakeAccessTokenLifetime)
+	return token, now.Add(accessTokenLifetime)
 }
 
 // checkAccessToken returns the app an access_token was issued to, or the
 // error reply: 40001 for a token that is unknown or was replaced by a forced
 // refresh, 42001 for one that expired (WECHAT.md §4).
-func (f *fakeWechat) checkAccessToken(token string) (string, fakeReply) {
+func (f *Fake) checkAccessToken(token string) (string, apiReply) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	t, ok := f.tokens[token]
@@ -526,26 +588,26 @@ func (f *fakeWechat) checkAccessToken(token string) (string, fakeReply) {
 // (WECHAT.md §4). 87008 for another sig_method follows resetusersessionkey's
 // documentation; 40003 for an openid the fake has not seen is WeChat's global
 // "invalid openid".
-func (f *fakeWechat) handleCheckSession() http.Handler {
+func (f *Fake) handleCheckSession() http.Handler {
 	return f.tokenChecked(func(w http.ResponseWriter, r *http.Request, appID string) {
 		q := r.URL.Query()
 		if q.Get("sig_method") != "hmac_sha256" {
-			jsonAnswer(w, apiFailure(87008, "invalid sig_method"))
+			jsonAnswer(w, apiFailure(errcodeInvalidSigMethod, "invalid sig_method"))
 			return
 		}
 		f.mu.Lock()
 		user, known := f.openIDs[account.Ref{AppID: appID, OpenID: q.Get("openid")}]
-		key := f.sessionKeys[fakeUser{appID, user}]
+		key := f.sessionKeys[appUser{appID, user}]
 		f.mu.Unlock()
 		if !known {
-			jsonAnswer(w, apiFailure(40003, "invalid openid"))
+			jsonAnswer(w, apiFailure(errcodeInvalidOpenID, "invalid openid"))
 			return
 		}
 		if subtle.ConstantTimeCompare([]byte(q.Get("signature")), []byte(opendata.SessionKeySignature(key))) != 1 {
 			jsonAnswer(w, apiFailure(errcodeInvalidSignature, "invalid signature"))
 			return
 		}
-		jsonAnswer(w, fakeReply{"errcode": 0, "errmsg": "ok"})
+		jsonAnswer(w, apiReply{"errcode": 0, "errmsg": "ok"})
 	})
 }
 
@@ -555,14 +617,14 @@ func (f *fakeWechat) handleCheckSession() http.Handler {
 // answers it for a spent one. With openid in the body WeChat checks the code
 // was issued to that user; the fake answers a mismatch with 40003, WeChat's
 // global "invalid openid", as the documentation names no code for it.
-func (f *fakeWechat) handlePhoneNumber() http.Handler {
+func (f *Fake) handlePhoneNumber() http.Handler {
 	return f.tokenChecked(func(w http.ResponseWriter, r *http.Request, appID string) {
 		var req struct {
 			Code   string `json:"code"`
 			OpenID string `json:"openid"`
 		}
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			jsonAnswer(w, apiFailure(47001, "data format error"))
+			jsonAnswer(w, apiFailure(errcodeDataFormat, "data format error"))
 			return
 		}
 		now := f.now()
@@ -574,26 +636,39 @@ func (f *fakeWechat) handlePhoneNumber() http.Handler {
 			jsonAnswer(w, apiFailure(errcodeInvalidCode, "invalid code"))
 			return
 		case req.OpenID != "" && req.OpenID != f.openID(appID, c.user.name):
-			jsonAnswer(w, apiFailure(40003, "invalid openid"))
+			jsonAnswer(w, apiFailure(errcodeInvalidOpenID, "invalid openid"))
 			return
 		}
 		number, pure, countryCode := f.phone(c.user.name)
 		code, _ := strconv.Atoi(countryCode)
-		jsonAnswer(w, fakeReply{"errcode": 0, "errmsg": "ok", "phone_info": fakeReply{
+		jsonAnswer(w, apiReply{"errcode": 0, "errmsg": "ok", "phone_info": apiReply{
 			"phoneNumber":     number,
 			"purePhoneNumber": pure,
 			"countryCode":     code, // a number here, as in WeChat's example
-			"watermark":       fakeWatermark{now.Unix(), appID},
+			"watermark":       watermark{now.Unix(), appID},
 		}})
 	})
 }
 
-// fakeContentVerdict is the fake msgSecCheck's verdict on content: risky
+// The verdicts of msgSecCheck 2.0, its result.suggest (WECHAT.md §9).
+const (
+	suggestPass   = "pass"
+	suggestReview = "review"
+	suggestRisky  = "risky"
+)
+
+// verdict is msgSecCheck's overall result (WECHAT.md §9).
+type verdict struct {
+	Suggest string `json:"suggest"` // pass, review or risky
+	Label   int    `json:"label"`   // what was found: 100 normal, 20001 politics, …
+}
+
+// judgeContent is the fake msgSecCheck's verdict on content: risky
 // for one of a few words, with the label WeChat would give (WECHAT.md §9),
 // review for a word that makes it unsure, pass otherwise. WeChat's own
 // list is secret and large; these stand in for it so that mock mode and
 // tests can be refused. The README lists them.
-func fakeContentVerdict(content string) contentVerdict {
+func judgeContent(content string) verdict {
 	risky := []struct {
 		word  string
 		label int
@@ -607,24 +682,24 @@ func fakeContentVerdict(content string) contentVerdict {
 	}
 	for _, r := range risky {
 		if strings.Contains(content, r.word) {
-			return contentVerdict{Suggest: suggestRisky, Label: r.label}
+			return verdict{Suggest: suggestRisky, Label: r.label}
 		}
 	}
 	for _, unsure := range []string{"待审", "review"} {
 		if strings.Contains(content, unsure) {
-			return contentVerdict{Suggest: suggestReview, Label: 21000}
+			return verdict{Suggest: suggestReview, Label: 21000}
 		}
 	}
-	return contentVerdict{Suggest: suggestPass, Label: 100}
+	return verdict{Suggest: suggestPass, Label: 100}
 }
 
 // handleMsgSecCheck serves POST /mock/api/wxa/msg_sec_check, msgSecCheck
-// 2.0 (WECHAT.md §9), with fakeContentVerdict's verdict. The checks and
+// 2.0 (WECHAT.md §9), with judgeContent's verdict. The checks and
 // errcodes are the documented ones: version 2 only (1.0 stopped being
 // updated in 2021), scene 1 to 4 (40129), an openid the fake knows for the
 // token's app (40003) who used the mini program in the last two hours
 // (61010).
-func (f *fakeWechat) handleMsgSecCheck() http.Handler {
+func (f *Fake) handleMsgSecCheck() http.Handler {
 	return f.tokenChecked(func(w http.ResponseWriter, r *http.Request, appID string) {
 		var req struct {
 			Content string `json:"content"`
@@ -633,33 +708,33 @@ func (f *fakeWechat) handleMsgSecCheck() http.Handler {
 			OpenID  string `json:"openid"`
 		}
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Version != 2 {
-			jsonAnswer(w, apiFailure(47001, "data format error"))
+			jsonAnswer(w, apiFailure(errcodeDataFormat, "data format error"))
 			return
 		}
 		if req.Content == "" || req.OpenID == "" {
-			jsonAnswer(w, apiFailure(44002, "empty post data"))
+			jsonAnswer(w, apiFailure(errcodeEmptyData, "empty post data"))
 			return
 		}
 		if req.Scene < 1 || req.Scene > 4 {
-			jsonAnswer(w, apiFailure(40129, "invalid scene"))
+			jsonAnswer(w, apiFailure(errcodeInvalidScene, "invalid scene"))
 			return
 		}
 		f.mu.Lock()
 		user, known := f.openIDs[account.Ref{AppID: appID, OpenID: req.OpenID}]
-		visited := f.lastVisit[fakeUser{appID, user}]
+		visited := f.lastVisit[appUser{appID, user}]
 		f.mu.Unlock()
 		switch {
 		case !known:
 			jsonAnswer(w, apiFailure(errcodeInvalidOpenID, "invalid openid"))
 			return
-		case f.now().Sub(visited) > fakeVisitWindow:
-			jsonAnswer(w, apiFailure(61010, "user access record timeout"))
+		case f.now().Sub(visited) > VisitWindow:
+			jsonAnswer(w, apiFailure(errcodeUserNotSeen, "user access record timeout"))
 			return
 		}
-		verdict := fakeContentVerdict(req.Content)
-		jsonAnswer(w, fakeReply{
+		verdict := judgeContent(req.Content)
+		jsonAnswer(w, apiReply{
 			"errcode": 0, "errmsg": "ok",
-			"detail": []fakeReply{
+			"detail": []apiReply{
 				{"strategy": "content_model", "errcode": 0, "suggest": verdict.Suggest, "label": verdict.Label, "prob": 90},
 				{"strategy": "keyword", "errcode": 0},
 			},
@@ -751,7 +826,7 @@ func (l *exchangeLog) handle() http.Handler {
 		if s := r.URL.Query().Get("after"); s != "" {
 			n, err := strconv.ParseInt(s, 10, 64)
 			if err != nil || n < 0 {
-				writeError(w, badRequest(msgMalformed+"：after 须为非负整数", nil))
+				writeBadRequest(w, "after 须为非负整数")
 				return
 			}
 			after = n

@@ -1,4 +1,4 @@
-package main
+package fakewechat
 
 import (
 	"bytes"
@@ -17,15 +17,16 @@ import (
 // Platform account. A name the file does not list gets what the fake
 // derives from the name, as without the file.
 
-// fakeFixtures is what a fixtures file fixes.
-type fakeFixtures struct {
-	users   map[string]fakeFixture // by user name
-	unbound []string               // appids whose users get no unionid
+// Fixtures is what a fixtures file fixes (LoadFixtures), for New; the
+// zero value fixes nothing.
+type Fixtures struct {
+	users   map[string]fixture // by user name
+	unbound []string           // appids whose users get no unionid
 }
 
-// fakeFixture is one user of the file. Empty fields are derived from the
+// fixture is one user of the file. Empty fields are derived from the
 // name, as for a user the file does not list.
-type fakeFixture struct {
+type fixture struct {
 	OpenIDs     map[string]string `json:"openids"` // appid → openid
 	UnionID     string            `json:"unionid"`
 	Nickname    string            `json:"nickname"`
@@ -37,24 +38,24 @@ type fakeFixture struct {
 // fixturesFile is the file's format.
 type fixturesFile struct {
 	Apps  map[string]struct{ Unbound bool } `json:"apps"`
-	Users map[string]fakeFixture            `json:"users"`
+	Users map[string]fixture                `json:"users"`
 }
 
-// loadFakeFixtures reads and checks the fixtures file at path for the
+// LoadFixtures reads and checks the fixtures file at path for the
 // apps appIDs: every app it names must be one of them, and no two users
 // may share an openid in an app, or a unionid.
-func loadFakeFixtures(path string, appIDs []string) (fakeFixtures, error) {
+func LoadFixtures(path string, appIDs []string) (Fixtures, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fakeFixtures{}, err
+		return Fixtures{}, err
 	}
 	var file fixturesFile
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields() // a misspelt field would silently fix nothing
 	if err := dec.Decode(&file); err != nil {
-		return fakeFixtures{}, fmt.Errorf("%s: %w", path, err)
+		return Fixtures{}, fmt.Errorf("%s: %w", path, err)
 	}
-	fx := fakeFixtures{users: map[string]fakeFixture{}}
+	fx := Fixtures{users: map[string]fixture{}}
 	var errs []error
 	known := func(appID, where string) bool {
 		if !slices.Contains(appIDs, appID) {
@@ -117,7 +118,7 @@ func loadFakeFixtures(path string, appIDs []string) (fakeFixtures, error) {
 		fx.users[name] = u
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fakeFixtures{}, fmt.Errorf("%s: %w", path, err)
+		return Fixtures{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return fx, nil
 }
@@ -136,33 +137,33 @@ func isDigits(s string, min, max int) bool {
 }
 
 // openID is the openid of user in appID: the fixture's, or derived.
-func (f *fakeWechat) openID(appID, user string) string {
+func (f *Fake) openID(appID, user string) string {
 	if id := f.fixtures.users[user].OpenIDs[appID]; id != "" {
 		return id
 	}
-	return fakeOpenID(appID, user)
+	return OpenID(appID, user)
 }
 
 // unionID is u's unionid, or "" if u's app is not bound to the account.
-func (f *fakeWechat) unionID(u fakeUser) string {
+func (f *Fake) unionID(u appUser) string {
 	if f.apps[u.appID].Unbound {
 		return ""
 	}
 	if id := f.fixtures.users[u.name].UnionID; id != "" {
 		return id
 	}
-	return fakeUnionID(u.name)
+	return UnionID(u.name)
 }
 
 // profile is the nickname and avatar a user's getUserInfo gives.
-func (f *fakeWechat) profile(user string) (nickname, avatarURL string) {
+func (f *Fake) profile(user string) (nickname, avatarURL string) {
 	fx := f.fixtures.users[user]
 	nickname, avatarURL = fx.Nickname, fx.AvatarURL
 	if nickname == "" {
 		nickname = user
 	}
 	if avatarURL == "" {
-		avatarURL = fakeAvatarURL(user)
+		avatarURL = AvatarURL(user)
 	}
 	return nickname, avatarURL
 }
@@ -170,11 +171,11 @@ func (f *fakeWechat) profile(user string) (nickname, avatarURL string) {
 // phone is a user's phone number as WeChat gives it (with "+<code> " for
 // a number outside mainland China: the fake's choice of form), without its
 // country code, and the country code.
-func (f *fakeWechat) phone(user string) (number, pure, countryCode string) {
+func (f *Fake) phone(user string) (number, pure, countryCode string) {
 	fx := f.fixtures.users[user]
 	pure, countryCode = fx.Phone, fx.CountryCode
 	if pure == "" {
-		pure = fakePhoneNumber(user)
+		pure = PhoneNumber(user)
 	}
 	if countryCode == "" {
 		countryCode = "86"

@@ -1,4 +1,4 @@
-package main
+package fakewechat
 
 import (
 	"net/http"
@@ -37,66 +37,11 @@ func TestFaultInjectorPicksTheFraction(t *testing.T) {
 	}
 }
 
-// Every kind of WeChat failure turns a login into status 3 within the
-// login's time bound, with only the retryable ones retried; once the fake
-// is healthy, the very same code logs in, because a failed call never
-// reached the code.
-func TestLoginUnderEachFault(t *testing.T) {
-	onEachStore(t, func(t *testing.T, store storeKind) {
-		tests := []struct {
-			kind    string
-			calls   int // calls wxlogin makes for one login: 3 when it retries
-			errcode int
-		}{
-			{"system-error", 3, -1},
-			{"rate-limit", 1, 45011},
-			{"http-500", 1, 0},
-			{"html", 1, 0},
-			{"truncated", 1, 0},
-			{"hang", 3, 0},
-			{"reset", 3, 0},
-		}
-		for _, tt := range tests {
-			t.Run(tt.kind, func(t *testing.T) {
-				a := newTestApp(t, appOptions{store: store})
-				a.wx.http.Timeout = 200 * time.Millisecond // one call; a hang costs this
-				a.wx.requestTimeout = 2 * time.Second      // the whole login, retries included
-				code := a.fake.issueCode("wxapp", "alice")
-				if got := call(t, a.fake.routes(), "POST", "/mock/faults", `{"rate":1,"kinds":["`+tt.kind+`"]}`, "Content-Type", jsonCT); got.env.Status != 0 {
-					t.Fatalf("POST /mock/faults = %s", got.raw)
-				}
-
-				start := time.Now()
-				got := call(t, a.handler, "POST", "/login", `{"code":"`+code+`"}`, "Content-Type", jsonCT)
-				took := time.Since(start)
-				if got.env.Status != statusWechatDown || got.env.Errcode != tt.errcode || (got.code != http.StatusBadGateway && got.code != http.StatusGatewayTimeout) {
-					t.Errorf("login = %d %s; want 502 or 504, status 3, errcode %d", got.code, got.raw, tt.errcode)
-				}
-				if took > a.wx.requestTimeout+time.Second {
-					t.Errorf("login answered after %v; the bound is %v", took, a.wx.requestTimeout)
-				}
-				if r := a.fake.faults.report(); r.Calls != tt.calls {
-					t.Errorf("wxlogin called WeChat %d times for one login; want %d", r.Calls, tt.calls)
-				}
-
-				calls := a.fake.faults.report().Calls
-				call(t, a.fake.routes(), "POST", "/mock/faults", `{"rate":0}`, "Content-Type", jsonCT)
-				again := call(t, a.handler, "POST", "/login", `{"code":"`+code+`"}`, "Content-Type", jsonCT)
-				if again.env.Status != statusOK {
-					t.Errorf("the same code once the fake is healthy = %s; want a login", again.raw)
-				}
-				t.Logf("fault figures: %s: HTTP %d, status %d, errcode %d, %d calls to WeChat, answered in %v (bound %v); healthy again: status %d",
-					tt.kind, got.code, got.env.Status, got.env.Errcode, calls, took.Round(time.Millisecond), a.wx.requestTimeout, again.env.Status)
-			})
-		}
-	})
-}
-
 // GET /mock/faults reports the settings and what was injected; bad settings
 // are refused in the envelope.
 func TestFaultsEndpoint(t *testing.T) {
-	fake := newFakeWechat(map[string]fakeApp{"wxapp": {Secret: testSecret}}, time.Now)
-	h := fake.routes()
+	fake := New(map[string]App{"wxapp": {Secret: testSecret}}, Fixtures{}, time.Now)
+	h := fake.Handler()
 	healthy := call(t, h, "GET", "/mock/faults", "")
 	if d := dataOf[faultsData](t, healthy); healthy.env.Status != 0 || d.Rate != 0 || d.Calls != 0 {
 		t.Errorf("GET /mock/faults of a healthy fake = %s", healthy.raw)
@@ -124,7 +69,7 @@ func TestFaultsEndpoint(t *testing.T) {
 	for _, n := range report.Injected {
 		total += n
 	}
-	if report.Calls != 4 || total != 2 || len(report.Kinds) != len(faultKinds) || !strings.Contains(got.raw, `"system-error":1`) {
+	if report.Calls != 4 || total != 2 || len(report.Kinds) != len(FaultKinds()) || !strings.Contains(got.raw, `"system-error":1`) {
 		t.Errorf("GET /mock/faults after 4 calls at rate 0.5 = %s; want 4 calls, 2 injected, all kinds", got.raw)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package fakewechat
 
 import (
 	"fmt"
@@ -31,6 +31,10 @@ var faultKinds = []string{
 	"hang",         // no answer until the caller gives up
 	"reset",        // the connection is reset, with no answer
 }
+
+// FaultKinds lists the ways a call can be made to fail, all of which
+// POST /mock/faults sets when it names none.
+func FaultKinds() []string { return slices.Clone(faultKinds) }
 
 // maxHang bounds a "hang", in case the caller never gives up.
 const maxHang = time.Minute
@@ -170,11 +174,11 @@ func (fi *faultInjector) handleFaults() http.Handler {
 		if r.Method == http.MethodPost {
 			var s faultSettings
 			if err := request.DecodeJSONBody(r, &s); err != nil {
-				writeError(w, err)
+				writeRequestError(w, err)
 				return
 			}
 			if err := fi.set(s); err != nil {
-				writeError(w, badRequest(msgMalformed+"："+err.Error(), nil))
+				writeBadRequest(w, err.Error())
 				return
 			}
 		}
