@@ -18,6 +18,7 @@ import (
 	"wxlogin/internal/limits"
 	"wxlogin/internal/metrics"
 	"wxlogin/internal/opendata"
+	"wxlogin/internal/pages"
 	"wxlogin/internal/redisstore"
 	"wxlogin/internal/request"
 	"wxlogin/internal/scopes"
@@ -153,8 +154,8 @@ func addRoutes(mux *http.ServeMux, apps appSet, users userBackend, tokens tokenB
 	mux.Handle("GET /scopes", handleScopes())
 	mux.Handle("GET /{$}", handleHome(apps, fake != nil))
 	if fake != nil {
-		mux.Handle("GET /demo/demo.js", handleAsset("demo.js", "text/javascript; charset=utf-8"))
-		mux.Handle("GET /demo/demo.css", handleAsset("demo.css", "text/css; charset=utf-8"))
+		mux.Handle("GET /demo/demo.js", pages.Asset("demo.js", "text/javascript; charset=utf-8"))
+		mux.Handle("GET /demo/demo.css", pages.Asset("demo.css", "text/css; charset=utf-8"))
 		mux.Handle("/mock/", fake.Handler())
 	}
 }
@@ -959,6 +960,19 @@ func handleHealthz(users userBackend) http.Handler {
 		}
 		writeOK(w, nil)
 	})
+}
+
+// handleHome serves GET /: the teaching page in mock mode, a status page
+// naming the mini programs served otherwise.
+func handleHome(apps appSet, mock bool) http.Handler {
+	if mock {
+		return pages.Teaching()
+	}
+	var list []pages.App
+	for _, a := range apps {
+		list = append(list, pages.App{ID: a.ID, Name: a.Name})
+	}
+	return pages.Status(list)
 }
 
 // handleScopes serves GET /scopes: the privacy layer, then the scope table,

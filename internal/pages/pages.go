@@ -1,4 +1,10 @@
-package main
+// Package pages is what wxlogin serves to a browser at GET /: in mock mode
+// the teaching page, a simulated phone that runs the login and
+// authorization flow against this very server, beside a sequence diagram
+// of every HTTP exchange, including the ones between wxlogin and the fake
+// WeChat, which the fake records for it; in real mode a short status page.
+// Both are embedded in the binary and load nothing from anywhere else.
+package pages
 
 import (
 	"bytes"
@@ -9,14 +15,8 @@ import (
 	"strings"
 )
 
-// This file is the teaching page at GET /. In mock mode it is a simulated
-// phone that runs the login and authorization flow against this very server,
-// beside a sequence diagram of every HTTP exchange, including the ones
-// between wxlogin and the fake WeChat, which the fake records for it. In real
-// mode GET / is a short status page. Both are embedded in the binary and load
-// nothing from anywhere else.
-
-// webFiles holds the teaching page, its script and its style sheet.
+// webFiles holds the teaching page, its script and its style sheet, and
+// the status page.
 //
 //go:embed web
 var webFiles embed.FS
@@ -35,8 +35,9 @@ func writePage(w http.ResponseWriter, contentType string, body []byte) {
 	w.Write(body)
 }
 
-// handleAsset serves one embedded file of the teaching page.
-func handleAsset(name, contentType string) http.Handler {
+// Asset serves one embedded file of the teaching page, by name
+// ("demo.js"), as contentType.
+func Asset(name, contentType string) http.Handler {
 	body, err := webFiles.ReadFile("web/" + name)
 	if err != nil {
 		panic("wxlogin: missing embedded file " + name) // A build mistake, caught by every test run.
@@ -46,20 +47,19 @@ func handleAsset(name, contentType string) http.Handler {
 	})
 }
 
-// handleHome serves GET /: the teaching page in mock mode, a status page
-// naming the mini programs served otherwise. Neither shows anything secret:
-// an AppID is public, written into every copy of its mini program.
-func handleHome(apps appSet, mock bool) http.Handler {
-	if mock {
-		return handleAsset("demo.html", "text/html; charset=utf-8")
-	}
+// Teaching serves the teaching page itself; its script and style sheet
+// are Assets.
+func Teaching() http.Handler { return Asset("demo.html", "text/html; charset=utf-8") }
+
+// App is a mini program as the status page names it.
+type App struct{ ID, Name string }
+
+// Status serves the status page naming apps, by AppID. It shows nothing
+// secret: an AppID is public, written into every copy of its mini program.
+func Status(apps []App) http.Handler {
 	status := template.Must(template.ParseFS(webFiles, "web/status.html"))
-	type app struct{ ID, Name string }
-	var list []app
-	for _, a := range apps {
-		list = append(list, app{a.ID, a.Name})
-	}
-	slices.SortFunc(list, func(a, b app) int { return strings.Compare(a.ID, b.ID) })
+	list := slices.Clone(apps)
+	slices.SortFunc(list, func(a, b App) int { return strings.Compare(a.ID, b.ID) })
 	var page bytes.Buffer
 	if err := status.Execute(&page, list); err != nil {
 		panic("wxlogin: status page: " + err.Error()) // A template mistake, caught by its test.
