@@ -605,3 +605,62 @@ func (c *wechatClient) checkSessionKey(ctx context.Context, openID, sessionKey s
 	})
 	return valid, err
 }
+
+// The verdicts of msgSecCheck 2.0: result.suggest.
+const (
+	suggestPass   = "pass"
+	suggestReview = "review"
+	suggestRisky  = "risky"
+)
+
+// contentSceneProfile is msgSecCheck's scene for profile data (资料).
+const contentSceneProfile = 1
+
+// contentVerdict is msgSecCheck's overall result.
+type contentVerdict struct {
+	Suggest string `json:"suggest"` // pass, review or risky
+	Label   int    `json:"label"`   // what was found: 100 normal, 20001 politics, … (WECHAT.md §9)
+}
+
+// msgSecCheck asks WeChat whether content, typed by the user openID into
+// their profile, may be shown (msg_sec_check, version 2, WECHAT.md §9). The
+// access_token goes in the URL only: WeChat refuses one in the body with
+// 47001.
+func (c *wechatClient) msgSecCheck(ctx context.Context, openID, content string) (contentVerdict, error) {
+	const api = "msg_sec_check"
+	body, _ := json.Marshal(struct { // Cannot fail: plain data.
+		Content string `json:"content"`
+		Version int    `json:"version"`
+		Scene   int    `json:"scene"`
+		OpenID  string `json:"openid"`
+	}{content, 2, contentSceneProfile, openID})
+	var verdict contentVerdict
+	err := c.withAccessToken(ctx, func(ctx context.Context, token string) error {
+		reply, err := c.call(ctx, api, http.MethodPost, "/wxa/msg_sec_check", url.Values{"access_token": {token}}, body)
+		if err != nil {
+			return err
+		}
+		verdict, err = parseContentVerdict(reply)
+		return err
+	})
+	return verdict, err
+}
+
+// parseContentVerdict decodes a msg_sec_check reply. A reply without one of
+// the three verdicts is not an answer: it could otherwise pass risky text.
+func parseContentVerdict(body []byte) (contentVerdict, error) {
+	var r struct {
+		Result *contentVerdict `json:"result"`
+	}
+	if err := decodeReply("msg_sec_check", body, &r); err != nil {
+		return contentVerdict{}, err
+	}
+	if r.Result == nil {
+		return contentVerdict{}, fmt.Errorf("wechat msg_sec_check: %w: no result", errBadReply)
+	}
+	switch r.Result.Suggest {
+	case suggestPass, suggestReview, suggestRisky:
+		return *r.Result, nil
+	}
+	return contentVerdict{}, fmt.Errorf("wechat msg_sec_check: %w: suggest %q", errBadReply, r.Result.Suggest)
+}
