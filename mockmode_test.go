@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -222,8 +223,10 @@ func TestFakeFixturesRefused(t *testing.T) {
 // The fake answers its own endpoints (/mock/faults, /mock/exchanges,
 // -fake-only's /healthz) in wxlogin's envelope with writers of its own, so
 // that it needs nothing of the handlers: byte for byte and header for
-// header, they write what writeOK and writeError write for the same answer.
+// header, they write what writeOK and writeError write for the same answer,
+// and the access log's line says of it what it says of theirs.
 func TestTheFakesEnvelopeIsTheServers(t *testing.T) {
+	loggedErr := regexp.MustCompile(` err=("(?:[^"\\]|\\.)*"|\S+)`)
 	fake := fakewechat.New(map[string]fakewechat.App{"wxapp": {Secret: testSecret}}, fakewechat.Fixtures{}, time.Now)
 	requestError := func(body string, limit int64) error {
 		r := httptest.NewRequest("POST", "/", strings.NewReader(body))
@@ -259,15 +262,23 @@ func TestTheFakesEnvelopeIsTheServers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := httptest.NewRequestWithContext(t.Context(), tt.method, tt.path, strings.NewReader(tt.body))
-			r.Body = http.MaxBytesReader(httptest.NewRecorder(), r.Body, request.MaxBodyBytes) // as the access log caps it
-			got := httptest.NewRecorder()
-			tt.h.ServeHTTP(got, r)
-			want := httptest.NewRecorder()
-			tt.want(want)
+			// Each through the access log, which caps the body and logs the
+			// cause noted for the answer.
+			serve := func(h http.Handler) (*httptest.ResponseRecorder, string) {
+				logs := &syncBuffer{}
+				w := httptest.NewRecorder()
+				r := httptest.NewRequestWithContext(t.Context(), tt.method, tt.path, strings.NewReader(tt.body))
+				withAccessLog(textLogger(logs), nil, nil, h).ServeHTTP(w, r)
+				return w, loggedErr.FindString(logs.String())
+			}
+			got, gotErr := serve(tt.h)
+			want, wantErr := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { tt.want(w) }))
 			if got.Code != want.Code || got.Body.String() != want.Body.String() || !reflect.DeepEqual(got.Header(), want.Header()) {
 				t.Errorf("%s %s = %d %v %q; want the server's %d %v %q", tt.method, tt.path,
 					got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
+			}
+			if gotErr != wantErr {
+				t.Errorf("%s %s: the access log says %q; want the server's %q", tt.method, tt.path, gotErr, wantErr)
 			}
 		})
 	}

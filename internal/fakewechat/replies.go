@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"net/http"
+	"wxlogin/internal/accesslog"
 	"wxlogin/internal/request"
 )
 
@@ -11,8 +12,9 @@ import (
 // APIs: /mock/wx.*, /mock/risk-control and /mock/phone-quota in plain JSON,
 // and /mock/faults, /mock/exchanges and -fake-only's /healthz in wxlogin's
 // envelope, as the server it is part of answers every route. The fake
-// writes them itself, so that it needs nothing of the server's handlers;
-// the server's tests check the two agree byte for byte.
+// writes them itself, so that it needs nothing of the server's handlers,
+// and hands the access log what it refused, as they do; the server's
+// tests check the two agree byte for byte.
 
 // The envelope's statuses and messages the fake answers with: the
 // server's (its handlers.go) for the same cases.
@@ -56,7 +58,7 @@ func writeOK(w http.ResponseWriter, data any) {
 
 // writeBadRequest answers status 1, saying what is wrong.
 func writeBadRequest(w http.ResponseWriter, what string) {
-	writeJSON(w, http.StatusBadRequest, envelope{Status: statusBadRequest, Msg: msgMalformed + "：" + what})
+	writeRefusal(w, http.StatusBadRequest, statusBadRequest, msgMalformed+"："+what, nil)
 }
 
 // writeRequestError answers a body that cannot be read (a *request.Error)
@@ -65,15 +67,38 @@ func writeRequestError(w http.ResponseWriter, err error) {
 	e, ok := err.(*request.Error)
 	switch {
 	case !ok:
-		writeJSON(w, http.StatusInternalServerError, envelope{Status: statusInternal, Msg: msgInternal})
+		writeRefusal(w, http.StatusInternalServerError, statusInternal, msgInternal, err)
 	case e.Kind == request.TooLarge:
-		writeJSON(w, http.StatusRequestEntityTooLarge, envelope{Status: statusBadRequest, Msg: msgTooLarge})
+		writeRefusal(w, http.StatusRequestEntityTooLarge, statusBadRequest, msgTooLarge, e.Err)
 	case e.What == "":
-		writeJSON(w, http.StatusBadRequest, envelope{Status: statusBadRequest, Msg: msgMalformed})
+		writeRefusal(w, http.StatusBadRequest, statusBadRequest, msgMalformed, e.Err)
 	default:
-		writeBadRequest(w, e.What)
+		writeRefusal(w, http.StatusBadRequest, statusBadRequest, msgMalformed+"："+e.What, e.Err)
 	}
 }
+
+// writeRefusal answers in the envelope with status and msg, and hands the
+// access log what it answered, as the server's writeError does: the
+// message, and the cause that only the log sees.
+func writeRefusal(w http.ResponseWriter, code, status int, msg string, cause error) {
+	accesslog.NoteError(w, refusal{msg, cause})
+	writeJSON(w, code, envelope{Status: status, Msg: msg})
+}
+
+// refusal is an answer in the envelope as the access log shows it.
+type refusal struct {
+	msg   string
+	cause error
+}
+
+func (r refusal) Error() string {
+	if r.cause == nil {
+		return r.msg
+	}
+	return r.msg + ": " + r.cause.Error()
+}
+
+func (r refusal) Unwrap() error { return r.cause }
 
 // randomText is n bytes from crypto/rand, as text in the given encoding
 // (hex.EncodeToString, base64.RawURLEncoding.EncodeToString, …).
