@@ -282,8 +282,15 @@ func runFakeOnly(ctx context.Context, cfg config, m *metrics.Metrics, log *slog.
 	baseURL := "http://" + dialableAddr(ln.Addr())
 	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(), "fake_only", true,
 		"appids", strings.Join(appIDs(cfg.apps), ","))
-	return serveUntilDone(ctx, srv, limits.Conns(srv, ln, cfg.connCap()), 5*time.Second, log)
+	return serveUntilDone(ctx, srv, limits.Conns(srv, ln, cfg.connCap()), fakeOnlyGrace, log)
 }
+
+// fakeOnlyGrace is how long -fake-only's stop waits for calls in flight.
+// Past Go's own five seconds: http.Server.Shutdown waits that long for a
+// connection that has sent no request yet (a client's HTTP transport dials
+// one beside each busy one and may never use it), so with five seconds
+// exactly a stop raced those connections and could end in an error.
+const fakeOnlyGrace = 10 * time.Second
 
 // fakeFor is a fake WeChat that knows the configured apps and their secrets.
 func fakeFor(apps []appConfig, fixtures fakewechat.Fixtures) *fakewechat.Fake {
