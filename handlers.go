@@ -15,6 +15,7 @@ import (
 	"wxlogin/internal/accesslog"
 	"wxlogin/internal/account"
 	"wxlogin/internal/fakewechat"
+	"wxlogin/internal/fastjson"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/metrics"
 	"wxlogin/internal/opendata"
@@ -272,9 +273,56 @@ func writeOK(w http.ResponseWriter, data any) {
 }
 
 // writeUserOK writes what writeOK(w, v) writes, without reflection
-// (codec.go): GET /user is the route every page of a mini program calls.
+// (appendUserOK): GET /user is the route every page of a mini program calls.
 func writeUserOK(w http.ResponseWriter, v userView) {
 	writeBody(w, http.StatusOK, appendUserOK(make([]byte, 0, 1024), v))
+}
+
+// appendUserOK appends, and a newline, the success envelope holding v, as
+// writeOK writes it.
+func appendUserOK(buf []byte, v userView) []byte {
+	buf = strconv.AppendInt(append(buf, `{"status":`...), statusOK, 10)
+	buf = fastjson.AppendString(buf, `,"msg":`, msgOK)
+	buf = v.appendJSON(append(buf, `,"data":`...))
+	return append(buf, "}\n"...)
+}
+
+// appendJSON appends v as encoding/json writes it: every field of the
+// record, always, then the person.
+func (v userView) appendJSON(buf []byte) []byte {
+	r := &v.recordView
+	buf = strconv.AppendInt(append(buf, `{"id":`...), r.ID, 10)
+	buf = fastjson.AppendString(buf, `,"appid":`, r.AppID)
+	buf = fastjson.AppendString(buf, `,"openid":`, r.OpenID)
+	buf = fastjson.AppendString(buf, `,"unionid":`, r.UnionID)
+	buf = fastjson.AppendString(buf, `,"nickname":`, r.Nickname)
+	buf = fastjson.AppendString(buf, `,"avatar_url":`, r.AvatarURL)
+	buf = strconv.AppendInt(append(buf, `,"gender":`...), int64(r.Gender), 10)
+	buf = fastjson.AppendString(buf, `,"language":`, r.Language)
+	buf = fastjson.AppendString(buf, `,"city":`, r.City)
+	buf = fastjson.AppendString(buf, `,"province":`, r.Province)
+	buf = fastjson.AppendString(buf, `,"country":`, r.Country)
+	buf = fastjson.AppendString(buf, `,"phone_number":`, r.PhoneNumber)
+	buf = fastjson.AppendString(buf, `,"pure_phone_number":`, r.PurePhoneNumber)
+	buf = fastjson.AppendString(buf, `,"country_code":`, r.CountryCode)
+	buf = fastjson.AppendTime(buf, `,"created_at":`, r.CreatedAt)
+	buf = fastjson.AppendTime(buf, `,"updated_at":`, r.UpdatedAt)
+	buf = fastjson.AppendTime(buf, `,"last_login_at":`, r.LastLoginAt)
+	buf = strconv.AppendInt(append(buf, `,"person_id":`...), v.PersonID, 10)
+	if v.Apps == nil {
+		return append(buf, `,"apps":null}`...)
+	}
+	buf = append(buf, `,"apps":[`...)
+	for i, a := range v.Apps {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = fastjson.AppendString(buf, `{"appid":`, a.AppID)
+		buf = fastjson.AppendString(buf, `,"name":`, a.Name)
+		buf = strconv.AppendInt(append(buf, `,"user_id":`...), a.UserID, 10)
+		buf = append(buf, '}')
+	}
+	return append(buf, "]}"...)
 }
 
 // writeError is the one place an error becomes a response. An *apiError says
