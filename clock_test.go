@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+	"wxlogin/internal/tokenfile"
 )
 
 // A step of the wall clock, back or ahead, moves no token's lifetime: a
@@ -38,7 +39,7 @@ func TestSavedTokensFromTheFutureAreClamped(t *testing.T) {
 	ahead.StepWall(365 * 24 * time.Hour)
 	before := newTokenStore(2*time.Hour, 720*time.Hour, ahead.clock())
 	token := before.issue(alice, "alice-key")
-	path := filepath.Join(t.TempDir(), tokenFileName)
+	path := filepath.Join(t.TempDir(), tokenfile.Name)
 	if n, err := before.save(path); err != nil || n != 1 {
 		t.Fatalf("save = %d, %v", n, err)
 	}

@@ -11,14 +11,14 @@ import (
 	"wxlogin/internal/strictjson"
 )
 
-// This file is the lines wxlogin keeps by the million, turned into bytes
-// and back on internal/fastjson's fast path: the user store's lines (a
-// record per user, and claims) and the token file's lines. encoding/json
+// This file is the lines of the user store's journal, which wxlogin keeps
+// by the million, turned into bytes and back on internal/fastjson's fast
+// path: a record per user, and claims. encoding/json
 // defines every format here: a line is exactly what json.Marshal makes of
 // its struct, and a line is valid exactly when json.Decoder with
 // DisallowUnknownFields accepts it; a line the fast readers are not sure of
 // goes to it. Tests and fuzz targets check that the two always agree:
-// FuzzParseUserLine, FuzzAppendRecord and FuzzTokenFileLines.
+// FuzzParseUserLine and FuzzAppendRecord.
 
 // storedLine is one line of the user store's journal: a user record, or a
 // claim ({"claim": {...}}).
@@ -186,67 +186,4 @@ func readPlainRecord(line []byte) (*account.User, bool) {
 	u.Language, u.City, u.Province, u.Country = fields[5], fields[6], fields[7], fields[8]
 	u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = fields[9], fields[10], fields[11]
 	return u, true
-}
-
-func appendSavedSessionKey(buf []byte, k savedSessionKey) []byte {
-	buf = strconv.AppendInt(append(buf, `{"user_id":`...), k.UserID, 10)
-	buf = fastjson.AppendString(buf, `,"appid":`, k.AppID)
-	buf = fastjson.AppendString(buf, `,"openid":`, k.OpenID)
-	buf = fastjson.AppendString(buf, `,"session_key":`, k.SessionKey)
-	buf = strconv.AppendInt(append(buf, `,"stored_ns":`...), k.StoredAt, 10)
-	return append(buf, "}\n"...)
-}
-
-func appendSavedToken(buf []byte, t savedToken) []byte {
-	buf = fastjson.AppendString(buf, `{"sha256":`, t.SHA256)
-	buf = strconv.AppendInt(append(buf, `,"user_id":`...), t.UserID, 10)
-	buf = strconv.AppendInt(append(buf, `,"issued_ns":`...), t.IssuedAt, 10)
-	buf = strconv.AppendInt(append(buf, `,"last_used_ns":`...), t.LastUsedAt, 10)
-	return append(buf, "}\n"...)
-}
-
-// parseSavedSessionKey reads a session key line of the token file.
-func parseSavedSessionKey(line []byte) (savedSessionKey, error) {
-	return parseTokenFileLine(line, "session key", func(r *fastjson.Reader) (k savedSessionKey) {
-		r.Literal(`{"user_id":`)
-		k.UserID = r.Integer()
-		k.AppID = r.FieldString(`,"appid":`)
-		k.OpenID = r.FieldString(`,"openid":`)
-		k.SessionKey = r.FieldString(`,"session_key":`)
-		r.Literal(`,"stored_ns":`)
-		k.StoredAt = r.Integer()
-		return k
-	})
-}
-
-// parseSavedToken reads a token line of the token file.
-func parseSavedToken(line []byte) (savedToken, error) {
-	return parseTokenFileLine(line, "token", func(r *fastjson.Reader) (t savedToken) {
-		t.SHA256 = r.FieldString(`{"sha256":`)
-		r.Literal(`,"user_id":`)
-		t.UserID = r.Integer()
-		r.Literal(`,"issued_ns":`)
-		t.IssuedAt = r.Integer()
-		r.Literal(`,"last_used_ns":`)
-		t.LastUsedAt = r.Integer()
-		return t
-	})
-}
-
-// parseTokenFileLine reads one line of the token file with read, which
-// expects the members in the order wxlogin writes them, up to the closing
-// brace; a line it is unsure of goes to encoding/json, which defines the
-// format. what names the kind of line in an error.
-func parseTokenFileLine[T any](line []byte, what string, read func(r *fastjson.Reader) T) (T, error) {
-	r := fastjson.NewReader(line)
-	v := read(&r)
-	r.Literal("}\n")
-	if r.Done() {
-		return v, nil
-	}
-	var strict T
-	if err := strictjson.Decode(line, &strict); err != nil {
-		return strict, fmt.Errorf("not a %s: %w", what, err)
-	}
-	return strict, nil
 }

@@ -187,61 +187,6 @@ func FuzzAppendRecord(f *testing.F) {
 	})
 }
 
-// FuzzTokenFileLines checks the token file's line readers: they never
-// panic, read every line as encoding/json does, and read back what the
-// writers write.
-func FuzzTokenFileLines(f *testing.F) {
-	f.Add([]byte(`{"user_id":1,"appid":"wxapp","openid":"o-1","session_key":"tiihtNczf5v6AKRyjwEUhQ==","stored_ns":1795000000000000000}` + "\n"))
-	f.Add([]byte(`{"sha256":"47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU","user_id":1,"issued_ns":1795000000000000000,"last_used_ns":1795000000000000001}` + "\n"))
-	f.Add([]byte(`{"user_id":1,"appid":"wxapp","openid":"o\"1","session_key":"a\"b","stored_ns":-1}`))
-	f.Fuzz(func(t *testing.T, line []byte) {
-		checkTokenFileLine(t, "session key", line, parseSavedSessionKey, appendSavedSessionKey)
-		checkTokenFileLine(t, "token", line, parseSavedToken, appendSavedToken)
-	})
-}
-
-// checkTokenFileLine checks one kind of token-file line: if parse accepts
-// line, encoding/json reads the same from it, and what appendLine writes of
-// it reads back the same.
-func checkTokenFileLine[T comparable](t *testing.T, what string, line []byte, parse func([]byte) (T, error), appendLine func([]byte, T) []byte) {
-	t.Helper()
-	got, err := parse(line)
-	if err != nil {
-		return
-	}
-	var want T
-	if jsonErr := strictjson.Decode(line, &want); jsonErr != nil || got != want {
-		t.Fatalf("%s line %q reads as %+v; encoding/json reads %+v, %v", what, line, got, want, jsonErr)
-	}
-	if again, err := parse(appendLine(nil, got)); err != nil || again != got {
-		t.Fatalf("%s %+v reads back as %+v, %v", what, got, again, err)
-	}
-}
-
-// The token file's writers write what encoding/json writes.
-func TestTokenFileLinesAreWhatEncodingJSONWrites(t *testing.T) {
-	for _, v := range []any{
-		savedSessionKey{UserID: 7, AppID: "wxapp", OpenID: "o-7", SessionKey: "tiihtNczf5v6AKRyjwEUhQ==", StoredAt: 1_795_000_000_123_456_789},
-		savedSessionKey{UserID: 8, AppID: "wx<app>", OpenID: "o\u2028", SessionKey: "<\"odd\">\n", StoredAt: -1},
-		savedToken{SHA256: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU", UserID: 7, IssuedAt: 1, LastUsedAt: 2},
-	} {
-		want, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []byte
-		switch v := v.(type) {
-		case savedSessionKey:
-			got = appendSavedSessionKey(nil, v)
-		case savedToken:
-			got = appendSavedToken(nil, v)
-		}
-		if string(got) != string(want)+"\n" {
-			t.Errorf("wrote %s\nencoding/json writes %s", got, want)
-		}
-	}
-}
-
 // writeUserOK writes the bytes writeOK writes for the same user, without
 // reflection (appendUserOK).
 func TestUserViewJSON(t *testing.T) {

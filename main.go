@@ -37,6 +37,7 @@ import (
 	"wxlogin/internal/redact"
 	"wxlogin/internal/redis"
 	"wxlogin/internal/redisstore"
+	"wxlogin/internal/tokenfile"
 )
 
 func main() {
@@ -79,7 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	// One wxlogin owns the data directory before anything in it is read.
-	dataDir, err := datadir.Open(cfg.dataDir, log, tokenFileName)
+	dataDir, err := datadir.Open(cfg.dataDir, log, tokenfile.Name)
 	if err != nil {
 		return err
 	}
@@ -111,7 +112,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	clock := clock.System()
 	tokens := newTokenStore(cfg.tokenTTL, cfg.tokenMaxAge, clock)
 	m.LiveTokens = func() int { return int(tokens.liveAtSweep.Load()) }
-	tokenPath := filepath.Join(cfg.dataDir, tokenFileName)
+	tokenPath := filepath.Join(cfg.dataDir, tokenfile.Name)
 	reloaded, err := tokens.load(tokenPath, users.identity)
 	if errors.Is(err, errTokenFileDropped) {
 		log.Warn("tokens not reloaded", "err", err)

@@ -30,6 +30,7 @@ import (
 	"wxlogin/internal/limits"
 	"wxlogin/internal/request"
 	"wxlogin/internal/testkit"
+	"wxlogin/internal/tokenfile"
 )
 
 // The tests of this file run wxlogin whole, through run as main does or as
@@ -103,7 +104,7 @@ func TestGracefulRestartKeepsTokens(t *testing.T) {
 	if err := s.stop(); err != nil {
 		t.Fatalf("run = %v", err)
 	}
-	saved := filepath.Join(dir, tokenFileName)
+	saved := filepath.Join(dir, tokenfile.Name)
 	data, err := os.ReadFile(saved)
 	if err != nil {
 		t.Fatalf("graceful shutdown left no token file: %v", err)
@@ -139,7 +140,7 @@ func TestRemovingTheTokenFileLogsEveryoneOut(t *testing.T) {
 	if err := s.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(filepath.Join(dir, tokenFileName)); err != nil {
+	if err := os.Remove(filepath.Join(dir, tokenfile.Name)); err != nil {
 		t.Fatal(err)
 	}
 	s = startServer(t, nil, "-data", dir)
@@ -179,7 +180,7 @@ func TestStartDropsAnUnreadableTokenFileWithAWarning(t *testing.T) {
 			if err := s.stop(); err != nil {
 				t.Fatal(err)
 			}
-			saved := filepath.Join(dir, tokenFileName)
+			saved := filepath.Join(dir, tokenfile.Name)
 			data := readFile(t, saved)
 			key := regexp.MustCompile(`"session_key":"([^"]+)"`).FindStringSubmatch(data)
 			if key == nil {

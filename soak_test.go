@@ -18,6 +18,7 @@ import (
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
+	"wxlogin/internal/tokenfile"
 )
 
 // TestSoak is the soak test, run when WXLOGIN_SOAK names a duration
@@ -474,7 +475,7 @@ func TestScaleFigures(t *testing.T) {
 	for i := range n {
 		tokens.issue(account.Identity{AppID: "wxbench", OpenID: benchOpenID(i), UserID: int64(i + 1)}, base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("%016d", i))))
 	}
-	if saved, err := tokens.save(filepath.Join(dir, tokenFileName)); err != nil || saved != n {
+	if saved, err := tokens.save(filepath.Join(dir, tokenfile.Name)); err != nil || saved != n {
 		t.Fatalf("saved %d tokens, %v", saved, err)
 	}
 	c = startMeasured("1 M users and 1 M live tokens")

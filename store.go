@@ -8,9 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"iter"
 	"log/slog"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -18,16 +22,19 @@ import (
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
+	"wxlogin/internal/durable"
 	"wxlogin/internal/journal"
 	"wxlogin/internal/opendata"
 	"wxlogin/internal/strictjson"
+	"wxlogin/internal/tokenfile"
 )
 
 // This file holds wxlogin's two stores: the token store, in memory, for
 // the tokens wxlogin hands to phones and each user's session_key; and the
 // user store, for the users of each mini program and their claims, every
-// write durable in its journal (journal.go) before it returns. Saving the
-// tokens across a restart is tokenfile.go's.
+// write durable in its journal (internal/journal) before it returns. The
+// tokens are saved across a graceful restart in the token file
+// (internal/tokenfile).
 
 // The handlers reach the stores through userBackend and tokenBackend: on
 // one machine these are the stores of this file, on the data directory and
@@ -247,6 +254,146 @@ func (s *tokenStore) revokeUser(id int64) int {
 	delete(s.users, id)
 	s.mu.Unlock()
 	return revoked
+}
+
+// save writes the live tokens, and the session keys they use, to the token
+// file at path (internal/tokenfile), and reports how many tokens it wrote.
+// It runs after the server has stopped, so no token is issued while it
+// writes.
+func (s *tokenStore) save(path string) (int, error) {
+	now, wallNow := s.monotonic(), s.clock.Now()
+	// The file holds wall times, as Unix nanoseconds, for the next process,
+	// whose monotonic clock starts elsewhere.
+	toWall := func(at int64) int64 { return at - now + wallNow.UnixNano() }
+	needed := map[*loginState]bool{}
+	s.tokens.Range(func(_, v any) bool {
+		if e := v.(*tokenEntry); s.alive(e, now) {
+			needed[e.user] = true
+		}
+		return true
+	})
+	keys := func(yield func(tokenfile.SessionKey) bool) {
+		for state := range needed {
+			k := state.key.Load()
+			if !yield(tokenfile.SessionKey{
+				UserID: state.who.UserID, AppID: state.who.AppID, OpenID: state.who.OpenID, SessionKey: k.key, StoredAt: toWall(k.storedAt),
+			}) {
+				return
+			}
+		}
+	}
+	saved := 0
+	tokens := func(yield func(tokenfile.Token) bool) {
+		s.tokens.Range(func(k, v any) bool {
+			e := v.(*tokenEntry)
+			if !s.alive(e, now) {
+				return true
+			}
+			saved++
+			return yield(tokenfile.Token{
+				Hash: k.(account.TokenHash), UserID: e.user.who.UserID, IssuedAt: toWall(e.issuedAt), LastUsedAt: toWall(e.lastUsed.Load()),
+			})
+		})
+	}
+	if err := tokenfile.Save(path, wallNow, keys, tokens); err != nil {
+		return 0, fmt.Errorf("save tokens: %w", err)
+	}
+	return saved, nil
+}
+
+// load reads tokens saved by save, keeps those still alive, and removes the
+// file. Removing it matters: a token revoked after this start must not come
+// back from the old file after a later crash. userOf gives each token's
+// identity from the user store; a token whose user it does not know, or
+// knows under another appid or openid, is dropped.
+//
+// A file it cannot read whole (an older wxlogin's, one cut short, garbage)
+// is dropped with every login in it, and removed, and load returns an
+// error that wraps errTokenFileDropped, for the log: it names the file and
+// the line and says what is wrong, never quoting the file, which holds
+// session keys.
+func (s *tokenStore) load(path string, userOf func(id int64) (account.Identity, bool)) (int, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("load tokens: %w", err)
+	}
+	loaded, readErr := s.readTokenFile(f, path, userOf)
+	f.Close()
+	if readErr != nil {
+		// What was read before the fault goes too: the file is dropped
+		// whole, as the README promises, not in part.
+		s.tokens.Clear()
+		s.mu.Lock()
+		s.users = map[int64]*loginState{}
+		s.mu.Unlock()
+		loaded, readErr = 0, fmt.Errorf("%w: %w", readErr, errTokenFileDropped)
+	}
+	s.sweep() // Drops the session keys of users whose tokens all expired while we were down.
+	if err := os.Remove(path); err != nil {
+		return 0, fmt.Errorf("load tokens: %w", err)
+	}
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
+		return 0, fmt.Errorf("load tokens: %w", err)
+	}
+	return loaded, readErr
+}
+
+// errTokenFileDropped is what load wraps when it could not read the token
+// file whole, and dropped and removed it. Tokens are login state, not user
+// data: a crash loses them too, and each phone simply logs in again, where
+// refusing to start would keep everyone out until someone deleted the file.
+var errTokenFileDropped = errors.New("its logins are dropped, and users log in again")
+
+// readTokenFile puts the live tokens of the token file r, at path, in s
+// and counts them.
+func (s *tokenStore) readTokenFile(r io.Reader, path string, userOf func(id int64) (account.Identity, bool)) (int, error) {
+	now, wallNow, loaded := s.monotonic(), s.clock.Now().UnixNano(), 0
+	var fromWall func(at int64) int64 // set by the header
+	err := tokenfile.Read(r, path,
+		func(savedAt time.Time) { fromWall = s.fromSaved(now, wallNow, savedAt.UnixNano()) },
+		func(k tokenfile.SessionKey) {
+			if who, ok := userOf(k.UserID); ok && who.AppID == k.AppID && who.OpenID == k.OpenID {
+				s.setSessionKey(who, &sessionKey{key: k.SessionKey, storedAt: fromWall(k.StoredAt)})
+			}
+		},
+		func(t tokenfile.Token) {
+			e := &tokenEntry{user: s.loginStateOf(t.UserID), issuedAt: fromWall(t.IssuedAt)}
+			e.lastUsed.Store(fromWall(t.LastUsedAt))
+			if e.user != nil && s.alive(e, now) {
+				s.tokens.Store(t.Hash, e)
+				loaded++
+			}
+		})
+	if err != nil {
+		return 0, err
+	}
+	return loaded, nil
+}
+
+// fromSaved puts the times of a file saved at savedAt (Unix nanoseconds,
+// as the saving process's clock read) on this process's monotonic clock,
+// where it is now now, and the wall clock reads wallNow. A time's age at
+// the save is the saving process's own measure, kept exact; the time the
+// server was down is the wall clocks' difference, taken as none if
+// negative: so a clock that ran ahead or behind at either end keeps no token
+// past its age. Both are capped beyond the longest lifetime, where a token
+// is dead anyway, so that no value in the file can overflow.
+func (s *tokenStore) fromSaved(now, wallNow, savedAt int64) func(at int64) int64 {
+	limit := int64(max(s.ttl, s.maxAge)) + 1
+	down := min(max(0, wallNow-savedAt), limit)
+	return func(at int64) int64 {
+		age := int64(0)
+		switch {
+		case at <= savedAt-limit: // written so as not to overflow, whatever at is
+			age = limit
+		case at < savedAt:
+			age = savedAt - at
+		}
+		return now - age - down
+	}
 }
 
 // userStore is the durable store of users and their claims. Reads are

@@ -5,10 +5,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +20,7 @@ import (
 	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/journal"
 	"wxlogin/internal/opendata"
+	"wxlogin/internal/tokenfile"
 )
 
 var (
@@ -133,6 +136,168 @@ func TestTokenNewestSessionKeyWins(t *testing.T) {
 	}
 	if who, _ := tokens.lookup(tokens.issue(bob, "bob-key")); who.SessionKey != "bob-key" {
 		t.Errorf("bob's key = %q; want bob-key", who.SessionKey)
+	}
+}
+
+func TestTokenSaveAndLoad(t *testing.T) {
+	clock := newFakeClock()
+	path := filepath.Join(t.TempDir(), tokenfile.Name)
+	before := newTokenStore(time.Hour, 24*time.Hour, clock.clock())
+	live := before.issue(alice, "alice-key")
+	dying := before.issue(bob, "bob-key")
+	clock.Advance(50 * time.Minute)
+	before.lookup(live) // alice's token was used recently; bob's was not
+
+	if n, err := before.save(path); err != nil || n != 2 {
+		t.Fatalf("save = %d, %v; want 2, nil", n, err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(data, []byte(live)) || bytes.Contains(data, []byte(dying)) {
+		t.Error("the token file holds a token, not just its hash")
+	}
+	assertPrivate(t, path)
+
+	clock.Advance(20 * time.Minute) // down for a while: bob's token expires meanwhile
+	after := newTokenStore(time.Hour, 24*time.Hour, clock.clock())
+	if n, err := after.load(path, knownUsers); err != nil || n != 1 {
+		t.Fatalf("load = %d, %v; want 1, nil", n, err)
+	}
+	who, ok := after.lookup(live)
+	if !ok || who.Identity != alice || who.SessionKey != "alice-key" {
+		t.Errorf("reloaded lookup = %+v, %v; want alice with alice-key", who, ok)
+	}
+	if _, ok := after.lookup(dying); ok {
+		t.Error("a token that expired while the server was down was reloaded")
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("token file still there after load (stat err %v): a later crash would revive revoked tokens", err)
+	}
+	if n, err := newTokenStore(time.Hour, time.Hour, clock.clock()).load(path, knownUsers); err != nil || n != 0 {
+		t.Errorf("load with no file = %d, %v; want 0, nil", n, err)
+	}
+}
+
+// A token file that cannot be read whole, whatever is wrong with it, is
+// dropped with every login in it, those read before the fault too, and
+// removed: the error names the file and the line, and says what is wrong
+// without quoting the file, which holds session keys.
+func TestTokenLoadDropsAnUnreadableFile(t *testing.T) {
+	const header = `{"format":"wxlogin-tokens","version":2,"saved_at":"2026-01-01T00:00:00Z"}` + "\n"
+	const key = "c2Vzc2lvbi1rZXktbm90LWZvci1sb2dz" // a session key, which no error may quote
+	keyLine := `{"user_id":1,"appid":"wxapp","openid":"o-alice","session_key":"` + key + `","stored_ns":1}` + "\n"
+	// A file that is good up to its last line: alice's live token, then the
+	// fault.
+	clock := newFakeClock()
+	good := filepath.Join(t.TempDir(), tokenfile.Name)
+	live := newTokenStore(time.Hour, time.Hour, clock.clock())
+	token := live.issue(alice, key)
+	if _, err := live.save(good); err != nil {
+		t.Fatal(err)
+	}
+	goodFile := readFile(t, good)
+	binary := make([]byte, 300)
+	for i := range binary {
+		binary[i] = byte(i * 7)
+	}
+	tests := []struct {
+		name, content string
+		where         string // the file, and the line, the error must name
+	}{
+		{"not json", "hello " + key + "\nworld\n", ":1: not a wxlogin token file: not JSON"},
+		{"other format", `{"format":"something-else","version":2}` + "\n", ":1: not a wxlogin token file of version 2"},
+		{"a newer version", `{"format":"wxlogin-tokens","version":3}` + "\n", ":1: not a wxlogin token file of version 2"},
+		{"bad hash", header + `{"sha256":"` + key + `","user_id":1,"issued_ns":1,"last_used_ns":1}` + "\n", ":2: its token hash is not"},
+		{"unknown field", header + `{"user_id":1,"appid":"wxapp","openid":"o-alice","session_key":"k","stored_ns":1,"` + key + `":true}` + "\n", ":2: not a session key line"},
+		{"wrong type", header + `{"user_id":"` + key + `","appid":"wxapp","openid":"o-alice","session_key":"k","stored_ns":1}` + "\n", ":2: not a session key line: a value of the wrong type for user_id"},
+		{"syntax error", header + keyLine + `{"sha256":,}` + "\n", ":3: not a token line: not JSON"},
+		{"cut short", header + keyLine[:len(keyLine)/2], ":2: cut short"},
+		{"a good token, then a line cut short", goodFile + keyLine[:len(keyLine)/2], ":4: cut short"},
+		{"a good token, then garbage", goodFile + key + "\n", ":4: not a session key line"},
+		{"an indented document, not ours", "{\n \"format\": \"other\",\n}\n", ":1: not a wxlogin token file"},
+		{"empty", "", ": empty"},
+		{"binary", string(binary) + key, ":1: not a wxlogin token file"},
+		{"one line longer than the buffer", strings.Repeat(key, 3000), ":1: not a wxlogin token file: a line longer than"},
+		{"an older wxlogin's", versionOneTokenFile, ": written by an older wxlogin"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), tokenfile.Name)
+			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			after := newTokenStore(time.Hour, time.Hour, clock.clock())
+			n, err := after.load(path, knownUsers)
+			if !errors.Is(err, errTokenFileDropped) || n != 0 {
+				t.Fatalf("load = %d, %v; want 0, and the file dropped", n, err)
+			}
+			if want := path + tt.where; !strings.Contains(err.Error(), want) {
+				t.Errorf("load = %v; want an error naming %s", err, want)
+			}
+			if strings.Contains(err.Error(), key) || strings.Contains(err.Error(), key[:8]) {
+				t.Errorf("load's error quotes the file: %v", err)
+			}
+			if _, statErr := os.Stat(path); !errors.Is(statErr, fs.ErrNotExist) {
+				t.Errorf("a file that could not be read is still there (stat: %v)", statErr)
+			}
+			if _, ok := after.lookup(token); ok {
+				t.Error("a token read before the fault was kept")
+			}
+			if after.loginStateOf(alice.UserID) != nil {
+				t.Error("a session key read before the fault was kept")
+			}
+		})
+	}
+}
+
+// versionOneTokenFile is an empty token file as wxlogin before version 2
+// wrote it: one indented JSON document.
+const versionOneTokenFile = "{\n \"format\": \"wxlogin-tokens\",\n \"version\": 1,\n \"tokens\": [],\n \"session_keys\": []\n}\n"
+
+// A token file written by a wxlogin before version 2 (one JSON document) is
+// dropped with its file, and said to be an older wxlogin's: tokens are
+// login state, lost in a crash too, and each phone logs in again. Refusing
+// to start would be worse.
+func TestTokenLoadDropsTheOldFormat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), tokenfile.Name)
+	if err := os.WriteFile(path, []byte(versionOneTokenFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := newTokenStore(time.Hour, time.Hour, clock.System()).load(path, knownUsers); !errors.Is(err, tokenfile.ErrOldFormat) || !errors.Is(err, errTokenFileDropped) || n != 0 {
+		t.Fatalf("load of a version 1 file = %d, %v; want 0, tokenfile.ErrOldFormat", n, err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the version 1 file is still there (stat err %v)", err)
+	}
+}
+
+// A token whose user the user store does not know, or knows as someone
+// else, as when a token file is put next to other users, is not reloaded:
+// a token must never speak for another user.
+func TestTokenLoadDropsUnknownUsers(t *testing.T) {
+	clock := newFakeClock()
+	path := filepath.Join(t.TempDir(), tokenfile.Name)
+	before := newTokenStore(time.Hour, time.Hour, clock.clock())
+	stranger := before.issue(account.Identity{AppID: "wxapp", OpenID: "o-stranger", UserID: 3}, "key")
+	impostor := before.issue(account.Identity{AppID: "wxapp", OpenID: "o-mallory", UserID: bob.UserID}, "key")
+	known := before.issue(alice, "alice-key")
+	if _, err := before.save(path); err != nil {
+		t.Fatal(err)
+	}
+	after := newTokenStore(time.Hour, time.Hour, clock.clock())
+	if n, err := after.load(path, knownUsers); err != nil || n != 1 {
+		t.Fatalf("load = %d, %v; want 1, nil", n, err)
+	}
+	if _, ok := after.lookup(stranger); ok {
+		t.Error("a token of a user the store does not know was reloaded")
+	}
+	if who, ok := after.lookup(impostor); ok {
+		t.Errorf("a token saved for o-mallory was reloaded as %+v", who.Identity)
+	}
+	if who, ok := after.lookup(known); !ok || who.Identity != alice {
+		t.Errorf("lookup of alice's token = %+v, %v; want alice", who, ok)
 	}
 }
 
