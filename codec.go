@@ -47,6 +47,23 @@ func parseStoredLine(line []byte) (storedLine, error) {
 	return storedLine{user: u}, err
 }
 
+// append appends l's line, as the store writes it, and a newline to buf.
+func (l storedLine) append(buf []byte) []byte {
+	switch {
+	case l.user != nil:
+		return appendRecord(buf, l.user)
+	case l.claim != nil:
+		return appendClaim(buf, l.claim)
+	case l.personKey != nil:
+		return personKeyLine(buf, l.personKey)
+	case l.kept != nil:
+		return keptLine(buf, l.kept)
+	case l.erased != nil:
+		return erasedLine(buf, l.erased.UserID, l.erased.At)
+	}
+	return buf
+}
+
 // appendClaim appends c's line and a newline to buf. Claims are few, and
 // written by encoding/json itself.
 func appendClaim(buf []byte, c *claimRecord) []byte {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -10,18 +9,15 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/durable"
-	"wxlogin/internal/journal"
 	"wxlogin/internal/redisstore"
 )
 
@@ -333,18 +329,6 @@ func removeKilledBackups(dir string) ([]string, error) {
 	return removed, nil
 }
 
-// readBackup reads a backup file into a store in memory, with every check
-// a start-up makes.
-func readBackup(path string) (*userStore, error) {
-	s := newMemoryUserStore()
-	h, err := journal.ReplaySnapshot(path, "users", parseStoredLine, s.replay)
-	if err != nil {
-		return nil, err
-	}
-	s.storedMeta = h.Meta
-	return s, nil
-}
-
 // restoreBackup puts a backup into a new or empty data directory, and
 // checks the result as a start-up would, before it is in place: a restore
 // that fails or is killed leaves the directory as it was (datadir.Create),
@@ -357,8 +341,12 @@ func restoreBackup(from, dir string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("wxlogin restore: %w", err)
 	}
+	meta, err := s.meta()
+	if err != nil {
+		return fmt.Errorf("wxlogin restore: %w", err)
+	}
 	err = datadir.Create(dir, "restore", func(tmp string) error {
-		if err := journal.Create(tmp, "users", s.storedMeta, s.snapshotLines()); err != nil {
+		if err := createUserStore(tmp, meta, s.snapshotLines()); err != nil {
 			return err
 		}
 		restored, _, err := inspectUserStore(tmp)
@@ -395,25 +383,21 @@ func repairDataDir(dir string, drop bool, out io.Writer) error {
 		return nil
 	}
 	fmt.Fprintf(out, "%s does not check out:\n  %v\n", dir, err)
-	j, err := journal.Open(dir, "users", journal.Options{ReadOnly: true, Log: slog.New(slog.DiscardHandler)})
+	r, err := salvageUserStore(dir, time.Now())
 	if err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
-	salvaged := newSalvagedStore()
-	rep := journal.Salvage(j, parseStoredLine, salvaged.apply, salvaged.lostLine)
-	kept := salvaged.finish(rep, time.Now())
-	fmt.Fprintf(out, "A repair keeps every line that checks out; it corrects %d and drops %d:\n", len(rep.Corrected), len(rep.Dropped))
-	for _, c := range rep.Corrected {
+	fmt.Fprintf(out, "A repair keeps every line that checks out; it corrects %d and drops %d:\n", len(r.corrected), len(r.dropped))
+	for _, c := range r.corrected {
 		fmt.Fprintf(out, "  corrects %s\n", c)
 	}
-	for _, l := range rep.Dropped {
+	for _, l := range r.dropped {
 		fmt.Fprintf(out, "  drops %s\n", l)
 	}
-	for _, k := range kept {
-		fmt.Fprintf(out, "  %s\n", k)
+	for _, n := range r.notes {
+		fmt.Fprintf(out, "  %s\n", n)
 	}
-	salvaged.storedMeta = rep.Meta
-	describe(out, "what is kept", salvaged.userStore)
+	describe(out, "what is kept", r.kept)
 	if !drop {
 		return errors.New("wxlogin repair: nothing changed; with -drop it corrects and drops what is listed above")
 	}
@@ -434,11 +418,7 @@ func repairDataDir(dir string, drop bool, out io.Writer) error {
 	if err := durable.SyncDir(aside); err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
-	writable, err := journal.Open(dir, "users", journal.Options{Meta: rep.Meta, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		return fmt.Errorf("wxlogin repair: %w", err)
-	}
-	if err := writable.ReplaceWith(salvaged.snapshotLines()); err != nil {
+	if err := r.replace(dir); err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
 	if s, _, err := inspectUserStore(dir); err != nil {
@@ -462,7 +442,7 @@ func handleBackup(users *userStore, log *slog.Logger) http.Handler {
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Content-Disposition", `attachment; filename="wxlogin-backup.jsonl"`)
-		if err := users.journal.WriteBackup(w); err != nil {
+		if err := users.writeBackup(w); err != nil {
 			log.Warn("backup failed", "err", err) // The client sees a backup cut short.
 		}
 	})
@@ -470,146 +450,3 @@ func handleBackup(users *userStore, log *slog.Logger) http.Handler {
 
 // isTool reports whether name is one of the tools.
 func isTool(name string) bool { return slices.Contains(toolNames, name) }
-
-// inspectUserStore loads the user store in dir as it is, changing nothing
-// on disk, for checking and exporting it. It takes no writes.
-func inspectUserStore(dir string) (*userStore, []string, error) {
-	s, err := loadUserStore(dir, journal.Options{ReadOnly: true, Log: slog.New(slog.DiscardHandler)}, time.Now)
-	if err != nil {
-		return nil, nil, err
-	}
-	return s, s.journal.Notes(), nil
-}
-
-// newMemoryUserStore is an empty store with no files, for the tools to
-// read a store into; it takes no writes.
-func newMemoryUserStore() *userStore {
-	s := &userStore{now: time.Now}
-	s.makeIndexes(0)
-	return s
-}
-
-// idMargin is how many ids a repair keeps unused past the highest it can
-// count when the watermark is missing or unreadable: users cut from the end
-// of the newest journal then cannot be counted, and their ids must never
-// go to someone else.
-const idMargin = 1000
-
-// salvagedStore is a store read from a damaged one's files, as a repair
-// keeps it. Where a line was dropped, ids may skip: an id whose user's
-// record is lost stays unused, kept as an erased id, for an id once given
-// belongs to one user forever. A later line of the same user brings the
-// record back, and the user's claims with it.
-type salvagedStore struct {
-	*userStore
-	lost    map[int64]bool // ids with no record kept (yet)
-	pending []*claimRecord // claims naming a user not kept (yet)
-	// uncounted is how many dropped lines may each have given an id no
-	// line kept names: a user's, an erasure's, one whose text is unreadable.
-	uncounted int64
-}
-
-func newSalvagedStore() *salvagedStore {
-	return &salvagedStore{userStore: newMemoryUserStore(), lost: map[int64]bool{}}
-}
-
-// apply puts a line that checks out in the store, as replay does, but
-// lets ids skip, and a user whose record was lost come back.
-func (s *salvagedStore) apply(l storedLine) error {
-	switch {
-	case l.user != nil:
-		u := l.user
-		s.skipTo(u.ID - 1)
-		if s.lost[u.ID] {
-			if other, ok := s.byRef[u.Ref()]; ok {
-				return fmt.Errorf("user %d duplicates user %d (appid %s, openid %s)", u.ID, other.ID, u.AppID, u.OpenID)
-			}
-			delete(s.lost, u.ID)
-			s.setLocked(u)
-			return nil
-		}
-	case l.erased != nil:
-		s.skipTo(l.erased.UserID - 1)
-		delete(s.lost, l.erased.UserID)
-	case l.claim != nil:
-		if id := l.claim.UserID; id > int64(len(s.byID)) || s.byID[id-1] == nil {
-			s.pending = append(s.pending, l.claim) // until a later line brings its user back
-			return nil
-		}
-	}
-	return s.replay(l)
-}
-
-// skipTo makes room for ids up to n, those not stored lost.
-func (s *salvagedStore) skipTo(n int64) {
-	for int64(len(s.byID)) < n {
-		s.byID = append(s.byID, nil)
-		s.lost[int64(len(s.byID))] = true
-	}
-}
-
-// lostLine notes a dropped line's text: whether it may have given an id.
-// Each line gives one id at most, in order, so past the ids the lines kept
-// name, at most one for each line dropped or missing is given; a line
-// dropped for its damage cannot be trusted to say which.
-func (s *salvagedStore) lostLine(text []byte) {
-	switch {
-	case bytes.HasPrefix(text, claimLinePrefix), bytes.HasPrefix(text, []byte(keptPrefix)), bytes.HasPrefix(text, []byte(personKeyPrefix)):
-		// Gives no id.
-	default:
-		s.uncounted++
-	}
-}
-
-// finish applies the claims whose users came back, and keeps every id that
-// may have been given unused: each one with no record kept, and past the
-// last one kept, one for each dropped line that may have given one and for
-// each line the watermark says is missing. It returns what it kept unused and
-// dropped, for the repair to say.
-func (s *salvagedStore) finish(rep journal.Report, now time.Time) []string {
-	var notes []string
-	for _, c := range s.pending {
-		err := fmt.Errorf("the user's record is lost")
-		if s.recordLocked(c.UserID) != nil {
-			err = s.replay(storedLine{claim: c})
-		}
-		if err != nil {
-			notes = append(notes, fmt.Sprintf("drops the claim %q of user %d: %v", c.Name, c.UserID, err))
-		}
-	}
-	s.pending = nil
-	top := int64(len(s.byID)) + s.uncounted + rep.Missing
-	if rep.Uncounted {
-		top += idMargin
-	}
-	s.skipTo(top)
-	ids := slices.Sorted(maps.Keys(s.lost))
-	for _, id := range ids {
-		s.erasedAt[id] = now.UTC().Truncate(time.Millisecond)
-	}
-	if len(ids) > 0 {
-		notes = append(notes, fmt.Sprintf("keeps %s unused (as erased ids): users whose lines are dropped or missing may have held them, and an id is never given twice", idRanges(ids)))
-	}
-	return notes
-}
-
-// idRanges says which ids ids, ascending, are: "id 5", "ids 5, 7–9".
-func idRanges(ids []int64) string {
-	var parts []string
-	for i := 0; i < len(ids); {
-		j := i
-		for j+1 < len(ids) && ids[j+1] == ids[j]+1 {
-			j++
-		}
-		if j == i {
-			parts = append(parts, strconv.FormatInt(ids[i], 10))
-		} else {
-			parts = append(parts, fmt.Sprintf("%d–%d", ids[i], ids[j]))
-		}
-		i = j + 1
-	}
-	if len(ids) == 1 {
-		return "id " + parts[0]
-	}
-	return "ids " + strings.Join(parts, ", ")
-}

@@ -134,7 +134,7 @@ func (s *userStore) erase(id int64) (account.Erasure, error) {
 	if s.personKey == nil {
 		s.personKey = make([]byte, sha256.Size)
 		rand.Read(s.personKey) // Never fails; see randomText.
-		s.line = appendJSONLine(s.line[:0], map[string]string{"person_key": hex.EncodeToString(s.personKey)})
+		s.line = personKeyLine(s.line[:0], s.personKey)
 		s.journal.Append(s.line)
 	}
 	person := s.personHash(u)
@@ -142,7 +142,7 @@ func (s *userStore) erase(id int64) (account.Erasure, error) {
 	for _, c := range s.claims[id] {
 		k := &keptClaim{Person: person, Name: c.Name, AppID: u.AppID, UserID: id, At: c.At}
 		s.keepLocked(k)
-		s.line = appendJSONLine(s.line[:0], map[string]*keptClaim{"kept": k})
+		s.line = keptLine(s.line[:0], k)
 		s.journal.Append(s.line)
 		result.ClaimsKept = append(result.ClaimsKept, c.Name)
 	}
@@ -232,7 +232,7 @@ func (s *userStore) keptLinesLocked() [][]byte {
 	if s.personKey == nil {
 		return nil
 	}
-	lines := [][]byte{appendJSONLine(nil, map[string]string{"person_key": hex.EncodeToString(s.personKey)})}
+	lines := [][]byte{personKeyLine(nil, s.personKey)}
 	persons := slices.Sorted(func(yield func(string) bool) {
 		for p := range s.kept {
 			if !yield(p) {
@@ -242,10 +242,20 @@ func (s *userStore) keptLinesLocked() [][]byte {
 	})
 	for _, p := range persons {
 		for _, k := range s.kept[p] {
-			lines = append(lines, appendJSONLine(nil, map[string]*keptClaim{"kept": k}))
+			lines = append(lines, keptLine(nil, k))
 		}
 	}
 	return lines
+}
+
+// personKeyLine appends the line of the store's person key to buf.
+func personKeyLine(buf, key []byte) []byte {
+	return appendJSONLine(buf, map[string]string{"person_key": hex.EncodeToString(key)})
+}
+
+// keptLine appends the line of kept claim k to buf.
+func keptLine(buf []byte, k *keptClaim) []byte {
+	return appendJSONLine(buf, map[string]*keptClaim{"kept": k})
 }
 
 // erasedLine is the snapshot's line for id, a user erased before it.

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/account"
-	"wxlogin/internal/journal"
 )
 
 // The journal is tested as the user store uses it: opened by
@@ -593,14 +592,12 @@ func FuzzRepairJournal(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, "users.journal.000001.jsonl"), content, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		j, err := journal.Open(dir, "users", journal.Options{ReadOnly: true, Log: discardLogger()})
+		r, err := salvageUserStore(dir, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		salvaged := newSalvagedStore()
-		salvaged.finish(journal.Salvage(j, parseStoredLine, salvaged.apply, salvaged.lostLine), time.Now())
 		fresh := newMemoryUserStore()
-		for line := range salvaged.snapshotLines() {
+		for line := range r.kept.snapshotLines() {
 			l, err := parseStoredLine(line)
 			if err == nil {
 				err = fresh.replay(l)

@@ -2,15 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"strings"
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/datadir"
-	"wxlogin/internal/journal"
 	"wxlogin/internal/redis"
 	"wxlogin/internal/redisstore"
 )
@@ -55,10 +54,18 @@ func moveToRedis(ctx context.Context, dir string, cfg redis.Config, durability s
 	if err != nil {
 		return fmt.Errorf("wxlogin to-redis: %w", err)
 	}
-	if err := rs.Import(ctx, contentsOf(files)); err != nil {
+	contents, err := contentsOf(files)
+	if err != nil {
 		return fmt.Errorf("wxlogin to-redis: %w", err)
 	}
-	return compareCensus(ctx, out, "wxlogin to-redis", dir, fileCensus(files, rs.PersonHash), rs)
+	if err := rs.Import(ctx, contents); err != nil {
+		return fmt.Errorf("wxlogin to-redis: %w", err)
+	}
+	census, err := fileCensus(files, rs.PersonHash)
+	if err != nil {
+		return fmt.Errorf("wxlogin to-redis: %w", err)
+	}
+	return compareCensus(ctx, out, "wxlogin to-redis", dir, census, rs)
 }
 
 // moveFromRedis writes Redis's store into a new data directory: new, or
@@ -98,13 +105,8 @@ func moveFromRedisChecked(ctx context.Context, dir string, cfg redis.Config, out
 	if err != nil {
 		return fmt.Errorf("wxlogin from-redis: %w", err)
 	}
-	mem, err := memoryStoreOf(contents)
-	if err != nil {
-		return fmt.Errorf("wxlogin from-redis: %w", err)
-	}
 	err = datadir.Create(dir, "from-redis", func(tmp string) error {
-		metaLine, _ := json.Marshal(meta) // Cannot fail: plain data.
-		if err := journal.Create(tmp, "users", metaLine, mem.snapshotLines()); err != nil {
+		if err := createUserStore(tmp, meta, linesOf(contents)); err != nil {
 			return err
 		}
 		files, _, err := inspectUserStore(tmp)
@@ -115,7 +117,11 @@ func moveFromRedisChecked(ctx context.Context, dir string, cfg redis.Config, out
 		if meanwhile != nil {
 			meanwhile()
 		}
-		if err := compareCensus(ctx, out, "wxlogin from-redis", dir, fileCensus(files, rs.PersonHash), rs); err != nil {
+		census, err := fileCensus(files, rs.PersonHash)
+		if err != nil {
+			return err
+		}
+		if err := compareCensus(ctx, out, "wxlogin from-redis", dir, census, rs); err != nil {
 			return fmt.Errorf("%w; nothing was moved into %s", err, dir)
 		}
 		return nil
@@ -153,87 +159,98 @@ func compareCensus(ctx context.Context, out io.Writer, tool, dir string, files s
 
 // fileCensus counts a file store as a person sees it: users, persons, and
 // claims by person and name (so two records of one person that both
-// claimed a name before they were joined count once), kept claims too.
-func fileCensus(s *userStore, person func(appID, openID, unionID string) string) storeCensus {
-	users, persons, _ := s.census()
+// claimed a name before they were joined count once), kept claims too. It
+// reads the store's lines, where each claim comes after its user.
+func fileCensus(files *userStore, person func(appID, openID, unionID string) string) (storeCensus, error) {
+	count, persons, _ := files.census()
+	personOf := map[int64]string{} // of each user
 	claims := map[string]bool{}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for id, list := range s.claims {
-		u := s.byID[id-1]
-		if u == nil {
-			continue
+	for text := range files.snapshotLines() {
+		l, err := parseStoredLine(text)
+		if err != nil {
+			return storeCensus{}, err
 		}
-		for _, c := range list {
-			claims[person(u.AppID, u.OpenID, u.UnionID)+"\x00"+c.Name] = true
-		}
-	}
-	for hash, list := range s.kept {
-		for _, k := range list {
-			claims[hash+"\x00"+k.Name] = true
+		switch {
+		case l.user != nil:
+			personOf[l.user.ID] = person(l.user.AppID, l.user.OpenID, l.user.UnionID)
+		case l.claim != nil:
+			claims[personOf[l.claim.UserID]+"\x00"+l.claim.Name] = true
+		case l.kept != nil:
+			claims[l.kept.Person+"\x00"+l.kept.Name] = true
 		}
 	}
-	return storeCensus{Users: users, Persons: persons, Claims: len(claims)}
+	return storeCensus{Users: count, Persons: persons, Claims: len(claims)}, nil
 }
 
-// contentsOf is the file store's content, as Redis takes it.
-func contentsOf(files *userStore) redisstore.Contents {
-	files.mu.Lock()
-	defer files.mu.Unlock()
-	c := redisstore.Contents{LastID: int64(len(files.byID)), Erased: map[int64]time.Time{}, Kept: map[string][]account.Claim{},
-		PersonKey: files.personKey}
-	for i, u := range files.byID {
-		id := int64(i + 1)
-		if u == nil {
-			c.Erased[id] = files.erasedAt[id]
-			continue
+// contentsOf is the file store's content, as Redis takes it, read from the
+// store's lines: each user or erasure in id order, then the claims, each
+// after its user, then the person key and the claims kept of erased users.
+func contentsOf(files *userStore) (redisstore.Contents, error) {
+	c := redisstore.Contents{Erased: map[int64]time.Time{}, Kept: map[string][]account.Claim{}}
+	appOf := map[int64]string{} // of each user, for their claims
+	for text := range files.snapshotLines() {
+		l, err := parseStoredLine(text)
+		if err != nil {
+			return c, err
 		}
-		c.Users = append(c.Users, *u)
-		for _, cl := range files.claims[id] {
-			c.Claims = append(c.Claims, account.Claim{Name: cl.Name, AppID: u.AppID, UserID: id, ClaimedAt: cl.At})
+		switch {
+		case l.user != nil:
+			c.LastID = l.user.ID
+			c.Users = append(c.Users, *l.user)
+			appOf[l.user.ID] = l.user.AppID
+		case l.erased != nil:
+			c.LastID = l.erased.UserID
+			c.Erased[l.erased.UserID] = l.erased.At
+		case l.claim != nil:
+			c.Claims = append(c.Claims, account.Claim{Name: l.claim.Name, AppID: appOf[l.claim.UserID], UserID: l.claim.UserID, ClaimedAt: l.claim.At})
+		case l.personKey != nil:
+			c.PersonKey = l.personKey
+		case l.kept != nil:
+			k := l.kept
+			c.Kept[k.Person] = append(c.Kept[k.Person], account.Claim{Name: k.Name, AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.At})
 		}
 	}
-	for hash, list := range files.kept {
-		for _, k := range list {
-			c.Kept[hash] = append(c.Kept[hash], account.Claim{Name: k.Name, AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.At})
-		}
-	}
-	return c
+	return c, nil
 }
 
-// memoryStoreOf is Redis's content as a file store in memory: every id in
-// order, as the record or the erasure it is, then the person key, then the
-// claims, each by the user who made it, or kept under its person's hash
-// when that user was erased.
-func memoryStoreOf(c redisstore.Contents) (*userStore, error) {
-	mem := newMemoryUserStore()
-	users := map[int64]account.User{}
-	for _, u := range c.Users {
-		users[u.ID] = u
-	}
-	for id := int64(1); id <= c.LastID; id++ {
-		line := storedLine{erased: &erasure{UserID: id, At: c.Erased[id]}}
-		if u, ok := users[id]; ok {
-			line = storedLine{user: &u}
+// linesOf is Redis's content as the lines of a file store (createUserStore):
+// every id in order, as the record or the erasure it is, then the person
+// key, then the claims, each by the user who made it, and those kept under
+// their person's hash when that user was erased.
+func linesOf(c redisstore.Contents) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		users := map[int64]account.User{}
+		for _, u := range c.Users {
+			users[u.ID] = u
 		}
-		if err := mem.replay(line); err != nil {
-			return nil, fmt.Errorf("user %d: %w", id, err)
+		var line []byte
+		emit := func(l storedLine) bool {
+			line = l.append(line[:0])
+			return yield(line)
 		}
-	}
-	if err := mem.replay(storedLine{personKey: c.PersonKey}); err != nil {
-		return nil, err
-	}
-	for _, cl := range c.Claims {
-		if err := mem.replay(storedLine{claim: &claimRecord{Name: cl.Name, UserID: cl.UserID, At: cl.ClaimedAt}}); err != nil {
-			return nil, fmt.Errorf("claim %q of user %d: %w", cl.Name, cl.UserID, err)
+		for id := int64(1); id <= c.LastID; id++ {
+			l := storedLine{erased: &erasure{UserID: id, At: c.Erased[id]}}
+			if u, ok := users[id]; ok {
+				l = storedLine{user: &u}
+			}
+			if !emit(l) {
+				return
+			}
 		}
-	}
-	for hash, list := range c.Kept {
-		for _, k := range list {
-			if err := mem.replay(storedLine{kept: &keptClaim{Person: hash, Name: k.Name, AppID: k.AppID, UserID: k.UserID, At: k.ClaimedAt}}); err != nil {
-				return nil, fmt.Errorf("claim %q of wx:{p:%s}: %w", k.Name, hash, err)
+		if c.PersonKey != nil && !emit(storedLine{personKey: c.PersonKey}) {
+			return
+		}
+		for _, cl := range c.Claims {
+			if !emit(storedLine{claim: &claimRecord{Name: cl.Name, UserID: cl.UserID, At: cl.ClaimedAt}}) {
+				return
+			}
+		}
+		for hash, list := range c.Kept {
+			for _, k := range list {
+				if !emit(storedLine{kept: &keptClaim{Person: hash, Name: k.Name, AppID: k.AppID, UserID: k.UserID, At: k.ClaimedAt}}) {
+					return
+				}
 			}
 		}
 	}
-	return mem, nil
 }

@@ -604,6 +604,11 @@ func (s *userStore) snapshotLines() iter.Seq[[]byte] {
 // writeFailure is why the store refuses writes after a failed one, or nil.
 func (s *userStore) writeFailure() error { return s.journal.WriteFailure() }
 
+// writeBackup writes the store as it is now to w, in a snapshot's format,
+// every line of it durable before the first byte goes out; writes go on
+// meanwhile. A backup cut short has no trailer, so readBackup refuses it.
+func (s *userStore) writeBackup(w io.Writer) error { return s.journal.WriteBackup(w) }
+
 // Close closes the journal and waits for a snapshot being written. Writes
 // after Close fail. It returns an error if a write had failed before: the
 // store took no write since, and the operator must know.

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"wxlogin/internal/account"
+	"wxlogin/internal/journal"
+)
+
+// This file is the user store's side of the tools that look after a data
+// directory (datatools.go, redismove.go): the one door they come in by.
+// They read a store as lines, the format of its snapshots and of wxlogin
+// export, and a census of what it holds; they make a new store of lines;
+// and a repair reads what can be kept of a damaged store, says what it
+// corrects, drops and keeps unused, and writes the rest in place of the
+// damaged files. No tool holds the store's lock or reads its maps.
+
+// inspectUserStore loads the user store in dir as it is, changing nothing
+// on disk, for checking and exporting it. It takes no writes.
+func inspectUserStore(dir string) (*userStore, []string, error) {
+	s, err := loadUserStore(dir, journal.Options{ReadOnly: true, Log: slog.New(slog.DiscardHandler)}, time.Now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, s.journal.Notes(), nil
+}
+
+// newMemoryUserStore is an empty store with no files, for the tools to
+// read a store into; it takes no writes.
+func newMemoryUserStore() *userStore {
+	s := &userStore{now: time.Now}
+	s.makeIndexes(0)
+	return s
+}
+
+// readBackup reads a backup file into a store in memory, with every check
+// a start-up makes.
+func readBackup(path string) (*userStore, error) {
+	s := newMemoryUserStore()
+	h, err := journal.ReplaySnapshot(path, "users", parseStoredLine, s.replay)
+	if err != nil {
+		return nil, err
+	}
+	s.storedMeta = h.Meta
+	return s, nil
+}
+
+// createUserStore makes a new store in dir, which must hold none, of
+// lines, in the format snapshotLines gives them: each is checked as a
+// start-up checks it, and the files hold a snapshot of what they make, in
+// a snapshot's order. meta is what the store records of itself; a zero
+// meta records nothing, as files of the earlier format did.
+func createUserStore(dir string, meta account.Meta, lines iter.Seq[[]byte]) error {
+	s := newMemoryUserStore()
+	n := 0
+	for line := range lines {
+		n++
+		l, err := parseStoredLine(line)
+		if err == nil {
+			err = s.replay(l)
+		}
+		if err != nil {
+			return fmt.Errorf("line %d: %w", n, err)
+		}
+	}
+	var metaJSON json.RawMessage
+	if meta.Mode != "" || meta.AppIDs != nil {
+		metaJSON, _ = json.Marshal(meta) // Cannot fail: plain data.
+	}
+	return journal.Create(dir, "users", metaJSON, s.snapshotLines())
+}
+
+// userRepair is what a repair of a damaged store keeps, and what it
+// corrects, drops and keeps unused, for the operator to read before any of
+// it is written.
+type userRepair struct {
+	corrected []string // lines a flipped bit is corrected in, each with where
+	dropped   []string // lines dropped, or files lost, each with why
+	// notes are what the store's own invariants drop (a claim whose user
+	// is lost) and the ids it keeps unused.
+	notes []string
+	kept  *userStore // what is kept, in memory
+	meta  json.RawMessage
+}
+
+// salvageUserStore reads what a repair of the damaged store in dir keeps:
+// every line that checks out (a line one flipped bit away from it
+// corrected), less what contradicts the lines before it or cannot stand
+// without a line dropped; and the ids that stay unused, erased at now. It
+// changes nothing.
+func salvageUserStore(dir string, now time.Time) (*userRepair, error) {
+	j, err := journal.Open(dir, "users", journal.Options{ReadOnly: true, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	salvaged := newSalvagedStore()
+	rep := journal.Salvage(j, parseStoredLine, salvaged.apply, salvaged.lostLine)
+	notes := salvaged.finish(rep, now)
+	salvaged.storedMeta = rep.Meta
+	return &userRepair{corrected: rep.Corrected, dropped: rep.Dropped, notes: notes, kept: salvaged.userStore, meta: rep.Meta}, nil
+}
+
+// replace writes what r keeps as the store in dir, in place of its damaged
+// files, so that a crash at any moment leaves either the damaged store,
+// which a start-up refuses as before, or the repaired one (journal.Journal.ReplaceWith).
+func (r *userRepair) replace(dir string) error {
+	j, err := journal.Open(dir, "users", journal.Options{Meta: r.meta, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	return j.ReplaceWith(r.kept.snapshotLines())
+}
+
+// idMargin is how many ids a repair keeps unused past the highest it can
+// count when the watermark is missing or unreadable: users cut from the end
+// of the newest journal then cannot be counted, and their ids must never
+// go to someone else.
+const idMargin = 1000
+
+// salvagedStore is a store read from a damaged one's files, as a repair
+// keeps it. Where a line was dropped, ids may skip: an id whose user's
+// record is lost stays unused, kept as an erased id, for an id once given
+// belongs to one user forever. A later line of the same user brings the
+// record back, and the user's claims with it.
+type salvagedStore struct {
+	*userStore
+	lost    map[int64]bool // ids with no record kept (yet)
+	pending []*claimRecord // claims naming a user not kept (yet)
+	// uncounted is how many dropped lines may each have given an id no
+	// line kept names: a user's, an erasure's, one whose text is unreadable.
+	uncounted int64
+}
+
+func newSalvagedStore() *salvagedStore {
+	return &salvagedStore{userStore: newMemoryUserStore(), lost: map[int64]bool{}}
+}
+
+// apply puts a line that checks out in the store, as replay does, but
+// lets ids skip, and a user whose record was lost come back.
+func (s *salvagedStore) apply(l storedLine) error {
+	switch {
+	case l.user != nil:
+		u := l.user
+		s.skipTo(u.ID - 1)
+		if s.lost[u.ID] {
+			if other, ok := s.byRef[u.Ref()]; ok {
+				return fmt.Errorf("user %d duplicates user %d (appid %s, openid %s)", u.ID, other.ID, u.AppID, u.OpenID)
+			}
+			delete(s.lost, u.ID)
+			s.setLocked(u)
+			return nil
+		}
+	case l.erased != nil:
+		s.skipTo(l.erased.UserID - 1)
+		delete(s.lost, l.erased.UserID)
+	case l.claim != nil:
+		if id := l.claim.UserID; id > int64(len(s.byID)) || s.byID[id-1] == nil {
+			s.pending = append(s.pending, l.claim) // until a later line brings its user back
+			return nil
+		}
+	}
+	return s.replay(l)
+}
+
+// skipTo makes room for ids up to n, those not stored lost.
+func (s *salvagedStore) skipTo(n int64) {
+	for int64(len(s.byID)) < n {
+		s.byID = append(s.byID, nil)
+		s.lost[int64(len(s.byID))] = true
+	}
+}
+
+// lostLine notes a dropped line's text: whether it may have given an id.
+// Each line gives one id at most, in order, so past the ids the lines kept
+// name, at most one for each line dropped or missing is given; a line
+// dropped for its damage cannot be trusted to say which.
+func (s *salvagedStore) lostLine(text []byte) {
+	switch {
+	case bytes.HasPrefix(text, claimLinePrefix), bytes.HasPrefix(text, []byte(keptPrefix)), bytes.HasPrefix(text, []byte(personKeyPrefix)):
+		// Gives no id.
+	default:
+		s.uncounted++
+	}
+}
+
+// finish applies the claims whose users came back, and keeps every id that
+// may have been given unused: each one with no record kept, and past the
+// last one kept, one for each dropped line that may have given one and for
+// each line the watermark says is missing. It returns what it kept unused and
+// dropped, for the repair to say.
+func (s *salvagedStore) finish(rep journal.Report, now time.Time) []string {
+	var notes []string
+	for _, c := range s.pending {
+		err := fmt.Errorf("the user's record is lost")
+		if s.recordLocked(c.UserID) != nil {
+			err = s.replay(storedLine{claim: c})
+		}
+		if err != nil {
+			notes = append(notes, fmt.Sprintf("drops the claim %q of user %d: %v", c.Name, c.UserID, err))
+		}
+	}
+	s.pending = nil
+	top := int64(len(s.byID)) + s.uncounted + rep.Missing
+	if rep.Uncounted {
+		top += idMargin
+	}
+	s.skipTo(top)
+	ids := slices.Sorted(maps.Keys(s.lost))
+	for _, id := range ids {
+		s.erasedAt[id] = now.UTC().Truncate(time.Millisecond)
+	}
+	if len(ids) > 0 {
+		notes = append(notes, fmt.Sprintf("keeps %s unused (as erased ids): users whose lines are dropped or missing may have held them, and an id is never given twice", idRanges(ids)))
+	}
+	return notes
+}
+
+// idRanges says which ids ids, ascending, are: "id 5", "ids 5, 7–9".
+func idRanges(ids []int64) string {
+	var parts []string
+	for i := 0; i < len(ids); {
+		j := i
+		for j+1 < len(ids) && ids[j+1] == ids[j]+1 {
+			j++
+		}
+		if j == i {
+			parts = append(parts, strconv.FormatInt(ids[i], 10))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d–%d", ids[i], ids[j]))
+		}
+		i = j + 1
+	}
+	if len(ids) == 1 {
+		return "id " + parts[0]
+	}
+	return "ids " + strings.Join(parts, ", ")
+}
