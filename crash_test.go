@@ -20,6 +20,7 @@ import (
 	"wxlogin/internal/account"
 	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/journal"
+	"wxlogin/internal/users"
 )
 
 // TestKill9KeepsEveryAcknowledgedWrite is the crash test. It kills a real
@@ -131,13 +132,13 @@ func TestKill9KeepsEveryAcknowledgedWrite(t *testing.T) {
 // to just short of the journal size at which it writes its first snapshot.
 func seedNearCompaction(t *testing.T, dir string) {
 	t.Helper()
-	s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
+	s, err := users.Open(dir, testMeta, time.Now, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	sample := &account.User{ID: 1, AppID: "wxbench", OpenID: benchOpenID(0), UnionID: fakewechat.UnionID("0"), CreatedAt: now, UpdatedAt: now, LastLoginAt: now}
-	seedUsers(t, s, (journal.MinCompactBytes-16<<10)/len(appendRecord(nil, sample)))
+	seedUsers(t, s, (journal.MinCompactBytes-16<<10)/len(users.Line{User: sample}.Append(nil)))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +152,7 @@ func seedNearCompaction(t *testing.T, dir string) {
 // check out.
 func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, claimed map[int64]bool) (lost, duplicates int) {
 	t.Helper()
-	s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
+	s, err := users.Open(dir, testMeta, time.Now, discardLogger(), nil)
 	if err != nil {
 		t.Fatalf("the store does not load: %v", err)
 	}
@@ -187,7 +188,7 @@ func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, clai
 				ID     int64  `json:"id"`
 				AppID  string `json:"appid"`
 				OpenID string `json:"openid"`
-				Claim  *claimRecord
+				Claim  *users.Claim
 			}
 			if err := json.Unmarshal([]byte(line), &rec); kind != "r" || err != nil {
 				t.Fatalf("%s:%d does not parse as a record (kind %s): %v", path, i+1, kind, err)

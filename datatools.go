@@ -19,14 +19,17 @@ import (
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/durable"
 	"wxlogin/internal/redisstore"
+	"wxlogin/internal/users"
 )
 
 // This file is the tools that look after a data directory, in the same
 // binary: wxlogin check, export, backup, restore and repair (and the moves
-// to and from Redis, redismove.go's). None of them
-// writes to a store a server is running on: check, export and repair take
-// the data directory's lock, and a backup is taken by the server itself,
-// on its admin address.
+// to and from Redis, redismove.go's). None of them writes to a store a
+// server is running on: check, export and repair take the data directory's
+// lock, and a backup is taken by the server itself, on its admin address.
+// They read and write the user store only through its door for them
+// (internal/users: users.Inspect, users.Store.Lines, users.Create,
+// users.Salvage), never its lock or its maps.
 
 // toolNames are the tools, as the first argument names them.
 var toolNames = []string{"check", "export", "backup", "restore", "repair", "to-redis", "from-redis"}
@@ -111,7 +114,7 @@ func checkDataDir(dir string, out io.Writer) error {
 		return fmt.Errorf("wxlogin check: %w", err)
 	}
 	defer d.Release()
-	s, notes, err := inspectUserStore(dir)
+	s, notes, err := users.Inspect(dir)
 	if err != nil {
 		fmt.Fprintf(out, "wxlogin check: %s is damaged:\n  %v\nwxlogin repair -data %s lists what a repair would drop.\n", dir, err, dir)
 		return fmt.Errorf("wxlogin check: %s is damaged", dir)
@@ -127,7 +130,7 @@ func checkDataDir(dir string, out io.Writer) error {
 
 // checkBackup verifies a backup file.
 func checkBackup(path string, out io.Writer) error {
-	s, err := readBackup(path)
+	s, err := users.ReadBackup(path)
 	if err != nil {
 		return fmt.Errorf("wxlogin check: %w", err)
 	}
@@ -137,9 +140,9 @@ func checkBackup(path string, out io.Writer) error {
 }
 
 // describe says what a store holds.
-func describe(out io.Writer, where string, s *userStore) {
-	m, _ := s.meta()
-	users, persons, claims := s.census()
+func describe(out io.Writer, where string, s *users.Store) {
+	m, _ := s.Meta()
+	users, persons, claims := s.Census()
 	mode := "of a mode not recorded (files of the earlier format)"
 	if m.Mode != "" {
 		mode = "created in " + m.Mode + " mode, for " + strings.Join(m.AppIDs, ", ")
@@ -148,20 +151,20 @@ func describe(out io.Writer, where string, s *userStore) {
 }
 
 // exportDataDir writes the users (an erased one as its erasure line), then
-// the claims, then what account deletions kept (erase.go), of a data
-// directory to out as JSON lines, exactly as the store keeps them.
+// the claims, then what account deletions kept, of a data directory to out
+// as JSON lines, exactly as the store keeps them (users.Store.Lines).
 func exportDataDir(dir string, out io.Writer) error {
 	d, err := datadir.Inspect(dir)
 	if err != nil {
 		return fmt.Errorf("wxlogin export: %w", err)
 	}
 	defer d.Release()
-	s, _, err := inspectUserStore(dir)
+	s, _, err := users.Inspect(dir)
 	if err != nil {
 		return fmt.Errorf("wxlogin export: %w (wxlogin check says more)", err)
 	}
 	defer s.Close()
-	for line := range s.snapshotLines() {
+	for line := range s.Lines() {
 		if _, err := out.Write(line); err != nil {
 			return fmt.Errorf("wxlogin export: %w", err)
 		}
@@ -222,7 +225,7 @@ func takeBackup(ctx context.Context, from, path string, timeout time.Duration, o
 
 // fetchBackup sends req, for a backup, and writes the answer to path once
 // it checks out whole.
-func fetchBackup(req *http.Request, path string) (*userStore, error) {
+func fetchBackup(req *http.Request, path string) (*users.Store, error) {
 	client := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: time.Minute}}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -233,13 +236,13 @@ func fetchBackup(req *http.Request, path string) (*userStore, error) {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return nil, fmt.Errorf("%s answered %s: %s", req.URL.Redacted(), resp.Status, strings.TrimSpace(string(body)))
 	}
-	var s *userStore
+	var s *users.Store
 	err = writeBackupFile(path, func(tmp *os.File) error {
 		if _, err := io.Copy(tmp, resp.Body); err != nil {
 			return err
 		}
 		var err error
-		s, err = readBackup(tmp.Name()) // checked before it replaces anything
+		s, err = users.ReadBackup(tmp.Name()) // checked before it replaces anything
 		return err
 	})
 	return s, err
@@ -337,19 +340,19 @@ func restoreBackup(from, dir string, out io.Writer) error {
 	if from == "" {
 		return errors.New("wxlogin restore: -from (a backup file) is needed")
 	}
-	s, err := readBackup(from)
+	s, err := users.ReadBackup(from)
 	if err != nil {
 		return fmt.Errorf("wxlogin restore: %w", err)
 	}
-	meta, err := s.meta()
+	meta, err := s.Meta()
 	if err != nil {
 		return fmt.Errorf("wxlogin restore: %w", err)
 	}
 	err = datadir.Create(dir, "restore", func(tmp string) error {
-		if err := createUserStore(tmp, meta, s.snapshotLines()); err != nil {
+		if err := users.Create(tmp, meta, s.Lines()); err != nil {
 			return err
 		}
-		restored, _, err := inspectUserStore(tmp)
+		restored, _, err := users.Inspect(tmp)
 		if err != nil {
 			return fmt.Errorf("the restored store does not check out: %w", err)
 		}
@@ -376,28 +379,28 @@ func repairDataDir(dir string, drop bool, out io.Writer) error {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
 	defer d.Release()
-	s, _, err := inspectUserStore(dir)
+	s, _, err := users.Inspect(dir)
 	if err == nil {
 		s.Close()
 		fmt.Fprintf(out, "%s checks out: nothing to repair\n", dir)
 		return nil
 	}
 	fmt.Fprintf(out, "%s does not check out:\n  %v\n", dir, err)
-	r, err := salvageUserStore(dir, time.Now())
+	r, err := users.Salvage(dir, time.Now())
 	if err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
-	fmt.Fprintf(out, "A repair keeps every line that checks out; it corrects %d and drops %d:\n", len(r.corrected), len(r.dropped))
-	for _, c := range r.corrected {
+	fmt.Fprintf(out, "A repair keeps every line that checks out; it corrects %d and drops %d:\n", len(r.Corrected), len(r.Dropped))
+	for _, c := range r.Corrected {
 		fmt.Fprintf(out, "  corrects %s\n", c)
 	}
-	for _, l := range r.dropped {
+	for _, l := range r.Dropped {
 		fmt.Fprintf(out, "  drops %s\n", l)
 	}
-	for _, n := range r.notes {
+	for _, n := range r.Notes {
 		fmt.Fprintf(out, "  %s\n", n)
 	}
-	describe(out, "what is kept", r.kept)
+	describe(out, "what is kept", r.Kept)
 	if !drop {
 		return errors.New("wxlogin repair: nothing changed; with -drop it corrects and drops what is listed above")
 	}
@@ -418,10 +421,10 @@ func repairDataDir(dir string, drop bool, out io.Writer) error {
 	if err := durable.SyncDir(aside); err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
-	if err := r.replace(dir); err != nil {
+	if err := r.Replace(dir); err != nil {
 		return fmt.Errorf("wxlogin repair: %w", err)
 	}
-	if s, _, err := inspectUserStore(dir); err != nil {
+	if s, _, err := users.Inspect(dir); err != nil {
 		return fmt.Errorf("wxlogin repair: the repaired store does not check out: %w", err)
 	} else {
 		s.Close()
@@ -434,15 +437,15 @@ func repairDataDir(dir string, drop bool, out io.Writer) error {
 // it is now, in a snapshot's format, every line of it durable before the
 // first byte goes out. Logins go on meanwhile. A backup cut short has no
 // trailer, so wxlogin backup refuses it.
-func handleBackup(users *userStore, log *slog.Logger) http.Handler {
+func handleBackup(users *users.Store, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := users.writeFailure(); err != nil {
+		if err := users.WriteFailure(); err != nil {
 			http.Error(w, "the user store refuses writes since one failed; back up its files after a restart", http.StatusServiceUnavailable)
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Content-Disposition", `attachment; filename="wxlogin-backup.jsonl"`)
-		if err := users.writeBackup(w); err != nil {
+		if err := users.WriteBackup(w); err != nil {
 			log.Warn("backup failed", "err", err) // The client sees a backup cut short.
 		}
 	})

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,14 +14,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 	"wxlogin/internal/datadir"
-	"wxlogin/internal/journal"
 )
 
 // tool runs a tool as the command line would: wxlogin <args…>.
@@ -45,11 +42,45 @@ func writeDir(t *testing.T, files map[string][]byte) string {
 	return dir
 }
 
+// fixtureDir holds internal/users' damageFixture, checked in: a small
+// store with one file of each kind a store keeps (a snapshot, a journal
+// sealed when writes moved on, its snapshot having failed, and the newest
+// journal), with users, claims and updates in each; and what it holds, as
+// wxlogin export writes it, in export.jsonl. The store's tests check that
+// it is the fixture they make.
+const fixtureDir = "internal/users/testdata/store"
+
+// damageFixture is the checked-in fixture's files, by name, and what they
+// hold.
+func damageFixture(t *testing.T) (files map[string][]byte, want string) {
+	t.Helper()
+	entries, err := os.ReadDir(fixtureDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = map[string][]byte{}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(fixtureDir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == "export.jsonl" {
+			want = string(data)
+		} else {
+			files[e.Name()] = data
+		}
+	}
+	if len(files) != 4 || want == "" {
+		t.Fatalf("%s holds %d files of a store and an export of %d bytes; want 4, and what they hold", fixtureDir, len(files), len(want))
+	}
+	return files, want
+}
+
 // damagedDirs are data directories damaged in each way the journal's
 // tests try, by name.
 func damagedDirs(t *testing.T) map[string]map[string][]byte {
 	t.Helper()
-	files, _ := damageFixture(t, t.TempDir())
+	files, _ := damageFixture(t)
 	flip := func(name string, at int) map[string][]byte {
 		damaged := maps.Clone(files)
 		damaged[name] = bytes.Clone(files[name])
@@ -78,7 +109,7 @@ func damagedDirs(t *testing.T) map[string]map[string][]byte {
 // wxlogin check reports a healthy store and every kind of damage, and
 // changes nothing either way.
 func TestCheckReportsWhatAStoreHoldsAndEveryDamage(t *testing.T) {
-	files, _ := damageFixture(t, t.TempDir())
+	files, _ := damageFixture(t)
 	dir := writeDir(t, files)
 	out, err := tool(t, "check", "-data", dir)
 	if err != nil || !strings.Contains(out, "3 users (3 persons) and 2 claims, created in mock mode") || !strings.Contains(out, "ok") {
@@ -112,7 +143,7 @@ func TestToolsRefuseADirectoryInUse(t *testing.T) {
 
 // wxlogin export writes the users, then the claims, as JSON lines.
 func TestExportWritesUsersThenClaims(t *testing.T) {
-	files, want := damageFixture(t, t.TempDir())
+	files, want := damageFixture(t)
 	out, err := tool(t, "export", "-data", writeDir(t, files))
 	if err != nil || out != want {
 		t.Errorf("export = %v:\n%s\nwant:\n%s", err, out, want)
@@ -208,7 +239,7 @@ func TestBackupOfARunningServerRestoresWhole(t *testing.T) {
 // -drop, it keeps the rest as a store that checks out, and puts the
 // damaged files aside.
 func TestRepairListsThenDrops(t *testing.T) {
-	files, _ := damageFixture(t, t.TempDir())
+	files, _ := damageFixture(t)
 	// The line that created user 3, in the newest journal, changed on disk
 	// (two bits, more than a repair corrects): the user is lost, and so is
 	// the claim that names them; id 3 stays unused.
@@ -238,212 +269,6 @@ func TestRepairListsThenDrops(t *testing.T) {
 	aside, _ := filepath.Glob(filepath.Join(dir, "damaged-*", "users.journal.000003.jsonl"))
 	if len(aside) != 1 {
 		t.Errorf("the damaged journal was not kept aside: %v", aside)
-	}
-}
-
-// A repair cut short after it created the new store's first journal (and
-// its watermark), but before its snapshot, leaves a directory a start-up
-// refuses as before (it was damaged), never one it would take for an
-// empty store.
-func TestARepairCutShortLeavesTheOldStore(t *testing.T) {
-	for name, damaged := range damagedDirs(t) {
-		for _, step := range []string{"mark", "snapshot"} {
-			dir := writeDir(t, damaged)
-			j, err := journal.Open(dir, "users", journal.Options{Meta: json.RawMessage(`{"mode":"mock","appids":[]}`), Log: discardLogger()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			killed := errors.New("killed")
-			j.InjectFault(func(s string) error {
-				if s == step {
-					return killed
-				}
-				return nil
-			})
-			if err := j.ReplaceWith(func(func([]byte) bool) {}); !errors.Is(err, killed) {
-				t.Fatalf("a repair killed at step %s = %v", step, err)
-			}
-			if s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil); err == nil {
-				t.Errorf("%s, then a repair cut short at step %s: the store opened with %d users; want it refused", name, step, s.count())
-				s.Close()
-			}
-		}
-	}
-}
-
-// repairFixture writes a store of n users to a new directory, each with a
-// claim, the first half in its snapshot and the rest in its newest
-// journal; it returns the directory's files.
-func repairFixture(t *testing.T, n int) map[string][]byte {
-	t.Helper()
-	dir := t.TempDir()
-	clock := newFakeClock()
-	s, err := openUserStore(dir, testMeta, clock.Now, discardLogger(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= n; i++ {
-		if i == n/2 {
-			compactOnNextWrite(s)
-		}
-		u, _, err := s.login(mockAppID, fmt.Sprintf("o-%d", i), "")
-		if err == nil {
-			_, _, err = s.claim(u.ID, "gift")
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.journal.WaitCompactions()
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	files := map[string][]byte{}
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "users.") {
-			files[e.Name()], err = os.ReadFile(filepath.Join(dir, e.Name()))
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return files
-}
-
-// storeLines is what a store holds, as the set of its snapshot's lines.
-func storeLines(s *userStore) map[string]bool {
-	lines := map[string]bool{}
-	for line := range s.snapshotLines() {
-		lines[string(line)] = true
-	}
-	return lines
-}
-
-// repairedAs repairs the store in dir with wxlogin repair -drop and checks
-// what it keeps against want, the lines of the store before the damage:
-// every line of want is kept but those of user lostID (0: none), whose
-// record and claims may be lost, and no id of want names another user.
-// The next new user gets an id past want's every id, and past atLeast. It
-// returns the repair's output.
-func repairedAs(t *testing.T, dir string, want map[string]bool, lostID, atLeast int64) string {
-	t.Helper()
-	out, err := tool(t, "repair", "-data", dir, "-drop")
-	if err != nil {
-		t.Fatalf("repair -drop = %v:\n%s", err, out)
-	}
-	s := openTestStore(t, dir, time.Now)
-	got := storeLines(s)
-	top := int64(0)
-	for line := range want {
-		l, err := parseStoredLine([]byte(line))
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := int64(0)
-		switch {
-		case l.user != nil:
-			id = l.user.ID
-			if u, ok := s.get(id); ok && u.Ref() != l.user.Ref() {
-				t.Errorf("user %d is %s %s after the repair; it was %s %s", id, u.AppID, u.OpenID, l.user.AppID, l.user.OpenID)
-			}
-		case l.claim != nil:
-			id = l.claim.UserID
-		}
-		top = max(top, id)
-		if !got[line] && (id == 0 || id != lostID) {
-			t.Errorf("the repair lost %s", line)
-		}
-	}
-	u, created, err := s.login(mockAppID, "o-after-the-repair", "")
-	if err != nil || !created || u.ID <= max(top, atLeast) {
-		t.Errorf("a new user after the repair = user %d, %v, %v; want a new id past %d", u.ID, created, err, max(top, atLeast))
-	}
-	return out
-}
-
-// A repair keeps every line but what the damage took, and never gives an
-// id twice: a line dropped in the middle leaves its id unused, later users
-// keep theirs, and lines cut from the end of the newest journal, which the
-// watermark counts, leave their ids unused too. A bit flipped is corrected.
-func TestARepairLosesOnlyWhatTheDamageTook(t *testing.T) {
-	const n = 600
-	files := repairFixture(t, n)
-	other := repairFixture(t, 4) // another store
-	whole := openTestStore(t, writeDir(t, files), time.Now)
-	want := storeLines(whole)
-	whole.Close()
-	const journal = "users.journal.000002.jsonl"
-	user := func(id int) int { // where user id's line is in the journal
-		at := bytes.Index(files[journal], []byte(fmt.Sprintf(`{"id":%d,`, id)))
-		if at < 0 {
-			t.Fatalf("user %d is not in %s", id, journal)
-		}
-		return at
-	}
-	header := func(file []byte) []byte {
-		first, _, _ := bytes.Cut(file, []byte("\n"))
-		return append(bytes.Clone(first), '\n')
-	}
-	openid := user(501) + len(`{"id":501,"appid":"wxfa4e000000000000","openid":"o-5`)
-	tests := []struct {
-		name   string
-		damage func(f map[string][]byte)
-		lostID int64 // the user the damage may take, with their claim
-		// atLeast is the id the next new user must be past, besides every
-		// id the store held: the ids of users cut from the end stay unused.
-		atLeast int64
-		say     []string // what the repair must say
-	}{
-		{"one bit flipped in user 501's openid", func(f map[string][]byte) { f[journal][openid] ^= 0x01 }, 0, 0,
-			[]string{"corrects", "bit 0 of byte"}},
-		{"two bits flipped in user 501's openid", func(f map[string][]byte) { f[journal][openid] ^= 0x03 }, 501, 0,
-			[]string{"checksum mismatch", `drops the claim "gift" of user 501`, "keeps ids 501, 601 unused"}},
-		{"user 501's line taken out", func(f map[string][]byte) {
-			at := user(501)
-			end := at + bytes.IndexByte(f[journal][at:], '\n') + 1
-			f[journal] = slices.Concat(f[journal][:at-len("r 01234567 ")], f[journal][end:])
-		}, 501, 0, []string{"a line is missing", `{"claim":{"name":"gift","user_id":501`, "keeps id 501 unused"}},
-		{"a line's checksum damaged", func(f map[string][]byte) {
-			at := user(501) - len("01234567 ")
-			f[journal][at], f[journal][at+1] = f[journal][at+1]^0x01, f[journal][at]^0x02
-		}, 0, 0, []string{"its frame was damaged, and the next line vouches for its text"}},
-		{"the newest journal cut to its header", func(f map[string][]byte) { f[journal] = header(f[journal]) }, 0, n,
-			[]string{fmt.Sprintf("%s: cut short: the watermark (users.watermark) records", journal), "lines are missing"}},
-		{"the newest journal cut, and the watermark deleted", func(f map[string][]byte) {
-			f[journal] = header(f[journal])
-			delete(f, "users.watermark")
-		}, 0, n, []string{"users.watermark: missing, so lines cut from the end of the newest journal cannot be counted"}},
-		{"the newest journal cut, and the watermark of another store", func(f map[string][]byte) {
-			f[journal] = header(f[journal])
-			f["users.watermark"] = other["users.watermark"] // of journal 2 too
-		}, 0, n, []string{"users.watermark: of another store, so lines cut from the end of"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			damaged := maps.Clone(files)
-			damaged[journal] = bytes.Clone(files[journal])
-			tt.damage(damaged)
-			dir := writeDir(t, damaged)
-			keep := want
-			if tt.atLeast > 0 { // the users cut from the end are lost
-				keep = map[string]bool{}
-				for line := range want {
-					if bytes.Contains(files["users.snapshot.jsonl"], []byte(line)) {
-						keep[line] = true
-					}
-				}
-			}
-			out := repairedAs(t, dir, keep, tt.lostID, tt.atLeast)
-			for _, say := range tt.say {
-				if !strings.Contains(out, say) {
-					t.Errorf("the repair said\n%s\nwant it to say %q", out, say)
-				}
-			}
-			if tt.lostID == 0 && tt.atLeast == 0 && strings.Contains(out, "\n  drops ") {
-				t.Errorf("the repair said\n%s\nwant nothing dropped", out)
-			}
-		})
 	}
 }
 
@@ -566,5 +391,22 @@ func TestBackupRemovesWhatAKilledBackupLeft(t *testing.T) {
 		if _, err := os.Stat(kept); err != nil {
 			t.Errorf("%s is gone after the next backup: %v", filepath.Base(kept), err)
 		}
+	}
+}
+
+// wxlogin check says that the newest journal was cut, and how many lines
+// are missing, and fails (the journal's own tests cut it at every line,
+// TestANewestJournalCutAtALineBoundaryIsRefused).
+func TestCheckCountsTheLinesACutTook(t *testing.T) {
+	files, _ := damageFixture(t)
+	const name = "users.journal.000003.jsonl"
+	journal := files[name]
+	lines := bytes.Count(journal, []byte("\n")) - 1 // after the header
+	damaged := maps.Clone(files)
+	damaged[name], _, _ = bytes.Cut(journal, []byte("\n"))
+	damaged[name] = append(damaged[name], '\n') // only its header
+	out, err := tool(t, "check", "-data", writeDir(t, damaged))
+	if err == nil || !strings.Contains(out, fmt.Sprintf("%s: cut short", name)) || !strings.Contains(out, fmt.Sprintf("%d lines are missing", lines)) {
+		t.Errorf("wxlogin check of the journal cut to its header = %v:\n%s\nwant it to fail, counting the lines missing", err, out)
 	}
 }

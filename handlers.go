@@ -903,7 +903,7 @@ func handlePhone(apps appSet, users userBackend) callerHandler {
 }
 
 // handleDeleteUser serves DELETE /user: account deletion (注销账号). The
-// user is erased (erase.go): their record and personal data go from memory
+// user is erased (users.Store.Erase): their record and personal data go from memory
 // now and from the disk by the compaction this starts; every token of theirs
 // dies; the names of their one-time claims are kept under a keyed hash, so
 // that a returning person does not take them twice. The answer says what

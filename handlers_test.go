@@ -844,7 +844,7 @@ func TestAccessTokenRefusedTwiceIsAnError(t *testing.T) {
 		fmt.Fprint(w, `{"errcode":40001,"errmsg":"invalid credential, access_token is invalid or not latest"}`)
 	})
 	a := newTestApp(t, appOptions{wechat: upstream})
-	a.users.login("wxapp", "o1", "")
+	a.users.Login("wxapp", "o1", "")
 	token := a.tokens.issue(account.Identity{AppID: "wxapp", OpenID: "o1", UserID: 1}, officialSessionKey)
 	got := send(t, a.handler, "POST", "/user/phone", token, map[string]any{"code": "c"})
 	if got.code != 502 || got.env.Status != statusWechatDown || got.env.Errcode != errcodeInvalidCredential {
@@ -1528,5 +1528,96 @@ func TestDuplicateMembersAreRefused(t *testing.T) {
 	}
 	if got := call(t, a.handler, "GET", "/user", "", "Authorization", "Bearer "+token, "token", token); got.env.Status != statusOK {
 		t.Errorf("GET /user with the token in both headers = %s; want it to pass, as the headers differ", got.raw)
+	}
+}
+
+// DELETE /user answers what went and what was kept, and ends every token
+// of the user, on every device.
+func TestDeleteUserRoute(t *testing.T) {
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		other := a.login(t, "wxapp", "alice") // a second device
+		if got := call(t, a.handler, http.MethodPost, "/claims/welcome-gift", "", "token", token); got.code != http.StatusCreated {
+			t.Fatalf("claim = %s", got.raw)
+		}
+		got := call(t, a.handler, http.MethodDelete, "/user", "", "token", token)
+		type deleted struct {
+			UserID        int64    `json:"user_id"`
+			TokensRevoked int      `json:"tokens_revoked"`
+			ClaimsKept    []string `json:"claims_kept"`
+		}
+		if d := dataOf[deleted](t, got); got.env.Status != 0 || d.UserID != 1 || d.TokensRevoked != 2 || !slices.Equal(d.ClaimsKept, []string{"welcome-gift"}) {
+			t.Errorf("DELETE /user = %s; want user 1, 2 tokens revoked, welcome-gift kept", got.raw)
+		}
+		for _, tok := range []string{token, other} {
+			if got := call(t, a.handler, http.MethodGet, "/user", "", "token", tok); got.env.Status != statusNotLoggedIn {
+				t.Errorf("GET /user with a token of the deleted user = %s; want status 4", got.raw)
+			}
+		}
+		again := a.login(t, "wxapp", "alice")
+		if d := dataOf[userData](t, call(t, a.handler, http.MethodGet, "/user", "", "token", again)); d.ID == 1 || d.Nickname != "" {
+			t.Errorf("after deletion alice logs in as %+v; want a new user", d)
+		}
+	})
+}
+
+// A token the deletion has not revoked yet (the moment between the erasure
+// and the revocation) is not logged in, on every route, never a 500.
+func TestATokenOfAnErasedUserIsNotLoggedIn(t *testing.T) {
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a, token := loggedInOn(t, store)
+		if _, err := a.userBackend.Erase(t.Context(), 1); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []struct{ method, path string }{
+			{http.MethodGet, "/user"}, {http.MethodPatch, "/user"}, {http.MethodDelete, "/user"}, {http.MethodPost, "/claims/welcome-gift"},
+		} {
+			got := send(t, a.handler, r.method, r.path, token, map[string]any{"city": "深圳"})
+			if r.method == http.MethodGet || r.method == http.MethodDelete {
+				got = call(t, a.handler, r.method, r.path, "", "Authorization", "Bearer "+token)
+			}
+			if got.code != http.StatusUnauthorized || got.env.Status != statusNotLoggedIn {
+				t.Errorf("%s %s with a token of an erased user = %d %s; want 401, status 4", r.method, r.path, got.code, got.raw)
+			}
+		}
+	})
+}
+
+// writeUserOK writes the bytes writeOK writes for the same user, without
+// reflection (appendUserOK).
+func TestUserViewJSON(t *testing.T) {
+	at := time.Date(2026, 11, 24, 3, 4, 5, 0, time.UTC)
+	tests := []struct {
+		name string
+		view userView
+	}{
+		{"a new user", userView{
+			recordView: recordView{ID: 1, AppID: "wxapp", OpenID: "o-1", CreatedAt: at, UpdatedAt: at, LastLoginAt: at},
+			PersonID:   1, Apps: []personApp{{AppID: "wxapp", Name: "Shop", UserID: 1}},
+		}},
+		{"every field, and strings that need escaping", userView{
+			recordView: recordView{
+				ID: 3, AppID: "wxgame", OpenID: "o-3", UnionID: "u-1", Nickname: "<张三> & \"co\"\n", AvatarURL: "https://example.com/a.png?x=1&y=2",
+				Gender: 2, Language: "zh_CN", City: "广州", Province: "Guangdong", Country: "China\u2028",
+				PhoneNumber: "+86 138 0013 8000", PurePhoneNumber: "13800138000", CountryCode: "86",
+				CreatedAt: at, UpdatedAt: at.Add(time.Second + 5*time.Millisecond), LastLoginAt: at.In(time.FixedZone("CST", 8*3600)),
+			},
+			PersonID: 1,
+			Apps:     []personApp{{AppID: "wxapp", Name: "Shop", UserID: 1}, {AppID: "wxgame", Name: "bad\xff", UserID: 3}},
+		}},
+		{"no apps", userView{recordView: recordView{ID: 4, AppID: "a", OpenID: "o"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want, got := httptest.NewRecorder(), httptest.NewRecorder()
+			writeOK(want, tt.view)
+			writeUserOK(got, tt.view)
+			if got.Body.String() != want.Body.String() {
+				t.Errorf("writeUserOK wrote %s\nwriteOK writes %s", got.Body, want.Body)
+			}
+			if !reflect.DeepEqual(got.Header(), want.Header()) || got.Code != want.Code {
+				t.Errorf("writeUserOK answered %d %v; writeOK answers %d %v", got.Code, got.Header(), want.Code, want.Header())
+			}
+		})
 	}
 }

@@ -7,16 +7,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +32,7 @@ import (
 	"wxlogin/internal/redis"
 	"wxlogin/internal/redisstore"
 	"wxlogin/internal/testkit"
+	"wxlogin/internal/users"
 )
 
 // This file holds what the test files share: the app a test builds
@@ -69,7 +74,7 @@ type testApp struct {
 	// of the store in Redis, nil on the files.
 	userBackend  userBackend
 	tokenBackend tokenBackend
-	users        *userStore
+	users        *users.Store
 	tokens       *tokenStore
 	redis        *redis.Client
 	clock        *fakeClock
@@ -971,14 +976,45 @@ func textLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(
 var testMeta = account.Meta{Mode: account.ModeMock, AppIDs: []string{mockAppID}}
 
 // openTestStore opens a user store in dir, closing it when the test ends.
-func openTestStore(t testing.TB, dir string, now func() time.Time) *userStore {
+func openTestStore(t testing.TB, dir string, now func() time.Time) *users.Store {
 	t.Helper()
-	s, err := openUserStore(dir, testMeta, now, discardLogger(), nil)
+	s, err := users.Open(dir, testMeta, now, discardLogger(), nil)
 	if err != nil {
-		t.Fatalf("openUserStore(%s) = %v", dir, err)
+		t.Fatalf("users.Open(%s) = %v", dir, err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// seedUsers adds users 0 to n-1 of the benchmarks (benchOpenID) to s
+// through its own logins, a thousand at a time: concurrent logins share an
+// fsync (group commit), so that a test can start from a store of any size
+// in seconds rather than hours. Their ids follow the order the logins
+// arrive in.
+func seedUsers(tb testing.TB, s *users.Store, n int) {
+	tb.Helper()
+	var next atomic.Int64
+	failed := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range min(n, 1000) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				if _, _, err := s.Login("wxbench", benchOpenID(i), fakewechat.UnionID(strconv.Itoa(i))); err != nil {
+					select {
+					case failed <- err:
+					default:
+					}
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case err := <-failed:
+		tb.Fatalf("seeding %d users: %v", n, err)
+	default:
+	}
 }
 
 // assertPrivate fails t unless path is readable by its owner only.
@@ -1018,4 +1054,31 @@ func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// filesHold reports which of needles some file in dir holds, to show what
+// is on the disk.
+func filesHold(t *testing.T, dir string, needles ...string) []string {
+	t.Helper()
+	var found []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err // a file the test cannot read could hold anything
+		}
+		for _, n := range needles {
+			if bytes.Contains(data, []byte(n)) {
+				rel, _ := filepath.Rel(dir, path)
+				found = append(found, rel+": "+n)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("reading the data directory: %v", err)
+	}
+	return found
 }

@@ -38,6 +38,7 @@ import (
 	"wxlogin/internal/redis"
 	"wxlogin/internal/redisstore"
 	"wxlogin/internal/tokenfile"
+	"wxlogin/internal/users"
 )
 
 func main() {
@@ -92,12 +93,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// GOMEMLIMIT set by the operator still applies. (The setting is the
 	// process's: only tests run two servers in one.)
 	gcPercent := debug.SetGCPercent(-1)
-	users, err := openUserStore(cfg.dataDir, cfg.storeMeta(), time.Now, log, m.Fsynced)
+	users, err := users.Open(cfg.dataDir, cfg.storeMeta(), time.Now, log, m.Fsynced)
 	debug.SetGCPercent(gcPercent)
 	if err != nil {
 		return err
 	}
-	m.Users = users.count
+	m.Users = users.Count
 	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, users, m, log)
 	if err != nil {
 		return errors.Join(err, users.Close())
@@ -113,7 +114,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	tokens := newTokenStore(cfg.tokenTTL, cfg.tokenMaxAge, clock)
 	m.LiveTokens = func() int { return int(tokens.liveAtSweep.Load()) }
 	tokenPath := filepath.Join(cfg.dataDir, tokenfile.Name)
-	reloaded, err := tokens.load(tokenPath, users.identity)
+	reloaded, err := tokens.load(tokenPath, users.Identity)
 	if errors.Is(err, errTokenFileDropped) {
 		log.Warn("tokens not reloaded", "err", err)
 		err = nil
@@ -135,7 +136,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		tokens.runSweeper(ctx, min(time.Minute, cfg.tokenTTL))
 	}()
 	err = serve(ctx, cfg, ln, fileUsers{users}, memoryTokens{tokens, users}, shared{}, clock, m, log,
-		"data", cfg.dataDir, "users", users.count(), "tokens_reloaded", reloaded)
+		"data", cfg.dataDir, "users", users.Count(), "tokens_reloaded", reloaded)
 	cancel()
 	<-sweeperDone
 	saved, saveErr := tokens.save(tokenPath)
@@ -307,7 +308,7 @@ func fakeFor(apps []appConfig, fixtures fakewechat.Fixtures) *fakewechat.Fake {
 // clients connect; with no address, nothing. It returns a function that
 // stops it and waits until it has. (Importing net/http/pprof also registers
 // it on http.DefaultServeMux, which wxlogin never serves.)
-func startAdmin(ctx context.Context, addr string, users *userStore, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+func startAdmin(ctx context.Context, addr string, users *users.Store, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}

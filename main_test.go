@@ -933,3 +933,54 @@ func TestLogFormatAndLevel(t *testing.T) {
 		t.Errorf("at -log-level warn the access log is %q; want the failed request alone", got)
 	}
 }
+
+// Through a real restart of a real server: a user with a profile, a phone
+// number and a gift deletes their account; once wxlogin has stopped, no
+// file of the data directory holds their openid, unionid, nickname or
+// phone; started again, the person logs in as a new user, and their gift
+// is taken.
+func TestDeletedAccountIsGoneAfterARestart(t *testing.T) {
+	dir := t.TempDir()
+	c := startChild(t, dir)
+	login := func(c *child) string {
+		got := post(t, http.MethodPost, c.url+"/login", jsonCT, `{"code":"`+mockCode(t, c.url, "alice")+`"}`)
+		return dataOf[loginData](t, got).Token
+	}
+	token := login(c)
+	auth := []string{"Authorization", "Bearer " + token}
+	if got := post(t, http.MethodPatch, c.url+"/user", jsonCT, `{"nickname":"爱丽丝的昵称"}`, auth...); got.env.Status != 0 {
+		t.Fatalf("PATCH /user = %s", got.raw)
+	}
+	post(t, http.MethodPost, c.url+"/mock/wx.agreePrivacyAuthorization", jsonCT, `{"user":"alice"}`)
+	var tap struct{ Code string }
+	if err := json.Unmarshal([]byte(post(t, http.MethodPost, c.url+"/mock/wx.getPhoneNumber", jsonCT, `{"user":"alice"}`).raw), &tap); err != nil || tap.Code == "" {
+		t.Fatalf("getPhoneNumber: %v", err)
+	}
+	if got := post(t, http.MethodPost, c.url+"/user/phone", jsonCT, `{"code":"`+tap.Code+`"}`, auth...); got.env.Status != 0 {
+		t.Fatalf("POST /user/phone = %s", got.raw)
+	}
+	if got := post(t, http.MethodPost, c.url+"/claims/welcome-gift", "", "", auth...); got.code != http.StatusCreated {
+		t.Fatalf("claim = %s", got.raw)
+	}
+	user := dataOf[userData](t, post(t, http.MethodGet, c.url+"/user", "", "", auth...))
+	if got := post(t, http.MethodDelete, c.url+"/user", "", "", auth...); got.env.Status != 0 {
+		t.Fatalf("DELETE /user = %s", got.raw)
+	}
+	c.stop(t)
+	if user.PhoneNumber == "" || user.UnionID == "" {
+		t.Fatalf("alice before the deletion = %+v; want a phone number and a unionid to look for", user)
+	}
+	if found := filesHold(t, dir, user.OpenID, user.UnionID, "爱丽丝的昵称", user.PhoneNumber); len(found) > 0 {
+		t.Errorf("after deletion and a graceful stop the data directory holds %v", found)
+	}
+
+	c = startChild(t, dir)
+	token = login(c)
+	again := dataOf[userData](t, post(t, http.MethodGet, c.url+"/user", "", "", "token", token))
+	if again.ID == user.ID || again.Nickname != "" {
+		t.Errorf("after a restart alice is %+v; want a new user with nothing of the old one", again)
+	}
+	if got := post(t, http.MethodPost, c.url+"/claims/welcome-gift", "", "", "token", token); got.code != http.StatusConflict {
+		t.Errorf("the returning person's gift = HTTP %d %s; want 409", got.code, strings.TrimSpace(got.raw))
+	}
+}

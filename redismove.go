@@ -12,6 +12,7 @@ import (
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/redis"
 	"wxlogin/internal/redisstore"
+	"wxlogin/internal/users"
 )
 
 // This file moves a store between a data directory and Redis, both ways,
@@ -39,12 +40,12 @@ func moveToRedis(ctx context.Context, dir string, cfg redis.Config, durability s
 		return fmt.Errorf("wxlogin to-redis: %w", err)
 	}
 	defer d.Release()
-	files, _, err := inspectUserStore(dir)
+	files, _, err := users.Inspect(dir)
 	if err != nil {
 		return fmt.Errorf("wxlogin to-redis: %w (wxlogin check says more)", err)
 	}
 	defer files.Close()
-	meta, err := files.meta()
+	meta, err := files.Meta()
 	if err != nil {
 		return fmt.Errorf("wxlogin to-redis: %w", err)
 	}
@@ -106,10 +107,10 @@ func moveFromRedisChecked(ctx context.Context, dir string, cfg redis.Config, out
 		return fmt.Errorf("wxlogin from-redis: %w", err)
 	}
 	err = datadir.Create(dir, "from-redis", func(tmp string) error {
-		if err := createUserStore(tmp, meta, linesOf(contents)); err != nil {
+		if err := users.Create(tmp, meta, linesOf(contents)); err != nil {
 			return err
 		}
-		files, _, err := inspectUserStore(tmp)
+		files, _, err := users.Inspect(tmp)
 		if err != nil {
 			return fmt.Errorf("the new store does not check out: %w", err)
 		}
@@ -161,22 +162,22 @@ func compareCensus(ctx context.Context, out io.Writer, tool, dir string, files s
 // claims by person and name (so two records of one person that both
 // claimed a name before they were joined count once), kept claims too. It
 // reads the store's lines, where each claim comes after its user.
-func fileCensus(files *userStore, person func(appID, openID, unionID string) string) (storeCensus, error) {
-	count, persons, _ := files.census()
+func fileCensus(files *users.Store, person func(appID, openID, unionID string) string) (storeCensus, error) {
+	count, persons, _ := files.Census()
 	personOf := map[int64]string{} // of each user
 	claims := map[string]bool{}
-	for text := range files.snapshotLines() {
-		l, err := parseStoredLine(text)
+	for text := range files.Lines() {
+		l, err := users.ParseLine(text)
 		if err != nil {
 			return storeCensus{}, err
 		}
 		switch {
-		case l.user != nil:
-			personOf[l.user.ID] = person(l.user.AppID, l.user.OpenID, l.user.UnionID)
-		case l.claim != nil:
-			claims[personOf[l.claim.UserID]+"\x00"+l.claim.Name] = true
-		case l.kept != nil:
-			claims[l.kept.Person+"\x00"+l.kept.Name] = true
+		case l.User != nil:
+			personOf[l.User.ID] = person(l.User.AppID, l.User.OpenID, l.User.UnionID)
+		case l.Claim != nil:
+			claims[personOf[l.Claim.UserID]+"\x00"+l.Claim.Name] = true
+		case l.Kept != nil:
+			claims[l.Kept.Person+"\x00"+l.Kept.Name] = true
 		}
 	}
 	return storeCensus{Users: count, Persons: persons, Claims: len(claims)}, nil
@@ -185,69 +186,69 @@ func fileCensus(files *userStore, person func(appID, openID, unionID string) str
 // contentsOf is the file store's content, as Redis takes it, read from the
 // store's lines: each user or erasure in id order, then the claims, each
 // after its user, then the person key and the claims kept of erased users.
-func contentsOf(files *userStore) (redisstore.Contents, error) {
+func contentsOf(files *users.Store) (redisstore.Contents, error) {
 	c := redisstore.Contents{Erased: map[int64]time.Time{}, Kept: map[string][]account.Claim{}}
 	appOf := map[int64]string{} // of each user, for their claims
-	for text := range files.snapshotLines() {
-		l, err := parseStoredLine(text)
+	for text := range files.Lines() {
+		l, err := users.ParseLine(text)
 		if err != nil {
 			return c, err
 		}
 		switch {
-		case l.user != nil:
-			c.LastID = l.user.ID
-			c.Users = append(c.Users, *l.user)
-			appOf[l.user.ID] = l.user.AppID
-		case l.erased != nil:
-			c.LastID = l.erased.UserID
-			c.Erased[l.erased.UserID] = l.erased.At
-		case l.claim != nil:
-			c.Claims = append(c.Claims, account.Claim{Name: l.claim.Name, AppID: appOf[l.claim.UserID], UserID: l.claim.UserID, ClaimedAt: l.claim.At})
-		case l.personKey != nil:
-			c.PersonKey = l.personKey
-		case l.kept != nil:
-			k := l.kept
+		case l.User != nil:
+			c.LastID = l.User.ID
+			c.Users = append(c.Users, *l.User)
+			appOf[l.User.ID] = l.User.AppID
+		case l.Erased != nil:
+			c.LastID = l.Erased.UserID
+			c.Erased[l.Erased.UserID] = l.Erased.At
+		case l.Claim != nil:
+			c.Claims = append(c.Claims, account.Claim{Name: l.Claim.Name, AppID: appOf[l.Claim.UserID], UserID: l.Claim.UserID, ClaimedAt: l.Claim.At})
+		case l.PersonKey != nil:
+			c.PersonKey = l.PersonKey
+		case l.Kept != nil:
+			k := l.Kept
 			c.Kept[k.Person] = append(c.Kept[k.Person], account.Claim{Name: k.Name, AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.At})
 		}
 	}
 	return c, nil
 }
 
-// linesOf is Redis's content as the lines of a file store (createUserStore):
+// linesOf is Redis's content as the lines of a file store (users.Create):
 // every id in order, as the record or the erasure it is, then the person
 // key, then the claims, each by the user who made it, and those kept under
 // their person's hash when that user was erased.
 func linesOf(c redisstore.Contents) iter.Seq[[]byte] {
 	return func(yield func([]byte) bool) {
-		users := map[int64]account.User{}
+		records := map[int64]account.User{}
 		for _, u := range c.Users {
-			users[u.ID] = u
+			records[u.ID] = u
 		}
 		var line []byte
-		emit := func(l storedLine) bool {
-			line = l.append(line[:0])
+		emit := func(l users.Line) bool {
+			line = l.Append(line[:0])
 			return yield(line)
 		}
 		for id := int64(1); id <= c.LastID; id++ {
-			l := storedLine{erased: &erasure{UserID: id, At: c.Erased[id]}}
-			if u, ok := users[id]; ok {
-				l = storedLine{user: &u}
+			l := users.Line{Erased: &users.Erased{UserID: id, At: c.Erased[id]}}
+			if u, ok := records[id]; ok {
+				l = users.Line{User: &u}
 			}
 			if !emit(l) {
 				return
 			}
 		}
-		if c.PersonKey != nil && !emit(storedLine{personKey: c.PersonKey}) {
+		if c.PersonKey != nil && !emit(users.Line{PersonKey: c.PersonKey}) {
 			return
 		}
 		for _, cl := range c.Claims {
-			if !emit(storedLine{claim: &claimRecord{Name: cl.Name, UserID: cl.UserID, At: cl.ClaimedAt}}) {
+			if !emit(users.Line{Claim: &users.Claim{Name: cl.Name, UserID: cl.UserID, At: cl.ClaimedAt}}) {
 				return
 			}
 		}
 		for hash, list := range c.Kept {
 			for _, k := range list {
-				if !emit(storedLine{kept: &keptClaim{Person: hash, Name: k.Name, AppID: k.AppID, UserID: k.UserID, At: k.ClaimedAt}}) {
+				if !emit(users.Line{Kept: &users.KeptClaim{Person: hash, Name: k.Name, AppID: k.AppID, UserID: k.UserID, At: k.ClaimedAt}}) {
 					return
 				}
 			}

@@ -14,6 +14,7 @@ import (
 	"wxlogin/internal/redis"
 	"wxlogin/internal/redisstore"
 	"wxlogin/internal/testkit"
+	"wxlogin/internal/users"
 )
 
 // A data directory moved into Redis and back out is the store it was,
@@ -23,27 +24,27 @@ import (
 // not new, a gift taken stays taken, also for the person who was erased.
 func TestMovingAStoreToRedisAndBack(t *testing.T) {
 	dir := t.TempDir()
-	files, err := openUserStore(dir, account.Meta{Mode: account.ModeMock, AppIDs: []string{mockAppID}}, time.Now, discardLogger(), nil)
+	files, err := users.Open(dir, account.Meta{Mode: account.ModeMock, AppIDs: []string{mockAppID}}, time.Now, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"alice", "bob", "carol", "dave"} {
-		if _, _, err := files.login(mockAppID, fakewechat.OpenID(mockAppID, name), fakewechat.UnionID(name)); err != nil {
+		if _, _, err := files.Login(mockAppID, fakewechat.OpenID(mockAppID, name), fakewechat.UnionID(name)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := files.update(1, func(u *account.User) { u.Nickname, u.PhoneNumber, u.Gender = "阿丽", "13800000000", 2 }); err != nil {
+	if _, err := files.Update(1, func(u *account.User) { u.Nickname, u.PhoneNumber, u.Gender = "阿丽", "13800000000", 2 }); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
 		id   int64
 		name string
 	}{{1, "welcome-gift"}, {1, "coupon"}, {2, "welcome-gift"}, {3, "welcome-gift"}} {
-		if _, _, err := files.claim(c.id, c.name); err != nil {
+		if _, _, err := files.Claim(c.id, c.name); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := files.erase(3); err != nil {
+	if _, err := files.Erase(3); err != nil {
 		t.Fatal(err)
 	}
 	if err := files.Close(); err != nil {

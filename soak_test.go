@@ -19,6 +19,7 @@ import (
 	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
 	"wxlogin/internal/tokenfile"
+	"wxlogin/internal/users"
 )
 
 // TestSoak is the soak test, run when WXLOGIN_SOAK names a duration
@@ -439,11 +440,15 @@ func TestScaleFigures(t *testing.T) {
 	if keep := os.Getenv("WXLOGIN_SCALE_DIR"); keep != "" {
 		dir = keep // kept afterwards, to profile a start-up against it
 	}
-	s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
+	s, err := users.Open(dir, testMeta, time.Now, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	seedUsers(t, s, n)
+	who := make([]account.Identity, n) // of users 1 to n, for their tokens
+	for i := range who {
+		who[i], _ = s.Identity(int64(i + 1))
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -473,7 +478,7 @@ func TestScaleFigures(t *testing.T) {
 	// graceful restart would leave them.
 	tokens := newTokenStore(2*time.Hour, 720*time.Hour, clock.System())
 	for i := range n {
-		tokens.issue(account.Identity{AppID: "wxbench", OpenID: benchOpenID(i), UserID: int64(i + 1)}, base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("%016d", i))))
+		tokens.issue(who[i], base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("%016d", i))))
 	}
 	if saved, err := tokens.save(filepath.Join(dir, tokenfile.Name)); err != nil || saved != n {
 		t.Fatalf("saved %d tokens, %v", saved, err)

@@ -1,22 +1,16 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"iter"
-	"log/slog"
-	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,23 +19,24 @@ import (
 	"wxlogin/internal/durable"
 	"wxlogin/internal/journal"
 	"wxlogin/internal/opendata"
-	"wxlogin/internal/strictjson"
 	"wxlogin/internal/tokenfile"
+	"wxlogin/internal/users"
 )
 
-// This file holds wxlogin's two stores: the token store, in memory, for
-// the tokens wxlogin hands to phones and each user's session_key; and the
-// user store, for the users of each mini program and their claims, every
-// write durable in its journal (internal/journal) before it returns. The
-// tokens are saved across a graceful restart in the token file
-// (internal/tokenfile).
+// This file holds the stores the handlers hold: the token store, in
+// memory, for the tokens wxlogin hands to phones and each user's
+// session_key, saved across a graceful restart in the token file
+// (internal/tokenfile); and, behind the same interfaces, the user store,
+// for the users of each mini program and their claims, every write durable
+// in its journal before it returns (internal/users).
 
 // The handlers reach the stores through userBackend and tokenBackend: on
-// one machine these are the stores of this file, on the data directory and
-// in memory (fileUsers, memoryTokens); with -redis they are Redis, shared by
-// every instance (redisstore.Store). Every call takes the request's context,
-// which bounds a call to Redis, and may fail: a write that cannot be made
-// durable, or a Redis that cannot be reached, is an error, never a reply.
+// one machine these are the user store on the data directory and the token
+// store of this file, in memory (fileUsers, memoryTokens); with -redis they
+// are Redis, shared by every instance (redisstore.Store). Every call takes
+// the request's context, which bounds a call to Redis, and may fail: a
+// write that cannot be made durable, or a Redis that cannot be reached, is
+// an error, never a reply.
 type userBackend interface {
 	// Login records a login of (appID, openID), creating the user the first
 	// time, and reports whether it did; exactly one of concurrent first
@@ -396,538 +391,105 @@ func (s *tokenStore) fromSaved(now, wallNow, savedAt int64) func(at int64) int64
 	}
 }
 
-// userStore is the durable store of users and their claims. Reads are
-// served from memory; every write returns only once its line is durable in
-// the journal, which is all the store knows of files.
-type userStore struct {
-	now     func() time.Time
-	journal *journal.Journal
-	// storedMeta is what the store's newest file records of it (meta);
-	// set for a store read from a backup or a repair too, which have no
-	// journal.
-	storedMeta json.RawMessage
+// fileUsers is the file user store (internal/users) as a userBackend. The
+// store itself is synchronous and in memory, with no use for a context, and
+// it answers in its own terms: the adapter is where its records become a
+// person's members, and a write it refuses becomes the envelope's 503.
+type fileUsers struct{ users *users.Store }
 
-	mu      sync.Mutex // guards the fields below, and the order of appends to journal
-	byRef   map[account.Ref]*account.User
-	byID    []*account.User    // byID[id-1]: ids are assigned densely, in journal order
-	byUnion map[string][]int64 // unionid → the ids of the records that share it, ascending
-	claims  map[int64][]*claimRecord
-	line    []byte // the line being appended, reused
+// storeFailedRetry is the Retry-After of a write the store refuses since
+// one failed: it takes a restart, which an operator or a supervisor
+// watching /healthz makes; meanwhile a load balancer sends the client to
+// another instance.
+const storeFailedRetry = 5 * time.Second
 
-	// Account deletion (erase.go): the ids of erased users, whose places in
-	// byID are nil, and the claims they made, by person.
-	erasedAt  map[int64]time.Time
-	kept      map[string][]*keptClaim
-	personKey []byte
-	// erasedInFiles is set by a replay that found an erased user's record
-	// still in the files: the compaction the erasure asked for never
-	// finished (a crash, a failed snapshot).
-	erasedInFiles bool
+// storeFailed is the error of a write the file store refused because an
+// earlier one failed (or it is closing): status -1, 503 with Retry-After,
+// as /healthz answers meanwhile. The cause goes to the log only.
+func storeFailed(err error) error {
+	if errors.Is(err, journal.ErrWriteFailed) || errors.Is(err, journal.ErrClosed) {
+		return &apiError{status: statusInternal, httpCode: http.StatusServiceUnavailable, msg: msgStoreFailed,
+			retryAfter: storeFailedRetry, cause: err}
+	}
+	return err
 }
 
-// openUserStore loads the user store in dir, creating dir if needed. A
-// store created in the other mode is refused: in mock mode anyone can log
-// in as a user of any name, and none of those users may reach real mode.
-// synced, when set, is told of each fsync of a write (the metrics).
-func openUserStore(dir string, meta account.Meta, now func() time.Time, log *slog.Logger, synced func(time.Duration, error)) (*userStore, error) {
-	metaJSON, _ := json.Marshal(meta) // Cannot fail: plain data.
-	s, err := loadUserStore(dir, journal.Options{Meta: metaJSON, Log: log, Synced: synced}, now)
-	if err != nil {
-		return nil, err
-	}
-	stored, err := s.meta()
-	switch {
-	case err != nil:
-		err = fmt.Errorf("open user store: %w", err)
-	case stored.Mode != "" && stored.Mode != meta.Mode:
-		err = fmt.Errorf("open user store: %s was created in %s mode, and wxlogin is in %s mode. "+
-			"Users made up in mock mode must never reach real mode, nor real users the fake: "+
-			"give this mode a data directory of its own (-data / WXLOGIN_DATA)", dir, stored.Mode, meta.Mode)
-	case stored.Mode == "" && s.count() > 0:
-		log.Warn("user store: its files predate the record of the mode; taking it to be in this one", "mode", meta.Mode)
-	}
-	if err == nil {
-		err = s.finishErasures()
-	}
-	if err != nil {
-		return nil, errors.Join(err, s.Close())
-	}
-	return s, nil
+func (f fileUsers) Login(_ context.Context, appID, openID, unionID string) (account.User, bool, error) {
+	u, created, err := f.users.Login(appID, openID, unionID)
+	return u, created, storeFailed(err)
 }
 
-// loadUserStore replays the user store's journal in dir.
-func loadUserStore(dir string, opts journal.Options, now func() time.Time) (*userStore, error) {
-	s := &userStore{now: now}
-	opts.Snapshot = s.snapshotLines
-	j, err := journal.Open(dir, "users", opts)
-	if err != nil {
-		return nil, fmt.Errorf("open user store: %w", err)
-	}
-	// A record takes about 240 bytes on disk, counting the journal lines a
-	// snapshot has not absorbed yet. Sizing the maps now, a little over,
-	// rather than growing them by doubling, saves rehashing (BENCHMARKS.md,
-	// start-up).
-	s.makeIndexes(int(j.StoredBytes() / 210))
-	if err := journal.Replay(j, parseStoredLine, s.replay); err != nil {
-		return nil, errors.Join(fmt.Errorf("open user store: %w", err), j.Close())
-	}
-	s.journal, s.storedMeta = j, j.StoredMeta()
-	return s, nil
+func (f fileUsers) Get(_ context.Context, id int64) (account.User, bool, error) {
+	u, ok := f.users.Get(id)
+	return u, ok, nil
 }
 
-// makeIndexes makes the store's maps for about expected users.
-func (s *userStore) makeIndexes(expected int) {
-	s.byRef = make(map[account.Ref]*account.User, expected)
-	s.byUnion = make(map[string][]int64, expected)
-	s.byID = make([]*account.User, 0, expected)
-	s.claims = map[int64][]*claimRecord{}
-	s.erasedAt = map[int64]time.Time{}
-	s.kept = map[string][]*keptClaim{}
+func (f fileUsers) Update(_ context.Context, id int64, change func(u *account.User)) (account.User, error) {
+	u, err := f.users.Update(id, change)
+	return u, storeFailed(err)
 }
 
-// census counts the store's users, the persons they are, and their claims.
-func (s *userStore) census() (users, persons, claims int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	persons = len(s.byUnion)
-	for _, u := range s.byID {
-		if u == nil {
-			continue // erased
+func (f fileUsers) Person(_ context.Context, id int64) (account.User, []account.Member, bool, error) {
+	records, ok := f.users.Person(id)
+	var u account.User
+	members := make([]account.Member, len(records))
+	for i, r := range records {
+		members[i] = account.Member{ID: r.ID, AppID: r.AppID}
+		if r.ID == id {
+			u = r
 		}
-		if u.UnionID == "" {
-			persons++
-		}
-		claims += len(s.claims[u.ID])
 	}
-	return len(s.byRef), persons, claims
+	return u, members, ok, nil
 }
 
-// meta is what the store's newest file records of it, zero for files of
-// the earlier format.
-func (s *userStore) meta() (account.Meta, error) {
-	var m account.Meta
-	if s.storedMeta == nil {
-		return m, nil
-	}
-	if err := strictjson.Decode(s.storedMeta, &m); err != nil {
-		return m, fmt.Errorf("the store's files record %s, not what a user store records of itself", s.storedMeta)
-	}
-	return m, nil
+func (f fileUsers) Claim(_ context.Context, id int64, name string) (account.Claim, bool, error) {
+	c, taken, err := f.users.Claim(id, name)
+	return c, taken, storeFailed(err)
 }
 
-// replay puts a stored line in memory, enforcing the store's invariants:
-// ids are dense and in order, one (appid, openid) has one id, a claim's
-// user is stored before it, and one record never claims one name twice.
-// Lines may be replayed twice (see journal.go): a record replaces itself,
-// and a claim made at the same moment is the same claim.
-func (s *userStore) replay(l storedLine) error {
-	if l.user == nil && l.claim == nil {
-		return s.replayErasure(l)
+func (f fileUsers) ClaimsOf(_ context.Context, id int64) ([]account.Claim, error) {
+	return f.users.ClaimsOf(id), nil
+}
+
+func (f fileUsers) Erase(_ context.Context, id int64) (account.Erasure, error) {
+	r, err := f.users.Erase(id)
+	return r, storeFailed(err)
+}
+
+func (f fileUsers) Health(context.Context) error { return storeFailed(f.users.WriteFailure()) }
+
+// memoryTokens is the token store as a tokenBackend; it reads the user
+// store to tell a login that raced an account deletion.
+type memoryTokens struct {
+	*tokenStore
+	users *users.Store
+}
+
+func (m memoryTokens) Issue(_ context.Context, who account.Identity, key string) (string, error) {
+	token := m.tokenStore.issue(who, key)
+	if !m.users.Exists(who.UserID) {
+		// The account was deleted while this login ran (on another
+		// device): the deletion may have revoked the user's tokens before
+		// this one was issued, so it is revoked here.
+		m.tokenStore.revoke(account.Caller{Hash: account.HashToken(token)})
+		return "", fmt.Errorf("user %d was deleted during the login: %w", who.UserID, account.ErrNoUser)
 	}
-	if c := l.claim; c != nil {
-		if c.UserID > int64(len(s.byID)) || s.byID[c.UserID-1] == nil {
-			return fmt.Errorf("claim %q names user %d, who is not stored before it", c.Name, c.UserID)
-		}
-		for _, other := range s.claims[c.UserID] {
-			switch {
-			case other.Name == c.Name && other.At.Equal(c.At):
-				return nil
-			case other.Name == c.Name:
-				return fmt.Errorf("user %d claims %q twice", c.UserID, c.Name)
-			}
-		}
-		s.claims[c.UserID] = append(s.claims[c.UserID], c)
-		return nil
-	}
-	u := l.user
-	switch n := int64(len(s.byID)); {
-	case u.ID == n+1:
-		if other, ok := s.byRef[u.Ref()]; ok {
-			return fmt.Errorf("user %d duplicates user %d (appid %s, openid %s)", u.ID, other.ID, u.AppID, u.OpenID)
-		}
-	case u.ID <= n:
-		if s.byID[u.ID-1] == nil {
-			return fmt.Errorf("user %d was erased before this line", u.ID)
-		}
-		if s.byID[u.ID-1].Ref() != u.Ref() {
-			return fmt.Errorf("user %d changes appid or openid", u.ID)
-		}
-	default:
-		return fmt.Errorf("user %d skips ids after %d", u.ID, n)
-	}
-	s.setLocked(u)
+	return token, nil
+}
+
+// Lifetime is the token store's lifetime of a fresh token.
+func (m memoryTokens) Lifetime() time.Duration { return m.tokenStore.lifetime() }
+
+func (m memoryTokens) Lookup(_ context.Context, token string) (account.Caller, bool, error) {
+	who, ok := m.tokenStore.lookup(token)
+	return who, ok, nil
+}
+
+func (m memoryTokens) Revoke(_ context.Context, who account.Caller) error {
+	m.tokenStore.revoke(who)
 	return nil
 }
 
-// snapshotLines copies the store's content for the journal's snapshot and
-// returns it as lines: every user (or, for an erased one, the erasure),
-// then every claim, so that each claim names a user stored before it, then
-// the claims erased users made. Records and claims are immutable, so the
-// copy can be written out while writes go on.
-func (s *userStore) snapshotLines() iter.Seq[[]byte] {
-	s.mu.Lock()
-	users := slices.Clone(s.byID)
-	erasedAt := maps.Clone(s.erasedAt)
-	var claims []*claimRecord
-	for _, u := range users {
-		if u != nil {
-			claims = append(claims, s.claims[u.ID]...)
-		}
-	}
-	kept := s.keptLinesLocked()
-	s.mu.Unlock()
-	return func(yield func([]byte) bool) {
-		var line []byte
-		for i, u := range users {
-			if u == nil {
-				line = erasedLine(line[:0], int64(i+1), erasedAt[int64(i+1)])
-			} else {
-				line = appendRecord(line[:0], u)
-			}
-			if !yield(line) {
-				return
-			}
-		}
-		for _, c := range claims {
-			if line = appendClaim(line[:0], c); !yield(line) {
-				return
-			}
-		}
-		for _, k := range kept {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
-// writeFailure is why the store refuses writes after a failed one, or nil.
-func (s *userStore) writeFailure() error { return s.journal.WriteFailure() }
-
-// writeBackup writes the store as it is now to w, in a snapshot's format,
-// every line of it durable before the first byte goes out; writes go on
-// meanwhile. A backup cut short has no trailer, so readBackup refuses it.
-func (s *userStore) writeBackup(w io.Writer) error { return s.journal.WriteBackup(w) }
-
-// Close closes the journal and waits for a snapshot being written. Writes
-// after Close fail. It returns an error if a write had failed before: the
-// store took no write since, and the operator must know.
-func (s *userStore) Close() error {
-	if s.journal == nil {
-		return nil // read from a backup, or a repair: no files
-	}
-	if err := s.journal.Close(); err != nil {
-		return fmt.Errorf("close user store: %w", err)
-	}
-	return nil
-}
-
-// login records a login of (appID, openID): it creates the user the first
-// time, and otherwise updates last_login_at and a newly learned unionid. It
-// returns once the record is durable, and reports whether it was created.
-// Exactly one of any number of concurrent first logins creates the user.
-func (s *userStore) login(appID, openID, unionID string) (account.User, bool, error) {
-	now, err := s.stamp(time.Second)
-	if err != nil {
-		return account.User{}, false, err
-	}
-	if err := s.lockForWrite(); err != nil {
-		return account.User{}, false, err
-	}
-	u, found := s.byRef[account.Ref{AppID: appID, OpenID: openID}]
-	if found {
-		updated := *u
-		updated.LastLoginAt = now
-		if unionID != "" && unionID != u.UnionID {
-			updated.UnionID, updated.UpdatedAt = unionID, now
-		}
-		u = &updated
-	} else {
-		u = &account.User{
-			ID: int64(len(s.byID)) + 1, AppID: appID, OpenID: openID, UnionID: unionID,
-			CreatedAt: now, UpdatedAt: now, LastLoginAt: now,
-		}
-	}
-	b := s.putLocked(u)
-	s.mu.Unlock()
-
-	// A concurrent first login that found the record above still waits here,
-	// for a batch no earlier than the creating one: batches are written in
-	// order, so nobody is told about a user before the user is durable.
-	if err := s.journal.Wait(b); err != nil {
-		return account.User{}, false, err
-	}
-	return *u, !found, nil
-}
-
-// update applies change to a copy of user id's record and stores it,
-// returning once it is durable. A change that leaves the record as it was
-// writes nothing. change must only set fields; it runs under the store's lock.
-func (s *userStore) update(id int64, change func(u *account.User)) (account.User, error) {
-	now, err := s.stamp(time.Second)
-	if err != nil {
-		return account.User{}, err
-	}
-	if err := s.lockForWrite(); err != nil {
-		return account.User{}, err
-	}
-	old := s.recordLocked(id)
-	if old == nil {
-		s.mu.Unlock()
-		return account.User{}, fmt.Errorf("update: %w %d", account.ErrNoUser, id)
-	}
-	u := *old
-	change(&u)
-	u.ID, u.AppID, u.OpenID, u.CreatedAt = old.ID, old.AppID, old.OpenID, old.CreatedAt
-	if u == *old {
-		s.mu.Unlock()
-		return u, nil
-	}
-	u.UpdatedAt = now
-	b := s.putLocked(&u)
-	s.mu.Unlock()
-	if err := s.journal.Wait(b); err != nil {
-		return account.User{}, err
-	}
-	return u, nil
-}
-
-// stamp is the time a write records, in UTC to the given precision. A clock
-// outside the years a record can hold is an error here, before the store
-// changes anything: the record writer must never meet such a time.
-func (s *userStore) stamp(precision time.Duration) (time.Time, error) {
-	t := s.now().UTC().Truncate(precision)
-	if y := t.Year(); y < 0 || y > 9999 {
-		return time.Time{}, fmt.Errorf("user store: the clock reads %v, outside the years a record holds", t)
-	}
-	return t, nil
-}
-
-// lockForWrite takes s.mu for a write, unless the store refuses writes
-// (after a failed write, or Close): then it returns why, without the lock.
-func (s *userStore) lockForWrite() error {
-	s.mu.Lock()
-	if err := s.journal.Err(); err != nil {
-		s.mu.Unlock()
-		return err
-	}
-	return nil
-}
-
-// recordLocked is user id's record, or nil if there is none. s.mu is held.
-func (s *userStore) recordLocked(id int64) *account.User {
-	if id < 1 || id > int64(len(s.byID)) {
-		return nil
-	}
-	return s.byID[id-1]
-}
-
-// putLocked makes u the current record of its user and appends it to the
-// journal, returning the batch to wait for. s.mu is held; records are never
-// changed once put, only replaced.
-func (s *userStore) putLocked(u *account.User) *journal.Batch {
-	s.setLocked(u)
-	s.line = appendRecord(s.line[:0], u)
-	return s.journal.Append(s.line)
-}
-
-// setLocked makes u the record of its id, appending a new id (or filling
-// one a repair found lost), and keeps the unionid index in step. s.mu is
-// held, or the store is being opened.
-func (s *userStore) setLocked(u *account.User) {
-	if u.ID > int64(len(s.byID)) {
-		s.byID = append(s.byID, u)
-	} else {
-		old := s.byID[u.ID-1]
-		if old != nil && old.UnionID != "" && old.UnionID != u.UnionID {
-			s.unlinkUnionLocked(old)
-		}
-		s.byID[u.ID-1] = u
-	}
-	s.byRef[u.Ref()] = u
-	if u.UnionID != "" {
-		ids := s.byUnion[u.UnionID]
-		if i, found := slices.BinarySearch(ids, u.ID); !found {
-			s.byUnion[u.UnionID] = slices.Insert(ids, i, u.ID)
-		}
-	}
-}
-
-// unlinkUnionLocked takes u out of its unionid's person. s.mu is held, or
-// the store is being opened.
-func (s *userStore) unlinkUnionLocked(u *account.User) {
-	ids := slices.DeleteFunc(s.byUnion[u.UnionID], func(id int64) bool { return id == u.ID })
-	if len(ids) == 0 {
-		delete(s.byUnion, u.UnionID)
-	} else {
-		s.byUnion[u.UnionID] = ids
-	}
-}
-
-// get returns the user with the given id.
-func (s *userStore) get(id int64) (account.User, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	u := s.recordLocked(id)
-	if u == nil {
-		return account.User{}, false
-	}
-	return *u, true
-}
-
-// exists reports whether user id is stored (not erased).
-func (s *userStore) exists(id int64) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.recordLocked(id) != nil
-}
-
-// identity returns who user id is. Its strings are the record's own: a copy
-// of a string shares its bytes.
-func (s *userStore) identity(id int64) (account.Identity, bool) {
-	u, ok := s.get(id)
-	return account.Identity{AppID: u.AppID, OpenID: u.OpenID, UserID: u.ID}, ok
-}
-
-// count reports how many users are stored (erased ones are not).
-func (s *userStore) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.byRef)
-}
-
-// personLocked returns the ids of the records that are one person with
-// user u: those sharing its unionid, or u alone if it has none. Ascending,
-// so the first is the person's id. s.mu is held.
-func (s *userStore) personLocked(u *account.User) []int64 {
-	if u.UnionID != "" {
-		return s.byUnion[u.UnionID]
-	}
-	return []int64{u.ID}
-}
-
-// person returns the records of user id's person, the first being the
-// person's earliest, whose id is the person's id.
-func (s *userStore) person(id int64) ([]account.User, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	u := s.recordLocked(id)
-	if u == nil {
-		return nil, false
-	}
-	var users []account.User
-	for _, pid := range s.personLocked(u) {
-		users = append(users, *s.byID[pid-1])
-	}
-	return users, true
-}
-
-// claimRecord is a one-time benefit a person took, stored as a journal line
-// of its own, through the user record it was claimed with.
-type claimRecord struct {
-	Name   string    `json:"name"`
-	UserID int64     `json:"user_id"`
-	At     time.Time `json:"at"`
-}
-
-func (s *userStore) viewClaim(c *claimRecord) account.Claim {
-	return account.Claim{Name: c.Name, AppID: s.byID[c.UserID-1].AppID, UserID: c.UserID, ClaimedAt: c.At}
-}
-
-// findClaimLocked returns the person's earliest claim of name, or nil.
-// Two records can hold one name when a unionid learned later joined them
-// into one person; the earliest claim is the one that counts.
-func (s *userStore) findClaimLocked(person []int64, name string) *claimRecord {
-	var found *claimRecord
-	for _, id := range person {
-		for _, c := range s.claims[id] {
-			if c.Name == name && (found == nil || c.At.Before(found.At)) {
-				found = c
-			}
-		}
-	}
-	return found
-}
-
-// claim claims name for user id's person, exactly once: it returns the new
-// claim once it is durable, or with taken true the person's earlier claim
-// of that name. Of concurrent claims of one name by one person, from any of
-// their apps, exactly one is new.
-func (s *userStore) claim(id int64, name string) (c account.Claim, taken bool, err error) {
-	now, err := s.stamp(time.Millisecond)
-	if err != nil {
-		return account.Claim{}, false, err
-	}
-	if err := s.lockForWrite(); err != nil {
-		return account.Claim{}, false, err
-	}
-	u := s.recordLocked(id)
-	if u == nil {
-		s.mu.Unlock()
-		return account.Claim{}, false, fmt.Errorf("claim: %w %d", account.ErrNoUser, id)
-	}
-	c, taken = s.earliestClaimLocked(u, name)
-	var b *journal.Batch
-	if taken {
-		// The earlier claim may still be on its way to disk: waiting for
-		// everything appended so far means nobody is told "already claimed"
-		// about a claim that is not durable.
-		b = s.journal.Barrier()
-	} else {
-		rec := &claimRecord{Name: name, UserID: id, At: now}
-		s.claims[id] = append(s.claims[id], rec)
-		s.line = appendClaim(s.line[:0], rec)
-		b = s.journal.Append(s.line)
-		c = s.viewClaim(rec)
-	}
-	s.mu.Unlock()
-	if err := s.journal.Wait(b); err != nil {
-		return account.Claim{}, false, err
-	}
-	return c, taken, nil
-}
-
-// earliestClaimLocked is user u's person's earliest claim of name, among
-// their records' and, if one of them was erased, the claims kept of it
-// (erase.go). s.mu is held.
-func (s *userStore) earliestClaimLocked(u *account.User, name string) (account.Claim, bool) {
-	rec := s.findClaimLocked(s.personLocked(u), name)
-	if k := s.keptClaimLocked(u, name); k != nil && (rec == nil || k.At.Before(rec.At)) {
-		return account.Claim{Name: k.Name, AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.At}, true
-	}
-	if rec == nil {
-		return account.Claim{}, false
-	}
-	return s.viewClaim(rec), true
-}
-
-// claimsOf lists user id's person's claims, the earliest of each name, in
-// the order they were made.
-func (s *userStore) claimsOf(id int64) []account.Claim {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	u := s.recordLocked(id)
-	if u == nil {
-		return nil
-	}
-	names := map[string]bool{}
-	for _, pid := range s.personLocked(u) {
-		for _, c := range s.claims[pid] {
-			names[c.Name] = true
-		}
-	}
-	if len(s.kept) > 0 {
-		for _, k := range s.kept[s.personHash(u)] {
-			names[k.Name] = true
-		}
-	}
-	list := []account.Claim{}
-	for name := range names {
-		c, _ := s.earliestClaimLocked(u, name)
-		list = append(list, c)
-	}
-	slices.SortStableFunc(list, func(a, b account.Claim) int {
-		return cmp.Or(a.ClaimedAt.Compare(b.ClaimedAt), strings.Compare(a.Name, b.Name))
-	})
-	return list
+func (m memoryTokens) RevokeUser(_ context.Context, id int64) (int, error) {
+	return m.tokenStore.revokeUser(id), nil
 }

@@ -1,4 +1,4 @@
-package main
+package users
 
 import (
 	"bytes"
@@ -18,14 +18,14 @@ import (
 	"wxlogin/internal/account"
 )
 
-// The journal is tested as the user store uses it: opened by
-// openUserStore, written by the store's logins and claims.
+// The journal is tested as the user store uses it: opened by Open, written
+// by the store's logins and claims.
 
 func TestUserStoreFilesArePrivate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	s := openTestStore(t, dir, time.Now)
 	compactOnNextWrite(s)
-	if _, _, err := s.login("wxapp", "o-alice", ""); err != nil {
+	if _, _, err := s.Login("wxapp", "o-alice", ""); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -44,7 +44,7 @@ func TestUserStoreFilesArePrivate(t *testing.T) {
 
 // compactOnNextWrite makes the store's next write start a snapshot, after
 // waiting for any snapshot still being written.
-func compactOnNextWrite(s *userStore) { s.journal.CompactOnNextWrite() }
+func compactOnNextWrite(s *Store) { s.journal.CompactOnNextWrite() }
 
 func TestUserStoreCompaction(t *testing.T) {
 	dir := t.TempDir()
@@ -53,20 +53,20 @@ func TestUserStoreCompaction(t *testing.T) {
 		if i%10 == 0 {
 			compactOnNextWrite(s)
 		}
-		if _, _, err := s.login("wxapp", fmt.Sprintf("o-%d", i), ""); err != nil {
+		if _, _, err := s.Login("wxapp", fmt.Sprintf("o-%d", i), ""); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := s.login("wxapp", fmt.Sprintf("o-%d", i/2), "u"); err != nil {
+		if _, _, err := s.Login("wxapp", fmt.Sprintf("o-%d", i/2), "u"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	compactOnNextWrite(s)
-	if _, _, err := s.login("wxapp", "o-0", ""); err != nil {
+	if _, _, err := s.Login("wxapp", "o-0", ""); err != nil {
 		t.Fatal(err)
 	}
 	want := make([]account.User, 50)
 	for i := range want {
-		want[i], _ = s.get(int64(i + 1))
+		want[i], _ = s.Get(int64(i + 1))
 	}
 	s.Close()
 
@@ -86,11 +86,11 @@ func TestUserStoreCompaction(t *testing.T) {
 	}
 	reopened := openTestStore(t, dir, time.Now)
 	for i, w := range want {
-		if got, ok := reopened.get(int64(i + 1)); !ok || got != w {
+		if got, ok := reopened.Get(int64(i + 1)); !ok || got != w {
 			t.Errorf("after reopen user %d = %+v; want %+v", i+1, got, w)
 		}
 	}
-	if n := reopened.count(); n != 50 {
+	if n := reopened.Count(); n != 50 {
 		t.Errorf("after reopen %d users; want 50", n)
 	}
 }
@@ -117,20 +117,20 @@ func TestUserStoreRecoversFromCrashDebris(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			s := openTestStore(t, dir, time.Now)
-			s.login("wxapp", "o-1", "")
-			s.login("wxapp", "o-2", "")
+			s.Login("wxapp", "o-1", "")
+			s.Login("wxapp", "o-2", "")
 			s.Close()
 			tt.damage(t, dir)
 
 			s = openTestStore(t, dir, time.Now)
-			if n := s.count(); n != 2 {
+			if n := s.Count(); n != 2 {
 				t.Fatalf("after recovery %d users; want 2", n)
 			}
-			if u, created, err := s.login("wxapp", "o-3", ""); err != nil || !created || u.ID != 3 {
+			if u, created, err := s.Login("wxapp", "o-3", ""); err != nil || !created || u.ID != 3 {
 				t.Fatalf("login after recovery = %+v, %v, %v; want user 3 created", u, created, err)
 			}
 			s.Close()
-			if n := openTestStore(t, dir, time.Now).count(); n != 3 {
+			if n := openTestStore(t, dir, time.Now).Count(); n != 3 {
 				t.Errorf("second reopen: %d users; want 3", n)
 			}
 			if tmp, _ := filepath.Glob(filepath.Join(dir, ".*tmp*")); len(tmp) > 0 {
@@ -174,13 +174,13 @@ func TestUserStoreRejectsDamagedFiles(t *testing.T) {
 			if tt.name == "torn line in an older journal" {
 				writeFile(t, filepath.Join(dir, "users.journal.000002.jsonl"), strings.Replace(header, `"generation":1`, `"generation":2`, 1))
 			}
-			s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
+			s, err := Open(dir, testMeta, time.Now, discardLogger(), nil)
 			if err == nil {
 				s.Close()
-				t.Fatal("openUserStore succeeded on a damaged file")
+				t.Fatal("Open succeeded on a damaged file")
 			}
 			if !strings.Contains(err.Error(), path+tt.wantLine) {
-				t.Errorf("openUserStore = %v; want an error naming %s%s", err, path, tt.wantLine)
+				t.Errorf("Open = %v; want an error naming %s%s", err, path, tt.wantLine)
 			}
 			if got, _ := os.ReadFile(path); string(got) != tt.content {
 				t.Error("the damaged file was changed; it must be left for the operator")
@@ -197,10 +197,10 @@ func TestUserStoreWriteFailureIsSticky(t *testing.T) {
 		}
 		return nil
 	})
-	if _, _, err := s.login("wxapp", "o-1", ""); err == nil {
+	if _, _, err := s.Login("wxapp", "o-1", ""); err == nil {
 		t.Fatal("login succeeded although the journal write failed")
 	}
-	if _, _, err := s.login("wxapp", "o-2", ""); err == nil {
+	if _, _, err := s.Login("wxapp", "o-2", ""); err == nil {
 		t.Fatal("a write after a failed fsync succeeded; it cannot be trusted to be durable")
 	}
 }
@@ -231,28 +231,28 @@ func FuzzOpenJournal(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, "users.journal.000001.jsonl"), content, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
+		s, err := Open(dir, testMeta, time.Now, discardLogger(), nil)
 		if err != nil {
 			return
 		}
-		n := s.count()
+		n := s.Count()
 		s.Close()
-		s, err = openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
+		s, err = Open(dir, testMeta, time.Now, discardLogger(), nil)
 		if err != nil {
 			t.Fatalf("a journal that loaded once fails the second time: %v", err)
 		}
 		defer s.Close()
-		if s.count() != n {
-			t.Fatalf("second load has %d users; first had %d", s.count(), n)
+		if s.Count() != n {
+			t.Fatalf("second load has %d users; first had %d", s.Count(), n)
 		}
 	})
 }
 
 // storeText is everything s holds, as the lines of a snapshot: two stores
 // hold the same exactly when their texts are equal.
-func storeText(s *userStore) string {
+func storeText(s *Store) string {
 	var b strings.Builder
-	for line := range s.snapshotLines() {
+	for line := range s.Lines() {
 		b.Write(line)
 	}
 	return b.String()
@@ -265,7 +265,7 @@ func storeText(s *userStore) string {
 func damageFixture(t *testing.T, dir string) (files map[string][]byte, want string) {
 	t.Helper()
 	clock := newFakeClock()
-	s, err := openUserStore(dir, testMeta, clock.Now, discardLogger(), nil)
+	s, err := Open(dir, testMeta, clock.Now, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,11 +277,11 @@ func damageFixture(t *testing.T, dir string) (files map[string][]byte, want stri
 	}
 	login := func(openID, unionID string) {
 		t.Helper()
-		_, _, err := s.login(mockAppID, openID, unionID)
+		_, _, err := s.Login(mockAppID, openID, unionID)
 		must(err)
 	}
 	login("o-1", "u-1")
-	_, _, err = s.claim(1, "gift")
+	_, _, err = s.Claim(1, "gift")
 	must(err)
 	compactOnNextWrite(s)
 	login("o-2", "") // rotates to journal 2 and writes the snapshot through 1
@@ -293,9 +293,9 @@ func damageFixture(t *testing.T, dir string) (files map[string][]byte, want stri
 		return nil
 	})
 	login("o-3", "u-3") // seals journal 2, moves to 3; the snapshot fails
-	_, err = s.update(1, func(u *account.User) { u.Nickname = "爱丽丝" })
+	_, err = s.Update(1, func(u *account.User) { u.Nickname = "爱丽丝" })
 	must(err)
-	_, _, err = s.claim(3, "gift")
+	_, _, err = s.Claim(3, "gift")
 	must(err)
 	s.journal.WaitCompactions()
 	want = storeText(s)
@@ -326,7 +326,7 @@ func openDamaged(t *testing.T, dir string, files map[string][]byte) (string, err
 			t.Fatal(err)
 		}
 	}
-	s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
+	s, err := Open(dir, testMeta, time.Now, discardLogger(), nil)
 	if err != nil {
 		return "", err
 	}
@@ -338,8 +338,9 @@ func openDamaged(t *testing.T, dir string, files map[string][]byte) (string, err
 // flip per start-up: each must be refused with an error naming the file
 // and line. None may start with what the store holds changed. (A flip the
 // store could start with unchanged would be counted apart; there is none:
-// every line, header and trailer included, has a checksum.) Then wxlogin
-// repair -drop must keep every acknowledged user and claim but, at most,
+// every line, header and trailer included, has a checksum.) Then a repair,
+// as wxlogin repair -drop makes it (repairDrop), must keep every
+// acknowledged user and claim but, at most,
 // the flipped line's, and give no id twice. It flips one bit of each byte,
 // and repairs one flip in eight; with WXLOGIN_BITFLIP_ALL=1
 // (scripts/bitflip, which CI runs) every bit of each byte, each repaired.
@@ -443,10 +444,10 @@ func TestAStoreOfTheEarlierFormatStillOpens(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "users.journal.000002.jsonl"), `{"format":"wxlogin-users-journal","version":1,"generation":2}`+"\n"+u2)
 
 	s := openTestStore(t, dir, time.Now)
-	if n, claims := s.count(), s.claimsOf(1); n != 2 || len(claims) != 1 {
+	if n, claims := s.Count(), s.ClaimsOf(1); n != 2 || len(claims) != 1 {
 		t.Fatalf("the old store opens with %d users and claims %v; want 2 and the gift", n, claims)
 	}
-	u, created, err := s.login(mockAppID, "o-3", "")
+	u, created, err := s.Login(mockAppID, "o-3", "")
 	if err != nil || !created || u.ID != 3 {
 		t.Fatalf("a new user = %+v, %v, %v; want user 3", u, created, err)
 	}
@@ -455,7 +456,7 @@ func TestAStoreOfTheEarlierFormatStillOpens(t *testing.T) {
 		t.Errorf("the write went to %q; want a new journal of the current format", newest)
 	}
 	compactOnNextWrite(s)
-	if _, _, err := s.login(mockAppID, "o-4", ""); err != nil {
+	if _, _, err := s.Login(mockAppID, "o-4", ""); err != nil {
 		t.Fatal(err)
 	}
 	s.journal.WaitCompactions()
@@ -464,25 +465,8 @@ func TestAStoreOfTheEarlierFormatStillOpens(t *testing.T) {
 	if !bytes.HasPrefix(snapshot, []byte("h ")) {
 		t.Errorf("the snapshot after compaction starts %q; want the current format", snapshot[:min(20, len(snapshot))])
 	}
-	if n := openTestStore(t, dir, time.Now).count(); n != 4 {
+	if n := openTestStore(t, dir, time.Now).Count(); n != 4 {
 		t.Errorf("reopened after compaction: %d users; want 4", n)
-	}
-}
-
-// wxlogin check says that the newest journal was cut, and how many lines
-// are missing, and fails (the journal's own tests cut it at every line,
-// TestANewestJournalCutAtALineBoundaryIsRefused).
-func TestCheckCountsTheLinesACutTook(t *testing.T) {
-	files, _ := damageFixture(t, t.TempDir())
-	const name = "users.journal.000003.jsonl"
-	journal := files[name]
-	lines := bytes.Count(journal, []byte("\n")) - 1 // after the header
-	damaged := maps.Clone(files)
-	damaged[name], _, _ = bytes.Cut(journal, []byte("\n"))
-	damaged[name] = append(damaged[name], '\n') // only its header
-	out, err := tool(t, "check", "-data", writeDir(t, damaged))
-	if err == nil || !strings.Contains(out, fmt.Sprintf("%s: cut short", name)) || !strings.Contains(out, fmt.Sprintf("%d lines are missing", lines)) {
-		t.Errorf("wxlogin check of the journal cut to its header = %v:\n%s\nwant it to fail, counting the lines missing", err, out)
 	}
 }
 
@@ -497,7 +481,8 @@ func flippedLine(file []byte, i int) []byte {
 }
 
 // repairFlip writes files, a store with one bit flipped in its line
-// flipped, to dir and repairs it with wxlogin repair -drop. What the
+// flipped, to dir and repairs it as wxlogin repair -drop does
+// (repairDrop). What the
 // repaired store holds must be want, the lines of the store before the
 // flip, but for, at most, the record of the flipped line (a user's, with
 // their claims, or a claim): no other line lost, no id naming another
@@ -515,26 +500,26 @@ func repairFlip(t *testing.T, dir string, files map[string][]byte, want map[stri
 			return false
 		}
 	}
-	var record storedLine // what the flipped line held, if a record: "r <checksum> <text>"
+	var record Line // what the flipped line held, if a record: "r <checksum> <text>"
 	if frame := len("r 01234567 "); len(flipped) > frame && flipped[0] == 'r' {
-		record, _ = parseStoredLine(flipped[frame:])
+		record, _ = ParseLine(flipped[frame:])
 	}
-	mayLose := func(l storedLine) bool {
+	mayLose := func(l Line) bool {
 		switch {
-		case record.user != nil && l.user != nil:
-			return l.user.ID == record.user.ID
-		case record.user != nil && l.claim != nil:
-			return l.claim.UserID == record.user.ID
-		case record.claim != nil && l.claim != nil:
-			return *l.claim == *record.claim
+		case record.User != nil && l.User != nil:
+			return l.User.ID == record.User.ID
+		case record.User != nil && l.Claim != nil:
+			return l.Claim.UserID == record.User.ID
+		case record.Claim != nil && l.Claim != nil:
+			return *l.Claim == *record.Claim
 		}
 		return false
 	}
-	if out, err := tool(t, "repair", "-data", dir, "-drop"); err != nil {
+	if out, err := repairDrop(dir); err != nil {
 		t.Errorf("repair -drop after a flip in %q = %v:\n%s", flipped, err, out)
 		return false
 	}
-	s, err := openUserStore(dir, testMeta, time.Now, discardLogger(), nil)
+	s, err := Open(dir, testMeta, time.Now, discardLogger(), nil)
 	if err != nil {
 		t.Errorf("the store repaired after a flip in %q does not open: %v", flipped, err)
 		return false
@@ -543,11 +528,11 @@ func repairFlip(t *testing.T, dir string, files map[string][]byte, want map[stri
 	got := storeLines(s)
 	whole, top := true, int64(0)
 	for line := range want {
-		l, _ := parseStoredLine([]byte(line)) // a line of the store before the flip
-		if l.user != nil {
-			top = max(top, l.user.ID)
-			if u, ok := s.get(l.user.ID); ok && u.Ref() != l.user.Ref() {
-				t.Errorf("after a flip in %q and a repair, user %d is %s; it was %s", flipped, u.ID, u.OpenID, l.user.OpenID)
+		l, _ := ParseLine([]byte(line)) // a line of the store before the flip
+		if l.User != nil {
+			top = max(top, l.User.ID)
+			if u, ok := s.Get(l.User.ID); ok && u.Ref() != l.User.Ref() {
+				t.Errorf("after a flip in %q and a repair, user %d is %s; it was %s", flipped, u.ID, u.OpenID, l.User.OpenID)
 			}
 		}
 		if !got[line] {
@@ -557,7 +542,7 @@ func repairFlip(t *testing.T, dir string, files map[string][]byte, want map[stri
 			}
 		}
 	}
-	if u, created, err := s.login(mockAppID, "o-after-the-repair", ""); err != nil || !created || u.ID <= top {
+	if u, created, err := s.Login(mockAppID, "o-after-the-repair", ""); err != nil || !created || u.ID <= top {
 		t.Errorf("after a flip in %q and a repair, a new user = user %d, %v, %v; want an id past %d", flipped, u.ID, created, err, top)
 	}
 	return whole
@@ -568,13 +553,13 @@ func repairFlip(t *testing.T, dir string, files map[string][]byte, want map[stri
 // it keeps must be a store a start-up would take, line for line.
 func FuzzRepairJournal(f *testing.F) {
 	dir := f.TempDir()
-	s, err := openUserStore(dir, testMeta, newFakeClock().Now, discardLogger(), nil)
+	s, err := Open(dir, testMeta, newFakeClock().Now, discardLogger(), nil)
 	if err != nil {
 		f.Fatal(err)
 	}
 	for _, openID := range []string{"o-1", "o-2", "o-3"} {
-		if u, _, err := s.login(mockAppID, openID, "u-"+openID); err == nil {
-			s.claim(u.ID, "gift")
+		if u, _, err := s.Login(mockAppID, openID, "u-"+openID); err == nil {
+			s.Claim(u.ID, "gift")
 		}
 	}
 	s.Close()
@@ -592,13 +577,13 @@ func FuzzRepairJournal(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, "users.journal.000001.jsonl"), content, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		r, err := salvageUserStore(dir, time.Now())
+		r, err := Salvage(dir, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		fresh := newMemoryUserStore()
-		for line := range r.kept.snapshotLines() {
-			l, err := parseStoredLine(line)
+		fresh := newMemoryStore()
+		for line := range r.Kept.Lines() {
+			l, err := ParseLine(line)
 			if err == nil {
 				err = fresh.replay(l)
 			}

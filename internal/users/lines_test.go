@@ -1,10 +1,8 @@
-package main
+package users
 
 import (
 	"bytes"
 	"encoding/json"
-	"net/http/httptest"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -185,43 +183,4 @@ func FuzzAppendRecord(f *testing.F) {
 			t.Fatalf("readPlainRecord(%s) = %+v\nencoding/json reads %+v", line, *fast, slow)
 		}
 	})
-}
-
-// writeUserOK writes the bytes writeOK writes for the same user, without
-// reflection (appendUserOK).
-func TestUserViewJSON(t *testing.T) {
-	at := time.Date(2026, 11, 24, 3, 4, 5, 0, time.UTC)
-	tests := []struct {
-		name string
-		view userView
-	}{
-		{"a new user", userView{
-			recordView: recordView{ID: 1, AppID: "wxapp", OpenID: "o-1", CreatedAt: at, UpdatedAt: at, LastLoginAt: at},
-			PersonID:   1, Apps: []personApp{{AppID: "wxapp", Name: "Shop", UserID: 1}},
-		}},
-		{"every field, and strings that need escaping", userView{
-			recordView: recordView{
-				ID: 3, AppID: "wxgame", OpenID: "o-3", UnionID: "u-1", Nickname: "<张三> & \"co\"\n", AvatarURL: "https://example.com/a.png?x=1&y=2",
-				Gender: 2, Language: "zh_CN", City: "广州", Province: "Guangdong", Country: "China\u2028",
-				PhoneNumber: "+86 138 0013 8000", PurePhoneNumber: "13800138000", CountryCode: "86",
-				CreatedAt: at, UpdatedAt: at.Add(time.Second + 5*time.Millisecond), LastLoginAt: at.In(time.FixedZone("CST", 8*3600)),
-			},
-			PersonID: 1,
-			Apps:     []personApp{{AppID: "wxapp", Name: "Shop", UserID: 1}, {AppID: "wxgame", Name: "bad\xff", UserID: 3}},
-		}},
-		{"no apps", userView{recordView: recordView{ID: 4, AppID: "a", OpenID: "o"}}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			want, got := httptest.NewRecorder(), httptest.NewRecorder()
-			writeOK(want, tt.view)
-			writeUserOK(got, tt.view)
-			if got.Body.String() != want.Body.String() {
-				t.Errorf("writeUserOK wrote %s\nwriteOK writes %s", got.Body, want.Body)
-			}
-			if !reflect.DeepEqual(got.Header(), want.Header()) || got.Code != want.Code {
-				t.Errorf("writeUserOK answered %d %v; writeOK answers %d %v", got.Code, got.Header(), want.Code, want.Header())
-			}
-		})
-	}
 }

@@ -1,4 +1,4 @@
-package main
+package users
 
 import (
 	"bytes"
@@ -28,8 +28,8 @@ import (
 //	{"kept":{"person":"…","name":"…","appid":"…","user_id":5,"at":"…"}}  a claim of an erased user
 //	{"erased":{"user_id":5,"at":"…"}}                                 user 5 is gone; the id is never given again
 
-// keptClaim is a claim of an erased user, kept under the person's hash.
-type keptClaim struct {
+// KeptClaim is a claim of an erased user, kept under the person's hash.
+type KeptClaim struct {
 	Person string    `json:"person"` // personHash of who made it
 	Name   string    `json:"name"`
 	AppID  string    `json:"appid"`
@@ -37,8 +37,8 @@ type keptClaim struct {
 	At     time.Time `json:"at"`
 }
 
-// erasure is the line that erases a user.
-type erasure struct {
+// Erased is the line that erases a user: the id is never given again.
+type Erased struct {
 	UserID int64     `json:"user_id"`
 	At     time.Time `json:"at"`
 }
@@ -52,37 +52,37 @@ const (
 
 // parseErasureLine parses a line of this file, or reports false if line is
 // not one.
-func parseErasureLine(line []byte) (storedLine, bool, error) {
+func parseErasureLine(line []byte) (Line, bool, error) {
 	var l struct {
 		PersonKey string     `json:"person_key"`
-		Kept      *keptClaim `json:"kept"`
-		Erased    *erasure   `json:"erased"`
+		Kept      *KeptClaim `json:"kept"`
+		Erased    *Erased    `json:"erased"`
 	}
 	switch {
 	case bytes.HasPrefix(line, []byte(personKeyPrefix)), bytes.HasPrefix(line, []byte(keptPrefix)), bytes.HasPrefix(line, []byte(erasedPrefix)):
 	default:
-		return storedLine{}, false, nil
+		return Line{}, false, nil
 	}
 	if err := strictjson.Decode(line, &l); err != nil {
-		return storedLine{}, true, fmt.Errorf("not a line of an erasure: %v", err)
+		return Line{}, true, fmt.Errorf("not a line of an erasure: %v", err)
 	}
 	switch {
 	case l.PersonKey != "":
 		key, err := hex.DecodeString(l.PersonKey)
 		if err != nil || len(key) != sha256.Size {
-			return storedLine{}, true, fmt.Errorf("person_key is not %d bytes of hex", sha256.Size)
+			return Line{}, true, fmt.Errorf("person_key is not %d bytes of hex", sha256.Size)
 		}
-		return storedLine{personKey: key}, true, nil
+		return Line{PersonKey: key}, true, nil
 	case l.Kept != nil:
 		k := l.Kept
 		if len(k.Person) != 2*sha256.Size || !account.ValidClaimName(k.Name) || k.UserID < 1 || k.At.IsZero() {
-			return storedLine{}, true, fmt.Errorf("kept claim %q is not whole", k.Name)
+			return Line{}, true, fmt.Errorf("kept claim %q is not whole", k.Name)
 		}
-		return storedLine{kept: k}, true, nil
+		return Line{Kept: k}, true, nil
 	case l.Erased != nil && l.Erased.UserID > 0 && !l.Erased.At.IsZero():
-		return storedLine{erased: l.Erased}, true, nil
+		return Line{Erased: l.Erased}, true, nil
 	}
-	return storedLine{}, true, fmt.Errorf("not a line of an erasure")
+	return Line{}, true, fmt.Errorf("not a line of an erasure")
 }
 
 // appendJSONLine appends v as a line, as encoding/json writes it.
@@ -95,12 +95,12 @@ func appendJSONLine(buf []byte, v any) []byte {
 // the unionid, one person across the apps of an Open Platform account, or
 // of the app and openid for a user with none. s.mu is held, and the key
 // made.
-func (s *userStore) personHash(u *account.User) string {
+func (s *Store) personHash(u *account.User) string {
 	return account.PersonHash(s.personKey, u.AppID, u.OpenID, u.UnionID)
 }
 
 // keptClaimLocked is the person's kept claim of name, or nil. s.mu is held.
-func (s *userStore) keptClaimLocked(u *account.User, name string) *keptClaim {
+func (s *Store) keptClaimLocked(u *account.User, name string) *KeptClaim {
 	if len(s.kept) == 0 {
 		return nil // no one was ever erased: no hash to make
 	}
@@ -112,11 +112,11 @@ func (s *userStore) keptClaimLocked(u *account.User, name string) *keptClaim {
 	return nil
 }
 
-// erase deletes user id: every field of the record, its place in the
+// Erase deletes user id: every field of the record, its place in the
 // indexes, and its claims, whose names are kept under the person's hash.
 // It returns once the erasure is durable, and asks the journal for the
 // compaction that takes the user's data off the disk.
-func (s *userStore) erase(id int64) (account.Erasure, error) {
+func (s *Store) Erase(id int64) (account.Erasure, error) {
 	now, err := s.stamp(time.Millisecond)
 	if err != nil {
 		return account.Erasure{}, err
@@ -133,14 +133,14 @@ func (s *userStore) erase(id int64) (account.Erasure, error) {
 	// the last one waits for them all.
 	if s.personKey == nil {
 		s.personKey = make([]byte, sha256.Size)
-		rand.Read(s.personKey) // Never fails; see randomText.
+		rand.Read(s.personKey) // Never fails: crypto/rand.Read crashes the program rather than return short.
 		s.line = personKeyLine(s.line[:0], s.personKey)
 		s.journal.Append(s.line)
 	}
 	person := s.personHash(u)
 	result := account.Erasure{UserID: id, ClaimsKept: []string{}}
 	for _, c := range s.claims[id] {
-		k := &keptClaim{Person: person, Name: c.Name, AppID: u.AppID, UserID: id, At: c.At}
+		k := &KeptClaim{Person: person, Name: c.Name, AppID: u.AppID, UserID: id, At: c.At}
 		s.keepLocked(k)
 		s.line = keptLine(s.line[:0], k)
 		s.journal.Append(s.line)
@@ -159,7 +159,7 @@ func (s *userStore) erase(id int64) (account.Erasure, error) {
 
 // eraseLocked takes user id, erased at at, out of memory. s.mu is held, or
 // the store is being opened.
-func (s *userStore) eraseLocked(id int64, at time.Time) {
+func (s *Store) eraseLocked(id int64, at time.Time) {
 	s.erasedAt[id] = at
 	u := s.byID[id-1]
 	if u == nil {
@@ -175,7 +175,7 @@ func (s *userStore) eraseLocked(id int64, at time.Time) {
 
 // keepLocked adds k to the kept claims, once. s.mu is held, or the store is
 // being opened.
-func (s *userStore) keepLocked(k *keptClaim) {
+func (s *Store) keepLocked(k *KeptClaim) {
 	for _, other := range s.kept[k.Person] {
 		if other.Name == k.Name && other.At.Equal(k.At) {
 			return // replayed twice
@@ -185,29 +185,29 @@ func (s *userStore) keepLocked(k *keptClaim) {
 }
 
 // replayErasure puts a line of this file in memory as replay reads it.
-func (s *userStore) replayErasure(l storedLine) error {
+func (s *Store) replayErasure(l Line) error {
 	switch {
-	case l.personKey != nil:
-		if s.personKey != nil && !bytes.Equal(s.personKey, l.personKey) {
+	case l.PersonKey != nil:
+		if s.personKey != nil && !bytes.Equal(s.personKey, l.PersonKey) {
 			return fmt.Errorf("a second person_key")
 		}
-		s.personKey = l.personKey
-	case l.kept != nil:
+		s.personKey = l.PersonKey
+	case l.Kept != nil:
 		if s.personKey == nil {
 			return fmt.Errorf("a kept claim before the person_key")
 		}
-		s.keepLocked(l.kept)
+		s.keepLocked(l.Kept)
 	default:
-		id := l.erased.UserID
+		id := l.Erased.UserID
 		switch n := int64(len(s.byID)); {
 		case id == n+1:
 			s.byID = append(s.byID, nil) // erased before this file: only the id is left
-			s.erasedAt[id] = l.erased.At
+			s.erasedAt[id] = l.Erased.At
 		case id > n:
 			return fmt.Errorf("erasure of user %d skips ids after %d", id, n)
 		default:
 			s.erasedInFiles = s.erasedInFiles || s.byID[id-1] != nil
-			s.eraseLocked(id, l.erased.At)
+			s.eraseLocked(id, l.Erased.At)
 		}
 	}
 	return nil
@@ -218,7 +218,7 @@ func (s *userStore) replayErasure(l storedLine) error {
 // files for a compaction of size: the erasure's promise is kept across a
 // crash or a failed snapshot too. It returns once the flush that starts it
 // is durable; the snapshot is written in the background, as always.
-func (s *userStore) finishErasures() error {
+func (s *Store) finishErasures() error {
 	if !s.erasedInFiles {
 		return nil
 	}
@@ -226,9 +226,9 @@ func (s *userStore) finishErasures() error {
 	return s.journal.Wait(s.journal.Barrier())
 }
 
-// keptLines are the lines that hold the store's erasures, for a snapshot:
+// keptLinesLocked are the lines that hold the store's erasures, for a snapshot:
 // the key, then every kept claim.
-func (s *userStore) keptLinesLocked() [][]byte {
+func (s *Store) keptLinesLocked() [][]byte {
 	if s.personKey == nil {
 		return nil
 	}
@@ -254,11 +254,11 @@ func personKeyLine(buf, key []byte) []byte {
 }
 
 // keptLine appends the line of kept claim k to buf.
-func keptLine(buf []byte, k *keptClaim) []byte {
-	return appendJSONLine(buf, map[string]*keptClaim{"kept": k})
+func keptLine(buf []byte, k *KeptClaim) []byte {
+	return appendJSONLine(buf, map[string]*KeptClaim{"kept": k})
 }
 
 // erasedLine is the snapshot's line for id, a user erased before it.
 func erasedLine(buf []byte, id int64, at time.Time) []byte {
-	return appendJSONLine(buf, map[string]erasure{"erased": {UserID: id, At: at}})
+	return appendJSONLine(buf, map[string]Erased{"erased": {UserID: id, At: at}})
 }

@@ -1,4 +1,4 @@
-package main
+package users
 
 import (
 	"bytes"
@@ -11,72 +11,76 @@ import (
 	"wxlogin/internal/strictjson"
 )
 
-// This file is the lines of the user store's journal, which wxlogin keeps
-// by the million, turned into bytes and back on internal/fastjson's fast
-// path: a record per user, and claims. encoding/json
-// defines every format here: a line is exactly what json.Marshal makes of
-// its struct, and a line is valid exactly when json.Decoder with
-// DisallowUnknownFields accepts it; a line the fast readers are not sure of
-// goes to it. Tests and fuzz targets check that the two always agree:
-// FuzzParseUserLine and FuzzAppendRecord.
+// This file is the store's lines, which wxlogin keeps by the million,
+// turned into bytes and back: a record per user on internal/fastjson's
+// fast path, and claims. encoding/json defines every format here: a line is
+// exactly what json.Marshal makes of its struct, and a line is valid
+// exactly when json.Decoder with DisallowUnknownFields accepts it; a line
+// the fast reader is not sure of goes to it. Tests and fuzz targets check
+// that the two always agree: FuzzParseUserLine and FuzzAppendRecord.
 
-// storedLine is one line of the user store's journal: a user record, or a
-// claim ({"claim": {...}}).
-type storedLine struct {
-	user  *account.User
-	claim *claimRecord
-	// The lines of account deletion (erase.go).
-	personKey []byte
-	kept      *keptClaim
-	erased    *erasure
+// Line is one line of the store, as its journal and its snapshots keep it
+// and Lines gives it: a user's record, a claim ({"claim": {...}}), or one of
+// the lines of account deletion (erase.go). Exactly one field is set.
+type Line struct {
+	User  *account.User // a user's record, which a later line of the same id replaces
+	Claim *Claim
+	// The lines of account deletion (erase.go): the key of the persons'
+	// hashes, once, before any kept claim; a claim of an erased user; and
+	// an erased user's id.
+	PersonKey []byte
+	Kept      *KeptClaim
+	Erased    *Erased
 }
 
 // claimLinePrefix starts every claim line; a user line starts with "id".
 var claimLinePrefix = []byte(`{"claim":`)
 
-// parseStoredLine parses one line of the user store's journal.
-func parseStoredLine(line []byte) (storedLine, error) {
+// ParseLine parses and checks one line of the store, as a start-up reads
+// it; the checks of what it says against the lines before it are the
+// store's own (Create).
+func ParseLine(line []byte) (Line, error) {
 	if bytes.HasPrefix(line, claimLinePrefix) {
 		c, err := parseClaimLine(line)
-		return storedLine{claim: c}, err
+		return Line{Claim: c}, err
 	}
 	if l, ok, err := parseErasureLine(line); ok {
 		return l, err
 	}
 	u, err := parseUserLine(line)
-	return storedLine{user: u}, err
+	return Line{User: u}, err
 }
 
-// append appends l's line, as the store writes it, and a newline to buf.
-func (l storedLine) append(buf []byte) []byte {
+// Append appends l's line, as the store writes it, and a newline to buf.
+func (l Line) Append(buf []byte) []byte {
 	switch {
-	case l.user != nil:
-		return appendRecord(buf, l.user)
-	case l.claim != nil:
-		return appendClaim(buf, l.claim)
-	case l.personKey != nil:
-		return personKeyLine(buf, l.personKey)
-	case l.kept != nil:
-		return keptLine(buf, l.kept)
-	case l.erased != nil:
-		return erasedLine(buf, l.erased.UserID, l.erased.At)
+	case l.User != nil:
+		return appendRecord(buf, l.User)
+	case l.Claim != nil:
+		return appendClaim(buf, l.Claim)
+	case l.PersonKey != nil:
+		return personKeyLine(buf, l.PersonKey)
+	case l.Kept != nil:
+		return keptLine(buf, l.Kept)
+	case l.Erased != nil:
+		return erasedLine(buf, l.Erased.UserID, l.Erased.At)
 	}
 	return buf
 }
 
 // appendClaim appends c's line and a newline to buf. Claims are few, and
 // written by encoding/json itself.
-func appendClaim(buf []byte, c *claimRecord) []byte {
+func appendClaim(buf []byte, c *Claim) []byte {
 	line, _ := json.Marshal(struct {
-		Claim *claimRecord `json:"claim"`
+		Claim *Claim `json:"claim"`
 	}{c}) // Cannot fail: plain data.
 	return append(append(buf, line...), '\n')
 }
 
 // parseClaimLine decodes and checks one stored claim.
-func parseClaimLine(line []byte) (*claimRecord, error) {
+func parseClaimLine(line []byte) (*Claim, error) {
 	var l struct {
-		Claim *claimRecord `json:"claim"`
+		Claim *Claim `json:"claim"`
 	}
 	if err := strictjson.Decode(line, &l); err != nil || l.Claim == nil {
 		return nil, fmt.Errorf("not a claim record: %v", err)

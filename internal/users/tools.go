@@ -1,4 +1,4 @@
-package main
+package users
 
 import (
 	"bytes"
@@ -16,36 +16,39 @@ import (
 )
 
 // This file is the user store's side of the tools that look after a data
-// directory (datatools.go, redismove.go): the one door they come in by.
+// directory (wxlogin check, export, backup, restore, repair, to-redis and
+// from-redis): the one door they come in by.
 // They read a store as lines, the format of its snapshots and of wxlogin
 // export, and a census of what it holds; they make a new store of lines;
 // and a repair reads what can be kept of a damaged store, says what it
 // corrects, drops and keeps unused, and writes the rest in place of the
 // damaged files. No tool holds the store's lock or reads its maps.
 
-// inspectUserStore loads the user store in dir as it is, changing nothing
-// on disk, for checking and exporting it. It takes no writes.
-func inspectUserStore(dir string) (*userStore, []string, error) {
-	s, err := loadUserStore(dir, journal.Options{ReadOnly: true, Log: slog.New(slog.DiscardHandler)}, time.Now)
+// Inspect loads the user store in dir as it is, with every check a
+// start-up makes but changing nothing on disk, for the tools to read; it
+// takes no writes. It returns what a start-up would repair of the files
+// (the debris of a crash), as notes.
+func Inspect(dir string) (*Store, []string, error) {
+	s, err := load(dir, journal.Options{ReadOnly: true, Log: slog.New(slog.DiscardHandler)}, time.Now)
 	if err != nil {
 		return nil, nil, err
 	}
 	return s, s.journal.Notes(), nil
 }
 
-// newMemoryUserStore is an empty store with no files, for the tools to
+// newMemoryStore is an empty store with no files, for the tools to
 // read a store into; it takes no writes.
-func newMemoryUserStore() *userStore {
-	s := &userStore{now: time.Now}
+func newMemoryStore() *Store {
+	s := &Store{now: time.Now}
 	s.makeIndexes(0)
 	return s
 }
 
-// readBackup reads a backup file into a store in memory, with every check
-// a start-up makes.
-func readBackup(path string) (*userStore, error) {
-	s := newMemoryUserStore()
-	h, err := journal.ReplaySnapshot(path, "users", parseStoredLine, s.replay)
+// ReadBackup reads a backup file (WriteBackup) into a store in memory,
+// with every check a start-up makes; it takes no writes.
+func ReadBackup(path string) (*Store, error) {
+	s := newMemoryStore()
+	h, err := journal.ReplaySnapshot(path, "users", ParseLine, s.replay)
 	if err != nil {
 		return nil, err
 	}
@@ -53,17 +56,19 @@ func readBackup(path string) (*userStore, error) {
 	return s, nil
 }
 
-// createUserStore makes a new store in dir, which must hold none, of
-// lines, in the format snapshotLines gives them: each is checked as a
+// Create makes a new store in dir, which must hold none, of lines, in the
+// format Lines gives them (or in any order that gives users and erasures
+// in id order, each user before their claims, and the person key before
+// the claims kept): each is checked as a
 // start-up checks it, and the files hold a snapshot of what they make, in
 // a snapshot's order. meta is what the store records of itself; a zero
 // meta records nothing, as files of the earlier format did.
-func createUserStore(dir string, meta account.Meta, lines iter.Seq[[]byte]) error {
-	s := newMemoryUserStore()
+func Create(dir string, meta account.Meta, lines iter.Seq[[]byte]) error {
+	s := newMemoryStore()
 	n := 0
 	for line := range lines {
 		n++
-		l, err := parseStoredLine(line)
+		l, err := ParseLine(line)
 		if err == nil {
 			err = s.replay(l)
 		}
@@ -75,48 +80,48 @@ func createUserStore(dir string, meta account.Meta, lines iter.Seq[[]byte]) erro
 	if meta.Mode != "" || meta.AppIDs != nil {
 		metaJSON, _ = json.Marshal(meta) // Cannot fail: plain data.
 	}
-	return journal.Create(dir, "users", metaJSON, s.snapshotLines())
+	return journal.Create(dir, "users", metaJSON, s.Lines())
 }
 
-// userRepair is what a repair of a damaged store keeps, and what it
+// Repair is what a repair of a damaged store keeps, and what it
 // corrects, drops and keeps unused, for the operator to read before any of
 // it is written.
-type userRepair struct {
-	corrected []string // lines a flipped bit is corrected in, each with where
-	dropped   []string // lines dropped, or files lost, each with why
-	// notes are what the store's own invariants drop (a claim whose user
+type Repair struct {
+	Corrected []string // lines a flipped bit is corrected in, each with where
+	Dropped   []string // lines dropped, or files lost, each with why
+	// Notes are what the store's own invariants drop (a claim whose user
 	// is lost) and the ids it keeps unused.
-	notes []string
-	kept  *userStore // what is kept, in memory
-	meta  json.RawMessage
+	Notes []string
+	Kept  *Store // what is kept, in memory, recording of itself what the damaged files did
 }
 
-// salvageUserStore reads what a repair of the damaged store in dir keeps:
+// Salvage reads what a repair of the damaged store in dir keeps:
 // every line that checks out (a line one flipped bit away from it
 // corrected), less what contradicts the lines before it or cannot stand
 // without a line dropped; and the ids that stay unused, erased at now. It
 // changes nothing.
-func salvageUserStore(dir string, now time.Time) (*userRepair, error) {
+func Salvage(dir string, now time.Time) (*Repair, error) {
 	j, err := journal.Open(dir, "users", journal.Options{ReadOnly: true, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return nil, err
 	}
 	salvaged := newSalvagedStore()
-	rep := journal.Salvage(j, parseStoredLine, salvaged.apply, salvaged.lostLine)
+	rep := journal.Salvage(j, ParseLine, salvaged.apply, salvaged.lostLine)
 	notes := salvaged.finish(rep, now)
 	salvaged.storedMeta = rep.Meta
-	return &userRepair{corrected: rep.Corrected, dropped: rep.Dropped, notes: notes, kept: salvaged.userStore, meta: rep.Meta}, nil
+	return &Repair{Corrected: rep.Corrected, Dropped: rep.Dropped, Notes: notes, Kept: salvaged.Store}, nil
 }
 
-// replace writes what r keeps as the store in dir, in place of its damaged
+// Replace writes what r keeps as the store in dir, in place of its damaged
 // files, so that a crash at any moment leaves either the damaged store,
-// which a start-up refuses as before, or the repaired one (journal.Journal.ReplaceWith).
-func (r *userRepair) replace(dir string) error {
-	j, err := journal.Open(dir, "users", journal.Options{Meta: r.meta, Log: slog.New(slog.DiscardHandler)})
+// which a start-up refuses as before, or the repaired one
+// (journal.Journal.ReplaceWith).
+func (r *Repair) Replace(dir string) error {
+	j, err := journal.Open(dir, "users", journal.Options{Meta: r.Kept.storedMeta, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
 	}
-	return j.ReplaceWith(r.kept.snapshotLines())
+	return j.ReplaceWith(r.Kept.Lines())
 }
 
 // idMargin is how many ids a repair keeps unused past the highest it can
@@ -131,24 +136,24 @@ const idMargin = 1000
 // belongs to one user forever. A later line of the same user brings the
 // record back, and the user's claims with it.
 type salvagedStore struct {
-	*userStore
+	*Store
 	lost    map[int64]bool // ids with no record kept (yet)
-	pending []*claimRecord // claims naming a user not kept (yet)
+	pending []*Claim       // claims naming a user not kept (yet)
 	// uncounted is how many dropped lines may each have given an id no
 	// line kept names: a user's, an erasure's, one whose text is unreadable.
 	uncounted int64
 }
 
 func newSalvagedStore() *salvagedStore {
-	return &salvagedStore{userStore: newMemoryUserStore(), lost: map[int64]bool{}}
+	return &salvagedStore{Store: newMemoryStore(), lost: map[int64]bool{}}
 }
 
 // apply puts a line that checks out in the store, as replay does, but
 // lets ids skip, and a user whose record was lost come back.
-func (s *salvagedStore) apply(l storedLine) error {
+func (s *salvagedStore) apply(l Line) error {
 	switch {
-	case l.user != nil:
-		u := l.user
+	case l.User != nil:
+		u := l.User
 		s.skipTo(u.ID - 1)
 		if s.lost[u.ID] {
 			if other, ok := s.byRef[u.Ref()]; ok {
@@ -158,12 +163,12 @@ func (s *salvagedStore) apply(l storedLine) error {
 			s.setLocked(u)
 			return nil
 		}
-	case l.erased != nil:
-		s.skipTo(l.erased.UserID - 1)
-		delete(s.lost, l.erased.UserID)
-	case l.claim != nil:
-		if id := l.claim.UserID; id > int64(len(s.byID)) || s.byID[id-1] == nil {
-			s.pending = append(s.pending, l.claim) // until a later line brings its user back
+	case l.Erased != nil:
+		s.skipTo(l.Erased.UserID - 1)
+		delete(s.lost, l.Erased.UserID)
+	case l.Claim != nil:
+		if id := l.Claim.UserID; id > int64(len(s.byID)) || s.byID[id-1] == nil {
+			s.pending = append(s.pending, l.Claim) // until a later line brings its user back
 			return nil
 		}
 	}
@@ -201,7 +206,7 @@ func (s *salvagedStore) finish(rep journal.Report, now time.Time) []string {
 	for _, c := range s.pending {
 		err := fmt.Errorf("the user's record is lost")
 		if s.recordLocked(c.UserID) != nil {
-			err = s.replay(storedLine{claim: c})
+			err = s.replay(Line{Claim: c})
 		}
 		if err != nil {
 			notes = append(notes, fmt.Sprintf("drops the claim %q of user %d: %v", c.Name, c.UserID, err))

@@ -1,0 +1,148 @@
+package users
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"wxlogin/internal/account"
+)
+
+// An erasure whose compaction never finished (here its snapshot fails, and
+// the store is closed before any other write) is finished at the next
+// start: the erased user's data does not wait in the files for a
+// compaction of size.
+func TestAnUnfinishedErasureIsFinishedAtTheNextStart(t *testing.T) {
+	clock := newFakeClock()
+	dir := t.TempDir()
+	s := openTestStore(t, dir, clock.Now)
+	alice, _, _ := s.Login("wxshop", "o-alice-shop", "u-alice")
+	if _, err := s.Update(alice.ID, func(u *account.User) { u.PhoneNumber = "13912345678" }); err != nil {
+		t.Fatal(err)
+	}
+	s.journal.InjectFault(func(step string) error {
+		if step == "snapshot" {
+			return fmt.Errorf("%s: %w", step, syscall.ENOSPC)
+		}
+		return nil
+	})
+	if _, err := s.Erase(alice.ID); err != nil {
+		t.Fatal(err)
+	}
+	s.journal.WaitCompactions()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if found := filesHold(t, dir, "o-alice-shop", "13912345678"); len(found) == 0 {
+		t.Fatal("the failed snapshot took the data off the disk anyway: the test tests nothing")
+	}
+
+	s = openTestStore(t, dir, clock.Now)
+	s.journal.WaitCompactions()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if found := filesHold(t, dir, "o-alice-shop", "u-alice", "13912345678"); len(found) > 0 {
+		t.Errorf("after the next start the data directory still holds %v", found)
+	}
+}
+
+// An erased user is gone from memory at once, and from the disk once the
+// compaction the erasure starts is done: no byte of their openid, unionid,
+// nickname or phone is left in the data directory. Their claims are kept by
+// name: a returning person, with or without a unionid, is a new user who
+// cannot take the same benefit again; anyone else can.
+func TestErasureForgetsTheUserButNotTheirClaims(t *testing.T) {
+	clock := newFakeClock()
+	dir := t.TempDir()
+	s := openTestStore(t, dir, clock.Now)
+	alice, _, _ := s.Login("wxshop", "o-alice-shop", "u-alice")
+	solo, _, _ := s.Login("wxsolo", "o-alice-solo", "") // an app with no Open Platform account
+	carol, _, _ := s.Login("wxshop", "o-carol", "u-carol")
+	for _, id := range []int64{alice.ID, solo.ID} {
+		if _, err := s.Update(id, func(u *account.User) { u.Nickname, u.PhoneNumber = "爱丽丝", "13912345678" }); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Claim(id, "welcome-gift"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(time.Minute)
+	for _, id := range []int64{alice.ID, solo.ID} {
+		gone, err := s.Erase(id)
+		if err != nil || gone.UserID != id || !slices.Equal(gone.ClaimsKept, []string{"welcome-gift"}) {
+			t.Fatalf("erase(%d) = %+v, %v; want the user, with welcome-gift kept", id, gone, err)
+		}
+	}
+	if _, ok := s.Get(alice.ID); ok || s.Count() != 1 {
+		t.Errorf("after erasure get(%d) found the user, or %d users are left; want only carol", alice.ID, s.Count())
+	}
+	if _, err := s.Erase(alice.ID); err == nil {
+		t.Error("a second erasure of the same user succeeded")
+	}
+	s.journal.WaitCompactions()
+	s.Close()
+	if found := filesHold(t, dir, "o-alice-shop", "o-alice-solo", "u-alice", "爱丽丝", "13912345678"); len(found) > 0 {
+		t.Errorf("after the erasure's compaction the data directory still holds %v", found)
+	}
+
+	// Started again: the person comes back as a new user, whose gift is
+	// taken already; carol's is not.
+	s = openTestStore(t, dir, clock.Now)
+	for _, app := range []struct{ appID, openID, unionID string }{{"wxshop", "o-alice-shop", "u-alice"}, {"wxsolo", "o-alice-solo", ""}} {
+		back, created, err := s.Login(app.appID, app.openID, app.unionID)
+		if err != nil || !created || back.ID <= carol.ID {
+			t.Fatalf("%s logs in again: %+v, created %v, %v; want a new user", app.appID, back, created, err)
+		}
+		c, taken, err := s.Claim(back.ID, "welcome-gift")
+		if err != nil || !taken || c.AppID != app.appID {
+			t.Errorf("%s: the returning person's gift = %+v, taken %v, %v; want the claim made before the erasure", app.appID, c, taken, err)
+		}
+		if got := s.ClaimsOf(back.ID); len(got) != 1 || got[0].Name != "welcome-gift" {
+			t.Errorf("%s: claims of the returning person = %+v; want the kept gift", app.appID, got)
+		}
+	}
+	if _, taken, _ := s.Claim(carol.ID, "welcome-gift"); taken {
+		t.Error("carol's gift is taken: the kept claims are not per person")
+	}
+	// Another person's app with the same openid is not alice.
+	other, _, err := s.Login("wxother", "o-alice-solo", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, taken, _ := s.Claim(other.ID, "welcome-gift"); taken {
+		t.Error("a user of another app with the same openid met alice's kept claim")
+	}
+}
+
+// FuzzParseErasureLine checks the reader of the erasure lines: it never
+// panics, and a line it accepts says the same written again.
+func FuzzParseErasureLine(f *testing.F) {
+	f.Add([]byte(`{"person_key":"` + strings.Repeat("ab", 32) + `"}` + "\n"))
+	f.Add([]byte(`{"kept":{"person":"` + strings.Repeat("cd", 32) + `","name":"welcome-gift","appid":"wxapp","user_id":5,"at":"2026-11-24T10:00:00Z"}}` + "\n"))
+	f.Add([]byte(`{"erased":{"user_id":5,"at":"2026-11-24T10:00:00.123Z"}}` + "\n"))
+	f.Add([]byte(`{"erased":{"user_id":0}}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		l, ok, err := parseErasureLine(line)
+		if !ok || err != nil {
+			return
+		}
+		var again []byte
+		switch {
+		case l.PersonKey != nil:
+			again = appendJSONLine(nil, map[string]string{"person_key": hex.EncodeToString(l.PersonKey)})
+		case l.Kept != nil:
+			again = appendJSONLine(nil, map[string]*KeptClaim{"kept": l.Kept})
+		default:
+			again = erasedLine(nil, l.Erased.UserID, l.Erased.At)
+		}
+		back, ok, err := parseErasureLine(again)
+		if !ok || err != nil || !bytes.Equal(back.PersonKey, l.PersonKey) || (l.Kept != nil && *back.Kept != *l.Kept) || (l.Erased != nil && *back.Erased != *l.Erased) {
+			t.Fatalf("%q reads as %+v; written again, %q reads as %+v, %v", line, l, again, back, err)
+		}
+	})
+}

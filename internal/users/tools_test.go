@@ -1,0 +1,271 @@
+package users
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+	"wxlogin/internal/journal"
+)
+
+// A repair cut short after it created the new store's first journal (and
+// its watermark), but before its snapshot, leaves a directory a start-up
+// refuses as before (it was damaged), never one it would take for an
+// empty store.
+func TestARepairCutShortLeavesTheOldStore(t *testing.T) {
+	for name, damaged := range damagedDirs(t) {
+		for _, step := range []string{"mark", "snapshot"} {
+			dir := writeDir(t, damaged)
+			j, err := journal.Open(dir, "users", journal.Options{Meta: json.RawMessage(`{"mode":"mock","appids":[]}`), Log: discardLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			killed := errors.New("killed")
+			j.InjectFault(func(s string) error {
+				if s == step {
+					return killed
+				}
+				return nil
+			})
+			if err := j.ReplaceWith(func(func([]byte) bool) {}); !errors.Is(err, killed) {
+				t.Fatalf("a repair killed at step %s = %v", step, err)
+			}
+			if s, err := Open(dir, testMeta, time.Now, discardLogger(), nil); err == nil {
+				t.Errorf("%s, then a repair cut short at step %s: the store opened with %d users; want it refused", name, step, s.Count())
+				s.Close()
+			}
+		}
+	}
+}
+
+// repairFixture writes a store of n users to a new directory, each with a
+// claim, the first half in its snapshot and the rest in its newest
+// journal; it returns the directory's files.
+func repairFixture(t *testing.T, n int) map[string][]byte {
+	t.Helper()
+	dir := t.TempDir()
+	clock := newFakeClock()
+	s, err := Open(dir, testMeta, clock.Now, discardLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		if i == n/2 {
+			compactOnNextWrite(s)
+		}
+		u, _, err := s.Login(mockAppID, fmt.Sprintf("o-%d", i), "")
+		if err == nil {
+			_, _, err = s.Claim(u.ID, "gift")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.journal.WaitCompactions()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "users.") {
+			files[e.Name()], err = os.ReadFile(filepath.Join(dir, e.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return files
+}
+
+// storeLines is what a store holds, as the set of its snapshot's lines.
+func storeLines(s *Store) map[string]bool {
+	lines := map[string]bool{}
+	for line := range s.Lines() {
+		lines[string(line)] = true
+	}
+	return lines
+}
+
+// repairedAs repairs the store in dir as wxlogin repair -drop does
+// (repairDrop) and checks
+// what it keeps against want, the lines of the store before the damage:
+// every line of want is kept but those of user lostID (0: none), whose
+// record and claims may be lost, and no id of want names another user.
+// The next new user gets an id past want's every id, and past atLeast. It
+// returns the repair's output.
+func repairedAs(t *testing.T, dir string, want map[string]bool, lostID, atLeast int64) string {
+	t.Helper()
+	out, err := repairDrop(dir)
+	if err != nil {
+		t.Fatalf("repair -drop = %v:\n%s", err, out)
+	}
+	s := openTestStore(t, dir, time.Now)
+	got := storeLines(s)
+	top := int64(0)
+	for line := range want {
+		l, err := ParseLine([]byte(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := int64(0)
+		switch {
+		case l.User != nil:
+			id = l.User.ID
+			if u, ok := s.Get(id); ok && u.Ref() != l.User.Ref() {
+				t.Errorf("user %d is %s %s after the repair; it was %s %s", id, u.AppID, u.OpenID, l.User.AppID, l.User.OpenID)
+			}
+		case l.Claim != nil:
+			id = l.Claim.UserID
+		}
+		top = max(top, id)
+		if !got[line] && (id == 0 || id != lostID) {
+			t.Errorf("the repair lost %s", line)
+		}
+	}
+	u, created, err := s.Login(mockAppID, "o-after-the-repair", "")
+	if err != nil || !created || u.ID <= max(top, atLeast) {
+		t.Errorf("a new user after the repair = user %d, %v, %v; want a new id past %d", u.ID, created, err, max(top, atLeast))
+	}
+	return out
+}
+
+// A repair keeps every line but what the damage took, and never gives an
+// id twice: a line dropped in the middle leaves its id unused, later users
+// keep theirs, and lines cut from the end of the newest journal, which the
+// watermark counts, leave their ids unused too. A bit flipped is corrected.
+func TestARepairLosesOnlyWhatTheDamageTook(t *testing.T) {
+	const n = 600
+	files := repairFixture(t, n)
+	other := repairFixture(t, 4) // another store
+	whole := openTestStore(t, writeDir(t, files), time.Now)
+	want := storeLines(whole)
+	whole.Close()
+	const journal = "users.journal.000002.jsonl"
+	user := func(id int) int { // where user id's line is in the journal
+		at := bytes.Index(files[journal], []byte(fmt.Sprintf(`{"id":%d,`, id)))
+		if at < 0 {
+			t.Fatalf("user %d is not in %s", id, journal)
+		}
+		return at
+	}
+	header := func(file []byte) []byte {
+		first, _, _ := bytes.Cut(file, []byte("\n"))
+		return append(bytes.Clone(first), '\n')
+	}
+	openid := user(501) + len(`{"id":501,"appid":"wxfa4e000000000000","openid":"o-5`)
+	tests := []struct {
+		name   string
+		damage func(f map[string][]byte)
+		lostID int64 // the user the damage may take, with their claim
+		// atLeast is the id the next new user must be past, besides every
+		// id the store held: the ids of users cut from the end stay unused.
+		atLeast int64
+		say     []string // what the repair must say
+	}{
+		{"one bit flipped in user 501's openid", func(f map[string][]byte) { f[journal][openid] ^= 0x01 }, 0, 0,
+			[]string{"corrects", "bit 0 of byte"}},
+		{"two bits flipped in user 501's openid", func(f map[string][]byte) { f[journal][openid] ^= 0x03 }, 501, 0,
+			[]string{"checksum mismatch", `drops the claim "gift" of user 501`, "keeps ids 501, 601 unused"}},
+		{"user 501's line taken out", func(f map[string][]byte) {
+			at := user(501)
+			end := at + bytes.IndexByte(f[journal][at:], '\n') + 1
+			f[journal] = slices.Concat(f[journal][:at-len("r 01234567 ")], f[journal][end:])
+		}, 501, 0, []string{"a line is missing", `{"claim":{"name":"gift","user_id":501`, "keeps id 501 unused"}},
+		{"a line's checksum damaged", func(f map[string][]byte) {
+			at := user(501) - len("01234567 ")
+			f[journal][at], f[journal][at+1] = f[journal][at+1]^0x01, f[journal][at]^0x02
+		}, 0, 0, []string{"its frame was damaged, and the next line vouches for its text"}},
+		{"the newest journal cut to its header", func(f map[string][]byte) { f[journal] = header(f[journal]) }, 0, n,
+			[]string{fmt.Sprintf("%s: cut short: the watermark (users.watermark) records", journal), "lines are missing"}},
+		{"the newest journal cut, and the watermark deleted", func(f map[string][]byte) {
+			f[journal] = header(f[journal])
+			delete(f, "users.watermark")
+		}, 0, n, []string{"users.watermark: missing, so lines cut from the end of the newest journal cannot be counted"}},
+		{"the newest journal cut, and the watermark of another store", func(f map[string][]byte) {
+			f[journal] = header(f[journal])
+			f["users.watermark"] = other["users.watermark"] // of journal 2 too
+		}, 0, n, []string{"users.watermark: of another store, so lines cut from the end of"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			damaged := maps.Clone(files)
+			damaged[journal] = bytes.Clone(files[journal])
+			tt.damage(damaged)
+			dir := writeDir(t, damaged)
+			keep := want
+			if tt.atLeast > 0 { // the users cut from the end are lost
+				keep = map[string]bool{}
+				for line := range want {
+					if bytes.Contains(files["users.snapshot.jsonl"], []byte(line)) {
+						keep[line] = true
+					}
+				}
+			}
+			out := repairedAs(t, dir, keep, tt.lostID, tt.atLeast)
+			for _, say := range tt.say {
+				if !strings.Contains(out, say) {
+					t.Errorf("the repair said\n%s\nwant it to say %q", out, say)
+				}
+			}
+			if tt.lostID == 0 && tt.atLeast == 0 && strings.Contains(out, "\n  drops ") {
+				t.Errorf("the repair said\n%s\nwant nothing dropped", out)
+			}
+		})
+	}
+}
+
+// updateFixture, set by go test -update-fixture, writes damageFixture anew
+// to fixtureDir.
+var updateFixture = flag.Bool("update-fixture", false, "write damageFixture anew to "+fixtureDir)
+
+// fixtureDir holds damageFixture, checked in, for the tools' tests (the
+// root's datatools_test.go), which damage a copy of its files: the store's
+// files, and what they hold, as wxlogin export writes it, in export.jsonl.
+const fixtureDir = "testdata/store"
+
+// The store the tools' tests damage is damageFixture's: the same files,
+// holding what damageFixture holds, which its export.jsonl says.
+func TestTheToolsFixtureIsTheDamageFixture(t *testing.T) {
+	files, want := damageFixture(t, t.TempDir())
+	if *updateFixture {
+		for name, data := range files {
+			writeFile(t, filepath.Join(fixtureDir, name), string(data))
+		}
+		writeFile(t, filepath.Join(fixtureDir, "export.jsonl"), want)
+	}
+	checkedIn := map[string][]byte{}
+	entries, err := os.ReadDir(fixtureDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if checkedIn[e.Name()], err = os.ReadFile(filepath.Join(fixtureDir, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	export := checkedIn["export.jsonl"]
+	delete(checkedIn, "export.jsonl")
+	if got, names := slices.Sorted(maps.Keys(checkedIn)), slices.Sorted(maps.Keys(files)); !slices.Equal(got, names) {
+		t.Fatalf("%s holds %v; damageFixture writes %v (go test -update-fixture writes them anew)", fixtureDir, got, names)
+	}
+	if string(export) != want {
+		t.Errorf("%s/export.jsonl is\n%s\ndamageFixture holds\n%s", fixtureDir, export, want)
+	}
+	s, _, err := Inspect(writeDir(t, checkedIn))
+	if err != nil {
+		t.Fatalf("the checked-in fixture does not check out: %v", err)
+	}
+	defer s.Close()
+	if got := storeText(s); got != want {
+		t.Errorf("the checked-in fixture holds\n%s\ndamageFixture holds\n%s", got, want)
+	}
+}
