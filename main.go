@@ -93,34 +93,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// GOMEMLIMIT set by the operator still applies. (The setting is the
 	// process's: only tests run two servers in one.)
 	gcPercent := debug.SetGCPercent(-1)
-	users, err := users.Open(cfg.dataDir, cfg.storeMeta(), time.Now, log, m.Fsynced)
+	userStore, err := users.Open(cfg.dataDir, cfg.storeMeta(), time.Now, log, m.Fsynced)
 	debug.SetGCPercent(gcPercent)
 	if err != nil {
 		return err
 	}
-	m.Users = users.Count
-	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, users, m, log)
+	m.Users = userStore.Count
+	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, userStore, m, log)
 	if err != nil {
-		return errors.Join(err, users.Close())
+		return errors.Join(err, userStore.Close())
 	}
 	defer stopAdmin()
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
-		return errors.Join(err, users.Close())
+		return errors.Join(err, userStore.Close())
 	}
 	// Tokens are loaded only once listening has worked: loading deletes the
 	// saved file, and a start that fails must not log everyone out.
-	clock := clock.System()
-	tokens := newTokenStore(cfg.tokenTTL, cfg.tokenMaxAge, clock)
+	clocks := clock.System()
+	tokens := newTokenStore(cfg.tokenTTL, cfg.tokenMaxAge, clocks)
 	m.LiveTokens = func() int { return int(tokens.liveAtSweep.Load()) }
 	tokenPath := filepath.Join(cfg.dataDir, tokenfile.Name)
-	reloaded, err := tokens.load(tokenPath, users.Identity)
+	reloaded, err := tokens.load(tokenPath, userStore.Identity)
 	if errors.Is(err, errTokenFileDropped) {
 		log.Warn("tokens not reloaded", "err", err)
 		err = nil
 	}
 	if err != nil {
-		return errors.Join(err, ln.Close(), users.Close())
+		return errors.Join(err, ln.Close(), userStore.Close())
 	}
 	if reloaded > 0 {
 		// Reading the token file leaves garbage the size of the tokens; it is
@@ -135,12 +135,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer close(sweeperDone)
 		tokens.runSweeper(ctx, min(time.Minute, cfg.tokenTTL))
 	}()
-	err = serve(ctx, cfg, ln, fileUsers{users}, memoryTokens{tokens, users}, shared{}, clock, m, log,
-		"data", cfg.dataDir, "users", users.Count(), "tokens_reloaded", reloaded)
+	err = serve(ctx, cfg, ln, fileUsers{userStore}, memoryTokens{tokens, userStore}, shared{}, clocks, m, log,
+		"data", cfg.dataDir, "users", userStore.Count(), "tokens_reloaded", reloaded)
 	cancel()
 	<-sweeperDone
 	saved, saveErr := tokens.save(tokenPath)
-	err = errors.Join(err, saveErr, users.Close())
+	err = errors.Join(err, saveErr, userStore.Close())
 	log.Info("stopped", "tokens_saved", saved)
 	return err
 }
@@ -308,7 +308,7 @@ func fakeFor(apps []appConfig, fixtures fakewechat.Fixtures) *fakewechat.Fake {
 // clients connect; with no address, nothing. It returns a function that
 // stops it and waits until it has. (Importing net/http/pprof also registers
 // it on http.DefaultServeMux, which wxlogin never serves.)
-func startAdmin(ctx context.Context, addr string, users *users.Store, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+func startAdmin(ctx context.Context, addr string, userStore *users.Store, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -323,8 +323,8 @@ func startAdmin(ctx context.Context, addr string, users *users.Store, m *metrics
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.Handle("GET /metrics", m.Handler())
-	if users != nil {
-		mux.Handle("GET /backup", handleBackup(users, log))
+	if userStore != nil {
+		mux.Handle("GET /backup", handleBackup(userStore, log))
 	}
 	// A CPU profile, a trace or a backup runs as long as it needs: no write
 	// timeout.
