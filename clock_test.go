@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+	"wxlogin/internal/testkit"
 	"wxlogin/internal/tokenfile"
 )
 
@@ -12,8 +13,8 @@ import (
 // issued, as time passes, whatever the wall clock says meanwhile.
 func TestAWallClockStepMovesNoTokenLifetime(t *testing.T) {
 	for _, step := range []time.Duration{-time.Hour, 365 * 24 * time.Hour} {
-		clock := newFakeClock()
-		tokens := newTokenStore(time.Hour, 3*time.Hour, clock.clock())
+		clock := testkit.NewFakeClock()
+		tokens := newTokenStore(time.Hour, 3*time.Hour, clock.Clock())
 		token := tokens.issue(alice, "alice-key")
 		clock.StepWall(step)
 		clock.Advance(59 * time.Minute)
@@ -35,17 +36,17 @@ func TestAWallClockStepMovesNoTokenLifetime(t *testing.T) {
 // lives no longer than its age from then; and one whose age has passed by
 // the times saved is dropped.
 func TestSavedTokensFromTheFutureAreClamped(t *testing.T) {
-	ahead := newFakeClock()
+	ahead := testkit.NewFakeClock()
 	ahead.StepWall(365 * 24 * time.Hour)
-	before := newTokenStore(2*time.Hour, 720*time.Hour, ahead.clock())
+	before := newTokenStore(2*time.Hour, 720*time.Hour, ahead.Clock())
 	token := before.issue(alice, "alice-key")
 	path := filepath.Join(t.TempDir(), tokenfile.Name)
 	if n, err := before.save(path); err != nil || n != 1 {
 		t.Fatalf("save = %d, %v", n, err)
 	}
 
-	now := newFakeClock() // the clock put right, a year behind the file
-	after := newTokenStore(2*time.Hour, 720*time.Hour, now.clock())
+	now := testkit.NewFakeClock() // the clock put right, a year behind the file
+	after := newTokenStore(2*time.Hour, 720*time.Hour, now.Clock())
 	if n, err := after.load(path, knownUsers); err != nil || n != 1 {
 		t.Fatalf("load = %d, %v; want the token, taken as issued now", n, err)
 	}
@@ -59,16 +60,16 @@ func TestSavedTokensFromTheFutureAreClamped(t *testing.T) {
 
 	// A token 29 days old when saved, by a clock a year ahead, has a day
 	// left when it is read, however far ahead that clock ran.
-	oldAhead := newFakeClock()
+	oldAhead := testkit.NewFakeClock()
 	oldAhead.StepWall(365 * 24 * time.Hour)
-	agedStore := newTokenStore(1000*time.Hour, 720*time.Hour, oldAhead.clock())
+	agedStore := newTokenStore(1000*time.Hour, 720*time.Hour, oldAhead.Clock())
 	aged := agedStore.issue(alice, "alice-key")
 	oldAhead.Advance(29 * 24 * time.Hour)
 	if _, err := agedStore.save(path); err != nil {
 		t.Fatal(err)
 	}
-	reader := newFakeClock()
-	readBack := newTokenStore(1000*time.Hour, 720*time.Hour, reader.clock())
+	reader := testkit.NewFakeClock()
+	readBack := newTokenStore(1000*time.Hour, 720*time.Hour, reader.Clock())
 	if n, err := readBack.load(path, knownUsers); err != nil || n != 1 {
 		t.Fatalf("load of a 29-day-old token = %d, %v", n, err)
 	}
@@ -79,13 +80,13 @@ func TestSavedTokensFromTheFutureAreClamped(t *testing.T) {
 
 	// Saved right, read once its age has passed: dropped, though its idle
 	// lifetime has not.
-	old := newTokenStore(1000*time.Hour, 720*time.Hour, now.clock())
+	old := newTokenStore(1000*time.Hour, 720*time.Hour, now.Clock())
 	old.issue(alice, "alice-key")
 	if _, err := old.save(path); err != nil {
 		t.Fatal(err)
 	}
 	now.Advance(721 * time.Hour)
-	if n, err := newTokenStore(1000*time.Hour, 720*time.Hour, now.clock()).load(path, knownUsers); err != nil || n != 0 {
+	if n, err := newTokenStore(1000*time.Hour, 720*time.Hour, now.Clock()).load(path, knownUsers); err != nil || n != 0 {
 		t.Errorf("a token read back after its age = %d, %v; want it dropped", n, err)
 	}
 }

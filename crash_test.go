@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/config"
 	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/journal"
 	"wxlogin/internal/users"
@@ -212,7 +213,7 @@ func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, clai
 		}
 	}
 	for name, id := range acked {
-		if idOf[account.Ref{AppID: mockAppID, OpenID: fakewechat.OpenID(mockAppID, name)}] != id {
+		if idOf[account.Ref{AppID: config.MockAppID, OpenID: fakewechat.OpenID(config.MockAppID, name)}] != id {
 			lost++
 		}
 		if _, ok := claimAt[fmt.Sprint(id, "/welcome-gift")]; claimed[id] && !ok {

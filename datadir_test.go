@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/datadir"
+	"wxlogin/internal/testkit"
 )
 
 // Two real processes on one data directory: the second exits at once,
@@ -34,7 +35,7 @@ func TestASecondWxloginOnOneDirectoryExitsAtOnce(t *testing.T) {
 			if err := os.Remove(lockPath); err != nil {
 				t.Fatal(err)
 			}
-			writeFile(t, lockPath, "")
+			testkit.WriteFile(t, lockPath, "")
 		}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

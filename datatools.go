@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"wxlogin/internal/config"
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/durable"
 	"wxlogin/internal/redisstore"
@@ -38,29 +39,29 @@ var toolNames = []string{"check", "export", "backup", "restore", "repair", "to-r
 func runTool(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("wxlogin "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	e := envFlags{fs: fs, getenv: getenv}
+	e := config.NewFlags(fs, getenv)
 	var dir, from, to, backup, redisURL, durability string
-	var drop optionalBool
+	var drop config.OptionalBool
 	var timeout time.Duration
 	switch args[0] {
 	case "check":
-		e.string(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to check; no server may be running on it")
+		e.String(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to check; no server may be running on it")
 		fs.StringVar(&backup, "backup", "", "check this backup file instead of a data directory")
 	case "export":
-		e.string(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to export; no server may be running on it")
+		e.String(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to export; no server may be running on it")
 	case "backup":
 		fs.StringVar(&from, "from", "", "the -admin-addr of the running wxlogin, as a URL: http://127.0.0.1:6060")
 		fs.StringVar(&to, "to", "", "the file to write the backup to (replaced whole, once the backup checks out)")
 		fs.DurationVar(&timeout, "timeout", defaultBackupTimeout, "the most the whole backup may take, from the request to the file in place")
 	case "restore":
 		fs.StringVar(&from, "from", "", "the backup file to restore")
-		e.string(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to restore into: new, or empty")
+		e.String(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to restore into: new, or empty")
 	case "to-redis", "from-redis":
-		e.string(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to move from (to-redis: no server may be running on it), or into (from-redis: new, or empty)")
-		e.string(&redisURL, "redis", "WXLOGIN_REDIS", "", "the Redis to move into (to-redis: it must hold no users) or from (from-redis: stop its wxlogins first), as for wxlogin -redis")
-		e.string(&durability, "redis-durability", "WXLOGIN_REDIS_DURABILITY", redisstore.Fsync, "as for wxlogin -redis-durability")
+		e.String(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to move from (to-redis: no server may be running on it), or into (from-redis: new, or empty)")
+		e.String(&redisURL, "redis", "WXLOGIN_REDIS", "", "the Redis to move into (to-redis: it must hold no users) or from (from-redis: stop its wxlogins first), as for wxlogin -redis")
+		e.String(&durability, "redis-durability", "WXLOGIN_REDIS_DURABILITY", redisstore.Fsync, "as for wxlogin -redis-durability")
 	case "repair":
-		e.string(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to repair; no server may be running on it")
+		e.String(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to repair; no server may be running on it")
 		fs.Var(&drop, "drop", "drop what the repair lists, keeping the damaged files aside in the data directory (without it, nothing changes)")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
@@ -69,7 +70,7 @@ func runTool(ctx context.Context, args []string, getenv func(string) string, std
 		}
 		return err
 	}
-	if err := errors.Join(e.errs...); err != nil {
+	if err := e.Err(); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -93,7 +94,7 @@ func runTool(ctx context.Context, args []string, getenv func(string) string, std
 		if redisURL == "" {
 			return fmt.Errorf("wxlogin %s: -redis (or WXLOGIN_REDIS) names the Redis", args[0])
 		}
-		cfg, err := parseRedisSetting(redisURL, e.onCommandLine("redis"), getenv("WXLOGIN_REDIS_PASSWORD_FILE"))
+		cfg, err := config.ParseRedis(redisURL, e.OnCommandLine("redis"), getenv("WXLOGIN_REDIS_PASSWORD_FILE"))
 		if err != nil {
 			return fmt.Errorf("wxlogin %s: -redis / WXLOGIN_REDIS: %w", args[0], err)
 		}
@@ -102,7 +103,7 @@ func runTool(ctx context.Context, args []string, getenv func(string) string, std
 		}
 		return moveFromRedis(ctx, dir, cfg, out)
 	default:
-		return repairDataDir(dir, drop.value, out)
+		return repairDataDir(dir, drop.Value, out)
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/datadir"
+	"wxlogin/internal/testkit"
 )
 
 // tool runs a tool as the command line would: wxlogin <args…>.
@@ -185,7 +186,7 @@ func TestBackupOfARunningServerRestoresWhole(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "a first hundred users", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 100 })
+	testkit.WaitFor(t, "a first hundred users", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 100 })
 	mu.Lock()
 	before, giftsBefore := maps.Clone(acked), maps.Clone(claimed)
 	mu.Unlock()
@@ -209,7 +210,7 @@ func TestBackupOfARunningServerRestoresWhole(t *testing.T) {
 		t.Errorf("a restore over a store = %v:\n%s\nwant it refused", err, out)
 	}
 	web := t.TempDir()
-	writeFile(t, filepath.Join(web, "index.html"), "<p>hello</p>")
+	testkit.WriteFile(t, filepath.Join(web, "index.html"), "<p>hello</p>")
 	os.Chmod(filepath.Join(web, "index.html"), 0o644)
 	if out, err := tool(t, "restore", "-from", backup, "-data", web); err == nil {
 		t.Errorf("a restore into a directory of something else = %v:\n%s\nwant it refused", err, out)
@@ -354,15 +355,15 @@ func TestBackupRemovesWhatAKilledBackupLeft(t *testing.T) {
 		names, _ := filepath.Glob(filepath.Join(dir, backupTempPrefix+"users-1.jsonl.tmp*"))
 		return names
 	}
-	waitWithin(t, time.Minute, "the backup's temporary file", func() bool { return len(left()) == 1 })
+	testkit.WaitWithin(t, time.Minute, "the backup's temporary file", func() bool { return len(left()) == 1 })
 	killed.Process.Kill()
 	killed.Wait()
 	leftover := left()[0]
 
 	others := filepath.Join(dir, ".other-program.tmp1")
-	writeFile(t, others, "not wxlogin's")
+	testkit.WriteFile(t, others, "not wxlogin's")
 	running := filepath.Join(dir, backupTempPrefix+"users-0.jsonl.tmp7")
-	writeFile(t, running, "a backup being written")
+	testkit.WriteFile(t, running, "a backup being written")
 	f, err := os.Open(running)
 	if err != nil {
 		t.Fatal(err)

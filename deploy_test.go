@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"wxlogin/internal/testkit"
 )
 
 // The tests of this file check the recipes of deploy/ with the tools they
@@ -41,7 +42,7 @@ func TestSystemdUnits(t *testing.T) {
 		// The binary must exist where the unit says: the test's own stands in.
 		unit = strings.ReplaceAll(unit, "/usr/local/bin/wxlogin", childBinary())
 		path := filepath.Join(dir, name)
-		writeFile(t, path, unit)
+		testkit.WriteFile(t, path, unit)
 		units = append(units, path)
 	}
 	out, err := exec.Command(analyze, append([]string{"verify"}, units...)...).CombinedOutput()
@@ -95,7 +96,7 @@ func TestTheBackupUnitsCommandBacksUp(t *testing.T) {
 	}
 	backups := t.TempDir()
 	old := filepath.Join(backups, "users-20000101T000000Z.jsonl")
-	writeFile(t, old, "")
+	testkit.WriteFile(t, old, "")
 	month := time.Now().Add(-30 * 24 * time.Hour)
 	if err := os.Chtimes(old, month, month); err != nil {
 		t.Fatal(err)
@@ -105,7 +106,7 @@ func TestTheBackupUnitsCommandBacksUp(t *testing.T) {
 		filepath.Join(backups, ".users-20000101T000000Z.jsonl.tmp456"), // as a wxlogin before this one named it
 	}
 	for _, k := range killed {
-		writeFile(t, k, "every user's data")
+		testkit.WriteFile(t, k, "every user's data")
 	}
 	for _, key := range []string{"ExecStart", "ExecStartPost"} {
 		sh := exec.Command("/bin/sh", "-c", command(key))
@@ -159,8 +160,8 @@ func TestNginxRecipe(t *testing.T) {
 		}
 		site = strings.ReplaceAll(site, r[0], r[1])
 	}
-	writeFile(t, filepath.Join(dir, "site.conf"), site)
-	writeFile(t, filepath.Join(dir, "nginx.conf"), `worker_processes 1;
+	testkit.WriteFile(t, filepath.Join(dir, "site.conf"), site)
+	testkit.WriteFile(t, filepath.Join(dir, "nginx.conf"), `worker_processes 1;
 daemon off;
 pid `+dir+`/nginx.pid;
 error_log `+dir+`/error.log;
@@ -248,7 +249,7 @@ http {
 
 	// The access log is written by a goroutine of its own.
 	loginLine := regexp.MustCompile(`(?m)^.*msg=request method=POST path=/login .*$`)
-	waitFor(t, "the login's access log line", func() bool { return loginLine.MatchString(s.logs.String()) })
+	testkit.WaitFor(t, "the login's access log line", func() bool { return loginLine.MatchString(s.logs.String()) })
 	if line := loginLine.FindString(s.logs.String()); !strings.Contains(line, " remote=127.0.0.2 proxy=127.0.0.1:") {
 		t.Errorf("wxlogin's access log line of the login = %q; want remote=127.0.0.2, the client, and proxy=127.0.0.1, nginx", line)
 	}
@@ -285,7 +286,7 @@ func TestCaddyRecipe(t *testing.T) {
 		t.Fatal("deploy/Caddyfile no longer logs to /var/log/caddy/wxlogin.access.log")
 	}
 	path := filepath.Join(dir, "Caddyfile")
-	writeFile(t, path, strings.ReplaceAll(file, "/var/log/caddy/wxlogin.access.log", filepath.Join(dir, "access.log")))
+	testkit.WriteFile(t, path, strings.ReplaceAll(file, "/var/log/caddy/wxlogin.access.log", filepath.Join(dir, "access.log")))
 	cmd := exec.Command(caddy, "validate", "--config", path, "--adapter", "caddyfile")
 	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "Valid configuration") {
@@ -321,8 +322,8 @@ func writeTestCertificate(t *testing.T, dir, host string) (certPath, keyPath str
 		t.Fatal(err)
 	}
 	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writeFile(t, certPath, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
-	writeFile(t, keyPath, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})))
+	testkit.WriteFile(t, certPath, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	testkit.WriteFile(t, keyPath, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})))
 	return certPath, keyPath
 }
 

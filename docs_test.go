@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"wxlogin/internal/config"
+	"wxlogin/internal/testkit"
 )
 
 // Every test the README cites exists, so that a claim cannot outlive the
@@ -300,12 +302,12 @@ func TestREADMERecipesRunAsPasted(t *testing.T) {
 		node := needTool(t, "node", "nodejs")
 		section := readmeSubsection(t, "Other backends' tests")
 		fixtures := filepath.Join(t.TempDir(), "fixtures.json")
-		writeFile(t, fixtures, codeBlocks(t, section, "json")[0])
-		env := map[string]string{"WX_APPID": mockAppID, "WX_APPSECRET": "any-test-secret"}
+		testkit.WriteFile(t, fixtures, codeBlocks(t, section, "json")[0])
+		env := map[string]string{"WX_APPID": config.MockAppID, "WX_APPSECRET": "any-test-secret"}
 		fake := startServer(t, env, "-fake-only", "-fake-fixtures", fixtures)
 		snippet := strings.ReplaceAll(codeBlocks(t, section, "js")[0], "http://127.0.0.1:9000", fake.url)
 		cmd := exec.Command(node, "--input-type=module", "-e", snippet)
-		cmd.Env = append(os.Environ(), "WX_APPID="+mockAppID, "WX_APPSECRET=any-test-secret")
+		cmd.Env = append(os.Environ(), "WX_APPID="+config.MockAppID, "WX_APPSECRET=any-test-secret")
 		out, err := cmd.CombinedOutput()
 		if err != nil || string(out) != "o-alice u-alice\n" {
 			t.Errorf("the Node snippet printed %q, %v; want the fixtures' openid and unionid, o-alice u-alice", out, err)

@@ -25,7 +25,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/account"
-	"wxlogin/internal/clock"
+	"wxlogin/internal/config"
 	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/opendata"
@@ -77,7 +77,7 @@ type testApp struct {
 	users        *users.Store
 	tokens       *tokenStore
 	redis        *redis.Client
-	clock        *fakeClock
+	clock        *testkit.FakeClock
 	logs         *syncBuffer
 }
 
@@ -156,7 +156,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	if len(specs) == 0 {
 		specs = []appSpec{{id: "wxapp", name: "Test app", secret: testSecret}}
 	}
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	a := &testApp{
 		apps:  appSet{},
 		clock: clock,
@@ -185,7 +185,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 		a.userBackend, a.tokenBackend = rs, rs
 	default:
 		a.users = openTestStore(t, t.TempDir(), clock.Now)
-		a.tokens = newTokenStore(2*time.Hour, 720*time.Hour, clock.clock())
+		a.tokens = newTokenStore(2*time.Hour, 720*time.Hour, clock.Clock())
 		a.userBackend, a.tokenBackend = fileUsers{a.users}, memoryTokens{a.tokens, a.users}
 	}
 	upstream, apiPath := opts.wechat, ""
@@ -219,7 +219,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	case onRedis:
 		limit = redisstore.NewLoginLimiter(a.redis, opts.loginRate, opts.loginBurst, clock.Now)
 	default:
-		limit = limits.NewLoginLimiter(opts.loginRate, opts.loginBurst, clock.clock())
+		limit = limits.NewLoginLimiter(opts.loginRate, opts.loginBurst, clock.Clock())
 	}
 	var mounted *fakewechat.Fake
 	if opts.mock {
@@ -922,49 +922,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// fakeClock is a settable clock, so tests expire tokens and codes without
-// sleeping.
-type fakeClock struct {
-	mu      sync.Mutex
-	t       time.Time     // the wall clock
-	elapsed time.Duration // the monotonic clock, since the fake's making
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Elapsed() time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.elapsed
-}
-
-// Advance lets time pass: both clocks move on by d.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-	c.elapsed += d
-}
-
-// StepWall sets the wall clock by d, back or forth, as NTP or an operator
-// may; the monotonic clock does not move.
-func (c *fakeClock) StepWall(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// clock is the fake as wxlogin's clock.
-func (c *fakeClock) clock() clock.Clock { return clock.Clock{Now: c.Now, Elapsed: c.Elapsed} }
-
 // discardLogger logs nothing.
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
@@ -973,7 +930,7 @@ func textLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(
 
 // testMeta is what the stores of tests record of their configuration:
 // mock mode, as the servers tests start are in, with its one app.
-var testMeta = account.Meta{Mode: account.ModeMock, AppIDs: []string{mockAppID}}
+var testMeta = account.Meta{Mode: account.ModeMock, AppIDs: []string{config.MockAppID}}
 
 // openTestStore opens a user store in dir, closing it when the test ends.
 func openTestStore(t testing.TB, dir string, now func() time.Time) *users.Store {
@@ -1014,45 +971,6 @@ func seedUsers(tb testing.TB, s *users.Store, n int) {
 	case err := <-failed:
 		tb.Fatalf("seeding %d users: %v", n, err)
 	default:
-	}
-}
-
-// assertPrivate fails t unless path is readable by its owner only.
-func assertPrivate(t *testing.T, path string) {
-	t.Helper()
-	info, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if perm := info.Mode().Perm(); perm != 0o600 {
-		t.Errorf("%s has mode %04o; want 0600", path, perm)
-	}
-}
-
-// writeFile writes content to path, readable by its owner only.
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// waitFor polls cond until it holds, or fails the test after 5 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	waitWithin(t, 5*time.Second, what, cond)
-}
-
-// waitWithin is waitFor with a deadline of its own, for what takes a
-// busy machine longer (a Redis Cluster forming, a failover).
-func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -29,6 +29,7 @@ import (
 	"time"
 	"wxlogin/internal/accesslog"
 	"wxlogin/internal/clock"
+	"wxlogin/internal/config"
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/limits"
@@ -58,30 +59,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runTool(ctx, args[1:], getenv, stdout, stderr) // wxlogin check, backup, … (datatools.go)
 	}
 
-	cfg, err := loadConfig(args, getenv, stdout)
+	cfg, err := config.Load(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if cfg.showVersion {
+	if cfg.ShowVersion {
 		_, err := fmt.Fprintln(stdout, metrics.ReadBuildInfo())
 		return err
 	}
 	logOut := accesslog.NewWriter(stderr)
 	defer logOut.Close()
-	log := accesslog.NewLogger(logOut, cfg.logFormat, cfg.logLevel)
+	log := accesslog.NewLogger(logOut, cfg.LogFormat, cfg.LogLevel)
 	m := metrics.New(metrics.ReadBuildInfo())
-	if cfg.fakeOnly {
+	if cfg.FakeOnly {
 		return runFakeOnly(ctx, cfg, m, log)
 	}
-	if cfg.redis != nil {
+	if cfg.Redis != nil {
 		return runOnRedis(ctx, cfg, m, log)
 	}
 
 	// One wxlogin owns the data directory before anything in it is read.
-	dataDir, err := datadir.Open(cfg.dataDir, log, tokenfile.Name)
+	dataDir, err := datadir.Open(cfg.DataDir, log, tokenfile.Name)
 	if err != nil {
 		return err
 	}
@@ -93,27 +94,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// GOMEMLIMIT set by the operator still applies. (The setting is the
 	// process's: only tests run two servers in one.)
 	gcPercent := debug.SetGCPercent(-1)
-	userStore, err := users.Open(cfg.dataDir, cfg.storeMeta(), time.Now, log, m.Fsynced)
+	userStore, err := users.Open(cfg.DataDir, cfg.StoreMeta(), time.Now, log, m.Fsynced)
 	debug.SetGCPercent(gcPercent)
 	if err != nil {
 		return err
 	}
 	m.Users = userStore.Count
-	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, userStore, m, log)
+	stopAdmin, err := startAdmin(ctx, cfg.AdminAddr, userStore, m, log)
 	if err != nil {
 		return errors.Join(err, userStore.Close())
 	}
 	defer stopAdmin()
-	ln, err := net.Listen("tcp", cfg.addr)
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return errors.Join(err, userStore.Close())
 	}
 	// Tokens are loaded only once listening has worked: loading deletes the
 	// saved file, and a start that fails must not log everyone out.
 	clocks := clock.System()
-	tokens := newTokenStore(cfg.tokenTTL, cfg.tokenMaxAge, clocks)
+	tokens := newTokenStore(cfg.TokenTTL, cfg.TokenMaxAge, clocks)
 	m.LiveTokens = func() int { return int(tokens.liveAtSweep.Load()) }
-	tokenPath := filepath.Join(cfg.dataDir, tokenfile.Name)
+	tokenPath := filepath.Join(cfg.DataDir, tokenfile.Name)
 	reloaded, err := tokens.load(tokenPath, userStore.Identity)
 	if errors.Is(err, errTokenFileDropped) {
 		log.Warn("tokens not reloaded", "err", err)
@@ -133,10 +134,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sweeperDone := make(chan struct{})
 	go func() {
 		defer close(sweeperDone)
-		tokens.runSweeper(ctx, min(time.Minute, cfg.tokenTTL))
+		tokens.runSweeper(ctx, min(time.Minute, cfg.TokenTTL))
 	}()
 	err = serve(ctx, cfg, ln, fileUsers{userStore}, memoryTokens{tokens, userStore}, shared{}, clocks, m, log,
-		"data", cfg.dataDir, "users", userStore.Count(), "tokens_reloaded", reloaded)
+		"data", cfg.DataDir, "users", userStore.Count(), "tokens_reloaded", reloaded)
 	cancel()
 	<-sweeperDone
 	saved, saveErr := tokens.save(tokenPath)
@@ -148,18 +149,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // runOnRedis is wxlogin with -redis: users and tokens live in Redis
 // (internal/redisstore), shared by every wxlogin on it, and no data
 // directory is used. A token outlives a restart there without being saved.
-func runOnRedis(ctx context.Context, cfg config, m *metrics.Metrics, log *slog.Logger) error {
-	rc := redis.NewClient(*cfg.redis)
+func runOnRedis(ctx context.Context, cfg config.Config, m *metrics.Metrics, log *slog.Logger) error {
+	rc := redis.NewClient(*cfg.Redis)
 	defer rc.Close()
 	// The start-up's checks of Redis take four calls' bound at most, all told.
-	opening, cancel := context.WithTimeout(ctx, 4*cfg.redis.Timeout)
-	store, err := redisstore.Open(opening, rc, redisstore.Options{Durability: cfg.redisDurability, Meta: cfg.storeMeta(),
-		TokenTTL: cfg.tokenTTL, TokenMaxAge: cfg.tokenMaxAge, PreviousKeyWindow: opendata.PreviousKeyWindow, Now: time.Now, Log: log})
+	opening, cancel := context.WithTimeout(ctx, 4*cfg.Redis.Timeout)
+	store, err := redisstore.Open(opening, rc, redisstore.Options{Durability: cfg.RedisDurability, Meta: cfg.StoreMeta(),
+		TokenTTL: cfg.TokenTTL, TokenMaxAge: cfg.TokenMaxAge, PreviousKeyWindow: opendata.PreviousKeyWindow, Now: time.Now, Log: log})
 	cancel()
 	if err != nil {
 		return err
 	}
-	if cfg.redisDurability == redisstore.Fsync {
+	if cfg.RedisDurability == redisstore.Fsync {
 		// Checked at the start, and again each second while serving: a
 		// Redis weakened since refuses writes until it is restored.
 		ctx, cancel := context.WithCancel(ctx)
@@ -170,25 +171,25 @@ func runOnRedis(ctx context.Context, cfg config, m *metrics.Metrics, log *slog.L
 		}()
 		defer func() { cancel(); <-watched }()
 	}
-	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, nil, m, log)
+	stopAdmin, err := startAdmin(ctx, cfg.AdminAddr, nil, m, log)
 	if err != nil {
 		return err
 	}
 	defer stopAdmin()
-	ln, err := net.Listen("tcp", cfg.addr)
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
 	}
 	sharing := shared{
 		tokens:     redisstore.NewAccessTokens(rc, time.Now, 50*time.Millisecond),
-		exchanges:  redisstore.NewExchanges(rc, 20*time.Millisecond, cfg.loginTimeout+5*time.Second),
-		redisBound: cfg.redis.Timeout,
+		exchanges:  redisstore.NewExchanges(rc, 20*time.Millisecond, cfg.LoginTimeout+5*time.Second),
+		redisBound: cfg.Redis.Timeout,
 	}
-	if l := redisstore.NewLoginLimiter(rc, cfg.loginRate, cfg.loginBurst, time.Now); l != nil {
+	if l := redisstore.NewLoginLimiter(rc, cfg.LoginRate, cfg.LoginBurst, time.Now); l != nil {
 		sharing.limit = l
 	}
 	err = serve(ctx, cfg, ln, store, store, sharing, clock.System(), m, log,
-		"redis", strings.Join(cfg.redis.Addrs, ","), "redis_cluster", cfg.redis.Cluster, "redis_durability", cfg.redisDurability)
+		"redis", strings.Join(cfg.Redis.Addrs, ","), "redis_cluster", cfg.Redis.Cluster, "redis_durability", cfg.RedisDurability)
 	log.Info("stopped")
 	return err
 }
@@ -208,40 +209,40 @@ type shared struct {
 // serve builds the mini programs' WeChat clients and the handler on the
 // stores, and serves on ln until ctx ends. where says which stores, for
 // the log line that says wxlogin is listening.
-func serve(ctx context.Context, cfg config, ln net.Listener, users userBackend, tokens tokenBackend, with shared, clock clock.Clock, m *metrics.Metrics, log *slog.Logger, where ...any) error {
+func serve(ctx context.Context, cfg config.Config, ln net.Listener, users userBackend, tokens tokenBackend, with shared, clock clock.Clock, m *metrics.Metrics, log *slog.Logger, where ...any) error {
 	baseURL := "http://" + dialableAddr(ln.Addr())
-	wechatAPI := cfg.wechatAPI
+	wechatAPI := cfg.WechatAPI
 	var fake *fakewechat.Fake
-	if cfg.mock {
-		fake = fakeFor(cfg.apps, cfg.fixtures)
+	if cfg.Mock {
+		fake = fakeFor(cfg.Apps, cfg.Fixtures)
 		// The clients reach the fake over HTTP, through the real code path.
 		wechatAPI = baseURL + fakewechat.APIPrefix
 	}
 	apps := appSet{}
-	for _, a := range cfg.apps {
-		wx := newWechatClient(wechatAPI, a.AppID, a.secret, cfg.wechatTimeout, cfg.loginTimeout)
+	for _, a := range cfg.Apps {
+		wx := newWechatClient(wechatAPI, a.AppID, a.Secret, cfg.WechatTimeout, cfg.LoginTimeout)
 		wx.sharedTokens, wx.sharedExchanges, wx.metrics = with.tokens, with.exchanges, m
-		apps[a.AppID] = &miniApp{ID: a.AppID, Name: a.Name, wx: wx, checkContent: cfg.contentCheck}
+		apps[a.AppID] = &miniApp{ID: a.AppID, Name: a.Name, wx: wx, checkContent: cfg.ContentCheck}
 	}
 	limit := with.limit
 	if limit == nil {
-		if l := limits.NewLoginLimiter(cfg.loginRate, cfg.loginBurst, clock); l != nil {
+		if l := limits.NewLoginLimiter(cfg.LoginRate, cfg.LoginBurst, clock); l != nil {
 			limit = l
 		}
 	}
-	handler := newServer(log, m, apps, users, tokens, limit, cfg.proxies, fake)
+	handler := newServer(log, m, apps, users, tokens, limit, cfg.Proxies, fake)
 	if with.redisBound > 0 {
 		handler = redis.WithBudgets(with.redisBound, handler)
 	}
-	srv := newHTTPServer(handler, cfg.loginTimeout, log)
-	if cfg.mock {
+	srv := newHTTPServer(handler, cfg.LoginTimeout, log)
+	if cfg.Mock {
 		log.Warn("MOCK MODE: logins go to the built-in fake WeChat, not to WeChat; get a code from POST /mock/wx.login",
-			"appids", strings.Join(appIDs(cfg.apps), ","), "teaching_page", baseURL+"/")
+			"appids", strings.Join(config.AppIDs(cfg.Apps), ","), "teaching_page", baseURL+"/")
 	}
-	maxConns := cfg.connCap()
+	maxConns := cfg.ConnCap()
 	log.Info("wxlogin listening", append([]any{"url", baseURL, "addr", ln.Addr().String(), "max_conns", maxConns,
 		"wechat_api", redact.URL(wechatAPI)}, where...)...)
-	return serveUntilDone(ctx, srv, limits.Conns(srv, ln, maxConns), cfg.loginTimeout+5*time.Second, log)
+	return serveUntilDone(ctx, srv, limits.Conns(srv, ln, maxConns), cfg.LoginTimeout+5*time.Second, log)
 }
 
 // serveUntilDone serves on ln until ctx ends or serving fails, then shuts
@@ -269,22 +270,22 @@ func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, grac
 // under test (wxlogin with -wechat-api, or any backend) just changes its base
 // URL. The client side (/mock/wx.login, …) stays where mock mode has it. No
 // data directory is used: the fake keeps its codes and keys in memory.
-func runFakeOnly(ctx context.Context, cfg config, m *metrics.Metrics, log *slog.Logger) error {
-	stopAdmin, err := startAdmin(ctx, cfg.adminAddr, nil, m, log)
+func runFakeOnly(ctx context.Context, cfg config.Config, m *metrics.Metrics, log *slog.Logger) error {
+	stopAdmin, err := startAdmin(ctx, cfg.AdminAddr, nil, m, log)
 	if err != nil {
 		return err
 	}
 	defer stopAdmin()
-	fake := fakeFor(cfg.apps, cfg.fixtures)
-	ln, err := net.Listen("tcp", cfg.addr)
+	fake := fakeFor(cfg.Apps, cfg.Fixtures)
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
 	}
-	srv := newHTTPServer(withAccessLog(log, cfg.proxies, m, fake.Standalone()), cfg.loginTimeout, log)
+	srv := newHTTPServer(withAccessLog(log, cfg.Proxies, m, fake.Standalone()), cfg.LoginTimeout, log)
 	baseURL := "http://" + dialableAddr(ln.Addr())
 	log.Info("wxlogin listening", "url", baseURL, "addr", ln.Addr().String(), "fake_only", true,
-		"appids", strings.Join(appIDs(cfg.apps), ","))
-	return serveUntilDone(ctx, srv, limits.Conns(srv, ln, cfg.connCap()), fakeOnlyGrace, log)
+		"appids", strings.Join(config.AppIDs(cfg.Apps), ","))
+	return serveUntilDone(ctx, srv, limits.Conns(srv, ln, cfg.ConnCap()), fakeOnlyGrace, log)
 }
 
 // fakeOnlyGrace is how long -fake-only's stop waits for calls in flight.
@@ -295,10 +296,10 @@ func runFakeOnly(ctx context.Context, cfg config, m *metrics.Metrics, log *slog.
 const fakeOnlyGrace = 10 * time.Second
 
 // fakeFor is a fake WeChat that knows the configured apps and their secrets.
-func fakeFor(apps []appConfig, fixtures fakewechat.Fixtures) *fakewechat.Fake {
+func fakeFor(apps []config.App, fixtures fakewechat.Fixtures) *fakewechat.Fake {
 	fakeApps := map[string]fakewechat.App{}
 	for _, a := range apps {
-		fakeApps[a.AppID] = fakewechat.App{Name: a.Name, Secret: a.secret, Unbound: a.Unbound}
+		fakeApps[a.AppID] = fakewechat.App{Name: a.Name, Secret: a.Secret, Unbound: a.Unbound}
 	}
 	return fakewechat.New(fakeApps, fixtures, time.Now)
 }

@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/accesslog"
+	"wxlogin/internal/config"
 	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/request"
@@ -51,7 +52,7 @@ func TestNewcomerFlowInMockMode(t *testing.T) {
 		t.Fatalf("login = %s; want a token for a new user", got.raw)
 	}
 	user := post(t, "GET", s.url+"/user", "", "", "Authorization", "Bearer "+token)
-	if user.env.Status != 0 || dataOf[userData](t, user).OpenID != fakewechat.OpenID(mockAppID, "alice") {
+	if user.env.Status != 0 || dataOf[userData](t, user).OpenID != fakewechat.OpenID(config.MockAppID, "alice") {
 		t.Errorf("GET /user = %s; want alice", user.raw)
 	}
 	if out := post(t, "POST", s.url+"/logout", "", "", "Authorization", "Bearer "+token); out.env.Status != 0 {
@@ -109,7 +110,7 @@ func TestGracefulRestartKeepsTokens(t *testing.T) {
 	if err != nil {
 		t.Fatalf("graceful shutdown left no token file: %v", err)
 	}
-	assertPrivate(t, saved)
+	testkit.AssertPrivate(t, saved)
 	if bytes.Contains(data, []byte(token)) {
 		t.Error("the token file holds the token itself")
 	}
@@ -186,7 +187,7 @@ func TestStartDropsAnUnreadableTokenFileWithAWarning(t *testing.T) {
 			if key == nil {
 				t.Fatalf("no session key in the saved token file:\n%s", data)
 			}
-			writeFile(t, saved, tt.spoil(data, key[1]))
+			testkit.WriteFile(t, saved, tt.spoil(data, key[1]))
 
 			s = startServer(t, nil, "-data", dir)
 			logs := s.logs.String()
@@ -463,7 +464,7 @@ func TestRunHelp(t *testing.T) {
 			t.Errorf("usage does not mention %s:\n%s", want, out.String())
 		}
 	}
-	_, err := loadConfig([]string{"wxlogin", "-h"}, func(string) string { return "" }, io.Discard)
+	_, err := config.Load([]string{"wxlogin", "-h"}, func(string) string { return "" }, io.Discard)
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("loadConfig -h = %v; want flag.ErrHelp", err)
 	}
@@ -471,7 +472,7 @@ func TestRunHelp(t *testing.T) {
 
 func TestTwoAppsInMockMode(t *testing.T) {
 	apps := filepath.Join(t.TempDir(), "apps.json")
-	writeFile(t, apps, `{"apps": [{"appid": "wxshop", "name": "Shop", "secret_env": "SHOP_SECRET"},
+	testkit.WriteFile(t, apps, `{"apps": [{"appid": "wxshop", "name": "Shop", "secret_env": "SHOP_SECRET"},
 		{"appid": "wxgame", "name": "Game", "secret_env": "GAME_SECRET"}]}`)
 	s := startServer(t, nil, "-data", t.TempDir(), "-apps", apps)
 	if !strings.Contains(s.logs.String(), "appids=wxshop,wxgame") {
@@ -733,7 +734,7 @@ func TestAConnectionFloodFromOneAddressLeavesOthersLoggingIn(t *testing.T) {
 		})
 	}
 	// The flood is on once the cap has been filled and emptied a few times.
-	waitWithin(t, 30*time.Second, "the flood to fill the cap", func() bool { return closed.Load() >= 1000 })
+	testkit.WaitWithin(t, 30*time.Second, "the flood to fill the cap", func() bool { return closed.Load() >= 1000 })
 
 	probe := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
 	for _, tt := range []struct {
@@ -818,7 +819,7 @@ func TestMetricsOnTheAdminAddress(t *testing.T) {
 		t.Fatalf("no admin address in the log:\n%s", s.logs.String())
 	}
 	login := post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`)
-	token, openID := dataOf[loginData](t, login).Token, fakewechat.OpenID(mockAppID, "alice")
+	token, openID := dataOf[loginData](t, login).Token, fakewechat.OpenID(config.MockAppID, "alice")
 	post(t, "GET", s.url+"/user", "", "", "Authorization", "Bearer "+token)
 	if got := post(t, "POST", s.url+"/login", jsonCT, `{"code":"not-a-code"}`); got.env.Status != statusInvalidCode {
 		t.Fatalf("a made-up code = %+v; want status 2", got.env)
@@ -910,7 +911,7 @@ func TestVersionNamesTheCommitBuilt(t *testing.T) {
 func TestLogFormatAndLevel(t *testing.T) {
 	s := startServer(t, nil, "-data", t.TempDir(), "-log-format", "json")
 	post(t, "GET", s.url+"/healthz", "", "")
-	waitFor(t, "the access log line", func() bool { return strings.Contains(s.logs.String(), `"msg":"request"`) })
+	testkit.WaitFor(t, "the access log line", func() bool { return strings.Contains(s.logs.String(), `"msg":"request"`) })
 	for line := range strings.Lines(s.logs.String()) {
 		var entry map[string]any
 		if err := json.Unmarshal([]byte(line), &entry); err != nil || entry["level"] == nil || entry["msg"] == nil {

@@ -12,8 +12,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wxlogin/internal/config"
 	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/request"
+	"wxlogin/internal/testkit"
 )
 
 // These are wxlogin's tests in mock mode that the fake WeChat alone cannot
@@ -123,10 +125,10 @@ func TestLoginUnderEachFault(t *testing.T) {
 func TestFakeFixtures(t *testing.T) {
 	dir := t.TempDir()
 	apps := filepath.Join(dir, "apps.json")
-	writeFile(t, apps, `{"apps": [{"appid": "wxshop", "name": "Shop", "secret_env": "SHOP_SECRET"},
+	testkit.WriteFile(t, apps, `{"apps": [{"appid": "wxshop", "name": "Shop", "secret_env": "SHOP_SECRET"},
 		{"appid": "wxgame", "name": "Game", "secret_env": "GAME_SECRET"}]}`)
 	fixtures := filepath.Join(dir, "fixtures.json")
-	writeFile(t, fixtures, `{
+	testkit.WriteFile(t, fixtures, `{
 	"apps": {"wxgame": {"unbound": true}},
 	"users": {
 		"alice": {"openids": {"wxshop": "o-alice-in-shop"}, "unionid": "u-alice", "nickname": "爱丽丝",
@@ -198,24 +200,24 @@ func TestFakeFixturesRefused(t *testing.T) {
 		{"misspelt field", `{"users": {"alice": {"unoinid": "u"}}}`, `unknown field "unoinid"`},
 		{"unknown app", `{"users": {"alice": {"openids": {"wxnone": "o"}}}}`, `app "wxnone", which is not configured`},
 		{"unknown app unbound", `{"apps": {"wxnone": {"unbound": true}}}`, `app "wxnone", which is not configured`},
-		{"one openid for two", `{"users": {"alice": {"openids": {"` + mockAppID + `": "o"}}, "bob": {"openids": {"` + mockAppID + `": "o"}}}}`, `is alice's too`},
+		{"one openid for two", `{"users": {"alice": {"openids": {"` + config.MockAppID + `": "o"}}, "bob": {"openids": {"` + config.MockAppID + `": "o"}}}}`, `is alice's too`},
 		{"one unionid for two", `{"users": {"alice": {"unionid": "u"}, "bob": {"unionid": "u"}}}`, `a unionid is one person`},
 		{"phone with its country code", `{"users": {"alice": {"phone": "+8613800138000"}}}`, `5 to 20 digits`},
 		{"avatar not a URL", `{"users": {"alice": {"avatar_url": "alice.png"}}}`, `an http(s) URL`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "fixtures.json")
-			writeFile(t, path, tt.file)
-			_, err := loadConfig([]string{"wxlogin", "-fake-fixtures", path}, func(string) string { return "" }, io.Discard)
+			testkit.WriteFile(t, path, tt.file)
+			_, err := config.Load([]string{"wxlogin", "-fake-fixtures", path}, func(string) string { return "" }, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("loading %s = %v; want an error with %q", tt.file, err, tt.want)
 			}
 		})
 	}
 	path := filepath.Join(t.TempDir(), "fixtures.json")
-	writeFile(t, path, `{}`)
+	testkit.WriteFile(t, path, `{}`)
 	env := map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "real"}
-	if _, err := loadConfig([]string{"wxlogin", "-fake-fixtures", path}, func(k string) string { return env[k] }, io.Discard); err == nil || !strings.Contains(err.Error(), "only the fake WeChat") {
+	if _, err := config.Load([]string{"wxlogin", "-fake-fixtures", path}, func(k string) string { return env[k] }, io.Discard); err == nil || !strings.Contains(err.Error(), "only the fake WeChat") {
 		t.Errorf("fixtures in real mode = %v; want them refused", err)
 	}
 }

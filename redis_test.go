@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/config"
 	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/opendata"
 	"wxlogin/internal/redis"
@@ -147,7 +148,7 @@ func TestRedisStoreOnACluster(t *testing.T) {
 func TestTwoInstancesShareOneRedis(t *testing.T) {
 	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	apps := filepath.Join(t.TempDir(), "apps.json")
-	writeFile(t, apps, `{"apps": [{"appid": "wxshop", "name": "Shop", "secret_env": "SHOP_SECRET"},
+	testkit.WriteFile(t, apps, `{"apps": [{"appid": "wxshop", "name": "Shop", "secret_env": "SHOP_SECRET"},
 		{"appid": "wxgame", "name": "Game", "secret_env": "GAME_SECRET"}]}`)
 	env := map[string]string{"SHOP_SECRET": "shop-secret", "GAME_SECRET": "game-secret"}
 	fake := startServer(t, env, "-fake-only", "-apps", apps)
@@ -371,7 +372,7 @@ func TestRedisWeakenedAfterStartRefusesWrites(t *testing.T) {
 	health := func() int { return post(t, http.MethodGet, s.url+"/healthz", "", "").code }
 
 	appendfsync("everysec")
-	waitWithin(t, 10*time.Second, "/healthz to answer 503", func() bool { return health() == http.StatusServiceUnavailable })
+	testkit.WaitWithin(t, 10*time.Second, "/healthz to answer 503", func() bool { return health() == http.StatusServiceUnavailable })
 	for _, r := range []struct{ method, path, body string }{
 		{http.MethodPost, "/login", `{"code":"` + mockCode(t, s.url, "bob") + `"}`},
 		{http.MethodPost, "/claims/welcome-gift", ""},
@@ -391,7 +392,7 @@ func TestRedisWeakenedAfterStartRefusesWrites(t *testing.T) {
 	}
 
 	appendfsync("always")
-	waitWithin(t, 10*time.Second, "/healthz to answer 200 again", func() bool { return health() == http.StatusOK })
+	testkit.WaitWithin(t, 10*time.Second, "/healthz to answer 200 again", func() bool { return health() == http.StatusOK })
 	if got := post(t, http.MethodPost, s.url+"/claims/welcome-gift", "", "", "token", token); got.code != http.StatusCreated {
 		t.Errorf("claim once appendfsync is always again = %s; want 201", got.raw)
 	}
@@ -459,8 +460,8 @@ func TestKill9OnRedisKeepsEveryAcknowledgedWrite(t *testing.T) {
 		}
 		for name, id := range acked {
 			u, ok, err := check.Get(t.Context(), id)
-			v, _ := rc.Do(t.Context(), "GET", redisOpenIDKey(mockAppID, fakewechat.OpenID(mockAppID, name)))
-			if err != nil || !ok || u.OpenID != fakewechat.OpenID(mockAppID, name) || v != strconv.FormatInt(id, 10) {
+			v, _ := rc.Do(t.Context(), "GET", redisOpenIDKey(config.MockAppID, fakewechat.OpenID(config.MockAppID, name)))
+			if err != nil || !ok || u.OpenID != fakewechat.OpenID(config.MockAppID, name) || v != strconv.FormatInt(id, 10) {
 				t.Errorf("after kill %d (of %s): user %s, answered as %d, is %+v (%v, %v), openid names %v", round+1, map[bool]string{true: "Redis", false: "wxlogin"}[killRedis], name, id, u, ok, err, v)
 				lost++
 				continue
@@ -539,7 +540,7 @@ func TestReshardingUnderLoadLosesNothing(t *testing.T) {
 	}
 	progress := func(what string, n int) {
 		t.Helper()
-		waitWithin(t, 30*time.Second, what, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= n })
+		testkit.WaitWithin(t, 30*time.Second, what, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= n })
 	}
 	progress("logins under way", 50)
 
@@ -594,7 +595,7 @@ func TestReshardingUnderLoadLosesNothing(t *testing.T) {
 
 	check := cl.Client(t)
 	for name, id := range acked {
-		v, err := check.Do(ctx, "GET", redisOpenIDKey(mockAppID, fakewechat.OpenID(mockAppID, name)))
+		v, err := check.Do(ctx, "GET", redisOpenIDKey(config.MockAppID, fakewechat.OpenID(config.MockAppID, name)))
 		if err != nil || v != strconv.FormatInt(id, 10) {
 			t.Errorf("user %s, answered as %d: the openid names %v (%v)", name, id, v, err)
 		}
@@ -716,11 +717,11 @@ func TestAFailoverIsFollowedWithoutARestart(t *testing.T) {
 		}
 		replica := r.Client(t, "", "")
 		master := cl.NodeID(t, i)
-		waitWithin(t, 30*time.Second, "the replica to know its master", func() bool {
+		testkit.WaitWithin(t, 30*time.Second, "the replica to know its master", func() bool {
 			_, err := replica.Do(ctx, "CLUSTER", "REPLICATE", master)
 			return err == nil
 		})
-		waitWithin(t, 30*time.Second, "the replica in sync", func() bool {
+		testkit.WaitWithin(t, 30*time.Second, "the replica in sync", func() bool {
 			info, _ := replica.Do(ctx, "INFO", "replication")
 			return strings.Contains(fmt.Sprint(info), "master_link_status:up")
 		})
@@ -757,14 +758,14 @@ func TestAFailoverIsFollowedWithoutARestart(t *testing.T) {
 		})
 	}
 	count := func() (int, int) { mu.Lock(); defer mu.Unlock(); return ok, failed }
-	waitFor(t, "logins under way", func() bool { n, _ := count(); return n >= 50 })
+	testkit.WaitFor(t, "logins under way", func() bool { n, _ := count(); return n >= 50 })
 
 	cl.Nodes[0].Kill()
 	// The replica is elected after the node timeout (2 s) and a moment more.
 	// Every node that is left must have heard of it: until then, one that
 	// has not may give wxlogin the map with the dead master still in it.
 	left := append([]*redis.Client{cl.Direct(t, 1), cl.Direct(t, 2)}, replicas...)
-	waitWithin(t, 30*time.Second, "the replica to take over", func() bool {
+	testkit.WaitWithin(t, 30*time.Second, "the replica to take over", func() bool {
 		role, _ := replicas[0].Do(ctx, "INFO", "replication")
 		if !strings.Contains(fmt.Sprint(role), "role:master") {
 			return false
@@ -782,10 +783,10 @@ func TestAFailoverIsFollowedWithoutARestart(t *testing.T) {
 	// Logins in flight at the moment may still fail; from the next one
 	// that succeeds on, none does.
 	okAt, _ := count()
-	waitWithin(t, 30*time.Second, "a login after the failover", func() bool { n, _ := count(); return n > okAt })
+	testkit.WaitWithin(t, 30*time.Second, "a login after the failover", func() bool { n, _ := count(); return n > okAt })
 	_, failedAt := count()
 	okAt, _ = count()
-	waitWithin(t, 30*time.Second, "logins after the failover", func() bool { n, _ := count(); return n >= okAt+50 })
+	testkit.WaitWithin(t, 30*time.Second, "logins after the failover", func() bool { n, _ := count(); return n >= okAt+50 })
 	if _, f := count(); f > failedAt+len(replicas)+1 {
 		t.Errorf("%d logins failed after the replica took over and logins were answered again; want none but those in flight", f-failedAt)
 	}
@@ -803,7 +804,7 @@ func TestAFailoverIsFollowedWithoutARestart(t *testing.T) {
 // it for both.
 func TestInstancesOnOneRedisFetchOneAccessToken(t *testing.T) {
 	redisSrv := testkit.StartRedis(t)
-	clock := newFakeClock() // the fake's: wxlogin's clients run on the real one
+	clock := testkit.NewFakeClock() // the fake's: wxlogin's clients run on the real one
 	fake := fakewechat.New(map[string]fakewechat.App{"wxapp": {Name: "Test app", Secret: testSecret}}, fakewechat.Fixtures{}, clock.Now)
 	calls := &countingUpstream{next: fake.Handler()}
 	srv := httptest.NewServer(calls)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/config"
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/redis"
@@ -24,12 +25,12 @@ import (
 // not new, a gift taken stays taken, also for the person who was erased.
 func TestMovingAStoreToRedisAndBack(t *testing.T) {
 	dir := t.TempDir()
-	files, err := users.Open(dir, account.Meta{Mode: account.ModeMock, AppIDs: []string{mockAppID}}, time.Now, discardLogger(), nil)
+	files, err := users.Open(dir, account.Meta{Mode: account.ModeMock, AppIDs: []string{config.MockAppID}}, time.Now, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"alice", "bob", "carol", "dave"} {
-		if _, _, err := files.Login(mockAppID, fakewechat.OpenID(mockAppID, name), fakewechat.UnionID(name)); err != nil {
+		if _, _, err := files.Login(config.MockAppID, fakewechat.OpenID(config.MockAppID, name), fakewechat.UnionID(name)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -114,7 +115,7 @@ func TestAFailedMoveFromRedisLeavesNoStore(t *testing.T) {
 			srv, cfg, rs := durableRedisStore(t)
 			login := func(name string) {
 				t.Helper()
-				if _, _, err := rs.Login(t.Context(), mockAppID, fakewechat.OpenID(mockAppID, name), fakewechat.UnionID(name)); err != nil {
+				if _, _, err := rs.Login(t.Context(), config.MockAppID, fakewechat.OpenID(config.MockAppID, name), fakewechat.UnionID(name)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -154,7 +155,7 @@ func TestAFailedMoveFromRedisLeavesNoStore(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				writeFile(t, filepath.Join(path, "users.snapshot.jsonl"), "a store half written\n")
+				testkit.WriteFile(t, filepath.Join(path, "users.snapshot.jsonl"), "a store half written\n")
 				if path == killed {
 					d.Release()
 				} else {
@@ -190,7 +191,7 @@ func dirNames(entries []os.DirEntry) []string {
 func TestMovingOutOfRedisCarriesRecordsPastItsCounter(t *testing.T) {
 	srv, _, rs := durableRedisStore(t)
 	for _, name := range []string{"alice", "bob", "carol", "dave", "erin"} {
-		if _, _, err := rs.Login(t.Context(), mockAppID, fakewechat.OpenID(mockAppID, name), fakewechat.UnionID(name)); err != nil {
+		if _, _, err := rs.Login(t.Context(), config.MockAppID, fakewechat.OpenID(config.MockAppID, name), fakewechat.UnionID(name)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
+	"wxlogin/internal/config"
 	"wxlogin/internal/tokenfile"
 	"wxlogin/internal/users"
 )
@@ -42,7 +43,7 @@ func TestSoak(t *testing.T) {
 	conns := envSetting(t, "WXLOGIN_SOAK_CONNS", 64, strconv.Atoi)
 	const faultRate, usersPerConn = 0.1, 4
 
-	env := []string{"WX_APPID=" + mockAppID, "WX_APPSECRET=soak-" + randomText(12, base64.RawURLEncoding.EncodeToString)}
+	env := []string{"WX_APPID=" + config.MockAppID, "WX_APPSECRET=soak-" + randomText(12, base64.RawURLEncoding.EncodeToString)}
 	fake := startProcess(t, env, "-fake-only", "-addr", "127.0.0.1:0")
 	srv := startProcess(t, env, "-addr", "127.0.0.1:0", "-data", t.TempDir(), "-login-rate", "0",
 		"-wechat-api", fake.url, "-admin-addr", "127.0.0.1:0")

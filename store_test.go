@@ -16,6 +16,7 @@ import (
 	"wxlogin/internal/clock"
 	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/opendata"
+	"wxlogin/internal/testkit"
 	"wxlogin/internal/tokenfile"
 )
 
@@ -35,7 +36,7 @@ func knownUsers(id int64) (account.Identity, bool) {
 }
 
 func TestTokenIssue(t *testing.T) {
-	tokens := newTokenStore(2*time.Hour, 720*time.Hour, newFakeClock().clock())
+	tokens := newTokenStore(2*time.Hour, 720*time.Hour, testkit.NewFakeClock().Clock())
 	seen := map[string]bool{}
 	for range 100 {
 		token := tokens.issue(alice, "key")
@@ -76,8 +77,8 @@ func TestTokenExpiry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clock := newFakeClock()
-			tokens := newTokenStore(ttl, maxAge, clock.clock())
+			clock := testkit.NewFakeClock()
+			tokens := newTokenStore(ttl, maxAge, clock.Clock())
 			token := tokens.issue(alice, "key")
 			for i, d := range tt.steps {
 				clock.Advance(d)
@@ -90,7 +91,7 @@ func TestTokenExpiry(t *testing.T) {
 }
 
 func TestTokenRevoke(t *testing.T) {
-	tokens := newTokenStore(time.Hour, time.Hour, newFakeClock().clock())
+	tokens := newTokenStore(time.Hour, time.Hour, testkit.NewFakeClock().Clock())
 	token, other := tokens.issue(alice, "key"), tokens.issue(alice, "key")
 	who, _ := tokens.lookup(token)
 	tokens.revoke(who)
@@ -105,8 +106,8 @@ func TestTokenRevoke(t *testing.T) {
 // Revoking all of a user's tokens (account deletion) ends every live one
 // and counts only those: a token already expired was not revoked by it.
 func TestTokenRevokeUserCountsLiveTokens(t *testing.T) {
-	clock := newFakeClock()
-	tokens := newTokenStore(time.Hour, 3*time.Hour, clock.clock())
+	clock := testkit.NewFakeClock()
+	tokens := newTokenStore(time.Hour, 3*time.Hour, clock.Clock())
 	tokens.issue(alice, "key")
 	clock.Advance(time.Hour + time.Minute)
 	live, again := tokens.issue(alice, "key"), tokens.issue(alice, "key")
@@ -121,7 +122,7 @@ func TestTokenRevokeUserCountsLiveTokens(t *testing.T) {
 }
 
 func TestTokenNewestSessionKeyWins(t *testing.T) {
-	tokens := newTokenStore(time.Hour, time.Hour, newFakeClock().clock())
+	tokens := newTokenStore(time.Hour, time.Hour, testkit.NewFakeClock().Clock())
 	phone := tokens.issue(alice, "old-key")
 	laptop := tokens.issue(alice, "new-key")
 	for name, token := range map[string]string{"older token": phone, "newer token": laptop} {
@@ -136,9 +137,9 @@ func TestTokenNewestSessionKeyWins(t *testing.T) {
 }
 
 func TestTokenSaveAndLoad(t *testing.T) {
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	path := filepath.Join(t.TempDir(), tokenfile.Name)
-	before := newTokenStore(time.Hour, 24*time.Hour, clock.clock())
+	before := newTokenStore(time.Hour, 24*time.Hour, clock.Clock())
 	live := before.issue(alice, "alice-key")
 	dying := before.issue(bob, "bob-key")
 	clock.Advance(50 * time.Minute)
@@ -154,10 +155,10 @@ func TestTokenSaveAndLoad(t *testing.T) {
 	if bytes.Contains(data, []byte(live)) || bytes.Contains(data, []byte(dying)) {
 		t.Error("the token file holds a token, not just its hash")
 	}
-	assertPrivate(t, path)
+	testkit.AssertPrivate(t, path)
 
 	clock.Advance(20 * time.Minute) // down for a while: bob's token expires meanwhile
-	after := newTokenStore(time.Hour, 24*time.Hour, clock.clock())
+	after := newTokenStore(time.Hour, 24*time.Hour, clock.Clock())
 	if n, err := after.load(path, knownUsers); err != nil || n != 1 {
 		t.Fatalf("load = %d, %v; want 1, nil", n, err)
 	}
@@ -171,7 +172,7 @@ func TestTokenSaveAndLoad(t *testing.T) {
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("token file still there after load (stat err %v): a later crash would revive revoked tokens", err)
 	}
-	if n, err := newTokenStore(time.Hour, time.Hour, clock.clock()).load(path, knownUsers); err != nil || n != 0 {
+	if n, err := newTokenStore(time.Hour, time.Hour, clock.Clock()).load(path, knownUsers); err != nil || n != 0 {
 		t.Errorf("load with no file = %d, %v; want 0, nil", n, err)
 	}
 }
@@ -186,9 +187,9 @@ func TestTokenLoadDropsAnUnreadableFile(t *testing.T) {
 	keyLine := `{"user_id":1,"appid":"wxapp","openid":"o-alice","session_key":"` + key + `","stored_ns":1}` + "\n"
 	// A file that is good up to its last line: alice's live token, then the
 	// fault.
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	good := filepath.Join(t.TempDir(), tokenfile.Name)
-	live := newTokenStore(time.Hour, time.Hour, clock.clock())
+	live := newTokenStore(time.Hour, time.Hour, clock.Clock())
 	token := live.issue(alice, key)
 	if _, err := live.save(good); err != nil {
 		t.Fatal(err)
@@ -224,7 +225,7 @@ func TestTokenLoadDropsAnUnreadableFile(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			after := newTokenStore(time.Hour, time.Hour, clock.clock())
+			after := newTokenStore(time.Hour, time.Hour, clock.Clock())
 			n, err := after.load(path, knownUsers)
 			if !errors.Is(err, errTokenFileDropped) || n != 0 {
 				t.Fatalf("load = %d, %v; want 0, and the file dropped", n, err)
@@ -273,16 +274,16 @@ func TestTokenLoadDropsTheOldFormat(t *testing.T) {
 // else, as when a token file is put next to other users, is not reloaded:
 // a token must never speak for another user.
 func TestTokenLoadDropsUnknownUsers(t *testing.T) {
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	path := filepath.Join(t.TempDir(), tokenfile.Name)
-	before := newTokenStore(time.Hour, time.Hour, clock.clock())
+	before := newTokenStore(time.Hour, time.Hour, clock.Clock())
 	stranger := before.issue(account.Identity{AppID: "wxapp", OpenID: "o-stranger", UserID: 3}, "key")
 	impostor := before.issue(account.Identity{AppID: "wxapp", OpenID: "o-mallory", UserID: bob.UserID}, "key")
 	known := before.issue(alice, "alice-key")
 	if _, err := before.save(path); err != nil {
 		t.Fatal(err)
 	}
-	after := newTokenStore(time.Hour, time.Hour, clock.clock())
+	after := newTokenStore(time.Hour, time.Hour, clock.Clock())
 	if n, err := after.load(path, knownUsers); err != nil || n != 1 {
 		t.Fatalf("load = %d, %v; want 1, nil", n, err)
 	}
@@ -334,8 +335,8 @@ func BenchmarkTokenLookup(b *testing.B) {
 // opendata.PreviousKeyWindow, for every token of the user; the sweep then
 // forgets it.
 func TestTheReplacedKeyIsKeptForItsWindowOnly(t *testing.T) {
-	clock := newFakeClock()
-	tokens := newTokenStore(time.Hour, 24*time.Hour, clock.clock())
+	clock := testkit.NewFakeClock()
+	tokens := newTokenStore(time.Hour, 24*time.Hour, clock.Clock())
 	first := tokens.issue(alice, "key-1")
 	clock.Advance(time.Minute)
 	tokens.issue(alice, "key-2")

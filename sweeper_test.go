@@ -6,11 +6,12 @@ import (
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
+	"wxlogin/internal/testkit"
 )
 
 func TestTokenSweep(t *testing.T) {
-	clock := newFakeClock()
-	tokens := newTokenStore(time.Hour, 3*time.Hour, clock.clock())
+	clock := testkit.NewFakeClock()
+	tokens := newTokenStore(time.Hour, 3*time.Hour, clock.Clock())
 	old := tokens.issue(alice, "key")
 	clock.Advance(30 * time.Minute)
 	fresh := tokens.issue(bob, "bob-key")

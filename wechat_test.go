@@ -16,6 +16,7 @@ import (
 	"time"
 	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/opendata"
+	"wxlogin/internal/testkit"
 )
 
 // newTestClient returns a client for app "wxapp" whose WeChat is upstream,
@@ -65,7 +66,7 @@ func wechatErrcode(err error) int {
 // reads every refusal it acts on as the errcode it expects, which checks
 // the two tables against each other.
 func TestClientReadsTheFakesRefusals(t *testing.T) {
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	fake := fakewechat.New(map[string]fakewechat.App{"wxapp": {Secret: testSecret}, "wxother": {Secret: "other-secret"}}, fakewechat.Fixtures{}, clock.Now)
 	srv := httptest.NewServer(fake.Handler())
 	t.Cleanup(srv.Close)
@@ -339,7 +340,7 @@ func FuzzParseCode2Session(f *testing.F) {
 }
 
 func TestAccessTokenIsCachedUntilShortlyBeforeItExpires(t *testing.T) {
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	fake := fakewechat.New(map[string]fakewechat.App{"wxapp": {Secret: testSecret}}, fakewechat.Fixtures{}, clock.Now)
 	upstream := &countingUpstream{next: fake.Handler()}
 	c := newTestClient(t, upstream)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"wxlogin/internal/testkit"
 )
 
 // The lock is the kernel's and per open file: a second opening in one
@@ -47,12 +48,12 @@ func TestOpenDataDirMakesItPrivateAndRemovesDebris(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, mode := range map[string]os.FileMode{"users.journal.000001.jsonl": 0o644, "tokens.json": 0o640, "users.snapshot.jsonl": 0o600} {
-		writeFile(t, filepath.Join(dir, name), "x")
+		testkit.WriteFile(t, filepath.Join(dir, name), "x")
 		if err := os.Chmod(filepath.Join(dir, name), mode); err != nil {
 			t.Fatal(err)
 		}
 	}
-	writeFile(t, filepath.Join(dir, ".tokens.json.tmp123"), `{"user_id":1,"session_key":"…"}`)
+	testkit.WriteFile(t, filepath.Join(dir, ".tokens.json.tmp123"), `{"user_id":1,"session_key":"…"}`)
 	logs := &strings.Builder{}
 	d, err := Open(dir, slog.New(slog.NewTextHandler(logs, nil)), "tokens.json")
 	if err != nil {
@@ -64,7 +65,7 @@ func TestOpenDataDirMakesItPrivateAndRemovesDebris(t *testing.T) {
 		t.Errorf("the directory is %04o; want 0700", info.Mode().Perm())
 	}
 	for _, name := range []string{"users.journal.000001.jsonl", "tokens.json", "users.snapshot.jsonl", LockFileName} {
-		assertPrivate(t, filepath.Join(dir, name))
+		testkit.AssertPrivate(t, filepath.Join(dir, name))
 	}
 	if n := strings.Count(logs.String(), "making a file others could read private"); n != 3 {
 		t.Errorf("%d warnings of files made private; want 3 (the directory and two files):\n%s", n, logs)
@@ -89,7 +90,7 @@ func TestCreateDataDirIsWholeOrNothing(t *testing.T) {
 		}
 		failed := errors.New("the fill failed")
 		err := Create(dir, "restore", func(tmp string) error {
-			writeFile(t, filepath.Join(tmp, "users.journal.000001.jsonl"), "half a store")
+			testkit.WriteFile(t, filepath.Join(tmp, "users.journal.000001.jsonl"), "half a store")
 			return failed
 		})
 		if !errors.Is(err, failed) {
@@ -108,13 +109,13 @@ func TestCreateDataDirIsWholeOrNothing(t *testing.T) {
 		if err := os.Mkdir(killed, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		writeFile(t, filepath.Join(killed, "users.journal.000001.jsonl"), "half a store")
+		testkit.WriteFile(t, filepath.Join(killed, "users.journal.000001.jsonl"), "half a store")
 		underWay, err := Open(filepath.Join(parent, ".restored.restore-2"), slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
 		err = Create(dir, "restore", func(tmp string) error {
-			writeFile(t, filepath.Join(tmp, "users.journal.000001.jsonl"), "a store")
+			testkit.WriteFile(t, filepath.Join(tmp, "users.journal.000001.jsonl"), "a store")
 			return nil
 		})
 		if err != nil {
@@ -131,26 +132,6 @@ func TestCreateDataDirIsWholeOrNothing(t *testing.T) {
 		if err := Create(dir, "restore", func(string) error { return nil }); err == nil {
 			t.Error("Create over a directory that holds a store succeeded")
 		}
-	}
-}
-
-// writeFile writes content to the file at path, 0600.
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// assertPrivate fails t unless the file at path is 0600.
-func assertPrivate(t *testing.T, path string) {
-	t.Helper()
-	info, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if perm := info.Mode().Perm(); perm != 0o600 {
-		t.Errorf("%s has mode %04o; want 0600", path, perm)
 	}
 }
 

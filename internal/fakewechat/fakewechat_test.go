@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/opendata"
+	"wxlogin/internal/testkit"
 )
 
 func TestFakeCodesAreSingleUseAndExpire(t *testing.T) {
@@ -254,7 +255,7 @@ func TestFakeAnswersEveryPathInWeChatJSON(t *testing.T) {
 // The classic access_token: each call issues a new one, and the one it
 // replaces works for 5 more minutes only; stable_token's are untouched.
 func TestFakeClassicAccessToken(t *testing.T) {
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	fake := New(map[string]App{"wxapp": {Secret: testSecret}}, Fixtures{}, clock.Now)
 	for _, tt := range []struct {
 		query string
@@ -301,7 +302,7 @@ func TestFakeClassicAccessToken(t *testing.T) {
 
 // msg_sec_check's documented refusals, each as WeChat answers it.
 func TestFakeMsgSecCheckRefusals(t *testing.T) {
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	fake := New(map[string]App{"wxapp": {Secret: testSecret}, "wxother": {Secret: "other"}}, Fixtures{}, clock.Now)
 	fake.IssueCode("wxapp", "alice")
 	fake.IssueCode("wxother", "bob")

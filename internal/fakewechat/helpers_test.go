@@ -9,9 +9,8 @@ import (
 	"net/url"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
-	"time"
+	"wxlogin/internal/testkit"
 )
 
 // This file holds what the fake's tests share: the fake on a real HTTP
@@ -28,7 +27,7 @@ const jsonCT = "application/json"
 // client in mock mode calls it, as app "wxapp".
 type fakeSetup struct {
 	fake  *Fake
-	clock *fakeClock
+	clock *testkit.FakeClock
 	url   string
 	// secrets are the apps' AppSecrets, by AppID.
 	secrets map[string]string
@@ -36,7 +35,7 @@ type fakeSetup struct {
 
 func newFakeSetup(t *testing.T, apps map[string]string) *fakeSetup {
 	t.Helper()
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	fakeApps := map[string]App{}
 	for appID, secret := range apps {
 		fakeApps[appID] = App{Secret: secret}
@@ -213,27 +212,4 @@ func jsonKeys(t *testing.T, data []byte) []string {
 		}
 	}
 	return keys
-}
-
-// fakeClock is a wall clock that moves only when told.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Advance lets d pass.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }

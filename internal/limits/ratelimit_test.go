@@ -4,15 +4,14 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
-	"wxlogin/internal/clock"
+	"wxlogin/internal/testkit"
 )
 
 func TestLoginLimiterBucket(t *testing.T) {
-	clock := newFakeClock()
-	l := NewLoginLimiter(60, 3, clock.clock()) // one a second, three at once
+	clock := testkit.NewFakeClock()
+	l := NewLoginLimiter(60, 3, clock.Clock()) // one a second, three at once
 	a, b := netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("198.51.100.8")
 	steps := []struct {
 		advance time.Duration
@@ -40,7 +39,7 @@ func TestLoginLimiterBucket(t *testing.T) {
 			t.Fatalf("step %d: allow(%v) = %v, wait %v; want %v, wait %v", i, s.addr, ok, wait, s.ok, s.wait)
 		}
 	}
-	if NewLoginLimiter(0, 100, clock.clock()) != nil {
+	if NewLoginLimiter(0, 100, clock.Clock()) != nil {
 		t.Error("-login-rate 0 made a limiter; want none")
 	}
 	var off *LoginLimiter
@@ -70,8 +69,8 @@ func TestLimitKeyGroupsIPv6By64(t *testing.T) {
 // However many addresses log in, the limiter keeps at most max buckets, and
 // it forgets full buckets, which change nothing, before any other.
 func TestLoginLimiterMemoryIsBounded(t *testing.T) {
-	clock := newFakeClock()
-	l := NewLoginLimiter(60, 5, clock.clock())
+	clock := testkit.NewFakeClock()
+	l := NewLoginLimiter(60, 5, clock.Clock())
 	l.max = 64
 	for i := range 10_000 {
 		l.allow(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
@@ -176,8 +175,8 @@ func TestForwarded(t *testing.T) {
 // A step back of the wall clock does not lock a client out of logins: its
 // tokens come back as time passes.
 func TestAWallClockStepBackLocksNoClientOut(t *testing.T) {
-	clock := newFakeClock()
-	l := NewLoginLimiter(60, 2, clock.clock()) // one a second, two at once
+	clock := testkit.NewFakeClock()
+	l := NewLoginLimiter(60, 2, clock.Clock()) // one a second, two at once
 	addr := netip.MustParseAddr("192.0.2.1")
 	l.allow(addr)
 	l.allow(addr)
@@ -188,49 +187,5 @@ func TestAWallClockStepBackLocksNoClientOut(t *testing.T) {
 	clock.Advance(time.Second)
 	if ok, wait := l.allow(addr); !ok {
 		t.Errorf("a second after the wall clock stepped back an hour, a login is refused for %v; want it allowed", wait)
-	}
-}
-
-// fakeClock is a settable clock, so that tests let time pass without
-// waiting: Advance moves both of its clocks, StepWall the wall clock alone.
-type fakeClock struct {
-	mu      sync.Mutex // guards wall and elapsed
-	wall    time.Time
-	elapsed time.Duration
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{wall: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
-}
-
-// Advance lets time pass: both clocks move on by d.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.wall = c.wall.Add(d)
-	c.elapsed += d
-}
-
-// StepWall sets the wall clock by d, back or forth, as NTP or an operator
-// may; the monotonic clock does not move.
-func (c *fakeClock) StepWall(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.wall = c.wall.Add(d)
-}
-
-// clock is the fake as the limiter's clock.
-func (c *fakeClock) clock() clock.Clock {
-	return clock.Clock{
-		Now: func() time.Time {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			return c.wall
-		},
-		Elapsed: func() time.Duration {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			return c.elapsed
-		},
 	}
 }

@@ -12,7 +12,7 @@ import (
 // has its own; a second later the client has one more.
 func TestInstancesOnOneRedisShareTheLoginLimit(t *testing.T) {
 	srv := testkit.StartRedis(t)
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	a := NewLoginLimiter(srv.Client(t, "", ""), 60, 2, clock.Now)
 	b := NewLoginLimiter(srv.Client(t, "", ""), 60, 2, clock.Now)
 	client, other := netip.MustParseAddr("203.0.113.5"), netip.MustParseAddr("203.0.113.6")

@@ -348,7 +348,7 @@ func TestACutShortJoinIsFinishedLater(t *testing.T) {
 // 2 h idle lifetime), so its idle lifetime is exact to that minute: a use
 // 59 s after the last write does not move it, one 61 s after does.
 func TestRedisWritesATokensUseOnceAMinute(t *testing.T) {
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	rs := openStore(t, startRedis(t, onRedis), clock.Now)
 	ctx := t.Context()
 	u, _, err := rs.Login(ctx, "wxapp", "o-alice", "")
@@ -592,29 +592,6 @@ func unionIDOf(user string) string       { return wechatLikeID("unionid\x00" + u
 func wechatLikeID(seed string) string {
 	sum := sha256.Sum256([]byte(seed))
 	return "o" + base64.RawURLEncoding.EncodeToString(sum[:])[:27]
-}
-
-// fakeClock is a settable wall clock, so that tests expire tokens and
-// refill buckets without sleeping.
-type fakeClock struct {
-	mu sync.Mutex // guards t
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // syncBuffer is a log that tests read while the store writes it.

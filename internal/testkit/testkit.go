@@ -1,7 +1,8 @@
 // Package testkit is what wxlogin's tests share across packages: real
 // redis-servers and Redis Clusters started for a test on free loopback
-// ports (redis.go), and the waits and skips around them. Only tests
-// import it.
+// ports (redis.go), a fake clock (clock.go), files written and checked as
+// wxlogin keeps them (files.go), and the waits and skips around them. Only
+// tests import it.
 package testkit
 
 import (

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/testkit"
 )
 
 // An erasure whose compaction never finished (here its snapshot fails, and
@@ -17,7 +18,7 @@ import (
 // start: the erased user's data does not wait in the files for a
 // compaction of size.
 func TestAnUnfinishedErasureIsFinishedAtTheNextStart(t *testing.T) {
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	dir := t.TempDir()
 	s := openTestStore(t, dir, clock.Now)
 	alice, _, _ := s.Login("wxshop", "o-alice-shop", "u-alice")
@@ -57,7 +58,7 @@ func TestAnUnfinishedErasureIsFinishedAtTheNextStart(t *testing.T) {
 // name: a returning person, with or without a unionid, is a new user who
 // cannot take the same benefit again; anyone else can.
 func TestErasureForgetsTheUserButNotTheirClaims(t *testing.T) {
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	dir := t.TempDir()
 	s := openTestStore(t, dir, clock.Now)
 	alice, _, _ := s.Login("wxshop", "o-alice-shop", "u-alice")

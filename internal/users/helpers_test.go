@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 	"wxlogin/internal/account"
@@ -21,30 +20,6 @@ import (
 // the stores they open, the files they write and damage, and the repair as
 // wxlogin repair -drop makes it. The root's tests drive the same store
 // through the server and the tools.
-
-// fakeClock is a settable clock, so that tests control the times a store
-// records.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Advance lets time pass.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // discardLogger logs nothing.
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -84,26 +59,6 @@ func envSetting[T any](t *testing.T, name string, def T, parse func(string) (T, 
 		t.Fatalf("%s=%q: %v", name, v, err)
 	}
 	return value
-}
-
-// assertPrivate fails t unless path is readable by its owner only.
-func assertPrivate(t *testing.T, path string) {
-	t.Helper()
-	info, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if perm := info.Mode().Perm(); perm != 0o600 {
-		t.Errorf("%s has mode %04o; want 0600", path, perm)
-	}
-}
-
-// writeFile writes content to path, readable by its owner only.
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // writeDir writes files as the whole content of a new data directory.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/testkit"
 )
 
 // The journal is tested as the user store uses it: opened by Open, written
@@ -38,7 +39,7 @@ func TestUserStoreFilesArePrivate(t *testing.T) {
 		t.Fatalf("files %v; want a snapshot and a journal", files)
 	}
 	for _, f := range files {
-		assertPrivate(t, f)
+		testkit.AssertPrivate(t, f)
 	}
 }
 
@@ -104,13 +105,13 @@ func TestUserStoreRecoversFromCrashDebris(t *testing.T) {
 			appendFile(t, filepath.Join(dir, "users.journal.000001.jsonl"), `{"id":3,"appid":"wxapp","ope`)
 		}},
 		{"torn header of a new journal", func(t *testing.T, dir string) {
-			writeFile(t, filepath.Join(dir, "users.journal.000002.jsonl"), `{"format":"wxlogin-us`)
+			testkit.WriteFile(t, filepath.Join(dir, "users.journal.000002.jsonl"), `{"format":"wxlogin-us`)
 		}},
 		{"empty new journal", func(t *testing.T, dir string) {
-			writeFile(t, filepath.Join(dir, "users.journal.000002.jsonl"), "")
+			testkit.WriteFile(t, filepath.Join(dir, "users.journal.000002.jsonl"), "")
 		}},
 		{"snapshot temp file", func(t *testing.T, dir string) {
-			writeFile(t, filepath.Join(dir, ".users.snapshot.jsonl.tmp123"), `{"format":"wxlogin-users-snapshot","version":1,"gener`)
+			testkit.WriteFile(t, filepath.Join(dir, ".users.snapshot.jsonl.tmp123"), `{"format":"wxlogin-users-snapshot","version":1,"gener`)
 		}},
 	}
 	for _, tt := range tests {
@@ -170,9 +171,9 @@ func TestUserStoreRejectsDamagedFiles(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			path := filepath.Join(dir, tt.file)
-			writeFile(t, path, tt.content)
+			testkit.WriteFile(t, path, tt.content)
 			if tt.name == "torn line in an older journal" {
-				writeFile(t, filepath.Join(dir, "users.journal.000002.jsonl"), strings.Replace(header, `"generation":1`, `"generation":2`, 1))
+				testkit.WriteFile(t, filepath.Join(dir, "users.journal.000002.jsonl"), strings.Replace(header, `"generation":1`, `"generation":2`, 1))
 			}
 			s, err := Open(dir, testMeta, time.Now, discardLogger(), nil)
 			if err == nil {
@@ -264,7 +265,7 @@ func storeText(s *Store) string {
 // claims and updates in each. It returns the files and what they hold.
 func damageFixture(t *testing.T, dir string) (files map[string][]byte, want string) {
 	t.Helper()
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	s, err := Open(dir, testMeta, clock.Now, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -440,8 +441,8 @@ func TestAStoreOfTheEarlierFormatStillOpens(t *testing.T) {
 	const u2 = `{"id":2,"appid":"wxfa4e000000000000","openid":"o-2","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","last_login_at":"2026-01-01T00:00:00Z"}` + "\n"
 	const claim = `{"claim":{"name":"gift","user_id":1,"at":"2026-01-01T00:00:00Z"}}` + "\n"
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "users.snapshot.jsonl"), header+u1+claim)
-	writeFile(t, filepath.Join(dir, "users.journal.000002.jsonl"), `{"format":"wxlogin-users-journal","version":1,"generation":2}`+"\n"+u2)
+	testkit.WriteFile(t, filepath.Join(dir, "users.snapshot.jsonl"), header+u1+claim)
+	testkit.WriteFile(t, filepath.Join(dir, "users.journal.000002.jsonl"), `{"format":"wxlogin-users-journal","version":1,"generation":2}`+"\n"+u2)
 
 	s := openTestStore(t, dir, time.Now)
 	if n, claims := s.Count(), s.ClaimsOf(1); n != 2 || len(claims) != 1 {
@@ -553,7 +554,7 @@ func repairFlip(t *testing.T, dir string, files map[string][]byte, want map[stri
 // it keeps must be a store a start-up would take, line for line.
 func FuzzRepairJournal(f *testing.F) {
 	dir := f.TempDir()
-	s, err := Open(dir, testMeta, newFakeClock().Now, discardLogger(), nil)
+	s, err := Open(dir, testMeta, testkit.NewFakeClock().Now, discardLogger(), nil)
 	if err != nil {
 		f.Fatal(err)
 	}

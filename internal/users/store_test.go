@@ -15,10 +15,11 @@ import (
 	"wxlogin/internal/account"
 	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/journal"
+	"wxlogin/internal/testkit"
 )
 
 func TestUserLogin(t *testing.T) {
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	dir := t.TempDir()
 	s := openTestStore(t, dir, clock.Now)
 
@@ -57,7 +58,7 @@ func TestUserLogin(t *testing.T) {
 }
 
 func TestUserUpdate(t *testing.T) {
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	dir := t.TempDir()
 	s := openTestStore(t, dir, clock.Now)
 	created, _, _ := s.Login("wxapp", "o-alice", "")
@@ -139,7 +140,7 @@ func TestUserConcurrentFirstLoginsCreateOneUser(t *testing.T) {
 }
 
 func TestClaimsAreStoredOncePerPerson(t *testing.T) {
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	dir := t.TempDir()
 	s := openTestStore(t, dir, clock.Now)
 	shop, _, _ := s.Login("wxshop", "o-shop", "u-alice")
@@ -181,7 +182,7 @@ func TestClaimsAreStoredOncePerPerson(t *testing.T) {
 func TestEarliestClaimCountsAfterPersonsJoin(t *testing.T) {
 	for _, firstClaimant := range []int64{1, 2} {
 		t.Run(fmt.Sprint("first claim by user ", firstClaimant), func(t *testing.T) {
-			clock := newFakeClock()
+			clock := testkit.NewFakeClock()
 			s := openTestStore(t, t.TempDir(), clock.Now)
 			s.Login("wxshop", "o-shop", "") // user 1
 			s.Login("wxgame", "o-game", "") // user 2: two persons, as neither has a unionid yet

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/journal"
+	"wxlogin/internal/testkit"
 )
 
 // A repair cut short after it created the new store's first journal (and
@@ -52,7 +53,7 @@ func TestARepairCutShortLeavesTheOldStore(t *testing.T) {
 func repairFixture(t *testing.T, n int) map[string][]byte {
 	t.Helper()
 	dir := t.TempDir()
-	clock := newFakeClock()
+	clock := testkit.NewFakeClock()
 	s, err := Open(dir, testMeta, clock.Now, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -238,9 +239,9 @@ func TestTheToolsFixtureIsTheDamageFixture(t *testing.T) {
 	files, want := damageFixture(t, t.TempDir())
 	if *updateFixture {
 		for name, data := range files {
-			writeFile(t, filepath.Join(fixtureDir, name), string(data))
+			testkit.WriteFile(t, filepath.Join(fixtureDir, name), string(data))
 		}
-		writeFile(t, filepath.Join(fixtureDir, "export.jsonl"), want)
+		testkit.WriteFile(t, filepath.Join(fixtureDir, "export.jsonl"), want)
 	}
 	checkedIn := map[string][]byte{}
 	entries, err := os.ReadDir(fixtureDir)

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"flag"
@@ -11,25 +11,26 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/redis"
+	"wxlogin/internal/testkit"
 )
 
 // envFlagSet is the flags of envflags.go on an environment of env.
 type envFlagSet struct {
-	e    *envFlags
+	e    *Flags
 	addr string
 	ttl  time.Duration
 	rate int
-	mock optionalBool
+	mock OptionalBool
 }
 
 func newEnvFlagSet(env map[string]string) *envFlagSet {
 	fs := flag.NewFlagSet("wxlogin", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	s := &envFlagSet{e: &envFlags{fs: fs, getenv: func(k string) string { return env[k] }}}
-	s.e.string(&s.addr, "addr", "WXLOGIN_ADDR", "127.0.0.1:8080", "listen address")
-	s.e.duration(&s.ttl, "token-ttl", "WXLOGIN_TOKEN_TTL", 2*time.Hour, "token lifetime")
-	s.e.int(&s.rate, "login-rate", "WXLOGIN_LOGIN_RATE", 300, "logins a minute")
-	s.e.bool(&s.mock, "mock", "WXLOGIN_MOCK", "mock mode")
+	s := &envFlagSet{e: &Flags{fs: fs, getenv: func(k string) string { return env[k] }}}
+	s.e.String(&s.addr, "addr", "WXLOGIN_ADDR", "127.0.0.1:8080", "listen address")
+	s.e.Duration(&s.ttl, "token-ttl", "WXLOGIN_TOKEN_TTL", 2*time.Hour, "token lifetime")
+	s.e.Int(&s.rate, "login-rate", "WXLOGIN_LOGIN_RATE", 300, "logins a minute")
+	s.e.Bool(&s.mock, "mock", "WXLOGIN_MOCK", "mock mode")
 	return s
 }
 
@@ -105,7 +106,7 @@ func TestEnvFlagsSetSaysWhetherASettingWasGiven(t *testing.T) {
 		if err := s.parse(tt.args...); err != nil {
 			t.Fatal(err)
 		}
-		if got := s.e.set("addr", "WXLOGIN_ADDR"); got != tt.want {
+		if got := s.e.Set("addr", "WXLOGIN_ADDR"); got != tt.want {
 			t.Errorf("%s: set = %v; want %v", tt.name, got, tt.want)
 		}
 	}
@@ -114,15 +115,15 @@ func TestEnvFlagsSetSaysWhetherASettingWasGiven(t *testing.T) {
 func TestLoadConfig(t *testing.T) {
 	dir := t.TempDir()
 	secretFile := filepath.Join(dir, "secret")
-	writeFile(t, secretFile, " file-secret \n")
+	testkit.WriteFile(t, secretFile, " file-secret \n")
 	looseFile := filepath.Join(dir, "loose")
-	writeFile(t, looseFile, "s")
+	testkit.WriteFile(t, looseFile, "s")
 	os.Chmod(looseFile, 0o644)
 	emptyFile := filepath.Join(dir, "empty")
-	writeFile(t, emptyFile, "\n")
+	testkit.WriteFile(t, emptyFile, "\n")
 	appsFile := func(content string) string {
 		path := filepath.Join(t.TempDir(), "apps.json")
-		writeFile(t, path, content)
+		testkit.WriteFile(t, path, content)
 		return path
 	}
 	twoApps := appsFile(`{"apps": [{"appid": "wxshop", "name": "Shop", "secret_env": "SHOP_SECRET"},
@@ -133,44 +134,44 @@ func TestLoadConfig(t *testing.T) {
 		name    string
 		args    []string
 		env     map[string]string
-		check   func(config) bool
+		check   func(Config) bool
 		wantErr string // a part of the error message
 	}{
-		{name: "defaults", check: func(c config) bool {
-			return c.mock && c.addr == "127.0.0.1:8080" && c.dataDir == "./data" && c.tokenTTL == 2*time.Hour &&
-				c.tokenMaxAge == 720*time.Hour && c.wechatAPI == "https://api.weixin.qq.com" &&
-				c.wechatTimeout == 5*time.Second && c.loginTimeout == 10*time.Second &&
-				c.loginRate == 300 && c.loginBurst == 100 && len(c.proxies) == 0 &&
-				only(c).AppID == mockAppID && len(only(c).secret) == 32
+		{name: "defaults", check: func(c Config) bool {
+			return c.Mock && c.Addr == "127.0.0.1:8080" && c.DataDir == "./data" && c.TokenTTL == 2*time.Hour &&
+				c.TokenMaxAge == 720*time.Hour && c.WechatAPI == "https://api.weixin.qq.com" &&
+				c.WechatTimeout == 5*time.Second && c.LoginTimeout == 10*time.Second &&
+				c.LoginRate == 300 && c.LoginBurst == 100 && len(c.Proxies) == 0 &&
+				only(c).AppID == MockAppID && len(only(c).Secret) == 32
 		}},
 		{name: "login limit and proxies from the environment", env: map[string]string{"WXLOGIN_LOGIN_RATE": "0", "WXLOGIN_LOGIN_BURST": "5", "WXLOGIN_TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1"},
-			check: func(c config) bool {
-				return c.loginRate == 0 && c.loginBurst == 5 && fmt.Sprint(c.proxies) == "[10.0.0.0/8 127.0.0.1/32]"
+			check: func(c Config) bool {
+				return c.LoginRate == 0 && c.LoginBurst == 5 && fmt.Sprint(c.Proxies) == "[10.0.0.0/8 127.0.0.1/32]"
 			}},
 		{name: "login limit by flag", args: []string{"-login-rate", "60"}, env: map[string]string{"WXLOGIN_LOGIN_RATE": "0"},
-			check: func(c config) bool { return c.loginRate == 60 }},
+			check: func(c Config) bool { return c.LoginRate == 60 }},
 		{name: "negative login rate", args: []string{"-login-rate", "-1"}, wantErr: "-login-rate / WXLOGIN_LOGIN_RATE"},
 		{name: "login rate not a number", env: map[string]string{"WXLOGIN_LOGIN_RATE": "lots"}, wantErr: "WXLOGIN_LOGIN_RATE"},
 		{name: "zero burst", args: []string{"-login-burst", "0"}, wantErr: "-login-burst / WXLOGIN_LOGIN_BURST: must be at least 1"},
 		{name: "logs as JSON from warn up, from the environment", env: map[string]string{"WXLOGIN_LOG_FORMAT": "json", "WXLOGIN_LOG_LEVEL": "warn"},
-			check: func(c config) bool { return c.logFormat == "json" && c.logLevel == slog.LevelWarn }},
-		{name: "log defaults", check: func(c config) bool { return c.logFormat == "text" && c.logLevel == slog.LevelInfo }},
+			check: func(c Config) bool { return c.LogFormat == "json" && c.LogLevel == slog.LevelWarn }},
+		{name: "log defaults", check: func(c Config) bool { return c.LogFormat == "text" && c.LogLevel == slog.LevelInfo }},
 		{name: "log format not known", args: []string{"-log-format", "xml"}, wantErr: `-log-format / WXLOGIN_LOG_FORMAT: "xml" is not text or json`},
 		{name: "log level not known", args: []string{"-log-level", "loud"}, wantErr: `-log-level / WXLOGIN_LOG_LEVEL: "loud" is not debug`},
-		{name: "-version ignores the rest", args: []string{"-version", "-fake-only"}, check: func(c config) bool { return c.showVersion }},
+		{name: "-version ignores the rest", args: []string{"-version", "-fake-only"}, check: func(c Config) bool { return c.ShowVersion }},
 		{name: "bad trusted proxy", args: []string{"-trusted-proxies", "10.0.0.0/8,proxy.local"}, wantErr: `-trusted-proxies / WXLOGIN_TRUSTED_PROXIES: "proxy.local"`},
 		{name: "environment", env: map[string]string{"WXLOGIN_ADDR": ":9000", "WXLOGIN_DATA": "/tmp/x", "WXLOGIN_TOKEN_TTL": "30m", "WXLOGIN_TOKEN_MAX_AGE": "24h"},
-			check: func(c config) bool {
-				return c.addr == ":9000" && c.dataDir == "/tmp/x" && c.tokenTTL == 30*time.Minute && c.tokenMaxAge == 24*time.Hour
+			check: func(c Config) bool {
+				return c.Addr == ":9000" && c.DataDir == "/tmp/x" && c.TokenTTL == 30*time.Minute && c.TokenMaxAge == 24*time.Hour
 			}},
 		{name: "flags win over environment", args: []string{"-addr", ":9001", "-token-ttl", "1h"}, env: map[string]string{"WXLOGIN_ADDR": ":9000", "WXLOGIN_TOKEN_TTL": "30m"},
-			check: func(c config) bool { return c.addr == ":9001" && c.tokenTTL == time.Hour }},
+			check: func(c Config) bool { return c.Addr == ":9001" && c.TokenTTL == time.Hour }},
 		{name: "fake only", args: []string{"-fake-only"}, env: map[string]string{"WX_APPSECRET": "sec"},
-			check: func(c config) bool {
-				return c.fakeOnly && !c.mock && only(c).AppID == mockAppID && only(c).secret == "sec"
+			check: func(c Config) bool {
+				return c.FakeOnly && !c.Mock && only(c).AppID == MockAppID && only(c).Secret == "sec"
 			}},
 		{name: "fake only from the environment, with an apps file", args: []string{"-apps", twoApps}, env: map[string]string{"WXLOGIN_FAKE_ONLY": "true", "SHOP_SECRET": "s1", "GAME_SECRET": "s2"},
-			check: func(c config) bool { return c.fakeOnly && len(c.apps) == 2 && c.apps[1].Unbound }},
+			check: func(c Config) bool { return c.FakeOnly && len(c.Apps) == 2 && c.Apps[1].Unbound }},
 		{name: "fake only without a secret", args: []string{"-fake-only"}, wantErr: "-fake-only needs the AppSecret"},
 		{name: "fake only with an app missing its secret", args: []string{"-fake-only", "-apps", twoApps}, env: map[string]string{"SHOP_SECRET": "s1"},
 			wantErr: "GAME_SECRET (its secret_env) is not set"},
@@ -180,22 +181,22 @@ func TestLoadConfig(t *testing.T) {
 		{name: "fake only with -mock", args: []string{"-fake-only", "-mock"}, env: map[string]string{"WX_APPSECRET": "sec"}, wantErr: "do not apply"},
 		{name: "fake only with -wechat-api", args: []string{"-fake-only", "-wechat-api", "http://127.0.0.1:1"}, env: map[string]string{"WX_APPSECRET": "sec"}, wantErr: "do not apply"},
 		{name: "real mode", env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "sec"},
-			check: func(c config) bool { return !c.mock && only(c).AppID == "wx1" && only(c).secret == "sec" }},
+			check: func(c Config) bool { return !c.Mock && only(c).AppID == "wx1" && only(c).Secret == "sec" }},
 		{name: "real mode with another API", args: []string{"-wechat-api", "http://127.0.0.1:1/"}, env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "sec"},
-			check: func(c config) bool { return !c.mock && c.wechatAPI == "http://127.0.0.1:1/" }},
+			check: func(c Config) bool { return !c.Mock && c.WechatAPI == "http://127.0.0.1:1/" }},
 		{name: "secret from a private file", env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET_FILE": secretFile},
-			check: func(c config) bool { return !c.mock && only(c).secret == "file-secret" }},
+			check: func(c Config) bool { return !c.Mock && only(c).Secret == "file-secret" }},
 		{name: "mock forced with a secret", args: []string{"-mock"}, env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "sec"},
-			check: func(c config) bool { return c.mock && only(c).AppID == "wx1" && only(c).secret == "sec" }},
+			check: func(c Config) bool { return c.Mock && only(c).AppID == "wx1" && only(c).Secret == "sec" }},
 		{name: "mock by environment", env: map[string]string{"WXLOGIN_MOCK": "true", "WX_APPID": "wx1", "WX_APPSECRET": "sec"},
-			check: func(c config) bool { return c.mock }},
+			check: func(c Config) bool { return c.Mock }},
 
-		{name: "apps file", args: []string{"-apps", twoApps}, env: bothSecrets, check: func(c config) bool {
-			return !c.mock && len(c.apps) == 2 && c.apps[0].AppID == "wxshop" && c.apps[0].Name == "Shop" &&
-				c.apps[0].secret == "s1" && c.apps[1].secret == "s2" && c.apps[1].Unbound
+		{name: "apps file", args: []string{"-apps", twoApps}, env: bothSecrets, check: func(c Config) bool {
+			return !c.Mock && len(c.Apps) == 2 && c.Apps[0].AppID == "wxshop" && c.Apps[0].Name == "Shop" &&
+				c.Apps[0].Secret == "s1" && c.Apps[1].Secret == "s2" && c.Apps[1].Unbound
 		}},
-		{name: "apps file by environment, in mock mode", env: map[string]string{"WXLOGIN_APPS": twoApps}, check: func(c config) bool {
-			return c.mock && len(c.apps) == 2 && len(c.apps[0].secret) == 32 && c.apps[0].secret != c.apps[1].secret
+		{name: "apps file by environment, in mock mode", env: map[string]string{"WXLOGIN_APPS": twoApps}, check: func(c Config) bool {
+			return c.Mock && len(c.Apps) == 2 && len(c.Apps[0].Secret) == 32 && c.Apps[0].Secret != c.Apps[1].Secret
 		}},
 		{name: "apps file, one secret missing", args: []string{"-apps", twoApps}, env: map[string]string{"SHOP_SECRET": "s1"},
 			wantErr: "app wxgame: the environment variable GAME_SECRET (its secret_env) is not set"},
@@ -229,7 +230,7 @@ func TestLoadConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			getenv := func(k string) string { return tt.env[k] }
-			cfg, err := loadConfig(append([]string{"wxlogin"}, tt.args...), getenv, io.Discard)
+			cfg, err := Load(append([]string{"wxlogin"}, tt.args...), getenv, io.Discard)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Errorf("loadConfig = %v; want an error mentioning %q", err, tt.wantErr)
@@ -247,11 +248,11 @@ func TestLoadConfig(t *testing.T) {
 }
 
 // only returns the one app of a configuration without an apps file.
-func only(c config) appConfig {
-	if len(c.apps) != 1 {
-		return appConfig{}
+func only(c Config) App {
+	if len(c.Apps) != 1 {
+		return App{}
 	}
-	return c.apps[0]
+	return c.Apps[0]
 }
 
 // The Redis password comes from the URL in the environment, or from a file
@@ -277,7 +278,7 @@ func TestParseRedisSetting(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseRedisSetting(tt.url, tt.fromFlag, tt.passwordFile)
+			got, err := ParseRedis(tt.url, tt.fromFlag, tt.passwordFile)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("parseRedisSetting(%q) = %v; want an error saying %q", tt.url, err, tt.err)
