@@ -21,6 +21,7 @@ import (
 	"time"
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/testkit"
+	"wxlogin/internal/tools"
 )
 
 // tool runs a tool as the command line would: wxlogin <args…>.
@@ -352,7 +353,7 @@ func TestBackupRemovesWhatAKilledBackupLeft(t *testing.T) {
 		t.Fatal(err)
 	}
 	left := func() []string {
-		names, _ := filepath.Glob(filepath.Join(dir, backupTempPrefix+"users-1.jsonl.tmp*"))
+		names, _ := filepath.Glob(filepath.Join(dir, tools.BackupTempPrefix+"users-1.jsonl.tmp*"))
 		return names
 	}
 	testkit.WaitWithin(t, time.Minute, "the backup's temporary file", func() bool { return len(left()) == 1 })
@@ -362,7 +363,7 @@ func TestBackupRemovesWhatAKilledBackupLeft(t *testing.T) {
 
 	others := filepath.Join(dir, ".other-program.tmp1")
 	testkit.WriteFile(t, others, "not wxlogin's")
-	running := filepath.Join(dir, backupTempPrefix+"users-0.jsonl.tmp7")
+	running := filepath.Join(dir, tools.BackupTempPrefix+"users-0.jsonl.tmp7")
 	testkit.WriteFile(t, running, "a backup being written")
 	f, err := os.Open(running)
 	if err != nil {

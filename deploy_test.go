@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/testkit"
+	"wxlogin/internal/tools"
 )
 
 // The tests of this file check the recipes of deploy/ with the tools they
@@ -60,8 +61,8 @@ func TestSystemdUnits(t *testing.T) {
 	backup := readFile(t, filepath.Join("deploy", "wxlogin-backup.service"))
 	if m := regexp.MustCompile(`(?m)^TimeoutStartSec=(\d+)min$`).FindStringSubmatch(backup); m == nil {
 		t.Error("deploy/wxlogin-backup.service has no TimeoutStartSec=<minutes>min")
-	} else if minutes, _ := strconv.Atoi(m[1]); time.Duration(minutes)*time.Minute <= defaultBackupTimeout {
-		t.Errorf("deploy/wxlogin-backup.service stops a run after %s min; want longer than wxlogin backup's own -timeout, %v", m[1], defaultBackupTimeout)
+	} else if minutes, _ := strconv.Atoi(m[1]); time.Duration(minutes)*time.Minute <= tools.DefaultBackupTimeout {
+		t.Errorf("deploy/wxlogin-backup.service stops a run after %s min; want longer than wxlogin backup's own -timeout, %v", m[1], tools.DefaultBackupTimeout)
 	}
 	service := readFile(t, filepath.Join("deploy", "wxlogin.service"))
 	for _, want := range []string{"DynamicUser=yes", "StateDirectory=wxlogin", "ProtectSystem=strict", "LoadCredential=appsecret:", "Environment=WX_APPSECRET_FILE=%d/appsecret"} {
@@ -102,7 +103,7 @@ func TestTheBackupUnitsCommandBacksUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	killed := []string{
-		filepath.Join(backups, backupTempPrefix+"users-20000102T000000Z.jsonl.tmp123"),
+		filepath.Join(backups, tools.BackupTempPrefix+"users-20000102T000000Z.jsonl.tmp123"),
 		filepath.Join(backups, ".users-20000101T000000Z.jsonl.tmp456"), // as a wxlogin before this one named it
 	}
 	for _, k := range killed {

@@ -39,6 +39,7 @@ import (
 	"wxlogin/internal/redis"
 	"wxlogin/internal/redisstore"
 	"wxlogin/internal/tokenfile"
+	"wxlogin/internal/tools"
 	"wxlogin/internal/users"
 )
 
@@ -55,8 +56,8 @@ func main() {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if len(args) > 1 && isTool(args[1]) {
-		return runTool(ctx, args[1:], getenv, stdout, stderr) // wxlogin check, backup, … (datatools.go)
+	if len(args) > 1 && tools.IsTool(args[1]) {
+		return tools.Run(ctx, args[1:], getenv, stdout, stderr) // wxlogin check, backup, … (internal/tools)
 	}
 
 	cfg, err := config.Load(args, getenv, stdout)
@@ -325,7 +326,7 @@ func startAdmin(ctx context.Context, addr string, userStore *users.Store, m *met
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.Handle("GET /metrics", m.Handler())
 	if userStore != nil {
-		mux.Handle("GET /backup", handleBackup(userStore, log))
+		mux.Handle("GET /backup", tools.BackupHandler(userStore, log))
 	}
 	// A CPU profile, a trace or a backup runs as long as it needs: no write
 	// timeout.

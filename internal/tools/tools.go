@@ -1,4 +1,12 @@
-package main
+// Package tools is the tools that look after a store, in the same binary:
+// wxlogin check, export, backup, restore and repair, and the moves to and
+// from Redis (move.go). None of them writes to a store a server is running
+// on: check, export and repair take the data directory's lock, and a
+// backup is taken by the server itself, on its admin address.
+// They read and write the user store only through its door for them
+// (internal/users: users.Inspect, users.Store.Lines, users.Create,
+// users.Salvage), never its lock or its maps.
+package tools
 
 import (
 	"bufio"
@@ -23,20 +31,11 @@ import (
 	"wxlogin/internal/users"
 )
 
-// This file is the tools that look after a data directory, in the same
-// binary: wxlogin check, export, backup, restore and repair (and the moves
-// to and from Redis, redismove.go's). None of them writes to a store a
-// server is running on: check, export and repair take the data directory's
-// lock, and a backup is taken by the server itself, on its admin address.
-// They read and write the user store only through its door for them
-// (internal/users: users.Inspect, users.Store.Lines, users.Create,
-// users.Salvage), never its lock or its maps.
-
 // toolNames are the tools, as the first argument names them.
 var toolNames = []string{"check", "export", "backup", "restore", "repair", "to-redis", "from-redis"}
 
-// runTool runs the tool args[0] names, with its flags after it.
-func runTool(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+// Run runs the tool args[0] names, with its flags after it.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("wxlogin "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	e := config.NewFlags(fs, getenv)
@@ -52,7 +51,7 @@ func runTool(ctx context.Context, args []string, getenv func(string) string, std
 	case "backup":
 		fs.StringVar(&from, "from", "", "the -admin-addr of the running wxlogin, as a URL: http://127.0.0.1:6060")
 		fs.StringVar(&to, "to", "", "the file to write the backup to (replaced whole, once the backup checks out)")
-		fs.DurationVar(&timeout, "timeout", defaultBackupTimeout, "the most the whole backup may take, from the request to the file in place")
+		fs.DurationVar(&timeout, "timeout", DefaultBackupTimeout, "the most the whole backup may take, from the request to the file in place")
 	case "restore":
 		fs.StringVar(&from, "from", "", "the backup file to restore")
 		e.String(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to restore into: new, or empty")
@@ -173,20 +172,20 @@ func exportDataDir(dir string, out io.Writer) error {
 	return nil
 }
 
-// defaultBackupTimeout bounds a whole backup, from the request to the file
+// DefaultBackupTimeout bounds a whole backup, from the request to the file
 // in place, unless -timeout says otherwise: a server that stops sending
 // halfway must not hold the nightly unit for ever, since systemd starts
 // no other run of a oneshot still running (deploy/wxlogin-backup.service
 // gives it longer, in TimeoutStartSec).
-const defaultBackupTimeout = 10 * time.Minute
+const DefaultBackupTimeout = 10 * time.Minute
 
-// backupTempPrefix starts the name of the file a backup is written to
+// BackupTempPrefix starts the name of the file a backup is written to
 // before it checks out, next to the backup:
 // .wxlogin-backup-<name>.tmp<random>. It holds every user's data, so one
 // that a killed run left behind is removed by the next run into the same
 // directory (removeKilledBackups); the prefix is the backup's own, so that
 // nothing else there is touched.
-const backupTempPrefix = ".wxlogin-backup-"
+const BackupTempPrefix = ".wxlogin-backup-"
 
 // takeBackup fetches a backup from a running wxlogin's admin address and
 // writes it to path once it checks out whole, all within timeout. First it
@@ -278,7 +277,7 @@ func writeBackupFile(path string, write func(tmp *os.File) error) error {
 // lock, and removed it: then another is made.
 func createBackupTemp(path string) (*os.File, error) {
 	for range 10 {
-		f, err := os.CreateTemp(filepath.Dir(path), backupTempPrefix+filepath.Base(path)+".tmp*")
+		f, err := os.CreateTemp(filepath.Dir(path), BackupTempPrefix+filepath.Base(path)+".tmp*")
 		if err != nil {
 			return nil, err
 		}
@@ -306,7 +305,7 @@ func removeKilledBackups(dir string) ([]string, error) {
 	var removed []string
 	for _, e := range entries {
 		name := e.Name()
-		if !e.Type().IsRegular() || !strings.HasPrefix(name, backupTempPrefix) || !strings.Contains(name, ".tmp") {
+		if !e.Type().IsRegular() || !strings.HasPrefix(name, BackupTempPrefix) || !strings.Contains(name, ".tmp") {
 			continue
 		}
 		path := filepath.Join(dir, name)
@@ -434,11 +433,11 @@ func repairDataDir(dir string, drop bool, out io.Writer) error {
 	return nil
 }
 
-// handleBackup serves GET /backup on the admin address: the user store as
+// BackupHandler serves GET /backup on the admin address: the user store as
 // it is now, in a snapshot's format, every line of it durable before the
 // first byte goes out. Logins go on meanwhile. A backup cut short has no
 // trailer, so wxlogin backup refuses it.
-func handleBackup(users *users.Store, log *slog.Logger) http.Handler {
+func BackupHandler(users *users.Store, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := users.WriteFailure(); err != nil {
 			http.Error(w, "the user store refuses writes since one failed; back up its files after a restart", http.StatusServiceUnavailable)
@@ -452,5 +451,5 @@ func handleBackup(users *users.Store, log *slog.Logger) http.Handler {
 	})
 }
 
-// isTool reports whether name is one of the tools.
-func isTool(name string) bool { return slices.Contains(toolNames, name) }
+// IsTool reports whether name is one of the tools.
+func IsTool(name string) bool { return slices.Contains(toolNames, name) }
