@@ -17,19 +17,23 @@ import (
 	"wxlogin/internal/testkit"
 )
 
-// Every test the README cites exists, so that a claim cannot outlive the
-// test behind it; and the Security section, a table of claims, cites a test
-// for each.
+// Every test the README and docs/ cite exists, so that a claim cannot
+// outlive the test behind it; and the Security section, a table of claims,
+// cites a test for each.
 func TestSecuritySectionCitesRealTests(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, _ := strings.Cut(string(readme), "\n## Security\n")
-	section, _, _ = strings.Cut(section, "\n## ")
+	section := docSection(t, "docs/security.md", "# Security")
 	testName := regexp.MustCompile("`((?:Test|Fuzz)[A-Za-z0-9]+)`")
 	if n := len(testName.FindAllStringSubmatch(section, -1)); n < 20 {
 		t.Fatalf("the Security section cites %d tests; want each claim backed by one", n)
+	}
+	var readme []byte
+	docs, _ := filepath.Glob("docs/*.md")
+	for _, path := range append([]string{"README.md"}, docs...) {
+		text, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readme = append(readme, text...)
 	}
 	cited := testName.FindAllStringSubmatch(string(readme), -1)
 	sources, _ := filepath.Glob("*_test.go")
@@ -45,7 +49,7 @@ func TestSecuritySectionCitesRealTests(t *testing.T) {
 	}
 	for _, m := range cited {
 		if !bytes.Contains(all, []byte("\nfunc "+m[1]+"(")) {
-			t.Errorf("README cites %s, which is no test of wxlogin's", m[1])
+			t.Errorf("the README or docs/ cite %s, which is no test of wxlogin's", m[1])
 		}
 	}
 }
@@ -115,7 +119,7 @@ exit "$EXIT"
 // up to the next section.
 func readmeSection(t *testing.T, heading string) string {
 	t.Helper()
-	return readmePart(t, "## "+heading)
+	return docSection(t, "README.md", "## "+heading)
 }
 
 // declaredNames is every name declared at the top of wxlogin's Go files,
@@ -127,9 +131,9 @@ func declaredNames(t *testing.T) (names, files map[string]bool) {
 	packaged, _ := filepath.Glob("internal/*/*.go")
 	fset := token.NewFileSet()
 	for _, path := range append(sources, packaged...) {
-		// A root file's names are bare (handleLogin); a package's are
-		// qualified, as its callers write them (strictjson.Decode), and a
-		// method by its type too (journal.Journal.Append).
+		// A root file's names are bare (handleLogin), a method's also by its
+		// type (fileUsers.Login); a package's are qualified, as its callers
+		// write them (strictjson.Decode, journal.Journal.Append).
 		qualify, dir := "", filepath.Dir(path)
 		if dir != "." {
 			qualify = filepath.Base(dir) + "."
@@ -145,12 +149,15 @@ func declaredNames(t *testing.T) (names, files map[string]bool) {
 			switch d := d.(type) {
 			case *ast.FuncDecl:
 				names[qualify+d.Name.Name] = true
-				if d.Recv != nil && qualify != "" {
+				if d.Recv != nil {
 					recv := d.Recv.List[0].Type
 					if star, ok := recv.(*ast.StarExpr); ok {
 						recv = star.X
 					}
-					if index, ok := recv.(*ast.IndexExpr); ok {
+					switch index := recv.(type) {
+					case *ast.IndexExpr:
+						recv = index.X
+					case *ast.IndexListExpr:
 						recv = index.X
 					}
 					if id, ok := recv.(*ast.Ident); ok {
@@ -179,7 +186,7 @@ func declaredNames(t *testing.T) (names, files map[string]bool) {
 // no space, slash or underscore is a Go name (protocol names, such as
 // session_key, have underscores); one ending in .go is a file.
 func TestReadTheCodeNamesRealFunctions(t *testing.T) {
-	section := readmeSection(t, "Read the code")
+	section := docSection(t, "docs/reading-the-code.md", "# Read the code")
 	names, files := declaredNames(t)
 	quoted := regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(section, -1)
 	checked := 0
@@ -202,15 +209,14 @@ func TestReadTheCodeNamesRealFunctions(t *testing.T) {
 	}
 }
 
-// The README's file table lists every Go file of wxlogin, and no other.
+// The tables of packages list every root file and package of wxlogin,
+// and no other.
 func TestFileTableListsEveryFile(t *testing.T) {
-	section := readmeSection(t, "Development")
-	_, table, _ := strings.Cut(section, "| file | what it holds |")
+	section := docSection(t, "docs/reading-the-code.md", "## The packages")
 	listed := map[string]bool{}
-	rows := strings.Split(table, "\n")
-	for _, line := range rows[min(2, len(rows)):] { // after the header's end and the |---| line
-		if !strings.HasPrefix(line, "| ") {
-			break
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "| `") { // a row of one of the tables, not a header
+			continue
 		}
 		first, _, _ := strings.Cut(strings.TrimPrefix(line, "| "), " |")
 		for _, m := range regexp.MustCompile("`([a-z]+\\.go|internal/[a-z]+)`").FindAllStringSubmatch(first, -1) {
@@ -220,12 +226,12 @@ func TestFileTableListsEveryFile(t *testing.T) {
 	_, files := declaredNames(t)
 	for f := range files {
 		if !listed[f] {
-			t.Errorf("README's file table does not list %s", f)
+			t.Errorf("docs/reading-the-code.md's tables do not list %s", f)
 		}
 	}
 	for f := range listed {
 		if !files[f] {
-			t.Errorf("README's file table lists %s, which does not exist", f)
+			t.Errorf("docs/reading-the-code.md's tables list %s, which does not exist", f)
 		}
 	}
 }
@@ -285,7 +291,7 @@ func TestREADMERecipesRunAsPasted(t *testing.T) {
 		}
 	})
 	t.Run("the fake on its own", func(t *testing.T) {
-		blocks := codeBlocks(t, readmeSubsection(t, "The fake WeChat on its own: `-fake-only`"), "sh")
+		blocks := codeBlocks(t, docSection(t, "docs/fake.md", "### The fake WeChat on its own: `-fake-only`"), "sh")
 		if len(blocks) != 1 {
 			t.Fatalf("the -fake-only section has %d shell blocks; want the recipe alone", len(blocks))
 		}
@@ -300,7 +306,7 @@ func TestREADMERecipesRunAsPasted(t *testing.T) {
 	})
 	t.Run("a Node backend", func(t *testing.T) {
 		node := needTool(t, "node", "nodejs")
-		section := readmeSubsection(t, "Other backends' tests")
+		section := docSection(t, "docs/fake.md", "### Other backends' tests")
 		fixtures := filepath.Join(t.TempDir(), "fixtures.json")
 		testkit.WriteFile(t, fixtures, codeBlocks(t, section, "json")[0])
 		env := map[string]string{"WX_APPID": config.MockAppID, "WX_APPSECRET": "any-test-secret"}
@@ -332,26 +338,31 @@ func codeBlocks(t *testing.T, text, lang string) []string {
 	return blocks
 }
 
-// readmeSubsection is the text of the README subsection with the given
-// heading, up to the next heading.
-func readmeSubsection(t *testing.T, heading string) string {
+// docSection is the text of the Markdown file at path under heading (its
+// whole line, "## Security"), up to the next heading of its level or above.
+func docSection(t *testing.T, path, heading string) string {
 	t.Helper()
-	section, _, _ := strings.Cut(readmePart(t, "### "+heading), "\n### ")
-	return section
-}
-
-// readmePart is the README's text after the heading line, up to the next
-// section ("## ").
-func readmePart(t *testing.T, heading string) string {
-	t.Helper()
-	readme, err := os.ReadFile("README.md")
+	text, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, part, found := strings.Cut(string(readme), "\n"+heading+"\n")
+	_, part, found := strings.Cut("\n"+string(text), "\n"+heading+"\n")
 	if !found {
-		t.Fatalf("README has no heading %q", heading)
+		t.Fatalf("%s has no heading %q", path, heading)
 	}
-	part, _, _ = strings.Cut(part, "\n## ")
-	return part
+	level := strings.Index(heading, " ") // the number of #
+	var kept []string
+	inCode := false
+	for _, line := range strings.Split(part, "\n") {
+		if strings.HasPrefix(line, "```") {
+			inCode = !inCode
+		}
+		if !inCode && strings.HasPrefix(line, "#") {
+			if n := strings.Index(line, " "); n > 0 && n <= level && strings.Trim(line[:n], "#") == "" {
+				break
+			}
+		}
+		kept = append(kept, line)
+	}
+	return strings.Join(kept, "\n")
 }
