@@ -21,6 +21,7 @@ import (
 	"wxlogin/internal/config"
 	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/journal"
+	"wxlogin/internal/testkit"
 	"wxlogin/internal/users"
 )
 
@@ -37,7 +38,7 @@ import (
 // more, and WXLOGIN_BINARY to kill the built wxlogin rather than this test
 // binary; the figures line it logs is what the script prints.
 func TestKill9KeepsEveryAcknowledgedWrite(t *testing.T) {
-	kills := envSetting(t, "WXLOGIN_CRASH_KILLS", 3, strconv.Atoi)
+	kills := testkit.Setting(t, "WXLOGIN_CRASH_KILLS", 3, strconv.Atoi)
 	// Each kill comes at a uniformly random moment in [0, 2×meanUptime) after
 	// the restarted server answers /healthz.
 	const workers, meanUptime = 8, 400 * time.Millisecond

@@ -45,7 +45,7 @@ func TestASecondWxloginOnOneDirectoryExitsAtOnce(t *testing.T) {
 
 			second := exec.Command(childBinary(), "-addr", "127.0.0.1:0", "-data", dir)
 			second.Env = []string{"WXLOGIN_TEST_CHILD=1"}
-			logs := &syncBuffer{}
+			logs := &testkit.SyncBuffer{}
 			second.Stderr = logs
 			start := time.Now()
 			if err := second.Start(); err != nil {

@@ -78,36 +78,6 @@ func damageFixture(t *testing.T) (files map[string][]byte, want string) {
 	return files, want
 }
 
-// damagedDirs are data directories damaged in each way the journal's
-// tests try, by name.
-func damagedDirs(t *testing.T) map[string]map[string][]byte {
-	t.Helper()
-	files, _ := damageFixture(t)
-	flip := func(name string, at int) map[string][]byte {
-		damaged := maps.Clone(files)
-		damaged[name] = bytes.Clone(files[name])
-		damaged[name][at] ^= 0x04
-		return damaged
-	}
-	without := func(name string) map[string][]byte {
-		damaged := maps.Clone(files)
-		delete(damaged, name)
-		return damaged
-	}
-	snapshot := files["users.snapshot.jsonl"]
-	cut := maps.Clone(files)
-	cut["users.snapshot.jsonl"] = snapshot[:bytes.LastIndexByte(snapshot[:len(snapshot)-1], '\n')+1]
-	return map[string]map[string][]byte{
-		"a bit flipped in the snapshot":       flip("users.snapshot.jsonl", len(snapshot)/2),
-		"a bit flipped in a sealed journal":   flip("users.journal.000002.jsonl", 200),
-		"a bit flipped in the newest journal": flip("users.journal.000003.jsonl", 200),
-		"the snapshot cut at a line":          cut,
-		"the snapshot deleted":                without("users.snapshot.jsonl"),
-		"a sealed journal deleted":            without("users.journal.000002.jsonl"),
-		"the newest journal deleted":          without("users.journal.000003.jsonl"),
-	}
-}
-
 // wxlogin check reports a healthy store and every kind of damage, and
 // changes nothing either way.
 func TestCheckReportsWhatAStoreHoldsAndEveryDamage(t *testing.T) {
@@ -117,7 +87,7 @@ func TestCheckReportsWhatAStoreHoldsAndEveryDamage(t *testing.T) {
 	if err != nil || !strings.Contains(out, "3 users (3 persons) and 2 claims, created in mock mode") || !strings.Contains(out, "ok") {
 		t.Errorf("check of a healthy store = %v:\n%s", err, out)
 	}
-	for name, damaged := range damagedDirs(t) {
+	for name, damaged := range testkit.DamagedStores(files) {
 		dir := writeDir(t, damaged)
 		out, err := tool(t, "check", "-data", dir)
 		if err == nil || !strings.Contains(out, "is damaged") || !regexp.MustCompile(`users\.[a-z]+(\.\d+)?\.jsonl`).MatchString(out) {

@@ -25,6 +25,7 @@ import (
 	"wxlogin/internal/opendata"
 	"wxlogin/internal/redisstore"
 	"wxlogin/internal/request"
+	"wxlogin/internal/testkit"
 )
 
 func TestLoginResponses(t *testing.T) {
@@ -205,7 +206,7 @@ func TestUserShowsTheWholeRecord(t *testing.T) {
 		want := []string{"id", "appid", "openid", "unionid", "nickname", "avatar_url", "gender", "language", "city",
 			"province", "country", "phone_number", "pure_phone_number", "country_code", "created_at", "updated_at", "last_login_at",
 			"person_id", "apps"}
-		keys := jsonKeys(t, got.env.Data)
+		keys := testkit.JSONKeys(t, got.env.Data)
 		slices.Sort(keys)
 		slices.Sort(want)
 		if !slices.Equal(keys, want) {
@@ -1016,7 +1017,7 @@ func TestOnePersonAcrossBoundApps(t *testing.T) {
 		if err := json.Unmarshal(shopReply.env.Data, &entries); err != nil {
 			t.Fatal(err)
 		}
-		if slices.Contains(jsonKeys(t, entries.Apps[1]), "openid") {
+		if slices.Contains(testkit.JSONKeys(t, entries.Apps[1]), "openid") {
 			t.Error("the apps list shows another app's openid")
 		}
 		soloUser := dataOf[userData](t, call(t, a.handler, "GET", "/user", "", "token", solo))
@@ -1433,7 +1434,7 @@ func TestRoutingErrorsUseTheEnvelope(t *testing.T) {
 // A panicking handler is answered with a 500 envelope that does not show
 // the panic; the access log records it.
 func TestPanicBecomesInternalError(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	h := withAccessLog(textLogger(logs), nil, nil, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
 		panic("boom")
 	}))
@@ -1466,7 +1467,7 @@ func TestAccessLogNamesTheClientBehindATrustedProxy(t *testing.T) {
 		{"straight from a client that writes the header", "192.0.2.1:1000", "203.0.113.7", []string{"remote=192.0.2.1:1000"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &testkit.SyncBuffer{}
 			h := withAccessLog(textLogger(logs), proxies, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 			req := httptest.NewRequest("GET", "/healthz", nil)
 			req.RemoteAddr = tt.peer

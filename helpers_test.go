@@ -7,13 +7,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -78,7 +76,7 @@ type testApp struct {
 	tokens       *tokenStore
 	redis        *redis.Client
 	clock        *testkit.FakeClock
-	logs         *syncBuffer
+	logs         *testkit.SyncBuffer
 }
 
 // appSpec is one mini program a test app serves.
@@ -160,7 +158,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	a := &testApp{
 		apps:  appSet{},
 		clock: clock,
-		logs:  &syncBuffer{},
+		logs:  &testkit.SyncBuffer{},
 	}
 	mode := account.ModeReal
 	if opts.mock {
@@ -511,29 +509,6 @@ func missingMembers(typ reflect.Type, v any, path string) []string {
 	return missing
 }
 
-// jsonKeys lists the keys of a JSON object in order, each nested object's
-// keys right after its own, as "parent.child".
-func jsonKeys(t *testing.T, data []byte) []string {
-	t.Helper()
-	var keys []string
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.Token() // The opening brace.
-	for dec.More() {
-		k, _ := dec.Token()
-		var value json.RawMessage
-		if err := dec.Decode(&value); err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, k.(string))
-		if bytes.HasPrefix(value, []byte("{")) {
-			for _, sub := range jsonKeys(t, value) {
-				keys = append(keys, k.(string)+"."+sub)
-			}
-		}
-	}
-	return keys
-}
-
 // The data of each route, as a client reads it: the members wxlogin sends,
 // and times as the RFC 3339 text they are sent as.
 type (
@@ -678,7 +653,7 @@ var listeningURL = regexp.MustCompile(`msg="wxlogin listening" url=(http://\S+)|
 
 // waitForURL polls a server's log for its URL until it appears, the server
 // exits, or a deadline passes.
-func waitForURL(t *testing.T, logs *syncBuffer, exited <-chan error) string {
+func waitForURL(t *testing.T, logs *testkit.SyncBuffer, exited <-chan error) string {
 	t.Helper()
 	// Generous: a start-up with a million users on disk must be given time
 	// to be measured; a server that fails exits, which ends the wait at once.
@@ -717,7 +692,7 @@ func waitHealthy(t *testing.T, base string) {
 // server is wxlogin started through run, in this process.
 type server struct {
 	url  string
-	logs *syncBuffer
+	logs *testkit.SyncBuffer
 	stop func() error // ends run as a signal would, and returns its error
 }
 
@@ -726,7 +701,7 @@ type server struct {
 func startServer(t *testing.T, env map[string]string, args ...string) *server {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	exited := make(chan error, 1)
 	getenv := func(k string) string { return env[k] }
 	go func() {
@@ -789,7 +764,7 @@ func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) 
 type child struct {
 	cmd    *exec.Cmd
 	url    string
-	logs   *syncBuffer
+	logs   *testkit.SyncBuffer
 	exited chan error
 }
 
@@ -846,7 +821,7 @@ func startProcess(t *testing.T, env []string, args ...string) *child {
 // (such as "-n 256", open files, or "-f 16", KiB a file may hold), or none.
 func startLimitedProcess(t *testing.T, limits string, env []string, args ...string) *child {
 	t.Helper()
-	c := &child{logs: &syncBuffer{}, exited: make(chan error, 1)}
+	c := &child{logs: &testkit.SyncBuffer{}, exited: make(chan error, 1)}
 	c.cmd = exec.Command(childBinary(), args...)
 	if limits != "" {
 		c.cmd = exec.Command("bash", append([]string{"-c", "ulimit " + limits + ` && exec "$0" "$@"`, childBinary()}, args...)...)
@@ -887,39 +862,6 @@ func (c *child) stop(t *testing.T) {
 	if err := c.terminate(t); err != nil {
 		t.Fatalf("wxlogin exited with %v after SIGTERM; want a clean exit\n%s", err, c.logs.String())
 	}
-}
-
-// envSetting reads a test setting from the environment with parse (such
-// as strconv.Atoi or time.ParseDuration), or gives def when it is not set.
-func envSetting[T any](t *testing.T, name string, def T, parse func(string) (T, error)) T {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	value, err := parse(v)
-	if err != nil {
-		t.Fatalf("%s=%q: %v", name, v, err)
-	}
-	return value
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger writing while a test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // discardLogger logs nothing.
@@ -972,31 +914,4 @@ func seedUsers(tb testing.TB, s *users.Store, n int) {
 		tb.Fatalf("seeding %d users: %v", n, err)
 	default:
 	}
-}
-
-// filesHold reports which of needles some file in dir holds, to show what
-// is on the disk.
-func filesHold(t *testing.T, dir string, needles ...string) []string {
-	t.Helper()
-	var found []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err // a file the test cannot read could hold anything
-		}
-		for _, n := range needles {
-			if bytes.Contains(data, []byte(n)) {
-				rel, _ := filepath.Rel(dir, path)
-				found = append(found, rel+": "+n)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("reading the data directory: %v", err)
-	}
-	return found
 }

@@ -921,7 +921,7 @@ func TestLogFormatAndLevel(t *testing.T) {
 
 	// At warn, a request that went well writes nothing, one that failed
 	// its line.
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	h := withAccessLog(accesslog.NewLogger(logs, "text", slog.LevelWarn), nil, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/fails" {
 			writeError(w, errors.New("the disk is gone"))
@@ -971,7 +971,7 @@ func TestDeletedAccountIsGoneAfterARestart(t *testing.T) {
 	if user.PhoneNumber == "" || user.UnionID == "" {
 		t.Fatalf("alice before the deletion = %+v; want a phone number and a unionid to look for", user)
 	}
-	if found := filesHold(t, dir, user.OpenID, user.UnionID, "爱丽丝的昵称", user.PhoneNumber); len(found) > 0 {
+	if found := testkit.FilesHolding(t, dir, user.OpenID, user.UnionID, "爱丽丝的昵称", user.PhoneNumber); len(found) > 0 {
 		t.Errorf("after deletion and a graceful stop the data directory holds %v", found)
 	}
 

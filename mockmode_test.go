@@ -267,7 +267,7 @@ func TestTheFakesEnvelopeIsTheServers(t *testing.T) {
 			// Each through the access log, which caps the body and logs the
 			// cause noted for the answer.
 			serve := func(h http.Handler) (*httptest.ResponseRecorder, string) {
-				logs := &syncBuffer{}
+				logs := &testkit.SyncBuffer{}
 				w := httptest.NewRecorder()
 				r := httptest.NewRequestWithContext(t.Context(), tt.method, tt.path, strings.NewReader(tt.body))
 				withAccessLog(textLogger(logs), nil, nil, h).ServeHTTP(w, r)

@@ -408,7 +408,7 @@ func TestRedisWeakenedAfterStartRefusesWrites(t *testing.T) {
 // id it was given, its openid names that id, and every claim answered 201
 // is there. WXLOGIN_CRASH_KILLS sets the kills of each (3).
 func TestKill9OnRedisKeepsEveryAcknowledgedWrite(t *testing.T) {
-	kills := envSetting(t, "WXLOGIN_CRASH_KILLS", 3, strconv.Atoi)
+	kills := testkit.Setting(t, "WXLOGIN_CRASH_KILLS", 3, strconv.Atoi)
 	const workers, meanUptime = 8, 300 * time.Millisecond
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, seed))

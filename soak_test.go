@@ -19,6 +19,7 @@ import (
 	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
 	"wxlogin/internal/config"
+	"wxlogin/internal/testkit"
 	"wxlogin/internal/tokenfile"
 	"wxlogin/internal/users"
 )
@@ -36,11 +37,11 @@ import (
 // endpoint and /proc tell; and stopped with SIGTERM, it must save no token,
 // since every session logged out.
 func TestSoak(t *testing.T) {
-	duration := envSetting(t, "WXLOGIN_SOAK", 0, time.ParseDuration)
+	duration := testkit.Setting(t, "WXLOGIN_SOAK", 0, time.ParseDuration)
 	if duration <= 0 {
 		t.Skip("runs for a minute: set WXLOGIN_SOAK=60s (scripts/soak) to run it")
 	}
-	conns := envSetting(t, "WXLOGIN_SOAK_CONNS", 64, strconv.Atoi)
+	conns := testkit.Setting(t, "WXLOGIN_SOAK_CONNS", 64, strconv.Atoi)
 	const faultRate, usersPerConn = 0.1, 4
 
 	env := []string{"WX_APPID=" + config.MockAppID, "WX_APPSECRET=soak-" + randomText(12, base64.RawURLEncoding.EncodeToString)}

@@ -159,12 +159,12 @@ func TestFakeUserInfoIsShapedAsWeChat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := jsonKeys(t, plain), jsonKeys(t, []byte(officialPlaintext)); !slices.Equal(got, want) {
+	if got, want := testkit.JSONKeys(t, plain), testkit.JSONKeys(t, []byte(officialPlaintext)); !slices.Equal(got, want) {
 		t.Errorf("decrypted keys %v; want the official example's %v", got, want)
 	}
 	rawData := detail["rawData"].(string)
 	const officialRawData = `{"nickName":"Band","gender":1,"language":"zh_CN","city":"Guangzhou","province":"Guangdong","country":"CN","avatarUrl":"http://x/0"}`
-	if got, want := jsonKeys(t, []byte(rawData)), jsonKeys(t, []byte(officialRawData)); !slices.Equal(got, want) {
+	if got, want := testkit.JSONKeys(t, []byte(rawData)), testkit.JSONKeys(t, []byte(officialRawData)); !slices.Equal(got, want) {
 		t.Errorf("rawData keys %v; want the official example's %v", got, want)
 	}
 	if detail["signature"] != opendata.SignRawData(rawData, key) {

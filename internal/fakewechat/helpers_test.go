@@ -190,26 +190,3 @@ type faultsData struct {
 	Calls    int            `json:"calls"`
 	Injected map[string]int `json:"injected"`
 }
-
-// jsonKeys lists the member names of a JSON object in order, those of the
-// objects in it as "outer.inner".
-func jsonKeys(t *testing.T, data []byte) []string {
-	t.Helper()
-	var keys []string
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.Token() // The opening brace.
-	for dec.More() {
-		k, _ := dec.Token()
-		var value json.RawMessage
-		if err := dec.Decode(&value); err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, k.(string))
-		if bytes.HasPrefix(value, []byte("{")) {
-			for _, sub := range jsonKeys(t, value) {
-				keys = append(keys, k.(string)+"."+sub)
-			}
-		}
-	}
-	return keys
-}

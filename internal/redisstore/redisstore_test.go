@@ -1,14 +1,12 @@
 package redisstore
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -109,7 +107,7 @@ func TestRedisWeakenedDurabilityIsLoggedOnce(t *testing.T) {
 	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	rc := redis.NewClient(redis.Config{Addrs: []string{srv.Addr}, PoolSize: 4, Timeout: 300 * time.Millisecond})
 	t.Cleanup(rc.Close)
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	rs, err := Open(t.Context(), rc, Options{Durability: Fsync, Meta: account.Meta{Mode: account.ModeReal},
 		TokenTTL: time.Hour, TokenMaxAge: time.Hour, Now: time.Now, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
@@ -164,7 +162,7 @@ func TestRedisWeakenedDurabilityIsLoggedOnce(t *testing.T) {
 // used_memory is read before, after the users with one token each, and
 // after a second token each.
 func TestRedisScaleFigures(t *testing.T) {
-	n := envSetting(t, "WXLOGIN_REDIS_SCALE", 0, strconv.Atoi)
+	n := testkit.Setting(t, "WXLOGIN_REDIS_SCALE", 0, strconv.Atoi)
 	if n == 0 {
 		t.Skip("set WXLOGIN_REDIS_SCALE=<users> (scripts/scale does) to measure")
 	}
@@ -594,37 +592,4 @@ func wechatLikeID(seed string) string {
 	return "o" + base64.RawURLEncoding.EncodeToString(sum[:])[:27]
 }
 
-// syncBuffer is a log that tests read while the store writes it.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-// envSetting is the environment variable name read by parse, or def when
-// it is unset.
-func envSetting[T any](t *testing.T, name string, def T, parse func(string) (T, error)) T {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	value, err := parse(v)
-	if err != nil {
-		t.Fatalf("%s=%q: %v", name, v, err)
-	}
-	return value
-}

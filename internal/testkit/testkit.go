@@ -1,11 +1,13 @@
 // Package testkit is what wxlogin's tests share across packages: real
 // redis-servers and Redis Clusters started for a test on free loopback
-// ports (redis.go), a fake clock (clock.go), files written and checked as
-// wxlogin keeps them (files.go), and the waits and skips around them. Only
-// tests import it.
+// ports (redis.go), a fake clock (clock.go), files written, damaged and
+// searched as wxlogin's tests need them (files.go), and the waits, skips,
+// settings and JSON checks around them. Only tests import it.
 package testkit
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"testing"
@@ -39,4 +41,43 @@ func WaitWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// Setting is a test's setting from the environment variable name, read
+// with parse (such as strconv.Atoi or time.ParseDuration), or def when it
+// is not set: how long a soak runs, how many kills a crash test makes.
+func Setting[T any](t testing.TB, name string, def T, parse func(string) (T, error)) T {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	value, err := parse(v)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, v, err)
+	}
+	return value
+}
+
+// JSONKeys lists the keys of a JSON object in order, each nested object's
+// keys right after its own, as "parent.child".
+func JSONKeys(t testing.TB, data []byte) []string {
+	t.Helper()
+	var keys []string
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.Token() // The opening brace.
+	for dec.More() {
+		k, _ := dec.Token()
+		var value json.RawMessage
+		if err := dec.Decode(&value); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k.(string))
+		if bytes.HasPrefix(value, []byte("{")) {
+			for _, sub := range JSONKeys(t, value) {
+				keys = append(keys, k.(string)+"."+sub)
+			}
+		}
+	}
+	return keys
 }

@@ -38,7 +38,7 @@ func TestAnUnfinishedErasureIsFinishedAtTheNextStart(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if found := filesHold(t, dir, "o-alice-shop", "13912345678"); len(found) == 0 {
+	if found := testkit.FilesHolding(t, dir, "o-alice-shop", "13912345678"); len(found) == 0 {
 		t.Fatal("the failed snapshot took the data off the disk anyway: the test tests nothing")
 	}
 
@@ -47,7 +47,7 @@ func TestAnUnfinishedErasureIsFinishedAtTheNextStart(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if found := filesHold(t, dir, "o-alice-shop", "u-alice", "13912345678"); len(found) > 0 {
+	if found := testkit.FilesHolding(t, dir, "o-alice-shop", "u-alice", "13912345678"); len(found) > 0 {
 		t.Errorf("after the next start the data directory still holds %v", found)
 	}
 }
@@ -87,7 +87,7 @@ func TestErasureForgetsTheUserButNotTheirClaims(t *testing.T) {
 	}
 	s.journal.WaitCompactions()
 	s.Close()
-	if found := filesHold(t, dir, "o-alice-shop", "o-alice-solo", "u-alice", "爱丽丝", "13912345678"); len(found) > 0 {
+	if found := testkit.FilesHolding(t, dir, "o-alice-shop", "o-alice-solo", "u-alice", "爱丽丝", "13912345678"); len(found) > 0 {
 		t.Errorf("after the erasure's compaction the data directory still holds %v", found)
 	}
 

@@ -1,11 +1,8 @@
 package users
 
 import (
-	"bytes"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -46,21 +43,6 @@ func openTestStore(t testing.TB, dir string, now func() time.Time) *Store {
 // length and alphabet, as the fake makes them.
 func benchOpenID(i int) string { return fakewechat.OpenID("wxbench", strconv.Itoa(i)) }
 
-// envSetting reads a test setting from the environment with parse (such
-// as strconv.Atoi), or gives def when it is not set.
-func envSetting[T any](t *testing.T, name string, def T, parse func(string) (T, error)) T {
-	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	value, err := parse(v)
-	if err != nil {
-		t.Fatalf("%s=%q: %v", name, v, err)
-	}
-	return value
-}
-
 // writeDir writes files as the whole content of a new data directory.
 func writeDir(t *testing.T, files map[string][]byte) string {
 	t.Helper()
@@ -71,63 +53,6 @@ func writeDir(t *testing.T, files map[string][]byte) string {
 		}
 	}
 	return dir
-}
-
-// filesHold reports which of needles some file in dir holds, to show what
-// is on the disk.
-func filesHold(t *testing.T, dir string, needles ...string) []string {
-	t.Helper()
-	var found []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return err // a file the test cannot read could hold anything
-		}
-		for _, n := range needles {
-			if bytes.Contains(data, []byte(n)) {
-				rel, _ := filepath.Rel(dir, path)
-				found = append(found, rel+": "+n)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("reading the data directory: %v", err)
-	}
-	return found
-}
-
-// damagedDirs are data directories damaged in each way the journal's
-// tests try, by name: damageFixture's files, each damaged once.
-func damagedDirs(t *testing.T) map[string]map[string][]byte {
-	t.Helper()
-	files, _ := damageFixture(t, t.TempDir())
-	flip := func(name string, at int) map[string][]byte {
-		damaged := maps.Clone(files)
-		damaged[name] = bytes.Clone(files[name])
-		damaged[name][at] ^= 0x04
-		return damaged
-	}
-	without := func(name string) map[string][]byte {
-		damaged := maps.Clone(files)
-		delete(damaged, name)
-		return damaged
-	}
-	snapshot := files["users.snapshot.jsonl"]
-	cut := maps.Clone(files)
-	cut["users.snapshot.jsonl"] = snapshot[:bytes.LastIndexByte(snapshot[:len(snapshot)-1], '\n')+1]
-	return map[string]map[string][]byte{
-		"a bit flipped in the snapshot":       flip("users.snapshot.jsonl", len(snapshot)/2),
-		"a bit flipped in a sealed journal":   flip("users.journal.000002.jsonl", 200),
-		"a bit flipped in the newest journal": flip("users.journal.000003.jsonl", 200),
-		"the snapshot cut at a line":          cut,
-		"the snapshot deleted":                without("users.snapshot.jsonl"),
-		"a sealed journal deleted":            without("users.journal.000002.jsonl"),
-		"the newest journal deleted":          without("users.journal.000003.jsonl"),
-	}
 }
 
 // repairDrop repairs the store in dir as wxlogin repair -drop does

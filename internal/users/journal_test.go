@@ -346,7 +346,7 @@ func openDamaged(t *testing.T, dir string, files map[string][]byte) (string, err
 // and repairs one flip in eight; with WXLOGIN_BITFLIP_ALL=1
 // (scripts/bitflip, which CI runs) every bit of each byte, each repaired.
 func TestEveryBitFlipIsRefused(t *testing.T) {
-	everyBit := envSetting(t, "WXLOGIN_BITFLIP_ALL", false, strconv.ParseBool)
+	everyBit := testkit.Setting(t, "WXLOGIN_BITFLIP_ALL", false, strconv.ParseBool)
 	files, want := damageFixture(t, t.TempDir())
 	scratch, repairs := t.TempDir(), t.TempDir()
 	wantLines := map[string]bool{}

@@ -22,7 +22,8 @@ import (
 // refuses as before (it was damaged), never one it would take for an
 // empty store.
 func TestARepairCutShortLeavesTheOldStore(t *testing.T) {
-	for name, damaged := range damagedDirs(t) {
+	files, _ := damageFixture(t, t.TempDir())
+	for name, damaged := range testkit.DamagedStores(files) {
 		for _, step := range []string{"mark", "snapshot"} {
 			dir := writeDir(t, damaged)
 			j, err := journal.Open(dir, "users", journal.Options{Meta: json.RawMessage(`{"mode":"mock","appids":[]}`), Log: discardLogger()})
