@@ -263,7 +263,7 @@ func Replay[R any](j *Journal, parse func(line []byte) (R, error), apply func(R)
 	// rename and their removal; they are removed once the rest checks out.
 	gens := slices.DeleteFunc(slices.Clone(j.gens), func(gen int64) bool { return gen <= through })
 	included := j.gens[:len(j.gens)-len(gens)]
-	gens, err = j.dropInterruptedRotation(gens)
+	gens, err = j.dropInterruptedRotation(gens, mark)
 	if err != nil {
 		return err
 	}
@@ -466,11 +466,19 @@ func (j *Journal) header(gen int64) fileHeader {
 // before it was never sealed, so no write went to it. (Journals of the
 // earlier format were never sealed, and never cut short so.) It returns
 // the generations left.
-func (j *Journal) dropInterruptedRotation(gens []int64) ([]int64, error) {
+func (j *Journal) dropInterruptedRotation(gens []int64, mark *fileMark) ([]int64, error) {
 	if len(gens) < 2 {
 		return gens, nil
 	}
 	newest, previous := gens[len(gens)-1], gens[len(gens)-2]
+	if mark != nil && mark.Generation == newest && j.versionOf(j.journalPath(previous)) == formatVersion {
+		// The watermark moved on to it, which a rotation does only once the
+		// journal before it is sealed: that one is damaged, and replay says
+		// so; the new one is not a rotation cut short, and stays. (A move
+		// from an earlier format writes the watermark first, before the
+		// generation it names: startCurrentFormat.)
+		return gens, nil
+	}
 	empty, err := j.holdsNoLines(j.journalPath(newest))
 	if err != nil || !empty {
 		return gens, err
@@ -486,6 +494,21 @@ func (j *Journal) dropInterruptedRotation(gens []int64) ([]int64, error) {
 		return durable.SyncDir(j.dir)
 	})
 	return gens[:len(gens)-1], err
+}
+
+// versionOf is the format version of the journal at path, as its header
+// says, or 0 if the header cannot be read.
+func (j *Journal) versionOf(path string) int {
+	data, err := readAtMost(path, maxLineBytes)
+	if err != nil {
+		return 0
+	}
+	first, _, _ := bytes.Cut(data, []byte("\n"))
+	h, _, err := parseHeader(append(first, '\n'), j.journalFormat())
+	if err != nil {
+		return 0
+	}
+	return h.Version
 }
 
 // holdsNoLines reports whether the journal at path has no line after its
@@ -649,6 +672,11 @@ func replayFile[R any](j *Journal, path, format string, newest bool, watch int64
 			case l.parseErr != nil:
 				return f, fmt.Errorf("%s:%d: %w", path, l.lineNo, l.parseErr)
 			case errors.Is(l.readErr, io.EOF) && l.size == 0:
+				return f, nil
+			case errors.Is(l.readErr, io.EOF) && newest && !l.wholeLine && f.tally.lines < watch:
+				// The watermark says this line, or one after it, was
+				// acknowledged: it is not a crash's debris, and it stays on
+				// disk for the operator (checkMark says what is missing).
 				return f, nil
 			case errors.Is(l.readErr, io.EOF) && newest && !l.wholeLine:
 				what := fmt.Sprintf("drop the incomplete last line (%d bytes) of %s:%d, cut off by a crash; it was never acknowledged", l.size, path, l.lineNo)

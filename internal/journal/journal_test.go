@@ -725,3 +725,53 @@ func FuzzParseMark(f *testing.F) {
 		}
 	})
 }
+
+// A last line cut short that the watermark says was acknowledged is not a
+// crash's debris: start-up refuses the store, saying how many lines are
+// missing, and leaves the line's bytes on disk for the operator.
+func TestAnAcknowledgedLineCutShortIsNotDropped(t *testing.T) {
+	files, _ := noteFixture(t, t.TempDir())
+	const name = "notes.journal.000003.jsonl"
+	damaged := maps.Clone(files)
+	damaged[name] = files[name][:len(files[name])-5] // into its last line
+	dir := t.TempDir()
+	if _, err := openNotes(t, dir, damaged); err == nil || !strings.Contains(err.Error(), "1 lines are missing") {
+		t.Errorf("the newest journal cut into its last acknowledged line: %v; want it refused, one line missing", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, name)); !bytes.Equal(got, damaged[name]) {
+		t.Errorf("start-up changed the journal it refused: %d bytes, where it held %d", len(got), len(damaged[name]))
+	}
+}
+
+// A rotation that went through (journal 3 sealed, journal 4 begun, the
+// watermark moved on to it) with journal 3's seal damaged since is damage
+// in journal 3, reported as such; journal 4 is not taken for a rotation
+// cut short and removed.
+func TestADamagedSealIsNotTakenForARotationCutShort(t *testing.T) {
+	files, _ := noteFixture(t, t.TempDir())
+	h := headerOf(t, files["notes.journal.000003.jsonl"])
+	j := &Journal{name: "notes", opts: Options{Meta: h.Meta}, store: h.Store}
+	var tally lineTally
+	for i, line := range strings.SplitAfter(string(files["notes.journal.000003.jsonl"]), "\n") {
+		if _, _, sum, err := splitFramed([]byte(line)); err == nil {
+			tally.last = sum
+			if i > 0 {
+				tally.lines++
+			}
+		}
+	}
+	trailer := encodeTrailer(tally)
+	trailer[len(trailer)/2] ^= 0x01 // the seal damaged
+	rotated := maps.Clone(files)
+	rotated["notes.journal.000003.jsonl"] = append(bytes.Clone(files["notes.journal.000003.jsonl"]), trailer...)
+	header, headerTally := encodeHeader(j.header(4))
+	rotated["notes.journal.000004.jsonl"] = header
+	rotated["notes.watermark"] = appendMark(nil, markFor(h.Store, 4, headerTally))
+	dir := t.TempDir()
+	if _, err := openNotes(t, dir, rotated); err == nil || !strings.Contains(err.Error(), "notes.journal.000003.jsonl:") {
+		t.Errorf("journal 3's seal damaged after the rotation: %v; want it refused, naming journal 3", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "notes.journal.000004.jsonl")); err != nil {
+		t.Errorf("journal 4, which the watermark names, was removed: %v", err)
+	}
+}
