@@ -204,7 +204,7 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 		wx.backoff = []time.Duration{time.Millisecond, time.Millisecond}
 		if onRedis { // shared as run shares them
 			wx.sharedTokens = redisstore.NewAccessTokens(a.redis, clock.Now, 5*time.Millisecond)
-			wx.sharedExchanges = redisstore.NewExchanges(a.redis, 5*time.Millisecond, 10*time.Second)
+			wx.sharedExchanges = redisExchanges{redisstore.NewExchanges(a.redis, 5*time.Millisecond, 10*time.Second)}
 		}
 		a.apps[s.id] = &miniApp{ID: s.id, Name: s.name, wx: wx, checkContent: !opts.noContentCheck}
 		if a.wx == nil {

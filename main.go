@@ -183,7 +183,7 @@ func runOnRedis(ctx context.Context, cfg config.Config, m *metrics.Metrics, log 
 	}
 	sharing := shared{
 		tokens:     redisstore.NewAccessTokens(rc, time.Now, 50*time.Millisecond),
-		exchanges:  redisstore.NewExchanges(rc, 20*time.Millisecond, cfg.LoginTimeout+5*time.Second),
+		exchanges:  redisExchanges{redisstore.NewExchanges(rc, 20*time.Millisecond, cfg.LoginTimeout+5*time.Second)},
 		redisBound: cfg.Redis.Timeout,
 	}
 	if l := redisstore.NewLoginLimiter(rc, cfg.LoginRate, cfg.LoginBurst, time.Now); l != nil {
@@ -193,6 +193,25 @@ func runOnRedis(ctx context.Context, cfg config.Config, m *metrics.Metrics, log 
 		"redis", strings.Join(cfg.Redis.Addrs, ","), "redis_cluster", cfg.Redis.Cluster, "redis_durability", cfg.RedisDurability)
 	log.Info("stopped")
 	return err
+}
+
+// redisExchanges is the Redis store's shared code exchanges as the WeChat
+// client's sharedExchanges: an answer crosses as the store's Session, and
+// WeChat's refusal by its errcode, which comes back to the instances that
+// waited for it as a *redisstore.Refused and leaves here as the
+// wechatError it was, but for its errmsg.
+type redisExchanges struct{ *redisstore.Exchanges }
+
+func (r redisExchanges) Exchange(ctx context.Context, appID, code string, exchange func(ctx context.Context) (code2SessionResult, error)) (code2SessionResult, error) {
+	s, err := r.Exchanges.Exchange(ctx, appID, code, func(ctx context.Context) (redisstore.Session, error) {
+		s, err := exchange(ctx)
+		return redisstore.Session(s), err
+	})
+	var elsewhere *redisstore.Refused
+	if errors.As(err, &elsewhere) {
+		err = &wechatError{API: "jscode2session", Code: elsewhere.Code, Msg: "(answered to another instance)"}
+	}
+	return code2SessionResult(s), err
 }
 
 // shared is what instances on one Redis share besides the stores: the

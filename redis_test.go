@@ -885,7 +885,7 @@ func TestInstancesOnOneRedisExchangeACodeOnce(t *testing.T) {
 	var clients []*wechatClient
 	for range 2 {
 		wx := newWechatClient(srv.URL+"/mock/api", "wxapp", testSecret, time.Second, 5*time.Second)
-		wx.sharedExchanges = redisstore.NewExchanges(redisSrv.Client(t, "", ""), 5*time.Millisecond, 10*time.Second)
+		wx.sharedExchanges = redisExchanges{redisstore.NewExchanges(redisSrv.Client(t, "", ""), 5*time.Millisecond, 10*time.Second)}
 		clients = append(clients, wx)
 	}
 	for round, code := range []string{fake.IssueCode("wxapp", "alice"), "made-up-code"} {
@@ -924,7 +924,7 @@ func TestInstancesOnOneRedisExchangeACodeOnce(t *testing.T) {
 func TestWaitingForAnotherInstancesExchangeEndsInTime(t *testing.T) {
 	srv := testkit.StartRedis(t)
 	wx := newWechatClient("http://127.0.0.1:1", "wxapp", testSecret, time.Second, 300*time.Millisecond)
-	wx.sharedExchanges = redisstore.NewExchanges(srv.Client(t, "", ""), 5*time.Millisecond, 10*time.Second)
+	wx.sharedExchanges = redisExchanges{redisstore.NewExchanges(srv.Client(t, "", ""), 5*time.Millisecond, 10*time.Second)}
 	other := redisstore.NewExchanges(srv.Client(t, "", ""), 5*time.Millisecond, 10*time.Second)
 	marked, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {

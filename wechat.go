@@ -17,7 +17,6 @@ import (
 	"wxlogin/internal/metrics"
 	"wxlogin/internal/opendata"
 	"wxlogin/internal/redact"
-	"wxlogin/internal/redisstore"
 )
 
 // WeChat errcodes wxlogin acts on, with their sources in WECHAT.md §1, §3
@@ -88,7 +87,7 @@ type code2SessionResult struct {
 }
 
 // sharedAccessTokens is where instances sharing a store keep each app's
-// access_token: Redis's (redisstore.AccessTokens), or nil for one instance,
+// access_token: Redis's (*redisstore.AccessTokens), or nil for one instance,
 // which keeps it in its own memory only.
 type sharedAccessTokens interface {
 	// Get returns the app's token and until when to use it, fetched by
@@ -99,13 +98,13 @@ type sharedAccessTokens interface {
 }
 
 // sharedExchanges is where instances sharing a store meet the exchanges
-// under way: Redis's (redisstore.Exchanges), or nil for one instance.
+// under way: Redis's (redisExchanges, in main.go), or nil for one instance.
 type sharedExchanges interface {
 	// Exchange returns the answer to code: of the exchange another
 	// instance has under way, or of exchange, made here. WeChat's refusal
-	// is shared by its errcode (wechatError.Errcode) and comes back to
-	// the instances that waited for it as a *redisstore.Refused.
-	Exchange(ctx context.Context, appID, code string, exchange func(ctx context.Context) (redisstore.Session, error)) (redisstore.Session, error)
+	// comes back to the instances that waited for it as the wechatError
+	// it was, but for its errmsg.
+	Exchange(ctx context.Context, appID, code string, exchange func(ctx context.Context) (code2SessionResult, error)) (code2SessionResult, error)
 }
 
 // wechatClient calls WeChat's server API for one mini program.
@@ -134,7 +133,7 @@ type wechatClient struct {
 	tokenFetch flight.Group[struct{}, string]
 	// sharedTokens, with -redis, is where every instance finds the token
 	// one of them fetched (redisstore.AccessTokens), and sharedExchanges
-	// the exchanges under way on any of them (redisstore.Exchanges); nil
+	// the exchanges under way on any of them (redisExchanges); nil
 	// for one instance.
 	sharedTokens    sharedAccessTokens
 	sharedExchanges sharedExchanges
@@ -173,15 +172,9 @@ func (c *wechatClient) code2Session(ctx context.Context, code string) (code2Sess
 			// another instance gets the request's bound here.
 			ctx, cancel := context.WithTimeout(ctx, c.requestTimeout)
 			defer cancel()
-			s, err := c.sharedExchanges.Exchange(ctx, c.appID, code, func(ctx context.Context) (redisstore.Session, error) {
-				s, err := c.exchangeCode(ctx, code)
-				return redisstore.Session(s), err
+			return c.sharedExchanges.Exchange(ctx, c.appID, code, func(ctx context.Context) (code2SessionResult, error) {
+				return c.exchangeCode(ctx, code)
 			})
-			var elsewhere *redisstore.Refused
-			if errors.As(err, &elsewhere) {
-				err = &wechatError{API: "jscode2session", Code: elsewhere.Code, Msg: "(answered to another instance)"}
-			}
-			return code2SessionResult(s), err
 		}
 		return c.exchangeCode(ctx, code)
 	})
