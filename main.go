@@ -100,7 +100,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	// The token store exists before the admin listener, which counts its
+	// tokens; they are loaded into it only once listening has worked.
+	clocks := clock.System()
+	tokens := newTokenStore(cfg.TokenTTL, cfg.TokenMaxAge, clocks)
 	m.Users = userStore.Count
+	m.LiveTokens = func() int { return int(tokens.liveAtSweep.Load()) }
 	stopAdmin, err := startAdmin(ctx, cfg.AdminAddr, userStore, m, log)
 	if err != nil {
 		return errors.Join(err, userStore.Close())
@@ -112,9 +117,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	// Tokens are loaded only once listening has worked: loading deletes the
 	// saved file, and a start that fails must not log everyone out.
-	clocks := clock.System()
-	tokens := newTokenStore(cfg.TokenTTL, cfg.TokenMaxAge, clocks)
-	m.LiveTokens = func() int { return int(tokens.liveAtSweep.Load()) }
 	tokenPath := filepath.Join(cfg.DataDir, tokenfile.Name)
 	reloaded, err := tokens.load(tokenPath, userStore.Identity)
 	if errors.Is(err, errTokenFileDropped) {

@@ -466,7 +466,7 @@ func TestRunHelp(t *testing.T) {
 	}
 	_, err := config.Load([]string{"wxlogin", "-h"}, func(string) string { return "" }, io.Discard)
 	if !errors.Is(err, flag.ErrHelp) {
-		t.Errorf("loadConfig -h = %v; want flag.ErrHelp", err)
+		t.Errorf("config.Load -h = %v; want flag.ErrHelp", err)
 	}
 }
 

@@ -73,7 +73,7 @@ type tokenBackend interface {
 // their session_key are held once per user, in the loginState it points at.
 type tokenEntry struct {
 	user     *loginState
-	issuedAt int64        // on the monotonic clock (clock.elapsed), in nanoseconds
+	issuedAt int64        // on the monotonic clock (clock.Clock.Elapsed), in nanoseconds
 	lastUsed atomic.Int64 // likewise, of the last successful lookup
 }
 

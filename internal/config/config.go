@@ -50,8 +50,8 @@ type Config struct {
 	ContentCheck  bool   // check a changed nickname with msgSecCheck
 	Proxies       limits.TrustedProxies
 	Apps          []App
-	// redis, when set, is where users and tokens live, in place of the
-	// data directory (internal/redisstore); redisDurability is what it
+	// Redis, when set, is where users and tokens live, in place of the
+	// data directory (internal/redisstore); RedisDurability is what it
 	// must promise of a write (redisstore.Fsync or redisstore.Unchecked).
 	Redis           *redis.Config
 	RedisDurability string
@@ -129,13 +129,13 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	e.Bool(&contentCheck, "content-check", "WXLOGIN_CONTENT_CHECK", "check a nickname set by PATCH /user with WeChat's msgSecCheck and refuse a risky one (status 9); when WeChat cannot check it, refuse the change (status 3) (default: on; -content-check=false to turn off)")
 	var redisURL string
 	e.String(&redisURL, "redis", "WXLOGIN_REDIS", "", "keep users and tokens in Redis, shared by every wxlogin on it, instead of -data: redis://[user@]host:port[/db][?cluster=true&addr=host:port&pool=8&timeout=2s], or rediss:// for TLS; a password only through WXLOGIN_REDIS or WXLOGIN_REDIS_PASSWORD_FILE, never this flag (default: off)")
-	e.String(&cfg.RedisDurability, "redis-durability", "WXLOGIN_REDIS_DURABILITY", redisstore.Fsync, "with -redis: fsync refuses to start unless every Redis master appends each write to its AOF and fsyncs it before answering (appendonly yes, appendfsync always); unchecked takes Redis as it is, for a managed Redis that hides CONFIG or a weaker setup (README, Redis)")
+	e.String(&cfg.RedisDurability, "redis-durability", "WXLOGIN_REDIS_DURABILITY", redisstore.Fsync, "with -redis: fsync refuses to start unless every Redis master appends each write to its AOF and fsyncs it before answering (appendonly yes, appendfsync always); unchecked takes Redis as it is, for a managed Redis that hides CONFIG or a weaker setup (docs/redis.md)")
 	e.String(&cfg.LogFormat, "log-format", "WXLOGIN_LOG_FORMAT", "text", "text (key=value, logfmt) or json (one JSON object a line), on stderr")
 	var logLevel string
 	e.String(&logLevel, "log-level", "WXLOGIN_LOG_LEVEL", "info", "the least level logged: debug, info, warn or error (info includes a line per request)")
 	fs.BoolVar(&cfg.ShowVersion, "version", false, "print the module version and VCS revision this binary was built from, and exit")
 	var fixturesPath string
-	e.String(&fixturesPath, "fake-fixtures", "WXLOGIN_FAKE_FIXTURES", "", "a JSON file of the fake WeChat's users, fixed by name: openids, unionid, nickname, avatar, phone; and which apps are unbound (README, the fake); in mock mode or with -fake-only")
+	e.String(&fixturesPath, "fake-fixtures", "WXLOGIN_FAKE_FIXTURES", "", "a JSON file of the fake WeChat's users, fixed by name: openids, unionid, nickname, avatar, phone; and which apps are unbound (docs/fake.md); in mock mode or with -fake-only")
 	var fakeOnly OptionalBool
 	e.Bool(&fakeOnly, "fake-only", "WXLOGIN_FAKE_ONLY", "serve only the fake WeChat, with WeChat's API paths at the root, for load tests and other backends' tests; needs WX_APPSECRET (or -apps), which it checks like WeChat")
 	if err := fs.Parse(args[1:]); err != nil {

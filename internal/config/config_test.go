@@ -233,15 +233,15 @@ func TestLoadConfig(t *testing.T) {
 			cfg, err := Load(append([]string{"wxlogin"}, tt.args...), getenv, io.Discard)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Errorf("loadConfig = %v; want an error mentioning %q", err, tt.wantErr)
+					t.Errorf("Load = %v; want an error mentioning %q", err, tt.wantErr)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("loadConfig = %v", err)
+				t.Fatalf("Load = %v", err)
 			}
 			if !tt.check(cfg) {
-				t.Errorf("loadConfig = %+v", cfg)
+				t.Errorf("Load = %+v", cfg)
 			}
 		})
 	}

@@ -23,7 +23,8 @@
 //     the newest journal's last line vouches for it, so without this a cut
 //     at a line boundary there would pass for the end of the store. It is
 //     overwritten in place after each flush, and fsync'd at each rotation,
-//     at close and at most markSyncEvery apart in between.
+//     at close, and with the first flush markSyncEvery or more after its
+//     last fsync; in between only the kernel's writeback puts it on disk.
 //
 // Replay reads the snapshot, then the newer journals. A snapshot holds
 // every line of the generations it replaces, and may hold the effect of
@@ -67,11 +68,12 @@ const (
 	maxLineBytes    = 256 << 10
 )
 
-// markSyncEvery is how far apart, at most, the watermark is fsync'd while
-// writes go on. It is written after every flush, but fsync'd only so often:
-// after a kill -9 the kernel holds what was written; only a power cut can
-// lose the last second of it, and with it what tells a cut of that second's
-// lines from a crash before them.
+// markSyncEvery is how long after its last fsync the watermark is fsync'd
+// again, by the next flush. It is written after every flush, but fsync'd
+// only so often: after a kill -9 the kernel holds what was written; only a
+// power cut can lose what the flushes of less than a second after its last
+// fsync wrote, and with it what tells a cut of their lines from a crash
+// before them.
 const markSyncEvery = time.Second
 
 // ErrClosed is what writes get after Close.
@@ -430,6 +432,12 @@ func (j *Journal) writeMark(m fileMark, sync bool) error {
 		return err
 	}
 	j.markBuf = appendMark(j.markBuf[:0], m)
+	if len(j.markBuf) != markSize {
+		// Only a store id far longer than wxlogin's 16 hex digits could do
+		// this; a watermark of another length would be refused at the next
+		// start, so it is refused now, before anything is acknowledged.
+		return fmt.Errorf("%s: a watermark of %d bytes; it must be %d (a store id of %d bytes)", j.markPath(), len(j.markBuf), markSize, len(m.Store))
+	}
 	if j.markFile == nil {
 		err := durable.WriteFile(j.markPath(), func(f *os.File) error {
 			_, err := f.Write(j.markBuf)
@@ -1212,18 +1220,18 @@ func (j *Journal) WriteBackup(w io.Writer) error {
 }
 
 // ReplaySnapshot hands the lines of a snapshot file at path, such as a
-// backup, to an owner as Replay would, with every check, and
-// returns its header. It changes nothing.
-func ReplaySnapshot[R any](path, name string, parse func(line []byte) (R, error), apply func(R) error) (fileHeader, error) {
+// backup, to an owner as Replay would, with every check, and returns the
+// meta its owner recorded in it (Options.Meta). It changes nothing.
+func ReplaySnapshot[R any](path, name string, parse func(line []byte) (R, error), apply func(R) error) (meta json.RawMessage, err error) {
 	j := &Journal{name: name, opts: Options{ReadOnly: true, Log: slog.New(slog.DiscardHandler)}}
 	f, err := replayFile(j, path, j.snapshotFormat(), false, -1, parse, apply)
 	if err != nil {
-		return f.header, err
+		return nil, err
 	}
 	if f.header.Version < 2 || !f.sealed {
-		return f.header, fmt.Errorf("%s: cut short: a snapshot ends with a trailer, and this one has none", path)
+		return nil, fmt.Errorf("%s: cut short: a snapshot ends with a trailer, and this one has none", path)
 	}
-	return f.header, nil
+	return f.header.Meta, nil
 }
 
 // Create writes lines as the snapshot of a new store in dir,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"iter"
 	"log/slog"
 	"maps"
@@ -774,4 +775,24 @@ func TestADamagedSealIsNotTakenForARotationCutShort(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "notes.journal.000004.jsonl")); err != nil {
 		t.Errorf("journal 4, which the watermark names, was removed: %v", err)
 	}
+}
+
+// A watermark is written at its one length or not at all: a store id too
+// long to fit would make a watermark the next start refuses.
+func TestAWatermarkThatWouldNotFitIsNotWritten(t *testing.T) {
+	dir := t.TempDir()
+	j := &Journal{dir: dir, name: "notes"}
+	if err := j.writeMark(fileMark{Store: strings.Repeat("a", markSize), Generation: 1, CRC32C: "00000000"}, true); err == nil {
+		t.Error("a watermark holding a store id of 160 bytes was written")
+	}
+	if _, err := os.Stat(j.markPath()); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("after the refusal, the watermark file: %v; want none", err)
+	}
+	if err := j.writeMark(fileMark{Store: "0123456789abcdef", Generation: 1, CRC32C: "00000000"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(j.markPath()); len(data) != markSize {
+		t.Errorf("the watermark is %d bytes; want %d", len(data), markSize)
+	}
+	j.markFile.Close()
 }

@@ -27,13 +27,13 @@ import (
 type Report struct {
 	Corrected []string // lines a flipped bit is corrected in, each with where
 	Dropped   []string // lines dropped, or files lost, each with why
-	// missing is how many acknowledged lines the watermark records that
+	// Missing is how many acknowledged lines the watermark records that
 	// are not in the files: cut from the end of the journal it names.
 	Missing int64
-	// uncounted is set when the store keeps a watermark and it is missing
+	// Uncounted is set when the store keeps a watermark and it is missing
 	// or unreadable: lines cut from the end cannot be counted.
 	Uncounted bool
-	// meta is the owner's meta in the newest header read, so that a
+	// Meta is the owner's meta in the newest header read, so that a
 	// repaired store keeps what its owner recorded of itself.
 	Meta json.RawMessage
 }

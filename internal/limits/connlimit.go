@@ -33,8 +33,8 @@ import (
 // then only ever closes its own, and another address's connection, fresh
 // or idle, is left to carry its request. Only the socket's peer is known
 // here, before any request is read: behind a reverse proxy every connection
-// is the proxy's, and the proxy is where such a flood is stopped (README,
-// "-max-conns").
+// is the proxy's, and the proxy is where such a flood is stopped
+// (docs/operations.md, -max-conns).
 
 // connReserve is how many open files wxlogin keeps for itself under the
 // limit, besides the WeChat clients' connections: the store's files, the

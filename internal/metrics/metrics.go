@@ -35,8 +35,8 @@ type Metrics struct {
 	fsyncTime    *histogramVec // no labels
 	fsyncFailing atomic.Uint64
 
-	// Users and LiveTokens, set before serving, are read when scraped; nil
-	// where the store does not count them cheaply (Redis).
+	// Users and LiveTokens, set before the admin listener starts, are read
+	// when scraped; nil where the store does not count them cheaply (Redis).
 	Users, LiveTokens func() int
 }
 

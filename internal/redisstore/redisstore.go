@@ -278,11 +278,11 @@ func checkFsync(ctx context.Context, rc *redis.Client) error {
 	}
 	for addr, r := range replies {
 		if e, refused := r[0].(redis.Error); refused {
-			return &durabilityError{fmt.Sprintf("%s refuses CONFIG GET (%v), so wxlogin cannot check that it fsyncs each write; if its persistence is known to be enough (a managed Redis), start with -redis-durability=unchecked (README, Redis)", addr, e)}
+			return &durabilityError{fmt.Sprintf("%s refuses CONFIG GET (%v), so wxlogin cannot check that it fsyncs each write; if its persistence is known to be enough (a managed Redis), start with -redis-durability=unchecked (docs/redis.md)", addr, e)}
 		}
 		appendOnly, fsync := configValue(r[0]), configValue(r[1])
 		if appendOnly != "yes" || fsync != "always" {
-			return &durabilityError{fmt.Sprintf("%s has appendonly %s and appendfsync %s: an acknowledged login could be lost in a crash of Redis; set appendonly yes and appendfsync always, or accept that with -redis-durability=unchecked (README, Redis)", addr, appendOnly, fsync)}
+			return &durabilityError{fmt.Sprintf("%s has appendonly %s and appendfsync %s: an acknowledged login could be lost in a crash of Redis; set appendonly yes and appendfsync always, or accept that with -redis-durability=unchecked (docs/redis.md)", addr, appendOnly, fsync)}
 		}
 	}
 	return nil
@@ -964,7 +964,7 @@ return 1
 // from its openid, and its place in its person. Its claims stay, under the
 // person's keyed hash, so that a returning person does not take them
 // twice. Redis keeps the erased fields in its AOF until it next rewrites
-// it (README, Redis).
+// it (docs/redis.md).
 func (s *Store) Erase(ctx context.Context, id int64) (account.Erasure, error) {
 	if err := s.writable(); err != nil {
 		return account.Erasure{}, err

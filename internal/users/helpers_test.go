@@ -56,7 +56,7 @@ func writeDir(t *testing.T, files map[string][]byte) string {
 }
 
 // repairDrop repairs the store in dir as wxlogin repair -drop does
-// (datatools.go), but for keeping the damaged files aside, which is the
+// (internal/tools, repairDataDir), but for keeping the damaged files aside, which is the
 // tool's and tested with it: it writes what Salvage keeps in place of the
 // damaged files. It returns what the tool says, less its counts: why the
 // store does not check out, then each line corrected, each line dropped,

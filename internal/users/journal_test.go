@@ -430,6 +430,9 @@ func TestEveryBitFlipIsRefused(t *testing.T) {
 	if unchanged > 0 {
 		t.Errorf("%d flips were accepted; every line has a checksum, so want none", unchanged)
 	}
+	if n, whole := repaired[0].Load(), repaired[1].Load(); whole != n {
+		t.Errorf("%d of %d flips of one bit, repaired, lost a line; a repair corrects one flipped bit, so want none", n-whole, n)
+	}
 }
 
 // A store of the earlier format (version 1: no checksums, no trailers)

@@ -48,11 +48,11 @@ func newMemoryStore() *Store {
 // with every check a start-up makes; it takes no writes.
 func ReadBackup(path string) (*Store, error) {
 	s := newMemoryStore()
-	h, err := journal.ReplaySnapshot(path, "users", ParseLine, s.replay)
+	meta, err := journal.ReplaySnapshot(path, "users", ParseLine, s.replay)
 	if err != nil {
 		return nil, err
 	}
-	s.storedMeta = h.Meta
+	s.storedMeta = meta
 	return s, nil
 }
 
