@@ -32,18 +32,6 @@ func tool(t *testing.T, args ...string) (string, error) {
 	return out.String() + errOut.String(), err
 }
 
-// writeDir writes files as the whole content of a new data directory.
-func writeDir(t *testing.T, files map[string][]byte) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
 // fixtureDir holds internal/users' damageFixture, checked in: a small
 // store with one file of each kind a store keeps (a snapshot, a journal
 // sealed when writes moved on, its snapshot having failed, and the newest
@@ -82,13 +70,13 @@ func damageFixture(t *testing.T) (files map[string][]byte, want string) {
 // changes nothing either way.
 func TestCheckReportsWhatAStoreHoldsAndEveryDamage(t *testing.T) {
 	files, _ := damageFixture(t)
-	dir := writeDir(t, files)
+	dir := testkit.PutFiles(t, t.TempDir(), files)
 	out, err := tool(t, "check", "-data", dir)
 	if err != nil || !strings.Contains(out, "3 users (3 persons) and 2 claims, created in mock mode") || !strings.Contains(out, "ok") {
 		t.Errorf("check of a healthy store = %v:\n%s", err, out)
 	}
 	for name, damaged := range testkit.DamagedStores(files) {
-		dir := writeDir(t, damaged)
+		dir := testkit.PutFiles(t, t.TempDir(), damaged)
 		out, err := tool(t, "check", "-data", dir)
 		if err == nil || !strings.Contains(out, "is damaged") || !regexp.MustCompile(`users\.[a-z]+(\.\d+)?\.jsonl`).MatchString(out) {
 			t.Errorf("%s: check = %v:\n%s\nwant the damage reported, naming the file", name, err, out)
@@ -116,7 +104,7 @@ func TestToolsRefuseADirectoryInUse(t *testing.T) {
 // wxlogin export writes the users, then the claims, as JSON lines.
 func TestExportWritesUsersThenClaims(t *testing.T) {
 	files, want := damageFixture(t)
-	out, err := tool(t, "export", "-data", writeDir(t, files))
+	out, err := tool(t, "export", "-data", testkit.PutFiles(t, t.TempDir(), files))
 	if err != nil || out != want {
 		t.Errorf("export = %v:\n%s\nwant:\n%s", err, out, want)
 	}
@@ -220,7 +208,7 @@ func TestRepairListsThenDrops(t *testing.T) {
 	at := bytes.Index(journal, []byte(`"o-3"`))
 	journal[at+3] = '9'
 	damaged["users.journal.000003.jsonl"] = journal
-	dir := writeDir(t, damaged)
+	dir := testkit.PutFiles(t, t.TempDir(), damaged)
 
 	out, err := tool(t, "repair", "-data", dir)
 	if err == nil || !strings.Contains(out, "users.journal.000003.jsonl:2: checksum mismatch") || !strings.Contains(out, `"o-9"`) ||
@@ -377,7 +365,7 @@ func TestCheckCountsTheLinesACutTook(t *testing.T) {
 	damaged := maps.Clone(files)
 	damaged[name], _, _ = bytes.Cut(journal, []byte("\n"))
 	damaged[name] = append(damaged[name], '\n') // only its header
-	out, err := tool(t, "check", "-data", writeDir(t, damaged))
+	out, err := tool(t, "check", "-data", testkit.PutFiles(t, t.TempDir(), damaged))
 	if err == nil || !strings.Contains(out, fmt.Sprintf("%s: cut short", name)) || !strings.Contains(out, fmt.Sprintf("%d lines are missing", lines)) {
 		t.Errorf("wxlogin check of the journal cut to its header = %v:\n%s\nwant it to fail, counting the lines missing", err, out)
 	}

@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"wxlogin/internal/strictjson"
+	"wxlogin/internal/testkit"
 )
 
 // The journal is tested here with an owner of its own, a map of notes:
@@ -209,15 +210,7 @@ func noteFixture(t *testing.T, dir string) (files map[string][]byte, want string
 // notes there as a start-up would, returning what they hold.
 func openNotes(t *testing.T, dir string, files map[string][]byte) (string, error) {
 	t.Helper()
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		os.Remove(filepath.Join(dir, e.Name()))
-	}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testkit.PutFiles(t, dir, files)
 	o := &noteOwner{}
 	j, err := o.load(dir)
 	if err != nil {
@@ -624,11 +617,7 @@ func TestAStoreOfVersion2OpensAndMovesOn(t *testing.T) {
 	for _, crash := range []string{"", "mark", "create", "seal"} {
 		t.Run("crash at "+crash, func(t *testing.T) {
 			dir := t.TempDir()
-			for name, data := range v2 {
-				if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
+			testkit.PutFiles(t, dir, v2)
 			if crash != "" {
 				// Opened by a wxlogin killed at that step: the move was cut short.
 				j, err := Open(dir, "notes", Options{Log: slog.New(slog.DiscardHandler)})

@@ -19,6 +19,27 @@ func WriteFile(t testing.TB, path, content string) {
 	}
 }
 
+// PutFiles makes dir hold files, by name, and nothing else, each readable
+// by its owner only; it returns dir.
+func PutFiles(t testing.TB, dir string, files map[string][]byte) string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
 // AssertPrivate fails t unless the file at path is 0600, readable by its
 // owner only.
 func AssertPrivate(t testing.TB, path string) {

@@ -3,8 +3,6 @@ package users
 import (
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,18 +40,6 @@ func openTestStore(t testing.TB, dir string, now func() time.Time) *Store {
 // benchOpenID is the openid of the ith user of the benchmarks: WeChat's
 // length and alphabet, as the fake makes them.
 func benchOpenID(i int) string { return fakewechat.OpenID("wxbench", strconv.Itoa(i)) }
-
-// writeDir writes files as the whole content of a new data directory.
-func writeDir(t *testing.T, files map[string][]byte) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
 
 // repairDrop repairs the store in dir as wxlogin repair -drop does
 // (internal/tools, repairDataDir), but for keeping the damaged files aside, which is the

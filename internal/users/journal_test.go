@@ -318,15 +318,7 @@ func damageFixture(t *testing.T, dir string) (files map[string][]byte, want stri
 // store there as a start-up would.
 func openDamaged(t *testing.T, dir string, files map[string][]byte) (string, error) {
 	t.Helper()
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		os.Remove(filepath.Join(dir, e.Name()))
-	}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testkit.PutFiles(t, dir, files)
 	s, err := Open(dir, testMeta, time.Now, discardLogger(), nil)
 	if err != nil {
 		return "", err

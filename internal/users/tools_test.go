@@ -25,7 +25,7 @@ func TestARepairCutShortLeavesTheOldStore(t *testing.T) {
 	files, _ := damageFixture(t, t.TempDir())
 	for name, damaged := range testkit.DamagedStores(files) {
 		for _, step := range []string{"mark", "snapshot"} {
-			dir := writeDir(t, damaged)
+			dir := testkit.PutFiles(t, t.TempDir(), damaged)
 			j, err := journal.Open(dir, "users", journal.Options{Meta: json.RawMessage(`{"mode":"mock","appids":[]}`), Log: discardLogger()})
 			if err != nil {
 				t.Fatal(err)
@@ -148,7 +148,7 @@ func TestARepairLosesOnlyWhatTheDamageTook(t *testing.T) {
 	const n = 600
 	files := repairFixture(t, n)
 	other := repairFixture(t, 4) // another store
-	whole := openTestStore(t, writeDir(t, files), time.Now)
+	whole := openTestStore(t, testkit.PutFiles(t, t.TempDir(), files), time.Now)
 	want := storeLines(whole)
 	whole.Close()
 	const journal = "users.journal.000002.jsonl"
@@ -202,7 +202,7 @@ func TestARepairLosesOnlyWhatTheDamageTook(t *testing.T) {
 			damaged := maps.Clone(files)
 			damaged[journal] = bytes.Clone(files[journal])
 			tt.damage(damaged)
-			dir := writeDir(t, damaged)
+			dir := testkit.PutFiles(t, t.TempDir(), damaged)
 			keep := want
 			if tt.atLeast > 0 { // the users cut from the end are lost
 				keep = map[string]bool{}
@@ -262,7 +262,7 @@ func TestTheToolsFixtureIsTheDamageFixture(t *testing.T) {
 	if string(export) != want {
 		t.Errorf("%s/export.jsonl is\n%s\ndamageFixture holds\n%s", fixtureDir, export, want)
 	}
-	s, _, err := Inspect(writeDir(t, checkedIn))
+	s, _, err := Inspect(testkit.PutFiles(t, t.TempDir(), checkedIn))
 	if err != nil {
 		t.Fatalf("the checked-in fixture does not check out: %v", err)
 	}
