@@ -94,7 +94,7 @@ func exchangesOf(t *testing.T, fake *fakewechat.Fake, query string) reply {
 
 func TestExchangesShowWhatWxloginAskedWithoutSecrets(t *testing.T) {
 	a, token := loggedIn(t)
-	detail := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)
+	detail := testkit.WXCall(t, a.fake.Handler(), "wx.getPhoneNumber", `{"user":"alice"}`)
 	if got := send(t, a.handler, http.MethodPost, "/user/phone", token, map[string]any{"code": detail["code"]}); got.env.Status != 0 {
 		t.Fatalf("phone = %s", got.raw)
 	}

@@ -372,7 +372,7 @@ func TestUserInfoIsVerifiedAndSaved(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				a, token := loggedInOn(t, store)
-				detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
+				detail := testkit.WXCall(t, a.fake.Handler(), "wx.getUserInfo", `{"user":"alice"}`)
 				body := map[string]any{}
 				for _, k := range tt.keep {
 					body[k] = detail[k]
@@ -396,7 +396,7 @@ func TestUserInfoIsVerifiedAndSaved(t *testing.T) {
 func TestUserInfoAsAForm(t *testing.T) {
 	onEachStore(t, func(t *testing.T, store storeKind) {
 		a, token := loggedInOn(t, store)
-		detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
+		detail := testkit.WXCall(t, a.fake.Handler(), "wx.getUserInfo", `{"user":"alice"}`)
 		form := url.Values{}
 		for _, k := range []string{"rawData", "signature", "encryptedData", "iv"} {
 			form.Set(k, detail[k].(string))
@@ -411,7 +411,7 @@ func TestUserInfoAsAForm(t *testing.T) {
 func TestUserInfoIgnoresTheUnverifiedUserInfo(t *testing.T) {
 	onEachStore(t, func(t *testing.T, store storeKind) {
 		a, token := loggedInOn(t, store)
-		detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
+		detail := testkit.WXCall(t, a.fake.Handler(), "wx.getUserInfo", `{"user":"alice"}`)
 		detail["userInfo"] = map[string]any{"nickName": "mallory"}
 		got := send(t, a.handler, "POST", "/user/userinfo", token, detail)
 		if nickname := dataOf[userData](t, got).Nickname; nickname != "alice" {
@@ -440,7 +440,7 @@ const (
 func TestUserInfoTamperingIsRefused(t *testing.T) {
 	onEachStore(t, func(t *testing.T, store storeKind) {
 		a, token := loggedInOn(t, store)
-		detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
+		detail := testkit.WXCall(t, a.fake.Handler(), "wx.getUserInfo", `{"user":"alice"}`)
 		fields := []struct{ name, alphabet string }{
 			{"rawData", ""}, // any other byte
 			{"signature", hexAlphabet},
@@ -493,7 +493,7 @@ func TestUserInfoTamperingIsRefused(t *testing.T) {
 func TestUserInfoAfterTheSessionKeyRotated(t *testing.T) {
 	onEachStore(t, func(t *testing.T, store storeKind) {
 		a, token := loggedInOn(t, store)
-		old := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
+		old := testkit.WXCall(t, a.fake.Handler(), "wx.getUserInfo", `{"user":"alice"}`)
 		oldPlain := func(fetched time.Time) map[string]any {
 			return encryptedFor(t, a.fake, fmt.Sprintf(`{"openId":%q,"nickName":"alice","watermark":{"timestamp":%d,"appid":"wxapp"}}`,
 				fakewechat.OpenID("wxapp", "alice"), fetched.Unix()))
@@ -527,7 +527,7 @@ func TestUserInfoAfterTheSessionKeyRotated(t *testing.T) {
 		got = send(t, a.handler, "POST", "/user/userinfo", token, map[string]any{"rawData": old["rawData"], "signature": old["signature"]})
 		wantDataCheck(t, got, "signature 与 rawData 不匹配")
 
-		fresh := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice"}`)
+		fresh := testkit.WXCall(t, a.fake.Handler(), "wx.getUserInfo", `{"user":"alice"}`)
 		if got := send(t, a.handler, "POST", "/user/userinfo", token, fresh); got.env.Status != 0 {
 			t.Errorf("fresh data with the user's older token = %s; want status 0", got.raw)
 		}
@@ -575,7 +575,7 @@ func TestAnonymousUserInfoKeepsTheFilledProfile(t *testing.T) {
 		if got := send(t, a.handler, "PATCH", "/user", token, map[string]any{"nickname": "爱丽丝", "avatar_url": "https://cdn.example.com/a.png"}); got.env.Status != 0 {
 			t.Fatalf("PATCH /user = %s", got.raw)
 		}
-		detail := wxCall(t, a.fake, "wx.getUserInfo", `{"user":"alice","anonymous":true}`)
+		detail := testkit.WXCall(t, a.fake.Handler(), "wx.getUserInfo", `{"user":"alice","anonymous":true}`)
 		if detail["userInfo"].(map[string]any)["nickName"] != opendata.AnonymousNickname {
 			t.Fatalf("anonymous getUserInfo = %v", detail)
 		}
@@ -711,11 +711,11 @@ func TestPhoneNumber(t *testing.T) {
 		number := fakewechat.PhoneNumber("alice")
 		want := phoneData{PhoneNumber: number, PurePhoneNumber: number, CountryCode: "86"}
 
-		detail := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)
+		detail := testkit.WXCall(t, a.fake.Handler(), "wx.getPhoneNumber", `{"user":"alice"}`)
 		for name, body := range map[string]map[string]any{
 			"code":                   {"code": detail["code"]},
 			"legacy":                 {"encryptedData": detail["encryptedData"], "iv": detail["iv"]},
-			"code wins over legacy":  {"code": wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"], "encryptedData": "AAAA", "iv": "AAAA"},
+			"code wins over legacy":  {"code": testkit.WXCall(t, a.fake.Handler(), "wx.getPhoneNumber", `{"user":"alice"}`)["code"], "encryptedData": "AAAA", "iv": "AAAA"},
 			"whole e.detail, legacy": {"errMsg": "getPhoneNumber:ok", "encryptedData": detail["encryptedData"], "iv": detail["iv"]},
 		} {
 			got := send(t, a.handler, "POST", "/user/phone", token, body)
@@ -738,7 +738,7 @@ func TestPhoneNumber(t *testing.T) {
 			{"spent code", map[string]any{"code": detail["code"]}, 401, statusInvalidCode, errcodeInvalidCode, msgInvalidCode},
 			{"unknown code", map[string]any{"code": "nope"}, 401, statusInvalidCode, errcodeInvalidCode, msgInvalidCode},
 			// The session_key is not the cause: no hint to log in again.
-			{"bob's code", map[string]any{"code": wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"bob"}`)["code"]}, 400, statusDataCheck, 0, msgDataCheck + "手机号 code 属于另一个用户$"},
+			{"bob's code", map[string]any{"code": testkit.WXCall(t, a.fake.Handler(), "wx.getPhoneNumber", `{"user":"bob"}`)["code"]}, 400, statusDataCheck, 0, msgDataCheck + "手机号 code 属于另一个用户$"},
 			{"refused", map[string]any{"errMsg": "getPhoneNumber:fail user deny"}, 400, statusBadRequest, 0, "缺少参数：需要 code"},
 			{"code with spaces", map[string]any{"code": "a b"}, 400, statusBadRequest, 0, "参数格式错误：code 无效"},
 			{"legacy, tampered", map[string]any{"encryptedData": tamperings(detail["encryptedData"].(string), base64Alphabet)[20], "iv": detail["iv"]}, 400, statusDataCheck, 0, msgDataCheck},
@@ -774,7 +774,7 @@ func TestAccessTokenIsFetchedOnceForConcurrentRequests(t *testing.T) {
 	const n = 50
 	codes := make([]any, n)
 	for i := range codes {
-		codes[i] = wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
+		codes[i] = testkit.WXCall(t, a.fake.Handler(), "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
 	}
 	srv := httptest.NewServer(a.handler)
 	t.Cleanup(srv.Close)
@@ -805,7 +805,9 @@ func TestAccessTokenIsFetchedOnceForConcurrentRequests(t *testing.T) {
 
 func TestRefusedAccessTokenIsFetchedAgainOnce(t *testing.T) {
 	a, token := loggedIn(t)
-	phoneCode := func() any { return wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"] }
+	phoneCode := func() any {
+		return testkit.WXCall(t, a.fake.Handler(), "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
+	}
 	if got := send(t, a.handler, "POST", "/user/phone", token, map[string]any{"code": phoneCode()}); got.env.Status != 0 {
 		t.Fatalf("first phone request = %s", got.raw)
 	}
@@ -862,7 +864,7 @@ func TestAccessTokenRefusedTwiceIsAnError(t *testing.T) {
 func TestWeRun(t *testing.T) {
 	onEachStore(t, func(t *testing.T, store storeKind) {
 		a, token := loggedInOn(t, store)
-		detail := wxCall(t, a.fake, "wx.getWeRunData", `{"user":"alice"}`)
+		detail := testkit.WXCall(t, a.fake.Handler(), "wx.getWeRunData", `{"user":"alice"}`)
 		got := send(t, a.handler, "POST", "/user/werun", token, detail)
 		list := dataOf[weRunData](t, got).StepInfoList
 		if got.env.Status != 0 || len(list) != 31 {
@@ -919,7 +921,7 @@ func fuzzBody(f *testing.F, method, path string, allowed map[int][]int, seeds fu
 
 // detailOf is the JSON of a fake client API result, as a seed.
 func detailOf(t testing.TB, fake *fakewechat.Fake, api string) string {
-	b, _ := json.Marshal(wxCall(t, fake, api, `{"user":"alice"}`))
+	b, _ := json.Marshal(testkit.WXCall(t, fake.Handler(), api, `{"user":"alice"}`))
 	return string(b)
 }
 
@@ -942,7 +944,7 @@ func FuzzPhoneBody(f *testing.F) {
 	allowed := map[int][]int{statusOK: {200}, statusBadRequest: {400, 413}, statusDataCheck: {400},
 		statusInvalidCode: {401}, statusWechatDown: {502, 504}}
 	fuzzBody(f, "POST", "/user/phone", allowed, func(fake *fakewechat.Fake) []string {
-		d := wxCall(f, fake, "wx.getPhoneNumber", `{"user":"alice"}`)
+		d := testkit.WXCall(f, fake.Handler(), "wx.getPhoneNumber", `{"user":"alice"}`)
 		legacy, _ := json.Marshal(map[string]any{"encryptedData": d["encryptedData"], "iv": d["iv"]})
 		return []string{`{"code":"` + d["code"].(string) + `"}`, string(legacy)}
 	})
@@ -1188,7 +1190,7 @@ func TestTokenOfARemovedAppIsNoLogin(t *testing.T) {
 		// The server restarts with the token reloaded, but its app is gone.
 		apps := appSet{"wxother": {ID: "wxother", Name: "Other", wx: a.wx}}
 		h := newServer(textLogger(io.Discard), nil, apps, a.userBackend, a.tokenBackend, nil, nil, nil)
-		code := wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
+		code := testkit.WXCall(t, a.fake.Handler(), "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
 		for _, r := range []struct{ method, path, body string }{{"GET", "/session/check", ""}, {"POST", "/user/phone", `{"code":"` + code.(string) + `"}`}} {
 			if got := call(t, h, r.method, r.path, r.body, "Content-Type", jsonCT, "token", token); got.code != 401 || got.env.Status != statusNotLoggedIn {
 				t.Errorf("%s %s with a token of a removed app = HTTP %d, %s; want 401, status 4", r.method, r.path, got.code, got.raw)

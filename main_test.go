@@ -263,7 +263,7 @@ func secretsStayOut(t *testing.T, store storeKind) {
 	}
 	// The user-data routes, which use the session_key and the access_token.
 	bearer := []string{"Authorization", "Bearer " + tokens[0]}
-	info := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+	info := testkit.WXCall(t, fake.Handler(), "wx.getUserInfo", `{"user":"alice"}`)
 	infoBody, _ := json.Marshal(info)
 	send("POST", "/user/userinfo", string(infoBody), bearer...)
 	info["signature"] = strings.Repeat("0", 40)
@@ -271,7 +271,7 @@ func secretsStayOut(t *testing.T, store storeKind) {
 	if got := send("POST", "/user/userinfo", string(infoBody), bearer...); got.env.Status != statusDataCheck {
 		t.Errorf("forged user info = %s; want status 5", got.raw)
 	}
-	phoneCode := wxCall(t, fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"].(string)
+	phoneCode := testkit.WXCall(t, fake.Handler(), "wx.getPhoneNumber", `{"user":"alice"}`)["code"].(string)
 	codes = append(codes, phoneCode)
 	if got := send("POST", "/user/phone", `{"code":"`+phoneCode+`"}`, bearer...); got.env.Status != 0 {
 		t.Errorf("phone = %s; want status 0", got.raw)

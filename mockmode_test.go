@@ -28,14 +28,14 @@ import (
 // will not change.
 func TestRiskBlockedUserGetsStatus8(t *testing.T) {
 	a := newTestApp(t, appOptions{})
-	wxCallAsIs(t, a.fake, "risk-control", `{"user":"mallory","blocked":true}`)
+	testkit.WXCallAsIs(t, a.fake.Handler(), "risk-control", `{"user":"mallory","blocked":true}`)
 	for range 2 {
 		got := call(t, a.handler, http.MethodPost, "/login", `{"code":"`+a.fake.IssueCode("wxapp", "mallory")+`"}`, "Content-Type", jsonCT)
 		if got.code != http.StatusForbidden || got.env.Status != statusUserBlocked || got.env.Errcode != errcodeUserBlocked || got.env.Msg != msgUserBlocked {
 			t.Errorf("login of a blocked user = %d %s; want 403, status 8, errcode 40226", got.code, got.raw)
 		}
 	}
-	wxCallAsIs(t, a.fake, "risk-control", `{"user":"mallory","blocked":false}`)
+	testkit.WXCallAsIs(t, a.fake.Handler(), "risk-control", `{"user":"mallory","blocked":false}`)
 	a.login(t, "wxapp", "mallory")
 }
 
@@ -45,7 +45,7 @@ func TestRiskBlockedUserGetsStatus8(t *testing.T) {
 func TestRealtimePhoneNumber(t *testing.T) {
 	onEachStore(t, func(t *testing.T, store storeKind) {
 		a, token := loggedInOn(t, store)
-		detail := wxCall(t, a.fake, "wx.getRealtimePhoneNumber", `{"user":"alice"}`)
+		detail := testkit.WXCall(t, a.fake.Handler(), "wx.getRealtimePhoneNumber", `{"user":"alice"}`)
 		if detail["errMsg"] != "getRealtimePhoneNumber:ok" || detail["code"] == "" || detail["encryptedData"] != nil {
 			t.Fatalf("getRealtimePhoneNumber = %v; want a code only", detail)
 		}

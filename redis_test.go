@@ -656,7 +656,7 @@ func TestALeakedRedisHoldsNoUsableToken(t *testing.T) {
 	rc := a.redis
 	ctx := t.Context()
 	token := a.login(t, "wxapp", "alice")
-	if got := call(t, a.handler, http.MethodPost, "/user/phone", `{"code":"`+wxCall(t, a.fake, "wx.getPhoneNumber", `{"user":"alice"}`)["code"].(string)+`"}`, "Content-Type", jsonCT, "token", token); got.env.Status != 0 {
+	if got := call(t, a.handler, http.MethodPost, "/user/phone", `{"code":"`+testkit.WXCall(t, a.fake.Handler(), "wx.getPhoneNumber", `{"user":"alice"}`)["code"].(string)+`"}`, "Content-Type", jsonCT, "token", token); got.env.Status != 0 {
 		t.Fatalf("phone = %s", got.raw) // so that the access_token is in Redis too
 	}
 	key, ok := a.fake.SessionKey("wxapp", "alice")

@@ -81,7 +81,7 @@ func TestClientReadsTheFakesRefusals(t *testing.T) {
 	if err != nil || alice.OpenID != fakewechat.OpenID("wxapp", "alice") || alice.UnionID != fakewechat.UnionID("alice") {
 		t.Fatalf("code2Session = %+v, %v; want alice's openid and unionid", alice, err)
 	}
-	wxCallAsIs(t, fake, "risk-control", `{"user":"mallory","appid":"wxapp","blocked":true}`)
+	testkit.WXCallAsIs(t, fake.Handler(), "risk-control", `{"user":"mallory","appid":"wxapp","blocked":true}`)
 	for _, tt := range []struct {
 		name string
 		c    *wechatClient
@@ -101,7 +101,7 @@ func TestClientReadsTheFakesRefusals(t *testing.T) {
 	}
 
 	phoneCode := func(user string) string {
-		return wxCall(t, fake, "wx.getPhoneNumber", `{"user":"`+user+`","appid":"wxapp"}`)["code"].(string)
+		return testkit.WXCall(t, fake.Handler(), "wx.getPhoneNumber", `{"user":"`+user+`","appid":"wxapp"}`)["code"].(string)
 	}
 	if _, err := c.phoneNumber(t.Context(), phoneCode("bob"), alice.OpenID); wechatErrcode(err) != errcodeInvalidOpenID {
 		t.Errorf("phoneNumber of bob's code for alice: %v; want errcode %d", err, errcodeInvalidOpenID)

@@ -153,7 +153,7 @@ const officialPlaintext = `{"openId":"oGZUI0egBJY1zhBYw2KhdUfwVJJE","nickName":"
 func TestFakeUserInfoIsShapedAsWeChat(t *testing.T) {
 	fake := New(map[string]App{"wxapp": {Secret: testSecret}}, Fixtures{}, time.Now)
 	fake.IssueCode("wxapp", "alice")
-	detail := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice"}`)
+	detail := testkit.WXCall(t, fake.Handler(), "wx.getUserInfo", `{"user":"alice"}`)
 	key, _ := fake.SessionKey("wxapp", "alice")
 	plain, err := opendata.Decrypt(key, detail["encryptedData"].(string), detail["iv"].(string))
 	if err != nil {
@@ -191,7 +191,7 @@ func TestFakeUnionIDAcrossApps(t *testing.T) {
 	if solo.UnionID != "" {
 		t.Errorf("alice in an unbound app got unionid %q; want none", solo.UnionID)
 	}
-	info := wxCall(t, fake, "wx.getUserInfo", `{"user":"alice","appid":"wxsolo"}`)
+	info := testkit.WXCall(t, fake.Handler(), "wx.getUserInfo", `{"user":"alice","appid":"wxsolo"}`)
 	key, _ := fake.SessionKey("wxsolo", "alice")
 	plain, _ := opendata.Decrypt(key, info["encryptedData"].(string), info["iv"].(string))
 	if strings.Contains(string(plain), "unionId") {

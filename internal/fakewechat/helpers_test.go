@@ -100,29 +100,6 @@ func code2Session(t *testing.T, base, appID, secret, code string) session {
 	return s
 }
 
-// wxCall calls one of the fake's client APIs, as a mini program would call
-// wx.getUserInfo and friends, and returns its result. The user has agreed
-// to the app's privacy guide first, as a mini program must have them do
-// before any of these (TestPrivacyInterfacesWaitForAgreement tests the gate).
-func wxCall(t testing.TB, fake *Fake, api, body string) map[string]any {
-	t.Helper()
-	wxCallAsIs(t, fake, "wx.agreePrivacyAuthorization", body)
-	return wxCallAsIs(t, fake, api, body)
-}
-
-// wxCallAsIs is wxCall without agreeing to the privacy guide first.
-func wxCallAsIs(t testing.TB, fake *Fake, api, body string) map[string]any {
-	t.Helper()
-	r := httptest.NewRequestWithContext(t.Context(), "POST", "/mock/"+api, strings.NewReader(body))
-	w := httptest.NewRecorder()
-	fake.Handler().ServeHTTP(w, r)
-	var detail map[string]any
-	if err := json.Unmarshal(w.Body.Bytes(), &detail); err != nil || w.Code != 200 {
-		t.Fatalf("%s(%s) = HTTP %d, %s", api, body, w.Code, w.Body)
-	}
-	return detail
-}
-
 // reply is a response in wxlogin's envelope, as a client sees it. Its data
 // is read with dataOf.
 type reply struct {
