@@ -47,36 +47,11 @@ func TestKill9KeepsEveryAcknowledgedWrite(t *testing.T) {
 	dir := t.TempDir()
 	seedNearCompaction(t, dir)
 
-	acked := map[string]int64{} // user name → user_id the server answered
-	claimed := map[int64]bool{} // user ids whose claim was answered 201
+	users := newNewUsers()
 	var lost, duplicates int
 	for kill := 1; kill <= kills; kill++ {
 		c := startChild(t, dir)
-		var (
-			mu   sync.Mutex
-			wg   sync.WaitGroup
-			stop = make(chan struct{})
-		)
-		for w := range workers {
-			wg.Go(func() {
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					name := fmt.Sprintf("k%d-w%d-%d", kill, w, i)
-					id, gift, ok := tryNewUserWithGift(c.url, name)
-					if !ok {
-						continue // the process is being killed
-					}
-					mu.Lock()
-					acked[name] = id
-					claimed[id] = gift
-					mu.Unlock()
-				}
-			})
-		}
+		stop := users.keepComing(c.url, workers, fmt.Sprintf("k%d", kill))
 		select {
 		case <-time.After(time.Duration(rng.Int64N(int64(2 * meanUptime)))):
 		case err := <-c.exited:
@@ -85,15 +60,15 @@ func TestKill9KeepsEveryAcknowledgedWrite(t *testing.T) {
 		c.cmd.Process.Kill() // SIGKILL, with logins in flight
 		<-c.exited
 		c.exited <- nil // for the cleanup
-		close(stop)
-		wg.Wait()
+		stop()
 
-		l, d := checkStoreAfterCrash(t, dir, acked, claimed)
+		l, d := checkStoreAfterCrash(t, dir, users.acked, users.claimed)
 		if l+d > 0 {
 			t.Errorf("after kill %d: %d acknowledged writes lost, %d stored twice", kill, l, d)
 		}
 		lost, duplicates = lost+l, duplicates+d
 	}
+	acked, claimed := users.acked, users.claimed
 	gifts := 0
 	for _, c := range claimed {
 		if c {
@@ -222,6 +197,38 @@ func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, clai
 		}
 	}
 	return lost, duplicates
+}
+
+// newUsers is what a server acknowledged of new users logging in, each
+// claiming the welcome gift, while it was killed, failed over or backed up.
+type newUsers struct {
+	mu      sync.Mutex
+	acked   map[string]int64 // user name → user_id the server answered
+	claimed map[int64]bool   // user ids whose claim was answered 201
+}
+
+func newNewUsers() *newUsers {
+	return &newUsers{acked: map[string]int64{}, claimed: map[int64]bool{}}
+}
+
+// keepComing logs new users, named prefix-w<worker>-<i>, in at base with
+// workers at once until stop, recording what was acknowledged.
+func (u *newUsers) keepComing(base string, workers int, prefix string) (stop func()) {
+	return testkit.KeepBusy(workers, func(w, i int) {
+		name := fmt.Sprintf("%s-w%d-%d", prefix, w, i)
+		if id, gift, ok := tryNewUserWithGift(base, name); ok {
+			u.mu.Lock()
+			u.acked[name], u.claimed[id] = id, gift
+			u.mu.Unlock()
+		}
+	})
+}
+
+// count is how many new users were acknowledged so far.
+func (u *newUsers) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.acked)
 }
 
 // tryNewUserWithGift logs a new user in and claims a welcome gift. It

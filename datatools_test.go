@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -121,38 +120,15 @@ func TestBackupOfARunningServerRestoresWhole(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no admin address in the log:\n%s", c.logs.String())
 	}
-	var (
-		mu      sync.Mutex
-		acked   = map[string]int64{} // user name → id, of each login answered
-		claimed = map[int64]bool{}   // user ids whose gift was answered 201
-		stop    = make(chan struct{})
-		wg      sync.WaitGroup
-	)
-	for w := range 4 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				name := fmt.Sprintf("w%d-%d", w, i)
-				if id, gift, ok := tryNewUserWithGift(c.url, name); ok {
-					mu.Lock()
-					acked[name], claimed[id] = id, gift
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	testkit.WaitFor(t, "a first hundred users", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 100 })
-	mu.Lock()
-	before, giftsBefore := maps.Clone(acked), maps.Clone(claimed)
-	mu.Unlock()
+	users := newNewUsers()
+	stop := users.keepComing(c.url, 4, "b")
+	testkit.WaitFor(t, "a first hundred users", func() bool { return users.count() >= 100 })
+	users.mu.Lock()
+	before, giftsBefore := maps.Clone(users.acked), maps.Clone(users.claimed)
+	users.mu.Unlock()
 	backup := filepath.Join(t.TempDir(), "backup.jsonl")
 	out, err := tool(t, "backup", "-from", m[1], "-to", backup)
-	close(stop)
-	wg.Wait()
+	stop()
 	if err != nil {
 		t.Fatalf("backup during logins = %v:\n%s", err, out)
 	}

@@ -414,40 +414,20 @@ func TestKill9OnRedisKeepsEveryAcknowledgedWrite(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed))
 	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	env := []string{"WXLOGIN_REDIS=redis://" + srv.Addr}
-	acked := map[string]int64{}
-	claimed := map[int64]bool{}
+	users := newNewUsers()
+	acked, claimed := users.acked, users.claimed
 	lost := 0
 	for round := range 2 * kills {
 		killRedis := round%2 == 1
 		c := startProcess(t, env, "-addr", "127.0.0.1:0", "-login-rate", "0")
-		var mu sync.Mutex
-		var wg sync.WaitGroup
-		stop := make(chan struct{})
-		for w := range workers {
-			wg.Go(func() {
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					name := fmt.Sprintf("r%d-w%d-%d", round, w, i)
-					if id, gift, ok := tryNewUserWithGift(c.url, name); ok {
-						mu.Lock()
-						acked[name], claimed[id] = id, gift
-						mu.Unlock()
-					}
-				}
-			})
-		}
+		stop := users.keepComing(c.url, workers, fmt.Sprintf("r%d", round))
 		time.Sleep(time.Duration(rng.Int64N(int64(2 * meanUptime)))) // the kill's random moment, under load
 		if killRedis {
 			srv.Kill()
 		} else {
 			c.cmd.Process.Kill()
 		}
-		close(stop)
-		wg.Wait()
+		stop()
 		if killRedis {
 			srv.Start(t)
 		}
@@ -505,39 +485,28 @@ func TestReshardingUnderLoadLosesNothing(t *testing.T) {
 	}
 	var mu sync.Mutex
 	acked, claimed, failed, again := map[string]int64{}, map[int64]bool{}, 0, 0
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for w := range 8 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if w == 0 { // the returning user, again and again
-					id, _, _, ok := tryLogin(s.url, "returning")
-					mu.Lock()
-					if ok && id == returning {
-						again++
-					} else {
-						failed++
-					}
-					mu.Unlock()
-					continue
-				}
-				name := fmt.Sprintf("w%d-%d", w, i)
-				id, gift, ok := tryNewUserWithGift(s.url, name)
-				mu.Lock()
-				if ok && gift {
-					acked[name], claimed[id] = id, true
-				} else {
-					failed++
-				}
-				mu.Unlock()
+	stop := testkit.KeepBusy(8, func(w, i int) {
+		if w == 0 { // the returning user, again and again
+			id, _, _, ok := tryLogin(s.url, "returning")
+			mu.Lock()
+			if ok && id == returning {
+				again++
+			} else {
+				failed++
 			}
-		})
-	}
+			mu.Unlock()
+			return
+		}
+		name := fmt.Sprintf("w%d-%d", w, i)
+		id, gift, ok := tryNewUserWithGift(s.url, name)
+		mu.Lock()
+		if ok && gift {
+			acked[name], claimed[id] = id, true
+		} else {
+			failed++
+		}
+		mu.Unlock()
+	})
 	progress := func(what string, n int) {
 		t.Helper()
 		testkit.WaitWithin(t, 30*time.Second, what, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= n })
@@ -578,8 +547,7 @@ func TestReshardingUnderLoadLosesNothing(t *testing.T) {
 			t.Errorf("%s is not on its new master", key)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if again < 10 {
 		t.Errorf("%d logins of the returning user were answered; want them going on across the reshards", again)
 	}
@@ -733,30 +701,19 @@ func TestAFailoverIsFollowedWithoutARestart(t *testing.T) {
 	var mu sync.Mutex
 	var ok, failed int
 	var slowest time.Duration
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				start := time.Now()
-				_, _, _, answered := tryLogin(s.url, fmt.Sprintf("f%d-%d", w, i))
-				took := time.Since(start)
-				mu.Lock()
-				slowest = max(slowest, took)
-				if answered {
-					ok++
-				} else {
-					failed++
-				}
-				mu.Unlock()
-			}
-		})
-	}
+	stop := testkit.KeepBusy(4, func(w, i int) {
+		start := time.Now()
+		_, _, _, answered := tryLogin(s.url, fmt.Sprintf("f%d-%d", w, i))
+		took := time.Since(start)
+		mu.Lock()
+		slowest = max(slowest, took)
+		if answered {
+			ok++
+		} else {
+			failed++
+		}
+		mu.Unlock()
+	})
 	count := func() (int, int) { mu.Lock(); defer mu.Unlock(); return ok, failed }
 	testkit.WaitFor(t, "logins under way", func() bool { n, _ := count(); return n >= 50 })
 
@@ -790,8 +747,7 @@ func TestAFailoverIsFollowedWithoutARestart(t *testing.T) {
 	if _, f := count(); f > failedAt+len(replicas)+1 {
 		t.Errorf("%d logins failed after the replica took over and logins were answered again; want none but those in flight", f-failedAt)
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	n, f := count()
 	if slowest > 5*time.Second {
 		t.Errorf("the slowest login took %v; want every one answered within its bound (3 s and a moment)", slowest)

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -40,6 +41,31 @@ func WaitWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// KeepBusy calls work in n goroutines, again and again, w numbering the
+// goroutine and i its calls, until stop is called: the load a crash, a
+// failover or a backup happens under. stop returns once every call under
+// way has returned.
+func KeepBusy(n int, work func(w, i int)) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				work(w, i)
+			}
+		})
+	}
+	return func() {
+		close(done)
+		wg.Wait()
 	}
 }
 
