@@ -331,14 +331,7 @@ func encrypt(t testing.TB, key, plain string) (data, iv string) {
 // as another backend of the same app would, and returns WeChat's reply.
 func wechatAPI(t testing.TB, fake *fakewechat.Fake, method, path, body string) map[string]any {
 	t.Helper()
-	r := httptest.NewRequestWithContext(t.Context(), method, fakewechat.APIPrefix+path, strings.NewReader(body))
-	w := httptest.NewRecorder()
-	fake.Handler().ServeHTTP(w, r)
-	var reply map[string]any
-	if err := json.Unmarshal(w.Body.Bytes(), &reply); err != nil || w.Code != http.StatusOK {
-		t.Fatalf("%s %s = HTTP %d, %q; want WeChat's JSON with HTTP 200", method, path, w.Code, w.Body)
-	}
-	return reply
+	return testkit.ServeJSON(t, fake.Handler(), method, fakewechat.APIPrefix+path, body)
 }
 
 // reply is a response as a client sees it. Its data is read with dataOf,

@@ -213,14 +213,7 @@ func TestFakeUnionIDAcrossApps(t *testing.T) {
 // and returns the reply, which must be WeChat's JSON with HTTP 200.
 func callServerAPI(t *testing.T, fake *Fake, method, path, body string) map[string]any {
 	t.Helper()
-	r := httptest.NewRequestWithContext(t.Context(), method, APIPrefix+path, strings.NewReader(body))
-	w := httptest.NewRecorder()
-	fake.Handler().ServeHTTP(w, r)
-	var reply map[string]any
-	if err := json.Unmarshal(w.Body.Bytes(), &reply); err != nil || w.Code != http.StatusOK {
-		t.Fatalf("%s %s = HTTP %d, %q; want WeChat's JSON with HTTP 200", method, path, w.Code, w.Body)
-	}
-	return reply
+	return testkit.ServeJSON(t, fake.Handler(), method, APIPrefix+path, body)
 }
 
 // errcodeOf is a reply's errcode, 0 when absent.

@@ -110,8 +110,8 @@ func DamagedStores(files map[string][]byte) map[string]map[string][]byte {
 	}
 }
 
-// SyncBuffer is a bytes.Buffer safe for a logger writing while a test
-// reads.
+// SyncBuffer is a bytes.Buffer safe for a logger or a server's output
+// writing while a test reads.
 type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer

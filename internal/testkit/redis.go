@@ -2,14 +2,12 @@ package testkit
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,7 +33,7 @@ type RedisServer struct {
 	Addr string // 127.0.0.1:port
 
 	dir  string
-	log  *lockedBuffer
+	log  *SyncBuffer
 	argv []string // how it was started, to start it again
 	cmd  *exec.Cmd
 	// exited is closed when the process started last has exited.
@@ -76,7 +74,7 @@ func StartRedis(t testing.TB, args ...string) *RedisServer {
 	bin := requireRedis(t)
 	for attempt := 1; ; attempt++ {
 		port := FreeRedisPort(t)
-		s := &RedisServer{Addr: "127.0.0.1:" + strconv.Itoa(port), dir: t.TempDir(), log: &lockedBuffer{}}
+		s := &RedisServer{Addr: "127.0.0.1:" + strconv.Itoa(port), dir: t.TempDir(), log: &SyncBuffer{}}
 		base := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", s.dir,
 			"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no", "--logfile", ""}
 		s.argv = append([]string{bin}, append(base, args...)...)
@@ -257,23 +255,4 @@ func (c *RedisCluster) NodeID(t testing.TB, i int) string {
 // StartRedisCluster shared them out.
 func (c *RedisCluster) OwnerOf(key string) int {
 	return redis.Slot(key) / (redis.SlotCount / len(c.Nodes)) % len(c.Nodes)
-}
-
-// lockedBuffer is a bytes.Buffer that a server's output and a test may
-// use at once.
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -22,12 +22,21 @@ func WXCall(t testing.TB, fake http.Handler, api, body string) map[string]any {
 // WXCallAsIs is WXCall without agreeing to the privacy guide first.
 func WXCallAsIs(t testing.TB, fake http.Handler, api, body string) map[string]any {
 	t.Helper()
-	r := httptest.NewRequestWithContext(t.Context(), "POST", "/mock/"+api, strings.NewReader(body))
+	return ServeJSON(t, fake, "POST", "/mock/"+api, body)
+}
+
+// ServeJSON sends a request to h and returns its reply, which must be a
+// JSON object with HTTP 200: how tests call the fake WeChat's APIs, the
+// server's as on api.weixin.qq.com and the client's as wx.* in a mini
+// program.
+func ServeJSON(t testing.TB, h http.Handler, method, path, body string) map[string]any {
+	t.Helper()
+	r := httptest.NewRequestWithContext(t.Context(), method, path, strings.NewReader(body))
 	w := httptest.NewRecorder()
-	fake.ServeHTTP(w, r)
-	var detail map[string]any
-	if err := json.Unmarshal(w.Body.Bytes(), &detail); err != nil || w.Code != 200 {
-		t.Fatalf("%s(%s) = HTTP %d, %s", api, body, w.Code, w.Body)
+	h.ServeHTTP(w, r)
+	var reply map[string]any
+	if err := json.Unmarshal(w.Body.Bytes(), &reply); err != nil || w.Code != http.StatusOK {
+		t.Fatalf("%s %s = HTTP %d, %q; want a JSON object with HTTP 200", method, path, w.Code, w.Body)
 	}
-	return detail
+	return reply
 }
