@@ -851,3 +851,19 @@ func (w *recordingWriter) Write(b []byte) (int, error) {
 	w.body.Write(b)
 	return w.ResponseWriter.Write(b)
 }
+
+// RevokeAccessTokens ends every access_token issued to appID at once, as a
+// forced refresh from elsewhere or a reset AppSecret does: the next call
+// made with one is answered 40001 (WECHAT.md §4), and a server must fetch
+// a new one. wxlogin conform uses it to see whether a backend does.
+func (f *Fake) RevokeAccessTokens(appID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for token, t := range f.tokens {
+		if t.appID == appID {
+			delete(f.tokens, token)
+		}
+	}
+	delete(f.newestToken, appID)
+	delete(f.newestClassic, appID)
+}

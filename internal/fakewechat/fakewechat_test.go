@@ -293,6 +293,26 @@ func TestFakeClassicAccessToken(t *testing.T) {
 	}
 }
 
+// RevokeAccessTokens ends every token of the app at once, stable and
+// classic, and no other app's; the next stable_token call issues a new one.
+func TestFakeRevokeAccessTokens(t *testing.T) {
+	fake := New(map[string]App{"wxapp": {Secret: testSecret}, "wxother": {Secret: "other"}}, Fixtures{}, time.Now)
+	works := func(token string) bool {
+		_, failure := fake.checkAccessToken(token)
+		return failure == nil
+	}
+	stable, _ := fake.stableToken("wxapp", false)
+	classic := fake.classicToken("wxapp")
+	other, _ := fake.stableToken("wxother", false)
+	fake.RevokeAccessTokens("wxapp")
+	if works(stable) || works(classic) || !works(other) {
+		t.Errorf("after RevokeAccessTokens(wxapp): stable works %v, classic %v, the other app's %v; want false, false, true", works(stable), works(classic), works(other))
+	}
+	if fresh, _ := fake.stableToken("wxapp", false); fresh == stable || !works(fresh) || fake.AccessToken("wxapp") != fresh {
+		t.Errorf("stable_token after the revocation gave %q; want a new token that works", fresh)
+	}
+}
+
 // msg_sec_check's documented refusals, each as WeChat answers it.
 func TestFakeMsgSecCheckRefusals(t *testing.T) {
 	clock := testkit.NewFakeClock()

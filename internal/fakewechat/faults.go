@@ -32,6 +32,16 @@ var faultKinds = []string{
 	"reset",        // the connection is reset, with no answer
 }
 
+// slowKind is not a failure but a delay: the call is answered as usual,
+// after slowDelay, as WeChat answers on a slow day. It is set only by name,
+// never among the default kinds: wxlogin conform makes WeChat slow so that
+// two logins it sends at once meet inside the exchange, as they do against
+// WeChat's 50 to 200 ms.
+const (
+	slowKind  = "slow"
+	slowDelay = 300 * time.Millisecond
+)
+
 // FaultKinds lists the ways a call can be made to fail, all of which
 // POST /mock/faults sets when it names none.
 func FaultKinds() []string { return slices.Clone(faultKinds) }
@@ -67,8 +77,8 @@ func (fi *faultInjector) set(s faultSettings) error {
 		s.Kinds = faultKinds
 	}
 	for _, k := range s.Kinds {
-		if !slices.Contains(faultKinds, k) {
-			return fmt.Errorf("unknown fault %q (known: %s)", k, strings.Join(faultKinds, ", "))
+		if !slices.Contains(faultKinds, k) && k != slowKind {
+			return fmt.Errorf("unknown fault %q (known: %s, and %s)", k, strings.Join(faultKinds, ", "), slowKind)
 		}
 	}
 	fi.mu.Lock()
@@ -118,6 +128,15 @@ func (fi *faultInjector) failing(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch fi.pick() {
 		case "":
+			h.ServeHTTP(w, r)
+		case slowKind:
+			t := time.NewTimer(slowDelay)
+			defer t.Stop()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-t.C:
+			}
 			h.ServeHTTP(w, r)
 		case "system-error":
 			writeFaultJSON(w, `{"errcode":-1,"errmsg":"system error"}`)

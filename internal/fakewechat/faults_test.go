@@ -1,8 +1,10 @@
 package fakewechat
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -71,5 +73,37 @@ func TestFaultsEndpoint(t *testing.T) {
 	}
 	if report.Calls != 4 || total != 2 || len(report.Kinds) != len(FaultKinds()) || !strings.Contains(got.raw, `"system-error":1`) {
 		t.Errorf("GET /mock/faults after 4 calls at rate 0.5 = %s; want 4 calls, 2 injected, all kinds", got.raw)
+	}
+}
+
+// A "slow" call is answered as usual, only later: one whose caller has
+// gone gets nothing, and one that waits gets WeChat's answer, its code
+// spent. It is never among the default kinds.
+func TestSlowFaultAnswersLate(t *testing.T) {
+	fake := New(map[string]App{"wxapp": {Secret: testSecret}}, Fixtures{}, time.Now)
+	h := fake.Handler()
+	if got := call(t, h, "POST", "/mock/faults", `{"rate": 1, "kinds": ["slow"]}`); got.env.Status != 0 {
+		t.Fatalf("POST /mock/faults slow = %s", got.raw)
+	}
+	exchange := func(ctx context.Context, code string) *httptest.ResponseRecorder {
+		r := httptest.NewRequestWithContext(ctx, "GET", "/mock/api/sns/jscode2session?appid=wxapp&secret="+testSecret+"&js_code="+code+"&grant_type=authorization_code", nil)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	code := fake.IssueCode("wxapp", "alice")
+	if w := exchange(gone, code); w.Body.Len() != 0 {
+		t.Errorf("a slow call whose caller had gone was answered %s", w.Body)
+	}
+	if w := exchange(context.Background(), code); !strings.Contains(w.Body.String(), `"openid":"`) {
+		t.Errorf("a slow call = %s; want WeChat's answer, the code unspent by the call that was not answered", w.Body)
+	}
+	if w := exchange(context.Background(), code); !strings.Contains(w.Body.String(), "40163") {
+		t.Errorf("the code again = %s; want 40163, spent by the slow call", w.Body)
+	}
+	if slices.Contains(FaultKinds(), "slow") {
+		t.Error("FaultKinds lists slow, which is no failure")
 	}
 }
