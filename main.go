@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +31,7 @@ import (
 	"wxlogin/internal/accesslog"
 	"wxlogin/internal/clock"
 	"wxlogin/internal/config"
+	"wxlogin/internal/conform"
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/limits"
@@ -58,6 +60,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stop()
 	if len(args) > 1 && tools.IsTool(args[1]) {
 		return tools.Run(ctx, args[1:], getenv, stdout, stderr) // wxlogin check, backup, … (internal/tools)
+	}
+	if len(args) > 1 && args[1] == "conform" {
+		return conform.Run(ctx, args[1:], getenv, stdout, stderr, startSelf) // a verdict on a login backend (internal/conform)
 	}
 
 	cfg, err := config.Load(args, getenv, stdout)
@@ -387,4 +392,59 @@ func dialableAddr(addr net.Addr) string {
 		return addr.String()
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(tcp.Port))
+}
+
+// startSelf is the wxlogin `conform -self` judges: this binary's own run,
+// with the profile's apps on a temporary data directory, pointed at the
+// fake WeChat conform serves. It returns once the server answers /healthz,
+// and its stop returns what run returned.
+func startSelf(ctx context.Context, p *conform.Profile, fakeURL string, getenv func(string) string) (string, func() error, error) {
+	dir, err := os.MkdirTemp("", "wxlogin-conform-")
+	if err != nil {
+		return "", nil, err
+	}
+	var apps []config.App
+	for _, a := range p.Apps {
+		apps = append(apps, config.App{AppID: a.AppID, Name: "conform", SecretEnv: a.SecretEnv, Unbound: a.Unbound})
+	}
+	appsJSON, _ := json.Marshal(map[string]any{"apps": apps})
+	appsPath := filepath.Join(dir, "apps.json")
+	if err := os.WriteFile(appsPath, appsJSON, 0o600); err != nil {
+		return "", nil, errors.Join(err, os.RemoveAll(dir))
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // a free port, for run to listen on
+	if err != nil {
+		return "", nil, errors.Join(err, os.RemoveAll(dir))
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"wxlogin", "-addr", addr, "-data", filepath.Join(dir, "data"), "-apps", appsPath,
+			"-mock=false", "-wechat-api", fakeURL, "-wechat-timeout", "1s", "-login-timeout", "3s",
+			"-login-rate", "0", "-log-level", "error"}, getenv, io.Discard, io.Discard)
+	}()
+	stop := func() error {
+		cancel()
+		return errors.Join(<-done, os.RemoveAll(dir))
+	}
+	baseURL := "http://" + addr
+	client := &http.Client{Timeout: time.Second}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		if resp, err := client.Get(baseURL + "/healthz"); err == nil {
+			resp.Body.Close()
+			return baseURL, stop, nil
+		}
+		select {
+		case err := <-done:
+			done <- err
+			return "", nil, errors.Join(fmt.Errorf("wxlogin stopped: %w", err), stop())
+		case <-tick.C:
+		}
+	}
+	return "", nil, errors.Join(errors.New("wxlogin did not answer /healthz within 30s"), stop())
 }
