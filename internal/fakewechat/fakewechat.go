@@ -114,6 +114,9 @@ type Fake struct {
 	// newestClassic is appid → its newest classic access_token
 	// (cgi-bin/token): tokens of the two APIs never replace each other.
 	newestClassic map[string]string
+	// countryCodeText writes getuserphonenumber's countryCode as text,
+	// "86", instead of the number 86 (SetCountryCodeText).
+	countryCodeText bool
 
 	exchanges exchangeLog   // the server API calls, for the teaching page
 	faults    faultInjector // the calls made to fail on purpose (faults.go)
@@ -640,11 +643,16 @@ func (f *Fake) handlePhoneNumber() http.Handler {
 			return
 		}
 		number, pure, countryCode := f.phone(c.user.name)
-		code, _ := strconv.Atoi(countryCode)
+		var code any = countryCode
+		f.mu.Lock()
+		if !f.countryCodeText {
+			code, _ = strconv.Atoi(countryCode) // a number here, as in WeChat's example
+		}
+		f.mu.Unlock()
 		jsonAnswer(w, apiReply{"errcode": 0, "errmsg": "ok", "phone_info": apiReply{
 			"phoneNumber":     number,
 			"purePhoneNumber": pure,
-			"countryCode":     code, // a number here, as in WeChat's example
+			"countryCode":     code,
 			"watermark":       watermark{now.Unix(), appID},
 		}})
 	})
@@ -866,4 +874,14 @@ func (f *Fake) RevokeAccessTokens(appID string) {
 	}
 	delete(f.newestToken, appID)
 	delete(f.newestClassic, appID)
+}
+
+// SetCountryCodeText makes getuserphonenumber write countryCode as text,
+// "86", as its page's field table types it, or (false, the default) as the
+// number 86, as its page's example shows: WeChat documents both (WECHAT.md
+// §3), and a server must read either.
+func (f *Fake) SetCountryCodeText(text bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.countryCodeText = text
 }

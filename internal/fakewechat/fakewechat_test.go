@@ -376,3 +376,28 @@ func TestExchangeLogKeepsTheLatest(t *testing.T) {
 		t.Errorf("since(%d) = %d exchanges from %q; want the last 10", maxExchanges+40, len(got), got[0].Path)
 	}
 }
+
+// getuserphonenumber writes countryCode as the number 86 unless told to
+// write it as text, "86": WeChat's page shows both (WECHAT.md §3).
+func TestFakePhoneCountryCodeForms(t *testing.T) {
+	fake := New(map[string]App{"wxapp": {Secret: testSecret}}, Fixtures{}, time.Now)
+	token, _ := fake.stableToken("wxapp", false)
+	countryCode := func() any {
+		t.Helper()
+		call(t, fake.Handler(), "POST", "/mock/wx.agreePrivacyAuthorization", `{"user": "alice"}`)
+		var detail struct{ Code string }
+		if err := json.Unmarshal([]byte(call(t, fake.Handler(), "POST", "/mock/wx.getPhoneNumber", `{"user": "alice"}`).raw), &detail); err != nil {
+			t.Fatal(err)
+		}
+		reply := callServerAPI(t, fake, "POST", "/wxa/business/getuserphonenumber?access_token="+token, `{"code": "`+detail.Code+`"}`)
+		info, _ := reply["phone_info"].(map[string]any)
+		return info["countryCode"]
+	}
+	if got := countryCode(); got != 86.0 {
+		t.Errorf("countryCode = %#v; want the number 86", got)
+	}
+	fake.SetCountryCodeText(true)
+	if got := countryCode(); got != "86" {
+		t.Errorf("countryCode after SetCountryCodeText(true) = %#v; want \"86\"", got)
+	}
+}
