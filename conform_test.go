@@ -35,7 +35,7 @@ func TestConformSelfPassesEveryCheck(t *testing.T) {
 	if err := json.Unmarshal(b, &verdict); err != nil {
 		t.Fatal(err)
 	}
-	if len(verdict.Checks) < 38 {
+	if len(verdict.Checks) < 39 {
 		t.Errorf("%d checks ran, want the whole catalogue", len(verdict.Checks))
 	}
 	for _, c := range verdict.Checks {
@@ -58,15 +58,78 @@ func TestConformExpressRecipe(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(modules, "express")); err != nil {
 		testkit.SkipMissingTool(t, "Express is not installed: (cd tools/conform && npm ci)")
 	}
-	section := docSection(t, "docs/conform.md", "## A recipe: an Express backend")
-	dir := t.TempDir()
-	fakePort, backendPort := strconv.Itoa(freePort(t)), strconv.Itoa(freePort(t))
-	ports := strings.NewReplacer("127.0.0.1:9440", "127.0.0.1:"+fakePort, "127.0.0.1:3000", "127.0.0.1:"+backendPort, "PORT || 3000", "PORT || "+backendPort)
-	testkit.PutFiles(t, dir, map[string][]byte{
-		"server.js":            []byte(ports.Replace(codeBlocks(t, section, "js")[0])),
-		"express.json":         []byte(ports.Replace(codeBlocks(t, section, "json")[0])),
-		"express-expected.txt": []byte(codeBlocks(t, section, "text")[0]),
+	out := runRecipe(t, "## A recipe: an Express backend", map[string]string{
+		"server.js": "js", "express.json": "json", "express-expected.txt": "text",
+	}, "NODE_PATH="+modules)
+	for _, want := range []string{
+		"24 PASS, 2 FAIL, 1 WARN, 0 INFO, 12 SKIPPED",
+		"opendata.foreign-watermark    FAIL (expected)",
+		"opendata.other-openid         FAIL (expected)",
+		"login.double-tap-one-call     WARN",
+		"login.concurrent-first        PASS",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the verdict has no %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestConformGoRecipe runs docs/conform.md's Go recipe on
+// silenceper/wechat as it is, but for its ports and the built binary's
+// path, in the module tools/conform/gowechat pins, with the verdict the
+// doc tells.
+func TestConformGoRecipe(t *testing.T) {
+	module, err := filepath.Abs("tools/conform/gowechat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := runRecipe(t, "## A recipe: Go on silenceper/wechat", map[string]string{
+		"main.go": "go", "silenceper.json": "json", "silenceper-expected.txt": "text",
+		"go.mod": filepath.Join(module, "go.mod"), "go.sum": filepath.Join(module, "go.sum"),
 	})
+	for _, want := range []string{
+		"20 PASS, 4 FAIL, 2 WARN, 1 INFO, 12 SKIPPED",
+		"login.wechat-hang             FAIL (expected)",
+		"phone.other-users-code        FAIL (expected)",
+		"hygiene.access-token-refetch  FAIL (expected)",
+		"phone.country-code-number     INFO",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the verdict has no %q:\n%s", want, out)
+		}
+	}
+}
+
+// runRecipe runs the shell block of a recipe section of docs/conform.md in
+// a scratch folder holding files: each the section's one block of a
+// language, or a file copied whole when given by its path. The recipe's
+// ports become free ones, and "wxlogin conform" a binary built here. It
+// returns what the recipe printed, failing t if it failed.
+func runRecipe(t *testing.T, heading string, files map[string]string, env ...string) string {
+	t.Helper()
+	section := docSection(t, "docs/conform.md", heading)
+	fakePort, backendPort := strconv.Itoa(freePort(t)), strconv.Itoa(freePort(t))
+	ports := strings.NewReplacer("127.0.0.1:9440", "127.0.0.1:"+fakePort,
+		"127.0.0.1:3000", "127.0.0.1:"+backendPort, "PORT || 3000", "PORT || "+backendPort,
+		"127.0.0.1:3001", "127.0.0.1:"+backendPort, "PORT=3001", "PORT="+backendPort)
+	dir := t.TempDir()
+	contents := map[string][]byte{}
+	for name, from := range files {
+		if filepath.IsAbs(from) {
+			b, err := os.ReadFile(from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			contents[name] = b
+			continue
+		}
+		blocks := codeBlocks(t, section, from)
+		if len(blocks) != 1 {
+			t.Fatalf("%s has %d %s blocks; want one, for %s", heading, len(blocks), from, name)
+		}
+		contents[name] = []byte(ports.Replace(blocks[0]))
+	}
+	testkit.PutFiles(t, dir, contents)
 	binary := filepath.Join(t.TempDir(), "wxlogin")
 	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -74,20 +137,10 @@ func TestConformExpressRecipe(t *testing.T) {
 	script := strings.ReplaceAll(ports.Replace(codeBlocks(t, section, "sh")[0]), "wxlogin conform", binary+" conform")
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", "trap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"+script)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("the recipe failed: %v\n%s", err, out)
 	}
-	for _, want := range []string{
-		"24 PASS, 2 FAIL, 1 WARN, 0 INFO, 11 SKIPPED",
-		"opendata.foreign-watermark    FAIL (expected)",
-		"opendata.other-openid         FAIL (expected)",
-		"login.double-tap-one-call     WARN",
-		"login.concurrent-first        PASS",
-	} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("the verdict has no %q:\n%s", want, out)
-		}
-	}
+	return string(out)
 }

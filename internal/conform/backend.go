@@ -98,17 +98,19 @@ func (b *backend) call(ctx context.Context, name string, route Route, token stri
 		obj[k] = v
 	}
 	var body io.Reader
-	contentType := ""
-	if route.Method != http.MethodGet && route.Method != http.MethodHead && route.Method != http.MethodDelete || len(fields) > 0 {
-		if route.Encoding == "form" {
-			body, contentType = strings.NewReader(values.Encode()), "application/x-www-form-urlencoded"
-		} else {
-			enc, _ := json.Marshal(obj)
-			body, contentType = bytes.NewReader(enc), "application/json"
-		}
+	contentType, target := "", b.p.BaseURL+route.Path
+	switch {
+	case route.Encoding == "query" && len(values) > 0:
+		target += "?" + values.Encode()
+	case route.Encoding == "query":
+	case route.Encoding == "form":
+		body, contentType = strings.NewReader(values.Encode()), "application/x-www-form-urlencoded"
+	case route.Method != http.MethodDelete || len(fields) > 0:
+		enc, _ := json.Marshal(obj)
+		body, contentType = bytes.NewReader(enc), "application/json"
 	}
 	rep := reply{route: name + " (" + route.Method + " " + route.Path + ")"}
-	req, err := http.NewRequestWithContext(ctx, route.Method, b.p.BaseURL+route.Path, body)
+	req, err := http.NewRequestWithContext(ctx, route.Method, target, body)
 	if err != nil {
 		rep.err = err
 		return rep
@@ -152,7 +154,7 @@ func (b *backend) login(ctx context.Context, app App, code string) (string, repl
 }
 
 // whoami returns the id of the user token belongs to, "" if the backend
-// does not answer it with one.
+// does not answer it with one. The profile has a whoami route.
 func (b *backend) whoami(ctx context.Context, token string) (string, reply) {
 	rep := b.call(ctx, "whoami", b.p.WhoAmI.Route, token, nil)
 	if !rep.ok() {

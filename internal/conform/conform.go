@@ -180,6 +180,9 @@ func start(p *Profile) (*runner, func(), error) {
 		apps[a.AppID] = fakewechat.App{Name: "conform", Secret: a.secret, Unbound: a.Unbound}
 	}
 	fake := fakewechat.New(apps, fakewechat.Fixtures{}, time.Now)
+	// countryCode as the field table types it; phone.country-code-number
+	// tries the example's number.
+	fake.SetCountryCodeText(true)
 	ln, err := net.Listen("tcp", p.FakeAddr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("conform: the fake WeChat cannot listen on fake_addr: %w", err)

@@ -164,9 +164,10 @@ var flawChecks = map[string][]string{
 	"no-openid-check":        {"opendata.other-openid"},
 	"500-on-bad-data":        {"opendata.padding-oracle", "opendata.previous-key"},
 	"padding-oracle":         {"opendata.padding-oracle"},
-	"phone-broken":           {"hygiene.access-token-cached", "hygiene.access-token-refetch", "phone.genuine", "phone.openid-sent", "phone.replay"},
+	"phone-broken":           {"hygiene.access-token-cached", "hygiene.access-token-refetch", "phone.country-code-number", "phone.genuine", "phone.openid-sent", "phone.replay"},
 	"phone-no-openid":        {"phone.openid-sent", "phone.other-users-code"},
 	"phone-cache":            {"phone.replay"},
+	"country-code-text-only": {"phone.country-code-number"},
 	"logout-noop":            {"session.logout"},
 	"delete-keeps-tokens":    {"session.delete"},
 	"claim-unchecked":        {"session.claim-once", "session.claim-per-person"},
@@ -301,6 +302,34 @@ func TestEvidenceHidesSecrets(t *testing.T) {
 	}
 }
 
+// A backend without a whoami route, whose login is a GET with the code
+// in the query and names the user in its answer: the checks that must ask
+// whether a token works are SKIPPED, every other one runs and passes.
+func TestProfileWithoutWhoAmI(t *testing.T) {
+	path := startFlawed(t, "")
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	profile := strings.NewReplacer(
+		`"login": {"path": "/login", "token": "token"}`, `"login": {"method": "GET", "path": "/login", "token": "token", "user_id": "user_id"}`,
+		`"whoami": {"path": "/me", "user_id": "id"},`, ``).Replace(string(text))
+	if profile == string(text) {
+		t.Fatal("the flawed backend's profile did not change")
+	}
+	os.WriteFile(path, []byte(profile), 0o600)
+	results, table, err := conformJSON(t, path)
+	if err != nil {
+		t.Fatalf("conform: %v\n%s", err, table)
+	}
+	skipped := map[string]bool{"session.unknown-token": true, "session.logout": true, "session.delete": true}
+	for _, r := range results {
+		if want := map[bool]string{true: ResultSkipped, false: ResultPass}[skipped[r.ID]]; r.Result != want {
+			t.Errorf("%s: %s, want %s (%s)", r.ID, r.Result, want, r.Got+r.Skipped)
+		}
+	}
+}
+
 func TestInitProfileParses(t *testing.T) {
 	env := func(string) string { return "a-secret" }
 	p, err := ParseProfile([]byte(InitProfile), env)
@@ -329,6 +358,8 @@ func TestProfileErrors(t *testing.T) {
 		{"no token path", `{"base_url": "http://x", "apps": [{"appid": "wx1", "secret_env": "SET"}], "login": {"path": "/l"}, "whoami": {"path": "/u", "user_id": "id"}}`, "login.token"},
 		{"a relative path", `{"base_url": "http://x", "apps": [{"appid": "wx1", "secret_env": "SET"}], "login": {"path": "l", "token": "t"}, "whoami": {"path": "/u", "user_id": "id"}}`, "login.path"},
 		{"only unbound apps", `{"base_url": "http://x", "apps": [{"appid": "wx1", "secret_env": "SET", "unbound": true}], "login": {"path": "/l", "token": "t"}, "whoami": {"path": "/u", "user_id": "id"}}`, "bound"},
+		{"no way to tell the user", `{"base_url": "http://x", "apps": [{"appid": "wx1", "secret_env": "SET"}], "login": {"path": "/l", "token": "t"}}`, "login.user_id"},
+		{"a bad encoding", `{"base_url": "http://x", "apps": [{"appid": "wx1", "secret_env": "SET"}], "login": {"path": "/l", "token": "t", "user_id": "id", "encoding": "xml"}}`, "login.encoding"},
 		{"a bad timeout", `{"base_url": "http://x", "timeout": "soon", "apps": [{"appid": "wx1", "secret_env": "SET"}], "login": {"path": "/l", "token": "t"}, "whoami": {"path": "/u", "user_id": "id"}}`, "duration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

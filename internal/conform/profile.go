@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -34,9 +35,12 @@ type Profile struct {
 	// all; "/" when empty.
 	Ready string `json:"ready"`
 
-	Login  Login  `json:"login"`
-	Auth   Auth   `json:"auth"`
-	WhoAmI WhoAmI `json:"whoami"`
+	Login Login `json:"login"`
+	Auth  Auth  `json:"auth"`
+	// WhoAmI says whose a token is. A backend without such a route gives
+	// the user's id in the login's answer (Login.UserID) instead, and the
+	// checks that need to ask whether a token still works are SKIPPED.
+	WhoAmI *WhoAmI `json:"whoami"`
 
 	UserInfo *Route `json:"userinfo"`
 	Phone    *Route `json:"phone"`
@@ -63,7 +67,8 @@ type App struct {
 type Route struct {
 	Method string `json:"method"`
 	Path   string `json:"path"`
-	// Encoding is "json" (the default) or "form".
+	// Encoding is "json" (the default), "form", or "query" (the fields in
+	// the URL's query string; the default for GET).
 	Encoding string `json:"encoding"`
 	// Fields maps the names WeChat gives the data (code, appid, rawData,
 	// signature, encryptedData, iv, nickname) to the names the backend
@@ -76,6 +81,9 @@ type Login struct {
 	Route
 	// Token is the JSON path of the token in the answer: "data.token".
 	Token string `json:"token"`
+	// UserID is the JSON path of the user's id in the answer, for a
+	// backend without a whoami route.
+	UserID string `json:"user_id"`
 	// SendAppID sends the appid with the code (default: only when the
 	// profile has several apps).
 	SendAppID bool `json:"send_appid"`
@@ -184,7 +192,10 @@ func (p *Profile) complete(getenv func(string) string) error {
 	if p.Login.Token == "" {
 		bad("login.token: the JSON path of the token in the login's answer is needed, e.g. \"data.token\"")
 	}
-	if p.WhoAmI.UserID == "" {
+	switch {
+	case p.WhoAmI == nil && p.Login.UserID == "":
+		bad("whoami: a route that says whose a token is, or login.user_id, the JSON path of the user's id in the login's answer, is needed")
+	case p.WhoAmI != nil && p.WhoAmI.UserID == "":
 		bad("whoami.user_id: the JSON path of the user's id is needed, e.g. \"data.id\"")
 	}
 	if p.Auth.Header == "" {
@@ -193,8 +204,11 @@ func (p *Profile) complete(getenv func(string) string) error {
 	if len(p.Apps) > 1 {
 		p.Login.SendAppID = true
 	}
-	routes := map[string]*Route{"login": &p.Login.Route, "whoami": &p.WhoAmI.Route, "userinfo": p.UserInfo, "phone": p.Phone,
+	routes := map[string]*Route{"login": &p.Login.Route, "userinfo": p.UserInfo, "phone": p.Phone,
 		"nickname": p.Nickname, "logout": p.Logout, "delete": p.Delete, "claim": p.Claim}
+	if p.WhoAmI != nil {
+		routes["whoami"] = &p.WhoAmI.Route
+	}
 	defaults := map[string]string{"login": "POST", "whoami": "GET", "nickname": "PATCH", "delete": "DELETE"}
 	for name, r := range routes {
 		if r == nil {
@@ -207,11 +221,13 @@ func (p *Profile) complete(getenv func(string) string) error {
 			r.Method = cmpOr(defaults[name], "POST")
 		}
 		r.Method = strings.ToUpper(r.Method)
-		if r.Encoding == "" {
+		switch {
+		case r.Encoding == "" && r.Method == http.MethodGet:
+			r.Encoding = "query"
+		case r.Encoding == "":
 			r.Encoding = "json"
-		}
-		if r.Encoding != "json" && r.Encoding != "form" {
-			bad("%s.encoding: %q is not json or form", name, r.Encoding)
+		case r.Encoding != "json" && r.Encoding != "form" && r.Encoding != "query":
+			bad("%s.encoding: %q is not json, form or query", name, r.Encoding)
 		}
 	}
 	return errors.Join(errs...)
@@ -271,12 +287,15 @@ const InitProfile = `// A profile for wxlogin conform (docs/conform.md). Lines s
   "ready": "/healthz",
   "wait": "60s",
   // The login: the code from wx.login in "code" (rename it in "fields"), the
-  // appid too when there are several apps; the token at this JSON path.
+  // appid too when there are several apps; the token at this JSON path. A
+  // backend with no whoami route gives "user_id", the JSON path of the user's
+  // id in this answer.
   "login": {"method": "POST", "path": "/login", "encoding": "json", "token": "data.token"},
   // How the token is sent: "Authorization: Bearer <token>". With "scheme": ""
   // the header holds the token alone.
   "auth": {"header": "Authorization", "scheme": "Bearer"},
-  // Who the token belongs to: the user's id at this JSON path.
+  // Who the token belongs to: the user's id at this JSON path. Without it,
+  // the checks that ask whether a token still works are SKIPPED.
   "whoami": {"method": "GET", "path": "/user", "user_id": "data.id"},
   // getUserInfo's rawData, signature, encryptedData and iv.
   "userinfo": {"method": "POST", "path": "/user/userinfo"},

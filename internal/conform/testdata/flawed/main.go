@@ -6,7 +6,7 @@
 //
 //	FLAWED_APPS=wx1=secret1,wx2=secret2 flawed -wechat-api http://127.0.0.1:9440 -flaws token-md5-time
 //
-// Routes: POST /login {"code", "appid"}, GET /me, POST /userinfo, POST
+// Routes: POST /login {"code", "appid"} (or GET /login?code=…&appid=…), GET /me, POST /userinfo, POST
 // /phone {"code"}, PATCH /me {"nickname"}, POST /logout, DELETE /me,
 // POST /gift. Answers are {"ok": bool, "error": "...", ...}.
 package main
@@ -67,6 +67,7 @@ var flaws = map[string]string{
 	"phone-broken":           "POST /phone refuses everything",
 	"phone-no-openid":        "the phone code is sent without the caller's openid",
 	"phone-cache":            "a phone code's number is cached and served again",
+	"country-code-text-only": "countryCode is read as a string only",
 	"logout-noop":            "logout ends nothing",
 	"delete-keeps-tokens":    "deletion ends the caller's token only",
 	"claim-unchecked":        "the gift is given every time",
@@ -160,6 +161,7 @@ func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { answer(w, 200, nil) })
 	mux.HandleFunc("POST /login", s.login)
+	mux.HandleFunc("GET /login", s.login) // as many tutorials have it: GET /login?code=…
 	mux.HandleFunc("GET /me", s.auth(s.me))
 	mux.HandleFunc("POST /userinfo", s.auth(s.userInfo))
 	mux.HandleFunc("POST /phone", s.auth(s.phoneNumber))
@@ -184,8 +186,15 @@ func refuse(w http.ResponseWriter, status int, msg string) {
 	answer(w, status, map[string]any{"error": msg})
 }
 
+// body is the request's JSON body, or for a GET its query.
 func body(r *http.Request) map[string]string {
 	m := map[string]string{}
+	if r.Method == "GET" {
+		for k, v := range r.URL.Query() {
+			m[k] = v[0]
+		}
+		return m
+	}
 	json.NewDecoder(r.Body).Decode(&m)
 	return m
 }
@@ -541,11 +550,17 @@ func (s *server) phoneNumber(w http.ResponseWriter, r *http.Request, u *user, _ 
 	}
 	var out struct {
 		PhoneInfo struct {
-			PhoneNumber string `json:"phoneNumber"`
+			PhoneNumber string          `json:"phoneNumber"`
+			CountryCode json.RawMessage `json:"countryCode"` // "86" or 86: WeChat documents both
 		} `json:"phone_info"`
 	}
 	if err := s.callAPI(r.Context(), u.appID, "/wxa/business/getuserphonenumber", in, &out); err != nil {
 		refuse(w, 400, "phone code refused")
+		return
+	}
+	var text string
+	if s.has["country-code-text-only"] && json.Unmarshal(out.PhoneInfo.CountryCode, &text) != nil {
+		refuse(w, 502, "unexpected answer from WeChat")
 		return
 	}
 	s.mu.Lock()
