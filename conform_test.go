@@ -60,7 +60,7 @@ func TestConformExpressRecipe(t *testing.T) {
 	}
 	out := runRecipe(t, "## A recipe: an Express backend", map[string]string{
 		"server.js": "js", "express.json": "json", "express-expected.txt": "text",
-	}, "NODE_PATH="+modules)
+	}, nil, "NODE_PATH="+modules)
 	for _, want := range []string{
 		"24 PASS, 2 FAIL, 1 WARN, 0 INFO, 12 SKIPPED",
 		"opendata.foreign-watermark    FAIL (expected)",
@@ -71,6 +71,36 @@ func TestConformExpressRecipe(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("the verdict has no %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestConformDjangoRecipe runs docs/conform.md's Django recipe as it is,
+// but for its ports, the built binary's path and Debian's python3 (which
+// has Django) ahead on the PATH, with the verdict the doc tells; then the
+// classic's model, openid without unique=True, fails the concurrent first
+// logins.
+func TestConformDjangoRecipe(t *testing.T) {
+	if exec.Command("/usr/bin/python3", "-c", "import django").Run() != nil {
+		missingTool(t, "Django", "python3-django")
+	}
+	path := "PATH=/usr/bin:" + os.Getenv("PATH")
+	files := map[string]string{"server.py": "python", "django.json": "json"}
+	out := runRecipe(t, "## A recipe: Django", files, nil, path)
+	for _, want := range []string{
+		"19 PASS, 0 FAIL, 2 WARN, 0 INFO, 18 SKIPPED",
+		"login.concurrent-first        PASS",
+		"login.risk-distinct           WARN",
+		"session.delete                PASS",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the verdict has no %q:\n%s", want, out)
+		}
+	}
+	classic := strings.NewReplacer("max_length=64, unique=True)", "max_length=64)",
+		"wxlogin conform -profile django.json", "! wxlogin conform -profile django.json -only login.concurrent-first")
+	out = runRecipe(t, "## A recipe: Django", files, classic, path)
+	if !strings.Contains(out, "login.concurrent-first  FAIL") || !strings.Contains(out, "users made for one WeChat user") {
+		t.Errorf("without unique=True, the verdict is not login.concurrent-first FAIL:\n%s", out)
 	}
 }
 
@@ -86,7 +116,7 @@ func TestConformGoRecipe(t *testing.T) {
 	out := runRecipe(t, "## A recipe: Go on silenceper/wechat", map[string]string{
 		"main.go": "go", "silenceper.json": "json", "silenceper-expected.txt": "text",
 		"go.mod": filepath.Join(module, "go.mod"), "go.sum": filepath.Join(module, "go.sum"),
-	})
+	}, nil)
 	for _, want := range []string{
 		"20 PASS, 4 FAIL, 2 WARN, 1 INFO, 12 SKIPPED",
 		"login.wechat-hang             FAIL (expected)",
@@ -103,15 +133,20 @@ func TestConformGoRecipe(t *testing.T) {
 // runRecipe runs the shell block of a recipe section of docs/conform.md in
 // a scratch folder holding files: each the section's one block of a
 // language, or a file copied whole when given by its path. The recipe's
-// ports become free ones, and "wxlogin conform" a binary built here. It
-// returns what the recipe printed, failing t if it failed.
-func runRecipe(t *testing.T, heading string, files map[string]string, env ...string) string {
+// ports become free ones, and "wxlogin conform" a binary built here; change,
+// if not nil, changes the blocks first. It returns what the recipe
+// printed, failing t if it failed.
+func runRecipe(t *testing.T, heading string, files map[string]string, change *strings.Replacer, env ...string) string {
 	t.Helper()
 	section := docSection(t, "docs/conform.md", heading)
+	if change != nil {
+		section = change.Replace(section)
+	}
 	fakePort, backendPort := strconv.Itoa(freePort(t)), strconv.Itoa(freePort(t))
 	ports := strings.NewReplacer("127.0.0.1:9440", "127.0.0.1:"+fakePort,
 		"127.0.0.1:3000", "127.0.0.1:"+backendPort, "PORT || 3000", "PORT || "+backendPort,
-		"127.0.0.1:3001", "127.0.0.1:"+backendPort, "PORT=3001", "PORT="+backendPort)
+		"127.0.0.1:3001", "127.0.0.1:"+backendPort, "PORT=3001", "PORT="+backendPort,
+		"127.0.0.1:8000", "127.0.0.1:"+backendPort, "'PORT', '8000'", "'PORT', '"+backendPort+"'")
 	dir := t.TempDir()
 	contents := map[string][]byte{}
 	for name, from := range files {
