@@ -61,17 +61,13 @@ func TestConformExpressRecipe(t *testing.T) {
 	out := runRecipe(t, "## A recipe: an Express backend", map[string]string{
 		"server.js": "js", "express.json": "json", "express-expected.txt": "text",
 	}, nil, "NODE_PATH="+modules)
-	for _, want := range []string{
+	verdictHas(t, out,
 		"24 PASS, 2 FAIL, 1 WARN, 0 INFO, 12 SKIPPED",
 		"opendata.foreign-watermark    FAIL (expected)",
 		"opendata.other-openid         FAIL (expected)",
 		"login.double-tap-one-call     WARN",
 		"login.concurrent-first        PASS",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("the verdict has no %q:\n%s", want, out)
-		}
-	}
+	)
 }
 
 // TestConformDjangoRecipe runs docs/conform.md's Django recipe as it is,
@@ -86,16 +82,12 @@ func TestConformDjangoRecipe(t *testing.T) {
 	path := "PATH=/usr/bin:" + os.Getenv("PATH")
 	files := map[string]string{"server.py": "python", "django.json": "json"}
 	out := runRecipe(t, "## A recipe: Django", files, nil, path)
-	for _, want := range []string{
+	verdictHas(t, out,
 		"19 PASS, 0 FAIL, 2 WARN, 0 INFO, 18 SKIPPED",
 		"login.concurrent-first        PASS",
 		"login.risk-distinct           WARN",
 		"session.delete                PASS",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("the verdict has no %q:\n%s", want, out)
-		}
-	}
+	)
 	classic := strings.NewReplacer("max_length=64, unique=True)", "max_length=64)",
 		"wxlogin conform -profile django.json", "! wxlogin conform -profile django.json -only login.concurrent-first")
 	out = runRecipe(t, "## A recipe: Django", files, classic, path)
@@ -117,17 +109,13 @@ func TestConformGoRecipe(t *testing.T) {
 		"main.go": "go", "silenceper.json": "json", "silenceper-expected.txt": "text",
 		"go.mod": filepath.Join(module, "go.mod"), "go.sum": filepath.Join(module, "go.sum"),
 	}, nil)
-	for _, want := range []string{
+	verdictHas(t, out,
 		"20 PASS, 4 FAIL, 2 WARN, 1 INFO, 12 SKIPPED",
 		"login.wechat-hang             FAIL (expected)",
 		"phone.other-users-code        FAIL (expected)",
 		"hygiene.access-token-refetch  FAIL (expected)",
 		"phone.country-code-number     INFO",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("the verdict has no %q:\n%s", want, out)
-		}
-	}
+	)
 }
 
 // runRecipe runs the shell block of a recipe section of docs/conform.md in
@@ -178,4 +166,14 @@ func runRecipe(t *testing.T, heading string, files map[string]string, change *st
 		t.Fatalf("the recipe failed: %v\n%s", err, out)
 	}
 	return string(out)
+}
+
+// verdictHas fails t unless a recipe's output holds every one of want.
+func verdictHas(t *testing.T, out string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("the verdict has no %q:\n%s", w, out)
+		}
+	}
 }

@@ -40,8 +40,9 @@ type SelfStarter func(ctx context.Context, p *Profile, fakeURL string, getenv fu
 // file does not allow, or an allowed failure that did not happen.
 var ErrUnexpected = errors.New("conform: the backend does not conform")
 
-// Run is `wxlogin conform`, with args starting at "conform".
-func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, self SelfStarter) error {
+// Run is `wxlogin conform`, with args starting at "conform". self starts
+// the wxlogin that -self judges.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, self SelfStarter) (err error) {
 	fs := flag.NewFlagSet("wxlogin conform", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	profilePath := fs.String("profile", "", "the profile: how to reach and drive the backend under test (docs/conform.md)")
@@ -70,10 +71,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return writeCatalogue(stdout)
 	case *selfTest == (*profilePath != ""):
 		return errors.New("conform: give -profile FILE, or -self")
+	case *selfTest && self == nil:
+		return errors.New("conform -self: this build cannot start a wxlogin")
 	}
 	var expected map[string]bool
 	if *expectedPath != "" {
-		var err error
 		if expected, err = loadExpected(*expectedPath); err != nil {
 			return err
 		}
@@ -108,7 +110,11 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err != nil {
 			return fmt.Errorf("conform -self: %w", err)
 		}
-		defer stop()
+		defer func() {
+			if stopErr := stop(); stopErr != nil {
+				err = errors.Join(err, fmt.Errorf("conform -self: the wxlogin judged: %w", stopErr))
+			}
+		}()
 		p.BaseURL = baseURL
 	}
 	fmt.Fprintf(stderr, "conform: waiting for the backend at %s\n", p.BaseURL)
