@@ -10,9 +10,12 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -140,10 +143,73 @@ func TestTheBackupUnitsCommandBacksUp(t *testing.T) {
 // dials from 127.0.0.2, nginx from 127.0.0.1), and in nginx's, which holds
 // neither the token nor the code.
 func TestNginxRecipe(t *testing.T) {
-	nginx := needTool(t, "nginx", "nginx")
 	s := startServer(t, nil, "-data", t.TempDir(), "-trusted-proxies", "127.0.0.1")
+	n := startNginx(t, strings.TrimPrefix(s.url, "http://"), "127.0.0.1:9")
+	phone, site443, send := n.client, n.https, n.send
+	var wxLogin struct {
+		Code string `json:"code"`
+	}
+	if err := json.Unmarshal([]byte(send("POST", site443+"/mock/wx.login", `{"user":"alice"}`).raw), &wxLogin); err != nil || wxLogin.Code == "" {
+		t.Fatalf("the fake's wx.login through nginx: %v", err)
+	}
+	code := wxLogin.Code
+	login := send("POST", site443+"/login", `{"code":"`+code+`"}`, "X-Forwarded-For", "6.6.6.6")
+	token := dataOf[loginData](t, login).Token
+	if login.env.Status != statusOK || token == "" {
+		t.Fatalf("login through nginx = %s", login.raw)
+	}
+	if user := send("GET", site443+"/user", "", "Authorization", "Bearer "+token); user.env.Status != statusOK {
+		t.Errorf("GET /user through nginx = %s", user.raw)
+	}
+
+	// The access log is written by a goroutine of its own.
+	loginLine := regexp.MustCompile(`(?m)^.*msg=request method=POST path=/login .*$`)
+	testkit.WaitFor(t, "the login's access log line", func() bool { return loginLine.MatchString(s.logs.String()) })
+	if line := loginLine.FindString(s.logs.String()); !strings.Contains(line, " remote=127.0.0.2 proxy=127.0.0.1:") {
+		t.Errorf("wxlogin's access log line of the login = %q; want remote=127.0.0.2, the client, and proxy=127.0.0.1, nginx", line)
+	}
+	access := readFile(t, filepath.Join(n.dir, "access.log"))
+	if !strings.Contains(access, `127.0.0.2 [`) || !strings.Contains(access, `"POST /login HTTP/2.0" 200`) {
+		t.Errorf("nginx's access log does not show the login from 127.0.0.2:\n%s", access)
+	}
+	for _, secret := range []string{token, code} {
+		if strings.Contains(access, secret) {
+			t.Errorf("nginx's access log holds %q:\n%s", secret, access)
+		}
+	}
+
+	resp, err := phone.Get(n.http + "/user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMovedPermanently || !strings.HasPrefix(resp.Header.Get("Location"), "https://") {
+		t.Errorf("plain HTTP = %d to %q; want a redirect to https", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp, err := phone.Get(site443 + "/debug/pprof/"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/ through nginx = %v, %v; want 404", resp, err)
+	}
+}
+
+// nginxRun is deploy/nginx.conf running on loopback (startNginx).
+type nginxRun struct {
+	dir         string // its prefix: logs, temporary files
+	http, https string // the sites' base URLs
+	client      *http.Client
+	// send sends a request with a JSON body and header's name, value
+	// pairs, and reads wxlogin's envelope in the answer.
+	send func(method, url, body string, header ...string) reply
+}
+
+// startNginx runs deploy/nginx.conf until the test ends: on free loopback
+// ports, with a test certificate for both its sites, its logs in a scratch
+// folder, wxlogin at wxloginAddr and the orders service at ordersAddr. Its
+// client comes from 127.0.0.2 and trusts the certificate.
+func startNginx(t *testing.T, wxloginAddr, ordersAddr string) nginxRun {
+	t.Helper()
+	nginx := needTool(t, "nginx", "nginx")
 	dir := t.TempDir()
-	cert, key := writeTestCertificate(t, dir, "login.example.com")
+	cert, key := writeTestCertificate(t, dir, "login.example.com", "api.example.com")
 	httpPort, httpsPort := freePort(t), freePort(t)
 	site := readFile(t, filepath.Join("deploy", "nginx.conf"))
 	for _, r := range [][2]string{
@@ -153,8 +219,11 @@ func TestNginxRecipe(t *testing.T) {
 		{"listen [::]:443 ssl http2;", ""},
 		{"/etc/letsencrypt/live/login.example.com/fullchain.pem", cert},
 		{"/etc/letsencrypt/live/login.example.com/privkey.pem", key},
+		{"/etc/letsencrypt/live/api.example.com/fullchain.pem", cert},
+		{"/etc/letsencrypt/live/api.example.com/privkey.pem", key},
 		{"/var/log/nginx/wxlogin.access.log", filepath.Join(dir, "access.log")},
-		{"server 127.0.0.1:8080;", "server " + strings.TrimPrefix(s.url, "http://") + ";"},
+		{"server 127.0.0.1:8080;", "server " + wxloginAddr + ";"},
+		{"server 127.0.0.1:9000;", "server " + ordersAddr + ";"},
 	} {
 		if !strings.Contains(site, r[0]) {
 			t.Fatalf("deploy/nginx.conf no longer has %q", r[0])
@@ -200,11 +269,11 @@ http {
 		}
 	}
 
-	// A client on 127.0.0.2 that trusts the test certificate.
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM([]byte(readFile(t, cert)))
 	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
-	phone := &http.Client{
+	n := nginxRun{dir: dir, http: "http://127.0.0.1:" + strconv.Itoa(httpPort), https: "https://127.0.0.1:" + strconv.Itoa(httpsPort)}
+	n.client = &http.Client{
 		Timeout:       10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Transport: &http.Transport{
@@ -215,8 +284,7 @@ http {
 			ForceAttemptHTTP2: true,
 		},
 	}
-	site443 := "https://127.0.0.1:" + strconv.Itoa(httpsPort)
-	send := func(method, url, body string, header ...string) reply {
+	n.send = func(method, url, body string, header ...string) reply {
 		t.Helper()
 		req, err := http.NewRequest(method, url, strings.NewReader(body))
 		if err != nil {
@@ -226,54 +294,139 @@ http {
 		for i := 0; i+1 < len(header); i += 2 {
 			req.Header.Set(header[i], header[i+1])
 		}
-		resp, err := phone.Do(req)
+		resp, err := n.client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return parseReply(t, resp)
 	}
-	var wxLogin struct {
-		Code string `json:"code"`
-	}
-	if err := json.Unmarshal([]byte(send("POST", site443+"/mock/wx.login", `{"user":"alice"}`).raw), &wxLogin); err != nil || wxLogin.Code == "" {
-		t.Fatalf("the fake's wx.login through nginx: %v", err)
-	}
-	code := wxLogin.Code
-	login := send("POST", site443+"/login", `{"code":"`+code+`"}`, "X-Forwarded-For", "6.6.6.6")
-	token := dataOf[loginData](t, login).Token
-	if login.env.Status != statusOK || token == "" {
-		t.Fatalf("login through nginx = %s", login.raw)
-	}
-	if user := send("GET", site443+"/user", "", "Authorization", "Bearer "+token); user.env.Status != statusOK {
-		t.Errorf("GET /user through nginx = %s", user.raw)
-	}
+	return n
+}
 
-	// The access log is written by a goroutine of its own.
-	loginLine := regexp.MustCompile(`(?m)^.*msg=request method=POST path=/login .*$`)
-	testkit.WaitFor(t, "the login's access log line", func() bool { return loginLine.MatchString(s.logs.String()) })
-	if line := loginLine.FindString(s.logs.String()); !strings.Contains(line, " remote=127.0.0.2 proxy=127.0.0.1:") {
-		t.Errorf("wxlogin's access log line of the login = %q; want remote=127.0.0.2, the client, and proxy=127.0.0.1, nginx", line)
+// The forward auth of deploy/nginx.conf, with the real nginx, on the file
+// store and on Redis: a request with a live token reaches the service with
+// the caller's identity in X-Wxlogin-* headers and without the token; one
+// with no token, a made-up or a logged-out one never reaches it; and the
+// X-Wxlogin-* headers a client sends are never passed on, not even the
+// unionid of a user who has none.
+func TestNginxForwardAuth(t *testing.T) {
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		seen := make(chan http.Header, 16)
+		orders := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen <- r.Header.Clone()
+			io.WriteString(w, "your orders")
+		}))
+		t.Cleanup(orders.Close)
+		s := startForwardAuthServer(t, store)
+		n := startNginx(t, strings.TrimPrefix(s.url, "http://"), strings.TrimPrefix(orders.URL, "http://"))
+		ask := func(header ...string) (int, http.Header) {
+			t.Helper()
+			req, err := http.NewRequest(http.MethodGet, n.https+"/orders/recent", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = "api.example.com"
+			for i := 0; i+1 < len(header); i += 2 {
+				req.Header.Set(header[i], header[i+1])
+			}
+			resp, err := n.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			select {
+			case h := <-seen:
+				return resp.StatusCode, h
+			default:
+				return resp.StatusCode, nil // the service was not reached
+			}
+		}
+		checkForwardAuth(t, s, ask)
+	})
+}
+
+// startForwardAuthServer is a mock-mode wxlogin on store with two apps,
+// wxshop bound to an Open Platform account and wxsolo not, behind a proxy
+// on 127.0.0.1.
+func startForwardAuthServer(t *testing.T, store storeKind) *server {
+	t.Helper()
+	apps := filepath.Join(t.TempDir(), "apps.json")
+	testkit.WriteFile(t, apps, `{"apps": [{"appid": "wxshop", "name": "Shop", "secret_env": "SHOP_SECRET"},
+		{"appid": "wxsolo", "name": "Solo", "secret_env": "SOLO_SECRET", "unbound": true}]}`)
+	env := map[string]string{"SHOP_SECRET": "shop-secret", "SOLO_SECRET": "solo-secret"}
+	args := []string{"-apps", apps, "-mock", "-trusted-proxies", "127.0.0.1"}
+	if store == onRedis {
+		env["WXLOGIN_REDIS"] = "redis://" + testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always").Addr
+	} else {
+		args = append(args, "-data", t.TempDir())
 	}
-	access := readFile(t, filepath.Join(dir, "access.log"))
-	if !strings.Contains(access, `127.0.0.2 [`) || !strings.Contains(access, `"POST /login HTTP/2.0" 200`) {
-		t.Errorf("nginx's access log does not show the login from 127.0.0.2:\n%s", access)
+	return startServer(t, env, args...)
+}
+
+// checkForwardAuth checks a proxy's forward auth through ask, which sends
+// a request to the guarded service with the header pairs given, and
+// returns the proxy's status and, if the service was reached, the headers
+// it got.
+func checkForwardAuth(t *testing.T, s *server, ask func(header ...string) (int, http.Header)) {
+	t.Helper()
+	login := func(appID, user string) (token string, who map[string]string) {
+		t.Helper()
+		resp, err := client.Post(s.url+"/mock/wx.login", jsonCT, strings.NewReader(`{"user": "`+user+`", "appid": "`+appID+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var code struct{ Code string }
+		err = jsonDecode(resp.Body, &code)
+		resp.Body.Close()
+		if err != nil || code.Code == "" {
+			t.Fatalf("wx.login of %s in %s: %v", user, appID, err)
+		}
+		token = dataOf[loginData](t, post(t, http.MethodPost, s.url+"/login", jsonCT, `{"appid": "`+appID+`", "code": "`+code.Code+`"}`)).Token
+		u := dataOf[userData](t, post(t, http.MethodGet, s.url+"/user", "", "", "Authorization", "Bearer "+token))
+		return token, map[string]string{"X-Wxlogin-User": fmt.Sprint(u.ID), "X-Wxlogin-Person": fmt.Sprint(u.PersonID),
+			"X-Wxlogin-Appid": appID, "X-Wxlogin-Openid": u.OpenID, "X-Wxlogin-Unionid": u.UnionID}
 	}
-	for _, secret := range []string{token, code} {
-		if strings.Contains(access, secret) {
-			t.Errorf("nginx's access log holds %q:\n%s", secret, access)
+	forged := []string{"X-Wxlogin-User", "1", "X-Wxlogin-Person", "1", "X-Wxlogin-Appid", "wxforged", "X-Wxlogin-Openid", "o-forged", "X-Wxlogin-Unionid", "u-forged"}
+	alice, aliceIs := login("wxshop", "alice")
+	bob, bobIs := login("wxsolo", "bob") // no unionid
+	if aliceIs["X-Wxlogin-Unionid"] == "" || bobIs["X-Wxlogin-Unionid"] != "" {
+		t.Fatalf("alice's unionid %q, bob's %q; want one for alice only", aliceIs["X-Wxlogin-Unionid"], bobIs["X-Wxlogin-Unionid"])
+	}
+	for _, tt := range []struct {
+		name   string
+		header []string
+		want   map[string]string
+	}{
+		{"alice's token", []string{"Authorization", "Bearer " + alice}, aliceIs},
+		{"alice's token, with headers of her own", append([]string{"Authorization", "Bearer " + alice}, forged...), aliceIs},
+		{"bob's token in the token header, with a unionid of his own", append([]string{"token", bob}, forged...), bobIs},
+	} {
+		code, got := ask(tt.header...)
+		if code != http.StatusOK || got == nil {
+			t.Errorf("%s: HTTP %d, the service reached: %v; want 200 from the service", tt.name, code, got != nil)
+			continue
+		}
+		for name, want := range tt.want {
+			// No unionid is the header empty (Caddy) or left out (nginx):
+			// never a value the client sent.
+			if got.Get(name) != want {
+				t.Errorf("%s: the service got %s %q; want %q", tt.name, name, got.Get(name), want)
+			}
+		}
+		if got.Get("Authorization") != "" || got.Get("token") != "" {
+			t.Errorf("%s: the service got the token", tt.name)
 		}
 	}
-
-	resp, err := phone.Get("http://127.0.0.1:" + strconv.Itoa(httpPort) + "/user")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusMovedPermanently || !strings.HasPrefix(resp.Header.Get("Location"), "https://") {
-		t.Errorf("plain HTTP = %d to %q; want a redirect to https", resp.StatusCode, resp.Header.Get("Location"))
-	}
-	if resp, err := phone.Get(site443 + "/debug/pprof/"); err != nil || resp.StatusCode != http.StatusNotFound {
-		t.Errorf("GET /debug/pprof/ through nginx = %v, %v; want 404", resp, err)
+	out, _ := login("wxshop", "carol")
+	post(t, http.MethodPost, s.url+"/logout", "", "", "Authorization", "Bearer "+out)
+	for name, header := range map[string][]string{
+		"no token, headers of its own": forged,
+		"a made-up token":              {"Authorization", "Bearer 1.made-up-token-made-up-token-made-up-tok"},
+		"a logged-out token":           {"Authorization", "Bearer " + out},
+	} {
+		if code, got := ask(header...); code != http.StatusUnauthorized || got != nil {
+			t.Errorf("%s: HTTP %d, the service reached: %v; want 401, and the service never reached", name, code, got != nil)
+		}
 	}
 }
 
@@ -295,9 +448,83 @@ func TestCaddyRecipe(t *testing.T) {
 	}
 }
 
-// writeTestCertificate writes a self-signed certificate for host and
+// The forward auth of deploy/Caddyfile, with the real Caddy, on the file
+// store and on Redis, as TestNginxForwardAuth checks nginx's. The sites are
+// served over plain HTTP on loopback: Caddy's certificates need a domain.
+func TestCaddyForwardAuth(t *testing.T) {
+	caddy := needTool(t, "caddy", "caddy")
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		seen := make(chan http.Header, 16)
+		orders := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen <- r.Header.Clone()
+			io.WriteString(w, "your orders")
+		}))
+		t.Cleanup(orders.Close)
+		s := startForwardAuthServer(t, store)
+		dir := t.TempDir()
+		loginPort, apiPort := freePort(t), freePort(t)
+		file := readFile(t, filepath.Join("deploy", "Caddyfile"))
+		for _, r := range [][2]string{
+			{"login.example.com {", "http://127.0.0.1:" + strconv.Itoa(loginPort) + " {"},
+			{"api.example.com {", "http://127.0.0.1:" + strconv.Itoa(apiPort) + " {"},
+			{"reverse_proxy 127.0.0.1:8080", "reverse_proxy " + strings.TrimPrefix(s.url, "http://")},
+			{"forward_auth 127.0.0.1:8080", "forward_auth " + strings.TrimPrefix(s.url, "http://")},
+			{"reverse_proxy 127.0.0.1:9000", "reverse_proxy " + strings.TrimPrefix(orders.URL, "http://")},
+			{"/var/log/caddy/wxlogin.access.log", filepath.Join(dir, "access.log")},
+		} {
+			if !strings.Contains(file, r[0]) {
+				t.Fatalf("deploy/Caddyfile no longer has %q", r[0])
+			}
+			file = strings.ReplaceAll(file, r[0], r[1])
+		}
+		path := filepath.Join(dir, "Caddyfile")
+		testkit.WriteFile(t, path, "{\n\tadmin off\n\tauto_https off\n}\n\n"+file)
+		cmd := exec.Command(caddy, "run", "--config", path, "--adapter", "caddyfile")
+		cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+		logs := &testkit.SyncBuffer{}
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		})
+		api := "http://127.0.0.1:" + strconv.Itoa(apiPort)
+		testkit.WaitWithin(t, 10*time.Second, "Caddy listening", func() bool {
+			c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(apiPort))
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+		checkForwardAuth(t, s, func(header ...string) (int, http.Header) {
+			t.Helper()
+			req, err := http.NewRequest(http.MethodGet, api+"/orders/recent", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i+1 < len(header); i += 2 {
+				req.Header.Set(header[i], header[i+1])
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("%v; Caddy's log:\n%s", err, logs)
+			}
+			resp.Body.Close()
+			select {
+			case h := <-seen:
+				return resp.StatusCode, h
+			default:
+				return resp.StatusCode, nil // the service was not reached
+			}
+		})
+	})
+}
+
+// writeTestCertificate writes a self-signed certificate for hosts and
 // 127.0.0.1, and its key, in dir, and returns their paths.
-func writeTestCertificate(t *testing.T, dir, host string) (certPath, keyPath string) {
+func writeTestCertificate(t *testing.T, dir string, hosts ...string) (certPath, keyPath string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -305,8 +532,8 @@ func writeTestCertificate(t *testing.T, dir, host string) (certPath, keyPath str
 	}
 	template := &x509.Certificate{
 		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: host},
-		DNSNames:     []string{host},
+		Subject:      pkix.Name{CommonName: hosts[0]},
+		DNSNames:     hosts,
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),

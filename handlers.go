@@ -151,6 +151,7 @@ func addRoutes(mux *http.ServeMux, apps appSet, users userBackend, tokens tokenB
 	mux.Handle("POST /claims/{name}", requireLogin(tokens, handleClaim(users)))
 	mux.Handle("GET /claims", requireLogin(tokens, handleClaims(users)))
 	mux.Handle("POST /logout", requireLogin(tokens, handleLogout(tokens)))
+	mux.Handle("/auth", requireLogin(tokens, handleAuth(users))) // any method: the proxies' subrequests
 	mux.Handle("GET /healthz", handleHealthz(users))
 	mux.Handle("GET /scopes", handleScopes())
 	mux.Handle("GET /{$}", handleHome(apps, fake != nil))
@@ -621,6 +622,53 @@ func handleUser(apps appSet, users userBackend) callerHandler {
 			return
 		}
 		writeUser(w, r, apps, users, who.UserID)
+	}
+}
+
+// The headers /auth answers a live token with, which a reverse proxy
+// passes on to the service it guards (deploy/nginx.conf, deploy/Caddyfile).
+const (
+	headerUser    = "X-Wxlogin-User"
+	headerPerson  = "X-Wxlogin-Person"
+	headerAppID   = "X-Wxlogin-Appid"
+	headerOpenID  = "X-Wxlogin-Openid"
+	headerUnionID = "X-Wxlogin-Unionid"
+)
+
+// handleAuth serves /auth, whatever the method: forward authentication for
+// a reverse proxy in front of the company's other services (nginx
+// auth_request, Caddy forward_auth), which asks with the client's own
+// headers. A live token is answered 200 with no body and the caller's
+// identity in headers; anything else is 401 (requireLogin). The unionid's
+// header is sent empty for a user who has none, rather than left out, so
+// that a proxy that copies it (Caddy's copy_headers) overwrites whatever
+// the client sent. It costs what GET /user does, less the body: a token
+// lookup and the user's record, never WeChat.
+func handleAuth(users userBackend) callerHandler {
+	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
+		var u account.User
+		var person []account.Member
+		if read := who.ReadWithToken; read != nil {
+			u, person = read.Record, read.Person
+		} else {
+			var ok bool
+			var err error
+			u, person, ok, err = users.Person(r.Context(), who.UserID)
+			if err == nil && !ok {
+				err = fmt.Errorf("token names user %d: %w", who.UserID, account.ErrNoUser) // erased meanwhile
+			}
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+		}
+		h := w.Header()
+		h.Set(headerUser, strconv.FormatInt(u.ID, 10))
+		h.Set(headerPerson, strconv.FormatInt(person[0].ID, 10))
+		h.Set(headerAppID, u.AppID)
+		h.Set(headerOpenID, u.OpenID)
+		h.Set(headerUnionID, u.UnionID)
+		w.WriteHeader(http.StatusOK)
 	}
 }
 

@@ -1245,6 +1245,22 @@ func BenchmarkGetUser(b *testing.B) {
 	}
 }
 
+// BenchmarkForwardAuth is GET /auth with a live token, as a proxy asks it:
+// the token lookup, the user's record and its person, and the identity in
+// headers with no body. It must cost no more than BenchmarkGetUser.
+func BenchmarkForwardAuth(b *testing.B) {
+	a, token := loggedIn(b)
+	for b.Loop() {
+		r := httptest.NewRequestWithContext(b.Context(), http.MethodGet, "/auth", nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		a.handler.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			b.Fatalf("GET /auth = %d %s", w.Code, w.Body)
+		}
+	}
+}
+
 // FuzzAnyRequest sends any method, target, Content-Type and body to wxlogin
 // as mock mode serves it (its routes, the fake under /mock/ and the
 // teaching page), with or without a live token. Whatever arrives, no reply
@@ -1274,6 +1290,7 @@ func FuzzAnyRequest(f *testing.F) {
 		{"GET", "//scopes", "", ""},
 		{"OPTIONS", "/user", "", ""},
 		{"GET", "/", "", ""},
+		{"PUT", "/auth", "", "a body no proxy sends"},
 	} {
 		f.Add(seed.method, seed.target, seed.contentType, []byte(seed.body), true)
 	}
@@ -1311,8 +1328,10 @@ func FuzzAnyRequest(f *testing.F) {
 		var env envelope
 		isEnvelope := json.Unmarshal(raw, &env) == nil && bytes.HasPrefix(raw, []byte(`{"status":`))
 		page := r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/demo/") || strings.HasPrefix(r.URL.Path, "/mock/")
+		// /auth answers a live token with headers and no body, for a proxy.
+		granted := r.URL.Path == "/auth" && resp.StatusCode == http.StatusOK && len(raw) == 0 && resp.Header.Get(headerUser) != ""
 		switch {
-		case !page && !isEnvelope:
+		case !page && !granted && !isEnvelope:
 			t.Fatalf("%s %q = HTTP %d %q; want the envelope", method, target, resp.StatusCode, raw)
 		case resp.StatusCode >= 500 && !(isEnvelope && env.Status == statusWechatDown):
 			t.Fatalf("%s %q = HTTP %d %q; want no 5xx but status 3", method, target, resp.StatusCode, raw)
@@ -1623,4 +1642,66 @@ func TestUserViewJSON(t *testing.T) {
 			}
 		})
 	}
+}
+
+// /auth answers a live token, whatever the method a proxy asks with, 200
+// with no body and the caller's identity in headers: user, person, appid,
+// openid and unionid, sent empty where there is none (so that a proxy
+// copying it overwrites a client's). A missing, made-up, logged-out or
+// deleted user's token is 401, with nothing of anyone's.
+func TestForwardAuth(t *testing.T) {
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a := newTestApp(t, appOptions{apps: companyApps, store: store})
+		shop := a.login(t, "wxshop", "alice")
+		game := a.login(t, "wxgame", "alice")
+		solo := a.login(t, "wxsolo", "bob")
+		idOf := func(token string) string {
+			t.Helper()
+			return fmt.Sprint(dataOf[userData](t, call(t, a.handler, http.MethodGet, "/user", "", "token", token)).ID)
+		}
+		for _, tt := range []struct {
+			name, method, token string
+			want                map[string]string
+		}{
+			{"GET, a bound app", http.MethodGet, shop, map[string]string{
+				headerUser: idOf(shop), headerPerson: idOf(shop), headerAppID: "wxshop",
+				headerOpenID: fakewechat.OpenID("wxshop", "alice"), headerUnionID: fakewechat.UnionID("alice")}},
+			{"POST, the person's second app", http.MethodPost, game, map[string]string{
+				headerUser: idOf(game), headerPerson: idOf(shop), headerAppID: "wxgame",
+				headerOpenID: fakewechat.OpenID("wxgame", "alice"), headerUnionID: fakewechat.UnionID("alice")}},
+			{"HEAD, an unbound app", http.MethodHead, solo, map[string]string{
+				headerUser: idOf(solo), headerPerson: idOf(solo), headerAppID: "wxsolo",
+				headerOpenID: fakewechat.OpenID("wxsolo", "bob"), headerUnionID: ""}},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				r := httptest.NewRequest(tt.method, "/auth", nil)
+				r.Header.Set("Authorization", "Bearer "+tt.token)
+				got := httptest.NewRecorder()
+				a.handler.ServeHTTP(got, r)
+				if got.Code != http.StatusOK || got.Body.Len() != 0 {
+					t.Fatalf("%s /auth = %d %q; want 200 and no body", tt.method, got.Code, got.Body)
+				}
+				for name, want := range tt.want {
+					if v, sent := got.Header()[name]; !sent || v[0] != want {
+						t.Errorf("%s = %q, sent: %v; want %q", name, v, sent, want)
+					}
+				}
+			})
+		}
+		out := a.login(t, "wxshop", "carol")
+		call(t, a.handler, http.MethodPost, "/logout", "", "token", out)
+		gone := a.login(t, "wxgame", "dave")
+		call(t, a.handler, http.MethodDelete, "/user", "", "token", gone)
+		for name, header := range map[string][]string{
+			"no token":         nil,
+			"a made-up token":  {"Authorization", "Bearer 1.made-up-token-made-up-token-made-up-tok"},
+			"a logged-out one": {"token", out},
+			"a deleted user's": {"Authorization", "Bearer " + gone},
+		} {
+			got := call(t, a.handler, http.MethodGet, "/auth", "", header...)
+			if got.code != http.StatusUnauthorized || got.env.Status != statusNotLoggedIn || got.header.Get(headerUser) != "" || got.header.Get(headerOpenID) != "" {
+				t.Errorf("/auth with %s = %d %s, %s %q; want 401, status 4, no identity", name, got.code, got.raw, headerUser, got.header.Get(headerUser))
+			}
+		}
+	})
 }
