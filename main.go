@@ -10,6 +10,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -396,8 +397,9 @@ func dialableAddr(addr net.Addr) string {
 
 // startSelf is the wxlogin `conform -self` judges: this binary's own run,
 // with the profile's apps on a temporary data directory, pointed at the
-// fake WeChat conform serves. It returns once the server answers /healthz,
-// and its stop returns what run returned.
+// fake WeChat conform serves, on a port of its own choosing. It returns
+// once the server has said where it listens, and its stop returns what
+// run returned.
 func startSelf(ctx context.Context, p *conform.Profile, fakeURL string, getenv func(string) string) (string, func() error, error) {
 	dir, err := os.MkdirTemp("", "wxlogin-conform-")
 	if err != nil {
@@ -412,39 +414,55 @@ func startSelf(ctx context.Context, p *conform.Profile, fakeURL string, getenv f
 	if err := os.WriteFile(appsPath, appsJSON, 0o600); err != nil {
 		return "", nil, errors.Join(err, os.RemoveAll(dir))
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0") // a free port, for run to listen on
-	if err != nil {
-		return "", nil, errors.Join(err, os.RemoveAll(dir))
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 
 	ctx, cancel := context.WithCancel(ctx)
+	listening := &listenWatcher{url: make(chan string, 1)}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"wxlogin", "-addr", addr, "-data", filepath.Join(dir, "data"), "-apps", appsPath,
+		done <- run(ctx, []string{"wxlogin", "-addr", "127.0.0.1:0", "-data", filepath.Join(dir, "data"), "-apps", appsPath,
 			"-mock=false", "-wechat-api", fakeURL, "-wechat-timeout", "1s", "-login-timeout", "3s",
-			"-login-rate", "0", "-log-level", "error"}, getenv, io.Discard, io.Discard)
+			"-login-rate", "0", "-log-format", "json"}, getenv, io.Discard, listening)
 	}()
 	stop := func() error {
 		cancel()
 		return errors.Join(<-done, os.RemoveAll(dir))
 	}
-	baseURL := "http://" + addr
-	client := &http.Client{Timeout: time.Second}
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
-		if resp, err := client.Get(baseURL + "/healthz"); err == nil {
-			resp.Body.Close()
-			return baseURL, stop, nil
+	select {
+	case url := <-listening.url:
+		return url, stop, nil
+	case err := <-done:
+		done <- err
+		return "", nil, errors.Join(fmt.Errorf("wxlogin stopped: %w", err), stop())
+	case <-time.After(30 * time.Second):
+		return "", nil, errors.Join(errors.New("wxlogin did not start listening within 30s"), stop())
+	}
+}
+
+// listenWatcher reads wxlogin's JSON log for the line that says where it
+// listens, sends that URL once, and then drops the log. run writes the log
+// from one goroutine.
+type listenWatcher struct {
+	url     chan string
+	partial []byte // the start of a line whose end has not come yet
+	sent    bool
+}
+
+func (w *listenWatcher) Write(p []byte) (int, error) {
+	if w.sent {
+		return len(p), nil
+	}
+	w.partial = append(w.partial, p...)
+	for {
+		line, rest, whole := bytes.Cut(w.partial, []byte("\n"))
+		if !whole {
+			return len(p), nil
 		}
-		select {
-		case err := <-done:
-			done <- err
-			return "", nil, errors.Join(fmt.Errorf("wxlogin stopped: %w", err), stop())
-		case <-tick.C:
+		w.partial = rest
+		var entry struct{ Msg, URL string }
+		if json.Unmarshal(line, &entry) == nil && entry.Msg == "wxlogin listening" && entry.URL != "" {
+			w.sent, w.partial = true, nil
+			w.url <- entry.URL
+			return len(p), nil
 		}
 	}
-	return "", nil, errors.Join(errors.New("wxlogin did not answer /healthz within 30s"), stop())
 }

@@ -266,7 +266,10 @@ func checkOneExchange(ctx context.Context, r *runner) outcome {
 	mark := r.mark()
 	token, rep := r.be.login(ctx, app, code)
 	r.remember(token)
-	calls := callsTo(r.exchanges(mark), "/sns/jscode2session")
+	calls, err := r.callsSince(mark, "/sns/jscode2session")
+	if err != nil {
+		return fail(err.Error(), rep.String())
+	}
 	ev := []string{rep.String()}
 	for _, c := range calls {
 		ev = append(ev, fmt.Sprintf("jscode2session %v → %s", c.Query, c.Response))
@@ -444,7 +447,8 @@ func checkCodeReuse(ctx context.Context, r *runner) outcome {
 }
 
 // doubleTap sends one code twice at once and returns the user ids the
-// tokens name and the jscode2session calls made with the code.
+// tokens name and the jscode2session calls made with the code (-1 if the
+// fake's record could not be read).
 func (r *runner) doubleTap(ctx context.Context) (ids map[string]bool, calls int, ev []string) {
 	app, u := r.app(), r.user("tap")
 	code := r.code(app, u)
@@ -472,7 +476,11 @@ func (r *runner) doubleTap(ctx context.Context) (ids map[string]bool, calls int,
 			}
 		}
 	}
-	for _, c := range callsTo(r.exchanges(mark), "/sns/jscode2session") {
+	made, err := r.callsSince(mark, "/sns/jscode2session")
+	if err != nil {
+		return ids, -1, append(ev, err.Error())
+	}
+	for _, c := range made {
 		if c.Query["js_code"] == code {
 			calls++
 		}
@@ -493,6 +501,9 @@ func checkDoubleTap(ctx context.Context, r *runner) outcome {
 
 func checkDoubleTapOneCall(ctx context.Context, r *runner) outcome {
 	_, calls, ev := r.doubleTap(ctx)
+	if calls < 0 {
+		return fail("could not be tried: the fake's record of calls could not be read", ev...)
+	}
 	if calls != 1 {
 		return fail(fmt.Sprintf("%d jscode2session calls with the one code", calls), ev...)
 	}
@@ -537,13 +548,18 @@ func checkConcurrentFirst(ctx context.Context, r *runner) outcome {
 }
 
 // refusedLogin sends a code the fake refuses, as made, and returns the
-// token, the reply and the jscode2session calls made with it.
+// token, the reply and the jscode2session calls made with it (-1 if the
+// fake's record could not be read).
 func (r *runner) refusedLogin(ctx context.Context, app App, code string) (string, reply, int) {
 	mark := r.mark()
 	token, rep := r.be.login(ctx, app, code)
 	r.remember(token)
+	made, err := r.callsSince(mark, "/sns/jscode2session")
+	if err != nil {
+		return token, rep, -1
+	}
 	calls := 0
-	for _, c := range callsTo(r.exchanges(mark), "/sns/jscode2session") {
+	for _, c := range made {
 		if c.Query["js_code"] == code {
 			calls++
 		}
@@ -561,6 +577,8 @@ func checkInvalidCode(ctx context.Context, r *runner) outcome {
 func refusedOnce(token string, rep reply, calls int) outcome {
 	ev := []string{rep.String(), fmt.Sprintf("%d jscode2session calls", calls)}
 	switch {
+	case calls < 0:
+		return fail("could not be tried: the fake's record of calls could not be read", ev...)
 	case token != "":
 		return fail("a token", ev...)
 	case calls > 1:
@@ -587,13 +605,28 @@ func checkRiskBlocked(ctx context.Context, r *runner) outcome {
 }
 
 func checkRiskDistinct(ctx context.Context, r *runner) outcome {
-	_, invalid, _ := r.refusedLogin(ctx, r.app(), "conform-invalid-"+randomHex(8))
+	invalid := func() reply {
+		_, rep, _ := r.refusedLogin(ctx, r.app(), "conform-invalid-"+randomHex(8))
+		return rep
+	}
 	_, blocked, _ := r.blockedLogin(ctx)
-	ev := []string{"40029: " + invalid.String(), "40226: " + blocked.String()}
-	if invalid.status == blocked.status && string(invalid.body) == string(blocked.body) {
+	first, second := invalid(), invalid()
+	ev := []string{"40029: " + first.String(), "40029 again: " + second.String(), "40226: " + blocked.String()}
+	if sameAnswer(first, second, blocked) {
 		return fail("the same answer", ev...)
 	}
 	return pass(ev...)
+}
+
+// sameAnswer reports whether b is answered as a was, where a2 is a's
+// question asked again: the statuses, and the bodies too unless a's two
+// differ (a time or a request id in every answer), when only the statuses
+// can be compared.
+func sameAnswer(a, a2, b reply) bool {
+	if a.status != b.status {
+		return false
+	}
+	return string(a.body) != string(a2.body) || string(a.body) == string(b.body)
 }
 
 func checkSystemError(ctx context.Context, r *runner) outcome {
@@ -601,10 +634,12 @@ func checkSystemError(ctx context.Context, r *runner) outcome {
 		return fail("cannot set the fake's faults: " + err.Error())
 	}
 	token, rep := r.login(ctx, r.app(), r.user("busy"))
-	calls := r.faultedCalls()
+	calls, err := r.faultedCalls()
 	r.setFaults()
 	ev := []string{rep.String(), fmt.Sprintf("%d calls to WeChat, each answered -1", calls)}
 	switch {
+	case err != nil:
+		return fail("could not be tried: the fake's count of calls: "+err.Error(), rep.String())
 	case token != "":
 		return fail("a token while WeChat answered -1", ev...)
 	case calls > 4:
@@ -833,14 +868,15 @@ func checkPaddingOracle(ctx context.Context, r *runner) outcome {
 		return fail("could not be tried: " + err.Error())
 	}
 	a := r.be.call(ctx, "userinfo", *r.p.UserInfo, token, badPadding)
+	a2 := r.be.call(ctx, "userinfo", *r.p.UserInfo, token, badPadding)
 	b := r.be.call(ctx, "userinfo", *r.p.UserInfo, token, notJSON)
-	ev := []string{"bad padding: " + a.String(), "bad JSON: " + b.String()}
+	ev := []string{"bad padding: " + a.String(), "bad padding again: " + a2.String(), "bad JSON: " + b.String()}
 	switch {
 	case a.serverError() || b.serverError() || a.err != nil || b.err != nil:
 		return fail("a server error, or none", ev...)
 	case a.ok() || b.ok():
 		return fail("accepted", ev...)
-	case a.status != b.status || string(a.body) != string(b.body):
+	case !sameAnswer(a, a2, b):
 		return fail("two different answers", ev...)
 	}
 	return pass(ev...)
@@ -914,7 +950,11 @@ func checkPhoneOpenID(ctx context.Context, r *runner) outcome {
 		return fail("the phone route refused the caller's own code", ev...)
 	}
 	want := fakewechat.OpenID(r.app().AppID, user)
-	for _, c := range callsTo(r.exchanges(mark), "/wxa/business/getuserphonenumber") {
+	calls, err := r.callsSince(mark, "/wxa/business/getuserphonenumber")
+	if err != nil || len(calls) == 0 {
+		return fail(fmt.Sprintf("no getuserphonenumber call seen (%v)", err), ev...)
+	}
+	for _, c := range calls {
 		var body struct {
 			OpenID string `json:"openid"`
 		}
@@ -971,8 +1011,11 @@ func checkCountryCodeNumber(ctx context.Context, r *runner) outcome {
 
 func checkUnknownToken(ctx context.Context, r *runner) outcome {
 	id, rep := r.be.whoami(ctx, randomHex(16))
-	if rep.ok() || id != "" {
+	switch {
+	case rep.ok() || id != "":
 		return fail("a made-up token was taken", rep.String())
+	case rep.err != nil || rep.serverError():
+		return fail("whoami failed: a 5xx, or no answer", rep.String())
 	}
 	return pass(rep.String())
 }
@@ -986,9 +1029,11 @@ func (r *runner) twoLogins(ctx context.Context, tag string) (t1, t2 string, ev [
 }
 
 // alive reports whether the backend still takes token.
-func (r *runner) alive(ctx context.Context, token string) (bool, string) {
+// alive reports whether the backend takes token: whoami names a user. A
+// 5xx or no answer tells nothing either way, and inconclusive is set.
+func (r *runner) alive(ctx context.Context, token string) (alive, inconclusive bool, evidence string) {
 	id, rep := r.be.whoami(ctx, token)
-	return id != "", rep.String()
+	return id != "", id == "" && (rep.err != nil || rep.status >= 500), rep.String()
 }
 
 func checkLogout(ctx context.Context, r *runner) outcome {
@@ -998,12 +1043,14 @@ func checkLogout(ctx context.Context, r *runner) outcome {
 	}
 	out := r.be.call(ctx, "logout", *r.p.Logout, t1, nil)
 	ev = append(ev, out.String())
-	first, e1 := r.alive(ctx, t1)
-	second, e2 := r.alive(ctx, t2)
+	first, unsure1, e1 := r.alive(ctx, t1)
+	second, unsure2, e2 := r.alive(ctx, t2)
 	ev = append(ev, e1, e2)
 	switch {
 	case !out.ok():
 		return fail("logout refused", ev...)
+	case unsure1 || unsure2:
+		return fail("whoami failed: a 5xx, or no answer", ev...)
 	case first:
 		return fail("the token works after its logout", ev...)
 	case !second:
@@ -1019,12 +1066,14 @@ func checkDelete(ctx context.Context, r *runner) outcome {
 	}
 	del := r.be.call(ctx, "delete", *r.p.Delete, t1, nil)
 	ev = append(ev, del.String())
-	first, e1 := r.alive(ctx, t1)
-	second, e2 := r.alive(ctx, t2)
+	first, unsure1, e1 := r.alive(ctx, t1)
+	second, unsure2, e2 := r.alive(ctx, t2)
 	ev = append(ev, e1, e2)
 	switch {
 	case !del.ok():
 		return fail("deletion refused", ev...)
+	case unsure1 || unsure2:
+		return fail("whoami failed: a 5xx, or no answer", ev...)
 	case first || second:
 		return fail("a token works after the account's deletion", ev...)
 	}
@@ -1090,8 +1139,9 @@ func (r *runner) accessTokenCall(ctx context.Context) (reply, bool) {
 }
 
 // tokenFetches counts the access_token fetches among the calls since mark.
-func (r *runner) tokenFetches(mark int64) int {
-	return len(callsTo(r.exchanges(mark), "/cgi-bin/token", "/cgi-bin/stable_token"))
+func (r *runner) tokenFetches(mark int64) (int, error) {
+	calls, err := r.callsSince(mark, "/cgi-bin/token", "/cgi-bin/stable_token")
+	return len(calls), err
 }
 
 func checkAccessTokenCached(ctx context.Context, r *runner) outcome {
@@ -1107,7 +1157,11 @@ func checkAccessTokenCached(ctx context.Context, r *runner) outcome {
 			return fail("a call that needs an access_token failed", ev...)
 		}
 	}
-	if n := r.tokenFetches(mark); n > 1 {
+	n, err := r.tokenFetches(mark)
+	switch {
+	case err != nil:
+		return fail(err.Error(), ev...)
+	case n > 1:
 		return fail(fmt.Sprintf("%d access_token fetches for 3 calls", n), ev...)
 	}
 	return pass(ev...)
@@ -1122,9 +1176,11 @@ func checkAccessTokenRefetch(ctx context.Context, r *runner) outcome {
 	r.fake.RevokeAccessTokens(r.app().AppID)
 	mark := r.mark()
 	rep, _ := r.accessTokenCall(ctx)
-	n := r.tokenFetches(mark)
+	n, err := r.tokenFetches(mark)
 	ev := []string{rep.String(), fmt.Sprintf("%d access_token fetches after WeChat ended the token", n)}
 	switch {
+	case err != nil:
+		return fail(err.Error(), ev...)
 	case !rep.ok():
 		return fail("the call failed after WeChat ended the access_token", ev...)
 	case n > 2:
@@ -1145,7 +1201,10 @@ func checkNickname(ctx context.Context, r *runner) outcome {
 	if !clean.ok() {
 		return fail("a clean nickname was refused", ev...)
 	}
-	checks := callsTo(r.exchanges(mark), "/wxa/msg_sec_check")
+	checks, err := r.callsSince(mark, "/wxa/msg_sec_check")
+	if err != nil {
+		return fail(err.Error(), ev...)
+	}
 	if len(checks) == 0 {
 		return fail("no msgSecCheck call", ev...)
 	}

@@ -247,6 +247,19 @@ func (r *runner) remember(token string) {
 	r.mu.Unlock()
 }
 
+// keyForms are the ways a backend might write a session_key: as WeChat
+// gives it (base64), URL-escaped, with "/" escaped as PHP's json_encode
+// does, in base64url or base64 without padding, in hex either case.
+func keyForms(key string) (forms []string, raw []byte) {
+	raw, err := base64.StdEncoding.DecodeString(key)
+	if err != nil {
+		return []string{key}, nil
+	}
+	return []string{key, url.QueryEscape(key), strings.ReplaceAll(key, "/", `\/`),
+		base64.RawURLEncoding.EncodeToString(raw), base64.RawStdEncoding.EncodeToString(raw),
+		hex.EncodeToString(raw), strings.ToUpper(hex.EncodeToString(raw))}, raw
+}
+
 // scan looks for every session_key the fake has issued, in every form a
 // backend might write it, in a reply's headers and body.
 func (r *runner) scan(rep reply) {
@@ -257,36 +270,37 @@ func (r *runner) scan(rep reply) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for key, user := range r.keys {
-		raw, err := base64.StdEncoding.DecodeString(key)
-		if err != nil {
-			continue
-		}
-		forms := []string{key, url.QueryEscape(key), strings.ReplaceAll(key, "/", `\/`),
-			base64.RawURLEncoding.EncodeToString(raw), base64.RawStdEncoding.EncodeToString(raw),
-			hex.EncodeToString(raw), strings.ToUpper(hex.EncodeToString(raw))}
+		forms, raw := keyForms(key)
 		for _, form := range forms {
 			switch {
 			case strings.Contains(head.String(), form):
 				r.leaks = append(r.leaks, fmt.Sprintf("%s: the session_key of %s in a response header", rep.route, user))
-			case bytes.Contains(rep.body, []byte(form)):
+			case strings.Contains(string(rep.body), form):
 				r.leaks = append(r.leaks, fmt.Sprintf("%s: the session_key of %s in the body", rep.route, user))
 			default:
 				continue
 			}
 			break
 		}
-		if bytes.Contains(rep.body, raw) {
+		if raw != nil && bytes.Contains(rep.body, raw) {
 			r.leaks = append(r.leaks, fmt.Sprintf("%s: the session_key of %s, as raw bytes, in the body", rep.route, user))
 		}
 	}
 }
 
-// redact hides the session_keys and tokens of the run in evidence.
+// redact hides the session_keys (in every form scan finds them) and
+// tokens of the run in evidence.
 func (r *runner) redact(s string) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for key := range r.keys {
-		s = strings.ReplaceAll(s, key, "[session_key]")
+		forms, raw := keyForms(key)
+		for _, form := range forms {
+			s = strings.ReplaceAll(s, form, "[session_key]")
+		}
+		if raw != nil {
+			s = strings.ReplaceAll(s, string(raw), "[session_key]")
+		}
 	}
 	for token := range r.tokens {
 		if len(token) >= 8 {
@@ -326,21 +340,16 @@ func (r *runner) setFaults(kinds ...string) error {
 
 // faultedCalls is how many server API calls the fake has failed on
 // purpose since the faults were set.
-func (r *runner) faultedCalls() int {
+func (r *runner) faultedCalls() (int, error) {
 	var report struct {
 		Data struct {
 			Calls int `json:"calls"`
 		} `json:"data"`
 	}
-	resp, err := r.toFake.Get(r.fakeURL + "/mock/faults")
-	if err != nil {
-		return -1
+	if err := r.fakeGet("/mock/faults", &report); err != nil {
+		return 0, err
 	}
-	defer resp.Body.Close()
-	if json.NewDecoder(resp.Body).Decode(&report) != nil {
-		return -1
-	}
-	return report.Data.Calls
+	return report.Data.Calls, nil
 }
 
 // exchange is one server API call the fake recorded, its secrets replaced.
@@ -353,28 +362,47 @@ type exchange struct {
 }
 
 // exchanges returns the server API calls the fake answered after seq.
-func (r *runner) exchanges(seq int64) []exchange {
+func (r *runner) exchanges(seq int64) ([]exchange, error) {
 	var page struct {
 		Data struct {
 			Exchanges []exchange `json:"exchanges"`
 		} `json:"data"`
 	}
-	resp, err := r.toFake.Get(fmt.Sprintf("%s/mock/exchanges?after=%d", r.fakeURL, seq))
+	err := r.fakeGet(fmt.Sprintf("/mock/exchanges?after=%d", seq), &page)
+	return page.Data.Exchanges, err
+}
+
+// fakeGet reads one of the fake's own routes into out.
+func (r *runner) fakeGet(path string, out any) error {
+	resp, err := r.toFake.Get(r.fakeURL + path)
 	if err != nil {
-		return nil
+		return err
 	}
 	defer resp.Body.Close()
-	json.NewDecoder(resp.Body).Decode(&page)
-	return page.Data.Exchanges
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fake %s: HTTP %d", path, resp.StatusCode)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 // mark is the number of the fake's latest recorded call, to count from.
 func (r *runner) mark() int64 {
-	all := r.exchanges(0)
+	all, _ := r.exchanges(0) // a failure shows in the count that follows
 	if len(all) == 0 {
 		return 0
 	}
 	return all[len(all)-1].Seq
+}
+
+// callsSince returns the server API calls at paths the fake answered after
+// mark; the fake's record not read is an error, which the check reports
+// as not tried.
+func (r *runner) callsSince(mark int64, paths ...string) ([]exchange, error) {
+	all, err := r.exchanges(mark)
+	if err != nil {
+		return nil, fmt.Errorf("could not be tried: the fake's record of calls: %w", err)
+	}
+	return callsTo(all, paths...), nil
 }
 
 // callsTo returns the calls among xs to the server API at path.

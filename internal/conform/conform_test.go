@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
@@ -216,29 +217,56 @@ func TestEveryCheckCanFail(t *testing.T) {
 }
 
 // TestExpectedFailures runs a flaw with an expected-failures file: the
-// flaw's failure allowed passes the run; an allowance for a check that
-// passes fails it, so that a fix is noticed.
+// flaw's FAIL allowed passes the run, a WARN needs no allowance, and an
+// allowance for a check that passes fails the run, so that a fix is
+// noticed; an id the catalogue lacks is refused.
 func TestExpectedFailures(t *testing.T) {
-	profile := startFlawed(t, "risk-as-invalid-code")
+	profile := startFlawed(t, "code-cache,risk-as-invalid-code")
 	dir := t.TempDir()
+	only := "login.code-reuse,login.risk-distinct,login.token-unique"
 	for _, tc := range []struct {
 		name, expected string
 		wantErr        bool
 	}{
-		{"the failure allowed", "# a WARN needs no allowance\nlogin.code-reuse-not-here\n", true},
-		{"a WARN needs none", "", false},
-		{"an allowance that is not needed", "login.code-reuse # fixed since\n", true},
+		{"the FAIL allowed", "login.code-reuse # being fixed\n", false},
+		{"no allowance", "", true},
+		{"an allowance that is not needed", "login.code-reuse\nlogin.token-unique # fixed since\n", true},
+		{"an id the catalogue lacks", "login.code-reuse\nlogin.code-reuse-not-here\n", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-"))
 			os.WriteFile(path, []byte(tc.expected), 0o600)
 			var stdout, stderr bytes.Buffer
-			err := Run(context.Background(), []string{"conform", "-profile", profile, "-expected", path, "-only", "login.risk-distinct,login.code-reuse"},
+			err := Run(context.Background(), []string{"conform", "-profile", profile, "-expected", path, "-only", only},
 				flawedEnv, &stdout, &stderr, nil)
 			if (err != nil) != tc.wantErr {
 				t.Errorf("Run = %v, want an error: %v\n%s", err, tc.wantErr, stdout.String())
 			}
 		})
+	}
+}
+
+// Every form in which the scan finds a session_key is hidden in the
+// evidence: base64 with "+" and "/", escaped for a URL or by PHP's
+// json_encode, base64url, hex, raw bytes.
+func TestRedactHidesEveryFormScanFinds(t *testing.T) {
+	raw := bytes.Repeat([]byte{0xfb, 0xff, 0xbf}, 6)[:16]
+	key := base64.StdEncoding.EncodeToString(raw)
+	if !strings.ContainsAny(key, "+/") {
+		t.Fatalf("key %s has no + or /", key)
+	}
+	r := &runner{keys: map[string]string{key: "alice"}, tokens: map[string]bool{}}
+	forms, _ := keyForms(key)
+	for _, form := range append(forms, string(raw)) {
+		body := `{"k":"` + form + `"}`
+		r.leaks = nil
+		r.scan(reply{route: "login", body: []byte(body)})
+		if len(r.leaks) == 0 {
+			t.Errorf("the scan does not find %q", form)
+		}
+		if hidden := r.redact(body); strings.Contains(hidden, form) {
+			t.Errorf("redact(%q) = %q; the key shows", body, hidden)
+		}
 	}
 }
 
@@ -451,5 +479,23 @@ func TestDocsListEveryCheck(t *testing.T) {
 	rows := regexp.MustCompile("\n\\| `[a-z]+\\.[a-z0-9-]+` \\| ").FindAllString(string(doc), -1)
 	if len(rows) != len(catalogue()) {
 		t.Errorf("docs/conform.md lists %d checks; the catalogue has %d", len(rows), len(catalogue()))
+	}
+}
+
+func TestSameAnswer(t *testing.T) {
+	r := func(status int, body string) reply { return reply{status: status, body: []byte(body)} }
+	for _, tc := range []struct {
+		name     string
+		a, a2, b reply
+		wantSame bool
+	}{
+		{"the same body", r(400, `{"e":1}`), r(400, `{"e":1}`), r(400, `{"e":1}`), true},
+		{"another body", r(400, `{"e":1}`), r(400, `{"e":1}`), r(400, `{"e":2}`), false},
+		{"another status", r(400, `{"e":1}`), r(400, `{"e":1}`), r(401, `{"e":1}`), false},
+		{"bodies with a time in them", r(400, `{"t":1}`), r(400, `{"t":2}`), r(400, `{"t":3}`), true},
+	} {
+		if got := sameAnswer(tc.a, tc.a2, tc.b); got != tc.wantSame {
+			t.Errorf("%s: sameAnswer = %v, want %v", tc.name, got, tc.wantSame)
+		}
 	}
 }
