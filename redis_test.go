@@ -614,6 +614,15 @@ func TestRedisRoundTripsPerRoute(t *testing.T) {
 			t.Errorf("%s: %d round trips to Redis; want %d", tt.name, n, tt.want)
 		}
 	}
+	// A proxy's /auth is GET /user's one round trip, answered in headers.
+	before := a.redis.RoundTrips()
+	r := httptest.NewRequest(http.MethodGet, "/auth", nil)
+	r.Header.Set("token", shop)
+	w := httptest.NewRecorder()
+	a.handler.ServeHTTP(w, r)
+	if n := a.redis.RoundTrips() - before; w.Code != http.StatusOK || n != 1 {
+		t.Errorf("/auth = %d, %d round trips to Redis; want 200, 1", w.Code, n)
+	}
 }
 
 // What a leaked Redis (its memory, an AOF, a replica) holds: no usable
