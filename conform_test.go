@@ -72,28 +72,19 @@ func TestConformExpressRecipe(t *testing.T) {
 
 // TestConformDjangoRecipe runs docs/conform.md's Django recipe as it is,
 // but for its ports, the built binary's path and Debian's python3 (which
-// has Django) ahead on the PATH, with the verdict the doc tells; then the
-// classic's model, openid without unique=True, fails the concurrent first
-// logins.
+// has Django) ahead on the PATH, with the verdict the doc tells.
 func TestConformDjangoRecipe(t *testing.T) {
 	if exec.Command("/usr/bin/python3", "-c", "import django").Run() != nil {
 		missingTool(t, "Django", "python3-django")
 	}
-	path := "PATH=/usr/bin:" + os.Getenv("PATH")
-	files := map[string]string{"server.py": "python", "django.json": "json"}
-	out := runRecipe(t, "## A recipe: Django", files, nil, path)
+	out := runRecipe(t, "## A recipe: Django", map[string]string{"server.py": "python", "django.json": "json"}, nil,
+		"PATH=/usr/bin:"+os.Getenv("PATH"))
 	verdictHas(t, out,
 		"19 PASS, 0 FAIL, 2 WARN, 0 INFO, 18 SKIPPED",
 		"login.concurrent-first        PASS",
 		"login.risk-distinct           WARN",
 		"session.delete                PASS",
 	)
-	classic := strings.NewReplacer("max_length=64, unique=True)", "max_length=64)",
-		"wxlogin conform -profile django.json", "! wxlogin conform -profile django.json -only login.concurrent-first")
-	out = runRecipe(t, "## A recipe: Django", files, classic, path)
-	if !strings.Contains(out, "login.concurrent-first  FAIL") || !strings.Contains(out, "users made for one WeChat user") {
-		t.Errorf("without unique=True, the verdict is not login.concurrent-first FAIL:\n%s", out)
-	}
 }
 
 // TestConformGoRecipe runs docs/conform.md's Go recipe on
