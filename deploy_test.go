@@ -311,38 +311,50 @@ http {
 // unionid of a user who has none.
 func TestNginxForwardAuth(t *testing.T) {
 	onEachStore(t, func(t *testing.T, store storeKind) {
-		seen := make(chan http.Header, 16)
-		orders := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			seen <- r.Header.Clone()
-			io.WriteString(w, "your orders")
-		}))
-		t.Cleanup(orders.Close)
+		orders, ask := guardedOrders(t)
 		s := startForwardAuthServer(t, store)
-		n := startNginx(t, strings.TrimPrefix(s.url, "http://"), strings.TrimPrefix(orders.URL, "http://"))
-		ask := func(header ...string) (int, http.Header) {
-			t.Helper()
-			req, err := http.NewRequest(http.MethodGet, n.https+"/orders/recent", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Host = "api.example.com"
-			for i := 0; i+1 < len(header); i += 2 {
-				req.Header.Set(header[i], header[i+1])
-			}
-			resp, err := n.client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			select {
-			case h := <-seen:
-				return resp.StatusCode, h
-			default:
-				return resp.StatusCode, nil // the service was not reached
-			}
-		}
-		checkForwardAuth(t, s, ask)
+		n := startNginx(t, strings.TrimPrefix(s.url, "http://"), orders)
+		checkForwardAuth(t, s, func(header ...string) (int, http.Header) {
+			return ask(n.client, n.https+"/orders/recent", "api.example.com", header...)
+		})
 	})
+}
+
+// guardedOrders starts the service the forward auth recipes guard, and
+// returns its address and ask, which sends it a request through a proxy
+// (client, url, the Host header) with header's name, value pairs, and
+// returns the proxy's status and, if the service was reached, the headers
+// it got.
+func guardedOrders(t *testing.T) (addr string, ask func(client *http.Client, url, host string, header ...string) (int, http.Header)) {
+	t.Helper()
+	seen := make(chan http.Header, 16)
+	orders := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Clone()
+		io.WriteString(w, "your orders")
+	}))
+	t.Cleanup(orders.Close)
+	return strings.TrimPrefix(orders.URL, "http://"), func(client *http.Client, url, host string, header ...string) (int, http.Header) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		select {
+		case h := <-seen:
+			return resp.StatusCode, h
+		default:
+			return resp.StatusCode, nil // the service was not reached
+		}
+	}
 }
 
 // startForwardAuthServer is a mock-mode wxlogin on store with two apps,
@@ -454,12 +466,7 @@ func TestCaddyRecipe(t *testing.T) {
 func TestCaddyForwardAuth(t *testing.T) {
 	caddy := needTool(t, "caddy", "caddy")
 	onEachStore(t, func(t *testing.T, store storeKind) {
-		seen := make(chan http.Header, 16)
-		orders := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			seen <- r.Header.Clone()
-			io.WriteString(w, "your orders")
-		}))
-		t.Cleanup(orders.Close)
+		orders, ask := guardedOrders(t)
 		s := startForwardAuthServer(t, store)
 		dir := t.TempDir()
 		loginPort, apiPort := freePort(t), freePort(t)
@@ -469,7 +476,7 @@ func TestCaddyForwardAuth(t *testing.T) {
 			{"api.example.com {", "http://127.0.0.1:" + strconv.Itoa(apiPort) + " {"},
 			{"reverse_proxy 127.0.0.1:8080", "reverse_proxy " + strings.TrimPrefix(s.url, "http://")},
 			{"forward_auth 127.0.0.1:8080", "forward_auth " + strings.TrimPrefix(s.url, "http://")},
-			{"reverse_proxy 127.0.0.1:9000", "reverse_proxy " + strings.TrimPrefix(orders.URL, "http://")},
+			{"reverse_proxy 127.0.0.1:9000", "reverse_proxy " + orders},
 			{"/var/log/caddy/wxlogin.access.log", filepath.Join(dir, "access.log")},
 		} {
 			if !strings.Contains(file, r[0]) {
@@ -499,6 +506,9 @@ func TestCaddyForwardAuth(t *testing.T) {
 		t.Cleanup(func() {
 			cmd.Process.Signal(syscall.SIGTERM)
 			cmd.Wait()
+			if t.Failed() {
+				t.Logf("Caddy's log:\n%s", logs)
+			}
 		})
 		api := "http://127.0.0.1:" + strconv.Itoa(apiPort)
 		testkit.WaitWithin(t, 10*time.Second, "Caddy listening", func() bool {
@@ -509,25 +519,7 @@ func TestCaddyForwardAuth(t *testing.T) {
 			return err == nil
 		})
 		checkForwardAuth(t, s, func(header ...string) (int, http.Header) {
-			t.Helper()
-			req, err := http.NewRequest(http.MethodGet, api+"/orders/recent", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := 0; i+1 < len(header); i += 2 {
-				req.Header.Set(header[i], header[i+1])
-			}
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatalf("%v; Caddy's log:\n%s", err, logs)
-			}
-			resp.Body.Close()
-			select {
-			case h := <-seen:
-				return resp.StatusCode, h
-			default:
-				return resp.StatusCode, nil // the service was not reached
-			}
+			return ask(client, api+"/orders/recent", "", header...)
 		})
 	})
 }

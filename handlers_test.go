@@ -1232,15 +1232,18 @@ func BenchmarkLoginHandler(b *testing.B) {
 
 // BenchmarkGetUser is GET /user with a live token: the token lookup, the
 // user's record and its person, and the JSON reply.
-func BenchmarkGetUser(b *testing.B) {
+func BenchmarkGetUser(b *testing.B) { benchmarkGetWithToken(b, "/user") }
+
+// benchmarkGetWithToken is GET path with a live token, in process.
+func benchmarkGetWithToken(b *testing.B, path string) {
 	a, token := loggedIn(b)
 	for b.Loop() {
-		r := httptest.NewRequestWithContext(b.Context(), http.MethodGet, "/user", nil)
+		r := httptest.NewRequestWithContext(b.Context(), http.MethodGet, path, nil)
 		r.Header.Set("Authorization", "Bearer "+token)
 		w := httptest.NewRecorder()
 		a.handler.ServeHTTP(w, r)
 		if w.Code != http.StatusOK {
-			b.Fatalf("GET /user = %d %s", w.Code, w.Body)
+			b.Fatalf("GET %s = %d %s", path, w.Code, w.Body)
 		}
 	}
 }
@@ -1248,18 +1251,7 @@ func BenchmarkGetUser(b *testing.B) {
 // BenchmarkForwardAuth is GET /auth with a live token, as a proxy asks it:
 // the token lookup, the user's record and its person, and the identity in
 // headers with no body. It must cost no more than BenchmarkGetUser.
-func BenchmarkForwardAuth(b *testing.B) {
-	a, token := loggedIn(b)
-	for b.Loop() {
-		r := httptest.NewRequestWithContext(b.Context(), http.MethodGet, "/auth", nil)
-		r.Header.Set("Authorization", "Bearer "+token)
-		w := httptest.NewRecorder()
-		a.handler.ServeHTTP(w, r)
-		if w.Code != http.StatusOK {
-			b.Fatalf("GET /auth = %d %s", w.Code, w.Body)
-		}
-	}
-}
+func BenchmarkForwardAuth(b *testing.B) { benchmarkGetWithToken(b, "/auth") }
 
 // FuzzAnyRequest sends any method, target, Content-Type and body to wxlogin
 // as mock mode serves it (its routes, the fake under /mock/ and the
