@@ -358,6 +358,29 @@ func TestProfileWithoutWhoAmI(t *testing.T) {
 	}
 }
 
+// A profile without "auth" sends Authorization: Bearer <token>; one that
+// names a header sends the token after its scheme, or alone.
+func TestProfileAuthDefaults(t *testing.T) {
+	base := `{"base_url": "http://x", "apps": [{"appid": "wx1", "secret_env": "S"}], "login": {"path": "/l", "token": "t", "user_id": "id"}`
+	env := func(string) string { return "s" }
+	for _, tc := range []struct {
+		auth           string
+		header, scheme string
+	}{
+		{``, "Authorization", "Bearer"},
+		{`, "auth": {"header": "token"}`, "token", ""},
+		{`, "auth": {"header": "Authorization", "scheme": "JWT"}`, "Authorization", "JWT"},
+	} {
+		p, err := ParseProfile([]byte(base+tc.auth+`}`), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Auth.Header != tc.header || p.Auth.Scheme != tc.scheme {
+			t.Errorf("auth %q: %+v; want header %q, scheme %q", tc.auth, p.Auth, tc.header, tc.scheme)
+		}
+	}
+}
+
 func TestInitProfileParses(t *testing.T) {
 	env := func(string) string { return "a-secret" }
 	p, err := ParseProfile([]byte(InitProfile), env)

@@ -90,7 +90,8 @@ type Login struct {
 }
 
 // Auth says how the token is sent: in Header, after Scheme and a space
-// ("Bearer"), or alone when Scheme is empty.
+// ("Bearer"), or alone when Scheme is empty. Left out, it is
+// Authorization: Bearer <token>.
 type Auth struct {
 	Header string `json:"header"`
 	Scheme string `json:"scheme"`
@@ -198,8 +199,9 @@ func (p *Profile) complete(getenv func(string) string) error {
 	case p.WhoAmI != nil && p.WhoAmI.UserID == "":
 		bad("whoami.user_id: the JSON path of the user's id is needed, e.g. \"data.id\"")
 	}
-	if p.Auth.Header == "" {
+	if p.Auth.Header == "" { // "auth" left out: the usual Authorization: Bearer <token>
 		p.Auth.Header = "Authorization"
+		p.Auth.Scheme = cmpOr(p.Auth.Scheme, "Bearer")
 	}
 	if len(p.Apps) > 1 {
 		p.Login.SendAppID = true
