@@ -581,14 +581,31 @@ type personApp struct {
 
 // viewUser shows user id with its person.
 func viewUser(ctx context.Context, apps appSet, users userBackend, id int64) (userView, error) {
-	u, person, ok, err := users.Person(ctx, id)
+	u, person, err := readPerson(ctx, users, id)
 	if err != nil {
 		return userView{}, err
 	}
-	if !ok {
-		return userView{}, fmt.Errorf("token names user %d: %w", id, account.ErrNoUser)
-	}
 	return showUser(apps, u, person), nil
+}
+
+// readPerson is user id's record and its person; account.ErrNoUser if the
+// user is gone (erased since the token was read).
+func readPerson(ctx context.Context, users userBackend, id int64) (account.User, []account.Member, error) {
+	u, person, ok, err := users.Person(ctx, id)
+	if err == nil && !ok {
+		err = fmt.Errorf("token names user %d: %w", id, account.ErrNoUser)
+	}
+	return u, person, err
+}
+
+// callerPerson is the caller's record and person: as the token's store
+// read them with the token where it did (on Redis, no second round trip),
+// else read now.
+func callerPerson(ctx context.Context, users userBackend, who account.Caller) (account.User, []account.Member, error) {
+	if u := who.ReadWithToken; u != nil {
+		return u.Record, u.Person, nil
+	}
+	return readPerson(ctx, users, who.UserID)
 }
 
 // showUser is user u, of person, as GET /user shows it.
@@ -617,11 +634,12 @@ func writeUser(w http.ResponseWriter, r *http.Request, apps appSet, users userBa
 // handleUser serves GET /user: the logged-in user, with their person.
 func handleUser(apps appSet, users userBackend) callerHandler {
 	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
-		if u := who.ReadWithToken; u != nil { // no second read (on Redis, no second round trip)
-			writeUserOK(w, showUser(apps, u.Record, u.Person))
+		u, person, err := callerPerson(r.Context(), users, who)
+		if err != nil {
+			writeError(w, err)
 			return
 		}
-		writeUser(w, r, apps, users, who.UserID)
+		writeUserOK(w, showUser(apps, u, person))
 	}
 }
 
@@ -646,21 +664,10 @@ const (
 // lookup and the user's record, never WeChat.
 func handleAuth(users userBackend) callerHandler {
 	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
-		var u account.User
-		var person []account.Member
-		if read := who.ReadWithToken; read != nil {
-			u, person = read.Record, read.Person
-		} else {
-			var ok bool
-			var err error
-			u, person, ok, err = users.Person(r.Context(), who.UserID)
-			if err == nil && !ok {
-				err = fmt.Errorf("token names user %d: %w", who.UserID, account.ErrNoUser) // erased meanwhile
-			}
-			if err != nil {
-				writeError(w, err)
-				return
-			}
+		u, person, err := callerPerson(r.Context(), users, who)
+		if err != nil {
+			writeError(w, err)
+			return
 		}
 		h := w.Header()
 		h.Set(headerUser, strconv.FormatInt(u.ID, 10))

@@ -682,12 +682,8 @@ func checkUnboundApp(ctx context.Context, r *runner) outcome {
 // userInfo is getUserInfo's result for the user, from the fake, as a body
 // for the userinfo route.
 func (r *runner) userInfo(app App, user string) (map[string]string, error) {
-	who := map[string]any{"user": user, "appid": app.AppID}
-	if err := r.fakeCall("/mock/wx.agreePrivacyAuthorization", who, nil); err != nil {
-		return nil, err
-	}
 	var detail map[string]any
-	if err := r.fakeCall("/mock/wx.getUserInfo", who, &detail); err != nil {
+	if err := r.tap(app, user, "getUserInfo", &detail); err != nil {
 		return nil, err
 	}
 	out := map[string]string{}
@@ -901,17 +897,22 @@ func encryptUnpadded(sessionKey string, plain, iv []byte) (string, error) {
 // phoneCode is what the phone button gives the user: a code for
 // getuserphonenumber.
 func (r *runner) phoneCode(app App, user string) (string, error) {
-	who := map[string]any{"user": user, "appid": app.AppID}
-	if err := r.fakeCall("/mock/wx.agreePrivacyAuthorization", who, nil); err != nil {
-		return "", err
-	}
 	var detail struct {
 		Code string `json:"code"`
 	}
-	if err := r.fakeCall("/mock/wx.getPhoneNumber", who, &detail); err != nil {
-		return "", err
+	err := r.tap(app, user, "getPhoneNumber", &detail)
+	return detail.Code, err
+}
+
+// tap is the user tapping the button of a privacy interface of WeChat's
+// client API (getUserInfo, getPhoneNumber): agreed to the privacy guide
+// first, as WeChat asks, then the button's e.detail into out.
+func (r *runner) tap(app App, user, api string, out any) error {
+	who := map[string]any{"user": user, "appid": app.AppID}
+	if err := r.fakeCall("/mock/wx.agreePrivacyAuthorization", who, nil); err != nil {
+		return err
 	}
-	return detail.Code, nil
+	return r.fakeCall("/mock/wx."+api, who, out)
 }
 
 // sendPhone sends a phone code to the phone route with token.

@@ -522,3 +522,8 @@ func TestSameAnswer(t *testing.T) {
 		}
 	}
 }
+
+// docRow is a check's row in docs/conform.md's catalogue.
+func docRow(c Check) string {
+	return fmt.Sprintf("| `%s` | %s | %s | %s |", c.ID, c.Severity, c.Reason, c.Rule)
+}

@@ -2,6 +2,7 @@ package conform
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -201,7 +202,7 @@ func (p *Profile) complete(getenv func(string) string) error {
 	}
 	if p.Auth.Header == "" { // "auth" left out: the usual Authorization: Bearer <token>
 		p.Auth.Header = "Authorization"
-		p.Auth.Scheme = cmpOr(p.Auth.Scheme, "Bearer")
+		p.Auth.Scheme = cmp.Or(p.Auth.Scheme, "Bearer")
 	}
 	if len(p.Apps) > 1 {
 		p.Login.SendAppID = true
@@ -220,7 +221,7 @@ func (p *Profile) complete(getenv func(string) string) error {
 			bad("%s.path: %q must start with /", name, r.Path)
 		}
 		if r.Method == "" {
-			r.Method = cmpOr(defaults[name], "POST")
+			r.Method = cmp.Or(defaults[name], "POST")
 		}
 		r.Method = strings.ToUpper(r.Method)
 		switch {
@@ -233,13 +234,6 @@ func (p *Profile) complete(getenv func(string) string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // bound returns the profile's bound apps, in its order.

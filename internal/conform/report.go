@@ -299,9 +299,3 @@ func writeFileWith(path string, write func(io.Writer) error) error {
 	}
 	return f.Close()
 }
-
-// docRow is a check's row in docs/conform.md's catalogue, which a test
-// holds to the catalogue.
-func docRow(c Check) string {
-	return fmt.Sprintf("| `%s` | %s | %s | %s |", c.ID, c.Severity, c.Reason, c.Rule)
-}
