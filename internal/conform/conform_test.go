@@ -527,3 +527,16 @@ func TestSameAnswer(t *testing.T) {
 func docRow(c Check) string {
 	return fmt.Sprintf("| `%s` | %s | %s | %s |", c.ID, c.Severity, c.Reason, c.Rule)
 }
+
+// Every route a check needs is one a profile can have: a misspelt need
+// would skip its check whatever the profile says.
+func TestChecksNeedKnownRoutes(t *testing.T) {
+	known := (&Profile{}).routes()
+	for _, c := range catalogue() {
+		for _, need := range c.needs {
+			if _, ok := known[need]; !ok {
+				t.Errorf("%s needs route %q, which no profile has", c.ID, need)
+			}
+		}
+	}
+}

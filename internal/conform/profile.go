@@ -207,13 +207,8 @@ func (p *Profile) complete(getenv func(string) string) error {
 	if len(p.Apps) > 1 {
 		p.Login.SendAppID = true
 	}
-	routes := map[string]*Route{"login": &p.Login.Route, "userinfo": p.UserInfo, "phone": p.Phone,
-		"nickname": p.Nickname, "logout": p.Logout, "delete": p.Delete, "claim": p.Claim}
-	if p.WhoAmI != nil {
-		routes["whoami"] = &p.WhoAmI.Route
-	}
 	defaults := map[string]string{"login": "POST", "whoami": "GET", "nickname": "PATCH", "delete": "DELETE"}
-	for name, r := range routes {
+	for name, r := range p.routes() {
 		if r == nil {
 			continue
 		}
@@ -234,6 +229,17 @@ func (p *Profile) complete(getenv func(string) string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// routes are the profile's routes by the names checks need them by; a
+// route the profile leaves out is nil.
+func (p *Profile) routes() map[string]*Route {
+	routes := map[string]*Route{"login": &p.Login.Route, "whoami": nil, "userinfo": p.UserInfo, "phone": p.Phone,
+		"nickname": p.Nickname, "logout": p.Logout, "delete": p.Delete, "claim": p.Claim}
+	if p.WhoAmI != nil {
+		routes["whoami"] = &p.WhoAmI.Route
+	}
+	return routes
 }
 
 // bound returns the profile's bound apps, in its order.

@@ -40,14 +40,13 @@ func (r Result) failed() bool { return r.Result != ResultPass && r.Result != Res
 
 // runAll runs checks one after another: they share the fake's faults.
 func (r *runner) runAll(ctx context.Context, checks []Check) []Result {
-	routes := map[string]bool{"whoami": r.p.WhoAmI != nil, "userinfo": r.p.UserInfo != nil, "phone": r.p.Phone != nil, "nickname": r.p.Nickname != nil,
-		"logout": r.p.Logout != nil, "delete": r.p.Delete != nil, "claim": r.p.Claim != nil}
+	routes := r.p.routes()
 	var results []Result
 	for _, c := range checks {
 		res := Result{Check: c, Evidence: []string{}}
 		var o outcome
 		for _, need := range c.needs {
-			if !routes[need] {
+			if routes[need] == nil {
 				o = skip("the profile has no " + need + " route")
 			}
 		}
