@@ -16,6 +16,7 @@ import (
 	"wxlogin/internal/account"
 	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/fastjson"
+	"wxlogin/internal/jwt"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/metrics"
 	"wxlogin/internal/opendata"
@@ -109,11 +110,11 @@ func (apps appSet) of(who account.Caller) (*miniApp, error) {
 	return app, nil
 }
 
-// newServer builds wxlogin's HTTP handler. fake is nil in real mode, and
-// limit nil when logins are not limited.
-func newServer(log *slog.Logger, m *metrics.Metrics, apps appSet, users userBackend, tokens tokenBackend, limit loginLimit, proxies limits.TrustedProxies, fake *fakewechat.Fake) http.Handler {
+// newServer builds wxlogin's HTTP handler. fake is nil in real mode, limit
+// nil when logins are not limited, and jwts nil without -jwt.
+func newServer(log *slog.Logger, m *metrics.Metrics, apps appSet, users userBackend, tokens tokenBackend, jwts *jwt.Issuer, limit loginLimit, proxies limits.TrustedProxies, fake *fakewechat.Fake) http.Handler {
 	mux := http.NewServeMux()
-	addRoutes(mux, apps, users, tokens, limit, proxies, fake)
+	addRoutes(mux, apps, users, tokens, jwts, limit, proxies, fake)
 	return withAccessLog(log, proxies, m, mux)
 }
 
@@ -131,8 +132,8 @@ func withAccessLog(log *slog.Logger, proxies limits.TrustedProxies, m *metrics.M
 }
 
 // addRoutes lists every route wxlogin serves.
-func addRoutes(mux *http.ServeMux, apps appSet, users userBackend, tokens tokenBackend, limit loginLimit, proxies limits.TrustedProxies, fake *fakewechat.Fake) {
-	login := limitLogins(limit, proxies, handleLogin(apps, users, tokens))
+func addRoutes(mux *http.ServeMux, apps appSet, users userBackend, tokens tokenBackend, jwts *jwt.Issuer, limit loginLimit, proxies limits.TrustedProxies, fake *fakewechat.Fake) {
+	login := limitLogins(limit, proxies, handleLogin(apps, users, tokens, jwts))
 	mux.Handle("POST /login", login)
 	mux.Handle("POST /login/{$}", login)
 	user := requireLogin(tokens, handleUser(apps, users))
@@ -152,6 +153,12 @@ func addRoutes(mux *http.ServeMux, apps appSet, users userBackend, tokens tokenB
 	mux.Handle("GET /claims", requireLogin(tokens, handleClaims(users)))
 	mux.Handle("POST /logout", requireLogin(tokens, handleLogout(tokens)))
 	mux.Handle("/auth", requireLogin(tokens, handleAuth(users))) // any method: the proxies' subrequests
+	if jwts != nil {
+		// -jwt: access tokens the company's other services verify offline.
+		mux.Handle("POST /token", requireLogin(tokens, handleToken(users, jwts)))
+		mux.Handle("GET /.well-known/jwks.json", handleJWKS(jwts))
+		mux.Handle("GET /.well-known/openid-configuration", handleDiscovery(jwts))
+	}
 	mux.Handle("GET /healthz", handleHealthz(users))
 	mux.Handle("GET /scopes", handleScopes())
 	mux.Handle("GET /{$}", handleHome(apps, fake != nil))
@@ -401,14 +408,16 @@ func retryAfterSeconds(wait time.Duration) int {
 
 // handleLogin serves POST /login: it exchanges a wx.login code for the
 // user's identity, creates the user on first sight, and answers with a new
-// token. The session_key stays on the server.
-func handleLogin(apps appSet, users userBackend, tokens tokenBackend) http.Handler {
+// token; with -jwt (jwts not nil), with a signed access token too. The
+// session_key stays on the server.
+func handleLogin(apps appSet, users userBackend, tokens tokenBackend, jwts *jwt.Issuer) http.Handler {
 	type response struct {
 		Token     string `json:"token"`
 		ExpiresIn int64  `json:"expires_in"`
 		OpenID    string `json:"openid"`
 		UserID    int64  `json:"user_id"`
 		NewUser   bool   `json:"new_user"`
+		signedToken
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, err := decodeLoginRequest(r)
@@ -439,14 +448,96 @@ func handleLogin(apps appSet, users userBackend, tokens tokenBackend) http.Handl
 			writeError(w, err)
 			return
 		}
+		var signed signedToken
+		if jwts != nil {
+			_, person, err := readPerson(r.Context(), users, u.ID)
+			if err == nil {
+				signed, err = signToken(r.Context(), jwts, u, person)
+			}
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+		}
 		writeOK(w, response{
-			Token:     token,
-			ExpiresIn: int64(tokens.Lifetime() / time.Second),
-			OpenID:    u.OpenID,
-			UserID:    u.ID,
-			NewUser:   created,
+			Token:       token,
+			ExpiresIn:   int64(tokens.Lifetime() / time.Second),
+			OpenID:      u.OpenID,
+			UserID:      u.ID,
+			NewUser:     created,
+			signedToken: signed,
 		})
 	})
+}
+
+// signedToken is the access token a login and POST /token answer with
+// under -jwt, for the company's other services: an ES256 JWT they verify
+// offline (docs/jwt.md). Without -jwt both fields are left out.
+type signedToken struct {
+	JWT          string `json:"jwt,omitempty"`
+	JWTExpiresIn int64  `json:"jwt_expires_in,omitempty"`
+}
+
+// signToken is a new access token for user u, of person.
+func signToken(ctx context.Context, jwts *jwt.Issuer, u account.User, person []account.Member) (signedToken, error) {
+	token, err := jwts.Sign(ctx, jwt.Claims{UserID: u.ID, AppID: u.AppID, PersonID: person[0].ID, OpenID: u.OpenID})
+	if err != nil {
+		return signedToken{}, err
+	}
+	return signedToken{JWT: token, JWTExpiresIn: int64(jwts.TTL() / time.Second)}, nil
+}
+
+// handleToken serves POST /token (-jwt): a new access token for the
+// caller, whose JWT from the login (or the last POST /token) is about to
+// expire. It takes wxlogin's own token, so a logged-out or deleted user
+// gets none: status 4.
+func handleToken(users userBackend, jwts *jwt.Issuer) callerHandler {
+	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
+		u, person, err := callerPerson(r.Context(), users, who)
+		var signed signedToken
+		if err == nil {
+			signed, err = signToken(r.Context(), jwts, u, person)
+		}
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeOK(w, signed)
+	}
+}
+
+// handleJWKS serves GET /.well-known/jwks.json (-jwt): the public keys
+// that verify the access tokens, as a JSON Web Key Set, outside the
+// envelope as verifiers read it. Verifiers cache it; the next key is in it
+// a rotation period before it signs.
+func handleJWKS(jwts *jwt.Issuer) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		set, err := jwts.JWKS(r.Context())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writePublic(w, "application/jwk-set+json", set)
+	})
+}
+
+// handleDiscovery serves GET /.well-known/openid-configuration (-jwt): the
+// issuer and where its keys are, outside the envelope as verifiers read it.
+func handleDiscovery(jwts *jwt.Issuer) http.Handler {
+	doc := jwts.Discovery()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writePublic(w, "application/json", doc)
+	})
+}
+
+// writePublic answers with a public document any cache may keep for five
+// minutes.
+func writePublic(w http.ResponseWriter, contentType string, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Cache-Control", "public, max-age=300")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.Write(body)
 }
 
 // loginRequest is the body of POST /login.

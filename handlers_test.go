@@ -20,6 +20,7 @@ import (
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/fakewechat"
+	"wxlogin/internal/jwt"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/metrics"
 	"wxlogin/internal/opendata"
@@ -1189,7 +1190,7 @@ func TestTokenOfARemovedAppIsNoLogin(t *testing.T) {
 		a, token := loggedInOn(t, store)
 		// The server restarts with the token reloaded, but its app is gone.
 		apps := appSet{"wxother": {ID: "wxother", Name: "Other", wx: a.wx}}
-		h := newServer(textLogger(io.Discard), nil, apps, a.userBackend, a.tokenBackend, nil, nil, nil)
+		h := newServer(textLogger(io.Discard), nil, apps, a.userBackend, a.tokenBackend, nil, nil, nil, nil)
 		code := testkit.WXCall(t, a.fake.Handler(), "wx.getPhoneNumber", `{"user":"alice"}`)["code"]
 		for _, r := range []struct{ method, path, body string }{{"GET", "/session/check", ""}, {"POST", "/user/phone", `{"code":"` + code.(string) + `"}`}} {
 			if got := call(t, h, r.method, r.path, r.body, "Content-Type", jsonCT, "token", token); got.code != 401 || got.env.Status != statusNotLoggedIn {
@@ -1201,19 +1202,23 @@ func TestTokenOfARemovedAppIsNoLogin(t *testing.T) {
 
 // BenchmarkLoginHandler is one POST /login through the whole handler, with
 // the fake WeChat in process (over loopback HTTP, as httptest serves it):
-// a returning user, and a new user, whose record is durable before the reply.
+// a returning user, and a new user, whose record is durable before the reply;
+// and a returning user under -jwt, who also gets a signed access token.
 func BenchmarkLoginHandler(b *testing.B) {
+	returning := func(i int) string { return "user" + strconv.Itoa(i%1000) }
 	for _, tt := range []struct {
 		name string
 		user func(i int) string
+		jwt  *jwt.Options
 	}{
-		{"returning", func(i int) string { return "user" + strconv.Itoa(i%1000) }},
-		{"new", func(i int) string { return "new" + strconv.Itoa(i) }},
+		{"returning", returning, nil},
+		{"new", func(i int) string { return "new" + strconv.Itoa(i) }, nil},
+		{"returning-jwt", returning, jwtOptions()},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
-			a := newTestApp(b, appOptions{})
+			a := newTestApp(b, appOptions{jwt: tt.jwt})
 			for i := range 1000 {
-				a.login(b, "wxapp", "user"+strconv.Itoa(i))
+				call(b, a.handler, http.MethodPost, "/login", `{"code":"`+a.fake.IssueCode("wxapp", "user"+strconv.Itoa(i))+`"}`, "Content-Type", jsonCT)
 			}
 			i := 0
 			for b.Loop() {
@@ -1261,9 +1266,9 @@ func BenchmarkForwardAuth(b *testing.B) { benchmarkGetWithToken(b, "/auth") }
 // have no target of their own (claims, logout, /mock/faults and the fake's
 // server API) and every path trick the mux has to handle.
 func FuzzAnyRequest(f *testing.F) {
-	a := newTestApp(f, appOptions{mock: true, quiet: true})
+	a := newTestApp(f, appOptions{mock: true, quiet: true, jwt: jwtOptions()}) // every route, -jwt's too
 	fake, h := a.fake, a.handler
-	token := a.login(f, "wxapp", "alice")
+	token := dataOf[jwtLoginData](f, call(f, h, "POST", "/login", `{"code":"`+fake.IssueCode("wxapp", "alice")+`"}`, "Content-Type", jsonCT)).Token
 	for _, seed := range []struct {
 		method, target, contentType, body string
 	}{
@@ -1283,6 +1288,9 @@ func FuzzAnyRequest(f *testing.F) {
 		{"OPTIONS", "/user", "", ""},
 		{"GET", "/", "", ""},
 		{"PUT", "/auth", "", "a body no proxy sends"},
+		{"POST", "/token", jsonCT, `{"ttl":"1y"}`},
+		{"GET", "/.well-known/jwks.json", "", ""},
+		{"GET", "/.well-known/openid-configuration?x=1", "", ""},
 	} {
 		f.Add(seed.method, seed.target, seed.contentType, []byte(seed.body), true)
 	}
@@ -1319,7 +1327,8 @@ func FuzzAnyRequest(f *testing.F) {
 		raw, _ := io.ReadAll(resp.Body)
 		var env envelope
 		isEnvelope := json.Unmarshal(raw, &env) == nil && bytes.HasPrefix(raw, []byte(`{"status":`))
-		page := r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/demo/") || strings.HasPrefix(r.URL.Path, "/mock/")
+		page := r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/demo/") || strings.HasPrefix(r.URL.Path, "/mock/") ||
+			(strings.HasPrefix(r.URL.Path, "/.well-known/") && resp.StatusCode == http.StatusOK) // -jwt's documents, for verifiers
 		// /auth answers a live token with headers and no body, for a proxy.
 		granted := r.URL.Path == "/auth" && resp.StatusCode == http.StatusOK && len(raw) == 0 && resp.Header.Get(headerUser) != ""
 		switch {

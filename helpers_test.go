@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -25,6 +26,7 @@ import (
 	"wxlogin/internal/account"
 	"wxlogin/internal/config"
 	"wxlogin/internal/fakewechat"
+	"wxlogin/internal/jwt"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/opendata"
 	"wxlogin/internal/redis"
@@ -77,6 +79,10 @@ type testApp struct {
 	redis        *redis.Client
 	clock        *testkit.FakeClock
 	logs         *testkit.SyncBuffer
+	// jwts signs the access tokens with appOptions.jwt, on jwtKeys (the
+	// store's: a file, or Redis); nil without.
+	jwts    *jwt.Issuer
+	jwtKeys jwt.Store
 }
 
 // appSpec is one mini program a test app serves.
@@ -112,6 +118,8 @@ type appOptions struct {
 	// msgSecCheck.
 	noContentCheck bool
 	store          storeKind // where users and tokens live; "" is the data directory
+	// jwt, when set, is -jwt with these options, on the app's clock.
+	jwt *jwt.Options
 }
 
 // storeKind is a store the handler suites run on (onEachStore).
@@ -230,7 +238,19 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 	if opts.quiet {
 		log = discardLogger()
 	}
-	a.handler = newServer(log, nil, a.apps, a.userBackend, a.tokenBackend, limit, opts.proxies, mounted)
+	if opts.jwt != nil {
+		a.jwtKeys = jwt.NewFile(filepath.Join(t.TempDir(), jwt.FileName))
+		if a.redis != nil {
+			a.jwtKeys = redisstore.NewJWTKeys(a.redis)
+		}
+		o := *opts.jwt
+		o.Now = clock.Now
+		var err error
+		if a.jwts, err = jwt.New(t.Context(), a.jwtKeys, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.handler = newServer(log, nil, a.apps, a.userBackend, a.tokenBackend, a.jwts, limit, opts.proxies, mounted)
 	return a
 }
 

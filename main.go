@@ -11,6 +11,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,7 @@ import (
 	"wxlogin/internal/conform"
 	"wxlogin/internal/datadir"
 	"wxlogin/internal/fakewechat"
+	"wxlogin/internal/jwt"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/metrics"
 	"wxlogin/internal/opendata"
@@ -89,7 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	// One wxlogin owns the data directory before anything in it is read.
-	dataDir, err := datadir.Open(cfg.DataDir, log, tokenfile.Name)
+	dataDir, err := datadir.Open(cfg.DataDir, log, tokenfile.Name, jwt.FileName)
 	if err != nil {
 		return err
 	}
@@ -190,6 +192,7 @@ func runOnRedis(ctx context.Context, cfg config.Config, m *metrics.Metrics, log 
 		return err
 	}
 	sharing := shared{
+		jwtKeys:    redisstore.NewJWTKeys(rc),
 		tokens:     redisstore.NewAccessTokens(rc, time.Now, 50*time.Millisecond),
 		exchanges:  redisExchanges{redisstore.NewExchanges(rc, 20*time.Millisecond, cfg.LoginTimeout+5*time.Second)},
 		redisBound: cfg.Redis.Timeout,
@@ -223,9 +226,10 @@ func (r redisExchanges) Exchange(ctx context.Context, appID, code string, exchan
 }
 
 // shared is what instances on one Redis share besides the stores: the
-// WeChat clients' access_tokens and code exchanges, and the login limit;
-// nothing for one instance, whose own are used.
+// WeChat clients' access_tokens and code exchanges, the login limit and
+// -jwt's signing keys; nothing for one instance, whose own are used.
 type shared struct {
+	jwtKeys   jwt.Store
 	tokens    sharedAccessTokens
 	exchanges sharedExchanges
 	limit     loginLimit
@@ -258,7 +262,22 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, users userBa
 			limit = l
 		}
 	}
-	handler := newServer(log, m, apps, users, tokens, limit, cfg.Proxies, fake)
+	var jwts *jwt.Issuer
+	if cfg.JWT.On {
+		keys := with.jwtKeys
+		if keys == nil {
+			keys = jwt.NewFile(filepath.Join(cfg.DataDir, jwt.FileName))
+		}
+		issuer := cmp.Or(cfg.JWT.Issuer, baseURL) // the listening URL in mock mode only (config.Load)
+		var stop func()
+		var err error
+		if jwts, stop, err = startJWT(ctx, cfg.JWT, issuer, keys, clock, log); err != nil {
+			return errors.Join(err, ln.Close())
+		}
+		defer stop()
+		where = append(where, "jwt_issuer", issuer)
+	}
+	handler := newServer(log, m, apps, users, tokens, jwts, limit, cfg.Proxies, fake)
 	if with.redisBound > 0 {
 		handler = redis.WithBudgets(with.redisBound, handler)
 	}
@@ -271,6 +290,23 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, users userBa
 	log.Info("wxlogin listening", append([]any{"url", baseURL, "addr", ln.Addr().String(), "max_conns", maxConns,
 		"wechat_api", redact.URL(wechatAPI)}, where...)...)
 	return serveUntilDone(ctx, srv, limits.Conns(srv, ln, maxConns), cfg.LoginTimeout+5*time.Second, log)
+}
+
+// startJWT is -jwt's issuer of access tokens, signing with keys (the data
+// directory's file, or Redis), and its refresh of the keys, running until
+// stop is called.
+func startJWT(ctx context.Context, cfg config.JWT, issuer string, keys jwt.Store, clock clock.Clock, log *slog.Logger) (jwts *jwt.Issuer, stop func(), err error) {
+	jwts, err = jwt.New(ctx, keys, jwt.Options{Issuer: issuer, Audience: cfg.Audience, TTL: cfg.TTL, Rotate: cfg.Rotate, OpenID: cfg.OpenID, Now: clock.Now})
+	if err != nil {
+		return nil, nil, fmt.Errorf("-jwt: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	refreshed := make(chan struct{})
+	go func() {
+		defer close(refreshed)
+		jwts.Run(ctx, log)
+	}()
+	return jwts, func() { cancel(); <-refreshed }, nil
 }
 
 // serveUntilDone serves on ln until ctx ends or serving fails, then shuts

@@ -22,6 +22,7 @@ import (
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/fakewechat"
+	"wxlogin/internal/jwt"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/redis"
 	"wxlogin/internal/redisstore"
@@ -59,6 +60,21 @@ type Config struct {
 	LogFormat       string              // "text" (logfmt) or "json"
 	LogLevel        slog.Level          // the least level logged
 	ShowVersion     bool                // -version: print the build and exit
+	JWT             JWT                 // -jwt: signed access tokens for other services
+}
+
+// JWT is -jwt and what its tokens say (internal/jwt): with it, a login
+// and POST /token also answer with a short-lived ES256 JWT that other
+// services verify offline against GET /.well-known/jwks.json.
+type JWT struct {
+	On bool
+	// Issuer is iss, the public URL wxlogin is reached at; "" (mock mode
+	// only) for the URL it listens on.
+	Issuer   string
+	Audience string        // aud: the services the tokens are for
+	TTL      time.Duration // how long a token lives
+	Rotate   time.Duration // how long a signing key signs
+	OpenID   bool          // whether a token carries the openid
 }
 
 // App is one mini program wxlogin serves, as the apps file lists it.
@@ -138,6 +154,13 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	e.String(&fixturesPath, "fake-fixtures", "WXLOGIN_FAKE_FIXTURES", "", "a JSON file of the fake WeChat's users, fixed by name: openids, unionid, nickname, avatar, phone; and which apps are unbound (docs/fake.md); in mock mode or with -fake-only")
 	var fakeOnly OptionalBool
 	e.Bool(&fakeOnly, "fake-only", "WXLOGIN_FAKE_ONLY", "serve only the fake WeChat, with WeChat's API paths at the root, for load tests and other backends' tests; needs WX_APPSECRET (or -apps), which it checks like WeChat")
+	var jwtOn, jwtOpenID OptionalBool
+	e.Bool(&jwtOn, "jwt", "WXLOGIN_JWT", "also answer a login and POST /token with a short-lived ES256 JWT (jwt, jwt_expires_in) that other services verify offline with GET /.well-known/jwks.json; its keys live in -data or in -redis (docs/jwt.md) (default: off)")
+	e.String(&cfg.JWT.Issuer, "jwt-issuer", "WXLOGIN_JWT_ISSUER", "", "with -jwt: the tokens' iss, the public URL other services reach wxlogin at, e.g. https://login.example.com (needed outside mock mode; there it defaults to the listening URL)")
+	e.String(&cfg.JWT.Audience, "jwt-audience", "WXLOGIN_JWT_AUDIENCE", "wxlogin", "with -jwt: the tokens' aud, which the services that verify them check")
+	e.Duration(&cfg.JWT.TTL, "jwt-ttl", "WXLOGIN_JWT_TTL", 10*time.Minute, "with -jwt: a JWT expires this long after it is issued (at most 24h); a logout cannot recall one sooner")
+	e.Duration(&cfg.JWT.Rotate, "jwt-rotate", "WXLOGIN_JWT_ROTATE", 24*time.Hour, "with -jwt: a signing key signs this long (at least 1h); the next is published a period ahead, the last until its tokens expire")
+	e.Bool(&jwtOpenID, "jwt-openid", "WXLOGIN_JWT_OPENID", "with -jwt: put the user's openid in the JWT, for services that call WeChat for the user (default: off)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return cfg, err
 	}
@@ -259,6 +282,9 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 			a.Name = a.AppID
 		}
 	}
+	if err := checkJWT(&cfg, jwtOn.Value, jwtOpenID.Value); err != nil {
+		return cfg, err
+	}
 	if fixturesPath != "" {
 		if !cfg.Mock && !cfg.FakeOnly {
 			return cfg, errors.New("-fake-fixtures / WXLOGIN_FAKE_FIXTURES: only the fake WeChat has fixtures (mock mode or -fake-only)")
@@ -268,6 +294,39 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 		}
 	}
 	return cfg, nil
+}
+
+// checkJWT completes cfg.JWT with -jwt and -jwt-openid, and checks it.
+func checkJWT(cfg *Config, on, openID bool) error {
+	j := &cfg.JWT
+	j.On, j.OpenID = on, openID
+	if !on {
+		return nil
+	}
+	switch {
+	case cfg.FakeOnly:
+		return errors.New("-fake-only signs nothing: -jwt / WXLOGIN_JWT does not apply")
+	case j.TTL <= 0 || j.TTL > jwt.MaxTTL:
+		return fmt.Errorf("-jwt-ttl / WXLOGIN_JWT_TTL: %v is not between 0 and %v", j.TTL, jwt.MaxTTL)
+	case j.Rotate < jwt.MinRotate:
+		return fmt.Errorf("-jwt-rotate / WXLOGIN_JWT_ROTATE: %v is shorter than %v", j.Rotate, jwt.MinRotate)
+	case j.Audience == "":
+		return errors.New("-jwt-audience / WXLOGIN_JWT_AUDIENCE: must not be empty")
+	case j.Issuer == "" && !cfg.Mock:
+		return errors.New("-jwt-issuer / WXLOGIN_JWT_ISSUER: -jwt needs the public URL other services reach wxlogin at, e.g. https://login.example.com")
+	case j.Issuer == "":
+		return nil
+	}
+	// The discovery document is at the issuer plus /.well-known/…
+	// (OpenID Connect Discovery §4), and verifiers compare iss exactly.
+	u, err := url.Parse(j.Issuer)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("-jwt-issuer / WXLOGIN_JWT_ISSUER: %q is not an http(s) URL without query or fragment", j.Issuer)
+	}
+	if strings.HasSuffix(j.Issuer, "/") {
+		return fmt.Errorf("-jwt-issuer / WXLOGIN_JWT_ISSUER: %q ends in /: write it without, as verifiers compare it exactly", j.Issuer)
+	}
+	return nil
 }
 
 // AppIDs lists the apps' AppIDs.

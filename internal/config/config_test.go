@@ -309,3 +309,46 @@ func writeFileMode(t *testing.T, path, data string, mode os.FileMode) {
 		t.Fatal(err)
 	}
 }
+
+// TestJWTConfig: -jwt is off unless asked for; its settings are bounded,
+// and outside mock mode it needs the public URL that is its issuer.
+func TestJWTConfig(t *testing.T) {
+	real := map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "s"}
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    JWT
+		wantErr string
+	}{
+		{name: "off by default", want: JWT{Audience: "wxlogin", TTL: 10 * time.Minute, Rotate: 24 * time.Hour}},
+		{name: "mock mode: the listening URL", args: []string{"-jwt"}, want: JWT{On: true, Audience: "wxlogin", TTL: 10 * time.Minute, Rotate: 24 * time.Hour}},
+		{name: "all set", args: []string{"-jwt", "-jwt-issuer", "https://login.example.com/wx", "-jwt-audience", "orders", "-jwt-ttl", "5m", "-jwt-rotate", "168h", "-jwt-openid"}, env: real,
+			want: JWT{On: true, Issuer: "https://login.example.com/wx", Audience: "orders", TTL: 5 * time.Minute, Rotate: 168 * time.Hour, OpenID: true}},
+		{name: "from the environment", env: map[string]string{"WXLOGIN_JWT": "1", "WXLOGIN_JWT_ISSUER": "https://login.example.com", "WX_APPID": "wx1", "WX_APPSECRET": "s"},
+			want: JWT{On: true, Issuer: "https://login.example.com", Audience: "wxlogin", TTL: 10 * time.Minute, Rotate: 24 * time.Hour}},
+		{name: "real mode needs an issuer", args: []string{"-jwt"}, env: real, wantErr: "-jwt-issuer / WXLOGIN_JWT_ISSUER: -jwt needs the public URL"},
+		{name: "issuer with a slash at the end", args: []string{"-jwt", "-jwt-issuer", "https://login.example.com/"}, env: real, wantErr: "ends in /"},
+		{name: "issuer with a query", args: []string{"-jwt", "-jwt-issuer", "https://login.example.com?x=1"}, env: real, wantErr: "without query"},
+		{name: "issuer not a URL", args: []string{"-jwt", "-jwt-issuer", "login.example.com"}, env: real, wantErr: "not an http(s) URL"},
+		{name: "ttl over a day", args: []string{"-jwt", "-jwt-ttl", "25h"}, wantErr: "-jwt-ttl / WXLOGIN_JWT_TTL"},
+		{name: "no ttl", args: []string{"-jwt", "-jwt-ttl", "0"}, wantErr: "-jwt-ttl / WXLOGIN_JWT_TTL"},
+		{name: "rotation under an hour", args: []string{"-jwt", "-jwt-rotate", "30m"}, wantErr: "-jwt-rotate / WXLOGIN_JWT_ROTATE"},
+		{name: "empty audience", args: []string{"-jwt", "-jwt-audience", ""}, wantErr: "-jwt-audience / WXLOGIN_JWT_AUDIENCE"},
+		{name: "fake-only signs nothing", args: []string{"-jwt", "-fake-only"}, env: real, wantErr: "-fake-only signs nothing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(append([]string{"wxlogin"}, tt.args...), func(k string) string { return tt.env[k] }, io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("Load = %v; want an error mentioning %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || cfg.JWT != tt.want {
+				t.Errorf("Load = %+v, %v; want %+v", cfg.JWT, err, tt.want)
+			}
+		})
+	}
+}
