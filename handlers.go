@@ -111,10 +111,10 @@ func (apps appSet) of(who account.Caller) (*miniApp, error) {
 }
 
 // newServer builds wxlogin's HTTP handler. fake is nil in real mode, limit
-// nil when logins are not limited, and jwts nil without -jwt.
-func newServer(log *slog.Logger, m *metrics.Metrics, apps appSet, users userBackend, tokens tokenBackend, jwts *jwt.Issuer, limit loginLimit, proxies limits.TrustedProxies, fake *fakewechat.Fake) http.Handler {
+// nil when logins are not limited, and signer nil without -jwt.
+func newServer(log *slog.Logger, m *metrics.Metrics, apps appSet, users userBackend, tokens tokenBackend, signer *jwt.Issuer, limit loginLimit, proxies limits.TrustedProxies, fake *fakewechat.Fake) http.Handler {
 	mux := http.NewServeMux()
-	addRoutes(mux, apps, users, tokens, jwts, limit, proxies, fake)
+	addRoutes(mux, apps, users, tokens, signer, limit, proxies, fake)
 	return withAccessLog(log, proxies, m, mux)
 }
 
@@ -132,8 +132,8 @@ func withAccessLog(log *slog.Logger, proxies limits.TrustedProxies, m *metrics.M
 }
 
 // addRoutes lists every route wxlogin serves.
-func addRoutes(mux *http.ServeMux, apps appSet, users userBackend, tokens tokenBackend, jwts *jwt.Issuer, limit loginLimit, proxies limits.TrustedProxies, fake *fakewechat.Fake) {
-	login := limitLogins(limit, proxies, handleLogin(apps, users, tokens, jwts))
+func addRoutes(mux *http.ServeMux, apps appSet, users userBackend, tokens tokenBackend, signer *jwt.Issuer, limit loginLimit, proxies limits.TrustedProxies, fake *fakewechat.Fake) {
+	login := limitLogins(limit, proxies, handleLogin(apps, users, tokens, signer))
 	mux.Handle("POST /login", login)
 	mux.Handle("POST /login/{$}", login)
 	user := requireLogin(tokens, handleUser(apps, users))
@@ -153,11 +153,11 @@ func addRoutes(mux *http.ServeMux, apps appSet, users userBackend, tokens tokenB
 	mux.Handle("GET /claims", requireLogin(tokens, handleClaims(users)))
 	mux.Handle("POST /logout", requireLogin(tokens, handleLogout(tokens)))
 	mux.Handle("/auth", requireLogin(tokens, handleAuth(users))) // any method: the proxies' subrequests
-	if jwts != nil {
+	if signer != nil {
 		// -jwt: access tokens the company's other services verify offline.
-		mux.Handle("POST /token", requireLogin(tokens, handleToken(users, jwts)))
-		mux.Handle("GET /.well-known/jwks.json", handleJWKS(jwts))
-		mux.Handle("GET /.well-known/openid-configuration", handleDiscovery(jwts))
+		mux.Handle("POST /token", requireLogin(tokens, handleToken(users, signer)))
+		mux.Handle("GET /.well-known/jwks.json", handleJWKS(signer))
+		mux.Handle("GET /.well-known/openid-configuration", handleDiscovery(signer))
 	}
 	mux.Handle("GET /healthz", handleHealthz(users))
 	mux.Handle("GET /scopes", handleScopes())
@@ -408,9 +408,9 @@ func retryAfterSeconds(wait time.Duration) int {
 
 // handleLogin serves POST /login: it exchanges a wx.login code for the
 // user's identity, creates the user on first sight, and answers with a new
-// token; with -jwt (jwts not nil), with a signed access token too. The
+// token; with -jwt (signer not nil), with a signed access token too. The
 // session_key stays on the server.
-func handleLogin(apps appSet, users userBackend, tokens tokenBackend, jwts *jwt.Issuer) http.Handler {
+func handleLogin(apps appSet, users userBackend, tokens tokenBackend, signer *jwt.Issuer) http.Handler {
 	type response struct {
 		Token     string `json:"token"`
 		ExpiresIn int64  `json:"expires_in"`
@@ -440,6 +440,19 @@ func handleLogin(apps appSet, users userBackend, tokens tokenBackend, jwts *jwt.
 			writeError(w, err)
 			return
 		}
+		// The access token is signed before the token is issued, so that a
+		// login that fails here leaves no live token and its session_key.
+		var signed signedToken
+		if signer != nil {
+			_, person, err := readPerson(r.Context(), users, u.ID)
+			if err == nil {
+				signed, err = signToken(r.Context(), signer, u, person)
+			}
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+		}
 		// A login that raced the deletion of the account (on another
 		// device) gets account.ErrNoUser here: status 4, and logging in again
 		// makes a new user.
@@ -447,17 +460,6 @@ func handleLogin(apps appSet, users userBackend, tokens tokenBackend, jwts *jwt.
 		if err != nil {
 			writeError(w, err)
 			return
-		}
-		var signed signedToken
-		if jwts != nil {
-			_, person, err := readPerson(r.Context(), users, u.ID)
-			if err == nil {
-				signed, err = signToken(r.Context(), jwts, u, person)
-			}
-			if err != nil {
-				writeError(w, err)
-				return
-			}
 		}
 		writeOK(w, response{
 			Token:       token,
@@ -479,24 +481,24 @@ type signedToken struct {
 }
 
 // signToken is a new access token for user u, of person.
-func signToken(ctx context.Context, jwts *jwt.Issuer, u account.User, person []account.Member) (signedToken, error) {
-	token, err := jwts.Sign(ctx, jwt.Claims{UserID: u.ID, AppID: u.AppID, PersonID: person[0].ID, OpenID: u.OpenID})
+func signToken(ctx context.Context, signer *jwt.Issuer, u account.User, person []account.Member) (signedToken, error) {
+	token, err := signer.Sign(ctx, jwt.Claims{UserID: u.ID, AppID: u.AppID, PersonID: person[0].ID, OpenID: u.OpenID})
 	if err != nil {
 		return signedToken{}, err
 	}
-	return signedToken{JWT: token, JWTExpiresIn: int64(jwts.TTL() / time.Second)}, nil
+	return signedToken{JWT: token, JWTExpiresIn: int64(signer.TTL() / time.Second)}, nil
 }
 
 // handleToken serves POST /token (-jwt): a new access token for the
 // caller, whose JWT from the login (or the last POST /token) is about to
 // expire. It takes wxlogin's own token, so a logged-out or deleted user
 // gets none: status 4.
-func handleToken(users userBackend, jwts *jwt.Issuer) callerHandler {
+func handleToken(users userBackend, signer *jwt.Issuer) callerHandler {
 	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
 		u, person, err := callerPerson(r.Context(), users, who)
 		var signed signedToken
 		if err == nil {
-			signed, err = signToken(r.Context(), jwts, u, person)
+			signed, err = signToken(r.Context(), signer, u, person)
 		}
 		if err != nil {
 			writeError(w, err)
@@ -510,9 +512,9 @@ func handleToken(users userBackend, jwts *jwt.Issuer) callerHandler {
 // that verify the access tokens, as a JSON Web Key Set, outside the
 // envelope as verifiers read it. Verifiers cache it; the next key is in it
 // a rotation period before it signs.
-func handleJWKS(jwts *jwt.Issuer) http.Handler {
+func handleJWKS(signer *jwt.Issuer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		set, err := jwts.JWKS(r.Context())
+		set, err := signer.JWKS(r.Context())
 		if err != nil {
 			writeError(w, err)
 			return
@@ -523,8 +525,8 @@ func handleJWKS(jwts *jwt.Issuer) http.Handler {
 
 // handleDiscovery serves GET /.well-known/openid-configuration (-jwt): the
 // issuer and where its keys are, outside the envelope as verifiers read it.
-func handleDiscovery(jwts *jwt.Issuer) http.Handler {
-	doc := jwts.Discovery()
+func handleDiscovery(signer *jwt.Issuer) http.Handler {
+	doc := signer.Discovery()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writePublic(w, "application/json", doc)
 	})

@@ -79,9 +79,9 @@ type testApp struct {
 	redis        *redis.Client
 	clock        *testkit.FakeClock
 	logs         *testkit.SyncBuffer
-	// jwts signs the access tokens with appOptions.jwt, on jwtKeys (the
+	// signer signs the access tokens with appOptions.jwt, on jwtKeys (the
 	// store's: a file, or Redis); nil without.
-	jwts    *jwt.Issuer
+	signer  *jwt.Issuer
 	jwtKeys jwt.Store
 }
 
@@ -246,11 +246,11 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 		o := *opts.jwt
 		o.Now = clock.Now
 		var err error
-		if a.jwts, err = jwt.New(t.Context(), a.jwtKeys, o); err != nil {
+		if a.signer, err = jwt.New(t.Context(), a.jwtKeys, o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	a.handler = newServer(log, nil, a.apps, a.userBackend, a.tokenBackend, a.jwts, limit, opts.proxies, mounted)
+	a.handler = newServer(log, nil, a.apps, a.userBackend, a.tokenBackend, a.signer, limit, opts.proxies, mounted)
 	return a
 }
 

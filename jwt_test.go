@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -110,7 +111,7 @@ func TestJWTLoginAndToken(t *testing.T) {
 		}
 		now := float64(a.clock.Now().Unix())
 		want := map[string]any{"iss": testIssuer, "aud": testAudience, "sub": strconv.FormatInt(game.UserID, 10),
-			"appid": "wxgame", "person": float64(shop.UserID), "iat": now, "exp": now + 600, "jti": claims["jti"]}
+			"client_id": "wxgame", "appid": "wxgame", "person": float64(shop.UserID), "iat": now, "exp": now + 600, "jti": claims["jti"]}
 		if !maps.Equal(claims, want) {
 			t.Errorf("claims = %v; want exactly %v", claims, want)
 		}
@@ -148,6 +149,18 @@ func TestJWTLoginAndToken(t *testing.T) {
 		}
 		if strings.Contains(body, `"d"`) {
 			t.Errorf("jwks.json = %s; holds a private key", body)
+		}
+		// No private key in any answer above or log line.
+		kept, err := a.jwtKeys.Keys(t.Context())
+		if err != nil || len(kept) == 0 {
+			t.Fatalf("the kept keys: %d, %v", len(kept), err)
+		}
+		for slot, record := range kept {
+			var k struct{ D string }
+			json.Unmarshal(record, &k)
+			if k.D == "" || strings.Contains(a.logs.String(), k.D) || strings.Contains(body, k.D) {
+				t.Errorf("key %s: its private scalar is missing from its record, or in a log line or the key set", slot)
+			}
 		}
 	})
 }
@@ -291,10 +304,19 @@ func TestJWTVerifiersAsDocumented(t *testing.T) {
 	forged := forgeries(t, []byte(jwks), before.JWT)
 
 	good := map[string]jwtLoginData{"signed before a rotation": before, "signed after it, its user logged out since": after}
-	bad := map[string]string{
-		"expired": expired, "for another audience": otherAudience, "signed by a key not in the set": stranger,
+	// Each bad token, and the reason each library gives for refusing it
+	// (jose's code, PyJWT's exception, golang-jwt's and keyfunc's words):
+	// a refusal for another reason is no proof.
+	algorithm := `ERR_JOSE_ALG_NOT_ALLOWED|InvalidAlgorithmError|signing method (none|HS256) is invalid`
+	type badToken struct{ token, reason string }
+	bad := map[string]badToken{
+		"expired":                        {expired, `ERR_JWT_EXPIRED|ExpiredSignatureError|token is expired`},
+		"for another audience":           {otherAudience, `unexpected "aud" claim value|InvalidAudienceError|invalid audience`},
+		"signed by a key not in the set": {stranger, `ERR_JWKS_NO_MATCHING_KEY|Unable to find a signing key|key not found`},
 	}
-	maps.Copy(bad, forged)
+	for what, token := range forged {
+		bad[what] = badToken{token, algorithm}
+	}
 	for name, verify := range verifiers {
 		t.Run(name, func(t *testing.T) {
 			for what, l := range good {
@@ -307,11 +329,13 @@ func TestJWTVerifiersAsDocumented(t *testing.T) {
 					t.Errorf("a token %s: claims %v; want user %d's", what, claims, l.UserID)
 				}
 			}
-			for what, token := range bad {
-				if claims, err := verify(t, jwksURL, token); err == nil {
+			for what, b := range bad {
+				claims, err := verify(t, jwksURL, b.token)
+				switch {
+				case err == nil:
 					t.Errorf("a token %s: accepted, with claims %v; want it refused", what, claims)
-				} else {
-					t.Logf("a token %s: refused: %v", what, err)
+				case !regexp.MustCompile(b.reason).MatchString(err.Error()):
+					t.Errorf("a token %s: refused as %v; want the reason %q", what, err, b.reason)
 				}
 			}
 		})

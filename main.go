@@ -262,7 +262,7 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, users userBa
 			limit = l
 		}
 	}
-	var jwts *jwt.Issuer
+	var signer *jwt.Issuer
 	if cfg.JWT.On {
 		keys := with.jwtKeys
 		if keys == nil {
@@ -271,13 +271,13 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, users userBa
 		issuer := cmp.Or(cfg.JWT.Issuer, baseURL) // the listening URL in mock mode only (config.Load)
 		var stop func()
 		var err error
-		if jwts, stop, err = startJWT(ctx, cfg.JWT, issuer, keys, clock, log); err != nil {
+		if signer, stop, err = startJWT(ctx, cfg.JWT, issuer, keys, clock, log); err != nil {
 			return errors.Join(err, ln.Close())
 		}
 		defer stop()
 		where = append(where, "jwt_issuer", issuer)
 	}
-	handler := newServer(log, m, apps, users, tokens, jwts, limit, cfg.Proxies, fake)
+	handler := newServer(log, m, apps, users, tokens, signer, limit, cfg.Proxies, fake)
 	if with.redisBound > 0 {
 		handler = redis.WithBudgets(with.redisBound, handler)
 	}
@@ -295,8 +295,8 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, users userBa
 // startJWT is -jwt's issuer of access tokens, signing with keys (the data
 // directory's file, or Redis), and its refresh of the keys, running until
 // stop is called.
-func startJWT(ctx context.Context, cfg config.JWT, issuer string, keys jwt.Store, clock clock.Clock, log *slog.Logger) (jwts *jwt.Issuer, stop func(), err error) {
-	jwts, err = jwt.New(ctx, keys, jwt.Options{Issuer: issuer, Audience: cfg.Audience, TTL: cfg.TTL, Rotate: cfg.Rotate, OpenID: cfg.OpenID, Now: clock.Now})
+func startJWT(ctx context.Context, cfg config.JWT, issuer string, keys jwt.Store, clock clock.Clock, log *slog.Logger) (signer *jwt.Issuer, stop func(), err error) {
+	signer, err = jwt.New(ctx, keys, jwt.Options{Issuer: issuer, Audience: cfg.Audience, TTL: cfg.TTL, Rotate: cfg.Rotate, OpenID: cfg.OpenID, Now: clock.Now})
 	if err != nil {
 		return nil, nil, fmt.Errorf("-jwt: %w", err)
 	}
@@ -304,9 +304,9 @@ func startJWT(ctx context.Context, cfg config.JWT, issuer string, keys jwt.Store
 	refreshed := make(chan struct{})
 	go func() {
 		defer close(refreshed)
-		jwts.Run(ctx, log)
+		signer.Run(ctx, log)
 	}()
-	return jwts, func() { cancel(); <-refreshed }, nil
+	return signer, func() { cancel(); <-refreshed }, nil
 }
 
 // serveUntilDone serves on ln until ctx ends or serving fails, then shuts

@@ -252,15 +252,18 @@ func TestTwoInstancesShareOneRedis(t *testing.T) {
 }
 
 // While Redis is down or hung, requests answer status -1 with 503 within
-// the call's bound and /healthz says 503; once it is back, wxlogin serves
+// the call's bound and /healthz says 503, while -jwt's key set is still
+// served, from memory; once it is back, wxlogin serves
 // again without a restart, and what it acknowledged before Redis was
 // killed is there: AOF fsynced on each write.
 func TestRedisDownAnswers503AndRecovers(t *testing.T) {
 	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	env := map[string]string{"WXLOGIN_REDIS": "redis://" + srv.Addr + "?timeout=500ms"}
-	s := startServer(t, env, "-login-rate", "0") // so that a login reaches the store, not only the limiter's bucket
+	// -login-rate 0, so that a login reaches the store, not only the
+	// limiter's bucket; -jwt, whose key set is served from memory.
+	s := startServer(t, env, "-login-rate", "0", "-jwt")
 	got := post(t, http.MethodPost, s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`)
-	token := dataOf[loginData](t, got).Token
+	token := dataOf[jwtLoginData](t, got).Token
 	if got := post(t, http.MethodPost, s.url+"/claims/welcome-gift", "", "", "token", token); got.code != http.StatusCreated {
 		t.Fatalf("claim = %s", got.raw)
 	}
@@ -269,12 +272,22 @@ func TestRedisDownAnswers503AndRecovers(t *testing.T) {
 		for _, r := range []struct{ method, path, body string }{
 			{http.MethodGet, "/user", ""}, {http.MethodGet, "/healthz", ""},
 			{http.MethodPost, "/login", `{"code":"` + mockCode(t, s.url, "bob") + `"}`},
+			{http.MethodPost, "/token", ""},
 		} {
 			start := time.Now()
 			got := post(t, r.method, s.url+r.path, jsonCT, r.body, "token", token)
 			if took := time.Since(start); got.code != http.StatusServiceUnavailable || got.env.Status != statusInternal || got.header.Get("Retry-After") == "" || took > 5*time.Second {
 				t.Errorf("%s: %s %s = HTTP %d, %s (Retry-After %q) after %v; want 503, status -1, Retry-After, within the call's bound", why, r.method, r.path, got.code, got.raw, got.header.Get("Retry-After"), took)
 			}
+		}
+		// The services that verify JWTs still get the keys.
+		resp, err := http.Get(s.url + "/.well-known/jwks.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: GET /.well-known/jwks.json = HTTP %d; want 200, from memory", why, resp.StatusCode)
 		}
 	}
 

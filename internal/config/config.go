@@ -282,7 +282,7 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 			a.Name = a.AppID
 		}
 	}
-	if err := checkJWT(&cfg, jwtOn.Value, jwtOpenID.Value); err != nil {
+	if err := checkJWT(&cfg, jwtOn.Value, jwtOpenID.Value, e.Set); err != nil {
 		return cfg, err
 	}
 	if fixturesPath != "" {
@@ -296,11 +296,19 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	return cfg, nil
 }
 
-// checkJWT completes cfg.JWT with -jwt and -jwt-openid, and checks it.
-func checkJWT(cfg *Config, on, openID bool) error {
+// checkJWT completes cfg.JWT with -jwt and -jwt-openid, and checks it;
+// given says whether a setting was given. A -jwt-… setting without -jwt is
+// refused: it would do nothing, silently.
+func checkJWT(cfg *Config, on, openID bool, given func(flag, env string) bool) error {
 	j := &cfg.JWT
 	j.On, j.OpenID = on, openID
 	if !on {
+		for _, s := range [][2]string{{"jwt-issuer", "WXLOGIN_JWT_ISSUER"}, {"jwt-audience", "WXLOGIN_JWT_AUDIENCE"},
+			{"jwt-ttl", "WXLOGIN_JWT_TTL"}, {"jwt-rotate", "WXLOGIN_JWT_ROTATE"}, {"jwt-openid", "WXLOGIN_JWT_OPENID"}} {
+			if given(s[0], s[1]) {
+				return fmt.Errorf("-%s / %s applies only with -jwt / WXLOGIN_JWT", s[0], s[1])
+			}
+		}
 		return nil
 	}
 	switch {

@@ -335,6 +335,8 @@ func TestJWTConfig(t *testing.T) {
 		{name: "no ttl", args: []string{"-jwt", "-jwt-ttl", "0"}, wantErr: "-jwt-ttl / WXLOGIN_JWT_TTL"},
 		{name: "rotation under an hour", args: []string{"-jwt", "-jwt-rotate", "30m"}, wantErr: "-jwt-rotate / WXLOGIN_JWT_ROTATE"},
 		{name: "empty audience", args: []string{"-jwt", "-jwt-audience", ""}, wantErr: "-jwt-audience / WXLOGIN_JWT_AUDIENCE"},
+		{name: "a setting without -jwt", args: []string{"-jwt-issuer", "https://login.example.com"}, wantErr: "-jwt-issuer / WXLOGIN_JWT_ISSUER applies only with -jwt"},
+		{name: "a variable without -jwt", env: map[string]string{"WXLOGIN_JWT_TTL": "5m"}, wantErr: "-jwt-ttl / WXLOGIN_JWT_TTL applies only with -jwt"},
 		{name: "fake-only signs nothing", args: []string{"-jwt", "-fake-only"}, env: real, wantErr: "-fake-only signs nothing"},
 	}
 	for _, tt := range tests {

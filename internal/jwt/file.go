@@ -42,12 +42,14 @@ type fileDoc struct {
 	Keys    json.RawMessage `json:"keys"`   // the records by slot
 }
 
+// Keys is every record in the file.
 func (f *File) Keys(ctx context.Context) (map[string][]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.read()
 }
 
+// Add writes record under slot unless the file holds one there already.
 func (f *File) Add(ctx context.Context, slot string, record []byte) (map[string][]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -62,6 +64,7 @@ func (f *File) Add(ctx context.Context, slot string, record []byte) (map[string]
 	return kept, f.write(kept)
 }
 
+// Drop removes the records of slots from the file.
 func (f *File) Drop(ctx context.Context, slots []string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -108,6 +111,7 @@ func (f *File) read() (map[string][]byte, error) {
 	return kept, nil
 }
 
+// write replaces the file with one of kept.
 func (f *File) write(kept map[string][]byte) error {
 	records := make(map[string]json.RawMessage, len(kept))
 	for slot, r := range kept {

@@ -101,6 +101,8 @@ func (is *Issuer) Sign(ctx context.Context, c Claims) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Randomness is crypto/rand's, not injected: since Go 1.26 ECDSA
+	// ignores any other source, and a jti must not repeat.
 	var jti [16]byte
 	rand.Read(jti[:]) // Never fails: crypto/rand.Read crashes the program rather than return short.
 	claims := struct {
@@ -110,13 +112,14 @@ func (is *Issuer) Sign(ctx context.Context, c Claims) (string, error) {
 		Iat    int64  `json:"iat"`
 		Exp    int64  `json:"exp"`
 		Jti    string `json:"jti"`
+		Client string `json:"client_id"`
 		AppID  string `json:"appid"`
 		Person int64  `json:"person"`
 		OpenID string `json:"openid,omitempty"`
 	}{
 		Iss: is.opts.Issuer, Sub: strconv.FormatInt(c.UserID, 10), Aud: is.opts.Audience,
 		Iat: now.Unix(), Exp: now.Add(is.opts.TTL).Unix(), Jti: base64.RawURLEncoding.EncodeToString(jti[:]),
-		AppID: c.AppID, Person: c.PersonID,
+		Client: c.AppID, AppID: c.AppID, Person: c.PersonID,
 	}
 	if is.opts.OpenID {
 		claims.OpenID = c.OpenID
@@ -158,18 +161,18 @@ func (is *Issuer) JWKS(ctx context.Context) ([]byte, error) {
 // Discovery is the discovery document, served at
 // /.well-known/openid-configuration under the issuer: where the keys are,
 // and what the tokens are. wxlogin issues access tokens only, through its
-// own login, so the document has no authorization endpoint and names no
-// response types: verifiers read issuer and jwks_uri from it (Supabase's
-// third-party auth, go-oidc, jose's discovery helpers do).
+// own login, so the document has no authorization endpoint, names no
+// response types, and has no token_endpoint (POST /token is not OAuth's):
+// verifiers read issuer and jwks_uri from it (Supabase's third-party
+// auth, go-oidc, jose's discovery helpers do).
 func (is *Issuer) Discovery() []byte {
-	claims := []string{"iss", "sub", "aud", "iat", "exp", "jti", "appid", "person"}
+	claims := []string{"iss", "sub", "aud", "iat", "exp", "jti", "client_id", "appid", "person"}
 	if is.opts.OpenID {
 		claims = append(claims, "openid")
 	}
 	doc := map[string]any{
 		"issuer":                                is.opts.Issuer,
 		"jwks_uri":                              is.opts.Issuer + "/.well-known/jwks.json",
-		"token_endpoint":                        is.opts.Issuer + "/token",
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"ES256"},
 		"claims_supported":                      claims,
@@ -204,8 +207,10 @@ func (is *Issuer) Run(ctx context.Context, log *slog.Logger) {
 // Run tries again and logs it.
 func (is *Issuer) current(ctx context.Context, now time.Time) (*key, error) {
 	if k, next := is.signingAt(now); k != nil {
-		if !next {
-			is.refresh(ctx)
+		if !next && is.refreshing.TryLock() {
+			// One request makes the next key; the others sign on at once.
+			is.refreshLocked(ctx)
+			is.refreshing.Unlock()
 		}
 		return k, nil
 	}
@@ -215,7 +220,7 @@ func (is *Issuer) current(ctx context.Context, now time.Time) (*key, error) {
 	if k, _ := is.signingAt(now); k != nil {
 		return k, nil
 	}
-	return nil, errors.New("jwt: no signing key for now, after making one") // only a clock that jumped back during refresh
+	return nil, errors.New("no signing key for now, after making one") // only a clock that jumped back during refresh
 }
 
 // signingAt is the kept key whose period holds now, or nil, and whether
@@ -236,6 +241,11 @@ func (is *Issuer) signingAt(now time.Time) (k *key, next bool) {
 func (is *Issuer) refresh(ctx context.Context) error {
 	is.refreshing.Lock()
 	defer is.refreshing.Unlock()
+	return is.refreshLocked(ctx)
+}
+
+// refreshLocked is refresh, with is.refreshing held.
+func (is *Issuer) refreshLocked(ctx context.Context) error {
 	kept, err := is.store.Keys(ctx)
 	if err != nil {
 		return err
@@ -260,7 +270,13 @@ func (is *Issuer) refresh(ctx context.Context) error {
 				return err
 			}
 		}
-		at = covering(keys, at).until
+		k := covering(keys, at)
+		if k == nil {
+			// Only a store that lost the key just added, or another
+			// instance's key for another period in its slot.
+			return fmt.Errorf("no signing key covers %v after one was made", at)
+		}
+		at = k.until
 	}
 	var old []string
 	for _, k := range keys {

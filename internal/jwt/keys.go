@@ -38,6 +38,7 @@ type key struct {
 	header      []byte // the JOSE header of the tokens it signs, encoded
 }
 
+// covers is whether t is in k's period.
 func (k *key) covers(t time.Time) bool { return !t.Before(k.from) && t.Before(k.until) }
 
 // needed is whether k may still verify a token at now: until MaxTTL after
@@ -84,6 +85,7 @@ type record struct {
 	Until int64  `json:"until"`
 }
 
+// record is k as it is kept.
 func (k *key) record() ([]byte, error) {
 	d, err := k.priv.Bytes()
 	if err != nil {

@@ -23,6 +23,7 @@ type JWTKeys struct{ rc *redis.Client }
 // NewJWTKeys keeps the signing keys on rc.
 func NewJWTKeys(rc *redis.Client) *JWTKeys { return &JWTKeys{rc: rc} }
 
+// Keys is every record in the hash.
 func (k *JWTKeys) Keys(ctx context.Context) (map[string][]byte, error) {
 	reply, err := k.rc.Do(ctx, "HGETALL", jwtKeysKey)
 	if err != nil {
@@ -31,6 +32,8 @@ func (k *JWTKeys) Keys(ctx context.Context) (map[string][]byte, error) {
 	return jwtRecords(reply), nil
 }
 
+// Add sets record under slot unless the hash has it (HSETNX), and reads
+// the hash back in the same pipeline.
 func (k *JWTKeys) Add(ctx context.Context, slot string, record []byte) (map[string][]byte, error) {
 	replies, err := k.rc.Pipeline(ctx, [][]string{{"HSETNX", jwtKeysKey, slot, string(record)}, {"HGETALL", jwtKeysKey}})
 	if err == nil {
@@ -42,6 +45,7 @@ func (k *JWTKeys) Add(ctx context.Context, slot string, record []byte) (map[stri
 	return jwtRecords(replies[1]), nil
 }
 
+// Drop removes the records of slots from the hash.
 func (k *JWTKeys) Drop(ctx context.Context, slots []string) error {
 	_, err := k.rc.Do(ctx, append([]string{"HDEL", jwtKeysKey}, slots...)...)
 	return unavailable(err)
