@@ -120,6 +120,30 @@ type Fake struct {
 
 	exchanges exchangeLog   // the server API calls, for the teaching page
 	faults    faultInjector // the calls made to fail on purpose (faults.go)
+
+	platformMu sync.Mutex        // guards platforms
+	platforms  map[string]string // appid → the Open Platform account it was moved to (MoveApp)
+}
+
+// MoveApp moves app appID to another Open Platform account, platform, as
+// its owner can in WeChat's admin: from then on its users' unionids are
+// that account's, their openids staying (WECHAT.md §7). "" moves it back
+// to the account every app starts in.
+func (f *Fake) MoveApp(appID, platform string) {
+	f.platformMu.Lock()
+	defer f.platformMu.Unlock()
+	if f.platforms == nil {
+		f.platforms = map[string]string{}
+	}
+	f.platforms[appID] = platform
+}
+
+// platform is the Open Platform account app appID is bound to: "" for
+// the one every app starts in.
+func (f *Fake) platform(appID string) string {
+	f.platformMu.Lock()
+	defer f.platformMu.Unlock()
+	return f.platforms[appID]
 }
 
 // appUser is a user name in one app.

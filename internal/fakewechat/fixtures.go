@@ -144,10 +144,14 @@ func (f *Fake) openID(appID, user string) string {
 	return OpenID(appID, user)
 }
 
-// unionID is u's unionid, or "" if u's app is not bound to the account.
+// unionID is u's unionid, or "" if u's app is not bound to an Open
+// Platform account.
 func (f *Fake) unionID(u appUser) string {
 	if f.apps[u.appID].Unbound {
 		return ""
+	}
+	if platform := f.platform(u.appID); platform != "" {
+		return derivedID("unionid\x00" + platform + "\x00" + u.name) // another account's (MoveApp)
 	}
 	if id := f.fixtures.users[u.name].UnionID; id != "" {
 		return id
