@@ -633,17 +633,20 @@ func limitLogins(l loginLimit, proxies limits.TrustedProxies, next http.Handler)
 // recordView is a user record as the API shows it: every field always
 // present.
 type recordView struct {
-	ID        int64  `json:"id"`
-	AppID     string `json:"appid"`
-	OpenID    string `json:"openid"`
-	UnionID   string `json:"unionid"`
-	Nickname  string `json:"nickname"`
-	AvatarURL string `json:"avatar_url"`
-	Gender    int    `json:"gender"`
-	Language  string `json:"language"`
-	City      string `json:"city"`
-	Province  string `json:"province"`
-	Country   string `json:"country"`
+	ID      int64  `json:"id"`
+	AppID   string `json:"appid"`
+	OpenID  string `json:"openid"`
+	UnionID string `json:"unionid"`
+	// PreviousUnionIDs are not shown: they only keep the user in their
+	// person after a unionid changed.
+	PreviousUnionIDs string `json:"-"`
+	Nickname         string `json:"nickname"`
+	AvatarURL        string `json:"avatar_url"`
+	Gender           int    `json:"gender"`
+	Language         string `json:"language"`
+	City             string `json:"city"`
+	Province         string `json:"province"`
+	Country          string `json:"country"`
 	// The phone fields are shown only here, to the user's own token.
 	PhoneNumber     string    `json:"phone_number"`
 	PurePhoneNumber string    `json:"pure_phone_number"`

@@ -1084,6 +1084,65 @@ func TestUnionIDLearnedLaterJoinsThePerson(t *testing.T) {
 	})
 }
 
+// TestPersonSurvivesAUnionIDChange moves a mini program to another Open
+// Platform account, as its owner can, which gives every one of its users a
+// new unionid (their openids stay): alice stays one person, with the gift
+// she took in Game still taken in Shop, and an app of the new account that
+// she opened before her next Shop login joins that person too (its person
+// of her new unionid merged into hers). On both stores, and on Redis with
+// two instances, each doing half the logins.
+func TestPersonSurvivesAUnionIDChange(t *testing.T) {
+	apps := append(slices.Clone(companyApps), appSpec{"wxnew", "New", "new-secret", false})
+	for _, store := range []storeKind{onFiles, onRedis, "redis, two instances"} {
+		t.Run(string(store), func(t *testing.T) {
+			a := newTestApp(t, appOptions{store: store, apps: apps})
+			b := a
+			if store == "redis, two instances" {
+				a = newTestApp(t, appOptions{store: onRedis, apps: apps})
+				b = newTestApp(t, appOptions{alongside: a, apps: apps})
+			}
+			a.fake.MoveApp("wxnew", "another account")
+			shop, game := a.login(t, "wxshop", "alice"), b.login(t, "wxgame", "alice")
+			if got := call(t, b.handler, "POST", "/claims/welcome-gift", "", "token", game); got.code != 201 {
+				t.Fatalf("claim in Game = %s", got.raw)
+			}
+			before := dataOf[userData](t, call(t, a.handler, "GET", "/user", "", "token", shop))
+
+			newApp := a.login(t, "wxnew", "alice") // the new account's unionid: a person of its own, so far
+			if id, _ := personOf(t, a.handler, newApp); id == before.PersonID {
+				t.Fatalf("alice in New, before Shop moved: person %d, Shop's; want one of its own", id)
+			}
+			a.fake.MoveApp("wxshop", "another account")
+			shop = b.login(t, "wxshop", "alice")
+			after := dataOf[userData](t, call(t, a.handler, "GET", "/user", "", "token", shop))
+			if after.ID != before.ID || after.UnionID == before.UnionID {
+				t.Errorf("alice in Shop after the move: user %d, unionid %s; want user %d, a new unionid", after.ID, after.UnionID, before.ID)
+			}
+			for _, h := range []http.Handler{a.handler, b.handler} {
+				for name, token := range map[string]string{"Shop": shop, "Game": game, "New": newApp} {
+					if id, list := personOf(t, h, token); id != before.PersonID || !slices.Equal(list, []string{"wxshop", "wxgame", "wxnew"}) {
+						t.Errorf("alice in %s after the move: person %d with %v; want person %d with Shop, Game and New", name, id, list, before.PersonID)
+					}
+					if got := call(t, h, "POST", "/claims/welcome-gift", "", "token", token); got.code != 409 || dataOf[claimData](t, got).AppID != "wxgame" {
+						t.Errorf("the gift again in %s after the move = HTTP %d, %s; want 409, Game's claim", name, got.code, got.raw)
+					}
+				}
+			}
+			if got := call(t, a.handler, "POST", "/claims/second-gift", "", "token", newApp); got.code != 201 {
+				t.Errorf("a new gift in New = %s; want 201", got.raw)
+			}
+			if got := call(t, b.handler, "POST", "/claims/second-gift", "", "token", game); got.code != 409 {
+				t.Errorf("the new gift again in Game = %s; want 409", got.raw)
+			}
+			// Someone else who opens New now, with the new account's unionid,
+			// is a person of their own, as before.
+			if id, list := personOf(t, a.handler, a.login(t, "wxnew", "bob")); id == before.PersonID || len(list) != 1 {
+				t.Errorf("bob in New = person %d with %v; want a person of his own", id, list)
+			}
+		})
+	}
+}
+
 func TestClaims(t *testing.T) {
 	onEachStore(t, func(t *testing.T, store storeKind) {
 		a := newTestApp(t, appOptions{store: store, apps: companyApps})

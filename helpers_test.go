@@ -120,6 +120,10 @@ type appOptions struct {
 	store          storeKind // where users and tokens live; "" is the data directory
 	// jwt, when set, is -jwt with these options, on the app's clock.
 	jwt *jwt.Options
+	// alongside, when set, is another instance on Redis: this one shares
+	// its Redis, its fake WeChat and its clock, as two wxlogins on one Redis
+	// and one WeChat do; store is then ignored.
+	alongside *testApp
 }
 
 // storeKind is a store the handler suites run on (onEachStore).
@@ -163,6 +167,9 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 		specs = []appSpec{{id: "wxapp", name: "Test app", secret: testSecret}}
 	}
 	clock := testkit.NewFakeClock()
+	if opts.alongside != nil {
+		clock = opts.alongside.clock
+	}
 	a := &testApp{
 		apps:  appSet{},
 		clock: clock,
@@ -183,8 +190,12 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 		cluster := testkit.StartRedisCluster(t, 3, "--appendonly", "yes", "--appendfsync", "always")
 		cfg = redis.Config{Addrs: []string{cluster.Nodes[0].Addr}, Cluster: true, PoolSize: 16, Timeout: 5 * time.Second}
 	}
-	switch opts.store {
-	case onRedis, onRedisCluster:
+	switch {
+	case opts.alongside != nil:
+		a.redis = opts.alongside.redis
+		rs := openTestRedisStore(t, a.redis, mode, clock.Now)
+		a.userBackend, a.tokenBackend = rs, rs
+	case opts.store == onRedis, opts.store == onRedisCluster:
 		a.redis = redis.NewClient(cfg)
 		t.Cleanup(a.redis.Close)
 		rs := openTestRedisStore(t, a.redis, mode, clock.Now)
@@ -195,6 +206,9 @@ func newTestApp(t testing.TB, opts appOptions) *testApp {
 		a.userBackend, a.tokenBackend = fileUsers{a.users}, memoryTokens{a.tokens, a.users}
 	}
 	upstream, apiPath := opts.wechat, ""
+	if opts.alongside != nil {
+		a.fake, upstream, apiPath = opts.alongside.fake, opts.alongside.fake.Handler(), "/mock/api"
+	}
 	if upstream == nil {
 		fakeApps := map[string]fakewechat.App{}
 		for _, s := range specs {

@@ -96,3 +96,77 @@ func sortedLines(text string) []string {
 	slices.Sort(lines)
 	return lines
 }
+
+// A store whose person had its unionid changed (WeChat gives a moved app's
+// users new unionids) moves to Redis and back whole: one person still,
+// whose gift, taken twice before its records were joined and kept under
+// each unionid's hash when the two who took it were erased, counts once;
+// a wxlogin on the Redis still refuses the gift to the person's records.
+func TestMovingAPersonWhoseUnionIDChanged(t *testing.T) {
+	dir := t.TempDir()
+	files, err := users.Open(dir, account.Meta{Mode: account.ModeMock, AppIDs: []string{config.MockAppID}}, time.Now, discardLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := func(name, unionID string) {
+		t.Helper()
+		if _, _, err := files.Login(config.MockAppID, fakewechat.OpenID(config.MockAppID, name), unionID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	login("alice", "u-old") // 1, who takes the gift, and deletes her account
+	login("bob", "u-old")   // 2, whose unionid changes
+	login("dave", "u-new")  // 3, who takes the gift while a person of his own, and deletes his account
+	for _, id := range []int64{1, 3} {
+		if _, _, err := files.Claim(id, "welcome-gift"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	login("bob", "u-new")
+	login("carol", "u-new") // 4: one person with the others
+	for _, id := range []int64{1, 3} {
+		if _, err := files.Erase(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, persons, _ := files.Census(); persons != 1 {
+		t.Fatalf("before the move: %d persons; want 1", persons)
+	}
+	if err := files.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := tool(t, "export", "-data", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	url := "redis://" + srv.Addr
+	if out, err := tool(t, "to-redis", "-data", dir, "-redis", url); err != nil || !strings.Contains(out, "Redis: 2 users (1 persons) and 1 claims") || !strings.Contains(out, "ok: the counts agree") {
+		t.Fatalf("to-redis = %v:\n%s", err, out)
+	}
+	back := filepath.Join(t.TempDir(), "back")
+	if out, err := tool(t, "from-redis", "-data", back, "-redis", url); err != nil || !strings.Contains(out, "ok: the counts agree") {
+		t.Fatalf("from-redis = %v:\n%s", err, out)
+	}
+	after, err := tool(t, "export", "-data", back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Redis keeps a person's claim of one name once, the earliest: the two
+	// kept claims come back as one, under the person's hash.
+	isKept := func(line string) bool { return strings.HasPrefix(line, `{"kept":`) }
+	b, a := slices.DeleteFunc(sortedLines(before), isKept), slices.DeleteFunc(sortedLines(after), isKept)
+	if !slices.Equal(b, a) || strings.Count(after, `{"kept":`) != 1 || !strings.Contains(after, `"name":"welcome-gift"`) {
+		t.Errorf("moved to Redis and back, the store changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// carol logs in on the Redis, where the fake gives her yet another
+	// unionid: still the person who took the gift.
+	s := startServer(t, map[string]string{"WXLOGIN_REDIS": url})
+	got := post(t, http.MethodPost, s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "carol")+`"}`)
+	d := dataOf[loginData](t, got)
+	if got := post(t, http.MethodPost, s.url+"/claims/welcome-gift", "", "", "token", d.Token); got.code != http.StatusConflict {
+		t.Errorf("carol's welcome gift on the Redis moved into = %s; want 409, taken by her person before the move", got.raw)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -39,17 +41,23 @@ type Identity struct {
 // User is one user of one mini program, as stored. The JSON form is the
 // file store's record; handlers build the API view from it.
 type User struct {
-	ID        int64  `json:"id"`
-	AppID     string `json:"appid"`
-	OpenID    string `json:"openid"`
-	UnionID   string `json:"unionid,omitempty"`
-	Nickname  string `json:"nickname,omitempty"`
-	AvatarURL string `json:"avatar_url,omitempty"`
-	Gender    int    `json:"gender,omitempty"`
-	Language  string `json:"language,omitempty"`
-	City      string `json:"city,omitempty"`
-	Province  string `json:"province,omitempty"`
-	Country   string `json:"country,omitempty"`
+	ID      int64  `json:"id"`
+	AppID   string `json:"appid"`
+	OpenID  string `json:"openid"`
+	UnionID string `json:"unionid,omitempty"`
+	// PreviousUnionIDs are the unionids the user had before UnionID,
+	// oldest first, separated by spaces. A mini program moved to another
+	// Open Platform account gives each of its users a new unionid (the
+	// openid stays): the old ones keep the user in the person they were
+	// (SetUnionID).
+	PreviousUnionIDs string `json:"previous_unionids,omitempty"`
+	Nickname         string `json:"nickname,omitempty"`
+	AvatarURL        string `json:"avatar_url,omitempty"`
+	Gender           int    `json:"gender,omitempty"`
+	Language         string `json:"language,omitempty"`
+	City             string `json:"city,omitempty"`
+	Province         string `json:"province,omitempty"`
+	Country          string `json:"country,omitempty"`
 	// The phone number the user shared with getPhoneNumber (WECHAT.md §3).
 	PhoneNumber     string    `json:"phone_number,omitempty"`
 	PurePhoneNumber string    `json:"pure_phone_number,omitempty"`
@@ -61,6 +69,33 @@ type User struct {
 
 // Ref is the user's (appid, openid).
 func (u *User) Ref() Ref { return Ref{u.AppID, u.OpenID} }
+
+// SetUnionID makes id the user's unionid; the one it replaces joins
+// PreviousUnionIDs, so that the user stays one person with those who
+// share either. An empty id (WeChat sent none) changes nothing. It reports
+// whether anything changed.
+func (u *User) SetUnionID(id string) bool {
+	if id == "" || id == u.UnionID {
+		return false
+	}
+	previous := strings.Fields(u.PreviousUnionIDs)
+	if u.UnionID != "" {
+		previous = append(previous, u.UnionID)
+	}
+	previous = slices.DeleteFunc(previous, func(p string) bool { return p == id }) // an old one back
+	u.UnionID, u.PreviousUnionIDs = id, strings.Join(previous, " ")
+	return true
+}
+
+// UnionIDs are every unionid the user has had, the current one last; none
+// for a user of an app with no Open Platform account.
+func (u *User) UnionIDs() []string {
+	ids := strings.Fields(u.PreviousUnionIDs)
+	if u.UnionID != "" {
+		ids = append(ids, u.UnionID)
+	}
+	return ids
+}
 
 // ErrNoUser is the error of a change to a user who is not stored: one a
 // token still names after the account was deleted. The client
@@ -156,3 +191,75 @@ type TokenHash [sha256.Size]byte
 
 // HashToken is the hash a token is stored and saved under.
 func HashToken(token string) TokenHash { return sha256.Sum256([]byte(token)) }
+
+// Persons groups users into the persons they are, as both stores see
+// them: records that share a unionid, now or before (SetUnionID), are one
+// person, and so are those that share one with them in turn; a record that
+// never had one is a person alone. It maps each user's id to its person's
+// first record's id, and each unionid of a person to that id too.
+func Persons(users []User) (byUser map[int64]int64, byUnionID map[string]int64) {
+	parent := map[int64]int64{} // a forest of record ids, each tree one person
+	root := func(id int64) int64 {
+		for parent[id] != id {
+			parent[id] = parent[parent[id]]
+			id = parent[id]
+		}
+		return id
+	}
+	first := map[string]int64{} // the first record seen with each unionid
+	for _, u := range users {
+		parent[u.ID] = u.ID
+	}
+	for _, u := range users {
+		for _, union := range u.UnionIDs() {
+			other, seen := first[union]
+			if !seen {
+				first[union] = u.ID
+				continue
+			}
+			a, b := root(u.ID), root(other)
+			parent[max(a, b)] = min(a, b) // the earliest record names the person
+		}
+	}
+	byUser = make(map[int64]int64, len(users))
+	for _, u := range users {
+		byUser[u.ID] = root(u.ID)
+	}
+	byUnionID = make(map[string]int64, len(first))
+	for union, id := range first {
+		byUnionID[union] = root(id)
+	}
+	return byUser, byUnionID
+}
+
+// PersonHashes are the keyed hashes (PersonHash, under the store's key, as
+// hash makes them) the persons of users are kept under, as the store in
+// Redis keeps them: each user's person's, that
+// of the first unionid its first record had (or of that record's app and
+// openid, if it never had one); and the hash of each other unionid of a
+// person, which is an alias of the person's.
+func PersonHashes(hash func(appID, openID, unionID string) string, users []User) (byUser map[int64]string, aliases map[string]string) {
+	byUserID, byUnionID := Persons(users)
+	records := make(map[int64]*User, len(users))
+	for i := range users {
+		records[users[i].ID] = &users[i]
+	}
+	of := func(first int64) string {
+		r := records[first]
+		if unions := r.UnionIDs(); len(unions) > 0 {
+			return hash(r.AppID, r.OpenID, unions[0])
+		}
+		return hash(r.AppID, r.OpenID, "")
+	}
+	byUser = make(map[int64]string, len(users))
+	for id, first := range byUserID {
+		byUser[id] = of(first)
+	}
+	aliases = map[string]string{}
+	for union, first := range byUnionID {
+		if h, person := hash("", "", union), of(first); h != person {
+			aliases[h] = person
+		}
+	}
+	return byUser, aliases
+}

@@ -550,7 +550,7 @@ func (info UserInfo) Apply(u *account.User) {
 	setIfSent(&u.City, p.City)
 	setIfSent(&u.Province, p.Province)
 	setIfSent(&u.Country, p.Country)
-	setIfSent(&u.UnionID, info.UnionID)
+	u.SetUnionID(info.UnionID)
 	if p.Gender != 0 {
 		u.Gender = p.Gender
 	}

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -171,6 +172,14 @@ func (s *Store) Import(ctx context.Context, c Contents) error {
 	for _, cl := range c.Claims {
 		claims[cl.UserID] = append(claims[cl.UserID], cl)
 	}
+	// A person whose records had several unionids is kept under the hash
+	// of its first, and each other's hash is an alias of it (redislink.go).
+	personOf, aliases := account.PersonHashes(s.PersonHash, c.Users)
+	for _, alias := range slices.Sorted(maps.Keys(aliases)) {
+		if _, err := s.rc.Pipeline(ctx, [][]string{{"DEL", personHashKey(alias)}, {"HSET", personHashKey(alias), "alias", aliases[alias]}}); err != nil {
+			return err
+		}
+	}
 	for id := int64(1); id <= c.LastID; id++ {
 		u := users[id]
 		if u == nil {
@@ -180,9 +189,9 @@ func (s *Store) Import(ctx context.Context, c Contents) error {
 			}
 			continue
 		}
-		person := s.PersonHash(u.AppID, u.OpenID, u.UnionID)
+		person := personOf[id]
 		hset := []string{"HSET", userKey(id), "id", strconv.FormatInt(id, 10), "appid", u.AppID, "openid", u.OpenID,
-			"person", person, "v", "1", "created_at", formatTime(u.CreatedAt), "updated_at", formatTime(u.UpdatedAt),
+			"person", person, "linked", u.UnionID, "v", "1", "created_at", formatTime(u.CreatedAt), "updated_at", formatTime(u.UpdatedAt),
 			"last_login_at", formatTime(u.LastLoginAt)}
 		fields := fieldsOf(u)
 		for j := 0; j < len(fields); j += 2 {
@@ -211,9 +220,10 @@ func (s *Store) Import(ctx context.Context, c Contents) error {
 		}
 	}
 	for _, hash := range slices.Sorted(maps.Keys(c.Kept)) {
+		into := cmp.Or(aliases[hash], hash)
 		for _, k := range c.Kept[hash] {
 			v := formatClaim(account.Claim{AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.ClaimedAt})
-			if _, err := mergeClaimsScript.Run(ctx, s.rc, []string{personHashKey(hash)}, "c:"+k.Name, v); err != nil {
+			if _, err := mergeClaimsScript.Run(ctx, s.rc, []string{personHashKey(into)}, "c:"+k.Name, v); err != nil {
 				return err
 			}
 		}

@@ -18,7 +18,8 @@
 //	wx:{o:<appid>:<openid>}     STRING  the user id of (appid, openid)
 //	wx:{u:<id>}                 HASH    the record's fields; "v" its version, "person" its person's hash,
 //	                                    "m" a copy of the person's records (so GET /user reads one key),
-//	                                    "joined" the person it last joined whole (joinPerson);
+//	                                    "joined" the person it last joined whole (joinPerson),
+//	                                    "linked" its unionid once linked after a change (redislink.go);
 //	                                    after an erasure only "erased"
 //	wx:{u:<id>}:sk              HASH    "sk" the session_key, "psk" and "psk_at" the one it replaced;
 //	                                    it expires -token-max-age after the last login, with the tokens
@@ -27,7 +28,8 @@
 //	wx:{u:<id>}:tokens          SET     the hashes of the user's tokens, for revoking them all
 //	wx:{p:<hash>}               HASH    a person, by the keyed hash of its unionid (or app and openid):
 //	                                    "u:<id>" → appid for each of its records, "c:<name>" → a claim,
-//	                                    "ver" the count of its changes
+//	                                    "ver" the count of its changes; or only "alias", the person
+//	                                    it was merged into (redislink.go)
 //	wx:{a:<appid>}[:lock]       STRING  the app's shared access_token, and who fetches it (AccessTokens)
 //	wx:{x:<appid>:<hash>}       STRING  a code's exchange under way, then its answer (Exchanges)
 //	wx:{l:<address>}            HASH    a client address's login bucket (LoginLimiter)
@@ -382,7 +384,8 @@ func (s *Store) stamp(precision time.Duration) time.Time {
 
 // loginScript records a login on the user's hash: it creates the record
 // if there is none, otherwise sets a newly learned unionid (and with it
-// the person); it stamps last_login_at. It creates a record only for an
+// the person), or a changed one (keeping the person: linkUnionID); it
+// stamps last_login_at. It creates a record only for an
 // id the openid's key gave (ARGV[7] is 1), never for one this instance
 // remembered. It answers {-1} for an erased user or a record it may not
 // create, {-2} when the id holds another user's record, which it leaves
@@ -401,8 +404,21 @@ if redis.call('HEXISTS', k, 'appid') == 0 then
   created = 1
 else
   if redis.call('HGET', k, 'appid') ~= ARGV[2] or redis.call('HGET', k, 'openid') ~= ARGV[3] then return {-2} end
-  if ARGV[4] ~= '' and redis.call('HGET', k, 'unionid') ~= ARGV[4] then
-    redis.call('HSET', k, 'unionid', ARGV[4], 'updated_at', ARGV[5], 'person', ARGV[6])
+  local old = redis.call('HGET', k, 'unionid')
+  if ARGV[4] ~= '' and old ~= ARGV[4] then
+    if old then
+      -- A new unionid for the same openid (the app moved to another Open
+      -- Platform account): the user stays in their person, the old one
+      -- kept among previous_unionids, as account.User.SetUnionID does.
+      local previous = {}
+      for id in string.gmatch(redis.call('HGET', k, 'previous_unionids') or '', '%S+') do
+        if id ~= ARGV[4] then table.insert(previous, id) end
+      end
+      table.insert(previous, old)
+      redis.call('HSET', k, 'unionid', ARGV[4], 'previous_unionids', table.concat(previous, ' '), 'updated_at', ARGV[5])
+    else
+      redis.call('HSET', k, 'unionid', ARGV[4], 'updated_at', ARGV[5], 'person', ARGV[6])
+    end
     redis.call('HINCRBY', k, 'v', 1)
   end
 end
@@ -475,7 +491,7 @@ func (s *Store) Login(ctx context.Context, appID, openID, unionID string) (accou
 		created, _ := r[0].(int64)
 		u, err := readRecord(r[1])
 		if err == nil {
-			err = s.joinPerson(ctx, u, hashField(r[1], "joined"), hashField(r[1], "person"))
+			err = s.settlePerson(ctx, u, r[1])
 		}
 		if err != nil {
 			return account.User{}, false, unavailable(err)
@@ -582,7 +598,8 @@ func (s *Store) joinPerson(ctx context.Context, u account.User, joined, person s
 			return err
 		}
 	}
-	if err := s.spreadMembers(ctx, joined, 0, "del", member); err != nil {
+	var merged *aliasError // the person left was merged into another since: nothing to take out
+	if err := s.spreadMembers(ctx, joined, 0, "del", member); err != nil && !errors.As(err, &merged) {
 		return err
 	}
 	_, err = setJoinedScript.Run(ctx, s.rc, []string{userKey(u.ID)}, person)
@@ -670,8 +687,9 @@ func (s *Store) Update(ctx context.Context, id int64, change func(u *account.Use
 			}
 		}
 		// A unionid learned from verified user info moves the user into
-		// the person it names, as a login that brings one does.
-		if u.UnionID != old.UnionID {
+		// the person it names, as a login that brings one does; a changed
+		// one keeps the person (linkUnionID).
+		if old.UnionID == "" && u.UnionID != "" {
 			args = append(args, "person", s.PersonHash(u.AppID, u.OpenID, u.UnionID))
 		}
 		res, err := updateScript.Run(ctx, s.rc, []string{userKey(id)}, args...)
@@ -683,7 +701,7 @@ func (s *Store) Update(ctx context.Context, id int64, change func(u *account.Use
 		case len(r) == 2:
 			stored, err := readRecord(r[1])
 			if err == nil {
-				err = s.joinPerson(ctx, stored, hashField(r[1], "joined"), hashField(r[1], "person"))
+				err = s.settlePerson(ctx, stored, r[1])
 			}
 			if err != nil {
 				return account.User{}, unavailable(err)
@@ -776,8 +794,11 @@ func parseMembers(list string) []account.Member {
 // changePersonScript adds a record to the person (ARGV "add", the member
 // and its appid) or takes one out ("del" and the member), or neither (no
 // ARGV), counts the change, and answers the person's version with its
-// hash, read at once.
+// hash, read at once; or {-1, the person} for the alias of another
+// (redislink.go), changing nothing.
 var changePersonScript = redis.NewScript(`
+local alias = redis.call('HGET', KEYS[1], 'alias')
+if alias then return {-1, alias} end
 if ARGV[1] == 'add' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end
 if ARGV[1] == 'del' then redis.call('HDEL', KEYS[1], ARGV[2]) end
 local v = redis.call('HINCRBY', KEYS[1], 'ver', 1)
@@ -822,6 +843,10 @@ func (s *Store) spreadMembers(ctx context.Context, person string, joiner int64, 
 		return fmt.Errorf("person version script answered %v", reply)
 	}
 	ver, _ := r[0].(int64)
+	if ver == -1 {
+		into, _ := r[1].(string)
+		return &aliasError{of: person, into: into}
+	}
 	members := membersIn(r[1])
 	list := formatMembers(members)
 	// The joiner's copy goes last, and records the join only once every
@@ -1187,7 +1212,7 @@ func fieldsOf(u *account.User) []string {
 		gender = strconv.Itoa(u.Gender)
 	}
 	return []string{
-		"unionid", u.UnionID, "nickname", u.Nickname, "avatar_url", u.AvatarURL, "gender", gender,
+		"unionid", u.UnionID, "previous_unionids", u.PreviousUnionIDs, "nickname", u.Nickname, "avatar_url", u.AvatarURL, "gender", gender,
 		"language", u.Language, "city", u.City, "province", u.Province, "country", u.Country,
 		"phone_number", u.PhoneNumber, "pure_phone_number", u.PurePhoneNumber, "country_code", u.CountryCode,
 	}
@@ -1223,6 +1248,8 @@ func readRecord(reply any) (account.User, error) {
 			u.OpenID = v
 		case "unionid":
 			u.UnionID = v
+		case "previous_unionids":
+			u.PreviousUnionIDs = v
 		case "nickname":
 			u.Nickname = v
 		case "avatar_url":

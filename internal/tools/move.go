@@ -1,6 +1,7 @@
 package tools
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -164,20 +165,28 @@ func compareCensus(ctx context.Context, out io.Writer, tool, dir string, files s
 // reads the store's lines, where each claim comes after its user.
 func fileCensus(files *users.Store, person func(appID, openID, unionID string) string) (storeCensus, error) {
 	count, persons, _ := files.Census()
-	personOf := map[int64]string{} // of each user
-	claims := map[string]bool{}
+	var records []account.User
+	var lines []users.Line
 	for text := range files.Lines() {
 		l, err := users.ParseLine(text)
 		if err != nil {
 			return storeCensus{}, err
 		}
+		if l.User != nil {
+			records = append(records, *l.User)
+		}
+		lines = append(lines, l)
+	}
+	// Each person by the hash Redis keeps it under, a claim kept under
+	// the hash of one of its other unionids counting as the person's.
+	personOf, aliases := account.PersonHashes(person, records)
+	claims := map[string]bool{}
+	for _, l := range lines {
 		switch {
-		case l.User != nil:
-			personOf[l.User.ID] = person(l.User.AppID, l.User.OpenID, l.User.UnionID)
 		case l.Claim != nil:
 			claims[personOf[l.Claim.UserID]+"\x00"+l.Claim.Name] = true
 		case l.Kept != nil:
-			claims[l.Kept.Person+"\x00"+l.Kept.Name] = true
+			claims[cmp.Or(aliases[l.Kept.Person], l.Kept.Person)+"\x00"+l.Kept.Name] = true
 		}
 	}
 	return storeCensus{Users: count, Persons: persons, Claims: len(claims)}, nil

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/strictjson"
@@ -99,17 +100,21 @@ func (s *Store) personHash(u *account.User) string {
 	return account.PersonHash(s.personKey, u.AppID, u.OpenID, u.UnionID)
 }
 
-// keptClaimLocked is the person's kept claim of name, or nil. s.mu is held.
+// keptClaimLocked is the person's earliest kept claim of name, or nil.
+// s.mu is held.
 func (s *Store) keptClaimLocked(u *account.User, name string) *KeptClaim {
 	if len(s.kept) == 0 {
 		return nil // no one was ever erased: no hash to make
 	}
-	for _, k := range s.kept[s.personHash(u)] {
-		if k.Name == name {
-			return k
+	var found *KeptClaim
+	for _, person := range s.personHashesLocked(u) {
+		for _, k := range s.kept[person] {
+			if k.Name == name && (found == nil || k.At.Before(found.At)) {
+				found = k
+			}
 		}
 	}
-	return nil
+	return found
 }
 
 // Erase deletes user id: every field of the record, its place in the
@@ -137,13 +142,32 @@ func (s *Store) Erase(id int64) (account.Erasure, error) {
 		s.line = personKeyLine(s.line[:0], s.personKey)
 		s.journal.Append(s.line)
 	}
-	person := s.personHash(u)
+	// The user's claims are kept under its person's hash, so that nobody
+	// of the person takes them again. A user that had several unionids
+	// (SetUnionID) may be all that joins the records of one to those of
+	// another: then the whole person's claims are kept under each, so that
+	// both sides still find them once it is gone.
+	persons := []string{s.personHash(u)}
+	for _, union := range strings.Fields(u.PreviousUnionIDs) {
+		persons = append(persons, account.PersonHash(s.personKey, u.AppID, u.OpenID, union))
+	}
+	keep := s.claimsLocked(u)
+	if len(persons) == 1 {
+		keep = nil
+		for _, c := range s.claims[id] {
+			keep = append(keep, s.viewClaim(c))
+		}
+	}
 	result := account.Erasure{UserID: id, ClaimsKept: []string{}}
+	for _, c := range keep {
+		for _, person := range persons {
+			k := &KeptClaim{Person: person, Name: c.Name, AppID: c.AppID, UserID: c.UserID, At: c.ClaimedAt}
+			s.keepLocked(k)
+			s.line = keptLine(s.line[:0], k)
+			s.journal.Append(s.line)
+		}
+	}
 	for _, c := range s.claims[id] {
-		k := &KeptClaim{Person: person, Name: c.Name, AppID: u.AppID, UserID: id, At: c.At}
-		s.keepLocked(k)
-		s.line = keptLine(s.line[:0], k)
-		s.journal.Append(s.line)
 		result.ClaimsKept = append(result.ClaimsKept, c.Name)
 	}
 	s.eraseLocked(id, now)
@@ -166,9 +190,7 @@ func (s *Store) eraseLocked(id int64, at time.Time) {
 		return // erased already: an erasure replayed twice
 	}
 	delete(s.byRef, u.Ref())
-	if u.UnionID != "" {
-		s.unlinkUnionLocked(u)
-	}
+	s.unlinkUnionLocked(u)
 	s.byID[id-1] = nil
 	delete(s.claims, id)
 }

@@ -105,6 +105,7 @@ func appendRecord(buf []byte, u *account.User) []byte {
 	buf = fastjson.AppendString(buf, `,"appid":`, u.AppID)
 	buf = fastjson.AppendString(buf, `,"openid":`, u.OpenID)
 	buf = appendOptional(buf, `,"unionid":`, u.UnionID)
+	buf = appendOptional(buf, `,"previous_unionids":`, u.PreviousUnionIDs)
 	buf = appendOptional(buf, `,"nickname":`, u.Nickname)
 	buf = appendOptional(buf, `,"avatar_url":`, u.AvatarURL)
 	if u.Gender != 0 {
@@ -161,12 +162,13 @@ func parseUserLine(line []byte) (*account.User, error) {
 func readPlainRecord(line []byte) (*account.User, bool) {
 	r := fastjson.NewReader(line)
 	u := new(account.User)
-	var spans [12]fastjson.Span // the string fields, in order, as offsets into line
+	var spans [13]fastjson.Span // the string fields, in order, as offsets into line
 	r.Literal(`{"id":`)
 	u.ID = r.Integer()
 	spans[0] = r.Field(`,"appid":`)
 	spans[1] = r.Field(`,"openid":`)
 	spans[2] = r.OptionalField(`,"unionid":`)
+	spans[12] = r.OptionalField(`,"previous_unionids":`)
 	spans[3] = r.OptionalField(`,"nickname":`)
 	spans[4] = r.OptionalField(`,"avatar_url":`)
 	if r.Optional(`,"gender":`) {
@@ -206,5 +208,6 @@ func readPlainRecord(line []byte) (*account.User, bool) {
 	u.AppID, u.OpenID, u.UnionID, u.Nickname, u.AvatarURL = fields[0], fields[1], fields[2], fields[3], fields[4]
 	u.Language, u.City, u.Province, u.Country = fields[5], fields[6], fields[7], fields[8]
 	u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = fields[9], fields[10], fields[11]
+	u.PreviousUnionIDs = fields[12]
 	return u, true
 }

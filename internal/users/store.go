@@ -124,15 +124,18 @@ func (s *Store) makeIndexes(expected int) {
 func (s *Store) Census() (users, persons, claims int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	persons = len(s.byUnion)
+	counted := map[int64]bool{} // the records of persons counted
 	for _, u := range s.byID {
 		if u == nil {
 			continue // erased
 		}
-		if u.UnionID == "" {
-			persons++
-		}
 		claims += len(s.claims[u.ID])
+		if !counted[u.ID] {
+			persons++
+			for _, id := range s.personLocked(u) {
+				counted[id] = true
+			}
+		}
 	}
 	return len(s.byRef), persons, claims
 }
@@ -275,8 +278,8 @@ func (s *Store) Login(appID, openID, unionID string) (account.User, bool, error)
 	if found {
 		updated := *u
 		updated.LastLoginAt = now
-		if unionID != "" && unionID != u.UnionID {
-			updated.UnionID, updated.UpdatedAt = unionID, now
+		if updated.SetUnionID(unionID) {
+			updated.UpdatedAt = now
 		}
 		u = &updated
 	} else {
@@ -369,35 +372,38 @@ func (s *Store) putLocked(u *account.User) *journal.Batch {
 }
 
 // setLocked makes u the record of its id, appending a new id (or filling
-// one a repair found lost), and keeps the unionid index in step. s.mu is
-// held, or the store is being opened.
+// one a repair found lost), and keeps the unionid index in step: a record
+// is indexed under every unionid it has had. s.mu is held, or the store is
+// being opened.
 func (s *Store) setLocked(u *account.User) {
 	if u.ID > int64(len(s.byID)) {
 		s.byID = append(s.byID, u)
 	} else {
 		old := s.byID[u.ID-1]
-		if old != nil && old.UnionID != "" && old.UnionID != u.UnionID {
+		if old != nil && (old.UnionID != u.UnionID || old.PreviousUnionIDs != u.PreviousUnionIDs) {
 			s.unlinkUnionLocked(old)
 		}
 		s.byID[u.ID-1] = u
 	}
 	s.byRef[u.Ref()] = u
-	if u.UnionID != "" {
-		ids := s.byUnion[u.UnionID]
+	for _, union := range u.UnionIDs() {
+		ids := s.byUnion[union]
 		if i, found := slices.BinarySearch(ids, u.ID); !found {
-			s.byUnion[u.UnionID] = slices.Insert(ids, i, u.ID)
+			s.byUnion[union] = slices.Insert(ids, i, u.ID)
 		}
 	}
 }
 
-// unlinkUnionLocked takes u out of its unionid's person. s.mu is held, or
-// the store is being opened.
+// unlinkUnionLocked takes u out of the index of each unionid it has had.
+// s.mu is held, or the store is being opened.
 func (s *Store) unlinkUnionLocked(u *account.User) {
-	ids := slices.DeleteFunc(s.byUnion[u.UnionID], func(id int64) bool { return id == u.ID })
-	if len(ids) == 0 {
-		delete(s.byUnion, u.UnionID)
-	} else {
-		s.byUnion[u.UnionID] = ids
+	for _, union := range u.UnionIDs() {
+		ids := slices.DeleteFunc(s.byUnion[union], func(id int64) bool { return id == u.ID })
+		if len(ids) == 0 {
+			delete(s.byUnion, union)
+		} else {
+			s.byUnion[union] = ids
+		}
 	}
 }
 
@@ -434,13 +440,56 @@ func (s *Store) Count() int {
 }
 
 // personLocked returns the ids of the records that are one person with
-// user u: those sharing its unionid, or u alone if it has none. Ascending,
-// so the first is the person's id. s.mu is held.
+// user u: those sharing a unionid with it, now or before, and those
+// sharing one with them in turn; u alone if it never had one. Ascending, so
+// the first is the person's id. s.mu is held.
 func (s *Store) personLocked(u *account.User) []int64 {
-	if u.UnionID != "" {
-		return s.byUnion[u.UnionID]
+	if u.UnionID == "" && u.PreviousUnionIDs == "" {
+		return []int64{u.ID}
 	}
-	return []int64{u.ID}
+	if u.PreviousUnionIDs == "" {
+		// Mostly, each record of the person has one unionid, the same.
+		ids := s.byUnion[u.UnionID]
+		if !slices.ContainsFunc(ids, func(id int64) bool { return s.byID[id-1].PreviousUnionIDs != "" }) {
+			return ids
+		}
+	}
+	var ids []int64
+	seen := map[string]bool{}
+	for unions := u.UnionIDs(); len(unions) > 0; {
+		union := unions[0]
+		unions = unions[1:]
+		if seen[union] {
+			continue
+		}
+		seen[union] = true
+		for _, id := range s.byUnion[union] {
+			if !slices.Contains(ids, id) {
+				ids = append(ids, id)
+				unions = append(unions, s.byID[id-1].UnionIDs()...)
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// personHashesLocked are the hashes the kept claims of user u's person are
+// kept under (erase.go): one for each unionid its records have had, or the
+// user's own without one. s.mu is held, and the key made.
+func (s *Store) personHashesLocked(u *account.User) []string {
+	var hashes []string
+	for _, id := range s.personLocked(u) {
+		r := s.byID[id-1]
+		for _, union := range r.UnionIDs() {
+			hashes = append(hashes, account.PersonHash(s.personKey, r.AppID, r.OpenID, union))
+		}
+	}
+	if len(hashes) == 0 {
+		hashes = append(hashes, s.personHash(u))
+	}
+	slices.Sort(hashes)
+	return slices.Compact(hashes)
 }
 
 // Person returns the records of user id's person, the first being the
@@ -547,6 +596,11 @@ func (s *Store) ClaimsOf(id int64) []account.Claim {
 	if u == nil {
 		return nil
 	}
+	return s.claimsLocked(u)
+}
+
+// claimsLocked is ClaimsOf, with s.mu held.
+func (s *Store) claimsLocked(u *account.User) []account.Claim {
 	names := map[string]bool{}
 	for _, pid := range s.personLocked(u) {
 		for _, c := range s.claims[pid] {
@@ -554,8 +608,10 @@ func (s *Store) ClaimsOf(id int64) []account.Claim {
 		}
 	}
 	if len(s.kept) > 0 {
-		for _, k := range s.kept[s.personHash(u)] {
-			names[k.Name] = true
+		for _, person := range s.personHashesLocked(u) {
+			for _, k := range s.kept[person] {
+				names[k.Name] = true
+			}
 		}
 	}
 	list := []account.Claim{}

@@ -205,11 +205,16 @@ func TestEarliestClaimCountsAfterPersonsJoin(t *testing.T) {
 	}
 }
 
-func TestPersonFollowsTheUnionID(t *testing.T) {
-	s := openTestStore(t, t.TempDir(), time.Now)
+// TestPersonSurvivesAUnionIDChange: a mini program moved to another Open
+// Platform account gives its users new unionids, the openids staying. The
+// user stays in their person, and a user of another app who arrives with
+// either unionid joins it; the person's claims stay with it.
+func TestPersonSurvivesAUnionIDChange(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir, time.Now)
 	a, _, _ := s.Login("wxshop", "o-a", "u-1")
 	b, _, _ := s.Login("wxgame", "o-b", "u-1")
-	ids := func(id int64) []int64 {
+	ids := func(s *Store, id int64) []int64 {
 		var out []int64
 		users, _ := s.Person(id)
 		for _, u := range users {
@@ -217,19 +222,68 @@ func TestPersonFollowsTheUnionID(t *testing.T) {
 		}
 		return out
 	}
-	if got := ids(b.ID); !slices.Equal(got, []int64{a.ID, b.ID}) {
+	if got := ids(s, b.ID); !slices.Equal(got, []int64{a.ID, b.ID}) {
 		t.Errorf("person of b = %v; want [a b]", got)
 	}
-	s.Login("wxshop", "o-a", "u-2") // WeChat now gives a another unionid
-	if got := ids(b.ID); !slices.Equal(got, []int64{b.ID}) {
-		t.Errorf("after a's unionid changed, person of b = %v; want b alone", got)
+	gift, _, err := s.Claim(b.ID, "gift")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := ids(a.ID); !slices.Equal(got, []int64{a.ID}) {
-		t.Errorf("after a's unionid changed, person of a = %v; want a alone", got)
+	moved, _, _ := s.Login("wxshop", "o-a", "u-2") // Shop moved: WeChat now gives a another unionid
+	if moved.UnionID != "u-2" || moved.PreviousUnionIDs != "u-1" {
+		t.Errorf("a after the move = unionid %q, previous %q; want u-2, u-1", moved.UnionID, moved.PreviousUnionIDs)
 	}
-	c, _, _ := s.Login("wxsolo", "o-c", "")
-	if got := ids(c.ID); !slices.Equal(got, []int64{c.ID}) {
-		t.Errorf("person of a record without unionid = %v; want itself", got)
+	c, _, _ := s.Login("wxnew", "o-c", "u-2")   // an app of the new account
+	d, _, _ := s.Login("wxgame2", "o-d", "u-1") // one of the old
+	e, _, _ := s.Login("wxsolo", "o-e", "")
+	check := func(s *Store, when string) {
+		t.Helper()
+		for _, id := range []int64{a.ID, b.ID, c.ID, d.ID} {
+			if got := ids(s, id); !slices.Equal(got, []int64{a.ID, b.ID, c.ID, d.ID}) {
+				t.Errorf("%s: person of user %d = %v; want a, b, c and d", when, id, got)
+			}
+			if got, taken, _ := s.Claim(id, "gift"); !taken || got != gift {
+				t.Errorf("%s: the gift by user %d = %+v, %v; want b's, taken already", when, id, got, taken)
+			}
+		}
+		if got := ids(s, e.ID); !slices.Equal(got, []int64{e.ID}) {
+			t.Errorf("%s: person of a record without unionid = %v; want itself", when, got)
+		}
+		if users, persons, _ := s.Census(); users != 5 || persons != 2 {
+			t.Errorf("%s: census = %d users, %d persons; want 5 and 2", when, users, persons)
+		}
+	}
+	check(s, "after the move")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTestStore(t, dir, time.Now)
+	check(s, "after a restart")
+	// The user who took the gift deletes their account; and then the one
+	// whose unionid changed: the gift stays taken for the others.
+	for _, gone := range []int64{b.ID, a.ID} {
+		if _, err := s.Erase(gone); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []int64{c.ID, d.ID} {
+			if got, taken, _ := s.Claim(id, "gift"); !taken || got.ClaimedAt != gift.ClaimedAt {
+				t.Errorf("after user %d was erased, the gift by user %d = %+v, %v; want b's, taken already", gone, id, got, taken)
+			}
+		}
+	}
+}
+
+// TestUnionIDBackToAnOldOne: a user whose unionid goes back to one they had
+// has it once, as the current one.
+func TestUnionIDBackToAnOldOne(t *testing.T) {
+	u := account.User{UnionID: "u-1"}
+	for _, step := range []struct{ set, want, previous string }{
+		{"u-2", "u-2", "u-1"}, {"", "u-2", "u-1"}, {"u-3", "u-3", "u-1 u-2"}, {"u-1", "u-1", "u-2 u-3"},
+	} {
+		u.SetUnionID(step.set)
+		if u.UnionID != step.want || u.PreviousUnionIDs != step.previous {
+			t.Errorf("SetUnionID(%q) = %q, previous %q; want %q, %q", step.set, u.UnionID, u.PreviousUnionIDs, step.want, step.previous)
+		}
 	}
 }
 

@@ -1,0 +1,172 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"wxlogin/internal/account"
+	"wxlogin/internal/redis"
+)
+
+// This file keeps a person whole when a unionid changes. A mini program
+// moved to another Open Platform account gives each of its users a new
+// unionid, the openid staying (WECHAT.md §7). The user stays in their
+// person (the login script keeps "person" and adds the old unionid to
+// "previous_unionids"), and the person's hash of the new unionid becomes an
+// alias of the user's person: "alias" → that person's hash, and nothing
+// else. Whoever arrives with the new unionid is sent on to the person
+// (joinPerson follows an alias), and if a user of another app had arrived
+// with it first, making a person of its own, that person is merged into
+// the user's: its records moved over, its claims copied, and it becomes
+// the alias. The user's hash marks the unionid "linked" once done; a link
+// cut short is done again at the user's next login.
+
+// maxAliasHops bounds the aliases followed from one person's hash, and
+// the rounds of one link: more means persons merged in a cycle, which the
+// next login meets again.
+const maxAliasHops = 8
+
+// settlePerson finishes what a login or an update changed of user u's
+// person, from its hash (reply): the join of the person it names
+// (joinPerson), and for a user whose unionid changed, the link of the new
+// one (linkUnionID).
+func (s *Store) settlePerson(ctx context.Context, u account.User, reply any) error {
+	if err := s.joinPersonFollowing(ctx, u, hashField(reply, "joined"), hashField(reply, "person")); err != nil {
+		return err
+	}
+	if u.PreviousUnionIDs != "" && hashField(reply, "linked") != u.UnionID {
+		return s.linkUnionID(ctx, u)
+	}
+	return nil
+}
+
+// aliasError is a person's hash that is an alias of another: the change
+// asked of it was not made.
+type aliasError struct{ of, into string }
+
+func (e *aliasError) Error() string { return fmt.Sprintf("person %s is an alias of %s", e.of, e.into) }
+
+// joinPersonFollowing is joinPerson, following aliases: a person merged
+// into another sends its joiners on to that one.
+func (s *Store) joinPersonFollowing(ctx context.Context, u account.User, joined, person string) error {
+	for range maxAliasHops {
+		err := s.joinPerson(ctx, u, joined, person)
+		var alias *aliasError
+		if !errors.As(err, &alias) {
+			return err
+		}
+		if _, err := movePersonScript.Run(ctx, s.rc, []string{userKey(u.ID)}, person, alias.into); err != nil {
+			return err
+		}
+		person = alias.into
+	}
+	return fmt.Errorf("user %d: more than %d aliases from person %s", u.ID, maxAliasHops, person)
+}
+
+// movePersonScript gives a user's hash person ARGV[2] if it names person
+// ARGV[1] still; what the user joined stays, so that the join moves it
+// from there.
+var movePersonScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'person') == ARGV[1] then redis.call('HSET', KEYS[1], 'person', ARGV[2]) end
+return 1
+`)
+
+// linkUnionID makes the person's hash of user u's unionid an alias of the
+// user's person, merging into it first the person that hash held, if any,
+// and those it was an alias of in turn. It marks the unionid linked on the
+// user's hash once done.
+func (s *Store) linkUnionID(ctx context.Context, u account.User) error {
+	v, err := s.rc.Do(ctx, "HGET", userKey(u.ID), "person")
+	if err != nil {
+		return err
+	}
+	person, _ := v.(string)
+	if person == "" {
+		return fmt.Errorf("link: %w %d", account.ErrNoUser, u.ID) // erased meanwhile
+	}
+	for of, hops := s.PersonHash(u.AppID, u.OpenID, u.UnionID), 0; of != person; hops++ {
+		if hops == maxAliasHops {
+			return fmt.Errorf("user %d: more than %d persons to merge from %s", u.ID, maxAliasHops, of)
+		}
+		reply, err := aliasScript.Run(ctx, s.rc, []string{personHashKey(of)}, person)
+		if err != nil {
+			return err
+		}
+		r, _ := reply.([]any)
+		status, _ := r[0].(string)
+		switch {
+		case status == "alias" && len(r) == 2:
+			of, _ = r[1].(string) // person itself, or another person to merge in turn
+		case status == "held":
+			if err := s.mergePerson(ctx, of, person); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("the alias script answered %v", reply)
+		}
+	}
+	_, err = markLinkedScript.Run(ctx, s.rc, []string{userKey(u.ID)}, u.UnionID)
+	return err
+}
+
+// aliasScript makes a person's hash that holds no records an alias of
+// person ARGV[1] (its claims, copied there before, go), and answers
+// {"alias", the person it is an alias of}; or {"held"} when it holds
+// records, which are to be moved first.
+var aliasScript = redis.NewScript(`
+local alias = redis.call('HGET', KEYS[1], 'alias')
+if alias then return {'alias', alias} end
+local fields = redis.call('HKEYS', KEYS[1])
+for _, f in ipairs(fields) do
+  if string.sub(f, 1, 2) == 'u:' then return {'held'} end
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'alias', ARGV[1])
+return {'alias', ARGV[1]}
+`)
+
+// markLinkedScript records on a user's hash that its unionid ARGV[1] is
+// linked, if that is its unionid still.
+var markLinkedScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'unionid') == ARGV[1] then redis.call('HSET', KEYS[1], 'linked', ARGV[1]) end
+return 1
+`)
+
+// mergePerson moves every record of person from into person into, each as
+// a join that brings the claims along (joinPerson), then copies the claims
+// left (those of erased users) too. Each step may be done twice.
+func (s *Store) mergePerson(ctx context.Context, from, into string) error {
+	if from == into {
+		return nil
+	}
+	fields, err := s.rc.Do(ctx, "HGETALL", personHashKey(from))
+	if err != nil {
+		return err
+	}
+	if hashField(fields, "alias") != "" {
+		return nil // merged already: the link follows the alias
+	}
+	for _, m := range membersIn(fields) {
+		if _, err := movePersonScript.Run(ctx, s.rc, []string{userKey(m.ID)}, from, into); err != nil {
+			return err
+		}
+		if err := s.joinPersonFollowing(ctx, account.User{ID: m.ID, AppID: m.AppID}, from, into); err != nil {
+			return err
+		}
+	}
+	var claims []string
+	pairs, _ := fields.([]any)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if f, _ := pairs[i].(string); strings.HasPrefix(f, "c:") {
+			v, _ := pairs[i+1].(string)
+			claims = append(claims, f, v)
+		}
+	}
+	if len(claims) > 0 {
+		if _, err := mergeClaimsScript.Run(ctx, s.rc, []string{personHashKey(into)}, claims...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
