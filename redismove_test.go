@@ -10,6 +10,7 @@ import (
 	"wxlogin/internal/account"
 	"wxlogin/internal/config"
 	"wxlogin/internal/fakewechat"
+	"wxlogin/internal/redisstore"
 	"wxlogin/internal/testkit"
 	"wxlogin/internal/users"
 )
@@ -170,3 +171,97 @@ func TestMovingAPersonWhoseUnionIDChanged(t *testing.T) {
 		t.Errorf("carol's welcome gift on the Redis moved into = %s; want 409, taken by her person before the move", got.raw)
 	}
 }
+
+// TestMovingAfterTheJoiningRecordIsErased erases the one record whose two
+// unionids joined a person's two sides, on either store, and moves the
+// store to the other: each sees one person still (the file store's
+// erasure hands the unionids on to another record, Redis keeps an alias,
+// and its export does the same as the file store), the counts agree, and
+// a gift taken on one side is taken for the other after the move.
+func TestMovingAfterTheJoiningRecordIsErased(t *testing.T) {
+	app := config.MockAppID
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	url := "redis://" + srv.Addr
+	type store interface {
+		Login(appID, openID, unionID string) (account.User, bool, error)
+		Claim(id int64, name string) (account.Claim, bool, error)
+		Erase(id int64) (account.Erasure, error)
+	}
+	// fill makes alice (u-old) and carol (u-new) one person through bob,
+	// whose unionid changed; alice takes the gift, and bob is erased.
+	fill := func(s store) (carol int64) {
+		t.Helper()
+		var ids []int64
+		for _, l := range []struct{ name, unionID string }{{"alice", "u-old"}, {"bob", "u-old"}, {"bob", "u-new"}, {"carol", "u-new"}} {
+			u, _, err := s.Login(app, fakewechat.OpenID(app, l.name), l.unionID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, u.ID)
+		}
+		if _, _, err := s.Claim(ids[0], "welcome-gift"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Erase(ids[1]); err != nil {
+			t.Fatal(err)
+		}
+		if _, taken, _ := s.Claim(ids[3], "welcome-gift"); !taken {
+			t.Fatal("before the move, carol takes the gift alice took: two persons")
+		}
+		return ids[3]
+	}
+
+	t.Run("files to Redis", func(t *testing.T) {
+		dir := t.TempDir()
+		files, err := users.Open(dir, account.Meta{Mode: account.ModeMock, AppIDs: []string{app}}, time.Now, discardLogger(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fill(files)
+		if err := files.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := srv.Client(t, "", "").Do(t.Context(), "FLUSHALL"); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := tool(t, "to-redis", "-data", dir, "-redis", url); err != nil || !strings.Contains(out, "(1 persons)") {
+			t.Errorf("to-redis = %v:\n%s; want one person, the counts agreeing", err, out)
+		}
+	})
+	t.Run("Redis to files", func(t *testing.T) {
+		rc := srv.Client(t, "", "")
+		if _, err := rc.Do(t.Context(), "FLUSHALL"); err != nil {
+			t.Fatal(err)
+		}
+		carol := fill(redisWithin{t, openTestRedisStore(t, rc, account.ModeMock, time.Now)})
+		back := filepath.Join(t.TempDir(), "back")
+		if out, err := tool(t, "from-redis", "-data", back, "-redis", url); err != nil || !strings.Contains(out, "(1 persons)") {
+			t.Fatalf("from-redis = %v:\n%s; want one person, the counts agreeing", err, out)
+		}
+		files, err := users.Open(back, account.Meta{Mode: account.ModeMock, AppIDs: []string{app}}, time.Now, discardLogger(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer files.Close()
+		if _, taken, _ := files.Claim(carol, "welcome-gift"); !taken {
+			t.Errorf("after from-redis, carol takes the gift alice took; want it taken, one person")
+		}
+	})
+}
+
+// redisWithin is a store in Redis, called as the file store is: within
+// t's context.
+type redisWithin struct {
+	t *testing.T
+	s *redisstore.Store
+}
+
+func (r redisWithin) Login(appID, openID, unionID string) (account.User, bool, error) {
+	return r.s.Login(r.t.Context(), appID, openID, unionID)
+}
+
+func (r redisWithin) Claim(id int64, name string) (account.Claim, bool, error) {
+	return r.s.Claim(r.t.Context(), id, name)
+}
+
+func (r redisWithin) Erase(id int64) (account.Erasure, error) { return r.s.Erase(r.t.Context(), id) }

@@ -45,11 +45,13 @@ type User struct {
 	AppID   string `json:"appid"`
 	OpenID  string `json:"openid"`
 	UnionID string `json:"unionid,omitempty"`
-	// PreviousUnionIDs are the unionids the user had before UnionID,
-	// oldest first, separated by spaces. A mini program moved to another
-	// Open Platform account gives each of its users a new unionid (the
-	// openid stays): the old ones keep the user in the person they were
-	// (SetUnionID).
+	// PreviousUnionIDs are the other unionids the user's person is known
+	// by, separated by spaces: those the user had before UnionID, oldest
+	// first, and those of a record of the person erased since, which the
+	// file store moves here so that the person stays one. A mini program
+	// moved to another Open Platform account gives each of its users a new
+	// unionid, as unionids are per account and openids per app (WECHAT.md
+	// §7): the old ones keep the user in the person they were (SetUnionID).
 	PreviousUnionIDs string `json:"previous_unionids,omitempty"`
 	Nickname         string `json:"nickname,omitempty"`
 	AvatarURL        string `json:"avatar_url,omitempty"`

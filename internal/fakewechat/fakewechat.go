@@ -127,8 +127,9 @@ type Fake struct {
 
 // MoveApp moves app appID to another Open Platform account, platform, as
 // its owner can in WeChat's admin: from then on its users' unionids are
-// that account's, their openids staying (WECHAT.md §7). "" moves it back
-// to the account every app starts in.
+// that account's, their openids staying, as a unionid is one user's across
+// the apps of one account and an openid one user's in one app (WECHAT.md
+// §7). "" moves it back to the account every app starts in.
 func (f *Fake) MoveApp(appID, platform string) {
 	f.platformMu.Lock()
 	defer f.platformMu.Unlock()

@@ -107,7 +107,8 @@ func (s *Store) Census(ctx context.Context) (Census, error) {
 		for _, claim := range list {
 			person, live := personOf[claim.UserID]
 			if !live {
-				person = strings.TrimSuffix(strings.TrimPrefix(key, "wx:{p:"), "}")
+				// An alias's claims are its person's (redislink.go).
+				person = cmp.Or(hashField(reply, "alias"), strings.TrimSuffix(strings.TrimPrefix(key, "wx:{p:"), "}"))
 			}
 			claims[person+"\x00"+claim.Name] = true
 		}
@@ -244,14 +245,16 @@ func (s *Store) Export(ctx context.Context) (Contents, error) {
 	}
 	c.LastID = last
 	live := map[int64]bool{}
+	personOf := map[int64]string{}
 	for id := int64(1); id <= last; id++ {
-		u, _, ok, err := s.record(ctx, id)
+		u, person, ok, err := s.record(ctx, id)
 		if err != nil {
 			return Contents{}, err
 		}
 		if ok {
 			c.Users = append(c.Users, u)
 			live[id] = true
+			personOf[id] = person
 			continue
 		}
 		erasedAt, err := s.rc.Do(ctx, "HGET", userKey(id), "erased")
@@ -264,27 +267,72 @@ func (s *Store) Export(ctx context.Context) (Contents, error) {
 		}
 		c.Erased[id] = at
 	}
+	bridgePersons(c.Users, personOf)
 	keys, err := s.rc.Scan(ctx, "wx:{p:*")
 	if err != nil {
 		return Contents{}, err
 	}
+	// A claim may be both in a person and in an alias of it (copied when
+	// the alias was made, redislink.go): it is read once, as the person's.
+	seen := map[string]bool{}
 	for _, key := range keys {
 		hash := strings.TrimSuffix(strings.TrimPrefix(key, "wx:{p:"), "}")
 		reply, err := s.rc.Do(ctx, "HGETALL", key)
 		if err != nil {
 			return Contents{}, err
 		}
+		hash = cmp.Or(hashField(reply, "alias"), hash)
 		claims, err := claimsIn(reply)
 		if err != nil {
 			return Contents{}, err
 		}
 		for _, cl := range claims {
-			if live[cl.UserID] {
+			once := fmt.Sprint(cl.UserID, "\x00", cl.Name)
+			if !live[cl.UserID] {
+				once += "\x00" + hash
+			}
+			switch {
+			case seen[once]:
+			case live[cl.UserID]:
 				c.Claims = append(c.Claims, cl)
-			} else {
+			default:
 				c.Kept[hash] = append(c.Kept[hash], cl)
 			}
+			seen[once] = true
 		}
 	}
 	return c, nil
+}
+
+// bridgePersons makes the records of each person (by personOf) one person
+// by their unionids too, as the file store sees persons: a record erased
+// since may have been all that joined them (its unionids, changed, were
+// linked by an alias, redislink.go). The person's first record is given
+// the unionids of the others among its previous_unionids, as the file
+// store's erasure does (users.Store.Erase).
+func bridgePersons(records []account.User, personOf map[int64]string) {
+	byPerson := map[string][]int{} // the indexes of each person's records, by id
+	for i, u := range records {
+		byPerson[personOf[u.ID]] = append(byPerson[personOf[u.ID]], i)
+	}
+	for _, group := range byPerson {
+		if len(group) < 2 {
+			continue
+		}
+		members := make([]account.User, len(group))
+		for j, i := range group {
+			members[j] = records[i]
+		}
+		if byUser, _ := account.Persons(members); len(slices.Compact(slices.Sorted(maps.Values(byUser)))) == 1 {
+			continue // one person by their unionids already
+		}
+		first := &records[group[0]]
+		for _, i := range group[1:] {
+			for _, union := range records[i].UnionIDs() {
+				if !slices.Contains(first.UnionIDs(), union) {
+					first.PreviousUnionIDs = strings.TrimSpace(first.PreviousUnionIDs + " " + union)
+				}
+			}
+		}
+	}
 }

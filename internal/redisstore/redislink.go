@@ -97,6 +97,11 @@ func (s *Store) linkUnionID(ctx context.Context, u account.User) error {
 		status, _ := r[0].(string)
 		switch {
 		case status == "alias" && len(r) == 2:
+			// The claims a claimant who read its person before the alias
+			// was set made there are brought over: no claim stays behind.
+			if err := s.mergePerson(ctx, of, person); err != nil {
+				return err
+			}
 			of, _ = r[1].(string) // person itself, or another person to merge in turn
 		case status == "held":
 			if err := s.mergePerson(ctx, of, person); err != nil {
@@ -111,9 +116,10 @@ func (s *Store) linkUnionID(ctx context.Context, u account.User) error {
 }
 
 // aliasScript makes a person's hash that holds no records an alias of
-// person ARGV[1] (its claims, copied there before, go), and answers
-// {"alias", the person it is an alias of}; or {"held"} when it holds
-// records, which are to be moved first.
+// person ARGV[1], and answers {"alias", the person it is an alias of}; or
+// {"held"} when it holds records, which are to be moved first. Its claims
+// stay, until they are copied to that person (mergePerson): from then on
+// claimScript claims nothing here.
 var aliasScript = redis.NewScript(`
 local alias = redis.call('HGET', KEYS[1], 'alias')
 if alias then return {'alias', alias} end
@@ -121,7 +127,7 @@ local fields = redis.call('HKEYS', KEYS[1])
 for _, f in ipairs(fields) do
   if string.sub(f, 1, 2) == 'u:' then return {'held'} end
 end
-redis.call('DEL', KEYS[1])
+redis.call('HDEL', KEYS[1], 'ver')
 redis.call('HSET', KEYS[1], 'alias', ARGV[1])
 return {'alias', ARGV[1]}
 `)
@@ -135,7 +141,8 @@ return 1
 
 // mergePerson moves every record of person from into person into, each as
 // a join that brings the claims along (joinPerson), then copies the claims
-// left (those of erased users) too. Each step may be done twice.
+// left (those of erased users, or made while it was becoming an alias)
+// too. Each step may be done twice.
 func (s *Store) mergePerson(ctx context.Context, from, into string) error {
 	if from == into {
 		return nil
@@ -144,10 +151,7 @@ func (s *Store) mergePerson(ctx context.Context, from, into string) error {
 	if err != nil {
 		return err
 	}
-	if hashField(fields, "alias") != "" {
-		return nil // merged already: the link follows the alias
-	}
-	for _, m := range membersIn(fields) {
+	for _, m := range membersIn(fields) { // none in an alias
 		if _, err := movePersonScript.Run(ctx, s.rc, []string{userKey(m.ID)}, from, into); err != nil {
 			return err
 		}

@@ -920,24 +920,47 @@ func (s *Store) Claim(ctx context.Context, id int64, name string) (account.Claim
 	}
 	appID, person := fields[0].(string), fields[1].(string)
 	c := account.Claim{Name: name, AppID: appID, UserID: id, ClaimedAt: s.stamp(time.Millisecond)}
-	key, field := personHashKey(person), "c:"+name
-	replies, err := s.rc.Pipeline(ctx, [][]string{{"HSETNX", key, field, formatClaim(c)}, {"HGET", key, field}})
-	if err == nil {
-		err = firstError(replies)
+	for range maxAliasHops {
+		reply, err := claimScript.Run(ctx, s.rc, []string{personHashKey(person)}, "c:"+name, formatClaim(c))
+		if err != nil {
+			return account.Claim{}, false, unavailable(err)
+		}
+		r, _ := reply.([]any)
+		if len(r) != 2 {
+			return account.Claim{}, false, unavailable(fmt.Errorf("the claim script answered %v", reply))
+		}
+		if r[0] == int64(-1) {
+			// The person was merged into another (redislink.go), whose
+			// claims count: the user is sent on, and claims there.
+			into, _ := r[1].(string)
+			if _, err := movePersonScript.Run(ctx, s.rc, []string{userKey(id)}, person, into); err != nil {
+				return account.Claim{}, false, unavailable(err)
+			}
+			person = into
+			continue
+		}
+		if r[0] == int64(1) {
+			return c, false, nil
+		}
+		stored, _ := r[1].(string)
+		earlier, err := parseClaim(name, stored)
+		if err != nil {
+			return account.Claim{}, false, unavailable(err)
+		}
+		return earlier, true, nil
 	}
-	if err != nil {
-		return account.Claim{}, false, unavailable(err)
-	}
-	if replies[0] == int64(1) {
-		return c, false, nil
-	}
-	stored, _ := replies[1].(string)
-	earlier, err := parseClaim(name, stored)
-	if err != nil {
-		return account.Claim{}, false, unavailable(err)
-	}
-	return earlier, true, nil
+	return account.Claim{}, false, unavailable(fmt.Errorf("claim: more than %d aliases from person %s", maxAliasHops, person))
 }
+
+// claimScript claims ARGV[1] for a person with ARGV[2], unless it has a
+// claim of that name, and answers {1 if it was made, the claim that
+// counts}; or {-1, the person} for the alias of another, claiming nothing.
+var claimScript = redis.NewScript(`
+local alias = redis.call('HGET', KEYS[1], 'alias')
+if alias then return {-1, alias} end
+local made = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+return {made, redis.call('HGET', KEYS[1], ARGV[1])}
+`)
 
 // ClaimsOf lists user id's person's claims in the order they were made.
 func (s *Store) ClaimsOf(ctx context.Context, id int64) ([]account.Claim, error) {
@@ -949,10 +972,17 @@ func (s *Store) ClaimsOf(ctx context.Context, id int64) ([]account.Claim, error)
 	if !ok {
 		return nil, nil
 	}
-	if reply, err = s.rc.Do(ctx, "HGETALL", personHashKey(person)); err != nil {
-		return nil, unavailable(err)
+	for range maxAliasHops {
+		if reply, err = s.rc.Do(ctx, "HGETALL", personHashKey(person)); err != nil {
+			return nil, unavailable(err)
+		}
+		into := hashField(reply, "alias")
+		if into == "" {
+			return claimsIn(reply)
+		}
+		person = into // merged into another (redislink.go), whose claims count
 	}
-	return claimsIn(reply)
+	return nil, unavailable(fmt.Errorf("claims: more than %d aliases from person %s", maxAliasHops, person))
 }
 
 // claimsIn reads the claims of a person's hash, oldest first.

@@ -142,32 +142,19 @@ func (s *Store) Erase(id int64) (account.Erasure, error) {
 		s.line = personKeyLine(s.line[:0], s.personKey)
 		s.journal.Append(s.line)
 	}
-	// The user's claims are kept under its person's hash, so that nobody
-	// of the person takes them again. A user that had several unionids
-	// (SetUnionID) may be all that joins the records of one to those of
-	// another: then the whole person's claims are kept under each, so that
-	// both sides still find them once it is gone.
-	persons := []string{s.personHash(u)}
-	for _, union := range strings.Fields(u.PreviousUnionIDs) {
-		persons = append(persons, account.PersonHash(s.personKey, u.AppID, u.OpenID, union))
+	// A user that had several unionids (SetUnionID) may be all that joins
+	// the records of one to those of another: they go to another record of
+	// the person, which is the same human, so that the person stays one.
+	if bridge := s.bridgeLocked(u); bridge != nil {
+		s.putLocked(bridge)
 	}
-	keep := s.claimsLocked(u)
-	if len(persons) == 1 {
-		keep = nil
-		for _, c := range s.claims[id] {
-			keep = append(keep, s.viewClaim(c))
-		}
-	}
+	person := s.personHash(u)
 	result := account.Erasure{UserID: id, ClaimsKept: []string{}}
-	for _, c := range keep {
-		for _, person := range persons {
-			k := &KeptClaim{Person: person, Name: c.Name, AppID: c.AppID, UserID: c.UserID, At: c.ClaimedAt}
-			s.keepLocked(k)
-			s.line = keptLine(s.line[:0], k)
-			s.journal.Append(s.line)
-		}
-	}
 	for _, c := range s.claims[id] {
+		k := &KeptClaim{Person: person, Name: c.Name, AppID: u.AppID, UserID: id, At: c.At}
+		s.keepLocked(k)
+		s.line = keptLine(s.line[:0], k)
+		s.journal.Append(s.line)
 		result.ClaimsKept = append(result.ClaimsKept, c.Name)
 	}
 	s.eraseLocked(id, now)
@@ -179,6 +166,35 @@ func (s *Store) Erase(id int64) (account.Erasure, error) {
 		return account.Erasure{}, err
 	}
 	return result, nil
+}
+
+// bridgeLocked is the record that takes over the unionids of user u, to
+// be erased, which its person's other records lack: the person's first
+// other record, with them among its previous_unionids; nil when u had one
+// unionid at most, or its person has no other record. s.mu is held.
+func (s *Store) bridgeLocked(u *account.User) *account.User {
+	if u.PreviousUnionIDs == "" {
+		return nil
+	}
+	var others []int64
+	for _, id := range s.personLocked(u) {
+		if id != u.ID {
+			others = append(others, id)
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	bridge := *s.byID[others[0]-1]
+	for _, union := range u.UnionIDs() {
+		if !slices.Contains(bridge.UnionIDs(), union) {
+			bridge.PreviousUnionIDs = strings.TrimSpace(bridge.PreviousUnionIDs + " " + union)
+		}
+	}
+	if bridge.PreviousUnionIDs == s.byID[others[0]-1].PreviousUnionIDs {
+		return nil
+	}
+	return &bridge
 }
 
 // eraseLocked takes user id, erased at at, out of memory. s.mu is held, or

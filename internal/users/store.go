@@ -455,7 +455,7 @@ func (s *Store) personLocked(u *account.User) []int64 {
 		}
 	}
 	var ids []int64
-	seen := map[string]bool{}
+	seen, found := map[string]bool{}, map[int64]bool{}
 	for unions := u.UnionIDs(); len(unions) > 0; {
 		union := unions[0]
 		unions = unions[1:]
@@ -464,7 +464,8 @@ func (s *Store) personLocked(u *account.User) []int64 {
 		}
 		seen[union] = true
 		for _, id := range s.byUnion[union] {
-			if !slices.Contains(ids, id) {
+			if !found[id] {
+				found[id] = true
 				ids = append(ids, id)
 				unions = append(unions, s.byID[id-1].UnionIDs()...)
 			}
@@ -478,18 +479,19 @@ func (s *Store) personLocked(u *account.User) []int64 {
 // kept under (erase.go): one for each unionid its records have had, or the
 // user's own without one. s.mu is held, and the key made.
 func (s *Store) personHashesLocked(u *account.User) []string {
-	var hashes []string
+	var unions []string
 	for _, id := range s.personLocked(u) {
-		r := s.byID[id-1]
-		for _, union := range r.UnionIDs() {
-			hashes = append(hashes, account.PersonHash(s.personKey, r.AppID, r.OpenID, union))
-		}
+		unions = append(unions, s.byID[id-1].UnionIDs()...)
 	}
-	if len(hashes) == 0 {
-		hashes = append(hashes, s.personHash(u))
+	if len(unions) == 0 {
+		return []string{s.personHash(u)}
 	}
-	slices.Sort(hashes)
-	return slices.Compact(hashes)
+	slices.Sort(unions)
+	hashes := slices.Compact(unions)
+	for i, union := range hashes {
+		hashes[i] = account.PersonHash(s.personKey, u.AppID, u.OpenID, union) // a unionid's hash is the same in every app
+	}
+	return hashes
 }
 
 // Person returns the records of user id's person, the first being the

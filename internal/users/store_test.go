@@ -271,6 +271,17 @@ func TestPersonSurvivesAUnionIDChange(t *testing.T) {
 			}
 		}
 	}
+	// The one whose unionids joined the two sides is gone, and the person
+	// is still one: a gift taken now on one side is taken on the other.
+	if _, taken, err := s.Claim(c.ID, "later-gift"); taken || err != nil {
+		t.Fatalf("a later gift by c = taken %v, %v; want it new", taken, err)
+	}
+	if _, taken, _ := s.Claim(d.ID, "later-gift"); !taken {
+		t.Errorf("the later gift by d = new; want it taken by c, of the same person")
+	}
+	if _, persons, _ := s.Census(); persons != 2 {
+		t.Errorf("after the erasures: %d persons; want 2 (c and d, e)", persons)
+	}
 }
 
 // TestUnionIDBackToAnOldOne: a user whose unionid goes back to one they had
