@@ -16,6 +16,7 @@
 package jwt
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
@@ -60,6 +61,9 @@ type Options struct {
 	Rotate   time.Duration // how long a key signs, at least MinRotate
 	OpenID   bool          // whether a token carries the user's openid
 	Now      func() time.Time
+	// RefreshEvery is how often Run refreshes the keys; 0 for a minute
+	// (or a quarter of Rotate, if that is shorter).
+	RefreshEvery time.Duration
 }
 
 // Issuer signs access tokens. It is safe for concurrent use.
@@ -185,7 +189,7 @@ func (is *Issuer) Discovery() []byte {
 // ahead, keys no token needs any more dropped, and keys another instance
 // made taken in. Failures are logged and tried again at the next round.
 func (is *Issuer) Run(ctx context.Context, log *slog.Logger) {
-	every := min(is.opts.Rotate/4, time.Minute)
+	every := cmp.Or(is.opts.RefreshEvery, min(is.opts.Rotate/4, time.Minute))
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

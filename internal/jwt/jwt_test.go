@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"wxlogin/internal/redis"
@@ -402,6 +403,64 @@ func TestOptionsOutOfBoundsAreRefused(t *testing.T) {
 		if _, err := New(t.Context(), NewFile(filepath.Join(t.TempDir(), FileName)), opts); err == nil {
 			t.Errorf("%s: New succeeded; want an error", name)
 		}
+	}
+}
+
+// TestRunTakesInAnotherInstancesKeys: while Run refreshes, a key another
+// instance made on the shared store (here, one of a period that began
+// while this instance made none) is published by this one too, and a
+// store that fails is logged, and tried again.
+func TestRunTakesInAnotherInstancesKeys(t *testing.T) {
+	clock := testkit.NewFakeClock()
+	store := &failingStore{Store: NewFile(filepath.Join(t.TempDir(), FileName))}
+	opts := testOptions(clock)
+	opts.RefreshEvery = time.Millisecond
+	is := newTestIssuer(t, store, opts)
+	logs := &testkit.SyncBuffer{}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		is.Run(ctx, slog.New(slog.NewTextHandler(logs, nil)))
+	}()
+	defer func() { cancel(); <-done }()
+
+	store.fail.Store(true)
+	waitFor(t, "the failure logged", func() bool { return strings.Contains(logs.String(), "jwt signing keys not refreshed") })
+	store.fail.Store(false)
+	clock.Advance(opts.Rotate) // a period later, another instance makes the next key
+	other := newTestIssuer(t, store, opts)
+	want := keySetOf(t, other).kids()
+	waitFor(t, "the other instance's keys published", func() bool {
+		is.mu.Lock()
+		defer is.mu.Unlock()
+		var set jwks
+		json.Unmarshal(is.jwks, &set)
+		return slices.Equal(set.kids(), want)
+	})
+}
+
+// failingStore is a Store that fails while fail is set.
+type failingStore struct {
+	Store
+	fail atomic.Bool
+}
+
+func (f *failingStore) Keys(ctx context.Context) (map[string][]byte, error) {
+	if f.fail.Load() {
+		return nil, errors.New("the store is down")
+	}
+	return f.Store.Keys(ctx)
+}
+
+// waitFor polls done until it holds, failing t after ten seconds.
+func waitFor(t *testing.T, what string, done func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !done(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within ten seconds", what)
+		}
+		time.Sleep(time.Millisecond) // a poll with a deadline, not a wait for a guess
 	}
 }
 
