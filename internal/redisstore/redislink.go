@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"wxlogin/internal/account"
 	"wxlogin/internal/redis"
@@ -65,11 +66,13 @@ func (s *Store) joinPersonFollowing(ctx context.Context, u account.User, joined,
 }
 
 // movePersonScript gives a user's hash person ARGV[2] if it names person
-// ARGV[1] still; what the user joined stays, so that the join moves it
-// from there.
+// ARGV[1] still, and answers 1 if its person is ARGV[2] now; what the user
+// joined stays, so that the join moves it from there.
 var movePersonScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'person') == ARGV[1] then redis.call('HSET', KEYS[1], 'person', ARGV[2]) end
-return 1
+local person = redis.call('HGET', KEYS[1], 'person')
+if person == ARGV[1] then redis.call('HSET', KEYS[1], 'person', ARGV[2]) return 1 end
+if person == ARGV[2] then return 1 end
+return 0
 `)
 
 // linkUnionID makes the person's hash of user u's unionid an alias of the
@@ -152,8 +155,17 @@ func (s *Store) mergePerson(ctx context.Context, from, into string) error {
 		return err
 	}
 	for _, m := range membersIn(fields) { // none in an alias
-		if _, err := movePersonScript.Run(ctx, s.rc, []string{userKey(m.ID)}, from, into); err != nil {
+		moved, err := movePersonScript.Run(ctx, s.rc, []string{userKey(m.ID)}, from, into)
+		if err != nil {
 			return err
+		}
+		if moved != int64(1) {
+			// Of another person by now (or erased): only taken out of this one.
+			var merged *aliasError
+			if err := s.spreadMembers(ctx, from, 0, "del", "u:"+strconv.FormatInt(m.ID, 10)); err != nil && !errors.As(err, &merged) {
+				return err
+			}
+			continue
 		}
 		if err := s.joinPersonFollowing(ctx, account.User{ID: m.ID, AppID: m.AppID}, from, into); err != nil {
 			return err
