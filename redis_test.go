@@ -194,10 +194,21 @@ func TestTwoInstancesShareOneRedis(t *testing.T) {
 	}
 
 	// A double tap: one code, sent to A and to B at once; both log in.
+	// WeChat answers slowly meanwhile, as it does over the internet, so
+	// that the two logins overlap however busy the machine: a login that
+	// comes after the exchange has finished goes to WeChat itself, which
+	// refuses the spent code, by design.
+	slow := func(faults string) {
+		t.Helper()
+		if got := post(t, http.MethodPost, fake.url+"/mock/faults", jsonCT, faults); got.env.Status != 0 {
+			t.Fatalf("faults %s = %s", faults, got.raw)
+		}
+	}
 	resp, err := client.Post(fake.url+"/mock/wx.login", jsonCT, strings.NewReader(`{"user":"erin","appid":"wxshop"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
+	slow(`{"rate": 1, "kinds": ["slow"]}`)
 	var code struct{ Code string }
 	jsonDecode(resp.Body, &code)
 	resp.Body.Close()
@@ -209,6 +220,7 @@ func TestTwoInstancesShareOneRedis(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	slow(`{"rate": 0}`)
 	if taps[0].env.Status != 0 || taps[1].env.Status != 0 || dataOf[loginData](t, taps[0]).UserID != dataOf[loginData](t, taps[1]).UserID {
 		t.Errorf("one code on A and B at once = %s / %s; want both logged in as erin", taps[0].raw, taps[1].raw)
 	}
