@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"wxlogin/internal/account"
 	"wxlogin/internal/redis"
 )
@@ -171,18 +170,5 @@ func (s *Store) mergePerson(ctx context.Context, from, into string) error {
 			return err
 		}
 	}
-	var claims []string
-	pairs, _ := fields.([]any)
-	for i := 0; i+1 < len(pairs); i += 2 {
-		if f, _ := pairs[i].(string); strings.HasPrefix(f, "c:") {
-			v, _ := pairs[i+1].(string)
-			claims = append(claims, f, v)
-		}
-	}
-	if len(claims) > 0 {
-		if _, err := mergeClaimsScript.Run(ctx, s.rc, []string{personHashKey(into)}, claims...); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.copyClaims(ctx, fields, into)
 }

@@ -585,6 +585,20 @@ func (s *Store) joinPerson(ctx context.Context, u account.User, joined, person s
 	if err != nil {
 		return err
 	}
+	if err := s.copyClaims(ctx, fields, person); err != nil {
+		return err
+	}
+	var merged *aliasError // the person left was merged into another since: nothing to take out
+	if err := s.spreadMembers(ctx, joined, 0, "del", member); err != nil && !errors.As(err, &merged) {
+		return err
+	}
+	_, err = setJoinedScript.Run(ctx, s.rc, []string{userKey(u.ID)}, person)
+	return err
+}
+
+// copyClaims adds the claims of a person's hash (fields, its HGETALL) to
+// person into, the earliest of each name counting.
+func (s *Store) copyClaims(ctx context.Context, fields any, into string) error {
 	var claims []string
 	pairs, _ := fields.([]any)
 	for i := 0; i+1 < len(pairs); i += 2 {
@@ -593,16 +607,10 @@ func (s *Store) joinPerson(ctx context.Context, u account.User, joined, person s
 			claims = append(claims, f, v)
 		}
 	}
-	if len(claims) > 0 {
-		if _, err := mergeClaimsScript.Run(ctx, s.rc, []string{personHashKey(person)}, claims...); err != nil {
-			return err
-		}
+	if len(claims) == 0 {
+		return nil
 	}
-	var merged *aliasError // the person left was merged into another since: nothing to take out
-	if err := s.spreadMembers(ctx, joined, 0, "del", member); err != nil && !errors.As(err, &merged) {
-		return err
-	}
-	_, err = setJoinedScript.Run(ctx, s.rc, []string{userKey(u.ID)}, person)
+	_, err := mergeClaimsScript.Run(ctx, s.rc, []string{personHashKey(into)}, claims...)
 	return err
 }
 

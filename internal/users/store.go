@@ -124,17 +124,13 @@ func (s *Store) makeIndexes(expected int) {
 func (s *Store) Census() (users, persons, claims int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	counted := map[int64]bool{} // the records of persons counted
 	for _, u := range s.byID {
 		if u == nil {
 			continue // erased
 		}
 		claims += len(s.claims[u.ID])
-		if !counted[u.ID] {
+		if s.personLocked(u)[0] == u.ID { // a person is counted at its first record
 			persons++
-			for _, id := range s.personLocked(u) {
-				counted[id] = true
-			}
 		}
 	}
 	return len(s.byRef), persons, claims
