@@ -426,12 +426,12 @@ func TestRunTakesInAnotherInstancesKeys(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	store.fail.Store(true)
-	waitFor(t, "the failure logged", func() bool { return strings.Contains(logs.String(), "jwt signing keys not refreshed") })
+	testkit.WaitWithin(t, 10*time.Second, "the failure logged", func() bool { return strings.Contains(logs.String(), "jwt signing keys not refreshed") })
 	store.fail.Store(false)
 	clock.Advance(opts.Rotate) // a period later, another instance makes the next key
 	other := newTestIssuer(t, store, opts)
 	want := keySetOf(t, other).kids()
-	waitFor(t, "the other instance's keys published", func() bool {
+	testkit.WaitWithin(t, 10*time.Second, "the other instance's keys published", func() bool {
 		is.mu.Lock()
 		defer is.mu.Unlock()
 		var set jwks
@@ -451,17 +451,6 @@ func (f *failingStore) Keys(ctx context.Context) (map[string][]byte, error) {
 		return nil, errors.New("the store is down")
 	}
 	return f.Store.Keys(ctx)
-}
-
-// waitFor polls done until it holds, failing t after ten seconds.
-func waitFor(t *testing.T, what string, done func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !done(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within ten seconds", what)
-		}
-		time.Sleep(time.Millisecond) // a poll with a deadline, not a wait for a guess
-	}
 }
 
 // TestRunStopsWithItsContext: the refresh loop has an owner.
