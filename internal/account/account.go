@@ -89,6 +89,23 @@ func (u *User) SetUnionID(id string) bool {
 	return true
 }
 
+// AddUnionIDs adds ids the user does not have to PreviousUnionIDs: those
+// of another record of the person (an erased one's, which would otherwise
+// leave the person in two), the user being the same human. It reports
+// whether anything changed.
+func (u *User) AddUnionIDs(ids []string) bool {
+	had := u.UnionIDs()
+	added := false
+	for _, id := range ids {
+		if !slices.Contains(had, id) {
+			had = append(had, id)
+			u.PreviousUnionIDs = strings.TrimSpace(u.PreviousUnionIDs + " " + id)
+			added = true
+		}
+	}
+	return added
+}
+
 // UnionIDs are every unionid the user has had, the current one last; none
 // for a user of an app with no Open Platform account.
 func (u *User) UnionIDs() []string {

@@ -326,13 +326,8 @@ func bridgePersons(records []account.User, personOf map[int64]string) {
 		if byUser, _ := account.Persons(members); len(slices.Compact(slices.Sorted(maps.Values(byUser)))) == 1 {
 			continue // one person by their unionids already
 		}
-		first := &records[group[0]]
 		for _, i := range group[1:] {
-			for _, union := range records[i].UnionIDs() {
-				if !slices.Contains(first.UnionIDs(), union) {
-					first.PreviousUnionIDs = strings.TrimSpace(first.PreviousUnionIDs + " " + union)
-				}
-			}
+			records[group[0]].AddUnionIDs(records[i].UnionIDs())
 		}
 	}
 }

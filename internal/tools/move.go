@@ -165,8 +165,9 @@ func compareCensus(ctx context.Context, out io.Writer, tool, dir string, files s
 // reads the store's lines, where each claim comes after its user.
 func fileCensus(files *users.Store, person func(appID, openID, unionID string) string) (storeCensus, error) {
 	count, persons, _ := files.Census()
+	// The lines are read twice, the records first, rather than held:
+	// the persons are known only once every record is.
 	var records []account.User
-	var lines []users.Line
 	for text := range files.Lines() {
 		l, err := users.ParseLine(text)
 		if err != nil {
@@ -175,13 +176,16 @@ func fileCensus(files *users.Store, person func(appID, openID, unionID string) s
 		if l.User != nil {
 			records = append(records, *l.User)
 		}
-		lines = append(lines, l)
 	}
 	// Each person by the hash Redis keeps it under, a claim kept under
 	// the hash of one of its other unionids counting as the person's.
 	personOf, aliases := account.PersonHashes(person, records)
 	claims := map[string]bool{}
-	for _, l := range lines {
+	for text := range files.Lines() {
+		l, err := users.ParseLine(text)
+		if err != nil {
+			return storeCensus{}, err
+		}
 		switch {
 		case l.Claim != nil:
 			claims[personOf[l.Claim.UserID]+"\x00"+l.Claim.Name] = true

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/strictjson"
@@ -186,12 +185,7 @@ func (s *Store) bridgeLocked(u *account.User) *account.User {
 		return nil
 	}
 	bridge := *s.byID[others[0]-1]
-	for _, union := range u.UnionIDs() {
-		if !slices.Contains(bridge.UnionIDs(), union) {
-			bridge.PreviousUnionIDs = strings.TrimSpace(bridge.PreviousUnionIDs + " " + union)
-		}
-	}
-	if bridge.PreviousUnionIDs == s.byID[others[0]-1].PreviousUnionIDs {
+	if !bridge.AddUnionIDs(u.UnionIDs()) {
 		return nil
 	}
 	return &bridge

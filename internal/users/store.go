@@ -594,11 +594,6 @@ func (s *Store) ClaimsOf(id int64) []account.Claim {
 	if u == nil {
 		return nil
 	}
-	return s.claimsLocked(u)
-}
-
-// claimsLocked is ClaimsOf, with s.mu held.
-func (s *Store) claimsLocked(u *account.User) []account.Claim {
 	names := map[string]bool{}
 	for _, pid := range s.personLocked(u) {
 		for _, c := range s.claims[pid] {
