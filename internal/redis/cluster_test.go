@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -88,6 +89,16 @@ func TestClusterFollowsAskAndMoved(t *testing.T) {
 			mustDo(cl.Direct(t, i), "CLUSTER", "SETSLOT", slot, "NODE", cl.NodeID(t, to))
 		}
 	}
+	// Every node says so before the client is asked: a node that has not
+	// taken the change in yet (its cluster bus behind, on a busy machine)
+	// would send the client back, until it gives up.
+	owner := cl.Nodes[to].Addr
+	for i := range cl.Nodes {
+		testkit.WaitFor(t, fmt.Sprintf("node %d to name %s the owner of slot %s", i, owner, slot), func() bool {
+			v, err := cl.Direct(t, i).Do(ctx, "CLUSTER", "SLOTS")
+			return err == nil && slotOwner(v, redis.Slot(key)) == owner
+		})
+	}
 	// Moved: the source says MOVED; the client learns the new owner.
 	if v, err := c.Do(ctx, "SET", key, "after"); err != nil || v != "OK" {
 		t.Errorf("SET after the move = %v, %v; want it done through MOVED", v, err)
@@ -117,4 +128,26 @@ func TestClusterCallsEndWithTheirContext(t *testing.T) {
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("GET with no cluster took %v", took)
 	}
+}
+
+// slotOwner is the address of slot's master in a CLUSTER SLOTS reply, or
+// "" if the reply does not name one.
+func slotOwner(reply any, slot int) string {
+	ranges, _ := reply.([]any)
+	for _, r := range ranges {
+		parts, _ := r.([]any)
+		if len(parts) < 3 {
+			continue
+		}
+		start, _ := parts[0].(int64)
+		end, _ := parts[1].(int64)
+		master, _ := parts[2].([]any)
+		if int64(slot) < start || int64(slot) > end || len(master) < 2 {
+			continue
+		}
+		host, _ := master[0].(string)
+		port, _ := master[1].(int64)
+		return host + ":" + strconv.FormatInt(port, 10)
+	}
+	return ""
 }
