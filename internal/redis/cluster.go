@@ -122,6 +122,7 @@ func (c *cluster) pipeline(ctx context.Context, key string, cmds [][]string) ([]
 	var asking string  // the server an ASK sent the call to, for one try
 	var movedTo string // the server a MOVED named, tried next whatever the map says
 	var lastErr error
+	movedFrom := map[string]bool{} // the servers that sent this call away with MOVED
 	for redirects, waits := 0, 0; redirects < maxRedirects; redirects++ {
 		addr := cmp.Or(asking, movedTo)
 		movedTo = ""
@@ -168,12 +169,8 @@ func (c *cluster) pipeline(ctx context.Context, key string, cmds [][]string) ([]
 			// moment, when they have.
 			// Where an ASK sent the call, it stays: the keys still to come
 			// are coming there.
-			t := time.NewTimer(tryAgainPause)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil, ctx.Err()
-			case <-t.C:
+			if err := pause(ctx); err != nil {
+				return nil, err
 			}
 			movedTo = addr
 			lastErr = errors.New("redis cluster: TRYAGAIN while a slot migrates")
@@ -187,6 +184,17 @@ func (c *cluster) pipeline(ctx context.Context, key string, cmds [][]string) ([]
 			c.mu.Lock()
 			c.slots[moved] = to
 			c.mu.Unlock()
+			if movedFrom[to] && waits < maxTryAgain {
+				// Sent back to a server that sent the call away: the two
+				// disagree for a moment while the cluster takes the move
+				// in. As for TRYAGAIN, wait a little; it is no redirection.
+				waits++
+				redirects--
+				if err := pause(ctx); err != nil {
+					return nil, err
+				}
+			}
+			movedFrom[addr] = true
 			asking, movedTo = "", to
 		case ask >= 0:
 			asking = to
@@ -196,6 +204,18 @@ func (c *cluster) pipeline(ctx context.Context, key string, cmds [][]string) ([]
 		lastErr = fmt.Errorf("redis cluster: redirected to %s", to)
 	}
 	return nil, fmt.Errorf("redis cluster: slot %d: too many redirections: %w", slot, lastErr)
+}
+
+// pause waits tryAgainPause, or until ctx ends.
+func pause(ctx context.Context) error {
+	t := time.NewTimer(tryAgainPause)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // tryAgainPause is the wait before a call Redis answered TRYAGAIN
