@@ -17,6 +17,7 @@ import (
 	"wxlogin/internal/account"
 	"wxlogin/internal/clock"
 	"wxlogin/internal/durable"
+	"wxlogin/internal/events"
 	"wxlogin/internal/journal"
 	"wxlogin/internal/opendata"
 	"wxlogin/internal/tokenfile"
@@ -55,6 +56,25 @@ type userBackend interface {
 	Erase(ctx context.Context, id int64) (account.Erasure, error)
 	// Health is nil while the store can serve; for /healthz.
 	Health(ctx context.Context) error
+}
+
+// eventLog is a store's record of events (internal/events), with -events:
+// each recorded in the durable write of the change it tells of, numbered
+// in the order they were made. The webhook (internal/webhook) delivers
+// them from it, and GET /events lists them.
+type eventLog interface {
+	// Events lists up to limit events with a seq above after, oldest
+	// first: only events whose changes are durable.
+	Events(ctx context.Context, after int64, limit int) ([]events.Event, error)
+	// Delivered is the seq through which the webhook has delivered every
+	// event; SetDelivered moves it on, never back.
+	Delivered(ctx context.Context) (int64, error)
+	SetDelivered(ctx context.Context, seq int64) error
+	// HoldDelivery reports whether holder may deliver for the next ttl:
+	// of the instances on one store, one delivers at a time.
+	HoldDelivery(ctx context.Context, holder string, ttl time.Duration) (bool, error)
+	// Recorded is signalled when this process records an event.
+	Recorded() <-chan struct{}
 }
 
 // tokenBackend holds the tokens and each user's session_key.

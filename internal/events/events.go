@@ -1,0 +1,171 @@
+// Package events is what other services hear of wxlogin's users: an event
+// for each change they must follow, recorded by the store in the same
+// durable write as the change itself (-events), numbered in the order the
+// store made them, listed by GET /events?after=N and posted by -webhook
+// (internal/webhook). An event is a plain value; this package names its
+// types, makes its id and writes and reads its JSON, which is one shape
+// everywhere: the store's line, a page of GET /events and a webhook's body.
+package events
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"wxlogin/internal/account"
+	"wxlogin/internal/strictjson"
+)
+
+// The types of event.
+const (
+	// UserCreated: a user's first login in an app.
+	UserCreated = "user.created"
+	// PersonJoined: a user's record learned a unionid, or a changed one,
+	// and with it belongs to person_id (previous_person_id before).
+	PersonJoined = "person.joined"
+	// PhoneBound: a user bound a phone number, or another one.
+	PhoneBound = "phone.bound"
+	// ClaimTaken: a person took a one-time benefit, through this user.
+	ClaimTaken = "claim.taken"
+	// UserDeleted: a user deleted their account. Only ids.
+	UserDeleted = "user.deleted"
+)
+
+// Keep is how long an event stays listed by GET /events. With -webhook, an
+// event is kept until it is delivered too, however long that takes.
+const Keep = 7 * 24 * time.Hour
+
+// Event is one change. ID is its webhook-id, the same at every delivery
+// and replay of it: a receiver drops an event whose id it has seen. Seq
+// orders the events of a store; a receiver pages on from the last it saw.
+type Event struct {
+	ID   string    `json:"id"`
+	Seq  int64     `json:"seq"`
+	Type string    `json:"type"`
+	At   time.Time `json:"timestamp"`
+	Data Data      `json:"data"`
+}
+
+// Data is what an event says of its user. Every event names the user, its
+// app and its person (the id of the person's earliest record, as GET /user
+// shows it); the other fields belong to one type each.
+type Data struct {
+	UserID   int64  `json:"user_id"`
+	AppID    string `json:"appid"`
+	PersonID int64  `json:"person_id"`
+	// PreviousPersonID (person.joined) is the person the user was in
+	// before: its records are the person's now too.
+	PreviousPersonID int64 `json:"previous_person_id,omitempty"`
+	// The phone number bound (phone.bound), as GET /user shows it.
+	PhoneNumber     string `json:"phone_number,omitempty"`
+	PurePhoneNumber string `json:"pure_phone_number,omitempty"`
+	CountryCode     string `json:"country_code,omitempty"`
+	// Claim (claim.taken) is the name of the benefit taken.
+	Claim string `json:"claim,omitempty"`
+}
+
+// New is an event of the given type about the user, not yet numbered,
+// with a new id.
+func New(kind string, at time.Time, data Data) Event {
+	return Event{ID: NewID(), Type: kind, At: at.UTC(), Data: data}
+}
+
+// NewID is a new event id: "evt_" and 16 random bytes in base64url, unique
+// across stores and instances without any coordination.
+func NewID() string {
+	b := make([]byte, 16)
+	rand.Read(b) // Never fails: crypto/rand.Read crashes the program rather than return short.
+	return "evt_" + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Created, Joined, PhoneBound, Claimed and Deleted are the events of each
+// change, for user u of person.
+func Created(at time.Time, u *account.User, person int64) Event {
+	return New(UserCreated, at, Data{UserID: u.ID, AppID: u.AppID, PersonID: person})
+}
+
+func Joined(at time.Time, u *account.User, person, previous int64) Event {
+	return New(PersonJoined, at, Data{UserID: u.ID, AppID: u.AppID, PersonID: person, PreviousPersonID: previous})
+}
+
+func PhoneChanged(at time.Time, u *account.User, person int64) Event {
+	return New(PhoneBound, at, Data{UserID: u.ID, AppID: u.AppID, PersonID: person,
+		PhoneNumber: u.PhoneNumber, PurePhoneNumber: u.PurePhoneNumber, CountryCode: u.CountryCode})
+}
+
+func Claimed(at time.Time, u *account.User, person int64, name string) Event {
+	return New(ClaimTaken, at, Data{UserID: u.ID, AppID: u.AppID, PersonID: person, Claim: name})
+}
+
+func Deleted(at time.Time, userID int64, appID string, person int64) Event {
+	return New(UserDeleted, at, Data{UserID: userID, AppID: appID, PersonID: person})
+}
+
+// Of are the events of a change of a user's record from old (nil for a new
+// user) to u: created, joined a person (from previous to person), bound a
+// phone. person is u's person after the change, previous its person before.
+func Of(at time.Time, old, u *account.User, person, previous int64) []Event {
+	var list []Event
+	if old == nil {
+		list = append(list, Created(at, u, person))
+	} else if person != previous {
+		list = append(list, Joined(at, u, person, previous))
+	}
+	if u.PhoneNumber != "" && (old == nil || old.PhoneNumber != u.PhoneNumber || old.CountryCode != u.CountryCode) {
+		list = append(list, PhoneChanged(at, u, person))
+	}
+	return list
+}
+
+// Append appends e's JSON, as encoding/json writes it, to buf.
+func (e *Event) Append(buf []byte) []byte {
+	b, _ := json.Marshal(e) // Cannot fail: plain data.
+	return append(buf, b...)
+}
+
+// Parse reads and checks one event's JSON; unknown fields are an error.
+func Parse(text []byte) (Event, error) {
+	var e Event
+	if err := strictjson.Decode(text, &e); err != nil {
+		return Event{}, fmt.Errorf("not an event: %w", err)
+	}
+	return e, e.check()
+}
+
+// ErrBad is the error of an event that is not one wxlogin writes.
+var ErrBad = errors.New("not an event wxlogin writes")
+
+func (e *Event) check() error {
+	switch {
+	case !strings.HasPrefix(e.ID, "evt_") || len(e.ID) > 64:
+		return fmt.Errorf("%w: id %q", ErrBad, e.ID)
+	case e.Seq < 0:
+		return fmt.Errorf("%w: seq %d", ErrBad, e.Seq)
+	case !known(e.Type):
+		return fmt.Errorf("%w: type %q", ErrBad, e.Type)
+	case e.At.IsZero():
+		return fmt.Errorf("%w: no timestamp", ErrBad)
+	case e.Data.UserID < 1 || e.Data.AppID == "" || e.Data.PersonID < 1:
+		return fmt.Errorf("%w: user %d, appid %q, person %d", ErrBad, e.Data.UserID, e.Data.AppID, e.Data.PersonID)
+	}
+	return nil
+}
+
+func known(kind string) bool {
+	switch kind {
+	case UserCreated, PersonJoined, PhoneBound, ClaimTaken, UserDeleted:
+		return true
+	}
+	return false
+}
+
+// Page is one answer of GET /events: the events after the seq asked for,
+// oldest first, and Next, the after of the page that follows (the last
+// event's seq, or the after asked for when there was none).
+type Page struct {
+	Events []Event `json:"events"`
+	Next   int64   `json:"next"`
+}
