@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"wxlogin/internal/account"
@@ -23,8 +24,9 @@ import (
 const (
 	// UserCreated: a user's first login in an app.
 	UserCreated = "user.created"
-	// PersonJoined: a user's record learned a unionid, or a changed one,
-	// and with it belongs to person_id (previous_person_id before).
+	// PersonJoined: the records of previous_person_id are of person_id
+	// now: user_id's record learned a unionid, or a changed one, that
+	// joins them.
 	PersonJoined = "person.joined"
 	// PhoneBound: a user bound a phone number, or another one.
 	PhoneBound = "phone.bound"
@@ -56,8 +58,8 @@ type Data struct {
 	UserID   int64  `json:"user_id"`
 	AppID    string `json:"appid"`
 	PersonID int64  `json:"person_id"`
-	// PreviousPersonID (person.joined) is the person the user was in
-	// before: its records are the person's now too.
+	// PreviousPersonID (person.joined) is a person joined into person_id:
+	// its records are person_id's now.
 	PreviousPersonID int64 `json:"previous_person_id,omitempty"`
 	// The phone number bound (phone.bound), as GET /user shows it.
 	PhoneNumber     string `json:"phone_number,omitempty"`
@@ -105,14 +107,18 @@ func Deleted(at time.Time, userID int64, appID string, person int64) Event {
 }
 
 // Of are the events of a change of a user's record from old (nil for a new
-// user) to u: created, joined a person (from previous to person), bound a
-// phone. person is u's person after the change, previous its person before.
-func Of(at time.Time, old, u *account.User, person, previous int64) []Event {
+// user) to u, whose person is person after it: created; joined, once for
+// each person of previous, the persons its new unionid brought together,
+// that is not person; bound a phone.
+func Of(at time.Time, old, u *account.User, person int64, previous []int64) []Event {
 	var list []Event
 	if old == nil {
 		list = append(list, Created(at, u, person))
-	} else if person != previous {
-		list = append(list, Joined(at, u, person, previous))
+	}
+	for i, p := range previous {
+		if p != person && !slices.Contains(previous[:i], p) {
+			list = append(list, Joined(at, u, person, p))
+		}
 	}
 	if u.PhoneNumber != "" && (old == nil || old.PhoneNumber != u.PhoneNumber || old.CountryCode != u.CountryCode) {
 		list = append(list, PhoneChanged(at, u, person))

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/events"
 	"wxlogin/internal/strictjson"
 )
 
@@ -145,7 +146,7 @@ func (s *Store) Erase(id int64) (account.Erasure, error) {
 	// the records of one to those of another: they go to another record of
 	// the person, which is the same human, so that the person stays one.
 	if bridge := s.bridgeLocked(u); bridge != nil {
-		s.putLocked(bridge)
+		s.putLocked(s.byID[bridge.ID-1], bridge, now)
 	}
 	person := s.personHash(u)
 	result := account.Erasure{UserID: id, ClaimsKept: []string{}}
@@ -156,14 +157,21 @@ func (s *Store) Erase(id int64) (account.Erasure, error) {
 		s.journal.Append(s.line)
 		result.ClaimsKept = append(result.ClaimsKept, c.Name)
 	}
+	var deleted []events.Event // only ids, of a user whose data goes
+	if s.events.record {
+		deleted = []events.Event{events.Deleted(now, id, u.AppID, s.personIDLocked(u))}
+	}
 	s.eraseLocked(id, now)
 	s.line = erasedLine(s.line[:0], id, now)
+	var seq int64
+	s.line, seq = s.appendEventsLocked(s.line, deleted)
 	b := s.journal.Append(s.line)
 	s.journal.CompactSoon()
 	s.mu.Unlock()
 	if err := s.journal.Wait(b); err != nil {
 		return account.Erasure{}, err
 	}
+	s.madeDurable(seq)
 	return result, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"wxlogin/internal/account"
+	"wxlogin/internal/events"
 	"wxlogin/internal/fastjson"
 	"wxlogin/internal/strictjson"
 )
@@ -31,6 +32,9 @@ type Line struct {
 	PersonKey []byte
 	Kept      *KeptClaim
 	Erased    *Erased
+	// The lines of events (events.go): an event, and the events' numbers.
+	Event  *events.Event
+	Cursor *Cursor
 }
 
 // claimLinePrefix starts every claim line; a user line starts with "id".
@@ -45,6 +49,9 @@ func ParseLine(line []byte) (Line, error) {
 		return Line{Claim: c}, err
 	}
 	if l, ok, err := parseErasureLine(line); ok {
+		return l, err
+	}
+	if l, ok, err := parseEventLine(line); ok {
 		return l, err
 	}
 	u, err := parseUserLine(line)
@@ -64,6 +71,10 @@ func (l Line) Append(buf []byte) []byte {
 		return keptLine(buf, l.Kept)
 	case l.Erased != nil:
 		return erasedLine(buf, l.Erased.UserID, l.Erased.At)
+	case l.Event != nil:
+		return eventLine(buf, l.Event)
+	case l.Cursor != nil:
+		return cursorLine(buf, *l.Cursor)
 	}
 	return buf
 }

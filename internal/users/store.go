@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/events"
 	"wxlogin/internal/journal"
 	"wxlogin/internal/strictjson"
 )
@@ -53,6 +54,8 @@ type Store struct {
 	erasedAt  map[int64]time.Time
 	kept      map[string][]*KeptClaim
 	personKey []byte
+	events eventLog // events.go
+
 	// erasedInFiles is set by a replay that found an erased user's record
 	// still in the files: the compaction the erasure asked for never
 	// finished (a crash, a failed snapshot).
@@ -118,6 +121,7 @@ func (s *Store) makeIndexes(expected int) {
 	s.claims = map[int64][]*Claim{}
 	s.erasedAt = map[int64]time.Time{}
 	s.kept = map[string][]*KeptClaim{}
+	s.events.recorded = make(chan struct{}, 1)
 }
 
 // Census counts the store's users, the persons they are, and their claims.
@@ -155,6 +159,9 @@ func (s *Store) Meta() (account.Meta, error) {
 // Lines may be replayed twice (see internal/journal): a record replaces itself,
 // and a claim made at the same moment is the same claim.
 func (s *Store) replay(l Line) error {
+	if l.Event != nil || l.Cursor != nil {
+		return s.replayEvent(l)
+	}
 	if l.User == nil && l.Claim == nil {
 		return s.replayErasure(l)
 	}
@@ -196,7 +203,8 @@ func (s *Store) replay(l Line) error {
 // Lines copies the store's content and returns it as lines, as the
 // journal's snapshot holds them (and a backup, and wxlogin export): every
 // user (or, for an erased one, the erasure), then every claim, so that each
-// claim names a user stored before it, then the claims erased users made.
+// claim names a user stored before it, then the claims erased users made,
+// then the events kept (events.go).
 // Records and claims are immutable, so the copy can be written out while
 // writes go on. The lines are the store's interchange format (ParseLine,
 // Create); a line yielded is only valid until the next.
@@ -211,6 +219,7 @@ func (s *Store) Lines() iter.Seq[[]byte] {
 		}
 	}
 	kept := s.keptLinesLocked()
+	kept = append(kept, s.eventLinesLocked(s.now())...)
 	s.mu.Unlock()
 	return func(yield func([]byte) bool) {
 		var line []byte
@@ -270,9 +279,10 @@ func (s *Store) Login(appID, openID, unionID string) (account.User, bool, error)
 	if err := s.lockForWrite(); err != nil {
 		return account.User{}, false, err
 	}
-	u, found := s.byRef[account.Ref{AppID: appID, OpenID: openID}]
+	old, found := s.byRef[account.Ref{AppID: appID, OpenID: openID}]
+	var u *account.User
 	if found {
-		updated := *u
+		updated := *old
 		updated.LastLoginAt = now
 		if updated.SetUnionID(unionID) {
 			updated.UpdatedAt = now
@@ -284,7 +294,7 @@ func (s *Store) Login(appID, openID, unionID string) (account.User, bool, error)
 			CreatedAt: now, UpdatedAt: now, LastLoginAt: now,
 		}
 	}
-	b := s.putLocked(u)
+	b, seq := s.putLocked(old, u, now)
 	s.mu.Unlock()
 
 	// A concurrent first login that found the record above still waits here,
@@ -293,6 +303,7 @@ func (s *Store) Login(appID, openID, unionID string) (account.User, bool, error)
 	if err := s.journal.Wait(b); err != nil {
 		return account.User{}, false, err
 	}
+	s.madeDurable(seq)
 	return *u, !found, nil
 }
 
@@ -320,11 +331,12 @@ func (s *Store) Update(id int64, change func(u *account.User)) (account.User, er
 		return u, nil
 	}
 	u.UpdatedAt = now
-	b := s.putLocked(&u)
+	b, seq := s.putLocked(old, &u, now)
 	s.mu.Unlock()
 	if err := s.journal.Wait(b); err != nil {
 		return account.User{}, err
 	}
+	s.madeDurable(seq)
 	return u, nil
 }
 
@@ -358,13 +370,24 @@ func (s *Store) recordLocked(id int64) *account.User {
 	return s.byID[id-1]
 }
 
-// putLocked makes u the current record of its user and appends it to the
-// journal, returning the batch to wait for. s.mu is held; records are never
-// changed once put, only replaced.
-func (s *Store) putLocked(u *account.User) *journal.Batch {
+// putLocked makes u the current record of its user, in place of old (nil
+// for a new user), and appends it to the journal, with the events of the
+// change at at when the store records them (events.go): one Append, so one
+// batch holds them all. It returns the batch to wait for and the seq of
+// the last event, 0 for none. s.mu is held; records are never changed once
+// put, only replaced.
+func (s *Store) putLocked(old, u *account.User, at time.Time) (*journal.Batch, int64) {
+	var previous []int64 // the persons u's unionids bring together, when they change
+	if s.events.record && old != nil && old.UnionID != u.UnionID {
+		previous = s.personsOfLocked(old, u.UnionID)
+	}
 	s.setLocked(u)
 	s.line = appendRecord(s.line[:0], u)
-	return s.journal.Append(s.line)
+	var seq int64
+	if s.events.record {
+		s.line, seq = s.appendEventsLocked(s.line, events.Of(at, old, u, s.personIDLocked(u), previous))
+	}
+	return s.journal.Append(s.line), seq
 }
 
 // setLocked makes u the record of its id, appending a new id (or filling
@@ -552,6 +575,7 @@ func (s *Store) Claim(id int64, name string) (c account.Claim, taken bool, err e
 	}
 	c, taken = s.earliestClaimLocked(u, name)
 	var b *journal.Batch
+	var seq int64
 	if taken {
 		// The earlier claim may still be on its way to disk: waiting for
 		// everything appended so far means nobody is told "already claimed"
@@ -561,6 +585,9 @@ func (s *Store) Claim(id int64, name string) (c account.Claim, taken bool, err e
 		rec := &Claim{Name: name, UserID: id, At: now}
 		s.claims[id] = append(s.claims[id], rec)
 		s.line = appendClaim(s.line[:0], rec)
+		if s.events.record {
+			s.line, seq = s.appendEventsLocked(s.line, []events.Event{events.Claimed(now, u, s.personIDLocked(u), name)})
+		}
 		b = s.journal.Append(s.line)
 		c = s.viewClaim(rec)
 	}
@@ -568,6 +595,7 @@ func (s *Store) Claim(id int64, name string) (c account.Claim, taken bool, err e
 	if err := s.journal.Wait(b); err != nil {
 		return account.Claim{}, false, err
 	}
+	s.madeDurable(seq)
 	return c, taken, nil
 }
 

@@ -308,10 +308,10 @@ func seedUsers(tb testing.TB, s *Store, n int) {
 		s.mu.Lock()
 		var b *journal.Batch
 		for i := start; i < min(n, start+10_000); i++ {
-			b = s.putLocked(&account.User{
+			b, _ = s.putLocked(nil, &account.User{
 				ID: int64(len(s.byID)) + 1, AppID: "wxbench", OpenID: benchOpenID(i), UnionID: fakewechat.UnionID(strconv.Itoa(i)),
 				CreatedAt: now, UpdatedAt: now, LastLoginAt: now,
-			})
+			}, now)
 		}
 		s.mu.Unlock()
 		if err := s.journal.Wait(b); err != nil {

@@ -1,0 +1,255 @@
+package users
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+	"wxlogin/internal/account"
+	"wxlogin/internal/events"
+)
+
+// eventSummary is an event as these tests compare it: its seq, type and
+// data.
+func eventSummary(e events.Event) string {
+	d := e.Data
+	s := fmt.Sprintf("%d %s user=%d app=%s person=%d", e.Seq, e.Type, d.UserID, d.AppID, d.PersonID)
+	if d.PreviousPersonID != 0 {
+		s += fmt.Sprintf(" previous=%d", d.PreviousPersonID)
+	}
+	if d.PhoneNumber != "" {
+		s += " phone=" + d.PhoneNumber
+	}
+	if d.Claim != "" {
+		s += " claim=" + d.Claim
+	}
+	return s
+}
+
+func summaries(list []events.Event) string {
+	var lines []string
+	for _, e := range list {
+		lines = append(lines, eventSummary(e))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestEventsOfEachChange: each change other services follow records its
+// event, with the user's person, and nothing else records one.
+func TestEventsOfEachChange(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir, time.Now)
+	s.RecordEvents(false)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, err := s.Login("wxa", "o1", "") // 1: created, its own person
+	must(err)
+	_, _, err = s.Login("wxb", "o2", "u1") // 2: created, its own person
+	must(err)
+	_, _, err = s.Login("wxa", "o1", "") // a returning login: nothing
+	must(err)
+	_, _, err = s.Login("wxa", "o1", "u1") // 1 learns u1: 2 joins 1's person
+	must(err)
+	_, err = s.Update(2, func(u *account.User) { u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = "+86 13800000000", "13800000000", "86" })
+	must(err)
+	_, err = s.Update(2, func(u *account.User) { u.Nickname = "n" }) // not followed
+	must(err)
+	_, _, err = s.Claim(2, "gift")
+	must(err)
+	_, _, err = s.Claim(1, "gift") // taken already: nothing
+	must(err)
+	_, _, err = s.Login("wxc", "o3", "u1") // 3: created in person 1
+	must(err)
+	_, err = s.Erase(1)
+	must(err)
+
+	want := strings.Join([]string{
+		"1 user.created user=1 app=wxa person=1",
+		"2 user.created user=2 app=wxb person=2",
+		"3 person.joined user=1 app=wxa person=1 previous=2",
+		"4 phone.bound user=2 app=wxb person=1 phone=+86 13800000000",
+		"5 claim.taken user=2 app=wxb person=1 claim=gift",
+		"6 user.created user=3 app=wxc person=1",
+		"7 user.deleted user=1 app=wxa person=1",
+	}, "\n")
+	// User 1, learning u1, brings user 2's person into its own.
+	if got := summaries(s.Events(0, 100)); got != want {
+		t.Errorf("events:\n%s\nwant:\n%s", got, want)
+	}
+	if got := summaries(s.Events(4, 2)); got != strings.Join(strings.Split(want, "\n")[4:6], "\n") {
+		t.Errorf("Events(4, 2):\n%s", got)
+	}
+
+	// The same after a restart, and after a snapshot.
+	must(s.Close())
+	s = openTestStore(t, dir, time.Now)
+	if got := summaries(s.Events(0, 100)); got != want {
+		t.Errorf("after a restart:\n%s\nwant:\n%s", got, want)
+	}
+	s.journal.CompactSoon()
+	must(s.journal.Wait(s.journal.Barrier()))
+	s.journal.WaitCompactions()
+	must(s.Close())
+	s = openTestStore(t, dir, time.Now)
+	if got := summaries(s.Events(0, 100)); got != want {
+		t.Errorf("after a snapshot:\n%s\nwant:\n%s", got, want)
+	}
+	ids := map[string]bool{}
+	for _, e := range s.Events(0, 100) {
+		ids[e.ID] = true
+	}
+	if len(ids) != 7 {
+		t.Errorf("%d ids for 7 events", len(ids))
+	}
+}
+
+// TestAJoinNamesThePersonBefore: a user whose unionid joins it to an
+// earlier person tells which person it was in.
+func TestAJoinNamesThePersonBefore(t *testing.T) {
+	s := openTestStore(t, t.TempDir(), time.Now)
+	s.RecordEvents(false)
+	for _, l := range [][3]string{{"wxa", "o1", "u1"}, {"wxb", "o2", "u2"}, {"wxc", "o3", "u2"}, {"wxc", "o3", "u1"}} {
+		if _, _, err := s.Login(l[0], l[1], l[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := s.Events(3, 10)
+	if len(got) != 1 || eventSummary(got[0]) != "4 person.joined user=3 app=wxc person=1 previous=2" {
+		t.Errorf("the unionid change recorded:\n%s", summaries(got))
+	}
+}
+
+// TestNoEventsUnlessRecorded: a store that does not record events writes
+// none.
+func TestNoEventsUnlessRecorded(t *testing.T) {
+	s := openTestStore(t, t.TempDir(), time.Now)
+	if _, _, err := s.Login("wxa", "o1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Claim(1, "gift"); err != nil {
+		t.Fatal(err)
+	}
+	for l := range s.Lines() {
+		if strings.Contains(string(l), "event") {
+			t.Errorf("a line %s", l)
+		}
+	}
+}
+
+// TestEventsAreListedOnlyOnceDurable: an event whose batch is not on disk
+// yet is not listed, so no receiver hears of a change a crash could undo.
+func TestEventsAreListedOnlyOnceDurable(t *testing.T) {
+	s := openTestStore(t, t.TempDir(), time.Now)
+	s.RecordEvents(false)
+	release := make(chan struct{})
+	writing := make(chan struct{}, 1)
+	s.journal.InjectFault(func(step string) error {
+		if step == "write" {
+			writing <- struct{}{}
+			<-release
+		}
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := s.Login("wxa", "o1", "")
+		done <- err
+	}()
+	<-writing
+	if got := s.Events(0, 10); len(got) != 0 {
+		t.Errorf("listed before it is durable: %s", summaries(got))
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Recorded():
+	default:
+		t.Error("Recorded not signalled")
+	}
+	if got := s.Events(0, 10); len(got) != 1 {
+		t.Errorf("once durable: %s", summaries(got))
+	}
+}
+
+// TestDeliveredEventsAgeOut: a snapshot drops the events older than
+// events.Keep, but, when they are held for the webhook, not one it has
+// not delivered; the numbering goes on where it was.
+func TestDeliveredEventsAgeOut(t *testing.T) {
+	for _, hold := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hold=%v", hold), func(t *testing.T) {
+			dir := t.TempDir()
+			now := time.Now()
+			clock := func() time.Time { return now }
+			s := openTestStore(t, dir, clock)
+			s.RecordEvents(hold)
+			for i := range 4 {
+				if _, _, err := s.Login("wxa", fmt.Sprintf("o%d", i), ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.SetDelivered(2); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetDelivered(1); err != nil { // never back
+				t.Fatal(err)
+			}
+			now = now.Add(events.Keep + time.Minute)
+			s.journal.CompactSoon()
+			if _, _, err := s.Login("wxa", "o4", ""); err != nil { // 5, within Keep
+				t.Fatal(err)
+			}
+			s.journal.WaitCompactions()
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			s = openTestStore(t, dir, clock)
+			var seqs []int64
+			for _, e := range s.Events(0, 10) {
+				seqs = append(seqs, e.Seq)
+			}
+			want := []int64{5}
+			if hold {
+				want = []int64{3, 4, 5}
+			}
+			if !slices.Equal(seqs, want) {
+				t.Errorf("kept %v, want %v", seqs, want)
+			}
+			if got := s.Delivered(); got != 2 {
+				t.Errorf("Delivered() = %d after a restart, want 2", got)
+			}
+			s.RecordEvents(hold)
+			if _, _, err := s.Login("wxa", "o5", ""); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Events(5, 10); len(got) != 1 || got[0].Seq != 6 {
+				t.Errorf("numbering after the snapshot: %s", summaries(got))
+			}
+		})
+	}
+}
+
+// TestAnEventSeqIsNeverGivenTwice: lines of two events with one seq, as
+// files put together from different times would hold, are refused.
+func TestAnEventSeqIsNeverGivenTwice(t *testing.T) {
+	s := newMemoryStore()
+	e := events.Created(time.Now(), &account.User{ID: 1, AppID: "wxa"}, 1)
+	e.Seq = 1
+	other := e
+	other.ID = events.NewID()
+	if err := s.replay(Line{Event: &e}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.replay(Line{Event: &e}); err != nil {
+		t.Errorf("the same event replayed twice: %v", err)
+	}
+	if err := s.replay(Line{Event: &other}); err == nil {
+		t.Error("a second event numbered 1 was taken")
+	}
+}
