@@ -55,7 +55,9 @@ func TestEventsOfEachChange(t *testing.T) {
 	must(err)
 	_, _, err = s.Login("wxa", "o1", "u1") // 1 learns u1: 2 joins 1's person
 	must(err)
-	_, err = s.Update(2, func(u *account.User) { u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = "+86 13800000000", "13800000000", "86" })
+	_, err = s.Update(2, func(u *account.User) {
+		u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = "+86 13800000000", "13800000000", "86"
+	})
 	must(err)
 	_, err = s.Update(2, func(u *account.User) { u.Nickname = "n" }) // not followed
 	must(err)

@@ -54,7 +54,7 @@ type Store struct {
 	erasedAt  map[int64]time.Time
 	kept      map[string][]*KeptClaim
 	personKey []byte
-	events eventLog // events.go
+	events    eventLog // events.go
 
 	// erasedInFiles is set by a replay that found an erased user's record
 	// still in the files: the compaction the erasure asked for never
