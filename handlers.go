@@ -9,11 +9,13 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 	"wxlogin/internal/accesslog"
 	"wxlogin/internal/account"
+	"wxlogin/internal/events"
 	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/fastjson"
 	"wxlogin/internal/jwt"
@@ -1161,6 +1163,48 @@ func handleClaims(users userBackend) callerHandler {
 		}
 		writeOK(w, response{Claims: claims})
 	}
+}
+
+// handleEvents serves GET /events?after=N&limit=M on the admin address:
+// the events after seq N, oldest first, M of them at most (100 unless
+// said, 1000 at most), and next, the N of the page that follows. A
+// receiver replays from the last seq it took (docs/events.md).
+func handleEvents(log eventLog) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		after, limit, err := pageOf(r.URL.Query())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		list, err := log.Events(r.Context(), after, limit)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		page := events.Page{Events: list, Next: after}
+		if len(list) > 0 {
+			page.Next = list[len(list)-1].Seq
+		} else {
+			page.Events = []events.Event{}
+		}
+		writeOK(w, page)
+	})
+}
+
+// pageOf reads GET /events's after and limit.
+func pageOf(q url.Values) (after int64, limit int, err error) {
+	limit = 100
+	if v := q.Get("after"); v != "" {
+		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
+			return 0, 0, badRequest(msgMalformed+"：after 应为不小于 0 的整数", nil)
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 1000 {
+			return 0, 0, badRequest(msgMalformed+"：limit 应为 1 到 1000 的整数", nil)
+		}
+	}
+	return after, limit, nil
 }
 
 // handleLogout serves POST /logout: the token is revoked at once.

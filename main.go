@@ -46,6 +46,7 @@ import (
 	"wxlogin/internal/tokenfile"
 	"wxlogin/internal/tools"
 	"wxlogin/internal/users"
+	"wxlogin/internal/webhook"
 )
 
 func main() {
@@ -114,7 +115,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	tokens := newTokenStore(cfg.TokenTTL, cfg.TokenMaxAge, clocks)
 	m.Users = userStore.Count
 	m.LiveTokens = func() int { return int(tokens.liveAtSweep.Load()) }
-	stopAdmin, err := startAdmin(ctx, cfg.AdminAddr, userStore, m, log)
+	var eventsOf eventLog // GET /events, with -events
+	if cfg.Events.On {
+		userStore.RecordEvents(cfg.Events.Webhook != "")
+		eventsOf = fileUsers{userStore}
+	}
+	stopAdmin, err := startAdmin(ctx, cfg.AdminAddr, userStore, eventsOf, m, log)
 	if err != nil {
 		return errors.Join(err, userStore.Close())
 	}
@@ -182,7 +188,7 @@ func runOnRedis(ctx context.Context, cfg config.Config, m *metrics.Metrics, log 
 		}()
 		defer func() { cancel(); <-watched }()
 	}
-	stopAdmin, err := startAdmin(ctx, cfg.AdminAddr, nil, m, log)
+	stopAdmin, err := startAdmin(ctx, cfg.AdminAddr, nil, nil, m, log)
 	if err != nil {
 		return err
 	}
@@ -277,6 +283,14 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, users userBa
 		defer stop()
 		where = append(where, "jwt_issuer", issuer)
 	}
+	if cfg.Events.Webhook != "" {
+		source, ok := users.(eventLog)
+		if !ok {
+			return errors.Join(errors.New("-webhook: this store records no events"), ln.Close())
+		}
+		defer startWebhook(ctx, cfg.Events, source, log)()
+		where = append(where, "webhook", redact.URL(cfg.Events.Webhook))
+	}
 	handler := newServer(log, m, apps, users, tokens, signer, limit, cfg.Proxies, fake)
 	if with.redisBound > 0 {
 		handler = redis.WithBudgets(with.redisBound, handler)
@@ -290,6 +304,21 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, users userBa
 	log.Info("wxlogin listening", append([]any{"url", baseURL, "addr", ln.Addr().String(), "max_conns", maxConns,
 		"wechat_api", redact.URL(wechatAPI)}, where...)...)
 	return serveUntilDone(ctx, srv, limits.Conns(srv, ln, maxConns), cfg.LoginTimeout+5*time.Second, log)
+}
+
+// startWebhook posts each event of source to -webhook (internal/webhook)
+// until stop is called; what is not delivered by then is at the next
+// start.
+func startWebhook(ctx context.Context, cfg config.Events, source eventLog, log *slog.Logger) (stop func()) {
+	sender := &webhook.Sender{URL: cfg.Webhook, Secret: cfg.Secret, Client: webhook.NewClient(10 * time.Second),
+		Log: log, Poll: time.Second, MaxBackoff: 30 * time.Second}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sender.Run(ctx, source)
+	}()
+	return func() { cancel(); <-done }
 }
 
 // startJWT is -jwt's issuer of access tokens, signing with keys (the data
@@ -335,7 +364,7 @@ func serveUntilDone(ctx context.Context, srv *http.Server, ln net.Listener, grac
 // URL. The client side (/mock/wx.login, …) stays where mock mode has it. No
 // data directory is used: the fake keeps its codes and keys in memory.
 func runFakeOnly(ctx context.Context, cfg config.Config, m *metrics.Metrics, log *slog.Logger) error {
-	stopAdmin, err := startAdmin(ctx, cfg.AdminAddr, nil, m, log)
+	stopAdmin, err := startAdmin(ctx, cfg.AdminAddr, nil, nil, m, log)
 	if err != nil {
 		return err
 	}
@@ -368,12 +397,13 @@ func fakeFor(apps []config.App, fixtures fakewechat.Fixtures) *fakewechat.Fake {
 	return fakewechat.New(fakeApps, fixtures, time.Now)
 }
 
-// startAdmin serves the profiler, and a backup of users (nil for the fake
-// alone), on an address of their own, so that neither is exposed where
-// clients connect; with no address, nothing. It returns a function that
+// startAdmin serves the profiler, a backup of users (nil for the fake
+// alone) and, with -events, GET /events (eventsOf, else nil), on an address
+// of their own, so that none is exposed where clients connect; with no
+// address, nothing. It returns a function that
 // stops it and waits until it has. (Importing net/http/pprof also registers
 // it on http.DefaultServeMux, which wxlogin never serves.)
-func startAdmin(ctx context.Context, addr string, userStore *users.Store, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+func startAdmin(ctx context.Context, addr string, userStore *users.Store, eventsOf eventLog, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -390,6 +420,9 @@ func startAdmin(ctx context.Context, addr string, userStore *users.Store, m *met
 	mux.Handle("GET /metrics", m.Handler())
 	if userStore != nil {
 		mux.Handle("GET /backup", tools.BackupHandler(userStore, log))
+	}
+	if eventsOf != nil {
+		mux.Handle("GET /events", handleEvents(eventsOf))
 	}
 	// A CPU profile, a trace or a backup runs as long as it needs: no write
 	// timeout.

@@ -476,6 +476,24 @@ func (f fileUsers) Erase(_ context.Context, id int64) (account.Erasure, error) {
 	return r, storeFailed(err)
 }
 
+// fileUsers is the file store's eventLog too, with -events.
+func (f fileUsers) Events(_ context.Context, after int64, limit int) ([]events.Event, error) {
+	return f.users.Events(after, limit), nil
+}
+
+func (f fileUsers) Delivered(context.Context) (int64, error) { return f.users.Delivered(), nil }
+
+func (f fileUsers) SetDelivered(_ context.Context, seq int64) error {
+	return storeFailed(f.users.SetDelivered(seq))
+}
+
+// HoldDelivery: one wxlogin owns a data directory, so it delivers alone.
+func (f fileUsers) HoldDelivery(context.Context, string, time.Duration) (bool, error) {
+	return true, nil
+}
+
+func (f fileUsers) Recorded() <-chan struct{} { return f.users.Recorded() }
+
 func (f fileUsers) Health(context.Context) error { return storeFailed(f.users.WriteFailure()) }
 
 // memoryTokens is the token store as a tokenBackend; it reads the user

@@ -28,6 +28,7 @@ import (
 	"wxlogin/internal/redisstore"
 	"wxlogin/internal/request"
 	"wxlogin/internal/strictjson"
+	"wxlogin/internal/webhook"
 )
 
 // MockAppID is the AppID of the fake WeChat's app when WX_APPID is not set.
@@ -61,6 +62,17 @@ type Config struct {
 	LogLevel        slog.Level          // the least level logged
 	ShowVersion     bool                // -version: print the build and exit
 	JWT             JWT                 // -jwt: signed access tokens for other services
+	Events          Events              // -events, -webhook: what other services hear of users
+}
+
+// Events is -events and -webhook (internal/events, internal/webhook):
+// each change other services follow is recorded with the change and
+// listed by GET /events on -admin-addr; with a webhook, each is posted to
+// it too, signed as Standard Webhooks has it.
+type Events struct {
+	On      bool           // record events; a webhook implies it
+	Webhook string         // the URL events are posted to; "" for none
+	Secret  webhook.Secret // from WXLOGIN_WEBHOOK_SECRET(_FILE), never a flag
 }
 
 // JWT is -jwt and what its tokens say (internal/jwt): with it, a login
@@ -161,6 +173,9 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	e.Duration(&cfg.JWT.TTL, "jwt-ttl", "WXLOGIN_JWT_TTL", 10*time.Minute, "with -jwt: a JWT expires this long after it is issued (at most 24h); a logout cannot recall one sooner")
 	e.Duration(&cfg.JWT.Rotate, "jwt-rotate", "WXLOGIN_JWT_ROTATE", 24*time.Hour, "with -jwt: a signing key signs this long (at least 1h); the next is published a period ahead, the last until its tokens expire")
 	e.Bool(&jwtOpenID, "jwt-openid", "WXLOGIN_JWT_OPENID", "with -jwt: put the user's openid in the JWT, for services that call WeChat for the user (default: off)")
+	var eventsOn OptionalBool
+	e.Bool(&eventsOn, "events", "WXLOGIN_EVENTS", "record an event with each change other services follow (user created, person joined, phone bound, claim taken, user deleted) and list them with GET /events on -admin-addr (docs/events.md) (default: off)")
+	e.String(&cfg.Events.Webhook, "webhook", "WXLOGIN_WEBHOOK", "", "post each event to this URL, signed as Standard Webhooks has it with the whsec_ secret in WXLOGIN_WEBHOOK_SECRET or WXLOGIN_WEBHOOK_SECRET_FILE, until it answers 2xx; implies -events (default: off)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return cfg, err
 	}
@@ -283,6 +298,9 @@ func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 		}
 	}
 	if err := checkJWT(&cfg, jwtOn.Value, jwtOpenID.Value, e.Set); err != nil {
+		return cfg, err
+	}
+	if err := checkEvents(&cfg, eventsOn.Value, getenv); err != nil {
 		return cfg, err
 	}
 	if fixturesPath != "" {
@@ -425,6 +443,42 @@ func isEnvName(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// checkEvents completes cfg.Events with -events and the webhook's secret,
+// and checks them. The secret comes only from the environment or a file
+// only its owner reads, and only with a webhook to sign for.
+func checkEvents(cfg *Config, on bool, getenv func(string) string) error {
+	ev := &cfg.Events
+	ev.On = on || ev.Webhook != ""
+	text, path := getenv("WXLOGIN_WEBHOOK_SECRET"), getenv("WXLOGIN_WEBHOOK_SECRET_FILE")
+	switch {
+	case cfg.FakeOnly && ev.On:
+		return errors.New("-fake-only keeps no users: -events and -webhook do not apply")
+	case ev.Webhook == "" && (text != "" || path != ""):
+		return errors.New("WXLOGIN_WEBHOOK_SECRET(_FILE) is set, but there is no -webhook / WXLOGIN_WEBHOOK to sign for")
+	case ev.Webhook == "":
+		return nil
+	case text != "" && path != "":
+		return errors.New("set WXLOGIN_WEBHOOK_SECRET or WXLOGIN_WEBHOOK_SECRET_FILE, not both")
+	case text == "" && path == "":
+		return errors.New("-webhook / WXLOGIN_WEBHOOK needs its secret, whsec_ and the key in base64, in WXLOGIN_WEBHOOK_SECRET or WXLOGIN_WEBHOOK_SECRET_FILE")
+	}
+	if u, err := url.Parse(ev.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return errors.New("-webhook / WXLOGIN_WEBHOOK: not an http(s) URL without user or password")
+	}
+	if path != "" {
+		var err error
+		if text, err = readSecretFile(path, "WXLOGIN_WEBHOOK_SECRET_FILE"); err != nil {
+			return err
+		}
+	}
+	secret, err := webhook.ParseSecret(text)
+	if err != nil {
+		return fmt.Errorf("the webhook's secret: %w", err)
+	}
+	ev.Secret = secret
+	return nil
 }
 
 // readSecret reads the AppSecret from WX_APPSECRET, or from the file named by

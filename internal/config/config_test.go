@@ -354,3 +354,61 @@ func TestJWTConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestEventsConfig: -events, -webhook and the webhook's secret, which
+// comes only from the environment or a file only its owner reads, and is
+// never quoted in an error.
+func TestEventsConfig(t *testing.T) {
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	dir := t.TempDir()
+	file := filepath.Join(dir, "secret")
+	if err := os.WriteFile(file, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(dir, "open")
+	if err := os.WriteFile(open, []byte(secret), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const hook = "http://127.0.0.1:9/hook"
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		on      bool
+		webhook string
+		wantErr string
+	}{
+		{name: "off by default"},
+		{name: "events alone", args: []string{"-events"}, on: true},
+		{name: "a webhook implies events", args: []string{"-webhook", hook}, env: map[string]string{"WXLOGIN_WEBHOOK_SECRET": secret}, on: true, webhook: hook},
+		{name: "the secret from a file", env: map[string]string{"WXLOGIN_WEBHOOK": hook, "WXLOGIN_WEBHOOK_SECRET_FILE": file}, on: true, webhook: hook},
+		{name: "no secret", args: []string{"-webhook", hook}, wantErr: "needs its secret"},
+		{name: "both", args: []string{"-webhook", hook}, env: map[string]string{"WXLOGIN_WEBHOOK_SECRET": secret, "WXLOGIN_WEBHOOK_SECRET_FILE": file}, wantErr: "not both"},
+		{name: "a file others read", args: []string{"-webhook", hook}, env: map[string]string{"WXLOGIN_WEBHOOK_SECRET_FILE": open}, wantErr: "make it 0600"},
+		{name: "not whsec_", args: []string{"-webhook", hook}, env: map[string]string{"WXLOGIN_WEBHOOK_SECRET": "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, wantErr: "not a webhook secret"},
+		{name: "a secret and no webhook", env: map[string]string{"WXLOGIN_WEBHOOK_SECRET": secret}, wantErr: "no -webhook"},
+		{name: "not a URL", args: []string{"-webhook", "hook.example.com"}, env: map[string]string{"WXLOGIN_WEBHOOK_SECRET": secret}, wantErr: "not an http(s) URL"},
+		{name: "a password in the URL", args: []string{"-webhook", "https://u:p@hook.example.com"}, env: map[string]string{"WXLOGIN_WEBHOOK_SECRET": secret}, wantErr: "without user or password"},
+		{name: "fake-only", args: []string{"-events", "-fake-only"}, env: map[string]string{"WX_APPID": "wx1", "WX_APPSECRET": "s"}, wantErr: "-fake-only keeps no users"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(append([]string{"wxlogin"}, tt.args...), func(k string) string { return tt.env[k] }, io.Discard)
+			if err != nil && strings.Contains(err.Error(), "MfKQ9r8") {
+				t.Errorf("the error quotes the secret: %v", err)
+			}
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("Load = %v; want an error mentioning %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || cfg.Events.On != tt.on || cfg.Events.Webhook != tt.webhook {
+				t.Fatalf("Load = %+v, %v; want on %v, webhook %q", cfg.Events, err, tt.on, tt.webhook)
+			}
+			if tt.webhook != "" && cfg.Events.Secret.Text() != secret {
+				t.Errorf("the secret read is not the one given")
+			}
+		})
+	}
+}

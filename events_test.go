@@ -1,0 +1,314 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"wxlogin/internal/events"
+	"wxlogin/internal/testkit"
+	"wxlogin/internal/webhook"
+)
+
+// This file tests what other services hear of users (-events, -webhook):
+// through a real process, killed with SIGKILL, and a receiver that checks
+// every signature and counts what it was told.
+
+// receiver is another team's webhook endpoint: it takes a message only if
+// its signature checks out under the secret, and keeps each, in the order
+// received; while down, it answers 503.
+type receiver struct {
+	secret webhook.Secret
+	srv    *httptest.Server
+
+	mu       sync.Mutex
+	down     bool
+	received []receivedMessage
+	refused  int // messages whose signature did not check out
+}
+
+// receivedMessage is one message taken, as sent.
+type receivedMessage struct {
+	headers http.Header
+	body    string
+	event   events.Event
+}
+
+func newReceiver(t *testing.T) *receiver {
+	r := &receiver{secret: webhook.NewSecret()}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	id, ts := req.Header.Get("webhook-id"), req.Header.Get("webhook-timestamp")
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	var e events.Event
+	if err == nil {
+		err = json.Unmarshal(body, &e)
+	}
+	if err != nil || req.Header.Get("webhook-signature") != r.secret.Sign(id, time.Unix(sec, 0), body) || e.ID != id {
+		r.refused++
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	r.received = append(r.received, receivedMessage{headers: req.Header.Clone(), body: string(body), event: e})
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (r *receiver) setDown(down bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.down = down
+}
+
+func (r *receiver) messages() []receivedMessage {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.received)
+}
+
+// firstOfEach is each event as first received, in the order received, and
+// how many messages repeated one.
+func firstOfEach(msgs []receivedMessage) (list []events.Event, repeats int) {
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		if seen[m.event.ID] {
+			repeats++
+			continue
+		}
+		seen[m.event.ID] = true
+		list = append(list, m.event)
+	}
+	return list, repeats
+}
+
+// startWithWebhook runs wxlogin as a child process on dir, posting its
+// events to r, with its admin address; it returns the child and the admin
+// URL.
+func startWithWebhook(t *testing.T, dir string, r *receiver) (*child, string) {
+	t.Helper()
+	c := startProcess(t, []string{"WXLOGIN_WEBHOOK_SECRET=" + r.secret.Text()},
+		"-addr", "127.0.0.1:0", "-data", dir, "-login-rate", "0", "-admin-addr", "127.0.0.1:0", "-webhook", r.srv.URL+"/hooks/wxlogin")
+	m := regexp.MustCompile(`msg="admin listening" url=(http://[^/]+)/`).FindStringSubmatch(c.logs.String())
+	if m == nil {
+		t.Fatalf("no admin address logged:\n%s", c.logs)
+	}
+	return c, m[1]
+}
+
+// TestWebhookDeliversEveryAcknowledgedChangeAcrossKill9 kills a wxlogin
+// with SIGKILL while new users log in and take a gift, restarts it, and
+// again: the receiver is told, at least once, of every user created and
+// every gift taken that wxlogin acknowledged, each change under one
+// webhook-id however often it came, and a user's events in the order they
+// happened. GET /events lists the same events, and pages.
+func TestWebhookDeliversEveryAcknowledgedChangeAcrossKill9(t *testing.T) {
+	const kills, workers, meanUptime = 3, 8, 400 * time.Millisecond
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, seed))
+	dir := t.TempDir()
+	r := newReceiver(t)
+	users := newNewUsers()
+	for kill := 1; kill <= kills; kill++ {
+		c, _ := startWithWebhook(t, dir, r)
+		stop := users.keepComing(c.url, workers, fmt.Sprintf("k%d", kill))
+		select {
+		case <-time.After(time.Duration(rng.Int64N(int64(2 * meanUptime)))):
+		case err := <-c.exited:
+			t.Fatalf("wxlogin exited before kill %d: %v\n%s", kill, err, c.logs.String())
+		}
+		c.cmd.Process.Kill()
+		<-c.exited
+		c.exited <- nil // for the cleanup
+		stop()
+	}
+	c, admin := startWithWebhook(t, dir, r)
+
+	want := map[string]bool{} // "type user" of each acknowledged change
+	for _, id := range users.acked {
+		want[fmt.Sprint(events.UserCreated, " ", id)] = true
+		if users.claimed[id] {
+			want[fmt.Sprint(events.ClaimTaken, " ", id)] = true
+		}
+	}
+	if len(want) < kills {
+		t.Fatalf("only %d changes acknowledged in %d rounds: the kills did not land under load", len(want), kills)
+	}
+	var list []events.Event
+	var repeats int
+	missing := func() []string {
+		list, repeats = firstOfEach(r.messages())
+		told := map[string]bool{}
+		for _, e := range list {
+			told[fmt.Sprint(e.Type, " ", e.Data.UserID)] = true
+		}
+		var not []string
+		for change := range want {
+			if !told[change] {
+				not = append(not, change)
+			}
+		}
+		return not
+	}
+	testkit.WaitWithin(t, 30*time.Second, "the receiver told of every acknowledged change", func() bool { return len(missing()) == 0 })
+
+	// One id per change, and each user's events in their order.
+	ids := map[string]string{}
+	var lastSeq int64
+	createdAt := map[int64]int64{} // user → seq of user.created
+	for _, e := range list {
+		change := fmt.Sprint(e.Type, " ", e.Data.UserID, " ", e.Data.Claim)
+		if other, ok := ids[change]; ok {
+			t.Errorf("%s told twice, as %s and %s", change, other, e.ID)
+		}
+		ids[change] = e.ID
+		if e.Seq <= lastSeq {
+			t.Errorf("event %d received after %d", e.Seq, lastSeq)
+		}
+		lastSeq = e.Seq
+		switch e.Type {
+		case events.UserCreated:
+			createdAt[e.Data.UserID] = e.Seq
+		case events.ClaimTaken:
+			if createdAt[e.Data.UserID] == 0 {
+				t.Errorf("user %d's gift told before the user", e.Data.UserID)
+			}
+		}
+	}
+	if r.refused > 0 {
+		t.Errorf("%d messages failed the signature check", r.refused)
+	}
+
+	// GET /events lists the same, page by page.
+	var listed []events.Event
+	for after := int64(0); ; {
+		got := post(t, "GET", admin+"/events?limit=7&after="+strconv.FormatInt(after, 10), "", "")
+		page := dataOf[events.Page](t, got)
+		if len(page.Events) == 0 {
+			if page.Next != after {
+				t.Errorf("an empty page names next %d after %d", page.Next, after)
+			}
+			break
+		}
+		listed = append(listed, page.Events...)
+		after = page.Next
+	}
+	if len(listed) < len(list) {
+		t.Errorf("GET /events lists %d events; the receiver took %d", len(listed), len(list))
+	}
+	for i, e := range list {
+		if i < len(listed) && listed[i].ID != e.ID {
+			t.Errorf("event %d: GET /events lists %s, the receiver took %s", i, listed[i].ID, e.ID)
+			break
+		}
+	}
+	t.Logf("webhook crash figures: %d kills, %d changes acknowledged, %d events received, %d repeated (seed %d)",
+		kills, len(want), len(list), repeats, seed)
+	c.stop(t)
+	checkWithReferenceVerifier(t, r, r.messages()[:min(20, len(r.messages()))])
+}
+
+// TestAReceiverDownForAMinuteGetsEverythingInOrder: a receiver that
+// answers 503 for a minute, while users log in and take gifts, is then
+// told of all of it, each user's events in their order.
+func TestAReceiverDownForAMinuteGetsEverythingInOrder(t *testing.T) {
+	t.Parallel()
+	down := testkit.Setting(t, "WXLOGIN_WEBHOOK_DOWN", time.Minute, time.ParseDuration)
+	r := newReceiver(t)
+	r.setDown(true)
+	wentDown := time.Now()
+	c, admin := startWithWebhook(t, t.TempDir(), r)
+	users := newNewUsers()
+	stop := users.keepComing(c.url, 4, "down")
+	testkit.WaitWithin(t, 30*time.Second, "logins while the receiver is down", func() bool { return users.count() >= 100 })
+	stop()
+	acked := users.count()
+	if acked == 0 {
+		t.Fatal("no login acknowledged")
+	}
+	// The receiver stays down the rest of its minute; GET /events lists
+	// everything meanwhile.
+	var total int
+	testkit.WaitWithin(t, 10*time.Second, "GET /events lists every change", func() bool {
+		page := dataOf[events.Page](t, post(t, "GET", admin+"/events?limit=1000", "", ""))
+		total = len(page.Events)
+		return total >= acked
+	})
+	<-time.After(time.Until(wentDown.Add(down))) // the rest of the receiver's minute
+	r.setDown(false)
+	testkit.WaitWithin(t, 45*time.Second, "every event delivered once the receiver is back", func() bool {
+		list, _ := firstOfEach(r.messages())
+		return len(list) >= total
+	})
+	list, _ := firstOfEach(r.messages())
+	for i := 1; i < len(list); i++ {
+		if list[i].Seq <= list[i-1].Seq {
+			t.Fatalf("event %d received after %d", list[i].Seq, list[i-1].Seq)
+		}
+	}
+}
+
+// checkWithReferenceVerifier has the Standard Webhooks project's own
+// library (the standardwebhooks npm package, pinned in tools/webhooks)
+// check messages as the receiver took them.
+func checkWithReferenceVerifier(t *testing.T, r *receiver, msgs []receivedMessage) {
+	t.Helper()
+	modules, _ := filepath.Abs("tools/webhooks/node_modules")
+	if _, err := os.Stat(filepath.Join(modules, "standardwebhooks")); err != nil {
+		missingTool(t, "standardwebhooks (cd tools/webhooks && npm ci)", "npm")
+	}
+	needTool(t, "node", "nodejs")
+	type message struct {
+		Body    string            `json:"body"`
+		Headers map[string]string `json:"headers"`
+	}
+	var list []message
+	for _, m := range msgs {
+		h := map[string]string{}
+		for name := range m.headers {
+			h[strings.ToLower(name)] = m.headers.Get(name)
+		}
+		list = append(list, message{Body: m.body, Headers: h})
+	}
+	input, _ := json.Marshal(list)
+	// The timestamps are checked against now, as a receiver does: the
+	// messages are seconds old.
+	cmd := exec.Command("node", "-e", `
+const { Webhook } = require('standardwebhooks');
+const wh = new Webhook(process.env.WEBHOOK_SECRET);
+let n = 0;
+for (const m of JSON.parse(require('fs').readFileSync(0, 'utf8'))) { wh.verify(m.body, m.headers); n++; }
+console.log(n + ' verified');
+`)
+	cmd.Env = append(os.Environ(), "NODE_PATH="+modules, "WEBHOOK_SECRET="+r.secret.Text())
+	cmd.Stdin = strings.NewReader(string(input))
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != fmt.Sprint(len(list), " verified") {
+		t.Errorf("the reference verifier: %v\n%s", err, out)
+	}
+}
