@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -310,5 +311,119 @@ console.log(n + ' verified');
 	out, err := cmd.CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != fmt.Sprint(len(list), " verified") {
 		t.Errorf("the reference verifier: %v\n%s", err, out)
+	}
+}
+
+// TestWebhookReceiversAsDocumented runs docs/events.md's Python and Node
+// checks of a signature as pasted, on a message a real wxlogin posted:
+// each accepts it as sent, and refuses it with another body, another id,
+// another secret, or a timestamp ten minutes old.
+func TestWebhookReceiversAsDocumented(t *testing.T) {
+	needTool(t, "node", "nodejs")
+	needTool(t, "python3", "python3")
+	r := newReceiver(t)
+	s := startServer(t, map[string]string{"WXLOGIN_WEBHOOK_SECRET": r.secret.Text()},
+		"-data", t.TempDir(), "-webhook", r.srv.URL)
+	post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`)
+	testkit.WaitFor(t, "the user.created message", func() bool { return len(r.messages()) > 0 })
+	m := r.messages()[0]
+
+	type check struct {
+		Secret  string            `json:"secret"`
+		Headers map[string]string `json:"headers"`
+		Body    string            `json:"body"`
+	}
+	asSent := check{Secret: r.secret.Text(), Headers: map[string]string{}, Body: m.body}
+	for name := range m.headers {
+		asSent.Headers[strings.ToLower(name)] = m.headers.Get(name)
+	}
+	with := func(change func(c *check)) check {
+		c := asSent
+		c.Headers = maps.Clone(asSent.Headers)
+		change(&c)
+		return c
+	}
+	old := time.Now().Add(-10 * time.Minute)
+	checks := []check{
+		asSent,
+		with(func(c *check) { c.Body = strings.Replace(c.Body, `"user_id":1`, `"user_id":2`, 1) }),
+		with(func(c *check) { c.Headers["webhook-id"] = "evt_another" }),
+		with(func(c *check) { c.Secret = webhook.NewSecret().Text() }),
+		with(func(c *check) {
+			c.Headers["webhook-timestamp"] = strconv.FormatInt(old.Unix(), 10)
+			c.Headers["webhook-signature"] = r.secret.Sign(c.Headers["webhook-id"], old, []byte(c.Body))
+		}),
+	}
+	input, _ := json.Marshal(checks)
+	want := "[true, false, false, false, false]"
+
+	dir := t.TempDir()
+	section := func(heading, lang string) string {
+		blocks := codeBlocks(t, docSection(t, "docs/events.md", heading), lang)
+		if len(blocks) != 1 {
+			t.Fatalf("docs/events.md %s has %d %s blocks; want one", heading, len(blocks), lang)
+		}
+		return blocks[0]
+	}
+	for _, recipe := range []struct {
+		name, file, code, harness string
+		command                   []string
+	}{
+		{"python", "verify.py", section("#### Python", "python"),
+			"import json, sys\nprint(json.dumps([verify(c['secret'], c['headers'], c['body'].encode()) for c in json.load(sys.stdin)]))\n",
+			[]string{"python3"}},
+		{"node", "verify.js", section("#### Node", "js"),
+			"const checks = JSON.parse(require('fs').readFileSync(0, 'utf8'));\nconsole.log(JSON.stringify(checks.map((c) => verify(c.secret, c.headers, c.body))).replaceAll(',', ', '));\n",
+			[]string{"node"}},
+	} {
+		path := filepath.Join(dir, recipe.file)
+		if err := os.WriteFile(path, []byte(recipe.code+"\n"+recipe.harness), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command(recipe.command[0], path)
+		cmd.Stdin = strings.NewReader(string(input))
+		out, err := cmd.CombinedOutput()
+		if got := strings.TrimSpace(string(out)); err != nil || got != want {
+			t.Errorf("%s: %v: %s; want %s (as sent, another body, id, secret, ten minutes old)", recipe.name, err, got, want)
+		}
+	}
+}
+
+// TestEventsPageBounds: GET /events refuses an after or a limit it cannot
+// take, with status 1 and 400, and pages to an empty page naming next.
+func TestEventsPageBounds(t *testing.T) {
+	s := openTestStore(t, t.TempDir(), time.Now)
+	s.RecordEvents(false)
+	for _, name := range []string{"a", "b", "c"} {
+		if _, _, err := s.Login("wxapp", name, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := handleEvents(fileUsers{s})
+	for _, bad := range []string{"after=-1", "after=x", "limit=0", "limit=1001", "limit=1.5"} {
+		got := call(t, h, "GET", "/events?"+bad, "")
+		if got.code != http.StatusBadRequest || got.env.Status != statusBadRequest {
+			t.Errorf("GET /events?%s = %d %s; want 400, status %d", bad, got.code, got.raw, statusBadRequest)
+		}
+	}
+	for _, tt := range []struct {
+		query string
+		seqs  []int64
+		next  int64
+	}{
+		{"", []int64{1, 2, 3}, 3},
+		{"limit=2", []int64{1, 2}, 2},
+		{"after=2", []int64{3}, 3},
+		{"after=3", []int64{}, 3},
+		{"after=99", []int64{}, 99},
+	} {
+		page := dataOf[events.Page](t, call(t, h, "GET", "/events?"+tt.query, ""))
+		seqs := []int64{}
+		for _, e := range page.Events {
+			seqs = append(seqs, e.Seq)
+		}
+		if !slices.Equal(seqs, tt.seqs) || page.Next != tt.next {
+			t.Errorf("GET /events?%s = %v next %d; want %v next %d", tt.query, seqs, page.Next, tt.seqs, tt.next)
+		}
 	}
 }
