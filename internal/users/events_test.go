@@ -255,3 +255,25 @@ func TestAnEventSeqIsNeverGivenTwice(t *testing.T) {
 		t.Error("a second event numbered 1 was taken")
 	}
 }
+
+// FuzzParseEventLine: an event line, or the numbers' line, the parser
+// accepts reads the same once written again.
+func FuzzParseEventLine(f *testing.F) {
+	f.Add([]byte(`{"event":{"id":"evt_AAAAAAAAAAAAAAAAAAAAAA","seq":3,"type":"claim.taken","timestamp":"2026-12-07T10:00:00.123Z","data":{"user_id":7,"appid":"wxa","person_id":3,"claim":"welcome-gift"}}}` + "\n"))
+	f.Add([]byte(`{"event":{"id":"evt_B","seq":1,"type":"phone.bound","timestamp":"2026-12-07T10:00:00Z","data":{"user_id":1,"appid":"wxa","person_id":1,"phone_number":"+86 138","pure_phone_number":"138","country_code":"86"}}}`))
+	f.Add([]byte(`{"events":{"last":7,"delivered":5}}` + "\n"))
+	f.Add([]byte(`{"events":{"last":1,"delivered":5}}`))
+	f.Add([]byte(`{"event":{"id":"x","seq":0}}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		l, ok, err := parseEventLine(line)
+		if !ok || err != nil {
+			return
+		}
+		again := l.Append(nil)
+		back, ok, err := parseEventLine(again)
+		if !ok || err != nil || (l.Cursor != nil && *back.Cursor != *l.Cursor) ||
+			(l.Event != nil && string(back.Append(nil)) != string(again)) {
+			t.Fatalf("%q reads as %+v; written again, %q reads as %+v, %v", line, l, again, back, err)
+		}
+	})
+}
