@@ -1,0 +1,79 @@
+package events
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"wxlogin/internal/account"
+)
+
+// TestOf: the events of a change of a record, by what changed.
+func TestOf(t *testing.T) {
+	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	plain := &account.User{ID: 5, AppID: "wxa"}
+	phone := &account.User{ID: 5, AppID: "wxa", PhoneNumber: "+86 138", PurePhoneNumber: "138", CountryCode: "86"}
+	otherCountry := *phone
+	otherCountry.CountryCode = "852"
+	tests := []struct {
+		name     string
+		old, u   *account.User
+		previous []int64
+		want     string
+	}{
+		{"a new user", nil, plain, nil, "user.created"},
+		{"a new user with a phone", nil, phone, nil, "user.created phone.bound"},
+		{"nothing followed changed", plain, plain, nil, ""},
+		{"its own person again", plain, plain, []int64{3, 3}, ""},
+		{"two persons joined into 3", plain, plain, []int64{4, 3, 6, 4}, "person.joined:4 person.joined:6"},
+		{"a phone bound", plain, phone, nil, "phone.bound"},
+		{"the same phone", phone, phone, nil, ""},
+		{"the same number in another country", phone, &otherCountry, nil, "phone.bound"},
+		{"a phone taken away", phone, plain, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, e := range Of(at, tt.old, tt.u, 3, tt.previous) {
+				kind := e.Type
+				if e.Data.PreviousPersonID != 0 {
+					kind += ":" + strconv.FormatInt(e.Data.PreviousPersonID, 10)
+				}
+				if e.Data.PersonID != 3 || e.Data.UserID != 5 || e.Data.AppID != "wxa" || !e.At.Equal(at) {
+					t.Errorf("%s names %+v at %v", e.Type, e.Data, e.At)
+				}
+				if err := e.check(); err != nil {
+					t.Errorf("%s: %v", e.Type, err)
+				}
+				got = append(got, kind)
+			}
+			if strings.Join(got, " ") != tt.want {
+				t.Errorf("Of = %q; want %q", strings.Join(got, " "), tt.want)
+			}
+		})
+	}
+}
+
+// TestParseRefusesWhatWxloginNeverWrites: an event without its id, type,
+// time or ids, or with a field wxlogin does not write, is refused.
+func TestParseRefusesWhatWxloginNeverWrites(t *testing.T) {
+	good := `{"id":"evt_a","seq":1,"type":"user.created","timestamp":"2026-12-07T10:00:00Z","data":{"user_id":1,"appid":"wxa","person_id":1}}`
+	if _, err := Parse([]byte(good)); err != nil {
+		t.Fatalf("Parse(%s) = %v", good, err)
+	}
+	for _, bad := range []string{
+		strings.Replace(good, `"evt_a"`, `"msg_a"`, 1),
+		strings.Replace(good, `"user.created"`, `"user.renamed"`, 1),
+		strings.Replace(good, `"seq":1`, `"seq":-1`, 1),
+		strings.Replace(good, `"timestamp":"2026-12-07T10:00:00Z",`, ``, 1),
+		strings.Replace(good, `"user_id":1`, `"user_id":0`, 1),
+		strings.Replace(good, `"appid":"wxa"`, `"appid":""`, 1),
+		strings.Replace(good, `"person_id":1`, `"person_id":0`, 1),
+		strings.Replace(good, `"person_id":1`, `"person_id":1,"unionid":"u"`, 1),
+		good + "x",
+	} {
+		if _, err := Parse([]byte(bad)); err == nil {
+			t.Errorf("Parse(%s) accepted it", bad)
+		}
+	}
+}
