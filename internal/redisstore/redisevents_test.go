@@ -283,6 +283,9 @@ func TestRedisRelaysLeftoverEventsAtLeastOnce(t *testing.T) {
 			if got := idsOf(); len(got) != 0 {
 				t.Fatalf("the log holds %v before any relay", got)
 			}
+			if _, err := rs.Export(ctx); err != nil {
+				t.Errorf("export with a person's outbox left = %v; want it read as no person", err)
+			}
 			if err := rs.RelayLeftovers(ctx); err != nil {
 				t.Fatal(err)
 			}
