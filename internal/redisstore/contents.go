@@ -276,6 +276,9 @@ func (s *Store) Export(ctx context.Context) (Contents, error) {
 	// the alias was made, redislink.go): it is read once, as the person's.
 	seen := map[string]bool{}
 	for _, key := range keys {
+		if !strings.HasSuffix(key, "}") {
+			continue // a person's outbox of events (redisevents.go), not its hash
+		}
 		hash := strings.TrimSuffix(strings.TrimPrefix(key, "wx:{p:"), "}")
 		reply, err := s.rc.Do(ctx, "HGETALL", key)
 		if err != nil {

@@ -20,7 +20,10 @@
 //	                                    "m" a copy of the person's records (so GET /user reads one key),
 //	                                    "joined" the person it last joined whole (joinPerson),
 //	                                    "linked" its unionid once linked after a change (redislink.go);
-//	                                    after an erasure only "erased"
+//	                                    with -events "ev_c", "ev_u", "ev_p", "ev_ph": what its events
+//	                                    announced (redisevents.go); after an erasure only "erased"
+//	wx:{u:<id>}:ev              LIST    with -events, the user's events not yet moved into wx:{ev}, oldest
+//	                                    first: its outbox, in the slot of the changes it tells of
 //	wx:{u:<id>}:sk              HASH    "sk" the session_key, "psk" and "psk_at" the one it replaced;
 //	                                    it expires -token-max-age after the last login, with the tokens
 //	wx:{u:<id>}:t:<sha256>      HASH    one token, by the hex of its hash: "i" issued, "l" last used
@@ -30,6 +33,12 @@
 //	                                    "u:<id>" → appid for each of its records, "c:<name>" → a claim,
 //	                                    "ver" the count of its changes; or only "alias", the person
 //	                                    it was merged into (redislink.go)
+//	wx:{p:<hash>}:ev            LIST    with -events, the person's claim.taken events not yet moved
+//	wx:{ev}                     STREAM  with -events, the log: "e" each event's JSON, numbered by its
+//	                                    entry id "<seq>-1"; kept until an operator trims it
+//	wx:{ev}:seq                 STRING  the last seq given
+//	wx:{ev}:delivered           STRING  the seq through which the webhook delivered every event
+//	wx:{ev}:lock                STRING  the instance delivering the events, for a lease (HoldDelivery)
 //	wx:{a:<appid>}[:lock]       STRING  the app's shared access_token, and who fetches it (AccessTokens)
 //	wx:{x:<appid>:<hash>}       STRING  a code's exchange under way, then its answer (Exchanges)
 //	wx:{l:<address>}            HASH    a client address's login bucket (LoginLimiter)
@@ -59,6 +68,7 @@ import (
 	"sync/atomic"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/events"
 	"wxlogin/internal/redis"
 )
 
@@ -78,6 +88,10 @@ type Store struct {
 	// each write as it must, nil while all do (WatchDurability): writes
 	// are refused meanwhile.
 	weak atomic.Pointer[durabilityError]
+	// events is Options.Events; recorded is signalled when this process
+	// moved events into the log (redisevents.go).
+	events   bool
+	recorded chan struct{}
 }
 
 // Options is what a Store is opened with.
@@ -100,6 +114,10 @@ type Options struct {
 	// Log is told of a durability left unchecked, and of Redis weakened
 	// and restored while serving (WatchDurability).
 	Log *slog.Logger
+	// Events records an event with each change other services follow
+	// (-events; redisevents.go). Off, the store sends Redis not one
+	// command more than it did before events existed.
+	Events bool
 }
 
 // idCache keeps the user ids of (appid, openid) this instance has seen,
@@ -211,9 +229,17 @@ func unavailable(err error) error {
 // it to the mode and apps as the file store's headers do: a Redis first
 // used in mock mode is refused in real mode, and the other way round.
 func Open(ctx context.Context, rc *redis.Client, o Options) (*Store, error) {
-	s := &Store{rc: rc, now: o.Now, ttl: o.TokenTTL, maxAge: o.TokenMaxAge, keepPrevious: o.PreviousKeyWindow, log: o.Log}
+	s := &Store{rc: rc, now: o.Now, ttl: o.TokenTTL, maxAge: o.TokenMaxAge, keepPrevious: o.PreviousKeyWindow, log: o.Log,
+		events: o.Events, recorded: make(chan struct{}, 1)}
 	if err := s.open(ctx, o.Durability, o.Meta); err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
+	}
+	if s.events {
+		// Events an instance stopped before relaying go into the log now,
+		// rather than at the first sweep.
+		if err := s.RelayLeftovers(ctx); err != nil {
+			s.log.Warn("events left in outboxes not relayed at the start: the next sweep moves them", "err", err)
+		}
 	}
 	return s, nil
 }
@@ -392,7 +418,10 @@ func (s *Store) stamp(precision time.Duration) time.Time {
 // as it is, else {created, the record's fields}. Being one script, it is
 // what gives an id to one user only: of two logins whose openids' keys
 // name one id, the first creates the record and the other is told {-2}.
-var loginScript = redis.NewScript(`
+// With events (ARGV[8] is 1) a new record is marked as not yet announced,
+// and a record made before events were recorded as announced as it
+// stands, before the login changes it (redisevents.go).
+var loginScript = redis.NewScript(eventsLua + `
 local k = KEYS[1]
 if redis.call('HEXISTS', k, 'erased') == 1 then return {-1} end
 local created = 0
@@ -401,9 +430,11 @@ if redis.call('HEXISTS', k, 'appid') == 0 then
   redis.call('HSET', k, 'id', ARGV[1], 'appid', ARGV[2], 'openid', ARGV[3], 'person', ARGV[6],
     'created_at', ARGV[5], 'updated_at', ARGV[5], 'v', '1')
   if ARGV[4] ~= '' then redis.call('HSET', k, 'unionid', ARGV[4]) end
+  if ARGV[8] == '1' then redis.call('HSET', k, 'ev_c', '0', 'ev_u', '', 'ev_p', '', 'ev_ph', '') end
   created = 1
 else
   if redis.call('HGET', k, 'appid') ~= ARGV[2] or redis.call('HGET', k, 'openid') ~= ARGV[3] then return {-2} end
+  if ARGV[8] == '1' then baseline(k) end
   local old = redis.call('HGET', k, 'unionid')
   if ARGV[4] ~= '' and old ~= ARGV[4] then
     if old then
@@ -462,7 +493,7 @@ func (s *Store) Login(ctx context.Context, appID, openID, unionID string) (accou
 			mayCreate = "0" // a remembered id whose record is gone is not to be made again
 		}
 		reply, err := loginScript.Run(ctx, s.rc, []string{userKey(id)},
-			strconv.FormatInt(id, 10), appID, openID, unionID, now, person, mayCreate)
+			strconv.FormatInt(id, 10), appID, openID, unionID, now, person, mayCreate, s.eventsFlag())
 		if err != nil {
 			return account.User{}, false, unavailable(err)
 		}
@@ -492,6 +523,9 @@ func (s *Store) Login(ctx context.Context, appID, openID, unionID string) (accou
 		u, err := readRecord(r[1])
 		if err == nil {
 			err = s.settlePerson(ctx, u, r[1])
+		}
+		if err == nil && s.events && unannounced(r[1]) {
+			err = s.announce(ctx, u)
 		}
 		if err != nil {
 			return account.User{}, false, unavailable(err)
@@ -653,11 +687,14 @@ func (s *Store) userHash(ctx context.Context, id int64) (account.User, any, bool
 // updateScript sets the fields given (deleting those given empty) if the
 // record is still at the version read, and answers {1, the record's
 // fields}; {0} when another write came first, {-1} when there is no record.
-var updateScript = redis.NewScript(`
+// With events (ARGV[3] is 1) a record made before events were recorded is
+// marked as announced as it stands, before the change (redisevents.go).
+var updateScript = redis.NewScript(eventsLua + `
 local k = KEYS[1]
 if redis.call('HEXISTS', k, 'appid') == 0 then return {-1} end
 if redis.call('HGET', k, 'v') ~= ARGV[1] then return {0} end
-for i = 3, #ARGV, 2 do
+if ARGV[3] == '1' then baseline(k) end
+for i = 4, #ARGV, 2 do
   if ARGV[i+1] == '' then redis.call('HDEL', k, ARGV[i]) else redis.call('HSET', k, ARGV[i], ARGV[i+1]) end
 end
 redis.call('HSET', k, 'updated_at', ARGV[2])
@@ -687,7 +724,7 @@ func (s *Store) Update(ctx context.Context, id int64, change func(u *account.Use
 		if u == old {
 			return u, nil
 		}
-		args := []string{hashField(reply, "v"), formatTime(s.stamp(time.Second))}
+		args := []string{hashField(reply, "v"), formatTime(s.stamp(time.Second)), s.eventsFlag()}
 		was, now := fieldsOf(&old), fieldsOf(&u)
 		for i := 0; i < len(now); i += 2 {
 			if now[i+1] != was[i+1] {
@@ -710,6 +747,9 @@ func (s *Store) Update(ctx context.Context, id int64, change func(u *account.Use
 			stored, err := readRecord(r[1])
 			if err == nil {
 				err = s.settlePerson(ctx, stored, r[1])
+			}
+			if err == nil && s.events && unannounced(r[1]) {
+				err = s.announce(ctx, stored)
 			}
 			if err != nil {
 				return account.User{}, unavailable(err)
@@ -928,12 +968,24 @@ func (s *Store) Claim(ctx context.Context, id int64, name string) (account.Claim
 	}
 	appID, person := fields[0].(string), fields[1].(string)
 	c := account.Claim{Name: name, AppID: appID, UserID: id, ClaimedAt: s.stamp(time.Millisecond)}
+	var event []string // claim.taken, around its person id, with the claimant's id
+	if s.events {
+		event = append(holes(events.Claimed(c.ClaimedAt, &account.User{ID: id, AppID: appID}, personHole, name)), strconv.FormatInt(id, 10))
+	}
 	for range maxAliasHops {
-		reply, err := claimScript.Run(ctx, s.rc, []string{personHashKey(person)}, "c:"+name, formatClaim(c))
+		keys := []string{personHashKey(person)}
+		if s.events {
+			keys = append(keys, personOutboxKey(person))
+		}
+		reply, err := claimScript.Run(ctx, s.rc, keys, append([]string{"c:" + name, formatClaim(c)}, event...)...)
 		if err != nil {
 			return account.Claim{}, false, unavailable(err)
 		}
 		r, _ := reply.([]any)
+		if len(r) == 3 {
+			s.relayNow(ctx, keys[1], r[2])
+			r = r[:2]
+		}
 		if len(r) != 2 {
 			return account.Claim{}, false, unavailable(fmt.Errorf("the claim script answered %v", reply))
 		}
@@ -963,11 +1015,23 @@ func (s *Store) Claim(ctx context.Context, id int64, name string) (account.Claim
 // claimScript claims ARGV[1] for a person with ARGV[2], unless it has a
 // claim of that name, and answers {1 if it was made, the claim that
 // counts}; or {-1, the person} for the alias of another, claiming nothing.
+// With events, a claim it makes pushes claim.taken (ARGV[3], ARGV[4]
+// around the person id: its earliest record's, the claimant ARGV[5] among
+// them) onto the person's outbox (KEYS[2]), and it answers the outbox's
+// head third.
 var claimScript = redis.NewScript(`
 local alias = redis.call('HGET', KEYS[1], 'alias')
 if alias then return {-1, alias} end
 local made = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
-return {made, redis.call('HGET', KEYS[1], ARGV[1])}
+local claim = redis.call('HGET', KEYS[1], ARGV[1])
+if made == 0 or not KEYS[2] then return {made, claim} end
+local person = ARGV[5]
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  local id = string.match(f, '^u:(%d+)$')
+  if id and tonumber(id) < tonumber(person) then person = id end
+end
+redis.call('RPUSH', KEYS[2], ARGV[3] .. person .. ARGV[4])
+return {made, claim, redis.call('LRANGE', KEYS[2], 0, 99)}
 `)
 
 // ClaimsOf lists user id's person's claims in the order they were made.
@@ -1016,11 +1080,15 @@ func claimsIn(reply any) ([]account.Claim, error) {
 
 // eraseScript replaces the user's hash with a tombstone, which a login
 // that found the id a moment before sees, rather than a record to create.
+// With events, it pushes user.deleted (ARGV[2]) onto the user's outbox
+// (KEYS[3]), which the tombstone leaves, and answers the outbox's head.
 var eraseScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], 'appid') == 0 then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[1], 'erased', ARGV[1])
-return 1
+if not KEYS[3] then return 1 end
+redis.call('RPUSH', KEYS[3], ARGV[2])
+return redis.call('LRANGE', KEYS[3], 0, 99)
 `)
 
 // Erase deletes user id: the record, the session keys with it, the key
@@ -1032,13 +1100,14 @@ func (s *Store) Erase(ctx context.Context, id int64) (account.Erasure, error) {
 	if err := s.writable(); err != nil {
 		return account.Erasure{}, err
 	}
-	u, person, ok, err := s.record(ctx, id)
+	u, hash, ok, err := s.userHash(ctx, id)
 	if err != nil {
 		return account.Erasure{}, err
 	}
 	if !ok {
 		return account.Erasure{}, fmt.Errorf("erase: %w %d", account.ErrNoUser, id)
 	}
+	person := hashField(hash, "person")
 	claims, err := s.rc.Do(ctx, "HGETALL", personHashKey(person))
 	if err != nil {
 		return account.Erasure{}, unavailable(err)
@@ -1053,11 +1122,18 @@ func (s *Store) Erase(ctx context.Context, id int64) (account.Erasure, error) {
 			result.ClaimsKept = append(result.ClaimsKept, c.Name)
 		}
 	}
-	done, err := eraseScript.Run(ctx, s.rc, []string{userKey(id), sessionKeyKey(id)}, formatTime(s.stamp(time.Second)))
+	keys, args := []string{userKey(id), sessionKeyKey(id)}, []string{formatTime(s.stamp(time.Second))}
+	if s.events {
+		e := events.Deleted(s.now(), id, u.AppID, personIDOf(u, hash, claims))
+		keys, args = append(keys, userOutboxKey(id)), append(args, string(e.Append(nil)))
+	}
+	done, err := eraseScript.Run(ctx, s.rc, keys, args...)
 	if err != nil {
 		return account.Erasure{}, unavailable(err)
 	}
-	if done != int64(1) {
+	if head, recorded := done.([]any); recorded {
+		s.relayNow(ctx, keys[2], head)
+	} else if done != int64(1) {
 		return account.Erasure{}, fmt.Errorf("erase: %w %d", account.ErrNoUser, id)
 	}
 	s.ids.forget(u.Ref())
@@ -1068,6 +1144,15 @@ func (s *Store) Erase(ctx context.Context, id int64) (account.Erasure, error) {
 		return account.Erasure{}, unavailable(err)
 	}
 	return result, nil
+}
+
+// eventsFlag is how a script is told whether events are recorded: "1"
+// with Options.Events.
+func (s *Store) eventsFlag() string {
+	if s.events {
+		return "1"
+	}
+	return ""
 }
 
 // Lifetime is how long a fresh token lives if it is not used again.

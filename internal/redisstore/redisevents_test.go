@@ -1,0 +1,415 @@
+package redisstore
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+	"wxlogin/internal/account"
+	"wxlogin/internal/events"
+	"wxlogin/internal/redis"
+	"wxlogin/internal/testkit"
+)
+
+// openEventStore is openStore with events recorded (Options.Events).
+func openEventStore(t *testing.T, cfg redis.Config) *Store {
+	t.Helper()
+	rc := redis.NewClient(cfg)
+	t.Cleanup(rc.Close)
+	s, err := Open(t.Context(), rc, Options{Durability: Fsync, Meta: account.Meta{Mode: account.ModeReal},
+		TokenTTL: 2 * time.Hour, TokenMaxAge: 720 * time.Hour, PreviousKeyWindow: 2 * time.Minute, Now: time.Now, Log: discardLogger(),
+		Events: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// allEvents is every event of s's log, checked as GET /events would
+// serve them: seqs rising, ids unique.
+func allEvents(t *testing.T, s *Store) []events.Event {
+	t.Helper()
+	list, err := s.Events(t.Context(), 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for i, e := range list {
+		if i > 0 && e.Seq <= list[i-1].Seq {
+			t.Errorf("event %d has seq %d after %d; want seqs rising", i, e.Seq, list[i-1].Seq)
+		}
+		if ids[e.ID] {
+			t.Errorf("event id %s twice in the log", e.ID)
+		}
+		ids[e.ID] = true
+		if e.At.IsZero() {
+			t.Errorf("event %s has no timestamp", e.ID)
+		}
+	}
+	return list
+}
+
+// told is what an event tells: its type and data.
+type told struct {
+	Type string
+	Data events.Data
+}
+
+func toldBy(list []events.Event) []told {
+	var out []told
+	for _, e := range list {
+		out = append(out, told{e.Type, e.Data})
+	}
+	return out
+}
+
+// Each change other services follow records its event, naming the person
+// as GET /user does (its earliest record), and a change of nothing they
+// follow records none; the log pages on from any seq.
+func TestRedisStoreRecordsEvents(t *testing.T) {
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			rs := openEventStore(t, startRedis(t, kind))
+			ctx := t.Context()
+			must := func(err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			login := func(appID, name, unionID string) account.User {
+				t.Helper()
+				u, _, err := rs.Login(ctx, appID, openIDOf(appID, name), unionID)
+				must(err)
+				return u
+			}
+			var want []told
+			// step does a change, and checks that the log tells what it
+			// answers, after what it told before.
+			step := func(name string, change func() []told) {
+				t.Helper()
+				want = append(want, change()...)
+				if got := toldBy(allEvents(t, rs)); !slices.Equal(got, want) {
+					t.Fatalf("after %s, the log tells\n%+v\nwant\n%+v", name, got, want)
+				}
+			}
+			alice := unionIDOf("alice")
+			var shop, game, bob, carol account.User
+			step("a new user's login", func() []told {
+				shop = login("wxshop", "alice", alice)
+				return []told{{events.UserCreated, events.Data{UserID: shop.ID, AppID: "wxshop", PersonID: shop.ID}}}
+			})
+			step("the same person in a second app", func() []told {
+				game = login("wxgame", "alice", alice)
+				return []told{{events.UserCreated, events.Data{UserID: game.ID, AppID: "wxgame", PersonID: shop.ID}}}
+			})
+			step("a returning login", func() []told { login("wxshop", "alice", alice); return nil })
+			step("a user with no unionid", func() []told {
+				bob = login("wxgame", "bob", "")
+				return []told{{events.UserCreated, events.Data{UserID: bob.ID, AppID: "wxgame", PersonID: bob.ID}}}
+			})
+			step("a unionid learned by an update", func() []told {
+				_, err := rs.Update(ctx, bob.ID, func(u *account.User) { u.UnionID = alice })
+				must(err)
+				return []told{{events.PersonJoined, events.Data{UserID: bob.ID, AppID: "wxgame", PersonID: shop.ID, PreviousPersonID: bob.ID}}}
+			})
+			step("another user with no unionid", func() []told {
+				carol = login("wxthird", "carol", "")
+				return []told{{events.UserCreated, events.Data{UserID: carol.ID, AppID: "wxthird", PersonID: carol.ID}}}
+			})
+			step("a unionid learned by a login", func() []told {
+				login("wxthird", "carol", alice)
+				return []told{{events.PersonJoined, events.Data{UserID: carol.ID, AppID: "wxthird", PersonID: shop.ID, PreviousPersonID: carol.ID}}}
+			})
+			setPhone := func(u *account.User) {
+				u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = "+86 13800138000", "13800138000", "86"
+			}
+			step("a phone bound", func() []told {
+				_, err := rs.Update(ctx, game.ID, setPhone)
+				must(err)
+				return []told{{events.PhoneBound, events.Data{UserID: game.ID, AppID: "wxgame", PersonID: shop.ID,
+					PhoneNumber: "+86 13800138000", PurePhoneNumber: "13800138000", CountryCode: "86"}}}
+			})
+			step("the same phone again, and a nickname", func() []told {
+				_, err := rs.Update(ctx, game.ID, func(u *account.User) { setPhone(u); u.Nickname = "Alice" })
+				must(err)
+				login("wxgame", "alice", alice)
+				return nil
+			})
+			step("a claim", func() []told {
+				_, taken, err := rs.Claim(ctx, bob.ID, "welcome-gift")
+				must(err)
+				if taken {
+					t.Fatal("the first claim was taken already")
+				}
+				return []told{{events.ClaimTaken, events.Data{UserID: bob.ID, AppID: "wxgame", PersonID: shop.ID, Claim: "welcome-gift"}}}
+			})
+			step("a claim taken already", func() []told {
+				_, taken, err := rs.Claim(ctx, carol.ID, "welcome-gift")
+				must(err)
+				if !taken {
+					t.Fatal("the second claim was not taken already")
+				}
+				return nil
+			})
+			step("an erasure", func() []told {
+				_, err := rs.Erase(ctx, carol.ID)
+				must(err)
+				return []told{{events.UserDeleted, events.Data{UserID: carol.ID, AppID: "wxthird", PersonID: shop.ID}}}
+			})
+
+			list := allEvents(t, rs)
+			for _, tt := range []struct{ after, limit, from, to int }{
+				{0, 3, 0, 3}, {3, 3, 3, 6}, {6, 100, 6, len(list)}, {len(list), 10, 0, 0},
+			} {
+				after := int64(0)
+				if tt.after > 0 {
+					after = list[tt.after-1].Seq
+				}
+				page, err := rs.Events(ctx, after, tt.limit)
+				must(err)
+				if !slices.EqualFunc(page, list[tt.from:tt.to], func(a, b events.Event) bool { return a.ID == b.ID && a.Seq == b.Seq }) {
+					t.Errorf("Events(%d, %d) = %d events; want events %d to %d of the log", after, tt.limit, len(page), tt.from, tt.to)
+				}
+			}
+			select {
+			case <-rs.Recorded():
+			default:
+				t.Error("Recorded was not signalled after events went into the log")
+			}
+			// What the hash keeps of its events stays out of records and exports.
+			contents, err := rs.Export(ctx)
+			must(err)
+			if len(contents.Users) != 3 {
+				t.Errorf("export has %d users; want 3", len(contents.Users))
+			}
+		})
+	}
+}
+
+// A change whose events were never recorded (the process killed between
+// the change and the recording, so that the change failed) has them
+// recorded at the user's next login; a user made before events were
+// recorded is not announced as new, and its changes from then on are.
+func TestRedisRecordsEventsACrashOrAnUpgradeLeft(t *testing.T) {
+	cfg := startRedis(t, onRedis)
+	before := openStore(t, cfg, time.Now) // events off
+	rs := openEventStore(t, cfg)
+	ctx := t.Context()
+
+	// A new user's login cut short after its script: the record is made,
+	// no event is.
+	openID := openIDOf("wxshop", "dave")
+	if _, err := rs.rc.Do(ctx, "SET", openIDKey("wxshop", openID), "50"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loginScript.Run(ctx, rs.rc, []string{userKey(50)}, "50", "wxshop", openID, "", formatTime(time.Now()),
+		rs.PersonHash("wxshop", openID, ""), "1", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := allEvents(t, rs); len(got) != 0 {
+		t.Fatalf("the log holds %v; want nothing yet", toldBy(got))
+	}
+	if _, created, err := rs.Login(ctx, "wxshop", openID, ""); err != nil || created {
+		t.Fatalf("dave's next login = created %v, %v; want his record found", created, err)
+	}
+	want := []told{{events.UserCreated, events.Data{UserID: 50, AppID: "wxshop", PersonID: 50}}}
+	if got := toldBy(allEvents(t, rs)); !slices.Equal(got, want) {
+		t.Fatalf("after dave's next login the log tells %+v; want %+v", got, want)
+	}
+
+	// Erin, of before events in two apps, learns her unionid in the
+	// second by a login, and binds a phone in the first, which never
+	// logged in since: each change's own script takes the record as it
+	// stood as announced.
+	shop, _, err := before.Login(ctx, "wxshop", openIDOf("wxshop", "erin"), unionIDOf("erin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	game, _, err := before.Login(ctx, "wxgame", openIDOf("wxgame", "erin"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := rs.Login(ctx, "wxgame", game.OpenID, unionIDOf("erin")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs.Update(ctx, shop.ID, func(u *account.User) { u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = "+1 5550100", "5550100", "1" }); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, told{events.PersonJoined, events.Data{UserID: game.ID, AppID: "wxgame", PersonID: shop.ID, PreviousPersonID: game.ID}},
+		told{events.PhoneBound, events.Data{UserID: shop.ID, AppID: "wxshop", PersonID: shop.ID,
+			PhoneNumber: "+1 5550100", PurePhoneNumber: "5550100", CountryCode: "1"}})
+	if got := toldBy(allEvents(t, rs)); !slices.Equal(got, want) {
+		t.Errorf("after erin's changes, the log tells\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// Events an outbox still holds (a relay that failed, or an instance
+// stopped before it) go into the log at the next sweep, or when a store
+// opens; a relay cut short between its append and its pop moves them
+// again: the log holds them twice with one id, never loses one.
+func TestRedisRelaysLeftoverEventsAtLeastOnce(t *testing.T) {
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			cfg := startRedis(t, kind)
+			rs := openEventStore(t, cfg)
+			ctx := t.Context()
+			leave := func(outbox string, kinds ...string) []string {
+				t.Helper()
+				var ids []string
+				for _, kind := range kinds {
+					e := events.New(kind, time.Now(), events.Data{UserID: 7, AppID: "wxshop", PersonID: 7, Claim: "gift"})
+					if _, err := rs.rc.Do(ctx, "RPUSH", outbox, string(e.Append(nil))); err != nil {
+						t.Fatal(err)
+					}
+					ids = append(ids, e.ID)
+				}
+				return ids
+			}
+			idsOf := func() []string {
+				t.Helper()
+				list, err := rs.Events(ctx, 0, 1000) // ids may repeat here
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ids []string
+				for _, e := range list {
+					ids = append(ids, e.ID)
+				}
+				return ids
+			}
+			user := leave(userOutboxKey(7), events.UserCreated, events.PhoneBound)
+			person := leave(personOutboxKey(rs.PersonHash("wxshop", "o-7", "")), events.ClaimTaken)
+			if got := idsOf(); len(got) != 0 {
+				t.Fatalf("the log holds %v before any relay", got)
+			}
+			if _, err := rs.Export(ctx); err != nil {
+				t.Errorf("export with a person's outbox left = %v; want it read as no person", err)
+			}
+			if err := rs.RelayLeftovers(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got := idsOf()
+			if len(got) != 3 || !slices.Equal(slices.DeleteFunc(slices.Clone(got), func(id string) bool { return id == person[0] }), user) {
+				t.Fatalf("after the sweep the log holds %v; want %v in order, and %v", got, user, person)
+			}
+			if keys, _ := rs.rc.Scan(ctx, "wx:{*}:ev"); len(keys) != 0 {
+				t.Errorf("outboxes %v are left after the sweep; want none", keys)
+			}
+
+			// A relay cut short after its append: the sweep appends again.
+			again := leave(userOutboxKey(8), events.UserDeleted)
+			head, err := rs.rc.Do(ctx, "LRANGE", userOutboxKey(8), "0", "-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := rs.appendEvents(ctx, []string{head.([]any)[0].(string)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := rs.RelayLeftovers(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := idsOf(); !slices.Equal(got[3:], []string{again[0], again[0]}) {
+				t.Errorf("after a relay cut short and the sweep, the log ends %v; want %s twice", got[3:], again[0])
+			}
+
+			// A store opening relays what is left.
+			last := leave(userOutboxKey(9), events.UserCreated)
+			openEventStore(t, cfg)
+			if got := idsOf(); got[len(got)-1] != last[0] {
+				t.Errorf("after a store opened, the log ends %v; want %s", got[len(got)-1], last[0])
+			}
+		})
+	}
+}
+
+// The webhook's cursor only moves on, and one instance holds the
+// delivery at a time, until its lease lapses.
+func TestRedisDeliveryCursorAndLease(t *testing.T) {
+	cfg := startRedis(t, onRedis)
+	a, b := openEventStore(t, cfg), openEventStore(t, cfg)
+	ctx := t.Context()
+	for _, tt := range []struct{ set, want int64 }{{5, 5}, {3, 5}, {7, 7}, {7, 7}} {
+		if err := a.SetDelivered(ctx, tt.set); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := b.Delivered(ctx); err != nil || got != tt.want {
+			t.Errorf("after SetDelivered(%d), Delivered = %d, %v; want %d", tt.set, got, err, tt.want)
+		}
+	}
+	hold := func(s *Store, holder string) bool {
+		t.Helper()
+		ok, err := s.HoldDelivery(ctx, holder, 300*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !hold(a, "a") {
+		t.Fatal("a cannot hold a free lease")
+	}
+	if hold(b, "b") {
+		t.Error("b holds the lease a holds")
+	}
+	if !hold(a, "a") {
+		t.Error("a cannot extend its own lease")
+	}
+	testkit.WaitFor(t, "a's lease to lapse for b", func() bool { return hold(b, "b") })
+	if hold(a, "a") {
+		t.Error("a holds the lease b took after it lapsed")
+	}
+}
+
+// With events off, the store writes nothing of them: no key, no field,
+// and a returning login costs no round trip more with them on.
+func TestRedisWithoutEventsRecordsNothing(t *testing.T) {
+	cfg := startRedis(t, onRedis)
+	rs := openStore(t, cfg, time.Now)
+	ctx := t.Context()
+	u, _, err := rs.Login(ctx, "wxshop", openIDOf("wxshop", "alice"), unionIDOf("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	game, _, err := rs.Login(ctx, "wxgame", openIDOf("wxgame", "alice"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs.Update(ctx, game.ID, func(u *account.User) { u.UnionID, u.PhoneNumber = unionIDOf("alice"), "5550100" }); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := rs.Claim(ctx, u.ID, "gift"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rs.Erase(ctx, game.ID); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := rs.rc.Scan(ctx, "*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range keys {
+		if strings.Contains(key, "ev") {
+			t.Errorf("key %s written with events off", key)
+		}
+	}
+	if fields, _ := rs.rc.Do(ctx, "HKEYS", userKey(u.ID)); slices.ContainsFunc(fields.([]any), func(f any) bool { return strings.HasPrefix(f.(string), "ev_") }) {
+		t.Errorf("user's hash has fields %v with events off", fields)
+	}
+
+	on := openEventStore(t, cfg)
+	costs := func(s *Store, name string) int64 {
+		t.Helper()
+		login := func() {
+			if _, _, err := s.Login(ctx, "wxshop", openIDOf("wxshop", name), ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		login()
+		before := s.rc.RoundTrips()
+		login()
+		return s.rc.RoundTrips() - before
+	}
+	if off, on := costs(rs, "bob"), costs(on, "carol"); on != off {
+		t.Errorf("a returning login costs %d round trips with events, %d without; want the same", on, off)
+	}
+}
