@@ -172,7 +172,8 @@ func runOnRedis(ctx context.Context, cfg config.Config, m *metrics.Metrics, log 
 	// The start-up's checks of Redis take four calls' bound at most, all told.
 	opening, cancel := context.WithTimeout(ctx, 4*cfg.Redis.Timeout)
 	store, err := redisstore.Open(opening, rc, redisstore.Options{Durability: cfg.RedisDurability, Meta: cfg.StoreMeta(),
-		TokenTTL: cfg.TokenTTL, TokenMaxAge: cfg.TokenMaxAge, PreviousKeyWindow: opendata.PreviousKeyWindow, Now: time.Now, Log: log})
+		TokenTTL: cfg.TokenTTL, TokenMaxAge: cfg.TokenMaxAge, PreviousKeyWindow: opendata.PreviousKeyWindow, Now: time.Now, Log: log,
+		Events: cfg.Events.On})
 	cancel()
 	if err != nil {
 		return err
@@ -188,7 +189,20 @@ func runOnRedis(ctx context.Context, cfg config.Config, m *metrics.Metrics, log 
 		}()
 		defer func() { cancel(); <-watched }()
 	}
-	stopAdmin, err := startAdmin(ctx, cfg.AdminAddr, nil, nil, m, log)
+	var eventsOf eventLog // GET /events, with -events
+	if cfg.Events.On {
+		eventsOf = store
+		// An event whose relay into the log was cut short (Redis lost, an
+		// instance killed) waits in its outbox for the next relay.
+		ctx, cancel := context.WithCancel(ctx)
+		relayed := make(chan struct{})
+		go func() {
+			defer close(relayed)
+			relayLeftovers(ctx, store, time.Minute, log)
+		}()
+		defer func() { cancel(); <-relayed }()
+	}
+	stopAdmin, err := startAdmin(ctx, cfg.AdminAddr, nil, eventsOf, m, log)
 	if err != nil {
 		return err
 	}
@@ -210,6 +224,23 @@ func runOnRedis(ctx context.Context, cfg config.Config, m *metrics.Metrics, log 
 		"redis", strings.Join(cfg.Redis.Addrs, ","), "redis_cluster", cfg.Redis.Cluster, "redis_durability", cfg.RedisDurability)
 	log.Info("stopped")
 	return err
+}
+
+// relayLeftovers moves the events left in outboxes into the log, every
+// period until ctx ends.
+func relayLeftovers(ctx context.Context, store *redisstore.Store, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := store.RelayLeftovers(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("events: the events left in outboxes could not be relayed; trying again in a minute", "err", err)
+		}
+	}
 }
 
 // redisExchanges is the Redis store's shared code exchanges as the WeChat
@@ -310,8 +341,8 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, users userBa
 // until stop is called; what is not delivered by then is at the next
 // start.
 func startWebhook(ctx context.Context, cfg config.Events, source eventLog, log *slog.Logger) (stop func()) {
-	sender := &webhook.Sender{URL: cfg.Webhook, Secret: cfg.Secret, Client: webhook.NewClient(10 * time.Second),
-		Log: log, Poll: time.Second, MaxBackoff: 30 * time.Second}
+	sender := &webhook.Sender{URL: cfg.Webhook, Secret: cfg.Secret, Timeout: 10 * time.Second, Log: log,
+		Poll: time.Second, MaxBackoff: 30 * time.Second, Linger: 10 * time.Millisecond, Batch: 100}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

@@ -1,14 +1,9 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
-	"io"
+	"crypto/tls"
 	"log/slog"
-	"net/http"
 	"time"
 	"wxlogin/internal/events"
 )
@@ -24,144 +19,217 @@ type Source interface {
 	Recorded() <-chan struct{}
 }
 
-// Sender posts each event of a Source to URL, signed with Secret, in the
-// order of their seq, one at a time: so in order per user too. An event is
-// posted again, after a wait that doubles up to MaxBackoff, until the
-// receiver answers 2xx; only then does the cursor move past it. The cursor
-// moves on after the answer, so a crash between the two posts the event
-// again: at least once, with the same webhook-id, which a receiver uses
-// to drop the second.
+// Sender posts each event of a Source to URL, signed with Secret, until
+// the receiver answers 2xx, and moves the Source's cursor past the events
+// taken. A round posts up to Batch events on one kept-alive connection,
+// written together (HTTP/1.1 pipelining, answered in order), at most one
+// of each user's, and each user's in seq order: a user's next event goes
+// only once the one before it was taken. An event not taken is posted
+// again after a wait that doubles from 100 ms up to MaxBackoff; the other
+// users' events go on meanwhile. The cursor moves on only past events
+// taken, so a crash posts some again under the same webhook-id, never
+// skips one: at least once.
 type Sender struct {
 	URL    string
 	Secret Secret
-	Client *http.Client // its Timeout bounds one post
-	Log    *slog.Logger
+	// Timeout bounds a round on the connection: connecting, writing its
+	// posts and reading their answers.
+	Timeout time.Duration
+	Log     *slog.Logger
 	// Poll is how often to look for events recorded by other instances,
-	// and for the hold when another instance has it.
+	// and for the hold while another instance has it.
 	Poll       time.Duration
 	MaxBackoff time.Duration
+	// Linger is how long a round waits, once an event is recorded, for
+	// more to post with it.
+	Linger time.Duration
+	// Batch is the most events a round posts.
+	Batch int
+	// TLS, when set, is the base of the connection's TLS settings (tests
+	// give their own root); the system's roots otherwise.
+	TLS *tls.Config
 }
 
-// pageSize is how many events are read at a time.
-const pageSize = 100
+// queueSize is how many events past the cursor are held in memory.
+const queueSize = 1000
 
-// holdFor is how long a hold lasts unless renewed; it is renewed before
-// each post.
-const holdFor = 30 * time.Second
+// holdFor is how long a hold lasts unless renewed; each round renews it.
+// An instance killed while holding it holds up delivery this long.
+const holdFor = 10 * time.Second
+
+// firstWait is how long an event not taken waits before it is posted again.
+const firstWait = 100 * time.Millisecond
+
+// pending is an event past the cursor, and its attempts so far.
+type pending struct {
+	event   events.Event
+	taken   bool
+	tries   int
+	wait    time.Duration // before the next attempt, after the last
+	nextTry time.Time
+}
+
+// delivery is the state of Run: the events past the cursor, in seq order.
+type delivery struct {
+	*Sender
+	src    Source
+	holder string
+	conn   *conn
+	queue  []*pending
+	cursor int64
+	fresh  bool // the queue is to be read again from the cursor
+}
 
 // Run delivers until ctx ends.
 func (s *Sender) Run(ctx context.Context, src Source) {
-	holder := randomHolder()
+	d := &delivery{Sender: s, src: src, holder: randomHolder(), conn: newConn(s.URL, s.Timeout, s.TLS), fresh: true}
+	defer d.conn.close()
 	for ctx.Err() == nil {
-		delivered, err := s.deliverPage(ctx, src, holder)
+		wait, err := d.round(ctx)
 		if err != nil && ctx.Err() == nil {
-			s.Log.Warn("webhook: cannot read the events to deliver", "err", err)
+			s.Log.Warn("webhook: cannot read or record the events to deliver", "err", err)
+			wait, d.fresh = s.Poll, true
 		}
-		if delivered == 0 {
-			select {
-			case <-ctx.Done():
-			case <-src.Recorded():
-			case <-time.After(s.Poll):
-			}
+		if wait > 0 {
+			d.idle(ctx, wait)
 		}
 	}
 }
 
-// deliverPage delivers the next page of events if this instance holds
-// the delivery, and says how many it delivered.
-func (s *Sender) deliverPage(ctx context.Context, src Source, holder string) (int, error) {
-	held, err := src.HoldDelivery(ctx, holder, holdFor)
-	if err != nil || !held {
-		return 0, err
+// idle waits up to wait, or until an event is recorded, and then Linger
+// for more to come with it.
+func (d *delivery) idle(ctx context.Context, wait time.Duration) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return
+	case <-t.C:
+		return
+	case <-d.src.Recorded():
 	}
-	after, err := src.Delivered(ctx)
+	l := time.NewTimer(d.Linger)
+	defer l.Stop()
+	select {
+	case <-ctx.Done():
+	case <-l.C:
+	}
+}
+
+// round posts what is due, if this instance holds the delivery, and says
+// how long to wait before the next round (0: at once).
+func (d *delivery) round(ctx context.Context) (time.Duration, error) {
+	held, err := d.src.HoldDelivery(ctx, d.holder, holdFor)
 	if err != nil {
 		return 0, err
 	}
-	page, err := src.Events(ctx, after, pageSize)
-	if err != nil {
+	if !held {
+		d.fresh = true // another instance moves the cursor meanwhile
+		return d.Poll, nil
+	}
+	if err := d.fill(ctx); err != nil {
 		return 0, err
 	}
-	for i, e := range page {
-		if i > 0 {
-			if held, err := src.HoldDelivery(ctx, holder, holdFor); err != nil || !held {
-				return i, err
-			}
+	now := time.Now()
+	batch, next := d.due(now)
+	if len(batch) == 0 {
+		if next.IsZero() {
+			return d.Poll, nil
 		}
-		if !s.deliver(ctx, src, holder, &e) {
-			return i, nil
-		}
-		if err := src.SetDelivered(ctx, e.Seq); err != nil {
-			return i + 1, err
-		}
+		return next.Sub(now), nil
 	}
-	return len(page), nil
+	errs := d.conn.post(ctx, d.Secret, batch)
+	for i, p := range batch {
+		d.settle(p, errs[i])
+	}
+	return 0, d.advance(ctx)
 }
 
-// deliver posts e until the receiver takes it, and reports whether it did:
-// false when ctx ended first.
-func (s *Sender) deliver(ctx context.Context, src Source, holder string, e *events.Event) bool {
-	body := e.Append(nil)
-	wait := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := s.post(ctx, e.ID, body)
-		if err == nil {
-			if attempt > 1 {
-				s.Log.Info("webhook: delivered after retries", "event", e.ID, "seq", e.Seq, "attempts", attempt)
-			}
-			return true
+// fill reads the events past the queue's last, up to queueSize; from the
+// cursor when the queue is fresh.
+func (d *delivery) fill(ctx context.Context) error {
+	if d.fresh {
+		cursor, err := d.src.Delivered(ctx)
+		if err != nil {
+			return err
 		}
-		if ctx.Err() != nil {
-			return false
-		}
-		if attempt == 1 || wait == s.MaxBackoff {
-			s.Log.Warn("webhook: the receiver did not take an event; retrying", "event", e.ID, "seq", e.Seq, "attempt", attempt, "err", err, "retry_in", wait)
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, s.MaxBackoff)
-		// Still the one delivering: a hold lost while waiting goes on, and
-		// the other instance's posts are duplicates the receiver drops.
-		src.HoldDelivery(ctx, holder, holdFor)
+		d.cursor, d.queue, d.fresh = cursor, nil, false
 	}
-}
-
-// post sends one signed attempt; nil when the receiver answered 2xx.
-func (s *Sender) post(ctx context.Context, id string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, bytes.NewReader(body))
+	if len(d.queue) >= queueSize {
+		return nil
+	}
+	after := d.cursor
+	if n := len(d.queue); n > 0 {
+		after = d.queue[n-1].event.Seq
+	}
+	list, err := d.src.Events(ctx, after, queueSize-len(d.queue))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "wxlogin-webhook")
-	s.Secret.SetHeaders(req.Header, id, time.Now(), body)
-	resp, err := s.Client.Do(req)
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("the receiver answered %s", resp.Status)
+	for _, e := range list {
+		d.queue = append(d.queue, &pending{event: e})
 	}
 	return nil
 }
 
-// NewClient is the client a Sender posts with: each attempt bounded by
-// timeout, and a redirect not followed (it is a failure: the receiver's
-// URL is configured, not discovered).
-func NewClient(timeout time.Duration) *http.Client {
-	return &http.Client{
-		Timeout:       timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+// due picks the events to post now: in seq order, each user's first not
+// yet taken, if its wait is over, up to Batch. next is when the first of
+// those waiting is due, zero when none is.
+func (d *delivery) due(now time.Time) (batch []*pending, next time.Time) {
+	busy := map[int64]bool{} // users with an earlier event not taken
+	for _, p := range d.queue {
+		if p.taken || busy[p.event.Data.UserID] {
+			continue
+		}
+		busy[p.event.Data.UserID] = true
+		if p.nextTry.After(now) {
+			if next.IsZero() || p.nextTry.Before(next) {
+				next = p.nextTry
+			}
+			continue
+		}
+		if batch = append(batch, p); len(batch) == d.Batch {
+			break
+		}
+	}
+	return batch, next
+}
+
+// settle records an attempt of p: taken (err nil), or to be posted again.
+func (d *delivery) settle(p *pending, err error) {
+	p.tries++
+	if err == nil {
+		p.taken = true
+		if p.tries > 1 {
+			d.Log.Info("webhook: delivered after retries", "event", p.event.ID, "seq", p.event.Seq, "attempts", p.tries)
+		}
+		return
+	}
+	if err == errCutShort {
+		return // not the receiver's refusal: posted again at once
+	}
+	p.wait = min(max(2*p.wait, firstWait), d.MaxBackoff)
+	p.nextTry = time.Now().Add(p.wait)
+	if p.tries == 1 || p.wait == d.MaxBackoff && p.tries%10 == 0 {
+		d.Log.Warn("webhook: the receiver did not take an event; retrying", "event", p.event.ID, "seq", p.event.Seq,
+			"attempt", p.tries, "err", err, "retry_in", p.wait)
 	}
 }
 
-func randomHolder() string {
-	b := make([]byte, 8)
-	rand.Read(b) // Never fails: crypto/rand.Read crashes the program rather than return short.
-	return hex.EncodeToString(b)
+// advance moves the cursor past the events taken at the head of the
+// queue, and records it.
+func (d *delivery) advance(ctx context.Context) error {
+	n := 0
+	for n < len(d.queue) && d.queue[n].taken {
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	cursor := d.queue[n-1].event.Seq
+	if err := d.src.SetDelivered(ctx, cursor); err != nil {
+		return err
+	}
+	d.cursor, d.queue = cursor, d.queue[n:]
+	return nil
 }

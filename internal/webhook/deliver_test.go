@@ -2,10 +2,14 @@ package webhook
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -20,16 +24,20 @@ type memorySource struct {
 	mu        sync.Mutex
 	list      []events.Event
 	delivered int64
-	cursors   []int64 // each SetDelivered, in order
-	heldBy    string  // another instance holds the delivery when set
+	heldBy    string // another instance holds the delivery when set
 	recorded  chan struct{}
+	// taken, set by the test's receiver, are the ids it took; each
+	// SetDelivered checks that every event up to the cursor was.
+	taken     map[string]bool
+	badCursor []int64
 }
 
-func newMemorySource(n int) *memorySource {
-	src := &memorySource{recorded: make(chan struct{}, 1)}
-	for i := 1; i <= n; i++ {
-		e := events.Created(time.Now(), &account.User{ID: int64(i), AppID: "wxa"}, int64(i))
-		e.Seq = int64(i)
+// newMemorySource holds an event for each user id given, in order.
+func newMemorySource(users ...int64) *memorySource {
+	src := &memorySource{recorded: make(chan struct{}, 1), taken: map[string]bool{}}
+	for i, user := range users {
+		e := events.Created(time.Now(), &account.User{ID: user, AppID: "wxa"}, user)
+		e.Seq = int64(i + 1)
 		src.list = append(src.list, e)
 	}
 	return src
@@ -56,8 +64,12 @@ func (m *memorySource) Delivered(context.Context) (int64, error) {
 func (m *memorySource) SetDelivered(_ context.Context, seq int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	for _, e := range m.list {
+		if e.Seq <= seq && !m.taken[e.ID] {
+			m.badCursor = append(m.badCursor, seq)
+		}
+	}
 	m.delivered = max(m.delivered, seq)
-	m.cursors = append(m.cursors, seq)
 	return nil
 }
 
@@ -69,95 +81,184 @@ func (m *memorySource) HoldDelivery(_ context.Context, holder string, _ time.Dur
 
 func (m *memorySource) Recorded() <-chan struct{} { return m.recorded }
 
-// hookServer answers each post with the next status of answers (then
-// 204), and keeps the ids it was posted, with the cursor at each post.
+func (m *memorySource) deliveredAll() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.delivered == int64(len(m.list))
+}
+
+// hookServer is a receiver: it answers each post of an id with the next
+// status its script holds for that id (then 204), and records, in order,
+// each post and whether it was taken.
 type hookServer struct {
-	mu      sync.Mutex
-	answers []int
-	posted  []string
-	cursors []int64
-	src     *memorySource
+	mu     sync.Mutex
+	src    *memorySource
+	script map[string][]int
+	posts  []string // "<id> <status>"
+	conns  int
 }
 
 func (h *hookServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	cursor, _ := h.src.Delivered(r.Context())
-	h.posted = append(h.posted, r.Header.Get(HeaderID))
-	h.cursors = append(h.cursors, cursor)
+	id := r.Header.Get("webhook-id")
 	code := http.StatusNoContent
-	if len(h.answers) > 0 {
-		code, h.answers = h.answers[0], h.answers[1:]
+	if s := h.script[id]; len(s) > 0 {
+		code, h.script[id] = s[0], s[1:]
 	}
 	if code == http.StatusFound {
 		w.Header().Set("Location", "/elsewhere")
 	}
+	if code/100 == 2 {
+		h.src.mu.Lock()
+		h.src.taken[id] = true
+		h.src.mu.Unlock()
+	}
+	h.posts = append(h.posts, id+" "+strconv.Itoa(code))
 	w.WriteHeader(code)
 }
 
-func (h *hookServer) ids() []string {
+func (h *hookServer) posted() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return slices.Clone(h.posted)
+	return slices.Clone(h.posts)
 }
 
-// TestSenderDeliversInOrderAndRetries: events are posted in seq order;
-// one not answered 2xx (an error, a redirect) is posted again, and the
-// ones after it wait; the cursor moves past an event only once it was
-// taken.
-func TestSenderDeliversInOrderAndRetries(t *testing.T) {
-	src := newMemorySource(3)
-	hook := &hookServer{src: src, answers: []int{http.StatusInternalServerError, http.StatusFound, http.StatusNoContent, http.StatusServiceUnavailable}}
-	srv := httptest.NewServer(hook)
-	defer srv.Close()
-	s := &Sender{URL: srv.URL, Secret: NewSecret(), Client: NewClient(time.Second), Log: slog.New(slog.DiscardHandler),
-		Poll: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+// startHook serves h, or handler in front of it, counting h's connections.
+func startHook(t *testing.T, h *hookServer, handler http.Handler, tlsToo bool) *httptest.Server {
+	if handler == nil {
+		handler = h
+	}
+	srv := httptest.NewUnstartedServer(handler)
+	srv.Config.ConnState = func(_ net.Conn, state http.ConnState) {
+		if state == http.StateNew {
+			h.mu.Lock()
+			h.conns++
+			h.mu.Unlock()
+		}
+	}
+	if tlsToo {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func testSender(url string) *Sender {
+	return &Sender{URL: url, Secret: NewSecret(), Timeout: 5 * time.Second, Log: slog.New(slog.DiscardHandler),
+		Poll: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond, Linger: time.Millisecond, Batch: 100}
+}
+
+// run runs s on src until every event is delivered.
+func run(t *testing.T, s *Sender, src *memorySource) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		s.Run(ctx, src)
 	}()
-	testkit.WaitFor(t, "every event delivered", func() bool {
-		delivered, _ := src.Delivered(ctx)
-		return delivered == 3
-	})
+	testkit.WaitFor(t, "every event delivered", src.deliveredAll)
 	cancel()
 	<-done
-	e1, e2, e3 := src.list[0].ID, src.list[1].ID, src.list[2].ID
-	if got, want := hook.ids(), []string{e1, e1, e1, e2, e2, e3}; !slices.Equal(got, want) {
-		t.Errorf("posted %v; want %v", got, want)
+}
+
+// TestSenderKeepsEachUsersOrderAndRetries: a user's event waits until the
+// one before it is taken; an event not taken (an error, a redirect) is
+// posted again; the other users' events go on meanwhile; the cursor never
+// passes an event not taken.
+func TestSenderKeepsEachUsersOrderAndRetries(t *testing.T) {
+	src := newMemorySource(1, 1, 2, 3) // user 1's two events, then users 2 and 3
+	e1, e2, e3, e4 := src.list[0].ID, src.list[1].ID, src.list[2].ID, src.list[3].ID
+	h := &hookServer{src: src, script: map[string][]int{e1: {500, 302}, e3: {503}}}
+	run(t, testSender(startHook(t, h, nil, false).URL), src)
+
+	want := []string{
+		e1 + " 500", e3 + " 503", e4 + " 204", // e2 waits behind e1
+		e1 + " 302", e3 + " 204",
+		e1 + " 204",
+		e2 + " 204",
 	}
-	if want := []int64{0, 0, 0, 1, 1, 2}; !slices.Equal(hook.cursors, want) {
-		t.Errorf("the cursor at each post: %v; want %v", hook.cursors, want)
+	if got := h.posted(); !slices.Equal(got, want) {
+		t.Errorf("posted\n%v\nwant\n%v", got, want)
 	}
-	if want := []int64{1, 2, 3}; !slices.Equal(src.cursors, want) {
-		t.Errorf("SetDelivered calls %v; want %v", src.cursors, want)
+	if len(src.badCursor) > 0 {
+		t.Errorf("the cursor moved past an event not taken: %v", src.badCursor)
+	}
+	if h.conns != 1 {
+		t.Errorf("%d connections; want the one, kept alive", h.conns)
+	}
+}
+
+// TestSenderPipelinesOnOneConnection: many users' events go in rounds on
+// one kept-alive connection, over TLS too; a receiver that closes the
+// connection after each answer still gets every one.
+func TestSenderPipelinesOnOneConnection(t *testing.T) {
+	users := make([]int64, 250)
+	for i := range users {
+		users[i] = int64(i + 1)
+	}
+	for _, tt := range []struct {
+		name          string
+		tls, closeAll bool
+		maxConns      int
+	}{
+		{"http", false, false, 1},
+		{"https", true, false, 1},
+		{"connection: close", false, true, 250},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := newMemorySource(users...)
+			h := &hookServer{src: src}
+			var handler http.Handler = h
+			if tt.closeAll {
+				handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.Header().Set("Connection", "close")
+					h.ServeHTTP(w, r)
+				})
+			}
+			srv := startHook(t, h, handler, tt.tls)
+			s := testSender(srv.URL)
+			if tt.tls {
+				roots := x509.NewCertPool()
+				roots.AddCert(srv.Certificate())
+				s.TLS = &tls.Config{RootCAs: roots}
+			}
+			run(t, s, src)
+			if got := len(h.posted()); got != len(users) {
+				t.Errorf("%d posts for %d events", got, len(users))
+			}
+			if h.conns > tt.maxConns {
+				t.Errorf("%d connections; want %d at most", h.conns, tt.maxConns)
+			}
+			if len(src.badCursor) > 0 {
+				t.Errorf("the cursor moved past an event not taken: %v", src.badCursor)
+			}
+		})
 	}
 }
 
 // TestSenderWaitsForTheHold: while another instance holds the delivery,
 // nothing is posted; once it is free, everything is.
 func TestSenderWaitsForTheHold(t *testing.T) {
-	src := newMemorySource(2)
+	src := newMemorySource(1, 2)
 	src.heldBy = "another instance"
-	hook := &hookServer{src: src}
-	srv := httptest.NewServer(hook)
-	defer srv.Close()
-	s := &Sender{URL: srv.URL, Secret: NewSecret(), Client: NewClient(time.Second), Log: slog.New(slog.DiscardHandler),
-		Poll: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+	h := &hookServer{src: src}
+	s := testSender(startHook(t, h, nil, false).URL)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.Run(ctx, src)
-	// Several polls go by held by the other instance: none may post.
+	// Several rounds go by held by the other instance: none may post.
 	for range 5 {
 		src.recorded <- struct{}{}
 	}
-	if got := hook.ids(); len(got) != 0 {
+	if got := h.posted(); len(got) != 0 {
 		t.Fatalf("posted %v while another instance held the delivery", got)
 	}
 	src.mu.Lock()
 	src.heldBy = ""
 	src.mu.Unlock()
-	testkit.WaitFor(t, "both events posted once the hold is free", func() bool { return len(hook.ids()) == 2 })
+	testkit.WaitFor(t, "both events posted once the hold is free", func() bool { return len(h.posted()) == 2 })
 }

@@ -1,0 +1,208 @@
+package webhook
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// conn is the sender's one kept-alive HTTP/1.1 connection to the
+// receiver, over TLS for an https URL. A round's posts are written to it
+// together and their answers read in order (pipelining): one write and a
+// few reads for a round, where a post at a time would cost a round trip
+// and its system calls each (BENCHMARKS.md). Only the Sender uses it, one
+// round at a time.
+type conn struct {
+	target  *url.URL
+	addr    string // host:port to dial
+	timeout time.Duration
+	tls     *tls.Config // for https: the server's name is checked against it
+
+	c      net.Conn
+	br     *bufio.Reader
+	buf    []byte // the round's requests, reused
+	reused bool   // c has carried a round before
+}
+
+func newConn(rawURL string, timeout time.Duration, tlsConfig *tls.Config) *conn {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		u = &url.URL{} // config.Load checked it: never here
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"https": "443"}[u.Scheme]
+		if port == "" {
+			port = "80"
+		}
+	}
+	if tlsConfig == nil {
+		tlsConfig = &tls.Config{}
+	}
+	tlsConfig = tlsConfig.Clone()
+	tlsConfig.ServerName, tlsConfig.NextProtos = u.Hostname(), []string{"http/1.1"}
+	return &conn{target: u, addr: net.JoinHostPort(u.Hostname(), port), timeout: timeout, tls: tlsConfig}
+}
+
+// errNotAnswered is the error of a post the receiver did not answer
+// before the connection ended; errCutShort of one it did not answer after
+// answering one before it on the same connection, which is posted again at
+// once, on a new one.
+var (
+	errNotAnswered = errors.New("the receiver closed the connection before answering")
+	errCutShort    = errors.New("the receiver closed the connection after answering a post before this one")
+)
+
+// post posts batch's events and returns, for each, nil if the receiver
+// answered 2xx, or why not. A connection kept alive that the receiver
+// closed while idle is redialled once, not counted as a failure.
+func (c *conn) post(ctx context.Context, secret Secret, batch []*pending) []error {
+	errs := c.attempt(ctx, secret, batch)
+	if c.reusedAndDead(errs) {
+		errs = c.attempt(ctx, secret, batch)
+	}
+	return errs
+}
+
+// reusedAndDead reports whether a round failed on a reused connection
+// before any answer: the receiver closed it while it was idle.
+func (c *conn) reusedAndDead(errs []error) bool {
+	return c.c == nil && c.reused && len(errs) > 0 && errs[0] != nil && !isStatus(errs[0])
+}
+
+// attempt makes one round: every post written, then every answer read.
+func (c *conn) attempt(ctx context.Context, secret Secret, batch []*pending) []error {
+	errs := make([]error, len(batch))
+	fail := func(from int, err error) []error {
+		c.close()
+		for i := from; i < len(errs); i++ {
+			errs[i] = err
+		}
+		return errs
+	}
+	deadline := time.Now().Add(c.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	c.reused = c.c != nil
+	if c.c == nil {
+		if err := c.dial(ctx, deadline); err != nil {
+			return fail(0, err)
+		}
+	}
+	// A round ends when ctx does, as at its deadline.
+	nc := c.c
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := c.c.SetDeadline(deadline); err != nil {
+		return fail(0, err)
+	}
+	c.buf = c.buf[:0]
+	for _, p := range batch {
+		c.buf = c.appendRequest(c.buf, secret, p)
+	}
+	if _, err := c.c.Write(c.buf); err != nil {
+		return fail(0, err)
+	}
+	for i := range batch {
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			switch {
+			case i > 0:
+				err = errCutShort
+			case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+				err = errNotAnswered
+			}
+			return fail(i, err)
+		}
+		// An answer's body is read and dropped, so that the next answer
+		// can be read; a long one ends the connection instead.
+		n, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			errs[i] = &statusError{resp.Status}
+		}
+		if err != nil || n == 64<<10 || resp.Close {
+			if i+1 < len(batch) || err != nil {
+				return fail(i+1, errCutShort)
+			}
+			c.close()
+		}
+	}
+	return errs
+}
+
+// dial connects to the receiver, with TLS for https.
+func (c *conn) dial(ctx context.Context, deadline time.Time) error {
+	dialer := net.Dialer{Deadline: deadline}
+	nc, err := dialer.DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		return err
+	}
+	if c.target.Scheme == "https" {
+		tc := tls.Client(nc, c.tls)
+		hctx, cancel := context.WithDeadline(ctx, deadline)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			nc.Close()
+			return err
+		}
+		nc = tc
+	}
+	c.c, c.br = nc, bufio.NewReaderSize(nc, 4096)
+	return nil
+}
+
+// appendRequest appends p's post, signed, to buf.
+func (c *conn) appendRequest(buf []byte, secret Secret, p *pending) []byte {
+	body := p.event.Append(nil)
+	now := time.Now()
+	buf = append(buf, "POST "...)
+	buf = append(buf, c.target.RequestURI()...)
+	buf = append(buf, " HTTP/1.1\r\nHost: "...)
+	buf = append(buf, c.target.Host...)
+	buf = append(buf, "\r\nUser-Agent: wxlogin-webhook\r\nContent-Type: application/json\r\nContent-Length: "...)
+	buf = strconv.AppendInt(buf, int64(len(body)), 10)
+	buf = append(buf, "\r\nwebhook-id: "...)
+	buf = append(buf, p.event.ID...)
+	buf = append(buf, "\r\nwebhook-timestamp: "...)
+	buf = strconv.AppendInt(buf, now.Unix(), 10)
+	buf = append(buf, "\r\nwebhook-signature: "...)
+	buf = append(buf, secret.Sign(p.event.ID, now, body)...)
+	buf = append(buf, "\r\n\r\n"...)
+	return append(buf, body...)
+}
+
+func (c *conn) close() {
+	if c.c != nil {
+		c.c.Close()
+		c.c, c.br = nil, nil
+	}
+}
+
+// statusError is an answer other than 2xx.
+type statusError struct{ status string }
+
+func (e *statusError) Error() string { return fmt.Sprintf("the receiver answered %s", e.status) }
+
+func isStatus(err error) bool {
+	var se *statusError
+	return errors.As(err, &se)
+}
+
+func randomHolder() string {
+	b := make([]byte, 8)
+	rand.Read(b) // Never fails: crypto/rand.Read crashes the program rather than return short.
+	return hex.EncodeToString(b)
+}
