@@ -267,11 +267,20 @@ func webhookAcrossKill9(t *testing.T, store storeKind) {
 // told of all of it, each user's events in their order.
 func TestAReceiverDownForAMinuteGetsEverythingInOrder(t *testing.T) {
 	t.Parallel()
+	for _, store := range []storeKind{onFiles, onRedis} {
+		t.Run(string(store), func(t *testing.T) {
+			t.Parallel()
+			receiverDownForAMinute(t, store)
+		})
+	}
+}
+
+func receiverDownForAMinute(t *testing.T, store storeKind) {
 	down := testkit.Setting(t, "WXLOGIN_WEBHOOK_DOWN", time.Minute, time.ParseDuration)
 	r := newReceiver(t)
 	r.setDown(true)
 	wentDown := time.Now()
-	where := webhookStores(t, onFiles)
+	where := webhookStores(t, store)
 	c, admin := startWithWebhook(t, r, where.env, where.args...)
 	users := newNewUsers()
 	stop := users.keepComing(c.url, 4, "down")

@@ -319,7 +319,7 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, users userBa
 		if !ok {
 			return errors.Join(errors.New("-webhook: this store records no events"), ln.Close())
 		}
-		defer startWebhook(ctx, cfg.Events, source, log)()
+		defer startWebhook(ctx, cfg.Events, source, m, log)()
 		where = append(where, "webhook", redact.URL(cfg.Events.Webhook))
 	}
 	handler := newServer(log, m, apps, users, tokens, signer, limit, cfg.Proxies, fake)
@@ -340,8 +340,8 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, users userBa
 // startWebhook posts each event of source to -webhook (internal/webhook)
 // until stop is called; what is not delivered by then is at the next
 // start.
-func startWebhook(ctx context.Context, cfg config.Events, source eventLog, log *slog.Logger) (stop func()) {
-	sender := &webhook.Sender{URL: cfg.Webhook, Secret: cfg.Secret, Timeout: 10 * time.Second, Log: log,
+func startWebhook(ctx context.Context, cfg config.Events, source eventLog, m *metrics.Metrics, log *slog.Logger) (stop func()) {
+	sender := &webhook.Sender{URL: cfg.Webhook, Secret: cfg.Secret, Timeout: 10 * time.Second, Log: log, Metrics: m,
 		Poll: time.Second, MaxBackoff: 30 * time.Second, Linger: 10 * time.Millisecond, Batch: 100}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -429,11 +429,11 @@ func fakeFor(apps []config.App, fixtures fakewechat.Fixtures) *fakewechat.Fake {
 }
 
 // startAdmin serves the profiler, a backup of users (nil for the fake
-// alone) and, with -events, GET /events (eventsOf, else nil), on an address
-// of their own, so that none is exposed where clients connect; with no
-// address, nothing. It returns a function that
-// stops it and waits until it has. (Importing net/http/pprof also registers
-// it on http.DefaultServeMux, which wxlogin never serves.)
+// alone) and, with -events, GET /events (eventsOf, else nil), on an
+// address of their own, so that none is exposed where clients connect;
+// with no address, nothing. It returns a function that stops it and waits
+// until it has. (Importing net/http/pprof also registers it on
+// http.DefaultServeMux, which wxlogin never serves.)
 func startAdmin(ctx context.Context, addr string, userStore *users.Store, eventsOf eventLog, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil

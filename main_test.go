@@ -27,6 +27,7 @@ import (
 	"time"
 	"wxlogin/internal/accesslog"
 	"wxlogin/internal/config"
+	"wxlogin/internal/events"
 	"wxlogin/internal/fakewechat"
 	"wxlogin/internal/limits"
 	"wxlogin/internal/request"
@@ -240,7 +241,11 @@ func secretsStayOut(t *testing.T, store storeKind) {
 		srv := testkit.StartRedis(t, "--requirepass", redisPassword, "--appendonly", "yes", "--appendfsync", "always")
 		env["WXLOGIN_REDIS"] = "redis://:" + redisPassword + "@" + srv.Addr
 	}
-	s := startServer(t, env, "-data", dataDir, "-wechat-api", wechat.URL+"/mock/api", "-login-timeout", "2s")
+	// Every event is posted to a receiver, signed with a secret of its own.
+	hook := newReceiver(t)
+	env["WXLOGIN_WEBHOOK_SECRET"] = hook.secret.Text()
+	webhookKey := strings.TrimPrefix(hook.secret.Text(), "whsec_")
+	s := startServer(t, env, "-data", dataDir, "-wechat-api", wechat.URL+"/mock/api", "-login-timeout", "2s", "-webhook", hook.srv.URL)
 	if strings.Contains(s.logs.String(), "MOCK MODE") {
 		t.Fatal("a server with an AppSecret started in mock mode")
 	}
@@ -285,6 +290,15 @@ func secretsStayOut(t *testing.T, store storeKind) {
 		t.Fatal("no access_token was fetched")
 	}
 
+	send("DELETE", "/user", "", "Authorization", "Bearer "+tokens[1]) // bob deletes his account
+	testkit.WaitFor(t, "bob's user.deleted posted", func() bool {
+		for _, m := range hook.messages() {
+			if m.event.Type == events.UserDeleted {
+				return true
+			}
+		}
+		return false
+	})
 	send("POST", "/logout", "", "token", tokens[0])
 	send("GET", "/user", "", "token", tokens[0]) // revoked: status 4
 	wechat.Close()                               // WeChat unreachable: the error names the URL
@@ -310,9 +324,9 @@ func secretsStayOut(t *testing.T, store storeKind) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, v := range slices.Concat([]string{testSecret, accessToken}, tokens, codes) {
+		for _, v := range slices.Concat([]string{testSecret, accessToken, webhookKey}, tokens, codes) {
 			if bytes.Contains(data, []byte(v)) {
-				t.Errorf("%s holds the AppSecret, the access_token, a token or a code", f.Name())
+				t.Errorf("%s holds the AppSecret, the access_token, the webhook's secret, a token or a code", f.Name())
 			}
 		}
 	}
@@ -321,7 +335,7 @@ func secretsStayOut(t *testing.T, store storeKind) {
 	if !strings.Contains(logs, "REDACTED") {
 		t.Errorf("no redacted URL in the log; the network failure path was not exercised:\n%s", logs)
 	}
-	for what, values := range map[string][]string{"AppSecret": {testSecret}, "session_key": sessionKeys, "token": tokens, "code": codes, "access_token": {accessToken}, "Redis password": {redisPassword}} {
+	for what, values := range map[string][]string{"AppSecret": {testSecret}, "session_key": sessionKeys, "token": tokens, "code": codes, "access_token": {accessToken}, "Redis password": {redisPassword}, "webhook secret": {webhookKey}} {
 		for _, v := range values {
 			if strings.Contains(logs, v) {
 				t.Errorf("the log holds a %s", what)
@@ -336,6 +350,21 @@ func secretsStayOut(t *testing.T, store storeKind) {
 		}
 		if strings.Contains(body, `"session_key"`) || strings.Contains(body, "rid:") {
 			t.Errorf("response %s mentions the session_key or passes on WeChat's errmsg", body)
+		}
+	}
+	// The events carry ids, and a phone number bound; never a secret, a
+	// token, a session_key or a unionid; a deleted user's, only ids.
+	if len(hook.messages()) == 0 {
+		t.Error("no event was posted")
+	}
+	for _, m := range hook.messages() {
+		for _, v := range slices.Concat([]string{testSecret, accessToken, redisPassword, webhookKey, `"unionid"`, `"openid"`}, sessionKeys, tokens, codes) {
+			if strings.Contains(m.body, v) {
+				t.Errorf("event %s holds a secret, a token, a code, a session_key, an openid or a unionid", m.body)
+			}
+		}
+		if d := m.event.Data; m.event.Type == events.UserDeleted && (d.PhoneNumber != "" || d.Claim != "" || d.PreviousPersonID != 0) {
+			t.Errorf("a deleted user's event holds more than ids: %s", m.body)
 		}
 	}
 	// In mock mode the teaching page shows these exchanges to anyone.
@@ -813,12 +842,15 @@ func probeLogin(client *http.Client, base, user string) error {
 // (promtool check metrics) accepts the page, and no label holds a token,
 // an openid or an address. It is not served on -addr.
 func TestMetricsOnTheAdminAddress(t *testing.T) {
-	s := startServer(t, nil, "-data", t.TempDir(), "-admin-addr", "127.0.0.1:0")
+	hook := newReceiver(t)
+	s := startServer(t, map[string]string{"WXLOGIN_WEBHOOK_SECRET": hook.secret.Text()},
+		"-data", t.TempDir(), "-admin-addr", "127.0.0.1:0", "-webhook", hook.srv.URL)
 	admin := regexp.MustCompile(`msg="admin listening" url=(\S+)/debug/pprof/`).FindStringSubmatch(s.logs.String())
 	if admin == nil {
 		t.Fatalf("no admin address in the log:\n%s", s.logs.String())
 	}
 	login := post(t, "POST", s.url+"/login", jsonCT, `{"code":"`+mockCode(t, s.url, "alice")+`"}`)
+	testkit.WaitFor(t, "alice's user.created posted", func() bool { return len(hook.messages()) == 1 })
 	token, openID := dataOf[loginData](t, login).Token, fakewechat.OpenID(config.MockAppID, "alice")
 	post(t, "GET", s.url+"/user", "", "", "Authorization", "Bearer "+token)
 	if got := post(t, "POST", s.url+"/login", jsonCT, `{"code":"not-a-code"}`); got.env.Status != statusInvalidCode {
@@ -842,6 +874,9 @@ func TestMetricsOnTheAdminAddress(t *testing.T) {
 		`wxlogin_wechat_calls_total{api="jscode2session",outcome="errcode",errcode="40029"} 1`,
 		`wxlogin_users 1`,
 		`wxlogin_store_fsync_failures_total 0`,
+		`wxlogin_webhook_posts_total{outcome="taken"} 1`,
+		`wxlogin_webhook_delivered_seq 1`,
+		`wxlogin_webhook_oldest_undelivered_seconds 0`,
 	} {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("metrics lack %s:\n%s", want, text)

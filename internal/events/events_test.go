@@ -1,6 +1,7 @@
 package events
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
@@ -75,5 +76,40 @@ func TestParseRefusesWhatWxloginNeverWrites(t *testing.T) {
 		if _, err := Parse([]byte(bad)); err == nil {
 			t.Errorf("Parse(%s) accepted it", bad)
 		}
+	}
+}
+
+// TestAppendIsEncodingJSON: Append writes what encoding/json writes, for
+// every type of event, strings that need escaping among them.
+func TestAppendIsEncodingJSON(t *testing.T) {
+	at := time.Date(2026, 12, 7, 10, 0, 0, 123456789, time.FixedZone("", 8*3600))
+	u := &account.User{ID: 5, AppID: "wx\"<a>", PhoneNumber: "+86 138\u2028", PurePhoneNumber: "138", CountryCode: "86"}
+	for _, e := range []Event{
+		Created(at, u, 3), Joined(at, u, 3, 9), PhoneChanged(at, u, 3), Claimed(at, u, 3, "welcome-gift"), Deleted(at, 5, "wxa", 5),
+		{ID: "evt_\xff", Seq: 1 << 40, Type: UserCreated, At: time.Time{}.Add(time.Nanosecond)},
+	} {
+		checkAppend(t, e)
+	}
+}
+
+// FuzzAppend: Append and encoding/json agree on any event.
+func FuzzAppend(f *testing.F) {
+	f.Add("evt_a", int64(7), "claim.taken", int64(1_796_000_000), int64(5), "wxa", int64(3), int64(0), "", "", "", "welcome-gift")
+	f.Add("evt_\"\\", int64(-1), "\u2028", int64(0), int64(-5), "<&>", int64(0), int64(9), "+86 1", "1", "86", "")
+	f.Fuzz(func(t *testing.T, id string, seq int64, kind string, unix, user int64, app string, person, previous int64, phone, pure, cc, claim string) {
+		e := Event{ID: id, Seq: seq, Type: kind, At: time.Unix(unix%253_402_300_800, 0).UTC(),
+			Data: Data{UserID: user, AppID: app, PersonID: person, PreviousPersonID: previous, PhoneNumber: phone, PurePhoneNumber: pure, CountryCode: cc, Claim: claim}}
+		checkAppend(t, e)
+	})
+}
+
+func checkAppend(t *testing.T, e Event) {
+	t.Helper()
+	want, err := json.Marshal(&e)
+	if err != nil {
+		t.Skip(err)
+	}
+	if got := e.Append(nil); string(got) != string(want) {
+		t.Fatalf("Append = %s\nencoding/json writes %s", got, want)
 	}
 }

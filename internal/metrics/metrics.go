@@ -34,6 +34,12 @@ type Metrics struct {
 	wechatTime   *histogramVec // api
 	fsyncTime    *histogramVec // no labels
 	fsyncFailing atomic.Uint64
+	webhookPosts *counterVec // outcome
+
+	// The webhook's state, as its sender last saw it (-webhook).
+	webhookOn       atomic.Bool
+	webhookCursor   atomic.Int64
+	webhookOldestAt atomic.Int64 // Unix ns of the oldest event not taken; 0 for none
 
 	// Users and LiveTokens, set before the admin listener starts, are read
 	// when scraped; nil where the store does not count them cheaply (Redis).
@@ -43,12 +49,38 @@ type Metrics struct {
 // New is a Metrics of the binary build, with nothing counted yet.
 func New(build BuildInfo) *Metrics {
 	return &Metrics{
-		build:       build,
-		requests:    newCounterVec("route", "code"),
-		logins:      newCounterVec("status", "errcode"),
-		wechatCalls: newCounterVec("api", "outcome", "errcode"),
-		wechatTime:  newHistogramVec([]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}, "api"),
-		fsyncTime:   newHistogramVec([]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}),
+		build:        build,
+		requests:     newCounterVec("route", "code"),
+		logins:       newCounterVec("status", "errcode"),
+		wechatCalls:  newCounterVec("api", "outcome", "errcode"),
+		wechatTime:   newHistogramVec([]float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}, "api"),
+		fsyncTime:    newHistogramVec([]float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}),
+		webhookPosts: newCounterVec("outcome"),
+	}
+}
+
+// WebhookPosted counts one post of an event to -webhook: "taken" (2xx),
+// "refused" (another status) or "failed" (no answer).
+func (m *Metrics) WebhookPosted(outcome string) {
+	if m == nil {
+		return
+	}
+	m.webhookOn.Store(true)
+	m.webhookPosts.inc(outcome)
+}
+
+// WebhookState records how far -webhook has delivered (the cursor), and
+// when the oldest event it has not delivered was made (zero for none).
+func (m *Metrics) WebhookState(cursor int64, oldest time.Time) {
+	if m == nil {
+		return
+	}
+	m.webhookOn.Store(true)
+	m.webhookCursor.Store(cursor)
+	if oldest.IsZero() {
+		m.webhookOldestAt.Store(0)
+	} else {
+		m.webhookOldestAt.Store(oldest.UnixNano())
 	}
 }
 
@@ -132,6 +164,17 @@ func (m *Metrics) appendText(b []byte) []byte {
 	b = m.fsyncTime.appendText(b, "wxlogin_store_fsync_duration_seconds", "How long the user store's journal fsyncs took.")
 	b = appendFamily(b, "wxlogin_store_fsync_failures_total", "counter", "Failed fsyncs of the user store's journal; after one, writes are refused until a restart.")
 	b = appendSample(b, "wxlogin_store_fsync_failures_total", nil, nil, float64(m.fsyncFailing.Load()))
+	if m.webhookOn.Load() {
+		b = m.webhookPosts.appendText(b, "wxlogin_webhook_posts_total", "Posts of events to -webhook, by outcome: taken (2xx), refused (another status), failed (no answer).")
+		b = appendFamily(b, "wxlogin_webhook_delivered_seq", "gauge", "The seq through which every event is delivered, as this instance last saw it.")
+		b = appendSample(b, "wxlogin_webhook_delivered_seq", nil, nil, float64(m.webhookCursor.Load()))
+		age := 0.0
+		if at := m.webhookOldestAt.Load(); at != 0 {
+			age = max(0, time.Since(time.Unix(0, at)).Seconds())
+		}
+		b = appendFamily(b, "wxlogin_webhook_oldest_undelivered_seconds", "gauge", "How old the oldest event not yet delivered is (0: none waits); it grows while the receiver refuses.")
+		b = appendSample(b, "wxlogin_webhook_oldest_undelivered_seconds", nil, nil, age)
+	}
 	if m.Users != nil {
 		b = appendFamily(b, "wxlogin_users", "gauge", "Users in the store, erased ones not counted.")
 		b = appendSample(b, "wxlogin_users", nil, nil, float64(m.Users()))

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"errors"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,6 +26,13 @@ func TestMetricsText(t *testing.T) {
 	m.WechatCall("jscode2session", "ok", 0, 3*time.Second)
 	m.Fsynced(2*time.Millisecond, nil)
 	m.Fsynced(time.Millisecond, errors.New("EIO"))
+	if text := string(m.appendText(nil)); strings.Contains(text, "webhook") {
+		t.Errorf("metrics show a webhook though there is none:\n%s", text)
+	}
+	m.WebhookPosted("taken")
+	m.WebhookPosted("refused")
+	m.WebhookPosted("taken")
+	m.WebhookState(41, time.Now().Add(-time.Hour))
 	text := string(m.appendText(nil))
 	for _, want := range []string{
 		`wxlogin_build_info{version="v1.2.3",revision="abc",goversion="go1.26"} 1`,
@@ -43,10 +51,16 @@ func TestMetricsText(t *testing.T) {
 		`wxlogin_store_fsync_duration_seconds_bucket{le="0.001"} 1`,
 		`wxlogin_store_fsync_duration_seconds_count 2`,
 		`wxlogin_store_fsync_failures_total 1`,
+		`wxlogin_webhook_posts_total{outcome="taken"} 2`,
+		`wxlogin_webhook_posts_total{outcome="refused"} 1`,
+		`wxlogin_webhook_delivered_seq 41`,
 	} {
 		if !strings.Contains(text, want+"\n") {
 			t.Errorf("metrics lack %s:\n%s", want, text)
 		}
+	}
+	if !regexp.MustCompile(`\nwxlogin_webhook_oldest_undelivered_seconds 36\d\d(\.\d+)?\n`).MatchString(text) {
+		t.Errorf("the oldest undelivered event, an hour old, is not shown as such:\n%s", text)
 	}
 	if strings.Contains(text, "wxlogin_users") {
 		t.Errorf("metrics show users though the store counts none:\n%s", text)

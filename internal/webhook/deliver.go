@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 	"wxlogin/internal/events"
+	"wxlogin/internal/metrics"
 )
 
 // Source is where the events to deliver are: the store's event log, with
@@ -48,6 +49,8 @@ type Sender struct {
 	// TLS, when set, is the base of the connection's TLS settings (tests
 	// give their own root); the system's roots otherwise.
 	TLS *tls.Config
+	// Metrics counts the posts and shows how far delivery is; nil for none.
+	Metrics *metrics.Metrics
 }
 
 // queueSize is how many events past the cursor are held in memory.
@@ -136,13 +139,23 @@ func (d *delivery) round(ctx context.Context) (time.Duration, error) {
 		if next.IsZero() {
 			return d.Poll, nil
 		}
-		return next.Sub(now), nil
+		// The hold is renewed while events wait for their retry, so that
+		// another instance does not take the delivery over meanwhile.
+		return min(next.Sub(now), holdFor/3), nil
 	}
 	errs := d.conn.post(ctx, d.Secret, batch)
 	for i, p := range batch {
 		d.settle(p, errs[i])
 	}
-	return 0, d.advance(ctx)
+	if err := d.advance(ctx); err != nil {
+		return 0, err
+	}
+	if len(batch) < d.Batch {
+		// A round not full: the next waits a little for more, so that
+		// under load a round carries many posts, not one or two.
+		return d.Linger, nil
+	}
+	return 0, nil
 }
 
 // fill reads the events past the queue's last, up to queueSize; from the
@@ -198,6 +211,14 @@ func (d *delivery) due(now time.Time) (batch []*pending, next time.Time) {
 // settle records an attempt of p: taken (err nil), or to be posted again.
 func (d *delivery) settle(p *pending, err error) {
 	p.tries++
+	switch {
+	case err == nil:
+		d.Metrics.WebhookPosted("taken")
+	case isStatus(err):
+		d.Metrics.WebhookPosted("refused")
+	default:
+		d.Metrics.WebhookPosted("failed")
+	}
 	if err == nil {
 		p.taken = true
 		if p.tries > 1 {
@@ -223,13 +244,17 @@ func (d *delivery) advance(ctx context.Context) error {
 	for n < len(d.queue) && d.queue[n].taken {
 		n++
 	}
-	if n == 0 {
-		return nil
+	if n > 0 {
+		cursor := d.queue[n-1].event.Seq
+		if err := d.src.SetDelivered(ctx, cursor); err != nil {
+			return err
+		}
+		d.cursor, d.queue = cursor, d.queue[n:]
 	}
-	cursor := d.queue[n-1].event.Seq
-	if err := d.src.SetDelivered(ctx, cursor); err != nil {
-		return err
+	var oldest time.Time
+	if len(d.queue) > 0 {
+		oldest = d.queue[0].event.At
 	}
-	d.cursor, d.queue = cursor, d.queue[n:]
+	d.Metrics.WebhookState(d.cursor, oldest)
 	return nil
 }
