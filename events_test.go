@@ -87,6 +87,12 @@ func (r *receiver) setDown(down bool) {
 	r.down = down
 }
 
+func (r *receiver) refusals() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.refused
+}
+
 func (r *receiver) messages() []receivedMessage {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -226,8 +232,8 @@ func webhookAcrossKill9(t *testing.T, store storeKind) {
 		}
 	}
 	checkOrderPerUser(t, list)
-	if r.refused > 0 {
-		t.Errorf("%d messages failed the signature check", r.refused)
+	if n := r.refusals(); n > 0 {
+		t.Errorf("%d messages failed the signature check", n)
 	}
 
 	// GET /events lists the same, page by page.
