@@ -277,3 +277,22 @@ func FuzzParseEventLine(f *testing.F) {
 		}
 	})
 }
+
+// TestEventsTurnedOnLater: users stored before events were recorded get
+// no user.created; their later changes are told.
+func TestEventsTurnedOnLater(t *testing.T) {
+	s := openTestStore(t, t.TempDir(), time.Now)
+	if _, _, err := s.Login("wxa", "o1", ""); err != nil {
+		t.Fatal(err)
+	}
+	s.RecordEvents(false)
+	if _, _, err := s.Login("wxa", "o1", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update(1, func(u *account.User) { u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = "138", "138", "86" }); err != nil {
+		t.Fatal(err)
+	}
+	if got := summaries(s.Events(0, 10)); got != "1 phone.bound user=1 app=wxa person=1 phone=138" {
+		t.Errorf("events of a user stored before:\n%s", got)
+	}
+}
