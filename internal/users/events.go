@@ -221,21 +221,28 @@ func (s *Store) SetDelivered(seq int64) error {
 	return nil
 }
 
-// eventLinesLocked are the lines that hold the events for a snapshot, and
-// drops from memory those it leaves out: the events of the last
-// events.Keep, and those not yet delivered when they are held; then the
-// numbers. s.mu is held.
-func (s *Store) eventLinesLocked(now time.Time) [][]byte {
+// keptEventsLocked drops from memory the events a snapshot leaves out
+// (those older than events.Keep, unless held and not yet delivered) and
+// returns those it keeps, with the numbers' line, for Lines to write out
+// after the lock is released: a snapshot copies them under the store's
+// lock, and writes must not wait for a week of events to be encoded. The
+// list is never changed in place, only appended to or cut at its head, so
+// the slice returned stays as it is. s.mu is held.
+func (s *Store) keptEventsLocked(now time.Time) ([]events.Event, Cursor, bool) {
 	ev := &s.events
 	if ev.last == 0 {
-		return nil
+		return nil, Cursor{}, false
 	}
-	ev.list = slices.DeleteFunc(ev.list, func(e events.Event) bool {
-		return now.Sub(e.At) > events.Keep && (!ev.hold || e.Seq <= ev.delivered)
-	})
-	var lines [][]byte
-	for i := range ev.list {
-		lines = append(lines, eventLine(nil, &ev.list[i]))
+	// The events leave in seq order: their times, made under the lock,
+	// rise with it, and the delivered ones are the first.
+	drop := 0
+	for drop < len(ev.list) {
+		e := &ev.list[drop]
+		if now.Sub(e.At) <= events.Keep || ev.hold && e.Seq > ev.delivered {
+			break
+		}
+		drop++
 	}
-	return append(lines, cursorLine(nil, Cursor{Last: ev.last, Delivered: ev.delivered}))
+	ev.list = ev.list[drop:]
+	return ev.list[:len(ev.list):len(ev.list)], Cursor{Last: ev.last, Delivered: ev.delivered}, true
 }

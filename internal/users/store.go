@@ -219,7 +219,7 @@ func (s *Store) Lines() iter.Seq[[]byte] {
 		}
 	}
 	kept := s.keptLinesLocked()
-	kept = append(kept, s.eventLinesLocked(s.now())...)
+	keptEvents, cursor, anyEvents := s.keptEventsLocked(s.now())
 	s.mu.Unlock()
 	return func(yield func([]byte) bool) {
 		var line []byte
@@ -242,6 +242,14 @@ func (s *Store) Lines() iter.Seq[[]byte] {
 			if !yield(k) {
 				return
 			}
+		}
+		for i := range keptEvents {
+			if line = eventLine(line[:0], &keptEvents[i]); !yield(line) {
+				return
+			}
+		}
+		if anyEvents {
+			yield(cursorLine(line[:0], cursor))
 		}
 	}
 }
