@@ -801,3 +801,56 @@ func (s Script) Run(ctx context.Context, c *Client, keys []string, args ...strin
 	}
 	return v, err
 }
+
+// ScriptCall is one run of a script, with its keys and args, for RunEach.
+type ScriptCall struct {
+	Script Script
+	Keys   []string
+	Args   []string
+}
+
+// RunEach runs each of calls and returns a reply for each, a refusal (an
+// Error) among them, or the first failure to reach Redis. On one server
+// they go as one pipeline, whatever their keys; in a cluster, where a
+// pipeline goes to one slot's server, each goes on its own, all at once,
+// and the pools carry together those that meet on a busy server.
+func (c *Client) RunEach(ctx context.Context, calls []ScriptCall) ([]any, error) {
+	replies := make([]any, len(calls))
+	if c.cluster != nil {
+		errs := make([]error, len(calls))
+		var wg sync.WaitGroup
+		for i, call := range calls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				replies[i], errs[i] = call.Script.Run(ctx, c, call.Keys, call.Args...)
+				if e, refused := errs[i].(Error); refused {
+					replies[i], errs[i] = e, nil
+				}
+			}()
+		}
+		wg.Wait()
+		return replies, errors.Join(errs...)
+	}
+	cmds := make([][]string, len(calls))
+	for i, call := range calls {
+		cmds[i] = append(append([]string{"EVALSHA", call.Script.sha, strconv.Itoa(len(call.Keys))}, call.Keys...), call.Args...)
+	}
+	replies, err := c.Pipeline(ctx, cmds)
+	if err != nil {
+		return nil, err
+	}
+	for i, call := range calls {
+		// A server without the script (after a restart) is sent it whole.
+		if e, refused := replies[i].(Error); refused && strings.HasPrefix(string(e), "NOSCRIPT") {
+			replies[i], err = call.Script.Run(ctx, c, call.Keys, call.Args...)
+			if e, refused := err.(Error); refused {
+				replies[i], err = e, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	return replies, nil
+}
