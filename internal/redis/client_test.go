@@ -290,39 +290,33 @@ func benchmarkPing(b *testing.B, parallelism int) {
 	b.ReportMetric(float64(c.Writes())/float64(b.N), "writes/op")
 }
 
-// RunEach runs scripts on keys of many slots together, a refusal among
-// the replies, on one server and on a cluster, the script sent whole
-// where the server forgot it.
-func TestRunEach(t *testing.T) {
+// PipelineEach sends the commands of many slots together, a refusal
+// among the replies, on one server and on a cluster.
+func TestPipelineEach(t *testing.T) {
 	single := testkit.StartRedis(t)
 	cl := testkit.StartRedisCluster(t, 3)
-	script := redis.NewScript(`return redis.call('INCRBY', KEYS[1], ARGV[1])`)
 	for _, tt := range []struct {
 		name string
 		c    *redis.Client
 	}{{"redis", single.Client(t, "", "")}, {"redis-cluster", cl.Client(t)}} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := t.Context()
-			if _, err := tt.c.Do(ctx, "SET", "{s}", "not a number"); err != nil {
-				t.Fatal(err)
+			var groups [][][]string
+			for i := range 20 {
+				key := "{" + strconv.Itoa(i) + "}"
+				groups = append(groups, [][]string{{"SET", key + "a", "x"}, {"INCRBY", key + "b", strconv.Itoa(i)}, {"INCR", key + "a"}})
 			}
-			for round := 1; round <= 2; round++ {
-				var calls []redis.ScriptCall
-				for i := range 20 {
-					calls = append(calls, redis.ScriptCall{Script: script, Keys: []string{"{" + strconv.Itoa(i) + "}"}, Args: []string{strconv.Itoa(i)}})
+			replies, err := tt.c.PipelineEach(ctx, groups)
+			if err != nil || len(replies) != 20 {
+				t.Fatalf("PipelineEach = %d groups of replies, %v; want 20", len(replies), err)
+			}
+			for i, r := range replies {
+				if len(r) != 3 || r[0] != "OK" || r[1] != int64(i) {
+					t.Errorf("group %d's replies = %#v; want OK, %d and a refusal", i, r, i)
+					continue
 				}
-				calls = append(calls, redis.ScriptCall{Script: script, Keys: []string{"{s}"}, Args: []string{"1"}})
-				replies, err := tt.c.RunEach(ctx, calls)
-				if err != nil || len(replies) != 21 {
-					t.Fatalf("RunEach = %d replies, %v; want 21", len(replies), err)
-				}
-				for i, v := range replies[:20] {
-					if v != int64(i*round) {
-						t.Errorf("round %d: reply %d = %v; want %d", round, i, v, i*round)
-					}
-				}
-				if _, refused := replies[20].(redis.Error); !refused {
-					t.Errorf("INCRBY of a string = %#v; want a refusal among the replies", replies[20])
+				if _, refused := r[2].(redis.Error); !refused {
+					t.Errorf("INCR of a string = %#v; want a refusal among the replies", r[2])
 				}
 			}
 		})

@@ -802,55 +802,40 @@ func (s Script) Run(ctx context.Context, c *Client, keys []string, args ...strin
 	return v, err
 }
 
-// ScriptCall is one run of a script, with its keys and args, for RunEach.
-type ScriptCall struct {
-	Script Script
-	Keys   []string
-	Args   []string
-}
-
-// RunEach runs each of calls and returns a reply for each, a refusal (an
-// Error) among them, or the first failure to reach Redis. On one server
-// they go as one pipeline, whatever their keys; in a cluster, where a
-// pipeline goes to one slot's server, each goes on its own, all at once,
-// and the pools carry together those that meet on a busy server.
-func (c *Client) RunEach(ctx context.Context, calls []ScriptCall) ([]any, error) {
-	replies := make([]any, len(calls))
+// PipelineEach sends each of groups, the commands of one hash slot, and
+// returns their replies, refusals among them, by group; or the first
+// failure to reach Redis. On one server they go as one pipeline, whatever
+// their slots; in a cluster, where a pipeline goes to one slot's server,
+// each group goes as one of its own, all at once, and the pools carry
+// together those that meet on a busy server.
+func (c *Client) PipelineEach(ctx context.Context, groups [][][]string) ([][]any, error) {
+	replies := make([][]any, len(groups))
 	if c.cluster != nil {
-		errs := make([]error, len(calls))
+		errs := make([]error, len(groups))
 		var wg sync.WaitGroup
-		for i, call := range calls {
+		for i, cmds := range groups {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				replies[i], errs[i] = call.Script.Run(ctx, c, call.Keys, call.Args...)
-				if e, refused := errs[i].(Error); refused {
-					replies[i], errs[i] = e, nil
-				}
+				replies[i], errs[i] = c.Pipeline(ctx, cmds)
 			}()
 		}
 		wg.Wait()
 		return replies, errors.Join(errs...)
 	}
-	cmds := make([][]string, len(calls))
-	for i, call := range calls {
-		cmds[i] = append(append([]string{"EVALSHA", call.Script.sha, strconv.Itoa(len(call.Keys))}, call.Keys...), call.Args...)
+	var all [][]string
+	for _, cmds := range groups {
+		all = append(all, cmds...)
 	}
-	replies, err := c.Pipeline(ctx, cmds)
+	if len(all) == 0 {
+		return replies, nil
+	}
+	flat, err := c.Pipeline(ctx, all)
 	if err != nil {
 		return nil, err
 	}
-	for i, call := range calls {
-		// A server without the script (after a restart) is sent it whole.
-		if e, refused := replies[i].(Error); refused && strings.HasPrefix(string(e), "NOSCRIPT") {
-			replies[i], err = call.Script.Run(ctx, c, call.Keys, call.Args...)
-			if e, refused := err.(Error); refused {
-				replies[i], err = e, nil
-			}
-			if err != nil {
-				return nil, err
-			}
-		}
+	for i, cmds := range groups {
+		replies[i], flat = flat[:len(cmds):len(cmds)], flat[len(cmds):]
 	}
 	return replies, nil
 }

@@ -188,15 +188,6 @@ func (s *Store) RunRelay(ctx context.Context) {
 	}
 }
 
-// readOutboxScript answers the head of an outbox (KEYS[1]) and, for a
-// user's (KEYS[2] its hash), the user's person id as person_id reads it,
-// '' when its hash holds no good copy.
-var readOutboxScript = redis.NewScript(eventsLua + `
-local head = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
-if not KEYS[2] or #head == 0 then return {head, ''} end
-return {head, person_id(KEYS[2]) or ''}
-`)
-
 // appendScript appends the events ARGV to the log (KEYS[1]), each with
 // the next seq of the counter (KEYS[2]) as its id, "<seq>-1".
 var appendScript = redis.NewScript(`
@@ -207,45 +198,35 @@ end
 return #ARGV
 `)
 
-// popScript takes the first ARGV[1] events off an outbox (KEYS[1]) if they
-// are still its head, as the last of them (ARGV[2]) being still where it
-// was shows (an event's id is its own: another relay that popped some of
-// them leaves another one there), and answers how many it took: none when
-// another relay took them first.
-var popScript = redis.NewScript(`
-local n = tonumber(ARGV[1])
-if redis.call('LINDEX', KEYS[1], n - 1) ~= ARGV[2] then return 0 end
-redis.call('LTRIM', KEYS[1], n, -1)
-return n
-`)
-
 // relay moves the head of each of outboxes into the log: their heads and
 // their users' persons read in one round trip, the events appended in one
 // call, then popped in one round trip. It answers the outboxes that hold
 // more than it moved. The relays of this process go one at a time.
+//
+// A pop is an LREM of each event moved: an event's id is its own, so it
+// takes that event and no other, and one that another relay took first is
+// taken no more.
 func (s *Store) relay(ctx context.Context, outboxes []string) (more []string, err error) {
 	s.relaying.Lock()
 	defer s.relaying.Unlock()
-	reads := make([]redis.ScriptCall, len(outboxes))
+	reads := make([][][]string, len(outboxes))
 	for i, outbox := range outboxes {
-		keys := []string{outbox}
-		if user, ok := strings.CutSuffix(outbox, ":ev"); ok && strings.HasPrefix(user, "wx:{u:") {
-			keys = append(keys, user)
+		reads[i] = [][]string{{"LRANGE", outbox, "0", strconv.Itoa(relayBatch - 1)}}
+		if id, ok := userOfOutbox(outbox); ok {
+			reads[i] = append(reads[i], []string{"HMGET", userKey(id), "m", "person", "appid"})
 		}
-		reads[i] = redis.ScriptCall{Script: readOutboxScript, Keys: keys, Args: []string{strconv.Itoa(relayBatch)}}
 	}
-	replies, err := s.rc.RunEach(ctx, reads)
+	replies, err := s.rc.PipelineEach(ctx, reads)
 	if err != nil {
 		return nil, err
 	}
 	var batch []string
-	var pops []redis.ScriptCall
-	for i, reply := range replies {
-		r, _ := reply.([]any)
-		if len(r) != 2 {
-			return nil, fmt.Errorf("the outbox read of %s answered %v", outboxes[i], reply)
+	var pops [][][]string
+	for i, r := range replies {
+		list, ok := r[0].([]any)
+		if !ok {
+			return nil, fmt.Errorf("the outbox %s read as %v", outboxes[i], r[0])
 		}
-		list, _ := r[0].([]any)
 		head := make([]string, 0, len(list))
 		for _, v := range list {
 			text, _ := v.(string)
@@ -254,13 +235,20 @@ func (s *Store) relay(ctx context.Context, outboxes []string) (more []string, er
 		if len(head) == 0 {
 			continue
 		}
-		person, _ := r[1].(string)
-		filled, err := s.fillPerson(ctx, outboxes[i], head, person)
+		var user any
+		if len(r) == 2 {
+			user = r[1]
+		}
+		filled, err := s.fillPerson(ctx, outboxes[i], head, user)
 		if err != nil {
 			return nil, err
 		}
 		batch = append(batch, filled...)
-		pops = append(pops, redis.ScriptCall{Script: popScript, Keys: []string{outboxes[i]}, Args: []string{strconv.Itoa(len(head)), head[len(head)-1]}})
+		pop := make([][]string, len(head))
+		for j, text := range head {
+			pop[j] = []string{"LREM", outboxes[i], "1", text}
+		}
+		pops = append(pops, pop)
 		if len(head) == relayBatch {
 			more = append(more, outboxes[i])
 		}
@@ -273,7 +261,7 @@ func (s *Store) relay(ctx context.Context, outboxes []string) (more []string, er
 	if len(pops) > 0 {
 		// Never before the append: a pop cut short leaves events to move
 		// again, never lost.
-		if _, err := s.rc.RunEach(ctx, pops); err != nil {
+		if _, err := s.rc.PipelineEach(ctx, pops); err != nil {
 			return nil, err
 		}
 	}
@@ -282,15 +270,25 @@ func (s *Store) relay(ctx context.Context, outboxes []string) (more []string, er
 
 // fillPerson is the head of an outbox with the person id written into the
 // events pushed without it (personPlaceholder), and without the
-// person.joined that joined no one: person is the id the outbox's user's
-// hash gives, "" when it gives none, and then is read as Person reads it.
-func (s *Store) fillPerson(ctx context.Context, outbox string, head []string, person string) ([]string, error) {
+// person.joined that joined no one. The person id is the one the copy of
+// its person's list the user's hash holds gives (user: HMGET m, person,
+// appid), or when that is no good copy, as Person reads it.
+func (s *Store) fillPerson(ctx context.Context, outbox string, head []string, user any) ([]string, error) {
 	if !slices.ContainsFunc(head, func(text string) bool { return strings.Contains(text, personPlaceholder) }) {
 		return head, nil
 	}
 	id, ok := userOfOutbox(outbox)
 	if !ok {
 		return nil, fmt.Errorf("outbox %s holds an event with no person id", outbox)
+	}
+	fields, _ := user.([]any)
+	var person string
+	if len(fields) == 3 {
+		appID, _ := fields[2].(string)
+		hash := []any{"m", fields[0], "person", fields[1]}
+		if members, ok := copiedMembers(account.User{ID: id, AppID: appID}, hash); ok {
+			person = strconv.FormatInt(firstOf(id, members), 10)
+		}
 	}
 	if person == "" {
 		var err error
@@ -321,16 +319,22 @@ func (s *Store) personNow(ctx context.Context, id int64, head []string) (string,
 		return "", err
 	}
 	if ok {
-		first := id
-		for _, m := range members {
-			first = min(first, m.ID)
-		}
-		return strconv.FormatInt(first, 10), nil
+		return strconv.FormatInt(firstOf(id, members), 10), nil
 	}
 	if e, err := events.Parse([]byte(head[len(head)-1])); err == nil && e.Type == events.UserDeleted {
 		return strconv.FormatInt(e.Data.PersonID, 10), nil
 	}
 	return strconv.FormatInt(id, 10), nil
+}
+
+// firstOf is the id of the earliest of members, user id's person's
+// records: the person's id.
+func firstOf(id int64, members []account.Member) int64 {
+	first := id
+	for _, m := range members {
+		first = min(first, m.ID)
+	}
+	return first
 }
 
 // userOfOutbox is the user id of a user's outbox, wx:{u:<id>}:ev.
@@ -367,13 +371,9 @@ func previousPerson(text string) string {
 func personIDOf(u account.User, reply, person any) int64 {
 	members, ok := copiedMembers(u, reply)
 	if !ok {
-		members = append(membersIn(person), account.Member{ID: u.ID, AppID: u.AppID})
+		members = membersIn(person)
 	}
-	first := u.ID
-	for _, m := range members {
-		first = min(first, m.ID)
-	}
-	return first
+	return firstOf(u.ID, members)
 }
 
 // appendEvents appends events, as their outbox holds them, to the log,
