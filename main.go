@@ -201,6 +201,14 @@ func runOnRedis(ctx context.Context, cfg config.Config, m *metrics.Metrics, log 
 			relayLeftovers(ctx, store, time.Minute, log)
 		}()
 		defer func() { cancel(); <-relayed }()
+		// Each change's events go into the log in the background, off the
+		// request's path.
+		relaying := make(chan struct{})
+		go func() {
+			defer close(relaying)
+			store.RunRelay(ctx)
+		}()
+		defer func() { cancel(); <-relaying }()
 	}
 	stopAdmin, err := startAdmin(ctx, cfg.AdminAddr, nil, eventsOf, m, log)
 	if err != nil {

@@ -289,3 +289,36 @@ func benchmarkPing(b *testing.B, parallelism int) {
 	})
 	b.ReportMetric(float64(c.Writes())/float64(b.N), "writes/op")
 }
+
+// PipelineEach sends the commands of many slots together, a refusal
+// among the replies, on one server and on a cluster.
+func TestPipelineEach(t *testing.T) {
+	single := testkit.StartRedis(t)
+	cl := testkit.StartRedisCluster(t, 3)
+	for _, tt := range []struct {
+		name string
+		c    *redis.Client
+	}{{"redis", single.Client(t, "", "")}, {"redis-cluster", cl.Client(t)}} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			var groups [][][]string
+			for i := range 20 {
+				key := "{" + strconv.Itoa(i) + "}"
+				groups = append(groups, [][]string{{"SET", key + "a", "x"}, {"INCRBY", key + "b", strconv.Itoa(i)}, {"INCR", key + "a"}})
+			}
+			replies, err := tt.c.PipelineEach(ctx, groups)
+			if err != nil || len(replies) != 20 {
+				t.Fatalf("PipelineEach = %d groups of replies, %v; want 20", len(replies), err)
+			}
+			for i, r := range replies {
+				if len(r) != 3 || r[0] != "OK" || r[1] != int64(i) {
+					t.Errorf("group %d's replies = %#v; want OK, %d and a refusal", i, r, i)
+					continue
+				}
+				if _, refused := r[2].(redis.Error); !refused {
+					t.Errorf("INCR of a string = %#v; want a refusal among the replies", r[2])
+				}
+			}
+		})
+	}
+}

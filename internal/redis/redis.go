@@ -801,3 +801,41 @@ func (s Script) Run(ctx context.Context, c *Client, keys []string, args ...strin
 	}
 	return v, err
 }
+
+// PipelineEach sends each of groups, the commands of one hash slot, and
+// returns their replies, refusals among them, by group; or the first
+// failure to reach Redis. On one server they go as one pipeline, whatever
+// their slots; in a cluster, where a pipeline goes to one slot's server,
+// each group goes as one of its own, all at once, and the pools carry
+// together those that meet on a busy server.
+func (c *Client) PipelineEach(ctx context.Context, groups [][][]string) ([][]any, error) {
+	replies := make([][]any, len(groups))
+	if c.cluster != nil {
+		errs := make([]error, len(groups))
+		var wg sync.WaitGroup
+		for i, cmds := range groups {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				replies[i], errs[i] = c.Pipeline(ctx, cmds)
+			}()
+		}
+		wg.Wait()
+		return replies, errors.Join(errs...)
+	}
+	var all [][]string
+	for _, cmds := range groups {
+		all = append(all, cmds...)
+	}
+	if len(all) == 0 {
+		return replies, nil
+	}
+	flat, err := c.Pipeline(ctx, all)
+	if err != nil {
+		return nil, err
+	}
+	for i, cmds := range groups {
+		replies[i], flat = flat[:len(cmds):len(cmds)], flat[len(cmds):]
+	}
+	return replies, nil
+}

@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -15,26 +14,25 @@ import (
 
 // This file records events (internal/events), with Options.Events. A
 // script in a cluster touches one hash slot, and a change and the global
-// log are in different slots, so each change pushes its events onto an
-// outbox in its own slot, in the script that makes it or in one right
-// after it (recordScript) and before the call returns: the user's
+// log are in different slots, so the script that makes a change pushes
+// its event onto an outbox in its own slot, atomic with it: the user's
 // (wx:{u:<id>}:ev) or, for a claim, the person's (wx:{p:<hash>}:ev). The
-// relay then moves an outbox's head into the log (wx:{ev}), numbering
-// each event there, and pops what it moved. A relay cut short between the
-// two moves the same events again: the log may hold an event twice, with
-// one id, which receivers drop; it never loses one. The log is kept
-// whole: Redis holds it until an operator trims it (XTRIM wx:{ev} MINID).
+// change's call returns then: the event is durable in its outbox. The
+// relay (RunRelay), in the background and off the request's path, moves
+// the outboxes' heads into the log (wx:{ev}), numbering each event there,
+// and pops what it moved. A relay cut short between the two moves the same
+// events again: the log may hold an event twice, with one id, which
+// receivers drop; it never loses one. The log is kept whole: Redis holds it
+// until an operator trims it (XTRIM wx:{ev} MINID).
 //
-// Login, Update and the person they settle span slots, and the person id
-// an event names is known only once settlePerson is done; so the user's
-// hash keeps what its events announced so far ("ev_c" 1 once user.created
-// is, "ev_u" the unionid, "ev_p" the person id, "ev_ph" the phone), and
-// recordScript pushes whatever the record holds that they do not. A
-// change whose recording was cut short (the process killed between the
-// two; the call then failed) is announced at the user's next login or
-// update. A record made before events were recorded (no "ev_c") is taken
-// as announced as it stands by the next change's own script (baseline),
-// so that turning -events on announces no user twice and misses no change.
+// Login and Update settle the user's person after their script, in other
+// slots, so the person id an event of theirs names is not known when it is
+// pushed: they push it with "person_id":0, and the relay writes in the
+// person's id as it is then (the user's hash's copy of its person's list
+// gives it). A person.joined carries the person id from before the change,
+// which the script reads; the relay drops one whose person is still that
+// one: no join happened. A record made before events were recorded has no
+// user.created; its changes from then on push their own events.
 
 // Keys of the events, as the layout in redisstore.go gives them.
 const (
@@ -50,17 +48,15 @@ func personOutboxKey(person string) string { return personHashKey(person) + ":ev
 // relayBatch is how many events of an outbox one relay moves at a time.
 const relayBatch = 100
 
+// relayLinger is how long the relay waits, once woken, for more outboxes
+// to move with the first: one round of round trips carries them all.
+const relayLinger = 5 * time.Millisecond
+
 // eventsLua is the Lua the scripts that record events share, put before
-// each: phone_key, what "ev_ph" holds of a phone; person_id, the id of
-// the person's earliest record as the user's hash's copy of its person's
-// list (m) gives it, as Person does, or nil when that is no good copy;
-// and baseline, which marks a record made before events were recorded as
-// announced as it stands.
+// each: person_id, the id of the person's earliest record as the user's
+// hash's copy of its person's list (m) gives it, as Person does, or nil
+// when that is no good copy.
 const eventsLua = `
-local function phone_key(cc, phone)
-  if not phone or phone == '' then return '' end
-  return (cc or '') .. ' ' .. phone
-end
 local function person_id(k)
   local f = redis.call('HMGET', k, 'm', 'person', 'id')
   if not f[1] or not f[2] then return nil end
@@ -77,126 +73,296 @@ local function person_id(k)
   if not mine then return nil end
   return first
 end
-local function baseline(k)
-  if redis.call('HEXISTS', k, 'ev_c') == 1 then return end
-  local f = redis.call('HMGET', k, 'unionid', 'country_code', 'phone_number', 'id')
-  redis.call('HSET', k, 'ev_c', '1', 'ev_u', f[1] or '', 'ev_ph', phone_key(f[2], f[3]), 'ev_p', person_id(k) or f[4])
-end
 `
 
-// unannounced reports whether a user's hash (its HGETALL) holds a change
-// its events have not announced: decided from the reply the change's own
-// script gave, so that a login that changed nothing costs no round trip.
-// A hash with no "ev_c" was last changed with events off.
-func unannounced(hash any) bool {
-	c := hashField(hash, "ev_c")
-	phone := ""
-	if p := hashField(hash, "phone_number"); p != "" {
-		phone = hashField(hash, "country_code") + " " + p
-	}
-	return c != "" && (c != "1" || hashField(hash, "unionid") != hashField(hash, "ev_u") || phone != hashField(hash, "ev_ph"))
+// personPlaceholder is the person id an event is pushed with when the
+// relay is to write in the person's (fillPerson). events.Event.Append
+// writes it once, right after the appid; no other bytes of the JSON read
+// as it does, its strings' quotes being escaped, and no person id begins
+// with 0.
+const personPlaceholder = `"person_id":0`
+
+// joinedTemplate is user u's person.joined at at, cut where the script
+// writes in the person id it had before: the two pieces it goes between.
+func joinedTemplate(at time.Time, u *account.User) []string {
+	const hole = `"previous_person_id":-2`
+	joined := events.Joined(at, u, 0, -2)
+	text := string(joined.Append(nil))
+	before, after, _ := strings.Cut(text, hole)
+	return []string{before + `"previous_person_id":`, after}
 }
 
-// recordScript pushes onto the user's outbox (KEYS[2]) the events of what
-// the user's hash (KEYS[1]) holds that it has not announced, and marks it
-// announced: user.created (ARGV[2], ARGV[3] around the person id); or
-// person.joined when the unionid changed and with it the person id
-// (ARGV[4..6] around the person id and the one before); and phone.bound
-// (ARGV[7], ARGV[8]) when the phone is new and still the one the event
-// tells (ARGV[9]; else the write that changed it records its own). The
-// person id is the hash's copy's, or ARGV[1] when that is no good copy.
-// It answers {how many it pushed, the outbox's head}, or {-1} when it
-// needs ARGV[1] and has none.
-var recordScript = redis.NewScript(eventsLua + `
-local k, box = KEYS[1], KEYS[2]
-if redis.call('HEXISTS', k, 'appid') == 0 then return {0, {}} end
-local f = redis.call('HMGET', k, 'ev_c', 'ev_u', 'ev_p', 'ev_ph', 'unionid', 'country_code', 'phone_number')
-if not f[1] then return {0, {}} end
-local person = person_id(k)
-if not person and ARGV[1] ~= '' then person = ARGV[1] end
-if not person then return {-1} end
-local n = 0
-if f[1] ~= '1' then
-  redis.call('RPUSH', box, ARGV[2] .. person .. ARGV[3])
-  n = n + 1
-elseif (f[5] or '') ~= (f[2] or '') and f[3] and f[3] ~= '' and person ~= f[3] then
-  redis.call('RPUSH', box, ARGV[4] .. person .. ARGV[5] .. f[3] .. ARGV[6])
-  n = n + 1
+// aroundPerson is e's JSON, made with personPlaceholder, cut where a
+// script writes in the person id: the two pieces it goes between.
+func aroundPerson(e *events.Event) []string {
+	before, after, _ := strings.Cut(string(e.Append(nil)), personPlaceholder)
+	return []string{before + `"person_id":`, after}
+}
+
+// loginEvents are the login script's arguments with events: the
+// user.created of user id, when the login may create it, and the
+// person.joined of a login that brings a unionid, which it pushes if the
+// unionid is new to the record; "" for each it is not given.
+func (s *Store) loginEvents(id int64, appID, unionID string, mayCreate bool) []string {
+	at := s.now()
+	u := account.User{ID: id, AppID: appID}
+	args := []string{"", "", ""}
+	if mayCreate {
+		created := events.Created(at, &u, 0)
+		args[0] = string(created.Append(nil))
+	}
+	if unionID != "" {
+		copy(args[1:], joinedTemplate(at, &u))
+	}
+	return args
+}
+
+// updateEvents are the update script's arguments with events, for a
+// change of a record from old to u: its phone.bound, when it binds a new
+// phone number, and its person.joined, when it gives the record a unionid;
+// "" for each it is not given.
+func (s *Store) updateEvents(old, u *account.User) []string {
+	at := s.now()
+	args := []string{"", "", ""}
+	if u.PhoneNumber != "" && (u.PhoneNumber != old.PhoneNumber || u.CountryCode != old.CountryCode) {
+		bound := events.PhoneChanged(at, u, 0)
+		args[0] = string(bound.Append(nil))
+	}
+	if old.UnionID == "" && u.UnionID != "" {
+		copy(args[1:], joinedTemplate(at, u))
+	}
+	return args
+}
+
+// note marks an outbox as holding events for the relay, and wakes it. The
+// outboxes noted are moved in the order they were first noted, so that
+// changes of several users reach the log in the order they were made, as
+// much as one relay's batch can tell.
+func (s *Store) note(outbox string) {
+	s.relayMu.Lock()
+	if !slices.Contains(s.noted, outbox) {
+		s.noted = append(s.noted, outbox)
+	}
+	s.relayMu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// RunRelay moves the events of the outboxes this process pushed onto into
+// the log as they come, until ctx ends: woken by a change, it waits
+// relayLinger for more, then moves every outbox noted meanwhile in one
+// round of round trips. A relay that fails leaves its events to the sweep
+// (RelayLeftovers); so do the outboxes noted when ctx ends.
+func (s *Store) RunRelay(ctx context.Context) {
+	linger := time.NewTimer(relayLinger)
+	linger.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		}
+		linger.Reset(relayLinger)
+		select {
+		case <-ctx.Done():
+			linger.Stop()
+			return
+		case <-linger.C:
+		}
+		s.relayMu.Lock()
+		noted := s.noted
+		s.noted = nil
+		s.relayMu.Unlock()
+		for len(noted) > 0 {
+			more, err := s.relay(ctx, noted)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("events recorded, not yet in the log: the next sweep moves them", "outboxes", len(noted), "err", err)
+				}
+				break
+			}
+			noted = more
+		}
+	}
+}
+
+// appendScript appends the events ARGV to the log (KEYS[1]), each with
+// the next seq of the counter (KEYS[2]) as its id, "<seq>-1".
+var appendScript = redis.NewScript(`
+local seq = redis.call('INCRBY', KEYS[2], #ARGV) - #ARGV
+for i = 1, #ARGV do
+  redis.call('XADD', KEYS[1], string.format('%d-1', seq + i), 'e', ARGV[i])
 end
-local phone, announced = phone_key(f[6], f[7]), f[4] or ''
-if phone ~= announced and phone == ARGV[9] then
-  if phone ~= '' then
-    redis.call('RPUSH', box, ARGV[7] .. person .. ARGV[8])
-    n = n + 1
-  end
-  announced = phone
-end
-redis.call('HSET', k, 'ev_c', '1', 'ev_u', f[5] or '', 'ev_p', person, 'ev_ph', announced)
-return {n, redis.call('LRANGE', box, 0, 99)}
+return #ARGV
 `)
 
-// announce records the events of what user u's hash holds unannounced
-// (recordScript), after settlePerson, so that they name u's person as it
-// is now, and relays them. An error means they may not be recorded; a
-// relay that fails only leaves them to the sweep.
-func (s *Store) announce(ctx context.Context, u account.User) error {
-	at := s.now()
-	phone, phoneKey := []string{"", ""}, ""
-	if u.PhoneNumber != "" {
-		phone, phoneKey = holes(events.PhoneChanged(at, &u, personHole)), u.CountryCode+" "+u.PhoneNumber
-	}
-	args := slices.Concat([]string{""}, holes(events.Created(at, &u, personHole)),
-		holes(events.Joined(at, &u, personHole, previousHole)), phone, []string{phoneKey})
-	keys := []string{userKey(u.ID), userOutboxKey(u.ID)}
-	for range 2 {
-		reply, err := recordScript.Run(ctx, s.rc, keys, args...)
-		if err != nil {
-			return err
+// relay moves the head of each of outboxes into the log: their heads and
+// their users' persons read in one round trip, the events appended in one
+// call, then popped in one round trip. It answers the outboxes that hold
+// more than it moved. The relays of this process go one at a time.
+//
+// A pop is an LREM of each event moved: an event's id is its own, so it
+// takes that event and no other, and one that another relay took first is
+// taken no more.
+func (s *Store) relay(ctx context.Context, outboxes []string) (more []string, err error) {
+	s.relaying.Lock()
+	defer s.relaying.Unlock()
+	reads := make([][][]string, len(outboxes))
+	for i, outbox := range outboxes {
+		reads[i] = [][]string{{"LRANGE", outbox, "0", strconv.Itoa(relayBatch - 1)}}
+		if id, ok := userOfOutbox(outbox); ok {
+			reads[i] = append(reads[i], []string{"HMGET", userKey(id), "m", "person", "appid"})
 		}
-		r, _ := reply.([]any)
-		if len(r) == 1 && r[0] == int64(-1) {
-			// The hash holds no good copy of its person's list (a spread
-			// cut short): the person is read as GET /user would read it.
-			_, members, ok, err := s.Person(ctx, u.ID)
-			if err != nil || !ok {
-				return err // erased meanwhile: nothing to announce
-			}
-			args[0] = strconv.FormatInt(members[0].ID, 10)
+	}
+	replies, err := s.rc.PipelineEach(ctx, reads)
+	if err != nil {
+		return nil, err
+	}
+	var batch []string
+	var pops [][][]string
+	for i, r := range replies {
+		list, ok := r[0].([]any)
+		if !ok {
+			return nil, fmt.Errorf("the outbox %s read as %v", outboxes[i], r[0])
+		}
+		head := make([]string, 0, len(list))
+		for _, v := range list {
+			text, _ := v.(string)
+			head = append(head, text)
+		}
+		if len(head) == 0 {
 			continue
 		}
-		if len(r) != 2 {
-			return fmt.Errorf("the record script answered %v", reply)
+		var user any
+		if len(r) == 2 {
+			user = r[1]
 		}
-		if r[0] != int64(0) {
-			s.relayNow(ctx, keys[1], r[1])
+		filled, err := s.fillPerson(ctx, outboxes[i], head, user)
+		if err != nil {
+			return nil, err
 		}
-		return nil
+		batch = append(batch, filled...)
+		pop := make([][]string, len(head))
+		for j, text := range head {
+			pop[j] = []string{"LREM", outboxes[i], "1", text}
+		}
+		pops = append(pops, pop)
+		if len(head) == relayBatch {
+			more = append(more, outboxes[i])
+		}
 	}
-	return fmt.Errorf("user %d: no person id to record events with", u.ID)
+	if len(batch) > 0 {
+		if err := s.appendEvents(ctx, batch); err != nil {
+			return nil, err
+		}
+	}
+	if len(pops) > 0 {
+		// Never before the append: a pop cut short leaves events to move
+		// again, never lost.
+		if _, err := s.rc.PipelineEach(ctx, pops); err != nil {
+			return nil, err
+		}
+	}
+	return more, nil
 }
 
-// personHole and previousHole stand for the person ids a script fills in
-// (holes): never an id.
-const (
-	personHole   = -1
-	previousHole = -2
-)
-
-// holes is e's JSON cut where it holds personHole and previousHole: the
-// pieces a script puts the person ids between. Nothing else in it can
-// read as they do, its strings' quotes being escaped.
-func holes(e events.Event) []string {
-	text := string(e.Append(nil))
-	var pieces []string
-	for _, hole := range []string{`"person_id":` + strconv.Itoa(personHole), `"previous_person_id":` + strconv.Itoa(previousHole)} {
-		before, after, found := strings.Cut(text, hole)
-		if found {
-			name, _, _ := strings.Cut(hole, ":")
-			pieces = append(pieces, before+name+":")
-			text = after
+// fillPerson is the head of an outbox with the person id written into the
+// events pushed without it (personPlaceholder), and without the
+// person.joined that joined no one. The person id is the one the copy of
+// its person's list the user's hash holds gives (user: HMGET m, person,
+// appid), or when that is no good copy, as Person reads it.
+func (s *Store) fillPerson(ctx context.Context, outbox string, head []string, user any) ([]string, error) {
+	if !slices.ContainsFunc(head, func(text string) bool { return strings.Contains(text, personPlaceholder) }) {
+		return head, nil
+	}
+	id, ok := userOfOutbox(outbox)
+	if !ok {
+		return nil, fmt.Errorf("outbox %s holds an event with no person id", outbox)
+	}
+	fields, _ := user.([]any)
+	var person string
+	if len(fields) == 3 {
+		appID, _ := fields[2].(string)
+		hash := []any{"m", fields[0], "person", fields[1]}
+		if members, ok := copiedMembers(account.User{ID: id, AppID: appID}, hash); ok {
+			person = strconv.FormatInt(firstOf(id, members), 10)
 		}
 	}
-	return append(pieces, text)
+	if person == "" {
+		var err error
+		if person, err = s.personNow(ctx, id, head); err != nil {
+			return nil, err
+		}
+	}
+	filled := make([]string, 0, len(head))
+	for _, text := range head {
+		if !strings.Contains(text, personPlaceholder) {
+			filled = append(filled, text)
+			continue
+		}
+		if strings.Contains(text, `"type":"`+events.PersonJoined+`"`) && previousPerson(text) == person {
+			continue // the user's person is the one it was: no join
+		}
+		filled = append(filled, strings.Replace(text, personPlaceholder, `"person_id":`+person, 1))
+	}
+	return filled, nil
+}
+
+// personNow is user id's person id as Person reads it, for a user whose
+// hash holds no good copy of its person's list; for a user erased since,
+// the one its user.deleted in head names, or else its own.
+func (s *Store) personNow(ctx context.Context, id int64, head []string) (string, error) {
+	_, members, ok, err := s.Person(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if ok {
+		return strconv.FormatInt(firstOf(id, members), 10), nil
+	}
+	if e, err := events.Parse([]byte(head[len(head)-1])); err == nil && e.Type == events.UserDeleted {
+		return strconv.FormatInt(e.Data.PersonID, 10), nil
+	}
+	return strconv.FormatInt(id, 10), nil
+}
+
+// firstOf is the id of the earliest of members, user id's person's
+// records: the person's id.
+func firstOf(id int64, members []account.Member) int64 {
+	first := id
+	for _, m := range members {
+		first = min(first, m.ID)
+	}
+	return first
+}
+
+// userOfOutbox is the user id of a user's outbox, wx:{u:<id>}:ev.
+func userOfOutbox(outbox string) (int64, bool) {
+	text, ok := strings.CutPrefix(outbox, "wx:{u:")
+	if !ok {
+		return 0, false
+	}
+	text, ok = strings.CutSuffix(text, "}:ev")
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(text, 10, 64)
+	return id, err == nil
+}
+
+// previousPerson is the previous_person_id an event's JSON holds, "" if
+// none.
+func previousPerson(text string) string {
+	_, after, found := strings.Cut(text, `"previous_person_id":`)
+	if !found {
+		return ""
+	}
+	end := strings.IndexFunc(after, func(r rune) bool { return r < '0' || r > '9' })
+	if end < 0 {
+		return after
+	}
+	return after[:end]
 }
 
 // personIDOf is the id of user u's person's earliest record, as Person
@@ -205,66 +371,9 @@ func holes(e events.Event) []string {
 func personIDOf(u account.User, reply, person any) int64 {
 	members, ok := copiedMembers(u, reply)
 	if !ok {
-		members = append(membersIn(person), account.Member{ID: u.ID, AppID: u.AppID})
+		members = membersIn(person)
 	}
-	first := u.ID
-	for _, m := range members {
-		first = min(first, m.ID)
-	}
-	return first
-}
-
-// appendScript appends the events ARGV to the log (KEYS[1]), each with
-// the next seq of the counter (KEYS[2]) as its id, "<seq>-1".
-var appendScript = redis.NewScript(`
-for i = 1, #ARGV do
-  local seq = redis.call('INCR', KEYS[2])
-  redis.call('XADD', KEYS[1], string.format('%d-1', seq), 'e', ARGV[i])
-end
-return #ARGV
-`)
-
-// popScript takes the events ARGV off the head of an outbox (KEYS[1]) if
-// they are still there, and answers how many it took: none when another
-// relay took them first.
-var popScript = redis.NewScript(`
-local head = redis.call('LRANGE', KEYS[1], 0, #ARGV - 1)
-if #head ~= #ARGV then return 0 end
-for i = 1, #ARGV do
-  if head[i] ~= ARGV[i] then return 0 end
-end
-redis.call('LTRIM', KEYS[1], #ARGV, -1)
-return #ARGV
-`)
-
-// relay moves the events of an outbox into the log, head first, from
-// head, the outbox's head as read last (an LRANGE reply), until it is
-// empty: each batch appended, then popped.
-func (s *Store) relay(ctx context.Context, outbox string, head any) error {
-	for {
-		list, _ := head.([]any)
-		batch := make([]string, 0, len(list))
-		for _, v := range list {
-			text, _ := v.(string)
-			batch = append(batch, text)
-		}
-		if len(batch) == 0 {
-			return nil
-		}
-		if err := s.appendEvents(ctx, batch); err != nil {
-			return err
-		}
-		if _, err := popScript.Run(ctx, s.rc, []string{outbox}, batch...); err != nil {
-			return err
-		}
-		if len(batch) < relayBatch {
-			return nil
-		}
-		var err error
-		if head, err = s.rc.Do(ctx, "LRANGE", outbox, "0", strconv.Itoa(relayBatch-1)); err != nil {
-			return err
-		}
-	}
+	return firstOf(u.ID, members)
 }
 
 // appendEvents appends events, as their outbox holds them, to the log,
@@ -280,39 +389,31 @@ func (s *Store) appendEvents(ctx context.Context, batch []string) error {
 	return nil
 }
 
-// relayNow relays an outbox right after a write recorded events in it,
-// so that one instance's events are in the log when its call returns. The
-// write is durable already: a relay that fails is left to the sweep
-// (RelayLeftovers), and the call succeeds.
-func (s *Store) relayNow(ctx context.Context, outbox string, head any) {
-	if err := s.relay(ctx, outbox, head); err != nil {
-		s.log.Warn("events recorded, not yet in the log: the next sweep moves them", "outbox", outbox, "err", err)
-	}
-}
-
-// RelayLeftovers moves into the log the events every outbox still holds:
-// those of a relay that failed or was cut short, on this instance or
-// another. Open runs it once with Options.Events; the caller runs it
-// every minute after.
+// RelayLeftovers moves into the log the events every outbox holds: those
+// of a relay that failed or was cut short, on this instance or another, or
+// that no RunRelay moved. Open runs it once with Options.Events; the
+// caller runs it every minute after.
 func (s *Store) RelayLeftovers(ctx context.Context) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	var failed error
+	var outboxes []string
 	for _, pattern := range []string{"wx:{u:*}:ev", "wx:{p:*}:ev"} {
-		outboxes, err := s.rc.Scan(ctx, pattern)
+		found, err := s.rc.Scan(ctx, pattern)
 		if err != nil {
 			return unavailable(err)
 		}
-		for _, outbox := range outboxes {
-			head, err := s.rc.Do(ctx, "LRANGE", outbox, "0", strconv.Itoa(relayBatch-1))
-			if err == nil {
-				err = s.relay(ctx, outbox, head)
-			}
-			failed = errors.Join(failed, err)
-		}
+		outboxes = append(outboxes, found...)
 	}
-	return unavailable(failed)
+	for len(outboxes) > 0 {
+		n := min(len(outboxes), relayBatch)
+		more, err := s.relay(ctx, outboxes[:n])
+		if err != nil {
+			return unavailable(err)
+		}
+		outboxes = append(outboxes[n:], more...)
+	}
+	return nil
 }
 
 // Events lists up to limit events with a seq above after, oldest first,

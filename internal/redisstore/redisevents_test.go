@@ -1,6 +1,8 @@
 package redisstore
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -23,6 +25,41 @@ func openEventStore(t *testing.T, cfg redis.Config) *Store {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// runRelay runs s's relay (RunRelay) until the test ends, and checks that
+// it stops then.
+func runRelay(t *testing.T, s *Store) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		s.RunRelay(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			t.Error("the relay did not stop when its context ended")
+		}
+	})
+}
+
+// relayed waits until no outbox holds an event: the relay has moved into
+// the log all that was pushed (it empties an outbox only once its events
+// are in the log), and then answers the log as allEvents does.
+func relayed(t *testing.T, s *Store) []events.Event {
+	t.Helper()
+	testkit.WaitFor(t, "the relay to empty every outbox", func() bool {
+		keys, err := s.rc.Scan(t.Context(), "wx:{*}:ev")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(keys) == 0
+	})
+	return allEvents(t, s)
 }
 
 // allEvents is every event of s's log, checked as GET /events would
@@ -70,6 +107,7 @@ func TestRedisStoreRecordsEvents(t *testing.T) {
 	for _, kind := range []redisKind{onRedis, onRedisCluster} {
 		t.Run(string(kind), func(t *testing.T) {
 			rs := openEventStore(t, startRedis(t, kind))
+			runRelay(t, rs)
 			ctx := t.Context()
 			must := func(err error) {
 				t.Helper()
@@ -89,7 +127,7 @@ func TestRedisStoreRecordsEvents(t *testing.T) {
 			step := func(name string, change func() []told) {
 				t.Helper()
 				want = append(want, change()...)
-				if got := toldBy(allEvents(t, rs)); !slices.Equal(got, want) {
+				if got := toldBy(relayed(t, rs)); !slices.Equal(got, want) {
 					t.Fatalf("after %s, the log tells\n%+v\nwant\n%+v", name, got, want)
 				}
 			}
@@ -104,6 +142,10 @@ func TestRedisStoreRecordsEvents(t *testing.T) {
 				return []told{{events.UserCreated, events.Data{UserID: game.ID, AppID: "wxgame", PersonID: shop.ID}}}
 			})
 			step("a returning login", func() []told { login("wxshop", "alice", alice); return nil })
+			step("a changed unionid, which keeps the person", func() []told {
+				login("wxshop", "alice", unionIDOf("alice-elsewhere"))
+				return nil
+			})
 			step("a user with no unionid", func() []told {
 				bob = login("wxgame", "bob", "")
 				return []told{{events.UserCreated, events.Data{UserID: bob.ID, AppID: "wxgame", PersonID: bob.ID}}}
@@ -187,60 +229,103 @@ func TestRedisStoreRecordsEvents(t *testing.T) {
 	}
 }
 
-// A change whose events were never recorded (the process killed between
-// the change and the recording, so that the change failed) has them
-// recorded at the user's next login; a user made before events were
-// recorded is not announced as new, and its changes from then on are.
-func TestRedisRecordsEventsACrashOrAnUpgradeLeft(t *testing.T) {
+// A user made before events were recorded is not announced as new, and
+// its changes from then on are, each by its own script: a unionid learned
+// by a login in a second app, a phone bound in the first, which never
+// logged in since; a returning login records nothing.
+func TestRedisRecordsEventsOfUsersFromBeforeEvents(t *testing.T) {
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			cfg := startRedis(t, kind)
+			before := openStore(t, cfg, time.Now) // events off
+			ctx := t.Context()
+			shop, _, err := before.Login(ctx, "wxshop", openIDOf("wxshop", "erin"), unionIDOf("erin"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			game, _, err := before.Login(ctx, "wxgame", openIDOf("wxgame", "erin"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs := openEventStore(t, cfg)
+			runRelay(t, rs)
+			if _, _, err := rs.Login(ctx, "wxshop", shop.OpenID, unionIDOf("erin")); err != nil {
+				t.Fatal(err)
+			}
+			if got := relayed(t, rs); len(got) != 0 {
+				t.Fatalf("after erin's returning login the log tells %+v; want nothing", toldBy(got))
+			}
+			if _, _, err := rs.Login(ctx, "wxgame", game.OpenID, unionIDOf("erin")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := rs.Update(ctx, shop.ID, func(u *account.User) { u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = "+1 5550100", "5550100", "1" }); err != nil {
+				t.Fatal(err)
+			}
+			want := []told{{events.PersonJoined, events.Data{UserID: game.ID, AppID: "wxgame", PersonID: shop.ID, PreviousPersonID: game.ID}},
+				{events.PhoneBound, events.Data{UserID: shop.ID, AppID: "wxshop", PersonID: shop.ID,
+					PhoneNumber: "+1 5550100", PurePhoneNumber: "5550100", CountryCode: "1"}}}
+			if got := toldBy(relayed(t, rs)); !slices.Equal(got, want) {
+				t.Errorf("after erin's changes, the log tells\n%+v\nwant\n%+v", got, want)
+			}
+		})
+	}
+}
+
+// The relay moves the outboxes of many changes at once, each user's
+// events in order, and an outbox longer than a batch whole.
+func TestRedisRelaysManyOutboxesInOrder(t *testing.T) {
 	cfg := startRedis(t, onRedis)
-	before := openStore(t, cfg, time.Now) // events off
 	rs := openEventStore(t, cfg)
 	ctx := t.Context()
-
-	// A new user's login cut short after its script: the record is made,
-	// no event is.
-	openID := openIDOf("wxshop", "dave")
-	if _, err := rs.rc.Do(ctx, "SET", openIDKey("wxshop", openID), "50"); err != nil {
-		t.Fatal(err)
+	long := relayBatch*2 + 5
+	var pushed []string
+	for range long {
+		e := events.New(events.PhoneBound, time.Now(), events.Data{UserID: 1000, AppID: "wxshop", PersonID: 1000})
+		if _, err := rs.rc.Do(ctx, "RPUSH", userOutboxKey(1000), string(e.Append(nil))); err != nil {
+			t.Fatal(err)
+		}
+		pushed = append(pushed, e.ID)
 	}
-	if _, err := loginScript.Run(ctx, rs.rc, []string{userKey(50)}, "50", "wxshop", openID, "", formatTime(time.Now()),
-		rs.PersonHash("wxshop", openID, ""), "1", "1"); err != nil {
-		t.Fatal(err)
+	rs.note(userOutboxKey(1000))
+	runRelay(t, rs)
+	var users []account.User
+	done := make(chan error)
+	for i := range 20 {
+		go func() {
+			u, _, err := rs.Login(ctx, "wxshop", openIDOf("wxshop", fmt.Sprint("user", i)), "")
+			if err == nil {
+				_, err = rs.Update(ctx, u.ID, func(u *account.User) { u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = "+1 5550100", "5550100", "1" })
+			}
+			done <- err
+		}()
 	}
-	if got := allEvents(t, rs); len(got) != 0 {
-		t.Fatalf("the log holds %v; want nothing yet", toldBy(got))
+	for range 20 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, created, err := rs.Login(ctx, "wxshop", openID, ""); err != nil || created {
-		t.Fatalf("dave's next login = created %v, %v; want his record found", created, err)
+	got := relayed(t, rs)
+	if len(got) != long+40 {
+		t.Fatalf("the log holds %d events; want %d", len(got), long+40)
 	}
-	want := []told{{events.UserCreated, events.Data{UserID: 50, AppID: "wxshop", PersonID: 50}}}
-	if got := toldBy(allEvents(t, rs)); !slices.Equal(got, want) {
-		t.Fatalf("after dave's next login the log tells %+v; want %+v", got, want)
+	seen := map[int64]string{} // each user's last event's type
+	var moved []string         // the ids of user 1000's events
+	for _, e := range got {
+		switch {
+		case e.Data.UserID == 1000:
+			moved = append(moved, e.ID)
+		case seen[e.Data.UserID] == "" && e.Type == events.UserCreated, seen[e.Data.UserID] == events.UserCreated && e.Type == events.PhoneBound:
+			users = append(users, account.User{ID: e.Data.UserID})
+		default:
+			t.Errorf("user %d's %s after %q", e.Data.UserID, e.Type, seen[e.Data.UserID])
+		}
+		seen[e.Data.UserID] = e.Type
 	}
-
-	// Erin, of before events in two apps, learns her unionid in the
-	// second by a login, and binds a phone in the first, which never
-	// logged in since: each change's own script takes the record as it
-	// stood as announced.
-	shop, _, err := before.Login(ctx, "wxshop", openIDOf("wxshop", "erin"), unionIDOf("erin"))
-	if err != nil {
-		t.Fatal(err)
+	if len(users) != 40 {
+		t.Errorf("%d events of the logins in order; want 40", len(users))
 	}
-	game, _, err := before.Login(ctx, "wxgame", openIDOf("wxgame", "erin"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := rs.Login(ctx, "wxgame", game.OpenID, unionIDOf("erin")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rs.Update(ctx, shop.ID, func(u *account.User) { u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = "+1 5550100", "5550100", "1" }); err != nil {
-		t.Fatal(err)
-	}
-	want = append(want, told{events.PersonJoined, events.Data{UserID: game.ID, AppID: "wxgame", PersonID: shop.ID, PreviousPersonID: game.ID}},
-		told{events.PhoneBound, events.Data{UserID: shop.ID, AppID: "wxshop", PersonID: shop.ID,
-			PhoneNumber: "+1 5550100", PurePhoneNumber: "5550100", CountryCode: "1"}})
-	if got := toldBy(allEvents(t, rs)); !slices.Equal(got, want) {
-		t.Errorf("after erin's changes, the log tells\n%+v\nwant\n%+v", got, want)
+	if !slices.Equal(moved, pushed) {
+		t.Errorf("the long outbox's events reached the log out of order, or not all (%d of %d)", len(moved), len(pushed))
 	}
 }
 
@@ -396,7 +481,7 @@ func TestRedisWithoutEventsRecordsNothing(t *testing.T) {
 		t.Errorf("user's hash has fields %v with events off", fields)
 	}
 
-	on := openEventStore(t, cfg)
+	on := openEventStore(t, cfg) // its relay not running: it would share the client counted
 	costs := func(s *Store, name string) int64 {
 		t.Helper()
 		login := func() {

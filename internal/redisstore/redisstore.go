@@ -20,10 +20,10 @@
 //	                                    "m" a copy of the person's records (so GET /user reads one key),
 //	                                    "joined" the person it last joined whole (joinPerson),
 //	                                    "linked" its unionid once linked after a change (redislink.go);
-//	                                    with -events "ev_c", "ev_u", "ev_p", "ev_ph": what its events
-//	                                    announced (redisevents.go); after an erasure only "erased"
+//	                                    after an erasure only "erased"
 //	wx:{u:<id>}:ev              LIST    with -events, the user's events not yet moved into wx:{ev}, oldest
-//	                                    first: its outbox, in the slot of the changes it tells of
+//	                                    first: its outbox, in the slot of the changes that push them;
+//	                                    the relay (RunRelay, in the background) empties it
 //	wx:{u:<id>}:sk              HASH    "sk" the session_key, "psk" and "psk_at" the one it replaced;
 //	                                    it expires -token-max-age after the last login, with the tokens
 //	wx:{u:<id>}:t:<sha256>      HASH    one token, by the hex of its hash: "i" issued, "l" last used
@@ -92,6 +92,15 @@ type Store struct {
 	// moved events into the log (redisevents.go).
 	events   bool
 	recorded chan struct{}
+	// relayMu guards noted, the outboxes this process pushed events onto
+	// since the relay last took them, each once, in the order of their
+	// first push; wake tells the relay of them (RunRelay).
+	relayMu sync.Mutex
+	noted   []string
+	wake    chan struct{}
+	// relaying is held by the relay at work, so that the background relay
+	// and the sweep do not move the same events twice.
+	relaying sync.Mutex
 }
 
 // Options is what a Store is opened with.
@@ -230,7 +239,7 @@ func unavailable(err error) error {
 // used in mock mode is refused in real mode, and the other way round.
 func Open(ctx context.Context, rc *redis.Client, o Options) (*Store, error) {
 	s := &Store{rc: rc, now: o.Now, ttl: o.TokenTTL, maxAge: o.TokenMaxAge, keepPrevious: o.PreviousKeyWindow, log: o.Log,
-		events: o.Events, recorded: make(chan struct{}, 1)}
+		events: o.Events, recorded: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
 	if err := s.open(ctx, o.Durability, o.Meta); err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
@@ -418,25 +427,28 @@ func (s *Store) stamp(precision time.Duration) time.Time {
 // as it is, else {created, the record's fields}. Being one script, it is
 // what gives an id to one user only: of two logins whose openids' keys
 // name one id, the first creates the record and the other is told {-2}.
-// With events (ARGV[8] is 1) a new record is marked as not yet announced,
-// and a record made before events were recorded as announced as it
-// stands, before the login changes it (redisevents.go).
+// With events (KEYS[2] the user's outbox) it pushes there the record's
+// user.created (ARGV[8]) when it creates it, and a person.joined (ARGV[9],
+// ARGV[10] around the person id the user had) when it sets a unionid, and
+// answers third how many it pushed (redisevents.go).
 var loginScript = redis.NewScript(eventsLua + `
 local k = KEYS[1]
 if redis.call('HEXISTS', k, 'erased') == 1 then return {-1} end
-local created = 0
+local created, pushed = 0, 0
 if redis.call('HEXISTS', k, 'appid') == 0 then
   if ARGV[7] ~= '1' then return {-1} end
   redis.call('HSET', k, 'id', ARGV[1], 'appid', ARGV[2], 'openid', ARGV[3], 'person', ARGV[6],
     'created_at', ARGV[5], 'updated_at', ARGV[5], 'v', '1')
   if ARGV[4] ~= '' then redis.call('HSET', k, 'unionid', ARGV[4]) end
-  if ARGV[8] == '1' then redis.call('HSET', k, 'ev_c', '0', 'ev_u', '', 'ev_p', '', 'ev_ph', '') end
   created = 1
+  if KEYS[2] then pushed = redis.call('RPUSH', KEYS[2], ARGV[8]) end
 else
   if redis.call('HGET', k, 'appid') ~= ARGV[2] or redis.call('HGET', k, 'openid') ~= ARGV[3] then return {-2} end
-  if ARGV[8] == '1' then baseline(k) end
   local old = redis.call('HGET', k, 'unionid')
   if ARGV[4] ~= '' and old ~= ARGV[4] then
+    if KEYS[2] then
+      pushed = redis.call('RPUSH', KEYS[2], ARGV[9] .. (person_id(k) or ARGV[1]) .. ARGV[10])
+    end
     if old then
       -- A new unionid for the same openid (the app moved to another Open
       -- Platform account): the user stays in their person, the old one
@@ -454,6 +466,7 @@ else
   end
 end
 redis.call('HSET', k, 'last_login_at', ARGV[5])
+if KEYS[2] then return {created, redis.call('HGETALL', k), pushed} end
 return {created, redis.call('HGETALL', k)}
 `)
 
@@ -492,8 +505,13 @@ func (s *Store) Login(ctx context.Context, appID, openID, unionID string) (accou
 		if known {
 			mayCreate = "0" // a remembered id whose record is gone is not to be made again
 		}
-		reply, err := loginScript.Run(ctx, s.rc, []string{userKey(id)},
-			strconv.FormatInt(id, 10), appID, openID, unionID, now, person, mayCreate, s.eventsFlag())
+		keys := []string{userKey(id)}
+		args := []string{strconv.FormatInt(id, 10), appID, openID, unionID, now, person, mayCreate}
+		if s.events {
+			keys = append(keys, userOutboxKey(id))
+			args = append(args, s.loginEvents(id, appID, unionID, mayCreate == "1")...)
+		}
+		reply, err := loginScript.Run(ctx, s.rc, keys, args...)
 		if err != nil {
 			return account.User{}, false, unavailable(err)
 		}
@@ -516,7 +534,7 @@ func (s *Store) Login(ctx context.Context, appID, openID, unionID string) (accou
 			}
 			continue
 		}
-		if len(r) != 2 {
+		if len(r) != 2 && len(r) != 3 {
 			return account.User{}, false, unavailable(errors.New("the login script answered something else"))
 		}
 		created, _ := r[0].(int64)
@@ -524,8 +542,8 @@ func (s *Store) Login(ctx context.Context, appID, openID, unionID string) (accou
 		if err == nil {
 			err = s.settlePerson(ctx, u, r[1])
 		}
-		if err == nil && s.events && unannounced(r[1]) {
-			err = s.announce(ctx, u)
+		if len(r) == 3 && r[2] != int64(0) {
+			s.note(keys[1]) // pushed, and durable: to relay even if the login fails now
 		}
 		if err != nil {
 			return account.User{}, false, unavailable(err)
@@ -687,18 +705,28 @@ func (s *Store) userHash(ctx context.Context, id int64) (account.User, any, bool
 // updateScript sets the fields given (deleting those given empty) if the
 // record is still at the version read, and answers {1, the record's
 // fields}; {0} when another write came first, {-1} when there is no record.
-// With events (ARGV[3] is 1) a record made before events were recorded is
-// marked as announced as it stands, before the change (redisevents.go).
+// With events (KEYS[2] the user's outbox; the fields then from ARGV[6])
+// it pushes there, with the change, a phone.bound (ARGV[3]) and a
+// person.joined (ARGV[4], ARGV[5] around the person id the user had) when
+// given, and answers third how many it pushed (redisevents.go).
 var updateScript = redis.NewScript(eventsLua + `
 local k = KEYS[1]
 if redis.call('HEXISTS', k, 'appid') == 0 then return {-1} end
 if redis.call('HGET', k, 'v') ~= ARGV[1] then return {0} end
-if ARGV[3] == '1' then baseline(k) end
-for i = 4, #ARGV, 2 do
+local first, pushed = 3, 0
+if KEYS[2] then
+  first = 6
+  if ARGV[4] ~= '' then
+    pushed = redis.call('RPUSH', KEYS[2], ARGV[4] .. (person_id(k) or redis.call('HGET', k, 'id')) .. ARGV[5])
+  end
+  if ARGV[3] ~= '' then pushed = redis.call('RPUSH', KEYS[2], ARGV[3]) end
+end
+for i = first, #ARGV, 2 do
   if ARGV[i+1] == '' then redis.call('HDEL', k, ARGV[i]) else redis.call('HSET', k, ARGV[i], ARGV[i+1]) end
 end
 redis.call('HSET', k, 'updated_at', ARGV[2])
 redis.call('HINCRBY', k, 'v', 1)
+if KEYS[2] then return {1, redis.call('HGETALL', k), pushed} end
 return {1, redis.call('HGETALL', k)}
 `)
 
@@ -724,7 +752,12 @@ func (s *Store) Update(ctx context.Context, id int64, change func(u *account.Use
 		if u == old {
 			return u, nil
 		}
-		args := []string{hashField(reply, "v"), formatTime(s.stamp(time.Second)), s.eventsFlag()}
+		keys := []string{userKey(id)}
+		args := []string{hashField(reply, "v"), formatTime(s.stamp(time.Second))}
+		if s.events {
+			keys = append(keys, userOutboxKey(id))
+			args = append(args, s.updateEvents(&old, &u)...)
+		}
 		was, now := fieldsOf(&old), fieldsOf(&u)
 		for i := 0; i < len(now); i += 2 {
 			if now[i+1] != was[i+1] {
@@ -737,19 +770,19 @@ func (s *Store) Update(ctx context.Context, id int64, change func(u *account.Use
 		if old.UnionID == "" && u.UnionID != "" {
 			args = append(args, "person", s.PersonHash(u.AppID, u.OpenID, u.UnionID))
 		}
-		res, err := updateScript.Run(ctx, s.rc, []string{userKey(id)}, args...)
+		res, err := updateScript.Run(ctx, s.rc, keys, args...)
 		if err != nil {
 			return account.User{}, unavailable(err)
 		}
 		r, _ := res.([]any)
 		switch {
-		case len(r) == 2:
+		case len(r) == 2 || len(r) == 3:
 			stored, err := readRecord(r[1])
 			if err == nil {
 				err = s.settlePerson(ctx, stored, r[1])
 			}
-			if err == nil && s.events && unannounced(r[1]) {
-				err = s.announce(ctx, stored)
+			if len(r) == 3 && r[2] != int64(0) {
+				s.note(keys[1]) // pushed, and durable: to relay even if the update fails now
 			}
 			if err != nil {
 				return account.User{}, unavailable(err)
@@ -970,7 +1003,8 @@ func (s *Store) Claim(ctx context.Context, id int64, name string) (account.Claim
 	c := account.Claim{Name: name, AppID: appID, UserID: id, ClaimedAt: s.stamp(time.Millisecond)}
 	var event []string // claim.taken, around its person id, with the claimant's id
 	if s.events {
-		event = append(holes(events.Claimed(c.ClaimedAt, &account.User{ID: id, AppID: appID}, personHole, name)), strconv.FormatInt(id, 10))
+		claimed := events.Claimed(c.ClaimedAt, &account.User{ID: id, AppID: appID}, 0, name)
+		event = append(aroundPerson(&claimed), strconv.FormatInt(id, 10))
 	}
 	for range maxAliasHops {
 		keys := []string{personHashKey(person)}
@@ -982,12 +1016,11 @@ func (s *Store) Claim(ctx context.Context, id int64, name string) (account.Claim
 			return account.Claim{}, false, unavailable(err)
 		}
 		r, _ := reply.([]any)
-		if len(r) == 3 {
-			s.relayNow(ctx, keys[1], r[2])
-			r = r[:2]
-		}
 		if len(r) != 2 {
 			return account.Claim{}, false, unavailable(fmt.Errorf("the claim script answered %v", reply))
+		}
+		if r[0] == int64(1) && s.events {
+			s.note(keys[1])
 		}
 		if r[0] == int64(-1) {
 			// The person was merged into another (redislink.go), whose
@@ -1017,8 +1050,7 @@ func (s *Store) Claim(ctx context.Context, id int64, name string) (account.Claim
 // counts}; or {-1, the person} for the alias of another, claiming nothing.
 // With events, a claim it makes pushes claim.taken (ARGV[3], ARGV[4]
 // around the person id: its earliest record's, the claimant ARGV[5] among
-// them) onto the person's outbox (KEYS[2]), and it answers the outbox's
-// head third.
+// them) onto the person's outbox (KEYS[2]).
 var claimScript = redis.NewScript(`
 local alias = redis.call('HGET', KEYS[1], 'alias')
 if alias then return {-1, alias} end
@@ -1031,7 +1063,7 @@ for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
   if id and tonumber(id) < tonumber(person) then person = id end
 end
 redis.call('RPUSH', KEYS[2], ARGV[3] .. person .. ARGV[4])
-return {made, claim, redis.call('LRANGE', KEYS[2], 0, 99)}
+return {made, claim}
 `)
 
 // ClaimsOf lists user id's person's claims in the order they were made.
@@ -1081,14 +1113,13 @@ func claimsIn(reply any) ([]account.Claim, error) {
 // eraseScript replaces the user's hash with a tombstone, which a login
 // that found the id a moment before sees, rather than a record to create.
 // With events, it pushes user.deleted (ARGV[2]) onto the user's outbox
-// (KEYS[3]), which the tombstone leaves, and answers the outbox's head.
+// (KEYS[3]), which the tombstone leaves.
 var eraseScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], 'appid') == 0 then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('HSET', KEYS[1], 'erased', ARGV[1])
-if not KEYS[3] then return 1 end
-redis.call('RPUSH', KEYS[3], ARGV[2])
-return redis.call('LRANGE', KEYS[3], 0, 99)
+if KEYS[3] then redis.call('RPUSH', KEYS[3], ARGV[2]) end
+return 1
 `)
 
 // Erase deletes user id: the record, the session keys with it, the key
@@ -1131,10 +1162,11 @@ func (s *Store) Erase(ctx context.Context, id int64) (account.Erasure, error) {
 	if err != nil {
 		return account.Erasure{}, unavailable(err)
 	}
-	if head, recorded := done.([]any); recorded {
-		s.relayNow(ctx, keys[2], head)
-	} else if done != int64(1) {
+	if done != int64(1) {
 		return account.Erasure{}, fmt.Errorf("erase: %w %d", account.ErrNoUser, id)
+	}
+	if s.events {
+		s.note(keys[2])
 	}
 	s.ids.forget(u.Ref())
 	if err := s.forgetOpenID(ctx, u.AppID, u.OpenID, id); err != nil {
@@ -1144,15 +1176,6 @@ func (s *Store) Erase(ctx context.Context, id int64) (account.Erasure, error) {
 		return account.Erasure{}, unavailable(err)
 	}
 	return result, nil
-}
-
-// eventsFlag is how a script is told whether events are recorded: "1"
-// with Options.Events.
-func (s *Store) eventsFlag() string {
-	if s.events {
-		return "1"
-	}
-	return ""
 }
 
 // Lifetime is how long a fresh token lives if it is not used again.
