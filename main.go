@@ -323,7 +323,7 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, users userBa
 		where = append(where, "jwt_issuer", issuer)
 	}
 	if cfg.Events.Webhook != "" {
-		source, ok := users.(eventLog)
+		source, ok := users.(webhook.Source)
 		if !ok {
 			return errors.Join(errors.New("-webhook: this store records no events"), ln.Close())
 		}
@@ -348,7 +348,7 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, users userBa
 // startWebhook posts each event of source to -webhook (internal/webhook)
 // until stop is called; what is not delivered by then is at the next
 // start.
-func startWebhook(ctx context.Context, cfg config.Events, source eventLog, m *metrics.Metrics, log *slog.Logger) (stop func()) {
+func startWebhook(ctx context.Context, cfg config.Events, source webhook.Source, m *metrics.Metrics, log *slog.Logger) (stop func()) {
 	sender := &webhook.Sender{URL: cfg.Webhook, Secret: cfg.Secret, Timeout: 10 * time.Second, Log: log, Metrics: m,
 		Poll: time.Second, MaxBackoff: 30 * time.Second, Linger: 10 * time.Millisecond, Batch: 100}
 	ctx, cancel := context.WithCancel(ctx)

@@ -60,21 +60,14 @@ type userBackend interface {
 
 // eventLog is a store's record of events (internal/events), with -events:
 // each recorded in the durable write of the change it tells of, numbered
-// in the order they were made. The webhook (internal/webhook) delivers
-// them from it, and GET /events lists them.
+// in the order they were made. GET /events lists them; the webhook
+// delivers them through the rest of the store's record, a
+// webhook.Source: the cursor of what is delivered, and the hold that lets
+// one instance deliver at a time.
 type eventLog interface {
 	// Events lists up to limit events with a seq above after, oldest
 	// first: only events whose changes are durable.
 	Events(ctx context.Context, after int64, limit int) ([]events.Event, error)
-	// Delivered is the seq through which the webhook has delivered every
-	// event; SetDelivered moves it on, never back.
-	Delivered(ctx context.Context) (int64, error)
-	SetDelivered(ctx context.Context, seq int64) error
-	// HoldDelivery reports whether holder may deliver for the next ttl:
-	// of the instances on one store, one delivers at a time.
-	HoldDelivery(ctx context.Context, holder string, ttl time.Duration) (bool, error)
-	// Recorded is signalled when this process records an event.
-	Recorded() <-chan struct{}
 }
 
 // tokenBackend holds the tokens and each user's session_key.
@@ -476,7 +469,8 @@ func (f fileUsers) Erase(_ context.Context, id int64) (account.Erasure, error) {
 	return r, storeFailed(err)
 }
 
-// fileUsers is the file store's eventLog too, with -events.
+// fileUsers is the file store's eventLog, and webhook.Source, too, with
+// -events.
 func (f fileUsers) Events(_ context.Context, after int64, limit int) ([]events.Event, error) {
 	return f.users.Events(after, limit), nil
 }

@@ -13,10 +13,17 @@ import (
 // the cursor of what is delivered, and a hold that lets one instance of
 // those sharing the store deliver at a time.
 type Source interface {
+	// Events lists up to limit events with a seq above after, oldest
+	// first: only events whose changes are durable.
 	Events(ctx context.Context, after int64, limit int) ([]events.Event, error)
+	// Delivered is the seq through which every event is delivered;
+	// SetDelivered moves it on, never back.
 	Delivered(ctx context.Context) (int64, error)
 	SetDelivered(ctx context.Context, seq int64) error
+	// HoldDelivery reports whether holder may deliver for the next ttl:
+	// of the instances on one store, one delivers at a time.
 	HoldDelivery(ctx context.Context, holder string, ttl time.Duration) (bool, error)
+	// Recorded is signalled when this process records an event.
 	Recorded() <-chan struct{}
 }
 
