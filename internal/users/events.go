@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/events"
@@ -34,7 +35,7 @@ type eventLog struct {
 	list      []events.Event // ascending seq
 	last      int64          // the last seq given
 	delivered int64          // the webhook's cursor
-	durable   int64          // every event up to this seq is durable
+	durable   atomic.Int64   // every event up to this seq is durable
 	recorded  chan struct{}
 }
 
@@ -110,7 +111,7 @@ func (s *Store) replayEvent(l Line) error {
 	ev := &s.events
 	if c := l.Cursor; c != nil {
 		ev.last, ev.delivered = max(ev.last, c.Last), max(ev.delivered, c.Delivered)
-		ev.durable = ev.last
+		ev.durable.Store(ev.last)
 		return nil
 	}
 	e := *l.Event
@@ -122,7 +123,8 @@ func (s *Store) replayEvent(l Line) error {
 		return nil
 	}
 	ev.list = append(ev.list, e)
-	ev.last, ev.durable = e.Seq, e.Seq
+	ev.last = e.Seq
+	ev.durable.Store(e.Seq)
 	return nil
 }
 
@@ -173,9 +175,14 @@ func (s *Store) madeDurable(seq int64) {
 	if seq == 0 {
 		return
 	}
-	s.mu.Lock()
-	s.events.durable = max(s.events.durable, seq)
-	s.mu.Unlock()
+	// Without s.mu: every write with events passes here, and the writers
+	// of later batches may come first.
+	for d := &s.events.durable; ; {
+		old := d.Load()
+		if old >= seq || d.CompareAndSwap(old, seq) {
+			break
+		}
+	}
 	select {
 	case s.events.recorded <- struct{}{}:
 	default:
@@ -188,9 +195,10 @@ func (s *Store) Events(after int64, limit int) []events.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ev := &s.events
+	durable := ev.durable.Load()
 	i, _ := slices.BinarySearchFunc(ev.list, after+1, bySeq)
 	var page []events.Event
-	for ; i < len(ev.list) && len(page) < limit && ev.list[i].Seq <= ev.durable; i++ {
+	for ; i < len(ev.list) && len(page) < limit && ev.list[i].Seq <= durable; i++ {
 		page = append(page, ev.list[i])
 	}
 	return page
@@ -215,7 +223,7 @@ func (s *Store) SetDelivered(seq int64) error {
 	if seq <= ev.delivered {
 		return nil
 	}
-	ev.delivered = min(seq, ev.durable)
+	ev.delivered = min(seq, ev.durable.Load())
 	s.line = cursorLine(s.line[:0], Cursor{Last: ev.last, Delivered: ev.delivered})
 	s.journal.Append(s.line)
 	return nil
