@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/strictjson"
 )
 
 // TestOf: the events of a change of a record, by what changed.
@@ -112,4 +113,37 @@ func checkAppend(t *testing.T, e Event) {
 	if got := e.Append(nil); string(got) != string(want) {
 		t.Fatalf("Append = %s\nencoding/json writes %s", got, want)
 	}
+}
+
+// FuzzParse: what Parse reads without reflection, encoding/json reads the
+// same, and the events Append writes are read that way.
+func FuzzParse(f *testing.F) {
+	at := time.Date(2026, 12, 7, 10, 0, 0, 120_000_000, time.UTC)
+	u := &account.User{ID: 5, AppID: "wxa", PhoneNumber: "+86 138", PurePhoneNumber: "138", CountryCode: "86"}
+	for _, e := range []Event{Created(at, u, 3), Joined(at, u, 3, 9), PhoneChanged(at, u, 3), Claimed(at, u, 3, "gift"), Deleted(at.Truncate(time.Second), 5, "wxa", 5)} {
+		text := e.Append(nil)
+		if _, ok := parsePlain(text); !ok {
+			f.Fatalf("parsePlain(%s) did not read it", text)
+		}
+		f.Add(text)
+	}
+	f.Add([]byte(`{"id":"evt_a","seq":1,"type":"user.created","timestamp":"2026-12-07T10:00:00+08:00","data":{"user_id":1,"appid":"wxa","person_id":1}}`))
+	f.Add([]byte(`{"id":"evt_\u0061","seq":01,"type":"x","timestamp":"2026-02-30T00:00:00.Z","data":{"user_id":1,"appid":"wxa","person_id":1,"claim":"a","claim":"b"}}`))
+	f.Fuzz(func(t *testing.T, text []byte) {
+		fast, ok := parsePlain(text)
+		if !ok {
+			return
+		}
+		var slow Event
+		if err := strictjson.Decode(text, &slow); err != nil {
+			t.Fatalf("parsePlain read %s, which encoding/json refuses: %v", text, err)
+		}
+		if !fast.At.Equal(slow.At) || fast.At.Location() != slow.At.Location() {
+			t.Fatalf("%s: parsePlain's time %v, encoding/json's %v", text, fast.At, slow.At)
+		}
+		fast.At, slow.At = time.Time{}, time.Time{}
+		if fast != slow {
+			t.Fatalf("%s: parsePlain read %+v, encoding/json %+v", text, fast, slow)
+		}
+	})
 }

@@ -167,12 +167,13 @@ func (r *Reader) plainText() Span {
 	return Span{start, end}
 }
 
-// Time reads key and a time written as "2006-01-02T15:04:05Z", the form
-// of a whole second of UTC. Anything else fails, to be read by
-// encoding/json: fractions, offsets, and dates time.Parse would refuse.
+// Time reads key and a time of UTC as encoding/json writes it (RFC 3339
+// with nanoseconds): "2006-01-02T15:04:05Z", with a fraction of a second
+// of one to nine digits or none. Anything else fails, to be read by
+// encoding/json: offsets, and dates time.Parse would refuse.
 func (r *Reader) Time(key string) time.Time {
 	r.Literal(key)
-	const form = `"2006-01-02T15:04:05Z"`
+	const form = `"2006-01-02T15:04:05`
 	if !r.ok || len(r.rest) < len(form) {
 		r.ok = false
 		return time.Time{}
@@ -190,17 +191,33 @@ func (r *Reader) Time(key string) time.Time {
 	}
 	year, month, day := num(1, 5), num(6, 8), num(9, 11)
 	hour, minute, second := num(12, 14), num(15, 17), num(18, 20)
-	if b[0] != '"' || b[5] != '-' || b[8] != '-' || b[11] != 'T' || b[14] != ':' || b[17] != ':' || string(b[20:]) != `Z"` {
+	if b[0] != '"' || b[5] != '-' || b[8] != '-' || b[11] != 'T' || b[14] != ':' || b[17] != ':' {
 		r.ok = false
 	}
 	if month < 1 || month > 12 || hour > 23 || minute > 59 || second > 59 {
 		r.ok = false
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, second, 0, time.UTC)
+	rest := r.rest[len(form):]
+	nanos := 0
+	if len(rest) > 0 && rest[0] == '.' {
+		n, scale := 1, 100_000_000
+		for n < len(rest) && '0' <= rest[n] && rest[n] <= '9' && scale > 0 {
+			nanos += int(rest[n]-'0') * scale
+			n, scale = n+1, scale/10
+		}
+		if n == 1 {
+			r.ok = false // a point and no digit
+		}
+		rest = rest[n:]
+	}
+	if len(rest) < 2 || rest[0] != 'Z' || rest[1] != '"' {
+		r.ok = false // an offset, or a tenth digit of fraction
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, second, nanos, time.UTC)
 	if !r.ok || t.Day() != day { // A day past the month's end rolls over.
 		r.ok = false
 		return time.Time{}
 	}
-	r.rest = r.rest[len(form):]
+	r.rest = rest[2:]
 	return t
 }

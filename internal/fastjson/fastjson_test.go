@@ -51,7 +51,11 @@ func TestReaderFailsOnWhatItIsNotSureOf(t *testing.T) {
 		{`9223372036854775808`, func(r *Reader) { r.Integer() }, false},
 		{`"2026-01-01T00:00:00Z"`, func(r *Reader) { r.Time("") }, true},
 		{`"2026-02-30T00:00:00Z"`, func(r *Reader) { r.Time("") }, false},
-		{`"2026-01-01T00:00:00.5Z"`, func(r *Reader) { r.Time("") }, false},
+		{`"2026-01-01T00:00:00.5Z"`, func(r *Reader) { r.Time("") }, true},
+		{`"2026-01-01T00:00:00.123456789Z"`, func(r *Reader) { r.Time("") }, true},
+		{`"2026-01-01T00:00:00.1234567891Z"`, func(r *Reader) { r.Time("") }, false},
+		{`"2026-01-01T00:00:00.Z"`, func(r *Reader) { r.Time("") }, false},
+		{`"2026-01-01T00:00:00`, func(r *Reader) { r.Time("") }, false},
 		{`"2026-01-01T08:00:00+08:00"`, func(r *Reader) { r.Time("") }, false},
 		{`"a","b"`, func(r *Reader) { r.Field(""); r.Field(",") }, true},
 		{`"a\"b"`, func(r *Reader) { r.Field("") }, false},
@@ -67,5 +71,9 @@ func TestReaderFailsOnWhatItIsNotSureOf(t *testing.T) {
 	r := NewReader([]byte(`"2026-11-24T03:04:05Z"`))
 	if got := r.Time(""); !got.Equal(time.Date(2026, 11, 24, 3, 4, 5, 0, time.UTC)) || got.Location() != time.UTC {
 		t.Errorf("Time = %v; want 2026-11-24 03:04:05 UTC", got)
+	}
+	r = NewReader([]byte(`"2026-11-24T03:04:05.02Z"`))
+	if got := r.Time(""); !got.Equal(time.Date(2026, 11, 24, 3, 4, 5, 20_000_000, time.UTC)) || got.Location() != time.UTC {
+		t.Errorf("Time = %v; want 2026-11-24 03:04:05.02 UTC", got)
 	}
 }

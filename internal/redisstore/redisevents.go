@@ -99,19 +99,20 @@ func aroundPerson(e *events.Event) []string {
 	return []string{before + `"person_id":`, after}
 }
 
-// loginEvents are the login script's arguments with events: the
-// user.created of user id, when the login may create it, and the
-// person.joined of a login that brings a unionid, which it pushes if the
-// unionid is new to the record; "" for each it is not given.
-func (s *Store) loginEvents(id int64, appID, unionID string, mayCreate bool) []string {
+// loginEvents are the login script's arguments with events: with created,
+// the user.created of user id, which it pushes if it creates the record,
+// and with joined, the person.joined of a login that brings a unionid,
+// which it pushes if the unionid is new to the record; "" for each it is
+// not given.
+func (s *Store) loginEvents(id int64, appID, unionID string, created, joined bool) []string {
 	at := s.now()
 	u := account.User{ID: id, AppID: appID}
 	args := []string{"", "", ""}
-	if mayCreate {
-		created := events.Created(at, &u, 0)
-		args[0] = string(created.Append(nil))
+	if created {
+		e := events.Created(at, &u, 0)
+		args[0] = string(e.Append(nil))
 	}
-	if unionID != "" {
+	if joined && unionID != "" {
 		copy(args[1:], joinedTemplate(at, &u))
 	}
 	return args

@@ -430,13 +430,16 @@ func (s *Store) stamp(precision time.Duration) time.Time {
 // With events (KEYS[2] the user's outbox) it pushes there the record's
 // user.created (ARGV[8]) when it creates it, and a person.joined (ARGV[9],
 // ARGV[10] around the person id the user had) when it sets a unionid, and
-// answers third how many it pushed (redisevents.go).
+// answers third how many it pushed (redisevents.go). It answers {-3},
+// changing nothing, when it needs one of them and was not given it: most
+// logins need neither, and the caller makes them only when asked.
 var loginScript = redis.NewScript(eventsLua + `
 local k = KEYS[1]
 if redis.call('HEXISTS', k, 'erased') == 1 then return {-1} end
 local created, pushed = 0, 0
 if redis.call('HEXISTS', k, 'appid') == 0 then
   if ARGV[7] ~= '1' then return {-1} end
+  if KEYS[2] and ARGV[8] == '' then return {-3} end
   redis.call('HSET', k, 'id', ARGV[1], 'appid', ARGV[2], 'openid', ARGV[3], 'person', ARGV[6],
     'created_at', ARGV[5], 'updated_at', ARGV[5], 'v', '1')
   if ARGV[4] ~= '' then redis.call('HSET', k, 'unionid', ARGV[4]) end
@@ -446,6 +449,7 @@ else
   if redis.call('HGET', k, 'appid') ~= ARGV[2] or redis.call('HGET', k, 'openid') ~= ARGV[3] then return {-2} end
   local old = redis.call('HGET', k, 'unionid')
   if ARGV[4] ~= '' and old ~= ARGV[4] then
+    if KEYS[2] and ARGV[9] == '' then return {-3} end
     if KEYS[2] then
       pushed = redis.call('RPUSH', KEYS[2], ARGV[9] .. (person_id(k) or ARGV[1]) .. ARGV[10])
     end
@@ -491,7 +495,8 @@ func (s *Store) Login(ctx context.Context, appID, openID, unionID string) (accou
 	now := formatTime(s.stamp(time.Second))
 	person := s.PersonHash(appID, openID, unionID)
 	ref := account.Ref{AppID: appID, OpenID: openID}
-	step := int64(1) // how far the next id taken from wx:ids jumps
+	step := int64(1)   // how far the next id taken from wx:ids jumps
+	allEvents := false // whether the login script asked for every event it may push
 	for range maxIDTries {
 		id, known := s.ids.get(ref)
 		fresh := false // whether id was just taken from wx:ids for this login
@@ -509,13 +514,18 @@ func (s *Store) Login(ctx context.Context, appID, openID, unionID string) (accou
 		args := []string{strconv.FormatInt(id, 10), appID, openID, unionID, now, person, mayCreate}
 		if s.events {
 			keys = append(keys, userOutboxKey(id))
-			args = append(args, s.loginEvents(id, appID, unionID, mayCreate == "1")...)
+			// A new user's user.created is made before it is asked for.
+			args = append(args, s.loginEvents(id, appID, unionID, fresh || allEvents, allEvents)...)
 		}
 		reply, err := loginScript.Run(ctx, s.rc, keys, args...)
 		if err != nil {
 			return account.User{}, false, unavailable(err)
 		}
 		r, _ := reply.([]any)
+		if len(r) == 1 && r[0] == int64(-3) && !allEvents {
+			allEvents = true // the script needs an event it was not given
+			continue
+		}
 		if len(r) == 1 {
 			// Not this user's: erased, a remembered id with no record, or
 			// another user's. The id is forgotten and the openid's key asked

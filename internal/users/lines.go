@@ -166,7 +166,7 @@ func parseUserLine(line []byte) (*account.User, error) {
 }
 
 // readPlainRecord reads a record as appendRecord writes it when no string
-// needs escaping and every time is in whole seconds of UTC: the fields in
+// needs escaping and every time is in UTC: the fields in
 // account.User's order, no white space, one newline at the end. It reports false
 // for any other line, which may still be valid. Its strings share one
 // allocation, which the record keeps alive as long as any of them.
