@@ -257,6 +257,29 @@ func TestSecondLoginOfAUser(t *testing.T) {
 	})
 }
 
+// TestLastLoginIsRecordedOnceAMinute: a returning login within a minute
+// of the login recorded, which changes nothing else, leaves last_login_at
+// as it was (and so writes nothing: the stores' own tests count the
+// writes); one a minute after, or one that brings a new unionid, records
+// itself.
+func TestLastLoginIsRecordedOnceAMinute(t *testing.T) {
+	onEachStore(t, func(t *testing.T, store storeKind) {
+		a := newTestApp(t, appOptions{store: store})
+		first := a.clock.Now().UTC().Truncate(time.Second)
+		a.login(t, "wxapp", "alice")
+		for _, tt := range []struct {
+			after time.Duration // since the first login
+			want  time.Duration // last_login_at, after the first login
+		}{{30 * time.Second, 0}, {59 * time.Second, 0}, {60 * time.Second, 60 * time.Second}, {61 * time.Second, 60 * time.Second}, {125 * time.Second, 125 * time.Second}} {
+			a.clock.Advance(first.Add(tt.after).Sub(a.clock.Now()))
+			a.login(t, "wxapp", "alice")
+			if got := a.record(t, 1).LastLoginAt; !got.Equal(first.Add(tt.want)) {
+				t.Errorf("a login %v after the first: last_login_at %v after it; want %v", tt.after, got.Sub(first), tt.want)
+			}
+		}
+	})
+}
+
 func TestHealthz(t *testing.T) {
 	onEachStore(t, func(t *testing.T, store storeKind) {
 		a, _ := loggedInOn(t, store)

@@ -72,6 +72,18 @@ type User struct {
 // Ref is the user's (appid, openid).
 func (u *User) Ref() Ref { return Ref{u.AppID, u.OpenID} }
 
+// LastLoginEvery is how often a user's last_login_at is written: a login
+// within that time of the one recorded, which changes nothing else, writes
+// nothing, so that most returning logins neither write nor fsync.
+const LastLoginEvery = time.Minute
+
+// LastLoginFresh reports whether a login at now need not be recorded over
+// last, the login recorded: last is less than LastLoginEvery before now. A
+// clock moved back is recorded, as it says.
+func LastLoginFresh(last, now time.Time) bool {
+	return !now.Before(last) && now.Sub(last) < LastLoginEvery
+}
+
 // SetUnionID makes id the user's unionid; the one it replaces joins
 // PreviousUnionIDs, so that the user stays one person with those who
 // share either. An empty id (WeChat sent none) changes nothing. It reports

@@ -864,6 +864,27 @@ func (j *Journal) Barrier() *Batch {
 	return j.pending
 }
 
+// Settle returns once every line appended before the call is durable, or
+// with why one cannot be. Unlike Wait(Barrier()), it writes nothing when
+// no line is pending: it then only waits for the flush under way, if any,
+// which took every earlier line when it began.
+func (j *Journal) Settle() error {
+	j.mu.Lock()
+	b := j.pending
+	pending := len(b.buf) > 0
+	j.mu.Unlock()
+	if pending {
+		return j.Wait(b)
+	}
+	j.flushMu.Lock() // held by the flush under way until it is done
+	err := j.Err()
+	j.flushMu.Unlock()
+	if err != nil && !errors.Is(err, ErrClosed) {
+		return err
+	}
+	return nil
+}
+
 // Err is why the journal refuses writes, or nil.
 func (j *Journal) Err() error {
 	j.mu.Lock()

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -360,6 +361,59 @@ func TestAWriteFailureIsSticky(t *testing.T) {
 	}
 	if err := j.WriteFailure(); !errors.Is(err, syscall.EIO) {
 		t.Errorf("WriteFailure = %v; want the first failure", err)
+	}
+}
+
+// Settle makes every line appended before it durable, writing only when
+// one is pending: with none, it writes and fsyncs nothing. After a failed
+// write it fails, as every write does.
+func TestSettleWritesOnlyWhatIsPending(t *testing.T) {
+	dir := t.TempDir()
+	o := &noteOwner{}
+	j := o.open(t, dir)
+	var writes atomic.Int32
+	j.InjectFault(func(step string) error {
+		if step == "write" {
+			writes.Add(1)
+		}
+		return nil
+	})
+	if err := j.Settle(); err != nil || writes.Load() != 0 {
+		t.Fatalf("Settle with nothing appended = %v after %d writes; want nil after none", err, writes.Load())
+	}
+	line, _ := json.Marshal(noteLine{"a", "1"})
+	j.Append(append(line, '\n'))
+	if err := j.Settle(); err != nil || writes.Load() != 1 {
+		t.Fatalf("Settle with a line pending = %v after %d writes; want nil after one", err, writes.Load())
+	}
+	if err := j.Settle(); err != nil || writes.Load() != 1 {
+		t.Fatalf("Settle again = %v after %d writes; want nil, and no more writes", err, writes.Load())
+	}
+	copied := t.TempDir() // the files as a kill -9 now would leave them
+	for _, name := range []string{"notes.journal.000001.jsonl", "notes.watermark"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(copied, name), b, 0o600)
+	}
+	reopened := &noteOwner{}
+	reopened.open(t, copied)
+	if reopened.notes["a"] != "1" {
+		t.Errorf("after Settle the files hold %v; want the line appended before it", reopened.notes)
+	}
+	j.InjectFault(func(step string) error {
+		if step == "write" {
+			return syscall.EIO
+		}
+		return nil
+	})
+	j.Append(append(line, '\n'))
+	if err := j.Settle(); !errors.Is(err, ErrWriteFailed) {
+		t.Fatalf("Settle of a line whose write fails = %v; want ErrWriteFailed", err)
+	}
+	if err := j.Settle(); !errors.Is(err, ErrWriteFailed) {
+		t.Errorf("Settle with nothing pending after a failed write = %v; want ErrWriteFailed", err)
 	}
 }
 

@@ -427,32 +427,37 @@ func (s *Store) stamp(precision time.Duration) time.Time {
 // as it is, else {created, the record's fields}. Being one script, it is
 // what gives an id to one user only: of two logins whose openids' keys
 // name one id, the first creates the record and the other is told {-2}.
+// It stamps last_login_at (ARGV[5]) only on a record it changes or whose
+// last_login_at is before ARGV[8], account.LastLoginEvery ago (or after
+// ARGV[5]): most returning logins write nothing, and Redis appends and
+// fsyncs nothing for them.
 // With events (KEYS[2] the user's outbox) it pushes there the record's
-// user.created (ARGV[8]) when it creates it, and a person.joined (ARGV[9],
-// ARGV[10] around the person id the user had) when it sets a unionid, and
+// user.created (ARGV[9]) when it creates it, and a person.joined (ARGV[10],
+// ARGV[11] around the person id the user had) when it sets a unionid, and
 // answers third how many it pushed (redisevents.go). It answers {-3},
 // changing nothing, when it needs one of them and was not given it: most
 // logins need neither, and the caller makes them only when asked.
 var loginScript = redis.NewScript(eventsLua + `
 local k = KEYS[1]
 if redis.call('HEXISTS', k, 'erased') == 1 then return {-1} end
-local created, pushed = 0, 0
+local created, pushed, changed = 0, 0, false
 if redis.call('HEXISTS', k, 'appid') == 0 then
   if ARGV[7] ~= '1' then return {-1} end
-  if KEYS[2] and ARGV[8] == '' then return {-3} end
+  if KEYS[2] and ARGV[9] == '' then return {-3} end
   redis.call('HSET', k, 'id', ARGV[1], 'appid', ARGV[2], 'openid', ARGV[3], 'person', ARGV[6],
     'created_at', ARGV[5], 'updated_at', ARGV[5], 'v', '1')
   if ARGV[4] ~= '' then redis.call('HSET', k, 'unionid', ARGV[4]) end
-  created = 1
-  if KEYS[2] then pushed = redis.call('RPUSH', KEYS[2], ARGV[8]) end
+  created, changed = 1, true
+  if KEYS[2] then pushed = redis.call('RPUSH', KEYS[2], ARGV[9]) end
 else
   if redis.call('HGET', k, 'appid') ~= ARGV[2] or redis.call('HGET', k, 'openid') ~= ARGV[3] then return {-2} end
   local old = redis.call('HGET', k, 'unionid')
   if ARGV[4] ~= '' and old ~= ARGV[4] then
-    if KEYS[2] and ARGV[9] == '' then return {-3} end
+    if KEYS[2] and ARGV[10] == '' then return {-3} end
     if KEYS[2] then
-      pushed = redis.call('RPUSH', KEYS[2], ARGV[9] .. (person_id(k) or ARGV[1]) .. ARGV[10])
+      pushed = redis.call('RPUSH', KEYS[2], ARGV[10] .. (person_id(k) or ARGV[1]) .. ARGV[11])
     end
+    changed = true
     if old then
       -- A new unionid for the same openid (the app moved to another Open
       -- Platform account): the user stays in their person, the old one
@@ -469,7 +474,8 @@ else
     redis.call('HINCRBY', k, 'v', 1)
   end
 end
-redis.call('HSET', k, 'last_login_at', ARGV[5])
+local last = redis.call('HGET', k, 'last_login_at')
+if changed or not last or last <= ARGV[8] or last > ARGV[5] then redis.call('HSET', k, 'last_login_at', ARGV[5]) end
 if KEYS[2] then return {created, redis.call('HGETALL', k), pushed} end
 return {created, redis.call('HGETALL', k)}
 `)
@@ -492,7 +498,8 @@ func (s *Store) Login(ctx context.Context, appID, openID, unionID string) (accou
 	if err := s.writable(); err != nil {
 		return account.User{}, false, err
 	}
-	now := formatTime(s.stamp(time.Second))
+	at := s.stamp(time.Second)
+	now, recorded := formatTime(at), formatTime(at.Add(-account.LastLoginEvery))
 	person := s.PersonHash(appID, openID, unionID)
 	ref := account.Ref{AppID: appID, OpenID: openID}
 	step := int64(1)   // how far the next id taken from wx:ids jumps
@@ -511,7 +518,7 @@ func (s *Store) Login(ctx context.Context, appID, openID, unionID string) (accou
 			mayCreate = "0" // a remembered id whose record is gone is not to be made again
 		}
 		keys := []string{userKey(id)}
-		args := []string{strconv.FormatInt(id, 10), appID, openID, unionID, now, person, mayCreate}
+		args := []string{strconv.FormatInt(id, 10), appID, openID, unionID, now, person, mayCreate, recorded}
 		if s.events {
 			keys = append(keys, userOutboxKey(id))
 			// A new user's user.created is made before it is asked for.

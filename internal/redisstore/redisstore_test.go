@@ -375,6 +375,45 @@ func TestRedisWritesATokensUseOnceAMinute(t *testing.T) {
 	}
 }
 
+// A returning login within account.LastLoginEvery of the one recorded,
+// which changes nothing else, writes nothing to Redis, so Redis appends
+// and fsyncs nothing for it; one after that is written.
+func TestRedisWritesALoginOnceAMinute(t *testing.T) {
+	clock := testkit.NewFakeClock()
+	rs := openStore(t, startRedis(t, onRedis), clock.Now)
+	ctx := t.Context()
+	changes := func() string {
+		t.Helper()
+		info, err := rs.rc.Do(ctx, "INFO", "persistence")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.SplitSeq(fmt.Sprint(info), "\r\n") {
+			if v, ok := strings.CutPrefix(line, "rdb_changes_since_last_save:"); ok {
+				return v
+			}
+		}
+		t.Fatal("INFO persistence has no rdb_changes_since_last_save")
+		return ""
+	}
+	if _, _, err := rs.Login(ctx, "wxapp", "o-alice", "u-alice"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		after   time.Duration
+		written bool
+	}{{59 * time.Second, false}, {2 * time.Second, true}, {0, false}} {
+		clock.Advance(tt.after)
+		before := changes()
+		if _, _, err := rs.Login(ctx, "wxapp", "o-alice", "u-alice"); err != nil {
+			t.Fatal(err)
+		}
+		if written := changes() != before; written != tt.written {
+			t.Errorf("a login %v later: written %v; want %v", tt.after, written, tt.written)
+		}
+	}
+}
+
 // redisKind is a Redis the store's tests run on.
 type redisKind string
 

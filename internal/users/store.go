@@ -291,10 +291,18 @@ func (s *Store) Login(appID, openID, unionID string) (account.User, bool, error)
 	var u *account.User
 	if found {
 		updated := *old
-		updated.LastLoginAt = now
 		if updated.SetUnionID(unionID) {
 			updated.UpdatedAt = now
+		} else if account.LastLoginFresh(old.LastLoginAt, now) {
+			// Nothing to write: the record stands as it is, once the batch
+			// that wrote it is durable (a concurrent first login's may not be).
+			s.mu.Unlock()
+			if err := s.journal.Settle(); err != nil {
+				return account.User{}, false, err
+			}
+			return updated, false, nil
 		}
+		updated.LastLoginAt = now
 		u = &updated
 	} else {
 		u = &account.User{

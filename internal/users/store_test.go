@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -54,6 +55,55 @@ func TestUserLogin(t *testing.T) {
 	}
 	if _, _, err := s.Login("wxapp", "o-late", ""); err == nil {
 		t.Error("login on a closed store succeeded")
+	}
+}
+
+// TestAReturningLoginWritesNothingWithinAMinute: a returning login within
+// account.LastLoginEvery of the one recorded, which changes nothing else,
+// appends not a byte to the journal, so it needs no fsync; one after that,
+// or one that brings a new unionid, is written.
+func TestAReturningLoginWritesNothingWithinAMinute(t *testing.T) {
+	clock := testkit.NewFakeClock()
+	dir := t.TempDir()
+	s := openTestStore(t, dir, clock.Now)
+	journalBytes := func() int64 {
+		t.Helper()
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, e := range entries {
+			if info, err := e.Info(); err == nil && strings.Contains(e.Name(), ".journal.") {
+				n += info.Size()
+			}
+		}
+		return n
+	}
+	login := func(unionID string) {
+		t.Helper()
+		if _, _, err := s.Login("wxapp", "o-alice", unionID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	login("u-alice")
+	for _, tt := range []struct {
+		after   time.Duration
+		unionID string
+		written bool
+	}{
+		{59 * time.Second, "u-alice", false},
+		{0, "", false},
+		{0, "u-alice-elsewhere", true},
+		{59 * time.Second, "u-alice-elsewhere", false},
+		{2 * time.Second, "u-alice-elsewhere", true},
+	} {
+		before := journalBytes()
+		clock.Advance(tt.after)
+		login(tt.unionID)
+		if written := journalBytes() != before; written != tt.written {
+			t.Errorf("a login %v later with unionid %q: written %v; want %v", tt.after, tt.unionID, written, tt.written)
+		}
 	}
 }
 
