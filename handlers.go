@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"wxlogin/internal/accesslog"
 	"wxlogin/internal/account"
@@ -270,12 +271,19 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // writeBody writes a JSON response body, with the headers every response has.
 func writeBody(w http.ResponseWriter, code int, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
+	h["Content-Type"], h["Cache-Control"], h["X-Content-Type-Options"] = jsonContentType, noStore, noSniff
 	w.WriteHeader(code)
 	w.Write(body)
 }
+
+// The values of the headers every JSON response has, shared by all: set
+// from them, a header allocates nothing. net/http only reads them, and an
+// Add to one appends to a copy, since their capacity is their length.
+var (
+	jsonContentType = []string{"application/json; charset=utf-8"}
+	noStore         = []string{"no-store"}
+	noSniff         = []string{"nosniff"}
+)
 
 // writeOK writes a success envelope; data may be nil.
 func writeOK(w http.ResponseWriter, data any) {
@@ -285,8 +293,16 @@ func writeOK(w http.ResponseWriter, data any) {
 // writeUserOK writes what writeOK(w, v) writes, without reflection
 // (appendUserOK): GET /user is the route every page of a mini program calls.
 func writeUserOK(w http.ResponseWriter, v userView) {
-	writeBody(w, http.StatusOK, appendUserOK(make([]byte, 0, 1024), v))
+	buf := userBuffers.Get().(*[]byte)
+	*buf = appendUserOK((*buf)[:0], v)
+	writeBody(w, http.StatusOK, *buf) // w copies it
+	if cap(*buf) <= 4096 {
+		userBuffers.Put(buf) // kept for the next, unless a rare big one
+	}
 }
+
+// userBuffers are writeUserOK's buffers, reused.
+var userBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // appendUserOK appends, and a newline, the success envelope holding v, as
 // writeOK writes it.
@@ -708,7 +724,7 @@ func callerPerson(ctx context.Context, users userBackend, who account.Caller) (a
 
 // showUser is user u, of person, as GET /user shows it.
 func showUser(apps appSet, u account.User, person []account.Member) userView {
-	v := userView{recordView: recordView(u), PersonID: person[0].ID}
+	v := userView{recordView: recordView(u), PersonID: person[0].ID, Apps: make([]personApp, 0, len(person))}
 	for _, m := range person {
 		var name string
 		if app, ok := apps[m.AppID]; ok {

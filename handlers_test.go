@@ -1282,6 +1282,80 @@ func TestTokenOfARemovedAppIsNoLogin(t *testing.T) {
 	})
 }
 
+// TestAllocationsPerRequest pins the allocations wxlogin makes to answer
+// the routes a mini program calls most, beyond what building the request
+// costs (measured with a handler that answers nothing): a change that adds
+// one fails here, and is either taken back or pinned anew on purpose. The
+// logins count the fake WeChat's side too, in process here.
+func TestAllocationsPerRequest(t *testing.T) {
+	if raceDetector {
+		t.Skip("-race allocates for itself; .ci/run runs this test without it")
+	}
+	a, token := loggedIn(t)
+	for i := range 10 {
+		a.login(t, "wxapp", "user"+strconv.Itoa(i))
+	}
+	noop := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	i := 0
+	for _, tt := range []struct {
+		name string
+		req  func() *http.Request
+		max  int
+	}{
+		{"GET /user", func() *http.Request {
+			r := httptest.NewRequest(http.MethodGet, "/user", nil)
+			r.Header.Set("Authorization", "Bearer "+token)
+			return r
+		}, 5},
+		{"GET /auth", func() *http.Request {
+			r := httptest.NewRequest(http.MethodGet, "/auth", nil)
+			r.Header.Set("Authorization", "Bearer "+token)
+			return r
+		}, 10},
+		{"POST /login, returning", func() *http.Request {
+			i++
+			body := `{"code":"` + a.fake.IssueCode("wxapp", "user"+strconv.Itoa(i%10)) + `"}`
+			r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader(body))
+			r.Header.Set("Content-Type", jsonCT)
+			return r
+		}, 218},
+	} {
+		serve := func(h http.Handler, want int) func() {
+			return func() {
+				w := &headerOnlyWriter{header: http.Header{}}
+				h.ServeHTTP(w, tt.req())
+				if w.code != want {
+					t.Fatalf("%s answered %d; want %d", tt.name, w.code, want)
+				}
+			}
+		}
+		got := int(testing.AllocsPerRun(200, serve(a.handler, http.StatusOK)) - testing.AllocsPerRun(200, serve(noop, 0)))
+		if got > tt.max {
+			t.Errorf("%s: %d allocations; want at most %d", tt.name, got, tt.max)
+		}
+		t.Logf("%s: %d allocations (at most %d)", tt.name, got, tt.max)
+	}
+}
+
+// headerOnlyWriter is a ResponseWriter that keeps the status and drops the
+// body, costing no allocation of its own beyond its header map, as
+// net/http's writer does.
+type headerOnlyWriter struct {
+	header http.Header
+	code   int
+}
+
+func (w *headerOnlyWriter) Header() http.Header { return w.header }
+func (w *headerOnlyWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+}
+func (w *headerOnlyWriter) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return len(b), nil
+}
+
 // BenchmarkLoginHandler is one POST /login through the whole handler, with
 // the fake WeChat in process (over loopback HTTP, as httptest serves it):
 // a returning user, and a new user, whose record is durable before the reply;

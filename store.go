@@ -443,15 +443,7 @@ func (f fileUsers) Update(_ context.Context, id int64, change func(u *account.Us
 }
 
 func (f fileUsers) Person(_ context.Context, id int64) (account.User, []account.Member, bool, error) {
-	records, ok := f.users.Person(id)
-	var u account.User
-	members := make([]account.Member, len(records))
-	for i, r := range records {
-		members[i] = account.Member{ID: r.ID, AppID: r.AppID}
-		if r.ID == id {
-			u = r
-		}
-	}
+	u, members, ok := f.users.Members(id)
 	return u, members, ok, nil
 }
 

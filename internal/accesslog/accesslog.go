@@ -69,8 +69,11 @@ func Handler(log *slog.Logger, o Options, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		// MaxBytesReader gets the server's own writer, so it can close the
-		// connection after a 413.
-		r.Body = http.MaxBytesReader(w, r.Body, o.MaxBodyBytes)
+		// connection after a 413. A request without a body (net/http's
+		// NoBody: no Content-Length, not chunked) has nothing to cap.
+		if r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, o.MaxBodyBytes)
+		}
 		rw := &responseWriter{ResponseWriter: w, req: r, writeError: o.WriteError}
 		defer func() {
 			if v := recover(); v != nil {
@@ -88,13 +91,14 @@ func Handler(log *slog.Logger, o Options, next http.Handler) http.Handler {
 			if rw.status >= 500 {
 				level = slog.LevelError
 			}
-			attrs := []slog.Attr{
+			var room [8]slog.Attr // every attribute below, without an allocation
+			attrs := append(room[:0],
 				slog.String("method", r.Method),
 				slog.String("path", r.URL.Path),
 				slog.String("route", r.Pattern),
 				slog.Int("status", rw.status),
 				slog.Duration("duration", time.Since(start)),
-			}
+			)
 			if client, ok := forwarded(o.Forwarded, r); ok {
 				attrs = append(attrs, slog.String("remote", client.String()), slog.String("proxy", r.RemoteAddr))
 			} else {

@@ -545,6 +545,23 @@ func (s *Store) Person(id int64) ([]account.User, bool) {
 	return users, true
 }
 
+// Members is user id's record and its person's records, as members: what
+// Person gives, without copying every record.
+func (s *Store) Members(id int64) (account.User, []account.Member, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.recordLocked(id)
+	if u == nil {
+		return account.User{}, nil, false
+	}
+	ids := s.personLocked(u)
+	members := make([]account.Member, len(ids))
+	for i, pid := range ids {
+		members[i] = account.Member{ID: pid, AppID: s.byID[pid-1].AppID}
+	}
+	return *u, members, true
+}
+
 // Claim is a one-time benefit a person took, stored as a line of its own,
 // through the user record it was claimed with.
 type Claim struct {
