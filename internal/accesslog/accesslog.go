@@ -7,6 +7,7 @@
 package accesslog
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,18 +15,153 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // NewLogger is wxlogin's logger on out: text (logfmt) or JSON lines, for
-// a log shipper to read, from level up.
+// a log shipper to read, from level up. In text, Handler writes its lines
+// itself (textHandler).
 func NewLogger(out io.Writer, format string, level slog.Level) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(out, opts))
 	}
-	return slog.New(slog.NewTextHandler(out, opts))
+	locked := &lockedWriter{w: out}
+	return slog.New(&textHandler{Handler: slog.NewTextHandler(locked, opts), out: locked, level: level})
+}
+
+// textHandler is slog's TextHandler, which writes every line but the
+// access log's: Handler writes those itself (appendText), byte for byte
+// as the TextHandler would (FuzzAccessLine), at a fraction of the cost.
+// A logger derived from it (With, WithGroup) is a plain TextHandler's.
+type textHandler struct {
+	slog.Handler
+	out   *lockedWriter
+	level slog.Level
+}
+
+// lockedWriter serializes the writes of a textHandler's two writers.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// line is one request's access line.
+type line struct {
+	at                          time.Time
+	level                       slog.Level
+	method, path, route, remote string
+	status                      int
+	duration                    time.Duration
+	proxy, err                  string // "" for none
+}
+
+// write writes l with log: with a textHandler's writer, or else through
+// slog, with the same attributes.
+func (l *line) write(ctx context.Context, log *slog.Logger) {
+	if th, ok := log.Handler().(*textHandler); ok {
+		if l.level < th.level {
+			return
+		}
+		buf := lineBuffers.Get().(*[]byte)
+		*buf = l.appendText((*buf)[:0])
+		th.out.Write(*buf) // There is nowhere to report a failure to write the log.
+		lineBuffers.Put(buf)
+		return
+	}
+	var room [8]slog.Attr // every attribute below, without an allocation
+	attrs := append(room[:0],
+		slog.String("method", l.method),
+		slog.String("path", l.path),
+		slog.String("route", l.route),
+		slog.Int("status", l.status),
+		slog.Duration("duration", l.duration),
+		slog.String("remote", l.remote),
+	)
+	if l.proxy != "" {
+		attrs = append(attrs, slog.String("proxy", l.proxy))
+	}
+	if l.err != "" {
+		attrs = append(attrs, slog.String("err", l.err))
+	}
+	log.LogAttrs(ctx, l.level, "request", attrs...)
+}
+
+// lineBuffers are the buffers of the lines a textHandler's writer writes.
+var lineBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// appendText appends l as slog's TextHandler writes it, and a newline.
+func (l *line) appendText(buf []byte) []byte {
+	buf = appendMillis(append(buf, "time="...), l.at)
+	buf = append(append(buf, " level="...), l.level.String()...)
+	buf = append(buf, " msg=request"...)
+	buf = appendTextValue(buf, " method=", l.method)
+	buf = appendTextValue(buf, " path=", l.path)
+	buf = appendTextValue(buf, " route=", l.route)
+	buf = strconv.AppendInt(append(buf, " status="...), int64(l.status), 10)
+	buf = append(append(buf, " duration="...), l.duration.String()...)
+	buf = appendTextValue(buf, " remote=", l.remote)
+	if l.proxy != "" {
+		buf = appendTextValue(buf, " proxy=", l.proxy)
+	}
+	if l.err != "" {
+		buf = appendTextValue(buf, " err=", l.err)
+	}
+	return append(buf, '\n')
+}
+
+// appendMillis appends t as the TextHandler writes a record's time: RFC
+// 3339 in its zone, to the millisecond, always three digits of it.
+func appendMillis(buf []byte, t time.Time) []byte {
+	const prefix = len("2006-01-02T15:04:05.000")
+	n := len(buf)
+	// RFC3339Nano drops trailing zeros; a tenth of a millisecond more
+	// keeps four digits, of which the fourth is then cut.
+	buf = t.Round(0).Truncate(time.Millisecond).Add(time.Millisecond/10).AppendFormat(buf, time.RFC3339Nano)
+	return append(buf[:n+prefix], buf[n+prefix+1:]...)
+}
+
+// appendTextValue appends key and a string value as the TextHandler
+// writes them: quoted (strconv.Quote) when the value is empty or holds a
+// space, an '=', a '"', a control character, or a rune that is not
+// printable or not valid UTF-8; as it is otherwise.
+func appendTextValue(buf []byte, key, v string) []byte {
+	buf = append(buf, key...)
+	if textNeedsQuotes(v) {
+		return strconv.AppendQuote(buf, v)
+	}
+	return append(buf, v...)
+}
+
+func textNeedsQuotes(s string) bool {
+	if s == "" {
+		return true
+	}
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if b < 0x20 || b == ' ' || b == '=' || b == '"' {
+				return true
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return true
+		}
+		i += size
+	}
+	return false
 }
 
 // The errors Options.WriteError is given in place of the mux's own
@@ -87,30 +223,22 @@ func Handler(log *slog.Logger, o Options, next http.Handler) http.Handler {
 					rw.cause = err // Too late for an error response; the log still says why.
 				}
 			}
-			level := slog.LevelInfo
+			now := time.Now()
+			l := line{at: now, level: slog.LevelInfo, method: r.Method, path: r.URL.Path, route: r.Pattern,
+				status: rw.status, duration: now.Sub(start), remote: r.RemoteAddr}
 			if rw.status >= 500 {
-				level = slog.LevelError
+				l.level = slog.LevelError
 			}
-			var room [8]slog.Attr // every attribute below, without an allocation
-			attrs := append(room[:0],
-				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
-				slog.String("route", r.Pattern),
-				slog.Int("status", rw.status),
-				slog.Duration("duration", time.Since(start)),
-			)
 			if client, ok := forwarded(o.Forwarded, r); ok {
-				attrs = append(attrs, slog.String("remote", client.String()), slog.String("proxy", r.RemoteAddr))
-			} else {
-				attrs = append(attrs, slog.String("remote", r.RemoteAddr))
+				l.remote, l.proxy = client.String(), r.RemoteAddr
 			}
 			if rw.cause != nil {
-				attrs = append(attrs, slog.String("err", rw.cause.Error()))
+				l.err = rw.cause.Error()
 			}
 			if o.Answered != nil {
 				o.Answered(r.Pattern, rw.status, rw.cause)
 			}
-			log.LogAttrs(r.Context(), level, "request", attrs...)
+			l.write(r.Context(), log)
 		}()
 		next.ServeHTTP(rw, r)
 		if rw.status == 0 {

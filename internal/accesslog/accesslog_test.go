@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -249,5 +250,87 @@ func TestTheBodyIsCappedAndTheClientNamed(t *testing.T) {
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
 	if line := logs.String(); !strings.Contains(line, " remote=203.0.113.7 proxy=192.0.2.1:1234") {
 		t.Errorf("log line %q; want the forwarded client, and the peer as the proxy", line)
+	}
+}
+
+// BenchmarkHandler is one request through Handler to a handler that
+// answers 200 with nothing: with its line written (as wxlogin's
+// NewLogger writes it, text, to a writer that drops it), and with no line
+// (a logger whose level is above the access log's).
+func BenchmarkHandler(b *testing.B) {
+	for _, tt := range []struct {
+		name  string
+		level slog.Level
+	}{{"line", slog.LevelInfo}, {"no-line", slog.LevelWarn}} {
+		b.Run(tt.name, func(b *testing.B) {
+			h := Handler(NewLogger(io.Discard, "text", tt.level), Options{MaxBodyBytes: 1 << 16, WriteError: envelopeStub},
+				http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) }))
+			r := httptest.NewRequest(http.MethodGet, "/user", nil)
+			r.Pattern = "GET /user"
+			w := httptest.NewRecorder()
+			b.ReportAllocs()
+			for b.Loop() {
+				h.ServeHTTP(w, r)
+			}
+		})
+	}
+}
+
+// FuzzAccessLine: the access line Handler writes itself is the one slog's
+// TextHandler writes for the same request, byte for byte, whatever its
+// method, path, client and error.
+func FuzzAccessLine(f *testing.F) {
+	f.Add("GET", "/user", "GET /user", 200, int64(41_237), "127.0.0.1:5123", "", "", int64(1_796_000_000_123_456_789))
+	f.Add("POST", "/login", "", 503, int64(26_211_494), "203.0.113.7", "192.0.2.1:1234", "存储暂时不可用: redis 127.0.0.1:7409: context canceled", int64(0))
+	f.Add("M=", "/a b\"c\\d\x00\u2028\xff", "", 404, int64(-5), "", "\t", "x\ny", int64(-1))
+	f.Fuzz(func(t *testing.T, method, path, route string, status int, duration int64, remote, proxy, cause string, unixNano int64) {
+		l := line{at: time.Unix(0, unixNano), level: slog.LevelInfo, method: method, path: path, route: route,
+			status: status, duration: time.Duration(duration), remote: remote, proxy: proxy, err: cause}
+		if status >= 500 {
+			l.level = slog.LevelError
+		}
+		if y := l.at.Year(); y < 0 || y > 9999 {
+			t.Skip("a year RFC 3339 cannot write")
+		}
+		var want bytes.Buffer
+		r := slog.NewRecord(l.at, l.level, "request", 0)
+		r.AddAttrs(slog.String("method", method), slog.String("path", path), slog.String("route", route),
+			slog.Int("status", status), slog.Duration("duration", l.duration), slog.String("remote", remote))
+		if proxy != "" {
+			r.AddAttrs(slog.String("proxy", proxy))
+		}
+		if cause != "" {
+			r.AddAttrs(slog.String("err", cause))
+		}
+		if err := slog.NewTextHandler(&want, nil).Handle(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+		if got := l.appendText(nil); string(got) != want.String() {
+			t.Fatalf("access line\n%q\nslog's TextHandler writes\n%q", got, want.String())
+		}
+	})
+}
+
+// The logger NewLogger makes writes the access lines itself in text, as
+// FuzzAccessLine holds it to, and through slog in JSON; and neither below
+// its level.
+func TestNewLoggersAccessLines(t *testing.T) {
+	for _, tt := range []struct {
+		format string
+		level  slog.Level
+		want   string // a regular expression; "" for no line
+	}{
+		{"text", slog.LevelInfo, `^time=\S+ level=INFO msg=request method=GET path=/user route="GET /user" status=200 duration=\S+ remote=192.0.2.1:1234\n$`},
+		{"json", slog.LevelInfo, `^\{"time":"[^"]+","level":"INFO","msg":"request","method":"GET","path":"/user","route":"GET /user","status":200,"duration":\d+,"remote":"192.0.2.1:1234"\}\n$`},
+		{"text", slog.LevelWarn, ""},
+		{"json", slog.LevelWarn, ""},
+	} {
+		var logs bytes.Buffer
+		h := Handler(NewLogger(&logs, tt.format, tt.level), Options{MaxBodyBytes: 16, WriteError: envelopeStub},
+			http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { r.Pattern = "GET /user" }))
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/user", nil))
+		if got := logs.String(); tt.want == "" && got != "" || tt.want != "" && !regexp.MustCompile(tt.want).MatchString(got) {
+			t.Errorf("%s at %v: logged %q; want %s", tt.format, tt.level, got, tt.want)
+		}
 	}
 }
