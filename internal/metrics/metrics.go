@@ -90,7 +90,9 @@ func (m *Metrics) Request(route string, code int) {
 	if m == nil {
 		return
 	}
-	m.requests.inc(routeLabel(route), strconv.Itoa(code))
+	var room [96]byte // the series' key, without an allocation
+	key := strconv.AppendInt(append(append(room[:0], routeLabel(route)...), '\xff'), int64(code), 10)
+	m.requests.incJoined(key, func() []string { return []string{routeLabel(route), strconv.Itoa(code)} })
 }
 
 // Login counts one answer to POST /login: its envelope status and WeChat's
@@ -99,7 +101,9 @@ func (m *Metrics) Login(status, errcode int) {
 	if m == nil {
 		return
 	}
-	m.logins.inc(strconv.Itoa(status), strconv.Itoa(errcode))
+	var room [48]byte // the series' key, without an allocation
+	key := strconv.AppendInt(append(strconv.AppendInt(room[:0], int64(status), 10), '\xff'), int64(errcode), 10)
+	m.logins.incJoined(key, func() []string { return []string{strconv.Itoa(status), strconv.Itoa(errcode)} })
 }
 
 // LoginLimited counts one login refused by the login limit.
@@ -215,6 +219,20 @@ func (v *counterVec) inc(values ...string) {
 		v.series[key] = s
 	}
 	v.mu.Unlock()
+	s.n.Add(1)
+}
+
+// incJoined is inc for label values that key holds already joined: a
+// series already held is counted without an allocation; values makes
+// them for one that is not.
+func (v *counterVec) incJoined(key []byte, values func() []string) {
+	v.mu.Lock()
+	s, ok := v.series[string(key)]
+	v.mu.Unlock()
+	if !ok {
+		v.inc(values()...)
+		return
+	}
 	s.n.Add(1)
 }
 
