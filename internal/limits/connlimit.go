@@ -7,7 +7,6 @@
 package limits
 
 import (
-	"container/list"
 	"net"
 	"net/http"
 	"net/netip"
@@ -70,12 +69,14 @@ type connLimiter struct {
 	mu    sync.Mutex // guards the fields below
 	room  sync.Cond  // signalled, with mu, when a connection closes, or one may have become closable
 	open  map[net.Conn]*tracked
-	fresh list.List // of *tracked: accepted, no request yet, from any address; oldest first
-	idle  list.List // of *tracked: between requests, from any address; oldest first
+	fresh chain[*tracked] // accepted, no request yet, from any address; oldest first
+	idle  chain[*tracked] // between requests, from any address; oldest first
 	peers map[netip.Addr]*peer
-	ranks map[int]*list.List // of *peer, by how many connections each holds waiting; none for 0
-	most  int                // the most connections any one address holds waiting
-	ended bool               // the listener is closed
+	// ranks are the addresses by how many connections each holds waiting:
+	// ranks[n] those holding n. A rank stays once made, empty or not.
+	ranks []*chain[*peer]
+	most  int  // the most connections any one address holds waiting
+	ended bool // the listener is closed
 }
 
 // connState is where a connection is in its life, as the limiter sees it.
@@ -93,16 +94,23 @@ type tracked struct {
 	conn  net.Conn
 	from  netip.Addr
 	state connState
-	since time.Time     // when it became fresh or idle
-	all   *list.Element // its place in the limiter's fresh or idle list, while it waits
-	own   *list.Element // and in its address's
+	since time.Time      // when it became fresh or idle
+	all   link[*tracked] // its place in the limiter's fresh or idle list, while it waits
+	own   link[*tracked] // and in its address's
+}
+
+// newTracked is c, from, as the limiter tracks it, in state.
+func newTracked(c net.Conn, from netip.Addr, state connState) *tracked {
+	t := &tracked{conn: c, from: from, state: state}
+	t.all.value, t.own.value = t, t
+	return t
 }
 
 // peer is one client address's connections that wait, fresh or idle:
 // addresses holding none are forgotten.
 type peer struct {
-	fresh, idle list.List     // of *tracked, oldest first
-	rank        *list.Element // its place in the limiter's ranks
+	fresh, idle chain[*tracked] // oldest first
+	rank        link[*peer]     // its place in the limiter's ranks
 }
 
 // waiting is how many connections p holds without a request under way.
@@ -118,7 +126,7 @@ func Conns(srv *http.Server, ln net.Listener, maxConns int) net.Listener {
 
 // newConnLimiter is a connLimiter on ln, which holds at most maxConns.
 func newConnLimiter(ln net.Listener, maxConns int) *connLimiter {
-	l := &connLimiter{Listener: ln, max: maxConns, open: map[net.Conn]*tracked{}, peers: map[netip.Addr]*peer{}, ranks: map[int]*list.List{}}
+	l := &connLimiter{Listener: ln, max: maxConns, open: map[net.Conn]*tracked{}, peers: map[netip.Addr]*peer{}}
 	l.room.L = &l.mu
 	return l
 }
@@ -152,7 +160,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	t := &tracked{conn: c, from: connKey(c.RemoteAddr()), state: connBusy}
+	t := newTracked(c, connKey(c.RemoteAddr()), connBusy)
 	l.open[c] = t
 	l.waitLocked(t, connFresh, time.Now())
 	return c, nil
@@ -182,7 +190,7 @@ func connKey(a net.Addr) netip.Addr {
 // waits for one, a second at most.
 func (l *connLimiter) victimLocked(now time.Time) (net.Conn, time.Duration) {
 	if l.most >= 2 {
-		p := l.ranks[l.most].Front().Value.(*peer)
+		p := l.ranks[l.most].Front().value
 		if t := oldestClosable(&p.fresh, &p.idle, now); t != nil {
 			return t.conn, 0
 		}
@@ -193,20 +201,20 @@ func (l *connLimiter) victimLocked(now time.Time) (net.Conn, time.Duration) {
 		return t.conn, 0
 	}
 	if oldest := l.idle.Front(); oldest != nil {
-		return nil, IdleGrace - now.Sub(oldest.Value.(*tracked).since)
+		return nil, IdleGrace - now.Sub(oldest.value.since)
 	}
 	return nil, 0
 }
 
 // oldestClosable is the older of fresh's first connection and idle's
 // first if it has been idle for IdleGrace, or nil. fresh may be nil.
-func oldestClosable(fresh, idle *list.List, now time.Time) *tracked {
+func oldestClosable(fresh, idle *chain[*tracked], now time.Time) *tracked {
 	var f, i *tracked
 	if fresh != nil && fresh.Len() > 0 {
-		f = fresh.Front().Value.(*tracked)
+		f = fresh.Front().value
 	}
-	if e := idle.Front(); e != nil && now.Sub(e.Value.(*tracked).since) >= IdleGrace {
-		i = e.Value.(*tracked)
+	if e := idle.Front(); e != nil && now.Sub(e.value.since) >= IdleGrace {
+		i = e.value
 	}
 	if i != nil && (f == nil || i.since.Before(f.since)) {
 		return i
@@ -245,9 +253,11 @@ func (l *connLimiter) waitLocked(t *tracked, state connState, now time.Time) {
 	}
 	t.state, t.since = state, now
 	if state == connFresh {
-		t.all, t.own = l.fresh.PushBack(t), p.fresh.PushBack(t)
+		l.fresh.PushBack(&t.all)
+		p.fresh.PushBack(&t.own)
 	} else {
-		t.all, t.own = l.idle.PushBack(t), p.idle.PushBack(t)
+		l.idle.PushBack(&t.all)
+		p.idle.PushBack(&t.own)
 	}
 	l.rerankLocked(p, p.waiting()-1)
 }
@@ -260,13 +270,13 @@ func (l *connLimiter) unwaitLocked(t *tracked) {
 	}
 	p := l.peers[t.from]
 	if t.state == connFresh {
-		l.fresh.Remove(t.all)
-		p.fresh.Remove(t.own)
+		l.fresh.Remove(&t.all)
+		p.fresh.Remove(&t.own)
 	} else {
-		l.idle.Remove(t.all)
-		p.idle.Remove(t.own)
+		l.idle.Remove(&t.all)
+		p.idle.Remove(&t.own)
 	}
-	t.state, t.all, t.own = connBusy, nil, nil
+	t.state = connBusy
 	l.rerankLocked(p, p.waiting()+1)
 	if p.waiting() == 0 {
 		delete(l.peers, t.from)
@@ -276,27 +286,21 @@ func (l *connLimiter) unwaitLocked(t *tracked) {
 // rerankLocked moves p, which held was connections waiting and now holds
 // one more or one fewer, to its rank, and keeps l.most. l.mu is held.
 func (l *connLimiter) rerankLocked(p *peer, was int) {
-	if p.rank != nil {
-		rank := l.ranks[was]
-		rank.Remove(p.rank)
-		if rank.Len() == 0 {
-			delete(l.ranks, was)
-		}
-		p.rank = nil
+	if p.rank.on != nil {
+		p.rank.on.Remove(&p.rank)
 	}
 	now := p.waiting()
 	if now > 0 {
-		rank := l.ranks[now]
-		if rank == nil {
-			rank = list.New()
-			l.ranks[now] = rank
+		for len(l.ranks) <= now {
+			l.ranks = append(l.ranks, new(chain[*peer]))
 		}
-		p.rank = rank.PushBack(p)
+		p.rank.value = p
+		l.ranks[now].PushBack(&p.rank)
 	}
 	switch {
 	case now > l.most:
 		l.most = now
-	case was == l.most && l.ranks[was] == nil:
+	case was == l.most && l.ranks[was].Len() == 0:
 		l.most = now // One fewer than the most, held by p itself if by anyone.
 	}
 }

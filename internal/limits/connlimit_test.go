@@ -91,7 +91,7 @@ func TestConnLimiterChoosesItsVictim(t *testing.T) {
 	start := time.Now()
 	l := newConnLimiter(nil, 3)
 	add := func(c net.Conn, state connState, since time.Duration) {
-		tr := &tracked{conn: c, from: connKey(c.RemoteAddr()), state: connBusy}
+		tr := newTracked(c, connKey(c.RemoteAddr()), connBusy)
 		l.open[c] = tr
 		l.waitLocked(tr, state, start.Add(since))
 	}
@@ -106,8 +106,8 @@ func TestConnLimiterChoosesItsVictim(t *testing.T) {
 		t.Error("a connection with no request yet, and one just idle after a request: want the first closed")
 	}
 	add(longIdle, connIdle, -5*time.Second)
-	l.idle.MoveToFront(l.open[longIdle].all)
-	l.peers[netip.Addr{}].idle.MoveToFront(l.open[longIdle].own)
+	l.idle.MoveToFront(&l.open[longIdle].all)
+	l.peers[netip.Addr{}].idle.MoveToFront(&l.open[longIdle].own)
 	if victim, _ := l.victimLocked(start.Add(300 * time.Millisecond)); victim != longIdle {
 		t.Error("a connection idle 5 s, older than the one with no request yet: want it closed first")
 	}
@@ -178,7 +178,7 @@ func TestConnLimiterMakesTheBusiestAddressPay(t *testing.T) {
 				conns = append(conns, addrConn{a, &net.TCPAddr{IP: net.ParseIP(c.from), Port: 40000 + i}})
 			}
 			for _, i := range order {
-				tr := &tracked{conn: conns[i], from: connKey(conns[i].RemoteAddr()), state: connBusy}
+				tr := newTracked(conns[i], connKey(conns[i].RemoteAddr()), connBusy)
 				l.open[conns[i]] = tr
 				l.waitLocked(tr, tt.conns[i].state, now.Add(-tt.conns[i].since))
 			}
@@ -202,7 +202,7 @@ func TestConnLimiterCountsEachAddress(t *testing.T) {
 		t.Cleanup(func() { a.Close(); b.Close() })
 		c := addrConn{a, &net.TCPAddr{IP: net.ParseIP(from), Port: 40000 + i}}
 		conns = append(conns, c)
-		tr := &tracked{conn: c, from: connKey(c.RemoteAddr()), state: connBusy}
+		tr := newTracked(c, connKey(c.RemoteAddr()), connBusy)
 		l.open[c] = tr
 		l.waitLocked(tr, connFresh, now)
 	}
@@ -228,7 +228,32 @@ func TestConnLimiterCountsEachAddress(t *testing.T) {
 	check("127.0.0.2's closed", 1, map[string]int{"127.0.0.1": 1})
 	l.track(conns[0], http.StateActive)
 	check("none waiting", 0, map[string]int{})
-	if len(l.ranks) != 0 {
-		t.Errorf("ranks left with no address waiting: %v", l.ranks)
+	for n, rank := range l.ranks {
+		if rank.Len() != 0 {
+			t.Errorf("rank %d holds %d addresses though none waits", n, rank.Len())
+		}
+	}
+}
+
+// BenchmarkTrack is what the limiter does for one request on a kept-alive
+// connection (ConnState active, then idle) while 63 others of the same
+// address wait between theirs, as under scripts/load's 64 connections.
+func BenchmarkTrack(b *testing.B) {
+	l := newConnLimiter(nil, 1000)
+	conns := make([]net.Conn, 64)
+	for i := range conns {
+		a, c := net.Pipe()
+		b.Cleanup(func() { a.Close(); c.Close() })
+		conns[i] = addrConn{a, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1000 + i}}
+		l.open[conns[i]] = newTracked(conns[i], connKey(conns[i].RemoteAddr()), connBusy)
+		l.track(conns[i], http.StateIdle)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		c := conns[i%len(conns)]
+		l.track(c, http.StateActive)
+		l.track(c, http.StateIdle)
+		i++
 	}
 }
