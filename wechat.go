@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 	"wxlogin/internal/flight"
+	"wxlogin/internal/httpconn"
 	"wxlogin/internal/metrics"
 	"wxlogin/internal/opendata"
 	"wxlogin/internal/redact"
@@ -113,6 +114,12 @@ type wechatClient struct {
 	appID   string
 	secret  string
 	http    *http.Client // its Timeout bounds each call
+	// lean, when set, makes the calls that are a GET with no body
+	// (a login's code exchange): httpconn's lean path rather than http's,
+	// under http's Timeout too. It is nil where a proxy is configured,
+	// which only http's client speaks to.
+	lean     *httpconn.Client
+	basePath string // baseURL's path, before every API's
 
 	// requestTimeout bounds all the calls one request makes (a code exchange
 	// with its retries, or an access_token fetch and the call that needs it),
@@ -143,10 +150,21 @@ func newWechatClient(baseURL, appID, secret string, callTimeout, requestTimeout 
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	// All calls go to one host; keep enough idle connections for a launch spike.
 	transport.MaxIdleConnsPerHost = 64
+	baseURL = strings.TrimSuffix(baseURL, "/")
+	var lean *httpconn.Client
+	var basePath string
+	if u, err := url.Parse(baseURL); err == nil {
+		if proxy, err := transport.Proxy(&http.Request{URL: u}); err == nil && proxy == nil {
+			lean, _ = httpconn.New(baseURL, transport.MaxIdleConnsPerHost, transport.TLSClientConfig)
+			basePath = u.EscapedPath()
+		}
+	}
 	return &wechatClient{
-		baseURL: strings.TrimSuffix(baseURL, "/"),
-		appID:   appID,
-		secret:  secret,
+		baseURL:  baseURL,
+		appID:    appID,
+		secret:   secret,
+		lean:     lean,
+		basePath: basePath,
 		http: &http.Client{
 			Transport: transport,
 			Timeout:   callTimeout,
@@ -306,6 +324,21 @@ func wechatOutcome(reply []byte, err error) (string, int) {
 
 // send makes one call and reads its reply.
 func (c *wechatClient) send(ctx context.Context, api, method, path string, q url.Values, body []byte) ([]byte, error) {
+	if c.lean != nil && method == http.MethodGet && body == nil {
+		target := c.basePath + path
+		if len(q) > 0 {
+			target += "?" + q.Encode()
+		}
+		status, reply, err := c.lean.Get(ctx, target, c.http.Timeout, maxReplyBytes)
+		if err != nil {
+			err = &url.Error{Op: "Get", URL: c.baseURL + strings.TrimPrefix(target, c.basePath), Err: err}
+			return nil, fmt.Errorf("wechat %s: %w", api, redact.URLError(err))
+		}
+		if status < 200 || status > 299 {
+			return nil, &httpStatusError{API: api, Status: status}
+		}
+		return reply, nil
+	}
 	var reqBody io.Reader
 	if body != nil {
 		reqBody = bytes.NewReader(body)

@@ -239,6 +239,7 @@ func TestCode2SessionSharesOneCallPerCode(t *testing.T) {
 		var calls atomic.Int32
 		release := make(chan struct{})
 		c := newWechatClient("http://wechat.invalid", "wxapp", testSecret, 5*time.Second, 10*time.Second)
+		c.lean = nil // every call through the transport below
 		c.http.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			calls.Add(1)
 			<-release
