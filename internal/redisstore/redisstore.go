@@ -24,11 +24,13 @@
 //	wx:{u:<id>}:ev              LIST    with -events, the user's events not yet moved into wx:{ev}, oldest
 //	                                    first: its outbox, in the slot of the changes that push them;
 //	                                    the relay (RunRelay, in the background) empties it
-//	wx:{u:<id>}:sk              HASH    "sk" the session_key, "psk" and "psk_at" the one it replaced;
+//	wx:{u:<id>}:sk              HASH    "sk" the session_key, "psk" and "psk_at" the one it replaced,
+//	                                    "prune" the size of :tokens that calls for its pruning (Issue);
 //	                                    it expires -token-max-age after the last login, with the tokens
 //	wx:{u:<id>}:t:<sha256>      HASH    one token, by the hex of its hash: "i" issued, "l" last used
 //	                                    (Unix ms); it expires with the token
-//	wx:{u:<id>}:tokens          SET     the hashes of the user's tokens, for revoking them all
+//	wx:{u:<id>}:tokens          SET     the hashes of the user's tokens, for revoking them all; it
+//	                                    expires with :sk
 //	wx:{p:<hash>}               HASH    a person, by the keyed hash of its unionid (or app and openid):
 //	                                    "u:<id>" → appid for each of its records, "c:<name>" → a claim,
 //	                                    "ver" the count of its changes; or only "alias", the person
@@ -1201,7 +1203,12 @@ func (s *Store) Lifetime() time.Duration { return min(s.ttl, s.maxAge) }
 // issueScript stores a token for the user, and the session_key as the
 // user's, the one it replaces kept as the previous; 0 when the user is
 // gone (erased during the login). The user's set of token hashes is
-// pruned of expired ones as it grows.
+// pruned of expired ones once it has doubled since it was last pruned
+// (past 32; the size that calls for the next pruning is the :sk hash's
+// "prune"): a user who logs in again and again, every token alive, costs
+// each login a few commands, not one per token. The set expires with the
+// :sk hash, -token-max-age after the last token given, which no token
+// outlives.
 var issueScript = redis.NewScript(`
 local u, t, set, sk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 if redis.call('HEXISTS', u, 'appid') == 0 then return 0 end
@@ -1212,10 +1219,16 @@ redis.call('PEXPIRE', sk, ARGV[5])
 redis.call('HSET', t, 'i', ARGV[2], 'l', ARGV[2])
 redis.call('PEXPIRE', t, ARGV[3])
 redis.call('SADD', set, ARGV[4])
-if redis.call('SCARD', set) > 32 then
+redis.call('PEXPIRE', set, ARGV[5])
+local size = redis.call('SCARD', set)
+if size > tonumber(redis.call('HGET', sk, 'prune') or '32') then
   for _, h in ipairs(redis.call('SMEMBERS', set)) do
-    if redis.call('EXISTS', u .. ':t:' .. h) == 0 then redis.call('SREM', set, h) end
+    if redis.call('EXISTS', u .. ':t:' .. h) == 0 then
+      redis.call('SREM', set, h)
+      size = size - 1
+    end
   end
+  redis.call('HSET', sk, 'prune', math.max(32, 2 * size))
 end
 return 1
 `)

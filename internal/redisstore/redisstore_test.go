@@ -414,6 +414,82 @@ func TestRedisWritesALoginOnceAMinute(t *testing.T) {
 	}
 }
 
+// A user who logs in again and again, every token alive, costs each login
+// a few Redis commands, not one per token they hold (the set of their
+// tokens is pruned when it has doubled, not at every login past 32); and
+// the tokens that have expired are pruned from it.
+func TestRedisIssueCostsTheSameForManyTokens(t *testing.T) {
+	cfg := startRedis(t, onRedis)
+	rs := openStore(t, cfg, time.Now)
+	ctx := t.Context()
+	u, _, err := rs.Login(ctx, "wxapp", "o-alice", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := account.Identity{AppID: "wxapp", OpenID: "o-alice", UserID: u.ID}
+	commands := func() int64 { // those scripts run counted
+		t.Helper()
+		reply, err := rs.rc.Do(ctx, "INFO", "stats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.SplitSeq(fmt.Sprint(reply), "\r\n") {
+			if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+		}
+		t.Fatal("INFO stats has no total_commands_processed")
+		return 0
+	}
+	issue := func(rs *Store, logins int) {
+		t.Helper()
+		for range logins {
+			if _, err := rs.Issue(ctx, alice, "key"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	issue(rs, 200)
+	const n = 400
+	before := commands()
+	issue(rs, n)
+	if per := float64(commands()-before) / n; per > 20 {
+		t.Errorf("a login of a user with hundreds of live tokens costs %.1f Redis commands; want at most 20", per)
+	}
+
+	// With a lifetime of 100 ms, 32 tokens die; the login after them
+	// prunes them, and leaves its own in the set.
+	short := openStore(t, cfg, time.Now)
+	short.ttl = 100 * time.Millisecond
+	if _, err := rs.RevokeUser(ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	issue(short, 32)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) { // a poll: Redis expires them on its clock
+		keys, err := rs.rc.Do(ctx, "KEYS", userKey(u.ID)+":t:*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ks, _ := keys.([]any); len(ks) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the tokens of 100 ms lived 10 s")
+		}
+	}
+	issue(rs, 1)
+	if n, err := rs.rc.Do(ctx, "SCARD", tokenSetKey(u.ID)); err != nil || n != int64(1) {
+		t.Errorf("after 33 logins, 32 of whose tokens expired, the set of tokens holds %v (%v); want 1", n, err)
+	}
+	if ttl, err := rs.rc.Do(ctx, "PTTL", tokenSetKey(u.ID)); err != nil || ttl.(int64) <= 0 {
+		t.Errorf("the set of tokens expires in %v ms (%v); want it to expire", ttl, err)
+	}
+}
+
 // redisKind is a Redis the store's tests run on.
 type redisKind string
 
