@@ -453,13 +453,16 @@ func handleLogin(apps appSet, users userBackend, tokens tokenBackend, signer *jw
 			writeError(w, wechatFailure(err))
 			return
 		}
-		u, created, err := users.Login(r.Context(), app.ID, exchanged.OpenID, exchanged.UnionID)
+		// A login that raced the deletion of the account (on another
+		// device) may get account.ErrNoUser here: status 4, and logging in
+		// again makes a new user.
+		u, created, token, err := logIn(r.Context(), users, tokens, app.ID, exchanged)
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		// The access token is signed before the token is issued, so that a
-		// login that fails here leaves no live token and its session_key.
+		// A login whose access token cannot be signed leaves a token that
+		// nobody was given, which expires unused.
 		var signed signedToken
 		if signer != nil {
 			_, person, err := readPerson(r.Context(), users, u.ID)
@@ -470,14 +473,6 @@ func handleLogin(apps appSet, users userBackend, tokens tokenBackend, signer *jw
 				writeError(w, err)
 				return
 			}
-		}
-		// A login that raced the deletion of the account (on another
-		// device) gets account.ErrNoUser here: status 4, and logging in again
-		// makes a new user.
-		token, err := tokens.Issue(r.Context(), account.Identity{AppID: u.AppID, OpenID: u.OpenID, UserID: u.ID}, exchanged.SessionKey)
-		if err != nil {
-			writeError(w, err)
-			return
 		}
 		writeOK(w, response{
 			Token:       token,

@@ -81,6 +81,28 @@ type tokenBackend interface {
 	Lifetime() time.Duration
 }
 
+// loginWithToken is a store that holds both the users and the tokens, and
+// records a login and issues its token in one step: Redis, in one round
+// trip for a returning user (redisstore.Store.LoginWithToken).
+type loginWithToken interface {
+	LoginWithToken(ctx context.Context, appID, openID, unionID, key string) (account.User, bool, string, error)
+}
+
+// logIn records the login of the user a code was exchanged for, creating
+// the user the first time (created), and issues a token for it, whose
+// session_key the exchanged one becomes: in one step where one store holds
+// both, else the user store's Login, then the token store's Issue.
+func logIn(ctx context.Context, users userBackend, tokens tokenBackend, appID string, s code2SessionResult) (u account.User, created bool, token string, err error) {
+	if both, ok := users.(loginWithToken); ok && any(tokens) == any(users) {
+		return both.LoginWithToken(ctx, appID, s.OpenID, s.UnionID, s.SessionKey)
+	}
+	if u, created, err = users.Login(ctx, appID, s.OpenID, s.UnionID); err != nil {
+		return u, false, "", err
+	}
+	token, err = tokens.Issue(ctx, account.Identity{AppID: u.AppID, OpenID: u.OpenID, UserID: u.ID}, s.SessionKey)
+	return u, created, token, err
+}
+
 // tokenEntry is one live token: whose it is and when it dies. It is kept
 // small, because there is one per phone that logged in; who the user is and
 // their session_key are held once per user, in the loginState it points at.

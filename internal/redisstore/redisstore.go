@@ -419,67 +419,90 @@ func (s *Store) stamp(precision time.Duration) time.Time {
 	return s.now().UTC().Truncate(precision)
 }
 
-// loginScript records a login on the user's hash: it creates the record
-// if there is none, otherwise sets a newly learned unionid (and with it
-// the person), or a changed one (keeping the person: linkUnionID); it
-// stamps last_login_at. It creates a record only for an
-// id the openid's key gave (ARGV[7] is 1), never for one this instance
-// remembered. It answers {-1} for an erased user or a record it may not
-// create, {-2} when the id holds another user's record, which it leaves
-// as it is, else {created, the record's fields}. Being one script, it is
-// what gives an id to one user only: of two logins whose openids' keys
-// name one id, the first creates the record and the other is told {-2}.
+// loginLua records a login on the user's hash (login(k, outbox), for
+// the scripts below): it creates the record if there is none, otherwise
+// sets a newly learned unionid (and with it the person), or a changed one
+// (keeping the person: linkUnionID); it stamps last_login_at. It creates a
+// record only for an id the openid's key gave (ARGV[7] is 1), never for
+// one this instance remembered. It answers -1 for an erased user or a
+// record it may not create, -2 when the id holds another user's record,
+// which it leaves as it is, else whether it created the record (1 or 0)
+// and how many events it pushed. Being in one script, it is what gives an
+// id to one user only: of two logins whose openids' keys name one id, the
+// first creates the record and the other is told -2.
 // It stamps last_login_at (ARGV[5]) only on a record it changes or whose
 // last_login_at is before ARGV[8], account.LastLoginEvery ago (or after
 // ARGV[5]): most returning logins write nothing, and Redis appends and
 // fsyncs nothing for them.
-// With events (KEYS[2] the user's outbox) it pushes there the record's
+// With events (outbox, the user's, not nil) it pushes there the record's
 // user.created (ARGV[9]) when it creates it, and a person.joined (ARGV[10],
-// ARGV[11] around the person id the user had) when it sets a unionid, and
-// answers third how many it pushed (redisevents.go). It answers {-3},
-// changing nothing, when it needs one of them and was not given it: most
-// logins need neither, and the caller makes them only when asked.
-var loginScript = redis.NewScript(eventsLua + `
-local k = KEYS[1]
-if redis.call('HEXISTS', k, 'erased') == 1 then return {-1} end
-local created, pushed, changed = 0, 0, false
-if redis.call('HEXISTS', k, 'appid') == 0 then
-  if ARGV[7] ~= '1' then return {-1} end
-  if KEYS[2] and ARGV[9] == '' then return {-3} end
-  redis.call('HSET', k, 'id', ARGV[1], 'appid', ARGV[2], 'openid', ARGV[3], 'person', ARGV[6],
-    'created_at', ARGV[5], 'updated_at', ARGV[5], 'v', '1')
-  if ARGV[4] ~= '' then redis.call('HSET', k, 'unionid', ARGV[4]) end
-  created, changed = 1, true
-  if KEYS[2] then pushed = redis.call('RPUSH', KEYS[2], ARGV[9]) end
-else
-  if redis.call('HGET', k, 'appid') ~= ARGV[2] or redis.call('HGET', k, 'openid') ~= ARGV[3] then return {-2} end
-  local old = redis.call('HGET', k, 'unionid')
-  if ARGV[4] ~= '' and old ~= ARGV[4] then
-    if KEYS[2] and ARGV[10] == '' then return {-3} end
-    if KEYS[2] then
-      pushed = redis.call('RPUSH', KEYS[2], ARGV[10] .. (person_id(k) or ARGV[1]) .. ARGV[11])
-    end
-    changed = true
-    if old then
-      -- A new unionid for the same openid (the app moved to another Open
-      -- Platform account): the user stays in their person, the old one
-      -- kept among previous_unionids, as account.User.SetUnionID does.
-      local previous = {}
-      for id in string.gmatch(redis.call('HGET', k, 'previous_unionids') or '', '%S+') do
-        if id ~= ARGV[4] then table.insert(previous, id) end
+// ARGV[11] around the person id the user had) when it sets a unionid
+// (redisevents.go). It answers -3, changing nothing, when it needs one of
+// them and was not given it: most logins need neither, and the caller
+// makes them only when asked.
+const loginLua = `
+local function login(k, outbox)
+  if redis.call('HEXISTS', k, 'erased') == 1 then return -1 end
+  local created, pushed, changed = 0, 0, false
+  if redis.call('HEXISTS', k, 'appid') == 0 then
+    if ARGV[7] ~= '1' then return -1 end
+    if outbox and ARGV[9] == '' then return -3 end
+    redis.call('HSET', k, 'id', ARGV[1], 'appid', ARGV[2], 'openid', ARGV[3], 'person', ARGV[6],
+      'created_at', ARGV[5], 'updated_at', ARGV[5], 'v', '1')
+    if ARGV[4] ~= '' then redis.call('HSET', k, 'unionid', ARGV[4]) end
+    created, changed = 1, true
+    if outbox then pushed = redis.call('RPUSH', outbox, ARGV[9]) end
+  else
+    if redis.call('HGET', k, 'appid') ~= ARGV[2] or redis.call('HGET', k, 'openid') ~= ARGV[3] then return -2 end
+    local old = redis.call('HGET', k, 'unionid')
+    if ARGV[4] ~= '' and old ~= ARGV[4] then
+      if outbox and ARGV[10] == '' then return -3 end
+      if outbox then
+        pushed = redis.call('RPUSH', outbox, ARGV[10] .. (person_id(k) or ARGV[1]) .. ARGV[11])
       end
-      table.insert(previous, old)
-      redis.call('HSET', k, 'unionid', ARGV[4], 'previous_unionids', table.concat(previous, ' '), 'updated_at', ARGV[5])
-    else
-      redis.call('HSET', k, 'unionid', ARGV[4], 'updated_at', ARGV[5], 'person', ARGV[6])
+      changed = true
+      if old then
+        -- A new unionid for the same openid (the app moved to another Open
+        -- Platform account): the user stays in their person, the old one
+        -- kept among previous_unionids, as account.User.SetUnionID does.
+        local previous = {}
+        for id in string.gmatch(redis.call('HGET', k, 'previous_unionids') or '', '%S+') do
+          if id ~= ARGV[4] then table.insert(previous, id) end
+        end
+        table.insert(previous, old)
+        redis.call('HSET', k, 'unionid', ARGV[4], 'previous_unionids', table.concat(previous, ' '), 'updated_at', ARGV[5])
+      else
+        redis.call('HSET', k, 'unionid', ARGV[4], 'updated_at', ARGV[5], 'person', ARGV[6])
+      end
+      redis.call('HINCRBY', k, 'v', 1)
     end
-    redis.call('HINCRBY', k, 'v', 1)
   end
+  local last = redis.call('HGET', k, 'last_login_at')
+  if changed or not last or last <= ARGV[8] or last > ARGV[5] then redis.call('HSET', k, 'last_login_at', ARGV[5]) end
+  return created, pushed
 end
-local last = redis.call('HGET', k, 'last_login_at')
-if changed or not last or last <= ARGV[8] or last > ARGV[5] then redis.call('HSET', k, 'last_login_at', ARGV[5]) end
-if KEYS[2] then return {created, redis.call('HGETALL', k), pushed} end
-return {created, redis.call('HGETALL', k)}
+`
+
+// loginScript is a login (loginLua) on the user's hash KEYS[1], with
+// events onto its outbox KEYS[2]: it answers {-1}, {-2} or {-3} as login
+// does, else {created, the record's fields, how many events it pushed}.
+var loginScript = redis.NewScript(eventsLua + loginLua + `
+local created, pushed = login(KEYS[1], KEYS[2])
+if created < 0 then return {created} end
+return {created, redis.call('HGETALL', KEYS[1]), pushed}
+`)
+
+// loginIssueScript is a login (loginLua) and the token it issues
+// (issueLua) in one: a login, then a token for the user it recorded, in
+// one round trip. KEYS are the user's hash, its :sk, its :tokens, the
+// token's key and, with events, its outbox; ARGV are loginLua's, 11 of
+// them, then issueLua's from the 12th. It answers as loginScript, having
+// issued the token unless it answers {-1}, {-2} or {-3}.
+var loginIssueScript = redis.NewScript(eventsLua + loginLua + issueLua + `
+local created, pushed = login(KEYS[1], KEYS[5])
+if created < 0 then return {created} end
+issue(KEYS[1], KEYS[4], KEYS[3], KEYS[2], 12)
+return {created, redis.call('HGETALL', KEYS[1]), pushed}
 `)
 
 // Login records a login of (appID, openID). The user's id is the one the
@@ -497,8 +520,23 @@ return {created, redis.call('HGETALL', k)}
 // normal login makes no round trip more for it. The same heals an openid's
 // key that names another user's id, which wxlogin wrote before it did this.
 func (s *Store) Login(ctx context.Context, appID, openID, unionID string) (account.User, bool, error) {
+	u, created, _, err := s.login(ctx, appID, openID, unionID, nil)
+	return u, created, err
+}
+
+// LoginWithToken is Login, then Issue of a token for the user, whose
+// session_key key becomes, in one script (loginIssueScript): a returning
+// user's login is one round trip. The token is issued only to the user the
+// login recorded, so a user erased meanwhile is not given one: the login
+// is then a new user's, as the next would be.
+func (s *Store) LoginWithToken(ctx context.Context, appID, openID, unionID, key string) (account.User, bool, string, error) {
+	return s.login(ctx, appID, openID, unionID, &key)
+}
+
+// login is Login, and with key not nil LoginWithToken.
+func (s *Store) login(ctx context.Context, appID, openID, unionID string, key *string) (account.User, bool, string, error) {
 	if err := s.writable(); err != nil {
-		return account.User{}, false, err
+		return account.User{}, false, "", err
 	}
 	at := s.stamp(time.Second)
 	now, recorded := formatTime(at), formatTime(at.Add(-account.LastLoginEvery))
@@ -512,23 +550,38 @@ func (s *Store) Login(ctx context.Context, appID, openID, unionID string) (accou
 		if !known {
 			var err error
 			if id, fresh, err = s.userID(ctx, appID, openID, step); err != nil {
-				return account.User{}, false, unavailable(err)
+				return account.User{}, false, "", unavailable(err)
 			}
 		}
 		mayCreate := "1"
 		if known {
 			mayCreate = "0" // a remembered id whose record is gone is not to be made again
 		}
-		keys := []string{userKey(id)}
+		script, keys := loginScript, []string{userKey(id)}
 		args := []string{strconv.FormatInt(id, 10), appID, openID, unionID, now, person, mayCreate, recorded}
-		if s.events {
-			keys = append(keys, userOutboxKey(id))
-			// A new user's user.created is made before it is asked for.
-			args = append(args, s.loginEvents(id, appID, unionID, fresh || allEvents, allEvents)...)
+		var token string
+		if key != nil {
+			var issueArgs []string
+			token, keys, issueArgs = s.newToken(id, *key)
+			script = loginIssueScript
+			args = append(args, "", "", "") // the events, given below
+			args = append(args, issueArgs...)
 		}
-		reply, err := loginScript.Run(ctx, s.rc, keys, args...)
+		outbox := ""
+		if s.events {
+			outbox = userOutboxKey(id)
+			keys = append(keys, outbox)
+			// A new user's user.created is made before it is asked for.
+			events := s.loginEvents(id, appID, unionID, fresh || allEvents, allEvents)
+			if key != nil {
+				copy(args[8:11], events)
+			} else {
+				args = append(args, events...)
+			}
+		}
+		reply, err := script.Run(ctx, s.rc, keys, args...)
 		if err != nil {
-			return account.User{}, false, unavailable(err)
+			return account.User{}, false, "", unavailable(err)
 		}
 		r, _ := reply.([]any)
 		if len(r) == 1 && r[0] == int64(-3) && !allEvents {
@@ -545,7 +598,7 @@ func (s *Store) Login(ctx context.Context, appID, openID, unionID string) (accou
 			s.ids.forget(ref)
 			if !known {
 				if err := s.forgetOpenID(ctx, appID, openID, id); err != nil {
-					return account.User{}, false, unavailable(err)
+					return account.User{}, false, "", unavailable(err)
 				}
 			}
 			if fresh {
@@ -553,24 +606,24 @@ func (s *Store) Login(ctx context.Context, appID, openID, unionID string) (accou
 			}
 			continue
 		}
-		if len(r) != 2 && len(r) != 3 {
-			return account.User{}, false, unavailable(errors.New("the login script answered something else"))
+		if len(r) != 3 {
+			return account.User{}, false, "", unavailable(errors.New("the login script answered something else"))
 		}
 		created, _ := r[0].(int64)
 		u, err := readRecord(r[1])
 		if err == nil {
 			err = s.settlePerson(ctx, u, r[1])
 		}
-		if len(r) == 3 && r[2] != int64(0) {
-			s.note(keys[1]) // pushed, and durable: to relay even if the login fails now
+		if r[2] != int64(0) {
+			s.note(outbox) // pushed, and durable: to relay even if the login fails now
 		}
 		if err != nil {
-			return account.User{}, false, unavailable(err)
+			return account.User{}, false, "", unavailable(err)
 		}
 		s.ids.put(ref, id)
-		return u, created == 1, nil
+		return u, created == 1, token, nil
 	}
-	return account.User{}, false, unavailable(fmt.Errorf("login: %d ids in a row from %s were held already or erased", maxIDTries, idsKey))
+	return account.User{}, false, "", unavailable(fmt.Errorf("login: %d ids in a row from %s were held already or erased", maxIDTries, idsKey))
 }
 
 // maxIDTries bounds the ids one login tries. Their steps doubling, the
@@ -1200,36 +1253,45 @@ func (s *Store) Erase(ctx context.Context, id int64) (account.Erasure, error) {
 // Lifetime is how long a fresh token lives if it is not used again.
 func (s *Store) Lifetime() time.Duration { return min(s.ttl, s.maxAge) }
 
-// issueScript stores a token for the user, and the session_key as the
-// user's, the one it replaces kept as the previous; 0 when the user is
-// gone (erased during the login). The user's set of token hashes is
-// pruned of expired ones once it has doubled since it was last pruned
-// (past 32; the size that calls for the next pruning is the :sk hash's
-// "prune"): a user who logs in again and again, every token alive, costs
-// each login a few commands, not one per token. The set expires with the
-// :sk hash, -token-max-age after the last token given, which no token
-// outlives.
-var issueScript = redis.NewScript(`
-local u, t, set, sk = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-if redis.call('HEXISTS', u, 'appid') == 0 then return 0 end
-local cur = redis.call('HGET', sk, 'sk')
-if cur and cur ~= ARGV[1] then redis.call('HSET', sk, 'psk', cur, 'psk_at', ARGV[2]) end
-redis.call('HSET', sk, 'sk', ARGV[1])
-redis.call('PEXPIRE', sk, ARGV[5])
-redis.call('HSET', t, 'i', ARGV[2], 'l', ARGV[2])
-redis.call('PEXPIRE', t, ARGV[3])
-redis.call('SADD', set, ARGV[4])
-redis.call('PEXPIRE', set, ARGV[5])
-local size = redis.call('SCARD', set)
-if size > tonumber(redis.call('HGET', sk, 'prune') or '32') then
-  for _, h in ipairs(redis.call('SMEMBERS', set)) do
-    if redis.call('EXISTS', u .. ':t:' .. h) == 0 then
-      redis.call('SREM', set, h)
-      size = size - 1
+// issueLua stores a token for the user (issue(u, t, set, sk, a), for the
+// scripts that issue one), and the session_key as the user's, the one it
+// replaces kept as the previous: ARGV from the a-th are the session_key,
+// now (Unix ms), the token's lifetime, its hash, and -token-max-age (ms).
+// The user's set of token hashes is pruned of expired ones once it has
+// doubled since it was last pruned (past 32; the size that calls for the
+// next pruning is the :sk hash's "prune"): a user who logs in again and
+// again, every token alive, costs each login a few commands, not one per
+// token. The set expires with the :sk hash, -token-max-age after the last
+// token given, which no token outlives.
+const issueLua = `
+local function issue(u, t, set, sk, a)
+  local cur = redis.call('HGET', sk, 'sk')
+  if cur and cur ~= ARGV[a] then redis.call('HSET', sk, 'psk', cur, 'psk_at', ARGV[a+1]) end
+  redis.call('HSET', sk, 'sk', ARGV[a])
+  redis.call('PEXPIRE', sk, ARGV[a+4])
+  redis.call('HSET', t, 'i', ARGV[a+1], 'l', ARGV[a+1])
+  redis.call('PEXPIRE', t, ARGV[a+2])
+  redis.call('SADD', set, ARGV[a+3])
+  redis.call('PEXPIRE', set, ARGV[a+4])
+  local size = redis.call('SCARD', set)
+  if size > tonumber(redis.call('HGET', sk, 'prune') or '32') then
+    for _, h in ipairs(redis.call('SMEMBERS', set)) do
+      if redis.call('EXISTS', u .. ':t:' .. h) == 0 then
+        redis.call('SREM', set, h)
+        size = size - 1
+      end
     end
+    redis.call('HSET', sk, 'prune', math.max(32, 2 * size))
   end
-  redis.call('HSET', sk, 'prune', math.max(32, 2 * size))
 end
+`
+
+// issueScript issues a token (issueLua) for the user of hash KEYS[1];
+// KEYS are as loginIssueScript's, ARGV issueLua's. It answers 1, or 0
+// when the user is gone (erased during the login).
+var issueScript = redis.NewScript(issueLua + `
+if redis.call('HEXISTS', KEYS[1], 'appid') == 0 then return 0 end
+issue(KEYS[1], KEYS[4], KEYS[3], KEYS[2], 1)
 return 1
 `)
 
@@ -1239,13 +1301,8 @@ func (s *Store) Issue(ctx context.Context, who account.Identity, key string) (st
 	if err := s.writable(); err != nil {
 		return "", err
 	}
-	token := strconv.FormatInt(who.UserID, 10) + "." + randomText(32, base64.RawURLEncoding.EncodeToString)
-	h := account.HashToken(token)
-	hash := hex.EncodeToString(h[:])
-	ok, err := issueScript.Run(ctx, s.rc,
-		[]string{userKey(who.UserID), tokenKey(who.UserID, hash), tokenSetKey(who.UserID), sessionKeyKey(who.UserID)},
-		key, strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.Lifetime().Milliseconds(), 10), hash,
-		strconv.FormatInt(s.maxAge.Milliseconds(), 10))
+	token, keys, args := s.newToken(who.UserID, key)
+	ok, err := issueScript.Run(ctx, s.rc, keys, args...)
 	if err != nil {
 		return "", unavailable(err)
 	}
@@ -1253,6 +1310,18 @@ func (s *Store) Issue(ctx context.Context, who account.Identity, key string) (st
 		return "", fmt.Errorf("user %d was deleted during the login: %w", who.UserID, account.ErrNoUser)
 	}
 	return token, nil
+}
+
+// newToken is a new token for user id, whose session_key key becomes, with
+// the keys and arguments of issueLua that store it.
+func (s *Store) newToken(id int64, key string) (token string, keys, args []string) {
+	token = strconv.FormatInt(id, 10) + "." + randomText(32, base64.RawURLEncoding.EncodeToString)
+	h := account.HashToken(token)
+	hash := hex.EncodeToString(h[:])
+	keys = []string{userKey(id), sessionKeyKey(id), tokenSetKey(id), tokenKey(id, hash)}
+	args = []string{key, strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.Lifetime().Milliseconds(), 10), hash,
+		strconv.FormatInt(s.maxAge.Milliseconds(), 10)}
+	return token, keys, args
 }
 
 // lookupScript resolves a token at ARGV[1]: nil when it is unknown or has
