@@ -856,16 +856,22 @@ func TestMetricsOnTheAdminAddress(t *testing.T) {
 	if got := post(t, "POST", s.url+"/login", jsonCT, `{"code":"not-a-code"}`); got.env.Status != statusInvalidCode {
 		t.Fatalf("a made-up code = %+v; want status 2", got.env)
 	}
-	resp, err := client.Get(admin[1] + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	text := string(body)
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
-		t.Fatalf("GET /metrics = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
+	var text string
+	// The sender counts its post once the receiver has answered it, which
+	// may be after the receiver has it.
+	testkit.WaitFor(t, "the webhook's post counted", func() bool {
+		resp, err := client.Get(admin[1] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
+			t.Fatalf("GET /metrics = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		text = string(body)
+		return strings.Contains(text, "\nwxlogin_webhook_delivered_seq 1\n")
+	})
 	for _, want := range []string{
 		`wxlogin_logins_total{status="0",errcode="0"} 1`,
 		`wxlogin_logins_total{status="2",errcode="40029"} 1`,
