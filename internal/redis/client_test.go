@@ -322,3 +322,57 @@ func TestPipelineEach(t *testing.T) {
 		})
 	}
 }
+
+// A command sent for later (Send) goes with the next call to its server,
+// in the same write, its reply dropped, a refusal too; with no call after
+// it, it goes on its own shortly, a write that is no caller's round trip;
+// on a cluster, to its key's master.
+func TestSendGoesWithTheNextCall(t *testing.T) {
+	redis.SendLaterWithin(t, time.Hour)
+	s := testkit.StartRedis(t)
+	c := s.Client(t, "", "")
+	ctx := t.Context()
+	if _, err := c.Do(ctx, "PING"); err != nil {
+		t.Fatal(err)
+	}
+	calls, writes := c.RoundTrips(), c.Writes()
+	c.Send("SET", "answer", "42", "PX", "60000")
+	c.Send("HSET", "answer", "f", "v") // refused: a string
+	if v, err := c.Do(ctx, "GET", "answer"); err != nil || v != "42" {
+		t.Errorf("GET after a SET sent for later = %#v, %v; want 42", v, err)
+	}
+	if n, w := c.RoundTrips()-calls, c.Writes()-writes; n != 1 || w != 1 {
+		t.Errorf("a call after two commands sent for later: %d round trips in %d writes; want 1 in 1", n, w)
+	}
+
+	redis.SendLaterWithin(t, time.Millisecond)
+	calls, writes = c.RoundTrips(), c.Writes()
+	c.Send("SET", "alone", "yes")
+	other := s.Client(t, "", "")
+	waitFor(t, other, "alone", "yes")
+	if n, w := c.RoundTrips()-calls, c.Writes()-writes; n != 0 || w != 1 {
+		t.Errorf("a command sent for later with no call after it: %d round trips in %d writes; want 0 in 1", n, w)
+	}
+
+	cl := testkit.StartRedisCluster(t, 3)
+	cc := cl.Client(t)
+	if _, err := cc.Do(ctx, "SET", "{k}known", "1"); err != nil {
+		t.Fatal(err)
+	}
+	cc.Send("SET", "{k}later", "2")     // a slot the map knows
+	cc.Send("SET", "{other}later", "3") // perhaps not yet
+	waitFor(t, cc, "{k}later", "2")
+	waitFor(t, cc, "{other}later", "3")
+}
+
+// waitFor polls key with c until it holds want.
+func waitFor(t *testing.T, c *redis.Client, key, want string) {
+	t.Helper()
+	testkit.WaitWithin(t, 10*time.Second, key+" holding "+want, func() bool {
+		v, err := c.Do(t.Context(), "GET", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v == want
+	})
+}

@@ -107,6 +107,25 @@ func (c *cluster) masterOf(ctx context.Context, slot int) (string, error) {
 	return addr, nil
 }
 
+// sendLater sends cmd with the next call to the master of its key's slot
+// (Client.Send); if the map does not say which, it learns the map and
+// sends cmd on its own, in the background.
+func (c *cluster) sendLater(cmd []string) {
+	slot := Slot(commandKey(cmd))
+	c.mu.Lock()
+	addr := c.slots[slot]
+	c.mu.Unlock()
+	if addr != "" {
+		c.pool(addr).sendLater(cmd)
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+		defer cancel()
+		c.pipeline(ctx, commandKey(cmd), [][]string{cmd})
+	}()
+}
+
 // anyServer is a server to send a command with no key to.
 func (c *cluster) anyServer(ctx context.Context) (string, error) {
 	return c.masterOf(ctx, 0)

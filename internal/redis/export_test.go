@@ -1,5 +1,7 @@
 package redis
 
+import "time"
+
 // What the tests against a real redis-server see of the client's insides.
 // Those tests are of package redis_test: they start their servers with
 // testkit, which imports this package.
@@ -24,4 +26,12 @@ func (c *Client) KnownMaster(slot int) string {
 	c.cluster.mu.Lock()
 	defer c.cluster.mu.Unlock()
 	return c.cluster.slots[slot]
+}
+
+// SendLaterWithin sets how long a command sent for later (Client.Send)
+// waits for a call to go with, until the test ends.
+func SendLaterWithin(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := sendLaterWithin
+	sendLaterWithin = d
+	t.Cleanup(func() { sendLaterWithin = old })
 }

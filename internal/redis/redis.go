@@ -311,11 +311,12 @@ type pool struct {
 	// connections, and makes callers wait, within their context, beyond it.
 	slots chan struct{}
 
-	mu      sync.Mutex // guards idle, closed, sending and queue
+	mu      sync.Mutex // guards idle, closed, sending, queue and later
 	idle    []*conn
 	closed  bool
-	sending int     // pipelines on their way, at most cfg.poolSize
-	queue   []*call // calls for the next pipeline, while sending is at the bound
+	sending int        // pipelines on their way, at most cfg.poolSize
+	queue   []*call    // calls for the next pipeline, while sending is at the bound
+	later   [][]string // commands for the next pipeline, whose replies nobody waits for (Send)
 
 	roundTrips atomic.Int64 // calls made, each a round trip for its caller
 	writes     atomic.Int64 // pipelines written, each carrying one call or more
@@ -428,12 +429,20 @@ func (p *pool) dial(ctx context.Context) (*conn, error) {
 // calls queued beside it, by the next connection free.
 func (p *pool) do(ctx context.Context, cmds [][]string) ([]any, error) {
 	p.roundTrips.Add(1)
+	return p.run(ctx, cmds)
+}
+
+// run is do, uncounted: the pipeline carries the commands sent for later
+// (sendLater) too.
+func (p *pool) run(ctx context.Context, cmds [][]string) ([]any, error) {
 	c := &call{cmds: cmds, start: time.Now()}
 	p.mu.Lock()
 	if p.sending < p.cfg.PoolSize {
 		p.sending++
+		later := p.later
+		p.later = nil
 		p.mu.Unlock()
-		p.send(ctx, []*call{c})
+		p.send(ctx, []*call{c}, later)
 		p.carryOn()
 		return c.replies, c.err
 	}
@@ -489,6 +498,8 @@ func (p *pool) carry() {
 		}
 		calls := slices.Clone(p.queue[:n])
 		p.queue = slices.Delete(p.queue, 0, n)
+		later := p.later
+		p.later = nil
 		p.mu.Unlock()
 		// A call that waited out its timeout in the queue fails without
 		// being sent (its caller has given up, or gives up now); sending it
@@ -503,15 +514,16 @@ func (p *pool) carry() {
 			c.err = fmt.Errorf("redis %s: waiting for a connection: %w", p.addr, os.ErrDeadlineExceeded)
 			close(c.done)
 		}
-		if len(live) == 0 {
-			continue
-		}
 		// No caller's context ends the pipeline (each caller stops waiting
 		// at its own); the timeout of its earliest call bounds it, so that
 		// no call waits longer than its own: the calls before it in the
 		// queue, and in the pipelines on their way, were made earlier.
-		ctx, cancel := context.WithDeadline(context.Background(), live[0].start.Add(p.cfg.Timeout))
-		p.send(ctx, live)
+		deadline := now.Add(p.cfg.Timeout)
+		if len(live) > 0 {
+			deadline = live[0].start.Add(p.cfg.Timeout)
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		p.send(ctx, live, later)
 		cancel()
 		for _, c := range live {
 			close(c.done)
@@ -519,25 +531,30 @@ func (p *pool) carry() {
 	}
 }
 
-// send writes the commands of calls as one pipeline, and gives each call
-// its replies, or the error that ended the pipeline.
-func (p *pool) send(ctx context.Context, calls []*call) {
+// send writes the commands sent for later, then those of calls, as one
+// pipeline, and gives each call its replies, or the error that ended the
+// pipeline; the replies to later's are dropped.
+func (p *pool) send(ctx context.Context, calls []*call, later [][]string) {
 	fail := func(err error) {
 		for _, c := range calls {
 			c.err = err
 		}
 	}
+	cmds := later
+	if len(later) == 0 && len(calls) == 1 {
+		cmds = calls[0].cmds
+	} else {
+		for _, call := range calls {
+			cmds = append(cmds, call.cmds...)
+		}
+	}
+	if len(cmds) == 0 {
+		return
+	}
 	c, err := p.get(ctx)
 	if err != nil {
 		fail(err)
 		return
-	}
-	cmds := calls[0].cmds
-	if len(calls) > 1 {
-		cmds = nil
-		for _, call := range calls {
-			cmds = append(cmds, call.cmds...)
-		}
 	}
 	p.writes.Add(1)
 	replies, err := c.roundTrip(ctx, p.cfg.Timeout, cmds)
@@ -546,17 +563,55 @@ func (p *pool) send(ctx context.Context, calls []*call) {
 		fail(fmt.Errorf("redis %s: %w", p.addr, err))
 		return
 	}
+	replies = replies[len(later):]
 	for _, call := range calls {
 		call.replies, replies = replies[:len(call.cmds):len(call.cmds)], replies[len(call.cmds):]
 	}
 }
 
+// sendLaterWithin is how long a command sent for later waits for a call
+// to go with before it goes on its own.
+var sendLaterWithin = 2 * time.Millisecond
+
+// maxLater bounds the commands waiting to be sent for later; more are
+// dropped, as their failure would be.
+const maxLater = 1024
+
+// sendLater queues cmd for the next pipeline to the server, whose reply
+// nobody waits for (Client.Send); if none goes within sendLaterWithin,
+// cmd goes on its own.
+func (p *pool) sendLater(cmd []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.later) >= maxLater {
+		return
+	}
+	p.later = append(p.later, cmd)
+	if len(p.later) == 1 {
+		time.AfterFunc(sendLaterWithin, p.flushLater)
+	}
+}
+
+// flushLater sends the commands sent for later that no call took along,
+// in a pipeline of their own.
+func (p *pool) flushLater() {
+	p.mu.Lock()
+	waiting := len(p.later) > 0 && !p.closed
+	p.mu.Unlock()
+	if waiting {
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Timeout)
+		defer cancel()
+		p.run(ctx, nil)
+	}
+}
+
 // close closes the idle connections, and those in use as they are given
-// back.
+// back; the commands sent for later and not sent yet are dropped.
 func (p *pool) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
+	p.later = nil
 	for _, c := range p.idle {
 		c.net.Close()
 	}
@@ -596,6 +651,20 @@ func (c *Client) Do(ctx context.Context, args ...string) (any, error) {
 	return replies[0], nil
 }
 
+// Send sends cmd to the server of its key with the next call to that
+// server, or on its own within a few milliseconds if none comes, and
+// returns at once: for a write that nobody waits for, whose reply, refusal
+// or failure is dropped (an exchange's answer left for other instances).
+// It costs no round trip of its own where other calls follow it. In a
+// cluster it goes where the map last said its key's slot is, unredirected.
+func (c *Client) Send(cmd ...string) {
+	if c.cluster == nil {
+		c.single.sendLater(cmd)
+		return
+	}
+	c.cluster.sendLater(cmd)
+}
+
 // Pipeline sends cmds at once and returns a reply for each, refusals among
 // them. In a cluster every key of cmds must hash to one slot: they go to
 // the server of the first command's key, and, redirected, are sent again
@@ -614,12 +683,12 @@ func (c *Client) Pipeline(ctx context.Context, cmds [][]string) ([]any, error) {
 
 // budget is the time one request may wait for Redis in all its
 // calls: the Redis URL's timeout, which bounds each call too. A login
-// makes several one after another (the code's exchange marked, then
-// answered for the other instances; the user's id and record; the token),
-// and a Redis that stops answering between two of them would otherwise
-// cost it the timeout at each call that is still to come, the answer for
-// the others first. The time between calls (WeChat's answer, another
-// instance's exchange awaited) is not Redis's, and is not counted.
+// makes several one after another (the code's exchange marked; a new
+// user's id; the user's record and the token), and a Redis that stops
+// answering between two of them would otherwise cost it the timeout at
+// each call that is still to come. The time between calls (WeChat's
+// answer, another instance's exchange awaited) is not Redis's, and is not
+// counted.
 type budget struct {
 	mu   sync.Mutex // guards left
 	left time.Duration
@@ -634,8 +703,8 @@ var errBudgetSpent = fmt.Errorf("redis: the request has waited its bound for Red
 
 // WithBudgets gives each request d to wait for Redis in all
 // (budget). The budget is a value of the request's context, so that
-// the calls made for it with a context that its end does not cancel (an
-// exchange's answer left for other instances) are bounded by it as well.
+// the calls made for it with a context that its end does not cancel are
+// bounded by it as well.
 func WithBudgets(d time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := context.WithValue(r.Context(), budgetKey{}, &budget{left: d})

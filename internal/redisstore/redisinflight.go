@@ -103,7 +103,7 @@ func (r *Exchanges) Exchange(ctx context.Context, appID, code string, exchange f
 		}
 		if replies[0] == "OK" {
 			res, err := exchange(ctx)
-			r.publish(ctx, key, res, err)
+			r.publish(key, res, err)
 			return res, err
 		}
 		if v, _ := replies[1].(string); v != "" {
@@ -130,12 +130,12 @@ func (r *Exchanges) Exchange(ctx context.Context, appID, code string, exchange f
 	}
 }
 
-// publish leaves the answer for the instances waiting for it. If Redis
-// cannot be told, they time out, or exchange the code themselves once the
-// mark expires. The login's end does not cancel it (others wait for it),
-// but its request's bound for Redis does (redis.WithBudgets): the store's
-// calls for the same login come after it, within the same bound.
-func (r *Exchanges) publish(ctx context.Context, key string, res Session, err error) {
+// publish leaves the answer for the instances waiting for it: sent with
+// the login's next call to Redis (redis.Client.Send), which is on the
+// same server unless a cluster puts the two keys apart, so that it costs
+// no round trip of its own. If Redis cannot be told, the instances waiting
+// time out, or exchange the code themselves once the mark expires.
+func (r *Exchanges) publish(key string, res Session, err error) {
 	a := exchangeAnswer{OpenID: res.OpenID, SessionKey: res.SessionKey, UnionID: res.UnionID}
 	var refused refusal
 	switch {
@@ -145,7 +145,7 @@ func (r *Exchanges) publish(ctx context.Context, key string, res Session, err er
 		a = exchangeAnswer{Failed: true}
 	}
 	v, _ := json.Marshal(a) // Cannot fail: plain data.
-	r.rc.Do(context.WithoutCancel(ctx), "SET", key, string(v), "PX", strconv.FormatInt(exchangeAnswerKept.Milliseconds(), 10))
+	r.rc.Send("SET", key, string(v), "PX", strconv.FormatInt(exchangeAnswerKept.Milliseconds(), 10))
 }
 
 // readExchangeAnswer reads an answer another instance left.
