@@ -442,9 +442,10 @@ func (s *Store) stamp(precision time.Duration) time.Time {
 // makes them only when asked.
 const loginLua = `
 local function login(k, outbox)
-  if redis.call('HEXISTS', k, 'erased') == 1 then return -1 end
+  local f = redis.call('HMGET', k, 'erased', 'appid', 'openid', 'unionid', 'last_login_at')
+  if f[1] then return -1 end
   local created, pushed, changed = 0, 0, false
-  if redis.call('HEXISTS', k, 'appid') == 0 then
+  if not f[2] then
     if ARGV[7] ~= '1' then return -1 end
     if outbox and ARGV[9] == '' then return -3 end
     redis.call('HSET', k, 'id', ARGV[1], 'appid', ARGV[2], 'openid', ARGV[3], 'person', ARGV[6],
@@ -453,8 +454,8 @@ local function login(k, outbox)
     created, changed = 1, true
     if outbox then pushed = redis.call('RPUSH', outbox, ARGV[9]) end
   else
-    if redis.call('HGET', k, 'appid') ~= ARGV[2] or redis.call('HGET', k, 'openid') ~= ARGV[3] then return -2 end
-    local old = redis.call('HGET', k, 'unionid')
+    if f[2] ~= ARGV[2] or f[3] ~= ARGV[3] then return -2 end
+    local old = f[4]
     if ARGV[4] ~= '' and old ~= ARGV[4] then
       if outbox and ARGV[10] == '' then return -3 end
       if outbox then
@@ -477,7 +478,7 @@ local function login(k, outbox)
       redis.call('HINCRBY', k, 'v', 1)
     end
   end
-  local last = redis.call('HGET', k, 'last_login_at')
+  local last = f[5] -- as it was: a record changed is stamped whatever it held
   if changed or not last or last <= ARGV[8] or last > ARGV[5] then redis.call('HSET', k, 'last_login_at', ARGV[5]) end
   return created, pushed
 end
@@ -1265,16 +1266,19 @@ func (s *Store) Lifetime() time.Duration { return min(s.ttl, s.maxAge) }
 // token given, which no token outlives.
 const issueLua = `
 local function issue(u, t, set, sk, a)
-  local cur = redis.call('HGET', sk, 'sk')
-  if cur and cur ~= ARGV[a] then redis.call('HSET', sk, 'psk', cur, 'psk_at', ARGV[a+1]) end
-  redis.call('HSET', sk, 'sk', ARGV[a])
+  local cur = redis.call('HMGET', sk, 'sk', 'prune')
+  if cur[1] and cur[1] ~= ARGV[a] then
+    redis.call('HSET', sk, 'sk', ARGV[a], 'psk', cur[1], 'psk_at', ARGV[a+1])
+  else
+    redis.call('HSET', sk, 'sk', ARGV[a])
+  end
   redis.call('PEXPIRE', sk, ARGV[a+4])
   redis.call('HSET', t, 'i', ARGV[a+1], 'l', ARGV[a+1])
   redis.call('PEXPIRE', t, ARGV[a+2])
   redis.call('SADD', set, ARGV[a+3])
   redis.call('PEXPIRE', set, ARGV[a+4])
   local size = redis.call('SCARD', set)
-  if size > tonumber(redis.call('HGET', sk, 'prune') or '32') then
+  if size > tonumber(cur[2] or '32') then
     for _, h in ipairs(redis.call('SMEMBERS', set)) do
       if redis.call('EXISTS', u .. ':t:' .. h) == 0 then
         redis.call('SREM', set, h)
