@@ -382,20 +382,7 @@ func TestRedisWritesALoginOnceAMinute(t *testing.T) {
 	clock := testkit.NewFakeClock()
 	rs := openStore(t, startRedis(t, onRedis), clock.Now)
 	ctx := t.Context()
-	changes := func() string {
-		t.Helper()
-		info, err := rs.rc.Do(ctx, "INFO", "persistence")
-		if err != nil {
-			t.Fatal(err)
-		}
-		for line := range strings.SplitSeq(fmt.Sprint(info), "\r\n") {
-			if v, ok := strings.CutPrefix(line, "rdb_changes_since_last_save:"); ok {
-				return v
-			}
-		}
-		t.Fatal("INFO persistence has no rdb_changes_since_last_save")
-		return ""
-	}
+	changes := func() string { return infoField(t, rs, "persistence", "rdb_changes_since_last_save") }
 	if _, _, err := rs.Login(ctx, "wxapp", "o-alice", "u-alice"); err != nil {
 		t.Fatal(err)
 	}
@@ -428,22 +415,11 @@ func TestRedisIssueCostsTheSameForManyTokens(t *testing.T) {
 	}
 	alice := account.Identity{AppID: "wxapp", OpenID: "o-alice", UserID: u.ID}
 	commands := func() int64 { // those scripts run counted
-		t.Helper()
-		reply, err := rs.rc.Do(ctx, "INFO", "stats")
+		n, err := strconv.ParseInt(infoField(t, rs, "stats", "total_commands_processed"), 10, 64)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for line := range strings.SplitSeq(fmt.Sprint(reply), "\r\n") {
-			if v, ok := strings.CutPrefix(line, "total_commands_processed:"); ok {
-				n, err := strconv.ParseInt(v, 10, 64)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return n
-			}
-		}
-		t.Fatal("INFO stats has no total_commands_processed")
-		return 0
+		return n
 	}
 	issue := func(rs *Store, logins int) {
 		t.Helper()
@@ -484,6 +460,22 @@ func TestRedisIssueCostsTheSameForManyTokens(t *testing.T) {
 	if ttl, err := rs.rc.Do(ctx, "PTTL", tokenSetKey(u.ID)); err != nil || ttl.(int64) <= 0 {
 		t.Errorf("the set of tokens expires in %v ms (%v); want it to expire", ttl, err)
 	}
+}
+
+// infoField is field of section of the INFO of rs's Redis.
+func infoField(t *testing.T, rs *Store, section, field string) string {
+	t.Helper()
+	info, err := rs.rc.Do(t.Context(), "INFO", section)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(fmt.Sprint(info), "\r\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return v
+		}
+	}
+	t.Fatalf("INFO %s has no %s", section, field)
+	return ""
 }
 
 // redisKind is a Redis the store's tests run on.
