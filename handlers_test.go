@@ -1318,7 +1318,7 @@ func TestAllocationsPerRequest(t *testing.T) {
 			r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader(body))
 			r.Header.Set("Content-Type", jsonCT)
 			return r
-		}, 171},
+		}, 159},
 	} {
 		serve := func(h http.Handler, want int) func() {
 			return func() {

@@ -102,23 +102,102 @@ func ReadStringFields(r *http.Request, fields map[string]*string) error {
 			}
 		}
 	case "application/json":
-		var members map[string]json.RawMessage
-		if err := DecodeJSONBody(r, &members); err != nil {
-			return err
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return bodyError(err)
 		}
-		for name, dst := range fields {
-			raw, ok := members[name]
-			if !ok || string(raw) == "null" {
-				continue
-			}
-			if err := json.Unmarshal(raw, dst); err != nil {
-				return malformed(name+" 应为字符串", err)
-			}
+		if plainStringFields(body, fields) {
+			return nil
 		}
+		return decodeStringFields(body, fields)
 	default:
 		return malformed("Content-Type 应为 application/json 或 application/x-www-form-urlencoded", nil)
 	}
 	return nil
+}
+
+// decodeStringFields reads fields from a JSON body with the full decoder.
+func decodeStringFields(body []byte, fields map[string]*string) error {
+	var members map[string]json.RawMessage
+	if err := decodeJSON(body, &members); err != nil {
+		return err
+	}
+	for name, dst := range fields {
+		raw, ok := members[name]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		if err := json.Unmarshal(raw, dst); err != nil {
+			return malformed(name+" 应为字符串", err)
+		}
+	}
+	return nil
+}
+
+// plainStringFields reads fields from body if it is an object written
+// the way a mini program's wx.request writes a login's: no space, every
+// member a string of printable ASCII without escapes, no name twice (up
+// to case). It
+// reports false, having set nothing, for any other body, which the full
+// decoder then reads (FuzzPlainStringFields holds the two to one reading).
+func plainStringFields(body []byte, fields map[string]*string) bool {
+	const most = 8 // members read this way; a body with more takes the decoder
+	var names, values [most]string
+	n := 0
+	rest, ok := bytes.CutPrefix(body, []byte("{"))
+	if !ok {
+		return false
+	}
+	if string(rest) != "}" {
+		for {
+			var name, value string
+			if name, rest, ok = plainJSONString(rest); !ok {
+				return false
+			}
+			if rest, ok = bytes.CutPrefix(rest, []byte(":")); !ok {
+				return false
+			}
+			if value, rest, ok = plainJSONString(rest); !ok || n == most {
+				return false
+			}
+			for _, seen := range names[:n] {
+				if strings.EqualFold(seen, name) { // twice, up to case, as strictjson.DuplicateMember has it
+					return false
+				}
+			}
+			names[n], values[n] = name, value
+			n++
+			if string(rest) == "}" {
+				break
+			}
+			if rest, ok = bytes.CutPrefix(rest, []byte(",")); !ok {
+				return false
+			}
+		}
+	}
+	for i := range n {
+		if dst := fields[names[i]]; dst != nil {
+			*dst = values[i]
+		}
+	}
+	return true
+}
+
+// plainJSONString reads a JSON string of printable ASCII without escapes
+// at the start of b, and what follows it.
+func plainJSONString(b []byte) (s string, rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return "", nil, false
+	}
+	for i := 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return string(b[1:i]), b[i+1:], true
+		case c < 0x20 || c > 0x7e || c == '\\':
+			return "", nil, false
+		}
+	}
+	return "", nil, false
 }
 
 // ReadJSON reads a JSON request body into v, which must be a pointer to a
@@ -145,6 +224,11 @@ func DecodeJSONBody(r *http.Request, v any) error {
 	if err != nil {
 		return bodyError(err)
 	}
+	return decodeJSON(body, v)
+}
+
+// decodeJSON is DecodeJSONBody of a body read.
+func decodeJSON(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil
 	}

@@ -66,3 +66,42 @@ func TestErrorsSayWhatIsWrong(t *testing.T) {
 		t.Errorf("Token of two Authorization headers = %v; want Malformed", err)
 	}
 }
+
+// FuzzPlainStringFields holds the login body's fast path to the full
+// decoder: whatever body it reads, the decoder reads too, to the same
+// values; a body it refuses changes nothing.
+func FuzzPlainStringFields(f *testing.F) {
+	for _, seed := range []string{`{"code":"0a3Xkq000abc","appid":"wx1"}`, `{}`, `{"code":"a","code":"b"}`,
+		`{"code":"a\"b"}`, `{"code":null}`, `{"code": "a"}`, `{"code":"a"}x`, `{"other":"1","code":"c"}`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var fastCode, fastApp string
+		if !plainStringFields(body, map[string]*string{"code": &fastCode, "appid": &fastApp}) {
+			if fastCode != "" || fastApp != "" {
+				t.Errorf("%q: refused, yet set code %q, appid %q", body, fastCode, fastApp)
+			}
+			return
+		}
+		var code, app string
+		if err := decodeStringFields(body, map[string]*string{"code": &code, "appid": &app}); err != nil {
+			t.Fatalf("%q: read by the fast path, refused by the decoder: %v", body, err)
+		}
+		if fastCode != code || fastApp != app {
+			t.Errorf("%q: code %q, appid %q by the fast path; %q, %q by the decoder", body, fastCode, fastApp, code, app)
+		}
+	})
+}
+
+// BenchmarkReadStringFields reads a login's body as wx.request sends it.
+func BenchmarkReadStringFields(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader(`{"code":"0a3Xkq000abcdefghijklmnopqrstuv"}`))
+		r.Header.Set("Content-Type", "application/json")
+		var code, app string
+		if err := ReadStringFields(r, map[string]*string{"code": &code, "appid": &app}); err != nil || code == "" {
+			b.Fatal(err)
+		}
+	}
+}
