@@ -559,27 +559,21 @@ func (s *Store) login(ctx context.Context, appID, openID, unionID string, key *s
 			mayCreate = "0" // a remembered id whose record is gone is not to be made again
 		}
 		script, keys := loginScript, []string{userKey(id)}
-		args := []string{strconv.FormatInt(id, 10), appID, openID, unionID, now, person, mayCreate, recorded}
 		var token string
+		var issueArgs []string
 		if key != nil {
-			var issueArgs []string
-			token, keys, issueArgs = s.newToken(id, *key)
 			script = loginIssueScript
-			args = append(args, "", "", "") // the events, given below
-			args = append(args, issueArgs...)
+			token, keys, issueArgs = s.newToken(id, *key)
 		}
-		outbox := ""
+		outbox, events := "", []string{"", "", ""}
 		if s.events {
 			outbox = userOutboxKey(id)
 			keys = append(keys, outbox)
 			// A new user's user.created is made before it is asked for.
-			events := s.loginEvents(id, appID, unionID, fresh || allEvents, allEvents)
-			if key != nil {
-				copy(args[8:11], events)
-			} else {
-				args = append(args, events...)
-			}
+			events = s.loginEvents(id, appID, unionID, fresh || allEvents, allEvents)
 		}
+		args := []string{strconv.FormatInt(id, 10), appID, openID, unionID, now, person, mayCreate, recorded}
+		args = append(append(args, events...), issueArgs...)
 		reply, err := script.Run(ctx, s.rc, keys, args...)
 		if err != nil {
 			return account.User{}, false, "", unavailable(err)

@@ -137,9 +137,9 @@ func decodeStringFields(body []byte, fields map[string]*string) error {
 // plainStringFields reads fields from body if it is an object written
 // the way a mini program's wx.request writes a login's: no space, every
 // member a string of printable ASCII without escapes, no name twice (up
-// to case). It
-// reports false, having set nothing, for any other body, which the full
-// decoder then reads (FuzzPlainStringFields holds the two to one reading).
+// to case). It reports false, having set nothing, for any other body,
+// which the full decoder then reads (FuzzPlainStringFields holds the two
+// to one reading).
 func plainStringFields(body []byte, fields map[string]*string) bool {
 	const most = 8 // members read this way; a body with more takes the decoder
 	var names, values [most]string
