@@ -192,17 +192,11 @@ func runOnRedis(ctx context.Context, cfg config.Config, m *metrics.Metrics, log 
 	var eventsOf eventLog // GET /events, with -events
 	if cfg.Events.On {
 		eventsOf = store
-		// An event whose relay into the log was cut short (Redis lost, an
-		// instance killed) waits in its outbox for the next relay.
-		ctx, cancel := context.WithCancel(ctx)
-		relayed := make(chan struct{})
-		go func() {
-			defer close(relayed)
-			relayLeftovers(ctx, store, time.Minute, log)
-		}()
-		defer func() { cancel(); <-relayed }()
 		// Each change's events go into the log in the background, off the
-		// request's path.
+		// request's path; the relay also moves those an instance killed
+		// left in their outboxes. It stops once serving has, the last
+		// request's events moved.
+		ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		relaying := make(chan struct{})
 		go func() {
 			defer close(relaying)
@@ -232,23 +226,6 @@ func runOnRedis(ctx context.Context, cfg config.Config, m *metrics.Metrics, log 
 		"redis", strings.Join(cfg.Redis.Addrs, ","), "redis_cluster", cfg.Redis.Cluster, "redis_durability", cfg.RedisDurability)
 	log.Info("stopped")
 	return err
-}
-
-// relayLeftovers moves the events left in outboxes into the log, every
-// period until ctx ends.
-func relayLeftovers(ctx context.Context, store *redisstore.Store, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := store.RelayLeftovers(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("events: the events left in outboxes could not be relayed; trying again in a minute", "err", err)
-		}
-	}
 }
 
 // redisExchanges is the Redis store's shared code exchanges as the WeChat

@@ -25,6 +25,14 @@ import (
 // receivers drop; it never loses one. The log is kept whole: Redis holds it
 // until an operator trims it (XTRIM wx:{ev} MINID).
 //
+// An instance killed leaves the outboxes it pushed onto unrelayed. Finding
+// them takes a SCAN of the whole keyspace (RelayLeftovers), so it is done
+// only when one may be there: at each start, and when an instance has
+// stopped without saying so. Each relay beats in a hash (wx:{ev}:relays,
+// its holder and the Redis time its lease ends), and the relay that finds
+// another's lease lapsed sweeps. A relay that stops drains what it noted
+// and leaves the hash.
+//
 // Login and Update settle the user's person after their script, in other
 // slots, so the person id an event of theirs names is not known when it is
 // pushed: they push it with "person_id":0, and the relay writes in the
@@ -40,6 +48,7 @@ const (
 	eventSeqKey     = "wx:{ev}:seq"
 	deliveredKey    = "wx:{ev}:delivered"
 	deliveryLockKey = "wx:{ev}:lock"
+	relaysKey       = "wx:{ev}:relays"
 )
 
 func userOutboxKey(id int64) string        { return userKey(id) + ":ev" }
@@ -51,6 +60,14 @@ const relayBatch = 100
 // relayLinger is how long the relay waits, once woken, for more outboxes
 // to move with the first: one round of round trips carries them all.
 const relayLinger = 5 * time.Millisecond
+
+// relayBeat is how often a relay renews its lease in wx:{ev}:relays, and
+// relayLease how long the lease lasts: another instance's relay sweeps the
+// outboxes of one killed at most relayLease+relayBeat after its last beat.
+const (
+	relayBeat  = 10 * time.Second
+	relayLease = 30 * time.Second
+)
 
 // eventsLua is the Lua the scripts that record events share, put before
 // each: person_id, the id of the person's earliest record as the user's
@@ -154,39 +171,122 @@ func (s *Store) note(outbox string) {
 // RunRelay moves the events of the outboxes this process pushed onto into
 // the log as they come, until ctx ends: woken by a change, it waits
 // relayLinger for more, then moves every outbox noted meanwhile in one
-// round of round trips. A relay that fails leaves its events to the sweep
-// (RelayLeftovers); so do the outboxes noted when ctx ends.
+// round of round trips. An outbox whose relay failed is moved at the next
+// wake or beat. Every relayBeat it renews this relay's lease and sweeps
+// (RelayLeftovers) if another's lapsed. When ctx ends it moves what is
+// noted and gives its lease up; what it could not move waits for the sweep
+// of an instance that finds the lease lapsed.
 func (s *Store) RunRelay(ctx context.Context) {
+	defer s.stopRelay(ctx)
 	linger := time.NewTimer(relayLinger)
 	linger.Stop()
+	beat := time.NewTicker(s.beat)
+	defer beat.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-beat.C:
+			s.heartbeat(ctx)
 		case <-s.wake:
-		}
-		linger.Reset(relayLinger)
-		select {
-		case <-ctx.Done():
-			linger.Stop()
-			return
-		case <-linger.C:
-		}
-		s.relayMu.Lock()
-		noted := s.noted
-		s.noted = nil
-		s.relayMu.Unlock()
-		for len(noted) > 0 {
-			more, err := s.relay(ctx, noted)
-			if err != nil {
-				if ctx.Err() == nil {
-					s.log.Warn("events recorded, not yet in the log: the next sweep moves them", "outboxes", len(noted), "err", err)
-				}
-				break
+			linger.Reset(relayLinger)
+			select {
+			case <-ctx.Done():
+				linger.Stop()
+				return
+			case <-linger.C:
 			}
-			noted = more
+		}
+		if err := s.relayNoted(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("events recorded, not yet in the log: moved at the next try", "err", err)
 		}
 	}
+}
+
+// relayNoted moves the outboxes noted, and notes again those it could
+// not.
+func (s *Store) relayNoted(ctx context.Context) error {
+	s.relayMu.Lock()
+	noted := s.noted
+	s.noted = nil
+	s.relayMu.Unlock()
+	for len(noted) > 0 {
+		more, err := s.relay(ctx, noted)
+		if err != nil {
+			s.relayMu.Lock()
+			for _, outbox := range s.noted {
+				if !slices.Contains(noted, outbox) {
+					noted = append(noted, outbox)
+				}
+			}
+			s.noted = noted
+			s.relayMu.Unlock()
+			return err
+		}
+		noted = more
+	}
+	return nil
+}
+
+// stopRelay moves what is noted, within a few seconds, and if it all
+// went, gives this relay's lease up.
+func (s *Store) stopRelay(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.relayNoted(ctx); err != nil {
+		s.log.Warn("events recorded, not yet in the log at the stop: another instance, or the next start, moves them", "err", err)
+		return
+	}
+	if _, err := beatScript.Run(ctx, s.rc, []string{relaysKey}, s.relayID, "0"); err != nil {
+		s.log.Warn("events: the relay's lease not given up; it lapses", "err", err)
+	}
+}
+
+// beatScript renews the lease of relay ARGV[1] in the hash KEYS[1] for
+// ARGV[2] ms from Redis's clock, or with ARGV[2] "0" gives it up; it takes
+// out the relays whose lease lapsed, and answers how many.
+var beatScript = redis.NewScript(`
+if ARGV[2] == '0' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 0
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local all, lapsed = redis.call('HGETALL', KEYS[1]), 0
+for i = 1, #all, 2 do
+  if all[i] ~= ARGV[1] and (tonumber(all[i + 1]) or 0) < now then
+    redis.call('HDEL', KEYS[1], all[i])
+    lapsed = lapsed + 1
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
+return lapsed
+`)
+
+// heartbeat renews this relay's lease and, if another relay's lapsed or a
+// sweep is owed, sweeps: an instance killed left its outboxes.
+func (s *Store) heartbeat(ctx context.Context) {
+	lapsed, err := beatScript.Run(ctx, s.rc, []string{relaysKey}, s.relayID, strconv.FormatInt(s.lease.Milliseconds(), 10))
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("events: the relay's lease not renewed", "err", err)
+		}
+		return
+	}
+	if n, _ := lapsed.(int64); n > 0 {
+		s.log.Info("events: an instance stopped without relaying; moving what it left", "instances", n)
+		s.sweepOwed = true
+	}
+	if !s.sweepOwed {
+		return
+	}
+	if err := s.RelayLeftovers(ctx); err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("events: the events left in outboxes not relayed; trying again at the next beat", "err", err)
+		}
+		return
+	}
+	s.sweepOwed = false
 }
 
 // appendScript appends the events ARGV to the log (KEYS[1]), each with
@@ -391,9 +491,9 @@ func (s *Store) appendEvents(ctx context.Context, batch []string) error {
 }
 
 // RelayLeftovers moves into the log the events every outbox holds: those
-// of a relay that failed or was cut short, on this instance or another, or
-// that no RunRelay moved. Open runs it once with Options.Events; the
-// caller runs it every minute after.
+// of a relay cut short, or of an instance killed before it relayed them.
+// It SCANs the whole keyspace: Open runs it, and RunRelay when it finds an
+// instance gone.
 func (s *Store) RelayLeftovers(ctx context.Context) error {
 	if err := s.writable(); err != nil {
 		return err

@@ -408,6 +408,110 @@ func TestRedisRelaysLeftoverEventsAtLeastOnce(t *testing.T) {
 	}
 }
 
+// The whole keyspace is swept for outboxes left (RelayLeftovers, a SCAN)
+// only when an instance may have left some: not while every relay renews
+// its lease, but by the first relay to find another's lapsed (an instance
+// killed); and a relay that stops moves what it noted and gives its lease
+// up.
+func TestRedisSweepsOnlyWhenAnInstanceIsGone(t *testing.T) {
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			cfg := startRedis(t, kind)
+			ctx := t.Context()
+			a, killed := openEventStore(t, cfg), openEventStore(t, cfg)
+			a.beat = 10 * time.Millisecond
+			leases := func() map[string]string {
+				t.Helper()
+				reply, err := a.rc.Do(ctx, "HGETALL", relaysKey)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m := map[string]string{}
+				list, _ := reply.([]any)
+				for i := 0; i+1 < len(list); i += 2 {
+					m[list[i].(string)] = list[i+1].(string)
+				}
+				return m
+			}
+			if got := leases(); got[a.relayID] == "" || got[killed.relayID] == "" {
+				t.Fatalf("the relays' leases are %v; want each store's, taken when it opened", got)
+			}
+			runRelay(t, a)
+
+			// An instance's pushes that its relay never moved: it was killed.
+			u, _, err := killed.Login(ctx, "wxshop", openIDOf("wxshop", "left"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			left := func() int64 {
+				t.Helper()
+				n, err := a.rc.Do(ctx, "LLEN", userOutboxKey(u.ID))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n.(int64)
+			}
+			seen := map[string]bool{}
+			testkit.WaitFor(t, "three beats of the live relay", func() bool {
+				seen[leases()[a.relayID]] = true
+				return len(seen) > 3
+			})
+			if left() != 1 {
+				t.Fatalf("the outbox of a live instance's push holds %d events after three beats; want it left alone, no sweep", left())
+			}
+
+			// Its lease lapses: the live relay sweeps.
+			killed.lease = time.Millisecond
+			killed.heartbeat(ctx)
+			testkit.WaitFor(t, "the live relay to sweep the killed instance's outbox", func() bool { return left() == 0 })
+			if got := allEvents(t, a); len(got) != 1 || got[0].Type != events.UserCreated || got[0].Data.UserID != u.ID {
+				t.Errorf("after the sweep the log holds %+v; want the killed instance's user.created", got)
+			}
+			if got := leases(); got[killed.relayID] != "" {
+				t.Errorf("the lapsed lease is still there: %v", got)
+			}
+
+			// A relay that stops moves what it noted first, then gives its
+			// lease up.
+			stopping := openEventStore(t, cfg)
+			v, _, err := stopping.Login(ctx, "wxshop", openIDOf("wxshop", "last"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			done, cancel := context.WithCancel(ctx)
+			cancel()
+			stopping.RunRelay(done)
+			if got := allEvents(t, a); len(got) != 2 || got[1].Data.UserID != v.ID {
+				t.Errorf("after a relay stopped, the log holds %+v; want its last user's user.created at the end", got)
+			}
+			if got := leases(); got[stopping.relayID] != "" || got[a.relayID] == "" {
+				t.Errorf("after a relay stopped, the leases are %v; want its own given up, the live one's kept", got)
+			}
+		})
+	}
+}
+
+// A relay that fails (Redis lost) keeps what it noted, and moves it at the
+// next try, once Redis is back: no sweep is needed for it.
+func TestRedisRelayTriesAgainWhatFailed(t *testing.T) {
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	s := openEventStore(t, redis.Config{Addrs: []string{srv.Addr}, PoolSize: 4, Timeout: time.Second})
+	ctx := t.Context()
+	u, _, err := s.Login(ctx, "wxshop", openIDOf("wxshop", "alice"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Kill()
+	if err := s.relayNoted(ctx); err == nil {
+		t.Fatal("a relay with Redis lost succeeded")
+	}
+	srv.Start(t)
+	testkit.WaitFor(t, "the relay to move what failed, once Redis is back", func() bool { return s.relayNoted(ctx) == nil })
+	if got := allEvents(t, s); len(got) != 1 || got[0].Data.UserID != u.ID {
+		t.Errorf("after the relay tried again, the log holds %+v; want user %d's user.created", got, u.ID)
+	}
+}
+
 // The webhook's cursor only moves on, and one instance holds the
 // delivery at a time, until its lease lapses.
 func TestRedisDeliveryCursorAndLease(t *testing.T) {

@@ -41,6 +41,7 @@
 //	wx:{ev}:seq                 STRING  the last seq given
 //	wx:{ev}:delivered           STRING  the seq through which the webhook delivered every event
 //	wx:{ev}:lock                STRING  the instance delivering the events, for a lease (HoldDelivery)
+//	wx:{ev}:relays              HASH    each instance's relay → when its lease ends, in Redis's Unix ms
 //	wx:{a:<appid>}[:lock]       STRING  the app's shared access_token, and who fetches it (AccessTokens)
 //	wx:{x:<appid>:<hash>}       STRING  a code's exchange under way, then its answer (Exchanges)
 //	wx:{l:<address>}            HASH    a client address's login bucket (LoginLimiter)
@@ -103,6 +104,12 @@ type Store struct {
 	// relaying is held by the relay at work, so that the background relay
 	// and the sweep do not move the same events twice.
 	relaying sync.Mutex
+	// relayID names this process's relay in wx:{ev}:relays, where it
+	// renews its lease every beat; sweepOwed says a sweep failed and is
+	// tried again at the next beat (RunRelay's alone).
+	relayID     string
+	beat, lease time.Duration
+	sweepOwed   bool
 }
 
 // Options is what a Store is opened with.
@@ -241,16 +248,17 @@ func unavailable(err error) error {
 // used in mock mode is refused in real mode, and the other way round.
 func Open(ctx context.Context, rc *redis.Client, o Options) (*Store, error) {
 	s := &Store{rc: rc, now: o.Now, ttl: o.TokenTTL, maxAge: o.TokenMaxAge, keepPrevious: o.PreviousKeyWindow, log: o.Log,
-		events: o.Events, recorded: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+		events: o.Events, recorded: make(chan struct{}, 1), wake: make(chan struct{}, 1),
+		relayID: randomText(8, hex.EncodeToString), beat: relayBeat, lease: relayLease}
 	if err := s.open(ctx, o.Durability, o.Meta); err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 	if s.events {
-		// Events an instance stopped before relaying go into the log now,
-		// rather than at the first sweep.
-		if err := s.RelayLeftovers(ctx); err != nil {
-			s.log.Warn("events left in outboxes not relayed at the start: the next sweep moves them", "err", err)
-		}
+		// The lease is taken before any event is pushed, so that another
+		// instance sweeps if this one is killed; the events of an instance
+		// stopped before relaying go into the log now.
+		s.sweepOwed = true
+		s.heartbeat(ctx)
 	}
 	return s, nil
 }
