@@ -63,13 +63,13 @@ var (
 	errCutShort    = errors.New("the receiver closed the connection after answering a post before this one")
 )
 
-// post posts batch's events and returns, for each, nil if the receiver
+// post posts batch's events, signed, and returns, for each, nil if the receiver
 // answered 2xx, or why not. A connection kept alive that the receiver
 // closed while idle is redialled once, not counted as a failure.
-func (c *conn) post(ctx context.Context, secret Secret, batch []*pending) []error {
-	errs := c.attempt(ctx, secret, batch)
+func (c *conn) post(ctx context.Context, sign *signer, batch []*pending) []error {
+	errs := c.attempt(ctx, sign, batch)
 	if c.reusedAndDead(errs) {
-		errs = c.attempt(ctx, secret, batch)
+		errs = c.attempt(ctx, sign, batch)
 	}
 	return errs
 }
@@ -81,7 +81,7 @@ func (c *conn) reusedAndDead(errs []error) bool {
 }
 
 // attempt makes one round: every post written, then every answer read.
-func (c *conn) attempt(ctx context.Context, secret Secret, batch []*pending) []error {
+func (c *conn) attempt(ctx context.Context, sign *signer, batch []*pending) []error {
 	errs := make([]error, len(batch))
 	fail := func(from int, err error) []error {
 		c.close()
@@ -109,7 +109,7 @@ func (c *conn) attempt(ctx context.Context, secret Secret, batch []*pending) []e
 	}
 	c.buf = c.buf[:0]
 	for _, p := range batch {
-		c.buf = c.appendRequest(c.buf, secret, p)
+		c.buf = c.appendRequest(c.buf, sign, p)
 	}
 	if _, err := c.c.Write(c.buf); err != nil {
 		return fail(0, err)
@@ -165,7 +165,7 @@ func (c *conn) dial(ctx context.Context, deadline time.Time) error {
 }
 
 // appendRequest appends p's post, signed, to buf.
-func (c *conn) appendRequest(buf []byte, secret Secret, p *pending) []byte {
+func (c *conn) appendRequest(buf []byte, sign *signer, p *pending) []byte {
 	body := p.event.Append(nil)
 	now := time.Now()
 	buf = append(buf, "POST "...)
@@ -179,7 +179,7 @@ func (c *conn) appendRequest(buf []byte, secret Secret, p *pending) []byte {
 	buf = append(buf, "\r\nwebhook-timestamp: "...)
 	buf = strconv.AppendInt(buf, now.Unix(), 10)
 	buf = append(buf, "\r\nwebhook-signature: "...)
-	buf = append(buf, secret.Sign(p.event.ID, now, body)...)
+	buf = sign.appendSignature(buf, p.event.ID, now, body)
 	buf = append(buf, "\r\n\r\n"...)
 	return append(buf, body...)
 }

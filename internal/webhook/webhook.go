@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"hash"
 	"net/http"
 	"strconv"
 	"strings"
@@ -73,10 +74,27 @@ func (s Secret) String() string { return secretPrefix + "…" }
 // Sign is the webhook-signature header of a message: its id, when it is
 // sent, and its body, exactly as sent.
 func (s Secret) Sign(id string, at time.Time, body []byte) string {
-	mac := hmac.New(sha256.New, s.key)
-	mac.Write([]byte(id + "." + strconv.FormatInt(at.Unix(), 10) + "."))
-	mac.Write(body)
-	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	return string(newSigner(s).appendSignature(nil, id, at, body))
+}
+
+// signer signs message after message with one secret, its HMAC and
+// buffer reused: the sender signs each event it posts.
+type signer struct {
+	mac     hash.Hash
+	scratch []byte
+}
+
+func newSigner(s Secret) *signer { return &signer{mac: hmac.New(sha256.New, s.key)} }
+
+// appendSignature appends to buf the webhook-signature header of a
+// message, as Sign has it.
+func (g *signer) appendSignature(buf []byte, id string, at time.Time, body []byte) []byte {
+	g.mac.Reset()
+	g.scratch = append(strconv.AppendInt(append(append(g.scratch[:0], id...), '.'), at.Unix(), 10), '.')
+	g.mac.Write(g.scratch)
+	g.mac.Write(body)
+	g.scratch = g.mac.Sum(g.scratch[:0])
+	return base64.StdEncoding.AppendEncode(append(buf, "v1,"...), g.scratch)
 }
 
 // SetHeaders sets the three headers of a message on h.
