@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/events"
@@ -59,7 +60,7 @@ const relayBatch = 100
 
 // relayLinger is how long the relay waits, once woken, for more outboxes
 // to move with the first: one round of round trips carries them all.
-const relayLinger = 5 * time.Millisecond
+const relayLinger = 20 * time.Millisecond
 
 // relayBeat is how often a relay renews its lease in wx:{ev}:relays, and
 // relayLease how long the lease lasts: another instance's relay sweeps the
@@ -290,14 +291,54 @@ func (s *Store) heartbeat(ctx context.Context) {
 }
 
 // appendScript appends the events ARGV to the log (KEYS[1]), each with
-// the next seq of the counter (KEYS[2]) as its id, "<seq>-1".
+// the next seq of the counter (KEYS[2]) as its id, "<seq>-1", and answers
+// the seq before the first.
 var appendScript = redis.NewScript(`
 local seq = redis.call('INCRBY', KEYS[2], #ARGV) - #ARGV
 for i = 1, #ARGV do
   redis.call('XADD', KEYS[1], string.format('%d-1', seq + i), 'e', ARGV[i])
 end
-return #ARGV
+return seq
 `)
+
+// tailSize is how many of the events it appended last a process keeps,
+// to list them without reading the log back (logTail).
+const tailSize = 1024
+
+// logTail is the events this process appended to the log last, in seq
+// order with no seq missing between them: Events lists from it the events
+// after a seq it holds, which the webhook asks for as soon as they are
+// appended, without a round trip or reading them back. Another instance's
+// append between two of this one's starts it again.
+type logTail struct {
+	mu   sync.Mutex
+	list []events.Event
+}
+
+// add records events appended with seqs from first on.
+func (t *logTail) add(first int64, list []events.Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n := len(t.list); n == 0 || t.list[n-1].Seq+1 != first {
+		t.list = t.list[:0]
+	}
+	t.list = append(t.list, list...)
+	if n := len(t.list); n > tailSize {
+		t.list = append(t.list[:0], t.list[n-tailSize/2:]...)
+	}
+}
+
+// after lists up to limit events with a seq above after, and reports
+// whether it holds the one right after it (else the log is to be read).
+func (t *logTail) after(after int64, limit int) ([]events.Event, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.list) == 0 || after+1 < t.list[0].Seq || after >= t.list[len(t.list)-1].Seq {
+		return nil, false
+	}
+	from := int(after + 1 - t.list[0].Seq)
+	return slices.Clone(t.list[from:min(len(t.list), from+limit)]), true
+}
 
 // relay moves the head of each of outboxes into the log: their heads and
 // their users' persons read in one round trip, the events appended in one
@@ -478,11 +519,24 @@ func personIDOf(u account.User, reply, person any) int64 {
 }
 
 // appendEvents appends events, as their outbox holds them, to the log,
-// and signals Recorded.
+// keeps them in the tail, and signals Recorded.
 func (s *Store) appendEvents(ctx context.Context, batch []string) error {
-	if _, err := appendScript.Run(ctx, s.rc, []string{eventLogKey, eventSeqKey}, batch...); err != nil {
+	reply, err := appendScript.Run(ctx, s.rc, []string{eventLogKey, eventSeqKey}, batch...)
+	if err != nil {
 		return err
 	}
+	last, _ := reply.(int64)
+	list := make([]events.Event, 0, len(batch))
+	for _, text := range batch {
+		e, err := events.Parse([]byte(text))
+		if err != nil {
+			list = nil // listed from the log, which says what is wrong
+			break
+		}
+		e.Seq = last + int64(len(list)) + 1
+		list = append(list, e)
+	}
+	s.tail.add(last+1, list)
 	select {
 	case s.recorded <- struct{}{}:
 	default:
@@ -518,11 +572,16 @@ func (s *Store) RelayLeftovers(ctx context.Context) error {
 }
 
 // Events lists up to limit events with a seq above after, oldest first,
-// from the log: an event's seq is its id there.
+// from the log, where an event's seq is its id; or, when this process
+// appended the event after that seq, from what it keeps of its appends:
+// that page ends at the last of them, and the next goes on from the log.
 func (s *Store) Events(ctx context.Context, after int64, limit int) ([]events.Event, error) {
 	list := []events.Event{}
 	if limit < 1 {
 		return list, nil
+	}
+	if kept, ok := s.tail.after(max(after, 0), limit); ok {
+		return kept, nil
 	}
 	reply, err := s.rc.Do(ctx, "XRANGE", eventLogKey, strconv.FormatInt(max(after, 0)+1, 10), "+", "COUNT", strconv.Itoa(limit))
 	if err != nil {

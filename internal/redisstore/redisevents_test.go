@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,13 +63,25 @@ func relayed(t *testing.T, s *Store) []events.Event {
 	return allEvents(t, s)
 }
 
-// allEvents is every event of s's log, checked as GET /events would
-// serve them: seqs rising, ids unique.
+// allEvents is every event of s's log, paged through until a page comes
+// back empty, as docs/events.md tells a receiver to, and checked as GET
+// /events would serve them: seqs rising, ids unique.
 func allEvents(t *testing.T, s *Store) []events.Event {
 	t.Helper()
-	list, err := s.Events(t.Context(), 0, 1000)
-	if err != nil {
-		t.Fatal(err)
+	var list []events.Event
+	for {
+		var after int64
+		if len(list) > 0 {
+			after = list[len(list)-1].Seq
+		}
+		page, err := s.Events(t.Context(), after, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		list = append(list, page...)
 	}
 	ids := map[string]bool{}
 	for i, e := range list {
@@ -353,15 +366,20 @@ func TestRedisRelaysLeftoverEventsAtLeastOnce(t *testing.T) {
 			}
 			idsOf := func() []string {
 				t.Helper()
-				list, err := rs.Events(ctx, 0, 1000) // ids may repeat here
-				if err != nil {
-					t.Fatal(err)
+				var ids []string // they may repeat here
+				for after := int64(0); ; {
+					page, err := rs.Events(ctx, after, 1000)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(page) == 0 {
+						return ids
+					}
+					for _, e := range page {
+						ids = append(ids, e.ID)
+					}
+					after = page[len(page)-1].Seq
 				}
-				var ids []string
-				for _, e := range list {
-					ids = append(ids, e.ID)
-				}
-				return ids
 			}
 			user := leave(userOutboxKey(7), events.UserCreated, events.PhoneBound)
 			person := leave(personOutboxKey(rs.PersonHash("wxshop", "o-7", "")), events.ClaimTaken)
@@ -510,6 +528,61 @@ func TestRedisRelayTriesAgainWhatFailed(t *testing.T) {
 	if got := allEvents(t, s); len(got) != 1 || got[0].Data.UserID != u.ID {
 		t.Errorf("after the relay tried again, the log holds %+v; want user %d's user.created", got, u.ID)
 	}
+}
+
+// Events listed from what a process keeps of its appends are the log's,
+// whether or not another instance appended between them: a page of them
+// may end early, at the last this process appended, never skip one.
+func TestRedisEventsListedFromTheTailAreTheLog(t *testing.T) {
+	cfg := startRedis(t, onRedis)
+	ctx := t.Context()
+	a, b := openEventStore(t, cfg), openEventStore(t, cfg)
+	for i := range 30 {
+		s := a
+		if i%7 == 3 || i%7 == 4 {
+			s = b // another instance appends between a's
+		}
+		if _, _, err := s.Login(ctx, "wxshop", openIDOf("wxshop", fmt.Sprint("user", i)), ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.relayNoted(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reader := openEventStore(t, cfg) // it appended nothing: it reads the log
+	for _, s := range []*Store{a, b} {
+		for after := int64(-1); after <= 31; after++ {
+			for _, limit := range []int{1, 3, 100} {
+				want, err := reader.Events(ctx, after, limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := s.Events(ctx, after, limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) > len(want) || len(got) == 0 && len(want) > 0 || !slices.Equal(got, want[:len(got)]) {
+					t.Fatalf("Events(%d, %d) = %+v; the log holds %+v", after, limit, got, want)
+				}
+			}
+		}
+	}
+	before := infoField(t, a, "stats", "total_commands_processed")
+	if got, err := a.Events(ctx, 27, 100); err != nil || len(got) != 3 {
+		t.Fatalf("a lists %+v, %v after seq 27; want its last three appends", got, err)
+	}
+	if after := infoField(t, a, "stats", "total_commands_processed"); after != fmt.Sprint(mustAtoi(t, before)+1) {
+		t.Errorf("listing a's own last appends took Redis from %s to %s commands; want none (INFO is the one)", before, after)
+	}
+}
+
+func mustAtoi(t *testing.T, text string) int {
+	t.Helper()
+	n, err := strconv.Atoi(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // The webhook's cursor only moves on, and one instance holds the

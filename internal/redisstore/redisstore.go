@@ -110,6 +110,8 @@ type Store struct {
 	relayID     string
 	beat, lease time.Duration
 	sweepOwed   bool
+	// tail is the events this process appended to the log last.
+	tail logTail
 }
 
 // Options is what a Store is opened with.
