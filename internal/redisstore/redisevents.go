@@ -229,12 +229,17 @@ func (s *Store) relayNoted(ctx context.Context) error {
 	return nil
 }
 
-// stopRelay moves what is noted, within a few seconds, and if it all
-// went, gives this relay's lease up.
+// stopRelay moves what is noted, and sweeps if a sweep is owed, within a
+// few seconds; if that all went, it gives this relay's lease up, and
+// otherwise leaves it to lapse, so that another instance sweeps.
 func (s *Store) stopRelay(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := s.relayNoted(ctx); err != nil {
+	err := s.relayNoted(ctx)
+	if err == nil && s.sweepOwed {
+		err = s.RelayLeftovers(ctx)
+	}
+	if err != nil {
 		s.log.Warn("events recorded, not yet in the log at the stop: another instance, or the next start, moves them", "err", err)
 		return
 	}

@@ -489,18 +489,24 @@ func TestRedisSweepsOnlyWhenAnInstanceIsGone(t *testing.T) {
 				t.Errorf("the lapsed lease is still there: %v", got)
 			}
 
-			// A relay that stops moves what it noted first, then gives its
-			// lease up.
+			// A relay that stops moves what it noted first, and makes the
+			// sweep it owes (one failed), then gives its lease up.
 			stopping := openEventStore(t, cfg)
 			v, _, err := stopping.Login(ctx, "wxshop", openIDOf("wxshop", "last"), "")
 			if err != nil {
 				t.Fatal(err)
 			}
+			owed := events.New(events.UserDeleted, time.Now(), events.Data{UserID: 99, AppID: "wxshop", PersonID: 99})
+			if _, err := a.rc.Do(ctx, "RPUSH", userOutboxKey(99), string(owed.Append(nil))); err != nil {
+				t.Fatal(err)
+			}
+			stopping.sweepOwed = true
 			done, cancel := context.WithCancel(ctx)
 			cancel()
 			stopping.RunRelay(done)
-			if got := allEvents(t, a); len(got) != 2 || got[1].Data.UserID != v.ID {
-				t.Errorf("after a relay stopped, the log holds %+v; want its last user's user.created at the end", got)
+			got := allEvents(t, a)
+			if len(got) != 3 || got[1].Data.UserID != v.ID || got[2].ID != owed.ID {
+				t.Errorf("after a relay stopped, the log holds %+v; want its last user's user.created, then what it owed a sweep", got)
 			}
 			if got := leases(); got[stopping.relayID] != "" || got[a.relayID] == "" {
 				t.Errorf("after a relay stopped, the leases are %v; want its own given up, the live one's kept", got)
