@@ -89,10 +89,6 @@ type delivery struct {
 	queue  []*pending
 	cursor int64
 	fresh  bool // the queue is to be read again from the cursor
-	// heldFrom is when the hold was last renewed (from just before the
-	// call, so it ends no sooner than holdFor after it); zero when this
-	// instance does not hold it.
-	heldFrom time.Time
 }
 
 // Run delivers until ctx ends.
@@ -134,8 +130,13 @@ func (d *delivery) idle(ctx context.Context, wait time.Duration) {
 // round posts what is due, if this instance holds the delivery, and says
 // how long to wait before the next round (0: at once).
 func (d *delivery) round(ctx context.Context) (time.Duration, error) {
-	if held, err := d.hold(ctx); err != nil || !held {
-		return d.Poll, err
+	held, err := d.src.HoldDelivery(ctx, d.holder, holdFor)
+	if err != nil {
+		return 0, err
+	}
+	if !held {
+		d.fresh = true // another instance moves the cursor meanwhile
+		return d.Poll, nil
 	}
 	if err := d.fill(ctx); err != nil {
 		return 0, err
@@ -163,24 +164,6 @@ func (d *delivery) round(ctx context.Context) (time.Duration, error) {
 		return d.Linger, nil
 	}
 	return 0, nil
-}
-
-// hold reports whether this instance holds the delivery, renewing the
-// hold once a third of it has passed: under load a round comes every
-// Linger, and renewing it each time would write to the store as often.
-func (d *delivery) hold(ctx context.Context) (bool, error) {
-	if !d.heldFrom.IsZero() && time.Since(d.heldFrom) < holdFor/3 {
-		return true, nil
-	}
-	from := time.Now()
-	held, err := d.src.HoldDelivery(ctx, d.holder, holdFor)
-	if err != nil || !held {
-		d.heldFrom = time.Time{}
-		d.fresh = true // another instance may move the cursor meanwhile
-		return false, err
-	}
-	d.heldFrom = from
-	return true, nil
 }
 
 // fill reads the events past the queue's last, up to queueSize; from the
