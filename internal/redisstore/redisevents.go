@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -173,12 +174,13 @@ func (s *Store) note(outbox string) {
 // the log as they come, until ctx ends: woken by a change, it waits
 // relayLinger for more, then moves every outbox noted meanwhile in one
 // round of round trips. An outbox whose relay failed is moved at the next
-// wake or beat. Every relayBeat it renews this relay's lease and sweeps
-// (RelayLeftovers) if another's lapsed. When ctx ends it moves what is
-// noted and gives its lease up; what it could not move waits for the sweep
-// of an instance that finds the lease lapsed.
+// wake or beat. Every relayBeat it renews this relay's lease and, if
+// another's lapsed, sweeps (RelayLeftovers) beside it. When ctx ends it
+// moves what is noted and gives its lease up; what it could not move waits
+// for the sweep of an instance that finds the lease lapsed.
 func (s *Store) RunRelay(ctx context.Context) {
-	defer s.stopRelay(ctx)
+	var sweeps sync.WaitGroup
+	defer s.stopRelay(ctx, &sweeps)
 	linger := time.NewTimer(relayLinger)
 	linger.Stop()
 	beat := time.NewTicker(s.beat)
@@ -188,7 +190,17 @@ func (s *Store) RunRelay(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-beat.C:
-			s.heartbeat(ctx)
+			if s.renewLease(ctx) && s.sweeping.CompareAndSwap(false, true) {
+				// A sweep SCANs the whole keyspace: the relay goes on meanwhile.
+				sweeps.Go(func() {
+					defer s.sweeping.Store(false)
+					s.sweep(ctx)
+				})
+			}
+			s.relayMu.Lock()
+			s.noted = append(s.noted, s.troubled...) // tried again once a beat
+			s.troubled = nil
+			s.relayMu.Unlock()
 		case <-s.wake:
 			linger.Reset(relayLinger)
 			select {
@@ -229,14 +241,16 @@ func (s *Store) relayNoted(ctx context.Context) error {
 	return nil
 }
 
-// stopRelay moves what is noted, and sweeps if a sweep is owed, within a
-// few seconds; if that all went, it gives this relay's lease up, and
-// otherwise leaves it to lapse, so that another instance sweeps.
-func (s *Store) stopRelay(ctx context.Context) {
+// stopRelay waits for a sweep under way, moves what is noted, and makes
+// the sweep owed, within a few seconds; if that all went, it gives this
+// relay's lease up, and otherwise leaves it to lapse, so that another
+// instance sweeps.
+func (s *Store) stopRelay(ctx context.Context, sweeps *sync.WaitGroup) {
+	sweeps.Wait()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	err := s.relayNoted(ctx)
-	if err == nil && s.sweepOwed {
+	if err == nil && s.sweepOwed.Load() {
 		err = s.RelayLeftovers(ctx)
 	}
 	if err != nil {
@@ -269,81 +283,41 @@ redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
 return lapsed
 `)
 
-// heartbeat renews this relay's lease and, if another relay's lapsed or a
-// sweep is owed, sweeps: an instance killed left its outboxes.
-func (s *Store) heartbeat(ctx context.Context) {
+// renewLease renews this relay's lease, and reports whether a sweep is
+// owed: another relay's lease lapsed (its instance was killed, leaving
+// its outboxes), now or at a sweep that failed since.
+func (s *Store) renewLease(ctx context.Context) bool {
 	lapsed, err := beatScript.Run(ctx, s.rc, []string{relaysKey}, s.relayID, strconv.FormatInt(s.lease.Milliseconds(), 10))
 	if err != nil {
-		if ctx.Err() == nil {
-			s.log.Warn("events: the relay's lease not renewed", "err", err)
-		}
-		return
-	}
-	if n, _ := lapsed.(int64); n > 0 {
+		s.log.Warn("events: the relay's lease not renewed", "err", err)
+	} else if n, _ := lapsed.(int64); n > 0 {
 		s.log.Info("events: an instance stopped without relaying; moving what it left", "instances", n)
-		s.sweepOwed = true
+		s.sweepOwed.Store(true)
 	}
-	if !s.sweepOwed {
-		return
-	}
+	return s.sweepOwed.Load()
+}
+
+// sweep moves what every outbox holds (RelayLeftovers), and owes it again
+// if it fails.
+func (s *Store) sweep(ctx context.Context) {
 	if err := s.RelayLeftovers(ctx); err != nil {
-		if ctx.Err() == nil {
+		if !errors.Is(ctx.Err(), context.Canceled) {
 			s.log.Warn("events: the events left in outboxes not relayed; trying again at the next beat", "err", err)
 		}
 		return
 	}
-	s.sweepOwed = false
+	s.sweepOwed.Store(false)
 }
 
 // appendScript appends the events ARGV to the log (KEYS[1]), each with
-// the next seq of the counter (KEYS[2]) as its id, "<seq>-1", and answers
-// the seq before the first.
+// the next seq of the counter (KEYS[2]) as its id, "<seq>-1".
 var appendScript = redis.NewScript(`
 local seq = redis.call('INCRBY', KEYS[2], #ARGV) - #ARGV
 for i = 1, #ARGV do
   redis.call('XADD', KEYS[1], string.format('%d-1', seq + i), 'e', ARGV[i])
 end
-return seq
+return #ARGV
 `)
-
-// tailSize is how many of the events it appended last a process keeps,
-// to list them without reading the log back (logTail).
-const tailSize = 1024
-
-// logTail is the events this process appended to the log last, in seq
-// order with no seq missing between them: Events lists from it the events
-// after a seq it holds, which the webhook asks for as soon as they are
-// appended, without a round trip or reading them back. Another instance's
-// append between two of this one's starts it again.
-type logTail struct {
-	mu   sync.Mutex
-	list []events.Event
-}
-
-// add records events appended with seqs from first on.
-func (t *logTail) add(first int64, list []events.Event) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if n := len(t.list); n == 0 || t.list[n-1].Seq+1 != first {
-		t.list = t.list[:0]
-	}
-	t.list = append(t.list, list...)
-	if n := len(t.list); n > tailSize {
-		t.list = append(t.list[:0], t.list[n-tailSize/2:]...)
-	}
-}
-
-// after lists up to limit events with a seq above after, and reports
-// whether it holds the one right after it (else the log is to be read).
-func (t *logTail) after(after int64, limit int) ([]events.Event, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.list) == 0 || after+1 < t.list[0].Seq || after >= t.list[len(t.list)-1].Seq {
-		return nil, false
-	}
-	from := int(after + 1 - t.list[0].Seq)
-	return slices.Clone(t.list[from:min(len(t.list), from+limit)]), true
-}
 
 // relay moves the head of each of outboxes into the log: their heads and
 // their users' persons read in one round trip, the events appended in one
@@ -372,7 +346,8 @@ func (s *Store) relay(ctx context.Context, outboxes []string) (more []string, er
 	for i, r := range replies {
 		list, ok := r[0].([]any)
 		if !ok {
-			return nil, fmt.Errorf("the outbox %s read as %v", outboxes[i], r[0])
+			s.trouble(outboxes[i], fmt.Errorf("read as %v", r[0]))
+			continue
 		}
 		head := make([]string, 0, len(list))
 		for _, v := range list {
@@ -387,6 +362,10 @@ func (s *Store) relay(ctx context.Context, outboxes []string) (more []string, er
 			user = r[1]
 		}
 		filled, err := s.fillPerson(ctx, outboxes[i], head, user)
+		if errors.Is(err, errNoPersonID) {
+			s.trouble(outboxes[i], err)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -415,6 +394,22 @@ func (s *Store) relay(ctx context.Context, outboxes []string) (more []string, er
 	return more, nil
 }
 
+// errNoPersonID is the trouble of an outbox other than a user's that holds
+// an event with no person id: no relay can fill it in.
+var errNoPersonID = errors.New("holds an event with no person id, and is not a user's")
+
+// trouble sets aside an outbox the relay cannot move for what it holds,
+// and says so; RunRelay tries it again at its next beat, and a sweep
+// meets it too, while the other outboxes go on.
+func (s *Store) trouble(outbox string, err error) {
+	s.log.Warn("events: an outbox holds what the relay cannot move; left as it is", "outbox", outbox, "err", err)
+	s.relayMu.Lock()
+	if !slices.Contains(s.troubled, outbox) {
+		s.troubled = append(s.troubled, outbox)
+	}
+	s.relayMu.Unlock()
+}
+
 // fillPerson is the head of an outbox with the person id written into the
 // events pushed without it (personPlaceholder), and without the
 // person.joined that joined no one. The person id is the one the copy of
@@ -426,7 +421,7 @@ func (s *Store) fillPerson(ctx context.Context, outbox string, head []string, us
 	}
 	id, ok := userOfOutbox(outbox)
 	if !ok {
-		return nil, fmt.Errorf("outbox %s holds an event with no person id", outbox)
+		return nil, errNoPersonID
 	}
 	fields, _ := user.([]any)
 	var person string
@@ -524,24 +519,11 @@ func personIDOf(u account.User, reply, person any) int64 {
 }
 
 // appendEvents appends events, as their outbox holds them, to the log,
-// keeps them in the tail, and signals Recorded.
+// and signals Recorded.
 func (s *Store) appendEvents(ctx context.Context, batch []string) error {
-	reply, err := appendScript.Run(ctx, s.rc, []string{eventLogKey, eventSeqKey}, batch...)
-	if err != nil {
+	if _, err := appendScript.Run(ctx, s.rc, []string{eventLogKey, eventSeqKey}, batch...); err != nil {
 		return err
 	}
-	last, _ := reply.(int64)
-	list := make([]events.Event, 0, len(batch))
-	for _, text := range batch {
-		e, err := events.Parse([]byte(text))
-		if err != nil {
-			list = nil // listed from the log, which says what is wrong
-			break
-		}
-		e.Seq = last + int64(len(list)) + 1
-		list = append(list, e)
-	}
-	s.tail.add(last+1, list)
 	select {
 	case s.recorded <- struct{}{}:
 	default:
@@ -577,16 +559,11 @@ func (s *Store) RelayLeftovers(ctx context.Context) error {
 }
 
 // Events lists up to limit events with a seq above after, oldest first,
-// from the log, where an event's seq is its id; or, when this process
-// appended the event after that seq, from what it keeps of its appends:
-// that page ends at the last of them, and the next goes on from the log.
+// from the log: an event's seq is its id there.
 func (s *Store) Events(ctx context.Context, after int64, limit int) ([]events.Event, error) {
 	list := []events.Event{}
 	if limit < 1 {
 		return list, nil
-	}
-	if kept, ok := s.tail.after(max(after, 0), limit); ok {
-		return kept, nil
 	}
 	reply, err := s.rc.Do(ctx, "XRANGE", eventLogKey, strconv.FormatInt(max(after, 0)+1, 10), "+", "COUNT", strconv.Itoa(limit))
 	if err != nil {

@@ -97,21 +97,22 @@ type Store struct {
 	recorded chan struct{}
 	// relayMu guards noted, the outboxes this process pushed events onto
 	// since the relay last took them, each once, in the order of their
-	// first push; wake tells the relay of them (RunRelay).
-	relayMu sync.Mutex
-	noted   []string
-	wake    chan struct{}
+	// first push, and troubled, those set aside for what they hold; wake
+	// tells the relay of them (RunRelay).
+	relayMu  sync.Mutex
+	noted    []string
+	troubled []string
+	wake     chan struct{}
 	// relaying is held by the relay at work, so that the background relay
 	// and the sweep do not move the same events twice.
 	relaying sync.Mutex
 	// relayID names this process's relay in wx:{ev}:relays, where it
-	// renews its lease every beat; sweepOwed says a sweep failed and is
-	// tried again at the next beat (RunRelay's alone).
-	relayID     string
-	beat, lease time.Duration
-	sweepOwed   bool
-	// tail is the events this process appended to the log last.
-	tail logTail
+	// renews its lease every beat; sweepOwed says a sweep is to be made
+	// (another relay's lease lapsed, or a sweep failed), and sweeping that
+	// one is under way.
+	relayID             string
+	beat, lease         time.Duration
+	sweepOwed, sweeping atomic.Bool
 }
 
 // Options is what a Store is opened with.
@@ -259,8 +260,9 @@ func Open(ctx context.Context, rc *redis.Client, o Options) (*Store, error) {
 		// The lease is taken before any event is pushed, so that another
 		// instance sweeps if this one is killed; the events of an instance
 		// stopped before relaying go into the log now.
-		s.sweepOwed = true
-		s.heartbeat(ctx)
+		s.sweepOwed.Store(true)
+		s.renewLease(ctx)
+		s.sweep(ctx)
 	}
 	return s, nil
 }
