@@ -322,7 +322,8 @@ return #ARGV
 // relay moves the head of each of outboxes into the log: their heads and
 // their users' persons read in one round trip, the events appended in one
 // call, then popped in one round trip. It answers the outboxes that hold
-// more than it moved. The relays of this process go one at a time.
+// more than it moved, and sets aside (trouble) those it cannot move for
+// what they hold. The relays of this process go one at a time.
 //
 // A pop is an LREM of each event moved: an event's id is its own, so it
 // takes that event and no other, and one that another relay took first is
