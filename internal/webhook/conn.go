@@ -63,9 +63,9 @@ var (
 	errCutShort    = errors.New("the receiver closed the connection after answering a post before this one")
 )
 
-// post posts batch's events, signed, and returns, for each, nil if the receiver
-// answered 2xx, or why not. A connection kept alive that the receiver
-// closed while idle is redialled once, not counted as a failure.
+// post posts batch's events, signed, and returns, for each, nil if the
+// receiver answered 2xx, or why not. A connection kept alive that the
+// receiver closed while idle is redialled once, not counted as a failure.
 func (c *conn) post(ctx context.Context, sign *signer, batch []*pending) []error {
 	errs := c.attempt(ctx, sign, batch)
 	if c.reusedAndDead(errs) {
