@@ -160,14 +160,22 @@ func (s *Store) updateEvents(old, u *account.User) []string {
 // much as one relay's batch can tell.
 func (s *Store) note(outbox string) {
 	s.relayMu.Lock()
-	if !slices.Contains(s.noted, outbox) {
-		s.noted = append(s.noted, outbox)
-	}
+	s.noted = addNew(s.noted, outbox)
 	s.relayMu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// addNew is list with each of outboxes it does not hold added, in order.
+func addNew(list []string, outboxes ...string) []string {
+	for _, outbox := range outboxes {
+		if !slices.Contains(list, outbox) {
+			list = append(list, outbox)
+		}
+	}
+	return list
 }
 
 // RunRelay moves the events of the outboxes this process pushed onto into
@@ -198,7 +206,7 @@ func (s *Store) RunRelay(ctx context.Context) {
 				})
 			}
 			s.relayMu.Lock()
-			s.noted = append(s.noted, s.troubled...) // tried again once a beat
+			s.noted = addNew(s.noted, s.troubled...) // tried again once a beat
 			s.troubled = nil
 			s.relayMu.Unlock()
 		case <-s.wake:
@@ -227,12 +235,7 @@ func (s *Store) relayNoted(ctx context.Context) error {
 		more, err := s.relay(ctx, noted)
 		if err != nil {
 			s.relayMu.Lock()
-			for _, outbox := range s.noted {
-				if !slices.Contains(noted, outbox) {
-					noted = append(noted, outbox)
-				}
-			}
-			s.noted = noted
+			s.noted = addNew(noted, s.noted...)
 			s.relayMu.Unlock()
 			return err
 		}
@@ -405,9 +408,7 @@ var errNoPersonID = errors.New("holds an event with no person id, and is not a u
 func (s *Store) trouble(outbox string, err error) {
 	s.log.Warn("events: an outbox holds what the relay cannot move; left as it is", "outbox", outbox, "err", err)
 	s.relayMu.Lock()
-	if !slices.Contains(s.troubled, outbox) {
-		s.troubled = append(s.troubled, outbox)
-	}
+	s.troubled = addNew(s.troubled, outbox)
 	s.relayMu.Unlock()
 }
 
