@@ -760,6 +760,11 @@ func (c *Client) OnEachServer(ctx context.Context, cmds [][]string) (map[string]
 	return all, nil
 }
 
+// Cluster reports whether the client is a Redis Cluster's, whose scripts
+// each touch the keys of one hash slot, or else one server's, whose
+// scripts may touch any keys they are given.
+func (c *Client) Cluster() bool { return c.cluster != nil }
+
 // RoundTrips is how many calls the client has made, to any server: each
 // is a round trip for its caller, whether it went alone or with others.
 func (c *Client) RoundTrips() int64 {

@@ -24,8 +24,10 @@ import (
 // the outboxes' heads into the log (wx:{ev}), numbering each event there,
 // and pops what it moved. A relay cut short between the two moves the same
 // events again: the log may hold an event twice, with one id, which
-// receivers drop; it never loses one. The log is kept whole: Redis holds it
-// until an operator trims it (XTRIM wx:{ev} MINID).
+// receivers drop; it never loses one. On one Redis server, which has no
+// slots, one script moves the outboxes all at once (relayScript). The log
+// is kept whole: Redis holds it until an operator trims it (XTRIM wx:{ev}
+// MINID).
 //
 // An instance killed leaves the outboxes it pushed onto unrelayed. Finding
 // them takes a SCAN of the whole keyspace (RelayLeftovers), so it is done
@@ -73,19 +75,19 @@ const (
 
 // eventsLua is the Lua the scripts that record events share, put before
 // each: person_id, the id of the person's earliest record as the user's
-// hash's copy of its person's list (m) gives it, as Person does, or nil
-// when that is no good copy.
+// hash's copy of its person's list (m) gives it, as Person does
+// (copiedMembers), or nil when that is no good copy.
 const eventsLua = `
 local function person_id(k)
-  local f = redis.call('HMGET', k, 'm', 'person', 'id')
+  local f = redis.call('HMGET', k, 'm', 'person', 'id', 'appid')
   if not f[1] or not f[2] then return nil end
   local tag, list = string.match(f[1], '^(%x+)@%d+|(.*)$')
   if not tag or tag ~= string.sub(f[2], 1, 16) then return nil end
   local first, mine = nil, false
   for part in string.gmatch(list, '[^,]+') do
-    local id = string.match(part, '^(%d+):')
+    local id, app = string.match(part, '^(%d+):(.*)$')
     if id then
-      if id == f[3] then mine = true end
+      if id == f[3] and app == f[4] then mine = true end
       if not first or tonumber(id) < tonumber(first) then first = id end
     end
   end
@@ -322,18 +324,141 @@ end
 return #ARGV
 `)
 
-// relay moves the head of each of outboxes into the log: their heads and
-// their users' persons read in one round trip, the events appended in one
-// call, then popped in one round trip. It answers the outboxes that hold
-// more than it moved, and sets aside (trouble) those it cannot move for
-// what they hold. The relays of this process go one at a time.
+// relay moves the head of each of outboxes into the log, and answers the
+// outboxes that hold more than it moved. It sets aside (trouble) those it
+// cannot move for what they hold. The relays of this process go one at a
+// time.
+//
+// On one Redis server a script moves them all at once (relayScript), and
+// leaves to relayEach only the outboxes it cannot fill the person id of
+// from their users' hashes. A Cluster's script cannot: the log and each
+// outbox are in different slots.
+func (s *Store) relay(ctx context.Context, outboxes []string) (more []string, err error) {
+	s.relaying.Lock()
+	defer s.relaying.Unlock()
+	if !s.rc.Cluster() {
+		var moved int64
+		if moved, outboxes, more, err = s.relayInScript(ctx, outboxes); err != nil {
+			return nil, err
+		}
+		if moved > 0 {
+			s.signalRecorded()
+		}
+		if len(outboxes) == 0 {
+			return more, nil
+		}
+	}
+	rest, err := s.relayEach(ctx, outboxes)
+	return append(more, rest...), err
+}
+
+// relayMax bounds the events one relayScript moves, so that a sweep of
+// many outboxes holds Redis a few milliseconds at a time.
+const relayMax = 1000
+
+// relayScript moves the heads of outboxes into the log (KEYS[1], its seq
+// counter KEYS[2]), as relayEach does, in one script on one server. KEYS
+// from the third are pairs: an outbox, and its user's hash ("" for a
+// person's outbox). ARGV[1] is relayBatch, ARGV[2] relayMax. An event
+// pushed without its person id (personPlaceholder) is given the one the
+// user's hash's copy of its person's list gives (person_id); a
+// person.joined whose person is still the one it names as previous is
+// dropped. It answers how many events it appended, the outboxes it left
+// as they are (one that is not a list, or whose person id it cannot
+// tell) and those that hold more than it moved. An outbox is emptied of
+// what was moved by an LTRIM: in one script, no other relay takes from it
+// meanwhile.
+var relayScript = redis.NewScript(eventsLua + `
+local batch, most = tonumber(ARGV[1]), tonumber(ARGV[2])
+local placeholder = '"person_id":0'
+local moved, left, more = {}, {}, {}
+for i = 3, #KEYS, 2 do
+  local outbox, user = KEYS[i], KEYS[i + 1]
+  local head = #moved < most and redis.pcall('LRANGE', outbox, 0, batch - 1) or nil
+  if not head then
+    table.insert(more, outbox)
+  elseif head.err then
+    table.insert(left, outbox)
+  else
+    local person, known = nil, true
+    for _, text in ipairs(head) do
+      if not person and string.find(text, placeholder, 1, true) then
+        person = user ~= '' and person_id(user) or nil
+        if not person then known = false break end
+      end
+    end
+    if not known then
+      table.insert(left, outbox)
+    elseif #head > 0 then
+      for _, text in ipairs(head) do
+        local at = string.find(text, placeholder, 1, true)
+        if not at then
+          table.insert(moved, text)
+        elseif not (string.find(text, '"type":"person.joined"', 1, true)
+            and string.match(text, '"previous_person_id":(%d+)') == person) then
+          table.insert(moved, string.sub(text, 1, at - 1) .. '"person_id":' .. person .. string.sub(text, at + #placeholder))
+        end
+      end
+      redis.call('LTRIM', outbox, #head, -1)
+      if #head == batch then table.insert(more, outbox) end
+    end
+  end
+end
+if #moved > 0 then
+  local seq = redis.call('INCRBY', KEYS[2], #moved) - #moved
+  for i, text in ipairs(moved) do
+    redis.call('XADD', KEYS[1], string.format('%d-1', seq + i), 'e', text)
+  end
+end
+return {#moved, left, more}
+`)
+
+// relayInScript moves outboxes with relayScript, and answers how many
+// events it moved, the outboxes it left to relayEach, and those that hold
+// more than it moved.
+func (s *Store) relayInScript(ctx context.Context, outboxes []string) (moved int64, left, more []string, err error) {
+	keys := make([]string, 0, 2+2*len(outboxes))
+	keys = append(keys, eventLogKey, eventSeqKey)
+	for _, outbox := range outboxes {
+		user := ""
+		if id, ok := userOfOutbox(outbox); ok {
+			user = userKey(id)
+		}
+		keys = append(keys, outbox, user)
+	}
+	reply, err := relayScript.Run(ctx, s.rc, keys, strconv.Itoa(relayBatch), strconv.Itoa(relayMax))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	r, _ := reply.([]any)
+	if len(r) != 3 {
+		return 0, nil, nil, fmt.Errorf("the relay script answered %v", reply)
+	}
+	moved, _ = r[0].(int64)
+	return moved, texts(r[1]), texts(r[2]), nil
+}
+
+// texts is the strings of an array reply.
+func texts(reply any) []string {
+	list, _ := reply.([]any)
+	out := make([]string, 0, len(list))
+	for _, v := range list {
+		text, _ := v.(string)
+		out = append(out, text)
+	}
+	return out
+}
+
+// relayEach moves the head of each of outboxes into the log: their heads
+// and their users' persons read in one round trip, the events appended in
+// one call, then popped in one round trip. It answers the outboxes that
+// hold more than it moved, and sets aside (trouble) those it cannot move
+// for what they hold.
 //
 // A pop is an LREM of each event moved: an event's id is its own, so it
 // takes that event and no other, and one that another relay took first is
 // taken no more.
-func (s *Store) relay(ctx context.Context, outboxes []string) (more []string, err error) {
-	s.relaying.Lock()
-	defer s.relaying.Unlock()
+func (s *Store) relayEach(ctx context.Context, outboxes []string) (more []string, err error) {
 	reads := make([][][]string, len(outboxes))
 	for i, outbox := range outboxes {
 		reads[i] = [][]string{{"LRANGE", outbox, "0", strconv.Itoa(relayBatch - 1)}}
@@ -353,11 +478,7 @@ func (s *Store) relay(ctx context.Context, outboxes []string) (more []string, er
 			s.trouble(outboxes[i], fmt.Errorf("read as %v", r[0]))
 			continue
 		}
-		head := make([]string, 0, len(list))
-		for _, v := range list {
-			text, _ := v.(string)
-			head = append(head, text)
-		}
+		head := texts(list)
 		if len(head) == 0 {
 			continue
 		}
@@ -526,11 +647,17 @@ func (s *Store) appendEvents(ctx context.Context, batch []string) error {
 	if _, err := appendScript.Run(ctx, s.rc, []string{eventLogKey, eventSeqKey}, batch...); err != nil {
 		return err
 	}
+	s.signalRecorded()
+	return nil
+}
+
+// signalRecorded tells Recorded's reader that events were moved into the
+// log.
+func (s *Store) signalRecorded() {
 	select {
 	case s.recorded <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
 // RelayLeftovers moves into the log the events every outbox holds: those

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"wxlogin/internal/account"
@@ -14,7 +16,7 @@ import (
 )
 
 // openEventStore is openStore with events recorded (Options.Events).
-func openEventStore(t *testing.T, cfg redis.Config) *Store {
+func openEventStore(t testing.TB, cfg redis.Config) *Store {
 	t.Helper()
 	rc := redis.NewClient(cfg)
 	t.Cleanup(rc.Close)
@@ -66,7 +68,7 @@ func relayed(t *testing.T, s *Store) []events.Event {
 // serve them: seqs rising, ids unique.
 func allEvents(t *testing.T, s *Store) []events.Event {
 	t.Helper()
-	list, err := s.Events(t.Context(), 0, 1000)
+	list, err := s.Events(t.Context(), 0, 10_000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -492,6 +494,88 @@ func TestRedisSweepsOnlyWhenAnInstanceIsGone(t *testing.T) {
 	}
 }
 
+// On one server the relay moves every outbox noted in one script, one
+// round trip however many there are. It leaves an outbox whose user's hash
+// holds no good copy of its person's list (a spread cut short) to the
+// relay a Cluster makes, which reads the person as Person does: both fill
+// in the same person id.
+func TestRedisRelaysInOneScriptOnOneServer(t *testing.T) {
+	s := openEventStore(t, startRedis(t, onRedis))
+	ctx := t.Context()
+	alice := unionIDOf("alice")
+	var want []told
+	login := func(appID string) account.User {
+		t.Helper()
+		u, _, err := s.Login(ctx, appID, openIDOf(appID, "alice"), alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		person := u.ID
+		if len(want) > 0 {
+			person = want[0].Data.UserID
+		}
+		want = append(want, told{events.UserCreated, events.Data{UserID: u.ID, AppID: appID, PersonID: person}})
+		return u
+	}
+	login("wxapp0")
+	if err := s.relayNoted(ctx); err != nil { // Redis learns the script
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		login(fmt.Sprint("wxapp", i+1))
+	}
+	before := s.rc.RoundTrips()
+	if err := s.relayNoted(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.rc.RoundTrips() - before; n != 1 {
+		t.Errorf("the relay of 5 outboxes made %d round trips; want 1", n)
+	}
+	if got := toldBy(allEvents(t, s)); !slices.Equal(got, want) {
+		t.Fatalf("the log tells\n%+v\nwant\n%+v", got, want)
+	}
+
+	u := login("wxlast")
+	if _, err := s.rc.Do(ctx, "HDEL", userKey(u.ID), "m"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.relayNoted(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := toldBy(allEvents(t, s)); !slices.Equal(got, want) {
+		t.Errorf("with no copy of the person's list, the log tells\n%+v\nwant\n%+v", got, want)
+	}
+	if n, err := s.rc.Do(ctx, "LLEN", userOutboxKey(u.ID)); err != nil || n != int64(0) {
+		t.Errorf("the outbox holds %v events (%v) after the relay; want none", n, err)
+	}
+
+	// More events than one script moves (relayMax): the rest follow, in
+	// the order they were noted.
+	var pushes [][]string
+	var pushed []string
+	for id := int64(1000); len(pushed) < relayMax+relayBatch; id++ {
+		for range relayBatch {
+			e := events.New(events.PhoneBound, time.Now(), events.Data{UserID: id, AppID: "wxshop", PersonID: id})
+			pushes = append(pushes, []string{"RPUSH", userOutboxKey(id), string(e.Append(nil))})
+			pushed = append(pushed, e.ID)
+		}
+		s.note(userOutboxKey(id))
+	}
+	if _, err := s.rc.Pipeline(ctx, pushes); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.relayNoted(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var moved []string
+	for _, e := range allEvents(t, s)[len(want):] {
+		moved = append(moved, e.ID)
+	}
+	if !slices.Equal(moved, pushed) {
+		t.Errorf("of %d events noted, %d reached the log, or out of order", len(pushed), len(moved))
+	}
+}
+
 // A relay that fails (Redis lost) keeps what it noted, and moves it at the
 // next try, once Redis is back: no sweep is needed for it.
 func TestRedisRelayTriesAgainWhatFailed(t *testing.T) {
@@ -648,4 +732,86 @@ func TestRedisWithoutEventsRecordsNothing(t *testing.T) {
 	if off, on := costs(rs, "bob"), costs(on, "carol"); on != off {
 		t.Errorf("a returning login costs %d round trips with events, %d without; want the same", on, off)
 	}
+}
+
+// BenchmarkRedisRelay is what moving events into the log costs: an op is
+// one relay of the user.created of 50 users, pushed as logins push them,
+// redis-µs/event is Redis's CPU per event moved (its INFO cpu), and
+// wxlogin-µs/event this process's. "script" is the relay on one server (relayScript),
+// "each" the same relay as a Cluster makes it (relayEach), on the same
+// server.
+func BenchmarkRedisRelay(b *testing.B) {
+	for _, way := range []string{"script", "each"} {
+		b.Run(way, func(b *testing.B) {
+			s := openEventStore(b, startRedis(b, onRedis))
+			ctx := b.Context()
+			var outboxes []string
+			var pushes [][]string
+			for i := range 50 {
+				u, _, err := s.Login(ctx, "wxshop", openIDOf("wxshop", fmt.Sprint("user", i)), "")
+				if err != nil {
+					b.Fatal(err)
+				}
+				outboxes = append(outboxes, userOutboxKey(u.ID))
+				pushes = append(pushes, []string{"RPUSH", userOutboxKey(u.ID), s.loginEvents(u.ID, u.AppID, "", true, false)[0]})
+			}
+			relay := func() {
+				var err error
+				if way == "script" {
+					_, err = s.relay(ctx, outboxes)
+				} else {
+					_, err = s.relayEach(ctx, outboxes)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			relay() // Redis learns the script
+			var cpu, own time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				if _, err := s.rc.Pipeline(ctx, pushes); err != nil {
+					b.Fatal(err)
+				}
+				before, ownBefore := redisCPU(b, s.rc), ownCPU()
+				b.StartTimer()
+				relay()
+				b.StopTimer()
+				cpu, own = cpu+redisCPU(b, s.rc)-before, own+ownCPU()-ownBefore
+				b.StartTimer()
+			}
+			events := float64(b.N * len(outboxes))
+			b.ReportMetric(float64(cpu.Microseconds())/events, "redis-µs/event")
+			b.ReportMetric(float64(own.Microseconds())/events, "wxlogin-µs/event")
+		})
+	}
+}
+
+// ownCPU is the CPU time this process has used.
+func ownCPU() time.Duration {
+	var r syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &r)
+	return time.Duration(r.Utime.Nano() + r.Stime.Nano())
+}
+
+// redisCPU is the CPU time the Redis of rc has used, as INFO says.
+func redisCPU(b *testing.B, rc *redis.Client) time.Duration {
+	b.Helper()
+	reply, err := rc.Do(b.Context(), "INFO", "cpu")
+	if err != nil {
+		b.Fatal(err)
+	}
+	text, _ := reply.(string)
+	var seconds float64
+	for line := range strings.SplitSeq(text, "\r\n") {
+		name, value, _ := strings.Cut(line, ":")
+		if name == "used_cpu_sys" || name == "used_cpu_user" {
+			v, err := strconv.ParseFloat(value, 64)
+			if err != nil {
+				b.Fatalf("INFO cpu: %s: %v", line, err)
+			}
+			seconds += v
+		}
+	}
+	return time.Duration(seconds * float64(time.Second))
 }

@@ -488,7 +488,7 @@ const (
 
 // startRedis starts a Redis of kind, appending and fsyncing each write, as
 // -redis-durability=fsync needs, and returns how to reach it.
-func startRedis(t *testing.T, kind redisKind) redis.Config {
+func startRedis(t testing.TB, kind redisKind) redis.Config {
 	t.Helper()
 	aof := []string{"--appendonly", "yes", "--appendfsync", "always"}
 	switch kind {
