@@ -642,22 +642,9 @@ const maxIDTries = 16
 // counter moved on by step, which fresh reports.
 func (s *Store) userID(ctx context.Context, appID, openID string, step int64) (id int64, fresh bool, err error) {
 	key := openIDKey(appID, openID)
-	v, err := s.rc.Do(ctx, "GET", key)
+	v, given, err := s.idOf(ctx, key, step)
 	if err != nil {
 		return 0, false, err
-	}
-	var given string
-	if v == nil {
-		n, err := s.rc.Do(ctx, "INCRBY", idsKey, strconv.FormatInt(step, 10))
-		if err != nil {
-			return 0, false, err
-		}
-		given = strconv.FormatInt(n.(int64), 10)
-		replies, err := s.rc.Pipeline(ctx, [][]string{{"SET", key, given, "NX"}, {"GET", key}})
-		if err != nil {
-			return 0, false, err
-		}
-		v = replies[1]
 	}
 	text, _ := v.(string)
 	id, err = strconv.ParseInt(text, 10, 64)
@@ -666,6 +653,50 @@ func (s *Store) userID(ctx context.Context, appID, openID string, step int64) (i
 	}
 	return id, text == given, nil
 }
+
+// idOf is what the openid's key holds, after giving it the next id of
+// wx:ids if it held none, and the id given ("" for none). On one server it
+// is one script (idScript). A Cluster's script cannot touch the openid's
+// key and wx:ids both, in different slots: there it is a GET and, for a
+// new user, an INCRBY and a SET NX, the first login to set the key
+// deciding it for every instance.
+func (s *Store) idOf(ctx context.Context, key string, step int64) (v any, given string, err error) {
+	if !s.rc.Cluster() {
+		reply, err := idScript.Run(ctx, s.rc, []string{key, idsKey}, strconv.FormatInt(step, 10))
+		if err != nil {
+			return nil, "", err
+		}
+		r, _ := reply.([]any)
+		if len(r) != 2 {
+			return nil, "", fmt.Errorf("the id script answered %v", reply)
+		}
+		given, _ = r[1].(string)
+		return r[0], given, nil
+	}
+	if v, err = s.rc.Do(ctx, "GET", key); err != nil || v != nil {
+		return v, "", err
+	}
+	n, err := s.rc.Do(ctx, "INCRBY", idsKey, strconv.FormatInt(step, 10))
+	if err != nil {
+		return nil, "", err
+	}
+	given = strconv.FormatInt(n.(int64), 10)
+	replies, err := s.rc.Pipeline(ctx, [][]string{{"SET", key, given, "NX"}, {"GET", key}})
+	if err != nil {
+		return nil, "", err
+	}
+	return replies[1], given, nil
+}
+
+// idScript answers what the openid's key (KEYS[1]) holds, {v, ""}, or
+// gives it the id wx:ids (KEYS[2]) moved on by ARGV[1] gives, {id, id}.
+var idScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v then return {v, ''} end
+local id = string.format('%d', redis.call('INCRBY', KEYS[2], ARGV[1]))
+redis.call('SET', KEYS[1], id)
+return {id, id}
+`)
 
 // forgetOpenIDScript deletes the key of (appid, openid) if it still names
 // the erased user, and not a new one.

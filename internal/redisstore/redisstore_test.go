@@ -624,6 +624,42 @@ func TestRedisIDsHealWhenTheCounterFallsBehind(t *testing.T) {
 	}
 }
 
+// Concurrent first logins of one user, on two stores, give it one id and
+// create its record once: on one server the id is asked for and given in
+// one script; on a Cluster the first login to set the openid's key decides.
+func TestRedisConcurrentFirstLoginsGiveOneID(t *testing.T) {
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			stores, _ := openRedisStoresOn(t, kind, 2)
+			const logins = 16
+			ids := make(chan int64, logins)
+			var created atomic.Int64
+			var wg sync.WaitGroup
+			for i := range logins {
+				wg.Go(func() {
+					u, fresh, err := stores[i%2].Login(t.Context(), "wxapp", "first", "")
+					if err != nil {
+						t.Error(err)
+					}
+					if fresh {
+						created.Add(1)
+					}
+					ids <- u.ID
+				})
+			}
+			wg.Wait()
+			close(ids)
+			seen := map[int64]bool{}
+			for id := range ids {
+				seen[id] = true
+			}
+			if len(seen) != 1 || created.Load() != 1 {
+				t.Errorf("%d concurrent first logins of one user got ids %v and created %d records; want one id, one record", logins, seen, created.Load())
+			}
+		})
+	}
+}
+
 // The counter set back again and again while new users log in, on two
 // stores at once: every one gets in, each with an id no one else holds.
 func TestRedisIDsHealUnderLoad(t *testing.T) {
