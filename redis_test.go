@@ -610,8 +610,8 @@ func TestReshardingUnderLoadLosesNothing(t *testing.T) {
 // login marks the code's exchange for the other instances, then runs one
 // script, the login and its token (the openid's id is known here), which
 // carries the exchange's answer for them along; a new user's also asks
-// for an id (one script on one server), and joins its person (the person
-// changed, its list copied to the record, the join recorded).
+// for an id, and joins its person (the person changed, its list copied to
+// the record, the join recorded): on one server, each in one script.
 func TestRedisRoundTripsPerRoute(t *testing.T) {
 	a := newTestApp(t, appOptions{apps: companyApps, store: onRedis})
 	shop := a.login(t, "wxshop", "alice")
@@ -629,7 +629,7 @@ func TestRedisRoundTripsPerRoute(t *testing.T) {
 		{"POST /login of a new user", func() reply {
 			newUsers++
 			return call(t, a.handler, http.MethodPost, "/login", `{"appid":"wxshop","code":"`+a.fake.IssueCode("wxshop", fmt.Sprint("new-", newUsers))+`"}`, "Content-Type", jsonCT)
-		}, 5},
+		}, 4},
 	} {
 		tt.do() // the first run of each script loads it (NOSCRIPT, then EVAL)
 		before := a.redis.RoundTrips()

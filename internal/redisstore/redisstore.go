@@ -982,55 +982,102 @@ func parseMembers(list string) []account.Member {
 	return members
 }
 
-// changePersonScript adds a record to the person (ARGV "add", the member
-// and its appid) or takes one out ("del" and the member), or neither (no
-// ARGV), counts the change, and answers the person's version with its
+// changePersonLua is change_person(k, op, member, appid) for the scripts
+// below: it adds a record to the person's hash k (op "add", the member
+// and its appid) or takes one out ("del" and the member), or neither (op
+// nil), counts the change, and answers the person's version with its
 // hash, read at once; or {-1, the person} for the alias of another
 // (redislink.go), changing nothing.
-var changePersonScript = redis.NewScript(`
-local alias = redis.call('HGET', KEYS[1], 'alias')
-if alias then return {-1, alias} end
-if ARGV[1] == 'add' then redis.call('HSET', KEYS[1], ARGV[2], ARGV[3]) end
-if ARGV[1] == 'del' then redis.call('HDEL', KEYS[1], ARGV[2]) end
-local v = redis.call('HINCRBY', KEYS[1], 'ver', 1)
-return {v, redis.call('HGETALL', KEYS[1])}
+const changePersonLua = `
+local function change_person(k, op, member, appid)
+  local alias = redis.call('HGET', k, 'alias')
+  if alias then return {-1, alias} end
+  if op == 'add' then redis.call('HSET', k, member, appid) end
+  if op == 'del' then redis.call('HDEL', k, member) end
+  local v = redis.call('HINCRBY', k, 'ver', 1)
+  return {v, redis.call('HGETALL', k)}
+end
+`
+
+// setMembersLua is set_members(k, person, tag, ver, list, joined) for the
+// scripts below: it gives the user's hash k person's list of version ver,
+// unless the user is no longer of that person, or holds a newer list of
+// it, and with joined "joined" records that the user joined the person
+// whole; it answers -1 when the user is gone (erased). The list is marked
+// with the person's tag, not its whole hash, so that a person of one app
+// or two stays under 64 bytes, which Redis keeps a small hash compact for
+// (hash-max-listpack-value).
+const setMembersLua = `
+local function set_members(k, person, tag, ver, list, joined)
+  if redis.call('HEXISTS', k, 'appid') == 0 then return -1 end
+  if redis.call('HGET', k, 'person') ~= person then return 0 end
+  if joined == 'joined' then redis.call('HSET', k, 'joined', person) end
+  local m = redis.call('HGET', k, 'm')
+  if m then
+    local of, had = string.match(m, '^(%x+)@(%d+)|')
+    if of == tag and tonumber(had) >= tonumber(ver) then return 0 end
+  end
+  redis.call('HSET', k, 'm', tag .. '@' .. ver .. '|' .. list)
+  return 1
+end
+`
+
+// changePersonScript is change_person on the person's hash KEYS[1], with
+// ARGV its op, member and appid.
+var changePersonScript = redis.NewScript(changePersonLua + `
+return change_person(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 `)
 
-// setMembersScript gives a user's hash person ARGV[1]'s list of version
-// ARGV[3], unless the user is no longer of that person, or holds a newer
-// list of it, and with ARGV[5] "joined" records that the user joined the
-// person whole; it answers -1 when the user is gone (erased). The list is
-// marked with the person's tag (ARGV[2]), not its whole hash, so that a
-// person of one app or two stays under 64 bytes, which Redis keeps a
-// small hash compact for (hash-max-listpack-value).
-var setMembersScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[1], 'appid') == 0 then return -1 end
-if redis.call('HGET', KEYS[1], 'person') ~= ARGV[1] then return 0 end
-if ARGV[5] == 'joined' then redis.call('HSET', KEYS[1], 'joined', ARGV[1]) end
-local m = redis.call('HGET', KEYS[1], 'm')
-if m then
-  local of, ver = string.match(m, '^(%x+)@(%d+)|')
-  if of == ARGV[2] and tonumber(ver) >= tonumber(ARGV[3]) then return 0 end
+// setMembersScript is set_members on the user's hash KEYS[1], with ARGV
+// the rest of its arguments.
+var setMembersScript = redis.NewScript(setMembersLua + `
+return set_members(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+`)
+
+// changeAloneScript is change_person on the person's hash KEYS[1] (ARGV
+// from the fourth), and then, if the joiner (its hash KEYS[2], its member
+// ARGV[3]) is the person's only record, set_members of the list of it
+// alone, with the join, on its hash (person ARGV[1], tag ARGV[2]): it
+// answers as change_person, with set_members's answer third when it gave
+// the joiner its copy. One server only: a Cluster has the two hashes in
+// different slots.
+var changeAloneScript = redis.NewScript(changePersonLua + setMembersLua + `
+local r = change_person(KEYS[1], ARGV[4], ARGV[5], ARGV[6])
+if r[1] == -1 then return r end
+local appid, others = nil, false
+for i = 1, #r[2], 2 do
+  if string.sub(r[2][i], 1, 2) == 'u:' then
+    if r[2][i] == ARGV[3] then appid = r[2][i + 1] else others = true end
+  end
 end
-redis.call('HSET', KEYS[1], 'm', ARGV[2] .. '@' .. ARGV[3] .. '|' .. ARGV[4])
-return 1
+if appid and not others then
+  r[3] = set_members(KEYS[2], ARGV[1], ARGV[2], string.format('%d', r[1]), string.sub(ARGV[3], 3) .. ':' .. appid, 'joined')
+end
+return r
 `)
 
 // personTag is the start of a person's hash that marks a copy of its list.
 func personTag(person string) string { return person[:min(len(person), 16)] }
 
-// spreadMembers makes change to person (changePersonScript's ARGV: none,
-// or "add" or "del" and a member) and gives each of its records the
-// person's list: of concurrent changes, the version read last, which saw
-// them all, is the one that stays. The copy given to user joiner (0 for
-// none) also records that it joined the person whole.
+// spreadMembers makes change to person (change_person's op, member and
+// appid, or none) and gives each of its records the person's list: of
+// concurrent changes, the version read last, which saw them all, is the
+// one that stays. The copy given to user joiner (0 for none) also records
+// that it joined the person whole. On one server, a joiner alone in the
+// person is given its copy by the script that makes the change
+// (changeAloneScript), in the same round trip: a new user's person.
 func (s *Store) spreadMembers(ctx context.Context, person string, joiner int64, change ...string) error {
-	reply, err := changePersonScript.Run(ctx, s.rc, []string{personHashKey(person)}, change...)
+	script, keys, args := changePersonScript, []string{personHashKey(person)}, change
+	if joiner != 0 && !s.rc.Cluster() {
+		script, keys = changeAloneScript, append(keys, userKey(joiner))
+		args = append([]string{person, personTag(person), "u:" + strconv.FormatInt(joiner, 10)}, change...)
+	}
+	reply, err := script.Run(ctx, s.rc, keys, args...)
 	if err != nil {
 		return err
 	}
 	r, _ := reply.([]any)
-	if len(r) != 2 {
+	if len(r) != 2 && len(r) != 3 {
 		return fmt.Errorf("person version script answered %v", reply)
 	}
 	ver, _ := r[0].(int64)
@@ -1038,27 +1085,13 @@ func (s *Store) spreadMembers(ctx context.Context, person string, joiner int64, 
 		into, _ := r[1].(string)
 		return &aliasError{of: person, into: into}
 	}
-	members := membersIn(r[1])
-	list := formatMembers(members)
-	// The joiner's copy goes last, and records the join only once every
-	// other copy is given: the mark says the whole change is done, and a
-	// change cut short before it is made again at the next login.
-	order := slices.Clone(members)
-	if i := slices.IndexFunc(order, func(m account.Member) bool { return m.ID == joiner }); i >= 0 {
-		order = append(slices.Delete(order, i, i+1), members[i])
-	}
 	var gone []string
-	for _, m := range order {
-		joined := ""
-		if m.ID == joiner && len(gone) == 0 {
-			joined = "joined"
-		}
-		set, err := setMembersScript.Run(ctx, s.rc, []string{userKey(m.ID)}, person, personTag(person), strconv.FormatInt(ver, 10), list, joined)
-		if err != nil {
+	switch {
+	case len(r) == 3 && r[2] == int64(-1):
+		gone = []string{"u:" + strconv.FormatInt(joiner, 10)}
+	case len(r) == 2:
+		if gone, err = s.giveCopies(ctx, person, ver, membersIn(r[1]), joiner); err != nil {
 			return err
-		}
-		if set == int64(-1) {
-			gone = append(gone, "u:"+strconv.FormatInt(m.ID, 10))
 		}
 	}
 	for i, member := range gone {
@@ -1074,6 +1107,33 @@ func (s *Store) spreadMembers(ctx context.Context, person string, joiner int64, 
 		}
 	}
 	return nil
+}
+
+// giveCopies gives each of members the list of them, person's of version
+// ver, and answers those gone (erased). The joiner's copy goes last, and
+// records the join only once every other copy is given: the mark says the
+// whole change is done, and a change cut short before it is made again at
+// the next login.
+func (s *Store) giveCopies(ctx context.Context, person string, ver int64, members []account.Member, joiner int64) (gone []string, err error) {
+	list := formatMembers(members)
+	order := slices.Clone(members)
+	if i := slices.IndexFunc(order, func(m account.Member) bool { return m.ID == joiner }); i >= 0 {
+		order = append(slices.Delete(order, i, i+1), members[i])
+	}
+	for _, m := range order {
+		joined := ""
+		if m.ID == joiner && len(gone) == 0 {
+			joined = "joined"
+		}
+		set, err := setMembersScript.Run(ctx, s.rc, []string{userKey(m.ID)}, person, personTag(person), strconv.FormatInt(ver, 10), list, joined)
+		if err != nil {
+			return nil, err
+		}
+		if set == int64(-1) {
+			gone = append(gone, "u:"+strconv.FormatInt(m.ID, 10))
+		}
+	}
+	return gone, nil
 }
 
 // A claim is stored as "<Unix ms> <user id> <appid>", so that the earliest

@@ -342,6 +342,35 @@ func TestACutShortJoinIsFinishedLater(t *testing.T) {
 	}
 }
 
+// A join made once its user is erased (a login's join cut short, finished
+// after the account was deleted) is undone: the erased user is taken out
+// of the person again. On one server the joiner alone in its person is
+// given its copy by the script that changes the person; on a Cluster, one
+// copy at a time.
+func TestAJoinOfAnErasedUserIsUndone(t *testing.T) {
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			rs := openStore(t, startRedis(t, kind), time.Now)
+			ctx := t.Context()
+			u, _, err := rs.Login(ctx, "wxsolo", openIDOf("wxsolo", "bob"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			person := rs.PersonHash(u.AppID, u.OpenID, "")
+			if _, err := rs.Erase(ctx, u.ID); err != nil {
+				t.Fatal(err)
+			}
+			member := "u:" + strconv.FormatInt(u.ID, 10)
+			if err := rs.spreadMembers(ctx, person, u.ID, "add", member, u.AppID); err != nil {
+				t.Fatal(err)
+			}
+			if left, err := rs.rc.Do(ctx, "HEXISTS", personHashKey(person), member); err != nil || left != int64(0) {
+				t.Errorf("the erased user's join left it in its person (%v, %v); want it taken out", left, err)
+			}
+		})
+	}
+}
+
 // On Redis a token's last use is written at most once a minute (at a
 // 2 h idle lifetime), so its idle lifetime is exact to that minute: a use
 // 59 s after the last write does not move it, one 61 s after does.
