@@ -329,10 +329,10 @@ return #ARGV
 // cannot move for what they hold. The relays of this process go one at a
 // time.
 //
-// On one Redis server a script moves them all at once (relayScript), and
-// leaves to relayEach only the outboxes it cannot fill the person id of
-// from their users' hashes. A Cluster's script cannot: the log and each
-// outbox are in different slots.
+// On one Redis server a script moves them (relayScript), and leaves to
+// relayEach only an outbox whose person id it cannot fill in from its
+// user's hash, or that is not a list. A Cluster's script cannot: the log
+// and each outbox are in different slots.
 func (s *Store) relay(ctx context.Context, outboxes []string) (more []string, err error) {
 	s.relaying.Lock()
 	defer s.relaying.Unlock()
@@ -352,38 +352,43 @@ func (s *Store) relay(ctx context.Context, outboxes []string) (more []string, er
 	return append(more, rest...), err
 }
 
-// relayMax bounds the events one relayScript moves, so that a sweep of
+// relayMax bounds the events one relayScript reads, so that a sweep of
 // many outboxes holds Redis a few milliseconds at a time.
 const relayMax = 1000
 
 // relayScript moves the heads of outboxes into the log (KEYS[1], its seq
 // counter KEYS[2]), as relayEach does, in one script on one server. KEYS
-// from the third are pairs: an outbox, and its user's hash ("" for a
-// person's outbox). ARGV[1] is relayBatch, ARGV[2] relayMax. An event
-// pushed without its person id (personPlaceholder) is given the one the
-// user's hash's copy of its person's list gives (person_id); a
-// person.joined whose person is still the one it names as previous is
-// dropped. It answers how many events it appended, the outboxes it left
-// as they are (one that is not a list, or whose person id it cannot
-// tell) and those that hold more than it moved. An outbox is emptied of
-// what was moved by an LTRIM: in one script, no other relay takes from it
-// meanwhile.
+// from the third are pairs: an outbox, and its user's hash (the outbox
+// again for a person's outbox: no key is ""). ARGV[1] is relayBatch,
+// ARGV[2] relayMax. An event pushed without its person id
+// (personPlaceholder) is given the one the user's hash's copy of its
+// person's list gives (person_id); a person.joined whose person is still
+// the one it names as previous is dropped. It answers how many events it
+// appended, the outbox it left as it is for relayEach (one that is not a
+// list, or whose person id it cannot tell), and the outboxes that hold
+// more than it moved: those it read only in part, and those it did not
+// read, past relayMax or past the one it left, so that the outboxes reach
+// the log in the order they were noted. The outboxes are trimmed of what
+// was moved only once it is in the log: a script that fails midway, whose
+// writes so far Redis keeps, loses nothing. In one script, no other relay
+// takes from an outbox meanwhile.
 var relayScript = redis.NewScript(eventsLua + `
 local batch, most = tonumber(ARGV[1]), tonumber(ARGV[2])
 local placeholder = '"person_id":0'
-local moved, left, more = {}, {}, {}
+local moved, trims, left, more, read = {}, {}, {}, {}, 0
 for i = 3, #KEYS, 2 do
   local outbox, user = KEYS[i], KEYS[i + 1]
-  local head = #moved < most and redis.pcall('LRANGE', outbox, 0, batch - 1) or nil
+  local head = read < most and #left == 0 and redis.pcall('LRANGE', outbox, 0, batch - 1) or nil
   if not head then
     table.insert(more, outbox)
   elseif head.err then
     table.insert(left, outbox)
   else
+    read = read + #head
     local person, known = nil, true
     for _, text in ipairs(head) do
       if not person and string.find(text, placeholder, 1, true) then
-        person = user ~= '' and person_id(user) or nil
+        person = user ~= outbox and person_id(user) or nil
         if not person then known = false break end
       end
     end
@@ -399,7 +404,7 @@ for i = 3, #KEYS, 2 do
           table.insert(moved, string.sub(text, 1, at - 1) .. '"person_id":' .. person .. string.sub(text, at + #placeholder))
         end
       end
-      redis.call('LTRIM', outbox, #head, -1)
+      table.insert(trims, {outbox, #head})
       if #head == batch then table.insert(more, outbox) end
     end
   end
@@ -410,17 +415,20 @@ if #moved > 0 then
     redis.call('XADD', KEYS[1], string.format('%d-1', seq + i), 'e', text)
   end
 end
+for _, trim in ipairs(trims) do
+  redis.call('LTRIM', trim[1], trim[2], -1)
+end
 return {#moved, left, more}
 `)
 
 // relayInScript moves outboxes with relayScript, and answers how many
-// events it moved, the outboxes it left to relayEach, and those that hold
-// more than it moved.
+// events it moved, the outbox it left to relayEach, if any, and the
+// outboxes that hold more than it moved.
 func (s *Store) relayInScript(ctx context.Context, outboxes []string) (moved int64, left, more []string, err error) {
 	keys := make([]string, 0, 2+2*len(outboxes))
 	keys = append(keys, eventLogKey, eventSeqKey)
 	for _, outbox := range outboxes {
-		user := ""
+		user := outbox
 		if id, ok := userOfOutbox(outbox); ok {
 			user = userKey(id)
 		}

@@ -495,13 +495,20 @@ func TestRedisSweepsOnlyWhenAnInstanceIsGone(t *testing.T) {
 }
 
 // On one server the relay moves every outbox noted in one script, one
-// round trip however many there are. It leaves an outbox whose user's hash
-// holds no good copy of its person's list (a spread cut short) to the
-// relay a Cluster makes, which reads the person as Person does: both fill
-// in the same person id.
+// round trip however many there are, under an ACL user that may touch
+// wxlogin's keys only (docs/security.md). It leaves an outbox whose user's
+// hash holds no good copy of its person's list (a spread cut short, or a
+// copy naming the user under another app) to the relay a Cluster makes,
+// which reads the person as Person does: both fill in the same person id.
+// A script that fails midway keeps every event, and more events than one
+// script moves follow in the order they were noted.
 func TestRedisRelaysInOneScriptOnOneServer(t *testing.T) {
-	s := openEventStore(t, startRedis(t, onRedis))
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	ctx := t.Context()
+	if _, err := srv.Client(t, "", "").Do(ctx, "ACL", "SETUSER", "wxlogin", "on", ">app-pass", "~wx:*", "+@all"); err != nil {
+		t.Fatal(err)
+	}
+	s := openEventStore(t, redis.Config{Addrs: []string{srv.Addr}, User: "wxlogin", Password: "app-pass", PoolSize: 4, Timeout: 5 * time.Second})
 	alice := unionIDOf("alice")
 	var want []told
 	login := func(appID string) account.User {
@@ -517,44 +524,75 @@ func TestRedisRelaysInOneScriptOnOneServer(t *testing.T) {
 		want = append(want, told{events.UserCreated, events.Data{UserID: u.ID, AppID: appID, PersonID: person}})
 		return u
 	}
-	login("wxapp0")
+	check := func(what string) {
+		t.Helper()
+		if got := toldBy(allEvents(t, s)); !slices.Equal(got, want) {
+			t.Fatalf("%s, the log tells\n%+v\nwant\n%+v", what, got, want)
+		}
+	}
+	first := login("wxapp0")
 	if err := s.relayNoted(ctx); err != nil { // Redis learns the script
 		t.Fatal(err)
 	}
 	for i := range 5 {
 		login(fmt.Sprint("wxapp", i+1))
 	}
+	if _, _, err := s.Claim(ctx, first.ID, "gift"); err != nil { // onto the person's outbox
+		t.Fatal(err)
+	}
+	want = append(want, told{events.ClaimTaken, events.Data{UserID: first.ID, AppID: "wxapp0", PersonID: first.ID, Claim: "gift"}})
 	before := s.rc.RoundTrips()
 	if err := s.relayNoted(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if n := s.rc.RoundTrips() - before; n != 1 {
-		t.Errorf("the relay of 5 outboxes made %d round trips; want 1", n)
+		t.Errorf("the relay of 6 outboxes made %d round trips; want 1", n)
 	}
-	if got := toldBy(allEvents(t, s)); !slices.Equal(got, want) {
-		t.Fatalf("the log tells\n%+v\nwant\n%+v", got, want)
-	}
+	check("after the relay of six outboxes")
 
-	u := login("wxlast")
+	// Each join spreads the person's list to all its records: the copies
+	// are spoilt once the three have joined.
+	u := login("wxnocopy")
+	login("wxgood") // after one left to the Cluster's relay
+	v := login("wxbadcopy")
 	if _, err := s.rc.Do(ctx, "HDEL", userKey(u.ID), "m"); err != nil {
+		t.Fatal(err)
+	}
+	tag := personTag(hashField(mustDo(t, s.rc, "HGETALL", userKey(v.ID)), "person"))
+	if _, err := s.rc.Do(ctx, "HSET", userKey(v.ID), "m", tag+"@999|0:wxother,"+strconv.FormatInt(v.ID, 10)+":wxwrong"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.relayNoted(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := toldBy(allEvents(t, s)); !slices.Equal(got, want) {
-		t.Errorf("with no copy of the person's list, the log tells\n%+v\nwant\n%+v", got, want)
-	}
-	if n, err := s.rc.Do(ctx, "LLEN", userOutboxKey(u.ID)); err != nil || n != int64(0) {
-		t.Errorf("the outbox holds %v events (%v) after the relay; want none", n, err)
-	}
+	check("with outboxes of no good copy of the person's list")
 
-	// More events than one script moves (relayMax): the rest follow, in
-	// the order they were noted.
+	// The counter set behind the log (an operator's mistake): the append
+	// fails, and the outbox keeps its event until the relay can move it.
+	w := login("wxlate")
+	if _, err := s.rc.Do(ctx, "SET", eventSeqKey, "0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.relayNoted(ctx); err == nil {
+		t.Fatal("the relay with the counter behind the log succeeded")
+	}
+	if n := mustDo(t, s.rc, "LLEN", userOutboxKey(w.ID)); n != int64(1) {
+		t.Fatalf("after a relay that failed, the outbox holds %v events; want its 1 kept", n)
+	}
+	if _, err := s.rc.Do(ctx, "SET", eventSeqKey, "1000000"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.relayNoted(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("once the counter is past the log")
+
+	// More events than one script reads (relayMax), in outboxes each
+	// read whole: the rest follow, in the order they were noted.
 	var pushes [][]string
 	var pushed []string
 	for id := int64(1000); len(pushed) < relayMax+relayBatch; id++ {
-		for range relayBatch {
+		for range relayBatch - 1 {
 			e := events.New(events.PhoneBound, time.Now(), events.Data{UserID: id, AppID: "wxshop", PersonID: id})
 			pushes = append(pushes, []string{"RPUSH", userOutboxKey(id), string(e.Append(nil))})
 			pushed = append(pushed, e.ID)
@@ -564,8 +602,12 @@ func TestRedisRelaysInOneScriptOnOneServer(t *testing.T) {
 	if _, err := s.rc.Pipeline(ctx, pushes); err != nil {
 		t.Fatal(err)
 	}
+	before = s.rc.RoundTrips()
 	if err := s.relayNoted(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if n := s.rc.RoundTrips() - before; n != 2 {
+		t.Errorf("the relay of %d events made %d round trips; want 2, at most %d events a script", len(pushed), n, relayMax)
 	}
 	var moved []string
 	for _, e := range allEvents(t, s)[len(want):] {
@@ -574,6 +616,16 @@ func TestRedisRelaysInOneScriptOnOneServer(t *testing.T) {
 	if !slices.Equal(moved, pushed) {
 		t.Errorf("of %d events noted, %d reached the log, or out of order", len(pushed), len(moved))
 	}
+}
+
+// mustDo is rc's reply to a command, which must not fail.
+func mustDo(t *testing.T, rc *redis.Client, args ...string) any {
+	t.Helper()
+	reply, err := rc.Do(t.Context(), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reply
 }
 
 // A relay that fails (Redis lost) keeps what it noted, and moves it at the

@@ -690,6 +690,7 @@ func (s *Store) idOf(ctx context.Context, key string, step int64) (v any, given 
 
 // idScript answers what the openid's key (KEYS[1]) holds, {v, ""}, or
 // gives it the id wx:ids (KEYS[2]) moved on by ARGV[1] gives, {id, id}.
+// Lua's numbers hold ids exactly up to 2^53, far past any wx:ids reaches.
 var idScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v then return {v, ''} end
