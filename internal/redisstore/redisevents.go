@@ -24,10 +24,10 @@ import (
 // the outboxes' heads into the log (wx:{ev}), numbering each event there,
 // and pops what it moved. A relay cut short between the two moves the same
 // events again: the log may hold an event twice, with one id, which
-// receivers drop; it never loses one. On one Redis server, which has no
-// slots, one script moves the outboxes all at once (relayScript). The log
-// is kept whole: Redis holds it until an operator trims it (XTRIM wx:{ev}
-// MINID).
+// receivers drop; it never loses one. On one Redis server, where a script
+// may touch any slot (crossSlot), one script moves the outboxes at once
+// (relayScript). The log is kept whole: Redis holds it until an operator
+// trims it (XTRIM wx:{ev} MINID).
 //
 // An instance killed leaves the outboxes it pushed onto unrelayed. Finding
 // them takes a SCAN of the whole keyspace (RelayLeftovers), so it is done
@@ -332,11 +332,11 @@ return #ARGV
 // On one Redis server a script moves them (relayScript), and leaves to
 // relayEach only an outbox whose person id it cannot fill in from its
 // user's hash, or that is not a list. A Cluster's script cannot: the log
-// and each outbox are in different slots.
+// and each outbox are in different slots (crossSlot).
 func (s *Store) relay(ctx context.Context, outboxes []string) (more []string, err error) {
 	s.relaying.Lock()
 	defer s.relaying.Unlock()
-	if !s.rc.Cluster() {
+	if s.crossSlot {
 		var moved int64
 		if moved, outboxes, more, err = s.relayInScript(ctx, outboxes); err != nil {
 			return nil, err
@@ -360,7 +360,8 @@ const relayMax = 1000
 // counter KEYS[2]), as relayEach does, in one script on one server. KEYS
 // from the third are pairs: an outbox, and its user's hash (the outbox
 // again for a person's outbox: no key is ""). ARGV[1] is relayBatch,
-// ARGV[2] relayMax. An event pushed without its person id
+// ARGV[2] the most events to read (relayMax). An outbox named twice is
+// read once. An event pushed without its person id
 // (personPlaceholder) is given the one the user's hash's copy of its
 // person's list gives (person_id); a person.joined whose person is still
 // the one it names as previous is dropped. It answers how many events it
@@ -375,10 +376,11 @@ const relayMax = 1000
 var relayScript = redis.NewScript(eventsLua + `
 local batch, most = tonumber(ARGV[1]), tonumber(ARGV[2])
 local placeholder = '"person_id":0'
-local moved, trims, left, more, read = {}, {}, {}, {}, 0
+local moved, trims, left, more, read, seen = {}, {}, {}, {}, 0, {}
 for i = 3, #KEYS, 2 do
   local outbox, user = KEYS[i], KEYS[i + 1]
-  local head = read < most and #left == 0 and redis.pcall('LRANGE', outbox, 0, batch - 1) or nil
+  local head = not seen[outbox] and read < most and #left == 0 and redis.pcall('LRANGE', outbox, 0, batch - 1) or nil
+  seen[outbox] = true
   if not head then
     table.insert(more, outbox)
   elseif head.err then
@@ -388,7 +390,10 @@ for i = 3, #KEYS, 2 do
     local person, known = nil, true
     for _, text in ipairs(head) do
       if not person and string.find(text, placeholder, 1, true) then
-        person = user ~= outbox and person_id(user) or nil
+        if user ~= outbox then
+          local ok, id = pcall(person_id, user) -- a user's key that is no hash: left
+          if ok then person = id end
+        end
         if not person then known = false break end
       end
     end
@@ -434,7 +439,7 @@ func (s *Store) relayInScript(ctx context.Context, outboxes []string) (moved int
 		}
 		keys = append(keys, outbox, user)
 	}
-	reply, err := relayScript.Run(ctx, s.rc, keys, strconv.Itoa(relayBatch), strconv.Itoa(relayMax))
+	reply, err := relayScript.Run(ctx, s.rc, keys, strconv.Itoa(relayBatch), strconv.Itoa(s.relayMax))
 	if err != nil {
 		return 0, nil, nil, err
 	}
@@ -495,7 +500,8 @@ func (s *Store) relayEach(ctx context.Context, outboxes []string) (more []string
 			user = r[1]
 		}
 		filled, err := s.fillPerson(ctx, outboxes[i], head, user)
-		if errors.Is(err, errNoPersonID) {
+		var refused redis.Error // the user's key is not a hash
+		if errors.Is(err, errNoPersonID) || errors.As(err, &refused) {
 			s.trouble(outboxes[i], err)
 			continue
 		}
@@ -677,12 +683,16 @@ func (s *Store) RelayLeftovers(ctx context.Context) error {
 		return err
 	}
 	var outboxes []string
+	// The users' outboxes go first, so that a user's user.created is in
+	// the log before its claim, in its person's outbox.
 	for _, pattern := range []string{"wx:{u:*}:ev", "wx:{p:*}:ev"} {
 		found, err := s.rc.Scan(ctx, pattern)
 		if err != nil {
 			return unavailable(err)
 		}
-		outboxes = append(outboxes, found...)
+		// SCAN may list a key more than once: each outbox is relayed once.
+		slices.Sort(found)
+		outboxes = append(outboxes, slices.Compact(found)...)
 	}
 	for len(outboxes) > 0 {
 		n := min(len(outboxes), relayBatch)
@@ -690,7 +700,7 @@ func (s *Store) RelayLeftovers(ctx context.Context) error {
 		if err != nil {
 			return unavailable(err)
 		}
-		outboxes = append(outboxes[n:], more...)
+		outboxes = addNew(outboxes[n:], more...)
 	}
 	return nil
 }

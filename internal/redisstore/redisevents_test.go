@@ -587,6 +587,51 @@ func TestRedisRelaysInOneScriptOnOneServer(t *testing.T) {
 	}
 	check("once the counter is past the log")
 
+	// An outbox named twice is moved once.
+	var twice []string
+	for range relayBatch + 50 {
+		e := events.New(events.PhoneBound, time.Now(), events.Data{UserID: first.ID, AppID: "wxapp0", PersonID: first.ID})
+		mustDo(t, s.rc, "RPUSH", userOutboxKey(first.ID), string(e.Append(nil)))
+		twice = append(twice, e.ID)
+	}
+	for outboxes := []string{userOutboxKey(first.ID), userOutboxKey(first.ID)}; len(outboxes) > 0; {
+		var err error
+		if outboxes, err = s.relay(ctx, outboxes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var moved []string
+	for _, e := range allEvents(t, s)[len(want):] {
+		moved = append(moved, e.ID)
+	}
+	if !slices.Equal(moved, twice) {
+		t.Errorf("an outbox of %d events named twice: %d reached the log, or out of order; want each once", len(twice), len(moved))
+	}
+	for _, e := range allEvents(t, s)[len(want):] {
+		want = append(want, told{e.Type, e.Data})
+	}
+
+	// The events read count towards relayMax, those dropped too: with
+	// three outboxes of person.joined that joined no one, a script stops
+	// after the two that reach relayMax.
+	s.relayMax = 2*relayBatch - 2
+	for _, id := range []int64{want[1].Data.UserID, want[2].Data.UserID, want[3].Data.UserID} {
+		for range relayBatch - 1 {
+			around := joinedTemplate(time.Now(), &account.User{ID: id, AppID: "wxapp"})
+			mustDo(t, s.rc, "RPUSH", userOutboxKey(id), around[0]+strconv.FormatInt(first.ID, 10)+around[1])
+		}
+		s.note(userOutboxKey(id))
+	}
+	before = s.rc.RoundTrips()
+	if err := s.relayNoted(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.rc.RoundTrips() - before; n != 2 {
+		t.Errorf("the relay of three outboxes of %d events, %d at most a script, made %d round trips; want 2", relayBatch-1, s.relayMax, n)
+	}
+	check("after joins that joined no one")
+	s.relayMax = relayMax
+
 	// More events than one script reads (relayMax), in outboxes each
 	// read whole: the rest follow, in the order they were noted.
 	var pushes [][]string
@@ -609,7 +654,7 @@ func TestRedisRelaysInOneScriptOnOneServer(t *testing.T) {
 	if n := s.rc.RoundTrips() - before; n != 2 {
 		t.Errorf("the relay of %d events made %d round trips; want 2, at most %d events a script", len(pushed), n, relayMax)
 	}
-	var moved []string
+	moved = nil
 	for _, e := range allEvents(t, s)[len(want):] {
 		moved = append(moved, e.ID)
 	}
@@ -649,49 +694,61 @@ func TestRedisRelayTriesAgainWhatFailed(t *testing.T) {
 	}
 }
 
-// An outbox the relay cannot move for what it holds (not a list, or an
-// event with no person id outside a user's outbox) is left as it is and
-// set aside, and the others go on, in the relay and in the sweep.
+// An outbox the relay cannot move for what it holds (not a list, an event
+// with no person id outside a user's outbox, or one whose user's key is
+// not a hash) is left as it is and set aside, and the others go on, in
+// the relay and in the sweep.
 func TestRedisRelayGoesOnPastAnOutboxItCannotMove(t *testing.T) {
-	s := openEventStore(t, startRedis(t, onRedis))
-	ctx := t.Context()
-	notList, noPerson := userOutboxKey(5), personOutboxKey("bad")
-	if _, err := s.rc.Do(ctx, "SET", notList, "x"); err != nil {
-		t.Fatal(err)
-	}
-	placeholder := events.New(events.ClaimTaken, time.Now(), events.Data{UserID: 6, AppID: "wxshop", Claim: "gift"})
-	if _, err := s.rc.Do(ctx, "RPUSH", noPerson, string(placeholder.Append(nil))); err != nil {
-		t.Fatal(err)
-	}
-	u, _, err := s.Login(ctx, "wxshop", openIDOf("wxshop", "alice"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.note(notList)
-	s.note(noPerson)
-	if err := s.relayNoted(ctx); err != nil {
-		t.Fatalf("the relay failed for two outboxes it cannot move: %v", err)
-	}
-	if got := allEvents(t, s); len(got) != 1 || got[0].Data.UserID != u.ID {
-		t.Errorf("the log holds %+v; want alice's user.created, moved past the two", got)
-	}
-	if !slices.Contains(s.troubled, notList) || !slices.Contains(s.troubled, noPerson) {
-		t.Errorf("set aside: %v; want %s and %s, to try again at the next beat", s.troubled, notList, noPerson)
-	}
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			s := openEventStore(t, startRedis(t, kind))
+			ctx := t.Context()
+			notList, noPerson, notHash := userOutboxKey(5), personOutboxKey("bad"), userOutboxKey(7)
+			placeholder := events.New(events.ClaimTaken, time.Now(), events.Data{UserID: 6, AppID: "wxshop", Claim: "gift"})
+			created := events.New(events.UserCreated, time.Now(), events.Data{UserID: 7, AppID: "wxshop"})
+			for _, cmd := range [][]string{
+				{"SET", notList, "x"},
+				{"RPUSH", noPerson, string(placeholder.Append(nil))},
+				{"SET", userKey(7), "x"}, {"RPUSH", notHash, string(created.Append(nil))},
+			} {
+				mustDo(t, s.rc, cmd...)
+			}
+			u, _, err := s.Login(ctx, "wxshop", openIDOf("wxshop", "alice"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, outbox := range []string{notList, noPerson, notHash} {
+				s.note(outbox)
+			}
+			if err := s.relayNoted(ctx); err != nil {
+				t.Fatalf("the relay failed for outboxes it cannot move: %v", err)
+			}
+			if got := allEvents(t, s); len(got) != 1 || got[0].Data.UserID != u.ID {
+				t.Errorf("the log holds %+v; want alice's user.created, moved past the three", got)
+			}
+			for _, outbox := range []string{notList, noPerson, notHash} {
+				if !slices.Contains(s.troubled, outbox) {
+					t.Errorf("set aside: %v; want %s among them, to try again at the next beat", s.troubled, outbox)
+				}
+			}
 
-	v, _, err := s.Login(ctx, "wxshop", openIDOf("wxshop", "bob"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.noted = nil // left to the sweep, as a killed instance leaves it
-	if err := s.RelayLeftovers(ctx); err != nil {
-		t.Fatalf("the sweep failed for two outboxes it cannot move: %v", err)
-	}
-	if got := allEvents(t, s); len(got) != 2 || got[1].Data.UserID != v.ID {
-		t.Errorf("after the sweep the log holds %+v; want bob's user.created too", got)
-	}
-	if n, err := s.rc.Do(ctx, "LLEN", noPerson); err != nil || n != int64(1) {
-		t.Errorf("the outbox with no person id holds %v (%v); want its event left as it is", n, err)
+			v, _, err := s.Login(ctx, "wxshop", openIDOf("wxshop", "bob"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.noted = nil // left to the sweep, as a killed instance leaves it
+			if err := s.RelayLeftovers(ctx); err != nil {
+				t.Fatalf("the sweep failed for outboxes it cannot move: %v", err)
+			}
+			if got := allEvents(t, s); len(got) != 2 || got[1].Data.UserID != v.ID {
+				t.Errorf("after the sweep the log holds %+v; want bob's user.created too", got)
+			}
+			for _, outbox := range []string{noPerson, notHash} {
+				if n := mustDo(t, s.rc, "LLEN", outbox); n != int64(1) {
+					t.Errorf("%s holds %v events; want its event left as it is", outbox, n)
+				}
+			}
+		})
 	}
 }
 

@@ -9,7 +9,9 @@
 // fails with ErrUnavailable, which the handlers answer with 503.
 //
 // Each call touches one hash slot, so that it is one atomic command or
-// script on one server, in a cluster as on a single Redis:
+// script on one server, in a cluster as on a single Redis; where a script
+// may touch several slots (crossSlot: a single Redis), a new user's id,
+// its person's join and the relay of events take one script each:
 //
 //	wx:meta                     STRING  {"mode":…,"appids":[…]}: what the file store's headers say
 //	wx:person-key               STRING  the key of the persons' keyed hashes (account.PersonHash), hex
@@ -113,6 +115,12 @@ type Store struct {
 	relayID             string
 	beat, lease         time.Duration
 	sweepOwed, sweeping atomic.Bool
+	// relayMax is the most events one relay script reads (relayMax).
+	relayMax int
+	// crossSlot says one script may touch keys of different hash slots
+	// (crossSlot): a new user's id, its person's join and the relay then
+	// take one script each.
+	crossSlot bool
 }
 
 // Options is what a Store is opened with.
@@ -252,10 +260,11 @@ func unavailable(err error) error {
 func Open(ctx context.Context, rc *redis.Client, o Options) (*Store, error) {
 	s := &Store{rc: rc, now: o.Now, ttl: o.TokenTTL, maxAge: o.TokenMaxAge, keepPrevious: o.PreviousKeyWindow, log: o.Log,
 		events: o.Events, recorded: make(chan struct{}, 1), wake: make(chan struct{}, 1),
-		relayID: randomText(8, hex.EncodeToString), beat: relayBeat, lease: relayLease}
+		relayID: randomText(8, hex.EncodeToString), beat: relayBeat, lease: relayLease, relayMax: relayMax}
 	if err := s.open(ctx, o.Durability, o.Meta); err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
+	s.crossSlot = crossSlot(ctx, rc)
 	if s.events {
 		// The lease is taken before any event is pushed, so that another
 		// instance sweeps if this one is killed; the events of an instance
@@ -265,6 +274,19 @@ func Open(ctx context.Context, rc *redis.Client, o Options) (*Store, error) {
 		s.sweep(ctx)
 	}
 	return s, nil
+}
+
+// crossSlot reports whether one script on rc may touch keys of different
+// hash slots: on one Redis server it may, but not on a Cluster, nor
+// behind a proxy that spreads one over several (as some clouds' Redis
+// clusters are served), which refuses such a script. A script that
+// touches no key asks, with two keys of different slots.
+func crossSlot(ctx context.Context, rc *redis.Client) bool {
+	if rc.Cluster() {
+		return false
+	}
+	_, err := rc.Do(ctx, "EVAL", "return 1", "2", "wx:{slot:a}", "wx:{slot:b}")
+	return err == nil
 }
 
 func (s *Store) open(ctx context.Context, durability string, meta account.Meta) error {
@@ -657,11 +679,11 @@ func (s *Store) userID(ctx context.Context, appID, openID string, step int64) (i
 // idOf is what the openid's key holds, after giving it the next id of
 // wx:ids if it held none, and the id given ("" for none). On one server it
 // is one script (idScript). A Cluster's script cannot touch the openid's
-// key and wx:ids both, in different slots: there it is a GET and, for a
-// new user, an INCRBY and a SET NX, the first login to set the key
-// deciding it for every instance.
+// key and wx:ids both, in different slots (crossSlot): there it is a GET
+// and, for a new user, an INCRBY and a SET NX, the first login to set the
+// key deciding it for every instance.
 func (s *Store) idOf(ctx context.Context, key string, step int64) (v any, given string, err error) {
-	if !s.rc.Cluster() {
+	if s.crossSlot {
 		reply, err := idScript.Run(ctx, s.rc, []string{key, idsKey}, strconv.FormatInt(step, 10))
 		if err != nil {
 			return nil, "", err
@@ -1041,7 +1063,7 @@ return set_members(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 // alone, with the join, on its hash (person ARGV[1], tag ARGV[2]): it
 // answers as change_person, with set_members's answer third when it gave
 // the joiner its copy. One server only: a Cluster has the two hashes in
-// different slots.
+// different slots (crossSlot).
 var changeAloneScript = redis.NewScript(changePersonLua + setMembersLua + `
 local r = change_person(KEYS[1], ARGV[4], ARGV[5], ARGV[6])
 if r[1] == -1 then return r end
@@ -1064,12 +1086,12 @@ func personTag(person string) string { return person[:min(len(person), 16)] }
 // appid, or none) and gives each of its records the person's list: of
 // concurrent changes, the version read last, which saw them all, is the
 // one that stays. The copy given to user joiner (0 for none) also records
-// that it joined the person whole. On one server, a joiner alone in the
-// person is given its copy by the script that makes the change
-// (changeAloneScript), in the same round trip: a new user's person.
+// that it joined the person whole. On one server (crossSlot), a joiner
+// alone in the person is given its copy by the script that makes the
+// change (changeAloneScript), in the same round trip: a new user's person.
 func (s *Store) spreadMembers(ctx context.Context, person string, joiner int64, change ...string) error {
 	script, keys, args := changePersonScript, []string{personHashKey(person)}, change
-	if joiner != 0 && !s.rc.Cluster() {
+	if joiner != 0 && s.crossSlot {
 		script, keys = changeAloneScript, append(keys, userKey(joiner))
 		args = append([]string{person, personTag(person), "u:" + strconv.FormatInt(joiner, 10)}, change...)
 	}

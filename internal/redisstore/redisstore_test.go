@@ -342,7 +342,8 @@ func TestACutShortJoinIsFinishedLater(t *testing.T) {
 	}
 }
 
-// A join made once its user is erased (a login's join cut short, finished
+// A new user's login gives its hash the copy of its person's list, and a
+// join made once its user is erased (a login's join cut short, finished
 // after the account was deleted) is undone: the erased user is taken out
 // of the person again. On one server the joiner alone in its person is
 // given its copy by the script that changes the person; on a Cluster, one
@@ -357,10 +358,19 @@ func TestAJoinOfAnErasedUserIsUndone(t *testing.T) {
 				t.Fatal(err)
 			}
 			person := rs.PersonHash(u.AppID, u.OpenID, "")
+			member := "u:" + strconv.FormatInt(u.ID, 10)
+			// The copy of the person's list a new user's login gave it, and
+			// its join, alike both ways.
+			hash, err := rs.rc.Do(ctx, "HGETALL", userKey(u.ID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m, want := hashField(hash, "m"), personTag(person)+"@1|"+strconv.FormatInt(u.ID, 10)+":wxsolo"; m != want || hashField(hash, "joined") != person {
+				t.Errorf("a new user's hash holds m %q and joined %q; want %q and its person", m, hashField(hash, "joined"), want)
+			}
 			if _, err := rs.Erase(ctx, u.ID); err != nil {
 				t.Fatal(err)
 			}
-			member := "u:" + strconv.FormatInt(u.ID, 10)
 			if err := rs.spreadMembers(ctx, person, u.ID, "add", member, u.AppID); err != nil {
 				t.Fatal(err)
 			}
@@ -655,11 +665,23 @@ func TestRedisIDsHealWhenTheCounterFallsBehind(t *testing.T) {
 
 // Concurrent first logins of one user, on two stores, give it one id and
 // create its record once: on one server the id is asked for and given in
-// one script; on a Cluster the first login to set the openid's key decides.
+// one script; on a Cluster, or where a script may not touch two slots (a
+// proxy in front of a cluster), the first login to set the openid's key
+// decides.
 func TestRedisConcurrentFirstLoginsGiveOneID(t *testing.T) {
-	for _, kind := range []redisKind{onRedis, onRedisCluster} {
-		t.Run(string(kind), func(t *testing.T) {
-			stores, _ := openRedisStoresOn(t, kind, 2)
+	for _, tt := range []struct {
+		name    string
+		kind    redisKind
+		perSlot bool // as behind a proxy that refuses scripts of two slots
+	}{{"redis", onRedis, false}, {"redis-cluster", onRedisCluster, false}, {"redis-per-slot", onRedis, true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			stores, _ := openRedisStoresOn(t, tt.kind, 2)
+			for _, s := range stores {
+				if s.crossSlot != (tt.kind == onRedis) {
+					t.Fatalf("on %s, a script may touch two slots: %v", tt.kind, s.crossSlot)
+				}
+				s.crossSlot = s.crossSlot && !tt.perSlot
+			}
 			const logins = 16
 			ids := make(chan int64, logins)
 			var created atomic.Int64
