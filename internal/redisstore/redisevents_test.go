@@ -3,9 +3,14 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +18,7 @@ import (
 	"wxlogin/internal/events"
 	"wxlogin/internal/redis"
 	"wxlogin/internal/testkit"
+	"wxlogin/internal/webhook"
 )
 
 // openEventStore is openStore with events recorded (Options.Events).
@@ -923,4 +929,92 @@ func redisCPU(b *testing.B, rc *redis.Client) time.Duration {
 		}
 	}
 	return time.Duration(seconds * float64(time.Second))
+}
+
+// BenchmarkRedisNewUserEvents is what events cost a new user's login on
+// one Redis server: an op is one new user's login with its token
+// (LoginWithToken), from 32 goroutines at once as from 32 connections,
+// with events off, with events and the relay running ("relay"), and with
+// a webhook.Sender posting them too ("webhook", to a receiver in this
+// process that answers 204); redis-µs/login is Redis's CPU per login, and
+// wxlogin-µs/login this process's (the receiver's included), counted
+// until every event is in the log and, with the webhook, delivered. Each
+// runs with appendfsync always, as -redis-durability=fsync needs, and
+// with appendfsync no, so that what the fsyncs cost shows apart.
+func BenchmarkRedisNewUserEvents(b *testing.B) {
+	for _, fsync := range []string{"always", "no"} {
+		for _, way := range []string{"off", "relay", "webhook"} {
+			b.Run("fsync="+fsync+"/"+way, func(b *testing.B) {
+				benchmarkNewUserEvents(b, fsync, way)
+			})
+		}
+	}
+}
+
+func benchmarkNewUserEvents(b *testing.B, fsync, way string) {
+	srv := testkit.StartRedis(b, "--appendonly", "yes", "--appendfsync", fsync)
+	rc := redis.NewClient(redis.Config{Addrs: []string{srv.Addr}, PoolSize: 16, Timeout: 5 * time.Second})
+	b.Cleanup(rc.Close)
+	durability := Fsync
+	if fsync != "always" {
+		durability = Unchecked
+	}
+	s, err := Open(b.Context(), rc, Options{Durability: durability, Meta: account.Meta{Mode: account.ModeReal},
+		TokenTTL: 2 * time.Hour, TokenMaxAge: 720 * time.Hour, PreviousKeyWindow: 2 * time.Minute, Now: time.Now, Log: discardLogger(),
+		Events: way != "off"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(b.Context())
+	var running sync.WaitGroup
+	defer running.Wait()
+	defer stop()
+	if way != "off" {
+		running.Go(func() { s.RunRelay(ctx) })
+	}
+	if way == "webhook" {
+		receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusNoContent)
+		}))
+		b.Cleanup(receiver.Close)
+		sender := &webhook.Sender{URL: receiver.URL, Secret: webhook.NewSecret(), Timeout: 10 * time.Second, Log: discardLogger(),
+			Poll: time.Second, MaxBackoff: 30 * time.Second, Linger: 50 * time.Millisecond, Batch: 100}
+		running.Go(func() { sender.Run(ctx, s) })
+	}
+	var next atomic.Int64
+	b.SetParallelism(16)
+	before, ownBefore := redisCPU(b, rc), ownCPU()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			name := "user" + strconv.FormatInt(next.Add(1), 10)
+			if _, created, _, err := s.LoginWithToken(ctx, "wxshop", openIDOf("wxshop", name), "", "a-session-key"); err != nil || !created {
+				b.Errorf("a new user's login: created %v, %v", created, err)
+				return
+			}
+		}
+	})
+	n := next.Load()
+	testkit.WaitFor(b, "every event in the log, and delivered", func() bool {
+		if way == "off" {
+			return true
+		}
+		seq, err := rc.Do(ctx, "GET", eventSeqKey)
+		if err != nil {
+			b.Fatal(err)
+		}
+		text, _ := seq.(string)
+		if text != strconv.FormatInt(n, 10) {
+			return false
+		}
+		if way == "relay" {
+			return true
+		}
+		delivered, err := s.Delivered(ctx)
+		return err == nil && delivered == n
+	})
+	b.StopTimer()
+	b.ReportMetric(float64((redisCPU(b, rc)-before).Microseconds())/float64(n), "redis-µs/login")
+	b.ReportMetric(float64((ownCPU()-ownBefore).Microseconds())/float64(n), "wxlogin-µs/login")
 }
