@@ -192,7 +192,7 @@ func (s *Store) Import(ctx context.Context, c Contents) error {
 		}
 		person := personOf[id]
 		hset := []string{"HSET", userKey(id), "id", strconv.FormatInt(id, 10), "appid", u.AppID, "openid", u.OpenID,
-			"person", person, "linked", u.UnionID, "v", "1", "created_at", formatTime(u.CreatedAt), "updated_at", formatTime(u.UpdatedAt),
+			"person", person, "joined", person, "linked", u.UnionID, "v", "1", "created_at", formatTime(u.CreatedAt), "updated_at", formatTime(u.UpdatedAt),
 			"last_login_at", formatTime(u.LastLoginAt)}
 		fields := fieldsOf(u)
 		for j := 0; j < len(fields); j += 2 {

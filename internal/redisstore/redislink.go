@@ -154,6 +154,18 @@ func (s *Store) mergePerson(ctx context.Context, from, into string) error {
 		return err
 	}
 	for _, m := range membersIn(fields) { // none in an alias
+		// A member whose own join to from was cut short (it joined another
+		// person whole last) finishes it first: that person's claims come
+		// along to from, and so to into.
+		joined, err := s.rc.Do(ctx, "HMGET", userKey(m.ID), "person", "joined")
+		if err != nil {
+			return err
+		}
+		if f, _ := joined.([]any); len(f) == 2 && f[0] == from && f[1] != nil && f[1] != from {
+			if err := s.joinPersonFollowing(ctx, account.User{ID: m.ID, AppID: m.AppID}, f[1].(string), from); err != nil {
+				return err
+			}
+		}
 		moved, err := movePersonScript.Run(ctx, s.rc, []string{userKey(m.ID)}, from, into)
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"strconv"
 	"testing"
 	"time"
 	"wxlogin/internal/account"
@@ -70,5 +71,154 @@ func TestALinkCutShortIsFinishedAndNoClaimIsLost(t *testing.T) {
 	claims, err := rs.ClaimsOf(ctx, alice.ID)
 	if err != nil || len(claims) != 2 {
 		t.Errorf("alice's claims = %v, %v; want the two gifts", claims, err)
+	}
+}
+
+// A user moved from a data directory (Import) who learns a unionid in
+// Redis, at a login or from verified user info, joins its unionid's
+// person with the claims of the person it had: a gift it took before the
+// move stays taken. So does one imported by a wxlogin whose Import wrote
+// no "joined" on the user's hash: the script that moves it records the
+// person it leaves (leaveLua).
+func TestAnImportedUserKeepsItsClaimsWhenItLearnsAUnionID(t *testing.T) {
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			rs := openStore(t, startRedis(t, kind), time.Now)
+			ctx := t.Context()
+			at := time.Now().UTC().Truncate(time.Second).Add(-time.Hour)
+			type move struct {
+				name    string
+				learn   string // "login" or "update"
+				earlier bool   // imported by a wxlogin whose Import wrote no "joined"
+			}
+			moves := []move{{"alice", "login", false}, {"bob", "update", false}, {"carol", "login", true}, {"dave", "update", true}}
+			var c Contents
+			for i, m := range moves {
+				id := int64(i + 1)
+				c.Users = append(c.Users, account.User{ID: id, AppID: "wxshop", OpenID: openIDOf("wxshop", m.name), CreatedAt: at, UpdatedAt: at, LastLoginAt: at})
+				c.Claims = append(c.Claims, account.Claim{Name: "welcome-gift", AppID: "wxshop", UserID: id, ClaimedAt: at})
+				c.LastID = id
+			}
+			if err := rs.Import(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			for i, m := range moves {
+				id := int64(i + 1)
+				if m.earlier {
+					mustDo(t, rs.rc, "HDEL", userKey(id), "joined")
+				}
+				switch m.learn {
+				case "login":
+					if u, _, err := rs.Login(ctx, "wxshop", openIDOf("wxshop", m.name), unionIDOf(m.name)); err != nil || u.ID != id {
+						t.Fatalf("%s's login = user %d, %v; want %d", m.name, u.ID, err, id)
+					}
+				case "update":
+					if _, err := rs.Update(ctx, id, func(u *account.User) { u.UnionID = unionIDOf(m.name) }); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if _, taken, err := rs.Claim(ctx, id, "welcome-gift"); err != nil || !taken {
+					t.Errorf("%+v: once its unionid is learned, the gift taken before the move is taken %v (%v); want taken", m, taken, err)
+				}
+				if left, err := rs.rc.Do(ctx, "HEXISTS", personHashKey(rs.PersonHash("wxshop", openIDOf("wxshop", m.name), "")), "u:"+strconv.FormatInt(id, 10)); err != nil || left != int64(0) {
+					t.Errorf("%+v: the user is still a record of the person it left (%v, %v)", m, left, err)
+				}
+			}
+		})
+	}
+}
+
+// A claim made between a cut-short join and the user's next login (the
+// login that learned a unionid killed right after its script) finishes
+// the join first: a gift the user's person took before is taken.
+func TestAClaimFinishesACutShortJoinFirst(t *testing.T) {
+	rs := openStore(t, startRedis(t, onRedis), time.Now)
+	ctx := t.Context()
+	zed, _, err := rs.Login(ctx, "wxgame", openIDOf("wxgame", "zed"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := rs.Claim(ctx, zed.ID, "welcome-gift"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := loginScript.Run(ctx, rs.rc, []string{userKey(zed.ID)}, strconv.FormatInt(zed.ID, 10), "wxgame", openIDOf("wxgame", "zed"), "u-new",
+		formatTime(now), rs.PersonHash("", "", "u-new"), "0", formatTime(now.Add(-time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if _, taken, err := rs.Claim(ctx, zed.ID, "welcome-gift"); err != nil || !taken {
+		t.Errorf("zed's gift, claimed again before his next login = taken %v, %v; want taken", taken, err)
+	}
+}
+
+// A merge of persons (a unionid that changed) finishes the join of a
+// member of the person merged whose own join to it was cut short: the
+// claims of the person that member left come along too.
+func TestAMergeFinishesAMembersCutShortJoin(t *testing.T) {
+	rs := openStore(t, startRedis(t, onRedis), time.Now)
+	ctx := t.Context()
+	login := func(appID, name, unionID string) account.User {
+		t.Helper()
+		u, _, err := rs.Login(ctx, appID, openIDOf(appID, name), unionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	zed := login("wxgame", "zed", "")
+	left := rs.PersonHash("wxgame", openIDOf("wxgame", "zed"), "")
+	if _, _, err := rs.Claim(ctx, zed.ID, "welcome-gift"); err != nil {
+		t.Fatal(err)
+	}
+	login("wxgame", "zed", "u-new")
+	// zed's join to u-new's person cut short after it added him: his hash
+	// says he joined the person he left, which still lists him, and his
+	// claims are not in his person.
+	joinedNew := rs.PersonHash("", "", "u-new")
+	mustDo(t, rs.rc, "HSET", userKey(zed.ID), "joined", left)
+	mustDo(t, rs.rc, "HSET", personHashKey(left), "u:"+strconv.FormatInt(zed.ID, 10), "wxgame")
+	mustDo(t, rs.rc, "HDEL", personHashKey(joinedNew), "c:welcome-gift")
+
+	alice := login("wxshop", "alice", "u-old")
+	login("wxshop", "alice", "u-new") // u-new's person merged into alice's
+	_, person, _, _ := rs.record(ctx, zed.ID)
+	if _, alicePerson, _, _ := rs.record(ctx, alice.ID); person != alicePerson {
+		t.Fatalf("after the merge zed is of person %s, alice of %s; want one", person, alicePerson)
+	}
+	if _, taken, err := rs.Claim(ctx, zed.ID, "welcome-gift"); err != nil || !taken {
+		t.Errorf("zed's gift after the merge = taken %v, %v; want taken (he took it in the person he left)", taken, err)
+	}
+	if still, _ := rs.rc.Do(ctx, "HEXISTS", personHashKey(left), "u:"+strconv.FormatInt(zed.ID, 10)); still != int64(0) {
+		t.Error("after the merge zed is still a record of the person he left")
+	}
+}
+
+// An erasure of a user whose hash names a person that became an alias
+// since (the user's first join cut short, then a unionid's change merged
+// that person away) erases the user and says so: nothing is left to take
+// the user out of.
+func TestAnErasureOfAUserWhosePersonBecameAnAlias(t *testing.T) {
+	rs := openStore(t, startRedis(t, onRedis), time.Now)
+	ctx := t.Context()
+	zed, _, err := rs.Login(ctx, "wxgame", openIDOf("wxgame", "zed"), "u-new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	person := rs.PersonHash("", "", "u-new")
+	mustDo(t, rs.rc, "HDEL", personHashKey(person), "u:"+strconv.FormatInt(zed.ID, 10)) // his first join cut short
+	mustDo(t, rs.rc, "HDEL", userKey(zed.ID), "joined", "m")
+	for _, u := range []string{"u-old", "u-new"} {
+		if _, _, err := rs.Login(ctx, "wxshop", openIDOf("wxshop", "alice"), u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if alias, _ := rs.rc.Do(ctx, "HGET", personHashKey(person), "alias"); alias == nil {
+		t.Fatal("u-new's person is no alias: the test shows nothing")
+	}
+	if _, err := rs.Erase(ctx, zed.ID); err != nil {
+		t.Errorf("erase of zed = %v; want him erased, and no error", err)
+	}
+	if _, ok, err := rs.Get(ctx, zed.ID); ok || err != nil {
+		t.Errorf("after the erasure zed's record is there: %v, %v", ok, err)
 	}
 }

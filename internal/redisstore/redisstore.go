@@ -507,6 +507,7 @@ local function login(k, outbox)
         table.insert(previous, old)
         redis.call('HSET', k, 'unionid', ARGV[4], 'previous_unionids', table.concat(previous, ' '), 'updated_at', ARGV[5])
       else
+        leave(k, ARGV[6])
         redis.call('HSET', k, 'unionid', ARGV[4], 'updated_at', ARGV[5], 'person', ARGV[6])
       end
       redis.call('HINCRBY', k, 'v', 1)
@@ -518,10 +519,25 @@ local function login(k, outbox)
 end
 `
 
+// leaveLua is leave(k, person) for the scripts that move user k to
+// person: a user's hash that records no join ("joined") is given the
+// person it leaves as the one it joined, so that its join to person brings
+// that person's claims along and takes the user out of it (joinPerson),
+// as for any user who moves. Such a hash is one imported before Import
+// wrote "joined", or a new user's whose first join was cut short: without
+// it, the claims of the person it leaves would stay behind, and a gift
+// taken there could be taken again.
+const leaveLua = `
+local function leave(k, person)
+  local f = redis.call('HMGET', k, 'person', 'joined')
+  if f[1] and not f[2] and f[1] ~= person then redis.call('HSET', k, 'joined', f[1]) end
+end
+`
+
 // loginScript is a login (loginLua) on the user's hash KEYS[1], with
 // events onto its outbox KEYS[2]: it answers {-1}, {-2} or {-3} as login
 // does, else {created, the record's fields, how many events it pushed}.
-var loginScript = redis.NewScript(eventsLua + loginLua + `
+var loginScript = redis.NewScript(eventsLua + leaveLua + loginLua + `
 local created, pushed = login(KEYS[1], KEYS[2])
 if created < 0 then return {created} end
 return {created, redis.call('HGETALL', KEYS[1]), pushed}
@@ -533,7 +549,7 @@ return {created, redis.call('HGETALL', KEYS[1]), pushed}
 // token's key and, with events, its outbox; ARGV are loginLua's, 11 of
 // them, then issueLua's from the 12th. It answers as loginScript, having
 // issued the token unless it answers {-1}, {-2} or {-3}.
-var loginIssueScript = redis.NewScript(eventsLua + loginLua + issueLua + `
+var loginIssueScript = redis.NewScript(eventsLua + leaveLua + loginLua + issueLua + `
 local created, pushed = login(KEYS[1], KEYS[5])
 if created < 0 then return {created} end
 issue(KEYS[1], KEYS[4], KEYS[3], KEYS[2], 12)
@@ -842,7 +858,7 @@ func (s *Store) userHash(ctx context.Context, id int64) (account.User, any, bool
 // it pushes there, with the change, a phone.bound (ARGV[3]) and a
 // person.joined (ARGV[4], ARGV[5] around the person id the user had) when
 // given, and answers third how many it pushed (redisevents.go).
-var updateScript = redis.NewScript(eventsLua + `
+var updateScript = redis.NewScript(eventsLua + leaveLua + `
 local k = KEYS[1]
 if redis.call('HEXISTS', k, 'appid') == 0 then return {-1} end
 if redis.call('HGET', k, 'v') ~= ARGV[1] then return {0} end
@@ -855,6 +871,7 @@ if KEYS[2] then
   if ARGV[3] ~= '' then pushed = redis.call('RPUSH', KEYS[2], ARGV[3]) end
 end
 for i = first, #ARGV, 2 do
+  if ARGV[i] == 'person' and ARGV[i+1] ~= '' then leave(k, ARGV[i+1]) end
   if ARGV[i+1] == '' then redis.call('HDEL', k, ARGV[i]) else redis.call('HSET', k, ARGV[i], ARGV[i+1]) end
 end
 redis.call('HSET', k, 'updated_at', ARGV[2])
@@ -1179,20 +1196,24 @@ func parseClaim(name, v string) (account.Claim, error) {
 
 // Claim claims name for user id's person: HSETNX on the person's hash,
 // which one of any number of concurrent claims, from any instance and any
-// of the person's apps, wins.
+// of the person's apps, wins. A user whose join to its person was cut
+// short (the login or update that moved it did not finish) is joined
+// first, as its next login would: the claims of the person it left are
+// then in its person's, and a gift taken there is not taken again.
 func (s *Store) Claim(ctx context.Context, id int64, name string) (account.Claim, bool, error) {
 	if err := s.writable(); err != nil {
 		return account.Claim{}, false, err
 	}
-	reply, err := s.rc.Do(ctx, "HMGET", userKey(id), "appid", "person")
+	appID, person, joined, err := s.claimant(ctx, id)
+	if err == nil && joined != person {
+		if err = s.joinPersonFollowing(ctx, account.User{ID: id, AppID: appID}, joined, person); err != nil {
+			return account.Claim{}, false, unavailable(err)
+		}
+		appID, person, _, err = s.claimant(ctx, id)
+	}
 	if err != nil {
-		return account.Claim{}, false, unavailable(err)
+		return account.Claim{}, false, err
 	}
-	fields, _ := reply.([]any)
-	if len(fields) != 2 || fields[0] == nil || fields[1] == nil {
-		return account.Claim{}, false, fmt.Errorf("claim: %w %d", account.ErrNoUser, id)
-	}
-	appID, person := fields[0].(string), fields[1].(string)
 	c := account.Claim{Name: name, AppID: appID, UserID: id, ClaimedAt: s.stamp(time.Millisecond)}
 	var event []string // claim.taken, around its person id, with the claimant's id
 	if s.events {
@@ -1236,6 +1257,21 @@ func (s *Store) Claim(ctx context.Context, id int64, name string) (account.Claim
 		return earlier, true, nil
 	}
 	return account.Claim{}, false, unavailable(fmt.Errorf("claim: more than %d aliases from person %s", maxAliasHops, person))
+}
+
+// claimant is user id's appid, its person, and the person it last joined
+// whole ("" for none).
+func (s *Store) claimant(ctx context.Context, id int64) (appID, person, joined string, err error) {
+	reply, err := s.rc.Do(ctx, "HMGET", userKey(id), "appid", "person", "joined")
+	if err != nil {
+		return "", "", "", unavailable(err)
+	}
+	fields, _ := reply.([]any)
+	if len(fields) != 3 || fields[0] == nil || fields[1] == nil {
+		return "", "", "", fmt.Errorf("claim: %w %d", account.ErrNoUser, id)
+	}
+	joined, _ = fields[2].(string)
+	return fields[0].(string), fields[1].(string), joined, nil
 }
 
 // claimScript claims ARGV[1] for a person with ARGV[2], unless it has a
@@ -1365,7 +1401,11 @@ func (s *Store) Erase(ctx context.Context, id int64) (account.Erasure, error) {
 	if err := s.forgetOpenID(ctx, u.AppID, u.OpenID, id); err != nil {
 		return account.Erasure{}, unavailable(err)
 	}
-	if err := s.spreadMembers(ctx, person, 0, "del", "u:"+strconv.FormatInt(id, 10)); err != nil {
+	// A person that became an alias of another since holds no records: a
+	// user whose hash still names it never joined it (its first join cut
+	// short), and has nothing to be taken out of.
+	var merged *aliasError
+	if err := s.spreadMembers(ctx, person, 0, "del", "u:"+strconv.FormatInt(id, 10)); err != nil && !errors.As(err, &merged) {
 		return account.Erasure{}, unavailable(err)
 	}
 	return result, nil
