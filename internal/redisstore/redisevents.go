@@ -160,9 +160,9 @@ func (s *Store) updateEvents(old, u *account.User) []string {
 // outboxes noted are moved in the order they were first noted, so that
 // changes of several users reach the log in the order they were made, as
 // much as one relay's batch can tell.
-func (s *Store) note(outbox string) {
+func (s *Store) note(outboxes ...string) {
 	s.relayMu.Lock()
-	s.noted = addNew(s.noted, outbox)
+	s.noted = addNew(s.noted, outboxes...)
 	s.relayMu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -349,7 +349,7 @@ func (s *Store) relay(ctx context.Context, outboxes []string) (more []string, er
 		}
 	}
 	rest, err := s.relayEach(ctx, outboxes)
-	return append(more, rest...), err
+	return append(rest, more...), err // the one left came before those the script did not read
 }
 
 // relayMax bounds the events one relayScript reads, so that a sweep of
@@ -361,25 +361,26 @@ const relayMax = 1000
 // from the third are pairs: an outbox, and its user's hash (the outbox
 // again for a person's outbox: no key is ""). ARGV[1] is relayBatch,
 // ARGV[2] the most events to read (relayMax). An outbox named twice is
-// read once. An event pushed without its person id
-// (personPlaceholder) is given the one the user's hash's copy of its
-// person's list gives (person_id); a person.joined whose person is still
-// the one it names as previous is dropped. It answers how many events it
-// appended, the outbox it left as it is for relayEach (one that is not a
-// list, or whose person id it cannot tell), and the outboxes that hold
-// more than it moved: those it read only in part, and those it did not
-// read, past relayMax or past the one it left, so that the outboxes reach
-// the log in the order they were noted. The outboxes are trimmed of what
-// was moved only once it is in the log: a script that fails midway, whose
-// writes so far Redis keeps, loses nothing. In one script, no other relay
-// takes from an outbox meanwhile.
+// read once. An event pushed without its person id (personPlaceholder) is
+// given the one the user's hash's copy of its person's list gives
+// (person_id); a person.joined whose person is still the one it names as
+// previous is dropped. It answers how many events it appended, the outbox
+// it left as it is for relayEach (one that is not a list, or whose person
+// id it cannot tell), and the outboxes that hold more than it moved: the
+// one it read only in part (more than relayBatch events), and those it did
+// not read, past relayMax, past the one it left or past the one it read
+// in part, so that the outboxes reach the log in the order they were
+// noted: a claim noted after its claimant's many events goes after them
+// all. The outboxes are trimmed of what was moved only once it is in the
+// log: a script that fails midway, whose writes so far Redis keeps, loses
+// nothing. In one script, no other relay takes from an outbox meanwhile.
 var relayScript = redis.NewScript(eventsLua + `
 local batch, most = tonumber(ARGV[1]), tonumber(ARGV[2])
 local placeholder = '"person_id":0'
-local moved, trims, left, more, read, seen = {}, {}, {}, {}, 0, {}
+local moved, trims, left, more, read, seen, cut = {}, {}, {}, {}, 0, {}, false
 for i = 3, #KEYS, 2 do
   local outbox, user = KEYS[i], KEYS[i + 1]
-  local head = not seen[outbox] and read < most and #left == 0 and redis.pcall('LRANGE', outbox, 0, batch - 1) or nil
+  local head = not seen[outbox] and read < most and #left == 0 and not cut and redis.pcall('LRANGE', outbox, 0, batch - 1) or nil
   seen[outbox] = true
   if not head then
     table.insert(more, outbox)
@@ -410,7 +411,7 @@ for i = 3, #KEYS, 2 do
         end
       end
       table.insert(trims, {outbox, #head})
-      if #head == batch then table.insert(more, outbox) end
+      if #head == batch then table.insert(more, outbox) cut = true end
     end
   end
 end
@@ -465,8 +466,9 @@ func texts(reply any) []string {
 // relayEach moves the head of each of outboxes into the log: their heads
 // and their users' persons read in one round trip, the events appended in
 // one call, then popped in one round trip. It answers the outboxes that
-// hold more than it moved, and sets aside (trouble) those it cannot move
-// for what they hold.
+// hold more than it moved: the first it moved only in part, and those
+// after it, moved at the next relay, in order. It sets aside (trouble)
+// those it cannot move for what they hold.
 //
 // A pop is an LREM of each event moved: an event's id is its own, so it
 // takes that event and no other, and one that another relay took first is
@@ -486,6 +488,10 @@ func (s *Store) relayEach(ctx context.Context, outboxes []string) (more []string
 	var batch []string
 	var pops [][][]string
 	for i, r := range replies {
+		if len(more) > 0 { // past one moved in part: none overtakes its rest
+			more = append(more, outboxes[i])
+			continue
+		}
 		list, ok := r[0].([]any)
 		if !ok {
 			s.trouble(outboxes[i], fmt.Errorf("read as %v", r[0]))
@@ -700,7 +706,7 @@ func (s *Store) RelayLeftovers(ctx context.Context) error {
 		if err != nil {
 			return unavailable(err)
 		}
-		outboxes = addNew(outboxes[n:], more...)
+		outboxes = addNew(more, outboxes[n:]...) // in the order they were listed
 	}
 	return nil
 }

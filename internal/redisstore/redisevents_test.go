@@ -902,6 +902,12 @@ func BenchmarkRedisRelay(b *testing.B) {
 	}
 }
 
+// bindPhone gives a user a phone number: an update whose event
+// (phone.bound) goes onto the user's outbox.
+func bindPhone(u *account.User) {
+	u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = "+86 13800138000", "13800138000", "86"
+}
+
 // ownCPU is the CPU time this process has used.
 func ownCPU() time.Duration {
 	var r syscall.Rusage
@@ -1017,4 +1023,72 @@ func benchmarkNewUserEvents(b *testing.B, fsync, way string) {
 	b.StopTimer()
 	b.ReportMetric(float64((redisCPU(b, rc)-before).Microseconds())/float64(n), "redis-µs/login")
 	b.ReportMetric(float64((ownCPU()-ownBefore).Microseconds())/float64(n), "wxlogin-µs/login")
+}
+
+// A user's claim.taken, pushed onto its person's outbox, never reaches the
+// log before the user's own events made before it: not when another
+// instance pushed those and was killed before moving them (the claim's
+// relay moves the claimant's outbox first), and not when the user's outbox
+// holds more than one relay moves (nothing noted after it is moved before
+// its rest).
+func TestRedisAClaimNeverOvertakesItsClaimantsEvents(t *testing.T) {
+	typesOf := func(list []events.Event, id int64) []string {
+		var out []string
+		for _, e := range list {
+			if e.Data.UserID == id {
+				out = append(out, e.Type)
+			}
+		}
+		return out
+	}
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			cfg := startRedis(t, kind)
+			killed, live := openEventStore(t, cfg), openEventStore(t, cfg)
+			ctx := t.Context()
+
+			alice, _, err := killed.Login(ctx, "wxshop", openIDOf("wxshop", "alice"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := killed.Update(ctx, alice.ID, bindPhone); err != nil { // left to a relay: killed before it ran
+				t.Fatal(err)
+			}
+			if _, _, err := live.Claim(ctx, alice.ID, "gift"); err != nil {
+				t.Fatal(err)
+			}
+			if err := live.relayNoted(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := live.RelayLeftovers(ctx); err != nil { // the sweep, once the killed one's lease lapsed
+				t.Fatal(err)
+			}
+			if got, want := typesOf(allEvents(t, live), alice.ID), []string{events.UserCreated, events.PhoneBound, events.ClaimTaken}; !slices.Equal(got, want) {
+				t.Errorf("alice's events in the log: %v; want %v, the order they were made in", got, want)
+			}
+
+			bob, _, err := live.Login(ctx, "wxshop", openIDOf("wxshop", "bob"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range relayBatch + 5 {
+				if _, err := live.Update(ctx, bob.ID, func(u *account.User) {
+					u.PurePhoneNumber = strconv.Itoa(5550000 + i)
+					u.PhoneNumber, u.CountryCode = "+1 "+u.PurePhoneNumber, "1"
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, _, err := live.Claim(ctx, bob.ID, "gift"); err != nil {
+				t.Fatal(err)
+			}
+			if err := live.relayNoted(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got := typesOf(allEvents(t, live), bob.ID)
+			if len(got) != relayBatch+7 || got[len(got)-1] != events.ClaimTaken {
+				t.Errorf("bob's %d events in the log end with %v; want %d, his claim, made last, last", len(got), got[max(len(got)-3, 0):], relayBatch+7)
+			}
+		})
+	}
 }

@@ -1234,7 +1234,11 @@ func (s *Store) Claim(ctx context.Context, id int64, name string) (account.Claim
 			return account.Claim{}, false, unavailable(fmt.Errorf("the claim script answered %v", reply))
 		}
 		if r[0] == int64(1) && s.events {
-			s.note(keys[1])
+			// The claimant's own outbox is moved first, even if another
+			// instance pushed onto it (and was killed before it moved it):
+			// a user's claim.taken never reaches the log before the user's
+			// user.created and other events made before it.
+			s.note(userOutboxKey(id), keys[1])
 		}
 		if r[0] == int64(-1) {
 			// The person was merged into another (redislink.go), whose
