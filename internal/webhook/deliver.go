@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"slices"
 	"time"
 	"wxlogin/internal/events"
 	"wxlogin/internal/metrics"
@@ -60,7 +61,8 @@ type Sender struct {
 	Metrics *metrics.Metrics
 }
 
-// queueSize is how many events past the cursor are held in memory.
+// queueSize is how many events not yet taken are held in memory: past it,
+// no more are read until some are taken.
 const queueSize = 1000
 
 // holdFor is how long a hold lasts unless renewed; each round renews it.
@@ -79,7 +81,10 @@ type pending struct {
 	nextTry time.Time
 }
 
-// delivery is the state of Run: the events past the cursor, in seq order.
+// delivery is the state of Run: the events read past the cursor and not
+// yet taken, in seq order, and the seq of the last one read. Those taken
+// leave the queue at once, so that an event the receiver refuses for long
+// holds up its user's events only, not the reading of the others'.
 type delivery struct {
 	*Sender
 	src    Source
@@ -88,7 +93,8 @@ type delivery struct {
 	conn   *conn
 	queue  []*pending
 	cursor int64
-	fresh  bool // the queue is to be read again from the cursor
+	read   int64 // the seq of the last event read
+	fresh  bool  // the queue is to be read again from the cursor
 }
 
 // Run delivers until ctx ends.
@@ -166,29 +172,26 @@ func (d *delivery) round(ctx context.Context) (time.Duration, error) {
 	return 0, nil
 }
 
-// fill reads the events past the queue's last, up to queueSize; from the
-// cursor when the queue is fresh.
+// fill reads the events past the last read, up to queueSize not taken;
+// from the cursor when the queue is fresh.
 func (d *delivery) fill(ctx context.Context) error {
 	if d.fresh {
 		cursor, err := d.src.Delivered(ctx)
 		if err != nil {
 			return err
 		}
-		d.cursor, d.queue, d.fresh = cursor, nil, false
+		d.cursor, d.read, d.queue, d.fresh = cursor, cursor, nil, false
 	}
 	if len(d.queue) >= queueSize {
 		return nil
 	}
-	after := d.cursor
-	if n := len(d.queue); n > 0 {
-		after = d.queue[n-1].event.Seq
-	}
-	list, err := d.src.Events(ctx, after, queueSize-len(d.queue))
+	list, err := d.src.Events(ctx, d.read, queueSize-len(d.queue))
 	if err != nil {
 		return err
 	}
 	for _, e := range list {
 		d.queue = append(d.queue, &pending{event: e})
+		d.read = e.Seq
 	}
 	return nil
 }
@@ -245,19 +248,20 @@ func (d *delivery) settle(p *pending, err error) {
 	}
 }
 
-// advance moves the cursor past the events taken at the head of the
-// queue, and records it.
+// advance takes the events taken out of the queue, and moves the cursor
+// on to the last event read before the first not taken (or to the last
+// read, when every one was), and records it.
 func (d *delivery) advance(ctx context.Context) error {
-	n := 0
-	for n < len(d.queue) && d.queue[n].taken {
-		n++
+	d.queue = slices.DeleteFunc(d.queue, func(p *pending) bool { return p.taken })
+	cursor := d.read
+	if len(d.queue) > 0 {
+		cursor = d.queue[0].event.Seq - 1
 	}
-	if n > 0 {
-		cursor := d.queue[n-1].event.Seq
+	if cursor > d.cursor {
 		if err := d.src.SetDelivered(ctx, cursor); err != nil {
 			return err
 		}
-		d.cursor, d.queue = cursor, d.queue[n:]
+		d.cursor = cursor
 	}
 	var oldest time.Time
 	if len(d.queue) > 0 {

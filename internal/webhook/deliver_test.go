@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"wxlogin/internal/account"
@@ -261,4 +263,49 @@ func TestSenderWaitsForTheHold(t *testing.T) {
 	src.heldBy = ""
 	src.mu.Unlock()
 	testkit.WaitFor(t, "both events posted once the hold is free", func() bool { return len(h.posted()) == 2 })
+}
+
+// TestSenderGoesOnPastAnEventRefusedLong: while the receiver refuses one
+// user's event, the other users' events go on, however many: more than
+// the sender holds in memory at once (queueSize), each delivered while
+// the first waits; once it is taken, the cursor moves past them all.
+func TestSenderGoesOnPastAnEventRefusedLong(t *testing.T) {
+	users := make([]int64, 1+2*queueSize)
+	for i := range users {
+		users[i] = int64(i + 1)
+	}
+	src := newMemorySource(users...)
+	first := src.list[0].ID
+	h := &hookServer{src: src}
+	var refusing atomic.Bool
+	refusing.Store(true)
+	refuse := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("webhook-id") == first && refusing.Load() {
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+	s := testSender(startHook(t, h, refuse, false).URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Run(ctx, src)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	testkit.WaitFor(t, "every other user's event taken while the first is refused", func() bool {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		return len(src.taken) == len(users)-1
+	})
+	refusing.Store(false)
+	testkit.WaitFor(t, "every event delivered once the first is taken", src.deliveredAll)
+	if len(src.badCursor) > 0 {
+		t.Errorf("the cursor moved past an event not taken: %v", src.badCursor[:min(len(src.badCursor), 5)])
+	}
 }
