@@ -58,6 +58,42 @@ const (
 func userOutboxKey(id int64) string        { return userKey(id) + ":ev" }
 func personOutboxKey(person string) string { return personHashKey(person) + ":ev" }
 
+// pinJoinsScript writes into a user's outbox (KEYS[2]) the person id of
+// each person.joined it holds without one, as the user's hash (KEYS[1])
+// gives it now (person_id), and takes out those whose person is still the
+// one they name as previous: no join happened. It answers 0, changing
+// nothing, when the hash holds no good copy of its person's list.
+var pinJoinsScript = redis.NewScript(eventsLua + `
+local placeholder = '"person_id":0'
+local person = person_id(KEYS[1])
+if not person then return 0 end
+local list = redis.call('LRANGE', KEYS[2], 0, -1)
+for i = #list, 1, -1 do
+  local text = list[i]
+  local at = string.find(text, placeholder, 1, true)
+  if at and string.find(text, '"type":"person.joined"', 1, true) then
+    if string.match(text, '"previous_person_id":(%d+)') == person then
+      redis.call('LREM', KEYS[2], 1, text)
+    else
+      redis.call('LSET', KEYS[2], i - 1, string.sub(text, 1, at - 1) .. '"person_id":' .. person .. string.sub(text, at + #placeholder))
+    end
+  end
+end
+return 1
+`)
+
+// pinJoins judges the person.joined events user id's outbox holds once
+// the change that pushed them has settled its person (pinJoinsScript):
+// whether a join happened, and into which person, is then fixed as it was
+// at the change, as the data directory records it, and a later change of
+// the person (its earliest record erased) before the relay runs does not
+// undo it. A change cut short before it leaves them to the relay, which
+// judges them as the person is then.
+func (s *Store) pinJoins(ctx context.Context, id int64) error {
+	_, err := pinJoinsScript.Run(ctx, s.rc, []string{userKey(id), userOutboxKey(id)})
+	return err
+}
+
 // relayBatch is how many events of an outbox one relay moves at a time.
 const relayBatch = 100
 

@@ -1092,3 +1092,46 @@ func TestRedisAClaimNeverOvertakesItsClaimantsEvents(t *testing.T) {
 		})
 	}
 }
+
+// A person.joined is judged when the change that pushed it has settled
+// its person, as the data directory records it: a join followed, before
+// the relay runs, by the erasure of its person's earliest record (which
+// gives the joiner its own id back as its person's) stays recorded, with
+// the person it joined.
+func TestRedisAJoinStaysRecordedWhateverFollowsBeforeTheRelay(t *testing.T) {
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			s := openEventStore(t, startRedis(t, kind))
+			ctx := t.Context()
+			alice := unionIDOf("alice")
+			shop, _, err := s.Login(ctx, "wxshop", openIDOf("wxshop", "alice"), alice)
+			if err != nil {
+				t.Fatal(err)
+			}
+			game, _, err := s.Login(ctx, "wxgame", openIDOf("wxgame", "alice"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Update(ctx, game.ID, func(u *account.User) { u.UnionID = alice }); err != nil { // joins shop's person
+				t.Fatal(err)
+			}
+			if _, err := s.Erase(ctx, shop.ID); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.relayNoted(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var got []told
+			for _, e := range toldBy(allEvents(t, s)) {
+				if e.Data.UserID == game.ID {
+					got = append(got, e)
+				}
+			}
+			want := []told{{events.UserCreated, events.Data{UserID: game.ID, AppID: "wxgame", PersonID: game.ID}},
+				{events.PersonJoined, events.Data{UserID: game.ID, AppID: "wxgame", PersonID: shop.ID, PreviousPersonID: game.ID}}}
+			if !slices.Equal(got, want) {
+				t.Errorf("game's events in the log:\n%+v\nwant\n%+v", got, want)
+			}
+		})
+	}
+}

@@ -659,6 +659,9 @@ func (s *Store) login(ctx context.Context, appID, openID, unionID string, key *s
 		if err == nil {
 			err = s.settlePerson(ctx, u, r[1])
 		}
+		if err == nil && created == 0 && r[2] != int64(0) {
+			err = s.pinJoins(ctx, id) // a returning login pushes a person.joined only
+		}
 		if r[2] != int64(0) {
 			s.note(outbox) // pushed, and durable: to relay even if the login fails now
 		}
@@ -930,6 +933,9 @@ func (s *Store) Update(ctx context.Context, id int64, change func(u *account.Use
 			stored, err := readRecord(r[1])
 			if err == nil {
 				err = s.settlePerson(ctx, stored, r[1])
+			}
+			if err == nil && len(r) == 3 && r[2] != int64(0) && old.UnionID == "" && u.UnionID != "" {
+				err = s.pinJoins(ctx, id) // the person.joined it pushed (updateEvents)
 			}
 			if len(r) == 3 && r[2] != int64(0) {
 				s.note(keys[1]) // pushed, and durable: to relay even if the update fails now
