@@ -16,14 +16,7 @@ import (
 func TestALinkCutShortIsFinishedAndNoClaimIsLost(t *testing.T) {
 	rs := openStore(t, startRedis(t, onRedis), time.Now)
 	ctx := t.Context()
-	login := func(appID, name, unionID string) account.User {
-		t.Helper()
-		u, _, err := rs.Login(ctx, appID, openIDOf(appID, name), unionID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u
-	}
+	login := loginOn(t, rs)
 	personOf := func(u account.User) string {
 		t.Helper()
 		_, person, _, err := rs.record(ctx, u.ID)
@@ -157,14 +150,7 @@ func TestAClaimFinishesACutShortJoinFirst(t *testing.T) {
 func TestAMergeFinishesAMembersCutShortJoin(t *testing.T) {
 	rs := openStore(t, startRedis(t, onRedis), time.Now)
 	ctx := t.Context()
-	login := func(appID, name, unionID string) account.User {
-		t.Helper()
-		u, _, err := rs.Login(ctx, appID, openIDOf(appID, name), unionID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u
-	}
+	login := loginOn(t, rs)
 	zed := login("wxgame", "zed", "")
 	left := rs.PersonHash("wxgame", openIDOf("wxgame", "zed"), "")
 	if _, _, err := rs.Claim(ctx, zed.ID, "welcome-gift"); err != nil {
@@ -220,5 +206,18 @@ func TestAnErasureOfAUserWhosePersonBecameAnAlias(t *testing.T) {
 	}
 	if _, ok, err := rs.Get(ctx, zed.ID); ok || err != nil {
 		t.Errorf("after the erasure zed's record is there: %v, %v", ok, err)
+	}
+}
+
+// loginOn is a login on rs of name in appID with unionID ("" for none),
+// which must succeed.
+func loginOn(t *testing.T, rs *Store) func(appID, name, unionID string) account.User {
+	return func(appID, name, unionID string) account.User {
+		t.Helper()
+		u, _, err := rs.Login(t.Context(), appID, openIDOf(appID, name), unionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
 	}
 }
