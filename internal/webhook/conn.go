@@ -30,8 +30,38 @@ type conn struct {
 
 	c      net.Conn
 	br     *bufio.Reader
-	buf    []byte // the round's requests, reused
-	reused bool   // c has carried a round before
+	room   *budget // what br may still read for the answer being read
+	buf    []byte  // the round's requests, reused
+	reused bool    // c has carried a round before
+}
+
+// maxAnswer bounds what one answer may take of the connection, its status
+// line and headers above all (its body is read up to maxBody): a receiver
+// that sends an endless header fails its round, and costs no memory.
+const (
+	maxAnswer = 1 << 20
+	maxBody   = 64 << 10
+)
+
+// budget is a reader that reads at most n bytes more from r: past them it
+// fails, as a connection that ended.
+type budget struct {
+	r io.Reader
+	n int64
+}
+
+var errTooLong = errors.New("the receiver's answer is too long")
+
+func (b *budget) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, errTooLong
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	n, err := b.r.Read(p)
+	b.n -= int64(n)
+	return n, err
 }
 
 func newConn(rawURL string, timeout time.Duration, tlsConfig *tls.Config) *conn {
@@ -75,9 +105,13 @@ func (c *conn) post(ctx context.Context, sign *signer, batch []*pending) []error
 }
 
 // reusedAndDead reports whether a round failed on a reused connection
-// before any answer: the receiver closed it while it was idle.
+// before any answer, other than by its deadline: the receiver closed it
+// while it was idle. A round that ran out of time is not tried again: a
+// round takes Timeout at most.
 func (c *conn) reusedAndDead(errs []error) bool {
-	return c.c == nil && c.reused && len(errs) > 0 && errs[0] != nil && !isStatus(errs[0])
+	var timeout net.Error
+	return c.c == nil && c.reused && len(errs) > 0 && errs[0] != nil && !isStatus(errs[0]) &&
+		!(errors.As(errs[0], &timeout) && timeout.Timeout()) && !errors.Is(errs[0], context.Canceled)
 }
 
 // attempt makes one round: every post written, then every answer read.
@@ -94,19 +128,22 @@ func (c *conn) attempt(ctx context.Context, sign *signer, batch []*pending) []er
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
+	if c.c != nil && c.unsolicited() {
+		c.close() // bytes no post asked for: no answer on it can be trusted
+	}
 	c.reused = c.c != nil
 	if c.c == nil {
 		if err := c.dial(ctx, deadline); err != nil {
 			return fail(0, err)
 		}
 	}
+	if err := c.c.SetDeadline(deadline); err != nil {
+		return fail(0, err)
+	}
 	// A round ends when ctx does, as at its deadline.
 	nc := c.c
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	if err := c.c.SetDeadline(deadline); err != nil {
-		return fail(0, err)
-	}
 	c.buf = c.buf[:0]
 	for _, p := range batch {
 		c.buf = c.appendRequest(c.buf, sign, p)
@@ -115,7 +152,7 @@ func (c *conn) attempt(ctx context.Context, sign *signer, batch []*pending) []er
 		return fail(0, err)
 	}
 	for i := range batch {
-		resp, err := http.ReadResponse(c.br, nil)
+		resp, err := c.answer()
 		if err != nil {
 			switch {
 			case i > 0:
@@ -127,20 +164,77 @@ func (c *conn) attempt(ctx context.Context, sign *signer, batch []*pending) []er
 		}
 		// An answer's body is read and dropped, so that the next answer
 		// can be read; a long one ends the connection instead.
-		n, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		n, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
 		resp.Body.Close()
 		if resp.StatusCode < 200 || resp.StatusCode > 299 {
 			errs[i] = &statusError{resp.Status}
 		}
-		if err != nil || n == 64<<10 || resp.Close {
+		if err != nil || n == maxBody || resp.Close || framedWithoutBody(resp) {
 			if i+1 < len(batch) || err != nil {
 				return fail(i+1, errCutShort)
 			}
 			c.close()
 		}
 	}
+	if c.c != nil && c.br.Buffered() > 0 {
+		c.close() // more than the posts' answers: the next round's are not to be read after it
+	}
 	return errs
 }
+
+// answer reads the final answer to the next post, past any interim (1xx)
+// answers before it, as RFC 9110 §15.2 has a client do; 101 (a switch of
+// protocols no post asked for) is not an answer. An answer, interim ones
+// and headers included, may take up to maxAnswer bytes, and its body
+// maxBody more.
+func (c *conn) answer() (*http.Response, error) {
+	c.room.n = maxAnswer
+	for {
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode < 100 {
+			c.room.n += maxBody
+			return resp, nil
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols || framedWithoutBody(resp) {
+			return nil, fmt.Errorf("the receiver answered %s", resp.Status)
+		}
+	}
+}
+
+// framedWithoutBody reports whether an answer that has no body (1xx, 204,
+// 304: RFC 9110 §6.4.1) says it has one: the bytes of that body would be
+// read as the next answer, so the connection is not read further.
+func framedWithoutBody(resp *http.Response) bool {
+	if resp.StatusCode >= 200 && resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusNotModified {
+		return false
+	}
+	length := resp.Header.Get("Content-Length")
+	return len(resp.TransferEncoding) > 0 || resp.Header.Get("Transfer-Encoding") != "" || length != "" && length != "0"
+}
+
+// unsolicited reports whether the receiver sent bytes, or closed the
+// connection, while it was idle between rounds: net/http's client drops
+// such a connection too. It looks for idleCheck: a read whose deadline
+// has passed reads nothing, even what has arrived.
+func (c *conn) unsolicited() bool {
+	if c.br.Buffered() > 0 {
+		return true
+	}
+	c.room.n = maxAnswer
+	if err := c.c.SetReadDeadline(time.Now().Add(idleCheck)); err != nil {
+		return true
+	}
+	_, err := c.br.Peek(1)
+	var timeout net.Error
+	return !(errors.As(err, &timeout) && timeout.Timeout())
+}
+
+// idleCheck is how long a kept-alive connection is read, before a round,
+// for bytes the receiver sent while it was idle.
+const idleCheck = time.Millisecond
 
 // dial connects to the receiver, with TLS for https.
 func (c *conn) dial(ctx context.Context, deadline time.Time) error {
@@ -160,7 +254,8 @@ func (c *conn) dial(ctx context.Context, deadline time.Time) error {
 		}
 		nc = tc
 	}
-	c.c, c.br = nc, bufio.NewReaderSize(nc, 4096)
+	c.room = &budget{r: nc}
+	c.c, c.br = nc, bufio.NewReaderSize(c.room, 4096)
 	return nil
 }
 
@@ -187,7 +282,7 @@ func (c *conn) appendRequest(buf []byte, sign *signer, p *pending) []byte {
 func (c *conn) close() {
 	if c.c != nil {
 		c.c.Close()
-		c.c, c.br = nil, nil
+		c.c, c.br, c.room = nil, nil, nil
 	}
 }
 

@@ -12,7 +12,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"hash"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -104,5 +106,6 @@ func (s Secret) SetHeaders(h http.Header, id string, at time.Time, body []byte) 
 	h.Set(HeaderSignature, s.Sign(id, at, body))
 }
 
-// GoString is String, for %#v.
-func (s Secret) GoString() string { return s.String() }
+// Format is String, whatever the verb: %#v, %d or %x of a secret shows no
+// key either.
+func (s Secret) Format(f fmt.State, _ rune) { io.WriteString(f, s.String()) }
