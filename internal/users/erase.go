@@ -247,6 +247,7 @@ func (s *Store) replayErasure(l Line) error {
 			return fmt.Errorf("erasure of user %d skips ids after %d", id, n)
 		default:
 			s.erasedInFiles = s.erasedInFiles || s.byID[id-1] != nil
+			delete(s.erasedAgain, id)
 			s.eraseLocked(id, l.Erased.At)
 		}
 	}

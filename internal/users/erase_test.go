@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -146,4 +147,96 @@ func FuzzParseErasureLine(f *testing.F) {
 			t.Fatalf("%q reads as %+v; written again, %q reads as %+v, %v", line, l, again, back, err)
 		}
 	})
+}
+
+// A user's change and its erasure in one batch, the batch that starts the
+// compaction the erasure asks for: the snapshot holds the erasure, and the
+// new journal the batch again, to be replayed after it. The store opens
+// again, the user erased, the others as they were. The change is a
+// record's line or a claim's.
+func TestAChangeAndItsErasureInTheBatchOfACompaction(t *testing.T) {
+	for _, change := range []string{"update", "claim"} {
+		t.Run(change, func(t *testing.T) {
+			clock := testkit.NewFakeClock()
+			dir := t.TempDir()
+			s := openTestStore(t, dir, clock.Now)
+			a, _, err := s.Login(mockAppID, "o-a", "u-a")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A flush held in its write, so that the change and the erasure
+			// wait for the next one together.
+			blocked, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			s.journal.InjectFault(func(step string) error {
+				if step == "write" {
+					once.Do(func() { close(blocked); <-release })
+				}
+				return nil
+			})
+			var wg sync.WaitGroup
+			errs := make(chan error, 3)
+			wg.Go(func() { _, _, err := s.Login(mockAppID, "o-x", ""); errs <- err })
+			<-blocked
+			wg.Go(func() {
+				var err error
+				if change == "update" {
+					_, err = s.Update(a.ID, func(u *account.User) { u.Nickname = "A" })
+				} else {
+					_, _, err = s.Claim(a.ID, "welcome-gift")
+				}
+				errs <- err
+			})
+			testkit.WaitFor(t, "the change made in memory", func() bool {
+				u, _ := s.Get(a.ID)
+				return u.Nickname == "A" || len(s.ClaimsOf(a.ID)) == 1
+			})
+			wg.Go(func() { _, err := s.Erase(a.ID); errs <- err })
+			testkit.WaitFor(t, "the erasure made in memory", func() bool { return !s.Exists(a.ID) })
+			close(release)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.journal.WaitCompactions()
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			again, err := Open(dir, testMeta, clock.Now, discardLogger(), nil)
+			if err != nil {
+				t.Fatalf("the store does not open again after acknowledged writes: %v", err)
+			}
+			defer again.Close()
+			if again.Exists(a.ID) || again.Count() != 1 {
+				t.Errorf("opened again, user %d exists: %v, and %d users; want it erased, and the other kept", a.ID, again.Exists(a.ID), again.Count())
+			}
+		})
+	}
+}
+
+// A line about an erased user that no erasure follows in the journal is
+// damage, not a batch replayed twice: the store refuses to open.
+func TestALineAfterAnErasureWithNoErasureAfterItIsRefused(t *testing.T) {
+	s := &Store{now: time.Now}
+	s.makeIndexes(4)
+	s.erasedAgain = map[int64]bool{}
+	at := time.Now().UTC()
+	u := &account.User{ID: 1, AppID: mockAppID, OpenID: "o-a", CreatedAt: at, UpdatedAt: at, LastLoginAt: at}
+	for _, l := range []Line{{User: u}, {Erased: &Erased{UserID: 1, At: at}}, {User: u}} {
+		if err := s.replay(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.erasedAgainError(); err == nil {
+		t.Error("a user line after its erasure, with no erasure after it, passed")
+	}
+	if err := s.replay(Line{Erased: &Erased{UserID: 1, At: at}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.erasedAgainError(); err != nil {
+		t.Errorf("with its erasure after it: %v; want it taken as a batch replayed twice", err)
+	}
 }

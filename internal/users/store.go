@@ -60,6 +60,10 @@ type Store struct {
 	// still in the files: the compaction the erasure asked for never
 	// finished (a crash, a failed snapshot).
 	erasedInFiles bool
+	// erasedAgain, during a replay, is the erased users a line is about
+	// that came after their erasure: a batch that went into a snapshot and
+	// is replayed again after it, whose erasure line is still to come.
+	erasedAgain map[int64]bool
 }
 
 // Open loads the user store in dir, creating dir if needed, for a server:
@@ -106,7 +110,13 @@ func load(dir string, opts journal.Options, now func() time.Time) (*Store, error
 	// rather than growing them by doubling, saves rehashing (BENCHMARKS.md,
 	// start-up).
 	s.makeIndexes(int(j.StoredBytes() / 210))
-	if err := journal.Replay(j, ParseLine, s.replay); err != nil {
+	s.erasedAgain = map[int64]bool{}
+	err = journal.Replay(j, ParseLine, s.replay)
+	if err == nil {
+		err = s.erasedAgainError()
+	}
+	s.erasedAgain = nil
+	if err != nil {
 		return nil, errors.Join(fmt.Errorf("open user store: %w", err), j.Close())
 	}
 	s.journal, s.storedMeta = j, j.StoredMeta()
@@ -153,6 +163,31 @@ func (s *Store) Meta() (account.Meta, error) {
 	return m, nil
 }
 
+// replayedAfterErasure reports whether a line about erased user id may
+// be one replayed twice: one of the batch that a snapshot holds the effect
+// of, its erasure included, replayed again from the journal after it. The
+// line is then skipped; the user's erasure must come further on
+// (erasedAgain, checked at the end of the replay), and the compaction
+// the erasure asked for is made again, the line being in the files.
+func (s *Store) replayedAfterErasure(id int64) bool {
+	if s.erasedAgain == nil {
+		return false // not a replay of the journal
+	}
+	s.erasedAgain[id] = true
+	s.erasedInFiles = true
+	return true
+}
+
+// erasedAgainError is the error of a replay that met a line about an
+// erased user (replayedAfterErasure) with no erasure after it: not a batch
+// replayed twice, but damage.
+func (s *Store) erasedAgainError() error {
+	if len(s.erasedAgain) == 0 {
+		return nil
+	}
+	return fmt.Errorf("user %d: a line about it after its erasure, and no erasure after that", slices.Min(slices.Collect(maps.Keys(s.erasedAgain))))
+}
+
 // replay puts a stored line in memory, enforcing the store's invariants:
 // ids are dense and in order, one (appid, openid) has one id, a claim's
 // user is stored before it, and one record never claims one name twice.
@@ -166,8 +201,11 @@ func (s *Store) replay(l Line) error {
 		return s.replayErasure(l)
 	}
 	if c := l.Claim; c != nil {
-		if c.UserID > int64(len(s.byID)) || s.byID[c.UserID-1] == nil {
+		if c.UserID > int64(len(s.byID)) || s.byID[c.UserID-1] == nil && !s.replayedAfterErasure(c.UserID) {
 			return fmt.Errorf("claim %q names user %d, who is not stored before it", c.Name, c.UserID)
+		}
+		if s.byID[c.UserID-1] == nil {
+			return nil // erased again further on
 		}
 		for _, other := range s.claims[c.UserID] {
 			switch {
@@ -188,6 +226,9 @@ func (s *Store) replay(l Line) error {
 		}
 	case u.ID <= n:
 		if s.byID[u.ID-1] == nil {
+			if s.replayedAfterErasure(u.ID) {
+				return nil // erased again further on
+			}
 			return fmt.Errorf("user %d was erased before this line", u.ID)
 		}
 		if s.byID[u.ID-1].Ref() != u.Ref() {
