@@ -31,6 +31,9 @@ import (
 type eventLog struct {
 	record bool // -events: changes record their events
 	// hold keeps an event not yet delivered past events.Keep (-webhook).
+	// Until RecordEvents says (record), such an event is kept too: a
+	// compaction at the start (finishErasures) or a tool's knows nothing
+	// of -webhook, and must not drop what it may still have to deliver.
 	hold      bool
 	list      []events.Event // ascending seq
 	last      int64          // the last seq given
@@ -246,7 +249,7 @@ func (s *Store) keptEventsLocked(now time.Time) ([]events.Event, Cursor, bool) {
 	drop := 0
 	for drop < len(ev.list) {
 		e := &ev.list[drop]
-		if now.Sub(e.At) <= events.Keep || ev.hold && e.Seq > ev.delivered {
+		if now.Sub(e.At) <= events.Keep || (ev.hold || !ev.record) && e.Seq > ev.delivered {
 			break
 		}
 		drop++

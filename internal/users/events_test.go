@@ -296,3 +296,45 @@ func TestEventsTurnedOnLater(t *testing.T) {
 		t.Errorf("events of a user stored before:\n%s", got)
 	}
 }
+
+// The compaction an unfinished erasure makes at the start (finishErasures)
+// runs before the server says it delivers events (RecordEvents): it keeps
+// every event not yet delivered, however old, as -webhook needs, here
+// after a week with the receiver down.
+func TestTheCompactionAtAStartKeepsUndeliveredEvents(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	clock := func() time.Time { return now }
+	s := openTestStore(t, dir, clock)
+	s.RecordEvents(true)
+	for i := range 3 {
+		if _, _, err := s.Login(mockAppID, fmt.Sprintf("o%d", i), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(events.Keep + time.Minute)
+	s.journal.InjectFault(func(step string) error {
+		if step == "snapshot" {
+			return fmt.Errorf("no space")
+		}
+		return nil
+	})
+	if _, err := s.Erase(3); err != nil { // its compaction fails: made at the next start
+		t.Fatal(err)
+	}
+	s.journal.WaitCompactions()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, when := range []string{"after the start that compacts", "after the next"} {
+		s = openTestStore(t, dir, clock)
+		s.RecordEvents(true) // as the server does, once the store is open
+		s.journal.WaitCompactions()
+		if got := s.Events(0, 10); len(got) != 4 {
+			t.Errorf("%s, the events not delivered: %s; want all 4", when, summaries(got))
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
