@@ -551,23 +551,22 @@ func (s *Store) personLocked(u *account.User) []int64 {
 	return ids
 }
 
-// personHashesLocked are the hashes the kept claims of user u's person are
-// kept under (erase.go): one for each unionid its records have had, or the
-// user's own without one. s.mu is held, and the key made.
+// personHashesLocked are the hashes the kept claims of user u's person may
+// be kept under (erase.go): one for each unionid its records have had, and
+// each record's app's and openid's, under which an erased user who had no
+// unionid kept its claims: the same user in that app, back, who learns a
+// unionid, is still that person. s.mu is held, and the key made.
 func (s *Store) personHashesLocked(u *account.User) []string {
-	var unions []string
+	var hashes []string
 	for _, id := range s.personLocked(u) {
-		unions = append(unions, s.byID[id-1].UnionIDs()...)
+		r := s.byID[id-1]
+		for _, union := range r.UnionIDs() {
+			hashes = append(hashes, account.PersonHash(s.personKey, r.AppID, r.OpenID, union)) // a unionid's hash is the same in every app
+		}
+		hashes = append(hashes, account.PersonHash(s.personKey, r.AppID, r.OpenID, ""))
 	}
-	if len(unions) == 0 {
-		return []string{s.personHash(u)}
-	}
-	slices.Sort(unions)
-	hashes := slices.Compact(unions)
-	for i, union := range hashes {
-		hashes[i] = account.PersonHash(s.personKey, u.AppID, u.OpenID, union) // a unionid's hash is the same in every app
-	}
-	return hashes
+	slices.Sort(hashes)
+	return slices.Compact(hashes)
 }
 
 // Person returns the records of user id's person, the first being the
