@@ -180,6 +180,7 @@ func (s *Store) Erase(id int64) (account.Erasure, error) {
 		deleted = []events.Event{events.Deleted(now, id, u.AppID, s.personIDLocked(u))}
 	}
 	s.eraseLocked(id, now)
+	s.forgetPhoneLocked(id)
 	s.line = erasedLine(s.line[:0], id, now)
 	var seq int64
 	s.line, seq = s.appendEventsLocked(s.line, deleted)
@@ -267,6 +268,7 @@ func (s *Store) replayErasure(l Line) error {
 			s.erasedInFiles = s.erasedInFiles || s.byID[id-1] != nil
 			delete(s.erasedAgain, id)
 			s.eraseLocked(id, l.Erased.At)
+			s.forgetPhoneLocked(id) // its events' lines before this one hold it
 		}
 	}
 	return nil

@@ -62,6 +62,28 @@ func (s *Store) RecordEvents(hold bool) {
 	s.events.record, s.events.hold = true, hold
 }
 
+// forgetPhoneLocked takes user id's phone number out of its events kept
+// in memory, for its erasure: GET /events and the webhook then show its
+// phone.bound without the number, and the snapshot the erasure asks for
+// writes none. The list is copied, not changed in place: a snapshot may be
+// encoding the one it took (keptEventsLocked). s.mu is held.
+func (s *Store) forgetPhoneLocked(id int64) {
+	ev := &s.events
+	i := slices.IndexFunc(ev.list, func(e events.Event) bool {
+		return e.Data.UserID == id && e.Data.PhoneNumber+e.Data.PurePhoneNumber != ""
+	})
+	if i < 0 {
+		return
+	}
+	list := slices.Clone(ev.list)
+	for ; i < len(list); i++ {
+		if d := &list[i].Data; d.UserID == id {
+			d.PhoneNumber, d.PurePhoneNumber, d.CountryCode = "", "", ""
+		}
+	}
+	ev.list = list
+}
+
 // Recorded is signalled when an event becomes durable.
 func (s *Store) Recorded() <-chan struct{} { return s.events.recorded }
 

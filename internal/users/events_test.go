@@ -8,6 +8,7 @@ import (
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/events"
+	"wxlogin/internal/testkit"
 )
 
 // eventSummary is an event as these tests compare it: its seq, type and
@@ -336,5 +337,65 @@ func TestTheCompactionAtAStartKeepsUndeliveredEvents(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// An erased user's phone number leaves its events with the rest of its
+// data: GET /events lists its phone.bound without the number at once, and
+// once the erasure's compaction is made (at once, or at the next start
+// when it failed) no file holds it, and a restart lists none either.
+func TestAnErasureTakesThePhoneOutOfTheEvents(t *testing.T) {
+	for _, failed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "compacted", true: "compacted at the next start"}[failed], func(t *testing.T) {
+			clock := testkit.NewFakeClock()
+			dir := t.TempDir()
+			s := openTestStore(t, dir, clock.Now)
+			s.RecordEvents(false)
+			a, _, err := s.Login(mockAppID, "o-alice", "u-alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Update(a.ID, func(u *account.User) {
+				u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = "13912345678", "13912345678", "86"
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if failed {
+				s.journal.InjectFault(func(step string) error {
+					if step == "snapshot" {
+						return fmt.Errorf("no space")
+					}
+					return nil
+				})
+			}
+			if _, err := s.Erase(a.ID); err != nil {
+				t.Fatal(err)
+			}
+			check := func(when string, s *Store) {
+				t.Helper()
+				list := s.Events(0, 100)
+				if len(list) != 3 {
+					t.Errorf("%s, the events: %s; want user.created, phone.bound and user.deleted", when, summaries(list))
+				}
+				for _, e := range list {
+					if e.Data.PhoneNumber+e.Data.PurePhoneNumber+e.Data.CountryCode != "" {
+						t.Errorf("%s, GET /events lists %s (seq %d) with the erased user's phone", when, e.Type, e.Seq)
+					}
+				}
+			}
+			check("after the erasure", s)
+			for range 2 { // the second start finds the compaction made
+				s.journal.WaitCompactions()
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				s = openTestStore(t, dir, clock.Now)
+				check("after a restart", s)
+			}
+			s.journal.WaitCompactions()
+			if found := testkit.FilesHolding(t, dir, "13912345678"); len(found) > 0 {
+				t.Errorf("once the erasure's compaction is made, files hold the phone: %v", found)
+			}
+		})
 	}
 }
