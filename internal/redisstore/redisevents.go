@@ -198,12 +198,30 @@ func (s *Store) updateEvents(old, u *account.User) []string {
 // much as one relay's batch can tell.
 func (s *Store) note(outboxes ...string) {
 	s.relayMu.Lock()
-	s.noted = addNew(s.noted, outboxes...)
+	s.noted = addInOrder(s.noted, outboxes...)
 	s.relayMu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// addInOrder is addNew, and more: an outbox list holds already, ahead of
+// the one before it in outboxes, is moved to after it, so that outboxes
+// are moved in their order (a claimant's own outbox before its person's,
+// which another member's claim noted first). What was ahead of the moved
+// one stays ahead of it.
+func addInOrder(list []string, outboxes ...string) []string {
+	for i, outbox := range outboxes {
+		at := slices.Index(list, outbox)
+		if at >= 0 && i > 0 && slices.Index(list, outboxes[i-1]) > at {
+			list, at = slices.Delete(list, at, at+1), -1
+		}
+		if at < 0 {
+			list = append(list, outbox)
+		}
+	}
+	return list
 }
 
 // addNew is list with each of outboxes it does not hold added, in order.

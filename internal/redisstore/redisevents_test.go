@@ -1028,7 +1028,8 @@ func benchmarkNewUserEvents(b *testing.B, fsync, way string) {
 // A user's claim.taken, pushed onto its person's outbox, never reaches the
 // log before the user's own events made before it: not when another
 // instance pushed those and was killed before moving them (the claim's
-// relay moves the claimant's outbox first), and not when the user's outbox
+// relay moves the claimant's outbox first, even when another member's claim
+// noted the person's outbox before it), and not when the user's outbox
 // holds more than one relay moves (nothing noted after it is moved before
 // its rest).
 func TestRedisAClaimNeverOvertakesItsClaimantsEvents(t *testing.T) {
@@ -1065,6 +1066,33 @@ func TestRedisAClaimNeverOvertakesItsClaimantsEvents(t *testing.T) {
 			}
 			if got, want := typesOf(allEvents(t, live), alice.ID), []string{events.UserCreated, events.PhoneBound, events.ClaimTaken}; !slices.Equal(got, want) {
 				t.Errorf("alice's events in the log: %v; want %v, the order they were made in", got, want)
+			}
+
+			// carol's user.created left by the killed instance, and her
+			// person's outbox noted already, by another member's claim.
+			carol := unionIDOf("carol")
+			shopCarol, _, err := live.Login(ctx, "wxshop", openIDOf("wxshop", "carol"), carol)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := live.relayNoted(ctx); err != nil {
+				t.Fatal(err)
+			}
+			gameCarol, _, err := killed.Login(ctx, "wxgame", openIDOf("wxgame", "carol"), carol)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := live.Claim(ctx, shopCarol.ID, "coupon"); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := live.Claim(ctx, gameCarol.ID, "gift"); err != nil {
+				t.Fatal(err)
+			}
+			if err := live.relayNoted(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := typesOf(allEvents(t, live), gameCarol.ID), []string{events.UserCreated, events.ClaimTaken}; !slices.Equal(got, want) {
+				t.Errorf("carol's events in wxgame, in the log: %v; want %v, the order they were made in", got, want)
 			}
 
 			bob, _, err := live.Login(ctx, "wxshop", openIDOf("wxshop", "bob"), "")
