@@ -93,18 +93,15 @@ func appendJSONLine(buf []byte, v any) []byte {
 }
 
 // ownHashes are the hashes user u's claims are kept under when it is
-// erased: one for each unionid it has had (a mini program moved to another
-// Open Platform account gives its users a new one), so that a user of an
-// app still on the old account who is the same person finds them too; or,
-// without one, its app's and openid's. s.mu is held, and the key made.
+// erased: its app's and openid's, for the same user back in that app
+// without a unionid, and one for each unionid it has had (a mini program
+// moved to another Open Platform account gives its users a new one), so
+// that a user of an app still on the old account who is the same person
+// finds them too. s.mu is held, and the key made.
 func (s *Store) ownHashes(u *account.User) []string {
-	unions := u.UnionIDs()
-	if len(unions) == 0 {
-		return []string{s.personHash(u)}
-	}
-	hashes := make([]string, len(unions))
-	for i, union := range unions {
-		hashes[i] = account.PersonHash(s.personKey, u.AppID, u.OpenID, union)
+	hashes := []string{account.PersonHash(s.personKey, u.AppID, u.OpenID, "")}
+	for _, union := range u.UnionIDs() {
+		hashes = append(hashes, account.PersonHash(s.personKey, u.AppID, u.OpenID, union))
 	}
 	return hashes
 }

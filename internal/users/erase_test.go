@@ -243,9 +243,25 @@ func TestALineAfterAnErasureWithNoErasureAfterItIsRefused(t *testing.T) {
 
 // A claim kept at an erasure counts for the person in every way it may
 // come back: in an app still on the Open Platform account the user's app
-// left (the user's previous unionid), and as the same user of the same
-// app, back without a unionid, who learns one later.
+// left (the user's previous unionid), as the same user of the same app,
+// back without a unionid, who learns one later, and back without the
+// unionid it had (its app no longer bound to the account).
 func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
+	t.Run("without its unionid", func(t *testing.T) {
+		clock := testkit.NewFakeClock()
+		s := openTestStore(t, t.TempDir(), clock.Now)
+		a, _, _ := s.Login(mockAppID, "o-a", "u1")
+		if _, _, err := s.Claim(a.ID, "welcome-gift"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Erase(a.ID); err != nil {
+			t.Fatal(err)
+		}
+		back, _, _ := s.Login(mockAppID, "o-a", "")
+		if c, taken, err := s.Claim(back.ID, "welcome-gift"); err != nil || !taken {
+			t.Errorf("the user, back in its app without its unionid: %+v, taken %v, %v; want taken", c, taken, err)
+		}
+	})
 	t.Run("a previous unionid", func(t *testing.T) {
 		clock := testkit.NewFakeClock()
 		s := openTestStore(t, t.TempDir(), clock.Now)
