@@ -119,6 +119,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.Events.On {
 		userStore.RecordEvents(cfg.Events.Webhook != "")
 		eventsOf = fileUsers{userStore}
+	} else {
+		userStore.RecordNoEvents()
 	}
 	stopAdmin, err := startAdmin(ctx, cfg.AdminAddr, userStore, eventsOf, m, log)
 	if err != nil {

@@ -31,10 +31,12 @@ import (
 type eventLog struct {
 	record bool // -events: changes record their events
 	// hold keeps an event not yet delivered past events.Keep (-webhook).
-	// Until RecordEvents says (record), such an event is kept too: a
-	// compaction at the start (finishErasures) or a tool's knows nothing
-	// of -webhook, and must not drop what it may still have to deliver.
+	// Until the server says (told: RecordEvents or RecordNoEvents), such an
+	// event is kept too: a compaction at the start (finishErasures) or a
+	// tool's knows nothing of -webhook, and must not drop what it may
+	// still have to deliver.
 	hold      bool
+	told      bool
 	list      []events.Event // ascending seq
 	last      int64          // the last seq given
 	delivered int64          // the webhook's cursor
@@ -59,7 +61,16 @@ type Cursor struct {
 func (s *Store) RecordEvents(hold bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.events.record, s.events.hold = true, hold
+	s.events.record, s.events.hold, s.events.told = true, hold, true
+}
+
+// RecordNoEvents says that changes record no events, and none is
+// delivered: those recorded before are kept events.Keep, and no longer.
+// Called before serving, without -events.
+func (s *Store) RecordNoEvents() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events.record, s.events.hold, s.events.told = false, false, true
 }
 
 // forgetPhoneLocked takes user id's phone number out of its events kept
@@ -271,7 +282,7 @@ func (s *Store) keptEventsLocked(now time.Time) ([]events.Event, Cursor, bool) {
 	drop := 0
 	for drop < len(ev.list) {
 		e := &ev.list[drop]
-		if now.Sub(e.At) <= events.Keep || (ev.hold || !ev.record) && e.Seq > ev.delivered {
+		if now.Sub(e.At) <= events.Keep || (ev.hold || !ev.told) && e.Seq > ev.delivered {
 			break
 		}
 		drop++

@@ -399,3 +399,28 @@ func TestAnErasureTakesThePhoneOutOfTheEvents(t *testing.T) {
 		})
 	}
 }
+
+// Without -events (RecordNoEvents), the events a store recorded before are
+// kept a week, as with -events and no webhook, and no longer.
+func TestWithoutEventsOldEventsAgeOut(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	clock := func() time.Time { return now }
+	s := openTestStore(t, dir, clock)
+	s.RecordEvents(false)
+	if _, _, err := s.Login(mockAppID, "o-a", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(events.Keep + time.Hour)
+	s = openTestStore(t, dir, clock)
+	s.RecordNoEvents()
+	s.mu.Lock()
+	kept, _, _ := s.keptEventsLocked(now)
+	s.mu.Unlock()
+	if len(kept) != 0 {
+		t.Errorf("a snapshot without -events keeps %s, older than a week; want none", summaries(kept))
+	}
+}
