@@ -92,20 +92,6 @@ func appendJSONLine(buf []byte, v any) []byte {
 	return append(append(buf, line...), '\n')
 }
 
-// ownHashes are the hashes user u's claims are kept under when it is
-// erased: its app's and openid's, for the same user back in that app
-// without a unionid, and one for each unionid it has had (a mini program
-// moved to another Open Platform account gives its users a new one), so
-// that a user of an app still on the old account who is the same person
-// finds them too. s.mu is held, and the key made.
-func (s *Store) ownHashes(u *account.User) []string {
-	hashes := []string{account.PersonHash(s.personKey, u.AppID, u.OpenID, "")}
-	for _, union := range u.UnionIDs() {
-		hashes = append(hashes, account.PersonHash(s.personKey, u.AppID, u.OpenID, union))
-	}
-	return hashes
-}
-
 // personHash is who u is, as the kept claims name them: the keyed hash of
 // the unionid, one person across the apps of an Open Platform account, or
 // of the app and openid for a user with none. s.mu is held, and the key
@@ -162,14 +148,13 @@ func (s *Store) Erase(id int64) (account.Erasure, error) {
 	if bridge := s.bridgeLocked(u); bridge != nil {
 		s.putLocked(s.byID[bridge.ID-1], bridge, now)
 	}
+	person := s.personHash(u)
 	result := account.Erasure{UserID: id, ClaimsKept: []string{}}
 	for _, c := range s.claims[id] {
-		for _, person := range s.ownHashes(u) {
-			k := &KeptClaim{Person: person, Name: c.Name, AppID: u.AppID, UserID: id, At: c.At}
-			s.keepLocked(k)
-			s.line = keptLine(s.line[:0], k)
-			s.journal.Append(s.line)
-		}
+		k := &KeptClaim{Person: person, Name: c.Name, AppID: u.AppID, UserID: id, At: c.At}
+		s.keepLocked(k)
+		s.line = keptLine(s.line[:0], k)
+		s.journal.Append(s.line)
 		result.ClaimsKept = append(result.ClaimsKept, c.Name)
 	}
 	var deleted []events.Event // only ids, of a user whose data goes

@@ -241,63 +241,26 @@ func TestALineAfterAnErasureWithNoErasureAfterItIsRefused(t *testing.T) {
 	}
 }
 
-// A claim kept at an erasure counts for the person in every way it may
-// come back: in an app still on the Open Platform account the user's app
-// left (the user's previous unionid), as the same user of the same app,
-// back without a unionid, who learns one later, and back without the
-// unionid it had (its app no longer bound to the account).
-func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
-	t.Run("without its unionid", func(t *testing.T) {
-		clock := testkit.NewFakeClock()
-		s := openTestStore(t, t.TempDir(), clock.Now)
-		a, _, _ := s.Login(mockAppID, "o-a", "u1")
-		if _, _, err := s.Claim(a.ID, "welcome-gift"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Erase(a.ID); err != nil {
-			t.Fatal(err)
-		}
-		back, _, _ := s.Login(mockAppID, "o-a", "")
-		if c, taken, err := s.Claim(back.ID, "welcome-gift"); err != nil || !taken {
-			t.Errorf("the user, back in its app without its unionid: %+v, taken %v, %v; want taken", c, taken, err)
-		}
-	})
-	t.Run("a previous unionid", func(t *testing.T) {
-		clock := testkit.NewFakeClock()
-		s := openTestStore(t, t.TempDir(), clock.Now)
-		a, _, _ := s.Login(mockAppID, "o-a", "u1")
-		if _, _, err := s.Claim(a.ID, "welcome-gift"); err != nil {
-			t.Fatal(err)
-		}
-		clock.Advance(time.Hour)
-		if u, _, err := s.Login(mockAppID, "o-a", "u2"); err != nil || u.PreviousUnionIDs != "u1" {
-			t.Fatalf("the app moved: %+v, %v", u, err)
-		}
-		if _, err := s.Erase(a.ID); err != nil {
-			t.Fatal(err)
-		}
-		b, _, _ := s.Login("wxgame", "o-b", "u1") // an app still on the old account
-		if c, taken, err := s.Claim(b.ID, "welcome-gift"); err != nil || !taken {
-			t.Errorf("the person, back with its old unionid: %+v, taken %v, %v; want taken", c, taken, err)
-		}
-	})
-	t.Run("a unionid learned", func(t *testing.T) {
-		clock := testkit.NewFakeClock()
-		s := openTestStore(t, t.TempDir(), clock.Now)
-		a, _, _ := s.Login(mockAppID, "o-a", "")
-		if _, _, err := s.Claim(a.ID, "welcome-gift"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Erase(a.ID); err != nil {
-			t.Fatal(err)
-		}
-		back, _, _ := s.Login(mockAppID, "o-a", "")
-		clock.Advance(time.Hour)
-		if _, _, err := s.Login(mockAppID, "o-a", "u-a"); err != nil {
-			t.Fatal(err)
-		}
-		if c, taken, err := s.Claim(back.ID, "welcome-gift"); err != nil || !taken {
-			t.Errorf("the user, back, once it learned a unionid: %+v, taken %v, %v; want taken", c, taken, err)
-		}
-	})
+// A claim kept at an erasure of a user without a unionid counts for the
+// same user back in the same app, also once it learns a unionid: a
+// person's kept claims are looked up under each of its records' app and
+// openid too.
+func TestAKeptClaimCountsForTheUserBackWhoLearnsAUnionID(t *testing.T) {
+	clock := testkit.NewFakeClock()
+	s := openTestStore(t, t.TempDir(), clock.Now)
+	a, _, _ := s.Login(mockAppID, "o-a", "")
+	if _, _, err := s.Claim(a.ID, "welcome-gift"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Erase(a.ID); err != nil {
+		t.Fatal(err)
+	}
+	back, _, _ := s.Login(mockAppID, "o-a", "")
+	clock.Advance(time.Hour)
+	if _, _, err := s.Login(mockAppID, "o-a", "u-a"); err != nil {
+		t.Fatal(err)
+	}
+	if c, taken, err := s.Claim(back.ID, "welcome-gift"); err != nil || !taken {
+		t.Errorf("the user, back, once it learned a unionid: %+v, taken %v, %v; want taken", c, taken, err)
+	}
 }
