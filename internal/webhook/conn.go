@@ -29,6 +29,7 @@ type conn struct {
 	tls     *tls.Config // for https: the server's name is checked against it
 
 	c      net.Conn
+	raw    net.Conn // c's TCP connection, under its TLS for https
 	br     *bufio.Reader
 	room   *budget // what br may still read for the answer being read
 	buf    []byte  // the round's requests, reused
@@ -217,11 +218,15 @@ func framedWithoutBody(resp *http.Response) bool {
 
 // unsolicited reports whether the receiver sent bytes, or closed the
 // connection, while it was idle between rounds: net/http's client drops
-// such a connection too. It looks for idleCheck: a read whose deadline
-// has passed reads nothing, even what has arrived.
+// such a connection too. It asks the socket (idleBytes), or, where it
+// cannot, reads for idleCheck: a read whose deadline has passed reads
+// nothing, even what has arrived.
 func (c *conn) unsolicited() bool {
 	if c.br.Buffered() > 0 {
 		return true
+	}
+	if any, ok := idleBytes(c.raw); ok {
+		return any
 	}
 	c.room.n = maxAnswer
 	if err := c.c.SetReadDeadline(time.Now().Add(idleCheck)); err != nil {
@@ -243,6 +248,7 @@ func (c *conn) dial(ctx context.Context, deadline time.Time) error {
 	if err != nil {
 		return err
 	}
+	c.raw = nc
 	if c.target.Scheme == "https" {
 		tc := tls.Client(nc, c.tls)
 		hctx, cancel := context.WithDeadline(ctx, deadline)
@@ -282,7 +288,7 @@ func (c *conn) appendRequest(buf []byte, sign *signer, p *pending) []byte {
 func (c *conn) close() {
 	if c.c != nil {
 		c.c.Close()
-		c.c, c.br, c.room = nil, nil, nil
+		c.c, c.raw, c.br, c.room = nil, nil, nil, nil
 	}
 }
 
