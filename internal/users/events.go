@@ -76,8 +76,10 @@ func (s *Store) RecordNoEvents() {
 // forgetPhoneLocked takes user id's phone number out of its events kept
 // in memory, for its erasure: GET /events and the webhook then show its
 // phone.bound without the number, and the snapshot the erasure asks for
-// writes none. The list is copied, not changed in place: a snapshot may be
-// encoding the one it took (keptEventsLocked). s.mu is held.
+// writes none. A store serving copies the list rather than change it in
+// place: a snapshot may be encoding the one it took (keptEventsLocked). A
+// store being replayed, or a tool's, has no journal yet, nor a snapshot
+// under way. s.mu is held.
 func (s *Store) forgetPhoneLocked(id int64) {
 	ev := &s.events
 	i := slices.IndexFunc(ev.list, func(e events.Event) bool {
@@ -86,7 +88,10 @@ func (s *Store) forgetPhoneLocked(id int64) {
 	if i < 0 {
 		return
 	}
-	list := slices.Clone(ev.list)
+	list := ev.list
+	if s.journal != nil {
+		list = slices.Clone(list)
+	}
 	for ; i < len(list); i++ {
 		if d := &list[i].Data; d.UserID == id {
 			d.PhoneNumber, d.PurePhoneNumber, d.CountryCode = "", "", ""
