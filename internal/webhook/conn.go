@@ -225,8 +225,13 @@ func (c *conn) unsolicited() bool {
 	if c.br.Buffered() > 0 {
 		return true
 	}
-	if any, ok := idleBytes(c.raw); ok {
-		return any
+	// The last round's deadline may have passed: a read after it, even a
+	// peek at the socket, would fail at once.
+	if err := c.c.SetReadDeadline(time.Time{}); err != nil {
+		return true
+	}
+	if waiting, ok := idleBytes(c.raw); ok {
+		return waiting
 	}
 	c.room.n = maxAnswer
 	if err := c.c.SetReadDeadline(time.Now().Add(idleCheck)); err != nil {

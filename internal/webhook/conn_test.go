@@ -200,3 +200,33 @@ func TestAnEndlessAnswerFailsItsPost(t *testing.T) {
 		t.Error("a post answered with headers past maxAnswer counted as taken")
 	}
 }
+
+// A connection idle for longer than a round's Timeout is used again, not
+// taken for one the receiver spoke on or closed: its last deadline has
+// passed, and the check for unsolicited bytes is not fooled by it.
+func TestAConnectionIdlePastItsDeadlineIsKept(t *testing.T) {
+	src := newMemorySource(1)
+	var mu sync.Mutex
+	conns := 0
+	_, url := startRaw(t, func(conn, _ int, _ string) string {
+		mu.Lock()
+		conns = max(conns, conn+1)
+		mu.Unlock()
+		return answer204
+	}, nil)
+	const timeout = 20 * time.Millisecond
+	c := newConn(url, timeout, nil)
+	defer c.close()
+	sign := newSigner(NewSecret())
+	for round := range 2 {
+		if errs := c.post(t.Context(), sign, pendings(src)); errs[0] != nil {
+			t.Fatalf("round %d: %v", round+1, errs[0])
+		}
+		time.Sleep(2 * timeout) // idle past the round's deadline: no event can stand in for time passing
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if conns != 1 {
+		t.Errorf("two rounds, idle past their deadline between them, took %d connections; want the one, kept alive", conns)
+	}
+}

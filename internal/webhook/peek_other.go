@@ -5,4 +5,4 @@ package webhook
 import "net"
 
 // idleBytes cannot tell, here: unsolicited reads for idleCheck instead.
-func idleBytes(net.Conn) (any, ok bool) { return false, false }
+func idleBytes(net.Conn) (waiting, ok bool) { return false, false }

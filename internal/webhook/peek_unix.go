@@ -11,7 +11,7 @@ import (
 // idleBytes reports whether the socket under nc holds bytes, or the end of
 // the connection, without waiting and without taking them (MSG_PEEK); ok
 // is false when it cannot tell.
-func idleBytes(nc net.Conn) (any, ok bool) {
+func idleBytes(nc net.Conn) (waiting, ok bool) {
 	sc, isSyscall := nc.(syscall.Conn)
 	if !isSyscall {
 		return false, false
