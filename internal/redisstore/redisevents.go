@@ -64,19 +64,14 @@ func personOutboxKey(person string) string { return personHashKey(person) + ":ev
 // one they name as previous: no join happened. It answers 0, changing
 // nothing, when the hash holds no good copy of its person's list.
 var pinJoinsScript = redis.NewScript(eventsLua + `
-local placeholder = '"person_id":0'
 local person = person_id(KEYS[1])
 if not person then return 0 end
 local list = redis.call('LRANGE', KEYS[2], 0, -1)
 for i = #list, 1, -1 do
   local text = list[i]
-  local at = string.find(text, placeholder, 1, true)
-  if at and string.find(text, '"type":"person.joined"', 1, true) then
-    if string.match(text, '"previous_person_id":(%d+)') == person then
-      redis.call('LREM', KEYS[2], 1, text)
-    else
-      redis.call('LSET', KEYS[2], i - 1, string.sub(text, 1, at - 1) .. '"person_id":' .. person .. string.sub(text, at + #placeholder))
-    end
+  if string.find(text, '"type":"person.joined"', 1, true) and string.find(text, placeholder, 1, true) then
+    local f = filled(text, person)
+    if f then redis.call('LSET', KEYS[2], i - 1, f) else redis.call('LREM', KEYS[2], 1, text) end
   end
 end
 return 1
@@ -112,8 +107,21 @@ const (
 // eventsLua is the Lua the scripts that record events share, put before
 // each: person_id, the id of the person's earliest record as the user's
 // hash's copy of its person's list (m) gives it, as Person does
-// (copiedMembers), or nil when that is no good copy.
+// (copiedMembers), or nil when that is no good copy; and filled, an
+// event's text with person written in for its personPlaceholder, as
+// fillPerson does, or nil for a person.joined whose person is still the
+// one it names as previous (no join happened); a text without the
+// placeholder as it is.
 const eventsLua = `
+local placeholder = '"person_id":0'
+local function filled(text, person)
+  local at = string.find(text, placeholder, 1, true)
+  if not at then return text end
+  if string.find(text, '"type":"person.joined"', 1, true) and string.match(text, '"previous_person_id":(%d+)') == person then
+    return nil
+  end
+  return string.sub(text, 1, at - 1) .. '"person_id":' .. person .. string.sub(text, at + #placeholder)
+end
 local function person_id(k)
   local f = redis.call('HMGET', k, 'm', 'person', 'id', 'appid')
   if not f[1] or not f[2] then return nil end
@@ -430,7 +438,6 @@ const relayMax = 1000
 // nothing. In one script, no other relay takes from an outbox meanwhile.
 var relayScript = redis.NewScript(eventsLua + `
 local batch, most = tonumber(ARGV[1]), tonumber(ARGV[2])
-local placeholder = '"person_id":0'
 local moved, trims, left, more, read, seen, cut = {}, {}, {}, {}, 0, {}, false
 for i = 3, #KEYS, 2 do
   local outbox, user = KEYS[i], KEYS[i + 1]
@@ -456,13 +463,8 @@ for i = 3, #KEYS, 2 do
       table.insert(left, outbox)
     elseif #head > 0 then
       for _, text in ipairs(head) do
-        local at = string.find(text, placeholder, 1, true)
-        if not at then
-          table.insert(moved, text)
-        elseif not (string.find(text, '"type":"person.joined"', 1, true)
-            and string.match(text, '"previous_person_id":(%d+)') == person) then
-          table.insert(moved, string.sub(text, 1, at - 1) .. '"person_id":' .. person .. string.sub(text, at + #placeholder))
-        end
+        local f = filled(text, person)
+        if f then table.insert(moved, f) end
       end
       table.insert(trims, {outbox, #head})
       if #head == batch then table.insert(more, outbox) cut = true end
