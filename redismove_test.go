@@ -265,3 +265,120 @@ func (r redisWithin) Claim(id int64, name string) (account.Claim, bool, error) {
 }
 
 func (r redisWithin) Erase(id int64) (account.Erasure, error) { return r.s.Erase(r.t.Context(), id) }
+
+// A claim kept at an erasure counts for the person whichever way they
+// come back, on either store: with the unionid the user had, in another
+// app; with a unionid the user had before its app moved to another Open
+// Platform account, in an app still on the old one; as the same user of
+// the same app, back without the unionid it had (the app no longer on an
+// account); and as the same user back without one, who learns one later.
+func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
+	const app, game = config.MockAppID, "wxgame"
+	type store interface {
+		Login(appID, openID, unionID string) (account.User, bool, error)
+		Claim(id int64, name string) (account.Claim, bool, error)
+		Erase(id int64) (account.Erasure, error)
+	}
+	type login struct{ app, unionID string }
+	cases := []struct {
+		name   string
+		before []login // alice's logins: the first takes the gift, and she is erased after the last
+		back   []login // her logins after: the last claims the gift
+	}{
+		{"with its unionid, in another app", []login{{app, "u1"}}, []login{{game, "u1"}}},
+		{"with a previous unionid, in an app on the old account", []login{{app, "u1"}, {app, "u2"}}, []login{{game, "u1"}}},
+		{"with its new unionid, in another app", []login{{app, "u1"}, {app, "u2"}}, []login{{game, "u2"}}},
+		{"without its unionid, in its app", []login{{app, "u1"}}, []login{{app, ""}}},
+		{"without a unionid, learning one", []login{{app, ""}}, []login{{app, ""}, {app, "u1"}}},
+	}
+	// logIn logs alice in as ls say, the first taking the gift, and answers
+	// her last record.
+	logIn := func(t *testing.T, s store, ls []login, claim bool) (alice account.User) {
+		t.Helper()
+		for i, l := range ls {
+			u, _, err := s.Login(l.app, fakewechat.OpenID(l.app, "alice"), l.unionID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 && claim {
+				if _, _, err := s.Claim(u.ID, "welcome-gift"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			alice = u
+		}
+		return alice
+	}
+	before := func(t *testing.T, s store, ls []login) {
+		t.Helper()
+		if _, err := s.Erase(logIn(t, s, ls, true).ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	back := func(t *testing.T, s store, ls []login) {
+		t.Helper()
+		alice := logIn(t, s, ls, false)
+		if c, taken, err := s.Claim(alice.ID, "welcome-gift"); err != nil || !taken {
+			t.Errorf("alice back: %+v, taken %v, %v; want the gift taken", c, taken, err)
+		}
+	}
+	meta := account.Meta{Mode: account.ModeMock, AppIDs: []string{app, game}}
+	openFiles := func(t *testing.T, dir string) *users.Store {
+		t.Helper()
+		files, err := users.Open(dir, meta, time.Now, discardLogger(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return files
+	}
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	url := "redis://" + srv.Addr
+	openRedis := func(t *testing.T, flush bool) redisWithin {
+		t.Helper()
+		rc := srv.Client(t, "", "")
+		if flush {
+			if _, err := rc.Do(t.Context(), "FLUSHALL"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return redisWithin{t, openTestRedisStore(t, rc, account.ModeMock, time.Now)}
+	}
+	for _, tc := range cases {
+		t.Run("files/"+tc.name, func(t *testing.T) {
+			files := openFiles(t, t.TempDir())
+			defer files.Close()
+			before(t, files, tc.before)
+			back(t, files, tc.back)
+		})
+		t.Run("redis/"+tc.name, func(t *testing.T) {
+			rs := openRedis(t, true)
+			before(t, rs, tc.before)
+			back(t, rs, tc.back)
+		})
+		t.Run("files, moved to Redis/"+tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			files := openFiles(t, dir)
+			before(t, files, tc.before)
+			if err := files.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := srv.Client(t, "", "").Do(t.Context(), "FLUSHALL"); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := tool(t, "to-redis", "-data", dir, "-redis", url); err != nil {
+				t.Fatalf("to-redis = %v:\n%s", err, out)
+			}
+			back(t, openRedis(t, false), tc.back)
+		})
+		t.Run("Redis, moved to files/"+tc.name, func(t *testing.T) {
+			before(t, openRedis(t, true), tc.before)
+			dir := filepath.Join(t.TempDir(), "back")
+			if out, err := tool(t, "from-redis", "-data", dir, "-redis", url); err != nil {
+				t.Fatalf("from-redis = %v:\n%s", err, out)
+			}
+			files := openFiles(t, dir)
+			defer files.Close()
+			back(t, files, tc.back)
+		})
+	}
+}

@@ -42,6 +42,11 @@ type Contents struct {
 	// person (account.PersonHash), which a returning person does not
 	// take twice.
 	Kept map[string][]account.Claim
+	// KeptAliases is the other hashes of erased users, each to the hash
+	// in Kept its claims are under: a unionid the user had before, and
+	// its app's and openid's if it had one. Each is an alias in Redis,
+	// unless a person is there.
+	KeptAliases map[string]string
 	// PersonKey is the key of the persons' hashes; nil for none, which
 	// leaves Redis its own.
 	PersonKey []byte
@@ -229,6 +234,16 @@ func (s *Store) Import(ctx context.Context, c Contents) error {
 			}
 		}
 	}
+	for _, hash := range slices.Sorted(maps.Keys(c.KeptAliases)) {
+		into := c.KeptAliases[hash]
+		into = cmp.Or(aliases[into], into)
+		if hash == into {
+			continue
+		}
+		if _, err := aliasIfFreeScript.Run(ctx, s.rc, []string{personHashKey(hash)}, into); err != nil {
+			return err
+		}
+	}
 	_, err := s.rc.Do(ctx, "SET", idsKey, strconv.FormatInt(c.LastID, 10))
 	return err
 }
@@ -238,7 +253,7 @@ func (s *Store) Import(ctx context.Context, c Contents) error {
 // they are; then the claims, each by the user who made it, or kept under
 // its person's hash when that user was erased.
 func (s *Store) Export(ctx context.Context) (Contents, error) {
-	c := Contents{Erased: map[int64]time.Time{}, Kept: map[string][]account.Claim{}, PersonKey: s.personKey}
+	c := Contents{Erased: map[int64]time.Time{}, Kept: map[string][]account.Claim{}, KeptAliases: map[string]string{}, PersonKey: s.personKey}
 	last, err := s.highestID(ctx)
 	if err != nil {
 		return Contents{}, err
@@ -275,6 +290,7 @@ func (s *Store) Export(ctx context.Context) (Contents, error) {
 	// A claim may be both in a person and in an alias of it (copied when
 	// the alias was made, redislink.go): it is read once, as the person's.
 	seen := map[string]bool{}
+	aliasOf := map[string]string{}
 	for _, key := range keys {
 		if !strings.HasSuffix(key, "}") {
 			continue // a person's outbox of events (redisevents.go), not its hash
@@ -284,7 +300,10 @@ func (s *Store) Export(ctx context.Context) (Contents, error) {
 		if err != nil {
 			return Contents{}, err
 		}
-		hash = cmp.Or(hashField(reply, "alias"), hash)
+		if into := hashField(reply, "alias"); into != "" {
+			aliasOf[hash] = into
+			hash = into
+		}
 		claims, err := claimsIn(reply)
 		if err != nil {
 			return Contents{}, err
@@ -302,6 +321,14 @@ func (s *Store) Export(ctx context.Context) (Contents, error) {
 				c.Kept[hash] = append(c.Kept[hash], cl)
 			}
 			seen[once] = true
+		}
+	}
+	// An alias is an erased user's other hash if its person holds claims
+	// kept of erased users (a person's own aliases, kept by the file store
+	// as its records' unionids, come along; they are that person's too).
+	for hash, into := range aliasOf {
+		if len(c.Kept[into]) > 0 {
+			c.KeptAliases[hash] = into
 		}
 	}
 	return c, nil

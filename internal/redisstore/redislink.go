@@ -134,6 +134,13 @@ redis.call('HSET', KEYS[1], 'alias', ARGV[1])
 return {'alias', ARGV[1]}
 `)
 
+// aliasIfFreeScript makes the person's hash KEYS[1] an alias of person
+// ARGV[1] if it holds nothing: a person or an alias there already stays.
+var aliasIfFreeScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('HSET', KEYS[1], 'alias', ARGV[1]) end
+return 1
+`)
+
 // markLinkedScript records on a user's hash that its unionid ARGV[1] is
 // linked, if that is its unionid still.
 var markLinkedScript = redis.NewScript(`

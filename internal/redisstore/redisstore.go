@@ -1392,6 +1392,15 @@ func (s *Store) Erase(ctx context.Context, id int64) (account.Erasure, error) {
 			result.ClaimsKept = append(result.ClaimsKept, c.Name)
 		}
 	}
+	// The same user back in its app without its unionid (the app no longer
+	// on an Open Platform account) is the person still, and finds its
+	// claims: its app's and openid's hash is made an alias of the person,
+	// before the erasure, so that no crash leaves the claims unfound.
+	if own := s.PersonHash(u.AppID, u.OpenID, ""); u.UnionID != "" && own != person {
+		if _, err := aliasIfFreeScript.Run(ctx, s.rc, []string{personHashKey(own)}, person); err != nil {
+			return account.Erasure{}, unavailable(err)
+		}
+	}
 	keys, args := []string{userKey(id), sessionKeyKey(id)}, []string{formatTime(s.stamp(time.Second))}
 	if s.events {
 		e := events.Deleted(s.now(), id, u.AppID, personIDOf(u, hash, claims))

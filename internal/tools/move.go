@@ -7,6 +7,8 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 	"wxlogin/internal/account"
@@ -200,7 +202,7 @@ func fileCensus(files *users.Store, person func(appID, openID, unionID string) s
 // store's lines: each user or erasure in id order, then the claims, each
 // after its user, then the person key and the claims kept of erased users.
 func contentsOf(files *users.Store) (redisstore.Contents, error) {
-	c := redisstore.Contents{Erased: map[int64]time.Time{}, Kept: map[string][]account.Claim{}}
+	c := redisstore.Contents{Erased: map[int64]time.Time{}, Kept: map[string][]account.Claim{}, KeptAliases: map[string]string{}}
 	appOf := map[int64]string{} // of each user, for their claims
 	for text := range files.Lines() {
 		l, err := users.ParseLine(text)
@@ -222,6 +224,9 @@ func contentsOf(files *users.Store) (redisstore.Contents, error) {
 		case l.Kept != nil:
 			k := l.Kept
 			c.Kept[k.Person] = append(c.Kept[k.Person], account.Claim{Name: k.Name, AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.At})
+			for _, also := range k.Also {
+				c.KeptAliases[also] = k.Person
+			}
 		}
 	}
 	return c, nil
@@ -259,9 +264,13 @@ func linesOf(c redisstore.Contents) iter.Seq[[]byte] {
 				return
 			}
 		}
+		also := map[string][]string{} // the other hashes of each kept claims' hash
+		for _, hash := range slices.Sorted(maps.Keys(c.KeptAliases)) {
+			also[c.KeptAliases[hash]] = append(also[c.KeptAliases[hash]], hash)
+		}
 		for hash, list := range c.Kept {
 			for _, k := range list {
-				if !emit(users.Line{Kept: &users.KeptClaim{Person: hash, Name: k.Name, AppID: k.AppID, UserID: k.UserID, At: k.ClaimedAt}}) {
+				if !emit(users.Line{Kept: &users.KeptClaim{Person: hash, Also: also[hash], Name: k.Name, AppID: k.AppID, UserID: k.UserID, At: k.ClaimedAt}}) {
 					return
 				}
 			}

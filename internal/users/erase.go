@@ -20,18 +20,25 @@ import (
 // kept is what stops a returning person from taking a one-time benefit
 // twice: the names of their claims, under a keyed hash of who they were
 // (their unionid, or their app and openid where they have none), never the
-// unionid or openid itself. The key is the store's own, kept in its files,
+// unionid or openid itself. A claim is found under each other hash of the
+// user too: each unionid it had before its app moved to another Open
+// Platform account, and its app's and openid's, for the same user back in
+// that app without one. The key is the store's own, kept in its files,
 // so that a copy of the files alone names nobody to someone without them.
 //
 // The journal's lines for this:
 //
 //	{"person_key":"…"}                                               the key, once, before any kept claim
-//	{"kept":{"person":"…","name":"…","appid":"…","user_id":5,"at":"…"}}  a claim of an erased user
+//	{"kept":{"person":"…","also":["…"],"name":"…","appid":"…","user_id":5,"at":"…"}}  a claim of an erased user
 //	{"erased":{"user_id":5,"at":"…"}}                                 user 5 is gone; the id is never given again
 
 // KeptClaim is a claim of an erased user, kept under the person's hash.
 type KeptClaim struct {
-	Person string    `json:"person"` // personHash of who made it
+	Person string `json:"person"` // personHash of who made it
+	// Also is the user's other hashes, under which it is found too: each
+	// unionid it had before, and its app's and openid's if it had one.
+	// Files written before it have none.
+	Also   []string  `json:"also,omitempty"`
 	Name   string    `json:"name"`
 	AppID  string    `json:"appid"`
 	UserID int64     `json:"user_id"`
@@ -76,7 +83,7 @@ func parseErasureLine(line []byte) (Line, bool, error) {
 		return Line{PersonKey: key}, true, nil
 	case l.Kept != nil:
 		k := l.Kept
-		if len(k.Person) != 2*sha256.Size || !account.ValidClaimName(k.Name) || k.UserID < 1 || k.At.IsZero() {
+		if !isHash(k.Person) || !account.ValidClaimName(k.Name) || k.UserID < 1 || k.At.IsZero() || !all(k.Also, isHash) {
 			return Line{}, true, fmt.Errorf("kept claim %q is not whole", k.Name)
 		}
 		return Line{Kept: k}, true, nil
@@ -84,6 +91,17 @@ func parseErasureLine(line []byte) (Line, bool, error) {
 		return Line{Erased: l.Erased}, true, nil
 	}
 	return Line{}, true, fmt.Errorf("not a line of an erasure")
+}
+
+// isHash reports whether h is a person's hash as account.PersonHash writes it.
+func isHash(h string) bool {
+	_, err := hex.DecodeString(h)
+	return err == nil && len(h) == 2*sha256.Size
+}
+
+// all reports whether ok holds for every element of list.
+func all[T any](list []T, ok func(T) bool) bool {
+	return !slices.ContainsFunc(list, func(v T) bool { return !ok(v) })
 }
 
 // appendJSONLine appends v as a line, as encoding/json writes it.
@@ -98,6 +116,26 @@ func appendJSONLine(buf []byte, v any) []byte {
 // made.
 func (s *Store) personHash(u *account.User) string {
 	return account.PersonHash(s.personKey, u.AppID, u.OpenID, u.UnionID)
+}
+
+// otherHashes are the hashes of user u other than personHash(u), under
+// which its claims are found once it is erased: one for each unionid it
+// had before (a person who comes back in an app still on the Open Platform
+// account u's app left), and, if it has a unionid, its app's and openid's
+// (the same user back in that app without one). s.mu is held, and the key
+// made.
+func (s *Store) otherHashes(u *account.User) []string {
+	var hashes []string
+	for _, union := range u.UnionIDs() {
+		if union != u.UnionID {
+			hashes = append(hashes, account.PersonHash(s.personKey, u.AppID, u.OpenID, union))
+		}
+	}
+	if u.UnionID != "" {
+		hashes = append(hashes, account.PersonHash(s.personKey, u.AppID, u.OpenID, ""))
+	}
+	slices.Sort(hashes)
+	return hashes
 }
 
 // keptClaimLocked is the person's earliest kept claim of name, or nil.
@@ -148,10 +186,10 @@ func (s *Store) Erase(id int64) (account.Erasure, error) {
 	if bridge := s.bridgeLocked(u); bridge != nil {
 		s.putLocked(s.byID[bridge.ID-1], bridge, now)
 	}
-	person := s.personHash(u)
+	person, also := s.personHash(u), s.otherHashes(u)
 	result := account.Erasure{UserID: id, ClaimsKept: []string{}}
 	for _, c := range s.claims[id] {
-		k := &KeptClaim{Person: person, Name: c.Name, AppID: u.AppID, UserID: id, At: c.At}
+		k := &KeptClaim{Person: person, Also: also, Name: c.Name, AppID: u.AppID, UserID: id, At: c.At}
 		s.keepLocked(k)
 		s.line = keptLine(s.line[:0], k)
 		s.journal.Append(s.line)
@@ -214,15 +252,17 @@ func (s *Store) eraseLocked(id int64, at time.Time) {
 	delete(s.claims, id)
 }
 
-// keepLocked adds k to the kept claims, once. s.mu is held, or the store is
-// being opened.
+// keepLocked adds k to the kept claims, once, under its person's hash and
+// each of its other hashes. s.mu is held, or the store is being opened.
 func (s *Store) keepLocked(k *KeptClaim) {
 	for _, other := range s.kept[k.Person] {
-		if other.Name == k.Name && other.At.Equal(k.At) {
+		if other.Name == k.Name && other.At.Equal(k.At) && other.UserID == k.UserID {
 			return // replayed twice
 		}
 	}
-	s.kept[k.Person] = append(s.kept[k.Person], k)
+	for _, hash := range append([]string{k.Person}, k.Also...) {
+		s.kept[hash] = append(s.kept[hash], k)
+	}
 }
 
 // replayErasure puts a line of this file in memory as replay reads it.
@@ -285,7 +325,9 @@ func (s *Store) keptLinesLocked() [][]byte {
 	})
 	for _, p := range persons {
 		for _, k := range s.kept[p] {
-			lines = append(lines, keptLine(nil, k))
+			if k.Person == p { // not once for each of its other hashes
+				lines = append(lines, keptLine(nil, k))
+			}
 		}
 	}
 	return lines
