@@ -53,7 +53,13 @@ const (
 	deliveredKey    = "wx:{ev}:delivered"
 	deliveryLockKey = "wx:{ev}:lock"
 	relaysKey       = "wx:{ev}:relays"
+	phonesKey       = "wx:{ev}:phones"
+	forgottenKey    = "wx:{ev}:forgotten"
 )
+
+// logKeys are the keys of the scripts that append to the log
+// (appendEventsLua), in their order.
+var logKeys = []string{eventLogKey, eventSeqKey, phonesKey, forgottenKey}
 
 func userOutboxKey(id int64) string        { return userKey(id) + ":ev" }
 func personOutboxKey(person string) string { return personHashKey(person) + ":ev" }
@@ -105,14 +111,14 @@ const (
 )
 
 // eventsLua is the Lua the scripts that record events share, put before
-// each: person_id, the id of the person's earliest record as the user's
+// each: append_events (appendEventsLua); person_id, the id of the person's earliest record as the user's
 // hash's copy of its person's list (m) gives it, as Person does
 // (copiedMembers), or nil when that is no good copy; and filled, an
 // event's text with person written in for its personPlaceholder, as
 // fillPerson does, or nil for a person.joined whose person is still the
 // one it names as previous (no join happened); a text without the
 // placeholder as it is.
-const eventsLua = `
+const eventsLua = appendEventsLua + `
 local placeholder = '"person_id":0'
 local function filled(text, person)
   local at = string.find(text, placeholder, 1, true)
@@ -376,15 +382,66 @@ func (s *Store) sweep(ctx context.Context) {
 	s.sweepOwed.Store(false)
 }
 
-// appendScript appends the events ARGV to the log (KEYS[1]), each with
-// the next seq of the counter (KEYS[2]) as its id, "<seq>-1".
-var appendScript = redis.NewScript(`
-local seq = redis.call('INCRBY', KEYS[2], #ARGV) - #ARGV
-for i = 1, #ARGV do
-  redis.call('XADD', KEYS[1], string.format('%d-1', seq + i), 'e', ARGV[i])
+// appendEventsLua is append_events(list), which appends the events list
+// to the log (KEYS[1]), each with the next seq of the counter (KEYS[2])
+// as its id, "<seq>-1", and answers how many it appended. The seq of each
+// phone.bound goes into the user's field of KEYS[3] ("<seq>,<seq>…"), so
+// that the user's erasure can take the number out of the log
+// (forgetPhonesScript); a phone.bound of a user erased already (in the set
+// KEYS[4]) is not appended: a relay that read it before the erasure comes
+// after it.
+const appendEventsLua = `
+local function append_events(list)
+  local kept = {}
+  for _, text in ipairs(list) do
+    local user = string.find(text, '"type":"phone.bound"', 1, true) and string.match(text, '"user_id":(%d+)')
+    if not (user and redis.call('SISMEMBER', KEYS[4], user) == 1) then table.insert(kept, {text, user}) end
+  end
+  if #kept == 0 then return 0 end
+  local seq = redis.call('INCRBY', KEYS[2], #kept) - #kept
+  for i, e in ipairs(kept) do
+    redis.call('XADD', KEYS[1], string.format('%d-1', seq + i), 'e', e[1])
+    if e[2] then
+      local had = redis.call('HGET', KEYS[3], e[2])
+      redis.call('HSET', KEYS[3], e[2], (had and had .. ',' or '') .. (seq + i))
+    end
+  end
+  return #kept
 end
-return #ARGV
+`
+
+// appendScript appends the events ARGV to the log (append_events).
+var appendScript = redis.NewScript(appendEventsLua + `
+return append_events(ARGV)
 `)
+
+// forgetPhonesScript takes the phone.bound events of user ARGV[1], erased,
+// out of the log (KEYS[1]), by the seqs KEYS[2] holds of them, and adds
+// the user to the erased (KEYS[3]), whose phone.bound no relay appends
+// from then on (append_events). Redis cannot change an entry of a stream:
+// the event goes, its seq left unused. ARGV[2] is "events" if this
+// instance records them; if not, and there is no log, it writes nothing.
+var forgetPhonesScript = redis.NewScript(`
+if ARGV[2] ~= 'events' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SADD', KEYS[3], ARGV[1])
+local seqs = redis.call('HGET', KEYS[2], ARGV[1])
+if seqs then
+  for seq in string.gmatch(seqs, '%d+') do redis.call('XDEL', KEYS[1], seq .. '-1') end
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+return 1
+`)
+
+// forgetPhones takes the phone numbers of user id, erased, out of the log
+// (forgetPhonesScript).
+func (s *Store) forgetPhones(ctx context.Context, id int64) error {
+	recording := ""
+	if s.events {
+		recording = "events"
+	}
+	_, err := forgetPhonesScript.Run(ctx, s.rc, []string{eventLogKey, phonesKey, forgottenKey}, strconv.FormatInt(id, 10), recording)
+	return err
+}
 
 // relay moves the head of each of outboxes into the log, and answers the
 // outboxes that hold more than it moved. It sets aside (trouble) those it
@@ -439,7 +496,7 @@ const relayMax = 1000
 var relayScript = redis.NewScript(eventsLua + `
 local batch, most = tonumber(ARGV[1]), tonumber(ARGV[2])
 local moved, trims, left, more, read, seen, cut = {}, {}, {}, {}, 0, {}, false
-for i = 3, #KEYS, 2 do
+for i = 5, #KEYS, 2 do
   local outbox, user = KEYS[i], KEYS[i + 1]
   local head = not seen[outbox] and read < most and #left == 0 and not cut and redis.pcall('LRANGE', outbox, 0, batch - 1) or nil
   seen[outbox] = true
@@ -471,24 +528,19 @@ for i = 3, #KEYS, 2 do
     end
   end
 end
-if #moved > 0 then
-  local seq = redis.call('INCRBY', KEYS[2], #moved) - #moved
-  for i, text in ipairs(moved) do
-    redis.call('XADD', KEYS[1], string.format('%d-1', seq + i), 'e', text)
-  end
-end
+local appended = append_events(moved)
 for _, trim in ipairs(trims) do
   redis.call('LTRIM', trim[1], trim[2], -1)
 end
-return {#moved, left, more}
+return {appended, left, more}
 `)
 
 // relayInScript moves outboxes with relayScript, and answers how many
 // events it moved, the outbox it left to relayEach, if any, and the
 // outboxes that hold more than it moved.
 func (s *Store) relayInScript(ctx context.Context, outboxes []string) (moved int64, left, more []string, err error) {
-	keys := make([]string, 0, 2+2*len(outboxes))
-	keys = append(keys, eventLogKey, eventSeqKey)
+	keys := make([]string, 0, len(logKeys)+2*len(outboxes))
+	keys = append(keys, logKeys...)
 	for _, outbox := range outboxes {
 		user := outbox
 		if id, ok := userOfOutbox(outbox); ok {
@@ -720,7 +772,7 @@ func personIDOf(u account.User, reply, person any) int64 {
 // appendEvents appends events, as their outbox holds them, to the log,
 // and signals Recorded.
 func (s *Store) appendEvents(ctx context.Context, batch []string) error {
-	if _, err := appendScript.Run(ctx, s.rc, []string{eventLogKey, eventSeqKey}, batch...); err != nil {
+	if _, err := appendScript.Run(ctx, s.rc, logKeys, batch...); err != nil {
 		return err
 	}
 	s.signalRecorded()

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -1163,3 +1164,65 @@ func TestRedisAJoinStaysRecordedWhateverFollowsBeforeTheRelay(t *testing.T) {
 		})
 	}
 }
+
+// An erasure takes the user's phone numbers out of the log: those relayed
+// before it, one still in its outbox then, and one a relay read before it
+// and appends after (as a Cluster's relay, in steps, may); the log keeps
+// the user's other events, which hold only ids, and other users' numbers.
+func TestRedisAnErasureTakesThePhoneOutOfTheLog(t *testing.T) {
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			rs := openEventStore(t, startRedis(t, kind))
+			ctx := t.Context()
+			login := loginOn(t, rs)
+			alice, bob := login("wxshop", "alice", ""), login("wxshop", "bob", "")
+			bind := func(u account.User, phone string) account.User {
+				t.Helper()
+				u, err := rs.Update(ctx, u.ID, func(u *account.User) { u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = "+86 "+phone, phone, "86" })
+				if err != nil {
+					t.Fatal(err)
+				}
+				return u
+			}
+			relay := func() {
+				t.Helper()
+				if err := rs.RelayLeftovers(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			carol := login("wxshop", "carol", "")
+			bind(carol, "13600136000") // before any event is in the log
+			if _, err := rs.Erase(ctx, carol.ID); err != nil {
+				t.Fatal(err)
+			}
+			bind(alice, "13800138000")
+			bind(bob, "13900139000")
+			relay()
+			late := events.PhoneChanged(time.Now(), ptr(bind(alice, "13700137000")), alice.ID) // in her outbox at the erasure
+			if _, err := rs.Erase(ctx, alice.ID); err != nil {
+				t.Fatal(err)
+			}
+			relay()
+			if err := rs.appendEvents(ctx, []string{string(late.Append(nil))}); err != nil { // a relay that read it before
+				t.Fatal(err)
+			}
+			var got []told
+			for _, e := range allEvents(t, rs) {
+				if e.Type == events.PhoneBound || e.Type == events.UserDeleted {
+					got = append(got, told{e.Type, e.Data})
+				}
+			}
+			slices.SortStableFunc(got, func(a, b told) int { return cmp.Compare(a.Data.UserID, b.Data.UserID) }) // in order by user
+			want := []told{
+				{events.UserDeleted, events.Data{UserID: alice.ID, AppID: "wxshop", PersonID: alice.ID}},
+				{events.PhoneBound, events.Data{UserID: bob.ID, AppID: "wxshop", PersonID: bob.ID, PhoneNumber: "+86 13900139000", PurePhoneNumber: "13900139000", CountryCode: "86"}},
+				{events.UserDeleted, events.Data{UserID: carol.ID, AppID: "wxshop", PersonID: carol.ID}},
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("after alice's erasure the log's phones and deletions are\n%+v\nwant\n%+v", got, want)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -36,7 +36,8 @@
 //	wx:{p:<hash>}               HASH    a person, by the keyed hash of its unionid (or app and openid):
 //	                                    "u:<id>" → appid for each of its records, "c:<name>" → a claim,
 //	                                    "ver" the count of its changes; or only "alias", the person
-//	                                    it was merged into (redislink.go)
+//	                                    it was merged into (redislink.go), or, of an erased user's app
+//	                                    and openid, the user's person (Erase)
 //	wx:{p:<hash>}:ev            LIST    with -events, the person's claim.taken events not yet moved
 //	wx:{ev}                     STREAM  with -events, the log: "e" each event's JSON, numbered by its
 //	                                    entry id "<seq>-1"; kept until an operator trims it
@@ -44,6 +45,9 @@
 //	wx:{ev}:delivered           STRING  the seq through which the webhook delivered every event
 //	wx:{ev}:lock                STRING  the instance delivering the events, for a lease (HoldDelivery)
 //	wx:{ev}:relays              HASH    each instance's relay → when its lease ends, in Redis's Unix ms
+//	wx:{ev}:phones              HASH    user id → the seqs of its phone.bound events, "<seq>,<seq>…",
+//	                                    which its erasure deletes from the log (forgetPhonesScript)
+//	wx:{ev}:forgotten           SET     the ids of erased users, whose phone.bound no relay appends
 //	wx:{a:<appid>}[:lock]       STRING  the app's shared access_token, and who fetches it (AccessTokens)
 //	wx:{x:<appid>:<hash>}       STRING  a code's exchange under way, then its answer (Exchanges)
 //	wx:{l:<address>}            HASH    a client address's login bucket (LoginLimiter)
@@ -1415,6 +1419,11 @@ func (s *Store) Erase(ctx context.Context, id int64) (account.Erasure, error) {
 	}
 	if s.events {
 		s.note(keys[2])
+	}
+	// Its phone numbers leave the log, whose events of the user's other
+	// changes hold only ids: also when this instance records no events.
+	if err := s.forgetPhones(ctx, id); err != nil {
+		return account.Erasure{}, unavailable(err)
 	}
 	s.ids.forget(u.Ref())
 	if err := s.forgetOpenID(ctx, u.AppID, u.OpenID, id); err != nil {
