@@ -34,6 +34,7 @@ type conn struct {
 	room   *budget // what br may still read for the answer being read
 	buf    []byte  // the round's requests, reused
 	reused bool    // c has carried a round before
+	heard  bool    // the receiver sent bytes in the last round
 }
 
 // maxAnswer bounds what one answer may take of the connection, its status
@@ -45,10 +46,11 @@ const (
 )
 
 // budget is a reader that reads at most n bytes more from r: past them it
-// fails, as a connection that ended.
+// fails, as a connection that ended. got counts every byte it read.
 type budget struct {
-	r io.Reader
-	n int64
+	r   io.Reader
+	n   int64
+	got int64
 }
 
 var errTooLong = errors.New("the receiver's answer is too long")
@@ -62,6 +64,7 @@ func (b *budget) Read(p []byte) (int, error) {
 	}
 	n, err := b.r.Read(p)
 	b.n -= int64(n)
+	b.got += int64(n)
 	return n, err
 }
 
@@ -106,19 +109,25 @@ func (c *conn) post(ctx context.Context, sign *signer, batch []*pending) []error
 }
 
 // reusedAndDead reports whether a round failed on a reused connection
-// before any answer, other than by its deadline: the receiver closed it
-// while it was idle. A round that ran out of time is not tried again: a
-// round takes Timeout at most.
+// without a byte of an answer, other than by its deadline: the receiver
+// closed it while it was idle, as net/http's client judges it too. A round
+// the receiver answered, however oddly (a 101, headers past maxAnswer,
+// bytes that are not HTTP), failed there: posted again at once on a new
+// connection, a 2xx would hide that answer, so it waits as a refusal does.
+// A round that ran out of time is not tried again: a round takes Timeout
+// at most.
 func (c *conn) reusedAndDead(errs []error) bool {
 	var timeout net.Error
-	return c.c == nil && c.reused && len(errs) > 0 && errs[0] != nil && !isStatus(errs[0]) &&
+	return c.c == nil && c.reused && !c.heard && len(errs) > 0 && errs[0] != nil &&
 		!(errors.As(errs[0], &timeout) && timeout.Timeout()) && !errors.Is(errs[0], context.Canceled)
 }
 
 // attempt makes one round: every post written, then every answer read.
 func (c *conn) attempt(ctx context.Context, sign *signer, batch []*pending) []error {
 	errs := make([]error, len(batch))
+	var before int64 // what the connection had read when the round began
 	fail := func(from int, err error) []error {
+		c.heard = c.room != nil && c.room.got > before
 		c.close()
 		for i := from; i < len(errs); i++ {
 			errs[i] = err
@@ -132,12 +141,13 @@ func (c *conn) attempt(ctx context.Context, sign *signer, batch []*pending) []er
 	if c.c != nil && c.unsolicited() {
 		c.close() // bytes no post asked for: no answer on it can be trusted
 	}
-	c.reused = c.c != nil
+	c.reused, c.heard = c.c != nil, false
 	if c.c == nil {
 		if err := c.dial(ctx, deadline); err != nil {
 			return fail(0, err)
 		}
 	}
+	before = c.room.got
 	if err := c.c.SetDeadline(deadline); err != nil {
 		return fail(0, err)
 	}
@@ -163,6 +173,7 @@ func (c *conn) attempt(ctx context.Context, sign *signer, batch []*pending) []er
 			}
 			return fail(i, err)
 		}
+		c.heard = true
 		// An answer's body is read and dropped, so that the next answer
 		// can be read; a long one ends the connection instead.
 		n, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))

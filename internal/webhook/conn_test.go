@@ -230,3 +230,55 @@ func TestAConnectionIdlePastItsDeadlineIsKept(t *testing.T) {
 		t.Errorf("two rounds, idle past their deadline between them, took %d connections; want the one, kept alive", conns)
 	}
 }
+
+// A round on a kept-alive connection is posted again on a new one only
+// when the receiver sent no byte of an answer: it closed the connection
+// while idle, as a server may (net/http's client re-sends then too). An
+// answer on it that is no 2xx, however odd (a switch of protocols, headers
+// past maxAnswer, bytes that are not HTTP), fails the round, to be tried
+// again after its wait like any refusal: not posted at once on a new
+// connection, where a 2xx would hide it.
+func TestOnlyASilentKeptAliveConnectionIsPostedAgain(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		second string // the answer to the round on the kept-alive connection; "" closes it unanswered
+		// want: whether the round is posted again on a new connection
+		// (and taken there)
+		again bool
+	}{
+		{"closed unanswered", "", true},
+		{"500, closing", "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false},
+		{"101 Switching Protocols", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", false},
+		{"headers past maxAnswer", "HTTP/1.1 204 No Content\r\nX-Big: " + strings.Repeat("a", 2*maxAnswer) + "\r\n\r\n", false},
+		{"not HTTP", "SSH-2.0-OpenSSH_9.6\r\n\r\n", false},
+		{"a 1xx with a body", "HTTP/1.1 103 Early Hints\r\nContent-Length: 38\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newMemorySource(1)
+			r, url := startRaw(t, func(conn, n int, _ string) string {
+				if conn == 0 && n == 1 {
+					return tc.second
+				}
+				return answer204
+			}, func(conn, n int, nc net.Conn) {
+				if conn == 0 && n == 1 && tc.second == "" {
+					nc.Close()
+				}
+			})
+			c := newConn(url, 5*time.Second, nil)
+			defer c.close()
+			sign := newSigner(NewSecret())
+			if errs := c.post(t.Context(), sign, pendings(src)); errs[0] != nil {
+				t.Fatalf("round 1: %v", errs[0])
+			}
+			errs := c.post(t.Context(), sign, pendings(src))
+			if taken := errs[0] == nil; taken != tc.again {
+				t.Errorf("round 2 taken: %v (%v); want %v", taken, errs[0], tc.again)
+			}
+			wantPosts := map[bool]int{false: 2, true: 3}[tc.again]
+			if n := r.count(); n != wantPosts {
+				t.Errorf("the receiver read %d posts; want %d", n, wantPosts)
+			}
+		})
+	}
+}
