@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"log/slog"
@@ -65,6 +66,13 @@ type Sender struct {
 // no more are read until some are taken.
 const queueSize = 1000
 
+// maxWaiting is how many of those may wait behind an earlier event of
+// their user, not to be posted before it is taken. Past it, a user's later
+// events are set aside, to be read again from the source, so that one user
+// whose events the receiver refuses while the user makes more cannot fill
+// the queue: reading stops only once queueSize-maxWaiting users wait.
+const maxWaiting = queueSize / 2
+
 // holdFor is how long a hold lasts unless renewed; each round renews it.
 // An instance killed while holding it holds up delivery this long.
 const holdFor = 10 * time.Second
@@ -84,7 +92,9 @@ type pending struct {
 // delivery is the state of Run: the events read past the cursor and not
 // yet taken, in seq order, and the seq of the last one read. Those taken
 // leave the queue at once, so that an event the receiver refuses for long
-// holds up its user's events only, not the reading of the others'.
+// holds up its user's events only, not the reading of the others'; and a
+// user's events past maxWaiting are set aside, not held, so that one user
+// with many does not hold up the reading either.
 type delivery struct {
 	*Sender
 	src    Source
@@ -92,6 +102,10 @@ type delivery struct {
 	sign   *signer
 	conn   *conn
 	queue  []*pending
+	// aside holds, for each user with events set aside, the seq from
+	// which none of its events up to read is in the queue or taken: they
+	// are read again once the user has none left in the queue.
+	aside  map[int64]int64
 	cursor int64
 	read   int64 // the seq of the last event read
 	fresh  bool  // the queue is to be read again from the cursor
@@ -172,7 +186,8 @@ func (d *delivery) round(ctx context.Context) (time.Duration, error) {
 	return 0, nil
 }
 
-// fill reads the events past the last read, up to queueSize not taken;
+// fill reads the events past the last read, up to queueSize not taken,
+// and again those set aside of the users with none left in the queue;
 // from the cursor when the queue is fresh.
 func (d *delivery) fill(ctx context.Context) error {
 	if d.fresh {
@@ -180,7 +195,14 @@ func (d *delivery) fill(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		d.cursor, d.read, d.queue, d.fresh = cursor, cursor, nil, false
+		d.cursor, d.read, d.queue, d.aside, d.fresh = cursor, cursor, nil, map[int64]int64{}, false
+	}
+	held := map[int64]int{} // each user's events in the queue
+	for _, p := range d.queue {
+		held[p.event.Data.UserID]++
+	}
+	if err := d.readAside(ctx, held); err != nil {
+		return err
 	}
 	if len(d.queue) >= queueSize {
 		return nil
@@ -190,8 +212,77 @@ func (d *delivery) fill(ctx context.Context) error {
 		return err
 	}
 	for _, e := range list {
-		d.queue = append(d.queue, &pending{event: e})
 		d.read = e.Seq
+		user := e.Data.UserID
+		if _, ok := d.aside[user]; ok {
+			continue // read again after those of its set aside
+		}
+		if held[user] > 0 && len(d.queue)-len(held) >= maxWaiting {
+			d.aside[user] = e.Seq
+			continue
+		}
+		d.queue = append(d.queue, &pending{event: e})
+		held[user]++
+	}
+	return nil
+}
+
+// readAside reads again the events set aside of the users with none left
+// in the queue (held), up to queueSize in the queue and maxWaiting waiting,
+// and keeps the queue in seq order. A user whose events do not all fit
+// keeps the rest aside.
+func (d *delivery) readAside(ctx context.Context, held map[int64]int) error {
+	ready := map[int64]bool{}
+	after := d.read
+	for user, from := range d.aside {
+		if held[user] == 0 {
+			ready[user] = true
+			after = min(after, from-1)
+		}
+	}
+	if len(ready) == 0 {
+		return nil
+	}
+	defer func() { // the queue as it is on return, not as it is now
+		slices.SortFunc(d.queue, func(a, b *pending) int { return cmp.Compare(a.event.Seq, b.event.Seq) })
+	}()
+	for len(ready) > 0 && after < d.read {
+		list, err := d.src.Events(ctx, after, queueSize)
+		if err != nil {
+			return err
+		}
+		if len(list) == 0 {
+			break // the source lists no more: as if read through
+		}
+		for _, e := range list {
+			if e.Seq > d.read {
+				after = d.read // read through, whatever seqs the source skips
+				break
+			}
+			after = e.Seq
+			user := e.Data.UserID
+			if !ready[user] || e.Seq < d.aside[user] {
+				continue
+			}
+			if len(d.queue) >= queueSize {
+				// Full: every user still ready keeps aside what was not
+				// read again, from here.
+				for user := range ready {
+					d.aside[user] = max(d.aside[user], e.Seq)
+				}
+				return nil
+			}
+			if held[user] > 0 && len(d.queue)-len(held) >= maxWaiting {
+				d.aside[user] = e.Seq
+				delete(ready, user)
+				continue
+			}
+			d.queue = append(d.queue, &pending{event: e})
+			held[user]++
+		}
+	}
+	for user := range ready {
+		delete(d.aside, user) // every event set aside is in the queue again
 	}
 	return nil
 }
@@ -256,6 +347,9 @@ func (d *delivery) advance(ctx context.Context) error {
 	cursor := d.read
 	if len(d.queue) > 0 {
 		cursor = d.queue[0].event.Seq - 1
+	}
+	for _, from := range d.aside {
+		cursor = min(cursor, from-1)
 	}
 	if cursor > d.cursor {
 		if err := d.src.SetDelivered(ctx, cursor); err != nil {

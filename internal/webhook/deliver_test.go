@@ -6,11 +6,13 @@ import (
 	"crypto/x509"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -307,5 +309,154 @@ func TestSenderGoesOnPastAnEventRefusedLong(t *testing.T) {
 	testkit.WaitFor(t, "every event delivered once the first is taken", src.deliveredAll)
 	if len(src.badCursor) > 0 {
 		t.Errorf("the cursor moved past an event not taken: %v", src.badCursor[:min(len(src.badCursor), 5)])
+	}
+}
+
+// TestSenderGoesOnPastAUserRefusedLong: while the receiver refuses one
+// user's first event, and that user makes more events than the sender
+// holds in memory at once (queueSize), the other users' events, read
+// among and after them, are still delivered; once the first is taken,
+// the user's events, read again from the source, all follow in order.
+func TestSenderGoesOnPastAUserRefusedLong(t *testing.T) {
+	var users []int64
+	for i := range 2 * queueSize {
+		user := int64(1) // the one refused, three events of four
+		if i%4 == 3 {
+			user = int64(i + 2)
+		}
+		users = append(users, user)
+	}
+	src := newMemorySource(users...)
+	first := src.list[0].ID
+	h := &hookServer{src: src}
+	var refusing atomic.Bool
+	refusing.Store(true)
+	refuse := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("webhook-id") == first && refusing.Load() {
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+	s := testSender(startHook(t, h, refuse, false).URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Run(ctx, src)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	others := len(users) / 4
+	testkit.WaitFor(t, "every other user's event taken while the first is refused", func() bool {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		return len(src.taken) == others
+	})
+	refusing.Store(false)
+	testkit.WaitWithin(t, 30*time.Second, "every event delivered once the first is taken", src.deliveredAll)
+	if len(src.badCursor) > 0 {
+		t.Errorf("the cursor moved past an event not taken: %v", src.badCursor[:min(len(src.badCursor), 5)])
+	}
+	var want, got []string
+	for _, e := range src.list {
+		if e.Data.UserID == 1 {
+			want = append(want, e.ID)
+		}
+	}
+	seen := map[string]bool{}
+	for _, post := range h.posted() {
+		id, status, _ := strings.Cut(post, " ")
+		if status == "204" && !seen[id] && slices.Contains(want, id) {
+			seen[id] = true
+			got = append(got, id)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("user 1's %d events were taken in another order, or not all (%d taken)", len(want), len(got))
+	}
+}
+
+// TestSetAsideEventsAreReadAgainInOrder drives the queue alone, round by
+// round, with more events of one user than the queue holds, and a
+// receiver that takes some posts and refuses others. The queue never
+// holds more than queueSize; every event is taken once, each user's in seq
+// order; the cursor never passes an event not taken.
+func TestSetAsideEventsAreReadAgainInOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var mixed []int64 // user 1's events a third of them, the rest of many users
+	for range 4 * queueSize {
+		user := int64(1)
+		if rng.IntN(3) > 0 {
+			user = 2 + rng.Int64N(queueSize)
+		}
+		mixed = append(mixed, user)
+	}
+	var crowded []int64 // user 1's events, then a queue's worth of other users', then user 1's again
+	for i := range 2*queueSize + maxWaiting {
+		user := int64(1)
+		if i >= maxWaiting+10 && i < maxWaiting+10+queueSize {
+			user = int64(i)
+		}
+		crowded = append(crowded, user)
+	}
+	for _, tc := range []struct {
+		name  string
+		users []int64
+		// take says whether the receiver takes p in round
+		take func(p *pending, round int) bool
+	}{
+		{"one post in three taken", mixed, func(*pending, int) bool { return rng.IntN(3) == 0 }},
+		// The other users' events are refused for a while after user 1's
+		// first maxWaiting+1 are taken: its events set aside wait to be
+		// read again into a queue full of the others'.
+		{"the queue full of refused users", crowded, func(p *pending, round int) bool {
+			return p.event.Data.UserID == 1 || round > maxWaiting+100
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newMemorySource(tc.users...)
+			d := &delivery{Sender: testSender("http://127.0.0.1:1/"), src: src, fresh: true}
+			want := map[int64][]int64{}
+			for _, e := range src.list {
+				want[e.Data.UserID] = append(want[e.Data.UserID], e.Seq)
+			}
+			taken := map[int64][]int64{} // each user's events taken, by seq
+			for round := 0; !src.deliveredAll(); round++ {
+				if round == 10*len(tc.users) {
+					t.Fatalf("%d rounds, and not every event is delivered", round)
+				}
+				if err := d.fill(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				if len(d.queue) > queueSize {
+					t.Fatalf("round %d: %d events in the queue; want %d at most", round, len(d.queue), queueSize)
+				}
+				batch, _ := d.due(time.Now())
+				for _, p := range batch {
+					if tc.take(p, round) {
+						p.taken = true
+						src.mu.Lock()
+						src.taken[p.event.ID] = true
+						src.mu.Unlock()
+						taken[p.event.Data.UserID] = append(taken[p.event.Data.UserID], p.event.Seq)
+					}
+				}
+				if err := d.advance(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for user, seqs := range want {
+				if !slices.Equal(taken[user], seqs) {
+					t.Errorf("user %d's events taken: %v; want each once, in seq order: %v", user, taken[user], seqs)
+				}
+			}
+			if len(src.badCursor) > 0 {
+				t.Errorf("the cursor moved past an event not taken: %v", src.badCursor[:min(len(src.badCursor), 5)])
+			}
+		})
 	}
 }
