@@ -615,7 +615,7 @@ func (s *Store) relayEach(ctx context.Context, outboxes []string) (more []string
 		}
 		filled, err := s.fillPerson(ctx, outboxes[i], head, user)
 		var refused redis.Error // the user's key is not a hash
-		if errors.Is(err, errNoPersonID) || errors.As(err, &refused) {
+		if errors.Is(err, errNoPersonID) || errors.Is(err, errDamagedRecord) || errors.As(err, &refused) {
 			s.trouble(outboxes[i], err)
 			continue
 		}
@@ -654,8 +654,18 @@ var errNoPersonID = errors.New("holds an event with no person id, and is not a u
 // trouble sets aside an outbox the relay cannot move for what it holds,
 // and says so; RunRelay tries it again at its next beat, and a sweep
 // meets it too, while the other outboxes go on.
+//
+// A user's record damaged (errDamagedRecord) where the relay reads its
+// person is an error to log: an operator must mend it. Its user's events
+// wait in their outbox, in order, until then: a person id guessed would
+// tell the receivers of a person that may not be the user's, and an
+// event dropped would lose a change that was acknowledged.
 func (s *Store) trouble(outbox string, err error) {
-	s.log.Warn("events: an outbox holds what the relay cannot move; left as it is", "outbox", outbox, "err", err)
+	if errors.Is(err, errDamagedRecord) {
+		s.log.Error("events: a user's record is damaged; its events wait in its outbox until it is mended", "outbox", outbox, "err", err)
+	} else {
+		s.log.Warn("events: an outbox holds what the relay cannot move; left as it is", "outbox", outbox, "err", err)
+	}
 	s.relayMu.Lock()
 	s.troubled = addNew(s.troubled, outbox)
 	s.relayMu.Unlock()

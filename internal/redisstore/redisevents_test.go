@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -1160,6 +1161,89 @@ func TestRedisAJoinStaysRecordedWhateverFollowsBeforeTheRelay(t *testing.T) {
 				{events.PersonJoined, events.Data{UserID: game.ID, AppID: "wxgame", PersonID: shop.ID, PreviousPersonID: game.ID}}}
 			if !slices.Equal(got, want) {
 				t.Errorf("game's events in the log:\n%+v\nwant\n%+v", got, want)
+			}
+		})
+	}
+}
+
+// A user's record damaged in a field the relay must read to fill in a
+// person id (its copy of its person's list gone, and a field that does not
+// parse) holds that user's events in its outbox, in order, and is logged
+// as an error naming the outbox; every other user's events go on. Once the
+// record is mended, the relay's next try moves the held events.
+func TestRedisRelayGoesOnPastADamagedRecord(t *testing.T) {
+	damages := []struct {
+		name  string
+		field string
+		bad   string
+	}{
+		{"created_at not a time", "created_at", "yesterday"},
+		{"gender not a number", "gender", "x"},
+		{"id not a number", "id", "seven"},
+	}
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			s := openEventStore(t, startRedis(t, kind))
+			logs := &testkit.SyncBuffer{}
+			s.log = slog.New(slog.NewTextHandler(logs, nil))
+			ctx := t.Context()
+			for _, tt := range damages {
+				t.Run(tt.name, func(t *testing.T) {
+					d, _, err := s.Login(ctx, "wxshop", openIDOf("wxshop", tt.name), "")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := s.relayNoted(ctx); err != nil {
+						t.Fatal(err)
+					}
+					good := mustDo(t, s.rc, "HGET", userKey(d.ID), tt.field) // nil for a field the record lacks
+					mustDo(t, s.rc, "HDEL", userKey(d.ID), "m")
+					mustDo(t, s.rc, "HSET", userKey(d.ID), tt.field, tt.bad)
+					held := events.New(events.PhoneBound, time.Now(), events.Data{UserID: d.ID, AppID: "wxshop"}) // "person_id":0
+					mustDo(t, s.rc, "RPUSH", userOutboxKey(d.ID), string(held.Append(nil)))
+					s.note(userOutboxKey(d.ID)) // ahead of the other user's
+					o, _, err := s.Login(ctx, "wxshop", openIDOf("wxshop", "other of "+tt.name), "")
+					if err != nil {
+						t.Fatal(err)
+					}
+
+					if err := s.relayNoted(ctx); err != nil {
+						t.Fatalf("the relay failed past a damaged record: %v", err)
+					}
+					last := allEvents(t, s)
+					if got := last[len(last)-1]; got.Type != events.UserCreated || got.Data.UserID != o.ID {
+						t.Errorf("the log ends with %+v; want user %d's user.created, moved past the damaged record", got, o.ID)
+					}
+					if slices.ContainsFunc(last, func(e events.Event) bool { return e.ID == held.ID }) {
+						t.Errorf("the damaged record's event %s reached the log; want it held in its outbox", held.ID)
+					}
+					if n := mustDo(t, s.rc, "LLEN", userOutboxKey(d.ID)); n != int64(1) {
+						t.Errorf("the damaged record's outbox holds %v events; want its 1 kept", n)
+					}
+					if !slices.Contains(s.troubled, userOutboxKey(d.ID)) {
+						t.Errorf("set aside: %v; want %s, to try again at the next beat", s.troubled, userOutboxKey(d.ID))
+					}
+					if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), userOutboxKey(d.ID)) {
+						t.Errorf("the logs say\n%s\nwant an error naming %s", logs, userOutboxKey(d.ID))
+					}
+
+					if good, ok := good.(string); ok { // mended
+						mustDo(t, s.rc, "HSET", userKey(d.ID), tt.field, good)
+					} else {
+						mustDo(t, s.rc, "HDEL", userKey(d.ID), tt.field)
+					}
+					s.relayMu.Lock()
+					s.noted, s.troubled = s.troubled, nil // as the next beat does
+					s.relayMu.Unlock()
+					if err := s.relayNoted(ctx); err != nil {
+						t.Fatal(err)
+					}
+					last = allEvents(t, s)
+					want := told{events.PhoneBound, events.Data{UserID: d.ID, AppID: "wxshop", PersonID: d.ID}}
+					if got := last[len(last)-1]; got.ID != held.ID || (told{got.Type, got.Data}) != want {
+						t.Errorf("once mended, the log ends with %+v; want %+v under %s", got, want, held.ID)
+					}
+				})
 			}
 		})
 	}

@@ -1722,10 +1722,15 @@ func readRecord(reply any) (account.User, error) {
 		bad = errors.New("the hash has no id, appid or openid")
 	}
 	if bad != nil {
-		return account.User{}, fmt.Errorf("user %d in Redis: %w", u.ID, bad)
+		return account.User{}, fmt.Errorf("user %d in Redis: %w: %w", u.ID, errDamagedRecord, bad)
 	}
 	return u, nil
 }
+
+// errDamagedRecord is readRecord's error for a user's hash that holds a
+// field it cannot read: a record no write of wxlogin's makes, which
+// trying again does not mend.
+var errDamagedRecord = errors.New("damaged record")
 
 // randomText is n bytes from crypto/rand, as text in the given encoding
 // (hex.EncodeToString, base64.RawURLEncoding.EncodeToString, …).
