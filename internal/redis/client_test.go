@@ -323,6 +323,59 @@ func TestPipelineEach(t *testing.T) {
 	}
 }
 
+// A script run for each of several calls (RunEach) answers each call's
+// reply in order, a refusal among them, on one server and across a
+// cluster's masters, and sends itself whole to a server that forgot it.
+func TestScriptRunEach(t *testing.T) {
+	single := testkit.StartRedis(t)
+	cl := testkit.StartRedisCluster(t, 3)
+	script := redis.NewScript(`return redis.call('INCRBY', KEYS[1], ARGV[1])`)
+	for _, tt := range []struct {
+		name  string
+		c     *redis.Client
+		flush func(ctx context.Context) error
+	}{
+		{"redis", single.Client(t, "", ""), func(ctx context.Context) error {
+			_, err := single.Client(t, "", "").Do(ctx, "SCRIPT", "FLUSH")
+			return err
+		}},
+		{"redis-cluster", cl.Client(t), func(ctx context.Context) error {
+			_, err := cl.Client(t).OnEachServer(ctx, [][]string{{"SCRIPT", "FLUSH"}})
+			return err
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			if _, err := tt.c.Do(ctx, "SET", "{9}a", "x"); err != nil {
+				t.Fatal(err)
+			}
+			for round, flush := range []bool{false, true, false} {
+				if flush {
+					if err := tt.flush(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var calls [][]string
+				for i := range 10 { // the last, {9}a, a string
+					calls = append(calls, []string{"{" + strconv.Itoa(i) + "}a", strconv.Itoa(i)})
+				}
+				replies, err := script.RunEach(ctx, tt.c, 1, calls)
+				if err != nil || len(replies) != len(calls) {
+					t.Fatalf("round %d: RunEach = %d replies, %v; want %d", round, len(replies), err, len(calls))
+				}
+				for i, r := range replies[:9] {
+					if r != int64(i*(round+1)) {
+						t.Errorf("round %d: call %d's reply = %#v; want %d", round, i, r, i*(round+1))
+					}
+				}
+				if _, refused := replies[9].(redis.Error); !refused {
+					t.Errorf("round %d: INCRBY of a string = %#v; want a refusal among the replies", round, replies[9])
+				}
+			}
+		})
+	}
+}
+
 // A command sent for later (Send) goes with the next call to its server,
 // in the same write, its reply dropped, a refusal too; with no call after
 // it, it goes on its own shortly, a write that is no caller's round trip;

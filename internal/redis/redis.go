@@ -876,6 +876,54 @@ func (s Script) Run(ctx context.Context, c *Client, keys []string, args ...strin
 	return v, err
 }
 
+// RunEach runs the script once for each of calls, each a list of its
+// keys then its args (keys counts the keys of each), all at once as
+// PipelineEach sends groups, and returns their replies, refusals among
+// them, in order; or the first failure to reach Redis. A call its server
+// answers NOSCRIPT goes again with the script whole.
+func (s Script) RunEach(ctx context.Context, c *Client, keys int, calls [][]string) ([]any, error) {
+	send := func(name, script string, at []int) ([]any, error) {
+		groups := make([][][]string, len(at))
+		for j, i := range at {
+			groups[j] = [][]string{append([]string{name, script, strconv.Itoa(keys)}, calls[i]...)}
+		}
+		replies, err := c.PipelineEach(ctx, groups)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]any, len(at))
+		for j, r := range replies {
+			out[j] = r[0]
+		}
+		return out, nil
+	}
+	all := make([]int, len(calls))
+	for i := range all {
+		all[i] = i
+	}
+	replies, err := send("EVALSHA", s.sha, all)
+	if err != nil {
+		return nil, err
+	}
+	var again []int
+	for i, r := range replies {
+		if e, ok := r.(Error); ok && strings.HasPrefix(string(e), "NOSCRIPT") {
+			again = append(again, i)
+		}
+	}
+	if len(again) == 0 {
+		return replies, nil
+	}
+	whole, err := send("EVAL", s.src, again)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range again {
+		replies[i] = whole[j]
+	}
+	return replies, nil
+}
+
 // PipelineEach sends each of groups, the commands of one hash slot, and
 // returns their replies, refusals among them, by group; or the first
 // failure to reach Redis. On one server they go as one pipeline, whatever

@@ -114,8 +114,8 @@ const (
 // each: append_events (appendEventsLua); person_id, the id of the person's earliest record as the user's
 // hash's copy of its person's list (m) gives it, as Person does
 // (copiedMembers), or nil when that is no good copy; and filled, an
-// event's text with person written in for its personPlaceholder, as
-// fillPerson does, or nil for a person.joined whose person is still the
+// event's text with person written in for its personPlaceholder, or nil
+// for a person.joined whose person is still the
 // one it names as previous (no join happened); a text without the
 // placeholder as it is.
 const eventsLua = appendEventsLua + `
@@ -147,7 +147,7 @@ end
 `
 
 // personPlaceholder is the person id an event is pushed with when the
-// relay is to write in the person's (fillPerson). events.Event.Append
+// relay is to write in the person's (filled, in eventsLua). events.Event.Append
 // writes it once, right after the appid; no other bytes of the JSON read
 // as it does, its strings' quotes being escaped, and no person id begins
 // with 0.
@@ -571,50 +571,73 @@ func texts(reply any) []string {
 	return out
 }
 
+// headScript is the head of an outbox (KEYS[1]), ARGV[1] events at most,
+// with the person id written in, in the outbox itself, where an event was
+// pushed without it (personPlaceholder), and without the person.joined
+// that joined no one, taken out of it: as pinJoinsScript judges them, in
+// one script in the outbox's slot, so that of the relay and a join's pin
+// the first to judge an event fixes it, and the other, and the relay's
+// pop, meet it as judged. The person id is ARGV[2], or if that is "" the
+// one the user's hash (KEYS[2]; the outbox again for a person's) gives
+// (person_id). It answers {1, the head, how many events it read}, or {0,
+// the head as it is} when it holds an event to fill in and the person id
+// is not known: then it changes nothing.
+var headScript = redis.NewScript(eventsLua + `
+local head = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+local person = ARGV[2] ~= '' and ARGV[2] or nil
+for _, text in ipairs(head) do
+  if not person and string.find(text, placeholder, 1, true) then
+    if KEYS[2] ~= KEYS[1] then person = person_id(KEYS[2]) end
+    if not person then return {0, head} end
+  end
+end
+local out, dropped = {}, {}
+for i, text in ipairs(head) do
+  local f = filled(text, person)
+  if not f then
+    table.insert(dropped, text)
+  else
+    if f ~= text then redis.call('LSET', KEYS[1], i - 1, f) end
+    table.insert(out, f)
+  end
+end
+for _, text in ipairs(dropped) do
+  redis.call('LREM', KEYS[1], 1, text)
+end
+return {1, out, #head}
+`)
+
 // relayEach moves the head of each of outboxes into the log: their heads
-// and their users' persons read in one round trip, the events appended in
+// judged in place (headScript) in one round trip, the events appended in
 // one call, then popped in one round trip. It answers the outboxes that
 // hold more than it moved: the first it moved only in part, and those
 // after it, moved at the next relay, in order. It sets aside (trouble)
 // those it cannot move for what they hold.
 //
-// A pop is an LREM of each event moved: an event's id is its own, so it
-// takes that event and no other, and one that another relay took first is
-// taken no more.
+// A pop is an LREM of each event moved, as the outbox holds it once
+// judged: an event's id is its own, so it takes that event and no other,
+// and one that another relay took first is taken no more. A join's pin
+// between the read and the pop finds the events judged, and leaves them
+// as they are: the pop takes them, and no event is moved twice, under two
+// person ids (TestRedisARelayAndAJoinsPinLogTheJoinOnce).
 func (s *Store) relayEach(ctx context.Context, outboxes []string) (more []string, err error) {
-	reads := make([][][]string, len(outboxes))
+	calls := make([][]string, len(outboxes))
 	for i, outbox := range outboxes {
-		reads[i] = [][]string{{"LRANGE", outbox, "0", strconv.Itoa(relayBatch - 1)}}
-		if id, ok := userOfOutbox(outbox); ok {
-			reads[i] = append(reads[i], []string{"HMGET", userKey(id), "m", "person", "appid"})
-		}
+		calls[i] = headCall(outbox, "")
 	}
-	replies, err := s.rc.PipelineEach(ctx, reads)
+	replies, err := headScript.RunEach(ctx, s.rc, 2, calls)
 	if err != nil {
 		return nil, err
 	}
 	var batch []string
 	var pops [][][]string
-	for i, r := range replies {
+	for i, reply := range replies {
 		if len(more) > 0 { // past one moved in part: none overtakes its rest
 			more = append(more, outboxes[i])
 			continue
 		}
-		list, ok := r[0].([]any)
-		if !ok {
-			s.trouble(outboxes[i], fmt.Errorf("read as %v", r[0]))
-			continue
-		}
-		head := texts(list)
-		if len(head) == 0 {
-			continue
-		}
-		var user any
-		if len(r) == 2 {
-			user = r[1]
-		}
-		filled, err := s.fillPerson(ctx, outboxes[i], head, user)
-		var refused redis.Error // the user's key is not a hash
+		head, read, err := s.judged(ctx, outboxes[i], reply)
+		var refused redis.Error // not a list, or the user's key not a hash
 		if errors.Is(err, errNoPersonID) || errors.Is(err, errDamagedRecord) || errors.As(err, &refused) {
 			s.trouble(outboxes[i], err)
 			continue
@@ -622,13 +645,15 @@ func (s *Store) relayEach(ctx context.Context, outboxes []string) (more []string
 		if err != nil {
 			return nil, err
 		}
-		batch = append(batch, filled...)
-		pop := make([][]string, len(head))
-		for j, text := range head {
-			pop[j] = []string{"LREM", outboxes[i], "1", text}
+		if len(head) > 0 {
+			batch = append(batch, head...)
+			pop := make([][]string, len(head))
+			for j, text := range head {
+				pop[j] = []string{"LREM", outboxes[i], "1", text}
+			}
+			pops = append(pops, pop)
 		}
-		pops = append(pops, pop)
-		if len(head) == relayBatch {
+		if read == relayBatch {
 			more = append(more, outboxes[i])
 		}
 	}
@@ -645,6 +670,53 @@ func (s *Store) relayEach(ctx context.Context, outboxes []string) (more []string
 		}
 	}
 	return more, nil
+}
+
+// headCall is headScript's keys and args for outbox, with person, or ""
+// for the one its user's hash gives.
+func headCall(outbox, person string) []string {
+	user := outbox
+	if id, ok := userOfOutbox(outbox); ok {
+		user = userKey(id)
+	}
+	return []string{outbox, user, strconv.Itoa(relayBatch), person}
+}
+
+// judged is the head of outbox that headScript answered (reply), judged,
+// and how many events it read. When the script could not tell the
+// person id, as for a user whose hash holds no good copy of its person's
+// list, it reads it as Person does (personNow) and runs the script again
+// with it.
+func (s *Store) judged(ctx context.Context, outbox string, reply any) (head []string, read int, err error) {
+	for try := 0; ; try++ {
+		if refused, ok := reply.(redis.Error); ok {
+			return nil, 0, refused
+		}
+		r, _ := reply.([]any)
+		if len(r) == 3 && r[0] == int64(1) {
+			n, _ := r[2].(int64)
+			return texts(r[1]), int(n), nil
+		}
+		if len(r) != 2 || r[0] != int64(0) || try > 0 {
+			return nil, 0, fmt.Errorf("the head script answered %v", reply)
+		}
+		id, ok := userOfOutbox(outbox)
+		if !ok {
+			return nil, 0, errNoPersonID
+		}
+		person, err := s.personNow(ctx, id, texts(r[1]))
+		if err != nil {
+			return nil, 0, err
+		}
+		call := headCall(outbox, person)
+		reply, err = headScript.Run(ctx, s.rc, call[:2], call[2:]...)
+		var refused redis.Error
+		if errors.As(err, &refused) {
+			reply = refused
+		} else if err != nil {
+			return nil, 0, err
+		}
+	}
 }
 
 // errNoPersonID is the trouble of an outbox other than a user's that holds
@@ -669,48 +741,6 @@ func (s *Store) trouble(outbox string, err error) {
 	s.relayMu.Lock()
 	s.troubled = addNew(s.troubled, outbox)
 	s.relayMu.Unlock()
-}
-
-// fillPerson is the head of an outbox with the person id written into the
-// events pushed without it (personPlaceholder), and without the
-// person.joined that joined no one. The person id is the one the copy of
-// its person's list the user's hash holds gives (user: HMGET m, person,
-// appid), or when that is no good copy, as Person reads it.
-func (s *Store) fillPerson(ctx context.Context, outbox string, head []string, user any) ([]string, error) {
-	if !slices.ContainsFunc(head, func(text string) bool { return strings.Contains(text, personPlaceholder) }) {
-		return head, nil
-	}
-	id, ok := userOfOutbox(outbox)
-	if !ok {
-		return nil, errNoPersonID
-	}
-	fields, _ := user.([]any)
-	var person string
-	if len(fields) == 3 {
-		appID, _ := fields[2].(string)
-		hash := []any{"m", fields[0], "person", fields[1]}
-		if members, ok := copiedMembers(account.User{ID: id, AppID: appID}, hash); ok {
-			person = strconv.FormatInt(firstOf(id, members), 10)
-		}
-	}
-	if person == "" {
-		var err error
-		if person, err = s.personNow(ctx, id, head); err != nil {
-			return nil, err
-		}
-	}
-	filled := make([]string, 0, len(head))
-	for _, text := range head {
-		if !strings.Contains(text, personPlaceholder) {
-			filled = append(filled, text)
-			continue
-		}
-		if strings.Contains(text, `"type":"`+events.PersonJoined+`"`) && previousPerson(text) == person {
-			continue // the user's person is the one it was: no join
-		}
-		filled = append(filled, strings.Replace(text, personPlaceholder, `"person_id":`+person, 1))
-	}
-	return filled, nil
 }
 
 // personNow is user id's person id as Person reads it, for a user whose
@@ -752,20 +782,6 @@ func userOfOutbox(outbox string) (int64, bool) {
 	}
 	id, err := strconv.ParseInt(text, 10, 64)
 	return id, err == nil
-}
-
-// previousPerson is the previous_person_id an event's JSON holds, "" if
-// none.
-func previousPerson(text string) string {
-	_, after, found := strings.Cut(text, `"previous_person_id":`)
-	if !found {
-		return ""
-	}
-	end := strings.IndexFunc(after, func(r rune) bool { return r < '0' || r > '9' })
-	if end < 0 {
-		return after
-	}
-	return after[:end]
 }
 
 // personIDOf is the id of user u's person's earliest record, as Person

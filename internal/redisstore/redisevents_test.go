@@ -1249,6 +1249,93 @@ func TestRedisRelayGoesOnPastADamagedRecord(t *testing.T) {
 	}
 }
 
+// On a Cluster, where the relay reads an outbox, appends to the log and
+// pops in three round trips, a join's pin (pinJoins) may run between the
+// read and the pop: the person.joined the relay read without its person
+// id, the pin writes it in. Each is logged once all the same, with one
+// person id, as the person was meanwhile or not. The test holds the relay
+// at its append with CLIENT PAUSE on the log's node, and pins the join
+// then, on the user's node.
+func TestRedisARelayAndAJoinsPinLogTheJoinOnce(t *testing.T) {
+	cl := testkit.StartRedisCluster(t, 3, "--appendonly", "yes", "--appendfsync", "always")
+	s := openEventStore(t, redis.Config{Addrs: []string{cl.Nodes[0].Addr}, Cluster: true, PoolSize: 16, Timeout: 5 * time.Second})
+	ctx := t.Context()
+	login := loginOn(t, s)
+	alice := unionIDOf("alice")
+	shop, app := login("wxshop", "alice", alice), login("wxapp", "alice", alice)
+	var game account.User
+	for i := 0; ; i++ { // a record whose slot is on another node than the log's
+		game = login(fmt.Sprint("wxgame", i), "alice", "")
+		if cl.OwnerOf(userKey(game.ID)) != cl.OwnerOf(eventLogKey) {
+			break
+		}
+	}
+	if _, err := s.Update(ctx, game.ID, func(u *account.User) { u.UnionID = alice }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.relayNoted(ctx); err != nil {
+		t.Fatal(err)
+	}
+	logNode, userNode := cl.Direct(t, cl.OwnerOf(eventLogKey)), cl.Direct(t, cl.OwnerOf(userKey(game.ID)))
+	lranges := func() int { // LRANGEs the user's node ran, in scripts too
+		t.Helper()
+		info, err := userNode.Do(ctx, "INFO", "commandstats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, after, _ := strings.Cut(info.(string), "cmdstat_lrange:calls=")
+		n, _ := strconv.Atoi(after[:strings.IndexByte(after, ',')])
+		return n
+	}
+	mCopy := hashField(mustDo(t, s.rc, "HGETALL", userKey(game.ID)), "m")
+
+	for _, tt := range []struct {
+		name string
+		m    string // the copy of game's person's list as the pin reads it
+	}{
+		{"the person as it was", mCopy},
+		{"the person's earliest record gone meanwhile", strings.Replace(mCopy, fmt.Sprintf("%d:wxshop,", shop.ID), "", 1)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			mustDo(t, s.rc, "HSET", userKey(game.ID), "m", mCopy)
+			logged := len(allEvents(t, s))
+			around := joinedTemplate(time.Now(), &game) // pushed, its pin still to come
+			mustDo(t, s.rc, "RPUSH", userOutboxKey(game.ID), around[0]+strconv.FormatInt(game.ID, 10)+around[1])
+			before := lranges()
+			mustDo(t, logNode, "CLIENT", "PAUSE", "10000", "WRITE")
+			s.note(userOutboxKey(game.ID))
+			relayed := make(chan error, 1)
+			go func() { relayed <- s.relayNoted(ctx) }()
+			testkit.WaitFor(t, "the relay to read game's outbox", func() bool { return lranges() > before })
+			mustDo(t, s.rc, "HSET", userKey(game.ID), "m", tt.m)
+			pinned := s.pinJoins(ctx, game.ID)
+			mustDo(t, logNode, "CLIENT", "UNPAUSE")
+			if pinned != nil {
+				t.Fatal(pinned)
+			}
+			if err := <-relayed; err != nil {
+				t.Fatal(err)
+			}
+			s.note(userOutboxKey(game.ID)) // whatever the relay left
+			if err := s.relayNoted(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n := mustDo(t, s.rc, "LLEN", userOutboxKey(game.ID)); n != int64(0) {
+				t.Errorf("game's outbox holds %v events after two relays; want none", n)
+			}
+			var joins []events.Data
+			for _, e := range allEvents(t, s)[logged:] {
+				if e.Type == events.PersonJoined && e.Data.UserID == game.ID {
+					joins = append(joins, e.Data)
+				}
+			}
+			if len(joins) != 1 || (joins[0].PersonID != shop.ID && joins[0].PersonID != app.ID) {
+				t.Errorf("the relay and the pin logged game's join as %+v; want it once, into person %d or %d", joins, shop.ID, app.ID)
+			}
+		})
+	}
+}
+
 // An erasure takes the user's phone numbers out of the log: those relayed
 // before it, one still in its outbox then, and one a relay read before it
 // and appends after (as a Cluster's relay, in steps, may); the log keeps
