@@ -35,12 +35,16 @@ type eventLog struct {
 	// event is kept too: a compaction at the start (finishErasures) or a
 	// tool's knows nothing of -webhook, and must not drop what it may
 	// still have to deliver.
-	hold      bool
-	told      bool
-	list      []events.Event // ascending seq
-	last      int64          // the last seq given
-	delivered int64          // the webhook's cursor
-	durable   atomic.Int64   // every event up to this seq is durable
+	hold bool
+	told bool
+	list []events.Event // ascending seq
+	// shared counts the Lines not yet written out that hold list: while
+	// one does, list is changed only in a copy. A Lines never written out
+	// keeps it above 0, and so the copy made, for good.
+	shared    int
+	last      int64        // the last seq given
+	delivered int64        // the webhook's cursor
+	durable   atomic.Int64 // every event up to this seq is durable
 	recorded  chan struct{}
 }
 
@@ -76,10 +80,9 @@ func (s *Store) RecordNoEvents() {
 // forgetPhoneLocked takes user id's phone number out of its events kept
 // in memory, for its erasure: GET /events and the webhook then show its
 // phone.bound without the number, and the snapshot the erasure asks for
-// writes none. A store serving copies the list rather than change it in
-// place: a snapshot may be encoding the one it took (keptEventsLocked). A
-// store being replayed, or a tool's, has no journal yet, nor a snapshot
-// under way. s.mu is held.
+// writes none. The list is changed in place, unless a snapshot may be
+// encoding it (shared, keptEventsLocked): then in a copy, which at a
+// million events is some 160 MB. s.mu is held.
 func (s *Store) forgetPhoneLocked(id int64) {
 	ev := &s.events
 	i := slices.IndexFunc(ev.list, func(e events.Event) bool {
@@ -89,8 +92,8 @@ func (s *Store) forgetPhoneLocked(id int64) {
 		return
 	}
 	list := ev.list
-	if s.journal != nil {
-		list = slices.Clone(list)
+	if ev.shared > 0 {
+		list, ev.shared = slices.Clone(list), 0 // the copy is this store's alone
 	}
 	for ; i < len(list); i++ {
 		if d := &list[i].Data; d.UserID == id {
@@ -275,8 +278,10 @@ func (s *Store) SetDelivered(seq int64) error {
 // returns those it keeps, with the numbers' line, for Lines to write out
 // after the lock is released: a snapshot copies them under the store's
 // lock, and writes must not wait for a week of events to be encoded. The
-// list is never changed in place, only appended to or cut at its head, so
-// the slice returned stays as it is. s.mu is held.
+// list is never changed in place while one is shared (forgetPhoneLocked),
+// only appended to or cut at its head, so the slice returned stays as it
+// is until the caller says it is done with it (unshareEvents). s.mu is
+// held.
 func (s *Store) keptEventsLocked(now time.Time) ([]events.Event, Cursor, bool) {
 	ev := &s.events
 	if ev.last == 0 {
@@ -293,5 +298,14 @@ func (s *Store) keptEventsLocked(now time.Time) ([]events.Event, Cursor, bool) {
 		drop++
 	}
 	ev.list = ev.list[drop:]
+	ev.shared++
 	return ev.list[:len(ev.list):len(ev.list)], Cursor{Last: ev.last, Delivered: ev.delivered}, true
+}
+
+// unshareEvents says that a slice keptEventsLocked returned is no longer
+// read: the list may be changed in place again once none is.
+func (s *Store) unshareEvents() {
+	s.mu.Lock()
+	s.events.shared = max(s.events.shared-1, 0)
+	s.mu.Unlock()
 }
