@@ -282,25 +282,28 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 	type login struct{ app, unionID string }
 	cases := []struct {
 		name   string
-		before []login // alice's logins: the first takes the gift, and she is erased after the last
+		before []login // alice's logins: the one at gift takes the gift, and she is erased after the last
+		gift   int
 		back   []login // her logins after: the last claims the gift
+		early  int     // how many of back are made before a move, on the store moved
 	}{
-		{"with its unionid, in another app", []login{{app, "u1"}}, []login{{game, "u1"}}},
-		{"with a previous unionid, in an app on the old account", []login{{app, "u1"}, {app, "u2"}}, []login{{game, "u1"}}},
-		{"with its new unionid, in another app", []login{{app, "u1"}, {app, "u2"}}, []login{{game, "u2"}}},
-		{"without its unionid, in its app", []login{{app, "u1"}}, []login{{app, ""}}},
-		{"without a unionid, learning one", []login{{app, ""}}, []login{{app, ""}, {app, "u1"}}},
+		{"with its unionid, in another app", []login{{app, "u1"}}, 0, []login{{game, "u1"}}, 0},
+		{"with a previous unionid, in an app on the old account", []login{{app, "u1"}, {app, "u2"}}, 0, []login{{game, "u1"}}, 0},
+		{"with its new unionid, in another app", []login{{app, "u1"}, {app, "u2"}}, 0, []login{{game, "u2"}}, 0},
+		{"without its unionid, in its app", []login{{app, "u1"}}, 0, []login{{app, ""}}, 0},
+		{"without a unionid, learning one", []login{{app, ""}}, 0, []login{{app, ""}, {app, "u1"}}, 0},
+		{"without the unionid it learned before the gift, in its app", []login{{app, ""}, {app, "u1"}}, 1, []login{{app, ""}}, 0},
 	}
-	// logIn logs alice in as ls say, the first taking the gift, and answers
-	// her last record.
-	logIn := func(t *testing.T, s store, ls []login, claim bool) (alice account.User) {
+	// logIn logs alice in as ls say, the one at gift (-1 for none) taking
+	// the gift, and answers her last record.
+	logIn := func(t *testing.T, s store, ls []login, gift int) (alice account.User) {
 		t.Helper()
 		for i, l := range ls {
 			u, _, err := s.Login(l.app, fakewechat.OpenID(l.app, "alice"), l.unionID)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if i == 0 && claim {
+			if i == gift {
 				if _, _, err := s.Claim(u.ID, "welcome-gift"); err != nil {
 					t.Fatal(err)
 				}
@@ -309,15 +312,15 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 		}
 		return alice
 	}
-	before := func(t *testing.T, s store, ls []login) {
+	before := func(t *testing.T, s store, ls []login, gift int) {
 		t.Helper()
-		if _, err := s.Erase(logIn(t, s, ls, true).ID); err != nil {
+		if _, err := s.Erase(logIn(t, s, ls, gift).ID); err != nil {
 			t.Fatal(err)
 		}
 	}
 	back := func(t *testing.T, s store, ls []login) {
 		t.Helper()
-		alice := logIn(t, s, ls, false)
+		alice := logIn(t, s, ls, -1)
 		if c, taken, err := s.Claim(alice.ID, "welcome-gift"); err != nil || !taken {
 			t.Errorf("alice back: %+v, taken %v, %v; want the gift taken", c, taken, err)
 		}
@@ -347,18 +350,19 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 		t.Run("files/"+tc.name, func(t *testing.T) {
 			files := openFiles(t, t.TempDir())
 			defer files.Close()
-			before(t, files, tc.before)
+			before(t, files, tc.before, tc.gift)
 			back(t, files, tc.back)
 		})
 		t.Run("redis/"+tc.name, func(t *testing.T) {
 			rs := openRedis(t, true)
-			before(t, rs, tc.before)
+			before(t, rs, tc.before, tc.gift)
 			back(t, rs, tc.back)
 		})
 		t.Run("files, moved to Redis/"+tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			files := openFiles(t, dir)
-			before(t, files, tc.before)
+			before(t, files, tc.before, tc.gift)
+			logIn(t, files, tc.back[:tc.early], -1)
 			if err := files.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -371,7 +375,9 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 			back(t, openRedis(t, false), tc.back)
 		})
 		t.Run("Redis, moved to files/"+tc.name, func(t *testing.T) {
-			before(t, openRedis(t, true), tc.before)
+			rs := openRedis(t, true)
+			before(t, rs, tc.before, tc.gift)
+			logIn(t, rs, tc.back[:tc.early], -1)
 			dir := filepath.Join(t.TempDir(), "back")
 			if out, err := tool(t, "from-redis", "-data", dir, "-redis", url); err != nil {
 				t.Fatalf("from-redis = %v:\n%s", err, out)

@@ -134,6 +134,28 @@ redis.call('HSET', KEYS[1], 'alias', ARGV[1])
 return {'alias', ARGV[1]}
 `)
 
+// aliasErased makes hash, the app's and openid's hash of an erased user
+// who had a unionid, an alias of the user's person, unless it is a person
+// with records or an alias already, which stays. It may hold claims and a
+// version, left when the user learned its unionid (joinPerson takes only
+// the user out of it): those claims are copied to the person first, so
+// that the alias hides none, and it becomes an alias all the same, or the
+// user back without its unionid would not find the claims it made since.
+func (s *Store) aliasErased(ctx context.Context, hash, person string) error {
+	fields, err := s.rc.Do(ctx, "HGETALL", personHashKey(hash))
+	if err != nil {
+		return err
+	}
+	if hashField(fields, "alias") != "" || len(membersIn(fields)) > 0 {
+		return nil
+	}
+	if err := s.copyClaims(ctx, fields, person); err != nil {
+		return err
+	}
+	_, err = aliasScript.Run(ctx, s.rc, []string{personHashKey(hash)}, person)
+	return err
+}
+
 // aliasIfFreeScript makes the person's hash KEYS[1] an alias of person
 // ARGV[1] if it holds nothing: a person or an alias there already stays.
 var aliasIfFreeScript = redis.NewScript(`

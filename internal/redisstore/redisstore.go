@@ -1398,10 +1398,11 @@ func (s *Store) Erase(ctx context.Context, id int64) (account.Erasure, error) {
 	}
 	// The same user back in its app without its unionid (the app no longer
 	// on an Open Platform account) is the person still, and finds its
-	// claims: its app's and openid's hash is made an alias of the person,
-	// before the erasure, so that no crash leaves the claims unfound.
+	// claims: its app's and openid's hash is made an alias of the person
+	// (aliasErased), before the erasure, so that no crash leaves the
+	// claims unfound.
 	if own := s.PersonHash(u.AppID, u.OpenID, ""); u.UnionID != "" && own != person {
-		if _, err := aliasIfFreeScript.Run(ctx, s.rc, []string{personHashKey(own)}, person); err != nil {
+		if err := s.aliasErased(ctx, own, person); err != nil {
 			return account.Erasure{}, unavailable(err)
 		}
 	}
