@@ -293,6 +293,8 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 		{"without its unionid, in its app", []login{{app, "u1"}}, 0, []login{{app, ""}}, 0},
 		{"without a unionid, learning one", []login{{app, ""}}, 0, []login{{app, ""}, {app, "u1"}}, 0},
 		{"without the unionid it learned before the gift, in its app", []login{{app, ""}, {app, "u1"}}, 1, []login{{app, ""}}, 0},
+		{"with a unionid it had none of, in its app", []login{{app, ""}}, 0, []login{{app, "u1"}}, 0},
+		{"with another unionid, in its app moved to another account", []login{{app, "u1"}}, 0, []login{{app, "u2"}}, 0},
 	}
 	// logIn logs alice in as ls say, the one at gift (-1 for none) taking
 	// the gift, and answers her last record.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"wxlogin/internal/account"
 	"wxlogin/internal/redis"
 )
@@ -154,6 +155,61 @@ func (s *Store) aliasErased(ctx context.Context, hash, person string) error {
 	}
 	_, err = aliasScript.Run(ctx, s.rc, []string{personHashKey(hash)}, person)
 	return err
+}
+
+// takeOwnClaims brings to the person of user u, just created with a
+// unionid, the claims kept under its app's and openid's hash, following
+// its aliases: the same user of the same app, erased before, when it had
+// no unionid, or another one (its app moved to another Open Platform
+// account since), as the file store finds them (personHashesLocked). Only
+// claims whose claimant is no record of that person come along: those of
+// erased users.
+func (s *Store) takeOwnClaims(ctx context.Context, u account.User) error {
+	from := s.PersonHash(u.AppID, u.OpenID, "")
+	for range maxAliasHops {
+		fields, err := s.rc.Do(ctx, "HGETALL", personHashKey(from))
+		if err != nil {
+			return err
+		}
+		if into := hashField(fields, "alias"); into != "" {
+			from = into
+			continue
+		}
+		kept := keptIn(fields)
+		if len(kept) == 0 {
+			return nil // mostly: nobody was erased here, and there is no key
+		}
+		v, err := s.rc.Do(ctx, "HGET", userKey(u.ID), "person")
+		if err != nil {
+			return err
+		}
+		person, _ := v.(string)
+		if person == "" || person == from {
+			return nil // erased meanwhile, or the person itself
+		}
+		return s.copyClaims(ctx, kept, person)
+	}
+	return fmt.Errorf("user %d: more than %d aliases from person %s", u.ID, maxAliasHops, from)
+}
+
+// keptIn is the claims of a person's hash (fields, its HGETALL) whose
+// users are none of its records, as HGETALL gives them.
+func keptIn(fields any) []any {
+	members := map[int64]bool{}
+	for _, m := range membersIn(fields) {
+		members[m.ID] = true
+	}
+	var kept []any
+	pairs, _ := fields.([]any)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		f, _ := pairs[i].(string)
+		v, _ := pairs[i+1].(string)
+		name, isClaim := strings.CutPrefix(f, "c:")
+		if c, err := parseClaim(name, v); isClaim && err == nil && !members[c.UserID] {
+			kept = append(kept, pairs[i], pairs[i+1])
+		}
+	}
+	return kept
 }
 
 // aliasIfFreeScript makes the person's hash KEYS[1] an alias of person

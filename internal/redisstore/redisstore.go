@@ -663,6 +663,9 @@ func (s *Store) login(ctx context.Context, appID, openID, unionID string, key *s
 		if err == nil {
 			err = s.settlePerson(ctx, u, r[1])
 		}
+		if err == nil && created == 1 && unionID != "" {
+			err = s.takeOwnClaims(ctx, u)
+		}
 		if err == nil && created == 0 && r[2] != int64(0) {
 			err = s.pinJoins(ctx, id) // a returning login pushes a person.joined only
 		}
