@@ -611,9 +611,10 @@ func TestReshardingUnderLoadLosesNothing(t *testing.T) {
 // script, the login and its token (the openid's id is known here), which
 // carries the exchange's answer for them along; a new user's also asks
 // for an id, and joins its person (the person changed, its list copied to
-// the record, the join recorded): on one server, each in one script; and,
-// with a unionid, reads its app's and openid's hash, for claims kept of the
-// same user erased before (takeOwnClaims).
+// the record, the join recorded): on one server, each in one script, the
+// id's also saying whether the user's app's and openid's hash is a key,
+// which holds the claims kept of the same user erased before: it is read
+// only then (takeOwnClaims).
 func TestRedisRoundTripsPerRoute(t *testing.T) {
 	a := newTestApp(t, appOptions{apps: companyApps, store: onRedis})
 	shop := a.login(t, "wxshop", "alice")
@@ -631,7 +632,7 @@ func TestRedisRoundTripsPerRoute(t *testing.T) {
 		{"POST /login of a new user", func() reply {
 			newUsers++
 			return call(t, a.handler, http.MethodPost, "/login", `{"appid":"wxshop","code":"`+a.fake.IssueCode("wxshop", fmt.Sprint("new-", newUsers))+`"}`, "Content-Type", jsonCT)
-		}, 5},
+		}, 4},
 	} {
 		tt.do() // the first run of each script loads it (NOSCRIPT, then EVAL)
 		before := a.redis.RoundTrips()

@@ -158,14 +158,13 @@ func (s *Store) aliasErased(ctx context.Context, hash, person string) error {
 }
 
 // takeOwnClaims brings to the person of user u, just created with a
-// unionid, the claims kept under its app's and openid's hash, following
-// its aliases: the same user of the same app, erased before, when it had
+// unionid, the claims kept under its app's and openid's hash (from),
+// following its aliases: the same user of the same app, erased before, when it had
 // no unionid, or another one (its app moved to another Open Platform
 // account since), as the file store finds them (personHashesLocked). Only
 // claims whose claimant is no record of that person come along: those of
 // erased users.
-func (s *Store) takeOwnClaims(ctx context.Context, u account.User) error {
-	from := s.PersonHash(u.AppID, u.OpenID, "")
+func (s *Store) takeOwnClaims(ctx context.Context, u account.User, from string) error {
 	for range maxAliasHops {
 		fields, err := s.rc.Do(ctx, "HGETALL", personHashKey(from))
 		if err != nil {

@@ -602,9 +602,15 @@ func (s *Store) login(ctx context.Context, appID, openID, unionID string, key *s
 	for range maxIDTries {
 		id, known := s.ids.get(ref)
 		fresh := false // whether id was just taken from wx:ids for this login
+		// Whether the app's and openid's hash may hold claims of this user
+		// erased before (takeOwnClaims): on one server the id script looks.
+		ownHash := ""
+		if unionID != "" {
+			ownHash = s.PersonHash(appID, openID, "")
+		}
 		if !known {
 			var err error
-			if id, fresh, err = s.userID(ctx, appID, openID, step); err != nil {
+			if id, fresh, ownHash, err = s.userID(ctx, appID, openID, step, ownHash); err != nil {
 				return account.User{}, false, "", unavailable(err)
 			}
 		}
@@ -663,8 +669,8 @@ func (s *Store) login(ctx context.Context, appID, openID, unionID string, key *s
 		if err == nil {
 			err = s.settlePerson(ctx, u, r[1])
 		}
-		if err == nil && created == 1 && unionID != "" {
-			err = s.takeOwnClaims(ctx, u)
+		if err == nil && created == 1 && ownHash != "" {
+			err = s.takeOwnClaims(ctx, u, ownHash)
 		}
 		if err == nil && created == 0 && r[2] != int64(0) {
 			err = s.pinJoins(ctx, id) // a returning login pushes a person.joined only
@@ -687,19 +693,21 @@ func (s *Store) login(ctx context.Context, appID, openID, unionID string, key *s
 const maxIDTries = 16
 
 // userID is the id of (appID, openID), given now if it has none: the
-// counter moved on by step, which fresh reports.
-func (s *Store) userID(ctx context.Context, appID, openID string, step int64) (id int64, fresh bool, err error) {
+// counter moved on by step, which fresh reports. It answers ownHash, a
+// person's hash, as it is, or "" where it knows that no key holds it (on
+// one server, where the id script looks).
+func (s *Store) userID(ctx context.Context, appID, openID string, step int64, ownHash string) (id int64, fresh bool, own string, err error) {
 	key := openIDKey(appID, openID)
-	v, given, err := s.idOf(ctx, key, step)
+	v, given, own, err := s.idOf(ctx, key, step, ownHash)
 	if err != nil {
-		return 0, false, err
+		return 0, false, "", err
 	}
 	text, _ := v.(string)
 	id, err = strconv.ParseInt(text, 10, 64)
 	if err != nil || id < 1 {
-		return 0, false, fmt.Errorf("%s holds %v, not a user id", key, v)
+		return 0, false, "", fmt.Errorf("%s holds %v, not a user id", key, v)
 	}
-	return id, text == given, nil
+	return id, text == given, own, nil
 }
 
 // idOf is what the openid's key holds, after giving it the next id of
@@ -707,44 +715,55 @@ func (s *Store) userID(ctx context.Context, appID, openID string, step int64) (i
 // is one script (idScript). A Cluster's script cannot touch the openid's
 // key and wx:ids both, in different slots (crossSlot): there it is a GET
 // and, for a new user, an INCRBY and a SET NX, the first login to set the
-// key deciding it for every instance.
-func (s *Store) idOf(ctx context.Context, key string, step int64) (v any, given string, err error) {
+// key deciding it for every instance. On one server the script also
+// says whether the person's hash ownHash (if not "") is a key: own is
+// ownHash if it is, or may be, and "" if it is not.
+func (s *Store) idOf(ctx context.Context, key string, step int64, ownHash string) (v any, given, own string, err error) {
 	if s.crossSlot {
-		reply, err := idScript.Run(ctx, s.rc, []string{key, idsKey}, strconv.FormatInt(step, 10))
+		keys := []string{key, idsKey}
+		if ownHash != "" {
+			keys = append(keys, personHashKey(ownHash))
+		}
+		reply, err := idScript.Run(ctx, s.rc, keys, strconv.FormatInt(step, 10))
 		if err != nil {
-			return nil, "", err
+			return nil, "", "", err
 		}
 		r, _ := reply.([]any)
-		if len(r) != 2 {
-			return nil, "", fmt.Errorf("the id script answered %v", reply)
+		if len(r) != 3 {
+			return nil, "", "", fmt.Errorf("the id script answered %v", reply)
 		}
 		given, _ = r[1].(string)
-		return r[0], given, nil
+		if r[2] == int64(0) {
+			ownHash = ""
+		}
+		return r[0], given, ownHash, nil
 	}
 	if v, err = s.rc.Do(ctx, "GET", key); err != nil || v != nil {
-		return v, "", err
+		return v, "", ownHash, err
 	}
 	n, err := s.rc.Do(ctx, "INCRBY", idsKey, strconv.FormatInt(step, 10))
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	given = strconv.FormatInt(n.(int64), 10)
 	replies, err := s.rc.Pipeline(ctx, [][]string{{"SET", key, given, "NX"}, {"GET", key}})
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
-	return replies[1], given, nil
+	return replies[1], given, ownHash, nil
 }
 
-// idScript answers what the openid's key (KEYS[1]) holds, {v, ""}, or
-// gives it the id wx:ids (KEYS[2]) moved on by ARGV[1] gives, {id, id}.
+// idScript answers what the openid's key (KEYS[1]) holds, {v, "", e}, or
+// gives it the id wx:ids (KEYS[2]) moved on by ARGV[1] gives, {id, id,
+// e}; e is whether the person's hash KEYS[3], if given, is a key (0 or 1).
 // Lua's numbers hold ids exactly up to 2^53, far past any wx:ids reaches.
 var idScript = redis.NewScript(`
+local own = KEYS[3] and redis.call('EXISTS', KEYS[3]) or 0
 local v = redis.call('GET', KEYS[1])
-if v then return {v, ''} end
+if v then return {v, '', own} end
 local id = string.format('%d', redis.call('INCRBY', KEYS[2], ARGV[1]))
 redis.call('SET', KEYS[1], id)
-return {id, id}
+return {id, id, own}
 `)
 
 // forgetOpenIDScript deletes the key of (appid, openid) if it still names
