@@ -387,10 +387,27 @@ func (s *Store) sweep(ctx context.Context) {
 // as its id, "<seq>-1", and answers how many it appended. The seq of each
 // phone.bound goes into the user's field of KEYS[3] ("<seq>,<seq>…"), so
 // that the user's erasure can take the number out of the log
-// (forgetPhonesScript); a phone.bound of a user erased already (in the set
-// KEYS[4]) is not appended: a relay that read it before the erasure comes
-// after it.
+// (forget); a phone.bound of a user erased already (in the set KEYS[4])
+// is not appended: a relay that read it before the erasure comes after
+// it. A user.deleted forgets its user as it is appended: Erase forgets
+// the user too, in a call of its own after the erasure, and one cut short
+// there (the log's slot unreachable, wxlogin killed) is not tried again,
+// the record being gone; the user.deleted, pushed with the erasure, comes
+// after every event of its user in the outbox, its phone.bound too.
+//
+// forget(user) takes the phone.bound events of user, erased, out of the
+// log, by the seqs KEYS[3] holds of them, and adds the user to KEYS[4].
+// Redis cannot change an entry of a stream: the event goes, its seq left
+// unused.
 const appendEventsLua = `
+local function forget(user)
+  redis.call('SADD', KEYS[4], user)
+  local seqs = redis.call('HGET', KEYS[3], user)
+  if seqs then
+    for seq in string.gmatch(seqs, '%d+') do redis.call('XDEL', KEYS[1], seq .. '-1') end
+    redis.call('HDEL', KEYS[3], user)
+  end
+end
 local function append_events(list)
   local kept = {}
   for _, text in ipairs(list) do
@@ -404,6 +421,8 @@ local function append_events(list)
     if e[2] then
       local had = redis.call('HGET', KEYS[3], e[2])
       redis.call('HSET', KEYS[3], e[2], (had and had .. ',' or '') .. (seq + i))
+    elseif string.find(e[1], '"type":"user.deleted"', 1, true) then
+      forget(string.match(e[1], '"user_id":(%d+)'))
     end
   end
   return #kept
@@ -416,19 +435,13 @@ return append_events(ARGV)
 `)
 
 // forgetPhonesScript takes the phone.bound events of user ARGV[1], erased,
-// out of the log (KEYS[1]), by the seqs KEYS[2] holds of them, and adds
-// the user to the erased (KEYS[3]), whose phone.bound no relay appends
-// from then on (append_events). Redis cannot change an entry of a stream:
-// the event goes, its seq left unused. ARGV[2] is "events" if this
-// instance records them; if not, and there is no log, it writes nothing.
-var forgetPhonesScript = redis.NewScript(`
+// out of the log, and adds the user to the erased, whose phone.bound no
+// relay appends from then on (forget, in appendEventsLua; KEYS are
+// logKeys). ARGV[2] is "events" if this instance records them; if not,
+// and there is no log, it writes nothing.
+var forgetPhonesScript = redis.NewScript(appendEventsLua + `
 if ARGV[2] ~= 'events' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('SADD', KEYS[3], ARGV[1])
-local seqs = redis.call('HGET', KEYS[2], ARGV[1])
-if seqs then
-  for seq in string.gmatch(seqs, '%d+') do redis.call('XDEL', KEYS[1], seq .. '-1') end
-  redis.call('HDEL', KEYS[2], ARGV[1])
-end
+forget(ARGV[1])
 return 1
 `)
 
@@ -439,7 +452,7 @@ func (s *Store) forgetPhones(ctx context.Context, id int64) error {
 	if s.events {
 		recording = "events"
 	}
-	_, err := forgetPhonesScript.Run(ctx, s.rc, []string{eventLogKey, phonesKey, forgottenKey}, strconv.FormatInt(id, 10), recording)
+	_, err := forgetPhonesScript.Run(ctx, s.rc, logKeys, strconv.FormatInt(id, 10), recording)
 	return err
 }
 

@@ -1445,6 +1445,8 @@ func (s *Store) Erase(ctx context.Context, id int64) (account.Erasure, error) {
 	}
 	// Its phone numbers leave the log, whose events of the user's other
 	// changes hold only ids: also when this instance records no events.
+	// Cut short here, it is not tried again (the record is gone): with
+	// events, the user.deleted pushed above does it as the relay moves it.
 	if err := s.forgetPhones(ctx, id); err != nil {
 		return account.Erasure{}, unavailable(err)
 	}
