@@ -398,13 +398,21 @@ func (s *Store) sweep(ctx context.Context) {
 // forget(user) takes the phone.bound events of user, erased, out of the
 // log, by the seqs KEYS[3] holds of them, and adds the user to KEYS[4].
 // Redis cannot change an entry of a stream: the event goes, its seq left
-// unused.
+// unused. An entry is deleted only if it is that user's phone.bound: a
+// seq of a log deleted and begun again names another event.
 const appendEventsLua = `
 local function forget(user)
   redis.call('SADD', KEYS[4], user)
   local seqs = redis.call('HGET', KEYS[3], user)
   if seqs then
-    for seq in string.gmatch(seqs, '%d+') do redis.call('XDEL', KEYS[1], seq .. '-1') end
+    for seq in string.gmatch(seqs, '%d+') do
+      local id = seq .. '-1'
+      local entry = redis.call('XRANGE', KEYS[1], id, id)[1]
+      local text = entry and entry[2][2] or ''
+      if string.find(text, '"type":"phone.bound"', 1, true) and string.match(text, '"user_id":(%d+)') == user then
+        redis.call('XDEL', KEYS[1], id)
+      end
+    end
     redis.call('HDEL', KEYS[3], user)
   end
 end

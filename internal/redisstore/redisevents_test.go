@@ -1439,3 +1439,26 @@ func TestRedisAnErasureCutShortStillTakesThePhoneOutOfTheLog(t *testing.T) {
 		})
 	}
 }
+
+// An erasure deletes from the log only its user's phone.bound: a log an
+// operator deleted and began again, its index of phones kept, holds other
+// events under the seqs the index names.
+func TestRedisAnErasureDeletesOnlyItsOwnPhonesFromTheLog(t *testing.T) {
+	rs := openEventStore(t, startRedis(t, onRedis))
+	ctx := t.Context()
+	text := func(e events.Event) string { return string(e.Append(nil)) }
+	alice, bob := &account.User{ID: 1, AppID: "wxshop", PhoneNumber: "13800138000"}, &account.User{ID: 2, AppID: "wxshop"}
+	if err := rs.appendEvents(ctx, []string{text(events.PhoneChanged(time.Now(), alice, 1))}); err != nil {
+		t.Fatal(err)
+	}
+	mustDo(t, rs.rc, "DEL", eventLogKey, eventSeqKey) // the log begun again
+	if err := rs.appendEvents(ctx, []string{text(events.Created(time.Now(), bob, 2))}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.forgetPhones(ctx, alice.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := toldBy(allEvents(t, rs)); len(got) != 1 || got[0].Data.UserID != bob.ID {
+		t.Errorf("after alice's erasure the log tells %+v; want bob's user.created, under the seq her phone.bound had", got)
+	}
+}
