@@ -1274,7 +1274,12 @@ func Create(dir, name string, meta json.RawMessage, lines iter.Seq[[]byte]) erro
 // files, which a start-up reads (or refuses) as before, or the new store:
 // the new store's first journal comes first, after every old generation,
 // and a store of its own, which the old files refuse; then its snapshot,
-// renamed into place, which takes every old journal as included in it.
+// renamed into place, which takes every old journal as included in it;
+// then its watermark. The old watermark is replaced last: until the new
+// snapshot holds what lines has, it is the only count of the lines cut
+// from the old newest journal, which a repair run again after a crash
+// needs to keep their ids unused. A crash between the two leaves a new
+// store with the old store's watermark, which a start-up refuses.
 func (j *Journal) ReplaceWith(lines iter.Seq[[]byte]) error {
 	through := int64(0)
 	if len(j.gens) > 0 {
@@ -1298,10 +1303,10 @@ func (j *Journal) ReplaceWith(lines iter.Seq[[]byte]) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
+	if _, err := j.writeSnapshot(lines, through); err != nil {
+		return err
+	}
 	j.markFile = nil // replaced whole: the old one is of the old store
 	err = j.writeMark(markFor(j.store, through+1, tally), true)
-	if err == nil {
-		_, err = j.writeSnapshot(lines, through)
-	}
 	return errors.Join(err, j.closeMark())
 }

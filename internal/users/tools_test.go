@@ -271,3 +271,48 @@ func TestTheToolsFixtureIsTheDamageFixture(t *testing.T) {
 		t.Errorf("the checked-in fixture holds\n%s\ndamageFixture holds\n%s", got, want)
 	}
 }
+
+// A repair killed at any step of writing the repaired store, then run
+// again, still keeps unused the ids of the users the watermark says were
+// cut from the end: the first run must not have replaced the watermark, the
+// only count of them, before the repaired snapshot holds those ids.
+func TestARepairKilledHalfwayThenRunAgainGivesNoIDTwice(t *testing.T) {
+	const n = 600
+	files := repairFixture(t, n)
+	const journalName = "users.journal.000002.jsonl"
+	damaged := maps.Clone(files)
+	first, _, _ := bytes.Cut(files[journalName], []byte("\n"))
+	damaged[journalName] = append(bytes.Clone(first), '\n') // every user of the journal cut
+	keep := map[string]bool{}
+	whole := openTestStore(t, testkit.PutFiles(t, t.TempDir(), files), time.Now)
+	for line := range storeLines(whole) {
+		if bytes.Contains(files["users.snapshot.jsonl"], []byte(line)) {
+			keep[line] = true
+		}
+	}
+	whole.Close()
+	for _, step := range []string{"create", "header", "rename", "sync dir", "mark", "snapshot"} {
+		t.Run(step, func(t *testing.T) {
+			dir := testkit.PutFiles(t, t.TempDir(), damaged)
+			r, err := Salvage(dir, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			j, err := journal.Open(dir, "users", journal.Options{Meta: r.Kept.storedMeta, Log: discardLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			killed := errors.New("killed")
+			j.InjectFault(func(s string) error {
+				if s == step {
+					return killed
+				}
+				return nil
+			})
+			if err := j.ReplaceWith(r.Kept.Lines()); !errors.Is(err, killed) {
+				t.Fatalf("a repair killed at step %s = %v", step, err)
+			}
+			repairedAs(t, dir, keep, 0, n)
+		})
+	}
+}
