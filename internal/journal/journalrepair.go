@@ -30,8 +30,11 @@ type Report struct {
 	// Missing is how many acknowledged lines the watermark records that
 	// are not in the files: cut from the end of the journal it names.
 	Missing int64
-	// Uncounted is set when the store keeps a watermark and it is missing
-	// or unreadable: lines cut from the end cannot be counted.
+	// Uncounted is set when lines may be lost that nothing counts: the
+	// store keeps a watermark and it is missing or unreadable, so lines cut
+	// from the end cannot be counted; or a file is missing or unreadable, or
+	// one that ends with a trailer (a snapshot, a journal another follows)
+	// was cut, and the trailer that counted its lines with it.
 	Uncounted bool
 	// Meta is the owner's meta in the newest header read, so that a
 	// repaired store keeps what its owner recorded of itself.
@@ -69,21 +72,23 @@ func Salvage[R any](j *Journal, parse func([]byte) (R, error), apply func(R) err
 	s.readMark(j)
 	through := int64(0)
 	if j.haveSnapshot {
-		if h, ok := s.file(filepath.Join(j.dir, j.snapshotName()), 0); ok {
+		if h, ok := s.file(filepath.Join(j.dir, j.snapshotName()), 0, true); ok {
 			through = h.Generation
 		}
 	} else if len(j.gens) > 0 && j.gens[0] > 1 {
+		rep.Uncounted = true
 		s.drop("%s: missing: every line before journal %d is lost", filepath.Join(j.dir, j.snapshotName()), j.gens[0])
 	}
 	next := through + 1 // the generation expected next
-	for _, gen := range j.gens {
+	for i, gen := range j.gens {
 		if gen <= through {
 			continue
 		}
 		for ; next < gen; next++ {
+			rep.Uncounted = true
 			s.drop("%s: missing: every line it held is lost", j.journalPath(next))
 		}
-		s.file(j.journalPath(gen), gen)
+		s.file(j.journalPath(gen), gen, i < len(j.gens)-1)
 		next = gen + 1
 	}
 	if m := s.mark; m != nil && !s.markCounted && m.Generation > through && m.Lines > 0 {
@@ -134,9 +139,13 @@ func (s *salvager[R]) readMark(j *Journal) {
 // file hands on the lines of the file at path, which is journal gen (0
 // for the snapshot), and returns its header, if it could be read. It
 // counts the journal's lines against the watermark, if that names it.
-func (s *salvager[R]) file(path string, gen int64) (fileHeader, bool) {
+// sealed says the file ends with a trailer, which counts its lines: one
+// that does not was cut, and how many lines went with the trailer nothing
+// counts.
+func (s *salvager[R]) file(path string, gen int64, sealed bool) (fileHeader, bool) {
 	data, err := os.ReadFile(path)
 	if err != nil {
+		s.rep.Uncounted = true
 		s.drop("%s: unreadable, so all it holds: %v", path, err)
 		return fileHeader{}, false
 	}
@@ -145,6 +154,10 @@ func (s *salvager[R]) file(path string, gen int64) (fileHeader, bool) {
 		f = s.unframed(path, data)
 	} else {
 		f = s.framed(path, data)
+		if sealed && !endsWithTrailerLine(data) {
+			s.rep.Uncounted = true
+			s.drop("%s: cut short: it has no trailer, so the lines cut from its end cannot be counted", path)
+		}
 	}
 	if m := s.mark; m != nil && gen == m.Generation {
 		s.markCounted = true
@@ -164,6 +177,17 @@ func (s *salvager[R]) file(path string, gen int64) (fileHeader, bool) {
 		}
 	}
 	return f.header, f.haveHeader
+}
+
+// endsWithTrailerLine reports whether data's last line is whole and of a
+// trailer's kind, whatever damage its checksum or text took: the lines
+// before it are all there were.
+func endsWithTrailerLine(data []byte) bool {
+	if !bytes.HasSuffix(data, []byte("\n")) {
+		return false
+	}
+	last := data[bytes.LastIndexByte(data[:len(data)-1], '\n')+1:]
+	return len(last) > 0 && last[0] == kindTrailer
 }
 
 // salvagedFile is what a repair found in one file.

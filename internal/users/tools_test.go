@@ -11,8 +11,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+	"wxlogin/internal/account"
 	"wxlogin/internal/journal"
 	"wxlogin/internal/testkit"
 )
@@ -313,6 +315,64 @@ func TestARepairKilledHalfwayThenRunAgainGivesNoIDTwice(t *testing.T) {
 				t.Fatalf("a repair killed at step %s = %v", step, err)
 			}
 			repairedAs(t, dir, keep, 0, n)
+		})
+	}
+}
+
+// A journal that a later one follows ends with a trailer, which counts its
+// lines; one cut at a line boundary has lost it, and with it the count of
+// the lines cut; one deleted takes its lines uncounted. Users lost so whose
+// ids no later line names (the journals after hold no new user) may have
+// been told their ids: a repair keeps unused as many as it keeps when the
+// watermark is lost.
+func TestARepairOfAJournalCutBeforeTheNewestGivesNoIDTwice(t *testing.T) {
+	const n = 10
+	dir := t.TempDir()
+	s, err := Open(dir, testMeta, time.Now, discardLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= n; i++ {
+		if _, _, err := s.Login(mockAppID, fmt.Sprintf("o-%d", i), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.journal.InjectFault(func(step string) error {
+		if step == "snapshot" {
+			return fmt.Errorf("%s: %w", step, syscall.ENOSPC)
+		}
+		return nil
+	})
+	compactOnNextWrite(s)
+	if _, err := s.Update(1, func(u *account.User) { u.Nickname = "爱丽丝" }); err != nil { // seals journal 1, moves to 2; the snapshot fails
+		t.Fatal(err)
+	}
+	s.journal.WaitCompactions()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, name := range []string{"users.journal.000001.jsonl", "users.journal.000002.jsonl", "users.watermark"} {
+		if files[name], err = os.ReadFile(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const first = "users.journal.000001.jsonl"
+	tests := []struct {
+		name   string
+		damage func(f map[string][]byte)
+	}{
+		{"journal 1 cut at a line boundary", func(f map[string][]byte) {
+			at := bytes.Index(f[first], []byte(`{"id":6,`))
+			f[first] = f[first][:bytes.LastIndexByte(f[first][:at], '\n')+1] // users 6 to n, and the trailer
+		}},
+		{"journal 1 deleted", func(f map[string][]byte) { delete(f, first) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			damaged := maps.Clone(files)
+			tt.damage(damaged)
+			repairedAs(t, testkit.PutFiles(t, t.TempDir(), damaged), map[string]bool{}, 0, n)
 		})
 	}
 }
