@@ -18,9 +18,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"wxlogin/internal/account"
+	"wxlogin/internal/config"
 	"wxlogin/internal/datadir"
+	"wxlogin/internal/events"
 	"wxlogin/internal/testkit"
 	"wxlogin/internal/tools"
+	"wxlogin/internal/users"
 )
 
 // tool runs a tool as the command line would: wxlogin <args…>.
@@ -345,4 +349,71 @@ func TestCheckCountsTheLinesACutTook(t *testing.T) {
 	if err == nil || !strings.Contains(out, fmt.Sprintf("%s: cut short", name)) || !strings.Contains(out, fmt.Sprintf("%d lines are missing", lines)) {
 		t.Errorf("wxlogin check of the journal cut to its header = %v:\n%s\nwant it to fail, counting the lines missing", err, out)
 	}
+}
+
+// A restore keeps the ids past the backup's unused, as erased ids, 1 000
+// by default, and as many events' seqs: the server backed up may have
+// given them after the backup, to users that other services, webhooks
+// received and JWTs still name. The next new user's id and the next
+// event's seq are past them; -keep-unused 0 keeps none, for a backup of a
+// server that stopped with it.
+func TestARestoreKeepsTheIDsAfterTheBackupUnused(t *testing.T) {
+	meta := account.Meta{Mode: account.ModeMock, AppIDs: []string{config.MockAppID}}
+	for _, tt := range []struct {
+		args []string
+		next int64 // the next new user's id, and the seq of its user.created
+	}{
+		{nil, 1004},
+		{[]string{"-keep-unused", "10"}, 14},
+		{[]string{"-keep-unused", "0"}, 4},
+	} {
+		t.Run(fmt.Sprint(tt.args), func(t *testing.T) {
+			s, err := users.Open(t.TempDir(), meta, time.Now, discardLogger(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.RecordEvents(false)
+			for _, name := range []string{"alice", "bob", "carol"} {
+				if _, _, err := s.Login(config.MockAppID, "o-"+name, ""); err != nil {
+					t.Fatal(err)
+				}
+			}
+			backup := filepath.Join(t.TempDir(), "backup")
+			var b bytes.Buffer
+			if err := s.WriteBackup(&b); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			testkit.WriteFile(t, backup, b.String())
+			restored := filepath.Join(t.TempDir(), "restored")
+			if out, err := tool(t, append([]string{"restore", "-from", backup, "-data", restored}, tt.args...)...); err != nil {
+				t.Fatalf("restore = %v:\n%s", err, out)
+			}
+			r, err := users.Open(restored, meta, time.Now, discardLogger(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			r.RecordEvents(false)
+			u, created, err := r.Login(config.MockAppID, "o-dave", "")
+			if err != nil || !created || u.ID != tt.next {
+				t.Errorf("after the restore a new user is %d (created %v, %v); want %d", u.ID, created, err, tt.next)
+			}
+			if list := r.Events(0, 100); len(list) == 0 || list[len(list)-1].Seq != tt.next {
+				t.Errorf("after the restore the new user's event is %v; want the seq %d", summariesOf(list), tt.next)
+			}
+		})
+	}
+	if out, err := tool(t, "restore", "-from", "x", "-keep-unused", "-1", "-data", t.TempDir()); err == nil || !strings.Contains(err.Error(), "-keep-unused") {
+		t.Errorf("restore -keep-unused -1 = %v:\n%s; want it refused, naming the flag", err, out)
+	}
+}
+
+// summariesOf is each event's seq and type.
+func summariesOf(list []events.Event) []string {
+	var out []string
+	for _, e := range list {
+		out = append(out, fmt.Sprint(e.Seq, " ", e.Type))
+	}
+	return out
 }

@@ -42,6 +42,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var dir, from, to, backup, redisURL, durability string
 	var drop config.OptionalBool
 	var timeout time.Duration
+	var unused int64
 	switch args[0] {
 	case "check":
 		e.String(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to check; no server may be running on it")
@@ -55,6 +56,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "restore":
 		fs.StringVar(&from, "from", "", "the backup file to restore")
 		e.String(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to restore into: new, or empty")
+		fs.Int64Var(&unused, "keep-unused", DefaultKeepUnused, "how many ids (and events' seqs) past the backup's to keep unused, as erased ids: the server may have given them after the backup (0 if it stopped when the backup was taken)")
 	case "to-redis", "from-redis":
 		e.String(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to move from (to-redis: no server may be running on it), or into (from-redis: new, or empty)")
 		e.String(&redisURL, "redis", "WXLOGIN_REDIS", "", "the Redis to move into (to-redis: it must hold no users) or from (from-redis: stop its wxlogins first), as for wxlogin -redis")
@@ -88,7 +90,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "backup":
 		return takeBackup(ctx, from, to, timeout, out)
 	case "restore":
-		return restoreBackup(from, dir, out)
+		return restoreBackup(from, dir, unused, out)
 	case "to-redis", "from-redis":
 		if redisURL == "" {
 			return fmt.Errorf("wxlogin %s: -redis (or WXLOGIN_REDIS) names the Redis", args[0])
@@ -332,17 +334,29 @@ func removeKilledBackups(dir string) ([]string, error) {
 	return removed, nil
 }
 
+// DefaultKeepUnused is how many ids a restore keeps unused past the
+// backup's by default, as a repair keeps past what it cannot count.
+const DefaultKeepUnused = 1000
+
 // restoreBackup puts a backup into a new or empty data directory, and
 // checks the result as a start-up would, before it is in place: a restore
 // that fails or is killed leaves the directory as it was (datadir.Create),
-// never an empty store that would give the backup's ids again.
-func restoreBackup(from, dir string, out io.Writer) error {
+// never an empty store that would give the backup's ids again. It keeps the
+// next unused ids unused, as erased ids: the server backed up may have
+// given them after the backup, to users other services may still name.
+func restoreBackup(from, dir string, unused int64, out io.Writer) error {
 	if from == "" {
 		return errors.New("wxlogin restore: -from (a backup file) is needed")
+	}
+	if unused < 0 {
+		return fmt.Errorf("wxlogin restore: -keep-unused is %d; want 0 or more", unused)
 	}
 	s, err := users.ReadBackup(from)
 	if err != nil {
 		return fmt.Errorf("wxlogin restore: %w", err)
+	}
+	if first, last := s.KeepIDsUnused(unused, time.Now()); first <= last {
+		fmt.Fprintf(out, "keeps ids %d–%d unused (as erased ids): the server may have given them after the backup (-keep-unused)\n", first, last)
 	}
 	meta, err := s.Meta()
 	if err != nil {

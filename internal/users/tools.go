@@ -56,6 +56,24 @@ func ReadBackup(path string) (*Store, error) {
 	return s, nil
 }
 
+// KeepIDsUnused keeps the next n ids unused, as erased ids (erased at
+// at), and as many events' seqs, in a store read from a backup
+// (ReadBackup): the store it was taken of may have gone on past it, and its
+// users made since may be named elsewhere (a receiver's events, another
+// service's copy, a JWT), each id and seq once only. It answers the first
+// and last id kept, none (first > last) for n 0.
+func (s *Store) KeepIDsUnused(n int64, at time.Time) (first, last int64) {
+	first = int64(len(s.byID)) + 1
+	for range n {
+		s.byID = append(s.byID, nil)
+		s.erasedAt[int64(len(s.byID))] = at.UTC().Truncate(time.Millisecond)
+	}
+	if s.events.last > 0 {
+		s.events.last += n
+	}
+	return first, int64(len(s.byID))
+}
+
 // Create makes a new store in dir, which must hold none, of lines, in the
 // format Lines gives them (or in any order that gives users and erasures
 // in id order, each user before their claims, and the person key before
