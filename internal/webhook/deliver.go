@@ -163,7 +163,13 @@ func (d *delivery) round(ctx context.Context) (time.Duration, error) {
 	}
 	now := time.Now()
 	batch, next := d.due(now)
+	if batch, err = d.current(ctx, batch); err != nil {
+		return 0, err
+	}
 	if len(batch) == 0 {
+		if err := d.advance(ctx); err != nil { // past an event gone from the source
+			return 0, err
+		}
 		if next.IsZero() {
 			return d.Poll, nil
 		}
@@ -308,6 +314,33 @@ func (d *delivery) due(now time.Time) (batch []*pending, next time.Time) {
 		}
 	}
 	return batch, next
+}
+
+// current is batch with each phone.bound as the source holds it now: an
+// erasure since it was read takes the number out of it (the data
+// directory), or deletes it (Redis: it is then taken, not posted). A
+// phone.bound may wait in the queue long, behind its user's event the
+// receiver refuses, and an erased user's number must not go out after the
+// erasure. One read of the source for each, and phones are bound rarely.
+func (d *delivery) current(ctx context.Context, batch []*pending) ([]*pending, error) {
+	out := batch[:0]
+	for _, p := range batch {
+		if p.event.Type != events.PhoneBound {
+			out = append(out, p)
+			continue
+		}
+		now, err := d.src.Events(ctx, p.event.Seq-1, 1)
+		if err != nil {
+			return nil, err
+		}
+		if len(now) == 0 || now[0].ID != p.event.ID {
+			p.taken = true // gone from the source: nothing to deliver
+			continue
+		}
+		p.event = now[0]
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // settle records an attempt of p: taken (err nil), or to be posted again.

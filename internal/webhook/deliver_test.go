@@ -460,3 +460,88 @@ func TestSetAsideEventsAreReadAgainInOrder(t *testing.T) {
 		})
 	}
 }
+
+// A phone.bound waiting in the queue, refused by the receiver, goes out
+// as the source holds it when it is posted again: once its user is erased,
+// without the number (the data directory takes it out of the event), or
+// not at all (Redis deletes the event from its log), the cursor moving on
+// past it.
+func TestAnErasedUsersPhoneLeavesTheQueueToo(t *testing.T) {
+	const number = "13800138000"
+	for _, deleted := range []bool{false, true} {
+		t.Run(map[bool]string{false: "taken out of the event", true: "the event deleted"}[deleted], func(t *testing.T) {
+			src := newMemorySource(1, 2)
+			alice := &account.User{ID: 1, AppID: "wxa", PhoneNumber: number, PurePhoneNumber: number, CountryCode: "86"}
+			bound := events.PhoneChanged(time.Now(), alice, 1)
+			bound.Seq = 1
+			src.list[0] = bound
+			h := &hookServer{src: src}
+			var refusing atomic.Bool
+			refusing.Store(true)
+			var mu sync.Mutex
+			var refused, numbersAfter int // posts of alice's phone refused; posts with her number after her erasure
+			erased := false
+			hook := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				mu.Lock()
+				if erased && strings.Contains(string(body), number) {
+					numbersAfter++
+				}
+				if r.Header.Get("webhook-id") == bound.ID && refusing.Load() {
+					refused++
+					mu.Unlock()
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+				mu.Unlock()
+				h.ServeHTTP(w, r)
+			})
+			s := testSender(startHook(t, h, hook, false).URL)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				s.Run(ctx, src)
+			}()
+			defer func() {
+				cancel()
+				<-done
+			}()
+			testkit.WaitFor(t, "alice's phone.bound refused", func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return refused > 0
+			})
+			src.mu.Lock()
+			if deleted {
+				src.list = src.list[1:]
+				src.taken[bound.ID] = true // nothing left to deliver of it
+			} else {
+				src.list[0].Data.PhoneNumber, src.list[0].Data.PurePhoneNumber, src.list[0].Data.CountryCode = "", "", ""
+			}
+			src.mu.Unlock()
+			mu.Lock()
+			erased = true
+			mu.Unlock()
+			refusing.Store(false)
+			testkit.WaitFor(t, "every event delivered", func() bool {
+				src.mu.Lock()
+				defer src.mu.Unlock()
+				return src.delivered == 2
+			})
+			mu.Lock()
+			defer mu.Unlock()
+			if numbersAfter > 0 {
+				t.Errorf("%d posts held alice's number after her erasure", numbersAfter)
+			}
+			src.mu.Lock()
+			defer src.mu.Unlock()
+			if !deleted && !src.taken[bound.ID] {
+				t.Error("alice's phone.bound, without its number, was never taken")
+			}
+			if len(src.badCursor) > 0 {
+				t.Errorf("the cursor moved past an event not taken: %v", src.badCursor)
+			}
+		})
+	}
+}
