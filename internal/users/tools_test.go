@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"iter"
 	"maps"
 	"os"
 	"path/filepath"
@@ -28,25 +29,32 @@ func TestARepairCutShortLeavesTheOldStore(t *testing.T) {
 	for name, damaged := range testkit.DamagedStores(files) {
 		for _, step := range []string{"mark", "snapshot"} {
 			dir := testkit.PutFiles(t, t.TempDir(), damaged)
-			j, err := journal.Open(dir, "users", journal.Options{Meta: json.RawMessage(`{"mode":"mock","appids":[]}`), Log: discardLogger()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			killed := errors.New("killed")
-			j.InjectFault(func(s string) error {
-				if s == step {
-					return killed
-				}
-				return nil
-			})
-			if err := j.ReplaceWith(func(func([]byte) bool) {}); !errors.Is(err, killed) {
-				t.Fatalf("a repair killed at step %s = %v", step, err)
-			}
+			replaceKilledAt(t, dir, json.RawMessage(`{"mode":"mock","appids":[]}`), step, func(func([]byte) bool) {})
 			if s, err := Open(dir, testMeta, time.Now, discardLogger(), nil); err == nil {
 				t.Errorf("%s, then a repair cut short at step %s: the store opened with %d users; want it refused", name, step, s.Count())
 				s.Close()
 			}
 		}
+	}
+}
+
+// replaceKilledAt replaces the store in dir with lines as a repair does
+// (journal.ReplaceWith), killed at step, which must fail it.
+func replaceKilledAt(t *testing.T, dir string, meta json.RawMessage, step string, lines iter.Seq[[]byte]) {
+	t.Helper()
+	j, err := journal.Open(dir, "users", journal.Options{Meta: meta, Log: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := errors.New("killed")
+	j.InjectFault(func(s string) error {
+		if s == step {
+			return killed
+		}
+		return nil
+	})
+	if err := j.ReplaceWith(lines); !errors.Is(err, killed) {
+		t.Fatalf("a repair killed at step %s = %v", step, err)
 	}
 }
 
@@ -300,20 +308,7 @@ func TestARepairKilledHalfwayThenRunAgainGivesNoIDTwice(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			j, err := journal.Open(dir, "users", journal.Options{Meta: r.Kept.storedMeta, Log: discardLogger()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			killed := errors.New("killed")
-			j.InjectFault(func(s string) error {
-				if s == step {
-					return killed
-				}
-				return nil
-			})
-			if err := j.ReplaceWith(r.Kept.Lines()); !errors.Is(err, killed) {
-				t.Fatalf("a repair killed at step %s = %v", step, err)
-			}
+			replaceKilledAt(t, dir, r.Kept.storedMeta, step, r.Kept.Lines())
 			repairedAs(t, dir, keep, 0, n)
 		})
 	}

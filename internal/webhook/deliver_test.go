@@ -169,6 +169,36 @@ func run(t *testing.T, s *Sender, src *memorySource) {
 	<-done
 }
 
+// runUntilCleanup runs s on src until the test ends, and waits for it to
+// stop then.
+func runUntilCleanup(t *testing.T, s *Sender, src *memorySource) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Run(ctx, src)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+// refusingOne is h, refusing the event id with a 503 while refusing holds,
+// as it does at first.
+func refusingOne(h *hookServer, id string) (handler http.Handler, refusing *atomic.Bool) {
+	refusing = new(atomic.Bool)
+	refusing.Store(true)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("webhook-id") == id && refusing.Load() {
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}), refusing
+}
+
 // TestSenderKeepsEachUsersOrderAndRetries: a user's event waits until the
 // one before it is taken; an event not taken (an error, a redirect) is
 // posted again; the other users' events go on meanwhile; the cursor never
@@ -279,27 +309,9 @@ func TestSenderGoesOnPastAnEventRefusedLong(t *testing.T) {
 	src := newMemorySource(users...)
 	first := src.list[0].ID
 	h := &hookServer{src: src}
-	var refusing atomic.Bool
-	refusing.Store(true)
-	refuse := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("webhook-id") == first && refusing.Load() {
-			io.Copy(io.Discard, r.Body)
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
+	refuse, refusing := refusingOne(h, first)
 	s := testSender(startHook(t, h, refuse, false).URL)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Run(ctx, src)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	runUntilCleanup(t, s, src)
 	testkit.WaitFor(t, "every other user's event taken while the first is refused", func() bool {
 		src.mu.Lock()
 		defer src.mu.Unlock()
@@ -329,27 +341,9 @@ func TestSenderGoesOnPastAUserRefusedLong(t *testing.T) {
 	src := newMemorySource(users...)
 	first := src.list[0].ID
 	h := &hookServer{src: src}
-	var refusing atomic.Bool
-	refusing.Store(true)
-	refuse := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("webhook-id") == first && refusing.Load() {
-			io.Copy(io.Discard, r.Body)
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
+	refuse, refusing := refusingOne(h, first)
 	s := testSender(startHook(t, h, refuse, false).URL)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Run(ctx, src)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	runUntilCleanup(t, s, src)
 	others := len(users) / 4
 	testkit.WaitFor(t, "every other user's event taken while the first is refused", func() bool {
 		src.mu.Lock()
@@ -497,16 +491,7 @@ func TestAnErasedUsersPhoneLeavesTheQueueToo(t *testing.T) {
 				h.ServeHTTP(w, r)
 			})
 			s := testSender(startHook(t, h, hook, false).URL)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				s.Run(ctx, src)
-			}()
-			defer func() {
-				cancel()
-				<-done
-			}()
+			runUntilCleanup(t, s, src)
 			testkit.WaitFor(t, "alice's phone.bound refused", func() bool {
 				mu.Lock()
 				defer mu.Unlock()
