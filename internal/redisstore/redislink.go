@@ -157,14 +157,18 @@ func (s *Store) aliasErased(ctx context.Context, hash, person string) error {
 	return err
 }
 
-// takeOwnClaims brings to the person of user u, just created with a
-// unionid, the claims kept under its app's and openid's hash (from),
-// following its aliases: the same user of the same app, erased before, when it had
-// no unionid, or another one (its app moved to another Open Platform
-// account since), as the file store finds them (personHashesLocked). Only
-// claims whose claimant is no record of that person come along: those of
-// erased users.
-func (s *Store) takeOwnClaims(ctx context.Context, u account.User, from string) error {
+// takeOwnClaims brings to the person of user id, created with a unionid,
+// the claims kept under its app's and openid's hash (from, which its hash
+// names as "own" until then), following its aliases: the same user of the
+// same app, erased before, when it had no unionid, or another one (its
+// app moved to another Open Platform account since), as the file store
+// finds them (personHashesLocked). Only claims whose claimant is no
+// record of that person come along: those of erased users. The mark is
+// taken away only once they are copied, so that a login cut short before
+// that (Redis lost, wxlogin killed) leaves them to the user's next login,
+// or its first claim, which takes them then.
+func (s *Store) takeOwnClaims(ctx context.Context, id int64, from string) error {
+	own := from
 	for range maxAliasHops {
 		fields, err := s.rc.Do(ctx, "HGETALL", personHashKey(from))
 		if err != nil {
@@ -174,22 +178,33 @@ func (s *Store) takeOwnClaims(ctx context.Context, u account.User, from string) 
 			from = into
 			continue
 		}
-		kept := keptIn(fields)
-		if len(kept) == 0 {
-			return nil // mostly: nobody was erased here, and there is no key
+		if kept := keptIn(fields); len(kept) > 0 {
+			v, err := s.rc.Do(ctx, "HGET", userKey(id), "person")
+			if err != nil {
+				return err
+			}
+			person, _ := v.(string)
+			if person == "" {
+				return nil // erased meanwhile
+			}
+			if person != from {
+				if err := s.copyClaims(ctx, kept, person); err != nil {
+					return err
+				}
+			}
 		}
-		v, err := s.rc.Do(ctx, "HGET", userKey(u.ID), "person")
-		if err != nil {
-			return err
-		}
-		person, _ := v.(string)
-		if person == "" || person == from {
-			return nil // erased meanwhile, or the person itself
-		}
-		return s.copyClaims(ctx, kept, person)
+		_, err = tookOwnScript.Run(ctx, s.rc, []string{userKey(id)}, own)
+		return err
 	}
-	return fmt.Errorf("user %d: more than %d aliases from person %s", u.ID, maxAliasHops, from)
+	return fmt.Errorf("user %d: more than %d aliases from person %s", id, maxAliasHops, from)
 }
+
+// tookOwnScript takes the mark "own" off a user's hash (KEYS[1]) if it
+// is ARGV[1] still: the user took the claims kept there (takeOwnClaims).
+var tookOwnScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'own') == ARGV[1] then redis.call('HDEL', KEYS[1], 'own') end
+return 1
+`)
 
 // keptIn is the claims of a person's hash (fields, its HGETALL) whose
 // users are none of its records, as HGETALL gives them.

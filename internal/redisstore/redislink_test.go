@@ -221,3 +221,41 @@ func loginOn(t *testing.T, rs *Store) func(appID, name, unionID string) account.
 		return u
 	}
 }
+
+// A new user with a unionid whose login is cut short after its script
+// (Redis lost, wxlogin killed), before it took the claims kept under its
+// app's and openid's hash, takes them at its next login, or at its first
+// claim: a gift the same user took before its erasure stays taken.
+func TestANewUsersOwnClaimsCutShortAreTakenLater(t *testing.T) {
+	for _, next := range []string{"login", "claim"} {
+		t.Run(next, func(t *testing.T) {
+			rs := openStore(t, startRedis(t, onRedis), time.Now)
+			ctx := t.Context()
+			login := loginOn(t, rs)
+			openID := openIDOf("wxshop", "alice")
+			alice := login("wxshop", "alice", "")
+			if _, _, err := rs.Claim(ctx, alice.ID, "welcome-gift"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := rs.Erase(ctx, alice.ID); err != nil {
+				t.Fatal(err)
+			}
+			// alice back with a unionid: her login cut short after its script.
+			id, _, _, err := rs.userID(ctx, "wxshop", openID, 1, rs.PersonHash("wxshop", openID, ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now()
+			if _, err := loginScript.Run(ctx, rs.rc, []string{userKey(id)}, strconv.FormatInt(id, 10), "wxshop", openID, "u1",
+				formatTime(now), rs.PersonHash("", "", "u1"), "1", formatTime(now.Add(-time.Hour)), "", "", "", rs.PersonHash("wxshop", openID, "")); err != nil {
+				t.Fatal(err)
+			}
+			if next == "login" {
+				login("wxshop", "alice", "u1")
+			}
+			if c, taken, err := rs.Claim(ctx, id, "welcome-gift"); err != nil || !taken {
+				t.Errorf("alice back, after a %s: welcome gift = %+v, taken %v, %v; want taken before her erasure", next, c, taken, err)
+			}
+		})
+	}
+}

@@ -21,8 +21,10 @@
 //	wx:{u:<id>}                 HASH    the record's fields; "v" its version, "person" its person's hash,
 //	                                    "m" a copy of the person's records (so GET /user reads one key),
 //	                                    "joined" the person it last joined whole (joinPerson),
-//	                                    "linked" its unionid once linked after a change (redislink.go);
-//	                                    after an erasure only "erased"
+//	                                    "linked" its unionid once linked after a change (redislink.go),
+//	                                    "own" its app's and openid's hash while a new user is still to
+//	                                    take the claims kept there (takeOwnClaims); after an erasure
+//	                                    only "erased"
 //	wx:{u:<id>}:ev              LIST    with -events, the user's events not yet moved into wx:{ev}, oldest
 //	                                    first: its outbox, in the slot of the changes that push them;
 //	                                    the relay (RunRelay, in the background) empties it
@@ -478,6 +480,9 @@ func (s *Store) stamp(precision time.Duration) time.Time {
 // (redisevents.go). It answers -3, changing nothing, when it needs one of
 // them and was not given it: most logins need neither, and the caller
 // makes them only when asked.
+// A record it creates is marked "own" ARGV[12], if given and not "": the
+// app's and openid's hash whose kept claims the new user is to take
+// (takeOwnClaims), until they are taken.
 const loginLua = `
 local function login(k, outbox)
   local f = redis.call('HMGET', k, 'erased', 'appid', 'openid', 'unionid', 'last_login_at')
@@ -489,6 +494,7 @@ local function login(k, outbox)
     redis.call('HSET', k, 'id', ARGV[1], 'appid', ARGV[2], 'openid', ARGV[3], 'person', ARGV[6],
       'created_at', ARGV[5], 'updated_at', ARGV[5], 'v', '1')
     if ARGV[4] ~= '' then redis.call('HSET', k, 'unionid', ARGV[4]) end
+    if ARGV[12] and ARGV[12] ~= '' then redis.call('HSET', k, 'own', ARGV[12]) end
     created, changed = 1, true
     if outbox then pushed = redis.call('RPUSH', outbox, ARGV[9]) end
   else
@@ -550,13 +556,13 @@ return {created, redis.call('HGETALL', KEYS[1]), pushed}
 // loginIssueScript is a login (loginLua) and the token it issues
 // (issueLua) in one: a login, then a token for the user it recorded, in
 // one round trip. KEYS are the user's hash, its :sk, its :tokens, the
-// token's key and, with events, its outbox; ARGV are loginLua's, 11 of
-// them, then issueLua's from the 12th. It answers as loginScript, having
+// token's key and, with events, its outbox; ARGV are loginLua's, 12 of
+// them, then issueLua's from the 13th. It answers as loginScript, having
 // issued the token unless it answers {-1}, {-2} or {-3}.
 var loginIssueScript = redis.NewScript(eventsLua + leaveLua + loginLua + issueLua + `
 local created, pushed = login(KEYS[1], KEYS[5])
 if created < 0 then return {created} end
-issue(KEYS[1], KEYS[4], KEYS[3], KEYS[2], 12)
+issue(KEYS[1], KEYS[4], KEYS[3], KEYS[2], 13)
 return {created, redis.call('HGETALL', KEYS[1]), pushed}
 `)
 
@@ -604,6 +610,7 @@ func (s *Store) login(ctx context.Context, appID, openID, unionID string, key *s
 		fresh := false // whether id was just taken from wx:ids for this login
 		// Whether the app's and openid's hash may hold claims of this user
 		// erased before (takeOwnClaims): on one server the id script looks.
+		// A record created is marked with it until they are taken.
 		ownHash := ""
 		if unionID != "" {
 			ownHash = s.PersonHash(appID, openID, "")
@@ -633,7 +640,7 @@ func (s *Store) login(ctx context.Context, appID, openID, unionID string, key *s
 			events = s.loginEvents(id, appID, unionID, fresh || allEvents, allEvents)
 		}
 		args := []string{strconv.FormatInt(id, 10), appID, openID, unionID, now, person, mayCreate, recorded}
-		args = append(append(args, events...), issueArgs...)
+		args = append(append(append(args, events...), ownHash), issueArgs...)
 		reply, err := script.Run(ctx, s.rc, keys, args...)
 		if err != nil {
 			return account.User{}, false, "", unavailable(err)
@@ -669,8 +676,8 @@ func (s *Store) login(ctx context.Context, appID, openID, unionID string, key *s
 		if err == nil {
 			err = s.settlePerson(ctx, u, r[1])
 		}
-		if err == nil && created == 1 && ownHash != "" {
-			err = s.takeOwnClaims(ctx, u, ownHash)
+		if own := hashField(r[1], "own"); err == nil && own != "" {
+			err = s.takeOwnClaims(ctx, u.ID, own) // also a creation's cut short before it
 		}
 		if err == nil && created == 0 && r[2] != int64(0) {
 			err = s.pinJoins(ctx, id) // a returning login pushes a person.joined only
@@ -1236,12 +1243,19 @@ func (s *Store) Claim(ctx context.Context, id int64, name string) (account.Claim
 	if err := s.writable(); err != nil {
 		return account.Claim{}, false, err
 	}
-	appID, person, joined, err := s.claimant(ctx, id)
+	appID, person, joined, own, err := s.claimant(ctx, id)
 	if err == nil && joined != person {
 		if err = s.joinPersonFollowing(ctx, account.User{ID: id, AppID: appID}, joined, person); err != nil {
 			return account.Claim{}, false, unavailable(err)
 		}
-		appID, person, _, err = s.claimant(ctx, id)
+		appID, person, _, own, err = s.claimant(ctx, id)
+	}
+	if err == nil && own != "" {
+		// A new user's login cut short before it took the claims kept
+		// under its app's and openid's hash: they are taken first.
+		if err = s.takeOwnClaims(ctx, id, own); err != nil {
+			return account.Claim{}, false, unavailable(err)
+		}
 	}
 	if err != nil {
 		return account.Claim{}, false, err
@@ -1295,19 +1309,21 @@ func (s *Store) Claim(ctx context.Context, id int64, name string) (account.Claim
 	return account.Claim{}, false, unavailable(fmt.Errorf("claim: more than %d aliases from person %s", maxAliasHops, person))
 }
 
-// claimant is user id's appid, its person, and the person it last joined
-// whole ("" for none).
-func (s *Store) claimant(ctx context.Context, id int64) (appID, person, joined string, err error) {
-	reply, err := s.rc.Do(ctx, "HMGET", userKey(id), "appid", "person", "joined")
+// claimant is user id's appid, its person, the person it last joined
+// whole ("" for none), and the hash whose kept claims it is still to take
+// (takeOwnClaims; "" for none).
+func (s *Store) claimant(ctx context.Context, id int64) (appID, person, joined, own string, err error) {
+	reply, err := s.rc.Do(ctx, "HMGET", userKey(id), "appid", "person", "joined", "own")
 	if err != nil {
-		return "", "", "", unavailable(err)
+		return "", "", "", "", unavailable(err)
 	}
 	fields, _ := reply.([]any)
-	if len(fields) != 3 || fields[0] == nil || fields[1] == nil {
-		return "", "", "", fmt.Errorf("claim: %w %d", account.ErrNoUser, id)
+	if len(fields) != 4 || fields[0] == nil || fields[1] == nil {
+		return "", "", "", "", fmt.Errorf("claim: %w %d", account.ErrNoUser, id)
 	}
 	joined, _ = fields[2].(string)
-	return fields[0].(string), fields[1].(string), joined, nil
+	own, _ = fields[3].(string)
+	return fields[0].(string), fields[1].(string), joined, own, nil
 }
 
 // claimScript claims ARGV[1] for a person with ARGV[2], unless it has a
