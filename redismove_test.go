@@ -390,3 +390,57 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 		})
 	}
 }
+
+// A user of an app erased with one unionid, back with another (the app
+// moved to another Open Platform account) and erased again after taking a
+// gift, finds that gift taken when back in the app without a unionid (the
+// app on no account now), on either store: the app's and openid's hash
+// names the person of the last user erased there.
+func TestAKeptClaimCountsAfterTwoErasuresOfOneOpenID(t *testing.T) {
+	const app = config.MockAppID
+	type store interface {
+		Login(appID, openID, unionID string) (account.User, bool, error)
+		Claim(id int64, name string) (account.Claim, bool, error)
+		Erase(id int64) (account.Erasure, error)
+	}
+	run := func(t *testing.T, s store) {
+		openID := fakewechat.OpenID(app, "alice")
+		a, _, err := s.Login(app, openID, "u1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Erase(a.ID); err != nil {
+			t.Fatal(err)
+		}
+		b, _, err := s.Login(app, openID, "u2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Claim(b.ID, "welcome-gift"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Erase(b.ID); err != nil {
+			t.Fatal(err)
+		}
+		c, _, err := s.Login(app, openID, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cl, taken, err := s.Claim(c.ID, "welcome-gift"); err != nil || !taken {
+			t.Errorf("alice back without a unionid: %+v, taken %v, %v; want taken", cl, taken, err)
+		}
+	}
+	meta := account.Meta{Mode: account.ModeMock, AppIDs: []string{app}}
+	t.Run("files", func(t *testing.T) {
+		files, err := users.Open(t.TempDir(), meta, time.Now, discardLogger(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer files.Close()
+		run(t, files)
+	})
+	t.Run("redis", func(t *testing.T) {
+		srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+		run(t, redisWithin{t, openTestRedisStore(t, srv.Client(t, "", ""), account.ModeMock, time.Now)})
+	})
+}

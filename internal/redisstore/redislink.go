@@ -137,25 +137,63 @@ return {'alias', ARGV[1]}
 
 // aliasErased makes hash, the app's and openid's hash of an erased user
 // who had a unionid, an alias of the user's person, unless it is a person
-// with records or an alias already, which stays. It may hold claims and a
-// version, left when the user learned its unionid (joinPerson takes only
-// the user out of it): those claims are copied to the person first, so
-// that the alias hides none, and it becomes an alias all the same, or the
-// user back without its unionid would not find the claims it made since.
+// with records, which stays. It may hold claims and a version, left when
+// the user learned its unionid (joinPerson takes only the user out of
+// it): those claims are copied to the person first, so that the alias
+// hides none, and it becomes an alias all the same, or the user back
+// without its unionid would not find the claims it made since. It may be
+// an alias of another person already, made at the erasure of an earlier
+// user of the same app and openid (with a unionid its app had before it
+// moved to another Open Platform account): the claims kept there are
+// copied to the person too (the user's creation took them already, as
+// takeOwnClaims does), and the alias is turned to the person, so that
+// the user back without a unionid finds the claims of both.
 func (s *Store) aliasErased(ctx context.Context, hash, person string) error {
 	fields, err := s.rc.Do(ctx, "HGETALL", personHashKey(hash))
 	if err != nil {
 		return err
 	}
-	if hashField(fields, "alias") != "" || len(membersIn(fields)) > 0 {
+	if len(membersIn(fields)) > 0 {
 		return nil
 	}
-	if err := s.copyClaims(ctx, fields, person); err != nil {
+	was := hashField(fields, "alias")
+	if was == "" {
+		if err := s.copyClaims(ctx, fields, person); err != nil {
+			return err
+		}
+		_, err = aliasScript.Run(ctx, s.rc, []string{personHashKey(hash)}, person)
 		return err
 	}
-	_, err = aliasScript.Run(ctx, s.rc, []string{personHashKey(hash)}, person)
+	if was == person {
+		return nil
+	}
+	for into, hops := was, 0; into != person; hops++ {
+		if hops == maxAliasHops {
+			return fmt.Errorf("erase: more than %d aliases from person %s", maxAliasHops, was)
+		}
+		held, err := s.rc.Do(ctx, "HGETALL", personHashKey(into))
+		if err != nil {
+			return err
+		}
+		if next := hashField(held, "alias"); next != "" {
+			into = next
+			continue
+		}
+		if err := s.copyClaims(ctx, keptIn(held), person); err != nil {
+			return err
+		}
+		break
+	}
+	_, err = realiasScript.Run(ctx, s.rc, []string{personHashKey(hash)}, was, person)
 	return err
 }
+
+// realiasScript turns the alias KEYS[1] from person ARGV[1] to person
+// ARGV[2], if it is an alias of ARGV[1] still.
+var realiasScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'alias') == ARGV[1] then redis.call('HSET', KEYS[1], 'alias', ARGV[2]) end
+return 1
+`)
 
 // takeOwnClaims brings to the person of user id, created with a unionid,
 // the claims kept under its app's and openid's hash (from, which its hash
