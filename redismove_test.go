@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -391,11 +392,13 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 	}
 }
 
-// A user of an app erased with one unionid, back with another (the app
-// moved to another Open Platform account) and erased again after taking a
-// gift, finds that gift taken when back in the app without a unionid (the
-// app on no account now), on either store: the app's and openid's hash
-// names the person of the last user erased there.
+// A user of an app erased, then back with a unionid and erased again,
+// finds each gift it took taken when back in the app without a unionid
+// (the app on no account now), on either store: the first time with
+// another unionid (the app moved to another Open Platform account since),
+// or with none, also on a store moved from files to Redis. The app's and
+// openid's hash names the person of the last user erased there, which
+// holds the claims kept of the earlier.
 func TestAKeptClaimCountsAfterTwoErasuresOfOneOpenID(t *testing.T) {
 	const app = config.MockAppID
 	type store interface {
@@ -403,44 +406,83 @@ func TestAKeptClaimCountsAfterTwoErasuresOfOneOpenID(t *testing.T) {
 		Claim(id int64, name string) (account.Claim, bool, error)
 		Erase(id int64) (account.Erasure, error)
 	}
-	run := func(t *testing.T, s store) {
-		openID := fakewechat.OpenID(app, "alice")
-		a, _, err := s.Login(app, openID, "u1")
+	openID := fakewechat.OpenID(app, "alice")
+	// erased logs alice in with unionID, takes gift, and erases her.
+	erased := func(t *testing.T, s store, unionID, gift string) {
+		t.Helper()
+		u, _, err := s.Login(app, openID, unionID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Erase(a.ID); err != nil {
+		if _, _, err := s.Claim(u.ID, gift); err != nil {
 			t.Fatal(err)
 		}
-		b, _, err := s.Login(app, openID, "u2")
+		if _, err := s.Erase(u.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	back := func(t *testing.T, s store) {
+		t.Helper()
+		u, _, err := s.Login(app, openID, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := s.Claim(b.ID, "welcome-gift"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Erase(b.ID); err != nil {
-			t.Fatal(err)
-		}
-		c, _, err := s.Login(app, openID, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cl, taken, err := s.Claim(c.ID, "welcome-gift"); err != nil || !taken {
-			t.Errorf("alice back without a unionid: %+v, taken %v, %v; want taken", cl, taken, err)
+		for _, gift := range []string{"first-gift", "second-gift"} {
+			if c, taken, err := s.Claim(u.ID, gift); err != nil || !taken {
+				t.Errorf("alice back without a unionid: %+v, taken %v, %v; want the %s taken", c, taken, err, gift)
+			}
 		}
 	}
 	meta := account.Meta{Mode: account.ModeMock, AppIDs: []string{app}}
-	t.Run("files", func(t *testing.T) {
-		files, err := users.Open(t.TempDir(), meta, time.Now, discardLogger(), nil)
-		if err != nil {
-			t.Fatal(err)
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	openRedis := func(t *testing.T, flush bool) redisWithin {
+		t.Helper()
+		rc := srv.Client(t, "", "")
+		if flush {
+			if _, err := rc.Do(t.Context(), "FLUSHALL"); err != nil {
+				t.Fatal(err)
+			}
 		}
-		defer files.Close()
-		run(t, files)
-	})
-	t.Run("redis", func(t *testing.T) {
-		srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-		run(t, redisWithin{t, openTestRedisStore(t, srv.Client(t, "", ""), account.ModeMock, time.Now)})
-	})
+		return redisWithin{t, openTestRedisStore(t, rc, account.ModeMock, time.Now)}
+	}
+	for _, first := range []string{"u1", ""} {
+		before := func(t *testing.T, s store) {
+			t.Helper()
+			erased(t, s, first, "first-gift")
+			erased(t, s, "u2", "second-gift")
+		}
+		t.Run("files/first with "+cmp.Or(first, "none"), func(t *testing.T) {
+			files, err := users.Open(t.TempDir(), meta, time.Now, discardLogger(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer files.Close()
+			before(t, files)
+			back(t, files)
+		})
+		t.Run("redis/first with "+cmp.Or(first, "none"), func(t *testing.T) {
+			rs := openRedis(t, true)
+			before(t, rs)
+			back(t, rs)
+		})
+		if first != "" {
+			continue // moved, the app's and openid's hash names one of the two persons only
+		}
+		t.Run("files, moved to Redis/first with none", func(t *testing.T) {
+			dir := t.TempDir()
+			files, err := users.Open(dir, meta, time.Now, discardLogger(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before(t, files)
+			if err := files.Close(); err != nil {
+				t.Fatal(err)
+			}
+			openRedis(t, true)
+			if out, err := tool(t, "to-redis", "-data", dir, "-redis", "redis://"+srv.Addr); err != nil {
+				t.Fatalf("to-redis = %v:\n%s", err, out)
+			}
+			back(t, openRedis(t, false))
+		})
+	}
 }

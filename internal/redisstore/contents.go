@@ -45,7 +45,8 @@ type Contents struct {
 	// KeptAliases is the other hashes of erased users, each to the hash
 	// in Kept its claims are under: a unionid the user had before, and
 	// its app's and openid's if it had one. Each is an alias in Redis,
-	// unless a person is there.
+	// its own kept claims copied, unless a person with records or an
+	// alias is there.
 	KeptAliases map[string]string
 	// PersonKey is the key of the persons' hashes; nil for none, which
 	// leaves Redis its own.
@@ -240,7 +241,18 @@ func (s *Store) Import(ctx context.Context, c Contents) error {
 		if hash == into {
 			continue
 		}
-		if _, err := aliasIfFreeScript.Run(ctx, s.rc, []string{personHashKey(hash)}, into); err != nil {
+		// A hash that holds claims kept of erased users itself (a user of
+		// the app, erased before it learned the unionid) becomes an alias
+		// too, its claims copied, as Erase makes it (aliasErased); a person
+		// or an alias there stays.
+		fields, err := s.rc.Do(ctx, "HGETALL", personHashKey(hash))
+		if err != nil {
+			return err
+		}
+		if hashField(fields, "alias") != "" || len(membersIn(fields)) > 0 {
+			continue
+		}
+		if err := s.aliasKept(ctx, hash, fields, into); err != nil {
 			return err
 		}
 	}

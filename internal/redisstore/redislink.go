@@ -158,11 +158,7 @@ func (s *Store) aliasErased(ctx context.Context, hash, person string) error {
 	}
 	was := hashField(fields, "alias")
 	if was == "" {
-		if err := s.copyClaims(ctx, fields, person); err != nil {
-			return err
-		}
-		_, err = aliasScript.Run(ctx, s.rc, []string{personHashKey(hash)}, person)
-		return err
+		return s.aliasKept(ctx, hash, fields, person)
 	}
 	if was == person {
 		return nil
@@ -264,12 +260,17 @@ func keptIn(fields any) []any {
 	return kept
 }
 
-// aliasIfFreeScript makes the person's hash KEYS[1] an alias of person
-// ARGV[1] if it holds nothing: a person or an alias there already stays.
-var aliasIfFreeScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('HSET', KEYS[1], 'alias', ARGV[1]) end
-return 1
-`)
+// aliasKept makes hash, whose fields (its HGETALL) hold neither records
+// nor an alias, an alias of person, its claims (those kept of erased
+// users) copied there first, so that the alias hides none. A record added
+// meanwhile keeps it a person (aliasScript).
+func (s *Store) aliasKept(ctx context.Context, hash string, fields any, person string) error {
+	if err := s.copyClaims(ctx, fields, person); err != nil {
+		return err
+	}
+	_, err := aliasScript.Run(ctx, s.rc, []string{personHashKey(hash)}, person)
+	return err
+}
 
 // markLinkedScript records on a user's hash that its unionid ARGV[1] is
 // linked, if that is its unionid still.
