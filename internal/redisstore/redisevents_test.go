@@ -1487,3 +1487,27 @@ func TestRedisAnErasureDeletesOnlyItsOwnPhonesFromTheLog(t *testing.T) {
 		t.Errorf("after alice's erasure the log tells %+v; want bob's user.created, under the seq her phone.bound had", got)
 	}
 }
+
+// An erasure whose phones cannot leave the log (the log's slot refusing,
+// on a Cluster another master) has still taken its user out of its
+// person: the others' list no longer names it.
+func TestRedisAnErasureCutShortAtTheLogLeavesItsPersonWhole(t *testing.T) {
+	rs := openEventStore(t, startRedis(t, onRedis))
+	ctx := t.Context()
+	login := loginOn(t, rs)
+	alice := login("wxshop", "alice", "u1")
+	bob := login("wxgame", "alice", "u1")
+	mustDo(t, rs.rc, "SET", forgottenKey, "not a set")
+	if _, err := rs.Erase(ctx, alice.ID); err == nil {
+		t.Fatal("Erase with the log's slot refusing = nil; want the failure the test makes")
+	}
+	_, members, _, err := rs.Person(ctx, bob.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		if m.ID == alice.ID {
+			t.Errorf("after alice's erasure, bob's person lists %+v; want her gone", members)
+		}
+	}
+}

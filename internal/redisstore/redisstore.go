@@ -1459,13 +1459,6 @@ func (s *Store) Erase(ctx context.Context, id int64) (account.Erasure, error) {
 	if s.events {
 		s.note(keys[2])
 	}
-	// Its phone numbers leave the log, whose events of the user's other
-	// changes hold only ids: also when this instance records no events.
-	// Cut short here, it is not tried again (the record is gone): with
-	// events, the user.deleted pushed above does it as the relay moves it.
-	if err := s.forgetPhones(ctx, id); err != nil {
-		return account.Erasure{}, unavailable(err)
-	}
 	s.ids.forget(u.Ref())
 	if err := s.forgetOpenID(ctx, u.AppID, u.OpenID, id); err != nil {
 		return account.Erasure{}, unavailable(err)
@@ -1475,6 +1468,15 @@ func (s *Store) Erase(ctx context.Context, id int64) (account.Erasure, error) {
 	// short), and has nothing to be taken out of.
 	var merged *aliasError
 	if err := s.spreadMembers(ctx, person, 0, "del", "u:"+strconv.FormatInt(id, 10)); err != nil && !errors.As(err, &merged) {
+		return account.Erasure{}, unavailable(err)
+	}
+	// Its phone numbers leave the log, whose events of the user's other
+	// changes hold only ids: also when this instance records no events.
+	// Last, in the log's slot (on a Cluster, another master's): cut short
+	// here, the user is out of its person all the same, and it is not
+	// tried again (the record is gone): with events, the user.deleted
+	// pushed above does it as the relay moves it.
+	if err := s.forgetPhones(ctx, id); err != nil {
 		return account.Erasure{}, unavailable(err)
 	}
 	return result, nil
