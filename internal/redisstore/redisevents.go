@@ -111,14 +111,13 @@ const (
 )
 
 // eventsLua is the Lua the scripts that record events share, put before
-// each: append_events (appendEventsLua); person_id, the id of the person's earliest record as the user's
+// each: person_id, the id of the person's earliest record as the user's
 // hash's copy of its person's list (m) gives it, as Person does
 // (copiedMembers), or nil when that is no good copy; and filled, an
 // event's text with person written in for its personPlaceholder, or nil
-// for a person.joined whose person is still the
-// one it names as previous (no join happened); a text without the
-// placeholder as it is.
-const eventsLua = appendEventsLua + `
+// for a person.joined whose person is still the one it names as previous
+// (no join happened); a text without the placeholder as it is.
+const eventsLua = `
 local placeholder = '"person_id":0'
 local function filled(text, person)
   local at = string.find(text, placeholder, 1, true)
@@ -496,10 +495,10 @@ func (s *Store) relay(ctx context.Context, outboxes []string) (more []string, er
 // many outboxes holds Redis a few milliseconds at a time.
 const relayMax = 1000
 
-// relayScript moves the heads of outboxes into the log (KEYS[1], its seq
-// counter KEYS[2]), as relayEach does, in one script on one server. KEYS
-// from the third are pairs: an outbox, and its user's hash (the outbox
-// again for a person's outbox: no key is ""). ARGV[1] is relayBatch,
+// relayScript moves the heads of outboxes into the log (append_events;
+// KEYS[1] to KEYS[4] are logKeys), as relayEach does, in one script on one
+// server. KEYS from the fifth are pairs: an outbox, and its user's hash
+// (the outbox again for a person's outbox: no key is ""). ARGV[1] is relayBatch,
 // ARGV[2] the most events to read (relayMax). An outbox named twice is
 // read once. An event pushed without its person id (personPlaceholder) is
 // given the one the user's hash's copy of its person's list gives
@@ -514,7 +513,7 @@ const relayMax = 1000
 // all. The outboxes are trimmed of what was moved only once it is in the
 // log: a script that fails midway, whose writes so far Redis keeps, loses
 // nothing. In one script, no other relay takes from an outbox meanwhile.
-var relayScript = redis.NewScript(eventsLua + `
+var relayScript = redis.NewScript(appendEventsLua + eventsLua + `
 local batch, most = tonumber(ARGV[1]), tonumber(ARGV[2])
 local moved, trims, left, more, read, seen, cut = {}, {}, {}, {}, 0, {}, false
 for i = 5, #KEYS, 2 do
