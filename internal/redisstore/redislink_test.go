@@ -227,9 +227,13 @@ func loginOn(t *testing.T, rs *Store) func(appID, name, unionID string) account.
 // app's and openid's hash, takes them at its next login, or at its first
 // claim: a gift the same user took before its erasure stays taken.
 func TestANewUsersOwnClaimsCutShortAreTakenLater(t *testing.T) {
-	for _, next := range []string{"login", "claim"} {
-		t.Run(next, func(t *testing.T) {
-			rs := openStore(t, startRedis(t, onRedis), time.Now)
+	for _, tc := range []struct {
+		kind redisKind
+		next string
+	}{{onRedis, "login"}, {onRedis, "claim"}, {onRedisCluster, "login"}} {
+		next := tc.next
+		t.Run(string(tc.kind)+"/"+next, func(t *testing.T) {
+			rs := openStore(t, startRedis(t, tc.kind), time.Now)
 			ctx := t.Context()
 			login := loginOn(t, rs)
 			openID := openIDOf("wxshop", "alice")
