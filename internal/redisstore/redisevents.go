@@ -718,7 +718,8 @@ func (s *Store) judged(ctx context.Context, outbox string, reply any) (head []st
 			return texts(r[1]), int(n), nil
 		}
 		if len(r) != 2 || r[0] != int64(0) || try > 0 {
-			return nil, 0, fmt.Errorf("the head script answered %v", reply)
+			// Not the reply itself: it holds events, phone numbers among them.
+			return nil, 0, fmt.Errorf("the head script answered a %T of %d parts, not {1, head, read} or {0, head}", reply, len(r))
 		}
 		id, ok := userOfOutbox(outbox)
 		if !ok {
