@@ -39,9 +39,11 @@ type eventLog struct {
 	told bool
 	list []events.Event // ascending seq
 	// shared counts the Lines not yet written out that hold list: while
-	// one does, list is changed only in a copy. A Lines never written out
-	// keeps it above 0, and so the copy made, for good.
-	shared    int
+	// one does, list is changed only in a copy, which gets a count of its
+	// own (nil until a Lines holds it), so that those holding the list
+	// before do not count down the copy's when they end. A Lines never
+	// written out keeps its count above 0, and so the copy made, for good.
+	shared    *int
 	last      int64        // the last seq given
 	delivered int64        // the webhook's cursor
 	durable   atomic.Int64 // every event up to this seq is durable
@@ -92,8 +94,8 @@ func (s *Store) forgetPhoneLocked(id int64) {
 		return
 	}
 	list := ev.list
-	if ev.shared > 0 {
-		list, ev.shared = slices.Clone(list), 0 // the copy is this store's alone
+	if ev.shared != nil && *ev.shared > 0 {
+		list, ev.shared = slices.Clone(list), nil // the copy is this store's alone
 	}
 	for ; i < len(list); i++ {
 		if d := &list[i].Data; d.UserID == id {
@@ -280,12 +282,12 @@ func (s *Store) SetDelivered(seq int64) error {
 // lock, and writes must not wait for a week of events to be encoded. The
 // list is never changed in place while one is shared (forgetPhoneLocked),
 // only appended to or cut at its head, so the slice returned stays as it
-// is until the caller says it is done with it (unshareEvents). s.mu is
-// held.
-func (s *Store) keptEventsLocked(now time.Time) ([]events.Event, Cursor, bool) {
+// is until the caller calls done, once, to say it no longer reads it. s.mu
+// is held.
+func (s *Store) keptEventsLocked(now time.Time) (kept []events.Event, c Cursor, ok bool, done func()) {
 	ev := &s.events
 	if ev.last == 0 {
-		return nil, Cursor{}, false
+		return nil, Cursor{}, false, func() {}
 	}
 	// The events leave in seq order: their times, made under the lock,
 	// rise with it, and the delivered ones are the first.
@@ -298,14 +300,15 @@ func (s *Store) keptEventsLocked(now time.Time) ([]events.Event, Cursor, bool) {
 		drop++
 	}
 	ev.list = ev.list[drop:]
-	ev.shared++
-	return ev.list[:len(ev.list):len(ev.list)], Cursor{Last: ev.last, Delivered: ev.delivered}, true
-}
-
-// unshareEvents says that a slice keptEventsLocked returned is no longer
-// read: the list may be changed in place again once none is.
-func (s *Store) unshareEvents() {
-	s.mu.Lock()
-	s.events.shared = max(s.events.shared-1, 0)
-	s.mu.Unlock()
+	if ev.shared == nil {
+		ev.shared = new(int)
+	}
+	shared := ev.shared // this list's count, even once a copy replaces it
+	*shared++
+	done = func() {
+		s.mu.Lock()
+		*shared--
+		s.mu.Unlock()
+	}
+	return ev.list[:len(ev.list):len(ev.list)], Cursor{Last: ev.last, Delivered: ev.delivered}, true, done
 }

@@ -3,6 +3,7 @@ package users
 import (
 	"bytes"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"testing"
@@ -419,7 +420,7 @@ func TestWithoutEventsOldEventsAgeOut(t *testing.T) {
 	s = openTestStore(t, dir, clock)
 	s.RecordNoEvents()
 	s.mu.Lock()
-	kept, _, _ := s.keptEventsLocked(now)
+	kept, _, _, _ := s.keptEventsLocked(now)
 	s.mu.Unlock()
 	if len(kept) != 0 {
 		t.Errorf("a snapshot without -events keeps %s, older than a week; want none", summaries(kept))
@@ -488,5 +489,50 @@ func TestAnErasureChangesTheEventsInPlaceUnlessASnapshotHoldsThem(t *testing.T) 
 		if e.Data.PhoneNumber != "" {
 			t.Errorf("after both erasures GET /events lists %s (seq %d) with a phone", e.Type, e.Seq)
 		}
+	}
+}
+
+// A snapshot that ends says nothing of the snapshots taken since: an
+// erasure must not change in place the events a later one, not yet
+// written out, holds, though an earlier one, taken before the erasure's
+// copy, ended meanwhile.
+func TestAnEarlierSnapshotEndingLeavesALaterOnesEventsAsTaken(t *testing.T) {
+	s := openTestStore(t, t.TempDir(), testkit.NewFakeClock().Now)
+	s.RecordEvents(false)
+	ids := map[string]int64{}
+	for _, who := range []string{"alice", "bob"} {
+		u, _, err := s.Login(mockAppID, "o-"+who, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		phone := map[string]string{"alice": "13900000001", "bob": "13900000002"}[who]
+		if _, err := s.Update(u.ID, func(u *account.User) {
+			u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = phone, phone, "86"
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ids[who] = u.ID
+	}
+	drain := func(lines iter.Seq[[]byte], phone string) (n int) {
+		for line := range lines {
+			if bytes.HasPrefix(line, []byte(eventPrefix)) && bytes.Contains(line, []byte(phone)) {
+				n++
+			}
+		}
+		return n
+	}
+
+	earlier := s.Lines()
+	if _, err := s.Erase(ids["alice"]); err != nil { // the list is copied: earlier holds it
+		t.Fatal(err)
+	}
+	s.journal.WaitCompactions()
+	later := s.Lines() // holds the copy
+	drain(earlier, "")
+	if _, err := s.Erase(ids["bob"]); err != nil {
+		t.Fatal(err)
+	}
+	if n := drain(later, "13900000002"); n != 1 {
+		t.Errorf("a snapshot taken before bob's erasure writes %d phone.bound with his number; want 1, as it was taken", n)
 	}
 }

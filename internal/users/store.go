@@ -260,13 +260,11 @@ func (s *Store) Lines() iter.Seq[[]byte] {
 		}
 	}
 	kept := s.keptLinesLocked()
-	keptEvents, cursor, anyEvents := s.keptEventsLocked(s.now())
+	keptEvents, cursor, anyEvents, eventsRead := s.keptEventsLocked(s.now())
 	s.mu.Unlock()
 	var once sync.Once
 	return func(yield func([]byte) bool) {
-		if anyEvents {
-			defer once.Do(s.unshareEvents)
-		}
+		defer once.Do(eventsRead)
 		var line []byte
 		for i, u := range users {
 			if u == nil {
