@@ -16,7 +16,8 @@ import (
 // is a line of the journal, appended in the same batch as the line of the
 // change it tells of, so that one fsync makes both durable, or neither is
 // acknowledged. Events are numbered under the store's lock, in the order
-// of their changes, with no gaps. Two lines:
+// of their changes, with no gaps but those a restore keeps unused
+// (KeepIDsUnused). Two lines:
 //
 //	{"event":{"id":"evt_…","seq":7,"type":"user.created",…}}
 //	{"events":{"last":7,"delivered":5}}

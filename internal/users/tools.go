@@ -68,9 +68,9 @@ func (s *Store) KeepIDsUnused(n int64, at time.Time) (first, last int64) {
 		s.byID = append(s.byID, nil)
 		s.erasedAt[int64(len(s.byID))] = at.UTC().Truncate(time.Millisecond)
 	}
-	if s.events.last > 0 {
-		s.events.last += n
-	}
+	// Also with no event in the backup: the server may have recorded its
+	// first since, with -events turned on, or the store's first changes.
+	s.events.last += n
 	return first, int64(len(s.byID))
 }
 
