@@ -475,8 +475,24 @@ func (j *Journal) header(gen int64) fileHeader {
 // earlier format were never sealed, and never cut short so.) It returns
 // the generations left.
 func (j *Journal) dropInterruptedRotation(gens []int64, mark *fileMark) ([]int64, error) {
+	if cut, err := j.interruptedRotation(gens, mark); err != nil || !cut {
+		return gens, err
+	}
+	path := j.journalPath(gens[len(gens)-1])
+	err := j.repair("remove "+path+", left empty by a rotation cut short", func() error {
+		if err := os.Remove(path); err != nil {
+			return err
+		}
+		return durable.SyncDir(j.dir)
+	})
+	return gens[:len(gens)-1], err
+}
+
+// interruptedRotation reports whether the newest of gens is a rotation
+// cut short, which dropInterruptedRotation removes.
+func (j *Journal) interruptedRotation(gens []int64, mark *fileMark) (bool, error) {
 	if len(gens) < 2 {
-		return gens, nil
+		return false, nil
 	}
 	newest, previous := gens[len(gens)-1], gens[len(gens)-2]
 	if mark != nil && mark.Generation == newest && j.versionOf(j.journalPath(previous)) == formatVersion {
@@ -485,23 +501,14 @@ func (j *Journal) dropInterruptedRotation(gens []int64, mark *fileMark) ([]int64
 		// so; the new one is not a rotation cut short, and stays. (A move
 		// from an earlier format writes the watermark first, before the
 		// generation it names: startCurrentFormat.)
-		return gens, nil
+		return false, nil
 	}
 	empty, err := j.holdsNoLines(j.journalPath(newest))
 	if err != nil || !empty {
-		return gens, err
+		return false, err
 	}
-	if sealed, err := j.endsSealed(j.journalPath(previous)); err != nil || sealed {
-		return gens, err
-	}
-	path := j.journalPath(newest)
-	err = j.repair("remove "+path+", left empty by a rotation cut short", func() error {
-		if err := os.Remove(path); err != nil {
-			return err
-		}
-		return durable.SyncDir(j.dir)
-	})
-	return gens[:len(gens)-1], err
+	sealed, err := j.endsSealed(j.journalPath(previous))
+	return err == nil && !sealed, err
 }
 
 // versionOf is the format version of the journal at path, as its header

@@ -79,16 +79,17 @@ func Salvage[R any](j *Journal, parse func([]byte) (R, error), apply func(R) err
 		rep.Uncounted = true
 		s.drop("%s: missing: every line before journal %d is lost", filepath.Join(j.dir, j.snapshotName()), j.gens[0])
 	}
+	gens := slices.DeleteFunc(slices.Clone(j.gens), func(gen int64) bool { return gen <= through })
+	if cut, err := j.interruptedRotation(gens, s.mark); err == nil && cut {
+		gens = gens[:len(gens)-1] // a crash's debris, as a start-up takes it: no line went to it
+	}
 	next := through + 1 // the generation expected next
-	for i, gen := range j.gens {
-		if gen <= through {
-			continue
-		}
+	for i, gen := range gens {
 		for ; next < gen; next++ {
 			rep.Uncounted = true
 			s.drop("%s: missing: every line it held is lost", j.journalPath(next))
 		}
-		s.file(j.journalPath(gen), gen, i < len(j.gens)-1)
+		s.file(j.journalPath(gen), gen, i < len(gens)-1)
 		next = gen + 1
 	}
 	if m := s.mark; m != nil && !s.markCounted && m.Generation > through && m.Lines > 0 {

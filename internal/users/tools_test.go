@@ -371,3 +371,43 @@ func TestARepairOfAJournalCutBeforeTheNewestGivesNoIDTwice(t *testing.T) {
 		})
 	}
 }
+
+// A rotation cut short (a new journal holding only its header, the one
+// before it not yet sealed) is the debris of a crash, which a start-up
+// clears; a repair of damage elsewhere in the store takes it so too, not
+// as a journal cut at its trailer, which would keep 1 000 ids unused and
+// say lines were lost.
+func TestARepairTakesARotationCutShortAsAStartUpDoes(t *testing.T) {
+	const n = 600
+	files := repairFixture(t, n)
+	const journal2 = "users.journal.000002.jsonl"
+	dir := testkit.PutFiles(t, t.TempDir(), files)
+	s := openTestStore(t, dir, time.Now)
+	want := storeLines(s)
+	crashed := errors.New("crashed")
+	s.journal.InjectFault(func(step string) error {
+		if step == "seal" {
+			return crashed
+		}
+		return nil
+	})
+	compactOnNextWrite(s)
+	if _, _, err := s.Login(mockAppID, "o-never-acknowledged", ""); !errors.Is(err, crashed) {
+		t.Fatalf("a login whose rotation is cut at the seal = %v; want it to fail", err)
+	}
+	s.Close()
+	if _, err := os.Stat(filepath.Join(dir, "users.journal.000003.jsonl")); err != nil {
+		t.Fatal(err)
+	}
+	damaged := slices.Clone(files[journal2]) // as before the seal was written, a bit flipped
+	at := bytes.Index(damaged, []byte(`{"id":501,`)) + len(`{"id":501,"appid":"wxfa4e000000000000","openid":"o-5`)
+	damaged[at] ^= 0x01
+	testkit.WriteFile(t, filepath.Join(dir, journal2), string(damaged))
+
+	out := repairedAs(t, dir, want, 0, 0)
+	for _, wrong := range []string{"cut short", "unused"} {
+		if strings.Contains(out, wrong) {
+			t.Errorf("a repair of a bit flipped beside a rotation cut short says %q:\n%s", wrong, out)
+		}
+	}
+}
