@@ -1277,16 +1277,17 @@ func Create(dir, name string, meta json.RawMessage, lines iter.Seq[[]byte]) erro
 }
 
 // ReplaceWith writes lines as a new store in j's directory, in place of
-// the files there, so that a crash at any moment leaves either the old
-// files, which a start-up reads (or refuses) as before, or the new store:
-// the new store's first journal comes first, after every old generation,
-// and a store of its own, which the old files refuse; then its snapshot,
-// renamed into place, which takes every old journal as included in it;
-// then its watermark. The old watermark is replaced last: until the new
-// snapshot holds what lines has, it is the only count of the lines cut
-// from the old newest journal, which a repair run again after a crash
-// needs to keep their ids unused. A crash between the two leaves a new
-// store with the old store's watermark, which a start-up refuses.
+// the files there, so that a crash at any moment leaves the old files,
+// which a start-up reads (or refuses) as before, the new store, or,
+// between the new snapshot and the new watermark, the new store with the
+// old store's watermark, which a start-up refuses and ReplaceWith run
+// again replaces. The new store's first journal comes first, after every
+// old generation, and a store of its own, which the old files refuse; then
+// its snapshot, renamed into place, which takes every old journal as
+// included in it; then its watermark. The old watermark is replaced last:
+// until the new snapshot holds what lines has, it is the only count of
+// the lines cut from the old newest journal, which a repair run again
+// after a crash needs to keep their ids unused.
 func (j *Journal) ReplaceWith(lines iter.Seq[[]byte]) error {
 	through := int64(0)
 	if len(j.gens) > 0 {

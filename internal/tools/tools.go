@@ -56,7 +56,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "restore":
 		fs.StringVar(&from, "from", "", "the backup file to restore")
 		e.String(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to restore into: new, or empty")
-		fs.Int64Var(&unused, "keep-unused", DefaultKeepUnused, "how many ids (and events' seqs) past the backup's to keep unused, as erased ids: the server may have given them after the backup (0 if it stopped when the backup was taken)")
+		fs.Int64Var(&unused, "keep-unused", defaultKeepUnused, "how many ids (and events' seqs) past the backup's to keep unused, as erased ids: the server may have given them after the backup (0 if it stopped when the backup was taken)")
 	case "to-redis", "from-redis":
 		e.String(&dir, "data", "WXLOGIN_DATA", "./data", "the data directory to move from (to-redis: no server may be running on it), or into (from-redis: new, or empty)")
 		e.String(&redisURL, "redis", "WXLOGIN_REDIS", "", "the Redis to move into (to-redis: it must hold no users) or from (from-redis: stop its wxlogins first), as for wxlogin -redis")
@@ -334,9 +334,9 @@ func removeKilledBackups(dir string) ([]string, error) {
 	return removed, nil
 }
 
-// DefaultKeepUnused is how many ids a restore keeps unused past the
+// defaultKeepUnused is how many ids a restore keeps unused past the
 // backup's by default, as a repair keeps past what it cannot count.
-const DefaultKeepUnused = 1000
+const defaultKeepUnused = 1000
 
 // restoreBackup puts a backup into a new or empty data directory, and
 // checks the result as a start-up would, before it is in place: a restore

@@ -131,9 +131,10 @@ func Salvage(dir string, now time.Time) (*Repair, error) {
 }
 
 // Replace writes what r keeps as the store in dir, in place of its damaged
-// files, so that a crash at any moment leaves either the damaged store,
-// which a start-up refuses as before, or the repaired one
-// (journal.Journal.ReplaceWith).
+// files, so that a crash at any moment leaves the damaged store, which a
+// start-up refuses as before, the repaired one, or the repaired one with
+// the damaged store's watermark, which a start-up refuses too and a repair
+// run again repairs, giving no id twice (journal.Journal.ReplaceWith).
 func (r *Repair) Replace(dir string) error {
 	j, err := journal.Open(dir, "users", journal.Options{Meta: r.Kept.storedMeta, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
