@@ -410,8 +410,10 @@ func TestARestoreKeepsTheIDsAfterTheBackupUnused(t *testing.T) {
 			}
 		})
 	}
-	if out, err := tool(t, "restore", "-from", "x", "-keep-unused", "-1", "-data", t.TempDir()); err == nil || !strings.Contains(err.Error(), "-keep-unused") {
-		t.Errorf("restore -keep-unused -1 = %v:\n%s; want it refused, naming the flag", err, out)
+	for _, n := range []string{"-1", "10000000001"} {
+		if out, err := tool(t, "restore", "-from", "x", "-keep-unused", n, "-data", t.TempDir()); err == nil || !strings.Contains(err.Error(), "-keep-unused") {
+			t.Errorf("restore -keep-unused %s = %v:\n%s; want it refused, naming the flag", n, err, out)
+		}
 	}
 }
 

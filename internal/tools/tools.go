@@ -338,6 +338,10 @@ func removeKilledBackups(dir string) ([]string, error) {
 // backup's by default, as a repair keeps past what it cannot count.
 const defaultKeepUnused = 1000
 
+// maxKeepUnused bounds -keep-unused: each id kept unused is a line of the
+// store, in memory and on disk, and a typo must not fill either.
+const maxKeepUnused = 10_000_000
+
 // restoreBackup puts a backup into a new or empty data directory, and
 // checks the result as a start-up would, before it is in place: a restore
 // that fails or is killed leaves the directory as it was (datadir.Create),
@@ -348,8 +352,8 @@ func restoreBackup(from, dir string, unused int64, out io.Writer) error {
 	if from == "" {
 		return errors.New("wxlogin restore: -from (a backup file) is needed")
 	}
-	if unused < 0 {
-		return fmt.Errorf("wxlogin restore: -keep-unused is %d; want 0 or more", unused)
+	if unused < 0 || unused > maxKeepUnused {
+		return fmt.Errorf("wxlogin restore: -keep-unused is %d; want 0 to %d", unused, maxKeepUnused)
 	}
 	s, err := users.ReadBackup(from)
 	if err != nil {
