@@ -181,12 +181,16 @@ func (d *delivery) round(ctx context.Context) (time.Duration, error) {
 	}
 	now := time.Now()
 	batch, next := d.due(now)
+	due := len(batch)
 	if batch, err = d.current(ctx, batch); err != nil {
 		return 0, err
 	}
 	if len(batch) == 0 {
 		if err := d.advance(ctx, true); err != nil { // past an event gone from the source
 			return 0, err
+		}
+		if due > 0 {
+			return 0, nil // the next events of the users whose event was gone are due now
 		}
 		if next.IsZero() {
 			return d.Poll, nil

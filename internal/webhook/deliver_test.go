@@ -461,12 +461,12 @@ func TestSetAsideEventsAreReadAgainInOrder(t *testing.T) {
 // as the source holds it when it is posted again: once its user is erased,
 // without the number (the data directory takes it out of the event), or
 // not at all (Redis deletes the event from its log), the cursor moving on
-// past it.
+// past it, and the user's next event posted at once.
 func TestAnErasedUsersPhoneLeavesTheQueueToo(t *testing.T) {
 	const number = "13800138000"
 	for _, deleted := range []bool{false, true} {
 		t.Run(map[bool]string{false: "taken out of the event", true: "the event deleted"}[deleted], func(t *testing.T) {
-			src := newMemorySource(1, 2)
+			src := newMemorySource(1, 2, 1)
 			alice := &account.User{ID: 1, AppID: "wxa", PhoneNumber: number, PurePhoneNumber: number, CountryCode: "86"}
 			bound := events.PhoneChanged(time.Now(), alice, 1)
 			bound.Seq = 1
@@ -493,6 +493,7 @@ func TestAnErasedUsersPhoneLeavesTheQueueToo(t *testing.T) {
 				h.ServeHTTP(w, r)
 			})
 			s := testSender(startHook(t, h, hook, false).URL)
+			s.Poll = time.Hour // nothing waits for it
 			runUntilCleanup(t, s, src)
 			testkit.WaitFor(t, "alice's phone.bound refused", func() bool {
 				mu.Lock()
@@ -514,7 +515,7 @@ func TestAnErasedUsersPhoneLeavesTheQueueToo(t *testing.T) {
 			testkit.WaitFor(t, "every event delivered", func() bool {
 				src.mu.Lock()
 				defer src.mu.Unlock()
-				return src.delivered == 2
+				return src.delivered == 3
 			})
 			mu.Lock()
 			defer mu.Unlock()
