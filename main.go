@@ -329,7 +329,7 @@ func serve(ctx context.Context, cfg config.Config, ln net.Listener, users userBa
 // start.
 func startWebhook(ctx context.Context, cfg config.Events, source webhook.Source, m *metrics.Metrics, log *slog.Logger) (stop func()) {
 	sender := &webhook.Sender{URL: cfg.Webhook, Secret: cfg.Secret, Timeout: 10 * time.Second, Log: log, Metrics: m,
-		Poll: time.Second, MaxBackoff: 30 * time.Second, Linger: 50 * time.Millisecond, Batch: 100, CursorEvery: time.Second}
+		Poll: time.Second, MaxBackoff: 30 * time.Second, Linger: 50 * time.Millisecond, Batch: 100}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

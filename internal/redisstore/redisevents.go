@@ -100,7 +100,7 @@ const relayBatch = 100
 
 // relayLinger is how long the relay waits, once woken, for more outboxes
 // to move with the first: one round of round trips carries them all.
-const relayLinger = 100 * time.Millisecond
+const relayLinger = 20 * time.Millisecond
 
 // relayBeat is how often a relay renews its lease in wx:{ev}:relays, and
 // relayLease how long the lease lasts: another instance's relay sweeps the
@@ -929,22 +929,19 @@ func (s *Store) SetDelivered(ctx context.Context, seq int64) error {
 	return unavailable(err)
 }
 
-// holdScript answers 1 if holder ARGV[1] holds the lease (KEYS[1]) for at
-// least ARGV[2] ms: if no one else holds it, its holder extending it, for
-// twice that, when less is left. It writes nothing while the lease has
-// that long left: with appendfsync always, each write is an fsync.
+// holdScript gives the lease (KEYS[1]) to holder ARGV[1] for ARGV[2] ms
+// if no one else holds it, its holder extending it, and answers 1 if it
+// did.
 var holdScript = redis.NewScript(`
 local h = redis.call('GET', KEYS[1])
 if h and h ~= ARGV[1] then return 0 end
-if h and redis.call('PTTL', KEYS[1]) >= tonumber(ARGV[2]) then return 1 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', 2 * tonumber(ARGV[2]))
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 `)
 
-// HoldDelivery reports whether holder may deliver for at least the next
-// ttl: a lease in Redis, which one instance holds at a time. Its holder
-// extends it to twice ttl once less than ttl is left, so that most calls
-// write nothing; it lapses 2×ttl after that, at most.
+// HoldDelivery reports whether holder may deliver for the next ttl: a
+// lease in Redis, which one instance holds at a time, and which lapses
+// ttl after its holder last extended it.
 func (s *Store) HoldDelivery(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
 	if err := s.writable(); err != nil {
 		return false, err

@@ -22,9 +22,8 @@ type Source interface {
 	// SetDelivered moves it on, never back.
 	Delivered(ctx context.Context) (int64, error)
 	SetDelivered(ctx context.Context, seq int64) error
-	// HoldDelivery reports whether holder may deliver for at least the
-	// next ttl: of the instances on one store, one delivers at a time. A
-	// hold may last up to twice ttl after the last call.
+	// HoldDelivery reports whether holder may deliver for the next ttl:
+	// of the instances on one store, one delivers at a time.
 	HoldDelivery(ctx context.Context, holder string, ttl time.Duration) (bool, error)
 	// Recorded is signalled when this process records an event.
 	Recorded() <-chan struct{}
@@ -56,12 +55,6 @@ type Sender struct {
 	Linger time.Duration
 	// Batch is the most events a round posts.
 	Batch int
-	// CursorEvery is how often the cursor is recorded while rounds are
-	// full (under load): a round not full records it at once. A crash
-	// posts again what was taken since, which at least once allows, and
-	// each record is a write (on Redis with appendfsync always, an fsync).
-	// Zero records it every round.
-	CursorEvery time.Duration
 	// TLS, when set, is the base of the connection's TLS settings (tests
 	// give their own root); the system's roots otherwise.
 	TLS *tls.Config
@@ -80,10 +73,8 @@ const queueSize = 1000
 // the queue: reading stops only once queueSize-maxWaiting users wait.
 const maxWaiting = queueSize / 2
 
-// holdFor is how long each round asks to hold the delivery for, at least:
-// a round takes Timeout at most, no more than this. The source extends a
-// hold to twice this once less is left (HoldDelivery), so an instance
-// killed while holding it holds up delivery up to twice this long.
+// holdFor is how long a hold lasts unless renewed; each round renews it.
+// An instance killed while holding it holds up delivery this long.
 const holdFor = 10 * time.Second
 
 // firstWait is how long an event not taken waits before it is posted again.
@@ -114,25 +105,16 @@ type delivery struct {
 	// aside holds, for each user with events set aside, the seq from
 	// which none of its events up to read is in the queue or taken: they
 	// are read again once the user has none left in the queue.
-	aside   map[int64]int64
-	cursor  int64
-	saved   int64     // the cursor as the source holds it
-	savedAt time.Time // when it was last recorded
-	read    int64     // the seq of the last event read
-	fresh   bool      // the queue is to be read again from the cursor
+	aside  map[int64]int64
+	cursor int64
+	read   int64 // the seq of the last event read
+	fresh  bool  // the queue is to be read again from the cursor
 }
 
 // Run delivers until ctx ends.
 func (s *Sender) Run(ctx context.Context, src Source) {
 	d := &delivery{Sender: s, src: src, holder: randomHolder(), sign: newSigner(s.Secret), conn: newConn(s.URL, s.Timeout, s.TLS), fresh: true}
 	defer d.conn.close()
-	defer func() {
-		// What was taken since the cursor was last recorded is recorded
-		// on the way out, if the source still answers.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		d.save(ctx, true)
-	}()
 	for ctx.Err() == nil {
 		wait, err := d.round(ctx)
 		if err != nil && ctx.Err() == nil {
@@ -186,7 +168,7 @@ func (d *delivery) round(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	if len(batch) == 0 {
-		if err := d.advance(ctx, true); err != nil { // past an event gone from the source
+		if err := d.advance(ctx); err != nil { // past an event gone from the source
 			return 0, err
 		}
 		if due > 0 {
@@ -203,7 +185,7 @@ func (d *delivery) round(ctx context.Context) (time.Duration, error) {
 	for i, p := range batch {
 		d.settle(p, errs[i])
 	}
-	if err := d.advance(ctx, len(batch) < d.Batch); err != nil {
+	if err := d.advance(ctx); err != nil {
 		return 0, err
 	}
 	if len(batch) < d.Batch {
@@ -223,7 +205,7 @@ func (d *delivery) fill(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		d.cursor, d.saved, d.read, d.queue, d.aside, d.fresh = cursor, cursor, cursor, nil, map[int64]int64{}, false
+		d.cursor, d.read, d.queue, d.aside, d.fresh = cursor, cursor, nil, map[int64]int64{}, false
 	}
 	held := map[int64]int{} // each user's events in the queue
 	for _, p := range d.queue {
@@ -338,19 +320,6 @@ func (d *delivery) due(now time.Time) (batch []*pending, next time.Time) {
 	return batch, next
 }
 
-// save records the cursor if it moved since it was last recorded: at once
-// if now, or else CursorEvery after the last time.
-func (d *delivery) save(ctx context.Context, now bool) error {
-	if d.cursor <= d.saved || !now && time.Since(d.savedAt) < d.CursorEvery {
-		return nil
-	}
-	if err := d.src.SetDelivered(ctx, d.cursor); err != nil {
-		return err
-	}
-	d.saved, d.savedAt = d.cursor, time.Now()
-	return nil
-}
-
 // current is batch with each phone.bound as the source holds it now: an
 // erasure since it was read takes the number out of it (the data
 // directory), or deletes it (Redis: it is then taken, not posted). A
@@ -409,8 +378,8 @@ func (d *delivery) settle(p *pending, err error) {
 
 // advance takes the events taken out of the queue, and moves the cursor
 // on to the last event read before the first not taken (or to the last
-// read, when every one was), and records it (save; at once if now).
-func (d *delivery) advance(ctx context.Context, now bool) error {
+// read, when every one was), and records it.
+func (d *delivery) advance(ctx context.Context) error {
 	d.queue = slices.DeleteFunc(d.queue, func(p *pending) bool { return p.taken })
 	cursor := d.read
 	if len(d.queue) > 0 {
@@ -419,9 +388,11 @@ func (d *delivery) advance(ctx context.Context, now bool) error {
 	for _, from := range d.aside {
 		cursor = min(cursor, from-1)
 	}
-	d.cursor = max(d.cursor, cursor)
-	if err := d.save(ctx, now); err != nil {
-		return err
+	if cursor > d.cursor {
+		if err := d.src.SetDelivered(ctx, cursor); err != nil {
+			return err
+		}
+		d.cursor = cursor
 	}
 	var oldest time.Time
 	if len(d.queue) > 0 {
