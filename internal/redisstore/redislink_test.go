@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -259,6 +260,36 @@ func TestANewUsersOwnClaimsCutShortAreTakenLater(t *testing.T) {
 			}
 			if c, taken, err := rs.Claim(ctx, id, "welcome-gift"); err != nil || !taken {
 				t.Errorf("alice back, after a %s: welcome gift = %+v, taken %v, %v; want taken before her erasure", next, c, taken, err)
+			}
+		})
+	}
+}
+
+// A new user with a unionid asks whether its app's and openid's hash
+// holds anything (claims kept of the same user erased before) with the
+// question for its id: on one server in the same script, on a Cluster in
+// the same round, to another master. When nothing is there, it reads and
+// marks nothing more.
+func TestRedisANewUsersOwnHashIsAskedWithItsID(t *testing.T) {
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			rs := openStore(t, startRedis(t, kind), time.Now)
+			login := loginOn(t, rs)
+			n := 0
+			roundTrips := func(unionID string) int64 {
+				n++
+				before := rs.rc.RoundTrips()
+				login("wxshop", fmt.Sprint("user", n), unionID)
+				return rs.rc.RoundTrips() - before
+			}
+			for range 30 { // every script loaded on every master
+				roundTrips("")
+				roundTrips(fmt.Sprint("u", n))
+			}
+			without, with := roundTrips(""), roundTrips(fmt.Sprint("u", n))
+			more := map[redisKind]int64{onRedis: 0, onRedisCluster: 1}[kind] // the EXISTS beside the GET
+			if with != without+more {
+				t.Errorf("a new user's login makes %d round trips with a unionid, %d without; want %d more with one", with, without, more)
 			}
 		})
 	}

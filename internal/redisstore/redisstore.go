@@ -722,9 +722,9 @@ func (s *Store) userID(ctx context.Context, appID, openID string, step int64, ow
 // is one script (idScript). A Cluster's script cannot touch the openid's
 // key and wx:ids both, in different slots (crossSlot): there it is a GET
 // and, for a new user, an INCRBY and a SET NX, the first login to set the
-// key deciding it for every instance. On one server the script also
-// says whether the person's hash ownHash (if not "") is a key: own is
-// ownHash if it is, or may be, and "" if it is not.
+// key deciding it for every instance. It also says whether the person's
+// hash ownHash (if not "") is a key: own is ownHash if it is, and "" if
+// it is not; on a Cluster asked with the GET, at once.
 func (s *Store) idOf(ctx context.Context, key string, step int64, ownHash string) (v any, given, own string, err error) {
 	if s.crossSlot {
 		keys := []string{key, idsKey}
@@ -745,19 +745,35 @@ func (s *Store) idOf(ctx context.Context, key string, step int64, ownHash string
 		}
 		return r[0], given, ownHash, nil
 	}
-	if v, err = s.rc.Do(ctx, "GET", key); err != nil || v != nil {
-		return v, "", ownHash, err
+	groups := [][][]string{{{"GET", key}}}
+	if ownHash != "" {
+		groups = append(groups, [][]string{{"EXISTS", personHashKey(ownHash)}})
+	}
+	replies, err := s.rc.PipelineEach(ctx, groups)
+	if err != nil {
+		return nil, "", "", err
+	}
+	for _, r := range replies {
+		if refused, ok := r[0].(redis.Error); ok {
+			return nil, "", "", refused
+		}
+	}
+	if len(replies) == 2 && replies[1][0] == int64(0) {
+		ownHash = ""
+	}
+	if v = replies[0][0]; v != nil {
+		return v, "", ownHash, nil
 	}
 	n, err := s.rc.Do(ctx, "INCRBY", idsKey, strconv.FormatInt(step, 10))
 	if err != nil {
 		return nil, "", "", err
 	}
 	given = strconv.FormatInt(n.(int64), 10)
-	replies, err := s.rc.Pipeline(ctx, [][]string{{"SET", key, given, "NX"}, {"GET", key}})
+	set, err := s.rc.Pipeline(ctx, [][]string{{"SET", key, given, "NX"}, {"GET", key}})
 	if err != nil {
 		return nil, "", "", err
 	}
-	return replies[1], given, ownHash, nil
+	return set[1], given, ownHash, nil
 }
 
 // idScript answers what the openid's key (KEYS[1]) holds, {v, "", e}, or
