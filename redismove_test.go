@@ -183,14 +183,9 @@ func TestMovingAfterTheJoiningRecordIsErased(t *testing.T) {
 	app := config.MockAppID
 	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	url := "redis://" + srv.Addr
-	type store interface {
-		Login(appID, openID, unionID string) (account.User, bool, error)
-		Claim(id int64, name string) (account.Claim, bool, error)
-		Erase(id int64) (account.Erasure, error)
-	}
 	// fill makes alice (u-old) and carol (u-new) one person through bob,
 	// whose unionid changed; alice takes the gift, and bob is erased.
-	fill := func(s store) (carol int64) {
+	fill := func(s claimStore) (carol int64) {
 		t.Helper()
 		var ids []int64
 		for _, l := range []struct{ name, unionID string }{{"alice", "u-old"}, {"bob", "u-old"}, {"bob", "u-new"}, {"carol", "u-new"}} {
@@ -250,6 +245,27 @@ func TestMovingAfterTheJoiningRecordIsErased(t *testing.T) {
 	})
 }
 
+// claimStore is either store as the tests of claims call it: the file
+// store, or Redis within a test's context (redisWithin).
+type claimStore interface {
+	Login(appID, openID, unionID string) (account.User, bool, error)
+	Claim(id int64, name string) (account.Claim, bool, error)
+	Erase(id int64) (account.Erasure, error)
+}
+
+// redisStoreOn opens a store in mock mode on srv for t, emptied first if
+// flush.
+func redisStoreOn(t *testing.T, srv *testkit.RedisServer, flush bool) redisWithin {
+	t.Helper()
+	rc := srv.Client(t, "", "")
+	if flush {
+		if _, err := rc.Do(t.Context(), "FLUSHALL"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return redisWithin{t, openTestRedisStore(t, rc, account.ModeMock, time.Now)}
+}
+
 // redisWithin is a store in Redis, called as the file store is: within
 // t's context.
 type redisWithin struct {
@@ -275,11 +291,6 @@ func (r redisWithin) Erase(id int64) (account.Erasure, error) { return r.s.Erase
 // account); and as the same user back without one, who learns one later.
 func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 	const app, game = config.MockAppID, "wxgame"
-	type store interface {
-		Login(appID, openID, unionID string) (account.User, bool, error)
-		Claim(id int64, name string) (account.Claim, bool, error)
-		Erase(id int64) (account.Erasure, error)
-	}
 	type login struct{ app, unionID string }
 	cases := []struct {
 		name   string
@@ -299,7 +310,7 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 	}
 	// logIn logs alice in as ls say, the one at gift (-1 for none) taking
 	// the gift, and answers her last record.
-	logIn := func(t *testing.T, s store, ls []login, gift int) (alice account.User) {
+	logIn := func(t *testing.T, s claimStore, ls []login, gift int) (alice account.User) {
 		t.Helper()
 		for i, l := range ls {
 			u, _, err := s.Login(l.app, fakewechat.OpenID(l.app, "alice"), l.unionID)
@@ -315,13 +326,13 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 		}
 		return alice
 	}
-	before := func(t *testing.T, s store, ls []login, gift int) {
+	before := func(t *testing.T, s claimStore, ls []login, gift int) {
 		t.Helper()
 		if _, err := s.Erase(logIn(t, s, ls, gift).ID); err != nil {
 			t.Fatal(err)
 		}
 	}
-	back := func(t *testing.T, s store, ls []login) {
+	back := func(t *testing.T, s claimStore, ls []login) {
 		t.Helper()
 		alice := logIn(t, s, ls, -1)
 		if c, taken, err := s.Claim(alice.ID, "welcome-gift"); err != nil || !taken {
@@ -339,16 +350,7 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 	}
 	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
 	url := "redis://" + srv.Addr
-	openRedis := func(t *testing.T, flush bool) redisWithin {
-		t.Helper()
-		rc := srv.Client(t, "", "")
-		if flush {
-			if _, err := rc.Do(t.Context(), "FLUSHALL"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return redisWithin{t, openTestRedisStore(t, rc, account.ModeMock, time.Now)}
-	}
+	openRedis := func(t *testing.T, flush bool) redisWithin { return redisStoreOn(t, srv, flush) }
 	for _, tc := range cases {
 		t.Run("files/"+tc.name, func(t *testing.T) {
 			files := openFiles(t, t.TempDir())
@@ -401,14 +403,9 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 // holds the claims kept of the earlier.
 func TestAKeptClaimCountsAfterTwoErasuresOfOneOpenID(t *testing.T) {
 	const app = config.MockAppID
-	type store interface {
-		Login(appID, openID, unionID string) (account.User, bool, error)
-		Claim(id int64, name string) (account.Claim, bool, error)
-		Erase(id int64) (account.Erasure, error)
-	}
 	openID := fakewechat.OpenID(app, "alice")
 	// erased logs alice in with unionID, takes gift, and erases her.
-	erased := func(t *testing.T, s store, unionID, gift string) {
+	erased := func(t *testing.T, s claimStore, unionID, gift string) {
 		t.Helper()
 		u, _, err := s.Login(app, openID, unionID)
 		if err != nil {
@@ -421,7 +418,7 @@ func TestAKeptClaimCountsAfterTwoErasuresOfOneOpenID(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	back := func(t *testing.T, s store) {
+	back := func(t *testing.T, s claimStore) {
 		t.Helper()
 		u, _, err := s.Login(app, openID, "")
 		if err != nil {
@@ -435,18 +432,9 @@ func TestAKeptClaimCountsAfterTwoErasuresOfOneOpenID(t *testing.T) {
 	}
 	meta := account.Meta{Mode: account.ModeMock, AppIDs: []string{app}}
 	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	openRedis := func(t *testing.T, flush bool) redisWithin {
-		t.Helper()
-		rc := srv.Client(t, "", "")
-		if flush {
-			if _, err := rc.Do(t.Context(), "FLUSHALL"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return redisWithin{t, openTestRedisStore(t, rc, account.ModeMock, time.Now)}
-	}
+	openRedis := func(t *testing.T, flush bool) redisWithin { return redisStoreOn(t, srv, flush) }
 	for _, first := range []string{"u1", ""} {
-		before := func(t *testing.T, s store) {
+		before := func(t *testing.T, s claimStore) {
 			t.Helper()
 			erased(t, s, first, "first-gift")
 			erased(t, s, "u2", "second-gift")
