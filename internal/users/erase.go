@@ -86,6 +86,9 @@ func parseErasureLine(line []byte) (Line, bool, error) {
 		if !isHash(k.Person) || !account.ValidClaimName(k.Name) || k.UserID < 1 || k.At.IsZero() || !all(k.Also, isHash) {
 			return Line{}, true, fmt.Errorf("kept claim %q is not whole", k.Name)
 		}
+		if len(k.Also) == 0 {
+			k.Also = nil // "also":[] reads as none, as it is written
+		}
 		return Line{Kept: k}, true, nil
 	case l.Erased != nil && l.Erased.UserID > 0 && !l.Erased.At.IsZero():
 		return Line{Erased: l.Erased}, true, nil
