@@ -163,22 +163,14 @@ func (s *Store) aliasErased(ctx context.Context, hash, person string) error {
 	if was == person {
 		return nil
 	}
-	for into, hops := was, 0; into != person; hops++ {
-		if hops == maxAliasHops {
-			return fmt.Errorf("erase: more than %d aliases from person %s", maxAliasHops, was)
-		}
-		held, err := s.rc.Do(ctx, "HGETALL", personHashKey(into))
-		if err != nil {
-			return err
-		}
-		if next := hashField(held, "alias"); next != "" {
-			into = next
-			continue
-		}
+	into, held, err := s.personAt(ctx, was)
+	if err != nil {
+		return fmt.Errorf("erase: %w", err)
+	}
+	if into != person {
 		if err := s.copyClaims(ctx, keptIn(held), person); err != nil {
 			return err
 		}
-		break
 	}
 	_, err = realiasScript.Run(ctx, s.rc, []string{personHashKey(hash)}, was, person)
 	return err
@@ -192,7 +184,7 @@ return 1
 `)
 
 // takeOwnClaims brings to the person of user id, created with a unionid,
-// the claims kept under its app's and openid's hash (from, which its hash
+// the claims kept under its app's and openid's hash (own, which its hash
 // names as "own" until then), following its aliases: the same user of the
 // same app, erased before, when it had no unionid, or another one (its
 // app moved to another Open Platform account since), as the file store
@@ -201,36 +193,45 @@ return 1
 // taken away only once they are copied, so that a login cut short before
 // that (Redis lost, wxlogin killed) leaves them to the user's next login,
 // or its first claim, which takes them then.
-func (s *Store) takeOwnClaims(ctx context.Context, id int64, from string) error {
-	own := from
-	for range maxAliasHops {
-		fields, err := s.rc.Do(ctx, "HGETALL", personHashKey(from))
+func (s *Store) takeOwnClaims(ctx context.Context, id int64, own string) error {
+	from, fields, err := s.personAt(ctx, own)
+	if err != nil {
+		return fmt.Errorf("user %d: %w", id, err)
+	}
+	if kept := keptIn(fields); len(kept) > 0 {
+		v, err := s.rc.Do(ctx, "HGET", userKey(id), "person")
 		if err != nil {
 			return err
 		}
-		if into := hashField(fields, "alias"); into != "" {
-			from = into
-			continue
+		person, _ := v.(string)
+		if person == "" {
+			return nil // erased meanwhile
 		}
-		if kept := keptIn(fields); len(kept) > 0 {
-			v, err := s.rc.Do(ctx, "HGET", userKey(id), "person")
-			if err != nil {
+		if person != from {
+			if err := s.copyClaims(ctx, kept, person); err != nil {
 				return err
 			}
-			person, _ := v.(string)
-			if person == "" {
-				return nil // erased meanwhile
-			}
-			if person != from {
-				if err := s.copyClaims(ctx, kept, person); err != nil {
-					return err
-				}
-			}
 		}
-		_, err = tookOwnScript.Run(ctx, s.rc, []string{userKey(id)}, own)
-		return err
 	}
-	return fmt.Errorf("user %d: more than %d aliases from person %s", id, maxAliasHops, from)
+	_, err = tookOwnScript.Run(ctx, s.rc, []string{userKey(id)}, own)
+	return err
+}
+
+// personAt is the person's hash that hash is, following its aliases, and
+// that person's fields (its HGETALL).
+func (s *Store) personAt(ctx context.Context, hash string) (string, any, error) {
+	for range maxAliasHops {
+		fields, err := s.rc.Do(ctx, "HGETALL", personHashKey(hash))
+		if err != nil {
+			return "", nil, err
+		}
+		into := hashField(fields, "alias")
+		if into == "" {
+			return hash, fields, nil
+		}
+		hash = into
+	}
+	return "", nil, fmt.Errorf("more than %d aliases from person %s", maxAliasHops, hash)
 }
 
 // tookOwnScript takes the mark "own" off a user's hash (KEYS[1]) if it
