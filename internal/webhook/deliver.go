@@ -227,14 +227,24 @@ func (d *delivery) fill(ctx context.Context) error {
 		if _, ok := d.aside[user]; ok {
 			continue // read again after those of its set aside
 		}
-		if held[user] > 0 && len(d.queue)-len(held) >= maxWaiting {
+		if !d.hold(e, held) {
 			d.aside[user] = e.Seq
-			continue
 		}
-		d.queue = append(d.queue, &pending{event: e})
-		held[user]++
 	}
 	return nil
+}
+
+// hold queues e, unless its user has events in the queue (held) and
+// maxWaiting events wait behind an earlier one of theirs: then it reports
+// false, for e to be set aside.
+func (d *delivery) hold(e events.Event, held map[int64]int) bool {
+	user := e.Data.UserID
+	if held[user] > 0 && len(d.queue)-len(held) >= maxWaiting {
+		return false
+	}
+	d.queue = append(d.queue, &pending{event: e})
+	held[user]++
+	return true
 }
 
 // readAside reads again the events set aside of the users with none left
@@ -282,13 +292,10 @@ func (d *delivery) readAside(ctx context.Context, held map[int64]int) error {
 				}
 				return nil
 			}
-			if held[user] > 0 && len(d.queue)-len(held) >= maxWaiting {
+			if !d.hold(e, held) {
 				d.aside[user] = e.Seq
 				delete(ready, user)
-				continue
 			}
-			d.queue = append(d.queue, &pending{event: e})
-			held[user]++
 		}
 	}
 	for user := range ready {
