@@ -394,6 +394,58 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 	}
 }
 
+// A person who took a gift, then found a gift of the same name kept of
+// an erased user of its own under another hash of one of its records
+// (alice, erased in an app with no unionid, had taken it first; her
+// unionid's person in another app took it since, and she is back in the
+// first app with that unionid), holds one gift: moved to Redis, which
+// keeps the earlier of the two in the person, and back, the counts agree
+// on one claim, and she cannot take it again.
+func TestAMovedPersonsGiftCountsOnceWithTheOneKeptItFinds(t *testing.T) {
+	const app, game = config.MockAppID, "wxgame"
+	meta := account.Meta{Mode: account.ModeMock, AppIDs: []string{app, game}}
+	dir := t.TempDir()
+	files, err := users.Open(dir, meta, time.Now, discardLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := func(s claimStore, appID, unionID string) account.User {
+		t.Helper()
+		u, _, err := s.Login(appID, fakewechat.OpenID(appID, "alice"), unionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	first := login(files, app, "")
+	if _, _, err := files.Claim(first.ID, "welcome-gift"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := files.Erase(first.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, taken, err := files.Claim(login(files, game, "u1").ID, "welcome-gift"); err != nil || taken {
+		t.Fatalf("alice in another app with a unionid takes the gift: taken %v, %v; want it hers, a person of her own", taken, err)
+	}
+	login(files, app, "u1")
+	if err := files.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	url := "redis://" + srv.Addr
+	if out, err := tool(t, "to-redis", "-data", dir, "-redis", url); err != nil || strings.Count(out, "and 1 claims\n") != 2 {
+		t.Fatalf("to-redis = %v:\n%s; want 1 claim on each side", err, out)
+	}
+	back := filepath.Join(t.TempDir(), "back")
+	if out, err := tool(t, "from-redis", "-data", back, "-redis", url); err != nil || strings.Count(out, "and 1 claims\n") != 2 {
+		t.Fatalf("from-redis = %v:\n%s; want 1 claim on each side", err, out)
+	}
+	if _, taken, err := redisStoreOn(t, srv, false).Claim(login(redisStoreOn(t, srv, false), app, "u1").ID, "welcome-gift"); err != nil || !taken {
+		t.Errorf("alice on the Redis moved into: taken %v, %v; want the gift taken", taken, err)
+	}
+}
+
 // A user of an app erased, then back with a unionid and erased again,
 // finds each gift it took taken when back in the app without a unionid
 // (the app on no account now), on either store: the first time with

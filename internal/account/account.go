@@ -297,3 +297,14 @@ func PersonHashes(hash func(appID, openID, unionID string) string, users []User)
 	}
 	return byUser, aliases
 }
+
+// UserHashes are the hashes (PersonHash, as hash makes them) under which
+// user u finds claims kept of erased users as its own, as the file store
+// finds them: each of its unionids', and its app's and openid's.
+func UserHashes(hash func(appID, openID, unionID string) string, u User) []string {
+	hashes := []string{hash(u.AppID, u.OpenID, "")}
+	for _, union := range u.UnionIDs() {
+		hashes = append(hashes, hash(u.AppID, u.OpenID, union))
+	}
+	return hashes
+}

@@ -75,17 +75,19 @@ func StoredMeta(ctx context.Context, rc *redis.Client) (account.Meta, bool, erro
 }
 
 // Census counts what Redis holds, by its keys: users with a record, the
-// persons they belong to, and the claims of every person.
+// persons they belong to, and the claims of every person, as the file
+// store's are counted (account.ClaimCensus).
 func (s *Store) Census(ctx context.Context) (Census, error) {
 	var c Census
 	persons := map[string]bool{}
 	personOf := map[int64]string{} // of each user with a record
+	var records []account.User
 	last, err := s.highestID(ctx)
 	if err != nil {
 		return c, err
 	}
 	for id := int64(1); id <= last; id++ {
-		_, person, ok, err := s.record(ctx, id)
+		u, person, ok, err := s.record(ctx, id)
 		if err != nil {
 			return c, err
 		}
@@ -93,14 +95,16 @@ func (s *Store) Census(ctx context.Context) (Census, error) {
 			c.Users++
 			persons[person] = true
 			personOf[id] = person
+			records = append(records, u)
 		}
 	}
 	c.Persons = len(persons)
-	claims := map[string]bool{} // by the claimant's person (its hash if erased) and name
 	keys, err := s.rc.Scan(ctx, "wx:{p:*}")
 	if err != nil {
 		return c, err
 	}
+	aliasOf := map[string]string{}
+	held := map[string][]account.Claim{} // the claims of each hash
 	for _, key := range keys {
 		reply, err := s.rc.Do(ctx, "HGETALL", key)
 		if err != nil {
@@ -110,16 +114,39 @@ func (s *Store) Census(ctx context.Context) (Census, error) {
 		if err != nil {
 			return c, err
 		}
-		for _, claim := range list {
-			person, live := personOf[claim.UserID]
-			if !live {
-				// An alias's claims are its person's (redislink.go).
-				person = cmp.Or(hashField(reply, "alias"), strings.TrimSuffix(strings.TrimPrefix(key, "wx:{p:"), "}"))
+		hash := strings.TrimSuffix(strings.TrimPrefix(key, "wx:{p:"), "}")
+		if into := hashField(reply, "alias"); into != "" {
+			aliasOf[hash] = into
+		}
+		held[hash] = list
+	}
+	// An alias's claims are its person's (redislink.go).
+	personAt := func(hash string) string {
+		for range maxAliasHops {
+			into, ok := aliasOf[hash]
+			if !ok {
+				break
 			}
-			claims[person+"\x00"+claim.Name] = true
+			hash = into
+		}
+		return hash
+	}
+	var claims account.ClaimCensus
+	for hash, list := range held {
+		for _, claim := range list {
+			if person, live := personOf[claim.UserID]; live {
+				claims.Add(person, claim.Name)
+			} else {
+				claims.AddKept(claim.UserID, claim.Name, personAt(hash))
+			}
 		}
 	}
-	c.Claims = len(claims)
+	for _, u := range records {
+		for _, h := range account.UserHashes(s.PersonHash, u) {
+			claims.Sees(personOf[u.ID], personAt(h))
+		}
+	}
+	c.Claims = claims.Count()
 	return c, nil
 }
 

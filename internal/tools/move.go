@@ -163,8 +163,9 @@ func compareCensus(ctx context.Context, out io.Writer, tool, dir string, files s
 
 // fileCensus counts a file store as a person sees it: users, persons, and
 // claims by person and name (so two records of one person that both
-// claimed a name before they were joined count once), kept claims too. It
-// reads the store's lines, where each claim comes after its user.
+// claimed a name before they were joined count once), kept claims too,
+// each once however many hashes it is found under (account.ClaimCensus).
+// It reads the store's lines, where each claim comes after its user.
 func fileCensus(files *users.Store, person func(appID, openID, unionID string) string) (storeCensus, error) {
 	count, persons, _ := files.Census()
 	// The lines are read twice, the records first, rather than held:
@@ -182,7 +183,7 @@ func fileCensus(files *users.Store, person func(appID, openID, unionID string) s
 	// Each person by the hash Redis keeps it under, a claim kept under
 	// the hash of one of its other unionids counting as the person's.
 	personOf, aliases := account.PersonHashes(person, records)
-	claims := map[string]bool{}
+	var claims account.ClaimCensus
 	for text := range files.Lines() {
 		l, err := users.ParseLine(text)
 		if err != nil {
@@ -190,12 +191,23 @@ func fileCensus(files *users.Store, person func(appID, openID, unionID string) s
 		}
 		switch {
 		case l.Claim != nil:
-			claims[personOf[l.Claim.UserID]+"\x00"+l.Claim.Name] = true
+			claims.Add(personOf[l.Claim.UserID], l.Claim.Name)
 		case l.Kept != nil:
-			claims[cmp.Or(aliases[l.Kept.Person], l.Kept.Person)+"\x00"+l.Kept.Name] = true
+			hashes := append([]string{l.Kept.Person}, l.Kept.Also...)
+			for i, h := range hashes {
+				hashes[i] = cmp.Or(aliases[h], h)
+			}
+			claims.AddKept(l.Kept.UserID, l.Kept.Name, hashes...)
 		}
 	}
-	return storeCensus{Users: count, Persons: persons, Claims: len(claims)}, nil
+	// A user finds the claims kept under each hash of its records, as
+	// its own (users.Store's personHashesLocked).
+	for _, u := range records {
+		for _, h := range account.UserHashes(person, u) {
+			claims.Sees(personOf[u.ID], cmp.Or(aliases[h], h))
+		}
+	}
+	return storeCensus{Users: count, Persons: persons, Claims: claims.Count()}, nil
 }
 
 // contentsOf is the file store's content, as Redis takes it, read from the
