@@ -289,6 +289,9 @@ func (r redisWithin) Erase(id int64) (account.Erasure, error) { return r.s.Erase
 // Platform account, in an app still on the old one; as the same user of
 // the same app, back without the unionid it had (the app no longer on an
 // account); and as the same user back without one, who learns one later.
+// A move carries the claim once, the counts agreeing on one claim, also
+// for a person back before it, whom the files link to the claim by
+// another hash of its user.
 func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 	const app, game = config.MockAppID, "wxgame"
 	type login struct{ app, unionID string }
@@ -307,6 +310,10 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 		{"without the unionid it learned before the gift, in its app", []login{{app, ""}, {app, "u1"}}, 1, []login{{app, ""}}, 0},
 		{"with a unionid it had none of, in its app", []login{{app, ""}}, 0, []login{{app, "u1"}}, 0},
 		{"with another unionid, in its app moved to another account", []login{{app, "u1"}}, 0, []login{{app, "u2"}}, 0},
+		// Back before a move: the user is linked to the kept claim by
+		// one of its other hashes, which the move must carry once.
+		{"without its unionid, in its app, before a move", []login{{app, "u1"}}, 0, []login{{app, ""}}, 1},
+		{"with a unionid it had none of, in its app, before a move", []login{{app, ""}}, 0, []login{{app, "u1"}}, 1},
 	}
 	// logIn logs alice in as ls say, the one at gift (-1 for none) taking
 	// the gift, and answers her last record.
@@ -363,7 +370,7 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 			before(t, rs, tc.before, tc.gift)
 			back(t, rs, tc.back)
 		})
-		t.Run("files, moved to Redis/"+tc.name, func(t *testing.T) {
+		t.Run("files, moved to Redis and back/"+tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			files := openFiles(t, dir)
 			before(t, files, tc.before, tc.gift)
@@ -374,10 +381,18 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 			if _, err := srv.Client(t, "", "").Do(t.Context(), "FLUSHALL"); err != nil {
 				t.Fatal(err)
 			}
-			if out, err := tool(t, "to-redis", "-data", dir, "-redis", url); err != nil {
-				t.Fatalf("to-redis = %v:\n%s", err, out)
+			// The one gift counts once on each side, there and back.
+			if out, err := tool(t, "to-redis", "-data", dir, "-redis", url); err != nil || strings.Count(out, "and 1 claims\n") != 2 {
+				t.Fatalf("to-redis = %v:\n%s; want 1 claim on each side", err, out)
+			}
+			again := filepath.Join(t.TempDir(), "back")
+			if out, err := tool(t, "from-redis", "-data", again, "-redis", url); err != nil || strings.Count(out, "and 1 claims\n") != 2 {
+				t.Fatalf("from-redis = %v:\n%s; want 1 claim on each side", err, out)
 			}
 			back(t, openRedis(t, false), tc.back)
+			files = openFiles(t, again)
+			defer files.Close()
+			back(t, files, tc.back)
 		})
 		t.Run("Redis, moved to files/"+tc.name, func(t *testing.T) {
 			rs := openRedis(t, true)

@@ -46,7 +46,8 @@ type Contents struct {
 	// in Kept its claims are under: a unionid the user had before, and
 	// its app's and openid's if it had one. Each is an alias in Redis,
 	// its own kept claims copied, unless a person with records or an
-	// alias is there.
+	// alias is there; a person with records takes the claims instead, as
+	// each user takes those under each of its hashes (account.UserHashes).
 	KeptAliases map[string]string
 	// PersonKey is the key of the persons' hashes; nil for none, which
 	// leaves Redis its own.
@@ -254,13 +255,12 @@ func (s *Store) Import(ctx context.Context, c Contents) error {
 		}
 	}
 	for _, hash := range slices.Sorted(maps.Keys(c.Kept)) {
-		into := cmp.Or(aliases[hash], hash)
-		for _, k := range c.Kept[hash] {
-			v := formatClaim(account.Claim{AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.ClaimedAt})
-			if _, err := mergeClaimsScript.Run(ctx, s.rc, []string{personHashKey(into)}, "c:"+k.Name, v); err != nil {
-				return err
-			}
+		if err := s.mergeKept(ctx, cmp.Or(aliases[hash], hash), c.Kept[hash]); err != nil {
+			return err
 		}
+	}
+	if err := s.takeKept(ctx, c, personOf); err != nil {
+		return err
 	}
 	for _, hash := range slices.Sorted(maps.Keys(c.KeptAliases)) {
 		into := c.KeptAliases[hash]
@@ -271,7 +271,7 @@ func (s *Store) Import(ctx context.Context, c Contents) error {
 		// A hash that holds claims kept of erased users itself (a user of
 		// the app, erased before it learned the unionid) becomes an alias
 		// too, its claims copied, as Erase makes it (aliasErased); a person
-		// or an alias there stays.
+		// (which took the claims above) or an alias there stays.
 		fields, err := s.rc.Do(ctx, "HGETALL", personHashKey(hash))
 		if err != nil {
 			return err
@@ -284,6 +284,44 @@ func (s *Store) Import(ctx context.Context, c Contents) error {
 		}
 	}
 	_, err := s.rc.Do(ctx, "SET", idsKey, strconv.FormatInt(c.LastID, 10))
+	return err
+}
+
+// takeKept gives the person of each user of c (personOf) the claims kept
+// under each of the user's hashes, which it finds as its own on the file
+// store (account.UserHashes), those kept under an erased user's other
+// hash (KeptAliases) too, as a new user takes its own on Redis
+// (takeOwnClaims): a user back on the files before the move.
+func (s *Store) takeKept(ctx context.Context, c Contents, personOf map[int64]string) error {
+	if len(c.Kept) == 0 {
+		return nil // no one was erased with a claim: no hash to make
+	}
+	for i := range c.Users {
+		u := &c.Users[i]
+		for _, hash := range account.UserHashes(s.PersonHash, *u) {
+			kept := c.Kept[hash]
+			if into, ok := c.KeptAliases[hash]; ok && into != hash {
+				kept = append(slices.Clip(kept), c.Kept[into]...)
+			}
+			if err := s.mergeKept(ctx, personOf[u.ID], kept); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// mergeKept adds kept, claims of erased users, to the hash of person,
+// the earliest of each name counting.
+func (s *Store) mergeKept(ctx context.Context, person string, kept []account.Claim) error {
+	if len(kept) == 0 {
+		return nil
+	}
+	args := make([]string, 0, 2*len(kept))
+	for _, k := range kept {
+		args = append(args, "c:"+k.Name, formatClaim(account.Claim{AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.ClaimedAt}))
+	}
+	_, err := mergeClaimsScript.Run(ctx, s.rc, []string{personHashKey(person)}, args...)
 	return err
 }
 
