@@ -462,19 +462,20 @@ func TestAMovedPersonsGiftCountsOnceWithTheOneKeptItFinds(t *testing.T) {
 }
 
 // A user of an app erased, then back with a unionid and erased again,
-// finds each gift it took taken when back in the app without a unionid
-// (the app on no account now), on either store: the first time with
-// another unionid (the app moved to another Open Platform account since),
-// or with none, also on a store moved from files to Redis. The app's and
-// openid's hash names the person of the last user erased there, which
-// holds the claims kept of the earlier.
+// finds each gift it took taken whichever way it comes back, on either
+// store and on a store moved from one to the other: back in the app
+// without a unionid (the app on no account now) it finds both; with
+// either unionid, in another app, the one it took with it. The first
+// time the user had another unionid (the app moved to another Open
+// Platform account since), or none. The app's and openid's hash names
+// the person of the last user erased there, which holds the claims kept
+// of the earlier.
 func TestAKeptClaimCountsAfterTwoErasuresOfOneOpenID(t *testing.T) {
-	const app = config.MockAppID
-	openID := fakewechat.OpenID(app, "alice")
+	const app, game = config.MockAppID, "wxgame"
 	// erased logs alice in with unionID, takes gift, and erases her.
 	erased := func(t *testing.T, s claimStore, unionID, gift string) {
 		t.Helper()
-		u, _, err := s.Login(app, openID, unionID)
+		u, _, err := s.Login(app, fakewechat.OpenID(app, "alice"), unionID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -485,20 +486,33 @@ func TestAKeptClaimCountsAfterTwoErasuresOfOneOpenID(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	back := func(t *testing.T, s claimStore) {
+	type way struct {
+		name, app, unionID string
+		gifts              []string // those alice finds taken
+	}
+	back := func(t *testing.T, s claimStore, w way) {
 		t.Helper()
-		u, _, err := s.Login(app, openID, "")
+		u, _, err := s.Login(w.app, fakewechat.OpenID(w.app, "alice"), w.unionID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, gift := range []string{"first-gift", "second-gift"} {
+		for _, gift := range w.gifts {
 			if c, taken, err := s.Claim(u.ID, gift); err != nil || !taken {
-				t.Errorf("alice back without a unionid: %+v, taken %v, %v; want the %s taken", c, taken, err, gift)
+				t.Errorf("alice back %s: %+v, taken %v, %v; want the %s taken", w.name, c, taken, err, gift)
 			}
 		}
 	}
-	meta := account.Meta{Mode: account.ModeMock, AppIDs: []string{app}}
+	meta := account.Meta{Mode: account.ModeMock, AppIDs: []string{app, game}}
+	openFiles := func(t *testing.T, dir string) *users.Store {
+		t.Helper()
+		files, err := users.Open(dir, meta, time.Now, discardLogger(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return files
+	}
 	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	url := "redis://" + srv.Addr
 	openRedis := func(t *testing.T, flush bool) redisWithin { return redisStoreOn(t, srv, flush) }
 	for _, first := range []string{"u1", ""} {
 		before := func(t *testing.T, s claimStore) {
@@ -506,38 +520,56 @@ func TestAKeptClaimCountsAfterTwoErasuresOfOneOpenID(t *testing.T) {
 			erased(t, s, first, "first-gift")
 			erased(t, s, "u2", "second-gift")
 		}
-		t.Run("files/first with "+cmp.Or(first, "none"), func(t *testing.T) {
-			files, err := users.Open(t.TempDir(), meta, time.Now, discardLogger(), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer files.Close()
-			before(t, files)
-			back(t, files)
-		})
-		t.Run("redis/first with "+cmp.Or(first, "none"), func(t *testing.T) {
-			rs := openRedis(t, true)
-			before(t, rs)
-			back(t, rs)
-		})
-		if first != "" {
-			continue // moved, the app's and openid's hash names one of the two persons only
+		ways := []way{
+			{"without a unionid, in its app", app, "", []string{"first-gift", "second-gift"}},
+			{"with the second unionid, in another app", game, "u2", []string{"second-gift"}},
 		}
-		t.Run("files, moved to Redis/first with none", func(t *testing.T) {
-			dir := t.TempDir()
-			files, err := users.Open(dir, meta, time.Now, discardLogger(), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			before(t, files)
-			if err := files.Close(); err != nil {
-				t.Fatal(err)
-			}
-			openRedis(t, true)
-			if out, err := tool(t, "to-redis", "-data", dir, "-redis", "redis://"+srv.Addr); err != nil {
-				t.Fatalf("to-redis = %v:\n%s", err, out)
-			}
-			back(t, openRedis(t, false))
-		})
+		if first != "" {
+			ways = append(ways, way{"with the first unionid, in another app", game, first, []string{"first-gift"}})
+		}
+		for _, w := range ways {
+			name := "first with " + cmp.Or(first, "none") + ", back " + w.name
+			t.Run("files/"+name, func(t *testing.T) {
+				files := openFiles(t, t.TempDir())
+				defer files.Close()
+				before(t, files)
+				back(t, files, w)
+			})
+			t.Run("redis/"+name, func(t *testing.T) {
+				rs := openRedis(t, true)
+				before(t, rs)
+				back(t, rs, w)
+			})
+			t.Run("files, moved to Redis and back/"+name, func(t *testing.T) {
+				dir := t.TempDir()
+				files := openFiles(t, dir)
+				before(t, files)
+				if err := files.Close(); err != nil {
+					t.Fatal(err)
+				}
+				openRedis(t, true)
+				if out, err := tool(t, "to-redis", "-data", dir, "-redis", url); err != nil || strings.Count(out, "and 2 claims\n") != 2 {
+					t.Fatalf("to-redis = %v:\n%s; want 2 claims on each side", err, out)
+				}
+				again := filepath.Join(t.TempDir(), "back")
+				if out, err := tool(t, "from-redis", "-data", again, "-redis", url); err != nil || strings.Count(out, "and 2 claims\n") != 2 {
+					t.Fatalf("from-redis = %v:\n%s; want 2 claims on each side", err, out)
+				}
+				back(t, openRedis(t, false), w)
+				files = openFiles(t, again)
+				defer files.Close()
+				back(t, files, w)
+			})
+			t.Run("Redis, moved to files/"+name, func(t *testing.T) {
+				before(t, openRedis(t, true))
+				dir := filepath.Join(t.TempDir(), "back")
+				if out, err := tool(t, "from-redis", "-data", dir, "-redis", url); err != nil {
+					t.Fatalf("from-redis = %v:\n%s", err, out)
+				}
+				files := openFiles(t, dir)
+				defer files.Close()
+				back(t, files, w)
+			})
+		}
 	}
 }

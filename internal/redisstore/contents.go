@@ -48,6 +48,8 @@ type Contents struct {
 	// its own kept claims copied, unless a person with records or an
 	// alias is there; a person with records takes the claims instead, as
 	// each user takes those under each of its hashes (account.UserHashes).
+	// A hash several erased users had is of the last one's person, whose
+	// claims in Kept include the others', as Redis keeps them.
 	KeptAliases map[string]string
 	// PersonKey is the key of the persons' hashes; nil for none, which
 	// leaves Redis its own.

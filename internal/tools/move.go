@@ -215,7 +215,9 @@ func fileCensus(files *users.Store, person func(appID, openID, unionID string) s
 // after its user, then the person key and the claims kept of erased users.
 func contentsOf(files *users.Store) (redisstore.Contents, error) {
 	c := redisstore.Contents{Erased: map[int64]time.Time{}, Kept: map[string][]account.Claim{}, KeptAliases: map[string]string{}}
-	appOf := map[int64]string{} // of each user, for their claims
+	appOf := map[int64]string{}            // of each user, for their claims
+	aliasedBy := map[string]int64{}        // the erased user each of KeptAliases is of
+	alsoOf := map[string]map[string]bool{} // every hash each of KeptAliases is an other hash of
 	for text := range files.Lines() {
 		l, err := users.ParseLine(text)
 		if err != nil {
@@ -237,7 +239,26 @@ func contentsOf(files *users.Store) (redisstore.Contents, error) {
 			k := l.Kept
 			c.Kept[k.Person] = append(c.Kept[k.Person], account.Claim{Name: k.Name, AppID: k.AppID, UserID: k.UserID, ClaimedAt: k.At})
 			for _, also := range k.Also {
-				c.KeptAliases[also] = k.Person
+				if alsoOf[also] == nil {
+					alsoOf[also] = map[string]bool{}
+				}
+				alsoOf[also][k.Person] = true
+				if k.UserID > aliasedBy[also] {
+					c.KeptAliases[also], aliasedBy[also] = k.Person, k.UserID
+				}
+			}
+		}
+	}
+	// A hash that is an other hash of several erased users (one app's
+	// openid erased under two unionids, its app moved to another Open
+	// Platform account between) is an alias of the last one's person, the
+	// latest user; the claims kept under the others' are kept under it
+	// too, as Redis keeps them: that user, new, took them (takeOwnClaims).
+	own := maps.Clone(c.Kept)
+	for also, into := range c.KeptAliases {
+		for _, person := range slices.Sorted(maps.Keys(alsoOf[also])) {
+			if person != into {
+				c.Kept[into] = append(c.Kept[into], own[person]...)
 			}
 		}
 	}
