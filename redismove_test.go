@@ -288,10 +288,12 @@ func (r redisWithin) Erase(id int64) (account.Erasure, error) { return r.s.Erase
 // app; with a unionid the user had before its app moved to another Open
 // Platform account, in an app still on the old one; as the same user of
 // the same app, back without the unionid it had (the app no longer on an
-// account); and as the same user back without one, who learns one later.
-// A move carries the claim once, the counts agreeing on one claim, also
-// for a person back before it, whom the files link to the claim by
-// another hash of its user.
+// account); as the same user back without one, who learns one later; and
+// as the same user back without the unionid it had, where a user of
+// another app of the person took the gift (also once that one is erased
+// too, and once the user learns the unionid again). A move carries the
+// claim once, the counts agreeing on one claim, also for a person back
+// before it, whom the files link to the claim by another hash of its user.
 func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 	const app, game = config.MockAppID, "wxgame"
 	type login struct{ app, unionID string }
@@ -301,23 +303,27 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 		gift   int
 		back   []login // her logins after: the last claims the gift
 		early  int     // how many of back are made before a move, on the store moved
+		erase  []int   // the records of before erased, in this order: the last's if none
 	}{
-		{"with its unionid, in another app", []login{{app, "u1"}}, 0, []login{{game, "u1"}}, 0},
-		{"with a previous unionid, in an app on the old account", []login{{app, "u1"}, {app, "u2"}}, 0, []login{{game, "u1"}}, 0},
-		{"with its new unionid, in another app", []login{{app, "u1"}, {app, "u2"}}, 0, []login{{game, "u2"}}, 0},
-		{"without its unionid, in its app", []login{{app, "u1"}}, 0, []login{{app, ""}}, 0},
-		{"without a unionid, learning one", []login{{app, ""}}, 0, []login{{app, ""}, {app, "u1"}}, 0},
-		{"without the unionid it learned before the gift, in its app", []login{{app, ""}, {app, "u1"}}, 1, []login{{app, ""}}, 0},
-		{"with a unionid it had none of, in its app", []login{{app, ""}}, 0, []login{{app, "u1"}}, 0},
-		{"with another unionid, in its app moved to another account", []login{{app, "u1"}}, 0, []login{{app, "u2"}}, 0},
+		{"with its unionid, in another app", []login{{app, "u1"}}, 0, []login{{game, "u1"}}, 0, nil},
+		{"with a previous unionid, in an app on the old account", []login{{app, "u1"}, {app, "u2"}}, 0, []login{{game, "u1"}}, 0, nil},
+		{"with its new unionid, in another app", []login{{app, "u1"}, {app, "u2"}}, 0, []login{{game, "u2"}}, 0, nil},
+		{"without its unionid, in its app", []login{{app, "u1"}}, 0, []login{{app, ""}}, 0, nil},
+		{"without a unionid, learning one", []login{{app, ""}}, 0, []login{{app, ""}, {app, "u1"}}, 0, nil},
+		{"without the unionid it learned before the gift, in its app", []login{{app, ""}, {app, "u1"}}, 1, []login{{app, ""}}, 0, nil},
+		{"with a unionid it had none of, in its app", []login{{app, ""}}, 0, []login{{app, "u1"}}, 0, nil},
+		{"with another unionid, in its app moved to another account", []login{{app, "u1"}}, 0, []login{{app, "u2"}}, 0, nil},
+		{"without its unionid, in its app, the gift taken in another", []login{{game, "u1"}, {app, "u1"}}, 0, []login{{app, ""}}, 0, nil},
+		{"without its unionid, in its app, the gift taken in another, learning it", []login{{game, "u1"}, {app, "u1"}}, 0, []login{{app, ""}, {app, "u1"}}, 1, nil},
+		{"without its unionid, in its app, the gift taken in another erased too", []login{{game, "u1"}, {app, "u1"}}, 0, []login{{app, ""}}, 0, []int{1, 0}},
 		// Back before a move: the user is linked to the kept claim by
 		// one of its other hashes, which the move must carry once.
-		{"without its unionid, in its app, before a move", []login{{app, "u1"}}, 0, []login{{app, ""}}, 1},
-		{"with a unionid it had none of, in its app, before a move", []login{{app, ""}}, 0, []login{{app, "u1"}}, 1},
+		{"without its unionid, in its app, before a move", []login{{app, "u1"}}, 0, []login{{app, ""}}, 1, nil},
+		{"with a unionid it had none of, in its app, before a move", []login{{app, ""}}, 0, []login{{app, "u1"}}, 1, nil},
 	}
 	// logIn logs alice in as ls say, the one at gift (-1 for none) taking
-	// the gift, and answers her last record.
-	logIn := func(t *testing.T, s claimStore, ls []login, gift int) (alice account.User) {
+	// the gift, and answers her records, one for each login.
+	logIn := func(t *testing.T, s claimStore, ls []login, gift int) (alice []account.User) {
 		t.Helper()
 		for i, l := range ls {
 			u, _, err := s.Login(l.app, fakewechat.OpenID(l.app, "alice"), l.unionID)
@@ -329,19 +335,25 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			alice = u
+			alice = append(alice, u)
 		}
 		return alice
 	}
-	before := func(t *testing.T, s claimStore, ls []login, gift int) {
+	before := func(t *testing.T, s claimStore, ls []login, gift int, erase []int) {
 		t.Helper()
-		if _, err := s.Erase(logIn(t, s, ls, gift).ID); err != nil {
-			t.Fatal(err)
+		alice := logIn(t, s, ls, gift)
+		if erase == nil {
+			erase = []int{len(alice) - 1}
+		}
+		for _, i := range erase {
+			if _, err := s.Erase(alice[i].ID); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	back := func(t *testing.T, s claimStore, ls []login) {
 		t.Helper()
-		alice := logIn(t, s, ls, -1)
+		alice := logIn(t, s, ls, -1)[len(ls)-1]
 		if c, taken, err := s.Claim(alice.ID, "welcome-gift"); err != nil || !taken {
 			t.Errorf("alice back: %+v, taken %v, %v; want the gift taken", c, taken, err)
 		}
@@ -362,18 +374,18 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 		t.Run("files/"+tc.name, func(t *testing.T) {
 			files := openFiles(t, t.TempDir())
 			defer files.Close()
-			before(t, files, tc.before, tc.gift)
+			before(t, files, tc.before, tc.gift, tc.erase)
 			back(t, files, tc.back)
 		})
 		t.Run("redis/"+tc.name, func(t *testing.T) {
 			rs := openRedis(t, true)
-			before(t, rs, tc.before, tc.gift)
+			before(t, rs, tc.before, tc.gift, tc.erase)
 			back(t, rs, tc.back)
 		})
 		t.Run("files, moved to Redis and back/"+tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			files := openFiles(t, dir)
-			before(t, files, tc.before, tc.gift)
+			before(t, files, tc.before, tc.gift, tc.erase)
 			logIn(t, files, tc.back[:tc.early], -1)
 			if err := files.Close(); err != nil {
 				t.Fatal(err)
@@ -396,7 +408,7 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 		})
 		t.Run("Redis, moved to files/"+tc.name, func(t *testing.T) {
 			rs := openRedis(t, true)
-			before(t, rs, tc.before, tc.gift)
+			before(t, rs, tc.before, tc.gift, tc.erase)
 			logIn(t, rs, tc.back[:tc.early], -1)
 			dir := filepath.Join(t.TempDir(), "back")
 			if out, err := tool(t, "from-redis", "-data", dir, "-redis", url); err != nil {

@@ -51,6 +51,12 @@ type Contents struct {
 	// A hash several erased users had is of the last one's person, whose
 	// claims in Kept include the others', as Redis keeps them.
 	KeptAliases map[string]string
+	// AliasedRecords is the app's and openid's hash of each erased user
+	// whose person had records left, to the first of them: an alias of
+	// that person in Redis (aliasErased), an alias line in the files
+	// (users.Alias). The same user back in its app without a unionid
+	// joins the person.
+	AliasedRecords map[string]int64
 	// PersonKey is the key of the persons' hashes; nil for none, which
 	// leaves Redis its own.
 	PersonKey []byte
@@ -264,9 +270,19 @@ func (s *Store) Import(ctx context.Context, c Contents) error {
 	if err := s.takeKept(ctx, c, personOf); err != nil {
 		return err
 	}
-	for _, hash := range slices.Sorted(maps.Keys(c.KeptAliases)) {
-		into := c.KeptAliases[hash]
-		into = cmp.Or(aliases[into], into)
+	// An erased user's hash leads to the person its kept claims are
+	// under, or to its person's records.
+	personAt := maps.Clone(c.KeptAliases)
+	if personAt == nil {
+		personAt = map[string]string{}
+	}
+	for hash, id := range c.AliasedRecords {
+		if person, ok := personOf[id]; ok {
+			personAt[hash] = person
+		}
+	}
+	for _, hash := range slices.Sorted(maps.Keys(personAt)) {
+		into := cmp.Or(aliases[personAt[hash]], personAt[hash])
 		if hash == into {
 			continue
 		}
@@ -332,7 +348,8 @@ func (s *Store) mergeKept(ctx context.Context, person string, kept []account.Cla
 // they are; then the claims, each by the user who made it, or kept under
 // its person's hash when that user was erased.
 func (s *Store) Export(ctx context.Context) (Contents, error) {
-	c := Contents{Erased: map[int64]time.Time{}, Kept: map[string][]account.Claim{}, KeptAliases: map[string]string{}, PersonKey: s.personKey}
+	c := Contents{Erased: map[int64]time.Time{}, Kept: map[string][]account.Claim{}, KeptAliases: map[string]string{},
+		AliasedRecords: map[string]int64{}, PersonKey: s.personKey}
 	last, err := s.highestID(ctx)
 	if err != nil {
 		return Contents{}, err
@@ -410,6 +427,27 @@ func (s *Store) Export(ctx context.Context) (Contents, error) {
 			c.KeptAliases[hash] = into
 		}
 	}
+	// An alias of a person with records is an erased user's app's and
+	// openid's hash (aliasErased), unless it is the hash of a unionid its
+	// records have (linkUnionID): the file store knows those as unionids.
+	first := map[string]int64{} // the first record of each person
+	unions := map[string]bool{}
+	for _, u := range c.Users {
+		if _, ok := first[personOf[u.ID]]; !ok {
+			first[personOf[u.ID]] = u.ID
+		}
+		for _, union := range u.UnionIDs() {
+			unions[s.PersonHash("", "", union)] = true
+		}
+	}
+	for hash, into := range aliasOf {
+		for hops := 0; aliasOf[into] != "" && hops < maxAliasHops; hops++ {
+			into = aliasOf[into]
+		}
+		if id, ok := first[into]; ok && !unions[hash] {
+			c.AliasedRecords[hash] = id
+		}
+	}
 	return c, nil
 }
 
@@ -437,6 +475,14 @@ func bridgePersons(records []account.User, personOf map[int64]string) {
 		}
 		for _, i := range group[1:] {
 			records[group[0]].AddUnionIDs(records[i].UnionIDs())
+		}
+		// A record with no unionid joined the person through the alias of
+		// an erased user's app and openid (aliasErased): the file store's
+		// Login gives it the person's unionids, as it does here.
+		for _, i := range group[1:] {
+			if len(records[i].UnionIDs()) == 0 {
+				records[i].AddUnionIDs(records[group[0]].UnionIDs())
+			}
 		}
 	}
 }

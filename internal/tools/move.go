@@ -214,7 +214,8 @@ func fileCensus(files *users.Store, person func(appID, openID, unionID string) s
 // store's lines: each user or erasure in id order, then the claims, each
 // after its user, then the person key and the claims kept of erased users.
 func contentsOf(files *users.Store) (redisstore.Contents, error) {
-	c := redisstore.Contents{Erased: map[int64]time.Time{}, Kept: map[string][]account.Claim{}, KeptAliases: map[string]string{}}
+	c := redisstore.Contents{Erased: map[int64]time.Time{}, Kept: map[string][]account.Claim{}, KeptAliases: map[string]string{},
+		AliasedRecords: map[string]int64{}}
 	appOf := map[int64]string{}            // of each user, for their claims
 	aliasedBy := map[string]int64{}        // the erased user each of KeptAliases is of
 	alsoOf := map[string]map[string]bool{} // every hash each of KeptAliases is an other hash of
@@ -247,6 +248,8 @@ func contentsOf(files *users.Store) (redisstore.Contents, error) {
 					c.KeptAliases[also], aliasedBy[also] = k.Person, k.UserID
 				}
 			}
+		case l.Alias != nil:
+			c.AliasedRecords[l.Alias.Hash] = l.Alias.UserID
 		}
 	}
 	// A hash that is an other hash of several erased users (one app's
@@ -268,7 +271,8 @@ func contentsOf(files *users.Store) (redisstore.Contents, error) {
 // linesOf is Redis's content as the lines of a file store (users.Create):
 // every id in order, as the record or the erasure it is, then the person
 // key, then the claims, each by the user who made it, and those kept under
-// their person's hash when that user was erased.
+// their person's hash when that user was erased, then the aliases of
+// erased users' hashes to records.
 func linesOf(c redisstore.Contents) iter.Seq[[]byte] {
 	return func(yield func([]byte) bool) {
 		records := map[int64]account.User{}
@@ -306,6 +310,11 @@ func linesOf(c redisstore.Contents) iter.Seq[[]byte] {
 				if !emit(users.Line{Kept: &users.KeptClaim{Person: hash, Also: also[hash], Name: k.Name, AppID: k.AppID, UserID: k.UserID, At: k.ClaimedAt}}) {
 					return
 				}
+			}
+		}
+		for _, hash := range slices.Sorted(maps.Keys(c.AliasedRecords)) {
+			if !emit(users.Line{Alias: &users.Alias{Hash: hash, UserID: c.AliasedRecords[hash]}}) {
+				return
 			}
 		}
 	}

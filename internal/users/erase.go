@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 	"wxlogin/internal/account"
@@ -26,10 +27,20 @@ import (
 // that app without one. The key is the store's own, kept in its files,
 // so that a copy of the files alone names nobody to someone without them.
 //
+// A user erased while its person has other records (the same unionid in
+// another app) may have made no claim itself, while the others did and
+// will: its app's and openid's hash is kept as an alias of one of those
+// records, so that the same user back in its app without its unionid
+// joins its person again (Login) and finds every claim the person made,
+// as Redis joins it (redislink.go, aliasErased). The alias passes to
+// another record of the person when that record is erased, and to the
+// kept claims' other hashes when none is left.
+//
 // The journal's lines for this:
 //
 //	{"person_key":"…"}                                               the key, once, before any kept claim
 //	{"kept":{"person":"…","also":["…"],"name":"…","appid":"…","user_id":5,"at":"…"}}  a claim of an erased user
+//	{"alias":{"hash":"…","user_id":7}}                               an erased user's app's and openid's hash leads to user 7's person
 //	{"erased":{"user_id":5,"at":"…"}}                                 user 5 is gone; the id is never given again
 
 // KeptClaim is a claim of an erased user, kept under the person's hash.
@@ -45,6 +56,15 @@ type KeptClaim struct {
 	At     time.Time `json:"at"`
 }
 
+// Alias is the line that keeps the hash of an erased user's app and
+// openid as the way back to a record of its person, which the same user
+// back in that app without a unionid joins. A later alias of the same
+// hash replaces it.
+type Alias struct {
+	Hash   string `json:"hash"`
+	UserID int64  `json:"user_id"`
+}
+
 // Erased is the line that erases a user: the id is never given again.
 type Erased struct {
 	UserID int64     `json:"user_id"`
@@ -55,6 +75,7 @@ type Erased struct {
 const (
 	personKeyPrefix = `{"person_key":`
 	keptPrefix      = `{"kept":`
+	aliasPrefix     = `{"alias":`
 	erasedPrefix    = `{"erased":`
 )
 
@@ -64,10 +85,12 @@ func parseErasureLine(line []byte) (Line, bool, error) {
 	var l struct {
 		PersonKey string     `json:"person_key"`
 		Kept      *KeptClaim `json:"kept"`
+		Alias     *Alias     `json:"alias"`
 		Erased    *Erased    `json:"erased"`
 	}
 	switch {
-	case bytes.HasPrefix(line, []byte(personKeyPrefix)), bytes.HasPrefix(line, []byte(keptPrefix)), bytes.HasPrefix(line, []byte(erasedPrefix)):
+	case bytes.HasPrefix(line, []byte(personKeyPrefix)), bytes.HasPrefix(line, []byte(keptPrefix)),
+		bytes.HasPrefix(line, []byte(aliasPrefix)), bytes.HasPrefix(line, []byte(erasedPrefix)):
 	default:
 		return Line{}, false, nil
 	}
@@ -90,6 +113,11 @@ func parseErasureLine(line []byte) (Line, bool, error) {
 			k.Also = nil // "also":[] reads as none, as it is written
 		}
 		return Line{Kept: k}, true, nil
+	case l.Alias != nil:
+		if !isHash(l.Alias.Hash) || l.Alias.UserID < 1 {
+			return Line{}, true, fmt.Errorf("alias of user %d is not whole", l.Alias.UserID)
+		}
+		return Line{Alias: l.Alias}, true, nil
 	case l.Erased != nil && l.Erased.UserID > 0 && !l.Erased.At.IsZero():
 		return Line{Erased: l.Erased}, true, nil
 	}
@@ -190,6 +218,41 @@ func (s *Store) Erase(id int64) (account.Erasure, error) {
 		s.putLocked(s.byID[bridge.ID-1], bridge, now)
 	}
 	person, also := s.personHash(u), s.otherHashes(u)
+	// The hashes that lead back to the person through u: its app's and
+	// openid's, and those of users erased before whose aliases name it,
+	// go to another record of the person; with none left, its kept
+	// claims are found under them.
+	handed := slices.Clone(s.aliasesOn[id])
+	if others := slices.DeleteFunc(slices.Clone(s.personLocked(u)), func(o int64) bool { return o == id }); len(others) > 0 {
+		if own := account.PersonHash(s.personKey, u.AppID, u.OpenID, ""); own != person {
+			handed = append(handed, own)
+		}
+		for _, hash := range handed {
+			a := &Alias{Hash: hash, UserID: others[0]}
+			s.aliasLocked(a)
+			s.line = aliasLine(s.line[:0], a)
+			s.journal.Append(s.line)
+		}
+	} else if len(handed) > 0 {
+		// The person's last record: the claims kept of its records erased
+		// before are found under the hashes handed to it too, as its own
+		// are; not under one that names kept claims of its own, which
+		// would make two persons each the other's alias.
+		handed = slices.DeleteFunc(handed, func(h string) bool {
+			return slices.ContainsFunc(s.kept[h], func(k *KeptClaim) bool { return k.Person == h })
+		})
+		also = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(also), handed...))))
+		for _, k := range s.keptOfLocked(u) {
+			more := *k
+			more.Also = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(k.Also), handed...))))
+			more.Also = slices.DeleteFunc(more.Also, func(h string) bool { return h == k.Person })
+			if len(more.Also) > len(k.Also) {
+				s.keepLocked(&more)
+				s.line = keptLine(s.line[:0], &more)
+				s.journal.Append(s.line)
+			}
+		}
+	}
 	result := account.Erasure{UserID: id, ClaimsKept: []string{}}
 	for _, c := range s.claims[id] {
 		k := &KeptClaim{Person: person, Also: also, Name: c.Name, AppID: u.AppID, UserID: id, At: c.At}
@@ -253,14 +316,70 @@ func (s *Store) eraseLocked(id int64, at time.Time) {
 	s.unlinkUnionLocked(u)
 	s.byID[id-1] = nil
 	delete(s.claims, id)
+	for _, hash := range s.aliasesOn[id] { // handed on before, where there was a record to take them
+		delete(s.aliases, hash)
+	}
+	delete(s.aliasesOn, id)
+}
+
+// aliasLocked makes a's hash lead to its user's person, in place of any
+// record it led to before. s.mu is held, or the store is being opened.
+func (s *Store) aliasLocked(a *Alias) {
+	if was, ok := s.aliases[a.Hash]; ok {
+		s.aliasesOn[was] = slices.DeleteFunc(s.aliasesOn[was], func(h string) bool { return h == a.Hash })
+		if len(s.aliasesOn[was]) == 0 {
+			delete(s.aliasesOn, was)
+		}
+	}
+	s.aliases[a.Hash] = a.UserID
+	s.aliasesOn[a.UserID] = append(s.aliasesOn[a.UserID], a.Hash)
+}
+
+// rejoinLocked gives u, a new user of an app with no unionid, the
+// unionids of the record its app's and openid's hash is an alias of, if
+// any: the same user as one erased before, back in its app without the
+// unionid it had, is its person still, whose claims it finds, as on Redis.
+// s.mu is held.
+func (s *Store) rejoinLocked(u *account.User) {
+	if len(s.aliases) == 0 || u.UnionID != "" {
+		return
+	}
+	if id, ok := s.aliases[account.PersonHash(s.personKey, u.AppID, u.OpenID, "")]; ok {
+		if r := s.recordLocked(id); r != nil {
+			u.AddUnionIDs(r.UnionIDs())
+		}
+	}
+}
+
+// keptOfLocked is every claim kept of user u's person. s.mu is held.
+func (s *Store) keptOfLocked(u *account.User) []*KeptClaim {
+	var list []*KeptClaim
+	for _, hash := range s.personHashesLocked(u) {
+		for _, k := range s.kept[hash] {
+			if !slices.Contains(list, k) {
+				list = append(list, k)
+			}
+		}
+	}
+	return list
 }
 
 // keepLocked adds k to the kept claims, once, under its person's hash and
-// each of its other hashes. s.mu is held, or the store is being opened.
+// each of its other hashes. A claim kept again (a line replayed twice, or
+// the erasure of the person's last record, which gives it that record's
+// hashes) is found under the hashes it adds too. s.mu is held, or the
+// store is being opened.
 func (s *Store) keepLocked(k *KeptClaim) {
 	for _, other := range s.kept[k.Person] {
 		if other.Name == k.Name && other.At.Equal(k.At) && other.UserID == k.UserID {
-			return // replayed twice
+			for _, hash := range k.Also {
+				if hash != other.Person && !slices.Contains(other.Also, hash) {
+					other.Also = append(slices.Clip(other.Also), hash)
+					s.kept[hash] = append(s.kept[hash], other)
+				}
+			}
+			slices.Sort(other.Also)
+			return
 		}
 	}
 	for _, hash := range append([]string{k.Person}, k.Also...) {
@@ -281,6 +400,17 @@ func (s *Store) replayErasure(l Line) error {
 			return fmt.Errorf("a kept claim before the person_key")
 		}
 		s.keepLocked(l.Kept)
+	case l.Alias != nil:
+		id := l.Alias.UserID
+		switch {
+		case s.personKey == nil:
+			return fmt.Errorf("an alias before the person_key")
+		case id > int64(len(s.byID)) || s.byID[id-1] == nil && !s.replayedAfterErasure(id):
+			return fmt.Errorf("alias names user %d, who is not stored before it", id)
+		case s.byID[id-1] == nil:
+			return nil // erased again further on
+		}
+		s.aliasLocked(l.Alias)
 	default:
 		id := l.Erased.UserID
 		switch n := int64(len(s.byID)); {
@@ -313,7 +443,7 @@ func (s *Store) finishErasures() error {
 }
 
 // keptLinesLocked are the lines that hold the store's erasures, for a snapshot:
-// the key, then every kept claim.
+// the key, then every kept claim, then every alias.
 func (s *Store) keptLinesLocked() [][]byte {
 	if s.personKey == nil {
 		return nil
@@ -333,7 +463,15 @@ func (s *Store) keptLinesLocked() [][]byte {
 			}
 		}
 	}
+	for _, hash := range slices.Sorted(maps.Keys(s.aliases)) {
+		lines = append(lines, aliasLine(nil, &Alias{Hash: hash, UserID: s.aliases[hash]}))
+	}
 	return lines
+}
+
+// aliasLine appends the line of alias a to buf.
+func aliasLine(buf []byte, a *Alias) []byte {
+	return appendJSONLine(buf, map[string]*Alias{"alias": a})
 }
 
 // personKeyLine appends the line of the store's person key to buf.

@@ -127,6 +127,7 @@ func TestErasureForgetsTheUserButNotTheirClaims(t *testing.T) {
 func FuzzParseErasureLine(f *testing.F) {
 	f.Add([]byte(`{"person_key":"` + strings.Repeat("ab", 32) + `"}` + "\n"))
 	f.Add([]byte(`{"kept":{"person":"` + strings.Repeat("cd", 32) + `","name":"welcome-gift","appid":"wxapp","user_id":5,"at":"2026-11-24T10:00:00Z"}}` + "\n"))
+	f.Add([]byte(`{"alias":{"hash":"` + strings.Repeat("ef", 32) + `","user_id":7}}` + "\n"))
 	f.Add([]byte(`{"erased":{"user_id":5,"at":"2026-11-24T10:00:00.123Z"}}` + "\n"))
 	f.Add([]byte(`{"erased":{"user_id":0}}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
@@ -140,11 +141,13 @@ func FuzzParseErasureLine(f *testing.F) {
 			again = appendJSONLine(nil, map[string]string{"person_key": hex.EncodeToString(l.PersonKey)})
 		case l.Kept != nil:
 			again = appendJSONLine(nil, map[string]*KeptClaim{"kept": l.Kept})
+		case l.Alias != nil:
+			again = appendJSONLine(nil, map[string]*Alias{"alias": l.Alias})
 		default:
 			again = erasedLine(nil, l.Erased.UserID, l.Erased.At)
 		}
 		back, ok, err := parseErasureLine(again)
-		if !ok || err != nil || !bytes.Equal(back.PersonKey, l.PersonKey) || (l.Kept != nil && !reflect.DeepEqual(back.Kept, l.Kept)) || (l.Erased != nil && *back.Erased != *l.Erased) {
+		if !ok || err != nil || !bytes.Equal(back.PersonKey, l.PersonKey) || (l.Kept != nil && !reflect.DeepEqual(back.Kept, l.Kept)) || (l.Alias != nil && *back.Alias != *l.Alias) || (l.Erased != nil && *back.Erased != *l.Erased) {
 			t.Fatalf("%q reads as %+v; written again, %q reads as %+v, %v", line, l, again, back, err)
 		}
 	})
@@ -239,5 +242,72 @@ func TestALineAfterAnErasureWithNoErasureAfterItIsRefused(t *testing.T) {
 	}
 	if err := s.erasedAgainError(); err != nil {
 		t.Errorf("with its erasure after it: %v; want it taken as a batch replayed twice", err)
+	}
+}
+
+// A user erased with no claim of its own, while another record of its
+// person (its unionid, in another app) holds the gift, is its person
+// again when it comes back in its app without the unionid: the alias
+// line kept of its app's and openid's hash, which a reopen reads from the
+// snapshot the erasure made as from the journal, leads it to the person,
+// and names neither its openid nor the unionid. When the other record is
+// erased too, its kept claim is found under the hash instead.
+func TestAnErasedUsersAliasLeadsBackToItsPerson(t *testing.T) {
+	for _, snapshot := range []bool{true, false} {
+		t.Run(fmt.Sprintf("snapshot %v", snapshot), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openTestStore(t, dir, time.Now)
+			bob, _, _ := s.Login("wxgame", "o-bob-game", "u-alice")
+			alice, _, _ := s.Login("wxshop", "o-alice-shop", "u-alice")
+			if _, _, err := s.Claim(bob.ID, "welcome-gift"); err != nil {
+				t.Fatal(err)
+			}
+			if !snapshot {
+				s.journal.InjectFault(func(step string) error {
+					if step == "snapshot" {
+						return fmt.Errorf("%s: %w", step, syscall.ENOSPC)
+					}
+					return nil
+				})
+			}
+			if _, err := s.Erase(alice.ID); err != nil {
+				t.Fatal(err)
+			}
+			s.journal.WaitCompactions()
+			var text []byte
+			for line := range s.Lines() {
+				text = append(text, line...)
+			}
+			if !bytes.Contains(text, []byte(`{"alias":{"hash":"`)) || bytes.Contains(text, []byte("o-alice-shop")) {
+				t.Errorf("the lines of the store:\n%s\nwant an alias line, and no openid of alice's", text)
+			}
+			if err := s.Close(); err != nil && snapshot {
+				t.Fatal(err)
+			}
+			s = openTestStore(t, dir, time.Now)
+			back, created, err := s.Login("wxshop", "o-alice-shop", "")
+			if err != nil || !created {
+				t.Fatalf("alice back = %+v, created %v, %v; want a new user", back, created, err)
+			}
+			if _, taken, _ := s.Claim(back.ID, "welcome-gift"); !taken {
+				t.Error("alice back without her unionid takes the gift bob took: two persons")
+			}
+			if person, _ := s.Person(back.ID); len(person) != 2 || person[0].ID != bob.ID {
+				t.Errorf("alice back is of person %+v; want bob's", person)
+			}
+			if _, err := s.Erase(bob.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Erase(back.ID); err != nil {
+				t.Fatal(err)
+			}
+			again, _, _ := s.Login("wxshop", "o-alice-shop", "")
+			if _, taken, _ := s.Claim(again.ID, "welcome-gift"); !taken {
+				t.Error("alice back again, bob erased: the gift is not taken")
+			}
+			if _, _, claims := s.Census(); claims != 0 {
+				t.Errorf("Census claims = %d; want 0: the gift is kept, not claimed again", claims)
+			}
+		})
 	}
 }

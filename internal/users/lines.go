@@ -27,10 +27,11 @@ type Line struct {
 	User  *account.User // a user's record, which a later line of the same id replaces
 	Claim *Claim
 	// The lines of account deletion (erase.go): the key of the persons'
-	// hashes, once, before any kept claim; a claim of an erased user; and
-	// an erased user's id.
+	// hashes, once, before any kept claim; a claim of an erased user; an
+	// erased user's way back to its person; and an erased user's id.
 	PersonKey []byte
 	Kept      *KeptClaim
+	Alias     *Alias
 	Erased    *Erased
 	// The lines of events (events.go): an event, and the events' numbers.
 	Event  *events.Event
@@ -69,6 +70,8 @@ func (l Line) Append(buf []byte) []byte {
 		return personKeyLine(buf, l.PersonKey)
 	case l.Kept != nil:
 		return keptLine(buf, l.Kept)
+	case l.Alias != nil:
+		return aliasLine(buf, l.Alias)
 	case l.Erased != nil:
 		return erasedLine(buf, l.Erased.UserID, l.Erased.At)
 	case l.Event != nil:

@@ -53,6 +53,8 @@ type Store struct {
 	// byID are nil, and the claims they made, by person.
 	erasedAt  map[int64]time.Time
 	kept      map[string][]*KeptClaim
+	aliases   map[string]int64   // an erased user's app's and openid's hash → a record of its person
+	aliasesOn map[int64][]string // the hashes aliases leads to each record
 	personKey []byte
 	events    eventLog // events.go
 
@@ -131,6 +133,7 @@ func (s *Store) makeIndexes(expected int) {
 	s.claims = map[int64][]*Claim{}
 	s.erasedAt = map[int64]time.Time{}
 	s.kept = map[string][]*KeptClaim{}
+	s.aliases, s.aliasesOn = map[string]int64{}, map[int64][]string{}
 	s.events.recorded = make(chan struct{}, 1)
 }
 
@@ -352,6 +355,7 @@ func (s *Store) Login(appID, openID, unionID string) (account.User, bool, error)
 			ID: int64(len(s.byID)) + 1, AppID: appID, OpenID: openID, UnionID: unionID,
 			CreatedAt: now, UpdatedAt: now, LastLoginAt: now,
 		}
+		s.rejoinLocked(u)
 	}
 	b, seq := s.putLocked(old, u, now)
 	s.mu.Unlock()

@@ -208,7 +208,8 @@ func (s *salvagedStore) skipTo(n int64) {
 // dropped for its damage cannot be trusted to say which.
 func (s *salvagedStore) lostLine(text []byte) {
 	switch {
-	case bytes.HasPrefix(text, claimLinePrefix), bytes.HasPrefix(text, []byte(keptPrefix)), bytes.HasPrefix(text, []byte(personKeyPrefix)):
+	case bytes.HasPrefix(text, claimLinePrefix), bytes.HasPrefix(text, []byte(keptPrefix)), bytes.HasPrefix(text, []byte(personKeyPrefix)),
+		bytes.HasPrefix(text, []byte(aliasPrefix)):
 		// Gives no id.
 	default:
 		s.uncounted++
