@@ -1069,9 +1069,10 @@ func handlePhone(apps appSet, users userBackend) callerHandler {
 // handleDeleteUser serves DELETE /user: account deletion (注销账号). The
 // user is erased (users.Store.Erase): their record and personal data go from memory
 // now and from the disk by the compaction this starts; every token of theirs
-// dies; the names of their one-time claims are kept under a keyed hash, so
-// that a returning person does not take them twice. The answer says what
-// went and what was kept. A later login by the same person is a new user.
+// dies, also when the erasure fails (erase); the names of their one-time
+// claims are kept under a keyed hash, so that a returning person does not
+// take them twice. The answer says what went and what was kept. A later
+// login by the same person is a new user.
 func handleDeleteUser(users userBackend, tokens tokenBackend) callerHandler {
 	type response struct {
 		UserID        int64    `json:"user_id"`
@@ -1079,12 +1080,7 @@ func handleDeleteUser(users userBackend, tokens tokenBackend) callerHandler {
 		ClaimsKept    []string `json:"claims_kept"` // names only
 	}
 	return func(w http.ResponseWriter, r *http.Request, who account.Caller) {
-		gone, err := users.Erase(r.Context(), who.UserID)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		revoked, err := tokens.RevokeUser(r.Context(), who.UserID)
+		gone, revoked, err := erase(r.Context(), users, tokens, who.UserID)
 		if err != nil {
 			writeError(w, err)
 			return

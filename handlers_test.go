@@ -1740,6 +1740,47 @@ func TestDeleteUserRoute(t *testing.T) {
 	})
 }
 
+// DELETE /user ends every token of the user whatever its erasure meets.
+// On the data directory, a store that refuses the write (here closed, as
+// after a failed write) answers 503 and the tokens are dead all the same:
+// a token outliving the request would still decrypt with the user's
+// session_key.
+func TestDeleteUserEndsEveryTokenWhateverTheErasureMeets(t *testing.T) {
+	tests := []struct {
+		store       storeKind
+		fail        func(t *testing.T, a *testApp)
+		wantCode    int
+		wantRevoked int
+	}{
+		{onFiles, func(t *testing.T, a *testApp) { a.users.Close() }, http.StatusServiceUnavailable, 0},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.store), func(t *testing.T) {
+			a, token := loggedInOn(t, tt.store)
+			other := a.login(t, "wxapp", "alice") // a second device
+			tt.fail(t, a)
+			got := call(t, a.handler, http.MethodDelete, "/user", "", "token", token)
+			if got.code != tt.wantCode {
+				t.Fatalf("DELETE /user = %d %s; want %d", got.code, got.raw, tt.wantCode)
+			}
+			if tt.wantCode == http.StatusOK {
+				if d := dataOf[struct {
+					UserID        int64    `json:"user_id"`
+					TokensRevoked int      `json:"tokens_revoked"`
+					ClaimsKept    []string `json:"claims_kept"`
+				}](t, got); d.UserID != 1 || d.TokensRevoked != tt.wantRevoked {
+					t.Errorf("DELETE /user = %s; want user 1, %d tokens revoked", got.raw, tt.wantRevoked)
+				}
+			}
+			for _, tok := range []string{token, other} {
+				if who, ok, err := a.tokenBackend.Lookup(t.Context(), tok); ok || err != nil {
+					t.Errorf("a token of alice after DELETE /user answered %d = %+v, %v, %v; want it dead", got.code, who.Identity, ok, err)
+				}
+			}
+		})
+	}
+}
+
 // A token the deletion has not revoked yet (the moment between the erasure
 // and the revocation) is not logged in, on every route, never a 500.
 func TestATokenOfAnErasedUserIsNotLoggedIn(t *testing.T) {

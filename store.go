@@ -103,6 +103,22 @@ func logIn(ctx context.Context, users userBackend, tokens tokenBackend, appID st
 	return u, created, token, err
 }
 
+// erase erases user id and ends every token of theirs, reporting how many
+// were alive: the user store's Erase, then the token store's RevokeUser.
+// The tokens end whether the erasure succeeded or not: one that failed may
+// have been made in memory and not on the disk (the store then refuses
+// writes until it is restarted), and a user who asked to be deleted is at
+// least logged out everywhere; a retry finds the token dead, and the user
+// logs in again to ask again if the erasure did not survive.
+func erase(ctx context.Context, users userBackend, tokens tokenBackend, id int64) (account.Erasure, int, error) {
+	gone, err := users.Erase(ctx, id)
+	revoked, revokeErr := tokens.RevokeUser(ctx, id)
+	if err != nil {
+		return account.Erasure{}, 0, err
+	}
+	return gone, revoked, revokeErr
+}
+
 // tokenEntry is one live token: whose it is and when it dies. It is kept
 // small, because there is one per phone that logged in; who the user is and
 // their session_key are held once per user, in the loginState it points at.
