@@ -1071,8 +1071,10 @@ func handlePhone(apps appSet, users userBackend) callerHandler {
 // now and from the disk by the compaction this starts; every token of theirs
 // dies, also when the erasure fails (erase); the names of their one-time
 // claims are kept under a keyed hash, so that a returning person does not
-// take them twice. The answer says what went and what was kept. A later
-// login by the same person is a new user.
+// take them twice. The answer says what went and what was kept; an erasure
+// once made is answered so, what is left of it finished later on Redis
+// (redisstore.Store.EraseWithTokens). A later login by the same person is
+// a new user.
 func handleDeleteUser(users userBackend, tokens tokenBackend) callerHandler {
 	type response struct {
 		UserID        int64    `json:"user_id"`

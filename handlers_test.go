@@ -1744,7 +1744,9 @@ func TestDeleteUserRoute(t *testing.T) {
 // On the data directory, a store that refuses the write (here closed, as
 // after a failed write) answers 503 and the tokens are dead all the same:
 // a token outliving the request would still decrypt with the user's
-// session_key.
+// session_key. On Redis, an erasure cut short after it was made (here its
+// openid's key refusing the step that takes it away) is answered as made,
+// the tokens ended with the record, and what is left is finished later.
 func TestDeleteUserEndsEveryTokenWhateverTheErasureMeets(t *testing.T) {
 	tests := []struct {
 		store       storeKind
@@ -1753,11 +1755,20 @@ func TestDeleteUserEndsEveryTokenWhateverTheErasureMeets(t *testing.T) {
 		wantRevoked int
 	}{
 		{onFiles, func(t *testing.T, a *testApp) { a.users.Close() }, http.StatusServiceUnavailable, 0},
+		{onRedis, func(t *testing.T, a *testApp) {
+			key := openIDKeyOf(t, a)
+			for _, cmd := range [][]string{{"DEL", key}, {"HSET", key, "not", "a string"}} {
+				if _, err := a.redis.Do(t.Context(), cmd...); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, http.StatusOK, 2},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.store), func(t *testing.T) {
 			a, token := loggedInOn(t, tt.store)
 			other := a.login(t, "wxapp", "alice") // a second device
+			key := openIDKeyOf(t, a)
 			tt.fail(t, a)
 			got := call(t, a.handler, http.MethodDelete, "/user", "", "token", token)
 			if got.code != tt.wantCode {
@@ -1777,8 +1788,29 @@ func TestDeleteUserEndsEveryTokenWhateverTheErasureMeets(t *testing.T) {
 					t.Errorf("a token of alice after DELETE /user answered %d = %+v, %v, %v; want it dead", got.code, who.Identity, ok, err)
 				}
 			}
+			if rs, onRedis := a.userBackend.(*redisstore.Store); onRedis {
+				if _, err := a.redis.Do(t.Context(), "SET", key, "1"); err != nil { // naming the erased id, as it did
+					t.Fatal(err)
+				}
+				if err := rs.FinishErasures(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				if n, err := a.redis.Do(t.Context(), "EXISTS", key, "wx:erasing"); n != int64(0) || err != nil {
+					t.Errorf("keys of the openid and of erasures to finish, once the openid's key is back: %v, %v; want none", n, err)
+				}
+			}
 		})
 	}
+}
+
+// openIDKeyOf is the key of user 1's openid, in the store in Redis.
+func openIDKeyOf(t *testing.T, a *testApp) string {
+	t.Helper()
+	u, ok, err := a.userBackend.Get(t.Context(), 1)
+	if !ok || err != nil {
+		t.Fatalf("user 1 = %v, %v", ok, err)
+	}
+	return "wx:{o:" + u.AppID + ":" + u.OpenID + "}"
 }
 
 // A token the deletion has not revoked yet (the moment between the erasure

@@ -191,6 +191,15 @@ func runOnRedis(ctx context.Context, cfg config.Config, m *metrics.Metrics, log 
 		}()
 		defer func() { cancel(); <-watched }()
 	}
+	// Erasures cut short after they were made (Redis lost a moment, an
+	// instance killed) are finished in the background, by any instance.
+	erasing, stopErasing := context.WithCancel(ctx)
+	erasuresDone := make(chan struct{})
+	go func() {
+		defer close(erasuresDone)
+		store.RunErasures(erasing)
+	}()
+	defer func() { stopErasing(); <-erasuresDone }()
 	var eventsOf eventLog // GET /events, with -events
 	if cfg.Events.On {
 		eventsOf = store

@@ -103,14 +103,25 @@ func logIn(ctx context.Context, users userBackend, tokens tokenBackend, appID st
 	return u, created, token, err
 }
 
+// eraseWithTokens is a store that holds both the users and the tokens, and
+// ends the user's tokens in the same step as its erasure: Redis
+// (redisstore.Store.EraseWithTokens).
+type eraseWithTokens interface {
+	EraseWithTokens(ctx context.Context, id int64) (account.Erasure, int, error)
+}
+
 // erase erases user id and ends every token of theirs, reporting how many
-// were alive: the user store's Erase, then the token store's RevokeUser.
-// The tokens end whether the erasure succeeded or not: one that failed may
-// have been made in memory and not on the disk (the store then refuses
-// writes until it is restarted), and a user who asked to be deleted is at
-// least logged out everywhere; a retry finds the token dead, and the user
-// logs in again to ask again if the erasure did not survive.
+// were alive: in one step where one store holds both, else the user
+// store's Erase, then the token store's RevokeUser. The tokens end there
+// whether the erasure succeeded or not: one that failed may have been made
+// in memory and not on the disk (the store then refuses writes until it
+// is restarted), and a user who asked to be deleted is at least logged out
+// everywhere; a retry finds the token dead, and the user logs in again to
+// ask again if the erasure did not survive.
 func erase(ctx context.Context, users userBackend, tokens tokenBackend, id int64) (account.Erasure, int, error) {
+	if both, ok := users.(eraseWithTokens); ok && any(tokens) == any(users) {
+		return both.EraseWithTokens(ctx, id)
+	}
 	gone, err := users.Erase(ctx, id)
 	revoked, revokeErr := tokens.RevokeUser(ctx, id)
 	if err != nil {

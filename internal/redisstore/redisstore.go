@@ -24,7 +24,8 @@
 //	                                    "linked" its unionid once linked after a change (redislink.go),
 //	                                    "own" its app's and openid's hash while a new user is still to
 //	                                    take the claims kept there (takeOwnClaims); after an erasure
-//	                                    only "erased"
+//	                                    only "erased", and until its last steps are done the user's
+//	                                    "left_appid", "left_openid" and "left_person" (finishErasure)
 //	wx:{u:<id>}:ev              LIST    with -events, the user's events not yet moved into wx:{ev}, oldest
 //	                                    first: its outbox, in the slot of the changes that push them;
 //	                                    the relay (RunRelay, in the background) empties it
@@ -50,6 +51,8 @@
 //	wx:{ev}:phones              HASH    user id → the seqs of its phone.bound events, "<seq>,<seq>…",
 //	                                    which its erasure deletes from the log (forgetPhonesScript)
 //	wx:{ev}:forgotten           SET     the ids of erased users, whose phone.bound no relay appends
+//	wx:erasing                  ZSET    user id → when its erasure began (Unix ms), until the steps
+//	                                    after its tombstone are done (FinishErasures)
 //	wx:{a:<appid>}[:lock]       STRING  the app's shared access_token, and who fetches it (AccessTokens)
 //	wx:{x:<appid>:<hash>}       STRING  a code's exchange under way, then its answer (Exchanges)
 //	wx:{l:<address>}            HASH    a client address's login bucket (LoginLimiter)
@@ -127,6 +130,10 @@ type Store struct {
 	// (crossSlot): a new user's id, its person's join and the relay then
 	// take one script each.
 	crossSlot bool
+	// erasing tells RunErasures of an erasure of this process cut short;
+	// failErase, set by tests, fails a step of an erasure's finish.
+	erasing   chan struct{}
+	failErase func(step string) error
 }
 
 // Options is what a Store is opened with.
@@ -265,7 +272,7 @@ func unavailable(err error) error {
 // used in mock mode is refused in real mode, and the other way round.
 func Open(ctx context.Context, rc *redis.Client, o Options) (*Store, error) {
 	s := &Store{rc: rc, now: o.Now, ttl: o.TokenTTL, maxAge: o.TokenMaxAge, keepPrevious: o.PreviousKeyWindow, log: o.Log,
-		events: o.Events, recorded: make(chan struct{}, 1), wake: make(chan struct{}, 1),
+		events: o.Events, recorded: make(chan struct{}, 1), wake: make(chan struct{}, 1), erasing: make(chan struct{}, 1),
 		relayID: randomText(8, hex.EncodeToString), beat: relayBeat, lease: relayLease, relayMax: relayMax}
 	if err := s.open(ctx, o.Durability, o.Meta); err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
@@ -1407,42 +1414,70 @@ func claimsIn(reply any) ([]account.Claim, error) {
 	return list, nil
 }
 
-// eraseScript replaces the user's hash with a tombstone, which a login
-// that found the id a moment before sees, rather than a record to create.
-// With events, it pushes user.deleted (ARGV[2]) onto the user's outbox
-// (KEYS[3]), which the tombstone leaves.
-var eraseScript = redis.NewScript(`
-if redis.call('HEXISTS', KEYS[1], 'appid') == 0 then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('HSET', KEYS[1], 'erased', ARGV[1])
-if KEYS[3] then redis.call('RPUSH', KEYS[3], ARGV[2]) end
-return 1
+// eraseScript replaces the user's hash (KEYS[1]) with a tombstone, which a
+// login that found the id a moment before sees, rather than a record to
+// create, and ends every token of the user with its session keys
+// (revokeLua, ARGV[2] to ARGV[4]; KEYS[3] the set of its tokens, KEYS[2]
+// :sk) in the same step, so that no token outlives its user's erasure. Until
+// the steps after it are done (finishErasure), the tombstone keeps what they
+// need: the user's app (ARGV[5]), openid (ARGV[6]), which its openid's key
+// names as long as it is not taken away, and person (ARGV[7]). With events,
+// it pushes user.deleted (ARGV[8]) onto the user's outbox (KEYS[4]), which
+// the tombstone leaves. It answers how many tokens were alive, or -1 when
+// there is no record to erase.
+var eraseScript = redis.NewScript(revokeLua + `
+if redis.call('HEXISTS', KEYS[1], 'appid') == 0 then return -1 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'erased', ARGV[1], 'left_appid', ARGV[5], 'left_openid', ARGV[6], 'left_person', ARGV[7])
+if KEYS[4] then redis.call('RPUSH', KEYS[4], ARGV[8]) end
+return revoke(KEYS[1], KEYS[3], KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 `)
 
-// Erase deletes user id: the record, the session keys with it, the key
-// from its openid, and its place in its person. Its claims stay, under the
-// person's keyed hash, so that a returning person does not take them
-// twice. Redis keeps the erased fields in its AOF until it next rewrites
-// it (docs/redis.md).
+// The fields of an erased user's tombstone that say its erasure is not
+// finished yet, and what finishErasure needs to finish it.
+var leftFields = []string{"left_appid", "left_openid", "left_person"}
+
+// Erase deletes user id: the record, the session keys and tokens with it,
+// the key from its openid, and its place in its person. Its claims stay,
+// under the person's keyed hash, so that a returning person does not take
+// them twice. Redis keeps the erased fields in its AOF until it next
+// rewrites it (docs/redis.md).
 func (s *Store) Erase(ctx context.Context, id int64) (account.Erasure, error) {
+	gone, _, err := s.EraseWithTokens(ctx, id)
+	return gone, err
+}
+
+// EraseWithTokens is Erase, and reports how many of the user's tokens it
+// ended alive: the tokens end in the same script as the record
+// (eraseScript). That script is the erasure: once it has run, the erasure
+// is made and answered as made, whatever happens after it. The steps
+// after it (the openid's key, the person, the phone numbers in the log of
+// events, each in a slot of its own) are tried at once; one that fails is
+// logged and finished later by FinishErasures, of this instance or any
+// other, as the id is in wx:erasing from before the erasure until they are
+// done; a login of the same openid, a change of the person and the relay
+// of the user.deleted also do their part before that. An erasure is never
+// made twice: the token that asked for it is dead, and a second call finds
+// no record.
+func (s *Store) EraseWithTokens(ctx context.Context, id int64) (account.Erasure, int, error) {
 	if err := s.writable(); err != nil {
-		return account.Erasure{}, err
+		return account.Erasure{}, 0, err
 	}
 	u, hash, ok, err := s.userHash(ctx, id)
 	if err != nil {
-		return account.Erasure{}, err
+		return account.Erasure{}, 0, err
 	}
 	if !ok {
-		return account.Erasure{}, fmt.Errorf("erase: %w %d", account.ErrNoUser, id)
+		return account.Erasure{}, 0, fmt.Errorf("erase: %w %d", account.ErrNoUser, id)
 	}
 	person := hashField(hash, "person")
 	claims, err := s.rc.Do(ctx, "HGETALL", personHashKey(person))
 	if err != nil {
-		return account.Erasure{}, unavailable(err)
+		return account.Erasure{}, 0, unavailable(err)
 	}
 	list, err := claimsIn(claims)
 	if err != nil {
-		return account.Erasure{}, err
+		return account.Erasure{}, 0, err
 	}
 	result := account.Erasure{UserID: id, ClaimsKept: []string{}}
 	for _, c := range list {
@@ -1457,45 +1492,201 @@ func (s *Store) Erase(ctx context.Context, id int64) (account.Erasure, error) {
 	// claims unfound.
 	if own := s.PersonHash(u.AppID, u.OpenID, ""); u.UnionID != "" && own != person {
 		if err := s.aliasErased(ctx, own, person); err != nil {
-			return account.Erasure{}, unavailable(err)
+			return account.Erasure{}, 0, unavailable(err)
 		}
 	}
-	keys, args := []string{userKey(id), sessionKeyKey(id)}, []string{formatTime(s.stamp(time.Second))}
+	// Listed before it is made, so that an erasure cut short after it is
+	// found and finished (FinishErasures).
+	if _, err := s.rc.Do(ctx, "ZADD", erasingKey, strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(id, 10)); err != nil {
+		return account.Erasure{}, 0, unavailable(err)
+	}
+	keys := []string{userKey(id), sessionKeyKey(id), tokenSetKey(id)}
+	args := append([]string{formatTime(s.stamp(time.Second))}, s.lifetimeArgs()...)
+	args = append(args, u.AppID, u.OpenID, person)
 	if s.events {
 		e := events.Deleted(s.now(), id, u.AppID, personIDOf(u, hash, claims))
 		keys, args = append(keys, userOutboxKey(id)), append(args, string(e.Append(nil)))
 	}
-	done, err := eraseScript.Run(ctx, s.rc, keys, args...)
+	reply, err := eraseScript.Run(ctx, s.rc, keys, args...)
 	if err != nil {
-		return account.Erasure{}, unavailable(err)
+		return account.Erasure{}, 0, unavailable(err)
 	}
-	if done != int64(1) {
-		return account.Erasure{}, fmt.Errorf("erase: %w %d", account.ErrNoUser, id)
+	revoked, _ := reply.(int64)
+	if revoked < 0 {
+		return account.Erasure{}, 0, fmt.Errorf("erase: %w %d", account.ErrNoUser, id)
 	}
 	if s.events {
-		s.note(keys[2])
+		s.note(keys[3])
 	}
 	s.ids.forget(u.Ref())
-	if err := s.forgetOpenID(ctx, u.AppID, u.OpenID, id); err != nil {
-		return account.Erasure{}, unavailable(err)
+	if err := s.finishErasure(ctx, id, u.AppID, u.OpenID, person); err != nil {
+		// Made all the same: its user's record and tokens are gone.
+		s.log.Warn("user erased; the erasure's last steps are left to finish", "user_id", id, "err", err)
+		select {
+		case s.erasing <- struct{}{}:
+		default:
+		}
+	}
+	return result, int(revoked), nil
+}
+
+// erasingKey lists the erasures whose steps after the tombstone may not be
+// done: user id → when its erasure began (Unix ms), in a sorted set.
+const erasingKey = "wx:erasing"
+
+// finishErasure takes an erased user out of what still names it: the key
+// of its openid, its person, and the log of events (its phone numbers);
+// then the tombstone forgets what it kept for this, and wx:erasing the
+// erasure. Each step may be made again: an erasure cut short is finished
+// by doing them all.
+func (s *Store) finishErasure(ctx context.Context, id int64, appID, openID, person string) error {
+	if err := s.eraseFault("openid"); err != nil {
+		return err
+	}
+	if err := s.forgetOpenID(ctx, appID, openID, id); err != nil {
+		return fmt.Errorf("forget the openid: %w", err)
 	}
 	// A person that became an alias of another since holds no records: a
 	// user whose hash still names it never joined it (its first join cut
 	// short), and has nothing to be taken out of.
 	var merged *aliasError
-	if err := s.spreadMembers(ctx, person, 0, "del", "u:"+strconv.FormatInt(id, 10)); err != nil && !errors.As(err, &merged) {
-		return account.Erasure{}, unavailable(err)
+	if err := s.eraseFault("person"); err != nil {
+		return err
+	}
+	if person != "" {
+		if err := s.spreadMembers(ctx, person, 0, "del", "u:"+strconv.FormatInt(id, 10)); err != nil && !errors.As(err, &merged) {
+			return fmt.Errorf("leave the person: %w", err)
+		}
 	}
 	// Its phone numbers leave the log, whose events of the user's other
 	// changes hold only ids: also when this instance records no events.
-	// Last, in the log's slot (on a Cluster, another master's): cut short
-	// here, the user is out of its person all the same, and it is not
-	// tried again (the record is gone): with events, the user.deleted
-	// pushed above does it as the relay moves it.
-	if err := s.forgetPhones(ctx, id); err != nil {
-		return account.Erasure{}, unavailable(err)
+	// In the log's slot (on a Cluster, another master's). With events, the
+	// user.deleted the erasure pushed does it too as the relay moves it.
+	if err := s.eraseFault("phones"); err != nil {
+		return err
 	}
-	return result, nil
+	if err := s.forgetPhones(ctx, id); err != nil {
+		return fmt.Errorf("forget the phones: %w", err)
+	}
+	if _, err := s.rc.Do(ctx, append([]string{"HDEL", userKey(id)}, leftFields...)...); err != nil {
+		return err
+	}
+	_, err := s.rc.Do(ctx, "ZREM", erasingKey, strconv.FormatInt(id, 10))
+	return err
+}
+
+// eraseFault is the failure a test sets for step of finishErasure, or nil.
+func (s *Store) eraseFault(step string) error {
+	if s.failErase == nil {
+		return nil
+	}
+	return s.failErase(step)
+}
+
+// maxErasuresAtOnce bounds the erasures one FinishErasures reads.
+const maxErasuresAtOnce = 100
+
+// erasureGrace is how long an id stays in wx:erasing with its record
+// whole: an erasure under way is between the two for a round trip; one
+// that failed before its tombstone (its caller told so) is dropped after.
+const erasureGrace = time.Minute
+
+// dropErasingScript takes id ARGV[1] out of wx:erasing if it is still
+// listed since ARGV[2], not by an erasure begun again since.
+var dropErasingScript = redis.NewScript(`
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 1
+`)
+
+// FinishErasures finishes the erasures listed in wx:erasing (finishErasure),
+// whichever instance made them and however they were cut short: Redis
+// lost a moment, a master away, the instance killed. It reads at most
+// maxErasuresAtOnce, the oldest first, and answers the failures of those
+// it could not finish, which stay listed for the next call.
+func (s *Store) FinishErasures(ctx context.Context) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
+	reply, err := s.rc.Do(ctx, "ZRANGE", erasingKey, "0", strconv.Itoa(maxErasuresAtOnce-1), "WITHSCORES")
+	if err != nil {
+		return unavailable(err)
+	}
+	listed, _ := reply.([]any)
+	var failed error
+	for i := 0; i+1 < len(listed); i += 2 {
+		idText, _ := listed[i].(string)
+		since, _ := listed[i+1].(string)
+		id, err := strconv.ParseInt(idText, 10, 64)
+		if err != nil {
+			continue // not an id: not wxlogin's
+		}
+		f, err := s.rc.Do(ctx, "HMGET", userKey(id), "appid", "left_appid", "left_openid", "left_person")
+		if err != nil {
+			failed = errors.Join(failed, err)
+			continue
+		}
+		fields, _ := f.([]any)
+		field := func(i int) string { v, _ := fields[i].(string); return v }
+		if len(fields) != 4 {
+			continue
+		}
+		switch {
+		case field(0) != "":
+			// A record: its erasure failed before it was made, or is under way.
+			if at, _ := strconv.ParseFloat(since, 64); s.now().Sub(time.UnixMilli(int64(at))) < erasureGrace {
+				continue
+			}
+			_, err = dropErasingScript.Run(ctx, s.rc, []string{erasingKey}, idText, since)
+		case field(1) != "":
+			err = s.finishErasure(ctx, id, field(1), field(2), field(3))
+		default:
+			_, err = s.rc.Do(ctx, "ZREM", erasingKey, idText) // finished, all but this
+		}
+		if err != nil {
+			failed = errors.Join(failed, fmt.Errorf("user %d: %w", id, err))
+		}
+	}
+	return unavailable(failed)
+}
+
+// erasureBeat is how often RunErasures looks for erasures to finish, and
+// erasurePause how long after one of this process is cut short.
+const (
+	erasureBeat  = time.Minute
+	erasurePause = 5 * time.Second
+)
+
+// RunErasures finishes erasures cut short (FinishErasures): at once, an
+// erasurePause after one of this process is, and every erasureBeat, for
+// those of other instances, until ctx ends.
+func (s *Store) RunErasures(ctx context.Context) {
+	beat := time.NewTicker(erasureBeat)
+	defer beat.Stop()
+	for {
+		if err := s.FinishErasures(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("erasures made, their last steps not yet: tried again later", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-beat.C:
+		case <-s.erasing:
+			pause := time.NewTimer(erasurePause)
+			select {
+			case <-ctx.Done():
+				pause.Stop()
+				return
+			case <-pause.C:
+			}
+		}
+	}
+}
+
+// lifetimeArgs are now (Unix ms) and the tokens' lifetimes (ms), as
+// revokeLua takes them.
+func (s *Store) lifetimeArgs() []string {
+	return []string{strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.ttl.Milliseconds(), 10),
+		strconv.FormatInt(s.maxAge.Milliseconds(), 10)}
 }
 
 // Lifetime is how long a fresh token lives if it is not used again.
@@ -1658,18 +1849,26 @@ func (s *Store) Revoke(ctx context.Context, who account.Caller) error {
 	return unavailable(err)
 }
 
-// revokeUserScript ends every token of the user and forgets the user's
-// session keys, answering how many of the tokens were alive.
-var revokeUserScript = redis.NewScript(`
-local n = 0
-local now, ttl, maxage = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-for _, h in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local t = redis.call('HMGET', KEYS[1] .. ':t:' .. h, 'i', 'l')
-  if t[1] and now < math.min(tonumber(t[2]) + ttl, tonumber(t[1]) + maxage) then n = n + 1 end
-  redis.call('DEL', KEYS[1] .. ':t:' .. h)
+// revokeLua ends every token of the user of hash u, whose set of token
+// hashes is set, and forgets the user's session keys (sk), answering how
+// many of the tokens were alive at now (Unix ms) with the lifetimes ttl
+// and maxage (ms): revoke(u, set, sk, now, ttl, maxage).
+const revokeLua = `
+local function revoke(u, set, sk, now, ttl, maxage)
+  local n = 0
+  for _, h in ipairs(redis.call('SMEMBERS', set)) do
+    local t = redis.call('HMGET', u .. ':t:' .. h, 'i', 'l')
+    if t[1] and now < math.min(tonumber(t[2]) + ttl, tonumber(t[1]) + maxage) then n = n + 1 end
+    redis.call('DEL', u .. ':t:' .. h)
+  end
+  redis.call('DEL', set, sk)
+  return n
 end
-redis.call('DEL', KEYS[2], KEYS[3])
-return n
+`
+
+// revokeUserScript ends every token of the user (revokeLua).
+var revokeUserScript = redis.NewScript(revokeLua + `
+return revoke(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
 `)
 
 // RevokeUser ends every token of user id and reports how many were alive.
@@ -1677,9 +1876,7 @@ func (s *Store) RevokeUser(ctx context.Context, id int64) (int, error) {
 	if err := s.writable(); err != nil {
 		return 0, err
 	}
-	n, err := revokeUserScript.Run(ctx, s.rc, []string{userKey(id), tokenSetKey(id), sessionKeyKey(id)},
-		strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(s.ttl.Milliseconds(), 10),
-		strconv.FormatInt(s.maxAge.Milliseconds(), 10))
+	n, err := revokeUserScript.Run(ctx, s.rc, []string{userKey(id), tokenSetKey(id), sessionKeyKey(id)}, s.lifetimeArgs()...)
 	if err != nil {
 		return 0, unavailable(err)
 	}

@@ -1,0 +1,167 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"wxlogin/internal/account"
+	"wxlogin/internal/events"
+	"wxlogin/internal/testkit"
+)
+
+// An erasure cut short after its tombstone (its openid's key, its person
+// or the log of events unreachable a moment) is made all the same: it
+// answers success, and every token of the user is dead at once. What is
+// left is finished later by FinishErasures, here of another instance, one
+// that records no events, so that no relay of the user.deleted does it:
+// the openid's key is gone, the person lists the user no more, its phone
+// number is out of the log, and the tombstone holds nothing but the time.
+// A login of the same openid meanwhile is a new user with a new id, which
+// the finish leaves alone.
+func TestRedisAnErasureCutShortIsAnsweredAndFinishedLater(t *testing.T) {
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		for _, step := range []string{"openid", "person", "phones"} {
+			t.Run(string(kind)+"/"+step, func(t *testing.T) {
+				cfg := startRedis(t, kind)
+				ev := openEventStore(t, cfg) // only to log alice's phone.bound
+				a, b := openStore(t, cfg, time.Now), openStore(t, cfg, time.Now)
+				ctx := t.Context()
+				login := loginOn(t, a)
+				alice := login("wxshop", "alice", unionIDOf("alice"))
+				game := login("wxgame", "alice", unionIDOf("alice")) // her person's other record
+				if _, err := ev.Update(ctx, alice.ID, bindPhone); err != nil {
+					t.Fatal(err)
+				}
+				if err := ev.RelayLeftovers(ctx); err != nil {
+					t.Fatal(err)
+				}
+				token, err := a.Issue(ctx, account.Identity{AppID: "wxshop", OpenID: alice.OpenID, UserID: alice.ID}, "sk-alice")
+				if err != nil {
+					t.Fatal(err)
+				}
+
+				a.failErase = func(s string) error {
+					if s == step {
+						return fmt.Errorf("%s: %w", s, ErrUnavailable)
+					}
+					return nil
+				}
+				gone, revoked, err := a.EraseWithTokens(ctx, alice.ID)
+				if err != nil || gone.UserID != alice.ID || revoked != 1 {
+					t.Fatalf("EraseWithTokens cut short at %s = %+v, %d, %v; want alice erased, 1 token ended, no error", step, gone, revoked, err)
+				}
+				if _, ok, err := a.Lookup(ctx, token); ok || err != nil {
+					t.Errorf("alice's token after her erasure: %v, %v; want it dead", ok, err)
+				}
+				if n := mustDo(t, a.rc, "ZCARD", erasingKey); n != int64(1) {
+					t.Fatalf("wx:erasing holds %v ids after an erasure cut short; want alice's", n)
+				}
+				if _, _, err := a.EraseWithTokens(ctx, alice.ID); !errors.Is(err, account.ErrNoUser) {
+					t.Errorf("a second erasure of alice = %v; want ErrNoUser: an erasure is made once", err)
+				}
+				again := alice
+				if step == "openid" {
+					// Her openid's key still names her erased id.
+					again = login("wxshop", "alice", unionIDOf("alice"))
+					if again.ID == alice.ID || again.ID == game.ID {
+						t.Fatalf("alice back while her openid's key names her erased id is user %d; want a new id", again.ID)
+					}
+				}
+
+				if err := b.FinishErasures(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if n := mustDo(t, a.rc, "ZCARD", erasingKey); n != int64(0) {
+					t.Errorf("wx:erasing holds %v ids once the erasure is finished; want none", n)
+				}
+				if f, _ := mustDo(t, a.rc, "HGETALL", userKey(alice.ID)).([]any); len(f) != 2 || f[0] != "erased" {
+					t.Errorf("alice's tombstone once finished holds %v; want only erased", f)
+				}
+				if v := mustDo(t, a.rc, "GET", openIDKey("wxshop", alice.OpenID)); step == "openid" && v != strconv.FormatInt(again.ID, 10) {
+					t.Errorf("the openid's key once alice came back and her erasure was finished = %v; want her new id %d", v, again.ID)
+				} else if step != "openid" && v != nil {
+					t.Errorf("the openid's key once alice's erasure is finished = %v; want none", v)
+				}
+				_, members, _, err := a.Person(ctx, game.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if slices.ContainsFunc(members, func(m account.Member) bool { return m.ID == alice.ID }) {
+					t.Errorf("once alice's erasure is finished her person lists %+v; want her gone", members)
+				}
+				for _, e := range allEvents(t, a) {
+					if e.Type == events.PhoneBound && e.Data.UserID == alice.ID {
+						t.Errorf("once alice's erasure is finished the log holds her %s %+v", e.Type, e.Data)
+					}
+				}
+			})
+		}
+	}
+}
+
+// An id in wx:erasing whose record is whole is an erasure that failed
+// before its tombstone, whose caller was told so: FinishErasures leaves
+// the user as it is, and drops the id once erasureGrace has passed.
+func TestRedisAnErasureThatFailedBeforeItsTombstoneIsDropped(t *testing.T) {
+	clock := testkit.NewFakeClock()
+	rs := openStore(t, startRedis(t, onRedis), clock.Now)
+	ctx := t.Context()
+	alice := loginOn(t, rs)("wxshop", "alice", "")
+	mustDo(t, rs.rc, "ZADD", erasingKey, strconv.FormatInt(clock.Now().UnixMilli(), 10), strconv.FormatInt(alice.ID, 10))
+	for _, wait := range []time.Duration{0, erasureGrace} {
+		clock.Advance(wait)
+		if err := rs.FinishErasures(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := rs.Get(ctx, alice.ID); !ok || err != nil {
+			t.Fatalf("alice after FinishErasures, %v on: %v, %v; want her record", wait, ok, err)
+		}
+		if n := mustDo(t, rs.rc, "ZCARD", erasingKey); wait == 0 && n != int64(1) {
+			t.Fatalf("wx:erasing holds %v ids at once; want alice's kept, her erasure maybe under way", n)
+		}
+	}
+	if n := mustDo(t, rs.rc, "ZCARD", erasingKey); n != int64(0) {
+		t.Errorf("wx:erasing holds %v ids after erasureGrace; want none", n)
+	}
+}
+
+// RunErasures finishes, at its start, an erasure another instance cut
+// short, whose log line names the user by id, never by openid; it stops
+// when its context ends.
+func TestRedisRunErasuresFinishesWhatAnotherCutShort(t *testing.T) {
+	cfg := startRedis(t, onRedis)
+	a, b := openStore(t, cfg, time.Now), openStore(t, cfg, time.Now)
+	logs := &testkit.SyncBuffer{}
+	a.log = slog.New(slog.NewTextHandler(logs, nil))
+	ctx := t.Context()
+	alice := loginOn(t, a)("wxshop", "alice", "")
+	a.failErase = func(step string) error { return fmt.Errorf("%s: %w", step, ErrUnavailable) }
+	if _, err := a.Erase(ctx, alice.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := logs.String(); !strings.Contains(got, "user_id="+strconv.FormatInt(alice.ID, 10)) || strings.Contains(got, alice.OpenID) {
+		t.Errorf("the erasure cut short logged %q; want alice's id, never her openid", got)
+	}
+
+	running, stop := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		b.RunErasures(running)
+	}()
+	testkit.WaitFor(t, "the other instance to finish alice's erasure", func() bool {
+		return mustDo(t, a.rc, "EXISTS", erasingKey, openIDKey("wxshop", alice.OpenID)) == int64(0)
+	})
+	stop()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Error("RunErasures did not stop when its context ended")
+	}
+}
