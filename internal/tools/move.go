@@ -252,6 +252,7 @@ func contentsOf(files *users.Store) (redisstore.Contents, error) {
 			c.AliasedRecords[l.Alias.Hash] = l.Alias.UserID
 		}
 	}
+	groupNamingEachOther(c)
 	// A hash that is an other hash of several erased users (one app's
 	// openid erased under two unionids, its app moved to another Open
 	// Platform account between) is an alias of the last one's person, the
@@ -266,6 +267,79 @@ func contentsOf(files *users.Store) (redisstore.Contents, error) {
 		}
 	}
 	return c, nil
+}
+
+// groupNamingEachOther makes one person of the persons of c's kept
+// claims whose hashes name each other, in a cycle of KeptAliases: a user
+// back in its app without its unionid, through the alias of its erased
+// user's app and openid, claims and is erased, its claims kept under that
+// hash with the unionid's as an other hash; the person's last record,
+// erased after it, keeps its claims under the unionid's hash with that
+// one as an other hash (users.Store's Erase). Redis cannot make each an
+// alias of the other: the person of the latest erased user among them
+// holds the claims of all, as a merge into it would (mergePerson), and
+// the others, and every hash that led to one of them, are aliases of it.
+func groupNamingEachOther(c redisstore.Contents) {
+	const (
+		unseen = iota
+		onPath
+		done
+	)
+	state := map[string]int{}
+	for _, start := range slices.Sorted(maps.Keys(c.KeptAliases)) {
+		var path []string
+		hash := start
+		for state[hash] == unseen {
+			if _, ok := c.KeptAliases[hash]; !ok {
+				break
+			}
+			state[hash] = onPath
+			path = append(path, hash)
+			hash = c.KeptAliases[hash]
+		}
+		if state[hash] == onPath { // a cycle, from hash to the end of path
+			cycle := path[slices.Index(path, hash):]
+			into := slices.MaxFunc(cycle, func(a, b string) int {
+				return cmp.Or(cmp.Compare(latestUser(c.Kept[a]), latestUser(c.Kept[b])), cmp.Compare(b, a))
+			})
+			for _, member := range cycle {
+				if member != into {
+					c.Kept[into] = withKept(c.Kept[into], c.Kept[member])
+					c.KeptAliases[member] = into
+				}
+			}
+			delete(c.KeptAliases, into)
+			for other, to := range c.KeptAliases {
+				if slices.Contains(cycle, to) && other != into {
+					c.KeptAliases[other] = into
+				}
+			}
+		}
+		for _, h := range path {
+			state[h] = done
+		}
+	}
+}
+
+// latestUser is the highest user id of claims, 0 for none.
+func latestUser(claims []account.Claim) int64 {
+	var id int64
+	for _, cl := range claims {
+		id = max(id, cl.UserID)
+	}
+	return id
+}
+
+// withKept is list with each claim of more it does not hold already.
+func withKept(list, more []account.Claim) []account.Claim {
+	for _, cl := range more {
+		if !slices.ContainsFunc(list, func(k account.Claim) bool {
+			return k.Name == cl.Name && k.UserID == cl.UserID && k.ClaimedAt.Equal(cl.ClaimedAt)
+		}) {
+			list = append(list, cl)
+		}
+	}
+	return list
 }
 
 // linesOf is Redis's content as the lines of a file store (users.Create):

@@ -2,6 +2,7 @@ package tools
 
 import (
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -148,4 +149,44 @@ func durableRedisStore(t *testing.T) (*testkit.RedisServer, redis.Config, *redis
 		t.Fatal(err)
 	}
 	return srv, cfg, rs
+}
+
+// Persons of kept claims whose hashes name each other, in a cycle of
+// KeptAliases, are one person for Redis, which cannot make each an alias
+// of the other: the person of the latest erased user among them holds
+// every claim of the cycle, once, and the others, with every hash that
+// led to one of them, are its aliases. A chain with no cycle is left as
+// it is.
+func TestKeptClaimsNamingEachOtherAreOnePerson(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	gift := account.Claim{Name: "welcome-gift", AppID: "wxgame", UserID: 1, ClaimedAt: at}
+	other := account.Claim{Name: "second-gift", AppID: "wxapp", UserID: 3, ClaimedAt: at.Add(time.Hour)}
+	third := account.Claim{Name: "third-gift", AppID: "wxapp", UserID: 2, ClaimedAt: at.Add(time.Minute)}
+	c := redisstore.Contents{
+		Kept: map[string][]account.Claim{"union": {gift}, "openid": {other, gift}, "before": {third}, "lone": {third}},
+		KeptAliases: map[string]string{
+			"union": "openid", "openid": "before", "before": "union", // a cycle
+			"game": "union", // a way into it
+			"old":  "lone",  // no cycle
+		},
+	}
+	groupNamingEachOther(c)
+	wantAliases := map[string]string{"union": "openid", "before": "openid", "game": "openid", "old": "lone"}
+	if !maps.Equal(c.KeptAliases, wantAliases) {
+		t.Errorf("KeptAliases = %v; want %v", c.KeptAliases, wantAliases)
+	}
+	names := func(list []account.Claim) []string {
+		var names []string
+		for _, cl := range list {
+			names = append(names, cl.Name)
+		}
+		slices.Sort(names)
+		return names
+	}
+	if got, want := names(c.Kept["openid"]), []string{"second-gift", "third-gift", "welcome-gift"}; !slices.Equal(got, want) {
+		t.Errorf("Kept[openid] = %v; want %v, each once", got, want)
+	}
+	if got, want := names(c.Kept["lone"]), []string{"third-gift"}; !slices.Equal(got, want) {
+		t.Errorf("Kept[lone] = %v; want %v", got, want)
+	}
 }
