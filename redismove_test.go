@@ -585,3 +585,122 @@ func TestAKeptClaimCountsAfterTwoErasuresOfOneOpenID(t *testing.T) {
 		}
 	}
 }
+
+// A user erased while a user of another app of its person had taken a
+// gift, back in its app without its unionid, joins that person again and
+// takes a gift of its own; once both are erased, in either order, the
+// same user back in its app without a unionid finds both gifts taken, on
+// either store and on a store moved from one to the other, the counts
+// agreeing on two claims: the hash of its app and openid, under which
+// its own gift is kept, leads to the other's too.
+func TestAKeptClaimCountsAfterTheRecordItRejoinedIsErased(t *testing.T) {
+	const app, game = config.MockAppID, "wxgame"
+	gifts := []string{"welcome-gift", "second-gift"}
+	login := func(t *testing.T, s claimStore, appID, unionID string) account.User {
+		t.Helper()
+		u, _, err := s.Login(appID, fakewechat.OpenID(appID, "alice"), unionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	claim := func(t *testing.T, s claimStore, u account.User, gift string) {
+		t.Helper()
+		if _, taken, err := s.Claim(u.ID, gift); err != nil || taken {
+			t.Fatalf("user %d claims %s: taken %v, %v; want it claimed", u.ID, gift, taken, err)
+		}
+	}
+	erase := func(t *testing.T, s claimStore, u account.User) {
+		t.Helper()
+		if _, err := s.Erase(u.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// before makes alice in the game and in the app with one unionid; the
+	// game's takes the first gift, the app's is erased, back without the
+	// unionid takes the second, and both are erased, the game's first if
+	// gameFirst.
+	before := func(t *testing.T, s claimStore, gameFirst bool) {
+		t.Helper()
+		inGame := login(t, s, game, "u1")
+		claim(t, s, inGame, gifts[0])
+		erase(t, s, login(t, s, app, "u1"))
+		back := login(t, s, app, "")
+		claim(t, s, back, gifts[1])
+		if gameFirst {
+			erase(t, s, inGame)
+			erase(t, s, back)
+		} else {
+			erase(t, s, back)
+			erase(t, s, inGame)
+		}
+	}
+	back := func(t *testing.T, s claimStore) {
+		t.Helper()
+		u := login(t, s, app, "")
+		for _, gift := range gifts {
+			if c, taken, err := s.Claim(u.ID, gift); err != nil || !taken {
+				t.Errorf("alice back in her app without a unionid: %+v, taken %v, %v; want the %s taken", c, taken, err, gift)
+			}
+		}
+	}
+	meta := account.Meta{Mode: account.ModeMock, AppIDs: []string{app, game}}
+	openFiles := func(t *testing.T, dir string) *users.Store {
+		t.Helper()
+		files, err := users.Open(dir, meta, time.Now, discardLogger(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return files
+	}
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	url := "redis://" + srv.Addr
+	openRedis := func(t *testing.T, flush bool) redisWithin { return redisStoreOn(t, srv, flush) }
+	for _, gameFirst := range []bool{true, false} {
+		name := "the game's erased first"
+		if !gameFirst {
+			name = "the app's erased first"
+		}
+		t.Run("files/"+name, func(t *testing.T) {
+			files := openFiles(t, t.TempDir())
+			defer files.Close()
+			before(t, files, gameFirst)
+			back(t, files)
+		})
+		t.Run("redis/"+name, func(t *testing.T) {
+			rs := openRedis(t, true)
+			before(t, rs, gameFirst)
+			back(t, rs)
+		})
+		t.Run("files, moved to Redis and back/"+name, func(t *testing.T) {
+			dir := t.TempDir()
+			files := openFiles(t, dir)
+			before(t, files, gameFirst)
+			if err := files.Close(); err != nil {
+				t.Fatal(err)
+			}
+			openRedis(t, true)
+			if out, err := tool(t, "to-redis", "-data", dir, "-redis", url); err != nil || strings.Count(out, "and 2 claims\n") != 2 {
+				t.Fatalf("to-redis = %v:\n%s; want 2 claims on each side", err, out)
+			}
+			again := filepath.Join(t.TempDir(), "back")
+			if out, err := tool(t, "from-redis", "-data", again, "-redis", url); err != nil || strings.Count(out, "and 2 claims\n") != 2 {
+				t.Fatalf("from-redis = %v:\n%s; want 2 claims on each side", err, out)
+			}
+			back(t, openRedis(t, false))
+			files = openFiles(t, again)
+			defer files.Close()
+			back(t, files)
+		})
+		t.Run("Redis, moved to files/"+name, func(t *testing.T) {
+			before(t, openRedis(t, true), gameFirst)
+			dir := filepath.Join(t.TempDir(), "back")
+			if out, err := tool(t, "from-redis", "-data", dir, "-redis", url); err != nil || strings.Count(out, "and 2 claims\n") != 2 {
+				t.Fatalf("from-redis = %v:\n%s; want 2 claims on each side", err, out)
+			}
+			files := openFiles(t, dir)
+			defer files.Close()
+			back(t, files)
+		})
+	}
+}

@@ -236,12 +236,12 @@ func (s *Store) Erase(id int64) (account.Erasure, error) {
 	} else if len(handed) > 0 {
 		// The person's last record: the claims kept of its records erased
 		// before are found under the hashes handed to it too, as its own
-		// are; not under one that names kept claims of its own, which
-		// would make two persons each the other's alias.
-		handed = slices.DeleteFunc(handed, func(h string) bool {
-			return slices.ContainsFunc(s.kept[h], func(k *KeptClaim) bool { return k.Person == h })
-		})
+		// are, also a hash that names kept claims of its own (a user back
+		// through the alias, which claimed and was erased before this
+		// record): the two persons then name each other, which a move to
+		// Redis makes one (tools.contentsOf).
 		also = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(also), handed...))))
+		also = slices.DeleteFunc(also, func(h string) bool { return h == person })
 		for _, k := range s.keptOfLocked(u) {
 			more := *k
 			more.Also = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(k.Also), handed...))))

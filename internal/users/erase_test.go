@@ -311,3 +311,57 @@ func TestAnErasedUsersAliasLeadsBackToItsPerson(t *testing.T) {
 		})
 	}
 }
+
+// A user back in its app without its unionid through the alias of its
+// erased user, which takes a gift of its own, and the record of its
+// person the alias led to, which took the welcome gift, both erased in
+// either order: the same user back again finds both gifts taken, also
+// after a reopen, which reads the kept claims from the lines. Erased
+// last, the record's claims are found under the alias's hash too,
+// though its own gift is kept under that hash already.
+func TestAUserBackThroughAnAliasFindsBothGiftsOnceBothAreErased(t *testing.T) {
+	for _, backFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("the one back erased first %v", backFirst), func(t *testing.T) {
+			dir := t.TempDir()
+			s := openTestStore(t, dir, time.Now)
+			bob, _, _ := s.Login("wxgame", "o-bob-game", "u-alice")
+			alice, _, _ := s.Login("wxshop", "o-alice-shop", "u-alice")
+			if _, _, err := s.Claim(bob.ID, "welcome-gift"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Erase(alice.ID); err != nil {
+				t.Fatal(err)
+			}
+			back, _, _ := s.Login("wxshop", "o-alice-shop", "")
+			if _, taken, err := s.Claim(back.ID, "second-gift"); err != nil || taken {
+				t.Fatalf("alice back claims the second gift: taken %v, %v; want it claimed", taken, err)
+			}
+			order := []int64{bob.ID, back.ID}
+			if backFirst {
+				order = []int64{back.ID, bob.ID}
+			}
+			for _, id := range order {
+				if _, err := s.Erase(id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, reopened := range []bool{false, true} {
+				if reopened {
+					if err := s.Close(); err != nil {
+						t.Fatal(err)
+					}
+					s = openTestStore(t, dir, time.Now)
+				}
+				again, _, _ := s.Login("wxshop", "o-alice-shop", "")
+				for _, gift := range []string{"welcome-gift", "second-gift"} {
+					if _, taken, _ := s.Claim(again.ID, gift); !taken {
+						t.Errorf("alice back again (reopened %v): the %s is not taken", reopened, gift)
+					}
+				}
+				if _, err := s.Erase(again.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
