@@ -105,6 +105,76 @@ func TestKill9KeepsEveryAcknowledgedWrite(t *testing.T) {
 	}
 }
 
+// TestKill9KeepsEveryAnsweredDeletion is the crash test of account
+// deletion on the data directory: as TestKill9KeepsEveryAcknowledgedWrite,
+// and the users of every other worker delete their account (DELETE /user)
+// once their login and gift were answered. After each kill the files
+// check out (wxlogin check too), and every deletion answered 200 is in
+// them: the erasure, and the gift kept; after the restart its token is
+// dead, its person logs in as a new user with an id never given before,
+// and finds the gift claimed. A deletion cut short by the kill is made
+// wholly (as the files say) or not at all: the user logs in with its id.
+// WXLOGIN_CRASH_KILLS sets the kills (3).
+func TestKill9KeepsEveryAnsweredDeletion(t *testing.T) {
+	kills := testkit.Setting(t, "WXLOGIN_CRASH_KILLS", 3, strconv.Atoi)
+	const workers, meanUptime = 8, 400 * time.Millisecond
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, seed))
+	dir := t.TempDir()
+	seedNearCompaction(t, dir)
+
+	d := newDeletions()
+	var erasedInFiles map[int64]bool
+	lost, duplicates := 0, 0
+	for kill := 1; kill <= kills+1; kill++ {
+		c := startChild(t, dir)
+		d.checkDeletionsOverHTTP(t, c.url, func(id int64) bool { return erasedInFiles[id] }, false)
+		if kill > kills {
+			break
+		}
+		stop := d.keepComing(c.url, workers, fmt.Sprintf("k%d", kill))
+		select {
+		case <-time.After(time.Duration(rng.Int64N(int64(2 * meanUptime)))):
+		case err := <-c.exited:
+			t.Fatalf("wxlogin exited before kill %d: %v\n%s", kill, err, c.logs.String())
+		}
+		c.cmd.Process.Kill() // SIGKILL, with logins, claims and deletions in flight
+		<-c.exited
+		c.exited <- nil // for the cleanup
+		stop()
+
+		acked, claimed := d.acked()
+		l, dup, erased, kept := readStoreAfterCrash(t, dir, acked, claimed)
+		d.mu.Lock()
+		for name, u := range d.erased {
+			if !erased[u.id] || !slices.Contains(kept[u.id], "welcome-gift") {
+				t.Errorf("after kill %d: user %s's deletion was answered 200; the files hold it erased: %v, its gift kept: %v", kill, name, erased[u.id], kept[u.id])
+				l++
+			}
+		}
+		for id := range d.gone {
+			if !erased[id] {
+				t.Errorf("after kill %d: user %d, erased, is not erased in the files", kill, id)
+				l++
+			}
+		}
+		d.mu.Unlock()
+		if l+dup > 0 {
+			t.Errorf("after kill %d: %d acknowledged writes lost, %d stored twice", kill, l, dup)
+		}
+		lost, duplicates, erasedInFiles = lost+l, duplicates+dup, erased
+		if out, err := tool(t, "check", "-data", dir); err != nil {
+			t.Fatalf("after kill %d: wxlogin check: %v\n%s", kill, err, out)
+		}
+	}
+	acked, _ := d.acked()
+	t.Logf("crash figures of deletions: %d kills survived, %d users live, %d deletions asked, %d made, %d lost, %d duplicates (seed %d)",
+		kills, len(acked), d.asked, len(d.gone), lost, duplicates, seed)
+	if len(d.gone) < kills {
+		t.Errorf("only %d deletions made in %d rounds: the kills did not land under deletions", len(d.gone), kills)
+	}
+}
+
 // seedNearCompaction fills a new store in dir, through its own write path,
 // to just short of the journal size at which it writes its first snapshot.
 func seedNearCompaction(t *testing.T, dir string) {
@@ -126,8 +196,17 @@ func seedNearCompaction(t *testing.T, dir string) {
 // hash/crc32 and encoding/json, independently of the store's own reader. It
 // counts the acknowledged users and claims that are missing or changed, and
 // the users and claims stored twice; it fails the test if a line does not
-// check out.
+// check out. Erased users are in the files as their erasure and their
+// claims kept (kept, the names by user id): an erased user's record is no
+// duplicate of a later user of the same app and openid.
 func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, claimed map[int64]bool) (lost, duplicates int) {
+	lost, duplicates, _, _ = readStoreAfterCrash(t, dir, acked, claimed)
+	return lost, duplicates
+}
+
+// readStoreAfterCrash is checkStoreAfterCrash, which also answers the ids
+// the files hold erased, and the names of the claims kept of each.
+func readStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, claimed map[int64]bool) (lost, duplicates int, erased map[int64]bool, kept map[int64][]string) {
 	t.Helper()
 	s, err := users.Open(dir, testMeta, time.Now, discardLogger(), nil)
 	if err != nil {
@@ -137,8 +216,9 @@ func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, clai
 		t.Fatal(err)
 	}
 
-	idOf := map[account.Ref]int64{}
+	idsOf := map[account.Ref][]int64{}
 	refOf := map[int64]account.Ref{}
+	erased, kept = map[int64]bool{}, map[int64][]string{}
 	claimAt := map[string]time.Time{} // "user id/name" → when
 	files, _ := filepath.Glob(filepath.Join(dir, "users.*.jsonl"))
 	for _, path := range files {
@@ -166,9 +246,23 @@ func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, clai
 				AppID  string `json:"appid"`
 				OpenID string `json:"openid"`
 				Claim  *users.Claim
+				Erased *users.Erased
+				Kept   *users.KeptClaim
 			}
 			if err := json.Unmarshal([]byte(line), &rec); kind != "r" || err != nil {
 				t.Fatalf("%s:%d does not parse as a record (kind %s): %v", path, i+1, kind, err)
+			}
+			switch {
+			case rec.Erased != nil:
+				erased[rec.Erased.UserID] = true
+				continue
+			case rec.Kept != nil:
+				if !slices.Contains(kept[rec.Kept.UserID], rec.Kept.Name) {
+					kept[rec.Kept.UserID] = append(kept[rec.Kept.UserID], rec.Kept.Name)
+				}
+				continue
+			case rec.ID == 0 && rec.Claim == nil:
+				continue // the person key, an alias
 			}
 			if c := rec.Claim; c != nil {
 				key := fmt.Sprint(c.UserID, "/", c.Name)
@@ -179,14 +273,22 @@ func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, clai
 				continue
 			}
 			ref := account.Ref{AppID: rec.AppID, OpenID: rec.OpenID}
-			if id, ok := idOf[ref]; ok && id != rec.ID {
-				duplicates++
+			if !slices.Contains(idsOf[ref], rec.ID) {
+				idsOf[ref] = append(idsOf[ref], rec.ID)
 			}
 			if other, ok := refOf[rec.ID]; ok && other != ref {
 				duplicates++
 			}
-			idOf[ref], refOf[rec.ID] = rec.ID, ref
+			refOf[rec.ID] = ref
 		}
+	}
+	idOf := map[account.Ref]int64{} // each app and openid's user not erased
+	for ref, ids := range idsOf {
+		ids = slices.DeleteFunc(ids, func(id int64) bool { return erased[id] })
+		if len(ids) > 0 {
+			idOf[ref] = ids[0]
+		}
+		duplicates += max(len(ids)-1, 0)
 	}
 	for name, id := range acked {
 		if idOf[account.Ref{AppID: config.MockAppID, OpenID: fakewechat.OpenID(config.MockAppID, name)}] != id {
@@ -196,7 +298,7 @@ func checkStoreAfterCrash(t *testing.T, dir string, acked map[string]int64, clai
 			lost++
 		}
 	}
-	return lost, duplicates
+	return lost, duplicates, erased, kept
 }
 
 // newUsers is what a server acknowledged of new users logging in, each
@@ -286,4 +388,153 @@ func tryLogin(base, name string) (id int64, token string, isNew, ok bool) {
 		return 0, "", false, false
 	}
 	return got.Data.UserID, got.Data.Token, got.Data.NewUser, true
+}
+
+// deletions is what a server acknowledged of new users who log in, claim
+// the welcome gift and, on every other worker, delete their account once
+// both were answered, while it was killed: for the crash tests of account
+// deletion.
+type deletions struct {
+	mu       sync.Mutex
+	live     map[string]member // user name → its current user, not deleted
+	erased   map[string]member // deletions answered 200, not yet checked by a login again
+	inFlight map[string]member // deletions sent and not answered 200
+	given    map[int64]string  // every id answered to a new user, to whom
+	gone     map[int64]bool    // the ids of every user whose deletion was made
+	problems []string          // what the workers saw go wrong: an id given twice
+	asked    int               // deletions sent
+}
+
+// member is one user of the deletion crash tests: its id, a token of it,
+// and whether its gift was answered 201.
+type member struct {
+	id      int64
+	token   string
+	claimed bool
+}
+
+func newDeletions() *deletions {
+	return &deletions{live: map[string]member{}, erased: map[string]member{}, inFlight: map[string]member{},
+		given: map[int64]string{}, gone: map[int64]bool{}}
+}
+
+// keepComing logs new users, named prefix-w<worker>-<i>, in at base with
+// workers at once until stop; each claims the gift, and those of even
+// workers whose claim was answered 201 delete their account.
+func (d *deletions) keepComing(base string, workers int, prefix string) (stop func()) {
+	return testkit.KeepBusy(workers, func(w, i int) {
+		name := fmt.Sprintf("%s-w%d-%d", prefix, w, i)
+		id, token, ok := tryNewUserLogin(base, name)
+		if !ok {
+			return
+		}
+		d.mu.Lock()
+		d.newUser(name, id)
+		d.live[name] = member{id: id, token: token}
+		d.mu.Unlock()
+		claimed := tryCall(base, "POST", "/claims/welcome-gift", token) == http.StatusCreated
+		d.mu.Lock()
+		d.live[name] = member{id: id, token: token, claimed: claimed}
+		d.mu.Unlock()
+		if w%2 == 1 || !claimed {
+			return
+		}
+		d.mu.Lock()
+		d.asked++
+		d.mu.Unlock()
+		code := tryCall(base, "DELETE", "/user", token)
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		delete(d.live, name)
+		if code == http.StatusOK {
+			d.erased[name] = member{id: id, token: token, claimed: true}
+			d.gone[id] = true
+		} else {
+			d.inFlight[name] = member{id: id, token: token, claimed: true}
+		}
+	})
+}
+
+// newUser records that id was answered to name's login as a new user, and
+// a problem if it was given before. d.mu is held.
+func (d *deletions) newUser(name string, id int64) {
+	if was, ok := d.given[id]; ok {
+		d.problems = append(d.problems, fmt.Sprintf("id %d given to %s, and to %s before (erased: %v)", id, name, was, d.gone[id]))
+	}
+	d.given[id] = name
+}
+
+// tryCall sends method path to base with token and returns the HTTP status,
+// or 0 when there is no answer (the server killed).
+func tryCall(base, method, path, token string) int {
+	req, _ := http.NewRequest(method, base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// checkDeletionsOverHTTP checks, on a server restarted after a kill, each
+// deletion not yet checked: one answered 200 was made (made, as the store
+// holds it); one not answered was made wholly or not at all: its user's
+// token is dead, its person logs in as a new user with a new id and finds
+// the gift claimed, or (not made) the user logs in with its id and, where
+// tokens outlive a kill (tokensSurvive: on Redis), its token still works.
+// Each person logged in again is live again, under the id it got.
+func (d *deletions) checkDeletionsOverHTTP(t *testing.T, base string, made func(id int64) bool, tokensSurvive bool) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, answered := range []bool{true, false} {
+		list := map[bool]map[string]member{true: d.erased, false: d.inFlight}[answered]
+		for name, u := range list {
+			delete(list, name)
+			inStore := made(u.id)
+			tokenWorks := tryCall(base, "GET", "/user", u.token) == http.StatusOK
+			id, token, isNew, ok := tryLogin(base, name)
+			if !ok {
+				t.Fatalf("user %s (was %d) cannot log in after the restart", name, u.id)
+			}
+			switch {
+			case answered && (!inStore || !isNew || tokenWorks):
+				t.Errorf("user %d's deletion was answered 200, yet after the restart the store holds it erased: %v, its person logs in as a new user: %v (id %d), its token works: %v",
+					u.id, inStore, isNew, id, tokenWorks)
+			case inStore != isNew || inStore && tokenWorks || !inStore && tokensSurvive && !tokenWorks:
+				t.Errorf("user %d's deletion was cut short and is half made: the store holds it erased: %v, its person logs in as a new user: %v (id %d), its token works: %v",
+					u.id, inStore, isNew, id, tokenWorks)
+			}
+			if !isNew {
+				if id != u.id {
+					t.Errorf("user %s, not deleted, logs in as %d; want %d", name, id, u.id)
+				}
+				d.live[name] = member{id: id, token: token, claimed: u.claimed}
+				continue
+			}
+			d.gone[u.id] = true
+			d.newUser(name, id)
+			if got := tryCall(base, "POST", "/claims/welcome-gift", token); got != http.StatusConflict {
+				t.Errorf("user %s, deleted as %d and back as %d, claims the gift again: HTTP %d; want 409, the deleted user's claim kept", name, u.id, id, got)
+			}
+			d.live[name] = member{id: id, token: token}
+		}
+	}
+	for _, p := range d.problems {
+		t.Error(p)
+	}
+	d.problems = nil
+}
+
+// acked is the live users' ids by name, and which of them claimed the gift,
+// as newUsers has them.
+func (d *deletions) acked() (map[string]int64, map[int64]bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	acked, claimed := map[string]int64{}, map[int64]bool{}
+	for name, u := range d.live {
+		acked[name], claimed[u.id] = u.id, u.claimed
+	}
+	return acked, claimed
 }

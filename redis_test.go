@@ -493,6 +493,167 @@ func TestKill9OnRedisKeepsEveryAcknowledgedWrite(t *testing.T) {
 	}
 }
 
+// The crash test of account deletion on Redis: as
+// TestKill9OnRedisKeepsEveryAcknowledgedWrite, and the users of every
+// other worker delete their account (DELETE /user) once their login and
+// gift were answered. After each kill, on the instance started next, every
+// deletion answered 200 is made: its token is dead, its person logs in as
+// a new user with an id never given before and finds the gift claimed, and
+// once that instance has finished the erasures cut short (RunErasures, at
+// its start) nothing names the erased id but its tombstone: not the
+// openid's key, not its person, not wx:erasing. A deletion cut short by
+// the kill is made wholly or not at all: its user, with its token, is
+// still there. On one server wxlogin and redis-server are killed in
+// turn; on a Cluster, where an erasure's last steps are on other masters,
+// wxlogin. WXLOGIN_CRASH_KILLS sets the kills of each (3).
+func TestKill9OnRedisKeepsEveryAnsweredDeletion(t *testing.T) {
+	kills := testkit.Setting(t, "WXLOGIN_CRASH_KILLS", 3, strconv.Atoi)
+	t.Run("one server", func(t *testing.T) {
+		srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+		crashDeletionsOnRedis(t, kills, "redis://"+srv.Addr, func(t testing.TB) *redis.Client { return srv.Client(t, "", "") }, srv)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		cl := testkit.StartRedisCluster(t, 3, "--appendonly", "yes", "--appendfsync", "always")
+		crashDeletionsOnRedis(t, kills, "redis://"+cl.Nodes[0].Addr+"?cluster=true", cl.Client, nil)
+	})
+}
+
+// crashDeletionsOnRedis is TestKill9OnRedisKeepsEveryAnsweredDeletion on
+// the Redis at url, which newClient reaches: kills rounds, each killing
+// wxlogin, or every other one srv if it is not nil.
+func crashDeletionsOnRedis(t *testing.T, kills int, url string, newClient func(testing.TB) *redis.Client, srv *testkit.RedisServer) {
+	const workers, meanUptime = 8, 300 * time.Millisecond
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, seed))
+	env := []string{"WXLOGIN_REDIS=" + url}
+	rounds := kills
+	if srv != nil {
+		rounds = 2 * kills
+	}
+	d := newDeletions()
+	lost, cutShort := 0, 0
+	for round := 0; round <= rounds; round++ {
+		rc := newClient(t)
+		cutShort += erasuresLeft(t, rc)
+		c := startProcess(t, env, "-addr", "127.0.0.1:0", "-login-rate", "0")
+		check, err := redisstore.Open(t.Context(), rc, redisstore.Options{Durability: redisstore.Fsync, Meta: account.Meta{Mode: account.ModeMock},
+			TokenTTL: time.Hour, TokenMaxAge: time.Hour, Now: time.Now, Log: discardLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		erased := func(id int64) bool {
+			v, err := rc.Do(t.Context(), "HEXISTS", redisUserKey(id), "erased")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v == int64(1)
+		}
+		d.checkDeletionsOverHTTP(t, c.url, erased, true)
+		checkErasedOnRedis(t, rc, check, d)
+		acked, claimed := d.acked()
+		for name, id := range acked {
+			u, ok, err := check.Get(t.Context(), id)
+			v, _ := rc.Do(t.Context(), "GET", redisOpenIDKey(config.MockAppID, fakewechat.OpenID(config.MockAppID, name)))
+			if err != nil || !ok || u.OpenID != fakewechat.OpenID(config.MockAppID, name) || v != strconv.FormatInt(id, 10) {
+				t.Errorf("after round %d: user %s, answered as %d, is %+v (%v, %v), openid names %v", round, name, id, u, ok, err, v)
+				lost++
+				continue
+			}
+			if claims, err := check.ClaimsOf(t.Context(), id); claimed[id] && (err != nil || len(claims) != 1 || claims[0].UserID != id) {
+				t.Errorf("after round %d: user %d's acknowledged gift is %v (%v)", round, id, claims, err)
+				lost++
+			}
+		}
+		if round == rounds {
+			break
+		}
+
+		killRedis := srv != nil && round%2 == 1
+		stop := d.keepComing(c.url, workers, fmt.Sprintf("r%d", round))
+		time.Sleep(time.Duration(rng.Int64N(int64(2 * meanUptime)))) // the kill's random moment, under load
+		if killRedis {
+			srv.Kill()
+		} else {
+			c.cmd.Process.Kill()
+		}
+		stop()
+		if killRedis {
+			srv.Start(t)
+		}
+	}
+	acked, _ := d.acked()
+	t.Logf("crash figures of deletions on Redis: %d rounds survived, %d users live, %d deletions asked, %d made (%d cut short after their tombstone, finished by the next wxlogin), %d lost (seed %d)",
+		rounds, len(acked), d.asked, len(d.gone), cutShort, lost, seed)
+	if len(d.gone) < kills {
+		t.Errorf("only %d deletions made in %d rounds: the kills did not land under deletions", len(d.gone), rounds)
+	}
+}
+
+// erasuresLeft is how many erasures wx:erasing lists whose tombstone
+// is made and whose last steps are not done: cut short.
+func erasuresLeft(t *testing.T, rc *redis.Client) (n int) {
+	t.Helper()
+	listed, err := rc.Do(t.Context(), "ZRANGE", "wx:erasing", "0", "-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range listed.([]any) {
+		v, err := rc.Do(t.Context(), "HEXISTS", "wx:{u:"+id.(string)+"}", "left_appid")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v == int64(1) {
+			n++
+		}
+	}
+	return n
+}
+
+// checkErasedOnRedis waits until nothing names any erased user of d but
+// its tombstone, which holds only when it was erased: not its openid's
+// key, not its person (nor its app's and openid's hash), not wx:erasing.
+// It fails the test if any still is after 10 s.
+func checkErasedOnRedis(t *testing.T, rc *redis.Client, check *redisstore.Store, d *deletions) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	named := func(id int64) string {
+		name := d.given[id]
+		openID := fakewechat.OpenID(config.MockAppID, name)
+		ctx := t.Context()
+		if v, err := rc.Do(ctx, "HGETALL", redisUserKey(id)); err != nil || len(v.([]any)) != 2 || v.([]any)[0] != "erased" {
+			return fmt.Sprintf("its record is %v (%v), not a tombstone of one field", v, err)
+		}
+		if v, err := rc.Do(ctx, "GET", redisOpenIDKey(config.MockAppID, openID)); err != nil || v == strconv.FormatInt(id, 10) {
+			return fmt.Sprintf("its openid's key names it (%v)", err)
+		}
+		if v, err := rc.Do(ctx, "ZSCORE", "wx:erasing", strconv.FormatInt(id, 10)); err != nil || v != nil {
+			return fmt.Sprintf("wx:erasing lists it since %v (%v)", v, err)
+		}
+		for _, person := range []string{check.PersonHash(config.MockAppID, openID, fakewechat.UnionID(name)), check.PersonHash(config.MockAppID, openID, "")} {
+			if v, err := rc.Do(ctx, "HEXISTS", redisPersonKey(person), "u:"+strconv.FormatInt(id, 10)); err != nil || v != int64(0) {
+				return fmt.Sprintf("its person %s lists it (%v)", person, err)
+			}
+		}
+		return ""
+	}
+	var why []string // of the last look
+	defer func() {
+		if t.Failed() {
+			t.Log(strings.Join(why, "\n"))
+		}
+	}()
+	testkit.WaitWithin(t, 10*time.Second, "nothing to name the erased users but their tombstones", func() bool {
+		why = why[:0]
+		for id := range d.gone {
+			if reason := named(id); reason != "" {
+				why = append(why, fmt.Sprintf("user %d (%s), erased, is still named: %s", id, d.given[id], reason))
+			}
+		}
+		return len(why) == 0
+	})
+}
+
 // On a Redis Cluster, two slots are resharded to other masters while
 // users log in and claim a gift: the user-id counter's, which every new
 // user's login writes, and a returning user's, whose every login writes a
