@@ -316,6 +316,7 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 		{"without its unionid, in its app, the gift taken in another", []login{{game, "u1"}, {app, "u1"}}, 0, []login{{app, ""}}, 0, nil},
 		{"without its unionid, in its app, the gift taken in another, learning it", []login{{game, "u1"}, {app, "u1"}}, 0, []login{{app, ""}, {app, "u1"}}, 1, nil},
 		{"without its unionid, in its app, the gift taken in another erased too", []login{{game, "u1"}, {app, "u1"}}, 0, []login{{app, ""}}, 0, []int{1, 0}},
+		{"without its unionid, in its app, the gift taken in another erased first", []login{{game, "u1"}, {app, "u1"}}, 0, []login{{app, ""}}, 0, []int{0, 1}},
 		// Back before a move: the user is linked to the kept claim by
 		// one of its other hashes, which the move must carry once.
 		{"without its unionid, in its app, before a move", []login{{app, "u1"}}, 0, []login{{app, ""}}, 1, nil},

@@ -223,10 +223,10 @@ func (s *Store) Erase(id int64) (account.Erasure, error) {
 	// go to another record of the person; with none left, its kept
 	// claims are found under them.
 	handed := slices.Clone(s.aliasesOn[id])
+	if own := account.PersonHash(s.personKey, u.AppID, u.OpenID, ""); own != person {
+		handed = append(handed, own)
+	}
 	if others := slices.DeleteFunc(slices.Clone(s.personLocked(u)), func(o int64) bool { return o == id }); len(others) > 0 {
-		if own := account.PersonHash(s.personKey, u.AppID, u.OpenID, ""); own != person {
-			handed = append(handed, own)
-		}
 		for _, hash := range handed {
 			a := &Alias{Hash: hash, UserID: others[0]}
 			s.aliasLocked(a)
@@ -235,11 +235,13 @@ func (s *Store) Erase(id int64) (account.Erasure, error) {
 		}
 	} else if len(handed) > 0 {
 		// The person's last record: the claims kept of its records erased
-		// before are found under the hashes handed to it too, as its own
-		// are, also a hash that names kept claims of its own (a user back
-		// through the alias, which claimed and was erased before this
-		// record): the two persons then name each other, which a move to
-		// Redis makes one (tools.contentsOf).
+		// before are found under the hashes handed to it and its own app's
+		// and openid's too, as its own claims are, whichever record of the
+		// person went first (as on Redis, aliasErased); also under a hash
+		// that names kept claims of its own (a user back through the alias,
+		// which claimed and was erased before this record): the two persons
+		// then name each other, which a move to Redis makes one
+		// (tools.contentsOf).
 		also = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(also), handed...))))
 		also = slices.DeleteFunc(also, func(h string) bool { return h == person })
 		for _, k := range s.keptOfLocked(u) {

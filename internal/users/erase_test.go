@@ -365,3 +365,28 @@ func TestAUserBackThroughAnAliasFindsBothGiftsOnceBothAreErased(t *testing.T) {
 		})
 	}
 }
+
+// A user erased last of its person, with no claim of its own, finds the
+// claims of its person's records erased before it when it comes back in
+// its app without its unionid: its app's and openid's hash leads to them,
+// whichever of the person's records went first, as on Redis (aliasErased).
+func TestAUserErasedLastFindsItsPersonsKeptClaimsBackWithoutItsUnionID(t *testing.T) {
+	s := openTestStore(t, t.TempDir(), time.Now)
+	bob, _, _ := s.Login("wxgame", "o-bob-game", "u-alice")
+	alice, _, _ := s.Login("wxshop", "o-alice-shop", "u-alice")
+	if _, _, err := s.Claim(bob.ID, "welcome-gift"); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []int64{bob.ID, alice.ID} {
+		if _, err := s.Erase(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	back, _, err := s.Login("wxshop", "o-alice-shop", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, taken, _ := s.Claim(back.ID, "welcome-gift"); !taken {
+		t.Error("alice back without her unionid, erased after bob, takes the gift bob took: two persons")
+	}
+}
