@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -388,5 +390,68 @@ func TestAUserErasedLastFindsItsPersonsKeptClaimsBackWithoutItsUnionID(t *testin
 	}
 	if _, taken, _ := s.Claim(back.ID, "welcome-gift"); !taken {
 		t.Error("alice back without her unionid, erased after bob, takes the gift bob took: two persons")
+	}
+}
+
+// A repair keeps the alias of an erased user's app and openid that names
+// a record of its person whose first line is damaged, when a later line of
+// that user brings the record back, as it keeps the user's claims: the
+// erased user back without its unionid still finds the gift its person
+// took.
+func TestARepairKeepsAnAliasWhoseUserALaterLineBringsBack(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestStore(t, dir, time.Now)
+	s.journal.InjectFault(func(step string) error {
+		if step == "snapshot" {
+			return fmt.Errorf("%s: %w", step, syscall.ENOSPC) // every line stays in the journals
+		}
+		return nil
+	})
+	bob, _, _ := s.Login("wxgame", "o-bob-game", "u-alice")
+	alice, _, _ := s.Login("wxshop", "o-alice-shop", "u-alice")
+	if _, _, err := s.Claim(bob.ID, "welcome-gift"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Erase(alice.ID); err != nil {
+		t.Fatal(err)
+	}
+	s.journal.WaitCompactions()
+	if _, err := s.Update(bob.ID, func(u *account.User) { u.Nickname = "bob" }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	damaged := false
+	names, _ := filepath.Glob(filepath.Join(dir, "users.journal.*"))
+	for _, name := range names {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := bytes.Index(data, []byte(`"openid":"o-bob-game"`)); i >= 0 && !damaged {
+			copy(data[i+len(`"openid":"`):], "XXXX") // beyond a one-bit correction
+			if err := os.WriteFile(name, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			damaged = true
+		}
+	}
+	if !damaged {
+		t.Fatal("no journal holds bob's first record")
+	}
+	out, err := repairDrop(dir)
+	if err != nil {
+		t.Fatalf("repair: %v\n%s", err, out)
+	}
+	if strings.Contains(out, `{"alias":`) {
+		t.Errorf("the repair says:\n%s\nwant the alias kept, bob back by his later line", out)
+	}
+	s = openTestStore(t, dir, time.Now)
+	defer s.Close()
+	back, _, err := s.Login("wxshop", "o-alice-shop", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, taken, _ := s.Claim(back.ID, "welcome-gift"); !taken {
+		t.Error("alice back without her unionid after a repair takes the gift bob took: two persons")
 	}
 }

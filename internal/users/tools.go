@@ -158,6 +158,8 @@ type salvagedStore struct {
 	*Store
 	lost    map[int64]bool // ids with no record kept (yet)
 	pending []*Claim       // claims naming a user not kept (yet)
+	// pendingAliases are the aliases naming a user not kept (yet).
+	pendingAliases []*Alias
 	// uncounted is how many dropped lines may each have given an id no
 	// line kept names: a user's, an erasure's, one whose text is unreadable.
 	uncounted int64
@@ -188,6 +190,11 @@ func (s *salvagedStore) apply(l Line) error {
 	case l.Claim != nil:
 		if id := l.Claim.UserID; id > int64(len(s.byID)) || s.byID[id-1] == nil {
 			s.pending = append(s.pending, l.Claim) // until a later line brings its user back
+			return nil
+		}
+	case l.Alias != nil:
+		if id := l.Alias.UserID; s.personKey != nil && (id > int64(len(s.byID)) || s.byID[id-1] == nil) {
+			s.pendingAliases = append(s.pendingAliases, l.Alias) // as a claim: the way back to a person's claims
 			return nil
 		}
 	}
@@ -233,6 +240,19 @@ func (s *salvagedStore) finish(rep journal.Report, now time.Time) []string {
 		}
 	}
 	s.pending = nil
+	for _, a := range s.pendingAliases {
+		switch _, later := s.aliases[a.Hash]; {
+		case later:
+			// Handed on by a later line, its user's erasure's.
+		case !s.erasedAt[a.UserID].IsZero():
+			// Its user erased further on, which took it away.
+		case s.recordLocked(a.UserID) == nil:
+			notes = append(notes, fmt.Sprintf("drops an alias naming user %d: the user's record is lost", a.UserID))
+		default:
+			s.aliasLocked(a)
+		}
+	}
+	s.pendingAliases = nil
 	top := int64(len(s.byID)) + s.uncounted + rep.Missing
 	if rep.Uncounted {
 		top += idMargin
