@@ -165,3 +165,47 @@ func TestRedisRunErasuresFinishesWhatAnotherCutShort(t *testing.T) {
 		t.Error("RunErasures did not stop when its context ended")
 	}
 }
+
+// The same user of one app erased twice, under two unionids (its app moved
+// to another Open Platform account between), the first time while another
+// record of its first person (bob, in another app) held the gift, the
+// second time as the last record of its second person, is of both persons
+// still when it comes back without a unionid: the app's and openid's
+// alias stays on the person with records, which takes the claims of the
+// second, as the file store keeps them (users.Store.Erase). Bob erased
+// too after, the gift stays found.
+func TestRedisAUserErasedTwiceKeepsTheAliasOfItsPersonWithRecords(t *testing.T) {
+	for _, bobErased := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bob erased %v", bobErased), func(t *testing.T) {
+			rs := openStore(t, startRedis(t, onRedis), time.Now)
+			ctx := t.Context()
+			login := loginOn(t, rs)
+			bob := login("wxgame", "bob", unionIDOf("alice"))
+			if _, _, err := rs.Claim(ctx, bob.ID, "welcome-gift"); err != nil {
+				t.Fatal(err)
+			}
+			first := login("wxshop", "alice", unionIDOf("alice"))
+			if _, err := rs.Erase(ctx, first.ID); err != nil {
+				t.Fatal(err)
+			}
+			second := login("wxshop", "alice", unionIDOf("alice-moved"))
+			if _, _, err := rs.Claim(ctx, second.ID, "coupon"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := rs.Erase(ctx, second.ID); err != nil {
+				t.Fatal(err)
+			}
+			if bobErased {
+				if _, err := rs.Erase(ctx, bob.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			back := login("wxshop", "alice", "")
+			for _, name := range []string{"welcome-gift", "coupon"} {
+				if _, taken, err := rs.Claim(ctx, back.ID, name); !taken || err != nil {
+					t.Errorf("alice back without a unionid claims %s: taken %v, %v; want it taken before", name, taken, err)
+				}
+			}
+		})
+	}
+}

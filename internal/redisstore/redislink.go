@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"wxlogin/internal/account"
@@ -147,8 +148,13 @@ return {'alias', ARGV[1]}
 // moved to another Open Platform account): the claims kept there are
 // copied to the person too (the user's creation took them already, as
 // takeOwnClaims does), and the alias is turned to the person, so that
-// the user back without a unionid finds the claims of both.
-func (s *Store) aliasErased(ctx context.Context, hash, person string) error {
+// the user back without a unionid finds the claims of both. But where
+// that other person has records and the user (id) is the last of its own
+// (personFields, its person's HGETALL), the alias stays on the person
+// with records, whose claims, made and to be made, the user back finds
+// only so, and the user's person's claims are copied there: as the file
+// store keeps the alias on a record of the person (users.Store.Erase).
+func (s *Store) aliasErased(ctx context.Context, hash, person string, id int64, personFields any) error {
 	fields, err := s.rc.Do(ctx, "HGETALL", personHashKey(hash))
 	if err != nil {
 		return err
@@ -166,6 +172,10 @@ func (s *Store) aliasErased(ctx context.Context, hash, person string) error {
 	into, held, err := s.personAt(ctx, was)
 	if err != nil {
 		return fmt.Errorf("erase: %w", err)
+	}
+	last := !slices.ContainsFunc(membersIn(personFields), func(m account.Member) bool { return m.ID != id })
+	if into != person && last && len(membersIn(held)) > 0 {
+		return s.copyClaims(ctx, personFields, into)
 	}
 	if into != person {
 		if err := s.copyClaims(ctx, keptIn(held), person); err != nil {

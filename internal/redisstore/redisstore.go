@@ -1491,7 +1491,7 @@ func (s *Store) EraseWithTokens(ctx context.Context, id int64) (account.Erasure,
 	// (aliasErased), before the erasure, so that no crash leaves the
 	// claims unfound.
 	if own := s.PersonHash(u.AppID, u.OpenID, ""); u.UnionID != "" && own != person {
-		if err := s.aliasErased(ctx, own, person); err != nil {
+		if err := s.aliasErased(ctx, own, person, id, claims); err != nil {
 			return account.Erasure{}, 0, unavailable(err)
 		}
 	}
