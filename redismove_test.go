@@ -705,3 +705,134 @@ func TestAKeptClaimCountsAfterTheRecordItRejoinedIsErased(t *testing.T) {
 		})
 	}
 }
+
+// alice, back in her app without a unionid, finds the gifts her person
+// took, on each store and after a move either way, the counts agreeing:
+//   - her app's openid erased twice, under two unionids, the first time
+//     while another record of her first person (bob, in another app) held
+//     a gift, the second time with a gift of her own as the last record
+//     of her second person: her app's and openid's hash leads to bob's
+//     person, which takes the second person's claims (redisstore's
+//     aliasErased; Import, for the alias line and the kept claim's other
+//     hash the files hold);
+//   - erased beside bob, who holds a gift, back without her unionid (so
+//     of bob's person again), taking a gift, and erased again, and bob
+//     erased last: her app's and openid's hash, which names her second
+//     gift as its own, holds bob's too (users.Store.Erase copies it
+//     there, as Redis does); the same where her hash names a gift of
+//     hers erased before she had a unionid.
+func TestAKeptClaimCountsWhenAnErasedUsersPersonHasRecords(t *testing.T) {
+	const app, game = config.MockAppID, "wxgame"
+	alice, bob := fakewechat.OpenID(app, "alice"), fakewechat.OpenID(game, "bob")
+	type step struct {
+		app, openID, unionID, gift string
+		erase                      bool
+	}
+	cases := []struct {
+		name  string
+		steps []step
+	}{
+		{"erased under two unionids, beside a record", []step{
+			{game, bob, "u1", "first-gift", false},
+			{app, alice, "u1", "", true},
+			{app, alice, "u2", "second-gift", true},
+		}},
+		{"back without the unionid, erased again, the record erased last", []step{
+			{game, bob, "u1", "first-gift", false},
+			{app, alice, "u1", "", true},
+			{app, alice, "", "second-gift", true},
+			{game, bob, "u1", "", true},
+		}},
+		{"erased without a unionid, back with one, the other record erased first", []step{
+			{app, alice, "", "second-gift", true},
+			{app, alice, "u1", "", false},
+			{game, bob, "u1", "first-gift", true},
+			{app, alice, "u1", "", true},
+		}},
+	}
+	before := func(t *testing.T, s claimStore, steps []step) {
+		t.Helper()
+		for _, st := range steps {
+			u, _, err := s.Login(st.app, st.openID, st.unionID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.gift != "" {
+				if _, _, err := s.Claim(u.ID, st.gift); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if st.erase {
+				if _, err := s.Erase(u.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	back := func(t *testing.T, s claimStore) {
+		t.Helper()
+		u, _, err := s.Login(app, alice, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, gift := range []string{"first-gift", "second-gift"} {
+			if c, taken, err := s.Claim(u.ID, gift); err != nil || !taken {
+				t.Errorf("alice back without a unionid: %+v, taken %v, %v; want the %s taken", c, taken, err, gift)
+			}
+		}
+	}
+	meta := account.Meta{Mode: account.ModeMock, AppIDs: []string{app, game}}
+	openFiles := func(t *testing.T, dir string) *users.Store {
+		t.Helper()
+		files, err := users.Open(dir, meta, time.Now, discardLogger(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return files
+	}
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	url := "redis://" + srv.Addr
+	for _, tc := range cases {
+		t.Run("files/"+tc.name, func(t *testing.T) {
+			files := openFiles(t, t.TempDir())
+			defer files.Close()
+			before(t, files, tc.steps)
+			back(t, files)
+		})
+		t.Run("redis/"+tc.name, func(t *testing.T) {
+			rs := redisStoreOn(t, srv, true)
+			before(t, rs, tc.steps)
+			back(t, rs)
+		})
+		t.Run("files, moved to Redis and back/"+tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			files := openFiles(t, dir)
+			before(t, files, tc.steps)
+			if err := files.Close(); err != nil {
+				t.Fatal(err)
+			}
+			redisStoreOn(t, srv, true)
+			if out, err := tool(t, "to-redis", "-data", dir, "-redis", url); err != nil || strings.Count(out, "and 2 claims\n") != 2 {
+				t.Fatalf("to-redis = %v:\n%s; want 2 claims on each side", err, out)
+			}
+			again := filepath.Join(t.TempDir(), "back")
+			if out, err := tool(t, "from-redis", "-data", again, "-redis", url); err != nil || strings.Count(out, "and 2 claims\n") != 2 {
+				t.Fatalf("from-redis = %v:\n%s; want 2 claims on each side", err, out)
+			}
+			back(t, redisStoreOn(t, srv, false))
+			files = openFiles(t, again)
+			defer files.Close()
+			back(t, files)
+		})
+		t.Run("Redis, moved to files/"+tc.name, func(t *testing.T) {
+			before(t, redisStoreOn(t, srv, true), tc.steps)
+			dir := filepath.Join(t.TempDir(), "back")
+			if out, err := tool(t, "from-redis", "-data", dir, "-redis", url); err != nil || strings.Count(out, "and 2 claims\n") != 2 {
+				t.Fatalf("from-redis = %v:\n%s; want 2 claims on each side", err, out)
+			}
+			files := openFiles(t, dir)
+			defer files.Close()
+			back(t, files)
+		})
+	}
+}

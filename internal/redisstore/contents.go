@@ -276,10 +276,21 @@ func (s *Store) Import(ctx context.Context, c Contents) error {
 	if personAt == nil {
 		personAt = map[string]string{}
 	}
-	for hash, id := range c.AliasedRecords {
-		if person, ok := personOf[id]; ok {
-			personAt[hash] = person
+	for _, hash := range slices.Sorted(maps.Keys(c.AliasedRecords)) {
+		person, ok := personOf[c.AliasedRecords[hash]]
+		if !ok {
+			continue
 		}
+		// The claims kept under the other person the hash is an other
+		// hash of (the same user of the app, erased under another unionid
+		// as the last record of that person), which the file store finds
+		// under the hash, come along to the person it leads to.
+		if kept, ok := c.KeptAliases[hash]; ok && cmp.Or(aliases[kept], kept) != person {
+			if err := s.mergeKept(ctx, person, c.Kept[kept]); err != nil {
+				return err
+			}
+		}
+		personAt[hash] = person
 	}
 	for _, hash := range slices.Sorted(maps.Keys(personAt)) {
 		into := cmp.Or(aliases[personAt[hash]], personAt[hash])
