@@ -718,9 +718,10 @@ func TestAKeptClaimCountsAfterTheRecordItRejoinedIsErased(t *testing.T) {
 //   - erased beside bob, who holds a gift, back without her unionid (so
 //     of bob's person again), taking a gift, and erased again, and bob
 //     erased last: her app's and openid's hash, which names her second
-//     gift as its own, holds bob's too (users.Store.Erase copies it
-//     there, as Redis does); the same where her hash names a gift of
-//     hers erased before she had a unionid.
+//     gift as its own, leads to bob's too (users.Store.Erase makes it an
+//     other hash of bob's kept gift; a move makes the two persons that
+//     name each other one, tools.contentsOf); the same where her hash
+//     names a gift of hers erased before she had a unionid.
 func TestAKeptClaimCountsWhenAnErasedUsersPersonHasRecords(t *testing.T) {
 	const app, game = config.MockAppID, "wxgame"
 	alice, bob := fakewechat.OpenID(app, "alice"), fakewechat.OpenID(game, "bob")
