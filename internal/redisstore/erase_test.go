@@ -209,3 +209,46 @@ func TestRedisAUserErasedTwiceKeepsTheAliasOfItsPersonWithRecords(t *testing.T) 
 		})
 	}
 }
+
+// An erasure whose last steps fail stays listed in wx:erasing, though
+// another instance took it off meanwhile, having found the record whole a
+// moment before the tombstone (FinishErasures, past erasureGrace on a
+// clock behind); and one that FinishErasures fails to finish is listed
+// again as of now, behind those listed after it, so that erasures it
+// fails every time never hold the others up. Either way another instance
+// finishes it once it can.
+func TestRedisAnErasureLeftToFinishStaysListed(t *testing.T) {
+	clock := testkit.NewFakeClock()
+	cfg := startRedis(t, onRedis)
+	a, b := openStore(t, cfg, clock.Now), openStore(t, cfg, clock.Now)
+	ctx := t.Context()
+	alice := loginOn(t, a)("wxshop", "alice", "")
+	id := strconv.FormatInt(alice.ID, 10)
+	a.failErase = func(step string) error {
+		mustDo(t, a.rc, "ZREM", erasingKey, id) // another instance's FinishErasures, a moment before
+		return fmt.Errorf("%s: %w", step, ErrUnavailable)
+	}
+	if _, err := a.Erase(ctx, alice.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustDo(t, a.rc, "ZSCORE", erasingKey, id); got == nil {
+		t.Fatal("alice's erasure, cut short after another instance took it off wx:erasing, is not listed; want it listed again")
+	}
+
+	clock.Advance(time.Minute)
+	b.failErase = func(step string) error { return fmt.Errorf("%s: %w", step, ErrUnavailable) }
+	if err := b.FinishErasures(ctx); err == nil {
+		t.Fatal("FinishErasures with every step failing = nil; want the failure")
+	}
+	if got, want := mustDo(t, a.rc, "ZSCORE", erasingKey, id), strconv.FormatInt(clock.Now().UnixMilli(), 10); got != want {
+		t.Errorf("alice's erasure after a failed finish is listed as of %v; want %s, now, behind the others", got, want)
+	}
+
+	b.failErase = nil
+	if err := b.FinishErasures(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := mustDo(t, a.rc, "EXISTS", erasingKey, openIDKey("wxshop", alice.OpenID)); n != int64(0) {
+		t.Errorf("after the finish, %v of wx:erasing and alice's openid key left; want none", n)
+	}
+}

@@ -1520,7 +1520,11 @@ func (s *Store) EraseWithTokens(ctx context.Context, id int64) (account.Erasure,
 	}
 	s.ids.forget(u.Ref())
 	if err := s.finishErasure(ctx, id, u.AppID, u.OpenID, person); err != nil {
-		// Made all the same: its user's record and tokens are gone.
+		// Made all the same: its user's record and tokens are gone. Listed
+		// again, in case another instance took it off meanwhile, having
+		// found the record whole (FinishErasures): if Redis is reachable,
+		// the erasure is not left unfinished for good.
+		s.relist(ctx, id)
 		s.log.Warn("user erased; the erasure's last steps are left to finish", "user_id", id, "err", err)
 		select {
 		case s.erasing <- struct{}{}:
@@ -1602,7 +1606,8 @@ return 1
 // whichever instance made them and however they were cut short: Redis
 // lost a moment, a master away, the instance killed. It reads at most
 // maxErasuresAtOnce, the oldest first, and answers the failures of those
-// it could not finish, which stay listed for the next call.
+// it could not finish, which stay listed for the next call, behind the
+// others (relist).
 func (s *Store) FinishErasures(ctx context.Context) error {
 	if err := s.writable(); err != nil {
 		return err
@@ -1638,7 +1643,9 @@ func (s *Store) FinishErasures(ctx context.Context) error {
 			}
 			_, err = dropErasingScript.Run(ctx, s.rc, []string{erasingKey}, idText, since)
 		case field(1) != "":
-			err = s.finishErasure(ctx, id, field(1), field(2), field(3))
+			if err = s.finishErasure(ctx, id, field(1), field(2), field(3)); err != nil {
+				s.relist(ctx, id) // behind the others, so that those it fails never hold them up
+			}
 		default:
 			_, err = s.rc.Do(ctx, "ZREM", erasingKey, idText) // finished, all but this
 		}
@@ -1647,6 +1654,13 @@ func (s *Store) FinishErasures(ctx context.Context) error {
 		}
 	}
 	return unavailable(failed)
+}
+
+// relist lists erasure id in wx:erasing again, as begun now: behind the
+// others, which FinishErasures reads oldest first. At worst an erasure
+// finished meanwhile is listed, and taken off at the next FinishErasures.
+func (s *Store) relist(ctx context.Context, id int64) {
+	s.rc.Do(ctx, "ZADD", erasingKey, strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(id, 10)) // best effort: Redis may be what failed
 }
 
 // erasureBeat is how often RunErasures looks for erasures to finish, and
