@@ -50,7 +50,13 @@ type aliasError struct{ of, into string }
 func (e *aliasError) Error() string { return fmt.Sprintf("person %s is an alias of %s", e.of, e.into) }
 
 // joinPersonFollowing is joinPerson, following aliases: a person merged
-// into another sends its joiners on to that one.
+// into another sends its joiners on to that one. A user without a unionid
+// sent on from its app's and openid's hash (an erased user's alias,
+// aliasErased) is the same user back in its app: it takes the unionids of
+// a record of the person it joins, as previous_unionids, in the script
+// that moves it there, so that its record names the person even once no
+// record with those unionids is left, and a move to the files keeps it
+// that person, as the file store's Login makes it (users.Store.rejoinLocked).
 func (s *Store) joinPersonFollowing(ctx context.Context, u account.User, joined, person string) error {
 	for range maxAliasHops {
 		err := s.joinPerson(ctx, u, joined, person)
@@ -58,7 +64,15 @@ func (s *Store) joinPersonFollowing(ctx context.Context, u account.User, joined,
 		if !errors.As(err, &alias) {
 			return err
 		}
-		if _, err := movePersonScript.Run(ctx, s.rc, []string{userKey(u.ID)}, person, alias.into); err != nil {
+		args := []string{person, alias.into}
+		if u.UnionID == "" && u.OpenID != "" && person == s.PersonHash(u.AppID, u.OpenID, "") {
+			unions, err := s.unionIDsAt(ctx, alias.into, u.ID)
+			if err != nil {
+				return err
+			}
+			args = append(args, unions...)
+		}
+		if _, err := movePersonScript.Run(ctx, s.rc, []string{userKey(u.ID)}, args...); err != nil {
 			return err
 		}
 		person = alias.into
@@ -66,12 +80,63 @@ func (s *Store) joinPersonFollowing(ctx context.Context, u account.User, joined,
 	return fmt.Errorf("user %d: more than %d aliases from person %s", u.ID, maxAliasHops, person)
 }
 
+// unionIDsAt is every unionid of the first record of the person at hash
+// (following its aliases) that has any, other than user id; none when no
+// record has one.
+func (s *Store) unionIDsAt(ctx context.Context, hash string, id int64) ([]string, error) {
+	_, fields, err := s.personAt(ctx, hash)
+	if err != nil {
+		return nil, fmt.Errorf("user %d: %w", id, err)
+	}
+	for _, m := range membersIn(fields) {
+		if m.ID == id {
+			continue
+		}
+		reply, err := s.rc.Do(ctx, "HMGET", userKey(m.ID), "unionid", "previous_unionids")
+		if err != nil {
+			return nil, err
+		}
+		f, _ := reply.([]any)
+		if len(f) != 2 {
+			return nil, fmt.Errorf("HMGET of user %d answered %v", m.ID, reply)
+		}
+		union, _ := f[0].(string)
+		previous, _ := f[1].(string)
+		r := account.User{UnionID: union, PreviousUnionIDs: previous}
+		if unions := r.UnionIDs(); len(unions) > 0 {
+			return unions, nil
+		}
+	}
+	return nil, nil
+}
+
 // movePersonScript gives a user's hash person ARGV[2] if it names person
 // ARGV[1] still, and answers 1 if its person is ARGV[2] now; what the user
-// joined stays, so that the join moves it from there.
+// joined stays, so that the join moves it from there. The unionids from
+// ARGV[3] on, if any, are added to the previous_unionids of a user that
+// has no unionid, with the move, as account.User.AddUnionIDs adds them
+// (joinPersonFollowing): a move cut short before it makes neither.
 var movePersonScript = redis.NewScript(`
 local person = redis.call('HGET', KEYS[1], 'person')
-if person == ARGV[1] then redis.call('HSET', KEYS[1], 'person', ARGV[2]) return 1 end
+if person == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'person', ARGV[2])
+  if #ARGV > 2 and not redis.call('HGET', KEYS[1], 'unionid') then
+    local previous, had = {}, {}
+    for id in string.gmatch(redis.call('HGET', KEYS[1], 'previous_unionids') or '', '%S+') do
+      table.insert(previous, id)
+      had[id] = true
+    end
+    local n = #previous
+    for i = 3, #ARGV do
+      if not had[ARGV[i]] then table.insert(previous, ARGV[i]) had[ARGV[i]] = true end
+    end
+    if #previous > n then
+      redis.call('HSET', KEYS[1], 'previous_unionids', table.concat(previous, ' '))
+      redis.call('HINCRBY', KEYS[1], 'v', 1)
+    end
+  end
+  return 1
+end
 if person == ARGV[2] then return 1 end
 return 0
 `)

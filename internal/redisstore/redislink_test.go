@@ -294,3 +294,50 @@ func TestRedisANewUsersOwnHashIsAskedWithItsID(t *testing.T) {
 		})
 	}
 }
+
+// A user back in its app without a unionid, whose app's and openid's hash
+// is an alias of its person (bob's, of another app, with the unionid),
+// takes the person's unionids as previous_unionids with its move there,
+// never shown to clients, so that its record names the person once bob
+// is erased too; also when its login is cut short after its script, the
+// next finishing it, and on a Cluster. Learning the unionid again, it
+// has it as its unionid only, as the file store's record would.
+func TestAUserBackThroughAnAliasTakesItsPersonsUnionIDs(t *testing.T) {
+	for _, tc := range []struct {
+		kind redisKind
+		cut  bool
+	}{{onRedis, false}, {onRedis, true}, {onRedisCluster, true}} {
+		t.Run(fmt.Sprintf("%s/cut short %v", tc.kind, tc.cut), func(t *testing.T) {
+			rs := openStore(t, startRedis(t, tc.kind), time.Now)
+			ctx := t.Context()
+			login := loginOn(t, rs)
+			openID := openIDOf("wxshop", "alice")
+			login("wxgame", "bob", "u1")
+			if _, err := rs.Erase(ctx, login("wxshop", "alice", "u1").ID); err != nil {
+				t.Fatal(err)
+			}
+			if tc.cut {
+				id, _, _, err := rs.userID(ctx, "wxshop", openID, 1, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				now := time.Now()
+				if _, err := loginScript.Run(ctx, rs.rc, []string{userKey(id)}, strconv.FormatInt(id, 10), "wxshop", openID, "",
+					formatTime(now), rs.PersonHash("wxshop", openID, ""), "1", formatTime(now.Add(-time.Hour)), "", "", "", ""); err != nil {
+					t.Fatal(err)
+				}
+				if u, _, _ := rs.Get(ctx, id); u.PreviousUnionIDs != "" {
+					t.Fatalf("cut short, alice's previous_unionids = %q: the test shows nothing", u.PreviousUnionIDs)
+				}
+			}
+			back := login("wxshop", "alice", "")
+			if u, _, err := rs.Get(ctx, back.ID); err != nil || u.UnionID != "" || u.PreviousUnionIDs != "u1" {
+				t.Errorf("alice back: unionid %q, previous_unionids %q, %v; want none, and u1", u.UnionID, u.PreviousUnionIDs, err)
+			}
+			login("wxshop", "alice", "u1")
+			if u, _, err := rs.Get(ctx, back.ID); err != nil || u.UnionID != "u1" || u.PreviousUnionIDs != "" {
+				t.Errorf("alice back, learning u1: unionid %q, previous_unionids %q, %v; want u1, and none", u.UnionID, u.PreviousUnionIDs, err)
+			}
+		})
+	}
+}

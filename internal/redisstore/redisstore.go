@@ -513,19 +513,27 @@ local function login(k, outbox)
         pushed = redis.call('RPUSH', outbox, ARGV[10] .. (person_id(k) or ARGV[1]) .. ARGV[11])
       end
       changed = true
+      -- The unionid leaves previous_unionids if it was there (a user back
+      -- through an alias has those of its person: joinPersonFollowing), as
+      -- account.User.SetUnionID does.
+      local previous = {}
+      for id in string.gmatch(redis.call('HGET', k, 'previous_unionids') or '', '%S+') do
+        if id ~= ARGV[4] then table.insert(previous, id) end
+      end
       if old then
         -- A new unionid for the same openid (the app moved to another Open
         -- Platform account): the user stays in their person, the old one
-        -- kept among previous_unionids, as account.User.SetUnionID does.
-        local previous = {}
-        for id in string.gmatch(redis.call('HGET', k, 'previous_unionids') or '', '%S+') do
-          if id ~= ARGV[4] then table.insert(previous, id) end
-        end
+        -- kept among previous_unionids.
         table.insert(previous, old)
         redis.call('HSET', k, 'unionid', ARGV[4], 'previous_unionids', table.concat(previous, ' '), 'updated_at', ARGV[5])
       else
         leave(k, ARGV[6])
         redis.call('HSET', k, 'unionid', ARGV[4], 'updated_at', ARGV[5], 'person', ARGV[6])
+        if #previous > 0 then
+          redis.call('HSET', k, 'previous_unionids', table.concat(previous, ' '))
+        else
+          redis.call('HDEL', k, 'previous_unionids')
+        end
       end
       redis.call('HINCRBY', k, 'v', 1)
     end
