@@ -422,6 +422,97 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 	}
 }
 
+// A user back through an erased user's alias, in its app without the
+// unionid it had, is its person still when the person's last record with
+// that unionid is erased after it: the gift it takes then is taken for
+// a new user of the unionid in another app, on either store and after a
+// move between them. The user's record carries the person's unionids
+// (previous_unionids, never shown to clients), which a move needs, Redis
+// keeping the person by its hash too.
+func TestAGiftTakenBackThroughAnAliasCountsOnceTheUnionIDsRecordIsErased(t *testing.T) {
+	const app, game = config.MockAppID, "wxgame"
+	login := func(t *testing.T, s claimStore, appID, name, unionID string) account.User {
+		t.Helper()
+		u, _, err := s.Login(appID, fakewechat.OpenID(appID, name), unionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	erase := func(t *testing.T, s claimStore, id int64) {
+		t.Helper()
+		if _, err := s.Erase(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// before: bob (game) and alice (app) share u1; alice is erased, comes
+	// back without a unionid and takes the gift; then bob is erased.
+	before := func(t *testing.T, s claimStore) {
+		t.Helper()
+		bob := login(t, s, game, "bob", "u1")
+		erase(t, s, login(t, s, app, "alice", "u1").ID)
+		back := login(t, s, app, "alice", "")
+		if c, taken, err := s.Claim(back.ID, "welcome-gift"); err != nil || taken {
+			t.Fatalf("alice back: %+v, taken %v, %v; want the gift hers", c, taken, err)
+		}
+		erase(t, s, bob.ID)
+	}
+	after := func(t *testing.T, s claimStore) {
+		t.Helper()
+		carol := login(t, s, game, "carol", "u1")
+		if c, taken, err := s.Claim(carol.ID, "welcome-gift"); err != nil || !taken {
+			t.Errorf("a new user of u1 in %s: %+v, taken %v, %v; want the gift alice took taken", game, c, taken, err)
+		}
+	}
+	meta := account.Meta{Mode: account.ModeMock, AppIDs: []string{app, game}}
+	openFiles := func(t *testing.T, dir string) *users.Store {
+		t.Helper()
+		files, err := users.Open(dir, meta, time.Now, discardLogger(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return files
+	}
+	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	url := "redis://" + srv.Addr
+	t.Run("files", func(t *testing.T) {
+		files := openFiles(t, t.TempDir())
+		defer files.Close()
+		before(t, files)
+		after(t, files)
+	})
+	t.Run("Redis", func(t *testing.T) {
+		rs := redisStoreOn(t, srv, true)
+		before(t, rs)
+		after(t, rs)
+	})
+	t.Run("files, moved to Redis", func(t *testing.T) {
+		dir := t.TempDir()
+		files := openFiles(t, dir)
+		before(t, files)
+		if err := files.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := srv.Client(t, "", "").Do(t.Context(), "FLUSHALL"); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := tool(t, "to-redis", "-data", dir, "-redis", url); err != nil || strings.Count(out, "and 1 claims\n") != 2 {
+			t.Fatalf("to-redis = %v:\n%s; want 1 claim on each side", err, out)
+		}
+		after(t, redisStoreOn(t, srv, false))
+	})
+	t.Run("Redis, moved to files", func(t *testing.T) {
+		before(t, redisStoreOn(t, srv, true))
+		dir := filepath.Join(t.TempDir(), "back")
+		if out, err := tool(t, "from-redis", "-data", dir, "-redis", url); err != nil || strings.Count(out, "and 1 claims\n") != 2 {
+			t.Fatalf("from-redis = %v:\n%s; want 1 claim on each side", err, out)
+		}
+		files := openFiles(t, dir)
+		defer files.Close()
+		after(t, files)
+	})
+}
+
 // A person who took a gift, then found a gift of the same name kept of
 // an erased user of its own under another hash of one of its records
 // (alice, erased in an app with no unionid, had taken it first; her
