@@ -29,6 +29,12 @@ import (
 // (relayScript). The log is kept whole: Redis holds it until an operator
 // trims it (XTRIM wx:{ev} MINID).
 //
+// An erasure deletes its user's phone.bound events from the log by an
+// index of them (wx:{ev}:phones) that append_events keeps. A wxlogin from
+// before the index logged them without it: the relay's first run indexes
+// those, once, in chunks, and deletes those of users erased already
+// (indexOlderPhones), recording how far it got in wx:{ev}:indexed.
+//
 // An instance killed leaves the outboxes it pushed onto unrelayed. Finding
 // them takes a SCAN of the whole keyspace (RelayLeftovers), so it is done
 // only when one may be there: at each start, and when an instance has
@@ -55,6 +61,7 @@ const (
 	relaysKey       = "wx:{ev}:relays"
 	phonesKey       = "wx:{ev}:phones"
 	forgottenKey    = "wx:{ev}:forgotten"
+	indexedKey      = "wx:{ev}:indexed"
 )
 
 // logKeys are the keys of the scripts that append to the log
@@ -254,10 +261,19 @@ func addNew(list []string, outboxes ...string) []string {
 // wake or beat. Every relayBeat it renews this relay's lease and, if
 // another's lapsed, sweeps (RelayLeftovers) beside it. When ctx ends it
 // moves what is noted and gives its lease up; what it could not move waits
-// for the sweep of an instance that finds the lease lapsed.
+// for the sweep of an instance that finds the lease lapsed. Beside it, it
+// indexes the phone.bound events an earlier wxlogin logged, once
+// (indexOlderPhones).
 func (s *Store) RunRelay(ctx context.Context) {
 	var sweeps sync.WaitGroup
 	defer s.stopRelay(ctx, &sweeps)
+	// The log's older entries are indexed beside the relay's work, once.
+	indexing := make(chan struct{})
+	go func() {
+		defer close(indexing)
+		s.indexOlderPhones(ctx)
+	}()
+	defer func() { <-indexing }()
 	linger := time.NewTimer(relayLinger)
 	linger.Stop()
 	beat := time.NewTicker(s.beat)
@@ -461,6 +477,149 @@ func (s *Store) forgetPhones(ctx context.Context, id int64) error {
 	}
 	_, err := forgetPhonesScript.Run(ctx, s.rc, logKeys, strconv.FormatInt(id, 10), recording)
 	return err
+}
+
+// indexOlderScript indexes, in wx:{ev}:phones, up to ARGV[1] entries of
+// the log an earlier wxlogin appended without the index, from where the
+// marker (KEYS[5], wx:{ev}:indexed; KEYS[1] to KEYS[4] are logKeys) says
+// the indexing got: a phone.bound's seq goes into its user's field, unless
+// it is there, or, its user being erased already (in KEYS[4]), the entry
+// is deleted; a user.deleted, an erasure an earlier wxlogin logged, forgets
+// its user (forget), deleting the phone.bound events indexed so far. The
+// marker holds "<after>,<end>": the entries with a seq above after and up
+// to end are left to index. The first run records end, the last seq given
+// then (KEYS[2]): every entry appended from then on was indexed as it was
+// appended. Once the indexing reaches end, the marker holds "done", and
+// the script changes nothing. In one script, no relay's append nor
+// erasure comes between its reads and its writes, and a run cut short
+// (wxlogin killed) leaves the marker where its last chunk left it. It
+// answers {1 if done, phone.bound events indexed, deleted, users
+// forgotten, after, end}.
+var indexOlderScript = redis.NewScript(appendEventsLua + `
+local mark = redis.call('GET', KEYS[5])
+if mark == 'done' then return {1, 0, 0, 0, 0, 0} end
+local after, last
+if mark then
+  after, last = string.match(mark, '^(%d+),(%d+)$')
+  if not after then return redis.error_reply(KEYS[5] .. ' holds neither done nor <seq>,<seq>') end
+  after, last = tonumber(after), tonumber(last)
+else
+  after, last = 0, tonumber(redis.call('GET', KEYS[2]) or '0')
+end
+local count = tonumber(ARGV[1])
+local entries = {}
+if after < last then
+  entries = redis.call('XRANGE', KEYS[1], string.format('%d', after + 1), string.format('%d', last), 'COUNT', count)
+end
+local indexed, deleted, forgotten = 0, 0, 0
+for _, entry in ipairs(entries) do
+  local seq = tonumber(string.match(entry[1], '^(%d+)-'))
+  local text = entry[2][2] or ''
+  local user = string.match(text, '"user_id":(%d+)')
+  if user and string.find(text, '"type":"phone.bound"', 1, true) then
+    if redis.call('SISMEMBER', KEYS[4], user) == 1 then
+      redis.call('XDEL', KEYS[1], entry[1])
+      deleted = deleted + 1
+    else
+      local had, known = redis.call('HGET', KEYS[3], user), false
+      for s in string.gmatch(had or '', '%d+') do
+        if tonumber(s) == seq then known = true end
+      end
+      if not known then
+        redis.call('HSET', KEYS[3], user, (had and had .. ',' or '') .. string.format('%d', seq))
+        indexed = indexed + 1
+      end
+    end
+  elseif user and string.find(text, '"type":"user.deleted"', 1, true) then
+    forget(user)
+    forgotten = forgotten + 1
+  end
+  after = seq
+end
+if #entries < count or after >= last then
+  redis.call('SET', KEYS[5], 'done')
+  return {1, indexed, deleted, forgotten, last, last}
+end
+redis.call('SET', KEYS[5], string.format('%d,%d', after, last))
+return {0, indexed, deleted, forgotten, after, last}
+`)
+
+// indexKeys are indexOlderScript's keys: logKeys, then the marker.
+var indexKeys = []string{eventLogKey, eventSeqKey, phonesKey, forgottenKey, indexedKey}
+
+// indexChunk is how many entries of the log one indexOlderScript reads,
+// so that it holds Redis a few milliseconds at a time, and indexPause how
+// long the indexing leaves Redis to the others between two.
+const (
+	indexChunk = 500
+	indexPause = 10 * time.Millisecond
+)
+
+// indexed is what indexOlderScript did, over one chunk or more.
+type indexed struct {
+	done                       bool
+	phones, deleted, forgotten int64
+	after, end                 int64
+}
+
+// indexOlder runs indexOlderScript once, over n entries at most.
+func (s *Store) indexOlder(ctx context.Context, n int) (indexed, error) {
+	reply, err := indexOlderScript.Run(ctx, s.rc, indexKeys, strconv.Itoa(n))
+	if err != nil {
+		return indexed{}, err
+	}
+	r, _ := reply.([]any)
+	if len(r) != 6 {
+		return indexed{}, fmt.Errorf("the indexing script answered %v", reply)
+	}
+	var v [6]int64
+	for i := range v {
+		v[i], _ = r[i].(int64)
+	}
+	return indexed{done: v[0] == 1, phones: v[1], deleted: v[2], forgotten: v[3], after: v[4], end: v[5]}, nil
+}
+
+// indexOlderPhones indexes the phone.bound events an earlier wxlogin
+// appended to the log without wx:{ev}:phones (indexOlderScript), chunk
+// after chunk, until the marker says it is done or ctx ends, so that an
+// erasure deletes them too, and deletes those of the users erased
+// already. Once done it costs one GET at each start. A chunk that fails
+// (Redis lost) is tried again a beat later. Every relay runs it, at its
+// start: of several instances at once, each chunk goes on from where the
+// last, whichever ran it, left the marker.
+func (s *Store) indexOlderPhones(ctx context.Context) {
+	if mark, err := s.rc.Do(ctx, "GET", indexedKey); err == nil && mark == "done" {
+		return
+	}
+	var total indexed
+	for chunks := 1; ; chunks++ {
+		wait := indexPause
+		did, err := s.indexOlder(ctx, indexChunk)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("events: the indexing of the phone numbers an earlier wxlogin logged failed; trying again", "in", s.beat, "err", err)
+			wait = s.beat
+		} else {
+			total.phones, total.deleted, total.forgotten = total.phones+did.phones, total.deleted+did.deleted, total.forgotten+did.forgotten
+			if did.done {
+				if chunks > 1 || did.phones+did.deleted+did.forgotten > 0 {
+					s.log.Info("events: the phone numbers an earlier wxlogin logged are indexed, for erasures to delete",
+						"indexed", total.phones, "deleted", total.deleted, "erasures", total.forgotten)
+				}
+				return
+			}
+			if chunks%200 == 1 {
+				s.log.Info("events: indexing the phone numbers an earlier wxlogin logged, for erasures to delete", "at_seq", did.after, "to_seq", did.end)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }
 
 // relay moves the head of each of outboxes into the log, and answers the

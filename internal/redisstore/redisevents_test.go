@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -1398,6 +1399,204 @@ func TestRedisAnErasureTakesThePhoneOutOfTheLog(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// appendAsBefore appends e to the log as a wxlogin from before the index
+// of the phones did: under the next seq, without the index, and answers
+// its seq.
+func appendAsBefore(t *testing.T, s *Store, e events.Event) int64 {
+	t.Helper()
+	seq, _ := mustDo(t, s.rc, "INCR", eventSeqKey).(int64)
+	mustDo(t, s.rc, "XADD", eventLogKey, fmt.Sprintf("%d-1", seq), "e", string(e.Append(nil)))
+	return seq
+}
+
+// phoneBound is u's phone.bound of number, as the relay logs it.
+func phoneBound(u account.User, number string) events.Event {
+	u.PhoneNumber, u.PurePhoneNumber, u.CountryCode = "+86 "+number, number, "86"
+	return events.PhoneChanged(time.Now(), &u, u.ID)
+}
+
+// The phone.bound events an earlier wxlogin logged, not in the index of
+// the phones, are indexed once: the phone.bound of a user erased before
+// that is deleted then, that of a user erased by the earlier wxlogin (its
+// user.deleted in the log) too, and those of the others stay, indexed
+// once each, so that their erasure deletes them. An indexing cut short
+// between two chunks goes on from where it got; once done, it changes
+// nothing.
+func TestRedisIndexesThePhonesAnEarlierWxloginLogged(t *testing.T) {
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			rs := openEventStore(t, startRedis(t, kind))
+			ctx := t.Context()
+			login := loginOn(t, rs)
+			alice, bob, carol, dave, erin := login("wxshop", "alice", ""), login("wxshop", "bob", ""), login("wxshop", "carol", ""), login("wxshop", "dave", ""), login("wxshop", "erin", "")
+			if err := rs.RelayLeftovers(ctx); err != nil { // their user.created: seqs 1 to 5
+				t.Fatal(err)
+			}
+			alicePhone := appendAsBefore(t, rs, phoneBound(alice, "13800138000")) // 6
+			bobPhone := appendAsBefore(t, rs, phoneBound(bob, "13900139000"))
+			carolPhone := appendAsBefore(t, rs, phoneBound(carol, "13600136000"))
+			appendAsBefore(t, rs, phoneBound(erin, "13500135000"))
+			appendAsBefore(t, rs, events.Deleted(time.Now(), erin.ID, "wxshop", erin.ID)) // erased then
+			daveBefore := appendAsBefore(t, rs, phoneBound(dave, "13700137000"))
+			if _, err := rs.Update(ctx, dave.ID, bindPhone); err != nil { // logged by this wxlogin, indexed
+				t.Fatal(err)
+			}
+			if _, err := rs.Erase(ctx, alice.ID); err != nil {
+				t.Fatal(err)
+			}
+			if err := rs.RelayLeftovers(ctx); err != nil {
+				t.Fatal(err)
+			}
+			daveNow := mustDo(t, rs.rc, "HGET", phonesKey, strconv.FormatInt(dave.ID, 10))
+
+			// Cut short after its first chunk, which reached alice's phone.
+			did, err := rs.indexOlder(ctx, int(alicePhone))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if did.done || did.deleted != 1 {
+				t.Fatalf("the first chunk did %+v; want alice's phone deleted, and more to index", did)
+			}
+			if mark := mustDo(t, rs.rc, "GET", indexedKey); mark != fmt.Sprintf("%d,%s", alicePhone, mustDo(t, rs.rc, "GET", eventSeqKey)) {
+				t.Fatalf("after the first chunk %s holds %v; want how far it got, and the last seq at its start", indexedKey, mark)
+			}
+			rs.indexOlderPhones(ctx) // as the next start does
+
+			var got []told
+			for _, e := range allEvents(t, rs) {
+				if e.Type == events.PhoneBound || e.Type == events.UserDeleted {
+					got = append(got, told{e.Type, e.Data})
+				}
+			}
+			slices.SortStableFunc(got, func(a, b told) int { return cmp.Compare(a.Data.UserID, b.Data.UserID) })
+			bound := func(u account.User, number string) told {
+				e := phoneBound(u, number)
+				return told{e.Type, e.Data}
+			}
+			want := []told{
+				{events.UserDeleted, events.Data{UserID: alice.ID, AppID: "wxshop", PersonID: alice.ID}},
+				bound(bob, "13900139000"),
+				bound(carol, "13600136000"),
+				bound(dave, "13700137000"),
+				bound(dave, "13800138000"),
+				{events.UserDeleted, events.Data{UserID: erin.ID, AppID: "wxshop", PersonID: erin.ID}},
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("once indexed, the log's phones and deletions are\n%+v\nwant\n%+v", got, want)
+			}
+			daveSeqs := []string{strconv.FormatInt(daveBefore, 10), daveNow.(string)}
+			slices.Sort(daveSeqs)
+			wantIndex := map[string]string{
+				strconv.FormatInt(bob.ID, 10):   strconv.FormatInt(bobPhone, 10),
+				strconv.FormatInt(carol.ID, 10): strconv.FormatInt(carolPhone, 10),
+				strconv.FormatInt(dave.ID, 10):  strings.Join(daveSeqs, ","),
+			}
+			index := map[string]string{}
+			pairs, _ := mustDo(t, rs.rc, "HGETALL", phonesKey).([]any)
+			for i := 0; i+1 < len(pairs); i += 2 {
+				seqs := strings.Split(pairs[i+1].(string), ",")
+				slices.Sort(seqs)
+				index[pairs[i].(string)] = strings.Join(seqs, ",")
+			}
+			if !maps.Equal(index, wantIndex) {
+				t.Errorf("%s holds %v; want %v: each phone.bound left, once", phonesKey, index, wantIndex)
+			}
+
+			if _, err := rs.Erase(ctx, bob.ID); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range allEvents(t, rs) {
+				if e.Type == events.PhoneBound && e.Data.UserID == bob.ID {
+					t.Errorf("bob's phone.bound, logged by the earlier wxlogin, is in the log after his erasure")
+				}
+			}
+
+			before := mustDo(t, rs.rc, "XLEN", eventLogKey)
+			indexBefore := mustDo(t, rs.rc, "HLEN", phonesKey)
+			if did, err := rs.indexOlder(ctx, indexChunk); err != nil || did != (indexed{done: true}) {
+				t.Errorf("the indexing once done did %+v, %v; want nothing", did, err)
+			}
+			if after, indexAfter := mustDo(t, rs.rc, "XLEN", eventLogKey), mustDo(t, rs.rc, "HLEN", phonesKey); after != before || indexAfter != indexBefore {
+				t.Errorf("the indexing once done changed the log (%v entries, then %v) or the index (%v users, then %v)", before, after, indexBefore, indexAfter)
+			}
+		})
+	}
+}
+
+// Instances indexing the older log at once, two and a relay's, while
+// users are erased and their user.deleted relayed, leave no erased user's
+// phone.bound in the log, and each other's indexed once.
+func TestRedisIndexingRacesRelaysAndErasures(t *testing.T) {
+	cfg := startRedis(t, onRedis)
+	a, b := openEventStore(t, cfg), openEventStore(t, cfg)
+	ctx := t.Context()
+	login := loginOn(t, a)
+	var users []account.User
+	seqs := map[int64][]string{}
+	for i := range 20 {
+		users = append(users, login("wxshop", fmt.Sprint("user", i), ""))
+	}
+	for round := range indexChunk/len(users) + 2 { // more than a chunk
+		for _, u := range users {
+			seqs[u.ID] = append(seqs[u.ID], strconv.FormatInt(appendAsBefore(t, a, phoneBound(u, fmt.Sprint(13000000000+round))), 10))
+		}
+	}
+	var wg sync.WaitGroup
+	runRelay(t, b)
+	wg.Go(func() { a.indexOlderPhones(ctx) })
+	wg.Go(func() { b.indexOlderPhones(ctx) })
+	wg.Go(func() {
+		for _, u := range users[:len(users)/2] {
+			if _, err := b.Erase(ctx, u.ID); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	wg.Wait()
+	if mark := mustDo(t, a.rc, "GET", indexedKey); mark != "done" {
+		t.Fatalf("%s holds %v once both indexings returned; want done", indexedKey, mark)
+	}
+	left := map[int64]int{}
+	for _, e := range allEvents(t, a) {
+		if e.Type == events.PhoneBound {
+			left[e.Data.UserID]++
+		}
+	}
+	for i, u := range users {
+		id := strconv.FormatInt(u.ID, 10)
+		index, _ := mustDo(t, a.rc, "HGET", phonesKey, id).(string)
+		got := strings.Split(index, ",")
+		slices.Sort(got)
+		want := slices.Sorted(slices.Values(seqs[u.ID]))
+		if i < len(users)/2 {
+			if left[u.ID] > 0 || index != "" {
+				t.Errorf("user %d, erased, has %d phone.bound events left in the log, and %q in the index; want none", u.ID, left[u.ID], index)
+			}
+		} else if left[u.ID] != len(want) || !slices.Equal(got, want) {
+			t.Errorf("user %d has %d phone.bound events in the log, and %v in the index; want %d, and %v", u.ID, left[u.ID], got, len(want), want)
+		}
+	}
+}
+
+// The relay indexes the log's older phone.bound events at its start, in
+// the background, and marks the indexing done.
+func TestRedisRelayIndexesTheOlderLogAtItsStart(t *testing.T) {
+	rs := openEventStore(t, startRedis(t, onRedis))
+	ctx := t.Context()
+	alice := loginOn(t, rs)("wxshop", "alice", "")
+	appendAsBefore(t, rs, phoneBound(alice, "13800138000"))
+	if _, err := rs.Erase(ctx, alice.ID); err != nil {
+		t.Fatal(err)
+	}
+	runRelay(t, rs)
+	testkit.WaitFor(t, "the indexing to be done", func() bool { return mustDo(t, rs.rc, "GET", indexedKey) == "done" })
+	for _, e := range allEvents(t, rs) {
+		if e.Type == events.PhoneBound {
+			t.Errorf("alice's phone.bound, logged by an earlier wxlogin, is in the log after her erasure and the relay's start")
+		}
+	}
+}
 
 // An erasure cut short after its record is gone, before its phone numbers
 // left the log (the log's slot unreachable then, or wxlogin killed), is
