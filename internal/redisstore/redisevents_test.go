@@ -1422,7 +1422,7 @@ func phoneBound(u account.User, number string) events.Event {
 // user.deleted in the log) too, and those of the others stay, indexed
 // once each, so that their erasure deletes them. An indexing cut short
 // between two chunks goes on from where it got; once done, it changes
-// nothing.
+// nothing, nor does it run again once its marker is deleted.
 func TestRedisIndexesThePhonesAnEarlierWxloginLogged(t *testing.T) {
 	for _, kind := range []redisKind{onRedis, onRedisCluster} {
 		t.Run(string(kind), func(t *testing.T) {
@@ -1513,12 +1513,16 @@ func TestRedisIndexesThePhonesAnEarlierWxloginLogged(t *testing.T) {
 			}
 
 			before := mustDo(t, rs.rc, "XLEN", eventLogKey)
-			indexBefore := mustDo(t, rs.rc, "HLEN", phonesKey)
+			indexBefore := fmt.Sprint(mustDo(t, rs.rc, "HGETALL", phonesKey))
 			if did, err := rs.indexOlder(ctx, indexChunk); err != nil || did != (indexed{done: true}) {
 				t.Errorf("the indexing once done did %+v, %v; want nothing", did, err)
 			}
-			if after, indexAfter := mustDo(t, rs.rc, "XLEN", eventLogKey), mustDo(t, rs.rc, "HLEN", phonesKey); after != before || indexAfter != indexBefore {
-				t.Errorf("the indexing once done changed the log (%v entries, then %v) or the index (%v users, then %v)", before, after, indexBefore, indexAfter)
+			mustDo(t, rs.rc, "DEL", indexedKey) // as an operator does, to index the whole log again
+			if did, err := rs.indexOlder(ctx, indexChunk); err != nil || !did.done || did.phones+did.deleted != 0 {
+				t.Errorf("the indexing run again did %+v, %v; want it done, with no phone.bound to index or delete", did, err)
+			}
+			if after, indexAfter := mustDo(t, rs.rc, "XLEN", eventLogKey), fmt.Sprint(mustDo(t, rs.rc, "HGETALL", phonesKey)); after != before || indexAfter != indexBefore {
+				t.Errorf("the indexing once done, and run again, changed the log (%v entries, then %v) or the index (%s, then %s)", before, after, indexBefore, indexAfter)
 			}
 		})
 	}
