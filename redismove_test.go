@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -266,6 +267,87 @@ func redisStoreOn(t *testing.T, srv *testkit.RedisServer, flush bool) redisWithi
 	return redisWithin{t, openTestRedisStore(t, rc, account.ModeMock, time.Now)}
 }
 
+// keptStories tells stories of kept claims on every store they can be
+// told on, each a subtest, in mock mode with the apps config.MockAppID
+// and "wxgame":
+//   - "files/": the file store;
+//   - "redis/": Redis;
+//   - "files, moved to Redis and back/": made on the files, moved with
+//     to-redis, checked on Redis, moved back with from-redis and checked
+//     on those files too;
+//   - "Redis, moved to files/": made on Redis, moved with from-redis,
+//     checked on the files.
+type keptStories struct {
+	srv  *testkit.RedisServer
+	meta account.Meta
+}
+
+func newKeptStories(t *testing.T) keptStories {
+	return keptStories{
+		srv:  testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always"),
+		meta: account.Meta{Mode: account.ModeMock, AppIDs: []string{config.MockAppID, "wxgame"}},
+	}
+}
+
+// openFiles opens the file store in dir.
+func (k keptStories) openFiles(t *testing.T, dir string) *users.Store {
+	t.Helper()
+	files, err := users.Open(dir, k.meta, time.Now, discardLogger(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// tell tells the story name on each store: made on it (on the store
+// moved, before the move), then checked, each move counting claims
+// claims on each of its sides.
+func (k keptStories) tell(t *testing.T, name string, claims int, made, checked func(t *testing.T, s claimStore)) {
+	url := "redis://" + k.srv.Addr
+	move := func(t *testing.T, args ...string) {
+		t.Helper()
+		args = append(args, "-redis", url)
+		if out, err := tool(t, args...); err != nil || strings.Count(out, fmt.Sprintf("and %d claims\n", claims)) != 2 {
+			t.Fatalf("%s = %v:\n%s; want %d claims on each side", args[0], err, out, claims)
+		}
+	}
+	t.Run("files/"+name, func(t *testing.T) {
+		files := k.openFiles(t, t.TempDir())
+		defer files.Close()
+		made(t, files)
+		checked(t, files)
+	})
+	t.Run("redis/"+name, func(t *testing.T) {
+		rs := redisStoreOn(t, k.srv, true)
+		made(t, rs)
+		checked(t, rs)
+	})
+	t.Run("files, moved to Redis and back/"+name, func(t *testing.T) {
+		dir := t.TempDir()
+		files := k.openFiles(t, dir)
+		made(t, files)
+		if err := files.Close(); err != nil {
+			t.Fatal(err)
+		}
+		redisStoreOn(t, k.srv, true)
+		move(t, "to-redis", "-data", dir)
+		again := filepath.Join(t.TempDir(), "back")
+		move(t, "from-redis", "-data", again)
+		checked(t, redisStoreOn(t, k.srv, false))
+		files = k.openFiles(t, again)
+		defer files.Close()
+		checked(t, files)
+	})
+	t.Run("Redis, moved to files/"+name, func(t *testing.T) {
+		made(t, redisStoreOn(t, k.srv, true))
+		dir := filepath.Join(t.TempDir(), "back")
+		move(t, "from-redis", "-data", dir)
+		files := k.openFiles(t, dir)
+		defer files.Close()
+		checked(t, files)
+	})
+}
+
 // redisWithin is a store in Redis, called as the file store is: within
 // t's context.
 type redisWithin struct {
@@ -359,66 +441,12 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 			t.Errorf("alice back: %+v, taken %v, %v; want the gift taken", c, taken, err)
 		}
 	}
-	meta := account.Meta{Mode: account.ModeMock, AppIDs: []string{app, game}}
-	openFiles := func(t *testing.T, dir string) *users.Store {
-		t.Helper()
-		files, err := users.Open(dir, meta, time.Now, discardLogger(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return files
-	}
-	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	url := "redis://" + srv.Addr
-	openRedis := func(t *testing.T, flush bool) redisWithin { return redisStoreOn(t, srv, flush) }
+	stories := newKeptStories(t)
 	for _, tc := range cases {
-		t.Run("files/"+tc.name, func(t *testing.T) {
-			files := openFiles(t, t.TempDir())
-			defer files.Close()
-			before(t, files, tc.before, tc.gift, tc.erase)
-			back(t, files, tc.back)
-		})
-		t.Run("redis/"+tc.name, func(t *testing.T) {
-			rs := openRedis(t, true)
-			before(t, rs, tc.before, tc.gift, tc.erase)
-			back(t, rs, tc.back)
-		})
-		t.Run("files, moved to Redis and back/"+tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			files := openFiles(t, dir)
-			before(t, files, tc.before, tc.gift, tc.erase)
-			logIn(t, files, tc.back[:tc.early], -1)
-			if err := files.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := srv.Client(t, "", "").Do(t.Context(), "FLUSHALL"); err != nil {
-				t.Fatal(err)
-			}
-			// The one gift counts once on each side, there and back.
-			if out, err := tool(t, "to-redis", "-data", dir, "-redis", url); err != nil || strings.Count(out, "and 1 claims\n") != 2 {
-				t.Fatalf("to-redis = %v:\n%s; want 1 claim on each side", err, out)
-			}
-			again := filepath.Join(t.TempDir(), "back")
-			if out, err := tool(t, "from-redis", "-data", again, "-redis", url); err != nil || strings.Count(out, "and 1 claims\n") != 2 {
-				t.Fatalf("from-redis = %v:\n%s; want 1 claim on each side", err, out)
-			}
-			back(t, openRedis(t, false), tc.back)
-			files = openFiles(t, again)
-			defer files.Close()
-			back(t, files, tc.back)
-		})
-		t.Run("Redis, moved to files/"+tc.name, func(t *testing.T) {
-			rs := openRedis(t, true)
-			before(t, rs, tc.before, tc.gift, tc.erase)
-			logIn(t, rs, tc.back[:tc.early], -1)
-			dir := filepath.Join(t.TempDir(), "back")
-			if out, err := tool(t, "from-redis", "-data", dir, "-redis", url); err != nil {
-				t.Fatalf("from-redis = %v:\n%s", err, out)
-			}
-			files := openFiles(t, dir)
-			defer files.Close()
-			back(t, files, tc.back)
-		})
+		stories.tell(t, tc.name, 1, func(t *testing.T, s claimStore) {
+			before(t, s, tc.before, tc.gift, tc.erase)
+			logIn(t, s, tc.back[:tc.early], -1)
+		}, func(t *testing.T, s claimStore) { back(t, s, tc.back) })
 	}
 }
 
@@ -464,53 +492,7 @@ func TestAGiftTakenBackThroughAnAliasCountsOnceTheUnionIDsRecordIsErased(t *test
 			t.Errorf("a new user of u1 in %s: %+v, taken %v, %v; want the gift alice took taken", game, c, taken, err)
 		}
 	}
-	meta := account.Meta{Mode: account.ModeMock, AppIDs: []string{app, game}}
-	openFiles := func(t *testing.T, dir string) *users.Store {
-		t.Helper()
-		files, err := users.Open(dir, meta, time.Now, discardLogger(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return files
-	}
-	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	url := "redis://" + srv.Addr
-	t.Run("files", func(t *testing.T) {
-		files := openFiles(t, t.TempDir())
-		defer files.Close()
-		before(t, files)
-		after(t, files)
-	})
-	t.Run("Redis", func(t *testing.T) {
-		rs := redisStoreOn(t, srv, true)
-		before(t, rs)
-		after(t, rs)
-	})
-	t.Run("files, moved to Redis", func(t *testing.T) {
-		dir := t.TempDir()
-		files := openFiles(t, dir)
-		before(t, files)
-		if err := files.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := srv.Client(t, "", "").Do(t.Context(), "FLUSHALL"); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := tool(t, "to-redis", "-data", dir, "-redis", url); err != nil || strings.Count(out, "and 1 claims\n") != 2 {
-			t.Fatalf("to-redis = %v:\n%s; want 1 claim on each side", err, out)
-		}
-		after(t, redisStoreOn(t, srv, false))
-	})
-	t.Run("Redis, moved to files", func(t *testing.T) {
-		before(t, redisStoreOn(t, srv, true))
-		dir := filepath.Join(t.TempDir(), "back")
-		if out, err := tool(t, "from-redis", "-data", dir, "-redis", url); err != nil || strings.Count(out, "and 1 claims\n") != 2 {
-			t.Fatalf("from-redis = %v:\n%s; want 1 claim on each side", err, out)
-		}
-		files := openFiles(t, dir)
-		defer files.Close()
-		after(t, files)
-	})
+	newKeptStories(t).tell(t, "alice back takes the gift, bob erased", 1, before, after)
 }
 
 // A person who took a gift, then found a gift of the same name kept of
@@ -606,18 +588,7 @@ func TestAKeptClaimCountsAfterTwoErasuresOfOneOpenID(t *testing.T) {
 			}
 		}
 	}
-	meta := account.Meta{Mode: account.ModeMock, AppIDs: []string{app, game}}
-	openFiles := func(t *testing.T, dir string) *users.Store {
-		t.Helper()
-		files, err := users.Open(dir, meta, time.Now, discardLogger(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return files
-	}
-	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	url := "redis://" + srv.Addr
-	openRedis := func(t *testing.T, flush bool) redisWithin { return redisStoreOn(t, srv, flush) }
+	stories := newKeptStories(t)
 	for _, first := range []string{"u1", ""} {
 		before := func(t *testing.T, s claimStore) {
 			t.Helper()
@@ -633,47 +604,7 @@ func TestAKeptClaimCountsAfterTwoErasuresOfOneOpenID(t *testing.T) {
 		}
 		for _, w := range ways {
 			name := "first with " + cmp.Or(first, "none") + ", back " + w.name
-			t.Run("files/"+name, func(t *testing.T) {
-				files := openFiles(t, t.TempDir())
-				defer files.Close()
-				before(t, files)
-				back(t, files, w)
-			})
-			t.Run("redis/"+name, func(t *testing.T) {
-				rs := openRedis(t, true)
-				before(t, rs)
-				back(t, rs, w)
-			})
-			t.Run("files, moved to Redis and back/"+name, func(t *testing.T) {
-				dir := t.TempDir()
-				files := openFiles(t, dir)
-				before(t, files)
-				if err := files.Close(); err != nil {
-					t.Fatal(err)
-				}
-				openRedis(t, true)
-				if out, err := tool(t, "to-redis", "-data", dir, "-redis", url); err != nil || strings.Count(out, "and 2 claims\n") != 2 {
-					t.Fatalf("to-redis = %v:\n%s; want 2 claims on each side", err, out)
-				}
-				again := filepath.Join(t.TempDir(), "back")
-				if out, err := tool(t, "from-redis", "-data", again, "-redis", url); err != nil || strings.Count(out, "and 2 claims\n") != 2 {
-					t.Fatalf("from-redis = %v:\n%s; want 2 claims on each side", err, out)
-				}
-				back(t, openRedis(t, false), w)
-				files = openFiles(t, again)
-				defer files.Close()
-				back(t, files, w)
-			})
-			t.Run("Redis, moved to files/"+name, func(t *testing.T) {
-				before(t, openRedis(t, true))
-				dir := filepath.Join(t.TempDir(), "back")
-				if out, err := tool(t, "from-redis", "-data", dir, "-redis", url); err != nil {
-					t.Fatalf("from-redis = %v:\n%s", err, out)
-				}
-				files := openFiles(t, dir)
-				defer files.Close()
-				back(t, files, w)
-			})
+			stories.tell(t, name, 2, before, func(t *testing.T, s claimStore) { back(t, s, w) })
 		}
 	}
 }
@@ -736,64 +667,13 @@ func TestAKeptClaimCountsAfterTheRecordItRejoinedIsErased(t *testing.T) {
 			}
 		}
 	}
-	meta := account.Meta{Mode: account.ModeMock, AppIDs: []string{app, game}}
-	openFiles := func(t *testing.T, dir string) *users.Store {
-		t.Helper()
-		files, err := users.Open(dir, meta, time.Now, discardLogger(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return files
-	}
-	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	url := "redis://" + srv.Addr
-	openRedis := func(t *testing.T, flush bool) redisWithin { return redisStoreOn(t, srv, flush) }
+	stories := newKeptStories(t)
 	for _, gameFirst := range []bool{true, false} {
 		name := "the game's erased first"
 		if !gameFirst {
 			name = "the app's erased first"
 		}
-		t.Run("files/"+name, func(t *testing.T) {
-			files := openFiles(t, t.TempDir())
-			defer files.Close()
-			before(t, files, gameFirst)
-			back(t, files)
-		})
-		t.Run("redis/"+name, func(t *testing.T) {
-			rs := openRedis(t, true)
-			before(t, rs, gameFirst)
-			back(t, rs)
-		})
-		t.Run("files, moved to Redis and back/"+name, func(t *testing.T) {
-			dir := t.TempDir()
-			files := openFiles(t, dir)
-			before(t, files, gameFirst)
-			if err := files.Close(); err != nil {
-				t.Fatal(err)
-			}
-			openRedis(t, true)
-			if out, err := tool(t, "to-redis", "-data", dir, "-redis", url); err != nil || strings.Count(out, "and 2 claims\n") != 2 {
-				t.Fatalf("to-redis = %v:\n%s; want 2 claims on each side", err, out)
-			}
-			again := filepath.Join(t.TempDir(), "back")
-			if out, err := tool(t, "from-redis", "-data", again, "-redis", url); err != nil || strings.Count(out, "and 2 claims\n") != 2 {
-				t.Fatalf("from-redis = %v:\n%s; want 2 claims on each side", err, out)
-			}
-			back(t, openRedis(t, false))
-			files = openFiles(t, again)
-			defer files.Close()
-			back(t, files)
-		})
-		t.Run("Redis, moved to files/"+name, func(t *testing.T) {
-			before(t, openRedis(t, true), gameFirst)
-			dir := filepath.Join(t.TempDir(), "back")
-			if out, err := tool(t, "from-redis", "-data", dir, "-redis", url); err != nil || strings.Count(out, "and 2 claims\n") != 2 {
-				t.Fatalf("from-redis = %v:\n%s; want 2 claims on each side", err, out)
-			}
-			files := openFiles(t, dir)
-			defer files.Close()
-			back(t, files)
-		})
+		stories.tell(t, name, 2, func(t *testing.T, s claimStore) { before(t, s, gameFirst) }, back)
 	}
 }
 
@@ -873,58 +753,8 @@ func TestAKeptClaimCountsWhenAnErasedUsersPersonHasRecords(t *testing.T) {
 			}
 		}
 	}
-	meta := account.Meta{Mode: account.ModeMock, AppIDs: []string{app, game}}
-	openFiles := func(t *testing.T, dir string) *users.Store {
-		t.Helper()
-		files, err := users.Open(dir, meta, time.Now, discardLogger(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return files
-	}
-	srv := testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-	url := "redis://" + srv.Addr
+	stories := newKeptStories(t)
 	for _, tc := range cases {
-		t.Run("files/"+tc.name, func(t *testing.T) {
-			files := openFiles(t, t.TempDir())
-			defer files.Close()
-			before(t, files, tc.steps)
-			back(t, files)
-		})
-		t.Run("redis/"+tc.name, func(t *testing.T) {
-			rs := redisStoreOn(t, srv, true)
-			before(t, rs, tc.steps)
-			back(t, rs)
-		})
-		t.Run("files, moved to Redis and back/"+tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			files := openFiles(t, dir)
-			before(t, files, tc.steps)
-			if err := files.Close(); err != nil {
-				t.Fatal(err)
-			}
-			redisStoreOn(t, srv, true)
-			if out, err := tool(t, "to-redis", "-data", dir, "-redis", url); err != nil || strings.Count(out, "and 2 claims\n") != 2 {
-				t.Fatalf("to-redis = %v:\n%s; want 2 claims on each side", err, out)
-			}
-			again := filepath.Join(t.TempDir(), "back")
-			if out, err := tool(t, "from-redis", "-data", again, "-redis", url); err != nil || strings.Count(out, "and 2 claims\n") != 2 {
-				t.Fatalf("from-redis = %v:\n%s; want 2 claims on each side", err, out)
-			}
-			back(t, redisStoreOn(t, srv, false))
-			files = openFiles(t, again)
-			defer files.Close()
-			back(t, files)
-		})
-		t.Run("Redis, moved to files/"+tc.name, func(t *testing.T) {
-			before(t, redisStoreOn(t, srv, true), tc.steps)
-			dir := filepath.Join(t.TempDir(), "back")
-			if out, err := tool(t, "from-redis", "-data", dir, "-redis", url); err != nil || strings.Count(out, "and 2 claims\n") != 2 {
-				t.Fatalf("from-redis = %v:\n%s; want 2 claims on each side", err, out)
-			}
-			files := openFiles(t, dir)
-			defer files.Close()
-			back(t, files)
-		})
+		stories.tell(t, tc.name, 2, func(t *testing.T, s claimStore) { before(t, s, tc.steps) }, back)
 	}
 }
