@@ -341,3 +341,42 @@ func TestAUserBackThroughAnAliasTakesItsPersonsUnionIDs(t *testing.T) {
 		})
 	}
 }
+
+// A user back in its app through an alias, holding its person's unionids
+// as previous_unionids, that learns a unionid none of them is (its app
+// moved to another Open Platform account) stays in its person, as a user
+// with a unionid does and as the file store keeps it (the unionids it had
+// join it to the person's records): a gift bob takes afterwards is taken
+// for alice too; also when she learns it from her verified user info.
+func TestAUserBackThroughAnAliasStaysInItsPersonLearningANewUnionID(t *testing.T) {
+	for _, tc := range []struct {
+		kind redisKind
+		way  string
+	}{{onRedis, "login"}, {onRedis, "update"}, {onRedisCluster, "login"}} {
+		kind := tc.kind
+		t.Run(string(kind)+"/"+tc.way, func(t *testing.T) {
+			rs := openStore(t, startRedis(t, kind), time.Now)
+			ctx := t.Context()
+			login := loginOn(t, rs)
+			bob := login("wxgame", "bob", "u1")
+			if _, err := rs.Erase(ctx, login("wxshop", "alice", "u1").ID); err != nil {
+				t.Fatal(err)
+			}
+			back := login("wxshop", "alice", "")
+			if tc.way == "login" {
+				login("wxshop", "alice", "u2")
+			} else if _, err := rs.Update(ctx, back.ID, func(u *account.User) { u.SetUnionID("u2") }); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := rs.Claim(ctx, bob.ID, "gift"); err != nil {
+				t.Fatal(err)
+			}
+			if c, taken, err := rs.Claim(ctx, back.ID, "gift"); err != nil || !taken {
+				t.Errorf("alice back, with u2: gift = %+v, taken %v, %v; want taken by bob, her person's", c, taken, err)
+			}
+			if _, members, _, err := rs.Person(ctx, back.ID); err != nil || len(members) != 2 {
+				t.Errorf("alice's person = %+v, %v; want alice and bob", members, err)
+			}
+		})
+	}
+}

@@ -516,24 +516,27 @@ local function login(k, outbox)
       -- The unionid leaves previous_unionids if it was there (a user back
       -- through an alias has those of its person: joinPersonFollowing), as
       -- account.User.SetUnionID does.
-      local previous = {}
+      local previous, had = {}, false
       for id in string.gmatch(redis.call('HGET', k, 'previous_unionids') or '', '%S+') do
+        had = true
         if id ~= ARGV[4] then table.insert(previous, id) end
       end
-      if old then
+      if old or had then
         -- A new unionid for the same openid (the app moved to another Open
-        -- Platform account): the user stays in their person, the old one
-        -- kept among previous_unionids.
-        table.insert(previous, old)
-        redis.call('HSET', k, 'unionid', ARGV[4], 'previous_unionids', table.concat(previous, ' '), 'updated_at', ARGV[5])
+        -- Platform account), or a first one for a user back through an
+        -- alias, which holds its person's: the user stays in their person,
+        -- which its unionids name (the new one linked: linkUnionID), the
+        -- old one kept among previous_unionids.
+        if old then table.insert(previous, old) end
+        redis.call('HSET', k, 'unionid', ARGV[4], 'updated_at', ARGV[5])
       else
         leave(k, ARGV[6])
         redis.call('HSET', k, 'unionid', ARGV[4], 'updated_at', ARGV[5], 'person', ARGV[6])
-        if #previous > 0 then
-          redis.call('HSET', k, 'previous_unionids', table.concat(previous, ' '))
-        else
-          redis.call('HDEL', k, 'previous_unionids')
-        end
+      end
+      if #previous > 0 then
+        redis.call('HSET', k, 'previous_unionids', table.concat(previous, ' '))
+      else
+        redis.call('HDEL', k, 'previous_unionids')
       end
       redis.call('HINCRBY', k, 'v', 1)
     end
@@ -983,8 +986,9 @@ func (s *Store) Update(ctx context.Context, id int64, change func(u *account.Use
 		}
 		// A unionid learned from verified user info moves the user into
 		// the person it names, as a login that brings one does; a changed
-		// one keeps the person (linkUnionID).
-		if old.UnionID == "" && u.UnionID != "" {
+		// one keeps the person (linkUnionID), as does a first one of a user
+		// back through an alias, which holds its person's unionids.
+		if old.UnionID == "" && old.PreviousUnionIDs == "" && u.UnionID != "" {
 			args = append(args, "person", s.PersonHash(u.AppID, u.OpenID, u.UnionID))
 		}
 		res, err := updateScript.Run(ctx, s.rc, keys, args...)
