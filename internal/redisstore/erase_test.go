@@ -252,3 +252,41 @@ func TestRedisAnErasureLeftToFinishStaysListed(t *testing.T) {
 		t.Errorf("after the finish, %v of wx:erasing and alice's openid key left; want none", n)
 	}
 }
+
+// An erasure read the user, and the user changed before its tombstone:
+// it learned a unionid at a login of another instance, moving to the
+// person of it, and took a gift there. The erasure is made of the user as
+// it is by then: its person lists it no more, and the same user back
+// without its unionid finds the gift taken, through the alias of its app
+// and openid, as if the erasure had come after the login.
+func TestRedisAnErasureOfAUserChangedMeanwhileErasesItAsItIs(t *testing.T) {
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			cfg := startRedis(t, kind)
+			a, b := openStore(t, cfg, time.Now), openStore(t, cfg, time.Now)
+			ctx := t.Context()
+			bob := loginOn(t, a)("wxgame", "bob", "u1")
+			alice := loginOn(t, a)("wxshop", "alice", "")
+			a.beforeTombstone = func() {
+				a.beforeTombstone = nil
+				loginOn(t, b)("wxshop", "alice", "u1")
+				if _, _, err := b.Claim(ctx, alice.ID, "gift"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := a.Erase(ctx, alice.ID); err != nil {
+				t.Fatal(err)
+			}
+			if _, members, _, err := a.Person(ctx, bob.ID); err != nil || len(members) != 1 {
+				t.Errorf("bob's person after alice's erasure = %+v, %v; want bob alone", members, err)
+			}
+			back := loginOn(t, b)("wxshop", "alice", "")
+			if back.ID == alice.ID {
+				t.Fatalf("alice back is user %d, her erased id", back.ID)
+			}
+			if c, taken, err := b.Claim(ctx, back.ID, "gift"); err != nil || !taken {
+				t.Errorf("alice back without her unionid: gift = %+v, taken %v, %v; want taken before her erasure", c, taken, err)
+			}
+		})
+	}
+}

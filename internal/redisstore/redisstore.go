@@ -134,6 +134,9 @@ type Store struct {
 	// failErase, set by tests, fails a step of an erasure's finish.
 	erasing   chan struct{}
 	failErase func(step string) error
+	// beforeTombstone, set by tests, runs between an erasure's read of
+	// the user and its tombstone.
+	beforeTombstone func()
 }
 
 // Options is what a Store is opened with.
@@ -1434,14 +1437,19 @@ func claimsIn(reply any) ([]account.Claim, error) {
 // the steps after it are done (finishErasure), the tombstone keeps what they
 // need: the user's app (ARGV[5]), openid (ARGV[6]), which its openid's key
 // names as long as it is not taken away, and person (ARGV[7]). With events,
-// it pushes user.deleted (ARGV[8]) onto the user's outbox (KEYS[4]), which
-// the tombstone leaves. It answers how many tokens were alive, or -1 when
-// there is no record to erase.
+// it pushes user.deleted (ARGV[9]) onto the user's outbox (KEYS[4]), which
+// the tombstone leaves. It answers how many tokens were alive, -1 when
+// there is no record to erase, or -2, erasing nothing, when the record is
+// no longer at the version (ARGV[8]) and person read: what the erasure
+// made of them (the alias of the user's app and openid, the person it
+// takes the user out of, the claims it answers kept) is to be made again.
 var eraseScript = redis.NewScript(revokeLua + `
-if redis.call('HEXISTS', KEYS[1], 'appid') == 0 then return -1 end
+local f = redis.call('HMGET', KEYS[1], 'appid', 'v', 'person')
+if not f[1] then return -1 end
+if (f[2] or '') ~= ARGV[8] or (f[3] or '') ~= ARGV[7] then return -2 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'erased', ARGV[1], 'left_appid', ARGV[5], 'left_openid', ARGV[6], 'left_person', ARGV[7])
-if KEYS[4] then redis.call('RPUSH', KEYS[4], ARGV[8]) end
+if KEYS[4] then redis.call('RPUSH', KEYS[4], ARGV[9]) end
 return revoke(KEYS[1], KEYS[3], KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 `)
 
@@ -1475,21 +1483,67 @@ func (s *Store) EraseWithTokens(ctx context.Context, id int64) (account.Erasure,
 	if err := s.writable(); err != nil {
 		return account.Erasure{}, 0, err
 	}
+	for range maxEraseTries {
+		result, revoked, u, person, err := s.tombstone(ctx, id)
+		if errors.Is(err, errChangedMeanwhile) {
+			continue
+		}
+		if err != nil {
+			return account.Erasure{}, 0, err
+		}
+		if s.events {
+			s.note(userOutboxKey(id))
+		}
+		s.ids.forget(u.Ref())
+		if err := s.finishErasure(ctx, id, u.AppID, u.OpenID, person); err != nil {
+			// Made all the same: its user's record and tokens are gone. Listed
+			// again, in case another instance took it off meanwhile, having
+			// found the record whole (FinishErasures): if Redis is reachable,
+			// the erasure is not left unfinished for good.
+			s.relist(ctx, id)
+			s.log.Warn("user erased; the erasure's last steps are left to finish", "user_id", id, "err", err)
+			select {
+			case s.erasing <- struct{}{}:
+			default:
+			}
+		}
+		return result, revoked, nil
+	}
+	return account.Erasure{}, 0, unavailable(fmt.Errorf("erase of user %d: the record kept changing", id))
+}
+
+// maxEraseTries bounds the times one erasure reads its user again, which
+// changed between the read and the tombstone.
+const maxEraseTries = 8
+
+// errChangedMeanwhile is a tombstone not made: the user's record changed
+// since it was read.
+var errChangedMeanwhile = errors.New("the record changed meanwhile")
+
+// tombstone makes user id's erasure (eraseScript) from the record as it
+// reads it, and answers what it kept, how many tokens it ended, the user
+// and its person; errChangedMeanwhile when the record changed between
+// the read and the script (a unionid learned, a move to another person),
+// which leaves it as it is, to be read again.
+func (s *Store) tombstone(ctx context.Context, id int64) (account.Erasure, int, account.User, string, error) {
+	fail := func(err error) (account.Erasure, int, account.User, string, error) {
+		return account.Erasure{}, 0, account.User{}, "", err
+	}
 	u, hash, ok, err := s.userHash(ctx, id)
 	if err != nil {
-		return account.Erasure{}, 0, err
+		return fail(err)
 	}
 	if !ok {
-		return account.Erasure{}, 0, fmt.Errorf("erase: %w %d", account.ErrNoUser, id)
+		return fail(fmt.Errorf("erase: %w %d", account.ErrNoUser, id))
 	}
 	person := hashField(hash, "person")
 	claims, err := s.rc.Do(ctx, "HGETALL", personHashKey(person))
 	if err != nil {
-		return account.Erasure{}, 0, unavailable(err)
+		return fail(unavailable(err))
 	}
 	list, err := claimsIn(claims)
 	if err != nil {
-		return account.Erasure{}, 0, err
+		return fail(err)
 	}
 	result := account.Erasure{UserID: id, ClaimsKept: []string{}}
 	for _, c := range list {
@@ -1504,46 +1558,36 @@ func (s *Store) EraseWithTokens(ctx context.Context, id int64) (account.Erasure,
 	// claims unfound.
 	if own := s.PersonHash(u.AppID, u.OpenID, ""); u.UnionID != "" && own != person {
 		if err := s.aliasErased(ctx, own, person, id, claims); err != nil {
-			return account.Erasure{}, 0, unavailable(err)
+			return fail(unavailable(err))
 		}
 	}
 	// Listed before it is made, so that an erasure cut short after it is
 	// found and finished (FinishErasures).
 	if _, err := s.rc.Do(ctx, "ZADD", erasingKey, strconv.FormatInt(s.now().UnixMilli(), 10), strconv.FormatInt(id, 10)); err != nil {
-		return account.Erasure{}, 0, unavailable(err)
+		return fail(unavailable(err))
 	}
 	keys := []string{userKey(id), sessionKeyKey(id), tokenSetKey(id)}
 	args := append([]string{formatTime(s.stamp(time.Second))}, s.lifetimeArgs()...)
-	args = append(args, u.AppID, u.OpenID, person)
+	args = append(args, u.AppID, u.OpenID, person, hashField(hash, "v"))
 	if s.events {
 		e := events.Deleted(s.now(), id, u.AppID, personIDOf(u, hash, claims))
 		keys, args = append(keys, userOutboxKey(id)), append(args, string(e.Append(nil)))
 	}
+	if s.beforeTombstone != nil {
+		s.beforeTombstone()
+	}
 	reply, err := eraseScript.Run(ctx, s.rc, keys, args...)
 	if err != nil {
-		return account.Erasure{}, 0, unavailable(err)
+		return fail(unavailable(err))
 	}
-	revoked, _ := reply.(int64)
-	if revoked < 0 {
-		return account.Erasure{}, 0, fmt.Errorf("erase: %w %d", account.ErrNoUser, id)
+	switch revoked, _ := reply.(int64); revoked {
+	case -1:
+		return fail(fmt.Errorf("erase: %w %d", account.ErrNoUser, id))
+	case -2:
+		return fail(errChangedMeanwhile)
+	default:
+		return result, int(revoked), u, person, nil
 	}
-	if s.events {
-		s.note(keys[3])
-	}
-	s.ids.forget(u.Ref())
-	if err := s.finishErasure(ctx, id, u.AppID, u.OpenID, person); err != nil {
-		// Made all the same: its user's record and tokens are gone. Listed
-		// again, in case another instance took it off meanwhile, having
-		// found the record whole (FinishErasures): if Redis is reachable,
-		// the erasure is not left unfinished for good.
-		s.relist(ctx, id)
-		s.log.Warn("user erased; the erasure's last steps are left to finish", "user_id", id, "err", err)
-		select {
-		case s.erasing <- struct{}{}:
-		default:
-		}
-	}
-	return result, int(revoked), nil
 }
 
 // erasingKey lists the erasures whose steps after the tombstone may not be
