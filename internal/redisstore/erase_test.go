@@ -290,3 +290,44 @@ func TestRedisAnErasureOfAUserChangedMeanwhileErasesItAsItIs(t *testing.T) {
 		})
 	}
 }
+
+// An erasure cut short before it took the user out of its person leaves
+// it listed there until it is finished. The same user back meanwhile,
+// with a unionid that makes it another person, takes the claims kept
+// under its app's and openid's hash all the same: those of the erased
+// user, who is no record however the list still names it.
+func TestRedisAUserBackBeforeItsErasureIsFinishedTakesItsClaims(t *testing.T) {
+	for _, tc := range []struct {
+		kind          redisKind
+		before, after string
+	}{{onRedis, "", "u1"}, {onRedis, "u1", "u2"}, {onRedisCluster, "", "u1"}} {
+		t.Run(fmt.Sprintf("%s/%q then %q", tc.kind, tc.before, tc.after), func(t *testing.T) {
+			cfg := startRedis(t, tc.kind)
+			a, b := openStore(t, cfg, time.Now), openStore(t, cfg, time.Now)
+			ctx := t.Context()
+			alice := loginOn(t, a)("wxshop", "alice", tc.before)
+			if _, _, err := a.Claim(ctx, alice.ID, "gift"); err != nil {
+				t.Fatal(err)
+			}
+			a.failErase = func(step string) error {
+				if step == "person" {
+					return fmt.Errorf("%s: %w", step, ErrUnavailable)
+				}
+				return nil
+			}
+			if _, err := a.Erase(ctx, alice.ID); err != nil {
+				t.Fatal(err)
+			}
+			back := loginOn(t, b)("wxshop", "alice", tc.after)
+			if back.ID == alice.ID {
+				t.Fatalf("alice back is user %d, her erased id", back.ID)
+			}
+			if err := b.FinishErasures(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if c, taken, err := b.Claim(ctx, back.ID, "gift"); err != nil || !taken {
+				t.Errorf("alice back with %q before her erasure was finished: gift = %+v, taken %v, %v; want taken before", tc.after, c, taken, err)
+			}
+		})
+	}
+}

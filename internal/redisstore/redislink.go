@@ -235,6 +235,12 @@ func (s *Store) aliasErased(ctx context.Context, hash, person string, id int64, 
 		return nil
 	}
 	into, held, err := s.personAt(ctx, was)
+	if err == nil {
+		held, err = s.withoutErased(ctx, held)
+	}
+	if err == nil {
+		personFields, err = s.withoutErased(ctx, personFields)
+	}
 	if err != nil {
 		return fmt.Errorf("erase: %w", err)
 	}
@@ -270,6 +276,9 @@ return 1
 // or its first claim, which takes them then.
 func (s *Store) takeOwnClaims(ctx context.Context, id int64, own string) error {
 	from, fields, err := s.personAt(ctx, own)
+	if err == nil {
+		fields, err = s.withoutErased(ctx, fields)
+	}
 	if err != nil {
 		return fmt.Errorf("user %d: %w", id, err)
 	}
@@ -315,6 +324,34 @@ var tookOwnScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'own') == ARGV[1] then redis.call('HDEL', KEYS[1], 'own') end
 return 1
 `)
+
+// withoutErased is a person's hash (fields, its HGETALL) without the
+// records of users erased since: an erasure cut short leaves its user in
+// the person's list until it is finished (finishErasure), and that user's
+// claims are kept claims all the same, which the same user back takes.
+func (s *Store) withoutErased(ctx context.Context, fields any) (any, error) {
+	gone := map[string]bool{}
+	for _, m := range membersIn(fields) {
+		n, err := s.rc.Do(ctx, "HEXISTS", userKey(m.ID), "appid")
+		if err != nil {
+			return nil, err
+		}
+		if n == int64(0) {
+			gone["u:"+strconv.FormatInt(m.ID, 10)] = true
+		}
+	}
+	if len(gone) == 0 {
+		return fields, nil
+	}
+	pairs, _ := fields.([]any)
+	left := make([]any, 0, len(pairs))
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if f, _ := pairs[i].(string); !gone[f] {
+			left = append(left, pairs[i], pairs[i+1])
+		}
+	}
+	return left, nil
+}
 
 // keptIn is the claims of a person's hash (fields, its HGETALL) whose
 // users are none of its records, as HGETALL gives them.
