@@ -331,3 +331,35 @@ func TestRedisAUserBackBeforeItsErasureIsFinishedTakesItsClaims(t *testing.T) {
 		})
 	}
 }
+
+// A user whose login with its first unionid was cut short after its
+// script, before its join to the person of it (Redis lost, wxlogin
+// killed), and who is erased before any login finishes it, is erased as
+// of that person: the same user back without its unionid finds the gift
+// bob, its person's other record, took, as the file store finds it.
+func TestRedisAnErasureFinishesACutShortJoinFirst(t *testing.T) {
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			rs := openStore(t, startRedis(t, kind), time.Now)
+			ctx := t.Context()
+			login := loginOn(t, rs)
+			bob := login("wxgame", "bob", "u1")
+			if _, _, err := rs.Claim(ctx, bob.ID, "gift"); err != nil {
+				t.Fatal(err)
+			}
+			alice := login("wxshop", "alice", "")
+			now := time.Now()
+			if _, err := loginScript.Run(ctx, rs.rc, []string{userKey(alice.ID)}, strconv.FormatInt(alice.ID, 10), "wxshop", alice.OpenID, "u1",
+				formatTime(now), rs.PersonHash("", "", "u1"), "0", formatTime(now.Add(-time.Hour)), "", "", "", ""); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := rs.Erase(ctx, alice.ID); err != nil {
+				t.Fatal(err)
+			}
+			back := login("wxshop", "alice", "")
+			if c, taken, err := rs.Claim(ctx, back.ID, "gift"); err != nil || !taken {
+				t.Errorf("alice back without her unionid: gift = %+v, taken %v, %v; want taken by bob, her person's", c, taken, err)
+			}
+		})
+	}
+}

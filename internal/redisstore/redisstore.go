@@ -1517,14 +1517,15 @@ func (s *Store) EraseWithTokens(ctx context.Context, id int64) (account.Erasure,
 const maxEraseTries = 8
 
 // errChangedMeanwhile is a tombstone not made: the user's record changed
-// since it was read.
+// since it was read, or its join was finished first.
 var errChangedMeanwhile = errors.New("the record changed meanwhile")
 
 // tombstone makes user id's erasure (eraseScript) from the record as it
 // reads it, and answers what it kept, how many tokens it ended, the user
 // and its person; errChangedMeanwhile when the record changed between
 // the read and the script (a unionid learned, a move to another person),
-// which leaves it as it is, to be read again.
+// which leaves it as it is, or when it finished a join cut short first:
+// the record is to be read again.
 func (s *Store) tombstone(ctx context.Context, id int64) (account.Erasure, int, account.User, string, error) {
 	fail := func(err error) (account.Erasure, int, account.User, string, error) {
 		return account.Erasure{}, 0, account.User{}, "", err
@@ -1537,6 +1538,17 @@ func (s *Store) tombstone(ctx context.Context, id int64) (account.Erasure, int, 
 		return fail(fmt.Errorf("erase: %w %d", account.ErrNoUser, id))
 	}
 	person := hashField(hash, "person")
+	if joined := hashField(hash, "joined"); joined != person {
+		// A join cut short (a login's, after its script) is finished
+		// first, as the user's next login or claim would: the erasure then
+		// takes the user out of the person it is a record of, aliases its
+		// app and openid to it, and the claims the join brings along count
+		// there.
+		if err := s.joinPersonFollowing(ctx, u, joined, person); err != nil {
+			return fail(unavailable(err))
+		}
+		return fail(errChangedMeanwhile)
+	}
 	claims, err := s.rc.Do(ctx, "HGETALL", personHashKey(person))
 	if err != nil {
 		return fail(unavailable(err))
