@@ -758,3 +758,46 @@ func TestAKeptClaimCountsWhenAnErasedUsersPersonHasRecords(t *testing.T) {
 		stories.tell(t, tc.name, 2, func(t *testing.T, s claimStore) { before(t, s, tc.steps) }, back)
 	}
 }
+
+// A user back through an erased user's alias, in its app without the
+// unionid it had, that then learns a unionid none of its person's records
+// has (its app moved to another Open Platform account) is its person
+// still, on either store: a gift bob, its person's record, takes after
+// that is taken for it too.
+func TestAUserBackThroughAnAliasKeepsItsPersonLearningANewUnionID(t *testing.T) {
+	const app, game = config.MockAppID, "wxgame"
+	login := func(t *testing.T, s claimStore, appID, name, unionID string) account.User {
+		t.Helper()
+		u, _, err := s.Login(appID, fakewechat.OpenID(appID, name), unionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	check := func(t *testing.T, s claimStore) {
+		t.Helper()
+		bob := login(t, s, game, "bob", "u1")
+		if _, err := s.Erase(login(t, s, app, "alice", "u1").ID); err != nil {
+			t.Fatal(err)
+		}
+		back := login(t, s, app, "alice", "")
+		login(t, s, app, "alice", "u2")
+		if _, _, err := s.Claim(bob.ID, "gift"); err != nil {
+			t.Fatal(err)
+		}
+		if c, taken, err := s.Claim(back.ID, "gift"); err != nil || !taken {
+			t.Errorf("alice back, with u2: %+v, taken %v, %v; want the gift bob took taken", c, taken, err)
+		}
+	}
+	t.Run("files", func(t *testing.T) {
+		files, err := users.Open(t.TempDir(), account.Meta{Mode: account.ModeMock, AppIDs: []string{app, game}}, time.Now, discardLogger(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer files.Close()
+		check(t, files)
+	})
+	t.Run("Redis", func(t *testing.T) {
+		check(t, redisStoreOn(t, testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always"), true))
+	})
+}
