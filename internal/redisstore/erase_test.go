@@ -363,3 +363,45 @@ func TestRedisAnErasureFinishesACutShortJoinFirst(t *testing.T) {
 		})
 	}
 }
+
+// The same user of one app erased twice, the first time without a unionid
+// and cut short before it left its person (its app's and openid's hash),
+// the second time with one: that hash becomes an alias of its second
+// person all the same, and the user back without a unionid finds the
+// gifts of both.
+func TestRedisAUserErasedTwiceTheFirstCutShortFindsBothGifts(t *testing.T) {
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			rs := openStore(t, startRedis(t, kind), time.Now)
+			ctx := t.Context()
+			login := loginOn(t, rs)
+			first := login("wxshop", "alice", "")
+			if _, _, err := rs.Claim(ctx, first.ID, "early"); err != nil {
+				t.Fatal(err)
+			}
+			rs.failErase = func(step string) error {
+				if step == "person" {
+					return fmt.Errorf("%s: %w", step, ErrUnavailable)
+				}
+				return nil
+			}
+			if _, err := rs.Erase(ctx, first.ID); err != nil {
+				t.Fatal(err)
+			}
+			rs.failErase = nil
+			second := login("wxshop", "alice", "u1")
+			if _, _, err := rs.Claim(ctx, second.ID, "gift"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := rs.Erase(ctx, second.ID); err != nil {
+				t.Fatal(err)
+			}
+			back := login("wxshop", "alice", "")
+			for _, name := range []string{"early", "gift"} {
+				if c, taken, err := rs.Claim(ctx, back.ID, name); err != nil || !taken {
+					t.Errorf("alice back without a unionid: %s = %+v, taken %v, %v; want taken before", name, c, taken, err)
+				}
+			}
+		})
+	}
+}

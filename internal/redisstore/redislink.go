@@ -221,6 +221,9 @@ return {'alias', ARGV[1]}
 // store keeps the alias on a record of the person (users.Store.Erase).
 func (s *Store) aliasErased(ctx context.Context, hash, person string, id int64, personFields any) error {
 	fields, err := s.rc.Do(ctx, "HGETALL", personHashKey(hash))
+	if err == nil {
+		fields, err = s.dropErased(ctx, hash, fields)
+	}
 	if err != nil {
 		return err
 	}
@@ -351,6 +354,34 @@ func (s *Store) withoutErased(ctx context.Context, fields any) (any, error) {
 		}
 	}
 	return left, nil
+}
+
+// dropErased takes out of the person's hash hash (fields, its HGETALL)
+// the records of users erased since, as their erasures' finish does
+// (finishErasure), and answers its fields then: an earlier user of the
+// same app and openid, whose erasure was cut short, does not keep its
+// app's and openid's hash a person with records.
+func (s *Store) dropErased(ctx context.Context, hash string, fields any) (any, error) {
+	left, err := s.withoutErased(ctx, fields)
+	if err != nil {
+		return nil, err
+	}
+	live := membersIn(left)
+	gone := false
+	for _, m := range membersIn(fields) {
+		if slices.Contains(live, m) {
+			continue
+		}
+		gone = true
+		var merged *aliasError
+		if err := s.spreadMembers(ctx, hash, 0, "del", "u:"+strconv.FormatInt(m.ID, 10)); err != nil && !errors.As(err, &merged) {
+			return nil, err
+		}
+	}
+	if !gone {
+		return fields, nil
+	}
+	return s.rc.Do(ctx, "HGETALL", personHashKey(hash))
 }
 
 // keptIn is the claims of a person's hash (fields, its HGETALL) whose
