@@ -380,3 +380,37 @@ func TestAUserBackThroughAnAliasStaysInItsPersonLearningANewUnionID(t *testing.T
 		})
 	}
 }
+
+// A user back through an erased user's alias whose login is cut short
+// after its script, and whose next step is a claim, which finishes its
+// join, takes its person's unionids with the join all the same, as a
+// next login would have.
+func TestAUserBackThroughAnAliasJoinedByAClaimTakesItsPersonsUnionIDs(t *testing.T) {
+	for _, kind := range []redisKind{onRedis, onRedisCluster} {
+		t.Run(string(kind), func(t *testing.T) {
+			rs := openStore(t, startRedis(t, kind), time.Now)
+			ctx := t.Context()
+			login := loginOn(t, rs)
+			openID := openIDOf("wxshop", "alice")
+			login("wxgame", "bob", "u1")
+			if _, err := rs.Erase(ctx, login("wxshop", "alice", "u1").ID); err != nil {
+				t.Fatal(err)
+			}
+			id, _, _, err := rs.userID(ctx, "wxshop", openID, 1, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now()
+			if _, err := loginScript.Run(ctx, rs.rc, []string{userKey(id)}, strconv.FormatInt(id, 10), "wxshop", openID, "",
+				formatTime(now), rs.PersonHash("wxshop", openID, ""), "1", formatTime(now.Add(-time.Hour)), "", "", "", ""); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := rs.Claim(ctx, id, "gift"); err != nil {
+				t.Fatal(err)
+			}
+			if u, _, err := rs.Get(ctx, id); err != nil || u.UnionID != "" || u.PreviousUnionIDs != "u1" {
+				t.Errorf("alice back, joined by her claim: unionid %q, previous_unionids %q, %v; want none, and u1", u.UnionID, u.PreviousUnionIDs, err)
+			}
+		})
+	}
+}

@@ -1281,13 +1281,16 @@ func (s *Store) Claim(ctx context.Context, id int64, name string) (account.Claim
 	if err := s.writable(); err != nil {
 		return account.Claim{}, false, err
 	}
-	appID, person, joined, own, err := s.claimant(ctx, id)
+	who, person, joined, own, err := s.claimant(ctx, id)
 	if err == nil && joined != person {
-		if err = s.joinPersonFollowing(ctx, account.User{ID: id, AppID: appID}, joined, person); err != nil {
+		// As the user: one back through an erased user's alias takes its
+		// person's unionids with the join (joinPersonFollowing).
+		if err = s.joinPersonFollowing(ctx, who, joined, person); err != nil {
 			return account.Claim{}, false, unavailable(err)
 		}
-		appID, person, _, own, err = s.claimant(ctx, id)
+		who, person, _, own, err = s.claimant(ctx, id)
 	}
+	appID := who.AppID
 	if err == nil && own != "" {
 		// A new user's login cut short before it took the claims kept
 		// under its app's and openid's hash: they are taken first.
@@ -1347,21 +1350,24 @@ func (s *Store) Claim(ctx context.Context, id int64, name string) (account.Claim
 	return account.Claim{}, false, unavailable(fmt.Errorf("claim: more than %d aliases from person %s", maxAliasHops, person))
 }
 
-// claimant is user id's appid, its person, the person it last joined
-// whole ("" for none), and the hash whose kept claims it is still to take
-// (takeOwnClaims; "" for none).
-func (s *Store) claimant(ctx context.Context, id int64) (appID, person, joined, own string, err error) {
-	reply, err := s.rc.Do(ctx, "HMGET", userKey(id), "appid", "person", "joined", "own")
+// claimant is user id (its id, appid, openid and unionid), its person,
+// the person it last joined whole ("" for none), and the hash whose kept
+// claims it is still to take (takeOwnClaims; "" for none).
+func (s *Store) claimant(ctx context.Context, id int64) (who account.User, person, joined, own string, err error) {
+	reply, err := s.rc.Do(ctx, "HMGET", userKey(id), "appid", "person", "joined", "own", "openid", "unionid")
 	if err != nil {
-		return "", "", "", "", unavailable(err)
+		return account.User{}, "", "", "", unavailable(err)
 	}
 	fields, _ := reply.([]any)
-	if len(fields) != 4 || fields[0] == nil || fields[1] == nil {
-		return "", "", "", "", fmt.Errorf("claim: %w %d", account.ErrNoUser, id)
+	if len(fields) != 6 || fields[0] == nil || fields[1] == nil {
+		return account.User{}, "", "", "", fmt.Errorf("claim: %w %d", account.ErrNoUser, id)
 	}
 	joined, _ = fields[2].(string)
 	own, _ = fields[3].(string)
-	return fields[0].(string), fields[1].(string), joined, own, nil
+	who = account.User{ID: id, AppID: fields[0].(string)}
+	who.OpenID, _ = fields[4].(string)
+	who.UnionID, _ = fields[5].(string)
+	return who, fields[1].(string), joined, own, nil
 }
 
 // claimScript claims ARGV[1] for a person with ARGV[2], unless it has a
