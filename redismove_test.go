@@ -254,6 +254,25 @@ type claimStore interface {
 	Erase(id int64) (account.Erasure, error)
 }
 
+// logInAs logs user name of appID in on s, with unionID, and answers
+// its record; t fails if it cannot.
+func logInAs(t *testing.T, s claimStore, appID, name, unionID string) account.User {
+	t.Helper()
+	u, _, err := s.Login(appID, fakewechat.OpenID(appID, name), unionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// eraseOn erases user id on s; t fails if it cannot.
+func eraseOn(t *testing.T, s claimStore, id int64) {
+	t.Helper()
+	if _, err := s.Erase(id); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // redisStoreOn opens a store in mock mode on srv for t, emptied first if
 // flush.
 func redisStoreOn(t *testing.T, srv *testkit.RedisServer, flush bool) redisWithin {
@@ -459,35 +478,21 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 // keeping the person by its hash too.
 func TestAGiftTakenBackThroughAnAliasCountsOnceTheUnionIDsRecordIsErased(t *testing.T) {
 	const app, game = config.MockAppID, "wxgame"
-	login := func(t *testing.T, s claimStore, appID, name, unionID string) account.User {
-		t.Helper()
-		u, _, err := s.Login(appID, fakewechat.OpenID(appID, name), unionID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u
-	}
-	erase := func(t *testing.T, s claimStore, id int64) {
-		t.Helper()
-		if _, err := s.Erase(id); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// before: bob (game) and alice (app) share u1; alice is erased, comes
 	// back without a unionid and takes the gift; then bob is erased.
 	before := func(t *testing.T, s claimStore) {
 		t.Helper()
-		bob := login(t, s, game, "bob", "u1")
-		erase(t, s, login(t, s, app, "alice", "u1").ID)
-		back := login(t, s, app, "alice", "")
+		bob := logInAs(t, s, game, "bob", "u1")
+		eraseOn(t, s, logInAs(t, s, app, "alice", "u1").ID)
+		back := logInAs(t, s, app, "alice", "")
 		if c, taken, err := s.Claim(back.ID, "welcome-gift"); err != nil || taken {
 			t.Fatalf("alice back: %+v, taken %v, %v; want the gift hers", c, taken, err)
 		}
-		erase(t, s, bob.ID)
+		eraseOn(t, s, bob.ID)
 	}
 	after := func(t *testing.T, s claimStore) {
 		t.Helper()
-		carol := login(t, s, game, "carol", "u1")
+		carol := logInAs(t, s, game, "carol", "u1")
 		if c, taken, err := s.Claim(carol.ID, "welcome-gift"); err != nil || !taken {
 			t.Errorf("a new user of u1 in %s: %+v, taken %v, %v; want the gift alice took taken", game, c, taken, err)
 		}
@@ -621,22 +626,12 @@ func TestAKeptClaimCountsAfterTheRecordItRejoinedIsErased(t *testing.T) {
 	gifts := []string{"welcome-gift", "second-gift"}
 	login := func(t *testing.T, s claimStore, appID, unionID string) account.User {
 		t.Helper()
-		u, _, err := s.Login(appID, fakewechat.OpenID(appID, "alice"), unionID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u
+		return logInAs(t, s, appID, "alice", unionID)
 	}
 	claim := func(t *testing.T, s claimStore, u account.User, gift string) {
 		t.Helper()
 		if _, taken, err := s.Claim(u.ID, gift); err != nil || taken {
 			t.Fatalf("user %d claims %s: taken %v, %v; want it claimed", u.ID, gift, taken, err)
-		}
-	}
-	erase := func(t *testing.T, s claimStore, u account.User) {
-		t.Helper()
-		if _, err := s.Erase(u.ID); err != nil {
-			t.Fatal(err)
 		}
 	}
 	// before makes alice in the game and in the app with one unionid; the
@@ -647,15 +642,15 @@ func TestAKeptClaimCountsAfterTheRecordItRejoinedIsErased(t *testing.T) {
 		t.Helper()
 		inGame := login(t, s, game, "u1")
 		claim(t, s, inGame, gifts[0])
-		erase(t, s, login(t, s, app, "u1"))
+		eraseOn(t, s, login(t, s, app, "u1").ID)
 		back := login(t, s, app, "")
 		claim(t, s, back, gifts[1])
 		if gameFirst {
-			erase(t, s, inGame)
-			erase(t, s, back)
+			eraseOn(t, s, inGame.ID)
+			eraseOn(t, s, back.ID)
 		} else {
-			erase(t, s, back)
-			erase(t, s, inGame)
+			eraseOn(t, s, back.ID)
+			eraseOn(t, s, inGame.ID)
 		}
 	}
 	back := func(t *testing.T, s claimStore) {
@@ -766,29 +761,19 @@ func TestAKeptClaimCountsWhenAnErasedUsersPersonHasRecords(t *testing.T) {
 // record, takes after that is taken for it too.
 func TestAUserBackThroughAnAliasKeepsItsPersonLearningANewUnionID(t *testing.T) {
 	const app, game = config.MockAppID, "wxgame"
-	login := func(t *testing.T, s claimStore, appID, name, unionID string) account.User {
-		t.Helper()
-		u, _, err := s.Login(appID, fakewechat.OpenID(appID, name), unionID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u
-	}
 	made := func(t *testing.T, s claimStore) {
 		t.Helper()
-		bob := login(t, s, game, "bob", "u1")
-		if _, err := s.Erase(login(t, s, app, "alice", "u1").ID); err != nil {
-			t.Fatal(err)
-		}
-		login(t, s, app, "alice", "")
-		login(t, s, app, "alice", "u2")
+		bob := logInAs(t, s, game, "bob", "u1")
+		eraseOn(t, s, logInAs(t, s, app, "alice", "u1").ID)
+		logInAs(t, s, app, "alice", "")
+		logInAs(t, s, app, "alice", "u2")
 		if _, _, err := s.Claim(bob.ID, "gift"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	checked := func(t *testing.T, s claimStore) {
 		t.Helper()
-		if c, taken, err := s.Claim(login(t, s, app, "alice", "u2").ID, "gift"); err != nil || !taken {
+		if c, taken, err := s.Claim(logInAs(t, s, app, "alice", "u2").ID, "gift"); err != nil || !taken {
 			t.Errorf("alice back, with u2: %+v, taken %v, %v; want the gift bob took taken", c, taken, err)
 		}
 	}
