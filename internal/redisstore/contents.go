@@ -130,16 +130,7 @@ func (s *Store) Census(ctx context.Context) (Census, error) {
 		held[hash] = list
 	}
 	// An alias's claims are its person's (redislink.go).
-	personAt := func(hash string) string {
-		for range maxAliasHops {
-			into, ok := aliasOf[hash]
-			if !ok {
-				break
-			}
-			hash = into
-		}
-		return hash
-	}
+	personAt := func(hash string) string { return followed(aliasOf, hash) }
 	var claims account.ClaimCensus
 	for hash, list := range held {
 		for _, claim := range list {
@@ -451,15 +442,26 @@ func (s *Store) Export(ctx context.Context) (Contents, error) {
 			unions[s.PersonHash("", "", union)] = true
 		}
 	}
-	for hash, into := range aliasOf {
-		for hops := 0; aliasOf[into] != "" && hops < maxAliasHops; hops++ {
-			into = aliasOf[into]
-		}
-		if id, ok := first[into]; ok && !unions[hash] {
+	for hash := range aliasOf {
+		if id, ok := first[followed(aliasOf, hash)]; ok && !unions[hash] {
 			c.AliasedRecords[hash] = id
 		}
 	}
 	return c, nil
+}
+
+// followed is the person hash leads to by the aliases of aliasOf (alias
+// → the hash it sends on to), as personAt follows them in Redis, at most
+// maxAliasHops of them.
+func followed(aliasOf map[string]string, hash string) string {
+	for range maxAliasHops {
+		into, ok := aliasOf[hash]
+		if !ok {
+			return hash
+		}
+		hash = into
+	}
+	return hash
 }
 
 // bridgePersons makes the records of each person (by personOf) one person
