@@ -579,12 +579,14 @@ return {created, redis.call('HGETALL', KEYS[1]), pushed}
 // one round trip. KEYS are the user's hash, its :sk, its :tokens, the
 // token's key and, with events, its outbox; ARGV are loginLua's, 12 of
 // them, then issueLua's from the 13th. It answers as loginScript, having
-// issued the token unless it answers {-1}, {-2} or {-3}.
+// issued the token unless it answers {-1}, {-2} or {-3}, with a fourth
+// element: 1 when the set of the user's tokens is due to be pruned
+// (pruneTokens), else 0.
 var loginIssueScript = redis.NewScript(eventsLua + leaveLua + loginLua + issueLua + `
 local created, pushed = login(KEYS[1], KEYS[5])
 if created < 0 then return {created} end
-issue(KEYS[1], KEYS[4], KEYS[3], KEYS[2], 13)
-return {created, redis.call('HGETALL', KEYS[1]), pushed}
+local prune = issue(KEYS[4], KEYS[3], KEYS[2], 13)
+return {created, redis.call('HGETALL', KEYS[1]), pushed, prune and 1 or 0}
 `)
 
 // Login records a login of (appID, openID). The user's id is the one the
@@ -689,8 +691,11 @@ func (s *Store) login(ctx context.Context, appID, openID, unionID string, key *s
 			}
 			continue
 		}
-		if len(r) != 3 {
+		if len(r) != 3 && (key == nil || len(r) != 4) {
 			return account.User{}, false, "", unavailable(errors.New("the login script answered something else"))
+		}
+		if len(r) == 4 && r[3] == int64(1) {
+			s.pruneTokens(ctx, id)
 		}
 		created, _ := r[0].(int64)
 		u, err := readRecord(r[1])
@@ -1439,24 +1444,28 @@ func claimsIn(reply any) ([]account.Claim, error) {
 // login that found the id a moment before sees, rather than a record to
 // create, and ends every token of the user with its session keys
 // (revokeLua, ARGV[2] to ARGV[4]; KEYS[3] the set of its tokens, KEYS[2]
-// :sk) in the same step, so that no token outlives its user's erasure. Until
-// the steps after it are done (finishErasure), the tombstone keeps what they
-// need: the user's app (ARGV[5]), openid (ARGV[6]), which its openid's key
-// names as long as it is not taken away, and person (ARGV[7]). With events,
-// it pushes user.deleted (ARGV[9]) onto the user's outbox (KEYS[4]), which
+// :sk, and the token keys from KEYS[ARGV[9]] as read from the set) in the
+// same step, so that no token outlives its user's erasure. Until the steps
+// after it are done (finishErasure), the tombstone keeps what they need:
+// the user's app (ARGV[5]), openid (ARGV[6]), which its openid's key names
+// as long as it is not taken away, and person (ARGV[7]). With events, it
+// pushes user.deleted (ARGV[10]) onto the user's outbox (KEYS[4]), which
 // the tombstone leaves. It answers how many tokens were alive, -1 when
 // there is no record to erase, or -2, erasing nothing, when the record is
-// no longer at the version (ARGV[8]) and person read: what the erasure
-// made of them (the alias of the user's app and openid, the person it
-// takes the user out of, the claims it answers kept) is to be made again.
+// no longer at the version (ARGV[8]) and person read, or a token was issued
+// since the set was read: what the erasure made of them (the alias of the
+// user's app and openid, the person it takes the user out of, the claims
+// it answers kept, the tokens it ends) is to be made again.
 var eraseScript = redis.NewScript(revokeLua + `
 local f = redis.call('HMGET', KEYS[1], 'appid', 'v', 'person')
 if not f[1] then return -1 end
 if (f[2] or '') ~= ARGV[8] or (f[3] or '') ~= ARGV[7] then return -2 end
+local first = tonumber(ARGV[9])
+if unlisted(KEYS[1], KEYS[3], first) then return -2 end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'erased', ARGV[1], 'left_appid', ARGV[5], 'left_openid', ARGV[6], 'left_person', ARGV[7])
-if KEYS[4] then redis.call('RPUSH', KEYS[4], ARGV[9]) end
-return revoke(KEYS[1], KEYS[3], KEYS[2], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
+if ARGV[10] then redis.call('RPUSH', KEYS[4], ARGV[10]) end
+return revoke(KEYS[3], KEYS[2], first, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 `)
 
 // The fields of an erased user's tombstone that say its erasure is not
@@ -1523,15 +1532,16 @@ func (s *Store) EraseWithTokens(ctx context.Context, id int64) (account.Erasure,
 const maxEraseTries = 8
 
 // errChangedMeanwhile is a tombstone not made: the user's record changed
-// since it was read, or its join was finished first.
+// since it was read, a token was issued since its set was read, or its
+// join was finished first.
 var errChangedMeanwhile = errors.New("the record changed meanwhile")
 
 // tombstone makes user id's erasure (eraseScript) from the record as it
 // reads it, and answers what it kept, how many tokens it ended, the user
 // and its person; errChangedMeanwhile when the record changed between
-// the read and the script (a unionid learned, a move to another person),
-// which leaves it as it is, or when it finished a join cut short first:
-// the record is to be read again.
+// the read and the script (a unionid learned, a move to another person, a
+// token issued), which leaves it as it is, or when it finished a join cut
+// short first: the record is to be read again.
 func (s *Store) tombstone(ctx context.Context, id int64) (account.Erasure, int, account.User, string, error) {
 	fail := func(err error) (account.Erasure, int, account.User, string, error) {
 		return account.Erasure{}, 0, account.User{}, "", err
@@ -1585,15 +1595,22 @@ func (s *Store) tombstone(ctx context.Context, id int64) (account.Erasure, int, 
 		return fail(unavailable(err))
 	}
 	keys := []string{userKey(id), sessionKeyKey(id), tokenSetKey(id)}
-	args := append([]string{formatTime(s.stamp(time.Second))}, s.lifetimeArgs()...)
-	args = append(args, u.AppID, u.OpenID, person, hashField(hash, "v"))
+	var event []string
 	if s.events {
 		e := events.Deleted(s.now(), id, u.AppID, personIDOf(u, hash, claims))
-		keys, args = append(keys, userOutboxKey(id)), append(args, string(e.Append(nil)))
+		keys, event = append(keys, userOutboxKey(id)), []string{string(e.Append(nil))}
+	}
+	// The tokens are read last, so that one issued meanwhile is the rarer.
+	tokens, _, err := s.tokenKeys(ctx, id)
+	if err != nil {
+		return fail(unavailable(err))
 	}
 	if s.beforeTombstone != nil {
 		s.beforeTombstone()
 	}
+	args := append([]string{formatTime(s.stamp(time.Second))}, s.lifetimeArgs()...)
+	args = append(args, u.AppID, u.OpenID, person, hashField(hash, "v"), strconv.Itoa(len(keys)+1))
+	keys, args = append(keys, tokens...), append(args, event...)
 	reply, err := eraseScript.Run(ctx, s.rc, keys, args...)
 	if err != nil {
 		return fail(unavailable(err))
@@ -1780,18 +1797,21 @@ func (s *Store) lifetimeArgs() []string {
 // Lifetime is how long a fresh token lives if it is not used again.
 func (s *Store) Lifetime() time.Duration { return min(s.ttl, s.maxAge) }
 
-// issueLua stores a token for the user (issue(u, t, set, sk, a), for the
+// issueLua stores a token for the user (issue(t, set, sk, a), for the
 // scripts that issue one), and the session_key as the user's, the one it
 // replaces kept as the previous: ARGV from the a-th are the session_key,
 // now (Unix ms), the token's lifetime, its hash, and -token-max-age (ms).
-// The user's set of token hashes is pruned of expired ones once it has
-// doubled since it was last pruned (past 32; the size that calls for the
-// next pruning is the :sk hash's "prune"): a user who logs in again and
-// again, every token alive, costs each login a few commands, not one per
-// token. The set expires with the :sk hash, -token-max-age after the last
-// token given, which no token outlives.
+// It answers whether the user's set of token hashes is due to be pruned of
+// expired ones (pruneTokens): once it has doubled since it was last pruned
+// (past 32; the size that calls for the next pruning is the :sk hash's
+// "prune"), so that a user who logs in again and again, every token alive,
+// costs each login a few commands, not one per token. The pruning is not
+// made here, as the keys of the other tokens are not this script's to
+// touch (a Cluster's rule: a script touches only the keys it declares). The
+// set expires with the :sk hash, -token-max-age after the last token
+// given, which no token outlives.
 const issueLua = `
-local function issue(u, t, set, sk, a)
+local function issue(t, set, sk, a)
   local cur = redis.call('HMGET', sk, 'sk', 'prune')
   if cur[1] and cur[1] ~= ARGV[a] then
     redis.call('HSET', sk, 'sk', ARGV[a], 'psk', cur[1], 'psk_at', ARGV[a+1])
@@ -1803,25 +1823,17 @@ local function issue(u, t, set, sk, a)
   redis.call('PEXPIRE', t, ARGV[a+2])
   redis.call('SADD', set, ARGV[a+3])
   redis.call('PEXPIRE', set, ARGV[a+4])
-  local size = redis.call('SCARD', set)
-  if size > tonumber(cur[2] or '32') then
-    for _, h in ipairs(redis.call('SMEMBERS', set)) do
-      if redis.call('EXISTS', u .. ':t:' .. h) == 0 then
-        redis.call('SREM', set, h)
-        size = size - 1
-      end
-    end
-    redis.call('HSET', sk, 'prune', math.max(32, 2 * size))
-  end
+  return redis.call('SCARD', set) > tonumber(cur[2] or '32')
 end
 `
 
 // issueScript issues a token (issueLua) for the user of hash KEYS[1];
-// KEYS are as loginIssueScript's, ARGV issueLua's. It answers 1, or 0
-// when the user is gone (erased during the login).
+// KEYS are as loginIssueScript's, ARGV issueLua's. It answers 1, 2 when
+// the set of the user's tokens is due to be pruned besides, or 0 when the
+// user is gone (erased during the login).
 var issueScript = redis.NewScript(issueLua + `
 if redis.call('HEXISTS', KEYS[1], 'appid') == 0 then return 0 end
-issue(KEYS[1], KEYS[4], KEYS[3], KEYS[2], 1)
+if issue(KEYS[4], KEYS[3], KEYS[2], 1) then return 2 end
 return 1
 `)
 
@@ -1836,10 +1848,39 @@ func (s *Store) Issue(ctx context.Context, who account.Identity, key string) (st
 	if err != nil {
 		return "", unavailable(err)
 	}
-	if ok != int64(1) {
+	if ok == int64(0) {
 		return "", fmt.Errorf("user %d was deleted during the login: %w", who.UserID, account.ErrNoUser)
 	}
+	if ok == int64(2) {
+		s.pruneTokens(ctx, who.UserID)
+	}
 	return token, nil
+}
+
+// pruneScript takes out of the set of a user's token hashes (KEYS[1]) those
+// of the token keys KEYS[3] onwards, read from it (tokenKeys), that have
+// expired, ARGV being their hashes in the same order; and sets the size
+// that calls for the next pruning, twice what is left (at least 32), in
+// the :sk hash (KEYS[2]) while there is one: a user erased or revoked
+// meanwhile is not given a hash that never expires.
+var pruneScript = redis.NewScript(`
+local size = redis.call('SCARD', KEYS[1])
+for i = 3, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 0 then size = size - redis.call('SREM', KEYS[1], ARGV[i-2]) end
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], 'prune', math.max(32, 2 * size)) end
+`)
+
+// pruneTokens prunes user id's set of token hashes of the expired ones
+// (pruneScript), when an issue says it is due. A token issued meanwhile is
+// not looked at: it is alive. It is the best effort of a token already
+// issued: a pruning that fails is tried again at the next issue, as the
+// set is still past the size that calls for it.
+func (s *Store) pruneTokens(ctx context.Context, id int64) {
+	keys, hashes, err := s.tokenKeys(ctx, id)
+	if err == nil {
+		pruneScript.Run(ctx, s.rc, append([]string{tokenSetKey(id), sessionKeyKey(id)}, keys...), hashes...)
+	}
 }
 
 // newToken is a new token for user id, whose session_key key becomes, with
@@ -1937,26 +1978,64 @@ func (s *Store) Revoke(ctx context.Context, who account.Caller) error {
 	return unavailable(err)
 }
 
-// revokeLua ends every token of the user of hash u, whose set of token
-// hashes is set, and forgets the user's session keys (sk), answering how
-// many of the tokens were alive at now (Unix ms) with the lifetimes ttl
-// and maxage (ms): revoke(u, set, sk, now, ttl, maxage).
+// revokeLua ends every token of a user: revoke(set, sk, first, now, ttl,
+// maxage) deletes the token keys KEYS[first] onwards, the set of the
+// user's token hashes and the user's session keys (sk), answering how many
+// of the tokens were alive at now (Unix ms) with the lifetimes ttl and
+// maxage (ms). A script may touch only the keys it declares (a Cluster's
+// rule), and a user's tokens are known only from their set, so the caller
+// reads the set first (tokenKeys) and declares what it read; unlisted(u,
+// set, first) says that the set holds a token issued since, whose key
+// (under u, the user's hash) is not declared: the script then writes
+// nothing and the caller reads the set again.
 const revokeLua = `
-local function revoke(u, set, sk, now, ttl, maxage)
-  local n = 0
+local function unlisted(u, set, first)
+  local declared = {}
+  for i = first, #KEYS do declared[KEYS[i]] = true end
   for _, h in ipairs(redis.call('SMEMBERS', set)) do
-    local t = redis.call('HMGET', u .. ':t:' .. h, 'i', 'l')
+    if not declared[u .. ':t:' .. h] then return true end
+  end
+  return false
+end
+local function revoke(set, sk, first, now, ttl, maxage)
+  local n = 0
+  for i = first, #KEYS do
+    local t = redis.call('HMGET', KEYS[i], 'i', 'l')
     if t[1] and now < math.min(tonumber(t[2]) + ttl, tonumber(t[1]) + maxage) then n = n + 1 end
-    redis.call('DEL', u .. ':t:' .. h)
+    redis.call('DEL', KEYS[i])
   end
   redis.call('DEL', set, sk)
   return n
 end
 `
 
-// revokeUserScript ends every token of the user (revokeLua).
+// tokenKeys is the keys of user id's tokens as the set of their hashes
+// lists them now, for a script that ends them (revokeLua) or prunes the
+// set (pruneScript) to declare; hashes is their hashes, in the same order.
+func (s *Store) tokenKeys(ctx context.Context, id int64) (keys, hashes []string, err error) {
+	reply, err := s.rc.Do(ctx, "SMEMBERS", tokenSetKey(id))
+	if err != nil {
+		return nil, nil, err
+	}
+	members, _ := reply.([]any)
+	for _, m := range members {
+		h, _ := m.(string)
+		keys, hashes = append(keys, tokenKey(id, h)), append(hashes, h)
+	}
+	return keys, hashes, nil
+}
+
+// maxTokenReads bounds the times one call reads a user's set of tokens
+// again, a token having been issued between the read and its script.
+const maxTokenReads = 8
+
+// revokeUserScript ends every token of the user (revokeLua): KEYS are the
+// user's hash, its :tokens, its :sk, then its token keys as read; ARGV
+// lifetimeArgs. It answers how many were alive, or -1, ending none, when a
+// token was issued since the set was read.
 var revokeUserScript = redis.NewScript(revokeLua + `
-return revoke(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+if unlisted(KEYS[1], KEYS[2], 4) then return -1 end
+return revoke(KEYS[2], KEYS[3], 4, tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
 `)
 
 // RevokeUser ends every token of user id and reports how many were alive.
@@ -1964,12 +2043,21 @@ func (s *Store) RevokeUser(ctx context.Context, id int64) (int, error) {
 	if err := s.writable(); err != nil {
 		return 0, err
 	}
-	n, err := revokeUserScript.Run(ctx, s.rc, []string{userKey(id), tokenSetKey(id), sessionKeyKey(id)}, s.lifetimeArgs()...)
-	if err != nil {
-		return 0, unavailable(err)
+	for range maxTokenReads {
+		tokens, _, err := s.tokenKeys(ctx, id)
+		if err != nil {
+			return 0, unavailable(err)
+		}
+		keys := append([]string{userKey(id), tokenSetKey(id), sessionKeyKey(id)}, tokens...)
+		n, err := revokeUserScript.Run(ctx, s.rc, keys, s.lifetimeArgs()...)
+		if err != nil {
+			return 0, unavailable(err)
+		}
+		if count, _ := n.(int64); count >= 0 {
+			return int(count), nil
+		}
 	}
-	count, _ := n.(int64)
-	return int(count), nil
+	return 0, unavailable(fmt.Errorf("revoke of user %d: tokens kept being issued", id))
 }
 
 // firstRedisError is the first refusal among a pipeline's replies.
