@@ -405,3 +405,48 @@ func TestRedisAUserErasedTwiceTheFirstCutShortFindsBothGifts(t *testing.T) {
 		})
 	}
 }
+
+// An erasure read the user, and before its tombstone a merge moved the
+// user past an alias: another user's app moved to another Open Platform
+// account, and her new unionid's person, the user's, was merged into hers
+// (linkUnionID). The move changes the user's person, not its version
+// (movePersonScript bumps "v" only when it adds unionids); the erasure's
+// script compares the person as well as the version, so it is made again
+// of the user where the merge put it: the person it is erased from lists
+// it no more, and the same user back without its unionid finds its gift
+// taken, through the alias of its app and openid.
+func TestRedisAnErasureOfAUserMergedMeanwhileErasesItWhereItIs(t *testing.T) {
+	cfg := startRedis(t, onRedis)
+	a, b := openStore(t, cfg, time.Now), openStore(t, cfg, time.Now)
+	ctx := t.Context()
+	alice := loginOn(t, a)("wxshop", "alice", "u-old")
+	bob := loginOn(t, a)("wxgame", "bob", "u-new")
+	if _, _, err := a.Claim(ctx, bob.ID, "gift"); err != nil {
+		t.Fatal(err)
+	}
+	into := a.PersonHash("", "", "u-old")
+	a.beforeTombstone = func() {
+		a.beforeTombstone = nil
+		loginOn(t, b)("wxshop", "alice", "u-new") // bob's person merged into alice's
+		if person, _ := a.rc.Do(ctx, "HGET", userKey(bob.ID), "person"); person != into {
+			t.Fatalf("bob's person after the merge is %v; want alice's: the test shows nothing", person)
+		}
+	}
+	gone, err := a.Erase(ctx, bob.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(gone.ClaimsKept, []string{"gift"}) {
+		t.Errorf("bob's erasure kept claims %q; want the gift", gone.ClaimsKept)
+	}
+	if n, err := a.rc.Do(ctx, "HEXISTS", personHashKey(into), "u:"+strconv.FormatInt(bob.ID, 10)); err != nil || n != int64(0) {
+		t.Errorf("alice's person lists bob after his erasure (%v, %v); want him taken out", n, err)
+	}
+	if _, members, _, err := a.Person(ctx, alice.ID); err != nil || len(members) != 1 {
+		t.Errorf("alice's person after bob's erasure = %+v, %v; want alice alone", members, err)
+	}
+	back := loginOn(t, b)("wxgame", "bob", "")
+	if c, taken, err := b.Claim(ctx, back.ID, "gift"); err != nil || !taken {
+		t.Errorf("bob back without his unionid: gift = %+v, taken %v, %v; want taken before his erasure", c, taken, err)
+	}
+}

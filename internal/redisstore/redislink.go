@@ -115,7 +115,13 @@ func (s *Store) unionIDsAt(ctx context.Context, hash string, id int64) ([]string
 // joined stays, so that the join moves it from there. The unionids from
 // ARGV[3] on, if any, are added to the previous_unionids of a user that
 // has no unionid, with the move, as account.User.AddUnionIDs adds them
-// (joinPersonFollowing): a move cut short before it makes neither.
+// (joinPersonFollowing): a move cut short before it makes neither. Only
+// that bumps the record's version "v": it versions the record's fields,
+// which Update writes from what it read, and a move alone changes none of
+// them; whoever depends on the user's person compares "person" itself (the
+// erasure's script, set_members, setJoinedScript, this one), so that a
+// move between a read and a write is seen there
+// (TestRedisAnErasureOfAUserMergedMeanwhileErasesItWhereItIs).
 var movePersonScript = redis.NewScript(`
 local person = redis.call('HGET', KEYS[1], 'person')
 if person == ARGV[1] then
