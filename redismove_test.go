@@ -392,7 +392,11 @@ func (r redisWithin) Erase(id int64) (account.Erasure, error) { return r.s.Erase
 // account); as the same user back without one, who learns one later; and
 // as the same user back without the unionid it had, where a user of
 // another app of the person took the gift (also once that one is erased
-// too, and once the user learns the unionid again). A move carries the
+// too, and once the user learns the unionid again); and as the same user
+// back with another unionid (its app moved to another Open Platform
+// account) where a user of another app of the person took the gift: the
+// user is its person still, as a live user whose unionid changes is
+// (issue 27), through the alias of its app and openid. A move carries the
 // claim once, the counts agreeing on one claim, also for a person back
 // before it, whom the files link to the claim by another hash of its user.
 func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
@@ -414,6 +418,8 @@ func TestAKeptClaimCountsWhicheverWayThePersonComesBack(t *testing.T) {
 		{"without the unionid it learned before the gift, in its app", []login{{app, ""}, {app, "u1"}}, 1, []login{{app, ""}}, 0, nil},
 		{"with a unionid it had none of, in its app", []login{{app, ""}}, 0, []login{{app, "u1"}}, 0, nil},
 		{"with another unionid, in its app moved to another account", []login{{app, "u1"}}, 0, []login{{app, "u2"}}, 0, nil},
+		{"with another unionid, in its app moved to another account, the gift taken in another", []login{{game, "u1"}, {app, "u1"}}, 0, []login{{app, "u2"}}, 0, nil},
+		{"with another unionid, in its app moved to another account, the gift taken in another, before a move", []login{{game, "u1"}, {app, "u1"}}, 0, []login{{app, "u2"}}, 1, nil},
 		{"without its unionid, in its app, the gift taken in another", []login{{game, "u1"}, {app, "u1"}}, 0, []login{{app, ""}}, 0, nil},
 		{"without its unionid, in its app, the gift taken in another, learning it", []login{{game, "u1"}, {app, "u1"}}, 0, []login{{app, ""}, {app, "u1"}}, 1, nil},
 		{"without its unionid, in its app, the gift taken in another erased too", []login{{game, "u1"}, {app, "u1"}}, 0, []login{{app, ""}}, 0, []int{1, 0}},

@@ -113,12 +113,13 @@ func (s *Store) unionIDsAt(ctx context.Context, hash string, id int64) ([]string
 // movePersonScript gives a user's hash person ARGV[2] if it names person
 // ARGV[1] still, and answers 1 if its person is ARGV[2] now; what the user
 // joined stays, so that the join moves it from there. The unionids from
-// ARGV[3] on, if any, are added to the previous_unionids of a user that
-// has no unionid, with the move, as account.User.AddUnionIDs adds them
-// (joinPersonFollowing): a move cut short before it makes neither. Only
-// that bumps the record's version "v": it versions the record's fields,
-// which Update writes from what it read, and a move alone changes none of
-// them; whoever depends on the user's person compares "person" itself (the
+// ARGV[3] on, if any, are added to the previous_unionids of the user
+// (but its unionid), with the move, as account.User.AddUnionIDs adds them:
+// a user back through an erased user's alias (joinPersonFollowing,
+// takeOwnClaims). A move cut short before it makes neither. Only that
+// bumps the record's version "v": it versions the record's fields, which
+// Update writes from what it read, and a move alone changes none of them;
+// whoever depends on the user's person compares "person" itself (the
 // erasure's script, set_members, setJoinedScript, this one), so that a
 // move between a read and a write is seen there
 // (TestRedisAnErasureOfAUserMergedMeanwhileErasesItWhereItIs).
@@ -126,8 +127,10 @@ var movePersonScript = redis.NewScript(`
 local person = redis.call('HGET', KEYS[1], 'person')
 if person == ARGV[1] then
   redis.call('HSET', KEYS[1], 'person', ARGV[2])
-  if #ARGV > 2 and not redis.call('HGET', KEYS[1], 'unionid') then
+  if #ARGV > 2 then
     local previous, had = {}, {}
+    local union = redis.call('HGET', KEYS[1], 'unionid')
+    if union then had[union] = true end
     for id in string.gmatch(redis.call('HGET', KEYS[1], 'previous_unionids') or '', '%S+') do
       table.insert(previous, id)
       had[id] = true
@@ -279,10 +282,14 @@ return 1
 // same app, erased before, when it had no unionid, or another one (its
 // app moved to another Open Platform account since), as the file store
 // finds them (personHashesLocked). Only claims whose claimant is no
-// record of that person come along: those of erased users. The mark is
-// taken away only once they are copied, so that a login cut short before
-// that (Redis lost, wxlogin killed) leaves them to the user's next login,
-// or its first claim, which takes them then.
+// record of that person come along: those of erased users. Where the
+// hash leads to a person with records (the erased user's person, which
+// its erasure aliased it to, aliasErased), the user is that person still,
+// back with another unionid, and joins it instead (rejoinPerson), as the
+// file store's Login makes it (users.Store.rejoinLocked). The mark is
+// taken away only once that is done, so that a login cut short before
+// that (Redis lost, wxlogin killed) leaves it to the user's next login,
+// or its first claim, which does it then.
 func (s *Store) takeOwnClaims(ctx context.Context, id int64, own string) error {
 	from, fields, err := s.personAt(ctx, own)
 	if err == nil {
@@ -291,7 +298,8 @@ func (s *Store) takeOwnClaims(ctx context.Context, id int64, own string) error {
 	if err != nil {
 		return fmt.Errorf("user %d: %w", id, err)
 	}
-	if kept := keptIn(fields); len(kept) > 0 {
+	records := slices.ContainsFunc(membersIn(fields), func(m account.Member) bool { return m.ID != id })
+	if kept := keptIn(fields); len(kept) > 0 || records {
 		v, err := s.rc.Do(ctx, "HGET", userKey(id), "person")
 		if err != nil {
 			return err
@@ -300,7 +308,19 @@ func (s *Store) takeOwnClaims(ctx context.Context, id int64, own string) error {
 		if person == "" {
 			return nil // erased meanwhile
 		}
-		if person != from {
+		var unions []string
+		if records && person != from {
+			if unions, err = s.unionIDsAt(ctx, from, id); err != nil {
+				return err
+			}
+		}
+		switch {
+		case person == from:
+		case len(unions) > 0:
+			if err := s.rejoinPerson(ctx, id, person, from, unions); err != nil {
+				return err
+			}
+		default:
 			if err := s.copyClaims(ctx, kept, person); err != nil {
 				return err
 			}
@@ -308,6 +328,26 @@ func (s *Store) takeOwnClaims(ctx context.Context, id int64, own string) error {
 	}
 	_, err = tookOwnScript.Run(ctx, s.rc, []string{userKey(id)}, own)
 	return err
+}
+
+// rejoinPerson moves user id, new with a unionid, from person, which its
+// unionid named, to into, the person with records its app's and openid's
+// hash leads to (takeOwnClaims): the user takes unions, the unionids of a
+// record of into, among its previous_unionids, joins into with the claims
+// of person, and its unionid is linked to into (linkUnionID), which merges
+// the records of person into it, as for a live user whose unionid changes.
+// Each step may be done twice: one cut short is finished by the user's
+// next login (settlePerson), the mark "own" being still there.
+func (s *Store) rejoinPerson(ctx context.Context, id int64, person, into string, unions []string) error {
+	args := append([]string{person, into}, unions...)
+	if _, err := movePersonScript.Run(ctx, s.rc, []string{userKey(id)}, args...); err != nil {
+		return err
+	}
+	u, hash, ok, err := s.userHash(ctx, id)
+	if err != nil || !ok {
+		return err // erased meanwhile, if ok is false: nothing to join
+	}
+	return s.settlePerson(ctx, u, hash)
 }
 
 // personAt is the person's hash that hash is, following its aliases, and

@@ -337,13 +337,18 @@ func (s *Store) aliasLocked(a *Alias) {
 	s.aliasesOn[a.UserID] = append(s.aliasesOn[a.UserID], a.Hash)
 }
 
-// rejoinLocked gives u, a new user of an app with no unionid, the
-// unionids of the record its app's and openid's hash is an alias of, if
-// any: the same user as one erased before, back in its app without the
-// unionid it had, is its person still, whose claims it finds, as on Redis.
-// s.mu is held.
+// rejoinLocked gives u, a new user, the unionids of the record its app's
+// and openid's hash is an alias of, if any, among its previous_unionids:
+// the same user as one erased before, back in its app, is its person
+// still, whose claims, made and to be made, it finds, as on Redis
+// (takeOwnClaims). It may be back without the unionid it had (its app no
+// longer on an Open Platform account), or with another (its app moved to
+// another account, which gives each user a new unionid, WECHAT.md §7):
+// then its person keeps it as it keeps a live user whose unionid changes
+// (account.User.SetUnionID), and a person of the new unionid becomes one
+// with it. s.mu is held.
 func (s *Store) rejoinLocked(u *account.User) {
-	if len(s.aliases) == 0 || u.UnionID != "" {
+	if len(s.aliases) == 0 {
 		return
 	}
 	if id, ok := s.aliases[account.PersonHash(s.personKey, u.AppID, u.OpenID, "")]; ok {
