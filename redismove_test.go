@@ -785,3 +785,91 @@ func TestAUserBackThroughAnAliasKeepsItsPersonLearningANewUnionID(t *testing.T) 
 	}
 	newKeptStories(t).tell(t, "alice back learns u2, bob takes the gift", 1, made, checked)
 }
+
+// A user erased with a gift, back in its app with another unionid (its
+// app moved to another Open Platform account), or without one and
+// learning it, one person with a record of that unionid, and erased again
+// while that record is live, leaves the gift with that person, on either
+// store and after a move either way: the record and a new user of the
+// unionid find it taken, and so do a new user of the first unionid and
+// the same user back in its app without one. The file store gives the
+// claim kept at the first erasure the second unionid's hash at the second
+// (users.Store's keepForOthersLocked); on Redis the second person holds a
+// copy of it. Where a record of the first person is live too, the user
+// back joined it again (issue 27): a gift either person's record took
+// counts for the other's.
+func TestAKeptClaimCountsAfterASecondErasureBesideALiveRecord(t *testing.T) {
+	const app, game = config.MockAppID, "wxgame"
+	type step struct {
+		app, name, unionID, gift string
+		erase                    bool
+	}
+	type check struct{ app, name, unionID string }
+	cases := []struct {
+		name   string
+		steps  []step
+		checks []check // each, alone, finds the gift taken
+	}{
+		{"back with the second unionid, its record live", []step{
+			{app, "alice", "u1", "welcome-gift", true},
+			{app, "alice", "u2", "", false},
+			{game, "carol", "u2", "", false},
+			{app, "alice", "u2", "", true},
+		}, []check{{game, "carol", "u2"}, {game, "dave", "u2"}, {game, "erin", "u1"}, {app, "alice", ""}}},
+		{"back without a unionid, learning the second, its record live", []step{
+			{app, "alice", "u1", "welcome-gift", true},
+			{app, "alice", "", "", false},
+			{app, "alice", "u2", "", false},
+			{game, "carol", "u2", "", false},
+			{app, "alice", "u2", "", true},
+		}, []check{{game, "carol", "u2"}, {game, "dave", "u2"}, {game, "erin", "u1"}, {app, "alice", ""}}},
+		{"back with the second unionid, both persons' records live", []step{
+			{game, "bob", "u1", "", false},
+			{app, "alice", "u1", "welcome-gift", true},
+			{app, "alice", "u2", "", false},
+			{game, "carol", "u2", "", false},
+			{app, "alice", "u2", "", true},
+		}, []check{{game, "bob", "u1"}, {game, "carol", "u2"}, {game, "dave", "u2"}, {app, "alice", ""}}},
+		{"the gift the first person's record took, back with the second unionid", []step{
+			{game, "bob", "u1", "welcome-gift", false},
+			{app, "alice", "u1", "", true},
+			{app, "alice", "u2", "", false},
+			{game, "carol", "u2", "", false},
+			{app, "alice", "u2", "", true},
+		}, []check{{game, "carol", "u2"}, {game, "dave", "u2"}, {app, "alice", ""}}},
+		{"the gift the second person's record took, back with the second unionid", []step{
+			{game, "bob", "u1", "", false},
+			{app, "alice", "u1", "", true},
+			{app, "alice", "u2", "", false},
+			{game, "carol", "u2", "welcome-gift", false},
+			{app, "alice", "u2", "", true},
+		}, []check{{game, "bob", "u1"}, {game, "erin", "u1"}, {app, "alice", ""}}},
+	}
+	stories := newKeptStories(t)
+	for _, tc := range cases {
+		made := func(t *testing.T, s claimStore) {
+			t.Helper()
+			for _, st := range tc.steps {
+				u := logInAs(t, s, st.app, st.name, st.unionID)
+				if st.gift != "" {
+					if _, _, err := s.Claim(u.ID, st.gift); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if st.erase {
+					eraseOn(t, s, u.ID)
+				}
+			}
+		}
+		for _, ch := range tc.checks {
+			checked := func(t *testing.T, s claimStore) {
+				t.Helper()
+				u := logInAs(t, s, ch.app, ch.name, ch.unionID)
+				if c, taken, err := s.Claim(u.ID, "welcome-gift"); err != nil || !taken {
+					t.Errorf("%s in %s with %q: %+v, taken %v, %v; want the gift taken", ch.name, ch.app, ch.unionID, c, taken, err)
+				}
+			}
+			stories.tell(t, fmt.Sprintf("%s, %s in %s with %q", tc.name, ch.name, ch.app, ch.unionID), 1, made, checked)
+		}
+	}
+}

@@ -30,11 +30,14 @@ import (
 // A user erased while its person has other records (the same unionid in
 // another app) may have made no claim itself, while the others did and
 // will: its app's and openid's hash is kept as an alias of one of those
-// records, so that the same user back in its app without its unionid
-// joins its person again (Login) and finds every claim the person made,
-// as Redis joins it (redislink.go, aliasErased). The alias passes to
-// another record of the person when that record is erased, and to the
-// kept claims' other hashes when none is left.
+// records, so that the same user back in its app without its unionid, or
+// with another (its app moved to another Open Platform account), joins its
+// person again (Login) and finds every claim the person made, as Redis
+// joins it (redislink.go, aliasErased). The alias passes to another record
+// of the person when that record is erased, and to the kept claims' other
+// hashes when none is left; a claim the person found only through the
+// erased user (kept of the same openid's earlier user) is kept under the
+// hashes of its unionids too, which the person's other records share.
 //
 // The journal's lines for this:
 //
@@ -227,6 +230,7 @@ func (s *Store) Erase(id int64) (account.Erasure, error) {
 		handed = append(handed, own)
 	}
 	if others := slices.DeleteFunc(slices.Clone(s.personLocked(u)), func(o int64) bool { return o == id }); len(others) > 0 {
+		s.keepForOthersLocked(u, others)
 		for _, hash := range handed {
 			a := &Alias{Hash: hash, UserID: others[0]}
 			s.aliasLocked(a)
@@ -280,6 +284,45 @@ func (s *Store) Erase(id int64) (account.Erasure, error) {
 	}
 	s.madeDurable(seq)
 	return result, nil
+}
+
+// keepForOthersLocked gives each claim kept of user u's person that its
+// other records, others, would not find once u is erased the hashes of
+// u's unionids too, which those records share (bridgeLocked has given
+// them any they lacked): a claim the person found only under u's app's and
+// openid's hash, or under a hash whose alias names u. Such is a gift the
+// same user took before an earlier erasure of its app and openid, under
+// another unionid, then came back and joined this person: the gift stays
+// with the person, as on Redis, where the person holds a copy
+// (takeOwnClaims), and not only with the alias the erasure leaves, which
+// the same user back in its app alone follows. s.mu is held, and the key
+// made.
+func (s *Store) keepForOthersLocked(u *account.User, others []int64) {
+	found := map[string]bool{} // the hashes others find kept claims under
+	for _, id := range others {
+		r := s.byID[id-1]
+		for _, union := range r.UnionIDs() {
+			found[account.PersonHash(s.personKey, r.AppID, r.OpenID, union)] = true
+		}
+		found[account.PersonHash(s.personKey, r.AppID, r.OpenID, "")] = true
+	}
+	var unions []string
+	for _, union := range u.UnionIDs() {
+		unions = append(unions, account.PersonHash(s.personKey, u.AppID, u.OpenID, union))
+	}
+	for _, k := range s.keptOfLocked(u) {
+		if found[k.Person] || slices.ContainsFunc(k.Also, func(h string) bool { return found[h] }) {
+			continue
+		}
+		more := *k
+		more.Also = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(k.Also), unions...))))
+		more.Also = slices.DeleteFunc(more.Also, func(h string) bool { return h == k.Person })
+		if len(more.Also) > len(k.Also) {
+			s.keepLocked(&more)
+			s.line = keptLine(s.line[:0], &more)
+			s.journal.Append(s.line)
+		}
+	}
 }
 
 // bridgeLocked is the record that takes over the unionids of user u, to
