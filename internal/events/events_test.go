@@ -147,3 +147,16 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestAppendAllocatesOnce: an event written into no buffer, as the login
+// and the webhook write one for each new user, costs one allocation, not
+// one each time the JSON outgrows its buffer.
+func TestAppendAllocatesOnce(t *testing.T) {
+	u := account.User{ID: 123456, AppID: "wxfa4e000000000000", PhoneNumber: "+86 13800138000", PurePhoneNumber: "13800138000", CountryCode: "86"}
+	at := time.Date(2026, 12, 8, 4, 0, 0, 123456789, time.UTC)
+	for _, e := range []Event{Created(at, &u, 123456), PhoneChanged(at, &u, 123456), Joined(at, &u, 123456, 1234567)} {
+		if n := testing.AllocsPerRun(100, func() { e.Append(nil) }); n != 1 {
+			t.Errorf("%s: Append(nil) allocates %v times; want 1", e.Type, n)
+		}
+	}
+}
