@@ -174,10 +174,7 @@ func (c *conn) attempt(ctx context.Context, sign *signer, batch []*pending) []er
 			return fail(i, err)
 		}
 		c.heard = true
-		// An answer's body is read and dropped, so that the next answer
-		// can be read; a long one ends the connection instead.
-		n, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
-		resp.Body.Close()
+		n, err := c.discard(resp)
 		if resp.StatusCode < 200 || resp.StatusCode > 299 {
 			errs[i] = &statusError{resp.Status}
 		}
@@ -214,6 +211,15 @@ func (c *conn) answer() (*http.Response, error) {
 			return nil, fmt.Errorf("the receiver answered %s", resp.Status)
 		}
 	}
+}
+
+// discard reads resp's body and drops it, so that the next answer can be
+// read, and returns how much of it it read: maxBody at most, and a body
+// that long ends the connection instead.
+func (c *conn) discard(resp *http.Response) (int64, error) {
+	n, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+	resp.Body.Close()
+	return n, err
 }
 
 // framedWithoutBody reports whether an answer that has no body (1xx, 204,
