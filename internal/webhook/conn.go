@@ -24,6 +24,7 @@ import (
 // round at a time.
 type conn struct {
 	target  *url.URL
+	uri     string // target's request-URI, the same in every post
 	addr    string // host:port to dial
 	timeout time.Duration
 	tls     *tls.Config // for https: the server's name is checked against it
@@ -85,7 +86,7 @@ func newConn(rawURL string, timeout time.Duration, tlsConfig *tls.Config) *conn 
 	}
 	tlsConfig = tlsConfig.Clone()
 	tlsConfig.ServerName, tlsConfig.NextProtos = u.Hostname(), []string{"http/1.1"}
-	return &conn{target: u, addr: net.JoinHostPort(u.Hostname(), port), timeout: timeout, tls: tlsConfig}
+	return &conn{target: u, uri: u.RequestURI(), addr: net.JoinHostPort(u.Hostname(), port), timeout: timeout, tls: tlsConfig}
 }
 
 // errNotAnswered is the error of a post the receiver did not answer
@@ -292,7 +293,7 @@ func (c *conn) appendRequest(buf []byte, sign *signer, p *pending) []byte {
 	body := p.event.Append(nil)
 	now := time.Now()
 	buf = append(buf, "POST "...)
-	buf = append(buf, c.target.RequestURI()...)
+	buf = append(buf, c.uri...)
 	buf = append(buf, " HTTP/1.1\r\nHost: "...)
 	buf = append(buf, c.target.Host...)
 	buf = append(buf, "\r\nUser-Agent: wxlogin-webhook\r\nContent-Type: application/json\r\nContent-Length: "...)
