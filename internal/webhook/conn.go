@@ -32,10 +32,11 @@ type conn struct {
 	c      net.Conn
 	raw    net.Conn // c's TCP connection, under its TLS for https
 	br     *bufio.Reader
-	room   *budget // what br may still read for the answer being read
-	buf    []byte  // the round's requests, reused
-	reused bool    // c has carried a round before
-	heard  bool    // the receiver sent bytes in the last round
+	room   *budget      // what br may still read for the answer being read
+	buf    []byte       // the round's requests, reused
+	ar     answerReader // reads the answers off br, in buffers it reuses
+	reused bool         // c has carried a round before
+	heard  bool         // the receiver sent bytes in the last round
 }
 
 // maxAnswer bounds what one answer may take of the connection, its status
@@ -164,7 +165,7 @@ func (c *conn) attempt(ctx context.Context, sign *signer, batch []*pending) []er
 		return fail(0, err)
 	}
 	for i := range batch {
-		resp, err := c.answer()
+		a, err := c.answer()
 		if err != nil {
 			switch {
 			case i > 0:
@@ -175,11 +176,11 @@ func (c *conn) attempt(ctx context.Context, sign *signer, batch []*pending) []er
 			return fail(i, err)
 		}
 		c.heard = true
-		n, err := c.discard(resp)
-		if resp.StatusCode < 200 || resp.StatusCode > 299 {
-			errs[i] = &statusError{resp.Status}
+		n, err := c.discard(a)
+		if a.code < 200 || a.code > 299 {
+			errs[i] = &statusError{a.status}
 		}
-		if err != nil || n == maxBody || resp.Close || framedWithoutBody(resp) {
+		if err != nil || n == maxBody || a.close || framedWithoutBody(a) {
 			if i+1 < len(batch) || err != nil {
 				return fail(i+1, errCutShort)
 			}
@@ -196,42 +197,30 @@ func (c *conn) attempt(ctx context.Context, sign *signer, batch []*pending) []er
 // answers before it, as RFC 9110 §15.2 has a client do; 101 (a switch of
 // protocols no post asked for) is not an answer. An answer, interim ones
 // and headers included, may take up to maxAnswer bytes, and its body
-// maxBody more.
-func (c *conn) answer() (*http.Response, error) {
+// maxBody more. Answers are read as http.ReadResponse reads them
+// (answerReader), without its allocations.
+func (c *conn) answer() (answer, error) {
 	c.room.n = maxAnswer
 	for {
-		resp, err := http.ReadResponse(c.br, nil)
+		a, err := c.ar.read(c.br)
 		if err != nil {
-			return nil, err
+			return answer{}, err
 		}
-		if resp.StatusCode >= 200 || resp.StatusCode < 100 {
+		if a.code >= 200 || a.code < 100 {
 			c.room.n += maxBody
-			return resp, nil
+			return a, nil
 		}
-		if resp.StatusCode == http.StatusSwitchingProtocols || framedWithoutBody(resp) {
-			return nil, fmt.Errorf("the receiver answered %s", resp.Status)
+		if a.code == http.StatusSwitchingProtocols || framedWithoutBody(a) {
+			return answer{}, fmt.Errorf("the receiver answered %s", a.status)
 		}
 	}
 }
 
-// discard reads resp's body and drops it, so that the next answer can be
+// discard reads a's body and drops it, so that the next answer can be
 // read, and returns how much of it it read: maxBody at most, and a body
 // that long ends the connection instead.
-func (c *conn) discard(resp *http.Response) (int64, error) {
-	n, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
-	resp.Body.Close()
-	return n, err
-}
-
-// framedWithoutBody reports whether an answer that has no body (1xx, 204,
-// 304: RFC 9110 §6.4.1) says it has one: the bytes of that body would be
-// read as the next answer, so the connection is not read further.
-func framedWithoutBody(resp *http.Response) bool {
-	if resp.StatusCode >= 200 && resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusNotModified {
-		return false
-	}
-	length := resp.Header.Get("Content-Length")
-	return len(resp.TransferEncoding) > 0 || resp.Header.Get("Transfer-Encoding") != "" || length != "" && length != "0"
+func (c *conn) discard(a answer) (int64, error) {
+	return c.ar.discard(c.br, a)
 }
 
 // unsolicited reports whether the receiver sent bytes, or closed the
@@ -312,6 +301,9 @@ func (c *conn) close() {
 	if c.c != nil {
 		c.c.Close()
 		c.c, c.raw, c.br, c.room = nil, nil, nil, nil
+		// An answer's long lines may have grown ar's buffers up to
+		// maxAnswer: they go with the connection.
+		c.ar = answerReader{}
 	}
 }
 
