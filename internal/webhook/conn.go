@@ -34,6 +34,7 @@ type conn struct {
 	br     *bufio.Reader
 	room   *budget      // what br may still read for the answer being read
 	buf    []byte       // the round's requests, reused
+	body   []byte       // a post's body, reused
 	ar     answerReader // reads the answers off br, in buffers it reuses
 	reused bool         // c has carried a round before
 	heard  bool         // the receiver sent bytes in the last round
@@ -279,7 +280,8 @@ func (c *conn) dial(ctx context.Context, deadline time.Time) error {
 
 // appendRequest appends p's post, signed, to buf.
 func (c *conn) appendRequest(buf []byte, sign *signer, p *pending) []byte {
-	body := p.event.Append(nil)
+	c.body = p.event.Append(c.body[:0])
+	body := c.body
 	now := time.Now()
 	buf = append(buf, "POST "...)
 	buf = append(buf, c.uri...)
