@@ -1042,6 +1042,7 @@ func (s *Store) Events(ctx context.Context, after int64, limit int) ([]events.Ev
 		return nil, unavailable(err)
 	}
 	entries, _ := reply.([]any)
+	list = slices.Grow(list, len(entries)) // a webhook's round reads a hundred at a time
 	for _, entry := range entries {
 		pair, _ := entry.([]any)
 		if len(pair) != 2 {

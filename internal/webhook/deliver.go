@@ -109,6 +109,9 @@ type delivery struct {
 	cursor int64
 	read   int64 // the seq of the last event read
 	fresh  bool  // the queue is to be read again from the cursor
+	// spare is where the next events queued are held (hold): a round
+	// queues a hundred, one allocation for 64 of them, not one each.
+	spare []pending
 }
 
 // Run delivers until ctx ends.
@@ -242,7 +245,13 @@ func (d *delivery) hold(e events.Event, held map[int64]int) bool {
 	if held[user] > 0 && len(d.queue)-len(held) >= maxWaiting {
 		return false
 	}
-	d.queue = append(d.queue, &pending{event: e})
+	if len(d.spare) == 0 {
+		d.spare = make([]pending, 64)
+	}
+	p := &d.spare[0]
+	d.spare = d.spare[1:]
+	*p = pending{event: e}
+	d.queue = append(d.queue, p)
 	held[user]++
 	return true
 }
