@@ -2,6 +2,7 @@ package events
 
 import (
 	"encoding/json"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -158,5 +159,22 @@ func TestAppendAllocatesOnce(t *testing.T) {
 		if n := testing.AllocsPerRun(100, func() { e.Append(nil) }); n != 1 {
 			t.Errorf("%s: Append(nil) allocates %v times; want 1", e.Type, n)
 		}
+	}
+}
+
+// TestNewIDAllocatesOnce: every new user's login makes an event id; its
+// string is all it allocates. Ids are "evt_" and 22 characters of
+// base64url, and not two alike.
+func TestNewIDAllocatesOnce(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { NewID() }); n != 1 {
+		t.Errorf("NewID allocates %v times; want 1", n)
+	}
+	seen := map[string]bool{}
+	for range 1000 {
+		id := NewID()
+		if !regexp.MustCompile(`^evt_[A-Za-z0-9_-]{22}$`).MatchString(id) || seen[id] {
+			t.Fatalf("NewID gave %q: not evt_ and 22 base64url characters, or given before", id)
+		}
+		seen[id] = true
 	}
 }
