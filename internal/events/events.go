@@ -81,7 +81,8 @@ func New(kind string, at time.Time, data Data) Event {
 func NewID() string {
 	var random [16]byte
 	rand.Read(random[:]) // Never fails: crypto/rand.Read crashes the program rather than return short.
-	var id [len("evt_") + 22]byte // 22: 16 bytes in base64url, unpadded
+	// 22: the 16 bytes in base64url, unpadded.
+	var id [len("evt_") + 22]byte
 	copy(id[:], "evt_")
 	base64.RawURLEncoding.Encode(id[len("evt_"):], random[:])
 	return string(id[:]) // the one allocation of a new event's id (TestNewIDAllocatesOnce)
