@@ -205,6 +205,17 @@ func TestRedisStoreRecordsEvents(t *testing.T) {
 				}
 				return nil
 			})
+			var dave account.User
+			step("a user of a person of its own", func() []told {
+				dave = login("wxfourth", "dave", unionIDOf("dave"))
+				return []told{{events.UserCreated, events.Data{UserID: dave.ID, AppID: "wxfourth", PersonID: dave.ID}}}
+			})
+			step("a changed unionid that brings that later person in", func() []told {
+				login("wxshop", "alice", unionIDOf("dave")) // the shop moved to dave's Open Platform account
+				// As the data directory tells it (TestEventsOfEachChange):
+				// the person dave was in joined alice's.
+				return []told{{events.PersonJoined, events.Data{UserID: shop.ID, AppID: "wxshop", PersonID: shop.ID, PreviousPersonID: dave.ID}}}
+			})
 			step("an erasure", func() []told {
 				_, err := rs.Erase(ctx, carol.ID)
 				must(err)
@@ -233,8 +244,8 @@ func TestRedisStoreRecordsEvents(t *testing.T) {
 			// What the hash keeps of its events stays out of records and exports.
 			contents, err := rs.Export(ctx)
 			must(err)
-			if len(contents.Users) != 3 {
-				t.Errorf("export has %d users; want 3", len(contents.Users))
+			if len(contents.Users) != 4 {
+				t.Errorf("export has %d users; want 4", len(contents.Users))
 			}
 		})
 	}
@@ -1692,5 +1703,49 @@ func TestRedisAnErasureCutShortAtTheLogLeavesItsPersonWhole(t *testing.T) {
 		if m.ID == alice.ID {
 			t.Errorf("after alice's erasure, bob's person lists %+v; want her gone", members)
 		}
+	}
+}
+
+// A link cut short once it merged another person into the user's, before
+// it was marked done (wxlogin killed), tells the merge at the user's next
+// login: the person merged is an alias by then, and only the user's hash
+// ("merging", noted before any record moved) still says which it was.
+// Told once, however many logins follow.
+func TestRedisAMergeCutShortIsToldAtTheNextLogin(t *testing.T) {
+	s := openEventStore(t, startRedis(t, onRedis))
+	ctx := t.Context()
+	login := loginOn(t, s)
+	alice := login("wxshop", "alice", "u-old")
+	zed := login("wxnew", "zed", "u-new") // a person of his own, later than alice's
+	if err := s.relayNoted(ctx); err != nil {
+		t.Fatal(err)
+	}
+	login("wxshop", "alice", "u-new") // the shop moved to the new account
+	// Cut short before the link was marked: as if the joined it pushed
+	// then had never been pushed.
+	head, _ := mustDo(t, s.rc, "LRANGE", userOutboxKey(alice.ID), "0", "-1").([]any)
+	if len(head) != 1 || !strings.Contains(head[0].(string), `"previous_person_id":`+strconv.FormatInt(zed.ID, 10)) {
+		t.Fatalf("alice's outbox holds %v; want the merge's person.joined alone (the login's joined no one)", head)
+	}
+	mustDo(t, s.rc, "RPOP", userOutboxKey(alice.ID))
+	mustDo(t, s.rc, "HDEL", userKey(alice.ID), "linked")
+	mustDo(t, s.rc, "HSET", userKey(alice.ID), "merging", strconv.FormatInt(zed.ID, 10))
+
+	for range 2 {
+		login("wxshop", "alice", "u-new")
+		if err := s.relayNoted(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []told{
+		{events.UserCreated, events.Data{UserID: alice.ID, AppID: "wxshop", PersonID: alice.ID}},
+		{events.UserCreated, events.Data{UserID: zed.ID, AppID: "wxnew", PersonID: zed.ID}},
+		{events.PersonJoined, events.Data{UserID: alice.ID, AppID: "wxshop", PersonID: alice.ID, PreviousPersonID: zed.ID}},
+	}
+	if got := toldBy(allEvents(t, s)); !slices.Equal(got, want) {
+		t.Errorf("the log tells\n%+v\nwant\n%+v", got, want)
+	}
+	if f := mustDo(t, s.rc, "HGET", userKey(alice.ID), "merging"); f != nil {
+		t.Errorf("alice's hash still holds merging %v once the merge is told", f)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"wxlogin/internal/account"
+	"wxlogin/internal/events"
 	"wxlogin/internal/redis"
 )
 
@@ -182,6 +183,9 @@ func (s *Store) linkUnionID(ctx context.Context, u account.User) error {
 			}
 			of, _ = r[1].(string) // person itself, or another person to merge in turn
 		case status == "held":
+			if err := s.noteMerge(ctx, u.ID, of); err != nil {
+				return err
+			}
 			if err := s.mergePerson(ctx, of, person); err != nil {
 				return err
 			}
@@ -189,8 +193,81 @@ func (s *Store) linkUnionID(ctx context.Context, u account.User) error {
 			return fmt.Errorf("the alias script answered %v", reply)
 		}
 	}
-	_, err = markLinkedScript.Run(ctx, s.rc, []string{userKey(u.ID)}, u.UnionID)
+	return s.markLinked(ctx, u)
+}
+
+// noteMergeScript adds person id ARGV[1] to the persons a user's link is
+// merging into its own (the user's hash's "merging", "<id>,<id>…"), unless
+// it is there, or the user is erased.
+var noteMergeScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], 'appid') == 0 then return 0 end
+local had = redis.call('HGET', KEYS[1], 'merging') or ''
+for id in string.gmatch(had, '%d+') do
+  if id == ARGV[1] then return 1 end
+end
+redis.call('HSET', KEYS[1], 'merging', had == '' and ARGV[1] or had .. ',' .. ARGV[1])
+return 1
+`)
+
+// noteMerge records on user id's hash, with events, the id of the person
+// of hash of that its link is about to merge into the user's (the id of
+// its earliest record), before any record moves: the person.joined that
+// tells receivers so is pushed once the link is done (markLinked), and a
+// link cut short and done again at the next login, which finds that
+// person an alias by then, still tells it.
+func (s *Store) noteMerge(ctx context.Context, id int64, of string) error {
+	if !s.events {
+		return nil
+	}
+	fields, err := s.rc.Do(ctx, "HGETALL", personHashKey(of))
+	if err != nil {
+		return err
+	}
+	members := membersIn(fields)
+	if len(members) == 0 {
+		return nil
+	}
+	_, err = noteMergeScript.Run(ctx, s.rc, []string{userKey(id)}, strconv.FormatInt(firstOf(members[0].ID, members), 10))
 	return err
+}
+
+// markLinked records that user u's unionid is linked (markLinkedScript)
+// and, with events, pushes onto its outbox a person.joined for each person
+// its link merged into its own (noteMerge), as the data directory records
+// one for each person a new unionid brings together (events.Of): the
+// relay writes in the person the user is in, and drops one naming it as
+// previous, which it no longer is (the user's own person was the later).
+func (s *Store) markLinked(ctx context.Context, u account.User) error {
+	for range maxAliasHops {
+		keys, args := []string{userKey(u.ID)}, []string{u.UnionID}
+		if s.events {
+			merging, err := s.rc.Do(ctx, "HGET", userKey(u.ID), "merging")
+			if err != nil {
+				return err
+			}
+			list, _ := merging.(string)
+			keys, args = append(keys, userOutboxKey(u.ID)), append(args, list)
+			at := s.now()
+			for prev := range strings.SplitSeq(list, ",") {
+				if id, err := strconv.ParseInt(prev, 10, 64); err == nil {
+					e := events.Joined(at, &u, 0, id)
+					args = append(args, string(e.Append(nil)))
+				}
+			}
+		}
+		done, err := markLinkedScript.Run(ctx, s.rc, keys, args...)
+		if err != nil {
+			return err
+		}
+		switch done {
+		case int64(2):
+			s.note(userOutboxKey(u.ID))
+			return s.pinJoins(ctx, u.ID)
+		case int64(1):
+			return nil
+		}
+	}
+	return fmt.Errorf("user %d: the persons its link merges kept changing", u.ID)
 }
 
 // aliasScript makes a person's hash that holds no records an alias of
@@ -463,10 +540,21 @@ func (s *Store) aliasKept(ctx context.Context, hash string, fields any, person s
 }
 
 // markLinkedScript records on a user's hash that its unionid ARGV[1] is
-// linked, if that is its unionid still.
+// linked, if that is its unionid still. With events (KEYS[2] its outbox),
+// if the persons its link merged (the hash's "merging") are still those
+// read (ARGV[2]), it pushes their person.joined events (ARGV from the
+// third) and forgets them, in the same step, and answers 2, or 1 when
+// there were none; if another link added one since the read, it answers
+// 0, writing nothing, to be run again. A link cut short before it pushes
+// them at its next try.
 var markLinkedScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'unionid') == ARGV[1] then redis.call('HSET', KEYS[1], 'linked', ARGV[1]) end
-return 1
+if redis.call('HGET', KEYS[1], 'unionid') ~= ARGV[1] then return 1 end
+if KEYS[2] and (redis.call('HGET', KEYS[1], 'merging') or '') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'linked', ARGV[1])
+if not KEYS[2] or ARGV[2] == '' then return 1 end
+for i = 3, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+redis.call('HDEL', KEYS[1], 'merging')
+return 2
 `)
 
 // mergePerson moves every record of person from into person into, each as

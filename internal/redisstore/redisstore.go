@@ -22,6 +22,8 @@
 //	                                    "m" a copy of the person's records (so GET /user reads one key),
 //	                                    "joined" the person it last joined whole (joinPerson),
 //	                                    "linked" its unionid once linked after a change (redislink.go),
+//	                                    with -events "merging" the ids of the persons that link merges
+//	                                    into its own, until their person.joined is pushed (markLinked),
 //	                                    "own" its app's and openid's hash while a new user is still to
 //	                                    take the claims kept there (takeOwnClaims); after an erasure
 //	                                    only "erased", and until its last steps are done the user's
