@@ -249,14 +249,7 @@ func (s *Store) Erase(id int64) (account.Erasure, error) {
 		also = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(also), handed...))))
 		also = slices.DeleteFunc(also, func(h string) bool { return h == person })
 		for _, k := range s.keptOfLocked(u) {
-			more := *k
-			more.Also = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(k.Also), handed...))))
-			more.Also = slices.DeleteFunc(more.Also, func(h string) bool { return h == k.Person })
-			if len(more.Also) > len(k.Also) {
-				s.keepLocked(&more)
-				s.line = keptLine(s.line[:0], &more)
-				s.journal.Append(s.line)
-			}
+			s.addAlsoLocked(k, handed)
 		}
 	}
 	result := account.Erasure{UserID: id, ClaimsKept: []string{}}
@@ -314,14 +307,21 @@ func (s *Store) keepForOthersLocked(u *account.User, others []int64) {
 		if found[k.Person] || slices.ContainsFunc(k.Also, func(h string) bool { return found[h] }) {
 			continue
 		}
-		more := *k
-		more.Also = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(k.Also), unions...))))
-		more.Also = slices.DeleteFunc(more.Also, func(h string) bool { return h == k.Person })
-		if len(more.Also) > len(k.Also) {
-			s.keepLocked(&more)
-			s.line = keptLine(s.line[:0], &more)
-			s.journal.Append(s.line)
-		}
+		s.addAlsoLocked(k, unions)
+	}
+}
+
+// addAlsoLocked gives kept claim k each of hashes it is not kept under
+// yet, among its Also, and journals it again if that added any. s.mu is
+// held, and the key made.
+func (s *Store) addAlsoLocked(k *KeptClaim, hashes []string) {
+	more := *k
+	more.Also = slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(k.Also), hashes...))))
+	more.Also = slices.DeleteFunc(more.Also, func(h string) bool { return h == k.Person })
+	if len(more.Also) > len(k.Also) {
+		s.keepLocked(&more)
+		s.line = keptLine(s.line[:0], &more)
+		s.journal.Append(s.line)
 	}
 }
 
