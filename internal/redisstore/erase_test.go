@@ -450,3 +450,42 @@ func TestRedisAnErasureOfAUserMergedMeanwhileErasesItWhereItIs(t *testing.T) {
 		t.Errorf("bob back without his unionid: gift = %+v, taken %v, %v; want taken before his erasure", c, taken, err)
 	}
 }
+
+// A user erased beside a live record of its person, back in its app with
+// another unionid, rejoins that person (takeOwnClaims, rejoinPerson); if,
+// between its read of the user's person and the move, a merge moves the
+// user on (another user's app moved to another Open Platform account, and
+// its new unionid, the user's, was linked to its old person), the move
+// finds the user elsewhere and changes nothing. The rejoin is still to be
+// made: the gift the person took before the erasure counts for the user.
+func TestRedisARejoinRacingAMergeStillJoinsTheErasedUsersPerson(t *testing.T) {
+	cfg := startRedis(t, onRedis)
+	a, b := openStore(t, cfg, time.Now), openStore(t, cfg, time.Now)
+	ctx := t.Context()
+	loginOn(t, a)("wxshop", "alice", "u-old") // the person bob's new unionid is merged into
+	carol := loginOn(t, a)("wxmall", "carol", "u-b")
+	bob := loginOn(t, a)("wxgame", "bob", "u-b")
+	if _, _, err := a.Claim(ctx, carol.ID, "gift"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Erase(ctx, bob.ID); err != nil {
+		t.Fatal(err)
+	}
+	merged := false
+	a.beforeRejoin = func() {
+		a.beforeRejoin = nil
+		loginOn(t, b)("wxshop", "alice", "u-new") // bob's new person merged into alice's
+		merged = true
+	}
+	back := loginOn(t, a)("wxgame", "bob", "u-new")
+	if !merged {
+		t.Fatal("bob's login back made no rejoin: the test shows nothing")
+	}
+	if c, taken, err := a.Claim(ctx, back.ID, "gift"); err != nil || !taken {
+		t.Errorf("bob back with u-new: gift = %+v, taken %v, %v; want taken by carol, his person", c, taken, err)
+	}
+	alice := loginOn(t, b)("wxshop", "alice", "u-new")
+	if c, taken, err := b.Claim(ctx, alice.ID, "gift"); err != nil || !taken {
+		t.Errorf("alice, one person with bob by u-new: gift = %+v, taken %v, %v; want taken by carol", c, taken, err)
+	}
+}

@@ -394,6 +394,9 @@ func (s *Store) takeOwnClaims(ctx context.Context, id int64, own string) error {
 		switch {
 		case person == from:
 		case len(unions) > 0:
+			if s.beforeRejoin != nil {
+				s.beforeRejoin()
+			}
 			if err := s.rejoinPerson(ctx, id, person, from, unions); err != nil {
 				return err
 			}
@@ -414,11 +417,31 @@ func (s *Store) takeOwnClaims(ctx context.Context, id int64, own string) error {
 // of person, and its unionid is linked to into (linkUnionID), which merges
 // the records of person into it, as for a live user whose unionid changes.
 // Each step may be done twice: one cut short is finished by the user's
-// next login (settlePerson), the mark "own" being still there.
+// next login (settlePerson), the mark "own" being still there. A user
+// moved on meanwhile (a merge of its person into another, linkUnionID) is
+// moved from where it is now: a move that changed nothing would leave it
+// out of into for good, as the mark is taken away after this, and a gift
+// into took would be taken again
+// (TestRedisARejoinRacingAMergeStillJoinsTheErasedUsersPerson).
 func (s *Store) rejoinPerson(ctx context.Context, id int64, person, into string, unions []string) error {
-	args := append([]string{person, into}, unions...)
-	if _, err := movePersonScript.Run(ctx, s.rc, []string{userKey(id)}, args...); err != nil {
-		return err
+	for hop := 0; ; hop++ {
+		moved, err := movePersonScript.Run(ctx, s.rc, []string{userKey(id)}, append([]string{person, into}, unions...)...)
+		if err != nil {
+			return err
+		}
+		if moved == int64(1) {
+			break
+		}
+		if hop == maxAliasHops {
+			return fmt.Errorf("user %d: moved on %d times while it rejoined person %s", id, maxAliasHops, into)
+		}
+		v, err := s.rc.Do(ctx, "HGET", userKey(id), "person")
+		if err != nil {
+			return err
+		}
+		if person, _ = v.(string); person == "" {
+			return nil // erased meanwhile: nothing to join
+		}
 	}
 	u, hash, ok, err := s.userHash(ctx, id)
 	if err != nil || !ok {

@@ -139,6 +139,9 @@ type Store struct {
 	// beforeTombstone, set by tests, runs between an erasure's read of
 	// the user and its tombstone.
 	beforeTombstone func()
+	// beforeRejoin, set by tests, runs between takeOwnClaims's read of a
+	// user's person and its move to the person it rejoins.
+	beforeRejoin func()
 }
 
 // Options is what a Store is opened with.
