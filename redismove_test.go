@@ -6,12 +6,14 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 	"wxlogin/internal/account"
 	"wxlogin/internal/config"
 	"wxlogin/internal/fakewechat"
+	"wxlogin/internal/redis"
 	"wxlogin/internal/redisstore"
 	"wxlogin/internal/testkit"
 	"wxlogin/internal/users"
@@ -872,4 +874,81 @@ func TestAKeptClaimCountsAfterASecondErasureBesideALiveRecord(t *testing.T) {
 			stories.tell(t, fmt.Sprintf("%s, %s in %s with %q", tc.name, ch.name, ch.app, ch.unionID), 1, made, checked)
 		}
 	}
+}
+
+// A user back through an erased user's alias, in its app without the
+// unionid it had, whose login on Redis is cut short after its script
+// (wxlogin killed), makes its first move into its person with its first
+// claim, which finishes the join: it is its person all the same, on
+// either store and after a move either way, as if a login had moved it.
+// The gift it takes is taken for its person's record (bob) and, once bob
+// is erased too, for a new user of the unionid; the counts agree on one
+// claim. The file store writes a login in one line: there is nothing to
+// cut short, and its story is the plain one.
+func TestAUserBackThroughAnAliasJoinedByItsClaimKeepsItsPerson(t *testing.T) {
+	const app, game = config.MockAppID, "wxgame"
+	stories := newKeptStories(t)
+	for _, bobErased := range []bool{false, true} {
+		made := func(t *testing.T, s claimStore) {
+			t.Helper()
+			bob := logInAs(t, s, game, "bob", "u1")
+			eraseOn(t, s, logInAs(t, s, app, "alice", "u1").ID)
+			var back int64
+			if r, ok := s.(redisWithin); ok {
+				back = loginCutShortOnRedis(t, stories.srv.Client(t, "", ""), r.s, app, fakewechat.OpenID(app, "alice"))
+			} else {
+				back = logInAs(t, s, app, "alice", "").ID
+			}
+			if c, taken, err := s.Claim(back, "welcome-gift"); err != nil || taken {
+				t.Fatalf("alice back, her login cut short: %+v, taken %v, %v; want the gift hers", c, taken, err)
+			}
+			if bobErased {
+				eraseOn(t, s, bob.ID)
+			}
+		}
+		checked := func(t *testing.T, s claimStore) {
+			t.Helper()
+			who := []account.User{logInAs(t, s, app, "alice", "")}
+			if bobErased {
+				who = append(who, logInAs(t, s, game, "carol", "u1"))
+			} else {
+				who = append(who, logInAs(t, s, game, "bob", "u1"))
+			}
+			for _, u := range who {
+				if c, taken, err := s.Claim(u.ID, "welcome-gift"); err != nil || !taken {
+					t.Errorf("user %d in %s: %+v, taken %v, %v; want the gift alice took taken", u.ID, u.AppID, c, taken, err)
+				}
+			}
+		}
+		name := "alice back joined by her claim, bob live"
+		if bobErased {
+			name = "alice back joined by her claim, bob erased"
+		}
+		stories.tell(t, name, 1, made, checked)
+	}
+}
+
+// loginCutShortOnRedis makes on rs, through rc, what the login script of
+// a new user of appID and openID without a unionid leaves when wxlogin is
+// killed right after it: an id for the openid, and the record, of the
+// app's and openid's person, joined to nothing. It answers the user's id.
+func loginCutShortOnRedis(t *testing.T, rc *redis.Client, rs *redisstore.Store, appID, openID string) int64 {
+	t.Helper()
+	ctx := t.Context()
+	v, err := rc.Do(ctx, "INCR", redisIDsKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := v.(int64)
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	for _, cmd := range [][]string{
+		{"SET", redisOpenIDKey(appID, openID), strconv.FormatInt(id, 10)},
+		{"HSET", redisUserKey(id), "id", strconv.FormatInt(id, 10), "appid", appID, "openid", openID,
+			"person", rs.PersonHash(appID, openID, ""), "created_at", now, "updated_at", now, "last_login_at", now, "v", "1"},
+	} {
+		if _, err := rc.Do(ctx, cmd...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return id
 }
