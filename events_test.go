@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,8 +19,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"wxlogin/internal/account"
+	"wxlogin/internal/config"
 	"wxlogin/internal/events"
+	"wxlogin/internal/redisstore"
 	"wxlogin/internal/testkit"
+	"wxlogin/internal/users"
 	"wxlogin/internal/webhook"
 )
 
@@ -479,4 +484,144 @@ func TestEventsPageBounds(t *testing.T) {
 			t.Errorf("GET /events?%s = %v next %d; want %v next %d", tt.query, seqs, page.Next, tt.seqs, tt.next)
 		}
 	}
+}
+
+// A user back in its app after its erasure, without a unionid (through
+// its app's and openid's alias) or with another one (its app moved to
+// another Open Platform account), is its erased user's person again, and
+// receivers are told so alike by either store (eventStories).
+func TestARejoinTellsTheSameEventsOnEitherStore(t *testing.T) {
+	bob, aliceErased := storyStep{game: true, name: "bob", unionID: "u1"}, storyStep{name: "alice", unionID: "u1", erase: true}
+	carol := storyStep{game: true, name: "carol", unionID: "u2"}
+	stories := newEventStories(t)
+	for _, st := range []struct {
+		name  string
+		steps []storyStep
+	}{
+		{"back without a unionid", []storyStep{bob, aliceErased, {name: "alice", gift: "gift"}}},
+		{"back without a unionid, learning another", []storyStep{bob, aliceErased, {name: "alice", gift: "gift"}, {name: "alice", unionID: "u2"}}},
+		{"back with another unionid", []storyStep{bob, aliceErased, {name: "alice", unionID: "u2", gift: "gift"}}},
+		{"back with another unionid of a live record", []storyStep{bob, carol, aliceErased, {name: "alice", unionID: "u2", gift: "gift"}}},
+		{"back with another unionid of an earlier live record", []storyStep{carol, bob, aliceErased, {name: "alice", unionID: "u2", gift: "gift"}}},
+	} {
+		stories.compare(t, st.name, st.steps)
+	}
+}
+
+// storyStep is a login of name in config.MockAppID, or in "wxgame" if
+// game, with unionID; then a claim of gift, if any, and an erasure if
+// erase.
+type storyStep struct {
+	game                bool
+	name, unionID, gift string
+	erase               bool
+}
+
+// eventStories tells a story of logins, claims and erasures on each store
+// with events, and compares what each logs: the events, each once, users
+// named by the order they came in, person ids by the record they name.
+// The file store, which writes each event with its change, is the
+// reference (docs/events.md): a new user's user.created names the person
+// it is created into, and a record that learns a unionid is told joined
+// when its person changes or takes another in. On Redis the relay runs
+// after each step, as it does some milliseconds after each acknowledged
+// change.
+type eventStories struct {
+	srv  *testkit.RedisServer
+	meta account.Meta
+}
+
+func newEventStories(t *testing.T) eventStories {
+	return eventStories{
+		srv:  testkit.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always"),
+		meta: account.Meta{Mode: account.ModeMock, AppIDs: []string{config.MockAppID, "wxgame"}},
+	}
+}
+
+// compare tells steps on each store, in a subtest name, and fails it if
+// Redis logs other events than the file store does.
+func (k eventStories) compare(t *testing.T, name string, steps []storyStep) {
+	t.Run(name, func(t *testing.T) {
+		files, err := users.Open(t.TempDir(), k.meta, time.Now, discardLogger(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer files.Close()
+		files.RecordEvents(false)
+		want := k.told(t, files, steps, func() {}, func() []events.Event { return files.Events(0, 1000) })
+
+		rc := k.srv.Client(t, "", "")
+		if _, err := rc.Do(t.Context(), "FLUSHALL"); err != nil {
+			t.Fatal(err)
+		}
+		rs, err := redisstore.Open(t.Context(), rc, redisstore.Options{Durability: redisstore.Fsync, Meta: k.meta,
+			TokenTTL: 2 * time.Hour, TokenMaxAge: 720 * time.Hour, Now: time.Now, Log: discardLogger(), Events: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		relay := func() {
+			t.Helper()
+			if err := rs.RelayLeftovers(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := k.told(t, redisWithin{t, rs}, steps, relay, func() []events.Event {
+			list, err := rs.Events(t.Context(), 0, 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return list
+		})
+		if !slices.Equal(got, want) {
+			t.Errorf("Redis logged:\n\t%s\nthe file store:\n\t%s", strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+		}
+	})
+}
+
+// told tells steps on s, relay moving Redis's events into its log after
+// each change, and answers the events listed then, each once.
+func (k eventStories) told(t *testing.T, s claimStore, steps []storyStep, relay func(), list func() []events.Event) []string {
+	t.Helper()
+	names := map[int64]string{} // each user's name in the story: "alice" again is "alice 2"
+	count := map[string]int{}
+	for _, st := range steps {
+		app := config.MockAppID
+		if st.game {
+			app = "wxgame"
+		}
+		u := logInAs(t, s, app, st.name, st.unionID)
+		if _, ok := names[u.ID]; !ok {
+			count[st.name]++
+			names[u.ID] = st.name
+			if n := count[st.name]; n > 1 {
+				names[u.ID] += fmt.Sprint(" ", n)
+			}
+		}
+		relay()
+		if st.gift != "" {
+			if _, _, err := s.Claim(u.ID, st.gift); err != nil {
+				t.Fatal(err)
+			}
+			relay()
+		}
+		if st.erase {
+			eraseOn(t, s, u.ID)
+			relay()
+		}
+	}
+	name := func(id int64) string { return cmp.Or(names[id], fmt.Sprint("unknown id ", id)) }
+	var got []string
+	seen := map[string]bool{}
+	for _, e := range list() {
+		if seen[e.ID] {
+			continue // the same event listed again, as Redis may
+		}
+		seen[e.ID] = true
+		line := fmt.Sprintf("%s of %s, person %s", e.Type, name(e.Data.UserID), name(e.Data.PersonID))
+		if e.Data.PreviousPersonID != 0 {
+			line += ", previous person " + name(e.Data.PreviousPersonID)
+		}
+		got = append(got, line)
+	}
+	return got
 }
