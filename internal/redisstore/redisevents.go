@@ -47,10 +47,12 @@ import (
 // slots, so the person id an event of theirs names is not known when it is
 // pushed: they push it with "person_id":0, and the relay writes in the
 // person's id as it is then (the user's hash's copy of its person's list
-// gives it). A person.joined carries the person id from before the change,
-// which the script reads; the relay drops one whose person is still that
-// one: no join happened. A record made before events were recorded has no
-// user.created; its changes from then on push their own events.
+// gives it), having finished first what a login cut short left of the
+// user's person (personNow). A person.joined carries the person id from
+// before the change, which the script reads; the relay drops one whose
+// person is still that one: no join happened. A record made before events
+// were recorded has no user.created; its changes from then on push their
+// own events.
 
 // Keys of the events, as the layout in redisstore.go gives them.
 const (
@@ -120,7 +122,11 @@ const (
 // eventsLua is the Lua the scripts that record events share, put before
 // each: person_id, the id of the person's earliest record as the user's
 // hash's copy of its person's list (m) gives it, as Person does
-// (copiedMembers), or nil when that is no good copy; and filled, an
+// (copiedMembers), or nil when that is no good copy, or, asked by the
+// relay (settled true), when the user's hash is marked "own" still: its
+// login was cut short before it took the claims kept under its app's and
+// openid's hash, which may move it to its erased user's person (personNow
+// finishes it); and filled, an
 // event's text with person written in for its personPlaceholder, or nil
 // for a person.joined whose person is still the one it names as previous
 // (no join happened); a text without the placeholder as it is.
@@ -134,9 +140,9 @@ local function filled(text, person)
   end
   return string.sub(text, 1, at - 1) .. '"person_id":' .. person .. string.sub(text, at + #placeholder)
 end
-local function person_id(k)
-  local f = redis.call('HMGET', k, 'm', 'person', 'id', 'appid')
-  if not f[1] or not f[2] then return nil end
+local function person_id(k, settled)
+  local f = redis.call('HMGET', k, 'm', 'person', 'id', 'appid', 'own')
+  if not f[1] or not f[2] or (settled and f[5]) then return nil end
   local tag, list = string.match(f[1], '^(%x+)@%d+|(.*)$')
   if not tag or tag ~= string.sub(f[2], 1, 16) then return nil end
   local first, mine = nil, false
@@ -694,7 +700,7 @@ for i = 5, #KEYS, 2 do
     for _, text in ipairs(head) do
       if not person and string.find(text, placeholder, 1, true) then
         if user ~= outbox then
-          local ok, id = pcall(person_id, user) -- a user's key that is no hash: left
+          local ok, id = pcall(person_id, user, true) -- a user's key that is no hash: left
           if ok then person = id end
         end
         if not person then known = false break end
@@ -771,7 +777,7 @@ local head = redis.call('LRANGE', KEYS[1], '0', tostring(tonumber(ARGV[1]) - 1))
 local person = ARGV[2] ~= '' and ARGV[2] or nil
 for _, text in ipairs(head) do
   if not person and string.find(text, placeholder, 1, true) then
-    if KEYS[2] ~= KEYS[1] then person = person_id(KEYS[2]) end
+    if KEYS[2] ~= KEYS[1] then person = person_id(KEYS[2], true) end
     if not person then return {0, head} end
   end
 end
@@ -929,9 +935,18 @@ func (s *Store) trouble(outbox string, err error) {
 }
 
 // personNow is user id's person id as Person reads it, for a user whose
-// hash holds no good copy of its person's list; for a user erased since,
-// the one its user.deleted in head names, or else its own.
+// hash holds no good copy of its person's list, or one a login cut short
+// is about to move it from; for a user erased since, the one its
+// user.deleted in head names, or else its own. What a login or update cut
+// short left of the user's person is finished first (settled), as its
+// next login would: a user back in its app after its erasure is then in
+// its erased user's person, which the file store names in its
+// user.created, not the person it is about to leave, of which receivers
+// would hear no more.
 func (s *Store) personNow(ctx context.Context, id int64, head []string) (string, error) {
+	if _, _, err := s.settled(ctx, id); err != nil && !errors.Is(err, account.ErrNoUser) {
+		return "", err
+	}
 	_, members, ok, err := s.Person(ctx, id)
 	if err != nil {
 		return "", err

@@ -1749,3 +1749,77 @@ func TestRedisAMergeCutShortIsToldAtTheNextLogin(t *testing.T) {
 		t.Errorf("alice's hash still holds merging %v once the merge is told", f)
 	}
 }
+
+// A user back in its app after its erasure, without a unionid (through
+// its app's and openid's alias) or with another one, whose login is cut
+// short before it is back in its erased user's person, and whose
+// outbox a relay meets meanwhile (another instance's sweep, or this one's
+// once it restarts), is told created into that person all the same, as
+// the file store tells it (docs/events.md: a new user's user.created
+// names the person it is created into), and nothing else: the person it
+// is about to leave was never its own to receivers. Cut short after the
+// login's script, or, with a unionid, after its join to the unionid's
+// person too, before it rejoins (takeOwnClaims); its next login finishes
+// it.
+func TestRedisAUserBackAfterItsErasureIsToldCreatedIntoItsPerson(t *testing.T) {
+	for _, tc := range []struct {
+		unionID string
+		joined  bool // cut short after the join to its unionid's person, not after the script
+	}{{"", false}, {"u2", false}, {"u2", true}} {
+		t.Run(fmt.Sprintf("unionid %q, joined %v", tc.unionID, tc.joined), func(t *testing.T) {
+			rs := openEventStore(t, startRedis(t, onRedis))
+			ctx := t.Context()
+			login := loginOn(t, rs)
+			openID := openIDOf("wxshop", "alice")
+			bob := login("wxgame", "bob", "u1")
+			if _, err := rs.Erase(ctx, login("wxshop", "alice", "u1").ID); err != nil {
+				t.Fatal(err)
+			}
+			own := ""
+			if tc.unionID != "" {
+				own = rs.PersonHash("wxshop", openID, "")
+			}
+			id, _, own, err := rs.userID(ctx, "wxshop", openID, 1, own)
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now()
+			args := []string{strconv.FormatInt(id, 10), "wxshop", openID, tc.unionID, formatTime(now),
+				rs.PersonHash("wxshop", openID, tc.unionID), "1", formatTime(now.Add(-time.Hour))}
+			args = append(append(args, rs.loginEvents(id, "wxshop", tc.unionID, true, false)...), own)
+			reply, err := loginScript.Run(ctx, rs.rc, []string{userKey(id), userOutboxKey(id)}, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.joined {
+				r, _ := reply.([]any)
+				u, err := readRecord(r[1])
+				if err == nil {
+					err = rs.settlePerson(ctx, u, r[1])
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := rs.RelayLeftovers(ctx); err != nil { // a sweep
+				t.Fatal(err)
+			}
+			if back := login("wxshop", "alice", tc.unionID); back.ID != id {
+				t.Fatalf("alice's next login is user %d; want %d", back.ID, id)
+			}
+			if err := rs.RelayLeftovers(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var got []told
+			for _, tl := range toldBy(allEvents(t, rs)) {
+				if tl.Data.UserID == id {
+					got = append(got, tl)
+				}
+			}
+			want := []told{{events.UserCreated, events.Data{UserID: id, AppID: "wxshop", PersonID: bob.ID}}}
+			if !slices.Equal(got, want) {
+				t.Errorf("alice back is told\n%+v\nwant\n%+v", got, want)
+			}
+		})
+	}
+}

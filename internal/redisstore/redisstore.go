@@ -1291,26 +1291,11 @@ func (s *Store) Claim(ctx context.Context, id int64, name string) (account.Claim
 	if err := s.writable(); err != nil {
 		return account.Claim{}, false, err
 	}
-	who, person, joined, own, err := s.claimant(ctx, id)
-	if err == nil && joined != person {
-		// As the user: one back through an erased user's alias takes its
-		// person's unionids with the join (joinPersonFollowing).
-		if err = s.joinPersonFollowing(ctx, who, joined, person); err != nil {
-			return account.Claim{}, false, unavailable(err)
-		}
-		who, person, _, own, err = s.claimant(ctx, id)
-	}
-	appID := who.AppID
-	if err == nil && own != "" {
-		// A new user's login cut short before it took the claims kept
-		// under its app's and openid's hash: they are taken first.
-		if err = s.takeOwnClaims(ctx, id, own); err != nil {
-			return account.Claim{}, false, unavailable(err)
-		}
-	}
+	who, person, err := s.settled(ctx, id)
 	if err != nil {
 		return account.Claim{}, false, err
 	}
+	appID := who.AppID
 	c := account.Claim{Name: name, AppID: appID, UserID: id, ClaimedAt: s.stamp(time.Millisecond)}
 	var event []string // claim.taken, around its person id, with the claimant's id
 	if s.events {
@@ -1358,6 +1343,36 @@ func (s *Store) Claim(ctx context.Context, id int64, name string) (account.Claim
 		return earlier, true, nil
 	}
 	return account.Claim{}, false, unavailable(fmt.Errorf("claim: more than %d aliases from person %s", maxAliasHops, person))
+}
+
+// settled is user id (its id, appid, openid and unionid) and its person,
+// once what a login or update cut short left of its person is finished,
+// as the user's next login would finish it: its join, as the user, so
+// that one back through an erased user's alias takes its person's
+// unionids with it (joinPersonFollowing), and the claims kept under its
+// app's and openid's hash, which a new user with a unionid takes, joining
+// its erased user's person again where that person has records
+// (takeOwnClaims). A claim finishes them before it claims, and the relay
+// before it names the user's person in an event (personNow).
+func (s *Store) settled(ctx context.Context, id int64) (account.User, string, error) {
+	who, person, joined, own, err := s.claimant(ctx, id)
+	if err != nil {
+		return account.User{}, "", err
+	}
+	if joined != person {
+		if err := s.joinPersonFollowing(ctx, who, joined, person); err != nil {
+			return account.User{}, "", unavailable(err)
+		}
+	}
+	if own != "" {
+		if err := s.takeOwnClaims(ctx, id, own); err != nil {
+			return account.User{}, "", unavailable(err)
+		}
+	}
+	if joined != person || own != "" {
+		who, person, _, _, err = s.claimant(ctx, id) // moved meanwhile
+	}
+	return who, person, err
 }
 
 // claimant is user id (its id, appid, openid and unionid), its person,
