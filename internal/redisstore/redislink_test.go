@@ -2,10 +2,12 @@ package redisstore
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 	"wxlogin/internal/account"
+	"wxlogin/internal/events"
 )
 
 // TestALinkCutShortIsFinishedAndNoClaimIsLost changes alice's unionid while
@@ -410,6 +412,140 @@ func TestAUserBackThroughAnAliasJoinedByAClaimTakesItsPersonsUnionIDs(t *testing
 			}
 			if u, _, err := rs.Get(ctx, id); err != nil || u.UnionID != "" || u.PreviousUnionIDs != "u1" {
 				t.Errorf("alice back, joined by her claim: unionid %q, previous_unionids %q, %v; want none, and u1", u.UnionID, u.PreviousUnionIDs, err)
+			}
+		})
+	}
+}
+
+// A user back in its app with another unionid, whose rejoin of its erased
+// user's person is cut short between the move and the join
+// (rejoinPerson: wxlogin killed there), is finished by whichever comes
+// next: its next login, its claim, or a relay's sweep that meets its
+// outbox first. Its person is its erased user's then (bob's, and carol's
+// too where carol has the new unionid), the gift its erased user took
+// counts once, and each event is told once: a duplicate in the log only
+// under the same id.
+func TestRedisARejoinCutShortAfterItsMoveIsFinished(t *testing.T) {
+	for _, tc := range []struct {
+		next  string // "login", "claim", or "sweep" (then a login)
+		carol bool   // a live record with the new unionid
+	}{{"login", false}, {"claim", false}, {"sweep", false}, {"login", true}, {"sweep", true}} {
+		t.Run(fmt.Sprintf("%s, carol %v", tc.next, tc.carol), func(t *testing.T) {
+			rs := openEventStore(t, startRedis(t, onRedis))
+			ctx := t.Context()
+			login := loginOn(t, rs)
+			openID := openIDOf("wxshop", "alice")
+			bob := login("wxgame", "bob", "u1")
+			var carol account.User
+			if tc.carol {
+				carol = login("wxgame", "carol", "u2")
+			}
+			first := login("wxshop", "alice", "u1")
+			if _, _, err := rs.Claim(ctx, first.ID, "gift"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := rs.Erase(ctx, first.ID); err != nil {
+				t.Fatal(err)
+			}
+			if err := rs.RelayLeftovers(ctx); err != nil { // the events so far in the log
+				t.Fatal(err)
+			}
+
+			// alice back with u2: her login's script and join, then
+			// rejoinPerson's move, and nothing after.
+			id, _, own, err := rs.userID(ctx, "wxshop", openID, 1, rs.PersonHash("wxshop", openID, ""))
+			if err != nil || own == "" {
+				t.Fatalf("alice back: id %d, own %q, %v; want her app's and openid's hash", id, own, err)
+			}
+			now := time.Now()
+			person := rs.PersonHash("wxshop", openID, "u2")
+			args := []string{strconv.FormatInt(id, 10), "wxshop", openID, "u2", formatTime(now), person, "1", formatTime(now.Add(-time.Hour))}
+			args = append(append(args, rs.loginEvents(id, "wxshop", "u2", true, false)...), own)
+			reply, err := loginScript.Run(ctx, rs.rc, []string{userKey(id), userOutboxKey(id)}, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, _ := reply.([]any)
+			u, err := readRecord(r[1])
+			if err == nil {
+				err = rs.settlePerson(ctx, u, r[1])
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			into, _, err := rs.personAt(ctx, own)
+			if err != nil {
+				t.Fatal(err)
+			}
+			unions, err := rs.unionIDsAt(ctx, into, id)
+			if err != nil || len(unions) == 0 {
+				t.Fatalf("the unionids of bob's person: %v, %v; want u1", unions, err)
+			}
+			if _, err := movePersonScript.Run(ctx, rs.rc, []string{userKey(id)}, append([]string{person, into}, unions...)...); err != nil {
+				t.Fatal(err)
+			}
+			if f, err := rs.rc.Do(ctx, "HMGET", userKey(id), "person", "joined"); err != nil || fmt.Sprint(f) != fmt.Sprint([]any{into, person}) {
+				t.Fatalf("cut short, alice's hash has person and joined %v, %v: the test shows nothing; want bob's person, and her unionid's", f, err)
+			}
+
+			switch tc.next {
+			case "claim":
+				if c, taken, err := rs.Claim(ctx, id, "gift"); err != nil || !taken {
+					t.Errorf("alice back, her claim next: %+v, taken %v, %v; want the gift taken", c, taken, err)
+				}
+			case "sweep":
+				if err := rs.RelayLeftovers(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if back := login("wxshop", "alice", "u2"); back.ID != id {
+				t.Fatalf("alice's next login is user %d; want %d", back.ID, id)
+			}
+			if err := rs.RelayLeftovers(ctx); err != nil {
+				t.Fatal(err)
+			}
+
+			want := []account.Member{{ID: bob.ID, AppID: "wxgame"}, {ID: id, AppID: "wxshop"}}
+			if tc.carol {
+				want = []account.Member{{ID: bob.ID, AppID: "wxgame"}, {ID: carol.ID, AppID: "wxgame"}, {ID: id, AppID: "wxshop"}}
+			}
+			if u, members, _, err := rs.Person(ctx, id); err != nil || !slices.Equal(members, want) || u.UnionID != "u2" || u.PreviousUnionIDs != "u1" {
+				t.Errorf("alice back: unionid %q, previous %q, person %+v, %v; want u2, u1, and %+v", u.UnionID, u.PreviousUnionIDs, members, err, want)
+			}
+			for _, who := range []int64{id, bob.ID, carol.ID} {
+				if who == 0 {
+					continue
+				}
+				if c, taken, err := rs.Claim(ctx, who, "gift"); err != nil || !taken || c.UserID != first.ID {
+					t.Errorf("user %d's gift: %+v, taken %v, %v; want the one alice took before her erasure", who, c, taken, err)
+				}
+			}
+			if claims, err := rs.ClaimsOf(ctx, id); err != nil || len(claims) != 1 {
+				t.Errorf("alice's person's claims: %+v, %v; want the gift once", claims, err)
+			}
+
+			list, err := rs.Events(ctx, 0, 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []told
+			seen := map[string]events.Data{}
+			for _, e := range list {
+				if d, ok := seen[e.ID]; ok {
+					if d != e.Data {
+						t.Errorf("event %s is logged twice, telling %+v and %+v", e.ID, d, e.Data)
+					}
+					continue // the same event again, as a relay cut short may log it
+				}
+				seen[e.ID] = e.Data
+				if e.Data.UserID == id || e.Type == events.ClaimTaken {
+					got = append(got, told{e.Type, e.Data})
+				}
+			}
+			wantTold := []told{{events.ClaimTaken, events.Data{UserID: first.ID, AppID: "wxshop", PersonID: bob.ID, Claim: "gift"}},
+				{events.UserCreated, events.Data{UserID: id, AppID: "wxshop", PersonID: bob.ID}}}
+			if !slices.Equal(got, wantTold) {
+				t.Errorf("the log tells of alice back and of the gift\n%+v\nwant\n%+v", got, wantTold)
 			}
 		})
 	}
