@@ -508,6 +508,18 @@ func TestARejoinTellsTheSameEventsOnEitherStore(t *testing.T) {
 	}
 }
 
+// A record that learns a unionid a live record of another person has
+// (its app moved to another Open Platform account) makes the two persons
+// one, and receivers are told alike by either store: the file store tells
+// a person.joined of the record, naming the other person as the previous
+// one. Also for a user back through its erased user's alias.
+func TestALearnedUnionIDJoiningTwoPersonsIsToldAlikeOnEitherStore(t *testing.T) {
+	bob, carol := storyStep{game: true, name: "bob", unionID: "u1"}, storyStep{game: true, name: "carol", unionID: "u2"}
+	stories := newEventStories(t)
+	stories.compare(t, "a live record", []storyStep{bob, carol, {name: "alice", unionID: "u1"}, {name: "alice", unionID: "u2"}})
+	stories.compare(t, "back without a unionid", []storyStep{bob, carol, {name: "alice", unionID: "u1", erase: true}, {name: "alice"}, {name: "alice", unionID: "u2", gift: "gift"}})
+}
+
 // storyStep is a login of name in config.MockAppID, or in "wxgame" if
 // game, with unionID; then a claim of gift, if any, and an erasure if
 // erase.

@@ -441,8 +441,17 @@ func (s *Store) recordLocked(id int64) *account.User {
 // put, only replaced.
 func (s *Store) putLocked(old, u *account.User, at time.Time) (*journal.Batch, int64) {
 	var previous []int64 // the persons u's unionids bring together, when they change
-	if s.events.record && old != nil && old.UnionID != u.UnionID {
+	switch {
+	case !s.events.record:
+	case old != nil && old.UnionID != u.UnionID:
 		previous = s.personsOfLocked(old, u.UnionID)
+	case old == nil && u.UnionID != "" && u.PreviousUnionIDs != "":
+		// A new user back in its erased user's person with another
+		// unionid (rejoinLocked): a person of that unionid becomes one
+		// with it, as Redis tells it (markLinked).
+		if ids := s.byUnion[u.UnionID]; len(ids) > 0 {
+			previous = []int64{s.personIDLocked(s.byID[ids[0]-1])}
+		}
 	}
 	s.setLocked(u)
 	s.line = appendRecord(s.line[:0], u)
