@@ -153,6 +153,9 @@ func FuzzParse(f *testing.F) {
 // and the webhook write one for each new user, costs one allocation, not
 // one each time the JSON outgrows its buffer.
 func TestAppendAllocatesOnce(t *testing.T) {
+	if raceDetector {
+		t.Skip("-race allocates on its own: the count is pinned without it")
+	}
 	u := account.User{ID: 123456, AppID: "wxfa4e000000000000", PhoneNumber: "+86 13800138000", PurePhoneNumber: "13800138000", CountryCode: "86"}
 	at := time.Date(2026, 12, 8, 4, 0, 0, 123456789, time.UTC)
 	for _, e := range []Event{Created(at, &u, 123456), PhoneChanged(at, &u, 123456), Joined(at, &u, 123456, 1234567)} {
@@ -166,8 +169,8 @@ func TestAppendAllocatesOnce(t *testing.T) {
 // string is all it allocates. Ids are "evt_" and 22 characters of
 // base64url, and not two alike.
 func TestNewIDAllocatesOnce(t *testing.T) {
-	if n := testing.AllocsPerRun(100, func() { NewID() }); n != 1 {
-		t.Errorf("NewID allocates %v times; want 1", n)
+	if n := testing.AllocsPerRun(100, func() { NewID() }); n != 1 && !raceDetector {
+		t.Errorf("NewID allocates %v times; want 1 (-race adds its own)", n)
 	}
 	seen := map[string]bool{}
 	for range 1000 {

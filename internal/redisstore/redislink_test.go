@@ -422,9 +422,9 @@ func TestAUserBackThroughAnAliasJoinedByAClaimTakesItsPersonsUnionIDs(t *testing
 // (rejoinPerson: wxlogin killed there), is finished by whichever comes
 // next: its next login, its claim, or a relay's sweep that meets its
 // outbox first. Its person is its erased user's then (bob's, and carol's
-// too where carol has the new unionid), the gift its erased user took
-// counts once, and each event is told once: a duplicate in the log only
-// under the same id.
+// too where carol has the new unionid, which a person.joined tells), the
+// gift its erased user took counts once, and each event is told once: a
+// duplicate in the log only under the same id.
 func TestRedisARejoinCutShortAfterItsMoveIsFinished(t *testing.T) {
 	for _, tc := range []struct {
 		next  string // "login", "claim", or "sweep" (then a login)
@@ -544,6 +544,12 @@ func TestRedisARejoinCutShortAfterItsMoveIsFinished(t *testing.T) {
 			}
 			wantTold := []told{{events.ClaimTaken, events.Data{UserID: first.ID, AppID: "wxshop", PersonID: bob.ID, Claim: "gift"}},
 				{events.UserCreated, events.Data{UserID: id, AppID: "wxshop", PersonID: bob.ID}}}
+			if tc.carol {
+				// Her new unionid's link brought carol's person into bob's:
+				// told as the data directory tells it
+				// (TestARejoinTellsTheSameEventsOnEitherStore).
+				wantTold = append(wantTold, told{events.PersonJoined, events.Data{UserID: id, AppID: "wxshop", PersonID: bob.ID, PreviousPersonID: carol.ID}})
+			}
 			if !slices.Equal(got, wantTold) {
 				t.Errorf("the log tells of alice back and of the gift\n%+v\nwant\n%+v", got, wantTold)
 			}
