@@ -429,7 +429,7 @@ func TestRedisARejoinCutShortAfterItsMoveIsFinished(t *testing.T) {
 	for _, tc := range []struct {
 		next  string // "login", "claim", or "sweep" (then a login)
 		carol bool   // a live record with the new unionid
-	}{{"login", false}, {"claim", false}, {"sweep", false}, {"login", true}, {"sweep", true}} {
+	}{{"login", false}, {"claim", false}, {"sweep", false}, {"login", true}, {"claim", true}, {"sweep", true}} {
 		t.Run(fmt.Sprintf("%s, carol %v", tc.next, tc.carol), func(t *testing.T) {
 			rs := openEventStore(t, startRedis(t, onRedis))
 			ctx := t.Context()
@@ -492,6 +492,11 @@ func TestRedisARejoinCutShortAfterItsMoveIsFinished(t *testing.T) {
 			case "claim":
 				if c, taken, err := rs.Claim(ctx, id, "gift"); err != nil || !taken {
 					t.Errorf("alice back, her claim next: %+v, taken %v, %v; want the gift taken", c, taken, err)
+				}
+				if tc.carol { // before alice's next login: her claim linked u2
+					if c, taken, err := rs.Claim(ctx, carol.ID, "gift"); err != nil || !taken {
+						t.Errorf("carol's gift after alice's claim: %+v, taken %v, %v; want taken, alice's person being hers", c, taken, err)
+					}
 				}
 			case "sweep":
 				if err := rs.RelayLeftovers(ctx); err != nil {

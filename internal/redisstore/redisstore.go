@@ -1352,10 +1352,12 @@ func (s *Store) Claim(ctx context.Context, id int64, name string) (account.Claim
 // unionids with it (joinPersonFollowing), and the claims kept under its
 // app's and openid's hash, which a new user with a unionid takes, joining
 // its erased user's person again where that person has records
-// (takeOwnClaims). A claim finishes them before it claims, and the relay
-// before it names the user's person in an event (personNow).
+// (takeOwnClaims); and the link of a unionid that changed
+// (linkUnionID), which brings a person that had it into the user's. A
+// claim finishes them before it claims, and the relay before it names the
+// user's person in an event (personNow).
 func (s *Store) settled(ctx context.Context, id int64) (account.User, string, error) {
-	who, person, joined, own, err := s.claimant(ctx, id)
+	who, person, joined, own, linked, err := s.claimant(ctx, id)
 	if err != nil {
 		return account.User{}, "", err
 	}
@@ -1370,29 +1372,42 @@ func (s *Store) settled(ctx context.Context, id int64) (account.User, string, er
 		}
 	}
 	if joined != person || own != "" {
-		who, person, _, _, err = s.claimant(ctx, id) // moved meanwhile
+		if who, person, _, _, linked, err = s.claimant(ctx, id); err != nil { // moved meanwhile
+			return account.User{}, "", err
+		}
+	}
+	if who.PreviousUnionIDs != "" && who.UnionID != "" && linked != who.UnionID {
+		// Not linked yet, a person that had the new unionid would take
+		// the claim again (TestRedisARejoinCutShortAfterItsMoveIsFinished).
+		if err := s.linkUnionID(ctx, who); err != nil {
+			return account.User{}, "", unavailable(err)
+		}
+		who, person, _, _, _, err = s.claimant(ctx, id)
 	}
 	return who, person, err
 }
 
-// claimant is user id (its id, appid, openid and unionid), its person,
-// the person it last joined whole ("" for none), and the hash whose kept
-// claims it is still to take (takeOwnClaims; "" for none).
-func (s *Store) claimant(ctx context.Context, id int64) (who account.User, person, joined, own string, err error) {
-	reply, err := s.rc.Do(ctx, "HMGET", userKey(id), "appid", "person", "joined", "own", "openid", "unionid")
+// claimant is user id (its id, appid, openid, unionid and previous
+// unionids), its person, the person it last joined whole ("" for none),
+// the hash whose kept claims it is still to take (takeOwnClaims; "" for
+// none), and the unionid it linked last (linkUnionID).
+func (s *Store) claimant(ctx context.Context, id int64) (who account.User, person, joined, own, linked string, err error) {
+	reply, err := s.rc.Do(ctx, "HMGET", userKey(id), "appid", "person", "joined", "own", "openid", "unionid", "previous_unionids", "linked")
 	if err != nil {
-		return account.User{}, "", "", "", unavailable(err)
+		return account.User{}, "", "", "", "", unavailable(err)
 	}
 	fields, _ := reply.([]any)
-	if len(fields) != 6 || fields[0] == nil || fields[1] == nil {
-		return account.User{}, "", "", "", fmt.Errorf("claim: %w %d", account.ErrNoUser, id)
+	if len(fields) != 8 || fields[0] == nil || fields[1] == nil {
+		return account.User{}, "", "", "", "", fmt.Errorf("claim: %w %d", account.ErrNoUser, id)
 	}
 	joined, _ = fields[2].(string)
 	own, _ = fields[3].(string)
 	who = account.User{ID: id, AppID: fields[0].(string)}
 	who.OpenID, _ = fields[4].(string)
 	who.UnionID, _ = fields[5].(string)
-	return who, fields[1].(string), joined, own, nil
+	who.PreviousUnionIDs, _ = fields[6].(string)
+	linked, _ = fields[7].(string)
+	return who, fields[1].(string), joined, own, linked, nil
 }
 
 // claimScript claims ARGV[1] for a person with ARGV[2], unless it has a
