@@ -1783,23 +1783,9 @@ func TestRedisAUserBackAfterItsErasureIsToldCreatedIntoItsPerson(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			now := time.Now()
-			args := []string{strconv.FormatInt(id, 10), "wxshop", openID, tc.unionID, formatTime(now),
-				rs.PersonHash("wxshop", openID, tc.unionID), "1", formatTime(now.Add(-time.Hour))}
-			args = append(append(args, rs.loginEvents(id, "wxshop", tc.unionID, true, false)...), own)
-			reply, err := loginScript.Run(ctx, rs.rc, []string{userKey(id), userOutboxKey(id)}, args...)
-			if err != nil {
-				t.Fatal(err)
-			}
+			reply := newUsersLoginScript(t, rs, id, "wxshop", openID, tc.unionID, own)
 			if tc.joined {
-				r, _ := reply.([]any)
-				u, err := readRecord(r[1])
-				if err == nil {
-					err = rs.settlePerson(ctx, u, r[1])
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
+				settleFrom(t, rs, reply)
 			}
 			if err := rs.RelayLeftovers(ctx); err != nil { // a sweep
 				t.Fatal(err)

@@ -212,6 +212,37 @@ func TestAnErasureOfAUserWhosePersonBecameAnAlias(t *testing.T) {
 	}
 }
 
+// newUsersLoginScript runs the script of a new user's login with events,
+// user id of (appID, openID, unionID), own its app's and openid's hash if
+// that holds kept claims, and nothing after it: a login cut short there.
+// It answers the script's reply.
+func newUsersLoginScript(t *testing.T, rs *Store, id int64, appID, openID, unionID, own string) any {
+	t.Helper()
+	now := time.Now()
+	args := []string{strconv.FormatInt(id, 10), appID, openID, unionID, formatTime(now),
+		rs.PersonHash(appID, openID, unionID), "1", formatTime(now.Add(-time.Hour))}
+	args = append(append(args, rs.loginEvents(id, appID, unionID, true, false)...), own)
+	reply, err := loginScript.Run(t.Context(), rs.rc, []string{userKey(id), userOutboxKey(id)}, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reply
+}
+
+// settleFrom makes the join that follows a login's script (settlePerson),
+// from the script's reply.
+func settleFrom(t *testing.T, rs *Store, reply any) {
+	t.Helper()
+	r, _ := reply.([]any)
+	u, err := readRecord(r[1])
+	if err == nil {
+		err = rs.settlePerson(t.Context(), u, r[1])
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // loginOn is a login on rs of name in appID with unionID ("" for none),
 // which must succeed.
 func loginOn(t *testing.T, rs *Store) func(appID, name, unionID string) account.User {
@@ -457,22 +488,8 @@ func TestRedisARejoinCutShortAfterItsMoveIsFinished(t *testing.T) {
 			if err != nil || own == "" {
 				t.Fatalf("alice back: id %d, own %q, %v; want her app's and openid's hash", id, own, err)
 			}
-			now := time.Now()
 			person := rs.PersonHash("wxshop", openID, "u2")
-			args := []string{strconv.FormatInt(id, 10), "wxshop", openID, "u2", formatTime(now), person, "1", formatTime(now.Add(-time.Hour))}
-			args = append(append(args, rs.loginEvents(id, "wxshop", "u2", true, false)...), own)
-			reply, err := loginScript.Run(ctx, rs.rc, []string{userKey(id), userOutboxKey(id)}, args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, _ := reply.([]any)
-			u, err := readRecord(r[1])
-			if err == nil {
-				err = rs.settlePerson(ctx, u, r[1])
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+			settleFrom(t, rs, newUsersLoginScript(t, rs, id, "wxshop", openID, "u2", own))
 			into, _, err := rs.personAt(ctx, own)
 			if err != nil {
 				t.Fatal(err)
